@@ -1,0 +1,9 @@
+//! slotkv data node: a Redis-Cluster-compatible server.
+//!
+//! The data path, top to bottom: [`server`] accepts connections and reads
+//! bytes, [`resp`] parses them into commands without copying, [`command`]
+//! looks each one up in the command table and runs it against the
+//! [`keyspace`], whose writes are recorded in the [`persistence`] effect log.
+
+pub mod resp;
+pub mod util;

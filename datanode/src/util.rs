@@ -1,0 +1,77 @@
+//! Small number formatting and parsing helpers shared by many commands.
+
+/// Formats a double the way Redis replies with one (`%.17g`, with `inf`,
+/// `-inf` and `nan`), writing into `buf` and returning the used prefix.
+pub fn fmt_double(d: f64, buf: &mut [u8; 32]) -> &[u8] {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    if d.is_infinite() {
+        let _ = cur.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
+    } else if d.is_nan() {
+        let _ = cur.write_all(b"nan");
+    } else {
+        // `ryu`-style shortest repr differs from %.17g; emulate %.17g.
+        let _ = write!(cur, "{}", G17(d));
+    }
+    let n = cur.position() as usize;
+    &buf[..n]
+}
+
+struct G17(f64);
+
+impl std::fmt::Display for G17 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_g(self.0, 17))
+    }
+}
+
+/// C's `%.<prec>g` for finite values.
+pub fn format_g(d: f64, prec: usize) -> String {
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let prec = prec.max(1);
+    // Exponent as %e would print it after rounding to `prec` digits.
+    let e_repr = format!("{:.*e}", prec - 1, d);
+    let (mantissa, exp) = e_repr.split_once('e').unwrap_or((&e_repr, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= prec as i32 {
+        let m = trim_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{}{:02}", m, sign, exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        let s = format!("{:.*}", decimals, d);
+        trim_zeros(&s).to_string()
+    }
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(d: f64) -> String {
+        let mut b = [0u8; 32];
+        String::from_utf8(fmt_double(d, &mut b).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn doubles_print_like_printf_g17() {
+        assert_eq!(g(1.5), "1.5");
+        assert_eq!(g(10.0), "10");
+        assert_eq!(g(0.1), "0.10000000000000001");
+        assert_eq!(g(1e20), "1e+20");
+        assert_eq!(g(-2.5e-7), "-2.4999999999999999e-07");
+        assert_eq!(g(f64::INFINITY), "inf");
+        assert_eq!(g(f64::NEG_INFINITY), "-inf");
+        assert_eq!(g(123456789.0), "123456789");
+    }
+}
