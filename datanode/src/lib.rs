@@ -5,5 +5,11 @@
 //! looks each one up in the command table and runs it against the
 //! [`keyspace`], whose writes are recorded in the [`persistence`] effect log.
 
+pub mod command;
+pub mod config;
+pub mod glob;
+pub mod keyspace;
+pub mod persistence;
 pub mod resp;
+pub mod server;
 pub mod util;

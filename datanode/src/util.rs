@@ -28,7 +28,11 @@ impl std::fmt::Display for G17 {
 /// C's `%.<prec>g` for finite values.
 pub fn format_g(d: f64, prec: usize) -> String {
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let prec = prec.max(1);
     // Exponent as %e would print it after rounding to `prec` digits.

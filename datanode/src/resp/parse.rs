@@ -351,7 +351,12 @@ mod tests {
     fn multibulk_and_partial() {
         let full = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n";
         let (p, args) = parse(full).unwrap().unwrap();
-        assert_eq!(p, Parsed::Multibulk { consumed: full.len() });
+        assert_eq!(
+            p,
+            Parsed::Multibulk {
+                consumed: full.len()
+            }
+        );
         assert_eq!(args, vec![b"GET".to_vec(), b"foo".to_vec()]);
         for cut in 0..full.len() {
             assert_eq!(parse(&full[..cut]).unwrap(), None, "cut at {cut}");
@@ -360,20 +365,48 @@ mod tests {
 
     #[test]
     fn inline_with_quotes() {
-        let (p, args) = parse(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n").unwrap().unwrap();
+        let (p, args) = parse(b"set \"a b\" 'c\\'d' \"\\x41\\n\"\r\n")
+            .unwrap()
+            .unwrap();
         assert!(matches!(p, Parsed::Inline { .. }));
-        assert_eq!(args, vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()]);
+        assert_eq!(
+            args,
+            vec![
+                b"set".to_vec(),
+                b"a b".to_vec(),
+                b"c'd".to_vec(),
+                b"A\n".to_vec()
+            ]
+        );
         assert!(parse(b"set \"abc\r\n").is_err());
-        assert!(matches!(parse(b"\r\n").unwrap(), Some((Parsed::Empty { consumed: 2 }, _))));
+        assert!(matches!(
+            parse(b"\r\n").unwrap(),
+            Some((Parsed::Empty { consumed: 2 }, _))
+        ));
     }
 
     #[test]
     fn protocol_errors() {
-        assert_eq!(parse(b"*abc\r\n").unwrap_err().0, "invalid multibulk length");
-        assert_eq!(parse(b"*1\r\n$-1\r\n").unwrap_err().0, "invalid bulk length");
-        assert_eq!(parse(b"*1\r\n+foo\r\n").unwrap_err().0, "expected '$', got '+'");
-        assert_eq!(parse(b"*1\r\n$2147483648\r\n").unwrap_err().0, "invalid bulk length");
-        assert_eq!(parse(b"*1048577\r\n").unwrap_err().0, "invalid multibulk length");
+        assert_eq!(
+            parse(b"*abc\r\n").unwrap_err().0,
+            "invalid multibulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\n$-1\r\n").unwrap_err().0,
+            "invalid bulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\n+foo\r\n").unwrap_err().0,
+            "expected '$', got '+'"
+        );
+        assert_eq!(
+            parse(b"*1\r\n$2147483648\r\n").unwrap_err().0,
+            "invalid bulk length"
+        );
+        assert_eq!(
+            parse(b"*1048577\r\n").unwrap_err().0,
+            "invalid multibulk length"
+        );
         let long = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(parse(&long).unwrap_err().0, "too big inline request");
     }

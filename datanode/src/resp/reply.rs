@@ -50,7 +50,8 @@ impl<'a> Reply<'a> {
         // Redis replaces newlines in error strings with spaces so the
         // reply stays one line.
         for &c in msg.as_bytes() {
-            self.out.push(if c == b'\r' || c == b'\n' { b' ' } else { c });
+            self.out
+                .push(if c == b'\r' || c == b'\n' { b' ' } else { c });
         }
         self.out.extend_from_slice(b"\r\n");
     }

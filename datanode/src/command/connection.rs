@@ -1,0 +1,463 @@
+//! Connection commands: PING, ECHO, SELECT, AUTH, HELLO, RESET, QUIT, CLIENT.
+
+use std::sync::atomic::Ordering;
+
+use super::{eq_ic, Action, Args, Ctx, SYNTAX};
+use crate::resp::{parse_i64, Proto};
+use crate::server::client::ReplyMode;
+
+/// Version we report to clients and tools.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+pub fn ping(ctx: &mut Ctx, a: &Args) {
+    match a.len() {
+        1 => ctx.r.simple("PONG"),
+        2 => ctx.r.bulk(a.get(1)),
+        _ => ctx
+            .r
+            .error("ERR wrong number of arguments for 'ping' command"),
+    }
+}
+
+pub fn echo(ctx: &mut Ctx, a: &Args) {
+    ctx.r.bulk(a.get(1));
+}
+
+pub fn select(ctx: &mut Ctx, a: &Args) {
+    let Some(n) = parse_i64(a.get(1)).and_then(|n| i32::try_from(n).ok()) else {
+        return ctx.r.error("ERR value is not an integer or out of range");
+    };
+    if ctx.srv.cluster_enabled() && n != 0 {
+        return ctx.r.error("ERR SELECT is not allowed in cluster mode");
+    }
+    if n < 0 || n as usize >= ctx.srv.ks.count() {
+        return ctx.r.error("ERR DB index is out of range");
+    }
+    ctx.client.db = n as usize;
+    ctx.client.info.db.store(n as usize, Ordering::Relaxed);
+    ctx.locks.db = ctx.srv.ks.db(n as usize);
+    ctx.r.ok();
+}
+
+pub fn quit(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.ok();
+    ctx.actions.push(Action::Close);
+}
+
+pub fn reset(ctx: &mut Ctx, _a: &Args) {
+    ctx.client.multi = None;
+    super::txn::unwatch_all(ctx);
+    ctx.client.db = 0;
+    ctx.client.info.db.store(0, Ordering::Relaxed);
+    ctx.locks.db = ctx.srv.ks.db(0);
+    ctx.client.proto = Proto::Resp2;
+    ctx.r.proto = Proto::Resp2;
+    ctx.client.reply_mode = ReplyMode::On;
+    ctx.client.readonly = false;
+    ctx.client.asking = false;
+    *ctx.client.info.name.lock() = None;
+    ctx.client.authenticated = ctx.srv.requirepass().is_none();
+    ctx.r.simple("RESET");
+}
+
+/// Checks a user/password pair against `requirepass` (user `default` only).
+fn check_auth(ctx: &mut Ctx, user: Option<&[u8]>, pass: &[u8]) -> bool {
+    let ok = match ctx.srv.requirepass() {
+        // Without requirepass, the default user has no password: any works.
+        None => user.is_none_or(|u| u == b"default"),
+        Some(p) => user.is_none_or(|u| u == b"default") && p == pass,
+    };
+    if ok {
+        ctx.client.authenticated = true;
+    }
+    ok
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+pub fn auth(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 3 {
+        return ctx.r.error(SYNTAX);
+    }
+    if a.len() == 2 && ctx.srv.requirepass().is_none() {
+        return ctx.r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    }
+    let (user, pass) = if a.len() == 3 {
+        (Some(a.get(1)), a.get(2))
+    } else {
+        (None, a.get(1))
+    };
+    if check_auth(ctx, user, pass) {
+        ctx.r.ok();
+    } else {
+        ctx.r.error(WRONGPASS);
+    }
+}
+
+pub fn hello(ctx: &mut Ctx, a: &Args) {
+    let mut proto = ctx.client.proto;
+    let mut i = 1;
+    if a.len() >= 2 {
+        let v = parse_i64(a.get(1));
+        match v {
+            None => {
+                return ctx
+                    .r
+                    .error("ERR Protocol version is not an integer or out of range")
+            }
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
+            Some(_) => return ctx.r.error("NOPROTO unsupported protocol version"),
+        }
+        i = 2;
+    }
+    let mut setname: Option<&[u8]> = None;
+    let mut auth: Option<(&[u8], &[u8])> = None;
+    while i < a.len() {
+        let more = a.len() - i - 1;
+        if eq_ic(a.get(i), "AUTH") && more >= 2 {
+            auth = Some((a.get(i + 1), a.get(i + 2)));
+            i += 3;
+        } else if eq_ic(a.get(i), "SETNAME") && more >= 1 {
+            setname = Some(a.get(i + 1));
+            i += 2;
+        } else {
+            return ctx.r.error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(a.get(i))
+            ));
+        }
+    }
+    if let Some((u, p)) = auth {
+        if !check_auth(ctx, Some(u), p) {
+            return ctx.r.error(WRONGPASS);
+        }
+    }
+    if !ctx.client.authenticated {
+        return ctx.r.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = setname {
+        if !valid_name(n) {
+            return ctx.r.error(BAD_NAME);
+        }
+        *ctx.client.info.name.lock() = (!n.is_empty()).then(|| n.to_vec());
+    }
+    ctx.client.proto = proto;
+    ctx.r.proto = proto;
+    ctx.client
+        .info
+        .resp
+        .store(if proto == Proto::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
+    let r = &mut ctx.r;
+    r.map(7);
+    r.bulk(b"server");
+    r.bulk(b"redis");
+    r.bulk(b"version");
+    r.bulk(REDIS_VERSION.as_bytes());
+    r.bulk(b"proto");
+    r.int(if proto == Proto::Resp3 { 3 } else { 2 });
+    r.bulk(b"id");
+    r.int(ctx.client.id as i64);
+    r.bulk(b"mode");
+    r.bulk(if ctx.srv.cluster_enabled() {
+        b"cluster".as_slice()
+    } else {
+        b"standalone"
+    });
+    r.bulk(b"role");
+    r.bulk(b"master");
+    r.bulk(b"modules");
+    r.array(0);
+}
+
+pub fn readonly(ctx: &mut Ctx, _a: &Args) {
+    if !ctx.srv.cluster_enabled() {
+        return ctx
+            .r
+            .error("ERR This instance has cluster support disabled");
+    }
+    ctx.client.readonly = true;
+    ctx.r.ok();
+}
+
+pub fn readwrite(ctx: &mut Ctx, _a: &Args) {
+    if !ctx.srv.cluster_enabled() {
+        return ctx
+            .r
+            .error("ERR This instance has cluster support disabled");
+    }
+    ctx.client.readonly = false;
+    ctx.r.ok();
+}
+
+pub fn container_without_sub(ctx: &mut Ctx, a: &Args) {
+    // Reached only when the container is called with too few arguments,
+    // which arity already rejects; answer like Redis does for that case.
+    ctx.r.error(&format!(
+        "ERR wrong number of arguments for '{}' command",
+        String::from_utf8_lossy(a.get(0)).to_lowercase()
+    ));
+}
+
+/// Writes a HELP reply: a title line, the given lines, and HELP's own entry.
+pub fn help_reply(ctx: &mut Ctx, cmd: &str, lines: &[&str]) {
+    ctx.r.array(lines.len() + 3);
+    ctx.r.simple(&format!(
+        "{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ));
+    for l in lines {
+        ctx.r.simple(l);
+    }
+    ctx.r.simple("HELP");
+    ctx.r.simple("    Print this help.");
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn valid_name(n: &[u8]) -> bool {
+    n.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+pub fn client_id(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.int(ctx.client.id as i64);
+}
+
+pub fn client_setname(ctx: &mut Ctx, a: &Args) {
+    let n = a.get(2);
+    if !valid_name(n) {
+        return ctx.r.error(BAD_NAME);
+    }
+    *ctx.client.info.name.lock() = (!n.is_empty()).then(|| n.to_vec());
+    ctx.r.ok();
+}
+
+pub fn client_getname(ctx: &mut Ctx, _a: &Args) {
+    let n = ctx.client.info.name.lock().clone();
+    match n {
+        Some(n) => ctx.r.bulk(&n),
+        None => ctx.r.null(),
+    }
+}
+
+pub fn client_setinfo(ctx: &mut Ctx, a: &Args) {
+    let (attr, val) = (a.get(2), a.get(3));
+    if !val.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        return ctx.r.error(&format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(attr).to_lowercase()
+        ));
+    }
+    let slot = if eq_ic(attr, "lib-name") {
+        &ctx.client.info.lib_name
+    } else if eq_ic(attr, "lib-ver") {
+        &ctx.client.info.lib_ver
+    } else {
+        return ctx.r.error(&format!(
+            "ERR Unrecognized option '{}'",
+            String::from_utf8_lossy(attr)
+        ));
+    };
+    *slot.lock() = (!val.is_empty()).then(|| val.to_vec());
+    ctx.r.ok();
+}
+
+pub fn client_no_evict(ctx: &mut Ctx, a: &Args) {
+    if eq_ic(a.get(2), "ON") || eq_ic(a.get(2), "OFF") {
+        ctx.r.ok();
+    } else {
+        ctx.r.error(SYNTAX);
+    }
+}
+
+pub fn client_reply(ctx: &mut Ctx, a: &Args) {
+    let m = a.get(2);
+    if eq_ic(m, "ON") {
+        ctx.client.reply_mode = ReplyMode::On;
+        ctx.r.ok();
+    } else if eq_ic(m, "OFF") {
+        ctx.client.reply_mode = ReplyMode::Off;
+    } else if eq_ic(m, "SKIP") {
+        ctx.client.reply_mode = ReplyMode::SkipNext;
+    } else {
+        ctx.r.error(SYNTAX);
+    }
+}
+
+fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo) -> String {
+    let now = crate::keyspace::now_ms();
+    let name = c.name.lock().clone().unwrap_or_default();
+    let lib_name = c.lib_name.lock().clone().unwrap_or_default();
+    let lib_ver = c.lib_ver.lock().clone().unwrap_or_default();
+    let me = c.id == ctx.client.id;
+    let flags = if c.is_monitor.load(Ordering::Relaxed) {
+        "O"
+    } else if c.in_multi.load(Ordering::Relaxed) || (me && ctx.client.multi.is_some()) {
+        "x"
+    } else {
+        "N"
+    };
+    format!(
+        "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        String::from_utf8_lossy(&name),
+        (now - c.created_ms) / 1000,
+        (now - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000,
+        flags,
+        c.db.load(Ordering::Relaxed),
+        *c.last_cmd.lock(),
+        c.resp.load(Ordering::Relaxed),
+        String::from_utf8_lossy(&lib_name),
+        String::from_utf8_lossy(&lib_ver),
+    )
+}
+
+pub fn client_list(ctx: &mut Ctx, a: &Args) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < a.len() {
+        if eq_ic(a.get(i), "TYPE") && i + 1 < a.len() {
+            let t = a.get(i + 1);
+            if !(eq_ic(t, "normal")
+                || eq_ic(t, "master")
+                || eq_ic(t, "replica")
+                || eq_ic(t, "slave")
+                || eq_ic(t, "pubsub"))
+            {
+                return ctx.r.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(t)
+                ));
+            }
+            if !eq_ic(t, "normal") {
+                ids = Some(Vec::new());
+            }
+            i += 2;
+        } else if eq_ic(a.get(i), "ID") && i + 1 < a.len() {
+            let mut v = Vec::new();
+            for x in a.iter().skip(i + 1) {
+                match parse_i64(x) {
+                    Some(n) if n > 0 => v.push(n as u64),
+                    _ => return ctx.r.error("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(v);
+            break;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+    }
+    let mut clients: Vec<_> = ctx.srv.clients.lock().values().cloned().collect();
+    clients.sort_by_key(|c| c.id);
+    let mut out = String::new();
+    for c in clients {
+        if ids.as_ref().is_some_and(|v| !v.contains(&c.id)) {
+            continue;
+        }
+        out.push_str(&client_line(ctx, &c));
+    }
+    ctx.r.verbatim(out.as_bytes());
+}
+
+pub fn client_info(ctx: &mut Ctx, _a: &Args) {
+    let me = ctx.client.info.clone();
+    let line = client_line(ctx, &me);
+    ctx.r.verbatim(line.as_bytes());
+}
+
+pub fn client_kill(ctx: &mut Ctx, a: &Args) {
+    let clients: Vec<_> = ctx.srv.clients.lock().values().cloned().collect();
+    if a.len() == 3 {
+        // Old form: CLIENT KILL ip:port
+        let addr = String::from_utf8_lossy(a.get(2)).to_string();
+        match clients.iter().find(|c| c.addr.to_string() == addr) {
+            Some(c) => {
+                c.kill();
+                if c.id == ctx.client.id {
+                    ctx.client.close_after_reply = true;
+                }
+                ctx.r.ok();
+            }
+            None => ctx.r.error("ERR No such client"),
+        }
+        return;
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skipme = true;
+    let mut i = 2;
+    while i + 1 < a.len() {
+        let (k, v) = (a.get(i), a.get(i + 1));
+        if eq_ic(k, "ID") {
+            match parse_i64(v) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => return ctx.r.error("ERR client-id should be greater than 0"),
+            }
+        } else if eq_ic(k, "ADDR") {
+            addr = Some(String::from_utf8_lossy(v).to_string());
+        } else if eq_ic(k, "LADDR") {
+            laddr = Some(String::from_utf8_lossy(v).to_string());
+        } else if eq_ic(k, "SKIPME") {
+            if eq_ic(v, "yes") {
+                skipme = true;
+            } else if eq_ic(v, "no") {
+                skipme = false;
+            } else {
+                return ctx.r.error(SYNTAX);
+            }
+        } else if eq_ic(k, "TYPE") || eq_ic(k, "USER") || eq_ic(k, "MAXAGE") {
+            // Accepted filters that match normal clients of the default user.
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+        i += 2;
+    }
+    if i != a.len() {
+        return ctx.r.error(SYNTAX);
+    }
+    let mut n = 0;
+    for c in clients {
+        if id.is_some_and(|x| x != c.id)
+            || addr.as_ref().is_some_and(|x| *x != c.addr.to_string())
+            || laddr.as_ref().is_some_and(|x| *x != c.laddr.to_string())
+            || (skipme && c.id == ctx.client.id)
+        {
+            continue;
+        }
+        c.kill();
+        if c.id == ctx.client.id {
+            ctx.client.close_after_reply = true;
+        }
+        n += 1;
+    }
+    ctx.r.int(n);
+}
+
+pub fn client_help(ctx: &mut Ctx, _a: &Args) {
+    help_reply(
+        ctx,
+        "CLIENT",
+        &[
+            "GETNAME",
+            "    Return this connection's name.",
+            "ID",
+            "    Return this connection's id.",
+            "INFO",
+            "    Describe this connection, in CLIENT LIST's format.",
+            "KILL <ip:port> | <option> <value> [<option> <value> ...]",
+            "    Close matching connections (options: ID, ADDR, LADDR, TYPE, USER, SKIPME, MAXAGE).",
+            "LIST [TYPE <type>] [ID <id> [<id> ...]]",
+            "    Describe the connected clients.",
+            "NO-EVICT (ON|OFF)",
+            "    Accepted for compatibility.",
+            "REPLY (ON|OFF|SKIP)",
+            "    Turn replies for this connection on or off, or skip the next one.",
+            "SETINFO <LIB-NAME|LIB-VER> <value>",
+            "    Record the client library's name or version.",
+            "SETNAME <name>",
+            "    Name this connection.",
+        ],
+    );
+}

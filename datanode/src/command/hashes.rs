@@ -1,0 +1,394 @@
+//! Hash commands.
+
+use rand::Rng;
+
+use super::keys::{parse_cursor, parse_scan_opts};
+use super::{eq_ic, fmt_float_human, int_arg, parse_float, Args, Ctx, OVERFLOW, WRONGTYPE};
+use crate::glob::glob_match;
+use crate::keyspace::{HashObj, SlotRef, Value};
+use crate::resp::parse_i64;
+
+enum Lookup<'v> {
+    Missing,
+    Wrong,
+    Hash(&'v mut HashObj),
+}
+
+fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
+    match s.get_mut(key) {
+        None => Lookup::Missing,
+        Some(Value::Hash(h)) => Lookup::Hash(h),
+        Some(_) => Lookup::Wrong,
+    }
+}
+
+pub fn hset(ctx: &mut Ctx, a: &Args) {
+    hset_generic(ctx, a, "hset")
+}
+
+pub fn hmset(ctx: &mut Ctx, a: &Args) {
+    hset_generic(ctx, a, "hmset")
+}
+
+fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
+    if a.len() % 2 != 0 {
+        ctx.r.error(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ));
+        return;
+    }
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let mut added = 0;
+    match lookup(&mut s, key) {
+        Lookup::Wrong => {
+            ctx.r.error(WRONGTYPE);
+            return;
+        }
+        Lookup::Hash(h) => {
+            let mut i = 2;
+            while i < a.len() {
+                added += h.set(a.get(i), a.get(i + 1)) as i64;
+                i += 2;
+            }
+            s.touch(key);
+        }
+        Lookup::Missing => {
+            let mut h = HashObj::default();
+            let mut i = 2;
+            while i < a.len() {
+                added += h.set(a.get(i), a.get(i + 1)) as i64;
+                i += 2;
+            }
+            s.set(key, Value::Hash(Box::new(h)), false);
+        }
+    }
+    if s.db.log.is_active() {
+        let mut eff: Vec<&[u8]> = vec![b"HSET"];
+        eff.extend(a.iter().skip(1));
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty(((a.len() - 2) / 2) as u64);
+    if name == "hmset" {
+        ctx.r.ok();
+    } else {
+        ctx.r.int(added);
+    }
+}
+
+pub fn hsetnx(ctx: &mut Ctx, a: &Args) {
+    let (key, f, v) = (a.get(1), a.get(2), a.get(3));
+    let mut s = ctx.locks.key(key);
+    match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Hash(h) => {
+            if h.get(f).is_some() {
+                return ctx.r.int(0);
+            }
+            h.set(f, v);
+            s.touch(key);
+        }
+        Lookup::Missing => {
+            let mut h = HashObj::default();
+            h.set(f, v);
+            s.set(key, Value::Hash(Box::new(h)), false);
+        }
+    }
+    s.log(&[b"HSET".as_slice(), key, f, v]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+/// Looks up a hash for reading. `Err(())` means WRONGTYPE was replied.
+macro_rules! with_hash {
+    ($ctx:ident, $key:expr, $missing:expr, |$h:ident| $body:expr) => {{
+        let key = $key;
+        let mut s = $ctx.locks.key(key);
+        match s.get(key) {
+            None => {
+                drop(s);
+                $missing
+            }
+            Some(Value::Hash($h)) => $body,
+            Some(_) => $ctx.r.error(WRONGTYPE),
+        }
+    }};
+}
+
+pub fn hget(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.null(), |h| match h.get(a.get(2)) {
+        Some(v) => ctx.r.bulk(v),
+        None => ctx.r.null(),
+    })
+}
+
+pub fn hmget(ctx: &mut Ctx, a: &Args) {
+    let n = a.len() - 2;
+    with_hash!(
+        ctx,
+        a.get(1),
+        {
+            ctx.r.array(n);
+            for _ in 0..n {
+                ctx.r.null();
+            }
+        },
+        |h| {
+            ctx.r.array(n);
+            for f in a.iter().skip(2) {
+                match h.get(f) {
+                    Some(v) => ctx.r.bulk(v),
+                    None => ctx.r.null(),
+                }
+            }
+        }
+    )
+}
+
+pub fn hdel(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let (n, empty) = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => return ctx.r.int(0),
+        Lookup::Hash(h) => {
+            let n = a.iter().skip(2).filter(|f| h.remove(f)).count();
+            (n, h.is_empty())
+        }
+    };
+    if n > 0 {
+        if empty {
+            s.remove(key);
+        } else {
+            s.touch(key);
+        }
+        if s.db.log.is_active() {
+            let mut eff: Vec<&[u8]> = vec![b"HDEL"];
+            eff.extend(a.iter().skip(1));
+            s.log(&eff);
+        }
+        drop(s);
+        ctx.dirty(n as u64);
+    }
+    ctx.r.int(n as i64);
+}
+
+pub fn hexists(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx
+        .r
+        .int(h.get(a.get(2)).is_some() as i64))
+}
+
+pub fn hlen(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx.r.int(h.len() as i64))
+}
+
+pub fn hstrlen(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx
+        .r
+        .int(h.get(a.get(2)).map_or(0, |v| v.len()) as i64))
+}
+
+pub fn hkeys(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.array(0), |h| {
+        ctx.r.array(h.len());
+        let r = &mut ctx.r;
+        h.for_each(|k, _| r.bulk(k));
+    })
+}
+
+pub fn hvals(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.array(0), |h| {
+        ctx.r.array(h.len());
+        let r = &mut ctx.r;
+        h.for_each(|_, v| r.bulk(v));
+    })
+}
+
+pub fn hgetall(ctx: &mut Ctx, a: &Args) {
+    with_hash!(ctx, a.get(1), ctx.r.map(0), |h| {
+        ctx.r.map(h.len());
+        let r = &mut ctx.r;
+        h.for_each(|k, v| {
+            r.bulk(k);
+            r.bulk(v);
+        });
+    })
+}
+
+pub fn hincrby(ctx: &mut Ctx, a: &Args) {
+    let (key, f) = (a.get(1), a.get(2));
+    let Some(by) = int_arg(ctx, a.get(3)) else {
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    let cur = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => 0,
+        Lookup::Hash(h) => match h.get(f) {
+            None => 0,
+            Some(v) => match parse_i64(v) {
+                Some(n) => n,
+                None => return ctx.r.error("ERR hash value is not an integer"),
+            },
+        },
+    };
+    let Some(new) = cur.checked_add(by) else {
+        return ctx.r.error(OVERFLOW);
+    };
+    let mut b = itoa::Buffer::new();
+    let text = b.format(new).as_bytes();
+    store_field(&mut s, key, f, text);
+    s.log(&[b"HSET".as_slice(), key, f, text]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(new);
+}
+
+fn store_field(s: &mut SlotRef, key: &[u8], f: &[u8], v: &[u8]) {
+    match lookup(s, key) {
+        Lookup::Hash(h) => {
+            h.set(f, v);
+            s.touch(key);
+        }
+        _ => {
+            let mut h = HashObj::default();
+            h.set(f, v);
+            s.set(key, Value::Hash(Box::new(h)), false);
+        }
+    }
+}
+
+pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
+    let (key, f) = (a.get(1), a.get(2));
+    let Some(by) = parse_float(a.get(3)) else {
+        return ctx.r.error(super::NOT_FLOAT);
+    };
+    let mut s = ctx.locks.key(key);
+    let cur = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => 0.0,
+        Lookup::Hash(h) => match h.get(f) {
+            None => 0.0,
+            Some(v) => match parse_float(v) {
+                Some(n) => n,
+                None => return ctx.r.error("ERR hash value is not a float"),
+            },
+        },
+    };
+    let new = cur + by;
+    if !new.is_finite() {
+        return ctx.r.error("ERR increment would produce NaN or Infinity");
+    }
+    let text = fmt_float_human(new);
+    store_field(&mut s, key, f, &text);
+    s.log(&[b"HSET".as_slice(), key, f, &text]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.bulk(&text);
+}
+
+/// HSCAN returns the whole hash in one call (cursor 0): COUNT is a hint.
+pub fn hscan(ctx: &mut Ctx, a: &Args) {
+    let Some(_cursor) = parse_cursor(ctx, a.get(2)) else {
+        return;
+    };
+    let Some(o) = parse_scan_opts(ctx, a, 3, false) else {
+        return;
+    };
+    let emit = |ctx: &mut Ctx, pairs: Vec<(Vec<u8>, Vec<u8>)>| {
+        ctx.r.array(2);
+        ctx.r.bulk(b"0");
+        ctx.r.array(pairs.len() * 2);
+        for (k, v) in pairs {
+            ctx.r.bulk(&k);
+            ctx.r.bulk(&v);
+        }
+    };
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let pairs = match s.get(key) {
+        None => Vec::new(),
+        Some(Value::Hash(h)) => {
+            let mut v = Vec::new();
+            h.for_each(|k, val| {
+                if o.pattern.is_none_or(|p| glob_match(p, k, false)) {
+                    v.push((k.to_vec(), val.to_vec()));
+                }
+            });
+            v
+        }
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    emit(ctx, pairs);
+}
+
+pub fn hrandfield(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut count: Option<i64> = None;
+    let mut withvalues = false;
+    if a.len() >= 3 {
+        let Some(c) = int_arg(ctx, a.get(2)) else {
+            return;
+        };
+        count = Some(c);
+        if a.len() == 4 && eq_ic(a.get(3), "WITHVALUES") {
+            withvalues = true;
+        } else if a.len() >= 4 {
+            return ctx.r.error(super::SYNTAX);
+        }
+        if withvalues && (c < -(i64::MAX / 2) || c > i64::MAX / 2) {
+            return ctx.r.error("ERR value is out of range");
+        }
+    }
+    let mut s = ctx.locks.key(key);
+    let h = match s.get(key) {
+        None => {
+            drop(s);
+            return match count {
+                None => ctx.r.null(),
+                Some(_) => ctx.r.array(0),
+            };
+        }
+        Some(Value::Hash(h)) => h,
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    let mut rng = rand::rng();
+    let len = h.len();
+    let Some(c) = count else {
+        let (k, _) = h.nth(rng.random_range(0..len)).unwrap_or((b"", b""));
+        return ctx.r.bulk(k);
+    };
+    let pairs = h.pairs();
+    let picks: Vec<usize> = if c >= 0 {
+        let c = c as usize;
+        if c >= len {
+            (0..len).collect()
+        } else {
+            rand::seq::index::sample(&mut rng, len, c).into_vec()
+        }
+    } else {
+        (0..c.unsigned_abs())
+            .map(|_| rng.random_range(0..len))
+            .collect()
+    };
+    if withvalues && ctx.r.is_resp3() {
+        ctx.r.array(picks.len());
+        for i in picks {
+            ctx.r.array(2);
+            ctx.r.bulk(pairs[i].0);
+            ctx.r.bulk(pairs[i].1);
+        }
+    } else {
+        ctx.r.array(picks.len() * if withvalues { 2 } else { 1 });
+        for i in picks {
+            ctx.r.bulk(pairs[i].0);
+            if withvalues {
+                ctx.r.bulk(pairs[i].1);
+            }
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Generic key commands: deletion, existence, expiry, renaming, iteration.
+
+use rand::Rng;
+
+use super::strings::clone_value;
+use super::{eq_ic, int_arg, Args, Ctx, NO_SUCH_KEY, SYNTAX};
+use crate::glob::glob_match;
+use crate::keyspace::{Value, SLOTS};
+
+pub fn del(ctx: &mut Ctx, a: &Args) {
+    let mut m = ctx.locks.keys(a.iter().skip(1));
+    let mut n = 0;
+    for key in a.iter().skip(1) {
+        let s = m.key(key);
+        if s.remove(key).is_some() {
+            s.log(&[b"DEL".as_slice(), key]);
+            n += 1;
+        }
+    }
+    drop(m);
+    ctx.dirty(n as u64);
+    ctx.r.int(n);
+}
+
+pub fn exists(ctx: &mut Ctx, a: &Args) {
+    let mut m = ctx.locks.keys(a.iter().skip(1));
+    let n = a.iter().skip(1).filter(|k| m.key(k).exists(k)).count();
+    ctx.r.int(n as i64);
+}
+
+pub fn touch(ctx: &mut Ctx, a: &Args) {
+    exists(ctx, a)
+}
+
+pub fn type_(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let t = s.get(key).map(|v| v.kind().name()).unwrap_or("none");
+    ctx.r.simple(t);
+}
+
+/// EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT. `seconds`: the unit; `relative`:
+/// whether the time is added to now.
+fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: &str) {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in a.iter().skip(3) {
+        if eq_ic(opt, "NX") {
+            nx = true;
+        } else if eq_ic(opt, "XX") {
+            xx = true;
+        } else if eq_ic(opt, "GT") {
+            gt = true;
+        } else if eq_ic(opt, "LT") {
+            lt = true;
+        } else {
+            ctx.r.error(&format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            ));
+            return;
+        }
+    }
+    if nx && (xx || gt || lt) {
+        ctx.r
+            .error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return;
+    }
+    if gt && lt {
+        ctx.r
+            .error("ERR GT and LT options at the same time are not compatible");
+        return;
+    }
+    let Some(mut when) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    let invalid = format!("ERR invalid expire time in '{name}' command");
+    if seconds {
+        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+            ctx.r.error(&invalid);
+            return;
+        }
+        when *= 1000;
+    }
+    let base = if relative { ctx.locks.now } else { 0 };
+    if when > i64::MAX - base {
+        ctx.r.error(&invalid);
+        return;
+    }
+    when += base;
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    if !s.exists(key) {
+        ctx.r.int(0);
+        return;
+    }
+    let cur = s.expire_of(key);
+    if (nx && cur.is_some())
+        || (xx && cur.is_none())
+        || (gt && cur.is_none_or(|c| when <= c))
+        || (lt && cur.is_some_and(|c| when >= c))
+    {
+        ctx.r.int(0);
+        return;
+    }
+    if when <= s.now {
+        s.remove(key);
+        s.log(&[b"DEL".as_slice(), key]);
+    } else {
+        s.set_expire(key, when);
+        let mut b = itoa::Buffer::new();
+        s.log(&[b"PEXPIREAT".as_slice(), key, b.format(when).as_bytes()]);
+    }
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+pub fn expire(ctx: &mut Ctx, a: &Args) {
+    expire_generic(ctx, a, true, true, "expire")
+}
+pub fn pexpire(ctx: &mut Ctx, a: &Args) {
+    expire_generic(ctx, a, false, true, "pexpire")
+}
+pub fn expireat(ctx: &mut Ctx, a: &Args) {
+    expire_generic(ctx, a, true, false, "expireat")
+}
+pub fn pexpireat(ctx: &mut Ctx, a: &Args) {
+    expire_generic(ctx, a, false, false, "pexpireat")
+}
+
+fn ttl_generic(ctx: &mut Ctx, a: &Args, ms: bool, absolute: bool) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    if !s.exists(key) {
+        ctx.r.int(-2);
+        return;
+    }
+    let Some(at) = s.expire_of(key) else {
+        ctx.r.int(-1);
+        return;
+    };
+    let t = if absolute { at } else { (at - s.now).max(0) };
+    ctx.r.int(if ms { t } else { (t + 500) / 1000 });
+}
+
+pub fn ttl(ctx: &mut Ctx, a: &Args) {
+    ttl_generic(ctx, a, false, false)
+}
+pub fn pttl(ctx: &mut Ctx, a: &Args) {
+    ttl_generic(ctx, a, true, false)
+}
+pub fn expiretime(ctx: &mut Ctx, a: &Args) {
+    ttl_generic(ctx, a, false, true)
+}
+pub fn pexpiretime(ctx: &mut Ctx, a: &Args) {
+    ttl_generic(ctx, a, true, true)
+}
+
+pub fn persist(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    if s.exists(key) && s.persist(key) {
+        s.log(&[b"PERSIST".as_slice(), key]);
+        drop(s);
+        ctx.dirty(1);
+        ctx.r.int(1);
+    } else {
+        ctx.r.int(0);
+    }
+}
+
+fn rename_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
+    let (src, dst) = (a.get(1), a.get(2));
+    let mut m = ctx.locks.keys([src, dst].into_iter());
+    if !m.key(src).exists(src) {
+        ctx.r.error(NO_SUCH_KEY);
+        return;
+    }
+    if src == dst {
+        if nx {
+            ctx.r.int(0);
+        } else {
+            ctx.r.ok();
+        }
+        return;
+    }
+    if nx && m.key(dst).exists(dst) {
+        ctx.r.int(0);
+        return;
+    }
+    let s = m.key(src);
+    let ttl = s.expire_of(src);
+    let Some(v) = s.remove(src) else {
+        return;
+    };
+    let d = m.key(dst);
+    d.remove(dst);
+    d.set(dst, v, false);
+    if let Some(at) = ttl {
+        d.set_expire(dst, at);
+    }
+    d.log(&[
+        if nx {
+            b"RENAMENX".as_slice()
+        } else {
+            b"RENAME"
+        },
+        src,
+        dst,
+    ]);
+    drop(m);
+    ctx.dirty(1);
+    if nx {
+        ctx.r.int(1);
+    } else {
+        ctx.r.ok();
+    }
+}
+
+pub fn rename(ctx: &mut Ctx, a: &Args) {
+    rename_generic(ctx, a, false)
+}
+pub fn renamenx(ctx: &mut Ctx, a: &Args) {
+    rename_generic(ctx, a, true)
+}
+
+pub fn copy(ctx: &mut Ctx, a: &Args) {
+    let (src, dst) = (a.get(1), a.get(2));
+    let mut dbi = ctx.locks.db.index;
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        let t = a.get(i);
+        if eq_ic(t, "REPLACE") {
+            replace = true;
+        } else if eq_ic(t, "DB") && i + 1 < a.len() {
+            let Some(n) = int_arg(ctx, a.get(i + 1)) else {
+                return;
+            };
+            if n < 0 || n as usize >= ctx.srv.ks.count() {
+                ctx.r.error("ERR DB index is out of range");
+                return;
+            }
+            if n as usize != ctx.locks.db.index && ctx.srv.cluster_enabled() {
+                ctx.r
+                    .error("ERR Copying to another database is not allowed in cluster mode");
+                return;
+            }
+            dbi = n as usize;
+            i += 1;
+        } else {
+            ctx.r.error(SYNTAX);
+            return;
+        }
+        i += 1;
+    }
+    let src_db = ctx.locks.db;
+    if src == dst && dbi == src_db.index {
+        ctx.r
+            .error("ERR source and destination objects are the same");
+        return;
+    }
+    let dst_db = ctx.srv.ks.db(dbi);
+    let (mut gs, gd) = ctx.locks.keys_two_dbs((src_db, src), (dst_db, dst));
+    let Some(v) = gs.get(src).map(clone_value) else {
+        ctx.r.int(0);
+        return;
+    };
+    let ttl = gs.expire_of(src);
+    let mut gd = gd;
+    let d = match gd.as_mut() {
+        Some(g) => &mut **g,
+        None => &mut *gs,
+    };
+    if d.exists(dst) {
+        if !replace {
+            ctx.r.int(0);
+            return;
+        }
+        d.remove(dst);
+    }
+    d.set(dst, v, false);
+    if let Some(at) = ttl {
+        d.set_expire(dst, at);
+    }
+    if d.db.log.is_active() {
+        let mut b = itoa::Buffer::new();
+        let mut eff: Vec<&[u8]> = vec![b"COPY", src, dst];
+        let dbs = b.format(dbi);
+        if dbi != src_db.index {
+            eff.push(b"DB");
+            eff.push(dbs.as_bytes());
+        }
+        if replace {
+            eff.push(b"REPLACE");
+        }
+        src_db.log.append(src_db.index, &eff);
+    }
+    drop(gs);
+    drop(gd);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+pub fn keys(ctx: &mut Ctx, a: &Args) {
+    let pat = a.get(1);
+    let all = pat == b"*";
+    let mut out = Vec::new();
+    let db = ctx.locks.db;
+    let mut slot = 0usize;
+    while let Some(s) = db.next_nonempty_slot(slot) {
+        let g = ctx.locks.slot(s);
+        g.for_each_live(|k, _, _| {
+            if all || glob_match(pat, k, false) {
+                out.push(k.clone());
+            }
+        });
+        slot = s as usize + 1;
+    }
+    ctx.r.array(out.len());
+    for k in &out {
+        ctx.r.bulk(k);
+    }
+}
+
+/// Parses the cursor, replying `ERR invalid cursor` when it is not one.
+pub fn parse_cursor(ctx: &mut Ctx, a: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(a).ok().filter(|s| !s.starts_with('+'));
+    match s.and_then(|s| s.parse::<u64>().ok()) {
+        Some(c) => Some(c),
+        None => {
+            ctx.r.error("ERR invalid cursor");
+            None
+        }
+    }
+}
+
+pub struct ScanOpts<'a> {
+    pub pattern: Option<&'a [u8]>,
+    pub count: usize,
+    pub kind: Option<&'a [u8]>,
+}
+
+/// Parses MATCH/COUNT (and TYPE when allowed) from `from` on.
+pub fn parse_scan_opts<'a>(
+    ctx: &mut Ctx,
+    a: &Args<'a>,
+    from: usize,
+    allow_type: bool,
+) -> Option<ScanOpts<'a>> {
+    let mut o = ScanOpts {
+        pattern: None,
+        count: 10,
+        kind: None,
+    };
+    let mut i = from;
+    while i < a.len() {
+        let t = a.get(i);
+        let has = i + 1 < a.len();
+        if eq_ic(t, "COUNT") && has {
+            let n = int_arg(ctx, a.get(i + 1))?;
+            if n < 1 {
+                ctx.r.error(SYNTAX);
+                return None;
+            }
+            o.count = n as usize;
+        } else if eq_ic(t, "MATCH") && has {
+            let p = a.get(i + 1);
+            o.pattern = if p == b"*" { None } else { Some(p) };
+        } else if allow_type && eq_ic(t, "TYPE") && has {
+            o.kind = Some(a.get(i + 1));
+        } else {
+            ctx.r.error(SYNTAX);
+            return None;
+        }
+        i += 2;
+    }
+    Some(o)
+}
+
+/// SCAN: the cursor is the next slot to visit. Whole slots are returned at
+/// once, so a key present for the whole scan is never missed, whatever
+/// happens to the table in between.
+pub fn scan(ctx: &mut Ctx, a: &Args) {
+    let Some(cursor) = parse_cursor(ctx, a.get(1)) else {
+        return;
+    };
+    let Some(o) = parse_scan_opts(ctx, a, 2, true) else {
+        return;
+    };
+    let db = ctx.locks.db;
+    let mut out = Vec::new();
+    let mut next = 0u64;
+    let mut slot = cursor as usize;
+    let mut visited = 0;
+    while slot < SLOTS {
+        let Some(s) = db.next_nonempty_slot(slot) else {
+            break;
+        };
+        let g = ctx.locks.slot(s);
+        g.for_each_live(|k, v, _| {
+            if o.pattern.is_some_and(|p| !glob_match(p, k, false)) {
+                return;
+            }
+            if o.kind
+                .is_some_and(|t| !t.eq_ignore_ascii_case(v.kind().name().as_bytes()))
+            {
+                return;
+            }
+            out.push(k.clone());
+        });
+        visited += g.len();
+        slot = s as usize + 1;
+        if visited >= o.count && slot < SLOTS {
+            next = slot as u64;
+            break;
+        }
+    }
+    ctx.r.array(2);
+    let mut b = itoa::Buffer::new();
+    ctx.r.bulk(b.format(next).as_bytes());
+    ctx.r.array(out.len());
+    for k in &out {
+        ctx.r.bulk(k);
+    }
+}
+
+pub fn randomkey(ctx: &mut Ctx, _a: &Args) {
+    let db = ctx.locks.db;
+    let mut rng = rand::rng();
+    for _ in 0..100 {
+        let start = rng.random_range(0..SLOTS);
+        let Some(s) = db
+            .next_nonempty_slot(start)
+            .or_else(|| db.next_nonempty_slot(0))
+        else {
+            break;
+        };
+        let g = ctx.locks.slot(s);
+        let keys = g.live_keys();
+        if keys.is_empty() {
+            continue;
+        }
+        let k = &keys[rng.random_range(0..keys.len())];
+        ctx.r.bulk(k);
+        return;
+    }
+    ctx.r.null();
+}
+
+pub fn dbsize(ctx: &mut Ctx, _a: &Args) {
+    let n = ctx.locks.db.size();
+    ctx.r.int(n as i64);
+}
+
+fn flush_flag(ctx: &mut Ctx, a: &Args) -> bool {
+    if a.len() > 2 || (a.len() == 2 && !eq_ic(a.get(1), "ASYNC") && !eq_ic(a.get(1), "SYNC")) {
+        ctx.r.error(SYNTAX);
+        return false;
+    }
+    true
+}
+
+/// Empties one database; returns the number of keys removed.
+fn flush_db(ctx: &mut Ctx, dbi: usize) -> usize {
+    let saved = ctx.locks.db;
+    ctx.locks.db = ctx.srv.ks.db(dbi);
+    let mut n = 0;
+    for s in 0..SLOTS as u16 {
+        let mut g = ctx.locks.slot(s);
+        if !g.is_empty() {
+            n += g.clear();
+        }
+    }
+    ctx.locks.db = saved;
+    n
+}
+
+pub fn flushdb(ctx: &mut Ctx, a: &Args) {
+    if !flush_flag(ctx, a) {
+        return;
+    }
+    let dbi = ctx.locks.db.index;
+    let n = flush_db(ctx, dbi);
+    ctx.log(&[b"FLUSHDB".as_slice()]);
+    ctx.dirty(n as u64 + 1);
+    ctx.r.ok();
+}
+
+pub fn flushall(ctx: &mut Ctx, a: &Args) {
+    if !flush_flag(ctx, a) {
+        return;
+    }
+    let mut n = 0;
+    let existing: Vec<usize> = ctx.srv.ks.existing().map(|d| d.index).collect();
+    for d in existing {
+        n += flush_db(ctx, d);
+    }
+    ctx.log(&[b"FLUSHALL".as_slice()]);
+    ctx.dirty(n as u64 + 1);
+    ctx.r.ok();
+}
+
+fn object_lookup(ctx: &mut Ctx, a: &Args, f: impl FnOnce(&Value) -> ObjReply) {
+    let key = a.get(2);
+    let mut s = ctx.locks.key(key);
+    match s.get(key) {
+        None => {
+            drop(s);
+            ctx.r.null();
+        }
+        Some(v) => {
+            let rep = f(v);
+            drop(s);
+            match rep {
+                ObjReply::Bulk(b) => ctx.r.bulk(b.as_bytes()),
+                ObjReply::Int(n) => ctx.r.int(n),
+                ObjReply::Err(e) => ctx.r.error(e),
+            }
+        }
+    }
+}
+
+enum ObjReply {
+    Bulk(&'static str),
+    Int(i64),
+    Err(&'static str),
+}
+
+fn lfu_policy(ctx: &Ctx) -> bool {
+    let c = ctx.srv.config.read();
+    c.get(b"maxmemory-policy")
+        .first()
+        .is_some_and(|(_, v)| v.contains("lfu"))
+}
+
+pub fn object_encoding(ctx: &mut Ctx, a: &Args) {
+    object_lookup(ctx, a, |v| ObjReply::Bulk(v.encoding()))
+}
+
+pub fn object_freq(ctx: &mut Ctx, a: &Args) {
+    let lfu = lfu_policy(ctx);
+    object_lookup(ctx, a, |_| {
+        if lfu {
+            ObjReply::Int(0)
+        } else {
+            ObjReply::Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+        }
+    })
+}
+
+pub fn object_idletime(ctx: &mut Ctx, a: &Args) {
+    let lfu = lfu_policy(ctx);
+    object_lookup(ctx, a, |_| {
+        if lfu {
+            ObjReply::Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
+        } else {
+            ObjReply::Int(0)
+        }
+    })
+}
+
+pub fn object_refcount(ctx: &mut Ctx, a: &Args) {
+    object_lookup(ctx, a, |v| match v {
+        // Redis shares the objects of small integers.
+        Value::Int(n) if (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
+        _ => ObjReply::Int(1),
+    })
+}
+
+pub fn object_help(ctx: &mut Ctx, _a: &Args) {
+    super::connection::help_reply(
+        ctx,
+        "OBJECT",
+        &[
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
+        ],
+    );
+}

@@ -1,0 +1,176 @@
+//! Slot locking for commands. Outside EXEC a command locks what it touches
+//! and releases it when done; inside EXEC every slot the transaction touches
+//! is locked up front (in ascending order) and commands borrow those guards.
+
+use std::ops::{Deref, DerefMut};
+
+use crate::keyspace::{key_slot, Db, Keyspace, SlotRef, SLOTS};
+
+pub struct Locks<'a> {
+    pub ks: &'a Keyspace,
+    pub db: &'a Db,
+    pub now: i64,
+    /// Guards held for a whole EXEC, sorted by (db, slot).
+    held: Vec<SlotRef<'a>>,
+}
+
+pub enum Guard<'g, 'a> {
+    Own(SlotRef<'a>),
+    Held(&'g mut SlotRef<'a>),
+}
+
+impl<'a> Deref for Guard<'_, 'a> {
+    type Target = SlotRef<'a>;
+    fn deref(&self) -> &SlotRef<'a> {
+        match self {
+            Guard::Own(s) => s,
+            Guard::Held(s) => s,
+        }
+    }
+}
+
+impl DerefMut for Guard<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Guard::Own(s) => s,
+            Guard::Held(s) => s,
+        }
+    }
+}
+
+/// Several slots locked together for a multi-key command.
+pub struct Many<'g, 'a> {
+    own: Vec<SlotRef<'a>>,
+    held: Option<&'g mut Vec<SlotRef<'a>>>,
+    db: usize,
+}
+
+impl<'a> Many<'_, 'a> {
+    /// The locked slot holding `key` (it must be one of those requested).
+    pub fn key(&mut self, key: &[u8]) -> &mut SlotRef<'a> {
+        self.slot(key_slot(key))
+    }
+
+    pub fn slot(&mut self, slot: u16) -> &mut SlotRef<'a> {
+        let db = self.db;
+        let v: &mut Vec<SlotRef<'a>> = match &mut self.held {
+            Some(h) => h,
+            None => &mut self.own,
+        };
+        let i = v
+            .binary_search_by(|s| (s.db.index, s.slot).cmp(&(db, slot)))
+            .unwrap_or_else(|_| panic!("slot {slot} of db {db} was not locked"));
+        &mut v[i]
+    }
+}
+
+impl<'a> Locks<'a> {
+    pub fn new(ks: &'a Keyspace, db: &'a Db, now: i64) -> Self {
+        Locks {
+            ks,
+            db,
+            now,
+            held: Vec::new(),
+        }
+    }
+
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    fn held_index(&self, db: usize, slot: u16) -> Option<usize> {
+        self.held
+            .binary_search_by(|s| (s.db.index, s.slot).cmp(&(db, slot)))
+            .ok()
+    }
+
+    pub fn key<'g>(&'g mut self, key: &[u8]) -> Guard<'g, 'a> {
+        self.slot(key_slot(key))
+    }
+
+    pub fn slot<'g>(&'g mut self, slot: u16) -> Guard<'g, 'a> {
+        match self.held_index(self.db.index, slot) {
+            Some(i) => Guard::Held(&mut self.held[i]),
+            None => Guard::Own(self.db.lock_slot(slot, self.now)),
+        }
+    }
+
+    /// Locks the slots of all `keys` (ascending order, deduplicated).
+    pub fn keys<'g, 'k>(&'g mut self, keys: impl Iterator<Item = &'k [u8]>) -> Many<'g, 'a> {
+        let db = self.db.index;
+        if self.holding() {
+            return Many {
+                own: Vec::new(),
+                held: Some(&mut self.held),
+                db,
+            };
+        }
+        let mut slots: Vec<u16> = keys.map(key_slot).collect();
+        Many {
+            own: self.db.lock_slots(&mut slots, self.now),
+            held: None,
+            db,
+        }
+    }
+
+    /// Locks the given slots of another database too (COPY … DB n).
+    pub fn keys_two_dbs<'g>(
+        &'g mut self,
+        a: (&'a Db, &[u8]),
+        b: (&'a Db, &[u8]),
+    ) -> (Guard<'g, 'a>, Option<Guard<'g, 'a>>) {
+        let (sa, sb) = (key_slot(a.1), key_slot(b.1));
+        if a.0.index == b.0.index && sa == sb {
+            let g = match self.held_index(a.0.index, sa) {
+                Some(i) => Guard::Held(&mut self.held[i]),
+                None => Guard::Own(a.0.lock_slot(sa, self.now)),
+            };
+            return (g, None);
+        }
+        if self.holding() {
+            // Both must be held; split the borrow.
+            let ia = self.held_index(a.0.index, sa);
+            let ib = self.held_index(b.0.index, sb);
+            if let (Some(ia), Some(ib)) = (ia, ib) {
+                let (x, y) = if ia < ib {
+                    let (l, r) = self.held.split_at_mut(ib);
+                    (&mut l[ia], &mut r[0])
+                } else {
+                    let (l, r) = self.held.split_at_mut(ia);
+                    (&mut r[0], &mut l[ib])
+                };
+                return (Guard::Held(x), Some(Guard::Held(y)));
+            }
+        }
+        let now = self.now;
+        if (a.0.index, sa) < (b.0.index, sb) {
+            let ga = a.0.lock_slot(sa, now);
+            let gb = b.0.lock_slot(sb, now);
+            (Guard::Own(ga), Some(Guard::Own(gb)))
+        } else {
+            let gb = b.0.lock_slot(sb, now);
+            let ga = a.0.lock_slot(sa, now);
+            (Guard::Own(ga), Some(Guard::Own(gb)))
+        }
+    }
+
+    /// Takes the locks for a whole transaction: `slots` are (db, slot)
+    /// pairs; `all_of` lists databases whose every slot must be held.
+    pub fn hold(&mut self, mut slots: Vec<(usize, u16)>, all_of: &[usize]) {
+        for &d in all_of {
+            slots.extend((0..SLOTS as u16).map(|s| (d, s)));
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let ks = self.ks;
+        let now = self.now;
+        self.held = slots
+            .into_iter()
+            .map(|(d, s)| ks.db(d).lock_slot(s, now))
+            .collect();
+    }
+
+    pub fn release(&mut self) {
+        self.held.clear();
+    }
+}

@@ -1,0 +1,204 @@
+//! Commands: the dispatch table and one module per family. A handler reads
+//! its arguments, takes the slot lock(s) it needs through [`Ctx::locks`],
+//! and writes its reply with [`Ctx::r`].
+
+pub mod args;
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod locks;
+pub mod server;
+pub mod strings;
+pub mod table;
+pub mod txn;
+
+use std::sync::Arc;
+
+use crate::resp::Reply;
+use crate::server::client::Client;
+use crate::server::shared::Shared;
+pub use args::{eq_ic, Args, OwnedArgs};
+pub use locks::Locks;
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const NO_SUCH_KEY: &str = "ERR no such key";
+
+/// Follow-ups a command asks of its connection after the reply is queued.
+#[derive(Debug)]
+pub enum Action {
+    /// Close once replies are written (QUIT).
+    Close,
+    Shutdown {
+        save: Option<bool>,
+    },
+    Sleep(std::time::Duration),
+    Monitor,
+    RewriteAof,
+}
+
+pub struct Ctx<'a> {
+    pub srv: &'a Arc<Shared>,
+    pub client: &'a mut Client,
+    pub r: Reply<'a>,
+    pub locks: Locks<'a>,
+    pub actions: &'a mut Vec<Action>,
+}
+
+impl Ctx<'_> {
+    pub fn log<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let log = &self.srv.log;
+        if log.is_active() {
+            self.client.last_write_offset = log.append(self.locks.db.index, args);
+        }
+    }
+
+    pub fn dirty(&mut self, n: u64) {
+        self.client.pending_dirty += n;
+    }
+
+    pub fn err(&mut self, msg: &str) {
+        self.r.error(msg);
+    }
+}
+
+/// Parses an integer argument; replies with Redis's error when it is not one.
+pub fn int_arg(ctx: &mut Ctx, a: &[u8]) -> Option<i64> {
+    match crate::resp::parse_i64(a) {
+        Some(n) => Some(n),
+        None => {
+            ctx.r.error(NOT_INT);
+            None
+        }
+    }
+}
+
+/// Parses a float the way Redis's `string2ld` does: no leading space, no
+/// trailing bytes, no NaN.
+pub fn parse_float(a: &[u8]) -> Option<f64> {
+    if a.is_empty() || a.len() > 5 * 1024 || a[0].is_ascii_whitespace() {
+        return None;
+    }
+    let s = std::str::from_utf8(a).ok()?;
+    let lower = s.to_ascii_lowercase();
+    let v: f64 = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            if lower.contains("inf") || lower.contains("nan") {
+                return None;
+            }
+            s.parse().ok()?
+        }
+    };
+    if v.is_nan() {
+        None
+    } else {
+        Some(v)
+    }
+}
+
+/// Formats a float result of INCRBYFLOAT/HINCRBYFLOAT: plain decimal
+/// notation, shortest form that reads back the same.
+pub fn fmt_float_human(v: f64) -> Vec<u8> {
+    if v == 0.0 {
+        return b"0".to_vec();
+    }
+    format!("{v}").into_bytes()
+}
+
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= (-arity) as usize
+    }
+}
+
+fn lossy(b: &[u8], max: usize) -> String {
+    let b = &b[..b.len().min(max)];
+    // C's %s stops at a NUL byte.
+    let b = match b.iter().position(|&c| c == 0) {
+        Some(z) => &b[..z],
+        None => b,
+    };
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Redis's reply for a name that is not a command.
+fn unknown_command(args: &Args) -> String {
+    let mut rest = String::new();
+    for a in args.iter().skip(1) {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        rest.push_str(&format!("'{}' ", lossy(a, room)));
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        lossy(args.get(0), 128),
+        rest
+    )
+}
+
+/// Resolves the command (and subcommand) an invocation names, or replies
+/// with the error Redis gives.
+pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
+    let Some(cmd) = table::lookup(args.get(0)) else {
+        ctx.r.error(&unknown_command(args));
+        return None;
+    };
+    if !arity_ok(cmd.arity, args.len()) {
+        ctx.r.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            cmd.name
+        ));
+        return None;
+    }
+    if cmd.subs.is_empty() || args.len() < 2 {
+        return Some(cmd);
+    }
+    let Some(sub) = table::lookup_sub(cmd, args.get(1)) else {
+        ctx.r.error(&format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            lossy(args.get(1), 128),
+            cmd.name.to_ascii_uppercase()
+        ));
+        return None;
+    };
+    if !arity_ok(sub.arity, args.len()) {
+        ctx.r.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            sub.name
+        ));
+        return None;
+    }
+    Some(sub)
+}
+
+/// Runs one command: lookup, checks, MULTI queuing, then the handler.
+pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
+    let Some(cmd) = resolve(ctx, args) else {
+        if let Some(m) = &mut ctx.client.multi {
+            m.dirty = true;
+        }
+        return None;
+    };
+    if !ctx.client.authenticated && cmd.flags & table::flags::NO_AUTH == 0 {
+        ctx.r.error("NOAUTH Authentication required.");
+        return None;
+    }
+    if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {
+        if let Some(m) = &mut ctx.client.multi {
+            m.queue.push(args.to_owned());
+        }
+        ctx.r.simple("QUEUED");
+        return Some(cmd);
+    }
+    (cmd.handler)(ctx, args);
+    Some(cmd)
+}

@@ -1,0 +1,590 @@
+//! Server commands: INFO, CONFIG, COMMAND, SLOWLOG, TIME, LASTSAVE, DEBUG,
+//! MONITOR, BGREWRITEAOF, SHUTDOWN.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::connection::{help_reply, REDIS_VERSION};
+use super::table::{self, Cmd};
+use super::{eq_ic, int_arg, Action, Args, Ctx, SYNTAX};
+use crate::keyspace::{now_ms, Value};
+use crate::server::stats::Stats;
+
+pub fn time(ctx: &mut Ctx, _a: &Args) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ctx.r.array(2);
+    ctx.r.bulk_int(d.as_secs() as i64);
+    ctx.r.bulk_int(d.subsec_micros() as i64);
+}
+
+pub fn lastsave(ctx: &mut Ctx, _a: &Args) {
+    let t = ctx.srv.stats.lastsave.load(Ordering::Relaxed);
+    ctx.r.int(if t == 0 { ctx.srv.start_ms / 1000 } else { t });
+}
+
+fn rss_bytes() -> u64 {
+    // /proc/self/statm: size resident ... in pages.
+    let page = 4096u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|p| p * page)
+        .unwrap_or(0)
+}
+
+fn allocated_bytes() -> u64 {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        let _ = tikv_jemalloc_ctl::epoch::advance();
+        tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as u64
+    }
+    #[cfg(target_env = "msvc")]
+    {
+        0
+    }
+}
+
+fn human(n: u64) -> String {
+    let f = n as f64;
+    if f < 1024.0 {
+        format!("{n}B")
+    } else if f < 1024.0 * 1024.0 {
+        format!("{:.2}K", f / 1024.0)
+    } else if f < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", f / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2}G", f / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+fn cpu_times() -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_stime), t(ru.ru_utime))
+}
+
+pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
+    let all = sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| s == "all" || s == "everything" || s == "default");
+    let want = |s: &str| all || sections.iter().any(|x| x == s);
+    let srv = ctx.srv;
+    let cfg = srv.config.read();
+    let mut o = String::new();
+    let now = now_ms();
+    let uptime = (now - srv.start_ms) / 1000;
+    if want("server") {
+        let _ = write!(
+            o,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nslotkv_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nconfigured_hz:10\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
+            env!("CARGO_PKG_VERSION"),
+            if cfg.cluster_enabled() { "cluster" } else { "standalone" },
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            std::process::id(),
+            srv.run_id,
+            srv.actual_port.load(Ordering::Relaxed),
+            now * 1000,
+            uptime,
+            uptime / 86400,
+            (now / 1000) & ((1 << 24) - 1),
+            std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        );
+    }
+    if want("clients") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let n = srv.clients.lock().len();
+        let _ = write!(
+            o,
+            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            cfg.maxclients()
+        );
+    }
+    if want("memory") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let used = allocated_bytes();
+        let rss = rss_bytes();
+        let ratio = if used > 0 {
+            rss as f64 / used as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            o,
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
+            human(used),
+            human(rss),
+            human(used)
+        );
+    }
+    if want("persistence") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let aof = srv.aof.lock();
+        let (rewriting, size, base) = aof
+            .as_ref()
+            .map(|a| (a.rewriting(), a.current_size(), a.base_size()))
+            .unwrap_or((false, 0, 0));
+        let _ = write!(
+            o,
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            Stats::get(&srv.stats.dirty),
+            srv.start_ms / 1000,
+            cfg.appendonly() as u8,
+            rewriting as u8,
+        );
+        if cfg.appendonly() {
+            let _ = write!(
+                o,
+                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n"
+            );
+        }
+    }
+    if want("stats") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let st = &srv.stats;
+        let _ = write!(
+            o,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
+            Stats::get(&st.connections_received),
+            Stats::get(&st.commands),
+            st.ops_per_sec(),
+            Stats::get(&st.net_input_bytes),
+            Stats::get(&st.net_output_bytes),
+            Stats::get(&st.rejected_connections),
+            Stats::get(&st.expired_keys),
+            Stats::get(&st.keyspace_hits),
+            Stats::get(&st.keyspace_misses),
+            Stats::get(&st.total_error_replies),
+        );
+    }
+    if want("replication") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let _ = write!(
+            o,
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+            srv.run_id,
+            srv.log.offset()
+        );
+    }
+    if want("cpu") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let (sys, user) = cpu_times();
+        let _ = write!(
+            o,
+            "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n"
+        );
+    }
+    if want("modules") && !all {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        o.push_str("# Modules\r\n");
+    }
+    if want("errorstats") && !all {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        o.push_str("# Errorstats\r\n");
+    }
+    if want("cluster") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        let _ = write!(
+            o,
+            "# Cluster\r\ncluster_enabled:{}\r\n",
+            cfg.cluster_enabled() as u8
+        );
+    }
+    if want("keyspace") {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        o.push_str("# Keyspace\r\n");
+        for db in srv.ks.existing() {
+            let keys = db.size();
+            if keys == 0 {
+                continue;
+            }
+            let _ = write!(
+                o,
+                "db{}:keys={},expires={},avg_ttl=0\r\n",
+                db.index,
+                keys,
+                db.expires_count()
+            );
+        }
+    }
+    o
+}
+
+pub fn info(ctx: &mut Ctx, a: &Args) {
+    let sections: Vec<String> = a
+        .iter()
+        .skip(1)
+        .map(|s| String::from_utf8_lossy(s).to_lowercase())
+        .collect();
+    let text = info_text(ctx, &sections);
+    ctx.r.verbatim(text.as_bytes());
+}
+
+pub fn config_get(ctx: &mut Ctx, a: &Args) {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    {
+        let cfg = ctx.srv.config.read();
+        for p in a.iter().skip(2) {
+            for kv in cfg.get(p) {
+                if !pairs.iter().any(|(k, _)| *k == kv.0) {
+                    pairs.push(kv);
+                }
+            }
+        }
+    }
+    ctx.r.map(pairs.len());
+    for (k, v) in pairs {
+        ctx.r.bulk(k.as_bytes());
+        ctx.r.bulk(v.as_bytes());
+    }
+}
+
+pub fn config_set(ctx: &mut Ctx, a: &Args) {
+    if a.len() % 2 != 0 {
+        return ctx
+            .r
+            .error("ERR wrong number of arguments for 'config|set' command");
+    }
+    let pairs: Vec<(&[u8], &[u8])> = (2..a.len())
+        .step_by(2)
+        .map(|i| (a.get(i), a.get(i + 1)))
+        .collect();
+    let res = ctx.srv.config.write().set(&pairs);
+    match res {
+        Ok(changed) => {
+            crate::server::apply_config_change(ctx.srv, &changed);
+            ctx.r.ok()
+        }
+        Err(e) => ctx.r.error(&e),
+    }
+}
+
+pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
+    let st = &ctx.srv.stats;
+    for c in [
+        &st.commands,
+        &st.connections_received,
+        &st.rejected_connections,
+        &st.expired_keys,
+        &st.keyspace_hits,
+        &st.keyspace_misses,
+        &st.net_input_bytes,
+        &st.net_output_bytes,
+        &st.total_error_replies,
+    ] {
+        c.store(0, Ordering::Relaxed);
+    }
+    ctx.srv.slowlog.lock().entries.clear();
+    ctx.r.ok();
+}
+
+pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
+    let cfg = ctx.srv.config.read();
+    if cfg.file.is_none() {
+        drop(cfg);
+        return ctx
+            .r
+            .error("ERR The server is running without a config file");
+    }
+    ctx.r.error("ERR Rewriting config file: not supported yet");
+}
+
+pub fn config_help(ctx: &mut Ctx, _a: &Args) {
+    help_reply(
+        ctx,
+        "CONFIG",
+        &[
+            "GET <pattern>",
+            "    Return the parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value> [<directive> <value> ...]",
+            "    Change configuration parameters at runtime.",
+            "RESETSTAT",
+            "    Reset the statistics INFO reports.",
+            "REWRITE",
+            "    Write the running configuration back to the config file.",
+        ],
+    );
+}
+
+fn implemented() -> impl Iterator<Item = &'static Cmd> {
+    table::all().iter()
+}
+
+pub fn command_count(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.int(implemented().count() as i64);
+}
+
+pub fn command_list(ctx: &mut Ctx, _a: &Args) {
+    let names: Vec<&str> = implemented().map(|c| c.name).collect();
+    ctx.r.array(names.len());
+    for n in names {
+        ctx.r.bulk(n.as_bytes());
+    }
+}
+
+pub fn command_info(ctx: &mut Ctx, a: &Args) {
+    ctx.r.array(a.len() - 2);
+    for _ in 2..a.len() {
+        ctx.r.null_array();
+    }
+}
+
+pub fn command_docs(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.map(0);
+}
+
+pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
+    let rest: Vec<&[u8]> = a.iter().skip(2).collect();
+    let Some(cmd) = table::lookup(rest[0]) else {
+        return ctx.r.error("ERR Invalid command specified");
+    };
+    let arity_ok = if cmd.arity >= 0 {
+        rest.len() == cmd.arity as usize
+    } else {
+        rest.len() >= (-cmd.arity) as usize
+    };
+    if !arity_ok {
+        return ctx
+            .r
+            .error("ERR Invalid number of arguments specified for command");
+    }
+    let idx: Vec<usize> = cmd.key_indexes(rest.len()).collect();
+    if idx.is_empty() {
+        return ctx.r.error("ERR The command has no key arguments");
+    }
+    ctx.r.array(idx.len());
+    for i in idx {
+        ctx.r.bulk(rest[i]);
+    }
+}
+
+pub fn command_help(ctx: &mut Ctx, _a: &Args) {
+    help_reply(
+        ctx,
+        "COMMAND",
+        &[
+            "(no subcommand)",
+            "    Describe every command.",
+            "COUNT",
+            "    Number of commands.",
+            "DOCS [<command-name> ...]",
+            "    Documentation of the given commands, or of all.",
+            "GETKEYS <full-command>",
+            "    The key arguments of a full command.",
+            "INFO [<command-name> ...]",
+            "    Details of the given commands, or of all.",
+            "LIST",
+            "    Names of all commands.",
+        ],
+    );
+}
+
+pub fn slowlog_get(ctx: &mut Ctx, a: &Args) {
+    let mut count = 10i64;
+    if a.len() == 3 {
+        let Some(n) = crate::resp::parse_i64(a.get(2)) else {
+            return ctx
+                .r
+                .error("ERR count should be greater than or equal to -1");
+        };
+        if n < -1 {
+            return ctx
+                .r
+                .error("ERR count should be greater than or equal to -1");
+        }
+        count = if n == -1 { i64::MAX } else { n };
+    } else if a.len() > 3 {
+        return ctx.r.error(SYNTAX);
+    }
+    let log = ctx.srv.slowlog.lock();
+    let n = (count as usize).min(log.entries.len());
+    ctx.r.array(n);
+    for e in log.entries.iter().take(n) {
+        ctx.r.array(6);
+        ctx.r.int(e.id as i64);
+        ctx.r.int(e.time_s);
+        ctx.r.int(e.duration_us);
+        ctx.r.array(e.args.len());
+        for x in &e.args {
+            ctx.r.bulk(x);
+        }
+        ctx.r.bulk(e.peer.as_bytes());
+        ctx.r.bulk(&e.name);
+    }
+}
+
+pub fn slowlog_len(ctx: &mut Ctx, _a: &Args) {
+    let n = ctx.srv.slowlog.lock().entries.len();
+    ctx.r.int(n as i64);
+}
+
+pub fn slowlog_reset(ctx: &mut Ctx, _a: &Args) {
+    ctx.srv.slowlog.lock().entries.clear();
+    ctx.r.ok();
+}
+
+pub fn slowlog_help(ctx: &mut Ctx, _a: &Args) {
+    help_reply(
+        ctx,
+        "SLOWLOG",
+        &[
+            "GET [<count>]",
+            "    The newest <count> slow log entries (default 10, -1 for all).",
+            "LEN",
+            "    Number of entries in the slow log.",
+            "RESET",
+            "    Empty the slow log.",
+        ],
+    );
+}
+
+fn debug_allowed(ctx: &Ctx) -> bool {
+    let mode = ctx.srv.config.read().enable_debug_command();
+    match mode.as_str() {
+        "yes" => true,
+        "local" => ctx.client.info.addr.ip().is_loopback(),
+        _ => false,
+    }
+}
+
+pub fn debug(ctx: &mut Ctx, a: &Args) {
+    if !debug_allowed(ctx) {
+        return ctx.r.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
+    }
+    let sub = a.get(1);
+    if eq_ic(sub, "SEGFAULT") {
+        // Simulates a crash, as the cluster tutorial does.
+        std::process::abort();
+    } else if eq_ic(sub, "SLEEP") && a.len() == 3 {
+        let secs = super::parse_float(a.get(2)).unwrap_or(0.0).max(0.0);
+        ctx.actions
+            .push(Action::Sleep(std::time::Duration::from_secs_f64(secs)));
+        ctx.r.ok();
+    } else if eq_ic(sub, "POPULATE") && (3..=5).contains(&a.len()) {
+        debug_populate(ctx, a);
+    } else if eq_ic(sub, "RELOAD") {
+        ctx.r.ok();
+    } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
+        ctx.r.ok();
+    } else if eq_ic(sub, "HELP") {
+        help_reply(
+            ctx,
+            "DEBUG",
+            &[
+                "POPULATE <count> [<prefix>] [<size>]",
+                "    Create <count> string keys named <prefix>:<n> (prefix \"key\").",
+                "RELOAD",
+                "    Accepted; the dataset stays in memory.",
+                "SEGFAULT",
+                "    Crash the server at once.",
+                "SLEEP <seconds>",
+                "    Stop answering this connection for <seconds>.",
+            ],
+        );
+    } else {
+        ctx.r.error(&format!(
+            "ERR unknown subcommand '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(sub)
+        ));
+    }
+}
+
+fn debug_populate(ctx: &mut Ctx, a: &Args) {
+    let Some(count) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    if count < 0 {
+        return ctx.r.error("ERR count must be a positive number");
+    }
+    let prefix = if a.len() >= 4 { a.get(3) } else { b"key" };
+    let size = if a.len() == 5 {
+        match crate::resp::parse_i64(a.get(4)) {
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return ctx.r.error("ERR size must be a positive number"),
+        }
+    } else {
+        None
+    };
+    let mut key = Vec::with_capacity(prefix.len() + 12);
+    let mut val = Vec::new();
+    let mut b = itoa::Buffer::new();
+    for i in 0..count {
+        key.clear();
+        key.extend_from_slice(prefix);
+        key.push(b':');
+        key.extend_from_slice(b.format(i).as_bytes());
+        let mut s = ctx.locks.key(&key);
+        if s.exists(&key) {
+            continue;
+        }
+        val.clear();
+        val.extend_from_slice(b"value:");
+        val.extend_from_slice(b.format(i).as_bytes());
+        if let Some(sz) = size {
+            val.resize(sz, 0);
+        }
+        s.set(&key, Value::string(&val), false);
+        s.log(&[b"SET".as_slice(), &key, &val]);
+    }
+    ctx.r.ok();
+}
+
+pub fn monitor(ctx: &mut Ctx, _a: &Args) {
+    ctx.actions.push(Action::Monitor);
+    ctx.r.ok();
+}
+
+pub fn bgrewriteaof(ctx: &mut Ctx, _a: &Args) {
+    let started = crate::persistence::aof::start_rewrite(ctx.srv);
+    match started {
+        Ok(()) => ctx
+            .r
+            .simple("Background append only file rewriting started"),
+        Err(e) => ctx.r.error(&format!("ERR {e}")),
+    }
+}
+
+pub fn shutdown(ctx: &mut Ctx, a: &Args) {
+    let mut save = None;
+    for x in a.iter().skip(1) {
+        if eq_ic(x, "NOSAVE") {
+            save = Some(false);
+        } else if eq_ic(x, "SAVE") {
+            save = Some(true);
+        } else if eq_ic(x, "NOW") || eq_ic(x, "FORCE") || eq_ic(x, "ABORT") {
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+    }
+    ctx.actions.push(Action::Shutdown { save });
+}

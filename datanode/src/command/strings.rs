@@ -1,0 +1,602 @@
+//! String commands.
+
+use super::{
+    eq_ic, fmt_float_human, int_arg, parse_float, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX,
+    WRONGTYPE,
+};
+use crate::keyspace::Value;
+use crate::resp::parse_i64;
+
+/// Largest string SETRANGE/APPEND may build (Redis: proto-max-bulk-len).
+fn max_string(ctx: &Ctx) -> usize {
+    ctx.srv
+        .hot
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed) as usize
+}
+
+/// Replies with the string at `key`, nil, or WRONGTYPE. Returns false on WRONGTYPE.
+fn reply_string(ctx_r: &mut crate::resp::Reply, v: Option<&Value>) -> bool {
+    match v {
+        None => ctx_r.null(),
+        Some(Value::Int(n)) => ctx_r.bulk_int(*n),
+        Some(Value::Str(s)) => ctx_r.bulk(s),
+        Some(Value::Raw(s)) => ctx_r.bulk(s),
+        Some(_) => {
+            ctx_r.error(WRONGTYPE);
+            return false;
+        }
+    }
+    true
+}
+
+pub fn get(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    reply_string(&mut ctx.r, s.get(key));
+}
+
+#[derive(Default)]
+struct SetOpts {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// Absolute expiry in unix ms.
+    expire_at: Option<i64>,
+}
+
+#[derive(PartialEq)]
+enum Flavor {
+    Set,
+    GetEx,
+}
+
+/// Parses SET/GETEX options starting at `from`. Replies on error.
+fn parse_opts(ctx: &mut Ctx, a: &Args, from: usize, flavor: Flavor) -> Option<SetOpts> {
+    let mut o = SetOpts::default();
+    let mut unit: Option<(u8, &[u8])> = None;
+    let mut i = from;
+    while i < a.len() {
+        let t = a.get(i);
+        let has_next = i + 1 < a.len();
+        if flavor == Flavor::Set && eq_ic(t, "NX") && !o.xx {
+            o.nx = true;
+        } else if flavor == Flavor::Set && eq_ic(t, "XX") && !o.nx {
+            o.xx = true;
+        } else if flavor == Flavor::Set && eq_ic(t, "GET") {
+            o.get = true;
+        } else if flavor == Flavor::Set && eq_ic(t, "KEEPTTL") && unit.is_none() {
+            o.keepttl = true;
+        } else if flavor == Flavor::GetEx && eq_ic(t, "PERSIST") && unit.is_none() {
+            o.persist = true;
+        } else if has_next
+            && unit.is_none()
+            && !o.keepttl
+            && !o.persist
+            && (eq_ic(t, "EX") || eq_ic(t, "PX") || eq_ic(t, "EXAT") || eq_ic(t, "PXAT"))
+        {
+            let kind = match t.len() {
+                2 if t[0].eq_ignore_ascii_case(&b'e') => b'e',
+                2 => b'p',
+                _ if t[0].eq_ignore_ascii_case(&b'e') => b'E',
+                _ => b'P',
+            };
+            unit = Some((kind, a.get(i + 1)));
+            i += 1;
+        } else {
+            ctx.r.error(SYNTAX);
+            return None;
+        }
+        i += 1;
+    }
+    if let Some((kind, v)) = unit {
+        let name = if flavor == Flavor::Set {
+            "set"
+        } else {
+            "getex"
+        };
+        o.expire_at = Some(expire_at(ctx, kind, v, name)?);
+    }
+    Some(o)
+}
+
+/// Converts an EX/PX/EXAT/PXAT argument to absolute ms, with Redis's errors.
+/// `kind`: b'e' EX, b'p' PX, b'E' EXAT, b'P' PXAT.
+fn expire_at(ctx: &mut Ctx, kind: u8, v: &[u8], cmd: &str) -> Option<i64> {
+    let n = int_arg(ctx, v)?;
+    let seconds = kind == b'e' || kind == b'E';
+    let invalid = |ctx: &mut Ctx| {
+        ctx.r
+            .error(&format!("ERR invalid expire time in '{cmd}' command"));
+        None
+    };
+    if n <= 0 || (seconds && n > i64::MAX / 1000) {
+        return invalid(ctx);
+    }
+    let mut ms = if seconds { n * 1000 } else { n };
+    if kind == b'e' || kind == b'p' {
+        match ms.checked_add(ctx.locks.now) {
+            Some(v) => ms = v,
+            None => return invalid(ctx),
+        }
+    }
+    Some(ms)
+}
+
+fn bytes_of(v: &Value) -> Vec<u8> {
+    let mut b = itoa::Buffer::new();
+    v.str_bytes(&mut b).map(|s| s.to_vec()).unwrap_or_default()
+}
+
+pub fn set(ctx: &mut Ctx, a: &Args) {
+    let Some(o) = parse_opts(ctx, a, 3, Flavor::Set) else {
+        return;
+    };
+    let key = a.get(1);
+    let val = a.get(2);
+    let mut s = ctx.locks.key(key);
+    let old = s.get(key);
+    let found = old.is_some();
+    if o.get && !reply_string(&mut ctx.r, old) {
+        return;
+    }
+    if (o.nx && found) || (o.xx && !found) {
+        if !o.get {
+            ctx.r.null();
+        }
+        return;
+    }
+    s.set(key, Value::string(val), o.keepttl);
+    if let Some(at) = o.expire_at {
+        s.set_expire(key, at);
+    }
+    if s.db.log.is_active() {
+        let mut b = itoa::Buffer::new();
+        match o.expire_at {
+            Some(at) => s.log(&[
+                b"SET".as_slice(),
+                key,
+                val,
+                b"PXAT",
+                b.format(at).as_bytes(),
+            ]),
+            None if o.keepttl => s.log(&[b"SET".as_slice(), key, val, b"KEEPTTL"]),
+            None => s.log(&[b"SET".as_slice(), key, val]),
+        }
+    }
+    drop(s);
+    ctx.dirty(1);
+    if !o.get {
+        ctx.r.ok();
+    }
+}
+
+pub fn setnx(ctx: &mut Ctx, a: &Args) {
+    let (key, val) = (a.get(1), a.get(2));
+    let mut s = ctx.locks.key(key);
+    if s.exists(key) {
+        ctx.r.int(0);
+        return;
+    }
+    s.set(key, Value::string(val), false);
+    s.log(&[b"SET".as_slice(), key, val]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+fn setex_generic(ctx: &mut Ctx, a: &Args, kind: u8, name: &str) {
+    let (key, val) = (a.get(1), a.get(3));
+    let Some(at) = expire_at(ctx, kind, a.get(2), name) else {
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    s.set(key, Value::string(val), false);
+    s.set_expire(key, at);
+    let mut b = itoa::Buffer::new();
+    s.log(&[
+        b"SET".as_slice(),
+        key,
+        val,
+        b"PXAT",
+        b.format(at).as_bytes(),
+    ]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.ok();
+}
+
+pub fn setex(ctx: &mut Ctx, a: &Args) {
+    setex_generic(ctx, a, b'e', "setex")
+}
+
+pub fn psetex(ctx: &mut Ctx, a: &Args) {
+    setex_generic(ctx, a, b'p', "psetex")
+}
+
+pub fn getset(ctx: &mut Ctx, a: &Args) {
+    let (key, val) = (a.get(1), a.get(2));
+    let mut s = ctx.locks.key(key);
+    if !reply_string(&mut ctx.r, s.get(key)) {
+        return;
+    }
+    s.set(key, Value::string(val), false);
+    s.log(&[b"SET".as_slice(), key, val]);
+    drop(s);
+    ctx.dirty(1);
+}
+
+pub fn getdel(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    if !reply_string(&mut ctx.r, s.get(key)) {
+        return;
+    }
+    if s.remove(key).is_some() {
+        s.log(&[b"DEL".as_slice(), key]);
+        drop(s);
+        ctx.dirty(1);
+    }
+}
+
+pub fn getex(ctx: &mut Ctx, a: &Args) {
+    let Some(o) = parse_opts(ctx, a, 2, Flavor::GetEx) else {
+        return;
+    };
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let v = s.get(key);
+    if !reply_string(&mut ctx.r, v) || v.is_none() {
+        return;
+    }
+    let mut b = itoa::Buffer::new();
+    if let Some(at) = o.expire_at {
+        if at <= s.now {
+            s.remove(key);
+            s.log(&[b"DEL".as_slice(), key]);
+        } else {
+            s.set_expire(key, at);
+            s.log(&[b"PEXPIREAT".as_slice(), key, b.format(at).as_bytes()]);
+        }
+        drop(s);
+        ctx.dirty(1);
+    } else if o.persist && s.persist(key) {
+        s.log(&[b"PERSIST".as_slice(), key]);
+        drop(s);
+        ctx.dirty(1);
+    }
+}
+
+pub fn mget(ctx: &mut Ctx, a: &Args) {
+    let n = a.len() - 1;
+    let mut m = ctx.locks.keys(a.iter().skip(1));
+    ctx.r.array(n);
+    for key in a.iter().skip(1) {
+        let s = m.key(key);
+        match s.get(key) {
+            Some(Value::Int(n)) => ctx.r.bulk_int(*n),
+            Some(Value::Str(v)) => ctx.r.bulk(v),
+            Some(Value::Raw(v)) => ctx.r.bulk(v),
+            _ => ctx.r.null(),
+        }
+    }
+}
+
+fn mset_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
+    if a.len() % 2 == 0 {
+        let name = if nx { "msetnx" } else { "mset" };
+        ctx.r.error(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ));
+        return;
+    }
+    let keys = || a.iter().skip(1).step_by(2);
+    let mut m = ctx.locks.keys(keys());
+    if nx && keys().any(|k| m.key(k).exists(k)) {
+        ctx.r.int(0);
+        return;
+    }
+    let mut i = 1;
+    while i < a.len() {
+        let (k, v) = (a.get(i), a.get(i + 1));
+        let s = m.key(k);
+        s.set(k, Value::string(v), false);
+        i += 2;
+    }
+    if ctx.srv.log.is_active() {
+        let all: Vec<&[u8]> = std::iter::once(b"MSET".as_slice())
+            .chain(a.iter().skip(1))
+            .collect();
+        m.key(a.get(1)).log(&all);
+    }
+    drop(m);
+    ctx.dirty(((a.len() - 1) / 2) as u64);
+    if nx {
+        ctx.r.int(1);
+    } else {
+        ctx.r.ok();
+    }
+}
+
+pub fn mset(ctx: &mut Ctx, a: &Args) {
+    mset_generic(ctx, a, false)
+}
+
+pub fn msetnx(ctx: &mut Ctx, a: &Args) {
+    mset_generic(ctx, a, true)
+}
+
+fn check_size(ctx: &mut Ctx, total: usize) -> bool {
+    if total > max_string(ctx) {
+        ctx.r
+            .error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return false;
+    }
+    true
+}
+
+pub fn append(ctx: &mut Ctx, a: &Args) {
+    let (key, val) = (a.get(1), a.get(2));
+    let max = max_string(ctx);
+    let mut s = ctx.locks.key(key);
+    let len = match s.get_mut(key) {
+        None => {
+            s.set(key, Value::string(val), true);
+            val.len()
+        }
+        Some(v) => {
+            let Some(cur) = v.str_len() else {
+                ctx.r.error(WRONGTYPE);
+                return;
+            };
+            if cur + val.len() > max {
+                drop(s);
+                check_size(ctx, usize::MAX);
+                return;
+            }
+            let Some(buf) = v.make_raw() else {
+                return;
+            };
+            buf.extend_from_slice(val);
+            let n = buf.len();
+            s.touch(key);
+            n
+        }
+    };
+    s.log(&[b"APPEND".as_slice(), key, val]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(len as i64);
+}
+
+pub fn strlen(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    match s.get(key) {
+        None => ctx.r.int(0),
+        Some(v) => match v.str_len() {
+            Some(n) => ctx.r.int(n as i64),
+            None => ctx.r.error(WRONGTYPE),
+        },
+    }
+}
+
+/// The integer value of a string, if it is one.
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        Value::Str(s) => parse_i64(s),
+        Value::Raw(s) => parse_i64(s),
+        _ => None,
+    }
+}
+
+fn incr_generic(ctx: &mut Ctx, key: &[u8], by: i64) {
+    let mut s = ctx.locks.key(key);
+    let cur = match s.get(key) {
+        None => 0,
+        Some(v) if v.str_len().is_none() => {
+            ctx.r.error(WRONGTYPE);
+            return;
+        }
+        Some(v) => match as_int(v) {
+            Some(n) => n,
+            None => {
+                ctx.r.error(NOT_INT);
+                return;
+            }
+        },
+    };
+    let Some(new) = cur.checked_add(by) else {
+        ctx.r.error(OVERFLOW);
+        return;
+    };
+    match s.get_mut(key) {
+        Some(v) => {
+            *v = Value::Int(new);
+            s.touch(key);
+        }
+        None => s.set(key, Value::Int(new), false),
+    }
+    let mut b = itoa::Buffer::new();
+    s.log(&[b"SET".as_slice(), key, b.format(new).as_bytes(), b"KEEPTTL"]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(new);
+}
+
+pub fn incr(ctx: &mut Ctx, a: &Args) {
+    incr_generic(ctx, a.get(1), 1)
+}
+
+pub fn decr(ctx: &mut Ctx, a: &Args) {
+    incr_generic(ctx, a.get(1), -1)
+}
+
+pub fn incrby(ctx: &mut Ctx, a: &Args) {
+    if let Some(by) = int_arg(ctx, a.get(2)) {
+        incr_generic(ctx, a.get(1), by)
+    }
+}
+
+pub fn decrby(ctx: &mut Ctx, a: &Args) {
+    if let Some(by) = int_arg(ctx, a.get(2)) {
+        if by == i64::MIN {
+            ctx.r.error("ERR decrement would overflow");
+            return;
+        }
+        incr_generic(ctx, a.get(1), -by)
+    }
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let Some(by) = parse_float(a.get(2)) else {
+        ctx.r.error(NOT_FLOAT);
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    let cur = match s.get(key) {
+        None => 0.0,
+        Some(v) if v.str_len().is_none() => {
+            ctx.r.error(WRONGTYPE);
+            return;
+        }
+        Some(v) => match parse_float(&bytes_of(v)) {
+            Some(f) => f,
+            None => {
+                ctx.r.error(NOT_FLOAT);
+                return;
+            }
+        },
+    };
+    let new = cur + by;
+    if !new.is_finite() {
+        ctx.r.error("ERR increment would produce NaN or Infinity");
+        return;
+    }
+    let text = fmt_float_human(new);
+    s.set(key, Value::string(&text), true);
+    s.log(&[b"SET".as_slice(), key, &text, b"KEEPTTL"]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.bulk(&text);
+}
+
+pub fn getrange(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let (Some(mut start), Some(mut end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
+        ctx.r.error(NOT_INT);
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    let mut b = itoa::Buffer::new();
+    let v = match s.get(key) {
+        None => {
+            ctx.r.bulk(b"");
+            return;
+        }
+        Some(v) => v,
+    };
+    let Some(bytes) = v.str_bytes(&mut b) else {
+        ctx.r.error(WRONGTYPE);
+        return;
+    };
+    let len = bytes.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        ctx.r.bulk(b"");
+        return;
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        ctx.r.bulk(b"");
+        return;
+    }
+    ctx.r.bulk(&bytes[start as usize..=end as usize]);
+}
+
+pub fn setrange(ctx: &mut Ctx, a: &Args) {
+    let (key, val) = (a.get(1), a.get(3));
+    let Some(offset) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    if offset < 0 {
+        ctx.r.error("ERR offset is out of range");
+        return;
+    }
+    let offset = offset as usize;
+    let max = max_string(ctx);
+    let mut s = ctx.locks.key(key);
+    let newlen = match s.get_mut(key) {
+        None => {
+            if val.is_empty() {
+                ctx.r.int(0);
+                return;
+            }
+            if offset.saturating_add(val.len()) > max {
+                drop(s);
+                check_size(ctx, usize::MAX);
+                return;
+            }
+            let mut buf = vec![0u8; offset + val.len()];
+            buf[offset..].copy_from_slice(val);
+            let n = buf.len();
+            s.set(key, Value::Raw(buf), false);
+            n
+        }
+        Some(v) => {
+            let Some(cur) = v.str_len() else {
+                ctx.r.error(WRONGTYPE);
+                return;
+            };
+            if val.is_empty() {
+                ctx.r.int(cur as i64);
+                return;
+            }
+            if offset.saturating_add(val.len()) > max {
+                drop(s);
+                check_size(ctx, usize::MAX);
+                return;
+            }
+            let Some(buf) = v.make_raw() else {
+                return;
+            };
+            if buf.len() < offset + val.len() {
+                buf.resize(offset + val.len(), 0);
+            }
+            buf[offset..offset + val.len()].copy_from_slice(val);
+            let n = buf.len();
+            s.touch(key);
+            n
+        }
+    };
+    s.log(&[b"SETRANGE".as_slice(), key, a.get(2), val]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(newlen as i64);
+}
+
+/// Used by other families (COPY) to duplicate a value.
+pub fn clone_value(v: &Value) -> Value {
+    match v {
+        Value::Int(n) => Value::Int(*n),
+        Value::Str(s) => Value::Str(s.clone()),
+        Value::Raw(r) => Value::Raw(r.clone()),
+        Value::Hash(h) => Value::Hash(Box::new(match &**h {
+            crate::keyspace::HashObj::Small(v) => crate::keyspace::HashObj::Small(v.clone()),
+            crate::keyspace::HashObj::Large(m) => crate::keyspace::HashObj::Large(m.clone()),
+        })),
+    }
+}

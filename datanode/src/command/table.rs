@@ -1,0 +1,301 @@
+//! The dispatch table: name, arity, flags and key positions of every
+//! command we run, and the handler that runs it.
+
+use std::sync::OnceLock;
+
+use super::{connection as conn, hashes as h, keys as k, server as s, strings as st, txn};
+use super::{Args, Ctx};
+use crate::keyspace::value::FastMap;
+
+pub type Handler = fn(&mut Ctx, &Args);
+
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const ADMIN: u32 = 1 << 2;
+    /// Allowed before AUTH.
+    pub const NO_AUTH: u32 = 1 << 3;
+    /// Run at once even inside MULTI (EXEC, DISCARD, MULTI, WATCH, …).
+    pub const NO_QUEUE: u32 = 1 << 4;
+    /// Touches every slot of the selected database.
+    pub const ALL_SLOTS: u32 = 1 << 5;
+    /// Touches every database.
+    pub const ALL_DBS: u32 = 1 << 6;
+    pub const FAST: u32 = 1 << 7;
+    /// May deny when memory is full (for later eviction support).
+    pub const DENYOOM: u32 = 1 << 8;
+    /// Allowed in a RESP2 subscribed context / while loading etc.
+    pub const STALE: u32 = 1 << 9;
+}
+
+use flags::*;
+
+pub struct Cmd {
+    /// Lower-case name; subcommands are `parent|sub`.
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub handler: Handler,
+    pub subs: &'static [Cmd],
+}
+
+impl Cmd {
+    pub fn is_write(&self) -> bool {
+        self.flags & WRITE != 0
+    }
+
+    /// Key argument indexes for this invocation (first/last/step form).
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i64 + self.last_key as i64) as usize
+        } else {
+            self.last_key as usize
+        };
+        let step = self.step.max(1) as usize;
+        let (first, last) = if self.first_key <= 0 || argc <= first {
+            (1, 0)
+        } else {
+            (first, last.min(argc - 1))
+        };
+        (first..=last).step_by(step)
+    }
+
+    /// The display name used in errors (`client|setname`).
+    pub fn full_name(&self) -> &'static str {
+        self.name
+    }
+}
+
+const fn c(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    keys: (i32, i32, i32),
+    handler: Handler,
+) -> Cmd {
+    Cmd {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        handler,
+        subs: &[],
+    }
+}
+
+const fn container(name: &'static str, arity: i32, flags: u32, subs: &'static [Cmd]) -> Cmd {
+    Cmd {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        handler: conn::container_without_sub,
+        subs,
+    }
+}
+
+const NOKEY: (i32, i32, i32) = (0, 0, 0);
+const KEY1: (i32, i32, i32) = (1, 1, 1);
+const ALLKEYS: (i32, i32, i32) = (1, -1, 1);
+const R: u32 = READONLY;
+const W: u32 = WRITE;
+
+static CLIENT_SUBS: &[Cmd] = &[
+    c("client|id", 2, FAST, NOKEY, conn::client_id),
+    c("client|setname", 3, FAST, NOKEY, conn::client_setname),
+    c("client|getname", 2, FAST, NOKEY, conn::client_getname),
+    c("client|list", -2, ADMIN, NOKEY, conn::client_list),
+    c("client|info", 2, 0, NOKEY, conn::client_info),
+    c("client|kill", -3, ADMIN, NOKEY, conn::client_kill),
+    c("client|setinfo", 4, FAST, NOKEY, conn::client_setinfo),
+    c("client|no-evict", 3, ADMIN, NOKEY, conn::client_no_evict),
+    c("client|no-touch", 3, 0, NOKEY, conn::client_no_evict),
+    c("client|reply", 3, 0, NOKEY, conn::client_reply),
+    c("client|help", 2, 0, NOKEY, conn::client_help),
+];
+
+static CONFIG_SUBS: &[Cmd] = &[
+    c("config|get", -3, ADMIN, NOKEY, s::config_get),
+    c("config|set", -4, ADMIN, NOKEY, s::config_set),
+    c("config|resetstat", 2, ADMIN, NOKEY, s::config_resetstat),
+    c("config|rewrite", 2, ADMIN, NOKEY, s::config_rewrite),
+    c("config|help", 2, 0, NOKEY, s::config_help),
+];
+
+static OBJECT_SUBS: &[Cmd] = &[
+    c("object|encoding", 3, R, (2, 2, 1), k::object_encoding),
+    c("object|freq", 3, R, (2, 2, 1), k::object_freq),
+    c("object|idletime", 3, R, (2, 2, 1), k::object_idletime),
+    c("object|refcount", 3, R, (2, 2, 1), k::object_refcount),
+    c("object|help", 2, 0, NOKEY, k::object_help),
+];
+
+static COMMAND_SUBS: &[Cmd] = &[
+    c("command|count", 2, 0, NOKEY, s::command_count),
+    c("command|info", -2, 0, NOKEY, s::command_info),
+    c("command|docs", -2, 0, NOKEY, s::command_docs),
+    c("command|list", -2, 0, NOKEY, s::command_list),
+    c("command|getkeys", -3, 0, NOKEY, s::command_getkeys),
+    c("command|help", 2, 0, NOKEY, s::command_help),
+];
+
+static SLOWLOG_SUBS: &[Cmd] = &[
+    c("slowlog|get", -2, ADMIN, NOKEY, s::slowlog_get),
+    c("slowlog|len", 2, ADMIN, NOKEY, s::slowlog_len),
+    c("slowlog|reset", 2, ADMIN, NOKEY, s::slowlog_reset),
+    c("slowlog|help", 2, 0, NOKEY, s::slowlog_help),
+];
+
+pub static COMMANDS: &[Cmd] = &[
+    // connection
+    c("ping", -1, FAST | STALE, NOKEY, conn::ping),
+    c("echo", 2, FAST, NOKEY, conn::echo),
+    c("select", 2, FAST | NO_QUEUE_IF_NEVER, NOKEY, conn::select),
+    c("quit", -1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::quit),
+    c("reset", 1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::reset),
+    c(
+        "auth",
+        -2,
+        NO_AUTH | NO_QUEUE_IF_NEVER | FAST,
+        NOKEY,
+        conn::auth,
+    ),
+    c("hello", -1, NO_AUTH | FAST, NOKEY, conn::hello),
+    container("client", -2, 0, CLIENT_SUBS),
+    c("readonly", 1, FAST, NOKEY, conn::readonly),
+    c("readwrite", 1, FAST, NOKEY, conn::readwrite),
+    // strings
+    c("get", 2, R | FAST, KEY1, st::get),
+    c("set", -3, W | DENYOOM, KEY1, st::set),
+    c("setnx", 3, W | DENYOOM | FAST, KEY1, st::setnx),
+    c("setex", 4, W | DENYOOM, KEY1, st::setex),
+    c("psetex", 4, W | DENYOOM, KEY1, st::psetex),
+    c("getset", 3, W | DENYOOM | FAST, KEY1, st::getset),
+    c("getdel", 2, W | FAST, KEY1, st::getdel),
+    c("getex", -2, W | FAST, KEY1, st::getex),
+    c("mget", -2, R | FAST, ALLKEYS, st::mget),
+    c("mset", -3, W | DENYOOM, (1, -1, 2), st::mset),
+    c("msetnx", -3, W | DENYOOM, (1, -1, 2), st::msetnx),
+    c("append", 3, W | DENYOOM | FAST, KEY1, st::append),
+    c("strlen", 2, R | FAST, KEY1, st::strlen),
+    c("incr", 2, W | DENYOOM | FAST, KEY1, st::incr),
+    c("decr", 2, W | DENYOOM | FAST, KEY1, st::decr),
+    c("incrby", 3, W | DENYOOM | FAST, KEY1, st::incrby),
+    c("decrby", 3, W | DENYOOM | FAST, KEY1, st::decrby),
+    c("incrbyfloat", 3, W | DENYOOM | FAST, KEY1, st::incrbyfloat),
+    c("getrange", 4, R, KEY1, st::getrange),
+    c("substr", 4, R, KEY1, st::getrange),
+    c("setrange", 4, W | DENYOOM, KEY1, st::setrange),
+    // keys
+    c("del", -2, W, ALLKEYS, k::del),
+    c("unlink", -2, W | FAST, ALLKEYS, k::del),
+    c("exists", -2, R | FAST, ALLKEYS, k::exists),
+    c("type", 2, R | FAST, KEY1, k::type_),
+    c("expire", -3, W | FAST, KEY1, k::expire),
+    c("pexpire", -3, W | FAST, KEY1, k::pexpire),
+    c("expireat", -3, W | FAST, KEY1, k::expireat),
+    c("pexpireat", -3, W | FAST, KEY1, k::pexpireat),
+    c("ttl", 2, R | FAST, KEY1, k::ttl),
+    c("pttl", 2, R | FAST, KEY1, k::pttl),
+    c("expiretime", 2, R | FAST, KEY1, k::expiretime),
+    c("pexpiretime", 2, R | FAST, KEY1, k::pexpiretime),
+    c("persist", 2, W | FAST, KEY1, k::persist),
+    c("rename", 3, W, (1, 2, 1), k::rename),
+    c("renamenx", 3, W | FAST, (1, 2, 1), k::renamenx),
+    c("copy", -3, W | DENYOOM, (1, 2, 1), k::copy),
+    c("keys", 2, R | ALL_SLOTS, NOKEY, k::keys),
+    c("scan", -2, R | ALL_SLOTS, NOKEY, k::scan),
+    c("randomkey", 1, R | ALL_SLOTS, NOKEY, k::randomkey),
+    c("dbsize", 1, R | FAST | ALL_SLOTS, NOKEY, k::dbsize),
+    c("flushdb", -1, W | ALL_SLOTS, NOKEY, k::flushdb),
+    c("flushall", -1, W | ALL_SLOTS | ALL_DBS, NOKEY, k::flushall),
+    c("touch", -2, R | FAST, ALLKEYS, k::touch),
+    container("object", -2, 0, OBJECT_SUBS),
+    // hashes
+    c("hset", -4, W | DENYOOM | FAST, KEY1, h::hset),
+    c("hmset", -4, W | DENYOOM | FAST, KEY1, h::hmset),
+    c("hsetnx", 4, W | DENYOOM | FAST, KEY1, h::hsetnx),
+    c("hget", 3, R | FAST, KEY1, h::hget),
+    c("hmget", -3, R | FAST, KEY1, h::hmget),
+    c("hdel", -3, W | FAST, KEY1, h::hdel),
+    c("hexists", 3, R | FAST, KEY1, h::hexists),
+    c("hlen", 2, R | FAST, KEY1, h::hlen),
+    c("hkeys", 2, R, KEY1, h::hkeys),
+    c("hvals", 2, R, KEY1, h::hvals),
+    c("hgetall", 2, R, KEY1, h::hgetall),
+    c("hincrby", 4, W | DENYOOM | FAST, KEY1, h::hincrby),
+    c("hincrbyfloat", 4, W | DENYOOM | FAST, KEY1, h::hincrbyfloat),
+    c("hstrlen", 3, R | FAST, KEY1, h::hstrlen),
+    c("hscan", -3, R, KEY1, h::hscan),
+    c("hrandfield", -2, R, KEY1, h::hrandfield),
+    // transactions
+    c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
+    c("exec", 1, NO_QUEUE, NOKEY, txn::exec),
+    c("discard", 1, FAST | NO_QUEUE, NOKEY, txn::discard),
+    c("watch", -2, FAST | NO_QUEUE, ALLKEYS, txn::watch),
+    c("unwatch", 1, FAST | NO_QUEUE_IF_NEVER, NOKEY, txn::unwatch),
+    // server
+    c("info", -1, STALE, NOKEY, s::info),
+    container("config", -2, 0, CONFIG_SUBS),
+    container("command", -1, 0, COMMAND_SUBS),
+    container("slowlog", -2, 0, SLOWLOG_SUBS),
+    c("time", 1, FAST, NOKEY, s::time),
+    c("lastsave", 1, FAST, NOKEY, s::lastsave),
+    c("debug", -2, ADMIN, NOKEY, s::debug),
+    c("monitor", 1, ADMIN, NOKEY, s::monitor),
+    c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
+    c(
+        "shutdown",
+        -1,
+        ADMIN | NO_QUEUE_IF_NEVER,
+        NOKEY,
+        s::shutdown,
+    ),
+];
+
+/// Marker used only to document that Redis queues these normally.
+const NO_QUEUE_IF_NEVER: u32 = 0;
+
+fn index() -> &'static FastMap<&'static [u8], &'static Cmd> {
+    static INDEX: OnceLock<FastMap<&'static [u8], &'static Cmd>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut m = FastMap::default();
+        for c in COMMANDS {
+            m.insert(c.name.as_bytes(), c);
+        }
+        m
+    })
+}
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static Cmd> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    index().get(&*lower).copied()
+}
+
+/// Finds a subcommand of a container command.
+pub fn lookup_sub(parent: &'static Cmd, sub: &[u8]) -> Option<&'static Cmd> {
+    let plen = parent.name.len() + 1;
+    parent
+        .subs
+        .iter()
+        .find(|c| c.name[plen..].as_bytes().eq_ignore_ascii_case(sub))
+}
+
+pub fn all() -> &'static [Cmd] {
+    COMMANDS
+}

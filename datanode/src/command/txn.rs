@@ -1,0 +1,168 @@
+//! MULTI / EXEC / DISCARD / WATCH / UNWATCH.
+//!
+//! EXEC locks every slot its queued commands and watched keys touch, in
+//! ascending order, before checking the watches and running the queue, so
+//! no other client can interleave.
+
+use super::table::{self, flags};
+use super::{dispatch, Args, Ctx};
+use crate::keyspace::key_slot;
+use crate::server::client::{Multi, Watched};
+
+pub fn multi(ctx: &mut Ctx, _a: &Args) {
+    if ctx.client.multi.is_some() {
+        return ctx.r.error("ERR MULTI calls can not be nested");
+    }
+    ctx.client.multi = Some(Multi::default());
+    ctx.r.ok();
+}
+
+pub fn discard(ctx: &mut Ctx, _a: &Args) {
+    if ctx.client.multi.take().is_none() {
+        return ctx.r.error("ERR DISCARD without MULTI");
+    }
+    unwatch_all(ctx);
+    ctx.r.ok();
+}
+
+pub fn watch(ctx: &mut Ctx, a: &Args) {
+    if ctx.client.multi.is_some() {
+        return ctx.r.error("ERR WATCH inside MULTI is not allowed");
+    }
+    let dbi = ctx.locks.db.index;
+    for key in a.iter().skip(1) {
+        if ctx
+            .client
+            .watched
+            .iter()
+            .any(|w| w.db == dbi && w.key.as_slice() == key)
+        {
+            continue;
+        }
+        let mut s = ctx.locks.key(key);
+        let version = s.watch(key);
+        let expired_at_watch = s.is_logically_expired(key);
+        drop(s);
+        ctx.client.watched.push(Watched {
+            db: dbi,
+            key: crate::keyspace::SBytes::new(key),
+            version,
+            expired_at_watch,
+        });
+    }
+    ctx.r.ok();
+}
+
+pub fn unwatch(ctx: &mut Ctx, _a: &Args) {
+    unwatch_all(ctx);
+    ctx.r.ok();
+}
+
+/// Drops every WATCH of this client.
+pub fn unwatch_all(ctx: &mut Ctx) {
+    let watched = std::mem::take(&mut ctx.client.watched);
+    let now = ctx.locks.now;
+    for w in watched {
+        let db = ctx.srv.ks.db(w.db);
+        if ctx.locks.holding() {
+            // Inside EXEC the slot is already locked by us.
+            let saved = ctx.locks.db;
+            ctx.locks.db = db;
+            ctx.locks.slot(key_slot(&w.key)).unwatch(&w.key);
+            ctx.locks.db = saved;
+        } else {
+            db.lock_key(&w.key, now).unwatch(&w.key);
+        }
+    }
+}
+
+pub fn exec(ctx: &mut Ctx, _a: &Args) {
+    let Some(m) = ctx.client.multi.take() else {
+        return ctx.r.error("ERR EXEC without MULTI");
+    };
+    if m.dirty {
+        unwatch_all(ctx);
+        return ctx
+            .r
+            .error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    // Work out every (db, slot) the transaction touches.
+    let mut slots: Vec<(usize, u16)> = Vec::new();
+    let mut all_dbs: Vec<usize> = Vec::new();
+    let mut db = ctx.locks.db.index;
+    for q in &m.queue {
+        let args = q.args();
+        let Some(cmd) = table::lookup(args.get(0)) else {
+            continue;
+        };
+        let cmd = if !cmd.subs.is_empty() && args.len() >= 2 {
+            table::lookup_sub(cmd, args.get(1)).unwrap_or(cmd)
+        } else {
+            cmd
+        };
+        if cmd.name == "select" {
+            if let Some(n) = crate::resp::parse_i64(args.get(1)) {
+                if n >= 0 && (n as usize) < ctx.srv.ks.count() {
+                    db = n as usize;
+                }
+            }
+        }
+        if cmd.flags & flags::ALL_DBS != 0 {
+            all_dbs.extend(ctx.srv.ks.existing().map(|d| d.index));
+        } else if cmd.flags & flags::ALL_SLOTS != 0 {
+            all_dbs.push(db);
+        } else if cmd.name == "copy" {
+            // COPY may name another database; lock that slot too.
+            for i in cmd.key_indexes(args.len()) {
+                slots.push((db, key_slot(args.get(i))));
+            }
+            let mut i = 3;
+            while i + 1 < args.len() {
+                if args.get(i).eq_ignore_ascii_case(b"DB") {
+                    if let Some(n) = crate::resp::parse_i64(args.get(i + 1)) {
+                        if n >= 0 && (n as usize) < ctx.srv.ks.count() {
+                            slots.push((n as usize, key_slot(args.get(2))));
+                        }
+                    }
+                }
+                i += 1;
+            }
+        } else {
+            for i in cmd.key_indexes(args.len()) {
+                slots.push((db, key_slot(args.get(i))));
+            }
+        }
+    }
+    for w in &ctx.client.watched {
+        slots.push((w.db, key_slot(&w.key)));
+    }
+    all_dbs.sort_unstable();
+    all_dbs.dedup();
+    ctx.locks.hold(slots, &all_dbs);
+
+    // A watched key changed (or expired) since WATCH: abort.
+    let mut aborted = false;
+    let saved = ctx.locks.db;
+    for w in &ctx.client.watched {
+        ctx.locks.db = ctx.srv.ks.db(w.db);
+        let g = ctx.locks.slot(key_slot(&w.key));
+        if g.watch_version(&w.key) != w.version
+            || (!w.expired_at_watch && g.is_logically_expired(&w.key))
+        {
+            aborted = true;
+            break;
+        }
+    }
+    ctx.locks.db = saved;
+    if aborted {
+        unwatch_all(ctx);
+        ctx.locks.release();
+        return ctx.r.null_array();
+    }
+    unwatch_all(ctx);
+    ctx.r.array(m.queue.len());
+    for q in &m.queue {
+        dispatch(ctx, &q.args());
+    }
+    ctx.locks.release();
+}

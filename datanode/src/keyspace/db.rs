@@ -1,0 +1,301 @@
+//! A database: 16384 slot tables, each behind its own lock, plus lock-free
+//! per-slot counters so DBSIZE, SCAN and RANDOMKEY can skip empty slots.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::hashslot::{key_slot, SLOTS};
+use super::sbytes::SBytes;
+use super::slot::{SlotTable, WatchState};
+use super::value::Value;
+use crate::persistence::effects::EffectLog;
+
+#[derive(Default)]
+struct SlotMeta {
+    keys: AtomicU32,
+    expires: AtomicU32,
+}
+
+pub struct Db {
+    pub index: usize,
+    slots: Box<[Mutex<SlotTable>]>,
+    meta: Box<[SlotMeta]>,
+    pub log: Arc<EffectLog>,
+}
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Db {
+    pub fn new(index: usize, log: Arc<EffectLog>) -> Db {
+        Db {
+            index,
+            slots: (0..SLOTS)
+                .map(|_| Mutex::new(SlotTable::default()))
+                .collect(),
+            meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
+            log,
+        }
+    }
+
+    /// Locks the slot that holds `key`.
+    pub fn lock_key(&self, key: &[u8], now: i64) -> SlotRef<'_> {
+        self.lock_slot(key_slot(key), now)
+    }
+
+    pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
+        SlotRef {
+            slot,
+            t: self.slots[slot as usize].lock(),
+            meta: &self.meta[slot as usize],
+            db: self,
+            now,
+        }
+    }
+
+    /// Locks several slots in ascending order (the global lock order, so
+    /// multi-slot commands cannot deadlock). `slots` is sorted and deduped.
+    pub fn lock_slots(&self, slots: &mut Vec<u16>, now: i64) -> Vec<SlotRef<'_>> {
+        slots.sort_unstable();
+        slots.dedup();
+        slots.iter().map(|&s| self.lock_slot(s, now)).collect()
+    }
+
+    pub fn slot_keys(&self, slot: u16) -> usize {
+        self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
+    }
+
+    pub fn size(&self) -> usize {
+        self.meta
+            .iter()
+            .map(|m| m.keys.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
+    pub fn expires_count(&self) -> usize {
+        self.meta
+            .iter()
+            .map(|m| m.expires.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
+    /// Next slot at or after `from` holding keys.
+    pub fn next_nonempty_slot(&self, from: usize) -> Option<u16> {
+        (from..SLOTS)
+            .find(|&s| self.meta[s].keys.load(Ordering::Relaxed) > 0)
+            .map(|s| s as u16)
+    }
+
+    pub fn has_expires(&self, slot: u16) -> bool {
+        self.meta[slot as usize].expires.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A locked slot. Every read goes through here so expired keys are removed
+/// lazily (and their deletion logged); every write keeps the counters and
+/// WATCH versions right.
+pub struct SlotRef<'a> {
+    pub slot: u16,
+    t: MutexGuard<'a, SlotTable>,
+    meta: &'a SlotMeta,
+    pub db: &'a Db,
+    pub now: i64,
+}
+
+impl<'a> SlotRef<'a> {
+    fn sync_meta(&self) {
+        self.meta.keys.store(self.t.len() as u32, Ordering::Relaxed);
+        self.meta
+            .expires
+            .store(self.t.expires_len() as u32, Ordering::Relaxed);
+    }
+
+    /// Deletes `key` if its time has come. Returns true when it did.
+    fn expire_if_needed(&mut self, key: &[u8]) -> bool {
+        match self.t.expire_of(key) {
+            Some(at) if at <= self.now => {
+                self.t.remove_expire(key);
+                self.t.take(key);
+                self.t.touch(key);
+                self.sync_meta();
+                if self.db.log.is_active() {
+                    self.db.log.append(self.db.index, &[b"DEL".as_slice(), key]);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get(&mut self, key: &[u8]) -> Option<&Value> {
+        self.expire_if_needed(key);
+        self.t.find(key).map(|e| &e.val)
+    }
+
+    /// Mutable access for in-place updates; the caller must call
+    /// [`SlotRef::touch`] when it changed the value.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
+        self.expire_if_needed(key);
+        self.t.find_mut(key).map(|e| &mut e.val)
+    }
+
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets a value. Unless `keep_ttl`, any TTL is cleared.
+    pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
+        self.t.put(key, val);
+        if !keep_ttl {
+            self.t.remove_expire(key);
+        }
+        self.t.touch(key);
+        self.sync_meta();
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
+        self.expire_if_needed(key);
+        let v = self.t.take(key)?;
+        self.t.remove_expire(key);
+        self.t.touch(key);
+        self.sync_meta();
+        Some(v)
+    }
+
+    pub fn touch(&mut self, key: &[u8]) {
+        self.t.touch(key);
+    }
+
+    /// Expiry time (unix ms) of a live key.
+    pub fn expire_of(&mut self, key: &[u8]) -> Option<i64> {
+        self.t.expire_of(key)
+    }
+
+    pub fn set_expire(&mut self, key: &[u8], at: i64) {
+        self.t.set_expire(key, at);
+        self.t.touch(key);
+        self.sync_meta();
+    }
+
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        let removed = self.t.remove_expire(key);
+        if removed {
+            self.t.touch(key);
+            self.sync_meta();
+        }
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// Removes every key; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        self.t.touch_all_existing();
+        let n = self.t.len();
+        self.t.map = Default::default();
+        self.t.expires = Default::default();
+        self.sync_meta();
+        n
+    }
+
+    /// Live keys of this slot (expired ones are skipped, not removed).
+    pub fn live_keys(&self) -> Vec<SBytes> {
+        let now = self.now;
+        self.t
+            .iter()
+            .filter(|e| !matches!(self.t.expire_of(&e.key), Some(at) if at <= now))
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
+    pub fn for_each_live(&self, mut f: impl FnMut(&SBytes, &Value, Option<i64>)) {
+        let now = self.now;
+        for e in self.t.iter() {
+            let exp = self.t.expire_of(&e.key);
+            if matches!(exp, Some(at) if at <= now) {
+                continue;
+            }
+            f(&e.key, &e.val, exp);
+        }
+    }
+
+    /// Deletes up to `budget` expired keys; returns (checked, deleted).
+    pub fn expire_some(&mut self, budget: usize) -> (usize, usize) {
+        let now = self.now;
+        let due: Vec<SBytes> = self
+            .t
+            .expires
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .take(budget)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let checked = self.t.expires_len().min(budget.max(due.len()));
+        for k in &due {
+            self.expire_if_needed(k);
+        }
+        (checked, due.len())
+    }
+
+    /// Registers a WATCH on `key`; returns its current version.
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.t.watched.get_or_insert_with(Default::default);
+        let s = w
+            .entry(SBytes::new(key))
+            .or_insert_with(WatchState::default);
+        s.refs += 1;
+        s.version
+    }
+
+    pub fn watch_version(&self, key: &[u8]) -> u64 {
+        self.t
+            .watched
+            .as_ref()
+            .and_then(|w| w.get(key))
+            .map(|s| s.version)
+            .unwrap_or(0)
+    }
+
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = &mut self.t.watched {
+            if let Some(s) = w.get_mut(key) {
+                s.refs -= 1;
+                if s.refs == 0 {
+                    w.remove(key);
+                }
+            }
+            if w.is_empty() {
+                self.t.watched = None;
+            }
+        }
+    }
+
+    /// Whether the key exists but its TTL has passed (not yet removed).
+    pub fn is_logically_expired(&self, key: &[u8]) -> bool {
+        self.t.find(key).is_some() && matches!(self.t.expire_of(key), Some(at) if at <= self.now)
+    }
+
+    /// Logs an effect for this slot's database (no-op when nobody listens).
+    pub fn log<A: AsRef<[u8]>>(&self, args: &[A]) {
+        if self.db.log.is_active() {
+            self.db.log.append(self.db.index, args);
+        }
+    }
+
+    pub fn raw_table(&self) -> &SlotTable {
+        &self.t
+    }
+}

@@ -1,0 +1,45 @@
+//! The keyspace: databases of hash-slot tables holding compact values.
+
+pub mod db;
+pub mod hashslot;
+pub mod sbytes;
+pub mod slot;
+pub mod value;
+
+use std::sync::{Arc, OnceLock};
+
+pub use db::{now_ms, Db, SlotRef};
+pub use hashslot::{key_slot, SLOTS};
+pub use sbytes::SBytes;
+pub use value::{HashObj, Kind, Value};
+
+use crate::persistence::effects::EffectLog;
+
+/// All databases; they are created on first use so an unused database
+/// costs nothing.
+pub struct Keyspace {
+    dbs: Box<[OnceLock<Db>]>,
+    pub log: Arc<EffectLog>,
+}
+
+impl Keyspace {
+    pub fn new(databases: usize, log: Arc<EffectLog>) -> Keyspace {
+        Keyspace {
+            dbs: (0..databases.max(1)).map(|_| OnceLock::new()).collect(),
+            log,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.dbs.len()
+    }
+
+    pub fn db(&self, i: usize) -> &Db {
+        self.dbs[i].get_or_init(|| Db::new(i, self.log.clone()))
+    }
+
+    /// Databases that exist already (never creates one).
+    pub fn existing(&self) -> impl Iterator<Item = &Db> {
+        self.dbs.iter().filter_map(|d| d.get())
+    }
+}

@@ -1,0 +1,152 @@
+//! One hash slot's keys: the table of entries, their expiry times and the
+//! WATCH versions of watched keys. A slot is always used under its lock.
+
+use hashbrown::HashTable;
+
+use super::sbytes::SBytes;
+use super::value::{FastMap, Value};
+
+pub struct Entry {
+    pub key: SBytes,
+    pub val: Value,
+}
+
+/// A watched key's modification counter and how many clients watch it.
+#[derive(Default)]
+pub struct WatchState {
+    pub refs: u32,
+    pub version: u64,
+}
+
+#[derive(Default)]
+pub struct SlotTable {
+    pub(super) map: HashTable<Entry>,
+    /// Absolute expiry times in unix milliseconds.
+    pub(super) expires: HashTable<(SBytes, i64)>,
+    pub(super) watched: Option<Box<FastMap<SBytes, WatchState>>>,
+    /// AOF rewrite generation this slot was last snapshotted for.
+    pub(super) snap_gen: u64,
+}
+
+pub(super) fn hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one(key)
+}
+
+impl SlotTable {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn expires_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    pub(super) fn find(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.find(hash(key), |e| e.key.as_slice() == key)
+    }
+
+    pub(super) fn find_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.map.find_mut(hash(key), |e| e.key.as_slice() == key)
+    }
+
+    pub(super) fn expire_of(&self, key: &[u8]) -> Option<i64> {
+        if self.expires.is_empty() {
+            return None;
+        }
+        self.expires
+            .find(hash(key), |(k, _)| k.as_slice() == key)
+            .map(|(_, at)| *at)
+    }
+
+    pub(super) fn set_expire(&mut self, key: &[u8], at: i64) -> bool {
+        let h = hash(key);
+        match self.expires.find_mut(h, |(k, _)| k.as_slice() == key) {
+            Some(e) => {
+                e.1 = at;
+                false
+            }
+            None => {
+                self.expires
+                    .insert_unique(h, (SBytes::new(key), at), |(k, _)| hash(k));
+                true
+            }
+        }
+    }
+
+    pub(super) fn remove_expire(&mut self, key: &[u8]) -> bool {
+        if self.expires.is_empty() {
+            return false;
+        }
+        match self
+            .expires
+            .find_entry(hash(key), |(k, _)| k.as_slice() == key)
+        {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Inserts or overwrites; returns true when the key is new.
+    pub(super) fn put(&mut self, key: &[u8], val: Value) -> bool {
+        let h = hash(key);
+        match self.map.find_mut(h, |e| e.key.as_slice() == key) {
+            Some(e) => {
+                e.val = val;
+                false
+            }
+            None => {
+                self.map.insert_unique(
+                    h,
+                    Entry {
+                        key: SBytes::new(key),
+                        val,
+                    },
+                    |e| hash(&e.key),
+                );
+                true
+            }
+        }
+    }
+
+    pub(super) fn take(&mut self, key: &[u8]) -> Option<Value> {
+        match self.map.find_entry(hash(key), |e| e.key.as_slice() == key) {
+            Ok(e) => {
+                let (entry, _) = e.remove();
+                Some(entry.val)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Bumps the WATCH version of `key` if anyone watches it.
+    pub(super) fn touch(&mut self, key: &[u8]) {
+        if let Some(w) = &mut self.watched {
+            if let Some(s) = w.get_mut(key) {
+                s.version += 1;
+            }
+        }
+    }
+
+    pub(super) fn touch_all_existing(&mut self) {
+        if let Some(w) = &mut self.watched {
+            for (k, s) in w.iter_mut() {
+                if self.map.find(hash(k), |e| e.key == *k).is_some() {
+                    s.version += 1;
+                }
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.map.iter()
+    }
+}

@@ -1,0 +1,290 @@
+//! Values stored under keys, in compact representations that mirror the
+//! encodings Redis reports through `OBJECT ENCODING`.
+
+use super::sbytes::SBytes;
+use crate::resp::parse_i64;
+
+/// A hash stays a flat vector (Redis: listpack) until it grows past these.
+pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
+/// Strings up to this length are `embstr` in Redis; longer ones are `raw`.
+const EMBSTR_MAX: usize = 44;
+
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
+
+pub enum Value {
+    /// A string holding a canonical decimal integer.
+    Int(i64),
+    /// A string stored as set.
+    Str(SBytes),
+    /// A string grown in place by APPEND/SETRANGE (Redis calls it `raw`).
+    Raw(Vec<u8>),
+    Hash(Box<HashObj>),
+}
+
+/// What `TYPE` answers and what WRONGTYPE checks compare.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    String,
+    Hash,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+        }
+    }
+}
+
+impl Value {
+    /// A string value from client bytes, stored as an integer when it is one.
+    pub fn string(b: &[u8]) -> Value {
+        if b.len() <= 20 {
+            if let Some(n) = parse_i64(b) {
+                return Value::Int(n);
+            }
+        }
+        Value::Str(SBytes::new(b))
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Int(_) | Value::Str(_) | Value::Raw(_) => Kind::String,
+            Value::Hash(_) => Kind::Hash,
+        }
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "int",
+            Value::Str(s) if s.len() <= EMBSTR_MAX => "embstr",
+            Value::Str(_) | Value::Raw(_) => "raw",
+            Value::Hash(h) => match **h {
+                HashObj::Small(_) => "listpack",
+                HashObj::Large(_) => "hashtable",
+            },
+        }
+    }
+
+    /// The bytes of a string value; integers are formatted into `buf`.
+    pub fn str_bytes<'a>(&'a self, buf: &'a mut itoa::Buffer) -> Option<&'a [u8]> {
+        match self {
+            Value::Int(n) => Some(buf.format(*n).as_bytes()),
+            Value::Str(s) => Some(s.as_slice()),
+            Value::Raw(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Length in bytes of a string value.
+    pub fn str_len(&self) -> Option<usize> {
+        match self {
+            Value::Int(n) => Some(itoa::Buffer::new().format(*n).len()),
+            Value::Str(s) => Some(s.len()),
+            Value::Raw(v) => Some(v.len()),
+            _ => None,
+        }
+    }
+
+    /// Turns a string value into a growable buffer for APPEND/SETRANGE.
+    pub fn make_raw(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            Value::Int(n) => *self = Value::Raw(itoa::Buffer::new().format(*n).as_bytes().to_vec()),
+            Value::Str(s) => *self = Value::Raw(s.to_vec()),
+            Value::Raw(_) => {}
+            _ => return None,
+        }
+        match self {
+            Value::Raw(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Heap bytes owned by the value (for memory accounting and DEBUG).
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::Int(_) => 0,
+            Value::Str(s) => s.heap_size(),
+            Value::Raw(v) => v.capacity(),
+            Value::Hash(h) => h.heap_size(),
+        }
+    }
+}
+
+/// A hash: a small insertion-ordered vector, converted once to a hash table.
+pub enum HashObj {
+    Small(Vec<(SBytes, SBytes)>),
+    Large(FastMap<SBytes, SBytes>),
+}
+
+impl Default for HashObj {
+    fn default() -> Self {
+        HashObj::Small(Vec::new())
+    }
+}
+
+impl HashObj {
+    pub fn len(&self) -> usize {
+        match self {
+            HashObj::Small(v) => v.len(),
+            HashObj::Large(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            HashObj::Small(v) => v
+                .iter()
+                .find(|(f, _)| f.as_slice() == field)
+                .map(|(_, val)| val.as_slice()),
+            HashObj::Large(m) => m.get(field).map(|v| v.as_slice()),
+        }
+    }
+
+    /// Sets a field; returns true when the field is new.
+    pub fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
+        if let HashObj::Small(v) = self {
+            if let Some(slot) = v.iter_mut().find(|(f, _)| f.as_slice() == field) {
+                slot.1 = SBytes::new(value);
+                self.maybe_convert(value.len().max(field.len()));
+                return false;
+            }
+            if v.len() < HASH_MAX_LISTPACK_ENTRIES
+                && field.len() <= HASH_MAX_LISTPACK_VALUE
+                && value.len() <= HASH_MAX_LISTPACK_VALUE
+            {
+                v.push((SBytes::new(field), SBytes::new(value)));
+                return true;
+            }
+            self.convert();
+        }
+        match self {
+            HashObj::Large(m) => m.insert(SBytes::new(field), SBytes::new(value)).is_none(),
+            HashObj::Small(_) => false,
+        }
+    }
+
+    fn maybe_convert(&mut self, longest: usize) {
+        if longest > HASH_MAX_LISTPACK_VALUE {
+            self.convert();
+        }
+    }
+
+    fn convert(&mut self) {
+        if let HashObj::Small(v) = self {
+            let mut m = FastMap::with_capacity_and_hasher(v.len() + 1, Default::default());
+            for (f, val) in v.drain(..) {
+                m.insert(f, val);
+            }
+            *self = HashObj::Large(m);
+        }
+    }
+
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            HashObj::Small(v) => match v.iter().position(|(f, _)| f.as_slice() == field) {
+                Some(i) => {
+                    v.remove(i);
+                    true
+                }
+                None => false,
+            },
+            HashObj::Large(m) => m.remove(field).is_some(),
+        }
+    }
+
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        match self {
+            HashObj::Small(v) => v.iter().for_each(|(k, val)| f(k, val)),
+            HashObj::Large(m) => m.iter().for_each(|(k, val)| f(k, val)),
+        }
+    }
+
+    /// The i-th field/value pair in iteration order (used for random picks).
+    pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match self {
+            HashObj::Small(v) => v.get(i).map(|(k, val)| (k.as_slice(), val.as_slice())),
+            HashObj::Large(m) => m
+                .iter()
+                .nth(i)
+                .map(|(k, val)| (k.as_slice(), val.as_slice())),
+        }
+    }
+
+    pub fn pairs(&self) -> Vec<(&[u8], &[u8])> {
+        let mut out = Vec::with_capacity(self.len());
+        match self {
+            HashObj::Small(v) => {
+                out.extend(v.iter().map(|(k, val)| (k.as_slice(), val.as_slice())))
+            }
+            HashObj::Large(m) => {
+                out.extend(m.iter().map(|(k, val)| (k.as_slice(), val.as_slice())))
+            }
+        }
+        out
+    }
+
+    pub fn heap_size(&self) -> usize {
+        match self {
+            HashObj::Small(v) => {
+                v.capacity() * 48
+                    + v.iter()
+                        .map(|(a, b)| a.heap_size() + b.heap_size())
+                        .sum::<usize>()
+            }
+            HashObj::Large(m) => {
+                m.capacity() * 49
+                    + m.iter()
+                        .map(|(a, b)| a.heap_size() + b.heap_size())
+                        .sum::<usize>()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_sizes() {
+        assert!(
+            std::mem::size_of::<Value>() <= 32,
+            "{}",
+            std::mem::size_of::<Value>()
+        );
+    }
+
+    #[test]
+    fn integers_are_stored_only_when_canonical() {
+        assert!(matches!(Value::string(b"123"), Value::Int(123)));
+        assert!(matches!(Value::string(b"0123"), Value::Str(_)));
+        assert!(matches!(Value::string(b"-0"), Value::Str(_)));
+        assert_eq!(Value::string(b"12345").encoding(), "int");
+        assert_eq!(Value::string(&[b'a'; 44]).encoding(), "embstr");
+        assert_eq!(Value::string(&[b'a'; 45]).encoding(), "raw");
+    }
+
+    #[test]
+    fn hash_converts_past_thresholds() {
+        let mut h = HashObj::default();
+        for i in 0..HASH_MAX_LISTPACK_ENTRIES {
+            assert!(h.set(format!("f{i}").as_bytes(), b"v"));
+        }
+        assert!(matches!(h, HashObj::Small(_)));
+        assert!(h.set(b"one-more", b"v"));
+        assert!(matches!(h, HashObj::Large(_)));
+        assert_eq!(h.len(), HASH_MAX_LISTPACK_ENTRIES + 1);
+        let mut h = HashObj::default();
+        h.set(b"a", b"x");
+        assert!(!h.set(b"a", &[b'y'; 65]));
+        assert!(matches!(h, HashObj::Large(_)));
+        assert_eq!(h.get(b"a").map(|v| v.len()), Some(65));
+    }
+}

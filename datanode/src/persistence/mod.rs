@@ -1,0 +1,4 @@
+//! Persistence: the effect log and the append-only file.
+
+pub mod aof;
+pub mod effects;

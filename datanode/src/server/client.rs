@@ -1,0 +1,84 @@
+//! Per-connection state: protocol version, selected database, transaction
+//! queue, watched keys, name. Only the connection's own task touches it,
+//! except the small `ClientInfo` shared for CLIENT LIST / CLIENT KILL.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::command::args::OwnedArgs;
+use crate::keyspace::SBytes;
+use crate::resp::Proto;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    SkipNext,
+    Skip,
+}
+
+pub struct Watched {
+    pub db: usize,
+    pub key: SBytes,
+    pub version: u64,
+    /// The key was already past its TTL when watched.
+    pub expired_at_watch: bool,
+}
+
+#[derive(Default)]
+pub struct Multi {
+    pub queue: Vec<OwnedArgs>,
+    /// A command failed to queue: EXEC must answer EXECABORT.
+    pub dirty: bool,
+}
+
+/// What other connections may read or change about this one.
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub created_ms: i64,
+    pub name: Mutex<Option<Vec<u8>>>,
+    pub lib_name: Mutex<Option<Vec<u8>>>,
+    pub lib_ver: Mutex<Option<Vec<u8>>>,
+    pub db: AtomicUsize,
+    pub last_interaction_ms: AtomicI64,
+    pub last_cmd: Mutex<&'static str>,
+    pub resp: AtomicUsize,
+    pub in_multi: AtomicBool,
+    /// Set by CLIENT KILL; the connection closes at its next turn.
+    pub killed: AtomicBool,
+    pub kill_notify: tokio::sync::Notify,
+    pub is_monitor: AtomicBool,
+}
+
+impl ClientInfo {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_notify.notify_one();
+    }
+}
+
+pub struct Client {
+    pub id: u64,
+    pub info: std::sync::Arc<ClientInfo>,
+    pub db: usize,
+    pub proto: Proto,
+    pub authenticated: bool,
+    pub multi: Option<Multi>,
+    pub watched: Vec<Watched>,
+    pub reply_mode: ReplyMode,
+    /// Close the connection once pending replies are written.
+    pub close_after_reply: bool,
+    pub readonly: bool,
+    pub asking: bool,
+    /// Commands run since the last flush to the shared counters.
+    pub pending_cmds: u64,
+    pub pending_dirty: u64,
+    /// Effect-log offset of this client's last write (for fsync=always).
+    pub last_write_offset: u64,
+}

@@ -1,0 +1,326 @@
+//! One client connection: read, parse every complete request, run them,
+//! write all replies with one write.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::client::{Client, ClientInfo, ReplyMode};
+use super::shared::Shared;
+use super::stats::Stats;
+use crate::command::{self, Action, Args, Ctx, Locks};
+use crate::keyspace::now_ms;
+use crate::resp::{parse_request, Limits, Parsed, Proto, Reply};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
+    let id = srv.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let now = now_ms();
+    let info = Arc::new(ClientInfo {
+        id,
+        addr,
+        laddr,
+        created_ms: now,
+        name: Mutex::new(None),
+        lib_name: Mutex::new(None),
+        lib_ver: Mutex::new(None),
+        db: AtomicUsize::new(0),
+        last_interaction_ms: AtomicI64::new(now),
+        last_cmd: Mutex::new("NULL"),
+        resp: AtomicUsize::new(2),
+        in_multi: AtomicBool::new(false),
+        killed: AtomicBool::new(false),
+        kill_notify: tokio::sync::Notify::new(),
+        is_monitor: AtomicBool::new(false),
+    });
+    Client {
+        id,
+        info,
+        db: 0,
+        proto: Proto::Resp2,
+        authenticated: !srv.hot.requirepass_set.load(Ordering::Relaxed),
+        multi: None,
+        watched: Vec::new(),
+        reply_mode: ReplyMode::On,
+        close_after_reply: false,
+        readonly: false,
+        asking: false,
+        pending_cmds: 0,
+        pending_dirty: 0,
+        last_write_offset: 0,
+    }
+}
+
+/// Runs one command for `client`, appending its reply to `out`.
+pub fn execute(
+    srv: &Arc<Shared>,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+    actions: &mut Vec<Action>,
+    args: &Args,
+) -> Option<&'static crate::command::table::Cmd> {
+    let start = out.len();
+    let now = now_ms();
+    if srv.has_monitors.load(Ordering::Relaxed) {
+        feed_monitor(srv, client, args, now);
+    }
+    let t0 = std::time::Instant::now();
+    let db = srv.ks.db(client.db);
+    let proto = client.proto;
+    let cmd = {
+        let mut ctx = Ctx {
+            srv,
+            client,
+            r: Reply::new(out, proto),
+            locks: Locks::new(&srv.ks, db, now),
+            actions,
+        };
+        command::dispatch(&mut ctx, args)
+    };
+    let elapsed = t0.elapsed().as_micros() as i64;
+    client.pending_cmds += 1;
+    let slower = srv.hot.slowlog_slower_than.load(Ordering::Relaxed);
+    if slower >= 0 && elapsed >= slower {
+        if let Some(c) = cmd {
+            if c.name != "exec" {
+                srv.slowlog.lock().push(
+                    args.iter().collect::<Vec<_>>().into_iter(),
+                    elapsed,
+                    client.info.addr.to_string(),
+                    client.info.name.lock().clone().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    if out.get(start) == Some(&b'-') {
+        Stats::add(&srv.stats.total_error_replies, 1);
+    }
+    match client.reply_mode {
+        ReplyMode::On => {}
+        ReplyMode::Off => out.truncate(start),
+        ReplyMode::SkipNext => client.reply_mode = ReplyMode::Skip,
+        ReplyMode::Skip => {
+            out.truncate(start);
+            client.reply_mode = ReplyMode::On;
+        }
+    }
+    if let Some(c) = cmd {
+        *client.info.last_cmd.lock() = c.name;
+    }
+    cmd
+}
+
+fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
+    let mut line = format!(
+        "+{}.{:06} [{} {}]",
+        now / 1000,
+        (now % 1000) * 1000,
+        client.db,
+        client.info.addr
+    );
+    for a in args.iter() {
+        line.push_str(" \"");
+        for &c in a {
+            match c {
+                b'\\' => line.push_str("\\\\"),
+                b'"' => line.push_str("\\\""),
+                b'\n' => line.push_str("\\n"),
+                b'\r' => line.push_str("\\r"),
+                b'\t' => line.push_str("\\t"),
+                7 => line.push_str("\\a"),
+                8 => line.push_str("\\b"),
+                0x20..=0x7e => line.push(c as char),
+                _ => line.push_str(&format!("\\x{c:02x}")),
+            }
+        }
+        line.push('"');
+    }
+    line.push_str("\r\n");
+    srv.feed_monitors(line.into_bytes());
+}
+
+pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
+    let _ = sock.set_nodelay(true);
+    let laddr = sock.local_addr().unwrap_or(addr);
+    Stats::add(&srv.stats.connections_received, 1);
+    let maxclients = srv.config.read().maxclients() as usize;
+    let mut client = new_client(&srv, addr, laddr);
+    let admitted = {
+        let mut reg = srv.clients.lock();
+        let ok = reg.len() < maxclients;
+        if ok {
+            reg.insert(client.id, client.info.clone());
+        }
+        ok
+    };
+    if !admitted {
+        Stats::add(&srv.stats.rejected_connections, 1);
+        let _ = sock
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    if let Err(e) = connection_loop(&srv, &mut sock, &mut client).await {
+        tracing::debug!("client {addr} closed: {e}");
+    }
+    // Drop WATCHes and the registry entry whatever ended the connection.
+    {
+        let out = &mut Vec::new();
+        let actions = &mut Vec::new();
+        let db = srv.ks.db(client.db);
+        let mut ctx = Ctx {
+            srv: &srv,
+            client: &mut client,
+            r: Reply::new(out, Proto::Resp2),
+            locks: Locks::new(&srv.ks, db, now_ms()),
+            actions,
+        };
+        command::txn::unwatch_all(&mut ctx);
+    }
+    flush_counters(&srv, &mut client);
+    srv.clients.lock().remove(&client.id);
+}
+
+fn flush_counters(srv: &Shared, c: &mut Client) {
+    Stats::add(&srv.stats.commands, std::mem::take(&mut c.pending_cmds));
+    Stats::add(&srv.stats.dirty, std::mem::take(&mut c.pending_dirty));
+}
+
+async fn connection_loop(
+    srv: &Arc<Shared>,
+    sock: &mut TcpStream,
+    client: &mut Client,
+) -> std::io::Result<()> {
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let mut actions: Vec<Action> = Vec::new();
+    let info = client.info.clone();
+    loop {
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            r = sock.read_buf(&mut rbuf) => r?,
+            _ = info.kill_notify.notified() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if info.killed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        Stats::add(&srv.stats.net_input_bytes, n as u64);
+        let mut pos = 0;
+        let mut close = false;
+        loop {
+            let limits = Limits {
+                max_bulk_len: srv.hot.proto_max_bulk_len.load(Ordering::Relaxed),
+                authenticated: client.authenticated,
+            };
+            let parsed = parse_request(&rbuf[pos..], &limits, &mut ranges, &mut scratch);
+            match parsed {
+                Ok(None) => break,
+                Ok(Some(Parsed::Empty { consumed })) => pos += consumed,
+                Ok(Some(Parsed::Multibulk { consumed })) => {
+                    let args = Args::new(&rbuf[pos..], &ranges);
+                    execute(srv, client, &mut out, &mut actions, &args);
+                    pos += consumed;
+                }
+                Ok(Some(Parsed::Inline { consumed })) => {
+                    let args = Args::new(&scratch, &ranges);
+                    execute(srv, client, &mut out, &mut actions, &args);
+                    pos += consumed;
+                }
+                Err(e) => {
+                    Reply::new(&mut out, client.proto).error(&format!("ERR {e}"));
+                    close = true;
+                    break;
+                }
+            }
+            if !actions.is_empty() {
+                for act in std::mem::take(&mut actions) {
+                    match act {
+                        Action::Close => close = true,
+                        Action::Sleep(d) => {
+                            sock.write_all(&out).await?;
+                            out.clear();
+                            tokio::time::sleep(d).await;
+                        }
+                        Action::Shutdown { .. } => {
+                            srv.shutdown.notify_one();
+                            // Redis closes the connection without a reply.
+                            out.clear();
+                            close = true;
+                        }
+                        Action::Monitor => {
+                            sock.write_all(&out).await?;
+                            out.clear();
+                            return monitor_loop(srv, sock, client).await;
+                        }
+                        Action::RewriteAof => {}
+                    }
+                }
+            }
+            if close || client.close_after_reply {
+                break;
+            }
+        }
+        rbuf.advance(pos);
+        info.in_multi
+            .store(client.multi.is_some(), Ordering::Relaxed);
+        info.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+        flush_counters(srv, client);
+        if srv.hot.fsync_always.load(Ordering::Relaxed) && client.last_write_offset > 0 {
+            crate::persistence::aof::wait_synced(srv, client.last_write_offset).await;
+        }
+        if !out.is_empty() {
+            Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
+            sock.write_all(&out).await?;
+            if out.capacity() > 1024 * 1024 {
+                out = Vec::with_capacity(READ_CHUNK);
+            } else {
+                out.clear();
+            }
+        }
+        if close || client.close_after_reply {
+            let _ = sock.shutdown().await;
+            return Ok(());
+        }
+        if rbuf.is_empty() && rbuf.capacity() > 1024 * 1024 {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// A MONITOR connection: streams every command; it may still send QUIT/RESET.
+async fn monitor_loop(
+    srv: &Arc<Shared>,
+    sock: &mut TcpStream,
+    client: &mut Client,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    srv.monitors.lock().push(tx);
+    srv.has_monitors.store(true, Ordering::Relaxed);
+    client.info.is_monitor.store(true, Ordering::Relaxed);
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some(l) => sock.write_all(&l).await?,
+                None => return Ok(()),
+            },
+            r = sock.read(&mut buf) => {
+                if r? == 0 { return Ok(()); }
+            }
+            _ = client.info.kill_notify.notified() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The network side: listener, per-connection loop, background cron.
+
+pub mod client;
+pub mod conn;
+pub mod shared;
+pub mod slowlog;
+pub mod stats;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+pub use shared::Shared;
+
+/// Reacts to CONFIG SET of settings the hot path caches.
+pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[&'static str]) {
+    let cfg = srv.config.read();
+    srv.hot
+        .proto_max_bulk_len
+        .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);
+    srv.hot
+        .requirepass_set
+        .store(cfg.requirepass().is_some(), Ordering::Relaxed);
+    srv.hot
+        .slowlog_slower_than
+        .store(cfg.slowlog_log_slower_than(), Ordering::Relaxed);
+    srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
+    srv.hot.fsync_always.store(
+        cfg.appendonly() && cfg.appendfsync() == crate::config::AppendFsync::Always,
+        Ordering::Relaxed,
+    );
+}
+
+/// Binds the configured addresses. A `-` before an address makes it
+/// optional (it may be unavailable, like `-::1` on hosts without IPv6).
+async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let port = cfg.port();
+    let mut out = Vec::new();
+    let mut addrs = cfg.bind();
+    if addrs.is_empty() {
+        addrs.push("0.0.0.0".into());
+    }
+    for a in addrs {
+        let (optional, host) = match a.strip_prefix('-') {
+            Some(h) => (true, h.to_string()),
+            None => (false, a.clone()),
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        match TcpListener::bind(&addr).await {
+            Ok(l) => out.push(l),
+            Err(e) if optional => tracing::warn!("could not bind {addr}: {e}"),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("Could not create server TCP listening socket {addr}")
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a node until SHUTDOWN or SIGTERM.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let appendonly = cfg.appendonly();
+    let pidfile = cfg.pidfile();
+    let srv = Arc::new(Shared::new(cfg));
+    if appendonly {
+        crate::persistence::aof::open(&srv).context("loading the append only file")?;
+    }
+    let listeners = bind(&srv.config.read()).await?;
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    srv.actual_port.store(port as u64, Ordering::Relaxed);
+    if !pidfile.is_empty() {
+        let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
+    }
+    tracing::info!(
+        "slotkv datanode {} (Redis {} compatible), pid={}, port={}",
+        env!("CARGO_PKG_VERSION"),
+        crate::command::connection::REDIS_VERSION,
+        std::process::id(),
+        port
+    );
+    tracing::info!("Ready to accept connections tcp");
+    for l in listeners {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((sock, addr)) => {
+                        let srv = srv.clone();
+                        tokio::spawn(conn::serve(srv, sock, addr));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+    }
+    tokio::spawn(cron(srv.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = srv.shutdown.notified() => {}
+        _ = term.recv() => tracing::info!("Received SIGTERM scheduling shutdown..."),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT scheduling shutdown..."),
+    }
+    shutdown(&srv, &pidfile).await;
+    Ok(())
+}
+
+/// Flushes the AOF, removes the pid file.
+async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
+    srv.shutting_down.store(true, Ordering::SeqCst);
+    tracing::info!("User requested shutdown...");
+    if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
+        tracing::warn!("Error flushing the AOF on shutdown: {e}");
+    }
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    tracing::info!("Redis is now ready to exit, bye bye...");
+}
+
+/// Background work ten times a second: active expiry and stats sampling.
+async fn cron(srv: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut cursor = 0usize;
+    loop {
+        tick.tick().await;
+        let now = crate::keyspace::now_ms();
+        srv.stats.sample_ops(now);
+        cursor = active_expire(&srv, cursor, now);
+    }
+}
+
+/// Visits slots with TTLs round-robin, deleting expired keys, for at most
+/// ~25 ms per run; returns where to resume.
+fn active_expire(srv: &Shared, mut cursor: usize, now: i64) -> usize {
+    use crate::keyspace::SLOTS;
+    let start = std::time::Instant::now();
+    let dbs: Vec<_> = srv.ks.existing().collect();
+    if dbs.is_empty() {
+        return 0;
+    }
+    let total = dbs.len() * SLOTS;
+    for _ in 0..total {
+        let (d, s) = (cursor / SLOTS % dbs.len(), (cursor % SLOTS) as u16);
+        cursor = (cursor + 1) % total;
+        let db = dbs[d];
+        if !db.has_expires(s) {
+            continue;
+        }
+        let (_, deleted) = db.lock_slot(s, now).expire_some(200);
+        stats::Stats::add(&srv.stats.expired_keys, deleted as u64);
+        if start.elapsed() > std::time::Duration::from_millis(25) {
+            break;
+        }
+    }
+    cursor
+}

@@ -1,0 +1,99 @@
+//! State shared by every connection: the keyspace, configuration, counters
+//! and the registry of connected clients.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::client::ClientInfo;
+use super::slowlog::SlowLog;
+use super::stats::Stats;
+use crate::config::Config;
+use crate::keyspace::Keyspace;
+use crate::persistence::effects::EffectLog;
+
+/// Settings read on the command path, copied out of the config so reading
+/// them takes no lock.
+pub struct Hot {
+    pub proto_max_bulk_len: AtomicI64,
+    pub requirepass_set: AtomicBool,
+    pub slowlog_slower_than: AtomicI64,
+    pub fsync_always: AtomicBool,
+}
+
+pub struct Shared {
+    pub ks: Keyspace,
+    pub config: RwLock<Config>,
+    pub hot: Hot,
+    pub stats: Stats,
+    pub clients: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+    pub next_client_id: AtomicU64,
+    pub start_ms: i64,
+    pub run_id: String,
+    pub log: Arc<EffectLog>,
+    pub slowlog: Mutex<SlowLog>,
+    /// Fired once to stop the server.
+    pub shutdown: tokio::sync::Notify,
+    pub shutting_down: AtomicBool,
+    pub aof: Mutex<Option<crate::persistence::aof::AofHandle>>,
+    /// MONITOR subscribers.
+    pub monitors: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>>,
+    pub has_monitors: AtomicBool,
+    pub actual_port: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let log = Arc::new(EffectLog::default());
+        let ks = Keyspace::new(config.databases(), log.clone());
+        let hot = Hot {
+            proto_max_bulk_len: AtomicI64::new(config.proto_max_bulk_len() as i64),
+            requirepass_set: AtomicBool::new(config.requirepass().is_some()),
+            slowlog_slower_than: AtomicI64::new(config.slowlog_log_slower_than()),
+            fsync_always: AtomicBool::new(
+                config.appendonly() && config.appendfsync() == crate::config::AppendFsync::Always,
+            ),
+        };
+        let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
+        let mut rid = [0u8; 20];
+        rand::Rng::fill(&mut rand::rng(), &mut rid[..]);
+        let run_id = rid.iter().map(|b| format!("{b:02x}")).collect();
+        Shared {
+            ks,
+            config: RwLock::new(config),
+            hot,
+            stats: Stats::default(),
+            clients: Mutex::new(HashMap::new()),
+            next_client_id: AtomicU64::new(1),
+            start_ms: crate::keyspace::now_ms(),
+            run_id,
+            log,
+            slowlog: Mutex::new(slowlog),
+            shutdown: tokio::sync::Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            aof: Mutex::new(None),
+            monitors: Mutex::new(Vec::new()),
+            has_monitors: AtomicBool::new(false),
+            actual_port: AtomicU64::new(0),
+        }
+    }
+
+    pub fn requirepass(&self) -> Option<Vec<u8>> {
+        self.config.read().requirepass()
+    }
+
+    pub fn cluster_enabled(&self) -> bool {
+        self.config.read().cluster_enabled()
+    }
+
+    /// Sends a MONITOR line to every monitor, dropping closed ones.
+    pub fn feed_monitors(&self, line: Vec<u8>) {
+        let mut m = self.monitors.lock();
+        m.retain(|tx| tx.send(line.clone()).is_ok());
+        if m.is_empty() {
+            self.has_monitors.store(false, Ordering::Relaxed);
+        }
+    }
+}
