@@ -294,7 +294,7 @@ pub fn copy(ctx: &mut Ctx, a: &Args) {
         if replace {
             eff.push(b"REPLACE");
         }
-        src_db.log.append(src_db.index, &eff);
+        gs.log(&eff);
     }
     drop(gs);
     drop(gd);

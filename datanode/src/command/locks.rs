@@ -143,15 +143,16 @@ impl<'a> Locks<'a> {
             }
         }
         let now = self.now;
-        if (a.0.index, sa) < (b.0.index, sb) {
+        let (mut ga, mut gb) = if (a.0.index, sa) < (b.0.index, sb) {
             let ga = a.0.lock_slot(sa, now);
-            let gb = b.0.lock_slot(sb, now);
-            (Guard::Own(ga), Some(Guard::Own(gb)))
+            (ga, b.0.lock_slot(sb, now))
         } else {
             let gb = b.0.lock_slot(sb, now);
-            let ga = a.0.lock_slot(sa, now);
-            (Guard::Own(ga), Some(Guard::Own(gb)))
-        }
+            (a.0.lock_slot(sa, now), gb)
+        };
+        ga.refresh_gen();
+        gb.refresh_gen();
+        (Guard::Own(ga), Some(Guard::Own(gb)))
     }
 
     /// Takes the locks for a whole transaction: `slots` are (db, slot)
@@ -168,6 +169,9 @@ impl<'a> Locks<'a> {
             .into_iter()
             .map(|(d, s)| ks.db(d).lock_slot(s, now))
             .collect();
+        for s in &mut self.held {
+            s.refresh_gen();
+        }
     }
 
     pub fn release(&mut self) {

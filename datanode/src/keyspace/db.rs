@@ -51,13 +51,16 @@ impl Db {
     }
 
     pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
-        SlotRef {
+        let mut s = SlotRef {
             slot,
             t: self.slots[slot as usize].lock(),
             meta: &self.meta[slot as usize],
             db: self,
             now,
-        }
+            gen: 0,
+        };
+        s.refresh_gen();
+        s
     }
 
     /// Locks several slots in ascending order (the global lock order, so
@@ -65,7 +68,13 @@ impl Db {
     pub fn lock_slots(&self, slots: &mut Vec<u16>, now: i64) -> Vec<SlotRef<'_>> {
         slots.sort_unstable();
         slots.dedup();
-        slots.iter().map(|&s| self.lock_slot(s, now)).collect()
+        let mut v: Vec<SlotRef<'_>> = slots.iter().map(|&s| self.lock_slot(s, now)).collect();
+        // A rewrite may have begun while we were locking: bring every slot
+        // to the same generation before anything changes.
+        for s in &mut v {
+            s.refresh_gen();
+        }
+        v
     }
 
     pub fn slot_keys(&self, slot: u16) -> usize {
@@ -103,6 +112,9 @@ impl Db {
 /// WATCH versions right.
 pub struct SlotRef<'a> {
     pub slot: u16,
+    /// Effect-log generation this slot is consistent with (see
+    /// `persistence::rewrite`).
+    gen: u64,
     t: MutexGuard<'a, SlotTable>,
     meta: &'a SlotMeta,
     pub db: &'a Db,
@@ -110,6 +122,21 @@ pub struct SlotRef<'a> {
 }
 
 impl<'a> SlotRef<'a> {
+    /// Reads the rewrite generation and, when a rewrite is snapshotting,
+    /// snapshots this slot first so the snapshot predates our changes.
+    pub fn refresh_gen(&mut self) {
+        let log = &self.db.log;
+        let g = log.gen.load(Ordering::SeqCst);
+        if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
+            let chunk = crate::persistence::rewrite::encode_slot(self);
+            if let Some(tx) = log.snap_tx.lock().as_ref() {
+                let _ = tx.send(chunk);
+            }
+            self.t.snap_gen = g;
+        }
+        self.gen = g;
+    }
+
     fn sync_meta(&self) {
         self.meta.keys.store(self.t.len() as u32, Ordering::Relaxed);
         self.meta
@@ -125,9 +152,7 @@ impl<'a> SlotRef<'a> {
                 self.t.take(key);
                 self.t.touch(key);
                 self.sync_meta();
-                if self.db.log.is_active() {
-                    self.db.log.append(self.db.index, &[b"DEL".as_slice(), key]);
-                }
+                self.log(&[b"DEL".as_slice(), key]);
                 true
             }
             _ => false,
@@ -291,7 +316,7 @@ impl<'a> SlotRef<'a> {
     /// Logs an effect for this slot's database (no-op when nobody listens).
     pub fn log<A: AsRef<[u8]>>(&self, args: &[A]) {
         if self.db.log.is_active() {
-            self.db.log.append(self.db.index, args);
+            self.db.log.append_gen(self.db.index, self.gen, args);
         }
     }
 

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use crate::command::{Action, Args};
 use crate::config::AppendFsync;
 use crate::resp::{parse_request, Limits, Parsed};
@@ -34,9 +36,11 @@ pub enum AofError {
 
 /// What INFO and BGREWRITEAOF see of the AOF.
 pub struct AofHandle {
-    rewriting: AtomicBool,
+    rewriting: Arc<AtomicBool>,
     size: Arc<AtomicU64>,
-    base: u64,
+    base: Arc<AtomicU64>,
+    cmds: Mutex<std::sync::mpsc::Sender<WriterCmd>>,
+    tmp_dir: PathBuf,
 }
 
 impl AofHandle {
@@ -47,18 +51,52 @@ impl AofHandle {
         self.size.load(Ordering::Relaxed)
     }
     pub fn base_size(&self) -> u64 {
-        self.base
+        self.base.load(Ordering::Relaxed)
     }
 }
 
+/// Requests the rewrite makes of the writer thread, which owns the files.
+enum WriterCmd {
+    Switch(std::sync::mpsc::Sender<Result<(), String>>),
+    Finish(PathBuf, std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+#[derive(Clone)]
 struct Manifest {
     base: String,
-    incrs: Vec<String>,
+    base_seq: u64,
+    incrs: Vec<(String, u64)>,
+}
+
+impl Manifest {
+    fn text(&self) -> String {
+        let mut t = String::new();
+        if !self.base.is_empty() {
+            t.push_str(&format!(
+                "file {} seq {} type b\n",
+                self.base, self.base_seq
+            ));
+        }
+        for (f, seq) in &self.incrs {
+            t.push_str(&format!("file {f} seq {seq} type i\n"));
+        }
+        t
+    }
+
+    fn max_seq(&self) -> u64 {
+        self.incrs
+            .iter()
+            .map(|(_, s)| *s)
+            .chain([self.base_seq])
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
     let text = fs::read_to_string(path)?;
     let mut base = None;
+    let mut base_seq = 0;
     let mut incrs = Vec::new();
     for line in text
         .lines()
@@ -77,9 +115,13 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
                 format!("bad line '{line}'"),
             ));
         };
+        let seq = get("seq").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         match kind.as_str() {
-            "b" => base = Some(file),
-            "i" => incrs.push(file),
+            "b" => {
+                base = Some(file);
+                base_seq = seq;
+            }
+            "i" => incrs.push((file, seq)),
             "h" => {}
             _ => {
                 return Err(AofError::Manifest(
@@ -90,7 +132,11 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
         }
     }
     let base = base.unwrap_or_default();
-    Ok(Manifest { base, incrs })
+    Ok(Manifest {
+        base,
+        base_seq,
+        incrs,
+    })
 }
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync dir.
@@ -215,25 +261,19 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     } else {
         let m = Manifest {
             base: format!("{fname}.1.base.aof"),
-            incrs: vec![format!("{fname}.1.incr.aof")],
+            base_seq: 1,
+            incrs: vec![(format!("{fname}.1.incr.aof"), 1)],
         };
         File::create(adir.join(&m.base))?.sync_all()?;
-        File::create(adir.join(&m.incrs[0]))?.sync_all()?;
-        write_atomic(
-            &manifest_path,
-            format!(
-                "file {} seq 1 type b\nfile {} seq 1 type i\n",
-                m.base, m.incrs[0]
-            )
-            .as_bytes(),
-        )?;
+        File::create(adir.join(&m.incrs[0].0))?.sync_all()?;
+        write_atomic(&manifest_path, m.text().as_bytes())?;
         m
     };
     let start = Instant::now();
     let mut total = 0;
     let files: Vec<&String> = std::iter::once(&manifest.base)
         .filter(|b| !b.is_empty())
-        .chain(manifest.incrs.iter())
+        .chain(manifest.incrs.iter().map(|(f, _)| f))
         .collect();
     for (i, f) in files.iter().enumerate() {
         total += replay(srv, &adir.join(f), truncated_ok, i + 1 == files.len())?;
@@ -242,7 +282,7 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         "DB loaded from append only file: {:.3} seconds ({total} commands)",
         start.elapsed().as_secs_f64()
     );
-    let incr = manifest.incrs.last().cloned().ok_or_else(|| {
+    let (incr, _) = manifest.incrs.last().cloned().ok_or_else(|| {
         AofError::Manifest(manifest_path.display().to_string(), "no incr file".into())
     })?;
     let incr_path = adir.join(incr);
@@ -260,44 +300,163 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     srv.log.set_active(true);
     let start_off = srv.log.offset();
     srv.log.synced.store(start_off, Ordering::SeqCst);
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+    let rewriting = Arc::new(AtomicBool::new(false));
+    let base = Arc::new(AtomicU64::new(base_size));
     *srv.aof.lock() = Some(AofHandle {
-        rewriting: AtomicBool::new(false),
+        rewriting: rewriting.clone(),
         size: size.clone(),
-        base: base_size,
+        base: base.clone(),
+        cmds: Mutex::new(cmd_tx),
+        tmp_dir: adir.clone(),
     });
+    let files = Files {
+        adir,
+        fname,
+        manifest_path,
+        manifest,
+        cur: file,
+        old: None,
+        size,
+        base,
+    };
     let srv2 = srv.clone();
     std::thread::Builder::new()
         .name("aof-writer".into())
-        .spawn(move || writer(srv2, file, fsync, size))?;
+        .spawn(move || writer(srv2, files, fsync, cmd_rx))?;
     Ok(())
 }
 
-fn writer(srv: Arc<Shared>, mut file: File, fsync: AppendFsync, size: Arc<AtomicU64>) {
+/// The files the writer thread owns.
+struct Files {
+    adir: PathBuf,
+    fname: String,
+    manifest_path: PathBuf,
+    manifest: Manifest,
+    cur: File,
+    /// The previous incremental file, during a rewrite.
+    old: Option<File>,
+    size: Arc<AtomicU64>,
+    base: Arc<AtomicU64>,
+}
+
+impl Files {
+    fn write_cur(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if !b.is_empty() {
+            self.cur.write_all(b)?;
+            self.size.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn write_old(&mut self, b: &[u8]) -> std::io::Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        match &mut self.old {
+            Some(f) => f.write_all(b),
+            None => self.cur.write_all(b),
+        }
+    }
+
+    /// Starts generation G: a new incremental file, listed in the manifest
+    /// after the old ones so a failed rewrite loses nothing.
+    fn switch(&mut self, srv: &Shared) -> Result<(), String> {
+        let pending = srv.log.begin_rewrite();
+        self.write_cur(&pending).map_err(|e| e.to_string())?;
+        self.cur.sync_data().map_err(|e| e.to_string())?;
+        let seq = self.manifest.max_seq() + 1;
+        let name = format!("{}.{seq}.incr.aof", self.fname);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.adir.join(&name))
+            .map_err(|e| e.to_string())?;
+        let mut m = self.manifest.clone();
+        m.incrs.push((name, seq));
+        write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
+        self.manifest = m;
+        self.old = Some(std::mem::replace(&mut self.cur, f));
+        Ok(())
+    }
+
+    /// Installs the new base; drops the files it replaces.
+    fn finish(&mut self, srv: &Shared, tmp: &Path) -> Result<(), String> {
+        let (_, old, _) = srv.log.take(Duration::ZERO);
+        self.write_old(&old).map_err(|e| e.to_string())?;
+        if let Some(f) = &self.old {
+            f.sync_data().map_err(|e| e.to_string())?;
+        }
+        let (cur_name, cur_seq) = self.manifest.incrs.last().cloned().ok_or("no incr file")?;
+        let base_name = format!("{}.{cur_seq}.base.aof", self.fname);
+        fs::rename(tmp, self.adir.join(&base_name)).map_err(|e| e.to_string())?;
+        let m = Manifest {
+            base: base_name.clone(),
+            base_seq: cur_seq,
+            incrs: vec![(cur_name.clone(), cur_seq)],
+        };
+        write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
+        let old = std::mem::replace(&mut self.manifest, m);
+        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
+            if !f.is_empty() && f != base_name && f != cur_name {
+                let _ = fs::remove_file(self.adir.join(f));
+            }
+        }
+        self.old = None;
+        let base_len = fs::metadata(self.adir.join(&base_name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let cur_len = self.cur.metadata().map(|m| m.len()).unwrap_or(0);
+        self.base.store(base_len, Ordering::Relaxed);
+        self.size.store(base_len + cur_len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn writer(
+    srv: Arc<Shared>,
+    mut files: Files,
+    fsync: AppendFsync,
+    cmds: std::sync::mpsc::Receiver<WriterCmd>,
+) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
-        let (buf, off) = srv.log.take(Duration::from_millis(100));
-        if !buf.is_empty() {
-            if let Err(e) = file.write_all(&buf) {
-                tracing::error!("Error writing to the AOF file: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                WriterCmd::Switch(ack) => {
+                    let _ = ack.send(files.switch(&srv));
+                }
+                WriterCmd::Finish(tmp, ack) => {
+                    let _ = ack.send(files.finish(&srv, &tmp));
+                }
             }
-            size.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        let eager = srv.hot.fsync_always.load(Ordering::Relaxed);
+        srv.log.set_eager(eager);
+        let (buf, old, off) = srv
+            .log
+            .take(Duration::from_millis(if eager { 100 } else { 2 }));
+        if let Err(e) = files.write_old(&old).and_then(|_| files.write_cur(&buf)) {
+            tracing::error!("Error writing to the AOF file: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        if !buf.is_empty() || !old.is_empty() {
             unsynced = true;
         }
-        let policy = if srv.hot.fsync_always.load(Ordering::Relaxed) {
-            AppendFsync::Always
-        } else {
-            fsync
-        };
+        let policy = if eager { AppendFsync::Always } else { fsync };
         let due = match policy {
             AppendFsync::Always => unsynced,
             AppendFsync::EverySec => unsynced && last_sync.elapsed() >= Duration::from_secs(1),
             AppendFsync::No => false,
         };
         if due {
-            if let Err(e) = file.sync_data() {
+            let r = files.cur.sync_data().and_then(|_| match &files.old {
+                Some(f) => f.sync_data(),
+                None => Ok(()),
+            });
+            if let Err(e) = r {
                 tracing::error!("Error syncing the AOF file: {e}");
                 continue;
             }
@@ -310,6 +469,30 @@ fn writer(srv: Arc<Shared>, mut file: File, fsync: AppendFsync, size: Arc<Atomic
             srv.log.synced_notify.notify_waiters();
         }
     }
+}
+
+fn ask_writer(
+    srv: &Shared,
+    make: impl FnOnce(std::sync::mpsc::Sender<Result<(), String>>) -> WriterCmd,
+) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let g = srv.aof.lock();
+        let h = g.as_ref().ok_or("AOF is off")?;
+        h.cmds.lock().send(make(tx)).map_err(|e| e.to_string())?;
+    }
+    srv.log.wake.notify_one();
+    rx.recv_timeout(Duration::from_secs(60))
+        .map_err(|e| e.to_string())?
+}
+
+pub(crate) fn writer_switch(srv: &Shared) -> Result<(), String> {
+    ask_writer(srv, WriterCmd::Switch)
+}
+
+pub(crate) fn writer_finish(srv: &Shared, tmp: &Path) -> Result<(), String> {
+    let tmp = tmp.to_path_buf();
+    ask_writer(srv, |ack| WriterCmd::Finish(tmp, ack))
 }
 
 /// Waits until the effect log is durable up to `offset` (appendfsync always).
@@ -341,10 +524,63 @@ pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
-/// BGREWRITEAOF.
-pub fn start_rewrite(srv: &Shared) -> Result<(), String> {
-    if srv.aof.lock().is_none() {
-        return Err("Background append only file rewriting is only possible with appendonly yes (not implemented otherwise)".into());
+/// BGREWRITEAOF: starts a background rewrite.
+pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
+    let (flag, tmp) = {
+        let g = srv.aof.lock();
+        let Some(h) = g.as_ref() else {
+            return Err(
+                "Background append only file rewriting is only possible with appendonly yes".into(),
+            );
+        };
+        (
+            h.rewriting.clone(),
+            h.tmp_dir
+                .join(format!("temp-rewriteaof-bg-{}.aof", std::process::id())),
+        )
+    };
+    if flag.swap(true, Ordering::SeqCst) {
+        return Err("Background append only file rewriting already in progress".into());
     }
-    Err("AOF rewrite is not implemented yet".into())
+    let srv2 = srv.clone();
+    let started = std::thread::Builder::new()
+        .name("aof-rewrite".into())
+        .spawn(move || {
+            let t = Instant::now();
+            match crate::persistence::rewrite::run(srv2, tmp) {
+                Ok(()) => tracing::info!(
+                    "Background AOF rewrite finished successfully in {:.3} s",
+                    t.elapsed().as_secs_f64()
+                ),
+                Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),
+            }
+            flag.store(false, Ordering::SeqCst);
+        });
+    started.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Starts a rewrite when the AOF has grown past the configured thresholds.
+pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
+    let (pct, min) = {
+        let c = srv.config.read();
+        (
+            c.auto_aof_rewrite_percentage(),
+            c.auto_aof_rewrite_min_size(),
+        )
+    };
+    let (size, base, busy) = match srv.aof.lock().as_ref() {
+        Some(h) => (h.current_size(), h.base_size(), h.rewriting()),
+        None => return,
+    };
+    if busy || pct == 0 || size < min {
+        return;
+    }
+    let base = base.max(1);
+    if (size.saturating_sub(base)) * 100 / base >= pct {
+        tracing::info!(
+            "Starting automatic rewriting of AOF on {}% growth",
+            (size - base) * 100 / base
+        );
+        let _ = start_rewrite(srv);
+    }
 }

@@ -2,3 +2,4 @@
 
 pub mod aof;
 pub mod effects;
+pub mod rewrite;

@@ -112,6 +112,9 @@ pub fn execute(
     }
     if let Some(c) = cmd {
         *client.info.last_cmd.lock() = c.name;
+        if (c.is_write() || c.name == "exec") && srv.hot.fsync_always.load(Ordering::Relaxed) {
+            client.last_write_offset = srv.log.offset();
+        }
     }
     cmd
 }

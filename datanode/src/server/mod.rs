@@ -142,6 +142,7 @@ async fn cron(srv: Arc<Shared>) {
         let now = crate::keyspace::now_ms();
         srv.stats.sample_ops(now);
         cursor = active_expire(&srv, cursor, now);
+        crate::persistence::aof::maybe_auto_rewrite(&srv);
     }
 }
 

@@ -1,0 +1,106 @@
+//! AOF rewrite without fork.
+//!
+//! A rewrite must produce a base file equal to the dataset at the moment the
+//! log switches to a new incremental file. We get that point-in-time view
+//! slot by slot: when the switch happens (generation G begins), every slot
+//! is snapshotted before the first change made to it in generation G —
+//! either by the writer that is about to change it (under the slot lock it
+//! already holds) or by the rewrite's sweep over all slots, whichever comes
+//! first. Effects of writers that locked their slot before the switch are
+//! still routed to the previous incremental file, and their changes are in
+//! the snapshot because the sweep cannot lock the slot until they finish.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::keyspace::{SlotRef, Value, SLOTS};
+use crate::resp::parse::encode_command;
+use crate::server::Shared;
+
+/// Hash fields per HSET in the rewritten file.
+const FIELDS_PER_CMD: usize = 64;
+
+/// Encodes a slot's live keys as commands that recreate them.
+pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
+    let mut out = Vec::new();
+    if s.is_empty() {
+        return out;
+    }
+    let mut b = itoa::Buffer::new();
+    encode_command(
+        &[b"SELECT".as_slice(), b.format(s.db.index).as_bytes()],
+        &mut out,
+    );
+    s.for_each_live(|k, v, exp| {
+        let mut nb = itoa::Buffer::new();
+        match v {
+            Value::Hash(h) => {
+                let pairs = h.pairs();
+                for chunk in pairs.chunks(FIELDS_PER_CMD) {
+                    let mut args: Vec<&[u8]> = vec![b"HSET", k];
+                    for (f, val) in chunk {
+                        args.push(f);
+                        args.push(val);
+                    }
+                    encode_command(&args, &mut out);
+                }
+            }
+            other => {
+                let bytes = other.str_bytes(&mut nb).unwrap_or_default();
+                encode_command(&[b"SET".as_slice(), k, bytes], &mut out);
+            }
+        }
+        if let Some(at) = exp {
+            let mut tb = itoa::Buffer::new();
+            encode_command(
+                &[b"PEXPIREAT".as_slice(), k, tb.format(at).as_bytes()],
+                &mut out,
+            );
+        }
+    });
+    out
+}
+
+/// The sweep: runs on its own thread, writes the new base file, then asks
+/// the AOF writer to install it.
+pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    *srv.log.snap_tx.lock() = Some(tx);
+    let result = (|| -> Result<(), String> {
+        crate::persistence::aof::writer_switch(&srv)?;
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp_path)
+                .map_err(|e| format!("creating {}: {e}", tmp_path.display()))?,
+        );
+        let now = crate::keyspace::now_ms();
+        let drain = |f: &mut std::io::BufWriter<std::fs::File>| -> Result<(), String> {
+            while let Ok(chunk) = rx.try_recv() {
+                f.write_all(&chunk).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+        for d in 0..srv.ks.count() {
+            let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
+                continue;
+            };
+            for s in 0..SLOTS as u16 {
+                // Locking is enough: the lock path snapshots the slot.
+                drop(db.lock_slot(s, now));
+                drain(&mut f)?;
+            }
+        }
+        srv.log.rewriting.store(false, Ordering::SeqCst);
+        *srv.log.snap_tx.lock() = None;
+        drain(&mut f)?;
+        let file = f.into_inner().map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        crate::persistence::aof::writer_finish(&srv, &tmp_path)
+    })();
+    srv.log.rewriting.store(false, Ordering::SeqCst);
+    *srv.log.snap_tx.lock() = None;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp_path);
+    }
+    result
+}
