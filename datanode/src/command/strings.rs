@@ -553,7 +553,7 @@ pub fn setrange(ctx: &mut Ctx, a: &Args) {
             let mut buf = vec![0u8; offset + val.len()];
             buf[offset..].copy_from_slice(val);
             let n = buf.len();
-            s.set(key, Value::Raw(buf), false);
+            s.set(key, Value::Raw(Box::new(buf)), false);
             n
         }
         Some(v) => {

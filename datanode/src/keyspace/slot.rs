@@ -20,7 +20,9 @@ pub struct WatchState {
 
 #[derive(Default)]
 pub struct SlotTable {
-    pub(super) map: HashTable<Entry>,
+    /// Entries are boxed: a bucket costs 8 bytes, not 48, which matters
+    /// because per-slot tables are small and often half empty after growth.
+    pub(super) map: HashTable<Box<Entry>>,
     /// Absolute expiry times in unix milliseconds.
     pub(super) expires: HashTable<(SBytes, i64)>,
     pub(super) watched: Option<Box<FastMap<SBytes, WatchState>>>,
@@ -48,11 +50,15 @@ impl SlotTable {
     }
 
     pub(super) fn find(&self, key: &[u8]) -> Option<&Entry> {
-        self.map.find(hash(key), |e| e.key.as_slice() == key)
+        self.map
+            .find(hash(key), |e| e.key.as_slice() == key)
+            .map(|b| &**b)
     }
 
     pub(super) fn find_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.map.find_mut(hash(key), |e| e.key.as_slice() == key)
+        self.map
+            .find_mut(hash(key), |e| e.key.as_slice() == key)
+            .map(|b| &mut **b)
     }
 
     pub(super) fn expire_of(&self, key: &[u8]) -> Option<i64> {
@@ -106,10 +112,10 @@ impl SlotTable {
             None => {
                 self.map.insert_unique(
                     h,
-                    Entry {
+                    Box::new(Entry {
                         key: SBytes::new(key),
                         val,
-                    },
+                    }),
                     |e| hash(&e.key),
                 );
                 true
@@ -147,6 +153,6 @@ impl SlotTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.map.iter()
+        self.map.iter().map(|b| &**b)
     }
 }

@@ -18,7 +18,9 @@ pub enum Value {
     /// A string stored as set.
     Str(SBytes),
     /// A string grown in place by APPEND/SETRANGE (Redis calls it `raw`).
-    Raw(Vec<u8>),
+    /// Boxed so the enum stays 24 bytes.
+    #[allow(clippy::box_collection)]
+    Raw(Box<Vec<u8>>),
     Hash(Box<HashObj>),
 }
 
@@ -91,8 +93,10 @@ impl Value {
     /// Turns a string value into a growable buffer for APPEND/SETRANGE.
     pub fn make_raw(&mut self) -> Option<&mut Vec<u8>> {
         match self {
-            Value::Int(n) => *self = Value::Raw(itoa::Buffer::new().format(*n).as_bytes().to_vec()),
-            Value::Str(s) => *self = Value::Raw(s.to_vec()),
+            Value::Int(n) => {
+                *self = Value::Raw(Box::new(itoa::Buffer::new().format(*n).as_bytes().to_vec()))
+            }
+            Value::Str(s) => *self = Value::Raw(Box::new(s.to_vec())),
             Value::Raw(_) => {}
             _ => return None,
         }
