@@ -131,6 +131,9 @@ impl Config {
     pub fn slowlog_max_len(&self) -> u64 {
         self.n("slowlog-max-len", 128) as u64
     }
+    pub fn client_query_buffer_limit(&self) -> u64 {
+        self.n("client-query-buffer-limit", 1024 * 1024 * 1024) as u64
+    }
     pub fn maxclients(&self) -> u64 {
         self.n("maxclients", 10000) as u64
     }

@@ -221,6 +221,15 @@ async fn connection_loop(
             return Ok(());
         }
         Stats::add(&srv.stats.net_input_bytes, n as u64);
+        if rbuf.len() as u64 > srv.hot.query_buffer_limit.load(Ordering::Relaxed) {
+            // Like Redis: a client whose pending request outgrows
+            // client-query-buffer-limit is closed before it can use more.
+            tracing::warn!(
+                "Closing client {} that reached max query buffer length",
+                client.info.addr
+            );
+            return Ok(());
+        }
         let mut pos = 0;
         let mut close = false;
         loop {

@@ -27,6 +27,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[&'static str]) {
     srv.hot
         .slowlog_slower_than
         .store(cfg.slowlog_log_slower_than(), Ordering::Relaxed);
+    srv.hot
+        .query_buffer_limit
+        .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
     srv.hot.fsync_always.store(
         cfg.appendonly() && cfg.appendfsync() == crate::config::AppendFsync::Always,

@@ -21,6 +21,7 @@ pub struct Hot {
     pub requirepass_set: AtomicBool,
     pub slowlog_slower_than: AtomicI64,
     pub fsync_always: AtomicBool,
+    pub query_buffer_limit: std::sync::atomic::AtomicU64,
 }
 
 pub struct Shared {
@@ -55,6 +56,7 @@ impl Shared {
             fsync_always: AtomicBool::new(
                 config.appendonly() && config.appendfsync() == crate::config::AppendFsync::Always,
             ),
+            query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit()),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
