@@ -79,3 +79,81 @@ mod tests {
         assert_eq!(g(123456789.0), "123456789");
     }
 }
+
+/// Why an extended-precision increment failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IncrFloatError {
+    CurrentNotFloat,
+    IncrNotFloat,
+    IncrNotFinite,
+    ResultNotFinite,
+}
+
+extern "C" {
+    fn slotkv_ld_incr(
+        cur: *const u8,
+        curlen: usize,
+        incr: *const u8,
+        incrlen: usize,
+        out: *mut u8,
+        outlen: usize,
+    ) -> i32;
+}
+
+/// `cur + incr` in `long double`, formatted as INCRBYFLOAT replies.
+pub fn incr_float(cur: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, IncrFloatError> {
+    let mut out = vec![0u8; 5 * 1024 + 64];
+    let (cp, cl) = match cur {
+        Some(c) => (c.as_ptr(), c.len()),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: pointers and lengths describe live slices; `out` is writable
+    // for its whole length and the C side never writes past `outlen`.
+    let n = unsafe {
+        slotkv_ld_incr(
+            cp,
+            cl,
+            incr.as_ptr(),
+            incr.len(),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    match n {
+        -1 => Err(IncrFloatError::CurrentNotFloat),
+        -2 => Err(IncrFloatError::IncrNotFloat),
+        -3 => Err(IncrFloatError::IncrNotFinite),
+        n if n < 0 => Err(IncrFloatError::ResultNotFinite),
+        n => {
+            out.truncate(n as usize);
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::*;
+
+    #[test]
+    fn long_double_increments_match_redis() {
+        assert_eq!(incr_float(Some(b"10.5"), b"0.1").unwrap(), b"10.6");
+        assert_eq!(
+            incr_float(Some(b"10.6"), b"1.5e3").unwrap(),
+            b"1510.59999999999999998"
+        );
+        assert_eq!(incr_float(None, b"3").unwrap(), b"3");
+        assert_eq!(
+            incr_float(Some(b"abc"), b"1"),
+            Err(IncrFloatError::CurrentNotFloat)
+        );
+        assert_eq!(
+            incr_float(Some(b"1"), b" 1"),
+            Err(IncrFloatError::IncrNotFloat)
+        );
+        assert_eq!(
+            incr_float(Some(b"1"), b"inf"),
+            Err(IncrFloatError::IncrNotFinite)
+        );
+    }
+}

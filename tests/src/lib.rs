@@ -1,1 +1,9 @@
-//! Test harness: see the modules.
+//! Test harness: start real `datanode` and `redis-server` processes on
+//! free loopback ports, talk raw RESP to them, compare their replies.
+
+pub mod diff;
+pub mod process;
+pub mod resp;
+
+pub use process::{datanode_bin, free_port, Node, Server};
+pub use resp::{encode, split_line, Conn, Reply};

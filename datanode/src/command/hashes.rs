@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, fmt_float_human, int_arg, parse_float, Args, Ctx, OVERFLOW, WRONGTYPE};
+use super::{eq_ic, int_arg, Args, Ctx, OVERFLOW, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{HashObj, SlotRef, Value};
 use crate::resp::parse_i64;
@@ -262,27 +262,27 @@ fn store_field(s: &mut SlotRef, key: &[u8], f: &[u8], v: &[u8]) {
 }
 
 pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
-    let (key, f) = (a.get(1), a.get(2));
-    let Some(by) = parse_float(a.get(3)) else {
-        return ctx.r.error(super::NOT_FLOAT);
-    };
+    use crate::util::{incr_float, IncrFloatError};
+    let (key, f, by) = (a.get(1), a.get(2), a.get(3));
+    // Validate the increment before looking at the key, as Redis does.
+    match incr_float(None, by) {
+        Err(IncrFloatError::IncrNotFinite) => return ctx.r.error("ERR value is NaN or Infinity"),
+        Err(_) => return ctx.r.error(super::NOT_FLOAT),
+        Ok(_) => {}
+    }
     let mut s = ctx.locks.key(key);
     let cur = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => 0.0,
-        Lookup::Hash(h) => match h.get(f) {
-            None => 0.0,
-            Some(v) => match parse_float(v) {
-                Some(n) => n,
-                None => return ctx.r.error("ERR hash value is not a float"),
-            },
-        },
+        Lookup::Missing => None,
+        Lookup::Hash(h) => h.get(f).map(|v| v.to_vec()),
     };
-    let new = cur + by;
-    if !new.is_finite() {
-        return ctx.r.error("ERR increment would produce NaN or Infinity");
-    }
-    let text = fmt_float_human(new);
+    let text = match incr_float(cur.as_deref(), by) {
+        Ok(t) => t,
+        Err(IncrFloatError::CurrentNotFloat) => {
+            return ctx.r.error("ERR hash value is not a float")
+        }
+        Err(_) => return ctx.r.error("ERR increment would produce NaN or Infinity"),
+    };
     store_field(&mut s, key, f, &text);
     s.log(&[b"HSET".as_slice(), key, f, &text]);
     drop(s);

@@ -101,15 +101,6 @@ pub fn parse_float(a: &[u8]) -> Option<f64> {
     }
 }
 
-/// Formats a float result of INCRBYFLOAT/HINCRBYFLOAT: plain decimal
-/// notation, shortest form that reads back the same.
-pub fn fmt_float_human(v: f64) -> Vec<u8> {
-    if v == 0.0 {
-        return b"0".to_vec();
-    }
-    format!("{v}").into_bytes()
-}
-
 fn arity_ok(arity: i32, argc: usize) -> bool {
     if arity >= 0 {
         argc == arity as usize

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::connection::{help_reply, REDIS_VERSION};
 use super::table::{self, Cmd};
-use super::{eq_ic, int_arg, Action, Args, Ctx, SYNTAX};
+use super::{eq_ic, Action, Args, Ctx, SYNTAX};
 use crate::keyspace::{now_ms, Value};
 use crate::server::stats::Stats;
 
@@ -513,19 +513,17 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
         );
     } else {
         ctx.r.error(&format!(
-            "ERR unknown subcommand '{}'. Try DEBUG HELP.",
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
             String::from_utf8_lossy(sub)
         ));
     }
 }
 
 fn debug_populate(ctx: &mut Ctx, a: &Args) {
-    let Some(count) = int_arg(ctx, a.get(2)) else {
-        return;
+    let count = match crate::resp::parse_i64(a.get(2)) {
+        Some(n) if n >= 0 => n,
+        _ => return ctx.r.error("ERR value is out of range, must be positive"),
     };
-    if count < 0 {
-        return ctx.r.error("ERR count must be a positive number");
-    }
     let prefix = if a.len() >= 4 { a.get(3) } else { b"key" };
     let size = if a.len() == 5 {
         match crate::resp::parse_i64(a.get(4)) {

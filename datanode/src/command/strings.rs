@@ -1,9 +1,6 @@
 //! String commands.
 
-use super::{
-    eq_ic, fmt_float_human, int_arg, parse_float, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX,
-    WRONGTYPE,
-};
+use super::{eq_ic, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
 use crate::resp::parse_i64;
 
@@ -452,32 +449,21 @@ pub fn decrby(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx, a: &Args) {
+    use crate::util::{incr_float, IncrFloatError};
     let key = a.get(1);
-    let Some(by) = parse_float(a.get(2)) else {
-        ctx.r.error(NOT_FLOAT);
-        return;
-    };
     let mut s = ctx.locks.key(key);
     let cur = match s.get(key) {
-        None => 0.0,
-        Some(v) if v.str_len().is_none() => {
-            ctx.r.error(WRONGTYPE);
-            return;
-        }
-        Some(v) => match parse_float(&bytes_of(v)) {
-            Some(f) => f,
-            None => {
-                ctx.r.error(NOT_FLOAT);
-                return;
-            }
-        },
+        None => None,
+        Some(v) if v.str_len().is_none() => return ctx.r.error(WRONGTYPE),
+        Some(v) => Some(bytes_of(v)),
     };
-    let new = cur + by;
-    if !new.is_finite() {
-        ctx.r.error("ERR increment would produce NaN or Infinity");
-        return;
-    }
-    let text = fmt_float_human(new);
+    let text = match incr_float(cur.as_deref(), a.get(2)) {
+        Ok(t) => t,
+        Err(IncrFloatError::CurrentNotFloat | IncrFloatError::IncrNotFloat) => {
+            return ctx.r.error(NOT_FLOAT)
+        }
+        Err(_) => return ctx.r.error("ERR increment would produce NaN or Infinity"),
+    };
     s.set(key, Value::string(&text), true);
     s.log(&[b"SET".as_slice(), key, &text, b"KEEPTTL"]);
     drop(s);

@@ -143,7 +143,7 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|info", -2, 0, NOKEY, s::command_info),
     c("command|docs", -2, 0, NOKEY, s::command_docs),
     c("command|list", -2, 0, NOKEY, s::command_list),
-    c("command|getkeys", -3, 0, NOKEY, s::command_getkeys),
+    c("command|getkeys", -4, 0, NOKEY, s::command_getkeys),
     c("command|help", 2, 0, NOKEY, s::command_help),
 ];
 

@@ -1,0 +1,234 @@
+//! Starting and stopping server processes.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::resp::Conn;
+
+/// A free TCP port on 127.0.0.1 (whose bus port, +10000, is free too).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let p = l.local_addr().expect("local addr").port();
+        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The datanode binary: `$SLOTKV_DATANODE`, or the workspace's debug build
+/// (built once here if missing).
+pub fn datanode_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("SLOTKV_DATANODE") {
+            return PathBuf::from(p);
+        }
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace_root().join("target"));
+        let bin = target.join("debug").join("datanode");
+        if !bin.exists() {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-p", "datanode", "--bin", "datanode"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("run cargo build");
+            assert!(st.success(), "building datanode failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Redis,
+    Datanode,
+}
+
+/// A running server process in its own temporary directory; killed on drop.
+pub struct Node {
+    pub kind: Server,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Node {
+    /// Starts a server with `args` (redis.conf-style `--name value`), on a
+    /// free port, and waits until it answers PING.
+    pub fn start(kind: Server, args: &[&str]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = Node {
+            kind,
+            port: free_port(),
+            dir,
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        n.spawn();
+        n
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let bin = match self.kind {
+            Server::Redis => PathBuf::from("redis-server"),
+            Server::Datanode => datanode_bin(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let port = self.port.to_string();
+        let dir = self.dir.path().display().to_string();
+        let mut cmd = Command::new(bin);
+        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn server"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("{:?} exited early ({st}); log:\n{}", self.kind, self.log());
+                }
+            }
+            if let Ok(mut c) = Conn::connect(self.port) {
+                if let Ok(r) = c.cmd(&["PING"]) {
+                    // LOADING replies mean not yet.
+                    if r.raw == b"+PONG\r\n" {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{:?} did not answer PING in time; log:\n{}",
+            self.kind,
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::connect(self.port).expect("connect")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, sig: &str) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("server did not exit after {sig}");
+        }
+    }
+
+    /// Starts the process again with the same port, directory and args.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node before restarting it");
+        self.spawn();
+    }
+
+    /// Waits for the process to exit by itself (e.g. after SHUTDOWN).
+    pub fn wait_exit(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            panic!("server did not exit");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a server binary expecting it to fail at start-up; returns its
+/// exit code and combined output.
+pub fn start_expect_failure(kind: Server, args: &[&str], cwd: &Path) -> (i32, String) {
+    let bin = match kind {
+        Server::Redis => PathBuf::from("redis-server"),
+        Server::Datanode => datanode_bin(),
+    };
+    let mut child = Command::new(bin)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut out = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                let _ = o.read_to_string(&mut out);
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut out);
+            }
+            return (st.code().unwrap_or(-1), out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server kept running; expected a start-up failure");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,40 @@
+//! Differential tests: every script in `tests/diff/` runs against
+//! redis-server and datanode started with the same arguments; replies must
+//! match (see `slotkv_tests::diff` for the script format).
+
+use slotkv_tests::diff::Pair;
+
+const ARGS: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--enable-debug-command",
+    "yes",
+];
+
+fn run(name: &str) {
+    let path = format!("{}/diff/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(&path).expect("script");
+    let pair = Pair::start(ARGS);
+    let errors = pair.run(name, &script);
+    assert!(
+        errors.is_empty(),
+        "{} mismatches in {name}:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
+
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(stringify!($name));
+            }
+        )*
+    };
+}
+
+scripts!(connection, strings, keys, hashes, transactions, server);
