@@ -4,6 +4,24 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Detaches from the terminal the way redis-server does with
+/// `daemonize yes`: fork, let the parent exit, start a new session.
+fn daemonize() {
+    // SAFETY: called before any thread is started (the runtime comes later).
+    unsafe {
+        match libc::fork() {
+            -1 => {
+                eprintln!("fork failed");
+                std::process::exit(1);
+            }
+            0 => {
+                libc::setsid();
+            }
+            _ => std::process::exit(0),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-v") {
@@ -21,12 +39,37 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let level = match cfg.loglevel().as_str() {
+        "debug" => "debug",
+        "warning" => "warn",
+        "nothing" => "off",
+        _ => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logfile = cfg.logfile();
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .init();
+        .with_ansi(false);
+    if logfile.is_empty() {
+        fmt.init();
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&logfile)
+        {
+            Ok(f) => fmt.with_writer(std::sync::Mutex::new(f)).init(),
+            Err(e) => {
+                eprintln!("Can't open the log file: {logfile}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if cfg.daemonize() {
+        daemonize();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

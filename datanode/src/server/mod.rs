@@ -16,7 +16,7 @@ use crate::config::Config;
 pub use shared::Shared;
 
 /// Reacts to CONFIG SET of settings the hot path caches.
-pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[&'static str]) {
+pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[String]) {
     let cfg = srv.config.read();
     srv.hot
         .proto_max_bulk_len

@@ -1,0 +1,468 @@
+//! Configuration in redis.conf form: a config file, then `--name value`
+//! overrides from the command line; CONFIG GET/SET/REWRITE at runtime.
+
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use table::{canonical, defaults, is_known, validate, FILE_ONLY};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AppendFsync {
+    Always,
+    EverySec,
+    No,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("\n*** FATAL CONFIG FILE ERROR (slotkv {}, Redis 7.0.15 compatible) ***\nReading the configuration file {file}, at line {line}\n>>> '{text}'\n{reason}", env!("CARGO_PKG_VERSION"))]
+    Bad {
+        file: String,
+        line: usize,
+        text: String,
+        reason: String,
+    },
+    #[error("Fatal error, can't open config file '{0}': {1}")]
+    Open(String, std::io::Error),
+    #[error("The server is running without a config file")]
+    NoFile,
+    #[error("Rewriting config file: {0}")]
+    Rewrite(std::io::Error),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Canonical name → value as CONFIG GET prints it.
+    values: BTreeMap<String, String>,
+    pub file: Option<PathBuf>,
+}
+
+/// One directive with where it came from.
+struct Line {
+    file: String,
+    no: usize,
+    text: String,
+    args: Vec<String>,
+}
+
+fn split(text: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    if !crate::resp::parse::split_args(text.as_bytes(), &mut out, &mut ranges) {
+        return None;
+    }
+    Some(
+        ranges
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(&out[r]).into_owned())
+            .collect(),
+    )
+}
+
+impl Config {
+    pub fn defaults() -> Config {
+        let mut values = BTreeMap::new();
+        for (n, v) in defaults() {
+            values.insert(canonical(n), v.to_string());
+        }
+        Config { values, file: None }
+    }
+
+    /// `args`: the process arguments after the program name.
+    pub fn load(args: &[String]) -> Result<Config, ConfigError> {
+        let mut c = Config::defaults();
+        let mut lines = Vec::new();
+        let mut i = 0;
+        if let Some(first) = args.first() {
+            if !first.starts_with("--") {
+                let text = if first == "-" {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                        .map_err(|e| ConfigError::Open("-".into(), e))?;
+                    s
+                } else {
+                    std::fs::read_to_string(first)
+                        .map_err(|e| ConfigError::Open(first.clone(), e))?
+                };
+                for (no, l) in text.lines().enumerate() {
+                    let t = l.trim();
+                    if t.is_empty() || t.starts_with('#') {
+                        continue;
+                    }
+                    let Some(args) = split(t) else {
+                        return Err(ConfigError::Bad {
+                            file: first.clone(),
+                            line: no + 1,
+                            text: t.into(),
+                            reason: "Unbalanced quotes in configuration line".into(),
+                        });
+                    };
+                    lines.push(Line {
+                        file: first.clone(),
+                        no: no + 1,
+                        text: t.into(),
+                        args,
+                    });
+                }
+                if first != "-" {
+                    c.file =
+                        Some(std::fs::canonicalize(first).unwrap_or_else(|_| PathBuf::from(first)));
+                }
+                i = 1;
+            }
+        }
+        let mut argno = 0;
+        while i < args.len() {
+            let name = args[i].trim_start_matches("--").to_string();
+            let mut vals = vec![name];
+            i += 1;
+            while i < args.len() && !args[i].starts_with("--") {
+                vals.push(args[i].clone());
+                i += 1;
+            }
+            argno += 1;
+            lines.push(Line {
+                file: "(command line)".into(),
+                no: argno,
+                text: vals.join(" "),
+                args: vals,
+            });
+        }
+        for l in lines {
+            c.apply_line(&l)?;
+        }
+        Ok(c)
+    }
+
+    fn apply_line(&mut self, l: &Line) -> Result<(), ConfigError> {
+        let bad = |reason: &str| ConfigError::Bad {
+            file: l.file.clone(),
+            line: l.no,
+            text: l.text.clone(),
+            reason: reason.into(),
+        };
+        let canon = canonical(&l.args[0]);
+        if FILE_ONLY.contains(&canon.as_str()) {
+            return Err(bad(&format!(
+                "Directive '{}' is not supported by slotkv",
+                l.args[0]
+            )));
+        }
+        if !is_known(&canon) || l.args.len() < 2 {
+            // `save ""` / `requirepass ""` arrive with an empty argument.
+            if !(is_known(&canon) && l.args.len() == 1 && canon == "save") {
+                return Err(bad("Bad directive or wrong number of arguments"));
+            }
+        }
+        let v = validate(&canon, &l.args[1..]).map_err(|e| bad(&e))?;
+        if canon == "dir" {
+            if let Err(e) = std::env::set_current_dir(&v) {
+                return Err(bad(&e.to_string()));
+            }
+        }
+        self.values.insert(canon, v);
+        Ok(())
+    }
+
+    fn raw(&self, name: &str) -> &str {
+        self.values.get(name).map(|s| s.as_str()).unwrap_or("")
+    }
+    fn yes(&self, name: &str) -> bool {
+        self.raw(name) == "yes"
+    }
+    fn num(&self, name: &str) -> i64 {
+        self.raw(name).parse().unwrap_or(0)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.num("port") as u16
+    }
+    pub fn bind(&self) -> Vec<String> {
+        self.raw("bind")
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    }
+    pub fn dir(&self) -> String {
+        std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| ".".into())
+    }
+    pub fn databases(&self) -> usize {
+        self.num("databases").max(1) as usize
+    }
+    pub fn requirepass(&self) -> Option<Vec<u8>> {
+        let p = self.raw("requirepass");
+        (!p.is_empty()).then(|| p.as_bytes().to_vec())
+    }
+    pub fn appendonly(&self) -> bool {
+        self.yes("appendonly")
+    }
+    pub fn appendfsync(&self) -> AppendFsync {
+        match self.raw("appendfsync") {
+            "always" => AppendFsync::Always,
+            "no" => AppendFsync::No,
+            _ => AppendFsync::EverySec,
+        }
+    }
+    pub fn appendfilename(&self) -> String {
+        self.raw("appendfilename").to_string()
+    }
+    pub fn appenddirname(&self) -> String {
+        self.raw("appenddirname").to_string()
+    }
+    pub fn aof_load_truncated(&self) -> bool {
+        self.yes("aof-load-truncated")
+    }
+    pub fn proto_max_bulk_len(&self) -> u64 {
+        self.num("proto-max-bulk-len") as u64
+    }
+    pub fn client_query_buffer_limit(&self) -> u64 {
+        self.num("client-query-buffer-limit") as u64
+    }
+    pub fn cluster_enabled(&self) -> bool {
+        self.yes("cluster-enabled")
+    }
+    pub fn enable_debug_command(&self) -> String {
+        self.raw("enable-debug-command").to_string()
+    }
+    pub fn logfile(&self) -> String {
+        self.raw("logfile").to_string()
+    }
+    pub fn loglevel(&self) -> String {
+        self.raw("loglevel").to_string()
+    }
+    pub fn daemonize(&self) -> bool {
+        self.yes("daemonize")
+    }
+    pub fn pidfile(&self) -> String {
+        self.raw("pidfile").to_string()
+    }
+    pub fn auto_aof_rewrite_percentage(&self) -> u64 {
+        self.num("auto-aof-rewrite-percentage") as u64
+    }
+    pub fn auto_aof_rewrite_min_size(&self) -> u64 {
+        self.num("auto-aof-rewrite-min-size") as u64
+    }
+    pub fn slowlog_log_slower_than(&self) -> i64 {
+        self.num("slowlog-log-slower-than")
+    }
+    pub fn slowlog_max_len(&self) -> u64 {
+        self.num("slowlog-max-len") as u64
+    }
+    pub fn maxclients(&self) -> u64 {
+        self.num("maxclients") as u64
+    }
+    pub fn timeout(&self) -> u64 {
+        self.num("timeout") as u64
+    }
+
+    /// CONFIG GET: every directive whose name matches `pattern`.
+    pub fn get(&self, pattern: &[u8]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, _) in defaults() {
+            if crate::glob::glob_match(pattern, name.as_bytes(), true) {
+                let mut v = self.raw(&canonical(name)).to_string();
+                if name == "dir" {
+                    v = self.dir();
+                }
+                out.push((name.to_string(), v));
+            }
+        }
+        out
+    }
+
+    /// CONFIG SET with one or more pairs, all or nothing.
+    pub fn set(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<Vec<String>, String> {
+        let mut staged: Vec<(String, String, String)> = Vec::new();
+        for (k, v) in pairs {
+            let name = String::from_utf8_lossy(k).to_string();
+            let canon = canonical(&name);
+            if !is_known(&canon) || FILE_ONLY.contains(&canon.as_str()) {
+                return Err(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+            }
+            if staged.iter().any(|(c, _, _)| *c == canon) {
+                return Err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                ));
+            }
+            if table::spec(&canon).is_some_and(|s| s.immutable) {
+                return Err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                ));
+            }
+            let raw = String::from_utf8_lossy(v).to_string();
+            let parts: Vec<String> = if matches!(canon.as_str(), "save" | "bind" | "replicaof") {
+                raw.split_whitespace().map(String::from).collect()
+            } else {
+                vec![raw]
+            };
+            let val = validate(&canon, &parts).map_err(|e| {
+                format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")
+            })?;
+            staged.push((canon, val, name));
+        }
+        let mut changed = Vec::new();
+        for (canon, val, name) in staged {
+            if canon == "dir" {
+                std::env::set_current_dir(&val).map_err(|e| {
+                    format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")
+                })?;
+            }
+            self.values.insert(canon.clone(), val);
+            changed.push(canon);
+        }
+        Ok(changed)
+    }
+
+    fn default_of(canon: &str) -> Option<&'static str> {
+        defaults()
+            .find(|(n, _)| canonical(n) == canon)
+            .map(|(_, v)| v)
+    }
+
+    fn render(&self, canon: &str) -> String {
+        let v = if canon == "dir" {
+            self.dir()
+        } else {
+            self.raw(canon).to_string()
+        };
+        let quote = |s: &str| {
+            if s.is_empty() || s.contains(' ') || s.contains('"') {
+                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            } else {
+                s.to_string()
+            }
+        };
+        if matches!(canon, "save" | "bind") && !v.is_empty() {
+            format!("{canon} {v}")
+        } else {
+            format!("{canon} {}", quote(&v))
+        }
+    }
+
+    /// CONFIG REWRITE: keeps the file's comments and order, rewrites the
+    /// lines of directives in place (dropping duplicates), appends changed
+    /// directives that were absent, and replaces the file atomically.
+    pub fn rewrite(&self) -> Result<(), ConfigError> {
+        let path = self.file.clone().ok_or(ConfigError::NoFile)?;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = String::new();
+        for l in text.lines() {
+            let t = l.trim();
+            if t.is_empty() || t.starts_with('#') {
+                out.push_str(l);
+                out.push('\n');
+                continue;
+            }
+            let name = split(t)
+                .and_then(|a| a.first().cloned())
+                .map(|n| canonical(&n));
+            match name {
+                Some(n) if self.values.contains_key(&n) => {
+                    if seen.insert(n.clone()) {
+                        out.push_str(&self.render(&n));
+                        out.push('\n');
+                    }
+                }
+                _ => {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        let mut header = false;
+        for (canon, v) in &self.values {
+            if seen.contains(canon) || canon == "dir" {
+                continue;
+            }
+            if Self::default_of(canon) == Some(v.as_str()) {
+                continue;
+            }
+            if !header {
+                out.push_str("# Generated by CONFIG REWRITE\n");
+                header = true;
+            }
+            out.push_str(&self.render(canon));
+            out.push('\n');
+        }
+        crate::persistence::aof::write_atomic(&path, out.as_bytes()).map_err(ConfigError::Rewrite)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::load(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = load(&["--port", "7000", "--appendonly", "yes", "--save", ""]).unwrap();
+        assert_eq!(c.port(), 7000);
+        assert!(c.appendonly());
+        assert_eq!(c.get(b"save"), vec![("save".into(), "".into())]);
+        assert_eq!(c.get(b"maxmemory"), vec![("maxmemory".into(), "0".into())]);
+        assert_eq!(c.databases(), 16);
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_directive() {
+        let dir = std::env::temp_dir().join(format!("slotkv-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.conf");
+        std::fs::write(&f, "port 7000\n\nappendfsync sometimes\n").unwrap();
+        let e = load(&[f.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("bad.conf"), "{e}");
+        assert!(e.contains("at line 3"), "{e}");
+        assert!(e.contains(">>> 'appendfsync sometimes'"), "{e}");
+        assert!(e.contains("must be one of the following"), "{e}");
+        std::fs::write(&f, "nosuchdirective 1\n").unwrap();
+        let e = load(&[f.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(
+            e.contains("Bad directive or wrong number of arguments"),
+            "{e}"
+        );
+        let e = load(&["--port", "99999"]).unwrap_err().to_string();
+        assert!(
+            e.contains("argument must be between 0 and 65535 inclusive"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn set_is_all_or_nothing() {
+        let mut c = Config::defaults();
+        assert!(c.set(&[(b"maxmemory", b"1mb"), (b"port", b"-5")]).is_err());
+        assert_eq!(c.get(b"maxmemory")[0].1, "0");
+        c.set(&[(b"maxmemory", b"1mb")]).unwrap();
+        assert_eq!(c.get(b"maxmemory")[0].1, "1048576");
+        let e = c.set(&[(b"daemonize", b"yes")]).unwrap_err();
+        assert!(e.contains("can't set immutable config"), "{e}");
+        let e = c.set(&[(b"nope", b"1")]).unwrap_err();
+        assert_eq!(
+            e,
+            "ERR Unknown option or number of arguments for CONFIG SET - 'nope'"
+        );
+    }
+
+    #[test]
+    fn debian_redis_conf_loads() {
+        let p = "/etc/redis/redis.conf";
+        if std::path::Path::new(p).exists() {
+            // It sets `dir /var/lib/redis`; restore our directory after.
+            let cwd = std::env::current_dir().unwrap();
+            let r = load(&[p]);
+            std::env::set_current_dir(cwd).unwrap();
+            r.unwrap();
+        }
+    }
+}
