@@ -31,7 +31,7 @@ pub fn hmset(ctx: &mut Ctx, a: &Args) {
 }
 
 fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         ctx.r.error(&format!(
             "ERR wrong number of arguments for '{name}' command"
         ));
@@ -340,7 +340,7 @@ pub fn hrandfield(ctx: &mut Ctx, a: &Args) {
         } else if a.len() >= 4 {
             return ctx.r.error(super::SYNTAX);
         }
-        if withvalues && (c < -(i64::MAX / 2) || c > i64::MAX / 2) {
+        if withvalues && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c) {
             return ctx.r.error("ERR value is out of range");
         }
     }

@@ -75,7 +75,7 @@ fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: 
     };
     let invalid = format!("ERR invalid expire time in '{name}' command");
     if seconds {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             ctx.r.error(&invalid);
             return;
         }

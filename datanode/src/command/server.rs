@@ -270,7 +270,7 @@ pub fn config_get(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn config_set(ctx: &mut Ctx, a: &Args) {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return ctx
             .r
             .error("ERR wrong number of arguments for 'config|set' command");
@@ -493,8 +493,11 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     } else if eq_ic(sub, "POPULATE") && (3..=5).contains(&a.len()) {
         debug_populate(ctx, a);
     } else if eq_ic(sub, "RELOAD") {
-        ctx.r.ok();
+        ctx.r
+            .error("ERR DEBUG RELOAD needs RDB snapshots, which are not implemented yet");
     } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
+        let on = a.get(2) != b"0";
+        ctx.srv.hot.active_expire.store(on, Ordering::Relaxed);
         ctx.r.ok();
     } else if eq_ic(sub, "HELP") {
         help_reply(
@@ -503,8 +506,8 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
             &[
                 "POPULATE <count> [<prefix>] [<size>]",
                 "    Create <count> string keys named <prefix>:<n> (prefix \"key\").",
-                "RELOAD",
-                "    Accepted; the dataset stays in memory.",
+                "SET-ACTIVE-EXPIRE <0|1>",
+                "    Turn the background deletion of expired keys off or on.",
                 "SEGFAULT",
                 "    Crash the server at once.",
                 "SLEEP <seconds>",

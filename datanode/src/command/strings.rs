@@ -282,7 +282,7 @@ pub fn mget(ctx: &mut Ctx, a: &Args) {
 }
 
 fn mset_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         let name = if nx { "msetnx" } else { "mset" };
         ctx.r.error(&format!(
             "ERR wrong number of arguments for '{name}' command"

@@ -293,7 +293,7 @@ pub fn lookup_sub(parent: &'static Cmd, sub: &[u8]) -> Option<&'static Cmd> {
     parent
         .subs
         .iter()
-        .find(|c| c.name[plen..].as_bytes().eq_ignore_ascii_case(sub))
+        .find(|c| c.name.as_bytes()[plen..].eq_ignore_ascii_case(sub))
 }
 
 pub fn all() -> &'static [Cmd] {

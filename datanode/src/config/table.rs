@@ -351,7 +351,7 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                 if flat.is_empty() {
                     return Ok(String::new());
                 }
-                if flat.len() % 2 != 0 || flat.iter().any(|x| x.parse::<u64>().is_err()) {
+                if !flat.len().is_multiple_of(2) || flat.iter().any(|x| x.parse::<u64>().is_err()) {
                     return Err("Invalid save parameters".into());
                 }
                 return Ok(flat.join(" "));

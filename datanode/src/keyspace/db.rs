@@ -8,7 +8,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::hashslot::{key_slot, SLOTS};
 use super::sbytes::SBytes;
-use super::slot::{SlotTable, WatchState};
+use super::slot::SlotTable;
 use super::value::Value;
 use crate::persistence::effects::EffectLog;
 
@@ -278,9 +278,7 @@ impl<'a> SlotRef<'a> {
     /// Registers a WATCH on `key`; returns its current version.
     pub fn watch(&mut self, key: &[u8]) -> u64 {
         let w = self.t.watched.get_or_insert_with(Default::default);
-        let s = w
-            .entry(SBytes::new(key))
-            .or_insert_with(WatchState::default);
+        let s = w.entry(SBytes::new(key)).or_default();
         s.refs += 1;
         s.version
     }

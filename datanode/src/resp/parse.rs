@@ -333,7 +333,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn parse(buf: &[u8]) -> Result<Option<(Parsed, Vec<Vec<u8>>)>, ProtocolError> {
+    type Parsed1 = Option<(Parsed, Vec<Vec<u8>>)>;
+
+    fn parse(buf: &[u8]) -> Result<Parsed1, ProtocolError> {
         let mut ranges = Vec::new();
         let mut scratch = Vec::new();
         let r = parse_request(buf, &Limits::default(), &mut ranges, &mut scratch)?;

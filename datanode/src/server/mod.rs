@@ -77,7 +77,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if appendonly {
         crate::persistence::aof::open(&srv).context("loading the append only file")?;
     }
-    let listeners = bind(&srv.config.read()).await?;
+    let bind_cfg = srv.config.read().clone();
+    let listeners = bind(&bind_cfg).await?;
     let port = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -144,7 +145,9 @@ async fn cron(srv: Arc<Shared>) {
         tick.tick().await;
         let now = crate::keyspace::now_ms();
         srv.stats.sample_ops(now);
-        cursor = active_expire(&srv, cursor, now);
+        if srv.hot.active_expire.load(Ordering::Relaxed) {
+            cursor = active_expire(&srv, cursor, now);
+        }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
     }
 }

@@ -22,6 +22,7 @@ pub struct Hot {
     pub slowlog_slower_than: AtomicI64,
     pub fsync_always: AtomicBool,
     pub query_buffer_limit: std::sync::atomic::AtomicU64,
+    pub active_expire: AtomicBool,
 }
 
 pub struct Shared {
@@ -57,6 +58,7 @@ impl Shared {
                 config.appendonly() && config.appendfsync() == crate::config::AppendFsync::Always,
             ),
             query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit()),
+            active_expire: AtomicBool::new(true),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
