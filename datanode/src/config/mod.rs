@@ -411,6 +411,10 @@ mod tests {
         assert_eq!(c.get(b"save"), vec![("save".into(), "".into())]);
         assert_eq!(c.get(b"maxmemory"), vec![("maxmemory".into(), "0".into())]);
         assert_eq!(c.databases(), 16);
+        // Defaults are redis-server's own, not those of the capture run.
+        assert!(!c.daemonize());
+        assert_eq!(c.pidfile(), "");
+        assert_eq!(Config::defaults().port(), 6379);
     }
 
     #[test]
