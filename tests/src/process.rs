@@ -28,7 +28,8 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The datanode binary: `$SLOTKV_DATANODE`, or the workspace's debug build
-/// (built once here if missing).
+/// (brought up to date once per test process: `cargo test -p slotkv-tests`
+/// alone does not rebuild another package's binary).
 pub fn datanode_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -39,7 +40,7 @@ pub fn datanode_bin() -> PathBuf {
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace_root().join("target"));
         let bin = target.join("debug").join("datanode");
-        if !bin.exists() {
+        {
             let st = Command::new(env!("CARGO"))
                 .args(["build", "-p", "datanode", "--bin", "datanode"])
                 .current_dir(workspace_root())

@@ -143,6 +143,22 @@ impl Conn {
         }
     }
 
+    /// Reads whatever arrives until the server closes the connection or
+    /// nothing more comes for `idle`; returns (bytes, closed).
+    pub fn drain(&mut self, idle: Duration) -> (Vec<u8>, bool) {
+        let _ = self.s.set_read_timeout(Some(idle));
+        let mut got = std::mem::take(&mut self.buf);
+        let mut chunk = [0u8; 16384];
+        loop {
+            match self.s.read(&mut chunk) {
+                Ok(0) => return (got, true),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+                Err(_) => return (got, false),
+            }
+        }
+    }
+
     /// True when the server has closed the connection (reads EOF within
     /// the timeout) — after any pending replies are consumed.
     pub fn is_closed(&mut self) -> bool {

@@ -109,38 +109,44 @@ fn arity_ok(arity: i32, argc: usize) -> bool {
     }
 }
 
-fn lossy(b: &[u8], max: usize) -> String {
+/// At most `max` bytes of `b`, cut at a NUL as C's `%s` would.
+fn c_str(b: &[u8], max: usize) -> &[u8] {
     let b = &b[..b.len().min(max)];
-    // C's %s stops at a NUL byte.
-    let b = match b.iter().position(|&c| c == 0) {
+    match b.iter().position(|&c| c == 0) {
         Some(z) => &b[..z],
         None => b,
-    };
-    String::from_utf8_lossy(b).into_owned()
+    }
 }
 
-/// Redis's reply for a name that is not a command.
-fn unknown_command(args: &Args) -> String {
-    let mut rest = String::new();
+fn lossy(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(c_str(b, max)).into_owned()
+}
+
+/// Redis's reply for a name that is not a command (raw bytes: the
+/// arguments are echoed as sent).
+fn unknown_command(args: &Args) -> Vec<u8> {
+    let mut rest: Vec<u8> = Vec::new();
     for a in args.iter().skip(1) {
         if rest.len() >= 128 {
             break;
         }
         let room = 128 - rest.len();
-        rest.push_str(&format!("'{}' ", lossy(a, room)));
+        rest.push(b'\'');
+        rest.extend_from_slice(c_str(a, room));
+        rest.extend_from_slice(b"' ");
     }
-    format!(
-        "ERR unknown command '{}', with args beginning with: {}",
-        lossy(args.get(0), 128),
-        rest
-    )
+    let mut m = b"ERR unknown command '".to_vec();
+    m.extend_from_slice(c_str(args.get(0), 128));
+    m.extend_from_slice(b"', with args beginning with: ");
+    m.extend_from_slice(&rest);
+    m
 }
 
 /// Resolves the command (and subcommand) an invocation names, or replies
 /// with the error Redis gives.
 pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let Some(cmd) = table::lookup(args.get(0)) else {
-        ctx.r.error(&unknown_command(args));
+        ctx.r.error_bytes(&unknown_command(args));
         return None;
     };
     if !arity_ok(cmd.arity, args.len()) {

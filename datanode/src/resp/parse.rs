@@ -188,7 +188,10 @@ fn parse_inline(
     ranges: &mut Vec<Range<usize>>,
     scratch: &mut Vec<u8>,
 ) -> Result<Option<Parsed>, ProtocolError> {
-    let Some(nl) = memchr::memchr(b'\n', buf) else {
+    // Redis looks for the newline with strchr, which stops at a NUL byte:
+    // a NUL before the newline leaves the request incomplete.
+    let nl = memchr::memchr2(b'\n', 0, buf).filter(|&i| buf[i] == b'\n');
+    let Some(nl) = nl else {
         if buf.len() > INLINE_MAX {
             return Err(perr("too big inline request"));
         }

@@ -46,10 +46,15 @@ impl<'a> Reply<'a> {
     /// An error line. `msg` is the full text after the dash, e.g.
     /// `ERR syntax error` or `WRONGTYPE Operation ...`.
     pub fn error(&mut self, msg: &str) {
+        self.error_bytes(msg.as_bytes())
+    }
+
+    /// An error line whose text may hold arbitrary bytes (echoed input).
+    pub fn error_bytes(&mut self, msg: &[u8]) {
         self.out.push(b'-');
         // Redis replaces newlines in error strings with spaces so the
         // reply stays one line.
-        for &c in msg.as_bytes() {
+        for &c in msg {
             self.out
                 .push(if c == b'\r' || c == b'\n' { b' ' } else { c });
         }
