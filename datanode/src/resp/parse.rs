@@ -6,8 +6,6 @@ use std::ops::Range;
 
 /// Longest inline request, or length line, accepted before a newline.
 pub const INLINE_MAX: usize = 64 * 1024;
-/// Most elements a multibulk header may announce.
-pub const MULTIBULK_MAX: i64 = 1024 * 1024;
 
 /// Limits that apply to one connection's requests.
 #[derive(Clone, Copy, Debug)]
@@ -137,9 +135,6 @@ fn parse_multibulk(
     };
     if count > 10 && !limits.authenticated {
         return Err(perr("unauthenticated multibulk length"));
-    }
-    if count > MULTIBULK_MAX {
-        return Err(perr("invalid multibulk length"));
     }
     let mut pos = eol + 2;
     if count <= 0 {
