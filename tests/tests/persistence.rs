@@ -42,8 +42,7 @@ fn incr_file(n: &Node) -> std::path::PathBuf {
     let manifest = std::fs::read_to_string(dir.join("appendonly.aof.manifest")).expect("manifest");
     let name = manifest
         .lines()
-        .filter(|l| l.ends_with("type i"))
-        .last()
+        .rfind(|l| l.ends_with("type i"))
         .and_then(|l| l.split_whitespace().nth(1))
         .expect("incr file in manifest")
         .to_string();
