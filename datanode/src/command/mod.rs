@@ -7,6 +7,8 @@ pub mod connection;
 pub mod hashes;
 pub mod keys;
 pub mod locks;
+pub mod meta;
+mod meta_table;
 pub mod server;
 pub mod strings;
 pub mod table;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::connection::{help_reply, REDIS_VERSION};
-use super::table::{self, Cmd};
+use super::table;
 use super::{eq_ic, Action, Args, Ctx, SYNTAX};
 use crate::keyspace::{now_ms, Value};
 use crate::server::stats::Stats;
@@ -336,26 +336,91 @@ pub fn config_help(ctx: &mut Ctx, _a: &Args) {
     );
 }
 
-fn implemented() -> impl Iterator<Item = &'static Cmd> {
-    table::all().iter()
+/// `COMMAND` alone (with a subcommand, dispatch goes to the subcommand).
+pub fn command_root(ctx: &mut Ctx, _a: &Args) {
+    command_all(ctx)
+}
+
+/// COMMAND with no subcommand: every command's entry.
+pub fn command_all(ctx: &mut Ctx) {
+    let n = super::meta::all().count();
+    ctx.r.array(n);
+    for (_, m) in super::meta::all() {
+        m.write(&mut ctx.r);
+    }
 }
 
 pub fn command_count(ctx: &mut Ctx, _a: &Args) {
-    ctx.r.int(implemented().count() as i64);
+    ctx.r.int(super::meta::all().count() as i64);
 }
 
-pub fn command_list(ctx: &mut Ctx, _a: &Args) {
-    let names: Vec<&str> = implemented().map(|c| c.name).collect();
-    ctx.r.array(names.len());
-    for n in names {
-        ctx.r.bulk(n.as_bytes());
+pub fn command_list(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 2 {
+        // FILTERBY MODULE|ACLCAT|PATTERN
+        if a.len() != 5 || !eq_ic(a.get(2), "FILTERBY") {
+            return ctx.r.error(SYNTAX);
+        }
+        let (how, arg) = (a.get(3), a.get(4));
+        let names: Vec<&str> = super::meta::all()
+            .filter(|(n, m)| {
+                if eq_ic(how, "PATTERN") {
+                    crate::glob::glob_match(arg, n.as_bytes(), true)
+                } else if eq_ic(how, "ACLCAT") {
+                    acl_categories(m).iter().any(|c| {
+                        c.trim_start_matches('@')
+                            .as_bytes()
+                            .eq_ignore_ascii_case(arg)
+                    })
+                } else {
+                    false
+                }
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        if !(eq_ic(how, "PATTERN") || eq_ic(how, "ACLCAT") || eq_ic(how, "MODULE")) {
+            return ctx.r.error(SYNTAX);
+        }
+        ctx.r.array(names.len());
+        for n in names {
+            ctx.r.bulk(n.as_bytes());
+        }
+        return;
+    }
+    let n = super::meta::all().count();
+    ctx.r.array(n);
+    for (name, _) in super::meta::all() {
+        ctx.r.bulk(name.as_bytes());
+    }
+}
+
+fn acl_categories(m: &super::meta::M) -> Vec<&'static str> {
+    use super::meta::M;
+    match m {
+        M::Array(f) if f.len() > 6 => match &f[6] {
+            M::Set(v) | M::Array(v) => v
+                .iter()
+                .filter_map(|x| match x {
+                    M::Simple(s) | M::Bulk(s) => Some(*s),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     }
 }
 
 pub fn command_info(ctx: &mut Ctx, a: &Args) {
+    if a.len() == 2 {
+        return command_all(ctx);
+    }
     ctx.r.array(a.len() - 2);
-    for _ in 2..a.len() {
-        ctx.r.null_array();
+    for name in a.iter().skip(2) {
+        let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+        match super::meta::info(&lower) {
+            Some(m) => m.write(&mut ctx.r),
+            None => ctx.r.null(),
+        }
     }
 }
 

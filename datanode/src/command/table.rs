@@ -245,7 +245,10 @@ pub static COMMANDS: &[Cmd] = &[
     // server
     c("info", -1, STALE, NOKEY, s::info),
     container("config", -2, 0, CONFIG_SUBS),
-    container("command", -1, 0, COMMAND_SUBS),
+    Cmd {
+        handler: s::command_root,
+        ..container("command", -1, 0, COMMAND_SUBS)
+    },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),

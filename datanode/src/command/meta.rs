@@ -1,0 +1,84 @@
+//! COMMAND metadata: a static reply tree per command, written in the
+//! protocol the client speaks (maps and sets flatten to arrays in RESP2).
+
+use crate::resp::Reply;
+
+/// A reply value captured with its RESP3 type.
+pub enum M {
+    Int(i64),
+    Simple(&'static str),
+    Bulk(&'static str),
+    Null,
+    Array(&'static [M]),
+    Set(&'static [M]),
+    Map(&'static [(M, M)]),
+}
+
+impl M {
+    pub fn write(&self, r: &mut Reply) {
+        match self {
+            M::Int(n) => r.int(*n),
+            M::Simple(s) => r.simple(s),
+            M::Bulk(s) => r.bulk(s.as_bytes()),
+            M::Null => r.null(),
+            M::Array(v) => {
+                r.array(v.len());
+                v.iter().for_each(|x| x.write(r));
+            }
+            M::Set(v) => {
+                r.set(v.len());
+                v.iter().for_each(|x| x.write(r));
+            }
+            M::Map(v) => {
+                r.map(v.len());
+                for (k, x) in v.iter() {
+                    k.write(r);
+                    x.write(r);
+                }
+            }
+        }
+    }
+}
+
+/// The COMMAND INFO entry of a top-level command.
+pub fn info(name: &str) -> Option<&'static M> {
+    super::meta_table::COMMAND_INFO
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| m)
+}
+
+pub fn all() -> impl Iterator<Item = &'static (&'static str, M)> {
+    super::meta_table::COMMAND_INFO.iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our dispatch table and the captured metadata must agree, or
+    /// clients would be told an arity we do not enforce.
+    #[test]
+    fn every_command_has_metadata_with_our_arity() {
+        for c in crate::command::table::all() {
+            let m = info(c.name).unwrap_or_else(|| panic!("no metadata for {}", c.name));
+            let M::Array(f) = m else {
+                panic!("bad entry for {}", c.name)
+            };
+            assert!(
+                matches!(f[1], M::Int(a) if a == c.arity as i64),
+                "arity of {}",
+                c.name
+            );
+            let (M::Int(first), M::Int(last), M::Int(step)) = (&f[3], &f[4], &f[5]) else {
+                panic!("bad key positions for {}", c.name)
+            };
+            assert_eq!(
+                (*first, *last, *step),
+                (c.first_key as i64, c.last_key as i64, c.step as i64),
+                "key positions of {}",
+                c.name
+            );
+        }
+    }
+}
