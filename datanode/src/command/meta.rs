@@ -48,6 +48,18 @@ pub fn info(name: &str) -> Option<&'static M> {
         .map(|(_, m)| m)
 }
 
+/// The COMMAND DOCS entry of a top-level command.
+pub fn docs(name: &str) -> Option<&'static M> {
+    super::meta_table::COMMAND_DOCS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| m)
+}
+
+pub fn all_docs() -> impl Iterator<Item = &'static (&'static str, M)> {
+    super::meta_table::COMMAND_DOCS.iter()
+}
+
 pub fn all() -> impl Iterator<Item = &'static (&'static str, M)> {
     super::meta_table::COMMAND_INFO.iter()
 }
@@ -73,6 +85,7 @@ mod tests {
             let (M::Int(first), M::Int(last), M::Int(step)) = (&f[3], &f[4], &f[5]) else {
                 panic!("bad key positions for {}", c.name)
             };
+            assert!(docs(c.name).is_some(), "no docs for {}", c.name);
             assert_eq!(
                 (*first, *last, *step),
                 (c.first_key as i64, c.last_key as i64, c.step as i64),

@@ -154,8 +154,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
+                    M::Bulk("client|kill"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -176,6 +176,28 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|id"),
                     M::Int(2),
                     M::Set(&[
@@ -187,6 +209,44 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|reply"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -224,22 +284,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|getname"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|help"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -252,30 +296,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|reply"),
-                    M::Int(3),
+                    M::Bulk("client|getname"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -285,28 +307,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|kill"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -2289,7 +2289,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|freq"),
+                    M::Bulk("object|idletime"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -2379,7 +2379,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|idletime"),
+                    M::Bulk("object|freq"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -3308,18 +3308,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("config|resetstat"),
                     M::Int(2),
                     M::Set(&[
@@ -3336,6 +3324,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("config|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -3381,7 +3381,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("command|info"),
+                    M::Bulk("command|list"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -3405,7 +3405,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|help"),
+                    M::Bulk("command|count"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -3417,7 +3417,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|list"),
+                    M::Bulk("command|info"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -3429,7 +3429,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|count"),
+                    M::Bulk("command|help"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -3507,18 +3507,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("slowlog|len"),
                     M::Int(2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
@@ -3535,6 +3523,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("response_policy:agg_sum"),
                         M::Bulk("nondeterministic_output"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("slowlog|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -3670,6 +3670,2883 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Set(&[]),
             M::Set(&[]),
+        ]),
+    ),
+];
+
+pub static COMMAND_DOCS: &[(&str, M)] = &[
+    (
+        "ping",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Checks the connection; answers PONG or echoes the message."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("message")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "echo",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Replies with the given message."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("message")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "select",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Switches the connection to another database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("index")),
+                    (M::Bulk("type"), M::Bulk("integer")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "quit",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Closes the connection after replying."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+        ]),
+    ),
+    (
+        "reset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the connection to its initial state."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+        ]),
+    ),
+    (
+        "auth",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Authenticates the connection.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("username")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("since"), M::Bulk("6.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("password")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hello",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Negotiates the protocol version and reports server details."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("arguments")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("protover")),
+                                (M::Bulk("type"), M::Bulk("integer")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("username_password")),
+                                (M::Bulk("type"), M::Bulk("block")),
+                                (M::Bulk("token"), M::Bulk("AUTH")),
+                                (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                (
+                                    M::Bulk("arguments"),
+                                    M::Array(&[
+                                        M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("username")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ]),
+                                        M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("password")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ]),
+                                    ]),
+                                ),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("clientname")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                                (M::Bulk("token"), M::Bulk("SETNAME")),
+                                (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "client",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inspects and manages client connections."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.4.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("client|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Closes connections chosen by address or filters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("filter")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("ip:port")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("deprecated_since"), M::Bulk("2.8.12")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("new-format")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("client-id")),
+                                                            (M::Bulk("type"), M::Bulk("integer")),
+                                                            (M::Bulk("token"), M::Bulk("ID")),
+                                                            (M::Bulk("since"), M::Bulk("2.8.12")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (
+                                                                M::Bulk("name"),
+                                                                M::Bulk(
+                                                                    "normal_master_slave_pubsub",
+                                                                ),
+                                                            ),
+                                                            (M::Bulk("type"), M::Bulk("oneof")),
+                                                            (M::Bulk("token"), M::Bulk("TYPE")),
+                                                            (M::Bulk("since"), M::Bulk("2.8.12")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                            (
+                                                                M::Bulk("arguments"),
+                                                                M::Array(&[
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("normal"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("NORMAL"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("master"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("MASTER"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("since"),
+                                                                            M::Bulk("3.2.0"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("slave"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("SLAVE"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("replica"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("REPLICA"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("since"),
+                                                                            M::Bulk("5.0.0"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("pubsub"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("PUBSUB"),
+                                                                        ),
+                                                                    ]),
+                                                                ]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("username")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("USER")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ip:port")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("ADDR")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ip:port")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("LADDR")),
+                                                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("yes/no")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("SKIPME")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|reply"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|no-evict"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets whether this connection may be evicted."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getname"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns this connection's name."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "readonly",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Allows reads from a replica in cluster mode."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+        ]),
+    ),
+    (
+        "readwrite",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Ends READONLY mode for the connection."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+        ]),
+    ),
+    (
+        "get",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the string stored at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "set",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string at a key, with optional expiry and conditions."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("2.6.12")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("get")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("expiration")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("seconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("EX")),
+                                    (M::Bulk("since"), M::Bulk("2.6.12")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("PX")),
+                                    (M::Bulk("since"), M::Bulk("2.6.12")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("EXAT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("PXAT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("keepttl")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KEEPTTL")),
+                                    (M::Bulk("since"), M::Bulk("6.0.0")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string only when the key does not exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string with an expiry in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "psetex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string with an expiry in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string and returns the previous one."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`SET` with the `!GET` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getdel",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a string and deletes its key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "getex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a string and changes its expiry."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("expiration")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("seconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("EX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("PX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("EXAT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("PXAT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("persist")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("PERSIST")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "mget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the strings of several keys."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "mset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores several strings at once."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.1")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key_value")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("key")),
+                                (M::Bulk("type"), M::Bulk("key")),
+                                (M::Bulk("key_spec_index"), M::Int(0)),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("value")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "msetnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores several strings only when none of the keys exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.1")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key_value")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("key")),
+                                (M::Bulk("type"), M::Bulk("key")),
+                                (M::Bulk("key_spec_index"), M::Int(0)),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("value")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "append",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Appends to the string at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "strlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the length of a string."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "incr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds one to the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "decr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Subtracts one from the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "incrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds an integer to the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "decrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Subtracts an integer from the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("decrement")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "incrbyfloat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds a floating point number to the number at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getrange",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns part of a string.")),
+            (M::Bulk("since"), M::Bulk("2.4.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "substr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns part of a string (old name of GETRANGE)."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("2.0.0")),
+            (M::Bulk("replaced_by"), M::Bulk("`GETRANGE`")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Overwrites part of a string at an offset."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "del",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Deletes keys.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "unlink",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes keys, freeing memory in the background."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "exists",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts how many of the given keys exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "type",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the type of a key's value."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "expire",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's time to live in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pexpire",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's time to live in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "expireat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's expiry as a Unix time in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                        (M::Bulk("type"), M::Bulk("unix-time")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pexpireat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's expiry as a Unix time in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                        (M::Bulk("type"), M::Bulk("unix-time")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "ttl",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's remaining time to live in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pttl",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's remaining time to live in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "expiretime",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's expiry as a Unix time in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pexpiretime",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's expiry as a Unix time in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "persist",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Removes a key's expiry.")),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "rename",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Renames a key, replacing any destination."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("newkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "renamenx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Renames a key only when the new name is free."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("newkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "copy",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Copies a key's value to another key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination-db")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("DB")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("replace")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "keys",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Lists the keys matching a pattern."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("pattern")),
+                    (M::Bulk("type"), M::Bulk("pattern")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "scan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the keys of the database."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("type")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("token"), M::Bulk("TYPE")),
+                        (M::Bulk("since"), M::Bulk("6.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "randomkey",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns a random key.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+        ]),
+    ),
+    (
+        "dbsize",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of keys in the database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "flushdb",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes every key of the current database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("async")),
+                    (M::Bulk("type"), M::Bulk("oneof")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("async")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                (M::Bulk("since"), M::Bulk("4.0.0")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("sync")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "flushall",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes every key of every database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("async")),
+                    (M::Bulk("type"), M::Bulk("oneof")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("async")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                (M::Bulk("since"), M::Bulk("4.0.0")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("sync")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "touch",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts existing keys and marks them as accessed."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.1")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "object",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inspects the internals of stored values."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.3")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("object|idletime"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the seconds since a key was last accessed."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|encoding"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the internal encoding of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|freq"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the access frequency counter of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|refcount"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the reference count of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hset",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Sets fields of a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field_value")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("field")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("value")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hmset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets fields of a hash (older form of HSET)."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("4.0.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`HSET` with multiple field-value pairs"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field_value")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("field")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("value")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hsetnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a hash field only when it does not exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the value of a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hmget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the values of several hash fields."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hdel",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Deletes fields from a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hexists",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells whether a hash field exists."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of fields in a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hkeys",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the field names of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hvals",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the values of a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hgetall",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns every field and value of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hincrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds an integer to a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hincrbyfloat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds a floating point number to a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hstrlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the length of a hash field's value."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the fields of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hrandfield",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random fields of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("options")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("withvalues")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("WITHVALUES")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "multi",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Starts a transaction.")),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "exec",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs the queued commands of a transaction."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "discard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Drops the queued commands of a transaction."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "watch",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Makes the next EXEC conditional on keys staying unchanged."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "unwatch",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Forgets every watched key.")),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "info",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns server information and statistics."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("section")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "config",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Reads and changes the configuration."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("config|rewrite"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the running configuration to the config file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|get"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns configuration parameters matching patterns."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("parameter")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("parameter")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ])]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|set"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Changes configuration parameters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("parameter_value")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("parameter")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("value")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "command",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Describes the commands the server knows."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.13")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("command|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists command names.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("filterby")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("token"), M::Bulk("FILTERBY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("module-name")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("token"), M::Bulk("MODULE")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("category")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("token"), M::Bulk("ACLCAT")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("pattern")),
+                                                (M::Bulk("type"), M::Bulk("pattern")),
+                                                (M::Bulk("token"), M::Bulk("PATTERN")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|getkeys"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Extracts the key arguments of a full command."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|count"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|docs"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "slowlog",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Manages the log of slow commands."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.12")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|get"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns entries of the slow log."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|len"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of entries in the slow log."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "time",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the server time.")),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "lastsave",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the Unix time of the last successful save."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "debug",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Debugging and testing helpers."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")])),
+        ]),
+    ),
+    (
+        "monitor",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Streams every command the server runs."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "bgrewriteaof",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Rewrites the append-only file in the background."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "shutdown",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stops the server after persisting data."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("nosave_save")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nosave")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NOSAVE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("save")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SAVE")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("now")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("NOW")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("force")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("FORCE")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("abort")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ABORT")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
         ]),
     ),
 ];

@@ -424,8 +424,30 @@ pub fn command_info(ctx: &mut Ctx, a: &Args) {
     }
 }
 
-pub fn command_docs(ctx: &mut Ctx, _a: &Args) {
-    ctx.r.map(0);
+pub fn command_docs(ctx: &mut Ctx, a: &Args) {
+    if a.len() == 2 {
+        let n = super::meta::all_docs().count();
+        ctx.r.map(n);
+        for (name, m) in super::meta::all_docs() {
+            ctx.r.bulk(name.as_bytes());
+            m.write(&mut ctx.r);
+        }
+        return;
+    }
+    // Unknown names are left out, as Redis does.
+    let found: Vec<(String, &super::meta::M)> = a
+        .iter()
+        .skip(2)
+        .filter_map(|n| {
+            let lower = String::from_utf8_lossy(n).to_ascii_lowercase();
+            super::meta::docs(&lower).map(|m| (lower, m))
+        })
+        .collect();
+    ctx.r.map(found.len());
+    for (name, m) in found {
+        ctx.r.bulk(name.as_bytes());
+        m.write(&mut ctx.r);
+    }
 }
 
 pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {

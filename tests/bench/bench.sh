@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: redis-server and datanode with equal configs, in
+# the same run, alternating, so machine noise hits both alike. Writes the
+# ratios to BENCHMARKS.md. See tests/bench/README.md.
+#
+#   tests/bench/bench.sh [--rounds N] [--requests N] [--quick] [--out FILE]
+#                        [--no-memory] [--only-memory]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROUNDS=3
+REQUESTS=300000
+OUT="$ROOT/BENCHMARKS.md"
+MEMORY=1
+THROUGHPUT=1
+TESTS="set,get,incr,hset,mset"
+CLIENTS=50
+ARGS_USED="$*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --requests) REQUESTS=$2; shift 2 ;;
+    --quick) ROUNDS=1; REQUESTS=50000; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    --no-memory) MEMORY=0; shift ;;
+    --only-memory) THROUGHPUT=0; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+DATANODE_BIN=${DATANODE_BIN:-"$ROOT/target/release/datanode"}
+if [ -z "${DATANODE_BIN_GIVEN:-}" ] && [ "$DATANODE_BIN" = "$ROOT/target/release/datanode" ]; then
+  (cd "$ROOT" && cargo build --release -p datanode >/dev/null 2>&1) || { echo "release build failed" >&2; exit 1; }
+fi
+
+WORK=$(mktemp -d /tmp/slotkv-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  local p
+  for _ in $(seq 1 100); do
+    # Below the ephemeral range (32768+), where outgoing sockets take ports.
+    p=$(( (RANDOM % 10000) + 20000 ))
+    if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "no free port" >&2; exit 1
+}
+
+start() { # name binary -> prints port
+  local name=$1 bin=$2 port
+  port=$(free_port)
+  mkdir -p "$WORK/$name"
+  (cd "$WORK/$name" && exec "$bin" --port "$port" --bind 127.0.0.1 --dir "$WORK/$name" \
+      --appendonly yes --appendfsync everysec --save '' --enable-debug-command yes \
+      >"$WORK/$name/log" 2>&1) &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do
+    if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ]; then echo "$port"; return; fi
+    sleep 0.05
+  done
+  echo "$name did not start; log:" >&2; cat "$WORK/$name/log" >&2; exit 1
+}
+
+REDIS_PORT=$(start redis redis-server)
+DN_PORT=$(start datanode "$DATANODE_BIN")
+
+# results: server depth test rps p50 p99 (one line per run)
+RES="$WORK/results"
+: > "$RES"
+run_bench() { # server port depth
+  redis-benchmark -p "$2" -t "$TESTS" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv 2>/dev/null \
+    | tail -n +2 | tr -d '"' | while IFS=, read -r test rps avg min p50 p95 p99 max; do
+        echo "$1 $3 ${test%% *} $rps $p50 $p99" >> "$RES"
+      done
+}
+
+if [ "$THROUGHPUT" = 1 ]; then
+  for r in $(seq 1 "$ROUNDS"); do
+    for depth in 1 16; do
+      echo "round $r/$ROUNDS, -P $depth" >&2
+      redis-cli -p "$REDIS_PORT" flushall >/dev/null; redis-cli -p "$DN_PORT" flushall >/dev/null
+      run_bench redis "$REDIS_PORT" "$depth"
+      run_bench datanode "$DN_PORT" "$depth"
+    done
+  done
+fi
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+stat() { # server depth test column(4 rps,5 p50,6 p99)
+  awk -v s="$1" -v d="$2" -v t="$3" -v c="$4" '$1==s && $2==d && $3==t {print $c}' "$RES" | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2f", a/b }'; }
+
+mem_per_key() { # port -> "rss_per_key used_per_key"
+  local p=$1 r0 u0 r1 u1
+  redis-cli -p "$p" flushall >/dev/null
+  sleep 0.5
+  r0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
+  u0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  redis-cli -p "$p" debug populate 1000000 >/dev/null
+  r1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
+  u1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  awk -v a="$r0" -v b="$r1" -v c="$u0" -v d="$u1" 'BEGIN { printf "%.1f %.1f", (b-a)/1e6, (d-c)/1e6 }'
+}
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "datanode against redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), same machine, same run, equal configs"
+  echo "(\`--appendonly yes --appendfsync everysec --save ''\`), alternating between the two servers."
+  echo "Absolute numbers on a shared machine are noise; the ratios, measured side by side, are the result."
+  echo "Throughput ratio = datanode / redis-server (≥ 1.00 is as fast or faster); for p99 and memory, ≤ 1.00 is as good or better."
+  echo
+  echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "- Machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
+  echo "- datanode commit: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- Reproduce: \`tests/bench/bench.sh${ARGS_USED:+ $ARGS_USED}\` ($ROUNDS rounds of $REQUESTS requests per test, medians reported)"
+  echo "- Load: \`redis-benchmark -t $TESTS -c $CLIENTS -P <depth> -n $REQUESTS -r 100000\`, on the same cores as the servers"
+  if [ "$THROUGHPUT" = 1 ]; then
+    for depth in 1 16; do
+      echo
+      echo "## Throughput and latency, $CLIENTS clients, pipeline depth $depth"
+      echo
+      echo "| command | redis ops/s | datanode ops/s | ratio | redis p50 ms | datanode p50 ms | redis p99 ms | datanode p99 ms | p99 ratio |"
+      echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      for t in SET GET INCR HSET MSET; do
+        rr=$(stat redis $depth $t 4); dr=$(stat datanode $depth $t 4)
+        r50=$(stat redis $depth $t 5); d50=$(stat datanode $depth $t 5)
+        r99=$(stat redis $depth $t 6); d99=$(stat datanode $depth $t 6)
+        echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r50 | $d50 | $r99 | $d99 | $(ratio "$d99" "$r99") |"
+      done
+    done
+  fi
+  if [ "$MEMORY" = 1 ]; then
+    echo "memory: populating 1M keys on each" >&2
+    read -r rr ru <<<"$(mem_per_key "$REDIS_PORT")"
+    read -r dr du <<<"$(mem_per_key "$DN_PORT")"
+    echo
+    echo "## Memory per key after \`DEBUG POPULATE 1000000\` (keys \`key:N\`, values \`value:N\`)"
+    echo
+    echo "| measure | redis-server | datanode | ratio |"
+    echo "|---|---:|---:|---:|"
+    echo "| RSS bytes per key | $rr | $dr | $(ratio "$dr" "$rr") |"
+    echo "| used_memory bytes per key | $ru | $du | $(ratio "$du" "$ru") |"
+  fi
+} > "$OUT.tmp"
+if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
+  { echo; cat "$ROOT/tests/bench/NOTES.md"; } >> "$OUT.tmp"
+fi
+mv "$OUT.tmp" "$OUT"
+echo "wrote $OUT" >&2
