@@ -210,3 +210,33 @@ fn rewrite_under_concurrent_writes_loses_nothing() {
     assert_eq!(c.text(&["GET", "counter"]), "$5\r\n20000\r\n");
     assert_eq!(c.text(&["HGETALL", "h"]), sum_before);
 }
+
+#[test]
+fn transactions_are_logged_whole_and_a_torn_one_is_dropped() {
+    let mut n = Node::start(Server::Datanode, &["--appendonly", "yes"]);
+    let mut c = n.conn();
+    assert_eq!(c.text(&["SET", "before", "1"]), "+OK\r\n");
+    for cmd in [
+        &["MULTI"][..],
+        &["SET", "a", "1"],
+        &["INCR", "a"],
+        &["SET", "b", "2"],
+    ] {
+        c.cmd(cmd).expect("reply");
+    }
+    assert_eq!(c.text(&["EXEC"]), "*3\r\n+OK\r\n:2\r\n+OK\r\n");
+    n.signal_and_wait("-TERM");
+    let incr = incr_file(&n);
+    let data = std::fs::read(&incr).expect("incr");
+    let text = String::from_utf8_lossy(&data).to_string();
+    let multi = text.find("MULTI").expect("MULTI in the AOF");
+    let exec = text.rfind("EXEC").expect("EXEC in the AOF");
+    let first_effect = text.find("$1\r\na\r\n").expect("effect on a");
+    assert!(multi < first_effect && first_effect < exec, "{text}");
+    // Cut the file inside the transaction: the whole block must go.
+    std::fs::write(&incr, &data[..exec - 8]).expect("truncate");
+    n.restart();
+    let mut c = n.conn();
+    assert_eq!(c.text(&["GET", "before"]), "$1\r\n1\r\n");
+    assert_eq!(c.text(&["EXISTS", "a", "b"]), ":0\r\n");
+}

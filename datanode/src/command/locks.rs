@@ -174,6 +174,11 @@ impl<'a> Locks<'a> {
         }
     }
 
+    /// Generation shared by the held guards (they are refreshed together).
+    pub fn held_gen(&self) -> u64 {
+        self.held.first().map(|s| s.gen()).unwrap_or(u64::MAX)
+    }
+
     pub fn release(&mut self) {
         self.held.clear();
     }

@@ -160,9 +160,18 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
         return ctx.r.null_array();
     }
     unwatch_all(ctx);
+    let logging = ctx.srv.log.is_active();
+    if logging {
+        crate::persistence::effects::begin_capture();
+    }
     ctx.r.array(m.queue.len());
     for q in &m.queue {
         dispatch(ctx, &q.args());
+    }
+    if logging {
+        // Still under the transaction's locks, so per-key order holds.
+        let gen = ctx.locks.held_gen();
+        ctx.srv.log.end_capture(gen);
     }
     ctx.locks.release();
 }

@@ -318,6 +318,11 @@ impl<'a> SlotRef<'a> {
         }
     }
 
+    /// The rewrite generation this guard's effects belong to.
+    pub fn gen(&self) -> u64 {
+        self.gen
+    }
+
     pub fn raw_table(&self) -> &SlotTable {
         &self.t
     }

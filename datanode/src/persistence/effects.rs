@@ -9,6 +9,53 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::resp::parse::encode_command;
 
+/// Effects of a transaction being executed on this thread, gathered so
+/// they can be logged as one MULTI … EXEC block.
+struct Capture {
+    buf: Vec<u8>,
+    first_db: Option<usize>,
+    last_db: Option<usize>,
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts gathering this thread's effects (EXEC).
+pub fn begin_capture() {
+    CAPTURE.with(|c| {
+        *c.borrow_mut() = Some(Capture {
+            buf: Vec::new(),
+            first_db: None,
+            last_db: None,
+        })
+    });
+}
+
+/// Tries to add an effect to the current capture; false when none is on.
+fn capture<A: AsRef<[u8]>>(db: usize, args: &[A]) -> bool {
+    CAPTURE.with(|c| {
+        let mut c = c.borrow_mut();
+        let Some(cap) = c.as_mut() else {
+            return false;
+        };
+        match cap.last_db {
+            None => cap.first_db = Some(db),
+            Some(d) if d != db => {
+                let mut b = itoa::Buffer::new();
+                encode_command(
+                    &[b"SELECT".as_slice(), b.format(db).as_bytes()],
+                    &mut cap.buf,
+                );
+            }
+            _ => {}
+        }
+        cap.last_db = Some(db);
+        encode_command(args, &mut cap.buf);
+        true
+    })
+}
+
 #[derive(Default)]
 pub struct LogBuf {
     /// Encoded commands not yet taken by the writer.
@@ -111,6 +158,9 @@ impl EffectLog {
     /// Appends one command made under a slot lock taken in generation
     /// `gen`: if a rewrite started since, it goes to the previous file.
     pub fn append_gen<A: AsRef<[u8]>>(&self, db: usize, gen: u64, args: &[A]) -> u64 {
+        if capture(db, args) {
+            return 0;
+        }
         let mut g = self.inner.lock();
         if gen < self.gen.load(Ordering::SeqCst) {
             let before = g.old.len();
@@ -139,6 +189,39 @@ impl EffectLog {
         g.select(db);
         g.buf.extend_from_slice(encoded);
         g.offset += (g.buf.len() - before) as u64;
+        let off = g.offset;
+        drop(g);
+        self.wake_writer();
+        off
+    }
+
+    /// Ends this thread's capture and logs what it gathered, wrapped in
+    /// MULTI/EXEC so a torn write cannot leave half a transaction.
+    pub fn end_capture(&self, gen: u64) -> u64 {
+        let Some(cap) = CAPTURE.with(|c| c.borrow_mut().take()) else {
+            return 0;
+        };
+        let (Some(first), Some(last)) = (cap.first_db, cap.last_db) else {
+            return 0;
+        };
+        let mut block = Vec::with_capacity(cap.buf.len() + 32);
+        encode_command(&[b"MULTI".as_slice()], &mut block);
+        block.extend_from_slice(&cap.buf);
+        encode_command(&[b"EXEC".as_slice()], &mut block);
+        let mut g = self.inner.lock();
+        let old = gen < self.gen.load(Ordering::SeqCst);
+        let before = if old { g.old.len() } else { g.buf.len() };
+        if old {
+            g.select_old(first);
+            g.old.extend_from_slice(&block);
+            g.old_last_db = Some(last);
+        } else {
+            g.select(first);
+            g.buf.extend_from_slice(&block);
+            g.last_db = Some(last);
+        }
+        let after = if old { g.old.len() } else { g.buf.len() };
+        g.offset += (after - before) as u64;
         let off = g.offset;
         drop(g);
         self.wake_writer();
