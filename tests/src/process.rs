@@ -66,12 +66,19 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     args: Vec<String>,
+    /// A config file given as the first argument, as `redis-server FILE`.
+    config: Option<String>,
 }
 
 impl Node {
     /// Starts a server with `args` (redis.conf-style `--name value`), on a
     /// free port, and waits until it answers PING.
     pub fn start(kind: Server, args: &[&str]) -> Node {
+        Self::start_with_config(kind, None, args)
+    }
+
+    /// Like [`Node::start`], with a config file as the first argument.
+    pub fn start_with_config(kind: Server, config: Option<&Path>, args: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut n = Node {
             kind,
@@ -79,6 +86,7 @@ impl Node {
             dir,
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            config: config.map(|p| p.display().to_string()),
         };
         n.spawn();
         n
@@ -101,6 +109,9 @@ impl Node {
         let port = self.port.to_string();
         let dir = self.dir.path().display().to_string();
         let mut cmd = Command::new(bin);
+        if let Some(c) = &self.config {
+            cmd.arg(c);
+        }
         cmd.args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
             .args(&self.args)
             .current_dir(self.dir.path())
@@ -121,8 +132,8 @@ impl Node {
             }
             if let Ok(mut c) = Conn::connect(self.port) {
                 if let Ok(r) = c.cmd(&["PING"]) {
-                    // LOADING replies mean not yet.
-                    if r.raw == b"+PONG\r\n" {
+                    // LOADING replies mean not yet; NOAUTH means up.
+                    if r.raw == b"+PONG\r\n" || r.raw.starts_with(b"-NOAUTH") {
                         return;
                     }
                 }

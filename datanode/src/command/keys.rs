@@ -35,7 +35,7 @@ pub fn touch(ctx: &mut Ctx, a: &Args) {
 pub fn type_(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let mut s = ctx.locks.key(key);
-    let t = s.get(key).map(|v| v.kind().name()).unwrap_or("none");
+    let t = s.peek(key).map(|(v, _)| v.kind().name()).unwrap_or("none");
     ctx.r.simple(t);
 }
 
@@ -501,23 +501,18 @@ pub fn flushall(ctx: &mut Ctx, a: &Args) {
     ctx.r.ok();
 }
 
-fn object_lookup(ctx: &mut Ctx, a: &Args, f: impl FnOnce(&Value) -> ObjReply) {
+/// Runs `f` on a key's value and access data without counting an access.
+fn object_lookup(ctx: &mut Ctx, a: &Args, f: impl FnOnce(&Value, u32, i64) -> ObjReply) {
     let key = a.get(2);
     let mut s = ctx.locks.key(key);
-    match s.get(key) {
-        None => {
-            drop(s);
-            ctx.r.null();
-        }
-        Some(v) => {
-            let rep = f(v);
-            drop(s);
-            match rep {
-                ObjReply::Bulk(b) => ctx.r.bulk(b.as_bytes()),
-                ObjReply::Int(n) => ctx.r.int(n),
-                ObjReply::Err(e) => ctx.r.error(e),
-            }
-        }
+    let now = s.now;
+    let rep = s.peek(key).map(|(v, meta)| f(v, meta, now));
+    drop(s);
+    match rep {
+        None => ctx.r.null(),
+        Some(ObjReply::Bulk(b)) => ctx.r.bulk(b.as_bytes()),
+        Some(ObjReply::Int(n)) => ctx.r.int(n),
+        Some(ObjReply::Err(e)) => ctx.r.error(e),
     }
 }
 
@@ -527,22 +522,19 @@ enum ObjReply {
     Err(&'static str),
 }
 
-fn lfu_policy(ctx: &Ctx) -> bool {
-    let c = ctx.srv.config.read();
-    c.get(b"maxmemory-policy")
-        .first()
-        .is_some_and(|(_, v)| v.contains("lfu"))
+fn lfu_policy() -> bool {
+    crate::keyspace::access::LFU.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 pub fn object_encoding(ctx: &mut Ctx, a: &Args) {
-    object_lookup(ctx, a, |v| ObjReply::Bulk(v.encoding()))
+    object_lookup(ctx, a, |v, _, _| ObjReply::Bulk(v.encoding()))
 }
 
 pub fn object_freq(ctx: &mut Ctx, a: &Args) {
-    let lfu = lfu_policy(ctx);
-    object_lookup(ctx, a, |_| {
+    let lfu = lfu_policy();
+    object_lookup(ctx, a, |_, meta, now| {
         if lfu {
-            ObjReply::Int(0)
+            ObjReply::Int(crate::keyspace::access::frequency(meta, now) as i64)
         } else {
             ObjReply::Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
         }
@@ -550,18 +542,18 @@ pub fn object_freq(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn object_idletime(ctx: &mut Ctx, a: &Args) {
-    let lfu = lfu_policy(ctx);
-    object_lookup(ctx, a, |_| {
+    let lfu = lfu_policy();
+    object_lookup(ctx, a, |_, meta, now| {
         if lfu {
             ObjReply::Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")
         } else {
-            ObjReply::Int(0)
+            ObjReply::Int(crate::keyspace::access::idle_seconds(meta, now) as i64)
         }
     })
 }
 
 pub fn object_refcount(ctx: &mut Ctx, a: &Args) {
-    object_lookup(ctx, a, |v| match v {
+    object_lookup(ctx, a, |v, _, _| match v {
         // Redis shares the objects of small integers.
         Value::Int(n) if (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
         _ => ObjReply::Int(1),

@@ -309,14 +309,11 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
 }
 
 pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
-    let cfg = ctx.srv.config.read();
-    if cfg.file.is_none() {
-        drop(cfg);
-        return ctx
-            .r
-            .error("ERR The server is running without a config file");
+    let res = ctx.srv.config.read().rewrite();
+    match res {
+        Ok(()) => ctx.r.ok(),
+        Err(e) => ctx.r.error(&format!("ERR {e}")),
     }
-    ctx.r.error("ERR Rewriting config file: not supported yet");
 }
 
 pub fn config_help(ctx: &mut Ctx, _a: &Args) {

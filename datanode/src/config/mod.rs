@@ -252,6 +252,9 @@ impl Config {
     pub fn slowlog_max_len(&self) -> u64 {
         self.num("slowlog-max-len") as u64
     }
+    pub fn maxmemory_policy(&self) -> String {
+        self.raw("maxmemory-policy").to_string()
+    }
     pub fn maxclients(&self) -> u64 {
         self.num("maxclients") as u64
     }

@@ -160,15 +160,24 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn get(&mut self, key: &[u8]) -> Option<&Value> {
-        self.expire_if_needed(key);
-        self.t.find(key).map(|e| &e.val)
+        self.get_mut(key).map(|v| &*v)
     }
 
     /// Mutable access for in-place updates; the caller must call
     /// [`SlotRef::touch`] when it changed the value.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
         self.expire_if_needed(key);
-        self.t.find_mut(key).map(|e| &mut e.val)
+        let now = self.now;
+        self.t.find_mut(key).map(|e| {
+            super::access::touch(&mut e.meta, now);
+            &mut e.val
+        })
+    }
+
+    /// Reads without recording an access (OBJECT, TYPE, `CLIENT NO-TOUCH`).
+    pub fn peek(&mut self, key: &[u8]) -> Option<(&Value, u32)> {
+        self.expire_if_needed(key);
+        self.t.find(key).map(|e| (&e.val, e.meta))
     }
 
     pub fn exists(&mut self, key: &[u8]) -> bool {
@@ -177,7 +186,7 @@ impl<'a> SlotRef<'a> {
 
     /// Sets a value. Unless `keep_ttl`, any TTL is cleared.
     pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
-        self.t.put(key, val);
+        self.t.put(key, val, self.now);
         if !keep_ttl {
             self.t.remove_expire(key);
         }

@@ -1,5 +1,6 @@
 //! The keyspace: databases of hash-slot tables holding compact values.
 
+pub mod access;
 pub mod db;
 pub mod hashslot;
 pub mod sbytes;

@@ -9,6 +9,8 @@ use super::value::{FastMap, Value};
 pub struct Entry {
     pub key: SBytes,
     pub val: Value,
+    /// Access clock or LFU counter (see `access`).
+    pub meta: u32,
 }
 
 /// A watched key's modification counter and how many clients watch it.
@@ -102,11 +104,12 @@ impl SlotTable {
     }
 
     /// Inserts or overwrites; returns true when the key is new.
-    pub(super) fn put(&mut self, key: &[u8], val: Value) -> bool {
+    pub(super) fn put(&mut self, key: &[u8], val: Value, now: i64) -> bool {
         let h = hash(key);
         match self.map.find_mut(h, |e| e.key.as_slice() == key) {
             Some(e) => {
                 e.val = val;
+                super::access::touch(&mut e.meta, now);
                 false
             }
             None => {
@@ -115,6 +118,7 @@ impl SlotTable {
                     Box::new(Entry {
                         key: SBytes::new(key),
                         val,
+                        meta: super::access::initial(now),
                     }),
                     |e| hash(&e.key),
                 );

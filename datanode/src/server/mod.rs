@@ -18,6 +18,7 @@ pub use shared::Shared;
 /// Reacts to CONFIG SET of settings the hot path caches.
 pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[String]) {
     let cfg = srv.config.read();
+    crate::keyspace::access::LFU.store(cfg.maxmemory_policy().contains("lfu"), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len
         .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);
@@ -74,6 +75,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let appendonly = cfg.appendonly();
     let pidfile = cfg.pidfile();
     let srv = Arc::new(Shared::new(cfg));
+    apply_config_change(&srv, &[]);
     if appendonly {
         crate::persistence::aof::open(&srv).context("loading the append only file")?;
     }

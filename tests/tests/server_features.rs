@@ -1,0 +1,176 @@
+//! Server features whose replies depend on time or on other connections,
+//! so they are checked by behaviour rather than by a differential script.
+
+use std::time::{Duration, Instant};
+
+use slotkv_tests::{Conn, Node, Server};
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
+    let t = c.text(&["INFO", section]);
+    t.split("\r\n")
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+        .to_string()
+}
+
+fn datanode(extra: &[&str]) -> Node {
+    let mut args = vec!["--save", "", "--enable-debug-command", "yes"];
+    args.extend_from_slice(extra);
+    Node::start(Server::Datanode, &args)
+}
+
+#[test]
+fn idle_time_grows_and_access_resets_it() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    c.text(&["SET", "k", "v"]);
+    wait_until("idle time to reach 1s", || {
+        c.text(&["OBJECT", "IDLETIME", "k"]) != ":0\r\n"
+    });
+    // OBJECT does not count as an access; GET does.
+    assert_ne!(c.text(&["OBJECT", "IDLETIME", "k"]), ":0\r\n");
+    c.text(&["GET", "k"]);
+    assert_eq!(c.text(&["OBJECT", "IDLETIME", "k"]), ":0\r\n");
+}
+
+#[test]
+fn active_expiry_removes_untouched_keys() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    for i in 0..200 {
+        c.text(&["SET", &format!("tmp{i}"), "v", "PX", "50"]);
+    }
+    c.text(&["SET", "keep", "v"]);
+    // Nobody reads the keys again: only the background cycle can free them.
+    wait_until("expired keys to be removed", || {
+        c.text(&["DBSIZE"]) == ":1\r\n"
+    });
+    assert_eq!(info_field(&mut c, "stats", "expired_keys"), "200");
+}
+
+#[test]
+fn info_counts_commands_and_reports_memory() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    let before: u64 = info_field(&mut c, "stats", "total_commands_processed")
+        .parse()
+        .unwrap();
+    for _ in 0..10 {
+        c.text(&["PING"]);
+    }
+    let after: u64 = info_field(&mut c, "stats", "total_commands_processed")
+        .parse()
+        .unwrap();
+    assert!(after >= before + 10, "{before} -> {after}");
+    let used: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    c.text(&["DEBUG", "POPULATE", "100000", "key", "100"]);
+    let used2: u64 = info_field(&mut c, "memory", "used_memory").parse().unwrap();
+    assert!(
+        used2 > used + 10_000_000,
+        "used_memory {used} -> {used2} after 10 MB of values"
+    );
+    let rss: u64 = info_field(&mut c, "memory", "used_memory_rss")
+        .parse()
+        .unwrap();
+    assert!(rss > used2 / 2, "rss {rss}");
+    assert!(c
+        .text(&["INFO"])
+        .contains("# Cluster\r\ncluster_enabled:0\r\n"));
+    assert!(info_field(&mut c, "keyspace", "db0").starts_with("keys=100000,"));
+}
+
+#[test]
+fn monitor_sees_other_clients_commands() {
+    let n = datanode(&[]);
+    let mut m = n.conn();
+    assert_eq!(m.text(&["MONITOR"]), "+OK\r\n");
+    let mut c = n.conn();
+    c.text(&["SET", "watched", "value with \"quotes\""]);
+    let line = m.read_reply().expect("monitor line");
+    let s = String::from_utf8_lossy(&line.raw).to_string();
+    assert!(
+        s.contains(r#""SET" "watched" "value with \"quotes\"""#),
+        "{s}"
+    );
+}
+
+#[test]
+fn slowlog_records_slow_commands() {
+    let n = datanode(&["--slowlog-log-slower-than", "0"]);
+    let mut c = n.conn();
+    c.text(&["SLOWLOG", "RESET"]);
+    c.text(&["SET", "a", "b"]);
+    let log = c.cmd(&["SLOWLOG", "GET", "1"]).expect("reply");
+    let s = String::from_utf8_lossy(&log.raw).to_string();
+    assert!(s.contains("$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n"), "{s}");
+    c.text(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+    c.text(&["SLOWLOG", "RESET"]);
+    c.text(&["SET", "a", "b"]);
+    assert_eq!(c.text(&["SLOWLOG", "LEN"]), ":0\r\n");
+}
+
+#[test]
+fn client_kill_closes_the_target_only() {
+    let n = datanode(&[]);
+    let mut victim = n.conn();
+    let id = victim.text(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':').trim().to_string();
+    let mut admin = n.conn();
+    assert_eq!(admin.text(&["CLIENT", "KILL", "ID", &id]), ":1\r\n");
+    assert!(victim.is_closed());
+    assert_eq!(admin.text(&["PING"]), "+PONG\r\n");
+    let list = admin.text(&["CLIENT", "LIST"]);
+    assert!(!list.contains(&format!("id={id} ")), "{list}");
+}
+
+#[test]
+fn requirepass_gates_commands() {
+    let n = datanode(&["--requirepass", "s3cret"]);
+    let mut c = n.conn();
+    assert_eq!(
+        c.text(&["GET", "x"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert!(c.text(&["AUTH", "wrong"]).starts_with("-WRONGPASS"));
+    assert_eq!(c.text(&["AUTH", "s3cret"]), "+OK\r\n");
+    assert_eq!(c.text(&["GET", "x"]), "$-1\r\n");
+    let mut h = n.conn();
+    let r = h.text(&["HELLO", "3", "AUTH", "default", "s3cret"]);
+    assert!(r.starts_with("%7\r\n"), "{r}");
+}
+
+#[test]
+fn config_rewrite_keeps_comments_and_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("node.conf");
+    std::fs::write(
+        &conf,
+        "# my settings\nmaxmemory 1mb\n\n# keep me\nappendonly no\n",
+    )
+    .expect("write");
+    let n = Node::start_with_config(Server::Datanode, Some(&conf), &[]);
+    let mut c = n.conn();
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "maxmemory", "2mb", "slowlog-max-len", "77"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.text(&["CONFIG", "REWRITE"]), "+OK\r\n");
+    let text = std::fs::read_to_string(&conf).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "# my settings");
+    assert_eq!(lines[1], "maxmemory 2097152");
+    assert_eq!(lines[3], "# keep me");
+    assert_eq!(lines[4], "appendonly no");
+    assert!(text.contains("slowlog-max-len 77"), "{text}");
+}
