@@ -312,7 +312,7 @@ pub fn keys(ctx: &mut Ctx, a: &Args) {
         let g = ctx.locks.slot(s);
         g.for_each_live(|k, _, _| {
             if all || glob_match(pat, k, false) {
-                out.push(k.clone());
+                out.push(k.to_vec());
             }
         });
         slot = s as usize + 1;
@@ -407,7 +407,7 @@ pub fn scan(ctx: &mut Ctx, a: &Args) {
             {
                 return;
             }
-            out.push(k.clone());
+            out.push(k.to_vec());
         });
         visited += g.len();
         slot = s as usize + 1;

@@ -169,7 +169,7 @@ impl<'a> SlotRef<'a> {
         self.expire_if_needed(key);
         let now = self.now;
         self.t.find_mut(key).map(|e| {
-            super::access::touch(&mut e.meta, now);
+            super::access::touch(e.key.meta_mut(), now);
             &mut e.val
         })
     }
@@ -177,7 +177,7 @@ impl<'a> SlotRef<'a> {
     /// Reads without recording an access (OBJECT, TYPE, `CLIENT NO-TOUCH`).
     pub fn peek(&mut self, key: &[u8]) -> Option<(&Value, u32)> {
         self.expire_if_needed(key);
-        self.t.find(key).map(|e| (&e.val, e.meta))
+        self.t.find(key).map(|e| (&e.val, e.key.meta()))
     }
 
     pub fn exists(&mut self, key: &[u8]) -> bool {
@@ -251,11 +251,11 @@ impl<'a> SlotRef<'a> {
         self.t
             .iter()
             .filter(|e| !matches!(self.t.expire_of(&e.key), Some(at) if at <= now))
-            .map(|e| e.key.clone())
+            .map(|e| SBytes::new(&e.key))
             .collect()
     }
 
-    pub fn for_each_live(&self, mut f: impl FnMut(&SBytes, &Value, Option<i64>)) {
+    pub fn for_each_live(&self, mut f: impl FnMut(&[u8], &Value, Option<i64>)) {
         let now = self.now;
         for e in self.t.iter() {
             let exp = self.t.expire_of(&e.key);

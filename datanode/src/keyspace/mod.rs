@@ -3,6 +3,7 @@
 pub mod access;
 pub mod db;
 pub mod hashslot;
+pub mod key;
 pub mod sbytes;
 pub mod slot;
 pub mod value;

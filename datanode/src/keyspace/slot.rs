@@ -3,14 +3,14 @@
 
 use hashbrown::HashTable;
 
+use super::key::Key;
 use super::sbytes::SBytes;
 use super::value::{FastMap, Value};
 
 pub struct Entry {
-    pub key: SBytes,
+    /// The key, carrying the access clock or LFU counter (see `access`).
+    pub key: Key,
     pub val: Value,
-    /// Access clock or LFU counter (see `access`).
-    pub meta: u32,
 }
 
 /// A watched key's modification counter and how many clients watch it.
@@ -109,16 +109,15 @@ impl SlotTable {
         match self.map.find_mut(h, |e| e.key.as_slice() == key) {
             Some(e) => {
                 e.val = val;
-                super::access::touch(&mut e.meta, now);
+                super::access::touch(e.key.meta_mut(), now);
                 false
             }
             None => {
                 self.map.insert_unique(
                     h,
                     Box::new(Entry {
-                        key: SBytes::new(key),
+                        key: Key::new(key, super::access::initial(now)),
                         val,
-                        meta: super::access::initial(now),
                     }),
                     |e| hash(&e.key),
                 );
@@ -149,7 +148,11 @@ impl SlotTable {
     pub(super) fn touch_all_existing(&mut self) {
         if let Some(w) = &mut self.watched {
             for (k, s) in w.iter_mut() {
-                if self.map.find(hash(k), |e| e.key == *k).is_some() {
+                if self
+                    .map
+                    .find(hash(k), |e| e.key.as_slice() == k.as_slice())
+                    .is_some()
+                {
                     s.version += 1;
                 }
             }
