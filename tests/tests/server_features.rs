@@ -174,3 +174,13 @@ fn config_rewrite_keeps_comments_and_order() {
     assert_eq!(lines[4], "appendonly no");
     assert!(text.contains("slowlog-max-len 77"), "{text}");
 }
+
+#[test]
+fn idle_clients_are_closed_after_timeout() {
+    let n = datanode(&["--timeout", "1"]);
+    let mut idle = n.conn();
+    assert_eq!(idle.text(&["PING"]), "+PONG\r\n");
+    // The server closes it after a second of silence.
+    assert!(idle.is_closed(), "idle client was not closed");
+    assert_eq!(n.conn().text(&["PING"]), "+PONG\r\n");
+}

@@ -150,6 +150,14 @@ fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
 
 pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
     let _ = sock.set_nodelay(true);
+    let keepalive = srv.config.read().tcp_keepalive();
+    if keepalive > 0 {
+        // Like Redis: probe idle peers so dead ones are noticed.
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(keepalive))
+            .with_interval(std::time::Duration::from_secs((keepalive / 3).max(1)));
+        let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(&ka);
+    }
     let laddr = sock.local_addr().unwrap_or(addr);
     Stats::add(&srv.stats.connections_received, 1);
     let maxclients = srv.config.read().maxclients() as usize;
@@ -210,9 +218,23 @@ async fn connection_loop(
         if rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
         }
-        let n = tokio::select! {
-            r = sock.read_buf(&mut rbuf) => r?,
-            _ = info.kill_notify.notified() => return Ok(()),
+        // `timeout`: close clients idle that long (0 = never).
+        // The timer is only armed when a timeout is set: it is not free.
+        let idle = srv.hot.idle_timeout.load(Ordering::Relaxed);
+        let n = if idle > 0 {
+            tokio::select! {
+                r = sock.read_buf(&mut rbuf) => r?,
+                _ = info.kill_notify.notified() => return Ok(()),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(idle)) => {
+                    tracing::debug!("Closing idle client {}", info.addr);
+                    return Ok(());
+                }
+            }
+        } else {
+            tokio::select! {
+                r = sock.read_buf(&mut rbuf) => r?,
+                _ = info.kill_notify.notified() => return Ok(()),
+            }
         };
         if n == 0 {
             return Ok(());

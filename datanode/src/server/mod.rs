@@ -31,6 +31,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[String]) {
     srv.hot
         .query_buffer_limit
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
+    srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
     srv.hot.fsync_always.store(
         cfg.appendonly() && cfg.appendfsync() == crate::config::AppendFsync::Always,

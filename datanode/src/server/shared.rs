@@ -23,6 +23,8 @@ pub struct Hot {
     pub fsync_always: AtomicBool,
     pub query_buffer_limit: std::sync::atomic::AtomicU64,
     pub active_expire: AtomicBool,
+    /// `timeout` in seconds.
+    pub idle_timeout: AtomicU64,
 }
 
 pub struct Shared {
@@ -59,6 +61,7 @@ impl Shared {
             ),
             query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit()),
             active_expire: AtomicBool::new(true),
+            idle_timeout: AtomicU64::new(config.timeout()),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
