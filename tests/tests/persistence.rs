@@ -240,3 +240,42 @@ fn transactions_are_logged_whole_and_a_torn_one_is_dropped() {
     assert_eq!(c.text(&["GET", "before"]), "$1\r\n1\r\n");
     assert_eq!(c.text(&["EXISTS", "a", "b"]), ":0\r\n");
 }
+
+#[test]
+fn enabling_aof_at_runtime_persists_existing_and_new_data() {
+    let mut n = Node::start(Server::Datanode, &["--appendonly", "no"]);
+    let mut c = n.conn();
+    c.text(&["SET", "old", "1"]);
+    c.text(&["HSET", "h", "f", "v"]);
+    assert_eq!(c.text(&["CONFIG", "SET", "appendonly", "yes"]), "+OK\r\n");
+    c.text(&["SET", "new", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .text(&["INFO", "persistence"])
+        .contains("aof_rewrite_in_progress:1")
+    {
+        assert!(Instant::now() < deadline, "rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    n.signal_and_wait("-TERM");
+    // That node's command line says `appendonly no`, so load its files in
+    // a node started with `appendonly yes`.
+    let dir = n.path().to_path_buf();
+    let mut n2 = Node::start(Server::Datanode, &["--appendonly", "yes"]);
+    n2.signal_and_wait("-TERM");
+    std::fs::remove_dir_all(n2.path().join("appendonlydir")).ok();
+    copy_dir(&dir.join("appendonlydir"), &n2.path().join("appendonlydir"));
+    n2.restart();
+    let mut c = n2.conn();
+    assert_eq!(c.text(&["GET", "old"]), "$1\r\n1\r\n");
+    assert_eq!(c.text(&["GET", "new"]), "$1\r\n2\r\n");
+    assert_eq!(c.text(&["HGET", "h", "f"]), "$1\r\nv\r\n");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}

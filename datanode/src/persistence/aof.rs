@@ -243,13 +243,12 @@ fn replay(
 
 /// Loads the AOF (creating it when missing) and starts the writer thread.
 pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
-    let (dir, dirname, fname, fsync, truncated_ok) = {
+    let (dir, dirname, fname, truncated_ok) = {
         let c = srv.config.read();
         (
             PathBuf::from(c.dir()),
             c.appenddirname(),
             c.appendfilename(),
-            c.appendfsync(),
             c.aof_load_truncated(),
         )
     };
@@ -282,6 +281,17 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         "DB loaded from append only file: {:.3} seconds ({total} commands)",
         start.elapsed().as_secs_f64()
     );
+    start_writer(srv, adir, fname, manifest_path, manifest)
+}
+
+/// Opens the manifest's last incremental file and starts the writer.
+fn start_writer(
+    srv: &Arc<Shared>,
+    adir: PathBuf,
+    fname: String,
+    manifest_path: PathBuf,
+    manifest: Manifest,
+) -> Result<(), AofError> {
     let (incr, _) = manifest.incrs.last().cloned().ok_or_else(|| {
         AofError::Manifest(manifest_path.display().to_string(), "no incr file".into())
     })?;
@@ -323,7 +333,7 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     let srv2 = srv.clone();
     std::thread::Builder::new()
         .name("aof-writer".into())
-        .spawn(move || writer(srv2, files, fsync, cmd_rx))?;
+        .spawn(move || writer(srv2, files, cmd_rx))?;
     Ok(())
 }
 
@@ -413,12 +423,7 @@ impl Files {
     }
 }
 
-fn writer(
-    srv: Arc<Shared>,
-    mut files: Files,
-    fsync: AppendFsync,
-    cmds: std::sync::mpsc::Receiver<WriterCmd>,
-) {
+fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<WriterCmd>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
@@ -445,7 +450,12 @@ fn writer(
         if !buf.is_empty() || !old.is_empty() {
             unsynced = true;
         }
-        let policy = if eager { AppendFsync::Always } else { fsync };
+        // Read each turn so CONFIG SET appendfsync takes effect.
+        let policy = if eager {
+            AppendFsync::Always
+        } else {
+            srv.config.read().appendfsync()
+        };
         let due = match policy {
             AppendFsync::Always => unsynced,
             AppendFsync::EverySec => unsynced && last_sync.elapsed() >= Duration::from_secs(1),
@@ -522,6 +532,60 @@ pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
     }
     srv.hot.fsync_always.store(always, Ordering::SeqCst);
     Ok(())
+}
+
+/// `CONFIG SET appendonly yes` on a running node: start a fresh AOF and
+/// rewrite the current dataset into its base at once.
+pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
+    if srv.aof.lock().is_some() {
+        // Re-enabled after a CONFIG SET appendonly no: what changed while
+        // off was not logged, so rebuild the base.
+        srv.log.set_active(true);
+        return start_rewrite(srv);
+    }
+    let (dir, dirname, fname) = {
+        let c = srv.config.read();
+        (
+            PathBuf::from(c.dir()),
+            c.appenddirname(),
+            c.appendfilename(),
+        )
+    };
+    let adir = dir.join(&dirname);
+    fs::create_dir_all(&adir).map_err(|e| e.to_string())?;
+    let manifest_path = adir.join(format!("{fname}.manifest"));
+    // Files from an earlier AOF describe an older dataset: replace them.
+    let old = parse_manifest(&manifest_path).ok();
+    let seq = old.as_ref().map(|m| m.max_seq() + 1).unwrap_or(1);
+    let m = Manifest {
+        base: format!("{fname}.{seq}.base.aof"),
+        base_seq: seq,
+        incrs: vec![(format!("{fname}.{seq}.incr.aof"), seq)],
+    };
+    let io = |e: std::io::Error| e.to_string();
+    File::create(adir.join(&m.base))
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    File::create(adir.join(&m.incrs[0].0))
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    write_atomic(&manifest_path, m.text().as_bytes()).map_err(io)?;
+    if let Some(old) = old {
+        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
+            if !f.is_empty() {
+                let _ = fs::remove_file(adir.join(f));
+            }
+        }
+    }
+    start_writer(srv, adir, fname, manifest_path, m).map_err(|e| e.to_string())?;
+    start_rewrite(srv)
+}
+
+/// `CONFIG SET appendonly no`: stop logging, after making what was logged
+/// durable.
+pub fn disable_at_runtime(srv: &Shared) {
+    let _ = flush_and_sync(srv);
+    srv.log.set_active(false);
 }
 
 /// BGREWRITEAOF: starts a background rewrite.

@@ -16,7 +16,17 @@ use crate::config::Config;
 pub use shared::Shared;
 
 /// Reacts to CONFIG SET of settings the hot path caches.
-pub fn apply_config_change(srv: &Arc<Shared>, _changed: &[String]) {
+pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
+    if changed.iter().any(|c| c == "appendonly") {
+        let on = srv.config.read().appendonly();
+        if on && !srv.log.is_active() {
+            if let Err(e) = crate::persistence::aof::enable_at_runtime(srv) {
+                tracing::warn!("Could not enable the AOF: {e}");
+            }
+        } else if !on && srv.log.is_active() {
+            crate::persistence::aof::disable_at_runtime(srv);
+        }
+    }
     let cfg = srv.config.read();
     crate::keyspace::access::LFU.store(cfg.maxmemory_policy().contains("lfu"), Ordering::Relaxed);
     srv.hot
