@@ -577,8 +577,7 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     } else if eq_ic(sub, "POPULATE") && (3..=5).contains(&a.len()) {
         debug_populate(ctx, a);
     } else if eq_ic(sub, "RELOAD") {
-        ctx.r
-            .error("ERR DEBUG RELOAD needs RDB snapshots, which are not implemented yet");
+        debug_reload(ctx);
     } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
         let on = a.get(2) != b"0";
         ctx.srv.hot.active_expire.store(on, Ordering::Relaxed);
@@ -590,6 +589,8 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
             &[
                 "POPULATE <count> [<prefix>] [<size>]",
                 "    Create <count> string keys named <prefix>:<n> (prefix \"key\").",
+                "RELOAD",
+                "    Write the dataset out and load it back.",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "    Turn the background deletion of expired keys off or on.",
                 "SEGFAULT",
@@ -604,6 +605,31 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
             String::from_utf8_lossy(sub)
         ));
     }
+}
+
+/// Serializes every slot and loads it back (a round trip through the
+/// format the AOF rewrite writes), one slot at a time.
+fn debug_reload(ctx: &mut Ctx) {
+    let dbs: Vec<usize> = ctx.srv.ks.existing().map(|d| d.index).collect();
+    let saved = ctx.locks.db;
+    for d in dbs {
+        ctx.locks.db = ctx.srv.ks.db(d);
+        for slot in 0..crate::keyspace::SLOTS as u16 {
+            let mut g = ctx.locks.slot(slot);
+            if g.is_empty() {
+                continue;
+            }
+            if let Err(e) = crate::persistence::rewrite::reload_slot(&mut g) {
+                drop(g);
+                ctx.locks.db = saved;
+                return ctx
+                    .r
+                    .error(&format!("ERR Error trying to load the dataset: {e}"));
+            }
+        }
+    }
+    ctx.locks.db = saved;
+    ctx.r.ok();
 }
 
 fn debug_populate(ctx: &mut Ctx, a: &Args) {

@@ -104,3 +104,56 @@ pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String>
     }
     result
 }
+
+/// DEBUG RELOAD for one slot: serialize its keys the way a rewrite does,
+/// empty it, and load them back from that text. Runs under the slot's
+/// lock, so other clients never see the slot half loaded.
+pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
+    use crate::keyspace::HashObj;
+    use crate::resp::{parse_request, Limits, Parsed};
+    let dump = encode_slot(s);
+    s.clear();
+    let limits = Limits {
+        max_bulk_len: i64::MAX,
+        authenticated: true,
+    };
+    let (mut ranges, mut scratch) = (Vec::new(), Vec::new());
+    let mut pos = 0;
+    let mut n = 0;
+    while pos < dump.len() {
+        let consumed = match parse_request(&dump[pos..], &limits, &mut ranges, &mut scratch) {
+            Ok(Some(Parsed::Multibulk { consumed })) => consumed,
+            other => return Err(format!("bad reload data at {pos}: {other:?}")),
+        };
+        let a = crate::command::Args::new(&dump[pos..], &ranges);
+        let name = a.get(0);
+        if name == b"SET" {
+            s.set(a.get(1), Value::string(a.get(2)), false);
+            n += 1;
+        } else if name == b"HSET" {
+            let key = a.get(1);
+            if s.get(key).is_none() {
+                s.set(key, Value::Hash(Box::default()), false);
+            }
+            let Some(Value::Hash(h)) = s.get_mut(key) else {
+                return Err("HSET on a non-hash during reload".into());
+            };
+            let h: &mut HashObj = h;
+            let mut i = 2;
+            while i + 1 < a.len() {
+                h.set(a.get(i), a.get(i + 1));
+                i += 2;
+            }
+        } else if name == b"PEXPIREAT" {
+            let at = crate::resp::parse_i64(a.get(2)).ok_or("bad expiry during reload")?;
+            s.set_expire(a.get(1), at);
+        } else if name != b"SELECT" {
+            return Err(format!(
+                "unexpected command {} during reload",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        pos += consumed;
+    }
+    Ok(n)
+}
