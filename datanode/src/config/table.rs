@@ -360,3 +360,35 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a config line holds, checking it never panics.
+        #[test]
+        fn validate_never_panics(name in "[a-z-]{1,30}", args in proptest::collection::vec(".{0,20}", 0..4)) {
+            let _ = validate(&canonical(&name), &args);
+            for s in SPECS {
+                let _ = validate(s.name, &args);
+            }
+        }
+
+        #[test]
+        fn memory_values_parse_or_fail_cleanly(v in ".{0,24}") {
+            let _ = parse_memory(&v);
+        }
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1kb"), Some(1024));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("2GB"), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_memory("5"), Some(5));
+        assert_eq!(parse_memory("5x"), None);
+        assert_eq!(parse_memory("99999999999999999999gb"), None);
+    }
+}
