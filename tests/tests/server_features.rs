@@ -184,3 +184,30 @@ fn idle_clients_are_closed_after_timeout() {
     assert!(idle.is_closed(), "idle client was not closed");
     assert_eq!(n.conn().text(&["PING"]), "+PONG\r\n");
 }
+
+#[test]
+fn info_commandstats_and_errorstats_count_calls() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    c.text(&["SET", "a", "b"]);
+    c.text(&["SET", "a", "b"]);
+    c.text(&["GET", "a", "extra"]);
+    c.text(&["HSET", "a", "f", "v"]);
+    let stats = c.text(&["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_set:calls=2,"), "{stats}");
+    assert!(
+        stats.contains(
+            "cmdstat_get:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0"
+        ),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cmdstat_hset:calls=1,") && stats.contains("failed_calls=1"),
+        "{stats}"
+    );
+    let errs = c.text(&["INFO", "errorstats"]);
+    assert!(errs.contains("errorstat_ERR:count=1\r\n"), "{errs}");
+    assert!(errs.contains("errorstat_WRONGTYPE:count=1\r\n"), "{errs}");
+    c.text(&["CONFIG", "RESETSTAT"]);
+    assert!(!c.text(&["INFO", "commandstats"]).contains("cmdstat_set"));
+}

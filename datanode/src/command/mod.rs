@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::resp::Reply;
 use crate::server::client::Client;
+use crate::server::cmdstats;
 use crate::server::shared::Shared;
 pub use args::{eq_ic, Args, OwnedArgs};
 pub use locks::Locks;
@@ -156,6 +157,7 @@ pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             "ERR wrong number of arguments for '{}' command",
             cmd.name
         ));
+        cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
         return None;
     }
     if cmd.subs.is_empty() || args.len() < 2 {
@@ -174,6 +176,7 @@ pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             "ERR wrong number of arguments for '{}' command",
             sub.name
         ));
+        cmdstats::record(sub, 0, cmdstats::Outcome::Rejected);
         return None;
     }
     Some(sub)
@@ -189,6 +192,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     };
     if !ctx.client.authenticated && cmd.flags & table::flags::NO_AUTH == 0 {
         ctx.r.error("NOAUTH Authentication required.");
+        cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
         return None;
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {
@@ -198,6 +202,17 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ctx.r.simple("QUEUED");
         return Some(cmd);
     }
+    let start = ctx.r.out.len();
+    let t0 = std::time::Instant::now();
     (cmd.handler)(ctx, args);
+    let usec = t0.elapsed().as_micros() as u64;
+    // EXEC's own reply is an array; its commands were counted one by one.
+    let failed = ctx.r.out.get(start) == Some(&b'-');
+    let outcome = if failed {
+        cmdstats::Outcome::Failed
+    } else {
+        cmdstats::Outcome::Ok
+    };
+    cmdstats::record(cmd, usec, outcome);
     Some(cmd)
 }

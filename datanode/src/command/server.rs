@@ -196,17 +196,26 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n"
         );
     }
-    if want("modules") && !all {
+    let everything = sections.iter().any(|s| s == "all" || s == "everything");
+    if want("modules") {
         if !o.is_empty() {
             o.push_str("\r\n");
         }
         o.push_str("# Modules\r\n");
     }
-    if want("errorstats") && !all {
+    if sections.iter().any(|s| s == "commandstats") || everything {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        o.push_str("# Commandstats\r\n");
+        o.push_str(&crate::server::cmdstats::commandstats());
+    }
+    if want("errorstats") {
         if !o.is_empty() {
             o.push_str("\r\n");
         }
         o.push_str("# Errorstats\r\n");
+        o.push_str(&crate::server::cmdstats::errorstats());
     }
     if want("cluster") {
         if !o.is_empty() {
@@ -305,6 +314,7 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
         c.store(0, Ordering::Relaxed);
     }
     ctx.srv.slowlog.lock().entries.clear();
+    crate::server::cmdstats::reset();
     ctx.r.ok();
 }
 
@@ -534,6 +544,7 @@ pub fn slowlog_len(ctx: &mut Ctx, _a: &Args) {
 
 pub fn slowlog_reset(ctx: &mut Ctx, _a: &Args) {
     ctx.srv.slowlog.lock().entries.clear();
+    crate::server::cmdstats::reset();
     ctx.r.ok();
 }
 

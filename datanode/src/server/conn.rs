@@ -100,6 +100,7 @@ pub fn execute(
     }
     if out.get(start) == Some(&b'-') {
         Stats::add(&srv.stats.total_error_replies, 1);
+        super::cmdstats::record_error(&out[start..]);
     }
     match client.reply_mode {
         ReplyMode::On => {}

@@ -1,6 +1,7 @@
 //! The network side: listener, per-connection loop, background cron.
 
 pub mod client;
+pub mod cmdstats;
 pub mod conn;
 pub mod shared;
 pub mod slowlog;
