@@ -211,3 +211,84 @@ fn info_commandstats_and_errorstats_count_calls() {
     c.text(&["CONFIG", "RESETSTAT"]);
     assert!(!c.text(&["INFO", "commandstats"]).contains("cmdstat_set"));
 }
+
+/// Runs a full SCAN-style iteration; returns every element and the calls.
+fn full_scan(
+    c: &mut Conn,
+    cmd: &[&str],
+    mut on_call: impl FnMut(&mut Conn, usize),
+) -> (Vec<String>, usize) {
+    use slotkv_tests::Reply;
+    let mut cursor = "0".to_string();
+    let mut all = Vec::new();
+    let mut calls = 0;
+    loop {
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let at = args
+            .iter()
+            .position(|a| a == "CURSOR")
+            .expect("CURSOR placeholder");
+        args[at] = cursor.clone();
+        let r = c.cmd(&args).expect("reply");
+        let Reply::Agg(_, parts) = r.tree else {
+            panic!("bad reply")
+        };
+        let (Reply::Scalar(_, cur), Reply::Agg(_, items)) = (&parts[0], &parts[1]) else {
+            panic!("bad reply")
+        };
+        for i in items {
+            if let Reply::Scalar(_, b) = i {
+                all.push(String::from_utf8_lossy(b).to_string());
+            }
+        }
+        calls += 1;
+        on_call(c, calls);
+        cursor = String::from_utf8_lossy(cur).to_string();
+        if cursor == "0" {
+            return (all, calls);
+        }
+        assert!(calls < 10_000, "scan does not end");
+    }
+}
+
+#[test]
+fn scan_of_one_huge_slot_is_split_and_misses_nothing() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    // 5000 keys with one hash tag: one slot.
+    let mut batch = Vec::new();
+    for i in 0..5000 {
+        batch.extend(slotkv_tests::encode(&["SET", &format!("{{t}}:k{i}"), "v"]));
+    }
+    c.send_raw(&batch).expect("send");
+    for _ in 0..5000 {
+        c.read_reply().expect("reply");
+    }
+    // Keys added while scanning make the table grow in between calls.
+    let (keys, calls) = full_scan(&mut c, &["SCAN", "CURSOR", "COUNT", "10"], |c, call| {
+        for j in 0..200 {
+            c.text(&["SET", &format!("{{t}}:new{call}:{j}"), "v"]);
+        }
+    });
+    let seen: std::collections::HashSet<String> = keys.into_iter().collect();
+    for i in 0..5000 {
+        assert!(seen.contains(&format!("{{t}}:k{i}")), "missed key {i}");
+    }
+    assert!(calls > 2 && calls <= 130, "{calls} calls");
+}
+
+#[test]
+fn hscan_of_a_big_hash_is_split_and_misses_nothing() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    let mut args = vec!["HSET".to_string(), "h".to_string()];
+    for i in 0..3000 {
+        args.push(format!("f{i}"));
+        args.push("v".to_string());
+    }
+    c.cmd(&args).expect("hset");
+    let (items, calls) = full_scan(&mut c, &["HSCAN", "h", "CURSOR", "COUNT", "10"], |_, _| {});
+    let fields: std::collections::HashSet<&String> = items.iter().step_by(2).collect();
+    assert_eq!(fields.len(), 3000);
+    assert!(calls > 2 && calls <= 65, "{calls} calls");
+}

@@ -290,40 +290,48 @@ pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
     ctx.r.bulk(&text);
 }
 
-/// HSCAN returns the whole hash in one call (cursor 0): COUNT is a hint.
+/// HSCAN: small hashes come back whole (cursor 0); large ones are walked
+/// with the resize-safe cursor of `cursor`.
 pub fn hscan(ctx: &mut Ctx, a: &Args) {
-    let Some(_cursor) = parse_cursor(ctx, a.get(2)) else {
+    let Some(cursor) = parse_cursor(ctx, a.get(2)) else {
         return;
     };
     let Some(o) = parse_scan_opts(ctx, a, 3, false) else {
         return;
     };
-    let emit = |ctx: &mut Ctx, pairs: Vec<(Vec<u8>, Vec<u8>)>| {
-        ctx.r.array(2);
-        ctx.r.bulk(b"0");
-        ctx.r.array(pairs.len() * 2);
-        for (k, v) in pairs {
-            ctx.r.bulk(&k);
-            ctx.r.bulk(&v);
-        }
-    };
     let key = a.get(1);
     let mut s = ctx.locks.key(key);
-    let pairs = match s.get(key) {
-        None => Vec::new(),
+    let (pairs, next) = match s.get(key) {
+        None => (Vec::new(), 0),
         Some(Value::Hash(h)) => {
-            let mut v = Vec::new();
-            h.for_each(|k, val| {
-                if o.pattern.is_none_or(|p| glob_match(p, k, false)) {
-                    v.push((k.to_vec(), val.to_vec()));
-                }
-            });
-            v
+            let all = h.pairs();
+            let len = all.len();
+            let (items, next) = if matches!(**h, HashObj::Small(_)) {
+                (all, 0)
+            } else {
+                let hashed = all
+                    .into_iter()
+                    .map(|(f, v)| (crate::keyspace::slot::hash(f), (f, v)));
+                super::cursor::step(hashed, len, cursor, o.count)
+            };
+            let kept: Vec<(Vec<u8>, Vec<u8>)> = items
+                .into_iter()
+                .filter(|(f, _)| o.pattern.is_none_or(|p| glob_match(p, f, false)))
+                .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                .collect();
+            (kept, next)
         }
         Some(_) => return ctx.r.error(WRONGTYPE),
     };
     drop(s);
-    emit(ctx, pairs);
+    ctx.r.array(2);
+    let mut b = itoa::Buffer::new();
+    ctx.r.bulk(b.format(next).as_bytes());
+    ctx.r.array(pairs.len() * 2);
+    for (k, v) in pairs {
+        ctx.r.bulk(&k);
+        ctx.r.bulk(&v);
+    }
 }
 
 pub fn hrandfield(ctx: &mut Ctx, a: &Args) {

@@ -378,9 +378,10 @@ pub fn parse_scan_opts<'a>(
     Some(o)
 }
 
-/// SCAN: the cursor is the next slot to visit. Whole slots are returned at
-/// once, so a key present for the whole scan is never missed, whatever
-/// happens to the table in between.
+/// SCAN. The cursor's low 14 bits are the slot to visit next, the bits
+/// above are the position inside that slot (see `cursor`): small slots are
+/// returned whole, large ones in at most 64 steps, and a key present for
+/// the whole scan is never missed, whatever happens to the table meanwhile.
 pub fn scan(ctx: &mut Ctx, a: &Args) {
     let Some(cursor) = parse_cursor(ctx, a.get(1)) else {
         return;
@@ -389,29 +390,45 @@ pub fn scan(ctx: &mut Ctx, a: &Args) {
         return;
     };
     let db = ctx.locks.db;
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
     let mut next = 0u64;
-    let mut slot = cursor as usize;
-    let mut visited = 0;
+    let mut slot = (cursor % SLOTS as u64) as usize;
+    let mut inner = cursor / SLOTS as u64;
     while slot < SLOTS {
         let Some(s) = db.next_nonempty_slot(slot) else {
             break;
         };
+        if s as usize != slot {
+            inner = 0;
+        }
         let g = ctx.locks.slot(s);
-        g.for_each_live(|k, v, _| {
+        let mut live = Vec::with_capacity(g.len());
+        g.for_each_live(|k, v, _| live.push((crate::keyspace::slot::hash(k), (k, v.kind()))));
+        let len = live.len();
+        let (items, rest) = super::cursor::step(
+            live.into_iter(),
+            len,
+            inner,
+            o.count.saturating_sub(out.len()),
+        );
+        for (k, kind) in items {
             if o.pattern.is_some_and(|p| !glob_match(p, k, false)) {
-                return;
+                continue;
             }
             if o.kind
-                .is_some_and(|t| !t.eq_ignore_ascii_case(v.kind().name().as_bytes()))
+                .is_some_and(|t| !t.eq_ignore_ascii_case(kind.name().as_bytes()))
             {
-                return;
+                continue;
             }
             out.push(k.to_vec());
-        });
-        visited += g.len();
+        }
+        if rest != 0 {
+            next = s as u64 + rest * SLOTS as u64;
+            break;
+        }
         slot = s as usize + 1;
-        if visited >= o.count && slot < SLOTS {
+        inner = 0;
+        if out.len() >= o.count && slot < SLOTS {
             next = slot as u64;
             break;
         }

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod connection;
+pub mod cursor;
 pub mod hashes;
 pub mod keys;
 pub mod locks;

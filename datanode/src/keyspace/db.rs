@@ -255,7 +255,7 @@ impl<'a> SlotRef<'a> {
             .collect()
     }
 
-    pub fn for_each_live(&self, mut f: impl FnMut(&[u8], &Value, Option<i64>)) {
+    pub fn for_each_live<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
         let now = self.now;
         for e in self.t.iter() {
             let exp = self.t.expire_of(&e.key);

@@ -32,7 +32,7 @@ pub struct SlotTable {
     pub(super) snap_gen: u64,
 }
 
-pub(super) fn hash(key: &[u8]) -> u64 {
+pub fn hash(key: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     static STATE: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
     STATE.get_or_init(Default::default).hash_one(key)
