@@ -134,16 +134,19 @@ pub fn set(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let val = a.get(2);
     let mut s = ctx.locks.key(key);
-    let old = s.get(key);
-    let found = old.is_some();
-    if o.get && !reply_string(&mut ctx.r, old) {
-        return;
-    }
-    if (o.nx && found) || (o.xx && !found) {
-        if !o.get {
-            ctx.r.null();
+    // A plain SET needs nothing from the old value: skip the lookup.
+    if o.get || o.nx || o.xx {
+        let old = s.get(key);
+        let found = old.is_some();
+        if o.get && !reply_string(&mut ctx.r, old) {
+            return;
         }
-        return;
+        if (o.nx && found) || (o.xx && !found) {
+            if !o.get {
+                ctx.r.null();
+            }
+            return;
+        }
     }
     s.set(key, Value::string(val), o.keepttl);
     if let Some(at) = o.expire_at {

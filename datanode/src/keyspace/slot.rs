@@ -103,24 +103,25 @@ impl SlotTable {
         }
     }
 
-    /// Inserts or overwrites; returns true when the key is new.
+    /// Inserts or overwrites (one probe); returns true when the key is new.
     pub(super) fn put(&mut self, key: &[u8], val: Value, now: i64) -> bool {
+        use hashbrown::hash_table::Entry as E;
         let h = hash(key);
-        match self.map.find_mut(h, |e| e.key.as_slice() == key) {
-            Some(e) => {
+        match self
+            .map
+            .entry(h, |e| e.key.as_slice() == key, |e| hash(&e.key))
+        {
+            E::Occupied(mut o) => {
+                let e = o.get_mut();
                 e.val = val;
                 super::access::touch(e.key.meta_mut(), now);
                 false
             }
-            None => {
-                self.map.insert_unique(
-                    h,
-                    Box::new(Entry {
-                        key: Key::new(key, super::access::initial(now)),
-                        val,
-                    }),
-                    |e| hash(&e.key),
-                );
+            E::Vacant(v) => {
+                v.insert(Box::new(Entry {
+                    key: Key::new(key, super::access::initial(now)),
+                    val,
+                }));
                 true
             }
         }
