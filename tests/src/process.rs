@@ -161,21 +161,12 @@ impl Node {
 
     /// Sends a signal and waits (bounded) for the process to exit.
     pub fn signal_and_wait(&mut self, sig: &str) {
-        if let Some(mut c) = self.child.take() {
+        if let Some(c) = &self.child {
             let _ = Command::new("kill")
                 .args([sig, &c.id().to_string()])
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("server did not exit after {sig}");
         }
+        self.wait_exit();
     }
 
     /// Starts the process again with the same port, directory and args.
@@ -184,7 +175,7 @@ impl Node {
         self.spawn();
     }
 
-    /// Waits for the process to exit by itself (e.g. after SHUTDOWN).
+    /// Waits (bounded) for the process to exit, e.g. after SHUTDOWN.
     pub fn wait_exit(&mut self) {
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -195,8 +186,19 @@ impl Node {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let _ = c.kill();
-            panic!("server did not exit");
+            let _ = c.wait();
+            panic!("server did not exit in time");
         }
+    }
+
+    /// Starts this node's binary on its directory with `args`, expecting
+    /// it to refuse to start; returns (exit code, output).
+    pub fn start_expect_failure_here(&self, args: &[&str]) -> (i32, String) {
+        let port = free_port().to_string();
+        let dir = self.dir.path().display().to_string();
+        let mut all = vec!["--port", &port, "--dir", &dir];
+        all.extend_from_slice(args);
+        start_expect_failure(self.kind, &all, self.dir.path())
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use slotkv_tests::process::start_expect_failure;
 use slotkv_tests::{Conn, Node, Server};
 
 fn write_keys(c: &mut Conn, n: usize) {
@@ -98,21 +97,8 @@ fn truncated_tail_is_dropped_or_refused() {
     std::fs::write(&incr, &data).expect("write");
 
     // aof-load-truncated no: refuse, saying where.
-    let dir = n.path().display().to_string();
-    let (code, out) = start_expect_failure(
-        Server::Datanode,
-        &[
-            "--port",
-            &slotkv_tests::free_port().to_string(),
-            "--dir",
-            &dir,
-            "--appendonly",
-            "yes",
-            "--aof-load-truncated",
-            "no",
-        ],
-        n.path(),
-    );
+    let (code, out) =
+        n.start_expect_failure_here(&["--appendonly", "yes", "--aof-load-truncated", "no"]);
     assert_ne!(code, 0);
     assert!(
         out.contains("incomplete") && out.contains("offset"),
@@ -141,19 +127,7 @@ fn corrupt_middle_refuses_to_start() {
         .expect("boundary");
     data.splice(at..at, b"GARBAGE\r\n".iter().copied());
     std::fs::write(&incr, &data).expect("write");
-    let dir = n.path().display().to_string();
-    let (code, out) = start_expect_failure(
-        Server::Datanode,
-        &[
-            "--port",
-            &slotkv_tests::free_port().to_string(),
-            "--dir",
-            &dir,
-            "--appendonly",
-            "yes",
-        ],
-        n.path(),
-    );
+    let (code, out) = n.start_expect_failure_here(&["--appendonly", "yes"]);
     assert_ne!(code, 0);
     assert!(out.contains(&format!("offset {at}")), "{out}");
 }

@@ -158,16 +158,10 @@ pub static COMMANDS: &[Cmd] = &[
     // connection
     c("ping", -1, FAST | STALE, NOKEY, conn::ping),
     c("echo", 2, FAST, NOKEY, conn::echo),
-    c("select", 2, FAST | NO_QUEUE_IF_NEVER, NOKEY, conn::select),
+    c("select", 2, FAST, NOKEY, conn::select),
     c("quit", -1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::quit),
     c("reset", 1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::reset),
-    c(
-        "auth",
-        -2,
-        NO_AUTH | NO_QUEUE_IF_NEVER | FAST,
-        NOKEY,
-        conn::auth,
-    ),
+    c("auth", -2, NO_AUTH | FAST, NOKEY, conn::auth),
     c("hello", -1, NO_AUTH | FAST, NOKEY, conn::hello),
     container("client", -2, 0, CLIENT_SUBS),
     c("readonly", 1, FAST, NOKEY, conn::readonly),
@@ -241,7 +235,7 @@ pub static COMMANDS: &[Cmd] = &[
     c("exec", 1, NO_QUEUE, NOKEY, txn::exec),
     c("discard", 1, FAST | NO_QUEUE, NOKEY, txn::discard),
     c("watch", -2, FAST | NO_QUEUE, ALLKEYS, txn::watch),
-    c("unwatch", 1, FAST | NO_QUEUE_IF_NEVER, NOKEY, txn::unwatch),
+    c("unwatch", 1, FAST, NOKEY, txn::unwatch),
     // server
     c("info", -1, STALE, NOKEY, s::info),
     container("config", -2, 0, CONFIG_SUBS),
@@ -255,17 +249,8 @@ pub static COMMANDS: &[Cmd] = &[
     c("debug", -2, ADMIN, NOKEY, s::debug),
     c("monitor", 1, ADMIN, NOKEY, s::monitor),
     c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
-    c(
-        "shutdown",
-        -1,
-        ADMIN | NO_QUEUE_IF_NEVER,
-        NOKEY,
-        s::shutdown,
-    ),
+    c("shutdown", -1, ADMIN, NOKEY, s::shutdown),
 ];
-
-/// Marker used only to document that Redis queues these normally.
-const NO_QUEUE_IF_NEVER: u32 = 0;
 
 fn index() -> &'static FastMap<&'static [u8], &'static Cmd> {
     static INDEX: OnceLock<FastMap<&'static [u8], &'static Cmd>> = OnceLock::new();
