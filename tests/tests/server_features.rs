@@ -292,3 +292,22 @@ fn hscan_of_a_big_hash_is_split_and_misses_nothing() {
     assert_eq!(fields.len(), 3000);
     assert!(calls > 2 && calls <= 65, "{calls} calls");
 }
+
+#[test]
+fn client_reply_skip_and_off() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    // No reply to SKIP itself nor to the next command.
+    c.send_raw(&slotkv_tests::encode(&["CLIENT", "REPLY", "SKIP"]))
+        .unwrap();
+    c.send_raw(&slotkv_tests::encode(&["SET", "a", "1"]))
+        .unwrap();
+    assert_eq!(c.text(&["GET", "a"]), "$1\r\n1\r\n");
+    c.send_raw(&slotkv_tests::encode(&["CLIENT", "REPLY", "OFF"]))
+        .unwrap();
+    c.send_raw(&slotkv_tests::encode(&["SET", "a", "2"]))
+        .unwrap();
+    c.send_raw(&slotkv_tests::encode(&["GET", "a"])).unwrap();
+    assert_eq!(c.text(&["CLIENT", "REPLY", "ON"]), "+OK\r\n");
+    assert_eq!(c.text(&["GET", "a"]), "$1\r\n2\r\n");
+}
