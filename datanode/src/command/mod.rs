@@ -207,6 +207,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let t0 = std::time::Instant::now();
     (cmd.handler)(ctx, args);
     let usec = t0.elapsed().as_micros() as u64;
+    ctx.client.last_elapsed_us = usec;
     // EXEC's own reply is an array; its commands were counted one by one.
     let failed = ctx.r.out.get(start) == Some(&b'-');
     let outcome = if failed {

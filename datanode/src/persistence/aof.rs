@@ -203,7 +203,14 @@ fn replay(
             Ok(Some(Parsed::Multibulk { consumed })) => {
                 let args = Args::new(&data[pos..], &ranges);
                 out.clear();
-                execute(srv, &mut client, &mut out, &mut actions, &args);
+                execute(
+                    srv,
+                    &mut client,
+                    &mut out,
+                    &mut actions,
+                    &args,
+                    crate::keyspace::now_ms(),
+                );
                 actions.clear();
                 pos += consumed;
                 n += 1;

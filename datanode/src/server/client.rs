@@ -81,4 +81,8 @@ pub struct Client {
     pub pending_dirty: u64,
     /// Effect-log offset of this client's last write (for fsync=always).
     pub last_write_offset: u64,
+    /// How long the last command's handler ran (slowlog, commandstats).
+    pub last_elapsed_us: u64,
+    /// Published to `ClientInfo` once per batch, for CLIENT LIST.
+    pub last_cmd: &'static str,
 }

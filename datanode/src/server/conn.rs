@@ -54,6 +54,8 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         pending_cmds: 0,
         pending_dirty: 0,
         last_write_offset: 0,
+        last_elapsed_us: 0,
+        last_cmd: "NULL",
     }
 }
 
@@ -64,13 +66,13 @@ pub fn execute(
     out: &mut Vec<u8>,
     actions: &mut Vec<Action>,
     args: &Args,
+    now: i64,
 ) -> Option<&'static crate::command::table::Cmd> {
     let start = out.len();
-    let now = now_ms();
     if srv.has_monitors.load(Ordering::Relaxed) {
         feed_monitor(srv, client, args, now);
     }
-    let t0 = std::time::Instant::now();
+    client.last_elapsed_us = 0;
     let db = srv.ks.db(client.db);
     let proto = client.proto;
     let cmd = {
@@ -83,7 +85,8 @@ pub fn execute(
         };
         command::dispatch(&mut ctx, args)
     };
-    let elapsed = t0.elapsed().as_micros() as i64;
+    // Timed once, around the handler, by `dispatch`.
+    let elapsed = client.last_elapsed_us as i64;
     client.pending_cmds += 1;
     let slower = srv.hot.slowlog_slower_than.load(Ordering::Relaxed);
     if slower >= 0 && elapsed >= slower {
@@ -112,7 +115,7 @@ pub fn execute(
         }
     }
     if let Some(c) = cmd {
-        *client.info.last_cmd.lock() = c.name;
+        client.last_cmd = c.name;
         if (c.is_write() || c.name == "exec") && srv.hot.fsync_always.load(Ordering::Relaxed) {
             client.last_write_offset = srv.log.offset();
         }
@@ -255,6 +258,8 @@ async fn connection_loop(
         }
         let mut pos = 0;
         let mut close = false;
+        // One clock read per batch: commands pipelined together share it.
+        let now = now_ms();
         loop {
             let limits = Limits {
                 max_bulk_len: srv.hot.proto_max_bulk_len.load(Ordering::Relaxed),
@@ -266,12 +271,12 @@ async fn connection_loop(
                 Ok(Some(Parsed::Empty { consumed })) => pos += consumed,
                 Ok(Some(Parsed::Multibulk { consumed })) => {
                     let args = Args::new(&rbuf[pos..], &ranges);
-                    execute(srv, client, &mut out, &mut actions, &args);
+                    execute(srv, client, &mut out, &mut actions, &args, now);
                     pos += consumed;
                 }
                 Ok(Some(Parsed::Inline { consumed })) => {
                     let args = Args::new(&scratch, &ranges);
-                    execute(srv, client, &mut out, &mut actions, &args);
+                    execute(srv, client, &mut out, &mut actions, &args, now);
                     pos += consumed;
                 }
                 Err(e) => {
@@ -311,7 +316,8 @@ async fn connection_loop(
         rbuf.advance(pos);
         info.in_multi
             .store(client.multi.is_some(), Ordering::Relaxed);
-        info.last_interaction_ms.store(now_ms(), Ordering::Relaxed);
+        info.last_interaction_ms.store(now, Ordering::Relaxed);
+        *info.last_cmd.lock() = client.last_cmd;
         flush_counters(srv, client);
         if srv.hot.fsync_always.load(Ordering::Relaxed) && client.last_write_offset > 0 {
             crate::persistence::aof::wait_synced(srv, client.last_write_offset).await;
