@@ -246,7 +246,8 @@ pub static COMMANDS: &[Cmd] = &[
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),
-    c("debug", -2, ADMIN, NOKEY, s::debug),
+    // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.
+    c("debug", -2, ADMIN | ALL_SLOTS | ALL_DBS, NOKEY, s::debug),
     c("monitor", 1, ADMIN, NOKEY, s::monitor),
     c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
     c("shutdown", -1, ADMIN, NOKEY, s::shutdown),
