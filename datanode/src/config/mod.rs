@@ -258,6 +258,9 @@ impl Config {
     pub fn maxclients(&self) -> u64 {
         self.num("maxclients") as u64
     }
+    pub fn protected_mode(&self) -> bool {
+        self.yes("protected-mode")
+    }
     pub fn tcp_keepalive(&self) -> u64 {
         self.num("tcp-keepalive") as u64
     }

@@ -152,7 +152,22 @@ fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
     srv.feed_monitors(line.into_bytes());
 }
 
+/// protected-mode: without a password, only loopback clients may connect.
+fn protected_denied(protected: bool, has_password: bool, peer: &SocketAddr) -> bool {
+    protected && !has_password && !peer.ip().is_loopback()
+}
+
+const DENIED: &[u8] = b"-DENIED Running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. Set a password (requirepass), disable protected mode (protected-mode no), or bind only to loopback addresses.\r\n";
+
 pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
+    let (protected, has_password) = {
+        let c = srv.config.read();
+        (c.protected_mode(), c.requirepass().is_some())
+    };
+    if protected_denied(protected, has_password, &addr) {
+        let _ = sock.write_all(DENIED).await;
+        return;
+    }
     let _ = sock.set_nodelay(true);
     let keepalive = srv.config.read().tcp_keepalive();
     if keepalive > 0 {
@@ -363,5 +378,22 @@ async fn monitor_loop(
             }
             _ = client.info.kill_notify.notified() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_mode_admits_only_loopback_without_password() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        assert!(!protected_denied(true, false, &local));
+        assert!(!protected_denied(true, false, &local6));
+        assert!(protected_denied(true, false, &remote));
+        assert!(!protected_denied(true, true, &remote));
+        assert!(!protected_denied(false, false, &remote));
     }
 }
