@@ -71,6 +71,7 @@ fn main() {
         daemonize();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.worker_threads())
         .enable_all()
         .build()
     {

@@ -9,7 +9,11 @@ use slotkv_tests::{encode, Conn, Node, Server};
 
 #[test]
 fn exec_is_atomic_across_slots_and_incrs_are_not_lost() {
-    let n = Node::start(Server::Datanode, &["--save", "", "--appendonly", "yes"]);
+    // Several worker threads, so commands really run in parallel.
+    let n = Node::start(
+        Server::Datanode,
+        &["--save", "", "--appendonly", "yes", "--io-threads", "4"],
+    );
     let port = n.port;
     let stop = Arc::new(AtomicBool::new(false));
     // Readers: MGET x y must never see a half-applied transaction.
