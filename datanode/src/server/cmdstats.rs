@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use crate::command::table::{self, Cmd};
-use crate::keyspace::value::FastMap;
 
 #[derive(Default)]
 struct Counters {
@@ -27,22 +26,42 @@ fn registry() -> &'static Mutex<Vec<Block>> {
     R.get_or_init(Default::default)
 }
 
-/// Every command and subcommand, with its index into the counters.
-fn ids() -> &'static (Vec<&'static Cmd>, FastMap<usize, usize>) {
-    static IDS: OnceLock<(Vec<&'static Cmd>, FastMap<usize, usize>)> = OnceLock::new();
+/// Every command, then every subcommand; and for each container, where
+/// its subcommands start in that list.
+struct Ids {
+    all: Vec<&'static Cmd>,
+    sub_base: Vec<(&'static [Cmd], usize)>,
+}
+
+fn ids() -> &'static Ids {
+    static IDS: OnceLock<Ids> = OnceLock::new();
     IDS.get_or_init(|| {
-        let mut all = Vec::new();
-        for c in table::all() {
-            all.push(c);
+        let mut all: Vec<&'static Cmd> = table::all().iter().collect();
+        let mut sub_base = Vec::new();
+        for c in table::all().iter().filter(|c| !c.subs.is_empty()) {
+            sub_base.push((c.subs, all.len()));
             all.extend(c.subs.iter());
         }
-        let map = all
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (*c as *const Cmd as usize, i))
-            .collect();
-        (all, map)
+        Ids { all, sub_base }
     })
+}
+
+/// A command's counter index, from its address in the static tables (no
+/// hashing on the command path).
+fn index_of(cmd: &'static Cmd) -> Option<usize> {
+    let offset = |slice: &'static [Cmd]| {
+        let start = slice.as_ptr() as usize;
+        let p = cmd as *const Cmd as usize;
+        let size = std::mem::size_of::<Cmd>();
+        (p >= start && p < start + slice.len() * size).then(|| (p - start) / size)
+    };
+    if let Some(i) = offset(table::all()) {
+        return Some(i);
+    }
+    ids()
+        .sub_base
+        .iter()
+        .find_map(|(subs, base)| offset(subs).map(|i| base + i))
 }
 
 thread_local! {
@@ -52,7 +71,7 @@ thread_local! {
 fn with_local(f: impl FnOnce(&[Counters])) {
     LOCAL.with(|l| {
         let b = l.get_or_init(|| {
-            let b: Block = Arc::new((0..ids().0.len()).map(|_| Counters::default()).collect());
+            let b: Block = Arc::new((0..ids().all.len()).map(|_| Counters::default()).collect());
             registry().lock().push(b.clone());
             b
         });
@@ -69,7 +88,7 @@ pub enum Outcome {
 }
 
 pub fn record(cmd: &'static Cmd, usec: u64, outcome: Outcome) {
-    let Some(&i) = ids().1.get(&(cmd as *const Cmd as usize)) else {
+    let Some(i) = index_of(cmd) else {
         return;
     };
     with_local(|c| {
@@ -91,7 +110,7 @@ pub fn record(cmd: &'static Cmd, usec: u64, outcome: Outcome) {
 
 /// `cmdstat_<name>:calls=…` lines for commands used at least once.
 pub fn commandstats() -> String {
-    let (all, _) = ids();
+    let all = &ids().all;
     let mut sums = vec![[0u64; 4]; all.len()];
     for b in registry().lock().iter() {
         for (i, c) in b.iter().enumerate() {
