@@ -53,7 +53,7 @@ fn index_of(cmd: &'static Cmd) -> Option<usize> {
         let start = slice.as_ptr() as usize;
         let p = cmd as *const Cmd as usize;
         let size = std::mem::size_of::<Cmd>();
-        (p >= start && p < start + slice.len() * size).then(|| (p - start) / size)
+        (p >= start && p < start + std::mem::size_of_val(slice)).then(|| (p - start) / size)
     };
     if let Some(i) = offset(table::all()) {
         return Some(i);
