@@ -311,3 +311,40 @@ fn client_reply_skip_and_off() {
     assert_eq!(c.text(&["CLIENT", "REPLY", "ON"]), "+OK\r\n");
     assert_eq!(c.text(&["GET", "a"]), "$1\r\n2\r\n");
 }
+
+#[test]
+fn maxclients_refuses_extra_connections() {
+    let n = datanode(&["--maxclients", "2"]);
+    let mut a = n.conn();
+    let mut b = n.conn();
+    assert_eq!(a.text(&["PING"]), "+PONG\r\n");
+    assert_eq!(b.text(&["PING"]), "+PONG\r\n");
+    let mut c = n.conn();
+    let (reply, closed) = c.drain(Duration::from_secs(2));
+    assert_eq!(reply, b"-ERR max number of clients reached\r\n");
+    assert!(closed);
+    drop(a);
+    // A slot frees up once a client leaves.
+    wait_until("a free client slot", || {
+        Conn::connect(n.port)
+            .ok()
+            .and_then(|mut c| c.cmd(&["PING"]).ok())
+            .is_some_and(|r| r.raw == b"+PONG\r\n")
+    });
+    assert_eq!(b.text(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
+fn query_buffer_limit_closes_the_client() {
+    let n = datanode(&["--client-query-buffer-limit", "1mb"]);
+    let mut c = n.conn();
+    // A 3 MB value is allowed by proto-max-bulk-len but not by the limit.
+    let mut req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n".to_vec();
+    req.extend(vec![b'x'; 1_500_000]);
+    let _ = c.send_raw(&req);
+    assert!(
+        c.is_closed(),
+        "client over the query buffer limit stayed open"
+    );
+    assert_eq!(n.conn().text(&["PING"]), "+PONG\r\n");
+}
