@@ -37,4 +37,12 @@ macro_rules! scripts {
     };
 }
 
-scripts!(connection, strings, keys, hashes, transactions, server);
+scripts!(
+    connection,
+    strings,
+    keys,
+    hashes,
+    lists,
+    transactions,
+    server
+);

@@ -64,6 +64,10 @@ impl OwnedArgs {
         Args::new(&self.buf, &self.ranges)
     }
 
+    pub fn parts(&self) -> (&[u8], &[Range<usize>]) {
+        (&self.buf, &self.ranges)
+    }
+
     pub fn from_slices<A: AsRef<[u8]>>(items: &[A]) -> OwnedArgs {
         let mut o = OwnedArgs::default();
         for a in items {

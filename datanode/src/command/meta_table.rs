@@ -154,8 +154,24 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("client|kill"),
-                    M::Int(-3),
+                    M::Bulk("client|getname"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -198,8 +214,62 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("client|info"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|kill"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|id"),
                     M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|setname"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -230,79 +300,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|info"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|help"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|getname"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -2289,7 +2289,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|idletime"),
+                    M::Bulk("object|freq"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -2367,19 +2367,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|freq"),
+                    M::Bulk("object|idletime"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -2415,6 +2403,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                             ]),
                         ),
                     ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("object|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -3107,6 +3107,758 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "lpush",
+        M::Array(&[
+            M::Bulk("lpush"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "rpush",
+        M::Array(&[
+            M::Bulk("rpush"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lpushx",
+        M::Array(&[
+            M::Bulk("lpushx"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "rpushx",
+        M::Array(&[
+            M::Bulk("rpushx"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lpop",
+        M::Array(&[
+            M::Bulk("lpop"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "rpop",
+        M::Array(&[
+            M::Bulk("rpop"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "llen",
+        M::Array(&[
+            M::Bulk("llen"),
+            M::Int(2),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@list"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lindex",
+        M::Array(&[
+            M::Bulk("lindex"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lset",
+        M::Array(&[
+            M::Bulk("lset"),
+            M::Int(4),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lrange",
+        M::Array(&[
+            M::Bulk("lrange"),
+            M::Int(4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "ltrim",
+        M::Array(&[
+            M::Bulk("ltrim"),
+            M::Int(4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "linsert",
+        M::Array(&[
+            M::Bulk("linsert"),
+            M::Int(5),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lrem",
+        M::Array(&[
+            M::Bulk("lrem"),
+            M::Int(4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lpos",
+        M::Array(&[
+            M::Bulk("lpos"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lmove",
+        M::Array(&[
+            M::Bulk("lmove"),
+            M::Int(5),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "rpoplpush",
+        M::Array(&[
+            M::Bulk("rpoplpush"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "lmpop",
+        M::Array(&[
+            M::Bulk("lmpop"),
+            M::Int(-4),
+            M::Set(&[M::Simple("write"), M::Simple("movablekeys")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@write"), M::Simple("@list"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "multi",
         M::Array(&[
             M::Bulk("multi"),
@@ -3266,8 +4018,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("config|rewrite"),
-                    M::Int(2),
+                    M::Bulk("config|get"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -3287,8 +4039,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
+                    M::Bulk("config|rewrite"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -3381,6 +4133,42 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("command|info"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|docs"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|count"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("command|list"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -3405,30 +4193,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|count"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|info"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|help"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -3437,18 +4201,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|docs"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -3469,25 +4221,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("slowlog|reset"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("slowlog|get"),
                     M::Int(-2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
@@ -3502,6 +4235,25 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[
                         M::Bulk("request_policy:all_nodes"),
                         M::Bulk("nondeterministic_output"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("slowlog|reset"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -3841,6 +4593,121 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("client|getname"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns this connection's name."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|no-evict"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets whether this connection may be evicted."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|kill"),
                         M::Map(&[
                             (
@@ -4027,69 +4894,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|list"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
-                            (M::Bulk("since"), M::Bulk("2.4.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("token"), M::Bulk("TYPE")),
-                                        (M::Bulk("since"), M::Bulk("5.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("normal")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("master")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("MASTER")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("replica")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("pubsub")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("id")),
-                                        (M::Bulk("type"), M::Bulk("block")),
-                                        (M::Bulk("token"), M::Bulk("ID")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("client-id")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                                (
-                                                    M::Bulk("flags"),
-                                                    M::Set(&[M::Simple("multiple")]),
-                                                ),
-                                            ])]),
-                                        ),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("client|id"),
                         M::Map(&[
                             (
@@ -4098,6 +4902,21 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -4139,77 +4958,10 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|no-evict"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("client|help"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|getname"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns this connection's name."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -5533,13 +6285,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("object|idletime"),
+                        M::Bulk("object|freq"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the seconds since a key was last accessed."),
+                                M::Bulk("Returns the access frequency counter of a key."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -5571,21 +6323,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("object|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|freq"),
+                        M::Bulk("object|idletime"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the access frequency counter of a key."),
+                                M::Bulk("Returns the seconds since a key was last accessed."),
                             ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -5595,6 +6339,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("key_spec_index"), M::Int(0)),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
                         ]),
                     ),
                     (
@@ -6064,6 +6816,559 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
         ]),
     ),
     (
+        "lpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the head of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the tail of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpushx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the head of an existing list."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpushx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the tail of an existing list."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns elements from the head of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns elements from the tail of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "llen",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the length of a list.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "lindex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the element at an index of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Replaces the element at an index of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a range of a list's elements."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "ltrim",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Keeps only a range of a list's elements."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "linsert",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inserts an element before or after another one."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("before")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BEFORE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("after")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("AFTER")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pivot")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lrem",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes occurrences of an element from a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpos",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the positions of matching elements in a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.6")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("rank")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("RANK")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("num-matches")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("MAXLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lmove",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves an element from one list to another."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("wherefrom")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("whereto")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpoplpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves the last element of a list to the head of another."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`LMOVE` with the `RIGHT` and `LEFT` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lmpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Pops elements from the first non-empty list among several."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
         "multi",
         M::Map(&[
             (M::Bulk("summary"), M::Bulk("Starts a transaction.")),
@@ -6156,17 +7461,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("config|rewrite"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Writes the running configuration to the config file."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("config|get"),
                         M::Map(&[
                             (
@@ -6190,6 +7484,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|rewrite"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the running configuration to the config file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -6260,6 +7565,58 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|docs"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|count"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|list"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists command names.")),
@@ -6308,36 +7665,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|count"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the number of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|help"),
                         M::Map(&[
                             (
@@ -6346,28 +7673,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|docs"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns documentation of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                 ]),
@@ -6387,14 +7692,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("slowlog|reset"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("slowlog|get"),
                         M::Map(&[
                             (
@@ -6411,6 +7708,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (

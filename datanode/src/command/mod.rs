@@ -7,6 +7,7 @@ pub mod connection;
 pub mod cursor;
 pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod locks;
 pub mod meta;
 mod meta_table;

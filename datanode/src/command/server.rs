@@ -459,6 +459,8 @@ pub fn command_docs(ctx: &mut Ctx, a: &Args) {
 
 pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
     let rest: Vec<&[u8]> = a.iter().skip(2).collect();
+    let owned = super::OwnedArgs::from_slices(&rest);
+    let (buf, ranges) = owned.parts();
     let Some(cmd) = table::lookup(rest[0]) else {
         return ctx.r.error("ERR Invalid command specified");
     };
@@ -472,7 +474,7 @@ pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
             .r
             .error("ERR Invalid number of arguments specified for command");
     }
-    let idx: Vec<usize> = cmd.key_indexes(rest.len()).collect();
+    let idx: Vec<usize> = cmd.key_indexes(&Args::new(&buf, &ranges));
     if idx.is_empty() {
         return ctx.r.error("ERR The command has no key arguments");
     }

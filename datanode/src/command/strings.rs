@@ -583,6 +583,7 @@ pub fn clone_value(v: &Value) -> Value {
         Value::Int(n) => Value::Int(*n),
         Value::Str(s) => Value::Str(s.clone()),
         Value::Raw(r) => Value::Raw(r.clone()),
+        Value::List(l) => Value::List(l.clone()),
         Value::Hash(h) => Value::Hash(Box::new(match &**h {
             crate::keyspace::HashObj::Small(v) => crate::keyspace::HashObj::Small(v.clone()),
             crate::keyspace::HashObj::Large(m) => crate::keyspace::HashObj::Large(m.clone()),

@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
-use super::{connection as conn, hashes as h, keys as k, server as s, strings as st, txn};
+use super::{
+    connection as conn, hashes as h, keys as k, lists as l, server as s, strings as st, txn,
+};
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
 
@@ -40,6 +42,9 @@ pub struct Cmd {
     pub step: i32,
     pub handler: Handler,
     pub subs: &'static [Cmd],
+    /// Key positions for commands whose keys first/last/step cannot
+    /// describe (a `numkeys` argument, …).
+    pub keys_fn: Option<fn(&Args) -> Vec<usize>>,
 }
 
 impl Cmd {
@@ -48,7 +53,11 @@ impl Cmd {
     }
 
     /// Key argument indexes for this invocation (first/last/step form).
-    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+    pub fn key_indexes(&self, args: &Args) -> Vec<usize> {
+        if let Some(f) = self.keys_fn {
+            return f(args);
+        }
+        let argc = args.len();
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             (argc as i64 + self.last_key as i64) as usize
@@ -61,7 +70,14 @@ impl Cmd {
         } else {
             (first, last.min(argc - 1))
         };
-        (first..=last).step_by(step)
+        (first..=last).step_by(step).collect()
+    }
+
+    const fn with_keys(self, f: fn(&Args) -> Vec<usize>) -> Cmd {
+        Cmd {
+            keys_fn: Some(f),
+            ..self
+        }
     }
 
     /// The display name used in errors (`client|setname`).
@@ -86,6 +102,7 @@ const fn c(
         step: keys.2,
         handler,
         subs: &[],
+        keys_fn: None,
     }
 }
 
@@ -99,6 +116,7 @@ const fn container(name: &'static str, arity: i32, flags: u32, subs: &'static [C
         step: 0,
         handler: conn::container_without_sub,
         subs,
+        keys_fn: None,
     }
 }
 
@@ -230,6 +248,24 @@ pub static COMMANDS: &[Cmd] = &[
     c("hstrlen", 3, R | FAST, KEY1, h::hstrlen),
     c("hscan", -3, R, KEY1, h::hscan),
     c("hrandfield", -2, R, KEY1, h::hrandfield),
+    // lists
+    c("lpush", -3, W | DENYOOM | FAST, KEY1, l::lpush),
+    c("rpush", -3, W | DENYOOM | FAST, KEY1, l::rpush),
+    c("lpushx", -3, W | DENYOOM | FAST, KEY1, l::lpushx),
+    c("rpushx", -3, W | DENYOOM | FAST, KEY1, l::rpushx),
+    c("lpop", -2, W | FAST, KEY1, l::lpop),
+    c("rpop", -2, W | FAST, KEY1, l::rpop),
+    c("llen", 2, R | FAST, KEY1, l::llen),
+    c("lindex", 3, R, KEY1, l::lindex),
+    c("lset", 4, W | DENYOOM, KEY1, l::lset),
+    c("lrange", 4, R, KEY1, l::lrange),
+    c("ltrim", 4, W, KEY1, l::ltrim),
+    c("linsert", 5, W | DENYOOM, KEY1, l::linsert),
+    c("lrem", 4, W, KEY1, l::lrem),
+    c("lpos", -3, R, KEY1, l::lpos),
+    c("lmove", 5, W | DENYOOM, (1, 2, 1), l::lmove),
+    c("rpoplpush", 3, W | DENYOOM, (1, 2, 1), l::rpoplpush),
+    c("lmpop", -4, W, NOKEY, l::lmpop).with_keys(l::lmpop_keys),
     // transactions
     c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
     c("exec", 1, NO_QUEUE, NOKEY, txn::exec),

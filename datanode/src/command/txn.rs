@@ -113,7 +113,7 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
             all_dbs.push(db);
         } else if cmd.name == "copy" {
             // COPY may name another database; lock that slot too.
-            for i in cmd.key_indexes(args.len()) {
+            for i in cmd.key_indexes(&args) {
                 slots.push((db, key_slot(args.get(i))));
             }
             let mut i = 3;
@@ -128,7 +128,7 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
                 i += 1;
             }
         } else {
-            for i in cmd.key_indexes(args.len()) {
+            for i in cmd.key_indexes(&args) {
                 slots.push((db, key_slot(args.get(i))));
             }
         }

@@ -22,6 +22,8 @@ pub enum Value {
     #[allow(clippy::box_collection)]
     Raw(Box<Vec<u8>>),
     Hash(Box<HashObj>),
+    /// A list (Redis 7.0 reports every list as `quicklist`).
+    List(Box<std::collections::VecDeque<SBytes>>),
 }
 
 /// What `TYPE` answers and what WRONGTYPE checks compare.
@@ -29,6 +31,7 @@ pub enum Value {
 pub enum Kind {
     String,
     Hash,
+    List,
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
         match self {
             Kind::String => "string",
             Kind::Hash => "hash",
+            Kind::List => "list",
         }
     }
 }
@@ -55,6 +59,7 @@ impl Value {
         match self {
             Value::Int(_) | Value::Str(_) | Value::Raw(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
+            Value::List(_) => Kind::List,
         }
     }
 
@@ -63,6 +68,7 @@ impl Value {
             Value::Int(_) => "int",
             Value::Str(s) if s.len() <= EMBSTR_MAX => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
+            Value::List(_) => "quicklist",
             Value::Hash(h) => match **h {
                 HashObj::Small(_) => "listpack",
                 HashObj::Large(_) => "hashtable",
@@ -113,6 +119,7 @@ impl Value {
             Value::Str(s) => s.heap_size(),
             Value::Raw(v) => v.capacity(),
             Value::Hash(h) => h.heap_size(),
+            Value::List(l) => l.capacity() * 24 + l.iter().map(|e| e.heap_size()).sum::<usize>(),
         }
     }
 }

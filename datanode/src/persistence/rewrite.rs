@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::keyspace::{SlotRef, Value, SLOTS};
+use crate::keyspace::{SBytes, SlotRef, Value, SLOTS};
 use crate::resp::parse::encode_command;
 use crate::server::Shared;
 
@@ -35,6 +35,14 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
     s.for_each_live(|k, v, exp| {
         let mut nb = itoa::Buffer::new();
         match v {
+            Value::List(l) => {
+                let items: Vec<&SBytes> = l.iter().collect();
+                for chunk in items.chunks(FIELDS_PER_CMD) {
+                    let mut args: Vec<&[u8]> = vec![b"RPUSH", k];
+                    args.extend(chunk.iter().map(|e| e.as_slice()));
+                    encode_command(&args, &mut out);
+                }
+            }
             Value::Hash(h) => {
                 let pairs = h.pairs();
                 for chunk in pairs.chunks(FIELDS_PER_CMD) {
@@ -144,6 +152,15 @@ pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
                 h.set(a.get(i), a.get(i + 1));
                 i += 2;
             }
+        } else if name == b"RPUSH" {
+            let key = a.get(1);
+            if s.get(key).is_none() {
+                s.set(key, Value::List(Box::default()), false);
+            }
+            let Some(Value::List(l)) = s.get_mut(key) else {
+                return Err("RPUSH on a non-list during reload".into());
+            };
+            l.extend(a.iter().skip(2).map(SBytes::new));
         } else if name == b"PEXPIREAT" {
             let at = crate::resp::parse_i64(a.get(2)).ok_or("bad expiry during reload")?;
             s.set_expire(a.get(1), at);

@@ -1,0 +1,569 @@
+//! List commands (the blocking ones come with the blocking machinery).
+
+use std::collections::VecDeque;
+
+use super::{eq_ic, int_arg, Args, Ctx, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
+use crate::keyspace::{SBytes, SlotRef, Value};
+use crate::resp::parse_i64;
+
+type List = VecDeque<SBytes>;
+
+enum Lookup<'v> {
+    Missing,
+    Wrong,
+    List(&'v mut List),
+}
+
+fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
+    match s.get_mut(key) {
+        None => Lookup::Missing,
+        Some(Value::List(l)) => Lookup::List(l),
+        Some(_) => Lookup::Wrong,
+    }
+}
+
+/// After removing elements: delete the key when the list is empty, else
+/// mark it modified.
+fn settle(s: &mut SlotRef, key: &[u8]) {
+    let empty = matches!(s.get(key), Some(Value::List(l)) if l.is_empty());
+    if empty {
+        s.remove(key);
+    } else {
+        s.touch(key);
+    }
+}
+
+fn log_args(s: &SlotRef, a: &Args) {
+    if s.db.log.is_active() {
+        let v: Vec<&[u8]> = a.iter().collect();
+        s.log(&v);
+    }
+}
+
+fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let len = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing if only_existing => return ctx.r.int(0),
+        Lookup::Missing => {
+            let mut l = List::with_capacity(a.len() - 2);
+            for e in a.iter().skip(2) {
+                if left {
+                    l.push_front(SBytes::new(e));
+                } else {
+                    l.push_back(SBytes::new(e));
+                }
+            }
+            let n = l.len();
+            s.set(key, Value::List(Box::new(l)), false);
+            n
+        }
+        Lookup::List(l) => {
+            for e in a.iter().skip(2) {
+                if left {
+                    l.push_front(SBytes::new(e));
+                } else {
+                    l.push_back(SBytes::new(e));
+                }
+            }
+            let n = l.len();
+            s.touch(key);
+            n
+        }
+    };
+    log_args(&s, a);
+    drop(s);
+    ctx.dirty((a.len() - 2) as u64);
+    ctx.r.int(len as i64);
+}
+
+pub fn lpush(ctx: &mut Ctx, a: &Args) {
+    push(ctx, a, true, false)
+}
+pub fn rpush(ctx: &mut Ctx, a: &Args) {
+    push(ctx, a, false, false)
+}
+pub fn lpushx(ctx: &mut Ctx, a: &Args) {
+    push(ctx, a, true, true)
+}
+pub fn rpushx(ctx: &mut Ctx, a: &Args) {
+    push(ctx, a, false, true)
+}
+
+fn pop(ctx: &mut Ctx, a: &Args, left: bool) {
+    let key = a.get(1);
+    if a.len() > 3 {
+        return ctx.r.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            if left { "lpop" } else { "rpop" }
+        ));
+    }
+    let count = if a.len() == 3 {
+        match parse_i64(a.get(2)) {
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return ctx.r.error("ERR value is out of range, must be positive"),
+        }
+    } else {
+        None
+    };
+    let mut s = ctx.locks.key(key);
+    let l = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => {
+            drop(s);
+            return match count {
+                None => ctx.r.null(),
+                Some(_) => ctx.r.null_array(),
+            };
+        }
+        Lookup::List(l) => l,
+    };
+    let take = count.unwrap_or(1).min(l.len());
+    let mut popped = Vec::with_capacity(take);
+    for _ in 0..take {
+        let e = if left { l.pop_front() } else { l.pop_back() };
+        popped.extend(e);
+    }
+    if take > 0 {
+        settle(&mut s, key);
+        let mut b = itoa::Buffer::new();
+        let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
+        s.log(&[cmd, key, b.format(take).as_bytes()]);
+    }
+    drop(s);
+    ctx.dirty(take as u64);
+    match count {
+        None => match popped.first() {
+            Some(e) => ctx.r.bulk(e),
+            None => ctx.r.null(),
+        },
+        Some(_) => {
+            ctx.r.array(popped.len());
+            for e in &popped {
+                ctx.r.bulk(e);
+            }
+        }
+    }
+}
+
+pub fn lpop(ctx: &mut Ctx, a: &Args) {
+    pop(ctx, a, true)
+}
+pub fn rpop(ctx: &mut Ctx, a: &Args) {
+    pop(ctx, a, false)
+}
+
+/// Reads a list; `missing` runs when the key does not exist.
+macro_rules! with_list {
+    ($ctx:ident, $key:expr, $missing:expr, |$l:ident| $body:expr) => {{
+        let key = $key;
+        let mut s = $ctx.locks.key(key);
+        match s.get(key) {
+            None => {
+                drop(s);
+                $missing
+            }
+            Some(Value::List($l)) => $body,
+            Some(_) => $ctx.r.error(WRONGTYPE),
+        }
+    }};
+}
+
+pub fn llen(ctx: &mut Ctx, a: &Args) {
+    with_list!(ctx, a.get(1), ctx.r.int(0), |l| ctx.r.int(l.len() as i64))
+}
+
+/// Resolves a possibly negative index.
+fn index(i: i64, len: usize) -> Option<usize> {
+    let i = if i < 0 { len as i64 + i } else { i };
+    (i >= 0 && (i as usize) < len).then_some(i as usize)
+}
+
+pub fn lindex(ctx: &mut Ctx, a: &Args) {
+    let Some(i) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    with_list!(ctx, a.get(1), ctx.r.null(), |l| match index(i, l.len()) {
+        Some(i) => ctx.r.bulk(&l[i]),
+        None => ctx.r.null(),
+    })
+}
+
+pub fn lset(ctx: &mut Ctx, a: &Args) {
+    let (key, v) = (a.get(1), a.get(3));
+    let Some(i) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => return ctx.r.error(NO_SUCH_KEY),
+        Lookup::List(l) => match index(i, l.len()) {
+            Some(i) => l[i] = SBytes::new(v),
+            None => return ctx.r.error("ERR index out of range"),
+        },
+    }
+    s.touch(key);
+    log_args(&s, a);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.ok();
+}
+
+/// Redis's range normalisation for LRANGE/LTRIM: returns (start, end)
+/// inclusive, or None when the range is empty.
+fn range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    if start < 0 {
+        start = 0;
+    }
+    if start > end || start >= len {
+        return None;
+    }
+    if end >= len {
+        end = len - 1;
+    }
+    Some((start as usize, end as usize))
+}
+
+pub fn lrange(ctx: &mut Ctx, a: &Args) {
+    let (Some(start), Some(end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
+        return ctx.r.error(NOT_INT);
+    };
+    with_list!(
+        ctx,
+        a.get(1),
+        ctx.r.array(0),
+        |l| match range(start, end, l.len()) {
+            None => ctx.r.array(0),
+            Some((s0, e0)) => {
+                ctx.r.array(e0 - s0 + 1);
+                for e in l.range(s0..=e0) {
+                    ctx.r.bulk(e);
+                }
+            }
+        }
+    )
+}
+
+pub fn ltrim(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let (Some(start), Some(end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
+        return ctx.r.error(NOT_INT);
+    };
+    let mut s = ctx.locks.key(key);
+    match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => return ctx.r.ok(),
+        Lookup::List(l) => match range(start, end, l.len()) {
+            None => l.clear(),
+            Some((s0, e0)) => {
+                l.truncate(e0 + 1);
+                l.drain(..s0);
+            }
+        },
+    }
+    settle(&mut s, key);
+    log_args(&s, a);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.ok();
+}
+
+pub fn linsert(ctx: &mut Ctx, a: &Args) {
+    let (key, pivot, v) = (a.get(1), a.get(3), a.get(4));
+    let before = if eq_ic(a.get(2), "BEFORE") {
+        true
+    } else if eq_ic(a.get(2), "AFTER") {
+        false
+    } else {
+        return ctx.r.error(SYNTAX);
+    };
+    let mut s = ctx.locks.key(key);
+    let n = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => return ctx.r.int(0),
+        Lookup::List(l) => match l.iter().position(|e| e.as_slice() == pivot) {
+            None => return ctx.r.int(-1),
+            Some(i) => {
+                l.insert(if before { i } else { i + 1 }, SBytes::new(v));
+                l.len()
+            }
+        },
+    };
+    s.touch(key);
+    log_args(&s, a);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(n as i64);
+}
+
+pub fn lrem(ctx: &mut Ctx, a: &Args) {
+    let (key, v) = (a.get(1), a.get(3));
+    let Some(count) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    let removed = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => return ctx.r.int(0),
+        Lookup::List(l) => {
+            let limit = if count == 0 {
+                usize::MAX
+            } else {
+                count.unsigned_abs() as usize
+            };
+            let mut removed = 0;
+            if count >= 0 {
+                let mut i = 0;
+                while i < l.len() && removed < limit {
+                    if l[i].as_slice() == v {
+                        l.remove(i);
+                        removed += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            } else {
+                let mut i = l.len();
+                while i > 0 && removed < limit {
+                    i -= 1;
+                    if l[i].as_slice() == v {
+                        l.remove(i);
+                        removed += 1;
+                    }
+                }
+            }
+            removed
+        }
+    };
+    if removed > 0 {
+        settle(&mut s, key);
+        log_args(&s, a);
+        drop(s);
+        ctx.dirty(removed as u64);
+    }
+    ctx.r.int(removed as i64);
+}
+
+pub fn lpos(ctx: &mut Ctx, a: &Args) {
+    let (key, v) = (a.get(1), a.get(2));
+    let mut rank: i64 = 1;
+    let mut count: Option<usize> = None;
+    let mut maxlen: usize = 0;
+    let mut i = 3;
+    while i < a.len() {
+        let opt = a.get(i);
+        if i + 1 >= a.len() {
+            return ctx.r.error(SYNTAX);
+        }
+        let Some(n) = int_arg(ctx, a.get(i + 1)) else {
+            return;
+        };
+        if eq_ic(opt, "RANK") {
+            if n == 0 {
+                return ctx.r.error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list");
+            }
+            if n == i64::MIN {
+                return ctx.r.error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+            }
+            rank = n;
+        } else if eq_ic(opt, "COUNT") {
+            if n < 0 {
+                return ctx.r.error("ERR COUNT can't be negative");
+            }
+            count = Some(n as usize);
+        } else if eq_ic(opt, "MAXLEN") {
+            if n < 0 {
+                return ctx.r.error("ERR MAXLEN can't be negative");
+            }
+            maxlen = n as usize;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+        i += 2;
+    }
+    let missing = |ctx: &mut Ctx| {
+        if count.is_some() {
+            ctx.r.array(0)
+        } else {
+            ctx.r.null()
+        }
+    };
+    with_list!(ctx, key, missing(ctx), |l| {
+        let want = match count {
+            Some(0) => usize::MAX,
+            Some(c) => c,
+            None => 1,
+        };
+        let mut skip = rank.unsigned_abs() as usize - 1;
+        let mut found = Vec::new();
+        let len = l.len();
+        let scan = if maxlen == 0 { len } else { maxlen.min(len) };
+        for step in 0..scan {
+            let idx = if rank > 0 { step } else { len - 1 - step };
+            if l[idx].as_slice() == v {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                found.push(idx);
+                if found.len() >= want {
+                    break;
+                }
+            }
+        }
+        match count {
+            None => match found.first() {
+                Some(&p) => ctx.r.int(p as i64),
+                None => ctx.r.null(),
+            },
+            Some(_) => {
+                ctx.r.array(found.len());
+                for p in found {
+                    ctx.r.int(p as i64);
+                }
+            }
+        }
+    })
+}
+
+fn side(a: &[u8]) -> Option<bool> {
+    if eq_ic(a, "LEFT") {
+        Some(true)
+    } else if eq_ic(a, "RIGHT") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Moves one element between lists (LMOVE, RPOPLPUSH).
+fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) {
+    let mut m = ctx.locks.keys([src, dst].into_iter());
+    // Check the destination's type before taking anything.
+    if !matches!(m.key(dst).get(dst), None | Some(Value::List(_))) {
+        if matches!(m.key(src).get(src), Some(Value::List(_))) {
+            return ctx.r.error(WRONGTYPE);
+        }
+    }
+    let s = m.key(src);
+    let e = match lookup(s, src) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => {
+            drop(m);
+            return ctx.r.null();
+        }
+        Lookup::List(l) => {
+            let e = if from_left {
+                l.pop_front()
+            } else {
+                l.pop_back()
+            };
+            match e {
+                Some(e) => e,
+                None => return ctx.r.null(),
+            }
+        }
+    };
+    settle(s, src);
+    let d = m.key(dst);
+    match lookup(d, dst) {
+        Lookup::List(l) => {
+            if to_left {
+                l.push_front(e.clone());
+            } else {
+                l.push_back(e.clone());
+            }
+            d.touch(dst);
+        }
+        _ => {
+            let mut l = List::new();
+            l.push_back(e.clone());
+            d.set(dst, Value::List(Box::new(l)), false);
+        }
+    }
+    let (f, t): (&[u8], &[u8]) = (
+        if from_left { b"LEFT" } else { b"RIGHT" },
+        if to_left { b"LEFT" } else { b"RIGHT" },
+    );
+    m.key(src).log(&[b"LMOVE".as_slice(), src, dst, f, t]);
+    drop(m);
+    ctx.dirty(1);
+    ctx.r.bulk(&e);
+}
+
+pub fn lmove(ctx: &mut Ctx, a: &Args) {
+    let (Some(f), Some(t)) = (side(a.get(3)), side(a.get(4))) else {
+        return ctx.r.error(SYNTAX);
+    };
+    lmove_generic(ctx, a.get(1), a.get(2), f, t)
+}
+
+pub fn rpoplpush(ctx: &mut Ctx, a: &Args) {
+    lmove_generic(ctx, a.get(1), a.get(2), false, true)
+}
+
+/// Key positions of LMPOP: `numkeys` keys after the numkeys argument.
+pub fn lmpop_keys(a: &Args) -> Vec<usize> {
+    match a.len().checked_sub(1).and_then(|_| parse_i64(a.get(1))) {
+        Some(n) if n > 0 && (n as usize) + 2 <= a.len() => (2..2 + n as usize).collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn lmpop(ctx: &mut Ctx, a: &Args) {
+    let n = match parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        Some(_) => return ctx.r.error("ERR numkeys should be greater than 0"),
+        None => return ctx.r.error("ERR numkeys should be greater than 0"),
+    };
+    if n + 3 > a.len() {
+        return ctx.r.error(SYNTAX);
+    }
+    let Some(left) = side(a.get(2 + n)) else {
+        return ctx.r.error(SYNTAX);
+    };
+    let mut count = 1usize;
+    let rest = a.len() - (3 + n);
+    if rest == 2 && eq_ic(a.get(3 + n), "COUNT") {
+        match parse_i64(a.get(4 + n)) {
+            Some(c) if c > 0 => count = c as usize,
+            _ => return ctx.r.error("ERR count should be greater than 0"),
+        }
+    } else if rest != 0 {
+        return ctx.r.error(SYNTAX);
+    }
+    let keys: Vec<&[u8]> = (2..2 + n).map(|i| a.get(i)).collect();
+    let mut m = ctx.locks.keys(keys.iter().copied());
+    for key in &keys {
+        let s = m.key(key);
+        let l = match lookup(s, key) {
+            Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+            Lookup::Missing => continue,
+            Lookup::List(l) => l,
+        };
+        let take = count.min(l.len());
+        let popped: Vec<SBytes> = (0..take)
+            .filter_map(|_| if left { l.pop_front() } else { l.pop_back() })
+            .collect();
+        settle(s, key);
+        let mut b = itoa::Buffer::new();
+        let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
+        s.log(&[cmd, key, b.format(take).as_bytes()]);
+        drop(m);
+        ctx.dirty(take as u64);
+        ctx.r.array(2);
+        ctx.r.bulk(key);
+        ctx.r.array(popped.len());
+        for e in &popped {
+            ctx.r.bulk(e);
+        }
+        return;
+    }
+    drop(m);
+    ctx.r.null_array();
+}
