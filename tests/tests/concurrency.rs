@@ -15,6 +15,11 @@ fn exec_is_atomic_across_slots_and_incrs_are_not_lost() {
         &["--save", "", "--appendonly", "yes", "--io-threads", "4"],
     );
     let port = n.port;
+    // Both keys exist from the start, so every MGET reply has two values.
+    assert_eq!(
+        n.conn().text(&["MSET", "x", "init", "y", "init"]),
+        "+OK\r\n"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     // Readers: MGET x y must never see a half-applied transaction.
     let readers: Vec<_> = (0..2)

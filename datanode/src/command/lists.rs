@@ -445,10 +445,10 @@ fn side(a: &[u8]) -> Option<bool> {
 fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) {
     let mut m = ctx.locks.keys([src, dst].into_iter());
     // Check the destination's type before taking anything.
-    if !matches!(m.key(dst).get(dst), None | Some(Value::List(_))) {
-        if matches!(m.key(src).get(src), Some(Value::List(_))) {
-            return ctx.r.error(WRONGTYPE);
-        }
+    if !matches!(m.key(dst).get(dst), None | Some(Value::List(_)))
+        && matches!(m.key(src).get(src), Some(Value::List(_)))
+    {
+        return ctx.r.error(WRONGTYPE);
     }
     let s = m.key(src);
     let e = match lookup(s, src) {

@@ -474,7 +474,7 @@ pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
             .r
             .error("ERR Invalid number of arguments specified for command");
     }
-    let idx: Vec<usize> = cmd.key_indexes(&Args::new(&buf, &ranges));
+    let idx: Vec<usize> = cmd.key_indexes(&Args::new(buf, ranges));
     if idx.is_empty() {
         return ctx.r.error("ERR The command has no key arguments");
     }
