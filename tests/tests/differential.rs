@@ -43,6 +43,7 @@ scripts!(
     keys,
     hashes,
     lists,
+    sets,
     transactions,
     server
 );

@@ -170,6 +170,38 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("client|info"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|setname"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|no-evict"),
                     M::Int(3),
                     M::Set(&[
@@ -187,6 +219,50 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@dangerous"),
                         M::Simple("@connection"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|reply"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|id"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -214,22 +290,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|info"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|kill"),
                     M::Int(-3),
                     M::Set(&[
@@ -247,66 +307,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@dangerous"),
                         M::Simple("@connection"),
                     ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|id"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|reply"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -2289,6 +2289,57 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("object|idletime"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@keyspace"),
+                        M::Simple("@read"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("object|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("object|freq"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
@@ -2364,57 +2415,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                             ]),
                         ),
                     ])]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|idletime"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("readonly")]),
-                    M::Int(2),
-                    M::Int(2),
-                    M::Int(1),
-                    M::Set(&[
-                        M::Simple("@keyspace"),
-                        M::Simple("@read"),
-                        M::Simple("@slow"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[M::Map(&[
-                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
-                        (
-                            M::Bulk("begin_search"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("index")),
-                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
-                            ]),
-                        ),
-                        (
-                            M::Bulk("find_keys"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("range")),
-                                (
-                                    M::Bulk("spec"),
-                                    M::Map(&[
-                                        (M::Bulk("lastkey"), M::Int(0)),
-                                        (M::Bulk("keystep"), M::Int(1)),
-                                        (M::Bulk("limit"), M::Int(0)),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                    ])]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -3859,6 +3859,813 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "sadd",
+        M::Array(&[
+            M::Bulk("sadd"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "srem",
+        M::Array(&[
+            M::Bulk("srem"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "smembers",
+        M::Array(&[
+            M::Bulk("smembers"),
+            M::Int(2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output_order")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sismember",
+        M::Array(&[
+            M::Bulk("sismember"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "smismember",
+        M::Array(&[
+            M::Bulk("smismember"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "scard",
+        M::Array(&[
+            M::Bulk("scard"),
+            M::Int(2),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "spop",
+        M::Array(&[
+            M::Bulk("spop"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "srandmember",
+        M::Array(&[
+            M::Bulk("srandmember"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sinter",
+        M::Array(&[
+            M::Bulk("sinter"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output_order")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sunion",
+        M::Array(&[
+            M::Bulk("sunion"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output_order")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sdiff",
+        M::Array(&[
+            M::Bulk("sdiff"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output_order")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sinterstore",
+        M::Array(&[
+            M::Bulk("sinterstore"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sunionstore",
+        M::Array(&[
+            M::Bulk("sunionstore"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sdiffstore",
+        M::Array(&[
+            M::Bulk("sdiffstore"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sintercard",
+        M::Array(&[
+            M::Bulk("sintercard"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly"), M::Simple("movablekeys")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "smove",
+        M::Array(&[
+            M::Bulk("smove"),
+            M::Int(4),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@set"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sscan",
+        M::Array(&[
+            M::Bulk("sscan"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@set"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "multi",
         M::Array(&[
             M::Bulk("multi"),
@@ -4060,6 +4867,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("config|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("config|resetstat"),
                     M::Int(2),
                     M::Set(&[
@@ -4076,18 +4895,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("config|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -4133,32 +4940,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("command|info"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|docs"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|count"),
                     M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|getkeys"),
+                    M::Int(-4),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -4181,8 +4976,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|getkeys"),
-                    M::Int(-4),
+                    M::Bulk("command|help"),
+                    M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -4193,14 +4988,26 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|help"),
-                    M::Int(2),
+                    M::Bulk("command|info"),
+                    M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|docs"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -4240,21 +5047,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|reset"),
+                    M::Bulk("slowlog|help"),
                     M::Int(2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -4279,14 +5079,21 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
+                    M::Bulk("slowlog|reset"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -4604,6 +5411,29 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|no-evict"),
                         M::Map(&[
                             (
@@ -4634,6 +5464,63 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|reply"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                     (
@@ -4697,14 +5584,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ]),
                                 ]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                     (
@@ -4891,78 +5770,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|id"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|reply"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Turns replies on or off, or skips the next one."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("skip")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SKIP")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                 ]),
@@ -6285,6 +7092,33 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("object|idletime"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the seconds since a key was last accessed."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("object|freq"),
                         M::Map(&[
                             (
@@ -6320,33 +7154,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("key_spec_index"), M::Int(0)),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|idletime"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the seconds since a key was last accessed."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.2.3")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("key")),
-                                    (M::Bulk("key_spec_index"), M::Int(0)),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("generic")),
                         ]),
                     ),
                     (
@@ -7369,6 +8176,432 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
         ]),
     ),
     (
+        "sadd",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Adds members to a set.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "srem",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Removes members from a set.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smembers",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns every member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sismember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells whether a value is a member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smismember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells, for each value, whether it is a member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "scard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "spop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns random members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("3.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "srandmember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random members of a set without removing them."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("2.6.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sinter",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the intersection of sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sunion",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the union of sets.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sdiff",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the members of the first set missing from the others."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sinterstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the intersection of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sunionstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the union of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sdiffstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the difference of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sintercard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts the members of the intersection of sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("limit")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smove",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves a member from one set to another."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
         "multi",
         M::Map(&[
             (M::Bulk("summary"), M::Bulk("Starts a transaction.")),
@@ -7498,6 +8731,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("config|resetstat"),
                         M::Map(&[
                             (
@@ -7505,14 +8746,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Resets the statistics shown by INFO."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -7565,52 +8798,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|docs"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns documentation of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|count"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Returns the number of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|getkeys"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Extracts the key arguments of a full command."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
@@ -7654,17 +8857,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|getkeys"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Extracts the key arguments of a full command."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|help"),
                         M::Map(&[
                             (
@@ -7673,6 +8865,47 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|docs"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
                         ]),
                     ),
                 ]),
@@ -7711,10 +8944,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("slowlog|reset"),
+                        M::Bulk("slowlog|help"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -7730,13 +8966,10 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("slowlog|help"),
+                        M::Bulk("slowlog|reset"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the SLOWLOG subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),

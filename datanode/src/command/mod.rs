@@ -12,6 +12,7 @@ pub mod locks;
 pub mod meta;
 mod meta_table;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 pub mod txn;

@@ -584,6 +584,10 @@ pub fn clone_value(v: &Value) -> Value {
         Value::Str(s) => Value::Str(s.clone()),
         Value::Raw(r) => Value::Raw(r.clone()),
         Value::List(l) => Value::List(l.clone()),
+        Value::Set(s) => Value::Set(Box::new(match &**s {
+            crate::keyspace::SetObj::Ints(v) => crate::keyspace::SetObj::Ints(v.clone()),
+            crate::keyspace::SetObj::Hash(h) => crate::keyspace::SetObj::Hash(h.clone()),
+        })),
         Value::Hash(h) => Value::Hash(Box::new(match &**h {
             crate::keyspace::HashObj::Small(v) => crate::keyspace::HashObj::Small(v.clone()),
             crate::keyspace::HashObj::Large(m) => crate::keyspace::HashObj::Large(m.clone()),

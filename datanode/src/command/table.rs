@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 
 use super::{
-    connection as conn, hashes as h, keys as k, lists as l, server as s, strings as st, txn,
+    connection as conn, hashes as h, keys as k, lists as l, server as s, sets as se, strings as st,
+    txn,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -266,6 +267,24 @@ pub static COMMANDS: &[Cmd] = &[
     c("lmove", 5, W | DENYOOM, (1, 2, 1), l::lmove),
     c("rpoplpush", 3, W | DENYOOM, (1, 2, 1), l::rpoplpush),
     c("lmpop", -4, W, NOKEY, l::lmpop).with_keys(l::lmpop_keys),
+    // sets
+    c("sadd", -3, W | DENYOOM | FAST, KEY1, se::sadd),
+    c("srem", -3, W | FAST, KEY1, se::srem),
+    c("smembers", 2, R, KEY1, se::smembers),
+    c("sismember", 3, R | FAST, KEY1, se::sismember),
+    c("smismember", -3, R | FAST, KEY1, se::smismember),
+    c("scard", 2, R | FAST, KEY1, se::scard),
+    c("spop", -2, W | FAST, KEY1, se::spop),
+    c("srandmember", -2, R, KEY1, se::srandmember),
+    c("sinter", -2, R, ALLKEYS, se::sinter),
+    c("sunion", -2, R, ALLKEYS, se::sunion),
+    c("sdiff", -2, R, ALLKEYS, se::sdiff),
+    c("sinterstore", -3, W | DENYOOM, ALLKEYS, se::sinterstore),
+    c("sunionstore", -3, W | DENYOOM, ALLKEYS, se::sunionstore),
+    c("sdiffstore", -3, W | DENYOOM, ALLKEYS, se::sdiffstore),
+    c("sintercard", -3, R, NOKEY, se::sintercard).with_keys(se::sintercard_keys),
+    c("smove", 4, W | FAST, (1, 2, 1), se::smove),
+    c("sscan", -3, R, KEY1, se::sscan),
     // transactions
     c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
     c("exec", 1, NO_QUEUE, NOKEY, txn::exec),

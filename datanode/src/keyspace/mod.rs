@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 pub use db::{now_ms, Db, SlotRef};
 pub use hashslot::{key_slot, SLOTS};
 pub use sbytes::SBytes;
-pub use value::{HashObj, Kind, Value};
+pub use value::{HashObj, Kind, SetObj, Value};
 
 use crate::persistence::effects::EffectLog;
 

@@ -24,6 +24,7 @@ pub enum Value {
     Hash(Box<HashObj>),
     /// A list (Redis 7.0 reports every list as `quicklist`).
     List(Box<std::collections::VecDeque<SBytes>>),
+    Set(Box<SetObj>),
 }
 
 /// What `TYPE` answers and what WRONGTYPE checks compare.
@@ -32,6 +33,7 @@ pub enum Kind {
     String,
     Hash,
     List,
+    Set,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::String => "string",
             Kind::Hash => "hash",
             Kind::List => "list",
+            Kind::Set => "set",
         }
     }
 }
@@ -60,6 +63,7 @@ impl Value {
             Value::Int(_) | Value::Str(_) | Value::Raw(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
             Value::List(_) => Kind::List,
+            Value::Set(_) => Kind::Set,
         }
     }
 
@@ -69,6 +73,10 @@ impl Value {
             Value::Str(s) if s.len() <= EMBSTR_MAX => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::List(_) => "quicklist",
+            Value::Set(s) => match **s {
+                SetObj::Ints(_) => "intset",
+                SetObj::Hash(_) => "hashtable",
+            },
             Value::Hash(h) => match **h {
                 HashObj::Small(_) => "listpack",
                 HashObj::Large(_) => "hashtable",
@@ -120,6 +128,7 @@ impl Value {
             Value::Raw(v) => v.capacity(),
             Value::Hash(h) => h.heap_size(),
             Value::List(l) => l.capacity() * 24 + l.iter().map(|e| e.heap_size()).sum::<usize>(),
+            Value::Set(s) => s.heap_size(),
         }
     }
 }
@@ -255,6 +264,114 @@ impl HashObj {
                         .map(|(a, b)| a.heap_size() + b.heap_size())
                         .sum::<usize>()
             }
+        }
+    }
+}
+
+/// Sets of integers stay a sorted vector (Redis: intset) up to this size.
+pub const SET_MAX_INTSET_ENTRIES: usize = 512;
+
+pub type FastSet<K> = hashbrown::HashSet<K, foldhash::fast::RandomState>;
+
+/// A set: sorted integers while it can be, then a hash set.
+pub enum SetObj {
+    Ints(Vec<i64>),
+    Hash(FastSet<SBytes>),
+}
+
+impl Default for SetObj {
+    fn default() -> Self {
+        SetObj::Ints(Vec::new())
+    }
+}
+
+impl SetObj {
+    pub fn len(&self) -> usize {
+        match self {
+            SetObj::Ints(v) => v.len(),
+            SetObj::Hash(h) => h.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn as_int(m: &[u8]) -> Option<i64> {
+        if m.len() <= 20 {
+            parse_i64(m)
+        } else {
+            None
+        }
+    }
+
+    pub fn contains(&self, m: &[u8]) -> bool {
+        match self {
+            SetObj::Ints(v) => Self::as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
+            SetObj::Hash(h) => h.contains(m),
+        }
+    }
+
+    fn convert_to_hash(&mut self) {
+        if let SetObj::Ints(v) = self {
+            let mut h = FastSet::with_capacity_and_hasher(v.len() + 1, Default::default());
+            let mut b = itoa::Buffer::new();
+            for n in v.iter() {
+                h.insert(SBytes::new(b.format(*n).as_bytes()));
+            }
+            *self = SetObj::Hash(h);
+        }
+    }
+
+    /// Adds a member; true when it is new.
+    pub fn add(&mut self, m: &[u8]) -> bool {
+        if let SetObj::Ints(v) = self {
+            if let Some(n) = Self::as_int(m) {
+                match v.binary_search(&n) {
+                    Ok(_) => return false,
+                    Err(i) if v.len() < SET_MAX_INTSET_ENTRIES => {
+                        v.insert(i, n);
+                        return true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            self.convert_to_hash();
+        }
+        match self {
+            SetObj::Hash(h) => h.insert(SBytes::new(m)),
+            SetObj::Ints(_) => false,
+        }
+    }
+
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        match self {
+            SetObj::Ints(v) => match Self::as_int(m).map(|n| v.binary_search(&n)) {
+                Some(Ok(i)) => {
+                    v.remove(i);
+                    true
+                }
+                _ => false,
+            },
+            SetObj::Hash(h) => h.remove(m),
+        }
+    }
+
+    /// Every member, as bytes (integers formatted).
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        match self {
+            SetObj::Ints(v) => {
+                let mut b = itoa::Buffer::new();
+                v.iter().map(|n| b.format(*n).as_bytes().to_vec()).collect()
+            }
+            SetObj::Hash(h) => h.iter().map(|m| m.to_vec()).collect(),
+        }
+    }
+
+    pub fn heap_size(&self) -> usize {
+        match self {
+            SetObj::Ints(v) => v.capacity() * 8,
+            SetObj::Hash(h) => h.capacity() * 25 + h.iter().map(|m| m.heap_size()).sum::<usize>(),
         }
     }
 }

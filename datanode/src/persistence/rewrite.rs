@@ -43,6 +43,14 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
                     encode_command(&args, &mut out);
                 }
             }
+            Value::Set(set) => {
+                let members = set.members();
+                for chunk in members.chunks(FIELDS_PER_CMD) {
+                    let mut args: Vec<&[u8]> = vec![b"SADD", k];
+                    args.extend(chunk.iter().map(|m| m.as_slice()));
+                    encode_command(&args, &mut out);
+                }
+            }
             Value::Hash(h) => {
                 let pairs = h.pairs();
                 for chunk in pairs.chunks(FIELDS_PER_CMD) {
@@ -151,6 +159,17 @@ pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
             while i + 1 < a.len() {
                 h.set(a.get(i), a.get(i + 1));
                 i += 2;
+            }
+        } else if name == b"SADD" {
+            let key = a.get(1);
+            if s.get(key).is_none() {
+                s.set(key, Value::Set(Box::default()), false);
+            }
+            let Some(Value::Set(set)) = s.get_mut(key) else {
+                return Err("SADD on a non-set during reload".into());
+            };
+            for m in a.iter().skip(2) {
+                set.add(m);
             }
         } else if name == b"RPUSH" {
             let key = a.get(1);

@@ -1,0 +1,510 @@
+//! Set commands.
+
+use rand::Rng;
+
+use super::keys::{parse_cursor, parse_scan_opts};
+use super::{eq_ic, Args, Ctx, SYNTAX, WRONGTYPE};
+use crate::glob::glob_match;
+use crate::keyspace::{SetObj, SlotRef, Value};
+use crate::resp::parse_i64;
+
+enum Lookup<'v> {
+    Missing,
+    Wrong,
+    Set(&'v mut SetObj),
+}
+
+fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
+    match s.get_mut(key) {
+        None => Lookup::Missing,
+        Some(Value::Set(x)) => Lookup::Set(x),
+        Some(_) => Lookup::Wrong,
+    }
+}
+
+fn settle(s: &mut SlotRef, key: &[u8]) {
+    let empty = matches!(s.get(key), Some(Value::Set(x)) if x.is_empty());
+    if empty {
+        s.remove(key);
+    } else {
+        s.touch(key);
+    }
+}
+
+fn log_args(s: &SlotRef, a: &Args) {
+    if s.db.log.is_active() {
+        let v: Vec<&[u8]> = a.iter().collect();
+        s.log(&v);
+    }
+}
+
+fn reply_members(ctx: &mut Ctx, members: &[Vec<u8>]) {
+    ctx.r.set(members.len());
+    for m in members {
+        ctx.r.bulk(m);
+    }
+}
+
+pub fn sadd(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let added = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Set(x) => a.iter().skip(2).filter(|m| x.add(m)).count(),
+        Lookup::Missing => {
+            let mut x = SetObj::default();
+            let n = a.iter().skip(2).filter(|m| x.add(m)).count();
+            s.set(key, Value::Set(Box::new(x)), false);
+            n
+        }
+    };
+    if added > 0 {
+        s.touch(key);
+        log_args(&s, a);
+        drop(s);
+        ctx.dirty(added as u64);
+    }
+    ctx.r.int(added as i64);
+}
+
+pub fn srem(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let removed = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => 0,
+        Lookup::Set(x) => a.iter().skip(2).filter(|m| x.remove(m)).count(),
+    };
+    if removed > 0 {
+        settle(&mut s, key);
+        log_args(&s, a);
+        drop(s);
+        ctx.dirty(removed as u64);
+    }
+    ctx.r.int(removed as i64);
+}
+
+/// Reads a set's members (None: missing key). Err when not a set.
+fn members_of(s: &mut SlotRef, key: &[u8]) -> Result<Option<Vec<Vec<u8>>>, ()> {
+    match s.get(key) {
+        None => Ok(None),
+        Some(Value::Set(x)) => Ok(Some(x.members())),
+        Some(_) => Err(()),
+    }
+}
+
+pub fn smembers(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    match members_of(&mut s, key) {
+        Err(()) => ctx.r.error(WRONGTYPE),
+        Ok(m) => {
+            drop(s);
+            reply_members(ctx, &m.unwrap_or_default())
+        }
+    }
+}
+
+pub fn sismember(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    match s.get(key) {
+        None => ctx.r.int(0),
+        Some(Value::Set(x)) => ctx.r.int(x.contains(a.get(2)) as i64),
+        Some(_) => ctx.r.error(WRONGTYPE),
+    }
+}
+
+pub fn smismember(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let hits: Vec<bool> = match s.get(key) {
+        None => vec![false; a.len() - 2],
+        Some(Value::Set(x)) => a.iter().skip(2).map(|m| x.contains(m)).collect(),
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    ctx.r.array(hits.len());
+    for h in hits {
+        ctx.r.int(h as i64);
+    }
+}
+
+pub fn scard(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    match s.get(key) {
+        None => ctx.r.int(0),
+        Some(Value::Set(x)) => ctx.r.int(x.len() as i64),
+        Some(_) => ctx.r.error(WRONGTYPE),
+    }
+}
+
+fn parse_count(ctx: &mut Ctx, a: &Args) -> Result<Option<i64>, ()> {
+    if a.len() == 3 {
+        match parse_i64(a.get(2)) {
+            Some(n) => Ok(Some(n)),
+            None => {
+                ctx.r.error(super::NOT_INT);
+                Err(())
+            }
+        }
+    } else if a.len() > 3 {
+        ctx.r.error(SYNTAX);
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+pub fn spop(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    if a.len() > 3 {
+        return ctx.r.error(SYNTAX);
+    }
+    let count = if a.len() == 3 {
+        match parse_i64(a.get(2)) {
+            Some(n) if n >= 0 => Some(n),
+            _ => return ctx.r.error("ERR value is out of range, must be positive"),
+        }
+    } else {
+        None
+    };
+    let mut s = ctx.locks.key(key);
+    let members = match members_of(&mut s, key) {
+        Err(()) => return ctx.r.error(WRONGTYPE),
+        Ok(None) => {
+            drop(s);
+            return match count {
+                None => ctx.r.null(),
+                Some(_) => ctx.r.set(0),
+            };
+        }
+        Ok(Some(m)) => m,
+    };
+    let want = count.unwrap_or(1) as usize;
+    let mut rng = rand::rng();
+    let picked: Vec<Vec<u8>> = if want >= members.len() {
+        members
+    } else {
+        rand::seq::index::sample(&mut rng, members.len(), want)
+            .into_iter()
+            .map(|i| members[i].clone())
+            .collect()
+    };
+    if let Lookup::Set(x) = lookup(&mut s, key) {
+        for m in &picked {
+            x.remove(m);
+        }
+    }
+    if !picked.is_empty() {
+        settle(&mut s, key);
+        // Replicas and the AOF get the members actually popped.
+        let mut eff: Vec<&[u8]> = vec![b"SREM", key];
+        eff.extend(picked.iter().map(|m| m.as_slice()));
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty(picked.len() as u64);
+    match count {
+        None => match picked.first() {
+            Some(m) => ctx.r.bulk(m),
+            None => ctx.r.null(),
+        },
+        Some(_) => reply_members(ctx, &picked),
+    }
+}
+
+pub fn srandmember(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let Ok(count) = parse_count(ctx, a) else {
+        return;
+    };
+    let mut s = ctx.locks.key(key);
+    let members = match members_of(&mut s, key) {
+        Err(()) => return ctx.r.error(WRONGTYPE),
+        Ok(m) => m,
+    };
+    drop(s);
+    let mut rng = rand::rng();
+    let Some(members) = members else {
+        return match count {
+            None => ctx.r.null(),
+            Some(_) => ctx.r.array(0),
+        };
+    };
+    match count {
+        None => {
+            let m = &members[rng.random_range(0..members.len())];
+            ctx.r.bulk(m)
+        }
+        Some(c) if c >= 0 => {
+            let c = c as usize;
+            let picks: Vec<usize> = if c >= members.len() {
+                (0..members.len()).collect()
+            } else {
+                rand::seq::index::sample(&mut rng, members.len(), c).into_vec()
+            };
+            ctx.r.array(picks.len());
+            for i in picks {
+                ctx.r.bulk(&members[i]);
+            }
+        }
+        Some(c) => {
+            let n = c.unsigned_abs() as usize;
+            ctx.r.array(n);
+            for _ in 0..n {
+                ctx.r.bulk(&members[rng.random_range(0..members.len())]);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// Computes an operation over the sets at `keys` (missing keys are empty).
+/// Err(()) after replying WRONGTYPE.
+fn combine(
+    ctx: &mut Ctx,
+    keys: &[&[u8]],
+    op: Op,
+    extra: Option<&[u8]>,
+) -> Result<Vec<Vec<u8>>, ()> {
+    let mut m = ctx.locks.keys(keys.iter().copied().chain(extra));
+    let mut sets: Vec<Option<Vec<Vec<u8>>>> = Vec::with_capacity(keys.len());
+    for k in keys {
+        match members_of(m.key(k), k) {
+            Err(()) => {
+                drop(m);
+                ctx.r.error(WRONGTYPE);
+                return Err(());
+            }
+            Ok(x) => sets.push(x),
+        }
+    }
+    drop(m);
+    let as_set = |v: &Option<Vec<Vec<u8>>>| -> std::collections::HashSet<Vec<u8>> {
+        v.iter().flatten().cloned().collect()
+    };
+    let result: Vec<Vec<u8>> = match op {
+        Op::Union => {
+            let mut seen = std::collections::HashSet::new();
+            sets.iter()
+                .flatten()
+                .flatten()
+                .filter(|x| seen.insert((*x).clone()))
+                .cloned()
+                .collect()
+        }
+        Op::Inter => {
+            if sets.iter().any(|s| s.is_none()) {
+                Vec::new()
+            } else {
+                let others: Vec<_> = sets[1..].iter().map(as_set).collect();
+                sets[0]
+                    .iter()
+                    .flatten()
+                    .filter(|x| others.iter().all(|o| o.contains(*x)))
+                    .cloned()
+                    .collect()
+            }
+        }
+        Op::Diff => {
+            let others: Vec<_> = sets[1..].iter().map(as_set).collect();
+            sets[0]
+                .iter()
+                .flatten()
+                .filter(|x| !others.iter().any(|o| o.contains(*x)))
+                .cloned()
+                .collect()
+        }
+    };
+    Ok(result)
+}
+
+fn set_op(ctx: &mut Ctx, a: &Args, op: Op) {
+    let keys: Vec<&[u8]> = a.iter().skip(1).collect();
+    if let Ok(r) = combine(ctx, &keys, op, None) {
+        reply_members(ctx, &r)
+    }
+}
+
+pub fn sinter(ctx: &mut Ctx, a: &Args) {
+    set_op(ctx, a, Op::Inter)
+}
+pub fn sunion(ctx: &mut Ctx, a: &Args) {
+    set_op(ctx, a, Op::Union)
+}
+pub fn sdiff(ctx: &mut Ctx, a: &Args) {
+    set_op(ctx, a, Op::Diff)
+}
+
+fn store_op(ctx: &mut Ctx, a: &Args, op: Op) {
+    let dst = a.get(1);
+    let keys: Vec<&[u8]> = a.iter().skip(2).collect();
+    let Ok(r) = combine(ctx, &keys, op, Some(dst)) else {
+        return;
+    };
+    let mut s = ctx.locks.key(dst);
+    if r.is_empty() {
+        s.remove(dst);
+    } else {
+        let mut x = SetObj::default();
+        for m in &r {
+            x.add(m);
+        }
+        s.set(dst, Value::Set(Box::new(x)), false);
+    }
+    // The result, not the operation: the inputs may differ on replay order.
+    let mut eff: Vec<&[u8]> = vec![b"DEL", dst];
+    s.log(&eff);
+    if !r.is_empty() {
+        eff = vec![b"SADD", dst];
+        eff.extend(r.iter().map(|m| m.as_slice()));
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(r.len() as i64);
+}
+
+pub fn sinterstore(ctx: &mut Ctx, a: &Args) {
+    store_op(ctx, a, Op::Inter)
+}
+pub fn sunionstore(ctx: &mut Ctx, a: &Args) {
+    store_op(ctx, a, Op::Union)
+}
+pub fn sdiffstore(ctx: &mut Ctx, a: &Args) {
+    store_op(ctx, a, Op::Diff)
+}
+
+/// Key positions of SINTERCARD: `numkeys` keys after the numkeys argument.
+pub fn sintercard_keys(a: &Args) -> Vec<usize> {
+    super::lists::lmpop_keys(a)
+}
+
+pub fn sintercard(ctx: &mut Ctx, a: &Args) {
+    let n = match parse_i64(a.get(1)) {
+        Some(n) if n > 0 => n as usize,
+        _ => return ctx.r.error("ERR numkeys should be greater than 0"),
+    };
+    if n > a.len() - 2 {
+        return ctx
+            .r
+            .error("ERR Number of keys can't be greater than number of args");
+    }
+    let mut limit = 0usize;
+    let mut i = 2 + n;
+    while i < a.len() {
+        if eq_ic(a.get(i), "LIMIT") && i + 1 < a.len() {
+            match parse_i64(a.get(i + 1)) {
+                Some(l) if l >= 0 => limit = l as usize,
+                // Redis gives this one message for both cases.
+                _ => return ctx.r.error("ERR LIMIT can't be negative"),
+            }
+            i += 2;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+    }
+    let keys: Vec<&[u8]> = (2..2 + n).map(|i| a.get(i)).collect();
+    if let Ok(r) = combine(ctx, &keys, Op::Inter, None) {
+        let c = if limit > 0 {
+            r.len().min(limit)
+        } else {
+            r.len()
+        };
+        ctx.r.int(c as i64);
+    }
+}
+
+pub fn smove(ctx: &mut Ctx, a: &Args) {
+    let (src, dst, member) = (a.get(1), a.get(2), a.get(3));
+    let mut m = ctx.locks.keys([src, dst].into_iter());
+    let src_ok = match m.key(src).get(src) {
+        None => None,
+        Some(Value::Set(_)) => Some(()),
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    if !matches!(m.key(dst).get(dst), None | Some(Value::Set(_))) {
+        return ctx.r.error(WRONGTYPE);
+    }
+    if src_ok.is_none() {
+        return ctx.r.int(0);
+    }
+    if src == dst {
+        let has = matches!(m.key(src).get(src), Some(Value::Set(x)) if x.contains(member));
+        return ctx.r.int(has as i64);
+    }
+    let s = m.key(src);
+    let removed = match lookup(s, src) {
+        Lookup::Set(x) => x.remove(member),
+        _ => false,
+    };
+    if !removed {
+        return ctx.r.int(0);
+    }
+    settle(s, src);
+    let d = m.key(dst);
+    match lookup(d, dst) {
+        Lookup::Set(x) => {
+            x.add(member);
+            d.touch(dst);
+        }
+        _ => {
+            let mut x = SetObj::default();
+            x.add(member);
+            d.set(dst, Value::Set(Box::new(x)), false);
+        }
+    }
+    d.log(&[b"SMOVE".as_slice(), src, dst, member]);
+    drop(m);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+/// SSCAN: integer sets come back whole (cursor 0); hash sets are walked
+/// with the resize-safe cursor.
+pub fn sscan(ctx: &mut Ctx, a: &Args) {
+    let Some(cursor) = parse_cursor(ctx, a.get(2)) else {
+        return;
+    };
+    let Some(o) = parse_scan_opts(ctx, a, 3, false) else {
+        return;
+    };
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let (items, next) = match s.get(key) {
+        None => (Vec::new(), 0),
+        Some(Value::Set(x)) => {
+            let members = x.members();
+            let len = members.len();
+            if matches!(**x, SetObj::Ints(_)) {
+                (members, 0)
+            } else {
+                let hashed = members
+                    .into_iter()
+                    .map(|m| (crate::keyspace::slot::hash(&m), m));
+                super::cursor::step(hashed, len, cursor, o.count)
+            }
+        }
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    let kept: Vec<Vec<u8>> = items
+        .into_iter()
+        .filter(|m| o.pattern.is_none_or(|p| glob_match(p, m, false)))
+        .collect();
+    ctx.r.array(2);
+    let mut b = itoa::Buffer::new();
+    ctx.r.bulk(b.format(next).as_bytes());
+    ctx.r.array(kept.len());
+    for m in kept {
+        ctx.r.bulk(&m);
+    }
+}
