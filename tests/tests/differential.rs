@@ -44,6 +44,7 @@ scripts!(
     hashes,
     lists,
     sets,
+    pubsub,
     transactions,
     server
 );

@@ -10,6 +10,13 @@ use crate::server::client::ReplyMode;
 pub const REDIS_VERSION: &str = "7.0.15";
 
 pub fn ping(ctx: &mut Ctx, a: &Args) {
+    if ctx.client.proto == Proto::Resp2 && ctx.client.subscribed() && a.len() <= 2 {
+        // In a subscribed RESP2 context PING answers as a message would.
+        ctx.r.array(2);
+        ctx.r.bulk(b"pong");
+        ctx.r.bulk(if a.len() == 2 { a.get(1) } else { b"" });
+        return;
+    }
     match a.len() {
         1 => ctx.r.simple("PONG"),
         2 => ctx.r.bulk(a.get(1)),
@@ -46,6 +53,7 @@ pub fn quit(ctx: &mut Ctx, _a: &Args) {
 
 pub fn reset(ctx: &mut Ctx, _a: &Args) {
     ctx.client.multi = None;
+    super::pubsub::drop_all(ctx);
     super::txn::unwatch_all(ctx);
     ctx.client.db = 0;
     ctx.client.info.db.store(0, Ordering::Relaxed);

@@ -11,6 +11,7 @@ pub mod lists;
 pub mod locks;
 pub mod meta;
 mod meta_table;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -196,6 +197,16 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if !ctx.client.authenticated && cmd.flags & table::flags::NO_AUTH == 0 {
         ctx.r.error("NOAUTH Authentication required.");
         cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
+        return None;
+    }
+    if ctx.client.proto == crate::resp::Proto::Resp2
+        && ctx.client.subscribed()
+        && !pubsub::allowed_while_subscribed(cmd.name)
+    {
+        ctx.r.error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            cmd.name
+        ));
         return None;
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {

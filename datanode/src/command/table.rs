@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use super::{
-    connection as conn, hashes as h, keys as k, lists as l, server as s, sets as se, strings as st,
-    txn,
+    connection as conn, hashes as h, keys as k, lists as l, pubsub as ps, server as s, sets as se,
+    strings as st, txn,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -166,6 +166,13 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|help", 2, 0, NOKEY, s::command_help),
 ];
 
+static PUBSUB_SUBS: &[Cmd] = &[
+    c("pubsub|channels", -2, STALE, NOKEY, ps::pubsub_channels),
+    c("pubsub|numsub", -2, STALE, NOKEY, ps::pubsub_numsub),
+    c("pubsub|numpat", 2, STALE, NOKEY, ps::pubsub_numpat),
+    c("pubsub|help", 2, 0, NOKEY, ps::pubsub_help),
+];
+
 static SLOWLOG_SUBS: &[Cmd] = &[
     c("slowlog|get", -2, ADMIN, NOKEY, s::slowlog_get),
     c("slowlog|len", 2, ADMIN, NOKEY, s::slowlog_len),
@@ -285,6 +292,13 @@ pub static COMMANDS: &[Cmd] = &[
     c("sintercard", -3, R, NOKEY, se::sintercard).with_keys(se::sintercard_keys),
     c("smove", 4, W | FAST, (1, 2, 1), se::smove),
     c("sscan", -3, R, KEY1, se::sscan),
+    // pub/sub
+    c("subscribe", -2, STALE, NOKEY, ps::subscribe),
+    c("unsubscribe", -1, STALE, NOKEY, ps::unsubscribe),
+    c("psubscribe", -2, STALE, NOKEY, ps::psubscribe),
+    c("punsubscribe", -1, STALE, NOKEY, ps::punsubscribe),
+    c("publish", 3, STALE | FAST, NOKEY, ps::publish),
+    container("pubsub", -2, 0, PUBSUB_SUBS),
     // transactions
     c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
     c("exec", 1, NO_QUEUE, NOKEY, txn::exec),

@@ -29,6 +29,36 @@ pub struct Watched {
     pub expired_at_watch: bool,
 }
 
+/// A client's subscriptions and the queue its messages arrive on.
+pub struct Subs {
+    pub channels: Vec<Vec<u8>>,
+    pub patterns: Vec<Vec<u8>>,
+    pub tx: super::pubsub::Tx,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>,
+}
+
+impl Subs {
+    pub fn new() -> Subs {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Subs {
+            channels: Vec::new(),
+            patterns: Vec::new(),
+            tx,
+            rx,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+impl Default for Subs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Default)]
 pub struct Multi {
     pub queue: Vec<OwnedArgs>,
@@ -85,4 +115,13 @@ pub struct Client {
     pub last_elapsed_us: u64,
     /// Published to `ClientInfo` once per batch, for CLIENT LIST.
     pub last_cmd: &'static str,
+    /// Pub/Sub subscriptions, once the client has made one.
+    pub subs: Option<Box<Subs>>,
+}
+
+impl Client {
+    /// In a subscribed RESP2 context only a few commands are allowed.
+    pub fn subscribed(&self) -> bool {
+        self.subs.as_ref().is_some_and(|s| s.count() > 0)
+    }
 }

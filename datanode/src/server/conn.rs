@@ -56,6 +56,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_write_offset: 0,
         last_elapsed_us: 0,
         last_cmd: "NULL",
+        subs: None,
     }
 }
 
@@ -212,6 +213,7 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
             actions,
         };
         command::txn::unwatch_all(&mut ctx);
+        command::pubsub::drop_all(&mut ctx);
     }
     flush_counters(&srv, &mut client);
     srv.clients.lock().remove(&client.id);
@@ -240,7 +242,25 @@ async fn connection_loop(
         // `timeout`: close clients idle that long (0 = never).
         // The timer is only armed when a timeout is set: it is not free.
         let idle = srv.hot.idle_timeout.load(Ordering::Relaxed);
-        let n = if idle > 0 {
+        let n = if let Some(subs) = client.subs.as_mut() {
+            // Subscribed: deliver messages while waiting for commands.
+            tokio::select! {
+                r = sock.read_buf(&mut rbuf) => r?,
+                _ = info.kill_notify.notified() => return Ok(()),
+                m = subs.rx.recv() => {
+                    let mut r = Reply::new(&mut out, client.proto);
+                    if let Some(m) = m {
+                        command::pubsub::write_message(&mut r, &m);
+                    }
+                    while let Ok(m) = subs.rx.try_recv() {
+                        command::pubsub::write_message(&mut r, &m);
+                    }
+                    sock.write_all(&out).await?;
+                    out.clear();
+                    continue;
+                }
+            }
+        } else if idle > 0 {
             tokio::select! {
                 r = sock.read_buf(&mut rbuf) => r?,
                 _ = info.kill_notify.notified() => return Ok(()),

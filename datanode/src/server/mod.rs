@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cmdstats;
 pub mod conn;
+pub mod pubsub;
 pub mod shared;
 pub mod slowlog;
 pub mod stats;

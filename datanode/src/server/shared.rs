@@ -46,6 +46,7 @@ pub struct Shared {
     pub monitors: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>>,
     pub has_monitors: AtomicBool,
     pub actual_port: AtomicU64,
+    pub pubsub: super::pubsub::PubSub,
 }
 
 impl Shared {
@@ -84,6 +85,7 @@ impl Shared {
             monitors: Mutex::new(Vec::new()),
             has_monitors: AtomicBool::new(false),
             actual_port: AtomicU64::new(0),
+            pubsub: Default::default(),
         }
     }
 

@@ -1,0 +1,196 @@
+//! Pub/Sub commands. Subscription replies and messages are push frames in
+//! RESP3 and plain arrays in RESP2.
+
+use super::connection::help_reply;
+use super::{Args, Ctx};
+use crate::resp::Reply;
+use crate::server::client::Subs;
+use crate::server::pubsub::PubMsg;
+
+/// Writes one delivered message in the client's protocol.
+pub fn write_message(r: &mut Reply, m: &PubMsg) {
+    match m {
+        PubMsg::Message { channel, payload } => {
+            r.push(3);
+            r.bulk(b"message");
+            r.bulk(channel);
+            r.bulk(payload);
+        }
+        PubMsg::PMessage {
+            pattern,
+            channel,
+            payload,
+        } => {
+            r.push(4);
+            r.bulk(b"pmessage");
+            r.bulk(pattern);
+            r.bulk(channel);
+            r.bulk(payload);
+        }
+    }
+}
+
+fn subs<'c>(ctx: &'c mut Ctx) -> &'c mut Subs {
+    ctx.client.subs.get_or_insert_with(|| Box::new(Subs::new()))
+}
+
+fn confirm(r: &mut Reply, kind: &[u8], name: Option<&[u8]>, count: usize) {
+    r.push(3);
+    r.bulk(kind);
+    match name {
+        Some(n) => r.bulk(n),
+        None => r.null(),
+    }
+    r.int(count as i64);
+}
+
+pub fn subscribe(ctx: &mut Ctx, a: &Args) {
+    let id = ctx.client.id;
+    for ch in a.iter().skip(1) {
+        let srv = ctx.srv.clone();
+        let s = subs(ctx);
+        if !s.channels.iter().any(|c| c.as_slice() == ch) {
+            s.channels.push(ch.to_vec());
+            srv.pubsub.subscribe(id, &s.tx, ch);
+        }
+        let n = s.count();
+        confirm(&mut ctx.r, b"subscribe", Some(ch), n);
+    }
+}
+
+pub fn psubscribe(ctx: &mut Ctx, a: &Args) {
+    let id = ctx.client.id;
+    for p in a.iter().skip(1) {
+        let srv = ctx.srv.clone();
+        let s = subs(ctx);
+        if !s.patterns.iter().any(|c| c.as_slice() == p) {
+            s.patterns.push(p.to_vec());
+            srv.pubsub.psubscribe(id, &s.tx, p);
+        }
+        let n = s.count();
+        confirm(&mut ctx.r, b"psubscribe", Some(p), n);
+    }
+}
+
+fn unsub_generic(ctx: &mut Ctx, a: &Args, patterns: bool) {
+    let id = ctx.client.id;
+    let kind: &[u8] = if patterns {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
+    let names: Vec<Vec<u8>> = if a.len() > 1 {
+        a.iter().skip(1).map(|x| x.to_vec()).collect()
+    } else {
+        match &ctx.client.subs {
+            Some(s) if patterns => s.patterns.clone(),
+            Some(s) => s.channels.clone(),
+            None => Vec::new(),
+        }
+    };
+    if names.is_empty() {
+        let n = ctx.client.subs.as_ref().map_or(0, |s| s.count());
+        return confirm(&mut ctx.r, kind, None, n);
+    }
+    for name in names {
+        let srv = ctx.srv.clone();
+        let s = subs(ctx);
+        let list = if patterns {
+            &mut s.patterns
+        } else {
+            &mut s.channels
+        };
+        if let Some(i) = list.iter().position(|c| *c == name) {
+            list.remove(i);
+            if patterns {
+                srv.pubsub.punsubscribe(id, &name);
+            } else {
+                srv.pubsub.unsubscribe(id, &name);
+            }
+        }
+        let n = s.count();
+        confirm(&mut ctx.r, kind, Some(&name), n);
+    }
+}
+
+pub fn unsubscribe(ctx: &mut Ctx, a: &Args) {
+    unsub_generic(ctx, a, false)
+}
+
+pub fn punsubscribe(ctx: &mut Ctx, a: &Args) {
+    unsub_generic(ctx, a, true)
+}
+
+/// Drops every subscription of the client (disconnect, RESET).
+pub fn drop_all(ctx: &mut Ctx) {
+    if let Some(s) = ctx.client.subs.take() {
+        for c in &s.channels {
+            ctx.srv.pubsub.unsubscribe(ctx.client.id, c);
+        }
+        for p in &s.patterns {
+            ctx.srv.pubsub.punsubscribe(ctx.client.id, p);
+        }
+    }
+}
+
+pub fn publish(ctx: &mut Ctx, a: &Args) {
+    let n = ctx.srv.pubsub.publish(a.get(1), a.get(2));
+    ctx.r.int(n as i64);
+}
+
+pub fn pubsub_channels(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 3 {
+        return ctx
+            .r
+            .error("ERR wrong number of arguments for 'pubsub|channels' command");
+    }
+    let pat = (a.len() == 3).then(|| a.get(2));
+    let chans = ctx.srv.pubsub.channels(pat);
+    ctx.r.array(chans.len());
+    for c in chans {
+        ctx.r.bulk(&c);
+    }
+}
+
+pub fn pubsub_numsub(ctx: &mut Ctx, a: &Args) {
+    ctx.r.map(a.len() - 2);
+    for ch in a.iter().skip(2) {
+        ctx.r.bulk(ch);
+        ctx.r.int(ctx.srv.pubsub.numsub(ch) as i64);
+    }
+}
+
+pub fn pubsub_numpat(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.int(ctx.srv.pubsub.numpat() as i64);
+}
+
+pub fn pubsub_help(ctx: &mut Ctx, _a: &Args) {
+    help_reply(
+        ctx,
+        "PUBSUB",
+        &[
+            "CHANNELS [<pattern>]",
+            "    Active channels, those with at least one subscriber, matching <pattern>.",
+            "NUMPAT",
+            "    Number of distinct patterns subscribed to.",
+            "NUMSUB [<channel> ...]",
+            "    Number of subscribers of each channel.",
+        ],
+    );
+}
+
+/// Commands a RESP2 client may send while subscribed.
+pub fn allowed_while_subscribed(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe"
+            | "psubscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "punsubscribe"
+            | "sunsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    )
+}

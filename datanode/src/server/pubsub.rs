@@ -1,0 +1,122 @@
+//! Pub/Sub registry: which clients listen to which channels and patterns.
+//! Publishing hands each subscriber a cheap clone of the message; the
+//! subscriber's connection encodes it in its own protocol.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Clone, Debug)]
+pub enum PubMsg {
+    Message {
+        channel: Bytes,
+        payload: Bytes,
+    },
+    PMessage {
+        pattern: Bytes,
+        channel: Bytes,
+        payload: Bytes,
+    },
+}
+
+pub type Tx = UnboundedSender<PubMsg>;
+
+#[derive(Default)]
+pub struct PubSub {
+    channels: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
+    patterns: Mutex<Vec<(Bytes, u64, Tx)>>,
+}
+
+impl PubSub {
+    pub fn subscribe(&self, id: u64, tx: &Tx, channel: &[u8]) {
+        let mut m = self.channels.lock();
+        let v = m.entry(Bytes::copy_from_slice(channel)).or_default();
+        if !v.iter().any(|(c, _)| *c == id) {
+            v.push((id, tx.clone()));
+        }
+    }
+
+    pub fn unsubscribe(&self, id: u64, channel: &[u8]) {
+        let mut m = self.channels.lock();
+        if let Some(v) = m.get_mut(channel) {
+            v.retain(|(c, _)| *c != id);
+            if v.is_empty() {
+                m.remove(channel);
+            }
+        }
+    }
+
+    pub fn psubscribe(&self, id: u64, tx: &Tx, pattern: &[u8]) {
+        let mut p = self.patterns.lock();
+        if !p
+            .iter()
+            .any(|(pat, c, _)| *c == id && pat.as_ref() == pattern)
+        {
+            p.push((Bytes::copy_from_slice(pattern), id, tx.clone()));
+        }
+    }
+
+    pub fn punsubscribe(&self, id: u64, pattern: &[u8]) {
+        self.patterns
+            .lock()
+            .retain(|(pat, c, _)| !(*c == id && pat.as_ref() == pattern));
+    }
+
+    /// Delivers a message; returns how many subscriptions received it.
+    pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        let channel = Bytes::copy_from_slice(channel);
+        let payload = Bytes::copy_from_slice(payload);
+        let mut n = 0;
+        if let Some(v) = self.channels.lock().get(&channel) {
+            for (_, tx) in v {
+                if tx
+                    .send(PubMsg::Message {
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    })
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+        for (pat, _, tx) in self.patterns.lock().iter() {
+            if crate::glob::glob_match(pat, &channel, false)
+                && tx
+                    .send(PubMsg::PMessage {
+                        pattern: pat.clone(),
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    })
+                    .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Active channels, optionally matching a pattern.
+    pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.channels
+            .lock()
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| crate::glob::glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn numsub(&self, channel: &[u8]) -> usize {
+        self.channels.lock().get(channel).map_or(0, |v| v.len())
+    }
+
+    pub fn numpat(&self) -> usize {
+        let p = self.patterns.lock();
+        let mut uniq: Vec<&Bytes> = p.iter().map(|(pat, _, _)| pat).collect();
+        uniq.sort();
+        uniq.dedup();
+        uniq.len()
+    }
+}
