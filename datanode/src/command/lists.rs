@@ -69,6 +69,7 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
             }
             let n = l.len();
             s.touch(key);
+            s.signal_ready(key);
             n
         }
     };
@@ -479,6 +480,7 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
                 l.push_back(e.clone());
             }
             d.touch(dst);
+            d.signal_ready(dst);
         }
         _ => {
             let mut l = List::new();
@@ -566,4 +568,156 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
     }
     drop(m);
     ctx.r.null_array();
+}
+
+/// Parses a blocking timeout (seconds, fractional) into milliseconds.
+fn timeout_ms(ctx: &mut Ctx, a: &[u8]) -> Option<u64> {
+    match super::parse_float(a) {
+        Some(t) if t < 0.0 => {
+            ctx.r.error("ERR timeout is negative");
+            None
+        }
+        Some(t) if t.is_finite() && t * 1000.0 < u64::MAX as f64 => Some((t * 1000.0) as u64),
+        _ => {
+            ctx.r.error("ERR timeout is not a float or out of range");
+            None
+        }
+    }
+}
+
+/// What a blocking command does when nothing is there: reply null inside
+/// a transaction or on a retry that found nothing (the retry then stays
+/// silent), else ask the connection to block.
+fn block_or_null(ctx: &mut Ctx, a: &Args, keys: Vec<Vec<u8>>, timeout: u64, null_array: bool) {
+    if ctx.client.block_retry {
+        return;
+    }
+    if ctx.locks.holding() {
+        return if null_array {
+            ctx.r.null_array()
+        } else {
+            ctx.r.null()
+        };
+    }
+    ctx.actions.push(super::Action::Block(super::Block {
+        keys,
+        timeout_ms: timeout,
+        args: a.to_owned(),
+        null_array,
+    }));
+}
+
+fn bpop(ctx: &mut Ctx, a: &Args, left: bool) {
+    let Some(timeout) = timeout_ms(ctx, a.get(a.len() - 1)) else {
+        return;
+    };
+    let keys: Vec<&[u8]> = (1..a.len() - 1).map(|i| a.get(i)).collect();
+    let mut m = ctx.locks.keys(keys.iter().copied());
+    for key in &keys {
+        let s = m.key(key);
+        let l = match lookup(s, key) {
+            Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+            Lookup::Missing => continue,
+            Lookup::List(l) => l,
+        };
+        let Some(e) = (if left { l.pop_front() } else { l.pop_back() }) else {
+            continue;
+        };
+        let more = !l.is_empty();
+        settle(s, key);
+        let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
+        s.log(&[cmd, key]);
+        if more {
+            // Elements remain: the next blocked client may take one.
+            s.signal_ready(key);
+        }
+        drop(m);
+        ctx.dirty(1);
+        ctx.r.array(2);
+        ctx.r.bulk(key);
+        ctx.r.bulk(&e);
+        return;
+    }
+    drop(m);
+    let owned = keys.iter().map(|k| k.to_vec()).collect();
+    block_or_null(ctx, a, owned, timeout, true)
+}
+
+pub fn blpop(ctx: &mut Ctx, a: &Args) {
+    bpop(ctx, a, true)
+}
+pub fn brpop(ctx: &mut Ctx, a: &Args) {
+    bpop(ctx, a, false)
+}
+
+fn bmove(ctx: &mut Ctx, a: &Args, src: &[u8], dst: &[u8], f: bool, t: bool, timeout: u64) {
+    let has = {
+        let mut s = ctx.locks.key(src);
+        match s.get(src) {
+            Some(Value::List(l)) => !l.is_empty(),
+            Some(_) => return ctx.r.error(WRONGTYPE),
+            None => false,
+        }
+    };
+    if has {
+        return lmove_generic(ctx, src, dst, f, t);
+    }
+    block_or_null(ctx, a, vec![src.to_vec()], timeout, false)
+}
+
+pub fn blmove(ctx: &mut Ctx, a: &Args) {
+    let (Some(f), Some(t)) = (side(a.get(3)), side(a.get(4))) else {
+        return ctx.r.error(SYNTAX);
+    };
+    let Some(timeout) = timeout_ms(ctx, a.get(5)) else {
+        return;
+    };
+    bmove(ctx, a, a.get(1), a.get(2), f, t, timeout)
+}
+
+pub fn brpoplpush(ctx: &mut Ctx, a: &Args) {
+    let Some(timeout) = timeout_ms(ctx, a.get(3)) else {
+        return;
+    };
+    bmove(ctx, a, a.get(1), a.get(2), false, true, timeout)
+}
+
+/// Key positions of BLMPOP: `numkeys` keys after timeout and numkeys.
+pub fn blmpop_keys(a: &Args) -> Vec<usize> {
+    match (a.len() > 2).then(|| parse_i64(a.get(2))).flatten() {
+        Some(n) if n > 0 && (n as usize) + 3 <= a.len() => (3..3 + n as usize).collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub fn blmpop(ctx: &mut Ctx, a: &Args) {
+    let Some(timeout) = timeout_ms(ctx, a.get(1)) else {
+        return;
+    };
+    // Run LMPOP's parsing and pop on the arguments after the timeout.
+    let rest: Vec<&[u8]> = std::iter::once(b"LMPOP".as_slice())
+        .chain(a.iter().skip(2))
+        .collect();
+    let owned = super::OwnedArgs::from_slices(&rest);
+    let sub = owned.args();
+    let before = ctx.r.out.len();
+    let was_retry = ctx.client.block_retry;
+    // LMPOP answers null when every list is empty; detect that case.
+    lmpop(ctx, &sub);
+    let null = ctx.r.out.len() > before && {
+        let o = &ctx.r.out[before..];
+        o == b"*-1\r\n" || o == b"_\r\n"
+    };
+    if !null {
+        return;
+    }
+    ctx.r.out.truncate(before);
+    let keys = blmpop_keys(a)
+        .into_iter()
+        .map(|i| a.get(i).to_vec())
+        .collect();
+    if was_retry {
+        return;
+    }
+    block_or_null(ctx, a, keys, timeout, true)
 }

@@ -45,6 +45,18 @@ pub enum Action {
     Sleep(std::time::Duration),
     Monitor,
     RewriteAof,
+    /// Wait for a key to get elements, then run the command again.
+    Block(Block),
+}
+
+#[derive(Debug)]
+pub struct Block {
+    pub keys: Vec<Vec<u8>>,
+    /// 0 = forever.
+    pub timeout_ms: u64,
+    pub args: OwnedArgs,
+    /// What a timeout answers: a null array (BLPOP) or a null bulk (BLMOVE).
+    pub null_array: bool,
 }
 
 pub struct Ctx<'a> {

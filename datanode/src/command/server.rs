@@ -108,8 +108,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let n = srv.clients.lock().len();
         let _ = write!(
             o,
-            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
-            cfg.maxclients()
+            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+            cfg.maxclients(),
+            srv.ks.blocking.clients.load(Ordering::Relaxed)
         );
     }
     if want("memory") {

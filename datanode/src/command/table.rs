@@ -274,6 +274,11 @@ pub static COMMANDS: &[Cmd] = &[
     c("lmove", 5, W | DENYOOM, (1, 2, 1), l::lmove),
     c("rpoplpush", 3, W | DENYOOM, (1, 2, 1), l::rpoplpush),
     c("lmpop", -4, W, NOKEY, l::lmpop).with_keys(l::lmpop_keys),
+    c("blpop", -3, W, (1, -2, 1), l::blpop),
+    c("brpop", -3, W, (1, -2, 1), l::brpop),
+    c("blmove", 6, W | DENYOOM, (1, 2, 1), l::blmove),
+    c("brpoplpush", 4, W | DENYOOM, (1, 2, 1), l::brpoplpush),
+    c("blmpop", -5, W, NOKEY, l::blmpop).with_keys(l::blmpop_keys),
     // sets
     c("sadd", -3, W | DENYOOM | FAST, KEY1, se::sadd),
     c("srem", -3, W | FAST, KEY1, se::srem),

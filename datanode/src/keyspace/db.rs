@@ -23,6 +23,7 @@ pub struct Db {
     slots: Box<[Mutex<SlotTable>]>,
     meta: Box<[SlotMeta]>,
     pub log: Arc<EffectLog>,
+    pub blocking: Arc<super::blocking::Blocking>,
 }
 
 /// Current unix time in milliseconds.
@@ -34,7 +35,7 @@ pub fn now_ms() -> i64 {
 }
 
 impl Db {
-    pub fn new(index: usize, log: Arc<EffectLog>) -> Db {
+    pub fn new(index: usize, log: Arc<EffectLog>, blocking: Arc<super::blocking::Blocking>) -> Db {
         Db {
             index,
             slots: (0..SLOTS)
@@ -42,6 +43,7 @@ impl Db {
                 .collect(),
             meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
             log,
+            blocking,
         }
     }
 
@@ -186,7 +188,11 @@ impl<'a> SlotRef<'a> {
 
     /// Sets a value. Unless `keep_ttl`, any TTL is cleared.
     pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
+        let list = matches!(val, Value::List(_));
         self.t.put(key, val, self.now);
+        if list {
+            self.signal_ready(key);
+        }
         if !keep_ttl {
             self.t.remove_expire(key);
         }
@@ -318,6 +324,11 @@ impl<'a> SlotRef<'a> {
     /// Whether the key exists but its TTL has passed (not yet removed).
     pub fn is_logically_expired(&self, key: &[u8]) -> bool {
         self.t.find(key).is_some() && matches!(self.t.expire_of(key), Some(at) if at <= self.now)
+    }
+
+    /// A list at `key` gained elements: wake a client blocked on it.
+    pub fn signal_ready(&self, key: &[u8]) {
+        self.db.blocking.signal(self.db.index, key);
     }
 
     /// Logs an effect for this slot's database (no-op when nobody listens).

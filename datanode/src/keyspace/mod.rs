@@ -1,6 +1,7 @@
 //! The keyspace: databases of hash-slot tables holding compact values.
 
 pub mod access;
+pub mod blocking;
 pub mod db;
 pub mod hashslot;
 pub mod key;
@@ -22,6 +23,7 @@ use crate::persistence::effects::EffectLog;
 pub struct Keyspace {
     dbs: Box<[OnceLock<Db>]>,
     pub log: Arc<EffectLog>,
+    pub blocking: Arc<blocking::Blocking>,
 }
 
 impl Keyspace {
@@ -29,6 +31,7 @@ impl Keyspace {
         Keyspace {
             dbs: (0..databases.max(1)).map(|_| OnceLock::new()).collect(),
             log,
+            blocking: Default::default(),
         }
     }
 
@@ -37,7 +40,7 @@ impl Keyspace {
     }
 
     pub fn db(&self, i: usize) -> &Db {
-        self.dbs[i].get_or_init(|| Db::new(i, self.log.clone()))
+        self.dbs[i].get_or_init(|| Db::new(i, self.log.clone(), self.blocking.clone()))
     }
 
     /// Databases that exist already (never creates one).

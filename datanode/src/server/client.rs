@@ -117,6 +117,9 @@ pub struct Client {
     pub last_cmd: &'static str,
     /// Pub/Sub subscriptions, once the client has made one.
     pub subs: Option<Box<Subs>>,
+    /// A blocked command is being retried: if it finds nothing it must
+    /// stay silent instead of blocking again.
+    pub block_retry: bool,
 }
 
 impl Client {

@@ -57,6 +57,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_elapsed_us: 0,
         last_cmd: "NULL",
         subs: None,
+        block_retry: false,
     }
 }
 
@@ -341,6 +342,11 @@ async fn connection_loop(
                             return monitor_loop(srv, sock, client).await;
                         }
                         Action::RewriteAof => {}
+                        Action::Block(b) => {
+                            if !wait_blocked(srv, sock, client, &mut out, &mut rbuf, b).await? {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
             }
@@ -374,6 +380,76 @@ async fn connection_loop(
             rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
     }
+}
+
+/// Blocks a client on keys until one gets elements (it then retries its
+/// command), the timeout passes (null reply), or the client goes away
+/// (returns false). Bytes the client sends meanwhile wait in `rbuf`.
+async fn wait_blocked(
+    srv: &Arc<Shared>,
+    sock: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+    rbuf: &mut BytesMut,
+    b: command::Block,
+) -> std::io::Result<bool> {
+    let blocking = srv.ks.blocking.clone();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let db = client.db;
+    let info = client.info.clone();
+    blocking.register(db, &b.keys, client.id, &notify, false);
+    blocking.clients.fetch_add(1, Ordering::Relaxed);
+    // Anything already produced (earlier pipelined replies) goes out now.
+    if !out.is_empty() {
+        sock.write_all(out).await?;
+        out.clear();
+    }
+    let deadline = (b.timeout_ms > 0)
+        .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
+    let result = loop {
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = notify.notified() => {
+                client.block_retry = true;
+                let mut actions = Vec::new();
+                let before = out.len();
+                execute(srv, client, out, &mut actions, &b.args.args(), now_ms());
+                client.block_retry = false;
+                if out.len() > before {
+                    break Ok(true);
+                }
+                // Someone else got there first: wait again, first in line.
+                blocking.unregister(db, &b.keys, client.id);
+                blocking.register(db, &b.keys, client.id, &notify, true);
+            }
+            _ = timer => {
+                let mut r = Reply::new(out, client.proto);
+                if b.null_array { r.null_array() } else { r.null() }
+                break Ok(true);
+            }
+            r = sock.read_buf(rbuf) => {
+                if r? == 0 {
+                    break Ok(false);
+                }
+            }
+            _ = info.kill_notify.notified() => break Ok(false),
+        }
+    };
+    blocking.unregister(db, &b.keys, client.id);
+    blocking.clients.fetch_sub(1, Ordering::Relaxed);
+    if matches!(result, Ok(true)) {
+        // Elements may remain for whoever blocked after us (a wake-up the
+        // command gave while we were still first in line came back to us).
+        for k in &b.keys {
+            blocking.signal(db, k);
+        }
+    }
+    result
 }
 
 /// A MONITOR connection: streams every command; it may still send QUIT/RESET.

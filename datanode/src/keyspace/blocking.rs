@@ -1,0 +1,70 @@
+//! Clients blocked on list keys (BLPOP and friends). A push to a key with
+//! waiters wakes the one that blocked first; it retries its command, and if
+//! elements remain, the next waiter is woken in turn.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::sbytes::SBytes;
+
+type Queue = VecDeque<(u64, Arc<Notify>)>;
+
+#[derive(Default)]
+pub struct Blocking {
+    /// Number of registrations, so pushes can skip the map when zero.
+    waiting: AtomicUsize,
+    queues: Mutex<HashMap<(usize, SBytes), Queue>>,
+    /// Clients currently blocked (INFO blocked_clients).
+    pub clients: AtomicUsize,
+}
+
+impl Blocking {
+    /// Registers a client on keys; `front` keeps its place after a retry
+    /// that found nothing.
+    pub fn register(&self, db: usize, keys: &[Vec<u8>], id: u64, n: &Arc<Notify>, front: bool) {
+        let mut q = self.queues.lock();
+        for k in keys {
+            let e = q.entry((db, SBytes::new(k))).or_default();
+            if e.iter().any(|(c, _)| *c == id) {
+                continue;
+            }
+            if front {
+                e.push_front((id, n.clone()));
+            } else {
+                e.push_back((id, n.clone()));
+            }
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn unregister(&self, db: usize, keys: &[Vec<u8>], id: u64) {
+        let mut q = self.queues.lock();
+        for k in keys {
+            let key = (db, SBytes::new(k));
+            if let Some(e) = q.get_mut(&key) {
+                let before = e.len();
+                e.retain(|(c, _)| *c != id);
+                self.waiting.fetch_sub(before - e.len(), Ordering::SeqCst);
+                if e.is_empty() {
+                    q.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A key gained elements: wake the first client blocked on it.
+    pub fn signal(&self, db: usize, key: &[u8]) {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if let Some(e) = self.queues.lock().get(&(db, SBytes::new(key))) {
+            if let Some((_, n)) = e.front() {
+                n.notify_one();
+            }
+        }
+    }
+}
