@@ -3,7 +3,8 @@
 //!
 //! Script lines: `CMD args…` exact; `~ CMD` unordered (aggregates compared
 //! after sorting, recursively); `? CMD` only the reply type must match;
-//! `@N ` before either sends on connection N (1–3); `# …` comments.
+//! `@N ` before either sends on connection N (1–3); `READ` sends nothing
+//! and reads one pending reply (a published message, say); `# …` comments.
 
 use crate::process::{Node, Server};
 use crate::resp::{show, split_line, Conn, Reply};
@@ -66,8 +67,12 @@ impl Pair {
                 errors.push(format!("{name}:{}: cannot parse line", no + 1));
                 continue;
             };
-            let r = rc[conn].cmd(&args);
-            let d = dc[conn].cmd(&args);
+            let read_only = args.len() == 1 && args[0] == b"READ";
+            let (r, d) = if read_only {
+                (rc[conn].read_reply(), dc[conn].read_reply())
+            } else {
+                (rc[conn].cmd(&args), dc[conn].cmd(&args))
+            };
             let (r, d) = match (r, d) {
                 (Ok(r), Ok(d)) => (r, d),
                 (r, d) => {

@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod db;
 pub mod hashslot;
 pub mod key;
+pub mod ranktree;
 pub mod sbytes;
 pub mod slot;
 pub mod value;

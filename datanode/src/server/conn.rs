@@ -246,7 +246,16 @@ async fn connection_loop(
         let n = if let Some(subs) = client.subs.as_mut() {
             // Subscribed: deliver messages while waiting for commands.
             tokio::select! {
-                r = sock.read_buf(&mut rbuf) => r?,
+                biased;
+                r = sock.read_buf(&mut rbuf) => {
+                    // Messages published before this read go out before
+                    // the replies to what was read, as in Redis.
+                    let mut r2 = Reply::new(&mut out, client.proto);
+                    while let Ok(m) = subs.rx.try_recv() {
+                        command::pubsub::write_message(&mut r2, &m);
+                    }
+                    r?
+                }
                 _ = info.kill_notify.notified() => return Ok(()),
                 m = subs.rx.recv() => {
                     let mut r = Reply::new(&mut out, client.proto);

@@ -1,0 +1,338 @@
+//! An order-statistics tree for sorted sets: an AVL tree kept in a vector
+//! (indices instead of pointers), each node knowing its subtree size, so
+//! insert, remove, rank and select are all O(log n).
+//!
+//! Elements are ordered by score, then by member bytes, as Redis orders a
+//! sorted set.
+
+use std::cmp::Ordering;
+
+use super::sbytes::SBytes;
+
+const NIL: u32 = u32::MAX;
+
+struct Node {
+    score: f64,
+    member: SBytes,
+    left: u32,
+    right: u32,
+    height: u8,
+    size: u32,
+}
+
+#[derive(Default)]
+pub struct RankTree {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    root: u32,
+    len: usize,
+}
+
+/// Total order on (score, member); scores are never NaN.
+pub fn cmp_entry(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
+    s1.partial_cmp(&s2)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| m1.cmp(m2))
+}
+
+impl RankTree {
+    pub fn new() -> Self {
+        RankTree {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn size(&self, n: u32) -> u32 {
+        if n == NIL {
+            0
+        } else {
+            self.nodes[n as usize].size
+        }
+    }
+
+    fn height(&self, n: u32) -> u8 {
+        if n == NIL {
+            0
+        } else {
+            self.nodes[n as usize].height
+        }
+    }
+
+    fn update(&mut self, n: u32) {
+        let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        let h = self.height(l).max(self.height(r)) + 1;
+        let s = self.size(l) + self.size(r) + 1;
+        let node = &mut self.nodes[n as usize];
+        node.height = h;
+        node.size = s;
+    }
+
+    fn rotate_right(&mut self, n: u32) -> u32 {
+        let l = self.nodes[n as usize].left;
+        self.nodes[n as usize].left = self.nodes[l as usize].right;
+        self.nodes[l as usize].right = n;
+        self.update(n);
+        self.update(l);
+        l
+    }
+
+    fn rotate_left(&mut self, n: u32) -> u32 {
+        let r = self.nodes[n as usize].right;
+        self.nodes[n as usize].right = self.nodes[r as usize].left;
+        self.nodes[r as usize].left = n;
+        self.update(n);
+        self.update(r);
+        r
+    }
+
+    fn balance(&mut self, n: u32) -> u32 {
+        self.update(n);
+        let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        let bf = self.height(l) as i32 - self.height(r) as i32;
+        if bf > 1 {
+            let ll = self.nodes[l as usize].left;
+            let lr = self.nodes[l as usize].right;
+            if self.height(lr) > self.height(ll) {
+                let nl = self.rotate_left(l);
+                self.nodes[n as usize].left = nl;
+            }
+            return self.rotate_right(n);
+        }
+        if bf < -1 {
+            let rl = self.nodes[r as usize].left;
+            let rr = self.nodes[r as usize].right;
+            if self.height(rl) > self.height(rr) {
+                let nr = self.rotate_right(r);
+                self.nodes[n as usize].right = nr;
+            }
+            return self.rotate_left(n);
+        }
+        n
+    }
+
+    fn alloc(&mut self, score: f64, member: SBytes) -> u32 {
+        let node = Node {
+            score,
+            member,
+            left: NIL,
+            right: NIL,
+            height: 1,
+            size: 1,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Inserts an element that is not present.
+    pub fn insert(&mut self, score: f64, member: &[u8]) {
+        let root = self.root;
+        self.root = self.insert_at(root, score, member);
+        self.len += 1;
+    }
+
+    fn insert_at(&mut self, n: u32, score: f64, member: &[u8]) -> u32 {
+        if n == NIL {
+            return self.alloc(score, SBytes::new(member));
+        }
+        let node = &self.nodes[n as usize];
+        if cmp_entry(score, member, node.score, &node.member) == Ordering::Less {
+            let l = self.insert_at(node.left, score, member);
+            self.nodes[n as usize].left = l;
+        } else {
+            let r = self.insert_at(node.right, score, member);
+            self.nodes[n as usize].right = r;
+        }
+        self.balance(n)
+    }
+
+    /// Removes an element; false when absent.
+    pub fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        let mut found = false;
+        let root = self.root;
+        self.root = self.remove_at(root, score, member, &mut found);
+        if found {
+            self.len -= 1;
+        }
+        found
+    }
+
+    fn remove_at(&mut self, n: u32, score: f64, member: &[u8], found: &mut bool) -> u32 {
+        if n == NIL {
+            return NIL;
+        }
+        let node = &self.nodes[n as usize];
+        match cmp_entry(score, member, node.score, &node.member) {
+            Ordering::Less => {
+                let l = self.remove_at(node.left, score, member, found);
+                self.nodes[n as usize].left = l;
+            }
+            Ordering::Greater => {
+                let r = self.remove_at(node.right, score, member, found);
+                self.nodes[n as usize].right = r;
+            }
+            Ordering::Equal => {
+                *found = true;
+                let (l, r) = (node.left, node.right);
+                if l == NIL || r == NIL {
+                    self.free.push(n);
+                    self.nodes[n as usize].member = SBytes::new(b"");
+                    return if l == NIL { r } else { l };
+                }
+                // Two children: take the successor's place.
+                let (nr, succ) = self.take_min(r);
+                self.nodes[succ as usize].left = l;
+                self.nodes[succ as usize].right = nr;
+                self.free.push(n);
+                self.nodes[n as usize].member = SBytes::new(b"");
+                return self.balance(succ);
+            }
+        }
+        self.balance(n)
+    }
+
+    /// Detaches the smallest node of subtree `n`: (new subtree, that node).
+    fn take_min(&mut self, n: u32) -> (u32, u32) {
+        let l = self.nodes[n as usize].left;
+        if l == NIL {
+            return (self.nodes[n as usize].right, n);
+        }
+        let (nl, min) = self.take_min(l);
+        self.nodes[n as usize].left = nl;
+        (self.balance(n), min)
+    }
+
+    /// 0-based rank of an element, if present.
+    pub fn rank(&self, score: f64, member: &[u8]) -> Option<usize> {
+        let mut n = self.root;
+        let mut before = 0usize;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            match cmp_entry(score, member, node.score, &node.member) {
+                Ordering::Less => n = node.left,
+                Ordering::Greater => {
+                    before += self.size(node.left) as usize + 1;
+                    n = node.right;
+                }
+                Ordering::Equal => return Some(before + self.size(node.left) as usize),
+            }
+        }
+        None
+    }
+
+    /// The element at 0-based rank `k`.
+    pub fn select(&self, mut k: usize) -> Option<(f64, &[u8])> {
+        let mut n = self.root;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            let ls = self.size(node.left) as usize;
+            match k.cmp(&ls) {
+                Ordering::Less => n = node.left,
+                Ordering::Equal => return Some((node.score, &node.member)),
+                Ordering::Greater => {
+                    k -= ls + 1;
+                    n = node.right;
+                }
+            }
+        }
+        None
+    }
+
+    /// Number of elements that sort before the first element satisfying
+    /// `goes_right` (a predicate monotone in the order: false … then true).
+    pub fn count_before(&self, goes_right: impl Fn(f64, &[u8]) -> bool) -> usize {
+        let mut n = self.root;
+        let mut count = 0usize;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            if goes_right(node.score, &node.member) {
+                n = node.left;
+            } else {
+                count += self.size(node.left) as usize + 1;
+                n = node.right;
+            }
+        }
+        count
+    }
+
+    /// Elements from rank `from` on, in order.
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = (f64, &[u8])> + '_ {
+        (from..self.len).filter_map(move |i| self.select(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Against a sorted vector as the model.
+        #[test]
+        fn behaves_like_a_sorted_vec(ops in proptest::collection::vec((any::<bool>(), 0u8..40, -5i8..5), 1..300)) {
+            let mut t = RankTree::new();
+            let mut model: Vec<(f64, Vec<u8>)> = Vec::new();
+            for (ins, m, s) in ops {
+                let member = vec![b'a' + (m % 26), m];
+                let score = s as f64;
+                let pos = model.iter().position(|(ms, mm)| *mm == member && *ms == score);
+                let present = model.iter().any(|(_, mm)| *mm == member);
+                if ins && !present {
+                    t.insert(score, &member);
+                    model.push((score, member));
+                    model.sort_by(|a, b| cmp_entry(a.0, &a.1, b.0, &b.1));
+                } else if !ins {
+                    if let Some(p) = pos {
+                        prop_assert!(t.remove(score, &member));
+                        model.remove(p);
+                    } else {
+                        prop_assert!(!t.remove(score, &member));
+                    }
+                }
+                prop_assert_eq!(t.len(), model.len());
+            }
+            for (i, (s, m)) in model.iter().enumerate() {
+                prop_assert_eq!(t.rank(*s, m), Some(i));
+                let (ts, tm) = t.select(i).unwrap();
+                prop_assert_eq!((ts, tm), (*s, m.as_slice()));
+            }
+            prop_assert!(t.select(model.len()).is_none());
+            let below_zero = model.iter().filter(|(s, _)| *s < 0.0).count();
+            prop_assert_eq!(t.count_before(|s, _| s >= 0.0), below_zero);
+        }
+    }
+
+    #[test]
+    fn large_tree_stays_balanced_and_fast() {
+        let mut t = RankTree::new();
+        for i in 0..100_000 {
+            t.insert(i as f64, format!("m{i}").as_bytes());
+        }
+        assert_eq!(t.rank(500.0, b"m500"), Some(500));
+        assert!(t.height(t.root) <= 25);
+        for i in (0..100_000).step_by(2) {
+            assert!(t.remove(i as f64, format!("m{i}").as_bytes()));
+        }
+        assert_eq!(t.len(), 50_000);
+        assert_eq!(t.select(0).map(|(s, _)| s), Some(1.0));
+        assert!(t.height(t.root) <= 25);
+    }
+}
