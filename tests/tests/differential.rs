@@ -45,6 +45,7 @@ scripts!(
     lists,
     sets,
     pubsub,
+    zsets,
     transactions,
     server
 );

@@ -154,82 +154,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|getname"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|kill"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|info"),
                     M::Int(2),
                     M::Set(&[
@@ -262,6 +186,78 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("client|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|setname"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|reply"),
                     M::Int(3),
                     M::Set(&[
@@ -278,9 +274,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|help"),
+                    M::Bulk("client|getname"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -290,8 +290,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
+                    M::Bulk("client|kill"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -2289,18 +2289,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("object|idletime"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
@@ -2376,6 +2364,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                             ]),
                         ),
                     ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("object|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -5105,17 +5105,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|numsub"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("pubsub"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -5137,18 +5133,1054 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("pubsub|numsub"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
             ]),
+        ]),
+    ),
+    (
+        "zadd",
+        M::Array(&[
+            M::Bulk("zadd"),
+            M::Int(-4),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zincrby",
+        M::Array(&[
+            M::Bulk("zincrby"),
+            M::Int(4),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrem",
+        M::Array(&[
+            M::Bulk("zrem"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zscore",
+        M::Array(&[
+            M::Bulk("zscore"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zmscore",
+        M::Array(&[
+            M::Bulk("zmscore"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zcard",
+        M::Array(&[
+            M::Bulk("zcard"),
+            M::Int(2),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zcount",
+        M::Array(&[
+            M::Bulk("zcount"),
+            M::Int(4),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zlexcount",
+        M::Array(&[
+            M::Bulk("zlexcount"),
+            M::Int(4),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrank",
+        M::Array(&[
+            M::Bulk("zrank"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrevrank",
+        M::Array(&[
+            M::Bulk("zrevrank"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrange",
+        M::Array(&[
+            M::Bulk("zrange"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrevrange",
+        M::Array(&[
+            M::Bulk("zrevrange"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrangebyscore",
+        M::Array(&[
+            M::Bulk("zrangebyscore"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrevrangebyscore",
+        M::Array(&[
+            M::Bulk("zrevrangebyscore"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrangebylex",
+        M::Array(&[
+            M::Bulk("zrangebylex"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrevrangebylex",
+        M::Array(&[
+            M::Bulk("zrevrangebylex"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zpopmin",
+        M::Array(&[
+            M::Bulk("zpopmin"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zpopmax",
+        M::Array(&[
+            M::Bulk("zpopmax"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zremrangebyrank",
+        M::Array(&[
+            M::Bulk("zremrangebyrank"),
+            M::Int(4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zremrangebyscore",
+        M::Array(&[
+            M::Bulk("zremrangebyscore"),
+            M::Int(4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zremrangebylex",
+        M::Array(&[
+            M::Bulk("zremrangebylex"),
+            M::Int(4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zrandmember",
+        M::Array(&[
+            M::Bulk("zrandmember"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "zscan",
+        M::Array(&[
+            M::Bulk("zscan"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@sortedset"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
         ]),
     ),
     (
@@ -5332,18 +6364,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("config|resetstat"),
                     M::Int(2),
                     M::Set(&[
@@ -5360,6 +6380,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("config|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -5426,7 +6458,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("command|list"),
+                    M::Bulk("command|info"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -5438,7 +6470,31 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|info"),
+                    M::Bulk("command|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|docs"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|list"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -5462,18 +6518,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|count"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -5482,18 +6526,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|docs"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -5513,25 +6545,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Set(&[]),
             M::Array(&[
-                M::Array(&[
-                    M::Bulk("slowlog|reset"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
                 M::Array(&[
                     M::Bulk("slowlog|help"),
                     M::Int(2),
@@ -5559,6 +6572,25 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[
                         M::Bulk("request_policy:all_nodes"),
                         M::Bulk("nondeterministic_output"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("slowlog|reset"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -5886,6 +6918,66 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|no-evict"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets whether this connection may be evicted."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|list"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
@@ -5945,6 +7037,59 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                         ),
                                     ]),
                                 ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|reply"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
                             ),
                         ]),
                     ),
@@ -6138,119 +7283,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                                         ]),
                                                     ]),
                                                 ),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|id"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|reply"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Turns replies on or off, or skips the next one."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("skip")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SKIP")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|no-evict"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
                                             ]),
                                         ]),
                                     ),
@@ -7578,14 +8610,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("object|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("object|idletime"),
                         M::Map(&[
                             (
@@ -7621,6 +8645,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("key_spec_index"), M::Int(0)),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
                         ]),
                     ),
                     (
@@ -9433,6 +10465,30 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|channels"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("pubsub|numsub"),
                         M::Map(&[
                             (
@@ -9454,30 +10510,901 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
-                    (
-                        M::Bulk("pubsub|channels"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("pattern")),
-                                    (M::Bulk("type"), M::Bulk("pattern")),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zadd",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds members with scores to a sorted set, or updates their scores."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("comparison")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("change")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("CH")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("INCR")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("score_member")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("score")),
+                                    (M::Bulk("type"), M::Bulk("double")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("member")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zincrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds to a member's score in a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrem",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members from a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zscore",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns a member's score.")),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zmscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the scores of several members."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zcard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of members of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "zcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zlexcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a member's rank, lowest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a member's rank, highest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a range of ranks, scores or lexicographical order."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sortby")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("byscore")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYSCORE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("bylex")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYLEX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("rev")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REV")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a range of ranks, highest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.5")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `BYSCORE` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("since"), M::Bulk("2.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members with scores in a range, highest first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` and `BYSCORE` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `BYLEX` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a lexicographical range, in reverse."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` and `BYLEX` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zpopmin",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns the members with the lowest scores."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zpopmax",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns the members with the highest scores."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebyrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members in a range of ranks."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrandmember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random members of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("options")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("withscores")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("WITHSCORES")),
                                     (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the members and scores of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
                 ]),
             ),
         ]),
@@ -9586,14 +11513,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("config|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("config|resetstat"),
                         M::Map(&[
                             (
@@ -9601,6 +11520,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Resets the statistics shown by INFO."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -9679,6 +11606,58 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|docs"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|list"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists command names.")),
@@ -9716,25 +11695,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|getkeys"),
                         M::Map(&[
                             (
@@ -9742,17 +11702,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Extracts the key arguments of a full command."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the COMMAND subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -9765,28 +11714,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|docs"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns documentation of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                 ]),
@@ -9805,14 +11732,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
             (
                 M::Bulk("subcommands"),
                 M::Map(&[
-                    (
-                        M::Bulk("slowlog|reset"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
                     (
                         M::Bulk("slowlog|help"),
                         M::Map(&[
@@ -9841,6 +11760,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (

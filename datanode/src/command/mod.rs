@@ -17,6 +17,7 @@ pub mod sets;
 pub mod strings;
 pub mod table;
 pub mod txn;
+pub mod zsets;
 
 use std::sync::Arc;
 

@@ -584,6 +584,7 @@ pub fn clone_value(v: &Value) -> Value {
         Value::Str(s) => Value::Str(s.clone()),
         Value::Raw(r) => Value::Raw(r.clone()),
         Value::List(l) => Value::List(l.clone()),
+        Value::ZSet(z) => Value::ZSet(Box::new(z.clone_obj())),
         Value::Set(s) => Value::Set(Box::new(match &**s {
             crate::keyspace::SetObj::Ints(v) => crate::keyspace::SetObj::Ints(v.clone()),
             crate::keyspace::SetObj::Hash(h) => crate::keyspace::SetObj::Hash(h.clone()),

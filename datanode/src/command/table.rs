@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use super::{
     connection as conn, hashes as h, keys as k, lists as l, pubsub as ps, server as s, sets as se,
-    strings as st, txn,
+    strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -304,6 +304,30 @@ pub static COMMANDS: &[Cmd] = &[
     c("punsubscribe", -1, STALE, NOKEY, ps::punsubscribe),
     c("publish", 3, STALE | FAST, NOKEY, ps::publish),
     container("pubsub", -2, 0, PUBSUB_SUBS),
+    // sorted sets
+    c("zadd", -4, W | DENYOOM | FAST, KEY1, z::zadd),
+    c("zincrby", 4, W | DENYOOM | FAST, KEY1, z::zincrby),
+    c("zrem", -3, W | FAST, KEY1, z::zrem),
+    c("zscore", 3, R | FAST, KEY1, z::zscore),
+    c("zmscore", -3, R | FAST, KEY1, z::zmscore),
+    c("zcard", 2, R | FAST, KEY1, z::zcard),
+    c("zcount", 4, R | FAST, KEY1, z::zcount),
+    c("zlexcount", 4, R | FAST, KEY1, z::zlexcount),
+    c("zrank", 3, R | FAST, KEY1, z::zrank),
+    c("zrevrank", 3, R | FAST, KEY1, z::zrevrank),
+    c("zrange", -4, R, KEY1, z::zrange),
+    c("zrevrange", -4, R, KEY1, z::zrevrange),
+    c("zrangebyscore", -4, R, KEY1, z::zrangebyscore),
+    c("zrevrangebyscore", -4, R, KEY1, z::zrevrangebyscore),
+    c("zrangebylex", -4, R, KEY1, z::zrangebylex),
+    c("zrevrangebylex", -4, R, KEY1, z::zrevrangebylex),
+    c("zpopmin", -2, W | FAST, KEY1, z::zpopmin),
+    c("zpopmax", -2, W | FAST, KEY1, z::zpopmax),
+    c("zremrangebyrank", 4, W, KEY1, z::zremrangebyrank),
+    c("zremrangebyscore", 4, W, KEY1, z::zremrangebyscore),
+    c("zremrangebylex", 4, W, KEY1, z::zremrangebylex),
+    c("zrandmember", -2, R, KEY1, z::zrandmember),
+    c("zscan", -3, R, KEY1, z::zscan),
     // transactions
     c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
     c("exec", 1, NO_QUEUE, NOKEY, txn::exec),

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 pub use db::{now_ms, Db, SlotRef};
 pub use hashslot::{key_slot, SLOTS};
 pub use sbytes::SBytes;
-pub use value::{HashObj, Kind, SetObj, Value};
+pub use value::{HashObj, Kind, SetObj, Value, ZSetObj};
 
 use crate::persistence::effects::EffectLog;
 

@@ -20,7 +20,6 @@ struct Node {
     size: u32,
 }
 
-#[derive(Default)]
 pub struct RankTree {
     nodes: Vec<Node>,
     free: Vec<u32>,
@@ -33,6 +32,13 @@ pub fn cmp_entry(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
     s1.partial_cmp(&s2)
         .unwrap_or(Ordering::Equal)
         .then_with(|| m1.cmp(m2))
+}
+
+impl Default for RankTree {
+    // Not derived: an empty tree's root is NIL, not 0.
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RankTree {
@@ -318,6 +324,14 @@ mod tests {
             let below_zero = model.iter().filter(|(s, _)| *s < 0.0).count();
             prop_assert_eq!(t.count_before(|s, _| s >= 0.0), below_zero);
         }
+    }
+
+    #[test]
+    fn default_is_empty() {
+        let mut t = RankTree::default();
+        assert!(t.select(0).is_none());
+        t.insert(1.0, b"a");
+        assert_eq!(t.rank(1.0, b"a"), Some(0));
     }
 
     #[test]

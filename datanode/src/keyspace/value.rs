@@ -25,6 +25,7 @@ pub enum Value {
     /// A list (Redis 7.0 reports every list as `quicklist`).
     List(Box<std::collections::VecDeque<SBytes>>),
     Set(Box<SetObj>),
+    ZSet(Box<ZSetObj>),
 }
 
 /// What `TYPE` answers and what WRONGTYPE checks compare.
@@ -34,6 +35,7 @@ pub enum Kind {
     Hash,
     List,
     Set,
+    ZSet,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::List => "list",
             Kind::Set => "set",
+            Kind::ZSet => "zset",
         }
     }
 }
@@ -64,6 +67,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::List(_) => Kind::List,
             Value::Set(_) => Kind::Set,
+            Value::ZSet(_) => Kind::ZSet,
         }
     }
 
@@ -73,6 +77,13 @@ impl Value {
             Value::Str(s) if s.len() <= EMBSTR_MAX => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::List(_) => "quicklist",
+            Value::ZSet(z) => {
+                if z.big {
+                    "skiplist"
+                } else {
+                    "listpack"
+                }
+            }
             Value::Set(s) => match **s {
                 SetObj::Ints(_) => "intset",
                 SetObj::Hash(_) => "hashtable",
@@ -129,6 +140,7 @@ impl Value {
             Value::Hash(h) => h.heap_size(),
             Value::List(l) => l.capacity() * 24 + l.iter().map(|e| e.heap_size()).sum::<usize>(),
             Value::Set(s) => s.heap_size(),
+            Value::ZSet(z) => z.len() * 80,
         }
     }
 }
@@ -373,6 +385,77 @@ impl SetObj {
             SetObj::Ints(v) => v.capacity() * 8,
             SetObj::Hash(h) => h.capacity() * 25 + h.iter().map(|m| m.heap_size()).sum::<usize>(),
         }
+    }
+}
+
+/// Sorted sets stay "listpack" (as Redis reports) up to these sizes.
+pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
+
+/// A sorted set: member → score for lookups, and an order-statistics tree
+/// for ranks and ranges.
+#[derive(Default)]
+pub struct ZSetObj {
+    pub dict: FastMap<SBytes, f64>,
+    pub tree: super::ranktree::RankTree,
+    /// Grown past the listpack thresholds once (Redis never converts back).
+    pub big: bool,
+}
+
+impl ZSetObj {
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
+    }
+
+    pub fn score(&self, m: &[u8]) -> Option<f64> {
+        self.dict.get(m).copied()
+    }
+
+    /// Sets a member's score; returns the previous one.
+    pub fn insert(&mut self, m: &[u8], score: f64) -> Option<f64> {
+        let old = self.dict.get(m).copied();
+        if let Some(o) = old {
+            if o == score {
+                return old;
+            }
+            self.tree.remove(o, m);
+        }
+        self.tree.insert(score, m);
+        self.dict.insert(SBytes::new(m), score);
+        if self.dict.len() > ZSET_MAX_LISTPACK_ENTRIES || m.len() > ZSET_MAX_LISTPACK_VALUE {
+            self.big = true;
+        }
+        old
+    }
+
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        match self.dict.remove(m) {
+            Some(s) => {
+                self.tree.remove(s, m);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Elements by rank range (inclusive), ascending.
+    pub fn range(&self, start: usize, end: usize) -> Vec<(Vec<u8>, f64)> {
+        (start..=end)
+            .filter_map(|i| self.tree.select(i).map(|(s, m)| (m.to_vec(), s)))
+            .collect()
+    }
+
+    pub fn clone_obj(&self) -> ZSetObj {
+        let mut z = ZSetObj::default();
+        for (m, s) in self.dict.iter() {
+            z.insert(m, *s);
+        }
+        z.big = self.big;
+        z
     }
 }
 

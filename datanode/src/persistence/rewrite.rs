@@ -43,6 +43,24 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
                     encode_command(&args, &mut out);
                 }
             }
+            Value::ZSet(z) => {
+                let items: Vec<(Vec<u8>, Vec<u8>)> = z
+                    .dict
+                    .iter()
+                    .map(|(m, s)| {
+                        let mut b = [0u8; 32];
+                        (crate::util::fmt_double(*s, &mut b).to_vec(), m.to_vec())
+                    })
+                    .collect();
+                for chunk in items.chunks(FIELDS_PER_CMD) {
+                    let mut args: Vec<&[u8]> = vec![b"ZADD", k];
+                    for (s, m) in chunk {
+                        args.push(s);
+                        args.push(m);
+                    }
+                    encode_command(&args, &mut out);
+                }
+            }
             Value::Set(set) => {
                 let members = set.members();
                 for chunk in members.chunks(FIELDS_PER_CMD) {
@@ -158,6 +176,21 @@ pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
             let mut i = 2;
             while i + 1 < a.len() {
                 h.set(a.get(i), a.get(i + 1));
+                i += 2;
+            }
+        } else if name == b"ZADD" {
+            let key = a.get(1);
+            if s.get(key).is_none() {
+                s.set(key, Value::ZSet(Box::default()), false);
+            }
+            let Some(Value::ZSet(z)) = s.get_mut(key) else {
+                return Err("ZADD on a non-zset during reload".into());
+            };
+            let mut i = 2;
+            while i + 1 < a.len() {
+                let score =
+                    crate::command::parse_float(a.get(i)).ok_or("bad score during reload")?;
+                z.insert(a.get(i + 1), score);
                 i += 2;
             }
         } else if name == b"SADD" {

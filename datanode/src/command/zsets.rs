@@ -1,0 +1,757 @@
+//! Sorted set commands.
+
+use rand::Rng;
+
+use super::keys::{parse_cursor, parse_scan_opts};
+use super::{eq_ic, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
+use crate::glob::glob_match;
+use crate::keyspace::{SlotRef, Value, ZSetObj};
+use crate::resp::parse_i64;
+
+enum Lookup<'v> {
+    Missing,
+    Wrong,
+    Z(&'v mut ZSetObj),
+}
+
+fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
+    match s.get_mut(key) {
+        None => Lookup::Missing,
+        Some(Value::ZSet(z)) => Lookup::Z(z),
+        Some(_) => Lookup::Wrong,
+    }
+}
+
+fn settle(s: &mut SlotRef, key: &[u8]) {
+    let empty = matches!(s.get(key), Some(Value::ZSet(z)) if z.is_empty());
+    if empty {
+        s.remove(key);
+    } else {
+        s.touch(key);
+    }
+}
+
+fn log_args(s: &SlotRef, a: &Args) {
+    if s.db.log.is_active() {
+        let v: Vec<&[u8]> = a.iter().collect();
+        s.log(&v);
+    }
+}
+
+/// A score as Redis's strtod-based parser reads it (inf allowed, NaN not).
+pub fn parse_score(b: &[u8]) -> Option<f64> {
+    super::parse_float(b)
+}
+
+fn fmt(score: f64) -> Vec<u8> {
+    let mut b = [0u8; 32];
+    crate::util::fmt_double(score, &mut b).to_vec()
+}
+
+pub fn zadd(ctx: &mut Ctx, a: &Args) {
+    zadd_generic(ctx, a, false)
+}
+
+pub fn zincrby(ctx: &mut Ctx, a: &Args) {
+    zadd_generic(ctx, a, true)
+}
+
+fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
+    let key = a.get(1);
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, incrby);
+    let mut i = 2;
+    if !incrby {
+        while i < a.len() {
+            let t = a.get(i);
+            if eq_ic(t, "NX") {
+                nx = true;
+            } else if eq_ic(t, "XX") {
+                xx = true;
+            } else if eq_ic(t, "GT") {
+                gt = true;
+            } else if eq_ic(t, "LT") {
+                lt = true;
+            } else if eq_ic(t, "CH") {
+                ch = true;
+            } else if eq_ic(t, "INCR") {
+                incr = true;
+            } else {
+                break;
+            }
+            i += 1;
+        }
+    }
+    let pairs = a.len() - i;
+    if pairs == 0 || !pairs.is_multiple_of(2) {
+        return ctx.r.error(SYNTAX);
+    }
+    if nx && xx {
+        return ctx
+            .r
+            .error("ERR XX and NX options at the same time are not compatible");
+    }
+    if (nx && (gt || lt)) || (gt && lt) {
+        return ctx
+            .r
+            .error("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if incr && pairs > 2 {
+        return ctx
+            .r
+            .error("ERR INCR option supports a single increment-element pair");
+    }
+    let mut elems = Vec::with_capacity(pairs / 2);
+    while i < a.len() {
+        let Some(score) = parse_score(a.get(i)) else {
+            return ctx.r.error(NOT_FLOAT);
+        };
+        elems.push((score, a.get(i + 1)));
+        i += 2;
+    }
+    let mut s = ctx.locks.key(key);
+    let z = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Z(_) => None,
+        Lookup::Missing if xx => {
+            drop(s);
+            return if incr { ctx.r.null() } else { ctx.r.int(0) };
+        }
+        Lookup::Missing => Some(ZSetObj::default()),
+    };
+    if let Some(z) = z {
+        s.set(key, Value::ZSet(Box::new(z)), false);
+    }
+    let Lookup::Z(z) = lookup(&mut s, key) else {
+        return;
+    };
+    let (mut added, mut changed) = (0, 0);
+    let mut incr_result: Option<f64> = None;
+    let mut effects: Vec<(f64, Vec<u8>)> = Vec::new();
+    for (score, m) in elems {
+        let cur = z.score(m);
+        if (nx && cur.is_some()) || (xx && cur.is_none()) {
+            continue;
+        }
+        let new = if incr {
+            let n = cur.unwrap_or(0.0) + score;
+            if n.is_nan() {
+                drop(s);
+                return ctx.r.error("ERR resulting score is not a number (NaN)");
+            }
+            n
+        } else {
+            score
+        };
+        if let Some(c) = cur {
+            if (gt && new <= c) || (lt && new >= c) {
+                continue;
+            }
+        }
+        incr_result = Some(new);
+        match z.insert(m, new) {
+            None => added += 1,
+            Some(old) if old != new => changed += 1,
+            _ => {}
+        }
+        effects.push((new, m.to_vec()));
+    }
+    settle(&mut s, key);
+    if !effects.is_empty() {
+        let scores: Vec<Vec<u8>> = effects.iter().map(|(sc, _)| fmt(*sc)).collect();
+        let mut eff: Vec<&[u8]> = vec![b"ZADD", key];
+        for ((_, m), sc) in effects.iter().zip(&scores) {
+            eff.push(sc);
+            eff.push(m);
+        }
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty((added + changed) as u64);
+    if incr {
+        match incr_result {
+            Some(v) => ctx.r.double(v),
+            None => ctx.r.null(),
+        }
+    } else {
+        ctx.r.int(if ch { added + changed } else { added });
+    }
+}
+
+pub fn zrem(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let n = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => 0,
+        Lookup::Z(z) => a.iter().skip(2).filter(|m| z.remove(m)).count(),
+    };
+    if n > 0 {
+        settle(&mut s, key);
+        log_args(&s, a);
+        drop(s);
+        ctx.dirty(n as u64);
+    }
+    ctx.r.int(n as i64);
+}
+
+macro_rules! with_z {
+    ($ctx:ident, $key:expr, $missing:expr, |$z:ident| $body:expr) => {{
+        let key = $key;
+        let mut s = $ctx.locks.key(key);
+        match s.get(key) {
+            None => {
+                drop(s);
+                $missing
+            }
+            Some(Value::ZSet($z)) => $body,
+            Some(_) => $ctx.r.error(WRONGTYPE),
+        }
+    }};
+}
+
+pub fn zscore(ctx: &mut Ctx, a: &Args) {
+    with_z!(ctx, a.get(1), ctx.r.null(), |z| match z.score(a.get(2)) {
+        Some(v) => ctx.r.double(v),
+        None => ctx.r.null(),
+    })
+}
+
+pub fn zmscore(ctx: &mut Ctx, a: &Args) {
+    let n = a.len() - 2;
+    with_z!(
+        ctx,
+        a.get(1),
+        {
+            ctx.r.array(n);
+            for _ in 0..n {
+                ctx.r.null();
+            }
+        },
+        |z| {
+            ctx.r.array(n);
+            for m in a.iter().skip(2) {
+                match z.score(m) {
+                    Some(v) => ctx.r.double(v),
+                    None => ctx.r.null(),
+                }
+            }
+        }
+    )
+}
+
+pub fn zcard(ctx: &mut Ctx, a: &Args) {
+    with_z!(ctx, a.get(1), ctx.r.int(0), |z| ctx.r.int(z.len() as i64))
+}
+
+fn rank_generic(ctx: &mut Ctx, a: &Args, rev: bool) {
+    with_z!(ctx, a.get(1), ctx.r.null(), |z| {
+        let m = a.get(2);
+        match z.score(m).and_then(|s| z.tree.rank(s, m)) {
+            Some(r) => ctx.r.int(if rev { z.len() - 1 - r } else { r } as i64),
+            None => ctx.r.null(),
+        }
+    })
+}
+
+pub fn zrank(ctx: &mut Ctx, a: &Args) {
+    rank_generic(ctx, a, false)
+}
+pub fn zrevrank(ctx: &mut Ctx, a: &Args) {
+    rank_generic(ctx, a, true)
+}
+
+#[derive(Clone, Copy)]
+struct ScoreBound {
+    v: f64,
+    excl: bool,
+}
+
+fn parse_score_bound(b: &[u8]) -> Option<ScoreBound> {
+    let (excl, rest) = match b.first() {
+        Some(b'(') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    let v = parse_score(rest)?;
+    Some(ScoreBound { v, excl })
+}
+
+#[derive(Clone)]
+enum LexBound {
+    Min,
+    Max,
+    Incl(Vec<u8>),
+    Excl(Vec<u8>),
+}
+
+fn parse_lex_bound(b: &[u8]) -> Option<LexBound> {
+    match b.first() {
+        Some(b'-') if b.len() == 1 => Some(LexBound::Min),
+        Some(b'+') if b.len() == 1 => Some(LexBound::Max),
+        Some(b'[') => Some(LexBound::Incl(b[1..].to_vec())),
+        Some(b'(') => Some(LexBound::Excl(b[1..].to_vec())),
+        _ => None,
+    }
+}
+
+/// Rank range [start, end) of elements with min <= score <= max.
+fn score_span(z: &ZSetObj, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
+    let start = z
+        .tree
+        .count_before(|s, _| if min.excl { s > min.v } else { s >= min.v });
+    let end = z
+        .tree
+        .count_before(|s, _| if max.excl { s >= max.v } else { s > max.v });
+    (start, end.max(start))
+}
+
+fn lex_span(z: &ZSetObj, min: &LexBound, max: &LexBound) -> (usize, usize) {
+    let before = |b: &LexBound, lower: bool| -> usize {
+        match b {
+            LexBound::Min => 0,
+            LexBound::Max => z.len(),
+            LexBound::Incl(x) => z.tree.count_before(|_, m| {
+                if lower {
+                    m >= x.as_slice()
+                } else {
+                    m > x.as_slice()
+                }
+            }),
+            LexBound::Excl(x) => z.tree.count_before(|_, m| {
+                if lower {
+                    m > x.as_slice()
+                } else {
+                    m >= x.as_slice()
+                }
+            }),
+        }
+    };
+    let start = before(min, true);
+    let end = before(max, false);
+    (start, end.max(start))
+}
+
+pub fn zcount(ctx: &mut Ctx, a: &Args) {
+    let (Some(min), Some(max)) = (parse_score_bound(a.get(2)), parse_score_bound(a.get(3))) else {
+        return ctx.r.error("ERR min or max is not a float");
+    };
+    with_z!(ctx, a.get(1), ctx.r.int(0), |z| {
+        let (s0, e0) = score_span(z, min, max);
+        ctx.r.int((e0 - s0) as i64)
+    })
+}
+
+pub fn zlexcount(ctx: &mut Ctx, a: &Args) {
+    let (Some(min), Some(max)) = (parse_lex_bound(a.get(2)), parse_lex_bound(a.get(3))) else {
+        return ctx.r.error("ERR min or max not valid string range item");
+    };
+    with_z!(ctx, a.get(1), ctx.r.int(0), |z| {
+        let (s0, e0) = lex_span(z, &min, &max);
+        ctx.r.int((e0 - s0) as i64)
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum By {
+    Rank,
+    Score,
+    Lex,
+}
+
+struct RangeSpec {
+    by: By,
+    rev: bool,
+    limit: Option<(i64, i64)>,
+    withscores: bool,
+}
+
+fn write_elems(ctx: &mut Ctx, items: &[(Vec<u8>, f64)], withscores: bool) {
+    if withscores && ctx.r.is_resp3() {
+        ctx.r.array(items.len());
+        for (m, s) in items {
+            ctx.r.array(2);
+            ctx.r.bulk(m);
+            ctx.r.double(*s);
+        }
+    } else {
+        ctx.r.array(items.len() * if withscores { 2 } else { 1 });
+        for (m, s) in items {
+            ctx.r.bulk(m);
+            if withscores {
+                ctx.r.double(*s);
+            }
+        }
+    }
+}
+
+/// Selects the elements a ZRANGE-family call asks for; Err after replying.
+fn select(
+    r: &mut crate::resp::Reply,
+    z: &ZSetObj,
+    spec: &RangeSpec,
+    lo: &[u8],
+    hi: &[u8],
+) -> Result<Vec<(Vec<u8>, f64)>, ()> {
+    let len = z.len();
+    // Ranks [start, end) in ascending order, then reversed if asked.
+    let (start, end) = match spec.by {
+        By::Rank => {
+            let (Some(mut s0), Some(mut e0)) = (parse_i64(lo), parse_i64(hi)) else {
+                r.error(NOT_INT);
+                return Err(());
+            };
+            let n = len as i64;
+            if s0 < 0 {
+                s0 += n;
+            }
+            if e0 < 0 {
+                e0 += n;
+            }
+            if s0 < 0 {
+                s0 = 0;
+            }
+            if s0 > e0 || s0 >= n {
+                return Ok(Vec::new());
+            }
+            if e0 >= n {
+                e0 = n - 1;
+            }
+            if spec.rev {
+                ((n - 1 - e0) as usize, (n - s0) as usize)
+            } else {
+                (s0 as usize, e0 as usize + 1)
+            }
+        }
+        By::Score => {
+            // REV takes max first.
+            let (a1, a2) = if spec.rev { (hi, lo) } else { (lo, hi) };
+            let (Some(min), Some(max)) = (parse_score_bound(a1), parse_score_bound(a2)) else {
+                r.error("ERR min or max is not a float");
+                return Err(());
+            };
+            score_span(z, min, max)
+        }
+        By::Lex => {
+            let (a1, a2) = if spec.rev { (hi, lo) } else { (lo, hi) };
+            let (Some(min), Some(max)) = (parse_lex_bound(a1), parse_lex_bound(a2)) else {
+                r.error("ERR min or max not valid string range item");
+                return Err(());
+            };
+            lex_span(z, &min, &max)
+        }
+    };
+    let mut ranks: Box<dyn Iterator<Item = usize>> = if spec.rev {
+        Box::new((start..end).rev())
+    } else {
+        Box::new(start..end)
+    };
+    if let Some((off, cnt)) = spec.limit {
+        if off < 0 {
+            return Ok(Vec::new());
+        }
+        ranks = Box::new(ranks.skip(off as usize));
+        if cnt >= 0 {
+            ranks = Box::new(ranks.take(cnt as usize));
+        }
+    }
+    Ok(ranks
+        .filter_map(|r| z.tree.select(r).map(|(s, m)| (m.to_vec(), s)))
+        .collect())
+}
+
+fn parse_range_opts(
+    ctx: &mut Ctx,
+    a: &Args,
+    from: usize,
+    mut spec: RangeSpec,
+    allow_by: bool,
+) -> Option<RangeSpec> {
+    let mut i = from;
+    while i < a.len() {
+        let t = a.get(i);
+        if eq_ic(t, "WITHSCORES") {
+            spec.withscores = true;
+        } else if eq_ic(t, "LIMIT") && i + 2 < a.len() {
+            let (Some(o), Some(c)) = (parse_i64(a.get(i + 1)), parse_i64(a.get(i + 2))) else {
+                ctx.r.error(NOT_INT);
+                return None;
+            };
+            spec.limit = Some((o, c));
+            i += 2;
+        } else if allow_by && eq_ic(t, "BYSCORE") {
+            spec.by = By::Score;
+        } else if allow_by && eq_ic(t, "BYLEX") {
+            spec.by = By::Lex;
+        } else if allow_by && eq_ic(t, "REV") {
+            spec.rev = true;
+        } else {
+            ctx.r.error(SYNTAX);
+            return None;
+        }
+        i += 1;
+    }
+    if spec.limit.is_some() && spec.by == By::Rank {
+        ctx.r.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        );
+        return None;
+    }
+    if spec.withscores && spec.by == By::Lex {
+        ctx.r
+            .error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+        return None;
+    }
+    Some(spec)
+}
+
+fn range_cmd(ctx: &mut Ctx, a: &Args, by: By, rev: bool, allow_by: bool, allow_scores: bool) {
+    let spec = RangeSpec {
+        by,
+        rev,
+        limit: None,
+        withscores: false,
+    };
+    let Some(spec) = parse_range_opts(ctx, a, 4, spec, allow_by) else {
+        return;
+    };
+    if spec.withscores && !allow_scores {
+        return ctx.r.error(SYNTAX);
+    }
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let items = match s.get(key) {
+        None => Vec::new(),
+        Some(Value::ZSet(z)) => {
+            let z: &ZSetObj = z;
+            match select(&mut ctx.r, z, &spec, a.get(2), a.get(3)) {
+                Ok(v) => v,
+                Err(()) => return,
+            }
+        }
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    write_elems(ctx, &items, spec.withscores);
+}
+
+pub fn zrange(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Rank, false, true, true)
+}
+pub fn zrevrange(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Rank, true, false, true)
+}
+pub fn zrangebyscore(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Score, false, false, true)
+}
+pub fn zrevrangebyscore(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Score, true, false, true)
+}
+pub fn zrangebylex(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Lex, false, false, false)
+}
+pub fn zrevrangebylex(ctx: &mut Ctx, a: &Args) {
+    range_cmd(ctx, a, By::Lex, true, false, false)
+}
+
+fn pop_generic(ctx: &mut Ctx, a: &Args, max: bool) {
+    let key = a.get(1);
+    if a.len() > 3 {
+        return ctx.r.error(SYNTAX);
+    }
+    let count = if a.len() == 3 {
+        match parse_i64(a.get(2)) {
+            Some(n) if n >= 0 => Some(n as usize),
+            _ => return ctx.r.error("ERR value is out of range, must be positive"),
+        }
+    } else {
+        None
+    };
+    let mut s = ctx.locks.key(key);
+    let popped: Vec<(Vec<u8>, f64)> = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => Vec::new(),
+        Lookup::Z(z) => {
+            let n = count.unwrap_or(1).min(z.len());
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let r = if max { z.len() - 1 } else { 0 };
+                let Some((sc, m)) = z.tree.select(r).map(|(sc, m)| (sc, m.to_vec())) else {
+                    break;
+                };
+                z.remove(&m);
+                out.push((m, sc));
+            }
+            out
+        }
+    };
+    if !popped.is_empty() {
+        settle(&mut s, key);
+        let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
+        eff.extend(popped.iter().map(|(m, _)| m.as_slice()));
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty(popped.len() as u64);
+    match count {
+        None if ctx.r.is_resp3() => {
+            // RESP3 without COUNT: one flat pair (or an empty array).
+            ctx.r.array(popped.len() * 2);
+            for (m, sc) in &popped {
+                ctx.r.bulk(m);
+                ctx.r.double(*sc);
+            }
+        }
+        _ => write_elems(ctx, &popped, true),
+    }
+}
+
+pub fn zpopmin(ctx: &mut Ctx, a: &Args) {
+    pop_generic(ctx, a, false)
+}
+pub fn zpopmax(ctx: &mut Ctx, a: &Args) {
+    pop_generic(ctx, a, true)
+}
+
+fn remrange(ctx: &mut Ctx, a: &Args, by: By) {
+    let key = a.get(1);
+    let spec = RangeSpec {
+        by,
+        rev: false,
+        limit: None,
+        withscores: false,
+    };
+    let mut s = ctx.locks.key(key);
+    let items = match s.get(key) {
+        None => {
+            drop(s);
+            // Validate the range even for a missing key, as Redis does.
+            let empty = ZSetObj::default();
+            if select(&mut ctx.r, &empty, &spec, a.get(2), a.get(3)).is_ok() {
+                ctx.r.int(0);
+            }
+            return;
+        }
+        Some(Value::ZSet(z)) => {
+            let z: &ZSetObj = z;
+            match select(&mut ctx.r, z, &spec, a.get(2), a.get(3)) {
+                Ok(v) => v,
+                Err(()) => return,
+            }
+        }
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    if let Lookup::Z(z) = lookup(&mut s, key) {
+        for (m, _) in &items {
+            z.remove(m);
+        }
+    }
+    if !items.is_empty() {
+        settle(&mut s, key);
+        log_args(&s, a);
+    }
+    drop(s);
+    ctx.dirty(items.len() as u64);
+    ctx.r.int(items.len() as i64);
+}
+
+pub fn zremrangebyrank(ctx: &mut Ctx, a: &Args) {
+    remrange(ctx, a, By::Rank)
+}
+pub fn zremrangebyscore(ctx: &mut Ctx, a: &Args) {
+    remrange(ctx, a, By::Score)
+}
+pub fn zremrangebylex(ctx: &mut Ctx, a: &Args) {
+    remrange(ctx, a, By::Lex)
+}
+
+pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut count: Option<i64> = None;
+    let mut withscores = false;
+    if a.len() >= 3 {
+        let Some(c) = int_arg(ctx, a.get(2)) else {
+            return;
+        };
+        count = Some(c);
+        if a.len() == 4 && eq_ic(a.get(3), "WITHSCORES") {
+            withscores = true;
+        } else if a.len() >= 4 {
+            return ctx.r.error(SYNTAX);
+        }
+        if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c) {
+            return ctx.r.error("ERR value is out of range");
+        }
+    }
+    let mut s = ctx.locks.key(key);
+    let all: Vec<(Vec<u8>, f64)> = match s.get(key) {
+        None => Vec::new(),
+        Some(Value::ZSet(z)) => z.range(0, z.len().saturating_sub(1)),
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    let mut rng = rand::rng();
+    let Some(c) = count else {
+        return match all.is_empty() {
+            true => ctx.r.null(),
+            false => ctx.r.bulk(&all[rng.random_range(0..all.len())].0),
+        };
+    };
+    if all.is_empty() {
+        return ctx.r.array(0);
+    }
+    let picks: Vec<usize> = if c >= 0 {
+        let c = c as usize;
+        if c >= all.len() {
+            (0..all.len()).collect()
+        } else {
+            rand::seq::index::sample(&mut rng, all.len(), c).into_vec()
+        }
+    } else {
+        (0..c.unsigned_abs())
+            .map(|_| rng.random_range(0..all.len()))
+            .collect()
+    };
+    let items: Vec<(Vec<u8>, f64)> = picks.into_iter().map(|i| all[i].clone()).collect();
+    write_elems(ctx, &items, withscores);
+}
+
+pub fn zscan(ctx: &mut Ctx, a: &Args) {
+    let Some(cursor) = parse_cursor(ctx, a.get(2)) else {
+        return;
+    };
+    let Some(o) = parse_scan_opts(ctx, a, 3, false) else {
+        return;
+    };
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let (items, next) = match s.get(key) {
+        None => (Vec::new(), 0),
+        Some(Value::ZSet(z)) => {
+            let all = z.range(0, z.len().saturating_sub(1));
+            let len = all.len();
+            if !z.big {
+                (all, 0)
+            } else {
+                let hashed = all
+                    .into_iter()
+                    .map(|(m, sc)| (crate::keyspace::slot::hash(&m), (m, sc)));
+                super::cursor::step(hashed, len, cursor, o.count)
+            }
+        }
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    };
+    drop(s);
+    let kept: Vec<(Vec<u8>, f64)> = items
+        .into_iter()
+        .filter(|(m, _)| o.pattern.is_none_or(|p| glob_match(p, m, false)))
+        .collect();
+    ctx.r.array(2);
+    let mut b = itoa::Buffer::new();
+    ctx.r.bulk(b.format(next).as_bytes());
+    ctx.r.array(kept.len() * 2);
+    for (m, sc) in kept {
+        ctx.r.bulk(&m);
+        // SCAN replies carry scores as bulk strings in both protocols.
+        ctx.r.bulk(&fmt(sc));
+    }
+}
