@@ -165,3 +165,18 @@ fn blocking_commands_do_not_block_inside_multi() {
     c.text(&["BLMOVE", "nokey", "d", "LEFT", "LEFT", "0"]);
     assert_eq!(c.text(&["EXEC"]), "*2\r\n*-1\r\n$-1\r\n");
 }
+
+#[test]
+fn zadd_wakes_bzpopmin() {
+    let n = node();
+    let mut a = n.conn();
+    let mut admin = n.conn();
+    a.send_raw(&encode(&["BZPOPMIN", "z", "0"])).unwrap();
+    wait_blocked(&mut admin, 1);
+    admin.text(&["ZADD", "z", "2", "two", "1", "one"]);
+    assert_eq!(
+        a.read_reply().unwrap().raw,
+        b"*3\r\n$1\r\nz\r\n$3\r\none\r\n$1\r\n1\r\n"
+    );
+    assert_eq!(admin.text(&["ZCARD", "z"]), ":1\r\n");
+}

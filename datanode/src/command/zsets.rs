@@ -157,6 +157,10 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
         effects.push((new, m.to_vec()));
     }
     settle(&mut s, key);
+    if added > 0 {
+        // Clients blocked in BZPOP* on this key may now proceed.
+        s.signal_ready(key);
+    }
     if !effects.is_empty() {
         let scores: Vec<Vec<u8>> = effects.iter().map(|(sc, _)| fmt(*sc)).collect();
         let mut eff: Vec<&[u8]> = vec![b"ZADD", key];
@@ -753,5 +757,552 @@ pub fn zscan(ctx: &mut Ctx, a: &Args) {
         ctx.r.bulk(&m);
         // SCAN replies carry scores as bulk strings in both protocols.
         ctx.r.bulk(&fmt(sc));
+    }
+}
+
+/// Members with their scores, in order.
+type Elems = Vec<(Vec<u8>, f64)>;
+
+#[derive(Clone, Copy, PartialEq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+#[derive(Clone, Copy)]
+enum Agg {
+    Sum,
+    Min,
+    Max,
+}
+
+/// Reads the sorted sets (or plain sets, score 1) at `keys`; None for a
+/// missing key. Err after replying WRONGTYPE.
+fn read_inputs(
+    ctx: &mut Ctx,
+    keys: &[&[u8]],
+    extra: Option<&[u8]>,
+) -> Result<Vec<Option<Elems>>, ()> {
+    let mut m = ctx.locks.keys(keys.iter().copied().chain(extra));
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        match m.key(k).get(k) {
+            None => out.push(None),
+            Some(Value::ZSet(z)) => out.push(Some(z.range(0, z.len().saturating_sub(1)))),
+            Some(Value::Set(s)) => {
+                out.push(Some(s.members().into_iter().map(|x| (x, 1.0)).collect()))
+            }
+            Some(_) => {
+                drop(m);
+                ctx.r.error(WRONGTYPE);
+                return Err(());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `numkeys key… [WEIGHTS w…] [AGGREGATE …] [WITHSCORES]` from `at`.
+struct OpArgs<'a> {
+    keys: Vec<&'a [u8]>,
+    weights: Vec<f64>,
+    agg: Agg,
+    withscores: bool,
+}
+
+fn parse_op_args<'a>(
+    ctx: &mut Ctx,
+    a: &Args<'a>,
+    at: usize,
+    op: SetOp,
+    name: &str,
+    allow_scores: bool,
+) -> Option<OpArgs<'a>> {
+    let n = match parse_i64(a.get(at)) {
+        Some(n) if n >= 1 => n as usize,
+        Some(_) => {
+            ctx.r.error(&format!(
+                "ERR at least 1 input key is needed for '{name}' command"
+            ));
+            return None;
+        }
+        None => {
+            ctx.r.error(NOT_INT);
+            return None;
+        }
+    };
+    if at + 1 + n > a.len() {
+        ctx.r.error(SYNTAX);
+        return None;
+    }
+    let keys: Vec<&[u8]> = (at + 1..at + 1 + n).map(|i| a.get(i)).collect();
+    let mut o = OpArgs {
+        keys,
+        weights: vec![1.0; n],
+        agg: Agg::Sum,
+        withscores: false,
+    };
+    let mut i = at + 1 + n;
+    while i < a.len() {
+        let t = a.get(i);
+        if op != SetOp::Diff && eq_ic(t, "WEIGHTS") && i + n < a.len() {
+            for j in 0..n {
+                match parse_score(a.get(i + 1 + j)) {
+                    Some(w) => o.weights[j] = w,
+                    None => {
+                        ctx.r.error("ERR weight value is not a float");
+                        return None;
+                    }
+                }
+            }
+            i += n;
+        } else if op != SetOp::Diff && eq_ic(t, "AGGREGATE") && i + 1 < a.len() {
+            let v = a.get(i + 1);
+            o.agg = if eq_ic(v, "SUM") {
+                Agg::Sum
+            } else if eq_ic(v, "MIN") {
+                Agg::Min
+            } else if eq_ic(v, "MAX") {
+                Agg::Max
+            } else {
+                ctx.r.error(SYNTAX);
+                return None;
+            };
+            i += 1;
+        } else if allow_scores && eq_ic(t, "WITHSCORES") {
+            o.withscores = true;
+        } else {
+            ctx.r.error(SYNTAX);
+            return None;
+        }
+        i += 1;
+    }
+    Some(o)
+}
+
+fn compute(inputs: Vec<Option<Elems>>, o: &OpArgs, op: SetOp) -> Elems {
+    let agg = |acc: f64, v: f64| -> f64 {
+        let r = match o.agg {
+            Agg::Sum => acc + v,
+            Agg::Min => acc.min(v),
+            Agg::Max => acc.max(v),
+        };
+        // inf + -inf: Redis uses 0.
+        if r.is_nan() {
+            0.0
+        } else {
+            r
+        }
+    };
+    let weighted = |s: f64, w: f64| {
+        let r = s * w;
+        if r.is_nan() {
+            0.0
+        } else {
+            r
+        }
+    };
+    let mut acc: crate::keyspace::value::FastMap<Vec<u8>, f64> = Default::default();
+    match op {
+        SetOp::Union => {
+            for (i, inp) in inputs.iter().enumerate() {
+                for (m, s) in inp.iter().flatten() {
+                    let v = weighted(*s, o.weights[i]);
+                    acc.entry(m.clone())
+                        .and_modify(|x| *x = agg(*x, v))
+                        .or_insert(v);
+                }
+            }
+        }
+        SetOp::Inter => {
+            if inputs.iter().any(|i| i.is_none()) {
+                return Vec::new();
+            }
+            let maps: Vec<crate::keyspace::value::FastMap<&[u8], f64>> = inputs[1..]
+                .iter()
+                .map(|i| {
+                    i.iter()
+                        .flatten()
+                        .map(|(m, s)| (m.as_slice(), *s))
+                        .collect()
+                })
+                .collect();
+            'outer: for (m, s) in inputs[0].iter().flatten() {
+                let mut v = weighted(*s, o.weights[0]);
+                for (j, mp) in maps.iter().enumerate() {
+                    match mp.get(m.as_slice()) {
+                        Some(s2) => v = agg(v, weighted(*s2, o.weights[j + 1])),
+                        None => continue 'outer,
+                    }
+                }
+                acc.insert(m.clone(), v);
+            }
+        }
+        SetOp::Diff => {
+            let others: Vec<std::collections::HashSet<&[u8]>> = inputs[1..]
+                .iter()
+                .map(|i| i.iter().flatten().map(|(m, _)| m.as_slice()).collect())
+                .collect();
+            for (m, s) in inputs[0].iter().flatten() {
+                if !others.iter().any(|o| o.contains(m.as_slice())) {
+                    acc.insert(m.clone(), *s);
+                }
+            }
+        }
+    }
+    let mut out: Vec<(Vec<u8>, f64)> = acc.into_iter().collect();
+    out.sort_by(|a, b| crate::keyspace::ranktree::cmp_entry(a.1, &a.0, b.1, &b.0));
+    out
+}
+
+fn op_reply(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
+    let Some(o) = parse_op_args(ctx, a, 1, op, name, true) else {
+        return;
+    };
+    let Ok(inputs) = read_inputs(ctx, &o.keys, None) else {
+        return;
+    };
+    let items = compute(inputs, &o, op);
+    write_elems(ctx, &items, o.withscores);
+}
+
+/// Replaces `dst` with `items` (deleting it when empty); logs the result.
+fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)]) {
+    let mut s = ctx.locks.key(dst);
+    s.remove(dst);
+    let mut eff_scores = Vec::new();
+    if !items.is_empty() {
+        let mut z = ZSetObj::default();
+        for (m, sc) in items {
+            z.insert(m, *sc);
+            eff_scores.push(fmt(*sc));
+        }
+        s.set(dst, Value::ZSet(Box::new(z)), false);
+    }
+    s.log(&[b"DEL".as_slice(), dst]);
+    if !items.is_empty() {
+        let mut eff: Vec<&[u8]> = vec![b"ZADD", dst];
+        for ((m, _), sc) in items.iter().zip(&eff_scores) {
+            eff.push(sc);
+            eff.push(m);
+        }
+        s.log(&eff);
+    }
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.int(items.len() as i64);
+}
+
+fn op_store(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
+    let dst = a.get(1);
+    let Some(o) = parse_op_args(ctx, a, 2, op, name, false) else {
+        return;
+    };
+    let Ok(inputs) = read_inputs(ctx, &o.keys, Some(dst)) else {
+        return;
+    };
+    let items = compute(inputs, &o, op);
+    store_result(ctx, dst, &items);
+}
+
+pub fn zunion(ctx: &mut Ctx, a: &Args) {
+    op_reply(ctx, a, SetOp::Union, "zunion")
+}
+pub fn zinter(ctx: &mut Ctx, a: &Args) {
+    op_reply(ctx, a, SetOp::Inter, "zinter")
+}
+pub fn zdiff(ctx: &mut Ctx, a: &Args) {
+    op_reply(ctx, a, SetOp::Diff, "zdiff")
+}
+pub fn zunionstore(ctx: &mut Ctx, a: &Args) {
+    op_store(ctx, a, SetOp::Union, "zunionstore")
+}
+pub fn zinterstore(ctx: &mut Ctx, a: &Args) {
+    op_store(ctx, a, SetOp::Inter, "zinterstore")
+}
+pub fn zdiffstore(ctx: &mut Ctx, a: &Args) {
+    op_store(ctx, a, SetOp::Diff, "zdiffstore")
+}
+
+/// Keys of ZUNION/ZINTER/ZDIFF/ZINTERCARD: numkeys at 1.
+pub fn numkeys1(a: &Args) -> Vec<usize> {
+    super::lists::lmpop_keys(a)
+}
+
+/// Keys of the STORE forms: the destination, then numkeys at 2.
+pub fn numkeys2_with_dst(a: &Args) -> Vec<usize> {
+    let mut v = vec![1];
+    match (a.len() > 2).then(|| parse_i64(a.get(2))).flatten() {
+        Some(n) if n > 0 && (n as usize) + 3 <= a.len() => v.extend(3..3 + n as usize),
+        _ => {}
+    }
+    v
+}
+
+pub fn zintercard(ctx: &mut Ctx, a: &Args) {
+    let n = match parse_i64(a.get(1)) {
+        Some(n) if n >= 1 => n as usize,
+        Some(_) => {
+            return ctx
+                .r
+                .error("ERR at least 1 input key is needed for 'zintercard' command")
+        }
+        None => return ctx.r.error(NOT_INT),
+    };
+    if 2 + n > a.len() {
+        return ctx.r.error(SYNTAX);
+    }
+    let mut limit = 0usize;
+    let mut i = 2 + n;
+    while i < a.len() {
+        if eq_ic(a.get(i), "LIMIT") && i + 1 < a.len() {
+            match parse_i64(a.get(i + 1)) {
+                Some(l) if l >= 0 => limit = l as usize,
+                _ => return ctx.r.error("ERR LIMIT can't be negative"),
+            }
+            i += 2;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+    }
+    let keys: Vec<&[u8]> = (2..2 + n).map(|i| a.get(i)).collect();
+    let o = OpArgs {
+        keys: keys.clone(),
+        weights: vec![1.0; n],
+        agg: Agg::Sum,
+        withscores: false,
+    };
+    let Ok(inputs) = read_inputs(ctx, &keys, None) else {
+        return;
+    };
+    let c = compute(inputs, &o, SetOp::Inter).len();
+    ctx.r.int(if limit > 0 { c.min(limit) } else { c } as i64);
+}
+
+pub fn zrangestore(ctx: &mut Ctx, a: &Args) {
+    let (dst, src) = (a.get(1), a.get(2));
+    let spec = RangeSpec {
+        by: By::Rank,
+        rev: false,
+        limit: None,
+        withscores: false,
+    };
+    // Options start after min and max (args 3 and 4).
+    let Some(spec) = parse_range_opts(ctx, a, 5, spec, true) else {
+        return;
+    };
+    if spec.withscores {
+        return ctx.r.error(SYNTAX);
+    }
+    let items = {
+        let mut m = ctx.locks.keys([dst, src].into_iter());
+        match m.key(src).get(src) {
+            None => {
+                drop(m);
+                let empty = ZSetObj::default();
+                match select(&mut ctx.r, &empty, &spec, a.get(3), a.get(4)) {
+                    Ok(v) => v,
+                    Err(()) => return,
+                }
+            }
+            Some(Value::ZSet(z)) => {
+                let z: &ZSetObj = z;
+                match select(&mut ctx.r, z, &spec, a.get(3), a.get(4)) {
+                    Ok(v) => v,
+                    Err(()) => return,
+                }
+            }
+            Some(_) => return ctx.r.error(WRONGTYPE),
+        }
+    };
+    store_result(ctx, dst, &items);
+}
+
+/// Pops from the first non-empty sorted set among `keys`: (key, items).
+/// None when all are empty; Err after replying WRONGTYPE.
+fn mpop_first(
+    ctx: &mut Ctx,
+    keys: &[&[u8]],
+    max: bool,
+    count: usize,
+) -> Result<Option<(Vec<u8>, Elems)>, ()> {
+    let mut m = ctx.locks.keys(keys.iter().copied());
+    for key in keys {
+        let s = m.key(key);
+        let z = match lookup(s, key) {
+            Lookup::Wrong => {
+                drop(m);
+                ctx.r.error(WRONGTYPE);
+                return Err(());
+            }
+            Lookup::Missing => continue,
+            Lookup::Z(z) => z,
+        };
+        let n = count.min(z.len());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = if max { z.len() - 1 } else { 0 };
+            let Some((sc, mm)) = z.tree.select(r).map(|(sc, mm)| (sc, mm.to_vec())) else {
+                break;
+            };
+            z.remove(&mm);
+            out.push((mm, sc));
+        }
+        settle(s, key);
+        let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
+        eff.extend(out.iter().map(|(mm, _)| mm.as_slice()));
+        s.log(&eff);
+        if !s.is_empty() {
+            s.signal_ready(key);
+        }
+        drop(m);
+        ctx.dirty(out.len() as u64);
+        return Ok(Some((key.to_vec(), out)));
+    }
+    Ok(None)
+}
+
+fn min_max(t: &[u8]) -> Option<bool> {
+    if eq_ic(t, "MIN") {
+        Some(false)
+    } else if eq_ic(t, "MAX") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Parses `numkeys key… MIN|MAX [COUNT n]` starting at `at`.
+fn parse_mpop(ctx: &mut Ctx, a: &Args, at: usize) -> Option<(Vec<Vec<u8>>, bool, usize)> {
+    let n = match parse_i64(a.get(at)) {
+        Some(n) if n > 0 => n as usize,
+        _ => {
+            ctx.r.error("ERR numkeys should be greater than 0");
+            return None;
+        }
+    };
+    if at + 1 + n >= a.len() {
+        ctx.r.error(SYNTAX);
+        return None;
+    }
+    let Some(max) = min_max(a.get(at + 1 + n)) else {
+        ctx.r.error(SYNTAX);
+        return None;
+    };
+    let mut count = 1;
+    let rest = a.len() - (at + 2 + n);
+    if rest == 2 && eq_ic(a.get(at + 2 + n), "COUNT") {
+        match parse_i64(a.get(at + 3 + n)) {
+            Some(c) if c > 0 => count = c as usize,
+            _ => {
+                ctx.r.error("ERR count should be greater than 0");
+                return None;
+            }
+        }
+    } else if rest != 0 {
+        ctx.r.error(SYNTAX);
+        return None;
+    }
+    let keys = (at + 1..at + 1 + n).map(|i| a.get(i).to_vec()).collect();
+    Some((keys, max, count))
+}
+
+fn write_mpop(ctx: &mut Ctx, key: &[u8], items: &[(Vec<u8>, f64)]) {
+    ctx.r.array(2);
+    ctx.r.bulk(key);
+    ctx.r.array(items.len());
+    for (m, s) in items {
+        ctx.r.array(2);
+        ctx.r.bulk(m);
+        ctx.r.double(*s);
+    }
+}
+
+pub fn zmpop(ctx: &mut Ctx, a: &Args) {
+    let Some((keys, max, count)) = parse_mpop(ctx, a, 1) else {
+        return;
+    };
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    match mpop_first(ctx, &refs, max, count) {
+        Err(()) => {}
+        Ok(None) => ctx.r.null_array(),
+        Ok(Some((k, items))) => write_mpop(ctx, &k, &items),
+    }
+}
+
+pub fn zmpop_keys(a: &Args) -> Vec<usize> {
+    super::lists::lmpop_keys(a)
+}
+
+pub fn bzmpop_keys(a: &Args) -> Vec<usize> {
+    super::lists::blmpop_keys(a)
+}
+
+fn timeout_ms(ctx: &mut Ctx, a: &[u8]) -> Option<u64> {
+    match super::parse_float(a) {
+        Some(t) if t < 0.0 => {
+            ctx.r.error("ERR timeout is negative");
+            None
+        }
+        Some(t) if t.is_finite() && t * 1000.0 < u64::MAX as f64 => Some((t * 1000.0) as u64),
+        _ => {
+            ctx.r.error("ERR timeout is not a float or out of range");
+            None
+        }
+    }
+}
+
+fn block(ctx: &mut Ctx, a: &Args, keys: Vec<Vec<u8>>, timeout: u64) {
+    if ctx.client.block_retry {
+        return;
+    }
+    if ctx.locks.holding() {
+        return ctx.r.null_array();
+    }
+    ctx.actions.push(super::Action::Block(super::Block {
+        keys,
+        timeout_ms: timeout,
+        args: a.to_owned(),
+        null_array: true,
+    }));
+}
+
+fn bzpop(ctx: &mut Ctx, a: &Args, max: bool) {
+    let Some(timeout) = timeout_ms(ctx, a.get(a.len() - 1)) else {
+        return;
+    };
+    let keys: Vec<&[u8]> = (1..a.len() - 1).map(|i| a.get(i)).collect();
+    match mpop_first(ctx, &keys, max, 1) {
+        Err(()) => {}
+        Ok(Some((k, items))) if !items.is_empty() => {
+            ctx.r.array(3);
+            ctx.r.bulk(&k);
+            ctx.r.bulk(&items[0].0);
+            ctx.r.double(items[0].1);
+        }
+        _ => block(ctx, a, keys.iter().map(|k| k.to_vec()).collect(), timeout),
+    }
+}
+
+pub fn bzpopmin(ctx: &mut Ctx, a: &Args) {
+    bzpop(ctx, a, false)
+}
+pub fn bzpopmax(ctx: &mut Ctx, a: &Args) {
+    bzpop(ctx, a, true)
+}
+
+pub fn bzmpop(ctx: &mut Ctx, a: &Args) {
+    let Some(timeout) = timeout_ms(ctx, a.get(1)) else {
+        return;
+    };
+    let Some((keys, max, count)) = parse_mpop(ctx, a, 2) else {
+        return;
+    };
+    let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    match mpop_first(ctx, &refs, max, count) {
+        Err(()) => {}
+        Ok(Some((k, items))) => write_mpop(ctx, &k, &items),
+        Ok(None) => block(ctx, a, keys, timeout),
     }
 }

@@ -188,7 +188,7 @@ impl<'a> SlotRef<'a> {
 
     /// Sets a value. Unless `keep_ttl`, any TTL is cleared.
     pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
-        let list = matches!(val, Value::List(_));
+        let list = matches!(val, Value::List(_) | Value::ZSet(_));
         self.t.put(key, val, self.now);
         if list {
             self.signal_ready(key);
