@@ -9,6 +9,11 @@ pub fn fmt_double(d: f64, buf: &mut [u8; 32]) -> &[u8] {
         let _ = cur.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
     } else if d.is_nan() {
         let _ = cur.write_all(b"nan");
+    } else if d == d.trunc() && d.abs() < 1e15 && !(d == 0.0 && d.is_sign_negative()) {
+        // Whole numbers (the common case for scores) print as integers
+        // under %.17g too; skip the general formatter.
+        let mut b = itoa::Buffer::new();
+        let _ = cur.write_all(b.format(d as i64).as_bytes());
     } else {
         // `ryu`-style shortest repr differs from %.17g; emulate %.17g.
         let _ = write!(cur, "{}", G17(d));

@@ -13,6 +13,7 @@ REQUESTS=300000
 OUT="$ROOT/BENCHMARKS.md"
 MEMORY=1
 THROUGHPUT=1
+TYPES=1
 TESTS="set,get,incr,hset,mset"
 CLIENTS=50
 ARGS_USED="$*"
@@ -23,7 +24,9 @@ while [ $# -gt 0 ]; do
     --quick) ROUNDS=1; REQUESTS=50000; shift ;;
     --out) OUT=$2; shift 2 ;;
     --no-memory) MEMORY=0; shift ;;
-    --only-memory) THROUGHPUT=0; shift ;;
+    --only-memory) THROUGHPUT=0; TYPES=0; shift ;;
+    --no-types) TYPES=0; shift ;;
+    --only-types) THROUGHPUT=0; MEMORY=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -79,6 +82,42 @@ run_bench() { # server port depth
       done
 }
 
+# Data-type commands: -t tests plus custom ZRANGE/HGETALL on prepared keys.
+TYPE_TESTS="lpush,lpop,sadd,spop,zadd,hset"
+run_types() { # server port depth
+  redis-benchmark -p "$2" -t "$TYPE_TESTS" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv 2>/dev/null \
+    | tail -n +2 | tr -d '"' | while IFS=, read -r test rps avg min p50 p95 p99 max; do
+        echo "$1 $3 ${test%% *} $rps $p50 $p99" >> "$RES"
+      done
+  for custom in "ZRANGE bench:z 0 99" "HGETALL bench:h"; do
+    # shellcheck disable=SC2086
+    redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" --csv $custom 2>/dev/null \
+      | tail -n +2 | tr -d '"' | while IFS=, read -r test rps avg min p50 p95 p99 max; do
+          echo "$1 $3 ${custom%% *} $rps $p50 $p99" >> "$RES"
+        done
+  done
+}
+
+prepare_types() { # port: a 100-member sorted set and a 10-field hash
+  local args=() i
+  for i in $(seq 1 100); do args+=("$i" "member:$i"); done
+  redis-cli -p "$1" zadd bench:z "${args[@]}" >/dev/null
+  args=()
+  for i in $(seq 1 10); do args+=("field:$i" "value:$i"); done
+  redis-cli -p "$1" hset bench:h "${args[@]}" >/dev/null
+}
+
+if [ "$TYPES" = 1 ]; then
+  for r in $(seq 1 "$ROUNDS"); do
+    for depth in 1 16; do
+      echo "types round $r/$ROUNDS, -P $depth" >&2
+      for p in "$REDIS_PORT" "$DN_PORT"; do redis-cli -p "$p" flushall >/dev/null; prepare_types "$p"; done
+      run_types redis "$REDIS_PORT" "$depth"
+      run_types datanode "$DN_PORT" "$depth"
+    done
+  done
+fi
+
 if [ "$THROUGHPUT" = 1 ]; then
   for r in $(seq 1 "$ROUNDS"); do
     for depth in 1 16; do
@@ -95,6 +134,26 @@ stat() { # server depth test column(4 rps,5 p50,6 p99)
   awk -v s="$1" -v d="$2" -v t="$3" -v c="$4" '$1==s && $2==d && $3==t {print $c}' "$RES" | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2f", a/b }'; }
+
+mem_per_element() { # port kind -> "rss_per_element used_per_element"
+  local p=$1 kind=$2 r0 u0 r1 u1 n cmd count
+  redis-cli -p "$p" flushall >/dev/null
+  sleep 0.5
+  r0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
+  u0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  case "$kind" in
+    list) cmd="RPUSH bench:big element:__rand_int__"; count="LLEN" ;;
+    set) cmd="SADD bench:big element:__rand_int__"; count="SCARD" ;;
+    hash) cmd="HSET bench:big field:__rand_int__ value"; count="HLEN" ;;
+    zset) cmd="ZADD bench:big __rand_int__ element:__rand_int__"; count="ZCARD" ;;
+  esac
+  # shellcheck disable=SC2086
+  redis-benchmark -p "$p" -c 20 -P 64 -n 1000000 -r 100000000 $cmd >/dev/null 2>&1
+  n=$(redis-cli -p "$p" $count bench:big)
+  r1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
+  u1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  awk -v a="$r0" -v b="$r1" -v c="$u0" -v d="$u1" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", (b-a)/n, (d-c)/n, n }'
+}
 
 mem_per_key() { # port -> "rss_per_key used_per_key"
   local p=$1 r0 u0 r1 u1
@@ -134,6 +193,35 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
         r99=$(stat redis $depth $t 6); d99=$(stat datanode $depth $t 6)
         echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r50 | $d50 | $r99 | $d99 | $(ratio "$d99" "$r99") |"
       done
+    done
+  fi
+  if [ "$TYPES" = 1 ]; then
+    for depth in 1 16; do
+      echo
+      echo "## Data types, $CLIENTS clients, pipeline depth $depth"
+      echo
+      echo "ZRANGE reads 100 members of a 100-member sorted set; HGETALL a 10-field hash."
+      echo
+      echo "| command | redis ops/s | datanode ops/s | ratio | redis p99 ms | datanode p99 ms | p99 ratio |"
+      echo "|---|---:|---:|---:|---:|---:|---:|"
+      for t in LPUSH LPOP SADD SPOP ZADD HSET ZRANGE HGETALL; do
+        rr=$(stat redis $depth $t 4); dr=$(stat datanode $depth $t 4)
+        r99=$(stat redis $depth $t 6); d99=$(stat datanode $depth $t 6)
+        echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r99 | $d99 | $(ratio "$d99" "$r99") |"
+      done
+    done
+  fi
+  if [ "$MEMORY" = 1 ]; then
+    echo
+    echo "## Memory per element, about 1M elements in one key"
+    echo
+    echo "| type | elements (redis / datanode) | redis RSS B/elem | datanode RSS B/elem | ratio | redis used B/elem | datanode used B/elem | ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for kind in list set hash zset; do
+      echo "memory: 1M-element $kind on each" >&2
+      read -r rr ru rn <<<"$(mem_per_element "$REDIS_PORT" "$kind")"
+      read -r dr du dn <<<"$(mem_per_element "$DN_PORT" "$kind")"
+      echo "| $kind | $rn / $dn | $rr | $dr | $(ratio "$dr" "$rr") | $ru | $du | $(ratio "$du" "$ru") |"
     done
   fi
   if [ "$MEMORY" = 1 ]; then

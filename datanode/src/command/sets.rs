@@ -171,32 +171,30 @@ pub fn spop(ctx: &mut Ctx, a: &Args) {
         None
     };
     let mut s = ctx.locks.key(key);
-    let members = match members_of(&mut s, key) {
-        Err(()) => return ctx.r.error(WRONGTYPE),
-        Ok(None) => {
+    let want = count.unwrap_or(1) as usize;
+    let mut rng = rand::rng();
+    let picked: Vec<Vec<u8>> = match lookup(&mut s, key) {
+        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
+        Lookup::Missing => {
             drop(s);
             return match count {
                 None => ctx.r.null(),
                 Some(_) => ctx.r.set(0),
             };
         }
-        Ok(Some(m)) => m,
-    };
-    let want = count.unwrap_or(1) as usize;
-    let mut rng = rand::rng();
-    let picked: Vec<Vec<u8>> = if want >= members.len() {
-        members
-    } else {
-        rand::seq::index::sample(&mut rng, members.len(), want)
-            .into_iter()
-            .map(|i| members[i].clone())
-            .collect()
-    };
-    if let Lookup::Set(x) = lookup(&mut s, key) {
-        for m in &picked {
-            x.remove(m);
+        Lookup::Set(x) => {
+            if want >= x.len() {
+                let all = x.members();
+                for m in &all {
+                    x.remove(m);
+                }
+                all
+            } else {
+                // Each pick is O(1): no copy of the whole set.
+                (0..want).filter_map(|_| x.pop_random(&mut rng)).collect()
+            }
         }
-    }
+    };
     if !picked.is_empty() {
         settle(&mut s, key);
         // Replicas and the AOF get the members actually popped.
@@ -221,12 +219,22 @@ pub fn srandmember(ctx: &mut Ctx, a: &Args) {
         return;
     };
     let mut s = ctx.locks.key(key);
+    let mut rng = rand::rng();
+    if count.is_none() {
+        return match s.get(key) {
+            None => ctx.r.null(),
+            Some(Value::Set(x)) => match x.random_member(&mut rng) {
+                Some(m) => ctx.r.bulk(&m),
+                None => ctx.r.null(),
+            },
+            Some(_) => ctx.r.error(WRONGTYPE),
+        };
+    }
     let members = match members_of(&mut s, key) {
         Err(()) => return ctx.r.error(WRONGTYPE),
         Ok(m) => m,
     };
     drop(s);
-    let mut rng = rand::rng();
     let Some(members) = members else {
         return match count {
             None => ctx.r.null(),

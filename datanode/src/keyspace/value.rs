@@ -285,10 +285,14 @@ pub const SET_MAX_INTSET_ENTRIES: usize = 512;
 
 pub type FastSet<K> = hashbrown::HashSet<K, foldhash::fast::RandomState>;
 
+/// A hash set with O(1) access by position, so SPOP and SRANDMEMBER can
+/// pick a random member without walking the set.
+pub type IndexedSet = indexmap::IndexSet<SBytes, foldhash::fast::RandomState>;
+
 /// A set: sorted integers while it can be, then a hash set.
 pub enum SetObj {
     Ints(Vec<i64>),
-    Hash(FastSet<SBytes>),
+    Hash(IndexedSet),
 }
 
 impl Default for SetObj {
@@ -326,7 +330,7 @@ impl SetObj {
 
     fn convert_to_hash(&mut self) {
         if let SetObj::Ints(v) = self {
-            let mut h = FastSet::with_capacity_and_hasher(v.len() + 1, Default::default());
+            let mut h = IndexedSet::with_capacity_and_hasher(v.len() + 1, Default::default());
             let mut b = itoa::Buffer::new();
             for n in v.iter() {
                 h.insert(SBytes::new(b.format(*n).as_bytes()));
@@ -365,7 +369,33 @@ impl SetObj {
                 }
                 _ => false,
             },
-            SetObj::Hash(h) => h.remove(m),
+            SetObj::Hash(h) => h.swap_remove(m),
+        }
+    }
+
+    /// A random member, in O(1).
+    pub fn random_member(&self, rng: &mut impl rand::Rng) -> Option<Vec<u8>> {
+        let n = self.len();
+        if n == 0 {
+            return None;
+        }
+        let i = rng.random_range(0..n);
+        match self {
+            SetObj::Ints(v) => Some(itoa::Buffer::new().format(v[i]).as_bytes().to_vec()),
+            SetObj::Hash(h) => h.get_index(i).map(|m| m.to_vec()),
+        }
+    }
+
+    /// Removes and returns a random member.
+    pub fn pop_random(&mut self, rng: &mut impl rand::Rng) -> Option<Vec<u8>> {
+        let n = self.len();
+        if n == 0 {
+            return None;
+        }
+        let i = rng.random_range(0..n);
+        match self {
+            SetObj::Ints(v) => Some(itoa::Buffer::new().format(v.remove(i)).as_bytes().to_vec()),
+            SetObj::Hash(h) => h.swap_remove_index(i).map(|m| m.to_vec()),
         }
     }
 
