@@ -5,6 +5,7 @@
 pub mod args;
 pub mod connection;
 pub mod cursor;
+pub mod dump;
 pub mod hashes;
 pub mod keys;
 pub mod lists;

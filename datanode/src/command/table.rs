@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use super::{
-    connection as conn, hashes as h, keys as k, lists as l, pubsub as ps, server as s, sets as se,
-    strings as st, txn, zsets as z,
+    connection as conn, dump as du, hashes as h, keys as k, lists as l, pubsub as ps, server as s,
+    sets as se, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -239,6 +239,8 @@ pub static COMMANDS: &[Cmd] = &[
     c("flushall", -1, W | ALL_SLOTS | ALL_DBS, NOKEY, k::flushall),
     c("touch", -2, R | FAST, ALLKEYS, k::touch),
     container("object", -2, 0, OBJECT_SUBS),
+    c("dump", 2, R, KEY1, du::dump),
+    c("restore", -4, W | DENYOOM, KEY1, du::restore),
     // hashes
     c("hset", -4, W | DENYOOM | FAST, KEY1, h::hset),
     c("hmset", -4, W | DENYOOM | FAST, KEY1, h::hmset),

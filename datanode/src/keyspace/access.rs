@@ -46,6 +46,19 @@ fn lfu_decayed(meta: u32, now_ms: i64) -> u8 {
     (meta & 0xFF).saturating_sub(periods) as u8
 }
 
+/// Access data for a key last used `idle` seconds ago (LRU layout) or
+/// with counter `freq` (LFU layout), as RESTORE sets them.
+pub fn restored(idle: Option<i64>, freq: Option<i64>, now_ms: i64) -> Option<u32> {
+    if LFU.load(Ordering::Relaxed) {
+        freq.map(|f| (minutes(now_ms) << 8) | (f.clamp(0, 255) as u32))
+    } else {
+        idle.map(|i| {
+            let clock = lru_clock(now_ms) as i64;
+            ((clock - i).rem_euclid(CLOCK_MAX as i64 + 1)) as u32
+        })
+    }
+}
+
 /// Records an access.
 pub fn touch(meta: &mut u32, now_ms: i64) {
     if !LFU.load(Ordering::Relaxed) {

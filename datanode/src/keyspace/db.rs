@@ -326,6 +326,13 @@ impl<'a> SlotRef<'a> {
         self.t.find(key).is_some() && matches!(self.t.expire_of(key), Some(at) if at <= self.now)
     }
 
+    /// Sets a key's access data (RESTORE … IDLETIME/FREQ).
+    pub fn set_access(&mut self, key: &[u8], meta: u32) {
+        if let Some(e) = self.t.find_mut(key) {
+            *e.key.meta_mut() = meta;
+        }
+    }
+
     /// A list at `key` gained elements: wake a client blocked on it.
     pub fn signal_ready(&self, key: &[u8]) {
         self.db.blocking.signal(self.db.index, key);

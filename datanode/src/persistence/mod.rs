@@ -2,4 +2,5 @@
 
 pub mod aof;
 pub mod effects;
+pub mod rdb;
 pub mod rewrite;

@@ -1,0 +1,108 @@
+//! DUMP and RESTORE: values in Redis's serialized form.
+
+use super::{eq_ic, int_arg, Args, Ctx, SYNTAX};
+use crate::persistence::rdb::object::{dump as encode, undump, RestoreError};
+
+pub fn dump(ctx: &mut Ctx, a: &Args) {
+    let key = a.get(1);
+    let mut s = ctx.locks.key(key);
+    let payload = s.get(key).map(encode);
+    drop(s);
+    match payload {
+        Some(p) => ctx.r.bulk(&p),
+        None => ctx.r.null(),
+    }
+}
+
+pub fn restore(ctx: &mut Ctx, a: &Args) {
+    let (key, payload) = (a.get(1), a.get(3));
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<i64>, Option<i64>) = (None, None);
+    let mut j = 4;
+    while j < a.len() {
+        let t = a.get(j);
+        let more = j + 1 < a.len();
+        if eq_ic(t, "REPLACE") {
+            replace = true;
+        } else if eq_ic(t, "ABSTTL") {
+            absttl = true;
+        } else if eq_ic(t, "IDLETIME") && more && freq.is_none() {
+            let Some(v) = int_arg(ctx, a.get(j + 1)) else {
+                return;
+            };
+            if v < 0 {
+                return ctx.r.error("ERR Invalid IDLETIME value, must be >= 0");
+            }
+            idle = Some(v);
+            j += 1;
+        } else if eq_ic(t, "FREQ") && more && idle.is_none() {
+            let Some(v) = int_arg(ctx, a.get(j + 1)) else {
+                return;
+            };
+            if !(0..=255).contains(&v) {
+                return ctx
+                    .r
+                    .error("ERR Invalid FREQ value, must be >= 0 and <= 255");
+            }
+            freq = Some(v);
+            j += 1;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+        j += 1;
+    }
+    let mut s = ctx.locks.key(key);
+    if !replace && s.exists(key) {
+        return ctx.r.error("BUSYKEY Target key name already exists.");
+    }
+    drop(s);
+    let Some(mut ttl) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    if ttl < 0 {
+        return ctx.r.error("ERR Invalid TTL value, must be >= 0");
+    }
+    let value = match undump(payload) {
+        Ok(v) => v,
+        Err(RestoreError::Envelope) => {
+            return ctx
+                .r
+                .error("ERR DUMP payload version or checksum are wrong")
+        }
+        Err(RestoreError::Data(_)) => return ctx.r.error("ERR Bad data format"),
+    };
+    let mut s = ctx.locks.key(key);
+    let now = s.now;
+    let deleted = replace && s.remove(key).is_some();
+    if ttl > 0 && !absttl {
+        ttl = ttl.saturating_add(now);
+    }
+    if ttl > 0 && ttl <= now {
+        // Already expired: nothing is created (an old value was replaced).
+        if deleted {
+            s.log(&[b"DEL".as_slice(), key]);
+        }
+        drop(s);
+        return ctx.r.ok();
+    }
+    s.set(key, value, false);
+    if ttl > 0 {
+        s.set_expire(key, ttl);
+    }
+    if let Some(meta) = crate::keyspace::access::restored(idle, freq, now) {
+        s.set_access(key, meta);
+    }
+    let mut b = itoa::Buffer::new();
+    let ttl_s = b.format(ttl.max(0));
+    s.log(&[
+        b"RESTORE".as_slice(),
+        key,
+        ttl_s.as_bytes(),
+        payload,
+        b"REPLACE",
+        b"ABSTTL",
+    ]);
+    drop(s);
+    ctx.dirty(1);
+    ctx.r.ok();
+}
