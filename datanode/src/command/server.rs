@@ -143,9 +143,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             .unwrap_or((false, 0, 0));
         let _ = write!(
             o,
-            "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             Stats::get(&srv.stats.dirty),
-            srv.start_ms / 1000,
+            srv.bgsave_running.load(Ordering::Relaxed) as u8,
+            srv.stats.lastsave.load(Ordering::Relaxed).max(srv.start_ms / 1000),
             cfg.appendonly() as u8,
             rewriting as u8,
         );
@@ -687,6 +688,29 @@ fn debug_populate(ctx: &mut Ctx, a: &Args) {
 pub fn monitor(ctx: &mut Ctx, _a: &Args) {
     ctx.actions.push(Action::Monitor);
     ctx.r.ok();
+}
+
+pub fn save(ctx: &mut Ctx, _a: &Args) {
+    if ctx.srv.bgsave_running.load(Ordering::Relaxed) {
+        return ctx.r.error("ERR Background save already in progress");
+    }
+    match crate::persistence::save(ctx.srv) {
+        Ok(()) => ctx.r.ok(),
+        Err(e) => {
+            tracing::warn!("SAVE failed: {e}");
+            ctx.r.error("ERR")
+        }
+    }
+}
+
+pub fn bgsave(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 2 || (a.len() == 2 && !eq_ic(a.get(1), "SCHEDULE")) {
+        return ctx.r.error(SYNTAX);
+    }
+    match crate::persistence::bgsave(ctx.srv) {
+        Ok(()) => ctx.r.simple("Background saving started"),
+        Err(e) => ctx.r.error(&format!("ERR {e}")),
+    }
 }
 
 pub fn bgrewriteaof(ctx: &mut Ctx, _a: &Args) {

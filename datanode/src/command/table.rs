@@ -362,6 +362,8 @@ pub static COMMANDS: &[Cmd] = &[
     c("debug", -2, ADMIN | ALL_SLOTS | ALL_DBS, NOKEY, s::debug),
     c("monitor", 1, ADMIN, NOKEY, s::monitor),
     c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
+    c("save", 1, ADMIN, NOKEY, s::save),
+    c("bgsave", -1, ADMIN, NOKEY, s::bgsave),
     c("shutdown", -1, ADMIN, NOKEY, s::shutdown),
 ];
 

@@ -252,6 +252,21 @@ impl Config {
     pub fn slowlog_max_len(&self) -> u64 {
         self.num("slowlog-max-len") as u64
     }
+    pub fn dbfilename(&self) -> String {
+        self.raw("dbfilename").to_string()
+    }
+    /// `save` as (seconds, changes) pairs.
+    pub fn save_params(&self) -> Vec<(u64, u64)> {
+        let v: Vec<u64> = self
+            .raw("save")
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        v.chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0], c[1]))
+            .collect()
+    }
     pub fn maxmemory_policy(&self) -> String {
         self.raw("maxmemory-policy").to_string()
     }

@@ -4,3 +4,96 @@ pub mod aof;
 pub mod effects;
 pub mod rdb;
 pub mod rewrite;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::server::Shared;
+
+/// Where SAVE writes and start-up reads the RDB file.
+pub fn rdb_path(srv: &Shared) -> std::path::PathBuf {
+    let c = srv.config.read();
+    std::path::Path::new(&c.dir()).join(c.dbfilename())
+}
+
+/// SAVE: a consistent snapshot written atomically.
+pub fn save(srv: &Shared) -> std::io::Result<()> {
+    let now = crate::keyspace::now_ms();
+    let path = rdb_path(srv);
+    let t = std::time::Instant::now();
+    rdb::file::save(&srv.ks, &path, now)?;
+    srv.stats.dirty.store(0, Ordering::Relaxed);
+    srv.stats.lastsave.store(now / 1000, Ordering::Relaxed);
+    tracing::info!("DB saved on disk ({:.3} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// BGSAVE: the dataset is serialized under the slot locks (a pause that
+/// grows with the dataset), then written out on another thread.
+pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
+    if srv.bgsave_running.swap(true, Ordering::SeqCst) {
+        return Err("Background save already in progress".into());
+    }
+    let now = crate::keyspace::now_ms();
+    let data = rdb::file::serialize(&srv.ks, now);
+    let dirty_at_start = srv.stats.dirty.load(Ordering::Relaxed);
+    let path = rdb_path(srv);
+    let srv2 = srv.clone();
+    std::thread::Builder::new()
+        .name("bgsave".into())
+        .spawn(move || {
+            match aof::write_atomic(&path, &data) {
+                Ok(()) => {
+                    srv2.stats.dirty.fetch_sub(
+                        dirty_at_start.min(srv2.stats.dirty.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
+                    srv2.stats.lastsave.store(now / 1000, Ordering::Relaxed);
+                    tracing::info!("Background saving terminated with success");
+                }
+                Err(e) => tracing::warn!("Background saving error: {e}"),
+            }
+            srv2.bgsave_running.store(false, Ordering::SeqCst);
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Loads `dir/dbfilename` at start-up when the AOF is off.
+pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
+    let path = rdb_path(srv);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let t = std::time::Instant::now();
+    let (n, expired) = rdb::file::load(&srv.ks, &data, crate::keyspace::now_ms())?;
+    tracing::info!(
+        "DB loaded from disk: {:.3} seconds ({n} keys, {expired} expired keys skipped)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The `save <seconds> <changes>` schedule, checked by the cron.
+pub fn maybe_scheduled_save(srv: &Arc<Shared>) {
+    let params = srv.config.read().save_params();
+    if params.is_empty() || srv.bgsave_running.load(Ordering::Relaxed) {
+        return;
+    }
+    let dirty = srv.stats.dirty.load(Ordering::Relaxed);
+    let last = srv
+        .stats
+        .lastsave
+        .load(Ordering::Relaxed)
+        .max(srv.start_ms / 1000);
+    let elapsed = (crate::keyspace::now_ms() / 1000 - last).max(0) as u64;
+    if params
+        .iter()
+        .any(|&(secs, changes)| dirty >= changes && elapsed >= secs)
+    {
+        tracing::info!("{dirty} changes in {elapsed} seconds. Saving...");
+        let _ = bgsave(srv);
+    }
+}

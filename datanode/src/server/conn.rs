@@ -339,7 +339,13 @@ async fn connection_loop(
                             out.clear();
                             tokio::time::sleep(d).await;
                         }
-                        Action::Shutdown { .. } => {
+                        Action::Shutdown { save } => {
+                            let v = match save {
+                                Some(false) => 1,
+                                Some(true) => 2,
+                                None => 0,
+                            };
+                            srv.shutdown_save.store(v, Ordering::SeqCst);
                             srv.shutdown.notify_one();
                             // Redis closes the connection without a reply.
                             out.clear();

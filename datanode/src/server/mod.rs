@@ -91,6 +91,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     apply_config_change(&srv, &[]);
     if appendonly {
         crate::persistence::aof::open(&srv).context("loading the append only file")?;
+    } else {
+        crate::persistence::load_rdb(&srv).context("loading the RDB file")?;
     }
     let bind_cfg = srv.config.read().clone();
     let listeners = bind(&bind_cfg).await?;
@@ -146,6 +148,19 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
     }
+    // Like Redis: save an RDB on the way out when save points are set,
+    // unless SHUTDOWN NOSAVE said otherwise (SHUTDOWN SAVE forces it).
+    let wanted = match srv.shutdown_save.load(Ordering::SeqCst) {
+        1 => false,
+        2 => true,
+        _ => !srv.config.read().save_params().is_empty(),
+    };
+    if wanted {
+        tracing::info!("Saving the final RDB snapshot before exiting.");
+        if let Err(e) = crate::persistence::save(srv) {
+            tracing::warn!("Error trying to save the DB: {e}");
+        }
+    }
     if !pidfile.is_empty() {
         let _ = std::fs::remove_file(pidfile);
     }
@@ -164,6 +179,7 @@ async fn cron(srv: Arc<Shared>) {
             cursor = active_expire(&srv, cursor, now);
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
+        crate::persistence::maybe_scheduled_save(&srv);
     }
 }
 

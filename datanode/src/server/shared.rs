@@ -47,6 +47,9 @@ pub struct Shared {
     pub has_monitors: AtomicBool,
     pub actual_port: AtomicU64,
     pub pubsub: super::pubsub::PubSub,
+    pub bgsave_running: AtomicBool,
+    /// SHUTDOWN's choice: 0 default, 1 NOSAVE, 2 SAVE.
+    pub shutdown_save: std::sync::atomic::AtomicU8,
 }
 
 impl Shared {
@@ -86,6 +89,8 @@ impl Shared {
             has_monitors: AtomicBool::new(false),
             actual_port: AtomicU64::new(0),
             pubsub: Default::default(),
+            bgsave_running: AtomicBool::new(false),
+            shutdown_save: std::sync::atomic::AtomicU8::new(0),
         }
     }
 

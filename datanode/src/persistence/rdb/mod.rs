@@ -2,5 +2,6 @@
 //! used by DUMP/RESTORE (and, later, RDB files).
 
 pub mod crc64;
+pub mod file;
 pub mod lzf;
 pub mod object;

@@ -1,0 +1,195 @@
+//! RDB files (version 10, as Redis 7.0 writes them): SAVE writes one, and
+//! a node started without AOF loads `dir/dbfilename`.
+
+use std::path::Path;
+
+use super::crc64;
+use super::object::{
+    read_value, write_len, write_string, write_value, DecodeError, Reader, RDB_VERSION,
+};
+use crate::keyspace::{Db, Keyspace, SLOTS};
+
+const OP_FUNCTION2: u8 = 245;
+const OP_MODULE_AUX: u8 = 247;
+const OP_IDLE: u8 = 248;
+const OP_FREQ: u8 = 249;
+const OP_AUX: u8 = 250;
+const OP_RESIZEDB: u8 = 251;
+const OP_EXPIRETIME_MS: u8 = 252;
+const OP_EXPIRETIME: u8 = 253;
+const OP_SELECTDB: u8 = 254;
+const OP_EOF: u8 = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RdbError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("Wrong signature trying to load DB from file")]
+    Signature,
+    #[error("Can't handle RDB format version {0}")]
+    Version(u32),
+    #[error("Wrong RDB checksum")]
+    Checksum,
+    #[error("Short read or corrupt RDB file at offset {offset}: {what}")]
+    Corrupt { offset: usize, what: String },
+}
+
+fn aux(out: &mut Vec<u8>, k: &str, v: &[u8]) {
+    out.push(OP_AUX);
+    write_string(out, k.as_bytes());
+    write_string(out, v);
+}
+
+/// Serializes the whole dataset. Every slot of every database is locked
+/// (in the global order) for the duration, so the file is one point in
+/// time, as SAVE promises.
+pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
+    let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
+    aux(
+        &mut out,
+        "redis-ver",
+        crate::command::connection::REDIS_VERSION.as_bytes(),
+    );
+    aux(&mut out, "redis-bits", b"64");
+    aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
+    aux(&mut out, "aof-base", b"0");
+    let dbs: Vec<&Db> = ks.existing().collect();
+    let guards: Vec<Vec<crate::keyspace::SlotRef>> = dbs
+        .iter()
+        .map(|db| (0..SLOTS as u16).map(|s| db.lock_slot(s, now)).collect())
+        .collect();
+    for (db, slots) in dbs.iter().zip(&guards) {
+        let (keys, expires): (usize, usize) = slots
+            .iter()
+            .map(|g| (g.len(), g.raw_table().expires_len()))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        if keys == 0 {
+            continue;
+        }
+        out.push(OP_SELECTDB);
+        write_len(&mut out, db.index as u64);
+        out.push(OP_RESIZEDB);
+        write_len(&mut out, keys as u64);
+        write_len(&mut out, expires as u64);
+        for g in slots {
+            g.for_each_live(|k, v, exp| {
+                if let Some(at) = exp {
+                    out.push(OP_EXPIRETIME_MS);
+                    out.extend_from_slice(&(at as u64).to_le_bytes());
+                }
+                let start = out.len();
+                write_value(&mut out, v);
+                // write_value put the type first; the key goes after it.
+                let body = out.split_off(start + 1);
+                write_string(&mut out, k);
+                out.extend_from_slice(&body);
+            });
+        }
+    }
+    drop(guards);
+    out.push(OP_EOF);
+    let crc = crc64::crc64(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// SAVE: writes the dataset to `path` atomically.
+pub fn save(ks: &Keyspace, path: &Path, now: i64) -> std::io::Result<usize> {
+    let data = serialize(ks, now);
+    crate::persistence::aof::write_atomic(path, &data)?;
+    Ok(data.len())
+}
+
+fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {
+    RdbError::Corrupt {
+        offset: r.pos,
+        what: e.to_string(),
+    }
+}
+
+/// Loads an RDB file into the keyspace; returns (keys loaded, expired
+/// keys skipped). Nothing is logged: the file is the starting point.
+pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbError> {
+    if data.len() < 9 || &data[..5] != b"REDIS" {
+        return Err(RdbError::Signature);
+    }
+    let ver: u32 = std::str::from_utf8(&data[5..9])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or(RdbError::Signature)?;
+    if !(1..=RDB_VERSION as u32).contains(&ver) {
+        return Err(RdbError::Version(ver));
+    }
+    let mut r = Reader::new(data);
+    r.pos = 9;
+    let mut db = ks.db(0);
+    let mut expire: Option<i64> = None;
+    let (mut loaded, mut skipped) = (0, 0);
+    let de = |r: &Reader, e: DecodeError| corrupt(r, e);
+    loop {
+        let op = r.byte().map_err(|e| de(&r, e))?;
+        match op {
+            OP_EOF => break,
+            OP_AUX => {
+                r.string().map_err(|e| de(&r, e))?;
+                r.string().map_err(|e| de(&r, e))?;
+            }
+            OP_SELECTDB => {
+                let n = r.length().map_err(|e| de(&r, e))?;
+                if n >= ks.count() {
+                    return Err(corrupt(&r, format!("database {n} out of range")));
+                }
+                db = ks.db(n);
+            }
+            OP_RESIZEDB => {
+                r.length().map_err(|e| de(&r, e))?;
+                r.length().map_err(|e| de(&r, e))?;
+            }
+            OP_EXPIRETIME_MS => {
+                let b = r.take(8).map_err(|e| de(&r, e))?;
+                expire = Some(i64::from_le_bytes(
+                    b.try_into().map_err(|_| corrupt(&r, "expire"))?,
+                ));
+            }
+            OP_EXPIRETIME => {
+                let b = r.take(4).map_err(|e| de(&r, e))?;
+                let s = u32::from_le_bytes(b.try_into().map_err(|_| corrupt(&r, "expire"))?);
+                expire = Some(s as i64 * 1000);
+            }
+            OP_IDLE => {
+                r.length().map_err(|e| de(&r, e))?;
+            }
+            OP_FREQ => {
+                r.byte().map_err(|e| de(&r, e))?;
+            }
+            OP_FUNCTION2 => {
+                // Functions are not supported; their code is skipped.
+                r.string().map_err(|e| de(&r, e))?;
+            }
+            OP_MODULE_AUX => return Err(corrupt(&r, "module data is not supported")),
+            t => {
+                let key = r.string().map_err(|e| de(&r, e))?;
+                let v = read_value(&mut r, t).map_err(|e| de(&r, e))?;
+                match expire.take() {
+                    Some(at) if at <= now => skipped += 1,
+                    exp => {
+                        let mut g = db.lock_key(&key, now);
+                        g.set(&key, v, false);
+                        if let Some(at) = exp {
+                            g.set_expire(&key, at);
+                        }
+                        loaded += 1;
+                    }
+                }
+            }
+        }
+    }
+    // The 8-byte checksum follows EOF (0 means it was not computed).
+    let end = r.pos;
+    let tail = data.get(end..end + 8).ok_or(RdbError::Checksum)?;
+    let crc = u64::from_le_bytes(tail.try_into().map_err(|_| RdbError::Checksum)?);
+    if crc != 0 && crc != crc64::crc64(&data[..end]) {
+        return Err(RdbError::Checksum);
+    }
+    Ok((loaded, skipped))
+}

@@ -1,0 +1,191 @@
+//! RDB files: redis-server's dump.rdb loads into datanode with every key,
+//! TTL and value, datanode's loads into redis-server, damaged files are
+//! refused, and SHUTDOWN saves when save points are set.
+
+use slotkv_tests::{Conn, Node, Reply, Server};
+
+fn fill(c: &mut Conn) {
+    let long = "y".repeat(200);
+    let cmds: Vec<Vec<String>> = vec![
+        vec!["SET".into(), "str".into(), "hello".into()],
+        vec!["SET".into(), "num".into(), "-12345".into()],
+        vec!["SET".into(), "long".into(), long],
+        vec![
+            "SET".into(),
+            "ttl".into(),
+            "v".into(),
+            "EX".into(),
+            "5000".into(),
+        ],
+        vec![
+            "RPUSH".into(),
+            "list".into(),
+            "a".into(),
+            "b".into(),
+            "3".into(),
+        ],
+        vec![
+            "SADD".into(),
+            "iset".into(),
+            "1".into(),
+            "2".into(),
+            "300000".into(),
+        ],
+        vec!["SADD".into(), "sset".into(), "x".into(), "y".into()],
+        vec![
+            "HSET".into(),
+            "hash".into(),
+            "f".into(),
+            "v".into(),
+            "g".into(),
+            "7".into(),
+        ],
+        vec![
+            "ZADD".into(),
+            "zset".into(),
+            "1".into(),
+            "a".into(),
+            "2.5".into(),
+            "b".into(),
+        ],
+        vec!["SELECT".into(), "3".into()],
+        vec!["SET".into(), "indb3".into(), "yes".into()],
+        vec!["SELECT".into(), "0".into()],
+    ];
+    for cmd in &cmds {
+        c.cmd(cmd).expect("fill");
+    }
+}
+
+fn normalized(c: &mut Conn, cmd: &[&str]) -> String {
+    let r = c.cmd(cmd).expect("reply");
+    match r.tree {
+        Reply::Agg(_, mut items) => {
+            items.sort();
+            format!("{items:?}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn snapshot(c: &mut Conn) -> Vec<String> {
+    let mut out = vec![
+        c.text(&["GET", "str"]),
+        c.text(&["GET", "num"]),
+        c.text(&["STRLEN", "long"]),
+        c.text(&["LRANGE", "list", "0", "-1"]),
+        normalized(c, &["SMEMBERS", "iset"]),
+        normalized(c, &["SMEMBERS", "sset"]),
+        normalized(c, &["HGETALL", "hash"]),
+        c.text(&["ZRANGE", "zset", "0", "-1", "WITHSCORES"]),
+        c.text(&["DBSIZE"]),
+    ];
+    let ttl = c.text(&["TTL", "ttl"]);
+    out.push(if ttl.starts_with(":49") || ttl.starts_with(":5000") {
+        "ttl ok".into()
+    } else {
+        ttl
+    });
+    c.text(&["SELECT", "3"]);
+    out.push(c.text(&["GET", "indb3"]));
+    c.text(&["SELECT", "0"]);
+    out
+}
+
+#[test]
+fn redis_rdb_loads_into_datanode_and_back() {
+    let r = Node::start(Server::Redis, &["--save", ""]);
+    let mut rc = r.conn();
+    fill(&mut rc);
+    let want = snapshot(&mut rc);
+    assert_eq!(rc.text(&["SAVE"]), "+OK\r\n");
+
+    // Datanode starts from redis-server's file.
+    let mut d = Node::start(Server::Datanode, &["--save", "", "--appendonly", "no"]);
+    d.signal_and_wait("-TERM");
+    std::fs::copy(r.path().join("dump.rdb"), d.path().join("dump.rdb")).expect("copy");
+    d.restart();
+    let mut dc = d.conn();
+    assert_eq!(
+        snapshot(&mut dc),
+        want,
+        "datanode after loading redis-server's RDB"
+    );
+
+    // And redis-server starts from datanode's.
+    assert_eq!(dc.text(&["SAVE"]), "+OK\r\n");
+    let mut r2 = Node::start(Server::Redis, &["--save", ""]);
+    r2.signal_and_wait("-TERM");
+    std::fs::copy(d.path().join("dump.rdb"), r2.path().join("dump.rdb")).expect("copy");
+    r2.restart();
+    assert_eq!(
+        snapshot(&mut r2.conn()),
+        want,
+        "redis-server after loading datanode's RDB"
+    );
+}
+
+#[test]
+fn damaged_rdb_is_refused() {
+    let mut d = Node::start(Server::Datanode, &["--save", "", "--appendonly", "no"]);
+    let mut c = d.conn();
+    fill(&mut c);
+    assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+    d.signal_and_wait("-TERM");
+    let path = d.path().join("dump.rdb");
+    let data = std::fs::read(&path).expect("read");
+    // A flipped byte in the middle fails the checksum.
+    let mut bad = data.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    std::fs::write(&path, &bad).expect("write");
+    let (code, out) = d.start_expect_failure_here(&["--appendonly", "no", "--save", ""]);
+    assert_ne!(code, 0);
+    assert!(out.contains("RDB"), "{out}");
+    // A truncated file is refused too, never half loaded.
+    std::fs::write(&path, &data[..data.len() / 3]).expect("write");
+    let (code, out) = d.start_expect_failure_here(&["--appendonly", "no", "--save", ""]);
+    assert_ne!(code, 0);
+    assert!(out.contains("RDB"), "{out}");
+}
+
+#[test]
+fn shutdown_saves_when_save_points_are_set() {
+    let mut d = Node::start(
+        Server::Datanode,
+        &["--save", "3600 1", "--appendonly", "no"],
+    );
+    let mut c = d.conn();
+    c.text(&["SET", "kept", "1"]);
+    let _ = c.send_raw(&slotkv_tests::encode(&["SHUTDOWN"]));
+    d.wait_exit();
+    d.restart();
+    assert_eq!(d.conn().text(&["GET", "kept"]), "$1\r\n1\r\n");
+    // SHUTDOWN NOSAVE does not.
+    let mut c = d.conn();
+    c.text(&["SET", "lost", "1"]);
+    let _ = c.send_raw(&slotkv_tests::encode(&["SHUTDOWN", "NOSAVE"]));
+    d.wait_exit();
+    d.restart();
+    assert_eq!(d.conn().text(&["EXISTS", "lost"]), ":0\r\n");
+}
+
+#[test]
+fn bgsave_writes_a_loadable_file() {
+    let mut d = Node::start(Server::Datanode, &["--save", "", "--appendonly", "no"]);
+    let mut c = d.conn();
+    fill(&mut c);
+    let want = snapshot(&mut c);
+    assert_eq!(c.text(&["BGSAVE"]), "+Background saving started\r\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c
+        .text(&["INFO", "persistence"])
+        .contains("rdb_bgsave_in_progress:1")
+    {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    d.signal_and_wait("-KILL");
+    d.restart();
+    assert_eq!(snapshot(&mut d.conn()), want);
+}
