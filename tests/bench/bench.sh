@@ -228,6 +228,9 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo "memory: populating 1M keys on each" >&2
     read -r rr ru <<<"$(mem_per_key "$REDIS_PORT")"
     read -r dr du <<<"$(mem_per_key "$DN_PORT")"
+    # SAVE of the same 1M keys, timed by the client.
+    save_ms() { local t0 t1; t0=$(date +%s%N); redis-cli -p "$1" save >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+    rs=$(save_ms "$REDIS_PORT"); ds=$(save_ms "$DN_PORT")
     echo
     echo "## Memory per key after \`DEBUG POPULATE 1000000\` (keys \`key:N\`, values \`value:N\`)"
     echo
@@ -235,6 +238,7 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo "|---|---:|---:|---:|"
     echo "| RSS bytes per key | $rr | $dr | $(ratio "$dr" "$rr") |"
     echo "| used_memory bytes per key | $ru | $du | $(ratio "$du" "$ru") |"
+    echo "| SAVE of those 1M keys, ms | $rs | $ds | $(ratio "$ds" "$rs") |"
   fi
 } > "$OUT.tmp"
 if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
