@@ -253,3 +253,40 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
     }
 }
+
+#[test]
+fn loads_an_aof_directory_written_by_redis_server() {
+    // redis-server 7 writes an RDB-preamble base plus an incr file.
+    let mut r = Node::start(Server::Redis, &["--appendonly", "yes", "--save", ""]);
+    let mut rc = r.conn();
+    write_keys(&mut rc, 100);
+    assert!(rc.text(&["BGREWRITEAOF"]).starts_with("+Background"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rc
+        .text(&["INFO", "persistence"])
+        .contains("aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0")
+    {
+        assert!(Instant::now() < deadline, "redis rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Writes after the rewrite land in redis's incr file.
+    rc.text(&["SET", "after", "rewrite"]);
+    r.signal_and_wait("-TERM");
+    let base = std::fs::read_dir(r.path().join("appendonlydir"))
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".base.rdb"));
+    assert!(base, "redis-server did not write an RDB base");
+    let mut d = Node::start(Server::Datanode, &["--appendonly", "yes", "--save", ""]);
+    d.signal_and_wait("-TERM");
+    std::fs::remove_dir_all(d.path().join("appendonlydir")).ok();
+    copy_dir(
+        &r.path().join("appendonlydir"),
+        &d.path().join("appendonlydir"),
+    );
+    d.restart();
+    let mut dc = d.conn();
+    assert_eq!(dc.text(&["GET", "after"]), "$7\r\nrewrite\r\n");
+    assert_eq!(dc.text(&["DBSIZE"]), format!(":{}\r\n", 100 + 4));
+    assert_eq!(dc.text(&["HGET", "h", "g"]), "$1\r\nw\r\n");
+}

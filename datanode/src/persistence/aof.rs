@@ -169,12 +169,19 @@ fn replay(
         Err(e) => return Err(e.into()),
     };
     let name = path.display().to_string();
+    // A base written with aof-use-rdb-preamble (Redis 7's default) starts
+    // with an RDB image; any commands after it are replayed as usual.
+    let mut start = 0;
     if data.starts_with(b"REDIS") {
-        return Err(AofError::Corrupt {
-            file: name,
-            offset: 0,
-            reason: "RDB preamble not supported yet".into(),
-        });
+        let (n, _, end) =
+            crate::persistence::rdb::file::load_prefix(&srv.ks, &data, crate::keyspace::now_ms())
+                .map_err(|e| AofError::Corrupt {
+                file: name.clone(),
+                offset: 0,
+                reason: format!("RDB preamble: {e}"),
+            })?;
+        tracing::info!("Loaded an RDB preamble with {n} keys from {name}");
+        start = end;
     }
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut client = new_client(srv, addr, addr);
@@ -187,10 +194,10 @@ fn replay(
         max_bulk_len: i64::MAX,
         authenticated: true,
     };
-    let mut pos = 0usize;
+    let mut pos = start;
     let mut n = 0u64;
     // Offset where the last complete transaction or command ended.
-    let mut good = 0usize;
+    let mut good = start;
     while pos < data.len() {
         if data[pos] != b'*' {
             return Err(AofError::Corrupt {

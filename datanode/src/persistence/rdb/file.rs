@@ -110,6 +110,16 @@ fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {
 /// Loads an RDB file into the keyspace; returns (keys loaded, expired
 /// keys skipped). Nothing is logged: the file is the starting point.
 pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbError> {
+    load_prefix(ks, data, now).map(|(n, e, _)| (n, e))
+}
+
+/// Like [`load`], for an RDB that may be followed by more data (an AOF
+/// base with an RDB preamble); also returns where the RDB ended.
+pub fn load_prefix(
+    ks: &Keyspace,
+    data: &[u8],
+    now: i64,
+) -> Result<(usize, usize, usize), RdbError> {
     if data.len() < 9 || &data[..5] != b"REDIS" {
         return Err(RdbError::Signature);
     }
@@ -191,5 +201,5 @@ pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbE
     if crc != 0 && crc != crc64::crc64(&data[..end]) {
         return Err(RdbError::Checksum);
     }
-    Ok((loaded, skipped))
+    Ok((loaded, skipped, end + 8))
 }
