@@ -16,7 +16,11 @@ pub const TYPE_SET: u8 = 2;
 pub const TYPE_ZSET: u8 = 3;
 pub const TYPE_HASH: u8 = 4;
 pub const TYPE_ZSET_2: u8 = 5;
+pub const TYPE_LIST_ZIPLIST: u8 = 10;
 pub const TYPE_SET_INTSET: u8 = 11;
+pub const TYPE_ZSET_ZIPLIST: u8 = 12;
+pub const TYPE_HASH_ZIPLIST: u8 = 13;
+pub const TYPE_LIST_QUICKLIST: u8 = 14;
 pub const TYPE_HASH_LISTPACK: u8 = 16;
 pub const TYPE_ZSET_LISTPACK: u8 = 17;
 pub const TYPE_LIST_QUICKLIST_2: u8 = 18;
@@ -287,6 +291,88 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     Ok(out)
 }
 
+/// Elements of a ziplist, the compact encoding of RDB files written before
+/// Redis 7 (lists, small hashes and sorted sets).
+pub fn ziplist_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let bad = || Corrupt("ziplist");
+    if z.len() < 11 {
+        return Err(bad());
+    }
+    let total = u32::from_le_bytes([z[0], z[1], z[2], z[3]]) as usize;
+    if total != z.len() {
+        return Err(bad());
+    }
+    let mut p = 10;
+    let mut out = Vec::new();
+    let mut b = itoa::Buffer::new();
+    loop {
+        let first = *z.get(p).ok_or_else(bad)?;
+        if first == 0xFF {
+            break;
+        }
+        // Skip the previous entry's length (1 or 5 bytes).
+        p += if first < 254 { 1 } else { 5 };
+        let e = *z.get(p).ok_or_else(bad)?;
+        let get = |from: usize, n: usize| z.get(from..from + n).ok_or_else(bad);
+        let (value, size): (Vec<u8>, usize) = match e >> 6 {
+            0 => {
+                let n = (e & 0x3f) as usize;
+                (get(p + 1, n)?.to_vec(), 1 + n)
+            }
+            1 => {
+                let n = (((e & 0x3f) as usize) << 8) | *z.get(p + 1).ok_or_else(bad)? as usize;
+                (get(p + 2, n)?.to_vec(), 2 + n)
+            }
+            2 => {
+                let n = u32::from_be_bytes(get(p + 1, 4)?.try_into().map_err(|_| bad())?) as usize;
+                (get(p + 5, n)?.to_vec(), 5 + n)
+            }
+            _ => match e {
+                0xC0 => (
+                    b.format(i16::from_le_bytes(
+                        get(p + 1, 2)?.try_into().map_err(|_| bad())?,
+                    ))
+                    .as_bytes()
+                    .to_vec(),
+                    3,
+                ),
+                0xD0 => (
+                    b.format(i32::from_le_bytes(
+                        get(p + 1, 4)?.try_into().map_err(|_| bad())?,
+                    ))
+                    .as_bytes()
+                    .to_vec(),
+                    5,
+                ),
+                0xE0 => (
+                    b.format(i64::from_le_bytes(
+                        get(p + 1, 8)?.try_into().map_err(|_| bad())?,
+                    ))
+                    .as_bytes()
+                    .to_vec(),
+                    9,
+                ),
+                0xF0 => {
+                    let s = get(p + 1, 3)?;
+                    let v = i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8;
+                    (b.format(v).as_bytes().to_vec(), 4)
+                }
+                0xFE => (
+                    b.format(*z.get(p + 1).ok_or_else(bad)? as i8)
+                        .as_bytes()
+                        .to_vec(),
+                    2,
+                ),
+                0xF1..=0xFD => (b.format((e & 0x0f) as i64 - 1).as_bytes().to_vec(), 1),
+                _ => return Err(bad()),
+            },
+        };
+        out.push(value);
+        p += size;
+    }
+    Ok(out)
+}
+
 fn intset_members(s: &[u8]) -> Result<Vec<i64>, DecodeError> {
     if s.len() < 8 {
         return Err(Corrupt("intset"));
@@ -335,6 +421,44 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 }
             }
             Value::List(Box::new(l))
+        }
+        TYPE_LIST_ZIPLIST => {
+            let e = ziplist_entries(&r.string()?)?;
+            Value::List(Box::new(e.into_iter().map(SBytes::from_vec).collect()))
+        }
+        TYPE_LIST_QUICKLIST => {
+            let nodes = r.length()?;
+            let mut l = VecDeque::new();
+            for _ in 0..nodes {
+                l.extend(
+                    ziplist_entries(&r.string()?)?
+                        .into_iter()
+                        .map(SBytes::from_vec),
+                );
+            }
+            Value::List(Box::new(l))
+        }
+        TYPE_ZSET_ZIPLIST => {
+            let e = ziplist_entries(&r.string()?)?;
+            if e.len() % 2 != 0 {
+                return Err(Corrupt("zset ziplist"));
+            }
+            let mut z = ZSetObj::default();
+            for pair in e.chunks(2) {
+                z.insert(&pair[0], score_of(&pair[1])?);
+            }
+            Value::ZSet(Box::new(z))
+        }
+        TYPE_HASH_ZIPLIST => {
+            let e = ziplist_entries(&r.string()?)?;
+            if e.len() % 2 != 0 {
+                return Err(Corrupt("hash ziplist"));
+            }
+            let mut h = HashObj::default();
+            for pair in e.chunks(2) {
+                h.set(&pair[0], &pair[1]);
+            }
+            Value::Hash(Box::new(h))
         }
         TYPE_SET => {
             let n = r.length()?;
@@ -486,6 +610,53 @@ mod tests {
         );
     }
 
+    /// Builds a ziplist from raw entries (encoding + data, no prevlen).
+    fn ziplist(entries: &[&[u8]]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut prev = 0usize;
+        for e in entries {
+            body.push(prev as u8);
+            body.extend_from_slice(e);
+            prev = e.len() + 1;
+        }
+        let mut z = Vec::new();
+        let total = 10 + body.len() + 1;
+        z.extend_from_slice(&(total as u32).to_le_bytes());
+        z.extend_from_slice(&0u32.to_le_bytes());
+        z.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        z.extend_from_slice(&body);
+        z.push(0xFF);
+        z
+    }
+
+    #[test]
+    fn decodes_old_ziplists() {
+        let z = ziplist(&[
+            &[0x03, b'a', b'b', b'c'],
+            &[0xF5],             // immediate 4
+            &[0xFE, 0x9c],       // int8 -100
+            &[0xC0, 0x39, 0x30], // int16 12345
+        ]);
+        assert_eq!(
+            ziplist_entries(&z).unwrap(),
+            vec![
+                b"abc".to_vec(),
+                b"4".to_vec(),
+                b"-100".to_vec(),
+                b"12345".to_vec()
+            ]
+        );
+        // As a hash in an RDB value.
+        let h = ziplist(&[&[0x01, b'f'], &[0x01, b'v']]);
+        let mut payload = vec![TYPE_HASH_ZIPLIST];
+        write_string(&mut payload, &h);
+        let mut r = Reader::new(&payload[1..]);
+        match read_value(&mut r, TYPE_HASH_ZIPLIST).unwrap() {
+            Value::Hash(hh) => assert_eq!(hh.get(b"f"), Some(&b"v"[..])),
+            _ => panic!("not a hash"),
+        }
+    }
+
     proptest! {
         #[test]
         fn garbage_payloads_never_panic(p in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -495,6 +666,7 @@ mod tests {
                 let _ = read_value(&mut r, t);
             }
             let _ = listpack_entries(&p);
+            let _ = ziplist_entries(&p);
         }
 
         #[test]
