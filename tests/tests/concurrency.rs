@@ -75,3 +75,28 @@ fn exec_is_atomic_across_slots_and_incrs_are_not_lost() {
     assert_eq!(c.text(&["GET", "counter:a"]), "$4\r\n2400\r\n");
     assert_eq!(c.text(&["GET", "counter:b"]), "$4\r\n1200\r\n");
 }
+
+#[test]
+fn bgsave_and_debug_inside_exec_do_not_deadlock() {
+    let n = Node::start(
+        Server::Datanode,
+        &["--save", "", "--enable-debug-command", "yes"],
+    );
+    let mut c = n.conn();
+    c.text(&["SET", "a", "1"]);
+    c.text(&["MULTI"]);
+    c.text(&["BGSAVE"]);
+    c.text(&["DEBUG", "RELOAD"]);
+    c.text(&["INCR", "a"]);
+    let r = c.text(&["EXEC"]);
+    assert_eq!(r, "*3\r\n+Background saving started\r\n+OK\r\n:2\r\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c
+        .text(&["INFO", "persistence"])
+        .contains("rdb_bgsave_in_progress:1")
+    {
+        assert!(Instant::now() < deadline, "BGSAVE did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(n.path().join("dump.rdb").exists());
+}

@@ -223,6 +223,13 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ));
         return None;
     }
+    if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0 {
+        ctx.r.error("ERR Command not allowed inside a transaction");
+        if let Some(m) = &mut ctx.client.multi {
+            m.dirty = true;
+        }
+        return None;
+    }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {
         if let Some(m) = &mut ctx.client.multi {
             m.queue.push(args.to_owned());

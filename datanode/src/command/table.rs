@@ -29,6 +29,8 @@ pub mod flags {
     pub const DENYOOM: u32 = 1 << 8;
     /// Allowed in a RESP2 subscribed context / while loading etc.
     pub const STALE: u32 = 1 << 9;
+    /// Refused inside MULTI (Redis's `no_multi`).
+    pub const NO_MULTI: u32 = 1 << 10;
 }
 
 use flags::*;
@@ -362,9 +364,9 @@ pub static COMMANDS: &[Cmd] = &[
     c("debug", -2, ADMIN | ALL_SLOTS | ALL_DBS, NOKEY, s::debug),
     c("monitor", 1, ADMIN, NOKEY, s::monitor),
     c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
-    c("save", 1, ADMIN, NOKEY, s::save),
+    c("save", 1, ADMIN | NO_MULTI, NOKEY, s::save),
     c("bgsave", -1, ADMIN, NOKEY, s::bgsave),
-    c("shutdown", -1, ADMIN, NOKEY, s::shutdown),
+    c("shutdown", -1, ADMIN | NO_MULTI, NOKEY, s::shutdown),
 ];
 
 fn index() -> &'static FastMap<&'static [u8], &'static Cmd> {

@@ -28,20 +28,22 @@ pub fn save(srv: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
-/// BGSAVE: the dataset is serialized under the slot locks (a pause that
-/// grows with the dataset), then written out on another thread.
+/// BGSAVE: on its own thread, the dataset is serialized under the slot
+/// locks (a pause for other clients that grows with the dataset), then
+/// written out. Running on another thread also means a BGSAVE queued in
+/// MULTI waits for EXEC to release its locks instead of deadlocking.
 pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     if srv.bgsave_running.swap(true, Ordering::SeqCst) {
         return Err("Background save already in progress".into());
     }
-    let now = crate::keyspace::now_ms();
-    let data = rdb::file::serialize(&srv.ks, now);
-    let dirty_at_start = srv.stats.dirty.load(Ordering::Relaxed);
     let path = rdb_path(srv);
     let srv2 = srv.clone();
     std::thread::Builder::new()
         .name("bgsave".into())
         .spawn(move || {
+            let now = crate::keyspace::now_ms();
+            let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
+            let data = rdb::file::serialize(&srv2.ks, now);
             match aof::write_atomic(&path, &data) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
