@@ -100,3 +100,67 @@ fn bgsave_and_debug_inside_exec_do_not_deadlock() {
     }
     assert!(n.path().join("dump.rdb").exists());
 }
+
+#[test]
+fn bgsave_under_writes_is_a_consistent_snapshot() {
+    let mut n = Node::start(
+        Server::Datanode,
+        &["--save", "", "--appendonly", "no", "--io-threads", "4"],
+    );
+    let port = n.port;
+    let mut c = n.conn();
+    // Enough keys that the sweep takes a while.
+    let mut batch = Vec::new();
+    for i in 0..20000 {
+        batch.extend(encode(&["SET", &format!("k{i}"), "v"]));
+    }
+    c.send_raw(&batch).expect("send");
+    for _ in 0..20000 {
+        c.read_reply().expect("reply");
+    }
+    c.text(&["MSET", "x", "0", "y", "0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // x and y (different slots) always change together.
+    let writer = std::thread::spawn(move || {
+        let mut w = Conn::connect(port).expect("connect");
+        let mut i = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            i += 1;
+            let v = i.to_string();
+            let mut req = Vec::new();
+            req.extend(encode(&["MULTI"]));
+            req.extend(encode(&["SET", "x", &v]));
+            req.extend(encode(&["SET", "y", &v]));
+            req.extend(encode(&["EXEC"]));
+            w.send_raw(&req).expect("send");
+            for _ in 0..4 {
+                w.read_reply().expect("reply");
+            }
+        }
+    });
+    for _ in 0..3 {
+        assert_eq!(c.text(&["BGSAVE"]), "+Background saving started\r\n");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .text(&["INFO", "persistence"])
+            .contains("rdb_bgsave_in_progress:1")
+        {
+            assert!(Instant::now() < deadline, "BGSAVE did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    // Restart from the last snapshot (kill -9: no save on exit).
+    n.signal_and_wait("-KILL");
+    n.restart();
+    let mut c = n.conn();
+    let x = c.text(&["GET", "x"]);
+    assert_eq!(
+        x,
+        c.text(&["GET", "y"]),
+        "snapshot caught a transaction half done"
+    );
+    assert_eq!(c.text(&["DBSIZE"]), ":20002\r\n");
+}

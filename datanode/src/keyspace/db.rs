@@ -130,7 +130,11 @@ impl<'a> SlotRef<'a> {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
         if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
-            let chunk = crate::persistence::rewrite::encode_slot(self);
+            let chunk = if log.snap_rdb.load(Ordering::SeqCst) {
+                crate::persistence::rdb::file::encode_slot_chunk(self)
+            } else {
+                crate::persistence::rewrite::encode_slot(self)
+            };
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);
             }

@@ -124,6 +124,10 @@ pub struct EffectLog {
     pub rewriting: AtomicBool,
     /// Where slot snapshots go during a rewrite.
     pub snap_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
+    /// The snapshot being taken is an RDB (BGSAVE), not an AOF rewrite.
+    pub snap_rdb: AtomicBool,
+    /// One snapshot (AOF rewrite or BGSAVE) at a time.
+    pub snapshot_busy: AtomicBool,
     /// Wakes connections waiting for `synced` to advance.
     pub synced_notify: tokio::sync::Notify,
 }
@@ -246,6 +250,13 @@ impl EffectLog {
         }
         let off = g.offset;
         (std::mem::take(&mut g.buf), std::mem::take(&mut g.old), off)
+    }
+
+    /// Starts a snapshot generation without switching files (BGSAVE).
+    pub fn begin_snapshot(&self) {
+        let _g = self.inner.lock();
+        self.rewriting.store(true, Ordering::SeqCst);
+        self.gen.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Starts a rewrite generation: returns the bytes still owed to the

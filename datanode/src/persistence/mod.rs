@@ -28,22 +28,50 @@ pub fn save(srv: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
-/// BGSAVE: on its own thread, the dataset is serialized under the slot
-/// locks (a pause for other clients that grows with the dataset), then
-/// written out. Running on another thread also means a BGSAVE queued in
-/// MULTI waits for EXEC to release its locks instead of deadlocking.
+/// BGSAVE without fork: like the AOF rewrite, it takes a point-in-time
+/// snapshot slot by slot — each slot is serialized before the first change
+/// made to it after the snapshot began, by whoever touches it first (the
+/// writer about to change it, or the sweep) — so other clients never wait
+/// for more than one slot.
 pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     if srv.bgsave_running.swap(true, Ordering::SeqCst) {
         return Err("Background save already in progress".into());
     }
+    if srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        srv.bgsave_running.store(false, Ordering::SeqCst);
+        return Err(
+            "Another background operation (AOF rewrite) is in progress: can't BGSAVE right now"
+                .into(),
+        );
+    }
     let path = rdb_path(srv);
     let srv2 = srv.clone();
-    std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("bgsave".into())
         .spawn(move || {
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let data = rdb::file::serialize(&srv2.ks, now);
+            let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            *srv2.log.snap_tx.lock() = Some(tx);
+            srv2.log.snap_rdb.store(true, Ordering::SeqCst);
+            srv2.log.begin_snapshot();
+            let mut chunks = Vec::new();
+            for d in 0..srv2.ks.count() {
+                let Some(db) = srv2.ks.existing().find(|db| db.index == d) else {
+                    continue;
+                };
+                for s in 0..crate::keyspace::SLOTS as u16 {
+                    // Locking is enough: the lock path snapshots the slot.
+                    drop(db.lock_slot(s, now));
+                    chunks.extend(rx.try_iter());
+                }
+            }
+            srv2.log.rewriting.store(false, Ordering::SeqCst);
+            *srv2.log.snap_tx.lock() = None;
+            srv2.log.snap_rdb.store(false, Ordering::SeqCst);
+            chunks.extend(rx.try_iter());
+            srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+            let data = rdb::file::assemble(chunks, now);
             match aof::write_atomic(&path, &data) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
@@ -56,8 +84,12 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                 Err(e) => tracing::warn!("Background saving error: {e}"),
             }
             srv2.bgsave_running.store(false, Ordering::SeqCst);
-        })
-        .map_err(|e| e.to_string())?;
+        });
+    if let Err(e) = started {
+        srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+        srv.bgsave_running.store(false, Ordering::SeqCst);
+        return Err(e.to_string());
+    }
     Ok(())
 }
 

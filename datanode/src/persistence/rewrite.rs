@@ -99,6 +99,20 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
 /// The sweep: runs on its own thread, writes the new base file, then asks
 /// the AOF writer to install it.
 pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
+    // One snapshot at a time: wait for a BGSAVE to finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        if std::time::Instant::now() > deadline {
+            return Err("a background save kept the snapshot busy".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let r = run_locked(srv.clone(), tmp_path);
+    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+    r
+}
+
+fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     *srv.log.snap_tx.lock() = Some(tx);
     let result = (|| -> Result<(), String> {

@@ -40,10 +40,68 @@ fn aux(out: &mut Vec<u8>, k: &str, v: &[u8]) {
     write_string(out, v);
 }
 
-/// Serializes the whole dataset. Every slot of every database is locked
-/// (in the global order) for the duration, so the file is one point in
-/// time, as SAVE promises.
-pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
+/// Appends a slot's live entries in RDB form; returns (keys, expires).
+fn encode_entries(g: &crate::keyspace::SlotRef, out: &mut Vec<u8>) -> (usize, usize) {
+    let (mut keys, mut expires) = (0, 0);
+    g.for_each_live(|k, v, exp| {
+        if let Some(at) = exp {
+            out.push(OP_EXPIRETIME_MS);
+            out.extend_from_slice(&(at as u64).to_le_bytes());
+            expires += 1;
+        }
+        let start = out.len();
+        write_value(out, v);
+        // write_value put the type first; the key goes after it.
+        let body = out.split_off(start + 1);
+        write_string(out, k);
+        out.extend_from_slice(&body);
+        keys += 1;
+    });
+    (keys, expires)
+}
+
+/// A slot's snapshot for BGSAVE: database index, key and expire counts
+/// (u32 LE each), then the entries.
+pub fn encode_slot_chunk(g: &crate::keyspace::SlotRef) -> Vec<u8> {
+    let mut out = vec![0u8; 12];
+    let (keys, expires) = encode_entries(g, &mut out);
+    out[0..4].copy_from_slice(&(g.db.index as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&(keys as u32).to_le_bytes());
+    out[8..12].copy_from_slice(&(expires as u32).to_le_bytes());
+    out
+}
+
+/// Assembles an RDB file from per-slot chunks (any order).
+pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
+    let mut per_db: std::collections::BTreeMap<u32, (usize, usize, Vec<u8>)> = Default::default();
+    for c in chunks {
+        if c.len() < 12 {
+            continue;
+        }
+        let db = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let keys = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
+        let expires = u32::from_le_bytes([c[8], c[9], c[10], c[11]]) as usize;
+        let e = per_db.entry(db).or_default();
+        e.0 += keys;
+        e.1 += expires;
+        e.2.extend_from_slice(&c[12..]);
+    }
+    let mut out = header(now);
+    for (db, (keys, expires, body)) in per_db {
+        if keys == 0 {
+            continue;
+        }
+        out.push(OP_SELECTDB);
+        write_len(&mut out, db as u64);
+        out.push(OP_RESIZEDB);
+        write_len(&mut out, keys as u64);
+        write_len(&mut out, expires as u64);
+        out.extend_from_slice(&body);
+    }
+    footer(out)
+}
+
+fn header(now: i64) -> Vec<u8> {
     let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
     aux(
         &mut out,
@@ -53,16 +111,34 @@ pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
     aux(&mut out, "redis-bits", b"64");
     aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
     aux(&mut out, "aof-base", b"0");
+    out
+}
+
+fn footer(mut out: Vec<u8>) -> Vec<u8> {
+    out.push(OP_EOF);
+    let crc = crc64::crc64(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Serializes the whole dataset. Every slot of every database is locked
+/// (in the global order) for the duration, so the file is one point in
+/// time, as SAVE promises.
+pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
+    let mut out = header(now);
     let dbs: Vec<&Db> = ks.existing().collect();
     let guards: Vec<Vec<crate::keyspace::SlotRef>> = dbs
         .iter()
         .map(|db| (0..SLOTS as u16).map(|s| db.lock_slot(s, now)).collect())
         .collect();
     for (db, slots) in dbs.iter().zip(&guards) {
-        let (keys, expires): (usize, usize) = slots
-            .iter()
-            .map(|g| (g.len(), g.raw_table().expires_len()))
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let mut body = Vec::new();
+        let (mut keys, mut expires) = (0, 0);
+        for g in slots {
+            let (k, e) = encode_entries(g, &mut body);
+            keys += k;
+            expires += e;
+        }
         if keys == 0 {
             continue;
         }
@@ -71,26 +147,10 @@ pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
         out.push(OP_RESIZEDB);
         write_len(&mut out, keys as u64);
         write_len(&mut out, expires as u64);
-        for g in slots {
-            g.for_each_live(|k, v, exp| {
-                if let Some(at) = exp {
-                    out.push(OP_EXPIRETIME_MS);
-                    out.extend_from_slice(&(at as u64).to_le_bytes());
-                }
-                let start = out.len();
-                write_value(&mut out, v);
-                // write_value put the type first; the key goes after it.
-                let body = out.split_off(start + 1);
-                write_string(&mut out, k);
-                out.extend_from_slice(&body);
-            });
-        }
+        out.extend_from_slice(&body);
     }
     drop(guards);
-    out.push(OP_EOF);
-    let crc = crc64::crc64(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    footer(out)
 }
 
 /// SAVE: writes the dataset to `path` atomically.
