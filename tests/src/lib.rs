@@ -1,6 +1,7 @@
 //! Test harness: start real `datanode` and `redis-server` processes on
 //! free loopback ports, talk raw RESP to them, compare their replies.
 
+pub mod cluster;
 pub mod diff;
 pub mod process;
 pub mod resp;

@@ -597,3 +597,21 @@ pub fn object_help(ctx: &mut Ctx, _a: &Args) {
         ],
     );
 }
+
+/// Deletes every key of a slot, logging each as `DEL` (a slot another node
+/// took over, CLUSTER RESET on a replica).
+pub fn clear_slot(s: &mut crate::keyspace::SlotRef) -> usize {
+    let keys = s.live_keys();
+    for k in &keys {
+        s.remove(k);
+        s.log(&[&b"DEL"[..], &k[..]]);
+    }
+    keys.len()
+}
+
+/// [`clear_slot`] from outside a command (the cluster side).
+pub fn delete_slot_keys(srv: &crate::server::Shared, slot: u16) -> usize {
+    let db = srv.ks.db(0);
+    let mut s = db.lock_slot(slot, crate::keyspace::now_ms());
+    clear_slot(&mut s)
+}

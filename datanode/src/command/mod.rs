@@ -3,6 +3,7 @@
 //! and writes its reply with [`Ctx::r`].
 
 pub mod args;
+pub mod cluster;
 pub mod connection;
 pub mod cursor;
 pub mod dump;
@@ -200,6 +201,60 @@ pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     Some(sub)
 }
 
+/// Cluster routing: every key of the command (for EXEC, of the whole
+/// queue) must hash to one slot, and that slot must be served here.
+fn cluster_redirect(
+    ctx: &Ctx,
+    cl: &crate::cluster::Cluster,
+    cmd: &'static table::Cmd,
+    args: &Args,
+) -> Option<crate::cluster::Redirect> {
+    use crate::keyspace::hashslot::key_slot;
+    let mut slot: Option<u16> = None;
+    let mut write = cmd.is_write();
+    let mut same = |k: &[u8]| {
+        let s = key_slot(k);
+        match slot {
+            Some(prev) if prev != s => false,
+            _ => {
+                slot = Some(s);
+                true
+            }
+        }
+    };
+    let ok = if cmd.name == "exec" {
+        let Some(m) = &ctx.client.multi else {
+            return None;
+        };
+        m.queue.iter().all(|q| {
+            let a = q.args();
+            let Some(mut c) = table::lookup(a.get(0)) else {
+                return true;
+            };
+            if !c.subs.is_empty() && a.len() >= 2 {
+                match table::lookup_sub(c, a.get(1)) {
+                    Some(sc) => c = sc,
+                    None => return true,
+                }
+            }
+            write |= c.is_write();
+            c.each_key(&a, &mut same)
+        })
+    } else {
+        cmd.each_key(args, &mut same)
+    };
+    if !ok {
+        return Some(crate::cluster::Redirect::CrossSlot);
+    }
+    let slot = slot?;
+    let q = crate::cluster::Query {
+        write,
+        readonly: ctx.client.readonly,
+        asking: ctx.client.asking,
+    };
+    cl.route.load().check(slot, &q)
+}
+
 /// Runs one command: lookup, checks, MULTI queuing, then the handler.
 pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let Some(cmd) = resolve(ctx, args) else {
@@ -223,6 +278,21 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ));
         return None;
     }
+    if let Some(cl) = ctx.srv.cluster.get() {
+        if let Some(redirect) = cluster_redirect(ctx, cl, cmd, args) {
+            ctx.r.error(&redirect.message());
+            if cmd.name == "exec" {
+                ctx.client.multi = None;
+                txn::unwatch_all(ctx);
+            } else if let Some(m) = &mut ctx.client.multi {
+                m.dirty = true;
+            }
+            if ctx.client.multi.is_none() {
+                ctx.client.asking = false;
+            }
+            return None;
+        }
+    }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0 {
         ctx.r.error("ERR Command not allowed inside a transaction");
         if let Some(m) = &mut ctx.client.multi {
@@ -240,6 +310,10 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let start = ctx.r.out.len();
     let t0 = std::time::Instant::now();
     (cmd.handler)(ctx, args);
+    // ASKING lasts for one command (or a whole transaction).
+    if ctx.client.asking && ctx.client.multi.is_none() && cmd.name != "asking" {
+        ctx.client.asking = false;
+    }
     let usec = t0.elapsed().as_micros() as u64;
     ctx.client.last_elapsed_us = usec;
     // EXEC's own reply is an array; its commands were counted one by one.

@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use super::{
-    connection as conn, dump as du, hashes as h, keys as k, lists as l, pubsub as ps, server as s,
-    sets as se, strings as st, txn, zsets as z,
+    cluster as cl, connection as conn, dump as du, hashes as h, keys as k, lists as l,
+    pubsub as ps, server as s, sets as se, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -76,6 +76,33 @@ impl Cmd {
         (first..=last).step_by(step).collect()
     }
 
+    /// Calls `f` on every key argument, stopping when it returns false;
+    /// allocation-free for the first/last/step form.
+    pub fn each_key<'a>(&self, args: &Args<'a>, mut f: impl FnMut(&'a [u8]) -> bool) -> bool {
+        if let Some(kf) = self.keys_fn {
+            return kf(args).into_iter().all(|i| f(args.get(i)));
+        }
+        let argc = args.len();
+        if self.first_key <= 0 || argc <= self.first_key as usize {
+            return true;
+        }
+        let first = self.first_key as usize;
+        let last = if self.last_key < 0 {
+            (argc as i64 + self.last_key as i64).max(0) as usize
+        } else {
+            (self.last_key as usize).min(argc - 1)
+        };
+        let step = self.step.max(1) as usize;
+        let mut i = first;
+        while i <= last {
+            if !f(args.get(i)) {
+                return false;
+            }
+            i += step;
+        }
+        true
+    }
+
     const fn with_keys(self, f: fn(&Args) -> Vec<usize>) -> Cmd {
         Cmd {
             keys_fn: Some(f),
@@ -143,6 +170,78 @@ static CLIENT_SUBS: &[Cmd] = &[
     c("client|help", 2, 0, NOKEY, conn::client_help),
 ];
 
+static CLUSTER_SUBS: &[Cmd] = &[
+    c("cluster|addslots", -3, ADMIN | STALE, NOKEY, cl::addslots),
+    c(
+        "cluster|addslotsrange",
+        -4,
+        ADMIN | STALE,
+        NOKEY,
+        cl::addslotsrange,
+    ),
+    c("cluster|bumpepoch", 2, ADMIN | STALE, NOKEY, cl::bumpepoch),
+    c(
+        "cluster|count-failure-reports",
+        3,
+        ADMIN | STALE,
+        NOKEY,
+        cl::count_failure_reports,
+    ),
+    c(
+        "cluster|countkeysinslot",
+        3,
+        STALE,
+        NOKEY,
+        cl::countkeysinslot,
+    ),
+    c("cluster|delslots", -3, ADMIN | STALE, NOKEY, cl::delslots),
+    c(
+        "cluster|delslotsrange",
+        -4,
+        ADMIN | STALE,
+        NOKEY,
+        cl::delslotsrange,
+    ),
+    c(
+        "cluster|flushslots",
+        2,
+        ADMIN | STALE,
+        NOKEY,
+        cl::flushslots,
+    ),
+    c("cluster|forget", 3, ADMIN | STALE, NOKEY, cl::forget),
+    c("cluster|getkeysinslot", 4, STALE, NOKEY, cl::getkeysinslot),
+    c("cluster|help", 2, STALE, NOKEY, cl::help),
+    c("cluster|info", 2, STALE, NOKEY, cl::info),
+    c("cluster|keyslot", 3, STALE, NOKEY, cl::keyslot),
+    c("cluster|links", 2, STALE, NOKEY, cl::links),
+    c("cluster|meet", -4, ADMIN | STALE, NOKEY, cl::meet),
+    c("cluster|myid", 2, STALE, NOKEY, cl::myid),
+    c("cluster|myshardid", 2, STALE, NOKEY, cl::myshardid),
+    c("cluster|nodes", 2, STALE, NOKEY, cl::nodes),
+    c("cluster|replicas", 3, ADMIN | STALE, NOKEY, cl::replicas),
+    c("cluster|replicate", 3, ADMIN | STALE, NOKEY, cl::replicate),
+    c("cluster|reset", -2, ADMIN | STALE, NOKEY, cl::reset),
+    c(
+        "cluster|saveconfig",
+        2,
+        ADMIN | STALE,
+        NOKEY,
+        cl::saveconfig,
+    ),
+    c(
+        "cluster|set-config-epoch",
+        3,
+        ADMIN | STALE,
+        NOKEY,
+        cl::set_config_epoch,
+    ),
+    c("cluster|setslot", -4, ADMIN | STALE, NOKEY, cl::setslot),
+    c("cluster|shards", 2, STALE, NOKEY, cl::shards),
+    c("cluster|slaves", 3, ADMIN | STALE, NOKEY, cl::replicas),
+    c("cluster|slots", 2, STALE, NOKEY, cl::slots),
+];
+
 static CONFIG_SUBS: &[Cmd] = &[
     c("config|get", -3, ADMIN, NOKEY, s::config_get),
     c("config|set", -4, ADMIN, NOKEY, s::config_set),
@@ -194,6 +293,8 @@ pub static COMMANDS: &[Cmd] = &[
     container("client", -2, 0, CLIENT_SUBS),
     c("readonly", 1, FAST, NOKEY, conn::readonly),
     c("readwrite", 1, FAST, NOKEY, conn::readwrite),
+    c("asking", 1, FAST, NOKEY, cl::asking),
+    container("cluster", -2, 0, CLUSTER_SUBS),
     // strings
     c("get", 2, R | FAST, KEY1, st::get),
     c("set", -3, W | DENYOOM, KEY1, st::set),

@@ -176,6 +176,17 @@ impl Config {
         self.raw(name).parse().unwrap_or(0)
     }
 
+    /// The current value of any directive, as text ("" when unset).
+    pub fn value(&self, name: &str) -> &str {
+        self.raw(name)
+    }
+    pub fn flag(&self, name: &str) -> bool {
+        self.yes(name)
+    }
+    pub fn int(&self, name: &str) -> i64 {
+        self.num(name)
+    }
+
     pub fn port(&self) -> u16 {
         self.num("port") as u16
     }

@@ -102,6 +102,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .map(|a| a.port())
         .unwrap_or(0);
     srv.actual_port.store(port as u64, Ordering::Relaxed);
+    if srv.config.read().cluster_enabled() {
+        let c = crate::cluster::Cluster::start(&srv, port).await?;
+        let _ = srv.cluster.set(c);
+    }
     if !pidfile.is_empty() {
         let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
     }

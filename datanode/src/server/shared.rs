@@ -50,6 +50,8 @@ pub struct Shared {
     pub bgsave_running: AtomicBool,
     /// SHUTDOWN's choice: 0 default, 1 NOSAVE, 2 SAVE.
     pub shutdown_save: std::sync::atomic::AtomicU8,
+    /// Set once at start when cluster-enabled.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Shared {
             pubsub: Default::default(),
             bgsave_running: AtomicBool::new(false),
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 

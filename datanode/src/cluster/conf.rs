@@ -1,0 +1,271 @@
+//! `nodes.conf`: the CLUSTER NODES lines (with aux fields) plus a
+//! `vars currentEpoch N lastVoteEpoch M` line. Written atomically, loaded
+//! at start, and locked so two processes cannot share it.
+
+use std::io::Write as _;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use super::bus::flags;
+use super::id::NodeId;
+use super::node::Node;
+use super::state::State;
+use crate::keyspace::SLOTS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error("line {line}: {what}")]
+    Corrupt { line: usize, what: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn corrupt(line: usize, what: impl Into<String>) -> ConfError {
+    ConfError::Corrupt {
+        line,
+        what: what.into(),
+    }
+}
+
+/// Takes an exclusive lock beside the file (`<file>.lock`) for the life
+/// of the process. The file itself is replaced by rename on every save,
+/// so a lock on it would not survive the first save.
+pub fn lock(path: &Path) -> Result<std::fs::File, String> {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| {
+            format!(
+                "Can't open {} in order to acquire a lock: {e}",
+                path.display()
+            )
+        })?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "Sorry, the cluster configuration file {} is already used by a different Redis Cluster node. Please make sure that different nodes use different cluster configuration files.",
+            path.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// Writes the file atomically: temp file, optional fsync, rename.
+pub fn save(state: &State, fsync: bool) -> std::io::Result<()> {
+    let path = &state.settings.config_file;
+    let text = state.config_text();
+    let tmp = format!(
+        "{}.tmp-{}-{}",
+        path.display(),
+        std::process::id(),
+        crate::keyspace::now_ms()
+    );
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        if fsync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if fsync {
+            if let Some(dir) = path.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Parses `ip:port@cport[,hostname[,key=value…]]`.
+/// ip, port, bus port, hostname, aux key/values.
+type Addr = (String, u16, Option<u16>, String, Vec<(String, String)>);
+
+fn parse_addr(s: &str) -> Option<Addr> {
+    let mut parts = s.split(',');
+    let main = parts.next()?;
+    let hostname = parts.next().unwrap_or("").to_string();
+    let aux: Vec<(String, String)> = parts
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let (hostport, cport) = match main.rsplit_once('@') {
+        Some((hp, c)) => (hp, Some(c.parse().ok()?)),
+        None => (main, None),
+    };
+    let (ip, port) = hostport.rsplit_once(':')?;
+    Some((ip.to_string(), port.parse().ok()?, cport, hostname, aux))
+}
+
+fn get_or_create(state: &mut State, id: NodeId, now: i64) -> &mut Node {
+    state
+        .nodes
+        .entry(id)
+        .or_insert_with(|| Node::new(id, 0, now))
+}
+
+/// Loads the file into a fresh state. `Ok(None)` when the file does not
+/// exist or is empty (a new node).
+pub fn load(state: &mut State, now: i64) -> Result<bool, ConfError> {
+    let path = state.settings.config_file.clone();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    if text.trim().is_empty() {
+        return Ok(false);
+    }
+    let fresh_me = state.me;
+    state.nodes.clear();
+    let mut myself: Option<NodeId> = None;
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        let f: Vec<&str> = line.split(' ').filter(|s| !s.is_empty()).collect();
+        if f.is_empty() {
+            continue;
+        }
+        if f[0] == "vars" {
+            let mut j = 1;
+            while j + 1 < f.len() {
+                match f[j] {
+                    "currentEpoch" => {
+                        state.current_epoch = f[j + 1]
+                            .parse()
+                            .map_err(|_| corrupt(lineno, "bad currentEpoch"))?
+                    }
+                    "lastVoteEpoch" => {
+                        state.last_vote_epoch = f[j + 1]
+                            .parse()
+                            .map_err(|_| corrupt(lineno, "bad lastVoteEpoch"))?
+                    }
+                    _ => {}
+                }
+                j += 2;
+            }
+            continue;
+        }
+        if f.len() < 8 {
+            return Err(corrupt(lineno, "a node line needs at least 8 fields"));
+        }
+        let id = NodeId::parse(f[0].as_bytes()).ok_or_else(|| corrupt(lineno, "bad node id"))?;
+        let (ip, port, cport, hostname, aux) =
+            parse_addr(f[1]).ok_or_else(|| corrupt(lineno, "bad address"))?;
+        let fl = Node::parse_flags(f[2]).ok_or_else(|| corrupt(lineno, "unknown flag"))?;
+        let master = match f[3] {
+            "-" => None,
+            m => Some(NodeId::parse(m.as_bytes()).ok_or_else(|| corrupt(lineno, "bad master id"))?),
+        };
+        let epoch: u64 = f[6]
+            .parse()
+            .map_err(|_| corrupt(lineno, "bad config epoch"))?;
+        if let Some(m) = master {
+            get_or_create(state, m, now);
+        }
+        {
+            let n = get_or_create(state, id, now);
+            n.flags = fl;
+            n.ip = ip;
+            n.port = port;
+            n.cport = cport.unwrap_or(port.wrapping_add(10000));
+            n.hostname = hostname;
+            n.master = master;
+            n.config_epoch = epoch;
+            if f[4] != "0" {
+                n.ping_sent = now;
+            }
+            if f[5] != "0" {
+                n.pong_received = now;
+            }
+            for (k, v) in &aux {
+                if k == "shard-id" {
+                    if let Some(s) = NodeId::parse(v.as_bytes()) {
+                        n.shard_id = s;
+                    }
+                }
+            }
+        }
+        if fl & flags::MYSELF != 0 {
+            if myself.is_some() {
+                return Err(corrupt(lineno, "more than one myself line"));
+            }
+            if fl & (flags::MASTER | flags::SLAVE) == 0 {
+                return Err(corrupt(lineno, "myself is neither master nor slave"));
+            }
+            myself = Some(id);
+        }
+        for tok in &f[8..] {
+            if let Some(inner) = tok.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+                let (slot, dir, other) = if let Some((s, o)) = inner.split_once("->-") {
+                    (s, true, o)
+                } else if let Some((s, o)) = inner.split_once("-<-") {
+                    (s, false, o)
+                } else {
+                    return Err(corrupt(lineno, "bad open slot"));
+                };
+                let slot: u16 = slot
+                    .parse()
+                    .ok()
+                    .filter(|s| (*s as usize) < SLOTS)
+                    .ok_or_else(|| corrupt(lineno, "bad slot"))?;
+                let other = NodeId::parse(other.as_bytes())
+                    .ok_or_else(|| corrupt(lineno, "bad node id in open slot"))?;
+                get_or_create(state, other, now);
+                if dir {
+                    state.migrating.insert(slot, other);
+                } else {
+                    state.importing.insert(slot, other);
+                }
+                continue;
+            }
+            let (a, b) = match tok.split_once('-') {
+                Some((a, b)) => (a, b),
+                None => (*tok, *tok),
+            };
+            let a: usize = a.parse().map_err(|_| corrupt(lineno, "bad slot"))?;
+            let b: usize = b.parse().map_err(|_| corrupt(lineno, "bad slot"))?;
+            if a > b || b >= SLOTS {
+                return Err(corrupt(lineno, "slot out of range"));
+            }
+            for s in a..=b {
+                state.del_slot(s);
+                state.add_slot(s, id);
+            }
+        }
+    }
+    let Some(me) = myself else {
+        state.nodes.clear();
+        state.me = fresh_me;
+        return Err(corrupt(0, "no myself line"));
+    };
+    state.me = me;
+    let max = state.max_config_epoch();
+    if max > state.current_epoch {
+        state.current_epoch = max;
+    }
+    // Our own ports come from the running config, not the file.
+    let (port, cport) = (state.settings.port, state.settings.cport);
+    let n = state.myself_mut();
+    n.port = port;
+    n.cport = cport;
+    n.link = None;
+    state.todo_route = true;
+    Ok(true)
+}

@@ -1,0 +1,308 @@
+//! Cluster mode: the node table and slot map ([`state`]), the bus wire
+//! format ([`bus`]), the gossip and failure-detection rules ([`gossip`]),
+//! `nodes.conf` ([`conf`]), the routing snapshot the command path reads
+//! ([`route`]), and here the async side: bus listener, links and cron.
+//!
+//! The state lives behind one mutex that only the bus links, the cron and
+//! CLUSTER commands take; it serializes them the way an actor would. The
+//! command path never takes it: it reads the [`route::Route`] snapshot.
+
+pub mod bus;
+pub mod conf;
+pub mod gossip;
+pub mod id;
+pub mod node;
+pub mod route;
+pub mod state;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Config;
+use crate::keyspace::now_ms;
+use crate::server::Shared;
+pub use id::NodeId;
+pub use route::{Query, Redirect, Route};
+use state::{Connect, Settings, State};
+
+pub struct Cluster {
+    state: Mutex<State>,
+    pub route: ArcSwap<Route>,
+    _lock: std::fs::File,
+}
+
+/// The bus port: `cluster-port`, or the client port + 10000.
+pub fn bus_port(cfg: &Config, port: u16) -> u16 {
+    match cfg.int("cluster-port") {
+        0 => port.wrapping_add(10000),
+        p => p as u16,
+    }
+}
+
+fn settings(cfg: &Config, port: u16, bus: u16) -> Settings {
+    let announce_port = cfg.int("cluster-announce-port") as u16;
+    let announce_bus = cfg.int("cluster-announce-bus-port") as u16;
+    Settings {
+        node_timeout: cfg.int("cluster-node-timeout").max(1),
+        require_full_coverage: cfg.flag("cluster-require-full-coverage"),
+        allow_replica_migration: cfg.flag("cluster-allow-replica-migration"),
+        announce_ip: cfg.value("cluster-announce-ip").to_string(),
+        announce_hostname: cfg.value("cluster-announce-hostname").to_string(),
+        port: if announce_port != 0 {
+            announce_port
+        } else {
+            port
+        },
+        cport: if announce_bus != 0 { announce_bus } else { bus },
+        config_file: std::path::PathBuf::from(cfg.value("cluster-config-file")),
+    }
+}
+
+struct SrvKeys<'a>(&'a Shared);
+
+impl gossip::Keys for SrvKeys<'_> {
+    fn count_in_slot(&self, slot: u16) -> usize {
+        self.0.ks.db(0).slot_keys(slot)
+    }
+}
+
+impl Cluster {
+    /// Loads or creates the node identity, binds the bus and starts the
+    /// cron. Called before the client port accepts anyone.
+    pub async fn start(srv: &Arc<Shared>, port: u16) -> anyhow::Result<Arc<Cluster>> {
+        let cfg = srv.config.read().clone();
+        let bus = bus_port(&cfg, port);
+        let st_settings = settings(&cfg, port, bus);
+        let path = st_settings.config_file.clone();
+        let lock = conf::lock(&path).map_err(anyhow::Error::msg)?;
+        let now = now_ms();
+        let mut st = State::new(st_settings, now);
+        match conf::load(&mut st, now) {
+            Ok(true) => tracing::info!("Node configuration loaded, I'm {}", st.me),
+            Ok(false) => {
+                tracing::info!("No cluster configuration found, I'm {}", st.me);
+            }
+            Err(e) => anyhow::bail!(
+                "Unrecoverable error: corrupted cluster config file \"{}\": {e}",
+                path.display()
+            ),
+        }
+        conf::save(&st, true).map_err(|e| {
+            anyhow::anyhow!(
+                "Could not save the cluster config file {}: {e}",
+                path.display()
+            )
+        })?;
+        st.todo_save = false;
+        st.todo_fsync = false;
+        let route = Route::build(&st, cfg.flag("cluster-allow-reads-when-down"));
+        let cluster = Arc::new(Cluster {
+            state: Mutex::new(st),
+            route: ArcSwap::from_pointee(route),
+            _lock: lock,
+        });
+        let mut addrs = cfg.bind();
+        if addrs.is_empty() {
+            addrs.push("0.0.0.0".into());
+        }
+        let mut bound = 0;
+        for a in addrs {
+            let (optional, host) = match a.strip_prefix('-') {
+                Some(h) => (true, h.to_string()),
+                None => (false, a.clone()),
+            };
+            let addr = if host.contains(':') {
+                format!("[{host}]:{bus}")
+            } else {
+                format!("{host}:{bus}")
+            };
+            match TcpListener::bind(&addr).await {
+                Ok(l) => {
+                    bound += 1;
+                    tokio::spawn(accept_loop(cluster.clone(), srv.clone(), l));
+                }
+                Err(e) if optional => tracing::warn!("could not bind the cluster bus {addr}: {e}"),
+                Err(e) => anyhow::bail!("Could not bind the cluster bus port {addr}: {e}"),
+            }
+        }
+        if bound == 0 {
+            anyhow::bail!("Could not bind the cluster bus port {bus}");
+        }
+        tokio::spawn(cron(cluster.clone(), srv.clone(), port, bus));
+        Ok(cluster)
+    }
+
+    /// Runs `f` on the state, then does what it left to do: save the
+    /// config, recompute the cluster state, publish a new route, open
+    /// links, deliver bus messages, drop keys of lost slots.
+    pub fn with<R>(self: &Arc<Self>, srv: &Arc<Shared>, f: impl FnOnce(&mut State) -> R) -> R {
+        let now = now_ms();
+        let mut st = self.state.lock();
+        let r = f(&mut st);
+        if st.todo_update_state {
+            st.update_state(now);
+        }
+        if st.todo_save {
+            let fsync = st.todo_fsync;
+            if let Err(e) = conf::save(&st, fsync) {
+                tracing::warn!("Could not save the cluster config: {e}");
+            }
+            st.todo_save = false;
+            st.todo_fsync = false;
+        }
+        if st.todo_route {
+            st.todo_route = false;
+            let allow = srv.config.read().flag("cluster-allow-reads-when-down");
+            self.route.store(Arc::new(Route::build(&st, allow)));
+        }
+        let connects = std::mem::take(&mut st.connects);
+        let publishes = std::mem::take(&mut st.publish_in);
+        let dirty = std::mem::take(&mut st.dirty_slots);
+        drop(st);
+        for c in connects {
+            tokio::spawn(outbound(self.clone(), srv.clone(), c));
+        }
+        for (ch, msg, _sharded) in publishes {
+            srv.pubsub.publish(&ch, &msg);
+        }
+        for slot in dirty {
+            let n = crate::command::keys::delete_slot_keys(srv, slot);
+            tracing::info!("Deleted {n} keys from slot {slot} now owned by another node");
+        }
+        r
+    }
+
+    fn link_closed(self: &Arc<Self>, srv: &Arc<Shared>, link_id: u64) {
+        self.with(srv, |st| st.free_link(link_id));
+    }
+}
+
+async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
+    loop {
+        match l.accept().await {
+            Ok((sock, _)) => {
+                let _ = sock.set_nodelay(true);
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let (link_id, _) = cluster.with(&srv, |st| st.register_inbound(tx, now_ms()));
+                tokio::spawn(run_link(cluster.clone(), srv.clone(), link_id, sock, rx));
+            }
+            Err(e) => {
+                tracing::warn!("cluster bus accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect) {
+    let timeout =
+        std::time::Duration::from_millis(cluster.state.lock().settings.node_timeout as u64);
+    let addr = if c.ip.contains(':') {
+        format!("[{}]:{}", c.ip, c.cport)
+    } else {
+        format!("{}:{}", c.ip, c.cport)
+    };
+    match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
+        Ok(Ok(sock)) => {
+            let _ = sock.set_nodelay(true);
+            run_link(cluster, srv, c.link_id, sock, c.rx).await;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("Connection to {addr} failed: {e}");
+            cluster.link_closed(&srv, c.link_id);
+        }
+        Err(_) => {
+            tracing::debug!("Connection to {addr} timed out");
+            cluster.link_closed(&srv, c.link_id);
+        }
+    }
+}
+
+/// Reads frames and hands them to the state; writes what the state
+/// queues for this link, coalescing queued frames into one write.
+async fn run_link(
+    cluster: Arc<Cluster>,
+    srv: Arc<Shared>,
+    link_id: u64,
+    sock: TcpStream,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let remote_ip = sock
+        .peer_addr()
+        .map(|a| a.ip().to_canonical().to_string())
+        .unwrap_or_default();
+    let local_ip = sock
+        .local_addr()
+        .map(|a| a.ip().to_canonical().to_string())
+        .unwrap_or_default();
+    let (mut rd, mut wr) = sock.into_split();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::new();
+    'link: loop {
+        tokio::select! {
+            f = rx.recv() => {
+                let Some(f) = f else { break };
+                out.clear();
+                out.extend_from_slice(&f);
+                while let Ok(more) = rx.try_recv() {
+                    out.extend_from_slice(&more);
+                }
+                if wr.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+            r = rd.read_buf(&mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                loop {
+                    let len = match bus::frame_len(&buf) {
+                        Ok(Some(l)) => l,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!("Closing a cluster bus link: {e}");
+                            break 'link;
+                        }
+                    };
+                    if buf.len() < len {
+                        // Grow as bytes arrive, never to the announced size.
+                        buf.reserve((len - buf.len()).min(64 * 1024));
+                        break;
+                    }
+                    let frame = buf.split_to(len);
+                    let msg = match bus::decode(&frame) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!("Dropping an invalid cluster bus message and closing the link: {e}");
+                            break 'link;
+                        }
+                    };
+                    let peer = gossip::Peer { link_id, remote_ip: &remote_ip, local_ip: &local_ip };
+                    let keep = cluster.with(&srv, |st| st.process(msg, &peer, &SrvKeys(&srv), now_ms()));
+                    if !keep {
+                        break 'link;
+                    }
+                }
+            }
+        }
+    }
+    cluster.link_closed(&srv, link_id);
+}
+
+async fn cron(cluster: Arc<Cluster>, srv: Arc<Shared>, port: u16, bus: u16) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let s = settings(&srv.config.read(), port, bus);
+        cluster.with(&srv, |st| {
+            st.settings = s;
+            st.cron(now_ms());
+        });
+    }
+}

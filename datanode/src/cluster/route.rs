@@ -1,0 +1,145 @@
+//! The routing snapshot: an immutable copy of who serves each slot, read
+//! by the command path without taking the cluster lock.
+
+use std::collections::BTreeMap;
+
+use super::state::State;
+use crate::keyspace::SLOTS;
+
+pub const NONE: u16 = u16::MAX;
+
+pub struct Route {
+    pub ok: bool,
+    /// Index into `addrs` per slot, `NONE` when unassigned.
+    pub owner: Box<[u16]>,
+    /// `ip:port` of each node that owns slots.
+    pub addrs: Vec<String>,
+    pub me: u16,
+    /// Our master's index when we are a replica.
+    pub my_master: u16,
+    pub migrating: BTreeMap<u16, u16>,
+    pub importing: BTreeMap<u16, u16>,
+    pub allow_reads_when_down: bool,
+}
+
+impl Route {
+    /// A node that is not part of a cluster yet: nothing is served.
+    pub fn empty() -> Route {
+        Route {
+            ok: false,
+            owner: vec![NONE; SLOTS].into_boxed_slice(),
+            addrs: Vec::new(),
+            me: NONE,
+            my_master: NONE,
+            migrating: BTreeMap::new(),
+            importing: BTreeMap::new(),
+            allow_reads_when_down: false,
+        }
+    }
+
+    pub fn build(st: &State, allow_reads_when_down: bool) -> Route {
+        let mut index: std::collections::HashMap<super::id::NodeId, u16> = Default::default();
+        let mut addrs = Vec::new();
+        let mut idx = |id: super::id::NodeId, addrs: &mut Vec<String>| -> u16 {
+            *index.entry(id).or_insert_with(|| {
+                let a = st
+                    .nodes
+                    .get(&id)
+                    .map(|n| format!("{}:{}", n.ip, n.port))
+                    .unwrap_or_default();
+                addrs.push(a);
+                (addrs.len() - 1) as u16
+            })
+        };
+        let me = idx(st.me, &mut addrs);
+        let my_master = match st.myself().master {
+            Some(m) if st.myself().is_replica() => idx(m, &mut addrs),
+            _ => NONE,
+        };
+        let mut owner = vec![NONE; SLOTS].into_boxed_slice();
+        for (s, o) in st.owner.iter().enumerate() {
+            if let Some(id) = o {
+                owner[s] = idx(*id, &mut addrs);
+            }
+        }
+        let migrating = st
+            .migrating
+            .iter()
+            .map(|(s, id)| (*s, idx(*id, &mut addrs)))
+            .collect();
+        let importing = st
+            .importing
+            .iter()
+            .map(|(s, id)| (*s, idx(*id, &mut addrs)))
+            .collect();
+        Route {
+            ok: st.ok,
+            owner,
+            addrs,
+            me,
+            my_master,
+            migrating,
+            importing,
+            allow_reads_when_down,
+        }
+    }
+}
+
+/// Why a keyed command is not served here.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redirect {
+    Moved(u16, String),
+    Ask(u16, String),
+    CrossSlot,
+    /// CLUSTERDOWN with its text.
+    Down(&'static str),
+}
+
+impl Redirect {
+    pub fn message(&self) -> String {
+        match self {
+            Redirect::Moved(s, a) => format!("MOVED {s} {a}"),
+            Redirect::Ask(s, a) => format!("ASK {s} {a}"),
+            Redirect::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            Redirect::Down(m) => (*m).into(),
+        }
+    }
+}
+
+pub struct Query {
+    pub write: bool,
+    /// The client sent READONLY.
+    pub readonly: bool,
+    /// The client sent ASKING just before.
+    pub asking: bool,
+}
+
+impl Route {
+    /// Where a command touching `slot` must go; `None` = serve it here.
+    pub fn check(&self, slot: u16, q: &Query) -> Option<Redirect> {
+        let o = self.owner[slot as usize];
+        if o == NONE {
+            return Some(Redirect::Down("CLUSTERDOWN Hash slot not served"));
+        }
+        if !self.ok {
+            if !self.allow_reads_when_down {
+                return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
+            }
+            if q.write {
+                return Some(Redirect::Down(
+                    "CLUSTERDOWN The cluster is down and only accepts read commands",
+                ));
+            }
+        }
+        if o == self.me {
+            return None;
+        }
+        if q.asking && self.importing.contains_key(&slot) {
+            return None;
+        }
+        if q.readonly && !q.write && o == self.my_master && o != NONE {
+            return None;
+        }
+        Some(Redirect::Moved(slot, self.addrs[o as usize].clone()))
+    }
+}

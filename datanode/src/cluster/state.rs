@@ -1,0 +1,790 @@
+//! The cluster state: the node table, who serves each slot, the epochs,
+//! and the open links. One owner at a time (behind the cluster mutex):
+//! bus messages, the cron and CLUSTER commands all go through here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use rand::seq::IndexedRandom;
+
+use super::bus::{self, flags, types, Body, Gossip, Header, Message, SlotBits};
+use super::id::NodeId;
+use super::node::{write_ranges, Node};
+use crate::keyspace::SLOTS;
+
+/// Settings the state reads; refreshed from the config by the cron.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node_timeout: i64,
+    pub require_full_coverage: bool,
+    pub allow_replica_migration: bool,
+    pub announce_ip: String,
+    pub announce_hostname: String,
+    /// Client port we announce.
+    pub port: u16,
+    /// Bus port we announce.
+    pub cport: u16,
+    pub config_file: PathBuf,
+}
+
+/// A bus connection as the state sees it.
+pub struct Link {
+    /// The node it belongs to: set at creation for outbound links, once
+    /// the sender is known for inbound ones.
+    pub node: Option<NodeId>,
+    pub inbound: bool,
+    pub tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    pub ctime: i64,
+    pub send_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An outbound connection the state wants opened (by the async side).
+pub struct Connect {
+    pub link_id: u64,
+    pub ip: String,
+    pub cport: u16,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    pub send_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// CLUSTER_WRITABLE_DELAY: a master waits this long after start before it
+/// can declare the cluster ok.
+const WRITABLE_DELAY: i64 = 2000;
+const FORGET_TTL_SECS: i64 = 60;
+
+pub struct State {
+    pub me: NodeId,
+    pub nodes: HashMap<NodeId, Node>,
+    pub owner: Vec<Option<NodeId>>,
+    pub migrating: BTreeMap<u16, NodeId>,
+    pub importing: BTreeMap<u16, NodeId>,
+    pub current_epoch: u64,
+    pub last_vote_epoch: u64,
+    pub ok: bool,
+    pub size: usize,
+    /// Forgotten ids and until when (unix ms) they stay forgotten.
+    pub blacklist: HashMap<NodeId, i64>,
+    pub stats_sent: [u64; 11],
+    pub stats_recv: [u64; 11],
+    pub links: HashMap<u64, Link>,
+    next_link: u64,
+    pub connects: Vec<Connect>,
+    pub settings: Settings,
+    /// Work to do before the lock is released.
+    pub todo_save: bool,
+    pub todo_fsync: bool,
+    pub todo_update_state: bool,
+    /// The routing snapshot must be rebuilt.
+    pub todo_route: bool,
+    first_state_call: i64,
+    among_minority_time: i64,
+    /// Slots whose keys must be deleted because another node took them.
+    pub dirty_slots: Vec<u16>,
+    /// Messages received from the bus for local delivery (channel,
+    /// message, sharded).
+    pub publish_in: Vec<(Vec<u8>, Vec<u8>, bool)>,
+    pub iteration: u64,
+}
+
+impl State {
+    pub fn new(settings: Settings, now: i64) -> State {
+        let me = NodeId::random();
+        let mut n = Node::new(me, flags::MYSELF | flags::MASTER, now);
+        n.port = settings.port;
+        n.cport = settings.cport;
+        n.ip = settings.announce_ip.clone();
+        n.hostname = settings.announce_hostname.clone();
+        let mut nodes = HashMap::new();
+        nodes.insert(me, n);
+        State {
+            me,
+            nodes,
+            owner: vec![None; SLOTS],
+            migrating: BTreeMap::new(),
+            importing: BTreeMap::new(),
+            current_epoch: 0,
+            last_vote_epoch: 0,
+            ok: false,
+            size: 0,
+            blacklist: HashMap::new(),
+            stats_sent: [0; 11],
+            stats_recv: [0; 11],
+            links: HashMap::new(),
+            next_link: 1,
+            connects: Vec::new(),
+            settings,
+            todo_save: true,
+            todo_fsync: true,
+            todo_update_state: true,
+            todo_route: true,
+            first_state_call: 0,
+            among_minority_time: 0,
+            dirty_slots: Vec::new(),
+            publish_in: Vec::new(),
+            iteration: 0,
+        }
+    }
+
+    pub fn myself(&self) -> &Node {
+        &self.nodes[&self.me]
+    }
+    pub fn myself_mut(&mut self) -> &mut Node {
+        let me = self.me;
+        self.nodes
+            .get_mut(&me)
+            .expect("myself is always in the table")
+    }
+
+    /// The node whose slots and epoch we advertise: ourselves, or our
+    /// master when we are a replica.
+    pub fn my_master(&self) -> &Node {
+        let m = self.myself();
+        if m.is_replica() {
+            if let Some(master) = m.master.and_then(|id| self.nodes.get(&id)) {
+                return master;
+            }
+        }
+        m
+    }
+
+    pub fn save_soon(&mut self, fsync: bool) {
+        self.todo_save = true;
+        self.todo_fsync |= fsync;
+    }
+
+    pub fn changed(&mut self) {
+        self.todo_update_state = true;
+        self.todo_route = true;
+        self.save_soon(false);
+    }
+
+    // ---- slots ----
+
+    pub fn add_slot(&mut self, slot: usize, id: NodeId) -> bool {
+        if self.owner[slot].is_some() {
+            return false;
+        }
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        n.slots.set(slot, true);
+        n.numslots += 1;
+        self.owner[slot] = Some(id);
+        self.todo_route = true;
+        true
+    }
+
+    pub fn del_slot(&mut self, slot: usize) -> bool {
+        let Some(id) = self.owner[slot].take() else {
+            return false;
+        };
+        if let Some(n) = self.nodes.get_mut(&id) {
+            if n.slots.get(slot) {
+                n.slots.set(slot, false);
+                n.numslots -= 1;
+            }
+        }
+        self.todo_route = true;
+        true
+    }
+
+    pub fn del_node_slots(&mut self, id: &NodeId) -> usize {
+        let mut n = 0;
+        for s in 0..SLOTS {
+            if self.owner[s] == Some(*id) {
+                self.del_slot(s);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    // ---- membership ----
+
+    pub fn new_link_id(&mut self) -> u64 {
+        self.next_link += 1;
+        self.next_link
+    }
+
+    pub fn add_node(&mut self, n: Node) {
+        self.nodes.insert(n.id, n);
+        self.todo_route = true;
+    }
+
+    /// Drops a node: its slots, links, the reports it filed, its place
+    /// among its master's replicas.
+    pub fn del_node(&mut self, id: &NodeId) {
+        for s in 0..SLOTS {
+            if self.owner[s] == Some(*id) {
+                self.del_slot(s);
+            }
+        }
+        self.migrating.retain(|_, n| n != id);
+        self.importing.retain(|_, n| n != id);
+        for n in self.nodes.values_mut() {
+            n.del_fail_report(id);
+            if n.master == Some(*id) && n.id != self.me {
+                n.master = None;
+            }
+        }
+        if let Some(n) = self.nodes.remove(id) {
+            for l in [n.link, n.inbound_link].into_iter().flatten() {
+                self.links.remove(&l);
+            }
+        }
+        self.todo_route = true;
+    }
+
+    /// Gives a handshake node its real id.
+    pub fn rename(&mut self, old: &NodeId, new: NodeId) {
+        if let Some(mut n) = self.nodes.remove(old) {
+            n.id = new;
+            for l in [n.link, n.inbound_link].into_iter().flatten() {
+                if let Some(link) = self.links.get_mut(&l) {
+                    link.node = Some(new);
+                }
+            }
+            self.nodes.insert(new, n);
+        }
+    }
+
+    pub fn free_link(&mut self, link_id: u64) {
+        if let Some(l) = self.links.remove(&link_id) {
+            if let Some(n) = l.node.and_then(|id| self.nodes.get_mut(&id)) {
+                if n.link == Some(link_id) {
+                    n.link = None;
+                }
+                if n.inbound_link == Some(link_id) {
+                    n.inbound_link = None;
+                }
+            }
+        }
+    }
+
+    pub fn in_blacklist(&mut self, id: &NodeId, now: i64) -> bool {
+        self.blacklist.retain(|_, until| *until > now);
+        self.blacklist.contains_key(id)
+    }
+
+    pub fn blacklist_add(&mut self, id: NodeId, now: i64) {
+        self.blacklist.insert(id, now + FORGET_TTL_SECS * 1000);
+    }
+
+    /// Starts a handshake with an address (CLUSTER MEET): false when the
+    /// same address already has a handshake in progress.
+    pub fn start_handshake(&mut self, ip: &str, port: u16, cport: u16, now: i64) -> bool {
+        if self
+            .nodes
+            .values()
+            .any(|n| n.in_handshake() && n.ip == ip && n.port == port && n.cport == cport)
+        {
+            return false;
+        }
+        let mut n = Node::new(NodeId::random(), flags::HANDSHAKE | flags::MEET, now);
+        n.ip = ip.to_string();
+        n.port = port;
+        n.cport = cport;
+        self.add_node(n);
+        true
+    }
+
+    /// Turns `id` into a master (clears replica state).
+    pub fn set_node_as_master(&mut self, id: &NodeId) {
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
+        if n.is_master() {
+            return;
+        }
+        n.flags &= !flags::SLAVE;
+        n.flags |= flags::MASTER;
+        n.master = None;
+        self.changed();
+    }
+
+    /// Makes myself a replica of `master` (the replication link itself is
+    /// started by the replication layer).
+    pub fn set_my_master(&mut self, master: NodeId) {
+        let me = self.me;
+        self.del_node_slots(&me);
+        self.migrating.clear();
+        self.importing.clear();
+        let n = self.myself_mut();
+        n.flags &= !(flags::MASTER | flags::MIGRATE_TO);
+        n.flags |= flags::SLAVE;
+        n.master = Some(master);
+        if let Some(m) = self.nodes.get(&master) {
+            let sid = m.shard_id;
+            self.myself_mut().shard_id = sid;
+        }
+        self.changed();
+        self.save_soon(true);
+    }
+
+    pub fn replicas_of(&self, id: &NodeId) -> Vec<&Node> {
+        let mut v: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| n.is_replica() && n.master == Some(*id))
+            .collect();
+        v.sort_by_key(|n| n.id);
+        v
+    }
+
+    /// Masters serving at least one slot.
+    pub fn compute_size(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.is_master() && n.numslots > 0)
+            .count()
+    }
+
+    pub fn max_config_epoch(&self) -> u64 {
+        self.nodes
+            .values()
+            .map(|n| n.config_epoch)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bump without consensus (BUMPEPOCH, SETSLOT NODE after an import,
+    /// TAKEOVER): only when our epoch is 0 or not the greatest.
+    pub fn bump_epoch_without_consensus(&mut self) -> bool {
+        let max = self.max_config_epoch();
+        let mine = self.myself().config_epoch;
+        if mine == 0 || mine != max {
+            self.current_epoch += 1;
+            let e = self.current_epoch;
+            self.myself_mut().config_epoch = e;
+            self.save_soon(true);
+            true
+        } else {
+            false
+        }
+    }
+
+    // ---- the cluster state (ok / fail) ----
+
+    pub fn update_state(&mut self, now: i64) {
+        self.todo_update_state = false;
+        if self.first_state_call == 0 {
+            self.first_state_call = now;
+        }
+        let me_master = self.myself().is_master();
+        if me_master && !self.ok && now - self.first_state_call < WRITABLE_DELAY {
+            return;
+        }
+        let mut new_ok = true;
+        if self.settings.require_full_coverage {
+            for s in 0..SLOTS {
+                match self.owner[s].and_then(|id| self.nodes.get(&id)) {
+                    None => {
+                        new_ok = false;
+                        break;
+                    }
+                    Some(n) if n.failed() => {
+                        new_ok = false;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut size = 0;
+        let mut reachable = 0;
+        for n in self.nodes.values() {
+            if n.is_master() && n.numslots > 0 {
+                size += 1;
+                if !n.failing() {
+                    reachable += 1;
+                }
+            }
+        }
+        self.size = size;
+        let quorum = size / 2 + 1;
+        if reachable < quorum {
+            new_ok = false;
+            self.among_minority_time = now;
+        }
+        if new_ok != self.ok {
+            let rejoin = self.settings.node_timeout.clamp(500, 5000);
+            if new_ok && me_master && now - self.among_minority_time < rejoin {
+                return;
+            }
+            tracing::info!(
+                "Cluster state changed: {}",
+                if new_ok { "ok" } else { "fail" }
+            );
+            self.ok = new_ok;
+            self.todo_route = true;
+        }
+    }
+
+    // ---- messages out ----
+
+    pub fn header(&self, typ: u16) -> Header {
+        let me = self.myself();
+        let master = self.my_master();
+        Header {
+            typ,
+            port: self.settings.port,
+            current_epoch: self.current_epoch,
+            config_epoch: master.config_epoch,
+            offset: 0,
+            sender: Some(self.me),
+            myslots: master.slots.clone(),
+            slaveof: if me.is_replica() { me.master } else { None },
+            myip: self.settings.announce_ip.clone(),
+            extensions: 0,
+            pport: 0,
+            cport: self.settings.cport,
+            flags: me.flags,
+            state: if self.ok { 0 } else { 1 },
+            mflags: [0, 0, 0],
+        }
+    }
+
+    fn gossip_entry(n: &Node) -> Gossip {
+        Gossip {
+            node: n.id,
+            ping_sent: (n.ping_sent / 1000) as u32,
+            pong_received: (n.pong_received / 1000) as u32,
+            ip: n.ip.clone(),
+            port: n.port,
+            cport: n.cport,
+            flags: n.flags,
+            pport: n.pport,
+        }
+    }
+
+    /// A PING, PONG or MEET for the node behind `to` (excluded from the
+    /// gossip), with a few random nodes plus every node we think is down.
+    pub fn build_ping(&self, typ: u16, to: Option<&NodeId>) -> Vec<u8> {
+        let total = self.nodes.len();
+        let fresh = total.saturating_sub(2);
+        let wanted = (total / 10).max(3).min(fresh);
+        let candidates: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                n.id != self.me
+                    && Some(&n.id) != to
+                    && !n.timed_out()
+                    && !n.has(flags::HANDSHAKE | flags::NOADDR)
+                    && !(n.link.is_none() && n.numslots == 0)
+            })
+            .collect();
+        let mut rng = rand::rng();
+        let mut entries: Vec<Gossip> = candidates
+            .choose_multiple(&mut rng, wanted)
+            .map(|n| Self::gossip_entry(n))
+            .collect();
+        for n in self.nodes.values() {
+            if n.timed_out() && !n.has(flags::HANDSHAKE | flags::NOADDR) && Some(&n.id) != to {
+                entries.push(Self::gossip_entry(n));
+            }
+        }
+        let m = Message {
+            header: self.header(typ),
+            body: Body::Gossip {
+                entries,
+                exts: Vec::new(),
+            },
+        };
+        let mut out = Vec::with_capacity(bus::HEADER_LEN + 104 * 8);
+        bus::encode(&m, &mut out);
+        out
+    }
+
+    pub fn frame(&self, typ: u16, body: Body) -> Vec<u8> {
+        let m = Message {
+            header: self.header(typ),
+            body,
+        };
+        let mut out = Vec::new();
+        bus::encode(&m, &mut out);
+        out
+    }
+
+    pub fn send_link(&mut self, link_id: u64, frame: Vec<u8>) {
+        if frame.len() >= 14 {
+            let t = u16::from_be_bytes([frame[12], frame[13]]) as usize;
+            if t < self.stats_sent.len() {
+                self.stats_sent[t] += 1;
+            }
+        }
+        if let Some(l) = self.links.get(&link_id) {
+            l.send_bytes
+                .fetch_add(frame.len(), std::sync::atomic::Ordering::Relaxed);
+            let _ = l.tx.send(frame);
+        }
+    }
+
+    pub fn send_ping(&mut self, id: &NodeId, typ: u16, now: i64) {
+        let Some(link) = self.nodes.get(id).and_then(|n| n.link) else {
+            return;
+        };
+        let frame = self.build_ping(typ, Some(id));
+        if typ == types::PING || typ == types::MEET {
+            if let Some(n) = self.nodes.get_mut(id) {
+                if n.ping_sent == 0 {
+                    n.ping_sent = now;
+                }
+            }
+        }
+        self.send_link(link, frame);
+    }
+
+    /// To every known node we have a link to.
+    pub fn broadcast(&mut self, frame: &[u8]) {
+        let targets: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+            .filter_map(|n| n.link)
+            .collect();
+        for l in targets {
+            self.send_link(l, frame.to_vec());
+        }
+    }
+
+    pub fn broadcast_pong(&mut self) {
+        let targets: Vec<(NodeId, u64)> = self
+            .nodes
+            .values()
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+            .filter_map(|n| n.link.map(|l| (n.id, l)))
+            .collect();
+        for (id, l) in targets {
+            let f = self.build_ping(types::PONG, Some(&id));
+            self.send_link(l, f);
+        }
+    }
+
+    /// Opens (through the async side) an outbound link to `id`.
+    pub fn connect(&mut self, id: &NodeId, now: i64) {
+        let (ip, cport) = match self.nodes.get(id) {
+            Some(n) if n.link.is_none() && !n.ip.is_empty() => (n.ip.clone(), n.cport),
+            _ => return,
+        };
+        let link_id = self.new_link_id();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let send_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        self.links.insert(
+            link_id,
+            Link {
+                node: Some(*id),
+                inbound: false,
+                tx,
+                ctime: now,
+                send_bytes: send_bytes.clone(),
+            },
+        );
+        if let Some(n) = self.nodes.get_mut(id) {
+            n.link = Some(link_id);
+        }
+        self.connects.push(Connect {
+            link_id,
+            ip,
+            cport,
+            rx,
+            send_bytes,
+        });
+        // The first packet: MEET for a node we were told to meet, else PING.
+        // Keep an older ping_sent so a dead node still times out.
+        let meet = self.nodes.get(id).is_some_and(|n| n.has(flags::MEET));
+        let old_ping = self.nodes.get(id).map(|n| n.ping_sent).unwrap_or(0);
+        self.send_ping(id, if meet { types::MEET } else { types::PING }, now);
+        if let Some(n) = self.nodes.get_mut(id) {
+            if old_ping != 0 {
+                n.ping_sent = old_ping;
+            }
+            n.flags &= !flags::MEET;
+        }
+    }
+
+    pub fn register_inbound(
+        &mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+        now: i64,
+    ) -> (u64, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let id = self.new_link_id();
+        let send_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        self.links.insert(
+            id,
+            Link {
+                node: None,
+                inbound: true,
+                tx,
+                ctime: now,
+                send_bytes: send_bytes.clone(),
+            },
+        );
+        (id, send_bytes)
+    }
+
+    // ---- text forms ----
+
+    /// One CLUSTER NODES line, without the trailing newline. `conf` adds
+    /// the nodes.conf aux fields.
+    pub fn describe(&self, n: &Node, conf: bool) -> String {
+        let mut s = String::with_capacity(128);
+        let _ = write!(s, "{} {}:{}@{}", n.id, n.ip, n.port, n.cport);
+        if conf {
+            let _ = write!(s, ",{},shard-id={}", n.hostname, n.shard_id);
+        } else if !n.hostname.is_empty() {
+            let _ = write!(s, ",{}", n.hostname);
+        }
+        s.push(' ');
+        s.push_str(&n.flag_words());
+        match n.master {
+            Some(m) if n.is_replica() => {
+                let _ = write!(s, " {m} ");
+            }
+            _ => s.push_str(" - "),
+        }
+        let epoch = match n.master.and_then(|m| self.nodes.get(&m)) {
+            Some(m) if n.is_replica() => m.config_epoch,
+            _ => n.config_epoch,
+        };
+        let connected = n.link.is_some() || n.has(flags::MYSELF);
+        let _ = write!(
+            s,
+            "{} {} {} {}",
+            n.ping_sent,
+            n.pong_received,
+            epoch,
+            if connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        );
+        write_ranges(&mut s, &n.slots);
+        if n.id == self.me {
+            for (slot, to) in &self.migrating {
+                let _ = write!(s, " [{slot}->-{to}]");
+            }
+            for (slot, from) in &self.importing {
+                let _ = write!(s, " [{slot}-<-{from}]");
+            }
+        }
+        s
+    }
+
+    /// Nodes in a stable order: myself first, then by id.
+    pub fn ordered(&self) -> Vec<&Node> {
+        let mut v: Vec<&Node> = self.nodes.values().collect();
+        v.sort_by_key(|n| (n.id != self.me, n.id));
+        v
+    }
+
+    pub fn nodes_text(&self) -> String {
+        let mut out = String::new();
+        for n in self.ordered() {
+            out.push_str(&self.describe(n, false));
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn config_text(&self) -> String {
+        let mut out = String::new();
+        for n in self.ordered() {
+            if n.in_handshake() {
+                continue;
+            }
+            out.push_str(&self.describe(n, true));
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "vars currentEpoch {} lastVoteEpoch {}",
+            self.current_epoch, self.last_vote_epoch
+        );
+        out
+    }
+
+    pub fn info_text(&self) -> String {
+        let mut assigned = 0;
+        let mut ok = 0;
+        let mut pfail = 0;
+        let mut fail = 0;
+        for s in 0..SLOTS {
+            if let Some(n) = self.owner[s].and_then(|id| self.nodes.get(&id)) {
+                assigned += 1;
+                if n.failed() {
+                    fail += 1;
+                } else if n.timed_out() {
+                    pfail += 1;
+                } else {
+                    ok += 1;
+                }
+            }
+        }
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "cluster_state:{}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{ok}\r\n\
+             cluster_slots_pfail:{pfail}\r\ncluster_slots_fail:{fail}\r\ncluster_known_nodes:{}\r\n\
+             cluster_size:{}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n",
+            if self.ok { "ok" } else { "fail" },
+            self.nodes.len(),
+            self.size,
+            self.current_epoch,
+            self.my_master().config_epoch
+        );
+        let mut total = 0;
+        for (i, c) in self.stats_sent.iter().enumerate() {
+            if *c > 0 {
+                let _ = write!(
+                    out,
+                    "cluster_stats_messages_{}_sent:{c}\r\n",
+                    types::NAMES[i]
+                );
+                total += c;
+            }
+        }
+        let _ = write!(out, "cluster_stats_messages_sent:{total}\r\n");
+        let mut total = 0;
+        for (i, c) in self.stats_recv.iter().enumerate() {
+            if *c > 0 {
+                let _ = write!(
+                    out,
+                    "cluster_stats_messages_{}_received:{c}\r\n",
+                    types::NAMES[i]
+                );
+                total += c;
+            }
+        }
+        let _ = write!(out, "cluster_stats_messages_received:{total}\r\n");
+        out.push_str("total_cluster_links_buffer_limit_exceeded:0\r\n");
+        out
+    }
+}
+
+/// Maximal runs of slots with the same owner: (start, end, owner).
+pub fn slot_runs(owner: &[Option<NodeId>]) -> Vec<(usize, usize, NodeId)> {
+    let mut out: Vec<(usize, usize, NodeId)> = Vec::new();
+    for (s, o) in owner.iter().enumerate() {
+        let Some(id) = o else { continue };
+        match out.last_mut() {
+            Some(last) if last.2 == *id && last.1 + 1 == s => last.1 = s,
+            _ => out.push((s, s, *id)),
+        }
+    }
+    out
+}
+
+impl SlotBits {
+    pub fn from_owner(owner: &[Option<NodeId>], id: &NodeId) -> SlotBits {
+        let mut b = SlotBits::default();
+        for (s, o) in owner.iter().enumerate() {
+            if o.as_ref() == Some(id) {
+                b.set(s, true);
+            }
+        }
+        b
+    }
+}

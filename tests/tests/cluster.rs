@@ -1,0 +1,393 @@
+//! Cluster mode driven by the real tools: `redis-cli --cluster create`,
+//! `check`, `info`, `redis-cli -c`; a mixed cluster with a real
+//! redis-server; failure detection; restarts; bad input on the bus.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use slotkv_tests::cluster::{redis_cli, wait_until, Cluster};
+use slotkv_tests::{Node, Server};
+
+const D: Server = Server::Datanode;
+
+fn port_of_owner(c: &Cluster, slot: u16) -> u16 {
+    for (i, n) in c.nodes.iter().enumerate() {
+        let me = c
+            .nodes_of(i)
+            .into_iter()
+            .find(|l| l.contains("myself"))
+            .unwrap_or_default();
+        for tok in me.split(' ').skip(8) {
+            let (a, b) = match tok.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap_or(1), b.parse().unwrap_or(0)),
+                None => (tok.parse().unwrap_or(1), tok.parse().unwrap_or(0)),
+            };
+            if (a..=b).contains(&slot) {
+                return n.port;
+            }
+        }
+    }
+    panic!("no node serves slot {slot}");
+}
+
+fn replica_lines(c: &Cluster, i: usize) -> usize {
+    c.nodes_of(i)
+        .iter()
+        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("slave")))
+        .count()
+}
+
+#[test]
+fn tutorial_create_check_redirects_and_restart() {
+    let mut c = Cluster::start(&[D; 6], 5000, &[]);
+    let out = c.create(1);
+    assert!(
+        out.contains("[OK] All nodes agree about slots configuration."),
+        "{out}"
+    );
+    assert!(out.contains("[OK] All 16384 slots covered."), "{out}");
+    c.wait_ok(Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(30),
+        "every node knows 3 replicas",
+        || (0..6).all(|i| replica_lines(&c, i) == 3),
+    );
+    let sig = c.signature(0);
+    assert_eq!(
+        sig.matches('|').count(),
+        2,
+        "three masters with slots: {sig}"
+    );
+    for i in 1..6 {
+        assert_eq!(c.signature(i), sig, "node {i} disagrees about slots");
+    }
+
+    let first = c.addrs()[0].clone();
+    let (ok, check) = redis_cli(&["--cluster", "check", &first]);
+    assert!(ok, "{check}");
+    assert!(
+        check.contains("[OK] All nodes agree about slots configuration."),
+        "{check}"
+    );
+    assert!(check.contains("[OK] All 16384 slots covered."), "{check}");
+    assert!(!check.contains("[ERR]"), "{check}");
+    assert_eq!(
+        check.matches("1 additional replica(s)").count(),
+        3,
+        "{check}"
+    );
+    let (ok, info) = redis_cli(&["--cluster", "info", &first]);
+    assert!(ok, "{info}");
+    assert!(info.contains("[OK] 0 keys in 3 masters."), "{info}");
+
+    // redis-cli -c follows MOVED; without -c the redirect is visible.
+    for i in 0..6 {
+        assert_eq!(
+            c.cli(i, &["-c", "SET", &format!("key:{i}"), &format!("v{i}")])
+                .trim(),
+            "OK"
+        );
+    }
+    assert_eq!(c.cli(0, &["-c", "SET", "foo", "bar"]).trim(), "OK");
+    for i in 0..6 {
+        assert_eq!(
+            c.cli(5 - i, &["-c", "GET", &format!("key:{i}")]).trim(),
+            format!("v{i}")
+        );
+        assert_eq!(c.cli(i, &["-c", "GET", "foo"]).trim(), "bar");
+    }
+    let owner = port_of_owner(&c, 12182);
+    let other = c.nodes.iter().position(|n| n.port != owner).unwrap();
+    let mut conn = c.nodes[other].conn();
+    assert_eq!(
+        conn.text(&["GET", "foo"]),
+        format!("-MOVED 12182 127.0.0.1:{owner}\r\n")
+    );
+    assert_eq!(
+        conn.text(&["MSET", "a", "1", "b", "2"]),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(
+        conn.text(&["SELECT", "1"]),
+        "-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    let mut own = Node::conn(&c.nodes[c.nodes.iter().position(|n| n.port == owner).unwrap()]);
+    assert_eq!(
+        own.text(&["MSET", "{foo}1", "x", "{foo}2", "y"]),
+        "+OK\r\n",
+        "keys sharing a hash tag go together"
+    );
+    // A transaction whose commands span slots is refused at EXEC.
+    assert_eq!(own.text(&["MULTI"]), "+OK\r\n");
+    assert_eq!(own.text(&["SET", "foo", "1"]), "+QUEUED\r\n");
+    assert!(own.text(&["SET", "hello", "1"]).starts_with("-MOVED 866 "));
+    assert!(own.text(&["EXEC"]).starts_with("-EXECABORT"));
+    let info = conn.text(&["INFO", "cluster"]);
+    assert!(info.contains("cluster_enabled:1\r\n"), "{info}");
+    let slots = conn.cmd(&["CLUSTER", "SLOTS"]).unwrap().tree;
+    match slots {
+        slotkv_tests::Reply::Agg(b'*', ranges) => {
+            assert_eq!(ranges.len(), 3);
+            for r in ranges {
+                let slotkv_tests::Reply::Agg(_, parts) = r else {
+                    panic!("bad range")
+                };
+                assert_eq!(parts.len(), 4, "start, end, master, one replica");
+            }
+        }
+        other => panic!("CLUSTER SLOTS: {other:?}"),
+    }
+
+    // Restart every node: same ids, same slots, ok again, data kept.
+    let ids: Vec<String> = (0..6).map(|i| c.myid(i)).collect();
+    for n in c.nodes.iter_mut() {
+        n.signal_and_wait("-TERM");
+    }
+    for n in c.nodes.iter_mut() {
+        n.restart();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(&c.myid(i), id, "node {i} kept its id");
+    }
+    c.wait_ok(Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(30),
+        "slot views agree after restart",
+        || (0..6).all(|i| c.signature(i) == sig),
+    );
+    assert_eq!(c.cli(3, &["-c", "GET", "foo"]).trim(), "bar");
+}
+
+#[test]
+fn failure_detection_marks_a_stopped_master_failed_and_clears_it() {
+    let timeout = 2000u64;
+    let c = Cluster::start(&[D; 3], timeout, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let victim = c.myid(2);
+    let pid = c.nodes[2].pid().to_string();
+    let flagged = |i: usize, word: &str| {
+        c.nodes_of(i)
+            .iter()
+            .find(|l| l.starts_with(&victim))
+            .and_then(|l| l.split(' ').nth(2).map(|f| f.split(',').any(|w| w == word)))
+            .unwrap_or(false)
+    };
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let t0 = Instant::now();
+    // PFAIL after the timeout, FAIL once the majority agrees: within
+    // twice the timeout (plus the ping interval and scheduling slack).
+    wait_until(
+        Duration::from_millis(2 * timeout + 1500),
+        "both masters flag the stopped one as fail",
+        || flagged(0, "fail") && flagged(1, "fail"),
+    );
+    let took = t0.elapsed();
+    assert_eq!(c.state(0).as_deref(), Some("fail"), "a slot owner is down");
+    let cont = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    assert!(cont.success());
+    wait_until(
+        Duration::from_secs(20),
+        "FAIL cleared after SIGCONT",
+        || !flagged(0, "fail") && !flagged(1, "fail"),
+    );
+    c.wait_ok(Duration::from_secs(20));
+    eprintln!("failure detected in {took:?}");
+}
+
+#[test]
+fn mixed_cluster_with_a_real_redis_server() {
+    let c = Cluster::start(&[D, D, Server::Redis], 5000, &[]);
+    let out = c.create(0);
+    assert!(out.contains("[OK] All 16384 slots covered."), "{out}");
+    c.wait_ok(Duration::from_secs(30));
+    wait_until(Duration::from_secs(20), "all three agree on slots", || {
+        let s = c.signature(0);
+        s.matches('|').count() == 2 && c.signature(1) == s && c.signature(2) == s
+    });
+    // Every node returns the same CLUSTER SLOTS, byte for byte.
+    let slots: Vec<Vec<u8>> = (0..3)
+        .map(|i| c.nodes[i].conn().cmd(&["CLUSTER", "SLOTS"]).unwrap().raw)
+        .collect();
+    assert_eq!(slots[0], slots[2], "datanode and redis-server disagree");
+    assert_eq!(slots[1], slots[2]);
+    // CLUSTER NODES lines have the same shape on both implementations.
+    for i in 0..3 {
+        for l in c.nodes_of(i) {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert!(f.len() >= 9, "{l}");
+            assert_eq!(f[0].len(), 40);
+            assert!(f[1].starts_with("127.0.0.1:") && f[1].contains('@'), "{l}");
+            assert!(f[2].contains("master"), "{l}");
+            assert_eq!(f[3], "-");
+            assert_eq!(f[7], "connected", "{l}");
+        }
+    }
+    let epochs = |i: usize| -> Vec<String> {
+        let mut v: Vec<String> = c
+            .nodes_of(i)
+            .iter()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                format!("{} {}", f[0], f[6])
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(epochs(0), epochs(2), "config epochs agree");
+    // Keys written through any node are served through every node.
+    for i in 0..30 {
+        let k = format!("mixed:{i}");
+        assert_eq!(
+            c.cli(i % 3, &["-c", "SET", &k, &i.to_string()]).trim(),
+            "OK"
+        );
+    }
+    for i in 0..30 {
+        let k = format!("mixed:{i}");
+        assert_eq!(c.cli((i + 1) % 3, &["-c", "GET", &k]).trim(), i.to_string());
+    }
+    for i in 0..3 {
+        let info = c.info_field(i, &["INFO"], "cluster_enabled");
+        assert_eq!(info.as_deref(), Some("1"));
+    }
+}
+
+fn bus_conn(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port + 10000)).expect("bus connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// True when the peer closed the connection.
+fn closed(mut s: TcpStream) -> bool {
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+#[test]
+fn bus_drops_bad_input_and_closes_the_link() {
+    let c = Cluster::start(&[D], 5000, &[]);
+    let port = c.nodes[0].port;
+    let before = c.nodes_of(0);
+    // Garbage.
+    let mut s = bus_conn(port);
+    s.write_all(b"hello there, this is not a cluster bus frame\r\n")
+        .unwrap();
+    assert!(closed(s), "garbage closes the link");
+    // Right length field, wrong signature.
+    let mut s = bus_conn(port);
+    let mut f = vec![0u8; 2256];
+    f[0..4].copy_from_slice(b"XXmb");
+    f[4..8].copy_from_slice(&2256u32.to_be_bytes());
+    s.write_all(&f).unwrap();
+    assert!(closed(s), "wrong signature closes the link");
+    // Oversized length announced: refused before any allocation.
+    let mut s = bus_conn(port);
+    let mut h = b"RCmb".to_vec();
+    h.extend_from_slice(&u32::MAX.to_be_bytes());
+    s.write_all(&h).unwrap();
+    assert!(closed(s), "oversized frame closes the link");
+    // Too short to hold a header.
+    let mut s = bus_conn(port);
+    let mut h = b"RCmb".to_vec();
+    h.extend_from_slice(&16u32.to_be_bytes());
+    h.extend_from_slice(&[0u8; 8]);
+    s.write_all(&h).unwrap();
+    assert!(closed(s), "undersized frame closes the link");
+    // A FAIL message whose length does not match its type.
+    let mut s = bus_conn(port);
+    let mut f = vec![0u8; 2256];
+    f[0..4].copy_from_slice(b"RCmb");
+    f[4..8].copy_from_slice(&2256u32.to_be_bytes());
+    f[8..10].copy_from_slice(&1u16.to_be_bytes());
+    f[12..14].copy_from_slice(&3u16.to_be_bytes());
+    s.write_all(&f).unwrap();
+    assert!(closed(s), "FAIL without a body closes the link");
+    // Truncated: half a frame, then the peer goes away.
+    let mut s = bus_conn(port);
+    s.write_all(&f[..1000]).unwrap();
+    drop(s);
+    // The node is unharmed and its table unchanged.
+    let mut conn = c.nodes[0].conn();
+    assert_eq!(conn.text(&["PING"]), "+PONG\r\n");
+    assert_eq!(c.nodes_of(0), before);
+    assert_eq!(
+        c.info_field(0, &["CLUSTER", "INFO"], "cluster_known_nodes")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn nodes_conf_is_locked_and_validated() {
+    let c = Cluster::start(&[D], 5000, &[]);
+    let n = &c.nodes[0];
+    let conf = std::fs::read_to_string(n.path().join("nodes.conf")).unwrap();
+    assert!(conf.contains("myself,master"), "{conf}");
+    assert!(
+        conf.ends_with("vars currentEpoch 0 lastVoteEpoch 0\n"),
+        "{conf}"
+    );
+    let log = n.log();
+    assert!(
+        log.contains(&format!(
+            "No cluster configuration found, I'm {}",
+            c.myid(0)
+        )),
+        "{log}"
+    );
+    // A second process on the same file is refused.
+    let (code, out) = n.start_expect_failure_here(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("is already used by a different Redis Cluster node"),
+        "{out}"
+    );
+    // A corrupt file stops start-up and names the file.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(
+        other.path().join("bad.conf"),
+        "garbage line\nvars currentEpoch x\n",
+    )
+    .unwrap();
+    let (code, out) = slotkv_tests::process::start_expect_failure(
+        D,
+        &[
+            "--port",
+            &slotkv_tests::free_port().to_string(),
+            "--dir",
+            &other.path().display().to_string(),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "bad.conf",
+        ],
+        other.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("corrupted cluster config file") && out.contains("bad.conf"),
+        "{out}"
+    );
+}
