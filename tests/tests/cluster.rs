@@ -139,6 +139,52 @@ fn tutorial_create_check_redirects_and_restart() {
         other => panic!("CLUSTER SLOTS: {other:?}"),
     }
 
+    // PUBLISH on one node reaches subscribers on every node.
+    let mut subs: Vec<_> = (0..6).map(|i| c.nodes[i].conn()).collect();
+    for s in subs.iter_mut() {
+        assert!(s.text(&["SUBSCRIBE", "news"]).contains("subscribe"));
+    }
+    assert_eq!(c.nodes[2].conn().text(&["PUBLISH", "news", "hi"]), ":1\r\n");
+    for s in subs.iter_mut() {
+        let m = s.read_reply().expect("message");
+        assert_eq!(
+            String::from_utf8_lossy(&m.raw),
+            "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+        );
+    }
+    // Sharded pub/sub stays within the shard: the owner of the channel's
+    // slot and its replica hear it; others redirect.
+    let owner_i = c.nodes.iter().position(|n| n.port == owner).unwrap();
+    let owner_id = c.myid(owner_i);
+    let replica_i = (0..6)
+        .find(|&i| {
+            c.nodes_of(i).iter().any(|l| {
+                l.contains("myself,slave") && l.split(' ').nth(3) == Some(owner_id.as_str())
+            })
+        })
+        .expect("a replica of foo's owner");
+    let mut on_replica = c.nodes[replica_i].conn();
+    assert!(on_replica
+        .text(&["SSUBSCRIBE", "foo"])
+        .contains("ssubscribe"));
+    let mut on_owner = c.nodes[owner_i].conn();
+    assert!(on_owner.text(&["SSUBSCRIBE", "foo"]).contains("ssubscribe"));
+    assert!(conn
+        .text(&["SSUBSCRIBE", "foo"])
+        .starts_with("-MOVED 12182"));
+    assert_eq!(
+        c.nodes[owner_i].conn().text(&["SPUBLISH", "foo", "s1"]),
+        ":1\r\n"
+    );
+    for s in [&mut on_owner, &mut on_replica] {
+        let m = s.read_reply().expect("smessage");
+        assert_eq!(
+            String::from_utf8_lossy(&m.raw),
+            "*3\r\n$8\r\nsmessage\r\n$3\r\nfoo\r\n$2\r\ns1\r\n"
+        );
+    }
+    drop(subs);
+
     // Restart every node: same ids, same slots, ok again, data kept.
     let ids: Vec<String> = (0..6).map(|i| c.myid(i)).collect();
     for n in c.nodes.iter_mut() {

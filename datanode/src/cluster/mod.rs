@@ -167,14 +167,51 @@ impl Cluster {
         for c in connects {
             tokio::spawn(outbound(self.clone(), srv.clone(), c));
         }
-        for (ch, msg, _sharded) in publishes {
-            srv.pubsub.publish(&ch, &msg);
+        for (ch, msg, sharded) in publishes {
+            if sharded {
+                srv.pubsub.spublish(&ch, &msg);
+            } else {
+                srv.pubsub.publish(&ch, &msg);
+            }
         }
         for slot in dirty {
             let n = crate::command::keys::delete_slot_keys(srv, slot);
             tracing::info!("Deleted {n} keys from slot {slot} now owned by another node");
         }
         r
+    }
+
+    /// Sends a PUBLISH to every node, or a PUBLISHSHARD to the nodes of
+    /// our shard (our master or ourselves, and its replicas).
+    pub fn propagate_publish(
+        self: &Arc<Self>,
+        srv: &Arc<Shared>,
+        ch: &[u8],
+        msg: &[u8],
+        shard: bool,
+    ) {
+        self.with(srv, |st| {
+            let body = bus::Body::Publish {
+                channel: ch.to_vec(),
+                message: msg.to_vec(),
+            };
+            if !shard {
+                let f = st.frame(bus::types::PUBLISH, body);
+                st.broadcast(&f);
+                return;
+            }
+            let f = st.frame(bus::types::PUBLISHSHARD, body);
+            let master = st.my_master().id;
+            let targets: Vec<u64> = st
+                .nodes
+                .values()
+                .filter(|n| n.id != st.me && (n.id == master || n.master == Some(master)))
+                .filter_map(|n| n.link)
+                .collect();
+            for l in targets {
+                st.send_link(l, f.clone());
+            }
+        });
     }
 
     fn link_closed(self: &Arc<Self>, srv: &Arc<Shared>, link_id: u64) {

@@ -112,6 +112,9 @@ pub struct Query {
     pub readonly: bool,
     /// The client sent ASKING just before.
     pub asking: bool,
+    /// SPUBLISH/SSUBSCRIBE/SUNSUBSCRIBE: served by replicas of the owner
+    /// too, and while the cluster is down.
+    pub sharded_pubsub: bool,
 }
 
 impl Route {
@@ -121,7 +124,7 @@ impl Route {
         if o == NONE {
             return Some(Redirect::Down("CLUSTERDOWN Hash slot not served"));
         }
-        if !self.ok {
+        if !self.ok && !q.sharded_pubsub {
             if !self.allow_reads_when_down {
                 return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
             }
@@ -137,7 +140,7 @@ impl Route {
         if q.asking && self.importing.contains_key(&slot) {
             return None;
         }
-        if q.readonly && !q.write && o == self.my_master && o != NONE {
+        if (q.readonly || q.sharded_pubsub) && !q.write && o == self.my_master && o != NONE {
             return None;
         }
         Some(Redirect::Moved(slot, self.addrs[o as usize].clone()))

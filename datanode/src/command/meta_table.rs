@@ -5626,6 +5626,135 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "spublish",
+        M::Array(&[
+            M::Bulk("spublish"),
+            M::Int(3),
+            M::Set(&[
+                M::Simple("pubsub"),
+                M::Simple("loading"),
+                M::Simple("stale"),
+                M::Simple("fast"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@pubsub"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("not_key")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "ssubscribe",
+        M::Array(&[
+            M::Bulk("ssubscribe"),
+            M::Int(-2),
+            M::Set(&[
+                M::Simple("pubsub"),
+                M::Simple("noscript"),
+                M::Simple("loading"),
+                M::Simple("stale"),
+            ]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("not_key")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sunsubscribe",
+        M::Array(&[
+            M::Bulk("sunsubscribe"),
+            M::Int(-1),
+            M::Set(&[
+                M::Simple("pubsub"),
+                M::Simple("noscript"),
+                M::Simple("loading"),
+                M::Simple("stale"),
+            ]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("not_key")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "pubsub",
         M::Array(&[
             M::Bulk("pubsub"),
@@ -5685,6 +5814,38 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 M::Array(&[
                     M::Bulk("pubsub|numpat"),
                     M::Int(2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|shardchannels"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|shardnumsub"),
+                    M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
                         M::Simple("loading"),
@@ -8153,7 +8314,10 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
     ("psubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Listens for messages published to channels matching patterns.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern"))])]))])]))])),
     ("punsubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops listening to channel patterns.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
     ("publish", M::Map(&[(M::Bulk("summary"), M::Bulk("Sends a message to a channel's subscribers.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("pubsub", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects the Pub/Sub state.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("pubsub|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("pubsub"))])), (M::Bulk("pubsub|channels"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the active channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("pubsub|numsub"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the subscribers of channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("pubsub|numpat"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the patterns subscribed to.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub"))]))]))])),
+    ("spublish", M::Map(&[(M::Bulk("summary"), M::Bulk("Posts a message to a shard channel.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string"))])]))])),
+    ("ssubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Listens for messages on shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
+    ("sunsubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops listening on shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
+    ("pubsub", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects the Pub/Sub state.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("pubsub|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("pubsub"))])), (M::Bulk("pubsub|channels"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the active channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("pubsub|numsub"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the subscribers of channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("pubsub|numpat"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the patterns subscribed to.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub"))])), (M::Bulk("pubsub|shardchannels"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the active shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("pubsub|shardnumsub"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the subscribers of shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))]))]))])),
     ("zadd", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds members with scores to a sorted set, or updates their scores.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("comparison")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("change")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("CH")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("INCR")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("score_member")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("score")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
     ("zincrby", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds to a member's score in a sorted set.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
     ("zrem", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members from a sorted set.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),

@@ -251,6 +251,7 @@ fn cluster_redirect(
         write,
         readonly: ctx.client.readonly,
         asking: ctx.client.asking,
+        sharded_pubsub: matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe"),
     };
     cl.route.load().check(slot, &q)
 }

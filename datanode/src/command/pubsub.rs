@@ -16,6 +16,12 @@ pub fn write_message(r: &mut Reply, m: &PubMsg) {
             r.bulk(channel);
             r.bulk(payload);
         }
+        PubMsg::SMessage { channel, payload } => {
+            r.push(3);
+            r.bulk(b"smessage");
+            r.bulk(channel);
+            r.bulk(payload);
+        }
         PubMsg::PMessage {
             pattern,
             channel,
@@ -130,12 +136,89 @@ pub fn drop_all(ctx: &mut Ctx) {
         for p in &s.patterns {
             ctx.srv.pubsub.punsubscribe(ctx.client.id, p);
         }
+        for c in &s.shard_channels {
+            ctx.srv.pubsub.sunsubscribe(ctx.client.id, c);
+        }
     }
 }
 
 pub fn publish(ctx: &mut Ctx, a: &Args) {
     let n = ctx.srv.pubsub.publish(a.get(1), a.get(2));
+    // In a cluster every node's subscribers get it (the count is local).
+    if let Some(cl) = ctx.srv.cluster.get() {
+        cl.propagate_publish(ctx.srv, a.get(1), a.get(2), false);
+    }
     ctx.r.int(n as i64);
+}
+
+pub fn spublish(ctx: &mut Ctx, a: &Args) {
+    let n = ctx.srv.pubsub.spublish(a.get(1), a.get(2));
+    if let Some(cl) = ctx.srv.cluster.get() {
+        cl.propagate_publish(ctx.srv, a.get(1), a.get(2), true);
+    }
+    ctx.r.int(n as i64);
+}
+
+pub fn ssubscribe(ctx: &mut Ctx, a: &Args) {
+    let id = ctx.client.id;
+    for ch in a.iter().skip(1) {
+        let srv = ctx.srv.clone();
+        let s = subs(ctx);
+        if !s.shard_channels.iter().any(|c| c.as_slice() == ch) {
+            s.shard_channels.push(ch.to_vec());
+            srv.pubsub.ssubscribe(id, &s.tx, ch);
+        }
+        let n = s.shard_channels.len();
+        confirm(&mut ctx.r, b"ssubscribe", Some(ch), n);
+    }
+}
+
+pub fn sunsubscribe(ctx: &mut Ctx, a: &Args) {
+    let id = ctx.client.id;
+    let names: Vec<Vec<u8>> = if a.len() > 1 {
+        a.iter().skip(1).map(|x| x.to_vec()).collect()
+    } else {
+        ctx.client
+            .subs
+            .as_ref()
+            .map(|s| s.shard_channels.clone())
+            .unwrap_or_default()
+    };
+    if names.is_empty() {
+        return confirm(&mut ctx.r, b"sunsubscribe", None, 0);
+    }
+    for name in names {
+        let srv = ctx.srv.clone();
+        let s = subs(ctx);
+        if let Some(i) = s.shard_channels.iter().position(|c| *c == name) {
+            s.shard_channels.remove(i);
+            srv.pubsub.sunsubscribe(id, &name);
+        }
+        let n = s.shard_channels.len();
+        confirm(&mut ctx.r, b"sunsubscribe", Some(&name), n);
+    }
+}
+
+pub fn pubsub_shardchannels(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 3 {
+        return ctx
+            .r
+            .error("ERR wrong number of arguments for 'pubsub|shardchannels' command");
+    }
+    let pat = (a.len() == 3).then(|| a.get(2));
+    let chans = ctx.srv.pubsub.shard_channels(pat);
+    ctx.r.array(chans.len());
+    for c in chans {
+        ctx.r.bulk(&c);
+    }
+}
+
+pub fn pubsub_shardnumsub(ctx: &mut Ctx, a: &Args) {
+    ctx.r.map(a.len() - 2);
+    for ch in a.iter().skip(2) {
+        ctx.r.bulk(ch);
+        ctx.r.int(ctx.srv.pubsub.shard_numsub(ch) as i64);
+    }
 }
 
 pub fn pubsub_channels(ctx: &mut Ctx, a: &Args) {

@@ -271,6 +271,20 @@ static PUBSUB_SUBS: &[Cmd] = &[
     c("pubsub|channels", -2, STALE, NOKEY, ps::pubsub_channels),
     c("pubsub|numsub", -2, STALE, NOKEY, ps::pubsub_numsub),
     c("pubsub|numpat", 2, STALE, NOKEY, ps::pubsub_numpat),
+    c(
+        "pubsub|shardchannels",
+        -2,
+        STALE,
+        NOKEY,
+        ps::pubsub_shardchannels,
+    ),
+    c(
+        "pubsub|shardnumsub",
+        -2,
+        STALE,
+        NOKEY,
+        ps::pubsub_shardnumsub,
+    ),
     c("pubsub|help", 2, 0, NOKEY, ps::pubsub_help),
 ];
 
@@ -408,6 +422,9 @@ pub static COMMANDS: &[Cmd] = &[
     c("psubscribe", -2, STALE, NOKEY, ps::psubscribe),
     c("punsubscribe", -1, STALE, NOKEY, ps::punsubscribe),
     c("publish", 3, STALE | FAST, NOKEY, ps::publish),
+    c("spublish", 3, STALE | FAST, KEY1, ps::spublish),
+    c("ssubscribe", -2, STALE, ALLKEYS, ps::ssubscribe),
+    c("sunsubscribe", -1, STALE, ALLKEYS, ps::sunsubscribe),
     container("pubsub", -2, 0, PUBSUB_SUBS),
     // sorted sets
     c("zadd", -4, W | DENYOOM | FAST, KEY1, z::zadd),

@@ -33,6 +33,7 @@ pub struct Watched {
 pub struct Subs {
     pub channels: Vec<Vec<u8>>,
     pub patterns: Vec<Vec<u8>>,
+    pub shard_channels: Vec<Vec<u8>>,
     pub tx: super::pubsub::Tx,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>,
 }
@@ -43,6 +44,7 @@ impl Subs {
         Subs {
             channels: Vec::new(),
             patterns: Vec::new(),
+            shard_channels: Vec::new(),
             tx,
             rx,
         }
@@ -125,6 +127,8 @@ pub struct Client {
 impl Client {
     /// In a subscribed RESP2 context only a few commands are allowed.
     pub fn subscribed(&self) -> bool {
-        self.subs.as_ref().is_some_and(|s| s.count() > 0)
+        self.subs
+            .as_ref()
+            .is_some_and(|s| s.count() > 0 || !s.shard_channels.is_empty())
     }
 }

@@ -19,6 +19,11 @@ pub enum PubMsg {
         channel: Bytes,
         payload: Bytes,
     },
+    /// A sharded-channel message (SPUBLISH).
+    SMessage {
+        channel: Bytes,
+        payload: Bytes,
+    },
 }
 
 pub type Tx = UnboundedSender<PubMsg>;
@@ -27,6 +32,8 @@ pub type Tx = UnboundedSender<PubMsg>;
 pub struct PubSub {
     channels: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
     patterns: Mutex<Vec<(Bytes, u64, Tx)>>,
+    /// Shard channels (SSUBSCRIBE), kept apart as Redis does.
+    shard: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
 }
 
 impl PubSub {
@@ -110,6 +117,56 @@ impl PubSub {
 
     pub fn numsub(&self, channel: &[u8]) -> usize {
         self.channels.lock().get(channel).map_or(0, |v| v.len())
+    }
+
+    pub fn ssubscribe(&self, id: u64, tx: &Tx, channel: &[u8]) {
+        let mut m = self.shard.lock();
+        let v = m.entry(Bytes::copy_from_slice(channel)).or_default();
+        if !v.iter().any(|(c, _)| *c == id) {
+            v.push((id, tx.clone()));
+        }
+    }
+
+    pub fn sunsubscribe(&self, id: u64, channel: &[u8]) {
+        let mut m = self.shard.lock();
+        if let Some(v) = m.get_mut(channel) {
+            v.retain(|(c, _)| *c != id);
+            if v.is_empty() {
+                m.remove(channel);
+            }
+        }
+    }
+
+    /// Delivers a sharded message to local shard subscribers.
+    pub fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        let m = self.shard.lock();
+        let Some(v) = m.get(channel) else {
+            return 0;
+        };
+        let channel = Bytes::copy_from_slice(channel);
+        let payload = Bytes::copy_from_slice(payload);
+        v.iter()
+            .filter(|(_, tx)| {
+                tx.send(PubMsg::SMessage {
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                })
+                .is_ok()
+            })
+            .count()
+    }
+
+    pub fn shard_channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.shard
+            .lock()
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| crate::glob::glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn shard_numsub(&self, channel: &[u8]) -> usize {
+        self.shard.lock().get(channel).map_or(0, |v| v.len())
     }
 
     pub fn numpat(&self) -> usize {
