@@ -26,6 +26,29 @@ fn run(name: &str) {
     );
 }
 
+/// CLUSTER commands and routing errors: both servers cluster-enabled and
+/// alone.
+#[test]
+fn cluster() {
+    let path = format!("{}/diff/cluster.txt", env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(&path).expect("script");
+    let mut args = ARGS.to_vec();
+    args.extend([
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ]);
+    let pair = Pair::start(&args);
+    let errors = pair.run("cluster", &script);
+    assert!(
+        errors.is_empty(),
+        "{} mismatches in cluster:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
+
 macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
         $(

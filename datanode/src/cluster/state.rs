@@ -106,7 +106,9 @@ impl State {
             current_epoch: 0,
             last_vote_epoch: 0,
             ok: false,
-            size: 0,
+            // Redis starts at 1 and recomputes only once the state may
+            // change (after the writable delay).
+            size: 1,
             blacklist: HashMap::new(),
             stats_sent: [0; 11],
             stats_recv: [0; 11],

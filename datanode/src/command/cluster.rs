@@ -121,15 +121,16 @@ pub fn getkeysinslot(ctx: &mut Ctx, a: &Args) {
 
 pub fn meet(ctx: &mut Ctx, a: &Args) {
     if a.len() > 5 {
-        return ctx
-            .r
-            .error("ERR wrong number of arguments for 'cluster|meet' command");
+        return ctx.r.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
+            lossy(a.get(1))
+        ));
     }
     let port = match ll(a.get(3)) {
         Some(p) => p,
         None => {
             return ctx.r.error(&format!(
-                "ERR Invalid base port specified: {}",
+                "ERR Invalid TCP base port specified: {}",
                 lossy(a.get(3))
             ))
         }
@@ -139,7 +140,7 @@ pub fn meet(ctx: &mut Ctx, a: &Args) {
             Some(p) => p,
             None => {
                 return ctx.r.error(&format!(
-                    "ERR Invalid bus port specified: {}",
+                    "ERR Invalid TCP bus port specified: {}",
                     lossy(a.get(4))
                 ))
             }
@@ -277,7 +278,11 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
     let action = a.get(3).to_ascii_lowercase();
     let keys_here = ctx.srv.ks.db(0).slot_keys(slot as u16);
     let argc = a.len();
-    let target = a.get(4).to_vec();
+    let target = if argc > 4 {
+        a.get(4).to_vec()
+    } else {
+        Vec::new()
+    };
     let res = with(ctx, move |st| -> Result<(), String> {
         if st.myself().is_replica() {
             return Err("ERR Please use SETSLOT only with masters.".into());
@@ -518,7 +523,13 @@ pub fn reset(ctx: &mut Ctx, a: &Args) {
         2 => false,
         3 if super::eq_ic(a.get(2), "hard") => true,
         3 if super::eq_ic(a.get(2), "soft") => false,
-        _ => return ctx.r.error(super::SYNTAX),
+        3 => return ctx.r.error(super::SYNTAX),
+        _ => {
+            return ctx.r.error(&format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
+                lossy(a.get(1))
+            ))
+        }
     };
     let keys = db_size(ctx);
     let is_master = with(ctx, |st| st.myself().is_master()).unwrap_or(true);

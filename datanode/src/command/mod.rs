@@ -210,15 +210,19 @@ fn cluster_redirect(
     args: &Args,
 ) -> Option<crate::cluster::Redirect> {
     use crate::keyspace::hashslot::key_slot;
+    let route = cl.route.load();
     let mut slot: Option<u16> = None;
+    let mut unbound = false;
     let mut write = cmd.is_write();
+    // As Redis: an unserved first key wins over a later cross-slot key.
     let mut same = |k: &[u8]| {
         let s = key_slot(k);
         match slot {
-            Some(prev) if prev != s => false,
-            _ => {
+            Some(prev) => prev == s,
+            None => {
                 slot = Some(s);
-                true
+                unbound = route.owner[s as usize] == crate::cluster::route::NONE;
+                !unbound
             }
         }
     };
@@ -243,6 +247,11 @@ fn cluster_redirect(
     } else {
         cmd.each_key(args, &mut same)
     };
+    if unbound {
+        return Some(crate::cluster::Redirect::Down(
+            "CLUSTERDOWN Hash slot not served",
+        ));
+    }
     if !ok {
         return Some(crate::cluster::Redirect::CrossSlot);
     }
@@ -253,7 +262,7 @@ fn cluster_redirect(
         asking: ctx.client.asking,
         sharded_pubsub: matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe"),
     };
-    cl.route.load().check(slot, &q)
+    route.check(slot, &q)
 }
 
 /// Runs one command: lookup, checks, MULTI queuing, then the handler.
