@@ -244,5 +244,9 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
 if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
   { echo; cat "$ROOT/tests/bench/NOTES.md"; } >> "$OUT.tmp"
 fi
+# The cluster comparison comes from tests/bench/cluster.sh; keep the latest.
+if [ -f "$ROOT/tests/bench/results-cluster.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
+  { echo; cat "$ROOT/tests/bench/results-cluster.md"; } >> "$OUT.tmp"
+fi
 mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT" >&2
