@@ -100,7 +100,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else print
 
 SECTION="$ROOT/tests/bench/results-cluster.md"
 {
-  echo "## Cluster: 3 masters, \`redis-benchmark --cluster\`, $CLIENTS clients"
+  echo "## Cluster: 3 masters, \`redis-benchmark --cluster --threads 2\`, $CLIENTS clients"
   echo
   echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ), datanode commit $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) cores"
   echo "- Reproduce: \`tests/bench/cluster.sh${ARGS_USED:+ $ARGS_USED}\` ($ROUNDS rounds of $REQUESTS requests per test, medians)"

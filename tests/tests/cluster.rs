@@ -437,3 +437,97 @@ fn nodes_conf_is_locked_and_validated() {
         "{out}"
     );
 }
+
+/// Slot owners as node `i` sees them: `slot -> owner id`, for a few slots.
+fn owner_seen(c: &Cluster, i: usize, slot: u16) -> Option<String> {
+    c.nodes_of(i).into_iter().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let owns = f.iter().skip(8).any(|tok| {
+            let (a, b) = match tok.split_once('-') {
+                Some((a, b)) => (a.parse().unwrap_or(1), b.parse().unwrap_or(0)),
+                None => (tok.parse().unwrap_or(1), tok.parse().unwrap_or(0)),
+            };
+            (a..=b).contains(&slot)
+        });
+        owns.then(|| f[0].to_string())
+    })
+}
+
+fn epoch_of(c: &Cluster, i: usize, id: &str) -> u64 {
+    c.nodes_of(i)
+        .iter()
+        .find(|l| l.starts_with(id))
+        .and_then(|l| l.split(' ').nth(6).and_then(|e| e.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn epochs_collisions_resolve_and_the_higher_epoch_wins_a_slot() {
+    // Three masters that all start with config epoch 0 (no
+    // SET-CONFIG-EPOCH): the collision rule must make them distinct.
+    let c = Cluster::start(&[D; 3], 2000, &[]);
+    let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
+    for (i, (a, b)) in ranges.iter().enumerate() {
+        assert_eq!(c.cli(i, &["CLUSTER", "ADDSLOTSRANGE", a, b]).trim(), "OK");
+    }
+    for i in 1..3 {
+        let p = c.nodes[0].port.to_string();
+        assert_eq!(c.cli(i, &["CLUSTER", "MEET", "127.0.0.1", &p]).trim(), "OK");
+    }
+    c.wait_ok(Duration::from_secs(30));
+    let ids: Vec<String> = (0..3).map(|i| c.myid(i)).collect();
+    wait_until(Duration::from_secs(20), "distinct config epochs", || {
+        let mut e: Vec<u64> = ids.iter().map(|id| epoch_of(&c, 0, id)).collect();
+        e.sort();
+        e.dedup();
+        e.len() == 3
+    });
+
+    // A node that claims a slot with the highest epoch wins it everywhere.
+    let max_i = (0..3).max_by_key(|&i| epoch_of(&c, 0, &ids[i])).unwrap();
+    let min_i = (0..3).min_by_key(|&i| epoch_of(&c, 0, &ids[i])).unwrap();
+    let victim_slot = if max_i == 0 { "6000" } else { "100" };
+    let slot: u16 = victim_slot.parse().unwrap();
+    assert_eq!(
+        c.cli(
+            max_i,
+            &["CLUSTER", "SETSLOT", victim_slot, "NODE", &ids[max_i]]
+        )
+        .trim(),
+        "OK"
+    );
+    let bump = c.cli(max_i, &["CLUSTER", "BUMPEPOCH"]);
+    assert!(
+        bump.starts_with("BUMPED") || bump.starts_with("STILL"),
+        "{bump}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "every node moves the slot to the claimer",
+        || (0..3).all(|i| owner_seen(&c, i, slot).as_deref() == Some(ids[max_i].as_str())),
+    );
+
+    // A stale claim (lowest epoch) loses: the claimer is corrected.
+    let other_slot: u16 = if min_i == 2 { 0 } else { 16000 };
+    let owner_before = owner_seen(&c, 0, other_slot).unwrap();
+    assert_ne!(owner_before, ids[min_i]);
+    assert_eq!(
+        c.cli(
+            min_i,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &other_slot.to_string(),
+                "NODE",
+                &ids[min_i]
+            ]
+        )
+        .trim(),
+        "OK"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the stale claimer gives the slot back",
+        || (0..3).all(|i| owner_seen(&c, i, other_slot).as_deref() == Some(owner_before.as_str())),
+    );
+}
