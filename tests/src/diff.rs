@@ -9,7 +9,8 @@
 use crate::process::{Node, Server};
 use crate::resp::{show, split_line, Conn, Reply};
 
-fn normalize(r: &Reply) -> Reply {
+/// A reply with every aggregate sorted (for unordered comparisons).
+pub fn normalize(r: &Reply) -> Reply {
     match r {
         Reply::Agg(t, items) => {
             let mut v: Vec<Reply> = items.iter().map(normalize).collect();

@@ -123,6 +123,12 @@ fn tutorial_create_check_redirects_and_restart() {
     assert_eq!(own.text(&["SET", "foo", "1"]), "+QUEUED\r\n");
     assert!(own.text(&["SET", "hello", "1"]).starts_with("-MOVED 866 "));
     assert!(own.text(&["EXEC"]).starts_with("-EXECABORT"));
+    let owner_id = c.myid(c.nodes.iter().position(|n| n.port == owner).unwrap());
+    let reps = conn.cmd(&["CLUSTER", "REPLICAS", &owner_id]).unwrap().tree;
+    match reps {
+        slotkv_tests::Reply::Agg(b'*', lines) => assert_eq!(lines.len(), 1, "one replica each"),
+        other => panic!("CLUSTER REPLICAS: {other:?}"),
+    }
     let info = conn.text(&["INFO", "cluster"]);
     assert!(info.contains("cluster_enabled:1\r\n"), "{info}");
     let slots = conn.cmd(&["CLUSTER", "SLOTS"]).unwrap().tree;
@@ -235,6 +241,9 @@ fn failure_detection_marks_a_stopped_master_failed_and_clears_it() {
     );
     let took = t0.elapsed();
     assert_eq!(c.state(0).as_deref(), Some("fail"), "a slot owner is down");
+    // Keyed commands are refused while the cluster is down.
+    let reply = c.nodes[0].conn().text(&["GET", "somekey"]);
+    assert!(reply.starts_with("-CLUSTERDOWN"), "{reply}");
     let cont = std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()
@@ -290,6 +299,27 @@ fn mixed_cluster_with_a_real_redis_server() {
         v
     };
     assert_eq!(epochs(0), epochs(2), "config epochs agree");
+    // CLUSTER SHARDS: the same shards and fields (order aside).
+    let shards: Vec<slotkv_tests::Reply> = (0..3)
+        .map(|i| {
+            let t = c.nodes[i].conn().cmd(&["CLUSTER", "SHARDS"]).unwrap().tree;
+            slotkv_tests::diff::normalize(&t)
+        })
+        .collect();
+    assert_eq!(
+        shards[0], shards[2],
+        "CLUSTER SHARDS differs from redis-server's"
+    );
+    assert_eq!(shards[1], shards[2]);
+    // INFO's cluster section has the same fields.
+    let fields = |i: usize| -> Vec<String> {
+        let t = c.nodes[i].conn().text(&["CLUSTER", "INFO"]);
+        t.split("\r\n")
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+            .filter(|k| !k.starts_with("cluster_stats_messages_") && !k.starts_with('$'))
+            .collect()
+    };
+    assert_eq!(fields(0), fields(2), "CLUSTER INFO fields");
     // Keys written through any node are served through every node.
     for i in 0..30 {
         let k = format!("mixed:{i}");
