@@ -338,6 +338,21 @@ async fn cron(cluster: Arc<Cluster>, srv: Arc<Shared>, port: u16, bus: u16) {
         tick.tick().await;
         let s = settings(&srv.config.read(), port, bus);
         cluster.with(&srv, |st| {
+            // Announced addresses may change with CONFIG SET.
+            let me = st.myself();
+            if me.port != s.port || me.cport != s.cport || me.hostname != s.announce_hostname {
+                let (port, cport, host) = (s.port, s.cport, s.announce_hostname.clone());
+                let n = st.myself_mut();
+                n.port = port;
+                n.cport = cport;
+                n.hostname = host;
+                st.changed();
+            }
+            if !s.announce_ip.is_empty() && st.myself().ip != s.announce_ip {
+                let ip = s.announce_ip.clone();
+                st.myself_mut().ip = ip;
+                st.changed();
+            }
             st.settings = s;
             st.cron(now_ms());
         });
