@@ -336,6 +336,9 @@ fn mixed_cluster_with_a_real_redis_server() {
         let info = c.info_field(i, &["INFO"], "cluster_enabled");
         assert_eq!(info.as_deref(), Some("1"));
     }
+    // Redis 7.0 understood every extension we sent it.
+    let log = c.nodes[2].log();
+    assert!(!log.contains("unknown extension"), "{log}");
 }
 
 fn bus_conn(port: u16) -> TcpStream {
@@ -601,5 +604,49 @@ fn epochs_collisions_resolve_and_the_higher_epoch_wins_a_slot() {
         Duration::from_secs(20),
         "the stale claimer gives the slot back",
         || (0..3).all(|i| owner_seen(&c, i, other_slot).as_deref() == Some(owner_before.as_str())),
+    );
+}
+
+#[test]
+fn forget_spreads_and_replicas_share_their_masters_shard_id() {
+    let c = Cluster::start(&[D; 4], 5000, &[]);
+    for i in 1..4 {
+        let p = c.nodes[0].port.to_string();
+        assert_eq!(c.cli(i, &["CLUSTER", "MEET", "127.0.0.1", &p]).trim(), "OK");
+    }
+    wait_until(Duration::from_secs(20), "everyone knows everyone", || {
+        (0..4).all(|i| {
+            c.nodes_of(i).len() == 4 && !c.nodes_of(i).iter().any(|l| l.contains("handshake"))
+        })
+    });
+    let ids: Vec<String> = (0..4).map(|i| c.myid(i)).collect();
+    // Node 3 replicates node 0: it takes node 0's shard id, and the others
+    // learn it from the bus (nodes.conf records it).
+    assert_eq!(c.cli(3, &["CLUSTER", "REPLICATE", &ids[0]]).trim(), "OK");
+    let shard0 = c.cli(0, &["CLUSTER", "MYSHARDID"]).trim().to_string();
+    assert_eq!(c.cli(3, &["CLUSTER", "MYSHARDID"]).trim(), shard0);
+    wait_until(
+        Duration::from_secs(20),
+        "node 1 learns node 3's shard id",
+        || {
+            assert_eq!(c.cli(1, &["CLUSTER", "SAVECONFIG"]).trim(), "OK");
+            let conf =
+                std::fs::read_to_string(c.nodes[1].path().join("nodes.conf")).unwrap_or_default();
+            conf.lines()
+                .any(|l| l.starts_with(&ids[3]) && l.contains(&format!("shard-id={shard0}")))
+        },
+    );
+    // FORGET on one node spreads to the others through the bus.
+    assert_eq!(c.cli(0, &["CLUSTER", "FORGET", &ids[2]]).trim(), "OK");
+    wait_until(Duration::from_secs(20), "node 1 forgets node 2 too", || {
+        !c.nodes_of(1).iter().any(|l| l.starts_with(&ids[2]))
+    });
+    assert_eq!(
+        c.cli(0, &["CLUSTER", "FORGET", &ids[0]]).trim(),
+        "ERR I tried hard but I can't forget myself..."
+    );
+    assert_eq!(
+        c.cli(3, &["CLUSTER", "FORGET", &ids[0]]).trim(),
+        "ERR Can't forget my master!"
     );
 }

@@ -55,6 +55,8 @@ pub mod flags {
     pub const MEET: u16 = 128;
     pub const MIGRATE_TO: u16 = 256;
     pub const NOFAILOVER: u16 = 512;
+    /// The node understands ping extensions beyond HOSTNAME (Redis 7.2+).
+    pub const EXTENSIONS_SUPPORTED: u16 = 1024;
 }
 
 /// `mflags[0]` bits.

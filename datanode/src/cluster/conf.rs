@@ -266,6 +266,7 @@ pub fn load(state: &mut State, now: i64) -> Result<bool, ConfError> {
     n.port = port;
     n.cport = cport;
     n.link = None;
+    n.flags |= flags::EXTENSIONS_SUPPORTED;
     state.todo_route = true;
     Ok(true)
 }

@@ -30,6 +30,13 @@ impl State {
     pub fn process(&mut self, msg: Message, peer: &Peer, keys: &dyn Keys, now: i64) -> bool {
         let h = &msg.header;
         let typ = h.typ;
+        tracing::trace!(
+            "bus: type {typ} from {:?} flags {:#x} mflags {:?} extensions {}",
+            h.sender,
+            h.flags,
+            h.mflags,
+            h.extensions
+        );
         if (typ as usize) < self.stats_recv.len() {
             self.stats_recv[typ as usize] += 1;
         }
@@ -69,6 +76,11 @@ impl State {
             let n = self.nodes.get_mut(&sid).expect("checked above");
             n.data_received = now;
             n.repl_offset = h.offset;
+            if h.flags & flags::EXTENSIONS_SUPPORTED != 0 {
+                n.flags |= flags::EXTENSIONS_SUPPORTED;
+            } else {
+                n.flags &= !flags::EXTENSIONS_SUPPORTED;
+            }
             if n.is_master() && h.config_epoch > n.config_epoch {
                 n.config_epoch = h.config_epoch;
                 self.save_soon(true);

@@ -148,8 +148,8 @@ impl Cluster {
             st.update_state(now);
         }
         if st.todo_save {
-            let fsync = st.todo_fsync;
-            if let Err(e) = conf::save(&st, fsync) {
+            // Always fsync: the file is small and every save matters.
+            if let Err(e) = conf::save(&st, true) {
                 tracing::warn!("Could not save the cluster config: {e}");
             }
             st.todo_save = false;

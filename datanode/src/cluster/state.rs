@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use rand::seq::IndexedRandom;
 
-use super::bus::{self, flags, types, Body, Gossip, Header, Message, SlotBits};
+use super::bus::{self, flags, types, Body, Ext, Gossip, Header, Message, SlotBits};
 use super::id::NodeId;
 use super::node::{write_ranges, Node};
 use crate::keyspace::SLOTS;
@@ -90,7 +90,11 @@ pub struct State {
 impl State {
     pub fn new(settings: Settings, now: i64) -> State {
         let me = NodeId::random();
-        let mut n = Node::new(me, flags::MYSELF | flags::MASTER, now);
+        let mut n = Node::new(
+            me,
+            flags::MYSELF | flags::MASTER | flags::EXTENSIONS_SUPPORTED,
+            now,
+        );
         n.port = settings.port;
         n.cport = settings.cport;
         n.ip = settings.announce_ip.clone();
@@ -487,12 +491,33 @@ impl State {
                 entries.push(Self::gossip_entry(n));
             }
         }
+        // Redis 7.0 knows only HOSTNAME and logs a warning for any other
+        // extension, so the rest go only to peers that advertise support.
+        let mut exts = Vec::new();
+        let me = self.myself();
+        if !me.hostname.is_empty() {
+            exts.push(Ext::Hostname(me.hostname.clone()));
+        }
+        let rich = to
+            .and_then(|id| self.nodes.get(id))
+            .is_some_and(|n| n.has(flags::EXTENSIONS_SUPPORTED));
+        if rich {
+            exts.push(Ext::ShardId(me.shard_id));
+            let now = crate::keyspace::now_ms();
+            for (id, until) in &self.blacklist {
+                if *until > now {
+                    exts.push(Ext::ForgottenNode {
+                        node: *id,
+                        ttl: ((until - now) / 1000) as u64,
+                    });
+                }
+            }
+        }
+        let mut header = self.header(typ);
+        header.extensions = exts.len() as u16;
         let m = Message {
-            header: self.header(typ),
-            body: Body::Gossip {
-                entries,
-                exts: Vec::new(),
-            },
+            header,
+            body: Body::Gossip { entries, exts },
         };
         let mut out = Vec::with_capacity(bus::HEADER_LEN + 104 * 8);
         bus::encode(&m, &mut out);
