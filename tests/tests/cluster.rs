@@ -31,6 +31,43 @@ fn port_of_owner(c: &Cluster, slot: u16) -> u16 {
     panic!("no node serves slot {slot}");
 }
 
+/// Runs `redis-cli -c -p port` on a pseudo-terminal, types `input`, and
+/// returns what it printed once `until` shows up (bounded).
+fn interactive_cli(port: u16, input: &str, until: &str) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("redis-cli -c -p {port}"), "/dev/null"])
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while Instant::now() < deadline && !seen.contains(until) {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
 fn replica_lines(c: &Cluster, i: usize) -> usize {
     c.nodes_of(i)
         .iter()
@@ -99,6 +136,15 @@ fn tutorial_create_check_redirects_and_restart() {
     }
     let owner = port_of_owner(&c, 12182);
     let other = c.nodes.iter().position(|n| n.port != owner).unwrap();
+    // Interactive redis-cli -c says where it was redirected, as in the
+    // tutorial (a pty from `script`; TERM=dumb keeps linenoise simple).
+    let session = interactive_cli(c.nodes[other].port, "set foo bar\nget foo\n", "\"bar\"");
+    assert!(
+        session.contains(&format!(
+            "-> Redirected to slot [12182] located at 127.0.0.1:{owner}"
+        )),
+        "{session}"
+    );
     let mut conn = c.nodes[other].conn();
     assert_eq!(
         conn.text(&["GET", "foo"]),
