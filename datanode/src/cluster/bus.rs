@@ -507,6 +507,24 @@ pub fn encode(m: &Message, out: &mut Vec<u8>) {
     f[2255] = h.mflags[2];
 }
 
+impl Body {
+    /// The body as re-encoding keeps it: extensions of unknown types are
+    /// not forwarded.
+    pub fn known_part(&self) -> Body {
+        match self {
+            Body::Gossip { entries, exts } => Body::Gossip {
+                entries: entries.clone(),
+                exts: exts
+                    .iter()
+                    .filter(|e| !matches!(e, Ext::Other(_)))
+                    .cloned()
+                    .collect(),
+            },
+            b => b.clone(),
+        }
+    }
+}
+
 fn nul_terminated(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
@@ -732,7 +750,7 @@ mod tests {
                 let mut again = Vec::new();
                 encode(&m, &mut again);
                 let m2 = decode(&again).expect("re-encoded frame decodes");
-                prop_assert_eq!(m2.body, m.body);
+                prop_assert_eq!(m2.body, m.body.known_part());
             }
         }
     }
