@@ -651,6 +651,55 @@ fn epochs_collisions_resolve_and_the_higher_epoch_wins_a_slot() {
         "the stale claimer gives the slot back",
         || (0..3).all(|i| owner_seen(&c, i, other_slot).as_deref() == Some(owner_before.as_str())),
     );
+    // Open slots are stored, shown on the myself line, kept in nodes.conf
+    // and reported by redis-cli --cluster check.
+    let src = 0usize;
+    let dst = 1usize;
+    let s: u16 = ["0", "5461", "10923"]
+        .iter()
+        .map(|x| x.parse::<u16>().unwrap())
+        .find(|s| owner_seen(&c, src, *s).as_deref() == Some(ids[src].as_str()))
+        .expect("node 0 owns one of the first slots");
+    let slot = s.to_string();
+    assert_eq!(
+        c.cli(dst, &["CLUSTER", "SETSLOT", &slot, "importing", &ids[src]])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        c.cli(src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &ids[dst]])
+            .trim(),
+        "OK"
+    );
+    let mine = |i: usize| {
+        c.nodes_of(i)
+            .into_iter()
+            .find(|l| l.contains("myself"))
+            .unwrap()
+    };
+    assert!(
+        mine(src).contains(&format!("[{slot}->-{}]", ids[dst])),
+        "{}",
+        mine(src)
+    );
+    assert!(
+        mine(dst).contains(&format!("[{slot}-<-{}]", ids[src])),
+        "{}",
+        mine(dst)
+    );
+    let conf = std::fs::read_to_string(c.nodes[src].path().join("nodes.conf")).unwrap();
+    assert!(conf.contains(&format!("[{slot}->-{}]", ids[dst])), "{conf}");
+    let first = c.addrs()[0].clone();
+    let (_, check) = redis_cli(&["--cluster", "check", &first]);
+    assert!(check.contains("has slots in migrating state"), "{check}");
+    assert!(check.contains("has slots in importing state"), "{check}");
+    for i in [src, dst] {
+        assert_eq!(
+            c.cli(i, &["CLUSTER", "SETSLOT", &slot, "stable"]).trim(),
+            "OK"
+        );
+    }
+    assert!(!mine(src).contains('['), "{}", mine(src));
 }
 
 #[test]
