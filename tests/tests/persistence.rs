@@ -134,7 +134,42 @@ fn corrupt_middle_refuses_to_start() {
 
 #[test]
 fn rewrite_under_concurrent_writes_loses_nothing() {
-    let mut n = Node::start(Server::Datanode, &["--appendonly", "yes"]);
+    // The default base is an RDB preamble, as in Redis 7.
+    rewrite_under_concurrent_writes("yes", ".base.rdb");
+}
+
+#[test]
+fn rewrite_without_preamble_under_concurrent_writes_loses_nothing() {
+    rewrite_under_concurrent_writes("no", ".base.aof");
+}
+
+fn wait_rewrite_done(c: &mut Conn) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c
+        .text(&["INFO", "persistence"])
+        .contains("aof_rewrite_in_progress:0")
+    {
+        assert!(Instant::now() < deadline, "rewrite did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn base_files(n: &Node) -> Vec<String> {
+    std::fs::read_dir(n.path().join("appendonlydir"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|f| f.contains(".base."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rewrite_under_concurrent_writes(preamble: &str, base_suffix: &str) {
+    let mut n = Node::start(
+        Server::Datanode,
+        &["--appendonly", "yes", "--aof-use-rdb-preamble", preamble],
+    );
     let port = n.port;
     let writer = std::thread::spawn(move || {
         let mut c = Conn::connect(port).expect("connect");
@@ -176,6 +211,12 @@ fn rewrite_under_concurrent_writes_loses_nothing() {
     }
     writer.join().expect("writer");
     assert!(rewrites >= 1, "no rewrite ran during the writes");
+    wait_rewrite_done(&mut c);
+    let bases = base_files(&n);
+    assert!(
+        bases.len() == 1 && bases[0].ends_with(base_suffix),
+        "{bases:?}"
+    );
     assert_eq!(c.text(&["GET", "counter"]), "$5\r\n20000\r\n");
     let sum_before = c.text(&["HGETALL", "h"]);
     n.signal_and_wait("-TERM");
@@ -289,4 +330,75 @@ fn loads_an_aof_directory_written_by_redis_server() {
     assert_eq!(dc.text(&["GET", "after"]), "$7\r\nrewrite\r\n");
     assert_eq!(dc.text(&["DBSIZE"]), format!(":{}\r\n", 100 + 4));
     assert_eq!(dc.text(&["HGET", "h", "g"]), "$1\r\nw\r\n");
+}
+
+#[test]
+fn our_rdb_preamble_aof_directory_loads_into_redis_server() {
+    let mut d = Node::start(Server::Datanode, &["--appendonly", "yes", "--save", ""]);
+    let mut dc = d.conn();
+    write_keys(&mut dc, 100);
+    assert!(dc.text(&["BGREWRITEAOF"]).starts_with("+Background"));
+    wait_rewrite_done(&mut dc);
+    dc.text(&["SET", "after", "rewrite"]);
+    d.signal_and_wait("-TERM");
+    let base = std::fs::read(
+        d.path()
+            .join("appendonlydir")
+            .join(base_files(&d).first().expect("a base")),
+    )
+    .expect("base");
+    assert!(base.starts_with(b"REDIS0010"), "an RDB preamble");
+    let mut r = Node::start(Server::Redis, &["--appendonly", "yes", "--save", ""]);
+    r.signal_and_wait("-TERM");
+    std::fs::remove_dir_all(r.path().join("appendonlydir")).ok();
+    copy_dir(
+        &d.path().join("appendonlydir"),
+        &r.path().join("appendonlydir"),
+    );
+    r.restart();
+    let mut rc = r.conn();
+    assert_eq!(rc.text(&["GET", "after"]), "$7\r\nrewrite\r\n");
+    assert_eq!(rc.text(&["DEL", "after"]), ":1\r\n");
+    check_keys(&mut rc, 100);
+}
+
+#[test]
+fn bgrewriteaof_with_the_aof_off_writes_a_base_like_redis() {
+    let mut n = Node::start(Server::Datanode, &["--appendonly", "no", "--save", ""]);
+    let mut c = n.conn();
+    write_keys(&mut c, 50);
+    assert_eq!(
+        c.text(&["BGREWRITEAOF"]),
+        "+Background append only file rewriting started\r\n"
+    );
+    let dir = n.path().join("appendonlydir");
+    slotkv_tests::cluster::wait_until(Duration::from_secs(20), "base and manifest written", || {
+        std::fs::read_to_string(dir.join("appendonly.aof.manifest"))
+            .is_ok_and(|m| m.contains(".base.rdb") && !m.contains("incr"))
+    });
+    // Started later with the AOF on, the node loads that base and logs
+    // new writes to a fresh incremental file.
+    n.signal_and_wait("-TERM");
+    std::fs::remove_file(n.path().join("dump.rdb")).ok();
+    let mut n2 = Node::start_with_config(
+        Server::Datanode,
+        None,
+        &[
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--dir",
+            &n.path().display().to_string(),
+        ],
+    );
+    let mut c2 = n2.conn();
+    check_keys(&mut c2, 50);
+    c2.text(&["SET", "later", "1"]);
+    n2.signal_and_wait("-TERM");
+    n2.restart();
+    let mut c3 = n2.conn();
+    assert_eq!(c3.text(&["GET", "later"]), "$1\r\n1\r\n");
+    assert_eq!(c3.text(&["DEL", "later"]), ":1\r\n");
+    check_keys(&mut c3, 50);
 }

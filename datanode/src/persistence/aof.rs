@@ -58,7 +58,8 @@ impl AofHandle {
 /// Requests the rewrite makes of the writer thread, which owns the files.
 enum WriterCmd {
     Switch(std::sync::mpsc::Sender<Result<(), String>>),
-    Finish(PathBuf, std::sync::mpsc::Sender<Result<(), String>>),
+    /// Install a new base (an RDB file when the bool is set).
+    Finish(PathBuf, bool, std::sync::mpsc::Sender<Result<(), String>>),
 }
 
 #[derive(Clone)]
@@ -270,7 +271,17 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     fs::create_dir_all(&adir)?;
     let manifest_path = adir.join(format!("{fname}.manifest"));
     let manifest = if manifest_path.exists() {
-        parse_manifest(&manifest_path)?
+        let mut m = parse_manifest(&manifest_path)?;
+        if m.incrs.is_empty() {
+            // Only a base (written by BGREWRITEAOF while the AOF was off):
+            // appends go to a new incremental file.
+            let seq = m.max_seq() + 1;
+            let name = format!("{fname}.{seq}.incr.aof");
+            File::create(adir.join(&name))?.sync_all()?;
+            m.incrs.push((name, seq));
+            write_atomic(&manifest_path, m.text().as_bytes())?;
+        }
+        m
     } else {
         let m = Manifest {
             base: format!("{fname}.1.base.aof"),
@@ -405,14 +416,15 @@ impl Files {
     }
 
     /// Installs the new base; drops the files it replaces.
-    fn finish(&mut self, srv: &Shared, tmp: &Path) -> Result<(), String> {
+    fn finish(&mut self, srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
         let (_, old, _) = srv.log.take(Duration::ZERO);
         self.write_old(&old).map_err(|e| e.to_string())?;
         if let Some(f) = &self.old {
             f.sync_data().map_err(|e| e.to_string())?;
         }
         let (cur_name, cur_seq) = self.manifest.incrs.last().cloned().ok_or("no incr file")?;
-        let base_name = format!("{}.{cur_seq}.base.aof", self.fname);
+        let ext = if rdb { "rdb" } else { "aof" };
+        let base_name = format!("{}.{cur_seq}.base.{ext}", self.fname);
         fs::rename(tmp, self.adir.join(&base_name)).map_err(|e| e.to_string())?;
         let m = Manifest {
             base: base_name.clone(),
@@ -446,8 +458,8 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
                 WriterCmd::Switch(ack) => {
                     let _ = ack.send(files.switch(&srv));
                 }
-                WriterCmd::Finish(tmp, ack) => {
-                    let _ = ack.send(files.finish(&srv, &tmp));
+                WriterCmd::Finish(tmp, rdb, ack) => {
+                    let _ = ack.send(files.finish(&srv, &tmp, rdb));
                 }
             }
         }
@@ -514,9 +526,9 @@ pub(crate) fn writer_switch(srv: &Shared) -> Result<(), String> {
     ask_writer(srv, WriterCmd::Switch)
 }
 
-pub(crate) fn writer_finish(srv: &Shared, tmp: &Path) -> Result<(), String> {
+pub(crate) fn writer_finish(srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
     let tmp = tmp.to_path_buf();
-    ask_writer(srv, |ack| WriterCmd::Finish(tmp, ack))
+    ask_writer(srv, |ack| WriterCmd::Finish(tmp, rdb, ack))
 }
 
 /// Waits until the effect log is durable up to `offset` (appendfsync always).
@@ -602,14 +614,70 @@ pub fn disable_at_runtime(srv: &Shared) {
     srv.log.set_active(false);
 }
 
+/// BGREWRITEAOF while the AOF is off: like Redis, write a base file (an
+/// RDB preamble) and a manifest listing only it, in the background.
+fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
+    if srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        return Err("Background append only file rewriting already in progress".into());
+    }
+    let srv2 = srv.clone();
+    let started = std::thread::Builder::new()
+        .name("aof-rewrite".into())
+        .spawn(move || {
+            let now = crate::keyspace::now_ms();
+            let chunks = crate::persistence::rdb_snapshot_chunks(&srv2, now);
+            srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+            let data = crate::persistence::rdb::file::assemble_as(chunks, now, true);
+            match write_base_only(&srv2, &data) {
+                Ok(()) => tracing::info!("Background AOF rewrite finished successfully"),
+                Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),
+            }
+        });
+    if let Err(e) = started {
+        srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+        return Err(e.to_string());
+    }
+    Ok(())
+}
+
+fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
+    let (dir, dirname, fname) = {
+        let c = srv.config.read();
+        (
+            PathBuf::from(c.dir()),
+            c.appenddirname(),
+            c.appendfilename(),
+        )
+    };
+    let adir = dir.join(&dirname);
+    fs::create_dir_all(&adir)?;
+    let manifest_path = adir.join(format!("{fname}.manifest"));
+    let old = parse_manifest(&manifest_path).ok();
+    let seq = old.as_ref().map(|m| m.max_seq() + 1).unwrap_or(1);
+    let m = Manifest {
+        base: format!("{fname}.{seq}.base.rdb"),
+        base_seq: seq,
+        incrs: Vec::new(),
+    };
+    write_atomic(&adir.join(&m.base), data)?;
+    write_atomic(&manifest_path, m.text().as_bytes())?;
+    if let Some(old) = old {
+        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
+            if !f.is_empty() && f != m.base {
+                let _ = fs::remove_file(adir.join(f));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// BGREWRITEAOF: starts a background rewrite.
 pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
     let (flag, tmp) = {
         let g = srv.aof.lock();
         let Some(h) = g.as_ref() else {
-            return Err(
-                "Background append only file rewriting is only possible with appendonly yes".into(),
-            );
+            drop(g);
+            return rewrite_base_only(srv);
         };
         (
             h.rewriting.clone(),

@@ -51,25 +51,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            *srv2.log.snap_tx.lock() = Some(tx);
-            srv2.log.snap_rdb.store(true, Ordering::SeqCst);
-            srv2.log.begin_snapshot();
-            let mut chunks = Vec::new();
-            for d in 0..srv2.ks.count() {
-                let Some(db) = srv2.ks.existing().find(|db| db.index == d) else {
-                    continue;
-                };
-                for s in 0..crate::keyspace::SLOTS as u16 {
-                    // Locking is enough: the lock path snapshots the slot.
-                    drop(db.lock_slot(s, now));
-                    chunks.extend(rx.try_iter());
-                }
-            }
-            srv2.log.rewriting.store(false, Ordering::SeqCst);
-            *srv2.log.snap_tx.lock() = None;
-            srv2.log.snap_rdb.store(false, Ordering::SeqCst);
-            chunks.extend(rx.try_iter());
+            let chunks = rdb_snapshot_chunks(&srv2, now);
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
             let data = rdb::file::assemble(chunks, now);
             match aof::write_atomic(&path, &data) {
@@ -91,6 +73,32 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
         return Err(e.to_string());
     }
     Ok(())
+}
+
+/// Takes the fork-free snapshot (the caller holds `snapshot_busy`): each
+/// slot is serialized before the first change made to it from now on,
+/// by whoever touches it first. Returns the per-slot RDB chunks.
+pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    *srv.log.snap_tx.lock() = Some(tx);
+    srv.log.snap_rdb.store(true, Ordering::SeqCst);
+    srv.log.begin_snapshot();
+    let mut chunks = Vec::new();
+    for d in 0..srv.ks.count() {
+        let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
+            continue;
+        };
+        for s in 0..crate::keyspace::SLOTS as u16 {
+            // Locking is enough: the lock path snapshots the slot.
+            drop(db.lock_slot(s, now));
+            chunks.extend(rx.try_iter());
+        }
+    }
+    srv.log.rewriting.store(false, Ordering::SeqCst);
+    *srv.log.snap_tx.lock() = None;
+    srv.log.snap_rdb.store(false, Ordering::SeqCst);
+    chunks.extend(rx.try_iter());
+    chunks
 }
 
 /// Loads `dir/dbfilename` at start-up when the AOF is off.

@@ -113,8 +113,12 @@ pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String>
 }
 
 fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
+    // aof-use-rdb-preamble (Redis's default): the base is an RDB file.
+    let preamble = srv.config.read().flag("aof-use-rdb-preamble");
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     *srv.log.snap_tx.lock() = Some(tx);
+    srv.log.snap_rdb.store(preamble, Ordering::SeqCst);
+    let mut rdb_chunks: Vec<Vec<u8>> = Vec::new();
     let result = (|| -> Result<(), String> {
         crate::persistence::aof::writer_switch(&srv)?;
         let mut f = std::io::BufWriter::new(
@@ -122,9 +126,13 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
                 .map_err(|e| format!("creating {}: {e}", tmp_path.display()))?,
         );
         let now = crate::keyspace::now_ms();
-        let drain = |f: &mut std::io::BufWriter<std::fs::File>| -> Result<(), String> {
+        let mut drain = |f: &mut std::io::BufWriter<std::fs::File>| -> Result<(), String> {
             while let Ok(chunk) = rx.try_recv() {
-                f.write_all(&chunk).map_err(|e| e.to_string())?;
+                if preamble {
+                    rdb_chunks.push(chunk);
+                } else {
+                    f.write_all(&chunk).map_err(|e| e.to_string())?;
+                }
             }
             Ok(())
         };
@@ -141,11 +149,20 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
         srv.log.rewriting.store(false, Ordering::SeqCst);
         *srv.log.snap_tx.lock() = None;
         drain(&mut f)?;
+        if preamble {
+            let data = crate::persistence::rdb::file::assemble_as(
+                std::mem::take(&mut rdb_chunks),
+                now,
+                true,
+            );
+            f.write_all(&data).map_err(|e| e.to_string())?;
+        }
         let file = f.into_inner().map_err(|e| e.to_string())?;
         file.sync_all().map_err(|e| e.to_string())?;
-        crate::persistence::aof::writer_finish(&srv, &tmp_path)
+        crate::persistence::aof::writer_finish(&srv, &tmp_path, preamble)
     })();
     srv.log.rewriting.store(false, Ordering::SeqCst);
+    srv.log.snap_rdb.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp_path);

@@ -73,6 +73,12 @@ pub fn encode_slot_chunk(g: &crate::keyspace::SlotRef) -> Vec<u8> {
 
 /// Assembles an RDB file from per-slot chunks (any order).
 pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
+    assemble_as(chunks, now, false)
+}
+
+/// [`assemble`], optionally marked as an AOF base (`aof-base` aux = 1),
+/// as the RDB preamble of an AOF rewrite is.
+pub fn assemble_as(chunks: Vec<Vec<u8>>, now: i64, aof_base: bool) -> Vec<u8> {
     let mut per_db: std::collections::BTreeMap<u32, (usize, usize, Vec<u8>)> = Default::default();
     for c in chunks {
         if c.len() < 12 {
@@ -86,7 +92,7 @@ pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
         e.1 += expires;
         e.2.extend_from_slice(&c[12..]);
     }
-    let mut out = header(now);
+    let mut out = header(now, aof_base);
     for (db, (keys, expires, body)) in per_db {
         if keys == 0 {
             continue;
@@ -101,7 +107,7 @@ pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
     footer(out)
 }
 
-fn header(now: i64) -> Vec<u8> {
+fn header(now: i64, aof_base: bool) -> Vec<u8> {
     let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
     aux(
         &mut out,
@@ -110,7 +116,7 @@ fn header(now: i64) -> Vec<u8> {
     );
     aux(&mut out, "redis-bits", b"64");
     aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
-    aux(&mut out, "aof-base", b"0");
+    aux(&mut out, "aof-base", if aof_base { b"1" } else { b"0" });
     out
 }
 
@@ -125,7 +131,7 @@ fn footer(mut out: Vec<u8>) -> Vec<u8> {
 /// (in the global order) for the duration, so the file is one point in
 /// time, as SAVE promises.
 pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
-    let mut out = header(now);
+    let mut out = header(now, false);
     let dbs: Vec<&Db> = ks.existing().collect();
     let guards: Vec<Vec<crate::keyspace::SlotRef>> = dbs
         .iter()
