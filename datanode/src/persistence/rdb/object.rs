@@ -16,6 +16,7 @@ pub const TYPE_SET: u8 = 2;
 pub const TYPE_ZSET: u8 = 3;
 pub const TYPE_HASH: u8 = 4;
 pub const TYPE_ZSET_2: u8 = 5;
+pub const TYPE_HASH_ZIPMAP: u8 = 9;
 pub const TYPE_LIST_ZIPLIST: u8 = 10;
 pub const TYPE_SET_INTSET: u8 = 11;
 pub const TYPE_ZSET_ZIPLIST: u8 = 12;
@@ -293,6 +294,49 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
 
 /// Elements of a ziplist, the compact encoding of RDB files written before
 /// Redis 7 (lists, small hashes and sorted sets).
+/// The entries of a zipmap (small hashes in RDB files from Redis < 2.6):
+/// a count byte, then `len key len free value [free bytes]` until 0xFF.
+/// A length is one byte below 254, or 254 and a 4-byte little-endian
+/// integer.
+pub fn zipmap_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let bad = || Corrupt("zipmap");
+    let mut p = 1;
+    let mut out = Vec::new();
+    let len_at = |p: &mut usize| -> Result<Option<usize>, DecodeError> {
+        let b = *z.get(*p).ok_or_else(bad)?;
+        match b {
+            0xFF => Ok(None),
+            254 => {
+                let raw = z.get(*p + 1..*p + 5).ok_or_else(bad)?;
+                *p += 5;
+                Ok(Some(
+                    u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize
+                ))
+            }
+            n => {
+                *p += 1;
+                Ok(Some(n as usize))
+            }
+        }
+    };
+    if z.is_empty() {
+        return Err(bad());
+    }
+    while let Some(klen) = len_at(&mut p)? {
+        out.push(z.get(p..p + klen).ok_or_else(bad)?.to_vec());
+        p += klen;
+        let vlen = len_at(&mut p)?.ok_or_else(bad)?;
+        let free = *z.get(p).ok_or_else(bad)? as usize;
+        p += 1;
+        out.push(z.get(p..p + vlen).ok_or_else(bad)?.to_vec());
+        p += vlen + free;
+    }
+    if p + 1 != z.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
 pub fn ziplist_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     let bad = || Corrupt("ziplist");
     if z.len() < 11 {
@@ -448,6 +492,14 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 z.insert(&pair[0], score_of(&pair[1])?);
             }
             Value::ZSet(Box::new(z))
+        }
+        TYPE_HASH_ZIPMAP => {
+            let e = zipmap_entries(&r.string()?)?;
+            let mut h = HashObj::default();
+            for pair in e.chunks(2) {
+                h.set(&pair[0], &pair[1]);
+            }
+            Value::Hash(Box::new(h))
         }
         TYPE_HASH_ZIPLIST => {
             let e = ziplist_entries(&r.string()?)?;
@@ -608,6 +660,39 @@ mod tests {
             listpack_entries(&lp).unwrap(),
             vec![b"a".to_vec(), b"5".to_vec(), b"-1000".to_vec()]
         );
+    }
+
+    #[test]
+    fn decodes_a_zipmap() {
+        // {"foo": "bar", "k": 300 bytes of 'v'} with 2 free bytes after "bar".
+        let mut z = vec![2u8];
+        z.extend_from_slice(&[3, b'f', b'o', b'o', 3, 2, b'b', b'a', b'r', 0, 0]);
+        z.extend_from_slice(&[1, b'k', 254]);
+        z.extend_from_slice(&300u32.to_le_bytes());
+        z.push(0);
+        z.extend_from_slice(&[b'v'; 300]);
+        z.push(0xFF);
+        let e = zipmap_entries(&z).unwrap();
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[0], b"foo");
+        assert_eq!(e[1], b"bar");
+        assert_eq!(e[2], b"k");
+        assert_eq!(e[3], vec![b'v'; 300]);
+        // Truncated or trailing bytes are refused.
+        assert!(zipmap_entries(&z[..z.len() - 1]).is_err());
+        let mut longer = z.clone();
+        longer.push(0);
+        assert!(zipmap_entries(&longer).is_err());
+        // Through the RDB object path.
+        // The zipmap as an RDB string: a 14-bit length, then the bytes.
+        let n = z.len();
+        let mut blob = vec![0x40 | (n >> 8) as u8, n as u8];
+        blob.extend_from_slice(&z);
+        let mut r = Reader::new(&blob);
+        match read_value(&mut r, TYPE_HASH_ZIPMAP).unwrap() {
+            Value::Hash(h) => assert_eq!(h.get(b"foo"), Some(&b"bar"[..])),
+            _ => panic!("not a hash"),
+        }
     }
 
     /// Builds a ziplist from raw entries (encoding + data, no prevlen).
