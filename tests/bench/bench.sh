@@ -155,6 +155,28 @@ mem_per_element() { # port kind -> "rss_per_element used_per_element"
   awk -v a="$r0" -v b="$r1" -v c="$u0" -v d="$u1" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", (b-a)/n, (d-c)/n, n }'
 }
 
+# SAVE of the current data, timed by the client.
+save_ms() { local t0 t1; t0=$(date +%s%N); redis-cli -p "$1" save >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+
+# Time for a fresh process of the same binary to load that server's
+# dump.rdb and answer PING (start-up included; both sides pay it alike).
+load_ms() { # name binary -> "ms keys"
+  local name=$1 bin=$2 port t0 t1 pid keys
+  port=$(free_port)
+  t0=$(date +%s%N)
+  (cd "$WORK/$name" && exec "$bin" --port "$port" --bind 127.0.0.1 --dir "$WORK/$name" \
+      --appendonly no --save '' >"$WORK/$name/load.log" 2>&1) &
+  pid=$!
+  for _ in $(seq 1 6000); do
+    if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ]; then break; fi
+    sleep 0.01
+  done
+  t1=$(date +%s%N)
+  keys=$(redis-cli -p "$port" dbsize)
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  echo "$(( (t1 - t0) / 1000000 )) $keys"
+}
+
 mem_per_key() { # port -> "rss_per_key used_per_key"
   local p=$1 r0 u0 r1 u1
   redis-cli -p "$p" flushall >/dev/null
@@ -217,20 +239,26 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo
     echo "| type | elements (redis / datanode) | redis RSS B/elem | datanode RSS B/elem | ratio | redis used B/elem | datanode used B/elem | ratio |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    SAVELOAD=()
     for kind in list set hash zset; do
       echo "memory: 1M-element $kind on each" >&2
       read -r rr ru rn <<<"$(mem_per_element "$REDIS_PORT" "$kind")"
       read -r dr du dn <<<"$(mem_per_element "$DN_PORT" "$kind")"
       echo "| $kind | $rn / $dn | $rr | $dr | $(ratio "$dr" "$rr") | $ru | $du | $(ratio "$du" "$ru") |"
+      rs=$(save_ms "$REDIS_PORT"); ds=$(save_ms "$DN_PORT")
+      read -r rl rk <<<"$(load_ms redis redis-server)"
+      read -r dl dk <<<"$(load_ms datanode "$DATANODE_BIN")"
+      SAVELOAD+=("| 1M-element $kind | $rs | $ds | $(ratio "$ds" "$rs") | $rl ($rk keys) | $dl ($dk keys) | $(ratio "$dl" "$rl") |")
     done
   fi
   if [ "$MEMORY" = 1 ]; then
     echo "memory: populating 1M keys on each" >&2
     read -r rr ru <<<"$(mem_per_key "$REDIS_PORT")"
     read -r dr du <<<"$(mem_per_key "$DN_PORT")"
-    # SAVE of the same 1M keys, timed by the client.
-    save_ms() { local t0 t1; t0=$(date +%s%N); redis-cli -p "$1" save >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
     rs=$(save_ms "$REDIS_PORT"); ds=$(save_ms "$DN_PORT")
+    read -r rl rk <<<"$(load_ms redis redis-server)"
+    read -r dl dk <<<"$(load_ms datanode "$DATANODE_BIN")"
+    SAVELOAD+=("| 1M keys (DEBUG POPULATE) | $rs | $ds | $(ratio "$ds" "$rs") | $rl ($rk keys) | $dl ($dk keys) | $(ratio "$dl" "$rl") |")
     echo
     echo "## Memory per key after \`DEBUG POPULATE 1000000\` (keys \`key:N\`, values \`value:N\`)"
     echo
@@ -238,7 +266,14 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo "|---|---:|---:|---:|"
     echo "| RSS bytes per key | $rr | $dr | $(ratio "$dr" "$rr") |"
     echo "| used_memory bytes per key | $ru | $du | $(ratio "$du" "$ru") |"
-    echo "| SAVE of those 1M keys, ms | $rs | $ds | $(ratio "$ds" "$rs") |"
+    echo
+    echo "## RDB save and load time"
+    echo
+    echo "SAVE timed by the client; load = a fresh process of the same binary started on that dump.rdb until it answers PING."
+    echo
+    echo "| data | redis SAVE ms | datanode SAVE ms | ratio | redis load ms | datanode load ms | ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for row in "${SAVELOAD[@]}"; do echo "$row"; done
   fi
 } > "$OUT.tmp"
 if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
