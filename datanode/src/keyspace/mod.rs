@@ -3,6 +3,7 @@
 pub mod access;
 pub mod blocking;
 pub mod db;
+pub mod dense;
 pub mod hashslot;
 pub mod key;
 pub mod ranktree;

@@ -1,6 +1,7 @@
 //! Values stored under keys, in compact representations that mirror the
 //! encodings Redis reports through `OBJECT ENCODING`.
 
+use super::dense::Dense;
 use super::sbytes::SBytes;
 use crate::resp::parse_i64;
 
@@ -148,7 +149,7 @@ impl Value {
 /// A hash: a small insertion-ordered vector, converted once to a hash table.
 pub enum HashObj {
     Small(Vec<(SBytes, SBytes)>),
-    Large(FastMap<SBytes, SBytes>),
+    Large(Dense<(SBytes, SBytes)>),
 }
 
 impl Default for HashObj {
@@ -175,7 +176,7 @@ impl HashObj {
                 .iter()
                 .find(|(f, _)| f.as_slice() == field)
                 .map(|(_, val)| val.as_slice()),
-            HashObj::Large(m) => m.get(field).map(|v| v.as_slice()),
+            HashObj::Large(m) => m.get(field).map(|e| e.1.as_slice()),
         }
     }
 
@@ -197,7 +198,7 @@ impl HashObj {
             self.convert();
         }
         match self {
-            HashObj::Large(m) => m.insert(SBytes::new(field), SBytes::new(value)).is_none(),
+            HashObj::Large(m) => m.insert((SBytes::new(field), SBytes::new(value))),
             HashObj::Small(_) => false,
         }
     }
@@ -210,9 +211,9 @@ impl HashObj {
 
     fn convert(&mut self) {
         if let HashObj::Small(v) = self {
-            let mut m = FastMap::with_capacity_and_hasher(v.len() + 1, Default::default());
-            for (f, val) in v.drain(..) {
-                m.insert(f, val);
+            let mut m = Dense::with_capacity(v.len() + 1);
+            for pair in v.drain(..) {
+                m.insert(pair);
             }
             *self = HashObj::Large(m);
         }
@@ -242,9 +243,9 @@ impl HashObj {
     pub fn nth(&self, i: usize) -> Option<(&[u8], &[u8])> {
         match self {
             HashObj::Small(v) => v.get(i).map(|(k, val)| (k.as_slice(), val.as_slice())),
+            // O(1): entries are dense.
             HashObj::Large(m) => m
-                .iter()
-                .nth(i)
+                .get_index(i)
                 .map(|(k, val)| (k.as_slice(), val.as_slice())),
         }
     }
@@ -271,7 +272,7 @@ impl HashObj {
                         .sum::<usize>()
             }
             HashObj::Large(m) => {
-                m.capacity() * 49
+                m.table_bytes()
                     + m.iter()
                         .map(|(a, b)| a.heap_size() + b.heap_size())
                         .sum::<usize>()
@@ -287,7 +288,7 @@ pub type FastSet<K> = hashbrown::HashSet<K, foldhash::fast::RandomState>;
 
 /// A hash set with O(1) access by position, so SPOP and SRANDMEMBER can
 /// pick a random member without walking the set.
-pub type IndexedSet = indexmap::IndexSet<SBytes, foldhash::fast::RandomState>;
+pub type IndexedSet = Dense<SBytes>;
 
 /// A set: sorted integers while it can be, then a hash set.
 pub enum SetObj {
@@ -330,7 +331,7 @@ impl SetObj {
 
     fn convert_to_hash(&mut self) {
         if let SetObj::Ints(v) = self {
-            let mut h = IndexedSet::with_capacity_and_hasher(v.len() + 1, Default::default());
+            let mut h = IndexedSet::with_capacity(v.len() + 1);
             let mut b = itoa::Buffer::new();
             for n in v.iter() {
                 h.insert(SBytes::new(b.format(*n).as_bytes()));
@@ -369,7 +370,7 @@ impl SetObj {
                 }
                 _ => false,
             },
-            SetObj::Hash(h) => h.swap_remove(m),
+            SetObj::Hash(h) => h.remove(m).is_some(),
         }
     }
 
@@ -413,7 +414,7 @@ impl SetObj {
     pub fn heap_size(&self) -> usize {
         match self {
             SetObj::Ints(v) => v.capacity() * 8,
-            SetObj::Hash(h) => h.capacity() * 25 + h.iter().map(|m| m.heap_size()).sum::<usize>(),
+            SetObj::Hash(h) => h.table_bytes() + h.iter().map(|m| m.heap_size()).sum::<usize>(),
         }
     }
 }
