@@ -26,6 +26,12 @@ impl Keyed for (SBytes, SBytes) {
     }
 }
 
+impl Keyed for (SBytes, f64) {
+    fn key(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 #[derive(Clone)]
 pub struct Dense<E> {
     entries: Vec<E>,

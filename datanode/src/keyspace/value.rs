@@ -427,7 +427,7 @@ pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
 /// for ranks and ranges.
 #[derive(Default)]
 pub struct ZSetObj {
-    pub dict: FastMap<SBytes, f64>,
+    pub dict: Dense<(SBytes, f64)>,
     pub tree: super::ranktree::RankTree,
     /// Grown past the listpack thresholds once (Redis never converts back).
     pub big: bool,
@@ -443,12 +443,12 @@ impl ZSetObj {
     }
 
     pub fn score(&self, m: &[u8]) -> Option<f64> {
-        self.dict.get(m).copied()
+        self.dict.get(m).map(|e| e.1)
     }
 
     /// Sets a member's score; returns the previous one.
     pub fn insert(&mut self, m: &[u8], score: f64) -> Option<f64> {
-        let old = self.dict.get(m).copied();
+        let old = self.dict.get(m).map(|e| e.1);
         if let Some(o) = old {
             if o == score {
                 return old;
@@ -456,7 +456,7 @@ impl ZSetObj {
             self.tree.remove(o, m);
         }
         self.tree.insert(score, m);
-        self.dict.insert(SBytes::new(m), score);
+        self.dict.insert((SBytes::new(m), score));
         if self.dict.len() > ZSET_MAX_LISTPACK_ENTRIES || m.len() > ZSET_MAX_LISTPACK_VALUE {
             self.big = true;
         }
@@ -465,7 +465,7 @@ impl ZSetObj {
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self.dict.remove(m) {
-            Some(s) => {
+            Some((_, s)) => {
                 self.tree.remove(s, m);
                 true
             }
