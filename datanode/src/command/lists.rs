@@ -1,12 +1,11 @@
 //! List commands (the blocking ones come with the blocking machinery).
 
-use std::collections::VecDeque;
-
 use super::{eq_ic, int_arg, Args, Ctx, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
-use crate::keyspace::{SBytes, SlotRef, Value};
+use crate::keyspace::plist::PackedList;
+use crate::keyspace::{SlotRef, Value};
 use crate::resp::parse_i64;
 
-type List = VecDeque<SBytes>;
+type List = PackedList;
 
 enum Lookup<'v> {
     Missing,
@@ -47,12 +46,12 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
         Lookup::Missing if only_existing => return ctx.r.int(0),
         Lookup::Missing => {
-            let mut l = List::with_capacity(a.len() - 2);
+            let mut l = List::new();
             for e in a.iter().skip(2) {
                 if left {
-                    l.push_front(SBytes::new(e));
+                    l.push_front(e);
                 } else {
-                    l.push_back(SBytes::new(e));
+                    l.push_back(e);
                 }
             }
             let n = l.len();
@@ -62,9 +61,9 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
         Lookup::List(l) => {
             for e in a.iter().skip(2) {
                 if left {
-                    l.push_front(SBytes::new(e));
+                    l.push_front(e);
                 } else {
-                    l.push_back(SBytes::new(e));
+                    l.push_back(e);
                 }
             }
             let n = l.len();
@@ -201,7 +200,7 @@ pub fn lset(ctx: &mut Ctx, a: &Args) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
         Lookup::Missing => return ctx.r.error(NO_SUCH_KEY),
         Lookup::List(l) => match index(i, l.len()) {
-            Some(i) => l[i] = SBytes::new(v),
+            Some(i) => l.set(i, v),
             None => return ctx.r.error("ERR index out of range"),
         },
     }
@@ -242,7 +241,7 @@ pub fn lrange(ctx: &mut Ctx, a: &Args) {
             None => ctx.r.array(0),
             Some((s0, e0)) => {
                 ctx.r.array(e0 - s0 + 1);
-                for e in l.range(s0..=e0) {
+                for e in l.iter_from(s0).take(e0 - s0 + 1) {
                     ctx.r.bulk(e);
                 }
             }
@@ -262,8 +261,7 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
         Lookup::List(l) => match range(start, end, l.len()) {
             None => l.clear(),
             Some((s0, e0)) => {
-                l.truncate(e0 + 1);
-                l.drain(..s0);
+                l.trim(s0, e0);
             }
         },
     }
@@ -287,10 +285,10 @@ pub fn linsert(ctx: &mut Ctx, a: &Args) {
     let n = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
         Lookup::Missing => return ctx.r.int(0),
-        Lookup::List(l) => match l.iter().position(|e| e.as_slice() == pivot) {
+        Lookup::List(l) => match l.iter().position(|e| e == pivot) {
             None => return ctx.r.int(-1),
             Some(i) => {
-                l.insert(if before { i } else { i + 1 }, SBytes::new(v));
+                l.insert(if before { i } else { i + 1 }, v);
                 l.len()
             }
         },
@@ -317,28 +315,7 @@ pub fn lrem(ctx: &mut Ctx, a: &Args) {
             } else {
                 count.unsigned_abs() as usize
             };
-            let mut removed = 0;
-            if count >= 0 {
-                let mut i = 0;
-                while i < l.len() && removed < limit {
-                    if l[i].as_slice() == v {
-                        l.remove(i);
-                        removed += 1;
-                    } else {
-                        i += 1;
-                    }
-                }
-            } else {
-                let mut i = l.len();
-                while i > 0 && removed < limit {
-                    i -= 1;
-                    if l[i].as_slice() == v {
-                        l.remove(i);
-                        removed += 1;
-                    }
-                }
-            }
-            removed
+            l.remove_matching(v, limit, count < 0)
         }
     };
     if removed > 0 {
@@ -404,9 +381,15 @@ pub fn lpos(ctx: &mut Ctx, a: &Args) {
         let mut found = Vec::new();
         let len = l.len();
         let scan = if maxlen == 0 { len } else { maxlen.min(len) };
-        for step in 0..scan {
+        // Walk once from the chosen end (indexing a packed list is not O(1)).
+        let walk: Box<dyn Iterator<Item = &[u8]>> = if rank > 0 {
+            Box::new(l.iter())
+        } else {
+            Box::new(l.iter_rev())
+        };
+        for (step, e) in walk.take(scan).enumerate() {
             let idx = if rank > 0 { step } else { len - 1 - step };
-            if l[idx].as_slice() == v {
+            if e == v {
                 if skip > 0 {
                     skip -= 1;
                     continue;
@@ -475,16 +458,16 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
     match lookup(d, dst) {
         Lookup::List(l) => {
             if to_left {
-                l.push_front(e.clone());
+                l.push_front(&e);
             } else {
-                l.push_back(e.clone());
+                l.push_back(&e);
             }
             d.touch(dst);
             d.signal_ready(dst);
         }
         _ => {
             let mut l = List::new();
-            l.push_back(e.clone());
+            l.push_back(&e);
             d.set(dst, Value::List(Box::new(l)), false);
         }
     }
@@ -549,7 +532,7 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
             Lookup::List(l) => l,
         };
         let take = count.min(l.len());
-        let popped: Vec<SBytes> = (0..take)
+        let popped: Vec<Vec<u8>> = (0..take)
             .filter_map(|_| if left { l.pop_front() } else { l.pop_back() })
             .collect();
         settle(s, key);

@@ -6,6 +6,7 @@ pub mod db;
 pub mod dense;
 pub mod hashslot;
 pub mod key;
+pub mod plist;
 pub mod ranktree;
 pub mod sbytes;
 pub mod slot;

@@ -24,7 +24,7 @@ pub enum Value {
     Raw(Box<Vec<u8>>),
     Hash(Box<HashObj>),
     /// A list (Redis 7.0 reports every list as `quicklist`).
-    List(Box<std::collections::VecDeque<SBytes>>),
+    List(Box<super::plist::PackedList>),
     Set(Box<SetObj>),
     ZSet(Box<ZSetObj>),
 }
@@ -139,7 +139,7 @@ impl Value {
             Value::Str(s) => s.heap_size(),
             Value::Raw(v) => v.capacity(),
             Value::Hash(h) => h.heap_size(),
-            Value::List(l) => l.capacity() * 24 + l.iter().map(|e| e.heap_size()).sum::<usize>(),
+            Value::List(l) => l.heap_size(),
             Value::Set(s) => s.heap_size(),
             Value::ZSet(z) => z.len() * 80,
         }

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::keyspace::{SBytes, SlotRef, Value, SLOTS};
+use crate::keyspace::{SlotRef, Value, SLOTS};
 use crate::resp::parse::encode_command;
 use crate::server::Shared;
 
@@ -36,10 +36,10 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
         let mut nb = itoa::Buffer::new();
         match v {
             Value::List(l) => {
-                let items: Vec<&SBytes> = l.iter().collect();
+                let items: Vec<&[u8]> = l.iter().collect();
                 for chunk in items.chunks(FIELDS_PER_CMD) {
                     let mut args: Vec<&[u8]> = vec![b"RPUSH", k];
-                    args.extend(chunk.iter().map(|e| e.as_slice()));
+                    args.extend(chunk.iter().copied());
                     encode_command(&args, &mut out);
                 }
             }
@@ -243,7 +243,7 @@ pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
             let Some(Value::List(l)) = s.get_mut(key) else {
                 return Err("RPUSH on a non-list during reload".into());
             };
-            l.extend(a.iter().skip(2).map(SBytes::new));
+            a.iter().skip(2).for_each(|e| l.push_back(e));
         } else if name == b"PEXPIREAT" {
             let at = crate::resp::parse_i64(a.get(2)).ok_or("bad expiry during reload")?;
             s.set_expire(a.get(1), at);

@@ -4,11 +4,10 @@
 //! list, set, zset2, hash) and read those plus the compact ones Redis 7.0
 //! writes (intset, listpack hashes and sorted sets, quicklist of listpacks).
 
-use std::collections::VecDeque;
-
 use super::lzf;
+use crate::keyspace::plist::PackedList;
 use crate::keyspace::value::{HashObj, SetObj, ZSetObj};
-use crate::keyspace::{SBytes, Value};
+use crate::keyspace::Value;
 
 pub const TYPE_STRING: u8 = 0;
 pub const TYPE_LIST: u8 = 1;
@@ -446,21 +445,21 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         TYPE_STRING => Value::string(&r.string()?),
         TYPE_LIST => {
             let n = r.length()?;
-            let mut l = VecDeque::with_capacity(n.min(1 << 16));
+            let mut l = PackedList::new();
             for _ in 0..n {
-                l.push_back(SBytes::from_vec(r.string()?));
+                l.push_back(&r.string()?);
             }
             Value::List(Box::new(l))
         }
         TYPE_LIST_QUICKLIST_2 => {
             let nodes = r.length()?;
-            let mut l = VecDeque::new();
+            let mut l = PackedList::new();
             for _ in 0..nodes {
                 let container = r.length()?;
                 let data = r.string()?;
                 match container {
-                    1 => l.push_back(SBytes::from_vec(data)),
-                    2 => l.extend(listpack_entries(&data)?.into_iter().map(SBytes::from_vec)),
+                    1 => l.push_back(&data),
+                    2 => listpack_entries(&data)?.iter().for_each(|e| l.push_back(e)),
                     _ => return Err(Corrupt("quicklist node")),
                 }
             }
@@ -468,17 +467,15 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         }
         TYPE_LIST_ZIPLIST => {
             let e = ziplist_entries(&r.string()?)?;
-            Value::List(Box::new(e.into_iter().map(SBytes::from_vec).collect()))
+            Value::List(Box::new(e.iter().map(|x| x.as_slice()).collect()))
         }
         TYPE_LIST_QUICKLIST => {
             let nodes = r.length()?;
-            let mut l = VecDeque::new();
+            let mut l = PackedList::new();
             for _ in 0..nodes {
-                l.extend(
-                    ziplist_entries(&r.string()?)?
-                        .into_iter()
-                        .map(SBytes::from_vec),
-                );
+                ziplist_entries(&r.string()?)?
+                    .iter()
+                    .for_each(|e| l.push_back(e));
             }
             Value::List(Box::new(l))
         }
