@@ -30,7 +30,19 @@ fn encoded_len(e: &[u8]) -> usize {
     2 * varint_len(e.len()) + e.len()
 }
 
+/// Makes room for `extra` more bytes, growing to powers of two (exact
+/// allocator size classes) up to the chunk size, so a full chunk wastes
+/// nothing; Vec's own growth would leave odd capacities.
+fn reserve(buf: &mut Vec<u8>, extra: usize) {
+    let need = buf.len() + extra;
+    if need > buf.capacity() {
+        let want = need.next_power_of_two().min(CHUNK_BYTES).max(need);
+        buf.reserve_exact(want - buf.len());
+    }
+}
+
 fn encode(e: &[u8], out: &mut Vec<u8>) {
+    reserve(out, encoded_len(e));
     let mut v = e.len();
     let start = out.len();
     loop {
@@ -155,6 +167,7 @@ impl PackedList {
         encode(e, &mut enc);
         match self.chunks.front_mut() {
             Some(c) if c.buf.len() + need <= CHUNK_BYTES => {
+                reserve(&mut c.buf, need);
                 c.buf.splice(0..0, enc);
                 c.n += 1;
             }
@@ -244,6 +257,7 @@ impl PackedList {
         let off = c.offset_of(p);
         let mut enc = Vec::with_capacity(encoded_len(e));
         encode(e, &mut enc);
+        reserve(&mut c.buf, enc.len());
         c.buf.splice(off..off, enc);
         c.n += 1;
         self.len += 1;
@@ -550,5 +564,23 @@ mod tests {
                 prop_assert_eq!(from.len(), m.len() - i);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Full chunks sit in exact power-of-two allocations.
+    #[test]
+    fn chunks_do_not_overallocate() {
+        let mut p = super::PackedList::new();
+        for i in 0..100_000u64 {
+            p.push_back(format!("element:{:012}", i).as_bytes());
+        }
+        let per = p.heap_size() as f64 / 100_000.0;
+        assert!(per < 23.5, "{per} bytes per 22-byte element");
+        assert!(p
+            .chunks
+            .iter()
+            .all(|c| c.buf.capacity() <= super::CHUNK_BYTES));
     }
 }
