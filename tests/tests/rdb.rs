@@ -55,6 +55,24 @@ fn fill(c: &mut Conn) {
     for cmd in &cmds {
         c.cmd(cmd).expect("fill");
     }
+    // A list long enough for many 8 KB nodes, mixing every listpack
+    // encoding: small and large integers, short strings, compressible
+    // strings over 20 bytes and one over 4 KB.
+    for batch in 0..20 {
+        let mut cmd = vec!["RPUSH".to_string(), "biglist".into()];
+        for i in batch * 1000..(batch + 1) * 1000 {
+            cmd.push(match i % 7 {
+                0 => i.to_string(),
+                1 => format!("-{}", i * 1_000_003),
+                2 => format!("{}", (i as i64) << 40),
+                3 => format!("element:{i:012}"),
+                4 => "z".repeat(30 + i % 300),
+                5 if i % 1000 == 5 => "w".repeat(5000),
+                _ => format!("0{i}"),
+            });
+        }
+        c.cmd(&cmd).expect("fill biglist");
+    }
 }
 
 fn normalized(c: &mut Conn, cmd: &[&str]) -> String {
@@ -74,6 +92,8 @@ fn snapshot(c: &mut Conn) -> Vec<String> {
         c.text(&["GET", "num"]),
         c.text(&["STRLEN", "long"]),
         c.text(&["LRANGE", "list", "0", "-1"]),
+        c.text(&["LRANGE", "biglist", "0", "-1"]),
+        c.text(&["OBJECT", "ENCODING", "biglist"]),
         normalized(c, &["SMEMBERS", "iset"]),
         normalized(c, &["SMEMBERS", "sset"]),
         normalized(c, &["HGETALL", "hash"]),
@@ -188,4 +208,34 @@ fn bgsave_writes_a_loadable_file() {
     d.signal_and_wait("-KILL");
     d.restart();
     assert_eq!(snapshot(&mut d.conn()), want);
+}
+
+#[test]
+fn rdbcompression_shrinks_the_file_and_both_forms_load_into_redis() {
+    let d = Node::start(Server::Datanode, &["--save", "", "--appendonly", "no"]);
+    let mut c = d.conn();
+    fill(&mut c);
+    let want = snapshot(&mut c);
+    let size = |c: &mut Conn| {
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        std::fs::metadata(d.path().join("dump.rdb"))
+            .expect("dump.rdb")
+            .len()
+    };
+    let compressed = size(&mut c);
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "rdbcompression", "no"]),
+        "+OK\r\n"
+    );
+    let plain = size(&mut c);
+    // The 20,000-element list is mostly repetitive strings over 20 bytes.
+    assert!(
+        compressed * 2 < plain,
+        "compressed {compressed} bytes, plain {plain}"
+    );
+    let mut r = Node::start(Server::Redis, &["--save", ""]);
+    r.signal_and_wait("-TERM");
+    std::fs::copy(d.path().join("dump.rdb"), r.path().join("dump.rdb")).expect("copy");
+    r.restart();
+    assert_eq!(snapshot(&mut r.conn()), want, "redis-server, plain RDB");
 }

@@ -208,6 +208,9 @@ impl Config {
         let p = self.raw("requirepass");
         (!p.is_empty()).then(|| p.as_bytes().to_vec())
     }
+    pub fn rdbcompression(&self) -> bool {
+        self.yes("rdbcompression")
+    }
     pub fn appendonly(&self) -> bool {
         self.yes("appendonly")
     }

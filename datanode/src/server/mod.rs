@@ -31,6 +31,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     }
     let cfg = srv.config.read();
     crate::keyspace::access::LFU.store(cfg.maxmemory_policy().contains("lfu"), Ordering::Relaxed);
+    crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len
         .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);

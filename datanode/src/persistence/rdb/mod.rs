@@ -3,5 +3,6 @@
 
 pub mod crc64;
 pub mod file;
+pub mod listpack;
 pub mod lzf;
 pub mod object;

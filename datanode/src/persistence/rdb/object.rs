@@ -1,13 +1,15 @@
 //! Encoding and decoding single values in RDB form (what DUMP carries).
 //!
-//! We write the plain encodings every Redis since 2.x loads (string,
-//! list, set, zset2, hash) and read those plus the compact ones Redis 7.0
-//! writes (intset, listpack hashes and sorted sets, quicklist of listpacks).
+//! Lists are written as Redis 7.0 writes them (a quicklist of listpack
+//! nodes), other types in the plain encodings every Redis since 2.x loads
+//! (string, set, zset2, hash). We read those plus every compact encoding
+//! Redis has written (intset, listpack, ziplist, zipmap).
 
-use super::lzf;
+use super::{listpack, lzf};
 use crate::keyspace::plist::PackedList;
 use crate::keyspace::value::{HashObj, SetObj, ZSetObj};
 use crate::keyspace::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const TYPE_STRING: u8 = 0;
 pub const TYPE_LIST: u8 = 1;
@@ -76,8 +78,57 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
             }
         }
     }
+    if s.len() > 20 && COMPRESS.load(Ordering::Relaxed) && write_lzf(out, s) {
+        return;
+    }
     write_len(out, s.len() as u64);
     out.extend_from_slice(s);
+}
+
+/// `rdbcompression`: strings over 20 bytes are LZF-compressed, as Redis
+/// does, when that saves at least 4 bytes.
+pub static COMPRESS: AtomicBool = AtomicBool::new(true);
+
+fn write_lzf(out: &mut Vec<u8>, s: &[u8]) -> bool {
+    match ::lzf::compress(s) {
+        Ok(c) if c.len() + 4 <= s.len() => {
+            out.push(0xC3);
+            write_len(out, c.len() as u64);
+            write_len(out, s.len() as u64);
+            out.extend_from_slice(&c);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Redis's list node size (`list-max-listpack-size -2`: 8 KB).
+const LIST_NODE_BYTES: usize = 8 * 1024;
+/// quicklist node container: elements packed in a listpack.
+const CONTAINER_PACKED: u64 = 2;
+
+/// A list as a quicklist of listpack nodes of about 8 KB.
+fn write_list(out: &mut Vec<u8>, l: &PackedList) {
+    let mut nodes: Vec<Vec<u8>> = Vec::new();
+    let mut w = listpack::Writer::with_capacity(LIST_NODE_BYTES + 64);
+    for e in l.iter() {
+        if w.count() > 0 && w.bytes() + e.len() > LIST_NODE_BYTES {
+            let full = std::mem::replace(
+                &mut w,
+                listpack::Writer::with_capacity(LIST_NODE_BYTES + 64),
+            );
+            nodes.push(full.finish());
+        }
+        w.push(e);
+    }
+    if w.count() > 0 {
+        nodes.push(w.finish());
+    }
+    write_len(out, nodes.len() as u64);
+    for n in &nodes {
+        write_len(out, CONTAINER_PACKED);
+        write_string(out, n);
+    }
 }
 
 /// Writes a value's type byte and body; returns false for types we cannot
@@ -90,11 +141,8 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             write_string(out, v.str_bytes(&mut b).unwrap_or_default());
         }
         Value::List(l) => {
-            out.push(TYPE_LIST);
-            write_len(out, l.len() as u64);
-            for e in l.iter() {
-                write_string(out, e);
-            }
+            out.push(TYPE_LIST_QUICKLIST_2);
+            write_list(out, l);
         }
         Value::Set(s) => {
             out.push(TYPE_SET);
@@ -212,83 +260,6 @@ impl<'a> Reader<'a> {
             self.take(8)?.try_into().map_err(|_| Truncated)?,
         ))
     }
-}
-
-/// Elements of a listpack (strings; integers formatted as Redis does).
-pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
-    if lp.len() < 7 {
-        return Err(Corrupt("listpack"));
-    }
-    let total = u32::from_le_bytes([lp[0], lp[1], lp[2], lp[3]]) as usize;
-    if total != lp.len() {
-        return Err(Corrupt("listpack size"));
-    }
-    let mut out = Vec::new();
-    let mut p = 6;
-    let mut b = itoa::Buffer::new();
-    loop {
-        let e = *lp.get(p).ok_or(Corrupt("listpack"))?;
-        if e == 0xFF {
-            break;
-        }
-        let get = |from: usize, n: usize| lp.get(from..from + n).ok_or(Corrupt("listpack"));
-        let (value, size): (Vec<u8>, usize) = if e & 0x80 == 0 {
-            (b.format(e & 0x7f).as_bytes().to_vec(), 1)
-        } else if e & 0xC0 == 0x80 {
-            let n = (e & 0x3f) as usize;
-            (get(p + 1, n)?.to_vec(), 1 + n)
-        } else if e & 0xE0 == 0xC0 {
-            let raw =
-                (((e & 0x1f) as u16) << 8) | *lp.get(p + 1).ok_or(Corrupt("listpack"))? as u16;
-            // 13-bit two's complement.
-            let v = ((raw << 3) as i16) >> 3;
-            (b.format(v).as_bytes().to_vec(), 2)
-        } else if e & 0xF0 == 0xE0 {
-            let n =
-                (((e & 0x0f) as usize) << 8) | *lp.get(p + 1).ok_or(Corrupt("listpack"))? as usize;
-            (get(p + 2, n)?.to_vec(), 2 + n)
-        } else {
-            match e {
-                0xF0 => {
-                    let n = u32::from_le_bytes(get(p + 1, 4)?.try_into().map_err(|_| Truncated)?)
-                        as usize;
-                    (get(p + 5, n)?.to_vec(), 5 + n)
-                }
-                0xF1 => {
-                    let v = i16::from_le_bytes(get(p + 1, 2)?.try_into().map_err(|_| Truncated)?);
-                    (b.format(v).as_bytes().to_vec(), 3)
-                }
-                0xF2 => {
-                    let s = get(p + 1, 3)?;
-                    let v = i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8;
-                    (b.format(v).as_bytes().to_vec(), 4)
-                }
-                0xF3 => {
-                    let v = i32::from_le_bytes(get(p + 1, 4)?.try_into().map_err(|_| Truncated)?);
-                    (b.format(v).as_bytes().to_vec(), 5)
-                }
-                0xF4 => {
-                    let v = i64::from_le_bytes(get(p + 1, 8)?.try_into().map_err(|_| Truncated)?);
-                    (b.format(v).as_bytes().to_vec(), 9)
-                }
-                _ => return Err(Corrupt("listpack entry")),
-            }
-        };
-        // The back-length field that follows each entry.
-        let backlen = match size {
-            0..=127 => 1,
-            128..=16383 => 2,
-            16384..=2097151 => 3,
-            2097152..=268435455 => 4,
-            _ => 5,
-        };
-        out.push(value);
-        p += size + backlen;
-    }
-    if p + 1 != lp.len() {
-        return Err(Corrupt("listpack end"));
-    }
-    Ok(out)
 }
 
 /// Elements of a ziplist, the compact encoding of RDB files written before
@@ -459,7 +430,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 let data = r.string()?;
                 match container {
                     1 => l.push_back(&data),
-                    2 => listpack_entries(&data)?.iter().for_each(|e| l.push_back(e)),
+                    2 => {
+                        listpack::for_each(&data, |e| l.push_back(e))?;
+                    }
                     _ => return Err(Corrupt("quicklist node")),
                 }
             }
@@ -528,7 +501,7 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         }
         TYPE_SET_LISTPACK => {
             let mut s = SetObj::default();
-            for m in listpack_entries(&r.string()?)? {
+            for m in listpack::entries(&r.string()?)? {
                 s.add(&m);
             }
             Value::Set(Box::new(s))
@@ -557,7 +530,7 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             Value::ZSet(Box::new(z))
         }
         TYPE_ZSET_LISTPACK => {
-            let e = listpack_entries(&r.string()?)?;
+            let e = listpack::entries(&r.string()?)?;
             if e.len() % 2 != 0 {
                 return Err(Corrupt("zset listpack"));
             }
@@ -578,7 +551,7 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             Value::Hash(Box::new(h))
         }
         TYPE_HASH_LISTPACK => {
-            let e = listpack_entries(&r.string()?)?;
+            let e = listpack::entries(&r.string()?)?;
             if e.len() % 2 != 0 {
                 return Err(Corrupt("hash listpack"));
             }
@@ -654,7 +627,7 @@ mod tests {
         let n = lp.len() as u32;
         lp[0..4].copy_from_slice(&n.to_le_bytes());
         assert_eq!(
-            listpack_entries(&lp).unwrap(),
+            listpack::entries(&lp).unwrap(),
             vec![b"a".to_vec(), b"5".to_vec(), b"-1000".to_vec()]
         );
     }
@@ -747,7 +720,7 @@ mod tests {
             if let Ok(t) = r.byte() {
                 let _ = read_value(&mut r, t);
             }
-            let _ = listpack_entries(&p);
+            let _ = listpack::entries(&p);
             let _ = ziplist_entries(&p);
         }
 
