@@ -121,13 +121,20 @@ impl Writer {
         self.count += 1;
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
+    /// Closes the listpack and returns its bytes; [`Writer::reset`] then
+    /// starts a new one in the same buffer.
+    pub fn finish(&mut self) -> &[u8] {
         self.buf.push(END);
         let total = self.buf.len() as u32;
         self.buf[..4].copy_from_slice(&total.to_le_bytes());
         let count = self.count.min(65535) as u16;
         self.buf[4..6].copy_from_slice(&count.to_le_bytes());
-        self.buf
+        &self.buf
+    }
+
+    pub fn reset(&mut self) {
+        self.buf.truncate(HEADER);
+        self.count = 0;
     }
 }
 
@@ -247,7 +254,7 @@ mod tests {
         for e in [&b"7"[..], b"-1", b"1000", b"70000", b"x", b"007"] {
             w.push(e);
         }
-        let lp = w.finish();
+        let lp = w.finish().to_vec();
         // 7 as a 7-bit uint; -1 as 13-bit; 1000 as 13-bit; 70000 as
         // 24-bit; "x" and "007" (not canonical) as strings.
         let body: &[u8] = &[
@@ -273,7 +280,7 @@ mod tests {
             for e in &items {
                 w.push(e);
             }
-            let lp = w.finish();
+            let lp = w.finish().to_vec();
             prop_assert_eq!(entries(&lp).unwrap(), items);
         }
 

@@ -90,15 +90,15 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
 pub static COMPRESS: AtomicBool = AtomicBool::new(true);
 
 fn write_lzf(out: &mut Vec<u8>, s: &[u8]) -> bool {
-    match ::lzf::compress(s) {
-        Ok(c) if c.len() + 4 <= s.len() => {
+    match lzf::compress(s, s.len() - 4) {
+        Some(c) => {
             out.push(0xC3);
             write_len(out, c.len() as u64);
             write_len(out, s.len() as u64);
             out.extend_from_slice(&c);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -107,28 +107,30 @@ const LIST_NODE_BYTES: usize = 8 * 1024;
 /// quicklist node container: elements packed in a listpack.
 const CONTAINER_PACKED: u64 = 2;
 
-/// A list as a quicklist of listpack nodes of about 8 KB.
+/// A list as a quicklist of listpack nodes of about 8 KB, built one at a
+/// time in one buffer. The node count goes first but is known last: it is
+/// written in the 32-bit length form (valid for any count) and patched.
 fn write_list(out: &mut Vec<u8>, l: &PackedList) {
-    let mut nodes: Vec<Vec<u8>> = Vec::new();
+    let count_at = out.len();
+    out.extend_from_slice(&[0x80, 0, 0, 0, 0]);
+    let mut nodes = 0u32;
     let mut w = listpack::Writer::with_capacity(LIST_NODE_BYTES + 64);
+    let mut flush = |w: &mut listpack::Writer, out: &mut Vec<u8>| {
+        write_len(out, CONTAINER_PACKED);
+        write_string(out, w.finish());
+        w.reset();
+        nodes += 1;
+    };
     for e in l.iter() {
         if w.count() > 0 && w.bytes() + e.len() > LIST_NODE_BYTES {
-            let full = std::mem::replace(
-                &mut w,
-                listpack::Writer::with_capacity(LIST_NODE_BYTES + 64),
-            );
-            nodes.push(full.finish());
+            flush(&mut w, out);
         }
         w.push(e);
     }
     if w.count() > 0 {
-        nodes.push(w.finish());
+        flush(&mut w, out);
     }
-    write_len(out, nodes.len() as u64);
-    for n in &nodes {
-        write_len(out, CONTAINER_PACKED);
-        write_string(out, n);
-    }
+    out[count_at + 1..count_at + 5].copy_from_slice(&nodes.to_be_bytes());
 }
 
 /// Writes a value's type byte and body; returns false for types we cannot
