@@ -18,9 +18,14 @@ struct SlotMeta {
     expires: AtomicU32,
 }
 
+/// One slot per cache line: a command touches the lock and the table
+/// headers of a random slot, and that should cost one miss, not two.
+#[repr(align(64))]
+struct Line<T>(T);
+
 pub struct Db {
     pub index: usize,
-    slots: Box<[Mutex<SlotTable>]>,
+    slots: Box<[Line<Mutex<SlotTable>>]>,
     meta: Box<[SlotMeta]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
@@ -39,7 +44,7 @@ impl Db {
         Db {
             index,
             slots: (0..SLOTS)
-                .map(|_| Mutex::new(SlotTable::default()))
+                .map(|_| Line(Mutex::new(SlotTable::default())))
                 .collect(),
             meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
             log,
@@ -55,7 +60,7 @@ impl Db {
     pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
         let mut s = SlotRef {
             slot,
-            t: self.slots[slot as usize].lock(),
+            t: self.slots[slot as usize].0.lock(),
             meta: &self.meta[slot as usize],
             db: self,
             now,
@@ -250,7 +255,7 @@ impl<'a> SlotRef<'a> {
         self.t.touch_all_existing();
         let n = self.t.len();
         self.t.map = Default::default();
-        self.t.expires = Default::default();
+        self.t.expires = None;
         self.sync_meta();
         n
     }
@@ -281,8 +286,7 @@ impl<'a> SlotRef<'a> {
         let now = self.now;
         let due: Vec<SBytes> = self
             .t
-            .expires
-            .iter()
+            .expires_iter()
             .filter(|(_, at)| *at <= now)
             .take(budget)
             .map(|(k, _)| k.clone())
@@ -356,5 +360,16 @@ impl<'a> SlotRef<'a> {
 
     pub fn raw_table(&self) -> &SlotTable {
         &self.t
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    #[test]
+    fn a_slot_fits_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<super::Line<super::Mutex<super::SlotTable>>>(),
+            64
+        );
     }
 }

@@ -25,8 +25,9 @@ pub struct SlotTable {
     /// Entries are boxed: a bucket costs 8 bytes, not 48, which matters
     /// because per-slot tables are small and often half empty after growth.
     pub(super) map: HashTable<Box<Entry>>,
-    /// Absolute expiry times in unix milliseconds.
-    pub(super) expires: HashTable<(SBytes, i64)>,
+    /// Absolute expiry times in unix milliseconds; boxed and absent until
+    /// the slot has one, so a slot's lock and headers fit one cache line.
+    pub(super) expires: Option<Box<HashTable<(SBytes, i64)>>>,
     pub(super) watched: Option<Box<FastMap<SBytes, WatchState>>>,
     /// AOF rewrite generation this slot was last snapshotted for.
     pub(super) snap_gen: u64,
@@ -48,7 +49,11 @@ impl SlotTable {
     }
 
     pub fn expires_len(&self) -> usize {
-        self.expires.len()
+        self.expires.as_ref().map_or(0, |e| e.len())
+    }
+
+    pub(super) fn expires_iter(&self) -> impl Iterator<Item = &(SBytes, i64)> {
+        self.expires.iter().flat_map(|e| e.iter())
     }
 
     pub(super) fn find(&self, key: &[u8]) -> Option<&Entry> {
@@ -64,43 +69,42 @@ impl SlotTable {
     }
 
     pub(super) fn expire_of(&self, key: &[u8]) -> Option<i64> {
-        if self.expires.is_empty() {
-            return None;
-        }
         self.expires
+            .as_ref()?
             .find(hash(key), |(k, _)| k.as_slice() == key)
             .map(|(_, at)| *at)
     }
 
     pub(super) fn set_expire(&mut self, key: &[u8], at: i64) -> bool {
         let h = hash(key);
-        match self.expires.find_mut(h, |(k, _)| k.as_slice() == key) {
+        let expires = self.expires.get_or_insert_with(Default::default);
+        match expires.find_mut(h, |(k, _)| k.as_slice() == key) {
             Some(e) => {
                 e.1 = at;
                 false
             }
             None => {
-                self.expires
-                    .insert_unique(h, (SBytes::new(key), at), |(k, _)| hash(k));
+                expires.insert_unique(h, (SBytes::new(key), at), |(k, _)| hash(k));
                 true
             }
         }
     }
 
     pub(super) fn remove_expire(&mut self, key: &[u8]) -> bool {
-        if self.expires.is_empty() {
+        let Some(expires) = self.expires.as_mut() else {
             return false;
-        }
-        match self
-            .expires
-            .find_entry(hash(key), |(k, _)| k.as_slice() == key)
-        {
+        };
+        let found = match expires.find_entry(hash(key), |(k, _)| k.as_slice() == key) {
             Ok(e) => {
                 e.remove();
                 true
             }
             Err(_) => false,
+        };
+        if expires.is_empty() {
+            self.expires = None;
         }
+        found
     }
 
     /// Inserts or overwrites (one probe); returns true when the key is new.
