@@ -260,8 +260,12 @@ pub fn load_prefix(
             }
         }
     }
-    // The 8-byte checksum follows EOF (0 means it was not computed).
+    // From RDB version 5 an 8-byte checksum follows EOF (0 means it was
+    // not computed); older files end at EOF.
     let end = r.pos;
+    if ver < 5 {
+        return Ok((loaded, skipped, end));
+    }
     let tail = data.get(end..end + 8).ok_or(RdbError::Checksum)?;
     let crc = u64::from_le_bytes(tail.try_into().map_err(|_| RdbError::Checksum)?);
     if crc != 0 && crc != crc64::crc64(&data[..end]) {
