@@ -1,23 +1,50 @@
 //! Starting and stopping server processes.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::resp::Conn;
 
-/// A free TCP port on 127.0.0.1 (whose bus port, +10000, is free too).
+/// A free TCP port on 127.0.0.1 whose bus port (+10000) is free too.
+///
+/// Both are taken from 10000–32000, below Linux's ephemeral range, so an
+/// outgoing connection cannot grab a port between this check and the
+/// server binding it; and no port is handed out twice in one test process,
+/// so tests running in parallel do not race for the same one.
 pub fn free_port() -> u16 {
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let p = l.local_addr().expect("local addr").port();
-        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+    static TAKEN: Mutex<Option<(HashSet<u16>, u64)>> = Mutex::new(None);
+    let mut guard = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (taken, seed) = guard.get_or_insert_with(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        (HashSet::new(), t ^ ((std::process::id() as u64) << 32) | 1)
+    });
+    for _ in 0..10_000 {
+        // xorshift64: no dependency needed for picking ports.
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let p = 10_000 + (*seed % 12_000) as u16;
+        let bus = p + 10_000;
+        if taken.contains(&p) || taken.contains(&bus) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            taken.insert(p);
+            taken.insert(bus);
             return p;
         }
     }
+    panic!("no free port pair in 10000-32000");
 }
 
 fn workspace_root() -> PathBuf {

@@ -1,8 +1,9 @@
 //! Lists packed the way Redis's quicklist packs them: a deque of chunks of
-//! about 8 KB, each holding its elements back to back as
-//! `len bytes backlen` (both lengths LEB128, the back one stored reversed
-//! so the chunk can be walked from either end). An element costs its bytes
-//! plus two, instead of a 24-byte slot.
+//! about 8 KB, each holding its elements back to back in Redis's listpack
+//! string encoding (a 1-, 2- or 5-byte header with the length, the bytes,
+//! then the entry's size written backwards so a chunk can be walked from
+//! either end). A short element costs its bytes plus two, and a chunk is a
+//! listpack body as it is: an RDB file gets it with a header added.
 
 use std::collections::VecDeque;
 
@@ -17,17 +18,55 @@ struct Chunk {
     n: u32,
 }
 
-fn varint_len(mut v: usize) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
+fn header_len(len: usize) -> usize {
+    match len {
+        0..=63 => 1,
+        64..=4095 => 2,
+        _ => 5,
     }
-    n
+}
+
+/// Bytes the back-length of an entry of `size` bytes takes, with Redis's
+/// thresholds (a reader walking forward relies on them).
+pub(crate) fn backlen_size(size: usize) -> usize {
+    match size {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
+}
+
+/// Appends the back-length of an entry of `size` bytes: most significant
+/// 7-bit group first; every byte after the first carries the continuation
+/// bit the backward reader stops on.
+pub(crate) fn push_backlen(out: &mut Vec<u8>, size: usize) {
+    let n = backlen_size(size);
+    for i in (0..n).rev() {
+        let group = ((size >> (7 * i)) & 127) as u8;
+        out.push(if i == n - 1 { group } else { group | 128 });
+    }
+}
+
+/// Appends a listpack string header for `len` bytes.
+pub(crate) fn push_str_header(out: &mut Vec<u8>, len: usize) {
+    match header_len(len) {
+        1 => out.push(0x80 | len as u8),
+        2 => {
+            out.push(0xE0 | (len >> 8) as u8);
+            out.push(len as u8);
+        }
+        _ => {
+            out.push(0xF0);
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+        }
+    }
 }
 
 fn encoded_len(e: &[u8]) -> usize {
-    2 * varint_len(e.len()) + e.len()
+    let size = header_len(e.len()) + e.len();
+    size + backlen_size(size)
 }
 
 /// Makes room for `extra` more bytes, growing to powers of two (exact
@@ -43,62 +82,51 @@ fn reserve(buf: &mut Vec<u8>, extra: usize) {
 
 fn encode(e: &[u8], out: &mut Vec<u8>) {
     reserve(out, encoded_len(e));
-    let mut v = e.len();
-    let start = out.len();
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    let hdr = out.len() - start;
+    push_str_header(out, e.len());
     out.extend_from_slice(e);
-    // The back length: the same bytes, reversed.
-    for i in (0..hdr).rev() {
-        let b = out[start + i];
-        out.push(b);
+    push_backlen(out, header_len(e.len()) + e.len());
+}
+
+/// The header at `off`: (header bytes, data length). Chunks only hold
+/// entries `encode` wrote, so the header is one of the string forms.
+fn header_at(buf: &[u8], off: usize) -> (usize, usize) {
+    let b = buf[off];
+    if b & 0xC0 == 0x80 {
+        (1, (b & 0x3f) as usize)
+    } else if b & 0xF0 == 0xE0 {
+        (2, ((b & 0x0f) as usize) << 8 | buf[off + 1] as usize)
+    } else {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&buf[off + 1..off + 5]);
+        (5, u32::from_le_bytes(w) as usize)
     }
 }
 
-/// Decodes the element starting at `off`: (data range, end offset).
+/// Decodes the element starting at `off`: (data start, data end, end).
 fn at_front(buf: &[u8], off: usize) -> (usize, usize, usize) {
-    let mut v = 0usize;
-    let mut shift = 0;
-    let mut p = off;
-    loop {
-        let b = buf[p];
-        v |= ((b & 0x7f) as usize) << shift;
-        p += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    let hdr = p - off;
-    (p, p + v, p + v + hdr)
+    let (hdr, len) = header_at(buf, off);
+    let ds = off + hdr;
+    (ds, ds + len, ds + len + backlen_size(hdr + len))
 }
 
-/// Decodes the element ending at `end`: (start offset, data range).
+/// Decodes the element ending at `end`: (start offset, data start, data
+/// end).
 fn at_back(buf: &[u8], end: usize) -> (usize, usize, usize) {
-    let mut v = 0usize;
+    let mut size = 0usize;
     let mut shift = 0;
     let mut p = end;
     loop {
         p -= 1;
         let b = buf[p];
-        v |= ((b & 0x7f) as usize) << shift;
+        size |= ((b & 0x7f) as usize) << shift;
         if b & 0x80 == 0 {
             break;
         }
         shift += 7;
     }
-    let hdr = end - p;
-    let data_end = p;
-    let data_start = data_end - v;
-    (data_start - hdr, data_start, data_end)
+    let start = p - size;
+    let (hdr, len) = header_at(buf, start);
+    (start, start + hdr, start + hdr + len)
 }
 
 impl Chunk {
@@ -379,6 +407,12 @@ impl PackedList {
         }
         self.chunks.retain(|c| c.n > 0);
         removed
+    }
+
+    /// Each chunk as a listpack body (entries without the 6-byte header
+    /// and the end byte) and its element count.
+    pub fn chunks(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        self.chunks.iter().map(|c| (c.buf.as_slice(), c.n as usize))
     }
 
     pub fn iter(&self) -> Iter<'_> {

@@ -11,27 +11,7 @@ use super::object::DecodeError::{self, Corrupt, Truncated};
 const HEADER: usize = 6;
 const END: u8 = 0xFF;
 
-/// Bytes the back-length of an entry of `size` bytes takes (Redis's
-/// thresholds, which are what a reader walking forward must assume).
-fn backlen_size(size: usize) -> usize {
-    match size {
-        0..=127 => 1,
-        128..=16382 => 2,
-        16383..=2097150 => 3,
-        2097151..=268435454 => 4,
-        _ => 5,
-    }
-}
-
-fn push_backlen(out: &mut Vec<u8>, size: usize) {
-    let n = backlen_size(size);
-    // Most significant group first; every byte after the first carries the
-    // continuation bit, which is what the backward reader stops on.
-    for i in (0..n).rev() {
-        let group = ((size >> (7 * i)) & 127) as u8;
-        out.push(if i == n - 1 { group } else { group | 128 });
-    }
-}
+use crate::keyspace::plist::{backlen_size, push_backlen, push_str_header};
 
 /// The integer a listpack would store `e` as: only canonical decimal forms,
 /// so the bytes read back are the bytes written.
@@ -104,21 +84,22 @@ impl Writer {
                 }
             }
         } else {
-            let n = e.len();
-            if n < 64 {
-                b.push(0x80 | n as u8);
-            } else if n < 4096 {
-                b.push(0xE0 | (n >> 8) as u8);
-                b.push(n as u8);
-            } else {
-                b.push(0xF0);
-                b.extend_from_slice(&(n as u32).to_le_bytes());
-            }
+            push_str_header(b, e.len());
             b.extend_from_slice(e);
         }
         let size = self.buf.len() - start;
         push_backlen(&mut self.buf, size);
         self.count += 1;
+    }
+
+    /// A listpack around a body of entries already encoded (a packed list
+    /// chunk holds exactly that).
+    pub fn wrap(out: &mut Vec<u8>, body: &[u8], count: usize) {
+        let total = (HEADER + body.len() + 1) as u32;
+        out.extend_from_slice(&total.to_le_bytes());
+        out.extend_from_slice(&(count.min(65535) as u16).to_le_bytes());
+        out.extend_from_slice(body);
+        out.push(END);
     }
 
     /// Closes the listpack and returns its bytes; [`Writer::reset`] then

@@ -107,30 +107,17 @@ const LIST_NODE_BYTES: usize = 8 * 1024;
 /// quicklist node container: elements packed in a listpack.
 const CONTAINER_PACKED: u64 = 2;
 
-/// A list as a quicklist of listpack nodes of about 8 KB, built one at a
-/// time in one buffer. The node count goes first but is known last: it is
-/// written in the 32-bit length form (valid for any count) and patched.
+/// A list as a quicklist of listpack nodes: each packed chunk already is
+/// a listpack body, so it only gets a header and is compressed.
 fn write_list(out: &mut Vec<u8>, l: &PackedList) {
-    let count_at = out.len();
-    out.extend_from_slice(&[0x80, 0, 0, 0, 0]);
-    let mut nodes = 0u32;
-    let mut w = listpack::Writer::with_capacity(LIST_NODE_BYTES + 64);
-    let mut flush = |w: &mut listpack::Writer, out: &mut Vec<u8>| {
+    let mut lp = Vec::with_capacity(LIST_NODE_BYTES + 64);
+    write_len(out, l.chunks().filter(|(_, n)| *n > 0).count() as u64);
+    for (body, n) in l.chunks().filter(|(_, n)| *n > 0) {
+        lp.clear();
+        listpack::Writer::wrap(&mut lp, body, n);
         write_len(out, CONTAINER_PACKED);
-        write_string(out, w.finish());
-        w.reset();
-        nodes += 1;
-    };
-    for e in l.iter() {
-        if w.count() > 0 && w.bytes() + e.len() > LIST_NODE_BYTES {
-            flush(&mut w, out);
-        }
-        w.push(e);
+        write_string(out, &lp);
     }
-    if w.count() > 0 {
-        flush(&mut w, out);
-    }
-    out[count_at + 1..count_at + 5].copy_from_slice(&nodes.to_be_bytes());
 }
 
 /// Writes a value's type byte and body; returns false for types we cannot
