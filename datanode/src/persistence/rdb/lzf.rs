@@ -115,7 +115,13 @@ pub fn compress(input: &[u8], limit: usize) -> Option<Vec<u8>> {
 
 /// Decompresses `input` into exactly `out_len` bytes; None if corrupt.
 pub fn decompress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(out_len);
+    // The stated length comes from the payload: refuse what these bytes
+    // cannot expand to (3 bytes of back reference give at most 264), and
+    // grow towards it only as data actually decodes.
+    if out_len > input.len().saturating_mul(MAX_MATCH / 3) {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(out_len.min(input.len().saturating_mul(4) + 64));
     let mut i = 0;
     while i < input.len() {
         let ctrl = input[i] as usize;
@@ -188,6 +194,17 @@ mod tests {
         assert!(c.len() < 100);
         assert_eq!(decompress(&c, run.len()), Some(run));
         assert_eq!(compress(b"abcdefghij", 6), None);
+    }
+
+    #[test]
+    fn impossible_lengths_are_refused_without_allocating_them() {
+        // A payload found by the fuzzer: a few bytes claiming an output of
+        // exabytes aborted the process on allocation.
+        assert_eq!(
+            decompress(&[0x00, b'a', 0xE0, 0xFF, 0x00], usize::MAX / 2),
+            None
+        );
+        assert_eq!(decompress(&[0x00, b'a'], 1 << 40), None);
     }
 
     #[test]
