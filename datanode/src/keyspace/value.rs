@@ -447,6 +447,26 @@ impl ZSetObj {
     }
 
     /// Sets a member's score; returns the previous one.
+    /// A sorted set from (member, score) pairs in any order; None when a
+    /// member repeats (a corrupt RDB file, as Redis judges it).
+    pub fn from_pairs(pairs: Vec<(SBytes, f64)>) -> Option<ZSetObj> {
+        let mut dict = Dense::with_capacity(pairs.len());
+        let mut big = pairs.len() > ZSET_MAX_LISTPACK_ENTRIES;
+        for (m, s) in &pairs {
+            big |= m.len() > ZSET_MAX_LISTPACK_VALUE;
+            if !dict.insert((m.clone(), *s)) {
+                return None;
+            }
+        }
+        let mut sorted: Vec<(f64, SBytes)> = pairs.into_iter().map(|(m, s)| (s, m)).collect();
+        sorted.sort_unstable_by(|a, b| super::ranktree::cmp_entry(a.0, &a.1, b.0, &b.1));
+        Some(ZSetObj {
+            dict,
+            tree: super::ranktree::RankTree::from_sorted(sorted),
+            big,
+        })
+    }
+
     pub fn insert(&mut self, m: &[u8], score: f64) -> Option<f64> {
         let old = self.dict.get(m).map(|e| e.1);
         if let Some(o) = old {

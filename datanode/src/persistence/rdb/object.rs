@@ -7,6 +7,7 @@
 
 use super::{listpack, lzf};
 use crate::keyspace::plist::PackedList;
+use crate::keyspace::sbytes::SBytes;
 use crate::keyspace::value::{HashObj, SetObj, ZSetObj};
 use crate::keyspace::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,13 +145,12 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::ZSet(z) => {
             out.push(TYPE_ZSET_2);
             write_len(out, z.len() as u64);
-            // Redis writes from the highest score down; loaders accept any
-            // order.
-            for i in (0..z.len()).rev() {
-                if let Some((score, m)) = z.tree.select(i) {
-                    write_string(out, m);
-                    out.extend_from_slice(&score.to_le_bytes());
-                }
+            // From the highest score down, as Redis writes them: Redis then
+            // inserts each at the head of its skiplist when loading.
+            let asc: Vec<(f64, &[u8])> = z.tree.iter_from(0).collect();
+            for (score, m) in asc.into_iter().rev() {
+                write_string(out, m);
+                out.extend_from_slice(&score.to_le_bytes());
             }
         }
         Value::Hash(h) => {
@@ -180,6 +180,10 @@ impl<'a> Reader<'a> {
         let b = *self.buf.get(self.pos).ok_or(Truncated)?;
         self.pos += 1;
         Ok(b)
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
@@ -497,7 +501,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         }
         TYPE_ZSET | TYPE_ZSET_2 => {
             let n = r.length()?;
-            let mut z = ZSetObj::default();
+            // Collected first (capacity bounded by the bytes left: each pair
+            // takes at least two), then built in one pass.
+            let mut pairs = Vec::with_capacity(n.min(r.remaining() / 2));
             for _ in 0..n {
                 let m = r.string()?;
                 let score = if t == TYPE_ZSET_2 {
@@ -514,8 +520,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 if score.is_nan() {
                     return Err(Corrupt("score"));
                 }
-                z.insert(&m, score);
+                pairs.push((SBytes::new(&m), score));
             }
+            let z = ZSetObj::from_pairs(pairs).ok_or(Corrupt("duplicate sorted set member"))?;
             Value::ZSet(Box::new(z))
         }
         TYPE_ZSET_LISTPACK => {
@@ -619,6 +626,31 @@ mod tests {
             listpack::entries(&lp).unwrap(),
             vec![b"a".to_vec(), b"5".to_vec(), b"-1000".to_vec()]
         );
+    }
+
+    #[test]
+    fn sorted_sets_load_in_any_order_and_refuse_repeated_members() {
+        let payload = |members: &[(&[u8], f64)]| {
+            let mut p = vec![TYPE_ZSET_2, members.len() as u8];
+            for (m, s) in members {
+                write_string(&mut p, m);
+                p.extend_from_slice(&s.to_le_bytes());
+            }
+            p
+        };
+        let p = payload(&[(b"c", 3.0), (b"a", 1.0), (b"b", 1.0)]);
+        let mut r = Reader::new(&p[1..]);
+        match read_value(&mut r, TYPE_ZSET_2).unwrap() {
+            Value::ZSet(z) => {
+                let order: Vec<(f64, &[u8])> = z.tree.iter_from(0).collect();
+                assert_eq!(order, vec![(1.0, &b"a"[..]), (1.0, b"b"), (3.0, b"c")]);
+                assert_eq!(z.dict.get(b"c").map(|e| e.1), Some(3.0));
+            }
+            _ => panic!("not a sorted set"),
+        }
+        let p = payload(&[(b"a", 1.0), (b"a", 2.0)]);
+        let mut r = Reader::new(&p[1..]);
+        assert!(read_value(&mut r, TYPE_ZSET_2).is_err());
     }
 
     #[test]
