@@ -395,31 +395,36 @@ fn as_int(v: &Value) -> Option<i64> {
 
 fn incr_generic(ctx: &mut Ctx, key: &[u8], by: i64) {
     let mut s = ctx.locks.key(key);
-    let cur = match s.get(key) {
-        None => 0,
-        Some(v) if v.str_len().is_none() => {
-            ctx.r.error(WRONGTYPE);
-            return;
-        }
-        Some(v) => match as_int(v) {
-            Some(n) => n,
-            None => {
-                ctx.r.error(NOT_INT);
+    // One lookup: the value is checked and replaced where it is.
+    let updated = match s.get_mut(key) {
+        None => None,
+        Some(v) => {
+            if v.str_len().is_none() {
+                ctx.r.error(WRONGTYPE);
                 return;
             }
-        },
-    };
-    let Some(new) = cur.checked_add(by) else {
-        ctx.r.error(OVERFLOW);
-        return;
-    };
-    match s.get_mut(key) {
-        Some(v) => {
+            let Some(cur) = as_int(v) else {
+                ctx.r.error(NOT_INT);
+                return;
+            };
+            let Some(new) = cur.checked_add(by) else {
+                ctx.r.error(OVERFLOW);
+                return;
+            };
             *v = Value::Int(new);
-            s.touch(key);
+            Some(new)
         }
-        None => s.set(key, Value::Int(new), false),
-    }
+    };
+    let new = match updated {
+        Some(n) => {
+            s.touch(key);
+            n
+        }
+        None => {
+            s.set(key, Value::Int(by), false);
+            by
+        }
+    };
     let mut b = itoa::Buffer::new();
     s.log(&[b"SET".as_slice(), key, b.format(new).as_bytes(), b"KEEPTTL"]);
     drop(s);
