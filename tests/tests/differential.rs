@@ -40,6 +40,22 @@ fn cluster() {
         "nodes.conf",
     ]);
     let pair = Pair::start(&args);
+    // A fresh cluster node reports cluster_size:1 until its first state
+    // update, which both servers hold back for 2 s after start (the
+    // writable delay). Start the script once both are past it, or a slow
+    // machine sees them straddle the boundary.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for node in [&pair.redis, &pair.datanode] {
+        let mut c = node.conn();
+        while !c.text(&["CLUSTER", "INFO"]).contains("cluster_size:0") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?} kept cluster_size at 1",
+                node.kind
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     let errors = pair.run("cluster", &script);
     assert!(
         errors.is_empty(),
