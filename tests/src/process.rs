@@ -86,6 +86,15 @@ pub enum Server {
     Datanode,
 }
 
+impl Server {
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Server::Redis => PathBuf::from("redis-server"),
+            Server::Datanode => datanode_bin(),
+        }
+    }
+}
+
 /// A running server process in its own temporary directory; killed on drop.
 pub struct Node {
     pub kind: Server,
@@ -124,10 +133,7 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let bin = match self.kind {
-            Server::Redis => PathBuf::from("redis-server"),
-            Server::Datanode => datanode_bin(),
-        };
+        let bin = self.kind.binary();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -220,6 +226,43 @@ impl Node {
 
     /// Starts this node's binary on its directory with `args`, expecting
     /// it to refuse to start; returns (exit code, output).
+    /// Starts this node's binary on its directory with `args` (while the
+    /// node itself is stopped) and reports whether it exits at start-up
+    /// rather than answering PING; stops it again either way.
+    pub fn refuses_to_start_here(&self, args: &[&str]) -> bool {
+        let port = free_port();
+        let mut child = Command::new(self.kind.binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let refused = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break true;
+            }
+            if let Ok(mut c) = Conn::connect(port) {
+                if matches!(c.cmd(&["PING"]), Ok(r) if r.raw == b"+PONG\r\n") {
+                    break false;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server neither came up nor exited"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        refused
+    }
+
     pub fn start_expect_failure_here(&self, args: &[&str]) -> (i32, String) {
         let port = free_port().to_string();
         let dir = self.dir.path().display().to_string();
@@ -241,11 +284,7 @@ impl Drop for Node {
 /// Runs a server binary expecting it to fail at start-up; returns its
 /// exit code and combined output.
 pub fn start_expect_failure(kind: Server, args: &[&str], cwd: &Path) -> (i32, String) {
-    let bin = match kind {
-        Server::Redis => PathBuf::from("redis-server"),
-        Server::Datanode => datanode_bin(),
-    };
-    let mut child = Command::new(bin)
+    let mut child = Command::new(kind.binary())
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())

@@ -4,10 +4,8 @@
 //! oracle. The files are in tests/fixtures/rdb-legacy (see its README).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use slotkv_tests::{datanode_bin, free_port, Conn, Node, Reply, Server};
+use slotkv_tests::{Conn, Node, Reply, Server};
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rdb-legacy");
@@ -99,51 +97,12 @@ fn contents(c: &mut Conn) -> Vec<String> {
 
 const ARGS: [&str; 4] = ["--save", "", "--appendonly", "no"];
 
-/// Whether `kind` exits at start-up on the files in `dir` rather than
-/// coming up (it is stopped again either way).
-fn refuses(kind: Server, dir: &Path) -> bool {
-    let bin = match kind {
-        Server::Redis => PathBuf::from("redis-server"),
-        Server::Datanode => datanode_bin(),
-    };
-    let port = free_port();
-    let mut child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir)
-        .args(ARGS)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break true;
-        }
-        if let Ok(mut c) = Conn::connect(port) {
-            if matches!(c.cmd(&["PING"]), Ok(r) if r.raw == b"+PONG\r\n") {
-                break false;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server neither came up nor exited"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    refused
-}
-
 /// Starts `kind` on a copy of `rdb`; None when the server refuses it.
 fn load(kind: Server, rdb: &Path) -> Option<Vec<String>> {
     let mut n = Node::start(kind, &ARGS);
     n.signal_and_wait("-TERM");
     std::fs::copy(rdb, n.path().join("dump.rdb")).expect("copy");
-    if refuses(kind, n.path()) {
+    if n.refuses_to_start_here(&ARGS) {
         return None;
     }
     n.restart();

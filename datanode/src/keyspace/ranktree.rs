@@ -20,6 +20,19 @@ struct Node {
     size: u32,
 }
 
+impl Node {
+    fn leaf(score: f64, member: SBytes) -> Node {
+        Node {
+            score,
+            member,
+            left: NIL,
+            right: NIL,
+            height: 1,
+            size: 1,
+        }
+    }
+}
+
 pub struct RankTree {
     nodes: Vec<Node>,
     free: Vec<u32>,
@@ -128,14 +141,7 @@ impl RankTree {
     }
 
     fn alloc(&mut self, score: f64, member: SBytes) -> u32 {
-        let node = Node {
-            score,
-            member,
-            left: NIL,
-            right: NIL,
-            height: 1,
-            size: 1,
-        };
+        let node = Node::leaf(score, member);
         match self.free.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;
@@ -156,14 +162,7 @@ impl RankTree {
         let mut t = RankTree {
             nodes: items
                 .into_iter()
-                .map(|(score, member)| Node {
-                    score,
-                    member,
-                    left: NIL,
-                    right: NIL,
-                    height: 1,
-                    size: 1,
-                })
+                .map(|(score, member)| Node::leaf(score, member))
                 .collect(),
             free: Vec::new(),
             root: NIL,

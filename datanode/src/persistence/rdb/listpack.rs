@@ -7,116 +7,19 @@
 //! so the list can be walked from either end.
 
 use super::object::DecodeError::{self, Corrupt, Truncated};
+use crate::keyspace::plist::backlen_size;
 
 const HEADER: usize = 6;
 const END: u8 = 0xFF;
 
-use crate::keyspace::plist::{backlen_size, push_backlen, push_str_header};
-
-/// The integer a listpack would store `e` as: only canonical decimal forms,
-/// so the bytes read back are the bytes written.
-fn as_int(e: &[u8]) -> Option<i64> {
-    if e.is_empty() || e.len() > 20 {
-        return None;
-    }
-    let v = crate::resp::parse_i64(e)?;
-    (itoa::Buffer::new().format(v).as_bytes() == e).then_some(v)
-}
-
-/// Builds a listpack one element at a time.
-pub struct Writer {
-    buf: Vec<u8>,
-    count: usize,
-}
-
-impl Default for Writer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Writer {
-    pub fn new() -> Self {
-        Self::with_capacity(64)
-    }
-
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(HEADER + 1));
-        buf.resize(HEADER, 0);
-        Writer { buf, count: 0 }
-    }
-
-    /// Bytes written so far (without the end marker).
-    pub fn bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
-    pub fn push(&mut self, e: &[u8]) {
-        let start = self.buf.len();
-        let b = &mut self.buf;
-        if let Some(v) = as_int(e) {
-            match v {
-                0..=127 => b.push(v as u8),
-                -4096..=4095 => {
-                    let u = (v as u16) & 0x1fff;
-                    b.push(0xC0 | (u >> 8) as u8);
-                    b.push(u as u8);
-                }
-                -32768..=32767 => {
-                    b.push(0xF1);
-                    b.extend_from_slice(&(v as i16).to_le_bytes());
-                }
-                -8388608..=8388607 => {
-                    b.push(0xF2);
-                    b.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-                }
-                _ if i32::try_from(v).is_ok() => {
-                    b.push(0xF3);
-                    b.extend_from_slice(&(v as i32).to_le_bytes());
-                }
-                _ => {
-                    b.push(0xF4);
-                    b.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-        } else {
-            push_str_header(b, e.len());
-            b.extend_from_slice(e);
-        }
-        let size = self.buf.len() - start;
-        push_backlen(&mut self.buf, size);
-        self.count += 1;
-    }
-
-    /// A listpack around a body of entries already encoded (a packed list
-    /// chunk holds exactly that).
-    pub fn wrap(out: &mut Vec<u8>, body: &[u8], count: usize) {
-        let total = (HEADER + body.len() + 1) as u32;
-        out.extend_from_slice(&total.to_le_bytes());
-        out.extend_from_slice(&(count.min(65535) as u16).to_le_bytes());
-        out.extend_from_slice(body);
-        out.push(END);
-    }
-
-    /// Closes the listpack and returns its bytes; [`Writer::reset`] then
-    /// starts a new one in the same buffer.
-    pub fn finish(&mut self) -> &[u8] {
-        self.buf.push(END);
-        let total = self.buf.len() as u32;
-        self.buf[..4].copy_from_slice(&total.to_le_bytes());
-        let count = self.count.min(65535) as u16;
-        self.buf[4..6].copy_from_slice(&count.to_le_bytes());
-        &self.buf
-    }
-
-    pub fn reset(&mut self) {
-        self.buf.truncate(HEADER);
-        self.count = 0;
-    }
+/// A listpack around a body of entries already encoded (a packed list
+/// chunk holds exactly that).
+pub fn wrap(out: &mut Vec<u8>, body: &[u8], count: usize) {
+    let total = (HEADER + body.len() + 1) as u32;
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(&(count.min(65535) as u16).to_le_bytes());
+    out.extend_from_slice(body);
+    out.push(END);
 }
 
 /// Calls `f` with every element of a listpack, integers formatted as Redis
@@ -208,9 +111,92 @@ pub fn entries(lp: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     Ok(out)
 }
 
+/// Redis's encoder, integers included, as a reference the decoder is
+/// tested against (the data path writes packed list chunks with [`wrap`]).
+#[cfg(test)]
+mod encoder {
+    use super::{END, HEADER};
+    use crate::keyspace::plist::{push_backlen, push_str_header};
+
+    /// The integer a listpack would store `e` as: only canonical decimal forms,
+    /// so the bytes read back are the bytes written.
+    pub fn as_int(e: &[u8]) -> Option<i64> {
+        if e.is_empty() || e.len() > 20 {
+            return None;
+        }
+        let v = crate::resp::parse_i64(e)?;
+        (itoa::Buffer::new().format(v).as_bytes() == e).then_some(v)
+    }
+
+    /// Builds a listpack one element at a time.
+    pub struct Writer {
+        buf: Vec<u8>,
+        count: usize,
+    }
+
+    impl Writer {
+        pub fn new() -> Self {
+            Writer {
+                buf: vec![0; HEADER],
+                count: 0,
+            }
+        }
+
+        pub fn push(&mut self, e: &[u8]) {
+            let start = self.buf.len();
+            let b = &mut self.buf;
+            if let Some(v) = as_int(e) {
+                match v {
+                    0..=127 => b.push(v as u8),
+                    -4096..=4095 => {
+                        let u = (v as u16) & 0x1fff;
+                        b.push(0xC0 | (u >> 8) as u8);
+                        b.push(u as u8);
+                    }
+                    -32768..=32767 => {
+                        b.push(0xF1);
+                        b.extend_from_slice(&(v as i16).to_le_bytes());
+                    }
+                    -8388608..=8388607 => {
+                        b.push(0xF2);
+                        b.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+                    }
+                    _ if i32::try_from(v).is_ok() => {
+                        b.push(0xF3);
+                        b.extend_from_slice(&(v as i32).to_le_bytes());
+                    }
+                    _ => {
+                        b.push(0xF4);
+                        b.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            } else {
+                push_str_header(b, e.len());
+                b.extend_from_slice(e);
+            }
+            let size = self.buf.len() - start;
+            push_backlen(&mut self.buf, size);
+            self.count += 1;
+        }
+
+        /// Closes the listpack and returns its bytes; [`Writer::reset`] then
+        /// starts a new one in the same buffer.
+        pub fn finish(&mut self) -> &[u8] {
+            self.buf.push(END);
+            let total = self.buf.len() as u32;
+            self.buf[..4].copy_from_slice(&total.to_le_bytes());
+            let count = self.count.min(65535) as u16;
+            self.buf[4..6].copy_from_slice(&count.to_le_bytes());
+            &self.buf
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::encoder::Writer;
     use super::*;
+    use crate::keyspace::plist::push_backlen;
     use proptest::prelude::*;
 
     #[test]

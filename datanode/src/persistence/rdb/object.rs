@@ -115,7 +115,7 @@ fn write_list(out: &mut Vec<u8>, l: &PackedList) {
     write_len(out, l.chunks().filter(|(_, n)| *n > 0).count() as u64);
     for (body, n) in l.chunks().filter(|(_, n)| *n > 0) {
         lp.clear();
-        listpack::Writer::wrap(&mut lp, body, n);
+        listpack::wrap(&mut lp, body, n);
         write_len(out, CONTAINER_PACKED);
         write_string(out, &lp);
     }
