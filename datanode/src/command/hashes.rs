@@ -342,6 +342,9 @@ pub fn hrandfield(ctx: &mut Ctx, a: &Args) {
         let Some(c) = int_arg(ctx, a.get(2)) else {
             return;
         };
+        if c == i64::MIN {
+            return ctx.r.error(super::COUNT_RANGE);
+        }
         count = Some(c);
         if a.len() == 4 && eq_ic(a.get(3), "WITHVALUES") {
             withvalues = true;
@@ -371,32 +374,37 @@ pub fn hrandfield(ctx: &mut Ctx, a: &Args) {
         return ctx.r.bulk(k);
     };
     let pairs = h.pairs();
-    let picks: Vec<usize> = if c >= 0 {
-        let c = c as usize;
-        if c >= len {
-            (0..len).collect()
-        } else {
-            rand::seq::index::sample(&mut rng, len, c).into_vec()
-        }
+    // A negative count repeats picks: they are drawn while writing, so the
+    // client's number never sizes an allocation up front.
+    let n = if c >= 0 {
+        (c as usize).min(len)
     } else {
-        (0..c.unsigned_abs())
-            .map(|_| rng.random_range(0..len))
-            .collect()
+        c.unsigned_abs() as usize
     };
-    if withvalues && ctx.r.is_resp3() {
-        ctx.r.array(picks.len());
-        for i in picks {
-            ctx.r.array(2);
-            ctx.r.bulk(pairs[i].0);
-            ctx.r.bulk(pairs[i].1);
-        }
+    let distinct = if c >= 0 && n < len {
+        Some(rand::seq::index::sample(&mut rng, len, n).into_vec())
     } else {
-        ctx.r.array(picks.len() * if withvalues { 2 } else { 1 });
-        for i in picks {
-            ctx.r.bulk(pairs[i].0);
-            if withvalues {
-                ctx.r.bulk(pairs[i].1);
-            }
+        None
+    };
+    let mut pick = |j: usize| match (&distinct, c >= 0) {
+        (Some(d), _) => d[j],
+        (None, true) => j,
+        (None, false) => rng.random_range(0..len),
+    };
+    let resp3 = ctx.r.is_resp3();
+    if withvalues && resp3 {
+        ctx.r.array(n);
+    } else {
+        ctx.r.array(n * if withvalues { 2 } else { 1 });
+    }
+    for j in 0..n {
+        let i = pick(j);
+        if withvalues && resp3 {
+            ctx.r.array(2);
+        }
+        ctx.r.bulk(pairs[i].0);
+        if withvalues {
+            ctx.r.bulk(pairs[i].1);
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod connection;
 pub mod cursor;
 pub mod dump;
+pub mod function;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -36,6 +37,9 @@ pub const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
 pub const NO_SUCH_KEY: &str = "ERR no such key";
+/// A count Redis reads with `getRangeLongFromObjectOrReply(-LONG_MAX, LONG_MAX)`.
+pub const COUNT_RANGE: &str =
+    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
 
 /// Follow-ups a command asks of its connection after the reply is queued.
 #[derive(Debug)]

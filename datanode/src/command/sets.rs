@@ -143,6 +143,10 @@ pub fn scard(ctx: &mut Ctx, a: &Args) {
 fn parse_count(ctx: &mut Ctx, a: &Args) -> Result<Option<i64>, ()> {
     if a.len() == 3 {
         match parse_i64(a.get(2)) {
+            Some(i64::MIN) => {
+                ctx.r.error(super::COUNT_RANGE);
+                Err(())
+            }
             Some(n) => Ok(Some(n)),
             None => {
                 ctx.r.error(super::NOT_INT);

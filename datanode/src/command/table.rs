@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use super::{
-    cluster as cl, connection as conn, dump as du, hashes as h, keys as k, lists as l,
-    pubsub as ps, server as s, sets as se, strings as st, txn, zsets as z,
+    cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
+    lists as l, pubsub as ps, server as s, sets as se, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -267,6 +267,16 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|help", 2, 0, NOKEY, s::command_help),
 ];
 
+static FUNCTION_SUBS: &[Cmd] = &[
+    c("function|delete", 3, W, NOKEY, fu::delete),
+    c("function|dump", 2, 0, NOKEY, fu::dump),
+    c("function|flush", -2, W, NOKEY, fu::flush),
+    c("function|help", 2, 0, NOKEY, fu::help),
+    c("function|kill", 2, 0, NOKEY, fu::kill),
+    c("function|list", -2, 0, NOKEY, fu::list),
+    c("function|restore", -3, W | DENYOOM, NOKEY, fu::restore),
+];
+
 static PUBSUB_SUBS: &[Cmd] = &[
     c("pubsub|channels", -2, STALE, NOKEY, ps::pubsub_channels),
     c("pubsub|numsub", -2, STALE, NOKEY, ps::pubsub_numsub),
@@ -476,6 +486,7 @@ pub static COMMANDS: &[Cmd] = &[
         ..container("command", -1, 0, COMMAND_SUBS)
     },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
+    container("function", -2, 0, FUNCTION_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),
     // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.

@@ -676,6 +676,9 @@ pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
         let Some(c) = int_arg(ctx, a.get(2)) else {
             return;
         };
+        if c == i64::MIN {
+            return ctx.r.error(super::COUNT_RANGE);
+        }
         count = Some(c);
         if a.len() == 4 && eq_ic(a.get(3), "WITHSCORES") {
             withscores = true;
@@ -703,20 +706,31 @@ pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
     if all.is_empty() {
         return ctx.r.array(0);
     }
-    let picks: Vec<usize> = if c >= 0 {
+    if c >= 0 {
         let c = c as usize;
         if c >= all.len() {
-            (0..all.len()).collect()
-        } else {
-            rand::seq::index::sample(&mut rng, all.len(), c).into_vec()
+            return write_elems(ctx, &all, withscores);
         }
-    } else {
-        (0..c.unsigned_abs())
-            .map(|_| rng.random_range(0..all.len()))
-            .collect()
-    };
-    let items: Vec<(Vec<u8>, f64)> = picks.into_iter().map(|i| all[i].clone()).collect();
-    write_elems(ctx, &items, withscores);
+        let picks = rand::seq::index::sample(&mut rng, all.len(), c).into_vec();
+        let items: Vec<(Vec<u8>, f64)> = picks.into_iter().map(|i| all[i].clone()).collect();
+        return write_elems(ctx, &items, withscores);
+    }
+    // Negative: repeated picks drawn while writing, so the client's count
+    // never sizes an allocation.
+    let n = c.unsigned_abs() as usize;
+    let resp3 = ctx.r.is_resp3();
+    ctx.r
+        .array(if withscores && !resp3 { n * 2 } else { n });
+    for _ in 0..n {
+        let (m, sc) = &all[rng.random_range(0..all.len())];
+        if withscores && resp3 {
+            ctx.r.array(2);
+        }
+        ctx.r.bulk(m);
+        if withscores {
+            ctx.r.double(*sc);
+        }
+    }
 }
 
 pub fn zscan(ctx: &mut Ctx, a: &Args) {
