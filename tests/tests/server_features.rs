@@ -348,3 +348,100 @@ fn query_buffer_limit_closes_the_client() {
     );
     assert_eq!(n.conn().text(&["PING"]), "+PONG\r\n");
 }
+
+/// Sends a pipeline to a fresh redis-server and a fresh datanode and
+/// returns both byte streams (replies that arrive within the idle gap).
+fn both_raw(setup: &[&[&str]], pipeline: &[&[&str]]) -> [Vec<u8>; 2] {
+    [Server::Redis, Server::Datanode].map(|kind| {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        for cmd in setup {
+            c.cmd(cmd).expect("setup reply");
+        }
+        let mut buf = Vec::new();
+        for cmd in pipeline {
+            buf.extend(slotkv_tests::resp::encode(cmd));
+        }
+        c.send_raw(&buf).expect("send");
+        c.drain(Duration::from_millis(400)).0
+    })
+}
+
+#[test]
+fn resp3_pushes_get_through_client_reply_off() {
+    // Subscribe confirmations are pushes in RESP3: Redis sends them even
+    // with replies off, and drops the plain PING reply.
+    let [redis, ours] = both_raw(
+        &[&["HELLO", "3"]],
+        &[
+            &["CLIENT", "REPLY", "OFF"],
+            &["SUBSCRIBE", "ch"],
+            &["PING"],
+            &["UNSUBSCRIBE", "ch"],
+            &["CLIENT", "REPLY", "ON"],
+            &["PING", "done"],
+        ],
+    );
+    assert!(!redis.is_empty());
+    assert_eq!(
+        slotkv_tests::resp::show(&ours),
+        slotkv_tests::resp::show(&redis)
+    );
+}
+
+#[test]
+fn monitor_then_reset_serves_commands_again() {
+    let [redis, ours] = both_raw(
+        &[],
+        &[
+            &["MONITOR"],
+            &["GET", "k"],
+            &["RESET"],
+            &["PING"],
+            &["SET", "k", "v"],
+        ],
+    );
+    assert!(redis.ends_with(b"+PONG\r\n+OK\r\n"));
+    assert_eq!(
+        slotkv_tests::resp::show(&ours),
+        slotkv_tests::resp::show(&redis)
+    );
+}
+
+#[test]
+fn monitor_shows_commands_after_they_run_and_redacts_passwords() {
+    let n = datanode(&[]);
+    let mut m = n.conn();
+    assert_eq!(m.text(&["MONITOR"]), "+OK\r\n");
+    let mut c = n.conn();
+    c.text(&["MULTI"]);
+    c.text(&["SET", "foo", "bar"]);
+    c.text(&["EXEC"]);
+    c.text(&["NOSUCHCOMMAND", "x"]);
+    c.text(&["AUTH", "not-real", "secret"]);
+    c.text(&["HELLO", "2", "AUTH", "user", "secret"]);
+    c.text(&["CONFIG", "GET", "maxmemory"]);
+    c.text(&["PING"]);
+    let mut lines = Vec::new();
+    wait_until("monitor lines", || {
+        let (b, _) = m.drain(Duration::from_millis(100));
+        lines.extend(
+            String::from_utf8_lossy(&b)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split_once(']').map_or(l, |x| x.1).to_string()),
+        );
+        lines.last().is_some_and(|l| l.contains("\"PING\""))
+    });
+    assert_eq!(
+        lines,
+        [
+            " \"MULTI\"",
+            " \"SET\" \"foo\" \"bar\"",
+            " \"EXEC\"",
+            " \"AUTH\" \"(redacted)\" \"(redacted)\"",
+            " \"HELLO\" \"2\" \"AUTH\" \"(redacted)\" \"(redacted)\"",
+            " \"PING\"",
+        ]
+    );
+}

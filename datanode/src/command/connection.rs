@@ -53,6 +53,7 @@ pub fn quit(ctx: &mut Ctx, _a: &Args) {
 
 pub fn reset(ctx: &mut Ctx, _a: &Args) {
     ctx.client.multi = None;
+    super::server::stop_monitor(ctx);
     super::pubsub::drop_all(ctx);
     super::txn::unwatch_all(ctx);
     ctx.client.db = 0;

@@ -50,7 +50,6 @@ pub enum Action {
         save: Option<bool>,
     },
     Sleep(std::time::Duration),
-    Monitor,
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),
@@ -307,6 +306,11 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             return None;
         }
     }
+    if ctx.client.monitor && cmd.flags & (table::flags::READONLY | table::flags::WRITE) != 0 {
+        // A MONITOR client is flagged as a replica in Redis.
+        ctx.r.error("ERR Replica can't interact with the keyspace");
+        return None;
+    }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0 {
         ctx.r.error("ERR Command not allowed inside a transaction");
         if let Some(m) = &mut ctx.client.multi {
@@ -338,5 +342,41 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         cmdstats::Outcome::Ok
     };
     cmdstats::record(cmd, usec, outcome);
+    // As Redis: after the command ran, and never for admin commands.
+    if ctx
+        .srv
+        .has_monitors
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && cmd.flags & table::flags::ADMIN == 0
+    {
+        let redact = redacted_args(cmd, args);
+        crate::server::conn::feed_monitor(ctx.srv, ctx.client, args, ctx.locks.now, &redact);
+    }
     Some(cmd)
+}
+
+/// Arguments MONITOR and SLOWLOG show as `(redacted)`: passwords.
+pub fn redacted_args(cmd: &table::Cmd, args: &Args) -> Vec<usize> {
+    match cmd.name {
+        "auth" => (1..args.len()).collect(),
+        "hello" => (2..args.len())
+            .find(|&i| eq_ic(args.get(i), "AUTH"))
+            .map(|i| vec![i + 1, i + 2])
+            .unwrap_or_default(),
+        "migrate" => {
+            let mut v = Vec::new();
+            for i in 6..args.len() {
+                if eq_ic(args.get(i), "KEYS") {
+                    break;
+                }
+                if eq_ic(args.get(i), "AUTH") {
+                    v.push(i + 1);
+                } else if eq_ic(args.get(i), "AUTH2") {
+                    v.extend([i + 1, i + 2]);
+                }
+            }
+            v
+        }
+        _ => Vec::new(),
+    }
 }

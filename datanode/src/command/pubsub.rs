@@ -33,10 +33,11 @@ pub fn write_message(r: &mut Reply, m: &PubMsg) {
             r.bulk(channel);
             r.bulk(payload);
         }
+        PubMsg::Raw(b) => r.raw(b),
     }
 }
 
-fn subs<'c>(ctx: &'c mut Ctx) -> &'c mut Subs {
+pub fn subs<'c>(ctx: &'c mut Ctx) -> &'c mut Subs {
     ctx.client.subs.get_or_insert_with(|| Box::new(Subs::new()))
 }
 

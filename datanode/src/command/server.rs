@@ -685,9 +685,32 @@ fn debug_populate(ctx: &mut Ctx, a: &Args) {
     ctx.r.ok();
 }
 
+/// MONITOR: the connection keeps running commands; the lines arrive on
+/// its message queue like pub/sub messages.
 pub fn monitor(ctx: &mut Ctx, _a: &Args) {
-    ctx.actions.push(Action::Monitor);
+    if ctx.client.in_exec {
+        // Inside EXEC a client must get one reply per command.
+        return ctx
+            .r
+            .error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+    }
+    if ctx.client.monitor {
+        // Redis ignores a repeated MONITOR without a reply.
+        return;
+    }
+    ctx.client.monitor = true;
+    ctx.client.info.is_monitor.store(true, Ordering::Relaxed);
+    let tx = super::pubsub::subs(ctx).tx.clone();
+    ctx.srv.add_monitor(ctx.client.id, tx);
     ctx.r.ok();
+}
+
+/// Ends MONITOR mode (RESET, disconnect).
+pub fn stop_monitor(ctx: &mut Ctx) {
+    if std::mem::take(&mut ctx.client.monitor) {
+        ctx.srv.remove_monitor(ctx.client.id);
+        ctx.client.info.is_monitor.store(false, Ordering::Relaxed);
+    }
 }
 
 pub fn save(ctx: &mut Ctx, _a: &Args) {

@@ -165,9 +165,11 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
         crate::persistence::effects::begin_capture();
     }
     ctx.r.array(m.queue.len());
+    ctx.client.in_exec = true;
     for q in &m.queue {
         dispatch(ctx, &q.args());
     }
+    ctx.client.in_exec = false;
     if logging {
         // Still under the transaction's locks, so per-key order holds.
         let gen = ctx.locks.held_gen();

@@ -122,6 +122,10 @@ pub struct Client {
     /// A blocked command is being retried: if it finds nothing it must
     /// stay silent instead of blocking again.
     pub block_retry: bool,
+    /// In MONITOR mode: keyspace commands are refused, as for a replica.
+    pub monitor: bool,
+    /// EXEC is running this client's queue.
+    pub in_exec: bool,
 }
 
 impl Client {

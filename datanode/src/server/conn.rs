@@ -58,6 +58,8 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_cmd: "NULL",
         subs: None,
         block_retry: false,
+        monitor: false,
+        in_exec: false,
     }
 }
 
@@ -71,9 +73,6 @@ pub fn execute(
     now: i64,
 ) -> Option<&'static crate::command::table::Cmd> {
     let start = out.len();
-    if srv.has_monitors.load(Ordering::Relaxed) {
-        feed_monitor(srv, client, args, now);
-    }
     client.last_elapsed_us = 0;
     let db = srv.ks.db(client.db);
     let proto = client.proto;
@@ -94,8 +93,19 @@ pub fn execute(
     if slower >= 0 && elapsed >= slower {
         if let Some(c) = cmd {
             if c.name != "exec" {
+                let redact = command::redacted_args(c, args);
                 srv.slowlog.lock().push(
-                    args.iter().collect::<Vec<_>>().into_iter(),
+                    args.iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            if redact.contains(&i) {
+                                b"(redacted)".as_slice()
+                            } else {
+                                a
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .into_iter(),
                     elapsed,
                     client.info.addr.to_string(),
                     client.info.name.lock().clone().unwrap_or_default(),
@@ -107,12 +117,18 @@ pub fn execute(
         Stats::add(&srv.stats.total_error_replies, 1);
         super::cmdstats::record_error(&out[start..]);
     }
+    // RESP3 pushes (subscribe confirmations) are exempt from REPLY OFF and
+    // SKIP, as in Redis.
+    let pushes = out.get(start) == Some(&b'>');
     match client.reply_mode {
         ReplyMode::On => {}
-        ReplyMode::Off => out.truncate(start),
+        ReplyMode::Off if !pushes => out.truncate(start),
+        ReplyMode::Off => {}
         ReplyMode::SkipNext => client.reply_mode = ReplyMode::Skip,
         ReplyMode::Skip => {
-            out.truncate(start);
+            if !pushes {
+                out.truncate(start);
+            }
             client.reply_mode = ReplyMode::On;
         }
     }
@@ -125,7 +141,9 @@ pub fn execute(
     cmd
 }
 
-fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
+/// Formats a MONITOR line the way Redis does; `redact` lists argument
+/// indexes shown as `(redacted)`.
+pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact: &[usize]) {
     let mut line = format!(
         "+{}.{:06} [{} {}]",
         now / 1000,
@@ -133,7 +151,11 @@ fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
         client.db,
         client.info.addr
     );
-    for a in args.iter() {
+    for (i, a) in args.iter().enumerate() {
+        if redact.contains(&i) {
+            line.push_str(" \"(redacted)\"");
+            continue;
+        }
         line.push_str(" \"");
         for &c in a {
             match c {
@@ -152,6 +174,17 @@ fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64) {
     }
     line.push_str("\r\n");
     srv.feed_monitors(line.into_bytes());
+}
+
+/// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
+/// only RESP3 pushes get through.
+fn deliver(r: &mut Reply, mode: ReplyMode, m: &crate::server::pubsub::PubMsg) {
+    if mode == ReplyMode::Off
+        && (!r.is_resp3() || matches!(m, crate::server::pubsub::PubMsg::Raw(_)))
+    {
+        return;
+    }
+    command::pubsub::write_message(r, m);
 }
 
 /// protected-mode: without a password, only loopback clients may connect.
@@ -214,6 +247,7 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
             actions,
         };
         command::txn::unwatch_all(&mut ctx);
+        command::server::stop_monitor(&mut ctx);
         command::pubsub::drop_all(&mut ctx);
     }
     flush_counters(&srv, &mut client);
@@ -252,7 +286,7 @@ async fn connection_loop(
                     // the replies to what was read, as in Redis.
                     let mut r2 = Reply::new(&mut out, client.proto);
                     while let Ok(m) = subs.rx.try_recv() {
-                        command::pubsub::write_message(&mut r2, &m);
+                        deliver(&mut r2, client.reply_mode, &m);
                     }
                     r?
                 }
@@ -260,10 +294,10 @@ async fn connection_loop(
                 m = subs.rx.recv() => {
                     let mut r = Reply::new(&mut out, client.proto);
                     if let Some(m) = m {
-                        command::pubsub::write_message(&mut r, &m);
+                        deliver(&mut r, client.reply_mode, &m);
                     }
                     while let Ok(m) = subs.rx.try_recv() {
-                        command::pubsub::write_message(&mut r, &m);
+                        deliver(&mut r, client.reply_mode, &m);
                     }
                     sock.write_all(&out).await?;
                     out.clear();
@@ -350,11 +384,6 @@ async fn connection_loop(
                             // Redis closes the connection without a reply.
                             out.clear();
                             close = true;
-                        }
-                        Action::Monitor => {
-                            sock.write_all(&out).await?;
-                            out.clear();
-                            return monitor_loop(srv, sock, client).await;
                         }
                         Action::RewriteAof => {}
                         Action::Block(b) => {
@@ -465,31 +494,6 @@ async fn wait_blocked(
         }
     }
     result
-}
-
-/// A MONITOR connection: streams every command; it may still send QUIT/RESET.
-async fn monitor_loop(
-    srv: &Arc<Shared>,
-    sock: &mut TcpStream,
-    client: &mut Client,
-) -> std::io::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    srv.monitors.lock().push(tx);
-    srv.has_monitors.store(true, Ordering::Relaxed);
-    client.info.is_monitor.store(true, Ordering::Relaxed);
-    let mut buf = [0u8; 1024];
-    loop {
-        tokio::select! {
-            line = rx.recv() => match line {
-                Some(l) => sock.write_all(&l).await?,
-                None => return Ok(()),
-            },
-            r = sock.read(&mut buf) => {
-                if r? == 0 { return Ok(()); }
-            }
-            _ = client.info.kill_notify.notified() => return Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]

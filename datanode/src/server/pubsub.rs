@@ -24,6 +24,9 @@ pub enum PubMsg {
         channel: Bytes,
         payload: Bytes,
     },
+    /// Bytes already in wire form, the same in RESP2 and RESP3 (a MONITOR
+    /// line).
+    Raw(Bytes),
 }
 
 pub type Tx = UnboundedSender<PubMsg>;

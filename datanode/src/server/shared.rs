@@ -43,7 +43,7 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     pub aof: Mutex<Option<crate::persistence::aof::AofHandle>>,
     /// MONITOR subscribers.
-    pub monitors: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>>,
+    pub monitors: Mutex<Vec<(u64, super::pubsub::Tx)>>,
     pub has_monitors: AtomicBool,
     pub actual_port: AtomicU64,
     pub pubsub: super::pubsub::PubSub,
@@ -107,8 +107,25 @@ impl Shared {
 
     /// Sends a MONITOR line to every monitor, dropping closed ones.
     pub fn feed_monitors(&self, line: Vec<u8>) {
+        let line = bytes::Bytes::from(line);
         let mut m = self.monitors.lock();
-        m.retain(|tx| tx.send(line.clone()).is_ok());
+        m.retain(|(_, tx)| tx.send(super::pubsub::PubMsg::Raw(line.clone())).is_ok());
+        if m.is_empty() {
+            self.has_monitors.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn add_monitor(&self, id: u64, tx: super::pubsub::Tx) {
+        let mut m = self.monitors.lock();
+        if !m.iter().any(|(c, _)| *c == id) {
+            m.push((id, tx));
+        }
+        self.has_monitors.store(true, Ordering::Relaxed);
+    }
+
+    pub fn remove_monitor(&self, id: u64) {
+        let mut m = self.monitors.lock();
+        m.retain(|(c, _)| *c != id);
         if m.is_empty() {
             self.has_monitors.store(false, Ordering::Relaxed);
         }
