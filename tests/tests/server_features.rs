@@ -445,3 +445,62 @@ fn monitor_shows_commands_after_they_run_and_redacts_passwords() {
         ]
     );
 }
+
+/// WATCH as redis-server 7.0 keeps it: removing a key that had already
+/// expired when watched is no change, nor is an SMOVE that leaves the
+/// destination as it was; a key expiring after WATCH is one.
+#[test]
+fn watch_ignores_removal_of_stale_keys_and_no_op_smove() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--enable-debug-command", "yes"]);
+        let mut c = n.conn();
+        let exec_after = |c: &mut Conn, between: &[&[&str]]| -> String {
+            c.text(&["WATCH", "x"]);
+            for cmd in between {
+                c.text(cmd);
+            }
+            c.text(&["MULTI"]);
+            c.text(&["PING"]);
+            c.text(&["EXEC"])
+        };
+        c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+        let stale = |c: &mut Conn| {
+            c.text(&["SET", "x", "foo", "PX", "1"]);
+            wait_until("x to expire", || c.text(&["PTTL", "x"]) == ":-2\r\n");
+        };
+        stale(&mut c);
+        assert_eq!(
+            exec_after(&mut c, &[&["EXISTS", "x"]]),
+            "*1\r\n+PONG\r\n",
+            "{kind:?} lazy"
+        );
+        stale(&mut c);
+        assert_eq!(
+            exec_after(&mut c, &[&["FLUSHDB"]]),
+            "*1\r\n+PONG\r\n",
+            "{kind:?} flushdb"
+        );
+        stale(&mut c);
+        assert_eq!(
+            exec_after(&mut c, &[&["EXISTS", "x"], &["SET", "x", "new"]]),
+            "*-1\r\n",
+            "{kind:?} recreated"
+        );
+        c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+        // Live at WATCH, expired and removed before EXEC: aborts.
+        c.text(&["SET", "x", "foo", "PX", "50"]);
+        c.text(&["WATCH", "x"]);
+        wait_until("x to be removed", || c.text(&["DBSIZE"]) == ":0\r\n");
+        c.text(&["MULTI"]);
+        c.text(&["PING"]);
+        assert_eq!(c.text(&["EXEC"]), "*-1\r\n", "{kind:?} expired after watch");
+        // SMOVE of a member the destination already has.
+        c.text(&["SADD", "src", "a"]);
+        c.text(&["SADD", "x", "a"]);
+        assert_eq!(
+            exec_after(&mut c, &[&["SMOVE", "src", "x", "a"]]),
+            "*1\r\n+PONG\r\n",
+            "{kind:?} smove"
+        );
+    }
+}

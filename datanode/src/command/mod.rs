@@ -12,6 +12,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod locks;
+pub mod memory;
 pub mod meta;
 mod meta_table;
 pub mod pubsub;

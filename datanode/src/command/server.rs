@@ -24,7 +24,7 @@ pub fn lastsave(ctx: &mut Ctx, _a: &Args) {
     ctx.r.int(if t == 0 { ctx.srv.start_ms / 1000 } else { t });
 }
 
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident ... in pages.
     let page = 4096u64;
     std::fs::read_to_string("/proc/self/statm")
@@ -38,7 +38,55 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn allocated_bytes() -> u64 {
+/// jemalloc's (allocated, active, resident) bytes, freshly read.
+pub fn jemalloc_stats() -> (u64, u64, u64) {
+    use tikv_jemalloc_ctl::stats;
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    (
+        stats::allocated::read().unwrap_or(0) as u64,
+        stats::active::read().unwrap_or(0) as u64,
+        stats::resident::read().unwrap_or(0) as u64,
+    )
+}
+
+/// jemalloc's own statistics report (MEMORY MALLOC-STATS).
+pub fn jemalloc_report() -> String {
+    unsafe extern "C" fn write_cb(opaque: *mut libc::c_void, msg: *const libc::c_char) {
+        // SAFETY: `opaque` is the &mut String passed below, alive for the
+        // call; jemalloc hands a NUL-terminated message.
+        let out = unsafe { &mut *(opaque as *mut String) };
+        let msg = unsafe { std::ffi::CStr::from_ptr(msg) };
+        out.push_str(&msg.to_string_lossy());
+    }
+    let mut out = String::new();
+    // SAFETY: the callback only appends to `out`, which outlives the call.
+    unsafe {
+        tikv_jemalloc_sys::malloc_stats_print(
+            Some(write_cb),
+            &mut out as *mut String as *mut libc::c_void,
+            std::ptr::null(),
+        )
+    };
+    out
+}
+
+/// Returns unused dirty pages of every arena to the system (MEMORY PURGE).
+pub fn jemalloc_purge() {
+    // MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.
+    let name = b"arena.4096.purge\0";
+    // SAFETY: a void mallctl: no input or output buffers.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr() as *const libc::c_char,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
+pub fn allocated_bytes() -> u64 {
     #[cfg(not(target_env = "msvc"))]
     {
         let _ = tikv_jemalloc_ctl::epoch::advance();
@@ -118,6 +166,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             o.push_str("\r\n");
         }
         let used = allocated_bytes();
+        let peak = srv.stats.note_memory_peak(used);
         let rss = rss_bytes();
         let ratio = if used > 0 {
             rss as f64 / used as f64
@@ -126,10 +175,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         };
         let _ = write!(
             o,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
             human(used),
             human(rss),
-            human(used)
+            human(peak)
         );
     }
     if want("persistence") {

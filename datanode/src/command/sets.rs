@@ -465,8 +465,11 @@ pub fn smove(ctx: &mut Ctx, a: &Args) {
     let d = m.key(dst);
     match lookup(d, dst) {
         Lookup::Set(x) => {
-            x.add(member);
-            d.touch(dst);
+            // A member already there leaves the destination unchanged, so
+            // its watchers are not disturbed (as Redis).
+            if x.add(member) {
+                d.touch(dst);
+            }
         }
         _ => {
             let mut x = SetObj::default();

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use super::{
     cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
-    lists as l, pubsub as ps, server as s, sets as se, strings as st, txn, zsets as z,
+    lists as l, memory as mem, pubsub as ps, server as s, sets as se, strings as st, txn,
+    zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -277,6 +278,15 @@ static FUNCTION_SUBS: &[Cmd] = &[
     c("function|restore", -3, W | DENYOOM, NOKEY, fu::restore),
 ];
 
+static MEMORY_SUBS: &[Cmd] = &[
+    c("memory|doctor", 2, 0, NOKEY, mem::doctor),
+    c("memory|help", 2, 0, NOKEY, mem::help),
+    c("memory|malloc-stats", 2, 0, NOKEY, mem::malloc_stats),
+    c("memory|purge", 2, 0, NOKEY, mem::purge),
+    c("memory|stats", 2, 0, NOKEY, mem::stats),
+    c("memory|usage", -3, R, (2, 2, 1), mem::usage),
+];
+
 static PUBSUB_SUBS: &[Cmd] = &[
     c("pubsub|channels", -2, STALE, NOKEY, ps::pubsub_channels),
     c("pubsub|numsub", -2, STALE, NOKEY, ps::pubsub_numsub),
@@ -487,6 +497,7 @@ pub static COMMANDS: &[Cmd] = &[
     },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     container("function", -2, 0, FUNCTION_SUBS),
+    container("memory", -2, 0, MEMORY_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),
     // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.

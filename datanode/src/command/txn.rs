@@ -146,8 +146,12 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
     for w in &ctx.client.watched {
         ctx.locks.db = ctx.srv.ks.db(w.db);
         let g = ctx.locks.slot(key_slot(&w.key));
-        if g.watch_version(&w.key) != w.version
-            || (!w.expired_at_watch && g.is_logically_expired(&w.key))
+        let now = g.watch_version(&w.key);
+        // A key that had already expired at WATCH may be removed without
+        // aborting; any other change, or expiring since, aborts.
+        if now.version != w.version.version
+            || (!w.expired_at_watch
+                && (now.gone != w.version.gone || g.is_logically_expired(&w.key)))
         {
             aborted = true;
             break;

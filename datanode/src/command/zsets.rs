@@ -524,7 +524,11 @@ fn range_cmd(ctx: &mut Ctx, a: &Args, by: By, rev: bool, allow_by: bool, allow_s
     let key = a.get(1);
     let mut s = ctx.locks.key(key);
     let items = match s.get(key) {
-        None => Vec::new(),
+        // A missing key still has its range checked, as in Redis.
+        None => match select(&mut ctx.r, &ZSetObj::default(), &spec, a.get(2), a.get(3)) {
+            Ok(v) => v,
+            Err(()) => return,
+        },
         Some(Value::ZSet(z)) => {
             let z: &ZSetObj = z;
             match select(&mut ctx.r, z, &spec, a.get(2), a.get(3)) {

@@ -161,7 +161,7 @@ impl<'a> SlotRef<'a> {
             Some(at) if at <= self.now => {
                 self.t.remove_expire(key);
                 self.t.take(key);
-                self.t.touch(key);
+                self.t.touch_expired(key);
                 self.sync_meta();
                 self.log(&[b"DEL".as_slice(), key]);
                 true
@@ -252,7 +252,7 @@ impl<'a> SlotRef<'a> {
 
     /// Removes every key; returns how many there were.
     pub fn clear(&mut self) -> usize {
-        self.t.touch_all_existing();
+        self.t.touch_all_existing(self.now);
         let n = self.t.len();
         self.t.map = Default::default();
         self.t.expires = None;
@@ -299,20 +299,26 @@ impl<'a> SlotRef<'a> {
     }
 
     /// Registers a WATCH on `key`; returns its current version.
-    pub fn watch(&mut self, key: &[u8]) -> u64 {
+    pub fn watch(&mut self, key: &[u8]) -> super::slot::WatchStamp {
         let w = self.t.watched.get_or_insert_with(Default::default);
         let s = w.entry(SBytes::new(key)).or_default();
         s.refs += 1;
-        s.version
+        super::slot::WatchStamp {
+            version: s.version,
+            gone: s.gone,
+        }
     }
 
-    pub fn watch_version(&self, key: &[u8]) -> u64 {
+    pub fn watch_version(&self, key: &[u8]) -> super::slot::WatchStamp {
         self.t
             .watched
             .as_ref()
             .and_then(|w| w.get(key))
-            .map(|s| s.version)
-            .unwrap_or(0)
+            .map(|s| super::slot::WatchStamp {
+                version: s.version,
+                gone: s.gone,
+            })
+            .unwrap_or_default()
     }
 
     pub fn unwatch(&mut self, key: &[u8]) {

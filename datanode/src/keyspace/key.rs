@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-const INLINE: usize = 18;
+/// Keys up to this length live inside the entry, with no heap allocation.
+pub const INLINE: usize = 18;
 
 pub enum Key {
     Inline {

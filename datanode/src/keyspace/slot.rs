@@ -17,7 +17,18 @@ pub struct Entry {
 #[derive(Default)]
 pub struct WatchState {
     pub refs: u32,
+    /// Bumped by every change except the removal of an expired key.
     pub version: u64,
+    /// Bumped when the key is removed because it had expired: a client
+    /// that watched it already expired sees no change in that (as Redis).
+    pub gone: u64,
+}
+
+/// What WATCH remembers of a key, compared again at EXEC.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct WatchStamp {
+    pub version: u64,
+    pub gone: u64,
 }
 
 #[derive(Default)]
@@ -150,18 +161,34 @@ impl SlotTable {
         }
     }
 
-    pub(super) fn touch_all_existing(&mut self) {
+    /// An expired `key` was removed.
+    pub(super) fn touch_expired(&mut self, key: &[u8]) {
         if let Some(w) = &mut self.watched {
-            for (k, s) in w.iter_mut() {
-                if self
-                    .map
-                    .find(hash(k), |e| e.key.as_slice() == k.as_slice())
-                    .is_some()
-                {
-                    s.version += 1;
+            if let Some(s) = w.get_mut(key) {
+                s.gone += 1;
+            }
+        }
+    }
+
+    /// Every key is about to go (FLUSHDB): watchers of live keys see a
+    /// change, watchers of already-expired keys only their removal.
+    pub(super) fn touch_all_existing(&mut self, now: i64) {
+        let Some(mut w) = self.watched.take() else {
+            return;
+        };
+        for (k, s) in w.iter_mut() {
+            if self
+                .map
+                .find(hash(k), |e| e.key.as_slice() == k.as_slice())
+                .is_some()
+            {
+                match self.expire_of(k) {
+                    Some(at) if at <= now => s.gone += 1,
+                    _ => s.version += 1,
                 }
             }
         }
+        self.watched = Some(w);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {

@@ -24,7 +24,7 @@ pub enum ReplyMode {
 pub struct Watched {
     pub db: usize,
     pub key: SBytes,
-    pub version: u64,
+    pub version: crate::keyspace::slot::WatchStamp,
     /// The key was already past its TTL when watched.
     pub expired_at_watch: bool,
 }

@@ -19,6 +19,8 @@ pub struct Stats {
     pub dirty: AtomicU64,
     pub total_error_replies: AtomicU64,
     pub lastsave: AtomicI64,
+    /// Highest `used_memory` seen (INFO used_memory_peak, MEMORY STATS).
+    pub memory_peak: AtomicU64,
     ops: Mutex<OpsSampler>,
 }
 
@@ -33,6 +35,13 @@ struct OpsSampler {
 }
 
 impl Stats {
+    /// Records `used` as a candidate peak; returns the peak.
+    pub fn note_memory_peak(&self, used: u64) -> u64 {
+        self.memory_peak
+            .fetch_max(used, Ordering::Relaxed)
+            .max(used)
+    }
+
     pub fn add(c: &AtomicU64, n: u64) {
         if n > 0 {
             c.fetch_add(n, Ordering::Relaxed);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs Redis 7.0.15's own unit tests (../shared/redis-tests, see its README)
+# against the debug datanode in external-server mode. Tests and whole units
+# listed in tests/redis-suite-skips.txt are skipped; any other failure fails
+# this script. With arguments, runs only those units.
+#
+#   tests/redis-suite.sh                 every unit in units.txt
+#   tests/redis-suite.sh unit/type/list  one unit
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUITE=${REDIS_TESTS:-../shared/redis-tests}
+SKIPS=tests/redis-suite-skips.txt
+BIN=${DATANODE_BIN:-target/debug/datanode}
+if [ ! -x "$SUITE/run.sh" ]; then
+  echo "redis-suite: $SUITE is not here (a clone outside this setup); Redis's own tests not run"
+  exit 0
+fi
+if ! command -v tclsh >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tcl >/dev/null
+fi
+# Whole units are skip-file lines that start with `unit/`.
+skipped_units=$(sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SKIPS" | grep '^unit/' || true)
+if [ $# -gt 0 ]; then
+  units=("$@")
+else
+  mapfile -t units < <(grep -v '^#' "$SUITE/units.txt" | grep . |
+    grep -vxF -e "${skipped_units:-//none//}")
+fi
+# The harness listens on a port below --baseport; a per-run base lets two
+# runs share the machine.
+base=$((22000 + ($$ % 250) * 40))
+export RUNTEST_FLAGS="${RUNTEST_FLAGS:-} --baseport $base"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+SKIPFILE=$SKIPS "$SUITE/run.sh" "$BIN" "${units[@]}" | tee "$log"
+last=$(tail -n 1 "$log")
+if ! [[ $last =~ ^([0-9]+)\ passed,\ 0\ failed$ ]]; then
+  echo "redis-suite: failures above (or tests/redis-suite-skips.txt needs a line with its reason)" >&2
+  exit 1
+fi
