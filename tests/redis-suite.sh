@@ -34,9 +34,17 @@ fi
 base=$((22000 + ($$ % 250) * 40))
 export RUNTEST_FLAGS="${RUNTEST_FLAGS:-} --baseport $base"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-SKIPFILE=$SKIPS "$SUITE/run.sh" "$BIN" "${units[@]}" | tee "$log"
+keep=${KEEP:-$(mktemp -d)}
+trap 'rm -f "$log"; [ -n "${KEEP:-}" ] || rm -rf "$keep"' EXIT
+SKIPFILE=$SKIPS KEEP=$keep "$SUITE/run.sh" "$BIN" "${units[@]}" | tee "$log"
 last=$(tail -n 1 "$log")
+# A test the harness timed out is reported as [TIMEOUT], which run.sh does
+# not count.
+timeouts=$(grep -l '\[TIMEOUT\]' "$keep"/*.log 2>/dev/null || true)
+if [ -n "$timeouts" ]; then
+  echo "redis-suite: a test timed out in: $timeouts" >&2
+  exit 1
+fi
 if ! [[ $last =~ ^([0-9]+)\ passed,\ 0\ failed$ ]]; then
   echo "redis-suite: failures above (or tests/redis-suite-skips.txt needs a line with its reason)" >&2
   exit 1

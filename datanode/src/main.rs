@@ -70,11 +70,19 @@ fn main() {
     if cfg.daemonize() {
         daemonize();
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.worker_threads())
-        .enable_all()
-        .build()
-    {
+    // One worker: a current-thread runtime runs woken connections in the
+    // order their input arrived, as Redis's event loop does. The
+    // multi-thread scheduler's LIFO slot runs the last-woken connection
+    // first, which reorders commands two clients sent one after the other.
+    let workers = cfg.worker_threads();
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -248,28 +248,6 @@ pub fn client_getname(ctx: &mut Ctx, _a: &Args) {
     }
 }
 
-pub fn client_setinfo(ctx: &mut Ctx, a: &Args) {
-    let (attr, val) = (a.get(2), a.get(3));
-    if !val.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
-        return ctx.r.error(&format!(
-            "ERR {} cannot contain spaces, newlines or special characters.",
-            String::from_utf8_lossy(attr).to_lowercase()
-        ));
-    }
-    let slot = if eq_ic(attr, "lib-name") {
-        &ctx.client.info.lib_name
-    } else if eq_ic(attr, "lib-ver") {
-        &ctx.client.info.lib_ver
-    } else {
-        return ctx.r.error(&format!(
-            "ERR Unrecognized option '{}'",
-            String::from_utf8_lossy(attr)
-        ));
-    };
-    *slot.lock() = (!val.is_empty()).then(|| val.to_vec());
-    ctx.r.ok();
-}
-
 pub fn client_no_evict(ctx: &mut Ctx, a: &Args) {
     if eq_ic(a.get(2), "ON") || eq_ic(a.get(2), "OFF") {
         ctx.r.ok();
@@ -292,38 +270,113 @@ pub fn client_reply(ctx: &mut Ctx, a: &Args) {
     }
 }
 
-fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo) -> String {
+/// The bytes a client's structures take beyond its buffers.
+const CLIENT_STRUCT: u64 = 1024;
+
+/// One CLIENT LIST line, with Redis 7.0's fields. For the calling
+/// connection the figures are live (`args` is the command being run).
+fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) -> String {
     let now = crate::keyspace::now_ms();
     let name = c.name.lock().clone().unwrap_or_default();
-    let lib_name = c.lib_name.lock().clone().unwrap_or_default();
-    let lib_ver = c.lib_ver.lock().clone().unwrap_or_default();
     let me = c.id == ctx.client.id;
-    let flags = if c.is_monitor.load(Ordering::Relaxed) {
-        "O"
-    } else if c.in_multi.load(Ordering::Relaxed) || (me && ctx.client.multi.is_some()) {
-        "x"
+    let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (sub, psub, ssub, multi, qbuf, rbs, argv_mem, obl, omem, cmd) = if me {
+        let s = ctx.client.subs.as_ref();
+        let argv: usize = args.iter().map(|x| x.len()).sum();
+        (
+            s.map_or(0, |s| s.channels.len() as u64),
+            s.map_or(0, |s| s.patterns.len() as u64),
+            s.map_or(0, |s| s.shard_channels.len() as u64),
+            ctx.client
+                .multi
+                .as_ref()
+                .map_or(-1, |m| m.queue.len() as i64),
+            ctx.client.qbuf_at_cmd as u64,
+            ctx.client.rbuf_cap as u64,
+            argv as u64,
+            ctx.r.out.len() as u64,
+            0,
+            current_cmd_name(args),
+        )
     } else {
-        "N"
+        (
+            r(&c.sub[0]),
+            r(&c.sub[1]),
+            r(&c.sub[2]),
+            c.multi_len.load(Ordering::Relaxed),
+            r(&c.qbuf),
+            r(&c.rbs),
+            0,
+            0,
+            r(&c.omem),
+            c.last_cmd.lock().to_string(),
+        )
     };
+    let mut flags = String::new();
+    if c.is_monitor.load(Ordering::Relaxed) {
+        flags.push('O');
+    }
+    if sub + psub + ssub > 0 {
+        flags.push('P');
+    }
+    if multi >= 0 {
+        flags.push('x');
+    }
+    if me && ctx.client.close_after_reply {
+        flags.push('c');
+    }
+    if me && ctx.client.readonly {
+        flags.push('r');
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let rbp = r(&c.rbp).max(rbs);
     format!(
-        "id={} addr={} laddr={} fd=8 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user=default redir=-1 resp={}\n",
         c.id,
         c.addr,
         c.laddr,
+        c.fd.load(Ordering::Relaxed),
         String::from_utf8_lossy(&name),
         (now - c.created_ms) / 1000,
         (now - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000,
-        flags,
         c.db.load(Ordering::Relaxed),
-        *c.last_cmd.lock(),
+        rbs.saturating_sub(qbuf),
+        rbs + argv_mem + obl + omem + CLIENT_STRUCT,
+        if omem > 0 { "rw" } else { "r" },
         c.resp.load(Ordering::Relaxed),
-        String::from_utf8_lossy(&lib_name),
-        String::from_utf8_lossy(&lib_ver),
     )
+}
+
+fn is_pubsub(ctx: &Ctx, c: &crate::server::client::ClientInfo) -> bool {
+    if c.id == ctx.client.id {
+        ctx.client
+            .subs
+            .as_ref()
+            .is_some_and(|s| s.count() + s.shard_channels.len() > 0)
+    } else {
+        c.sub.iter().any(|n| n.load(Ordering::Relaxed) > 0)
+    }
+}
+
+/// `client|list`-style name of the command being run.
+fn current_cmd_name(args: &Args) -> String {
+    match super::table::lookup(args.get(0)) {
+        Some(cmd) if !cmd.subs.is_empty() && args.len() >= 2 => {
+            match super::table::lookup_sub(cmd, args.get(1)) {
+                Some(sc) => sc.name.to_string(),
+                None => cmd.name.to_string(),
+            }
+        }
+        Some(cmd) => cmd.name.to_string(),
+        None => "NULL".to_string(),
+    }
 }
 
 pub fn client_list(ctx: &mut Ctx, a: &Args) {
     let mut ids: Option<Vec<u64>> = None;
+    let mut ctype: Option<bool> = None;
     let mut i = 2;
     while i < a.len() {
         if eq_ic(a.get(i), "TYPE") && i + 1 < a.len() {
@@ -339,7 +392,11 @@ pub fn client_list(ctx: &mut Ctx, a: &Args) {
                     String::from_utf8_lossy(t)
                 ));
             }
-            if !eq_ic(t, "normal") {
+            if eq_ic(t, "pubsub") {
+                ctype = Some(true);
+            } else if eq_ic(t, "normal") {
+                ctype = Some(false);
+            } else {
                 ids = Some(Vec::new());
             }
             i += 2;
@@ -361,17 +418,19 @@ pub fn client_list(ctx: &mut Ctx, a: &Args) {
     clients.sort_by_key(|c| c.id);
     let mut out = String::new();
     for c in clients {
-        if ids.as_ref().is_some_and(|v| !v.contains(&c.id)) {
+        if ids.as_ref().is_some_and(|v| !v.contains(&c.id))
+            || ctype.is_some_and(|p| p != is_pubsub(ctx, &c))
+        {
             continue;
         }
-        out.push_str(&client_line(ctx, &c));
+        out.push_str(&client_line(ctx, &c, a));
     }
     ctx.r.verbatim(out.as_bytes());
 }
 
-pub fn client_info(ctx: &mut Ctx, _a: &Args) {
+pub fn client_info(ctx: &mut Ctx, a: &Args) {
     let me = ctx.client.info.clone();
-    let line = client_line(ctx, &me);
+    let line = client_line(ctx, &me, a);
     ctx.r.verbatim(line.as_bytes());
 }
 
@@ -396,6 +455,9 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
     let mut addr = None;
     let mut laddr = None;
     let mut skipme = true;
+    // TYPE: Some(true) pub/sub clients, Some(false) normal ones.
+    let mut ctype: Option<bool> = None;
+    let mut none_of_type = false;
     let mut i = 2;
     while i + 1 < a.len() {
         let (k, v) = (a.get(i), a.get(i + 1));
@@ -416,8 +478,29 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
             } else {
                 return ctx.r.error(SYNTAX);
             }
-        } else if eq_ic(k, "TYPE") || eq_ic(k, "USER") || eq_ic(k, "MAXAGE") {
-            // Accepted filters that match normal clients of the default user.
+        } else if eq_ic(k, "TYPE") {
+            // Without replication every client is normal or pub/sub (a
+            // MONITOR client counts as normal, as in Redis).
+            if eq_ic(v, "normal") {
+                ctype = Some(false);
+            } else if eq_ic(v, "pubsub") {
+                ctype = Some(true);
+            } else if eq_ic(v, "master") || eq_ic(v, "replica") || eq_ic(v, "slave") {
+                none_of_type = true;
+            } else {
+                return ctx.r.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(v)
+                ));
+            }
+        } else if eq_ic(k, "USER") {
+            // `default` is the only user until ACLs arrive.
+            if v != b"default" {
+                return ctx.r.error(&format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(v)
+                ));
+            }
         } else {
             return ctx.r.error(SYNTAX);
         }
@@ -432,6 +515,8 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
             || addr.as_ref().is_some_and(|x| *x != c.addr.to_string())
             || laddr.as_ref().is_some_and(|x| *x != c.laddr.to_string())
             || (skipme && c.id == ctx.client.id)
+            || none_of_type
+            || ctype.is_some_and(|p| p != is_pubsub(ctx, &c))
         {
             continue;
         }
@@ -456,15 +541,13 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
             "INFO",
             "    Describe this connection, in CLIENT LIST's format.",
             "KILL <ip:port> | <option> <value> [<option> <value> ...]",
-            "    Close matching connections (options: ID, ADDR, LADDR, TYPE, USER, SKIPME, MAXAGE).",
+            "    Close matching connections (options: ID, ADDR, LADDR, TYPE, USER, SKIPME).",
             "LIST [TYPE <type>] [ID <id> [<id> ...]]",
             "    Describe the connected clients.",
             "NO-EVICT (ON|OFF)",
             "    Accepted for compatibility.",
             "REPLY (ON|OFF|SKIP)",
             "    Turn replies for this connection on or off, or skip the next one.",
-            "SETINFO <LIB-NAME|LIB-VER> <value>",
-            "    Record the client library's name or version.",
             "SETNAME <name>",
             "    Name this connection.",
         ],

@@ -164,9 +164,7 @@ static CLIENT_SUBS: &[Cmd] = &[
     c("client|list", -2, ADMIN, NOKEY, conn::client_list),
     c("client|info", 2, 0, NOKEY, conn::client_info),
     c("client|kill", -3, ADMIN, NOKEY, conn::client_kill),
-    c("client|setinfo", 4, FAST, NOKEY, conn::client_setinfo),
     c("client|no-evict", 3, ADMIN, NOKEY, conn::client_no_evict),
-    c("client|no-touch", 3, 0, NOKEY, conn::client_no_evict),
     c("client|reply", 3, 0, NOKEY, conn::client_reply),
     c("client|help", 2, 0, NOKEY, conn::client_help),
 ];

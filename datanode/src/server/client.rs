@@ -3,7 +3,7 @@
 //! except the small `ClientInfo` shared for CLIENT LIST / CLIENT KILL.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -75,8 +75,6 @@ pub struct ClientInfo {
     pub laddr: SocketAddr,
     pub created_ms: i64,
     pub name: Mutex<Option<Vec<u8>>>,
-    pub lib_name: Mutex<Option<Vec<u8>>>,
-    pub lib_ver: Mutex<Option<Vec<u8>>>,
     pub db: AtomicUsize,
     pub last_interaction_ms: AtomicI64,
     pub last_cmd: Mutex<&'static str>,
@@ -86,6 +84,18 @@ pub struct ClientInfo {
     pub killed: AtomicBool,
     pub kill_notify: tokio::sync::Notify,
     pub is_monitor: AtomicBool,
+    /// Published once per batch for CLIENT LIST: subscriptions (channels,
+    /// patterns, shard channels), queued MULTI commands (-1 outside
+    /// MULTI), unread query bytes, read buffer capacity and peak, output
+    /// bytes waiting for the socket.
+    pub sub: [AtomicU64; 3],
+    pub multi_len: AtomicI64,
+    pub qbuf: AtomicU64,
+    pub rbs: AtomicU64,
+    pub rbp: AtomicU64,
+    pub omem: AtomicU64,
+    /// The socket's descriptor (-1 for the AOF loader's client).
+    pub fd: std::sync::atomic::AtomicI32,
 }
 
 impl ClientInfo {
@@ -122,6 +132,11 @@ pub struct Client {
     /// A blocked command is being retried: if it finds nothing it must
     /// stay silent instead of blocking again.
     pub block_retry: bool,
+    /// Unread query-buffer bytes when the current command started (its own
+    /// bytes included), for CLIENT LIST/INFO on this connection.
+    pub qbuf_at_cmd: usize,
+    /// Read buffer capacity, as of the current batch.
+    pub rbuf_cap: usize,
     /// In MONITOR mode: keyspace commands are refused, as for a replica.
     pub monitor: bool,
     /// EXEC is running this client's queue.

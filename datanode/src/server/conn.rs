@@ -2,7 +2,7 @@
 //! write all replies with one write.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
@@ -28,8 +28,6 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         laddr,
         created_ms: now,
         name: Mutex::new(None),
-        lib_name: Mutex::new(None),
-        lib_ver: Mutex::new(None),
         db: AtomicUsize::new(0),
         last_interaction_ms: AtomicI64::new(now),
         last_cmd: Mutex::new("NULL"),
@@ -38,6 +36,13 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         killed: AtomicBool::new(false),
         kill_notify: tokio::sync::Notify::new(),
         is_monitor: AtomicBool::new(false),
+        sub: Default::default(),
+        multi_len: AtomicI64::new(-1),
+        qbuf: AtomicU64::new(0),
+        rbs: AtomicU64::new(READ_CHUNK as u64),
+        rbp: AtomicU64::new(0),
+        omem: AtomicU64::new(0),
+        fd: std::sync::atomic::AtomicI32::new(-1),
     });
     Client {
         id,
@@ -60,6 +65,8 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         block_retry: false,
         monitor: false,
         in_exec: false,
+        qbuf_at_cmd: 0,
+        rbuf_cap: READ_CHUNK,
     }
 }
 
@@ -176,6 +183,30 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
     srv.feed_monitors(line.into_bytes());
 }
 
+/// What CLIENT LIST shows of this connection to others, once per batch.
+fn publish_state(client: &Client, rbuf: &BytesMut) {
+    let info = &client.info;
+    info.in_multi
+        .store(client.multi.is_some(), Ordering::Relaxed);
+    info.multi_len.store(
+        client.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
+        Ordering::Relaxed,
+    );
+    if let Some(s) = &client.subs {
+        info.sub[0].store(s.channels.len() as u64, Ordering::Relaxed);
+        info.sub[1].store(s.patterns.len() as u64, Ordering::Relaxed);
+        info.sub[2].store(s.shard_channels.len() as u64, Ordering::Relaxed);
+    } else {
+        for c in &info.sub {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+    info.qbuf.store(rbuf.len() as u64, Ordering::Relaxed);
+    info.rbs.store(rbuf.capacity() as u64, Ordering::Relaxed);
+    info.rbp
+        .fetch_max(rbuf.capacity() as u64, Ordering::Relaxed);
+}
+
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
 /// only RESP3 pushes get through.
 fn deliver(r: &mut Reply, mode: ReplyMode, m: &crate::server::pubsub::PubMsg) {
@@ -216,6 +247,10 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
     Stats::add(&srv.stats.connections_received, 1);
     let maxclients = srv.config.read().maxclients() as usize;
     let mut client = new_client(&srv, addr, laddr);
+    {
+        use std::os::fd::AsRawFd;
+        client.info.fd.store(sock.as_raw_fd(), Ordering::Relaxed);
+    }
     let admitted = {
         let mut reg = srv.clients.lock();
         let ok = reg.len() < maxclients;
@@ -337,6 +372,7 @@ async fn connection_loop(
         }
         let mut pos = 0;
         let mut close = false;
+        client.rbuf_cap = rbuf.capacity();
         // One clock read per batch: commands pipelined together share it.
         let now = now_ms();
         loop {
@@ -349,11 +385,13 @@ async fn connection_loop(
                 Ok(None) => break,
                 Ok(Some(Parsed::Empty { consumed })) => pos += consumed,
                 Ok(Some(Parsed::Multibulk { consumed })) => {
+                    client.qbuf_at_cmd = rbuf.len() - pos;
                     let args = Args::new(&rbuf[pos..], &ranges);
                     execute(srv, client, &mut out, &mut actions, &args, now);
                     pos += consumed;
                 }
                 Ok(Some(Parsed::Inline { consumed })) => {
+                    client.qbuf_at_cmd = rbuf.len() - pos;
                     let args = Args::new(&scratch, &ranges);
                     execute(srv, client, &mut out, &mut actions, &args, now);
                     pos += consumed;
@@ -399,8 +437,7 @@ async fn connection_loop(
             }
         }
         rbuf.advance(pos);
-        info.in_multi
-            .store(client.multi.is_some(), Ordering::Relaxed);
+        publish_state(client, &rbuf);
         info.last_interaction_ms.store(now, Ordering::Relaxed);
         *info.last_cmd.lock() = client.last_cmd;
         flush_counters(srv, client);
@@ -409,7 +446,9 @@ async fn connection_loop(
         }
         if !out.is_empty() {
             Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
+            info.omem.store(out.len() as u64, Ordering::Relaxed);
             sock.write_all(&out).await?;
+            info.omem.store(0, Ordering::Relaxed);
             if out.capacity() > 1024 * 1024 {
                 out = Vec::with_capacity(READ_CHUNK);
             } else {
