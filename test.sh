@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's redis-server and redis-tools, only
-# when missing) and runs the whole test suite.
+# Installs what the tests need (Debian's redis-server and redis-tools, tcl
+# for Redis's own test suite; only when missing) and runs the whole test
+# suite: our tests, then Redis 7.0.15's own unit tests against datanode
+# (tests/redis-suite.sh, when ../shared/redis-tests is present).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,3 +21,4 @@ redis-server --version
 # The integration tests start the datanode binary from target/debug.
 cargo build --workspace --bins
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+tests/redis-suite.sh

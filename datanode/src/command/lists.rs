@@ -527,6 +527,9 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
     for key in &keys {
         let s = m.key(key);
         let l = match lookup(s, key) {
+            // A woken blocked client is not served from a key that changed
+            // type meanwhile: it stays blocked (as in Redis).
+            Lookup::Wrong if ctx.client.block_retry => continue,
             Lookup::Wrong => return ctx.r.error(WRONGTYPE),
             Lookup::Missing => continue,
             Lookup::List(l) => l,
@@ -599,6 +602,7 @@ fn bpop(ctx: &mut Ctx, a: &Args, left: bool) {
     for key in &keys {
         let s = m.key(key);
         let l = match lookup(s, key) {
+            Lookup::Wrong if ctx.client.block_retry => continue,
             Lookup::Wrong => return ctx.r.error(WRONGTYPE),
             Lookup::Missing => continue,
             Lookup::List(l) => l,
@@ -638,6 +642,7 @@ fn bmove(ctx: &mut Ctx, a: &Args, src: &[u8], dst: &[u8], f: bool, t: bool, time
         let mut s = ctx.locks.key(src);
         match s.get(src) {
             Some(Value::List(l)) => !l.is_empty(),
+            Some(_) if ctx.client.block_retry => false,
             Some(_) => return ctx.r.error(WRONGTYPE),
             None => false,
         }

@@ -10,6 +10,7 @@ pub mod dump;
 pub mod function;
 pub mod hashes;
 pub mod keys;
+pub mod keyspec;
 pub mod lists;
 pub mod locks;
 pub mod memory;

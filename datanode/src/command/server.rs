@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::connection::{help_reply, REDIS_VERSION};
 use super::table;
-use super::{eq_ic, Action, Args, Ctx, SYNTAX};
+use super::{eq_ic, Action, Args, Ctx, OwnedArgs, SYNTAX};
 use crate::keyspace::{now_ms, Value};
 use crate::server::stats::Stats;
 
@@ -412,14 +412,40 @@ pub fn command_count(ctx: &mut Ctx, _a: &Args) {
     ctx.r.int(super::meta::all().count() as i64);
 }
 
+/// Every command and subcommand (`config|get`), as COMMAND LIST names them.
+fn all_with_subcommands() -> Vec<(&'static str, &'static super::meta::M)> {
+    use super::meta::M;
+    let mut v = Vec::new();
+    for (name, m) in super::meta::all() {
+        v.push((*name, m));
+        if let M::Array(f) = m {
+            if let Some(M::Array(subs) | M::Set(subs)) = f.get(9) {
+                for sub in subs.iter() {
+                    if let M::Array(sf) = sub {
+                        if let Some(M::Bulk(n)) = sf.first() {
+                            v.push((*n, sub));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 pub fn command_list(ctx: &mut Ctx, a: &Args) {
+    let all = all_with_subcommands();
     if a.len() > 2 {
         // FILTERBY MODULE|ACLCAT|PATTERN
         if a.len() != 5 || !eq_ic(a.get(2), "FILTERBY") {
             return ctx.r.error(SYNTAX);
         }
         let (how, arg) = (a.get(3), a.get(4));
-        let names: Vec<&str> = super::meta::all()
+        if !(eq_ic(how, "PATTERN") || eq_ic(how, "ACLCAT") || eq_ic(how, "MODULE")) {
+            return ctx.r.error(SYNTAX);
+        }
+        let names: Vec<&str> = all
+            .iter()
             .filter(|(n, m)| {
                 if eq_ic(how, "PATTERN") {
                     crate::glob::glob_match(arg, n.as_bytes(), true)
@@ -435,18 +461,14 @@ pub fn command_list(ctx: &mut Ctx, a: &Args) {
             })
             .map(|(n, _)| *n)
             .collect();
-        if !(eq_ic(how, "PATTERN") || eq_ic(how, "ACLCAT") || eq_ic(how, "MODULE")) {
-            return ctx.r.error(SYNTAX);
-        }
         ctx.r.array(names.len());
         for n in names {
             ctx.r.bulk(n.as_bytes());
         }
         return;
     }
-    let n = super::meta::all().count();
-    ctx.r.array(n);
-    for (name, _) in super::meta::all() {
+    ctx.r.array(all.len());
+    for (name, _) in all {
         ctx.r.bulk(name.as_bytes());
     }
 }
@@ -508,30 +530,93 @@ pub fn command_docs(ctx: &mut Ctx, a: &Args) {
     }
 }
 
-pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
+/// The keys (and their spec flags) of the command in `a[2..]`, or the
+/// error Redis gives. Shared by COMMAND GETKEYS and GETKEYSANDFLAGS.
+fn command_keys(ctx: &mut Ctx, a: &Args) -> Option<(Vec<super::keyspec::KeyRef>, OwnedArgs)> {
     let rest: Vec<&[u8]> = a.iter().skip(2).collect();
-    let owned = super::OwnedArgs::from_slices(&rest);
-    let (buf, ranges) = owned.parts();
-    let Some(cmd) = table::lookup(rest[0]) else {
-        return ctx.r.error("ERR Invalid command specified");
+    let owned = OwnedArgs::from_slices(&rest);
+    let Some(mut cmd) = table::lookup(rest[0]) else {
+        ctx.r.error("ERR Invalid command specified");
+        return None;
     };
+    if !cmd.subs.is_empty() && rest.len() >= 2 {
+        match table::lookup_sub(cmd, rest[1]) {
+            Some(sc) => cmd = sc,
+            None => {
+                ctx.r.error("ERR Invalid command specified");
+                return None;
+            }
+        }
+    }
+    let info = super::keyspec::info_of(cmd.name);
+    let has_keys = cmd.keys_fn.is_some()
+        || cmd.first_key > 0
+        || info.is_some_and(|i| {
+            super::keyspec::keys(i, &owned.args(), &|| Vec::new()).is_ok_and(|k| !k.is_empty())
+                || super::keyspec::has_flag(i, "movablekeys")
+        });
+    if !has_keys {
+        ctx.r.error("ERR The command has no key arguments");
+        return None;
+    }
     let arity_ok = if cmd.arity >= 0 {
         rest.len() == cmd.arity as usize
     } else {
         rest.len() >= (-cmd.arity) as usize
     };
     if !arity_ok {
-        return ctx
-            .r
+        ctx.r
             .error("ERR Invalid number of arguments specified for command");
+        return None;
     }
-    let idx: Vec<usize> = cmd.key_indexes(&Args::new(buf, ranges));
-    if idx.is_empty() {
-        return ctx.r.error("ERR The command has no key arguments");
+    let args = owned.args();
+    let fallback = || cmd.key_indexes(&args);
+    let keys = match info {
+        Some(i) => super::keyspec::keys(i, &args, &fallback),
+        None => Ok(fallback()
+            .into_iter()
+            .map(|index| super::keyspec::KeyRef {
+                index,
+                flags: Vec::new(),
+            })
+            .collect()),
+    };
+    match keys {
+        Ok(k) if !k.is_empty() => Some((k, owned)),
+        Ok(_) if info.is_some_and(|i| super::keyspec::has_flag(i, "no_mandatory_keys")) => {
+            Some((Vec::new(), owned))
+        }
+        _ => {
+            ctx.r.error("ERR Invalid arguments specified for command");
+            None
+        }
     }
-    ctx.r.array(idx.len());
-    for i in idx {
-        ctx.r.bulk(rest[i]);
+}
+
+pub fn command_getkeys(ctx: &mut Ctx, a: &Args) {
+    let Some((keys, owned)) = command_keys(ctx, a) else {
+        return;
+    };
+    let args = owned.args();
+    ctx.r.array(keys.len());
+    for k in keys {
+        ctx.r.bulk(args.get(k.index));
+    }
+}
+
+pub fn command_getkeysandflags(ctx: &mut Ctx, a: &Args) {
+    let Some((keys, owned)) = command_keys(ctx, a) else {
+        return;
+    };
+    let args = owned.args();
+    ctx.r.array(keys.len());
+    for k in keys {
+        ctx.r.array(2);
+        ctx.r.bulk(args.get(k.index));
+        ctx.r.array(k.flags.len());
+        for f in k.flags {
+            ctx.r.simple(f);
+        }
     }
 }
 
@@ -548,6 +633,8 @@ pub fn command_help(ctx: &mut Ctx, _a: &Args) {
             "    Documentation of the given commands, or of all.",
             "GETKEYS <full-command>",
             "    The key arguments of a full command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    The key arguments of a full command, each with its access flags.",
             "INFO [<command-name> ...]",
             "    Details of the given commands, or of all.",
             "LIST",

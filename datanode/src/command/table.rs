@@ -263,6 +263,13 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|docs", -2, 0, NOKEY, s::command_docs),
     c("command|list", -2, 0, NOKEY, s::command_list),
     c("command|getkeys", -4, 0, NOKEY, s::command_getkeys),
+    c(
+        "command|getkeysandflags",
+        -4,
+        0,
+        NOKEY,
+        s::command_getkeysandflags,
+    ),
     c("command|help", 2, 0, NOKEY, s::command_help),
 ];
 

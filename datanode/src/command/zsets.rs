@@ -1148,6 +1148,8 @@ fn mpop_first(
     for key in keys {
         let s = m.key(key);
         let z = match lookup(s, key) {
+            // Woken blocked clients skip keys that changed type (Redis).
+            Lookup::Wrong if ctx.client.block_retry => continue,
             Lookup::Wrong => {
                 drop(m);
                 ctx.r.error(WRONGTYPE);

@@ -191,7 +191,15 @@ impl<'a> SlotRef<'a> {
         self.t.find(key).map(|e| (&e.val, e.key.meta()))
     }
 
+    /// Whether the key exists, without recording an access (EXISTS, TTL
+    /// and TYPE leave OBJECT IDLETIME alone in Redis).
     pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.expire_if_needed(key);
+        self.t.find(key).is_some()
+    }
+
+    /// Records an access to the key if it exists (TOUCH).
+    pub fn access(&mut self, key: &[u8]) -> bool {
         self.get(key).is_some()
     }
 

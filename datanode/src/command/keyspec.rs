@@ -1,0 +1,209 @@
+//! Key specifications: where a command's keys are and what it does to
+//! them, read from the COMMAND INFO metadata (captured from redis-server)
+//! the way Redis walks them for COMMAND GETKEYS and GETKEYSANDFLAGS.
+
+use super::meta::M;
+use super::Args;
+
+/// One key argument and its spec's flags (`RW`, `access`, …).
+pub struct KeyRef {
+    pub index: usize,
+    pub flags: Vec<&'static str>,
+}
+
+/// The arguments do not fit the command's key specs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+fn map_get(m: &'static M, key: &str) -> Option<&'static M> {
+    match m {
+        M::Map(v) => v
+            .iter()
+            .find(|(k, _)| matches!(k, M::Bulk(s) | M::Simple(s) if *s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn int(m: Option<&'static M>) -> Option<i64> {
+    match m {
+        Some(M::Int(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn text(m: Option<&'static M>) -> Option<&'static str> {
+    match m {
+        Some(M::Bulk(s) | M::Simple(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn strings(m: Option<&'static M>) -> Vec<&'static str> {
+    match m {
+        Some(M::Set(v) | M::Array(v)) => v
+            .iter()
+            .filter_map(|x| match x {
+                M::Simple(s) | M::Bulk(s) => Some(*s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The COMMAND INFO entry of a command or `parent|sub` subcommand.
+pub fn info_of(name: &str) -> Option<&'static M> {
+    match name.split_once('|') {
+        None => super::meta::info(name),
+        Some((parent, _)) => match super::meta::info(parent)? {
+            M::Array(f) if f.len() > 9 => match &f[9] {
+                M::Array(subs) | M::Set(subs) => subs
+                    .iter()
+                    .find(|s| matches!(s, M::Array(sf) if matches!(sf.first(), Some(M::Bulk(n)) if *n == name))),
+                _ => None,
+            },
+            _ => None,
+        },
+    }
+}
+
+/// The key specs of a COMMAND INFO entry.
+fn specs(info: &'static M) -> &'static [M] {
+    match info {
+        M::Array(f) if f.len() > 8 => match &f[8] {
+            M::Set(v) | M::Array(v) => v,
+            _ => &[],
+        },
+        _ => &[],
+    }
+}
+
+/// Whether the entry's flags include `flag` (e.g. `movablekeys`).
+pub fn has_flag(info: &'static M, flag: &str) -> bool {
+    match info {
+        M::Array(f) if f.len() > 2 => strings(Some(&f[2])).contains(&flag),
+        _ => false,
+    }
+}
+
+/// Finds the keys of `args` (argument 0 is the command name) by the
+/// command's key specs. `fallback` gives positions for specs Redis marks
+/// `unknown` (it then asks the command itself, as we do).
+pub fn keys(
+    info: &'static M,
+    args: &Args,
+    fallback: &dyn Fn() -> Vec<usize>,
+) -> Result<Vec<KeyRef>, Invalid> {
+    let argc = args.len() as i64;
+    let mut out: Vec<KeyRef> = Vec::new();
+    for spec in specs(info) {
+        let flags = strings(map_get(spec, "flags"));
+        let bs = map_get(spec, "begin_search");
+        let fk = map_get(spec, "find_keys");
+        let start = match text(bs.and_then(|b| map_get(b, "type"))) {
+            Some("index") => {
+                match int(bs
+                    .and_then(|b| map_get(b, "spec"))
+                    .and_then(|s| map_get(s, "index")))
+                {
+                    Some(i) => i,
+                    None => continue,
+                }
+            }
+            Some("keyword") => {
+                let s = bs.and_then(|b| map_get(b, "spec"));
+                let Some(word) = text(s.and_then(|s| map_get(s, "keyword"))) else {
+                    continue;
+                };
+                let from = int(s.and_then(|s| map_get(s, "startfrom"))).unwrap_or(1);
+                let found = if from >= 0 {
+                    (from..argc)
+                        .find(|&i| args.get(i as usize).eq_ignore_ascii_case(word.as_bytes()))
+                } else {
+                    (1..=argc + from)
+                        .rev()
+                        .find(|&i| args.get(i as usize).eq_ignore_ascii_case(word.as_bytes()))
+                };
+                match found {
+                    Some(i) => i + 1,
+                    // No keyword, no keys from this spec.
+                    None => continue,
+                }
+            }
+            _ => {
+                for i in fallback() {
+                    if !out.iter().any(|k| k.index == i) {
+                        out.push(KeyRef {
+                            index: i,
+                            flags: flags.clone(),
+                        });
+                    }
+                }
+                continue;
+            }
+        };
+        let s = fk.and_then(|f| map_get(f, "spec"));
+        let (first, last, step) = match text(fk.and_then(|f| map_get(f, "type"))) {
+            Some("range") => {
+                let lastkey = int(s.and_then(|s| map_get(s, "lastkey"))).unwrap_or(0);
+                let step = int(s.and_then(|s| map_get(s, "keystep")))
+                    .unwrap_or(1)
+                    .max(1);
+                let limit = int(s.and_then(|s| map_get(s, "limit"))).unwrap_or(0);
+                let last = if lastkey >= 0 {
+                    start + lastkey
+                } else if limit <= 1 {
+                    argc + lastkey
+                } else {
+                    start + ((argc - start) / limit + lastkey)
+                };
+                (start, last, step)
+            }
+            Some("keynum") => {
+                let idx = int(s.and_then(|s| map_get(s, "keynumidx"))).unwrap_or(0);
+                let firstkey = int(s.and_then(|s| map_get(s, "firstkey"))).unwrap_or(1);
+                let step = int(s.and_then(|s| map_get(s, "keystep")))
+                    .unwrap_or(1)
+                    .max(1);
+                if start + idx >= argc {
+                    return Err(Invalid);
+                }
+                let Some(n) = crate::resp::parse_i64(args.get((start + idx) as usize)) else {
+                    return Err(Invalid);
+                };
+                if n < 0 {
+                    return Err(Invalid);
+                }
+                let first = start + firstkey;
+                (first, first + (n - 1) * step, step)
+            }
+            _ => {
+                for i in fallback() {
+                    if !out.iter().any(|k| k.index == i) {
+                        out.push(KeyRef {
+                            index: i,
+                            flags: flags.clone(),
+                        });
+                    }
+                }
+                continue;
+            }
+        };
+        if last < first {
+            continue;
+        }
+        if last >= argc || first < 1 {
+            return Err(Invalid);
+        }
+        let mut i = first;
+        while i <= last {
+            out.push(KeyRef {
+                index: i as usize,
+                flags: flags.clone(),
+            });
+            i += step;
+        }
+    }
+    Ok(out)
+}
