@@ -6,6 +6,7 @@ pub mod args;
 pub mod cluster;
 pub mod connection;
 pub mod cursor;
+pub mod debug;
 pub mod dump;
 pub mod function;
 pub mod hashes;

@@ -717,6 +717,9 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
     }
     let sub = a.get(1);
+    if super::debug::run(ctx, a) {
+        return;
+    }
     if eq_ic(sub, "SEGFAULT") {
         // Simulates a crash, as the cluster tutorial does.
         std::process::abort();

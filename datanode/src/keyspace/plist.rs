@@ -167,6 +167,11 @@ impl PackedList {
         self.len == 0
     }
 
+    /// How many chunks (quicklist nodes, in Redis's terms) hold the list.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
