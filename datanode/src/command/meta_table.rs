@@ -1745,6 +1745,47 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "lcs",
+        M::Array(&[
+            M::Bulk("lcs"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@string"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "del",
         M::Array(&[
             M::Bulk("del"),
@@ -2547,6 +2588,259 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                                     (M::Bulk("limit"), M::Int(0)),
                                 ]),
                             ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "move",
+        M::Array(&[
+            M::Bulk("move"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "swapdb",
+        M::Array(&[
+            M::Bulk("swapdb"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@fast"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sort",
+        M::Array(&[
+            M::Bulk("sort"),
+            M::Int(-2),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("denyoom"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@set"),
+                M::Simple("@sortedset"),
+                M::Simple("@list"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional BY/GET keyword. It is marked 'unknown' ",
+                            "because the key names derive from the content of the key we ",
+                            "sort"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional STORE keyword. It is marked 'unknown' ",
+                            "because the keyword can appear anywhere in the argument ",
+                            "array"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sort_ro",
+        M::Array(&[
+            M::Bulk("sort_ro"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly"), M::Simple("movablekeys")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@set"),
+                M::Simple("@sortedset"),
+                M::Simple("@list"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional BY/GET keyword. It is marked 'unknown' ",
+                            "because the key names derive from the content of the key we ",
+                            "sort"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
                         ]),
                     ),
                 ]),
@@ -8356,6 +8650,59 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
     ("getrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns part of a string.")), (M::Bulk("since"), M::Bulk("2.4.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
     ("substr", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns part of a string (old name of GETRANGE).")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("2.0.0")), (M::Bulk("replaced_by"), M::Bulk("`GETRANGE`")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
     ("setrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Overwrites part of a string at an offset.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
+    (
+        "lcs",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds the longest common subsequence of two strings, or ",
+                    "where they match."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key1")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key2")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("LEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("idx")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("IDX")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("MINMATCHLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withmatchlen")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHMATCHLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
     ("del", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes keys.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
     ("unlink", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes keys, freeing memory in the background.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
     ("exists", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts how many of the given keys exist.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
@@ -8372,6 +8719,239 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
     ("rename", M::Map(&[(M::Bulk("summary"), M::Bulk("Renames a key, replacing any destination.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("newkey")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))])]))])),
     ("renamenx", M::Map(&[(M::Bulk("summary"), M::Bulk("Renames a key only when the new name is free.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("newkey")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))])]))])),
     ("copy", M::Map(&[(M::Bulk("summary"), M::Bulk("Copies a key's value to another key.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination-db")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("DB")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("replace")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLACE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
+    (
+        "move",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves a key to another database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("db")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "swapdb",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Exchanges the contents of two databases."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index1")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index2")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sort",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Sorts a list, set or sorted set, by itself or other keys, ",
+                    "and may store the result."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("BY")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[
+                                M::Simple("optional"),
+                                M::Simple("multiple"),
+                                M::Simple("multiple_token"),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sorting")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ALPHA")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(2)),
+                        (M::Bulk("token"), M::Bulk("STORE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sort_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sorts a list, set or sorted set without storing the result."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("BY")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[
+                                M::Simple("optional"),
+                                M::Simple("multiple"),
+                                M::Simple("multiple_token"),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sorting")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ALPHA")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
     ("keys", M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the keys matching a pattern.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern"))])]))])),
     ("scan", M::Map(&[(M::Bulk("summary"), M::Bulk("Iterates over the keys of the database.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("cursor")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("MATCH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("type")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("TYPE")), (M::Bulk("since"), M::Bulk("6.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
     ("randomkey", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a random key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic"))])),

@@ -719,8 +719,7 @@ pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
     // never sizes an allocation.
     let n = c.unsigned_abs() as usize;
     let resp3 = ctx.r.is_resp3();
-    ctx.r
-        .array(if withscores && !resp3 { n * 2 } else { n });
+    ctx.r.array(if withscores && !resp3 { n * 2 } else { n });
     for _ in 0..n {
         let (m, sc) = &all[rng.random_range(0..all.len())];
         if withscores && resp3 {

@@ -18,6 +18,10 @@ pub struct Entry {
 pub struct WatchState {
     pub refs: u32,
     pub version: u64,
+    /// SWAPDB replaced a missing key with an already expired one: to the
+    /// watchers nothing changed, so the stale key must not abort their EXEC
+    /// (Redis marks them as having watched an expired key).
+    pub stale_swapped_in: bool,
 }
 
 #[derive(Default)]
@@ -146,6 +150,7 @@ impl SlotTable {
         if let Some(w) = &mut self.watched {
             if let Some(s) = w.get_mut(key) {
                 s.version += 1;
+                s.stale_swapped_in = false;
             }
         }
     }
