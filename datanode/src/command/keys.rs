@@ -617,15 +617,16 @@ pub fn delete_slot_keys(srv: &crate::server::Shared, slot: u16) -> usize {
 }
 
 /// Parses a database index as Redis's getIntFromObjectOrReply does (a C
-/// int), replying `ERR <msg>` when it is not one.
-fn db_index_arg(ctx: &mut Ctx, a: &[u8], msg: &str) -> Option<i64> {
-    match crate::resp::parse_i64(a) {
-        Some(n) if i32::try_from(n).is_ok() => Some(n),
-        _ => {
-            ctx.r.error(msg);
-            None
-        }
-    }
+/// int), replying `msg` when it is not one, or by default Redis's two
+/// messages (not an integer / out of the int range).
+fn db_index_arg(ctx: &mut Ctx, a: &[u8], msg: Option<&str>) -> Option<i64> {
+    let err = match crate::resp::parse_i64(a) {
+        Some(n) if i32::try_from(n).is_ok() => return Some(n),
+        Some(_) => "ERR value is out of range, value must between -2147483648 and 2147483647",
+        None => super::NOT_INT,
+    };
+    ctx.r.error(msg.unwrap_or(err));
+    None
 }
 
 pub fn move_(ctx: &mut Ctx, a: &Args) {
@@ -633,7 +634,7 @@ pub fn move_(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error("ERR MOVE is not allowed in cluster mode");
     }
     let key = a.get(1);
-    let Some(n) = db_index_arg(ctx, a.get(2), super::NOT_INT) else {
+    let Some(n) = db_index_arg(ctx, a.get(2), None) else {
         return;
     };
     if n < 0 || n as usize >= ctx.srv.ks.count() {
@@ -683,10 +684,10 @@ pub fn swapdb(ctx: &mut Ctx, a: &Args) {
     if ctx.srv.cluster_enabled() {
         return ctx.r.error("ERR SWAPDB is not allowed in cluster mode");
     }
-    let Some(x) = db_index_arg(ctx, a.get(1), "ERR invalid first DB index") else {
+    let Some(x) = db_index_arg(ctx, a.get(1), Some("ERR invalid first DB index")) else {
         return;
     };
-    let Some(y) = db_index_arg(ctx, a.get(2), "ERR invalid second DB index") else {
+    let Some(y) = db_index_arg(ctx, a.get(2), Some("ERR invalid second DB index")) else {
         return;
     };
     let count = ctx.srv.ks.count() as i64;
