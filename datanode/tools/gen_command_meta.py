@@ -70,7 +70,7 @@ class Conn:
 
 
 def ours():
-    names = re.findall(r'\bc(?:ontainer)?\(\s*"([a-z|\-]+)"', TABLE.read_text())
+    names = re.findall(r'\bc(?:ontainer)?\(\s*"([a-z_|\-]+)"', TABLE.read_text())
     top = [n for n in names if "|" not in n]
     subs = {n for n in names if "|" in n}
     return top, subs
@@ -95,6 +95,24 @@ def rust(v):
 
 
 def rstr(s):
+    # rustfmt gives up on an item with a line it cannot fit, so long texts
+    # (SORT's key-spec notes) are split into concat!() pieces.
+    if len(s) > 60:
+        words = re.findall(r"\s+|\S+\s*", s)
+        parts, cur = [], ""
+        for w in words:
+            if cur and len(cur) + len(w) > 60:
+                parts.append(cur)
+                cur = ""
+            cur += w
+        parts.append(cur)
+        assert "".join(parts) == s
+        if len(parts) > 1:
+            return "concat!(" + ", ".join(quote(p) for p in parts) + ")"
+    return quote(s)
+
+
+def quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -180,3 +180,64 @@ fn zadd_wakes_bzpopmin() {
     );
     assert_eq!(admin.text(&["ZCARD", "z"]), ":1\r\n");
 }
+
+#[test]
+fn swapdb_wakes_clients_blocked_on_keys_it_brings() {
+    let n = node();
+    let mut admin = n.conn();
+    let mut l = n.conn();
+    let mut z = n.conn();
+    let mut s = n.conn();
+    admin.text(&["SELECT", "1"]);
+    admin.text(&["RPUSH", "k", "hello"]);
+    admin.text(&["ZADD", "zk", "1", "m"]);
+    admin.text(&["SET", "sk", "string"]);
+    for (c, cmd) in [
+        (&mut l, ["BRPOP", "k", "0"]),
+        (&mut z, ["BZPOPMIN", "zk", "0"]),
+        (&mut s, ["BLPOP", "sk", "0"]),
+    ] {
+        c.text(&["SELECT", "9"]);
+        c.send_raw(&encode(&cmd)).unwrap();
+    }
+    wait_blocked(&mut admin, 3);
+    assert_eq!(admin.text(&["SWAPDB", "1", "9"]), "+OK\r\n");
+    assert_eq!(
+        l.read_reply().unwrap().raw,
+        b"*2\r\n$1\r\nk\r\n$5\r\nhello\r\n"
+    );
+    assert_eq!(
+        z.read_reply().unwrap().raw,
+        b"*3\r\n$2\r\nzk\r\n$1\r\nm\r\n$1\r\n1\r\n"
+    );
+    // A string is nothing to pop: that client stays blocked.
+    wait_blocked(&mut admin, 1);
+    admin.text(&["SELECT", "9"]);
+    assert_eq!(admin.text(&["GET", "sk"]), "$6\r\nstring\r\n");
+}
+
+#[test]
+fn swapdb_leaves_clients_blocked_on_an_expired_key() {
+    let n = node();
+    let mut admin = n.conn();
+    let mut w = n.conn();
+    admin.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    admin.text(&["SELECT", "1"]);
+    admin.text(&["RPUSH", "k", "hello"]);
+    admin.text(&["PEXPIRE", "k", "50"]);
+    w.text(&["SELECT", "9"]);
+    w.send_raw(&encode(&["BRPOP", "k", "0"])).unwrap();
+    wait_blocked(&mut admin, 1);
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(admin.text(&["SWAPDB", "1", "9"]), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(blocked(&mut admin), 1);
+    // The wake-up found the key expired and deleted it.
+    admin.text(&["SELECT", "9"]);
+    assert_eq!(admin.text(&["DBSIZE"]), ":0\r\n");
+    admin.text(&["RPUSH", "k", "later"]);
+    assert_eq!(
+        w.read_reply().unwrap().raw,
+        b"*2\r\n$1\r\nk\r\n$5\r\nlater\r\n"
+    );
+}

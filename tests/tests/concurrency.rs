@@ -164,3 +164,92 @@ fn bgsave_under_writes_is_a_consistent_snapshot() {
     );
     assert_eq!(c.text(&["DBSIZE"]), ":20002\r\n");
 }
+
+/// SWAPDB holds every slot of both databases while it swaps: a multi-slot
+/// read never sees one database half swapped, and SORT with BY/GET
+/// patterns (which locks the slots its patterns reach, or the whole
+/// database inside EXEC) and MOVE run alongside without deadlocking.
+#[test]
+fn swapdb_is_atomic_and_sort_move_do_not_deadlock() {
+    let n = Node::start(
+        Server::Datanode,
+        &["--save", "", "--appendonly", "no", "--io-threads", "4"],
+    );
+    let port = n.port;
+    let mut setup = n.conn();
+    // Keys in different slots, db 0 all "0", db 1 all "1".
+    let keys: Vec<String> = (0..8).map(|i| format!("key:{i}")).collect();
+    for db in ["0", "1"] {
+        setup.text(&["SELECT", db]);
+        for k in &keys {
+            setup.text(&["SET", k, db]);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            let keys = keys.clone();
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(port).expect("connect");
+                let mut args = vec!["MGET"];
+                args.extend(keys.iter().map(|k| k.as_str()));
+                let mut checks = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c.text(&args);
+                    let vals: Vec<&str> = r.split("\r\n").skip(2).step_by(2).collect();
+                    assert!(
+                        vals.iter().all(|v| *v == vals[0] || v.is_empty()),
+                        "half-swapped databases seen: {r:?}"
+                    );
+                    checks += 1;
+                }
+                checks
+            })
+        })
+        .collect();
+    let sorters: Vec<_> = (0..2)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(port).expect("connect");
+                c.text(&["SELECT", "2"]);
+                for i in 0..200 {
+                    let mut req = Vec::new();
+                    req.extend(encode(&["RPUSH", "list", &format!("{}", i % 10)]));
+                    req.extend(encode(&["SET", &format!("w_{}", i % 10), &format!("{w}")]));
+                    req.extend(encode(&[
+                        "SORT", "list", "BY", "w_*", "GET", "w_*", "STORE", "out",
+                    ]));
+                    req.extend(encode(&["MULTI"]));
+                    req.extend(encode(&[
+                        "SORT", "list", "BY", "w_*", "GET", "#", "LIMIT", "0", "3",
+                    ]));
+                    req.extend(encode(&["MOVE", "out", "3"]));
+                    req.extend(encode(&["SWAPDB", "2", "3"]));
+                    req.extend(encode(&["EXEC"]));
+                    c.send_raw(&req).expect("send");
+                    for _ in 0..8 {
+                        c.read_reply().expect("reply");
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut s = n.conn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..300 {
+        assert_eq!(s.text(&["SWAPDB", "0", "1"]), "+OK\r\n");
+    }
+    for t in sorters {
+        t.join().expect("sorter");
+    }
+    assert!(Instant::now() < deadline, "too slow: deadlock?");
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("reader") > 0);
+    }
+    // An even number of swaps: back where we started.
+    assert_eq!(s.text(&["GET", "key:0"]), "$1\r\n0\r\n");
+    s.text(&["SELECT", "1"]);
+    assert_eq!(s.text(&["GET", "key:0"]), "$1\r\n1\r\n");
+}

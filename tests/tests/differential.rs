@@ -86,5 +86,6 @@ scripts!(
     pubsub,
     zsets,
     transactions,
-    server
+    server,
+    sort
 );

@@ -617,3 +617,122 @@ pub fn delete_slot_keys(srv: &crate::server::Shared, slot: u16) -> usize {
     let mut s = db.lock_slot(slot, crate::keyspace::now_ms());
     clear_slot(&mut s)
 }
+
+/// Parses a database index as Redis's getIntFromObjectOrReply does (a C
+/// int), replying `msg` when it is not one, or by default Redis's two
+/// messages (not an integer / out of the int range).
+fn db_index_arg(ctx: &mut Ctx, a: &[u8], msg: Option<&str>) -> Option<i64> {
+    let err = match crate::resp::parse_i64(a) {
+        Some(n) if i32::try_from(n).is_ok() => return Some(n),
+        Some(_) => "ERR value is out of range, value must between -2147483648 and 2147483647",
+        None => super::NOT_INT,
+    };
+    ctx.r.error(msg.unwrap_or(err));
+    None
+}
+
+pub fn move_(ctx: &mut Ctx, a: &Args) {
+    if ctx.srv.cluster_enabled() {
+        return ctx.r.error("ERR MOVE is not allowed in cluster mode");
+    }
+    let key = a.get(1);
+    let Some(n) = db_index_arg(ctx, a.get(2), None) else {
+        return;
+    };
+    if n < 0 || n as usize >= ctx.srv.ks.count() {
+        return ctx.r.error("ERR DB index is out of range");
+    }
+    let src_db = ctx.locks.db;
+    if n as usize == src_db.index {
+        return ctx
+            .r
+            .error("ERR source and destination objects are the same");
+    }
+    let dst_db = ctx.srv.ks.db(n as usize);
+    let (mut gs, gd) = ctx.locks.keys_two_dbs((src_db, key), (dst_db, key));
+    let Some(mut gd) = gd else {
+        return ctx.r.int(0);
+    };
+    if !gs.exists(key) {
+        return ctx.r.int(0);
+    }
+    let ttl = gs.expire_of(key);
+    if gd.exists(key) {
+        return ctx.r.int(0);
+    }
+    let Some(v) = gs.remove(key) else {
+        return ctx.r.int(0);
+    };
+    gd.set(key, v, false);
+    if let Some(at) = ttl {
+        gd.set_expire(key, at);
+    }
+    let mut b = itoa::Buffer::new();
+    gs.log(&[b"MOVE".as_slice(), key, b.format(n).as_bytes()]);
+    drop(gs);
+    drop(gd);
+    ctx.dirty(1);
+    ctx.r.int(1);
+}
+
+/// SWAPDB a b. Every slot of both databases is locked at once (lower
+/// database first, the global lock order) and the two tables of each slot
+/// exchange their contents. Swapping whole `Db` values instead would not
+/// do: clients hold references to their `Db`, and keep their database
+/// across the swap (as in Redis, where only the dictionaries move), along
+/// with their WATCHes and blocked keys, which live in the slot tables and
+/// the blocking registry by database index.
+pub fn swapdb(ctx: &mut Ctx, a: &Args) {
+    if ctx.srv.cluster_enabled() {
+        return ctx.r.error("ERR SWAPDB is not allowed in cluster mode");
+    }
+    let Some(x) = db_index_arg(ctx, a.get(1), Some("ERR invalid first DB index")) else {
+        return;
+    };
+    let Some(y) = db_index_arg(ctx, a.get(2), Some("ERR invalid second DB index")) else {
+        return;
+    };
+    let count = ctx.srv.ks.count() as i64;
+    if !(0..count).contains(&x) || !(0..count).contains(&y) {
+        return ctx.r.error("ERR DB index is out of range");
+    }
+    let (x, y) = (x as usize, y as usize);
+    let mut gen = u64::MAX;
+    if x != y {
+        let (dx, dy) = (ctx.srv.ks.db(x), ctx.srv.ks.db(y));
+        let blocking = &ctx.srv.ks.blocking;
+        let mut blocked: Vec<(usize, crate::keyspace::SBytes)> = Vec::new();
+        for d in [x, y] {
+            blocked.extend(blocking.keys_of(d).into_iter().map(|k| (d, k)));
+        }
+        blocked.sort_unstable_by_key(|(_, k)| crate::keyspace::key_slot(k));
+        let mut next = 0;
+        gen = ctx.locks.with_two_dbs(dx, dy, |p, q| {
+            p.swap_contents(q);
+            // Wake clients blocked on keys that now hold a list or zset.
+            while next < blocked.len() && crate::keyspace::key_slot(&blocked[next].1) == p.slot {
+                let (d, k) = &blocked[next];
+                let s = if p.db.index == *d { &*p } else { &*q };
+                if s.holds_blocking_kind(k) {
+                    s.signal_ready(k);
+                }
+                next += 1;
+            }
+        });
+    }
+    let log = &ctx.srv.log;
+    if log.is_active() {
+        let (mut b1, mut b2) = (itoa::Buffer::new(), itoa::Buffer::new());
+        ctx.client.last_write_offset = log.append_gen(
+            ctx.locks.db.index,
+            gen,
+            &[
+                b"SWAPDB".as_slice(),
+                b1.format(x).as_bytes(),
+                b2.format(y).as_bytes(),
+            ],
+        );
+    }
+    ctx.dirty(1);
+    ctx.r.ok();
+}

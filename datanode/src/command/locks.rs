@@ -51,6 +51,19 @@ impl<'a> Many<'_, 'a> {
         self.slot(key_slot(key))
     }
 
+    /// The locked slot, or None when it was not locked (never panics).
+    pub fn try_slot(&mut self, slot: u16) -> Option<&mut SlotRef<'a>> {
+        let db = self.db;
+        let v: &mut Vec<SlotRef<'a>> = match &mut self.held {
+            Some(h) => h,
+            None => &mut self.own,
+        };
+        let i = v
+            .binary_search_by(|s| (s.db.index, s.slot).cmp(&(db, slot)))
+            .ok()?;
+        Some(&mut v[i])
+    }
+
     pub fn slot(&mut self, slot: u16) -> &mut SlotRef<'a> {
         let db = self.db;
         let v: &mut Vec<SlotRef<'a>> = match &mut self.held {
@@ -111,6 +124,71 @@ impl<'a> Locks<'a> {
             held: None,
             db,
         }
+    }
+
+    /// Locks the given slots of the selected database (ascending order,
+    /// deduplicated); inside EXEC, borrows the held set instead.
+    pub fn slots<'g>(&'g mut self, mut slots: Vec<u16>) -> Many<'g, 'a> {
+        let db = self.db.index;
+        if self.holding() {
+            return Many {
+                own: Vec::new(),
+                held: Some(&mut self.held),
+                db,
+            };
+        }
+        Many {
+            own: self.db.lock_slots(&mut slots, self.now),
+            held: None,
+            db,
+        }
+    }
+
+    /// Runs `f` on every slot of databases `a` and `b` (distinct), paired
+    /// slot by slot, with all 2 × 16384 slots locked at once so no client
+    /// sees one half done (SWAPDB). Inside EXEC the held guards are used;
+    /// they must cover both databases whole. Returns the rewrite
+    /// generation the guards agree on.
+    pub fn with_two_dbs(
+        &mut self,
+        a: &'a Db,
+        b: &'a Db,
+        mut f: impl FnMut(&mut SlotRef<'a>, &mut SlotRef<'a>),
+    ) -> u64 {
+        let (lo, hi) = if a.index < b.index { (a, b) } else { (b, a) };
+        if self.holding() {
+            let last = SLOTS as u16 - 1;
+            let (Some(il), Some(ih)) = (self.held_index(lo.index, 0), self.held_index(hi.index, 0))
+            else {
+                return self.held_gen();
+            };
+            // EXEC holds both databases whole, so each is one contiguous run.
+            if self.held_index(lo.index, last) != Some(il + last as usize)
+                || self.held_index(hi.index, last) != Some(ih + last as usize)
+            {
+                return self.held_gen();
+            }
+            let (l, r) = self.held.split_at_mut(ih);
+            let lows = &mut l[il..il + SLOTS];
+            let highs = &mut r[..SLOTS];
+            for (x, y) in lows.iter_mut().zip(highs.iter_mut()) {
+                f(x, y);
+            }
+            return self.held_gen();
+        }
+        // The global order is (db, slot): all of the lower database first.
+        let now = self.now;
+        let mut lows: Vec<SlotRef<'a>> = (0..SLOTS as u16).map(|s| lo.lock_slot(s, now)).collect();
+        let mut highs: Vec<SlotRef<'a>> = (0..SLOTS as u16).map(|s| hi.lock_slot(s, now)).collect();
+        // A rewrite may have begun while we were locking (see lock_slots).
+        for s in lows.iter_mut().chain(highs.iter_mut()) {
+            s.refresh_gen();
+        }
+        let gen = lows[0].gen();
+        for (x, y) in lows.iter_mut().zip(highs.iter_mut()) {
+            f(x, y);
+        }
+        gen
     }
 
     /// Locks the given slots of another database too (COPY … DB n).

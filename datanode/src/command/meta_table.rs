@@ -1745,6 +1745,47 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "lcs",
+        M::Array(&[
+            M::Bulk("lcs"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@string"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "del",
         M::Array(&[
             M::Bulk("del"),
@@ -2547,6 +2588,259 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                                     (M::Bulk("limit"), M::Int(0)),
                                 ]),
                             ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "move",
+        M::Array(&[
+            M::Bulk("move"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "swapdb",
+        M::Array(&[
+            M::Bulk("swapdb"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@fast"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sort",
+        M::Array(&[
+            M::Bulk("sort"),
+            M::Int(-2),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("denyoom"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@set"),
+                M::Simple("@sortedset"),
+                M::Simple("@list"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional BY/GET keyword. It is marked 'unknown' ",
+                            "because the key names derive from the content of the key we ",
+                            "sort"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional STORE keyword. It is marked 'unknown' ",
+                            "because the keyword can appear anywhere in the argument ",
+                            "array"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "sort_ro",
+        M::Array(&[
+            M::Bulk("sort_ro"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly"), M::Simple("movablekeys")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@set"),
+                M::Simple("@sortedset"),
+                M::Simple("@list"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("notes"),
+                        M::Bulk(concat!(
+                            "For the optional BY/GET keyword. It is marked 'unknown' ",
+                            "because the key names derive from the content of the key we ",
+                            "sort"
+                        )),
+                    ),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("unknown")),
+                            (M::Bulk("spec"), M::Map(&[])),
                         ]),
                     ),
                 ]),
@@ -8461,181 +8755,7095 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
 ];
 
 pub static COMMAND_DOCS: &[(&str, M)] = &[
-    ("ping", M::Map(&[(M::Bulk("summary"), M::Bulk("Checks the connection; answers PONG or echoes the message.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("echo", M::Map(&[(M::Bulk("summary"), M::Bulk("Replies with the given message.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("select", M::Map(&[(M::Bulk("summary"), M::Bulk("Switches the connection to another database.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("index")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("quit", M::Map(&[(M::Bulk("summary"), M::Bulk("Closes the connection after replying.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("connection"))])),
-    ("reset", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the connection to its initial state.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("connection"))])),
-    ("auth", M::Map(&[(M::Bulk("summary"), M::Bulk("Authenticates the connection.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("username")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("since"), M::Bulk("6.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("password")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("hello", M::Map(&[(M::Bulk("summary"), M::Bulk("Negotiates the protocol version and reports server details.")), (M::Bulk("since"), M::Bulk("6.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("arguments")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("protover")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("username_password")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("AUTH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("username")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("password")), (M::Bulk("type"), M::Bulk("string"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("clientname")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("SETNAME")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])]))])),
-    ("client", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects and manages client connections.")), (M::Bulk("since"), M::Bulk("2.4.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("client|setname"), M::Map(&[(M::Bulk("summary"), M::Bulk("Names this connection.")), (M::Bulk("since"), M::Bulk("2.6.9")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("connection-name")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("client|id"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the id of this connection.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("connection"))])), (M::Bulk("client|info"), M::Map(&[(M::Bulk("summary"), M::Bulk("Describes this connection.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("connection"))])), (M::Bulk("client|kill"), M::Map(&[(M::Bulk("summary"), M::Bulk("Closes connections chosen by address or filters.")), (M::Bulk("since"), M::Bulk("2.4.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("filter")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("ip:port")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("deprecated_since"), M::Bulk("2.8.12"))]), M::Map(&[(M::Bulk("name"), M::Bulk("new-format")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("client-id")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("ID")), (M::Bulk("since"), M::Bulk("2.8.12")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("normal_master_slave_pubsub")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("TYPE")), (M::Bulk("since"), M::Bulk("2.8.12")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("normal")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NORMAL"))]), M::Map(&[(M::Bulk("name"), M::Bulk("master")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MASTER")), (M::Bulk("since"), M::Bulk("3.2.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("slave")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SLAVE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("replica")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLICA")), (M::Bulk("since"), M::Bulk("5.0.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pubsub")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("PUBSUB"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("username")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("USER")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("ip:port")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("ADDR")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("ip:port")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("LADDR")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("yes/no")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("SKIPME")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])]))])]))])), (M::Bulk("client|getname"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns this connection's name.")), (M::Bulk("since"), M::Bulk("2.6.9")), (M::Bulk("group"), M::Bulk("connection"))])), (M::Bulk("client|no-evict"), M::Map(&[(M::Bulk("summary"), M::Bulk("Sets whether this connection may be evicted.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("enabled")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("on")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ON"))]), M::Map(&[(M::Bulk("name"), M::Bulk("off")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("OFF"))])]))])]))])), (M::Bulk("client|reply"), M::Map(&[(M::Bulk("summary"), M::Bulk("Turns replies on or off, or skips the next one.")), (M::Bulk("since"), M::Bulk("3.2.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("on_off_skip")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("on")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ON"))]), M::Map(&[(M::Bulk("name"), M::Bulk("off")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("OFF"))]), M::Map(&[(M::Bulk("name"), M::Bulk("skip")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SKIP"))])]))])]))])), (M::Bulk("client|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("connection"))])), (M::Bulk("client|list"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the connected clients.")), (M::Bulk("since"), M::Bulk("2.4.0")), (M::Bulk("group"), M::Bulk("connection")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("TYPE")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("normal")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NORMAL"))]), M::Map(&[(M::Bulk("name"), M::Bulk("master")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MASTER"))]), M::Map(&[(M::Bulk("name"), M::Bulk("replica")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLICA"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pubsub")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("PUBSUB"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("id")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("ID")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("client-id")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])]))]))]))])),
-    ("readonly", M::Map(&[(M::Bulk("summary"), M::Bulk("Allows reads from a replica in cluster mode.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])),
-    ("readwrite", M::Map(&[(M::Bulk("summary"), M::Bulk("Ends READONLY mode for the connection.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])),
-    ("asking", M::Map(&[(M::Bulk("summary"), M::Bulk("Lets the next command reach a slot this node is importing.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])),
-    ("cluster", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects and changes the cluster configuration of this node.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("cluster|shards"), M::Map(&[(M::Bulk("summary"), M::Bulk("Describes every shard with its slots and nodes.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|keyslot"), M::Map(&[(M::Bulk("summary"), M::Bulk("Computes the hash slot of a key.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|bumpepoch"), M::Map(&[(M::Bulk("summary"), M::Bulk("Raises this node's config epoch unless it is already the highest.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|info"), M::Map(&[(M::Bulk("summary"), M::Bulk("Reports the cluster state and bus counters.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|slaves"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the replicas of a master.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("5.0.0")), (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|count-failure-reports"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the masters that currently report a node as failing.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|delslots"), M::Map(&[(M::Bulk("summary"), M::Bulk("Removes the given slots from this node.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("slot")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])), (M::Bulk("cluster|countkeysinslot"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the keys this node holds in a slot.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("slot")), (M::Bulk("type"), M::Bulk("integer"))])]))])), (M::Bulk("cluster|reset"), M::Map(&[(M::Bulk("summary"), M::Bulk("Forgets the other nodes and every slot.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("hard_soft")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("hard")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("HARD"))]), M::Map(&[(M::Bulk("name"), M::Bulk("soft")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SOFT"))])]))])]))])), (M::Bulk("cluster|nodes"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the node table in the nodes.conf format.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|addslots"), M::Map(&[(M::Bulk("summary"), M::Bulk("Makes this node the owner of the given slots.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("slot")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])), (M::Bulk("cluster|addslotsrange"), M::Map(&[(M::Bulk("summary"), M::Bulk("Makes this node the owner of the given slot ranges.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("start-slot_end-slot")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("start-slot")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end-slot")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])), (M::Bulk("cluster|set-config-epoch"), M::Map(&[(M::Bulk("summary"), M::Bulk("Sets the config epoch of a node that knows no other.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("config-epoch")), (M::Bulk("type"), M::Bulk("integer"))])]))])), (M::Bulk("cluster|setslot"), M::Map(&[(M::Bulk("summary"), M::Bulk("Changes the migration state or owner of a slot.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("slot")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("subcommand")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("IMPORTING"))]), M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("MIGRATING"))]), M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("NODE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stable")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("STABLE"))])]))])]))])), (M::Bulk("cluster|saveconfig"), M::Map(&[(M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|forget"), M::Map(&[(M::Bulk("summary"), M::Bulk("Drops a node from the node table for a while.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|myid"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns this node's id.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|delslotsrange"), M::Map(&[(M::Bulk("summary"), M::Bulk("Removes the given slot ranges from this node.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("start-slot_end-slot")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("start-slot")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end-slot")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])), (M::Bulk("cluster|replicas"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the replicas of a master.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|replicate"), M::Map(&[(M::Bulk("summary"), M::Bulk("Makes this node a replica of a master.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("node-id")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("cluster|flushslots"), M::Map(&[(M::Bulk("summary"), M::Bulk("Removes every slot from this node.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|getkeysinslot"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists key names this node holds in a slot.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("slot")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])), (M::Bulk("cluster|links"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists this node's cluster bus connections.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("cluster"))])), (M::Bulk("cluster|meet"), M::Map(&[(M::Bulk("summary"), M::Bulk("Connects this node to another one so they form one cluster.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("ip")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("port")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("cluster_bus_port")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("cluster|slots"), M::Map(&[(M::Bulk("summary"), M::Bulk("Maps slot ranges to the nodes serving them.")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("group"), M::Bulk("cluster")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("7.0.0")), (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`"))])), (M::Bulk("cluster|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the CLUSTER subcommands.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("cluster"))]))]))])),
-    ("get", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the string stored at a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("set", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a string at a key, with optional expiry and conditions.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("2.6.12")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("get")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GET")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("expiration")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("seconds")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("EX")), (M::Bulk("since"), M::Bulk("2.6.12"))]), M::Map(&[(M::Bulk("name"), M::Bulk("milliseconds")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("PX")), (M::Bulk("since"), M::Bulk("2.6.12"))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-seconds")), (M::Bulk("type"), M::Bulk("unix-time")), (M::Bulk("token"), M::Bulk("EXAT")), (M::Bulk("since"), M::Bulk("6.2.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-milliseconds")), (M::Bulk("type"), M::Bulk("unix-time")), (M::Bulk("token"), M::Bulk("PXAT")), (M::Bulk("since"), M::Bulk("6.2.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("keepttl")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("KEEPTTL")), (M::Bulk("since"), M::Bulk("6.0.0"))])]))])]))])),
-    ("setnx", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a string only when the key does not exist.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("setex", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a string with an expiry in seconds.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("seconds")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("psetex", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a string with an expiry in milliseconds.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("milliseconds")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("getset", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a string and returns the previous one.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`SET` with the `!GET` argument")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("getdel", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a string and deletes its key.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("getex", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a string and changes its expiry.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("expiration")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("seconds")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("EX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("milliseconds")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("PX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-seconds")), (M::Bulk("type"), M::Bulk("unix-time")), (M::Bulk("token"), M::Bulk("EXAT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-milliseconds")), (M::Bulk("type"), M::Bulk("unix-time")), (M::Bulk("token"), M::Bulk("PXAT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("persist")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("PERSIST"))])]))])]))])),
-    ("mget", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the strings of several keys.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("mset", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores several strings at once.")), (M::Bulk("since"), M::Bulk("1.0.1")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key_value")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
-    ("msetnx", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores several strings only when none of the keys exist.")), (M::Bulk("since"), M::Bulk("1.0.1")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key_value")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
-    ("append", M::Map(&[(M::Bulk("summary"), M::Bulk("Appends to the string at a key.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("strlen", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the length of a string.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("incr", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds one to the integer at a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("decr", M::Map(&[(M::Bulk("summary"), M::Bulk("Subtracts one from the integer at a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("incrby", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds an integer to the integer at a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("decrby", M::Map(&[(M::Bulk("summary"), M::Bulk("Subtracts an integer from the integer at a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("decrement")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("incrbyfloat", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds a floating point number to the number at a key.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("getrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns part of a string.")), (M::Bulk("since"), M::Bulk("2.4.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("substr", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns part of a string (old name of GETRANGE).")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("2.0.0")), (M::Bulk("replaced_by"), M::Bulk("`GETRANGE`")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("end")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("setrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Overwrites part of a string at an offset.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("string")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("del", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes keys.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("unlink", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes keys, freeing memory in the background.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("exists", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts how many of the given keys exist.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("type", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the type of a key's value.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("expire", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets a key's time to live in seconds.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("seconds")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))])]))])),
-    ("pexpire", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets a key's time to live in milliseconds.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("milliseconds")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))])]))])),
-    ("expireat", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets a key's expiry as a Unix time in seconds.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-seconds")), (M::Bulk("type"), M::Bulk("unix-time"))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))])]))])),
-    ("pexpireat", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets a key's expiry as a Unix time in milliseconds.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("unix-time-milliseconds")), (M::Bulk("type"), M::Bulk("unix-time"))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))])]))])),
-    ("ttl", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a key's remaining time to live in seconds.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("pttl", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a key's remaining time to live in milliseconds.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("expiretime", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a key's expiry as a Unix time in seconds.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("pexpiretime", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a key's expiry as a Unix time in milliseconds.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("persist", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes a key's expiry.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("rename", M::Map(&[(M::Bulk("summary"), M::Bulk("Renames a key, replacing any destination.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("newkey")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))])]))])),
-    ("renamenx", M::Map(&[(M::Bulk("summary"), M::Bulk("Renames a key only when the new name is free.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("newkey")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))])]))])),
-    ("copy", M::Map(&[(M::Bulk("summary"), M::Bulk("Copies a key's value to another key.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination-db")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("DB")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("replace")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLACE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("keys", M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the keys matching a pattern.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern"))])]))])),
-    ("scan", M::Map(&[(M::Bulk("summary"), M::Bulk("Iterates over the keys of the database.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("cursor")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("MATCH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("type")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("TYPE")), (M::Bulk("since"), M::Bulk("6.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("randomkey", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a random key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("generic"))])),
-    ("dbsize", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of keys in the database.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("flushdb", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes every key of the current database.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ASYNC")), (M::Bulk("since"), M::Bulk("4.0.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("sync")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SYNC")), (M::Bulk("since"), M::Bulk("6.2.0"))])]))])]))])),
-    ("flushall", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes every key of every database.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ASYNC")), (M::Bulk("since"), M::Bulk("4.0.0"))]), M::Map(&[(M::Bulk("name"), M::Bulk("sync")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SYNC")), (M::Bulk("since"), M::Bulk("6.2.0"))])]))])]))])),
-    ("touch", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts existing keys and marks them as accessed.")), (M::Bulk("since"), M::Bulk("3.2.1")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("object", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects the internals of stored values.")), (M::Bulk("since"), M::Bulk("2.2.3")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("object|idletime"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the seconds since a key was last accessed.")), (M::Bulk("since"), M::Bulk("2.2.3")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])), (M::Bulk("object|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("generic"))])), (M::Bulk("object|freq"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the access frequency counter of a key.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])), (M::Bulk("object|encoding"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the internal encoding of a key's value.")), (M::Bulk("since"), M::Bulk("2.2.3")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])), (M::Bulk("object|refcount"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the reference count of a key's value.")), (M::Bulk("since"), M::Bulk("2.2.3")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))]))]))])),
-    ("dump", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a key's value in Redis's serialized form.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("restore", M::Map(&[(M::Bulk("summary"), M::Bulk("Creates a key from a value in Redis's serialized form.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("generic")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("ttl")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("serialized-value")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("replace")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLACE")), (M::Bulk("since"), M::Bulk("3.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("absttl")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ABSTTL")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("seconds")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("IDLETIME")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("frequency")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("FREQ")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("hset", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets fields of a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field_value")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
-    ("hmset", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets fields of a hash (older form of HSET).")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("4.0.0")), (M::Bulk("replaced_by"), M::Bulk("`HSET` with multiple field-value pairs")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field_value")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
-    ("hsetnx", M::Map(&[(M::Bulk("summary"), M::Bulk("Sets a hash field only when it does not exist.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("hget", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the value of a hash field.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("hmget", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the values of several hash fields.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("hdel", M::Map(&[(M::Bulk("summary"), M::Bulk("Deletes fields from a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("hexists", M::Map(&[(M::Bulk("summary"), M::Bulk("Tells whether a hash field exists.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("hlen", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of fields in a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("hkeys", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the field names of a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("hvals", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the values of a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("hgetall", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns every field and value of a hash.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("hincrby", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds an integer to a hash field.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("hincrbyfloat", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds a floating point number to a hash field.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("hstrlen", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the length of a hash field's value.")), (M::Bulk("since"), M::Bulk("3.2.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("field")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("hscan", M::Map(&[(M::Bulk("summary"), M::Bulk("Iterates over the fields of a hash.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("cursor")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("MATCH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("hrandfield", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns random fields of a hash.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("hash")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("options")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("withvalues")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHVALUES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])]))])),
-    ("lpush", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds elements at the head of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("rpush", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds elements at the tail of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("lpushx", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds elements at the head of an existing list.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("rpushx", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds elements at the tail of an existing list.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("lpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes and returns elements from the head of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("rpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes and returns elements from the tail of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("llen", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the length of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("lindex", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the element at an index of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("index")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("lset", M::Map(&[(M::Bulk("summary"), M::Bulk("Replaces the element at an index of a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("index")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("lrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a range of a list's elements.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stop")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("ltrim", M::Map(&[(M::Bulk("summary"), M::Bulk("Keeps only a range of a list's elements.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stop")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("linsert", M::Map(&[(M::Bulk("summary"), M::Bulk("Inserts an element before or after another one.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("where")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("before")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("BEFORE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("after")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("AFTER"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("pivot")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("lrem", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes occurrences of an element from a list.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("lpos", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the positions of matching elements in a list.")), (M::Bulk("since"), M::Bulk("6.0.6")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("element")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("rank")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("RANK")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("num-matches")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("len")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("MAXLEN")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("lmove", M::Map(&[(M::Bulk("summary"), M::Bulk("Moves an element from one list to another.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("wherefrom")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("whereto")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))])]))])),
-    ("rpoplpush", M::Map(&[(M::Bulk("summary"), M::Bulk("Moves the last element of a list to the head of another.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`LMOVE` with the `RIGHT` and `LEFT` arguments")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))])]))])),
-    ("lmpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops elements from the first non-empty list among several.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("where")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("blpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops from the head of the first non-empty list, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("brpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops from the tail of the first non-empty list, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("blmove", M::Map(&[(M::Bulk("summary"), M::Bulk("Moves an element between lists, waiting for the source to have one.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("wherefrom")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("whereto")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("brpoplpush", M::Map(&[(M::Bulk("summary"), M::Bulk("Moves a list's last element to another list's head, waiting for one.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`BLMOVE` with the `RIGHT` and `LEFT` arguments")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("blmpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops elements from the first non-empty list, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("list")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("where")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("left")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LEFT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("right")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("RIGHT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("sadd", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds members to a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("srem", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members from a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("smembers", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns every member of a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("sismember", M::Map(&[(M::Bulk("summary"), M::Bulk("Tells whether a value is a member of a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("smismember", M::Map(&[(M::Bulk("summary"), M::Bulk("Tells, for each value, whether it is a member of a set.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("scard", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of members of a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("spop", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes and returns random members of a set.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("since"), M::Bulk("3.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("srandmember", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns random members of a set without removing them.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("sinter", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the intersection of sets.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sunion", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the union of sets.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sdiff", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the members of the first set missing from the others.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sinterstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the intersection of sets in a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sunionstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the union of sets in a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sdiffstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the difference of sets in a key.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sintercard", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the members of the intersection of sets.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("limit")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("smove", M::Map(&[(M::Bulk("summary"), M::Bulk("Moves a member from one set to another.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("source")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("sscan", M::Map(&[(M::Bulk("summary"), M::Bulk("Iterates over the members of a set.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("cursor")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("MATCH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("subscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Listens for messages published to channels.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("unsubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops listening to channels.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
-    ("psubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Listens for messages published to channels matching patterns.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern"))])]))])]))])),
-    ("punsubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops listening to channel patterns.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
-    ("publish", M::Map(&[(M::Bulk("summary"), M::Bulk("Sends a message to a channel's subscribers.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("spublish", M::Map(&[(M::Bulk("summary"), M::Bulk("Posts a message to a shard channel.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("message")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("ssubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Listens for messages on shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("sunsubscribe", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops listening on shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
-    ("pubsub", M::Map(&[(M::Bulk("summary"), M::Bulk("Inspects the Pub/Sub state.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("pubsub|numpat"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the patterns subscribed to.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub"))])), (M::Bulk("pubsub|numsub"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the subscribers of channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("channel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("pubsub|channels"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the active channels.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("pubsub|shardchannels"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the active shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("pubsub|shardnumsub"), M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the subscribers of shard channels.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("pubsub")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("shardchannel")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("pubsub|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("pubsub"))]))]))])),
-    ("zadd", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds members with scores to a sorted set, or updates their scores.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("condition")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NX"))]), M::Map(&[(M::Bulk("name"), M::Bulk("xx")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("XX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("comparison")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("gt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("GT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("lt")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("LT"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("change")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("CH")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("INCR")), (M::Bulk("since"), M::Bulk("3.0.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("score_member")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("score")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])),
-    ("zincrby", M::Map(&[(M::Bulk("summary"), M::Bulk("Adds to a member's score in a sorted set.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("increment")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zrem", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members from a sorted set.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("zscore", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a member's score.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zmscore", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the scores of several members.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("zcard", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of members of a sorted set.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))])]))])),
-    ("zcount", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts members with scores in a range.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("zlexcount", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts members in a lexicographical range.")), (M::Bulk("since"), M::Bulk("2.8.9")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zrank", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a member's rank, lowest score first.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zrevrank", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns a member's rank, highest score first.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("member")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members in a range of ranks, scores or lexicographical order.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stop")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("sortby")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("byscore")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("BYSCORE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("bylex")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("BYLEX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("rev")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REV")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zrevrange", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members in a range of ranks, highest score first.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`ZRANGE` with the `REV` argument")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stop")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zrangebyscore", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members with scores in a range.")), (M::Bulk("since"), M::Bulk("1.0.5")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`ZRANGE` with the `BYSCORE` argument")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])),
-    ("zrevrangebyscore", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members with scores in a range, highest first.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`ZRANGE` with the `REV` and `BYSCORE` arguments")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])),
-    ("zrangebylex", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members in a lexicographical range.")), (M::Bulk("since"), M::Bulk("2.8.9")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`ZRANGE` with the `BYLEX` argument")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])),
-    ("zrevrangebylex", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns members in a lexicographical range, in reverse.")), (M::Bulk("since"), M::Bulk("2.8.9")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])), (M::Bulk("deprecated_since"), M::Bulk("6.2.0")), (M::Bulk("replaced_by"), M::Bulk("`ZRANGE` with the `REV` and `BYLEX` arguments")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])),
-    ("zpopmin", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes and returns the members with the lowest scores.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zpopmax", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes and returns the members with the highest scores.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zremrangebyrank", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members in a range of ranks.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("start")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("stop")), (M::Bulk("type"), M::Bulk("integer"))])]))])),
-    ("zremrangebyscore", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members with scores in a range.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("zremrangebylex", M::Map(&[(M::Bulk("summary"), M::Bulk("Removes members in a lexicographical range.")), (M::Bulk("since"), M::Bulk("2.8.9")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("string"))])]))])),
-    ("zrandmember", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns random members of a sorted set.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("options")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])]))])),
-    ("zscan", M::Map(&[(M::Bulk("summary"), M::Bulk("Iterates over the members and scores of a sorted set.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("cursor")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("MATCH")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zunion", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the union of sorted sets.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("weight")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("WEIGHTS")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("aggregate")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("AGGREGATE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("sum")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SUM"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zinter", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the intersection of sorted sets.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("weight")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("WEIGHTS")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("aggregate")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("AGGREGATE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("sum")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SUM"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zdiff", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the members of the first sorted set missing from the others.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("withscores")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHSCORES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zunionstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the union of sorted sets in a key.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("weight")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("WEIGHTS")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("aggregate")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("AGGREGATE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("sum")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SUM"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))])]))])),
-    ("zinterstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the intersection of sorted sets in a key.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("weight")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("WEIGHTS")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("aggregate")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("AGGREGATE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("sum")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SUM"))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))])]))])),
-    ("zdiffstore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores the difference of sorted sets in a key.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("destination")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("zintercard", M::Map(&[(M::Bulk("summary"), M::Bulk("Counts the members of the intersection of sorted sets.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("limit")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("zrangestore", M::Map(&[(M::Bulk("summary"), M::Bulk("Stores a range of a sorted set in another key.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("dst")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("src")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(1))]), M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("sortby")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("byscore")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("BYSCORE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("bylex")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("BYLEX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("rev")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REV")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("offset_count")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("token"), M::Bulk("LIMIT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("offset")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer"))])]))])]))])),
-    ("zmpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops the lowest or highest scored members from the first non-empty sorted set.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("where")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("bzpopmin", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops the lowest scored member of the first non-empty sorted set, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("bzpopmax", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops the highest scored member of the first non-empty sorted set, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))])]))])),
-    ("bzmpop", M::Map(&[(M::Bulk("summary"), M::Bulk("Pops members from the first non-empty sorted set, waiting if all are empty.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("sorted-set")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("timeout")), (M::Bulk("type"), M::Bulk("double"))]), M::Map(&[(M::Bulk("name"), M::Bulk("numkeys")), (M::Bulk("type"), M::Bulk("integer"))]), M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("where")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("min")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MIN"))]), M::Map(&[(M::Bulk("name"), M::Bulk("max")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("MAX"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("COUNT")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("multi", M::Map(&[(M::Bulk("summary"), M::Bulk("Starts a transaction.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("transactions"))])),
-    ("exec", M::Map(&[(M::Bulk("summary"), M::Bulk("Runs the queued commands of a transaction.")), (M::Bulk("since"), M::Bulk("1.2.0")), (M::Bulk("group"), M::Bulk("transactions"))])),
-    ("discard", M::Map(&[(M::Bulk("summary"), M::Bulk("Drops the queued commands of a transaction.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("transactions"))])),
-    ("watch", M::Map(&[(M::Bulk("summary"), M::Bulk("Makes the next EXEC conditional on keys staying unchanged.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("transactions")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0)), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")]))])]))])),
-    ("unwatch", M::Map(&[(M::Bulk("summary"), M::Bulk("Forgets every watched key.")), (M::Bulk("since"), M::Bulk("2.2.0")), (M::Bulk("group"), M::Bulk("transactions"))])),
-    ("info", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns server information and statistics.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("section")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])),
-    ("config", M::Map(&[(M::Bulk("summary"), M::Bulk("Reads and changes the configuration.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("config|resetstat"), M::Map(&[(M::Bulk("summary"), M::Bulk("Resets the statistics shown by INFO.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("config|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("config|rewrite"), M::Map(&[(M::Bulk("summary"), M::Bulk("Writes the running configuration to the config file.")), (M::Bulk("since"), M::Bulk("2.8.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("config|get"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns configuration parameters matching patterns.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("parameter")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("parameter")), (M::Bulk("type"), M::Bulk("string"))])]))])]))])), (M::Bulk("config|set"), M::Map(&[(M::Bulk("summary"), M::Bulk("Changes configuration parameters.")), (M::Bulk("since"), M::Bulk("2.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("parameter_value")), (M::Bulk("type"), M::Bulk("block")), (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("parameter")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("value")), (M::Bulk("type"), M::Bulk("string"))])]))])]))]))]))])),
-    ("command", M::Map(&[(M::Bulk("summary"), M::Bulk("Describes the commands the server knows.")), (M::Bulk("since"), M::Bulk("2.8.13")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("command|getkeys"), M::Map(&[(M::Bulk("summary"), M::Bulk("Extracts the key arguments of a full command.")), (M::Bulk("since"), M::Bulk("2.8.13")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("command|info"), M::Map(&[(M::Bulk("summary"), M::Bulk("Describes the given commands.")), (M::Bulk("since"), M::Bulk("2.8.13")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("command-name")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("command|list"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists command names.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("filterby")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("token"), M::Bulk("FILTERBY")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("module-name")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("MODULE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("category")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("ACLCAT"))]), M::Map(&[(M::Bulk("name"), M::Bulk("pattern")), (M::Bulk("type"), M::Bulk("pattern")), (M::Bulk("token"), M::Bulk("PATTERN"))])]))])]))])), (M::Bulk("command|docs"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns documentation of commands.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("command-name")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("flags"), M::Set(&[M::Simple("optional"), M::Simple("multiple")]))])]))])), (M::Bulk("command|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the COMMAND subcommands.")), (M::Bulk("since"), M::Bulk("5.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("command|count"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of commands.")), (M::Bulk("since"), M::Bulk("2.8.13")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("command|getkeysandflags"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the key arguments of a full command with their access flags.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("server"))]))]))])),
-    ("slowlog", M::Map(&[(M::Bulk("summary"), M::Bulk("Manages the log of slow commands.")), (M::Bulk("since"), M::Bulk("2.2.12")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("slowlog|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the SLOWLOG subcommands.")), (M::Bulk("since"), M::Bulk("6.2.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("slowlog|reset"), M::Map(&[(M::Bulk("summary"), M::Bulk("Empties the slow log.")), (M::Bulk("since"), M::Bulk("2.2.12")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("slowlog|len"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the number of entries in the slow log.")), (M::Bulk("since"), M::Bulk("2.2.12")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("slowlog|get"), M::Map(&[(M::Bulk("summary"), M::Bulk("Returns entries of the slow log.")), (M::Bulk("since"), M::Bulk("2.2.12")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))]))]))])),
-    ("function", M::Map(&[(M::Bulk("summary"), M::Bulk("Manages server-side function libraries.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("function|kill"), M::Map(&[(M::Bulk("summary"), M::Bulk("Stops a running function that has not written.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting"))])), (M::Bulk("function|dump"), M::Map(&[(M::Bulk("summary"), M::Bulk("Serializes every function library into a payload.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting"))])), (M::Bulk("function|flush"), M::Map(&[(M::Bulk("summary"), M::Bulk("Removes every function library.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("async")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ASYNC"))]), M::Map(&[(M::Bulk("name"), M::Bulk("sync")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SYNC"))])]))])]))])), (M::Bulk("function|delete"), M::Map(&[(M::Bulk("summary"), M::Bulk("Removes a function library.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("library-name")), (M::Bulk("type"), M::Bulk("string"))])]))])), (M::Bulk("function|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the FUNCTION subcommands.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting"))])), (M::Bulk("function|list"), M::Map(&[(M::Bulk("summary"), M::Bulk("Describes the loaded function libraries.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("library-name-pattern")), (M::Bulk("type"), M::Bulk("string")), (M::Bulk("token"), M::Bulk("LIBRARYNAME")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("withcode")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("WITHCODE")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("function|restore"), M::Map(&[(M::Bulk("summary"), M::Bulk("Loads function libraries from a FUNCTION DUMP payload.")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("group"), M::Bulk("scripting")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("serialized-value")), (M::Bulk("type"), M::Bulk("string"))]), M::Map(&[(M::Bulk("name"), M::Bulk("policy")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("flush")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("FLUSH"))]), M::Map(&[(M::Bulk("name"), M::Bulk("append")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("APPEND"))]), M::Map(&[(M::Bulk("name"), M::Bulk("replace")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("REPLACE"))])]))])]))]))]))])),
-    ("memory", M::Map(&[(M::Bulk("summary"), M::Bulk("Reports on the server's memory use.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("subcommands"), M::Map(&[(M::Bulk("memory|doctor"), M::Map(&[(M::Bulk("summary"), M::Bulk("Describes memory problems the server finds in itself.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("memory|usage"), M::Map(&[(M::Bulk("summary"), M::Bulk("Estimates the memory a key and its value use.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("key")), (M::Bulk("type"), M::Bulk("key")), (M::Bulk("key_spec_index"), M::Int(0))]), M::Map(&[(M::Bulk("name"), M::Bulk("count")), (M::Bulk("type"), M::Bulk("integer")), (M::Bulk("token"), M::Bulk("SAMPLES")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])), (M::Bulk("memory|help"), M::Map(&[(M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("memory|stats"), M::Map(&[(M::Bulk("summary"), M::Bulk("Reports memory use by category.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("memory|malloc-stats"), M::Map(&[(M::Bulk("summary"), M::Bulk("Shows the memory allocator's internal statistics.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server"))])), (M::Bulk("memory|purge"), M::Map(&[(M::Bulk("summary"), M::Bulk("Asks the allocator to return unused memory to the system.")), (M::Bulk("since"), M::Bulk("4.0.0")), (M::Bulk("group"), M::Bulk("server"))]))]))])),
-    ("time", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the server time.")), (M::Bulk("since"), M::Bulk("2.6.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("lastsave", M::Map(&[(M::Bulk("summary"), M::Bulk("Returns the Unix time of the last successful save.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("debug", M::Map(&[(M::Bulk("summary"), M::Bulk("Debugging and testing helpers.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")]))])),
-    ("monitor", M::Map(&[(M::Bulk("summary"), M::Bulk("Streams every command the server runs.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("bgrewriteaof", M::Map(&[(M::Bulk("summary"), M::Bulk("Rewrites the append-only file in the background.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("save", M::Map(&[(M::Bulk("summary"), M::Bulk("Writes the dataset to the RDB file, blocking.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server"))])),
-    ("bgsave", M::Map(&[(M::Bulk("summary"), M::Bulk("Writes the dataset to the RDB file in the background.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("schedule")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SCHEDULE")), (M::Bulk("since"), M::Bulk("3.2.2")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
-    ("shutdown", M::Map(&[(M::Bulk("summary"), M::Bulk("Stops the server after persisting data.")), (M::Bulk("since"), M::Bulk("1.0.0")), (M::Bulk("group"), M::Bulk("server")), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nosave_save")), (M::Bulk("type"), M::Bulk("oneof")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")])), (M::Bulk("arguments"), M::Array(&[M::Map(&[(M::Bulk("name"), M::Bulk("nosave")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NOSAVE"))]), M::Map(&[(M::Bulk("name"), M::Bulk("save")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("SAVE"))])]))]), M::Map(&[(M::Bulk("name"), M::Bulk("now")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("NOW")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("force")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("FORCE")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))]), M::Map(&[(M::Bulk("name"), M::Bulk("abort")), (M::Bulk("type"), M::Bulk("pure-token")), (M::Bulk("token"), M::Bulk("ABORT")), (M::Bulk("since"), M::Bulk("7.0.0")), (M::Bulk("flags"), M::Set(&[M::Simple("optional")]))])]))])),
+    (
+        "ping",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Checks the connection; answers PONG or echoes the message."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("message")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "echo",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Replies with the given message."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("message")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "select",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Switches the connection to another database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("index")),
+                    (M::Bulk("type"), M::Bulk("integer")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "quit",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Closes the connection after replying."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+        ]),
+    ),
+    (
+        "reset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the connection to its initial state."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+        ]),
+    ),
+    (
+        "auth",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Authenticates the connection.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("username")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("since"), M::Bulk("6.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("password")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hello",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Negotiates the protocol version and reports server details."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("arguments")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("protover")),
+                                (M::Bulk("type"), M::Bulk("integer")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("username_password")),
+                                (M::Bulk("type"), M::Bulk("block")),
+                                (M::Bulk("token"), M::Bulk("AUTH")),
+                                (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                (
+                                    M::Bulk("arguments"),
+                                    M::Array(&[
+                                        M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("username")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ]),
+                                        M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("password")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ]),
+                                    ]),
+                                ),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("clientname")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                                (M::Bulk("token"), M::Bulk("SETNAME")),
+                                (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "client",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inspects and manages client connections."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.4.0")),
+            (M::Bulk("group"), M::Bulk("connection")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Closes connections chosen by address or filters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("filter")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("ip:port")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("deprecated_since"), M::Bulk("2.8.12")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("new-format")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("client-id")),
+                                                            (M::Bulk("type"), M::Bulk("integer")),
+                                                            (M::Bulk("token"), M::Bulk("ID")),
+                                                            (M::Bulk("since"), M::Bulk("2.8.12")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (
+                                                                M::Bulk("name"),
+                                                                M::Bulk(
+                                                                    "normal_master_slave_pubsub",
+                                                                ),
+                                                            ),
+                                                            (M::Bulk("type"), M::Bulk("oneof")),
+                                                            (M::Bulk("token"), M::Bulk("TYPE")),
+                                                            (M::Bulk("since"), M::Bulk("2.8.12")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                            (
+                                                                M::Bulk("arguments"),
+                                                                M::Array(&[
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("normal"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("NORMAL"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("master"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("MASTER"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("since"),
+                                                                            M::Bulk("3.2.0"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("slave"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("SLAVE"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("replica"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("REPLICA"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("since"),
+                                                                            M::Bulk("5.0.0"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("pubsub"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("pure-token"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("token"),
+                                                                            M::Bulk("PUBSUB"),
+                                                                        ),
+                                                                    ]),
+                                                                ]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("username")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("USER")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ip:port")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("ADDR")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ip:port")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("LADDR")),
+                                                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("yes/no")),
+                                                            (M::Bulk("type"), M::Bulk("string")),
+                                                            (M::Bulk("token"), M::Bulk("SKIPME")),
+                                                            (
+                                                                M::Bulk("flags"),
+                                                                M::Set(&[M::Simple("optional")]),
+                                                            ),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getname"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns this connection's name."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|no-evict"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets whether this connection may be evicted."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|reply"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "readonly",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Allows reads from a replica in cluster mode."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+        ]),
+    ),
+    (
+        "readwrite",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Ends READONLY mode for the connection."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+        ]),
+    ),
+    (
+        "asking",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Lets the next command reach a slot this node is importing."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+        ]),
+    ),
+    (
+        "cluster",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inspects and changes the cluster configuration of this node."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("cluster")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("cluster|shards"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes every shard with its slots and nodes."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|keyslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Computes the hash slot of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|bumpepoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Raises this node's config epoch unless it is already the ",
+                                    "highest."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|info"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports the cluster state and bus counters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|slaves"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("5.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|count-failure-reports"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Counts the masters that currently report a node as failing.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slots from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|countkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the keys this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the other nodes and every slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("hard_soft")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("hard")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("HARD")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("soft")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SOFT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|nodes"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the node table in the nodes.conf format."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slots."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slot ranges."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|set-config-epoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets the config epoch of a node that knows no other."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("config-epoch")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|setslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Changes the migration state or owner of a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("subcommand")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("IMPORTING")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("MIGRATING")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("NODE")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("stable")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("STABLE")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|myid"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slot ranges from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicas"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicate"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node a replica of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|flushslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every slot from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|links"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|meet"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Connects this node to another one so they form one cluster.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("ip")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("since"), M::Bulk("4.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|slots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Maps slot ranges to the nodes serving them."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "get",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the string stored at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "set",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Stores a string at a key, with optional expiry and ",
+                    "conditions."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("2.6.12")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("get")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("expiration")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("seconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("EX")),
+                                    (M::Bulk("since"), M::Bulk("2.6.12")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("PX")),
+                                    (M::Bulk("since"), M::Bulk("2.6.12")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("EXAT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("PXAT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("keepttl")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KEEPTTL")),
+                                    (M::Bulk("since"), M::Bulk("6.0.0")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string only when the key does not exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string with an expiry in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "psetex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string with an expiry in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a string and returns the previous one."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`SET` with the `!GET` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getdel",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a string and deletes its key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "getex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a string and changes its expiry."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("expiration")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("seconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("EX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("PX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("EXAT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                                    (M::Bulk("type"), M::Bulk("unix-time")),
+                                    (M::Bulk("token"), M::Bulk("PXAT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("persist")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("PERSIST")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "mget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the strings of several keys."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "mset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores several strings at once."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.1")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key_value")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("key")),
+                                (M::Bulk("type"), M::Bulk("key")),
+                                (M::Bulk("key_spec_index"), M::Int(0)),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("value")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "msetnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores several strings only when none of the keys exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.1")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key_value")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("key")),
+                                (M::Bulk("type"), M::Bulk("key")),
+                                (M::Bulk("key_spec_index"), M::Int(0)),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("value")),
+                                (M::Bulk("type"), M::Bulk("string")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "append",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Appends to the string at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "strlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the length of a string."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "incr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds one to the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "decr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Subtracts one from the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "incrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds an integer to the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "decrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Subtracts an integer from the integer at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("decrement")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "incrbyfloat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds a floating point number to the number at a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getrange",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns part of a string.")),
+            (M::Bulk("since"), M::Bulk("2.4.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "substr",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns part of a string (old name of GETRANGE)."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("2.0.0")),
+            (M::Bulk("replaced_by"), M::Bulk("`GETRANGE`")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "setrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Overwrites part of a string at an offset."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lcs",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds the longest common subsequence of two strings, or ",
+                    "where they match."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("string")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key1")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key2")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("LEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("idx")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("IDX")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("MINMATCHLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withmatchlen")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHMATCHLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "del",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Deletes keys.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "unlink",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes keys, freeing memory in the background."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "exists",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts how many of the given keys exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "type",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the type of a key's value."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "expire",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's time to live in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pexpire",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's time to live in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "expireat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's expiry as a Unix time in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unix-time-seconds")),
+                        (M::Bulk("type"), M::Bulk("unix-time")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pexpireat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a key's expiry as a Unix time in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                        (M::Bulk("type"), M::Bulk("unix-time")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "ttl",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's remaining time to live in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pttl",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's remaining time to live in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "expiretime",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's expiry as a Unix time in seconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pexpiretime",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's expiry as a Unix time in milliseconds."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "persist",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Removes a key's expiry.")),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "rename",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Renames a key, replacing any destination."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("newkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "renamenx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Renames a key only when the new name is free."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("newkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "copy",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Copies a key's value to another key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination-db")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("DB")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("replace")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "move",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves a key to another database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("db")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "swapdb",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Exchanges the contents of two databases."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index1")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index2")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sort",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Sorts a list, set or sorted set, by itself or other keys, ",
+                    "and may store the result."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("BY")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[
+                                M::Simple("optional"),
+                                M::Simple("multiple"),
+                                M::Simple("multiple_token"),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sorting")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ALPHA")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(2)),
+                        (M::Bulk("token"), M::Bulk("STORE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sort_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sorts a list, set or sorted set without storing the result."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("BY")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[
+                                M::Simple("optional"),
+                                M::Simple("multiple"),
+                                M::Simple("multiple_token"),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sorting")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ALPHA")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "keys",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Lists the keys matching a pattern."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("pattern")),
+                    (M::Bulk("type"), M::Bulk("pattern")),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "scan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the keys of the database."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("type")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("token"), M::Bulk("TYPE")),
+                        (M::Bulk("since"), M::Bulk("6.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "randomkey",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns a random key.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+        ]),
+    ),
+    (
+        "dbsize",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of keys in the database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "flushdb",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes every key of the current database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("async")),
+                    (M::Bulk("type"), M::Bulk("oneof")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("async")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                (M::Bulk("since"), M::Bulk("4.0.0")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("sync")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "flushall",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes every key of every database."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("async")),
+                    (M::Bulk("type"), M::Bulk("oneof")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("async")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                (M::Bulk("since"), M::Bulk("4.0.0")),
+                            ]),
+                            M::Map(&[
+                                (M::Bulk("name"), M::Bulk("sync")),
+                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                            ]),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "touch",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts existing keys and marks them as accessed."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.1")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "object",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inspects the internals of stored values."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.3")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("object|idletime"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the seconds since a key was last accessed."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|freq"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the access frequency counter of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|encoding"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the internal encoding of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|refcount"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the reference count of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "dump",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a key's value in Redis's serialized form."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "restore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Creates a key from a value in Redis's serialized form."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("ttl")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("serialized-value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("replace")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                        (M::Bulk("since"), M::Bulk("3.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("absttl")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ABSTTL")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("IDLETIME")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("frequency")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("FREQ")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hset",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Sets fields of a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field_value")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("field")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("value")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hmset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets fields of a hash (older form of HSET)."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("4.0.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`HSET` with multiple field-value pairs"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field_value")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("field")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("value")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hsetnx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sets a hash field only when it does not exist."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the value of a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hmget",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the values of several hash fields."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hdel",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Deletes fields from a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hexists",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells whether a hash field exists."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of fields in a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hkeys",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the field names of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hvals",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the values of a hash.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hgetall",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns every field and value of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "hincrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds an integer to a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hincrbyfloat",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds a floating point number to a hash field."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hstrlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the length of a hash field's value."),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the fields of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "hrandfield",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random fields of a hash."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("hash")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("options")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("withvalues")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("WITHVALUES")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the head of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the tail of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpushx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the head of an existing list."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpushx",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements at the tail of an existing list."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns elements from the head of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns elements from the tail of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "llen",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the length of a list.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "lindex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the element at an index of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lset",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Replaces the element at an index of a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a range of a list's elements."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "ltrim",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Keeps only a range of a list's elements."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "linsert",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Inserts an element before or after another one."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("before")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BEFORE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("after")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("AFTER")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pivot")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lrem",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes occurrences of an element from a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lpos",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the positions of matching elements in a list."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.6")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("rank")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("RANK")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("num-matches")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("len")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("MAXLEN")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lmove",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves an element from one list to another."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("wherefrom")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("whereto")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "rpoplpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves the last element of a list to the head of another."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`LMOVE` with the `RIGHT` and `LEFT` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "lmpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Pops elements from the first non-empty list among several."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "blpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops from the head of the first non-empty list, waiting if ",
+                    "all are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "brpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops from the tail of the first non-empty list, waiting if ",
+                    "all are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "blmove",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Moves an element between lists, waiting for the source to ",
+                    "have one."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("wherefrom")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("whereto")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "brpoplpush",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Moves a list's last element to another list's head, waiting ",
+                    "for one."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`BLMOVE` with the `RIGHT` and `LEFT` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "blmpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops elements from the first non-empty list, waiting if all ",
+                    "are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("list")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("left")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LEFT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("right")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("RIGHT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sadd",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Adds members to a set.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "srem",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Removes members from a set.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smembers",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns every member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sismember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells whether a value is a member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smismember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Tells, for each value, whether it is a member of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "scard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "spop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns random members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("3.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "srandmember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random members of a set without removing them."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("since"), M::Bulk("2.6.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sinter",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the intersection of sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sunion",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the union of sets.")),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sdiff",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the members of the first set missing from the ",
+                    "others."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sinterstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the intersection of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sunionstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the union of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sdiffstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the difference of sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sintercard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts the members of the intersection of sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("limit")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "smove",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Moves a member from one set to another."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "sscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the members of a set."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "subscribe",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Listens for messages published to channels."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("channel")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "unsubscribe",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Stops listening to channels.")),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("channel")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "psubscribe",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Listens for messages published to channels matching ",
+                    "patterns."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("pattern")),
+                    (M::Bulk("type"), M::Bulk("block")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    (
+                        M::Bulk("arguments"),
+                        M::Array(&[M::Map(&[
+                            (M::Bulk("name"), M::Bulk("pattern")),
+                            (M::Bulk("type"), M::Bulk("pattern")),
+                        ])]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "punsubscribe",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stops listening to channel patterns."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("pattern")),
+                    (M::Bulk("type"), M::Bulk("pattern")),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "publish",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Sends a message to a channel's subscribers."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("channel")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("message")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "spublish",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Posts a message to a shard channel."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("shardchannel")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("message")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "ssubscribe",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Listens for messages on shard channels."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("shardchannel")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "sunsubscribe",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stops listening on shard channels."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("shardchannel")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pubsub",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Inspects the Pub/Sub state.")),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("pubsub")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("pubsub|numpat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the patterns subscribed to."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|numsub"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the subscribers of channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("channel")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|channels"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|shardchannels"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the active shard channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|shardnumsub"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the subscribers of shard channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("shardchannel")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zadd",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Adds members with scores to a sorted set, or updates their ",
+                    "scores."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("comparison")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("gt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("GT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("lt")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("LT")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("change")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("CH")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("INCR")),
+                        (M::Bulk("since"), M::Bulk("3.0.2")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("score_member")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("score")),
+                                    (M::Bulk("type"), M::Bulk("double")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("member")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zincrby",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds to a member's score in a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("increment")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrem",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members from a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zscore",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns a member's score.")),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zmscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the scores of several members."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zcard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of members of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "zcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zlexcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a member's rank, lowest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns a member's rank, highest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns members in a range of ranks, scores or ",
+                    "lexicographical order."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sortby")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("byscore")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYSCORE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("bylex")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYLEX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("rev")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REV")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a range of ranks, highest score first."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.5")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `BYSCORE` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("since"), M::Bulk("2.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members with scores in a range, highest first."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` and `BYSCORE` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `BYLEX` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrevrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns members in a lexicographical range, in reverse."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`ZRANGE` with the `REV` and `BYLEX` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zpopmin",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns the members with the lowest scores."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zpopmax",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes and returns the members with the highest scores."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebyrank",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members in a range of ranks."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("stop")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebyscore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members with scores in a range."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zremrangebylex",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Removes members in a lexicographical range."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrandmember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns random members of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("options")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("withscores")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zscan",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Iterates over the members and scores of a sorted set."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("cursor")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("pattern")),
+                        (M::Bulk("type"), M::Bulk("pattern")),
+                        (M::Bulk("token"), M::Bulk("MATCH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zunion",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the union of sorted sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("weight")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("WEIGHTS")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("aggregate")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("token"), M::Bulk("AGGREGATE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("sum")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SUM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zinter",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the intersection of sorted sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("weight")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("WEIGHTS")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("aggregate")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("token"), M::Bulk("AGGREGATE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("sum")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SUM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zdiff",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the members of the first sorted set missing from ",
+                    "the others."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withscores")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHSCORES")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zunionstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the union of sorted sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("weight")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("WEIGHTS")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("aggregate")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("token"), M::Bulk("AGGREGATE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("sum")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SUM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zinterstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the intersection of sorted sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("weight")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("WEIGHTS")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("aggregate")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("token"), M::Bulk("AGGREGATE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("sum")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SUM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zdiffstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores the difference of sorted sets in a key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zintercard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Counts the members of the intersection of sorted sets."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("limit")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zrangestore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores a range of a sorted set in another key."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("dst")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("src")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sortby")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("byscore")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYSCORE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("bylex")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("BYLEX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("rev")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REV")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset_count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("LIMIT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "zmpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops the lowest or highest scored members from the first ",
+                    "non-empty sorted set."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bzpopmin",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops the lowest scored member of the first non-empty sorted ",
+                    "set, waiting if all are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bzpopmax",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops the highest scored member of the first non-empty ",
+                    "sorted set, waiting if all are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bzmpop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Pops members from the first non-empty sorted set, waiting ",
+                    "if all are empty."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("sorted-set")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("where")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MIN")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("max")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MAX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "multi",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Starts a transaction.")),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "exec",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs the queued commands of a transaction."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "discard",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Drops the queued commands of a transaction."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "watch",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Makes the next EXEC conditional on keys staying unchanged."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "unwatch",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Forgets every watched key.")),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("transactions")),
+        ]),
+    ),
+    (
+        "info",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns server information and statistics."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("section")),
+                    (M::Bulk("type"), M::Bulk("string")),
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                    ),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "config",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Reads and changes the configuration."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|rewrite"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the running configuration to the config file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|get"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns configuration parameters matching patterns."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("parameter")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[M::Map(&[
+                                            (M::Bulk("name"), M::Bulk("parameter")),
+                                            (M::Bulk("type"), M::Bulk("string")),
+                                        ])]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|set"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Changes configuration parameters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("parameter_value")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("parameter")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("value")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "command",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Describes the commands the server knows."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.13")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("command|getkeys"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Extracts the key arguments of a full command."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists command names.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("filterby")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("token"), M::Bulk("FILTERBY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("module-name")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("token"), M::Bulk("MODULE")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("category")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                                (M::Bulk("token"), M::Bulk("ACLCAT")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("pattern")),
+                                                (M::Bulk("type"), M::Bulk("pattern")),
+                                                (M::Bulk("token"), M::Bulk("PATTERN")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|docs"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|count"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|getkeysandflags"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Lists the key arguments of a full command with their access ",
+                                    "flags."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "slowlog",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Manages the log of slow commands."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.12")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("slowlog|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|len"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of entries in the slow log."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|get"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns entries of the slow log."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "function",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Manages server-side function libraries."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("function|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Stops a running function that has not written."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|dump"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|flush"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every function library."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("async")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("async")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|delete"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("library-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the FUNCTION subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|list"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes the loaded function libraries."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("withcode")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|restore"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Loads function libraries from a FUNCTION DUMP payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("serialized-value")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("policy")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("flush")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("FLUSH")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("append")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("APPEND")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replace")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLACE")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "memory",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Reports on the server's memory use."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("memory|doctor"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes memory problems the server finds in itself."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|usage"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Estimates the memory a key and its value use."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("SAMPLES")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports memory use by category."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|malloc-stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Shows the memory allocator's internal statistics."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|purge"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Asks the allocator to return unused memory to the system.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "time",
+        M::Map(&[
+            (M::Bulk("summary"), M::Bulk("Returns the server time.")),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "lastsave",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the Unix time of the last successful save."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "debug",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Debugging and testing helpers."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")])),
+        ]),
+    ),
+    (
+        "monitor",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Streams every command the server runs."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "bgrewriteaof",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Rewrites the append-only file in the background."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "save",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Writes the dataset to the RDB file, blocking."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "bgsave",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Writes the dataset to the RDB file in the background."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("schedule")),
+                    (M::Bulk("type"), M::Bulk("pure-token")),
+                    (M::Bulk("token"), M::Bulk("SCHEDULE")),
+                    (M::Bulk("since"), M::Bulk("3.2.2")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "shutdown",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stops the server after persisting data."),
+            ),
+            (M::Bulk("since"), M::Bulk("1.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("nosave_save")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nosave")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NOSAVE")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("save")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("SAVE")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("now")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("NOW")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("force")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("FORCE")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("abort")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ABORT")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
 ];

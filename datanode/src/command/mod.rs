@@ -20,6 +20,7 @@ mod meta_table;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod table;
 pub mod txn;

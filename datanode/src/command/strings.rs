@@ -600,3 +600,170 @@ pub fn clone_value(v: &Value) -> Value {
         })),
     }
 }
+
+/// A string value's bytes for LCS: missing keys are empty; Err for
+/// another type.
+fn lcs_input(s: &mut crate::keyspace::SlotRef, key: &[u8]) -> Result<Vec<u8>, ()> {
+    let mut b = itoa::Buffer::new();
+    match s.get(key) {
+        None => Ok(Vec::new()),
+        Some(v) => v.str_bytes(&mut b).map(|x| x.to_vec()).ok_or(()),
+    }
+}
+
+/// One run of matching bytes: `a` and `b` are inclusive ranges.
+struct LcsMatch {
+    a: (u32, u32),
+    b: (u32, u32),
+    len: u32,
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: the longest
+/// common subsequence of two strings, by the classic dynamic-programming
+/// table, as Redis computes it (so ties resolve to the same answer).
+pub fn lcs(ctx: &mut Ctx, a: &Args) {
+    let (k1, k2) = (a.get(1), a.get(2));
+    let mut m = ctx.locks.keys([k1, k2].into_iter());
+    let x = lcs_input(m.key(k1), k1);
+    let y = lcs_input(m.key(k2), k2);
+    drop(m);
+    let (Ok(x), Ok(y)) = (x, y) else {
+        return ctx
+            .r
+            .error("ERR The specified keys must contain string values");
+    };
+    let (mut get_len, mut get_idx, mut with_len) = (false, false, false);
+    let mut min_len: i64 = 0;
+    let mut j = 3;
+    while j < a.len() {
+        let o = a.get(j);
+        if eq_ic(o, "IDX") {
+            get_idx = true;
+        } else if eq_ic(o, "LEN") {
+            get_len = true;
+        } else if eq_ic(o, "WITHMATCHLEN") {
+            with_len = true;
+        } else if eq_ic(o, "MINMATCHLEN") && j + 1 < a.len() {
+            let Some(n) = int_arg(ctx, a.get(j + 1)) else {
+                return;
+            };
+            min_len = n.max(0);
+            j += 1;
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+        j += 1;
+    }
+    if get_idx && get_len {
+        return ctx
+            .r
+            .error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    if x.len() as u64 >= u32::MAX as u64 - 1 || y.len() as u64 >= u32::MAX as u64 - 1 {
+        return ctx.r.error("ERR String too long for LCS");
+    }
+    let (alen, blen) = (x.len(), y.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    let bytes = cells.checked_mul(4);
+    if bytes.is_some_and(|b| b > max_string(ctx) as u64) {
+        return ctx
+            .r
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+    }
+    let mut t: Vec<u32> = Vec::new();
+    let fits = usize::try_from(cells)
+        .ok()
+        .filter(|_| bytes.is_some())
+        .is_some_and(|n| t.try_reserve_exact(n).is_ok());
+    if !fits {
+        return ctx
+            .r
+            .error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    }
+    let w = blen + 1;
+    t.resize(w * (alen + 1), 0);
+    for i in 1..=alen {
+        for k in 1..=blen {
+            t[i * w + k] = if x[i - 1] == y[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let total = t[alen * w + blen];
+    if get_len {
+        return ctx.r.int(total as i64);
+    }
+    // Walk back from the end, collecting the string and the runs.
+    let mut out = vec![0u8; total as usize];
+    let mut idx = total as usize;
+    let mut runs: Vec<LcsMatch> = Vec::new();
+    let unset = alen as u32;
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (unset, 0u32, 0u32, 0u32);
+    let (mut i, mut k) = (alen, blen);
+    while i > 0 && k > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[k - 1] {
+            out[idx - 1] = x[i - 1];
+            if a_start == unset {
+                a_start = (i - 1) as u32;
+                a_end = a_start;
+                b_start = (k - 1) as u32;
+                b_end = b_start;
+            } else if a_start as usize == i && b_start as usize == k {
+                // Contiguous with the run so far: extend it backwards.
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            if a_start != unset {
+                emit = true;
+            }
+        }
+        if emit {
+            let len = a_end.wrapping_sub(a_start).wrapping_add(1);
+            if min_len == 0 || len as i64 >= min_len {
+                runs.push(LcsMatch {
+                    a: (a_start, a_end),
+                    b: (b_start, b_end),
+                    len,
+                });
+            }
+            a_start = unset;
+        }
+    }
+    if !get_idx {
+        return ctx.r.bulk(&out);
+    }
+    ctx.r.map(2);
+    ctx.r.bulk(b"matches");
+    ctx.r.array(runs.len());
+    for run in &runs {
+        ctx.r.array(2 + with_len as usize);
+        ctx.r.array(2);
+        ctx.r.int(run.a.0 as i64);
+        ctx.r.int(run.a.1 as i64);
+        ctx.r.array(2);
+        ctx.r.int(run.b.0 as i64);
+        ctx.r.int(run.b.1 as i64);
+        if with_len {
+            ctx.r.int(run.len as i64);
+        }
+    }
+    ctx.r.bulk(b"len");
+    ctx.r.int(total as i64);
+}

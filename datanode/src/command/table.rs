@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use super::{
     cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
-    lists as l, memory as mem, pubsub as ps, server as s, sets as se, strings as st, txn,
-    zsets as z,
+    lists as l, memory as mem, pubsub as ps, server as s, sets as se, sort as so, strings as st,
+    txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -356,6 +356,7 @@ pub static COMMANDS: &[Cmd] = &[
     c("getrange", 4, R, KEY1, st::getrange),
     c("substr", 4, R, KEY1, st::getrange),
     c("setrange", 4, W | DENYOOM, KEY1, st::setrange),
+    c("lcs", -3, R, (1, 2, 1), st::lcs),
     // keys
     c("del", -2, W, ALLKEYS, k::del),
     c("unlink", -2, W | FAST, ALLKEYS, k::del),
@@ -373,6 +374,10 @@ pub static COMMANDS: &[Cmd] = &[
     c("rename", 3, W, (1, 2, 1), k::rename),
     c("renamenx", 3, W | FAST, (1, 2, 1), k::renamenx),
     c("copy", -3, W | DENYOOM, (1, 2, 1), k::copy),
+    c("move", 3, W | FAST, KEY1, k::move_),
+    c("swapdb", 3, W | FAST, NOKEY, k::swapdb),
+    c("sort", -2, W | DENYOOM, KEY1, so::sort).with_keys(so::sort_keys),
+    c("sort_ro", -2, R, KEY1, so::sort_ro),
     c("keys", 2, R | ALL_SLOTS, NOKEY, k::keys),
     c("scan", -2, R | ALL_SLOTS, NOKEY, k::scan),
     c("randomkey", 1, R | ALL_SLOTS, NOKEY, k::randomkey),

@@ -76,6 +76,13 @@ pub fn unwatch_all(ctx: &mut Ctx) {
     }
 }
 
+/// A database index argument, when it is one of ours.
+fn db_arg_in(count: usize, a: &[u8]) -> Option<usize> {
+    crate::resp::parse_i64(a)
+        .filter(|&n| n >= 0 && (n as usize) < count)
+        .map(|n| n as usize)
+}
+
 pub fn exec(ctx: &mut Ctx, _a: &Args) {
     let Some(m) = ctx.client.multi.take() else {
         return ctx.r.error("ERR EXEC without MULTI");
@@ -90,6 +97,8 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
     let mut slots: Vec<(usize, u16)> = Vec::new();
     let mut all_dbs: Vec<usize> = Vec::new();
     let mut db = ctx.locks.db.index;
+    let count = ctx.srv.ks.count();
+    let db_arg = |a: &[u8]| db_arg_in(count, a);
     for q in &m.queue {
         let args = q.args();
         let Some(cmd) = table::lookup(args.get(0)) else {
@@ -127,7 +136,25 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
                 }
                 i += 1;
             }
+        } else if cmd.name == "move" {
+            // The key's slot in both databases.
+            let k = key_slot(args.get(1));
+            slots.push((db, k));
+            if let Some(n) = db_arg(args.get(2)) {
+                slots.push((n, k));
+            }
+        } else if cmd.name == "swapdb" {
+            // Both databases whole.
+            if let (Some(x), Some(y)) = (db_arg(args.get(1)), db_arg(args.get(2))) {
+                if x != y {
+                    all_dbs.extend([x, y]);
+                }
+            }
         } else {
+            if matches!(cmd.name, "sort" | "sort_ro") && super::sort::reaches_other_keys(&args) {
+                // BY/GET patterns may read any key of the database.
+                all_dbs.push(db);
+            }
             for i in cmd.key_indexes(&args) {
                 slots.push((db, key_slot(args.get(i))));
             }
@@ -151,7 +178,8 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
         // aborting; any other change, or expiring since, aborts.
         if now.version != w.version.version
             || (!w.expired_at_watch
-                && (now.gone != w.version.gone || g.is_logically_expired(&w.key)))
+                && (now.gone != w.version.gone
+                    || (g.is_logically_expired(&w.key) && !g.watch_stale_ok(&w.key))))
         {
             aborted = true;
             break;

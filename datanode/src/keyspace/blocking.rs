@@ -56,6 +56,19 @@ impl Blocking {
         }
     }
 
+    /// Keys of database `db` that clients are blocked on.
+    pub fn keys_of(&self, db: usize) -> Vec<SBytes> {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
+        self.queues
+            .lock()
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
     /// A key gained elements: wake the first client blocked on it.
     pub fn signal(&self, db: usize, key: &[u8]) {
         if self.waiting.load(Ordering::SeqCst) == 0 {

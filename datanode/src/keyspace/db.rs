@@ -355,6 +355,71 @@ impl<'a> SlotRef<'a> {
         }
     }
 
+    /// Whether `key` is present, expired or not.
+    fn present(&self, key: &[u8]) -> bool {
+        self.t.find(key).is_some()
+    }
+
+    /// Whether `key` is present and its TTL has not passed.
+    fn live(&self, key: &[u8]) -> bool {
+        self.present(key) && !matches!(self.t.expire_of(key), Some(at) if at <= self.now)
+    }
+
+    /// Invalidates the WATCHes on this slot that SWAPDB changes, as Redis
+    /// judges it: a watched key changes when either side holds it, except
+    /// when it stays logically absent (missing or expired on both sides).
+    fn touch_watched_for_swap(&mut self, other: &SlotRef) {
+        let Some(mut w) = self.t.watched.take() else {
+            return;
+        };
+        for (k, st) in w.iter_mut() {
+            let here = self.present(k);
+            let here_live = self.live(k);
+            let there = other.present(k);
+            let there_live = other.live(k);
+            if !here && !there {
+                continue;
+            }
+            if there_live || here_live {
+                st.version += 1;
+                st.stale_swapped_in = false;
+            } else if !here {
+                st.stale_swapped_in = true;
+            }
+        }
+        self.t.watched = Some(w);
+    }
+
+    /// Exchanges the keys of this slot with those of `other` (the same slot
+    /// of another database) for SWAPDB. WATCH registrations stay with their
+    /// database, as clients stay with theirs.
+    pub fn swap_contents(&mut self, other: &mut SlotRef) {
+        self.touch_watched_for_swap(other);
+        other.touch_watched_for_swap(self);
+        std::mem::swap(&mut self.t.map, &mut other.t.map);
+        std::mem::swap(&mut self.t.expires, &mut other.t.expires);
+        self.sync_meta();
+        other.sync_meta();
+    }
+
+    /// Whether `key` is present (expired or not) holding a list or sorted
+    /// set: after SWAPDB, a client blocked on it must retry (it expires the
+    /// key itself if stale, as Redis's wake-up does).
+    pub fn holds_blocking_kind(&self, key: &[u8]) -> bool {
+        self.t
+            .find(key)
+            .is_some_and(|e| matches!(e.val, Value::List(_) | Value::ZSet(_)))
+    }
+
+    /// Whether a watcher of `key` should accept a stale key SWAPDB moved in.
+    pub fn watch_stale_ok(&self, key: &[u8]) -> bool {
+        self.t
+            .watched
+            .as_ref()
+            .and_then(|w| w.get(key))
+            .is_some_and(|s| s.stale_swapped_in)
+    }
+
     /// A list at `key` gained elements: wake a client blocked on it.
     pub fn signal_ready(&self, key: &[u8]) {
         self.db.blocking.signal(self.db.index, key);

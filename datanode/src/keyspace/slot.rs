@@ -22,6 +22,10 @@ pub struct WatchState {
     /// Bumped when the key is removed because it had expired: a client
     /// that watched it already expired sees no change in that (as Redis).
     pub gone: u64,
+    /// SWAPDB replaced a missing key with an already expired one: to the
+    /// watchers nothing changed, so the stale key must not abort their EXEC
+    /// (Redis marks them as having watched an expired key).
+    pub stale_swapped_in: bool,
 }
 
 /// What WATCH remembers of a key, compared again at EXEC.
@@ -157,6 +161,7 @@ impl SlotTable {
         if let Some(w) = &mut self.watched {
             if let Some(s) = w.get_mut(key) {
                 s.version += 1;
+                s.stale_swapped_in = false;
             }
         }
     }
