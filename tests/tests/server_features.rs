@@ -504,3 +504,49 @@ fn watch_ignores_removal_of_stale_keys_and_no_op_smove() {
         );
     }
 }
+
+/// CONFIG SET port to a port in use fails with Redis's error and rolls
+/// back every setting of the call; a free port moves the listener.
+#[test]
+fn config_set_port_in_use_rolls_back_and_a_free_port_moves_the_listener() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    let busy_port = slotkv_tests::free_port();
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", busy_port)).expect("occupy a port");
+    let reply = c.text(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        "10000001",
+        "port",
+        &busy_port.to_string(),
+        "client-query-buffer-limit",
+        "10m",
+    ]);
+    assert!(
+        reply.starts_with(
+            "-ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port"
+        ),
+        "{reply}"
+    );
+    assert_eq!(
+        c.text(&["CONFIG", "GET", "maxmemory"]),
+        "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n"
+    );
+    let port = n.port.to_string();
+    assert_eq!(
+        c.text(&["CONFIG", "GET", "port"]),
+        format!("*2\r\n$4\r\nport\r\n${}\r\n{port}\r\n", port.len())
+    );
+    assert!(Conn::connect(n.port).is_ok(), "old port still served");
+    let new_port = slotkv_tests::free_port();
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "port", &new_port.to_string()]),
+        "+OK\r\n"
+    );
+    let mut moved = Conn::connect(new_port).expect("new port served");
+    assert_eq!(moved.text(&["PING"]), "+PONG\r\n");
+    wait_until("old listener to close", || Conn::connect(n.port).is_err());
+    // Existing connections stay open.
+    assert_eq!(c.text(&["PING"]), "+PONG\r\n");
+}

@@ -11,9 +11,7 @@ const RDB_VERSION: u16 = 10;
 
 pub fn flush(ctx: &mut Ctx, a: &Args) {
     if a.len() > 3 {
-        return ctx.r.error(
-            "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP.",
-        );
+        return syntax(ctx, a);
     }
     if a.len() == 3 && !(eq_ic(a.get(2), "ASYNC") || eq_ic(a.get(2), "SYNC")) {
         return ctx
@@ -21,6 +19,14 @@ pub fn flush(ctx: &mut Ctx, a: &Args) {
             .error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
     }
     ctx.r.ok();
+}
+
+/// Redis's reply to extra arguments, naming the subcommand as typed.
+fn syntax(ctx: &mut Ctx, a: &Args) {
+    ctx.r.error(&format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+        String::from_utf8_lossy(a.get(1))
+    ));
 }
 
 pub fn list(ctx: &mut Ctx, a: &Args) {
@@ -58,9 +64,7 @@ pub fn dump(ctx: &mut Ctx, _a: &Args) {
 
 pub fn restore(ctx: &mut Ctx, a: &Args) {
     if a.len() > 4 {
-        return ctx.r.error(
-            "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP.",
-        );
+        return syntax(ctx, a);
     }
     if a.len() == 4 {
         let p = a.get(3);

@@ -87,6 +87,22 @@ pub fn has_flag(info: &'static M, flag: &str) -> bool {
     }
 }
 
+/// Flags of specs marked `variable_flags`, which depend on the arguments:
+/// SET overwrites its key unless GET asks for the old value too.
+fn variable_flags(info: &'static M, args: &Args) -> Vec<&'static str> {
+    let name = match info {
+        M::Array(f) => text(f.first()).unwrap_or(""),
+        _ => "",
+    };
+    match name {
+        "set" if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")) => {
+            vec!["RW", "access", "update"]
+        }
+        "set" => vec!["OW", "update"],
+        _ => Vec::new(),
+    }
+}
+
 /// Finds the keys of `args` (argument 0 is the command name) by the
 /// command's key specs. `fallback` gives positions for specs Redis marks
 /// `unknown` (it then asks the command itself, as we do).
@@ -97,8 +113,13 @@ pub fn keys(
 ) -> Result<Vec<KeyRef>, Invalid> {
     let argc = args.len() as i64;
     let mut out: Vec<KeyRef> = Vec::new();
+    // Specs Redis marks `unknown`: their keys come from the command itself.
+    let mut unknown: Vec<&'static M> = Vec::new();
     for spec in specs(info) {
-        let flags = strings(map_get(spec, "flags"));
+        let mut flags = strings(map_get(spec, "flags"));
+        if flags.contains(&"variable_flags") {
+            flags = variable_flags(info, args);
+        }
         let bs = map_get(spec, "begin_search");
         let fk = map_get(spec, "find_keys");
         let start = match text(bs.and_then(|b| map_get(b, "type"))) {
@@ -132,14 +153,7 @@ pub fn keys(
                 }
             }
             _ => {
-                for i in fallback() {
-                    if !out.iter().any(|k| k.index == i) {
-                        out.push(KeyRef {
-                            index: i,
-                            flags: flags.clone(),
-                        });
-                    }
-                }
+                unknown.push(spec);
                 continue;
             }
         };
@@ -179,14 +193,7 @@ pub fn keys(
                 (first, first + (n - 1) * step, step)
             }
             _ => {
-                for i in fallback() {
-                    if !out.iter().any(|k| k.index == i) {
-                        out.push(KeyRef {
-                            index: i,
-                            flags: flags.clone(),
-                        });
-                    }
-                }
+                unknown.push(spec);
                 continue;
             }
         };
@@ -204,6 +211,32 @@ pub fn keys(
             });
             i += step;
         }
+    }
+    if !unknown.is_empty() {
+        for i in fallback() {
+            if out.iter().any(|k| k.index == i) {
+                continue;
+            }
+            // A key after a keyword (SORT … STORE k) takes the flags of the
+            // unknown spec whose notes name that keyword.
+            let prev = String::from_utf8_lossy(args.get(i.saturating_sub(1))).to_ascii_uppercase();
+            let spec = unknown
+                .iter()
+                .find(|s| {
+                    text(map_get(s, "notes")).is_some_and(|n| {
+                        n.split(|c: char| !c.is_ascii_alphanumeric())
+                            .any(|w| w == prev)
+                    })
+                })
+                .or(unknown.first());
+            out.push(KeyRef {
+                index: i,
+                flags: spec
+                    .map(|s| strings(map_get(s, "flags")))
+                    .unwrap_or_default(),
+            });
+        }
+        out.sort_by_key(|k| k.index);
     }
     Ok(out)
 }

@@ -329,6 +329,17 @@ pub fn config_get(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// An OS error as C's strerror words it (Redis's messages quote that).
+fn os_error_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        // SAFETY: strerror returns a pointer to a NUL-terminated string.
+        Some(code) => unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) }
+            .to_string_lossy()
+            .into_owned(),
+        None => e.to_string(),
+    }
+}
+
 pub fn config_set(ctx: &mut Ctx, a: &Args) {
     if !a.len().is_multiple_of(2) {
         return ctx
@@ -339,9 +350,28 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
         .step_by(2)
         .map(|i| (a.get(i), a.get(i + 1)))
         .collect();
+    let before = ctx.srv.config.read().clone();
     let res = ctx.srv.config.write().set(&pairs);
     match res {
         Ok(changed) => {
+            let port_changed = changed.iter().any(|c| c == "port")
+                && ctx.srv.config.read().port() as u64
+                    != ctx.srv.actual_port.load(Ordering::Relaxed);
+            if port_changed {
+                if let Err(e) = crate::server::rebind(ctx.srv) {
+                    // Applying failed: every setting of this call goes back.
+                    *ctx.srv.config.write() = before;
+                    let name = pairs
+                        .iter()
+                        .map(|(k, _)| String::from_utf8_lossy(k))
+                        .find(|k| k.eq_ignore_ascii_case("port"))
+                        .unwrap_or_default();
+                    return ctx.r.error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - Unable to listen on this port: {}",
+                        os_error_text(&e)
+                    ));
+                }
+            }
             crate::server::apply_config_change(ctx.srv, &changed);
             ctx.r.ok()
         }

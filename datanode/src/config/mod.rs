@@ -64,7 +64,7 @@ fn split(text: &str) -> Option<Vec<String>> {
 impl Config {
     pub fn defaults() -> Config {
         let mut values = BTreeMap::new();
-        for (n, v) in defaults() {
+        for (n, v) in defaults().chain(table::HIDDEN.iter().copied()) {
             values.insert(canonical(n), v.to_string());
         }
         Config { values, file: None }
@@ -322,6 +322,11 @@ impl Config {
                     v = self.dir();
                 }
                 out.push((name.to_string(), v));
+            }
+        }
+        for (name, _) in table::HIDDEN {
+            if pattern.eq_ignore_ascii_case(name.as_bytes()) {
+                out.push((name.to_string(), self.raw(name).to_string()));
             }
         }
         out

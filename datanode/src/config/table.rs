@@ -17,6 +17,8 @@ pub enum Kind {
         min: i64,
         max: i64,
     },
+    /// A byte count or a percentage of maxmemory (`10%`).
+    MemoryOrPercent,
     Enum(&'static [&'static str]),
     Str,
     /// Space-separated list (bind, save, …).
@@ -30,6 +32,7 @@ pub struct Spec {
 }
 
 const INT_MAX: i64 = i32::MAX as i64;
+const INT_MIN: i64 = i32::MIN as i64;
 const LONG_MAX: i64 = i64::MAX;
 
 const fn s(name: &'static str, kind: Kind, immutable: bool) -> Spec {
@@ -135,6 +138,31 @@ pub static SPECS: &[Spec] = &[
         Memory {
             min: 0,
             max: LONG_MAX,
+        },
+        false,
+    ),
+    s("maxmemory-clients", MemoryOrPercent, false),
+    s(
+        "key-load-delay",
+        Int {
+            min: INT_MIN,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "rdb-key-save-delay",
+        Int {
+            min: INT_MIN,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "loading-process-events-interval-bytes",
+        Int {
+            min: 1024,
+            max: INT_MAX,
         },
         false,
     ),
@@ -256,8 +284,18 @@ pub fn defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
     DEFAULTS.lines().filter_map(|l| l.split_once('\t'))
 }
 
+/// Test-only directives Redis hides from `CONFIG GET *`: shown only when
+/// asked for by exact name.
+pub const HIDDEN: &[(&str, &str)] = &[
+    ("key-load-delay", "0"),
+    ("rdb-key-save-delay", "0"),
+    ("loading-process-events-interval-bytes", "2097152"),
+];
+
 pub fn is_known(canon: &str) -> bool {
-    spec(canon).is_some() || defaults().any(|(n, _)| canonical(n) == canon)
+    spec(canon).is_some()
+        || defaults().any(|(n, _)| canonical(n) == canon)
+        || HIDDEN.iter().any(|(n, _)| *n == canon)
 }
 
 /// Directives that may appear in a file but never in CONFIG GET.
@@ -321,6 +359,21 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                     "argument must be between {min} and {max} inclusive"
                 ));
             }
+            Ok(n.to_string())
+        }
+        MemoryOrPercent => {
+            let v = one()?;
+            let bad = || "argument must be a memory or percent value".to_string();
+            if let Some(p) = v.strip_suffix('%') {
+                let n = crate::resp::parse_i64(p.as_bytes())
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(bad)?;
+                if n > 100 {
+                    return Err("percentage argument must be less or equal to 100".into());
+                }
+                return Ok(format!("{n}%"));
+            }
+            let n = parse_memory(v).filter(|n| *n >= 0).ok_or_else(bad)?;
             Ok(n.to_string())
         }
         Memory { min, max } => {

@@ -91,6 +91,13 @@ pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
             drop(db.lock_slot(s, now));
+            // rdb-key-save-delay stretches the save, outside the lock so
+            // writers are not held up.
+            if rdb::KEY_SAVE_DELAY.load(Ordering::Relaxed) > 0 {
+                for _ in 0..db.slot_keys(s) {
+                    rdb::key_delay(&rdb::KEY_SAVE_DELAY);
+                }
+            }
             chunks.extend(rx.try_iter());
         }
     }

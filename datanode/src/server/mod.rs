@@ -19,6 +19,13 @@ pub use shared::Shared;
 
 /// Reacts to CONFIG SET of settings the hot path caches.
 pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
+    {
+        use crate::persistence::rdb::{KEY_LOAD_DELAY, KEY_SAVE_DELAY};
+        let c = srv.config.read();
+        let num = |n: &str| c.value(n).parse::<i64>().unwrap_or(0);
+        KEY_LOAD_DELAY.store(num("key-load-delay"), Ordering::Relaxed);
+        KEY_SAVE_DELAY.store(num("rdb-key-save-delay"), Ordering::Relaxed);
+    }
     if changed.iter().any(|c| c == "appendonly") {
         let on = srv.config.read().appendonly();
         if on && !srv.log.is_active() {
@@ -52,25 +59,35 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     );
 }
 
-/// Binds the configured addresses. A `-` before an address makes it
-/// optional (it may be unavailable, like `-::1` on hosts without IPv6).
-async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
+/// The `host:port` addresses to listen on, each marked optional or not.
+fn bind_addrs(cfg: &Config) -> Vec<(String, bool)> {
     let port = cfg.port();
-    let mut out = Vec::new();
     let mut addrs = cfg.bind();
     if addrs.is_empty() {
         addrs.push("0.0.0.0".into());
     }
-    for a in addrs {
-        let (optional, host) = match a.strip_prefix('-') {
-            Some(h) => (true, h.to_string()),
-            None => (false, a.clone()),
-        };
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+    addrs
+        .iter()
+        .map(|a| {
+            let (optional, host) = match a.strip_prefix('-') {
+                Some(h) => (true, h),
+                None => (false, a.as_str()),
+            };
+            let addr = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            (addr, optional)
+        })
+        .collect()
+}
+
+/// Binds the configured addresses. A `-` before an address makes it
+/// optional (it may be unavailable, like `-::1` on hosts without IPv6).
+async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for (addr, optional) in bind_addrs(cfg) {
         match TcpListener::bind(&addr).await {
             Ok(l) => out.push(l),
             Err(e) if optional => tracing::warn!("could not bind {addr}: {e}"),
@@ -82,6 +99,63 @@ async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
         }
     }
     Ok(out)
+}
+
+/// Accepts clients on `listeners` until CONFIG SET port replaces them
+/// (the listen generation changes).
+pub fn serve_listeners(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
+    srv.listen_gen.send_modify(|g| *g += 1);
+    let mine = *srv.listen_gen.borrow();
+    for l in listeners {
+        let srv = srv.clone();
+        let mut gen_rx = srv.listen_gen.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((sock, addr)) => {
+                            let srv = srv.clone();
+                            tokio::spawn(conn::serve(srv, sock, addr));
+                        }
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                    },
+                    changed = gen_rx.changed() => {
+                        // A newer set of listeners took over: close ours.
+                        if changed.is_err() || *gen_rx.borrow() != mine {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// CONFIG SET port: listens on the new port first and only then closes
+/// the old listeners, so a port in use fails without losing the old one.
+pub fn rebind(srv: &Arc<Shared>) -> std::io::Result<()> {
+    let cfg = srv.config.read().clone();
+    let mut listeners = Vec::new();
+    for (addr, optional) in bind_addrs(&cfg) {
+        let l = match std::net::TcpListener::bind(&addr) {
+            Ok(l) => l,
+            Err(_) if optional => continue,
+            Err(e) => return Err(e),
+        };
+        l.set_nonblocking(true)?;
+        listeners.push(TcpListener::from_std(l)?);
+    }
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    srv.actual_port.store(port as u64, Ordering::Relaxed);
+    serve_listeners(srv, listeners);
+    Ok(())
 }
 
 /// Runs a node until SHUTDOWN or SIGTERM.
@@ -118,23 +192,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         port
     );
     tracing::info!("Ready to accept connections tcp");
-    for l in listeners {
-        let srv = srv.clone();
-        tokio::spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((sock, addr)) => {
-                        let srv = srv.clone();
-                        tokio::spawn(conn::serve(srv, sock, addr));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        });
-    }
+    serve_listeners(&srv, listeners);
     tokio::spawn(cron(srv.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

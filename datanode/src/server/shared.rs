@@ -52,6 +52,8 @@ pub struct Shared {
     pub shutdown_save: std::sync::atomic::AtomicU8,
     /// Set once at start when cluster-enabled.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Bumped when the listening sockets are replaced (CONFIG SET port).
+    pub listen_gen: tokio::sync::watch::Sender<u64>,
     /// Allocated bytes when the server was set up (MEMORY STATS).
     pub startup_allocated: AtomicU64,
 }
@@ -96,6 +98,7 @@ impl Shared {
             bgsave_running: AtomicBool::new(false),
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
+            listen_gen: tokio::sync::watch::Sender::new(0),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
         }
     }

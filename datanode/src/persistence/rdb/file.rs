@@ -255,6 +255,7 @@ pub fn load_prefix(
                             g.set_expire(&key, at);
                         }
                         loaded += 1;
+                        super::key_delay(&super::KEY_LOAD_DELAY);
                     }
                 }
             }

@@ -1,6 +1,19 @@
 //! Redis's RDB serialization (version 10, Redis 7.0): the object encoding
 //! used by DUMP/RESTORE (and, later, RDB files).
 
+/// `key-load-delay` and `rdb-key-save-delay`: test-only pauses per key
+/// (microseconds), so Redis's suite can catch a load or save in progress.
+pub static KEY_LOAD_DELAY: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+pub static KEY_SAVE_DELAY: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Sleeps the configured per-key delay, if any.
+pub fn key_delay(d: &std::sync::atomic::AtomicI64) {
+    let us = d.load(std::sync::atomic::Ordering::Relaxed);
+    if us > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(us as u64));
+    }
+}
+
 pub mod crc64;
 pub mod file;
 pub mod listpack;
