@@ -53,7 +53,6 @@ pub enum Action {
     Shutdown {
         save: Option<bool>,
     },
-    Sleep(std::time::Duration),
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),
@@ -346,6 +345,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         cmdstats::Outcome::Ok
     };
     cmdstats::record(cmd, usec, outcome);
+    slowlog(ctx, cmd, args, usec);
     // As Redis: after the command ran, and never for admin commands.
     if ctx
         .srv
@@ -357,6 +357,32 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         crate::server::conn::feed_monitor(ctx.srv, ctx.client, args, ctx.locks.now, &redact);
     }
     Some(cmd)
+}
+
+/// Logs a slow command (each of EXEC's commands on its own, never EXEC).
+fn slowlog(ctx: &Ctx, cmd: &table::Cmd, args: &Args, usec: u64) {
+    let slower = ctx
+        .srv
+        .hot
+        .slowlog_slower_than
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if slower < 0 || (usec as i64) < slower || cmd.name == "exec" {
+        return;
+    }
+    let redact = redacted_args(cmd, args);
+    let shown = args.iter().enumerate().map(|(i, a)| {
+        if redact.contains(&i) {
+            b"(redacted)".as_slice()
+        } else {
+            a
+        }
+    });
+    ctx.srv.slowlog.lock().push(
+        shown.collect::<Vec<_>>().into_iter(),
+        usec as i64,
+        ctx.client.info.addr.to_string(),
+        ctx.client.info.name.lock().clone().unwrap_or_default(),
+    );
 }
 
 /// Arguments MONITOR and SLOWLOG show as `(redacted)`: passwords.

@@ -754,9 +754,12 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
         // Simulates a crash, as the cluster tutorial does.
         std::process::abort();
     } else if eq_ic(sub, "SLEEP") && a.len() == 3 {
-        let secs = super::parse_float(a.get(2)).unwrap_or(0.0).max(0.0);
-        ctx.actions
-            .push(Action::Sleep(std::time::Duration::from_secs_f64(secs)));
+        // Like Redis, the sleep holds the command (and its thread), so it
+        // shows in SLOWLOG and command stats.
+        let secs = super::parse_float(a.get(2))
+            .unwrap_or(0.0)
+            .clamp(0.0, 3600.0);
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
         ctx.r.ok();
     } else if eq_ic(sub, "POPULATE") && (3..=5).contains(&a.len()) {
         debug_populate(ctx, a);

@@ -94,6 +94,8 @@ pub struct ClientInfo {
     pub rbs: AtomicU64,
     pub rbp: AtomicU64,
     pub omem: AtomicU64,
+    /// Asks the connection to free its idle read buffer.
+    pub idle_notify: tokio::sync::Notify,
     /// The socket's descriptor (-1 for the AOF loader's client).
     pub fd: std::sync::atomic::AtomicI32,
 }

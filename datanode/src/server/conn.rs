@@ -43,6 +43,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         rbp: AtomicU64::new(0),
         omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
+        idle_notify: tokio::sync::Notify::new(),
     });
     Client {
         id,
@@ -93,33 +94,7 @@ pub fn execute(
         };
         command::dispatch(&mut ctx, args)
     };
-    // Timed once, around the handler, by `dispatch`.
-    let elapsed = client.last_elapsed_us as i64;
     client.pending_cmds += 1;
-    let slower = srv.hot.slowlog_slower_than.load(Ordering::Relaxed);
-    if slower >= 0 && elapsed >= slower {
-        if let Some(c) = cmd {
-            if c.name != "exec" {
-                let redact = command::redacted_args(c, args);
-                srv.slowlog.lock().push(
-                    args.iter()
-                        .enumerate()
-                        .map(|(i, a)| {
-                            if redact.contains(&i) {
-                                b"(redacted)".as_slice()
-                            } else {
-                                a
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                    elapsed,
-                    client.info.addr.to_string(),
-                    client.info.name.lock().clone().unwrap_or_default(),
-                );
-            }
-        }
-    }
     if out.get(start) == Some(&b'-') {
         Stats::add(&srv.stats.total_error_replies, 1);
         super::cmdstats::record_error(&out[start..]);
@@ -181,6 +156,16 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
     }
     line.push_str("\r\n");
     srv.feed_monitors(line.into_bytes());
+}
+
+/// Frees an idle connection's empty read buffer (the next read allocates
+/// a fresh one).
+fn release_read_buffer(rbuf: &mut BytesMut, info: &ClientInfo) {
+    if rbuf.is_empty() {
+        *rbuf = BytesMut::new();
+        info.rbs.store(0, Ordering::Relaxed);
+        info.rbp.store(0, Ordering::Relaxed);
+    }
 }
 
 /// What CLIENT LIST shows of this connection to others, once per batch.
@@ -326,6 +311,10 @@ async fn connection_loop(
                     r?
                 }
                 _ = info.kill_notify.notified() => return Ok(()),
+                _ = info.idle_notify.notified() => {
+                    release_read_buffer(&mut rbuf, &info);
+                    continue;
+                }
                 m = subs.rx.recv() => {
                     let mut r = Reply::new(&mut out, client.proto);
                     if let Some(m) = m {
@@ -343,6 +332,10 @@ async fn connection_loop(
             tokio::select! {
                 r = sock.read_buf(&mut rbuf) => r?,
                 _ = info.kill_notify.notified() => return Ok(()),
+                _ = info.idle_notify.notified() => {
+                    release_read_buffer(&mut rbuf, &info);
+                    continue;
+                }
                 _ = tokio::time::sleep(std::time::Duration::from_secs(idle)) => {
                     tracing::debug!("Closing idle client {}", info.addr);
                     return Ok(());
@@ -352,6 +345,10 @@ async fn connection_loop(
             tokio::select! {
                 r = sock.read_buf(&mut rbuf) => r?,
                 _ = info.kill_notify.notified() => return Ok(()),
+                _ = info.idle_notify.notified() => {
+                    release_read_buffer(&mut rbuf, &info);
+                    continue;
+                }
             }
         };
         if n == 0 {
@@ -406,11 +403,6 @@ async fn connection_loop(
                 for act in std::mem::take(&mut actions) {
                     match act {
                         Action::Close => close = true,
-                        Action::Sleep(d) => {
-                            sock.write_all(&out).await?;
-                            out.clear();
-                            tokio::time::sleep(d).await;
-                        }
                         Action::Shutdown { save } => {
                             let v = match save {
                                 Some(false) => 1,
@@ -459,8 +451,12 @@ async fn connection_loop(
             let _ = sock.shutdown().await;
             return Ok(());
         }
-        if rbuf.is_empty() && rbuf.capacity() > 1024 * 1024 {
+        // A large buffer left over from a big request shrinks back once a
+        // small batch shows the client no longer needs it (Redis resizes on
+        // the same cue: a peak well under the buffer's size).
+        if rbuf.is_empty() && rbuf.capacity() > 2 * READ_CHUNK && pos < rbuf.capacity() / 4 {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
+            info.rbs.store(READ_CHUNK as u64, Ordering::Relaxed);
         }
     }
 }

@@ -234,15 +234,36 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
 async fn cron(srv: Arc<Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let mut cursor = 0usize;
+    let mut ticks = 0u64;
     loop {
         tick.tick().await;
+        ticks += 1;
         let now = crate::keyspace::now_ms();
         srv.stats.sample_ops(now);
+        if crate::command::debug::CRON_PAUSED.load(Ordering::Relaxed) {
+            continue;
+        }
+        if ticks.is_multiple_of(10) {
+            release_idle_buffers(&srv, now);
+        }
         if srv.hot.active_expire.load(Ordering::Relaxed) {
             cursor = active_expire(&srv, cursor, now);
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
+    }
+}
+
+/// Like Redis's client cron: a connection idle for 2 s gives its empty
+/// read buffer back (it is asked to; only its own task touches it).
+fn release_idle_buffers(srv: &Shared, now: i64) {
+    for c in srv.clients.lock().values() {
+        if c.rbs.load(Ordering::Relaxed) > 0
+            && c.qbuf.load(Ordering::Relaxed) == 0
+            && now - c.last_interaction_ms.load(Ordering::Relaxed) >= 2000
+        {
+            c.idle_notify.notify_one();
+        }
     }
 }
 
