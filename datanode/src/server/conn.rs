@@ -117,9 +117,21 @@ pub fn execute(
         Stats::add(&srv.stats.total_error_replies, 1);
         super::cmdstats::record_error(&out[start..]);
     }
-    // RESP3 pushes (subscribe confirmations) are exempt from REPLY OFF and
-    // SKIP, as in Redis.
-    let pushes = out.get(start) == Some(&b'>');
+    // Pushes are exempt from REPLY OFF and SKIP, as in Redis 7.0: RESP3
+    // pushes, and the subscribe/unsubscribe confirmations in RESP2 too.
+    let pushes = out.get(start) == Some(&b'>')
+        || (out.get(start) == Some(&b'*')
+            && cmd.is_some_and(|c| {
+                matches!(
+                    c.name,
+                    "subscribe"
+                        | "psubscribe"
+                        | "ssubscribe"
+                        | "unsubscribe"
+                        | "punsubscribe"
+                        | "sunsubscribe"
+                )
+            }));
     match client.reply_mode {
         ReplyMode::On => {}
         ReplyMode::Off if !pushes => out.truncate(start),
@@ -177,11 +189,10 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
 }
 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
-/// only RESP3 pushes get through.
+/// 7.0 pub/sub messages are pushes (in RESP2 too) and get through; MONITOR
+/// lines do not.
 fn deliver(r: &mut Reply, mode: ReplyMode, m: &crate::server::pubsub::PubMsg) {
-    if mode == ReplyMode::Off
-        && (!r.is_resp3() || matches!(m, crate::server::pubsub::PubMsg::Raw(_)))
-    {
+    if mode == ReplyMode::Off && matches!(m, crate::server::pubsub::PubMsg::Raw(_)) {
         return;
     }
     command::pubsub::write_message(r, m);
