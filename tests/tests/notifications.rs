@@ -534,3 +534,38 @@ fn config_round_trips_like_redis() {
         "{out}"
     );
 }
+
+#[test]
+fn cluster_events_stay_on_the_owning_node() {
+    use slotkv_tests::cluster::Cluster;
+    let c = Cluster::start(
+        &[Server::Datanode; 3],
+        5000,
+        &["--notify-keyspace-events", "KEA"],
+    );
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let mut subs: Vec<Conn> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut s = n.conn();
+            s.cmd(&["PSUBSCRIBE", "__key*__:*"]).expect("psubscribe");
+            s
+        })
+        .collect();
+    // The owner answers +OK; the others redirect.
+    let owner = (0..3)
+        .find(|&i| c.nodes[i].conn().text(&["SET", "foo", "bar"]) == "+OK\r\n")
+        .expect("a node owns foo");
+    // PUBLISH goes to the whole cluster over the bus, after the events.
+    c.nodes[owner].conn().text(&["PUBLISH", END, "x"]);
+    for (i, s) in subs.iter_mut().enumerate() {
+        let got = collect(s);
+        if i == owner {
+            assert_eq!(got, ["__keyspace@0__:foo set", "__keyevent@0__:set foo"]);
+        } else {
+            assert!(got.is_empty(), "node {i} got {got:?}");
+        }
+    }
+}
