@@ -489,8 +489,12 @@ pub fn smove(ctx: &mut Ctx, a: &Args) {
     let d = m.key(dst);
     let added = match lookup(d, dst) {
         Lookup::Set(x) => {
+            // A member already there leaves the destination unchanged:
+            // no WATCH is broken and no event published (as in Redis).
             let added = x.add(member);
-            d.touch(dst);
+            if added {
+                d.touch(dst);
+            }
             added
         }
         _ => {

@@ -303,6 +303,12 @@ async fn connection_loop(
                 }
                 _ = info.kill_notify.notified() => return Ok(()),
                 m = subs.rx.recv() => {
+                    // Let the tasks that are ready run first, so what they
+                    // publish goes out in this same write: one write per
+                    // burst, as Redis writes a subscriber's output once per
+                    // event-loop turn, rather than one per publishing
+                    // command (the woken task would otherwise run next).
+                    tokio::task::yield_now().await;
                     let mut r = Reply::new(&mut out, client.proto);
                     if let Some(m) = m {
                         deliver(&mut r, client.reply_mode, &m);

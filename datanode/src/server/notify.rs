@@ -142,7 +142,9 @@ pub fn install(srv: &Arc<Shared>) {
     }));
 }
 
-/// For the eviction code: a key was evicted from `db` to free memory.
+/// Hook for the eviction code: publishes `evicted` (class `e`) for a key
+/// just removed from `db` to free memory. Call it after the removal, while
+/// the key's slot is still locked, as commands do.
 pub fn evicted(srv: &Shared, db: usize, key: &[u8]) {
     Events::new(srv, srv.hot.notify.load())
         .db(db)

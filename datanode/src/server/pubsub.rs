@@ -38,9 +38,11 @@ pub type Tx = UnboundedSender<PubMsg>;
 pub struct PubSub {
     channels: RwLock<HashMap<Bytes, Vec<(u64, Tx)>>>,
     patterns: RwLock<Vec<(Bytes, u64, Tx)>>,
-    /// Channel and pattern subscriptions, so a publish with nobody
-    /// listening can stop before building its message.
-    subscriptions: AtomicUsize,
+    /// Channel subscriptions and pattern subscriptions, so a publish can
+    /// skip a table nobody is in (and stop before building its message when
+    /// both are empty).
+    channel_subs: AtomicUsize,
+    pattern_subs: AtomicUsize,
     /// Shard channels (SSUBSCRIBE), kept apart as Redis does.
     shard: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
 }
@@ -51,7 +53,7 @@ impl PubSub {
         let v = m.entry(Bytes::copy_from_slice(channel)).or_default();
         if !v.iter().any(|(c, _)| *c == id) {
             v.push((id, tx.clone()));
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            self.channel_subs.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -60,8 +62,8 @@ impl PubSub {
         if let Some(v) = m.get_mut(channel) {
             let before = v.len();
             v.retain(|(c, _)| *c != id);
-            self.subscriptions
-                .fetch_sub(before - v.len(), Ordering::Relaxed);
+            self.channel_subs
+                .fetch_sub(before - v.len(), Ordering::Release);
             if v.is_empty() {
                 m.remove(channel);
             }
@@ -75,7 +77,7 @@ impl PubSub {
             .any(|(pat, c, _)| *c == id && pat.as_ref() == pattern)
         {
             p.push((Bytes::copy_from_slice(pattern), id, tx.clone()));
-            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            self.pattern_subs.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -83,14 +85,17 @@ impl PubSub {
         let mut p = self.patterns.write();
         let before = p.len();
         p.retain(|(pat, c, _)| !(*c == id && pat.as_ref() == pattern));
-        self.subscriptions
-            .fetch_sub(before - p.len(), Ordering::Relaxed);
+        self.pattern_subs
+            .fetch_sub(before - p.len(), Ordering::Release);
     }
 
     /// True when no client subscribes to any channel or pattern (shard
     /// channels aside): a publish would reach nobody.
     pub fn is_idle(&self) -> bool {
-        self.subscriptions.load(Ordering::Relaxed) == 0
+        // Acquire pairs with the Release above: a subscription confirmed to
+        // its client is seen by the publishes that follow.
+        self.channel_subs.load(Ordering::Acquire) == 0
+            && self.pattern_subs.load(Ordering::Acquire) == 0
     }
 
     /// Delivers a message; returns how many subscriptions received it.
@@ -104,30 +109,27 @@ impl PubSub {
     /// [`PubSub::publish`] for a message already in shared buffers.
     pub fn publish_bytes(&self, channel: Bytes, payload: Bytes) -> usize {
         let mut n = 0;
-        if let Some(v) = self.channels.read().get(&channel) {
-            for (_, tx) in v {
-                if tx
-                    .send(PubMsg::Message {
+        if self.channel_subs.load(Ordering::Acquire) > 0 {
+            if let Some(v) = self.channels.read().get(&channel) {
+                for (_, tx) in v {
+                    let m = PubMsg::Message {
                         channel: channel.clone(),
                         payload: payload.clone(),
-                    })
-                    .is_ok()
-                {
-                    n += 1;
+                    };
+                    n += tx.send(m).is_ok() as usize;
                 }
             }
         }
-        for (pat, _, tx) in self.patterns.read().iter() {
-            if crate::glob::glob_match(pat, &channel, false)
-                && tx
-                    .send(PubMsg::PMessage {
+        if self.pattern_subs.load(Ordering::Acquire) > 0 {
+            for (pat, _, tx) in self.patterns.read().iter() {
+                if crate::glob::glob_match(pat, &channel, false) {
+                    let m = PubMsg::PMessage {
                         pattern: pat.clone(),
                         channel: channel.clone(),
                         payload: payload.clone(),
-                    })
-                    .is_ok()
-            {
-                n += 1;
+                    };
+                    n += tx.send(m).is_ok() as usize;
+                }
             }
         }
         n
