@@ -1,6 +1,6 @@
 //! DUMP and RESTORE: values in Redis's serialized form.
 
-use super::{eq_ic, int_arg, Args, Ctx, SYNTAX};
+use super::{eq_ic, ev, int_arg, Args, Ctx, SYNTAX};
 use crate::persistence::rdb::object::{dump as encode, undump, RestoreError};
 
 pub fn dump(ctx: &mut Ctx, a: &Args) {
@@ -71,6 +71,7 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
         }
         Err(RestoreError::Data(_)) => return ctx.r.error("ERR Bad data format"),
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let now = s.now;
     let deleted = replace && s.remove(key).is_some();
@@ -81,6 +82,7 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
         // Already expired: nothing is created (an old value was replaced).
         if deleted {
             s.log(&[b"DEL".as_slice(), key]);
+            events.emit(ev::GENERIC, "del", key);
         }
         drop(s);
         return ctx.r.ok();
@@ -102,6 +104,7 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
         b"REPLACE",
         b"ABSTTL",
     ]);
+    events.emit(ev::GENERIC, "restore", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.ok();

@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, int_arg, Args, Ctx, OVERFLOW, WRONGTYPE};
+use super::{eq_ic, ev, int_arg, Args, Ctx, OVERFLOW, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{HashObj, SlotRef, Value};
 use crate::resp::parse_i64;
@@ -38,6 +38,7 @@ fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
         return;
     }
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let mut added = 0;
     match lookup(&mut s, key) {
@@ -68,6 +69,7 @@ fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
         eff.extend(a.iter().skip(1));
         s.log(&eff);
     }
+    events.emit(ev::HASH, "hset", key);
     drop(s);
     ctx.dirty(((a.len() - 2) / 2) as u64);
     if name == "hmset" {
@@ -79,6 +81,7 @@ fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
 
 pub fn hsetnx(ctx: &mut Ctx, a: &Args) {
     let (key, f, v) = (a.get(1), a.get(2), a.get(3));
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -96,6 +99,7 @@ pub fn hsetnx(ctx: &mut Ctx, a: &Args) {
         }
     }
     s.log(&[b"HSET".as_slice(), key, f, v]);
+    events.emit(ev::HASH, "hset", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(1);
@@ -149,6 +153,7 @@ pub fn hmget(ctx: &mut Ctx, a: &Args) {
 
 pub fn hdel(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let (n, empty) = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -168,6 +173,10 @@ pub fn hdel(ctx: &mut Ctx, a: &Args) {
             let mut eff: Vec<&[u8]> = vec![b"HDEL"];
             eff.extend(a.iter().skip(1));
             s.log(&eff);
+        }
+        events.emit(ev::HASH, "hdel", key);
+        if empty {
+            events.emit(ev::GENERIC, "del", key);
         }
         drop(s);
         ctx.dirty(n as u64);
@@ -223,6 +232,7 @@ pub fn hincrby(ctx: &mut Ctx, a: &Args) {
     let Some(by) = int_arg(ctx, a.get(3)) else {
         return;
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let cur = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -242,6 +252,7 @@ pub fn hincrby(ctx: &mut Ctx, a: &Args) {
     let text = b.format(new).as_bytes();
     store_field(&mut s, key, f, text);
     s.log(&[b"HSET".as_slice(), key, f, text]);
+    events.emit(ev::HASH, "hincrby", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(new);
@@ -270,6 +281,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
         Err(_) => return ctx.r.error(super::NOT_FLOAT),
         Ok(_) => {}
     }
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let cur = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -285,6 +297,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
     };
     store_field(&mut s, key, f, &text);
     s.log(&[b"HSET".as_slice(), key, f, &text]);
+    events.emit(ev::HASH, "hincrbyfloat", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.bulk(&text);

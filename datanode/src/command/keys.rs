@@ -3,17 +3,19 @@
 use rand::Rng;
 
 use super::strings::clone_value;
-use super::{eq_ic, int_arg, Args, Ctx, NO_SUCH_KEY, SYNTAX};
+use super::{eq_ic, ev, int_arg, Args, Ctx, NO_SUCH_KEY, SYNTAX};
 use crate::glob::glob_match;
 use crate::keyspace::{Value, SLOTS};
 
 pub fn del(ctx: &mut Ctx, a: &Args) {
+    let events = ctx.events();
     let mut m = ctx.locks.keys(a.iter().skip(1));
     let mut n = 0;
     for key in a.iter().skip(1) {
         let s = m.key(key);
         if s.remove(key).is_some() {
             s.log(&[b"DEL".as_slice(), key]);
+            events.emit(ev::GENERIC, "del", key);
             n += 1;
         }
     }
@@ -90,6 +92,7 @@ fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: 
     }
     when += base;
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     if !s.exists(key) {
         ctx.r.int(0);
@@ -107,10 +110,12 @@ fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: 
     if when <= s.now {
         s.remove(key);
         s.log(&[b"DEL".as_slice(), key]);
+        events.emit(ev::GENERIC, "del", key);
     } else {
         s.set_expire(key, when);
         let mut b = itoa::Buffer::new();
         s.log(&[b"PEXPIREAT".as_slice(), key, b.format(when).as_bytes()]);
+        events.emit(ev::GENERIC, "expire", key);
     }
     drop(s);
     ctx.dirty(1);
@@ -160,9 +165,11 @@ pub fn pexpiretime(ctx: &mut Ctx, a: &Args) {
 
 pub fn persist(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     if s.exists(key) && s.persist(key) {
         s.log(&[b"PERSIST".as_slice(), key]);
+        events.emit(ev::GENERIC, "persist", key);
         drop(s);
         ctx.dirty(1);
         ctx.r.int(1);
@@ -173,6 +180,7 @@ pub fn persist(ctx: &mut Ctx, a: &Args) {
 
 fn rename_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
     let (src, dst) = (a.get(1), a.get(2));
+    let events = ctx.events();
     let mut m = ctx.locks.keys([src, dst].into_iter());
     if !m.key(src).exists(src) {
         ctx.r.error(NO_SUCH_KEY);
@@ -210,6 +218,8 @@ fn rename_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
         src,
         dst,
     ]);
+    events.emit(ev::GENERIC, "rename_from", src);
+    events.emit(ev::GENERIC, "rename_to", dst);
     drop(m);
     ctx.dirty(1);
     if nx {
@@ -263,6 +273,7 @@ pub fn copy(ctx: &mut Ctx, a: &Args) {
         return;
     }
     let dst_db = ctx.srv.ks.db(dbi);
+    let events = ctx.events().db(dbi);
     let (mut gs, gd) = ctx.locks.keys_two_dbs((src_db, src), (dst_db, dst));
     let Some(v) = gs.get(src).map(clone_value) else {
         ctx.r.int(0);
@@ -298,6 +309,7 @@ pub fn copy(ctx: &mut Ctx, a: &Args) {
         }
         gs.log(&eff);
     }
+    events.emit(ev::GENERIC, "copy_to", dst);
     drop(gs);
     drop(gd);
     ctx.dirty(1);
@@ -403,7 +415,8 @@ pub fn scan(ctx: &mut Ctx, a: &Args) {
         if s as usize != slot {
             inner = 0;
         }
-        let g = ctx.locks.slot(s);
+        let mut g = ctx.locks.slot(s);
+        g.expire_matching(|k| o.pattern.is_none_or(|p| glob_match(p, k, false)));
         let mut live = Vec::with_capacity(g.len());
         g.for_each_live(|k, v, _| live.push((crate::keyspace::slot::hash(k), (k, v.kind()))));
         let len = live.len();
@@ -669,6 +682,13 @@ pub fn move_(ctx: &mut Ctx, a: &Args) {
     }
     let mut b = itoa::Buffer::new();
     gs.log(&[b"MOVE".as_slice(), key, b.format(n).as_bytes()]);
+    let events = crate::server::notify::Events::new(ctx.srv, ctx.srv.hot.notify.load());
+    events
+        .db(src_db.index)
+        .emit(crate::server::notify::class::GENERIC, "move_from", key);
+    events
+        .db(n as usize)
+        .emit(crate::server::notify::class::GENERIC, "move_to", key);
     drop(gs);
     drop(gd);
     ctx.dirty(1);

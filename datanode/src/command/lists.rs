@@ -1,6 +1,6 @@
 //! List commands (the blocking ones come with the blocking machinery).
 
-use super::{eq_ic, int_arg, Args, Ctx, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
+use super::{eq_ic, ev, int_arg, Args, Ctx, Events, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
 use crate::keyspace::plist::PackedList;
 use crate::keyspace::{SlotRef, Value};
 use crate::resp::parse_i64;
@@ -22,13 +22,39 @@ fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
 }
 
 /// After removing elements: delete the key when the list is empty, else
-/// mark it modified.
-fn settle(s: &mut SlotRef, key: &[u8]) {
+/// mark it modified. Returns whether the key was deleted.
+fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
     let empty = matches!(s.get(key), Some(Value::List(l)) if l.is_empty());
     if empty {
         s.remove(key);
     } else {
         s.touch(key);
+    }
+    empty
+}
+
+/// The events of removing elements: `event`, then `del` if that emptied
+/// the list.
+fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
+    events.emit(ev::LIST, event, key);
+    if deleted {
+        events.emit(ev::GENERIC, "del", key);
+    }
+}
+
+fn pop_event(left: bool) -> &'static str {
+    if left {
+        "lpop"
+    } else {
+        "rpop"
+    }
+}
+
+fn push_event(left: bool) -> &'static str {
+    if left {
+        "lpush"
+    } else {
+        "rpush"
     }
 }
 
@@ -41,6 +67,7 @@ fn log_args(s: &SlotRef, a: &Args) {
 
 fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let len = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -73,6 +100,7 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
         }
     };
     log_args(&s, a);
+    events.emit(ev::LIST, push_event(left), key);
     drop(s);
     ctx.dirty((a.len() - 2) as u64);
     ctx.r.int(len as i64);
@@ -107,6 +135,7 @@ fn pop(ctx: &mut Ctx, a: &Args, left: bool) {
     } else {
         None
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let l = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -126,10 +155,11 @@ fn pop(ctx: &mut Ctx, a: &Args, left: bool) {
         popped.extend(e);
     }
     if take > 0 {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         let mut b = itoa::Buffer::new();
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key, b.format(take).as_bytes()]);
+        removed_events(&events, pop_event(left), key, deleted);
     }
     drop(s);
     ctx.dirty(take as u64);
@@ -195,6 +225,7 @@ pub fn lset(ctx: &mut Ctx, a: &Args) {
     let Some(i) = int_arg(ctx, a.get(2)) else {
         return;
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -206,6 +237,7 @@ pub fn lset(ctx: &mut Ctx, a: &Args) {
     }
     s.touch(key);
     log_args(&s, a);
+    events.emit(ev::LIST, "lset", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.ok();
@@ -254,6 +286,7 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
     let (Some(start), Some(end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
         return ctx.r.error(NOT_INT);
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -265,8 +298,9 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
             }
         },
     }
-    settle(&mut s, key);
+    let deleted = settle(&mut s, key);
     log_args(&s, a);
+    removed_events(&events, "ltrim", key, deleted);
     drop(s);
     ctx.dirty(1);
     ctx.r.ok();
@@ -281,6 +315,7 @@ pub fn linsert(ctx: &mut Ctx, a: &Args) {
     } else {
         return ctx.r.error(SYNTAX);
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let n = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -295,6 +330,7 @@ pub fn linsert(ctx: &mut Ctx, a: &Args) {
     };
     s.touch(key);
     log_args(&s, a);
+    events.emit(ev::LIST, "linsert", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(n as i64);
@@ -305,6 +341,7 @@ pub fn lrem(ctx: &mut Ctx, a: &Args) {
     let Some(count) = int_arg(ctx, a.get(2)) else {
         return;
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let removed = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -319,8 +356,9 @@ pub fn lrem(ctx: &mut Ctx, a: &Args) {
         }
     };
     if removed > 0 {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         log_args(&s, a);
+        removed_events(&events, "lrem", key, deleted);
         drop(s);
         ctx.dirty(removed as u64);
     }
@@ -427,6 +465,7 @@ fn side(a: &[u8]) -> Option<bool> {
 
 /// Moves one element between lists (LMOVE, RPOPLPUSH).
 fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) {
+    let events = ctx.events();
     let mut m = ctx.locks.keys([src, dst].into_iter());
     // Check the destination's type before taking anything.
     if !matches!(m.key(dst).get(dst), None | Some(Value::List(_)))
@@ -453,7 +492,9 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
             }
         }
     };
-    settle(s, src);
+    // The source is settled after the push: with src == dst a one-element
+    // list must not be deleted and recreated (Redis keeps the key, and its
+    // TTL).
     let d = m.key(dst);
     match lookup(d, dst) {
         Lookup::List(l) => {
@@ -471,6 +512,10 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
             d.set(dst, Value::List(Box::new(l)), false);
         }
     }
+    // Redis announces the push before the pop.
+    events.emit(ev::LIST, push_event(to_left), dst);
+    let deleted = settle(m.key(src), src);
+    removed_events(&events, pop_event(from_left), src, deleted);
     let (f, t): (&[u8], &[u8]) = (
         if from_left { b"LEFT" } else { b"RIGHT" },
         if to_left { b"LEFT" } else { b"RIGHT" },
@@ -523,6 +568,7 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error(SYNTAX);
     }
     let keys: Vec<&[u8]> = (2..2 + n).map(|i| a.get(i)).collect();
+    let events = ctx.events();
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in &keys {
         let s = m.key(key);
@@ -538,10 +584,11 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
         let popped: Vec<Vec<u8>> = (0..take)
             .filter_map(|_| if left { l.pop_front() } else { l.pop_back() })
             .collect();
-        settle(s, key);
+        let deleted = settle(s, key);
         let mut b = itoa::Buffer::new();
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key, b.format(take).as_bytes()]);
+        removed_events(&events, pop_event(left), key, deleted);
         drop(m);
         ctx.dirty(take as u64);
         ctx.r.array(2);
@@ -598,6 +645,7 @@ fn bpop(ctx: &mut Ctx, a: &Args, left: bool) {
         return;
     };
     let keys: Vec<&[u8]> = (1..a.len() - 1).map(|i| a.get(i)).collect();
+    let events = ctx.events();
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in &keys {
         let s = m.key(key);
@@ -611,9 +659,10 @@ fn bpop(ctx: &mut Ctx, a: &Args, left: bool) {
             continue;
         };
         let more = !l.is_empty();
-        settle(s, key);
+        let deleted = settle(s, key);
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key]);
+        removed_events(&events, pop_event(left), key, deleted);
         if more {
             // Elements remain: the next blocked client may take one.
             s.signal_ready(key);

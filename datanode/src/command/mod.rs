@@ -31,6 +31,7 @@ use std::sync::Arc;
 use crate::resp::Reply;
 use crate::server::client::Client;
 use crate::server::cmdstats;
+pub use crate::server::notify::{class as ev, Events};
 use crate::server::shared::Shared;
 pub use args::{eq_ic, Args, OwnedArgs};
 pub use locks::Locks;
@@ -76,7 +77,20 @@ pub struct Ctx<'a> {
     pub actions: &'a mut Vec<Action>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// Keyspace notifications for this command, in its database. Take it
+    /// before locking: it borrows nothing from the context, so events can
+    /// be published while the guards are held.
+    pub fn events(&self) -> Events<'a> {
+        let srv: &'a Shared = self.srv;
+        Events::new(srv, srv.hot.notify.load()).db(self.locks.db.index)
+    }
+
+    /// Publishes one event when no guard is borrowed from the context.
+    pub fn notify(&self, class: u32, event: &'static str, key: &[u8]) {
+        self.events().emit(class, event, key);
+    }
+
     pub fn log<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         let log = &self.srv.log;
         if log.is_active() {

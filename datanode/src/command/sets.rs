@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, Args, Ctx, SYNTAX, WRONGTYPE};
+use super::{eq_ic, ev, Args, Ctx, Events, SYNTAX, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{SetObj, SlotRef, Value};
 use crate::resp::parse_i64;
@@ -22,12 +22,24 @@ fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
     }
 }
 
-fn settle(s: &mut SlotRef, key: &[u8]) {
+/// After removing members: delete the key when the set is empty, else
+/// mark it modified. Returns whether the key was deleted.
+fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
     let empty = matches!(s.get(key), Some(Value::Set(x)) if x.is_empty());
     if empty {
         s.remove(key);
     } else {
         s.touch(key);
+    }
+    empty
+}
+
+/// The events of removing members: `event`, then `del` if that emptied
+/// the set.
+fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
+    events.emit(ev::SET, event, key);
+    if deleted {
+        events.emit(ev::GENERIC, "del", key);
     }
 }
 
@@ -47,6 +59,7 @@ fn reply_members(ctx: &mut Ctx, members: &[Vec<u8>]) {
 
 pub fn sadd(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let added = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -61,6 +74,7 @@ pub fn sadd(ctx: &mut Ctx, a: &Args) {
     if added > 0 {
         s.touch(key);
         log_args(&s, a);
+        events.emit(ev::SET, "sadd", key);
         drop(s);
         ctx.dirty(added as u64);
     }
@@ -69,6 +83,7 @@ pub fn sadd(ctx: &mut Ctx, a: &Args) {
 
 pub fn srem(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let removed = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -76,8 +91,9 @@ pub fn srem(ctx: &mut Ctx, a: &Args) {
         Lookup::Set(x) => a.iter().skip(2).filter(|m| x.remove(m)).count(),
     };
     if removed > 0 {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         log_args(&s, a);
+        removed_events(&events, "srem", key, deleted);
         drop(s);
         ctx.dirty(removed as u64);
     }
@@ -174,6 +190,7 @@ pub fn spop(ctx: &mut Ctx, a: &Args) {
     } else {
         None
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let want = count.unwrap_or(1) as usize;
     let mut rng = rand::rng();
@@ -200,7 +217,8 @@ pub fn spop(ctx: &mut Ctx, a: &Args) {
         }
     };
     if !picked.is_empty() {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
+        removed_events(&events, "spop", key, deleted);
         // Replicas and the AOF get the members actually popped.
         let mut eff: Vec<&[u8]> = vec![b"SREM", key];
         eff.extend(picked.iter().map(|m| m.as_slice()));
@@ -356,21 +374,25 @@ pub fn sdiff(ctx: &mut Ctx, a: &Args) {
     set_op(ctx, a, Op::Diff)
 }
 
-fn store_op(ctx: &mut Ctx, a: &Args, op: Op) {
+fn store_op(ctx: &mut Ctx, a: &Args, op: Op, event: &'static str) {
     let dst = a.get(1);
     let keys: Vec<&[u8]> = a.iter().skip(2).collect();
     let Ok(r) = combine(ctx, &keys, op, Some(dst)) else {
         return;
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(dst);
     if r.is_empty() {
-        s.remove(dst);
+        if s.remove(dst).is_some() {
+            events.emit(ev::GENERIC, "del", dst);
+        }
     } else {
         let mut x = SetObj::default();
         for m in &r {
             x.add(m);
         }
         s.set(dst, Value::Set(Box::new(x)), false);
+        events.emit(ev::SET, event, dst);
     }
     // The result, not the operation: the inputs may differ on replay order.
     let mut eff: Vec<&[u8]> = vec![b"DEL", dst];
@@ -386,13 +408,13 @@ fn store_op(ctx: &mut Ctx, a: &Args, op: Op) {
 }
 
 pub fn sinterstore(ctx: &mut Ctx, a: &Args) {
-    store_op(ctx, a, Op::Inter)
+    store_op(ctx, a, Op::Inter, "sinterstore")
 }
 pub fn sunionstore(ctx: &mut Ctx, a: &Args) {
-    store_op(ctx, a, Op::Union)
+    store_op(ctx, a, Op::Union, "sunionstore")
 }
 pub fn sdiffstore(ctx: &mut Ctx, a: &Args) {
-    store_op(ctx, a, Op::Diff)
+    store_op(ctx, a, Op::Diff, "sdiffstore")
 }
 
 /// Key positions of SINTERCARD: `numkeys` keys after the numkeys argument.
@@ -437,6 +459,7 @@ pub fn sintercard(ctx: &mut Ctx, a: &Args) {
 
 pub fn smove(ctx: &mut Ctx, a: &Args) {
     let (src, dst, member) = (a.get(1), a.get(2), a.get(3));
+    let events = ctx.events();
     let mut m = ctx.locks.keys([src, dst].into_iter());
     let src_ok = match m.key(src).get(src) {
         None => None,
@@ -461,21 +484,28 @@ pub fn smove(ctx: &mut Ctx, a: &Args) {
     if !removed {
         return ctx.r.int(0);
     }
-    settle(s, src);
+    let deleted = settle(s, src);
+    removed_events(&events, "srem", src, deleted);
     let d = m.key(dst);
-    match lookup(d, dst) {
+    let added = match lookup(d, dst) {
         Lookup::Set(x) => {
-            // A member already there leaves the destination unchanged, so
-            // its watchers are not disturbed (as Redis).
-            if x.add(member) {
+            // A member already there leaves the destination unchanged:
+            // no WATCH is broken and no event published (as in Redis).
+            let added = x.add(member);
+            if added {
                 d.touch(dst);
             }
+            added
         }
         _ => {
             let mut x = SetObj::default();
             x.add(member);
             d.set(dst, Value::Set(Box::new(x)), false);
+            true
         }
+    };
+    if added {
+        events.emit(ev::SET, "sadd", dst);
     }
     d.log(&[b"SMOVE".as_slice(), src, dst, member]);
     drop(m);

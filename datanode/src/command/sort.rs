@@ -396,6 +396,7 @@ fn sort_generic(ctx: &mut Ctx, a: &Args, readonly: bool) {
     want.sort_unstable();
     want.dedup();
     let mut tries = 0;
+    let events = ctx.events();
     loop {
         let holding = ctx.locks.holding();
         let mut m = ctx.locks.slots(want.clone());
@@ -434,6 +435,7 @@ fn sort_generic(ctx: &mut Ctx, a: &Args, readonly: bool) {
         }
         // The reply and client are fields apart from the locks `m` holds.
         let out = Out {
+            events,
             r: &mut ctx.r,
             client: &mut *ctx.client,
         };
@@ -446,6 +448,7 @@ fn sort_generic(ctx: &mut Ctx, a: &Args, readonly: bool) {
 struct Out<'c, 'a> {
     r: &'c mut crate::resp::Reply<'a>,
     client: &'c mut crate::server::client::Client,
+    events: crate::server::notify::Events<'c>,
 }
 
 /// Computes sort keys and sorts; true when a score was not a number.
@@ -714,9 +717,13 @@ fn output(out: Out, m: &mut super::locks::Many, l: &Loaded, o: &Opts) {
     if n > 0 {
         log_store(d, dst, &list);
         d.set(dst, Value::List(Box::new(list)), false);
+        out.events
+            .emit(crate::server::notify::class::LIST, "sortstore", dst);
         dirty = n as u64;
     } else if d.remove(dst).is_some() {
         d.log(&[b"DEL".as_slice(), dst]);
+        out.events
+            .emit(crate::server::notify::class::GENERIC, "del", dst);
         dirty = 1;
     }
     out.client.pending_dirty += dirty;

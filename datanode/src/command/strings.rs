@@ -1,6 +1,6 @@
 //! String commands.
 
-use super::{eq_ic, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX, WRONGTYPE};
+use super::{eq_ic, ev, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
 use crate::resp::parse_i64;
 
@@ -133,6 +133,7 @@ pub fn set(ctx: &mut Ctx, a: &Args) {
     };
     let key = a.get(1);
     let val = a.get(2);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     // A plain SET needs nothing from the old value: skip the lookup.
     if o.get || o.nx || o.xx {
@@ -166,6 +167,10 @@ pub fn set(ctx: &mut Ctx, a: &Args) {
             None => s.log(&[b"SET".as_slice(), key, val]),
         }
     }
+    events.emit(ev::STRING, "set", key);
+    if o.expire_at.is_some() {
+        events.emit(ev::GENERIC, "expire", key);
+    }
     drop(s);
     ctx.dirty(1);
     if !o.get {
@@ -175,6 +180,7 @@ pub fn set(ctx: &mut Ctx, a: &Args) {
 
 pub fn setnx(ctx: &mut Ctx, a: &Args) {
     let (key, val) = (a.get(1), a.get(2));
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     if s.exists(key) {
         ctx.r.int(0);
@@ -182,6 +188,7 @@ pub fn setnx(ctx: &mut Ctx, a: &Args) {
     }
     s.set(key, Value::string(val), false);
     s.log(&[b"SET".as_slice(), key, val]);
+    events.emit(ev::STRING, "set", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(1);
@@ -192,6 +199,7 @@ fn setex_generic(ctx: &mut Ctx, a: &Args, kind: u8, name: &str) {
     let Some(at) = expire_at(ctx, kind, a.get(2), name) else {
         return;
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     s.set(key, Value::string(val), false);
     s.set_expire(key, at);
@@ -203,6 +211,8 @@ fn setex_generic(ctx: &mut Ctx, a: &Args, kind: u8, name: &str) {
         b"PXAT",
         b.format(at).as_bytes(),
     ]);
+    events.emit(ev::STRING, "set", key);
+    events.emit(ev::GENERIC, "expire", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.ok();
@@ -218,24 +228,28 @@ pub fn psetex(ctx: &mut Ctx, a: &Args) {
 
 pub fn getset(ctx: &mut Ctx, a: &Args) {
     let (key, val) = (a.get(1), a.get(2));
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     if !reply_string(&mut ctx.r, s.get(key)) {
         return;
     }
     s.set(key, Value::string(val), false);
     s.log(&[b"SET".as_slice(), key, val]);
+    events.emit(ev::STRING, "set", key);
     drop(s);
     ctx.dirty(1);
 }
 
 pub fn getdel(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     if !reply_string(&mut ctx.r, s.get(key)) {
         return;
     }
     if s.remove(key).is_some() {
         s.log(&[b"DEL".as_slice(), key]);
+        events.emit(ev::GENERIC, "del", key);
         drop(s);
         ctx.dirty(1);
     }
@@ -246,6 +260,7 @@ pub fn getex(ctx: &mut Ctx, a: &Args) {
         return;
     };
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let v = s.get(key);
     if !reply_string(&mut ctx.r, v) || v.is_none() {
@@ -256,14 +271,17 @@ pub fn getex(ctx: &mut Ctx, a: &Args) {
         if at <= s.now {
             s.remove(key);
             s.log(&[b"DEL".as_slice(), key]);
+            events.emit(ev::GENERIC, "del", key);
         } else {
             s.set_expire(key, at);
             s.log(&[b"PEXPIREAT".as_slice(), key, b.format(at).as_bytes()]);
+            events.emit(ev::GENERIC, "expire", key);
         }
         drop(s);
         ctx.dirty(1);
     } else if o.persist && s.persist(key) {
         s.log(&[b"PERSIST".as_slice(), key]);
+        events.emit(ev::GENERIC, "persist", key);
         drop(s);
         ctx.dirty(1);
     }
@@ -293,6 +311,7 @@ fn mset_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
         return;
     }
     let keys = || a.iter().skip(1).step_by(2);
+    let events = ctx.events();
     let mut m = ctx.locks.keys(keys());
     if nx && keys().any(|k| m.key(k).exists(k)) {
         ctx.r.int(0);
@@ -303,6 +322,7 @@ fn mset_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
         let (k, v) = (a.get(i), a.get(i + 1));
         let s = m.key(k);
         s.set(k, Value::string(v), false);
+        events.emit(ev::STRING, "set", k);
         i += 2;
     }
     if ctx.srv.log.is_active() {
@@ -340,6 +360,7 @@ fn check_size(ctx: &mut Ctx, total: usize) -> bool {
 pub fn append(ctx: &mut Ctx, a: &Args) {
     let (key, val) = (a.get(1), a.get(2));
     let max = max_string(ctx);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let len = match s.get_mut(key) {
         None => {
@@ -366,6 +387,7 @@ pub fn append(ctx: &mut Ctx, a: &Args) {
         }
     };
     s.log(&[b"APPEND".as_slice(), key, val]);
+    events.emit(ev::STRING, "append", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(len as i64);
@@ -394,6 +416,7 @@ fn as_int(v: &Value) -> Option<i64> {
 }
 
 fn incr_generic(ctx: &mut Ctx, key: &[u8], by: i64) {
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     // One lookup: the value is checked and replaced where it is.
     let updated = match s.get_mut(key) {
@@ -427,6 +450,7 @@ fn incr_generic(ctx: &mut Ctx, key: &[u8], by: i64) {
     };
     let mut b = itoa::Buffer::new();
     s.log(&[b"SET".as_slice(), key, b.format(new).as_bytes(), b"KEEPTTL"]);
+    events.emit(ev::STRING, "incrby", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(new);
@@ -459,6 +483,7 @@ pub fn decrby(ctx: &mut Ctx, a: &Args) {
 pub fn incrbyfloat(ctx: &mut Ctx, a: &Args) {
     use crate::util::{incr_float, IncrFloatError};
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let cur = match s.get(key) {
         None => None,
@@ -474,6 +499,7 @@ pub fn incrbyfloat(ctx: &mut Ctx, a: &Args) {
     };
     s.set(key, Value::string(&text), true);
     s.log(&[b"SET".as_slice(), key, &text, b"KEEPTTL"]);
+    events.emit(ev::STRING, "incrbyfloat", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.bulk(&text);
@@ -532,6 +558,7 @@ pub fn setrange(ctx: &mut Ctx, a: &Args) {
     }
     let offset = offset as usize;
     let max = max_string(ctx);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let newlen = match s.get_mut(key) {
         None => {
@@ -577,6 +604,7 @@ pub fn setrange(ctx: &mut Ctx, a: &Args) {
         }
     };
     s.log(&[b"SETRANGE".as_slice(), key, a.get(2), val]);
+    events.emit(ev::STRING, "setrange", key);
     drop(s);
     ctx.dirty(1);
     ctx.r.int(newlen as i64);

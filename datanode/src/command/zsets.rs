@@ -3,7 +3,7 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
+use super::{eq_ic, ev, int_arg, Args, Ctx, Events, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{SlotRef, Value, ZSetObj};
 use crate::resp::parse_i64;
@@ -22,12 +22,32 @@ fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
     }
 }
 
-fn settle(s: &mut SlotRef, key: &[u8]) {
+/// After removing members: delete the key when the sorted set is empty,
+/// else mark it modified. Returns whether the key was deleted.
+fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
     let empty = matches!(s.get(key), Some(Value::ZSet(z)) if z.is_empty());
     if empty {
         s.remove(key);
     } else {
         s.touch(key);
+    }
+    empty
+}
+
+/// The events of removing members: `event`, then `del` if that emptied
+/// the sorted set.
+fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
+    events.emit(ev::ZSET, event, key);
+    if deleted {
+        events.emit(ev::GENERIC, "del", key);
+    }
+}
+
+fn pop_event(max: bool) -> &'static str {
+    if max {
+        "zpopmax"
+    } else {
+        "zpopmin"
     }
 }
 
@@ -109,6 +129,7 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
         elems.push((score, a.get(i + 1)));
         i += 2;
     }
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let z = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -170,6 +191,9 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
         }
         s.log(&eff);
     }
+    if added + changed > 0 {
+        events.emit(ev::ZSET, if incr { "zincr" } else { "zadd" }, key);
+    }
     drop(s);
     ctx.dirty((added + changed) as u64);
     if incr {
@@ -184,6 +208,7 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
 
 pub fn zrem(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let n = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -191,8 +216,9 @@ pub fn zrem(ctx: &mut Ctx, a: &Args) {
         Lookup::Z(z) => a.iter().skip(2).filter(|m| z.remove(m)).count(),
     };
     if n > 0 {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         log_args(&s, a);
+        removed_events(&events, "zrem", key, deleted);
         drop(s);
         ctx.dirty(n as u64);
     }
@@ -574,6 +600,7 @@ fn pop_generic(ctx: &mut Ctx, a: &Args, max: bool) {
     } else {
         None
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let popped: Vec<(Vec<u8>, f64)> = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
@@ -593,10 +620,11 @@ fn pop_generic(ctx: &mut Ctx, a: &Args, max: bool) {
         }
     };
     if !popped.is_empty() {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
         eff.extend(popped.iter().map(|(m, _)| m.as_slice()));
         s.log(&eff);
+        removed_events(&events, pop_event(max), key, deleted);
     }
     drop(s);
     ctx.dirty(popped.len() as u64);
@@ -620,7 +648,7 @@ pub fn zpopmax(ctx: &mut Ctx, a: &Args) {
     pop_generic(ctx, a, true)
 }
 
-fn remrange(ctx: &mut Ctx, a: &Args, by: By) {
+fn remrange(ctx: &mut Ctx, a: &Args, by: By, event: &'static str) {
     let key = a.get(1);
     let spec = RangeSpec {
         by,
@@ -628,6 +656,7 @@ fn remrange(ctx: &mut Ctx, a: &Args, by: By) {
         limit: None,
         withscores: false,
     };
+    let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let items = match s.get(key) {
         None => {
@@ -654,8 +683,9 @@ fn remrange(ctx: &mut Ctx, a: &Args, by: By) {
         }
     }
     if !items.is_empty() {
-        settle(&mut s, key);
+        let deleted = settle(&mut s, key);
         log_args(&s, a);
+        removed_events(&events, event, key, deleted);
     }
     drop(s);
     ctx.dirty(items.len() as u64);
@@ -663,13 +693,13 @@ fn remrange(ctx: &mut Ctx, a: &Args, by: By) {
 }
 
 pub fn zremrangebyrank(ctx: &mut Ctx, a: &Args) {
-    remrange(ctx, a, By::Rank)
+    remrange(ctx, a, By::Rank, "zremrangebyrank")
 }
 pub fn zremrangebyscore(ctx: &mut Ctx, a: &Args) {
-    remrange(ctx, a, By::Score)
+    remrange(ctx, a, By::Score, "zremrangebyscore")
 }
 pub fn zremrangebylex(ctx: &mut Ctx, a: &Args) {
-    remrange(ctx, a, By::Lex)
+    remrange(ctx, a, By::Lex, "zremrangebylex")
 }
 
 pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
@@ -985,17 +1015,24 @@ fn op_reply(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
 }
 
 /// Replaces `dst` with `items` (deleting it when empty); logs the result.
-fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)]) {
+/// `event` names the command for keyspace notifications.
+fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)], event: &'static str) {
+    let events = ctx.events();
     let mut s = ctx.locks.key(dst);
-    s.remove(dst);
     let mut eff_scores = Vec::new();
-    if !items.is_empty() {
+    if items.is_empty() {
+        if s.remove(dst).is_some() {
+            events.emit(ev::GENERIC, "del", dst);
+        }
+    } else {
         let mut z = ZSetObj::default();
         for (m, sc) in items {
             z.insert(m, *sc);
             eff_scores.push(fmt(*sc));
         }
+        // Overwritten in place: an existing key is not a new one.
         s.set(dst, Value::ZSet(Box::new(z)), false);
+        events.emit(ev::ZSET, event, dst);
     }
     s.log(&[b"DEL".as_slice(), dst]);
     if !items.is_empty() {
@@ -1011,7 +1048,7 @@ fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)]) {
     ctx.r.int(items.len() as i64);
 }
 
-fn op_store(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
+fn op_store(ctx: &mut Ctx, a: &Args, op: SetOp, name: &'static str) {
     let dst = a.get(1);
     let Some(o) = parse_op_args(ctx, a, 2, op, name, false) else {
         return;
@@ -1020,7 +1057,7 @@ fn op_store(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
         return;
     };
     let items = compute(inputs, &o, op);
-    store_result(ctx, dst, &items);
+    store_result(ctx, dst, &items, name);
 }
 
 pub fn zunion(ctx: &mut Ctx, a: &Args) {
@@ -1133,7 +1170,7 @@ pub fn zrangestore(ctx: &mut Ctx, a: &Args) {
             Some(_) => return ctx.r.error(WRONGTYPE),
         }
     };
-    store_result(ctx, dst, &items);
+    store_result(ctx, dst, &items, "zrangestore");
 }
 
 /// Pops from the first non-empty sorted set among `keys`: (key, items).
@@ -1144,6 +1181,7 @@ fn mpop_first(
     max: bool,
     count: usize,
 ) -> Result<Option<(Vec<u8>, Elems)>, ()> {
+    let events = ctx.events();
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in keys {
         let s = m.key(key);
@@ -1168,10 +1206,11 @@ fn mpop_first(
             z.remove(&mm);
             out.push((mm, sc));
         }
-        settle(s, key);
+        let deleted = settle(s, key);
         let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
         eff.extend(out.iter().map(|(mm, _)| mm.as_slice()));
         s.log(&eff);
+        removed_events(&events, pop_event(max), key, deleted);
         if !s.is_empty() {
             s.signal_ready(key);
         }

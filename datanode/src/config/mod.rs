@@ -37,6 +37,9 @@ pub struct Config {
     /// Canonical name → value as CONFIG GET prints it.
     values: BTreeMap<String, String>,
     pub file: Option<PathBuf>,
+    /// `notify-keyspace-events` as flags: CONFIG GET does not print every
+    /// class it holds (`n` under `A`), so the text cannot be re-parsed.
+    notify_flags: u32,
 }
 
 /// One directive with where it came from.
@@ -67,7 +70,11 @@ impl Config {
         for (n, v) in defaults().chain(table::HIDDEN.iter().copied()) {
             values.insert(canonical(n), v.to_string());
         }
-        Config { values, file: None }
+        Config {
+            values,
+            file: None,
+            notify_flags: 0,
+        }
     }
 
     /// `args`: the process arguments after the program name.
@@ -157,6 +164,7 @@ impl Config {
             }
         }
         let v = validate(&canon, &l.args[1..]).map_err(|e| bad(&e))?;
+        self.note_notify(&canon, &l.args[1..].join(" "));
         if canon == "dir" {
             if let Err(e) = std::env::set_current_dir(&v) {
                 return Err(bad(&e.to_string()));
@@ -164,6 +172,17 @@ impl Config {
         }
         self.values.insert(canon, v);
         Ok(())
+    }
+
+    fn note_notify(&mut self, canon: &str, raw: &str) {
+        if canon == "notify-keyspace-events" {
+            self.notify_flags = crate::server::notify::parse(raw).unwrap_or(0);
+        }
+    }
+
+    /// The `notify-keyspace-events` classes (see `server::notify::class`).
+    pub fn notify_keyspace_events(&self) -> u32 {
+        self.notify_flags
     }
 
     fn raw(&self, name: &str) -> &str {
@@ -334,7 +353,7 @@ impl Config {
 
     /// CONFIG SET with one or more pairs, all or nothing.
     pub fn set(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<Vec<String>, String> {
-        let mut staged: Vec<(String, String, String)> = Vec::new();
+        let mut staged: Vec<(String, String, String, String)> = Vec::new();
         for (k, v) in pairs {
             let name = String::from_utf8_lossy(k).to_string();
             let canon = canonical(&name);
@@ -343,7 +362,7 @@ impl Config {
                     "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
                 ));
             }
-            if staged.iter().any(|(c, _, _)| *c == canon) {
+            if staged.iter().any(|(c, _, _, _)| *c == canon) {
                 return Err(format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
                 ));
@@ -357,15 +376,16 @@ impl Config {
             let parts: Vec<String> = if matches!(canon.as_str(), "save" | "bind" | "replicaof") {
                 raw.split_whitespace().map(String::from).collect()
             } else {
-                vec![raw]
+                vec![raw.clone()]
             };
             let val = validate(&canon, &parts).map_err(|e| {
                 format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")
             })?;
-            staged.push((canon, val, name));
+            staged.push((canon, val, name, raw));
         }
         let mut changed = Vec::new();
-        for (canon, val, name) in staged {
+        for (canon, val, name, raw) in staged {
+            self.note_notify(&canon, &raw);
             if canon == "dir" {
                 std::env::set_current_dir(&val).map_err(|e| {
                     format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")

@@ -23,6 +23,8 @@ pub enum Kind {
     Str,
     /// Space-separated list (bind, save, …).
     List,
+    /// Keyspace notification classes (`KEA`, …).
+    NotifyClasses,
 }
 
 pub struct Spec {
@@ -262,6 +264,7 @@ pub static SPECS: &[Spec] = &[
         true,
     ),
     s("io-threads", Int { min: 1, max: 128 }, true),
+    s("notify-keyspace-events", NotifyClasses, false),
     s("unixsocket", Str, true),
 ];
 
@@ -398,6 +401,7 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
             }
         }
         Str => Ok(one()?.clone()),
+        NotifyClasses => crate::server::notify::canonical(one()?),
         List => {
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();

@@ -29,6 +29,7 @@ pub struct Db {
     meta: Box<[SlotMeta]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
+    pub events: Arc<super::events::KeyEvents>,
 }
 
 /// Current unix time in milliseconds.
@@ -40,7 +41,12 @@ pub fn now_ms() -> i64 {
 }
 
 impl Db {
-    pub fn new(index: usize, log: Arc<EffectLog>, blocking: Arc<super::blocking::Blocking>) -> Db {
+    pub fn new(
+        index: usize,
+        log: Arc<EffectLog>,
+        blocking: Arc<super::blocking::Blocking>,
+        events: Arc<super::events::KeyEvents>,
+    ) -> Db {
         Db {
             index,
             slots: (0..SLOTS)
@@ -49,6 +55,7 @@ impl Db {
             meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
             log,
             blocking,
+            events,
         }
     }
 
@@ -65,6 +72,7 @@ impl Db {
             db: self,
             now,
             gen: 0,
+            quiet: false,
         };
         s.refresh_gen();
         s
@@ -126,9 +134,18 @@ pub struct SlotRef<'a> {
     meta: &'a SlotMeta,
     pub db: &'a Db,
     pub now: i64,
+    /// Loading: creations and expiries are not reported.
+    quiet: bool,
 }
 
 impl<'a> SlotRef<'a> {
+    /// Stops (or resumes) reporting creations and expiries through this
+    /// guard: loading a dataset is not a change anyone is told about.
+    /// Returns the previous setting.
+    pub fn set_quiet(&mut self, quiet: bool) -> bool {
+        std::mem::replace(&mut self.quiet, quiet)
+    }
+
     /// Reads the rewrite generation and, when a rewrite is snapshotting,
     /// snapshots this slot first so the snapshot predates our changes.
     pub fn refresh_gen(&mut self) {
@@ -164,6 +181,9 @@ impl<'a> SlotRef<'a> {
                 self.t.touch_expired(key);
                 self.sync_meta();
                 self.log(&[b"DEL".as_slice(), key]);
+                if !self.quiet {
+                    self.db.events.expired(self.db.index, key);
+                }
                 true
             }
             _ => false,
@@ -203,10 +223,18 @@ impl<'a> SlotRef<'a> {
         self.get(key).is_some()
     }
 
-    /// Sets a value. Unless `keep_ttl`, any TTL is cleared.
+    /// Sets a value. Unless `keep_ttl`, any TTL is cleared. A key whose
+    /// time has passed is removed first (as a lookup would), so the value
+    /// counts as a new key.
     pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
         let list = matches!(val, Value::List(_) | Value::ZSet(_));
-        self.t.put(key, val, self.now);
+        // Slots without TTLs (the common case) skip the probe.
+        if self.t.expires.is_some() {
+            self.expire_if_needed(key);
+        }
+        if self.t.put(key, val, self.now) && !self.quiet {
+            self.db.events.created(self.db.index, key);
+        }
         if list {
             self.signal_ready(key);
         }
@@ -304,6 +332,25 @@ impl<'a> SlotRef<'a> {
             self.expire_if_needed(k);
         }
         (checked, due.len())
+    }
+
+    /// Deletes the expired keys `pick` selects (SCAN removes the expired
+    /// keys it comes across, as a lookup would); returns how many.
+    pub fn expire_matching(&mut self, mut pick: impl FnMut(&[u8]) -> bool) -> usize {
+        if self.t.expires.is_none() {
+            return 0;
+        }
+        let now = self.now;
+        let due: Vec<SBytes> = self
+            .t
+            .expires_iter()
+            .filter(|(k, at)| *at <= now && pick(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &due {
+            self.expire_if_needed(k);
+        }
+        due.len()
     }
 
     /// Registers a WATCH on `key`; returns its current version.

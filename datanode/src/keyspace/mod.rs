@@ -4,6 +4,7 @@ pub mod access;
 pub mod blocking;
 pub mod db;
 pub mod dense;
+pub mod events;
 pub mod hashslot;
 pub mod key;
 pub mod plist;
@@ -27,6 +28,7 @@ pub struct Keyspace {
     dbs: Box<[OnceLock<Db>]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<blocking::Blocking>,
+    pub events: Arc<events::KeyEvents>,
 }
 
 impl Keyspace {
@@ -35,6 +37,7 @@ impl Keyspace {
             dbs: (0..databases.max(1)).map(|_| OnceLock::new()).collect(),
             log,
             blocking: Default::default(),
+            events: Default::default(),
         }
     }
 
@@ -43,7 +46,14 @@ impl Keyspace {
     }
 
     pub fn db(&self, i: usize) -> &Db {
-        self.dbs[i].get_or_init(|| Db::new(i, self.log.clone(), self.blocking.clone()))
+        self.dbs[i].get_or_init(|| {
+            Db::new(
+                i,
+                self.log.clone(),
+                self.blocking.clone(),
+                self.events.clone(),
+            )
+        })
     }
 
     /// Databases that exist already (never creates one).

@@ -174,6 +174,13 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
 /// empty it, and load them back from that text. Runs under the slot's
 /// lock, so other clients never see the slot half loaded.
 pub fn reload_slot(s: &mut SlotRef) -> Result<usize, String> {
+    let was = s.set_quiet(true);
+    let r = reload_slot_quietly(s);
+    s.set_quiet(was);
+    r
+}
+
+fn reload_slot_quietly(s: &mut SlotRef) -> Result<usize, String> {
     use crate::keyspace::HashObj;
     use crate::resp::{parse_request, Limits, Parsed};
     let dump = encode_slot(s);

@@ -99,9 +99,21 @@ pub fn execute(
         Stats::add(&srv.stats.total_error_replies, 1);
         super::cmdstats::record_error(&out[start..]);
     }
-    // RESP3 pushes (subscribe confirmations) are exempt from REPLY OFF and
-    // SKIP, as in Redis.
-    let pushes = out.get(start) == Some(&b'>');
+    // Pushes are exempt from REPLY OFF and SKIP, as in Redis 7.0: RESP3
+    // pushes, and the subscribe/unsubscribe confirmations in RESP2 too.
+    let pushes = out.get(start) == Some(&b'>')
+        || (out.get(start) == Some(&b'*')
+            && cmd.is_some_and(|c| {
+                matches!(
+                    c.name,
+                    "subscribe"
+                        | "psubscribe"
+                        | "ssubscribe"
+                        | "unsubscribe"
+                        | "punsubscribe"
+                        | "sunsubscribe"
+                )
+            }));
     match client.reply_mode {
         ReplyMode::On => {}
         ReplyMode::Off if !pushes => out.truncate(start),
@@ -193,11 +205,10 @@ fn publish_state(client: &Client, rbuf: &BytesMut) {
 }
 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
-/// only RESP3 pushes get through.
+/// 7.0 pub/sub messages are pushes (in RESP2 too) and get through; MONITOR
+/// lines do not.
 fn deliver(r: &mut Reply, mode: ReplyMode, m: &crate::server::pubsub::PubMsg) {
-    if mode == ReplyMode::Off
-        && (!r.is_resp3() || matches!(m, crate::server::pubsub::PubMsg::Raw(_)))
-    {
+    if mode == ReplyMode::Off && matches!(m, crate::server::pubsub::PubMsg::Raw(_)) {
         return;
     }
     command::pubsub::write_message(r, m);
@@ -316,6 +327,12 @@ async fn connection_loop(
                     continue;
                 }
                 m = subs.rx.recv() => {
+                    // Let the tasks that are ready run first, so what they
+                    // publish goes out in this same write: one write per
+                    // burst, as Redis writes a subscriber's output once per
+                    // event-loop turn, rather than one per publishing
+                    // command (the woken task would otherwise run next).
+                    tokio::task::yield_now().await;
                     let mut r = Reply::new(&mut out, client.proto);
                     if let Some(m) = m {
                         deliver(&mut r, client.reply_mode, &m);

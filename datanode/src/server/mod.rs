@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cmdstats;
 pub mod conn;
+pub mod notify;
 pub mod pubsub;
 pub mod shared;
 pub mod slowlog;
@@ -52,6 +53,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .query_buffer_limit
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
+    notify::configure(srv, cfg.notify_keyspace_events());
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
     srv.hot.fsync_always.store(
         cfg.appendonly() && cfg.appendfsync() == crate::config::AppendFsync::Always,
@@ -163,6 +165,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let appendonly = cfg.appendonly();
     let pidfile = cfg.pidfile();
     let srv = Arc::new(Shared::new(cfg));
+    notify::install(&srv);
     apply_config_change(&srv, &[]);
     if appendonly {
         crate::persistence::aof::open(&srv).context("loading the append only file")?;

@@ -3,9 +3,10 @@
 //! subscriber's connection encodes it in its own protocol.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Clone, Debug)]
@@ -31,27 +32,38 @@ pub enum PubMsg {
 
 pub type Tx = UnboundedSender<PubMsg>;
 
+/// Publishing only reads the channel and pattern tables, so publishers
+/// (keyspace notifications come from every write) share their locks.
 #[derive(Default)]
 pub struct PubSub {
-    channels: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
-    patterns: Mutex<Vec<(Bytes, u64, Tx)>>,
+    channels: RwLock<HashMap<Bytes, Vec<(u64, Tx)>>>,
+    patterns: RwLock<Vec<(Bytes, u64, Tx)>>,
+    /// Channel subscriptions and pattern subscriptions, so a publish can
+    /// skip a table nobody is in (and stop before building its message when
+    /// both are empty).
+    channel_subs: AtomicUsize,
+    pattern_subs: AtomicUsize,
     /// Shard channels (SSUBSCRIBE), kept apart as Redis does.
     shard: Mutex<HashMap<Bytes, Vec<(u64, Tx)>>>,
 }
 
 impl PubSub {
     pub fn subscribe(&self, id: u64, tx: &Tx, channel: &[u8]) {
-        let mut m = self.channels.lock();
+        let mut m = self.channels.write();
         let v = m.entry(Bytes::copy_from_slice(channel)).or_default();
         if !v.iter().any(|(c, _)| *c == id) {
             v.push((id, tx.clone()));
+            self.channel_subs.fetch_add(1, Ordering::Release);
         }
     }
 
     pub fn unsubscribe(&self, id: u64, channel: &[u8]) {
-        let mut m = self.channels.lock();
+        let mut m = self.channels.write();
         if let Some(v) = m.get_mut(channel) {
+            let before = v.len();
             v.retain(|(c, _)| *c != id);
+            self.channel_subs
+                .fetch_sub(before - v.len(), Ordering::Release);
             if v.is_empty() {
                 m.remove(channel);
             }
@@ -59,50 +71,65 @@ impl PubSub {
     }
 
     pub fn psubscribe(&self, id: u64, tx: &Tx, pattern: &[u8]) {
-        let mut p = self.patterns.lock();
+        let mut p = self.patterns.write();
         if !p
             .iter()
             .any(|(pat, c, _)| *c == id && pat.as_ref() == pattern)
         {
             p.push((Bytes::copy_from_slice(pattern), id, tx.clone()));
+            self.pattern_subs.fetch_add(1, Ordering::Release);
         }
     }
 
     pub fn punsubscribe(&self, id: u64, pattern: &[u8]) {
-        self.patterns
-            .lock()
-            .retain(|(pat, c, _)| !(*c == id && pat.as_ref() == pattern));
+        let mut p = self.patterns.write();
+        let before = p.len();
+        p.retain(|(pat, c, _)| !(*c == id && pat.as_ref() == pattern));
+        self.pattern_subs
+            .fetch_sub(before - p.len(), Ordering::Release);
+    }
+
+    /// True when no client subscribes to any channel or pattern (shard
+    /// channels aside): a publish would reach nobody.
+    pub fn is_idle(&self) -> bool {
+        // Acquire pairs with the Release above: a subscription confirmed to
+        // its client is seen by the publishes that follow.
+        self.channel_subs.load(Ordering::Acquire) == 0
+            && self.pattern_subs.load(Ordering::Acquire) == 0
     }
 
     /// Delivers a message; returns how many subscriptions received it.
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
-        let channel = Bytes::copy_from_slice(channel);
-        let payload = Bytes::copy_from_slice(payload);
+        self.publish_bytes(
+            Bytes::copy_from_slice(channel),
+            Bytes::copy_from_slice(payload),
+        )
+    }
+
+    /// [`PubSub::publish`] for a message already in shared buffers.
+    pub fn publish_bytes(&self, channel: Bytes, payload: Bytes) -> usize {
         let mut n = 0;
-        if let Some(v) = self.channels.lock().get(&channel) {
-            for (_, tx) in v {
-                if tx
-                    .send(PubMsg::Message {
+        if self.channel_subs.load(Ordering::Acquire) > 0 {
+            if let Some(v) = self.channels.read().get(&channel) {
+                for (_, tx) in v {
+                    let m = PubMsg::Message {
                         channel: channel.clone(),
                         payload: payload.clone(),
-                    })
-                    .is_ok()
-                {
-                    n += 1;
+                    };
+                    n += tx.send(m).is_ok() as usize;
                 }
             }
         }
-        for (pat, _, tx) in self.patterns.lock().iter() {
-            if crate::glob::glob_match(pat, &channel, false)
-                && tx
-                    .send(PubMsg::PMessage {
+        if self.pattern_subs.load(Ordering::Acquire) > 0 {
+            for (pat, _, tx) in self.patterns.read().iter() {
+                if crate::glob::glob_match(pat, &channel, false) {
+                    let m = PubMsg::PMessage {
                         pattern: pat.clone(),
                         channel: channel.clone(),
                         payload: payload.clone(),
-                    })
-                    .is_ok()
-            {
-                n += 1;
+                    };
+                    n += tx.send(m).is_ok() as usize;
+                }
             }
         }
         n
@@ -111,7 +138,7 @@ impl PubSub {
     /// Active channels, optionally matching a pattern.
     pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
         self.channels
-            .lock()
+            .read()
             .keys()
             .filter(|c| pattern.is_none_or(|p| crate::glob::glob_match(p, c, false)))
             .cloned()
@@ -119,7 +146,7 @@ impl PubSub {
     }
 
     pub fn numsub(&self, channel: &[u8]) -> usize {
-        self.channels.lock().get(channel).map_or(0, |v| v.len())
+        self.channels.read().get(channel).map_or(0, |v| v.len())
     }
 
     pub fn ssubscribe(&self, id: u64, tx: &Tx, channel: &[u8]) {
@@ -173,7 +200,7 @@ impl PubSub {
     }
 
     pub fn numpat(&self) -> usize {
-        let p = self.patterns.lock();
+        let p = self.patterns.read();
         let mut uniq: Vec<&Bytes> = p.iter().map(|(pat, _, _)| pat).collect();
         uniq.sort();
         uniq.dedup();

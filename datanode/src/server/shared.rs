@@ -25,6 +25,8 @@ pub struct Hot {
     pub active_expire: AtomicBool,
     /// `timeout` in seconds.
     pub idle_timeout: AtomicU64,
+    /// `notify-keyspace-events`, as commands test it.
+    pub notify: super::notify::Flags,
 }
 
 pub struct Shared {
@@ -72,6 +74,7 @@ impl Shared {
             query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit()),
             active_expire: AtomicBool::new(true),
             idle_timeout: AtomicU64::new(config.timeout()),
+            notify: Default::default(),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];

@@ -250,6 +250,7 @@ pub fn load_prefix(
                     Some(at) if at <= now => skipped += 1,
                     exp => {
                         let mut g = db.lock_key(&key, now);
+                        g.set_quiet(true);
                         g.set(&key, v, false);
                         if let Some(at) = exp {
                             g.set_expire(&key, at);
