@@ -550,3 +550,43 @@ fn config_set_port_in_use_rolls_back_and_a_free_port_moves_the_listener() {
     // Existing connections stay open.
     assert_eq!(c.text(&["PING"]), "+PONG\r\n");
 }
+
+/// CLIENT UNBLOCK ends a BLPOP as a timeout or with Redis's error, shows
+/// the client as blocked (`flags=b`) meanwhile, and answers 0 for a client
+/// that is not blocked.
+#[test]
+fn client_unblock_ends_a_blocked_pop() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        for (mode, expect) in [
+            (None, "*-1\r\n"),
+            (Some("TIMEOUT"), "*-1\r\n"),
+            (
+                Some("ERROR"),
+                "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+            ),
+        ] {
+            let mut b = n.conn();
+            let id = b.text(&["CLIENT", "ID"]);
+            let id = id.trim_start_matches(':').trim_end().to_string();
+            b.send_raw(&slotkv_tests::encode(&["BLPOP", "nolist", "0"]))
+                .expect("send");
+            wait_until("the client to block", || {
+                admin
+                    .text(&["CLIENT", "LIST", "ID", &id])
+                    .contains("flags=b")
+            });
+            let mut cmd = vec!["CLIENT", "UNBLOCK", id.as_str()];
+            cmd.extend(mode);
+            assert_eq!(admin.text(&cmd), ":1\r\n", "{kind:?} {mode:?}");
+            let got = b.read_reply().expect("reply");
+            assert_eq!(
+                slotkv_tests::resp::show(&got.raw),
+                slotkv_tests::resp::show(expect.as_bytes()),
+                "{kind:?} {mode:?}"
+            );
+            assert_eq!(admin.text(&["CLIENT", "UNBLOCK", &id]), ":0\r\n");
+        }
+    }
+}

@@ -322,6 +322,9 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     if multi >= 0 {
         flags.push('x');
     }
+    if c.blocked.load(Ordering::Relaxed) {
+        flags.push('b');
+    }
     if me && ctx.client.close_after_reply {
         flags.push('c');
     }
@@ -529,6 +532,40 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
     ctx.r.int(n);
 }
 
+pub fn client_unblock(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 4 {
+        return ctx.r.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(a.get(1))
+        ));
+    }
+    let Some(id) = parse_i64(a.get(2)) else {
+        return ctx.r.error(super::NOT_INT);
+    };
+    let mode = if a.len() == 4 {
+        if eq_ic(a.get(3), "TIMEOUT") {
+            1
+        } else if eq_ic(a.get(3), "ERROR") {
+            crate::server::conn::UNBLOCK_ERROR
+        } else {
+            return ctx
+                .r
+                .error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        }
+    } else {
+        1
+    };
+    let target = ctx.srv.clients.lock().get(&(id as u64)).cloned();
+    match target {
+        Some(c) if c.blocked.load(Ordering::SeqCst) => {
+            c.unblock_mode.store(mode, Ordering::SeqCst);
+            c.unblock_notify.notify_waiters();
+            ctx.r.int(1);
+        }
+        _ => ctx.r.int(0),
+    }
+}
+
 pub fn client_help(ctx: &mut Ctx, _a: &Args) {
     help_reply(
         ctx,
@@ -546,6 +583,8 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
             "    Describe the connected clients.",
             "NO-EVICT (ON|OFF)",
             "    Accepted for compatibility.",
+            "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+            "    Unblock the specified blocked client.",
             "REPLY (ON|OFF|SKIP)",
             "    Turn replies for this connection on or off, or skip the next one.",
             "SETNAME <name>",

@@ -166,6 +166,7 @@ static CLIENT_SUBS: &[Cmd] = &[
     c("client|kill", -3, ADMIN, NOKEY, conn::client_kill),
     c("client|no-evict", 3, ADMIN, NOKEY, conn::client_no_evict),
     c("client|reply", 3, 0, NOKEY, conn::client_reply),
+    c("client|unblock", -3, ADMIN, NOKEY, conn::client_unblock),
     c("client|help", 2, 0, NOKEY, conn::client_help),
 ];
 

@@ -94,6 +94,11 @@ pub struct ClientInfo {
     pub rbs: AtomicU64,
     pub rbp: AtomicU64,
     pub omem: AtomicU64,
+    /// In a blocking command (CLIENT LIST flag `b`, CLIENT UNBLOCK).
+    pub blocked: AtomicBool,
+    /// How CLIENT UNBLOCK ends the wait: 1 as a timeout, 2 with an error.
+    pub unblock_mode: std::sync::atomic::AtomicU8,
+    pub unblock_notify: tokio::sync::Notify,
     /// Asks the connection to free its idle read buffer.
     pub idle_notify: tokio::sync::Notify,
     /// The socket's descriptor (-1 for the AOF loader's client).

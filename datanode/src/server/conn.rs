@@ -44,6 +44,9 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
         idle_notify: tokio::sync::Notify::new(),
+        blocked: AtomicBool::new(false),
+        unblock_mode: std::sync::atomic::AtomicU8::new(0),
+        unblock_notify: tokio::sync::Notify::new(),
     });
     Client {
         id,
@@ -481,6 +484,9 @@ async fn connection_loop(
 /// Blocks a client on keys until one gets elements (it then retries its
 /// command), the timeout passes (null reply), or the client goes away
 /// (returns false). Bytes the client sends meanwhile wait in `rbuf`.
+/// CLIENT UNBLOCK … ERROR (TIMEOUT is any other mode).
+pub const UNBLOCK_ERROR: u8 = 2;
+
 async fn wait_blocked(
     srv: &Arc<Shared>,
     sock: &mut TcpStream,
@@ -493,6 +499,14 @@ async fn wait_blocked(
     let notify = Arc::new(tokio::sync::Notify::new());
     let db = client.db;
     let info = client.info.clone();
+    // Created before the client shows as blocked, so a CLIENT UNBLOCK that
+    // sees the flag cannot miss this waiter.
+    let unblocked = info.unblock_notify.notified();
+    tokio::pin!(unblocked);
+    info.unblock_mode.store(0, Ordering::SeqCst);
+    // CLIENT LIST shows the blocking command while it waits.
+    *info.last_cmd.lock() = client.last_cmd;
+    info.blocked.store(true, Ordering::SeqCst);
     blocking.register(db, &b.keys, client.id, &notify, false);
     blocking.clients.fetch_add(1, Ordering::Relaxed);
     // Anything already produced (earlier pipelined replies) goes out now.
@@ -510,6 +524,17 @@ async fn wait_blocked(
             }
         };
         tokio::select! {
+            _ = &mut unblocked => {
+                let mut r = Reply::new(out, client.proto);
+                if info.unblock_mode.load(Ordering::SeqCst) == UNBLOCK_ERROR {
+                    r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+                } else if b.null_array {
+                    r.null_array();
+                } else {
+                    r.null();
+                }
+                break Ok(true);
+            }
             _ = notify.notified() => {
                 client.block_retry = true;
                 let mut actions = Vec::new();
@@ -536,6 +561,7 @@ async fn wait_blocked(
             _ = info.kill_notify.notified() => break Ok(false),
         }
     };
+    info.blocked.store(false, Ordering::SeqCst);
     blocking.unregister(db, &b.keys, client.id);
     blocking.clients.fetch_sub(1, Ordering::Relaxed);
     if matches!(result, Ok(true)) {
