@@ -590,3 +590,28 @@ fn client_unblock_ends_a_blocked_pop() {
         }
     }
 }
+
+/// LATENCY: a command over latency-monitor-threshold is recorded as a
+/// `command` event; LATENCY HISTOGRAM counts calls per command.
+#[test]
+fn latency_monitor_records_slow_commands_and_histograms() {
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    c.text(&["CONFIG", "SET", "latency-monitor-threshold", "5"]);
+    c.text(&["CONFIG", "RESETSTAT"]);
+    c.text(&["SET", "a", "b"]);
+    c.text(&["SET", "c", "d"]);
+    c.text(&["DEBUG", "SLEEP", "0.02"]);
+    let latest = c.text(&["LATENCY", "LATEST"]);
+    assert!(
+        latest.starts_with("*1\r\n*4\r\n$7\r\ncommand\r\n"),
+        "{latest}"
+    );
+    let h = c.text(&["LATENCY", "HISTOGRAM", "set", "nosuch"]);
+    assert!(
+        h.starts_with("*2\r\n$3\r\nset\r\n*4\r\n$5\r\ncalls\r\n:2\r\n"),
+        "{h}"
+    );
+    assert_eq!(c.text(&["LATENCY", "RESET"]), ":1\r\n");
+    assert_eq!(c.text(&["LATENCY", "LATEST"]), "*0\r\n");
+}

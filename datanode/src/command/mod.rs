@@ -12,6 +12,7 @@ pub mod function;
 pub mod hashes;
 pub mod keys;
 pub mod keyspec;
+pub mod latency;
 pub mod lists;
 pub mod locks;
 pub mod memory;
@@ -360,6 +361,14 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     };
     cmdstats::record(cmd, usec, outcome);
     slowlog(ctx, cmd, args, usec);
+    let event = if cmd.flags & table::flags::FAST != 0 {
+        "fast-command"
+    } else {
+        "command"
+    };
+    ctx.srv
+        .latency
+        .observe(event, usec / 1000, ctx.locks.now / 1000);
     // As Redis: after the command ran, and never for admin commands.
     if ctx
         .srv

@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use super::{
     cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
-    lists as l, memory as mem, pubsub as ps, server as s, sets as se, sort as so, strings as st,
-    txn, zsets as z,
+    latency as lat, lists as l, memory as mem, pubsub as ps, server as s, sets as se, sort as so,
+    strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -284,6 +284,16 @@ static FUNCTION_SUBS: &[Cmd] = &[
     c("function|restore", -3, W | DENYOOM, NOKEY, fu::restore),
 ];
 
+static LATENCY_SUBS: &[Cmd] = &[
+    c("latency|doctor", 2, ADMIN, NOKEY, lat::doctor),
+    c("latency|graph", 3, ADMIN, NOKEY, lat::graph),
+    c("latency|help", 2, 0, NOKEY, lat::help),
+    c("latency|histogram", -2, ADMIN, NOKEY, lat::histogram),
+    c("latency|history", 3, ADMIN, NOKEY, lat::history),
+    c("latency|latest", 2, ADMIN, NOKEY, lat::latest),
+    c("latency|reset", -2, ADMIN, NOKEY, lat::reset),
+];
+
 static MEMORY_SUBS: &[Cmd] = &[
     c("memory|doctor", 2, 0, NOKEY, mem::doctor),
     c("memory|help", 2, 0, NOKEY, mem::help),
@@ -509,6 +519,7 @@ pub static COMMANDS: &[Cmd] = &[
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     container("function", -2, 0, FUNCTION_SUBS),
     container("memory", -2, 0, MEMORY_SUBS),
+    container("latency", -2, 0, LATENCY_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),
     // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.

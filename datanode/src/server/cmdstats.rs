@@ -11,12 +11,27 @@ use parking_lot::Mutex;
 
 use crate::command::table::{self, Cmd};
 
+/// Latency buckets: calls that took at most 2^k microseconds (the last
+/// bucket takes everything longer), for LATENCY HISTOGRAM.
+const HIST: usize = 32;
+
 #[derive(Default)]
 struct Counters {
     calls: AtomicU64,
     usec: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    hist: [AtomicU64; HIST],
+}
+
+/// The bucket of a duration: ceil(log2(usec)), at least 0.
+fn bucket(usec: u64) -> usize {
+    let b = if usec <= 1 {
+        0
+    } else {
+        64 - (usec - 1).leading_zeros() as usize
+    };
+    b.min(HIST - 1)
 }
 
 type Block = Arc<Vec<Counters>>;
@@ -100,6 +115,7 @@ pub fn record(cmd: &'static Cmd, usec: u64, outcome: Outcome) {
             o => {
                 c.calls.fetch_add(1, Ordering::Relaxed);
                 c.usec.fetch_add(usec, Ordering::Relaxed);
+                c.hist[bucket(usec)].fetch_add(1, Ordering::Relaxed);
                 if matches!(o, Outcome::Failed) {
                     c.failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -139,6 +155,71 @@ pub fn commandstats() -> String {
     out
 }
 
+/// One command's latency distribution: calls, and for each 2^k µs bound
+/// reached, the number of calls that took at most that long (cumulative).
+pub struct Histogram {
+    pub name: &'static str,
+    pub calls: u64,
+    pub cdf: Vec<(u64, u64)>,
+}
+
+/// LATENCY HISTOGRAM: the named commands (a container names all its
+/// subcommands; unknown names are skipped), or every command, that have
+/// been called since the last reset.
+pub fn histograms(names: &[&[u8]]) -> Vec<Histogram> {
+    let all = &ids().all;
+    let mut sums = vec![[0u64; HIST]; all.len()];
+    let mut calls = vec![0u64; all.len()];
+    for b in registry().lock().iter() {
+        for (i, c) in b.iter().enumerate() {
+            calls[i] += c.calls.load(Ordering::Relaxed);
+            for (k, h) in c.hist.iter().enumerate() {
+                sums[i][k] += h.load(Ordering::Relaxed);
+            }
+        }
+    }
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut pick = |i: usize| {
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    };
+    if names.is_empty() {
+        (0..all.len()).for_each(&mut pick);
+    } else {
+        for n in names {
+            for (i, c) in all.iter().enumerate() {
+                let parent = c.name.split('|').next().unwrap_or("");
+                let whole = c.name.as_bytes().eq_ignore_ascii_case(n);
+                let of_container =
+                    c.name.contains('|') && parent.as_bytes().eq_ignore_ascii_case(n);
+                if whole || of_container {
+                    pick(i);
+                }
+            }
+        }
+    }
+    chosen
+        .into_iter()
+        .filter(|&i| calls[i] > 0 && all[i].subs.is_empty())
+        .map(|i| {
+            let mut cum = 0;
+            let mut cdf = Vec::new();
+            for (k, n) in sums[i].iter().enumerate() {
+                if *n > 0 {
+                    cum += n;
+                    cdf.push((1u64 << k, cum));
+                }
+            }
+            Histogram {
+                name: all[i].name,
+                calls: calls[i],
+                cdf,
+            }
+        })
+        .collect()
+}
+
 fn errors() -> &'static Mutex<BTreeMap<String, u64>> {
     static E: OnceLock<Mutex<BTreeMap<String, u64>>> = OnceLock::new();
     E.get_or_init(Default::default)
@@ -174,6 +255,9 @@ pub fn reset() {
             c.usec.store(0, Ordering::Relaxed);
             c.rejected.store(0, Ordering::Relaxed);
             c.failed.store(0, Ordering::Relaxed);
+            for h in &c.hist {
+                h.store(0, Ordering::Relaxed);
+            }
         }
     }
     errors().lock().clear();

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cmdstats;
 pub mod conn;
+pub mod latency;
 pub mod notify;
 pub mod pubsub;
 pub mod shared;
@@ -26,6 +27,10 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         let num = |n: &str| c.value(n).parse::<i64>().unwrap_or(0);
         KEY_LOAD_DELAY.store(num("key-load-delay"), Ordering::Relaxed);
         KEY_SAVE_DELAY.store(num("rdb-key-save-delay"), Ordering::Relaxed);
+        srv.latency.threshold_ms.store(
+            num("latency-monitor-threshold").max(0) as u64,
+            Ordering::Relaxed,
+        );
     }
     if changed.iter().any(|c| c == "appendonly") {
         let on = srv.config.read().appendonly();
@@ -293,5 +298,10 @@ fn active_expire(srv: &Shared, mut cursor: usize, now: i64) -> usize {
             break;
         }
     }
+    srv.latency.observe(
+        "expire-cycle",
+        start.elapsed().as_millis() as u64,
+        now / 1000,
+    );
     cursor
 }

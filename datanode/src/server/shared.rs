@@ -54,6 +54,8 @@ pub struct Shared {
     pub shutdown_save: std::sync::atomic::AtomicU8,
     /// Set once at start when cluster-enabled.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// LATENCY's event history.
+    pub latency: super::latency::Monitor,
     /// Bumped when the listening sockets are replaced (CONFIG SET port).
     pub listen_gen: tokio::sync::watch::Sender<u64>,
     /// Allocated bytes when the server was set up (MEMORY STATS).
@@ -102,6 +104,7 @@ impl Shared {
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
+            latency: Default::default(),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
         }
     }
