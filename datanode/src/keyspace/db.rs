@@ -222,6 +222,24 @@ impl<'a> SlotRef<'a> {
         self.t.touch(key);
     }
 
+    /// Removes `key` to free memory (`maxmemory`); with `need_ttl`, only if
+    /// it still has a TTL (volatile policies). Logged as a DEL, as expiry
+    /// is, and WATCHers see the change. Returns whether it was removed.
+    pub fn evict(&mut self, key: &[u8], need_ttl: bool) -> bool {
+        if need_ttl && self.t.expire_of(key).is_none() {
+            return false;
+        }
+        let Some(val) = self.t.take(key) else {
+            return false;
+        };
+        self.t.remove_expire(key);
+        self.t.touch(key);
+        self.sync_meta();
+        self.log(&[b"DEL".as_slice(), key]);
+        drop(val);
+        true
+    }
+
     /// Expiry time (unix ms) of a live key.
     pub fn expire_of(&mut self, key: &[u8]) -> Option<i64> {
         self.t.expire_of(key)

@@ -4,6 +4,7 @@ pub mod access;
 pub mod blocking;
 pub mod db;
 pub mod dense;
+pub mod evict;
 pub mod hashslot;
 pub mod key;
 pub mod plist;

@@ -60,6 +60,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         block_retry: false,
         monitor: false,
         in_exec: false,
+        loading: false,
     }
 }
 

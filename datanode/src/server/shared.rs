@@ -25,6 +25,12 @@ pub struct Hot {
     pub active_expire: AtomicBool,
     /// `timeout` in seconds.
     pub idle_timeout: AtomicU64,
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: AtomicU64,
+    /// `maxmemory-policy` as `keyspace::evict::Policy::code`.
+    pub maxmemory_policy: std::sync::atomic::AtomicU8,
+    pub maxmemory_samples: std::sync::atomic::AtomicU32,
+    pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
 }
 
 pub struct Shared {
@@ -52,6 +58,11 @@ pub struct Shared {
     pub shutdown_save: std::sync::atomic::AtomicU8,
     /// Set once at start when cluster-enabled.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The eviction pool; held for a whole eviction pass.
+    pub evictor: Mutex<crate::keyspace::evict::Evictor>,
+    pub evicting_in_background: AtomicBool,
+    /// Used memory once started, before any data (INFO used_memory_startup).
+    pub startup_memory: AtomicU64,
 }
 
 impl Shared {
@@ -68,6 +79,10 @@ impl Shared {
             query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit()),
             active_expire: AtomicBool::new(true),
             idle_timeout: AtomicU64::new(config.timeout()),
+            maxmemory: AtomicU64::new(0),
+            maxmemory_policy: Default::default(),
+            maxmemory_samples: Default::default(),
+            maxmemory_tenacity: Default::default(),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
@@ -94,6 +109,9 @@ impl Shared {
             bgsave_running: AtomicBool::new(false),
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
+            evictor: Default::default(),
+            evicting_in_background: AtomicBool::new(false),
+            startup_memory: AtomicU64::new(0),
         }
     }
 
