@@ -73,10 +73,11 @@ pub fn used_recent(now_ms: i64) -> u64 {
     v
 }
 
-/// Recomputes the cached value (after an eviction freed memory).
-pub fn refresh(now_ms: i64) -> u64 {
-    CACHED_AT.store(i64::MIN, Ordering::Relaxed);
-    used_recent(now_ms)
+/// Replaces the cached value with one just read by [`used`] (after an
+/// eviction freed memory).
+pub fn set_recent(now_ms: i64, v: u64) {
+    CACHED.store(v, Ordering::Relaxed);
+    CACHED_AT.store(now_ms, Ordering::Relaxed);
 }
 
 /// The highest value seen by [`used_recent`] or [`peak_update`].

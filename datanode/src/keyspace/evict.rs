@@ -3,9 +3,25 @@
 //! seen so far in a small pool, evict the best of the pool. Sampling takes
 //! one slot lock at a time, briefly, so writers elsewhere are not stopped.
 
-use rand::Rng;
+use super::{access, Db, Keyspace, SBytes, SLOTS};
 
-use super::{access, Db, SBytes, SLOTS};
+/// xorshift64*: the sampler draws several numbers per eviction, and a
+/// generator owned by the evictor costs less than the thread-local one.
+struct Xs(u64);
+
+impl Xs {
+    fn new() -> Xs {
+        Xs(rand::random::<u64>() | 1)
+    }
+
+    /// A number in `0..n` (n > 0; the slight modulo bias is harmless here).
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Policy {
@@ -94,6 +110,8 @@ const MAX_SKIP: usize = 4096;
 
 struct Candidate {
     score: u64,
+    /// The key's hash, so looking for a duplicate rarely compares bytes.
+    hash: u64,
     db: usize,
     key: SBytes,
 }
@@ -115,10 +133,11 @@ impl Pool {
         if !self.wants(score) {
             return;
         }
+        let hash = super::slot::hash(key);
         if let Some(i) = self
             .entries
             .iter()
-            .position(|c| c.db == db && c.key.as_slice() == key)
+            .position(|c| c.hash == hash && c.db == db && c.key.as_slice() == key)
         {
             // Sampled again: keep the newer score.
             self.entries.remove(i);
@@ -131,6 +150,7 @@ impl Pool {
             at,
             Candidate {
                 score,
+                hash,
                 db,
                 key: SBytes::new(key),
             },
@@ -155,11 +175,10 @@ impl Pool {
 }
 
 impl Db {
-    /// A slot holding keys (keys with a TTL when `volatile`): the first
-    /// such slot at or after a random one. None when there is none.
-    fn random_filled_slot(&self, volatile: bool, rng: &mut impl Rng) -> Option<u16> {
-        let start = rng.random_range(0..SLOTS);
-        (start..SLOTS).chain(0..start).map(|s| s as u16).find(|&s| {
+    /// The first slot at or after `from` (wrapping) holding keys, or keys
+    /// with a TTL when `volatile`. None when there is none.
+    fn filled_slot_from(&self, volatile: bool, from: usize) -> Option<u16> {
+        (from..SLOTS).chain(0..from).map(|s| s as u16).find(|&s| {
             if volatile {
                 self.has_expires(s)
             } else {
@@ -168,21 +187,30 @@ impl Db {
         })
     }
 
-    /// Samples up to `n` keys, a run of neighbours from a random point of
-    /// a random slot (keys land in slots by hash, so neighbours are as good
-    /// a sample as any), and offers them to the pool. False when there was
-    /// nothing to sample.
-    fn sample_into(&self, policy: Policy, n: usize, now: i64, pool: &mut Pool) -> bool {
+    /// Samples up to `n` keys and offers them to the pool: runs of
+    /// neighbours from a random point of consecutive filled slots after a
+    /// random one (keys land in slots by hash, so neighbours are as good a
+    /// sample as any, and walking slots in order is kinder to the cache).
+    /// False when there was nothing to sample.
+    fn sample_into(
+        &self,
+        policy: Policy,
+        n: usize,
+        now: i64,
+        pool: &mut Pool,
+        rng: &mut Xs,
+    ) -> bool {
         let volatile = policy.volatile();
-        let mut rng = rand::rng();
         let mut got = 0;
+        let mut from = rng.below(SLOTS);
         for _ in 0..MAX_SLOT_VISITS {
             if got >= n {
                 break;
             }
-            let Some(slot) = self.random_filled_slot(volatile, &mut rng) else {
+            let Some(slot) = self.filled_slot_from(volatile, from) else {
                 return got > 0;
             };
+            from = (slot as usize + 1) % SLOTS;
             let g = self.lock_slot(slot, now);
             let t = g.raw_table();
             if volatile {
@@ -191,7 +219,7 @@ impl Db {
                 };
                 let len = exp.len();
                 let want = (n - got).min(len);
-                let skip = rng.random_range(0..len.min(MAX_SKIP));
+                let skip = rng.below(len.min(MAX_SKIP));
                 for (k, at) in exp.iter().skip(skip).chain(exp.iter()).take(want) {
                     let meta = t.find(k).map_or(0, |e| e.key.meta());
                     let score = policy.score(meta, Some(*at), now);
@@ -204,7 +232,7 @@ impl Db {
                     continue;
                 }
                 let want = (n - got).min(len);
-                let skip = rng.random_range(0..len.min(MAX_SKIP));
+                let skip = rng.below(len.min(MAX_SKIP));
                 for e in t.map.iter().skip(skip).chain(t.map.iter()).take(want) {
                     let expire = if policy == Policy::VolatileTtl {
                         t.expire_of(&e.key)
@@ -223,19 +251,18 @@ impl Db {
     }
 
     /// One key picked at random (random policies).
-    fn random_victim(&self, volatile: bool, now: i64) -> Option<SBytes> {
-        let mut rng = rand::rng();
+    fn random_victim(&self, volatile: bool, now: i64, rng: &mut Xs) -> Option<SBytes> {
         for _ in 0..MAX_SLOT_VISITS {
-            let slot = self.random_filled_slot(volatile, &mut rng)?;
+            let slot = self.filled_slot_from(volatile, rng.below(SLOTS))?;
             let g = self.lock_slot(slot, now);
             let t = g.raw_table();
             let pick = if volatile {
                 t.expires.as_deref().and_then(|exp| {
-                    let i = rng.random_range(0..exp.len().clamp(1, MAX_SKIP));
+                    let i = rng.below(exp.len().clamp(1, MAX_SKIP));
                     exp.iter().nth(i).map(|(k, _)| k.clone())
                 })
             } else {
-                let i = rng.random_range(0..t.map.len().clamp(1, MAX_SKIP));
+                let i = rng.below(t.map.len().clamp(1, MAX_SKIP));
                 t.map.iter().nth(i).map(|e| SBytes::new(&e.key))
             };
             if pick.is_some() {
@@ -246,22 +273,41 @@ impl Db {
     }
 }
 
-/// Evicting from a set of databases: the pool, and for the random
-/// policies which database is next.
-#[derive(Default)]
+/// Evicting from a set of databases: the pool, the databases of the
+/// current pass, and for the random policies which database is next.
 pub struct Evictor {
     pub pool: Pool,
+    /// Databases that may still hold evictable keys in this pass.
+    dbs: Vec<usize>,
     next_db: usize,
+    rng: Xs,
+}
+
+impl Default for Evictor {
+    fn default() -> Evictor {
+        Evictor {
+            pool: Pool::default(),
+            dbs: Vec::new(),
+            next_db: 0,
+            rng: Xs::new(),
+        }
+    }
 }
 
 impl Evictor {
-    /// Evicts one key under `policy` from `dbs`, sampling `samples` keys
-    /// per database for the pool. Databases found empty are dropped from
-    /// `dbs` (the caller keeps the list for one eviction pass). Returns the
-    /// evicted key and its database, or None when nothing is evictable.
+    /// Starts a pass over the databases that exist now.
+    pub fn begin_pass(&mut self, ks: &Keyspace) {
+        self.dbs.clear();
+        self.dbs.extend(ks.existing().map(|d| d.index));
+    }
+
+    /// Evicts one key under `policy`, sampling `samples` keys per database
+    /// for the pool. Databases found empty are left out for the rest of
+    /// the pass. Returns the evicted key and its database, or None when
+    /// nothing is evictable.
     pub fn evict_one(
         &mut self,
-        dbs: &mut Vec<&Db>,
+        ks: &Keyspace,
         policy: Policy,
         samples: usize,
         now: i64,
@@ -272,14 +318,14 @@ impl Evictor {
         let volatile = policy.volatile();
         // Bounded: keys may vanish between sampling and eviction.
         for _ in 0..64 {
-            if dbs.is_empty() {
+            if self.dbs.is_empty() {
                 return None;
             }
             if policy.random() {
-                self.next_db = (self.next_db + 1) % dbs.len();
-                let db = dbs[self.next_db];
-                let Some(key) = db.random_victim(volatile, now) else {
-                    dbs.remove(self.next_db);
+                self.next_db = (self.next_db + 1) % self.dbs.len();
+                let db = ks.db(self.dbs[self.next_db]);
+                let Some(key) = db.random_victim(volatile, now, &mut self.rng) else {
+                    self.dbs.remove(self.next_db);
                     continue;
                 };
                 if db.lock_key(&key, now).evict(&key, volatile) {
@@ -287,12 +333,14 @@ impl Evictor {
                 }
                 continue;
             }
-            dbs.retain(|db| db.sample_into(policy, samples, now, &mut self.pool));
+            let (pool, rng) = (&mut self.pool, &mut self.rng);
+            self.dbs
+                .retain(|&i| ks.db(i).sample_into(policy, samples, now, pool, rng));
             while let Some(c) = self.pool.pop_best() {
-                let Some(db) = dbs.iter().find(|d| d.index == c.db) else {
+                if !self.dbs.contains(&c.db) {
                     continue;
-                };
-                if db.lock_key(&c.key, now).evict(&c.key, volatile) {
+                }
+                if ks.db(c.db).lock_key(&c.key, now).evict(&c.key, volatile) {
                     return Some((c.db, c.key));
                 }
             }
@@ -309,8 +357,8 @@ mod tests {
     use crate::keyspace::Value;
     use crate::persistence::effects::EffectLog;
 
-    fn db() -> Db {
-        Db::new(0, Arc::new(EffectLog::default()), Default::default())
+    fn keyspace() -> Keyspace {
+        Keyspace::new(1, Arc::new(EffectLog::default()))
     }
 
     fn put(db: &Db, key: &str, now: i64, ttl: Option<i64>) {
@@ -338,11 +386,12 @@ mod tests {
 
     #[test]
     fn volatile_policies_leave_keys_without_ttl() {
-        let d = db();
+        let ks = keyspace();
+        let d = ks.db(0);
         let now = 1_000_000_000_000;
         for i in 0..50 {
-            put(&d, &format!("p{i}"), now, None);
-            put(&d, &format!("t{i}"), now, Some(now + 60_000 + i));
+            put(d, &format!("p{i}"), now, None);
+            put(d, &format!("t{i}"), now, Some(now + 60_000 + i));
         }
         for policy in [
             Policy::VolatileLru,
@@ -350,33 +399,29 @@ mod tests {
             Policy::VolatileTtl,
         ] {
             let mut ev = Evictor::default();
-            let mut dbs = vec![&d];
-            let k = ev
-                .evict_one(&mut dbs, policy, 5, now)
-                .expect("a key with a TTL");
+            ev.begin_pass(&ks);
+            let k = ev.evict_one(&ks, policy, 5, now).expect("a key with a TTL");
             assert!(k.1.as_slice().starts_with(b"t"), "{policy:?}");
         }
         let mut ev = Evictor::default();
-        let mut dbs = vec![&d];
-        while ev
-            .evict_one(&mut dbs, Policy::VolatileLfu, 5, now)
-            .is_some()
-        {}
+        ev.begin_pass(&ks);
+        while ev.evict_one(&ks, Policy::VolatileLfu, 5, now).is_some() {}
         assert_eq!(d.size(), 50);
         assert_eq!(d.expires_count(), 0);
     }
 
     #[test]
     fn volatile_ttl_takes_the_nearest_expiry_first() {
-        let d = db();
+        let ks = keyspace();
+        let d = ks.db(0);
         let now = 1_000_000_000_000;
         // One hash tag: a single slot, so one sample sees every key.
         for i in 0..10 {
-            put(&d, &format!("{{x}}t{i}"), now, Some(now + 1000 * (i + 1)));
+            put(d, &format!("{{x}}t{i}"), now, Some(now + 1000 * (i + 1)));
         }
         let mut ev = Evictor::default();
-        let mut dbs = vec![&d];
-        let k = ev.evict_one(&mut dbs, Policy::VolatileTtl, 10, now);
+        ev.begin_pass(&ks);
+        let k = ev.evict_one(&ks, Policy::VolatileTtl, 10, now);
         assert_eq!(k.map(|k| k.1), Some(SBytes::new(b"{x}t0")));
     }
 }

@@ -66,7 +66,7 @@ pub fn perform_evictions(srv: &Arc<Shared>, now: i64) -> Outcome {
     let outcome = if memory::used_recent(now) <= max {
         Outcome::Ok
     } else {
-        evict_pass(srv, max, true)
+        evict_pass(srv, max, now, true)
     };
     track_exceeded_time(srv, outcome);
     outcome
@@ -115,46 +115,49 @@ fn track_exceeded_time(srv: &Shared, outcome: Outcome) {
 
 /// Evicts until under `max`. One pass at a time: two threads each freeing
 /// the whole excess would evict twice as much as needed.
-fn evict_pass(srv: &Arc<Shared>, max: u64, may_defer: bool) -> Outcome {
+fn evict_pass(srv: &Arc<Shared>, max: u64, now: i64, may_defer: bool) -> Outcome {
     let mut ev = srv.evictor.lock();
-    let now = crate::keyspace::now_ms();
     let limit = max.saturating_add(not_counted(srv));
-    if memory::refresh(now) <= limit {
-        return Outcome::Ok;
-    }
-    let policy = Policy::from_code(srv.hot.maxmemory_policy.load(Ordering::Relaxed));
-    if policy == Policy::NoEviction {
-        return Outcome::Fail;
-    }
-    let samples = srv
-        .hot
-        .maxmemory_samples
-        .load(Ordering::Relaxed)
-        .clamp(1, 1024) as usize;
-    let budget = time_limit(srv.hot.maxmemory_tenacity.load(Ordering::Relaxed));
-    let start = Instant::now();
-    let mut dbs: Vec<_> = srv.ks.existing().collect();
-    let mut evicted = 0u64;
-    loop {
-        let Some((db, key)) = ev.evict_one(&mut dbs, policy, samples, now) else {
-            memory::refresh(now);
-            return Outcome::Fail;
-        };
-        on_evicted(srv, db, &key);
-        drop(key);
-        evicted += 1;
-        if memory::used() <= limit {
-            memory::refresh(now);
-            return Outcome::Ok;
+    let mut used = memory::used();
+    let outcome = 'pass: {
+        if used <= limit {
+            break 'pass Outcome::Ok;
         }
-        if evicted % 16 == 0 && budget.is_some_and(|b| start.elapsed() > b) {
-            if may_defer {
-                drop(ev);
-                start_background(srv);
+        let policy = Policy::from_code(srv.hot.maxmemory_policy.load(Ordering::Relaxed));
+        if policy == Policy::NoEviction {
+            break 'pass Outcome::Fail;
+        }
+        let samples = srv
+            .hot
+            .maxmemory_samples
+            .load(Ordering::Relaxed)
+            .clamp(1, 1024) as usize;
+        let budget = time_limit(srv.hot.maxmemory_tenacity.load(Ordering::Relaxed));
+        let start = Instant::now();
+        ev.begin_pass(&srv.ks);
+        let mut evicted = 0u64;
+        loop {
+            let Some((db, key)) = ev.evict_one(&srv.ks, policy, samples, now) else {
+                break 'pass Outcome::Fail;
+            };
+            on_evicted(srv, db, &key);
+            drop(key);
+            evicted += 1;
+            used = memory::used();
+            if used <= limit {
+                break 'pass Outcome::Ok;
             }
-            return Outcome::Running;
+            if evicted % 16 == 0 && budget.is_some_and(|b| start.elapsed() > b) {
+                break 'pass Outcome::Running;
+            }
         }
+    };
+    memory::set_recent(now, used);
+    drop(ev);
+    if outcome == Outcome::Running && may_defer {
+        start_background(srv);
     }
+    outcome
 }
 
 /// Keeps evicting off the command path until under the limit (after a
@@ -174,7 +177,7 @@ pub fn start_background(srv: &Arc<Shared>) {
             let outcome = if max == 0 {
                 Outcome::Ok
             } else {
-                evict_pass(&srv, max, false)
+                evict_pass(&srv, max, crate::keyspace::now_ms(), false)
             };
             track_exceeded_time(&srv, outcome);
             if outcome != Outcome::Running {
