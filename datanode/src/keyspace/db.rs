@@ -84,6 +84,19 @@ impl Db {
         v
     }
 
+    /// Hints the CPU to fetch a slot's lock and table header, for a caller
+    /// that will lock it after working on another (the eviction sampler).
+    pub fn prefetch_slot(&self, slot: u16) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = &self.slots[slot as usize] as *const Line<Mutex<SlotTable>> as *const i8;
+            // SAFETY: a prefetch is only a hint; the address is valid.
+            unsafe { std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     pub fn slot_keys(&self, slot: u16) -> usize {
         self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
     }

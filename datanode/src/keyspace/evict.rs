@@ -110,8 +110,6 @@ const MAX_SKIP: usize = 4096;
 
 struct Candidate {
     score: u64,
-    /// The key's hash, so looking for a duplicate rarely compares bytes.
-    hash: u64,
     db: usize,
     key: SBytes,
 }
@@ -129,32 +127,28 @@ impl Pool {
         self.entries.len() < POOL_SIZE || self.entries.first().is_some_and(|c| score > c.score)
     }
 
+    /// Inserts in score order, pushing out the worst entry when full. A
+    /// key sampled twice may sit in the pool twice, as in Redis: the second
+    /// copy is skipped when it comes up, which is cheaper than looking for
+    /// duplicates on every insert.
     fn insert(&mut self, score: u64, db: usize, key: &[u8]) {
         if !self.wants(score) {
             return;
         }
-        let hash = super::slot::hash(key);
-        if let Some(i) = self
-            .entries
-            .iter()
-            .position(|c| c.hash == hash && c.db == db && c.key.as_slice() == key)
-        {
-            // Sampled again: keep the newer score.
-            self.entries.remove(i);
-        }
-        if self.entries.len() >= POOL_SIZE {
-            self.entries.remove(0);
-        }
+        let c = Candidate {
+            score,
+            db,
+            key: SBytes::new(key),
+        };
         let at = self.entries.partition_point(|c| c.score <= score);
-        self.entries.insert(
-            at,
-            Candidate {
-                score,
-                hash,
-                db,
-                key: SBytes::new(key),
-            },
-        );
+        if self.entries.len() < POOL_SIZE {
+            self.entries.insert(at, c);
+        } else {
+            // Full: the worst (first) entry goes; one shift instead of a
+            // remove and an insert. `wants` guarantees at >= 1.
+            self.entries[0] = c;
+            self.entries[..at].rotate_left(1);
+        }
     }
 
     fn pop_best(&mut self) -> Option<Candidate> {
@@ -202,15 +196,20 @@ impl Db {
     ) -> bool {
         let volatile = policy.volatile();
         let mut got = 0;
-        let mut from = rng.below(SLOTS);
+        let mut next = self.filled_slot_from(volatile, rng.below(SLOTS));
         for _ in 0..MAX_SLOT_VISITS {
             if got >= n {
                 break;
             }
-            let Some(slot) = self.filled_slot_from(volatile, from) else {
+            let Some(slot) = next else {
                 return got > 0;
             };
-            from = (slot as usize + 1) % SLOTS;
+            // Find the slot after this one now, so its line is on its way
+            // while this one is read.
+            next = self.filled_slot_from(volatile, (slot as usize + 1) % SLOTS);
+            if let Some(s) = next {
+                self.prefetch_slot(s);
+            }
             let g = self.lock_slot(slot, now);
             let t = g.raw_table();
             if volatile {
