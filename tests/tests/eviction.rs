@@ -399,6 +399,38 @@ fn oom_script(kind: Server) -> Vec<String> {
     );
     run(&mut c, &["OBJECT", "IDLETIME", "x"]);
     run(&mut c, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    // Small integers are shared objects unless an LRU/LFU policy needs
+    // each key's own access clock.
+    run(&mut c, &["CONFIG", "SET", "maxmemory", "1073741824"]);
+    run(
+        &mut c,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+    );
+    run(&mut c, &["SET", "i", "1"]);
+    run(&mut c, &["OBJECT", "REFCOUNT", "i"]);
+    run(
+        &mut c,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-lfu"],
+    );
+    run(&mut c, &["SET", "i", "1"]);
+    run(&mut c, &["OBJECT", "REFCOUNT", "i"]);
+    // Limits changed inside a transaction apply after it (Redis's
+    // "propagation with eviction in MULTI"); then everything is evicted.
+    run(&mut c, &["CONFIG", "SET", "maxmemory", "0"]);
+    run(&mut c, &["MULTI"]);
+    run(&mut c, &["INCR", "x"]);
+    run(
+        &mut c,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    );
+    run(&mut c, &["CONFIG", "SET", "maxmemory", "1"]);
+    run(&mut c, &["INCR", "x"]);
+    run(&mut c, &["EXEC"]);
+    wait_until("every key to be evicted", || {
+        admin.text(&["DBSIZE"]) == ":0\r\n"
+    });
+    run(&mut c, &["CONFIG", "SET", "maxmemory", "0"]);
+    run(&mut c, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     for (name, bad) in [
         ("maxmemory-eviction-tenacity", "101"),
         ("maxmemory-samples", "0"),

@@ -570,9 +570,15 @@ pub fn object_idletime(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn object_refcount(ctx: &mut Ctx, a: &Args) {
-    object_lookup(ctx, a, |v, _, _| match v {
-        // Redis shares the objects of small integers.
-        Value::Int(n) if (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
+    // Redis shares the objects of small integers, except under maxmemory
+    // with an LRU or LFU policy, where each key needs its own access clock.
+    use std::sync::atomic::Ordering::Relaxed;
+    let hot = &ctx.srv.hot;
+    let shared = hot.maxmemory.load(Relaxed) == 0
+        || !crate::keyspace::evict::Policy::from_code(hot.maxmemory_policy.load(Relaxed))
+            .uses_access_clock();
+    object_lookup(ctx, a, move |v, _, _| match v {
+        Value::Int(n) if shared && (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
         _ => ObjReply::Int(1),
     })
 }

@@ -84,6 +84,14 @@ impl Policy {
         )
     }
 
+    /// LRU and LFU policies: each key's access data matters.
+    pub fn uses_access_clock(self) -> bool {
+        matches!(
+            self,
+            Policy::AllKeysLru | Policy::VolatileLru | Policy::AllKeysLfu | Policy::VolatileLfu
+        )
+    }
+
     fn random(self) -> bool {
         matches!(self, Policy::AllKeysRandom | Policy::VolatileRandom)
     }
@@ -280,6 +288,8 @@ pub struct Evictor {
     dbs: Vec<usize>,
     next_db: usize,
     rng: Xs,
+    /// The policy the pool's scores were computed under.
+    pool_policy: Policy,
 }
 
 impl Default for Evictor {
@@ -289,6 +299,7 @@ impl Default for Evictor {
             dbs: Vec::new(),
             next_db: 0,
             rng: Xs::new(),
+            pool_policy: Policy::NoEviction,
         }
     }
 }
@@ -313,6 +324,11 @@ impl Evictor {
     ) -> Option<(usize, SBytes)> {
         if policy == Policy::NoEviction {
             return None;
+        }
+        if policy != self.pool_policy {
+            // Candidates scored under another policy mean nothing now.
+            self.pool.clear();
+            self.pool_policy = policy;
         }
         let volatile = policy.volatile();
         // Bounded: keys may vanish between sampling and eviction.

@@ -39,11 +39,10 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .store(cfg.int("lfu-decay-time").max(0) as u32, Ordering::Relaxed);
     let maxmemory = cfg.int("maxmemory").max(0) as u64;
     srv.hot.maxmemory.store(maxmemory, Ordering::Relaxed);
-    let code = crate::keyspace::evict::Policy::from_name(&policy).code();
-    if srv.hot.maxmemory_policy.swap(code, Ordering::Relaxed) != code {
-        // Candidates scored under another policy mean nothing now.
-        srv.evictor.lock().pool.clear();
-    }
+    srv.hot.maxmemory_policy.store(
+        crate::keyspace::evict::Policy::from_name(&policy).code(),
+        Ordering::Relaxed,
+    );
     srv.hot.maxmemory_samples.store(
         cfg.int("maxmemory-samples").max(1) as u32,
         Ordering::Relaxed,
