@@ -200,6 +200,20 @@ fn wait_idle(c: &mut Conn, key: &str, secs: u64) {
     });
 }
 
+#[test]
+fn exists_ttl_and_type_do_not_count_as_an_access() {
+    // They would otherwise protect keys from LRU eviction (Redis's
+    // "TTL, TYPE and EXISTS do not alter the last access time of a key").
+    let n = datanode(&[]);
+    let mut c = n.conn();
+    c.text(&["SET", "k", "v"]);
+    wait_idle(&mut c, "k", 1);
+    for cmd in [["EXISTS", "k"], ["TTL", "k"], ["PTTL", "k"], ["TYPE", "k"]] {
+        c.text(&cmd);
+    }
+    assert_ne!(c.text(&["OBJECT", "IDLETIME", "k"]), ":0\r\n");
+}
+
 /// Counts the surviving `old{i}` keys: (even, odd).
 fn survivors(c: &mut Conn, n: usize) -> (usize, usize) {
     let cmds: Vec<Vec<String>> = (0..n)

@@ -24,7 +24,12 @@ pub fn del(ctx: &mut Ctx, a: &Args) {
 
 pub fn exists(ctx: &mut Ctx, a: &Args) {
     let mut m = ctx.locks.keys(a.iter().skip(1));
-    let n = a.iter().skip(1).filter(|k| m.key(k).exists(k)).count();
+    // As Redis: EXISTS and TTL do not count as an access (LRU/LFU).
+    let n = a
+        .iter()
+        .skip(1)
+        .filter(|k| m.key(k).peek(k).is_some())
+        .count();
     ctx.r.int(n as i64);
 }
 
@@ -131,7 +136,7 @@ pub fn pexpireat(ctx: &mut Ctx, a: &Args) {
 fn ttl_generic(ctx: &mut Ctx, a: &Args, ms: bool, absolute: bool) {
     let key = a.get(1);
     let mut s = ctx.locks.key(key);
-    if !s.exists(key) {
+    if s.peek(key).is_none() {
         ctx.r.int(-2);
         return;
     }
