@@ -212,6 +212,9 @@ fn exists_ttl_and_type_do_not_count_as_an_access() {
         c.text(&cmd);
     }
     assert_ne!(c.text(&["OBJECT", "IDLETIME", "k"]), ":0\r\n");
+    // TOUCH does.
+    assert_eq!(c.text(&["TOUCH", "k", "nokey"]), ":1\r\n");
+    assert_eq!(c.text(&["OBJECT", "IDLETIME", "k"]), ":0\r\n");
 }
 
 /// Counts the surviving `old{i}` keys: (even, odd).

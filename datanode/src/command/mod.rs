@@ -304,15 +304,14 @@ fn oom_rejected(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     {
         return false;
     }
-    if evict::perform_evictions(ctx.srv, ctx.locks.now) != evict::Outcome::Fail {
-        return false;
-    }
     let exec = cmd.name == "exec";
     let denyoom = cmd.flags & table::flags::DENYOOM != 0
         || (exec && queued_flags(ctx) & table::flags::DENYOOM != 0);
     let queuing =
         ctx.client.multi.is_some() && !matches!(cmd.name, "exec" | "discard" | "quit" | "reset");
-    if !denyoom && !queuing {
+    let refusable = denyoom || queuing;
+    let outcome = evict::perform_evictions(ctx.srv, ctx.locks.now, refusable);
+    if outcome != evict::Outcome::Fail || !refusable {
         return false;
     }
     cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);

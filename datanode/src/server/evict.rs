@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::shared::Shared;
 use super::stats::Stats;
-use crate::keyspace::evict::Policy;
+use crate::keyspace::evict::{Evictor, Policy};
 use crate::memory;
 
 /// The reply to a command refused for memory (without the leading '-').
@@ -57,8 +57,11 @@ fn time_limit(tenacity: u32) -> Option<Duration> {
     }
 }
 
-/// The check before a command: evicts if over `maxmemory`.
-pub fn perform_evictions(srv: &Arc<Shared>, now: i64) -> Outcome {
+/// The check before a command: evicts if over `maxmemory`. `needs_room`:
+/// the command would be refused on `Fail`, so it waits for an eviction
+/// pass another thread is running; other commands (reads, deletes) go on
+/// instead of queueing behind it.
+pub fn perform_evictions(srv: &Arc<Shared>, now: i64, needs_room: bool) -> Outcome {
     let max = srv.hot.maxmemory.load(Ordering::Relaxed);
     if max == 0 || !memory::counting() {
         return Outcome::Ok;
@@ -72,8 +75,21 @@ pub fn perform_evictions(srv: &Arc<Shared>, now: i64) -> Outcome {
     }
     let outcome = if used <= max {
         Outcome::Ok
+    } else if Policy::from_code(srv.hot.maxmemory_policy.load(Ordering::Relaxed))
+        == Policy::NoEviction
+    {
+        // Nothing to evict: no need to serialise on the evictor.
+        if used <= max.saturating_add(not_counted(srv)) {
+            Outcome::Ok
+        } else {
+            Outcome::Fail
+        }
+    } else if let Some(ev) = srv.evictor.try_lock() {
+        evict_pass(srv, ev, max, now, true)
+    } else if needs_room {
+        evict_pass(srv, srv.evictor.lock(), max, now, true)
     } else {
-        evict_pass(srv, max, now, true)
+        Outcome::Running
     };
     track_exceeded_time(srv, outcome);
     outcome
@@ -122,8 +138,13 @@ fn track_exceeded_time(srv: &Shared, outcome: Outcome) {
 
 /// Evicts until under `max`. One pass at a time: two threads each freeing
 /// the whole excess would evict twice as much as needed.
-fn evict_pass(srv: &Arc<Shared>, max: u64, now: i64, may_defer: bool) -> Outcome {
-    let mut ev = srv.evictor.lock();
+fn evict_pass(
+    srv: &Arc<Shared>,
+    mut ev: parking_lot::MutexGuard<'_, Evictor>,
+    max: u64,
+    now: i64,
+    may_defer: bool,
+) -> Outcome {
     let limit = max.saturating_add(not_counted(srv));
     let mut used = memory::used();
     let outcome = 'pass: {
@@ -191,7 +212,13 @@ pub fn start_background(srv: &Arc<Shared>) {
             let outcome = if max == 0 {
                 Outcome::Ok
             } else {
-                evict_pass(&srv, max, crate::keyspace::now_ms(), false)
+                evict_pass(
+                    &srv,
+                    srv.evictor.lock(),
+                    max,
+                    crate::keyspace::now_ms(),
+                    false,
+                )
             };
             track_exceeded_time(&srv, outcome);
             if outcome != Outcome::Running {
