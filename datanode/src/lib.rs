@@ -10,6 +10,7 @@ pub mod command;
 pub mod config;
 pub mod glob;
 pub mod keyspace;
+pub mod memory;
 pub mod persistence;
 pub mod resp;
 pub mod server;

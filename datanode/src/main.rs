@@ -2,7 +2,7 @@
 
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static GLOBAL: datanode::memory::CountingJemalloc = datanode::memory::CountingJemalloc;
 
 /// Detaches from the terminal the way redis-server does with
 /// `daemonize yes`: fork, let the parent exit, start a new session.
@@ -23,6 +23,8 @@ fn daemonize() {
 }
 
 fn main() {
+    #[cfg(not(target_env = "msvc"))]
+    datanode::memory::CountingJemalloc::mark_installed();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-v") {
         println!(

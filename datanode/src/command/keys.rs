@@ -26,10 +26,16 @@ pub fn del(ctx: &mut Ctx, a: &Args) {
 
 pub fn exists(ctx: &mut Ctx, a: &Args) {
     let mut m = ctx.locks.keys(a.iter().skip(1));
-    let n = a.iter().skip(1).filter(|k| m.key(k).exists(k)).count();
+    // As Redis: EXISTS and TTL do not count as an access (LRU/LFU).
+    let n = a
+        .iter()
+        .skip(1)
+        .filter(|k| m.key(k).peek(k).is_some())
+        .count();
     ctx.r.int(n as i64);
 }
 
+/// Like EXISTS, but records an access.
 pub fn touch(ctx: &mut Ctx, a: &Args) {
     let mut m = ctx.locks.keys(a.iter().skip(1));
     let n = a.iter().skip(1).filter(|k| m.key(k).access(k)).count();
@@ -138,7 +144,7 @@ pub fn pexpireat(ctx: &mut Ctx, a: &Args) {
 fn ttl_generic(ctx: &mut Ctx, a: &Args, ms: bool, absolute: bool) {
     let key = a.get(1);
     let mut s = ctx.locks.key(key);
-    if !s.exists(key) {
+    if s.peek(key).is_none() {
         ctx.r.int(-2);
         return;
     }
@@ -585,9 +591,15 @@ pub fn object_idletime(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn object_refcount(ctx: &mut Ctx, a: &Args) {
-    object_lookup(ctx, a, |v, _, _| match v {
-        // Redis shares the objects of small integers.
-        Value::Int(n) if (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
+    // Redis shares the objects of small integers, except under maxmemory
+    // with an LRU or LFU policy, where each key needs its own access clock.
+    use std::sync::atomic::Ordering::Relaxed;
+    let hot = &ctx.srv.hot;
+    let shared = hot.maxmemory.load(Relaxed) == 0
+        || !crate::keyspace::evict::Policy::from_code(hot.maxmemory_policy.load(Relaxed))
+            .uses_access_clock();
+    object_lookup(ctx, a, move |v, _, _| match v {
+        Value::Int(n) if shared && (0..10000).contains(n) => ObjReply::Int(i32::MAX as i64),
         _ => ObjReply::Int(1),
     })
 }

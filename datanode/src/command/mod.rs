@@ -286,6 +286,70 @@ fn cluster_redirect(
     route.check(slot, &q)
 }
 
+/// Flags of every command queued in the current transaction, OR-ed (Redis
+/// keeps them as `mstate.cmd_flags`).
+fn queued_flags(ctx: &Ctx) -> u32 {
+    let Some(m) = &ctx.client.multi else {
+        return 0;
+    };
+    m.queue
+        .iter()
+        .filter_map(|q| {
+            let a = q.args();
+            let c = table::lookup(a.get(0))?;
+            if !c.subs.is_empty() && a.len() >= 2 {
+                return table::lookup_sub(c, a.get(1)).map(|s| s.flags);
+            }
+            Some(c.flags)
+        })
+        .fold(0, |acc, f| acc | f)
+}
+
+/// `maxmemory`: evicts if needed before any command (as Redis does), then
+/// refuses the command with OOM if memory is still over the limit and the
+/// command may grow it: a `denyoom` command, an EXEC with one queued, or
+/// anything but EXEC/DISCARD/QUIT/RESET inside MULTI (queuing uses memory
+/// too). Replies and returns true when refused.
+fn oom_rejected(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
+    use crate::server::evict;
+    use std::sync::atomic::Ordering;
+    // Commands inside EXEC were checked with EXEC; a blocked command being
+    // retried was checked when it first ran; loading replays history.
+    if ctx.client.in_exec
+        || ctx.client.block_retry
+        || ctx.client.loading
+        || ctx.srv.hot.maxmemory.load(Ordering::Relaxed) == 0
+    {
+        return false;
+    }
+    let exec = cmd.name == "exec";
+    let denyoom = cmd.flags & table::flags::DENYOOM != 0
+        || (exec && queued_flags(ctx) & table::flags::DENYOOM != 0);
+    let queuing =
+        ctx.client.multi.is_some() && !matches!(cmd.name, "exec" | "discard" | "quit" | "reset");
+    let refusable = denyoom || queuing;
+    let outcome = evict::perform_evictions(ctx.srv, ctx.locks.now, refusable);
+    if outcome != evict::Outcome::Fail || !refusable {
+        return false;
+    }
+    cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
+    if exec {
+        // As Redis's execCommandAbort: the transaction is discarded.
+        ctx.r.error(&format!(
+            "EXECABORT Transaction discarded because of: {}",
+            evict::OOM
+        ));
+        ctx.client.multi = None;
+        txn::unwatch_all(ctx);
+    } else {
+        ctx.r.error(evict::OOM);
+        if let Some(m) = &mut ctx.client.multi {
+            m.dirty = true;
+        }
+    }
+    true
+}
+
 /// Runs one command: lookup, checks, MULTI queuing, then the handler.
 pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let Some(cmd) = resolve(ctx, args) else {
@@ -323,6 +387,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             }
             return None;
         }
+    }
+    if oom_rejected(ctx, cmd) {
+        return None;
     }
     if ctx.client.monitor && cmd.flags & (table::flags::READONLY | table::flags::WRITE) != 0 {
         // A MONITOR client is flagged as a replica in Redis.

@@ -165,20 +165,42 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if !o.is_empty() {
             o.push_str("\r\n");
         }
-        let used = allocated_bytes();
-        let peak = srv.stats.note_memory_peak(used);
+        // The allocator's own count when the binary installed it (the
+        // figure maxmemory is checked against), jemalloc's otherwise.
+        let allocated = allocated_bytes();
+        let used = if crate::memory::counting() {
+            crate::memory::used()
+        } else {
+            allocated
+        };
+        crate::memory::peak_update(used);
+        let peak = crate::memory::peak().max(used);
         let rss = rss_bytes();
         let ratio = if used > 0 {
             rss as f64 / used as f64
         } else {
             0.0
         };
+        let startup = srv.startup_memory.load(Ordering::Relaxed).min(used);
+        let aof_buffer = crate::server::evict::not_counted(srv);
+        let overhead = startup + aof_buffer;
+        let dataset = used.saturating_sub(overhead);
+        let net = used.saturating_sub(startup);
+        let dataset_perc = if net > 0 {
+            dataset as f64 * 100.0 / net as f64
+        } else {
+            0.0
+        };
+        let maxmemory = cfg.int("maxmemory").max(0) as u64;
         let _ = write!(
             o,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_allocator:jemalloc-5.3.0\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_not_counted_for_evict:{aof_buffer}\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
             human(used),
             human(rss),
-            human(peak)
+            human(peak),
+            if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 0.0 },
+            human(maxmemory),
+            cfg.maxmemory_policy(),
         );
     }
     if want("persistence") {
@@ -211,9 +233,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             o.push_str("\r\n");
         }
         let st = &srv.stats;
+        let exceeded = crate::server::evict::exceeded_time_ms(srv);
         let _ = write!(
             o,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
             Stats::get(&st.connections_received),
             Stats::get(&st.commands),
             st.ops_per_sec(),
@@ -221,6 +244,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             Stats::get(&st.net_output_bytes),
             Stats::get(&st.rejected_connections),
             Stats::get(&st.expired_keys),
+            Stats::get(&st.evicted_keys),
+            exceeded.0,
+            exceeded.1,
             Stats::get(&st.keyspace_hits),
             Stats::get(&st.keyspace_misses),
             Stats::get(&st.total_error_replies),
@@ -386,6 +412,8 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
         &st.connections_received,
         &st.rejected_connections,
         &st.expired_keys,
+        &st.evicted_keys,
+        &st.eviction_exceeded_total_us,
         &st.keyspace_hits,
         &st.keyspace_misses,
         &st.net_input_bytes,
@@ -394,6 +422,7 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
     ] {
         c.store(0, Ordering::Relaxed);
     }
+    st.eviction_exceeded_since_us.store(0, Ordering::Relaxed);
     ctx.srv.slowlog.lock().entries.clear();
     crate::server::cmdstats::reset();
     ctx.r.ok();

@@ -183,6 +183,35 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s(
+        "maxmemory-samples",
+        Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "maxmemory-eviction-tenacity",
+        Int { min: 0, max: 100 },
+        false,
+    ),
+    s(
+        "lfu-log-factor",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "lfu-decay-time",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
         "hz",
         Int {
             min: 0,

@@ -3,7 +3,7 @@
 //! under an LFU `maxmemory-policy`, a decay time in minutes and a
 //! logarithmic access counter, as Redis keeps them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rand::Rng;
 
@@ -13,9 +13,10 @@ pub static LFU: AtomicBool = AtomicBool::new(false);
 const CLOCK_MAX: u32 = (1 << 24) - 1;
 /// Counter a new key starts with, so it is not evicted at once.
 const LFU_INIT: u8 = 5;
-const LFU_LOG_FACTOR: f64 = 10.0;
-/// Minutes for the counter to lose one.
-const LFU_DECAY_MINUTES: u32 = 1;
+/// `lfu-log-factor`: how much harder each increment gets.
+pub static LFU_LOG_FACTOR: AtomicU32 = AtomicU32::new(10);
+/// `lfu-decay-time`: minutes for the counter to lose one (0: never).
+pub static LFU_DECAY_MINUTES: AtomicU32 = AtomicU32::new(1);
 
 pub fn lru_clock(now_ms: i64) -> u32 {
     ((now_ms / 1000) as u32) & CLOCK_MAX
@@ -42,7 +43,10 @@ fn lfu_decayed(meta: u32, now_ms: i64) -> u8 {
     } else {
         65535 - then + now
     };
-    let periods = elapsed / LFU_DECAY_MINUTES;
+    let periods = match LFU_DECAY_MINUTES.load(Ordering::Relaxed) {
+        0 => 0,
+        d => elapsed / d,
+    };
     (meta & 0xFF).saturating_sub(periods) as u8
 }
 
@@ -68,7 +72,8 @@ pub fn touch(meta: &mut u32, now_ms: i64) {
     let mut c = lfu_decayed(*meta, now_ms);
     if c < 255 {
         let base = c.saturating_sub(LFU_INIT) as f64;
-        let p = 1.0 / (base * LFU_LOG_FACTOR + 1.0);
+        let factor = LFU_LOG_FACTOR.load(Ordering::Relaxed) as f64;
+        let p = 1.0 / (base * factor + 1.0);
         if rand::rng().random::<f64>() < p {
             c += 1;
         }

@@ -92,6 +92,19 @@ impl Db {
         v
     }
 
+    /// Hints the CPU to fetch a slot's lock and table header, for a caller
+    /// that will lock it after working on another (the eviction sampler).
+    pub fn prefetch_slot(&self, slot: u16) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = &self.slots[slot as usize] as *const Line<Mutex<SlotTable>> as *const i8;
+            // SAFETY: a prefetch is only a hint; the address is valid.
+            unsafe { std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     pub fn slot_keys(&self, slot: u16) -> usize {
         self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
     }
@@ -256,6 +269,24 @@ impl<'a> SlotRef<'a> {
 
     pub fn touch(&mut self, key: &[u8]) {
         self.t.touch(key);
+    }
+
+    /// Removes `key` to free memory (`maxmemory`); with `need_ttl`, only if
+    /// it still has a TTL (volatile policies). Logged as a DEL, as expiry
+    /// is, and WATCHers see the change. Returns whether it was removed.
+    pub fn evict(&mut self, key: &[u8], need_ttl: bool) -> bool {
+        if need_ttl && self.t.expire_of(key).is_none() {
+            return false;
+        }
+        let Some(val) = self.t.take(key) else {
+            return false;
+        };
+        self.t.remove_expire(key);
+        self.t.touch(key);
+        self.sync_meta();
+        self.log(&[b"DEL".as_slice(), key]);
+        drop(val);
+        true
     }
 
     /// Expiry time (unix ms) of a live key.

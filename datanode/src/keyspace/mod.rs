@@ -5,6 +5,7 @@ pub mod blocking;
 pub mod db;
 pub mod dense;
 pub mod events;
+pub mod evict;
 pub mod hashslot;
 pub mod key;
 pub mod plist;

@@ -150,9 +150,24 @@ impl SlotTable {
         match self.map.find_entry(hash(key), |e| e.key.as_slice() == key) {
             Ok(e) => {
                 let (entry, _) = e.remove();
+                self.shrink_if_sparse();
                 Some(entry.val)
             }
             Err(_) => None,
+        }
+    }
+
+    /// Tables never shrink by themselves, so under churn (eviction,
+    /// expiry) every slot would keep the largest table it ever needed:
+    /// with ~2 keys per slot that is a third more bucket memory, memory
+    /// `maxmemory` then cannot give to keys. Shrinking only at a quarter
+    /// full leaves a wide gap before the next growth.
+    fn shrink_if_sparse(&mut self) {
+        let len = self.map.len();
+        if len == 0 {
+            self.map = HashTable::new();
+        } else if self.map.capacity() >= 7 && len * 4 <= self.map.capacity() {
+            self.map.shrink_to(len, |e| hash(&e.key));
         }
     }
 

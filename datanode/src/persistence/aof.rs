@@ -187,6 +187,7 @@ fn replay(
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut client = new_client(srv, addr, addr);
     client.authenticated = true;
+    client.loading = true;
     let mut out = Vec::new();
     let mut actions: Vec<Action> = Vec::new();
     let mut ranges = Vec::new();

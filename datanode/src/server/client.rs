@@ -148,6 +148,8 @@ pub struct Client {
     pub monitor: bool,
     /// EXEC is running this client's queue.
     pub in_exec: bool,
+    /// Replaying the AOF: no eviction, as Redis does not evict while loading.
+    pub loading: bool,
 }
 
 impl Client {

@@ -71,6 +71,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         in_exec: false,
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
+        loading: false,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cmdstats;
 pub mod conn;
+pub mod evict;
 pub mod latency;
 pub mod notify;
 pub mod pubsub;
@@ -43,7 +44,26 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         }
     }
     let cfg = srv.config.read();
-    crate::keyspace::access::LFU.store(cfg.maxmemory_policy().contains("lfu"), Ordering::Relaxed);
+    let policy = cfg.maxmemory_policy();
+    crate::keyspace::access::LFU.store(policy.contains("lfu"), Ordering::Relaxed);
+    crate::keyspace::access::LFU_LOG_FACTOR
+        .store(cfg.int("lfu-log-factor").max(0) as u32, Ordering::Relaxed);
+    crate::keyspace::access::LFU_DECAY_MINUTES
+        .store(cfg.int("lfu-decay-time").max(0) as u32, Ordering::Relaxed);
+    let maxmemory = cfg.int("maxmemory").max(0) as u64;
+    srv.hot.maxmemory.store(maxmemory, Ordering::Relaxed);
+    srv.hot.maxmemory_policy.store(
+        crate::keyspace::evict::Policy::from_name(&policy).code(),
+        Ordering::Relaxed,
+    );
+    srv.hot.maxmemory_samples.store(
+        cfg.int("maxmemory-samples").max(1) as u32,
+        Ordering::Relaxed,
+    );
+    srv.hot.maxmemory_tenacity.store(
+        cfg.int("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
+        Ordering::Relaxed,
+    );
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len
@@ -64,6 +84,20 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         cfg.appendonly() && cfg.appendfsync() == crate::config::AppendFsync::Always,
         Ordering::Relaxed,
     );
+    drop(cfg);
+    // As Redis: lowering maxmemory below what is used starts evicting now
+    // rather than at the next write.
+    if maxmemory > 0
+        && changed.iter().any(|c| c == "maxmemory")
+        && crate::memory::counting()
+        && crate::memory::used() > maxmemory
+    {
+        tracing::warn!(
+            "WARNING: the new maxmemory value set via CONFIG SET ({maxmemory}) is smaller than the current memory usage ({}). This will result in key eviction and/or the inability to accept new write commands depending on the maxmemory-policy.",
+            crate::memory::used()
+        );
+        evict::start_background(srv);
+    }
 }
 
 /// The `host:port` addresses to listen on, each marked optional or not.
@@ -172,6 +206,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let srv = Arc::new(Shared::new(cfg));
     notify::install(&srv);
     apply_config_change(&srv, &[]);
+    // Database 0 is always used; count its empty tables as startup memory.
+    srv.ks.db(0);
+    srv.startup_memory
+        .store(crate::memory::used(), Ordering::Relaxed);
     if appendonly {
         crate::persistence::aof::open(&srv).context("loading the append only file")?;
     } else {

@@ -27,6 +27,12 @@ pub struct Hot {
     pub idle_timeout: AtomicU64,
     /// `notify-keyspace-events`, as commands test it.
     pub notify: super::notify::Flags,
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: AtomicU64,
+    /// `maxmemory-policy` as `keyspace::evict::Policy::code`.
+    pub maxmemory_policy: std::sync::atomic::AtomicU8,
+    pub maxmemory_samples: std::sync::atomic::AtomicU32,
+    pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
 }
 
 pub struct Shared {
@@ -60,6 +66,11 @@ pub struct Shared {
     pub listen_gen: tokio::sync::watch::Sender<u64>,
     /// Allocated bytes when the server was set up (MEMORY STATS).
     pub startup_allocated: AtomicU64,
+    /// The eviction pool; held for a whole eviction pass.
+    pub evictor: Mutex<crate::keyspace::evict::Evictor>,
+    pub evicting_in_background: AtomicBool,
+    /// Used memory once started, before any data (INFO used_memory_startup).
+    pub startup_memory: AtomicU64,
 }
 
 impl Shared {
@@ -77,6 +88,10 @@ impl Shared {
             active_expire: AtomicBool::new(true),
             idle_timeout: AtomicU64::new(config.timeout()),
             notify: Default::default(),
+            maxmemory: AtomicU64::new(0),
+            maxmemory_policy: Default::default(),
+            maxmemory_samples: Default::default(),
+            maxmemory_tenacity: Default::default(),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
@@ -106,6 +121,9 @@ impl Shared {
             listen_gen: tokio::sync::watch::Sender::new(0),
             latency: Default::default(),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
+            evictor: Default::default(),
+            evicting_in_background: AtomicBool::new(false),
+            startup_memory: AtomicU64::new(0),
         }
     }
 

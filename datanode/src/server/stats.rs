@@ -11,6 +11,11 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub expired_keys: AtomicU64,
+    pub evicted_keys: AtomicU64,
+    /// Time spent over `maxmemory`: the total of finished stretches, and
+    /// when the current one began (0: not over).
+    pub eviction_exceeded_total_us: AtomicU64,
+    pub eviction_exceeded_since_us: AtomicI64,
     pub keyspace_hits: AtomicU64,
     pub keyspace_misses: AtomicU64,
     pub net_input_bytes: AtomicU64,

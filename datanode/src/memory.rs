@@ -1,0 +1,180 @@
+//! Used-memory accounting for `maxmemory`.
+//!
+//! The binary's allocator is wrapped in [`CountingJemalloc`], which adds the
+//! jemalloc size class of every allocation to a counter and subtracts it on
+//! free, as Redis's zmalloc does. Chosen over jemalloc's `stats.allocated`
+//! because that needs an `epoch` refresh (a walk over every arena) to move,
+//! counts frees parked in thread caches as still allocated, and so cannot
+//! tell an eviction loop whether the key it just dropped brought it under
+//! the limit. The counter is split in cache-line-sized shards picked per
+//! thread, so threads do not bounce one line on every allocation; reading
+//! it sums the shards. [`used_recent`] caches that sum for a millisecond
+//! for the per-command check.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+struct Shard(AtomicI64);
+
+static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicI64::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+/// Whether the counting allocator is installed (not in unit tests).
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+thread_local! {
+    // Const-initialised and without a destructor: safe to read from inside
+    // the allocator, even while the thread is being torn down.
+    static MY_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+#[inline]
+fn shard() -> &'static AtomicI64 {
+    let i = MY_SHARD
+        .try_with(|m| {
+            let v = m.get();
+            if v != usize::MAX {
+                return v;
+            }
+            let v = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            m.set(v);
+            v
+        })
+        .unwrap_or(0);
+    &COUNTS[i].0
+}
+
+/// Bytes currently allocated through the counting allocator.
+pub fn used() -> u64 {
+    let sum: i64 = COUNTS.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    sum.max(0) as u64
+}
+
+/// Whether [`used`] means anything (the binary installed the allocator).
+pub fn counting() -> bool {
+    INSTALLED.load(Ordering::Relaxed)
+}
+
+static CACHED_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+static CACHED: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// [`used`] as of the current millisecond: the check before every command
+/// reads two atomics instead of summing the shards.
+pub fn used_recent(now_ms: i64) -> u64 {
+    if CACHED_AT.load(Ordering::Relaxed) == now_ms {
+        return CACHED.load(Ordering::Relaxed);
+    }
+    let v = used();
+    CACHED.store(v, Ordering::Relaxed);
+    CACHED_AT.store(now_ms, Ordering::Relaxed);
+    PEAK.fetch_max(v, Ordering::Relaxed);
+    v
+}
+
+/// Replaces the cached value with one just read by [`used`] (after an
+/// eviction freed memory).
+pub fn set_recent(now_ms: i64, v: u64) {
+    CACHED.store(v, Ordering::Relaxed);
+    CACHED_AT.store(now_ms, Ordering::Relaxed);
+}
+
+/// The highest value seen by [`used_recent`] or [`peak_update`].
+pub fn peak() -> u64 {
+    PEAK.load(Ordering::Relaxed)
+}
+
+pub fn peak_update(v: u64) {
+    PEAK.fetch_max(v, Ordering::Relaxed);
+}
+
+#[cfg(not(target_env = "msvc"))]
+pub use counting_jemalloc::CountingJemalloc;
+
+#[cfg(not(target_env = "msvc"))]
+mod counting_jemalloc {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::sync::atomic::Ordering;
+
+    use super::{shard, INSTALLED};
+
+    /// jemalloc, counting what it hands out (see the module docs).
+    pub struct CountingJemalloc;
+
+    /// The bytes jemalloc really reserves for `layout` (its size class),
+    /// with the same flags `tikv_jemallocator` passes.
+    #[inline]
+    fn class_size(size: usize, align: usize) -> i64 {
+        const MAX_ALIGN: usize = 16;
+        let flags = if align <= MAX_ALIGN && align <= size {
+            0
+        } else {
+            tikv_jemalloc_sys::MALLOCX_ALIGN(align)
+        };
+        // SAFETY: nallocx only computes a size; any size is accepted.
+        let n = unsafe { tikv_jemalloc_sys::nallocx(size.max(1), flags) };
+        n as i64
+    }
+
+    #[inline]
+    fn add(n: i64) {
+        shard().fetch_add(n, Ordering::Relaxed);
+    }
+
+    // SAFETY: every call is forwarded unchanged to jemalloc; only counters
+    // are updated around it.
+    unsafe impl GlobalAlloc for CountingJemalloc {
+        #[inline]
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = tikv_jemallocator::Jemalloc.alloc(layout);
+            if !p.is_null() {
+                add(class_size(layout.size(), layout.align()));
+            }
+            p
+        }
+
+        #[inline]
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = tikv_jemallocator::Jemalloc.alloc_zeroed(layout);
+            if !p.is_null() {
+                add(class_size(layout.size(), layout.align()));
+            }
+            p
+        }
+
+        #[inline]
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            add(-class_size(layout.size(), layout.align()));
+            tikv_jemallocator::Jemalloc.dealloc(ptr, layout)
+        }
+
+        #[inline]
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = tikv_jemallocator::Jemalloc.realloc(ptr, layout, new_size);
+            if !p.is_null() {
+                add(class_size(new_size, layout.align())
+                    - class_size(layout.size(), layout.align()));
+            }
+            p
+        }
+    }
+
+    impl CountingJemalloc {
+        /// Called once by the binary that installs this allocator.
+        pub fn mark_installed() {
+            INSTALLED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sharded_sum_adds_up() {
+        let before = super::used();
+        super::shard().fetch_add(1000, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(super::used(), before + 1000);
+        super::shard().fetch_add(-1000, std::sync::atomic::Ordering::Relaxed);
+    }
+}
