@@ -5,7 +5,28 @@ use super::dense::Dense;
 use super::sbytes::SBytes;
 use crate::resp::parse_i64;
 
-/// A hash stays a flat vector (Redis: listpack) until it grows past these.
+/// When compact representations convert to the large ones: Redis's
+/// `hash-max-listpack-*`, `set-max-intset-entries` and
+/// `zset-max-listpack-*`, set from the configuration (CONFIG SET included)
+/// so OBJECT ENCODING follows the same history as in Redis. Conversions
+/// are one way, as there.
+pub mod limits {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(128);
+    pub static HASH_VALUE: AtomicUsize = AtomicUsize::new(64);
+    pub static SET_INTSET: AtomicUsize = AtomicUsize::new(512);
+    pub static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(128);
+    pub static ZSET_VALUE: AtomicUsize = AtomicUsize::new(64);
+
+    #[inline]
+    pub fn get(l: &AtomicUsize) -> usize {
+        l.load(Ordering::Relaxed)
+    }
+}
+use limits::get as limit;
+
+/// The defaults of the limits above.
 pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
 pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
 /// Strings up to this length are `embstr` in Redis; longer ones are `raw`.
@@ -188,9 +209,10 @@ impl HashObj {
                 self.maybe_convert(value.len().max(field.len()));
                 return false;
             }
-            if v.len() < HASH_MAX_LISTPACK_ENTRIES
-                && field.len() <= HASH_MAX_LISTPACK_VALUE
-                && value.len() <= HASH_MAX_LISTPACK_VALUE
+            let max_value = limit(&limits::HASH_VALUE);
+            if v.len() < limit(&limits::HASH_ENTRIES)
+                && field.len() <= max_value
+                && value.len() <= max_value
             {
                 v.push((SBytes::new(field), SBytes::new(value)));
                 return true;
@@ -204,7 +226,7 @@ impl HashObj {
     }
 
     fn maybe_convert(&mut self, longest: usize) {
-        if longest > HASH_MAX_LISTPACK_VALUE {
+        if longest > limit(&limits::HASH_VALUE) {
             self.convert();
         }
     }
@@ -346,7 +368,7 @@ impl SetObj {
             if let Some(n) = Self::as_int(m) {
                 match v.binary_search(&n) {
                     Ok(_) => return false,
-                    Err(i) if v.len() < SET_MAX_INTSET_ENTRIES => {
+                    Err(i) if v.len() < limit(&limits::SET_INTSET) => {
                         v.insert(i, n);
                         return true;
                     }
@@ -451,9 +473,10 @@ impl ZSetObj {
     /// member repeats (a corrupt RDB file, as Redis judges it).
     pub fn from_pairs(pairs: Vec<(SBytes, f64)>) -> Option<ZSetObj> {
         let mut dict = Dense::with_capacity(pairs.len());
-        let mut big = pairs.len() > ZSET_MAX_LISTPACK_ENTRIES;
+        let mut big = pairs.len() > limit(&limits::ZSET_ENTRIES);
+        let max_value = limit(&limits::ZSET_VALUE);
         for (m, s) in &pairs {
-            big |= m.len() > ZSET_MAX_LISTPACK_VALUE;
+            big |= m.len() > max_value;
             if !dict.insert((m.clone(), *s)) {
                 return None;
             }
@@ -477,7 +500,7 @@ impl ZSetObj {
         }
         self.tree.insert(score, m);
         self.dict.insert((SBytes::new(m), score));
-        if self.dict.len() > ZSET_MAX_LISTPACK_ENTRIES || m.len() > ZSET_MAX_LISTPACK_VALUE {
+        if self.dict.len() > limit(&limits::ZSET_ENTRIES) || m.len() > limit(&limits::ZSET_VALUE) {
             self.big = true;
         }
         old

@@ -28,6 +28,15 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         let num = |n: &str| c.value(n).parse::<i64>().unwrap_or(0);
         KEY_LOAD_DELAY.store(num("key-load-delay"), Ordering::Relaxed);
         KEY_SAVE_DELAY.store(num("rdb-key-save-delay"), Ordering::Relaxed);
+        {
+            use crate::keyspace::value::limits::*;
+            let n = |k: &str| num(k).max(0) as usize;
+            HASH_ENTRIES.store(n("hash-max-listpack-entries"), Ordering::Relaxed);
+            HASH_VALUE.store(n("hash-max-listpack-value"), Ordering::Relaxed);
+            SET_INTSET.store(n("set-max-intset-entries"), Ordering::Relaxed);
+            ZSET_ENTRIES.store(n("zset-max-listpack-entries"), Ordering::Relaxed);
+            ZSET_VALUE.store(n("zset-max-listpack-value"), Ordering::Relaxed);
+        }
         srv.latency.threshold_ms.store(
             num("latency-monitor-threshold").max(0) as u64,
             Ordering::Relaxed,
