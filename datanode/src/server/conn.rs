@@ -472,6 +472,13 @@ async fn connection_loop(
             let _ = sock.shutdown().await;
             return Ok(());
         }
+        // Argument tables sized by one huge command are not kept around.
+        if ranges.capacity() > 4096 {
+            ranges = Vec::new();
+        }
+        if scratch.capacity() > READ_CHUNK {
+            scratch = Vec::new();
+        }
         // A large buffer left over from a big request shrinks back once a
         // small batch shows the client no longer needs it (Redis resizes on
         // the same cue: a peak well under the buffer's size).
