@@ -280,7 +280,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     let name = c.name.lock().clone().unwrap_or_default();
     let me = c.id == ctx.client.id;
     let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let (sub, psub, ssub, multi, qbuf, rbs, argv_mem, obl, omem, cmd) = if me {
+    let (sub, psub, ssub, multi, qbuf, qcap, rbs, argv_mem, obl, omem, cmd) = if me {
         let s = ctx.client.subs.as_ref();
         let argv: usize = args.iter().map(|x| x.len()).sum();
         (
@@ -293,6 +293,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
                 .map_or(-1, |m| m.queue.len() as i64),
             ctx.client.qbuf_at_cmd as u64,
             ctx.client.rbuf_cap as u64,
+            ctx.r.out.capacity() as u64,
             argv as u64,
             ctx.r.out.len() as u64,
             0,
@@ -305,6 +306,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
             r(&c.sub[2]),
             c.multi_len.load(Ordering::Relaxed),
             r(&c.qbuf),
+            r(&c.qbuf_cap),
             r(&c.rbs),
             0,
             0,
@@ -334,7 +336,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     if flags.is_empty() {
         flags.push('N');
     }
-    let rbp = r(&c.rbp).max(rbs);
+    let rbp = r(&c.rbp).max(obl);
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user=default redir=-1 resp={}\n",
         c.id,
@@ -345,8 +347,8 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
         (now - c.created_ms) / 1000,
         (now - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000,
         c.db.load(Ordering::Relaxed),
-        rbs.saturating_sub(qbuf),
-        rbs + argv_mem + obl + omem + CLIENT_STRUCT,
+        qcap.saturating_sub(qbuf),
+        qcap + rbs + argv_mem + omem + CLIENT_STRUCT,
         if omem > 0 { "rw" } else { "r" },
         c.resp.load(Ordering::Relaxed),
     )

@@ -91,6 +91,9 @@ pub struct ClientInfo {
     pub sub: [AtomicU64; 3],
     pub multi_len: AtomicI64,
     pub qbuf: AtomicU64,
+    /// Query (read) buffer capacity.
+    pub qbuf_cap: AtomicU64,
+    /// Reply buffer capacity and the most bytes it held in one batch.
     pub rbs: AtomicU64,
     pub rbp: AtomicU64,
     pub omem: AtomicU64,

@@ -39,6 +39,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         sub: Default::default(),
         multi_len: AtomicI64::new(-1),
         qbuf: AtomicU64::new(0),
+        qbuf_cap: AtomicU64::new(READ_CHUNK as u64),
         rbs: AtomicU64::new(READ_CHUNK as u64),
         rbp: AtomicU64::new(0),
         omem: AtomicU64::new(0),
@@ -179,13 +180,14 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
 fn release_read_buffer(rbuf: &mut BytesMut, info: &ClientInfo) {
     if rbuf.is_empty() {
         *rbuf = BytesMut::new();
-        info.rbs.store(0, Ordering::Relaxed);
-        info.rbp.store(0, Ordering::Relaxed);
+        info.qbuf_cap.store(0, Ordering::Relaxed);
     }
 }
 
 /// What CLIENT LIST shows of this connection to others, once per batch.
-fn publish_state(client: &Client, rbuf: &BytesMut) {
+/// `consumed`: bytes just advanced past, still part of the read buffer's
+/// allocation.
+fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, out: &[u8], out_cap: usize) {
     let info = &client.info;
     info.in_multi
         .store(client.multi.is_some(), Ordering::Relaxed);
@@ -203,9 +205,10 @@ fn publish_state(client: &Client, rbuf: &BytesMut) {
         }
     }
     info.qbuf.store(rbuf.len() as u64, Ordering::Relaxed);
-    info.rbs.store(rbuf.capacity() as u64, Ordering::Relaxed);
-    info.rbp
-        .fetch_max(rbuf.capacity() as u64, Ordering::Relaxed);
+    info.qbuf_cap
+        .store((rbuf.capacity() + consumed) as u64, Ordering::Relaxed);
+    info.rbs.store(out_cap as u64, Ordering::Relaxed);
+    info.rbp.fetch_max(out.len() as u64, Ordering::Relaxed);
 }
 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
@@ -306,7 +309,9 @@ async fn connection_loop(
     let mut actions: Vec<Action> = Vec::new();
     let info = client.info.clone();
     loop {
-        if rbuf.capacity() - rbuf.len() < 1024 {
+        // An empty buffer is reset to the start of its allocation (no copy,
+        // no allocation), so its capacity is the whole allocation again.
+        if rbuf.is_empty() || rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
         }
         // `timeout`: close clients idle that long (0 = never).
@@ -450,7 +455,7 @@ async fn connection_loop(
             }
         }
         rbuf.advance(pos);
-        publish_state(client, &rbuf);
+        publish_state(client, &rbuf, pos, &out, out.capacity());
         info.last_interaction_ms.store(now, Ordering::Relaxed);
         *info.last_cmd.lock() = client.last_cmd;
         flush_counters(srv, client);
@@ -484,7 +489,7 @@ async fn connection_loop(
         // the same cue: a peak well under the buffer's size).
         if rbuf.is_empty() && rbuf.capacity() > 2 * READ_CHUNK && pos < rbuf.capacity() / 4 {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
-            info.rbs.store(READ_CHUNK as u64, Ordering::Relaxed);
+            info.qbuf_cap.store(READ_CHUNK as u64, Ordering::Relaxed);
         }
     }
 }

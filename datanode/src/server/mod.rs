@@ -313,7 +313,7 @@ async fn cron(srv: Arc<Shared>) {
 /// read buffer back (it is asked to; only its own task touches it).
 fn release_idle_buffers(srv: &Shared, now: i64) {
     for c in srv.clients.lock().values() {
-        if c.rbs.load(Ordering::Relaxed) > 0
+        if c.qbuf_cap.load(Ordering::Relaxed) > 0
             && c.qbuf.load(Ordering::Relaxed) == 0
             && now - c.last_interaction_ms.load(Ordering::Relaxed) >= 2000
         {
