@@ -256,6 +256,53 @@ pub fn client_no_evict(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// CLIENT PAUSE timeout [WRITE|ALL]: the mode is checked before the
+/// timeout, as Redis does; a bad mode is not a plain syntax error.
+pub fn client_pause(ctx: &mut Ctx, a: &Args) {
+    use crate::server::pause;
+    if a.len() > 4 {
+        ctx.r.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(a.get(1))
+        ));
+        return;
+    }
+    let kind = if a.len() == 4 {
+        if eq_ic(a.get(3), "WRITE") {
+            pause::WRITE
+        } else if eq_ic(a.get(3), "ALL") {
+            pause::ALL
+        } else {
+            ctx.r.error("ERR CLIENT PAUSE mode must be WRITE or ALL");
+            return;
+        }
+    } else {
+        pause::ALL
+    };
+    let Some(ms) = parse_i64(a.get(2)) else {
+        ctx.r.error("ERR timeout is not an integer or out of range");
+        return;
+    };
+    if ms < 0 {
+        ctx.r.error("ERR timeout is negative");
+        return;
+    }
+    // Redis 7.0 adds the clock without an overflow check; a wrapped end is
+    // in the past, so such a pause ends at once, as there.
+    let end = if ms > 0 {
+        ms.wrapping_add(crate::keyspace::now_ms())
+    } else {
+        0
+    };
+    ctx.srv.pause.start(ctx.srv, kind, end);
+    ctx.r.ok();
+}
+
+pub fn client_unpause(ctx: &mut Ctx, _a: &Args) {
+    ctx.srv.pause.stop(ctx.srv);
+    ctx.r.ok();
+}
+
 pub fn client_reply(ctx: &mut Ctx, a: &Args) {
     let m = a.get(2);
     if eq_ic(m, "ON") {
@@ -321,6 +368,9 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     }
     if multi >= 0 {
         flags.push('x');
+    }
+    if c.blocked.load(Ordering::Relaxed) {
+        flags.push('b');
     }
     if me && ctx.client.close_after_reply {
         flags.push('c');
@@ -546,10 +596,14 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
             "    Describe the connected clients.",
             "NO-EVICT (ON|OFF)",
             "    Accepted for compatibility.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Hold back every command, or only writes, for <timeout> milliseconds.",
             "REPLY (ON|OFF|SKIP)",
             "    Turn replies for this connection on or off, or skip the next one.",
             "SETNAME <name>",
             "    Name this connection.",
+            "UNPAUSE",
+            "    End a pause started by CLIENT PAUSE now.",
         ],
     );
 }

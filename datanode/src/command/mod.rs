@@ -57,6 +57,12 @@ pub enum Action {
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),
+    /// Clients are paused (CLIENT PAUSE): wait for the pause to end, then
+    /// run the command (named `cmd`) again.
+    Postpone {
+        args: OwnedArgs,
+        cmd: &'static str,
+    },
 }
 
 #[derive(Debug)]
@@ -333,6 +339,14 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         if let Some(m) = &mut ctx.client.multi {
             m.dirty = true;
         }
+        return None;
+    }
+    if crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
+        ctx.client.postponed = true;
+        ctx.actions.push(Action::Postpone {
+            args: args.to_owned(),
+            cmd: cmd.name,
+        });
         return None;
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {

@@ -98,6 +98,8 @@ pub struct ClientInfo {
     pub idle_notify: tokio::sync::Notify,
     /// The socket's descriptor (-1 for the AOF loader's client).
     pub fd: std::sync::atomic::AtomicI32,
+    /// Waiting on keys or for a pause to end (CLIENT LIST flag `b`).
+    pub blocked: AtomicBool,
 }
 
 impl ClientInfo {
@@ -134,6 +136,9 @@ pub struct Client {
     /// A blocked command is being retried: if it finds nothing it must
     /// stay silent instead of blocking again.
     pub block_retry: bool,
+    /// Set by dispatch when the command must wait out a CLIENT PAUSE: it
+    /// did not run and is not counted yet.
+    pub postponed: bool,
     /// Unread query-buffer bytes when the current command started (its own
     /// bytes included), for CLIENT LIST/INFO on this connection.
     pub qbuf_at_cmd: usize,

@@ -44,6 +44,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
         idle_notify: tokio::sync::Notify::new(),
+        blocked: AtomicBool::new(false),
     });
     Client {
         id,
@@ -64,6 +65,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_cmd: "NULL",
         subs: None,
         block_retry: false,
+        postponed: false,
         monitor: false,
         in_exec: false,
         qbuf_at_cmd: 0,
@@ -94,6 +96,11 @@ pub fn execute(
         };
         command::dispatch(&mut ctx, args)
     };
+    if std::mem::take(&mut client.postponed) {
+        // Not run yet: it is counted (and its reply mode applied) when
+        // it runs after the pause.
+        return None;
+    }
     client.pending_cmds += 1;
     if out.get(start) == Some(&b'-') {
         Stats::add(&srv.stats.total_error_replies, 1);
@@ -388,7 +395,7 @@ async fn connection_loop(
         let mut close = false;
         client.rbuf_cap = rbuf.capacity();
         // One clock read per batch: commands pipelined together share it.
-        let now = now_ms();
+        let mut now = now_ms();
         loop {
             let limits = Limits {
                 max_bulk_len: srv.hot.proto_max_bulk_len.load(Ordering::Relaxed),
@@ -417,7 +424,9 @@ async fn connection_loop(
                 }
             }
             if !actions.is_empty() {
-                for act in std::mem::take(&mut actions) {
+                // A postponed command queues the actions of its later run.
+                let mut pending: std::collections::VecDeque<Action> = actions.drain(..).collect();
+                while let Some(act) = pending.pop_front() {
                     match act {
                         Action::Close => close = true,
                         Action::Shutdown { save } => {
@@ -437,6 +446,16 @@ async fn connection_loop(
                             if !wait_blocked(srv, sock, client, &mut out, &mut rbuf, b).await? {
                                 return Ok(());
                             }
+                            now = now_ms();
+                        }
+                        Action::Postpone { args, cmd } => {
+                            if !wait_unpaused(srv, sock, client, &mut out, &mut rbuf, cmd).await? {
+                                return Ok(());
+                            }
+                            // Time moved on while we waited.
+                            now = now_ms();
+                            execute(srv, client, &mut out, &mut actions, &args.args(), now);
+                            pending.extend(actions.drain(..));
                         }
                     }
                 }
@@ -478,6 +497,56 @@ async fn connection_loop(
     }
 }
 
+/// Holds a connection whose command a CLIENT PAUSE covers until the pause
+/// changes (ended, or widened: the caller runs the command again, which
+/// waits again if it must). Returns false when the client goes away or is
+/// killed meanwhile. Bytes the client sends meanwhile wait in `rbuf`.
+async fn wait_unpaused(
+    srv: &Arc<Shared>,
+    sock: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+    rbuf: &mut BytesMut,
+    cmd: &'static str,
+) -> std::io::Result<bool> {
+    // Subscribed before the check below, so an unpause in between wakes us.
+    let mut changed = srv.pause.subscribe();
+    let info = client.info.clone();
+    if !out.is_empty() {
+        // Earlier pipelined replies go out now.
+        sock.write_all(out).await?;
+        out.clear();
+    }
+    if srv.pause.kind() == super::pause::OFF {
+        return Ok(true);
+    }
+    srv.pause.waiting.fetch_add(1, Ordering::Relaxed);
+    info.blocked.store(true, Ordering::Relaxed);
+    // CLIENT LIST shows the waiting command, as Redis does.
+    *info.last_cmd.lock() = cmd;
+    let result = loop {
+        if info.killed.load(Ordering::Relaxed) {
+            break Ok(false);
+        }
+        tokio::select! {
+            r = changed.changed() => {
+                // The sender lives as long as the server.
+                let _ = r;
+                break Ok(true);
+            }
+            r = sock.read_buf(rbuf) => match r {
+                Ok(0) => break Ok(false),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            },
+            _ = info.kill_notify.notified() => break Ok(false),
+        }
+    };
+    info.blocked.store(false, Ordering::Relaxed);
+    srv.pause.waiting.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
 /// Blocks a client on keys until one gets elements (it then retries its
 /// command), the timeout passes (null reply), or the client goes away
 /// (returns false). Bytes the client sends meanwhile wait in `rbuf`.
@@ -495,6 +564,7 @@ async fn wait_blocked(
     let info = client.info.clone();
     blocking.register(db, &b.keys, client.id, &notify, false);
     blocking.clients.fetch_add(1, Ordering::Relaxed);
+    info.blocked.store(true, Ordering::Relaxed);
     // Anything already produced (earlier pipelined replies) goes out now.
     if !out.is_empty() {
         sock.write_all(out).await?;
@@ -538,6 +608,7 @@ async fn wait_blocked(
     };
     blocking.unregister(db, &b.keys, client.id);
     blocking.clients.fetch_sub(1, Ordering::Relaxed);
+    info.blocked.store(false, Ordering::Relaxed);
     if matches!(result, Ok(true)) {
         // Elements may remain for whoever blocked after us (a wake-up the
         // command gave while we were still first in line came back to us).

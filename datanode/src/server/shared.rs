@@ -58,6 +58,8 @@ pub struct Shared {
     pub listen_gen: tokio::sync::watch::Sender<u64>,
     /// Allocated bytes when the server was set up (MEMORY STATS).
     pub startup_allocated: AtomicU64,
+    /// CLIENT PAUSE state.
+    pub pause: super::pause::Pause,
 }
 
 impl Shared {
@@ -103,6 +105,7 @@ impl Shared {
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
+            pause: Default::default(),
         }
     }
 
