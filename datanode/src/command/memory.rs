@@ -130,11 +130,10 @@ pub fn stats(ctx: &mut Ctx, _a: &Args) {
     int(
         r,
         "keys.bytes-per-key",
-        if f.keys == 0 {
-            0
-        } else {
-            (f.allocated.saturating_sub(f.startup) / f.keys) as i64
-        },
+        f.allocated
+            .saturating_sub(f.startup)
+            .checked_div(f.keys)
+            .unwrap_or(0) as i64,
     );
     int(r, "dataset.bytes", dataset as i64);
     dbl(
