@@ -734,3 +734,32 @@ fn client_pause_errors_and_transactions_match_redis() {
         slotkv_tests::resp::show(&redis)
     );
 }
+
+#[test]
+fn held_clients_resume_in_the_order_they_were_held() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        admin.text(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+        let mut held: Vec<Conn> = (0..6).map(|_| n.conn()).collect();
+        for (i, c) in held.iter_mut().enumerate() {
+            c.send_raw(&slotkv_tests::encode(&["RPUSH", "l", &i.to_string()]))
+                .unwrap();
+            let want = (i + 1).to_string();
+            wait_until("the push to wait", || {
+                info_field(&mut admin, "clients", "blocked_clients") == want
+            });
+        }
+        admin.text(&["CLIENT", "UNPAUSE"]);
+        for (i, c) in held.iter_mut().enumerate() {
+            assert_eq!(
+                c.read_reply().unwrap().raw,
+                format!(":{}\r\n", i + 1).as_bytes()
+            );
+        }
+        assert_eq!(
+            admin.text(&["LRANGE", "l", "0", "-1"]),
+            "*6\r\n$1\r\n0\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n"
+        );
+    }
+}

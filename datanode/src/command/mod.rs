@@ -57,11 +57,13 @@ pub enum Action {
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),
-    /// Clients are paused (CLIENT PAUSE): wait for the pause to end, then
-    /// run the command (named `cmd`) again.
+    /// Clients are paused (CLIENT PAUSE): wait until no pause of kind
+    /// `held_by` or stricter is in force, then run the command (named
+    /// `cmd`) again.
     Postpone {
         args: OwnedArgs,
         cmd: &'static str,
+        held_by: u8,
     },
 }
 
@@ -341,11 +343,12 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         }
         return None;
     }
-    if crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
+    if let Some(held_by) = crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
         ctx.client.postponed = true;
         ctx.actions.push(Action::Postpone {
             args: args.to_owned(),
             cmd: cmd.name,
+            held_by,
         });
         return None;
     }

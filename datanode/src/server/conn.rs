@@ -448,13 +448,18 @@ async fn connection_loop(
                             }
                             now = now_ms();
                         }
-                        Action::Postpone { args, cmd } => {
-                            if !wait_unpaused(srv, sock, client, &mut out, &mut rbuf, cmd).await? {
+                        Action::Postpone { args, cmd, held_by } => {
+                            let held = (cmd, held_by);
+                            let Some(turn) =
+                                wait_unpaused(srv, sock, client, &mut out, &mut rbuf, held).await?
+                            else {
                                 return Ok(());
-                            }
+                            };
                             // Time moved on while we waited.
                             now = now_ms();
                             execute(srv, client, &mut out, &mut actions, &args.args(), now);
+                            // Ran: the next held connection may go.
+                            drop(turn);
                             pending.extend(actions.drain(..));
                         }
                     }
@@ -497,54 +502,57 @@ async fn connection_loop(
     }
 }
 
-/// Holds a connection whose command a CLIENT PAUSE covers until the pause
-/// changes (ended, or widened: the caller runs the command again, which
-/// waits again if it must). Returns false when the client goes away or is
-/// killed meanwhile. Bytes the client sends meanwhile wait in `rbuf`.
-async fn wait_unpaused(
-    srv: &Arc<Shared>,
+/// Holds a connection whose command (`held.0`) a CLIENT PAUSE of kind
+/// `held.1` or stricter covers, until no such pause is in force and every
+/// connection held before it has run its command: held clients resume in
+/// order. Returns its place in line, to drop once the command ran, or None
+/// when the client goes away or is killed meanwhile. Bytes the client sends
+/// meanwhile wait in `rbuf`.
+async fn wait_unpaused<'s>(
+    srv: &'s Arc<Shared>,
     sock: &mut TcpStream,
     client: &mut Client,
     out: &mut Vec<u8>,
     rbuf: &mut BytesMut,
-    cmd: &'static str,
-) -> std::io::Result<bool> {
-    // Subscribed before the check below, so an unpause in between wakes us.
+    held: (&'static str, u8),
+) -> std::io::Result<Option<super::pause::Turn<'s>>> {
+    // Subscribed before any check below, so a change in between wakes us.
     let mut changed = srv.pause.subscribe();
+    let turn = srv.pause.enqueue(client.id);
     let info = client.info.clone();
-    if !out.is_empty() {
-        // Earlier pipelined replies go out now.
-        sock.write_all(out).await?;
-        out.clear();
-    }
-    if srv.pause.kind() == super::pause::OFF {
-        return Ok(true);
-    }
-    srv.pause.waiting.fetch_add(1, Ordering::Relaxed);
     info.blocked.store(true, Ordering::Relaxed);
     // CLIENT LIST shows the waiting command, as Redis does.
-    *info.last_cmd.lock() = cmd;
-    let result = loop {
-        if info.killed.load(Ordering::Relaxed) {
-            break Ok(false);
+    *info.last_cmd.lock() = held.0;
+    let result = async {
+        if !out.is_empty() {
+            // Earlier pipelined replies go out now.
+            sock.write_all(out).await?;
+            out.clear();
         }
-        tokio::select! {
-            r = changed.changed() => {
-                // The sender lives as long as the server.
-                let _ = r;
-                break Ok(true);
+        loop {
+            if info.killed.load(Ordering::Relaxed) {
+                return Ok(false);
             }
-            r = sock.read_buf(rbuf) => match r {
-                Ok(0) => break Ok(false),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            },
-            _ = info.kill_notify.notified() => break Ok(false),
+            if srv.pause.kind() < held.1 && srv.pause.is_first(client.id) {
+                return Ok(true);
+            }
+            tokio::select! {
+                // The sender lives as long as the server.
+                _ = changed.changed() => {}
+                r = sock.read_buf(rbuf) => if r? == 0 {
+                    return Ok(false);
+                },
+                _ = info.kill_notify.notified() => return Ok(false),
+            }
         }
-    };
+    }
+    .await;
     info.blocked.store(false, Ordering::Relaxed);
-    srv.pause.waiting.fetch_sub(1, Ordering::Relaxed);
-    result
+    match result {
+        Ok(true) => Ok(Some(turn)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Blocks a client on keys until one gets elements (it then retries its

@@ -30,6 +30,9 @@ pub struct Pause {
     changed: tokio::sync::watch::Sender<u64>,
     /// Connections waiting for the pause to end (INFO blocked_clients).
     pub waiting: AtomicUsize,
+    /// Ids of the waiting connections, in the order they were held: they
+    /// resume one at a time in this order, as Redis replays its list.
+    queue: Mutex<std::collections::VecDeque<u64>>,
 }
 
 impl Default for Pause {
@@ -39,6 +42,7 @@ impl Default for Pause {
             state: Mutex::new((OFF, 0)),
             changed: tokio::sync::watch::Sender::new(0),
             waiting: AtomicUsize::new(0),
+            queue: Mutex::new(Default::default()),
         }
     }
 }
@@ -79,6 +83,18 @@ impl Pause {
         self.changed.send_modify(|g| *g += 1);
     }
 
+    /// Puts a held connection in line; dropping the [`Turn`] takes it out.
+    pub fn enqueue(&self, id: u64) -> Turn<'_> {
+        self.queue.lock().push_back(id);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Turn { pause: self, id }
+    }
+
+    /// Whether `id` heads the line of held connections.
+    pub fn is_first(&self, id: u64) -> bool {
+        self.queue.lock().front() == Some(&id)
+    }
+
     /// The end of the pause in force, if any.
     fn deadline(&self) -> Option<i64> {
         let st = self.state.lock();
@@ -94,6 +110,21 @@ impl Pause {
         if due {
             self.stop(srv);
         }
+    }
+}
+
+/// A held connection's place in line. Dropped once its command ran (or the
+/// connection went away): the next one may then go.
+pub struct Turn<'a> {
+    pause: &'a Pause,
+    id: u64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.pause.queue.lock().retain(|&i| i != self.id);
+        self.pause.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.pause.changed.send_modify(|g| *g += 1);
     }
 }
 
@@ -133,24 +164,31 @@ fn may_replicate(c: &Cmd) -> bool {
     c.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0
 }
 
-/// Whether `cmd` must wait for the pause to end before running. Called
-/// after every rejection (unknown command, arity, auth, …) and before MULTI
+/// The mildest pause that holds `cmd` back, when one is in force and the
+/// command must wait for it to end; None when it runs now. Called after
+/// every rejection (unknown command, arity, auth, …) and before MULTI
 /// queuing, as Redis's processCommand orders it.
 #[inline]
-pub fn must_wait(srv: &Shared, client: &Client, cmd: &Cmd) -> bool {
+pub fn must_wait(srv: &Shared, client: &Client, cmd: &Cmd) -> Option<u8> {
     let kind = srv.pause.kind();
     if kind == OFF {
-        return false;
+        return None;
     }
     // Commands run by EXEC or a woken blocked command were admitted already;
     // MONITOR clients count as replicas in Redis, which are never paused.
     if client.in_exec || client.block_retry || client.monitor {
-        return false;
+        return None;
     }
-    if kind == ALL || may_replicate(cmd) {
+    let held_by = if writes(client, cmd) { WRITE } else { ALL };
+    (kind >= held_by).then_some(held_by)
+}
+
+/// Whether a WRITE pause holds the command: it writes or may replicate,
+/// or it is an EXEC whose queue holds such a command.
+fn writes(client: &Client, cmd: &Cmd) -> bool {
+    if may_replicate(cmd) {
         return true;
     }
-    // EXEC waits when its queue holds a command that would.
     cmd.name == "exec"
         && client.multi.as_ref().is_some_and(|m| {
             m.queue.iter().any(|q| {
