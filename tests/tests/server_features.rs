@@ -615,3 +615,216 @@ fn latency_monitor_records_slow_commands_and_histograms() {
     assert_eq!(c.text(&["LATENCY", "RESET"]), ":1\r\n");
     assert_eq!(c.text(&["LATENCY", "LATEST"]), "*0\r\n");
 }
+
+/// A field of `CLIENT LIST` for the client with `id`.
+fn client_list_field(c: &mut Conn, id: &str, field: &str) -> String {
+    let list = c.text(&["CLIENT", "LIST", "ID", id]);
+    list.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .unwrap_or_else(|| panic!("no {field} in {list}"))
+        .to_string()
+}
+
+fn client_id(c: &mut Conn) -> String {
+    c.text(&["CLIENT", "ID"])
+        .trim_start_matches(':')
+        .trim_end()
+        .to_string()
+}
+
+/// True when a reply arrives within `within`. Only asked while no reply
+/// may exist yet, so a reply read here is a failure, not a lost reply.
+fn reply_ready(c: &mut Conn, within: Duration) -> bool {
+    c.set_timeout(within);
+    let ready = c.read_reply().is_ok();
+    c.set_timeout(Duration::from_secs(10));
+    ready
+}
+
+#[test]
+fn client_pause_write_holds_writes_while_reads_answer() {
+    // Same behaviour from redis-server and from us.
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        let mut writer = n.conn();
+        let mut reader = n.conn();
+        let wid = client_id(&mut writer);
+        assert_eq!(
+            admin.text(&["CLIENT", "PAUSE", "60000", "WRITE"]),
+            "+OK\r\n"
+        );
+        writer
+            .send_raw(&slotkv_tests::encode(&["SET", "k", "v"]))
+            .unwrap();
+        wait_until("the write to wait", || {
+            info_field(&mut admin, "clients", "blocked_clients") == "1"
+        });
+        // Reads, admin commands and read-only transactions still answer.
+        assert_eq!(reader.text(&["GET", "k"]), "$-1\r\n");
+        assert_eq!(reader.text(&["PING"]), "+PONG\r\n");
+        assert_eq!(reader.text(&["MULTI"]), "+OK\r\n");
+        assert_eq!(reader.text(&["GET", "k"]), "+QUEUED\r\n");
+        assert_eq!(reader.text(&["EXEC"]), "*1\r\n$-1\r\n");
+        // A command with a wrong arity is rejected at once.
+        assert!(reader.text(&["SET", "k"]).starts_with("-ERR wrong number"));
+        assert_eq!(client_list_field(&mut admin, &wid, "flags"), "b");
+        assert_eq!(client_list_field(&mut admin, &wid, "cmd"), "set");
+        assert!(!reply_ready(&mut writer, Duration::from_millis(100)));
+        assert_eq!(admin.text(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+        assert_eq!(writer.read_reply().unwrap().raw, b"+OK\r\n");
+        assert_eq!(reader.text(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(info_field(&mut admin, "clients", "blocked_clients"), "0");
+    }
+}
+
+#[test]
+fn client_pause_holds_exec_and_publish_and_frees_killed_clients() {
+    let n = datanode(&[]);
+    let mut admin = n.conn();
+    let mut tx = n.conn();
+    let mut publisher = n.conn();
+    let mut victim = n.conn();
+    assert_eq!(tx.text(&["MULTI"]), "+OK\r\n");
+    assert_eq!(tx.text(&["SET", "k", "v"]), "+QUEUED\r\n");
+    admin.text(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+    tx.send_raw(&slotkv_tests::encode(&["EXEC"])).unwrap();
+    publisher
+        .send_raw(&slotkv_tests::encode(&["PUBLISH", "ch", "m"]))
+        .unwrap();
+    let vid = client_id(&mut victim);
+    victim
+        .send_raw(&slotkv_tests::encode(&["DEL", "k"]))
+        .unwrap();
+    wait_until("three clients to wait", || {
+        info_field(&mut admin, "clients", "blocked_clients") == "3"
+    });
+    // A waiting client can still be killed.
+    assert_eq!(admin.text(&["CLIENT", "KILL", "ID", &vid]), ":1\r\n");
+    assert!(victim.is_closed());
+    wait_until("the killed client to go", || {
+        info_field(&mut admin, "clients", "blocked_clients") == "2"
+    });
+    admin.text(&["CLIENT", "UNPAUSE"]);
+    assert_eq!(tx.read_reply().unwrap().raw, b"*1\r\n+OK\r\n");
+    assert_eq!(publisher.read_reply().unwrap().raw, b":0\r\n");
+    assert_eq!(admin.text(&["GET", "k"]), "$1\r\nv\r\n");
+}
+
+#[test]
+fn client_pause_ends_by_itself_at_its_timeout() {
+    let n = datanode(&[]);
+    let mut admin = n.conn();
+    let mut writer = n.conn();
+    let t0 = Instant::now();
+    admin.text(&["CLIENT", "PAUSE", "400", "WRITE"]);
+    assert_eq!(writer.text(&["SET", "k", "v"]), "+OK\r\n");
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(350), "waited {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // Nothing is paused any more.
+    let t1 = Instant::now();
+    writer.text(&["SET", "k", "w"]);
+    assert!(t1.elapsed() < Duration::from_millis(300));
+}
+
+#[test]
+fn client_pause_all_holds_reads_and_the_pauser_too() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        let mut reader = n.conn();
+        let t0 = Instant::now();
+        // A milder, shorter pause after it changes nothing.
+        admin.text(&["CLIENT", "PAUSE", "700", "ALL"]);
+        reader
+            .send_raw(&slotkv_tests::encode(&["GET", "k"]))
+            .unwrap();
+        assert!(!reply_ready(&mut reader, Duration::from_millis(200)));
+        // The pausing connection waits as well.
+        assert_eq!(admin.text(&["PING"]), "+PONG\r\n");
+        assert!(t0.elapsed() >= Duration::from_millis(600));
+        assert_eq!(reader.read_reply().unwrap().raw, b"$-1\r\n");
+    }
+}
+
+#[test]
+fn expired_keys_stay_in_place_during_client_pause() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v", "PX", "50"]);
+        c.text(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+        std::thread::sleep(Duration::from_millis(300));
+        // Logically gone, yet neither active nor lazy expiry deleted it.
+        assert_eq!(c.text(&["GET", "k"]), "$-1\r\n");
+        assert_eq!(c.text(&["EXISTS", "k"]), ":0\r\n");
+        assert_eq!(c.text(&["DBSIZE"]), ":1\r\n");
+        assert_eq!(info_field(&mut c, "stats", "expired_keys"), "0");
+        c.text(&["CLIENT", "UNPAUSE"]);
+        assert_eq!(c.text(&["GET", "k"]), "$-1\r\n");
+        assert_eq!(c.text(&["DBSIZE"]), ":0\r\n");
+        assert_eq!(info_field(&mut c, "stats", "expired_keys"), "1");
+    }
+}
+
+#[test]
+fn client_pause_errors_and_transactions_match_redis() {
+    let [redis, ours] = both_raw(
+        &[],
+        &[
+            &["CLIENT", "PAUSE", "abc"],
+            &["CLIENT", "PAUSE", "-1"],
+            &["CLIENT", "PAUSE", "10", "foo"],
+            &["CLIENT", "PAUSE", "abc", "foo"],
+            &["CLIENT", "PAUSE", "10", "write", "x"],
+            &["CLIENT", "PAUSE"],
+            &["CLIENT", "UNPAUSE", "x"],
+            &["CLIENT", "PAUSE", "99999999999999999999"],
+            // PAUSE inside a transaction starts after EXEC.
+            &["MULTI"],
+            &["SET", "a", "1"],
+            &["CLIENT", "PAUSE", "60000", "WRITE"],
+            &["SET", "b", "2"],
+            &["EXEC"],
+            &["MGET", "a", "b"],
+            &["SET", "c"],
+            &["CLIENT", "UNPAUSE"],
+            &["SET", "c", "3"],
+        ],
+    );
+    assert!(redis.ends_with(b"+OK\r\n+OK\r\n"));
+    assert_eq!(
+        slotkv_tests::resp::show(&ours),
+        slotkv_tests::resp::show(&redis)
+    );
+}
+
+#[test]
+fn held_clients_resume_in_the_order_they_were_held() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        admin.text(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+        let mut held: Vec<Conn> = (0..6).map(|_| n.conn()).collect();
+        for (i, c) in held.iter_mut().enumerate() {
+            c.send_raw(&slotkv_tests::encode(&["RPUSH", "l", &i.to_string()]))
+                .unwrap();
+            let want = (i + 1).to_string();
+            wait_until("the push to wait", || {
+                info_field(&mut admin, "clients", "blocked_clients") == want
+            });
+        }
+        admin.text(&["CLIENT", "UNPAUSE"]);
+        for (i, c) in held.iter_mut().enumerate() {
+            assert_eq!(
+                c.read_reply().unwrap().raw,
+                format!(":{}\r\n", i + 1).as_bytes()
+            );
+        }
+        assert_eq!(
+            admin.text(&["LRANGE", "l", "0", "-1"]),
+            "*6\r\n$1\r\n0\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n"
+        );
+    }
+}

@@ -256,6 +256,53 @@ pub fn client_no_evict(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// CLIENT PAUSE timeout [WRITE|ALL]: the mode is checked before the
+/// timeout, as Redis does; a bad mode is not a plain syntax error.
+pub fn client_pause(ctx: &mut Ctx, a: &Args) {
+    use crate::server::pause;
+    if a.len() > 4 {
+        ctx.r.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
+            String::from_utf8_lossy(a.get(1))
+        ));
+        return;
+    }
+    let kind = if a.len() == 4 {
+        if eq_ic(a.get(3), "WRITE") {
+            pause::WRITE
+        } else if eq_ic(a.get(3), "ALL") {
+            pause::ALL
+        } else {
+            ctx.r.error("ERR CLIENT PAUSE mode must be WRITE or ALL");
+            return;
+        }
+    } else {
+        pause::ALL
+    };
+    let Some(ms) = parse_i64(a.get(2)) else {
+        ctx.r.error("ERR timeout is not an integer or out of range");
+        return;
+    };
+    if ms < 0 {
+        ctx.r.error("ERR timeout is negative");
+        return;
+    }
+    // Redis 7.0 adds the clock without an overflow check; a wrapped end is
+    // in the past, so such a pause ends at once, as there.
+    let end = if ms > 0 {
+        ms.wrapping_add(crate::keyspace::now_ms())
+    } else {
+        0
+    };
+    ctx.srv.pause.start(ctx.srv, kind, end);
+    ctx.r.ok();
+}
+
+pub fn client_unpause(ctx: &mut Ctx, _a: &Args) {
+    ctx.srv.pause.stop(ctx.srv);
+    ctx.r.ok();
+}
+
 pub fn client_reply(ctx: &mut Ctx, a: &Args) {
     let m = a.get(2);
     if eq_ic(m, "ON") {
@@ -544,9 +591,10 @@ pub fn client_unblock(ctx: &mut Ctx, a: &Args) {
     let Some(id) = parse_i64(a.get(2)) else {
         return ctx.r.error(super::NOT_INT);
     };
+    use crate::server::conn::{UNBLOCK_TIMEOUT, UNBLOCK_WAITING};
     let mode = if a.len() == 4 {
         if eq_ic(a.get(3), "TIMEOUT") {
-            1
+            UNBLOCK_TIMEOUT
         } else if eq_ic(a.get(3), "ERROR") {
             crate::server::conn::UNBLOCK_ERROR
         } else {
@@ -555,17 +603,20 @@ pub fn client_unblock(ctx: &mut Ctx, a: &Args) {
                 .error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
         }
     } else {
-        1
+        UNBLOCK_TIMEOUT
     };
     let target = ctx.srv.clients.lock().get(&(id as u64)).cloned();
-    match target {
-        Some(c) if c.blocked.load(Ordering::SeqCst) => {
-            c.unblock_mode.store(mode, Ordering::SeqCst);
-            c.unblock_notify.notify_waiters();
-            ctx.r.int(1);
-        }
-        _ => ctx.r.int(0),
+    // Only a client waiting in a blocking command can be unblocked (not
+    // one held by CLIENT PAUSE).
+    let waiting = target.as_ref().is_some_and(|c| {
+        c.unblock_mode
+            .compare_exchange(UNBLOCK_WAITING, mode, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    });
+    if let Some(c) = target.filter(|_| waiting) {
+        c.unblock_notify.notify_waiters();
     }
+    ctx.r.int(waiting as i64);
 }
 
 pub fn client_help(ctx: &mut Ctx, _a: &Args) {
@@ -587,10 +638,14 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
             "    Accepted for compatibility.",
             "UNBLOCK <clientid> [TIMEOUT|ERROR]",
             "    Unblock the specified blocked client.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Hold back every command, or only writes, for <timeout> milliseconds.",
             "REPLY (ON|OFF|SKIP)",
             "    Turn replies for this connection on or off, or skip the next one.",
             "SETNAME <name>",
             "    Name this connection.",
+            "UNPAUSE",
+            "    End a pause started by CLIENT PAUSE now.",
         ],
     );
 }

@@ -58,6 +58,14 @@ pub enum Action {
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),
+    /// Clients are paused (CLIENT PAUSE): wait until no pause of kind
+    /// `held_by` or stricter is in force, then run the command (named
+    /// `cmd`) again.
+    Postpone {
+        args: OwnedArgs,
+        cmd: &'static str,
+        held_by: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -401,6 +409,15 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         if let Some(m) = &mut ctx.client.multi {
             m.dirty = true;
         }
+        return None;
+    }
+    if let Some(held_by) = crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
+        ctx.client.postponed = true;
+        ctx.actions.push(Action::Postpone {
+            args: args.to_owned(),
+            cmd: cmd.name,
+            held_by,
+        });
         return None;
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {

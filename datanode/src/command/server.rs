@@ -158,7 +158,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             o,
             "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
             cfg.maxclients(),
+            // Clients waiting out a CLIENT PAUSE count as blocked in Redis.
             srv.ks.blocking.clients.load(Ordering::Relaxed)
+                + srv.pause.waiting.load(Ordering::Relaxed)
         );
     }
     if want("memory") {
@@ -243,7 +245,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             Stats::get(&st.net_input_bytes),
             Stats::get(&st.net_output_bytes),
             Stats::get(&st.rejected_connections),
-            Stats::get(&st.expired_keys),
+            Stats::get(&st.expired_keys) + srv.ks.expiry.expired.load(Ordering::Relaxed),
             Stats::get(&st.evicted_keys),
             exceeded.0,
             exceeded.1,
@@ -423,6 +425,7 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
         c.store(0, Ordering::Relaxed);
     }
     st.eviction_exceeded_since_us.store(0, Ordering::Relaxed);
+    ctx.srv.ks.expiry.expired.store(0, Ordering::Relaxed);
     ctx.srv.slowlog.lock().entries.clear();
     crate::server::cmdstats::reset();
     ctx.r.ok();

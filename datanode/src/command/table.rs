@@ -32,6 +32,9 @@ pub mod flags {
     pub const STALE: u32 = 1 << 9;
     /// Refused inside MULTI (Redis's `no_multi`).
     pub const NO_MULTI: u32 = 1 << 10;
+    /// Not a write, but feeds the replication stream (Redis's
+    /// `may_replicate`): held back by CLIENT PAUSE WRITE.
+    pub const MAY_REPLICATE: u32 = 1 << 11;
 }
 
 use flags::*;
@@ -165,6 +168,14 @@ static CLIENT_SUBS: &[Cmd] = &[
     c("client|info", 2, 0, NOKEY, conn::client_info),
     c("client|kill", -3, ADMIN, NOKEY, conn::client_kill),
     c("client|no-evict", 3, ADMIN, NOKEY, conn::client_no_evict),
+    c("client|pause", -3, ADMIN | STALE, NOKEY, conn::client_pause),
+    c(
+        "client|unpause",
+        2,
+        ADMIN | STALE,
+        NOKEY,
+        conn::client_unpause,
+    ),
     c("client|reply", 3, 0, NOKEY, conn::client_reply),
     c("client|unblock", -3, ADMIN, NOKEY, conn::client_unblock),
     c("client|help", 2, 0, NOKEY, conn::client_help),
@@ -462,8 +473,20 @@ pub static COMMANDS: &[Cmd] = &[
     c("unsubscribe", -1, STALE, NOKEY, ps::unsubscribe),
     c("psubscribe", -2, STALE, NOKEY, ps::psubscribe),
     c("punsubscribe", -1, STALE, NOKEY, ps::punsubscribe),
-    c("publish", 3, STALE | FAST, NOKEY, ps::publish),
-    c("spublish", 3, STALE | FAST, KEY1, ps::spublish),
+    c(
+        "publish",
+        3,
+        STALE | FAST | MAY_REPLICATE,
+        NOKEY,
+        ps::publish,
+    ),
+    c(
+        "spublish",
+        3,
+        STALE | FAST | MAY_REPLICATE,
+        KEY1,
+        ps::spublish,
+    ),
     c("ssubscribe", -2, STALE, ALLKEYS, ps::ssubscribe),
     c("sunsubscribe", -1, STALE, ALLKEYS, ps::sunsubscribe),
     container("pubsub", -2, 0, PUBSUB_SUBS),

@@ -30,6 +30,7 @@ pub struct Db {
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
     pub events: Arc<super::events::KeyEvents>,
+    pub expiry: Arc<super::Expiry>,
 }
 
 /// Current unix time in milliseconds.
@@ -46,6 +47,7 @@ impl Db {
         log: Arc<EffectLog>,
         blocking: Arc<super::blocking::Blocking>,
         events: Arc<super::events::KeyEvents>,
+        expiry: Arc<super::Expiry>,
     ) -> Db {
         Db {
             index,
@@ -56,6 +58,7 @@ impl Db {
             log,
             blocking,
             events,
+            expiry,
         }
     }
 
@@ -185,10 +188,14 @@ impl<'a> SlotRef<'a> {
             .store(self.t.expires_len() as u32, Ordering::Relaxed);
     }
 
-    /// Deletes `key` if its time has come. Returns true when it did.
+    /// Deletes `key` if its time has come. Returns true when the key is
+    /// expired: deleted, or (clients paused) only to be treated as missing.
     fn expire_if_needed(&mut self, key: &[u8]) -> bool {
         match self.t.expire_of(key) {
             Some(at) if at <= self.now => {
+                if self.db.expiry.paused.load(Ordering::Relaxed) {
+                    return true;
+                }
                 self.t.remove_expire(key);
                 self.t.take(key);
                 self.t.touch_expired(key);
@@ -196,6 +203,7 @@ impl<'a> SlotRef<'a> {
                 self.log(&[b"DEL".as_slice(), key]);
                 if !self.quiet {
                     self.db.events.expired(self.db.index, key);
+                    self.db.expiry.expired.fetch_add(1, Ordering::Relaxed);
                 }
                 true
             }
@@ -210,7 +218,9 @@ impl<'a> SlotRef<'a> {
     /// Mutable access for in-place updates; the caller must call
     /// [`SlotRef::touch`] when it changed the value.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
-        self.expire_if_needed(key);
+        if self.expire_if_needed(key) {
+            return None;
+        }
         let now = self.now;
         self.t.find_mut(key).map(|e| {
             super::access::touch(e.key.meta_mut(), now);
@@ -220,15 +230,16 @@ impl<'a> SlotRef<'a> {
 
     /// Reads without recording an access (OBJECT, TYPE, `CLIENT NO-TOUCH`).
     pub fn peek(&mut self, key: &[u8]) -> Option<(&Value, u32)> {
-        self.expire_if_needed(key);
+        if self.expire_if_needed(key) {
+            return None;
+        }
         self.t.find(key).map(|e| (&e.val, e.key.meta()))
     }
 
     /// Whether the key exists, without recording an access (EXISTS, TTL
     /// and TYPE leave OBJECT IDLETIME alone in Redis).
     pub fn exists(&mut self, key: &[u8]) -> bool {
-        self.expire_if_needed(key);
-        self.t.find(key).is_some()
+        !self.expire_if_needed(key) && self.t.find(key).is_some()
     }
 
     /// Records an access to the key if it exists (TOUCH).
@@ -259,7 +270,10 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
-        self.expire_if_needed(key);
+        if self.expire_if_needed(key) {
+            // Deleted already, or kept under a pause as a missing key.
+            return None;
+        }
         let v = self.t.take(key)?;
         self.t.remove_expire(key);
         self.t.touch(key);
@@ -350,6 +364,9 @@ impl<'a> SlotRef<'a> {
 
     /// Deletes up to `budget` expired keys; returns (checked, deleted).
     pub fn expire_some(&mut self, budget: usize) -> (usize, usize) {
+        if self.db.expiry.paused.load(Ordering::Relaxed) {
+            return (0, 0);
+        }
         let now = self.now;
         let due: Vec<SBytes> = self
             .t
@@ -368,7 +385,7 @@ impl<'a> SlotRef<'a> {
     /// Deletes the expired keys `pick` selects (SCAN removes the expired
     /// keys it comes across, as a lookup would); returns how many.
     pub fn expire_matching(&mut self, mut pick: impl FnMut(&[u8]) -> bool) -> usize {
-        if self.t.expires.is_none() {
+        if self.t.expires.is_none() || self.db.expiry.paused.load(Ordering::Relaxed) {
             return 0;
         }
         let now = self.now;

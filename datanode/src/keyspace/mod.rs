@@ -23,6 +23,17 @@ pub use value::{HashObj, Kind, SetObj, Value, ZSetObj};
 
 use crate::persistence::effects::EffectLog;
 
+/// Expiry state every database shares.
+#[derive(Default)]
+pub struct Expiry {
+    /// Set while clients are paused (CLIENT PAUSE): expired keys read as
+    /// missing but stay in place, so the dataset does not change under a
+    /// pause (Redis keeps it constant for failovers).
+    pub paused: std::sync::atomic::AtomicBool,
+    /// Keys deleted because their time came (INFO expired_keys).
+    pub expired: std::sync::atomic::AtomicU64,
+}
+
 /// All databases; they are created on first use so an unused database
 /// costs nothing.
 pub struct Keyspace {
@@ -30,6 +41,7 @@ pub struct Keyspace {
     pub log: Arc<EffectLog>,
     pub blocking: Arc<blocking::Blocking>,
     pub events: Arc<events::KeyEvents>,
+    pub expiry: Arc<Expiry>,
 }
 
 impl Keyspace {
@@ -39,6 +51,7 @@ impl Keyspace {
             log,
             blocking: Default::default(),
             events: Default::default(),
+            expiry: Default::default(),
         }
     }
 
@@ -53,6 +66,7 @@ impl Keyspace {
                 self.log.clone(),
                 self.blocking.clone(),
                 self.events.clone(),
+                self.expiry.clone(),
             )
         })
     }

@@ -97,7 +97,8 @@ pub struct ClientInfo {
     pub rbs: AtomicU64,
     pub rbp: AtomicU64,
     pub omem: AtomicU64,
-    /// In a blocking command (CLIENT LIST flag `b`, CLIENT UNBLOCK).
+    /// Waiting on keys or for a pause to end (CLIENT LIST flag `b`,
+    /// CLIENT UNBLOCK).
     pub blocked: AtomicBool,
     /// How CLIENT UNBLOCK ends the wait: 1 as a timeout, 2 with an error.
     pub unblock_mode: std::sync::atomic::AtomicU8,
@@ -142,6 +143,9 @@ pub struct Client {
     /// A blocked command is being retried: if it finds nothing it must
     /// stay silent instead of blocking again.
     pub block_retry: bool,
+    /// Set by dispatch when the command must wait out a CLIENT PAUSE: it
+    /// did not run and is not counted yet.
+    pub postponed: bool,
     /// Unread query-buffer bytes when the current command started (its own
     /// bytes included), for CLIENT LIST/INFO on this connection.
     pub qbuf_at_cmd: usize,

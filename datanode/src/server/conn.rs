@@ -68,6 +68,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_cmd: "NULL",
         subs: None,
         block_retry: false,
+        postponed: false,
         monitor: false,
         in_exec: false,
         qbuf_at_cmd: 0,
@@ -99,6 +100,11 @@ pub fn execute(
         };
         command::dispatch(&mut ctx, args)
     };
+    if std::mem::take(&mut client.postponed) {
+        // Not run yet: it is counted (and its reply mode applied) when
+        // it runs after the pause.
+        return None;
+    }
     client.pending_cmds += 1;
     if out.get(start) == Some(&b'-') {
         Stats::add(&srv.stats.total_error_replies, 1);
@@ -397,7 +403,7 @@ async fn connection_loop(
         let mut close = false;
         client.rbuf_cap = rbuf.capacity();
         // One clock read per batch: commands pipelined together share it.
-        let now = now_ms();
+        let mut now = now_ms();
         loop {
             let limits = Limits {
                 max_bulk_len: srv.hot.proto_max_bulk_len.load(Ordering::Relaxed),
@@ -426,7 +432,9 @@ async fn connection_loop(
                 }
             }
             if !actions.is_empty() {
-                for act in std::mem::take(&mut actions) {
+                // A postponed command queues the actions of its later run.
+                let mut pending: std::collections::VecDeque<Action> = actions.drain(..).collect();
+                while let Some(act) = pending.pop_front() {
                     match act {
                         Action::Close => close = true,
                         Action::Shutdown { save } => {
@@ -446,6 +454,21 @@ async fn connection_loop(
                             if !wait_blocked(srv, sock, client, &mut out, &mut rbuf, b).await? {
                                 return Ok(());
                             }
+                            now = now_ms();
+                        }
+                        Action::Postpone { args, cmd, held_by } => {
+                            let held = (cmd, held_by);
+                            let Some(turn) =
+                                wait_unpaused(srv, sock, client, &mut out, &mut rbuf, held).await?
+                            else {
+                                return Ok(());
+                            };
+                            // Time moved on while we waited.
+                            now = now_ms();
+                            execute(srv, client, &mut out, &mut actions, &args.args(), now);
+                            // Ran: the next held connection may go.
+                            drop(turn);
+                            pending.extend(actions.drain(..));
                         }
                     }
                 }
@@ -494,12 +517,68 @@ async fn connection_loop(
     }
 }
 
+/// Holds a connection whose command (`held.0`) a CLIENT PAUSE of kind
+/// `held.1` or stricter covers, until no such pause is in force and every
+/// connection held before it has run its command: held clients resume in
+/// order. Returns its place in line, to drop once the command ran, or None
+/// when the client goes away or is killed meanwhile. Bytes the client sends
+/// meanwhile wait in `rbuf`.
+async fn wait_unpaused<'s>(
+    srv: &'s Arc<Shared>,
+    sock: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+    rbuf: &mut BytesMut,
+    held: (&'static str, u8),
+) -> std::io::Result<Option<super::pause::Turn<'s>>> {
+    // Subscribed before any check below, so a change in between wakes us.
+    let mut changed = srv.pause.subscribe();
+    let turn = srv.pause.enqueue(client.id);
+    let info = client.info.clone();
+    info.blocked.store(true, Ordering::Relaxed);
+    // CLIENT LIST shows the waiting command, as Redis does.
+    *info.last_cmd.lock() = held.0;
+    let result = async {
+        if !out.is_empty() {
+            // Earlier pipelined replies go out now.
+            sock.write_all(out).await?;
+            out.clear();
+        }
+        loop {
+            if info.killed.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            if srv.pause.kind() < held.1 && srv.pause.is_first(client.id) {
+                return Ok(true);
+            }
+            tokio::select! {
+                // The sender lives as long as the server.
+                _ = changed.changed() => {}
+                r = sock.read_buf(rbuf) => if r? == 0 {
+                    return Ok(false);
+                },
+                _ = info.kill_notify.notified() => return Ok(false),
+            }
+        }
+    }
+    .await;
+    info.blocked.store(false, Ordering::Relaxed);
+    match result {
+        Ok(true) => Ok(Some(turn)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `unblock_mode` values: waiting in a blocking command (CLIENT UNBLOCK may
+/// end it), and how CLIENT UNBLOCK ended it.
+pub const UNBLOCK_WAITING: u8 = 255;
+pub const UNBLOCK_TIMEOUT: u8 = 1;
+pub const UNBLOCK_ERROR: u8 = 2;
+
 /// Blocks a client on keys until one gets elements (it then retries its
 /// command), the timeout passes (null reply), or the client goes away
 /// (returns false). Bytes the client sends meanwhile wait in `rbuf`.
-/// CLIENT UNBLOCK … ERROR (TIMEOUT is any other mode).
-pub const UNBLOCK_ERROR: u8 = 2;
-
 async fn wait_blocked(
     srv: &Arc<Shared>,
     sock: &mut TcpStream,
@@ -516,7 +595,7 @@ async fn wait_blocked(
     // sees the flag cannot miss this waiter.
     let unblocked = info.unblock_notify.notified();
     tokio::pin!(unblocked);
-    info.unblock_mode.store(0, Ordering::SeqCst);
+    info.unblock_mode.store(UNBLOCK_WAITING, Ordering::SeqCst);
     // CLIENT LIST shows the blocking command while it waits.
     *info.last_cmd.lock() = client.last_cmd;
     info.blocked.store(true, Ordering::SeqCst);
@@ -575,6 +654,7 @@ async fn wait_blocked(
         }
     };
     info.blocked.store(false, Ordering::SeqCst);
+    info.unblock_mode.store(0, Ordering::SeqCst);
     blocking.unregister(db, &b.keys, client.id);
     blocking.clients.fetch_sub(1, Ordering::Relaxed);
     if matches!(result, Ok(true)) {

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod evict;
 pub mod latency;
 pub mod notify;
+pub mod pause;
 pub mod pubsub;
 pub mod shared;
 pub mod slowlog;
@@ -249,6 +250,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("Ready to accept connections tcp");
     serve_listeners(&srv, listeners);
     tokio::spawn(cron(srv.clone()));
+    tokio::spawn(pause::timer(srv.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = srv.shutdown.notified() => {}
@@ -301,7 +303,10 @@ async fn cron(srv: Arc<Shared>) {
         if ticks.is_multiple_of(10) {
             release_idle_buffers(&srv, now);
         }
-        if srv.hot.active_expire.load(Ordering::Relaxed) {
+        // No active expiry while clients are paused, as in Redis.
+        if srv.hot.active_expire.load(Ordering::Relaxed)
+            && !srv.ks.expiry.paused.load(Ordering::Relaxed)
+        {
             cursor = active_expire(&srv, cursor, now);
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
@@ -339,8 +344,8 @@ fn active_expire(srv: &Shared, mut cursor: usize, now: i64) -> usize {
         if !db.has_expires(s) {
             continue;
         }
-        let (_, deleted) = db.lock_slot(s, now).expire_some(200);
-        stats::Stats::add(&srv.stats.expired_keys, deleted as u64);
+        // Deletions are counted where they happen (INFO expired_keys).
+        db.lock_slot(s, now).expire_some(200);
         if start.elapsed() > std::time::Duration::from_millis(25) {
             break;
         }

@@ -71,6 +71,8 @@ pub struct Shared {
     pub evicting_in_background: AtomicBool,
     /// Used memory once started, before any data (INFO used_memory_startup).
     pub startup_memory: AtomicU64,
+    /// CLIENT PAUSE state.
+    pub pause: super::pause::Pause,
 }
 
 impl Shared {
@@ -124,6 +126,7 @@ impl Shared {
             evictor: Default::default(),
             evicting_in_background: AtomicBool::new(false),
             startup_memory: AtomicU64::new(0),
+            pause: Default::default(),
         }
     }
 

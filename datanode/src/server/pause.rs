@@ -1,0 +1,207 @@
+//! CLIENT PAUSE: while a pause lasts, commands it covers wait in their
+//! connection (see `conn::wait_unpaused`) and expired keys stay in place.
+//!
+//! The command path reads one relaxed atomic ([`Pause::kind`]); the rest
+//! (end time, waking the waiters) is only touched by PAUSE, UNPAUSE and the
+//! timer task that ends a pause at its deadline.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::client::Client;
+use super::shared::Shared;
+use crate::command::table::{self, flags, Cmd};
+use crate::keyspace::now_ms;
+
+pub const OFF: u8 = 0;
+/// Commands that write or may replicate wait.
+pub const WRITE: u8 = 1;
+/// Every command waits.
+pub const ALL: u8 = 2;
+
+pub struct Pause {
+    kind: AtomicU8,
+    /// Kind and end (unix ms) of the pause in force, changed together.
+    state: Mutex<(u8, i64)>,
+    /// Bumped whenever the pause starts, grows or ends: waiting connections
+    /// and the timer task watch it.
+    changed: tokio::sync::watch::Sender<u64>,
+    /// Connections waiting for the pause to end (INFO blocked_clients).
+    pub waiting: AtomicUsize,
+    /// Ids of the waiting connections, in the order they were held: they
+    /// resume one at a time in this order, as Redis replays its list.
+    queue: Mutex<std::collections::VecDeque<u64>>,
+}
+
+impl Default for Pause {
+    fn default() -> Self {
+        Pause {
+            kind: AtomicU8::new(OFF),
+            state: Mutex::new((OFF, 0)),
+            changed: tokio::sync::watch::Sender::new(0),
+            waiting: AtomicUsize::new(0),
+            queue: Mutex::new(Default::default()),
+        }
+    }
+}
+
+impl Pause {
+    /// The kind of pause in force (`OFF`, `WRITE` or `ALL`).
+    #[inline]
+    pub fn kind(&self) -> u8 {
+        self.kind.load(Ordering::Relaxed)
+    }
+
+    /// Subscribe before deciding to wait: a change after that wakes us.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Starts or widens a pause: a later end and a stricter kind win, an
+    /// earlier end or a milder kind never shortens what is in force.
+    pub fn start(&self, srv: &Shared, kind: u8, end_ms: i64) {
+        {
+            let mut st = self.state.lock();
+            st.0 = st.0.max(kind);
+            st.1 = st.1.max(end_ms);
+            self.kind.store(st.0, Ordering::Relaxed);
+            srv.ks.expiry.paused.store(true, Ordering::Relaxed);
+        }
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Ends the pause (CLIENT UNPAUSE, or its time has come).
+    pub fn stop(&self, srv: &Shared) {
+        {
+            let mut st = self.state.lock();
+            *st = (OFF, 0);
+            self.kind.store(OFF, Ordering::Relaxed);
+            srv.ks.expiry.paused.store(false, Ordering::Relaxed);
+        }
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Puts a held connection in line; dropping the [`Turn`] takes it out.
+    pub fn enqueue(&self, id: u64) -> Turn<'_> {
+        self.queue.lock().push_back(id);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Turn { pause: self, id }
+    }
+
+    /// Whether `id` heads the line of held connections.
+    pub fn is_first(&self, id: u64) -> bool {
+        self.queue.lock().front() == Some(&id)
+    }
+
+    /// The end of the pause in force, if any.
+    fn deadline(&self) -> Option<i64> {
+        let st = self.state.lock();
+        (st.0 != OFF).then_some(st.1)
+    }
+
+    /// Ends the pause if its end has passed (Redis: end < now).
+    fn stop_if_due(&self, srv: &Shared, now: i64) {
+        let due = {
+            let st = self.state.lock();
+            st.0 != OFF && st.1 < now
+        };
+        if due {
+            self.stop(srv);
+        }
+    }
+}
+
+/// A held connection's place in line. Dropped once its command ran (or the
+/// connection went away): the next one may then go.
+pub struct Turn<'a> {
+    pause: &'a Pause,
+    id: u64,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.pause.queue.lock().retain(|&i| i != self.id);
+        self.pause.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.pause.changed.send_modify(|g| *g += 1);
+    }
+}
+
+/// Ends each pause at its deadline; sleeps on the change channel while
+/// nothing is paused.
+pub async fn timer(srv: Arc<Shared>) {
+    let mut rx = srv.pause.subscribe();
+    loop {
+        let wait = match srv.pause.deadline() {
+            None => None,
+            Some(end) => {
+                let now = now_ms();
+                if end < now {
+                    srv.pause.stop_if_due(&srv, now);
+                    continue;
+                }
+                // One past the end: the pause lasts while end >= now.
+                Some(std::time::Duration::from_millis((end - now + 1) as u64))
+            }
+        };
+        let sleep = async {
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = sleep => srv.pause.stop_if_due(&srv, now_ms()),
+        }
+    }
+}
+
+/// Whether the command would change the dataset or the replication
+/// stream: what a WRITE pause holds back.
+fn may_replicate(c: &Cmd) -> bool {
+    c.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0
+}
+
+/// The mildest pause that holds `cmd` back, when one is in force and the
+/// command must wait for it to end; None when it runs now. Called after
+/// every rejection (unknown command, arity, auth, …) and before MULTI
+/// queuing, as Redis's processCommand orders it.
+#[inline]
+pub fn must_wait(srv: &Shared, client: &Client, cmd: &Cmd) -> Option<u8> {
+    let kind = srv.pause.kind();
+    if kind == OFF {
+        return None;
+    }
+    // Commands run by EXEC or a woken blocked command were admitted already;
+    // MONITOR clients count as replicas in Redis, which are never paused.
+    if client.in_exec || client.block_retry || client.monitor {
+        return None;
+    }
+    let held_by = if writes(client, cmd) { WRITE } else { ALL };
+    (kind >= held_by).then_some(held_by)
+}
+
+/// Whether a WRITE pause holds the command: it writes or may replicate,
+/// or it is an EXEC whose queue holds such a command.
+fn writes(client: &Client, cmd: &Cmd) -> bool {
+    if may_replicate(cmd) {
+        return true;
+    }
+    cmd.name == "exec"
+        && client.multi.as_ref().is_some_and(|m| {
+            m.queue.iter().any(|q| {
+                let a = q.args();
+                let Some(mut c) = table::lookup(a.get(0)) else {
+                    return false;
+                };
+                if !c.subs.is_empty() && a.len() >= 2 {
+                    if let Some(sc) = table::lookup_sub(c, a.get(1)) {
+                        c = sc;
+                    }
+                }
+                may_replicate(c)
+            })
+        })
+}
