@@ -348,6 +348,29 @@ fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
     ctx.r.int(old as i64);
 }
 
+/// DEBUG LOADAOF. Redis blocks every client while it reloads; with one
+/// worker thread nothing else runs during a command anyway, with more the
+/// other clients are held by a pause for the duration.
+fn load_aof(ctx: &mut Ctx) {
+    use crate::server::pause;
+    let srv = ctx.srv;
+    let hold = srv.config.read().worker_threads() > 1 && srv.pause.kind() == pause::OFF;
+    if hold {
+        srv.pause.start(srv, pause::ALL, i64::MAX);
+    }
+    let r = crate::persistence::aof::reload(srv);
+    if hold {
+        srv.pause.stop(srv);
+    }
+    match r {
+        Ok(n) => {
+            tracing::warn!("Append Only File loaded by DEBUG LOADAOF ({n} commands)");
+            ctx.r.ok();
+        }
+        Err(e) => ctx.r.error(&format!("ERR Error loading the AOF: {e}")),
+    }
+}
+
 /// Runs a DEBUG subcommand this module knows; false if it is not one.
 pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
     let sub = a.get(1);
@@ -397,6 +420,8 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         } else {
             ctx.r.error("ERR Syntax error");
         }
+    } else if eq_ic(sub, "LOADAOF") && n == 2 {
+        load_aof(ctx);
     } else if eq_ic(sub, "PAUSE-CRON") && n == 3 {
         CRON_PAUSED.store(a.get(2) != b"0", Ordering::Relaxed);
         ctx.r.ok();

@@ -310,6 +310,61 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     start_writer(srv, adir, fname, manifest_path, manifest)
 }
 
+/// DEBUG LOADAOF: flushes the AOF, empties the dataset and loads it back
+/// from the files the manifest names, as at start-up (without a manifest:
+/// an empty dataset, as Redis). Nothing loaded is logged again. The caller
+/// keeps other clients out meanwhile.
+pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
+    if srv.aof.lock().is_some() {
+        flush_and_sync(srv)?;
+    }
+    let (dir, dirname, fname, truncated_ok) = {
+        let c = srv.config.read();
+        (
+            PathBuf::from(c.dir()),
+            c.appenddirname(),
+            c.appendfilename(),
+            c.aof_load_truncated(),
+        )
+    };
+    let adir = dir.join(&dirname);
+    let manifest_path = adir.join(format!("{fname}.manifest"));
+    let manifest = if manifest_path.exists() {
+        Some(parse_manifest(&manifest_path)?)
+    } else {
+        None
+    };
+    let was_active = srv.log.is_active();
+    srv.log.set_active(false);
+    let now = crate::keyspace::now_ms();
+    for db in srv.ks.existing() {
+        for s in 0..crate::keyspace::SLOTS as u16 {
+            if db.slot_keys(s) > 0 {
+                db.lock_slot(s, now).clear();
+            }
+        }
+    }
+    let mut total = 0;
+    let mut result = Ok(());
+    if let Some(m) = &manifest {
+        let files: Vec<&String> = std::iter::once(&m.base)
+            .filter(|b| !b.is_empty())
+            .chain(m.incrs.iter().map(|(f, _)| f))
+            .collect();
+        for (i, f) in files.iter().enumerate() {
+            match replay(srv, &adir.join(f), truncated_ok, i + 1 == files.len()) {
+                Ok(n) => total += n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    srv.log.set_active(was_active);
+    result.map(|()| total)
+}
+
 /// Opens the manifest's last incremental file and starts the writer.
 fn start_writer(
     srv: &Arc<Shared>,
@@ -622,6 +677,8 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         return Err("Background append only file rewriting already in progress".into());
     }
     let srv2 = srv.clone();
+    // INFO shows the rewrite in progress until the files are in place.
+    srv.base_rewrite_running.store(true, Ordering::SeqCst);
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
@@ -633,9 +690,11 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
                 Ok(()) => tracing::info!("Background AOF rewrite finished successfully"),
                 Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),
             }
+            srv2.base_rewrite_running.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {
         srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+        srv.base_rewrite_running.store(false, Ordering::SeqCst);
         return Err(e.to_string());
     }
     Ok(())

@@ -60,6 +60,8 @@ pub struct Shared {
     pub shutdown_save: std::sync::atomic::AtomicU8,
     /// Set once at start when cluster-enabled.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// BGREWRITEAOF with the AOF off is writing its base file.
+    pub base_rewrite_running: AtomicBool,
     /// LATENCY's event history.
     pub latency: super::latency::Monitor,
     /// Bumped when the listening sockets are replaced (CONFIG SET port).
@@ -122,6 +124,7 @@ impl Shared {
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
             latency: Default::default(),
+            base_rewrite_running: AtomicBool::new(false),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
             evictor: Default::default(),
             evicting_in_background: AtomicBool::new(false),
