@@ -8,6 +8,7 @@ pub mod pubsub;
 pub mod shared;
 pub mod slowlog;
 pub mod stats;
+pub mod tracking;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -252,6 +253,7 @@ async fn cron(srv: Arc<Shared>) {
         if srv.hot.active_expire.load(Ordering::Relaxed) {
             cursor = active_expire(&srv, cursor, now);
         }
+        tracking::cron(&srv);
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
     }
