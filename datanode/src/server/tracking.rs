@@ -303,7 +303,9 @@ pub fn flushed(srv: &Shared) {
     if !t.armed() {
         return;
     }
-    let targets: Vec<Arc<ClientInfo>> = t.registry.read().values().cloned().collect();
+    let mut targets: Vec<Arc<ClientInfo>> = t.registry.read().values().cloned().collect();
+    // Redis goes through its clients in connection order.
+    targets.sort_by_key(|c| c.id);
     for target in targets {
         if target.trk.load(Ordering::Relaxed) & flag::ON != 0 {
             send(srv, &target, None, true);
