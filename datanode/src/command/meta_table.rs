@@ -154,6 +154,104 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("client|trackinginfo"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|caching"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|tracking"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|getname"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|setname"),
                     M::Int(3),
                     M::Set(&[
@@ -170,7 +268,29 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|id"),
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|getredir"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
@@ -224,7 +344,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|getname"),
+                    M::Bulk("client|id"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
@@ -235,28 +355,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -274,40 +372,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -373,7 +437,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("cluster|shards"),
+                    M::Bulk("cluster|keyslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|links"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
@@ -385,13 +461,125 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|keyslot"),
-                    M::Int(3),
+                    M::Bulk("cluster|getkeysinslot"),
+                    M::Int(4),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|flushslots"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|replicas"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|saveconfig"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|count-failure-reports"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|meet"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -417,14 +605,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|info"),
+                    M::Bulk("cluster|myid"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -445,24 +633,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|count-failure-reports"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|delslots"),
-                    M::Int(-3),
+                    M::Bulk("cluster|setslot"),
+                    M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -481,24 +653,32 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|countkeysinslot"),
+                    M::Bulk("cluster|forget"),
                     M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|reset"),
-                    M::Int(-2),
+                    M::Bulk("cluster|replicate"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
-                        M::Simple("noscript"),
                         M::Simple("stale"),
+                        M::Simple("no_async_loading"),
                     ]),
                     M::Int(0),
                     M::Int(0),
@@ -525,6 +705,38 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("cluster|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslots"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("cluster|addslots"),
                     M::Int(-3),
                     M::Set(&[
@@ -540,6 +752,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|countkeysinslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -585,179 +809,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|setslot"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|saveconfig"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|forget"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|myid"),
+                    M::Bulk("cluster|shards"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
                     M::Bulk("cluster|delslotsrange"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|replicas"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|replicate"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|flushslots"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|getkeysinslot"),
-                    M::Int(4),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|links"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|meet"),
                     M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
@@ -789,14 +853,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|help"),
+                    M::Bulk("cluster|info"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -3042,6 +3106,45 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("object|encoding"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@keyspace"),
+                        M::Simple("@read"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("object|idletime"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
@@ -3094,45 +3197,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 ]),
                 M::Array(&[
                     M::Bulk("object|freq"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("readonly")]),
-                    M::Int(2),
-                    M::Int(2),
-                    M::Int(1),
-                    M::Set(&[
-                        M::Simple("@keyspace"),
-                        M::Simple("@read"),
-                        M::Simple("@slow"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[M::Map(&[
-                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
-                        (
-                            M::Bulk("begin_search"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("index")),
-                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
-                            ]),
-                        ),
-                        (
-                            M::Bulk("find_keys"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("range")),
-                                (
-                                    M::Bulk("spec"),
-                                    M::Map(&[
-                                        (M::Bulk("lastkey"), M::Int(0)),
-                                        (M::Bulk("keystep"), M::Int(1)),
-                                        (M::Bulk("limit"), M::Int(0)),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                    ])]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|encoding"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -6062,6 +6126,22 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("pubsub|numsub"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("pubsub|numpat"),
                     M::Int(2),
                     M::Set(&[
@@ -6078,7 +6158,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|numsub"),
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|shardnumsub"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -6121,34 +6213,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|shardnumsub"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("pubsub"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8033,7 +8097,49 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("config|get"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("config|resetstat"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("config|rewrite"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
@@ -8061,48 +8167,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("config|rewrite"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8160,7 +8224,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|info"),
+                    M::Bulk("command|docs"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -8168,23 +8232,23 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|getkeysandflags"),
+                    M::Int(-4),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
                     M::Bulk("command|list"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|docs"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -8208,20 +8272,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|count"),
-                    M::Int(2),
+                    M::Bulk("command|info"),
+                    M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|getkeysandflags"),
-                    M::Int(-4),
+                    M::Bulk("command|count"),
+                    M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -8248,14 +8312,21 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("slowlog|get"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("nondeterministic_output"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8299,21 +8370,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|get"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("slowlog|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("nondeterministic_output"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8334,33 +8398,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("function|kill"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:one_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|dump"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("noscript")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("function|flush"),
                     M::Int(-2),
                     M::Set(&[M::Simple("write"), M::Simple("noscript")]),
@@ -8380,21 +8417,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|delete"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Bulk("function|dump"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("noscript")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@write"),
-                        M::Simple("@slow"),
-                        M::Simple("@scripting"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8445,6 +8475,40 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
+                M::Array(&[
+                    M::Bulk("function|delete"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|kill"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:one_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
             ]),
         ]),
     ),
@@ -8462,6 +8526,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("memory|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("memory|doctor"),
                     M::Int(2),
                     M::Set(&[]),
@@ -8473,6 +8549,21 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("nondeterministic_output"),
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|purge"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8513,18 +8604,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("memory|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("memory|stats"),
                     M::Int(2),
                     M::Set(&[]),
@@ -8552,21 +8631,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("nondeterministic_output"),
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|purge"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8921,6 +8985,219 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("client|trackinginfo"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Describes this connection's client-side caching mode, ",
+                                    "redirect target and prefixes."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|caching"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Chooses whether the keys of the next command are remembered ",
+                                    "for client-side caching (OPTIN/OPTOUT modes)."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("YES")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("NO")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|tracking"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Turns client-side caching on or off for this connection, ",
+                                    "with its mode and redirect target."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("status")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("on")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ON")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("off")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("OFF")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("prefix")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("PREFIX")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[
+                                                M::Simple("optional"),
+                                                M::Simple("multiple"),
+                                                M::Simple("multiple_token"),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("bcast")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("BCAST")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optin")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTIN")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optout")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("noloop")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getname"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns this connection's name."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|setname"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Names this connection.")),
@@ -8936,13 +9213,49 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|id"),
+                        M::Bulk("client|no-evict"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
+                                M::Bulk("Sets whether this connection may be evicted."),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getredir"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Returns the id of the client that receives this ",
+                                    "connection's invalidation messages."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -9141,47 +9454,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|getname"),
+                        M::Bulk("client|id"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns this connection's name."),
+                                M::Bulk("Returns the id of this connection."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|no-evict"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -9219,77 +9499,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                         ]),
                                     ),
                                 ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|list"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
-                            (M::Bulk("since"), M::Bulk("2.4.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("token"), M::Bulk("TYPE")),
-                                        (M::Bulk("since"), M::Bulk("5.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("normal")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("master")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("MASTER")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("replica")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("pubsub")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("id")),
-                                        (M::Bulk("type"), M::Bulk("block")),
-                                        (M::Bulk("token"), M::Bulk("ID")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("client-id")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                                (
-                                                    M::Bulk("flags"),
-                                                    M::Set(&[M::Simple("multiple")]),
-                                                ),
-                                            ])]),
-                                        ),
-                                    ]),
-                                ]),
                             ),
                         ]),
                     ),
@@ -9343,17 +9552,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("cluster|shards"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes every shard with its slots and nodes."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("cluster|keyslot"),
                         M::Map(&[
                             (
@@ -9372,42 +9570,60 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|bumpepoch"),
+                        M::Bulk("cluster|links"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Raises this node's config epoch unless it is already the ",
-                                    "highest."
-                                )),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|flushslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every slot from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|info"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports the cluster state and bus counters."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|slaves"),
+                        M::Bulk("cluster|replicas"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Lists the replicas of a master."),
                             ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
-                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
-                            (M::Bulk("deprecated_since"), M::Bulk("5.0.0")),
-                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
@@ -9415,6 +9631,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
@@ -9433,43 +9657,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Array(&[M::Map(&[
                                     (M::Bulk("name"), M::Bulk("node-id")),
                                     (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|delslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes the given slots from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|countkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the keys this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
                                 ])]),
                             ),
                         ]),
@@ -9509,6 +9696,166 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("cluster|meet"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Connects this node to another one so they form one cluster.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("ip")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("since"), M::Bulk("4.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|bumpepoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Raises this node's config epoch unless it is already the ",
+                                    "highest."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|myid"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|slaves"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("5.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|setslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Changes the migration state or owner of a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("subcommand")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("IMPORTING")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("MIGRATING")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                    (M::Bulk("token"), M::Bulk("NODE")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("stable")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("STABLE")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicate"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node a replica of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("cluster|nodes"),
                         M::Map(&[
                             (
@@ -9517,6 +9864,36 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slots from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -9534,6 +9911,24 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("name"), M::Bulk("slot")),
                                     (M::Bulk("type"), M::Bulk("integer")),
                                     (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|countkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the keys this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
                                 ])]),
                             ),
                         ]),
@@ -9589,85 +9984,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|setslot"),
+                        M::Bulk("cluster|shards"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Changes the migration state or owner of a slot."),
+                                M::Bulk("Describes every shard with its slots and nodes."),
                             ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("subcommand")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                                    (M::Bulk("type"), M::Bulk("string")),
-                                                    (M::Bulk("token"), M::Bulk("IMPORTING")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                                    (M::Bulk("type"), M::Bulk("string")),
-                                                    (M::Bulk("token"), M::Bulk("MIGRATING")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                                    (M::Bulk("type"), M::Bulk("string")),
-                                                    (M::Bulk("token"), M::Bulk("NODE")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("stable")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("STABLE")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|saveconfig"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|forget"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Drops a node from the node table for a while."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|myid"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
@@ -9704,120 +10027,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|replicas"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the replicas of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicate"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node a replica of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|flushslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every slot from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|getkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists key names this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("count")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|links"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists this node's cluster bus connections."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|meet"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(
-                                    "Connects this node to another one so they form one cluster.",
-                                ),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("ip")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("since"), M::Bulk("4.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("cluster|slots"),
                         M::Map(&[
                             (
@@ -9832,13 +10041,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|help"),
+                        M::Bulk("cluster|info"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists the CLUSTER subcommands."),
+                                M::Bulk("Reports the cluster state and bus counters."),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
@@ -11429,6 +11638,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("object|encoding"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the internal encoding of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("object|idletime"),
                         M::Map(&[
                             (
@@ -11463,25 +11691,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the access frequency counter of a key."),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("key")),
-                                    (M::Bulk("key_spec_index"), M::Int(0)),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|encoding"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the internal encoding of a key's value."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.2.3")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -13431,17 +13640,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("pubsub|numpat"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the patterns subscribed to."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("pubsub|numsub"),
                         M::Map(&[
                             (
@@ -13454,6 +13652,47 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
                                     (M::Bulk("name"), M::Bulk("channel")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|numpat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the patterns subscribed to."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|shardnumsub"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the subscribers of shard channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("shardchannel")),
                                     (M::Bulk("type"), M::Bulk("string")),
                                     (
                                         M::Bulk("flags"),
@@ -13496,36 +13735,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|shardnumsub"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the subscribers of shard channels."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("shardchannel")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
                         ]),
                     ),
                 ]),
@@ -15139,36 +15348,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("config|resetstat"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Resets the statistics shown by INFO."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|rewrite"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Writes the running configuration to the config file."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("config|get"),
                         M::Map(&[
                             (
@@ -15192,6 +15371,36 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|rewrite"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the running configuration to the config file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -15254,10 +15463,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|info"),
+                        M::Bulk("command|docs"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns documentation of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                             (
                                 M::Bulk("arguments"),
@@ -15270,6 +15482,20 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|getkeysandflags"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Lists the key arguments of a full command with their access ",
+                                    "flags."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -15310,13 +15536,21 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|docs"),
+                        M::Bulk("command|help"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns documentation of commands."),
+                                M::Bulk("Lists the COMMAND subcommands."),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
                             (
                                 M::Bulk("arguments"),
@@ -15332,17 +15566,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the COMMAND subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|count"),
                         M::Map(&[
                             (
@@ -15350,20 +15573,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the number of commands."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|getkeysandflags"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Lists the key arguments of a full command with their access ",
-                                    "flags."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -15384,14 +15593,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("slowlog|help"),
+                        M::Bulk("slowlog|get"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists the SLOWLOG subcommands."),
+                                M::Bulk("Returns entries of the slow log."),
                             ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
                             (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -15414,22 +15631,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("slowlog|get"),
+                        M::Bulk("slowlog|help"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns entries of the slow log."),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("count")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                ])]),
-                            ),
                         ]),
                     ),
                 ]),
@@ -15448,28 +15657,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
             (
                 M::Bulk("subcommands"),
                 M::Map(&[
-                    (
-                        M::Bulk("function|kill"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Stops a running function that has not written."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|dump"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Serializes every function library into a payload."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
                     (
                         M::Bulk("function|flush"),
                         M::Map(&[
@@ -15505,18 +15692,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("function|delete"),
+                        M::Bulk("function|dump"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("library-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -15603,6 +15786,32 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
+                    (
+                        M::Bulk("function|delete"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("library-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Stops a running function that has not written."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
                 ]),
             ),
         ]),
@@ -15620,11 +15829,32 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("memory|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("memory|doctor"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Describes memory problems the server finds in itself."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|purge"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Asks the allocator to return unused memory to the system.",
+                                ),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
@@ -15658,14 +15888,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("memory|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("memory|stats"),
                         M::Map(&[
                             (
@@ -15682,19 +15904,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Shows the memory allocator's internal statistics."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("memory|purge"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(
-                                    "Asks the allocator to return unused memory to the system.",
-                                ),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),

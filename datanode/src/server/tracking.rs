@@ -39,6 +39,9 @@ pub mod flag {
 
 const SHARDS: usize = 64;
 
+/// One shard of the invalidation table: key → ids of the clients that read it.
+type Shard = Mutex<HashMap<Bytes, Vec<u64>>>;
+
 thread_local! {
     /// The client whose command runs on this thread (0: none).
     static CURRENT: Cell<u64> = const { Cell::new(0) };
@@ -60,7 +63,7 @@ pub struct Tracking {
     clients: AtomicUsize,
     keys: AtomicUsize,
     items: AtomicUsize,
-    table: Box<[Mutex<HashMap<Bytes, Vec<u64>>>]>,
+    table: Box<[Shard]>,
     /// Tracking clients, for the invalidation path to look up by id.
     registry: RwLock<HashMap<u64, Arc<ClientInfo>>>,
     prefixes: Mutex<BTreeMap<Bytes, Prefix>>,
