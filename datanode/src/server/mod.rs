@@ -54,6 +54,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .query_buffer_limit
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
+    srv.tracking.set_max_keys(cfg.tracking_table_max_keys());
     notify::configure(srv, cfg.notify_keyspace_events());
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
     srv.hot.fsync_always.store(

@@ -69,6 +69,8 @@ pub struct Tracking {
     prefixes: Mutex<BTreeMap<Bytes, Prefix>>,
     prefix_count: AtomicUsize,
     bcast_pending: AtomicBool,
+    /// `tracking-table-max-keys`, copied from the config (0 = no limit).
+    max_keys: AtomicUsize,
 }
 
 impl Default for Tracking {
@@ -83,6 +85,7 @@ impl Default for Tracking {
             prefixes: Mutex::new(BTreeMap::new()),
             prefix_count: AtomicUsize::new(0),
             bcast_pending: AtomicBool::new(false),
+            max_keys: AtomicUsize::new(1_000_000),
         }
     }
 }
@@ -104,6 +107,10 @@ impl Tracking {
     #[inline]
     pub fn armed(&self) -> bool {
         self.armed.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_keys(&self, n: usize) {
+        self.max_keys.store(n, Ordering::Relaxed);
     }
 
     pub fn counts(&self) -> Counts {
@@ -332,7 +339,7 @@ pub fn enforce_limit(srv: &Shared) {
     if keys == 0 {
         return;
     }
-    let max = srv.config.read().tracking_table_max_keys();
+    let max = t.max_keys.load(Ordering::Relaxed);
     if max == 0 || keys <= max {
         return;
     }
@@ -352,6 +359,13 @@ pub fn enforce_limit(srv: &Shared) {
 pub fn begin(srv: &Shared, id: u64) -> Vec<PubMsg> {
     CURRENT.with(|c| c.set(id));
     enforce_limit(srv);
+    OWN.with(|o| std::mem::take(&mut *o.borrow_mut()))
+}
+
+/// Messages for the running client queued so far. For work done before a
+/// command's handler whose invalidations Redis sends before the reply
+/// (evicting keys for maxmemory): write these to the output first.
+pub fn take_own() -> Vec<PubMsg> {
     OWN.with(|o| std::mem::take(&mut *o.borrow_mut()))
 }
 
