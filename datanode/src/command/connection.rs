@@ -785,3 +785,26 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
         ],
     );
 }
+
+#[cfg(test)]
+mod tracking_tests {
+    use super::prefix_collision;
+    use bytes::Bytes;
+
+    fn b(v: &[&'static str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn prefixes_must_not_overlap_as_in_redis() {
+        assert!(prefix_collision(&[], &b(&["a:", "b:"])).is_none());
+        let e = prefix_collision(&[], &b(&["FOOBAR", "FOO"])).unwrap_or_default();
+        assert!(e.starts_with("ERR Prefix 'FOOBAR' overlaps with another provided prefix 'FOO'"));
+        let e = prefix_collision(&b(&["FOO", "BAR"]), &b(&["FO"])).unwrap_or_default();
+        assert!(e.starts_with("ERR Prefix 'FO' overlaps with an existing prefix 'FOO'"));
+        // The same prefix again counts as an overlap, and the empty prefix
+        // overlaps everything.
+        assert!(prefix_collision(&b(&["FOO"]), &b(&["FOO"])).is_some());
+        assert!(prefix_collision(&b(&[""]), &b(&["a"])).is_some());
+    }
+}

@@ -450,3 +450,36 @@ pub fn disable(srv: &Shared, info: &ClientInfo, prefixes: &mut Vec<Bytes>) {
     t.clients.fetch_sub(1, Ordering::SeqCst);
     t.rearm(srv);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_counts_keys_and_items_and_forgets_on_take() {
+        let t = Tracking::default();
+        t.remember(1, b"a");
+        t.remember(2, b"a");
+        t.remember(1, b"a");
+        t.remember(1, b"b");
+        let c = t.counts();
+        assert_eq!((c.keys, c.items), (2, 3));
+        let mut ids = t.take(b"a").unwrap_or_default();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2]);
+        assert!(t.take(b"a").is_none());
+        let c = t.counts();
+        assert_eq!((c.keys, c.items), (1, 1));
+    }
+
+    #[test]
+    fn own_messages_wait_for_the_running_client() {
+        CURRENT.with(|c| c.set(7));
+        assert_eq!(current(), Some(7));
+        OWN.with(|o| o.borrow_mut().push(PubMsg::RedirBroken(3)));
+        assert_eq!(take_own().len(), 1);
+        assert!(take_own().is_empty());
+        CURRENT.with(|c| c.set(0));
+        assert_eq!(current(), None);
+    }
+}
