@@ -273,7 +273,9 @@ fn deliver(to: &ClientInfo, m: PubMsg) {
 /// Sends the changes collected for BCAST prefixes.
 pub fn flush_bcast(srv: &Shared) {
     let t = &srv.tracking;
-    if !t.bcast_pending.swap(false, Ordering::Relaxed) {
+    // A plain load first: this runs after every command while tracking is
+    // on, and the swap would take the cache line from other cores.
+    if !t.bcast_pending.load(Ordering::Relaxed) || !t.bcast_pending.swap(false, Ordering::Relaxed) {
         return;
     }
     let batches: Vec<(Vec<u64>, BTreeMap<Bytes, u64>)> = {
