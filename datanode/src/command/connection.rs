@@ -53,6 +53,9 @@ pub fn quit(ctx: &mut Ctx, _a: &Args) {
 
 pub fn reset(ctx: &mut Ctx, _a: &Args) {
     ctx.client.multi = None;
+    let info = ctx.client.info.clone();
+    crate::server::tracking::disable(ctx.srv, &info, &mut ctx.client.trk_prefixes);
+    ctx.client.caching = false;
     super::server::stop_monitor(ctx);
     super::pubsub::drop_all(ctx);
     super::txn::unwatch_all(ctx);
@@ -60,6 +63,7 @@ pub fn reset(ctx: &mut Ctx, _a: &Args) {
     ctx.client.info.db.store(0, Ordering::Relaxed);
     ctx.locks.db = ctx.srv.ks.db(0);
     ctx.client.proto = Proto::Resp2;
+    ctx.client.info.resp.store(2, Ordering::Relaxed);
     ctx.r.proto = Proto::Resp2;
     ctx.client.reply_mode = ReplyMode::On;
     ctx.client.readonly = false;
@@ -317,6 +321,214 @@ pub fn client_reply(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN]
+/// [OPTOUT] [NOLOOP], with Redis's checks in Redis's order.
+pub fn client_tracking(ctx: &mut Ctx, a: &Args) {
+    use crate::server::tracking::{self, flag};
+    let mut redirect: u64 = 0;
+    let mut opts = 0u32;
+    let mut prefixes: Vec<bytes::Bytes> = Vec::new();
+    let mut j = 3;
+    while j < a.len() {
+        let more = j + 1 < a.len();
+        let o = a.get(j);
+        if eq_ic(o, "REDIRECT") && more {
+            j += 1;
+            if redirect != 0 {
+                return ctx
+                    .r
+                    .error("ERR A client can only redirect to a single other client");
+            }
+            let Some(id) = super::int_arg(ctx, a.get(j)) else {
+                return;
+            };
+            // The target must exist now (it may go away later).
+            let exists = id > 0 && ctx.srv.clients.lock().contains_key(&(id as u64));
+            if !exists {
+                return ctx
+                    .r
+                    .error("ERR The client ID you want redirect to does not exist");
+            }
+            redirect = id as u64;
+        } else if eq_ic(o, "BCAST") {
+            opts |= flag::BCAST;
+        } else if eq_ic(o, "OPTIN") {
+            opts |= flag::OPTIN;
+        } else if eq_ic(o, "OPTOUT") {
+            opts |= flag::OPTOUT;
+        } else if eq_ic(o, "NOLOOP") {
+            opts |= flag::NOLOOP;
+        } else if eq_ic(o, "PREFIX") && more {
+            j += 1;
+            prefixes.push(bytes::Bytes::copy_from_slice(a.get(j)));
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+        j += 1;
+    }
+    let on = a.get(2);
+    if eq_ic(on, "OFF") {
+        let info = ctx.client.info.clone();
+        tracking::disable(ctx.srv, &info, &mut ctx.client.trk_prefixes);
+        ctx.client.caching = false;
+        return ctx.r.ok();
+    }
+    if !eq_ic(on, "ON") {
+        return ctx.r.error(SYNTAX);
+    }
+    let cur = ctx.client.info.trk.load(Ordering::Relaxed);
+    if opts & flag::BCAST == 0 && !prefixes.is_empty() {
+        return ctx
+            .r
+            .error("ERR PREFIX option requires BCAST mode to be enabled");
+    }
+    if cur & flag::ON != 0 && (cur & flag::BCAST != 0) != (opts & flag::BCAST != 0) {
+        return ctx.r.error("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.");
+    }
+    if opts & flag::BCAST != 0 && opts & (flag::OPTIN | flag::OPTOUT) != 0 {
+        return ctx
+            .r
+            .error("ERR OPTIN and OPTOUT are not compatible with BCAST");
+    }
+    if opts & flag::OPTIN != 0 && opts & flag::OPTOUT != 0 {
+        return ctx
+            .r
+            .error("ERR You can't specify both OPTIN mode and OPTOUT mode");
+    }
+    if (opts & flag::OPTIN != 0 && cur & flag::OPTOUT != 0)
+        || (opts & flag::OPTOUT != 0 && cur & flag::OPTIN != 0)
+    {
+        return ctx.r.error("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.");
+    }
+    if opts & flag::BCAST != 0 {
+        if let Some(e) = prefix_collision(&ctx.client.trk_prefixes, &prefixes) {
+            return ctx.r.error(&e);
+        }
+    }
+    // Invalidations for this client may come through its message queue.
+    super::pubsub::subs(ctx);
+    let info = ctx.client.info.clone();
+    let mode = tracking::Mode {
+        flags: opts,
+        redirect,
+        prefixes,
+    };
+    tracking::enable(ctx.srv, &info, mode, &mut ctx.client.trk_prefixes);
+    ctx.r.ok();
+}
+
+/// Redis refuses prefixes of one client where one starts the other (an
+/// equal one included).
+fn prefix_collision(existing: &[bytes::Bytes], new: &[bytes::Bytes]) -> Option<String> {
+    let overlap = |x: &[u8], y: &[u8]| x.starts_with(y) || y.starts_with(x);
+    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    for (i, p) in new.iter().enumerate() {
+        if let Some(e) = existing.iter().find(|e| overlap(e, p)) {
+            return Some(format!(
+                "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+                show(p),
+                show(e)
+            ));
+        }
+        for (k, q) in new.iter().enumerate() {
+            if i != k && overlap(p, q) {
+                return Some(format!(
+                    "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+                    show(p),
+                    show(q)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// CLIENT CACHING YES|NO: whether the next command's keys are tracked, in
+/// OPTIN / OPTOUT mode.
+pub fn client_caching(ctx: &mut Ctx, a: &Args) {
+    use crate::server::tracking::flag;
+    let f = ctx.client.info.trk.load(Ordering::Relaxed);
+    if f & flag::ON == 0 {
+        return ctx.r.error("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled");
+    }
+    let o = a.get(2);
+    if eq_ic(o, "YES") {
+        if f & flag::OPTIN == 0 {
+            return ctx.r.error(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            );
+        }
+    } else if eq_ic(o, "NO") {
+        if f & flag::OPTOUT == 0 {
+            return ctx.r.error(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            );
+        }
+    } else {
+        return ctx.r.error(SYNTAX);
+    }
+    ctx.client.caching = true;
+    ctx.r.ok();
+}
+
+/// The redirect target: -1 when tracking is off, 0 without a redirect.
+fn tracking_redirect(c: &crate::server::client::ClientInfo) -> i64 {
+    if c.trk.load(Ordering::Relaxed) & crate::server::tracking::flag::ON == 0 {
+        -1
+    } else {
+        c.trk_redir.load(Ordering::Relaxed) as i64
+    }
+}
+
+pub fn client_getredir(ctx: &mut Ctx, _a: &Args) {
+    ctx.r.int(tracking_redirect(&ctx.client.info));
+}
+
+pub fn client_trackinginfo(ctx: &mut Ctx, _a: &Args) {
+    use crate::server::tracking::flag;
+    let f = ctx.client.info.trk.load(Ordering::Relaxed);
+    let mut flags: Vec<&str> = Vec::new();
+    if f & flag::ON == 0 {
+        flags.push("off");
+    } else {
+        flags.push("on");
+        if f & flag::BCAST != 0 {
+            flags.push("bcast");
+        }
+        if f & flag::OPTIN != 0 {
+            flags.push("optin");
+            if ctx.client.caching {
+                flags.push("caching-yes");
+            }
+        } else if f & flag::OPTOUT != 0 {
+            flags.push("optout");
+            if ctx.client.caching {
+                flags.push("caching-no");
+            }
+        }
+        if f & flag::NOLOOP != 0 {
+            flags.push("noloop");
+        }
+        if f & flag::BROKEN != 0 {
+            flags.push("broken_redirect");
+        }
+    }
+    ctx.r.map(3);
+    ctx.r.bulk(b"flags");
+    ctx.r.set(flags.len());
+    for x in flags {
+        ctx.r.bulk(x.as_bytes());
+    }
+    ctx.r.bulk(b"redirect");
+    ctx.r.int(tracking_redirect(&ctx.client.info));
+    ctx.r.bulk(b"prefixes");
+    let prefixes = ctx.client.trk_prefixes.clone();
+    ctx.r.array(prefixes.len());
+    for p in prefixes {
+        ctx.r.bulk(&p);
+    }
+}
+
 /// The bytes a client's structures take beyond its buffers.
 const CLIENT_STRUCT: u64 = 1024;
 
@@ -374,6 +586,16 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     if c.blocked.load(Ordering::Relaxed) {
         flags.push('b');
     }
+    let trk = c.trk.load(Ordering::Relaxed);
+    if trk & crate::server::tracking::flag::ON != 0 {
+        flags.push('t');
+    }
+    if trk & crate::server::tracking::flag::BROKEN != 0 {
+        flags.push('R');
+    }
+    if trk & crate::server::tracking::flag::BCAST != 0 {
+        flags.push('B');
+    }
     if me && ctx.client.close_after_reply {
         flags.push('c');
     }
@@ -385,7 +607,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     }
     let rbp = r(&c.rbp).max(obl);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user=default redir=-1 resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user=default redir={} resp={}\n",
         c.id,
         c.addr,
         c.laddr,
@@ -397,6 +619,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
         qcap.saturating_sub(qbuf),
         qcap + rbs + argv_mem + omem + CLIENT_STRUCT,
         if omem > 0 { "rw" } else { "r" },
+        tracking_redirect(c),
         c.resp.load(Ordering::Relaxed),
     )
 }
@@ -624,6 +847,10 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
         ctx,
         "CLIENT",
         &[
+            "CACHING (YES|NO)",
+            "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+            "GETREDIR",
+            "    Return the client ID we are redirecting to when tracking is enabled.",
             "GETNAME",
             "    Return this connection's name.",
             "ID",
@@ -646,6 +873,34 @@ pub fn client_help(ctx: &mut Ctx, _a: &Args) {
             "    Name this connection.",
             "UNPAUSE",
             "    End a pause started by CLIENT PAUSE now.",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Control server assisted client side caching.",
+            "TRACKINGINFO",
+            "    Report tracking status for the current connection.",
         ],
     );
+}
+
+#[cfg(test)]
+mod tracking_tests {
+    use super::prefix_collision;
+    use bytes::Bytes;
+
+    fn b(v: &[&'static str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()
+    }
+
+    #[test]
+    fn prefixes_must_not_overlap_as_in_redis() {
+        assert!(prefix_collision(&[], &b(&["a:", "b:"])).is_none());
+        let e = prefix_collision(&[], &b(&["FOOBAR", "FOO"])).unwrap_or_default();
+        assert!(e.starts_with("ERR Prefix 'FOOBAR' overlaps with another provided prefix 'FOO'"));
+        let e = prefix_collision(&b(&["FOO", "BAR"]), &b(&["FO"])).unwrap_or_default();
+        assert!(e.starts_with("ERR Prefix 'FO' overlaps with an existing prefix 'FOO'"));
+        // The same prefix again counts as an overlap, and the empty prefix
+        // overlaps everything.
+        assert!(prefix_collision(&b(&["FOO"]), &b(&["FOO"])).is_some());
+        assert!(prefix_collision(&b(&[""]), &b(&["a"])).is_some());
+    }
 }

@@ -520,6 +520,7 @@ pub fn flushdb(ctx: &mut Ctx, a: &Args) {
     }
     let dbi = ctx.locks.db.index;
     let n = flush_db(ctx, dbi);
+    crate::server::tracking::flushed(ctx.srv);
     ctx.log(&[b"FLUSHDB".as_slice()]);
     ctx.dirty(n as u64 + 1);
     ctx.r.ok();
@@ -534,6 +535,7 @@ pub fn flushall(ctx: &mut Ctx, a: &Args) {
     for d in existing {
         n += flush_db(ctx, d);
     }
+    crate::server::tracking::flushed(ctx.srv);
     ctx.log(&[b"FLUSHALL".as_slice()]);
     ctx.dirty(n as u64 + 1);
     ctx.r.ok();

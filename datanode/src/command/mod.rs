@@ -430,6 +430,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let start = ctx.r.out.len();
     let t0 = std::time::Instant::now();
     (cmd.handler)(ctx, args);
+    if cmd.flags & table::flags::READONLY != 0 {
+        track_read(ctx, cmd, args);
+    }
     // ASKING lasts for one command (or a whole transaction).
     if ctx.client.asking && ctx.client.multi.is_none() && cmd.name != "asking" {
         ctx.client.asking = false;
@@ -464,6 +467,31 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         crate::server::conn::feed_monitor(ctx.srv, ctx.client, args, ctx.locks.now, &redact);
     }
     Some(cmd)
+}
+
+/// Client-side caching: a tracking client (default mode) remembers the
+/// keys its read-only commands read, unless OPTIN/OPTOUT and CLIENT CACHING
+/// say otherwise. Costs one relaxed load for other clients.
+fn track_read(ctx: &mut Ctx, cmd: &table::Cmd, args: &Args) {
+    use crate::server::tracking::flag;
+    let f = ctx
+        .client
+        .info
+        .trk
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if f & flag::ON == 0 || f & flag::BCAST != 0 {
+        return;
+    }
+    let caching = ctx.client.caching;
+    if (f & flag::OPTIN != 0 && !caching) || (f & flag::OPTOUT != 0 && caching) {
+        return;
+    }
+    let id = ctx.client.id;
+    let t = &ctx.srv.tracking;
+    cmd.each_key(args, |k| {
+        t.remember(id, k);
+        true
+    });
 }
 
 /// Logs a slow command (each of EXEC's commands on its own, never EXEC).

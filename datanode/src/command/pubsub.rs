@@ -7,9 +7,45 @@ use crate::resp::Reply;
 use crate::server::client::Subs;
 use crate::server::pubsub::PubMsg;
 
-/// Writes one delivered message in the client's protocol.
-pub fn write_message(r: &mut Reply, m: &PubMsg) {
+/// Writes one delivered message in the client's protocol. `subscribed`:
+/// the client is in Pub/Sub mode (RESP2 receives redirected invalidations
+/// only then, as Redis sends them).
+pub fn write_message(r: &mut Reply, m: &PubMsg, subscribed: bool) {
     match m {
+        PubMsg::Invalidate {
+            keys,
+            redirected,
+            null3,
+        } => {
+            if r.proto == crate::resp::Proto::Resp3 {
+                r.push(2);
+                r.bulk(b"invalidate");
+            } else if *redirected && subscribed {
+                r.array(3);
+                r.bulk(b"message");
+                r.bulk(b"__redis__:invalidate");
+            } else {
+                // RESP2 has no pushes: Redis drops these.
+                return;
+            }
+            match keys {
+                Some(keys) => {
+                    r.array(keys.len());
+                    for k in keys.iter() {
+                        r.bulk(k);
+                    }
+                }
+                None if *null3 => r.raw(b"_\r\n"),
+                None => r.raw(b"$-1\r\n"),
+            }
+        }
+        PubMsg::RedirBroken(id) => {
+            if r.proto == crate::resp::Proto::Resp3 {
+                r.push(2);
+                r.bulk(b"tracking-redir-broken");
+                r.int(*id as i64);
+            }
+        }
         PubMsg::Message { channel, payload } => {
             r.push(3);
             r.bulk(b"message");
@@ -38,7 +74,35 @@ pub fn write_message(r: &mut Reply, m: &PubMsg) {
 }
 
 pub fn subs<'c>(ctx: &'c mut Ctx) -> &'c mut Subs {
-    ctx.client.subs.get_or_insert_with(|| Box::new(Subs::new()))
+    ensure_subs(ctx.client)
+}
+
+/// The client's message queue, made on first use and published in its
+/// `ClientInfo` so other connections can queue messages for it; a queue
+/// another connection already made for it (see
+/// `server::tracking`) is adopted instead.
+pub fn ensure_subs(client: &mut crate::server::client::Client) -> &mut Subs {
+    if client.subs.is_none() {
+        let mut inbox = client.info.inbox.lock();
+        let adopted = client.info.adopt.lock().take();
+        client
+            .info
+            .has_adopt
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let subs = match (adopted, inbox.as_ref()) {
+            (Some(rx), Some(tx)) => Subs::with_queue(tx.clone(), rx),
+            _ => {
+                let s = Subs::new();
+                *inbox = Some(s.tx.clone());
+                s
+            }
+        };
+        client.subs = Some(Box::new(subs));
+    }
+    match client.subs.as_mut() {
+        Some(s) => s,
+        None => unreachable!("made above"),
+    }
 }
 
 fn confirm(r: &mut Reply, kind: &[u8], name: Option<&[u8]>, count: usize) {
@@ -130,6 +194,7 @@ pub fn punsubscribe(ctx: &mut Ctx, a: &Args) {
 
 /// Drops every subscription of the client (disconnect, RESET).
 pub fn drop_all(ctx: &mut Ctx) {
+    *ctx.client.info.inbox.lock() = None;
     if let Some(s) = ctx.client.subs.take() {
         for c in &s.channels {
             ctx.srv.pubsub.unsubscribe(ctx.client.id, c);

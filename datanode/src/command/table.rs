@@ -179,6 +179,16 @@ static CLIENT_SUBS: &[Cmd] = &[
     c("client|reply", 3, 0, NOKEY, conn::client_reply),
     c("client|unblock", -3, ADMIN, NOKEY, conn::client_unblock),
     c("client|help", 2, 0, NOKEY, conn::client_help),
+    c("client|tracking", -3, STALE, NOKEY, conn::client_tracking),
+    c("client|caching", 3, STALE, NOKEY, conn::client_caching),
+    c("client|getredir", 2, STALE, NOKEY, conn::client_getredir),
+    c(
+        "client|trackinginfo",
+        2,
+        STALE,
+        NOKEY,
+        conn::client_trackinginfo,
+    ),
 ];
 
 static CLUSTER_SUBS: &[Cmd] = &[

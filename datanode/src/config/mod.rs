@@ -330,6 +330,10 @@ impl Config {
     pub fn timeout(&self) -> u64 {
         self.num("timeout") as u64
     }
+    /// Keys the client-side caching table may remember (0 = no limit).
+    pub fn tracking_table_max_keys(&self) -> usize {
+        self.num("tracking-table-max-keys").max(0) as usize
+    }
 
     /// CONFIG GET: every directive whose name matches `pattern`.
     pub fn get(&self, pattern: &[u8]) -> Vec<(String, String)> {

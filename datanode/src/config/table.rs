@@ -127,6 +127,14 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s(
+        "tracking-table-max-keys",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
         "tcp-keepalive",
         Int {
             min: 0,

@@ -266,6 +266,7 @@ impl<'a> SlotRef<'a> {
             self.t.remove_expire(key);
         }
         self.t.touch(key);
+        self.db.events.modified(self.db.index, key);
         self.sync_meta();
     }
 
@@ -277,12 +278,15 @@ impl<'a> SlotRef<'a> {
         let v = self.t.take(key)?;
         self.t.remove_expire(key);
         self.t.touch(key);
+        self.db.events.modified(self.db.index, key);
         self.sync_meta();
         Some(v)
     }
 
+    /// Records that the key's value was changed in place.
     pub fn touch(&mut self, key: &[u8]) {
         self.t.touch(key);
+        self.db.events.modified(self.db.index, key);
     }
 
     /// Removes `key` to free memory (`maxmemory`); with `need_ttl`, only if
@@ -311,6 +315,7 @@ impl<'a> SlotRef<'a> {
     pub fn set_expire(&mut self, key: &[u8], at: i64) {
         self.t.set_expire(key, at);
         self.t.touch(key);
+        self.db.events.modified(self.db.index, key);
         self.sync_meta();
     }
 
@@ -318,6 +323,7 @@ impl<'a> SlotRef<'a> {
         let removed = self.t.remove_expire(key);
         if removed {
             self.t.touch(key);
+            self.db.events.modified(self.db.index, key);
             self.sync_meta();
         }
         removed

@@ -1,7 +1,8 @@
 //! What happened to keys that no command asked for by name: a key was
-//! created, or one was found expired and removed (lazily or by the
-//! background cycle). The keyspace reports these to a sink the server
-//! installs; it knows nothing of who listens or why.
+//! created, one was found expired and removed (lazily or by the background
+//! cycle), or one was modified (for client-side caching). The keyspace
+//! reports these to a sink the server installs; it knows nothing of who
+//! listens or why.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -10,12 +11,16 @@ use std::sync::OnceLock;
 pub enum KeyEvent {
     Created,
     Expired,
+    /// Any change to a key's value or TTL, or its removal (not an expiry:
+    /// that is `Expired`). Reported only while someone tracks keys.
+    Modified,
 }
 
 pub type Sink = Box<dyn Fn(KeyEvent, usize, &[u8]) + Send + Sync>;
 
 const CREATED: u8 = 1;
 const EXPIRED: u8 = 2;
+const MODIFIED: u8 = 4;
 
 #[derive(Default)]
 pub struct KeyEvents {
@@ -26,7 +31,7 @@ pub struct KeyEvents {
 }
 
 impl KeyEvents {
-    /// Chooses which kinds are reported.
+    /// Chooses which kinds are reported for keyspace notifications.
     pub fn report(&self, created: bool, expired: bool) {
         let mut w = 0;
         if created {
@@ -35,7 +40,19 @@ impl KeyEvents {
         if expired {
             w |= EXPIRED;
         }
-        self.wanted.store(w, Ordering::Relaxed);
+        // The MODIFIED bit belongs to `report_modified`.
+        self.wanted.fetch_and(MODIFIED, Ordering::Relaxed);
+        self.wanted.fetch_or(w, Ordering::Relaxed);
+    }
+
+    /// Turns reports of modified keys (and of expired ones) on or off:
+    /// on while client-side caching has something to invalidate.
+    pub fn report_modified(&self, on: bool) {
+        if on {
+            self.wanted.fetch_or(MODIFIED, Ordering::Relaxed);
+        } else {
+            self.wanted.fetch_and(!MODIFIED, Ordering::Relaxed);
+        }
     }
 
     /// Sets where reports go (once, at start).
@@ -52,8 +69,16 @@ impl KeyEvents {
 
     #[inline]
     pub(super) fn expired(&self, db: usize, key: &[u8]) {
-        if self.wanted.load(Ordering::Relaxed) & EXPIRED != 0 {
+        if self.wanted.load(Ordering::Relaxed) & (EXPIRED | MODIFIED) != 0 {
             self.emit(KeyEvent::Expired, db, key);
+        }
+    }
+
+    /// A key changed: one relaxed load when nobody tracks keys.
+    #[inline]
+    pub(super) fn modified(&self, db: usize, key: &[u8]) {
+        if self.wanted.load(Ordering::Relaxed) & MODIFIED != 0 {
+            self.emit(KeyEvent::Modified, db, key);
         }
     }
 

@@ -3,7 +3,7 @@
 //! except the small `ClientInfo` shared for CLIENT LIST / CLIENT KILL.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -41,6 +41,14 @@ pub struct Subs {
 impl Subs {
     pub fn new() -> Subs {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Subs::with_queue(tx, rx)
+    }
+
+    /// Subscriptions around an existing message queue.
+    pub fn with_queue(
+        tx: super::pubsub::Tx,
+        rx: tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>,
+    ) -> Subs {
         Subs {
             channels: Vec::new(),
             patterns: Vec::new(),
@@ -107,6 +115,18 @@ pub struct ClientInfo {
     pub idle_notify: tokio::sync::Notify,
     /// The socket's descriptor (-1 for the AOF loader's client).
     pub fd: std::sync::atomic::AtomicI32,
+    /// CLIENT TRACKING state (`server::tracking::flag`), set by the
+    /// client's own task (others only set the broken-redirect flag), and
+    /// the client its invalidations are redirected to (0 = none).
+    pub trk: AtomicU32,
+    pub trk_redir: AtomicU64,
+    /// Where other connections queue messages for this one, once it has a
+    /// queue (see `command::pubsub::subs`).
+    pub inbox: Mutex<Option<super::pubsub::Tx>>,
+    /// A queue another connection made for this one (an invalidation for a
+    /// RESP3 redirect target that had none); the connection adopts it.
+    pub adopt: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>>>,
+    pub has_adopt: AtomicBool,
 }
 
 impl ClientInfo {
@@ -157,6 +177,10 @@ pub struct Client {
     pub in_exec: bool,
     /// Replaying the AOF: no eviction, as Redis does not evict while loading.
     pub loading: bool,
+    /// CLIENT CACHING was given for the next command (OPTIN/OPTOUT).
+    pub caching: bool,
+    /// BCAST prefixes this client registered.
+    pub trk_prefixes: Vec<bytes::Bytes>,
 }
 
 impl Client {

@@ -48,6 +48,11 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         blocked: AtomicBool::new(false),
         unblock_mode: std::sync::atomic::AtomicU8::new(0),
         unblock_notify: tokio::sync::Notify::new(),
+        trk: Default::default(),
+        trk_redir: Default::default(),
+        inbox: Mutex::new(None),
+        adopt: Mutex::new(None),
+        has_adopt: AtomicBool::new(false),
     });
     Client {
         id,
@@ -74,6 +79,8 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
         loading: false,
+        caching: false,
+        trk_prefixes: Vec::new(),
     }
 }
 
@@ -86,6 +93,12 @@ pub fn execute(
     args: &Args,
     now: i64,
 ) -> Option<&'static crate::command::table::Cmd> {
+    // Client-side caching: one relaxed load when nobody tracks.
+    let tracking = srv.tracking.armed();
+    if tracking {
+        let early = super::tracking::begin(srv, client.id);
+        write_own(out, client, early);
+    }
     let start = out.len();
     client.last_elapsed_us = 0;
     let db = srv.ks.db(client.db);
@@ -137,6 +150,19 @@ pub fn execute(
             client.reply_mode = ReplyMode::On;
         }
     }
+    if tracking || srv.tracking.armed() {
+        // Invalidations for this client's own changes follow its reply.
+        let own = super::tracking::finish(srv);
+        write_own(out, client, own);
+    }
+    // CLIENT CACHING applies to the next command (the whole transaction
+    // when given before EXEC), as in Redis.
+    if client.caching
+        && client.multi.is_none()
+        && !cmd.is_some_and(|c| c.name.starts_with("client"))
+    {
+        client.caching = false;
+    }
     if let Some(c) = cmd {
         client.last_cmd = c.name;
         if (c.is_write() || c.name == "exec") && srv.hot.fsync_always.load(Ordering::Relaxed) {
@@ -144,6 +170,18 @@ pub fn execute(
         }
     }
     cmd
+}
+
+/// Writes messages for the running client straight into its output.
+fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pubsub::PubMsg>) {
+    if msgs.is_empty() {
+        return;
+    }
+    let subscribed = client.subscribed();
+    let mut r = Reply::new(out, client.proto);
+    for m in &msgs {
+        command::pubsub::write_message(&mut r, m, subscribed);
+    }
 }
 
 /// Formats a MONITOR line the way Redis does; `redact` lists argument
@@ -220,11 +258,11 @@ fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, out: &[u8], 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
 /// 7.0 pub/sub messages are pushes (in RESP2 too) and get through; MONITOR
 /// lines do not.
-fn deliver(r: &mut Reply, mode: ReplyMode, m: &crate::server::pubsub::PubMsg) {
+fn deliver(r: &mut Reply, mode: ReplyMode, subscribed: bool, m: &crate::server::pubsub::PubMsg) {
     if mode == ReplyMode::Off && matches!(m, crate::server::pubsub::PubMsg::Raw(_)) {
         return;
     }
-    command::pubsub::write_message(r, m);
+    command::pubsub::write_message(r, m, subscribed);
 }
 
 /// protected-mode: without a password, only loopback clients may connect.
@@ -293,6 +331,8 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
         command::txn::unwatch_all(&mut ctx);
         command::server::stop_monitor(&mut ctx);
         command::pubsub::drop_all(&mut ctx);
+        let info = ctx.client.info.clone();
+        crate::server::tracking::disable(&srv, &info, &mut ctx.client.trk_prefixes);
     }
     flush_counters(&srv, &mut client);
     srv.clients.lock().remove(&client.id);
@@ -323,6 +363,12 @@ async fn connection_loop(
         // `timeout`: close clients idle that long (0 = never).
         // The timer is only armed when a timeout is set: it is not free.
         let idle = srv.hot.idle_timeout.load(Ordering::Relaxed);
+        // Another connection made a message queue for this one (an
+        // invalidation redirected here): take it over.
+        if client.subs.is_none() && info.has_adopt.load(Ordering::Relaxed) {
+            command::pubsub::ensure_subs(client);
+        }
+        let subscribed = client.subscribed();
         let n = if let Some(subs) = client.subs.as_mut() {
             // Subscribed: deliver messages while waiting for commands.
             tokio::select! {
@@ -332,11 +378,16 @@ async fn connection_loop(
                     // the replies to what was read, as in Redis.
                     let mut r2 = Reply::new(&mut out, client.proto);
                     while let Ok(m) = subs.rx.try_recv() {
-                        deliver(&mut r2, client.reply_mode, &m);
+                        deliver(&mut r2, client.reply_mode, subscribed, &m);
                     }
                     r?
                 }
-                _ = info.kill_notify.notified() => return Ok(()),
+                _ = info.kill_notify.notified() => {
+                    if info.killed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 _ = info.idle_notify.notified() => {
                     release_read_buffer(&mut rbuf, &info);
                     continue;
@@ -350,10 +401,10 @@ async fn connection_loop(
                     tokio::task::yield_now().await;
                     let mut r = Reply::new(&mut out, client.proto);
                     if let Some(m) = m {
-                        deliver(&mut r, client.reply_mode, &m);
+                        deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
                     while let Ok(m) = subs.rx.try_recv() {
-                        deliver(&mut r, client.reply_mode, &m);
+                        deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
                     sock.write_all(&out).await?;
                     out.clear();
@@ -363,7 +414,13 @@ async fn connection_loop(
         } else if idle > 0 {
             tokio::select! {
                 r = sock.read_buf(&mut rbuf) => r?,
-                _ = info.kill_notify.notified() => return Ok(()),
+                // Also a wake-up to adopt a message queue (see above).
+                _ = info.kill_notify.notified() => {
+                    if info.killed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 _ = info.idle_notify.notified() => {
                     release_read_buffer(&mut rbuf, &info);
                     continue;
@@ -376,7 +433,13 @@ async fn connection_loop(
         } else {
             tokio::select! {
                 r = sock.read_buf(&mut rbuf) => r?,
-                _ = info.kill_notify.notified() => return Ok(()),
+                // Also a wake-up to adopt a message queue (see above).
+                _ = info.kill_notify.notified() => {
+                    if info.killed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 _ = info.idle_notify.notified() => {
                     release_read_buffer(&mut rbuf, &info);
                     continue;
@@ -650,7 +713,12 @@ async fn wait_blocked(
                     break Ok(false);
                 }
             }
-            _ = info.kill_notify.notified() => break Ok(false),
+            // Not killed: a wake-up to adopt a message queue, done later.
+            _ = info.kill_notify.notified() => {
+                if info.killed.load(Ordering::Relaxed) {
+                    break Ok(false);
+                }
+            }
         }
     };
     info.blocked.store(false, Ordering::SeqCst);

@@ -11,6 +11,7 @@ pub mod pubsub;
 pub mod shared;
 pub mod slowlog;
 pub mod stats;
+pub mod tracking;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .query_buffer_limit
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
+    srv.tracking.set_max_keys(cfg.tracking_table_max_keys());
     notify::configure(srv, cfg.notify_keyspace_events());
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
     srv.hot.fsync_always.store(
@@ -309,6 +311,7 @@ async fn cron(srv: Arc<Shared>) {
         {
             cursor = active_expire(&srv, cursor, now);
         }
+        tracking::cron(&srv);
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
     }

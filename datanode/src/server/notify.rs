@@ -126,14 +126,23 @@ pub fn configure(srv: &Shared, f: u32) {
 }
 
 /// Makes the keyspace's reports of created and expired keys reach
-/// subscribers. Holds the server weakly: the keyspace is part of it.
+/// subscribers (and modified and expired ones reach client-side caching). Holds the server weakly: the keyspace is part of it.
 pub fn install(srv: &Arc<Shared>) {
     let weak = Arc::downgrade(srv);
     srv.ks.events.set_sink(Box::new(move |ev, db, key| {
         if let Some(srv) = weak.upgrade() {
             let (c, name) = match ev {
                 KeyEvent::Created => (NEW, "new"),
-                KeyEvent::Expired => (EXPIRED, "expired"),
+                KeyEvent::Expired => {
+                    if srv.tracking.armed() {
+                        super::tracking::key_changed(&srv, key, None);
+                    }
+                    (EXPIRED, "expired")
+                }
+                KeyEvent::Modified => {
+                    super::tracking::key_changed(&srv, key, super::tracking::current());
+                    return;
+                }
             };
             Events::new(&srv, srv.hot.notify.load())
                 .db(db)
@@ -144,7 +153,10 @@ pub fn install(srv: &Arc<Shared>) {
 
 /// Hook for the eviction code: publishes `evicted` (class `e`) for a key
 /// just removed from `db` to free memory. Call it after the removal, while
-/// the key's slot is still locked, as commands do.
+/// the key's slot is still locked, as commands do. (Client-side caching
+/// hears of the removal from the keyspace itself; Redis sends the evicting
+/// client's own invalidations before its reply: see
+/// `tracking::take_own`.)
 pub fn evicted(srv: &Shared, db: usize, key: &[u8]) {
     Events::new(srv, srv.hot.notify.load())
         .db(db)

@@ -28,6 +28,18 @@ pub enum PubMsg {
     /// Bytes already in wire form, the same in RESP2 and RESP3 (a MONITOR
     /// line).
     Raw(Bytes),
+    /// Client-side caching: these keys changed (`None`: everything did, a
+    /// flush). `redirected`: sent on behalf of another client, so a RESP2
+    /// receiver subscribed to `__redis__:invalidate` gets it as a message.
+    /// `null3`: the flush's null is in RESP3 form (Redis writes the null of
+    /// the tracking client's protocol, whoever receives it).
+    Invalidate {
+        keys: Option<std::sync::Arc<[Bytes]>>,
+        redirected: bool,
+        null3: bool,
+    },
+    /// The client this tracking client redirects to is gone (RESP3 only).
+    RedirBroken(u64),
 }
 
 pub type Tx = UnboundedSender<PubMsg>;

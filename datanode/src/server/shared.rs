@@ -55,6 +55,8 @@ pub struct Shared {
     pub has_monitors: AtomicBool,
     pub actual_port: AtomicU64,
     pub pubsub: super::pubsub::PubSub,
+    /// Client-side caching (CLIENT TRACKING).
+    pub tracking: super::tracking::Tracking,
     pub bgsave_running: AtomicBool,
     /// SHUTDOWN's choice: 0 default, 1 NOSAVE, 2 SAVE.
     pub shutdown_save: std::sync::atomic::AtomicU8,
@@ -119,6 +121,7 @@ impl Shared {
             has_monitors: AtomicBool::new(false),
             actual_port: AtomicU64::new(0),
             pubsub: Default::default(),
+            tracking: Default::default(),
             bgsave_running: AtomicBool::new(false),
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
