@@ -280,6 +280,9 @@ if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; th
   { echo; cat "$ROOT/tests/bench/NOTES.md"; } >> "$OUT.tmp"
 fi
 # The cluster comparison comes from tests/bench/cluster.sh; keep the latest.
+if [ -f "$ROOT/tests/bench/results-issue8.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
+  { echo; cat "$ROOT/tests/bench/results-issue8.md"; } >> "$OUT.tmp"
+fi
 if [ -f "$ROOT/tests/bench/results-cluster.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
   { echo; cat "$ROOT/tests/bench/results-cluster.md"; } >> "$OUT.tmp"
 fi
