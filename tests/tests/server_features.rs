@@ -828,3 +828,17 @@ fn held_clients_resume_in_the_order_they_were_held() {
         );
     }
 }
+
+/// INFO memory lists the fields redis-server 7.0 lists, in its order.
+#[test]
+fn info_memory_has_redis_fields() {
+    let names = |kind: Server| -> Vec<String> {
+        let n = Node::start(kind, &["--save", ""]);
+        n.conn()
+            .text(&["INFO", "memory"])
+            .split("\r\n")
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    assert_eq!(names(Server::Datanode), names(Server::Redis));
+}

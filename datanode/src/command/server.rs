@@ -24,6 +24,18 @@ pub fn lastsave(ctx: &mut Ctx, _a: &Args) {
     ctx.r.int(if t == 0 { ctx.srv.start_ms / 1000 } else { t });
 }
 
+/// Physical memory of the machine, from /proc/meminfo (0 if unreadable).
+fn total_system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident ... in pages.
     let page = 4096u64;
@@ -195,15 +207,39 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             0.0
         };
         let maxmemory = cfg.int("maxmemory").max(0) as u64;
+        let (_, active, resident) = jemalloc_stats();
+        let system = total_system_memory();
+        let div = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+        // Every connection's read and reply buffers (Redis's
+        // mem_clients_normal); there are no replica clients yet.
+        let clients: u64 = srv
+            .clients
+            .lock()
+            .values()
+            .map(|c| {
+                c.qbuf_cap.load(Ordering::Relaxed)
+                    + c.rbs.load(Ordering::Relaxed)
+                    + c.omem.load(Ordering::Relaxed)
+            })
+            .sum();
+        // No scripting engine yet: the Lua and function figures are zero.
         let _ = write!(
             o,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_not_counted_for_evict:{aof_buffer}\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nallocator_active:{active}\r\nallocator_resident:{resident}\r\ntotal_system_memory:{system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_vm_eval:0\r\nused_memory_lua_human:0B\r\nused_memory_scripts_eval:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:0\r\nused_memory_vm_total_human:0B\r\nused_memory_functions:0\r\nused_memory_scripts:0\r\nused_memory_scripts_human:0B\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{aof_buffer}\r\nmem_replication_backlog:0\r\nmem_total_replication_buffers:0\r\nmem_clients_slaves:0\r\nmem_clients_normal:{clients}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
             human(used),
             human(rss),
             human(peak),
             if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 0.0 },
+            human(system),
             human(maxmemory),
             cfg.maxmemory_policy(),
+            div(active, allocated),
+            active as i64 - allocated as i64,
+            div(resident, active),
+            resident as i64 - active as i64,
+            div(rss, resident),
+            rss as i64 - resident as i64,
+            rss as i64 - used as i64,
         );
     }
     if want("persistence") {
