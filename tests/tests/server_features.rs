@@ -842,3 +842,30 @@ fn info_memory_has_redis_fields() {
     };
     assert_eq!(names(Server::Datanode), names(Server::Redis));
 }
+
+/// maxmemory-clients closes the connection whose buffers grew past the
+/// limit, but not one marked CLIENT NO-EVICT; INFO counts evicted clients.
+#[test]
+fn maxmemory_clients_evicts_the_biggest_client_unless_no_evict() {
+    let n = datanode(&["--maxmemory-clients", "200kb"]);
+    let mut admin = n.conn();
+    assert_eq!(admin.text(&["CLIENT", "NO-EVICT", "on"]), "+OK\r\n");
+    // Announce a 1 MB value and send half of it: the query buffer holds it.
+    let half = |c: &mut Conn| {
+        let mut b = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n".to_vec();
+        b.extend(std::iter::repeat_n(b'x', 500_000));
+        c.send_raw(&b).expect("send");
+    };
+    let mut kept = n.conn();
+    kept.text(&["CLIENT", "NO-EVICT", "on"]);
+    half(&mut kept);
+    let mut big = n.conn();
+    half(&mut big);
+    wait_until("the big client to be evicted", || big.is_closed());
+    assert_eq!(info_field(&mut admin, "stats", "evicted_clients"), "1");
+    // The NO-EVICT client is still there and can finish its command.
+    kept.send_raw(&vec![b'x'; 500_000]).expect("send rest");
+    kept.send_raw(b"\r\n").expect("send end");
+    assert_eq!(kept.read_reply().expect("reply").raw, b"+OK\r\n");
+    assert!(admin.text(&["CLIENT", "LIST"]).contains("flags=e"));
+}

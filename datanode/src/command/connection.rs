@@ -253,11 +253,15 @@ pub fn client_getname(ctx: &mut Ctx, _a: &Args) {
 }
 
 pub fn client_no_evict(ctx: &mut Ctx, a: &Args) {
-    if eq_ic(a.get(2), "ON") || eq_ic(a.get(2), "OFF") {
-        ctx.r.ok();
+    let on = if eq_ic(a.get(2), "ON") {
+        true
+    } else if eq_ic(a.get(2), "OFF") {
+        false
     } else {
-        ctx.r.error(SYNTAX);
-    }
+        return ctx.r.error(SYNTAX);
+    };
+    ctx.client.info.no_evict.store(on, Ordering::Relaxed);
+    ctx.r.ok();
 }
 
 /// CLIENT PAUSE timeout [WRITE|ALL]: the mode is checked before the
@@ -601,6 +605,9 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     }
     if me && ctx.client.readonly {
         flags.push('r');
+    }
+    if c.no_evict.load(Ordering::Relaxed) {
+        flags.push('e');
     }
     if flags.is_empty() {
         flags.push('N');

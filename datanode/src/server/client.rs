@@ -113,6 +113,8 @@ pub struct ClientInfo {
     pub unblock_notify: tokio::sync::Notify,
     /// Asks the connection to free its idle read buffer.
     pub idle_notify: tokio::sync::Notify,
+    /// CLIENT NO-EVICT on: never closed by maxmemory-clients.
+    pub no_evict: AtomicBool,
     /// The socket's descriptor (-1 for the AOF loader's client).
     pub fd: std::sync::atomic::AtomicI32,
     /// CLIENT TRACKING state (`server::tracking::flag`), set by the

@@ -44,6 +44,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         rbp: AtomicU64::new(0),
         omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
+        no_evict: AtomicBool::new(false),
         idle_notify: tokio::sync::Notify::new(),
         blocked: AtomicBool::new(false),
         unblock_mode: std::sync::atomic::AtomicU8::new(0),

@@ -305,6 +305,7 @@ async fn cron(srv: Arc<Shared>) {
         if ticks.is_multiple_of(10) {
             release_idle_buffers(&srv, now);
         }
+        evict_clients(&srv);
         // No active expiry while clients are paused, as in Redis.
         if srv.hot.active_expire.load(Ordering::Relaxed)
             && !srv.ks.expiry.paused.load(Ordering::Relaxed)
@@ -314,6 +315,58 @@ async fn cron(srv: Arc<Shared>) {
         tracking::cron(&srv);
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
+    }
+}
+
+/// What a connection costs in memory for `maxmemory-clients`: its query
+/// and reply buffers, output waiting for the socket, and its structures.
+fn client_memory(c: &client::ClientInfo) -> u64 {
+    c.qbuf_cap.load(Ordering::Relaxed)
+        + c.rbs.load(Ordering::Relaxed)
+        + c.omem.load(Ordering::Relaxed)
+        + 1024
+}
+
+/// `maxmemory-clients`: when all connections together use more than the
+/// limit (bytes, or a percentage of maxmemory), the largest ones not
+/// marked CLIENT NO-EVICT are closed until they fit, as Redis does.
+fn evict_clients(srv: &Shared) {
+    let limit = {
+        let c = srv.config.read();
+        let v = c.value("maxmemory-clients").to_string();
+        match v.strip_suffix('%') {
+            Some(p) => {
+                let pct = p.parse::<u64>().unwrap_or(0);
+                (c.int("maxmemory").max(0) as u64).saturating_mul(pct) / 100
+            }
+            None => v.parse::<u64>().unwrap_or(0),
+        }
+    };
+    if limit == 0 {
+        return;
+    }
+    let mut all: Vec<(u64, std::sync::Arc<client::ClientInfo>)> = srv
+        .clients
+        .lock()
+        .values()
+        .map(|c| (client_memory(c), c.clone()))
+        .collect();
+    let mut total: u64 = all.iter().map(|(m, _)| m).sum();
+    if total <= limit {
+        return;
+    }
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    for (mem, c) in all {
+        if total <= limit {
+            break;
+        }
+        if c.no_evict.load(Ordering::Relaxed) || c.killed.load(Ordering::Relaxed) {
+            continue;
+        }
+        tracing::warn!("Evicting client: id={} addr={} mem={mem}", c.id, c.addr);
+        c.kill();
+        stats::Stats::add(&srv.stats.evicted_clients, 1);
+        total -= mem;
     }
 }
 

@@ -12,6 +12,8 @@ pub struct Stats {
     pub rejected_connections: AtomicU64,
     pub expired_keys: AtomicU64,
     pub evicted_keys: AtomicU64,
+    /// Connections closed by maxmemory-clients.
+    pub evicted_clients: AtomicU64,
     /// Time spent over `maxmemory`: the total of finished stretches, and
     /// when the current one began (0: not over).
     pub eviction_exceeded_total_us: AtomicU64,
