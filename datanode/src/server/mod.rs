@@ -355,7 +355,7 @@ fn evict_clients(srv: &Shared) {
     if total <= limit {
         return;
     }
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (mem, c) in all {
         if total <= limit {
             break;
