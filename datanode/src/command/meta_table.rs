@@ -8897,6 +8897,21 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "lolwut",
+        M::Array(&[
+            M::Bulk("lolwut"),
+            M::Int(-1),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@read"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "lastsave",
         M::Array(&[
             M::Bulk("lastsave"),
@@ -16386,6 +16401,26 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
             (M::Bulk("summary"), M::Bulk("Returns the server time.")),
             (M::Bulk("since"), M::Bulk("2.6.0")),
             (M::Bulk("group"), M::Bulk("server")),
+        ]),
+    ),
+    (
+        "lolwut",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Shows the server version (Redis draws a picture with it)."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("version")),
+                    (M::Bulk("type"), M::Bulk("integer")),
+                    (M::Bulk("token"), M::Bulk("VERSION")),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                ])]),
+            ),
         ]),
     ),
     (

@@ -453,6 +453,17 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// LOLWUT [VERSION v]: Redis 7.0 has no piece of its own and answers with
+/// its version line; the generative pictures Redis draws for VERSION 5 and
+/// 6 are not reproduced, those get the same line.
+pub fn lolwut(ctx: &mut Ctx, a: &Args) {
+    if a.len() >= 3 && eq_ic(a.get(1), "VERSION") && crate::resp::parse_i64(a.get(2)).is_none() {
+        return ctx.r.error(super::NOT_INT);
+    }
+    ctx.r
+        .verbatim(format!("Redis ver. {REDIS_VERSION}\n").as_bytes());
+}
+
 pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
     let st = &ctx.srv.stats;
     for c in [

@@ -554,6 +554,7 @@ pub static COMMANDS: &[Cmd] = &[
     container("memory", -2, 0, MEMORY_SUBS),
     container("latency", -2, 0, LATENCY_SUBS),
     c("time", 1, FAST, NOKEY, s::time),
+    c("lolwut", -1, R | FAST, NOKEY, s::lolwut),
     c("lastsave", 1, FAST, NOKEY, s::lastsave),
     // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.
     c("debug", -2, ADMIN | ALL_SLOTS | ALL_DBS, NOKEY, s::debug),
