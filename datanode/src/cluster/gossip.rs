@@ -499,6 +499,14 @@ impl State {
                 }
             }
         }
+        // A replica belongs to its master's shard: adopt the id the master
+        // announces (it may have been unknown when we started replicating).
+        if let Some(sh) = shard {
+            if self.myself().master == Some(*sid) && self.myself().shard_id != sh {
+                self.myself_mut().shard_id = sh;
+                changed = true;
+            }
+        }
         if changed {
             self.save_soon(false);
             self.todo_route = true;
