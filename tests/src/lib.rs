@@ -6,5 +6,6 @@ pub mod diff;
 pub mod process;
 pub mod resp;
 
+pub use cluster::wait_until;
 pub use process::{datanode_bin, free_port, Node, Server};
 pub use resp::{encode, split_line, Conn, Reply};

@@ -119,6 +119,15 @@ impl Conn {
     }
 
     /// A command's reply as text (for short assertions).
+    /// One field of `INFO <section>`; panics when it is missing.
+    pub fn info_field(&mut self, section: &str, field: &str) -> String {
+        let t = self.text(&["INFO", section]);
+        t.split("\r\n")
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+            .to_string()
+    }
+
     pub fn text<A: AsRef<[u8]>>(&mut self, args: &[A]) -> String {
         let r = self.cmd(args).expect("reply");
         String::from_utf8_lossy(&r.raw).into_owned()

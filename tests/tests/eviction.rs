@@ -2,27 +2,16 @@
 //! the invariants Redis's `unit/maxmemory` checks (which mostly cannot run
 //! externally), and the OOM replies compared with a real redis-server.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slotkv_tests::{encode, Conn, Node, Server};
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    slotkv_tests::wait_until(Duration::from_secs(15), what, f)
 }
 
 fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let t = c.text(&["INFO", section]);
-    t.split("\r\n")
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-        .to_string()
+    c.info_field(section, field)
 }
 
 fn info_num(c: &mut Conn, section: &str, field: &str) -> u64 {

@@ -5,23 +5,12 @@ use std::time::{Duration, Instant};
 
 use slotkv_tests::{Conn, Node, Server};
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    slotkv_tests::wait_until(Duration::from_secs(10), what, f)
 }
 
 fn info_field(c: &mut Conn, section: &str, field: &str) -> String {
-    let t = c.text(&["INFO", section]);
-    t.split("\r\n")
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-        .to_string()
+    c.info_field(section, field)
 }
 
 fn datanode(extra: &[&str]) -> Node {
