@@ -858,3 +858,51 @@ fn maxmemory_clients_evicts_the_biggest_client_unless_no_evict() {
     assert_eq!(kept.read_reply().expect("reply").raw, b"+OK\r\n");
     assert!(admin.text(&["CLIENT", "LIST"]).contains("flags=e"));
 }
+
+/// `rbs=` of the connection named `name` in CLIENT LIST.
+fn reply_buffer_size(admin: &mut Conn, name: &str) -> u64 {
+    let list = admin.text(&["CLIENT", "LIST"]);
+    list.lines()
+        .find(|l| l.contains(&format!(" name={name} ")))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("rbs=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rbs for {name} in {list}"))
+}
+
+#[test]
+fn reply_buffer_shrinks_when_idle_and_grows_when_filled() {
+    // The same scenario on both servers: a new connection's 16 KB buffer
+    // shrinks to the 1 KB minimum once its peak is forgotten, then grows
+    // back by doubling while 32 KB replies keep filling it.
+    for kind in [Server::Redis, Server::Datanode] {
+        let node = Node::start(kind, &["--save", "", "--enable-debug-command", "yes"]);
+        let mut admin = node.conn();
+        let mut c = node.conn();
+        assert_eq!(c.text(&["CLIENT", "SETNAME", "rb"]), "+OK\r\n");
+        let ok = "+OK\r\n";
+        assert_eq!(
+            admin.text(&["DEBUG", "REPLYBUFFER", "PEAK-RESET-TIME", "100"]),
+            ok
+        );
+        wait_until("the idle buffer shrinks", || {
+            (1024..2048).contains(&reply_buffer_size(&mut admin, "rb"))
+        });
+        assert_eq!(admin.text(&["SET", "big", &"x".repeat(32768)]), ok);
+        assert_eq!(
+            admin.text(&["DEBUG", "REPLYBUFFER", "PEAK-RESET-TIME", "never"]),
+            ok
+        );
+        wait_until("the busy buffer grows", || {
+            c.cmd(&["GET", "big"]).expect("get");
+            (16384..32768).contains(&reply_buffer_size(&mut admin, "rb"))
+        });
+        let expands: u64 = info_field(&mut admin, "stats", "reply_buffer_expands")
+            .parse()
+            .expect("expands");
+        assert!(expands >= 4, "{kind:?}: {expands} expands");
+        assert_eq!(
+            admin.text(&["DEBUG", "REPLYBUFFER", "PEAK-RESET-TIME", "reset"]),
+            ok
+        );
+    }
+}

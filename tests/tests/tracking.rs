@@ -406,3 +406,51 @@ fn table_limit_evicts_tracked_keys() {
         assert_eq!(invalidated, 15, "{kind:?}");
     }
 }
+
+#[test]
+fn eviction_invalidation_precedes_reply() {
+    // A command that makes the server evict a key this client tracks gets
+    // that key's invalidation before its own reply (Redis 7.0 too).
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut side = Side::start(kind);
+        side.conn(1);
+        let c = side.conn(0);
+        c.cmd(&["HELLO", "3"]).expect("hello");
+        assert_eq!(c.text(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+        assert_eq!(c.text(&["SETEX", "vk", "10000", "x"]), "+OK\r\n");
+        assert_eq!(c.text(&["GET", "vk"]), "$1\r\nx\r\n");
+        let admin = &mut side.conns[1];
+        let used: u64 = admin
+            .info_field("memory", "used_memory")
+            .parse()
+            .expect("used_memory");
+        let limit = (used + 100 * 1024).to_string();
+        for (k, v) in [
+            ("maxmemory-policy", "volatile-random"),
+            ("maxmemory", limit.as_str()),
+        ] {
+            assert_eq!(admin.text(&["CONFIG", "SET", k, v]), "+OK\r\n");
+        }
+        // The 200 KB argument alone takes memory past the limit: the
+        // volatile key goes, and the SET is still refused.
+        let big = "x".repeat(200 * 1024);
+        let c = &mut side.conns[0];
+        c.send_raw(&encode(&["SET", "big", &big])).expect("send");
+        let first = c.read_reply().expect("first reply");
+        assert_eq!(
+            String::from_utf8_lossy(&first.raw),
+            ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nvk\r\n",
+            "{kind:?}"
+        );
+        let second = c.read_reply().expect("second reply");
+        assert!(
+            second.raw.starts_with(b"-OOM "),
+            "{kind:?}: {:?}",
+            second.raw
+        );
+        assert_eq!(
+            side.conns[1].text(&["CONFIG", "SET", "maxmemory", "0"]),
+            "+OK\r\n"
+        );
+    }
+}

@@ -413,12 +413,26 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
                 .error("ERR argument must be a memory value bigger than 1 and smaller than 4gb"),
         }
     } else if eq_ic(sub, "REPLYBUFFER") && n == 4 {
-        // Our reply buffer is sized per batch; there is no resizing job
-        // to turn on or off, nor a peak to reset.
-        if eq_ic(a.get(2), "PEAK-RESET-TIME") || eq_ic(a.get(2), "RESIZING") {
+        use crate::server::replybuf;
+        let v = a.get(3);
+        if eq_ic(a.get(2), "PEAK-RESET-TIME") {
+            if eq_ic(v, "NEVER") {
+                replybuf::set_peak_reset_ms(Some(-1));
+            } else if eq_ic(v, "RESET") {
+                replybuf::set_peak_reset_ms(None);
+            } else {
+                let Some(ms) = super::int_arg(ctx, v) else {
+                    return true;
+                };
+                replybuf::set_peak_reset_ms(Some(ms));
+            }
+            ctx.r.ok();
+        } else if eq_ic(a.get(2), "RESIZING") {
+            // Redis reads the flag with atoi: anything not a number is 0.
+            replybuf::set_resizing(atoi(v) != 0);
             ctx.r.ok();
         } else {
-            ctx.r.error("ERR Syntax error");
+            return false;
         }
     } else if eq_ic(sub, "LOADAOF") && n == 2 {
         load_aof(ctx);
@@ -433,4 +447,25 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         return false;
     }
     true
+}
+
+/// C's atoi: optional sign and leading digits; anything else reads as 0.
+fn atoi(s: &[u8]) -> i64 {
+    let s = s.trim_ascii_start();
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let n = digits
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0i64, |n, c| {
+            n.wrapping_mul(10).wrapping_add((c - b'0') as i64)
+        });
+    if neg {
+        -n
+    } else {
+        n
+    }
 }

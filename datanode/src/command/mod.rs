@@ -337,6 +337,16 @@ fn oom_rejected(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
         ctx.client.multi.is_some() && !matches!(cmd.name, "exec" | "discard" | "quit" | "reset");
     let refusable = denyoom || queuing;
     let outcome = evict::perform_evictions(ctx.srv, ctx.locks.now, refusable);
+    // Redis delivers the invalidations of keys this command evicted before
+    // its reply.
+    let own = crate::server::tracking::take_own();
+    if !own.is_empty() {
+        let subscribed = ctx.client.subscribed();
+        for m in &own {
+            crate::command::pubsub::write_message(&mut ctx.r, m, subscribed);
+        }
+        ctx.client.reply_from = Some(ctx.r.out.len());
+    }
     if outcome != evict::Outcome::Fail || !refusable {
         return false;
     }

@@ -104,6 +104,9 @@ pub struct ClientInfo {
     /// Reply buffer capacity and the most bytes it held in one batch.
     pub rbs: AtomicU64,
     pub rbp: AtomicU64,
+    /// When the server cron should wake this idle connection to resize
+    /// its reply buffer (`replybuf::ReplyBuf::wake_at`).
+    pub rb_wake_at: AtomicI64,
     pub omem: AtomicU64,
     /// Waiting on keys or for a pause to end (CLIENT LIST flag `b`,
     /// CLIENT UNBLOCK).
@@ -173,10 +176,15 @@ pub struct Client {
     pub qbuf_at_cmd: usize,
     /// Read buffer capacity, as of the current batch.
     pub rbuf_cap: usize,
+    /// The reply buffer's sizing (Redis's resize-by-peak cron).
+    pub rb: super::replybuf::ReplyBuf,
     /// In MONITOR mode: keyspace commands are refused, as for a replica.
     pub monitor: bool,
     /// EXEC is running this client's queue.
     pub in_exec: bool,
+    /// Where this command's reply starts in the output when pushes were
+    /// written ahead of it (an eviction's invalidations for this client).
+    pub reply_from: Option<usize>,
     /// Replaying the AOF: no eviction, as Redis does not evict while loading.
     pub loading: bool,
     /// CLIENT CACHING was given for the next command (OPTIN/OPTOUT).

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::client::{Client, ClientInfo, ReplyMode};
+use super::replybuf::{self, ReplyBuf};
 use super::shared::Shared;
 use super::stats::Stats;
 use crate::command::{self, Action, Args, Ctx, Locks};
@@ -40,8 +41,9 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         multi_len: AtomicI64::new(-1),
         qbuf: AtomicU64::new(0),
         qbuf_cap: AtomicU64::new(READ_CHUNK as u64),
-        rbs: AtomicU64::new(READ_CHUNK as u64),
+        rbs: AtomicU64::new(replybuf::CHUNK as u64),
         rbp: AtomicU64::new(0),
+        rb_wake_at: AtomicI64::new(i64::MAX),
         omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
         no_evict: AtomicBool::new(false),
@@ -74,11 +76,13 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_cmd: "NULL",
         subs: None,
         block_retry: false,
+        reply_from: None,
         postponed: false,
         monitor: false,
         in_exec: false,
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
+        rb: ReplyBuf::new(now),
         loading: false,
         caching: false,
         trk_prefixes: Vec::new(),
@@ -114,6 +118,8 @@ pub fn execute(
         };
         command::dispatch(&mut ctx, args)
     };
+    // Pushes written ahead of the reply are not part of it.
+    let start = client.reply_from.take().unwrap_or(start);
     if std::mem::take(&mut client.postponed) {
         // Not run yet: it is counted (and its reply mode applied) when
         // it runs after the pause.
@@ -220,19 +226,54 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
     srv.feed_monitors(line.into_bytes());
 }
 
-/// Frees an idle connection's empty read buffer (the next read allocates
-/// a fresh one).
-fn release_read_buffer(rbuf: &mut BytesMut, info: &ClientInfo) {
-    if rbuf.is_empty() {
+/// The server cron woke an idle connection: it frees its empty read
+/// buffer after a while (the next read allocates a fresh one), and
+/// resizes its empty reply buffer when due.
+fn idle_wake(client: &mut Client, rbuf: &mut BytesMut, out: &mut Vec<u8>) {
+    let now = now_ms();
+    let info = &client.info;
+    if rbuf.is_empty()
+        && now - info.last_interaction_ms.load(Ordering::Relaxed) >= super::IDLE_RELEASE_MS
+    {
         *rbuf = BytesMut::new();
         info.qbuf_cap.store(0, Ordering::Relaxed);
     }
+    if out.is_empty() && client.rb.due(now) {
+        resize_reply_buffer(client, out, now);
+    }
+}
+
+/// After a batch's replies were written (`out` holds them still): the
+/// buffer goes back to the size kept between batches, and that size is
+/// revisited when due.
+fn after_write(client: &mut Client, out: &mut Vec<u8>, now: i64) {
+    if out.capacity() > client.rb.size {
+        // What overflowed the buffer was for this batch only.
+        *out = Vec::with_capacity(client.rb.size);
+    } else {
+        out.clear();
+    }
+    if client.rb.due(now) {
+        resize_reply_buffer(client, out, now);
+    }
+}
+
+/// Runs the periodic sizing check on the empty reply buffer.
+fn resize_reply_buffer(client: &mut Client, out: &mut Vec<u8>, now: i64) {
+    if let Some(n) = client.rb.check(now) {
+        *out = Vec::with_capacity(n);
+    }
+    let info = &client.info;
+    info.rbs.store(client.rb.size as u64, Ordering::Relaxed);
+    info.rbp.store(client.rb.peak as u64, Ordering::Relaxed);
+    info.rb_wake_at
+        .store(client.rb.wake_at(), Ordering::Relaxed);
 }
 
 /// What CLIENT LIST shows of this connection to others, once per batch.
 /// `consumed`: bytes just advanced past, still part of the read buffer's
 /// allocation.
-fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, out: &[u8], out_cap: usize) {
+fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize) {
     let info = &client.info;
     info.in_multi
         .store(client.multi.is_some(), Ordering::Relaxed);
@@ -252,8 +293,10 @@ fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, out: &[u8], 
     info.qbuf.store(rbuf.len() as u64, Ordering::Relaxed);
     info.qbuf_cap
         .store((rbuf.capacity() + consumed) as u64, Ordering::Relaxed);
-    info.rbs.store(out_cap as u64, Ordering::Relaxed);
-    info.rbp.fetch_max(out.len() as u64, Ordering::Relaxed);
+    info.rbs.store(client.rb.size as u64, Ordering::Relaxed);
+    info.rbp.store(client.rb.peak as u64, Ordering::Relaxed);
+    info.rb_wake_at
+        .store(client.rb.wake_at(), Ordering::Relaxed);
 }
 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
@@ -350,7 +393,7 @@ async fn connection_loop(
     client: &mut Client,
 ) -> std::io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(client.rb.size);
     let mut ranges = Vec::new();
     let mut scratch = Vec::new();
     let mut actions: Vec<Action> = Vec::new();
@@ -390,7 +433,7 @@ async fn connection_loop(
                     continue;
                 }
                 _ = info.idle_notify.notified() => {
-                    release_read_buffer(&mut rbuf, &info);
+                    idle_wake(client, &mut rbuf, &mut out);
                     continue;
                 }
                 m = subs.rx.recv() => {
@@ -407,8 +450,9 @@ async fn connection_loop(
                     while let Ok(m) = subs.rx.try_recv() {
                         deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
+                    client.rb.used(out.len());
                     sock.write_all(&out).await?;
-                    out.clear();
+                    after_write(client, &mut out, now_ms());
                     continue;
                 }
             }
@@ -423,7 +467,7 @@ async fn connection_loop(
                     continue;
                 }
                 _ = info.idle_notify.notified() => {
-                    release_read_buffer(&mut rbuf, &info);
+                    idle_wake(client, &mut rbuf, &mut out);
                     continue;
                 }
                 _ = tokio::time::sleep(std::time::Duration::from_secs(idle)) => {
@@ -442,7 +486,7 @@ async fn connection_loop(
                     continue;
                 }
                 _ = info.idle_notify.notified() => {
-                    release_read_buffer(&mut rbuf, &info);
+                    idle_wake(client, &mut rbuf, &mut out);
                     continue;
                 }
             }
@@ -542,7 +586,8 @@ async fn connection_loop(
             }
         }
         rbuf.advance(pos);
-        publish_state(client, &rbuf, pos, &out, out.capacity());
+        client.rb.used(out.len());
+        publish_state(client, &rbuf, pos);
         info.last_interaction_ms.store(now, Ordering::Relaxed);
         *info.last_cmd.lock() = client.last_cmd;
         flush_counters(srv, client);
@@ -554,12 +599,8 @@ async fn connection_loop(
             info.omem.store(out.len() as u64, Ordering::Relaxed);
             sock.write_all(&out).await?;
             info.omem.store(0, Ordering::Relaxed);
-            if out.capacity() > 1024 * 1024 {
-                out = Vec::with_capacity(READ_CHUNK);
-            } else {
-                out.clear();
-            }
         }
+        after_write(client, &mut out, now);
         if close || client.close_after_reply {
             let _ = sock.shutdown().await;
             return Ok(());

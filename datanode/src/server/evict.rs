@@ -32,6 +32,11 @@ pub enum Outcome {
 pub fn on_evicted(srv: &Shared, db: usize, key: &[u8]) {
     Stats::add(&srv.stats.evicted_keys, 1);
     super::notify::evicted(srv, db, key);
+    // Tracking clients hear of it as of any change; with nobody as the
+    // modifier, as Redis signals evictions.
+    if srv.tracking.armed() {
+        super::tracking::key_changed(srv, key, None);
+    }
 }
 
 /// Memory left out of the limit, as Redis leaves out its AOF buffer:

@@ -8,6 +8,7 @@ pub mod latency;
 pub mod notify;
 pub mod pause;
 pub mod pubsub;
+pub mod replybuf;
 pub mod shared;
 pub mod slowlog;
 pub mod stats;
@@ -371,17 +372,21 @@ fn evict_clients(srv: &Shared) {
 }
 
 /// Like Redis's client cron: a connection idle for 2 s gives its empty
-/// read buffer back (it is asked to; only its own task touches it).
+/// read buffer back, and an idle connection's reply buffer is resized by
+/// its peak (it is asked to; only its own task touches its buffers).
 fn release_idle_buffers(srv: &Shared, now: i64) {
     for c in srv.clients.lock().values() {
-        if c.qbuf_cap.load(Ordering::Relaxed) > 0
+        let release_read = c.qbuf_cap.load(Ordering::Relaxed) > 0
             && c.qbuf.load(Ordering::Relaxed) == 0
-            && now - c.last_interaction_ms.load(Ordering::Relaxed) >= 2000
-        {
+            && now - c.last_interaction_ms.load(Ordering::Relaxed) >= IDLE_RELEASE_MS;
+        if release_read || now >= c.rb_wake_at.load(Ordering::Relaxed) {
             c.idle_notify.notify_one();
         }
     }
 }
+
+/// How long a connection stays idle before its read buffer is freed.
+pub const IDLE_RELEASE_MS: i64 = 2000;
 
 /// Visits slots with TTLs round-robin, deleting expired keys, for at most
 /// ~25 ms per run; returns where to resume.

@@ -153,10 +153,7 @@ pub fn install(srv: &Arc<Shared>) {
 
 /// Hook for the eviction code: publishes `evicted` (class `e`) for a key
 /// just removed from `db` to free memory. Call it after the removal, while
-/// the key's slot is still locked, as commands do. (Client-side caching
-/// hears of the removal from the keyspace itself; Redis sends the evicting
-/// client's own invalidations before its reply: see
-/// `tracking::take_own`.)
+/// the key's slot is still locked, as commands do.
 pub fn evicted(srv: &Shared, db: usize, key: &[u8]) {
     Events::new(srv, srv.hot.notify.load())
         .db(db)
