@@ -575,3 +575,37 @@ fn cluster_events_stay_on_the_owning_node() {
         }
     }
 }
+
+#[test]
+fn keymiss_events_and_read_counts_match_redis() {
+    // Read lookups publish `keymiss` when they find nothing, and count in
+    // INFO's keyspace_hits / keyspace_misses; lookups made to write do
+    // neither.
+    let script = "set s v\nrpush l a b\nsadd st m\nhset h f v\nzadd z 1 m\nset n 5\n\
+                  get s\nget nos\nmget s nos1 nos2\nstrlen nos\ngetrange s 0 -1\n\
+                  exists s nos l\ntype nos\ntype s\nttl nos\npttl s\n\
+                  hget h f\nhget noh f\nhgetall h\nhmget noh a b\nhexists h f\nhlen noh\n\
+                  lrange l 0 -1\nllen nol\nlindex l 0\nlpos nol a\n\
+                  smembers st\nsismember nost m\nsmismember st m x\nscard st\n\
+                  sunion st nost\nsinter st nost\nsrandmember nost\n\
+                  zscore z m\nzrange noz 0 -1\nzcard z\nzrangebyscore z -inf +inf\nzunion 2 z noz\n\
+                  object encoding s\nobject encoding nos\ntouch s nos\ndump nos\n\
+                  getdel nos\ngetdel n\ngetex s\ngetex nos\n\
+                  incr n\nlpush l2 x\ndel nos s\nappend s2 x\nsetrange s3 0 x\n";
+    let mut sides = [start(Server::Redis, "KEm"), start(Server::Datanode, "KEm")];
+    let mut outs = Vec::new();
+    let mut counts = Vec::new();
+    for side in sides.iter_mut() {
+        outs.push(run(side, script));
+        let hits = side.c.info_field("stats", "keyspace_hits");
+        let misses = side.c.info_field("stats", "keyspace_misses");
+        counts.push((hits, misses));
+    }
+    assert_same(&outs[0].replies, &outs[1].replies);
+    assert_same(&outs[0].events, &outs[1].events);
+    assert!(outs[1].events.len() > 20, "{:?}", outs[1].events);
+    assert_eq!(
+        counts[0], counts[1],
+        "(hits, misses): redis-server vs datanode"
+    );
+}

@@ -439,7 +439,25 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     let start = ctx.r.out.len();
     let t0 = std::time::Instant::now();
-    (cmd.handler)(ctx, args);
+    // Redis counts hits and misses of lookups made to read: those of
+    // read-only commands, and of GETDEL/GETEX, which look their key up
+    // for reading. OBJECT's misses are not announced.
+    let reads = cmd.flags & table::flags::READONLY != 0 || matches!(cmd.name, "getdel" | "getex");
+    if reads {
+        use crate::keyspace::lookups::{count_reads, Mode};
+        let outer = count_reads(if cmd.name.starts_with("object") {
+            Mode::CountQuiet
+        } else {
+            Mode::Count
+        });
+        (cmd.handler)(ctx, args);
+        count_reads(outer);
+        let (hits, misses) = crate::keyspace::lookups::take();
+        ctx.client.pending_hits += hits;
+        ctx.client.pending_misses += misses;
+    } else {
+        (cmd.handler)(ctx, args);
+    }
     if cmd.flags & table::flags::READONLY != 0 {
         track_read(ctx, cmd, args);
     }

@@ -219,27 +219,50 @@ impl<'a> SlotRef<'a> {
     /// [`SlotRef::touch`] when it changed the value.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
         if self.expire_if_needed(key) {
+            self.counted(key, false);
             return None;
         }
-        let now = self.now;
-        self.t.find_mut(key).map(|e| {
-            super::access::touch(e.key.meta_mut(), now);
-            &mut e.val
-        })
+        let (now, db) = (self.now, self.db);
+        match self.t.find_mut(key) {
+            Some(e) => {
+                super::lookups::record(true);
+                super::access::touch(e.key.meta_mut(), now);
+                Some(&mut e.val)
+            }
+            None => {
+                if super::lookups::record(false) {
+                    db.events.missed(db.index, key);
+                }
+                None
+            }
+        }
     }
 
     /// Reads without recording an access (OBJECT, TYPE, `CLIENT NO-TOUCH`).
     pub fn peek(&mut self, key: &[u8]) -> Option<(&Value, u32)> {
         if self.expire_if_needed(key) {
+            self.counted(key, false);
             return None;
         }
-        self.t.find(key).map(|e| (&e.val, e.key.meta()))
+        let found = self.t.find(key).map(|e| (&e.val, e.key.meta()));
+        self.counted(key, found.is_some());
+        found
     }
 
     /// Whether the key exists, without recording an access (EXISTS, TTL
     /// and TYPE leave OBJECT IDLETIME alone in Redis).
     pub fn exists(&mut self, key: &[u8]) -> bool {
-        !self.expire_if_needed(key) && self.t.find(key).is_some()
+        let found = !self.expire_if_needed(key) && self.t.find(key).is_some();
+        self.counted(key, found);
+        found
+    }
+
+    /// A lookup's outcome, for the read statistics and `keymiss` events.
+    #[inline]
+    fn counted(&self, key: &[u8], found: bool) {
+        if super::lookups::record(found) {
+            self.db.events.missed(self.db.index, key);
+        }
     }
 
     /// Records an access to the key if it exists (TOUCH).

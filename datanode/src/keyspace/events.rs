@@ -14,6 +14,8 @@ pub enum KeyEvent {
     /// Any change to a key's value or TTL, or its removal (not an expiry:
     /// that is `Expired`). Reported only while someone tracks keys.
     Modified,
+    /// A command looked a key up to read it and found nothing.
+    Missed,
 }
 
 pub type Sink = Box<dyn Fn(KeyEvent, usize, &[u8]) + Send + Sync>;
@@ -21,6 +23,7 @@ pub type Sink = Box<dyn Fn(KeyEvent, usize, &[u8]) + Send + Sync>;
 const CREATED: u8 = 1;
 const EXPIRED: u8 = 2;
 const MODIFIED: u8 = 4;
+const MISSED: u8 = 8;
 
 #[derive(Default)]
 pub struct KeyEvents {
@@ -32,13 +35,16 @@ pub struct KeyEvents {
 
 impl KeyEvents {
     /// Chooses which kinds are reported for keyspace notifications.
-    pub fn report(&self, created: bool, expired: bool) {
+    pub fn report(&self, created: bool, expired: bool, missed: bool) {
         let mut w = 0;
         if created {
             w |= CREATED;
         }
         if expired {
             w |= EXPIRED;
+        }
+        if missed {
+            w |= MISSED;
         }
         // The MODIFIED bit belongs to `report_modified`.
         self.wanted.fetch_and(MODIFIED, Ordering::Relaxed);
@@ -71,6 +77,13 @@ impl KeyEvents {
     pub(super) fn expired(&self, db: usize, key: &[u8]) {
         if self.wanted.load(Ordering::Relaxed) & (EXPIRED | MODIFIED) != 0 {
             self.emit(KeyEvent::Expired, db, key);
+        }
+    }
+
+    #[inline]
+    pub(super) fn missed(&self, db: usize, key: &[u8]) {
+        if self.wanted.load(Ordering::Relaxed) & MISSED != 0 {
+            self.emit(KeyEvent::Missed, db, key);
         }
     }
 

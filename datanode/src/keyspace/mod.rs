@@ -8,6 +8,7 @@ pub mod events;
 pub mod evict;
 pub mod hashslot;
 pub mod key;
+pub mod lookups;
 pub mod plist;
 pub mod ranktree;
 pub mod sbytes;

@@ -157,6 +157,9 @@ pub struct Client {
     /// Commands run since the last flush to the shared counters.
     pub pending_cmds: u64,
     pub pending_dirty: u64,
+    /// Read lookups since the last flush (INFO keyspace_hits/misses).
+    pub pending_hits: u64,
+    pub pending_misses: u64,
     /// Effect-log offset of this client's last write (for fsync=always).
     pub last_write_offset: u64,
     /// How long the last command's handler ran (slowlog, commandstats).

@@ -71,6 +71,8 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         asking: false,
         pending_cmds: 0,
         pending_dirty: 0,
+        pending_hits: 0,
+        pending_misses: 0,
         last_write_offset: 0,
         last_elapsed_us: 0,
         last_cmd: "NULL",
@@ -385,6 +387,14 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
 fn flush_counters(srv: &Shared, c: &mut Client) {
     Stats::add(&srv.stats.commands, std::mem::take(&mut c.pending_cmds));
     Stats::add(&srv.stats.dirty, std::mem::take(&mut c.pending_dirty));
+    Stats::add(
+        &srv.stats.keyspace_hits,
+        std::mem::take(&mut c.pending_hits),
+    );
+    Stats::add(
+        &srv.stats.keyspace_misses,
+        std::mem::take(&mut c.pending_misses),
+    );
 }
 
 async fn connection_loop(

@@ -122,7 +122,9 @@ impl Flags {
 pub fn configure(srv: &Shared, f: u32) {
     let f = if f & (KEYSPACE | KEYEVENT) == 0 { 0 } else { f };
     srv.hot.notify.0.store(f, Ordering::Relaxed);
-    srv.ks.events.report(f & NEW != 0, f & EXPIRED != 0);
+    srv.ks
+        .events
+        .report(f & NEW != 0, f & EXPIRED != 0, f & KEY_MISS != 0);
 }
 
 /// Makes the keyspace's reports of created and expired keys reach
@@ -133,6 +135,7 @@ pub fn install(srv: &Arc<Shared>) {
         if let Some(srv) = weak.upgrade() {
             let (c, name) = match ev {
                 KeyEvent::Created => (NEW, "new"),
+                KeyEvent::Missed => (KEY_MISS, "keymiss"),
                 KeyEvent::Expired => {
                     if srv.tracking.armed() {
                         super::tracking::key_changed(&srv, key, None);
