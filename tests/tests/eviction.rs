@@ -245,8 +245,11 @@ fn read_half_then_overflow(
         pipeline(c, chunk);
     }
     assert!(fill(c, "new", 500, None).iter().all(|r| r == "+OK\r\n"));
-    assert!(info_num(c, "stats", "evicted_keys") >= 200);
+    // A pass that runs out of time leaves the rest to a background task:
+    // count once memory has settled.
     assert_settles_under(c, limit);
+    let evicted = info_num(c, "stats", "evicted_keys");
+    assert!(evicted >= 200, "evicted {evicted}");
     let kept = survivors(c, 2000);
     eprintln!("kept (read, unread): {kept:?}");
     kept

@@ -906,3 +906,73 @@ fn reply_buffer_shrinks_when_idle_and_grows_when_filled() {
         );
     }
 }
+
+/// Connections in CLIENT LIST named `name`.
+fn clients_named(admin: &mut Conn, name: &str) -> usize {
+    admin
+        .text(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| l.contains(&format!(" name={name} ")))
+        .count()
+}
+
+/// Publishes 1 KB messages on `ch` in pipelined batches until no client
+/// named `name` is left or `max_mb` were sent; returns the megabytes sent.
+fn publish_until_closed(admin: &mut Conn, ch: &str, name: &str, max_mb: usize) -> usize {
+    let payload = "p".repeat(1024);
+    let batch: Vec<u8> = (0..1024)
+        .flat_map(|_| slotkv_tests::encode(&["PUBLISH", ch, &payload]))
+        .collect();
+    for mb in 1..=max_mb {
+        admin.send_raw(&batch).expect("publish");
+        for _ in 0..1024 {
+            admin.read_reply().expect("publish reply");
+        }
+        if clients_named(admin, name) == 0 {
+            return mb;
+        }
+    }
+    max_mb
+}
+
+#[test]
+fn slow_subscribers_are_closed_at_their_output_limit() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let node = Node::start(kind, &["--save", ""]);
+        let mut admin = node.conn();
+        // Hard limit: a subscriber that never reads is closed once what
+        // waits for it (past the kernel's socket buffers) passes 100 KB.
+        let ok = "+OK\r\n";
+        let set =
+            |a: &mut Conn, v: &str| a.text(&["CONFIG", "SET", "client-output-buffer-limit", v]);
+        assert_eq!(set(&mut admin, "pubsub 100000 0 0"), ok);
+        let got = admin.text(&["CONFIG", "GET", "client-output-buffer-limit"]);
+        assert!(got.contains("pubsub 100000 0 0"), "{kind:?}: {got}");
+        assert!(
+            got.contains("slave 268435456 67108864 60"),
+            "{kind:?}: {got}"
+        );
+        let mut sub = node.conn();
+        assert_eq!(sub.text(&["CLIENT", "SETNAME", "slow"]), ok);
+        sub.cmd(&["SUBSCRIBE", "ch"]).expect("subscribe");
+        let mb = publish_until_closed(&mut admin, "ch", "slow", 64);
+        assert!(mb < 64, "{kind:?}: the slow subscriber was never closed");
+        // Soft limit: over 100 KB for more than a second.
+        assert_eq!(set(&mut admin, "pubsub 0 100000 1"), ok);
+        let mut sub = node.conn();
+        assert_eq!(sub.text(&["CLIENT", "SETNAME", "slow2"]), ok);
+        sub.cmd(&["SUBSCRIBE", "ch"]).expect("subscribe");
+        let t0 = Instant::now();
+        publish_until_closed(&mut admin, "ch", "slow2", 24);
+        wait_until("the soft limit closes the subscriber", || {
+            clients_named(&mut admin, "slow2") == 0
+        });
+        assert!(
+            t0.elapsed() >= Duration::from_secs(1),
+            "{kind:?}: closed too early"
+        );
+        // Bad values are refused with Redis's reason.
+        let bad = set(&mut admin, "master 1 2 3");
+        assert!(bad.contains("Invalid client class"), "{kind:?}: {bad}");
+    }
+}

@@ -556,10 +556,10 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
                 .map_or(-1, |m| m.queue.len() as i64),
             ctx.client.qbuf_at_cmd as u64,
             ctx.client.rbuf_cap as u64,
-            ctx.r.out.capacity() as u64,
+            ctx.client.rb.size as u64,
             argv as u64,
             ctx.r.out.len() as u64,
-            0,
+            c.outq.bytes.load(Ordering::Relaxed),
             current_cmd_name(args),
         )
     } else {
@@ -573,7 +573,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
             r(&c.rbs),
             0,
             0,
-            r(&c.omem),
+            c.output_bytes(),
             c.last_cmd.lock().to_string(),
         )
     };
@@ -700,7 +700,10 @@ pub fn client_list(ctx: &mut Ctx, a: &Args) {
     clients.sort_by_key(|c| c.id);
     let mut out = String::new();
     for c in clients {
-        if ids.as_ref().is_some_and(|v| !v.contains(&c.id))
+        // A killed connection is gone for Redis (it frees it at once)
+        // even while its task is still winding down here.
+        if (c.killed.load(Ordering::Relaxed) && c.id != ctx.client.id)
+            || ids.as_ref().is_some_and(|v| !v.contains(&c.id))
             || ctype.is_some_and(|p| p != is_pubsub(ctx, &c))
         {
             continue;

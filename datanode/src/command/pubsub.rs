@@ -92,7 +92,8 @@ pub fn ensure_subs(client: &mut crate::server::client::Client) -> &mut Subs {
         let subs = match (adopted, inbox.as_ref()) {
             (Some(rx), Some(tx)) => Subs::with_queue(tx.clone(), rx),
             _ => {
-                let s = Subs::new();
+                let (tx, rx) = crate::server::outbox::channel(&client.info.outq);
+                let s = Subs::with_queue(tx, rx);
                 *inbox = Some(s.tx.clone());
                 s
             }

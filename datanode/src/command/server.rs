@@ -165,7 +165,14 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if !o.is_empty() {
             o.push_str("\r\n");
         }
-        let n = srv.clients.lock().len();
+        // Killed connections still winding down are not counted (Redis
+        // frees them at once); the running one is until its reply.
+        let n = srv
+            .clients
+            .lock()
+            .values()
+            .filter(|c| !c.killed.load(Ordering::Relaxed) || c.id == ctx.client.id)
+            .count();
         let _ = write!(
             o,
             "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:{}\r\nclients_in_timeout_table:0\r\n",
@@ -219,7 +226,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             .map(|c| {
                 c.qbuf_cap.load(Ordering::Relaxed)
                     + c.rbs.load(Ordering::Relaxed)
-                    + c.omem.load(Ordering::Relaxed)
+                    + c.output_bytes()
             })
             .sum();
         // No scripting engine yet: the Lua and function figures are zero.

@@ -163,7 +163,10 @@ impl Config {
                 return Err(bad("Bad directive or wrong number of arguments"));
             }
         }
-        let v = validate(&canon, &l.args[1..]).map_err(|e| bad(&e))?;
+        let mut v = validate(&canon, &l.args[1..]).map_err(|e| bad(&e))?;
+        if canon == "client-output-buffer-limit" {
+            v = table::merge_obuf_limits(self.raw(&canon), &v);
+        }
         self.note_notify(&canon, &l.args[1..].join(" "));
         if canon == "dir" {
             if let Err(e) = std::env::set_current_dir(&v) {
@@ -382,9 +385,12 @@ impl Config {
             } else {
                 vec![raw.clone()]
             };
-            let val = validate(&canon, &parts).map_err(|e| {
+            let mut val = validate(&canon, &parts).map_err(|e| {
                 format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")
             })?;
+            if canon == "client-output-buffer-limit" {
+                val = table::merge_obuf_limits(self.raw(&canon), &val);
+            }
             staged.push((canon, val, name, raw));
         }
         let mut changed = Vec::new();

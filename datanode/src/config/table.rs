@@ -25,6 +25,8 @@ pub enum Kind {
     List,
     /// Keyspace notification classes (`KEA`, …).
     NotifyClasses,
+    /// `client-output-buffer-limit`: groups of class, hard, soft, seconds.
+    ObufLimits,
 }
 
 pub struct Spec {
@@ -152,6 +154,7 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s("maxmemory-clients", MemoryOrPercent, false),
+    s("client-output-buffer-limit", ObufLimits, false),
     s(
         "key-load-delay",
         Int {
@@ -369,6 +372,58 @@ pub fn parse_memory(v: &str) -> Option<i64> {
     n.checked_mul(mul)
 }
 
+/// Validates `client-output-buffer-limit` groups (the classes given only;
+/// [`merge_obuf_limits`] keeps the others), with Redis's reasons.
+fn obuf_limits(args: &[String]) -> Result<String, String> {
+    let w: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
+    if w.is_empty() || !w.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    let mut out = Vec::new();
+    for g in w.chunks(4) {
+        let class = match g[0].to_ascii_lowercase().as_str() {
+            "normal" => "normal",
+            "slave" | "replica" => "slave",
+            "pubsub" => "pubsub",
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into())
+            }
+        };
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let mem = |v: &str| parse_memory(v).filter(|n| *n >= 0).ok_or_else(bad);
+        let (hard, soft) = (mem(g[1])?, mem(g[2])?);
+        let secs = crate::resp::parse_i64(g[3].as_bytes())
+            .filter(|n| *n >= 0)
+            .ok_or_else(bad)?;
+        out.push(format!("{class} {hard} {soft} {secs}"));
+    }
+    Ok(out.join(" "))
+}
+
+/// The full `client-output-buffer-limit` value after setting the classes
+/// in `update` over `current` (both normalised), in Redis's class order.
+pub fn merge_obuf_limits(current: &str, update: &str) -> String {
+    let groups = |v: &str| -> Vec<(String, String)> {
+        let w: Vec<&str> = v.split_whitespace().collect();
+        w.chunks(4)
+            .filter(|g| g.len() == 4)
+            .map(|g| (g[0].to_string(), g[1..].join(" ")))
+            .collect()
+    };
+    let (cur, upd) = (groups(current), groups(update));
+    ["normal", "slave", "pubsub"]
+        .iter()
+        .filter_map(|class| {
+            upd.iter()
+                .rev()
+                .chain(cur.iter())
+                .find(|(c, _)| c == class)
+                .map(|(c, v)| format!("{c} {v}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Checks and normalises a value for `canon`; the error is Redis's reason.
 pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
     let joined = args.join(" ");
@@ -439,6 +494,7 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         }
         Str => Ok(one()?.clone()),
         NotifyClasses => crate::server::notify::canonical(one()?),
+        ObufLimits => obuf_limits(args),
         List => {
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
@@ -458,6 +514,26 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_buffer_limits_validate_and_merge_like_redis() {
+        let v = |s: &str| validate("client-output-buffer-limit", &[s.to_string()]);
+        assert_eq!(
+            v("PubSub 1mb 100k 3").as_deref(),
+            Ok("pubsub 1048576 100000 3")
+        );
+        assert_eq!(v("replica 0 0 0").as_deref(), Ok("slave 0 0 0"));
+        assert!(v("pubsub 1 2").unwrap_err().starts_with("Wrong number"));
+        assert!(v("master 1 2 3")
+            .unwrap_err()
+            .starts_with("Invalid client class"));
+        assert!(v("pubsub -1 2 3").unwrap_err().starts_with("Error in hard"));
+        let cur = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60";
+        assert_eq!(
+            merge_obuf_limits(cur, "pubsub 100000 0 0"),
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 100000 0 0"
+        );
+    }
     use proptest::prelude::*;
 
     proptest! {

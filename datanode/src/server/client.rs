@@ -35,20 +35,12 @@ pub struct Subs {
     pub patterns: Vec<Vec<u8>>,
     pub shard_channels: Vec<Vec<u8>>,
     pub tx: super::pubsub::Tx,
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>,
+    pub rx: super::outbox::Rx,
 }
 
 impl Subs {
-    pub fn new() -> Subs {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        Subs::with_queue(tx, rx)
-    }
-
-    /// Subscriptions around an existing message queue.
-    pub fn with_queue(
-        tx: super::pubsub::Tx,
-        rx: tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>,
-    ) -> Subs {
+    /// Subscriptions around a message queue.
+    pub fn with_queue(tx: super::pubsub::Tx, rx: super::outbox::Rx) -> Subs {
         Subs {
             channels: Vec::new(),
             patterns: Vec::new(),
@@ -60,12 +52,6 @@ impl Subs {
 
     pub fn count(&self) -> usize {
         self.channels.len() + self.patterns.len()
-    }
-}
-
-impl Default for Subs {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -107,7 +93,6 @@ pub struct ClientInfo {
     /// When the server cron should wake this idle connection to resize
     /// its reply buffer (`replybuf::ReplyBuf::wake_at`).
     pub rb_wake_at: AtomicI64,
-    pub omem: AtomicU64,
     /// Waiting on keys or for a pause to end (CLIENT LIST flag `b`,
     /// CLIENT UNBLOCK).
     pub blocked: AtomicBool,
@@ -130,11 +115,19 @@ pub struct ClientInfo {
     pub inbox: Mutex<Option<super::pubsub::Tx>>,
     /// A queue another connection made for this one (an invalidation for a
     /// RESP3 redirect target that had none); the connection adopts it.
-    pub adopt: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<super::pubsub::PubMsg>>>,
+    pub adopt: Mutex<Option<super::outbox::Rx>>,
+    /// What this connection's message queue shares with its senders.
+    pub outq: std::sync::Arc<super::outbox::OutQ>,
     pub has_adopt: AtomicBool,
 }
 
 impl ClientInfo {
+    /// Output waiting for this client: what it is writing and what other
+    /// connections queued for it (Redis's `omem`).
+    pub fn output_bytes(&self) -> u64 {
+        self.outq.writing.load(Ordering::Relaxed) + self.outq.bytes.load(Ordering::Relaxed)
+    }
+
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
         self.kill_notify.notify_one();

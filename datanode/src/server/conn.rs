@@ -23,7 +23,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
     let id = srv.next_client_id.fetch_add(1, Ordering::Relaxed);
     let now = now_ms();
-    let info = Arc::new(ClientInfo {
+    let info = Arc::new_cyclic(|me| ClientInfo {
+        outq: Arc::new(super::outbox::OutQ::new(me.clone())),
         id,
         addr,
         laddr,
@@ -44,7 +45,6 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         rbs: AtomicU64::new(replybuf::CHUNK as u64),
         rbp: AtomicU64::new(0),
         rb_wake_at: AtomicI64::new(i64::MAX),
-        omem: AtomicU64::new(0),
         fd: std::sync::atomic::AtomicI32::new(-1),
         no_evict: AtomicBool::new(false),
         idle_notify: tokio::sync::Notify::new(),
@@ -228,6 +228,28 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
     srv.feed_monitors(line.into_bytes());
 }
 
+/// Writes `out`, counted as output in progress; gives up when the client
+/// is killed meanwhile (a reader too slow for its output limit is closed
+/// without waiting for it). False when killed.
+async fn write_out(sock: &mut TcpStream, out: &[u8], info: &ClientInfo) -> std::io::Result<bool> {
+    let q = &info.outq;
+    q.writing.store(out.len() as u64, Ordering::Relaxed);
+    let done = tokio::select! {
+        r = sock.write_all(out) => r.map(|_| true),
+        _ = until_killed(info) => Ok(false),
+    };
+    q.writing.store(0, Ordering::Relaxed);
+    done
+}
+
+/// Completes once the client is killed. (Other wake-ups on the same
+/// notifier are re-checked by the main loop, which looks for them anyway.)
+async fn until_killed(info: &ClientInfo) {
+    while !info.killed.load(Ordering::Relaxed) {
+        info.kill_notify.notified().await;
+    }
+}
+
 /// The server cron woke an idle connection: it frees its empty read
 /// buffer after a while (the next read allocates a fresh one), and
 /// resizes its empty reply buffer when due.
@@ -283,6 +305,15 @@ fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize) {
         client.multi.as_ref().map_or(-1, |m| m.queue.len() as i64),
         Ordering::Relaxed,
     );
+    let subscribed = client
+        .subs
+        .as_ref()
+        .is_some_and(|s| s.channels.len() + s.patterns.len() + s.shard_channels.len() > 0);
+    info.outq.set_class(if subscribed {
+        super::outbox::Class::PubSub
+    } else {
+        super::outbox::Class::Normal
+    });
     if let Some(s) = &client.subs {
         info.sub[0].store(s.channels.len() as u64, Ordering::Relaxed);
         info.sub[1].store(s.patterns.len() as u64, Ordering::Relaxed);
@@ -431,7 +462,7 @@ async fn connection_loop(
                     // Messages published before this read go out before
                     // the replies to what was read, as in Redis.
                     let mut r2 = Reply::new(&mut out, client.proto);
-                    while let Ok(m) = subs.rx.try_recv() {
+                    while let Some(m) = subs.rx.try_recv() {
                         deliver(&mut r2, client.reply_mode, subscribed, &m);
                     }
                     r?
@@ -457,11 +488,13 @@ async fn connection_loop(
                     if let Some(m) = m {
                         deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
-                    while let Ok(m) = subs.rx.try_recv() {
+                    while let Some(m) = subs.rx.try_recv() {
                         deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
                     client.rb.used(out.len());
-                    sock.write_all(&out).await?;
+                    if !write_out(sock, &out, &info).await? {
+                        return Ok(());
+                    }
                     after_write(client, &mut out, now_ms());
                     continue;
                 }
@@ -606,9 +639,9 @@ async fn connection_loop(
         }
         if !out.is_empty() {
             Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
-            info.omem.store(out.len() as u64, Ordering::Relaxed);
-            sock.write_all(&out).await?;
-            info.omem.store(0, Ordering::Relaxed);
+            if !write_out(sock, &out, &info).await? {
+                return Ok(());
+            }
         }
         after_write(client, &mut out, now);
         if close || client.close_after_reply {

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod evict;
 pub mod latency;
 pub mod notify;
+pub mod outbox;
 pub mod pause;
 pub mod pubsub;
 pub mod replybuf;
@@ -90,6 +91,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .query_buffer_limit
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
+    outbox::configure(cfg.value("client-output-buffer-limit"));
     srv.tracking.set_max_keys(cfg.tracking_table_max_keys());
     notify::configure(srv, cfg.notify_keyspace_events());
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
@@ -322,10 +324,7 @@ async fn cron(srv: Arc<Shared>) {
 /// What a connection costs in memory for `maxmemory-clients`: its query
 /// and reply buffers, output waiting for the socket, and its structures.
 fn client_memory(c: &client::ClientInfo) -> u64 {
-    c.qbuf_cap.load(Ordering::Relaxed)
-        + c.rbs.load(Ordering::Relaxed)
-        + c.omem.load(Ordering::Relaxed)
-        + 1024
+    c.qbuf_cap.load(Ordering::Relaxed) + c.rbs.load(Ordering::Relaxed) + c.output_bytes() + 1024
 }
 
 /// `maxmemory-clients`: when all connections together use more than the
@@ -381,6 +380,12 @@ fn release_idle_buffers(srv: &Shared, now: i64) {
             && now - c.last_interaction_ms.load(Ordering::Relaxed) >= IDLE_RELEASE_MS;
         if release_read || now >= c.rb_wake_at.load(Ordering::Relaxed) {
             c.idle_notify.notify_one();
+        }
+        // A soft output limit is enforced without traffic too (Redis
+        // checks it in its client cron).
+        let queued = c.outq.bytes.load(Ordering::Relaxed);
+        if queued > 0 {
+            c.outq.check(c.output_bytes(), || now);
         }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Clone, Debug)]
 pub enum PubMsg {
@@ -42,7 +41,31 @@ pub enum PubMsg {
     RedirBroken(u64),
 }
 
-pub type Tx = UnboundedSender<PubMsg>;
+impl PubMsg {
+    /// About the bytes it takes on the wire (a RESP2 message frame), what
+    /// it counts for in a client's output buffer.
+    pub fn wire_size(&self) -> usize {
+        const FRAME: usize = 40;
+        FRAME
+            + match self {
+                PubMsg::Message { channel, payload } | PubMsg::SMessage { channel, payload } => {
+                    channel.len() + payload.len()
+                }
+                PubMsg::PMessage {
+                    pattern,
+                    channel,
+                    payload,
+                } => pattern.len() + channel.len() + payload.len(),
+                PubMsg::Raw(b) => b.len(),
+                PubMsg::Invalidate { keys, .. } => keys
+                    .as_ref()
+                    .map_or(0, |k| k.iter().map(|k| k.len() + 16).sum()),
+                PubMsg::RedirBroken(_) => 0,
+            }
+    }
+}
+
+pub use super::outbox::Tx;
 
 /// Publishing only reads the channel and pattern tables, so publishers
 /// (keyspace notifications come from every write) share their locks.
@@ -128,7 +151,7 @@ impl PubSub {
                         channel: channel.clone(),
                         payload: payload.clone(),
                     };
-                    n += tx.send(m).is_ok() as usize;
+                    n += tx.send(m) as usize;
                 }
             }
         }
@@ -140,7 +163,7 @@ impl PubSub {
                         channel: channel.clone(),
                         payload: payload.clone(),
                     };
-                    n += tx.send(m).is_ok() as usize;
+                    n += tx.send(m) as usize;
                 }
             }
         }
@@ -193,7 +216,6 @@ impl PubSub {
                     channel: channel.clone(),
                     payload: payload.clone(),
                 })
-                .is_ok()
             })
             .count()
     }

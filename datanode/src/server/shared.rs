@@ -148,7 +148,7 @@ impl Shared {
     pub fn feed_monitors(&self, line: Vec<u8>) {
         let line = bytes::Bytes::from(line);
         let mut m = self.monitors.lock();
-        m.retain(|(_, tx)| tx.send(super::pubsub::PubMsg::Raw(line.clone())).is_ok());
+        m.retain(|(_, tx)| tx.send(super::pubsub::PubMsg::Raw(line.clone())));
         if m.is_empty() {
             self.has_monitors.store(false, Ordering::Relaxed);
         }

@@ -262,7 +262,7 @@ fn deliver(to: &ClientInfo, m: PubMsg) {
     if to.resp.load(Ordering::Relaxed) < 3 {
         return;
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = super::outbox::channel(&to.outq);
     let _ = tx.send(m);
     *inbox = Some(tx);
     *to.adopt.lock() = Some(rx);
