@@ -12,6 +12,7 @@ pub mod glob;
 pub mod keyspace;
 pub mod memory;
 pub mod persistence;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod util;

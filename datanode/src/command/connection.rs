@@ -578,6 +578,11 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
         )
     };
     let mut flags = String::new();
+    match c.role.load(Ordering::Relaxed) {
+        crate::server::client::role::REPLICA => flags.push('S'),
+        crate::server::client::role::MASTER => flags.push('M'),
+        _ => {}
+    }
     if c.is_monitor.load(Ordering::Relaxed) {
         flags.push('O');
     }
@@ -631,6 +636,41 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     )
 }
 
+/// Redis's client types, as CLIENT LIST/KILL TYPE name them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientType {
+    Normal,
+    Replica,
+    Master,
+    PubSub,
+}
+
+impl ClientType {
+    fn parse(t: &[u8]) -> Option<ClientType> {
+        if eq_ic(t, "normal") {
+            Some(ClientType::Normal)
+        } else if eq_ic(t, "replica") || eq_ic(t, "slave") {
+            Some(ClientType::Replica)
+        } else if eq_ic(t, "master") {
+            Some(ClientType::Master)
+        } else if eq_ic(t, "pubsub") {
+            Some(ClientType::PubSub)
+        } else {
+            None
+        }
+    }
+}
+
+fn client_type(ctx: &Ctx, c: &crate::server::client::ClientInfo) -> ClientType {
+    use crate::server::client::role;
+    match c.role.load(Ordering::Relaxed) {
+        role::MASTER => ClientType::Master,
+        role::REPLICA => ClientType::Replica,
+        _ if is_pubsub(ctx, c) => ClientType::PubSub,
+        _ => ClientType::Normal,
+    }
+}
+
 fn is_pubsub(ctx: &Ctx, c: &crate::server::client::ClientInfo) -> bool {
     if c.id == ctx.client.id {
         ctx.client
@@ -658,29 +698,18 @@ fn current_cmd_name(args: &Args) -> String {
 
 pub fn client_list(ctx: &mut Ctx, a: &Args) {
     let mut ids: Option<Vec<u64>> = None;
-    let mut ctype: Option<bool> = None;
+    let mut ctype: Option<ClientType> = None;
     let mut i = 2;
     while i < a.len() {
         if eq_ic(a.get(i), "TYPE") && i + 1 < a.len() {
             let t = a.get(i + 1);
-            if !(eq_ic(t, "normal")
-                || eq_ic(t, "master")
-                || eq_ic(t, "replica")
-                || eq_ic(t, "slave")
-                || eq_ic(t, "pubsub"))
-            {
+            let Some(parsed) = ClientType::parse(t) else {
                 return ctx.r.error(&format!(
                     "ERR Unknown client type '{}'",
                     String::from_utf8_lossy(t)
                 ));
-            }
-            if eq_ic(t, "pubsub") {
-                ctype = Some(true);
-            } else if eq_ic(t, "normal") {
-                ctype = Some(false);
-            } else {
-                ids = Some(Vec::new());
-            }
+            };
+            ctype = Some(parsed);
             i += 2;
         } else if eq_ic(a.get(i), "ID") && i + 1 < a.len() {
             let mut v = Vec::new();
@@ -704,7 +733,7 @@ pub fn client_list(ctx: &mut Ctx, a: &Args) {
         // even while its task is still winding down here.
         if (c.killed.load(Ordering::Relaxed) && c.id != ctx.client.id)
             || ids.as_ref().is_some_and(|v| !v.contains(&c.id))
-            || ctype.is_some_and(|p| p != is_pubsub(ctx, &c))
+            || ctype.is_some_and(|t| t != client_type(ctx, &c))
         {
             continue;
         }
@@ -740,9 +769,7 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
     let mut addr = None;
     let mut laddr = None;
     let mut skipme = true;
-    // TYPE: Some(true) pub/sub clients, Some(false) normal ones.
-    let mut ctype: Option<bool> = None;
-    let mut none_of_type = false;
+    let mut ctype: Option<ClientType> = None;
     let mut i = 2;
     while i + 1 < a.len() {
         let (k, v) = (a.get(i), a.get(i + 1));
@@ -764,20 +791,14 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
                 return ctx.r.error(SYNTAX);
             }
         } else if eq_ic(k, "TYPE") {
-            // Without replication every client is normal or pub/sub (a
-            // MONITOR client counts as normal, as in Redis).
-            if eq_ic(v, "normal") {
-                ctype = Some(false);
-            } else if eq_ic(v, "pubsub") {
-                ctype = Some(true);
-            } else if eq_ic(v, "master") || eq_ic(v, "replica") || eq_ic(v, "slave") {
-                none_of_type = true;
-            } else {
+            // A MONITOR client counts as normal, as in Redis.
+            let Some(t) = ClientType::parse(v) else {
                 return ctx.r.error(&format!(
                     "ERR Unknown client type '{}'",
                     String::from_utf8_lossy(v)
                 ));
-            }
+            };
+            ctype = Some(t);
         } else if eq_ic(k, "USER") {
             // `default` is the only user until ACLs arrive.
             if v != b"default" {
@@ -800,8 +821,7 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
             || addr.as_ref().is_some_and(|x| *x != c.addr.to_string())
             || laddr.as_ref().is_some_and(|x| *x != c.laddr.to_string())
             || (skipme && c.id == ctx.client.id)
-            || none_of_type
-            || ctype.is_some_and(|p| p != is_pubsub(ctx, &c))
+            || ctype.is_some_and(|t| t != client_type(ctx, &c))
         {
             continue;
         }

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod meta;
 mod meta_table;
 pub mod pubsub;
+pub mod repl;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -65,6 +66,15 @@ pub enum Action {
         args: OwnedArgs,
         cmd: &'static str,
         held_by: u8,
+    },
+    /// PSYNC / SYNC: the connection becomes a replica feed.
+    Sync(crate::replication::master::SyncRequest),
+    /// WAIT: until `numreplicas` replicas acknowledged `offset`, or the
+    /// timeout (0 = none); then the count is the reply.
+    WaitReplicas {
+        numreplicas: i64,
+        timeout_ms: u64,
+        offset: u64,
     },
 }
 
@@ -368,6 +378,55 @@ fn oom_rejected(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     true
 }
 
+/// Writes a replica does not take from its clients (`-READONLY`), and
+/// writes a master takes only with enough good replicas (`-NOREPLICAS`,
+/// `min-replicas-to-write`). Replies and returns true when refused.
+fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
+    use std::sync::atomic::Ordering;
+    let repl = &ctx.srv.repl;
+    let replica = repl.is_replica();
+    let min_good = repl.min_good.load(Ordering::Relaxed);
+    if !replica && min_good == 0 {
+        return false;
+    }
+    let exec = cmd.name == "exec";
+    let write = cmd.is_write() || (exec && queued_flags(ctx) & table::flags::WRITE != 0);
+    if !write {
+        return false;
+    }
+    let err = if replica {
+        if !repl.read_only.load(Ordering::Relaxed) {
+            return false;
+        }
+        "READONLY You can't write against a read only replica."
+    } else {
+        let max_lag = ctx.srv.config.read().int("min-replicas-max-lag");
+        let good = crate::replication::master::good_replicas(
+            &repl.state.lock(),
+            crate::keyspace::now_ms(),
+            max_lag,
+        );
+        if max_lag <= 0 || good as i64 >= min_good {
+            return false;
+        }
+        "NOREPLICAS Not enough good replicas to write."
+    };
+    cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
+    if exec {
+        ctx.r.error(&format!(
+            "EXECABORT Transaction discarded because of: {err}"
+        ));
+        ctx.client.multi = None;
+        txn::unwatch_all(ctx);
+    } else {
+        ctx.r.error(err);
+        if let Some(m) = &mut ctx.client.multi {
+            m.dirty = true;
+        }
+    }
+    true
+}
+
 /// Runs one command: lookup, checks, MULTI queuing, then the handler.
 pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let Some(cmd) = resolve(ctx, args) else {
@@ -391,7 +450,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ));
         return None;
     }
-    if let Some(cl) = ctx.srv.cluster.get() {
+    // Our master's commands are obeyed: no redirection, no refusal.
+    let obey = ctx.client.is_master;
+    if let Some(cl) = ctx.srv.cluster.get().filter(|_| !obey) {
         if let Some(redirect) = cluster_redirect(ctx, cl, cmd, args) {
             ctx.r.error(&redirect.message());
             if cmd.name == "exec" {
@@ -406,7 +467,10 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             return None;
         }
     }
-    if oom_rejected(ctx, cmd) {
+    if !obey && oom_rejected(ctx, cmd) {
+        return None;
+    }
+    if !obey && replication_refuses(ctx, cmd) {
         return None;
     }
     if ctx.client.monitor && cmd.flags & (table::flags::READONLY | table::flags::WRITE) != 0 {

@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use super::{
     cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
-    latency as lat, lists as l, memory as mem, pubsub as ps, server as s, sets as se, sort as so,
-    strings as st, txn, zsets as z,
+    latency as lat, lists as l, memory as mem, pubsub as ps, repl as rp, server as s, sets as se,
+    sort as so, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -544,6 +544,14 @@ pub static COMMANDS: &[Cmd] = &[
     c("unwatch", 1, FAST, NOKEY, txn::unwatch),
     // server
     c("info", -1, STALE, NOKEY, s::info),
+    // replication
+    c("replicaof", 3, ADMIN | STALE, NOKEY, rp::replicaof),
+    c("slaveof", 3, ADMIN | STALE, NOKEY, rp::replicaof),
+    c("role", 1, FAST | STALE, NOKEY, rp::role),
+    c("replconf", -1, ADMIN | STALE, NOKEY, rp::replconf),
+    c("psync", -3, ADMIN | NO_MULTI, NOKEY, rp::psync),
+    c("sync", 1, ADMIN | NO_MULTI, NOKEY, rp::sync),
+    c("wait", 3, 0, NOKEY, rp::wait),
     container("config", -2, 0, CONFIG_SUBS),
     Cmd {
         handler: s::command_root,

@@ -289,6 +289,56 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s("replicaof", List, false),
+    s(
+        "repl-backlog-size",
+        Memory {
+            min: 1,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "repl-timeout",
+        Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "repl-ping-replica-period",
+        Int {
+            min: 1,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "min-replicas-to-write",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "min-replicas-max-lag",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s("replica-read-only", Bool, false),
+    s(
+        "replica-priority",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s("replica-announce-port", Int { min: 0, max: 65535 }, false),
     s("masterauth", Str, false),
     s(
         "repl-backlog-size",

@@ -193,7 +193,9 @@ impl<'a> SlotRef<'a> {
     fn expire_if_needed(&mut self, key: &[u8]) -> bool {
         match self.t.expire_of(key) {
             Some(at) if at <= self.now => {
-                if self.db.expiry.paused.load(Ordering::Relaxed) {
+                if self.db.expiry.paused.load(Ordering::Relaxed)
+                    || self.db.expiry.replica.load(Ordering::Relaxed)
+                {
                     return true;
                 }
                 self.t.remove_expire(key);
@@ -393,7 +395,9 @@ impl<'a> SlotRef<'a> {
 
     /// Deletes up to `budget` expired keys; returns (checked, deleted).
     pub fn expire_some(&mut self, budget: usize) -> (usize, usize) {
-        if self.db.expiry.paused.load(Ordering::Relaxed) {
+        if self.db.expiry.paused.load(Ordering::Relaxed)
+            || self.db.expiry.replica.load(Ordering::Relaxed)
+        {
             return (0, 0);
         }
         let now = self.now;

@@ -31,6 +31,9 @@ pub struct Expiry {
     /// missing but stay in place, so the dataset does not change under a
     /// pause (Redis keeps it constant for failovers).
     pub paused: std::sync::atomic::AtomicBool,
+    /// Set on a replica: it expires nothing itself (its master's DELs
+    /// arrive in the stream), and keys past their time read as missing.
+    pub replica: std::sync::atomic::AtomicBool,
     /// Keys deleted because their time came (INFO expired_keys).
     pub expired: std::sync::atomic::AtomicU64,
 }

@@ -334,8 +334,8 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
     } else {
         None
     };
-    let was_active = srv.log.is_active();
-    srv.log.set_active(false);
+    // Replaying history is not a change to log or replicate.
+    let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
     for db in srv.ks.existing() {
         for s in 0..crate::keyspace::SLOTS as u16 {
@@ -361,7 +361,7 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
             }
         }
     }
-    srv.log.set_active(was_active);
+    srv.log.resume(was);
     result.map(|()| total)
 }
 

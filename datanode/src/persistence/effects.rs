@@ -1,13 +1,28 @@
 //! The effect log: every write appends the commands that reproduce its
 //! effect (relative TTLs made absolute, expirations as DEL) while the slot
 //! lock is still held, so the log's order agrees with each key's history.
-//! The AOF writer drains it; replication will read the same stream.
+//! The AOF writer drains it; the same effects, in the same order, form the
+//! replication stream that replicas and the backlog receive.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::replication::backlog::Backlog;
 use crate::resp::parse::encode_command;
+
+thread_local! {
+    /// The replication offset after this thread's last append (WAIT).
+    static LAST_REPL: Cell<u64> = const { Cell::new(0) };
+    /// Encoding space, so an effect is encoded once for both consumers.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The replication offset just after this thread's last logged effect.
+pub fn last_repl_offset() -> u64 {
+    LAST_REPL.with(|c| c.get())
+}
 
 /// Effects of a transaction being executed on this thread, gathered so
 /// they can be logged as one MULTI … EXEC block.
@@ -56,7 +71,6 @@ fn capture<A: AsRef<[u8]>>(db: usize, args: &[A]) -> bool {
     })
 }
 
-#[derive(Default)]
 pub struct LogBuf {
     /// Encoded commands not yet taken by the writer.
     pub buf: Vec<u8>,
@@ -66,11 +80,44 @@ pub struct LogBuf {
     /// rewrite began: they belong to the previous incremental file.
     pub old: Vec<u8>,
     old_last_db: Option<usize>,
-    /// Total bytes ever appended (the replication offset).
+    /// Total bytes ever appended to the AOF stream.
     pub offset: u64,
+    /// The replication stream (and backlog).
+    pub repl: Backlog,
+    /// The database the replication stream last selected.
+    pub repl_last_db: Option<usize>,
+}
+
+impl Default for LogBuf {
+    fn default() -> Self {
+        LogBuf {
+            buf: Vec::new(),
+            last_db: None,
+            old: Vec::new(),
+            old_last_db: None,
+            offset: 0,
+            repl: Backlog::new(1 << 20),
+            repl_last_db: None,
+        }
+    }
 }
 
 impl LogBuf {
+    /// Appends encoded commands run in `db` (through `last_db`, when the
+    /// stream ends in another) to the replication stream.
+    pub fn push_repl(&mut self, db: usize, last_db: usize, encoded: &[u8]) {
+        if self.repl_last_db != Some(db) {
+            let mut sel = Vec::with_capacity(24);
+            let mut b = itoa::Buffer::new();
+            encode_command(&[b"SELECT".as_slice(), b.format(db).as_bytes()], &mut sel);
+            self.repl.append(&sel);
+        }
+        self.repl.append(encoded);
+        self.repl_last_db = Some(last_db);
+        let end = self.repl.end();
+        LAST_REPL.with(|c| c.set(end));
+    }
+
     fn select(&mut self, db: usize) {
         if self.last_db != Some(db) {
             let mut b = itoa::Buffer::new();
@@ -109,7 +156,17 @@ impl LogBuf {
 
 #[derive(Default)]
 pub struct EffectLog {
+    /// Someone consumes effects (the AOF or replication).
     active: AtomicBool,
+    /// The AOF consumes them.
+    aof: AtomicBool,
+    /// Replication consumes this node's own effects (a master). A replica
+    /// passes its master's stream on as received instead.
+    repl: AtomicBool,
+    /// A replica sender is waiting for bytes.
+    pub repl_waiting: AtomicBool,
+    /// Wakes replica senders when the stream grows.
+    pub repl_notify: tokio::sync::Notify,
     /// Wake the writer on every append (appendfsync always); otherwise it
     /// polls, which saves a futex wake-up per write.
     eager: AtomicBool,
@@ -150,8 +207,77 @@ impl EffectLog {
         }
     }
 
+    /// Turns the AOF's consumption of effects on or off.
     pub fn set_active(&self, on: bool) {
+        self.aof.store(on, Ordering::SeqCst);
+        self.recompute_active();
+    }
+
+    /// Turns the feeding of this node's own effects into the replication
+    /// stream on or off.
+    pub fn set_repl(&self, on: bool) {
+        self.repl.store(on, Ordering::SeqCst);
+        self.recompute_active();
+    }
+
+    fn recompute_active(&self) {
+        let on = self.aof.load(Ordering::SeqCst) || self.repl.load(Ordering::SeqCst);
         self.active.store(on, Ordering::SeqCst);
+    }
+
+    /// Stops every consumer (replaying a file is not a change); returns
+    /// what to give [`EffectLog::resume`].
+    pub fn suspend(&self) -> (bool, bool) {
+        let was = (
+            self.aof.load(Ordering::SeqCst),
+            self.repl.load(Ordering::SeqCst),
+        );
+        self.aof.store(false, Ordering::SeqCst);
+        self.repl.store(false, Ordering::SeqCst);
+        self.recompute_active();
+        was
+    }
+
+    pub fn resume(&self, was: (bool, bool)) {
+        self.aof.store(was.0, Ordering::SeqCst);
+        self.repl.store(was.1, Ordering::SeqCst);
+        self.recompute_active();
+    }
+
+    pub fn aof_on(&self) -> bool {
+        self.aof.load(Ordering::Relaxed)
+    }
+
+    /// Wakes replica senders if one waits.
+    fn wake_senders(&self) {
+        if self.repl_waiting.load(Ordering::Relaxed)
+            && self.repl_waiting.swap(false, Ordering::AcqRel)
+        {
+            self.repl_notify.notify_waiters();
+        }
+    }
+
+    /// Passes bytes of the master's stream on (a replica: to its backlog
+    /// and its own replicas) exactly as received, so offsets stay equal.
+    pub fn append_repl_raw(&self, bytes: &[u8]) {
+        let mut g = self.inner.lock();
+        g.repl.append(bytes);
+        // The master's stream selects its own databases.
+        g.repl_last_db = None;
+        drop(g);
+        self.wake_senders();
+    }
+
+    /// Adds bytes to the stream alone (the master's periodic PING: not a
+    /// change, so not for the AOF), in whatever database it is in.
+    pub fn append_repl_only(&self, bytes: &[u8]) {
+        self.inner.lock().repl.append(bytes);
+        self.wake_senders();
+    }
+
+    /// The replication offset (Redis's `master_repl_offset`).
+    pub fn repl_offset(&self) -> u64 {
+        self.inner.lock().repl.end()
     }
 
     /// Appends one command; returns the log offset after it.
@@ -165,38 +291,53 @@ impl EffectLog {
         if capture(db, args) {
             return 0;
         }
+        SCRATCH.with(|sc| {
+            let mut enc = sc.borrow_mut();
+            enc.clear();
+            encode_command(args, &mut enc);
+            self.append_encoded(db, db, gen, &enc)
+        })
+    }
+
+    /// Appends encoded commands that start in `first_db` and leave the
+    /// stream in `last_db` to every consumer.
+    fn append_encoded(&self, first_db: usize, last_db: usize, gen: u64, enc: &[u8]) -> u64 {
+        let aof = self.aof.load(Ordering::Relaxed);
+        let repl = self.repl.load(Ordering::Relaxed);
         let mut g = self.inner.lock();
-        if gen < self.gen.load(Ordering::SeqCst) {
-            let before = g.old.len();
-            g.select_old(db);
-            encode_command(args, &mut g.old);
-            g.offset += (g.old.len() - before) as u64;
-            let off = g.offset;
-            drop(g);
-            self.wake_writer();
-            return off;
+        let mut off = g.offset;
+        if aof {
+            if gen < self.gen.load(Ordering::SeqCst) {
+                let before = g.old.len();
+                g.select_old(first_db);
+                g.old.extend_from_slice(enc);
+                g.old_last_db = Some(last_db);
+                g.offset += (g.old.len() - before) as u64;
+            } else {
+                let before = g.buf.len();
+                g.select(first_db);
+                g.buf.extend_from_slice(enc);
+                g.last_db = Some(last_db);
+                g.offset += (g.buf.len() - before) as u64;
+            }
+            off = g.offset;
         }
-        let before = g.buf.len();
-        g.select(db);
-        encode_command(args, &mut g.buf);
-        g.offset += (g.buf.len() - before) as u64;
-        let off = g.offset;
+        if repl {
+            g.push_repl(first_db, last_db, enc);
+        }
         drop(g);
-        self.wake_writer();
+        if aof {
+            self.wake_writer();
+        }
+        if repl {
+            self.wake_senders();
+        }
         off
     }
 
     /// Appends already-encoded commands (e.g. a whole MULTI/EXEC block).
     pub fn append_raw(&self, db: usize, encoded: &[u8]) -> u64 {
-        let mut g = self.inner.lock();
-        let before = g.buf.len();
-        g.select(db);
-        g.buf.extend_from_slice(encoded);
-        g.offset += (g.buf.len() - before) as u64;
-        let off = g.offset;
-        drop(g);
-        self.wake_writer();
-        off
+        self.append_encoded(db, db, u64::MAX, encoded)
     }
 
     /// Ends this thread's capture and logs what it gathered, wrapped in
@@ -212,24 +353,7 @@ impl EffectLog {
         encode_command(&[b"MULTI".as_slice()], &mut block);
         block.extend_from_slice(&cap.buf);
         encode_command(&[b"EXEC".as_slice()], &mut block);
-        let mut g = self.inner.lock();
-        let old = gen < self.gen.load(Ordering::SeqCst);
-        let before = if old { g.old.len() } else { g.buf.len() };
-        if old {
-            g.select_old(first);
-            g.old.extend_from_slice(&block);
-            g.old_last_db = Some(last);
-        } else {
-            g.select(first);
-            g.buf.extend_from_slice(&block);
-            g.last_db = Some(last);
-        }
-        let after = if old { g.old.len() } else { g.buf.len() };
-        g.offset += (after - before) as u64;
-        let off = g.offset;
-        drop(g);
-        self.wake_writer();
-        off
+        self.append_encoded(first, last, gen, &block)
     }
 
     pub fn offset(&self) -> u64 {

@@ -79,10 +79,34 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
 /// slot is serialized before the first change made to it from now on,
 /// by whoever touches it first. Returns the per-slot RDB chunks.
 pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
+    rdb_snapshot_chunks_at_cut(srv, now, || ()).1
+}
+
+/// [`rdb_snapshot_chunks`] at an exact point of the effect stream: every
+/// slot of every database is locked at once for an instant (in the global
+/// lock order), so no command is halfway through, not even one spanning
+/// slots; `at_cut` runs there (to read the replication offset the
+/// snapshot stands for), the snapshot generation begins, and the locks go.
+/// No write is ever in the snapshot and after its offset, or in neither.
+pub fn rdb_snapshot_chunks_at_cut<R>(
+    srv: &Shared,
+    now: i64,
+    at_cut: impl FnOnce() -> R,
+) -> (R, Vec<Vec<u8>>) {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    *srv.log.snap_tx.lock() = Some(tx);
-    srv.log.snap_rdb.store(true, Ordering::SeqCst);
-    srv.log.begin_snapshot();
+    let mut dbs: Vec<&crate::keyspace::Db> = srv.ks.existing().collect();
+    dbs.sort_by_key(|d| d.index);
+    let cut = {
+        let _all: Vec<crate::keyspace::SlotRef> = dbs
+            .iter()
+            .flat_map(|db| (0..crate::keyspace::SLOTS as u16).map(move |s| db.lock_slot(s, now)))
+            .collect();
+        let r = at_cut();
+        *srv.log.snap_tx.lock() = Some(tx);
+        srv.log.snap_rdb.store(true, Ordering::SeqCst);
+        srv.log.begin_snapshot();
+        r
+    };
     let mut chunks = Vec::new();
     for d in 0..srv.ks.count() {
         let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
@@ -105,7 +129,7 @@ pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
     chunks.extend(rx.try_iter());
-    chunks
+    (cut, chunks)
 }
 
 /// Loads `dir/dbfilename` at start-up when the AOF is off.

@@ -29,6 +29,15 @@ pub struct Watched {
     pub expired_at_watch: bool,
 }
 
+/// A connection's part in replication (CLIENT LIST flags S and M).
+pub mod role {
+    pub const NONE: u8 = 0;
+    /// One of our replicas.
+    pub const REPLICA: u8 = 1;
+    /// Our master's link.
+    pub const MASTER: u8 = 2;
+}
+
 /// A client's subscriptions and the queue its messages arrive on.
 pub struct Subs {
     pub channels: Vec<Vec<u8>>,
@@ -93,6 +102,8 @@ pub struct ClientInfo {
     /// When the server cron should wake this idle connection to resize
     /// its reply buffer (`replybuf::ReplyBuf::wake_at`).
     pub rb_wake_at: AtomicI64,
+    /// What the connection is for replication (`role::*`).
+    pub role: std::sync::atomic::AtomicU8,
     /// Waiting on keys or for a pause to end (CLIENT LIST flag `b`,
     /// CLIENT UNBLOCK).
     pub blocked: AtomicBool,
@@ -164,6 +175,16 @@ pub struct Client {
     /// A blocked command is being retried: if it finds nothing it must
     /// stay silent instead of blocking again.
     pub block_retry: bool,
+    /// Replication offset just after this client's last write (WAIT).
+    pub woff: u64,
+    /// This is the connection to our master (replica side): its writes
+    /// are allowed on a read-only replica, and nothing is answered.
+    pub is_master: bool,
+    /// REPLCONF listening-port / ip-address / capa psync2 (a replica
+    /// introducing itself before PSYNC).
+    pub repl_port: u16,
+    pub repl_ip: Option<String>,
+    pub repl_psync2: bool,
     /// Set by dispatch when the command must wait out a CLIENT PAUSE: it
     /// did not run and is not counted yet.
     pub postponed: bool,

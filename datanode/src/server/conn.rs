@@ -45,6 +45,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         rbs: AtomicU64::new(replybuf::CHUNK as u64),
         rbp: AtomicU64::new(0),
         rb_wake_at: AtomicI64::new(i64::MAX),
+        role: Default::default(),
         fd: std::sync::atomic::AtomicI32::new(-1),
         no_evict: AtomicBool::new(false),
         idle_notify: tokio::sync::Notify::new(),
@@ -78,6 +79,11 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         last_cmd: "NULL",
         subs: None,
         block_retry: false,
+        is_master: false,
+        woff: 0,
+        repl_port: 0,
+        repl_ip: None,
+        repl_psync2: false,
         reply_from: None,
         postponed: false,
         monitor: false,
@@ -174,6 +180,11 @@ pub fn execute(
     }
     if let Some(c) = cmd {
         client.last_cmd = c.name;
+        if c.is_write() || c.name == "exec" {
+            client.woff = client
+                .woff
+                .max(crate::persistence::effects::last_repl_offset());
+        }
         if (c.is_write() || c.name == "exec") && srv.hot.fsync_always.load(Ordering::Relaxed) {
             client.last_write_offset = srv.log.offset();
         }
@@ -247,6 +258,40 @@ async fn write_out(sock: &mut TcpStream, out: &[u8], info: &ClientInfo) -> std::
 async fn until_killed(info: &ClientInfo) {
     while !info.killed.load(Ordering::Relaxed) {
         info.kill_notify.notified().await;
+    }
+}
+
+/// WAIT: until `n` replicas acknowledged `offset`, the timeout (ms, 0 =
+/// none) passes, or the client is killed. Returns how many did.
+async fn wait_replicas(
+    srv: &Arc<Shared>,
+    info: &ClientInfo,
+    n: i64,
+    timeout_ms: u64,
+    offset: u64,
+) -> usize {
+    use crate::replication::master::acked_count;
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
+    loop {
+        let notified = srv.repl.acked.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let count = acked_count(srv, offset);
+        if count as i64 >= n || info.killed.load(Ordering::Relaxed) {
+            return count;
+        }
+        // Bounded waits: the deadline, the kill flag and a missed wake-up
+        // are all looked at again within a second.
+        let mut step = std::time::Duration::from_secs(1);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return count;
+            }
+            step = step.min(left);
+        }
+        let _ = tokio::time::timeout(step, notified).await;
     }
 }
 
@@ -601,6 +646,32 @@ async fn connection_loop(
                             close = true;
                         }
                         Action::RewriteAof => {}
+                        Action::Sync(req) => {
+                            // From here on the connection feeds a replica;
+                            // when that ends, so does the connection.
+                            if !out.is_empty() {
+                                sock.write_all(&out).await?;
+                                out.clear();
+                            }
+                            let rest = BytesMut::from(&rbuf[pos..]);
+                            flush_counters(srv, client);
+                            info.role
+                                .store(super::client::role::REPLICA, Ordering::Relaxed);
+                            return crate::replication::master::serve(
+                                srv, sock, client.id, rest, req,
+                            )
+                            .await;
+                        }
+                        Action::WaitReplicas {
+                            numreplicas,
+                            timeout_ms,
+                            offset,
+                        } => {
+                            let n =
+                                wait_replicas(srv, &info, numreplicas, timeout_ms, offset).await;
+                            Reply::new(&mut out, client.proto).int(n as i64);
+                            now = now_ms();
+                        }
                         Action::Block(b) => {
                             if !wait_blocked(srv, sock, client, &mut out, &mut rbuf, b).await? {
                                 return Ok(());

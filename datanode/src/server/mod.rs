@@ -48,11 +48,11 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     }
     if changed.iter().any(|c| c == "appendonly") {
         let on = srv.config.read().appendonly();
-        if on && !srv.log.is_active() {
+        if on && !srv.log.aof_on() {
             if let Err(e) = crate::persistence::aof::enable_at_runtime(srv) {
                 tracing::warn!("Could not enable the AOF: {e}");
             }
-        } else if !on && srv.log.is_active() {
+        } else if !on && srv.log.aof_on() {
             crate::persistence::aof::disable_at_runtime(srv);
         }
     }
@@ -92,6 +92,14 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .store(cfg.client_query_buffer_limit(), Ordering::Relaxed);
     srv.hot.idle_timeout.store(cfg.timeout(), Ordering::Relaxed);
     outbox::configure(cfg.value("client-output-buffer-limit"));
+    srv.repl
+        .read_only
+        .store(cfg.flag("replica-read-only"), Ordering::Relaxed);
+    srv.repl
+        .min_good
+        .store(cfg.int("min-replicas-to-write").max(0), Ordering::Relaxed);
+    let backlog = cfg.int("repl-backlog-size").max(16 * 1024) as u64;
+    srv.log.with_buf(|b| b.repl.set_size(backlog));
     srv.tracking.set_max_keys(cfg.tracking_table_max_keys());
     notify::configure(srv, cfg.notify_keyspace_events());
     srv.slowlog.lock().max_len = cfg.slowlog_max_len() as usize;
@@ -312,10 +320,14 @@ async fn cron(srv: Arc<Shared>) {
         // No active expiry while clients are paused, as in Redis.
         if srv.hot.active_expire.load(Ordering::Relaxed)
             && !srv.ks.expiry.paused.load(Ordering::Relaxed)
+            && !srv.repl.is_replica()
         {
             cursor = active_expire(&srv, cursor, now);
         }
         tracking::cron(&srv);
+        if ticks.is_multiple_of(10) {
+            crate::replication::master::cron(&srv, now);
+        }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
     }

@@ -44,6 +44,16 @@ static LIMITS: [Limit; 3] = [
     limit(32 << 20, 8 << 20, 60),
 ];
 
+/// A class's (hard, soft, soft seconds).
+pub fn limits_of(c: Class) -> (u64, u64, u64) {
+    let l = &LIMITS[c as usize];
+    (
+        l.hard.load(Ordering::Relaxed),
+        l.soft.load(Ordering::Relaxed),
+        l.soft_secs.load(Ordering::Relaxed),
+    )
+}
+
 /// Parses the configured value (`normal h s t replica h s t pubsub h s t`,
 /// already validated and normalised) and applies it.
 pub fn configure(value: &str) {

@@ -77,6 +77,7 @@ pub struct Shared {
     pub startup_memory: AtomicU64,
     /// CLIENT PAUSE state.
     pub pause: super::pause::Pause,
+    pub repl: crate::replication::Replication,
 }
 
 impl Shared {
@@ -133,6 +134,7 @@ impl Shared {
             evicting_in_background: AtomicBool::new(false),
             startup_memory: AtomicU64::new(0),
             pause: Default::default(),
+            repl: Default::default(),
         }
     }
 

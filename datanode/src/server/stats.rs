@@ -20,6 +20,10 @@ pub struct Stats {
     pub eviction_exceeded_since_us: AtomicI64,
     pub keyspace_hits: AtomicU64,
     pub keyspace_misses: AtomicU64,
+    /// Full and partial resyncs served (INFO sync_*).
+    pub sync_full: AtomicU64,
+    pub sync_partial_ok: AtomicU64,
+    pub sync_partial_err: AtomicU64,
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
     /// Writes since the last RDB save (INFO rdb_changes_since_last_save).

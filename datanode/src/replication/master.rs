@@ -1,0 +1,393 @@
+//! The master side: a connection that sent PSYNC (or SYNC) becomes a
+//! replica feed. It gets a partial resync from the backlog when its
+//! history is ours, otherwise a point-in-time snapshot of the data and
+//! the stream from the snapshot's exact offset; then the stream as it
+//! grows. Its `REPLCONF ACK`s are read on the same socket.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use super::backlog::ReadError;
+use super::{ReplicaInfo, ReplicaState, State};
+use crate::server::Shared;
+
+/// What the replica asked for.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    /// PSYNC (false: the old SYNC, answered with the snapshot alone).
+    pub psync: bool,
+    /// The history the replica has (`?` for none).
+    pub replid: String,
+    /// The first byte it wants, in Redis's numbering (`-1` for none).
+    pub offset: i64,
+    /// It understands `+CONTINUE <replid>` (capa psync2).
+    pub psync2: bool,
+    /// Its REPLCONF listening-port and ip-address.
+    pub listening_port: u16,
+    pub ip: Option<String>,
+}
+
+/// How much of the stream one write sends at most.
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// Replicas whose last ACK is at most `max_lag` seconds old
+/// (`min-replicas-max-lag`).
+pub fn good_replicas(st: &State, now_ms: i64, max_lag: i64) -> usize {
+    st.replicas
+        .values()
+        .filter(|r| r.state == ReplicaState::Online && (now_ms - r.ack_ms) / 1000 <= max_lag)
+        .count()
+}
+
+/// Online replicas that acknowledged at least `offset`.
+pub fn acked_count(srv: &Shared, offset: u64) -> usize {
+    srv.repl
+        .state
+        .lock()
+        .replicas
+        .values()
+        .filter(|r| r.state == ReplicaState::Online && r.ack_offset >= offset)
+        .count()
+}
+
+/// Asks every replica for an ACK now (WAIT): `REPLCONF GETACK *` goes
+/// into the stream, as Redis sends it.
+pub fn request_acks(srv: &Shared) {
+    let mut cmd = Vec::new();
+    crate::resp::parse::encode_command(&[b"REPLCONF".as_slice(), b"GETACK", b"*"], &mut cmd);
+    srv.log.append_repl_only(&cmd);
+}
+
+/// Serves a replica on `sock` until the link ends. `rbuf` holds what the
+/// replica sent after its PSYNC.
+pub async fn serve(
+    srv: &Arc<Shared>,
+    sock: &mut TcpStream,
+    id: u64,
+    rbuf: BytesMut,
+    req: SyncRequest,
+) -> std::io::Result<()> {
+    let ip = req.ip.clone().unwrap_or_else(|| {
+        sock.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    });
+    let name = format!("{ip}:{}", req.listening_port);
+    {
+        let mut st = srv.repl.state.lock();
+        st.replicas.insert(
+            id,
+            ReplicaInfo {
+                ip,
+                listening_port: req.listening_port,
+                state: ReplicaState::WaitBgsave,
+                ack_offset: 0,
+                ack_ms: crate::keyspace::now_ms(),
+            },
+        );
+    }
+    let (mut rd, mut wr) = sock.split();
+    let r = tokio::select! {
+        r = feed(srv, &mut wr, id, &name, &req) => r,
+        r = read_acks(srv, &mut rd, id, rbuf) => r,
+        _ = srv.repl.drop_replicas.notified() => Ok(()),
+        _ = killed(srv, id) => Ok(()),
+    };
+    srv.repl.state.lock().replicas.remove(&id);
+    srv.log.with_buf(|b| b.repl.remove_reader(id));
+    tracing::info!("Connection with replica {name} lost.");
+    r
+}
+
+/// Completes when CLIENT KILL closes this replica's connection.
+async fn killed(srv: &Shared, id: u64) {
+    let Some(info) = srv.clients.lock().get(&id).cloned() else {
+        return;
+    };
+    while !info.killed.load(Ordering::Relaxed) {
+        info.kill_notify.notified().await;
+    }
+}
+
+/// Decides between a partial and a full resync, then streams.
+async fn feed(
+    srv: &Arc<Shared>,
+    wr: &mut WriteHalf<'_>,
+    id: u64,
+    name: &str,
+    req: &SyncRequest,
+) -> std::io::Result<()> {
+    let pos = match try_partial(srv, id, req) {
+        Some((pos, replid)) => {
+            let line = if req.psync2 {
+                format!("+CONTINUE {replid}\r\n")
+            } else {
+                "+CONTINUE\r\n".to_string()
+            };
+            wr.write_all(line.as_bytes()).await?;
+            crate::server::stats::Stats::add(&srv.stats.sync_partial_ok, 1);
+            let end = srv.log.with_buf(|b| b.repl.end());
+            tracing::info!(
+                "Partial resynchronization request from {name} accepted. Sending {} bytes of backlog starting from offset {}.",
+                end - pos,
+                pos + 1
+            );
+            set_state(srv, id, ReplicaState::Online);
+            pos
+        }
+        None => {
+            if req.psync {
+                if req.replid != "?" {
+                    crate::server::stats::Stats::add(&srv.stats.sync_partial_err, 1);
+                    tracing::info!(
+                        "Partial resynchronization not accepted: Replication ID mismatch or offset out of range (Replica asked for '{}', offset {}).",
+                        req.replid,
+                        req.offset
+                    );
+                }
+                tracing::info!("Full resync requested by replica {name}");
+            } else {
+                tracing::info!("Replica {name} asks for synchronization");
+            }
+            full_sync(srv, wr, id, name, req.psync).await?
+        }
+    };
+    stream(srv, wr, id, pos).await
+}
+
+/// A partial resync is possible when the replica's history is ours (our
+/// replication id, or the previous one up to where we took over) and the
+/// bytes it lacks are still in the backlog. Registers it as a reader.
+fn try_partial(srv: &Shared, id: u64, req: &SyncRequest) -> Option<(u64, String)> {
+    if !req.psync || req.offset < 1 {
+        return None;
+    }
+    let st = srv.repl.state.lock();
+    let ours =
+        req.replid == st.replid || (req.replid == st.replid2 && req.offset <= st.second_offset);
+    if !ours {
+        return None;
+    }
+    let pos = req.offset as u64 - 1;
+    let replid = st.replid.clone();
+    drop(st);
+    srv.log.with_buf(|b| {
+        if b.repl.can_continue_from(pos) {
+            b.repl.set_reader(id, pos);
+            Some((pos, replid))
+        } else {
+            None
+        }
+    })
+}
+
+fn set_state(srv: &Shared, id: u64, s: ReplicaState) {
+    if let Some(r) = srv.repl.state.lock().replicas.get_mut(&id) {
+        r.state = s;
+    }
+}
+
+/// The full resync: a snapshot cut at an exact offset, announced with
+/// `+FULLRESYNC <replid> <offset>` (PSYNC only), sent as one bulk.
+async fn full_sync(
+    srv: &Arc<Shared>,
+    wr: &mut WriteHalf<'_>,
+    id: u64,
+    name: &str,
+    psync: bool,
+) -> std::io::Result<u64> {
+    crate::server::stats::Stats::add(&srv.stats.sync_full, 1);
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
+    let srv2 = srv.clone();
+    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, id, cut_tx));
+    let Ok((pos, replid)) = cut_rx.await else {
+        return Err(std::io::Error::other("the snapshot could not start"));
+    };
+    if psync {
+        wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
+            .await?;
+    }
+    let rdb = job
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_err(std::io::Error::other)?;
+    set_state(srv, id, ReplicaState::SendBulk);
+    tracing::info!(
+        "Starting BGSAVE for SYNC with target: replicas sockets (snapshot of {} bytes for {name})",
+        rdb.len()
+    );
+    wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
+        .await?;
+    wr.write_all(&rdb).await?;
+    tracing::info!("Synchronization with replica {name} succeeded");
+    set_state(srv, id, ReplicaState::Online);
+    Ok(pos)
+}
+
+/// Takes the snapshot on a blocking thread; sends (offset, replid) the
+/// moment the cut is made, and returns the RDB.
+fn snapshot(
+    srv: &Arc<Shared>,
+    id: u64,
+    cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
+) -> Result<Vec<u8>, String> {
+    // One snapshot at a time: wait for a BGSAVE or rewrite to finish.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        if std::time::Instant::now() > deadline {
+            return Err("another snapshot kept the node busy".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let now = crate::keyspace::now_ms();
+    let (cut, chunks) = crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || {
+        let fresh = !srv.log.with_buf(|b| b.repl.is_active());
+        let mut st = srv.repl.state.lock();
+        if fresh && !srv.repl.is_replica() {
+            // A backlog made from scratch has no valid past: as Redis, a
+            // new replication id, and no previous one.
+            st.replid = super::new_replid();
+            st.replid2 = super::NO_REPLID.to_string();
+            st.second_offset = -1;
+        }
+        let replid = st.replid.clone();
+        drop(st);
+        // From here on every write reaches the stream (a replica passes
+        // its master's stream on instead).
+        if !srv.repl.is_replica() {
+            srv.log.set_repl(true);
+        }
+        let pos = srv.log.with_buf(|b| {
+            b.repl.activate();
+            // The stream after a snapshot starts with a SELECT.
+            b.repl_last_db = None;
+            let pos = b.repl.end();
+            b.repl.set_reader(id, pos);
+            pos
+        });
+        (pos, replid)
+    });
+    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+    let _ = cut_tx.send(cut);
+    Ok(crate::persistence::rdb::file::assemble(chunks, now))
+}
+
+/// Sends the stream from `pos` as it grows.
+async fn stream(
+    srv: &Arc<Shared>,
+    wr: &mut WriteHalf<'_>,
+    id: u64,
+    mut pos: u64,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(SEND_CHUNK);
+    loop {
+        buf.clear();
+        // Arm the wake-up before looking, so an append in between is seen.
+        let notified = srv.log.repl_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        srv.log.repl_waiting.store(true, Ordering::Release);
+        let (got, lag) = srv.log.with_buf(|b| {
+            let got = b.repl.read(pos, SEND_CHUNK, &mut buf);
+            (got, b.repl.lag_of(pos))
+        });
+        let hard = crate::server::outbox::limits_of(crate::server::outbox::Class::Replica).0;
+        if hard > 0 && lag > hard {
+            tracing::warn!(
+                "Client id={id} (replica) closed for overcoming of output buffer limits."
+            );
+            return Ok(());
+        }
+        match got {
+            Err(ReadError::Gone) => {
+                return Err(std::io::Error::other("the stream moved past this replica"));
+            }
+            Ok(0) => {
+                // Wait for more (bounded, so a missed wake-up costs at
+                // most a moment).
+                let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+            }
+            Ok(n) => {
+                wr.write_all(&buf).await?;
+                pos += n as u64;
+                srv.log.with_buf(|b| b.repl.set_reader(id, pos));
+            }
+        }
+    }
+}
+
+/// Reads what the replica sends: `REPLCONF ACK <offset> [FACK <offset>]`.
+async fn read_acks(
+    srv: &Arc<Shared>,
+    rd: &mut ReadHalf<'_>,
+    id: u64,
+    mut rbuf: BytesMut,
+) -> std::io::Result<()> {
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let limits = crate::resp::Limits {
+        max_bulk_len: 1 << 20,
+        authenticated: true,
+    };
+    loop {
+        loop {
+            match crate::resp::parse_request(&rbuf, &limits, &mut ranges, &mut scratch) {
+                Ok(None) => break,
+                Ok(Some(crate::resp::Parsed::Empty { consumed })) => rbuf.advance(consumed),
+                Ok(Some(crate::resp::Parsed::Multibulk { consumed })) => {
+                    let args = crate::command::Args::new(&rbuf[..consumed], &ranges);
+                    on_replica_command(srv, id, &args);
+                    rbuf.advance(consumed);
+                }
+                Ok(Some(crate::resp::Parsed::Inline { consumed })) => {
+                    let args = crate::command::Args::new(&scratch, &ranges);
+                    on_replica_command(srv, id, &args);
+                    rbuf.advance(consumed);
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        if rd.read_buf(&mut rbuf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn on_replica_command(srv: &Shared, id: u64, args: &crate::command::Args) {
+    let eq = |i: usize, w: &str| args.get(i).eq_ignore_ascii_case(w.as_bytes());
+    if args.len() >= 3 && eq(0, "REPLCONF") && eq(1, "ACK") {
+        if let Some(off) = crate::resp::parse_i64(args.get(2)) {
+            let mut st = srv.repl.state.lock();
+            if let Some(r) = st.replicas.get_mut(&id) {
+                r.ack_offset = r.ack_offset.max(off.max(0) as u64);
+                r.ack_ms = crate::keyspace::now_ms();
+            }
+            drop(st);
+            srv.repl.acked.notify_waiters();
+        }
+    }
+}
+
+/// The master's share of the server cron: a PING into the stream every
+/// `repl-ping-replica-period` seconds while replicas are connected, so
+/// they can tell a quiet master from a dead link.
+pub fn cron(srv: &Shared, now_ms: i64) {
+    if srv.repl.is_replica() || srv.repl.state.lock().replicas.is_empty() {
+        return;
+    }
+    let period = srv.config.read().int("repl-ping-replica-period").max(1) * 1000;
+    let last = srv.repl.last_ping_ms.load(Ordering::Relaxed);
+    if now_ms - last < period {
+        return;
+    }
+    srv.repl.last_ping_ms.store(now_ms, Ordering::Relaxed);
+    let mut ping = Vec::new();
+    crate::resp::parse::encode_command(&[b"PING".as_slice()], &mut ping);
+    srv.log.append_repl_only(&ping);
+}

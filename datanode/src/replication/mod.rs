@@ -1,0 +1,269 @@
+//! Replication with Redis's protocol: this node's role, its replication
+//! ids and offsets, the replicas it serves ([`master`]) and the link to
+//! its own master ([`replica`]). The stream itself is the effect log's
+//! (see [`backlog`]).
+
+pub mod backlog;
+pub mod master;
+pub mod replica;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// A replication id: 40 random hex characters.
+pub fn new_replid() -> String {
+    let mut b = [0u8; 20];
+    rand::Rng::fill(&mut rand::rng(), &mut b[..]);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+
+/// The replica side's link to its master, as INFO and ROLE report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected yet (or waiting to retry).
+    Connect,
+    Connecting,
+    /// PING, AUTH, REPLCONF, PSYNC exchanged.
+    Handshake,
+    /// Receiving the snapshot.
+    Transfer,
+    Connected,
+}
+
+impl LinkState {
+    /// ROLE's words.
+    pub fn role_word(self) -> &'static str {
+        match self {
+            LinkState::Connect => "connect",
+            LinkState::Connecting => "connecting",
+            LinkState::Handshake => "handshake",
+            LinkState::Transfer => "sync",
+            LinkState::Connected => "connected",
+        }
+    }
+}
+
+/// What this node knows of its master (a replica).
+#[derive(Clone, Debug)]
+pub struct MasterLink {
+    pub host: String,
+    pub port: u16,
+    pub state: LinkState,
+    /// Last time bytes came from the master (ms).
+    pub last_io_ms: i64,
+    /// When the link went down (ms; 0 = never up).
+    pub down_since_ms: i64,
+    /// Snapshot transfer progress: (total, read) bytes.
+    pub sync_bytes: (i64, u64),
+    /// Changes each time a new master is set: a link task whose
+    /// generation is stale stops.
+    pub gen: u64,
+}
+
+/// A replica connected to this node.
+#[derive(Clone, Debug)]
+pub struct ReplicaInfo {
+    pub ip: String,
+    pub listening_port: u16,
+    pub state: ReplicaState,
+    /// Last offset it acknowledged.
+    pub ack_offset: u64,
+    /// When it last acknowledged (ms).
+    pub ack_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaState {
+    WaitBgsave,
+    SendBulk,
+    Online,
+}
+
+impl ReplicaState {
+    fn word(self) -> &'static str {
+        match self {
+            ReplicaState::WaitBgsave => "wait_bgsave",
+            ReplicaState::SendBulk => "send_bulk",
+            ReplicaState::Online => "online",
+        }
+    }
+}
+
+/// Replication ids and roles; not on the command path (the flags it needs
+/// there are atomics).
+pub struct State {
+    pub replid: String,
+    pub replid2: String,
+    /// First offset (Redis's numbering) up to which `replid2` is valid;
+    /// -1 when there is none.
+    pub second_offset: i64,
+    pub master: Option<MasterLink>,
+    /// Connected replicas by client id.
+    pub replicas: BTreeMap<u64, ReplicaInfo>,
+    pub next_gen: u64,
+}
+
+pub struct Replication {
+    pub state: Mutex<State>,
+    /// This node replicates a master (read-only, no expiry of its own).
+    pub is_replica: AtomicBool,
+    /// Offset the replica has read from its master and applied (the
+    /// master's numbering: equal to this node's stream end once applied).
+    pub read_offset: AtomicU64,
+    /// `replica-read-only`.
+    pub read_only: AtomicBool,
+    /// `min-replicas-to-write` (0 = off).
+    pub min_good: std::sync::atomic::AtomicI64,
+    /// A replica acknowledged an offset (WAIT waits on it).
+    pub acked: tokio::sync::Notify,
+    /// When the master last put a PING into the stream.
+    pub last_ping_ms: std::sync::atomic::AtomicI64,
+    /// Connected replicas must reconnect (our role or history changed).
+    pub drop_replicas: tokio::sync::Notify,
+    /// The master link's target changed.
+    pub link_changed: tokio::sync::Notify,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            state: Mutex::new(State {
+                replid: new_replid(),
+                replid2: NO_REPLID.to_string(),
+                second_offset: -1,
+                master: None,
+                replicas: BTreeMap::new(),
+                next_gen: 1,
+            }),
+            is_replica: AtomicBool::new(false),
+            read_offset: AtomicU64::new(0),
+            read_only: AtomicBool::new(true),
+            min_good: Default::default(),
+            acked: tokio::sync::Notify::new(),
+            last_ping_ms: Default::default(),
+            drop_replicas: tokio::sync::Notify::new(),
+            link_changed: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl Replication {
+    pub fn is_replica(&self) -> bool {
+        self.is_replica.load(Ordering::Relaxed)
+    }
+
+    /// Becoming a master (REPLICAOF NO ONE, a failover): the old history
+    /// stays reachable under `replid2` up to `offset`, so replicas that
+    /// followed the same master can continue partially with us.
+    pub fn shift_replid(&self, offset: u64) {
+        let mut st = self.state.lock();
+        st.replid2 = std::mem::replace(&mut st.replid, new_replid());
+        st.second_offset = offset as i64 + 1;
+        tracing::info!(
+            "Setting secondary replication ID to {}, valid up to offset: {}. New replication ID is {}",
+            st.replid2,
+            st.second_offset,
+            st.replid
+        );
+    }
+}
+
+/// The `# Replication` section of INFO.
+pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
+    let (end, window_start, histlen, active, size) = srv.log.with_buf(|b| {
+        (
+            b.repl.end(),
+            b.repl.window_start(),
+            b.repl.histlen(),
+            b.repl.is_active(),
+            b.repl.size(),
+        )
+    });
+    let cfg = srv.config.read();
+    let st = srv.repl.state.lock();
+    let mut o = String::from("# Replication\r\n");
+    match &st.master {
+        None => o.push_str("role:master\r\n"),
+        Some(m) => {
+            let up = m.state == LinkState::Connected;
+            let last_io = if up {
+                (now_ms - m.last_io_ms) / 1000
+            } else {
+                -1
+            };
+            let read = srv.repl.read_offset.load(Ordering::Relaxed);
+            let _ = write!(
+                o,
+                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{last_io}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{read}\r\nslave_repl_offset:{read}\r\n",
+                m.host,
+                m.port,
+                if up { "up" } else { "down" },
+                (m.state == LinkState::Transfer) as u8,
+            );
+            if m.state == LinkState::Transfer {
+                let (total, got) = m.sync_bytes;
+                let left = if total < 0 { 0 } else { total - got as i64 };
+                let perc = if total > 0 {
+                    got as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    o,
+                    "master_sync_total_bytes:{total}\r\nmaster_sync_read_bytes:{got}\r\nmaster_sync_left_bytes:{left}\r\nmaster_sync_perc:{perc:.2}\r\nmaster_sync_last_io_seconds_ago:{}\r\n",
+                    (now_ms - m.last_io_ms) / 1000
+                );
+            }
+            if !up {
+                let since = if m.down_since_ms == 0 {
+                    -1
+                } else {
+                    (now_ms - m.down_since_ms) / 1000
+                };
+                let _ = write!(o, "master_link_down_since_seconds:{since}\r\n");
+            }
+            let _ = write!(
+                o,
+                "slave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:{}\r\n",
+                cfg.int("replica-priority"),
+                cfg.flag("replica-read-only") as u8,
+                cfg.flag("replica-announced") as u8,
+            );
+        }
+    }
+    let _ = write!(o, "connected_slaves:{}\r\n", st.replicas.len());
+    let (min_good, max_lag) = (
+        cfg.int("min-replicas-to-write"),
+        cfg.int("min-replicas-max-lag"),
+    );
+    if min_good > 0 && max_lag > 0 {
+        let good = master::good_replicas(&st, now_ms, max_lag);
+        let _ = write!(o, "min_slaves_good_slaves:{good}\r\n");
+    }
+    for (i, r) in st.replicas.values().enumerate() {
+        let _ = write!(
+            o,
+            "slave{i}:ip={},port={},state={},offset={},lag={}\r\n",
+            r.ip,
+            r.listening_port,
+            r.state.word(),
+            r.ack_offset,
+            (now_ms - r.ack_ms).max(0) / 1000
+        );
+    }
+    let first = if active { window_start + 1 } else { 0 };
+    let _ = write!(
+        o,
+        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{end}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n",
+        st.replid,
+        st.replid2,
+        st.second_offset,
+        active as u8,
+    );
+    o
+}

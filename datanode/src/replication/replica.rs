@@ -1,0 +1,563 @@
+//! The replica side: the link to this node's master, with Redis's
+//! handshake (`PING`, `AUTH`, `REPLCONF listening-port`, `REPLCONF capa eof
+//! capa psync2`, `PSYNC <replid> <offset>`), the snapshot load after
+//! `+FULLRESYNC`, and the stream applied command by command as its
+//! master's client. What is applied is passed on byte for byte to this
+//! node's own stream (its backlog and replicas), so offsets agree along a
+//! chain. The link retries every second until `REPLICAOF NO ONE`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{LinkState, MasterLink};
+use crate::resp::parse::encode_command;
+use crate::server::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+    /// REPLICAOF changed the master (or removed it).
+    #[error("replication target changed")]
+    Stale,
+}
+
+/// REPLICAOF host port: forget any previous master and start the link.
+pub fn set_master(srv: &Arc<Shared>, host: String, port: u16) {
+    let gen = {
+        let mut st = srv.repl.state.lock();
+        let gen = st.next_gen;
+        st.next_gen += 1;
+        st.master = Some(MasterLink {
+            host,
+            port,
+            state: LinkState::Connect,
+            last_io_ms: 0,
+            down_since_ms: 0,
+            sync_bytes: (-1, 0),
+            gen,
+        });
+        gen
+    };
+    let was_replica = srv.repl.is_replica.swap(true, Ordering::SeqCst);
+    if !was_replica {
+        // Our own writes stop feeding the stream: from now on it is the
+        // master's, passed on as received.
+        srv.log.set_repl(false);
+    }
+    srv.ks.expiry.replica.store(true, Ordering::SeqCst);
+    // Our replicas resync with us (partially, when they can).
+    srv.repl.drop_replicas.notify_waiters();
+    srv.repl.link_changed.notify_waiters();
+    let srv = srv.clone();
+    tokio::spawn(async move { run(srv, gen).await });
+}
+
+/// REPLICAOF NO ONE: stop replicating and keep the data, as a master with
+/// a new replication id (the old one stays valid as `replid2`).
+pub fn unset_master(srv: &Arc<Shared>) {
+    {
+        let mut st = srv.repl.state.lock();
+        if st.master.take().is_none() {
+            return;
+        }
+    }
+    srv.repl.is_replica.store(false, Ordering::SeqCst);
+    srv.ks.expiry.replica.store(false, Ordering::SeqCst);
+    let end = srv.log.with_buf(|b| {
+        // Our own writes start with a SELECT.
+        b.repl_last_db = None;
+        b.repl.end()
+    });
+    srv.repl.shift_replid(end);
+    if srv.log.with_buf(|b| b.repl.is_active()) {
+        srv.log.set_repl(true);
+    }
+    // Replicas reconnect and continue under the new id.
+    srv.repl.drop_replicas.notify_waiters();
+    srv.repl.link_changed.notify_waiters();
+}
+
+fn current(srv: &Shared, gen: u64) -> Option<MasterLink> {
+    srv.repl
+        .state
+        .lock()
+        .master
+        .clone()
+        .filter(|m| m.gen == gen)
+}
+
+fn update(srv: &Shared, gen: u64, f: impl FnOnce(&mut MasterLink)) -> Result<(), LinkError> {
+    let mut st = srv.repl.state.lock();
+    match st.master.as_mut() {
+        Some(m) if m.gen == gen => {
+            f(m);
+            Ok(())
+        }
+        _ => Err(LinkError::Stale),
+    }
+}
+
+async fn run(srv: Arc<Shared>, gen: u64) {
+    // The master connection's database survives reconnections (a partial
+    // resync continues the stream where it was).
+    let mut db = 0usize;
+    loop {
+        let Some(m) = current(&srv, gen) else {
+            return;
+        };
+        tracing::info!("Connecting to MASTER {}:{}", m.host, m.port);
+        match link(&srv, gen, &m.host, m.port, &mut db).await {
+            Err(LinkError::Stale) => return,
+            Err(e) => tracing::warn!("Error condition on socket for SYNC: {e}"),
+            Ok(()) => {}
+        }
+        let now = crate::keyspace::now_ms();
+        if update(&srv, gen, |m| {
+            if m.state == LinkState::Connected {
+                m.down_since_ms = now;
+            }
+            m.state = LinkState::Connect;
+        })
+        .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Bytes read from the master, with line and bulk helpers.
+struct Wire {
+    sock: TcpStream,
+    buf: BytesMut,
+    timeout: Duration,
+}
+
+impl Wire {
+    async fn fill(&mut self) -> Result<(), LinkError> {
+        let n = tokio::time::timeout(self.timeout, self.sock.read_buf(&mut self.buf))
+            .await
+            .map_err(|_| LinkError::Protocol("Timeout connecting to the MASTER...".into()))??;
+        if n == 0 {
+            return Err(LinkError::Protocol(
+                "the master closed the connection".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One reply line, skipping the bare newlines masters send as
+    /// keepalives.
+    async fn line(&mut self) -> Result<String, LinkError> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&self.buf[..i])
+                    .trim_end_matches('\r')
+                    .to_string();
+                self.buf.advance(i + 1);
+                if line.is_empty() {
+                    continue;
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > 64 * 1024 {
+                return Err(LinkError::Protocol("reply line too long".into()));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn command(&mut self, args: &[&[u8]]) -> Result<String, LinkError> {
+        let mut out = Vec::new();
+        encode_command(args, &mut out);
+        self.sock.write_all(&out).await?;
+        self.line().await
+    }
+}
+
+/// One connection to the master: handshake, sync, then the stream until
+/// the link breaks.
+async fn link(
+    srv: &Arc<Shared>,
+    gen: u64,
+    host: &str,
+    port: u16,
+    db: &mut usize,
+) -> Result<(), LinkError> {
+    let timeout = Duration::from_secs(srv.config.read().int("repl-timeout").max(1) as u64);
+    update(srv, gen, |m| m.state = LinkState::Connecting)?;
+    let sock = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| LinkError::Protocol("Timeout connecting to the MASTER...".into()))??;
+    let _ = sock.set_nodelay(true);
+    tracing::info!("MASTER <-> REPLICA sync started");
+    let mut w = Wire {
+        sock,
+        buf: BytesMut::with_capacity(16 * 1024),
+        timeout,
+    };
+    update(srv, gen, |m| m.state = LinkState::Handshake)?;
+    handshake(srv, &mut w).await?;
+    // What we have: our history's id and the next byte we need.
+    let (replid, next) = {
+        let st = srv.repl.state.lock();
+        (st.replid.clone(), srv.log.with_buf(|b| b.repl.end()) + 1)
+    };
+    tracing::info!("Trying a partial resynchronization (request {replid}:{next}).");
+    let next_s = next.to_string();
+    let reply = w
+        .command(&[b"PSYNC", replid.as_bytes(), next_s.as_bytes()])
+        .await?;
+    if let Some(rest) = reply.strip_prefix("+FULLRESYNC ") {
+        let mut it = rest.split(' ');
+        let (Some(id), Some(off)) = (it.next(), it.next().and_then(|o| o.parse::<u64>().ok()))
+        else {
+            return Err(LinkError::Protocol(format!(
+                "bad FULLRESYNC reply: {reply}"
+            )));
+        };
+        tracing::info!("Full resync from master: {id}:{off}");
+        full_sync(srv, gen, &mut w, id, off).await?;
+        *db = 0;
+    } else if let Some(rest) = reply.strip_prefix("+CONTINUE") {
+        let new_id = rest.trim();
+        tracing::info!("Successful partial resynchronization with master.");
+        if !new_id.is_empty() && new_id != replid {
+            // The master's history goes on under a new id (it was
+            // promoted): ours becomes the previous one.
+            let mut st = srv.repl.state.lock();
+            st.replid2 = std::mem::replace(&mut st.replid, new_id.to_string());
+            st.second_offset = next as i64;
+            tracing::info!("Master replication ID changed to {new_id}");
+        }
+        srv.log.with_buf(|b| b.repl.activate());
+    } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {
+        return Err(LinkError::Protocol(format!(
+            "Master is currently unable to PSYNC but should be in the future: {reply}"
+        )));
+    } else {
+        return Err(LinkError::Protocol(format!(
+            "Unexpected reply to PSYNC from master: {reply}"
+        )));
+    }
+    let now = crate::keyspace::now_ms();
+    update(srv, gen, |m| {
+        m.state = LinkState::Connected;
+        m.last_io_ms = now;
+    })?;
+    tracing::info!(
+        "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization or finished loading."
+    );
+    apply_stream(srv, gen, &mut w, db).await
+}
+
+async fn handshake(srv: &Shared, w: &mut Wire) -> Result<(), LinkError> {
+    let pong = w.command(&[b"PING"]).await?;
+    if !(pong.starts_with('+')
+        || pong.starts_with("-NOAUTH")
+        || pong.starts_with("-NOPERM")
+        || pong.starts_with("-ERR operation not permitted"))
+    {
+        return Err(LinkError::Protocol(format!(
+            "Error reply to PING from master: '{pong}'"
+        )));
+    }
+    let (auth, user, port, ip) = {
+        let c = srv.config.read();
+        let port = match c.int("replica-announce-port") {
+            0 => srv.actual_port.load(Ordering::Relaxed) as i64,
+            p => p,
+        };
+        (
+            c.value("masterauth").to_string(),
+            c.value("masteruser").to_string(),
+            port,
+            c.value("replica-announce-ip").to_string(),
+        )
+    };
+    if !auth.is_empty() {
+        let r = if user.is_empty() {
+            w.command(&[b"AUTH", auth.as_bytes()]).await?
+        } else {
+            w.command(&[b"AUTH", user.as_bytes(), auth.as_bytes()])
+                .await?
+        };
+        if r.starts_with('-') {
+            return Err(LinkError::Protocol(format!(
+                "Unable to AUTH to MASTER: {r}"
+            )));
+        }
+    }
+    let port = port.to_string();
+    let r = w
+        .command(&[b"REPLCONF", b"listening-port", port.as_bytes()])
+        .await?;
+    if r.starts_with('-') {
+        tracing::info!("(Non critical) Master does not understand REPLCONF listening-port: {r}");
+    }
+    if !ip.is_empty() {
+        let r = w
+            .command(&[b"REPLCONF", b"ip-address", ip.as_bytes()])
+            .await?;
+        if r.starts_with('-') {
+            tracing::info!("(Non critical) Master does not understand REPLCONF ip-address: {r}");
+        }
+    }
+    let r = w
+        .command(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
+        .await?;
+    if r.starts_with('-') {
+        tracing::info!("(Non critical) Master does not understand REPLCONF capa: {r}");
+    }
+    Ok(())
+}
+
+/// Reads the snapshot (`$<len>` or diskless `$EOF:<mark>`) and loads it in
+/// place of our data.
+async fn full_sync(
+    srv: &Arc<Shared>,
+    gen: u64,
+    w: &mut Wire,
+    replid: &str,
+    offset: u64,
+) -> Result<(), LinkError> {
+    update(srv, gen, |m| m.state = LinkState::Transfer)?;
+    let header = w.line().await?;
+    let Some(spec) = header.strip_prefix('$') else {
+        return Err(LinkError::Protocol(format!(
+            "Bad protocol from MASTER, the first byte is not '$' (we received '{header}'), are you sure the host and port are right?"
+        )));
+    };
+    let data = if let Some(mark) = spec.strip_prefix("EOF:") {
+        let mark = mark.as_bytes().to_vec();
+        if mark.len() != 40 {
+            return Err(LinkError::Protocol("bad EOF mark".into()));
+        }
+        tracing::info!(
+            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+        );
+        loop {
+            if w.buf.len() >= 40 && w.buf.ends_with(&mark) {
+                let n = w.buf.len() - 40;
+                let data = w.buf.split_to(n).to_vec();
+                w.buf.clear();
+                break data;
+            }
+            let got = w.buf.len() as u64;
+            update(srv, gen, |m| {
+                m.sync_bytes = (-1, got);
+                m.last_io_ms = crate::keyspace::now_ms();
+            })?;
+            w.fill().await?;
+        }
+    } else {
+        let len: usize = spec
+            .parse()
+            .map_err(|_| LinkError::Protocol(format!("bad bulk length from master: {header}")))?;
+        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to disk");
+        while w.buf.len() < len {
+            let got = w.buf.len() as u64;
+            update(srv, gen, |m| {
+                m.sync_bytes = (len as i64, got);
+                m.last_io_ms = crate::keyspace::now_ms();
+            })?;
+            w.buf.reserve(len - w.buf.len());
+            w.fill().await?;
+        }
+        w.buf.split_to(len).to_vec()
+    };
+    // The link may have been replaced while the payload came in.
+    current(srv, gen).ok_or(LinkError::Stale)?;
+    tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
+    let srv2 = srv.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_snapshot(&srv2, &data))
+        .await
+        .map_err(|e| LinkError::Protocol(e.to_string()))?;
+    let keys = loaded.map_err(LinkError::Protocol)?;
+    {
+        let mut st = srv.repl.state.lock();
+        st.replid = replid.to_string();
+        st.replid2 = super::NO_REPLID.to_string();
+        st.second_offset = -1;
+    }
+    srv.log.with_buf(|b| {
+        b.repl.activate();
+        b.repl.reset_to(offset);
+        b.repl_last_db = None;
+    });
+    srv.repl.read_offset.store(offset, Ordering::Relaxed);
+    tracing::info!("MASTER <-> REPLICA sync: Finished with success ({keys} keys loaded)");
+    if srv.log.aof_on() {
+        // The AOF must describe the data we now hold.
+        if let Err(e) = crate::persistence::aof::start_rewrite(srv) {
+            tracing::warn!("Background AOF rewrite after the sync failed to start: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Empties every database and loads the RDB, keys past their TTL
+/// included (the master's DELs will remove them).
+fn load_snapshot(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+    let was = srv.log.suspend();
+    let now = crate::keyspace::now_ms();
+    for db in srv.ks.existing() {
+        for s in 0..crate::keyspace::SLOTS as u16 {
+            if db.slot_keys(s) > 0 {
+                db.lock_slot(s, now).clear();
+            }
+        }
+    }
+    let r = crate::persistence::rdb::file::load(&srv.ks, data, i64::MIN);
+    srv.log.resume(was);
+    r.map(|(n, _)| n).map_err(|e| {
+        format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
+    })
+}
+
+/// Applies the master's stream: each command runs as the master's client
+/// (its replies are dropped), then its bytes go to our own stream.
+/// `REPLCONF GETACK` is answered; an ACK goes out every second.
+async fn apply_stream(
+    srv: &Arc<Shared>,
+    gen: u64,
+    w: &mut Wire,
+    db: &mut usize,
+) -> Result<(), LinkError> {
+    let peer = w.sock.peer_addr()?;
+    let local = w.sock.local_addr()?;
+    let mut client = crate::server::conn::new_client(srv, peer, local);
+    client.is_master = true;
+    client.authenticated = true;
+    client
+        .info
+        .role
+        .store(crate::server::client::role::MASTER, Ordering::Relaxed);
+    client.db = *db;
+    srv.clients.lock().insert(client.id, client.info.clone());
+    let mut ranges = Vec::new();
+    let mut scratch = Vec::new();
+    let mut out = Vec::new();
+    let mut actions = Vec::new();
+    let mut ack = tokio::time::interval(Duration::from_secs(1));
+    let limits = crate::resp::Limits {
+        max_bulk_len: i64::MAX,
+        authenticated: true,
+    };
+    let result = loop {
+        // Apply every complete command read so far.
+        let mut pos = 0;
+        let now = crate::keyspace::now_ms();
+        let mut failed = None;
+        loop {
+            let parsed =
+                crate::resp::parse_request(&w.buf[pos..], &limits, &mut ranges, &mut scratch);
+            let consumed = match parsed {
+                Ok(None) => break,
+                Ok(Some(crate::resp::Parsed::Empty { consumed })) => consumed,
+                Ok(Some(crate::resp::Parsed::Multibulk { consumed })) => {
+                    let args = crate::command::Args::new(&w.buf[pos..], &ranges);
+                    if is_getack(&args) {
+                        let off = srv.repl.read_offset.load(Ordering::Relaxed);
+                        send_ack(&mut w.sock, off).await?;
+                    } else {
+                        crate::server::conn::execute(
+                            srv,
+                            &mut client,
+                            &mut out,
+                            &mut actions,
+                            &args,
+                            now,
+                        );
+                    }
+                    consumed
+                }
+                Ok(Some(crate::resp::Parsed::Inline { consumed })) => {
+                    let args = crate::command::Args::new(&scratch, &ranges);
+                    crate::server::conn::execute(
+                        srv,
+                        &mut client,
+                        &mut out,
+                        &mut actions,
+                        &args,
+                        now,
+                    );
+                    consumed
+                }
+                Err(e) => {
+                    failed = Some(LinkError::Protocol(format!(
+                        "protocol error from master: {e}"
+                    )));
+                    break;
+                }
+            };
+            out.clear();
+            actions.clear();
+            srv.log.append_repl_raw(&w.buf[pos..pos + consumed]);
+            pos += consumed;
+            srv.repl
+                .read_offset
+                .fetch_add(consumed as u64, Ordering::Relaxed);
+        }
+        w.buf.advance(pos);
+        *db = client.db;
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        if current(srv, gen).is_none() {
+            break Err(LinkError::Stale);
+        }
+        tokio::select! {
+            r = w.sock.read_buf(&mut w.buf) => {
+                match r {
+                    Ok(0) => break Err(LinkError::Protocol("the master closed the connection".into())),
+                    Ok(_) => {
+                        let now = crate::keyspace::now_ms();
+                        let _ = update(srv, gen, |m| m.last_io_ms = now);
+                    }
+                    Err(e) => break Err(e.into()),
+                }
+            }
+            _ = ack.tick() => {
+                let off = srv.repl.read_offset.load(Ordering::Relaxed);
+                if let Err(e) = send_ack(&mut w.sock, off).await {
+                    break Err(e.into());
+                }
+                let silent = crate::keyspace::now_ms()
+                    - current(srv, gen).map_or(0, |m| m.last_io_ms);
+                if silent > w.timeout.as_millis() as i64 {
+                    break Err(LinkError::Protocol("MASTER timeout: no data nor PING received...".into()));
+                }
+            }
+            _ = srv.repl.link_changed.notified() => {}
+            _ = client.info.kill_notify.notified() => {
+                if client.info.killed.load(Ordering::Relaxed) {
+                    break Err(LinkError::Protocol("the master link was killed".into()));
+                }
+            }
+        }
+    };
+    srv.clients.lock().remove(&client.id);
+    result
+}
+
+fn is_getack(args: &crate::command::Args) -> bool {
+    args.len() >= 2
+        && args.get(0).eq_ignore_ascii_case(b"REPLCONF")
+        && args.get(1).eq_ignore_ascii_case(b"GETACK")
+}
+
+async fn send_ack(sock: &mut TcpStream, offset: u64) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    let off = offset.to_string();
+    encode_command(&[b"REPLCONF".as_slice(), b"ACK", off.as_bytes()], &mut out);
+    sock.write_all(&out).await
+}
