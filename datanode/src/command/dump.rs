@@ -94,16 +94,16 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
     if let Some(meta) = crate::keyspace::access::restored(idle, freq, now) {
         s.set_access(key, meta);
     }
+    // Propagated as sent, except that a relative TTL is made absolute and
+    // ABSTTL added (Redis's rewrite).
     let mut b = itoa::Buffer::new();
     let ttl_s = b.format(ttl.max(0));
-    s.log(&[
-        b"RESTORE".as_slice(),
-        key,
-        ttl_s.as_bytes(),
-        payload,
-        b"REPLACE",
-        b"ABSTTL",
-    ]);
+    let mut eff: Vec<&[u8]> = a.iter().collect();
+    if ttl > 0 && !absttl {
+        eff[2] = ttl_s.as_bytes();
+        eff.push(b"ABSTTL");
+    }
+    s.log(&eff);
     events.emit(ev::GENERIC, "restore", key);
     drop(s);
     ctx.dirty(1);

@@ -474,12 +474,18 @@ pub fn randomkey(ctx: &mut Ctx, _a: &Args) {
         else {
             break;
         };
-        let g = ctx.locks.slot(s);
-        let keys = g.live_keys();
+        let mut g = ctx.locks.slot(s);
+        let keys = g.all_keys();
         if keys.is_empty() {
             continue;
         }
         let k = &keys[rng.random_range(0..keys.len())];
+        // A pick past its TTL is deleted (and the deletion propagated),
+        // then another key is tried, as in Redis.
+        if g.is_logically_expired(k) {
+            g.exists(k);
+            continue;
+        }
         ctx.r.bulk(k);
         return;
     }

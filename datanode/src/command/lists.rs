@@ -288,18 +288,26 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    match lookup(&mut s, key) {
+    let changed = match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
         Lookup::Missing => return ctx.r.ok(),
-        Lookup::List(l) => match range(start, end, l.len()) {
-            None => l.clear(),
-            Some((s0, e0)) => {
-                l.trim(s0, e0);
+        Lookup::List(l) => {
+            let before = l.len();
+            match range(start, end, l.len()) {
+                None => l.clear(),
+                Some((s0, e0)) => {
+                    l.trim(s0, e0);
+                }
             }
-        },
-    }
+            l.len() != before
+        }
+    };
     let deleted = settle(&mut s, key);
-    log_args(&s, a);
+    // Nothing trimmed is no change to propagate (Redis's dirty stays 0),
+    // though the event and WATCH still see the command.
+    if changed {
+        log_args(&s, a);
+    }
     removed_events(&events, "ltrim", key, deleted);
     drop(s);
     ctx.dirty(1);

@@ -378,6 +378,28 @@ fn oom_rejected(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     true
 }
 
+/// Write commands Redis propagates as rewritten effects rather than as
+/// sent: relative TTLs made absolute, random or blocking pops made
+/// explicit, float increments made exact. Their handlers log exactly that.
+fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
+    match cmd.name {
+        "incrbyfloat" | "hincrbyfloat" | "setex" | "psetex" | "getset" | "getdel" | "getex"
+        | "expire" | "pexpire" | "expireat" | "pexpireat" | "spop" | "lmpop" | "zmpop"
+        | "blpop" | "brpop" | "blmove" | "brpoplpush" | "bzpopmin" | "bzpopmax" | "bzmpop"
+        | "blmpop" | "restore" => true,
+        // Ours read their sources and write their result under different
+        // locks: the result, not the operation, keeps a replica equal.
+        "sinterstore" | "sunionstore" | "sdiffstore" | "zunionstore" | "zinterstore"
+        | "zdiffstore" | "zrangestore" | "sort" => true,
+        // SET with a relative (or seconds) expiry becomes SET … PXAT.
+        "set" => args
+            .iter()
+            .skip(3)
+            .any(|t| eq_ic(t, "EX") || eq_ic(t, "PX") || eq_ic(t, "EXAT") || eq_ic(t, "PXAT")),
+        _ => false,
+    }
+}
+
 /// Writes a replica does not take from its clients (`-READONLY`), and
 /// writes a master takes only with enough good replicas (`-NOREPLICAS`,
 /// `min-replicas-to-write`). Replies and returns true when refused.
@@ -386,10 +408,34 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     let repl = &ctx.srv.repl;
     let replica = repl.is_replica();
     let min_good = repl.min_good.load(Ordering::Relaxed);
-    if !replica && min_good == 0 {
+    // Queued commands were checked with EXEC: a transaction that makes
+    // the node a replica still runs to its end, as in Redis.
+    if (!replica && min_good == 0) || ctx.client.in_exec {
         return false;
     }
     let exec = cmd.name == "exec";
+    if replica && !ctx.srv.config.read().flag("replica-serve-stale-data") {
+        // A replica cut off from its master answers only what may be stale.
+        let stale_ok = if exec {
+            queued_flags_all(ctx, table::flags::STALE)
+        } else {
+            cmd.flags & table::flags::STALE != 0
+        };
+        let down = repl
+            .state
+            .lock()
+            .master
+            .as_ref()
+            .is_some_and(|m| m.state != crate::replication::LinkState::Connected);
+        if down && !stale_ok {
+            reject(
+                ctx,
+                cmd,
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            );
+            return true;
+        }
+    }
     let write = cmd.is_write() || (exec && queued_flags(ctx) & table::flags::WRITE != 0);
     if !write {
         return false;
@@ -411,8 +457,15 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
         }
         "NOREPLICAS Not enough good replicas to write."
     };
+    reject(ctx, cmd, err);
+    true
+}
+
+/// Refuses `cmd` with `err`: EXEC discards its transaction, a command
+/// being queued marks it failed.
+fn reject(ctx: &mut Ctx, cmd: &'static table::Cmd, err: &str) {
     cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
-    if exec {
+    if cmd.name == "exec" {
         ctx.r.error(&format!(
             "EXECABORT Transaction discarded because of: {err}"
         ));
@@ -424,7 +477,24 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
             m.dirty = true;
         }
     }
-    true
+}
+
+/// Whether every queued command has all of `flags`.
+fn queued_flags_all(ctx: &Ctx, flags: u32) -> bool {
+    let Some(m) = &ctx.client.multi else {
+        return true;
+    };
+    m.queue.iter().all(|q| {
+        let a = q.args();
+        let f = match table::lookup(a.get(0)) {
+            Some(c) if !c.subs.is_empty() && a.len() >= 2 => {
+                table::lookup_sub(c, a.get(1)).map_or(0, |s| s.flags)
+            }
+            Some(c) => c.flags,
+            None => 0,
+        };
+        f & flags == flags
+    })
 }
 
 /// Runs one command: lookup, checks, MULTI queuing, then the handler.
@@ -506,6 +576,15 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     // Redis counts hits and misses of lookups made to read: those of
     // read-only commands, and of GETDEL/GETEX, which look their key up
     // for reading. OBJECT's misses are not announced.
+    // What a write propagates: the command as sent, or (a rewrite) the
+    // effects its handler logs.
+    let verbatim = cmd.is_write() && ctx.srv.log.is_active() && !own_effects(cmd, args);
+    if verbatim {
+        crate::persistence::effects::begin_verbatim(
+            ctx.client.db,
+            &args.iter().collect::<Vec<_>>(),
+        );
+    }
     let reads = cmd.flags & table::flags::READONLY != 0 || matches!(cmd.name, "getdel" | "getex");
     if reads {
         use crate::keyspace::lookups::{count_reads, Mode};
@@ -521,6 +600,14 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ctx.client.pending_misses += misses;
     } else {
         (cmd.handler)(ctx, args);
+    }
+    if verbatim {
+        crate::persistence::effects::end_verbatim();
+    } else if cmd.name == "publish" && ctx.srv.cluster.get().is_none() {
+        // Standalone PUBLISH reaches replicas (Redis 7.0).
+        ctx.srv
+            .log
+            .append_repl_command(ctx.client.db, &args.iter().collect::<Vec<_>>());
     }
     if cmd.flags & table::flags::READONLY != 0 {
         track_read(ctx, cmd, args);

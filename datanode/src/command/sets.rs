@@ -385,7 +385,11 @@ fn store_op(ctx: &mut Ctx, a: &Args, op: Op, event: &'static str) {
     if r.is_empty() {
         if s.remove(dst).is_some() {
             events.emit(ev::GENERIC, "del", dst);
+            s.log(&[b"DEL".as_slice(), dst]);
         }
+        // Nothing there and nothing to store: no change to propagate.
+        drop(s);
+        return ctx.r.int(0);
     } else {
         let mut x = SetObj::default();
         for m in &r {
@@ -395,13 +399,10 @@ fn store_op(ctx: &mut Ctx, a: &Args, op: Op, event: &'static str) {
         events.emit(ev::SET, event, dst);
     }
     // The result, not the operation: the inputs may differ on replay order.
-    let mut eff: Vec<&[u8]> = vec![b"DEL", dst];
+    s.log(&[b"DEL".as_slice(), dst]);
+    let mut eff: Vec<&[u8]> = vec![b"SADD", dst];
+    eff.extend(r.iter().map(|m| m.as_slice()));
     s.log(&eff);
-    if !r.is_empty() {
-        eff = vec![b"SADD", dst];
-        eff.extend(r.iter().map(|m| m.as_slice()));
-        s.log(&eff);
-    }
     drop(s);
     ctx.dirty(1);
     ctx.r.int(r.len() as i64);

@@ -161,13 +161,31 @@ const R: u32 = READONLY;
 const W: u32 = WRITE;
 
 static CLIENT_SUBS: &[Cmd] = &[
-    c("client|id", 2, FAST, NOKEY, conn::client_id),
-    c("client|setname", 3, FAST, NOKEY, conn::client_setname),
-    c("client|getname", 2, FAST, NOKEY, conn::client_getname),
-    c("client|list", -2, ADMIN, NOKEY, conn::client_list),
-    c("client|info", 2, 0, NOKEY, conn::client_info),
-    c("client|kill", -3, ADMIN, NOKEY, conn::client_kill),
-    c("client|no-evict", 3, ADMIN, NOKEY, conn::client_no_evict),
+    c("client|id", 2, FAST | STALE, NOKEY, conn::client_id),
+    c(
+        "client|setname",
+        3,
+        FAST | STALE,
+        NOKEY,
+        conn::client_setname,
+    ),
+    c(
+        "client|getname",
+        2,
+        FAST | STALE,
+        NOKEY,
+        conn::client_getname,
+    ),
+    c("client|list", -2, ADMIN | STALE, NOKEY, conn::client_list),
+    c("client|info", 2, STALE, NOKEY, conn::client_info),
+    c("client|kill", -3, ADMIN | STALE, NOKEY, conn::client_kill),
+    c(
+        "client|no-evict",
+        3,
+        ADMIN | STALE,
+        NOKEY,
+        conn::client_no_evict,
+    ),
     c("client|pause", -3, ADMIN | STALE, NOKEY, conn::client_pause),
     c(
         "client|unpause",
@@ -176,9 +194,15 @@ static CLIENT_SUBS: &[Cmd] = &[
         NOKEY,
         conn::client_unpause,
     ),
-    c("client|reply", 3, 0, NOKEY, conn::client_reply),
-    c("client|unblock", -3, ADMIN, NOKEY, conn::client_unblock),
-    c("client|help", 2, 0, NOKEY, conn::client_help),
+    c("client|reply", 3, STALE, NOKEY, conn::client_reply),
+    c(
+        "client|unblock",
+        -3,
+        ADMIN | STALE,
+        NOKEY,
+        conn::client_unblock,
+    ),
+    c("client|help", 2, STALE, NOKEY, conn::client_help),
     c("client|tracking", -3, STALE, NOKEY, conn::client_tracking),
     c("client|caching", 3, STALE, NOKEY, conn::client_caching),
     c("client|getredir", 2, STALE, NOKEY, conn::client_getredir),
@@ -264,11 +288,17 @@ static CLUSTER_SUBS: &[Cmd] = &[
 ];
 
 static CONFIG_SUBS: &[Cmd] = &[
-    c("config|get", -3, ADMIN, NOKEY, s::config_get),
-    c("config|set", -4, ADMIN, NOKEY, s::config_set),
-    c("config|resetstat", 2, ADMIN, NOKEY, s::config_resetstat),
-    c("config|rewrite", 2, ADMIN, NOKEY, s::config_rewrite),
-    c("config|help", 2, 0, NOKEY, s::config_help),
+    c("config|get", -3, ADMIN | STALE, NOKEY, s::config_get),
+    c("config|set", -4, ADMIN | STALE, NOKEY, s::config_set),
+    c(
+        "config|resetstat",
+        2,
+        ADMIN | STALE,
+        NOKEY,
+        s::config_resetstat,
+    ),
+    c("config|rewrite", 2, ADMIN | STALE, NOKEY, s::config_rewrite),
+    c("config|help", 2, STALE, NOKEY, s::config_help),
 ];
 
 static OBJECT_SUBS: &[Cmd] = &[
@@ -276,15 +306,15 @@ static OBJECT_SUBS: &[Cmd] = &[
     c("object|freq", 3, R, (2, 2, 1), k::object_freq),
     c("object|idletime", 3, R, (2, 2, 1), k::object_idletime),
     c("object|refcount", 3, R, (2, 2, 1), k::object_refcount),
-    c("object|help", 2, 0, NOKEY, k::object_help),
+    c("object|help", 2, STALE, NOKEY, k::object_help),
 ];
 
 static COMMAND_SUBS: &[Cmd] = &[
-    c("command|count", 2, 0, NOKEY, s::command_count),
-    c("command|info", -2, 0, NOKEY, s::command_info),
-    c("command|docs", -2, 0, NOKEY, s::command_docs),
-    c("command|list", -2, 0, NOKEY, s::command_list),
-    c("command|getkeys", -4, 0, NOKEY, s::command_getkeys),
+    c("command|count", 2, STALE, NOKEY, s::command_count),
+    c("command|info", -2, STALE, NOKEY, s::command_info),
+    c("command|docs", -2, STALE, NOKEY, s::command_docs),
+    c("command|list", -2, STALE, NOKEY, s::command_list),
+    c("command|getkeys", -4, STALE, NOKEY, s::command_getkeys),
     c(
         "command|getkeysandflags",
         -4,
@@ -292,32 +322,38 @@ static COMMAND_SUBS: &[Cmd] = &[
         NOKEY,
         s::command_getkeysandflags,
     ),
-    c("command|help", 2, 0, NOKEY, s::command_help),
+    c("command|help", 2, STALE, NOKEY, s::command_help),
 ];
 
 static FUNCTION_SUBS: &[Cmd] = &[
     c("function|delete", 3, W, NOKEY, fu::delete),
     c("function|dump", 2, 0, NOKEY, fu::dump),
     c("function|flush", -2, W, NOKEY, fu::flush),
-    c("function|help", 2, 0, NOKEY, fu::help),
+    c("function|help", 2, STALE, NOKEY, fu::help),
     c("function|kill", 2, 0, NOKEY, fu::kill),
     c("function|list", -2, 0, NOKEY, fu::list),
     c("function|restore", -3, W | DENYOOM, NOKEY, fu::restore),
 ];
 
 static LATENCY_SUBS: &[Cmd] = &[
-    c("latency|doctor", 2, ADMIN, NOKEY, lat::doctor),
-    c("latency|graph", 3, ADMIN, NOKEY, lat::graph),
-    c("latency|help", 2, 0, NOKEY, lat::help),
-    c("latency|histogram", -2, ADMIN, NOKEY, lat::histogram),
-    c("latency|history", 3, ADMIN, NOKEY, lat::history),
-    c("latency|latest", 2, ADMIN, NOKEY, lat::latest),
-    c("latency|reset", -2, ADMIN, NOKEY, lat::reset),
+    c("latency|doctor", 2, ADMIN | STALE, NOKEY, lat::doctor),
+    c("latency|graph", 3, ADMIN | STALE, NOKEY, lat::graph),
+    c("latency|help", 2, STALE, NOKEY, lat::help),
+    c(
+        "latency|histogram",
+        -2,
+        ADMIN | STALE,
+        NOKEY,
+        lat::histogram,
+    ),
+    c("latency|history", 3, ADMIN | STALE, NOKEY, lat::history),
+    c("latency|latest", 2, ADMIN | STALE, NOKEY, lat::latest),
+    c("latency|reset", -2, ADMIN | STALE, NOKEY, lat::reset),
 ];
 
 static MEMORY_SUBS: &[Cmd] = &[
     c("memory|doctor", 2, 0, NOKEY, mem::doctor),
-    c("memory|help", 2, 0, NOKEY, mem::help),
+    c("memory|help", 2, STALE, NOKEY, mem::help),
     c("memory|malloc-stats", 2, 0, NOKEY, mem::malloc_stats),
     c("memory|purge", 2, 0, NOKEY, mem::purge),
     c("memory|stats", 2, 0, NOKEY, mem::stats),
@@ -342,28 +378,40 @@ static PUBSUB_SUBS: &[Cmd] = &[
         NOKEY,
         ps::pubsub_shardnumsub,
     ),
-    c("pubsub|help", 2, 0, NOKEY, ps::pubsub_help),
+    c("pubsub|help", 2, STALE, NOKEY, ps::pubsub_help),
 ];
 
 static SLOWLOG_SUBS: &[Cmd] = &[
-    c("slowlog|get", -2, ADMIN, NOKEY, s::slowlog_get),
-    c("slowlog|len", 2, ADMIN, NOKEY, s::slowlog_len),
-    c("slowlog|reset", 2, ADMIN, NOKEY, s::slowlog_reset),
-    c("slowlog|help", 2, 0, NOKEY, s::slowlog_help),
+    c("slowlog|get", -2, ADMIN | STALE, NOKEY, s::slowlog_get),
+    c("slowlog|len", 2, ADMIN | STALE, NOKEY, s::slowlog_len),
+    c("slowlog|reset", 2, ADMIN | STALE, NOKEY, s::slowlog_reset),
+    c("slowlog|help", 2, STALE, NOKEY, s::slowlog_help),
 ];
 
 pub static COMMANDS: &[Cmd] = &[
     // connection
-    c("ping", -1, FAST | STALE, NOKEY, conn::ping),
-    c("echo", 2, FAST, NOKEY, conn::echo),
-    c("select", 2, FAST, NOKEY, conn::select),
-    c("quit", -1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::quit),
-    c("reset", 1, NO_AUTH | NO_QUEUE | FAST, NOKEY, conn::reset),
-    c("auth", -2, NO_AUTH | FAST, NOKEY, conn::auth),
-    c("hello", -1, NO_AUTH | FAST, NOKEY, conn::hello),
+    c("ping", -1, FAST, NOKEY, conn::ping),
+    c("echo", 2, FAST | STALE, NOKEY, conn::echo),
+    c("select", 2, FAST | STALE, NOKEY, conn::select),
+    c(
+        "quit",
+        -1,
+        NO_AUTH | NO_QUEUE | FAST | STALE,
+        NOKEY,
+        conn::quit,
+    ),
+    c(
+        "reset",
+        1,
+        NO_AUTH | NO_QUEUE | FAST | STALE,
+        NOKEY,
+        conn::reset,
+    ),
+    c("auth", -2, NO_AUTH | FAST | STALE, NOKEY, conn::auth),
+    c("hello", -1, NO_AUTH | FAST | STALE, NOKEY, conn::hello),
     container("client", -2, 0, CLIENT_SUBS),
-    c("readonly", 1, FAST, NOKEY, conn::readonly),
-    c("readwrite", 1, FAST, NOKEY, conn::readwrite),
+    c("readonly", 1, FAST | STALE, NOKEY, conn::readonly),
+    c("readwrite", 1, FAST | STALE, NOKEY, conn::readwrite),
     c("asking", 1, FAST, NOKEY, cl::asking),
     container("cluster", -2, 0, CLUSTER_SUBS),
     // strings
@@ -537,11 +585,11 @@ pub static COMMANDS: &[Cmd] = &[
     c("bzpopmax", -3, W | FAST, (1, -2, 1), z::bzpopmax),
     c("bzmpop", -5, W, NOKEY, z::bzmpop).with_keys(z::bzmpop_keys),
     // transactions
-    c("multi", 1, FAST | NO_QUEUE, NOKEY, txn::multi),
-    c("exec", 1, NO_QUEUE, NOKEY, txn::exec),
-    c("discard", 1, FAST | NO_QUEUE, NOKEY, txn::discard),
-    c("watch", -2, FAST | NO_QUEUE, ALLKEYS, txn::watch),
-    c("unwatch", 1, FAST, NOKEY, txn::unwatch),
+    c("multi", 1, FAST | NO_QUEUE | STALE, NOKEY, txn::multi),
+    c("exec", 1, NO_QUEUE | STALE, NOKEY, txn::exec),
+    c("discard", 1, FAST | NO_QUEUE | STALE, NOKEY, txn::discard),
+    c("watch", -2, FAST | NO_QUEUE | STALE, ALLKEYS, txn::watch),
+    c("unwatch", 1, FAST | STALE, NOKEY, txn::unwatch),
     // server
     c("info", -1, STALE, NOKEY, s::info),
     // replication
@@ -561,16 +609,22 @@ pub static COMMANDS: &[Cmd] = &[
     container("function", -2, 0, FUNCTION_SUBS),
     container("memory", -2, 0, MEMORY_SUBS),
     container("latency", -2, 0, LATENCY_SUBS),
-    c("time", 1, FAST, NOKEY, s::time),
+    c("time", 1, FAST | STALE, NOKEY, s::time),
     c("lolwut", -1, R | FAST, NOKEY, s::lolwut),
-    c("lastsave", 1, FAST, NOKEY, s::lastsave),
+    c("lastsave", 1, FAST | STALE, NOKEY, s::lastsave),
     // DEBUG RELOAD/POPULATE touch any slot: inside EXEC, hold them all.
-    c("debug", -2, ADMIN | ALL_SLOTS | ALL_DBS, NOKEY, s::debug),
-    c("monitor", 1, ADMIN, NOKEY, s::monitor),
+    c(
+        "debug",
+        -2,
+        ADMIN | ALL_SLOTS | ALL_DBS | STALE,
+        NOKEY,
+        s::debug,
+    ),
+    c("monitor", 1, ADMIN | STALE, NOKEY, s::monitor),
     c("bgrewriteaof", 1, ADMIN, NOKEY, s::bgrewriteaof),
     c("save", 1, ADMIN | NO_MULTI, NOKEY, s::save),
     c("bgsave", -1, ADMIN, NOKEY, s::bgsave),
-    c("shutdown", -1, ADMIN | NO_MULTI, NOKEY, s::shutdown),
+    c("shutdown", -1, ADMIN | NO_MULTI | STALE, NOKEY, s::shutdown),
 ];
 
 fn index() -> &'static FastMap<&'static [u8], &'static Cmd> {

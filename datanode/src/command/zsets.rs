@@ -1207,9 +1207,10 @@ fn mpop_first(
             out.push((mm, sc));
         }
         let deleted = settle(s, key);
-        let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
-        eff.extend(out.iter().map(|(mm, _)| mm.as_slice()));
-        s.log(&eff);
+        // Propagated as ZPOPMIN/ZPOPMAX with the count popped (Redis).
+        let mut nb = itoa::Buffer::new();
+        let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        s.log(&[pop, key, nb.format(out.len()).as_bytes()]);
         removed_events(&events, pop_event(max), key, deleted);
         if !s.is_empty() {
             s.signal_ready(key);

@@ -330,6 +330,7 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s("replica-read-only", Bool, false),
+    s("replica-serve-stale-data", Bool, false),
     s(
         "replica-priority",
         Int {

@@ -202,7 +202,7 @@ impl<'a> SlotRef<'a> {
                 self.t.take(key);
                 self.t.touch_expired(key);
                 self.sync_meta();
-                self.log(&[b"DEL".as_slice(), key]);
+                self.log_now(&[b"DEL".as_slice(), key]);
                 if !self.quiet {
                     self.db.events.expired(self.db.index, key);
                     self.db.expiry.expired.fetch_add(1, Ordering::Relaxed);
@@ -327,7 +327,7 @@ impl<'a> SlotRef<'a> {
         self.t.remove_expire(key);
         self.t.touch(key);
         self.sync_meta();
-        self.log(&[b"DEL".as_slice(), key]);
+        self.log_now(&[b"DEL".as_slice(), key]);
         drop(val);
         true
     }
@@ -380,6 +380,12 @@ impl<'a> SlotRef<'a> {
             .filter(|e| !matches!(self.t.expire_of(&e.key), Some(at) if at <= now))
             .map(|e| SBytes::new(&e.key))
             .collect()
+    }
+
+    /// Every key held, expired or not (RANDOMKEY deletes the expired ones
+    /// it happens to pick, as Redis does).
+    pub fn all_keys(&self) -> Vec<SBytes> {
+        self.t.iter().map(|e| SBytes::new(&e.key)).collect()
     }
 
     pub fn for_each_live<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
@@ -557,6 +563,14 @@ impl<'a> SlotRef<'a> {
     pub fn log<A: AsRef<[u8]>>(&self, args: &[A]) {
         if self.db.log.is_active() {
             self.db.log.append_gen(self.db.index, self.gen, args);
+        }
+    }
+
+    /// Logs an effect that is not the running command's own (an expired
+    /// or evicted key's deletion): it goes out at once.
+    pub fn log_now<A: AsRef<[u8]>>(&self, args: &[A]) {
+        if self.db.log.is_active() {
+            self.db.log.append_now(self.db.index, self.gen, args);
         }
     }
 

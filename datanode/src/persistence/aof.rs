@@ -473,8 +473,12 @@ impl Files {
 
     /// Installs the new base; drops the files it replaces.
     fn finish(&mut self, srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
-        let (_, old, _) = srv.log.take(Duration::ZERO);
+        // Both streams: what is owed to the previous file, and what the
+        // current one has gained since the writer last looked (dropping it
+        // would lose acknowledged writes).
+        let (buf, old, _) = srv.log.take(Duration::ZERO);
         self.write_old(&old).map_err(|e| e.to_string())?;
+        self.write_cur(&buf).map_err(|e| e.to_string())?;
         if let Some(f) = &self.old {
             f.sync_data().map_err(|e| e.to_string())?;
         }

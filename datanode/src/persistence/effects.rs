@@ -30,10 +30,24 @@ struct Capture {
     buf: Vec<u8>,
     first_db: Option<usize>,
     last_db: Option<usize>,
+    /// Commands gathered (SELECTs aside): one is logged bare, as Redis
+    /// wraps only transactions of several.
+    ops: usize,
+}
+
+/// The write command running on this thread, when Redis propagates it as
+/// the client sent it: its first effect is replaced by the command itself
+/// (logged right there, under the locks the effect was made under, so the
+/// log keeps each key's order), and its other effects are dropped.
+struct Verbatim {
+    db: usize,
+    encoded: Vec<u8>,
+    logged: bool,
 }
 
 thread_local! {
     static CAPTURE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+    static VERBATIM: std::cell::RefCell<Option<Verbatim>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Starts gathering this thread's effects (EXEC).
@@ -43,12 +57,14 @@ pub fn begin_capture() {
             buf: Vec::new(),
             first_db: None,
             last_db: None,
+            ops: 0,
         })
     });
 }
 
-/// Tries to add an effect to the current capture; false when none is on.
-fn capture<A: AsRef<[u8]>>(db: usize, args: &[A]) -> bool {
+/// Tries to add an encoded effect to the current capture; false when none
+/// is on.
+fn capture(db: usize, last_db: usize, enc: &[u8], ops: usize) -> bool {
     CAPTURE.with(|c| {
         let mut c = c.borrow_mut();
         let Some(cap) = c.as_mut() else {
@@ -65,9 +81,46 @@ fn capture<A: AsRef<[u8]>>(db: usize, args: &[A]) -> bool {
             }
             _ => {}
         }
-        cap.last_db = Some(db);
-        encode_command(args, &mut cap.buf);
+        cap.last_db = Some(last_db);
+        cap.buf.extend_from_slice(enc);
+        cap.ops += ops;
         true
+    })
+}
+
+/// A write command that Redis propagates as sent begins on this thread
+/// (in `db`): if it changes anything, the log gets `args` in place of its
+/// effects. Commands Redis rewrites (relative TTLs made absolute, random
+/// or blocking pops made explicit…) do not call this: their handlers log
+/// the rewritten form.
+pub fn begin_verbatim<A: AsRef<[u8]>>(db: usize, args: &[A]) {
+    let mut encoded = Vec::new();
+    encode_command(args, &mut encoded);
+    VERBATIM.with(|v| {
+        *v.borrow_mut() = Some(Verbatim {
+            db,
+            encoded,
+            logged: false,
+        })
+    });
+}
+
+/// Ends the verbatim command on this thread.
+pub fn end_verbatim() {
+    VERBATIM.with(|v| *v.borrow_mut() = None);
+}
+
+/// What to log in place of an effect: None to log the effect itself;
+/// Some(None) to drop it; Some(Some(..)) to log the command instead.
+fn verbatim_instead() -> Option<Option<(usize, Vec<u8>)>> {
+    VERBATIM.with(|v| {
+        let mut v = v.borrow_mut();
+        let cur = v.as_mut()?;
+        if cur.logged {
+            return Some(None);
+        }
+        cur.logged = true;
+        Some(Some((cur.db, std::mem::take(&mut cur.encoded))))
     })
 }
 
@@ -288,15 +341,51 @@ impl EffectLog {
     /// Appends one command made under a slot lock taken in generation
     /// `gen`: if a rewrite started since, it goes to the previous file.
     pub fn append_gen<A: AsRef<[u8]>>(&self, db: usize, gen: u64, args: &[A]) -> u64 {
-        if capture(db, args) {
-            return 0;
-        }
         SCRATCH.with(|sc| {
             let mut enc = sc.borrow_mut();
             enc.clear();
             encode_command(args, &mut enc);
-            self.append_encoded(db, db, gen, &enc)
+            match verbatim_instead() {
+                None => self.append_one(db, gen, &enc),
+                Some(None) => 0,
+                Some(Some((cdb, cmd))) => self.append_one(cdb, gen, &cmd),
+            }
         })
+    }
+
+    /// Appends one effect now, whatever command runs (a key found expired
+    /// is deleted before the command that found it, as Redis propagates).
+    pub fn append_now<A: AsRef<[u8]>>(&self, db: usize, gen: u64, args: &[A]) -> u64 {
+        SCRATCH.with(|sc| {
+            let mut enc = sc.borrow_mut();
+            enc.clear();
+            encode_command(args, &mut enc);
+            self.append_one(db, gen, &enc)
+        })
+    }
+
+    fn append_one(&self, db: usize, gen: u64, enc: &[u8]) -> u64 {
+        if capture(db, db, enc, 1) {
+            return 0;
+        }
+        self.append_encoded(db, db, gen, enc)
+    }
+
+    /// PUBLISH in standalone mode reaches replicas (not the AOF), as in
+    /// Redis; inside a transaction it joins the transaction's block.
+    pub fn append_repl_command<A: AsRef<[u8]>>(&self, db: usize, args: &[A]) {
+        if !self.repl.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut enc = Vec::new();
+        encode_command(args, &mut enc);
+        if capture(db, db, &enc, 1) {
+            return;
+        }
+        let mut g = self.inner.lock();
+        g.push_repl(db, db, &enc);
+        drop(g);
+        self.wake_senders();
     }
 
     /// Appends encoded commands that start in `first_db` and leave the
@@ -337,6 +426,9 @@ impl EffectLog {
 
     /// Appends already-encoded commands (e.g. a whole MULTI/EXEC block).
     pub fn append_raw(&self, db: usize, encoded: &[u8]) -> u64 {
+        if capture(db, db, encoded, 1) {
+            return 0;
+        }
         self.append_encoded(db, db, u64::MAX, encoded)
     }
 
@@ -349,6 +441,10 @@ impl EffectLog {
         let (Some(first), Some(last)) = (cap.first_db, cap.last_db) else {
             return 0;
         };
+        if cap.ops == 1 {
+            // One command needs no MULTI/EXEC around it (Redis 7).
+            return self.append_encoded(first, last, gen, &cap.buf);
+        }
         let mut block = Vec::with_capacity(cap.buf.len() + 32);
         encode_command(&[b"MULTI".as_slice()], &mut block);
         block.extend_from_slice(&cap.buf);
