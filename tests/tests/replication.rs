@@ -240,3 +240,64 @@ fn a_snapshot_is_one_point_in_time_under_cross_slot_transactions() {
     assert_eq!(sum(&mut r), 100_000);
     assert_eq!(digest(&mut m), digest(&mut r));
 }
+
+#[test]
+fn cluster_replicas_hold_their_masters_data_and_serve_readonly_reads() {
+    use slotkv_tests::cluster::Cluster;
+    let c = Cluster::start(&[Server::Datanode; 6], 5000, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    // Keys in every slot range, written through the cluster.
+    for i in 0..300 {
+        let k = format!("key:{i}");
+        let out = slotkv_tests::cluster::redis_cli(&[
+            "-c",
+            "-p",
+            &c.nodes[0].port.to_string(),
+            "SET",
+            &k,
+            &i.to_string(),
+        ]);
+        assert!(out.1.contains("OK"), "{out:?}");
+    }
+    let role = |i: usize| c.info_field(i, &["INFO", "replication"], "role");
+    let replicas: Vec<usize> = (0..6)
+        .filter(|&i| role(i).as_deref() == Some("slave"))
+        .collect();
+    assert_eq!(replicas.len(), 3, "three replicas");
+    for &r in &replicas {
+        let mut conn = c.nodes[r].conn();
+        wait("the replica's link is up", || link_up(&mut conn));
+        let mport: u16 = conn
+            .info_field("replication", "master_port")
+            .parse()
+            .expect("master port");
+        let m = c
+            .nodes
+            .iter()
+            .position(|n| n.port == mport)
+            .expect("the master is one of ours");
+        let mut mconn = c.nodes[m].conn();
+        wait("the replica catches up", || {
+            caught_up(&mut mconn, &mut conn)
+        });
+        assert_eq!(digest(&mut conn), digest(&mut mconn));
+        let n: i64 = conn
+            .text(&["DBSIZE"])
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .expect("dbsize");
+        assert!(n > 50, "replica {r} holds {n} keys");
+        // A key of the master's: MOVED without READONLY, served after it.
+        let key = (0..300)
+            .map(|i| format!("key:{i}"))
+            .find(|k| mconn.text(&["EXISTS", k]) == ":1\r\n")
+            .expect("a key on this master");
+        assert!(conn.text(&["GET", &key]).starts_with("-MOVED"));
+        assert_eq!(conn.text(&["READONLY"]), "+OK\r\n");
+        assert!(conn.text(&["GET", &key]).starts_with('$'));
+        // Writes still go to the master.
+        assert!(conn.text(&["SET", &key, "x"]).starts_with("-MOVED"));
+    }
+}

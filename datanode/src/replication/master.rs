@@ -383,6 +383,11 @@ pub fn cron(srv: &Shared, now_ms: i64) {
     }
     let period = srv.config.read().int("repl-ping-replica-period").max(1) * 1000;
     let last = srv.repl.last_ping_ms.load(Ordering::Relaxed);
+    if last == 0 {
+        // The period counts from the first replica, not from the epoch.
+        srv.repl.last_ping_ms.store(now_ms, Ordering::Relaxed);
+        return;
+    }
     if now_ms - last < period {
         return;
     }

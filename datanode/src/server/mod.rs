@@ -327,6 +327,7 @@ async fn cron(srv: Arc<Shared>) {
         tracking::cron(&srv);
         if ticks.is_multiple_of(10) {
             crate::replication::master::cron(&srv, now);
+            follow_cluster_role(&srv);
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
@@ -399,6 +400,44 @@ fn release_idle_buffers(srv: &Shared, now: i64) {
         if queued > 0 {
             c.outq.check(c.output_bytes(), || now);
         }
+    }
+}
+
+/// Cluster mode: the replication link follows the node's role in the
+/// cluster (CLUSTER REPLICATE, a failover): a replica replicates its
+/// master's address, a master nobody. The cluster layer only says who is
+/// whose master; this is where that becomes a replication link.
+fn follow_cluster_role(srv: &Arc<Shared>) {
+    let Some(cl) = srv.cluster.get() else {
+        return;
+    };
+    let want: Option<(String, u16)> = {
+        let route = cl.route.load();
+        if route.my_master == crate::cluster::route::NONE {
+            None
+        } else {
+            route
+                .addrs
+                .get(route.my_master as usize)
+                .and_then(|a| a.rsplit_once(':'))
+                .filter(|(ip, _)| !ip.is_empty())
+                .and_then(|(ip, port)| Some((ip.to_string(), port.parse().ok()?)))
+        }
+    };
+    let have = srv
+        .repl
+        .state
+        .lock()
+        .master
+        .as_ref()
+        .map(|m| (m.host.clone(), m.port));
+    match (want, have) {
+        (Some(w), have) if have.as_ref() != Some(&w) => {
+            tracing::info!("Replicating my cluster master at {}:{}", w.0, w.1);
+            crate::replication::replica::set_master(srv, w.0, w.1);
+        }
+        (None, Some(_)) => crate::replication::replica::unset_master(srv),
+        _ => {}
     }
 }
 
