@@ -283,6 +283,9 @@ fi
 if [ -f "$ROOT/tests/bench/results-issue8.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
   { echo; cat "$ROOT/tests/bench/results-issue8.md"; } >> "$OUT.tmp"
 fi
+if [ -f "$ROOT/tests/bench/results-replication.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
+  { echo; cat "$ROOT/tests/bench/results-replication.md"; } >> "$OUT.tmp"
+fi
 if [ -f "$ROOT/tests/bench/results-cluster.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
   { echo; cat "$ROOT/tests/bench/results-cluster.md"; } >> "$OUT.tmp"
 fi
