@@ -301,3 +301,47 @@ fn cluster_replicas_hold_their_masters_data_and_serve_readonly_reads() {
         assert!(conn.text(&["SET", &key, "x"]).starts_with("-MOVED"));
     }
 }
+
+#[test]
+fn a_restarted_replica_continues_partially_from_its_snapshot() {
+    let master = start(Server::Datanode);
+    let mport = master.port.to_string();
+    let mut replica = Node::start(
+        Server::Datanode,
+        &[
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--replicaof",
+            "127.0.0.1",
+            &mport,
+        ],
+    );
+    let mut m = master.conn();
+    fill(&mut m, "r", 100);
+    let mut r = replica.conn();
+    wait("link up", || link_up(&mut r));
+    wait("caught up", || caught_up(&mut m, &mut r));
+    // Transactions in the stream: a snapshot never splits one.
+    for i in 0..20 {
+        m.text(&["MULTI"]);
+        m.text(&["INCR", "counter"]);
+        m.text(&["SET", &format!("t{i}"), "x"]);
+        m.text(&["EXEC"]);
+    }
+    wait("caught up", || caught_up(&mut m, &mut r));
+    assert_eq!(r.text(&["SAVE"]), "+OK\r\n");
+    replica.signal_and_wait("-KILL");
+    // The master goes on while the replica is down.
+    fill(&mut m, "while-down", 20);
+    m.text(&["INCR", "counter"]);
+    replica.restart();
+    let mut r = replica.conn();
+    wait("link up again", || link_up(&mut r));
+    wait("caught up again", || caught_up(&mut m, &mut r));
+    assert_eq!(r.text(&["GET", "counter"]), "$2\r\n21\r\n");
+    assert_eq!(digest(&mut m), digest(&mut r));
+    assert_eq!(m.info_field("stats", "sync_full"), "1");
+    assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
+}

@@ -1,8 +1,6 @@
 //! Replication commands: REPLICAOF/SLAVEOF, ROLE, WAIT, and what a
 //! replica sends its master (REPLCONF, PSYNC, SYNC).
 
-use std::sync::atomic::Ordering;
-
 use super::{eq_ic, Action, Args, Ctx, SYNTAX};
 use crate::replication::master::SyncRequest;
 use crate::replication::ReplicaState;
@@ -91,7 +89,7 @@ pub fn role(ctx: &mut Ctx, _a: &Args) {
             let (host, port, state) = (m.host.clone(), m.port, m.state);
             drop(st);
             let off = if state == crate::replication::LinkState::Connected {
-                ctx.srv.repl.read_offset.load(Ordering::Relaxed) as i64
+                end as i64
             } else {
                 -1
             };

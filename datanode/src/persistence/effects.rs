@@ -46,6 +46,10 @@ struct Verbatim {
 }
 
 thread_local! {
+    /// A replica applying its master's stream: the bytes of the command
+    /// being applied, passed on at its first effect, under the locks that
+    /// effect is made under, so a snapshot's offset and its data agree.
+    static MASTER_RAW: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
     static CAPTURE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
     static VERBATIM: std::cell::RefCell<Option<Verbatim>> = const { std::cell::RefCell::new(None) };
 }
@@ -86,6 +90,13 @@ fn capture(db: usize, last_db: usize, enc: &[u8], ops: usize) -> bool {
         cap.ops += ops;
         true
     })
+}
+
+/// A replica is about to apply `raw` (its master's bytes for one command,
+/// or a whole transaction): they join the stream at the command's first
+/// effect, or at [`EffectLog::end_master_command`] if it has none.
+pub fn begin_master_command(raw: Vec<u8>) {
+    MASTER_RAW.with(|m| *m.borrow_mut() = Some(raw));
 }
 
 /// A write command that Redis propagates as sent begins on this thread
@@ -394,6 +405,11 @@ impl EffectLog {
         let aof = self.aof.load(Ordering::Relaxed);
         let repl = self.repl.load(Ordering::Relaxed);
         let mut g = self.inner.lock();
+        let raw = MASTER_RAW.with(|m| m.borrow_mut().take());
+        if let Some(raw) = &raw {
+            g.repl.append(raw);
+            g.repl_last_db = None;
+        }
         let mut off = g.offset;
         if aof {
             if gen < self.gen.load(Ordering::SeqCst) {
@@ -418,10 +434,18 @@ impl EffectLog {
         if aof {
             self.wake_writer();
         }
-        if repl {
+        if repl || raw.is_some() {
             self.wake_senders();
         }
         off
+    }
+
+    /// Ends a command applied from the master: its bytes join the stream
+    /// now if no effect took them.
+    pub fn end_master_command(&self) {
+        if let Some(raw) = MASTER_RAW.with(|m| m.borrow_mut().take()) {
+            self.append_repl_raw(&raw);
+        }
     }
 
     /// Appends already-encoded commands (e.g. a whole MULTI/EXEC block).

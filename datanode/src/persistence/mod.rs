@@ -21,7 +21,9 @@ pub fn save(srv: &Shared) -> std::io::Result<()> {
     let now = crate::keyspace::now_ms();
     let path = rdb_path(srv);
     let t = std::time::Instant::now();
-    rdb::file::save(&srv.ks, &path, now)?;
+    rdb::file::save(&srv.ks, &path, now, || {
+        crate::replication::snapshot_info(srv)
+    })?;
     srv.stats.dirty.store(0, Ordering::Relaxed);
     srv.stats.lastsave.store(now / 1000, Ordering::Relaxed);
     tracing::info!("DB saved on disk ({:.3} s)", t.elapsed().as_secs_f64());
@@ -51,9 +53,10 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let chunks = rdb_snapshot_chunks(&srv2, now);
+            let (repl, chunks) =
+                rdb_snapshot_chunks_at_cut(&srv2, now, || crate::replication::snapshot_info(&srv2));
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            let data = rdb::file::assemble(chunks, now);
+            let data = rdb::file::assemble_with(chunks, now, false, repl.as_ref());
             match aof::write_atomic(&path, &data) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
@@ -141,7 +144,10 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
         Err(e) => return Err(e.into()),
     };
     let t = std::time::Instant::now();
-    let (n, expired) = rdb::file::load(&srv.ks, &data, crate::keyspace::now_ms())?;
+    let (n, expired, repl) = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
+    if let Some(info) = repl {
+        crate::replication::restore_info(srv, &info);
+    }
     tracing::info!(
         "DB loaded from disk: {:.3} seconds ({n} keys, {expired} expired keys skipped)",
         t.elapsed().as_secs_f64()

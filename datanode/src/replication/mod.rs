@@ -112,9 +112,9 @@ pub struct Replication {
     pub state: Mutex<State>,
     /// This node replicates a master (read-only, no expiry of its own).
     pub is_replica: AtomicBool,
-    /// Offset the replica has read from its master and applied (the
-    /// master's numbering: equal to this node's stream end once applied).
-    pub read_offset: AtomicU64,
+    /// The database the master's stream is in (saved with a snapshot, so
+    /// a restarted replica continues the stream in the right one).
+    pub master_db: AtomicU64,
     /// `replica-read-only`.
     pub read_only: AtomicBool,
     /// `min-replicas-to-write` (0 = off).
@@ -141,7 +141,7 @@ impl Default for Replication {
                 next_gen: 1,
             }),
             is_replica: AtomicBool::new(false),
-            read_offset: AtomicU64::new(0),
+            master_db: AtomicU64::new(0),
             read_only: AtomicBool::new(true),
             min_good: Default::default(),
             acked: tokio::sync::Notify::new(),
@@ -173,6 +173,58 @@ impl Replication {
     }
 }
 
+/// What a snapshot records of replication (at its cut): a replica's
+/// master's history and offset, or a master's own when it keeps a backlog.
+pub fn snapshot_info(
+    srv: &crate::server::Shared,
+) -> Option<crate::persistence::rdb::file::ReplInfo> {
+    let (end, active, last_db) = srv
+        .log
+        .with_buf(|b| (b.repl.end(), b.repl.is_active(), b.repl_last_db));
+    if !srv.repl.is_replica() && !active {
+        return None;
+    }
+    let stream_db = if srv.repl.is_replica() {
+        srv.repl.master_db.load(Ordering::Relaxed)
+    } else {
+        last_db.unwrap_or(0) as u64
+    };
+    Some(crate::persistence::rdb::file::ReplInfo {
+        stream_db,
+        id: srv.repl.state.lock().replid.clone(),
+        offset: end,
+    })
+}
+
+/// Start-up from a snapshot that recorded replication state: the history
+/// id and offset are ours again, so as a replica we ask our master to
+/// continue from there, and as a master our replicas can continue with us
+/// (a replica ahead of the snapshot gets a full sync: its offset is past
+/// our backlog).
+pub fn restore_info(srv: &crate::server::Shared, info: &crate::persistence::rdb::file::ReplInfo) {
+    {
+        let mut st = srv.repl.state.lock();
+        st.replid = info.id.clone();
+        st.replid2 = NO_REPLID.to_string();
+        st.second_offset = -1;
+    }
+    srv.log.with_buf(|b| {
+        b.repl.activate();
+        b.repl.reset_to(info.offset);
+        b.repl_last_db = None;
+    });
+    srv.repl.master_db.store(info.stream_db, Ordering::Relaxed);
+    if !srv.repl.is_replica() {
+        // Our own writes continue the restored history.
+        srv.log.set_repl(true);
+    }
+    tracing::info!(
+        "Restored replication ID {} and offset {} from the RDB file",
+        info.id,
+        info.offset
+    );
+}
+
 /// The `# Replication` section of INFO.
 pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
     let (end, window_start, histlen, active, size) = srv.log.with_buf(|b| {
@@ -196,7 +248,9 @@ pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
             } else {
                 -1
             };
-            let read = srv.repl.read_offset.load(Ordering::Relaxed);
+            // A replica's stream is its master's, applied as it is passed
+            // on: what it read and what it applied are the same offset.
+            let read = end;
             let _ = write!(
                 o,
                 "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{last_io}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{read}\r\nslave_repl_offset:{read}\r\n",

@@ -107,8 +107,9 @@ fn update(srv: &Shared, gen: u64, f: impl FnOnce(&mut MasterLink)) -> Result<(),
 
 async fn run(srv: Arc<Shared>, gen: u64) {
     // The master connection's database survives reconnections (a partial
-    // resync continues the stream where it was).
-    let mut db = 0usize;
+    // resync continues the stream where it was), and restarts (it is saved
+    // with snapshots).
+    let mut db = srv.repl.master_db.load(Ordering::Relaxed) as usize;
     loop {
         let Some(m) = current(&srv, gen) else {
             return;
@@ -393,7 +394,6 @@ async fn full_sync(
         b.repl.reset_to(offset);
         b.repl_last_db = None;
     });
-    srv.repl.read_offset.store(offset, Ordering::Relaxed);
     tracing::info!("MASTER <-> REPLICA sync: Finished with success ({keys} keys loaded)");
     if srv.log.aof_on() {
         // The AOF must describe the data we now hold.
@@ -452,6 +452,9 @@ async fn apply_stream(
         max_bulk_len: i64::MAX,
         authenticated: true,
     };
+    // Bytes of a transaction from MULTI on: they are passed on, and
+    // counted in our offset, only when it ends (as Redis counts them).
+    let mut txn_raw: Vec<u8> = Vec::new();
     let result = loop {
         // Apply every complete command read so far.
         let mut pos = 0;
@@ -460,15 +463,43 @@ async fn apply_stream(
         loop {
             let parsed =
                 crate::resp::parse_request(&w.buf[pos..], &limits, &mut ranges, &mut scratch);
-            let consumed = match parsed {
+            let (consumed, inline) = match parsed {
                 Ok(None) => break,
-                Ok(Some(crate::resp::Parsed::Empty { consumed })) => consumed,
-                Ok(Some(crate::resp::Parsed::Multibulk { consumed })) => {
-                    let args = crate::command::Args::new(&w.buf[pos..], &ranges);
-                    if is_getack(&args) {
-                        let off = srv.repl.read_offset.load(Ordering::Relaxed);
-                        send_ack(&mut w.sock, off).await?;
+                Ok(Some(crate::resp::Parsed::Empty { consumed })) => (consumed, None),
+                Ok(Some(crate::resp::Parsed::Multibulk { consumed })) => (consumed, Some(false)),
+                Ok(Some(crate::resp::Parsed::Inline { consumed })) => (consumed, Some(true)),
+                Err(e) => {
+                    failed = Some(LinkError::Protocol(format!(
+                        "protocol error from master: {e}"
+                    )));
+                    break;
+                }
+            };
+            let raw = &w.buf[pos..pos + consumed];
+            match inline {
+                None => srv.log.append_repl_raw(raw),
+                Some(inline) => {
+                    let args = if inline {
+                        crate::command::Args::new(&scratch, &ranges)
                     } else {
+                        crate::command::Args::new(raw, &ranges)
+                    };
+                    if is_getack(&args) {
+                        // Answered with the offset before it.
+                        send_ack(&mut w.sock, srv.log.repl_offset()).await?;
+                        srv.log.append_repl_raw(raw);
+                    } else {
+                        txn_raw.extend_from_slice(raw);
+                        let starts_txn =
+                            client.multi.is_none() && args.get(0).eq_ignore_ascii_case(b"MULTI");
+                        let in_txn = client.multi.is_some() || starts_txn;
+                        let ends_txn = args.get(0).eq_ignore_ascii_case(b"EXEC")
+                            || args.get(0).eq_ignore_ascii_case(b"DISCARD");
+                        if !in_txn || ends_txn {
+                            crate::persistence::effects::begin_master_command(std::mem::take(
+                                &mut txn_raw,
+                            ));
+                        }
                         crate::server::conn::execute(
                             srv,
                             &mut client,
@@ -477,38 +508,19 @@ async fn apply_stream(
                             &args,
                             now,
                         );
+                        srv.log.end_master_command();
                     }
-                    consumed
                 }
-                Ok(Some(crate::resp::Parsed::Inline { consumed })) => {
-                    let args = crate::command::Args::new(&scratch, &ranges);
-                    crate::server::conn::execute(
-                        srv,
-                        &mut client,
-                        &mut out,
-                        &mut actions,
-                        &args,
-                        now,
-                    );
-                    consumed
-                }
-                Err(e) => {
-                    failed = Some(LinkError::Protocol(format!(
-                        "protocol error from master: {e}"
-                    )));
-                    break;
-                }
-            };
+            }
             out.clear();
             actions.clear();
-            srv.log.append_repl_raw(&w.buf[pos..pos + consumed]);
             pos += consumed;
-            srv.repl
-                .read_offset
-                .fetch_add(consumed as u64, Ordering::Relaxed);
         }
         w.buf.advance(pos);
         *db = client.db;
+        srv.repl
+            .master_db
+            .store(client.db as u64, Ordering::Relaxed);
         if let Some(e) = failed {
             break Err(e);
         }
@@ -527,7 +539,7 @@ async fn apply_stream(
                 }
             }
             _ = ack.tick() => {
-                let off = srv.repl.read_offset.load(Ordering::Relaxed);
+                let off = srv.log.repl_offset();
                 if let Err(e) = send_ack(&mut w.sock, off).await {
                     break Err(e.into());
                 }

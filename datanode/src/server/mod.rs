@@ -249,6 +249,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
         let _ = srv.cluster.set(c);
+    } else {
+        // `replicaof <host> <port>` in the configuration.
+        let target = srv.config.read().value("replicaof").to_string();
+        let mut w = target.split_whitespace();
+        if let (Some(host), Some(port)) = (w.next(), w.next().and_then(|p| p.parse::<u16>().ok())) {
+            crate::replication::replica::set_master(&srv, host.to_string(), port);
+        }
     }
     if !pidfile.is_empty() {
         let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));

@@ -71,6 +71,16 @@ pub fn encode_slot_chunk(g: &crate::keyspace::SlotRef) -> Vec<u8> {
     out
 }
 
+/// Replication state saved with a snapshot (Redis's `repl-stream-db`,
+/// `repl-id` and `repl-offset` aux fields): a replica restarted from it
+/// continues its master's stream from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplInfo {
+    pub stream_db: u64,
+    pub id: String,
+    pub offset: u64,
+}
+
 /// Assembles an RDB file from per-slot chunks (any order).
 pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
     assemble_as(chunks, now, false)
@@ -79,6 +89,16 @@ pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
 /// [`assemble`], optionally marked as an AOF base (`aof-base` aux = 1),
 /// as the RDB preamble of an AOF rewrite is.
 pub fn assemble_as(chunks: Vec<Vec<u8>>, now: i64, aof_base: bool) -> Vec<u8> {
+    assemble_with(chunks, now, aof_base, None)
+}
+
+/// [`assemble_as`] with replication state.
+pub fn assemble_with(
+    chunks: Vec<Vec<u8>>,
+    now: i64,
+    aof_base: bool,
+    repl: Option<&ReplInfo>,
+) -> Vec<u8> {
     let mut per_db: std::collections::BTreeMap<u32, (usize, usize, Vec<u8>)> = Default::default();
     for c in chunks {
         if c.len() < 12 {
@@ -92,7 +112,7 @@ pub fn assemble_as(chunks: Vec<Vec<u8>>, now: i64, aof_base: bool) -> Vec<u8> {
         e.1 += expires;
         e.2.extend_from_slice(&c[12..]);
     }
-    let mut out = header(now, aof_base);
+    let mut out = header(now, aof_base, repl);
     for (db, (keys, expires, body)) in per_db {
         if keys == 0 {
             continue;
@@ -107,7 +127,7 @@ pub fn assemble_as(chunks: Vec<Vec<u8>>, now: i64, aof_base: bool) -> Vec<u8> {
     footer(out)
 }
 
-fn header(now: i64, aof_base: bool) -> Vec<u8> {
+fn header(now: i64, aof_base: bool, repl: Option<&ReplInfo>) -> Vec<u8> {
     let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
     aux(
         &mut out,
@@ -116,6 +136,15 @@ fn header(now: i64, aof_base: bool) -> Vec<u8> {
     );
     aux(&mut out, "redis-bits", b"64");
     aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
+    if let Some(r) = repl {
+        aux(
+            &mut out,
+            "repl-stream-db",
+            r.stream_db.to_string().as_bytes(),
+        );
+        aux(&mut out, "repl-id", r.id.as_bytes());
+        aux(&mut out, "repl-offset", r.offset.to_string().as_bytes());
+    }
     aux(&mut out, "aof-base", if aof_base { b"1" } else { b"0" });
     out
 }
@@ -130,13 +159,21 @@ fn footer(mut out: Vec<u8>) -> Vec<u8> {
 /// Serializes the whole dataset. Every slot of every database is locked
 /// (in the global order) for the duration, so the file is one point in
 /// time, as SAVE promises.
-pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
-    let mut out = header(now, false);
-    let dbs: Vec<&Db> = ks.existing().collect();
+pub fn serialize(
+    ks: &Keyspace,
+    now: i64,
+    repl_at_cut: impl FnOnce() -> Option<ReplInfo>,
+) -> Vec<u8> {
+    let mut dbs: Vec<&Db> = ks.existing().collect();
+    dbs.sort_by_key(|d| d.index);
     let guards: Vec<Vec<crate::keyspace::SlotRef>> = dbs
         .iter()
         .map(|db| (0..SLOTS as u16).map(|s| db.lock_slot(s, now)).collect())
         .collect();
+    // Every slot is held: the replication offset read now is exactly the
+    // one the data stands for.
+    let repl = repl_at_cut();
+    let mut out = header(now, false, repl.as_ref());
     for (db, slots) in dbs.iter().zip(&guards) {
         let mut body = Vec::new();
         let (mut keys, mut expires) = (0, 0);
@@ -160,8 +197,13 @@ pub fn serialize(ks: &Keyspace, now: i64) -> Vec<u8> {
 }
 
 /// SAVE: writes the dataset to `path` atomically.
-pub fn save(ks: &Keyspace, path: &Path, now: i64) -> std::io::Result<usize> {
-    let data = serialize(ks, now);
+pub fn save(
+    ks: &Keyspace,
+    path: &Path,
+    now: i64,
+    repl_at_cut: impl FnOnce() -> Option<ReplInfo>,
+) -> std::io::Result<usize> {
+    let data = serialize(ks, now, repl_at_cut);
     crate::persistence::aof::write_atomic(path, &data)?;
     Ok(data.len())
 }
@@ -179,12 +221,51 @@ pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbE
     load_prefix(ks, data, now).map(|(n, e, _)| (n, e))
 }
 
+/// [`load`], also returning the replication state saved with the file.
+pub fn load_with_info(
+    ks: &Keyspace,
+    data: &[u8],
+    now: i64,
+) -> Result<(usize, usize, Option<ReplInfo>), RdbError> {
+    let mut info = AuxRepl::default();
+    let (n, e, _) = load_inner(ks, data, now, &mut info)?;
+    Ok((n, e, info.into_info()))
+}
+
+/// The replication aux fields met while loading.
+#[derive(Default)]
+struct AuxRepl {
+    db: Option<u64>,
+    id: Option<String>,
+    offset: Option<u64>,
+}
+
+impl AuxRepl {
+    fn into_info(self) -> Option<ReplInfo> {
+        let id = self.id.filter(|i| i.len() == 40)?;
+        Some(ReplInfo {
+            stream_db: self.db.unwrap_or(0),
+            id,
+            offset: self.offset?,
+        })
+    }
+}
+
 /// Like [`load`], for an RDB that may be followed by more data (an AOF
 /// base with an RDB preamble); also returns where the RDB ended.
 pub fn load_prefix(
     ks: &Keyspace,
     data: &[u8],
     now: i64,
+) -> Result<(usize, usize, usize), RdbError> {
+    load_inner(ks, data, now, &mut AuxRepl::default())
+}
+
+fn load_inner(
+    ks: &Keyspace,
+    data: &[u8],
+    now: i64,
+    repl: &mut AuxRepl,
 ) -> Result<(usize, usize, usize), RdbError> {
     if data.len() < 9 || &data[..5] != b"REDIS" {
         return Err(RdbError::Signature);
@@ -207,8 +288,15 @@ pub fn load_prefix(
         match op {
             OP_EOF => break,
             OP_AUX => {
-                r.string().map_err(|e| de(&r, e))?;
-                r.string().map_err(|e| de(&r, e))?;
+                let k = r.string().map_err(|e| de(&r, e))?;
+                let v = r.string().map_err(|e| de(&r, e))?;
+                let text = || String::from_utf8_lossy(&v).into_owned();
+                match k.as_slice() {
+                    b"repl-stream-db" => repl.db = text().parse().ok(),
+                    b"repl-id" => repl.id = Some(text()),
+                    b"repl-offset" => repl.offset = text().parse().ok(),
+                    _ => {}
+                }
             }
             OP_SELECTDB => {
                 let n = r.length().map_err(|e| de(&r, e))?;
