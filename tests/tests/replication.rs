@@ -345,3 +345,179 @@ fn a_restarted_replica_continues_partially_from_its_snapshot() {
     assert_eq!(m.info_field("stats", "sync_full"), "1");
     assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
 }
+
+#[test]
+fn bad_sync_requests_get_a_full_sync_or_redis_errors() {
+    use std::io::{BufRead, BufReader, Write};
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = start(kind);
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v"]);
+        let first_line = |req: &str| -> String {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", n.port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(req.as_bytes()).expect("send");
+            let mut line = String::new();
+            let mut r = BufReader::new(s);
+            // Skip the newlines a master may send as keepalives.
+            while line.trim().is_empty() {
+                line.clear();
+                r.read_line(&mut line).expect("a reply line");
+            }
+            line
+        };
+        // A history we do not have, or an offset past what we hold: a full
+        // resync, never a partial one.
+        assert!(
+            first_line("PSYNC 0123456789012345678901234567890123456789 5\r\n")
+                .starts_with("+FULLRESYNC "),
+            "{kind:?}"
+        );
+        let id = c.info_field("replication", "master_replid");
+        assert!(
+            first_line(&format!("PSYNC {id} 999999999\r\n")).starts_with("+FULLRESYNC "),
+            "{kind:?}"
+        );
+        assert_eq!(
+            first_line("PSYNC x abc\r\n"),
+            "-ERR value is not an integer or out of range\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.text(&["REPLICAOF", "127.0.0.1", "abc"]),
+            "-ERR Invalid master port\r\n"
+        );
+        assert_eq!(
+            c.text(&["REPLICAOF", "127.0.0.1", "70000"]),
+            "-ERR Invalid master port\r\n"
+        );
+        // The master's data is untouched by all this.
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n");
+    }
+}
+
+/// A fake master on loopback: accepts one replica connection, answers its
+/// handshake, and returns the socket right after reading PSYNC.
+fn fake_master_accept(l: &std::net::TcpListener) -> std::net::TcpStream {
+    use std::io::Read;
+    let (mut s, _) = l.accept().expect("the replica connects");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // PING, REPLCONF x2, then PSYNC: answer each as it arrives.
+    let mut answered = 0;
+    while !String::from_utf8_lossy(&got).contains("PSYNC") {
+        let n = s.read(&mut buf).expect("handshake bytes");
+        assert!(n > 0, "the replica closed during the handshake");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        let want = text.matches("PING").count() + text.matches("REPLCONF").count();
+        while answered < want {
+            let reply: &[u8] = if answered == 0 {
+                b"+PONG\r\n"
+            } else {
+                b"+OK\r\n"
+            };
+            std::io::Write::write_all(&mut s, reply).expect("reply");
+            answered += 1;
+        }
+    }
+    s
+}
+
+#[test]
+fn a_stream_cut_mid_command_applies_nothing_of_it_and_the_link_retries() {
+    use std::io::Write;
+    // A valid empty snapshot, taken from a real server.
+    let donor = start(Server::Redis);
+    let rdb = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", donor.port)).expect("connect");
+        s.write_all(b"SYNC\r\n").expect("sync");
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        while !line.starts_with('$') {
+            line.clear();
+            std::io::BufRead::read_line(&mut r, &mut line).expect("bulk header");
+        }
+        let len: usize = line[1..].trim().parse().expect("length");
+        let mut data = vec![0u8; len];
+        std::io::Read::read_exact(&mut r, &mut data).expect("payload");
+        data
+    };
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = l.local_addr().expect("addr").port().to_string();
+    let replica = start(Server::Datanode);
+    let mut r = replica.conn();
+    r.text(&["SET", "mine", "1"]);
+    assert_eq!(r.text(&["REPLICAOF", "127.0.0.1", &port]), "+OK\r\n");
+    let id = "a".repeat(40);
+    let mut s = fake_master_accept(&l);
+    s.write_all(format!("+FULLRESYNC {id} 0\r\n${}\r\n", rdb.len()).as_bytes())
+        .expect("fullresync");
+    s.write_all(&rdb).expect("rdb");
+    // One whole command, then half of the next, then the link drops.
+    s.write_all(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$4\r\nfull\r\n$1\r\n1\r\n")
+        .expect("stream");
+    s.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$1")
+        .expect("half");
+    wait("the whole command is applied", || {
+        r.text(&["GET", "full"]) == "$1\r\n1\r\n"
+    });
+    drop(s);
+    // The replica reconnects and asks to continue after the whole command.
+    let mut s = fake_master_accept(&l);
+    assert_eq!(r.text(&["GET", "half"]), "$-1\r\n");
+    assert_eq!(
+        r.text(&["GET", "mine"]),
+        "$-1\r\n",
+        "a full sync replaces the data"
+    );
+    s.write_all(format!("+CONTINUE {id}\r\n").as_bytes())
+        .expect("continue");
+    s.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$1\r\n2\r\n")
+        .expect("resent");
+    wait("the resent command is applied", || {
+        r.text(&["GET", "half"]) == "$1\r\n2\r\n"
+    });
+    assert_eq!(r.text(&["GET", "full"]), "$1\r\n1\r\n");
+}
+
+#[test]
+fn the_consistency_checker_counts_writes_and_finds_none_lost() {
+    use slotkv_tests::cluster::Cluster;
+    let c = Cluster::start(&[Server::Datanode; 3], 5000, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consistency-check"))
+        .args([
+            "--port",
+            &c.nodes[0].port.to_string(),
+            "--seconds",
+            "2",
+            "--fail-on-lost",
+        ])
+        .output()
+        .expect("run the checker");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().last().expect("a report line");
+    // `N R (E err) | N W (E err) | L lost | P not ack`
+    let nums: Vec<u64> = last
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 6, "{last}");
+    assert!(nums[2] > 100, "writes: {last}");
+    assert_eq!((nums[1], nums[3], nums[4], nums[5]), (0, 0, 0, 0), "{last}");
+    // Every key it wrote went to the node owning its slot.
+    let total: u64 = (0..3)
+        .map(|i| c.cli(i, &["DBSIZE"]).trim().parse::<u64>().unwrap_or(0))
+        .sum();
+    assert!(total > 0 && total <= 1000, "{total} keys");
+}

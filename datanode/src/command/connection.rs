@@ -755,9 +755,10 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
         let addr = String::from_utf8_lossy(a.get(2)).to_string();
         match clients.iter().find(|c| c.addr.to_string() == addr) {
             Some(c) => {
-                c.kill();
                 if c.id == ctx.client.id {
                     ctx.client.close_after_reply = true;
+                } else {
+                    c.kill();
                 }
                 ctx.r.ok();
             }
@@ -825,9 +826,12 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
         {
             continue;
         }
-        c.kill();
         if c.id == ctx.client.id {
+            // Closed once this reply is written (killing it now would cut
+            // the reply off), as Redis closes the current client.
             ctx.client.close_after_reply = true;
+        } else {
+            c.kill();
         }
         n += 1;
     }

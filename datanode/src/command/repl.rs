@@ -31,10 +31,7 @@ pub fn replicaof(ctx: &mut Ctx, a: &Args) {
             .r
             .error("ERR Command is not valid when client is a replica.");
     }
-    let Some(port) = super::int_arg(ctx, a.get(2)) else {
-        return;
-    };
-    let Ok(port) = u16::try_from(port) else {
+    let Some(port) = crate::resp::parse_i64(a.get(2)).and_then(|p| u16::try_from(p).ok()) else {
         return ctx.r.error("ERR Invalid master port");
     };
     let host = String::from_utf8_lossy(a.get(1)).into_owned();
