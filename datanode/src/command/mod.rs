@@ -580,10 +580,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     // effects its handler logs.
     let verbatim = cmd.is_write() && ctx.srv.log.is_active() && !own_effects(cmd, args);
     if verbatim {
-        crate::persistence::effects::begin_verbatim(
-            ctx.client.db,
-            &args.iter().collect::<Vec<_>>(),
-        );
+        crate::persistence::effects::begin_verbatim(ctx.client.db, args.len(), args.iter());
     }
     let reads = cmd.flags & table::flags::READONLY != 0 || matches!(cmd.name, "getdel" | "getex");
     if reads {

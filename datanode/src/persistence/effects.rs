@@ -40,6 +40,8 @@ struct Capture {
 /// (logged right there, under the locks the effect was made under, so the
 /// log keeps each key's order), and its other effects are dropped.
 struct Verbatim {
+    /// A command is running (the buffer is kept between commands).
+    active: bool,
     db: usize,
     encoded: Vec<u8>,
     logged: bool,
@@ -104,35 +106,30 @@ pub fn begin_master_command(raw: Vec<u8>) {
 /// effects. Commands Redis rewrites (relative TTLs made absolute, random
 /// or blocking pops made explicit…) do not call this: their handlers log
 /// the rewritten form.
-pub fn begin_verbatim<A: AsRef<[u8]>>(db: usize, args: &[A]) {
-    let mut encoded = Vec::new();
-    encode_command(args, &mut encoded);
+pub fn begin_verbatim<'a>(db: usize, n: usize, args: impl Iterator<Item = &'a [u8]>) {
     VERBATIM.with(|v| {
-        *v.borrow_mut() = Some(Verbatim {
+        let mut v = v.borrow_mut();
+        // The buffer is kept from command to command.
+        let mut encoded = v.take().map(|old| old.encoded).unwrap_or_default();
+        encoded.clear();
+        crate::resp::parse::encode_command_iter(n, args, &mut encoded);
+        *v = Some(Verbatim {
+            active: true,
             db,
             encoded,
             logged: false,
-        })
+        });
     });
 }
 
-/// Ends the verbatim command on this thread.
+/// Ends the verbatim command on this thread (its buffer stays for the
+/// next one).
 pub fn end_verbatim() {
-    VERBATIM.with(|v| *v.borrow_mut() = None);
-}
-
-/// What to log in place of an effect: None to log the effect itself;
-/// Some(None) to drop it; Some(Some(..)) to log the command instead.
-fn verbatim_instead() -> Option<Option<(usize, Vec<u8>)>> {
     VERBATIM.with(|v| {
-        let mut v = v.borrow_mut();
-        let cur = v.as_mut()?;
-        if cur.logged {
-            return Some(None);
+        if let Some(cur) = v.borrow_mut().as_mut() {
+            cur.active = false;
         }
-        cur.logged = true;
-        Some(Some((cur.db, std::mem::take(&mut cur.encoded))))
-    })
+    });
 }
 
 pub struct LogBuf {
@@ -352,15 +349,28 @@ impl EffectLog {
     /// Appends one command made under a slot lock taken in generation
     /// `gen`: if a rewrite started since, it goes to the previous file.
     pub fn append_gen<A: AsRef<[u8]>>(&self, db: usize, gen: u64, args: &[A]) -> u64 {
+        // A command propagated as sent: its first effect logs the command
+        // instead, the others nothing (the effect is not even encoded).
+        let verbatim = VERBATIM.with(|v| {
+            let mut v = v.borrow_mut();
+            match v.as_mut() {
+                Some(cur) if cur.active && !cur.logged => {
+                    cur.logged = true;
+                    let off = self.append_one(cur.db, gen, &cur.encoded);
+                    Some(off)
+                }
+                Some(cur) if cur.active => Some(0),
+                _ => None,
+            }
+        });
+        if let Some(off) = verbatim {
+            return off;
+        }
         SCRATCH.with(|sc| {
             let mut enc = sc.borrow_mut();
             enc.clear();
             encode_command(args, &mut enc);
-            match verbatim_instead() {
-                None => self.append_one(db, gen, &enc),
-                Some(None) => 0,
-                Some(Some((cdb, cmd))) => self.append_one(cdb, gen, &cmd),
-            }
+            self.append_one(db, gen, &enc)
         })
     }
 

@@ -312,12 +312,16 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<Range<usize>>
 
 /// Encodes a command as a RESP multibulk (used for the AOF and tests).
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
+    encode_command_iter(args.len(), args.iter().map(|a| a.as_ref()), out)
+}
+
+/// [`encode_command`] from an iterator of `n` arguments.
+pub fn encode_command_iter<'a>(n: usize, args: impl Iterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
     let mut b = itoa::Buffer::new();
     out.push(b'*');
-    out.extend_from_slice(b.format(args.len()).as_bytes());
+    out.extend_from_slice(b.format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
     for a in args {
-        let a = a.as_ref();
         out.push(b'$');
         out.extend_from_slice(b.format(a.len()).as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -39,14 +39,15 @@ pub fn on_evicted(srv: &Shared, db: usize, key: &[u8]) {
     }
 }
 
-/// Memory left out of the limit, as Redis leaves out its AOF buffer:
-/// evicting keys to make room for their own DELs would never end.
+/// Memory left out of the limit, as Redis leaves out its AOF buffer and
+/// replication buffers: evicting keys to make room for their own DELs
+/// would never end.
 pub fn not_counted(srv: &Shared) -> u64 {
     if !srv.log.is_active() {
         return 0;
     }
     srv.log
-        .with_buf(|b| (b.buf.capacity() + b.old.capacity()) as u64)
+        .with_buf(|b| (b.buf.capacity() + b.old.capacity()) as u64 + b.repl.held())
 }
 
 /// How long one pass may evict before the rest is left to a background
