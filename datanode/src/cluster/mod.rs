@@ -142,7 +142,11 @@ impl Cluster {
     /// links, deliver bus messages, drop keys of lost slots.
     pub fn with<R>(self: &Arc<Self>, srv: &Arc<Shared>, f: impl FnOnce(&mut State) -> R) -> R {
         let now = now_ms();
+        // Read before the cluster lock: the log's lock is taken by writers,
+        // never while holding the cluster's.
+        let offset = srv.log.repl_offset();
         let mut st = self.state.lock();
+        st.repl_offset = offset;
         let r = f(&mut st);
         if st.todo_update_state {
             st.update_state(now);

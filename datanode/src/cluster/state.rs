@@ -85,6 +85,10 @@ pub struct State {
     /// message, sharded).
     pub publish_in: Vec<(Vec<u8>, Vec<u8>, bool)>,
     pub iteration: u64,
+    /// Our replication offset, as the shell last read it: a master's
+    /// stream end, a replica's applied offset (bus headers carry it; a
+    /// failover ranks replicas by it).
+    pub repl_offset: u64,
 }
 
 impl State {
@@ -129,6 +133,7 @@ impl State {
             dirty_slots: Vec::new(),
             publish_in: Vec::new(),
             iteration: 0,
+            repl_offset: 0,
         }
     }
 
@@ -437,7 +442,7 @@ impl State {
             port: self.settings.port,
             current_epoch: self.current_epoch,
             config_epoch: master.config_epoch,
-            offset: 0,
+            offset: self.repl_offset,
             sender: Some(self.me),
             myslots: master.slots.clone(),
             slaveof: if me.is_replica() { me.master } else { None },
@@ -813,5 +818,36 @@ impl SlotBits {
             }
         }
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            node_timeout: 15000,
+            require_full_coverage: true,
+            allow_replica_migration: true,
+            announce_ip: String::new(),
+            announce_hostname: String::new(),
+            port: 7000,
+            cport: 17000,
+            config_file: std::path::PathBuf::from("nodes.conf"),
+        }
+    }
+
+    #[test]
+    fn headers_carry_the_replication_offset_the_shell_gave() {
+        let mut st = State::new(settings(), 0);
+        assert_eq!(st.header(crate::cluster::bus::types::PING).offset, 0);
+        st.repl_offset = 12345;
+        let h = st.header(crate::cluster::bus::types::PING);
+        assert_eq!(h.offset, 12345);
+        // And it survives the wire format.
+        let frame = st.build_ping(crate::cluster::bus::types::PING, None);
+        let msg = crate::cluster::bus::decode(&frame).expect("decodes");
+        assert_eq!(msg.header.offset, 12345);
     }
 }
