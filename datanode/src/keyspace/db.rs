@@ -189,13 +189,18 @@ impl<'a> SlotRef<'a> {
     }
 
     /// Deletes `key` if its time has come. Returns true when the key is
-    /// expired: deleted, or (clients paused) only to be treated as missing.
+    /// expired: deleted, or (clients paused, a replica) only to be treated
+    /// as missing.
     fn expire_if_needed(&mut self, key: &[u8]) -> bool {
         match self.t.expire_of(key) {
             Some(at) if at <= self.now => {
-                if self.db.expiry.paused.load(Ordering::Relaxed)
-                    || self.db.expiry.replica.load(Ordering::Relaxed)
-                {
+                if self.db.expiry.replica.load(Ordering::Relaxed) {
+                    // A replica's master decides when keys expire: its
+                    // commands see every key it has not deleted yet (our
+                    // clock may run ahead of its), others see it missing.
+                    return !super::applying_master_stream();
+                }
+                if self.db.expiry.paused.load(Ordering::Relaxed) {
                     return true;
                 }
                 self.t.remove_expire(key);

@@ -24,6 +24,20 @@ pub use value::{HashObj, Kind, SetObj, Value, ZSetObj};
 
 use crate::persistence::effects::EffectLog;
 
+thread_local! {
+    static FROM_MASTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A replica is applying its master's stream on this thread (or stops).
+pub fn set_applying_master_stream(on: bool) {
+    FROM_MASTER.with(|f| f.set(on));
+}
+
+/// Whether this thread applies a master's stream now.
+pub fn applying_master_stream() -> bool {
+    FROM_MASTER.with(|f| f.get())
+}
+
 /// Expiry state every database shares.
 #[derive(Default)]
 pub struct Expiry {
@@ -78,5 +92,36 @@ impl Keyspace {
     /// Databases that exist already (never creates one).
     pub fn existing(&self) -> impl Iterator<Item = &Db> {
         self.dbs.iter().filter_map(|d| d.get())
+    }
+}
+
+#[cfg(test)]
+mod replica_expiry_tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_replica_keeps_expired_keys_and_its_master_still_sees_them() {
+        let ks = Keyspace::new(1, Arc::new(EffectLog::default()));
+        let db = ks.db(0);
+        {
+            let mut g = db.lock_key(b"k", 1_000);
+            g.set(b"k", Value::Str(SBytes::new(b"v")), false);
+            g.set_expire(b"k", 2_000);
+        }
+        ks.expiry.replica.store(true, Ordering::Relaxed);
+        // Past its time: missing to clients, but not deleted.
+        assert!(db.lock_key(b"k", 5_000).get(b"k").is_none());
+        assert_eq!(db.size(), 1);
+        // The master's commands still see it (the master decides).
+        set_applying_master_stream(true);
+        assert!(db.lock_key(b"k", 5_000).get(b"k").is_some());
+        set_applying_master_stream(false);
+        // A master deletes it on access.
+        ks.expiry.replica.store(false, Ordering::Relaxed);
+        assert!(db.lock_key(b"k", 5_000).get(b"k").is_none());
+        assert_eq!(db.size(), 0);
     }
 }

@@ -500,6 +500,7 @@ async fn apply_stream(
                                 &mut txn_raw,
                             ));
                         }
+                        crate::keyspace::set_applying_master_stream(true);
                         crate::server::conn::execute(
                             srv,
                             &mut client,
@@ -508,6 +509,7 @@ async fn apply_stream(
                             &args,
                             now,
                         );
+                        crate::keyspace::set_applying_master_stream(false);
                         srv.log.end_master_command();
                     }
                 }
