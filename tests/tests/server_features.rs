@@ -976,3 +976,17 @@ fn slow_subscribers_are_closed_at_their_output_limit() {
         assert!(bad.contains("Invalid client class"), "{kind:?}: {bad}");
     }
 }
+
+#[test]
+fn the_start_up_banner_carries_port_and_pid() {
+    let n = datanode(&["--always-show-logo", "yes"]);
+    let log = n.log();
+    assert!(log.contains(&format!("Port: {}", n.port)), "{log}");
+    assert!(log.contains(&format!("PID: {}", n.pid())), "{log}");
+    let quiet = datanode(&[]);
+    let log = quiet.log();
+    assert!(
+        log.contains(&format!("Running mode=standalone, port={}.", quiet.port)),
+        "{log}"
+    );
+}

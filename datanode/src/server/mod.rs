@@ -267,6 +267,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         std::process::id(),
         port
     );
+    let mode = if srv.cluster_enabled() {
+        "cluster"
+    } else {
+        "standalone"
+    };
+    if srv.config.read().flag("always-show-logo") {
+        // Test harnesses wait for the `Port:` and `PID:` lines of the
+        // start-up banner, as they do with redis-server's.
+        tracing::info!(
+            "\n    slotkv datanode {} (Redis {} compatible) 64 bit\n    Running in {mode} mode\n    Port: {port}\n    PID: {}\n",
+            env!("CARGO_PKG_VERSION"),
+            crate::command::connection::REDIS_VERSION,
+            std::process::id()
+        );
+    } else {
+        tracing::info!("Running mode={mode}, port={port}.");
+    }
     tracing::info!("Ready to accept connections tcp");
     serve_listeners(&srv, listeners);
     tokio::spawn(cron(srv.clone()));
