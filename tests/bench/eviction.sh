@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$ROOT/tests/bench/lib.sh"
 ROUNDS=3
 OPS=1000000
 KEYS=200000
@@ -31,10 +33,7 @@ while [ $# -gt 0 ]; do
 done
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-DATANODE_BIN=${DATANODE_BIN:-"$TARGET/release/datanode"}
-if [ -z "${DATANODE_BIN_GIVEN:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p datanode >/dev/null 2>&1) || { echo "release build of datanode failed" >&2; exit 1; }
-fi
+release_datanode
 (cd "$ROOT" && cargo build --release -p slotkv-tests --bin evict_bench >/dev/null 2>&1) || { echo "build of evict_bench failed" >&2; exit 1; }
 BENCH="$TARGET/release/evict_bench"
 
@@ -43,14 +42,6 @@ PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$(( (RANDOM % 10000) + 20000 ))
-    if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2; exit 1
-}
 
 run_one() { # server-name binary policy -> prints the bench line
   local name=$1 bin=$2 policy=$3 port
@@ -70,7 +61,6 @@ run_one() { # server-name binary policy -> prints the bench line
 }
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "keys=$KEYS value=${VALUE}B ops=$OPS (+$((OPS / 3)) warm-up) zipf=0.99 seed=42 rounds=$ROUNDS"
 echo "maxmemory = used_memory when empty + keys*value/4"

@@ -28,10 +28,7 @@ while [ $# -gt 0 ]; do
 done
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-DATANODE_BIN=${DATANODE_BIN:-"$TARGET/release/datanode"}
-if [ -z "${DATANODE_BIN_GIVEN:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p datanode >/dev/null 2>&1) || { echo "release build of datanode failed" >&2; exit 1; }
-fi
+release_datanode
 (cd "$ROOT" && cargo build --release -p slotkv-tests --bin latency_probe >/dev/null 2>&1) || { echo "build of latency_probe failed" >&2; exit 1; }
 PROBE="$TARGET/release/latency_probe"
 

@@ -5,12 +5,16 @@
 #                                  for PONG (10 s), records its pid
 #   stop_servers                   stops every server started here
 #   median                         median of the numbers on stdin
+#   release_datanode               sets DATANODE_BIN (default: the release
+#                                  build under $CARGO_TARGET_DIR or target/,
+#                                  built first unless DATANODE_BIN_GIVEN=1)
 
 BENCH_PIDS=()
 
 free_port() {
   local p
   for _ in $(seq 1 200); do
+    # Below the ephemeral range (32768+), where outgoing sockets take ports.
     p=$(( (RANDOM % 10000) + 20000 ))
     if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
   done
@@ -39,4 +43,16 @@ stop_servers() {
   BENCH_PIDS=()
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+release_datanode() {
+  local root target
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  target=${CARGO_TARGET_DIR:-$root/target}
+  DATANODE_BIN=${DATANODE_BIN:-"$target/release/datanode"}
+  if [ -z "${DATANODE_BIN_GIVEN:-}" ]; then
+    (cd "$root" && cargo build --release -p datanode >/dev/null 2>&1) ||
+      { echo "release build of datanode failed" >&2; return 1; }
+  fi
+  [ -x "$DATANODE_BIN" ] || { echo "no datanode at $DATANODE_BIN" >&2; return 1; }
+}

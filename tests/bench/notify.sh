@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$ROOT/tests/bench/lib.sh"
 ROUNDS=3
 REQUESTS=200000
 CLIENTS=50
@@ -36,15 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    # Below the ephemeral range (32768+), where outgoing sockets take ports.
-    p=$(( (RANDOM % 10000) + 20000 ))
-    if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
-  done
-  echo "no free port" >&2; exit 1
-}
 
 start() { # name binary -> prints port
   local name=$1 bin=$2 port
@@ -103,7 +96,6 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 med() { awk -v s="$1" -v m="$2" -v d="$3" '$1==s && $2==m && $3==d {print $4}' "$RES" | median; }
 
 echo
