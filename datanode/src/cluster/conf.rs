@@ -118,7 +118,7 @@ fn get_or_create(state: &mut State, id: NodeId, now: i64) -> &mut Node {
     state
         .nodes
         .entry(id)
-        .or_insert_with(|| Node::new(id, 0, now))
+        .or_insert_with(|| Node::new(id, id, 0, now))
 }
 
 /// Loads the file into a fresh state. `Ok(None)` when the file does not

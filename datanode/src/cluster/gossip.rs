@@ -6,7 +6,6 @@ use rand::seq::IteratorRandom;
 
 use super::bus::{flags, types, Body, Ext, Gossip, Message, SlotBits};
 use super::id::NodeId;
-use super::node::Node;
 use super::state::State;
 use crate::keyspace::SLOTS;
 
@@ -57,7 +56,7 @@ impl State {
                 let old = self.nodes.get(&sid).and_then(|n| n.inbound_link);
                 if let Some(old) = old {
                     if old != peer.link_id {
-                        self.links.remove(&old);
+                        self.drop_link(old);
                     }
                 }
                 if let Some(n) = self.nodes.get_mut(&sid) {
@@ -186,7 +185,8 @@ impl State {
             if sender.is_none() && typ == types::MEET {
                 // Someone introduces itself: remember it under a temporary
                 // name until its PONG on our own link tells us its id.
-                let mut n = Node::new(NodeId::random(), flags::HANDSHAKE, now);
+                let id = self.random_id();
+                let mut n = self.new_node(id, flags::HANDSHAKE, now);
                 n.ip = if h.myip.is_empty() {
                     peer.remote_ip.to_string()
                 } else {
@@ -201,7 +201,7 @@ impl State {
                 self.process_gossip_section(h.sender, entries, None, now);
             }
             // Always answer with a PONG on the same link.
-            let frame = self.build_ping(types::PONG, sender.as_ref());
+            let frame = self.build_ping(types::PONG, sender.as_ref(), now);
             self.send_link(peer.link_id, frame);
         }
 
@@ -248,7 +248,7 @@ impl State {
                         n.pport = 0;
                         n.cport = 0;
                     }
-                    self.free_link(peer.link_id);
+                    self.drop_link(peer.link_id);
                     self.save_soon(false);
                     return false;
                 }
@@ -378,9 +378,9 @@ impl State {
         n.cport = cport;
         n.pport = pport;
         n.flags &= !flags::NOADDR;
-        let link = n.link.take();
+        let link = n.link;
         if let Some(l) = link {
-            self.links.remove(&l);
+            self.drop_link(l);
         }
         self.save_soon(false);
         self.todo_route = true;
@@ -455,7 +455,7 @@ impl State {
                 && g.flags & flags::NOADDR == 0
                 && !self.in_blacklist(&g.node, now)
             {
-                let mut n = Node::new(g.node, g.flags & !(flags::MYSELF), now);
+                let mut n = self.new_node(g.node, g.flags & !(flags::MYSELF), now);
                 n.ip = g.ip.clone();
                 n.port = g.port;
                 n.pport = g.pport;
@@ -659,14 +659,13 @@ impl State {
         // Every second, ping the node we heard from least recently among a
         // few random ones.
         if self.iteration.is_multiple_of(10) {
-            let mut rng = rand::rng();
             let pick = self
                 .nodes
                 .values()
                 .filter(|n| {
                     n.link.is_some() && n.ping_sent == 0 && !n.has(flags::MYSELF | flags::HANDSHAKE)
                 })
-                .choose_multiple(&mut rng, 5)
+                .choose_multiple(&mut self.rng, 5)
                 .into_iter()
                 .min_by_key(|n| n.pong_received)
                 .map(|n| n.id);
@@ -692,7 +691,7 @@ impl State {
                     && ping_delay > timeout / 2
                     && data_delay > timeout / 2
                 {
-                    self.free_link(l);
+                    self.drop_link(l);
                 }
             }
             let Some(n) = self.nodes.get(id) else {

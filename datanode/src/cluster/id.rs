@@ -10,8 +10,13 @@ pub struct NodeId(pub [u8; ID_LEN]);
 impl NodeId {
     /// A fresh random id (160 random bits, hex encoded).
     pub fn random() -> NodeId {
+        Self::from_rng(&mut rand::rng())
+    }
+
+    /// An id drawn from `rng` (seeded states draw theirs from their own).
+    pub fn from_rng(rng: &mut impl rand::Rng) -> NodeId {
         let mut raw = [0u8; 20];
-        rand::Rng::fill(&mut rand::rng(), &mut raw[..]);
+        rng.fill(&mut raw[..]);
         let mut id = [0u8; ID_LEN];
         for (i, b) in raw.iter().enumerate() {
             id[2 * i] = HEX[(b >> 4) as usize];

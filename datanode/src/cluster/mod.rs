@@ -32,9 +32,16 @@ use state::{Connect, Settings, State};
 
 pub struct Cluster {
     state: Mutex<State>,
+    /// The sending half of each open link's socket task, by link id.
+    /// Locked only while the state's lock is held, so frames reach each
+    /// link in the order the state queued them.
+    txs: Mutex<std::collections::HashMap<u64, Tx>>,
     pub route: ArcSwap<Route>,
     _lock: std::fs::File,
 }
+
+type Tx = tokio::sync::mpsc::UnboundedSender<Vec<u8>>;
+type Rx = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
 
 /// The bus port: `cluster-port`, or the client port + 10000.
 pub fn bus_port(cfg: &Config, port: u16) -> u16 {
@@ -103,6 +110,7 @@ impl Cluster {
         let route = Route::build(&st, cfg.flag("cluster-allow-reads-when-down"));
         let cluster = Arc::new(Cluster {
             state: Mutex::new(st),
+            txs: Mutex::new(Default::default()),
             route: ArcSwap::from_pointee(route),
             _lock: lock,
         });
@@ -164,12 +172,29 @@ impl Cluster {
             let allow = srv.config.read().flag("cluster-allow-reads-when-down");
             self.route.store(Arc::new(Route::build(&st, allow)));
         }
-        let connects = std::mem::take(&mut st.connects);
+        let mut spawn = Vec::new();
+        {
+            let mut txs = self.txs.lock();
+            for c in st.connects.drain(..) {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                txs.insert(c.link_id, tx);
+                spawn.push((c, rx));
+            }
+            for (link, frame) in st.outbox.drain(..) {
+                if let Some(tx) = txs.get(&link) {
+                    let _ = tx.send(frame);
+                }
+            }
+            // Dropping the sender ends the link's task.
+            for link in st.closed.drain(..) {
+                txs.remove(&link);
+            }
+        }
         let publishes = std::mem::take(&mut st.publish_in);
         let dirty = std::mem::take(&mut st.dirty_slots);
         drop(st);
-        for c in connects {
-            tokio::spawn(outbound(self.clone(), srv.clone(), c));
+        for (c, rx) in spawn {
+            tokio::spawn(outbound(self.clone(), srv.clone(), c, rx));
         }
         for (ch, msg, sharded) in publishes {
             if sharded {
@@ -220,6 +245,7 @@ impl Cluster {
 
     fn link_closed(self: &Arc<Self>, srv: &Arc<Shared>, link_id: u64) {
         self.with(srv, |st| st.free_link(link_id));
+        self.txs.lock().remove(&link_id);
     }
 }
 
@@ -229,7 +255,11 @@ async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
             Ok((sock, _)) => {
                 let _ = sock.set_nodelay(true);
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let (link_id, _) = cluster.with(&srv, |st| st.register_inbound(tx, now_ms()));
+                let link_id = cluster.with(&srv, |st| {
+                    let id = st.register_inbound(now_ms());
+                    cluster.txs.lock().insert(id, tx);
+                    id
+                });
                 tokio::spawn(run_link(cluster.clone(), srv.clone(), link_id, sock, rx));
             }
             Err(e) => {
@@ -240,7 +270,7 @@ async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
     }
 }
 
-async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect) {
+async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx) {
     let timeout =
         std::time::Duration::from_millis(cluster.state.lock().settings.node_timeout as u64);
     let addr = if c.ip.contains(':') {
@@ -251,7 +281,7 @@ async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect) {
     match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(sock)) => {
             let _ = sock.set_nodelay(true);
-            run_link(cluster, srv, c.link_id, sock, c.rx).await;
+            run_link(cluster, srv, c.link_id, sock, rx).await;
         }
         Ok(Err(e)) => {
             tracing::debug!("Connection to {addr} failed: {e}");
@@ -271,7 +301,7 @@ async fn run_link(
     srv: Arc<Shared>,
     link_id: u64,
     sock: TcpStream,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: Rx,
 ) {
     let remote_ip = sock
         .peer_addr()

@@ -40,7 +40,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(id: NodeId, flags: u16, now: i64) -> Node {
+    pub fn new(id: NodeId, shard_id: NodeId, flags: u16, now: i64) -> Node {
         Node {
             id,
             flags,
@@ -49,7 +49,7 @@ impl Node {
             pport: 0,
             cport: 0,
             hostname: String::new(),
-            shard_id: NodeId::random(),
+            shard_id,
             master: None,
             config_epoch: 0,
             slots: SlotBits::default(),

@@ -2,11 +2,13 @@
 //! and the open links. One owner at a time (behind the cluster mutex):
 //! bus messages, the cron and CLUSTER commands all go through here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use rand::SeedableRng;
 
 use super::bus::{self, flags, types, Body, Ext, Gossip, Header, Message, SlotBits};
 use super::id::NodeId;
@@ -28,24 +30,24 @@ pub struct Settings {
     pub config_file: PathBuf,
 }
 
-/// A bus connection as the state sees it.
+/// A bus connection as the state sees it: an id the shell maps to a
+/// socket. Frames for it go to [`State::outbox`].
 pub struct Link {
     /// The node it belongs to: set at creation for outbound links, once
     /// the sender is known for inbound ones.
     pub node: Option<NodeId>,
     pub inbound: bool,
-    pub tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     pub ctime: i64,
-    pub send_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes queued on it so far (CLUSTER LINKS).
+    pub sent_bytes: u64,
 }
 
-/// An outbound connection the state wants opened (by the async side).
+/// An outbound connection the state wants opened (by the shell).
+#[derive(Debug, Clone)]
 pub struct Connect {
     pub link_id: u64,
     pub ip: String,
     pub cport: u16,
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-    pub send_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// CLUSTER_WRITABLE_DELAY: a master waits this long after start before it
@@ -55,7 +57,7 @@ const FORGET_TTL_SECS: i64 = 60;
 
 pub struct State {
     pub me: NodeId,
-    pub nodes: HashMap<NodeId, Node>,
+    pub nodes: BTreeMap<NodeId, Node>,
     pub owner: Vec<Option<NodeId>>,
     pub migrating: BTreeMap<u16, NodeId>,
     pub importing: BTreeMap<u16, NodeId>,
@@ -64,12 +66,19 @@ pub struct State {
     pub ok: bool,
     pub size: usize,
     /// Forgotten ids and until when (unix ms) they stay forgotten.
-    pub blacklist: HashMap<NodeId, i64>,
+    pub blacklist: BTreeMap<NodeId, i64>,
     pub stats_sent: [u64; 11],
     pub stats_recv: [u64; 11],
-    pub links: HashMap<u64, Link>,
+    pub links: BTreeMap<u64, Link>,
     next_link: u64,
     pub connects: Vec<Connect>,
+    /// Frames to send, by link, in order (drained by the shell).
+    pub outbox: Vec<(u64, Vec<u8>)>,
+    /// Links the state dropped: the shell closes their sockets.
+    pub closed: Vec<u64>,
+    /// All randomness (ids, gossip picks, election delays) comes from
+    /// here, so a seeded state replays exactly.
+    pub rng: StdRng,
     pub settings: Settings,
     /// Work to do before the lock is released.
     pub todo_save: bool,
@@ -93,9 +102,19 @@ pub struct State {
 
 impl State {
     pub fn new(settings: Settings, now: i64) -> State {
-        let me = NodeId::random();
+        Self::with_rng(settings, now, StdRng::from_os_rng())
+    }
+
+    /// A state whose every random choice follows `seed` (the simulator).
+    pub fn seeded(settings: Settings, now: i64, seed: u64) -> State {
+        Self::with_rng(settings, now, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(settings: Settings, now: i64, mut rng: StdRng) -> State {
+        let me = NodeId::from_rng(&mut rng);
         let mut n = Node::new(
             me,
+            NodeId::from_rng(&mut rng),
             flags::MYSELF | flags::MASTER | flags::EXTENSIONS_SUPPORTED,
             now,
         );
@@ -103,7 +122,7 @@ impl State {
         n.cport = settings.cport;
         n.ip = settings.announce_ip.clone();
         n.hostname = settings.announce_hostname.clone();
-        let mut nodes = HashMap::new();
+        let mut nodes = BTreeMap::new();
         nodes.insert(me, n);
         State {
             me,
@@ -117,12 +136,15 @@ impl State {
             // Redis starts at 1 and recomputes only once the state may
             // change (after the writable delay).
             size: 1,
-            blacklist: HashMap::new(),
+            blacklist: BTreeMap::new(),
             stats_sent: [0; 11],
             stats_recv: [0; 11],
-            links: HashMap::new(),
+            links: BTreeMap::new(),
             next_link: 1,
             connects: Vec::new(),
+            outbox: Vec::new(),
+            closed: Vec::new(),
+            rng,
             settings,
             todo_save: true,
             todo_fsync: true,
@@ -135,6 +157,17 @@ impl State {
             iteration: 0,
             repl_offset: 0,
         }
+    }
+
+    /// A fresh node id from the state's generator.
+    pub fn random_id(&mut self) -> NodeId {
+        NodeId::from_rng(&mut self.rng)
+    }
+
+    /// A node entry with a fresh shard id.
+    pub fn new_node(&mut self, id: NodeId, flags: u16, now: i64) -> Node {
+        let shard = self.random_id();
+        Node::new(id, shard, flags, now)
     }
 
     pub fn myself(&self) -> &Node {
@@ -241,7 +274,7 @@ impl State {
         }
         if let Some(n) = self.nodes.remove(id) {
             for l in [n.link, n.inbound_link].into_iter().flatten() {
-                self.links.remove(&l);
+                self.drop_link(l);
             }
         }
         self.todo_route = true;
@@ -260,6 +293,15 @@ impl State {
         }
     }
 
+    /// Forgets a link and asks the shell to close its socket.
+    pub fn drop_link(&mut self, link_id: u64) {
+        if self.links.contains_key(&link_id) {
+            self.closed.push(link_id);
+        }
+        self.free_link(link_id);
+    }
+
+    /// Forgets a link whose socket is gone (or going).
     pub fn free_link(&mut self, link_id: u64) {
         if let Some(l) = self.links.remove(&link_id) {
             if let Some(n) = l.node.and_then(|id| self.nodes.get_mut(&id)) {
@@ -292,7 +334,8 @@ impl State {
         {
             return false;
         }
-        let mut n = Node::new(NodeId::random(), flags::HANDSHAKE | flags::MEET, now);
+        let id = self.random_id();
+        let mut n = self.new_node(id, flags::HANDSHAKE | flags::MEET, now);
         n.ip = ip.to_string();
         n.port = port;
         n.cport = cport;
@@ -471,7 +514,7 @@ impl State {
 
     /// A PING, PONG or MEET for the node behind `to` (excluded from the
     /// gossip), with a few random nodes plus every node we think is down.
-    pub fn build_ping(&self, typ: u16, to: Option<&NodeId>) -> Vec<u8> {
+    pub fn build_ping(&mut self, typ: u16, to: Option<&NodeId>, now: i64) -> Vec<u8> {
         let total = self.nodes.len();
         let fresh = total.saturating_sub(2);
         let wanted = (total / 10).max(3).min(fresh);
@@ -486,9 +529,8 @@ impl State {
                     && !(n.link.is_none() && n.numslots == 0)
             })
             .collect();
-        let mut rng = rand::rng();
         let mut entries: Vec<Gossip> = candidates
-            .choose_multiple(&mut rng, wanted)
+            .choose_multiple(&mut self.rng, wanted)
             .map(|n| Self::gossip_entry(n))
             .collect();
         for n in self.nodes.values() {
@@ -508,7 +550,6 @@ impl State {
             .is_some_and(|n| n.has(flags::EXTENSIONS_SUPPORTED));
         if rich {
             exts.push(Ext::ShardId(me.shard_id));
-            let now = crate::keyspace::now_ms();
             for (id, until) in &self.blacklist {
                 if *until > now {
                     exts.push(Ext::ForgottenNode {
@@ -546,10 +587,9 @@ impl State {
                 self.stats_sent[t] += 1;
             }
         }
-        if let Some(l) = self.links.get(&link_id) {
-            l.send_bytes
-                .fetch_add(frame.len(), std::sync::atomic::Ordering::Relaxed);
-            let _ = l.tx.send(frame);
+        if let Some(l) = self.links.get_mut(&link_id) {
+            l.sent_bytes += frame.len() as u64;
+            self.outbox.push((link_id, frame));
         }
     }
 
@@ -557,7 +597,7 @@ impl State {
         let Some(link) = self.nodes.get(id).and_then(|n| n.link) else {
             return;
         };
-        let frame = self.build_ping(typ, Some(id));
+        let frame = self.build_ping(typ, Some(id), now);
         if typ == types::PING || typ == types::MEET {
             if let Some(n) = self.nodes.get_mut(id) {
                 if n.ping_sent == 0 {
@@ -581,7 +621,7 @@ impl State {
         }
     }
 
-    pub fn broadcast_pong(&mut self) {
+    pub fn broadcast_pong(&mut self, now: i64) {
         let targets: Vec<(NodeId, u64)> = self
             .nodes
             .values()
@@ -589,7 +629,7 @@ impl State {
             .filter_map(|n| n.link.map(|l| (n.id, l)))
             .collect();
         for (id, l) in targets {
-            let f = self.build_ping(types::PONG, Some(&id));
+            let f = self.build_ping(types::PONG, Some(&id), now);
             self.send_link(l, f);
         }
     }
@@ -601,28 +641,19 @@ impl State {
             _ => return,
         };
         let link_id = self.new_link_id();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let send_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         self.links.insert(
             link_id,
             Link {
                 node: Some(*id),
                 inbound: false,
-                tx,
                 ctime: now,
-                send_bytes: send_bytes.clone(),
+                sent_bytes: 0,
             },
         );
         if let Some(n) = self.nodes.get_mut(id) {
             n.link = Some(link_id);
         }
-        self.connects.push(Connect {
-            link_id,
-            ip,
-            cport,
-            rx,
-            send_bytes,
-        });
+        self.connects.push(Connect { link_id, ip, cport });
         // The first packet: MEET for a node we were told to meet, else PING.
         // Keep an older ping_sent so a dead node still times out.
         let meet = self.nodes.get(id).is_some_and(|n| n.has(flags::MEET));
@@ -636,24 +667,19 @@ impl State {
         }
     }
 
-    pub fn register_inbound(
-        &mut self,
-        tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
-        now: i64,
-    ) -> (u64, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    /// A connection someone opened to our bus port: its link id.
+    pub fn register_inbound(&mut self, now: i64) -> u64 {
         let id = self.new_link_id();
-        let send_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         self.links.insert(
             id,
             Link {
                 node: None,
                 inbound: true,
-                tx,
                 ctime: now,
-                send_bytes: send_bytes.clone(),
+                sent_bytes: 0,
             },
         );
-        (id, send_bytes)
+        id
     }
 
     // ---- text forms ----
@@ -846,7 +872,7 @@ mod tests {
         let h = st.header(crate::cluster::bus::types::PING);
         assert_eq!(h.offset, 12345);
         // And it survives the wire format.
-        let frame = st.build_ping(crate::cluster::bus::types::PING, None);
+        let frame = st.build_ping(crate::cluster::bus::types::PING, None, 0);
         let msg = crate::cluster::bus::decode(&frame).expect("decodes");
         assert_eq!(msg.header.offset, 12345);
     }

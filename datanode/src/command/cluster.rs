@@ -341,7 +341,7 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
                 st.del_slot(slot);
                 st.add_slot(slot, n);
                 if n == me {
-                    st.broadcast_pong();
+                    st.broadcast_pong(crate::keyspace::now_ms());
                 }
                 // A master that gave away its last slot follows the taker.
                 if was_mine
@@ -565,10 +565,11 @@ pub fn reset(ctx: &mut Ctx, a: &Args) {
             st.current_epoch = 0;
             st.last_vote_epoch = 0;
             st.myself_mut().config_epoch = 0;
-            let new = NodeId::random();
+            let new = st.random_id();
             st.rename(&me, new);
             st.me = new;
-            st.myself_mut().shard_id = NodeId::random();
+            let shard = st.random_id();
+            st.myself_mut().shard_id = shard;
             tracing::info!("Node hard reset, now I'm {new}");
         }
         st.changed();
@@ -728,12 +729,7 @@ pub fn links(ctx: &mut Ctx, _a: &Args) {
                 if node.in_handshake() {
                     return None;
                 }
-                Some((
-                    l.inbound,
-                    n,
-                    l.ctime,
-                    l.send_bytes.load(std::sync::atomic::Ordering::Relaxed),
-                ))
+                Some((l.inbound, n, l.ctime, l.sent_bytes as usize))
             })
             .collect();
         v.sort_by_key(|(inb, n, _, _)| (*n, *inb));
