@@ -507,6 +507,13 @@ pub fn encode(m: &Message, out: &mut Vec<u8>) {
     f[2255] = h.mflags[2];
 }
 
+/// One message as a new frame.
+pub fn encode_message(header: Header, body: Body) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    encode(&Message { header, body }, &mut out);
+    out
+}
+
 impl Body {
     /// The body as re-encoding keeps it: extensions of unknown types are
     /// not forwarded.

@@ -130,6 +130,11 @@ pub fn load(state: &mut State, now: i64) -> Result<bool, ConfError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     };
+    load_text(state, &text, now)
+}
+
+/// Loads the file's text into a fresh state (see [`load`]).
+pub fn load_text(state: &mut State, text: &str, now: i64) -> Result<bool, ConfError> {
     if text.trim().is_empty() {
         return Ok(false);
     }

@@ -84,6 +84,7 @@ impl State {
                 n.config_epoch = h.config_epoch;
                 self.save_soon(true);
             }
+            self.note_master_offset(sid, h);
         }
 
         match typ {
@@ -112,6 +113,21 @@ impl State {
                             self.changed();
                         }
                     }
+                }
+            }
+            types::AUTH_REQUEST => {
+                if let Some(sid) = sender {
+                    self.handle_auth_request(sid, &msg.header, now);
+                }
+            }
+            types::AUTH_ACK => {
+                if let Some(sid) = sender {
+                    self.handle_auth_ack(sid, &msg.header, now);
+                }
+            }
+            types::MFSTART => {
+                if let Some(sid) = sender {
+                    self.handle_mfstart(sid, now);
                 }
             }
             types::PUBLISH | types::PUBLISHSHARD => {
@@ -589,10 +605,13 @@ impl State {
         let mut new_master = None;
         let mut dirty: Vec<u16> = Vec::new();
         let mut changed = false;
+        let mut claimed = 0;
+        let mut moved_from_ours = 0;
         for s in 0..SLOTS {
             if !slots.get(s) {
                 continue;
             }
+            claimed += 1;
             let owner = self.owner[s];
             if owner == Some(sender) || self.importing.contains_key(&(s as u16)) {
                 continue;
@@ -606,6 +625,7 @@ impl State {
                 }
                 if owner.is_some() && owner == cur_master {
                     new_master = Some(sender);
+                    moved_from_ours += 1;
                 }
                 self.del_slot(s);
                 self.add_slot(s, sender);
@@ -621,7 +641,9 @@ impl State {
             .and_then(|m| self.nodes.get(&m))
             .is_some_and(|m| m.numslots == 0);
         if let Some(nm) = new_master {
-            if cur_empty && (self.settings.allow_replica_migration || self.myself().is_replica()) {
+            // Our shard lost its last slot to the sender: follow it (a
+            // master only when allowed to, or when all it took was ours).
+            if cur_empty && (self.settings.allow_replica_migration || claimed == moved_from_ours) {
                 tracing::info!(
                     "Configuration change detected. Reconfiguring myself as a replica of {nm}"
                 );
@@ -717,5 +739,6 @@ impl State {
             self.update_state(now);
             self.todo_route = true;
         }
+        self.failover_cron(now);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod bus;
 pub mod conf;
+pub mod failover;
 pub mod gossip;
 pub mod id;
 pub mod node;
@@ -26,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::Config;
 use crate::keyspace::now_ms;
 use crate::server::Shared;
+use failover::Action;
 pub use id::NodeId;
 pub use route::{Query, Redirect, Route};
 use state::{Connect, Settings, State};
@@ -58,6 +60,10 @@ fn settings(cfg: &Config, port: u16, bus: u16) -> Settings {
         node_timeout: cfg.int("cluster-node-timeout").max(1),
         require_full_coverage: cfg.flag("cluster-require-full-coverage"),
         allow_replica_migration: cfg.flag("cluster-allow-replica-migration"),
+        replica_validity_factor: cfg.int("cluster-replica-validity-factor"),
+        repl_ping_period: cfg.int("repl-ping-replica-period"),
+        replica_no_failover: cfg.flag("cluster-replica-no-failover"),
+        migration_barrier: cfg.int("cluster-migration-barrier"),
         announce_ip: cfg.value("cluster-announce-ip").to_string(),
         announce_hostname: cfg.value("cluster-announce-hostname").to_string(),
         port: if announce_port != 0 {
@@ -153,8 +159,16 @@ impl Cluster {
         // Read before the cluster lock: the log's lock is taken by writers,
         // never while holding the cluster's.
         let offset = srv.log.repl_offset();
+        let master_time = srv.repl.state.lock().master.as_ref().map(|m| {
+            if m.state == crate::replication::LinkState::Connected {
+                m.last_io_ms
+            } else {
+                m.down_since_ms
+            }
+        });
         let mut st = self.state.lock();
         st.repl_offset = offset;
+        st.master_data_time = master_time.unwrap_or(0);
         let r = f(&mut st);
         if st.todo_update_state {
             st.update_state(now);
@@ -192,7 +206,20 @@ impl Cluster {
         }
         let publishes = std::mem::take(&mut st.publish_in);
         let dirty = std::mem::take(&mut st.dirty_slots);
+        let actions = std::mem::take(&mut st.actions);
+        let role_changed = std::mem::take(&mut st.role_changed);
         drop(st);
+        for a in actions {
+            match a {
+                Action::PauseWrites { until } => {
+                    srv.pause.start(srv, crate::server::pause::WRITE, until)
+                }
+                Action::Unpause => srv.pause.stop(srv),
+            }
+        }
+        if role_changed {
+            crate::server::follow_cluster_role(srv);
+        }
         for (c, rx) in spawn {
             tokio::spawn(outbound(self.clone(), srv.clone(), c, rx));
         }

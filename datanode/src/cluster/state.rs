@@ -21,6 +21,14 @@ pub struct Settings {
     pub node_timeout: i64,
     pub require_full_coverage: bool,
     pub allow_replica_migration: bool,
+    /// `cluster-replica-validity-factor` (0: any data age may fail over).
+    pub replica_validity_factor: i64,
+    /// `repl-ping-replica-period`, seconds.
+    pub repl_ping_period: i64,
+    /// `cluster-replica-no-failover`.
+    pub replica_no_failover: bool,
+    /// `cluster-migration-barrier`.
+    pub migration_barrier: i64,
     pub announce_ip: String,
     pub announce_hostname: String,
     /// Client port we announce.
@@ -40,6 +48,26 @@ pub struct Link {
     pub ctime: i64,
     /// Bytes queued on it so far (CLUSTER LINKS).
     pub sent_bytes: u64,
+}
+
+impl Settings {
+    /// Redis's defaults for a node announcing `port` and `cport`.
+    pub fn defaults(port: u16, cport: u16, config_file: PathBuf) -> Settings {
+        Settings {
+            node_timeout: 15000,
+            require_full_coverage: true,
+            allow_replica_migration: true,
+            replica_validity_factor: 10,
+            repl_ping_period: 10,
+            replica_no_failover: false,
+            migration_barrier: 1,
+            announce_ip: String::new(),
+            announce_hostname: String::new(),
+            port,
+            cport,
+            config_file,
+        }
+    }
 }
 
 /// An outbound connection the state wants opened (by the shell).
@@ -98,6 +126,15 @@ pub struct State {
     /// stream end, a replica's applied offset (bus headers carry it; a
     /// failover ranks replicas by it).
     pub repl_offset: u64,
+    /// A replica's last contact with its master's replication link (ms):
+    /// its last byte while connected, when it went down otherwise (0 if
+    /// never up). Set by the shell; the election reads the data age.
+    pub master_data_time: i64,
+    pub election: super::failover::Election,
+    /// What the server must do (pause writes, …), drained by the shell.
+    pub actions: Vec<super::failover::Action>,
+    /// Our role or master changed: the shell re-points replication now.
+    pub role_changed: bool,
 }
 
 impl State {
@@ -156,6 +193,10 @@ impl State {
             publish_in: Vec::new(),
             iteration: 0,
             repl_offset: 0,
+            master_data_time: 0,
+            election: Default::default(),
+            actions: Vec::new(),
+            role_changed: true,
         }
     }
 
@@ -351,9 +392,17 @@ impl State {
         if n.is_master() {
             return;
         }
+        // A replica turned master may be left with replicas to look after:
+        // it counts as a replica-migration target.
+        if n.master.is_some() && n.id != self.me {
+            n.flags |= flags::MIGRATE_TO;
+        }
         n.flags &= !flags::SLAVE;
         n.flags |= flags::MASTER;
         n.master = None;
+        if *id == self.me {
+            self.role_changed = true;
+        }
         self.changed();
     }
 
@@ -372,6 +421,8 @@ impl State {
             let sid = m.shard_id;
             self.myself_mut().shard_id = sid;
         }
+        self.role_changed = true;
+        self.reset_manual_failover();
         self.changed();
         self.save_soon(true);
     }
@@ -429,21 +480,17 @@ impl State {
         if me_master && !self.ok && now - self.first_state_call < WRITABLE_DELAY {
             return;
         }
+        // Full coverage: owners keep `numslots` in step with the slot
+        // table, so counting the slots of non-failed owners is enough.
         let mut new_ok = true;
         if self.settings.require_full_coverage {
-            for s in 0..SLOTS {
-                match self.owner[s].and_then(|id| self.nodes.get(&id)) {
-                    None => {
-                        new_ok = false;
-                        break;
-                    }
-                    Some(n) if n.failed() => {
-                        new_ok = false;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
+            let served: usize = self
+                .nodes
+                .values()
+                .filter(|n| !n.failed())
+                .map(|n| n.numslots)
+                .sum();
+            new_ok = served == SLOTS;
         }
         let mut size = 0;
         let mut reachable = 0;
@@ -495,7 +542,15 @@ impl State {
             cport: self.settings.cport,
             flags: me.flags,
             state: if self.ok { 0 } else { 1 },
-            mflags: [0, 0, 0],
+            mflags: [
+                if self.election.mf_paused_flag && me.is_master() {
+                    bus::mflags::PAUSED
+                } else {
+                    0
+                },
+                0,
+                0,
+            ],
         }
     }
 
@@ -852,16 +907,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings {
-            node_timeout: 15000,
-            require_full_coverage: true,
-            allow_replica_migration: true,
-            announce_ip: String::new(),
-            announce_hostname: String::new(),
-            port: 7000,
-            cport: 17000,
-            config_file: std::path::PathBuf::from("nodes.conf"),
-        }
+        Settings::defaults(7000, 17000, std::path::PathBuf::from("nodes.conf"))
     }
 
     #[test]

@@ -470,6 +470,33 @@ pub fn replicate(ctx: &mut Ctx, a: &Args) {
     }
 }
 
+/// CLUSTER FAILOVER [FORCE|TAKEOVER], sent to a replica.
+pub fn failover(ctx: &mut Ctx, a: &Args) {
+    use crate::cluster::failover::Mode;
+    if ctx.srv.cluster.get().is_none() {
+        return ctx.r.error(DISABLED);
+    }
+    let mode = match a.len() {
+        2 => Mode::Default,
+        3 if a.get(2).eq_ignore_ascii_case(b"force") => Mode::Force,
+        3 if a.get(2).eq_ignore_ascii_case(b"takeover") => Mode::Takeover,
+        3 => return ctx.r.error("ERR syntax error"),
+        _ => {
+            let e = format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
+                lossy(a.get(1))
+            );
+            return ctx.r.error(&e);
+        }
+    };
+    let now = crate::keyspace::now_ms();
+    match with(ctx, |st| st.manual_failover(mode, now)) {
+        Some(Ok(())) => ctx.r.ok(),
+        Some(Err(e)) => ctx.r.error(e),
+        None => {}
+    }
+}
+
 pub fn replicas(ctx: &mut Ctx, a: &Args) {
     let target = a.get(2).to_vec();
     let res = with(ctx, |st| {

@@ -154,6 +154,196 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("client|unpause"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|info"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|getname"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|pause"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|id"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|caching"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|getredir"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|kill"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|setname"),
                     M::Int(3),
                     M::Set(&[
@@ -192,43 +382,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|pause"),
+                    M::Bulk("client|tracking"),
                     M::Int(-3),
                     M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|id"),
-                    M::Int(2),
-                    M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
                         M::Simple("stale"),
@@ -242,8 +398,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|caching"),
-                    M::Int(3),
+                    M::Bulk("client|trackinginfo"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -274,165 +430,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|tracking"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|kill"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|getname"),
+                    M::Bulk("client|help"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|unpause"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|info"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|trackinginfo"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|getredir"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -503,64 +503,12 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("cluster|keyslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|addslots"),
+                    M::Bulk("cluster|delslots"),
                     M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
                         M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|forget"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|reset"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("stale"),
                     ]),
                     M::Int(0),
                     M::Int(0),
@@ -591,6 +539,82 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("cluster|setslot"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slots"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|saveconfig"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|keyslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|getkeysinslot"),
+                    M::Int(4),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("cluster|replicas"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
@@ -607,7 +631,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|nodes"),
+                    M::Bulk("cluster|links"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
@@ -619,7 +643,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|replicate"),
+                    M::Bulk("cluster|forget"),
                     M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
@@ -651,7 +675,27 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|slots"),
+                    M::Bulk("cluster|set-config-epoch"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|shards"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
@@ -663,8 +707,100 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|set-config-epoch"),
-                    M::Int(3),
+                    M::Bulk("cluster|delslotsrange"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|info"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|bumpepoch"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|meet"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|flushslots"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -695,91 +831,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|count-failure-reports"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|info"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|links"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|getkeysinslot"),
-                    M::Int(4),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|myid"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|setslot"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|delslots"),
+                    M::Bulk("cluster|addslots"),
                     M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
@@ -819,8 +871,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|meet"),
-                    M::Int(-4),
+                    M::Bulk("cluster|replicate"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -839,8 +891,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|delslotsrange"),
-                    M::Int(-4),
+                    M::Bulk("cluster|failover"),
+                    M::Int(-2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -859,13 +911,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|bumpepoch"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
+                    M::Bulk("cluster|count-failure-reports"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -879,27 +927,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|flushslots"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|shards"),
+                    M::Bulk("cluster|nodes"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
@@ -911,21 +939,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|saveconfig"),
+                    M::Bulk("cluster|myid"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
+                    M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -3172,15 +3192,42 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|help"),
+                    M::Bulk("object|freq"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@keyspace"),
+                        M::Simple("@read"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -3223,46 +3270,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|encoding"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("readonly")]),
+                    M::Bulk("object|help"),
                     M::Int(2),
-                    M::Int(2),
-                    M::Int(1),
-                    M::Set(&[
-                        M::Simple("@keyspace"),
-                        M::Simple("@read"),
-                        M::Simple("@slow"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[M::Map(&[
-                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
-                        (
-                            M::Bulk("begin_search"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("index")),
-                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
-                            ]),
-                        ),
-                        (
-                            M::Bulk("find_keys"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("range")),
-                                (
-                                    M::Bulk("spec"),
-                                    M::Map(&[
-                                        (M::Bulk("lastkey"), M::Int(0)),
-                                        (M::Bulk("keystep"), M::Int(1)),
-                                        (M::Bulk("limit"), M::Int(0)),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                    ])]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|freq"),
+                    M::Bulk("object|encoding"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -6192,6 +6212,34 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|numpat"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("pubsub|numsub"),
                     M::Int(-2),
                     M::Set(&[
@@ -6208,8 +6256,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|numpat"),
-                    M::Int(2),
+                    M::Bulk("pubsub|shardchannels"),
+                    M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
                         M::Simple("loading"),
@@ -6241,34 +6289,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 ]),
                 M::Array(&[
                     M::Bulk("pubsub|shardnumsub"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("pubsub"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|shardchannels"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -8326,7 +8346,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("config|resetstat"),
+                    M::Bulk("config|rewrite"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
@@ -8359,8 +8379,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|rewrite"),
-                    M::Int(2),
+                    M::Bulk("config|get"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8380,8 +8400,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
+                    M::Bulk("config|resetstat"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8441,6 +8461,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("command|info"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("command|count"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8453,19 +8485,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|getkeys"),
-                    M::Int(-4),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|info"),
+                    M::Bulk("command|docs"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -8501,14 +8521,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|docs"),
-                    M::Int(-2),
+                    M::Bulk("command|getkeys"),
+                    M::Int(-4),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8541,14 +8561,22 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
+                    M::Bulk("slowlog|len"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:agg_sum"),
+                        M::Bulk("nondeterministic_output"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8572,22 +8600,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|len"),
+                    M::Bulk("slowlog|help"),
                     M::Int(2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:agg_sum"),
-                        M::Bulk("nondeterministic_output"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8627,8 +8647,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("function|delete"),
-                    M::Int(3),
+                    M::Bulk("function|list"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|flush"),
+                    M::Int(-2),
                     M::Set(&[M::Simple("write"), M::Simple("noscript")]),
                     M::Int(0),
                     M::Int(0),
@@ -8646,31 +8678,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|restore"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("write"),
-                        M::Simple("denyoom"),
-                        M::Simple("noscript"),
-                    ]),
+                    M::Bulk("function|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@write"),
-                        M::Simple("@slow"),
-                        M::Simple("@scripting"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|flush"),
-                    M::Int(-2),
+                    M::Bulk("function|delete"),
+                    M::Int(3),
                     M::Set(&[M::Simple("write"), M::Simple("noscript")]),
                     M::Int(0),
                     M::Int(0),
@@ -8700,26 +8721,25 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|list"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("noscript")]),
+                    M::Bulk("function|restore"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("write"),
+                        M::Simple("denyoom"),
+                        M::Simple("noscript"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8755,6 +8775,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("memory|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("memory|doctor"),
                     M::Int(2),
                     M::Set(&[]),
@@ -8766,21 +8798,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("nondeterministic_output"),
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|purge"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8818,14 +8835,17 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("memory|help"),
+                    M::Bulk("memory|purge"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8906,55 +8926,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|reset"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|latest"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("latency|history"),
                     M::Int(3),
                     M::Set(&[
@@ -8980,8 +8951,32 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|graph"),
-                    M::Int(3),
+                    M::Bulk("latency|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|doctor"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -9017,7 +9012,32 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|doctor"),
+                    M::Bulk("latency|graph"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|latest"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
@@ -9406,54 +9426,122 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("client|setname"),
+                        M::Bulk("client|unpause"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|no-evict"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets whether this connection may be evicted."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
                                 ])]),
                             ),
                         ]),
                     ),
                     (
-                        M::Bulk("client|unblock"),
+                        M::Bulk("client|getname"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
+                                M::Bulk("Returns this connection's name."),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("client-id")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("timeout_error")),
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
                                         (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
                                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                         (
                                             M::Bulk("arguments"),
                                             M::Array(&[
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("timeout")),
+                                                    (M::Bulk("name"), M::Bulk("normal")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
                                                 ]),
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("error")),
+                                                    (M::Bulk("name"), M::Bulk("master")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ERROR")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
                                                 ]),
                                             ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
                                         ),
                                     ]),
                                 ]),
@@ -9505,14 +9593,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("client|id"),
                         M::Map(&[
                             (
@@ -9560,122 +9640,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|reply"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Turns replies on or off, or skips the next one."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("skip")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SKIP")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|tracking"),
+                        M::Bulk("client|getredir"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk(concat!(
-                                    "Turns client-side caching on or off for this connection, ",
-                                    "with its mode and redirect target."
+                                    "Returns the id of the client that receives this ",
+                                    "connection's invalidation messages."
                                 )),
                             ),
                             (M::Bulk("since"), M::Bulk("6.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("status")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("on")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ON")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("off")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("OFF")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("client-id")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("prefix")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("PREFIX")),
-                                        (
-                                            M::Bulk("flags"),
-                                            M::Set(&[
-                                                M::Simple("optional"),
-                                                M::Simple("multiple"),
-                                                M::Simple("multiple_token"),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("bcast")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("BCAST")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optin")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTIN")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optout")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("noloop")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
                         ]),
                     ),
                     (
@@ -9865,123 +9840,136 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|getname"),
+                        M::Bulk("client|setname"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns this connection's name."),
-                            ),
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
                             (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|unpause"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|no-evict"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                        ]),
-                                    ),
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
                         ]),
                     ),
                     (
-                        M::Bulk("client|info"),
+                        M::Bulk("client|unblock"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|list"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
-                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("timeout_error")),
                                         (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("token"), M::Bulk("TYPE")),
-                                        (M::Bulk("since"), M::Bulk("5.0.0")),
                                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                         (
                                             M::Bulk("arguments"),
                                             M::Array(&[
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("name"), M::Bulk("timeout")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
                                                 ]),
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("name"), M::Bulk("error")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                    (M::Bulk("token"), M::Bulk("ERROR")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|tracking"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Turns client-side caching on or off for this connection, ",
+                                    "with its mode and redirect target."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("status")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("on")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ON")),
                                                 ]),
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("name"), M::Bulk("off")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("pubsub")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                    (M::Bulk("token"), M::Bulk("OFF")),
                                                 ]),
                                             ]),
                                         ),
                                     ]),
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("id")),
-                                        (M::Bulk("type"), M::Bulk("block")),
-                                        (M::Bulk("token"), M::Bulk("ID")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
                                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("prefix")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("PREFIX")),
                                         (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("client-id")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                                (
-                                                    M::Bulk("flags"),
-                                                    M::Set(&[M::Simple("multiple")]),
-                                                ),
-                                            ])]),
+                                            M::Bulk("flags"),
+                                            M::Set(&[
+                                                M::Simple("optional"),
+                                                M::Simple("multiple"),
+                                                M::Simple("multiple_token"),
+                                            ]),
                                         ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("bcast")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("BCAST")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optin")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTIN")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optout")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("noloop")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                     ]),
                                 ]),
                             ),
@@ -10002,16 +9990,48 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|getredir"),
+                        M::Bulk("client|reply"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the id of the client that receives this ",
-                                    "connection's invalidation messages."
-                                )),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
                             ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -10065,29 +10085,11 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("cluster|keyslot"),
+                        M::Bulk("cluster|delslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Computes the hash slot of a key."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slots."),
+                                M::Bulk("Removes the given slots from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
@@ -10097,58 +10099,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("name"), M::Bulk("slot")),
                                     (M::Bulk("type"), M::Bulk("integer")),
                                     (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|forget"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Drops a node from the node table for a while."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|reset"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Forgets the other nodes and every slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("hard_soft")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("hard")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("HARD")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("soft")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SOFT")),
-                                            ]),
-                                        ]),
-                                    ),
                                 ])]),
                             ),
                         ]),
@@ -10172,188 +10122,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicas"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the replicas of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|nodes"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the node table in the nodes.conf format."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicate"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node a replica of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the CLUSTER subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|slots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Maps slot ranges to the nodes serving them."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
-                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
-                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|set-config-epoch"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets the config epoch of a node that knows no other."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("config-epoch")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|countkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the keys this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|count-failure-reports"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(
-                                    "Counts the masters that currently report a node as failing.",
-                                ),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|info"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports the cluster state and bus counters."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|links"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists this node's cluster bus connections."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|getkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists key names this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("count")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|myid"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
@@ -10406,11 +10174,314 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|delslots"),
+                        M::Bulk("cluster|slots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes the given slots from this node."),
+                                M::Bulk("Maps slot ranges to the nodes serving them."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|keyslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Computes the hash slot of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicas"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|links"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|set-config-epoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets the config epoch of a node that knows no other."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("config-epoch")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|shards"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes every shard with its slots and nodes."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slot ranges from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|info"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports the cluster state and bus counters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the other nodes and every slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("hard_soft")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("hard")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("HARD")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("soft")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SOFT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|bumpepoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Raises this node's config epoch unless it is already the ",
+                                    "highest."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|meet"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Connects this node to another one so they form one cluster.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("ip")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("since"), M::Bulk("4.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|flushslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every slot from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|countkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the keys this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slots."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
@@ -10457,62 +10528,53 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|meet"),
+                        M::Bulk("cluster|replicate"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(
-                                    "Connects this node to another one so they form one cluster.",
-                                ),
+                                M::Bulk("Makes this node a replica of a master."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("ip")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("since"), M::Bulk("4.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
                             ),
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|delslotsrange"),
+                        M::Bulk("cluster|failover"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes the given slot ranges from this node."),
+                                M::Bulk(concat!(
+                                    "Makes this replica its master's replacement (safe handoff, ",
+                                    "FORCE or TAKEOVER)."
+                                )),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (M::Bulk("name"), M::Bulk("options")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                     (
                                         M::Bulk("arguments"),
                                         M::Array(&[
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (M::Bulk("name"), M::Bulk("force")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("FORCE")),
                                             ]),
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (M::Bulk("name"), M::Bulk("takeover")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("TAKEOVER")),
                                             ]),
                                         ]),
                                     ),
@@ -10521,45 +10583,40 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|bumpepoch"),
+                        M::Bulk("cluster|count-failure-reports"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Raises this node's config epoch unless it is already the ",
-                                    "highest."
-                                )),
+                                M::Bulk(
+                                    "Counts the masters that currently report a node as failing.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|nodes"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the node table in the nodes.conf format."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|flushslots"),
+                        M::Bulk("cluster|myid"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every slot from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|shards"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes every shard with its slots and nodes."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|saveconfig"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
@@ -12151,11 +12208,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("object|help"),
+                        M::Bulk("object|freq"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the access frequency counter of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -12178,6 +12246,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("object|encoding"),
                         M::Map(&[
                             (
@@ -12185,25 +12261,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the internal encoding of a key's value."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.2.3")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("key")),
-                                    (M::Bulk("key_spec_index"), M::Int(0)),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|freq"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the access frequency counter of a key."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -14153,6 +14210,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|numpat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the patterns subscribed to."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("pubsub|numsub"),
                         M::Map(&[
                             (
@@ -14175,14 +14251,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("pubsub|numpat"),
+                        M::Bulk("pubsub|shardchannels"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Counts the patterns subscribed to."),
+                                M::Bulk("Lists the active shard channels."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -14219,33 +14303,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                         M::Bulk("flags"),
                                         M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
                                     ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|shardchannels"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the active shard channels."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("pattern")),
-                                    (M::Bulk("type"), M::Bulk("pattern")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
                         ]),
@@ -16076,13 +16133,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("config|resetstat"),
+                        M::Bulk("config|rewrite"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Resets the statistics shown by INFO."),
+                                M::Bulk("Writes the running configuration to the config file."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16091,17 +16148,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|rewrite"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Writes the running configuration to the config file."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16129,6 +16175,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16180,6 +16237,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|count"),
                         M::Map(&[
                             (
@@ -16191,21 +16267,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|getkeys"),
+                        M::Bulk("command|docs"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Extracts the key arguments of a full command."),
+                                M::Bulk("Returns documentation of commands."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                             (
                                 M::Bulk("arguments"),
@@ -16269,25 +16337,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|docs"),
+                        M::Bulk("command|getkeys"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns documentation of commands."),
+                                M::Bulk("Extracts the key arguments of a full command."),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -16321,13 +16378,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("slowlog|help"),
+                        M::Bulk("slowlog|len"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists the SLOWLOG subcommands."),
+                                M::Bulk("Returns the number of entries in the slow log."),
                             ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16340,13 +16397,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("slowlog|len"),
+                        M::Bulk("slowlog|help"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the number of entries in the slow log."),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16386,6 +16443,79 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("function|list"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes the loaded function libraries."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("withcode")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|flush"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every function library."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("async")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("async")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the FUNCTION subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("function|delete"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Removes a function library.")),
@@ -16398,6 +16528,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|dump"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
                         ]),
                     ),
                     (
@@ -16446,90 +16587,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("function|flush"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every function library."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("async")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("async")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ASYNC")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("sync")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SYNC")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|dump"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Serializes every function library into a payload."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|list"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes the loaded function libraries."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("withcode")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the FUNCTION subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("function|kill"),
                         M::Map(&[
                             (
@@ -16557,24 +16614,19 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("memory|doctor"),
+                        M::Bulk("memory|help"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes memory problems the server finds in itself."),
-                            ),
+                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
-                        M::Bulk("memory|purge"),
+                        M::Bulk("memory|doctor"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(
-                                    "Asks the allocator to return unused memory to the system.",
-                                ),
+                                M::Bulk("Describes memory problems the server finds in itself."),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
@@ -16603,9 +16655,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("memory|help"),
+                        M::Bulk("memory|purge"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Asks the allocator to return unused memory to the system.",
+                                ),
+                            ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
@@ -16676,6 +16733,24 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("latency|history"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns a latency event's samples."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("latency|reset"),
                         M::Map(&[
                             (
@@ -16698,35 +16773,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("latency|latest"),
+                        M::Bulk("latency|doctor"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the latest and highest sample of every latency ",
-                                    "event."
-                                )),
+                                M::Bulk("Describes the latency events the server recorded."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
-                        M::Bulk("latency|history"),
+                        M::Bulk("latency|help"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns a latency event's samples."),
+                                M::Bulk("Lists the LATENCY subcommands."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -16748,22 +16813,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("latency|help"),
+                        M::Bulk("latency|latest"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists the LATENCY subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|doctor"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes the latency events the server recorded."),
+                                M::Bulk(concat!(
+                                    "Returns the latest and highest sample of every latency ",
+                                    "event."
+                                )),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),

@@ -254,6 +254,7 @@ static CLUSTER_SUBS: &[Cmd] = &[
         NOKEY,
         cl::flushslots,
     ),
+    c("cluster|failover", -2, ADMIN | STALE, NOKEY, cl::failover),
     c("cluster|forget", 3, ADMIN | STALE, NOKEY, cl::forget),
     c("cluster|getkeysinslot", 4, STALE, NOKEY, cl::getkeysinslot),
     c("cluster|help", 2, STALE, NOKEY, cl::help),

@@ -431,7 +431,7 @@ fn release_idle_buffers(srv: &Shared, now: i64) {
 /// cluster (CLUSTER REPLICATE, a failover): a replica replicates its
 /// master's address, a master nobody. The cluster layer only says who is
 /// whose master; this is where that becomes a replication link.
-fn follow_cluster_role(srv: &Arc<Shared>) {
+pub fn follow_cluster_role(srv: &Arc<Shared>) {
     let Some(cl) = srv.cluster.get() else {
         return;
     };
