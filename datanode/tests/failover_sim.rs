@@ -8,7 +8,7 @@
 //! with a majority of votes; and once everything is back and the network
 //! has been quiet for a while, every node agrees on one owner per slot.
 //!
-//! `SIM_SEEDS=n` runs seeds 0..n (default 300), `SIM_SEED=s` replays one
+//! `SIM_SEEDS=n` runs seeds 0..n (default 2000), `SIM_SEED=s` replays one
 //! (add `RUST_LOG=info` to see the node logs). A failure prints its seed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,11 +152,41 @@ impl Sim {
         self.events.insert((self.now + delay, self.seq), ev);
     }
 
+    /// One line per node: who it is and how it sees itself and slot 0.
+    fn dump(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(st) = n.st.as_ref() else {
+                out.push_str(&format!("node {i}: down\n"));
+                continue;
+            };
+            let me = st.myself();
+            let owner = st.owner[0];
+            let oe = owner.and_then(|o| st.nodes.get(&o)).map(|o| o.config_epoch);
+            out.push_str(&format!(
+                "node {i} {}: {} of {:?} epoch {} current {} slots {} | slot 0 -> {:?} (epoch {:?})\n",
+                st.me,
+                if me.is_master() { "master" } else { "replica" },
+                me.master,
+                me.config_epoch,
+                st.current_epoch,
+                me.numslots,
+                owner,
+                oe
+            ));
+        }
+        out
+    }
+
     fn fail(&self, what: &str) -> ! {
         let tail: Vec<&String> = self.log.iter().rev().take(30).collect();
         panic!(
-            "seed {}: {what} at t={}\nrecent events (newest first):\n{:#?}\nreplay: SIM_SEED={} RUST_LOG=info cargo test -p datanode --test failover_sim -- --nocapture",
-            self.seed, self.now, tail, self.seed
+            "seed {}: {what} at t={}\n{}recent events (newest first):\n{:#?}\nreplay: SIM_SEED={} RUST_LOG=info cargo test -p datanode --test failover_sim -- --nocapture",
+            self.seed,
+            self.now,
+            self.dump(),
+            tail,
+            self.seed
         );
     }
 
@@ -687,10 +717,20 @@ fn failover_simulation() {
     let n: u64 = std::env::var("SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    for seed in 0..n {
-        run_seed(seed);
-    }
+        .unwrap_or(2000);
+    // Seeds are independent: spread them over the cores.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut seed = t;
+                while seed < n {
+                    run_seed(seed);
+                    seed += threads;
+                }
+            });
+        }
+    });
 }
 
 fn tracing_subscriber_init() -> Result<(), ()> {

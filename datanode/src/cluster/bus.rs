@@ -125,7 +125,12 @@ impl SlotBits {
         self.0.iter().all(|&b| b == 0)
     }
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..SLOTS).filter(move |&s| self.get(s))
+        // Skip empty bytes whole: most bitmaps are sparse runs.
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b != 0)
+            .flat_map(|(i, &b)| (0..8).filter(move |k| b & (1 << k) != 0).map(move |k| i * 8 + k))
     }
 }
 

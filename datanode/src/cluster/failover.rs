@@ -9,7 +9,6 @@
 use super::bus::{flags, mflags, types, Body, Header};
 use super::id::NodeId;
 use super::state::State;
-use crate::keyspace::SLOTS;
 
 /// How long a manual failover may take (CLUSTER_MF_TIMEOUT).
 pub const MF_TIMEOUT: i64 = 5000;
@@ -305,7 +304,8 @@ impl State {
             return;
         }
         self.set_node_as_master(&me);
-        for s in 0..SLOTS {
+        let bits = self.nodes.get(&old).map(|n| n.slots.clone()).unwrap_or_default();
+        for s in bits.iter() {
             if self.owner[s] == Some(old) {
                 self.del_slot(s);
                 self.add_slot(s, me);

@@ -81,8 +81,12 @@ impl State {
                 n.flags &= !flags::EXTENSIONS_SUPPORTED;
             }
             if n.is_master() && h.config_epoch > n.config_epoch {
-                n.config_epoch = h.config_epoch;
-                self.save_soon(true);
+                if h.slaveof.is_none() {
+                    self.raise_master_epoch(&sid, h.config_epoch, &h.myslots);
+                } else {
+                    n.config_epoch = h.config_epoch;
+                    self.save_soon(true);
+                }
             }
             self.note_master_offset(sid, h);
         }
@@ -155,10 +159,7 @@ impl State {
                     if n.is_replica() {
                         self.set_node_as_master(node);
                     }
-                    if let Some(n) = self.nodes.get_mut(node) {
-                        n.config_epoch = *config_epoch;
-                    }
-                    self.save_soon(true);
+                    self.raise_master_epoch(node, *config_epoch, slots);
                     self.update_slots_config_with(*node, *config_epoch, slots, keys);
                 }
             }
@@ -307,7 +308,26 @@ impl State {
             Some(master_id) => {
                 let was_master = self.nodes.get(&sid).is_some_and(|n| n.is_master());
                 if was_master {
+                    // Redis leaves its slots unassigned until the new
+                    // owner's claim arrives, which shrinks the cluster
+                    // size an election here would count. Its new master
+                    // most likely took them (a failover): credit them to
+                    // it, disowned, so any real claim still wins them.
+                    // (If we still think that master is a replica, our
+                    // news is older than the sender's: it is a master.)
+                    let slots = self.nodes.get(&sid).map(|n| n.slots.clone());
                     self.del_node_slots(&sid);
+                    let heir = master_id != self.me && self.nodes.contains_key(&master_id);
+                    if heir {
+                        self.set_node_as_master(&master_id);
+                    }
+                    if let (Some(slots), true) = (slots, heir) {
+                        for s in slots.iter() {
+                            if self.owner[s].is_none() && self.add_slot(s, master_id) {
+                                self.disowned.insert(s as u16);
+                            }
+                        }
+                    }
                     if let Some(n) = self.nodes.get_mut(&sid) {
                         n.flags &= !(flags::MASTER | flags::MIGRATE_TO);
                         n.flags |= flags::SLAVE;
@@ -378,6 +398,30 @@ impl State {
         self.process_gossip_section(Some(sid), entries, Some(sid), now);
         self.process_exts(&sid, exts, now);
         true
+    }
+
+    /// A master claims `slots` at a newer config epoch than we knew. That
+    /// claim is its whole slot set: slots we still credit it with but it
+    /// no longer claims are stale (say, from a nodes.conf written before
+    /// it was failed over and then won elsewhere). Redis keeps them, and
+    /// with them an owner whose real successor can never win them back
+    /// with its lower epoch. We keep crediting them (so the cluster size
+    /// an election counts does not shrink) but mark them disowned: the
+    /// next claim from anyone takes them. The messages stay Redis's.
+    fn raise_master_epoch(&mut self, id: &NodeId, epoch: u64, slots: &SlotBits) {
+        let Some(n) = self.nodes.get_mut(id) else {
+            return;
+        };
+        if epoch <= n.config_epoch {
+            return;
+        }
+        n.config_epoch = epoch;
+        let stale: Vec<usize> = n.slots.iter().filter(|&s| !slots.get(s)).collect();
+        if *id != self.me {
+            self.disowned.extend(stale.into_iter().map(|s| s as u16));
+        }
+        self.changed();
+        self.save_soon(true);
     }
 
     fn update_address(&mut self, id: &NodeId, ip: &str, port: u16, cport: u16, pport: u16) {
@@ -613,13 +657,19 @@ impl State {
             }
             claimed += 1;
             let owner = self.owner[s];
-            if owner == Some(sender) || self.importing.contains_key(&(s as u16)) {
+            if owner == Some(sender) {
+                // Its own claim again: no longer disowned.
+                self.disowned.remove(&(s as u16));
+                continue;
+            }
+            if self.importing.contains_key(&(s as u16)) {
                 continue;
             }
             let owner_epoch = owner
                 .and_then(|o| self.nodes.get(&o))
                 .map(|n| n.config_epoch);
-            if owner.is_none() || owner_epoch.is_some_and(|e| e < epoch) {
+            let disowned = owner != Some(me) && self.disowned.contains(&(s as u16));
+            if owner.is_none() || owner_epoch.is_some_and(|e| e < epoch) || disowned {
                 if owner == Some(me) && keys.count_in_slot(s as u16) > 0 {
                     dirty.push(s as u16);
                 }

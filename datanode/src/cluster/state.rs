@@ -88,6 +88,9 @@ pub struct State {
     pub nodes: BTreeMap<NodeId, Node>,
     pub owner: Vec<Option<NodeId>>,
     pub migrating: BTreeMap<u16, NodeId>,
+    /// Slots credited to a master whose newer claim left them out: the
+    /// next claim by anyone takes them (see `raise_master_epoch`).
+    pub disowned: std::collections::BTreeSet<u16>,
     pub importing: BTreeMap<u16, NodeId>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
@@ -166,6 +169,7 @@ impl State {
             nodes,
             owner: vec![None; SLOTS],
             migrating: BTreeMap::new(),
+            disowned: Default::default(),
             importing: BTreeMap::new(),
             current_epoch: 0,
             last_vote_epoch: 0,
@@ -255,12 +259,14 @@ impl State {
         };
         n.slots.set(slot, true);
         n.numslots += 1;
+        self.disowned.remove(&(slot as u16));
         self.owner[slot] = Some(id);
         self.todo_route = true;
         true
     }
 
     pub fn del_slot(&mut self, slot: usize) -> bool {
+        self.disowned.remove(&(slot as u16));
         let Some(id) = self.owner[slot].take() else {
             return false;
         };
@@ -275,8 +281,11 @@ impl State {
     }
 
     pub fn del_node_slots(&mut self, id: &NodeId) -> usize {
+        let Some(bits) = self.nodes.get(id).map(|n| n.slots.clone()) else {
+            return 0;
+        };
         let mut n = 0;
-        for s in 0..SLOTS {
+        for s in bits.iter() {
             if self.owner[s] == Some(*id) {
                 self.del_slot(s);
                 n += 1;
@@ -300,11 +309,7 @@ impl State {
     /// Drops a node: its slots, links, the reports it filed, its place
     /// among its master's replicas.
     pub fn del_node(&mut self, id: &NodeId) {
-        for s in 0..SLOTS {
-            if self.owner[s] == Some(*id) {
-                self.del_slot(s);
-            }
-        }
+        self.del_node_slots(id);
         self.migrating.retain(|_, n| n != id);
         self.importing.retain(|_, n| n != id);
         for n in self.nodes.values_mut() {
