@@ -130,7 +130,11 @@ impl SlotBits {
             .iter()
             .enumerate()
             .filter(|(_, &b)| b != 0)
-            .flat_map(|(i, &b)| (0..8).filter(move |k| b & (1 << k) != 0).map(move |k| i * 8 + k))
+            .flat_map(|(i, &b)| {
+                (0..8)
+                    .filter(move |k| b & (1 << k) != 0)
+                    .map(move |k| i * 8 + k)
+            })
     }
 }
 

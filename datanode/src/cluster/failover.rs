@@ -304,7 +304,11 @@ impl State {
             return;
         }
         self.set_node_as_master(&me);
-        let bits = self.nodes.get(&old).map(|n| n.slots.clone()).unwrap_or_default();
+        let bits = self
+            .nodes
+            .get(&old)
+            .map(|n| n.slots.clone())
+            .unwrap_or_default();
         for s in bits.iter() {
             if self.owner[s] == Some(old) {
                 self.del_slot(s);
