@@ -632,3 +632,60 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::node::Node;
+    use crate::cluster::state::Settings;
+
+    /// Three masters; `a` has two replicas (one is us), `b` one (failed).
+    fn cluster() -> (State, NodeId, NodeId) {
+        let s = Settings::defaults(7000, 17000, "nodes.conf".into());
+        let mut st = State::seeded(s, 0, 7);
+        let me = st.me;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let id = st.random_id();
+            let n = Node::new(id, id, flags::MASTER, 0);
+            st.add_node(n);
+            ids.push(id);
+        }
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        for (i, m) in [a, b, c].iter().enumerate() {
+            for s in i * 5000..(i + 1) * 5000 {
+                st.add_slot(s, *m);
+            }
+        }
+        for s in 15000..crate::keyspace::SLOTS {
+            st.add_slot(s, c);
+        }
+        for (r, m) in [(ids[3], a), (ids[4], b)] {
+            let n = st.nodes.get_mut(&r).unwrap();
+            n.flags = flags::SLAVE;
+            n.master = Some(m);
+        }
+        st.nodes.get_mut(&b).unwrap().flags |= flags::MIGRATE_TO;
+        st.set_my_master(a);
+        st.nodes.get_mut(&ids[4]).unwrap().flags |= flags::FAIL;
+        st.update_state(10_000);
+        (st, me, b)
+    }
+
+    #[test]
+    fn the_lowest_id_replica_of_the_richest_master_migrates_after_the_delay() {
+        let (mut st, me, b) = cluster();
+        assert!(st.ok);
+        let other = st
+            .nodes
+            .values()
+            .find(|n| n.is_replica() && n.id != me && n.master == st.myself().master)
+            .unwrap()
+            .id;
+        st.failover_cron(20_000);
+        assert_ne!(st.myself().master, Some(b), "not before the delay");
+        st.failover_cron(26_000);
+        let moved = st.myself().master == Some(b);
+        assert_eq!(moved, me < other, "only the lowest id moves");
+    }
+}

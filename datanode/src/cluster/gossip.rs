@@ -80,8 +80,10 @@ impl State {
             } else {
                 n.flags &= !flags::EXTENSIONS_SUPPORTED;
             }
-            if n.is_master() && h.config_epoch > n.config_epoch {
-                if h.slaveof.is_none() {
+            // As Redis: any sender's newer config epoch is taken (a replica
+            // carries its master's), whatever role we still think it has.
+            if h.config_epoch > n.config_epoch {
+                if h.slaveof.is_none() && n.is_master() {
                     self.raise_master_epoch(&sid, h.config_epoch, &h.myslots);
                 } else {
                     n.config_epoch = h.config_epoch;

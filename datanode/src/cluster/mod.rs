@@ -39,6 +39,10 @@ pub struct Cluster {
     /// link in the order the state queued them.
     txs: Mutex<std::collections::HashMap<u64, Tx>>,
     pub route: ArcSwap<Route>,
+    /// Unix ms until which this node, as a master, may acknowledge writes:
+    /// the last time it heard from a majority of slot-serving masters plus
+    /// the node timeout (see [`State::majority_contact`]).
+    writable_until: std::sync::atomic::AtomicI64,
     _lock: std::fs::File,
 }
 
@@ -117,6 +121,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             state: Mutex::new(st),
             txs: Mutex::new(Default::default()),
+            writable_until: std::sync::atomic::AtomicI64::new(i64::MAX),
             route: ArcSwap::from_pointee(route),
             _lock: lock,
         });
@@ -181,6 +186,11 @@ impl Cluster {
             st.todo_save = false;
             st.todo_fsync = false;
         }
+        let until = st
+            .majority_contact(now)
+            .map_or(i64::MAX, |t| t + st.settings.node_timeout);
+        self.writable_until
+            .store(until, std::sync::atomic::Ordering::Relaxed);
         if st.todo_route {
             st.todo_route = false;
             let allow = srv.config.read().flag("cluster-allow-reads-when-down");
@@ -235,6 +245,13 @@ impl Cluster {
             tracing::info!("Deleted {n} keys from slot {slot} now owned by another node");
         }
         r
+    }
+
+    /// Whether a write may be acknowledged here now (see `writable_until`).
+    pub fn may_accept_writes(&self, now: i64) -> bool {
+        now <= self
+            .writable_until
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends a PUBLISH to every node, or a PUBLISHSHARD to the nodes of

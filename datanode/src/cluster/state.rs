@@ -474,6 +474,33 @@ impl State {
         }
     }
 
+    /// For a master serving slots in a cluster of several such masters:
+    /// the last time it heard from a majority of them (itself included, at
+    /// `now`). `None` when the rule does not apply.
+    pub fn majority_contact(&self, now: i64) -> Option<i64> {
+        let me = self.myself();
+        if !me.is_master() || me.numslots == 0 {
+            return None;
+        }
+        let mut heard: Vec<i64> = self
+            .nodes
+            .values()
+            .filter(|n| n.is_master() && n.numslots > 0)
+            .map(|n| {
+                if n.id == self.me {
+                    now
+                } else {
+                    n.data_received
+                }
+            })
+            .collect();
+        if heard.len() < 2 {
+            return None;
+        }
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        Some(heard[heard.len() / 2])
+    }
+
     // ---- the cluster state (ok / fail) ----
 
     pub fn update_state(&mut self, now: i64) {

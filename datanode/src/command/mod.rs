@@ -301,7 +301,17 @@ fn cluster_redirect(
         asking: ctx.client.asking,
         sharded_pubsub: matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe"),
     };
-    route.check(slot, &q)
+    let r = route.check(slot, &q);
+    // A master cut off from most masters for longer than the node timeout
+    // may already be replaced: refuse writes rather than acknowledge what
+    // the cluster will discard. Checked against the clock, so a node just
+    // woken from a stop refuses before its cron has run.
+    if r.is_none() && write && !cl.may_accept_writes(crate::keyspace::now_ms()) {
+        return Some(crate::cluster::Redirect::Down(
+            "CLUSTERDOWN The cluster is down",
+        ));
+    }
+    r
 }
 
 /// Flags of every command queued in the current transaction, OR-ed (Redis

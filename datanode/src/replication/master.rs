@@ -381,6 +381,11 @@ pub fn cron(srv: &Shared, now_ms: i64) {
     if srv.repl.is_replica() || srv.repl.state.lock().replicas.is_empty() {
         return;
     }
+    // Not while writes are paused (a manual failover waits for replicas
+    // to reach an offset that must not move), as Redis.
+    if srv.pause.kind() != crate::server::pause::OFF {
+        return;
+    }
     let period = srv.config.read().int("repl-ping-replica-period").max(1) * 1000;
     let last = srv.repl.last_ping_ms.load(Ordering::Relaxed);
     if last == 0 {

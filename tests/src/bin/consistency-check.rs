@@ -94,6 +94,9 @@ fn main() -> ExitCode {
     let client = match redis::cluster::ClusterClient::builder(vec![url])
         .connection_timeout(Duration::from_secs(1))
         .response_timeout(Duration::from_secs(1))
+        // Few retries: an error should be counted and reported, not
+        // hidden behind seconds of backoff while a master is down.
+        .retries(2)
         .build()
     {
         Ok(c) => c,

@@ -1,0 +1,464 @@
+//! Failover on real processes: a killed master is replaced by its replica
+//! and comes back as a replica; CLUSTER FAILOVER in its three modes; a
+//! stopped (minority) master never acknowledges a write it will lose;
+//! replica migration; and votes across implementations in a cluster of
+//! redis-server and datanode nodes. The tutorial's steps, with the real
+//! redis-cli where a person would use it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slotkv_tests::cluster::{redis_cli, Cluster};
+use slotkv_tests::Server;
+
+const TIMEOUT_MS: u64 = 2000;
+
+/// Waits for `cond`; on timeout prints the tail of every node's log
+/// (what a person debugging a failover needs) and panics.
+fn wait_for(c: &Cluster, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, n) in c.nodes.iter().enumerate() {
+        let log = n.log();
+        let tail: Vec<&str> = log.lines().rev().take(45).collect();
+        eprintln!("--- node {i} (port {}) ---", n.port);
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+fn role(c: &Cluster, i: usize) -> String {
+    c.info_field(i, &["INFO", "replication"], "role")
+        .unwrap_or_default()
+}
+
+fn master_port(c: &Cluster, i: usize) -> Option<u16> {
+    c.info_field(i, &["INFO", "replication"], "master_port")
+        .and_then(|p| p.parse().ok())
+}
+
+/// Index of the node replicating node `m`.
+fn replica_of(c: &Cluster, m: usize) -> usize {
+    let port = c.nodes[m].port;
+    let mut found = None;
+    wait_for(
+        c,
+        Duration::from_secs(20),
+        "a replica of the master",
+        || {
+            found = (0..c.nodes.len()).find(|&i| i != m && master_port(c, i) == Some(port));
+            found.is_some()
+        },
+    );
+    found.expect("checked")
+}
+
+fn masters(c: &Cluster) -> Vec<usize> {
+    (0..c.nodes.len())
+        .filter(|&i| role(c, i) == "master")
+        .collect()
+}
+
+/// The consistency checker against node `i`, running for `secs`.
+struct Checker(Option<Child>);
+
+impl Checker {
+    fn start(c: &Cluster, i: usize, secs: u64, fail_on_lost: bool) -> Checker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consistency-check"));
+        cmd.args([
+            "--port",
+            &c.nodes[i].port.to_string(),
+            "--seconds",
+            &secs.to_string(),
+            "--keys",
+            "200",
+        ]);
+        if fail_on_lost {
+            cmd.arg("--fail-on-lost");
+        }
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the checker");
+        Checker(Some(child))
+    }
+
+    /// Waits for it to finish: (exit ok, last report numbers, output).
+    fn finish(mut self) -> (bool, Vec<u64>, String) {
+        let mut child = self.0.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the checker did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("checker output");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let last = text.lines().last().unwrap_or("").to_string();
+        let nums: Vec<u64> = last
+            .split(|ch: char| !ch.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (out.status.success(), nums, text)
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn a_killed_master_is_replaced_and_comes_back_as_a_replica() {
+    // Redis 7 refuses DEBUG unless enabled; the tutorial's crash needs it.
+    let mut c = Cluster::start(
+        &[Server::Datanode; 6],
+        TIMEOUT_MS,
+        &["--enable-debug-command", "yes"],
+    );
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
+    let r = replica_of(&c, m);
+    let checker = Checker::start(&c, 0, 14, false);
+    std::thread::sleep(Duration::from_secs(2));
+    // As the tutorial does it.
+    let (_, out) = redis_cli(&["-p", &c.nodes[m].port.to_string(), "DEBUG", "SEGFAULT"]);
+    assert!(!out.contains("OK"), "{out}");
+    c.nodes[m].wait_exit();
+    let killed = Instant::now();
+    wait_for(
+        &c,
+        Duration::from_secs(30),
+        "the replica is promoted",
+        || role(&c, r) == "master",
+    );
+    let took = killed.elapsed();
+    let log = c.nodes[r].log();
+    for line in [
+        "Start of election delayed for",
+        "Starting a failover election for epoch",
+        "Failover election won: I'm the new master.",
+    ] {
+        assert!(log.contains(line), "replica log lacks {line:?}:\n{log}");
+    }
+    let voters: usize = (0..6)
+        .filter(|&i| i != m && c.nodes[i].log().contains("Failover auth granted to"))
+        .count();
+    assert!(voters >= 2, "a majority of the masters voted");
+    // Served within the bound: node timeout plus the election.
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS + 4000),
+        "promotion took {took:?}"
+    );
+    let others: Vec<usize> = (0..6).filter(|&i| i != m).collect();
+    wait_for(&c, Duration::from_secs(30), "cluster ok again", || {
+        others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
+    });
+    let (_, nums, text) = checker.finish();
+    assert_eq!(nums.len(), 6, "{text}");
+    assert!(nums[2] > 1000, "the checker kept writing:\n{text}");
+
+    // The old master returns as a replica of the winner, with its data.
+    c.nodes[m].restart();
+    let rport = c.nodes[r].port;
+    wait_for(
+        &c,
+        Duration::from_secs(30),
+        "the old master follows the winner",
+        || {
+            master_port(&c, m) == Some(rport)
+                && c.info_field(m, &["INFO", "replication"], "master_link_status")
+                    .as_deref()
+                    == Some("up")
+        },
+    );
+    wait_for(&c, Duration::from_secs(20), "same keys on both", || {
+        c.cli(m, &["DBSIZE"]) == c.cli(r, &["DBSIZE"])
+    });
+    // Its stale data is not served: a key of its slots is redirected.
+    let mut conn = c.nodes[m].conn();
+    let key = (0..10_000)
+        .map(|i| format!("key:{i}"))
+        .find(|k| c.cli(r, &["EXISTS", k]).trim() == "1")
+        .expect("a key of the shard");
+    let reply = conn.text(&["GET", &key]);
+    assert!(reply.starts_with("-MOVED"), "{reply}");
+}
+
+#[test]
+fn manual_failover_in_every_mode_and_no_write_lost_by_default() {
+    let c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
+    let r = replica_of(&c, m);
+    // On a master: Redis's error.
+    let out = c.cli(m, &["CLUSTER", "FAILOVER"]);
+    assert!(
+        out.contains("You should send CLUSTER FAILOVER to a replica"),
+        "{out}"
+    );
+    assert!(c
+        .cli(r, &["CLUSTER", "FAILOVER", "SOON"])
+        .contains("syntax error"));
+
+    // Default: under write load, not one acknowledged write lost.
+    let checker = Checker::start(&c, 0, 8, true);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.cli(r, &["CLUSTER", "FAILOVER"]).trim(), "OK");
+    wait_for(&c, Duration::from_secs(15), "roles swap", || {
+        role(&c, r) == "master" && role(&c, m) == "slave"
+    });
+    assert!(c.nodes[m]
+        .log()
+        .contains("Manual failover requested by replica"));
+    assert!(c.nodes[r]
+        .log()
+        .contains("All master replication stream processed, manual failover can start."));
+    let (ok, nums, text) = checker.finish();
+    assert!(ok, "writes were lost:\n{text}");
+    assert_eq!(nums.get(4), Some(&0), "{text}");
+
+    // FORCE: the old master takes its shard back through an election.
+    c.wait_ok(Duration::from_secs(20));
+    assert_eq!(c.cli(m, &["CLUSTER", "FAILOVER", "FORCE"]).trim(), "OK");
+    wait_for(&c, Duration::from_secs(15), "FORCE swaps back", || {
+        role(&c, m) == "master" && role(&c, r) == "slave"
+    });
+    assert!(c.nodes[m]
+        .log()
+        .contains("Forced failover user request accepted."));
+
+    // TAKEOVER: no election, a new epoch of its own.
+    c.wait_ok(Duration::from_secs(20));
+    let epoch = |i: usize| -> u64 {
+        c.info_field(i, &["CLUSTER", "INFO"], "cluster_my_epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = epoch(m);
+    assert_eq!(c.cli(r, &["CLUSTER", "FAILOVER", "TAKEOVER"]).trim(), "OK");
+    wait_for(&c, Duration::from_secs(15), "TAKEOVER swaps", || {
+        role(&c, r) == "master" && role(&c, m) == "slave"
+    });
+    assert!(epoch(r) > before);
+    assert!(c.nodes[r]
+        .log()
+        .contains("Taking over the master (user request)."));
+    c.wait_ok(Duration::from_secs(20));
+}
+
+#[test]
+fn a_stopped_master_never_acknowledges_a_write_it_will_lose() {
+    let mut c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
+    let r = replica_of(&c, m);
+    // A key this master serves.
+    let key = (0..10_000)
+        .map(|i| format!("k{i}"))
+        .find(|k| c.cli(m, &["SET", k, "before"]).trim() == "OK")
+        .expect("a key of the master");
+    let mut conn = c.nodes[m].conn();
+    let pid = c.nodes[m].pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    // Sent while it sleeps: waits in its socket.
+    conn.send_raw(&slotkv_tests::encode(&["SET", &key, "during"]))
+        .expect("send");
+    wait_for(
+        &c,
+        Duration::from_secs(30),
+        "the replica takes over",
+        || role(&c, r) == "master",
+    );
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let reply = String::from_utf8_lossy(&conn.read_reply().expect("a reply").raw).into_owned();
+    assert!(
+        reply.starts_with("-CLUSTERDOWN") || reply.starts_with("-MOVED"),
+        "the stale master answered {reply:?}"
+    );
+    let rport = c.nodes[r].port;
+    wait_for(&c, Duration::from_secs(30), "it turns replica", || {
+        master_port(&c, m) == Some(rport)
+    });
+    assert_eq!(c.cli(r, &["GET", &key]).trim(), "before");
+    c.nodes[m].signal_and_wait("-TERM");
+}
+
+#[test]
+fn a_spare_replica_migrates_to_an_orphaned_master() {
+    let mut c = Cluster::start(&[Server::Datanode; 7], 3000, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let ms = masters(&c);
+    assert_eq!(ms.len(), 3);
+    let count = |c: &Cluster, m: usize| {
+        (0..7)
+            .filter(|&i| master_port(c, i) == Some(c.nodes[m].port))
+            .count()
+    };
+    let rich = *ms
+        .iter()
+        .find(|&&m| count(&c, m) == 2)
+        .expect("a master with two");
+    let poor = *ms
+        .iter()
+        .find(|&&m| count(&c, m) == 1)
+        .expect("a master with one");
+    let victim = replica_of(&c, poor);
+    // Every node must know who replicates whom before the victim dies
+    // (gossip spreads it within half a node timeout).
+    wait_for(
+        &c,
+        Duration::from_secs(20),
+        "every node knows the replicas",
+        || (0..7).all(|i| c.nodes_of(i).iter().filter(|l| l.contains("slave")).count() == 4),
+    );
+    c.nodes[victim].signal_and_wait("-KILL");
+    let start = Instant::now();
+    let port = c.nodes[poor].port;
+    wait_for(&c, Duration::from_secs(30), "a replica migrates", || {
+        (0..7).any(|i| i != victim && master_port(&c, i) == Some(port))
+    });
+    let took = start.elapsed();
+    let mover = (0..7)
+        .find(|&i| i != victim && master_port(&c, i) == Some(port))
+        .expect("found");
+    assert!(c.nodes[mover]
+        .log()
+        .contains("Migrating to orphaned master"));
+    assert_eq!(count(&c, rich), 1, "it came from the master with two");
+    // Redis: failure detection, then a 5 s grace period.
+    assert!(
+        took < Duration::from_secs(3 * 3 + 6),
+        "migration took {took:?}"
+    );
+}
+
+#[test]
+fn failover_across_implementations_both_ways() {
+    use Server::{Datanode, Redis};
+    let mut c = Cluster::start(
+        &[Redis, Redis, Redis, Datanode, Datanode, Datanode],
+        TIMEOUT_MS,
+        &[],
+    );
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    // redis-cli makes the first three masters: redis-server masters with
+    // datanode replicas.
+    let m = 1;
+    let r = replica_of(&c, m);
+    assert!(r >= 3, "replica {r} is a datanode");
+    for i in 0..50 {
+        let (_, out) = redis_cli(&[
+            "-c",
+            "-p",
+            &c.nodes[0].port.to_string(),
+            "SET",
+            &format!("x{i}"),
+            "v",
+        ]);
+        assert!(out.contains("OK"), "{out}");
+    }
+    // (A replica that never synced may not fail over, as in Redis.)
+    wait_for(
+        &c,
+        Duration::from_secs(20),
+        "the replica's link is up",
+        || {
+            c.info_field(r, &["INFO", "replication"], "master_link_status")
+                .as_deref()
+                == Some("up")
+        },
+    );
+    // A datanode replica fails over a dead redis-server master, elected by
+    // redis-server votes.
+    c.nodes[m].signal_and_wait("-KILL");
+    wait_for(
+        &c,
+        Duration::from_secs(30),
+        "the datanode replica wins",
+        || role(&c, r) == "master",
+    );
+    assert!((0..3).any(|i| i != m && c.nodes[i].log().contains("Failover auth granted to")));
+    c.nodes[m].restart();
+    let rport = c.nodes[r].port;
+    wait_for(
+        &c,
+        Duration::from_secs(30),
+        "redis-server returns as its replica",
+        || {
+            master_port(&c, m) == Some(rport)
+                && c.info_field(m, &["INFO", "replication"], "master_link_status")
+                    .as_deref()
+                    == Some("up")
+        },
+    );
+    let others: Vec<usize> = (0..6).collect();
+    wait_for(&c, Duration::from_secs(30), "cluster ok", || {
+        others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
+    });
+    // The master must know its replica before a manual failover (MFSTART
+    // from a node it does not count as its replica is ignored, as Redis).
+    let mid = c.myid(m);
+    wait_for(
+        &c,
+        Duration::from_secs(20),
+        "the master knows its replica",
+        || {
+            c.nodes_of(r)
+                .iter()
+                .any(|l| l.starts_with(&mid) && l.contains(" slave ") && !l.contains("fail"))
+        },
+    );
+    // And back: the redis-server replica takes over from the datanode
+    // master with a manual failover, voted by redis-server and datanode.
+    assert_eq!(c.cli(m, &["CLUSTER", "FAILOVER"]).trim(), "OK");
+    wait_for(
+        &c,
+        Duration::from_secs(20),
+        "redis-server is master again",
+        || role(&c, m) == "master" && role(&c, r) == "slave",
+    );
+    assert!(c.nodes[r]
+        .log()
+        .contains("Manual failover requested by replica"));
+    wait_for(&c, Duration::from_secs(30), "cluster ok", || {
+        others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
+    });
+    for i in 0..50 {
+        let (_, out) = redis_cli(&[
+            "-c",
+            "-p",
+            &c.nodes[3].port.to_string(),
+            "GET",
+            &format!("x{i}"),
+        ]);
+        assert!(out.contains('v'), "x{i}: {out}");
+    }
+}
