@@ -462,3 +462,104 @@ fn failover_across_implementations_both_ways() {
         assert!(out.contains('v'), "x{i}: {out}");
     }
 }
+
+/// The fault-injection hooks failover tests use, with Redis's names.
+#[test]
+fn debug_hooks_drop_bus_messages_and_break_links() {
+    let mut c = Cluster::start(
+        &[Server::Datanode; 3],
+        TIMEOUT_MS,
+        &["--enable-debug-command", "yes"],
+    );
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    // Pings node 0 sent and still waits a pong for (CLUSTER NODES field 4).
+    let waiting = |c: &Cluster| -> Vec<String> {
+        c.nodes_of(0)
+            .iter()
+            .filter(|l| !l.contains("myself"))
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|p| p != "0")
+            .collect()
+    };
+    // Dropping every PONG: node 0's pings are never answered, so their
+    // send times stay (as on redis-server, other traffic still counts as
+    // a sign of life, so nothing is marked failing).
+    assert_eq!(
+        c.cli(0, &["DEBUG", "DROP-CLUSTER-PACKET-FILTER", "1"])
+            .trim(),
+        "OK"
+    );
+    wait_for(&c, Duration::from_secs(20), "unanswered pings", || {
+        let a = waiting(&c);
+        std::thread::sleep(Duration::from_millis(1200));
+        !a.is_empty() && waiting(&c).iter().any(|p| a.contains(p))
+    });
+    assert!(c.nodes[0]
+        .log()
+        .contains("Dropping packet that matches debug drop filter"));
+    assert_eq!(
+        c.cli(0, &["DEBUG", "DROP-CLUSTER-PACKET-FILTER", "-1"])
+            .trim(),
+        "OK"
+    );
+    wait_for(&c, Duration::from_secs(20), "pongs again", || {
+        waiting(&c).is_empty()
+    });
+
+    // CLUSTERLINK KILL: the links are closed and come back new.
+    let id1 = c.myid(1);
+    let links = |c: &Cluster| c.cli(0, &["CLUSTER", "LINKS"]);
+    let before = links(&c);
+    assert!(c
+        .cli(0, &["DEBUG", "CLUSTERLINK", "KILL", "all", &"0".repeat(40)])
+        .contains("ERR Unknown node"));
+    assert_eq!(
+        c.cli(0, &["DEBUG", "CLUSTERLINK", "KILL", "all", &id1])
+            .trim(),
+        "OK"
+    );
+    wait_for(&c, Duration::from_secs(10), "new links", || {
+        let now = links(&c);
+        now != before && now.matches(&id1).count() == 2
+    });
+
+    // A peer that stops reading: with cluster-link-sendbuf-limit its link
+    // is freed instead of buffering without bound.
+    assert_eq!(
+        c.cli(
+            0,
+            &["CONFIG", "SET", "cluster-link-sendbuf-limit", "1000000"]
+        )
+        .trim(),
+        "OK"
+    );
+    let pid = c.nodes[1].pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let big = "x".repeat(1 << 20);
+    let mut conn = c.nodes[0].conn();
+    let exceeded = |c: &Cluster| {
+        c.info_field(
+            0,
+            &["CLUSTER", "INFO"],
+            "total_cluster_links_buffer_limit_exceeded",
+        )
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exceeded(&c) == 0 && Instant::now() < deadline {
+        conn.text(&["PUBLISH", "ch", &big]);
+    }
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(exceeded(&c) > 0, "no link was freed");
+    c.nodes[1].signal_and_wait("-TERM");
+}

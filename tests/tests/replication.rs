@@ -521,3 +521,85 @@ fn the_consistency_checker_counts_writes_and_finds_none_lost() {
         .sum();
     assert!(total > 0 && total <= 1000, "{total} keys");
 }
+
+/// FAILOVER (standalone): the master pauses writes, waits for the replica
+/// to have everything, and becomes its replica; errors as redis-server's.
+/// Both directions across implementations, and between datanodes.
+#[test]
+fn failover_command_hands_the_master_role_over() {
+    use Server::{Datanode, Redis};
+    for (mk, rk) in [(Datanode, Datanode), (Datanode, Redis), (Redis, Datanode)] {
+        let master = start(mk);
+        let replica = start(rk);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        fill(&mut m, "fo", 200);
+        replicate(&mut r, &master);
+        wait("the replica catches up", || caught_up(&mut m, &mut r));
+        let rport = replica.port.to_string();
+        assert_eq!(
+            r.text(&["FAILOVER"]),
+            "-ERR FAILOVER is not valid when server is a replica.\r\n"
+        );
+        for (args, want) in [
+            (vec!["FAILOVER", "FORCE"], "-ERR FAILOVER with force option requires both a timeout and target HOST and IP.\r\n"),
+            (vec!["FAILOVER", "TO", "127.0.0.1", "1"], "-ERR FAILOVER target HOST and PORT is not a replica.\r\n"),
+            (vec!["FAILOVER", "TIMEOUT", "0"], "-ERR FAILOVER timeout must be greater than 0\r\n"),
+            (vec!["FAILOVER", "SOON"], "-ERR syntax error\r\n"),
+            (vec!["FAILOVER", "ABORT"], "-ERR No failover in progress.\r\n"),
+        ] {
+            assert_eq!(m.text(&args), want, "{mk:?} -> {rk:?}: {args:?}");
+        }
+        assert_eq!(m.text(&["FAILOVER", "TO", "127.0.0.1", &rport]), "+OK\r\n");
+        wait("roles swap", || {
+            r.info_field("replication", "role") == "master"
+                && m.info_field("replication", "role") == "slave"
+                && link_up(&mut m)
+        });
+        assert_eq!(m.info_field("replication", "master_port"), rport);
+        wait("the old master caught up", || caught_up(&mut r, &mut m));
+        assert_eq!(digest(&mut m), digest(&mut r), "{mk:?} -> {rk:?}");
+        for c in [&mut m, &mut r] {
+            assert_eq!(
+                c.info_field("replication", "master_failover_state"),
+                "no-failover"
+            );
+        }
+        // Writes go to the new master and reach the old one.
+        assert_eq!(r.text(&["SET", "after", "1"]), "+OK\r\n");
+        wait("the write arrives", || {
+            m.text(&["GET", "after"]) == "$1\r\n1\r\n"
+        });
+        assert!(m.text(&["SET", "x", "1"]).starts_with("-READONLY"));
+    }
+}
+
+/// `repl-backlog-ttl`: a master left without replicas frees its backlog
+/// after that many seconds and starts a new history.
+#[test]
+fn the_backlog_is_freed_after_repl_backlog_ttl_without_replicas() {
+    let master = start(Server::Datanode);
+    let replica = start(Server::Datanode);
+    let mut m = master.conn();
+    let mut r = replica.conn();
+    m.text(&["SET", "k", "v"]);
+    replicate(&mut r, &master);
+    wait("the replica catches up", || caught_up(&mut m, &mut r));
+    assert_eq!(m.info_field("replication", "repl_backlog_active"), "1");
+    let id = m.info_field("replication", "master_replid");
+    assert_eq!(
+        m.text(&["CONFIG", "SET", "repl-backlog-ttl", "1"]),
+        "+OK\r\n"
+    );
+    // Still a replica: nothing is freed.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(m.info_field("replication", "repl_backlog_active"), "1");
+    assert_eq!(r.text(&["REPLICAOF", "NO", "ONE"]), "+OK\r\n");
+    wait("the backlog is freed", || {
+        m.info_field("replication", "repl_backlog_active") == "0"
+    });
+    assert_ne!(m.info_field("replication", "master_replid"), id);
+    assert!(master
+        .log()
+        .contains("Replication backlog freed after 1 seconds without connected replicas."));
+}

@@ -39,6 +39,10 @@ impl State {
         if (typ as usize) < self.stats_recv.len() {
             self.stats_recv[typ as usize] += 1;
         }
+        if self.drop_filter == -2 || self.drop_filter == typ as i32 {
+            tracing::warn!("Dropping packet that matches debug drop filter");
+            return !self.close_on_drop;
+        }
         let Some(link) = self.links.get(&peer.link_id) else {
             return false;
         };

@@ -37,7 +37,7 @@ pub struct Cluster {
     /// The sending half of each open link's socket task, by link id.
     /// Locked only while the state's lock is held, so frames reach each
     /// link in the order the state queued them.
-    txs: Mutex<std::collections::HashMap<u64, Tx>>,
+    txs: Mutex<std::collections::HashMap<u64, LinkTx>>,
     pub route: ArcSwap<Route>,
     /// Unix ms until which this node, as a master, may acknowledge writes:
     /// the last time it heard from a majority of slot-serving masters plus
@@ -48,6 +48,14 @@ pub struct Cluster {
 
 type Tx = tokio::sync::mpsc::UnboundedSender<Vec<u8>>;
 type Rx = tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>;
+type Written = Arc<std::sync::atomic::AtomicU64>;
+
+/// The shell's half of a link: where its frames go, and how many bytes
+/// its socket task has written (queued = what the state sent − this).
+struct LinkTx {
+    tx: Tx,
+    written: Written,
+}
 
 /// The bus port: `cluster-port`, or the client port + 10000.
 pub fn bus_port(cfg: &Config, port: u16) -> u16 {
@@ -68,6 +76,7 @@ fn settings(cfg: &Config, port: u16, bus: u16) -> Settings {
         repl_ping_period: cfg.int("repl-ping-replica-period"),
         replica_no_failover: cfg.flag("cluster-replica-no-failover"),
         migration_barrier: cfg.int("cluster-migration-barrier"),
+        link_sendbuf_limit: cfg.int("cluster-link-sendbuf-limit").max(0) as u64,
         announce_ip: cfg.value("cluster-announce-ip").to_string(),
         announce_hostname: cfg.value("cluster-announce-hostname").to_string(),
         port: if announce_port != 0 {
@@ -201,12 +210,39 @@ impl Cluster {
             let mut txs = self.txs.lock();
             for c in st.connects.drain(..) {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                txs.insert(c.link_id, tx);
-                spawn.push((c, rx));
+                let written = Written::default();
+                txs.insert(
+                    c.link_id,
+                    LinkTx {
+                        tx,
+                        written: written.clone(),
+                    },
+                );
+                spawn.push((c, rx, written));
             }
-            for (link, frame) in st.outbox.drain(..) {
-                if let Some(tx) = txs.get(&link) {
-                    let _ = tx.send(frame);
+            let outbox = std::mem::take(&mut st.outbox);
+            let mut touched = Vec::new();
+            for (link, frame) in outbox {
+                if let Some(l) = txs.get(&link) {
+                    let _ = l.tx.send(frame);
+                    touched.push(link);
+                }
+            }
+            // cluster-link-sendbuf-limit: a link whose peer does not read
+            // what we queue is freed (it is reopened by the cron).
+            let limit = st.settings.link_sendbuf_limit;
+            if limit > 0 {
+                touched.dedup();
+                for link in touched {
+                    let sent = st.links.get(&link).map_or(0, |l| l.sent_bytes);
+                    let written = txs
+                        .get(&link)
+                        .map_or(0, |l| l.written.load(std::sync::atomic::Ordering::Relaxed));
+                    if sent.saturating_sub(written) > limit {
+                        tracing::debug!("Freeing cluster link {link}: send buffer over the limit");
+                        st.links_limit_exceeded += 1;
+                        st.drop_link(link);
+                    }
                 }
             }
             // Dropping the sender ends the link's task.
@@ -230,8 +266,8 @@ impl Cluster {
         if role_changed {
             crate::server::follow_cluster_role(srv);
         }
-        for (c, rx) in spawn {
-            tokio::spawn(outbound(self.clone(), srv.clone(), c, rx));
+        for (c, rx, written) in spawn {
+            tokio::spawn(outbound(self.clone(), srv.clone(), c, rx, written));
         }
         for (ch, msg, sharded) in publishes {
             if sharded {
@@ -245,6 +281,13 @@ impl Cluster {
             tracing::info!("Deleted {n} keys from slot {slot} now owned by another node");
         }
         r
+    }
+
+    /// Bytes queued and not yet written on a link (CLUSTER LINKS).
+    pub fn link_queued(&self, link: u64, sent: u64) -> u64 {
+        self.txs.lock().get(&link).map_or(0, |l| {
+            sent.saturating_sub(l.written.load(std::sync::atomic::Ordering::Relaxed))
+        })
     }
 
     /// Whether a write may be acknowledged here now (see `writable_until`).
@@ -299,12 +342,21 @@ async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
             Ok((sock, _)) => {
                 let _ = sock.set_nodelay(true);
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let written = Written::default();
                 let link_id = cluster.with(&srv, |st| {
                     let id = st.register_inbound(now_ms());
-                    cluster.txs.lock().insert(id, tx);
+                    let w = written.clone();
+                    cluster.txs.lock().insert(id, LinkTx { tx, written: w });
                     id
                 });
-                tokio::spawn(run_link(cluster.clone(), srv.clone(), link_id, sock, rx));
+                tokio::spawn(run_link(
+                    cluster.clone(),
+                    srv.clone(),
+                    link_id,
+                    sock,
+                    rx,
+                    written,
+                ));
             }
             Err(e) => {
                 tracing::warn!("cluster bus accept failed: {e}");
@@ -314,7 +366,7 @@ async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
     }
 }
 
-async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx) {
+async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx, written: Written) {
     let timeout =
         std::time::Duration::from_millis(cluster.state.lock().settings.node_timeout as u64);
     let addr = if c.ip.contains(':') {
@@ -325,7 +377,7 @@ async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx) {
     match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(sock)) => {
             let _ = sock.set_nodelay(true);
-            run_link(cluster, srv, c.link_id, sock, rx).await;
+            run_link(cluster, srv, c.link_id, sock, rx, written).await;
         }
         Ok(Err(e)) => {
             tracing::debug!("Connection to {addr} failed: {e}");
@@ -346,6 +398,7 @@ async fn run_link(
     link_id: u64,
     sock: TcpStream,
     mut rx: Rx,
+    written: Written,
 ) {
     let remote_ip = sock
         .peer_addr()
@@ -370,6 +423,7 @@ async fn run_link(
                 if wr.write_all(&out).await.is_err() {
                     break;
                 }
+                written.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             r = rd.read_buf(&mut buf) => {
                 match r {

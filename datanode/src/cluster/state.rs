@@ -29,6 +29,8 @@ pub struct Settings {
     pub replica_no_failover: bool,
     /// `cluster-migration-barrier`.
     pub migration_barrier: i64,
+    /// `cluster-link-sendbuf-limit` in bytes (0: none).
+    pub link_sendbuf_limit: u64,
     pub announce_ip: String,
     pub announce_hostname: String,
     /// Client port we announce.
@@ -61,6 +63,7 @@ impl Settings {
             repl_ping_period: 10,
             replica_no_failover: false,
             migration_barrier: 1,
+            link_sendbuf_limit: 0,
             announce_ip: String::new(),
             announce_hostname: String::new(),
             port,
@@ -138,6 +141,14 @@ pub struct State {
     pub actions: Vec<super::failover::Action>,
     /// Our role or master changed: the shell re-points replication now.
     pub role_changed: bool,
+    /// DEBUG DROP-CLUSTER-PACKET-FILTER: a message type dropped on
+    /// receipt (-1 none, -2 all).
+    pub drop_filter: i32,
+    /// Links freed for exceeding `cluster-link-sendbuf-limit`.
+    pub links_limit_exceeded: u64,
+    /// DEBUG CLOSE-CLUSTER-LINK-ON-PACKET-DROP: a dropped message also
+    /// closes its link.
+    pub close_on_drop: bool,
 }
 
 impl State {
@@ -201,6 +212,9 @@ impl State {
             election: Default::default(),
             actions: Vec::new(),
             role_changed: true,
+            drop_filter: -1,
+            links_limit_exceeded: 0,
+            close_on_drop: false,
         }
     }
 
@@ -904,7 +918,11 @@ impl State {
             }
         }
         let _ = write!(out, "cluster_stats_messages_received:{total}\r\n");
-        out.push_str("total_cluster_links_buffer_limit_exceeded:0\r\n");
+        let _ = write!(
+            out,
+            "total_cluster_links_buffer_limit_exceeded:{}\r\n",
+            self.links_limit_exceeded
+        );
         out
     }
 }

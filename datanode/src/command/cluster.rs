@@ -747,24 +747,26 @@ pub fn shards(ctx: &mut Ctx, _a: &Args) {
 
 pub fn links(ctx: &mut Ctx, _a: &Args) {
     let links = with(ctx, |st| {
-        let mut v: Vec<(bool, NodeId, i64, usize)> = st
+        let mut v: Vec<(bool, NodeId, i64, u64, u64)> = st
             .links
-            .values()
-            .filter_map(|l| {
+            .iter()
+            .filter_map(|(id, l)| {
                 let n = l.node?;
                 let node = st.nodes.get(&n)?;
                 if node.in_handshake() {
                     return None;
                 }
-                Some((l.inbound, n, l.ctime, l.sent_bytes as usize))
+                Some((l.inbound, n, l.ctime, *id, l.sent_bytes))
             })
             .collect();
-        v.sort_by_key(|(inb, n, _, _)| (*n, *inb));
+        v.sort_by_key(|(inb, n, _, _, _)| (*n, *inb));
         v
     });
     let Some(links) = links else { return };
+    let Some(cl) = cluster(ctx) else { return };
     ctx.r.array(links.len());
-    for (inbound, node, ctime, _sent) in links {
+    for (inbound, node, ctime, link, sent) in links {
+        let queued = cl.link_queued(link, sent) as i64;
         ctx.r.map(6);
         ctx.r.bulk(b"direction");
         ctx.r.bulk(if inbound { b"from" } else { b"to" });
@@ -775,9 +777,9 @@ pub fn links(ctx: &mut Ctx, _a: &Args) {
         ctx.r.bulk(b"events");
         ctx.r.bulk(if inbound { b"r" } else { b"rw" });
         ctx.r.bulk(b"send-buffer-allocated");
-        ctx.r.int(0);
+        ctx.r.int(queued);
         ctx.r.bulk(b"send-buffer-used");
-        ctx.r.int(0);
+        ctx.r.int(queued);
     }
 }
 

@@ -154,6 +154,92 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("client|getredir"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|setname"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|id"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|tracking"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|pause"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|unpause"),
                     M::Int(2),
                     M::Set(&[
@@ -176,8 +262,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|info"),
-                    M::Int(2),
+                    M::Bulk("client|caching"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -187,6 +273,28 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
                     M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -230,89 +338,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|pause"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|id"),
+                    M::Bulk("client|help"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|caching"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|getredir"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -344,22 +372,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|unblock"),
                     M::Int(-3),
                     M::Set(&[
@@ -382,22 +394,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|tracking"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|trackinginfo"),
                     M::Int(2),
                     M::Set(&[
@@ -414,8 +410,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|reply"),
-                    M::Int(3),
+                    M::Bulk("client|info"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -425,14 +421,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("client|reply"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -503,70 +503,22 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("cluster|delslots"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|slaves"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|setslot"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|slots"),
+                    M::Bulk("cluster|flushslots"),
                     M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -591,248 +543,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|keyslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|getkeysinslot"),
-                    M::Int(4),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|replicas"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|links"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("cluster|forget"),
                     M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|set-config-epoch"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|shards"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|delslotsrange"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|info"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|reset"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|bumpepoch"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|meet"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|flushslots"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|countkeysinslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|addslots"),
-                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -867,6 +579,318 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@dangerous"),
                     ]),
                     M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|nodes"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slots"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|addslots"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|replicas"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|myid"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|countkeysinslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|shards"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|getkeysinslot"),
+                    M::Int(4),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|info"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|links"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|meet"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslotsrange"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|keyslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|setslot"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslots"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|set-config-epoch"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slaves"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|bumpepoch"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -923,30 +947,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@dangerous"),
                     ]),
                     M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|nodes"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|myid"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -3192,7 +3192,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|freq"),
+                    M::Bulk("object|encoding"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -3282,7 +3282,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|encoding"),
+                    M::Bulk("object|freq"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -6212,18 +6212,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("pubsub|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("pubsub|numpat"),
                     M::Int(2),
                     M::Set(&[
@@ -6240,7 +6228,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|numsub"),
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|channels"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -6272,7 +6272,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|channels"),
+                    M::Bulk("pubsub|shardnumsub"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -6288,7 +6288,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|shardnumsub"),
+                    M::Bulk("pubsub|numsub"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -8291,6 +8291,29 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "failover",
+        M::Array(&[
+            M::Bulk("failover"),
+            M::Int(-1),
+            M::Set(&[
+                M::Simple("admin"),
+                M::Simple("noscript"),
+                M::Simple("stale"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@admin"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "sync",
         M::Array(&[
             M::Bulk("sync"),
@@ -8367,20 +8390,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|help"),
+                    M::Bulk("config|resetstat"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8400,8 +8411,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|resetstat"),
+                    M::Bulk("config|help"),
                     M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("config|get"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8461,30 +8484,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("command|info"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|count"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|docs"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8493,6 +8492,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|getkeysandflags"),
+                    M::Int(-4),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8509,18 +8520,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|getkeys"),
                     M::Int(-4),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8533,8 +8532,32 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|getkeysandflags"),
-                    M::Int(-4),
+                    M::Bulk("command|count"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|info"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|help"),
+                    M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -8561,6 +8584,25 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("slowlog|reset"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("slowlog|len"),
                     M::Int(2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
@@ -8576,25 +8618,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("request_policy:all_nodes"),
                         M::Bulk("response_policy:agg_sum"),
                         M::Bulk("nondeterministic_output"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("slowlog|reset"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8647,14 +8670,25 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("function|list"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("noscript")]),
+                    M::Bulk("function|restore"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("write"),
+                        M::Simple("denyoom"),
+                        M::Simple("noscript"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8678,14 +8712,29 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|help"),
+                    M::Bulk("function|kill"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:one_succeeded"),
+                    ]),
                     M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|list"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8721,40 +8770,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|restore"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("write"),
-                        M::Simple("denyoom"),
-                        M::Simple("noscript"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@write"),
-                        M::Simple("@slow"),
-                        M::Simple("@scripting"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|kill"),
+                    M::Bulk("function|help"),
                     M::Int(2),
-                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:one_succeeded"),
-                    ]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8775,66 +8798,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("memory|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|doctor"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|malloc-stats"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|stats"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("memory|purge"),
                     M::Int(2),
                     M::Set(&[]),
@@ -8846,6 +8809,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:all_succeeded"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8884,6 +8859,54 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     ])]),
                     M::Set(&[]),
                 ]),
+                M::Array(&[
+                    M::Bulk("memory|malloc-stats"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|doctor"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|stats"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
             ]),
         ]),
     ),
@@ -8903,6 +8926,43 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 M::Array(&[
                     M::Bulk("latency|histogram"),
                     M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|graph"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8977,43 +9037,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 M::Array(&[
                     M::Bulk("latency|doctor"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|graph"),
-                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -9426,6 +9449,171 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("client|getredir"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Returns the id of the client that receives this ",
+                                    "connection's invalidation messages."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|tracking"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Turns client-side caching on or off for this connection, ",
+                                    "with its mode and redirect target."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("status")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("on")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ON")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("off")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("OFF")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("prefix")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("PREFIX")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[
+                                                M::Simple("optional"),
+                                                M::Simple("multiple"),
+                                                M::Simple("multiple_token"),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("bcast")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("BCAST")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optin")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTIN")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optout")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("noloop")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|pause"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Holds back all commands, or only writes, for a number of ",
+                                    "milliseconds."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.9.50")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("timeout")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("mode")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("write")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("WRITE")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("all")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ALL")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|unpause"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
@@ -9434,55 +9622,39 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|no-evict"),
+                        M::Bulk("client|caching"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
+                                M::Bulk(concat!(
+                                    "Chooses whether the keys of the next command are remembered ",
+                                    "for client-side caching (OPTIN/OPTOUT modes)."
+                                )),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("name"), M::Bulk("mode")),
                                     (M::Bulk("type"), M::Bulk("oneof")),
                                     (
                                         M::Bulk("arguments"),
                                         M::Array(&[
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("name"), M::Bulk("yes")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
+                                                (M::Bulk("token"), M::Bulk("YES")),
                                             ]),
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("name"), M::Bulk("no")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                                (M::Bulk("token"), M::Bulk("NO")),
                                             ]),
                                         ]),
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|getname"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns this connection's name."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                     (
@@ -9549,89 +9721,31 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|pause"),
+                        M::Bulk("client|no-evict"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Holds back all commands, or only writes, for a number of ",
-                                    "milliseconds."
-                                )),
+                                M::Bulk("Sets whether this connection may be evicted."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.9.50")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("timeout")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("mode")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("write")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("WRITE")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("all")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ALL")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|id"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|caching"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Chooses whether the keys of the next command are remembered ",
-                                    "for client-side caching (OPTIN/OPTOUT modes)."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("name"), M::Bulk("enabled")),
                                     (M::Bulk("type"), M::Bulk("oneof")),
                                     (
                                         M::Bulk("arguments"),
                                         M::Array(&[
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("name"), M::Bulk("on")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("YES")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
                                             ]),
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("name"), M::Bulk("off")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("NO")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
                                             ]),
                                         ]),
                                     ),
@@ -9640,16 +9754,21 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|getredir"),
+                        M::Bulk("client|getname"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the id of the client that receives this ",
-                                    "connection's invalidation messages."
-                                )),
+                                M::Bulk("Returns this connection's name."),
                             ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -9840,21 +9959,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("client|unblock"),
                         M::Map(&[
                             (
@@ -9895,87 +9999,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|tracking"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Turns client-side caching on or off for this connection, ",
-                                    "with its mode and redirect target."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("status")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("on")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ON")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("off")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("OFF")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("client-id")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("prefix")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("PREFIX")),
-                                        (
-                                            M::Bulk("flags"),
-                                            M::Set(&[
-                                                M::Simple("optional"),
-                                                M::Simple("multiple"),
-                                                M::Simple("multiple_token"),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("bcast")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("BCAST")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optin")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTIN")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optout")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("noloop")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("client|trackinginfo"),
                         M::Map(&[
                             (
@@ -9985,6 +10008,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     "redirect target and prefixes."
                                 )),
                             ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
                             (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
@@ -10025,14 +10056,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                 ]),
@@ -10085,11 +10108,116 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("cluster|delslots"),
+                        M::Bulk("cluster|flushslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes the given slots from this node."),
+                                M::Bulk("Removes every slot from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slot ranges."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|nodes"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the node table in the nodes.conf format."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|slots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Maps slot ranges to the nodes serving them."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slots."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
@@ -10104,21 +10232,217 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|slaves"),
+                        M::Bulk("cluster|replicas"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Lists the replicas of a master."),
                             ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
-                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
-                            (M::Bulk("deprecated_since"), M::Bulk("5.0.0")),
-                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
                                     (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|myid"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|countkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the keys this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|shards"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes every shard with its slots and nodes."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the other nodes and every slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("hard_soft")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("hard")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("HARD")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("soft")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SOFT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|info"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports the cluster state and bus counters."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|links"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|meet"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Connects this node to another one so they form one cluster.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("ip")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("since"), M::Bulk("4.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slot ranges from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|keyslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Computes the hash slot of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
@@ -10174,125 +10498,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|slots"),
+                        M::Bulk("cluster|delslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Maps slot ranges to the nodes serving them."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
-                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
-                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|saveconfig"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|keyslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Computes the hash slot of a key."),
+                                M::Bulk("Removes the given slots from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|getkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists key names this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("count")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicas"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the replicas of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|links"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists this node's cluster bus connections."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|forget"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Drops a node from the node table for a while."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the CLUSTER subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
@@ -10314,89 +10535,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|shards"),
+                        M::Bulk("cluster|slaves"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Describes every shard with its slots and nodes."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|delslotsrange"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes the given slot ranges from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|info"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports the cluster state and bus counters."),
+                                M::Bulk("Lists the replicas of a master."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|reset"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Forgets the other nodes and every slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("5.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER REPLICAS`")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("hard_soft")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("hard")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("HARD")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("soft")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SOFT")),
-                                            ]),
-                                        ]),
-                                    ),
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
                         ]),
@@ -10413,118 +10567,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|meet"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(
-                                    "Connects this node to another one so they form one cluster.",
-                                ),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("ip")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("since"), M::Bulk("4.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|flushslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every slot from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|countkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the keys this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slots."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslotsrange"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slot ranges."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -10600,25 +10642,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|nodes"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the node table in the nodes.conf format."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|myid"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                 ]),
@@ -12208,13 +12231,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("object|freq"),
+                        M::Bulk("object|encoding"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the access frequency counter of a key."),
+                                M::Bulk("Returns the internal encoding of a key's value."),
                             ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -12254,13 +12277,13 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("object|encoding"),
+                        M::Bulk("object|freq"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the internal encoding of a key's value."),
+                                M::Bulk("Returns the access frequency counter of a key."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -14210,14 +14233,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("pubsub|numpat"),
                         M::Map(&[
                             (
@@ -14229,23 +14244,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("pubsub|numsub"),
+                        M::Bulk("pubsub|help"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the subscribers of channels."),
-                            ),
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|channels"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
                             (M::Bulk("since"), M::Bulk("2.8.0")),
                             (M::Bulk("group"), M::Bulk("pubsub")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("channel")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
                         ]),
@@ -14270,22 +14287,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("pubsub|channels"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("pattern")),
-                                    (M::Bulk("type"), M::Bulk("pattern")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("pubsub|shardnumsub"),
                         M::Map(&[
                             (
@@ -14298,6 +14299,28 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
                                     (M::Bulk("name"), M::Bulk("shardchannel")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|numsub"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the subscribers of channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("channel")),
                                     (M::Bulk("type"), M::Bulk("string")),
                                     (
                                         M::Bulk("flags"),
@@ -16083,6 +16106,62 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
         ]),
     ),
     (
+        "failover",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Hands the master role to a replica once it has every write ",
+                    "(standalone)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("target")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("TO")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("host")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("port")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("force")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FORCE")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("abort")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ABORT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("TIMEOUT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
         "sync",
         M::Map(&[
             (
@@ -16144,6 +16223,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("config|help"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
@@ -16175,17 +16265,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|resetstat"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Resets the statistics shown by INFO."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16237,36 +16316,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|count"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the number of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|docs"),
                         M::Map(&[
                             (
@@ -16286,6 +16335,20 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|getkeysandflags"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Lists the key arguments of a full command with their access ",
+                                    "flags."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16326,17 +16389,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the COMMAND subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|getkeys"),
                         M::Map(&[
                             (
@@ -16348,16 +16400,43 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|getkeysandflags"),
+                        M::Bulk("command|count"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Lists the key arguments of a full command with their access ",
-                                    "flags."
-                                )),
+                                M::Bulk("Returns the number of commands."),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16378,20 +16457,20 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("slowlog|len"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Returns the number of entries in the slow log."),
                             ),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("slowlog|reset"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
                             (M::Bulk("since"), M::Bulk("2.2.12")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
@@ -16443,105 +16522,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("function|list"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes the loaded function libraries."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("withcode")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|flush"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every function library."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("async")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("async")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ASYNC")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("sync")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SYNC")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the FUNCTION subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|delete"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("library-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|dump"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Serializes every function library into a payload."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("function|restore"),
                         M::Map(&[
                             (
@@ -16587,11 +16567,110 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("function|flush"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every function library."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("async")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("async")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("function|kill"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Stops a running function that has not written."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|list"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes the loaded function libraries."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("withcode")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|delete"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("library-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|dump"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the FUNCTION subcommands."),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("scripting")),
@@ -16614,47 +16693,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("memory|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("memory|doctor"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes memory problems the server finds in itself."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("memory|malloc-stats"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Shows the memory allocator's internal statistics."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("memory|stats"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports memory use by category."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("memory|purge"),
                         M::Map(&[
                             (
@@ -16663,6 +16701,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     "Asks the allocator to return unused memory to the system.",
                                 ),
                             ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
@@ -16692,6 +16738,39 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ]),
                                 ]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|malloc-stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Shows the memory allocator's internal statistics."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|doctor"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes memory problems the server finds in itself."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports memory use by category."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                 ]),
@@ -16728,6 +16807,35 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                         M::Bulk("flags"),
                                         M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
                                     ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the LATENCY subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|graph"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Draws an ASCII chart of a latency event's samples."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
+                                    (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
                         ]),
@@ -16781,35 +16889,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the LATENCY subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|graph"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Draws an ASCII chart of a latency event's samples."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (

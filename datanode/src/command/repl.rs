@@ -140,8 +140,97 @@ pub fn psync(ctx: &mut Ctx, a: &Args) {
     let Some(offset) = super::int_arg(ctx, a.get(2)) else {
         return;
     };
+    if a.len() > 3 && a.get(3).eq_ignore_ascii_case(b"failover") {
+        if let Err(e) = crate::replication::failover::accept_request(ctx.srv, a.get(1)) {
+            return ctx.r.error(e);
+        }
+    }
     let replid = String::from_utf8_lossy(a.get(1)).into_owned();
     start_sync(ctx, true, replid, offset);
+}
+
+/// FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms] (standalone).
+pub fn failover(ctx: &mut Ctx, a: &Args) {
+    use crate::replication::failover::{self as fo, Failover};
+    if ctx.srv.cluster.get().is_some() {
+        return ctx.r.error("ERR FAILOVER not allowed in cluster mode.");
+    }
+    if a.len() == 2 && a.get(1).eq_ignore_ascii_case(b"abort") {
+        if ctx.srv.repl.failover.lock().is_none() {
+            return ctx.r.error("ERR No failover in progress.");
+        }
+        fo::abort(ctx.srv, "Failover manually aborted");
+        return ctx.r.ok();
+    }
+    let (mut timeout, mut force, mut target): (i64, bool, Option<(String, u16)>) = (0, false, None);
+    let mut j = 1;
+    while j < a.len() {
+        let w = a.get(j);
+        if w.eq_ignore_ascii_case(b"timeout") && j + 1 < a.len() && timeout == 0 {
+            let Some(t) = super::int_arg(ctx, a.get(j + 1)) else {
+                return;
+            };
+            if t <= 0 {
+                return ctx.r.error("ERR FAILOVER timeout must be greater than 0");
+            }
+            timeout = t;
+            j += 2;
+        } else if w.eq_ignore_ascii_case(b"to") && j + 2 < a.len() && target.is_none() {
+            let Some(p) = super::int_arg(ctx, a.get(j + 2)) else {
+                return;
+            };
+            target = Some((
+                String::from_utf8_lossy(a.get(j + 1)).into_owned(),
+                p.clamp(0, 65535) as u16,
+            ));
+            j += 3;
+        } else if w.eq_ignore_ascii_case(b"force") && !force {
+            force = true;
+            j += 1;
+        } else {
+            return ctx.r.error("ERR syntax error");
+        }
+    }
+    if ctx.srv.repl.failover.lock().is_some() {
+        return ctx.r.error("ERR FAILOVER already in progress.");
+    }
+    if ctx.srv.repl.is_replica() {
+        return ctx
+            .r
+            .error("ERR FAILOVER is not valid when server is a replica.");
+    }
+    if ctx.srv.repl.state.lock().replicas.is_empty() {
+        return ctx.r.error("ERR FAILOVER requires connected replicas.");
+    }
+    if force && (timeout == 0 || target.is_none()) {
+        return ctx.r.error(
+            "ERR FAILOVER with force option requires both a timeout and target HOST and IP.",
+        );
+    }
+    if let Some((h, p)) = &target {
+        match fo::find_replica(ctx.srv, h, *p) {
+            None => {
+                return ctx
+                    .r
+                    .error("ERR FAILOVER target HOST and PORT is not a replica.")
+            }
+            Some(r) if r.state != crate::replication::ReplicaState::Online => {
+                return ctx.r.error("ERR FAILOVER target replica is not online.")
+            }
+            Some(_) => {}
+        }
+    }
+    let now = crate::keyspace::now_ms();
+    fo::start(
+        ctx.srv,
+        Failover {
+            target,
+            force,
+            deadline: if timeout > 0 { now + timeout } else { 0 },
+            in_progress: false,
+        },
+    );
+    ctx.r.ok();
 }
 
 /// SYNC: the old form, answered with the snapshot and then the stream.

@@ -845,6 +845,51 @@ fn debug_allowed(ctx: &Ctx) -> bool {
     }
 }
 
+/// DEBUG CLUSTERLINK KILL to|from|all <node-id>: closes our links with a
+/// node (tests use it to break a link on purpose).
+fn debug_clusterlink_kill(ctx: &mut Ctx, a: &Args) {
+    let Some(cl) = ctx.srv.cluster.get().cloned() else {
+        return ctx
+            .r
+            .error("ERR Debug option only available for cluster mode enabled setup!");
+    };
+    let dir = a.get(3).to_ascii_lowercase();
+    let (to, from) = match dir.as_slice() {
+        b"to" => (true, false),
+        b"from" => (false, true),
+        b"all" => (true, true),
+        _ => {
+            return ctx.r.error(&format!(
+                "ERR Unknown direction {}",
+                String::from_utf8_lossy(a.get(3))
+            ))
+        }
+    };
+    let id = a.get(4).to_vec();
+    let found = cl.with(ctx.srv, |st| {
+        let Some(n) = crate::cluster::NodeId::parse(&id).and_then(|i| st.nodes.get(&i)) else {
+            return false;
+        };
+        let links: Vec<u64> = [to.then_some(n.link), from.then_some(n.inbound_link)]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        for l in links {
+            st.drop_link(l);
+        }
+        true
+    });
+    if found {
+        ctx.r.ok();
+    } else {
+        ctx.r.error(&format!(
+            "ERR Unknown node {}",
+            String::from_utf8_lossy(a.get(4))
+        ));
+    }
+}
+
 pub fn debug(ctx: &mut Ctx, a: &Args) {
     if !debug_allowed(ctx) {
         return ctx.r.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
@@ -853,7 +898,27 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     if super::debug::run(ctx, a) {
         return;
     }
-    if eq_ic(sub, "SEGFAULT") {
+    if eq_ic(sub, "DROP-CLUSTER-PACKET-FILTER") && a.len() == 3 {
+        let Some(t) = crate::resp::parse_i64(a.get(2)).filter(|t| i32::try_from(*t).is_ok()) else {
+            return ctx.r.error(super::NOT_INT);
+        };
+        if let Some(cl) = ctx.srv.cluster.get() {
+            cl.with(ctx.srv, |st| st.drop_filter = t as i32);
+        }
+        ctx.r.ok();
+    } else if eq_ic(sub, "CLOSE-CLUSTER-LINK-ON-PACKET-DROP") && a.len() == 3 {
+        let on = match a.get(2) {
+            v if v.eq_ignore_ascii_case(b"yes") => true,
+            v if v.eq_ignore_ascii_case(b"no") => false,
+            _ => return ctx.r.error("ERR syntax error"),
+        };
+        if let Some(cl) = ctx.srv.cluster.get() {
+            cl.with(ctx.srv, |st| st.close_on_drop = on);
+        }
+        ctx.r.ok();
+    } else if eq_ic(sub, "CLUSTERLINK") && a.len() == 5 && eq_ic(a.get(2), "KILL") {
+        debug_clusterlink_kill(ctx, a);
+    } else if eq_ic(sub, "SEGFAULT") {
         // Simulates a crash, as the cluster tutorial does.
         std::process::abort();
     } else if eq_ic(sub, "SLEEP") && a.len() == 3 {

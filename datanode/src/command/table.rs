@@ -599,6 +599,13 @@ pub static COMMANDS: &[Cmd] = &[
     c("role", 1, FAST | STALE, NOKEY, rp::role),
     c("replconf", -1, ADMIN | STALE, NOKEY, rp::replconf),
     c("psync", -3, ADMIN | NO_MULTI, NOKEY, rp::psync),
+    c(
+        "failover",
+        -1,
+        ADMIN | NO_MULTI | STALE,
+        NOKEY,
+        rp::failover,
+    ),
     c("sync", 1, ADMIN | NO_MULTI, NOKEY, rp::sync),
     c("wait", 3, 0, NOKEY, rp::wait),
     container("config", -2, 0, CONFIG_SUBS),

@@ -67,6 +67,14 @@ impl Backlog {
         }
     }
 
+    /// Frees the backlog (repl-backlog-ttl): nothing held, nothing kept
+    /// until a replica makes it active again.
+    pub fn deactivate(&mut self) {
+        self.active = false;
+        self.blocks.clear();
+        self.start = self.end;
+    }
+
     /// Starts the stream over at `offset` with nothing held (a replica
     /// that loaded its master's snapshot continues from its offset).
     pub fn reset_to(&mut self, offset: u64) {

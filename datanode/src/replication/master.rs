@@ -374,13 +374,50 @@ fn on_replica_command(srv: &Shared, id: u64, args: &crate::command::Args) {
     }
 }
 
+/// `repl-backlog-ttl`: a master without replicas for that many seconds
+/// frees its backlog and starts a new history (as Redis: a replica that
+/// comes back later cannot continue a history nobody kept).
+fn free_idle_backlog(srv: &Shared, now_ms: i64) {
+    let since = srv.repl.no_replicas_since.load(Ordering::Relaxed);
+    if since == 0 {
+        srv.repl.no_replicas_since.store(now_ms, Ordering::Relaxed);
+        return;
+    }
+    let ttl = srv.config.read().int("repl-backlog-ttl");
+    if ttl <= 0 || now_ms - since < ttl * 1000 {
+        return;
+    }
+    let freed = srv.log.with_buf(|b| {
+        let active = b.repl.is_active();
+        if active {
+            b.repl.deactivate();
+        }
+        active
+    });
+    if freed {
+        {
+            let mut st = srv.repl.state.lock();
+            st.replid = super::new_replid();
+            st.replid2 = super::NO_REPLID.to_string();
+            st.second_offset = -1;
+        }
+        tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
+    }
+}
+
 /// The master's share of the server cron: a PING into the stream every
 /// `repl-ping-replica-period` seconds while replicas are connected, so
 /// they can tell a quiet master from a dead link.
 pub fn cron(srv: &Shared, now_ms: i64) {
-    if srv.repl.is_replica() || srv.repl.state.lock().replicas.is_empty() {
+    if srv.repl.is_replica() {
+        srv.repl.no_replicas_since.store(0, Ordering::Relaxed);
         return;
     }
+    if srv.repl.state.lock().replicas.is_empty() {
+        free_idle_backlog(srv, now_ms);
+        return;
+    }
+    srv.repl.no_replicas_since.store(0, Ordering::Relaxed);
     // Not while writes are paused (a manual failover waits for replicas
     // to reach an offset that must not move), as Redis.
     if srv.pause.kind() != crate::server::pause::OFF {

@@ -4,6 +4,7 @@
 //! (see [`backlog`]).
 
 pub mod backlog;
+pub mod failover;
 pub mod master;
 pub mod replica;
 
@@ -127,6 +128,11 @@ pub struct Replication {
     pub drop_replicas: tokio::sync::Notify,
     /// The master link's target changed.
     pub link_changed: tokio::sync::Notify,
+    /// When the last replica went away (ms; 0 while some are connected):
+    /// `repl-backlog-ttl` counts from here.
+    pub no_replicas_since: std::sync::atomic::AtomicI64,
+    /// A FAILOVER in progress (standalone).
+    pub failover: Mutex<Option<failover::Failover>>,
 }
 
 impl Default for Replication {
@@ -148,6 +154,8 @@ impl Default for Replication {
             last_ping_ms: Default::default(),
             drop_replicas: tokio::sync::Notify::new(),
             link_changed: tokio::sync::Notify::new(),
+            no_replicas_since: Default::default(),
+            failover: Mutex::new(None),
         }
     }
 }
@@ -313,7 +321,8 @@ pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
     let first = if active { window_start + 1 } else { 0 };
     let _ = write!(
         o,
-        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{end}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n",
+        "master_failover_state:{}\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{end}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{size}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\n",
+        failover::state_word(srv),
         st.replid,
         st.replid2,
         st.second_offset,

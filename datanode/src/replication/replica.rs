@@ -214,9 +214,21 @@ async fn link(
     };
     tracing::info!("Trying a partial resynchronization (request {replid}:{next}).");
     let next_s = next.to_string();
-    let reply = w
-        .command(&[b"PSYNC", replid.as_bytes(), next_s.as_bytes()])
-        .await?;
+    // A master handing over (FAILOVER) asks its target to take over.
+    let handover = super::failover::handing_over(srv);
+    let mut psync: Vec<&[u8]> = vec![b"PSYNC", replid.as_bytes(), next_s.as_bytes()];
+    if handover {
+        psync.push(b"FAILOVER");
+    }
+    let reply = w.command(&psync).await?;
+    if handover {
+        if reply.starts_with("+FULLRESYNC") || reply.starts_with("+CONTINUE") {
+            super::failover::finished(srv);
+        } else {
+            super::failover::abort(srv, "Failover target rejected psync request");
+            return Err(LinkError::Stale);
+        }
+    }
     if let Some(rest) = reply.strip_prefix("+FULLRESYNC ") {
         let mut it = rest.split(' ');
         let (Some(id), Some(off)) = (it.next(), it.next().and_then(|o| o.parse::<u64>().ok()))

@@ -349,6 +349,7 @@ async fn cron(srv: Arc<Shared>) {
             cursor = active_expire(&srv, cursor, now);
         }
         tracking::cron(&srv);
+        crate::replication::failover::cron(&srv, now);
         if ticks.is_multiple_of(10) {
             crate::replication::master::cron(&srv, now);
             follow_cluster_role(&srv);
