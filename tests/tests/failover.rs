@@ -60,6 +60,20 @@ fn replica_of(c: &Cluster, m: usize) -> usize {
     found.expect("checked")
 }
 
+/// Every replica's link is up (diskless syncs start after
+/// `repl-diskless-sync-delay`; a replica that never synced may not fail
+/// over, as in Redis).
+fn wait_synced(c: &Cluster) {
+    wait_for(c, Duration::from_secs(30), "every replica synced", || {
+        (0..c.nodes.len()).all(|i| {
+            role(c, i) != "slave"
+                || c.info_field(i, &["INFO", "replication"], "master_link_status")
+                    .as_deref()
+                    == Some("up")
+        })
+    });
+}
+
 fn masters(c: &Cluster) -> Vec<usize> {
     (0..c.nodes.len())
         .filter(|&i| role(c, i) == "master")
@@ -132,6 +146,7 @@ fn a_killed_master_is_replaced_and_comes_back_as_a_replica() {
     );
     c.create(1);
     c.wait_ok(Duration::from_secs(30));
+    wait_synced(&c);
     let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
     let r = replica_of(&c, m);
     let checker = Checker::start(&c, 0, 14, false);
@@ -205,6 +220,7 @@ fn manual_failover_in_every_mode_and_no_write_lost_by_default() {
     let c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
     c.create(1);
     c.wait_ok(Duration::from_secs(30));
+    wait_synced(&c);
     let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
     let r = replica_of(&c, m);
     // On a master: Redis's error.
@@ -268,6 +284,7 @@ fn a_stopped_master_never_acknowledges_a_write_it_will_lose() {
     let mut c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
     c.create(1);
     c.wait_ok(Duration::from_secs(30));
+    wait_synced(&c);
     let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
     let r = replica_of(&c, m);
     // A key this master serves.
@@ -314,6 +331,7 @@ fn a_spare_replica_migrates_to_an_orphaned_master() {
     let mut c = Cluster::start(&[Server::Datanode; 7], 3000, &[]);
     c.create(1);
     c.wait_ok(Duration::from_secs(30));
+    wait_synced(&c);
     let ms = masters(&c);
     assert_eq!(ms.len(), 3);
     let count = |c: &Cluster, m: usize| {
@@ -369,6 +387,7 @@ fn failover_across_implementations_both_ways() {
     );
     c.create(1);
     c.wait_ok(Duration::from_secs(30));
+    wait_synced(&c);
     // redis-cli makes the first three masters: redis-server masters with
     // datanode replicas.
     let m = 1;

@@ -603,3 +603,29 @@ fn the_backlog_is_freed_after_repl_backlog_ttl_without_replicas() {
         .log()
         .contains("Replication backlog freed after 1 seconds without connected replicas."));
 }
+
+/// `repl-diskless-sync yes` sends the snapshot in Redis's socket format
+/// (`$EOF:<mark>` … mark), `no` with its length up front; a redis-server
+/// replica reads both, and says which it got.
+#[test]
+fn diskless_and_disk_snapshots_use_redis_wire_formats() {
+    for (diskless, said) in [
+        ("yes", "receiving streamed RDB from master with EOF"),
+        ("no", "bytes from master to disk"),
+    ] {
+        let master = start(Server::Datanode);
+        let replica = start(Server::Redis);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        fill(&mut m, "wire", 50);
+        assert_eq!(
+            m.text(&["CONFIG", "SET", "repl-diskless-sync", diskless]),
+            "+OK\r\n"
+        );
+        replicate(&mut r, &master);
+        wait("the replica catches up", || caught_up(&mut m, &mut r));
+        assert_eq!(digest(&mut m), digest(&mut r));
+        let log = replica.log();
+        assert!(log.contains(said), "diskless {diskless}:\n{log}");
+    }
+}

@@ -118,6 +118,8 @@ pub fn replconf(ctx: &mut Ctx, a: &Args) {
         } else if eq_ic(opt, "capa") {
             if eq_ic(val, "psync2") {
                 ctx.client.repl_psync2 = true;
+            } else if eq_ic(val, "eof") {
+                ctx.client.repl_eof = true;
             }
         } else if eq_ic(opt, "ack") || eq_ic(opt, "fack") || eq_ic(opt, "getack") {
             // ACKs are read by the replica feed; a GETACK reaches a
@@ -256,6 +258,7 @@ fn start_sync(ctx: &mut Ctx, psync: bool, replid: String, offset: i64) {
         replid,
         offset,
         psync2: ctx.client.repl_psync2,
+        eof: ctx.client.repl_eof,
         listening_port: ctx.client.repl_port,
         ip: ctx.client.repl_ip.clone(),
     }));

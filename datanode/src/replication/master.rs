@@ -28,6 +28,8 @@ pub struct SyncRequest {
     pub offset: i64,
     /// It understands `+CONTINUE <replid>` (capa psync2).
     pub psync2: bool,
+    /// It reads `$EOF:<mark>` snapshots (capa eof).
+    pub eof: bool,
     /// Its REPLCONF listening-port and ip-address.
     pub listening_port: u16,
     pub ip: Option<String>,
@@ -155,7 +157,7 @@ async fn feed(
             } else {
                 tracing::info!("Replica {name} asks for synchronization");
             }
-            full_sync(srv, wr, id, name, req.psync).await?
+            full_sync(srv, wr, id, name, req.psync, req.eof).await?
         }
     };
     stream(srv, wr, id, pos).await
@@ -201,8 +203,23 @@ async fn full_sync(
     id: u64,
     name: &str,
     psync: bool,
+    eof_capable: bool,
 ) -> std::io::Result<u64> {
     crate::server::stats::Stats::add(&srv.stats.sync_full, 1);
+    let (diskless, delay) = {
+        let cfg = srv.config.read();
+        (
+            // Only a replica that said it reads that format gets it.
+            cfg.flag("repl-diskless-sync") && eof_capable,
+            cfg.int("repl-diskless-sync-delay").clamp(0, 3600) as u64,
+        )
+    };
+    if diskless && delay > 0 {
+        // As Redis: a diskless transfer starts after this delay (Redis
+        // lets more replicas join it; here each gets its own snapshot).
+        tracing::info!("Delay next BGSAVE for diskless SYNC");
+        tokio::time::sleep(Duration::from_secs(delay)).await;
+    }
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
     let srv2 = srv.clone();
     let job = tokio::task::spawn_blocking(move || snapshot(&srv2, id, cut_tx));
@@ -219,12 +236,22 @@ async fn full_sync(
         .map_err(std::io::Error::other)?;
     set_state(srv, id, ReplicaState::SendBulk);
     tracing::info!(
-        "Starting BGSAVE for SYNC with target: replicas sockets (snapshot of {} bytes for {name})",
+        "Starting BGSAVE for SYNC with target: {} (snapshot of {} bytes for {name})",
+        if diskless { "replicas sockets" } else { "disk" },
         rdb.len()
     );
-    wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
-        .await?;
-    wr.write_all(&rdb).await?;
+    if diskless {
+        // Redis's socket format: no length up front, a random 40-byte
+        // mark before and after the payload.
+        let mark = super::new_replid();
+        wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
+        wr.write_all(&rdb).await?;
+        wr.write_all(mark.as_bytes()).await?;
+    } else {
+        wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
+            .await?;
+        wr.write_all(&rdb).await?;
+    }
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
     Ok(pos)

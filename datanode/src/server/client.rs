@@ -185,6 +185,8 @@ pub struct Client {
     pub repl_port: u16,
     pub repl_ip: Option<String>,
     pub repl_psync2: bool,
+    /// REPLCONF capa eof: it reads a snapshot sent as `$EOF:<mark>`.
+    pub repl_eof: bool,
     /// Set by dispatch when the command must wait out a CLIENT PAUSE: it
     /// did not run and is not counted yet.
     pub postponed: bool,

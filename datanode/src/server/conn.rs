@@ -84,6 +84,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         repl_port: 0,
         repl_ip: None,
         repl_psync2: false,
+        repl_eof: false,
         reply_from: None,
         postponed: false,
         monitor: false,
