@@ -32,20 +32,6 @@ trap 'stop_servers; rm -rf "$WORK"' EXIT INT TERM
 
 now_ms() { date +%s%3N; }
 
-# A client port whose bus port (+10000) is free too, both below the
-# ephemeral range.
-cluster_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( (RANDOM % 8000) + 12000 ))
-    if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null &&
-       ! (echo > /dev/tcp/127.0.0.1/$((p + 10000))) 2>/dev/null; then
-      echo "$p"; return
-    fi
-  done
-  echo "no free port" >&2
-  return 1
-}
 field() { grep "^$1:" | cut -d: -f2 | tr -d '\r'; }
 
 run_one() { # name binary timeout -> failover ms
@@ -53,7 +39,7 @@ run_one() { # name binary timeout -> failover ms
   dir="$WORK/$name.$RANDOM"
   for i in 1 2 3 4 5 6; do
     local p
-    p=$(cluster_port)
+    p=$(free_cluster_port)
     ports+=("$p")
     hosts+=("127.0.0.1:$p")
     start_server "n$i" "$bin" "$p" "$dir/$p" --cluster-enabled yes \

@@ -1,6 +1,7 @@
 # Helpers shared by the benchmark scripts (sourced, not run).
 #
 #   free_port                      a port nothing listens on
+#   free_cluster_port              the same, with its bus port (+10000) free
 #   start_server NAME BIN PORT DIR ARGS…   starts a server in DIR, waits
 #                                  for PONG (10 s), records its pid
 #   stop_servers                   stops every server started here
@@ -17,6 +18,21 @@ free_port() {
     # Below the ephemeral range (32768+), where outgoing sockets take ports.
     p=$(( (RANDOM % 10000) + 20000 ))
     if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "no free port" >&2
+  return 1
+}
+
+# A client port whose bus port (+10000) is free too, both below the
+# ephemeral range.
+free_cluster_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( (RANDOM % 8000) + 12000 ))
+    if ! (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null &&
+       ! (echo > /dev/tcp/127.0.0.1/$((p + 10000))) 2>/dev/null; then
+      echo "$p"; return
+    fi
   done
   echo "no free port" >&2
   return 1

@@ -629,3 +629,100 @@ fn diskless_and_disk_snapshots_use_redis_wire_formats() {
         assert!(log.contains(said), "diskless {diskless}:\n{log}");
     }
 }
+
+/// Writes `cmds` pipelined, in batches, and checks no reply is an error.
+fn pipeline(c: &mut Conn, cmds: &[Vec<String>]) {
+    for batch in cmds.chunks(5000) {
+        let mut out = Vec::new();
+        for cmd in batch {
+            out.extend_from_slice(&slotkv_tests::encode(cmd));
+        }
+        c.send_raw(&out).expect("send");
+        for _ in batch {
+            let r = c.read_reply().expect("reply");
+            assert_ne!(
+                r.raw.first(),
+                Some(&b'-'),
+                "{}",
+                String::from_utf8_lossy(&r.raw)
+            );
+        }
+    }
+}
+
+/// A full sync of 100k keys of every type, in the disk format (to a
+/// datanode replica with `repl-diskless-sync no`) and the diskless one (to
+/// a redis-server replica and a datanode replica), equal afterwards.
+#[test]
+fn a_full_sync_of_100k_keys_of_every_type_in_both_formats() {
+    let master = start(Server::Datanode);
+    let mut m = master.conn();
+    let mut cmds = Vec::new();
+    for i in 0..20_000 {
+        let s = |v: &str| v.to_string();
+        cmds.push(vec![s("SET"), format!("s:{i}"), format!("v{i}")]);
+        cmds.push(vec![s("RPUSH"), format!("l:{i}"), s("a"), format!("{i}")]);
+        cmds.push(vec![s("SADD"), format!("t:{i}"), s("x"), format!("{i}")]);
+        cmds.push(vec![s("HSET"), format!("h:{i}"), s("f"), format!("{i}")]);
+        cmds.push(vec![s("ZADD"), format!("z:{i}"), format!("{i}"), s("m")]);
+        if i % 10 == 0 {
+            cmds.push(vec![s("PEXPIRE"), format!("s:{i}"), s("600000")]);
+        }
+    }
+    pipeline(&mut m, &cmds);
+    assert_eq!(m.text(&["DBSIZE"]), ":100000\r\n");
+    let want = digest(&mut m);
+    for (kind, diskless) in [
+        (Server::Datanode, "no"),
+        (Server::Datanode, "yes"),
+        (Server::Redis, "yes"),
+    ] {
+        assert_eq!(
+            m.text(&["CONFIG", "SET", "repl-diskless-sync", diskless]),
+            "+OK\r\n"
+        );
+        let replica = start(kind);
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        wait_until(Duration::from_secs(60), "the replica syncs", || {
+            caught_up(&mut m, &mut r)
+        });
+        assert_eq!(digest(&mut r), want, "{kind:?} diskless={diskless}");
+    }
+}
+
+/// Replicas that ask within `repl-diskless-sync-delay` share one
+/// snapshot, as on redis-server.
+#[test]
+fn replicas_asking_within_the_diskless_delay_share_one_snapshot() {
+    let master = Node::start(
+        Server::Datanode,
+        &[
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "2",
+        ],
+    );
+    let mut m = master.conn();
+    fill(&mut m, "batch", 100);
+    let replicas: Vec<Node> = (0..2).map(|_| start(Server::Datanode)).collect();
+    let mut conns: Vec<Conn> = replicas.iter().map(|r| r.conn()).collect();
+    for c in conns.iter_mut() {
+        replicate(c, &master);
+    }
+    for c in conns.iter_mut() {
+        wait("the replica syncs", || caught_up(&mut m, c));
+        assert_eq!(digest(c), digest(&mut m));
+    }
+    let log = master.log();
+    assert_eq!(
+        log.matches("Starting BGSAVE for SYNC with target: replicas sockets")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("(2 replicas)"), "{log}");
+}

@@ -688,4 +688,132 @@ mod tests {
         let moved = st.myself().master == Some(b);
         assert_eq!(moved, me < other, "only the lowest id moves");
     }
+
+    /// Times as the shell gives them (unix ms): far from 0, as an
+    /// election's first attempt assumes.
+    const BASE: i64 = 1_700_000_000_000;
+
+    fn frames(st: &State, typ: u16) -> usize {
+        st.outbox
+            .iter()
+            .filter(|(_, f)| u16::from_be_bytes([f[12], f[13]]) == typ)
+            .count()
+    }
+
+    fn connect_all(st: &mut State) {
+        let ids: Vec<NodeId> = st.nodes.keys().filter(|i| **i != st.me).copied().collect();
+        for id in ids {
+            st.nodes.get_mut(&id).unwrap().ip = "127.0.0.1".into();
+            st.connect(&id, 0);
+        }
+    }
+
+    #[test]
+    fn a_replica_with_no_failover_set_never_asks_for_votes() {
+        let (mut st, _me, _b) = cluster();
+        st.settings.allow_replica_migration = false;
+        connect_all(&mut st);
+        let a = st.myself().master.unwrap();
+        let m = st.nodes.get_mut(&a).unwrap();
+        m.flags |= flags::FAIL;
+        m.fail_time = BASE + 10_000;
+        st.master_data_time = BASE + 10_000;
+        st.settings.replica_no_failover = true;
+        for t in (10_000..40_000).step_by(100) {
+            st.failover_cron(BASE + t);
+        }
+        assert_eq!(frames(&st, types::AUTH_REQUEST), 0);
+        assert!(st.myself().has(flags::NOFAILOVER));
+        st.settings.replica_no_failover = false;
+        for t in (40_000..45_000).step_by(100) {
+            st.failover_cron(BASE + t);
+        }
+        assert!(!st.myself().has(flags::NOFAILOVER));
+        // One election: a request to each of the other nodes.
+        assert_eq!(frames(&st, types::AUTH_REQUEST), st.nodes.len() - 1);
+    }
+
+    #[test]
+    fn stale_data_blocks_an_automatic_failover() {
+        let (mut st, _me, _b) = cluster();
+        st.settings.allow_replica_migration = false;
+        connect_all(&mut st);
+        let a = st.myself().master.unwrap();
+        st.nodes.get_mut(&a).unwrap().flags |= flags::FAIL;
+        // Last heard from the master long ago: more than
+        // ping period + node timeout x validity factor past the timeout.
+        st.master_data_time = BASE + 1;
+        for t in (200_000..230_000).step_by(100) {
+            st.failover_cron(BASE + t);
+        }
+        assert_eq!(frames(&st, types::AUTH_REQUEST), 0);
+        // A validity factor of 0 lets any replica try.
+        st.settings.replica_validity_factor = 0;
+        for t in (230_000..235_000).step_by(100) {
+            st.failover_cron(BASE + t);
+        }
+        assert_eq!(frames(&st, types::AUTH_REQUEST), st.nodes.len() - 1);
+    }
+
+    #[test]
+    fn a_master_votes_once_per_epoch_for_a_failed_masters_replica() {
+        let s = Settings::defaults(7000, 17000, "nodes.conf".into());
+        let mut st = State::seeded(s, 0, 11);
+        let me = st.me;
+        for sl in 0..8000 {
+            st.add_slot(sl, me);
+        }
+        let m = st.random_id();
+        st.add_node(Node::new(m, m, flags::MASTER, 0));
+        for sl in 8000..crate::keyspace::SLOTS {
+            st.add_slot(sl, m);
+        }
+        let (r1, r2) = (st.random_id(), st.random_id());
+        for r in [r1, r2] {
+            let mut n = Node::new(r, r, flags::SLAVE, 0);
+            n.master = Some(m);
+            st.add_node(n);
+        }
+        connect_all(&mut st);
+        st.current_epoch = 5;
+        let ask = |st: &mut State, who: NodeId, epoch: u64, force: bool, now: i64| -> bool {
+            let before = frames(st, types::AUTH_ACK);
+            let h = Header {
+                typ: types::AUTH_REQUEST,
+                current_epoch: epoch,
+                config_epoch: 0,
+                sender: Some(who),
+                myslots: st.nodes[&m].slots.clone(),
+                mflags: [if force { mflags::FORCEACK } else { 0 }, 0, 0],
+                ..Default::default()
+            };
+            st.current_epoch = st.current_epoch.max(epoch);
+            st.handle_auth_request(who, &h, now);
+            frames(st, types::AUTH_ACK) > before
+        };
+        assert!(!ask(&mut st, r1, 6, false, 100_000), "its master is up");
+        assert!(
+            ask(&mut st, r1, 6, true, 100_000),
+            "a manual failover forces the ack"
+        );
+        assert_eq!(st.last_vote_epoch, 6);
+        st.nodes.get_mut(&m).unwrap().flags |= flags::FAIL;
+        assert!(
+            !ask(&mut st, r2, 6, false, 100_000),
+            "already voted in epoch 6"
+        );
+        assert!(
+            !ask(&mut st, r2, 7, false, 100_000 + 29_000),
+            "same master within 2x timeout"
+        );
+        assert!(
+            !ask(&mut st, r2, 5, false, 200_000),
+            "an epoch older than ours"
+        );
+        assert!(ask(&mut st, r2, 8, false, 200_000));
+        assert!(
+            !ask(&mut st, m, 9, false, 300_000),
+            "a master never gets a vote"
+        );
+    }
 }

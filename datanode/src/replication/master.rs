@@ -91,6 +91,7 @@ pub async fn serve(
                 state: ReplicaState::WaitBgsave,
                 ack_offset: 0,
                 ack_ms: crate::keyspace::now_ms(),
+                acks: 0,
             },
         );
     }
@@ -215,14 +216,25 @@ async fn full_sync(
         )
     };
     if diskless && delay > 0 {
-        // As Redis: a diskless transfer starts after this delay (Redis
-        // lets more replicas join it; here each gets its own snapshot).
-        tracing::info!("Delay next BGSAVE for diskless SYNC");
-        tokio::time::sleep(Duration::from_secs(delay)).await;
+        let done = join_batch(srv, id, delay).await?;
+        let (pos, replid, rdb) = match &*done {
+            Ok(r) => r.clone(),
+            Err(e) => return Err(std::io::Error::other(e.clone())),
+        };
+        if psync {
+            wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
+                .await?;
+        }
+        set_state(srv, id, ReplicaState::SendBulk);
+        send_eof_format(wr, &rdb).await?;
+        wait_first_ack(srv, id).await?;
+        tracing::info!("Synchronization with replica {name} succeeded");
+        set_state(srv, id, ReplicaState::Online);
+        return Ok(pos);
     }
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
     let srv2 = srv.clone();
-    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, id, cut_tx));
+    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], cut_tx));
     let Ok((pos, replid)) = cut_rx.await else {
         return Err(std::io::Error::other("the snapshot could not start"));
     };
@@ -230,7 +242,7 @@ async fn full_sync(
         wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
             .await?;
     }
-    let rdb = job
+    let (rdb, _, _) = job
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .map_err(std::io::Error::other)?;
@@ -241,12 +253,8 @@ async fn full_sync(
         rdb.len()
     );
     if diskless {
-        // Redis's socket format: no length up front, a random 40-byte
-        // mark before and after the payload.
-        let mark = super::new_replid();
-        wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
-        wr.write_all(&rdb).await?;
-        wr.write_all(mark.as_bytes()).await?;
+        send_eof_format(wr, &rdb).await?;
+        wait_first_ack(srv, id).await?;
     } else {
         wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
             .await?;
@@ -257,13 +265,128 @@ async fn full_sync(
     Ok(pos)
 }
 
+/// Redis's socket format: no length up front, a random 40-byte mark
+/// before and after the payload.
+async fn send_eof_format(wr: &mut WriteHalf<'_>, rdb: &[u8]) -> std::io::Result<()> {
+    let mark = super::new_replid();
+    wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
+    wr.write_all(rdb).await?;
+    wr.write_all(mark.as_bytes()).await
+}
+
+/// After a `$EOF:` snapshot the stream waits for the replica's first ACK,
+/// as Redis does: a replica that looks for the mark at the end of what it
+/// read (redis-server's) would miss it if stream bytes came right behind.
+async fn wait_first_ack(srv: &Shared, id: u64) -> std::io::Result<()> {
+    // Replicas send no ACK before they have loaded a snapshot.
+    let limit = srv.config.read().int("repl-timeout").max(1) as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(limit);
+    loop {
+        let notified = srv.repl.acked.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let acked = srv
+            .repl
+            .state
+            .lock()
+            .replicas
+            .get(&id)
+            .is_some_and(|r| r.acks > 0);
+        if acked {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(std::io::Error::other("no ACK from the replica after the snapshot"));
+            }
+        }
+    }
+}
+
+/// The outcome of a shared diskless snapshot: (offset, replid, RDB).
+type BatchOutcome = Arc<Result<(u64, String, Arc<Vec<u8>>), String>>;
+
+/// Replicas waiting for the next diskless snapshot: as Redis, every
+/// replica that asks within `repl-diskless-sync-delay` (or until
+/// `repl-diskless-sync-max-replicas` have asked) gets the same one.
+pub struct Batch {
+    ids: parking_lot::Mutex<Vec<u64>>,
+    done: tokio::sync::watch::Sender<Option<BatchOutcome>>,
+}
+
+/// Joins the open batch (or opens one and runs it after the delay) and
+/// waits for its snapshot.
+async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<BatchOutcome> {
+    let (batch, leader) = {
+        let mut open = srv.repl.pending_batch.lock();
+        match open.as_ref() {
+            Some(b) => {
+                b.ids.lock().push(id);
+                (b.clone(), false)
+            }
+            None => {
+                let b = Arc::new(Batch {
+                    ids: parking_lot::Mutex::new(vec![id]),
+                    done: tokio::sync::watch::Sender::new(None),
+                });
+                *open = Some(b.clone());
+                (b, true)
+            }
+        }
+    };
+    let mut rx = batch.done.subscribe();
+    if leader {
+        tracing::info!("Delay next BGSAVE for diskless SYNC");
+        let srv = srv.clone();
+        // Its own task: the snapshot goes on for the others even if this
+        // replica's connection ends meanwhile.
+        tokio::spawn(async move {
+            let max = srv
+                .config
+                .read()
+                .int("repl-diskless-sync-max-replicas")
+                .max(0) as usize;
+            let end = std::time::Instant::now() + Duration::from_secs(delay);
+            while std::time::Instant::now() < end && (max == 0 || batch.ids.lock().len() < max) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Close the batch: later replicas open the next one.
+            srv.repl.pending_batch.lock().take();
+            let ids = batch.ids.lock().clone();
+            tracing::info!(
+                "Starting BGSAVE for SYNC with target: replicas sockets ({} replicas)",
+                ids.len()
+            );
+            let (cut_tx, _cut_rx) = tokio::sync::oneshot::channel();
+            let srv2 = srv.clone();
+            let res = tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, cut_tx)).await;
+            let out = match res {
+                Ok(Ok((rdb, pos, replid))) => Ok((pos, replid, Arc::new(rdb))),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = batch.done.send(Some(Arc::new(out)));
+        });
+    }
+    loop {
+        if let Some(out) = rx.borrow_and_update().clone() {
+            return Ok(out);
+        }
+        rx.changed()
+            .await
+            .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+    }
+}
+
 /// Takes the snapshot on a blocking thread; sends (offset, replid) the
-/// moment the cut is made, and returns the RDB.
+/// moment the cut is made (every replica in `ids` still connected reads
+/// the stream from there), and returns the RDB with them.
 fn snapshot(
     srv: &Arc<Shared>,
-    id: u64,
+    ids: &[u64],
     cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, u64, String), String> {
     // One snapshot at a time: wait for a BGSAVE or rewrite to finish.
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
@@ -295,14 +418,33 @@ fn snapshot(
             // The stream after a snapshot starts with a SELECT.
             b.repl_last_db = None;
             let pos = b.repl.end();
-            b.repl.set_reader(id, pos);
+            for id in ids {
+                b.repl.set_reader(*id, pos);
+            }
             pos
         });
+        // A replica that left meanwhile must not hold the backlog (its
+        // own clean-up may have run before its reader was set).
+        let gone: Vec<u64> = {
+            let st = srv.repl.state.lock();
+            ids.iter()
+                .filter(|id| !st.replicas.contains_key(id))
+                .copied()
+                .collect()
+        };
+        if !gone.is_empty() {
+            srv.log
+                .with_buf(|b| gone.iter().for_each(|id| b.repl.remove_reader(*id)));
+        }
         (pos, replid)
     });
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
-    let _ = cut_tx.send(cut);
-    Ok(crate::persistence::rdb::file::assemble(chunks, now))
+    let _ = cut_tx.send(cut.clone());
+    Ok((
+        crate::persistence::rdb::file::assemble(chunks, now),
+        cut.0,
+        cut.1,
+    ))
 }
 
 /// Sends the stream from `pos` as it grows.
@@ -394,6 +536,7 @@ fn on_replica_command(srv: &Shared, id: u64, args: &crate::command::Args) {
             if let Some(r) = st.replicas.get_mut(&id) {
                 r.ack_offset = r.ack_offset.max(off.max(0) as u64);
                 r.ack_ms = crate::keyspace::now_ms();
+                r.acks += 1;
             }
             drop(st);
             srv.repl.acked.notify_waiters();

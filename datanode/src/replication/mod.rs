@@ -76,6 +76,8 @@ pub struct ReplicaInfo {
     pub ack_offset: u64,
     /// When it last acknowledged (ms).
     pub ack_ms: i64,
+    /// How many ACKs it sent on this connection.
+    pub acks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +135,8 @@ pub struct Replication {
     pub no_replicas_since: std::sync::atomic::AtomicI64,
     /// A FAILOVER in progress (standalone).
     pub failover: Mutex<Option<failover::Failover>>,
+    /// The diskless snapshot still taking replicas, if any.
+    pub pending_batch: Mutex<Option<std::sync::Arc<master::Batch>>>,
 }
 
 impl Default for Replication {
@@ -156,6 +160,7 @@ impl Default for Replication {
             link_changed: tokio::sync::Notify::new(),
             no_replicas_since: Default::default(),
             failover: Mutex::new(None),
+            pending_batch: Mutex::new(None),
         }
     }
 }

@@ -357,13 +357,17 @@ async fn full_sync(
         tracing::info!(
             "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
         );
+        let mut searched = 0;
         loop {
-            if w.buf.len() >= 40 && w.buf.ends_with(&mark) {
-                let n = w.buf.len() - 40;
+            // The mark ends the payload; what follows it (a master that
+            // does not wait for our first ACK) is already the stream.
+            if let Some(p) = memchr::memmem::find(&w.buf[searched..], &mark) {
+                let n = searched + p;
                 let data = w.buf.split_to(n).to_vec();
-                w.buf.clear();
+                let _ = w.buf.split_to(40);
                 break data;
             }
+            searched = w.buf.len().saturating_sub(39);
             let got = w.buf.len() as u64;
             update(srv, gen, |m| {
                 m.sync_bytes = (-1, got);
