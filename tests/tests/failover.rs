@@ -187,6 +187,26 @@ fn a_killed_master_is_replaced_and_comes_back_as_a_replica() {
     let (_, nums, text) = checker.finish();
     assert_eq!(nums.len(), 6, "{text}");
     assert!(nums[2] > 1000, "the checker kept writing:\n{text}");
+    // Errors only while the slots were unserved: the last seconds of the
+    // run (well after the promotion) add none.
+    let errors: Vec<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let n: Vec<u64> = l
+                .split(|ch: char| !ch.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            (
+                n.get(1).copied().unwrap_or(0),
+                n.get(3).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    let tail = &errors[errors.len().saturating_sub(3)..];
+    assert!(
+        tail.windows(2).all(|w| w[0] == w[1]),
+        "errors went on after the failover:\n{text}"
+    );
 
     // The old master returns as a replica of the winner, with its data.
     c.nodes[m].restart();

@@ -157,6 +157,11 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("Reading: {e}");
                 c.failed_reads += 1;
+                // The client library keeps its slot map after a node
+                // dies; a new connection asks the cluster again (as the
+                // tutorial's Ruby client does after an error).
+                conn = None;
+                continue;
             }
         }
         match redis::cmd("INCR").arg(&key).query::<i64>(k) {
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("Writing: {e}");
                 c.failed_writes += 1;
+                conn = None;
             }
         }
         report(&mut last_report, &c);
