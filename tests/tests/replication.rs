@@ -726,3 +726,48 @@ fn replicas_asking_within_the_diskless_delay_share_one_snapshot() {
     );
     assert!(log.contains("(2 replicas)"), "{log}");
 }
+
+/// While a replica loads its master's snapshot it answers `-LOADING`
+/// except to commands Redis allows then (INFO says `loading:1`), as a
+/// redis-server replica does.
+#[test]
+fn a_replica_loading_the_snapshot_answers_loading() {
+    let master = start(Server::Datanode);
+    let mut m = master.conn();
+    for i in 0..2000 {
+        m.text(&["SET", &format!("k{i}"), "v"]);
+    }
+    for kind in [Server::Redis, Server::Datanode] {
+        // 1 ms per key: about two seconds of loading (redis-server serves
+        // clients while loading every so many bytes read).
+        let replica = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--loading-process-events-interval-bytes",
+                "1024",
+                "--key-load-delay",
+                "1000",
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        );
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        let mut saw = false;
+        wait_until(Duration::from_secs(30), "the snapshot loads", || {
+            if r.info_field("persistence", "loading") == "1" {
+                let got = r.text(&["GET", "k1"]);
+                assert_eq!(
+                    got, "-LOADING Redis is loading the dataset in memory\r\n",
+                    "{kind:?}"
+                );
+                saw = true;
+            }
+            caught_up(&mut m, &mut r)
+        });
+        assert!(saw, "{kind:?}: never seen loading");
+        assert_eq!(r.text(&["GET", "k1"]), "$1\r\nv\r\n");
+    }
+}

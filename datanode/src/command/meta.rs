@@ -49,6 +49,20 @@ pub fn info(name: &str) -> Option<&'static M> {
 }
 
 /// The COMMAND DOCS entry of a top-level command.
+/// Whether COMMAND INFO lists `flag` for the command (or subcommand,
+/// `parent|sub`).
+pub fn has_flag(name: &str, flag: &str) -> bool {
+    match info(name) {
+        Some(M::Array(fields)) => match fields.get(2) {
+            Some(M::Set(flags)) | Some(M::Array(flags)) => flags
+                .iter()
+                .any(|f| matches!(f, M::Simple(s) if *s == flag)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 pub fn docs(name: &str) -> Option<&'static M> {
     super::meta_table::COMMAND_DOCS
         .iter()

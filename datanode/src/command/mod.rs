@@ -423,6 +423,12 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     if (!replica && min_good == 0) || ctx.client.in_exec {
         return false;
     }
+    // While a replica loads its master's snapshot, only what Redis marks
+    // `loading` runs (INFO, REPLICAOF, …).
+    if replica && repl.loading.load(Ordering::Relaxed) && !meta::has_flag(cmd.name, "loading") {
+        reject(ctx, cmd, "LOADING Redis is loading the dataset in memory");
+        return true;
+    }
     let exec = cmd.name == "exec";
     if replica && !ctx.srv.config.read().flag("replica-serve-stale-data") {
         // A replica cut off from its master answers only what may be stale.

@@ -120,6 +120,9 @@ pub struct Replication {
     pub master_db: AtomicU64,
     /// `replica-read-only`.
     pub read_only: AtomicBool,
+    /// Loading the master's snapshot: commands without Redis's `loading`
+    /// flag get `-LOADING`.
+    pub loading: AtomicBool,
     /// `min-replicas-to-write` (0 = off).
     pub min_good: std::sync::atomic::AtomicI64,
     /// A replica acknowledged an offset (WAIT waits on it).
@@ -153,6 +156,7 @@ impl Default for Replication {
             is_replica: AtomicBool::new(false),
             master_db: AtomicU64::new(0),
             read_only: AtomicBool::new(true),
+            loading: AtomicBool::new(false),
             min_good: Default::default(),
             acked: tokio::sync::Notify::new(),
             last_ping_ms: Default::default(),

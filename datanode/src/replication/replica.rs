@@ -423,6 +423,13 @@ async fn full_sync(
 /// Empties every database and loads the RDB, keys past their TTL
 /// included (the master's DELs will remove them).
 fn load_snapshot(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+    srv.repl.loading.store(true, Ordering::SeqCst);
+    let r = load_snapshot_inner(srv, data);
+    srv.repl.loading.store(false, Ordering::SeqCst);
+    r
+}
+
+fn load_snapshot_inner(srv: &Shared, data: &[u8]) -> Result<usize, String> {
     let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
     for db in srv.ks.existing() {
