@@ -6,6 +6,8 @@
 //! The state lives behind one mutex that only the bus links, the cron and
 //! CLUSTER commands take; it serializes them the way an actor would. The
 //! command path never takes it: it reads the [`route::Route`] snapshot.
+//! What the cluster needs from the server around it goes through the
+//! narrow [`Host`] trait.
 
 pub mod bus;
 pub mod conf;
@@ -26,7 +28,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::keyspace::now_ms;
-use crate::server::Shared;
 use failover::Action;
 pub use id::NodeId;
 pub use route::{Query, Redirect, Route};
@@ -89,19 +90,45 @@ fn settings(cfg: &Config, port: u16, bus: u16) -> Settings {
     }
 }
 
-struct SrvKeys<'a>(&'a Shared);
+/// What the cluster needs from the server it runs in: the configuration,
+/// the replication progress its messages carry, and the effects of its
+/// decisions. The server implements it; the cluster knows nothing else
+/// of it.
+pub trait Host: Send + Sync + 'static {
+    /// Runs `f` on the current configuration.
+    fn with_config<R>(&self, f: impl FnOnce(&Config) -> R) -> R;
+    /// Our replication offset (a master's stream end, a replica's applied
+    /// offset).
+    fn repl_offset(&self) -> u64;
+    /// A replica's last contact with its master's link (see
+    /// `State::master_data_time`); 0 when none.
+    fn master_data_time(&self) -> i64;
+    /// Keys we hold in a slot (database 0, the only one in cluster mode).
+    fn keys_in_slot(&self, slot: u16) -> usize;
+    /// Deletes our keys of a slot another node took; returns how many.
+    fn drop_slot_keys(&self, slot: u16) -> usize;
+    /// Delivers a PUBLISH (or sharded PUBLISH) that came over the bus.
+    fn deliver_publish(&self, channel: &[u8], message: &[u8], sharded: bool);
+    /// Holds write commands until `until` (unix ms).
+    fn pause_writes(&self, until: i64);
+    fn unpause_writes(&self);
+    /// Our role or master changed: re-point replication now.
+    fn role_changed(self: &Arc<Self>);
+}
 
-impl gossip::Keys for SrvKeys<'_> {
+struct HostKeys<'a, H: Host>(&'a H);
+
+impl<H: Host> gossip::Keys for HostKeys<'_, H> {
     fn count_in_slot(&self, slot: u16) -> usize {
-        self.0.ks.db(0).slot_keys(slot)
+        self.0.keys_in_slot(slot)
     }
 }
 
 impl Cluster {
     /// Loads or creates the node identity, binds the bus and starts the
     /// cron. Called before the client port accepts anyone.
-    pub async fn start(srv: &Arc<Shared>, port: u16) -> anyhow::Result<Arc<Cluster>> {
-        let cfg = srv.config.read().clone();
+    pub async fn start<H: Host>(srv: &Arc<H>, port: u16) -> anyhow::Result<Arc<Cluster>> {
+        let cfg = srv.with_config(|c| c.clone());
         let bus = bus_port(&cfg, port);
         let st_settings = settings(&cfg, port, bus);
         let path = st_settings.config_file.clone();
@@ -168,21 +195,15 @@ impl Cluster {
     /// Runs `f` on the state, then does what it left to do: save the
     /// config, recompute the cluster state, publish a new route, open
     /// links, deliver bus messages, drop keys of lost slots.
-    pub fn with<R>(self: &Arc<Self>, srv: &Arc<Shared>, f: impl FnOnce(&mut State) -> R) -> R {
+    pub fn with<R, H: Host>(self: &Arc<Self>, srv: &Arc<H>, f: impl FnOnce(&mut State) -> R) -> R {
         let now = now_ms();
-        // Read before the cluster lock: the log's lock is taken by writers,
-        // never while holding the cluster's.
-        let offset = srv.log.repl_offset();
-        let master_time = srv.repl.state.lock().master.as_ref().map(|m| {
-            if m.state == crate::replication::LinkState::Connected {
-                m.last_io_ms
-            } else {
-                m.down_since_ms
-            }
-        });
+        // Read before the cluster lock: the server's locks behind these are
+        // taken by writers, never while holding the cluster's.
+        let offset = srv.repl_offset();
+        let master_time = srv.master_data_time();
         let mut st = self.state.lock();
         st.repl_offset = offset;
-        st.master_data_time = master_time.unwrap_or(0);
+        st.master_data_time = master_time;
         let r = f(&mut st);
         if st.todo_update_state {
             st.update_state(now);
@@ -202,7 +223,7 @@ impl Cluster {
             .store(until, std::sync::atomic::Ordering::Relaxed);
         if st.todo_route {
             st.todo_route = false;
-            let allow = srv.config.read().flag("cluster-allow-reads-when-down");
+            let allow = srv.with_config(|c| c.flag("cluster-allow-reads-when-down"));
             self.route.store(Arc::new(Route::build(&st, allow)));
         }
         let mut spawn = Vec::new();
@@ -257,27 +278,21 @@ impl Cluster {
         drop(st);
         for a in actions {
             match a {
-                Action::PauseWrites { until } => {
-                    srv.pause.start(srv, crate::server::pause::WRITE, until)
-                }
-                Action::Unpause => srv.pause.stop(srv),
+                Action::PauseWrites { until } => srv.pause_writes(until),
+                Action::Unpause => srv.unpause_writes(),
             }
         }
         if role_changed {
-            crate::server::follow_cluster_role(srv);
+            srv.role_changed();
         }
         for (c, rx, written) in spawn {
             tokio::spawn(outbound(self.clone(), srv.clone(), c, rx, written));
         }
         for (ch, msg, sharded) in publishes {
-            if sharded {
-                srv.pubsub.spublish(&ch, &msg);
-            } else {
-                srv.pubsub.publish(&ch, &msg);
-            }
+            srv.deliver_publish(&ch, &msg, sharded);
         }
         for slot in dirty {
-            let n = crate::command::keys::delete_slot_keys(srv, slot);
+            let n = srv.drop_slot_keys(slot);
             tracing::info!("Deleted {n} keys from slot {slot} now owned by another node");
         }
         r
@@ -299,9 +314,9 @@ impl Cluster {
 
     /// Sends a PUBLISH to every node, or a PUBLISHSHARD to the nodes of
     /// our shard (our master or ourselves, and its replicas).
-    pub fn propagate_publish(
+    pub fn propagate_publish<H: Host>(
         self: &Arc<Self>,
-        srv: &Arc<Shared>,
+        srv: &Arc<H>,
         ch: &[u8],
         msg: &[u8],
         shard: bool,
@@ -330,13 +345,13 @@ impl Cluster {
         });
     }
 
-    fn link_closed(self: &Arc<Self>, srv: &Arc<Shared>, link_id: u64) {
+    fn link_closed<H: Host>(self: &Arc<Self>, srv: &Arc<H>, link_id: u64) {
         self.with(srv, |st| st.free_link(link_id));
         self.txs.lock().remove(&link_id);
     }
 }
 
-async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
+async fn accept_loop<H: Host>(cluster: Arc<Cluster>, srv: Arc<H>, l: TcpListener) {
     loop {
         match l.accept().await {
             Ok((sock, _)) => {
@@ -366,7 +381,13 @@ async fn accept_loop(cluster: Arc<Cluster>, srv: Arc<Shared>, l: TcpListener) {
     }
 }
 
-async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx, written: Written) {
+async fn outbound<H: Host>(
+    cluster: Arc<Cluster>,
+    srv: Arc<H>,
+    c: Connect,
+    rx: Rx,
+    written: Written,
+) {
     let timeout =
         std::time::Duration::from_millis(cluster.state.lock().settings.node_timeout as u64);
     let addr = if c.ip.contains(':') {
@@ -392,9 +413,9 @@ async fn outbound(cluster: Arc<Cluster>, srv: Arc<Shared>, c: Connect, rx: Rx, w
 
 /// Reads frames and hands them to the state; writes what the state
 /// queues for this link, coalescing queued frames into one write.
-async fn run_link(
+async fn run_link<H: Host>(
     cluster: Arc<Cluster>,
-    srv: Arc<Shared>,
+    srv: Arc<H>,
     link_id: u64,
     sock: TcpStream,
     mut rx: Rx,
@@ -453,7 +474,7 @@ async fn run_link(
                         }
                     };
                     let peer = gossip::Peer { link_id, remote_ip: &remote_ip, local_ip: &local_ip };
-                    let keep = cluster.with(&srv, |st| st.process(msg, &peer, &SrvKeys(&srv), now_ms()));
+                    let keep = cluster.with(&srv, |st| st.process(msg, &peer, &HostKeys(&*srv), now_ms()));
                     if !keep {
                         break 'link;
                     }
@@ -464,11 +485,11 @@ async fn run_link(
     cluster.link_closed(&srv, link_id);
 }
 
-async fn cron(cluster: Arc<Cluster>, srv: Arc<Shared>, port: u16, bus: u16) {
+async fn cron<H: Host>(cluster: Arc<Cluster>, srv: Arc<H>, port: u16, bus: u16) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let s = settings(&srv.config.read(), port, bus);
+        let s = srv.with_config(|c| settings(c, port, bus));
         cluster.with(&srv, |st| {
             // Announced addresses may change with CONFIG SET.
             let me = st.myself();

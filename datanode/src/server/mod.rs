@@ -1,6 +1,7 @@
 //! The network side: listener, per-connection loop, background cron.
 
 pub mod client;
+mod cluster_host;
 pub mod cmdstats;
 pub mod conn;
 pub mod evict;
