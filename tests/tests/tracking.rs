@@ -183,9 +183,9 @@ fn resp3_self_and_other_invalidation() {
 0 ~
 # expiry found by a read is reported after that read's reply
 0 -DEBUG SET-ACTIVE-EXPIRE 0
-0 SET e v PX 1
+0 SET e v PX 200
 0 GET e
-0 -DEBUG SLEEP 0.01
+0 -DEBUG SLEEP 0.3
 0 GET e
 0 ~
 0 -DEBUG SET-ACTIVE-EXPIRE 1
