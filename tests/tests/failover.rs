@@ -74,6 +74,39 @@ fn wait_synced(c: &Cluster) {
     });
 }
 
+/// `CLUSTER FAILOVER` on `replica`: the roles of it and `master` swap,
+/// the master logs the request, and the whole cluster is ok again.
+fn manual_handover(c: &Cluster, replica: usize, master: usize) {
+    wait_for(c, Duration::from_secs(20), "the replica is in sync", || {
+        c.info_field(replica, &["INFO", "replication"], "master_link_status")
+            .as_deref()
+            == Some("up")
+    });
+    // The master must know its replica first: MFSTART from a node it does
+    // not count as its replica is ignored, as in Redis.
+    let rid = c.myid(replica);
+    wait_for(
+        c,
+        Duration::from_secs(20),
+        "the master knows its replica",
+        || {
+            c.nodes_of(master)
+                .iter()
+                .any(|l| l.starts_with(&rid) && l.contains(" slave ") && !l.contains("fail"))
+        },
+    );
+    assert_eq!(c.cli(replica, &["CLUSTER", "FAILOVER"]).trim(), "OK");
+    wait_for(c, Duration::from_secs(20), "the roles swap", || {
+        role(c, replica) == "master" && role(c, master) == "slave"
+    });
+    assert!(c.nodes[master]
+        .log()
+        .contains("Manual failover requested by replica"));
+    wait_for(c, Duration::from_secs(30), "cluster ok", || {
+        (0..c.nodes.len()).all(|i| c.state(i).as_deref() == Some("ok"))
+    });
+}
+
 fn masters(c: &Cluster) -> Vec<usize> {
     (0..c.nodes.len())
         .filter(|&i| role(c, i) == "master")
@@ -460,69 +493,11 @@ fn failover_across_implementations_both_ways() {
     wait_for(&c, Duration::from_secs(30), "cluster ok", || {
         others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
     });
-    // The master must know its replica before a manual failover (MFSTART
-    // from a node it does not count as its replica is ignored, as Redis).
-    let mid = c.myid(m);
-    wait_for(
-        &c,
-        Duration::from_secs(20),
-        "the master knows its replica",
-        || {
-            c.nodes_of(r)
-                .iter()
-                .any(|l| l.starts_with(&mid) && l.contains(" slave ") && !l.contains("fail"))
-        },
-    );
     // And back: the redis-server replica takes over from the datanode
-    // master with a manual failover, voted by redis-server and datanode.
-    assert_eq!(c.cli(m, &["CLUSTER", "FAILOVER"]).trim(), "OK");
-    wait_for(
-        &c,
-        Duration::from_secs(20),
-        "redis-server is master again",
-        || role(&c, m) == "master" && role(&c, r) == "slave",
-    );
-    assert!(c.nodes[r]
-        .log()
-        .contains("Manual failover requested by replica"));
-    wait_for(&c, Duration::from_secs(30), "cluster ok", || {
-        others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
-    });
-    // And the datanode replica takes it back from the redis-server master.
-    wait_for(
-        &c,
-        Duration::from_secs(20),
-        "the datanode replica is in sync",
-        || {
-            c.info_field(r, &["INFO", "replication"], "master_link_status")
-                .as_deref()
-                == Some("up")
-        },
-    );
-    let rid = c.myid(r);
-    wait_for(
-        &c,
-        Duration::from_secs(20),
-        "redis-server knows its replica",
-        || {
-            c.nodes_of(m)
-                .iter()
-                .any(|l| l.starts_with(&rid) && l.contains(" slave ") && !l.contains("fail"))
-        },
-    );
-    assert_eq!(c.cli(r, &["CLUSTER", "FAILOVER"]).trim(), "OK");
-    wait_for(
-        &c,
-        Duration::from_secs(20),
-        "datanode is master again",
-        || role(&c, r) == "master" && role(&c, m) == "slave",
-    );
-    assert!(c.nodes[m]
-        .log()
-        .contains("Manual failover requested by replica"));
-    wait_for(&c, Duration::from_secs(30), "cluster ok", || {
-        others.iter().all(|&i| c.state(i).as_deref() == Some("ok"))
-    });
+    // master with a manual failover, voted by redis-server and datanode;
+    // then the datanode replica takes it back from the redis-server master.
+    manual_handover(&c, m, r);
+    manual_handover(&c, r, m);
     for i in 0..50 {
         let (_, out) = redis_cli(&[
             "-c",
