@@ -773,3 +773,168 @@ fn a_replica_loading_the_snapshot_answers_loading() {
         assert_eq!(r.text(&["GET", "k1"]), "$1\r\nv\r\n");
     }
 }
+
+fn ok(c: &mut Conn, args: &[&str]) {
+    assert_eq!(c.text(args), "+OK\r\n", "{args:?}");
+}
+
+/// A replica that loads its full syncs with `repl-diskless-load swapdb`
+/// from a redis-server master (the tests slow it down to 10 ms per key of
+/// 1000 bytes: its snapshot arrives in 16 kB bursts, and a loading
+/// redis-server answers clients only as bytes arrive).
+fn swapdb_pair(kind: Server) -> (Node, Node) {
+    let master = start(Server::Redis);
+    let replica = start(kind);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "yes"]);
+    ok(&mut r, &["CONFIG", "SET", "repl-diskless-load", "swapdb"]);
+    // redis-server answers clients while loading only every so many
+    // bytes (2 MB by default).
+    ok(
+        &mut r,
+        &[
+            "CONFIG",
+            "SET",
+            "loading-process-events-interval-bytes",
+            "1024",
+        ],
+    );
+    (master, replica)
+}
+
+/// Replies a client gets from a replica in a swapdb load, in order.
+fn probe(r: &mut Conn, seen: &mut Vec<String>) {
+    for args in [
+        &["GET", "mykey"][..],
+        &["DBSIZE"],
+        &["PING"],
+        &["REPLICAOF", "NO", "ONE"],
+        &["CONFIG", "SET", "appendonly", "no"],
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+        &["MULTI"],
+        &["REPLICAOF", "NO", "ONE"],
+        &["EXEC"],
+    ] {
+        seen.push(format!("{args:?} -> {}", r.text(args)));
+    }
+}
+
+/// `swapdb` after the master's backlog moved past the replica: the
+/// master's history is still the replica's, so the replica serves its
+/// old data while the new loads aside (`async_loading:1`), refusing only
+/// what Redis refuses then; a failed sync leaves the old data, a finished
+/// one swaps the master's in. Returns what a client saw.
+fn swapdb_same_history(kind: Server) -> Vec<String> {
+    let (master, replica) = swapdb_pair(kind);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    ok(&mut r, &["CONFIG", "SET", "replica-read-only", "no"]);
+    replicate(&mut r, &master);
+    wait("the first sync", || caught_up(&mut m, &mut r));
+    ok(&mut m, &["DEBUG", "POPULATE", "2000", "master", "1000"]);
+    ok(&mut r, &["DEBUG", "POPULATE", "2000", "slave", "10"]);
+    ok(&mut r, &["SET", "mykey", "myvalue"]);
+    ok(&mut m, &["CONFIG", "SET", "repl-backlog-size", "16384"]);
+    ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "10000"]);
+    // Cut the link and write past the backlog: the next sync is full,
+    // under the same replication id.
+    ok(&mut m, &["MULTI"]);
+    m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+    let big = "A".repeat(16384);
+    for i in 0..10 {
+        m.text(&["SET", &format!("big:{i}"), &big]);
+    }
+    assert!(m.text(&["EXEC"]).starts_with('*'));
+    wait("async loading starts", || {
+        r.info_field("persistence", "async_loading") == "1"
+    });
+    let mut seen = vec![format!(
+        "loading:{}",
+        r.info_field("persistence", "loading")
+    )];
+    probe(&mut r, &mut seen);
+    assert_eq!(
+        r.info_field("persistence", "async_loading"),
+        "1",
+        "{kind:?}: the load ended before the probe did"
+    );
+    // The sync fails: the old data stays.
+    m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+    wait("async loading stops", || {
+        r.info_field("persistence", "async_loading") == "0"
+    });
+    seen.push(r.text(&["GET", "mykey"]));
+    seen.push(r.text(&["DBSIZE"]));
+    // The next sync finishes: the master's data replaces ours.
+    ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+    wait("the replica syncs", || caught_up(&mut m, &mut r));
+    seen.push(r.text(&["GET", "mykey"]));
+    seen.push(r.text(&["DBSIZE"]));
+    assert_eq!(digest(&mut r), digest(&mut m), "{kind:?}");
+    seen
+}
+
+#[test]
+fn swapdb_serves_the_old_data_while_a_sync_of_the_same_history_loads() {
+    let redis = swapdb_same_history(Server::Redis);
+    let ours = swapdb_same_history(Server::Datanode);
+    assert_eq!(ours, redis);
+    // What the steps are meant to show, whoever answered.
+    assert!(redis.contains(&"[\"GET\", \"mykey\"] -> $7\r\nmyvalue\r\n".to_string()));
+    assert!(redis.contains(&"[\"DBSIZE\"] -> :2001\r\n".to_string()));
+    assert_eq!(redis[redis.len() - 2..], ["$-1\r\n", ":2010\r\n"]);
+}
+
+/// `swapdb` with a master of another history (a first sync): `-LOADING`
+/// from the first byte of the payload, the old data back when the sync
+/// fails, the master's after it succeeds. Returns what a client saw.
+fn swapdb_new_history(kind: Server) -> Vec<String> {
+    let (master, replica) = swapdb_pair(kind);
+    let (mut m, mut r) = (master.conn(), replica.conn());
+    ok(&mut r, &["DEBUG", "POPULATE", "200", "slave", "10"]);
+    ok(&mut r, &["SET", "mykey", "myvalue"]);
+    ok(&mut m, &["DEBUG", "POPULATE", "1000", "master", "1000"]);
+    ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "10000"]);
+    replicate(&mut r, &master);
+    wait("loading starts", || {
+        r.info_field("persistence", "loading") == "1"
+    });
+    let mut seen = vec![format!(
+        "async_loading:{}",
+        r.info_field("persistence", "async_loading")
+    )];
+    seen.push(r.text(&["GET", "mykey"]));
+    assert_eq!(r.info_field("persistence", "loading"), "1", "{kind:?}");
+    // Fail this sync, and hold the next one back for 5 s.
+    ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync-delay", "5"]);
+    m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+    wait("loading stops", || {
+        r.info_field("persistence", "loading") == "0"
+    });
+    seen.push(r.text(&["GET", "mykey"]));
+    seen.push(r.text(&["DBSIZE"]));
+    ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+    wait("the replica syncs", || caught_up(&mut m, &mut r));
+    seen.push(r.text(&["GET", "mykey"]));
+    seen.push(r.text(&["DBSIZE"]));
+    seen
+}
+
+#[test]
+fn swapdb_keeps_the_old_data_until_a_sync_of_another_history_succeeds() {
+    let redis = swapdb_new_history(Server::Redis);
+    let ours = swapdb_new_history(Server::Datanode);
+    assert_eq!(ours, redis);
+    assert_eq!(
+        redis,
+        [
+            "async_loading:0",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "$7\r\nmyvalue\r\n",
+            ":201\r\n",
+            "$-1\r\n",
+            ":1000\r\n"
+        ]
+    );
+}

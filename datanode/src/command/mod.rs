@@ -44,6 +44,7 @@ pub const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
 pub const NO_SUCH_KEY: &str = "ERR no such key";
+pub const LOADING: &str = "LOADING Redis is loading the dataset in memory";
 /// A count Redis reads with `getRangeLongFromObjectOrReply(-LONG_MAX, LONG_MAX)`.
 pub const COUNT_RANGE: &str =
     "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
@@ -426,10 +427,23 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     // While a replica loads its master's snapshot, only what Redis marks
     // `loading` runs (INFO, REPLICAOF, …).
     if replica && repl.loading.load(Ordering::Relaxed) && !meta::has_flag(cmd.name, "loading") {
-        reject(ctx, cmd, "LOADING Redis is loading the dataset in memory");
+        reject(ctx, cmd, LOADING);
         return true;
     }
     let exec = cmd.name == "exec";
+    // While the snapshot loads aside, the old data is served, but not to
+    // what Redis marks `no_async_loading` (REPLICAOF, SYNC, …).
+    if replica && repl.async_loading.load(Ordering::Relaxed) {
+        let denied = if exec {
+            queued_any(ctx, |name| meta::has_flag(name, "no_async_loading"))
+        } else {
+            meta::has_flag(cmd.name, "no_async_loading")
+        };
+        if denied {
+            reject(ctx, cmd, LOADING);
+            return true;
+        }
+    }
     if replica && !ctx.srv.config.read().flag("replica-serve-stale-data") {
         // A replica cut off from its master answers only what may be stale.
         let stale_ok = if exec {
@@ -496,6 +510,24 @@ fn reject(ctx: &mut Ctx, cmd: &'static table::Cmd, err: &str) {
 }
 
 /// Whether every queued command has all of `flags`.
+/// Whether any queued command's name (`container|sub` for subcommands,
+/// as the metadata table names them) satisfies `pred`.
+fn queued_any(ctx: &Ctx, pred: impl Fn(&str) -> bool) -> bool {
+    let Some(m) = &ctx.client.multi else {
+        return false;
+    };
+    m.queue.iter().any(|q| {
+        let a = q.args();
+        match table::lookup(a.get(0)) {
+            Some(c) if !c.subs.is_empty() && a.len() >= 2 => {
+                table::lookup_sub(c, a.get(1)).is_some_and(|s| pred(s.name))
+            }
+            Some(c) => pred(c.name),
+            None => false,
+        }
+    })
+}
+
 fn queued_flags_all(ctx: &Ctx, flags: u32) -> bool {
     let Some(m) = &ctx.client.multi else {
         return true;

@@ -264,8 +264,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let rewriting = rewriting || srv.base_rewrite_running.load(Ordering::SeqCst);
         let _ = write!(
             o,
-            "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.repl.loading.load(Ordering::Relaxed) as u8,
+            srv.repl.async_loading.load(Ordering::Relaxed) as u8,
             Stats::get(&srv.stats.dirty),
             srv.bgsave_running.load(Ordering::Relaxed) as u8,
             srv.stats.lastsave.load(Ordering::Relaxed).max(srv.start_ms / 1000),
@@ -435,6 +436,12 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
         .step_by(2)
         .map(|i| (a.get(i), a.get(i + 1)))
         .collect();
+    let repl = &ctx.srv.repl;
+    let loading =
+        repl.loading.load(Ordering::Relaxed) || repl.async_loading.load(Ordering::Relaxed);
+    if loading && crate::config::Config::denied_while_loading(&pairs) {
+        return ctx.r.error(super::LOADING);
+    }
     let before = ctx.srv.config.read().clone();
     let res = ctx.srv.config.write().set(&pairs);
     match res {

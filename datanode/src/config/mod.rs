@@ -359,6 +359,26 @@ impl Config {
     }
 
     /// CONFIG SET with one or more pairs, all or nothing.
+    /// Whether CONFIG SET of `pairs` must answer `-LOADING` while a
+    /// dataset loads: as in Redis, when one of them is a setting that may
+    /// not change then (`appendonly`, `repl-diskless-load`, `dir`) and no
+    /// earlier one is unknown or immutable (those errors come first).
+    pub fn denied_while_loading(pairs: &[(&[u8], &[u8])]) -> bool {
+        for (k, _) in pairs {
+            let canon = canonical(&String::from_utf8_lossy(k));
+            if !is_known(&canon)
+                || FILE_ONLY.contains(&canon.as_str())
+                || table::spec(&canon).is_some_and(|s| s.immutable)
+            {
+                return false;
+            }
+            if matches!(canon.as_str(), "appendonly" | "repl-diskless-load" | "dir") {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn set(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<Vec<String>, String> {
         let mut staged: Vec<(String, String, String, String)> = Vec::new();
         for (k, v) in pairs {

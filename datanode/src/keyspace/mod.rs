@@ -93,6 +93,41 @@ impl Keyspace {
     pub fn existing(&self) -> impl Iterator<Item = &Db> {
         self.dbs.iter().filter_map(|d| d.get())
     }
+
+    /// Exchanges the keys of every database with those of `side` (a
+    /// dataset loaded apart, as a replica's `repl-diskless-load swapdb`
+    /// does). Every slot of every database involved is locked first, in the
+    /// global (database, slot) order, so no command sees part of each
+    /// dataset. As with SWAPDB, WATCHes of changed keys fire, clients stay
+    /// in their database, and those blocked on a key that now holds a list
+    /// or sorted set are woken. `side` must be private to the caller.
+    pub fn swap_with(&self, side: &Keyspace, now: i64) {
+        let mut held: Vec<SlotRef<'_>> = Vec::new();
+        for i in 0..self.count().min(side.count()) {
+            if self.dbs[i].get().is_none() && side.dbs[i].get().is_none() {
+                continue;
+            }
+            let db = self.db(i);
+            held.extend((0..SLOTS as u16).map(|s| db.lock_slot(s, now)));
+        }
+        // A rewrite may have begun while we were locking (see lock_slots).
+        for g in &mut held {
+            g.refresh_gen();
+        }
+        for g in &mut held {
+            let mut other = side.db(g.db.index).lock_slot(g.slot, now);
+            g.swap_contents(&mut other);
+        }
+        for chunk in held.chunks(SLOTS) {
+            let Some(first) = chunk.first() else { continue };
+            for k in self.blocking.keys_of(first.db.index) {
+                let g = &chunk[key_slot(&k) as usize];
+                if g.holds_blocking_kind(&k) {
+                    g.signal_ready(&k);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +158,44 @@ mod replica_expiry_tests {
         ks.expiry.replica.store(false, Ordering::Relaxed);
         assert!(db.lock_key(b"k", 5_000).get(b"k").is_none());
         assert_eq!(db.size(), 0);
+    }
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn put(ks: &Keyspace, db: usize, key: &[u8], val: &[u8]) {
+        ks.db(db)
+            .lock_key(key, 0)
+            .set(key, Value::Str(SBytes::new(val)), false);
+    }
+
+    #[test]
+    fn swap_with_exchanges_every_database_and_fires_watches() {
+        let ks = Keyspace::new(4, Arc::new(EffectLog::default()));
+        let side = Keyspace::new(4, Arc::new(EffectLog::default()));
+        put(&ks, 0, b"old", b"1");
+        put(&ks, 0, b"both", b"old");
+        put(&side, 0, b"both", b"new");
+        put(&side, 0, b"new", b"2");
+        // A database only the side has is created on our side.
+        put(&side, 3, b"x", b"3");
+        let stamp = ks.db(0).lock_key(b"both", 0).watch(b"both");
+        ks.swap_with(&side, 0);
+        let db = ks.db(0);
+        assert!(db.lock_key(b"old", 0).get(b"old").is_none());
+        assert!(matches!(
+            db.lock_key(b"both", 0).get(b"both"),
+            Some(Value::Str(s)) if s.as_ref() == b"new"
+        ));
+        assert_eq!(db.size(), 2);
+        assert_eq!(ks.db(3).size(), 1);
+        // What we held is now the side's, to be dropped.
+        assert_eq!(side.db(0).size(), 2);
+        assert_eq!(side.db(3).size(), 0);
+        assert_ne!(db.lock_key(b"both", 0).watch_version(b"both"), stamp);
     }
 }

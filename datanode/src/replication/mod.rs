@@ -123,6 +123,10 @@ pub struct Replication {
     /// Loading the master's snapshot: commands without Redis's `loading`
     /// flag get `-LOADING`.
     pub loading: AtomicBool,
+    /// Loading the master's snapshot aside while the old data is served
+    /// (`repl-diskless-load swapdb` with the master's history ours): only
+    /// commands Redis marks `no_async_loading` get `-LOADING`.
+    pub async_loading: AtomicBool,
     /// `min-replicas-to-write` (0 = off).
     pub min_good: std::sync::atomic::AtomicI64,
     /// A replica acknowledged an offset (WAIT waits on it).
@@ -157,6 +161,7 @@ impl Default for Replication {
             master_db: AtomicU64::new(0),
             read_only: AtomicBool::new(true),
             loading: AtomicBool::new(false),
+            async_loading: AtomicBool::new(false),
             min_good: Default::default(),
             acked: tokio::sync::Notify::new(),
             last_ping_ms: Default::default(),

@@ -333,8 +333,55 @@ async fn handshake(srv: &Shared, w: &mut Wire) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// Reads the snapshot (`$<len>` or diskless `$EOF:<mark>`) and loads it in
-/// place of our data.
+/// How a full sync's snapshot replaces our data (`repl-diskless-load`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Load {
+    /// `disabled` (or `on-empty-db` with keys): the payload is received
+    /// whole while the old data is still served (Redis writes it to disk),
+    /// then the old data is flushed and the new loaded under `-LOADING`.
+    AfterTransfer,
+    /// `on-empty-db` with no key: loaded "from the socket", so `-LOADING`
+    /// from the first byte.
+    Direct,
+    /// `swapdb`: loaded into a side keyspace and swapped in at the end; if
+    /// the sync fails the old data stays. When the master's history is the
+    /// one we hold (Redis's async loading) the old data is served all the
+    /// while; otherwise clients get `-LOADING` from the first byte.
+    Swap { serve_old: bool },
+}
+
+impl Load {
+    fn choose(srv: &Shared, master_replid: &str) -> Load {
+        let mode = srv.config.read().value("repl-diskless-load").to_string();
+        match mode.as_str() {
+            "swapdb" => Load::Swap {
+                serve_old: srv.repl.state.lock().replid == master_replid,
+            },
+            "on-empty-db" if srv.ks.existing().all(|db| db.size() == 0) => Load::Direct,
+            _ => Load::AfterTransfer,
+        }
+    }
+}
+
+/// Raises `loading` or `async_loading` for as long as it lives, so every
+/// way out of a sync (an error included) lowers it.
+struct LoadingFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> LoadingFlag<'a> {
+    fn raise(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        LoadingFlag(flag)
+    }
+}
+
+impl Drop for LoadingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Reads the snapshot (`$<len>` or diskless `$EOF:<mark>`) and puts it in
+/// place of our data as `repl-diskless-load` says ([`Load`]).
 async fn full_sync(
     srv: &Arc<Shared>,
     gen: u64,
@@ -343,11 +390,23 @@ async fn full_sync(
     offset: u64,
 ) -> Result<(), LinkError> {
     update(srv, gen, |m| m.state = LinkState::Transfer)?;
+    let mode = Load::choose(srv, replid);
     let header = w.line().await?;
     let Some(spec) = header.strip_prefix('$') else {
         return Err(LinkError::Protocol(format!(
             "Bad protocol from MASTER, the first byte is not '$' (we received '{header}'), are you sure the host and port are right?"
         )));
+    };
+    let repl = &srv.repl;
+    let mut flag = match mode {
+        Load::AfterTransfer => None,
+        Load::Swap { serve_old: true } => Some(LoadingFlag::raise(&repl.async_loading)),
+        Load::Direct | Load::Swap { serve_old: false } => Some(LoadingFlag::raise(&repl.loading)),
+    };
+    let target = if mode == Load::AfterTransfer {
+        "to disk"
+    } else {
+        "to parser"
     };
     let data = if let Some(mark) = spec.strip_prefix("EOF:") {
         let mark = mark.as_bytes().to_vec();
@@ -355,7 +414,7 @@ async fn full_sync(
             return Err(LinkError::Protocol("bad EOF mark".into()));
         }
         tracing::info!(
-            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF {target}"
         );
         let mut searched = 0;
         loop {
@@ -379,7 +438,7 @@ async fn full_sync(
         let len: usize = spec
             .parse()
             .map_err(|_| LinkError::Protocol(format!("bad bulk length from master: {header}")))?;
-        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to disk");
+        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master {target}");
         while w.buf.len() < len {
             let got = w.buf.len() as u64;
             update(srv, gen, |m| {
@@ -393,14 +452,19 @@ async fn full_sync(
     };
     // The link may have been replaced while the payload came in.
     current(srv, gen).ok_or(LinkError::Stale)?;
-    tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
+    if flag.is_none() {
+        flag = Some(LoadingFlag::raise(&repl.loading));
+    }
     let srv2 = srv.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_snapshot(&srv2, &data))
-        .await
-        .map_err(|e| LinkError::Protocol(e.to_string()))?;
+    let loaded = tokio::task::spawn_blocking(move || match mode {
+        Load::Swap { .. } => load_aside_and_swap(&srv2, &data),
+        Load::AfterTransfer | Load::Direct => load_in_place(&srv2, &data),
+    })
+    .await
+    .map_err(|e| LinkError::Protocol(e.to_string()))?;
     let keys = loaded.map_err(LinkError::Protocol)?;
     {
-        let mut st = srv.repl.state.lock();
+        let mut st = repl.state.lock();
         st.replid = replid.to_string();
         st.replid2 = super::NO_REPLID.to_string();
         st.second_offset = -1;
@@ -410,6 +474,9 @@ async fn full_sync(
         b.repl.reset_to(offset);
         b.repl_last_db = None;
     });
+    drop(flag);
+    // Our replicas followed the history we just dropped.
+    repl.drop_replicas.notify_waiters();
     tracing::info!("MASTER <-> REPLICA sync: Finished with success ({keys} keys loaded)");
     if srv.log.aof_on() {
         // The AOF must describe the data we now hold.
@@ -420,16 +487,14 @@ async fn full_sync(
     Ok(())
 }
 
-/// Empties every database and loads the RDB, keys past their TTL
-/// included (the master's DELs will remove them).
-fn load_snapshot(srv: &Shared, data: &[u8]) -> Result<usize, String> {
-    srv.repl.loading.store(true, Ordering::SeqCst);
-    let r = load_snapshot_inner(srv, data);
-    srv.repl.loading.store(false, Ordering::SeqCst);
-    r
+fn load_error(e: impl std::fmt::Display) -> String {
+    format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
 }
 
-fn load_snapshot_inner(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+/// Empties every database and loads the RDB, keys past their TTL
+/// included (the master's DELs will remove them).
+fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+    tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
     for db in srv.ks.existing() {
@@ -439,11 +504,35 @@ fn load_snapshot_inner(srv: &Shared, data: &[u8]) -> Result<usize, String> {
             }
         }
     }
+    crate::server::tracking::flushed(srv);
+    tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let r = crate::persistence::rdb::file::load(&srv.ks, data, i64::MIN);
     srv.log.resume(was);
-    r.map(|(n, _)| n).map_err(|e| {
-        format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
-    })
+    r.map(|(n, _)| n).map_err(load_error)
+}
+
+/// `swapdb`: loads the RDB into a keyspace of its own while clients keep
+/// ours, then exchanges the two in one step; on a bad payload ours stays.
+fn load_aside_and_swap(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+    tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
+    let side = crate::keyspace::Keyspace::new(
+        srv.ks.count(),
+        Arc::new(crate::persistence::effects::EffectLog::default()),
+    );
+    let n = match crate::persistence::rdb::file::load(&side, data, i64::MIN) {
+        Ok((n, _)) => n,
+        Err(e) => {
+            tracing::info!("MASTER <-> REPLICA sync: Discarding temporary DB in background");
+            return Err(load_error(e));
+        }
+    };
+    tracing::info!("MASTER <-> REPLICA sync: Swapping active DB with loaded DB");
+    srv.ks.swap_with(&side, crate::keyspace::now_ms());
+    crate::server::tracking::flushed(srv);
+    tracing::info!("MASTER <-> REPLICA sync: Discarding old DB in background");
+    // Dropped on this blocking thread, away from the clients.
+    drop(side);
+    Ok(n)
 }
 
 /// Applies the master's stream: each command runs as the master's client
