@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::keyspace::now_ms;
 use failover::Action;
 pub use id::NodeId;
-pub use route::{Query, Redirect, Route};
+pub use route::{KeyPresence, Query, Redirect, Route};
 use state::{Connect, Settings, State};
 
 pub struct Cluster {

@@ -91,6 +91,8 @@ pub enum Redirect {
     Moved(u16, String),
     Ask(u16, String),
     CrossSlot,
+    /// Some keys of a multi-key command are here and some moved already.
+    TryAgain,
     /// CLUSTERDOWN with its text.
     Down(&'static str),
 }
@@ -101,6 +103,7 @@ impl Redirect {
             Redirect::Moved(s, a) => format!("MOVED {s} {a}"),
             Redirect::Ask(s, a) => format!("ASK {s} {a}"),
             Redirect::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
+            Redirect::TryAgain => "TRYAGAIN Multiple keys request during rehashing of slot".into(),
             Redirect::Down(m) => (*m).into(),
         }
     }
@@ -115,10 +118,37 @@ pub struct Query {
     /// SPUBLISH/SSUBSCRIBE/SUNSUBSCRIBE: served by replicas of the owner
     /// too, and while the cluster is down.
     pub sharded_pubsub: bool,
+    /// MIGRATE: served here whenever the slot is open, so keys can move.
+    pub migrate: bool,
+    /// For a slot being migrated or imported ([`Route::is_open`]): which
+    /// of the command's keys this node holds.
+    pub keys: KeyPresence,
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+pub struct KeyPresence {
+    pub missing: usize,
+    pub existing: usize,
+    /// More than one distinct key.
+    pub multiple: bool,
 }
 
 impl Route {
+    /// Whether `slot` is migrating away from us or being imported: then a
+    /// command's keys decide where it is served.
+    pub fn is_open(&self, slot: u16) -> bool {
+        self.migrating_here(slot) || self.importing.contains_key(&slot)
+    }
+
+    fn migrating_here(&self, slot: u16) -> bool {
+        self.owner[slot as usize] == self.me && self.migrating.contains_key(&slot)
+    }
+
     /// Where a command touching `slot` must go; `None` = serve it here.
+    /// Redis's rules: during a migration the source serves the keys it
+    /// still has and sends the rest with ASK (TRYAGAIN when a multi-key
+    /// command is split); the target serves a command sent after ASKING
+    /// (TRYAGAIN when it lacks some of several keys).
     pub fn check(&self, slot: u16, q: &Query) -> Option<Redirect> {
         let o = self.owner[slot as usize];
         if o == NONE {
@@ -134,10 +164,25 @@ impl Route {
                 ));
             }
         }
-        if o == self.me {
+        let migrating = self.migrating_here(slot);
+        let importing = !migrating && self.importing.contains_key(&slot);
+        if (migrating || importing) && q.migrate {
             return None;
         }
-        if q.asking && self.importing.contains_key(&slot) {
+        if migrating && q.keys.missing > 0 {
+            if q.keys.existing > 0 {
+                return Some(Redirect::TryAgain);
+            }
+            let to = self.migrating[&slot];
+            return Some(Redirect::Ask(slot, self.addrs[to as usize].clone()));
+        }
+        if importing && q.asking {
+            if q.keys.multiple && q.keys.missing > 0 {
+                return Some(Redirect::TryAgain);
+            }
+            return None;
+        }
+        if o == self.me {
             return None;
         }
         if (q.readonly || q.sharded_pubsub) && !q.write && o == self.my_master && o != NONE {

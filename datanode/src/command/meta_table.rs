@@ -154,154 +154,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("client|getredir"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|id"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|tracking"),
+                    M::Bulk("client|unblock"),
                     M::Int(-3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|pause"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|unpause"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|caching"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -338,18 +192,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("client|kill"),
                     M::Int(-3),
                     M::Set(&[
@@ -372,8 +214,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|unblock"),
-                    M::Int(-3),
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -394,8 +236,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|trackinginfo"),
-                    M::Int(2),
+                    M::Bulk("client|setname"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -426,6 +268,50 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("client|getredir"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|trackinginfo"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("client|reply"),
                     M::Int(3),
                     M::Set(&[
@@ -438,6 +324,120 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|pause"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|id"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|caching"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|unpause"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|tracking"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -503,8 +503,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("cluster|flushslots"),
+                    M::Bulk("cluster|shards"),
                     M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|meet"),
+                    M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -523,28 +535,108 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|saveconfig"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|forget"),
+                    M::Bulk("cluster|countkeysinslot"),
                     M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|links"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|failover"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|nodes"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|info"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|myid"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|setslot"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|addslots"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -583,63 +675,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|nodes"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|slots"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|addslots"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|replicas"),
+                    M::Bulk("cluster|slaves"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
@@ -655,152 +691,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|myid"),
+                    M::Bulk("cluster|saveconfig"),
                     M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|countkeysinslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|shards"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|getkeysinslot"),
-                    M::Int(4),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|reset"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|info"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|links"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|meet"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|delslotsrange"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|keyslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|setslot"),
-                    M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -839,43 +731,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|set-config-epoch"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
+                    M::Bulk("cluster|getkeysinslot"),
+                    M::Int(4),
+                    M::Set(&[M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|slaves"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|bumpepoch"),
+                    M::Bulk("cluster|flushslots"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
@@ -890,6 +758,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slots"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -915,8 +795,36 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|failover"),
-                    M::Int(-2),
+                    M::Bulk("cluster|count-failure-reports"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("admin"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|set-config-epoch"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -935,7 +843,99 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|count-failure-reports"),
+                    M::Bulk("cluster|bumpepoch"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslotsrange"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|forget"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|keyslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|replicas"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
@@ -3192,6 +3192,57 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("object|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("object|freq"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@keyspace"),
+                        M::Simple("@read"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("object|encoding"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
@@ -3232,57 +3283,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                 ]),
                 M::Array(&[
                     M::Bulk("object|idletime"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("readonly")]),
-                    M::Int(2),
-                    M::Int(2),
-                    M::Int(1),
-                    M::Set(&[
-                        M::Simple("@keyspace"),
-                        M::Simple("@read"),
-                        M::Simple("@slow"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[M::Map(&[
-                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
-                        (
-                            M::Bulk("begin_search"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("index")),
-                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
-                            ]),
-                        ),
-                        (
-                            M::Bulk("find_keys"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("range")),
-                                (
-                                    M::Bulk("spec"),
-                                    M::Map(&[
-                                        (M::Bulk("lastkey"), M::Int(0)),
-                                        (M::Bulk("keystep"), M::Int(1)),
-                                        (M::Bulk("limit"), M::Int(0)),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                    ])]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("object|freq"),
                     M::Int(3),
                     M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
@@ -3450,6 +3450,142 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     ]),
                 ),
             ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "restore-asking",
+        M::Array(&[
+            M::Bulk("restore-asking"),
+            M::Int(-4),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("denyoom"),
+                M::Simple("asking"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "migrate",
+        M::Array(&[
+            M::Bulk("migrate"),
+            M::Int(-6),
+            M::Set(&[M::Simple("write"), M::Simple("movablekeys")]),
+            M::Int(3),
+            M::Int(3),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@keyspace"),
+                M::Simple("@write"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("delete")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(3))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[
+                            M::Simple("RW"),
+                            M::Simple("access"),
+                            M::Simple("delete"),
+                            M::Simple("incomplete"),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("keyword")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("keyword"), M::Bulk("KEYS")),
+                                    (M::Bulk("startfrom"), M::Int(-2)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
             M::Set(&[]),
         ]),
     ),
@@ -6212,8 +6348,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("pubsub|numpat"),
-                    M::Int(2),
+                    M::Bulk("pubsub|numsub"),
+                    M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
                         M::Simple("loading"),
@@ -6228,20 +6364,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|help"),
+                    M::Bulk("pubsub|numpat"),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|channels"),
-                    M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
                         M::Simple("loading"),
@@ -6288,7 +6412,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("pubsub|numsub"),
+                    M::Bulk("pubsub|channels"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -6299,6 +6423,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8369,22 +8505,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("config|rewrite"),
+                    M::Bulk("config|help"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8411,20 +8538,29 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("config|get"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
+                    M::Bulk("config|rewrite"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8496,30 +8632,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|getkeysandflags"),
-                    M::Int(-4),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("command|list"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|getkeys"),
                     M::Int(-4),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8532,8 +8644,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|count"),
-                    M::Int(2),
+                    M::Bulk("command|getkeysandflags"),
+                    M::Int(-4),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -8567,6 +8679,30 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
+                M::Array(&[
+                    M::Bulk("command|list"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("command|count"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
             ]),
         ]),
     ),
@@ -8583,6 +8719,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Set(&[]),
             M::Array(&[
+                M::Array(&[
+                    M::Bulk("slowlog|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
                 M::Array(&[
                     M::Bulk("slowlog|reset"),
                     M::Int(2),
@@ -8623,18 +8771,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("slowlog|get"),
                     M::Int(-2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
@@ -8670,48 +8806,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("function|restore"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("write"),
-                        M::Simple("denyoom"),
-                        M::Simple("noscript"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@write"),
-                        M::Simple("@slow"),
-                        M::Simple("@scripting"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|flush"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@write"),
-                        M::Simple("@slow"),
-                        M::Simple("@scripting"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("function|kill"),
                     M::Int(2),
                     M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
@@ -8727,21 +8821,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|list"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("noscript")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|delete"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Bulk("function|restore"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("write"),
+                        M::Simple("denyoom"),
+                        M::Simple("noscript"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -8781,6 +8867,56 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
+                M::Array(&[
+                    M::Bulk("function|flush"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|list"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|delete"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
             ]),
         ]),
     ),
@@ -8808,6 +8944,38 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|malloc-stats"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|doctor"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8860,38 +9028,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("memory|malloc-stats"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|doctor"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("memory|stats"),
                     M::Int(2),
                     M::Set(&[]),
@@ -8924,8 +9060,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("latency|histogram"),
-                    M::Int(-2),
+                    M::Bulk("latency|doctor"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8949,20 +9085,57 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Bulk("latency|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
                     M::Bulk("latency|graph"),
                     M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|latest"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -9011,57 +9184,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|reset"),
+                    M::Bulk("latency|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|histogram"),
                     M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|doctor"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|latest"),
-                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -9449,307 +9585,42 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("client|getredir"),
+                        M::Bulk("client|unblock"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the id of the client that receives this ",
-                                    "connection's invalidation messages."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|id"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
+                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
                             ),
                             (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|tracking"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Turns client-side caching on or off for this connection, ",
-                                    "with its mode and redirect target."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("status")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("on")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ON")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("off")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("OFF")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
                                     M::Map(&[
                                         (M::Bulk("name"), M::Bulk("client-id")),
                                         (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                     ]),
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("prefix")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("PREFIX")),
-                                        (
-                                            M::Bulk("flags"),
-                                            M::Set(&[
-                                                M::Simple("optional"),
-                                                M::Simple("multiple"),
-                                                M::Simple("multiple_token"),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("bcast")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("BCAST")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optin")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTIN")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("optout")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("noloop")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|pause"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Holds back all commands, or only writes, for a number of ",
-                                    "milliseconds."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.9.50")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("timeout")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("mode")),
+                                        (M::Bulk("name"), M::Bulk("timeout_error")),
                                         (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
                                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                         (
                                             M::Bulk("arguments"),
                                             M::Array(&[
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("write")),
+                                                    (M::Bulk("name"), M::Bulk("timeout")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("WRITE")),
+                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
                                                 ]),
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("all")),
+                                                    (M::Bulk("name"), M::Bulk("error")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ALL")),
+                                                    (M::Bulk("token"), M::Bulk("ERROR")),
                                                 ]),
                                             ]),
                                         ),
                                     ]),
                                 ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|unpause"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|caching"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Chooses whether the keys of the next command are remembered ",
-                                    "for client-side caching (OPTIN/OPTOUT modes)."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("mode")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("yes")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("YES")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("no")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("NO")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|list"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
-                            (M::Bulk("since"), M::Bulk("2.4.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("token"), M::Bulk("TYPE")),
-                                        (M::Bulk("since"), M::Bulk("5.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("normal")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("master")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("MASTER")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("replica")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("pubsub")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
-                                                ]),
-                                            ]),
-                                        ),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("id")),
-                                        (M::Bulk("type"), M::Bulk("block")),
-                                        (M::Bulk("token"), M::Bulk("ID")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("client-id")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                                (
-                                                    M::Bulk("flags"),
-                                                    M::Set(&[M::Simple("multiple")]),
-                                                ),
-                                            ])]),
-                                        ),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|no-evict"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets whether this connection may be evicted."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("enabled")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
                             ),
                         ]),
                     ),
@@ -9761,14 +9632,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns this connection's name."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -9959,43 +9822,73 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|unblock"),
+                        M::Bulk("client|no-evict"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
+                                M::Bulk("Sets whether this connection may be evicted."),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("client-id")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("timeout_error")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("timeout")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("error")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ERROR")),
-                                                ]),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("enabled")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("on")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
                                             ]),
-                                        ),
-                                    ]),
-                                ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("off")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|setname"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getredir"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Returns the id of the client that receives this ",
+                                    "connection's invalidation messages."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                     (
@@ -10013,10 +9906,10 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|info"),
+                        M::Bulk("client|help"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -10055,6 +9948,249 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                         ]),
                                     ),
                                 ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|pause"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Holds back all commands, or only writes, for a number of ",
+                                    "milliseconds."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.9.50")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("timeout")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("mode")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("write")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("WRITE")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("all")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ALL")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|caching"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Chooses whether the keys of the next command are remembered ",
+                                    "for client-side caching (OPTIN/OPTOUT modes)."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("YES")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("NO")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|unpause"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|tracking"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Turns client-side caching on or off for this connection, ",
+                                    "with its mode and redirect target."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("status")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("on")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("ON")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("off")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("OFF")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("REDIRECT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("prefix")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("PREFIX")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[
+                                                M::Simple("optional"),
+                                                M::Simple("multiple"),
+                                                M::Simple("multiple_token"),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("bcast")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("BCAST")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optin")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTIN")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("optout")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("OPTOUT")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("noloop")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("NOLOOP")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
                             ),
                         ]),
                     ),
@@ -10108,259 +10244,11 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("cluster|flushslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every slot from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|saveconfig"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|forget"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Drops a node from the node table for a while."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslotsrange"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slot ranges."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|nodes"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the node table in the nodes.conf format."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|slots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Maps slot ranges to the nodes serving them."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
-                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
-                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the CLUSTER subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slots."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicas"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the replicas of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|myid"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|countkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the keys this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("cluster|shards"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Describes every shard with its slots and nodes."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|getkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists key names this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("count")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|reset"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Forgets the other nodes and every slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("hard_soft")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("hard")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("HARD")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("soft")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SOFT")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|info"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports the cluster state and bus counters."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|links"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists this node's cluster bus connections."),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
@@ -10399,30 +10287,64 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|delslotsrange"),
+                        M::Bulk("cluster|countkeysinslot"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes the given slot ranges from this node."),
+                                M::Bulk("Counts the keys this node holds in a slot."),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|links"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|failover"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Makes this replica its master's replacement (safe handoff, ",
+                                    "FORCE or TAKEOVER)."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("options")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                     (
                                         M::Bulk("arguments"),
                                         M::Array(&[
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (M::Bulk("name"), M::Bulk("force")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("FORCE")),
                                             ]),
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (M::Bulk("name"), M::Bulk("takeover")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("TAKEOVER")),
                                             ]),
                                         ]),
                                     ),
@@ -10431,21 +10353,33 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|keyslot"),
+                        M::Bulk("cluster|nodes"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Computes the hash slot of a key."),
+                                M::Bulk("Returns the node table in the nodes.conf format."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|info"),
+                        M::Map(&[
                             (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
+                                M::Bulk("summary"),
+                                M::Bulk("Reports the cluster state and bus counters."),
                             ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|myid"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
@@ -10498,11 +10432,11 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|delslots"),
+                        M::Bulk("cluster|addslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes the given slots from this node."),
+                                M::Bulk("Makes this node the owner of the given slots."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
@@ -10517,19 +10451,33 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|set-config-epoch"),
+                        M::Bulk("cluster|addslotsrange"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Sets the config epoch of a node that knows no other."),
+                                M::Bulk("Makes this node the owner of the given slot ranges."),
                             ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("config-epoch")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
                                 ])]),
                             ),
                         ]),
@@ -10556,17 +10504,79 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|bumpepoch"),
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Raises this node's config epoch unless it is already the ",
-                                    "highest."
-                                )),
+                                M::Bulk("Removes the given slots from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|flushslots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every slot from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|slots"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Maps slot ranges to the nodes serving them."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+                            (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
+                            (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
                         ]),
                     ),
                     (
@@ -10588,43 +10598,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|failover"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Makes this replica its master's replacement (safe handoff, ",
-                                    "FORCE or TAKEOVER)."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("options")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("force")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("FORCE")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("takeover")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("TAKEOVER")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("cluster|count-failure-reports"),
                         M::Map(&[
                             (
@@ -10634,6 +10607,169 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 ),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|set-config-epoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets the config epoch of a node that knows no other."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("config-epoch")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|bumpepoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Raises this node's config epoch unless it is already the ",
+                                    "highest."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slot ranges from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the other nodes and every slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("hard_soft")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("hard")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("HARD")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("soft")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SOFT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|keyslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Computes the hash slot of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicas"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
@@ -12231,6 +12367,33 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("object|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("object|freq"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the access frequency counter of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("object|encoding"),
                         M::Map(&[
                             (
@@ -12257,33 +12420,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the seconds since a key was last accessed."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.2.3")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("key")),
-                                    (M::Bulk("key_spec_index"), M::Int(0)),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("generic")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("object|freq"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the access frequency counter of a key."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
                             (
                                 M::Bulk("arguments"),
@@ -12389,6 +12525,183 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         (M::Bulk("token"), M::Bulk("FREQ")),
                         (M::Bulk("since"), M::Bulk("5.0.0")),
                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "restore-asking",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "RESTORE for a slot being imported: what MIGRATE sends ",
+                    "inside a cluster."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")])),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("ttl")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("serialized-value")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("replace")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                        (M::Bulk("since"), M::Bulk("3.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("absttl")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("ABSTTL")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("seconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("IDLETIME")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("frequency")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("FREQ")),
+                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "migrate",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Moves keys to another node atomically: RESTORE there, ",
+                    "delete here once it accepted them."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("generic")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("host")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("port")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key_or_empty_string")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("empty_string")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination-db")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("timeout")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("copy")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("COPY")),
+                        (M::Bulk("since"), M::Bulk("3.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("replace")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                        (M::Bulk("since"), M::Bulk("3.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("authentication")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("password")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("token"), M::Bulk("AUTH")),
+                                    (M::Bulk("since"), M::Bulk("4.0.7")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("username_password")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("token"), M::Bulk("AUTH2")),
+                                    (M::Bulk("since"), M::Bulk("6.0.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("username")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("password")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("KEYS")),
+                        (M::Bulk("since"), M::Bulk("3.0.6")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
                     ]),
                 ]),
             ),
@@ -14233,6 +14546,28 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("pubsub|numsub"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the subscribers of channels."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("channel")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("pubsub|numpat"),
                         M::Map(&[
                             (
@@ -14241,30 +14576,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.0")),
                             (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|channels"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("pattern")),
-                                    (M::Bulk("type"), M::Bulk("pattern")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -14309,25 +14620,27 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("pubsub|numsub"),
+                        M::Bulk("pubsub|channels"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the subscribers of channels."),
-                            ),
+                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
                             (M::Bulk("since"), M::Bulk("2.8.0")),
                             (M::Bulk("group"), M::Bulk("pubsub")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("channel")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
                         ]),
                     ),
                 ]),
@@ -16212,13 +16525,10 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("config|rewrite"),
+                        M::Bulk("config|help"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Writes the running configuration to the config file."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16230,14 +16540,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Resets the statistics shown by INFO."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16265,6 +16567,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|rewrite"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the running configuration to the config file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16338,6 +16651,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("command|getkeys"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Extracts the key arguments of a full command."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|getkeysandflags"),
                         M::Map(&[
                             (
@@ -16348,6 +16672,36 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 )),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16389,17 +16743,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("command|getkeys"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Extracts the key arguments of a full command."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("command|count"),
                         M::Map(&[
                             (
@@ -16407,36 +16750,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the number of commands."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the COMMAND subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16457,6 +16770,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("slowlog|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("slowlog|reset"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
@@ -16472,17 +16796,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns the number of entries in the slow log."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("slowlog|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the SLOWLOG subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
@@ -16521,6 +16834,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
             (
                 M::Bulk("subcommands"),
                 M::Map(&[
+                    (
+                        M::Bulk("function|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Stops a running function that has not written."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
                     (
                         M::Bulk("function|restore"),
                         M::Map(&[
@@ -16567,6 +16891,28 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("function|dump"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the FUNCTION subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("function|flush"),
                         M::Map(&[
                             (
@@ -16598,17 +16944,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|kill"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Stops a running function that has not written."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
                         ]),
                     ),
                     (
@@ -16654,28 +16989,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
-                    (
-                        M::Bulk("function|dump"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Serializes every function library into a payload."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the FUNCTION subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                        ]),
-                    ),
                 ]),
             ),
         ]),
@@ -16700,6 +17013,28 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk(
                                     "Asks the allocator to return unused memory to the system.",
                                 ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|malloc-stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Shows the memory allocator's internal statistics."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|doctor"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes memory problems the server finds in itself."),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
@@ -16741,28 +17076,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("memory|malloc-stats"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Shows the memory allocator's internal statistics."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("memory|doctor"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes memory problems the server finds in itself."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("memory|stats"),
                         M::Map(&[
                             (
@@ -16790,72 +17103,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("latency|histogram"),
+                        M::Bulk("latency|doctor"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Reports each command's latency distribution."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("command")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the LATENCY subcommands."),
+                                M::Bulk("Describes the latency events the server recorded."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|graph"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Draws an ASCII chart of a latency event's samples."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|history"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns a latency event's samples."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -16881,14 +17136,21 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("latency|doctor"),
+                        M::Bulk("latency|graph"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Describes the latency events the server recorded."),
+                                M::Bulk("Draws an ASCII chart of a latency event's samples."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -16903,6 +17165,57 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|history"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns a latency event's samples."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the LATENCY subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|histogram"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports each command's latency distribution."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("command")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
                         ]),
                     ),
                 ]),

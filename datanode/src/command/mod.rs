@@ -18,6 +18,7 @@ pub mod locks;
 pub mod memory;
 pub mod meta;
 mod meta_table;
+pub mod migrate;
 pub mod pubsub;
 pub mod repl;
 pub mod server;
@@ -296,11 +297,21 @@ fn cluster_redirect(
         return Some(crate::cluster::Redirect::CrossSlot);
     }
     let slot = slot?;
+    let sharded_pubsub = matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe");
+    // A transaction's commands were routed with its EXEC (and their slots
+    // are locked now).
+    let keys = if route.is_open(slot) && !sharded_pubsub && !ctx.client.in_exec {
+        key_presence(ctx, cmd, args)
+    } else {
+        Default::default()
+    };
     let q = crate::cluster::Query {
         write,
         readonly: ctx.client.readonly,
-        asking: ctx.client.asking,
-        sharded_pubsub: matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe"),
+        asking: ctx.client.asking || cmd.name == "restore-asking",
+        sharded_pubsub,
+        migrate: cmd.name == "migrate",
+        keys,
     };
     let r = route.check(slot, &q);
     // A master cut off from most masters for longer than the node timeout
@@ -313,6 +324,55 @@ fn cluster_redirect(
         ));
     }
     r
+}
+
+/// Which keys of the command (for EXEC, of the whole queue) this node
+/// holds alive, looked up without side effects, as Redis does for a slot
+/// in migration.
+fn key_presence(ctx: &Ctx, cmd: &'static table::Cmd, args: &Args) -> crate::cluster::KeyPresence {
+    let db = ctx.srv.ks.db(0);
+    let now = ctx.locks.now;
+    let mut p = crate::cluster::KeyPresence::default();
+    // Owned: the keys of a queue come from several argument vectors.
+    let mut first: Option<Vec<u8>> = None;
+    let mut count = |k: &[u8]| {
+        match &first {
+            Some(f) if f.as_slice() != k => p.multiple = true,
+            Some(_) => {}
+            None => first = Some(k.to_vec()),
+        }
+        if db.lock_key(k, now).holds_live(k) {
+            p.existing += 1;
+        } else {
+            p.missing += 1;
+        }
+    };
+    if cmd.name == "exec" {
+        if let Some(m) = &ctx.client.multi {
+            for q in &m.queue {
+                let a = q.args();
+                let Some(mut c) = table::lookup(a.get(0)) else {
+                    continue;
+                };
+                if !c.subs.is_empty() && a.len() >= 2 {
+                    match table::lookup_sub(c, a.get(1)) {
+                        Some(sc) => c = sc,
+                        None => continue,
+                    }
+                }
+                c.each_key(&a, |k| {
+                    count(k);
+                    true
+                });
+            }
+        }
+    } else {
+        cmd.each_key(args, |k| {
+            count(k);
+            true
+        });
+    }
+    p
 }
 
 /// Flags of every command queued in the current transaction, OR-ed (Redis
@@ -397,7 +457,7 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
         "incrbyfloat" | "hincrbyfloat" | "setex" | "psetex" | "getset" | "getdel" | "getex"
         | "expire" | "pexpire" | "expireat" | "pexpireat" | "spop" | "lmpop" | "zmpop"
         | "blpop" | "brpop" | "blmove" | "brpoplpush" | "bzpopmin" | "bzpopmax" | "bzmpop"
-        | "blmpop" | "restore" => true,
+        | "blmpop" | "restore" | "restore-asking" | "migrate" => true,
         // Ours read their sources and write their result under different
         // locks: the result, not the operation, keeps a replica equal.
         "sinterstore" | "sunionstore" | "sdiffstore" | "zunionstore" | "zinterstore"

@@ -469,6 +469,8 @@ pub static COMMANDS: &[Cmd] = &[
     container("object", -2, 0, OBJECT_SUBS),
     c("dump", 2, R, KEY1, du::dump),
     c("restore", -4, W | DENYOOM, KEY1, du::restore),
+    c("restore-asking", -4, W | DENYOOM, KEY1, du::restore),
+    c("migrate", -6, W, (3, 3, 1), super::migrate::migrate).with_keys(super::migrate::migrate_keys),
     // hashes
     c("hset", -4, W | DENYOOM | FAST, KEY1, h::hset),
     c("hmset", -4, W | DENYOOM | FAST, KEY1, h::hmset),

@@ -499,6 +499,12 @@ impl<'a> SlotRef<'a> {
         self.t.find(key).is_some()
     }
 
+    /// Whether `key` is here and alive, looked up without touching
+    /// anything (no access recorded, nothing expired or counted).
+    pub fn holds_live(&self, key: &[u8]) -> bool {
+        self.live(key)
+    }
+
     /// Whether `key` is present and its TTL has not passed.
     fn live(&self, key: &[u8]) -> bool {
         self.present(key) && !matches!(self.t.expire_of(key), Some(at) if at <= self.now)

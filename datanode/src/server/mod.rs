@@ -340,6 +340,7 @@ async fn cron(srv: Arc<Shared>) {
         }
         if ticks.is_multiple_of(10) {
             release_idle_buffers(&srv, now);
+            srv.migrate_sockets.close_idle();
         }
         evict_clients(&srv);
         // No active expiry while clients are paused, as in Redis.

@@ -78,6 +78,8 @@ pub struct Shared {
     /// CLIENT PAUSE state.
     pub pause: super::pause::Pause,
     pub repl: crate::replication::Replication,
+    /// MIGRATE's connections to its targets.
+    pub migrate_sockets: crate::command::migrate::SocketCache,
 }
 
 impl Shared {
@@ -135,6 +137,7 @@ impl Shared {
             startup_memory: AtomicU64::new(0),
             pause: Default::default(),
             repl: Default::default(),
+            migrate_sockets: Default::default(),
         }
     }
 

@@ -1,0 +1,415 @@
+//! MIGRATE: moves keys to another node as DUMP payloads sent with RESTORE
+//! (RESTORE-ASKING in a cluster) and deletes each here once the target
+//! answered OK, with Redis 7.0's options, replies and connection cache.
+//!
+//! Like Redis's, the command is synchronous: the slots of its keys stay
+//! locked from the dump to the delete, so no write lands in between and is
+//! lost. Redis blocks the whole server meanwhile; here only clients of
+//! those slots wait (on a one-thread runtime, everyone, as in Redis).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{eq_ic, int_arg, Args, Ctx, SYNTAX};
+use crate::resp::parse::encode_command;
+use crate::server::notify::class as ev;
+
+/// Redis's limits: at most 64 cached connections, each closed after 10
+/// seconds unused.
+const CACHE_ITEMS: usize = 64;
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// An open connection to a MIGRATE target.
+struct Target {
+    sock: TcpStream,
+    /// Bytes read past the last reply line.
+    buf: Vec<u8>,
+    /// The database last selected on it (-1: unknown, SELECT again).
+    last_db: i64,
+    last_use: Instant,
+}
+
+/// Connections kept between MIGRATE calls, by `host:port`
+/// (`migrate_cached_sockets` in INFO).
+#[derive(Default)]
+pub struct SocketCache {
+    map: Mutex<HashMap<String, Target>>,
+}
+
+impl SocketCache {
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes connections unused for longer than Redis keeps them.
+    pub fn close_idle(&self) {
+        let now = Instant::now();
+        self.map
+            .lock()
+            .retain(|_, t| now.duration_since(t.last_use) <= CACHE_TTL);
+    }
+
+    /// The cached connection to `name`, taken out while in use, or a new
+    /// one.
+    fn take(&self, name: &str, host: &str, port: u16, timeout: Duration) -> Result<Target, Unreached> {
+        if let Some(mut t) = self.map.lock().remove(name) {
+            t.last_use = Instant::now();
+            return Ok(t);
+        }
+        let addr = (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(Unreached::Connecting)?;
+        let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                Unreached::Refused
+            } else {
+                Unreached::Connecting
+            }
+        })?;
+        let _ = sock.set_nodelay(true);
+        Ok(Target {
+            sock,
+            buf: Vec::new(),
+            last_db: -1,
+            last_use: Instant::now(),
+        })
+    }
+
+    fn put_back(&self, name: String, t: Target) {
+        let mut map = self.map.lock();
+        if map.len() >= CACHE_ITEMS && !map.contains_key(&name) {
+            // Redis drops a random one; any will do.
+            if let Some(k) = map.keys().next().cloned() {
+                map.remove(&k);
+            }
+        }
+        map.insert(name, t);
+    }
+}
+
+/// Why no connection to the target could be had.
+enum Unreached {
+    /// Refused at once: Redis's non-blocking connect "succeeds" and the
+    /// first write fails, so it reports a write error.
+    Refused,
+    /// Timed out, or no such host.
+    Connecting,
+}
+
+impl Target {
+    fn write_all(&mut self, data: &[u8], timeout: Duration) -> std::io::Result<()> {
+        self.sock.set_write_timeout(Some(timeout))?;
+        // In pieces of 64 kB, each within the timeout, as Redis writes.
+        for chunk in data.chunks(64 * 1024) {
+            self.sock.write_all(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// One reply line (without its CRLF).
+    fn read_line(&mut self, timeout: Duration) -> std::io::Result<Vec<u8>> {
+        self.sock.set_read_timeout(Some(timeout))?;
+        loop {
+            if let Some(p) = memchr::memchr(b'\n', &self.buf) {
+                let mut line: Vec<u8> = self.buf.drain(..=p).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.sock.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Key positions of MIGRATE: the key argument, or what follows `KEYS`
+/// when the key argument is empty (Redis's `migrateGetKeys`).
+pub fn migrate_keys(a: &Args) -> Vec<usize> {
+    let mut i = 6;
+    while i < a.len() {
+        let t = a.get(i);
+        if eq_ic(t, "KEYS") {
+            if !a.get(3).is_empty() {
+                return Vec::new();
+            }
+            return (i + 1..a.len()).collect();
+        }
+        if eq_ic(t, "AUTH") {
+            i += 1;
+        } else if eq_ic(t, "AUTH2") {
+            i += 2;
+        }
+        i += 1;
+    }
+    vec![3]
+}
+
+struct Options<'a> {
+    copy: bool,
+    replace: bool,
+    /// (username, password).
+    auth: Option<(Option<&'a [u8]>, &'a [u8])>,
+    first_key: usize,
+    num_keys: usize,
+}
+
+fn parse_options<'a>(ctx: &mut Ctx, a: &'a Args) -> Option<Options<'a>> {
+    let mut o = Options {
+        copy: false,
+        replace: false,
+        auth: None,
+        first_key: 3,
+        num_keys: 1,
+    };
+    let mut j = 6;
+    while j < a.len() {
+        let more = a.len() - 1 - j;
+        let t = a.get(j);
+        if eq_ic(t, "COPY") {
+            o.copy = true;
+        } else if eq_ic(t, "REPLACE") {
+            o.replace = true;
+        } else if eq_ic(t, "AUTH") {
+            if more < 1 {
+                ctx.r.error(SYNTAX);
+                return None;
+            }
+            j += 1;
+            o.auth = Some((None, a.get(j)));
+        } else if eq_ic(t, "AUTH2") {
+            if more < 2 {
+                ctx.r.error(SYNTAX);
+                return None;
+            }
+            o.auth = Some((Some(a.get(j + 1)), a.get(j + 2)));
+            j += 2;
+        } else if eq_ic(t, "KEYS") {
+            if !a.get(3).is_empty() {
+                ctx.r.error(
+                    "ERR When using MIGRATE KEYS option, the key argument must be set to the empty string",
+                );
+                return None;
+            }
+            o.first_key = j + 1;
+            o.num_keys = a.len() - j - 1;
+            break;
+        } else {
+            ctx.r.error(SYNTAX);
+            return None;
+        }
+        j += 1;
+    }
+    Some(o)
+}
+
+/// How one attempt to talk to the target ended.
+enum Attempt {
+    Done,
+    /// A socket error before any key moved: Redis tries once more on a
+    /// fresh connection unless it was a timeout.
+    Retry,
+    Failed {
+        writing: bool,
+    },
+}
+
+/// MIGRATE host port key|"" destination-db timeout [COPY] [REPLACE]
+/// [AUTH password] [AUTH2 username password] [KEYS key …]
+pub fn migrate(ctx: &mut Ctx, a: &Args) {
+    let Some(o) = parse_options(ctx, a) else {
+        return;
+    };
+    let Some(timeout) = int_arg(ctx, a.get(5)) else {
+        return;
+    };
+    let Some(dbid) = int_arg(ctx, a.get(4)) else {
+        return;
+    };
+    let timeout = Duration::from_millis(if timeout <= 0 { 1000 } else { timeout as u64 });
+    let host = String::from_utf8_lossy(a.get(1)).into_owned();
+    let port_text = String::from_utf8_lossy(a.get(2)).into_owned();
+    // Redis reads the port with atoi: junk makes it 0, which fails to
+    // connect.
+    let port: u16 = port_text.trim().parse().unwrap_or(0);
+    let name = format!("{host}:{port_text}");
+    let keys: Vec<&[u8]> = (o.first_key..o.first_key + o.num_keys)
+        .map(|i| a.get(i))
+        .collect();
+    let restore: &[u8] = if ctx.srv.cluster_enabled() {
+        b"RESTORE-ASKING"
+    } else {
+        b"RESTORE"
+    };
+    let events = ctx.events();
+    let now = ctx.locks.now;
+    let cache = &ctx.srv.migrate_sockets;
+    let mut m = ctx.locks.keys(keys.iter().copied());
+    let present: Vec<&[u8]> = keys
+        .iter()
+        .copied()
+        .filter(|k| m.key(k).get(k).is_some())
+        .collect();
+    if present.is_empty() {
+        drop(m);
+        return ctx.r.simple("NOKEY");
+    }
+    let mut may_retry = true;
+    let mut deleted = 0u64;
+    loop {
+        let mut target = match cache.take(&name, &host, port, timeout) {
+            Ok(t) => t,
+            Err(why) => {
+                drop(m);
+                return ctx.r.error(match why {
+                    Unreached::Refused => "IOERR error or timeout writing to target instance",
+                    Unreached::Connecting => "IOERR error or timeout connecting to the client",
+                });
+            }
+        };
+        // The request: AUTH, SELECT when the database changes, then one
+        // RESTORE per key still alive.
+        let mut req = Vec::new();
+        if let Some((user, pass)) = o.auth {
+            match user {
+                Some(u) => encode_command(&[b"AUTH".as_slice(), u, pass], &mut req),
+                None => encode_command(&[b"AUTH".as_slice(), pass], &mut req),
+            }
+        }
+        let select = target.last_db != dbid;
+        if select {
+            let mut b = itoa::Buffer::new();
+            encode_command(&[b"SELECT".as_slice(), b.format(dbid).as_bytes()], &mut req);
+        }
+        let mut sent: Vec<&[u8]> = Vec::with_capacity(present.len());
+        for &k in &present {
+            let s = m.key(k);
+            let ttl = match s.expire_of(k) {
+                Some(at) if at - now < 0 => continue,
+                Some(at) => (at - now).max(1),
+                None => 0,
+            };
+            let Some(v) = s.get(k) else { continue };
+            let payload = crate::persistence::rdb::object::dump(v);
+            let mut b = itoa::Buffer::new();
+            let ttl = b.format(ttl).as_bytes();
+            if o.replace {
+                encode_command(&[restore, k, ttl, &payload, b"REPLACE"], &mut req);
+            } else {
+                encode_command(&[restore, k, ttl, &payload], &mut req);
+            }
+            sent.push(k);
+        }
+        let mut target_error: Option<Vec<u8>> = None;
+        // A socket error after the target's own error: that error is the
+        // reply, and the connection is not kept.
+        let mut socket_error = false;
+        let attempt = 'io: {
+            let retry_or_fail = |e: &std::io::Error, writing: bool| {
+                if may_retry && !is_timeout(e) {
+                    Attempt::Retry
+                } else {
+                    Attempt::Failed { writing }
+                }
+            };
+            if let Err(e) = target.write_all(&req, timeout) {
+                break 'io retry_or_fail(&e, true);
+            }
+            let mut first_err = None;
+            for expect in [o.auth.is_some(), select] {
+                if !expect {
+                    continue;
+                }
+                match target.read_line(timeout) {
+                    Ok(l) if l.first() == Some(&b'-') => {
+                        first_err.get_or_insert(l);
+                    }
+                    Ok(_) => {}
+                    Err(e) => break 'io retry_or_fail(&e, false),
+                }
+            }
+            for (j, &k) in sent.iter().enumerate() {
+                let line = match target.read_line(timeout) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        if target_error.is_some() {
+                            socket_error = true;
+                            break 'io Attempt::Done;
+                        }
+                        if j == 0 {
+                            break 'io retry_or_fail(&e, false);
+                        }
+                        break 'io Attempt::Failed { writing: false };
+                    }
+                };
+                let err = first_err
+                    .clone()
+                    .or_else(|| (line.first() == Some(&b'-')).then(|| line.clone()));
+                if let Some(e) = err {
+                    target_error.get_or_insert(e);
+                } else if !o.copy {
+                    let s = m.key(k);
+                    if s.remove(k).is_some() {
+                        s.log(&[b"DEL".as_slice(), k]);
+                        events.emit(ev::GENERIC, "del", k);
+                        deleted += 1;
+                    }
+                }
+            }
+            Attempt::Done
+        };
+        match attempt {
+            Attempt::Retry => {
+                // The cached connection was stale: a fresh one, once.
+                may_retry = false;
+                continue;
+            }
+            Attempt::Failed { writing } => {
+                drop(m);
+                ctx.dirty(deleted);
+                let what = if writing { "writing" } else { "reading" };
+                return ctx
+                    .r
+                    .error(&format!("IOERR error or timeout {what} to target instance"));
+            }
+            Attempt::Done => {}
+        }
+        drop(m);
+        ctx.dirty(deleted);
+        if !socket_error {
+            target.last_db = if target_error.is_some() { -1 } else { dbid };
+            cache.put_back(name, target);
+        }
+        match target_error {
+            Some(e) => {
+                let msg = String::from_utf8_lossy(&e[1..]).into_owned();
+                ctx.r
+                    .error(&format!("ERR Target instance replied with error: {msg}"));
+            }
+            None => ctx.r.ok(),
+        }
+        return;
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
