@@ -5,10 +5,10 @@
 //! redis-server and datanode nodes. The tutorial's steps, with the real
 //! redis-cli where a person would use it.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slotkv_tests::cluster::{redis_cli, Cluster};
+use slotkv_tests::cluster::{redis_cli, Checker, Cluster};
 use slotkv_tests::Server;
 
 const TIMEOUT_MS: u64 = 2000;
@@ -114,59 +114,13 @@ fn masters(c: &Cluster) -> Vec<usize> {
 }
 
 /// The consistency checker against node `i`, running for `secs`.
-struct Checker(Option<Child>);
-
-impl Checker {
-    fn start(c: &Cluster, i: usize, secs: u64, fail_on_lost: bool) -> Checker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consistency-check"));
-        cmd.args([
-            "--port",
-            &c.nodes[i].port.to_string(),
-            "--seconds",
-            &secs.to_string(),
-            "--keys",
-            "200",
-        ]);
-        if fail_on_lost {
-            cmd.arg("--fail-on-lost");
-        }
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the checker");
-        Checker(Some(child))
-    }
-
-    /// Waits for it to finish: (exit ok, last report numbers, output).
-    fn finish(mut self) -> (bool, Vec<u64>, String) {
-        let mut child = self.0.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the checker did not finish");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().expect("checker output");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let last = text.lines().last().unwrap_or("").to_string();
-        let nums: Vec<u64> = last
-            .split(|ch: char| !ch.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        (out.status.success(), nums, text)
-    }
-}
-
-impl Drop for Checker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+fn checker(c: &Cluster, i: usize, secs: u64, fail_on_lost: bool) -> Checker {
+    Checker::start(
+        env!("CARGO_BIN_EXE_consistency-check"),
+        c.nodes[i].port,
+        secs,
+        fail_on_lost,
+    )
 }
 
 #[test]
@@ -182,7 +136,7 @@ fn a_killed_master_is_replaced_and_comes_back_as_a_replica() {
     wait_synced(&c);
     let m = *masters(&c).iter().find(|&&i| i != 0).expect("a master");
     let r = replica_of(&c, m);
-    let checker = Checker::start(&c, 0, 14, false);
+    let checker = checker(&c, 0, 14, false);
     std::thread::sleep(Duration::from_secs(2));
     // As the tutorial does it.
     let (_, out) = redis_cli(&["-p", &c.nodes[m].port.to_string(), "DEBUG", "SEGFAULT"]);
@@ -287,7 +241,7 @@ fn manual_failover_in_every_mode_and_no_write_lost_by_default() {
         .contains("syntax error"));
 
     // Default: under write load, not one acknowledged write lost.
-    let checker = Checker::start(&c, 0, 8, true);
+    let checker = checker(&c, 0, 8, true);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.cli(r, &["CLUSTER", "FAILOVER"]).trim(), "OK");
     wait_for(&c, Duration::from_secs(15), "roles swap", || {

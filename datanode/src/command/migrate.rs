@@ -59,7 +59,13 @@ impl SocketCache {
 
     /// The cached connection to `name`, taken out while in use, or a new
     /// one.
-    fn take(&self, name: &str, host: &str, port: u16, timeout: Duration) -> Result<Target, Unreached> {
+    fn take(
+        &self,
+        name: &str,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Target, Unreached> {
         if let Some(mut t) = self.map.lock().remove(name) {
             t.last_use = Instant::now();
             return Ok(t);
