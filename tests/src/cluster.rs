@@ -225,8 +225,8 @@ impl Cluster {
                         (x, x)
                     }
                 };
-                for s in lo..=hi.min(16383) {
-                    owner[s] = port;
+                if lo <= hi {
+                    owner[lo..=hi.min(16383)].fill(port);
                 }
             }
         }
