@@ -330,3 +330,290 @@ fn clients_see_the_redirections_redis_gives_during_a_migration() {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
 }
+
+/// A client blocked on a key whose slot moves away is told where it went.
+fn blocked_client_after_move(kind: Server) -> String {
+    let c = Cluster::start(&[kind; 3], TIMEOUT_MS, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let owner = c.slot_ports(0);
+    let slot = key_slot(b"{b}") as usize;
+    let a = (0..3)
+        .find(|&i| c.nodes[i].port == owner[slot])
+        .expect("owner");
+    let b = (a + 1) % 3;
+    let (ida, idb) = (c.myid(a), c.myid(b));
+    let s = slot.to_string();
+    let mut blocked = c.nodes[a].conn();
+    blocked
+        .send_raw(&slotkv_tests::encode(&["BLPOP", "{b}list", "0"]))
+        .expect("send");
+    let (mut ca, mut cb) = (c.nodes[a].conn(), c.nodes[b].conn());
+    wait_until(Duration::from_secs(10), "the client blocks", || {
+        ca.info_field("clients", "blocked_clients") == "1"
+    });
+    for (on_b, args) in [
+        (
+            true,
+            ["CLUSTER", "SETSLOT", s.as_str(), "IMPORTING", ida.as_str()],
+        ),
+        (
+            false,
+            ["CLUSTER", "SETSLOT", s.as_str(), "MIGRATING", idb.as_str()],
+        ),
+        (
+            true,
+            ["CLUSTER", "SETSLOT", s.as_str(), "NODE", idb.as_str()],
+        ),
+        (
+            false,
+            ["CLUSTER", "SETSLOT", s.as_str(), "NODE", idb.as_str()],
+        ),
+    ] {
+        let conn = if on_b { &mut cb } else { &mut ca };
+        assert_eq!(conn.text(&args), "+OK\r\n");
+    }
+    blocked.set_timeout(Duration::from_secs(10));
+    let r = blocked.read_reply().expect("a reply to the blocked client");
+    String::from_utf8_lossy(&r.raw).replace(&c.nodes[b].port.to_string(), "B")
+}
+
+#[test]
+fn a_client_blocked_on_a_moved_slot_gets_moved() {
+    let redis = blocked_client_after_move(Server::Redis);
+    assert!(redis.starts_with("-MOVED "), "{redis}");
+    assert_eq!(blocked_client_after_move(Server::Datanode), redis);
+}
+
+fn id_of(c: &Cluster, i: usize) -> String {
+    c.myid(i)
+}
+
+/// The cluster tutorial's membership steps with the real redis-cli, under
+/// the consistency checker: add an empty master and give it slots, add
+/// replicas (to the master with fewest, and to a chosen one), re-point a
+/// replica with CLUSTER REPLICATE, remove a replica, empty a master and
+/// remove it.
+#[test]
+fn the_tutorial_membership_steps_lose_no_write() {
+    let main = Cluster::start(&[Server::Datanode; 3], TIMEOUT_MS, &[]);
+    main.create(0);
+    main.wait_ok(Duration::from_secs(30));
+    let keys = main.fill("m", 20_000);
+    let spare = Cluster::start(&[Server::Datanode; 3], TIMEOUT_MS, &[]);
+    let entry = addr(&main, 0);
+    let cli = |args: &[&str]| {
+        let (ok, out) = redis_cli_within(args, Duration::from_secs(300));
+        if !ok {
+            for (name, c) in [("main", &main), ("spare", &spare)] {
+                for i in 0..3 {
+                    eprintln!(
+                        "{name}{i} :{}\n{}",
+                        c.nodes[i].port,
+                        c.nodes_of(i).join("\n")
+                    );
+                }
+            }
+        }
+        assert!(ok, "redis-cli {args:?}:\n{}", tail(&out));
+        out
+    };
+    let knows_all = |n: usize| {
+        (0..3).all(|i| main.nodes_of(i).len() == n)
+            && (0..3).all(|i| {
+                main.nodes_of(i)
+                    .iter()
+                    .all(|l| !l.contains("handshake") && !l.contains("noaddr"))
+            })
+    };
+    let checker = checker(&main, 0, 25);
+    // A new, empty master.
+    cli(&["--cluster", "add-node", &addr(&spare, 0), &entry]);
+    wait_until(
+        Duration::from_secs(20),
+        "everyone knows the new master",
+        || knows_all(4) && spare.state(0).as_deref() == Some("ok"),
+    );
+    let new_master = id_of(&spare, 0);
+    let from0 = id_of(&main, 0);
+    cli(&[
+        "--cluster",
+        "reshard",
+        &entry,
+        "--cluster-from",
+        &from0,
+        "--cluster-to",
+        &new_master,
+        "--cluster-slots",
+        "500",
+        "--cluster-yes",
+    ]);
+    // Replicas: to the master with the fewest, and to a chosen one.
+    cli(&[
+        "--cluster",
+        "add-node",
+        &addr(&spare, 1),
+        &entry,
+        "--cluster-slave",
+    ]);
+    cli(&[
+        "--cluster",
+        "add-node",
+        &addr(&spare, 2),
+        &entry,
+        "--cluster-slave",
+        "--cluster-master-id",
+        &new_master,
+    ]);
+    wait_until(Duration::from_secs(30), "both replicas are in sync", || {
+        [1, 2].iter().all(|&i| {
+            let mut c = spare.nodes[i].conn();
+            c.info_field("replication", "master_link_status") == "up"
+        })
+    });
+    assert!(spare
+        .nodes_of(2)
+        .iter()
+        .any(|l| l.contains("myself,slave") && l.contains(&new_master)));
+    // CLUSTER REPLICATE moves a replica to another master.
+    let target = id_of(&main, 1);
+    assert_eq!(
+        spare.nodes[1]
+            .conn()
+            .text(&["CLUSTER", "REPLICATE", &target]),
+        "+OK\r\n"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the replica follows its new master",
+        || {
+            let mut c = spare.nodes[1].conn();
+            c.info_field("replication", "master_port") == main.nodes[1].port.to_string()
+                && c.info_field("replication", "master_link_status") == "up"
+        },
+    );
+    // Remove a replica.
+    let replica_id = id_of(&spare, 1);
+    cli(&["--cluster", "del-node", &entry, &replica_id]);
+    wait_until(Duration::from_secs(20), "the replica is forgotten", || {
+        (0..3).all(|i| main.nodes_of(i).iter().all(|l| !l.contains(&replica_id)))
+    });
+    // Empty the new master, then remove it (its replica moves on).
+    cli(&[
+        "--cluster",
+        "reshard",
+        &entry,
+        "--cluster-from",
+        &new_master,
+        "--cluster-to",
+        &target,
+        "--cluster-slots",
+        "500",
+        "--cluster-yes",
+    ]);
+    cli(&["--cluster", "del-node", &entry, &new_master]);
+    wait_until(Duration::from_secs(20), "the master is forgotten", || {
+        (0..3).all(|i| main.nodes_of(i).iter().all(|l| !l.contains(&new_master)))
+    });
+    assert_clean(&main, 0);
+    let (ok, nums, text) = checker.finish();
+    assert!(ok && nums[4] == 0, "the checker lost writes:\n{text}");
+    assert_values(&main, &keys, 1);
+}
+
+/// `redis-cli --cluster import` from a standalone redis-server holding keys
+/// of every type: every key, value and TTL arrives.
+#[test]
+fn import_from_a_standalone_redis_server_keeps_every_key() {
+    let c = Cluster::start(
+        &[Server::Datanode; 3],
+        TIMEOUT_MS,
+        &["--enable-debug-command", "yes"],
+    );
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let src = slotkv_tests::Node::start(
+        Server::Redis,
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "yes",
+        ],
+    );
+    let mut s = src.conn();
+    let n = 10_000;
+    let mut buf = Vec::new();
+    for i in 0..n {
+        let i = i.to_string();
+        for (cmd, prefix, rest) in [
+            ("SET", "s:", &[][..]),
+            ("RPUSH", "l:", &["a", "b"][..]),
+            ("SADD", "t:", &["x", "y"][..]),
+            ("HSET", "h:", &["f"][..]),
+            ("ZADD", "z:", &["1"][..]),
+        ] {
+            let key = format!("{prefix}{i}");
+            let mut a: Vec<&str> = vec![cmd, &key];
+            a.extend_from_slice(rest);
+            a.push(&i);
+            buf.extend(slotkv_tests::encode(&a));
+        }
+        if i.ends_with('7') {
+            buf.extend(slotkv_tests::encode(&[
+                "PEXPIRE",
+                &format!("h:{i}"),
+                "900000",
+            ]));
+        }
+    }
+    s.send_raw(&buf).expect("send");
+    let (_, _) = s.drain(Duration::from_millis(500));
+    wait_until(Duration::from_secs(30), "the source is filled", || {
+        s.text(&["DBSIZE"]) == format!(":{}\r\n", 5 * n)
+    });
+    let from = format!("127.0.0.1:{}", src.port);
+    let (ok, out) = redis_cli_within(
+        &[
+            "--cluster",
+            "import",
+            &addr(&c, 0),
+            "--cluster-from",
+            &from,
+            "--cluster-copy",
+        ],
+        Duration::from_secs(600),
+    );
+    assert!(ok, "import failed:\n{}", tail(&out));
+    assert_eq!(c.total_keys(), 5 * n as u64);
+    let owner = c.slot_ports(0);
+    let mut conns: std::collections::HashMap<u16, Conn> = Default::default();
+    for i in (0..n).step_by(3) {
+        for p in ["s:", "l:", "t:", "h:", "z:"] {
+            let k = format!("{p}{i}");
+            let port = owner[key_slot(k.as_bytes()) as usize];
+            let dst = conns
+                .entry(port)
+                .or_insert_with(|| Conn::connect(port).expect("connect"));
+            assert_eq!(
+                dst.text(&["DEBUG", "DIGEST-VALUE", &k]),
+                s.text(&["DEBUG", "DIGEST-VALUE", &k]),
+                "{k}"
+            );
+            let ttl = |c: &mut Conn| {
+                c.text(&["PTTL", &k])
+                    .trim_start_matches(':')
+                    .trim()
+                    .parse::<i64>()
+                    .unwrap_or(-9)
+            };
+            let (a, b) = (ttl(dst), ttl(&mut s));
+            assert!(
+                (a - b).abs() < 60_000 && (a < 0) == (b < 0),
+                "{k}: {a} vs {b}"
+            );
+        }
+    }
+}

@@ -40,6 +40,9 @@ pub struct Cluster {
     /// link in the order the state queued them.
     txs: Mutex<std::collections::HashMap<u64, LinkTx>>,
     pub route: ArcSwap<Route>,
+    /// Woken each time `route` changes (clients blocked on a key check
+    /// whether its slot is still served here).
+    pub route_changed: tokio::sync::Notify,
     /// Unix ms until which this node, as a master, may acknowledge writes:
     /// the last time it heard from a majority of slot-serving masters plus
     /// the node timeout (see [`State::majority_contact`]).
@@ -159,6 +162,7 @@ impl Cluster {
             txs: Mutex::new(Default::default()),
             writable_until: std::sync::atomic::AtomicI64::new(i64::MAX),
             route: ArcSwap::from_pointee(route),
+            route_changed: tokio::sync::Notify::new(),
             _lock: lock,
         });
         let mut addrs = cfg.bind();
@@ -225,6 +229,7 @@ impl Cluster {
             st.todo_route = false;
             let allow = srv.with_config(|c| c.flag("cluster-allow-reads-when-down"));
             self.route.store(Arc::new(Route::build(&st, allow)));
+            self.route_changed.notify_waiters();
         }
         let mut spawn = Vec::new();
         {

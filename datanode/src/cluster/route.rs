@@ -134,6 +134,23 @@ pub struct KeyPresence {
 }
 
 impl Route {
+    /// Why a client blocked on a key of `slot` (BLPOP …) must stop waiting
+    /// here, as Redis checks it: the cluster failed, or the slot is served
+    /// elsewhere and not being imported.
+    pub fn blocked_redirect(&self, slot: u16) -> Option<Redirect> {
+        if !self.ok {
+            return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
+        }
+        let o = self.owner[slot as usize];
+        if o == self.me || self.importing.contains_key(&slot) {
+            return None;
+        }
+        if o == NONE {
+            return Some(Redirect::Down("CLUSTERDOWN Hash slot not served"));
+        }
+        Some(Redirect::Moved(slot, self.addrs[o as usize].clone()))
+    }
+
     /// Whether `slot` is migrating away from us or being imported: then a
     /// command's keys decide where it is served.
     pub fn is_open(&self, slot: u16) -> bool {

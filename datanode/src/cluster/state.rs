@@ -615,7 +615,7 @@ impl State {
 
     /// A PING, PONG or MEET for the node behind `to` (excluded from the
     /// gossip), with a few random nodes plus every node we think is down.
-    pub fn build_ping(&mut self, typ: u16, to: Option<&NodeId>, now: i64) -> Vec<u8> {
+    pub fn build_ping(&mut self, typ: u16, to: Option<&NodeId>, _now: i64) -> Vec<u8> {
         let total = self.nodes.len();
         let fresh = total.saturating_sub(2);
         let wanted = (total / 10).max(3).min(fresh);
@@ -649,16 +649,12 @@ impl State {
         let rich = to
             .and_then(|id| self.nodes.get(id))
             .is_some_and(|n| n.has(flags::EXTENSIONS_SUPPORTED));
+        // FORGOTTEN_NODE is not sent: in Redis 7.0 a FORGET stays on the
+        // node that ran it, and 7.0's `redis-cli --cluster del-node` relies
+        // on that (it sends FORGET to every node and fails on one that
+        // already forgot). One received from a 7.2+ peer is still obeyed.
         if rich {
             exts.push(Ext::ShardId(me.shard_id));
-            for (id, until) in &self.blacklist {
-                if *until > now {
-                    exts.push(Ext::ForgottenNode {
-                        node: *id,
-                        ttl: ((until - now) / 1000) as u64,
-                    });
-                }
-            }
         }
         let mut header = self.header(typ);
         header.extensions = exts.len() as u16;

@@ -828,7 +828,31 @@ async fn wait_blocked(
     }
     let deadline = (b.timeout_ms > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
+    let cluster = srv.cluster.get().cloned();
     let result = loop {
+        // Enabled before the check below, so a change made in between
+        // still wakes us.
+        let mut changed = cluster
+            .as_ref()
+            .map(|cl| Box::pin(cl.route_changed.notified()));
+        if let Some(n) = changed.as_mut() {
+            n.as_mut().enable();
+        }
+        let route_changed = async {
+            match changed {
+                Some(n) => n.await,
+                None => std::future::pending().await,
+            }
+        };
+        // The slot moved (or the cluster failed) while we waited: the
+        // client is told where to go, as Redis does.
+        if let (Some(cl), Some(k)) = (&cluster, b.keys.first()) {
+            let slot = crate::keyspace::key_slot(k);
+            if let Some(r) = cl.route.load().blocked_redirect(slot) {
+                Reply::new(out, client.proto).error(&r.message());
+                break Ok(true);
+            }
+        }
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -865,6 +889,7 @@ async fn wait_blocked(
                 if b.null_array { r.null_array() } else { r.null() }
                 break Ok(true);
             }
+            _ = route_changed => {}
             r = sock.read_buf(rbuf) => {
                 if r? == 0 {
                     break Ok(false);
