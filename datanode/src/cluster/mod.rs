@@ -213,8 +213,11 @@ impl Cluster {
             st.update_state(now);
         }
         if st.todo_save {
-            // Always fsync: the file is small and every save matters.
-            if let Err(e) = conf::save(&st, true) {
+            // Written atomically every time (temp file, rename); fsynced
+            // when Redis fsyncs it: epochs, votes, role changes. A slot
+            // move (SETSLOT) is not, or a reshard would wait on the disk
+            // for every slot.
+            if let Err(e) = conf::save(&st, st.todo_fsync) {
                 tracing::warn!("Could not save the cluster config: {e}");
             }
             st.todo_save = false;

@@ -57,9 +57,20 @@ impl Route {
             _ => NONE,
         };
         let mut owner = vec![NONE; SLOTS].into_boxed_slice();
+        // Owners come in long runs: look an id up only when it changes
+        // (a rebuild follows every SETSLOT of a reshard).
+        let mut last: Option<(super::id::NodeId, u16)> = None;
         for (s, o) in st.owner.iter().enumerate() {
             if let Some(id) = o {
-                owner[s] = idx(*id, &mut addrs);
+                let i = match last {
+                    Some((l, i)) if l == *id => i,
+                    _ => {
+                        let i = idx(*id, &mut addrs);
+                        last = Some((*id, i));
+                        i
+                    }
+                };
+                owner[s] = i;
             }
         }
         let migrating = st

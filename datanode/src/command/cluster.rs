@@ -289,6 +289,8 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
         }
         let me = st.me;
         let slot16 = slot as u16;
+        // fsync only what Redis fsyncs: an epoch bump or a role change.
+        let mut fsync = false;
         match (action.as_slice(), argc) {
             (b"migrating", 5) => {
                 if st.owner[slot] != Some(me) {
@@ -336,6 +338,7 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
                     // We own the imported slot now; make our claim win.
                     if st.bump_epoch_without_consensus() {
                         tracing::info!("configEpoch updated after importing slot {slot}");
+                        fsync = true;
                     }
                 }
                 st.del_slot(slot);
@@ -349,8 +352,11 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
                     && st.myself().numslots == 0
                     && st.settings.allow_replica_migration
                 {
-                    tracing::info!("Lost my last slot; becoming a replica of {n}");
+                    tracing::info!(
+                        "Configuration change detected. Reconfiguring myself as a replica of {n}"
+                    );
                     st.set_my_master(n);
+                    fsync = true;
                 }
             }
             _ => {
@@ -361,7 +367,7 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
             }
         }
         st.changed();
-        st.save_soon(true);
+        st.save_soon(fsync);
         Ok(())
     });
     match res {

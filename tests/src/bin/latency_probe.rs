@@ -3,7 +3,10 @@
 //! limit passes). Prints `count p50_us p99_us p999_us max_us`, so a stall
 //! of the server (a fork, a snapshot) shows in the tail.
 //!
-//!   latency_probe <port> <stop-file> [<max-seconds>]
+//!   latency_probe <port> <stop-file> [<max-seconds>] [<hash-tag>]
+//!
+//! With a hash tag the keys are `probe:{tag}:N`, all in the tag's slot (in
+//! a cluster, pick one the node serves).
 
 use std::time::{Duration, Instant};
 
@@ -27,13 +30,14 @@ fn main() {
     });
     let start = Instant::now();
     let mut lat: Vec<u32> = Vec::with_capacity(1 << 20);
+    let tag = args.get(4).map(|t| format!("{{{t}}}:")).unwrap_or_default();
     let mut i: u64 = 0;
     while start.elapsed() < limit {
         // Looking for the file costs a syscall: every 256 requests.
         if i.is_multiple_of(256) && stop.exists() {
             break;
         }
-        let key = format!("probe:{}", i % 10_000);
+        let key = format!("probe:{tag}{}", i % 10_000);
         let t = Instant::now();
         if let Err(e) = c.cmd(&["SET", key.as_str(), "v"]) {
             eprintln!("SET failed: {e}");

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Legacy resharding speed: a 3-master cluster of one kind; the first
+# master's slots 0-999 hold the keys (500k values of 16 bytes, or 100
+# values of 1 MB); `redis-cli --cluster reshard` moves those 1000 slots to
+# the second master (SETSLOT, GETKEYSINSLOT, MIGRATE) while a client SETs
+# keys of a slot that stays on the first master, one at a time. Reports
+# keys moved per second and that client's p99 and worst latency, for
+# redis-server and datanode in the same run, alternating.
+#
+#   tests/bench/reshard.sh [--keys N] [--rounds N] [--pipelines "10 100"]
+#
+# Environment: DATANODE_BIN (default target/release/datanode, built unless
+# DATANODE_BIN_GIVEN=1), CARGO_TARGET_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$ROOT/tests/bench/lib.sh"
+KEYS=500000
+ROUNDS=1
+PIPELINES="10 100"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keys) KEYS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --pipelines) PIPELINES=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+release_datanode
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+(cd "$ROOT" && cargo build --release -p slotkv-tests --bin latency_probe >/dev/null 2>&1) ||
+  { echo "build of latency_probe failed" >&2; exit 1; }
+PROBE="$TARGET/release/latency_probe"
+
+WORK=$(mktemp -d /tmp/slotkv-reshard.XXXXXX)
+trap 'stop_servers; rm -rf "$WORK"' EXIT INT TERM
+
+now_ms() { date +%s%3N; }
+field() { grep "^$1:" | cut -d: -f2 | tr -d '\r'; }
+
+# RESP for the data set: KIND small|large, N keys spread over slots 0-999
+# through hash tags found for each slot. Also prints a tag of slot 3000
+# (stays on the first master) to $WORK/probe-tag.
+gen_data() {
+  python3 - "$1" "$2" "$WORK/probe-tag" <<'PY'
+import sys
+kind, n, tagfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def crc16(b):
+    c = 0
+    for x in b:
+        c ^= x << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+            c &= 0xFFFF
+    return c
+tags, i = {}, 0
+while sum(1 for s in tags if s < 1000) < 1000 or 3000 not in tags:
+    t = b"t%d" % i
+    s = crc16(t) & 16383
+    if (s < 1000 or s == 3000) and s not in tags:
+        tags[s] = t
+    i += 1
+open(tagfile, "w").write(tags[3000].decode())
+out = sys.stdout.buffer
+val = b"x" * (16 if kind == "small" else 1 << 20)
+for j in range(n):
+    k = b"{" + tags[j % 1000] + b"}:%d" % j
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(val), val))
+PY
+}
+
+run_one() { # name binary kind nkeys pipeline -> "secs p99_us max_us"
+  local name=$1 bin=$2 kind=$3 n=$4 pipe=$5 dir ports=() hosts=()
+  dir="$WORK/$name.$RANDOM"
+  for i in 1 2 3; do
+    local p
+    p=$(free_cluster_port)
+    ports+=("$p")
+    hosts+=("127.0.0.1:$p")
+    start_server "n$i" "$bin" "$p" "$dir/$p" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 15000 \
+      --save '' --appendonly no
+  done
+  redis-cli --cluster create "${hosts[@]}" --cluster-yes >"$dir/create.log" 2>&1
+  for _ in $(seq 1 600); do
+    local ok=1
+    for p in "${ports[@]}"; do
+      [ "$(redis-cli -p "$p" cluster info | field cluster_state)" = ok ] || ok=0
+    done
+    [ $ok = 1 ] && break
+    sleep 0.05
+  done
+  # redis-cli gives the first node slots 0-5460.
+  local src=${ports[0]} dst=${ports[1]}
+  gen_data "$kind" "$n" > "$dir/data.resp"
+  redis-cli -p "$src" --pipe < "$dir/data.resp" > "$dir/pipe.log" 2>&1
+  local got
+  got=$(redis-cli -p "$src" dbsize)
+  [ "$got" = "$n" ] || { echo "loaded $got of $n keys" >&2; return 1; }
+  local sid did
+  sid=$(redis-cli -p "$src" cluster myid)
+  did=$(redis-cli -p "$dst" cluster myid)
+  rm -f "$dir/stop"
+  "$PROBE" "$src" "$dir/stop" 600 "$(cat "$WORK/probe-tag")" > "$dir/probe.out" &
+  local probe=$!
+  sleep 0.5
+  local t0 t1
+  t0=$(now_ms)
+  redis-cli --cluster reshard "127.0.0.1:$src" --cluster-from "$sid" --cluster-to "$did" \
+    --cluster-slots 1000 --cluster-yes --cluster-pipeline "$pipe" > "$dir/reshard.log" 2>&1
+  t1=$(now_ms)
+  touch "$dir/stop"
+  wait "$probe"
+  local moved
+  moved=$(redis-cli -p "$dst" dbsize)
+  [ "$moved" = "$n" ] || { echo "$name: $moved of $n keys moved" >&2; return 1; }
+  stop_servers
+  local lat
+  lat=$(cat "$dir/probe.out")
+  echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print (b-a)/1000}') $(echo "$lat" | awk '{print $3, $5}')"
+}
+
+: > "$WORK/res"
+for spec in "small $KEYS" "large 100"; do
+  set -- $spec
+  kind=$1 n=$2
+  for pipe in $PIPELINES; do
+    for r in $(seq 1 "$ROUNDS"); do
+      if [ $((r % 2)) -eq 1 ]; then order="redis datanode"; else order="datanode redis"; fi
+      for s in $order; do
+        if [ "$s" = redis ]; then bin=redis-server; else bin=$DATANODE_BIN; fi
+        res=$(run_one "$s" "$bin" "$kind" "$n" "$pipe")
+        echo "$kind $pipe $s $res" >> "$WORK/res"
+        echo "  $kind pipeline $pipe round $r $s: $res (secs p99_us max_us)" >&2
+      done
+    done
+  done
+done
+col() { grep "^$1 $2 $3 " "$WORK/res" | awk -v c="$4" '{print $c}' | median; }
+printf '%-6s %-9s %-9s %9s %11s %9s %10s\n' values pipeline server keys/s ratio p99_us max_us
+for spec in "small $KEYS" "large 100"; do
+  set -- $spec
+  for pipe in $PIPELINES; do
+    r_s=$(col "$1" "$pipe" redis 4)
+    for s in redis datanode; do
+      secs=$(col "$1" "$pipe" $s 4)
+      printf '%-6s %-9s %-9s %9.0f %11.2f %9.0f %10.0f\n' "$1" "$pipe" "$s" \
+        "$(awk -v n="$2" -v t="$secs" 'BEGIN{print n/t}')" \
+        "$(awk -v a="$r_s" -v b="$secs" 'BEGIN{print a/b}')" \
+        "$(col "$1" "$pipe" $s 5)" "$(col "$1" "$pipe" $s 6)"
+    done
+  done
+done
