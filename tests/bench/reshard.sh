@@ -8,6 +8,10 @@
 # redis-server and datanode in the same run, alternating.
 #
 #   tests/bench/reshard.sh [--keys N] [--rounds N] [--pipelines "10 100"]
+#                          [--values "small:N large:100 huge:1"]
+#
+# small: N keys of 16 bytes; large: 100 keys of 1 MB; huge: one 100 MB
+# value (the client's worst latency shows how long MIGRATE stalls it).
 #
 # Environment: DATANODE_BIN (default target/release/datanode, built unless
 # DATANODE_BIN_GIVEN=1), CARGO_TARGET_DIR.
@@ -19,11 +23,13 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KEYS=500000
 ROUNDS=1
 PIPELINES="10 100"
+SPECS="small:$KEYS large:100 huge:1"
 while [ $# -gt 0 ]; do
   case "$1" in
     --keys) KEYS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --pipelines) PIPELINES=$2; shift 2 ;;
+    --values) SPECS=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -64,7 +70,7 @@ while sum(1 for s in tags if s < 1000) < 1000 or 3000 not in tags:
     i += 1
 open(tagfile, "w").write(tags[3000].decode())
 out = sys.stdout.buffer
-val = b"x" * (16 if kind == "small" else 1 << 20)
+val = b"x" * {"small": 16, "large": 1 << 20, "huge": 100 << 20}[kind]
 for j in range(n):
     k = b"{" + tags[j % 1000] + b"}:%d" % j
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(val), val))
@@ -123,9 +129,9 @@ run_one() { # name binary kind nkeys pipeline -> "secs p99_us max_us"
 }
 
 : > "$WORK/res"
-for spec in "small $KEYS" "large 100"; do
-  set -- $spec
-  kind=$1 n=$2
+for spec in $SPECS; do
+  kind=${spec%%:*} n=${spec##*:}
+  [ "$kind" = small ] && n=$KEYS
   for pipe in $PIPELINES; do
     for r in $(seq 1 "$ROUNDS"); do
       if [ $((r % 2)) -eq 1 ]; then order="redis datanode"; else order="datanode redis"; fi
@@ -140,16 +146,17 @@ for spec in "small $KEYS" "large 100"; do
 done
 col() { grep "^$1 $2 $3 " "$WORK/res" | awk -v c="$4" '{print $c}' | median; }
 printf '%-6s %-9s %-9s %9s %11s %9s %10s\n' values pipeline server keys/s ratio p99_us max_us
-for spec in "small $KEYS" "large 100"; do
-  set -- $spec
+for spec in $SPECS; do
+  kind=${spec%%:*} n=${spec##*:}
+  [ "$kind" = small ] && n=$KEYS
   for pipe in $PIPELINES; do
-    r_s=$(col "$1" "$pipe" redis 4)
+    r_s=$(col "$kind" "$pipe" redis 4)
     for s in redis datanode; do
-      secs=$(col "$1" "$pipe" $s 4)
-      printf '%-6s %-9s %-9s %9.0f %11.2f %9.0f %10.0f\n' "$1" "$pipe" "$s" \
-        "$(awk -v n="$2" -v t="$secs" 'BEGIN{print n/t}')" \
+      secs=$(col "$kind" "$pipe" $s 4)
+      printf '%-6s %-9s %-9s %9.1f %11.2f %9.0f %10.0f\n' "$kind" "$pipe" "$s" \
+        "$(awk -v n="$n" -v t="$secs" 'BEGIN{print n/t}')" \
         "$(awk -v a="$r_s" -v b="$secs" 'BEGIN{print a/b}')" \
-        "$(col "$1" "$pipe" $s 5)" "$(col "$1" "$pipe" $s 6)"
+        "$(col "$kind" "$pipe" $s 5)" "$(col "$kind" "$pipe" $s 6)"
     done
   done
 done

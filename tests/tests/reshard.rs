@@ -617,3 +617,115 @@ fn import_from_a_standalone_redis_server_keeps_every_key() {
         }
     }
 }
+
+/// Bad input around migration, replayed on a redis-server cluster and a
+/// datanode one: the same errors, and no key lost or duplicated.
+fn bad_migration_input(kind: Server) -> Vec<String> {
+    let c = Cluster::start(&[kind; 3], TIMEOUT_MS, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let owner = c.slot_ports(0);
+    let slot = key_slot(b"{t}") as usize;
+    let a = (0..3)
+        .find(|&i| c.nodes[i].port == owner[slot])
+        .expect("owner");
+    let b = (a + 1) % 3;
+    let (ida, idb) = (c.myid(a), c.myid(b));
+    let s = slot.to_string();
+    let other = (0..16384)
+        .find(|&x| owner[x] != owner[slot])
+        .expect("a slot of another node");
+    let o = other.to_string();
+    // A standalone redis-server (no cluster) and a port that is not Redis.
+    let standalone = slotkv_tests::Node::start(Server::Redis, &["--save", ""]);
+    let junk = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let junk_port = junk.local_addr().expect("addr").port().to_string();
+    junk.set_nonblocking(true).expect("nonblocking");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let junk_thread = std::thread::spawn(move || {
+        // Takes connections and never answers, until told (or 30 s).
+        let mut held = Vec::new();
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((sock, _)) = junk.accept() {
+                held.push(sock);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        held.len()
+    });
+    let (mut ca, mut cb) = (c.nodes[a].conn(), c.nodes[b].conn());
+    let names = [
+        (c.nodes[a].port.to_string(), "A"),
+        (c.nodes[b].port.to_string(), "B"),
+        (standalone.port.to_string(), "S"),
+        (junk_port.clone(), "J"),
+    ];
+    let mut seen = Vec::new();
+    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| {
+        let mut line = format!("{who} {args:?} -> {}", conn.text(args));
+        for (p, n) in &names {
+            line = line.replace(p.as_str(), n);
+        }
+        line = line
+            .replace(ida.as_str(), "<A>")
+            .replace(idb.as_str(), "<B>");
+        seen.push(line);
+    };
+    let sport = standalone.port.to_string();
+    let unknown = "0123456789012345678901234567890123456789";
+    for args in [
+        &["SET", "{t}k", "v"][..],
+        &["CLUSTER", "SETSLOT", &s, "MIGRATING", unknown],
+        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &idb],
+        &["CLUSTER", "SETSLOT", &o, "MIGRATING", &idb],
+        &["CLUSTER", "SETSLOT", &s, "NODE", unknown],
+        &["CLUSTER", "SETSLOT", &s, "NODE", &idb],
+        &["CLUSTER", "SETSLOT", &s, "BOGUS", &idb],
+        &["CLUSTER", "SETSLOT", &s, "MIGRATING"],
+        &["CLUSTER", "SETSLOT", "16384", "STABLE"],
+        &["CLUSTER", "SETSLOT", "x", "STABLE"],
+        &["CLUSTER", "SETSLOT", &s, "MIGRATING", &idb],
+        // A target that never answers, and one without cluster support
+        // (RESTORE-ASKING works there: a copy arrives).
+        &["MIGRATE", "127.0.0.1", &junk_port, "{t}k", "0", "500"],
+        &["MIGRATE", "127.0.0.1", &sport, "{t}k", "0", "1000", "COPY"],
+        &["GET", "{t}k"],
+        &["CLUSTER", "SETSLOT", &s, "STABLE"],
+    ] {
+        run("A", &mut ca, args);
+    }
+    for args in [
+        &["CLUSTER", "SETSLOT", &s, "IMPORTING", unknown][..],
+        &["CLUSTER", "SETSLOT", &s, "IMPORTING", &ida],
+        &["ASKING"],
+        &["RESTORE-ASKING", "{t}x", "0", "\x00garbage"],
+        &["RESTORE-ASKING", "{t}x", "0", "\x00garbage"],
+        &["CLUSTER", "SETSLOT", &s, "STABLE"],
+        &["GET", "{t}k"],
+    ] {
+        run("B", &mut cb, args);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let junk_conns = junk_thread.join().unwrap_or(0);
+    assert!(junk_conns >= 1, "MIGRATE never reached the silent target");
+    seen.push(format!(
+        "standalone DBSIZE -> {}",
+        standalone.conn().text(&["DBSIZE"])
+    ));
+    seen
+}
+
+#[test]
+fn bad_migration_input_gets_redis_errors_and_loses_nothing() {
+    let redis = bad_migration_input(Server::Redis);
+    let ours = bad_migration_input(Server::Datanode);
+    assert_eq!(ours, redis);
+    assert!(
+        redis
+            .iter()
+            .any(|l| l.contains("GET") && l.contains("$1\r\nv")),
+        "{redis:?}"
+    );
+}
