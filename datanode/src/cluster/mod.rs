@@ -16,6 +16,7 @@ pub mod gossip;
 pub mod id;
 pub mod node;
 pub mod route;
+pub mod slotmig;
 pub mod state;
 
 use std::sync::Arc;
