@@ -57,8 +57,11 @@ pub fn lock(path: &Path) -> Result<std::fs::File, String> {
 
 /// Writes the file atomically: temp file, optional fsync, rename.
 pub fn save(state: &State, fsync: bool) -> std::io::Result<()> {
-    let path = &state.settings.config_file;
-    let text = state.config_text();
+    write_atomic(&state.settings.config_file, &state.config_text(), fsync)
+}
+
+/// Writes `text` to `path` atomically: temp file, optional fsync, rename.
+pub fn write_atomic(path: &Path, text: &str, fsync: bool) -> std::io::Result<()> {
     let tmp = format!(
         "{}.tmp-{}-{}",
         path.display(),
@@ -90,6 +93,80 @@ pub fn save(state: &State, fsync: bool) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Writes nodes.conf on a thread of its own, so a change that needs no
+/// fsync (a SETSLOT of a reshard) does not hold the command thread for the
+/// file system's rename. Requests are written in order; when several wait,
+/// only the newest text is written. A request that needs an fsync (epochs,
+/// votes, roles) is waited for, so it is on disk before anyone hears of it.
+pub struct Saver {
+    tx: std::sync::mpsc::Sender<SaveRequest>,
+}
+
+struct SaveRequest {
+    path: std::path::PathBuf,
+    text: String,
+    fsync: bool,
+    done: Option<std::sync::mpsc::Sender<std::io::Result<()>>>,
+}
+
+impl Saver {
+    pub fn start() -> Saver {
+        let (tx, rx) = std::sync::mpsc::channel::<SaveRequest>();
+        let spawned = std::thread::Builder::new()
+            .name("nodes-conf".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    let fsync = batch.iter().any(|r| r.fsync);
+                    let Some(last) = batch.last() else { continue };
+                    let res = write_atomic(&last.path, &last.text, fsync);
+                    if let Err(e) = &res {
+                        tracing::warn!("Could not save the cluster config: {e}");
+                    }
+                    for r in batch {
+                        if let Some(done) = r.done {
+                            let _ = done.send(match &res {
+                                Ok(()) => Ok(()),
+                                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                            });
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("Could not start the cluster config writer: {e}");
+        }
+        Saver { tx }
+    }
+
+    /// Queues the state's config; waits for it when `wait` (or when the
+    /// writer is gone, writes it here).
+    pub fn save(&self, state: &State, fsync: bool, wait: bool) -> std::io::Result<()> {
+        let (done, rx) = if wait {
+            let (t, r) = std::sync::mpsc::channel();
+            (Some(t), Some(r))
+        } else {
+            (None, None)
+        };
+        let req = SaveRequest {
+            path: state.settings.config_file.clone(),
+            text: state.config_text(),
+            fsync,
+            done,
+        };
+        if let Err(std::sync::mpsc::SendError(req)) = self.tx.send(req) {
+            return write_atomic(&req.path, &req.text, req.fsync);
+        }
+        match rx {
+            Some(rx) => rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the config writer stopped"))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Parses `ip:port@cport[,hostname[,key=value…]]`.

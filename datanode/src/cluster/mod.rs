@@ -48,6 +48,7 @@ pub struct Cluster {
     /// the last time it heard from a majority of slot-serving masters plus
     /// the node timeout (see [`State::majority_contact`]).
     writable_until: std::sync::atomic::AtomicI64,
+    saver: conf::Saver,
     _lock: std::fs::File,
 }
 
@@ -129,6 +130,14 @@ impl<H: Host> gossip::Keys for HostKeys<'_, H> {
 }
 
 impl Cluster {
+    /// Writes nodes.conf now, fsynced, after anything queued (shutdown).
+    pub fn save_config_now(&self) {
+        let st = self.state.lock();
+        if let Err(e) = self.saver.save(&st, true, true) {
+            tracing::warn!("Could not save the cluster config: {e}");
+        }
+    }
+
     /// Loads or creates the node identity, binds the bus and starts the
     /// cron. Called before the client port accepts anyone.
     pub async fn start<H: Host>(srv: &Arc<H>, port: u16) -> anyhow::Result<Arc<Cluster>> {
@@ -162,6 +171,7 @@ impl Cluster {
             state: Mutex::new(st),
             txs: Mutex::new(Default::default()),
             writable_until: std::sync::atomic::AtomicI64::new(i64::MAX),
+            saver: conf::Saver::start(),
             route: ArcSwap::from_pointee(route),
             route_changed: tokio::sync::Notify::new(),
             _lock: lock,
@@ -214,11 +224,12 @@ impl Cluster {
             st.update_state(now);
         }
         if st.todo_save {
-            // Written atomically every time (temp file, rename); fsynced
-            // when Redis fsyncs it: epochs, votes, role changes. A slot
-            // move (SETSLOT) is not, or a reshard would wait on the disk
-            // for every slot.
-            if let Err(e) = conf::save(&st, st.todo_fsync) {
+            // Written atomically every time (temp file, rename), in order.
+            // What Redis fsyncs (epochs, votes, role changes) is on disk
+            // before we go on; the rest (a reshard's SETSLOTs) is written
+            // by the saver thread, off the command path.
+            let fsync = st.todo_fsync;
+            if let Err(e) = self.saver.save(&st, fsync, fsync) {
                 tracing::warn!("Could not save the cluster config: {e}");
             }
             st.todo_save = false;

@@ -306,6 +306,10 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
     }
+    // A reshard's last SETSLOT may still be queued for the file.
+    if let Some(cl) = srv.cluster.get() {
+        cl.save_config_now();
+    }
     // Like Redis: save an RDB on the way out when save points are set,
     // unless SHUTDOWN NOSAVE said otherwise (SHUTDOWN SAVE forces it).
     let wanted = match srv.shutdown_save.load(Ordering::SeqCst) {
