@@ -243,7 +243,17 @@ impl Cluster {
         if st.todo_route {
             st.todo_route = false;
             let allow = srv.with_config(|c| c.flag("cluster-allow-reads-when-down"));
-            self.route.store(Arc::new(Route::build(&st, allow)));
+            let prev = self.route.load();
+            // Forgotten nodes linger in an updated route's table: rebuild
+            // from scratch once in a while.
+            let route = if st.route_full || prev.ids.len() > st.nodes.len() + 16 {
+                Route::build(&st, allow)
+            } else {
+                Route::update(&prev, &st, allow, &st.route_slots)
+            };
+            st.route_full = false;
+            st.route_slots.clear();
+            self.route.store(Arc::new(route));
             self.route_changed.notify_waiters();
         }
         let mut spawn = Vec::new();

@@ -120,6 +120,11 @@ pub struct State {
     pub todo_update_state: bool,
     /// The routing snapshot must be rebuilt.
     pub todo_route: bool,
+    /// Slots whose owner changed since the route was last made (the route
+    /// is then updated, not rebuilt), unless `route_full`.
+    pub route_slots: Vec<u16>,
+    /// The next route must be built from scratch.
+    pub route_full: bool,
     first_state_call: i64,
     among_minority_time: i64,
     /// Slots whose keys must be deleted because another node took them.
@@ -202,6 +207,8 @@ impl State {
             todo_fsync: true,
             todo_update_state: true,
             todo_route: true,
+            route_slots: Vec::new(),
+            route_full: true,
             first_state_call: 0,
             among_minority_time: 0,
             dirty_slots: Vec::new(),
@@ -276,7 +283,21 @@ impl State {
         self.disowned.remove(&(slot as u16));
         self.owner[slot] = Some(id);
         self.todo_route = true;
+        self.note_route_slot(slot);
         true
+    }
+
+    fn note_route_slot(&mut self, slot: usize) {
+        if self.route_full {
+            return;
+        }
+        // Past a few thousand, a rebuild is as cheap.
+        if self.route_slots.len() >= 2048 {
+            self.route_full = true;
+            self.route_slots.clear();
+        } else {
+            self.route_slots.push(slot as u16);
+        }
     }
 
     pub fn del_slot(&mut self, slot: usize) -> bool {
@@ -291,6 +312,7 @@ impl State {
             }
         }
         self.todo_route = true;
+        self.note_route_slot(slot);
         true
     }
 
