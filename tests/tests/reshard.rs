@@ -211,9 +211,18 @@ fn slots_move_between_redis_server_and_datanode() {
     assert_values(&c, &keys, 1);
 }
 
-/// What clients see while a slot is half moved (ASK, TRYAGAIN, MOVED,
-/// ASKING), replayed on a redis-server cluster and on a datanode one.
-fn redirects(kind: Server) -> Vec<String> {
+/// A 3-master cluster of one kind, the slot of `{t}`, the master `a` that
+/// owns it and the next one `b`.
+struct SlotPair {
+    c: Cluster,
+    slot: usize,
+    a: usize,
+    b: usize,
+    ida: String,
+    idb: String,
+}
+
+fn slot_pair(kind: Server) -> SlotPair {
     let c = Cluster::start(&[kind; 3], TIMEOUT_MS, &[]);
     c.create(0);
     c.wait_ok(Duration::from_secs(30));
@@ -222,26 +231,71 @@ fn redirects(kind: Server) -> Vec<String> {
     let a = (0..3)
         .find(|&i| c.nodes[i].port == owner[slot])
         .expect("owner");
-    let (b, third) = ((a + 1) % 3, (a + 2) % 3);
+    let b = (a + 1) % 3;
     let (ida, idb) = (c.myid(a), c.myid(b));
+    SlotPair {
+        c,
+        slot,
+        a,
+        b,
+        ida,
+        idb,
+    }
+}
+
+/// Replies as run, with ports and node ids replaced by names so two
+/// clusters' transcripts compare.
+struct Transcript {
+    names: Vec<(String, String)>,
+    seen: Vec<String>,
+}
+
+impl Transcript {
+    fn new(names: &[(&str, &str)]) -> Transcript {
+        Transcript {
+            names: names
+                .iter()
+                .map(|(from, to)| (from.to_string(), to.to_string()))
+                .collect(),
+            seen: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, who: &str, conn: &mut Conn, args: &[&str]) {
+        let mut line = format!("{who} {args:?} -> {}", conn.text(args));
+        for (from, to) in &self.names {
+            line = line.replace(from.as_str(), to);
+        }
+        self.seen.push(line);
+    }
+}
+
+/// What clients see while a slot is half moved (ASK, TRYAGAIN, MOVED,
+/// ASKING), replayed on a redis-server cluster and on a datanode one.
+fn redirects(kind: Server) -> Vec<String> {
+    let SlotPair {
+        c,
+        slot,
+        a,
+        b,
+        ida,
+        idb,
+    } = slot_pair(kind);
+    let third = (a + 2) % 3;
     let s = slot.to_string();
     let (mut ca, mut cb, mut cc) = (c.nodes[a].conn(), c.nodes[b].conn(), c.nodes[third].conn());
-    let names = [
-        (c.nodes[a].port.to_string(), "A"),
-        (c.nodes[b].port.to_string(), "B"),
-        (c.nodes[third].port.to_string(), "C"),
-    ];
-    let mut seen = Vec::new();
-    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| {
-        let mut line = format!("{who} {args:?} -> {}", conn.text(args));
-        for (p, n) in &names {
-            line = line.replace(p.as_str(), n);
-        }
-        line = line
-            .replace(ida.as_str(), "<A>")
-            .replace(idb.as_str(), "<B>");
-        seen.push(line);
-    };
+    let ports: Vec<String> = [a, b, third]
+        .iter()
+        .map(|&i| c.nodes[i].port.to_string())
+        .collect();
+    let mut t = Transcript::new(&[
+        (ports[0].as_str(), "A"),
+        (ports[1].as_str(), "B"),
+        (ports[2].as_str(), "C"),
+        (ida.as_str(), "<A>"),
+        (idb.as_str(), "<B>"),
+    ]);
+    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| t.run(who, conn, args);
     for k in ["{t}a", "{t}b", "{t}l"] {
         run("A", &mut ca, &["SET", k, "1"]);
     }
@@ -317,7 +371,7 @@ fn redirects(kind: Server) -> Vec<String> {
     run("A", &mut ca, &["CLUSTER", "SETSLOT", &s, "NODE", &idb]);
     run("A", &mut ca, &["GET", "{t}a"]);
     run("B", &mut cb, &["MGET", "{t}a", "{t}b", "{t}new"]);
-    seen
+    t.seen
 }
 
 #[test]
@@ -333,20 +387,18 @@ fn clients_see_the_redirections_redis_gives_during_a_migration() {
 
 /// A client blocked on a key whose slot moves away is told where it went.
 fn blocked_client_after_move(kind: Server) -> String {
-    let c = Cluster::start(&[kind; 3], TIMEOUT_MS, &[]);
-    c.create(0);
-    c.wait_ok(Duration::from_secs(30));
-    let owner = c.slot_ports(0);
-    let slot = key_slot(b"{b}") as usize;
-    let a = (0..3)
-        .find(|&i| c.nodes[i].port == owner[slot])
-        .expect("owner");
-    let b = (a + 1) % 3;
-    let (ida, idb) = (c.myid(a), c.myid(b));
+    let SlotPair {
+        c,
+        slot,
+        a,
+        b,
+        ida,
+        idb,
+    } = slot_pair(kind);
     let s = slot.to_string();
     let mut blocked = c.nodes[a].conn();
     blocked
-        .send_raw(&slotkv_tests::encode(&["BLPOP", "{b}list", "0"]))
+        .send_raw(&slotkv_tests::encode(&["BLPOP", "{t}list", "0"]))
         .expect("send");
     let (mut ca, mut cb) = (c.nodes[a].conn(), c.nodes[b].conn());
     wait_until(Duration::from_secs(10), "the client blocks", || {
@@ -621,16 +673,15 @@ fn import_from_a_standalone_redis_server_keeps_every_key() {
 /// Bad input around migration, replayed on a redis-server cluster and a
 /// datanode one: the same errors, and no key lost or duplicated.
 fn bad_migration_input(kind: Server) -> Vec<String> {
-    let c = Cluster::start(&[kind; 3], TIMEOUT_MS, &[]);
-    c.create(0);
-    c.wait_ok(Duration::from_secs(30));
+    let SlotPair {
+        c,
+        slot,
+        a,
+        b,
+        ida,
+        idb,
+    } = slot_pair(kind);
     let owner = c.slot_ports(0);
-    let slot = key_slot(b"{t}") as usize;
-    let a = (0..3)
-        .find(|&i| c.nodes[i].port == owner[slot])
-        .expect("owner");
-    let b = (a + 1) % 3;
-    let (ida, idb) = (c.myid(a), c.myid(b));
     let s = slot.to_string();
     let other = (0..16384)
         .find(|&x| owner[x] != owner[slot])
@@ -656,23 +707,19 @@ fn bad_migration_input(kind: Server) -> Vec<String> {
         held.len()
     });
     let (mut ca, mut cb) = (c.nodes[a].conn(), c.nodes[b].conn());
-    let names = [
-        (c.nodes[a].port.to_string(), "A"),
-        (c.nodes[b].port.to_string(), "B"),
-        (standalone.port.to_string(), "S"),
-        (junk_port.clone(), "J"),
-    ];
-    let mut seen = Vec::new();
-    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| {
-        let mut line = format!("{who} {args:?} -> {}", conn.text(args));
-        for (p, n) in &names {
-            line = line.replace(p.as_str(), n);
-        }
-        line = line
-            .replace(ida.as_str(), "<A>")
-            .replace(idb.as_str(), "<B>");
-        seen.push(line);
-    };
+    let ports: Vec<String> = [c.nodes[a].port, c.nodes[b].port, standalone.port]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut t = Transcript::new(&[
+        (ports[0].as_str(), "A"),
+        (ports[1].as_str(), "B"),
+        (ports[2].as_str(), "S"),
+        (junk_port.as_str(), "J"),
+        (ida.as_str(), "<A>"),
+        (idb.as_str(), "<B>"),
+    ]);
+    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| t.run(who, conn, args);
     let sport = standalone.port.to_string();
     let unknown = "0123456789012345678901234567890123456789";
     for args in [
@@ -710,11 +757,11 @@ fn bad_migration_input(kind: Server) -> Vec<String> {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let junk_conns = junk_thread.join().unwrap_or(0);
     assert!(junk_conns >= 1, "MIGRATE never reached the silent target");
-    seen.push(format!(
+    t.seen.push(format!(
         "standalone DBSIZE -> {}",
         standalone.conn().text(&["DBSIZE"])
     ));
-    seen
+    t.seen
 }
 
 #[test]
