@@ -15,4 +15,5 @@ pub mod persistence;
 pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod slotmig;
 pub mod util;

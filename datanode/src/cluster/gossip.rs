@@ -657,6 +657,7 @@ impl State {
         let mut changed = false;
         let mut claimed = 0;
         let mut moved_from_ours = 0;
+        let mut moved_granted = 0;
         for s in 0..SLOTS {
             if !slots.get(s) {
                 continue;
@@ -675,7 +676,12 @@ impl State {
                 .and_then(|o| self.nodes.get(&o))
                 .map(|n| n.config_epoch);
             let disowned = owner != Some(me) && self.disowned.contains(&(s as u16));
-            if owner.is_none() || owner_epoch.is_some_and(|e| e < epoch) || disowned {
+            let granted = self.granted.get(&(s as u16)) == Some(&sender);
+            if granted {
+                self.granted.remove(&(s as u16));
+                moved_granted += 1;
+            }
+            if owner.is_none() || owner_epoch.is_some_and(|e| e < epoch) || disowned || granted {
                 if owner == Some(me) && keys.count_in_slot(s as u16) > 0 {
                     dirty.push(s as u16);
                 }
@@ -696,6 +702,11 @@ impl State {
         let cur_empty = cur_master
             .and_then(|m| self.nodes.get(&m))
             .is_some_and(|m| m.numslots == 0);
+        // A master that handed its slots over by atomic slot migration
+        // stays an (empty) master, as in Valkey.
+        if moved_granted > 0 && moved_granted >= moved_from_ours {
+            new_master = None;
+        }
         if let Some(nm) = new_master {
             // Our shard lost its last slot to the sender: follow it (a
             // master only when allowed to, or when all it took was ours).

@@ -137,8 +137,10 @@ impl Msg {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Source: the target accepted (Ok) or refused (Err, its reply) the
-    /// handshake; Err also for a connection that could not be made.
+    /// handshake.
     Established(Result<(), String>),
+    /// Source: no connection (or AUTH) to the target; the message.
+    ConnectFailed(String),
     /// Source: every snapshot byte is queued behind what came before.
     SnapshotDone,
     Received(Msg),
@@ -152,6 +154,9 @@ pub enum Event {
     },
     /// Once in a while (the cluster cron).
     Tick,
+    /// Something local went wrong (the data was flushed, a command
+    /// failed): the job fails with this message.
+    Abort(String),
 }
 
 /// What the shell must do.
@@ -312,6 +317,7 @@ impl Job {
                 self.go(Snapshotting, now);
                 vec![Effect::Send(Msg::Ack), Effect::StartSnapshot]
             }
+            (Connecting, Event::ConnectFailed(msg)) => self.end(Failed, &msg, now),
             (Connecting, Event::Established(Err(e))) => self.end(
                 Failed,
                 &format!("Received error during handshake to target: {e}"),
@@ -373,7 +379,10 @@ impl Job {
             // it be cancelled any more: the target may own the slots
             // already, and writes let through now would be lost (Valkey
             // cancels here; the simulator found the lost writes).
-            (FailoverGranted, Event::ConnectionLost | Event::Cancel) => Vec::new(),
+            (FailoverGranted, Event::ConnectionLost | Event::Cancel | Event::Abort(_)) => {
+                Vec::new()
+            }
+            (_, Event::Abort(msg)) => self.end(Failed, &msg, now),
             (
                 _,
                 Event::Owners {
@@ -431,6 +440,7 @@ impl Job {
             ) => self.end(Failed, "Slots are no longer owned by source node", now),
             (_, Event::Owners { .. }) => Vec::new(),
             (_, Event::ConnectionLost) => self.end(Failed, MSG_LOST_SOURCE, now),
+            (_, Event::Abort(msg)) => self.end(Failed, &msg, now),
             (_, Event::Tick) if now - self.last_ack_ms > t.timeout_ms => {
                 self.end(Failed, MSG_TIMEOUT, now)
             }

@@ -94,6 +94,9 @@ pub struct State {
     /// Slots credited to a master whose newer claim left them out: the
     /// next claim by anyone takes them (see `raise_master_epoch`).
     pub disowned: std::collections::BTreeSet<u16>,
+    /// Slots an atomic slot migration granted to a target: its claim is
+    /// taken whatever its epoch (Valkey's clusterSlotFailoverGranted).
+    pub granted: std::collections::BTreeMap<u16, NodeId>,
     pub importing: BTreeMap<u16, NodeId>,
     pub current_epoch: u64,
     pub last_vote_epoch: u64,
@@ -186,6 +189,7 @@ impl State {
             owner: vec![None; SLOTS],
             migrating: BTreeMap::new(),
             disowned: Default::default(),
+            granted: Default::default(),
             importing: BTreeMap::new(),
             current_epoch: 0,
             last_vote_epoch: 0,

@@ -272,6 +272,9 @@ pub fn setslot(ctx: &mut Ctx, a: &Args) {
     if ctx.srv.cluster.get().is_none() {
         return ctx.r.error(DISABLED);
     }
+    if let Some(e) = super::slotmig::setslot_refusal(ctx.srv) {
+        return ctx.r.error(e);
+    }
     let Some(slot) = slot_arg(ctx, a.get(2)) else {
         return;
     };

@@ -23,6 +23,7 @@ pub mod pubsub;
 pub mod repl;
 pub mod server;
 pub mod sets;
+pub mod slotmig;
 pub mod sort;
 pub mod strings;
 pub mod table;
@@ -68,6 +69,11 @@ pub enum Action {
         args: OwnedArgs,
         cmd: &'static str,
         held_by: u8,
+    },
+    /// CLUSTER SYNCSLOTS ESTABLISH accepted: the connection becomes the
+    /// slot migration's import link.
+    SlotImport {
+        name: String,
     },
     /// PSYNC / SYNC: the connection becomes a replica feed.
     Sync(crate::replication::master::SyncRequest),

@@ -364,6 +364,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             "# Cluster\r\ncluster_enabled:{}\r\n",
             cfg.cluster_enabled() as u8
         );
+        if cfg.cluster_enabled() {
+            // Atomic slot migration's counters (Valkey's, and progress).
+            o.push_str(&super::slotmig::info_fields(srv));
+        }
     }
     if want("keyspace") {
         if !o.is_empty() {

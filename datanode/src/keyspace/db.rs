@@ -1,7 +1,7 @@
 //! A database: 16384 slot tables, each behind its own lock, plus lock-free
 //! per-slot counters so DBSIZE, SCAN and RANDOMKEY can skip empty slots.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -16,6 +16,9 @@ use crate::persistence::effects::EffectLog;
 struct SlotMeta {
     keys: AtomicU32,
     expires: AtomicU32,
+    /// Keys arriving by atomic slot migration: held but not shown (see
+    /// [`Db::set_hidden`]).
+    hidden: AtomicBool,
 }
 
 /// One slot per cache line: a command touches the lock and the table
@@ -108,13 +111,48 @@ impl Db {
         let _ = slot;
     }
 
+    /// Keys held in a slot, hidden or not (COUNTKEYSINSLOT).
     pub fn slot_keys(&self, slot: u16) -> usize {
         self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
+    }
+
+    /// Hides (or shows again) a slot whose keys are being imported by an
+    /// atomic slot migration: until the handoff they are not ours to show,
+    /// so DBSIZE, KEYS, SCAN, RANDOMKEY, eviction and active expiry pass
+    /// them by, as Valkey does. COUNTKEYSINSLOT still counts them.
+    pub fn set_hidden(&self, slot: u16, hidden: bool) {
+        self.meta[slot as usize]
+            .hidden
+            .store(hidden, Ordering::Relaxed);
+    }
+
+    pub fn is_hidden(&self, slot: u16) -> bool {
+        self.meta[slot as usize].hidden.load(Ordering::Relaxed)
+    }
+
+    /// Keys a slot shows (none while it is hidden).
+    pub fn visible_keys(&self, slot: u16) -> usize {
+        let m = &self.meta[slot as usize];
+        if m.hidden.load(Ordering::Relaxed) {
+            0
+        } else {
+            m.keys.load(Ordering::Relaxed) as usize
+        }
+    }
+
+    /// Keys held in hidden slots (INFO).
+    pub fn hidden_size(&self) -> usize {
+        self.meta
+            .iter()
+            .filter(|m| m.hidden.load(Ordering::Relaxed))
+            .map(|m| m.keys.load(Ordering::Relaxed) as usize)
+            .sum()
     }
 
     pub fn size(&self) -> usize {
         self.meta
             .iter()
+            .filter(|m| !m.hidden.load(Ordering::Relaxed))
             .map(|m| m.keys.load(Ordering::Relaxed) as usize)
             .sum()
     }
@@ -122,6 +160,7 @@ impl Db {
     pub fn expires_count(&self) -> usize {
         self.meta
             .iter()
+            .filter(|m| !m.hidden.load(Ordering::Relaxed))
             .map(|m| m.expires.load(Ordering::Relaxed) as usize)
             .sum()
     }
@@ -129,12 +168,15 @@ impl Db {
     /// Next slot at or after `from` holding keys.
     pub fn next_nonempty_slot(&self, from: usize) -> Option<u16> {
         (from..SLOTS)
-            .find(|&s| self.meta[s].keys.load(Ordering::Relaxed) > 0)
+            .find(|&s| self.visible_keys(s as u16) > 0)
             .map(|s| s as u16)
     }
 
+    /// Whether a shown slot holds keys with a TTL (active expiry and
+    /// volatile eviction look only there).
     pub fn has_expires(&self, slot: u16) -> bool {
-        self.meta[slot as usize].expires.load(Ordering::Relaxed) > 0
+        let m = &self.meta[slot as usize];
+        m.expires.load(Ordering::Relaxed) > 0 && !m.hidden.load(Ordering::Relaxed)
     }
 }
 
@@ -168,6 +210,15 @@ impl<'a> SlotRef<'a> {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
         if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
+            let wanted = match log.snap_only.lock().as_ref() {
+                Some(only) => only.get(self.slot as usize).copied().unwrap_or(false),
+                None => true,
+            };
+            if !wanted {
+                self.t.snap_gen = g;
+                self.gen = g;
+                return;
+            }
             let chunk = if log.snap_rdb.load(Ordering::SeqCst) {
                 crate::persistence::rdb::file::encode_slot_chunk(self)
             } else {

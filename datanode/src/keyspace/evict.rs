@@ -184,7 +184,7 @@ impl Db {
             if volatile {
                 self.has_expires(s)
             } else {
-                self.slot_keys(s) > 0
+                self.visible_keys(s) > 0
             }
         })
     }

@@ -244,6 +244,9 @@ pub struct EffectLog {
     pub snap_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
     /// The snapshot being taken is an RDB (BGSAVE), not an AOF rewrite.
     pub snap_rdb: AtomicBool,
+    /// The snapshot covers only these slots (an atomic slot migration's);
+    /// None for all of them.
+    pub snap_only: Mutex<Option<std::sync::Arc<Vec<bool>>>>,
     /// One snapshot (AOF rewrite or BGSAVE) at a time.
     pub snapshot_busy: AtomicBool,
     /// Wakes connections waiting for `synced` to advance.

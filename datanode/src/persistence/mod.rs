@@ -135,6 +135,58 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
     (cut, chunks)
 }
 
+/// An atomic slot migration's snapshot: the keys of `slots` (database 0)
+/// as commands that recreate them (the AOF rewrite's form), cut at an
+/// exact point of the effect stream like [`rdb_snapshot_chunks_at_cut`];
+/// `at_cut` runs there. Each slot's commands go to `out` with its key
+/// count as the sweep reaches it (a writer may have taken the slot's copy
+/// first). The caller holds `snapshot_busy`.
+pub fn slot_snapshot_at_cut<R>(
+    srv: &Shared,
+    slots: &[bool],
+    now: i64,
+    at_cut: impl FnOnce() -> R,
+    mut out: impl FnMut(Vec<u8>, usize),
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let db = srv.ks.db(0);
+    let wanted: Vec<u16> = (0..crate::keyspace::SLOTS as u16)
+        .filter(|&s| slots.get(s as usize).copied().unwrap_or(false))
+        .collect();
+    let cut = {
+        let _all: Vec<crate::keyspace::SlotRef> = (0..crate::keyspace::SLOTS as u16)
+            .map(|s| db.lock_slot(s, now))
+            .collect();
+        let r = at_cut();
+        *srv.log.snap_tx.lock() = Some(tx);
+        *srv.log.snap_only.lock() = Some(std::sync::Arc::new(slots.to_vec()));
+        srv.log.snap_rdb.store(false, Ordering::SeqCst);
+        srv.log.begin_snapshot();
+        r
+    };
+    for s in wanted {
+        let keys = db.slot_keys(s);
+        drop(db.lock_slot(s, now));
+        if rdb::KEY_SAVE_DELAY.load(Ordering::Relaxed) > 0 {
+            for _ in 0..keys {
+                rdb::key_delay(&rdb::KEY_SAVE_DELAY);
+            }
+        }
+        let mut first = true;
+        for chunk in rx.try_iter() {
+            out(chunk, if first { keys } else { 0 });
+            first = false;
+        }
+    }
+    srv.log.rewriting.store(false, Ordering::SeqCst);
+    *srv.log.snap_tx.lock() = None;
+    *srv.log.snap_only.lock() = None;
+    for chunk in rx.try_iter() {
+        out(chunk, 0);
+    }
+    cut
+}
+
 /// Loads `dir/dbfilename` at start-up when the AOF is off.
 pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
     let path = rdb_path(srv);

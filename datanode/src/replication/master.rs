@@ -396,48 +396,8 @@ fn snapshot(
         std::thread::sleep(Duration::from_millis(5));
     }
     let now = crate::keyspace::now_ms();
-    let (cut, chunks) = crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || {
-        let fresh = !srv.log.with_buf(|b| b.repl.is_active());
-        let mut st = srv.repl.state.lock();
-        if fresh && !srv.repl.is_replica() {
-            // A backlog made from scratch has no valid past: as Redis, a
-            // new replication id, and no previous one.
-            st.replid = super::new_replid();
-            st.replid2 = super::NO_REPLID.to_string();
-            st.second_offset = -1;
-        }
-        let replid = st.replid.clone();
-        drop(st);
-        // From here on every write reaches the stream (a replica passes
-        // its master's stream on instead).
-        if !srv.repl.is_replica() {
-            srv.log.set_repl(true);
-        }
-        let pos = srv.log.with_buf(|b| {
-            b.repl.activate();
-            // The stream after a snapshot starts with a SELECT.
-            b.repl_last_db = None;
-            let pos = b.repl.end();
-            for id in ids {
-                b.repl.set_reader(*id, pos);
-            }
-            pos
-        });
-        // A replica that left meanwhile must not hold the backlog (its
-        // own clean-up may have run before its reader was set).
-        let gone: Vec<u64> = {
-            let st = srv.repl.state.lock();
-            ids.iter()
-                .filter(|id| !st.replicas.contains_key(id))
-                .copied()
-                .collect()
-        };
-        if !gone.is_empty() {
-            srv.log
-                .with_buf(|b| gone.iter().for_each(|id| b.repl.remove_reader(*id)));
-        }
-        (pos, replid)
-    });
+    let (cut, chunks) =
+        crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || open_stream_at_cut(srv, ids));
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
     let _ = cut_tx.send(cut.clone());
     Ok((
@@ -445,6 +405,52 @@ fn snapshot(
         cut.0,
         cut.1,
     ))
+}
+
+/// At a snapshot's cut (every slot locked): makes sure this node's writes
+/// reach the replication stream from here on, registers `ids` as readers
+/// at the stream's end, and returns (that offset, replication id).
+pub fn open_stream_at_cut(srv: &Shared, ids: &[u64]) -> (u64, String) {
+    let fresh = !srv.log.with_buf(|b| b.repl.is_active());
+    let mut st = srv.repl.state.lock();
+    if fresh && !srv.repl.is_replica() {
+        // A backlog made from scratch has no valid past: as Redis, a
+        // new replication id, and no previous one.
+        st.replid = super::new_replid();
+        st.replid2 = super::NO_REPLID.to_string();
+        st.second_offset = -1;
+    }
+    let replid = st.replid.clone();
+    drop(st);
+    // From here on every write reaches the stream (a replica passes
+    // its master's stream on instead).
+    if !srv.repl.is_replica() {
+        srv.log.set_repl(true);
+    }
+    let pos = srv.log.with_buf(|b| {
+        b.repl.activate();
+        // The stream after a snapshot starts with a SELECT.
+        b.repl_last_db = None;
+        let pos = b.repl.end();
+        for id in ids {
+            b.repl.set_reader(*id, pos);
+        }
+        pos
+    });
+    // A replica that left meanwhile must not hold the backlog (its
+    // own clean-up may have run before its reader was set).
+    let gone: Vec<u64> = {
+        let st = srv.repl.state.lock();
+        ids.iter()
+            .filter(|id| !st.replicas.contains_key(id))
+            .copied()
+            .collect()
+    };
+    if !gone.is_empty() {
+        srv.log
+            .with_buf(|b| gone.iter().for_each(|id| b.repl.remove_reader(*id)));
+    }
+    (pos, replid)
 }
 
 /// Sends the stream from `pos` as it grows.

@@ -663,6 +663,18 @@ async fn connection_loop(
                             )
                             .await;
                         }
+                        Action::SlotImport { name } => {
+                            // The +OK goes out first; from here on the
+                            // connection carries the migration.
+                            if !out.is_empty() {
+                                sock.write_all(&out).await?;
+                                out.clear();
+                            }
+                            let rest = BytesMut::from(&rbuf[pos..]);
+                            flush_counters(srv, client);
+                            return crate::slotmig::import::serve(srv, sock, client, rest, name)
+                                .await;
+                        }
                         Action::WaitReplicas {
                             numreplicas,
                             timeout_ms,

@@ -80,6 +80,8 @@ pub struct Shared {
     pub repl: crate::replication::Replication,
     /// MIGRATE's connections to its targets.
     pub migrate_sockets: crate::command::migrate::SocketCache,
+    /// Atomic slot migration jobs (CLUSTER MIGRATESLOTS).
+    pub slotmig: crate::slotmig::Registry,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl Shared {
             pause: Default::default(),
             repl: Default::default(),
             migrate_sockets: Default::default(),
+            slotmig: Default::default(),
         }
     }
 

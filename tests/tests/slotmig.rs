@@ -1,0 +1,282 @@
+//! Atomic slot migration (Valkey 9's CLUSTER MIGRATESLOTS) between
+//! datanodes: whole slot ranges move as a snapshot plus the writes made
+//! meanwhile, clients see one MOVED and never ASK or TRYAGAIN, and a
+//! cancel or a dead target leaves everything with the source.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slotkv_tests::cluster::{key_slot, redis_cli, Checker, Cluster};
+use slotkv_tests::{wait_until, Conn, Server};
+
+const TIMEOUT_MS: u64 = 5000;
+
+fn addr(c: &Cluster, i: usize) -> String {
+    format!("127.0.0.1:{}", c.nodes[i].port)
+}
+
+fn assert_clean(c: &Cluster, i: usize) {
+    let (ok, out) = redis_cli(&["--cluster", "check", &addr(c, i)]);
+    assert!(ok, "check failed:\n{out}");
+    assert!(
+        out.contains("[OK] All nodes agree about slots configuration.")
+            && out.contains("[OK] All 16384 slots covered.")
+            && !out.contains("[WARNING]")
+            && !out.contains("[ERR]"),
+        "{out}"
+    );
+}
+
+/// The values that follow `key` in each map of a GETSLOTMIGRATIONS reply
+/// (RESP2: flat arrays of bulk keys and bulk or integer values).
+fn fields(raw: &str, key: &str) -> Vec<String> {
+    let lines: Vec<&str> = raw.split("\r\n").collect();
+    let mut out = Vec::new();
+    for i in 0..lines.len() {
+        if lines[i] == key && i > 0 && lines[i - 1].starts_with('$') {
+            match lines.get(i + 1) {
+                Some(l) if l.starts_with(':') => out.push(l[1..].to_string()),
+                Some(l) if l.starts_with('$') => {
+                    out.push(lines.get(i + 2).unwrap_or(&"").to_string())
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn migrations(c: &Cluster, i: usize) -> String {
+    c.nodes[i].conn().text(&["CLUSTER", "GETSLOTMIGRATIONS"])
+}
+
+/// Waits for the newest job on node `i` to end; returns (state, message).
+fn wait_done(c: &Cluster, i: usize, limit: Duration) -> (String, String) {
+    let mut last = String::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        last = migrations(c, i);
+        let st = fields(&last, "state");
+        if let Some(s) = st.first() {
+            if ["success", "failed", "cancelled"].contains(&s.as_str()) {
+                let msg = fields(&last, "message")
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                return (s.clone(), msg);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let all: Vec<String> = (0..c.nodes.len())
+        .map(|j| {
+            let m = migrations(c, j);
+            format!(
+                "node {j}: {:?} {:?}",
+                fields(&m, "operation"),
+                fields(&m, "state")
+            )
+        })
+        .collect();
+    panic!("the migration did not end:\n{last}\n{all:#?}");
+}
+
+fn master_of_slot(c: &Cluster, slot: u16) -> usize {
+    let owner = c.slot_ports(0);
+    (0..c.nodes.len())
+        .find(|&i| c.nodes[i].port == owner[slot as usize])
+        .expect("an owner")
+}
+
+/// A client running `MULTI; INCR {tag}a; INCR {tag}b; EXEC` in a loop on
+/// raw connections, following MOVED by hand; it records every error reply
+/// it sees and how many transactions went through.
+struct TxnClient {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, Vec<String>, u16)>>,
+}
+
+impl TxnClient {
+    fn start(port: u16, tag: &'static str) -> TxnClient {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (ka, kb) = (format!("{{{tag}}}a"), format!("{{{tag}}}b"));
+            let mut port = port;
+            let mut conn = Conn::connect(port).expect("connect");
+            let mut done = 0u64;
+            let mut errors = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let replies: Vec<String> = [
+                    vec!["MULTI"],
+                    vec!["INCR", ka.as_str()],
+                    vec!["INCR", kb.as_str()],
+                    vec!["EXEC"],
+                ]
+                .iter()
+                .map(|a| conn.text(a))
+                .collect();
+                let exec = &replies[3];
+                if exec.starts_with('*') {
+                    done += 1;
+                    continue;
+                }
+                let errs: Vec<&String> = replies.iter().filter(|r| r.starts_with('-')).collect();
+                errors.extend(errs.iter().map(|e| e.trim_end().to_string()));
+                if let Some(m) = errs.iter().find(|e| e.starts_with("-MOVED")) {
+                    if let Some(p) = m.trim_end().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                        port = p;
+                        conn = Conn::connect(port).expect("connect to the new owner");
+                    }
+                } else if errors.len() > 1000 {
+                    break;
+                }
+            }
+            (done, errors, port)
+        });
+        TxnClient {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>, u16) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("running")
+            .join()
+            .expect("the client thread")
+    }
+}
+
+impl Drop for TxnClient {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The first `n` slots node `i` owns, as one range.
+fn first_slots(c: &Cluster, i: usize, n: u16) -> (u16, u16) {
+    let owner = c.slot_ports(0);
+    let first = (0..16384u16)
+        .find(|&s| owner[s as usize] == c.nodes[i].port)
+        .expect("a slot");
+    (first, first + n - 1)
+}
+
+/// A tag whose slot lies in `range`.
+fn tag_in(range: (u16, u16)) -> &'static str {
+    let t = (0..100_000)
+        .map(|i| format!("m{i}"))
+        .find(|t| (range.0..=range.1).contains(&key_slot(t.as_bytes())))
+        .expect("a tag");
+    Box::leak(t.into_boxed_str())
+}
+
+#[test]
+fn migrating_1000_slots_loses_no_write_and_clients_see_one_moved() {
+    let c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let keys = c.fill("a", 200_000);
+    let range = first_slots(&c, 0, 1000);
+    let from = master_of_slot(&c, range.0);
+    let owner = c.slot_ports(0);
+    let to = (0..c.nodes.len())
+        .find(|&i| c.nodes[i].port != c.nodes[from].port && owner.contains(&c.nodes[i].port))
+        .expect("another master");
+    let tag = tag_in(range);
+    let txn = TxnClient::start(c.nodes[from].port, tag);
+    let checker = Checker::start(
+        env!("CARGO_BIN_EXE_consistency-check"),
+        c.nodes[from].port,
+        8,
+        true,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (s, e) = (range.0.to_string(), range.1.to_string());
+    let tid = c.myid(to);
+    let t0 = Instant::now();
+    assert_eq!(
+        c.nodes[from].conn().text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &s,
+            &e,
+            "NODE",
+            &tid
+        ]),
+        "+OK\r\n"
+    );
+    let (state, msg) = wait_done(&c, from, Duration::from_secs(120));
+    let took = t0.elapsed();
+    assert_eq!(
+        (state.as_str(), msg.as_str()),
+        ("success", ""),
+        "{}",
+        migrations(&c, from)
+    );
+    // The target's job succeeded too, and reports what it received.
+    let on_target = migrations(&c, to);
+    assert_eq!(fields(&on_target, "state"), ["success"], "{on_target}");
+    assert_eq!(fields(&on_target, "operation"), ["IMPORT"]);
+    let moved_keys: u64 = fields(&migrations(&c, from), "keys_transferred")[0]
+        .parse()
+        .unwrap_or(0);
+    assert!(moved_keys >= 10_000, "{moved_keys} keys sent");
+    let (ok, nums, text) = checker.finish();
+    assert!(ok, "the checker lost writes:\n{text}");
+    assert_eq!((nums[1], nums[3], nums[4]), (0, 0, 0), "{text}");
+    let (done, errors, port) = txn.finish();
+    assert_eq!(port, c.nodes[to].port, "the client ended on the target");
+    assert!(done > 10, "{done} transactions");
+    // One transaction refused (its two commands MOVED, so EXEC aborts),
+    // and no ASK or TRYAGAIN ever.
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.starts_with("-MOVED") || e.starts_with("-EXECABORT")),
+        "errors seen: {errors:?}"
+    );
+    assert!(errors.len() <= 3, "{errors:?}");
+    let mut t = c.nodes[to].conn();
+    let (a, b) = (
+        t.text(&["GET", &format!("{{{tag}}}a")]),
+        t.text(&["GET", &format!("{{{tag}}}b")]),
+    );
+    assert_eq!(a, b, "the transaction's keys agree");
+    assert_eq!(a, format!("${}\r\n{done}\r\n", done.to_string().len()));
+    // Every node routes the slots to the target; nothing is left behind.
+    wait_until(Duration::from_secs(20), "all nodes agree", || {
+        (0..c.nodes.len()).all(|i| {
+            let o = c.slot_ports(i);
+            (range.0..=range.1).all(|s| o[s as usize] == c.nodes[to].port)
+        })
+    });
+    assert_clean(&c, from);
+    let total = c.total_keys();
+    assert!((200_002..=200_002 + 200).contains(&total), "{total} keys");
+    let in_range = keys
+        .iter()
+        .filter(|k| (range.0..=range.1).contains(&key_slot(k.as_bytes())))
+        .count();
+    let countkeys = |i: usize| -> usize {
+        (range.0..=range.1)
+            .map(|s| {
+                c.nodes[i]
+                    .conn()
+                    .text(&["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()])
+                    .trim_start_matches(':')
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert_eq!(countkeys(from), 0, "the source dropped the moved keys");
+    assert!(countkeys(to) >= in_range, "the target has them all");
+    eprintln!("moved {in_range} keys in {took:?}");
+}
