@@ -280,3 +280,209 @@ fn migrating_1000_slots_loses_no_write_and_clients_see_one_moved() {
     assert!(countkeys(to) >= in_range, "the target has them all");
     eprintln!("moved {in_range} keys in {took:?}");
 }
+
+fn count_in(c: &Cluster, i: usize, range: (u16, u16)) -> usize {
+    let mut conn = c.nodes[i].conn();
+    (range.0..=range.1)
+        .map(|s| {
+            conn.text(&["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()])
+                .trim_start_matches(':')
+                .trim()
+                .parse::<usize>()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn dbsize(c: &Cluster, i: usize) -> usize {
+    c.nodes[i]
+        .conn()
+        .text(&["DBSIZE"])
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A migration of `from`'s first 1000 slots to `to`, slowed down (3 ms
+/// per key in the snapshot) and caught with part of the keys on
+/// the target. Returns the range.
+fn start_slow_migration(c: &Cluster, from: usize, to: usize) -> (u16, u16) {
+    let range = first_slots(c, from, 1000);
+    let mut src = c.nodes[from].conn();
+    assert_eq!(
+        src.text(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]),
+        "+OK\r\n"
+    );
+    let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));
+    assert_eq!(
+        src.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &s,
+            &e,
+            "NODE",
+            &tid
+        ]),
+        "+OK\r\n"
+    );
+    wait_until(Duration::from_secs(20), "keys arrive on the target", || {
+        fields(&migrations(c, to), "state") == ["receiving-snapshot"] && count_in(c, to, range) > 50
+    });
+    range
+}
+
+#[test]
+fn a_cancelled_migration_leaves_everything_with_the_source() {
+    let c = Cluster::start(&[Server::Datanode; 6], TIMEOUT_MS, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    c.fill("c", 50_000);
+    // Replicas in sync first: a full sync would hold the snapshot back.
+    wait_until(Duration::from_secs(60), "replicas in sync", || {
+        (0..6).all(|i| {
+            c.info_field(i, &["INFO", "replication"], "role").as_deref() == Some("master")
+                || c.info_field(i, &["INFO", "replication"], "master_link_status")
+                    .as_deref()
+                    == Some("up")
+        }) && c.total_keys() == 50_000
+            && (0..6).map(|i| dbsize(&c, i)).sum::<usize>() == 100_000
+    });
+    let owner = c.slot_ports(0);
+    let (from, to) = (master_of_slot(&c, 0), master_of_slot(&c, 16383));
+    assert_ne!(owner[0], owner[16383]);
+    let replica_of = |m: usize| {
+        let id = c.myid(m);
+        (0..c.nodes.len())
+            .find(|&i| {
+                c.nodes_of(i)
+                    .iter()
+                    .any(|l| l.contains("myself,slave") && l.contains(&id))
+            })
+            .expect("a replica")
+    };
+    let target_replica = replica_of(to);
+    let target_keys = dbsize(&c, to);
+    let range = start_slow_migration(&c, from, to);
+    // Received but hidden: not in DBSIZE, SCAN or KEYS, on the target and
+    // on its replica; clients are sent to the source.
+    let held = count_in(&c, to, range);
+    assert!(held > 50, "{held}");
+    assert_eq!(dbsize(&c, to), target_keys);
+    let keys_reply = c.nodes[to].conn().text(&["KEYS", "*"]);
+    assert_eq!(
+        keys_reply.lines().count(),
+        1 + 2 * target_keys,
+        "KEYS shows hidden keys"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the replica hides them too",
+        || count_in(&c, target_replica, range) > 0,
+    );
+    assert_eq!(dbsize(&c, target_replica), target_keys);
+    let key_in_range = (0..50_000)
+        .map(|i| format!("c:{i}"))
+        .find(|k| (range.0..=range.1).contains(&key_slot(k.as_bytes())))
+        .expect("a key");
+    let moved = c.nodes[to].conn().text(&["GET", &key_in_range]);
+    assert!(
+        moved.starts_with(&format!(
+            "-MOVED {} 127.0.0.1:{}",
+            key_slot(key_in_range.as_bytes()),
+            c.nodes[from].port
+        )),
+        "{moved}"
+    );
+    // Cancel on the source.
+    let mut src = c.nodes[from].conn();
+    assert_eq!(src.text(&["CLUSTER", "CANCELSLOTMIGRATIONS"]), "+OK\r\n");
+    let (state, msg) = wait_done(&c, from, Duration::from_secs(20));
+    assert_eq!((state.as_str(), msg.as_str()), ("cancelled", ""));
+    let (state, msg) = wait_done(&c, to, Duration::from_secs(20));
+    assert_eq!(
+        (state.as_str(), msg.as_str()),
+        (
+            "failed",
+            "Connection lost to source. Check CLUSTER GETSLOTMIGRATIONS on the source node for more information."
+        )
+    );
+    assert_eq!(
+        src.text(&["CLUSTER", "CANCELSLOTMIGRATIONS"]),
+        "-ERR No migrations ongoing\r\n"
+    );
+    // What the target received is gone, there and on its replica.
+    assert_eq!(count_in(&c, to, range), 0);
+    wait_until(Duration::from_secs(10), "the replica drops them", || {
+        count_in(&c, target_replica, range) == 0
+    });
+    assert_eq!(dbsize(&c, to), target_keys);
+    assert_eq!(c.total_keys(), 50_000);
+    assert_clean(&c, from);
+    // The source still serves the slots, and writes are not paused.
+    assert_eq!(src.text(&["SET", &key_in_range, "after"]), "+OK\r\n");
+    // The same slots can move again, all of them this time.
+    assert_eq!(
+        src.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]),
+        "+OK\r\n"
+    );
+    let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));
+    assert_eq!(
+        src.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &s,
+            &e,
+            "NODE",
+            &tid
+        ]),
+        "+OK\r\n"
+    );
+    let (state, _) = wait_done(&c, from, Duration::from_secs(60));
+    assert_eq!(state, "success");
+    wait_until(
+        Duration::from_secs(20),
+        "the moved keys show on the target",
+        || dbsize(&c, to) == target_keys + held.max(count_in(&c, to, range)),
+    );
+    assert_eq!(c.total_keys(), 50_000);
+    assert_eq!(
+        c.nodes[to].conn().text(&["GET", &key_in_range]),
+        "$5\r\nafter\r\n"
+    );
+}
+
+#[test]
+fn a_target_killed_mid_migration_leaves_everything_with_the_source() {
+    let mut c = Cluster::start(&[Server::Datanode; 3], TIMEOUT_MS, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    c.fill("k", 50_000);
+    let (from, to) = (master_of_slot(&c, 0), master_of_slot(&c, 16383));
+    let target_keys = dbsize(&c, to);
+    let range = start_slow_migration(&c, from, to);
+    c.nodes[to].signal_and_wait("-KILL");
+    let (state, msg) = wait_done(&c, from, Duration::from_secs(30));
+    assert_eq!(
+        (state.as_str(), msg.as_str()),
+        (
+            "failed",
+            "Connection lost to target. Check CLUSTER GETSLOTMIGRATIONS on the target node for more information."
+        )
+    );
+    // Back from its AOF, the target drops the import it never finished.
+    c.nodes[to].restart();
+    c.wait_ok(Duration::from_secs(30));
+    assert_eq!(count_in(&c, to, range), 0);
+    assert_eq!(dbsize(&c, to), target_keys);
+    assert_eq!(c.total_keys(), 50_000);
+    assert_clean(&c, from);
+    let mut src = c.nodes[from].conn();
+    let k = (0..50_000)
+        .map(|i| format!("k:{i}"))
+        .find(|k| (range.0..=range.1).contains(&key_slot(k.as_bytes())))
+        .expect("a key");
+    assert_eq!(src.text(&["SET", &k, "still-here"]), "+OK\r\n");
+}

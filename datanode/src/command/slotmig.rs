@@ -25,11 +25,7 @@ fn slot_of(a: &[u8]) -> Result<u16, String> {
 
 /// Valkey's parseSlotRangesOrReply: pairs read from `a[*i]` on while the
 /// next argument is an integer, all served by one node (returned).
-fn parse_ranges(
-    st: &State,
-    a: &Args,
-    i: &mut usize,
-) -> Result<Ranges, String> {
+fn parse_ranges(st: &State, a: &Args, i: &mut usize) -> Result<Ranges, String> {
     let mut ranges: Vec<(u16, u16)> = Vec::new();
     let mut owner: Option<Option<NodeId>> = None;
     while *i < a.len() && crate::resp::parse_i64(a.get(*i)).is_some() {
@@ -220,6 +216,11 @@ pub fn cancelslotmigrations(ctx: &mut Ctx, _a: &Args) {
 /// taken from an ordinary client; the control messages belong to the
 /// migration's own connections, which read them before dispatch.
 pub fn syncslots(ctx: &mut Ctx, a: &Args) {
+    // Our master's stream and the AOF being replayed carry the start and
+    // end of imports (the cluster may not be up yet while loading).
+    if ctx.client.loading || (ctx.client.is_master && ctx.srv.repl.is_replica()) {
+        return tracked(ctx, a);
+    }
     if ctx.srv.cluster.get().is_none() {
         return ctx
             .r
@@ -232,12 +233,88 @@ pub fn syncslots(ctx: &mut Ctx, a: &Args) {
     if sub.eq_ignore_ascii_case(b"CAPA") {
         return ctx.r.ok();
     }
+    if sub.eq_ignore_ascii_case(b"FINISH") {
+        return match finish_args(a) {
+            None => ctx.r.error(SYNTAX),
+            Some(name) if ctx.srv.slotmig.untrack(ctx.srv, &name) => ctx.r.ok(),
+            Some(_) => ctx.r.error("ERR No such slot migration job"),
+        };
+    }
     match crate::cluster::slotmig::Msg::parse(sub) {
         Some(m) => ctx.r.error(&format!(
             "ERR CLUSTER SYNCSLOTS {} should only be used by slot migration clients",
             m.name()
         )),
         None => ctx.r.error(SYNTAX),
+    }
+}
+
+/// NAME of `FINISH STATE <SUCCESS|FAILED> NAME <name> [MESSAGE <msg>]`.
+fn finish_args(a: &Args) -> Option<String> {
+    let (mut name, mut state) = (None, None);
+    let mut i = 3;
+    while i + 1 < a.len() {
+        let (k, v) = (a.get(i), a.get(i + 1));
+        if k.eq_ignore_ascii_case(b"NAME") {
+            name = Some(String::from_utf8_lossy(v).into_owned());
+        } else if k.eq_ignore_ascii_case(b"STATE") {
+            if !(v.eq_ignore_ascii_case(b"SUCCESS") || v.eq_ignore_ascii_case(b"FAILED")) {
+                return None;
+            }
+            state = Some(());
+        } else if !k.eq_ignore_ascii_case(b"MESSAGE") {
+            return None;
+        }
+        i += 2;
+    }
+    if i != a.len() {
+        return None;
+    }
+    state.and(name)
+}
+
+/// ESTABLISH and FINISH as replayed from the AOF or applied from our
+/// master: they only hide and show slots (Valkey's tracking-only jobs).
+fn tracked(ctx: &mut Ctx, a: &Args) {
+    let sub = a.get(2);
+    if sub.eq_ignore_ascii_case(b"FINISH") {
+        if let Some(name) = finish_args(a) {
+            ctx.srv.slotmig.untrack(ctx.srv, &name);
+        }
+        return ctx.r.ok();
+    }
+    if !sub.eq_ignore_ascii_case(b"ESTABLISH") {
+        // Control messages proxied through the stream are not ours.
+        return ctx.r.ok();
+    }
+    let (mut name, mut ranges) = (None, Vec::new());
+    let mut i = 3;
+    while i < a.len() {
+        let k = a.get(i);
+        if k.eq_ignore_ascii_case(b"NAME") && i + 1 < a.len() {
+            name = Some(String::from_utf8_lossy(a.get(i + 1)).into_owned());
+            i += 2;
+        } else if k.eq_ignore_ascii_case(b"SOURCE") && i + 1 < a.len() {
+            i += 2;
+        } else if k.eq_ignore_ascii_case(b"SLOTSRANGE") {
+            i += 1;
+            while i + 1 < a.len() {
+                match (slot_of(a.get(i)), slot_of(a.get(i + 1))) {
+                    (Ok(x), Ok(y)) if x <= y => ranges.push((x, y)),
+                    _ => break,
+                }
+                i += 2;
+            }
+        } else {
+            return ctx.r.error(SYNTAX);
+        }
+    }
+    match name {
+        Some(n) if !ranges.is_empty() => {
+            ctx.srv.slotmig.track(ctx.srv, n, ranges);
+            ctx.r.ok()
+        }
+        _ => ctx.r.error(SYNTAX),
     }
 }
 
@@ -305,6 +382,7 @@ fn establish(ctx: &mut Ctx, a: &Args) {
         Err(e) => ctx.r.error(&e),
         Ok(job) => {
             crate::slotmig::import::prepare(srv, &job);
+            crate::slotmig::log_establish(srv, &job);
             let name = job.name.clone();
             srv.slotmig.add(job, None);
             ctx.r.ok();

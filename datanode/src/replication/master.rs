@@ -450,6 +450,8 @@ pub fn open_stream_at_cut(srv: &Shared, ids: &[u64]) -> (u64, String) {
         srv.log
             .with_buf(|b| gone.iter().for_each(|id| b.repl.remove_reader(*id)));
     }
+    // Slots being imported here are hidden from the start of the stream.
+    srv.slotmig.announce_imports(srv);
     (pos, replid)
 }
 

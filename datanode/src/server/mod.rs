@@ -250,6 +250,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
         let _ = srv.cluster.set(c);
+        // Imports cut short by the restart: what they brought goes.
+        srv.slotmig.abandon_tracked(&srv);
     } else {
         // `replicaof <host> <port>` in the configuration.
         let target = srv.config.read().value("replicaof").to_string();
@@ -467,7 +469,12 @@ pub fn follow_cluster_role(srv: &Arc<Shared>) {
             tracing::info!("Replicating my cluster master at {}:{}", w.0, w.1);
             crate::replication::replica::set_master(srv, w.0, w.1);
         }
-        (None, Some(_)) => crate::replication::replica::unset_master(srv),
+        (None, Some(_)) => {
+            crate::replication::replica::unset_master(srv);
+            // Promoted while our master imported slots: that import
+            // cannot finish here.
+            srv.slotmig.abandon_tracked(srv);
+        }
         _ => {}
     }
 }

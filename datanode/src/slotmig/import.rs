@@ -180,6 +180,13 @@ pub async fn serve(
         for s in job.ranges.iter().flat_map(|&(a, b)| a..=b) {
             db.set_hidden(s, false);
         }
+        let job = srv.slotmig.get(&name).unwrap_or(job);
+        super::log_finish(
+            srv,
+            &name,
+            job.phase == crate::cluster::slotmig::Phase::Success,
+            &job.message,
+        );
         tracing::info!(
             "Slot migration {name} ended: {} {}",
             job.phase.name(),

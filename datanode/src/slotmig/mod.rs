@@ -47,6 +47,9 @@ pub struct Registry {
     pub import_bytes: AtomicU64,
     pub export_keys: AtomicU64,
     pub import_keys: AtomicU64,
+    /// Imports known only from the stream (our master's, or the AOF being
+    /// replayed): their slots stay hidden until the FINISH that ends them.
+    tracked: Mutex<Vec<(String, Vec<(u16, u16)>)>>,
 }
 
 pub fn timing(srv: &Shared) -> Timing {
@@ -183,6 +186,65 @@ impl Registry {
             .collect()
     }
 
+    /// An import seen in the stream: its slots are hidden here too.
+    pub fn track(&self, srv: &Shared, name: String, ranges: Vec<(u16, u16)>) {
+        let db = srv.ks.db(0);
+        for s in ranges.iter().flat_map(|&(a, b)| a..=b) {
+            db.set_hidden(s, true);
+        }
+        let mut t = self.tracked.lock();
+        if !t.iter().any(|(n, _)| *n == name) {
+            t.push((name, ranges));
+        }
+    }
+
+    /// Imports running here, for a stream that starts now (a replica's
+    /// full sync): it must learn which slots to hide, as the ESTABLISH it
+    /// would have seen is older than its snapshot.
+    pub fn announce_imports(&self, srv: &Shared) {
+        let running: Vec<Job> = self
+            .jobs
+            .lock()
+            .iter()
+            .filter(|e| e.job.op == Op::Import && !e.job.phase.is_final())
+            .map(|e| e.job.clone())
+            .collect();
+        for job in running {
+            log_establish(srv, &job);
+        }
+    }
+
+    /// Its FINISH: the slots show again (on success the keys are ours;
+    /// on failure the DELs came first). False when unknown.
+    pub fn untrack(&self, srv: &Shared, name: &str) -> bool {
+        let mut t = self.tracked.lock();
+        let Some(i) = t.iter().position(|(n, _)| n == name) else {
+            return false;
+        };
+        let (_, ranges) = t.remove(i);
+        drop(t);
+        let db = srv.ks.db(0);
+        for s in ranges.iter().flat_map(|&(a, b)| a..=b) {
+            db.set_hidden(s, false);
+        }
+        true
+    }
+
+    /// Imports that never finished, as a master finds them (after a
+    /// restart, or promoted while its master imported): what they brought
+    /// into slots it does not own goes. Returns the keys deleted.
+    pub fn abandon_tracked(&self, srv: &Shared) -> usize {
+        let gone: Vec<(String, Vec<(u16, u16)>)> = std::mem::take(&mut *self.tracked.lock());
+        let mut n = 0;
+        for (name, ranges) in gone {
+            let job = Job::import(name.clone(), ranges, String::new(), String::new(), 0);
+            n += delete_unowned_keys(srv, &job);
+            log_finish(srv, &name, false, "Process restarted");
+            tracing::info!("Slot import {name} did not finish: its keys were dropped");
+        }
+        n
+    }
+
     /// Fails every unfinished job of this node with `why` (FLUSHALL).
     pub fn fail_all(&self, why: Event) {
         let jobs = self.jobs.lock();
@@ -244,6 +306,48 @@ pub fn delete_unowned_keys(srv: &Shared, job: &Job) -> usize {
         db.set_hidden(s, false);
     }
     n
+}
+
+/// Tells replicas and the AOF that an import began here:
+/// `CLUSTER SYNCSLOTS ESTABLISH SOURCE … NAME … SLOTSRANGE …`, so they
+/// hide its slots too and a restart knows to drop an unfinished one.
+pub fn log_establish(srv: &Shared, job: &Job) {
+    let nums: Vec<String> = job
+        .ranges
+        .iter()
+        .flat_map(|&(a, b)| [a.to_string(), b.to_string()])
+        .collect();
+    let mut args: Vec<&[u8]> = vec![
+        b"CLUSTER",
+        b"SYNCSLOTS",
+        b"ESTABLISH",
+        b"SOURCE",
+        job.source.as_bytes(),
+        b"NAME",
+        job.name.as_bytes(),
+        b"SLOTSRANGE",
+    ];
+    args.extend(nums.iter().map(|n| n.as_bytes()));
+    srv.log.append_now(0, u64::MAX, &args);
+}
+
+/// `CLUSTER SYNCSLOTS FINISH STATE SUCCESS|FAILED NAME … [MESSAGE …]`.
+pub fn log_finish(srv: &Shared, name: &str, ok: bool, message: &str) {
+    let state: &[u8] = if ok { b"SUCCESS" } else { b"FAILED" };
+    let mut args: Vec<&[u8]> = vec![
+        b"CLUSTER",
+        b"SYNCSLOTS",
+        b"FINISH",
+        b"STATE",
+        state,
+        b"NAME",
+        name.as_bytes(),
+    ];
+    if !message.is_empty() {
+        args.push(b"MESSAGE");
+        args.push(message.as_bytes());
+    }
+    srv.log.append_now(0, u64::MAX, &args);
 }
 
 /// The RESP form of a control message: `CLUSTER SYNCSLOTS <MSG>`.
