@@ -29,6 +29,9 @@ pub const FLUSHED: &str = "Data was flushed";
 /// (`cluster-slot-migration-log-max-len`).
 const LOG_MAX_LEN: usize = 1000;
 
+/// An import known from the stream: its name and slot ranges.
+type Tracked = (String, Vec<(u16, u16)>);
+
 pub struct Entry {
     pub job: Job,
     /// Keys and bytes sent (export) or received (import) so far.
@@ -49,7 +52,7 @@ pub struct Registry {
     pub import_keys: AtomicU64,
     /// Imports known only from the stream (our master's, or the AOF being
     /// replayed): their slots stay hidden until the FINISH that ends them.
-    tracked: Mutex<Vec<(String, Vec<(u16, u16)>)>>,
+    tracked: Mutex<Vec<Tracked>>,
 }
 
 pub fn timing(srv: &Shared) -> Timing {
@@ -234,7 +237,7 @@ impl Registry {
     /// restart, or promoted while its master imported): what they brought
     /// into slots it does not own goes. Returns the keys deleted.
     pub fn abandon_tracked(&self, srv: &Shared) -> usize {
-        let gone: Vec<(String, Vec<(u16, u16)>)> = std::mem::take(&mut *self.tracked.lock());
+        let gone: Vec<Tracked> = std::mem::take(&mut *self.tracked.lock());
         let mut n = 0;
         for (name, ranges) in gone {
             let job = Job::import(name.clone(), ranges, String::new(), String::new(), 0);
