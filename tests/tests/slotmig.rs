@@ -395,8 +395,33 @@ fn a_cancelled_migration_leaves_everything_with_the_source() {
         )),
         "{moved}"
     );
-    // Cancel on the source.
     let mut src = c.nodes[from].conn();
+    // Legacy resharding and a second job on these slots are refused
+    // meanwhile.
+    assert_eq!(
+        src.text(&["CLUSTER", "SETSLOT", "0", "STABLE"]),
+        "-ERR Slot export in progress.\r\n"
+    );
+    assert_eq!(
+        c.nodes[to]
+            .conn()
+            .text(&["CLUSTER", "SETSLOT", "0", "STABLE"]),
+        "-ERR Slot import in progress.\r\n"
+    );
+    let (s0, tid) = (range.0.to_string(), c.myid(to));
+    assert_eq!(
+        src.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &s0,
+            &s0,
+            "NODE",
+            &tid
+        ]),
+        format!("-ERR I am already migrating slot {s0}.\r\n")
+    );
+    // Cancel on the source.
     assert_eq!(src.text(&["CLUSTER", "CANCELSLOTMIGRATIONS"]), "+OK\r\n");
     let (state, msg) = wait_done(&c, from, Duration::from_secs(20));
     assert_eq!((state.as_str(), msg.as_str()), ("cancelled", ""));
@@ -485,4 +510,313 @@ fn a_target_killed_mid_migration_leaves_everything_with_the_source() {
         .find(|k| (range.0..=range.1).contains(&key_slot(k.as_bytes())))
         .expect("a key");
     assert_eq!(src.text(&["SET", &k, "still-here"]), "+OK\r\n");
+}
+
+/// MIGRATESLOTS and SYNCSLOTS refuse bad input with Valkey 9.0's errors,
+/// and nothing starts.
+#[test]
+fn bad_input_gets_valkeys_errors() {
+    let c = Cluster::start(&[Server::Datanode; 3], TIMEOUT_MS, &[]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let m0 = master_of_slot(&c, 0);
+    let other = master_of_slot(&c, 16383);
+    let (me, them) = (c.myid(m0), c.myid(other));
+    let mut conn = c.nodes[m0].conn();
+    let unknown = "a".repeat(40);
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["MIGRATESLOTS"],
+            "ERR wrong number of arguments for 'cluster|migrateslots' command".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE"],
+            "ERR wrong number of arguments for 'cluster|migrateslots' command".into(),
+        ),
+        (
+            vec!["CANCELSLOTMIGRATIONS", "ARG"],
+            "ERR wrong number of arguments for 'cluster|cancelslotmigrations' command".into(),
+        ),
+        (
+            vec!["GETSLOTMIGRATIONS", "ARG"],
+            "ERR wrong number of arguments for 'cluster|getslotmigrations' command".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "INVALID", "0", "1"],
+            "ERR syntax error".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "a", "NODE", &them],
+            "ERR Invalid or out of range slot".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "16384", "NODE", &them],
+            "ERR Invalid or out of range slot".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "a", "0"],
+            "ERR No slot ranges specified".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0"],
+            "ERR No end slot for final slot range".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "5", "3", "NODE", &them],
+            "ERR Start slot number 5 is greater than end slot number 3.".into(),
+        ),
+        (
+            vec![
+                "MIGRATESLOTS",
+                "SLOTSRANGE",
+                "0",
+                "5",
+                "3",
+                "6",
+                "NODE",
+                &them,
+            ],
+            "ERR Slot range 3-6 overlaps with previous range 0-5.".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "16383", "NODE", &them],
+            "ERR Requested slots span multiple shards".into(),
+        ),
+        (
+            vec![
+                "MIGRATESLOTS",
+                "SLOTSRANGE",
+                "16383",
+                "16383",
+                "NODE",
+                &them,
+            ],
+            "ERR Slots are not served by this node.".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "0"],
+            "ERR syntax error".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "0", "NODE"],
+            "ERR syntax error".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "0", "NODE", "abc"],
+            "ERR Invalid node name: abc".into(),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "0", "NODE", &unknown],
+            format!("ERR Unknown node name: {unknown}"),
+        ),
+        (
+            vec!["MIGRATESLOTS", "SLOTSRANGE", "0", "0", "NODE", &me],
+            "ERR Target node can not be this node.".into(),
+        ),
+        (
+            vec![
+                "MIGRATESLOTS",
+                "SLOTSRANGE",
+                "0",
+                "9",
+                "NODE",
+                &them,
+                "SLOTSRANGE",
+                "5",
+                "20",
+                "NODE",
+                &them,
+            ],
+            "ERR Slot ranges in migrations overlap".into(),
+        ),
+        (
+            vec!["CANCELSLOTMIGRATIONS"],
+            "ERR No migrations ongoing".into(),
+        ),
+        (
+            vec!["SYNCSLOTS", "ACK"],
+            "ERR CLUSTER SYNCSLOTS ACK should only be used by slot migration clients".into(),
+        ),
+        (
+            vec!["SYNCSLOTS", "REQUEST-PAUSE"],
+            "ERR CLUSTER SYNCSLOTS REQUEST-PAUSE should only be used by slot migration clients"
+                .into(),
+        ),
+        (vec!["SYNCSLOTS", "NOPE"], "ERR syntax error".into()),
+        (
+            vec!["SYNCSLOTS", "FINISH", "STATE", "SUCCESS", "NAME", &unknown],
+            "ERR No such slot migration job".into(),
+        ),
+        (
+            vec![
+                "SYNCSLOTS",
+                "ESTABLISH",
+                "SOURCE",
+                &me,
+                "NAME",
+                &unknown,
+                "SLOTSRANGE",
+                "0",
+                "0",
+            ],
+            "ERR Source node is target node itself".into(),
+        ),
+        (
+            vec![
+                "SYNCSLOTS",
+                "ESTABLISH",
+                "SOURCE",
+                &unknown,
+                "NAME",
+                &unknown,
+                "SLOTSRANGE",
+                "0",
+                "0",
+            ],
+            "ERR Target node does not know the source node".into(),
+        ),
+        (
+            vec![
+                "SYNCSLOTS",
+                "ESTABLISH",
+                "SOURCE",
+                &them,
+                "NAME",
+                &unknown,
+                "SLOTSRANGE",
+                "0",
+                "0",
+            ],
+            "ERR Target node does not agree about current slot ownership".into(),
+        ),
+        (
+            vec![
+                "SYNCSLOTS",
+                "ESTABLISH",
+                "NAME",
+                &unknown,
+                "SLOTSRANGE",
+                "0",
+                "0",
+            ],
+            "ERR syntax error".into(),
+        ),
+        (
+            vec![
+                "SYNCSLOTS",
+                "ESTABLISH",
+                "SOURCE",
+                "short",
+                "NAME",
+                &unknown,
+                "SLOTSRANGE",
+                "0",
+                "0",
+            ],
+            "ERR syntax error".into(),
+        ),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["CLUSTER"];
+        full.extend(args.iter());
+        assert_eq!(conn.text(&full), format!("-{want}\r\n"), "{full:?}");
+    }
+    // Legacy migration state on a slot blocks atomic migration.
+    assert_eq!(
+        conn.text(&["CLUSTER", "SETSLOT", "0", "MIGRATING", &them]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        conn.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            "1",
+            "1",
+            "NODE",
+            &them
+        ]),
+        "-ERR Slots are being manually migrated\r\n"
+    );
+    assert_eq!(conn.text(&["CLUSTER", "SETSLOT", "0", "STABLE"]), "+OK\r\n");
+    // A slot nobody serves.
+    assert_eq!(conn.text(&["CLUSTER", "DELSLOTS", "7"]), "+OK\r\n");
+    assert_eq!(
+        conn.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            "7",
+            "7",
+            "NODE",
+            &them
+        ]),
+        "-ERR Slot 7 has no node served.\r\n"
+    );
+    assert_eq!(conn.text(&["CLUSTER", "ADDSLOTS", "7"]), "+OK\r\n");
+    // No job was made by any of it.
+    assert_eq!(migrations(&c, m0), "*0\r\n");
+    // RESP3: each job is a map.
+    assert_eq!(
+        conn.text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            "1",
+            "2",
+            "NODE",
+            &them
+        ]),
+        "+OK\r\n"
+    );
+    let (state, _) = wait_done(&c, m0, Duration::from_secs(30));
+    assert_eq!(state, "success");
+    conn.text(&["HELLO", "3"]);
+    let r3 = conn.text(&["CLUSTER", "GETSLOTMIGRATIONS"]);
+    assert!(r3.starts_with("*1\r\n%13\r\n$4\r\nname\r\n$40\r\n"), "{r3}");
+    assert!(r3.contains("$11\r\nslot_ranges\r\n$3\r\n1-2\r\n"), "{r3}");
+    assert_clean(&c, m0);
+}
+
+/// Toward redis-server, which has no SYNCSLOTS, the job fails at the
+/// handshake with the target's own error, and the slots stay put.
+#[test]
+fn toward_redis_server_the_job_fails_with_the_targets_error() {
+    let c = Cluster::start(
+        &[Server::Datanode, Server::Redis, Server::Redis],
+        TIMEOUT_MS,
+        &[],
+    );
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let owner = c.slot_ports(0);
+    let d = (0..3)
+        .find(|&i| c.nodes[i].port == c.nodes[0].port)
+        .expect("datanode");
+    let r = (0..3)
+        .find(|&i| i != d && owner.contains(&c.nodes[i].port))
+        .expect("a redis-server master");
+    let range = first_slots(&c, d, 10);
+    let (s, e, rid) = (range.0.to_string(), range.1.to_string(), c.myid(r));
+    assert_eq!(
+        c.nodes[d].conn().text(&[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &s,
+            &e,
+            "NODE",
+            &rid
+        ]),
+        "+OK\r\n"
+    );
+    let (state, msg) = wait_done(&c, d, Duration::from_secs(30));
+    assert_eq!(state, "failed");
+    assert!(
+        msg.starts_with("Received error during handshake to target: -ERR unknown subcommand")
+            && msg.contains("SYNCSLOTS"),
+        "{msg}"
+    );
+    assert_clean(&c, d);
+    assert_eq!(c.slot_ports(d)[range.0 as usize], c.nodes[d].port);
 }
