@@ -5,7 +5,9 @@
 # the second master (SETSLOT, GETKEYSINSLOT, MIGRATE) while a client SETs
 # keys of a slot that stays on the first master, one at a time. Reports
 # keys moved per second and that client's p99 and worst latency, for
-# redis-server and datanode in the same run, alternating.
+# redis-server and datanode in the same run, alternating; `atomic` is
+# datanode moving the same slots with CLUSTER MIGRATESLOTS (Valkey 9's
+# atomic slot migration; the pipeline setting does not apply to it).
 #
 #   tests/bench/reshard.sh [--keys N] [--rounds N] [--pipelines "10 100"]
 #                          [--values "small:N large:100 huge:1"]
@@ -114,8 +116,20 @@ run_one() { # name binary kind nkeys pipeline -> "secs p99_us max_us"
   sleep 0.5
   local t0 t1
   t0=$(now_ms)
-  redis-cli --cluster reshard "127.0.0.1:$src" --cluster-from "$sid" --cluster-to "$did" \
-    --cluster-slots 1000 --cluster-yes --cluster-pipeline "$pipe" > "$dir/reshard.log" 2>&1
+  if [ "$name" = atomic ]; then
+    # Valkey 9-style: one command, then wait for the job to end.
+    redis-cli -p "$src" cluster migrateslots slotsrange 0 999 node "$did" > "$dir/reshard.log"
+    local state=""
+    for _ in $(seq 1 60000); do
+      state=$(redis-cli -p "$src" cluster getslotmigrations | grep -x -A1 state | tail -1)
+      case "$state" in success|failed|cancelled) break ;; esac
+      sleep 0.01
+    done
+    [ "$state" = success ] || { echo "atomic migration ended: $state" >&2; return 1; }
+  else
+    redis-cli --cluster reshard "127.0.0.1:$src" --cluster-from "$sid" --cluster-to "$did" \
+      --cluster-slots 1000 --cluster-yes --cluster-pipeline "$pipe" > "$dir/reshard.log" 2>&1
+  fi
   t1=$(now_ms)
   touch "$dir/stop"
   wait "$probe"
@@ -134,7 +148,7 @@ for spec in $SPECS; do
   [ "$kind" = small ] && n=$KEYS
   for pipe in $PIPELINES; do
     for r in $(seq 1 "$ROUNDS"); do
-      if [ $((r % 2)) -eq 1 ]; then order="redis datanode"; else order="datanode redis"; fi
+      if [ $((r % 2)) -eq 1 ]; then order="redis datanode atomic"; else order="atomic datanode redis"; fi
       for s in $order; do
         if [ "$s" = redis ]; then bin=redis-server; else bin=$DATANODE_BIN; fi
         res=$(run_one "$s" "$bin" "$kind" "$n" "$pipe")
@@ -151,7 +165,7 @@ for spec in $SPECS; do
   [ "$kind" = small ] && n=$KEYS
   for pipe in $PIPELINES; do
     r_s=$(col "$kind" "$pipe" redis 4)
-    for s in redis datanode; do
+    for s in redis datanode atomic; do
       secs=$(col "$kind" "$pipe" $s 4)
       printf '%-6s %-9s %-9s %9.1f %11.2f %9.0f %10.0f\n' "$kind" "$pipe" "$s" \
         "$(awk -v n="$n" -v t="$secs" 'BEGIN{print n/t}')" \

@@ -682,7 +682,9 @@ impl State {
                 moved_granted += 1;
             }
             if owner.is_none() || owner_epoch.is_some_and(|e| e < epoch) || disowned || granted {
-                if owner == Some(me) && keys.count_in_slot(s as u16) > 0 {
+                // A granted slot's keys are dropped by its migration job,
+                // off the bus's path.
+                if owner == Some(me) && !granted && keys.count_in_slot(s as u16) > 0 {
                     dirty.push(s as u16);
                 }
                 if owner.is_some() && owner == cur_master {

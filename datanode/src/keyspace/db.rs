@@ -210,9 +210,9 @@ impl<'a> SlotRef<'a> {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
         if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
-            let wanted = match log.snap_only.lock().as_ref() {
-                Some(only) => only.get(self.slot as usize).copied().unwrap_or(false),
-                None => true,
+            let (wanted, filtered) = match log.snap_only.lock().as_ref() {
+                Some(only) => (only.get(self.slot as usize).copied().unwrap_or(false), true),
+                None => (true, false),
             };
             if !wanted {
                 self.t.snap_gen = g;
@@ -222,7 +222,9 @@ impl<'a> SlotRef<'a> {
             let chunk = if log.snap_rdb.load(Ordering::SeqCst) {
                 crate::persistence::rdb::file::encode_slot_chunk(self)
             } else {
-                crate::persistence::rewrite::encode_slot(self)
+                // A slot migration's snapshot (the only one limited to
+                // some slots) batches strings.
+                crate::persistence::rewrite::encode_slot_with(self, filtered)
             };
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);

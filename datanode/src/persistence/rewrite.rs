@@ -23,10 +23,28 @@ const FIELDS_PER_CMD: usize = 64;
 
 /// Encodes a slot's live keys as commands that recreate them.
 pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
+    encode_slot_with(s, false)
+}
+
+/// [`encode_slot`], with small strings that have no TTL batched into
+/// MSETs of up to 64 keys (a slot migration's snapshot: the keys of one slot can
+/// share a command, and the target then runs far fewer of them).
+pub fn encode_slot_with(s: &SlotRef, batch_strings: bool) -> Vec<u8> {
     let mut out = Vec::new();
     if s.is_empty() {
         return out;
     }
+    let mut mset: Vec<Vec<u8>> = Vec::new();
+    let flush = |mset: &mut Vec<Vec<u8>>, out: &mut Vec<u8>| {
+        if mset.is_empty() {
+            return;
+        }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(mset.len() + 1);
+        args.push(b"MSET");
+        args.extend(mset.iter().map(|a| a.as_slice()));
+        encode_command(&args, out);
+        mset.clear();
+    };
     let mut b = itoa::Buffer::new();
     encode_command(
         &[b"SELECT".as_slice(), b.format(s.db.index).as_bytes()],
@@ -34,6 +52,17 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
     );
     s.for_each_live(|k, v, exp| {
         let mut nb = itoa::Buffer::new();
+        if batch_strings && exp.is_none() {
+            // Small values only: a batch stays a few tens of KB.
+            if let Some(bytes) = v.str_bytes(&mut nb).filter(|b| b.len() <= 512) {
+                mset.push(k.to_vec());
+                mset.push(bytes.to_vec());
+                if mset.len() >= 2 * FIELDS_PER_CMD {
+                    flush(&mut mset, &mut out);
+                }
+                return;
+            }
+        }
         match v {
             Value::List(l) => {
                 let items: Vec<&[u8]> = l.iter().collect();
@@ -93,6 +122,7 @@ pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
             );
         }
     });
+    flush(&mut mset, &mut out);
     out
 }
 

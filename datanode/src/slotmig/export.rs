@@ -314,13 +314,16 @@ impl Export {
         }
     }
 
+    /// Drops the keys of slots the target took, on a blocking thread (a
+    /// large job's keys take a while to free; Valkey frees them lazily).
     fn delete_keys(&self) {
         if let Some(job) = self.srv.slotmig.get(&self.name) {
-            let n = super::delete_unowned_keys(&self.srv, &job);
-            tracing::info!(
-                "Slot migration {}: deleted {n} keys of the moved slots",
-                self.name
-            );
+            let srv = self.srv.clone();
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let n = super::delete_unowned_keys(&srv, &job);
+                tracing::info!("Slot migration {name}: deleted {n} keys of the moved slots");
+            });
         }
     }
 

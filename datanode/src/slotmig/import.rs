@@ -139,6 +139,8 @@ pub async fn serve(
                 continue;
             }
         }
+        // Room for large reads: snapshots arrive in bulk.
+        rbuf.reserve(256 * 1024);
         tokio::select! {
             r = sock.read_buf(&mut rbuf) => {
                 match r {
