@@ -2,10 +2,11 @@
 //! (RESTORE-ASKING in a cluster) and deletes each here once the target
 //! answered OK, with Redis 7.0's options, replies and connection cache.
 //!
-//! Like Redis's, the command is synchronous: the slots of its keys stay
-//! locked from the dump to the delete, so no write lands in between and is
-//! lost. Redis blocks the whole server meanwhile; here only clients of
-//! those slots wait (on a one-thread runtime, everyone, as in Redis).
+//! Like Redis's, the command is synchronous for its client: the slots of
+//! its keys stay locked from the dump to the delete, so no write lands in
+//! between and is lost. Redis blocks the whole server meanwhile; here the
+//! transfer runs on a blocking thread and only clients of those slots
+//! wait.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -235,6 +236,22 @@ enum Attempt {
     },
 }
 
+/// What one MIGRATE needs, owned, so it can run away from the command
+/// thread.
+struct Params {
+    host: String,
+    port: u16,
+    /// `host:port` as given: the connection cache's key.
+    name: String,
+    keys: Vec<Vec<u8>>,
+    dbid: i64,
+    timeout: Duration,
+    copy: bool,
+    replace: bool,
+    auth: Option<(Option<Vec<u8>>, Vec<u8>)>,
+    restore: &'static [u8],
+}
+
 /// MIGRATE host port key|"" destination-db timeout [COPY] [REPLACE]
 /// [AUTH password] [AUTH2 username password] [KEYS key …]
 pub fn migrate(ctx: &mut Ctx, a: &Args) {
@@ -253,19 +270,74 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
     // Redis reads the port with atoi: junk makes it 0, which fails to
     // connect.
     let port: u16 = port_text.trim().parse().unwrap_or(0);
-    let name = format!("{host}:{port_text}");
-    let keys: Vec<&[u8]> = (o.first_key..o.first_key + o.num_keys)
-        .map(|i| a.get(i))
-        .collect();
-    let restore: &[u8] = if ctx.srv.cluster_enabled() {
-        b"RESTORE-ASKING"
-    } else {
-        b"RESTORE"
+    let p = Params {
+        name: format!("{host}:{port_text}"),
+        host,
+        port,
+        keys: (o.first_key..o.first_key + o.num_keys)
+            .map(|i| a.get(i).to_vec())
+            .collect(),
+        dbid,
+        timeout,
+        copy: o.copy,
+        replace: o.replace,
+        auth: o.auth.map(|(u, p)| (u.map(|u| u.to_vec()), p.to_vec())),
+        restore: if ctx.srv.cluster_enabled() {
+            b"RESTORE-ASKING"
+        } else {
+            b"RESTORE"
+        },
     };
+    // A MIGRATE of its own (not in a transaction, not replayed) runs on a
+    // blocking thread while its connection waits, so the command thread
+    // keeps serving everyone else through a large transfer. Only clients
+    // of the keys' slots wait for it, on those slots' locks.
+    let offload = !ctx.client.in_exec
+        && ctx.client.multi.is_none()
+        && !ctx.client.loading
+        && ctx.client.reply_mode == crate::server::client::ReplyMode::On
+        && tokio::runtime::Handle::try_current().is_ok();
+    if offload {
+        let srv = ctx.srv.clone();
+        let dbi = ctx.locks.db.index;
+        let proto = ctx.client.proto;
+        ctx.actions
+            .push(super::Action::Offload(super::Offloaded(Box::new(
+                move || {
+                    let db = srv.ks.db(dbi);
+                    let mut locks =
+                        super::locks::Locks::new(&srv.ks, db, crate::keyspace::now_ms());
+                    let mut out = Vec::new();
+                    let mut r = crate::resp::Reply::new(&mut out, proto);
+                    let events =
+                        crate::server::notify::Events::new(&srv, srv.hot.notify.load()).db(dbi);
+                    let deleted = run(&srv, &mut locks, &mut r, events, &p);
+                    (out, deleted)
+                },
+            ))));
+        return;
+    }
     let events = ctx.events();
-    let now = ctx.locks.now;
-    let cache = &ctx.srv.migrate_sockets;
-    let mut m = ctx.locks.keys(keys.iter().copied());
+    let deleted = run(ctx.srv, &mut ctx.locks, &mut ctx.r, events, &p);
+    ctx.dirty(deleted);
+}
+
+/// The transfer: dump the keys under their slots' locks, RESTORE them on
+/// the target, delete each the target accepted. Writes the reply to `r`;
+/// returns how many keys were deleted here.
+fn run(
+    srv: &crate::server::Shared,
+    locks: &mut super::locks::Locks,
+    r: &mut crate::resp::Reply,
+    events: crate::server::notify::Events,
+    p: &Params,
+) -> u64 {
+    let (host, port, name, dbid, timeout) = (&p.host, p.port, &p.name, p.dbid, p.timeout);
+    let restore = p.restore;
+    let now = locks.now;
+    let cache = &srv.migrate_sockets;
+    let keys: Vec<&[u8]> = p.keys.iter().map(|k| k.as_slice()).collect();
+    let mut m = locks.keys(keys.iter().copied());
     let present: Vec<&[u8]> = keys
         .iter()
         .copied()
@@ -273,25 +345,29 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
         .collect();
     if present.is_empty() {
         drop(m);
-        return ctx.r.simple("NOKEY");
+        r.simple("NOKEY");
+        return 0;
     }
+    let auth: Option<(Option<&[u8]>, &[u8])> =
+        p.auth.as_ref().map(|(u, pw)| (u.as_deref(), pw.as_slice()));
     let mut may_retry = true;
     let mut deleted = 0u64;
     loop {
-        let mut target = match cache.take(&name, &host, port, timeout) {
+        let mut target = match cache.take(name, host, port, timeout) {
             Ok(t) => t,
             Err(why) => {
                 drop(m);
-                return ctx.r.error(match why {
+                r.error(match why {
                     Unreached::Refused => "IOERR error or timeout writing to target instance",
                     Unreached::Connecting => "IOERR error or timeout connecting to the client",
                 });
+                return 0;
             }
         };
         // The request: AUTH, SELECT when the database changes, then one
         // RESTORE per key still alive.
         let mut req = Vec::new();
-        if let Some((user, pass)) = o.auth {
+        if let Some((user, pass)) = auth {
             match user {
                 Some(u) => encode_command(&[b"AUTH".as_slice(), u, pass], &mut req),
                 None => encode_command(&[b"AUTH".as_slice(), pass], &mut req),
@@ -314,7 +390,7 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
             let payload = crate::persistence::rdb::object::dump(v);
             let mut b = itoa::Buffer::new();
             let ttl = b.format(ttl).as_bytes();
-            if o.replace {
+            if p.replace {
                 encode_command(&[restore, k, ttl, &payload, b"REPLACE"], &mut req);
             } else {
                 encode_command(&[restore, k, ttl, &payload], &mut req);
@@ -337,7 +413,7 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
                 break 'io retry_or_fail(&e, true);
             }
             let mut first_err = None;
-            for expect in [o.auth.is_some(), select] {
+            for expect in [auth.is_some(), select] {
                 if !expect {
                     continue;
                 }
@@ -368,7 +444,7 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
                     .or_else(|| (line.first() == Some(&b'-')).then(|| line.clone()));
                 if let Some(e) = err {
                     target_error.get_or_insert(e);
-                } else if !o.copy {
+                } else if !p.copy {
                     let s = m.key(k);
                     if s.remove(k).is_some() {
                         s.log(&[b"DEL".as_slice(), k]);
@@ -387,29 +463,25 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
             }
             Attempt::Failed { writing } => {
                 drop(m);
-                ctx.dirty(deleted);
                 let what = if writing { "writing" } else { "reading" };
-                return ctx
-                    .r
-                    .error(&format!("IOERR error or timeout {what} to target instance"));
+                r.error(&format!("IOERR error or timeout {what} to target instance"));
+                return deleted;
             }
             Attempt::Done => {}
         }
         drop(m);
-        ctx.dirty(deleted);
         if !socket_error {
             target.last_db = if target_error.is_some() { -1 } else { dbid };
-            cache.put_back(name, target);
+            cache.put_back(name.clone(), target);
         }
         match target_error {
             Some(e) => {
                 let msg = String::from_utf8_lossy(&e[1..]).into_owned();
-                ctx.r
-                    .error(&format!("ERR Target instance replied with error: {msg}"));
+                r.error(&format!("ERR Target instance replied with error: {msg}"));
             }
-            None => ctx.r.ok(),
+            None => r.ok(),
         }
-        return;
+        return deleted;
     }
 }
 

@@ -75,6 +75,9 @@ pub enum Action {
     SlotImport {
         name: String,
     },
+    /// Run this on a blocking thread while the connection waits, then
+    /// write what it returns as the reply (MIGRATE's transfer).
+    Offload(Offloaded),
     /// PSYNC / SYNC: the connection becomes a replica feed.
     Sync(crate::replication::master::SyncRequest),
     /// WAIT: until `numreplicas` replicas acknowledged `offset`, or the
@@ -84,6 +87,15 @@ pub enum Action {
         timeout_ms: u64,
         offset: u64,
     },
+}
+
+/// Work for a blocking thread: returns the reply and the keys it changed.
+pub struct Offloaded(pub Box<dyn FnOnce() -> (Vec<u8>, u64) + Send>);
+
+impl std::fmt::Debug for Offloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Offloaded")
+    }
 }
 
 #[derive(Debug)]

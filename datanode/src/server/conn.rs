@@ -663,6 +663,18 @@ async fn connection_loop(
                             )
                             .await;
                         }
+                        Action::Offload(job) => {
+                            let (reply, dirty) = tokio::task::spawn_blocking(job.0)
+                                .await
+                                .unwrap_or_else(|_| (b"-ERR the command failed\r\n".to_vec(), 0));
+                            if reply.first() == Some(&b'-') {
+                                Stats::add(&srv.stats.total_error_replies, 1);
+                                super::cmdstats::record_error(&reply);
+                            }
+                            out.extend_from_slice(&reply);
+                            client.pending_dirty += dirty;
+                            now = now_ms();
+                        }
                         Action::SlotImport { name } => {
                             // The +OK goes out first; from here on the
                             // connection carries the migration.
