@@ -304,14 +304,14 @@ fn dbsize(c: &Cluster, i: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// A migration of `from`'s first 1000 slots to `to`, slowed down (3 ms
+/// A migration of `from`'s first 1000 slots to `to`, slowed down (5 ms
 /// per key in the snapshot) and caught with part of the keys on
 /// the target. Returns the range.
 fn start_slow_migration(c: &Cluster, from: usize, to: usize) -> (u16, u16) {
     let range = first_slots(c, from, 1000);
     let mut src = c.nodes[from].conn();
     assert_eq!(
-        src.text(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]),
+        src.text(&["CONFIG", "SET", "rdb-key-save-delay", "5000"]),
         "+OK\r\n"
     );
     let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));

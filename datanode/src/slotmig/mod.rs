@@ -129,11 +129,17 @@ impl Registry {
             .map(|e| e.job.clone())
     }
 
+    /// Counts what a job moved. On the import side data from the source
+    /// also counts as contact: a long snapshot carries no ACKs, and Valkey
+    /// times an import out on the link's last interaction.
     pub fn progress(&self, name: &str, keys: u64, bytes: u64) {
         let mut jobs = self.jobs.lock();
         if let Some(e) = jobs.iter_mut().find(|e| e.job.name == name) {
             e.keys += keys;
             e.bytes += bytes;
+            if e.job.op == Op::Import && bytes > 0 {
+                e.job.last_ack_ms = crate::keyspace::now_ms();
+            }
             let (k, b) = match e.job.op {
                 Op::Export => (&self.export_keys, &self.export_bytes),
                 Op::Import => (&self.import_keys, &self.import_bytes),
