@@ -285,6 +285,20 @@ impl Cluster {
             .sum()
     }
 
+    /// `redis-cli --cluster check` through node `i` finds nothing wrong.
+    pub fn assert_clean(&self, i: usize) {
+        let addr = format!("127.0.0.1:{}", self.nodes[i].port);
+        let (ok, out) = redis_cli(&["--cluster", "check", &addr]);
+        assert!(ok, "check failed:\n{out}");
+        assert!(
+            out.contains("[OK] All nodes agree about slots configuration.")
+                && out.contains("[OK] All 16384 slots covered.")
+                && !out.contains("[WARNING]")
+                && !out.contains("[ERR]"),
+            "{out}"
+        );
+    }
+
     pub fn myid(&self, i: usize) -> String {
         let mut c = self.nodes[i].conn();
         match c.cmd(&["CLUSTER", "MYID"]).expect("myid").tree {

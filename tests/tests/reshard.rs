@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use slotkv_tests::cluster::{key_slot, redis_cli, redis_cli_within, Checker, Cluster};
+use slotkv_tests::cluster::{key_slot, redis_cli_within, Checker, Cluster};
 use slotkv_tests::{wait_until, Conn, Server};
 
 const TIMEOUT_MS: u64 = 5000;
@@ -29,19 +29,6 @@ fn masters(c: &Cluster) -> Vec<usize> {
     (0..c.nodes.len())
         .filter(|&i| c.info_field(i, &["INFO", "replication"], "role").as_deref() == Some("master"))
         .collect()
-}
-
-/// `redis-cli --cluster check` finds nothing wrong.
-fn assert_clean(c: &Cluster, i: usize) {
-    let (ok, out) = redis_cli(&["--cluster", "check", &addr(c, i)]);
-    assert!(ok, "check failed:\n{out}");
-    assert!(
-        out.contains("[OK] All nodes agree about slots configuration.")
-            && out.contains("[OK] All 16384 slots covered.")
-            && !out.contains("[WARNING]")
-            && !out.contains("[ERR]"),
-        "{out}"
-    );
 }
 
 /// Every `step`-th key of `fill` reads back its value from its owner.
@@ -111,7 +98,7 @@ fn a_reshard_of_1000_slots_under_the_checker_loses_no_write() {
     // ASK and MOVED are followed by the client, never surfaced.
     assert_eq!((nums[1], nums[3]), (0, 0), "{text}");
     assert!(nums[2] > 1000, "the checker kept writing:\n{text}");
-    assert_clean(&c, from);
+    c.assert_clean(from);
     // The checker's counters joined the 200k keys; nothing else changed.
     let after = c.total_keys();
     assert!(
@@ -186,7 +173,7 @@ fn an_interrupted_reshard_is_repaired_by_fix() {
         Duration::from_secs(120),
     );
     assert!(ok, "fix failed:\n{}", tail(&out));
-    assert_clean(&c, from);
+    c.assert_clean(from);
     assert_eq!(c.total_keys(), 50_000);
     assert_values(&c, &keys, 3);
 }
@@ -203,10 +190,10 @@ fn slots_move_between_redis_server_and_datanode() {
     c.wait_ok(Duration::from_secs(30));
     let keys = c.fill("x", 20_000);
     reshard(&c, 0, 1, 800, &["--cluster-pipeline", "50"]);
-    assert_clean(&c, 0);
+    c.assert_clean(0);
     assert_values(&c, &keys, 1);
     reshard(&c, 1, 2, 6000, &["--cluster-pipeline", "50"]);
-    assert_clean(&c, 1);
+    c.assert_clean(1);
     assert_eq!(c.total_keys(), 20_000);
     assert_values(&c, &keys, 1);
 }
@@ -567,7 +554,7 @@ fn the_tutorial_membership_steps_lose_no_write() {
     wait_until(Duration::from_secs(20), "the master is forgotten", || {
         (0..3).all(|i| main.nodes_of(i).iter().all(|l| !l.contains(&new_master)))
     });
-    assert_clean(&main, 0);
+    main.assert_clean(0);
     let (ok, nums, text) = checker.finish();
     assert!(ok && nums[4] == 0, "the checker lost writes:\n{text}");
     assert_values(&main, &keys, 1);

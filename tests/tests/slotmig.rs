@@ -7,26 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slotkv_tests::cluster::{key_slot, redis_cli, Checker, Cluster};
+use slotkv_tests::cluster::{key_slot, Checker, Cluster};
 use slotkv_tests::{wait_until, Conn, Server};
 
 const TIMEOUT_MS: u64 = 5000;
-
-fn addr(c: &Cluster, i: usize) -> String {
-    format!("127.0.0.1:{}", c.nodes[i].port)
-}
-
-fn assert_clean(c: &Cluster, i: usize) {
-    let (ok, out) = redis_cli(&["--cluster", "check", &addr(c, i)]);
-    assert!(ok, "check failed:\n{out}");
-    assert!(
-        out.contains("[OK] All nodes agree about slots configuration.")
-            && out.contains("[OK] All 16384 slots covered.")
-            && !out.contains("[WARNING]")
-            && !out.contains("[ERR]"),
-        "{out}"
-    );
-}
 
 /// The values that follow `key` in each map of a GETSLOTMIGRATIONS reply
 /// (RESP2: flat arrays of bulk keys and bulk or integer values).
@@ -45,6 +29,21 @@ fn fields(raw: &str, key: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// `CLUSTER MIGRATESLOTS SLOTSRANGE a b NODE <to's id>` on node `from`;
+/// returns the reply.
+fn migrate_slots(c: &Cluster, from: usize, range: (u16, u16), to: usize) -> String {
+    let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));
+    c.nodes[from].conn().text(&[
+        "CLUSTER",
+        "MIGRATESLOTS",
+        "SLOTSRANGE",
+        &s,
+        &e,
+        "NODE",
+        &tid,
+    ])
 }
 
 fn migrations(c: &Cluster, i: usize) -> String {
@@ -256,7 +255,7 @@ fn migrating_1000_slots_loses_no_write_and_clients_see_one_moved() {
             (range.0..=range.1).all(|s| o[s as usize] == c.nodes[to].port)
         })
     });
-    assert_clean(&c, from);
+    c.assert_clean(from);
     let total = c.total_keys();
     assert!((200_002..=200_002 + 200).contains(&total), "{total} keys");
     let in_range = keys
@@ -314,19 +313,7 @@ fn start_slow_migration(c: &Cluster, from: usize, to: usize) -> (u16, u16) {
         src.text(&["CONFIG", "SET", "rdb-key-save-delay", "5000"]),
         "+OK\r\n"
     );
-    let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));
-    assert_eq!(
-        src.text(&[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &s,
-            &e,
-            "NODE",
-            &tid
-        ]),
-        "+OK\r\n"
-    );
+    assert_eq!(migrate_slots(c, from, range, to), "+OK\r\n");
     wait_until(Duration::from_secs(20), "keys arrive on the target", || {
         fields(&migrations(c, to), "state") == ["receiving-snapshot"] && count_in(c, to, range) > 50
     });
@@ -444,7 +431,7 @@ fn a_cancelled_migration_leaves_everything_with_the_source() {
     });
     assert_eq!(dbsize(&c, to), target_keys);
     assert_eq!(c.total_keys(), 50_000);
-    assert_clean(&c, from);
+    c.assert_clean(from);
     // The source still serves the slots, and writes are not paused.
     assert_eq!(src.text(&["SET", &key_in_range, "after"]), "+OK\r\n");
     // The same slots can move again, all of them this time.
@@ -452,19 +439,7 @@ fn a_cancelled_migration_leaves_everything_with_the_source() {
         src.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]),
         "+OK\r\n"
     );
-    let (s, e, tid) = (range.0.to_string(), range.1.to_string(), c.myid(to));
-    assert_eq!(
-        src.text(&[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &s,
-            &e,
-            "NODE",
-            &tid
-        ]),
-        "+OK\r\n"
-    );
+    assert_eq!(migrate_slots(&c, from, range, to), "+OK\r\n");
     let (state, _) = wait_done(&c, from, Duration::from_secs(60));
     assert_eq!(state, "success");
     wait_until(
@@ -503,7 +478,7 @@ fn a_target_killed_mid_migration_leaves_everything_with_the_source() {
     assert_eq!(count_in(&c, to, range), 0);
     assert_eq!(dbsize(&c, to), target_keys);
     assert_eq!(c.total_keys(), 50_000);
-    assert_clean(&c, from);
+    c.assert_clean(from);
     let mut src = c.nodes[from].conn();
     let k = (0..50_000)
         .map(|i| format!("k:{i}"))
@@ -775,7 +750,7 @@ fn bad_input_gets_valkeys_errors() {
     let r3 = conn.text(&["CLUSTER", "GETSLOTMIGRATIONS"]);
     assert!(r3.starts_with("*1\r\n%13\r\n$4\r\nname\r\n$40\r\n"), "{r3}");
     assert!(r3.contains("$11\r\nslot_ranges\r\n$3\r\n1-2\r\n"), "{r3}");
-    assert_clean(&c, m0);
+    c.assert_clean(m0);
 }
 
 /// Toward redis-server, which has no SYNCSLOTS, the job fails at the
@@ -817,6 +792,6 @@ fn toward_redis_server_the_job_fails_with_the_targets_error() {
             && msg.contains("SYNCSLOTS"),
         "{msg}"
     );
-    assert_clean(&c, d);
+    c.assert_clean(d);
     assert_eq!(c.slot_ports(d)[range.0 as usize], c.nodes[d].port);
 }

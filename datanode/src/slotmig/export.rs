@@ -157,28 +157,6 @@ async fn read_line(sock: &mut TcpStream) -> Option<String> {
     }
 }
 
-/// `CLUSTER SYNCSLOTS ESTABLISH SOURCE <me> NAME <name> SLOTSRANGE …`.
-fn establish(source: &str, name: &str, ranges: &[(u16, u16)]) -> Vec<u8> {
-    let nums: Vec<String> = ranges
-        .iter()
-        .flat_map(|&(a, b)| [a.to_string(), b.to_string()])
-        .collect();
-    let mut args: Vec<&[u8]> = vec![
-        b"CLUSTER",
-        b"SYNCSLOTS",
-        b"ESTABLISH",
-        b"SOURCE",
-        source.as_bytes(),
-        b"NAME",
-        name.as_bytes(),
-        b"SLOTSRANGE",
-    ];
-    args.extend(nums.iter().map(|n| n.as_bytes()));
-    let mut v = Vec::new();
-    crate::resp::parse::encode_command(&args, &mut v);
-    v
-}
-
 async fn run(
     srv: Arc<Shared>,
     name: String,
@@ -205,7 +183,7 @@ async fn run(
         scratch: Vec::new(),
         out: Vec::new(),
     };
-    let hello = establish(&job.source, &name, &job.ranges);
+    let hello = super::establish_command(&job.source, &name, &job.ranges);
     let mut sock = match connect(&srv, &name, &addr, &hello).await {
         Ok(s) => s,
         Err(h) => {

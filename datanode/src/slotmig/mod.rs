@@ -317,12 +317,10 @@ pub fn delete_unowned_keys(srv: &Shared, job: &Job) -> usize {
     n
 }
 
-/// Tells replicas and the AOF that an import began here:
-/// `CLUSTER SYNCSLOTS ESTABLISH SOURCE … NAME … SLOTSRANGE …`, so they
-/// hide its slots too and a restart knows to drop an unfinished one.
-pub fn log_establish(srv: &Shared, job: &Job) {
-    let nums: Vec<String> = job
-        .ranges
+/// `CLUSTER SYNCSLOTS ESTABLISH SOURCE <id> NAME <name> SLOTSRANGE …`, the
+/// handshake the source sends and the marker the target logs.
+pub fn establish_command(source: &str, name: &str, ranges: &[(u16, u16)]) -> Vec<u8> {
+    let nums: Vec<String> = ranges
         .iter()
         .flat_map(|&(a, b)| [a.to_string(), b.to_string()])
         .collect();
@@ -331,13 +329,22 @@ pub fn log_establish(srv: &Shared, job: &Job) {
         b"SYNCSLOTS",
         b"ESTABLISH",
         b"SOURCE",
-        job.source.as_bytes(),
+        source.as_bytes(),
         b"NAME",
-        job.name.as_bytes(),
+        name.as_bytes(),
         b"SLOTSRANGE",
     ];
     args.extend(nums.iter().map(|n| n.as_bytes()));
-    srv.log.append_now(0, u64::MAX, &args);
+    let mut v = Vec::new();
+    crate::resp::parse::encode_command(&args, &mut v);
+    v
+}
+
+/// Tells replicas and the AOF that an import began here, so they hide its
+/// slots too and a restart knows to drop an unfinished one.
+pub fn log_establish(srv: &Shared, job: &Job) {
+    let enc = establish_command(&job.source, &job.name, &job.ranges);
+    srv.log.append_raw(0, &enc);
 }
 
 /// `CLUSTER SYNCSLOTS FINISH STATE SUCCESS|FAILED NAME … [MESSAGE …]`.
