@@ -195,21 +195,8 @@ fn migrating_1000_slots_loses_no_write_and_clients_see_one_moved() {
         true,
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let (s, e) = (range.0.to_string(), range.1.to_string());
-    let tid = c.myid(to);
     let t0 = Instant::now();
-    assert_eq!(
-        c.nodes[from].conn().text(&[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &s,
-            &e,
-            "NODE",
-            &tid
-        ]),
-        "+OK\r\n"
-    );
+    assert_eq!(migrate_slots(&c, from, range, to), "+OK\r\n");
     let (state, msg) = wait_done(&c, from, Duration::from_secs(120));
     let took = t0.elapsed();
     assert_eq!(
@@ -395,18 +382,9 @@ fn a_cancelled_migration_leaves_everything_with_the_source() {
             .text(&["CLUSTER", "SETSLOT", "0", "STABLE"]),
         "-ERR Slot import in progress.\r\n"
     );
-    let (s0, tid) = (range.0.to_string(), c.myid(to));
     assert_eq!(
-        src.text(&[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &s0,
-            &s0,
-            "NODE",
-            &tid
-        ]),
-        format!("-ERR I am already migrating slot {s0}.\r\n")
+        migrate_slots(&c, from, (range.0, range.0), to),
+        format!("-ERR I am already migrating slot {}.\r\n", range.0)
     );
     // Cancel on the source.
     assert_eq!(src.text(&["CLUSTER", "CANCELSLOTMIGRATIONS"]), "+OK\r\n");
@@ -765,26 +743,13 @@ fn toward_redis_server_the_job_fails_with_the_targets_error() {
     c.create(0);
     c.wait_ok(Duration::from_secs(30));
     let owner = c.slot_ports(0);
-    let d = (0..3)
-        .find(|&i| c.nodes[i].port == c.nodes[0].port)
-        .expect("datanode");
-    let r = (0..3)
-        .find(|&i| i != d && owner.contains(&c.nodes[i].port))
+    // Node 0 is the datanode; every node is a master.
+    let d = 0;
+    let r = (1..3)
+        .find(|&i| owner.contains(&c.nodes[i].port))
         .expect("a redis-server master");
     let range = first_slots(&c, d, 10);
-    let (s, e, rid) = (range.0.to_string(), range.1.to_string(), c.myid(r));
-    assert_eq!(
-        c.nodes[d].conn().text(&[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &s,
-            &e,
-            "NODE",
-            &rid
-        ]),
-        "+OK\r\n"
-    );
+    assert_eq!(migrate_slots(&c, d, range, r), "+OK\r\n");
     let (state, msg) = wait_done(&c, d, Duration::from_secs(30));
     assert_eq!(state, "failed");
     assert!(
