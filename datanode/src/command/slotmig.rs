@@ -4,7 +4,7 @@
 
 use super::{Action, Args, Ctx};
 use crate::cluster::id::NodeId;
-use crate::cluster::slotmig::{Job, Op, Phase};
+use crate::cluster::slotmig::{Job, Op};
 use crate::cluster::state::State;
 use crate::keyspace::SLOTS;
 
@@ -409,7 +409,7 @@ pub fn info_fields(srv: &crate::server::Shared) -> String {
     let running = |op| {
         r.rows()
             .iter()
-            .filter(|x| x.job.op == op && x.job.phase != Phase::Success && !x.job.phase.is_final())
+            .filter(|x| x.job.op == op && !x.job.phase.is_final())
             .count()
     };
     format!(

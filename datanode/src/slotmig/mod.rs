@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::cluster::slotmig::{Effect, Event, Job, Op, Phase, Timing};
+use crate::cluster::slotmig::{Effect, Event, Job, Op, Timing};
 use crate::keyspace::SLOTS;
 use crate::server::Shared;
 
@@ -253,18 +253,6 @@ impl Registry {
         }
         n
     }
-
-    /// Fails every unfinished job of this node with `why` (FLUSHALL).
-    pub fn fail_all(&self, why: Event) {
-        let jobs = self.jobs.lock();
-        for e in jobs.iter() {
-            if !e.job.phase.is_final() {
-                if let Some(tx) = &e.ctl {
-                    let _ = tx.send(why.clone());
-                }
-            }
-        }
-    }
 }
 
 /// Whether every slot of `job` is owned by `id` in the current route.
@@ -296,19 +284,13 @@ pub fn owners_event(srv: &Shared, job: &Job) -> Event {
 /// source's after the handoff, the target's hidden ones after a failure),
 /// logging DELs for replicas and the AOF; then shows the slots again.
 pub fn delete_unowned_keys(srv: &Shared, job: &Job) -> usize {
-    let me = srv
-        .cluster
-        .get()
-        .map(|c| c.route.load())
-        .map(|r| r.me)
-        .unwrap_or(crate::cluster::route::NONE);
     let route = srv.cluster.get().map(|c| c.route.load());
     let db = srv.ks.db(0);
     let mut n = 0;
     for s in job.ranges.iter().flat_map(|&(a, b)| a..=b) {
         let mine = route
             .as_ref()
-            .is_some_and(|r| r.owner.get(s as usize) == Some(&me));
+            .is_some_and(|r| r.owner.get(s as usize) == Some(&r.me));
         if !mine {
             n += crate::command::keys::delete_slot_keys(srv, s);
         }
@@ -386,9 +368,4 @@ pub fn parse_msg(args: &crate::command::Args) -> Option<crate::cluster::slotmig:
     } else {
         None
     }
-}
-
-/// Whether the phase is one a job is still running in.
-pub fn running(p: Phase) -> bool {
-    !p.is_final()
 }
