@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# The main job: builds slotkv and runs a local cluster of six datanodes
-# (3 masters, 3 replicas) on 127.0.0.1:30001-30006, joined with the real
-# redis-cli (Debian's redis-tools is installed when missing). Ctrl-C stops
-# it; data stays in ./data/cluster (./cluster.sh clean removes it).
+# The main job: builds slotkv and runs `controlplane up`: the control plane
+# (REST on 127.0.0.1:7070, state in ./data/slotkv/controlplane.db) with six
+# local datanodes (3 masters, 3 replicas) on 127.0.0.1:30001-30006, the
+# cluster created by the control plane's own job on the first run and
+# brought back on later ones. Ctrl-C stops everything. Options are passed
+# to `controlplane up` (see `controlplane up --help`).
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v redis-cli >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-tools >/dev/null
-fi
-cargo build --release -p datanode
-exec ./cluster.sh run
+web/build.sh
+cargo build --release -p datanode -p controlplane
+exec target/release/controlplane up "$@"

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod geohash;
 pub mod glob;
 pub mod keyspace;
 pub mod memory;

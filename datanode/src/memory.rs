@@ -73,6 +73,13 @@ pub fn used_recent(now_ms: i64) -> u64 {
     v
 }
 
+/// Forgets the cached value: a write just ran, and the next command's
+/// check must see what it allocated (as Redis's per-command check does),
+/// even within the same millisecond.
+pub fn forget_recent() {
+    CACHED_AT.store(i64::MIN, Ordering::Relaxed);
+}
+
 /// Replaces the cached value with one just read by [`used`] (after an
 /// eviction freed memory).
 pub fn set_recent(now_ms: i64, v: u64) {

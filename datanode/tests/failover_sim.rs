@@ -236,6 +236,7 @@ impl Sim {
         // is made at the crash, which is the same and much cheaper.
         st.todo_save = false;
         st.todo_fsync = false;
+        st.todo_fsync_later = false;
         st.todo_route = false;
         st.dirty_slots.clear();
         st.publish_in.clear();

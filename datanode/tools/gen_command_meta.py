@@ -138,7 +138,8 @@ def fix_docs(name, doc, subs, summ):
                 sys.exit("no summary for %s in %s" % (name, SUMMARIES))
             v = ("bulk", summ[name])
         if key == "subcommands":
-            v = ("map", [(sk, fix_docs(sk[1], sv, subs, summ)) for sk, sv in v[1] if sk[1] in subs])
+            kept = [(sk, fix_docs(sk[1], sv, subs, summ)) for sk, sv in v[1] if sk[1] in subs]
+            v = ("map", sorted(kept, key=lambda kv: kv[0][1]))
         out.append((k, v))
     return ("map", out)
 
@@ -157,7 +158,9 @@ def main():
         fields = list(entry[1])
         # Keep only the subcommands we implement.
         sub_kind, sub_list = fields[9]
-        fields[9] = (sub_kind, [s for s in sub_list if s[1][0][1] in subs])
+        # Sorted: redis-server lists them in its dict's (random) order.
+        kept = [s for s in sub_list if s[1][0][1] in subs]
+        fields[9] = (sub_kind, sorted(kept, key=lambda s: s[1][0][1]))
         entries.append((name, ("array", fields)))
     summ = summaries()
     docs = []

@@ -6,6 +6,11 @@
 #                                  for PONG (10 s), records its pid
 #   stop_servers                   stops every server started here
 #   median                         median of the numbers on stdin
+#   gen_slot_data KIND N TAGFILE   RESP SETs of N keys over slots 0-999
+#   start_cluster3 BIN DIR         three masters made a cluster by
+#                                  redis-cli (the first has slots 0-5460),
+#                                  waited for until all say ok; sets
+#                                  CLUSTER_PORTS
 #   release_datanode               sets DATANODE_BIN (default: the release
 #                                  build under $CARGO_TARGET_DIR or target/,
 #                                  built first unless DATANODE_BIN_GIVEN=1)
@@ -71,4 +76,59 @@ release_datanode() {
       { echo "release build of datanode failed" >&2; return 1; }
   fi
   [ -x "$DATANODE_BIN" ] || { echo "no datanode at $DATANODE_BIN" >&2; return 1; }
+}
+
+# RESP for a data set: KIND small|large|huge, N keys spread over slots
+# 0-999 through hash tags found for each slot. Writes a tag of slot 3000
+# (which stays on the first master) to TAGFILE.
+gen_slot_data() { # KIND N TAGFILE
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+kind, n, tagfile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def crc16(b):
+    c = 0
+    for x in b:
+        c ^= x << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+            c &= 0xFFFF
+    return c
+tags, i = {}, 0
+while sum(1 for s in tags if s < 1000) < 1000 or 3000 not in tags:
+    t = b"t%d" % i
+    s = crc16(t) & 16383
+    if (s < 1000 or s == 3000) and s not in tags:
+        tags[s] = t
+    i += 1
+open(tagfile, "w").write(tags[3000].decode())
+out = sys.stdout.buffer
+val = b"x" * {"small": 16, "large": 1 << 20, "huge": 100 << 20}[kind]
+for j in range(n):
+    k = b"{" + tags[j % 1000] + b"}:%d" % j
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(val), val))
+PY
+}
+
+start_cluster3() {
+  local bin=$1 dir=$2 hosts=() p ok
+  CLUSTER_PORTS=()
+  for i in 1 2 3; do
+    p=$(free_cluster_port)
+    CLUSTER_PORTS+=("$p")
+    hosts+=("127.0.0.1:$p")
+    start_server "n$i" "$bin" "$p" "$dir/$p" --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 15000 \
+      --save '' --appendonly no
+  done
+  redis-cli --cluster create "${hosts[@]}" --cluster-yes >"$dir/create.log" 2>&1
+  for _ in $(seq 1 600); do
+    ok=1
+    for p in "${CLUSTER_PORTS[@]}"; do
+      [ "$(redis-cli -p "$p" cluster info | grep '^cluster_state:' | tr -d '\r')" = cluster_state:ok ] || ok=0
+    done
+    [ $ok = 1 ] && return 0
+    sleep 0.05
+  done
+  echo "the cluster in $dir did not become ok" >&2
+  return 1
 }

@@ -7,5 +7,7 @@ pub mod process;
 pub mod resp;
 
 pub use cluster::wait_until;
-pub use process::{datanode_bin, free_port, Node, Server};
+pub use process::{
+    controlplane_bin, datanode_bin, free_port, free_ports, keep_logs_if_failing, Node, Server,
+};
 pub use resp::{encode, split_line, Conn, Reply};

@@ -17,6 +17,13 @@ use crate::resp::Conn;
 /// server binding it; and no port is handed out twice in one test process,
 /// so tests running in parallel do not race for the same one.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// `n` consecutive free ports on 127.0.0.1 (bus ports +10000 free too);
+/// returns the first. For programs that number their nodes from a base
+/// port (`controlplane up --base-port`).
+pub fn free_ports(n: u16) -> u16 {
     static TAKEN: Mutex<Option<(HashSet<u16>, u64)>> = Mutex::new(None);
     let mut guard = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     let (taken, seed) = guard.get_or_insert_with(|| {
@@ -26,25 +33,29 @@ pub fn free_port() -> u16 {
             .unwrap_or(1);
         (HashSet::new(), t ^ ((std::process::id() as u64) << 32) | 1)
     });
-    for _ in 0..10_000 {
+    'pick: for _ in 0..10_000 {
         // xorshift64: no dependency needed for picking ports.
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
-        let p = 10_000 + (*seed % 12_000) as u16;
-        let bus = p + 10_000;
-        if taken.contains(&p) || taken.contains(&bus) {
-            continue;
+        let first = 10_000 + (*seed % (12_000 - n as u64)) as u16;
+        for p in first..first + n {
+            let bus = p + 10_000;
+            if taken.contains(&p)
+                || taken.contains(&bus)
+                || TcpListener::bind(("127.0.0.1", p)).is_err()
+                || TcpListener::bind(("127.0.0.1", bus)).is_err()
+            {
+                continue 'pick;
+            }
         }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
-        {
+        for p in first..first + n {
             taken.insert(p);
-            taken.insert(bus);
-            return p;
+            taken.insert(p + 10_000);
         }
+        return first;
     }
-    panic!("no free port pair in 10000-32000");
+    panic!("no {n} free ports in a row in 10000-32000");
 }
 
 fn workspace_root() -> PathBuf {
@@ -54,30 +65,75 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The datanode binary: `$SLOTKV_DATANODE`, or the workspace's debug build
-/// (brought up to date once per test process: `cargo test -p slotkv-tests`
-/// alone does not rebuild another package's binary).
+/// A workspace binary, built once per test process (`cargo test -p
+/// slotkv-tests` alone does not rebuild another package's binary), unless
+/// `$env_var` names one.
+fn workspace_bin(package: &str, env_var: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    let target = target_dir();
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-p", package, "--bin", package])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "building {package} failed");
+    target.join("debug").join(package)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+}
+
+/// When a test is failing (its thread panics), copies the logs and
+/// nodes.conf files under `dir` to `target/test-artifacts/<test>/<label>/`
+/// before the temporary directory goes, so a flaky failure on CI can be
+/// read afterwards.
+pub fn keep_logs_if_failing(dir: &Path, label: &str) {
+    if !std::thread::panicking() {
+        return;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .replace("::", "-");
+    let out = target_dir().join("test-artifacts").join(test).join(label);
+    copy_logs(dir, &out, 0);
+    eprintln!("logs kept in {}", out.display());
+}
+
+fn copy_logs(from: &Path, to: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && depth < 3 {
+            copy_logs(&p, &to.join(&name), depth + 1);
+        } else if name.ends_with(".log") || name.ends_with(".conf") {
+            let _ = std::fs::create_dir_all(to);
+            let _ = std::fs::copy(&p, to.join(&name));
+        }
+    }
+}
+
+/// The datanode binary: `$SLOTKV_DATANODE`, or the workspace's debug build.
 pub fn datanode_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("SLOTKV_DATANODE") {
-            return PathBuf::from(p);
-        }
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"));
-        let bin = target.join("debug").join("datanode");
-        {
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "-p", "datanode", "--bin", "datanode"])
-                .current_dir(workspace_root())
-                .status()
-                .expect("run cargo build");
-            assert!(st.success(), "building datanode failed");
-        }
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("datanode", "SLOTKV_DATANODE"))
+        .clone()
+}
+
+/// The controlplane binary: `$SLOTKV_CONTROLPLANE`, or the workspace's
+/// debug build.
+pub fn controlplane_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("controlplane", "SLOTKV_CONTROLPLANE"))
+        .clone()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,6 +334,7 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+        keep_logs_if_failing(self.dir.path(), &format!("node-{}", self.port));
     }
 }
 

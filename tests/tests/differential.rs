@@ -79,6 +79,11 @@ macro_rules! scripts {
 scripts!(
     connection,
     strings,
+    bitmaps,
+    hyperloglog,
+    geo,
+    streams,
+    module,
     keys,
     hashes,
     lists,
@@ -89,3 +94,149 @@ scripts!(
     server,
     sort
 );
+
+/// HyperLogLog values are strings clients can read and copy between
+/// servers, so every byte must match: random elements added in batches,
+/// through sparse growth, promotion to dense (at two limits) and merges.
+#[test]
+fn hyperloglog_values_match_byte_for_byte() {
+    let pair = Pair::start(ARGS);
+    let mut r = pair.redis.conn();
+    let mut d = pair.datanode.conn();
+    let mut both = |args: &[&[u8]]| same_reply(&mut r, &mut d, args);
+    // A fixed-seed generator: the same elements in every run.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 16
+    };
+    for (key, limit, batches) in [("h1", "3000", 80), ("h2", "400", 30), ("h3", "3000", 6)] {
+        both(&[b"CONFIG", b"SET", b"hll-sparse-max-bytes", limit.as_bytes()]);
+        for _ in 0..batches {
+            let n = 1 + next() % 60;
+            let eles: Vec<String> = (0..n).map(|_| format!("e{}", next() % 20_000)).collect();
+            let mut args: Vec<&[u8]> = vec![b"PFADD", key.as_bytes()];
+            args.extend(eles.iter().map(|e| e.as_bytes()));
+            both(&args);
+            both(&[b"GET", key.as_bytes()]);
+            both(&[b"PFCOUNT", key.as_bytes()]);
+            both(&[b"GET", key.as_bytes()]);
+            both(&[b"PFDEBUG", b"ENCODING", key.as_bytes()]);
+        }
+    }
+    both(&[b"CONFIG", b"SET", b"hll-sparse-max-bytes", b"3000"]);
+    both(&[b"PFCOUNT", b"h1", b"h2", b"h3", b"missing"]);
+    both(&[b"PFMERGE", b"m1", b"h3"]);
+    both(&[b"GET", b"m1"]);
+    both(&[b"PFMERGE", b"m1", b"h1", b"h2"]);
+    both(&[b"GET", b"m1"]);
+    both(&[b"PFCOUNT", b"m1"]);
+    both(&[b"PFDEBUG", b"GETREG", b"h3"]);
+    both(&[b"GET", b"h3"]);
+    // DUMP payloads cross over both ways (the dense value is compressed).
+    let (mut r, mut d) = (pair.redis.conn(), pair.datanode.conn());
+    for key in ["h1", "h2", "m1"] {
+        let from_redis = payload(&mut r, key);
+        let from_dn = payload(&mut d, key);
+        let restored = format!("{key}-restored");
+        for (c, p) in [(&mut d, &from_redis), (&mut r, &from_dn)] {
+            let ok = c
+                .cmd(&[b"RESTORE", restored.as_bytes(), b"0", p.as_slice()])
+                .expect("restore");
+            assert_eq!(ok.raw, b"+OK\r\n", "RESTORE of {key}");
+        }
+        let a = r.cmd(&[b"GET", restored.as_bytes()]).expect("get").raw;
+        let b = d.cmd(&[b"GET", restored.as_bytes()]).expect("get").raw;
+        assert_eq!(a, b, "{key} after crossing over");
+        let a = r
+            .cmd(&[b"PFCOUNT", restored.as_bytes()])
+            .expect("pfcount")
+            .raw;
+        let b = d
+            .cmd(&[b"PFCOUNT", restored.as_bytes()])
+            .expect("pfcount")
+            .raw;
+        assert_eq!(a, b, "{key}'s count after crossing over");
+    }
+}
+
+/// Sends `args` to both servers; the replies must be the same bytes.
+fn same_reply(r: &mut slotkv_tests::resp::Conn, d: &mut slotkv_tests::resp::Conn, args: &[&[u8]]) {
+    let a = r.cmd(args).expect("redis reply").raw;
+    let b = d.cmd(args).expect("datanode reply").raw;
+    assert_eq!(
+        slotkv_tests::resp::show(&a),
+        slotkv_tests::resp::show(&b),
+        "after {:?}",
+        args.iter()
+            .map(|x| String::from_utf8_lossy(x))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The payload of `DUMP key`.
+fn payload(c: &mut slotkv_tests::resp::Conn, key: &str) -> Vec<u8> {
+    match c.cmd(&["DUMP", key]).expect("dump").tree {
+        slotkv_tests::resp::Reply::Scalar(b'$', b) => b,
+        other => panic!("DUMP {key}: {other:?}"),
+    }
+}
+
+/// Streams keep Redis's node layout, so the same writes give the same DUMP
+/// payload, byte for byte, and (compressed) payloads restore on the other
+/// server: 350
+/// entries over several nodes, mixed field sets, deletions, trims.
+#[test]
+fn stream_payloads_match_and_cross_over() {
+    let pair = Pair::start(ARGS);
+    let mut r = pair.redis.conn();
+    let mut d = pair.datanode.conn();
+    let mut both = |args: &[&[u8]]| same_reply(&mut r, &mut d, args);
+    for i in 1..=350u64 {
+        let id = format!("{}-{}", 1000 + i / 3, i % 3);
+        let v = format!("value-{i}");
+        let n = i.to_string();
+        if i % 7 == 0 {
+            both(&[b"XADD", b"s", id.as_bytes(), b"other", v.as_bytes()]);
+        } else {
+            both(&[
+                b"XADD",
+                b"s",
+                id.as_bytes(),
+                b"name",
+                v.as_bytes(),
+                b"n",
+                n.as_bytes(),
+            ]);
+        }
+        if i % 11 == 0 {
+            let del = format!("{}-{}", 1000 + (i - 5) / 3, (i - 5) % 3);
+            both(&[b"XDEL", b"s", del.as_bytes()]);
+        }
+    }
+    both(&[b"XTRIM", b"s", b"MAXLEN", b"~", b"250"]);
+    both(&[b"XTRIM", b"s", b"MINID", b"1010"]);
+    both(&[b"XLEN", b"s"]);
+    // Uncompressed, the payloads are the same bytes (the two LZF
+    // compressors may choose different matches).
+    both(&[b"CONFIG", b"SET", b"rdbcompression", b"no"]);
+    both(&[b"DUMP", b"s"]);
+    both(&[b"CONFIG", b"SET", b"rdbcompression", b"yes"]);
+    both(&[b"XRANGE", b"s", b"-", b"+"]);
+    let (mut r, mut d) = (pair.redis.conn(), pair.datanode.conn());
+    let from_redis = payload(&mut r, "s");
+    let from_dn = payload(&mut d, "s");
+    for (c, p) in [(&mut d, &from_redis), (&mut r, &from_dn)] {
+        let ok = c
+            .cmd(&[b"RESTORE".as_slice(), b"s2", b"0", p.as_slice()])
+            .expect("restore");
+        assert_eq!(ok.raw, b"+OK\r\n", "RESTORE of the other server's stream");
+    }
+    let a = r.cmd(&["XRANGE", "s2", "-", "+"]).expect("xrange").raw;
+    let b = d.cmd(&["XRANGE", "s2", "-", "+"]).expect("xrange").raw;
+    assert_eq!(a, b, "the stream after crossing over");
+    let a = r.cmd(&["XRANGE", "s", "-", "+"]).expect("xrange").raw;
+    assert_eq!(a, b, "the restored copy equals the original");
+}

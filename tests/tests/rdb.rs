@@ -48,6 +48,20 @@ fn fill(c: &mut Conn) {
             "2.5".into(),
             "b".into(),
         ],
+        vec![
+            "PFADD".into(),
+            "hll".into(),
+            "a".into(),
+            "b".into(),
+            "c".into(),
+        ],
+        vec![
+            "GEOADD".into(),
+            "geo".into(),
+            "13.361389".into(),
+            "38.115556".into(),
+            "Palermo".into(),
+        ],
         vec!["SELECT".into(), "3".into()],
         vec!["SET".into(), "indb3".into(), "yes".into()],
         vec!["SELECT".into(), "0".into()],
@@ -73,6 +87,35 @@ fn fill(c: &mut Conn) {
         }
         c.cmd(&cmd).expect("fill biglist");
     }
+    // A stream over several nodes, with two field sets, deleted entries
+    // and a last ID past its last entry.
+    for i in 1..=450u64 {
+        let id = format!("{}-{}", 5000 + i / 4, i % 4);
+        let cmd: Vec<String> = if i % 5 == 0 {
+            vec![
+                "XADD".into(),
+                "stream".into(),
+                id,
+                "other".into(),
+                i.to_string(),
+            ]
+        } else {
+            vec![
+                "XADD".into(),
+                "stream".into(),
+                id,
+                "a".into(),
+                i.to_string(),
+                "b".into(),
+                "x".into(),
+            ]
+        };
+        c.cmd(&cmd).expect("fill stream");
+    }
+    for del in ["5001-1", "5010-2", "5100-0"] {
+        c.cmd(&["XDEL", "stream", del]).expect("xdel");
+    }
+    c.cmd(&["XSETID", "stream", "9999-9"]).expect("xsetid");
 }
 
 fn normalized(c: &mut Conn, cmd: &[&str]) -> String {
@@ -99,6 +142,12 @@ fn snapshot(c: &mut Conn) -> Vec<String> {
         normalized(c, &["HGETALL", "hash"]),
         c.text(&["ZRANGE", "zset", "0", "-1", "WITHSCORES"]),
         c.text(&["DBSIZE"]),
+        c.text(&["XRANGE", "stream", "-", "+"]),
+        c.text(&["XLEN", "stream"]),
+        // PFCOUNT first: it caches the count in the value GET then shows.
+        c.text(&["PFCOUNT", "hll"]),
+        c.text(&["GET", "hll"]),
+        c.text(&["GEOPOS", "geo", "Palermo"]),
     ];
     let ttl = c.text(&["TTL", "ttl"]);
     out.push(if ttl.starts_with(":49") || ttl.starts_with(":5000") {

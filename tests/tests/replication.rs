@@ -536,6 +536,12 @@ fn failover_command_hands_the_master_role_over() {
         fill(&mut m, "fo", 200);
         replicate(&mut r, &master);
         wait("the replica catches up", || caught_up(&mut m, &mut r));
+        // FAILOVER needs the replica online in the master's eyes, which
+        // (Redis 7.0) takes its first ACK after the sync, not only equal
+        // offsets.
+        wait("the master sees its replica online", || {
+            m.text(&["INFO", "replication"]).contains("state=online")
+        });
         let rport = replica.port.to_string();
         assert_eq!(
             r.text(&["FAILOVER"]),
@@ -893,7 +899,9 @@ fn swapdb_new_history(kind: Server) -> Vec<String> {
     let (mut m, mut r) = (master.conn(), replica.conn());
     ok(&mut r, &["DEBUG", "POPULATE", "200", "slave", "10"]);
     ok(&mut r, &["SET", "mykey", "myvalue"]);
-    ok(&mut m, &["DEBUG", "POPULATE", "1000", "master", "1000"]);
+    // 3000 keys at 10 ms each: the load lasts long enough for the checks
+    // below even on a starved machine (the sync is failed after them).
+    ok(&mut m, &["DEBUG", "POPULATE", "3000", "master", "1000"]);
     ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "10000"]);
     replicate(&mut r, &master);
     wait("loading starts", || {
@@ -934,7 +942,7 @@ fn swapdb_keeps_the_old_data_until_a_sync_of_another_history_succeeds() {
             "$7\r\nmyvalue\r\n",
             ":201\r\n",
             "$-1\r\n",
-            ":1000\r\n"
+            ":3000\r\n"
         ]
     );
 }

@@ -372,6 +372,116 @@ fn clients_see_the_redirections_redis_gives_during_a_migration() {
     }
 }
 
+/// Reads on replicas (READONLY, with and without ASKING) while a slot is
+/// half moved, replayed on a redis-server cluster and on a datanode one:
+/// a replica has no migration state of its own, so it serves what its
+/// master's stream gave it, or redirects to the slot's owner.
+fn replica_reads_mid_migration(kind: Server) -> Vec<String> {
+    let c = Cluster::start(&[kind; 6], TIMEOUT_MS, &[]);
+    c.create(1);
+    c.wait_ok(Duration::from_secs(30));
+    let owner = c.slot_ports(0);
+    let slot = key_slot(b"{t}") as usize;
+    let port_of = |i: usize| c.nodes[i].port;
+    let master_port = |i: usize| {
+        c.info_field(i, &["INFO", "replication"], "master_port")
+            .and_then(|p| p.parse::<u16>().ok())
+    };
+    let a = (0..6).find(|&i| port_of(i) == owner[slot]).expect("owner");
+    let b = (0..6)
+        .find(|&i| i != a && owner.contains(&port_of(i)))
+        .expect("another master");
+    let replica_of = |m: usize| {
+        (0..6)
+            .find(|&i| master_port(i) == Some(port_of(m)))
+            .expect("a replica")
+    };
+    let (ra, rb) = (replica_of(a), replica_of(b));
+    for r in [ra, rb] {
+        wait_until(Duration::from_secs(30), "the replica's link is up", || {
+            c.info_field(r, &["INFO", "replication"], "master_link_status")
+                .as_deref()
+                == Some("up")
+        });
+    }
+    let (ida, idb) = (c.myid(a), c.myid(b));
+    let s = slot.to_string();
+    let ports: Vec<String> = [a, b, ra, rb]
+        .iter()
+        .map(|&i| port_of(i).to_string())
+        .collect();
+    let mut t = Transcript::new(&[
+        (ports[0].as_str(), "A"),
+        (ports[1].as_str(), "B"),
+        (ports[2].as_str(), "RA"),
+        (ports[3].as_str(), "RB"),
+        (ida.as_str(), "<A>"),
+        (idb.as_str(), "<B>"),
+    ]);
+    let (mut ca, mut cb) = (c.nodes[a].conn(), c.nodes[b].conn());
+    let (mut cra, mut crb) = (c.nodes[ra].conn(), c.nodes[rb].conn());
+    let mut run = |who: &str, conn: &mut Conn, args: &[&str]| t.run(who, conn, args);
+    for k in ["{t}a", "{t}b"] {
+        run("A", &mut ca, &["SET", k, "1"]);
+    }
+    run("B", &mut cb, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &ida]);
+    run("A", &mut ca, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &idb]);
+    let bport = port_of(b).to_string();
+    run(
+        "A",
+        &mut ca,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &bport,
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            "{t}b",
+        ],
+    );
+    // Both replicas have what their masters wrote.
+    run("A", &mut ca, &["WAIT", "1", "5000"]);
+    run("B", &mut cb, &["WAIT", "1", "5000"]);
+    for (who, conn) in [("RA", &mut cra), ("RB", &mut crb)] {
+        for args in [
+            &["GET", "{t}a"][..],
+            &["READONLY"],
+            &["GET", "{t}a"],
+            &["GET", "{t}b"],
+            &["GET", "{t}c"],
+            &["MGET", "{t}a", "{t}b"],
+            &["ASKING"],
+            &["GET", "{t}b"],
+            &["SET", "{t}c", "x"],
+            &["READWRITE"],
+            &["GET", "{t}a"],
+        ] {
+            run(who, conn, args);
+        }
+    }
+    t.seen
+}
+
+#[test]
+fn replicas_answer_reads_mid_migration_as_redis_does() {
+    let redis = replica_reads_mid_migration(Server::Redis);
+    let ours = replica_reads_mid_migration(Server::Datanode);
+    assert_eq!(ours, redis);
+    let text = redis.join("\n");
+    // Both replicas were caught up, and the replies are redirections and
+    // values, not a run of errors.
+    assert_eq!(
+        text.matches("[\"WAIT\", \"1\", \"5000\"] -> :1").count(),
+        2,
+        "{text}"
+    );
+    for want in ["MOVED", "-> $1\r\n1"] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}
+
 /// A client blocked on a key whose slot moves away is told where it went.
 fn blocked_client_after_move(kind: Server) -> String {
     let SlotPair {

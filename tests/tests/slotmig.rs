@@ -465,6 +465,31 @@ fn a_target_killed_mid_migration_leaves_everything_with_the_source() {
     assert_eq!(src.text(&["SET", &k, "still-here"]), "+OK\r\n");
 }
 
+/// Without an AOF, a target restarted from an RDB saved halfway through
+/// an import drops the partial keys: the file names the slots the import
+/// had hidden.
+#[test]
+fn a_target_restarted_from_an_rdb_saved_mid_import_drops_it() {
+    let mut c = Cluster::start(&[Server::Datanode; 3], TIMEOUT_MS, &["--appendonly", "no"]);
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    c.fill("r", 50_000);
+    let (from, to) = (master_of_slot(&c, 0), master_of_slot(&c, 16383));
+    let target_keys = dbsize(&c, to);
+    let range = start_slow_migration(&c, from, to);
+    assert_eq!(c.nodes[to].conn().text(&["SAVE"]), "+OK\r\n");
+    assert!(count_in(&c, to, range) > 0);
+    c.nodes[to].signal_and_wait("-KILL");
+    let (state, _) = wait_done(&c, from, Duration::from_secs(30));
+    assert_eq!(state, "failed");
+    c.nodes[to].restart();
+    c.wait_ok(Duration::from_secs(30));
+    assert_eq!(count_in(&c, to, range), 0);
+    assert_eq!(dbsize(&c, to), target_keys);
+    assert_eq!(c.total_keys(), 50_000);
+    c.assert_clean(from);
+}
+
 /// MIGRATESLOTS and SYNCSLOTS refuse bad input with Valkey 9.0's errors,
 /// and nothing starts.
 #[test]
@@ -759,4 +784,57 @@ fn toward_redis_server_the_job_fails_with_the_targets_error() {
     );
     c.assert_clean(d);
     assert_eq!(c.slot_ports(d)[range.0 as usize], c.nodes[d].port);
+}
+
+/// With several worker threads, a write may pass its pause check just
+/// before the handoff's pause begins and run after it. The source waits
+/// for such writes before it says PAUSED: the write reaches the target,
+/// and the client's OK is not a lost write. (A debug hook holds the write
+/// in that window for 400 ms.)
+#[test]
+fn a_write_admitted_just_before_the_pause_reaches_the_target() {
+    let c = Cluster::start(
+        &[Server::Datanode; 3],
+        TIMEOUT_MS,
+        &["--io-threads", "4", "--enable-debug-command", "yes"],
+    );
+    c.create(0);
+    c.wait_ok(Duration::from_secs(30));
+    let (from, to) = (master_of_slot(&c, 0), master_of_slot(&c, 16383));
+    let range = first_slots(&c, from, 10);
+    let tag = tag_in(range);
+    let mut src = c.nodes[from].conn();
+    assert_eq!(src.text(&["SET", &format!("{{{tag}}}:a"), "1"]), "+OK\r\n");
+    assert_eq!(
+        src.text(&["DEBUG", "WRITE-ADMISSION-DELAY", "400000"]),
+        "+OK\r\n"
+    );
+    let port = c.nodes[from].port;
+    let key = format!("{{{tag}}}:late");
+    let k = key.clone();
+    let writer =
+        std::thread::spawn(move || Conn::connect(port).expect("conn").text(&["SET", &k, "v"]));
+    wait_until(Duration::from_secs(5), "the write is admitted", || {
+        src.text(&["DEBUG", "WRITES-IN-FLIGHT"]) == ":1\r\n"
+    });
+    assert_eq!(migrate_slots(&c, from, range, to), "+OK\r\n");
+    let (state, msg) = wait_done(&c, from, Duration::from_secs(30));
+    assert_eq!((state.as_str(), msg.as_str()), ("success", ""));
+    assert_eq!(writer.join().expect("writer"), "+OK\r\n");
+    assert_eq!(
+        src.text(&["DEBUG", "WRITE-ADMISSION-DELAY", "0"]),
+        "+OK\r\n"
+    );
+    let mut dst = c.nodes[to].conn();
+    assert_eq!(
+        dst.text(&["GET", &key]),
+        "$1\r\nv\r\n",
+        "the acknowledged write was lost"
+    );
+    assert_eq!(count_in(&c, to, range), 2);
+    wait_until(
+        Duration::from_secs(10),
+        "the source drops the moved keys",
+        || count_in(&c, from, range) == 0,
+    );
 }

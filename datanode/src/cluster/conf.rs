@@ -62,11 +62,14 @@ pub fn save(state: &State, fsync: bool) -> std::io::Result<()> {
 
 /// Writes `text` to `path` atomically: temp file, optional fsync, rename.
 pub fn write_atomic(path: &Path, text: &str, fsync: bool) -> std::io::Result<()> {
+    // Unique per call: SAVECONFIG writes from a command thread while the
+    // saver thread may be writing the same file in the same millisecond.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = format!(
         "{}.tmp-{}-{}",
         path.display(),
         std::process::id(),
-        crate::keyspace::now_ms()
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;

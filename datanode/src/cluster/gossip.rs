@@ -74,7 +74,7 @@ impl State {
         if let Some(sid) = sender {
             if h.current_epoch > self.current_epoch {
                 self.current_epoch = h.current_epoch;
-                self.save_soon(true);
+                self.save_learned();
             }
             let n = self.nodes.get_mut(&sid).expect("checked above");
             n.data_received = now;
@@ -91,7 +91,7 @@ impl State {
                     self.raise_master_epoch(&sid, h.config_epoch, &h.myslots);
                 } else {
                     n.config_epoch = h.config_epoch;
-                    self.save_soon(true);
+                    self.save_learned();
                 }
             }
             self.note_master_offset(sid, h);
@@ -427,7 +427,7 @@ impl State {
             self.disowned.extend(stale.into_iter().map(|s| s as u16));
         }
         self.changed();
-        self.save_soon(true);
+        self.save_learned();
     }
 
     fn update_address(&mut self, id: &NodeId, ip: &str, port: u16, cport: u16, pport: u16) {
@@ -700,7 +700,7 @@ impl State {
             return;
         }
         self.changed();
-        self.save_soon(true);
+        self.save_learned();
         let cur_empty = cur_master
             .and_then(|m| self.nodes.get(&m))
             .is_some_and(|m| m.numslots == 0);

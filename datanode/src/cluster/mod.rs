@@ -131,11 +131,15 @@ impl<H: Host> gossip::Keys for HostKeys<'_, H> {
 
 impl Cluster {
     /// Writes nodes.conf now, fsynced, after anything queued (shutdown).
-    pub fn save_config_now(&self) {
+    /// Goes through the saver so it lands after, never before, a write
+    /// already queued with older text.
+    pub fn save_config_now(&self) -> std::io::Result<()> {
         let st = self.state.lock();
-        if let Err(e) = self.saver.save(&st, true, true) {
+        let res = self.saver.save(&st, true, true);
+        if let Err(e) = &res {
             tracing::warn!("Could not save the cluster config: {e}");
         }
+        res
     }
 
     /// Loads or creates the node identity, binds the bus and starts the
@@ -166,6 +170,7 @@ impl Cluster {
         })?;
         st.todo_save = false;
         st.todo_fsync = false;
+        st.todo_fsync_later = false;
         let route = Route::build(&st, cfg.flag("cluster-allow-reads-when-down"));
         let cluster = Arc::new(Cluster {
             state: Mutex::new(st),
@@ -229,11 +234,13 @@ impl Cluster {
             // before we go on; the rest (a reshard's SETSLOTs) is written
             // by the saver thread, off the command path.
             let fsync = st.todo_fsync;
-            if let Err(e) = self.saver.save(&st, fsync, fsync) {
+            let later = st.todo_fsync_later;
+            if let Err(e) = self.saver.save(&st, fsync || later, fsync) {
                 tracing::warn!("Could not save the cluster config: {e}");
             }
             st.todo_save = false;
             st.todo_fsync = false;
+            st.todo_fsync_later = false;
         }
         let until = st
             .majority_contact(now)

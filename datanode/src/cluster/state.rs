@@ -119,7 +119,13 @@ pub struct State {
     pub settings: Settings,
     /// Work to do before the lock is released.
     pub todo_save: bool,
+    /// The save must be on disk before we go on (our own epochs, votes
+    /// and role).
     pub todo_fsync: bool,
+    /// The save is fsynced by the writer thread, but nobody waits for it:
+    /// what we learned from others (their epochs, their slot claims) is
+    /// taught again by gossip if a crash loses it.
+    pub todo_fsync_later: bool,
     pub todo_update_state: bool,
     /// The routing snapshot must be rebuilt.
     pub todo_route: bool,
@@ -209,6 +215,7 @@ impl State {
             settings,
             todo_save: true,
             todo_fsync: true,
+            todo_fsync_later: false,
             todo_update_state: true,
             todo_route: true,
             route_slots: Vec::new(),
@@ -265,6 +272,14 @@ impl State {
     pub fn save_soon(&mut self, fsync: bool) {
         self.todo_save = true;
         self.todo_fsync |= fsync;
+    }
+
+    /// Saves what another node told us: fsynced, but not waited for.
+    /// Redis waits here too; a reshard's SETSLOT NODE on the source then
+    /// queues behind the fsync the target's claim caused.
+    pub fn save_learned(&mut self) {
+        self.todo_save = true;
+        self.todo_fsync_later = true;
     }
 
     pub fn changed(&mut self) {

@@ -615,13 +615,12 @@ pub fn reset(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn saveconfig(ctx: &mut Ctx, _a: &Args) {
-    let res = with(ctx, |st| crate::cluster::conf::save(st, true));
-    match res {
-        Some(Ok(())) => ctx.r.ok(),
-        Some(Err(e)) => ctx
+    let Some(c) = cluster(ctx) else { return };
+    match c.save_config_now() {
+        Ok(()) => ctx.r.ok(),
+        Err(e) => ctx
             .r
             .error(&format!("ERR error saving the cluster node config: {e}")),
-        None => {}
     }
 }
 

@@ -110,6 +110,7 @@ fn combine_value(d: &mut Digest, v: &Value, has_ttl: bool) {
         Value::Set(_) => 2,
         Value::ZSet(_) => 3,
         Value::Hash(_) => 4,
+        Value::Stream(_) => 6,
     };
     mix_in(d, &type_code.to_be_bytes());
     fold_contents(d, v);
@@ -149,6 +150,13 @@ fn fold_contents(d: &mut Digest, v: &Value) {
             mix_in(&mut e, f);
             mix_in(&mut e, val);
             xor_in(d, &e);
+        }),
+        Value::Stream(st) => st.for_each(|e| {
+            mix_in(d, format!("{}.{}", e.id.ms, e.id.seq).as_bytes());
+            for (f, v) in &e.fields {
+                mix_in(d, &f.to_vec());
+                mix_in(d, &v.to_vec());
+            }
         }),
     }
 }
@@ -386,6 +394,23 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
     } else if eq_ic(sub, "LOG") && n == 3 {
         tracing::warn!("DEBUG LOG: {}", String::from_utf8_lossy(a.get(2)));
         ctx.r.ok();
+    } else if eq_ic(sub, "WRITE-ADMISSION-DELAY") && n == 3 {
+        // Ours, for tests: holds each admitted write this long before it
+        // runs, in the window a pause's drain must cover.
+        match std::str::from_utf8(a.get(2))
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            Some(us) if us <= 10_000_000 => {
+                crate::server::pause::ADMISSION_DELAY_US.store(us, Ordering::Relaxed);
+                ctx.r.ok();
+            }
+            _ => ctx.r.error("ERR delay must be 0..10000000 microseconds"),
+        }
+    } else if eq_ic(sub, "WRITES-IN-FLIGHT") && n == 2 {
+        // Ours, for tests: writes admitted past the pause check and not
+        // finished, on other threads.
+        ctx.r.int(ctx.srv.pause.others_in_flight() as i64);
     } else if eq_ic(sub, "CHANGE-REPL-ID") && n == 2 {
         // Nothing replicates yet: there is no replication id to change.
         ctx.r.ok();

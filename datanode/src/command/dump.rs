@@ -73,6 +73,11 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
+    // Checked again: the payload was decoded without the lock, and a
+    // writer may have created the key meanwhile.
+    if !replace && s.exists(key) {
+        return ctx.r.error("BUSYKEY Target key name already exists.");
+    }
     let now = s.now;
     let deleted = replace && s.remove(key).is_some();
     if ttl > 0 && !absttl {

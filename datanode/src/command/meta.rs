@@ -40,8 +40,20 @@ impl M {
     }
 }
 
-/// The COMMAND INFO entry of a top-level command.
+/// The COMMAND INFO entry of a command, or of a subcommand named
+/// `parent|sub` (found among its parent's subcommands).
 pub fn info(name: &str) -> Option<&'static M> {
+    if let Some((parent, _)) = name.split_once('|') {
+        let M::Array(fields) = info(parent)? else {
+            return None;
+        };
+        let (M::Array(subs) | M::Set(subs)) = fields.get(9)? else {
+            return None;
+        };
+        return subs.iter().find(|e| {
+            matches!(e, M::Array(f) if matches!(f.first(), Some(M::Bulk(n)) if n.eq_ignore_ascii_case(name)))
+        });
+    }
     super::meta_table::COMMAND_INFO
         .iter()
         .find(|(n, _)| *n == name)

@@ -154,10 +154,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("client|unblock"),
-                    M::Int(-3),
+                    M::Bulk("client|caching"),
+                    M::Int(3),
                     M::Set(&[
-                        M::Simple("admin"),
                         M::Simple("noscript"),
                         M::Simple("loading"),
                         M::Simple("stale"),
@@ -165,12 +164,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -192,10 +186,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|kill"),
-                    M::Int(-3),
+                    M::Bulk("client|getredir"),
+                    M::Int(2),
                     M::Set(&[
-                        M::Simple("admin"),
                         M::Simple("noscript"),
                         M::Simple("loading"),
                         M::Simple("stale"),
@@ -203,41 +196,26 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|no-evict"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
+                    M::Bulk("client|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|setname"),
-                    M::Int(3),
+                    M::Bulk("client|id"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -268,8 +246,128 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|getredir"),
-                    M::Int(2),
+                    M::Bulk("client|kill"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|list"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|no-evict"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|pause"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                        M::Simple("@connection"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|reply"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|setname"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("client|tracking"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("noscript"),
                         M::Simple("loading"),
@@ -300,35 +398,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("client|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|reply"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|pause"),
+                    M::Bulk("client|unblock"),
                     M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
@@ -345,38 +415,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@dangerous"),
                         M::Simple("@connection"),
                     ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|id"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|caching"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -400,44 +438,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@connection"),
                     ]),
                     M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|tracking"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("client|list"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                        M::Simple("@connection"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -503,138 +503,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("cluster|shards"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|meet"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|countkeysinslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|links"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|failover"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|nodes"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|info"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|myid"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|setslot"),
-                    M::Int(-4),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("cluster|addslots"),
                     M::Int(-3),
                     M::Set(&[
@@ -675,7 +543,27 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|slaves"),
+                    M::Bulk("cluster|bumpepoch"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|count-failure-reports"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
@@ -691,7 +579,79 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|saveconfig"),
+                    M::Bulk("cluster|countkeysinslot"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslots"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|delslotsrange"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|failover"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|flushslots"),
                     M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
@@ -711,8 +671,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|delslots"),
-                    M::Int(-3),
+                    M::Bulk("cluster|forget"),
+                    M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -743,27 +703,19 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|flushslots"),
+                    M::Bulk("cluster|help"),
                     M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|slots"),
+                    M::Bulk("cluster|info"),
                     M::Int(2),
                     M::Set(&[M::Simple("stale")]),
                     M::Int(0),
@@ -775,8 +727,32 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|replicate"),
+                    M::Bulk("cluster|keyslot"),
                     M::Int(3),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|links"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|meet"),
+                    M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -795,7 +771,31 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|count-failure-reports"),
+                    M::Bulk("cluster|myid"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|nodes"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|replicas"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
@@ -811,60 +811,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|set-config-epoch"),
+                    M::Bulk("cluster|replicate"),
                     M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|bumpepoch"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("stale"),
-                        M::Simple("no_async_loading"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("cluster|delslotsrange"),
-                    M::Int(-4),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("stale"),
@@ -903,7 +851,27 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|forget"),
+                    M::Bulk("cluster|saveconfig"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|set-config-epoch"),
                     M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
@@ -923,19 +891,39 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|keyslot"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("stale")]),
+                    M::Bulk("cluster|setslot"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("stale"),
+                        M::Simple("no_async_loading"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("cluster|replicas"),
+                    M::Bulk("cluster|shards"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slaves"),
                     M::Int(3),
                     M::Set(&[M::Simple("admin"), M::Simple("stale")]),
                     M::Int(0),
@@ -946,6 +934,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Simple("@slow"),
                         M::Simple("@dangerous"),
                     ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("cluster|slots"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[M::Bulk("nondeterministic_output")]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -1932,6 +1932,1471 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     ]),
                 ),
             ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "setbit",
+        M::Array(&[
+            M::Bulk("setbit"),
+            M::Int(4),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@bitmap"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "getbit",
+        M::Array(&[
+            M::Bulk("getbit"),
+            M::Int(3),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@bitmap"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "bitcount",
+        M::Array(&[
+            M::Bulk("bitcount"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@bitmap"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "bitpos",
+        M::Array(&[
+            M::Bulk("bitpos"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@bitmap"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "bitop",
+        M::Array(&[
+            M::Bulk("bitop"),
+            M::Int(-4),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(2),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@bitmap"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(3))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "bitfield",
+        M::Array(&[
+            M::Bulk("bitfield"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@bitmap"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk("This command allows both access and modification of the key"),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[
+                        M::Simple("RW"),
+                        M::Simple("access"),
+                        M::Simple("update"),
+                        M::Simple("variable_flags"),
+                    ]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "bitfield_ro",
+        M::Array(&[
+            M::Bulk("bitfield_ro"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@bitmap"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xadd",
+        M::Array(&[
+            M::Bulk("xadd"),
+            M::Int(-5),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "UPDATE instead of INSERT because of the optional trimming ",
+                        "feature"
+                    )),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xrange",
+        M::Array(&[
+            M::Bulk("xrange"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xrevrange",
+        M::Array(&[
+            M::Bulk("xrevrange"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xlen",
+        M::Array(&[
+            M::Bulk("xlen"),
+            M::Int(2),
+            M::Set(&[M::Simple("readonly"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@fast")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xdel",
+        M::Array(&[
+            M::Bulk("xdel"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xtrim",
+        M::Array(&[
+            M::Bulk("xtrim"),
+            M::Int(-4),
+            M::Set(&[M::Simple("write")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xsetid",
+        M::Array(&[
+            M::Bulk("xsetid"),
+            M::Int(-3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geoadd",
+        M::Array(&[
+            M::Bulk("geoadd"),
+            M::Int(-5),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geodist",
+        M::Array(&[
+            M::Bulk("geodist"),
+            M::Int(-4),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geohash",
+        M::Array(&[
+            M::Bulk("geohash"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geopos",
+        M::Array(&[
+            M::Bulk("geopos"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geosearch",
+        M::Array(&[
+            M::Bulk("geosearch"),
+            M::Int(-7),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "geosearchstore",
+        M::Array(&[
+            M::Bulk("geosearchstore"),
+            M::Int(-8),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "georadius",
+        M::Array(&[
+            M::Bulk("georadius"),
+            M::Int(-6),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("denyoom"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("keyword")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("keyword"), M::Bulk("STORE")),
+                                    (M::Bulk("startfrom"), M::Int(6)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("keyword")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("keyword"), M::Bulk("STOREDIST")),
+                                    (M::Bulk("startfrom"), M::Int(6)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "georadius_ro",
+        M::Array(&[
+            M::Bulk("georadius_ro"),
+            M::Int(-6),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "georadiusbymember",
+        M::Array(&[
+            M::Bulk("georadiusbymember"),
+            M::Int(-5),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("denyoom"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@write"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("keyword")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("keyword"), M::Bulk("STORE")),
+                                    (M::Bulk("startfrom"), M::Int(5)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("OW"), M::Simple("update")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("keyword")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("keyword"), M::Bulk("STOREDIST")),
+                                    (M::Bulk("startfrom"), M::Int(5)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "georadiusbymember_ro",
+        M::Array(&[
+            M::Bulk("georadiusbymember_ro"),
+            M::Int(-5),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@geo"), M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "pfadd",
+        M::Array(&[
+            M::Bulk("pfadd"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@hyperloglog"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "pfcount",
+        M::Array(&[
+            M::Bulk("pfcount"),
+            M::Int(-2),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@hyperloglog"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "RW because it may change the internal representation of the ",
+                        "key, and propagate to replicas"
+                    )),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "pfmerge",
+        M::Array(&[
+            M::Bulk("pfmerge"),
+            M::Int(-2),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+            M::Int(1),
+            M::Int(-1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@hyperloglog"),
+                M::Simple("@slow"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("insert")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(0)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+                M::Map(&[
+                    (
+                        M::Bulk("flags"),
+                        M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                    ),
+                    (
+                        M::Bulk("begin_search"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("index")),
+                            (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("find_keys"),
+                        M::Map(&[
+                            (M::Bulk("type"), M::Bulk("range")),
+                            (
+                                M::Bulk("spec"),
+                                M::Map(&[
+                                    (M::Bulk("lastkey"), M::Int(-1)),
+                                    (M::Bulk("keystep"), M::Int(1)),
+                                    (M::Bulk("limit"), M::Int(0)),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "pfdebug",
+        M::Array(&[
+            M::Bulk("pfdebug"),
+            M::Int(3),
+            M::Set(&[M::Simple("write"), M::Simple("denyoom"), M::Simple("admin")]),
+            M::Int(2),
+            M::Int(2),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@hyperloglog"),
+                M::Simple("@admin"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "pfselftest",
+        M::Array(&[
+            M::Bulk("pfselftest"),
+            M::Int(1),
+            M::Set(&[M::Simple("admin")]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@hyperloglog"),
+                M::Simple("@admin"),
+                M::Simple("@slow"),
+                M::Simple("@dangerous"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[]),
             M::Set(&[]),
         ]),
     ),
@@ -3192,15 +4657,42 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("object|help"),
+                    M::Bulk("object|encoding"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
                     M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@keyspace"),
+                        M::Simple("@read"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -3243,42 +4735,15 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("object|encoding"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("readonly")]),
+                    M::Bulk("object|help"),
                     M::Int(2),
-                    M::Int(2),
-                    M::Int(1),
-                    M::Set(&[
-                        M::Simple("@keyspace"),
-                        M::Simple("@read"),
-                        M::Simple("@slow"),
-                    ]),
-                    M::Set(&[M::Bulk("nondeterministic_output")]),
-                    M::Set(&[M::Map(&[
-                        (M::Bulk("flags"), M::Set(&[M::Simple("RO")])),
-                        (
-                            M::Bulk("begin_search"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("index")),
-                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
-                            ]),
-                        ),
-                        (
-                            M::Bulk("find_keys"),
-                            M::Map(&[
-                                (M::Bulk("type"), M::Bulk("range")),
-                                (
-                                    M::Bulk("spec"),
-                                    M::Map(&[
-                                        (M::Bulk("lastkey"), M::Int(0)),
-                                        (M::Bulk("keystep"), M::Int(1)),
-                                        (M::Bulk("limit"), M::Int(0)),
-                                    ]),
-                                ),
-                            ]),
-                        ),
-                    ])]),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@keyspace"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
                 M::Array(&[
@@ -6348,7 +7813,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("pubsub|numsub"),
+                    M::Bulk("pubsub|channels"),
                     M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
@@ -6364,8 +7829,36 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("pubsub|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("pubsub|numpat"),
                     M::Int(2),
+                    M::Set(&[
+                        M::Simple("pubsub"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("pubsub|numsub"),
+                    M::Int(-2),
                     M::Set(&[
                         M::Simple("pubsub"),
                         M::Simple("loading"),
@@ -6407,34 +7900,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|channels"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("pubsub"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@pubsub"), M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("pubsub|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8505,20 +9970,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("config|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("config|resetstat"),
-                    M::Int(2),
+                    M::Bulk("config|get"),
+                    M::Int(-3),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8538,8 +9991,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("config|get"),
-                    M::Int(-3),
+                    M::Bulk("config|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("config|resetstat"),
+                    M::Int(2),
                     M::Set(&[
                         M::Simple("admin"),
                         M::Simple("noscript"),
@@ -8620,6 +10085,18 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
+                    M::Bulk("command|count"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("command|docs"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8656,18 +10133,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|info"),
-                    M::Int(-2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("command|help"),
                     M::Int(2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
@@ -8680,7 +10145,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|list"),
+                    M::Bulk("command|info"),
                     M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
@@ -8692,14 +10157,14 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("command|count"),
-                    M::Int(2),
+                    M::Bulk("command|list"),
+                    M::Int(-2),
                     M::Set(&[M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
                     M::Set(&[M::Simple("@slow"), M::Simple("@connection")]),
-                    M::Set(&[]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8720,20 +10185,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("slowlog|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("slowlog|reset"),
-                    M::Int(2),
+                    M::Bulk("slowlog|get"),
+                    M::Int(-2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -8745,8 +10198,20 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     ]),
                     M::Set(&[
                         M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
+                        M::Bulk("nondeterministic_output"),
                     ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("slowlog|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -8771,8 +10236,8 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("slowlog|get"),
-                    M::Int(-2),
+                    M::Bulk("slowlog|reset"),
+                    M::Int(2),
                     M::Set(&[M::Simple("admin"), M::Simple("loading"), M::Simple("stale")]),
                     M::Int(0),
                     M::Int(0),
@@ -8784,7 +10249,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     ]),
                     M::Set(&[
                         M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -8806,28 +10271,9 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Array(&[
                 M::Array(&[
-                    M::Bulk("function|kill"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:one_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("function|restore"),
-                    M::Int(-3),
-                    M::Set(&[
-                        M::Simple("write"),
-                        M::Simple("denyoom"),
-                        M::Simple("noscript"),
-                    ]),
+                    M::Bulk("function|delete"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -8856,18 +10302,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|help"),
-                    M::Int(2),
-                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("function|flush"),
                     M::Int(-2),
                     M::Set(&[M::Simple("write"), M::Simple("noscript")]),
@@ -8887,6 +10321,33 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("function|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|kill"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:one_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("function|list"),
                     M::Int(-2),
                     M::Set(&[M::Simple("noscript")]),
@@ -8899,9 +10360,13 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("function|delete"),
-                    M::Int(3),
-                    M::Set(&[M::Simple("write"), M::Simple("noscript")]),
+                    M::Bulk("function|restore"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("write"),
+                        M::Simple("denyoom"),
+                        M::Simple("noscript"),
+                    ]),
                     M::Int(0),
                     M::Int(0),
                     M::Int(0),
@@ -8921,6 +10386,110 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "module",
+        M::Array(&[
+            M::Bulk("module"),
+            M::Int(-2),
+            M::Set(&[]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Array(&[
+                M::Array(&[
+                    M::Bulk("module|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("module|list"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("admin"), M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[M::Bulk("nondeterministic_output_order")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("module|load"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("module|loadex"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("module|unload"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("no_async_loading"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+            ]),
+        ]),
+    ),
+    (
         "memory",
         M::Array(&[
             M::Bulk("memory"),
@@ -8933,37 +10502,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[]),
             M::Set(&[]),
             M::Array(&[
-                M::Array(&[
-                    M::Bulk("memory|purge"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|malloc-stats"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
                 M::Array(&[
                     M::Bulk("memory|doctor"),
                     M::Int(2),
@@ -8989,6 +10527,53 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Int(0),
                     M::Set(&[M::Simple("@slow")]),
                     M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|malloc-stats"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|purge"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("memory|stats"),
+                    M::Int(2),
+                    M::Set(&[]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
+                    ]),
                     M::Set(&[]),
                     M::Set(&[]),
                 ]),
@@ -9025,22 +10610,6 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                             ]),
                         ),
                     ])]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("memory|stats"),
-                    M::Int(2),
-                    M::Set(&[]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[M::Simple("@slow")]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_shards"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
                     M::Set(&[]),
                 ]),
             ]),
@@ -9085,81 +10654,7 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
-                    M::Bulk("latency|reset"),
-                    M::Int(-2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:all_succeeded"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
                     M::Bulk("latency|graph"),
-                    M::Int(3),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|latest"),
-                    M::Int(2),
-                    M::Set(&[
-                        M::Simple("admin"),
-                        M::Simple("noscript"),
-                        M::Simple("loading"),
-                        M::Simple("stale"),
-                    ]),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Int(0),
-                    M::Set(&[
-                        M::Simple("@admin"),
-                        M::Simple("@slow"),
-                        M::Simple("@dangerous"),
-                    ]),
-                    M::Set(&[
-                        M::Bulk("nondeterministic_output"),
-                        M::Bulk("request_policy:all_nodes"),
-                        M::Bulk("response_policy:special"),
-                    ]),
-                    M::Set(&[]),
-                    M::Set(&[]),
-                ]),
-                M::Array(&[
-                    M::Bulk("latency|history"),
                     M::Int(3),
                     M::Set(&[
                         M::Simple("admin"),
@@ -9216,6 +10711,80 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                         M::Bulk("nondeterministic_output"),
                         M::Bulk("request_policy:all_nodes"),
                         M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|history"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|latest"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:special"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("latency|reset"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -9585,42 +11154,38 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("client|unblock"),
+                        M::Bulk("client|caching"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
+                                M::Bulk(concat!(
+                                    "Chooses whether the keys of the next command are remembered ",
+                                    "for client-side caching (OPTIN/OPTOUT modes)."
+                                )),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("client-id")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("timeout_error")),
-                                        (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("timeout")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("error")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("ERROR")),
-                                                ]),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("YES")),
                                             ]),
-                                        ),
-                                    ]),
-                                ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("NO")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
                             ),
                         ]),
                     ),
@@ -9632,6 +11197,47 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("Returns this connection's name."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.6.9")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|getredir"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Returns the id of the client that receives this ",
+                                    "connection's invalidation messages."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|id"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the id of this connection."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|info"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
@@ -9822,6 +11428,69 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("client|list"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
+                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (M::Bulk("token"), M::Bulk("TYPE")),
+                                        (M::Bulk("since"), M::Bulk("5.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("MASTER")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("replica")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("pubsub")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ID")),
+                                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("client-id")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("multiple")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("client|no-evict"),
                         M::Map(&[
                             (
@@ -9847,103 +11516,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                                 (M::Bulk("name"), M::Bulk("off")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
                                                 (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|setname"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
-                            (M::Bulk("since"), M::Bulk("2.6.9")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("connection-name")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|info"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Describes this connection.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|getredir"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the id of the client that receives this ",
-                                    "connection's invalidation messages."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|trackinginfo"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Describes this connection's client-side caching mode, ",
-                                    "redirect target and prefixes."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CLIENT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|reply"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Turns replies on or off, or skips the next one."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.2.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("on")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ON")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("off")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("OFF")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("skip")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SKIP")),
                                             ]),
                                         ]),
                                     ),
@@ -9996,45 +11568,36 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|id"),
+                        M::Bulk("client|reply"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the id of this connection."),
+                                M::Bulk("Turns replies on or off, or skips the next one."),
                             ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("connection")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("client|caching"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Chooses whether the keys of the next command are remembered ",
-                                    "for client-side caching (OPTIN/OPTOUT modes)."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("name"), M::Bulk("on_off_skip")),
                                     (M::Bulk("type"), M::Bulk("oneof")),
                                     (
                                         M::Bulk("arguments"),
                                         M::Array(&[
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("name"), M::Bulk("on")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("YES")),
+                                                (M::Bulk("token"), M::Bulk("ON")),
                                             ]),
                                             M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("name"), M::Bulk("off")),
                                                 (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("NO")),
+                                                (M::Bulk("token"), M::Bulk("OFF")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("skip")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SKIP")),
                                             ]),
                                         ]),
                                     ),
@@ -10043,11 +11606,18 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|unpause"),
+                        M::Bulk("client|setname"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("summary"), M::Bulk("Names this connection.")),
+                            (M::Bulk("since"), M::Bulk("2.6.9")),
                             (M::Bulk("group"), M::Bulk("connection")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("connection-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -10132,66 +11702,65 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("client|list"),
+                        M::Bulk("client|trackinginfo"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the connected clients.")),
-                            (M::Bulk("since"), M::Bulk("2.4.0")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Describes this connection's client-side caching mode, ",
+                                    "redirect target and prefixes."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|unblock"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Ends the wait of a client blocked in a blocking command."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("connection")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("normal_master_replica_pubsub")),
+                                        (M::Bulk("name"), M::Bulk("client-id")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("timeout_error")),
                                         (M::Bulk("type"), M::Bulk("oneof")),
-                                        (M::Bulk("token"), M::Bulk("TYPE")),
-                                        (M::Bulk("since"), M::Bulk("5.0.0")),
                                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                         (
                                             M::Bulk("arguments"),
                                             M::Array(&[
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("normal")),
+                                                    (M::Bulk("name"), M::Bulk("timeout")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("NORMAL")),
+                                                    (M::Bulk("token"), M::Bulk("TIMEOUT")),
                                                 ]),
                                                 M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("master")),
+                                                    (M::Bulk("name"), M::Bulk("error")),
                                                     (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("MASTER")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("replica")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("REPLICA")),
-                                                ]),
-                                                M::Map(&[
-                                                    (M::Bulk("name"), M::Bulk("pubsub")),
-                                                    (M::Bulk("type"), M::Bulk("pure-token")),
-                                                    (M::Bulk("token"), M::Bulk("PUBSUB")),
+                                                    (M::Bulk("token"), M::Bulk("ERROR")),
                                                 ]),
                                             ]),
                                         ),
                                     ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("id")),
-                                        (M::Bulk("type"), M::Bulk("block")),
-                                        (M::Bulk("token"), M::Bulk("ID")),
-                                        (M::Bulk("since"), M::Bulk("6.2.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                        (
-                                            M::Bulk("arguments"),
-                                            M::Array(&[M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("client-id")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                                (
-                                                    M::Bulk("flags"),
-                                                    M::Set(&[M::Simple("multiple")]),
-                                                ),
-                                            ])]),
-                                        ),
-                                    ]),
                                 ]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("client|unpause"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Ends a CLIENT PAUSE at once.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("connection")),
                         ]),
                     ),
                 ]),
@@ -10244,45 +11813,87 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("cluster|shards"),
+                        M::Bulk("cluster|addslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Describes every shard with its slots and nodes."),
+                                M::Bulk("Makes this node the owner of the given slots."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|addslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node the owner of the given slot ranges."),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|bumpepoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Raises this node's config epoch unless it is already the ",
+                                    "highest."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|meet"),
+                        M::Bulk("cluster|count-failure-reports"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk(
-                                    "Connects this node to another one so they form one cluster.",
+                                    "Counts the masters that currently report a node as failing.",
                                 ),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                             (
                                 M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("ip")),
-                                        (M::Bulk("type"), M::Bulk("string")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                        (M::Bulk("since"), M::Bulk("4.0.0")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    ]),
-                                ]),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
                             ),
                         ]),
                     ),
@@ -10305,14 +11916,54 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|links"),
+                        M::Bulk("cluster|delslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists this node's cluster bus connections."),
+                                M::Bulk("Removes the given slots from this node."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("slot")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|delslotsrange"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes the given slot ranges from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("start-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end-slot")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -10353,13 +12004,66 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|nodes"),
+                        M::Bulk("cluster|flushslots"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Returns the node table in the nodes.conf format."),
+                                M::Bulk("Removes every slot from this node."),
                             ),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|forget"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Drops a node from the node table for a while."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|getkeysinslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists key names this node holds in a slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("slot")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("count")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the CLUSTER subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
                         ]),
                     ),
@@ -10375,11 +12079,179 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("cluster|keyslot"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Computes the hash slot of a key."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|links"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists this node's cluster bus connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|meet"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Connects this node to another one so they form one cluster.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("ip")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("cluster_bus_port")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("since"), M::Bulk("4.0.0")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("cluster|myid"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Returns this node's id.")),
                             (M::Bulk("since"), M::Bulk("3.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|nodes"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the node table in the nodes.conf format."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicas"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the replicas of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|replicate"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes this node a replica of a master."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("node-id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the other nodes and every slot."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("hard_soft")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("hard")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("HARD")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("soft")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SOFT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|saveconfig"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("cluster|set-config-epoch"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Sets the config epoch of a node that knows no other."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.0.0")),
+                            (M::Bulk("group"), M::Bulk("cluster")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("config-epoch")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -10432,54 +12304,14 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|addslots"),
+                        M::Bulk("cluster|shards"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slots."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|addslotsrange"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node the owner of the given slot ranges."),
+                                M::Bulk("Describes every shard with its slots and nodes."),
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -10504,68 +12336,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("cluster|saveconfig"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Writes nodes.conf now.")),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|delslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes the given slots from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("slot")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|getkeysinslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists key names this node holds in a slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("slot")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                    M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("count")),
-                                        (M::Bulk("type"), M::Bulk("integer")),
-                                    ]),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|flushslots"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes every slot from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("cluster|slots"),
                         M::Map(&[
                             (
@@ -10577,207 +12347,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
                             (M::Bulk("deprecated_since"), M::Bulk("7.0.0")),
                             (M::Bulk("replaced_by"), M::Bulk("`CLUSTER SHARDS`")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicate"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Makes this node a replica of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|count-failure-reports"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(
-                                    "Counts the masters that currently report a node as failing.",
-                                ),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the CLUSTER subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|set-config-epoch"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Sets the config epoch of a node that knows no other."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("config-epoch")),
-                                    (M::Bulk("type"), M::Bulk("integer")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|bumpepoch"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Raises this node's config epoch unless it is already the ",
-                                    "highest."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|delslotsrange"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Removes the given slot ranges from this node."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("start-slot_end-slot")),
-                                    (M::Bulk("type"), M::Bulk("block")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("start-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("end-slot")),
-                                                (M::Bulk("type"), M::Bulk("integer")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|reset"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Forgets the other nodes and every slot."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("hard_soft")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("hard")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("HARD")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("soft")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SOFT")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|forget"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Drops a node from the node table for a while."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|keyslot"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Computes the hash slot of a key."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("3.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("cluster|replicas"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the replicas of a master."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("cluster")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("node-id")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
                         ]),
                     ),
                 ]),
@@ -11469,6 +13038,2208 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                     ]),
                 ]),
             ),
+        ]),
+    ),
+    (
+        "setbit",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Sets or clears one bit of a string, growing it with zero ",
+                    "bytes as needed; replies with the bit's old value."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("value")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "getbit",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Replies with one bit of a string (0 past its end or for a ",
+                    "missing key)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.2.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("offset")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bitcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Counts the set bits of a string, or of a range of its bytes ",
+                    "or bits."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("end")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("index_unit")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("since"), M::Bulk("7.0.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("byte")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("BYTE")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("bit")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("BIT")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bitpos",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds the first bit set to 1, or to 0, in a string or a ",
+                    "range of it."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.7")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("bit")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("index")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("end_index")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("end")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("index_unit")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (M::Bulk("since"), M::Bulk("7.0.0")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("optional")]),
+                                                ),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("byte")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("BYTE")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("bit")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("BIT")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bitop",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Combines strings bit by bit with AND, OR, XOR or NOT and ",
+                    "stores the result."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("operation")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bitfield",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Reads, writes and increments integer fields of any width at ",
+                    "any bit offset of a string, with a choice of overflow ",
+                    "handling."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("operation")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("encoding_offset")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("token"), M::Bulk("GET")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("encoding")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("offset")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("write")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("wrap_sat_fail")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (M::Bulk("token"), M::Bulk("OVERFLOW")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("optional")]),
+                                                ),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("wrap")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("WRAP")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("sat")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("SAT")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("fail")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("FAIL")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("write_operation")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (
+                                                                M::Bulk("name"),
+                                                                M::Bulk("encoding_offset_value"),
+                                                            ),
+                                                            (M::Bulk("type"), M::Bulk("block")),
+                                                            (M::Bulk("token"), M::Bulk("SET")),
+                                                            (
+                                                                M::Bulk("arguments"),
+                                                                M::Array(&[
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("encoding"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("string"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("offset"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("integer"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("value"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("integer"),
+                                                                        ),
+                                                                    ]),
+                                                                ]),
+                                                            ),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (
+                                                                M::Bulk("name"),
+                                                                M::Bulk(
+                                                                    "encoding_offset_increment",
+                                                                ),
+                                                            ),
+                                                            (M::Bulk("type"), M::Bulk("block")),
+                                                            (M::Bulk("token"), M::Bulk("INCRBY")),
+                                                            (
+                                                                M::Bulk("arguments"),
+                                                                M::Array(&[
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("encoding"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("string"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("offset"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("integer"),
+                                                                        ),
+                                                                    ]),
+                                                                    M::Map(&[
+                                                                        (
+                                                                            M::Bulk("name"),
+                                                                            M::Bulk("increment"),
+                                                                        ),
+                                                                        (
+                                                                            M::Bulk("type"),
+                                                                            M::Bulk("integer"),
+                                                                        ),
+                                                                    ]),
+                                                                ]),
+                                                            ),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "bitfield_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Reads integer fields of a string (the GET part of BITFIELD, ",
+                    "for replicas and read-only callers)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.0")),
+            (M::Bulk("group"), M::Bulk("bitmap")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("encoding_offset")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("GET")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[
+                                M::Simple("optional"),
+                                M::Simple("multiple"),
+                                M::Simple("multiple_token"),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("encoding")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("offset")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xadd",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Appends an entry to a stream, creating it unless ",
+                    "NOMKSTREAM, optionally trimming it."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("nomkstream")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("NOMKSTREAM")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("trim")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("strategy")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("maxlen")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("MAXLEN")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("minid")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("MINID")),
+                                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("operator")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("equal")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("=")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("approximately")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("~")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("threshold")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("LIMIT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("id_or_auto")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("auto_id")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("*")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("field_value")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("field")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("value")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the entries of a stream with IDs in a range, oldest ",
+                    "first."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xrevrange",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the entries of a stream with IDs in a range, newest ",
+                    "first."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("end")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xlen",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Returns the number of entries in a stream."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "xdel",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Deletes entries from a stream by ID."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xtrim",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Trims a stream to a length (MAXLEN) or to IDs from a ",
+                    "minimum (MINID)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("trim")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("strategy")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("maxlen")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("MAXLEN")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("minid")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("MINID")),
+                                                (M::Bulk("since"), M::Bulk("6.2.0")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("operator")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("equal")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("=")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("approximately")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("~")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("threshold")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("LIMIT")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xsetid",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Sets a stream's last ID, and optionally its entries-added ",
+                    "counter and maximal deleted ID."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("last-id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("entries_added")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("ENTRIESADDED")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("max_deleted_entry_id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("token"), M::Bulk("MAXDELETEDID")),
+                        (M::Bulk("since"), M::Bulk("7.0.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geoadd",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Adds points (longitude, latitude, member) to a geospatial ",
+                    "index kept in a sorted set."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("condition")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("nx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("NX")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("xx")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("XX")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("change")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("CH")),
+                        (M::Bulk("since"), M::Bulk("6.2.0")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("longitude_latitude_member")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("longitude")),
+                                    (M::Bulk("type"), M::Bulk("double")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("latitude")),
+                                    (M::Bulk("type"), M::Bulk("double")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("member")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geodist",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the distance between two members of a geospatial ",
+                    "index."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member1")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member2")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unit")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("m")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("M")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("km")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("ft")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mi")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MI")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geohash",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the standard geohash strings of members of a ",
+                    "geospatial index."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geopos",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Returns the longitude and latitude of members of a ",
+                    "geospatial index."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geosearch",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds members of a geospatial index within a radius or box ",
+                    "around a member or a point."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("from")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("member")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("token"), M::Bulk("FROMMEMBER")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("longitude_latitude")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("token"), M::Bulk("FROMLONLAT")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("longitude")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("latitude")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("by")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("circle")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("radius")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                                (M::Bulk("token"), M::Bulk("BYRADIUS")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("unit")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("m")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("M")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("km")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("KM")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ft")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("FT")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("mi")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("MI")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("box")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("width")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                                (M::Bulk("token"), M::Bulk("BYBOX")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("height")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("unit")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("m")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("M")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("km")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("KM")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ft")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("FT")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("mi")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("MI")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withcoord")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHCOORD")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withdist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withhash")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHHASH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "geosearchstore",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Stores in a sorted set the members a GEOSEARCH would find, ",
+                    "optionally with their distances."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destination")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("source")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("from")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("member")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("token"), M::Bulk("FROMMEMBER")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("longitude_latitude")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (M::Bulk("token"), M::Bulk("FROMLONLAT")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("longitude")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("latitude")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("by")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("circle")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("radius")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                                (M::Bulk("token"), M::Bulk("BYRADIUS")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("unit")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("m")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("M")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("km")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("KM")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ft")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("FT")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("mi")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("MI")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("box")),
+                                    (M::Bulk("type"), M::Bulk("block")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("width")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                                (M::Bulk("token"), M::Bulk("BYBOX")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("height")),
+                                                (M::Bulk("type"), M::Bulk("double")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("unit")),
+                                                (M::Bulk("type"), M::Bulk("oneof")),
+                                                (
+                                                    M::Bulk("arguments"),
+                                                    M::Array(&[
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("m")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("M")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("km")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("KM")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("ft")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("FT")),
+                                                        ]),
+                                                        M::Map(&[
+                                                            (M::Bulk("name"), M::Bulk("mi")),
+                                                            (
+                                                                M::Bulk("type"),
+                                                                M::Bulk("pure-token"),
+                                                            ),
+                                                            (M::Bulk("token"), M::Bulk("MI")),
+                                                        ]),
+                                                    ]),
+                                                ),
+                                            ]),
+                                        ]),
+                                    ),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("storedist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("STOREDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "georadius",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds members within a radius of a point, optionally ",
+                    "storing them (deprecated in favour of GEOSEARCH)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk(concat!(
+                    "`GEOSEARCH` and `GEOSEARCHSTORE` with the `BYRADIUS` ",
+                    "argument"
+                )),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("longitude")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("latitude")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("radius")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unit")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("m")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("M")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("km")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("ft")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mi")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MI")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withcoord")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHCOORD")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withdist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withhash")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHHASH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("STORE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(2)),
+                        (M::Bulk("token"), M::Bulk("STOREDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "georadius_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds members within a radius of a point, read-only ",
+                    "(deprecated in favour of GEOSEARCH)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.10")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`GEOSEARCH` with the `BYRADIUS` argument"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("longitude")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("latitude")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("radius")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unit")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("m")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("M")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("km")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("ft")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mi")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MI")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withcoord")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHCOORD")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withdist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withhash")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHHASH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "georadiusbymember",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds members within a radius of another member, optionally ",
+                    "storing them (deprecated in favour of GEOSEARCH)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.0")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk(concat!(
+                    "`GEOSEARCH` and `GEOSEARCHSTORE` with the `BYRADIUS` and ",
+                    "`FROMMEMBER` arguments"
+                )),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("radius")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unit")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("m")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("M")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("km")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("ft")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mi")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MI")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withcoord")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHCOORD")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withdist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withhash")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHHASH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("token"), M::Bulk("STORE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(2)),
+                        (M::Bulk("token"), M::Bulk("STOREDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "georadiusbymember_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Finds members within a radius of another member, read-only ",
+                    "(deprecated in favour of GEOSEARCH)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("3.2.10")),
+            (M::Bulk("group"), M::Bulk("geo")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("deprecated")])),
+            (M::Bulk("deprecated_since"), M::Bulk("6.2.0")),
+            (
+                M::Bulk("replaced_by"),
+                M::Bulk("`GEOSEARCH` with the `BYRADIUS` and `FROMMEMBER` arguments"),
+            ),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("member")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("radius")),
+                        (M::Bulk("type"), M::Bulk("double")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unit")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("m")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("M")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("km")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("KM")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("ft")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("FT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mi")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("MI")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withcoord")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHCOORD")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withdist")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHDIST")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("withhash")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("WITHHASH")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("COUNT")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("any")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ANY")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("order")),
+                        (M::Bulk("type"), M::Bulk("oneof")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("asc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("ASC")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("desc")),
+                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                    (M::Bulk("token"), M::Bulk("DESC")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pfadd",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Adds elements to a HyperLogLog, creating it when missing."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("hyperloglog")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("element")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pfcount",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Estimates the number of distinct elements added to one ",
+                    "HyperLogLog, or to the union of several."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("hyperloglog")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[M::Map(&[
+                    (M::Bulk("name"), M::Bulk("key")),
+                    (M::Bulk("type"), M::Bulk("key")),
+                    (M::Bulk("key_spec_index"), M::Int(0)),
+                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                ])]),
+            ),
+        ]),
+    ),
+    (
+        "pfmerge",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Stores in the first key the union of the given HyperLogLogs."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("hyperloglog")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("destkey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sourcekey")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(1)),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pfdebug",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Inspects or converts the internal representation of a ",
+                    "HyperLogLog (testing aid)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("hyperloglog")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")])),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("subcommand")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "pfselftest",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Runs the HyperLogLog implementation's internal checks ",
+                    "(testing aid)."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.8.9")),
+            (M::Bulk("group"), M::Bulk("hyperloglog")),
+            (M::Bulk("doc_flags"), M::Set(&[M::Simple("syscmd")])),
         ]),
     ),
     (
@@ -12367,11 +16138,22 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("object|help"),
+                        M::Bulk("object|encoding"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the internal encoding of a key's value."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.3")),
                             (M::Bulk("group"), M::Bulk("generic")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
                         ]),
                     ),
                     (
@@ -12394,22 +16176,11 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("object|encoding"),
+                        M::Bulk("object|help"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the internal encoding of a key's value."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.2.3")),
+                            (M::Bulk("summary"), M::Bulk("Lists the OBJECT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
                             (M::Bulk("group"), M::Bulk("generic")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("key")),
-                                    (M::Bulk("type"), M::Bulk("key")),
-                                    (M::Bulk("key_spec_index"), M::Int(0)),
-                                ])]),
-                            ),
                         ]),
                     ),
                     (
@@ -14546,6 +18317,41 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("pubsub|channels"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("pattern")),
+                                    (M::Bulk("type"), M::Bulk("pattern")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("pubsub|numpat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Counts the patterns subscribed to."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.0")),
+                            (M::Bulk("group"), M::Bulk("pubsub")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("pubsub|numsub"),
                         M::Map(&[
                             (
@@ -14565,17 +18371,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|numpat"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Counts the patterns subscribed to."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
                         ]),
                     ),
                     (
@@ -14617,30 +18412,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|channels"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the active channels.")),
-                            (M::Bulk("since"), M::Bulk("2.8.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("pattern")),
-                                    (M::Bulk("type"), M::Bulk("pattern")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("pubsub|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the PUBSUB subcommands.")),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("pubsub")),
                         ]),
                     ),
                 ]),
@@ -16525,25 +20296,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("config|help"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("config|resetstat"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Resets the statistics shown by INFO."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
                         M::Bulk("config|get"),
                         M::Map(&[
                             (
@@ -16567,6 +20319,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the CONFIG subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("config|resetstat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Resets the statistics shown by INFO."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16629,6 +20400,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("command|count"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of commands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|docs"),
                         M::Map(&[
                             (
@@ -16676,6 +20458,17 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("command|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the COMMAND subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("command|info"),
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Describes the given commands.")),
@@ -16692,17 +20485,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ),
                                 ])]),
                             ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("command|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the COMMAND subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("5.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
@@ -16742,17 +20524,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
-                    (
-                        M::Bulk("command|count"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the number of commands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
                 ]),
             ),
         ]),
@@ -16769,36 +20540,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
             (
                 M::Bulk("subcommands"),
                 M::Map(&[
-                    (
-                        M::Bulk("slowlog|help"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Lists the SLOWLOG subcommands."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("6.2.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("slowlog|reset"),
-                        M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("slowlog|len"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns the number of entries in the slow log."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.2.12")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
                     (
                         M::Bulk("slowlog|get"),
                         M::Map(&[
@@ -16818,6 +20559,36 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
+                    (
+                        M::Bulk("slowlog|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the SLOWLOG subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|len"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns the number of entries in the slow log."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("slowlog|reset"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
+                            (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
                 ]),
             ),
         ]),
@@ -16835,6 +20606,77 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
+                        M::Bulk("function|delete"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("library-name")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|dump"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Serializes every function library into a payload."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|flush"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes every function library."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("async")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("async")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|help"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the FUNCTION subcommands."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
                         M::Bulk("function|kill"),
                         M::Map(&[
                             (
@@ -16843,6 +20685,34 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
                             (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|list"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes the loaded function libraries."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("withcode")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
                         ]),
                     ),
                     (
@@ -16890,100 +20760,149 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "module",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("A container for module commands (datanode loads no modules)."),
+            ),
+            (M::Bulk("since"), M::Bulk("4.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
                     (
-                        M::Bulk("function|dump"),
+                        M::Bulk("module|help"),
                         M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Serializes every function library into a payload."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (M::Bulk("summary"), M::Bulk("Lists the MODULE subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
-                        M::Bulk("function|help"),
+                        M::Bulk("module|list"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Lists the FUNCTION subcommands."),
+                                M::Bulk("Lists the loaded modules (always none on datanode)."),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
-                        M::Bulk("function|flush"),
+                        M::Bulk("module|load"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Removes every function library."),
+                                M::Bulk(
+                                    "Loads a module (refused: datanode does not load modules).",
+                                ),
                             ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("async")),
-                                    (M::Bulk("type"), M::Bulk("oneof")),
-                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
-                                    (
-                                        M::Bulk("arguments"),
-                                        M::Array(&[
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("async")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("ASYNC")),
-                                            ]),
-                                            M::Map(&[
-                                                (M::Bulk("name"), M::Bulk("sync")),
-                                                (M::Bulk("type"), M::Bulk("pure-token")),
-                                                (M::Bulk("token"), M::Bulk("SYNC")),
-                                            ]),
-                                        ]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("function|list"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Describes the loaded function libraries."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("library-name-pattern")),
+                                        (M::Bulk("name"), M::Bulk("path")),
                                         (M::Bulk("type"), M::Bulk("string")),
-                                        (M::Bulk("token"), M::Bulk("LIBRARYNAME")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
                                     ]),
                                     M::Map(&[
-                                        (M::Bulk("name"), M::Bulk("withcode")),
-                                        (M::Bulk("type"), M::Bulk("pure-token")),
-                                        (M::Bulk("token"), M::Bulk("WITHCODE")),
-                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (M::Bulk("name"), M::Bulk("arg")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                        ),
                                     ]),
                                 ]),
                             ),
                         ]),
                     ),
                     (
-                        M::Bulk("function|delete"),
+                        M::Bulk("module|loadex"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Removes a function library.")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Loads a module with configuration (refused: datanode does ",
+                                    "not load modules)."
+                                )),
+                            ),
                             (M::Bulk("since"), M::Bulk("7.0.0")),
-                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("path")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("configs")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("CONFIG")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[
+                                                M::Simple("optional"),
+                                                M::Simple("multiple"),
+                                                M::Simple("multiple_token"),
+                                            ]),
+                                        ),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("name")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("value")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("args")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("ARGS")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                        ),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("arg")),
+                                                (M::Bulk("type"), M::Bulk("string")),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("module|unload"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Unloads a module (refused: no module is loaded)."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
                             (
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("library-name")),
+                                    (M::Bulk("name"), M::Bulk("name")),
                                     (M::Bulk("type"), M::Bulk("string")),
                                 ])]),
                             ),
@@ -17006,14 +20925,20 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Bulk("subcommands"),
                 M::Map(&[
                     (
-                        M::Bulk("memory|purge"),
+                        M::Bulk("memory|doctor"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk(
-                                    "Asks the allocator to return unused memory to the system.",
-                                ),
+                                M::Bulk("Describes memory problems the server finds in itself."),
                             ),
+                            (M::Bulk("since"), M::Bulk("4.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("memory|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
@@ -17030,20 +20955,25 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("memory|doctor"),
+                        M::Bulk("memory|purge"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
-                                M::Bulk("Describes memory problems the server finds in itself."),
+                                M::Bulk(
+                                    "Asks the allocator to return unused memory to the system.",
+                                ),
                             ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),
                     (
-                        M::Bulk("memory|help"),
+                        M::Bulk("memory|stats"),
                         M::Map(&[
-                            (M::Bulk("summary"), M::Bulk("Lists the MEMORY subcommands.")),
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Reports memory use by category."),
+                            ),
                             (M::Bulk("since"), M::Bulk("4.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
@@ -17075,17 +21005,6 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
-                    (
-                        M::Bulk("memory|stats"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Reports memory use by category."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("4.0.0")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
                 ]),
             ),
         ]),
@@ -17114,65 +21033,11 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
-                        M::Bulk("latency|reset"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Forgets the samples of latency events."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                    (
-                                        M::Bulk("flags"),
-                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
-                                    ),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
                         M::Bulk("latency|graph"),
                         M::Map(&[
                             (
                                 M::Bulk("summary"),
                                 M::Bulk("Draws an ASCII chart of a latency event's samples."),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                            (
-                                M::Bulk("arguments"),
-                                M::Array(&[M::Map(&[
-                                    (M::Bulk("name"), M::Bulk("event")),
-                                    (M::Bulk("type"), M::Bulk("string")),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|latest"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk(concat!(
-                                    "Returns the latest and highest sample of every latency ",
-                                    "event."
-                                )),
-                            ),
-                            (M::Bulk("since"), M::Bulk("2.8.13")),
-                            (M::Bulk("group"), M::Bulk("server")),
-                        ]),
-                    ),
-                    (
-                        M::Bulk("latency|history"),
-                        M::Map(&[
-                            (
-                                M::Bulk("summary"),
-                                M::Bulk("Returns a latency event's samples."),
                             ),
                             (M::Bulk("since"), M::Bulk("2.8.13")),
                             (M::Bulk("group"), M::Bulk("server")),
@@ -17209,6 +21074,60 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                 M::Bulk("arguments"),
                                 M::Array(&[M::Map(&[
                                     (M::Bulk("name"), M::Bulk("command")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (
+                                        M::Bulk("flags"),
+                                        M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|history"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Returns a latency event's samples."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|latest"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Returns the latest and highest sample of every latency ",
+                                    "event."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("latency|reset"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Forgets the samples of latency events."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.8.13")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("event")),
                                     (M::Bulk("type"), M::Bulk("string")),
                                     (
                                         M::Bulk("flags"),

@@ -3,13 +3,16 @@
 //! and writes its reply with [`Ctx::r`].
 
 pub mod args;
+pub mod bits;
 pub mod cluster;
 pub mod connection;
 pub mod cursor;
 pub mod debug;
 pub mod dump;
 pub mod function;
+pub mod geo;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod keyspec;
 pub mod latency;
@@ -19,12 +22,14 @@ pub mod memory;
 pub mod meta;
 mod meta_table;
 pub mod migrate;
+pub mod module;
 pub mod pubsub;
 pub mod repl;
 pub mod server;
 pub mod sets;
 pub mod slotmig;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod table;
 pub mod txn;
@@ -479,7 +484,10 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
         // Ours read their sources and write their result under different
         // locks: the result, not the operation, keeps a replica equal.
         "sinterstore" | "sunionstore" | "sdiffstore" | "zunionstore" | "zinterstore"
-        | "zdiffstore" | "zrangestore" | "sort" => true,
+        | "zdiffstore" | "zrangestore" | "sort" | "bitop" | "georadius" | "georadiusbymember"
+        | "geosearchstore" => true,
+        // IDs and approximate trims are logged as they turned out.
+        "xadd" | "xtrim" => true,
         // SET with a relative (or seconds) expiry becomes SET … PXAT.
         "set" => args
             .iter()
@@ -681,6 +689,12 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         }
         return None;
     }
+    // A command that may write counts as in flight from before its pause
+    // check until its handler returns: a pause's drain then waits for it.
+    let srv: &Arc<Shared> = ctx.srv;
+    let admitted = (cmd.flags & (table::flags::WRITE | table::flags::MAY_REPLICATE) != 0
+        || cmd.name == "exec")
+        .then(|| srv.pause.admit());
     if let Some(held_by) = crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
         ctx.client.postponed = true;
         ctx.actions.push(Action::Postpone {
@@ -696,6 +710,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         }
         ctx.r.simple("QUEUED");
         return Some(cmd);
+    }
+    if admitted.is_some() {
+        crate::server::pause::admission_delay();
     }
     let start = ctx.r.out.len();
     let t0 = std::time::Instant::now();
@@ -723,6 +740,18 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         ctx.client.pending_misses += misses;
     } else {
         (cmd.handler)(ctx, args);
+        // Under maxmemory, the next command's eviction check must count
+        // what this write allocated.
+        if cmd.is_write()
+            && ctx
+                .srv
+                .hot
+                .maxmemory
+                .load(std::sync::atomic::Ordering::Relaxed)
+                != 0
+        {
+            crate::memory::forget_recent();
+        }
     }
     if verbatim {
         crate::persistence::effects::end_verbatim();

@@ -626,6 +626,7 @@ pub fn clone_value(v: &Value) -> Value {
             crate::keyspace::HashObj::Small(v) => crate::keyspace::HashObj::Small(v.clone()),
             crate::keyspace::HashObj::Large(m) => crate::keyspace::HashObj::Large(m.clone()),
         })),
+        Value::Stream(st) => Value::Stream(st.clone()),
     }
 }
 

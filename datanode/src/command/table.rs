@@ -4,9 +4,10 @@
 use std::sync::OnceLock;
 
 use super::{
-    cluster as cl, connection as conn, dump as du, function as fu, hashes as h, keys as k,
-    latency as lat, lists as l, memory as mem, pubsub as ps, repl as rp, server as s, sets as se,
-    sort as so, strings as st, txn, zsets as z,
+    bits as bi, cluster as cl, connection as conn, dump as du, function as fu, geo as ge,
+    hashes as h, hll as pf, keys as k, latency as lat, lists as l, memory as mem, module as md,
+    pubsub as ps, repl as rp, server as s, sets as se, sort as so, streams as xs, strings as st,
+    txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -355,6 +356,14 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|help", 2, STALE, NOKEY, s::command_help),
 ];
 
+static MODULE_SUBS: &[Cmd] = &[
+    c("module|help", 2, STALE, NOKEY, md::help),
+    c("module|list", 2, ADMIN, NOKEY, md::list),
+    c("module|load", -3, ADMIN, NOKEY, md::load),
+    c("module|loadex", -3, ADMIN, NOKEY, md::load),
+    c("module|unload", 3, ADMIN, NOKEY, md::unload),
+];
+
 static FUNCTION_SUBS: &[Cmd] = &[
     c("function|delete", 3, W, NOKEY, fu::delete),
     c("function|dump", 2, 0, NOKEY, fu::dump),
@@ -467,6 +476,58 @@ pub static COMMANDS: &[Cmd] = &[
     c("substr", 4, R, KEY1, st::getrange),
     c("setrange", 4, W | DENYOOM, KEY1, st::setrange),
     c("lcs", -3, R, (1, 2, 1), st::lcs),
+    // bitmaps
+    c("setbit", 4, W | DENYOOM, KEY1, bi::setbit),
+    c("getbit", 3, R | FAST, KEY1, bi::getbit),
+    c("bitcount", -2, R, KEY1, bi::bitcount),
+    c("bitpos", -3, R, KEY1, bi::bitpos),
+    c("bitop", -4, W | DENYOOM, (2, -1, 1), bi::bitop),
+    c("bitfield", -2, W | DENYOOM, KEY1, bi::bitfield),
+    c("bitfield_ro", -2, R | FAST, KEY1, bi::bitfield_ro),
+    // streams
+    c("xadd", -5, W | DENYOOM | FAST, KEY1, xs::xadd),
+    c("xrange", -4, R, KEY1, xs::xrange),
+    c("xrevrange", -4, R, KEY1, xs::xrevrange),
+    c("xlen", 2, R | FAST, KEY1, xs::xlen),
+    c("xdel", -3, W | FAST, KEY1, xs::xdel),
+    c("xtrim", -4, W, KEY1, xs::xtrim),
+    c("xsetid", -3, W | DENYOOM | FAST, KEY1, xs::xsetid),
+    // geo
+    c("geoadd", -5, W | DENYOOM, KEY1, ge::geoadd),
+    c("geodist", -4, R, KEY1, ge::geodist),
+    c("geohash", -2, R, KEY1, ge::geohash_cmd),
+    c("geopos", -2, R, KEY1, ge::geopos),
+    c("geosearch", -7, R, KEY1, ge::geosearch),
+    c(
+        "geosearchstore",
+        -8,
+        W | DENYOOM,
+        (1, 2, 1),
+        ge::geosearchstore,
+    ),
+    c("georadius", -6, W | DENYOOM, KEY1, ge::georadius).with_keys(ge::georadius_keys),
+    c("georadius_ro", -6, R, KEY1, ge::georadius_ro),
+    c(
+        "georadiusbymember",
+        -5,
+        W | DENYOOM,
+        KEY1,
+        ge::georadiusbymember,
+    )
+    .with_keys(ge::georadius_keys),
+    c(
+        "georadiusbymember_ro",
+        -5,
+        R,
+        KEY1,
+        ge::georadiusbymember_ro,
+    ),
+    // HyperLogLog
+    c("pfadd", -2, W | DENYOOM | FAST, KEY1, pf::pfadd),
+    c("pfcount", -2, R | MAY_REPLICATE, ALLKEYS, pf::pfcount),
+    c("pfmerge", -2, W | DENYOOM, ALLKEYS, pf::pfmerge),
+    c("pfdebug", 3, W | DENYOOM | ADMIN, (2, 2, 1), pf::pfdebug),
+    c("pfselftest", 1, ADMIN, NOKEY, pf::pfselftest),
     // keys
     c("del", -2, W, ALLKEYS, k::del),
     c("unlink", -2, W | FAST, ALLKEYS, k::del),
@@ -646,6 +707,7 @@ pub static COMMANDS: &[Cmd] = &[
     },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     container("function", -2, 0, FUNCTION_SUBS),
+    container("module", -2, 0, MODULE_SUBS),
     container("memory", -2, 0, MEMORY_SUBS),
     container("latency", -2, 0, LATENCY_SUBS),
     c("time", 1, FAST | STALE, NOKEY, s::time),

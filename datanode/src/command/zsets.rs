@@ -1016,7 +1016,7 @@ fn op_reply(ctx: &mut Ctx, a: &Args, op: SetOp, name: &str) {
 
 /// Replaces `dst` with `items` (deleting it when empty); logs the result.
 /// `event` names the command for keyspace notifications.
-fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)], event: &'static str) {
+pub fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)], event: &'static str) {
     let events = ctx.events();
     let mut s = ctx.locks.key(dst);
     let mut eff_scores = Vec::new();

@@ -145,6 +145,7 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s("enable-debug-command", Enum(&["no", "yes", "local"]), true),
+    s("enable-module-command", Enum(&["no", "yes", "local"]), true),
     s(
         "maxmemory",
         Memory {

@@ -126,6 +126,18 @@ impl Db {
             .store(hidden, Ordering::Relaxed);
     }
 
+    /// The hidden slots, as ranges.
+    pub fn hidden_ranges(&self) -> Vec<(u16, u16)> {
+        let mut out: Vec<(u16, u16)> = Vec::new();
+        for s in (0..self.meta.len() as u16).filter(|&s| self.is_hidden(s)) {
+            match out.last_mut() {
+                Some((_, last)) if *last + 1 == s => *last = s,
+                _ => out.push((s, s)),
+            }
+        }
+        out
+    }
+
     pub fn is_hidden(&self, slot: u16) -> bool {
         self.meta[slot as usize].hidden.load(Ordering::Relaxed)
     }
@@ -224,7 +236,7 @@ impl<'a> SlotRef<'a> {
             } else {
                 // A slot migration's snapshot (the only one limited to
                 // some slots) batches strings.
-                crate::persistence::rewrite::encode_slot_with(self, filtered)
+                crate::persistence::rewrite::encode_slot_with(self, filtered, log.spare_buf())
             };
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);

@@ -7,12 +7,14 @@ pub mod dense;
 pub mod events;
 pub mod evict;
 pub mod hashslot;
+pub mod hll;
 pub mod key;
 pub mod lookups;
 pub mod plist;
 pub mod ranktree;
 pub mod sbytes;
 pub mod slot;
+pub mod stream;
 pub mod value;
 
 use std::sync::{Arc, OnceLock};

@@ -48,6 +48,7 @@ pub enum Value {
     List(Box<super::plist::PackedList>),
     Set(Box<SetObj>),
     ZSet(Box<ZSetObj>),
+    Stream(Box<super::stream::Stream>),
 }
 
 /// What `TYPE` answers and what WRONGTYPE checks compare.
@@ -58,6 +59,7 @@ pub enum Kind {
     List,
     Set,
     ZSet,
+    Stream,
 }
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
             Kind::List => "list",
             Kind::Set => "set",
             Kind::ZSet => "zset",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -90,6 +93,7 @@ impl Value {
             Value::List(_) => Kind::List,
             Value::Set(_) => Kind::Set,
             Value::ZSet(_) => Kind::ZSet,
+            Value::Stream(_) => Kind::Stream,
         }
     }
 
@@ -99,6 +103,7 @@ impl Value {
             Value::Str(s) if s.len() <= EMBSTR_MAX => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::List(_) => "quicklist",
+            Value::Stream(_) => "stream",
             Value::ZSet(z) => {
                 if z.big {
                     "skiplist"
@@ -163,6 +168,7 @@ impl Value {
             Value::List(l) => l.heap_size(),
             Value::Set(s) => s.heap_size(),
             Value::ZSet(z) => z.len() * 80,
+            Value::Stream(st) => st.heap_size(),
         }
     }
 }

@@ -142,13 +142,24 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
+    // Unique per call, so two writers of one path never share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".tmp-{}",
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -174,14 +185,18 @@ fn replay(
     // with an RDB image; any commands after it are replayed as usual.
     let mut start = 0;
     if data.starts_with(b"REDIS") {
-        let (n, _, end) =
+        let (loaded, end) =
             crate::persistence::rdb::file::load_prefix(&srv.ks, &data, crate::keyspace::now_ms())
                 .map_err(|e| AofError::Corrupt {
                 file: name.clone(),
                 offset: 0,
                 reason: format!("RDB preamble: {e}"),
             })?;
-        tracing::info!("Loaded an RDB preamble with {n} keys from {name}");
+        tracing::info!(
+            "Loaded an RDB preamble with {} keys from {name}",
+            loaded.keys
+        );
+        crate::persistence::track_loaded_imports(srv, loaded.hidden);
         start = end;
     }
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -689,7 +704,12 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
             let now = crate::keyspace::now_ms();
             let chunks = crate::persistence::rdb_snapshot_chunks(&srv2, now);
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            let data = crate::persistence::rdb::file::assemble_as(chunks, now, true);
+            let aux = crate::persistence::rdb::file::Aux {
+                aof_base: true,
+                hidden: srv2.ks.db(0).hidden_ranges(),
+                ..Default::default()
+            };
+            let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);
             match write_base_only(&srv2, &data) {
                 Ok(()) => tracing::info!("Background AOF rewrite finished successfully"),
                 Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),

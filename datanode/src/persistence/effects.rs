@@ -249,11 +249,39 @@ pub struct EffectLog {
     pub snap_only: Mutex<Option<std::sync::Arc<Vec<bool>>>>,
     /// One snapshot (AOF rewrite or BGSAVE) at a time.
     pub snapshot_busy: AtomicBool,
+    /// Buffers of a slot migration's snapshot, given back once sent, so
+    /// chunks reuse memory already mapped (fresh pages cost more than the
+    /// copy into them).
+    snap_spare: Mutex<Vec<Vec<u8>>>,
     /// Wakes connections waiting for `synced` to advance.
     pub synced_notify: tokio::sync::Notify,
 }
 
 impl EffectLog {
+    /// A cleared buffer for a snapshot chunk.
+    pub fn spare_buf(&self) -> Vec<u8> {
+        self.snap_spare.lock().pop().unwrap_or_default()
+    }
+
+    /// Gives a sent chunk's buffer back (a few, of bounded size, are kept).
+    pub fn give_back(&self, mut buf: Vec<u8>) {
+        const KEEP: usize = 8;
+        const MAX_CAP: usize = 16 << 20;
+        if buf.capacity() > MAX_CAP {
+            return;
+        }
+        let mut spare = self.snap_spare.lock();
+        if spare.len() < KEEP {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    /// Frees the kept buffers (the snapshot is over).
+    pub fn drop_spares(&self) {
+        self.snap_spare.lock().clear();
+    }
+
     /// Whether anything consumes the log; when not, writes skip building
     /// their effects entirely.
     #[inline]

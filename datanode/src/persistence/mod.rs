@@ -56,7 +56,12 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
             let (repl, chunks) =
                 rdb_snapshot_chunks_at_cut(&srv2, now, || crate::replication::snapshot_info(&srv2));
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            let data = rdb::file::assemble_with(chunks, now, false, repl.as_ref());
+            let aux = rdb::file::Aux {
+                repl: repl.as_ref(),
+                hidden: srv2.ks.db(0).hidden_ranges(),
+                ..Default::default()
+            };
+            let data = rdb::file::assemble(chunks, now, &aux);
             match aof::write_atomic(&path, &data) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
@@ -196,15 +201,26 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
         Err(e) => return Err(e.into()),
     };
     let t = std::time::Instant::now();
-    let (n, expired, repl) = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
-    if let Some(info) = repl {
-        crate::replication::restore_info(srv, &info);
+    let loaded = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
+    let (n, expired) = (loaded.keys, loaded.expired);
+    if let Some(info) = &loaded.repl {
+        crate::replication::restore_info(srv, info);
     }
+    track_loaded_imports(srv, loaded.hidden);
     tracing::info!(
         "DB loaded from disk: {:.3} seconds ({n} keys, {expired} expired keys skipped)",
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Slots an unfinished import had hidden when the loaded file was
+/// written: hidden again, and tracked, so the start-up drops their keys
+/// unless this node owns them by then.
+pub fn track_loaded_imports(srv: &Shared, hidden: Vec<(u16, u16)>) {
+    if !hidden.is_empty() {
+        srv.slotmig.track(srv, "loaded-from-rdb".into(), hidden);
+    }
 }
 
 /// The `save <seconds> <changes>` schedule, checked by the cron.

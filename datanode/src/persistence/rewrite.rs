@@ -23,14 +23,14 @@ const FIELDS_PER_CMD: usize = 64;
 
 /// Encodes a slot's live keys as commands that recreate them.
 pub fn encode_slot(s: &SlotRef) -> Vec<u8> {
-    encode_slot_with(s, false)
+    encode_slot_with(s, false, Vec::new())
 }
 
 /// [`encode_slot`], with small strings that have no TTL batched into
 /// MSETs of up to 64 keys (a slot migration's snapshot: the keys of one slot can
-/// share a command, and the target then runs far fewer of them).
-pub fn encode_slot_with(s: &SlotRef, batch_strings: bool) -> Vec<u8> {
-    let mut out = Vec::new();
+/// share a command, and the target then runs far fewer of them),
+/// appended to `out` (a buffer reused from an earlier chunk).
+pub fn encode_slot_with(s: &SlotRef, batch_strings: bool, mut out: Vec<u8>) -> Vec<u8> {
     if s.is_empty() {
         return out;
     }
@@ -89,6 +89,48 @@ pub fn encode_slot_with(s: &SlotRef, batch_strings: bool) -> Vec<u8> {
                     }
                     encode_command(&args, &mut out);
                 }
+            }
+            Value::Stream(st) => {
+                // Entries with their IDs, then the stream's own IDs and
+                // counters (an empty stream is made by trimming one entry).
+                if st.length > 0 {
+                    st.for_each(|e| {
+                        let id = e.id.format();
+                        let fields: Vec<(Vec<u8>, Vec<u8>)> = e
+                            .fields
+                            .iter()
+                            .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                            .collect();
+                        let mut args: Vec<&[u8]> = vec![b"XADD", k, id.as_bytes()];
+                        for (f, v) in &fields {
+                            args.push(f);
+                            args.push(v);
+                        }
+                        encode_command(&args, &mut out);
+                    });
+                } else {
+                    encode_command(
+                        &[b"XADD".as_slice(), k, b"MAXLEN", b"0", b"0-1", b"x", b"y"],
+                        &mut out,
+                    );
+                }
+                let (last, added, maxdel) = (
+                    st.last_id.format(),
+                    st.entries_added.to_string(),
+                    st.max_deleted_id.format(),
+                );
+                encode_command(
+                    &[
+                        b"XSETID".as_slice(),
+                        k,
+                        last.as_bytes(),
+                        b"ENTRIESADDED",
+                        added.as_bytes(),
+                        b"MAXDELETEDID",
+                        maxdel.as_bytes(),
+                    ],
+                    &mut out,
+                );
             }
             Value::Set(set) => {
                 let members = set.members();
@@ -180,11 +222,13 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
         *srv.log.snap_tx.lock() = None;
         drain(&mut f)?;
         if preamble {
-            let data = crate::persistence::rdb::file::assemble_as(
-                std::mem::take(&mut rdb_chunks),
-                now,
-                true,
-            );
+            let aux = crate::persistence::rdb::file::Aux {
+                aof_base: true,
+                hidden: srv.ks.db(0).hidden_ranges(),
+                ..Default::default()
+            };
+            let data =
+                crate::persistence::rdb::file::assemble(std::mem::take(&mut rdb_chunks), now, &aux);
             f.write_all(&data).map_err(|e| e.to_string())?;
         }
         let file = f.into_inner().map_err(|e| e.to_string())?;
@@ -281,6 +325,42 @@ fn reload_slot_quietly(s: &mut SlotRef) -> Result<usize, String> {
                 return Err("RPUSH on a non-list during reload".into());
             };
             a.iter().skip(2).for_each(|e| l.push_back(e));
+        } else if name == b"XADD" {
+            use crate::keyspace::stream::{Limits, Stream, StreamId, Trim};
+            let key = a.get(1);
+            if s.get(key).is_none() {
+                s.set(key, Value::Stream(Box::default()), false);
+            }
+            let Some(Value::Stream(st)) = s.get_mut(key) else {
+                return Err("XADD on a non-stream during reload".into());
+            };
+            let st: &mut Stream = st;
+            // `XADD key [MAXLEN 0] id field value …`, as encoded above.
+            let (trim, at) = if a.get(2) == b"MAXLEN" {
+                (true, 4)
+            } else {
+                (false, 2)
+            };
+            let id = StreamId::parse_plain(a.get(at)).ok_or("bad stream ID during reload")?;
+            let fields: Vec<(&[u8], &[u8])> = (at + 1..a.len())
+                .step_by(2)
+                .filter(|&i| i + 1 < a.len())
+                .map(|i| (a.get(i), a.get(i + 1)))
+                .collect();
+            st.add(Some((id, true)), 0, &fields, Limits::default())
+                .map_err(|e| format!("XADD during reload: {e:?}"))?;
+            if trim {
+                st.trim(Trim::MaxLen(0), false, 0);
+            }
+        } else if name == b"XSETID" {
+            use crate::keyspace::stream::StreamId;
+            let Some(Value::Stream(st)) = s.get_mut(a.get(1)) else {
+                return Err("XSETID on a non-stream during reload".into());
+            };
+            let bad = || "bad XSETID during reload".to_string();
+            st.last_id = StreamId::parse_plain(a.get(2)).ok_or_else(bad)?;
+            st.entries_added = crate::resp::parse_i64(a.get(4)).ok_or_else(bad)? as u64;
+            st.max_deleted_id = StreamId::parse_plain(a.get(6)).ok_or_else(bad)?;
         } else if name == b"PEXPIREAT" {
             let at = crate::resp::parse_i64(a.get(2)).ok_or("bad expiry during reload")?;
             s.set_expire(a.get(1), at);

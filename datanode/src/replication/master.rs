@@ -401,7 +401,14 @@ fn snapshot(
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
     let _ = cut_tx.send(cut.clone());
     Ok((
-        crate::persistence::rdb::file::assemble(chunks, now),
+        crate::persistence::rdb::file::assemble(
+            chunks,
+            now,
+            &crate::persistence::rdb::file::Aux {
+                hidden: srv.ks.db(0).hidden_ranges(),
+                ..Default::default()
+            },
+        ),
         cut.0,
         cut.1,
     ))

@@ -74,6 +74,10 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         cfg.int("maxmemory-samples").max(1) as u32,
         Ordering::Relaxed,
     );
+    srv.hot.hll_sparse_max_bytes.store(
+        cfg.int("hll-sparse-max-bytes").max(0) as u64,
+        Ordering::Relaxed,
+    );
     srv.hot.maxmemory_tenacity.store(
         cfg.int("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
         Ordering::Relaxed,
@@ -310,7 +314,7 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
     }
     // A reshard's last SETSLOT may still be queued for the file.
     if let Some(cl) = srv.cluster.get() {
-        cl.save_config_now();
+        let _ = cl.save_config_now();
     }
     // Like Redis: save an RDB on the way out when save points are set,
     // unless SHUTDOWN NOSAVE said otherwise (SHUTDOWN SAVE forces it).

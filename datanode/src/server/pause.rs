@@ -1,11 +1,20 @@
 //! CLIENT PAUSE: while a pause lasts, commands it covers wait in their
 //! connection (see `conn::wait_unpaused`) and expired keys stay in place.
 //!
-//! The command path reads one relaxed atomic ([`Pause::kind`]); the rest
-//! (end time, waking the waiters) is only touched by PAUSE, UNPAUSE and the
+//! The command path reads one atomic ([`Pause::kind`]); the rest (end
+//! time, waking the waiters) is only touched by PAUSE, UNPAUSE and the
 //! timer task that ends a pause at its deadline.
+//!
+//! With several worker threads a write may have passed its check just
+//! before a pause began and still be running: Redis, single-threaded,
+//! never has such a write. Whoever needs "no write from now on" (a slot
+//! migration's handoff, a manual failover's offset) waits for them with
+//! [`Pause::drain`]: each write counts itself in flight ([`Pause::admit`])
+//! before it reads the pause, so either it sees the pause or the drain
+//! sees it.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -21,8 +30,27 @@ pub const WRITE: u8 = 1;
 /// Every command waits.
 pub const ALL: u8 = 2;
 
+/// In-flight write counters, spread over cache lines so worker threads do
+/// not contend on one.
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(AtomicU64);
+
+thread_local! {
+    /// This thread's shard, and how many admissions it holds (a drain
+    /// run from inside a write must not wait for that write).
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+    static HELD: Cell<u64> = const { Cell::new(0) };
+}
+
 pub struct Pause {
     kind: AtomicU8,
+    in_flight: [Shard; SHARDS],
     /// Kind and end (unix ms) of the pause in force, changed together.
     state: Mutex<(u8, i64)>,
     /// Bumped whenever the pause starts, grows or ends: waiting connections
@@ -39,6 +67,7 @@ impl Default for Pause {
     fn default() -> Self {
         Pause {
             kind: AtomicU8::new(OFF),
+            in_flight: Default::default(),
             state: Mutex::new((OFF, 0)),
             changed: tokio::sync::watch::Sender::new(0),
             waiting: AtomicUsize::new(0),
@@ -51,7 +80,63 @@ impl Pause {
     /// The kind of pause in force (`OFF`, `WRITE` or `ALL`).
     #[inline]
     pub fn kind(&self) -> u8 {
-        self.kind.load(Ordering::Relaxed)
+        self.kind.load(Ordering::SeqCst)
+    }
+
+    /// Counts a command that may write as in flight until the returned
+    /// guard drops. Taken before its pause check: with both sides
+    /// sequentially consistent, a drain that began after the pause either
+    /// sees this count or this command sees the pause.
+    #[inline]
+    pub fn admit(&self) -> Admitted<'_> {
+        let shard = &self.in_flight[SHARD.with(|s| *s)].0;
+        shard.fetch_add(1, Ordering::SeqCst);
+        HELD.with(|h| h.set(h.get() + 1));
+        Admitted(shard)
+    }
+
+    /// Writes admitted and not finished, on other threads than this one.
+    pub fn others_in_flight(&self) -> u64 {
+        let all: u64 = self
+            .in_flight
+            .iter()
+            .map(|s| s.0.load(Ordering::SeqCst))
+            .sum();
+        all.saturating_sub(HELD.with(|h| h.get()))
+    }
+
+    /// Waits until every write admitted before now has finished; call it
+    /// once a pause holds new ones back. Commands run to completion
+    /// without yielding, so this is short: a spin, then short sleeps,
+    /// bounded by `max`.
+    pub async fn drain(&self, max: std::time::Duration) -> bool {
+        let end = std::time::Instant::now() + max;
+        let mut spins = 0u32;
+        while self.others_in_flight() > 0 {
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            spins += 1;
+            if spins < 64 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        true
+    }
+
+    /// [`Pause::drain`] for a caller that cannot await (the cluster bus's
+    /// state changes): writes on other threads finish while this one spins.
+    pub fn drain_blocking(&self, max: std::time::Duration) -> bool {
+        let end = std::time::Instant::now() + max;
+        while self.others_in_flight() > 0 {
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     /// Subscribe before deciding to wait: a change after that wakes us.
@@ -61,15 +146,21 @@ impl Pause {
 
     /// Starts or widens a pause: a later end and a stricter kind win, an
     /// earlier end or a milder kind never shortens what is in force.
+    /// Returns once no write admitted before it is still running, as
+    /// Redis's CLIENT PAUSE (and a manual failover's pause, whose offset
+    /// the replica then waits for) guarantee by being single-threaded.
     pub fn start(&self, srv: &Shared, kind: u8, end_ms: i64) {
         {
             let mut st = self.state.lock();
             st.0 = st.0.max(kind);
             st.1 = st.1.max(end_ms);
-            self.kind.store(st.0, Ordering::Relaxed);
+            self.kind.store(st.0, Ordering::SeqCst);
             srv.ks.expiry.paused.store(true, Ordering::Relaxed);
         }
         self.changed.send_modify(|g| *g += 1);
+        if !self.drain_blocking(std::time::Duration::from_secs(1)) {
+            tracing::warn!("Writes still running 1 s after a pause began");
+        }
     }
 
     /// Ends the pause (CLIENT UNPAUSE, or its time has come).
@@ -110,6 +201,35 @@ impl Pause {
         if due {
             self.stop(srv);
         }
+    }
+}
+
+/// Test hook (`DEBUG WRITE-ADMISSION-DELAY`): microseconds an admitted
+/// write waits before it runs.
+pub static ADMISSION_DELAY_US: AtomicU64 = AtomicU64::new(0);
+
+/// Applies [`ADMISSION_DELAY_US`], if set.
+#[inline]
+pub fn admission_delay() {
+    let us = ADMISSION_DELAY_US.load(Ordering::Relaxed);
+    if us > 0 {
+        let sleep = || std::thread::sleep(std::time::Duration::from_micros(us));
+        // Off the worker, so the connections and tasks queued behind it
+        // (the migration's own) go on meanwhile, as on a busy server.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(sleep),
+            _ => sleep(),
+        }
+    }
+}
+
+/// A write in flight (see [`Pause::admit`]).
+pub struct Admitted<'a>(&'a AtomicU64);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

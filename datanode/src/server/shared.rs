@@ -33,6 +33,8 @@ pub struct Hot {
     pub maxmemory_policy: std::sync::atomic::AtomicU8,
     pub maxmemory_samples: std::sync::atomic::AtomicU32,
     pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
+    /// `hll-sparse-max-bytes`.
+    pub hll_sparse_max_bytes: AtomicU64,
 }
 
 pub struct Shared {
@@ -103,6 +105,7 @@ impl Shared {
             maxmemory_policy: Default::default(),
             maxmemory_samples: Default::default(),
             maxmemory_tenacity: Default::default(),
+            hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];

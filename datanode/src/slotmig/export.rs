@@ -31,8 +31,13 @@ pub fn spawn(srv: Arc<Shared>, name: String, addr: (String, u16), ctl: Unbounded
     });
 }
 
-/// One snapshot chunk and the keys it holds; None at the end.
-type Chunk = Option<(Vec<u8>, usize)>;
+/// One snapshot chunk, the keys it holds and the budget it took; None at
+/// the end.
+type Chunk = Option<(Vec<u8>, usize, u32)>;
+
+/// Snapshot bytes (in KB) encoded but not yet sent. It bounds the source's
+/// extra memory, and the few buffers in flight are reused.
+const IN_FLIGHT_KB: u32 = 8 * 1024;
 
 struct Export {
     srv: Arc<Shared>,
@@ -44,6 +49,8 @@ struct Export {
     /// Where the stream is read from, once the snapshot is cut.
     pos: Option<u64>,
     pos_rx: Option<std::sync::mpsc::Receiver<u64>>,
+    /// Permits for [`IN_FLIGHT_KB`], given back as chunks are sent.
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// The snapshot is done: stream bytes may go.
     streaming: bool,
     filter: Filter,
@@ -82,6 +89,9 @@ async fn connect(
         }
     };
     let _ = sock.set_nodelay(true);
+    // A deep send queue keeps the link busy while the target applies a
+    // large key (the default starts at 16 KB and grows slowly).
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(super::LINK_BUFFER);
     let (auth, user) = {
         let c = srv.config.read();
         (
@@ -177,6 +187,7 @@ async fn run(
         reader: reader_id(SEQ.fetch_add(1, Ordering::Relaxed)),
         pos: None,
         pos_rx: None,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KB as usize)),
         streaming: false,
         filter: Filter::new(super::slot_table(&job.ranges)),
         carry: Vec::new(),
@@ -240,6 +251,13 @@ async fn run(
             job.phase.name(),
             job.message
         );
+    }
+}
+
+impl Drop for Export {
+    /// A snapshot thread waiting for room gives up: nobody sends anymore.
+    fn drop(&mut self) {
+        self.in_flight.close();
     }
 }
 
@@ -325,6 +343,15 @@ impl Export {
                     Effect::Send(m) => {
                         if matches!(m, Msg::Paused | Msg::FailoverGranted) {
                             // Everything written before the pause goes first.
+                            // Writes other threads admitted before the
+                            // pause end first (see `Pause::drain`).
+                            let srv = self.srv.clone();
+                            if !srv.pause.drain(Duration::from_secs(5)).await {
+                                tracing::warn!(
+                                    "Slot migration {}: writes still running 5 s into the pause",
+                                    self.name
+                                );
+                            }
                             self.quiesce();
                             self.forward(&mut wr, true).await?;
                         }
@@ -361,12 +388,15 @@ impl Export {
                         self.pos = self.pos_rx.as_ref().and_then(|r| r.try_recv().ok());
                     }
                     match chunk {
-                        Some(Some((bytes, keys))) => {
+                        Some(Some((bytes, keys, kb))) => {
                             wr.write_all(&bytes).await?;
                             self.srv.slotmig.progress(&self.name, keys as u64, bytes.len() as u64);
+                            self.srv.log.give_back(bytes);
+                            self.in_flight.add_permits(kb as usize);
                         }
                         _ => {
                             snap = None;
+                            self.srv.log.drop_spares();
                             if self.pos.is_none() {
                                 return Err(std::io::Error::other("the snapshot could not be taken"));
                             }
@@ -455,6 +485,8 @@ impl Export {
         let srv = self.srv.clone();
         let slots = self.slots.clone();
         let reader = self.reader;
+        let in_flight = self.in_flight.clone();
+        let rt = tokio::runtime::Handle::current();
         let started = std::thread::Builder::new()
             .name("slot-export".into())
             .spawn(move || {
@@ -476,7 +508,14 @@ impl Export {
                         let _ = pos_tx.send(pos);
                     },
                     |chunk, keys| {
-                        let _ = tx.blocking_send(Some((chunk, keys)));
+                        let kb = ((chunk.len() / 1024) as u32).clamp(1, IN_FLIGHT_KB);
+                        // Waits while too much is queued (never under a slot
+                        // lock); a closed semaphore means the job is over.
+                        match rt.block_on(in_flight.acquire_many(kb)) {
+                            Ok(p) => p.forget(),
+                            Err(_) => return,
+                        }
+                        let _ = tx.blocking_send(Some((chunk, keys, kb)));
                     },
                 );
                 srv.log.snapshot_busy.store(false, Ordering::SeqCst);
@@ -492,9 +531,10 @@ impl Export {
         rx
     }
 
-    /// Waits out the writers of the job's slots that are past the pause
-    /// check: their effects are logged under the slot lock, so once we
-    /// have held each lock they are all in the stream.
+    /// Waits out the holders of the job's slots' locks (an offloaded
+    /// command's, which the pause's drain does not count): their effects
+    /// are logged under the slot lock, so once we have held each lock
+    /// they are all in the stream.
     fn quiesce(&self) {
         let db = self.srv.ks.db(0);
         let now = now_ms();

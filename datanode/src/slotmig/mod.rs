@@ -11,6 +11,10 @@ pub mod import;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Socket buffer size of a migration link, each way: a snapshot of large
+/// keys streams without stalling while the target applies one.
+const LINK_BUFFER: usize = 4 << 20;
+
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 

@@ -81,24 +81,20 @@ pub struct ReplInfo {
     pub offset: u64,
 }
 
+/// What an RDB says besides its keys.
+#[derive(Default)]
+pub struct Aux<'a> {
+    /// The RDB preamble of an AOF rewrite (`aof-base` aux = 1).
+    pub aof_base: bool,
+    pub repl: Option<&'a ReplInfo>,
+    /// Slots hidden by an unfinished atomic slot import (see
+    /// [`crate::keyspace::Db::hidden_ranges`]): a node restarted from this
+    /// file drops what they hold unless it owns them by then.
+    pub hidden: Vec<(u16, u16)>,
+}
+
 /// Assembles an RDB file from per-slot chunks (any order).
-pub fn assemble(chunks: Vec<Vec<u8>>, now: i64) -> Vec<u8> {
-    assemble_as(chunks, now, false)
-}
-
-/// [`assemble`], optionally marked as an AOF base (`aof-base` aux = 1),
-/// as the RDB preamble of an AOF rewrite is.
-pub fn assemble_as(chunks: Vec<Vec<u8>>, now: i64, aof_base: bool) -> Vec<u8> {
-    assemble_with(chunks, now, aof_base, None)
-}
-
-/// [`assemble_as`] with replication state.
-pub fn assemble_with(
-    chunks: Vec<Vec<u8>>,
-    now: i64,
-    aof_base: bool,
-    repl: Option<&ReplInfo>,
-) -> Vec<u8> {
+pub fn assemble(chunks: Vec<Vec<u8>>, now: i64, aux: &Aux) -> Vec<u8> {
     let mut per_db: std::collections::BTreeMap<u32, (usize, usize, Vec<u8>)> = Default::default();
     for c in chunks {
         if c.len() < 12 {
@@ -112,7 +108,7 @@ pub fn assemble_with(
         e.1 += expires;
         e.2.extend_from_slice(&c[12..]);
     }
-    let mut out = header(now, aof_base, repl);
+    let mut out = header(now, aux);
     for (db, (keys, expires, body)) in per_db {
         if keys == 0 {
             continue;
@@ -127,7 +123,11 @@ pub fn assemble_with(
     footer(out)
 }
 
-fn header(now: i64, aof_base: bool, repl: Option<&ReplInfo>) -> Vec<u8> {
+/// The aux field naming hidden slots ("first-last,…"); other servers
+/// ignore aux fields they do not know.
+const AUX_HIDDEN: &str = "slotkv-hidden-slots";
+
+fn header(now: i64, a: &Aux) -> Vec<u8> {
     let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
     aux(
         &mut out,
@@ -136,7 +136,7 @@ fn header(now: i64, aof_base: bool, repl: Option<&ReplInfo>) -> Vec<u8> {
     );
     aux(&mut out, "redis-bits", b"64");
     aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
-    if let Some(r) = repl {
+    if let Some(r) = a.repl {
         aux(
             &mut out,
             "repl-stream-db",
@@ -145,8 +145,22 @@ fn header(now: i64, aof_base: bool, repl: Option<&ReplInfo>) -> Vec<u8> {
         aux(&mut out, "repl-id", r.id.as_bytes());
         aux(&mut out, "repl-offset", r.offset.to_string().as_bytes());
     }
-    aux(&mut out, "aof-base", if aof_base { b"1" } else { b"0" });
+    if !a.hidden.is_empty() {
+        let text: Vec<String> = a.hidden.iter().map(|(f, l)| format!("{f}-{l}")).collect();
+        aux(&mut out, AUX_HIDDEN, text.join(",").as_bytes());
+    }
+    aux(&mut out, "aof-base", if a.aof_base { b"1" } else { b"0" });
     out
+}
+
+fn parse_hidden(v: &str) -> Vec<(u16, u16)> {
+    v.split(',')
+        .filter_map(|r| {
+            let (f, l) = r.split_once('-')?;
+            let (f, l) = (f.parse::<u16>().ok()?, l.parse::<u16>().ok()?);
+            (f <= l && (l as usize) < SLOTS).then_some((f, l))
+        })
+        .collect()
 }
 
 fn footer(mut out: Vec<u8>) -> Vec<u8> {
@@ -173,7 +187,12 @@ pub fn serialize(
     // Every slot is held: the replication offset read now is exactly the
     // one the data stands for.
     let repl = repl_at_cut();
-    let mut out = header(now, false, repl.as_ref());
+    let aux = Aux {
+        repl: repl.as_ref(),
+        hidden: ks.db(0).hidden_ranges(),
+        ..Aux::default()
+    };
+    let mut out = header(now, &aux);
     for (db, slots) in dbs.iter().zip(&guards) {
         let mut body = Vec::new();
         let (mut keys, mut expires) = (0, 0);
@@ -218,18 +237,30 @@ fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {
 /// Loads an RDB file into the keyspace; returns (keys loaded, expired
 /// keys skipped). Nothing is logged: the file is the starting point.
 pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbError> {
-    load_prefix(ks, data, now).map(|(n, e, _)| (n, e))
+    load_prefix(ks, data, now).map(|(l, _)| (l.keys, l.expired))
 }
 
 /// [`load`], also returning the replication state saved with the file.
-pub fn load_with_info(
-    ks: &Keyspace,
-    data: &[u8],
-    now: i64,
-) -> Result<(usize, usize, Option<ReplInfo>), RdbError> {
+pub fn load_with_info(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, RdbError> {
     let mut info = AuxRepl::default();
-    let (n, e, _) = load_inner(ks, data, now, &mut info)?;
-    Ok((n, e, info.into_info()))
+    let (keys, expired, _) = load_inner(ks, data, now, &mut info)?;
+    let hidden = std::mem::take(&mut info.hidden);
+    Ok(Loaded {
+        keys,
+        expired,
+        repl: info.into_info(),
+        hidden,
+    })
+}
+
+/// What loading an RDB found.
+pub struct Loaded {
+    pub keys: usize,
+    /// Keys skipped because they had expired.
+    pub expired: usize,
+    pub repl: Option<ReplInfo>,
+    /// Slots an unfinished import had hidden when the file was written.
+    pub hidden: Vec<(u16, u16)>,
 }
 
 /// The replication aux fields met while loading.
@@ -238,6 +269,7 @@ struct AuxRepl {
     db: Option<u64>,
     id: Option<String>,
     offset: Option<u64>,
+    hidden: Vec<(u16, u16)>,
 }
 
 impl AuxRepl {
@@ -253,12 +285,17 @@ impl AuxRepl {
 
 /// Like [`load`], for an RDB that may be followed by more data (an AOF
 /// base with an RDB preamble); also returns where the RDB ended.
-pub fn load_prefix(
-    ks: &Keyspace,
-    data: &[u8],
-    now: i64,
-) -> Result<(usize, usize, usize), RdbError> {
-    load_inner(ks, data, now, &mut AuxRepl::default())
+pub fn load_prefix(ks: &Keyspace, data: &[u8], now: i64) -> Result<(Loaded, usize), RdbError> {
+    let mut info = AuxRepl::default();
+    let (keys, expired, end) = load_inner(ks, data, now, &mut info)?;
+    let hidden = std::mem::take(&mut info.hidden);
+    let loaded = Loaded {
+        keys,
+        expired,
+        repl: info.into_info(),
+        hidden,
+    };
+    Ok((loaded, end))
 }
 
 fn load_inner(
@@ -295,6 +332,7 @@ fn load_inner(
                     b"repl-stream-db" => repl.db = text().parse().ok(),
                     b"repl-id" => repl.id = Some(text()),
                     b"repl-offset" => repl.offset = text().parse().ok(),
+                    k if k == AUX_HIDDEN.as_bytes() => repl.hidden = parse_hidden(&text()),
                     _ => {}
                 }
             }

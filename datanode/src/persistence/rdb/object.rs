@@ -2,12 +2,14 @@
 //!
 //! Lists are written as Redis 7.0 writes them (a quicklist of listpack
 //! nodes), other types in the plain encodings every Redis since 2.x loads
-//! (string, set, zset2, hash). We read those plus every compact encoding
-//! Redis has written (intset, listpack, ziplist, zipmap).
+//! (string, set, zset2, hash), and streams as their listpack nodes. We
+//! read those plus every compact encoding Redis has written (intset,
+//! listpack, ziplist, zipmap, stream listpacks of Redis 5 to 7.0).
 
 use super::{listpack, lzf};
 use crate::keyspace::plist::PackedList;
 use crate::keyspace::sbytes::SBytes;
+use crate::keyspace::stream::{Consumer, Group, Node, Pending, Stream, StreamId};
 use crate::keyspace::value::{HashObj, SetObj, ZSetObj};
 use crate::keyspace::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +26,11 @@ pub const TYPE_SET_INTSET: u8 = 11;
 pub const TYPE_ZSET_ZIPLIST: u8 = 12;
 pub const TYPE_HASH_ZIPLIST: u8 = 13;
 pub const TYPE_LIST_QUICKLIST: u8 = 14;
+pub const TYPE_STREAM_LISTPACKS: u8 = 15;
 pub const TYPE_HASH_LISTPACK: u8 = 16;
 pub const TYPE_ZSET_LISTPACK: u8 = 17;
 pub const TYPE_LIST_QUICKLIST_2: u8 = 18;
+pub const TYPE_STREAM_LISTPACKS_2: u8 = 19;
 pub const TYPE_SET_LISTPACK: u8 = 20;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -161,7 +165,173 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
                 write_string(out, val);
             });
         }
+        Value::Stream(st) => {
+            out.push(TYPE_STREAM_LISTPACKS_2);
+            write_stream(out, st);
+        }
     }
+}
+
+/// A stream as Redis 7.0 writes one: its nodes (master ID, listpack), its
+/// counters and IDs, then its consumer groups with their pending entries.
+fn write_stream(out: &mut Vec<u8>, st: &Stream) {
+    write_len(out, st.nodes.len() as u64);
+    for (k, node) in &st.nodes {
+        write_string(out, &k.to_be_bytes());
+        write_string(out, &node.to_listpack());
+    }
+    for v in [
+        st.length,
+        st.last_id.ms,
+        st.last_id.seq,
+        st.first_id.ms,
+        st.first_id.seq,
+        st.max_deleted_id.ms,
+        st.max_deleted_id.seq,
+        st.entries_added,
+    ] {
+        write_len(out, v);
+    }
+    write_len(out, st.groups.len() as u64);
+    for (name, g) in &st.groups {
+        write_string(out, name);
+        write_len(out, g.last_id.ms);
+        write_len(out, g.last_id.seq);
+        write_len(out, g.entries_read as u64);
+        write_len(out, g.pel.len() as u64);
+        for (id, p) in &g.pel {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&p.delivery_time.to_le_bytes());
+            write_len(out, p.delivery_count);
+        }
+        write_len(out, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            write_string(out, cname);
+            out.extend_from_slice(&c.seen_time.to_le_bytes());
+            write_len(out, c.pel.len() as u64);
+            for id in &c.pel {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+    }
+}
+
+fn read_id_pair(r: &mut Reader) -> Result<StreamId, DecodeError> {
+    let ms = r.length()? as u64;
+    let seq = r.length()? as u64;
+    Ok(StreamId::new(ms, seq))
+}
+
+fn read_raw_id(r: &mut Reader) -> Result<StreamId, DecodeError> {
+    StreamId::from_be_bytes(r.take(16)?).ok_or(Truncated)
+}
+
+fn read_ms_time(r: &mut Reader) -> Result<i64, DecodeError> {
+    Ok(i64::from_le_bytes(
+        r.take(8)?.try_into().map_err(|_| Truncated)?,
+    ))
+}
+
+/// A stream of type 15 (Redis 5/6) or 19 (Redis 7.0), checked as Redis
+/// checks it: node keys of 16 bytes, listpacks that parse, no empty or
+/// repeated node, pending entries that agree between group and consumer.
+fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
+    let mut st = Stream::new();
+    let nodes = r.length()?;
+    for _ in 0..nodes {
+        let key = r.string()?;
+        if key.len() != 16 {
+            return Err(Corrupt("stream node key"));
+        }
+        let master = StreamId::from_be_bytes(&key).ok_or(Corrupt("stream node key"))?;
+        let lp = r.string()?;
+        let node = Node::from_listpack(&lp, master).ok_or(Corrupt("stream listpack"))?;
+        if node.count + node.deleted == 0 {
+            return Err(Corrupt("empty stream listpack"));
+        }
+        if st.nodes.insert(master, node).is_some() {
+            return Err(Corrupt("stream node repeated"));
+        }
+    }
+    st.length = r.length()? as u64;
+    st.last_id = read_id_pair(r)?;
+    if t == TYPE_STREAM_LISTPACKS_2 {
+        st.first_id = read_id_pair(r)?;
+        st.max_deleted_id = read_id_pair(r)?;
+        st.entries_added = r.length()? as u64;
+    } else {
+        st.entries_added = st.length;
+        st.first_id = if st.length == 0 {
+            StreamId::MAX
+        } else {
+            st.edge_id(true, false)
+        };
+    }
+    let live: u64 = st.nodes.values().map(|n| n.count).sum();
+    if live != st.length {
+        return Err(Corrupt("stream length"));
+    }
+    let groups = r.length()?;
+    for _ in 0..groups {
+        let name = r.string()?;
+        let last_id = read_id_pair(r)?;
+        let entries_read = if t == TYPE_STREAM_LISTPACKS_2 {
+            r.length()? as u64 as i64
+        } else {
+            st.distance_from_first_ever(last_id)
+        };
+        let mut g = Group {
+            last_id,
+            entries_read,
+            ..Group::default()
+        };
+        let pel = r.length()?;
+        for _ in 0..pel {
+            let id = read_raw_id(r)?;
+            let delivery_time = read_ms_time(r)?;
+            let delivery_count = r.length()? as u64;
+            let p = Pending {
+                delivery_time,
+                delivery_count,
+                consumer: Vec::new(),
+            };
+            if g.pel.insert(id, p).is_some() {
+                return Err(Corrupt("stream PEL repeated"));
+            }
+        }
+        let consumers = r.length()?;
+        for _ in 0..consumers {
+            let cname = r.string()?;
+            let seen_time = read_ms_time(r)?;
+            let mut c = Consumer {
+                seen_time,
+                ..Consumer::default()
+            };
+            let n = r.length()?;
+            for _ in 0..n {
+                let id = read_raw_id(r)?;
+                let p = g
+                    .pel
+                    .get_mut(&id)
+                    .ok_or(Corrupt("consumer PEL entry not in group"))?;
+                if !p.consumer.is_empty() {
+                    return Err(Corrupt("PEL entry owned twice"));
+                }
+                p.consumer = cname.clone();
+                c.pel.insert(id);
+            }
+            if g.consumers.insert(cname, c).is_some() {
+                return Err(Corrupt("consumer repeated"));
+            }
+        }
+        if g.pel.values().any(|p| p.consumer.is_empty()) {
+            return Err(Corrupt("group PEL entry without consumer"));
+        }
+        if st.groups.insert(name, g).is_some() {
+            return Err(Corrupt("consumer group repeated"));
+        }
+    }
+    Ok(st)
 }
 
 // ---- reading ----
@@ -556,6 +726,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 h.set(&pair[0], &pair[1]);
             }
             Value::Hash(Box::new(h))
+        }
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 => {
+            Value::Stream(Box::new(read_stream(r, t)?))
         }
         other => return Err(UnknownType(other)),
     })

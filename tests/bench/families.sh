@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of the bitmap, HyperLogLog and geo commands
+# (issue 13): redis-server and datanode with equal configs, in the same run,
+# alternating, at pipeline depths 1 and 16; then the memory one HLL takes
+# (sparse and dense) on each. Writes tests/bench/results-families.md (a
+# section of BENCHMARKS.md).
+#
+#   tests/bench/families.sh [--rounds N] [--requests N]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
+ROUNDS=3
+REQUESTS=200000
+CLIENTS=50
+OUT="$ROOT/tests/bench/results-families.md"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --requests) REQUESTS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+release_datanode
+WORK=$(mktemp -d /tmp/slotkv-families.XXXXXX)
+trap 'stop_servers; rm -rf "$WORK"' EXIT INT TERM
+ARGS=(--save '' --appendonly no)
+RP=$(free_port)
+start_server redis redis-server "$RP" "$WORK/redis" "${ARGS[@]}"
+DP=$(free_port)
+start_server datanode "$DATANODE_BIN" "$DP" "$WORK/datanode" "${ARGS[@]}"
+
+# 10,000 points around Sicily for GEOSEARCH; a 12.5 KB bitmap for BITCOUNT.
+prepare() {
+  python3 - "$1" <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
+import random, sys
+random.seed(13)
+def cmd(*a):
+    out = "*%d\r\n" % len(a)
+    for x in a:
+        x = str(x)
+        out += "$%d\r\n%s\r\n" % (len(x.encode()), x)
+    sys.stdout.write(out)
+cmd("FLUSHALL")
+for i in range(0, 10000, 100):
+    args = []
+    for j in range(i, i + 100):
+        args += ["%.6f" % random.uniform(12.0, 16.0), "%.6f" % random.uniform(36.5, 38.5), "p%d" % j]
+    cmd("GEOADD", "bench:geo", *args)
+cmd("SETBIT", "bench:bits", 99999, 1)
+for i in range(0, 100000, 7):
+    cmd("SETBIT", "bench:bits", i, 1)
+EOF
+}
+
+RES="$WORK/results"
+: > "$RES"
+# name|command (redis-benchmark puts a zero-padded number from -r in place
+# of __rand_int__, which an offset refuses, so SETBIT varies its key)
+LOADS=(
+  "SETBIT|SETBIT bits:__rand_int__ 4095 1"
+  "BITCOUNT|BITCOUNT bench:bits"
+  "PFADD|PFADD bench:hll __rand_int__"
+  "PFCOUNT|PFCOUNT bench:hll"
+  "GEOSEARCH|GEOSEARCH bench:geo FROMLONLAT 14 37.5 BYRADIUS 20 km ASC COUNT 10"
+)
+run() { # server port depth
+  local l name cmd
+  for l in "${LOADS[@]}"; do
+    name=${l%%|*}; cmd=${l#*|}
+    # shellcheck disable=SC2086
+    redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv $cmd 2>/dev/null |
+      tail -n +2 | tr -d '"' | while IFS=, read -r _ rps _ _ p50 _ p99 _; do
+        echo "$1 $3 $name $rps $p50 $p99" >> "$RES"
+      done
+  done
+}
+for r in $(seq 1 "$ROUNDS"); do
+  for depth in 1 16; do
+    echo "round $r/$ROUNDS, -P $depth" >&2
+    prepare "$RP"; prepare "$DP"
+    run redis "$RP" "$depth"
+    run datanode "$DP" "$depth"
+  done
+done
+
+# Bytes of used_memory one HLL adds: 1000 keys of N elements each.
+hll_bytes() { # port elements
+  redis-cli -p "$1" flushall >/dev/null
+  local before after
+  before=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  python3 - "$2" <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
+import sys
+n = int(sys.argv[1])
+for k in range(1000):
+    for i in range(0, n, 500):
+        eles = ["e%d" % j for j in range(i, min(n, i + 500))]
+        parts = ["PFADD", "hll:%d" % k] + eles
+        sys.stdout.write("*%d\r\n" % len(parts) + "".join("$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+EOF
+  after=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  echo $(( (after - before) / 1000 ))
+}
+
+stat() { awk -v s="$1" -v d="$2" -v t="$3" -v c="$4" '$1==s && $2==d && $3==t {print $c}' "$RES" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+{
+  echo "## Bitmaps, HyperLogLog and geo (issue 13)"
+  echo
+  echo "\`tests/bench/families.sh --rounds $ROUNDS --requests $REQUESTS\` ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD)): $CLIENTS clients, medians of $ROUNDS rounds, both servers \`--save '' --appendonly no\`. SETBIT sets bit 4095 of one of 100,000 keys; BITCOUNT counts a 12.5 KB bitmap; PFADD adds random elements to one HLL (dense after the first few thousand); GEOSEARCH asks for the 10 nearest of 10,000 points within 20 km."
+  for depth in 1 16; do
+    echo
+    echo "Pipeline depth $depth:"
+    echo
+    echo "| command | redis ops/s | datanode ops/s | ratio | redis p99 ms | datanode p99 ms | p99 ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for l in "${LOADS[@]}"; do
+      t=${l%%|*}
+      rr=$(stat redis "$depth" "$t" 4); dr=$(stat datanode "$depth" "$t" 4)
+      r99=$(stat redis "$depth" "$t" 6); d99=$(stat datanode "$depth" "$t" 6)
+      echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r99 | $d99 | $(ratio "$d99" "$r99") |"
+    done
+  done
+  echo
+  echo "Memory per HLL (used_memory over 1000 keys):"
+  echo
+  echo "| elements per HLL | redis B | datanode B | ratio |"
+  echo "|---:|---:|---:|---:|"
+  for n in 100 5000; do
+    echo "memory: 1000 HLLs of $n elements" >&2
+    rb=$(hll_bytes "$RP" "$n"); db=$(hll_bytes "$DP" "$n")
+    echo "| $n | $rb | $db | $(ratio "$db" "$rb") |"
+  done
+} > "$OUT"
+cat "$OUT"
