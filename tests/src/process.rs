@@ -38,7 +38,10 @@ pub fn free_ports(n: u16) -> u16 {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
-        let first = 10_000 + (*seed % (12_000 - n as u64)) as u16;
+        // Above 16383 so a port never reads as a slot number in a
+        // transcript that renames ports; bus ports stay below the
+        // kernel's ephemeral range (32768+).
+        let first = 16_384 + (*seed % (6_384 - n as u64)) as u16;
         for p in first..first + n {
             let bus = p + 10_000;
             if taken.contains(&p)
