@@ -113,6 +113,14 @@ impl Node {
             })
     }
 
+    /// This node's `health` in its own `CLUSTER SHARDS` reply: "online",
+    /// "fail", or "loading" (a replica that has not synced yet, which
+    /// CLUSTER NODES does not tell).
+    pub async fn own_health(&mut self, id: &str) -> Result<Option<String>> {
+        let v: redis::Value = self.cmd(&["CLUSTER", "SHARDS"]).await?;
+        Ok(health_in_shards(&v, id))
+    }
+
     /// `INFO [section]` (or `CLUSTER INFO` with `cluster = true`) as fields.
     pub async fn info(&mut self, section: &str) -> Result<HashMap<String, String>> {
         let text: String = if section == "cluster-info" {
@@ -122,6 +130,47 @@ impl Node {
         };
         Ok(parse_info(&text))
     }
+}
+
+/// The `health` of node `id` in a `CLUSTER SHARDS` reply (RESP2 flat
+/// key/value arrays or RESP3 maps).
+pub fn health_in_shards(v: &redis::Value, id: &str) -> Option<String> {
+    use redis::Value;
+    fn pairs(v: &Value) -> Vec<(&Value, &Value)> {
+        match v {
+            Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
+            Value::Array(a) => a.chunks_exact(2).map(|c| (&c[0], &c[1])).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok(),
+            Value::SimpleString(s) => Some(s),
+            Value::VerbatimString { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+    fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+        pairs(v)
+            .into_iter()
+            .find(|(k, _)| text(k) == Some(name))
+            .map(|(_, v)| v)
+    }
+    let Value::Array(shards) = v else {
+        return None;
+    };
+    shards
+        .iter()
+        .filter_map(|s| match field(s, "nodes")? {
+            Value::Array(nodes) => Some(nodes),
+            _ => None,
+        })
+        .flatten()
+        .find(|n| field(n, "id").and_then(text) == Some(id))
+        .and_then(|n| field(n, "health"))
+        .and_then(text)
+        .map(str::to_string)
 }
 
 /// `field:value` lines of INFO.
@@ -158,5 +207,39 @@ mod tests {
         assert_eq!(keys_of(&i), 15);
         assert_eq!(split_addr("127.0.0.1:7000"), Some(("127.0.0.1", 7000)));
         assert_eq!(split_addr("nope"), None);
+    }
+
+    #[test]
+    fn health_from_cluster_shards_in_both_protocols() {
+        use redis::Value;
+        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let node = |id: &str, health: &str| {
+            Value::Array(vec![
+                b("id"),
+                b(id),
+                b("port"),
+                Value::Int(30001),
+                b("health"),
+                b(health),
+            ])
+        };
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            b("slots"),
+            Value::Array(vec![Value::Int(0), Value::Int(16383)]),
+            b("nodes"),
+            Value::Array(vec![node("aa", "online"), node("bb", "loading")]),
+        ])]);
+        assert_eq!(health_in_shards(&resp2, "bb").as_deref(), Some("loading"));
+        assert_eq!(health_in_shards(&resp2, "aa").as_deref(), Some("online"));
+        assert_eq!(health_in_shards(&resp2, "cc"), None);
+        let resp3 = Value::Array(vec![Value::Map(vec![(
+            b("nodes"),
+            Value::Array(vec![Value::Map(vec![
+                (b("id"), b("aa")),
+                (b("health"), b("fail")),
+            ])]),
+        )])]);
+        assert_eq!(health_in_shards(&resp3, "aa").as_deref(), Some("fail"));
+        assert_eq!(health_in_shards(&Value::Nil, "aa"), None);
     }
 }

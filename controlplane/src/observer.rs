@@ -104,7 +104,8 @@ impl Observed {
 pub type Shared = Arc<RwLock<HashMap<String, Observed>>>;
 
 /// Builds the observation from one node's view of the cluster plus each
-/// node's own INFO (absent for nodes we could not reach) and each node's
+/// node's own reports as fields (INFO, CLUSTER INFO, and `health` from its
+/// CLUSTER SHARDS; absent for nodes we could not reach) and each node's
 /// line about itself: a node lists its MIGRATING and IMPORTING slots only
 /// there, so open slots come from those lines, not from the one view.
 pub fn assemble(
@@ -132,6 +133,7 @@ pub fn assemble(
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let reachable = info.is_some();
+            let loading = info.and_then(|i| i.get("health")).map(String::as_str) == Some("loading");
             ObservedNode {
                 id: n.id.clone(),
                 address: n.address.clone(),
@@ -149,6 +151,7 @@ pub fn assemble(
                             f.clone()
                         }
                     })
+                    .chain(loading.then(|| "loading".to_string()))
                     .collect(),
                 link: if reachable && (n.connected || n.is_myself()) {
                     "connected"
@@ -237,6 +240,14 @@ pub fn diff(cluster: &str, prev: &Observed, next: &Observed) -> Vec<NewEvent> {
                 "node_recovered",
                 id,
                 json!({"address": n.address}),
+            ));
+        }
+        if had("loading") && !has("loading") && n.role == "replica" {
+            out.push(ev(
+                cluster,
+                "replica_synced",
+                id,
+                json!({"address": n.address, "master": n.master}),
             ));
         }
         if p.link != n.link {
@@ -347,6 +358,13 @@ pub async fn observe(
             let mut info = node.info("all").await?;
             let ci = node.info("cluster-info").await?;
             info.extend(ci);
+            // Only CLUSTER SHARDS tells that a replica is still loading;
+            // a node that cannot answer it is still observed.
+            if let Some(me) = view.iter().find(|n| n.is_myself()) {
+                if let Ok(Some(h)) = node.own_health(&me.id).await {
+                    info.insert("health".into(), h);
+                }
+            }
             Ok::<_, crate::nodes::NodeError>((view, info))
         };
         match tokio::time::timeout(Duration::from_secs(2), read).await {
@@ -650,6 +668,22 @@ mod tests {
             (o.open_slots[1].slot, o.open_slots[1].to.as_str()),
             (9, "07c37dfeb235213a872192d90877d0cd55635b91")
         );
+        // A replica whose CLUSTER SHARDS says "loading" is flagged so.
+        let mut infos2 = infos.clone();
+        infos2.insert(
+            "127.0.0.1:30002".to_string(),
+            crate::nodes::parse_info("health:loading\r\n"),
+        );
+        let loading = assemble(&view, &own, &infos2, "ok", 6);
+        assert_eq!(loading.nodes[1].flags, vec!["replica", "loading"]);
+        assert_eq!(loading.nodes[1].link, "connected");
+        infos2.insert(
+            "127.0.0.1:30002".to_string(),
+            crate::nodes::parse_info("health:online\r\n"),
+        );
+        let synced = assemble(&view, &own, &infos2, "ok", 7);
+        assert_eq!(synced.nodes[1].flags, vec!["replica"]);
+        assert_eq!(kinds(&diff("c", &loading, &synced)), vec!["replica_synced"]);
         // One view alone shows only its own node's open slots.
         assert_eq!(
             assemble(&view, &view[..1], &infos, "ok", 5)
