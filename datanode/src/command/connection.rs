@@ -222,7 +222,7 @@ pub fn help_reply(ctx: &mut Ctx, cmd: &str, lines: &[&str]) {
         ctx.r.simple(l);
     }
     ctx.r.simple("HELP");
-    ctx.r.simple("    Print this help.");
+    ctx.r.simple("    Prints this help.");
 }
 
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
