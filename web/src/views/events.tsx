@@ -67,6 +67,11 @@ const WINDOW = 200;
 
 export function Events({ data }: { data: Data }) {
   const [kind, setKind] = useState('');
+  // What is typed in the Kind box, applied on change (Enter or leaving
+  // the box). It has its own state: a controlled input bound to `kind`
+  // alone was reset by any render before the change event (live events
+  // render often), so typed text vanished and the filter never applied.
+  const [kindText, setKindText] = useState('');
   const [node, setNode] = useState('');
   const [untilText, setUntilText] = useState('');
   // Filters start the history over. The list belongs to the filters it
@@ -158,7 +163,13 @@ export function Events({ data }: { data: Data }) {
       <form class="filters" onSubmit={(e) => e.preventDefault()} aria-label="Filter events">
         <label>
           Kind
-          <input list="event-kinds" value={kind} onChange={(e) => setKind((e.target as HTMLInputElement).value.trim())} placeholder="any" />
+          <input
+            list="event-kinds"
+            value={kindText}
+            onInput={(e) => setKindText((e.target as HTMLInputElement).value)}
+            onChange={(e) => setKind((e.target as HTMLInputElement).value.trim())}
+            placeholder="any"
+          />
           <datalist id="event-kinds">
             {kinds.map((k) => (
               <option value={k} />
