@@ -83,6 +83,7 @@ scripts!(
     hyperloglog,
     geo,
     streams,
+    stream_groups,
     module,
     keys,
     hashes,

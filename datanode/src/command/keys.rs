@@ -7,13 +7,19 @@ use super::{eq_ic, ev, int_arg, Args, Ctx, NO_SUCH_KEY, SYNTAX};
 use crate::glob::glob_match;
 use crate::keyspace::{Value, SLOTS};
 
+/// DEL and UNLINK: the same, but UNLINK frees large values in the
+/// background.
 pub fn del(ctx: &mut Ctx, a: &Args) {
+    let lazy = eq_ic(a.get(0), "UNLINK");
     let events = ctx.events();
     let mut m = ctx.locks.keys(a.iter().skip(1));
     let mut n = 0;
     for key in a.iter().skip(1) {
         let s = m.key(key);
-        if s.remove(key).is_some() {
+        if let Some(v) = s.remove(key) {
+            if lazy {
+                crate::keyspace::lazyfree::free(v);
+            }
             s.log(&[b"DEL".as_slice(), key]);
             events.emit(ev::GENERIC, "del", key);
             n += 1;
@@ -517,6 +523,14 @@ fn flush_db(ctx: &mut Ctx, dbi: usize) -> usize {
         }
     }
     ctx.locks.db = saved;
+    // Blocked XREADGROUP clients learn their stream is gone (as Redis's
+    // flush does); the others find nothing and wait on.
+    let blocking = &ctx.srv.ks.blocking;
+    if blocking.any_waiting() {
+        for k in blocking.keys_of(dbi) {
+            blocking.signal_all(dbi, &k);
+        }
+    }
     n
 }
 

@@ -2580,6 +2580,674 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "xgroup",
+        M::Array(&[
+            M::Bulk("xgroup"),
+            M::Int(-2),
+            M::Set(&[]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Array(&[
+                M::Array(&[
+                    M::Bulk("xgroup|create"),
+                    M::Int(-5),
+                    M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@stream"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xgroup|createconsumer"),
+                    M::Int(5),
+                    M::Set(&[M::Simple("write"), M::Simple("denyoom")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@stream"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RW"), M::Simple("insert")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xgroup|delconsumer"),
+                    M::Int(5),
+                    M::Set(&[M::Simple("write")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@stream"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xgroup|destroy"),
+                    M::Int(4),
+                    M::Set(&[M::Simple("write")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@stream"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xgroup|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@stream"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xgroup|setid"),
+                    M::Int(-5),
+                    M::Set(&[M::Simple("write")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@stream"),
+                        M::Simple("@slow"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+            ]),
+        ]),
+    ),
+    (
+        "xack",
+        M::Array(&[
+            M::Bulk("xack"),
+            M::Int(-4),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xpending",
+        M::Array(&[
+            M::Bulk("xpending"),
+            M::Int(-3),
+            M::Set(&[M::Simple("readonly")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xclaim",
+        M::Array(&[
+            M::Bulk("xclaim"),
+            M::Int(-6),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xautoclaim",
+        M::Array(&[
+            M::Bulk("xautoclaim"),
+            M::Int(-6),
+            M::Set(&[M::Simple("write"), M::Simple("fast")]),
+            M::Int(1),
+            M::Int(1),
+            M::Int(1),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@fast"),
+            ]),
+            M::Set(&[M::Bulk("nondeterministic_output")]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("delete")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(1))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(0)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xinfo",
+        M::Array(&[
+            M::Bulk("xinfo"),
+            M::Int(-2),
+            M::Set(&[]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Array(&[
+                M::Array(&[
+                    M::Bulk("xinfo|consumers"),
+                    M::Int(4),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+                    M::Set(&[M::Bulk("nondeterministic_output")]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xinfo|groups"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xinfo|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@stream"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("xinfo|stream"),
+                    M::Int(-3),
+                    M::Set(&[M::Simple("readonly")]),
+                    M::Int(2),
+                    M::Int(2),
+                    M::Int(1),
+                    M::Set(&[M::Simple("@read"), M::Simple("@stream"), M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[M::Map(&[
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                        ),
+                        (
+                            M::Bulk("begin_search"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("index")),
+                                (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                            ]),
+                        ),
+                        (
+                            M::Bulk("find_keys"),
+                            M::Map(&[
+                                (M::Bulk("type"), M::Bulk("range")),
+                                (
+                                    M::Bulk("spec"),
+                                    M::Map(&[
+                                        (M::Bulk("lastkey"), M::Int(0)),
+                                        (M::Bulk("keystep"), M::Int(1)),
+                                        (M::Bulk("limit"), M::Int(0)),
+                                    ]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                    M::Set(&[]),
+                ]),
+            ]),
+        ]),
+    ),
+    (
+        "xread",
+        M::Array(&[
+            M::Bulk("xread"),
+            M::Int(-4),
+            M::Set(&[
+                M::Simple("readonly"),
+                M::Simple("blocking"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@read"),
+                M::Simple("@stream"),
+                M::Simple("@slow"),
+                M::Simple("@blocking"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keyword")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keyword"), M::Bulk("STREAMS")),
+                                (M::Bulk("startfrom"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(2)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "xreadgroup",
+        M::Array(&[
+            M::Bulk("xreadgroup"),
+            M::Int(-7),
+            M::Set(&[
+                M::Simple("write"),
+                M::Simple("blocking"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[
+                M::Simple("@write"),
+                M::Simple("@stream"),
+                M::Simple("@slow"),
+                M::Simple("@blocking"),
+            ]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keyword")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keyword"), M::Bulk("STREAMS")),
+                                (M::Bulk("startfrom"), M::Int(4)),
+                            ]),
+                        ),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("range")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("lastkey"), M::Int(-1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                                (M::Bulk("limit"), M::Int(2)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "geoadd",
         M::Array(&[
             M::Bulk("geoadd"),
@@ -13903,6 +14571,682 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         (M::Bulk("token"), M::Bulk("MAXDELETEDID")),
                         (M::Bulk("since"), M::Bulk("7.0.0")),
                         (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xgroup",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Container for the consumer-group management commands."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("xgroup|create"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Creates a consumer group on a stream, starting at an ID or ",
+                                    "at the stream's end."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("new_id")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("$")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("mkstream")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("MKSTREAM")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("entries_read")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("ENTRIESREAD")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xgroup|createconsumer"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Adds a consumer to a group.")),
+                            (M::Bulk("since"), M::Bulk("6.2.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("consumername")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xgroup|delconsumer"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Removes a consumer from a group, dropping its pending ",
+                                    "entries."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("consumername")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xgroup|destroy"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Deletes a consumer group.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xgroup|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the XGROUP subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xgroup|setid"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Moves a consumer group's last delivered ID."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("id")),
+                                        (M::Bulk("type"), M::Bulk("oneof")),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("id")),
+                                                    (M::Bulk("type"), M::Bulk("string")),
+                                                ]),
+                                                M::Map(&[
+                                                    (M::Bulk("name"), M::Bulk("new_id")),
+                                                    (M::Bulk("type"), M::Bulk("pure-token")),
+                                                    (M::Bulk("token"), M::Bulk("$")),
+                                                ]),
+                                            ]),
+                                        ),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("entries_read")),
+                                        (M::Bulk("type"), M::Bulk("integer")),
+                                        (M::Bulk("token"), M::Bulk("ENTRIESREAD")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xack",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Acknowledges pending entries of a consumer group, removing ",
+                    "them from its pending list."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("group")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xpending",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Reports a consumer group's pending entries: a summary, or ",
+                    "the entries in an ID range."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("group")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("filters")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("min-idle-time")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("token"), M::Bulk("IDLE")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("start")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("end")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("count")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("consumer")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xclaim",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Gives pending entries of a group to another consumer when ",
+                    "they have been idle long enough."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("group")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("consumer")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min-idle-time")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("ms")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("IDLE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("unix-time-milliseconds")),
+                        (M::Bulk("type"), M::Bulk("unix-time")),
+                        (M::Bulk("token"), M::Bulk("TIME")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("RETRYCOUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("force")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("FORCE")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("justid")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("JUSTID")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("id")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (M::Bulk("token"), M::Bulk("LASTID")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xautoclaim",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Scans a group's pending entries from a cursor and gives the ",
+                    "idle ones to another consumer."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("6.2.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("group")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("consumer")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("min-idle-time")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("start")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("justid")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("JUSTID")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xinfo",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Container for the stream introspection commands."),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("xinfo|consumers"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Lists the consumers of a group with their pending counts ",
+                                    "and idle times."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("groupname")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xinfo|groups"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the consumer groups of a stream."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xinfo|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the XINFO subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("xinfo|stream"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Describes a stream, or with FULL its entries, groups and ",
+                                    "pending lists."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("stream")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("key")),
+                                        (M::Bulk("type"), M::Bulk("key")),
+                                        (M::Bulk("key_spec_index"), M::Int(0)),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("full")),
+                                        (M::Bulk("type"), M::Bulk("block")),
+                                        (M::Bulk("token"), M::Bulk("FULL")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                        (
+                                            M::Bulk("arguments"),
+                                            M::Array(&[M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("count")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                                (M::Bulk("token"), M::Bulk("COUNT")),
+                                                (
+                                                    M::Bulk("flags"),
+                                                    M::Set(&[M::Simple("optional")]),
+                                                ),
+                                            ])]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xread",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Reads entries newer than given IDs from one or more ",
+                    "streams, optionally waiting for them."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("BLOCK")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("streams")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("STREAMS")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "xreadgroup",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Reads entries from streams as a consumer of a group, ",
+                    "recording them as pending, optionally waiting."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("5.0.0")),
+            (M::Bulk("group"), M::Bulk("stream")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("group_consumer")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("GROUP")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("group")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("consumer")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ]),
+                            ]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("count")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("COUNT")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("milliseconds")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                        (M::Bulk("token"), M::Bulk("BLOCK")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("noack")),
+                        (M::Bulk("type"), M::Bulk("pure-token")),
+                        (M::Bulk("token"), M::Bulk("NOACK")),
+                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("streams")),
+                        (M::Bulk("type"), M::Bulk("block")),
+                        (M::Bulk("token"), M::Bulk("STREAMS")),
+                        (
+                            M::Bulk("arguments"),
+                            M::Array(&[
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("key")),
+                                    (M::Bulk("type"), M::Bulk("key")),
+                                    (M::Bulk("key_spec_index"), M::Int(0)),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ]),
+                                M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("id")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ]),
+                            ]),
+                        ),
                     ]),
                 ]),
             ),

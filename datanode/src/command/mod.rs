@@ -29,6 +29,8 @@ pub mod server;
 pub mod sets;
 pub mod slotmig;
 pub mod sort;
+pub mod stream_groups;
+pub mod stream_read;
 pub mod streams;
 pub mod strings;
 pub mod table;
@@ -488,6 +490,8 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
         | "geosearchstore" => true,
         // IDs and approximate trims are logged as they turned out.
         "xadd" | "xtrim" => true,
+        // Claims go out as idempotent XCLAIM … FORCE JUSTID, per entry.
+        "xclaim" | "xautoclaim" | "xreadgroup" => true,
         // SET with a relative (or seconds) expiry becomes SET … PXAT.
         "set" => args
             .iter()
@@ -777,7 +781,14 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     } else {
         cmdstats::Outcome::Ok
     };
-    cmdstats::record(cmd, usec, outcome);
+    // A blocking command counts once, when it ends (as in Redis): not when
+    // it blocks, nor on a wake-up that found nothing; a timeout is counted
+    // by the connection.
+    let blocked = matches!(ctx.actions.last(), Some(Action::Block(_)));
+    let idle_retry = ctx.client.block_retry && ctx.r.out.len() == start;
+    if !blocked && !idle_retry {
+        cmdstats::record(cmd, usec, outcome);
+    }
     slowlog(ctx, cmd, args, usec);
     let event = if cmd.flags & table::flags::FAST != 0 {
         "fast-command"

@@ -8,7 +8,7 @@ use crate::keyspace::stream::{AddError, Entry, Limits, Stream, StreamId, Trim};
 use crate::keyspace::Value;
 use crate::resp::parse_i64;
 
-const BAD_ID: &str = "ERR Invalid stream ID specified as stream command argument";
+pub(super) const BAD_ID: &str = "ERR Invalid stream ID specified as stream command argument";
 
 /// C's strtoull as Redis's string2ull falls back to it: optional leading
 /// space and sign ('-' wraps), digits to the end, no overflow.
@@ -40,7 +40,12 @@ fn c_strtoull(s: &[u8]) -> Option<u64> {
 
 /// Parses a stream ID as Redis does: `-`, `+` (unless `strict`), `ms`,
 /// `ms-seq`, and with `seq_star` also `ms-*` (then the bool is false).
-fn parse_id(a: &[u8], missing_seq: u64, strict: bool, seq_star: bool) -> Option<(StreamId, bool)> {
+pub(super) fn parse_id(
+    a: &[u8],
+    missing_seq: u64,
+    strict: bool,
+    seq_star: bool,
+) -> Option<(StreamId, bool)> {
     if a.len() > 127 {
         return None;
     }
@@ -312,6 +317,7 @@ pub fn xadd(ctx: &mut Ctx, a: &Args) {
     }
     s.touch(key);
     s.log(&logged);
+    s.signal_all_ready(key);
     events.emit(ev::STREAM, "xadd", key);
     if trimmed > 0 {
         events.emit(ev::STREAM, "xtrim", key);
@@ -367,7 +373,12 @@ fn range_generic(ctx: &mut Ctx, a: &Args, rev: bool) {
 }
 
 /// A range bound: `(` makes it exclusive (start moves up, end down).
-fn interval_id(ctx: &mut Ctx, arg: &[u8], missing_seq: u64, start: bool) -> Option<StreamId> {
+pub(super) fn interval_id(
+    ctx: &mut Ctx,
+    arg: &[u8],
+    missing_seq: u64,
+    start: bool,
+) -> Option<StreamId> {
     let excl = arg.len() > 1 && arg[0] == b'(';
     let parsed = if excl {
         parse_id(&arg[1..], missing_seq, true, false)

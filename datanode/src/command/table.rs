@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use super::{
     bits as bi, cluster as cl, connection as conn, dump as du, function as fu, geo as ge,
     hashes as h, hll as pf, keys as k, latency as lat, lists as l, memory as mem, module as md,
-    pubsub as ps, repl as rp, server as s, sets as se, sort as so, streams as xs, strings as st,
-    txn, zsets as z,
+    pubsub as ps, repl as rp, server as s, sets as se, sort as so, stream_groups as xg,
+    stream_read as xr, streams as xs, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -332,6 +332,28 @@ static CONFIG_SUBS: &[Cmd] = &[
     c("config|help", 2, STALE, NOKEY, s::config_help),
 ];
 
+static XGROUP_SUBS: &[Cmd] = &[
+    c("xgroup|create", -5, W | DENYOOM, (2, 2, 1), xg::xgroup),
+    c(
+        "xgroup|createconsumer",
+        5,
+        W | DENYOOM,
+        (2, 2, 1),
+        xg::xgroup,
+    ),
+    c("xgroup|delconsumer", 5, W, (2, 2, 1), xg::xgroup),
+    c("xgroup|destroy", 4, W, (2, 2, 1), xg::xgroup),
+    c("xgroup|setid", -5, W, (2, 2, 1), xg::xgroup),
+    c("xgroup|help", 2, STALE, NOKEY, xg::xgroup_help),
+];
+
+static XINFO_SUBS: &[Cmd] = &[
+    c("xinfo|consumers", 4, R, (2, 2, 1), xg::xinfo_consumers),
+    c("xinfo|groups", 3, R, (2, 2, 1), xg::xinfo_groups),
+    c("xinfo|stream", -3, R, (2, 2, 1), xg::xinfo_stream),
+    c("xinfo|help", 2, STALE, NOKEY, xg::xinfo_help),
+];
+
 static OBJECT_SUBS: &[Cmd] = &[
     c("object|encoding", 3, R, (2, 2, 1), k::object_encoding),
     c("object|freq", 3, R, (2, 2, 1), k::object_freq),
@@ -492,6 +514,14 @@ pub static COMMANDS: &[Cmd] = &[
     c("xdel", -3, W | FAST, KEY1, xs::xdel),
     c("xtrim", -4, W, KEY1, xs::xtrim),
     c("xsetid", -3, W | DENYOOM | FAST, KEY1, xs::xsetid),
+    container("xgroup", -2, 0, XGROUP_SUBS),
+    c("xack", -4, W | FAST, KEY1, xg::xack),
+    c("xpending", -3, R, KEY1, xg::xpending),
+    c("xclaim", -6, W | FAST, KEY1, xg::xclaim),
+    c("xautoclaim", -6, W | FAST, KEY1, xg::xautoclaim),
+    container("xinfo", -2, 0, XINFO_SUBS),
+    c("xread", -4, R, NOKEY, xr::xread).with_keys(xr::xread_keys),
+    c("xreadgroup", -7, W, NOKEY, xr::xreadgroup).with_keys(xr::xread_keys),
     // geo
     c("geoadd", -5, W | DENYOOM, KEY1, ge::geoadd),
     c("geodist", -4, R, KEY1, ge::geodist),

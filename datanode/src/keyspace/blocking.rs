@@ -70,6 +70,25 @@ impl Blocking {
     }
 
     /// A key gained elements: wake the first client blocked on it.
+    /// Whether any client is blocked at all (a cheap check before work
+    /// done only to wake one).
+    pub fn any_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) != 0
+    }
+
+    /// Wakes every client blocked on the key: a stream's new entry is for
+    /// all its readers, not for one as a list's element is.
+    pub fn signal_all(&self, db: usize, key: &[u8]) {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if let Some(e) = self.queues.lock().get(&(db, SBytes::new(key))) {
+            for (_, n) in e.iter() {
+                n.notify_one();
+            }
+        }
+    }
+
     pub fn signal(&self, db: usize, key: &[u8]) {
         if self.waiting.load(Ordering::SeqCst) == 0 {
             return;

@@ -351,11 +351,21 @@ impl<'a> SlotRef<'a> {
         if self.t.expires.is_some() {
             self.expire_if_needed(key);
         }
+        // Readers blocked on a stream learn when it is replaced (XREADGROUP
+        // then fails, as in Redis); looked at only when someone blocks.
+        let stream = self.db.blocking.any_waiting()
+            && (matches!(val, Value::Stream(_))
+                || self
+                    .t
+                    .find(key)
+                    .is_some_and(|e| matches!(e.val, Value::Stream(_))));
         if self.t.put(key, val, self.now) && !self.quiet {
             self.db.events.created(self.db.index, key);
         }
         if list {
             self.signal_ready(key);
+        } else if stream {
+            self.signal_all_ready(key);
         }
         if !keep_ttl {
             self.t.remove_expire(key);
@@ -375,6 +385,9 @@ impl<'a> SlotRef<'a> {
         self.t.touch(key);
         self.db.events.modified(self.db.index, key);
         self.sync_meta();
+        if matches!(v, Value::Stream(_)) {
+            self.signal_all_ready(key);
+        }
         Some(v)
     }
 
@@ -618,7 +631,7 @@ impl<'a> SlotRef<'a> {
     pub fn holds_blocking_kind(&self, key: &[u8]) -> bool {
         self.t
             .find(key)
-            .is_some_and(|e| matches!(e.val, Value::List(_) | Value::ZSet(_)))
+            .is_some_and(|e| matches!(e.val, Value::List(_) | Value::ZSet(_) | Value::Stream(_)))
     }
 
     /// Whether a watcher of `key` should accept a stale key SWAPDB moved in.
@@ -628,6 +641,12 @@ impl<'a> SlotRef<'a> {
             .as_ref()
             .and_then(|w| w.get(key))
             .is_some_and(|s| s.stale_swapped_in)
+    }
+
+    /// A stream at `key` changed (new entries, a group or the key gone):
+    /// wake every client blocked on it.
+    pub fn signal_all_ready(&self, key: &[u8]) {
+        self.db.blocking.signal_all(self.db.index, key);
     }
 
     /// A list at `key` gained elements: wake a client blocked on it.

@@ -9,6 +9,7 @@ pub mod evict;
 pub mod hashslot;
 pub mod hll;
 pub mod key;
+pub mod lazyfree;
 pub mod lookups;
 pub mod plist;
 pub mod ranktree;

@@ -438,6 +438,75 @@ pub struct Group {
     pub consumers: BTreeMap<Vec<u8>, Consumer>,
 }
 
+/// `entries_read` when it cannot be known.
+pub const ENTRIES_READ_UNKNOWN: i64 = -1;
+
+impl Group {
+    pub fn new(last_id: StreamId, entries_read: i64) -> Group {
+        Group {
+            last_id,
+            entries_read,
+            ..Group::default()
+        }
+    }
+
+    /// Creates consumer `name` seen at `now`; false if it exists.
+    pub fn create_consumer(&mut self, name: &[u8], now: i64) -> bool {
+        if self.consumers.contains_key(name) {
+            return false;
+        }
+        self.consumers.insert(
+            name.to_vec(),
+            Consumer {
+                seen_time: now,
+                pel: Default::default(),
+            },
+        );
+        true
+    }
+
+    /// Deletes consumer `name` and its pending entries; how many it had.
+    pub fn delete_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let c = self.consumers.remove(name)?;
+        for id in &c.pel {
+            self.pel.remove(id);
+        }
+        Some(c.pel.len())
+    }
+
+    /// Acknowledges `id`: true if it was pending.
+    pub fn ack(&mut self, id: StreamId) -> bool {
+        let Some(p) = self.pel.remove(&id) else {
+            return false;
+        };
+        if let Some(c) = self.consumers.get_mut(&p.consumer) {
+            c.pel.remove(&id);
+        }
+        true
+    }
+
+    /// Makes `consumer` (which must exist) the owner of pending `id`,
+    /// creating the entry (owner-less until now) if it is missing.
+    /// Returns the entry for its times and counts to be set.
+    pub fn assign(&mut self, id: StreamId, consumer: &[u8]) -> &mut Pending {
+        let p = self.pel.entry(id).or_insert_with(|| Pending {
+            delivery_time: 0,
+            delivery_count: 0,
+            consumer: Vec::new(),
+        });
+        if p.consumer != consumer {
+            if let Some(old) = self.consumers.get_mut(&p.consumer) {
+                old.pel.remove(&id);
+            }
+            if let Some(new) = self.consumers.get_mut(consumer) {
+                new.pel.insert(id);
+            }
+            p.consumer = consumer.to_vec();
+        }
+        p
+    }
+}
+
 // ---- the stream ----
 
 #[derive(Clone, Debug, Default)]
@@ -809,6 +878,94 @@ impl Stream {
         -1
     }
 
+    /// Whether the live entry `id` exists.
+    pub fn entry_exists(&self, id: StreamId) -> bool {
+        !self.range(id, id, 1, false).is_empty()
+    }
+
+    /// Whether a deleted entry may lie within [start, end] (Redis's test:
+    /// only the largest deleted ID is known).
+    pub fn range_has_tombstones(&self, start: StreamId, end: StreamId) -> bool {
+        if self.length == 0 || self.max_deleted_id == StreamId::MIN {
+            return false;
+        }
+        if self.first_id > self.max_deleted_id {
+            return false;
+        }
+        start <= self.max_deleted_id && self.max_deleted_id <= end
+    }
+
+    /// Entries not yet delivered to `g`, if that can be known.
+    pub fn lag(&self, g: &Group) -> Option<i64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if g.entries_read != ENTRIES_READ_UNKNOWN
+            && !self.range_has_tombstones(g.last_id, StreamId::MAX)
+        {
+            return Some(self.entries_added as i64 - g.entries_read);
+        }
+        match self.distance_from_first_ever(g.last_id) {
+            ENTRIES_READ_UNKNOWN => None,
+            read => Some(self.entries_added as i64 - read),
+        }
+    }
+
+    /// Moves `g`'s last delivered ID up to `id` (an entry just delivered),
+    /// keeping its read counter as Redis does.
+    pub fn advance_group(&self, g: &mut Group, id: StreamId) {
+        if id <= g.last_id {
+            return;
+        }
+        if g.entries_read != ENTRIES_READ_UNKNOWN && !self.range_has_tombstones(id, StreamId::MAX) {
+            g.entries_read += 1;
+        } else if self.entries_added > 0 {
+            g.entries_read = self.distance_from_first_ever(id);
+        }
+        g.last_id = id;
+    }
+
+    /// Nodes of the radix tree Redis would keep for these node keys
+    /// (`XINFO STREAM`'s radix-tree-nodes): 16-byte keys stored as
+    /// compressed runs, with a branch node where keys part and an empty
+    /// node at each key's end.
+    pub fn rax_nodes(&self) -> u64 {
+        fn count(keys: &[[u8; 16]], depth: usize) -> u64 {
+            if keys.len() == 1 {
+                // A run to the end (if any is left) and the key's node.
+                return if depth == 16 { 1 } else { 2 };
+            }
+            // Keys are distinct and sorted: find their common run.
+            let (first, last) = (&keys[0], &keys[keys.len() - 1]);
+            let mut d = depth;
+            while d < 16 && first[d] == last[d] {
+                d += 1;
+            }
+            let mut n = u64::from(d > depth) + 1;
+            let mut i = 0;
+            while i < keys.len() {
+                let b = keys[i][d];
+                let j = i + keys[i..].iter().take_while(|k| k[d] == b).count();
+                n += count(&keys[i..j], d + 1);
+                i = j;
+            }
+            n
+        }
+        let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.to_be_bytes()).collect();
+        if keys.is_empty() {
+            return 1;
+        }
+        count(&keys, 0)
+    }
+
+    /// Allocations to free, as Redis estimates them: one per node, and
+    /// per group one plus the first group's pending count.
+    pub fn free_effort(&self) -> usize {
+        let groups = self.groups.len();
+        let first_pel = self.groups.values().next().map_or(0, |g| g.pel.len());
+        self.nodes.len() + groups * (1 + first_pel)
+    }
+
     /// Heap bytes (for MEMORY USAGE and eviction).
     pub fn heap_size(&self) -> usize {
         self.nodes
@@ -849,6 +1006,48 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radix_nodes_as_redis_counts_them() {
+        let mut s = Stream::new();
+        assert_eq!(s.rax_nodes(), 1);
+        let empty = Node {
+            count: 0,
+            deleted: 0,
+            body: Vec::new(),
+        };
+        s.nodes.insert(id(5, 0), empty.clone());
+        // One compressed run of 16 bytes, then the key's node.
+        assert_eq!(s.rax_nodes(), 2);
+        s.nodes.insert(id(5, 1), empty.clone());
+        // A run of 15, a branch, two key nodes.
+        assert_eq!(s.rax_nodes(), 4);
+        s.nodes.insert(id(6, 0), empty);
+        // Run of 7, branch {5,6}; under 5: run of 7, branch {0,1}, 2 keys;
+        // under 6: run of 8 and its key.
+        assert_eq!(s.rax_nodes(), 1 + 1 + (1 + 1 + 2) + 2);
+    }
+
+    #[test]
+    fn group_pending_entries_follow_their_consumer() {
+        let mut g = Group::new(StreamId::MIN, 0);
+        assert!(g.create_consumer(b"a", 1));
+        assert!(!g.create_consumer(b"a", 2));
+        g.create_consumer(b"b", 1);
+        g.assign(id(1, 0), b"a").delivery_count = 1;
+        g.assign(id(2, 0), b"a");
+        assert_eq!(g.consumers[&b"a".to_vec()].pel.len(), 2);
+        g.assign(id(1, 0), b"b");
+        assert_eq!(g.consumers[&b"a".to_vec()].pel.len(), 1);
+        assert_eq!(g.pel[&id(1, 0)].consumer, b"b");
+        assert_eq!(g.pel[&id(1, 0)].delivery_count, 1);
+        assert!(g.ack(id(1, 0)));
+        assert!(!g.ack(id(1, 0)));
+        assert!(g.consumers[&b"b".to_vec()].pel.is_empty());
+        assert_eq!(g.delete_consumer(b"a"), Some(1));
+        assert!(g.pel.is_empty());
+        assert_eq!(g.delete_consumer(b"a"), None);
+    }
 
     fn id(ms: u64, seq: u64) -> StreamId {
         StreamId::new(ms, seq)

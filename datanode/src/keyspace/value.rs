@@ -122,6 +122,25 @@ impl Value {
         }
     }
 
+    /// What freeing this value costs, as Redis estimates it to decide
+    /// whether UNLINK frees it in the background: roughly its allocations.
+    pub fn free_effort(&self) -> usize {
+        match self {
+            Value::List(l) => l.chunk_count(),
+            Value::Set(s) => match **s {
+                SetObj::Hash(_) => s.len(),
+                SetObj::Ints(_) => 1,
+            },
+            Value::ZSet(z) if z.big => z.len(),
+            Value::Hash(h) => match **h {
+                HashObj::Large(_) => h.len(),
+                HashObj::Small(_) => 1,
+            },
+            Value::Stream(st) => st.free_effort(),
+            _ => 1,
+        }
+    }
+
     /// The bytes of a string value; integers are formatted into `buf`.
     pub fn str_bytes<'a>(&'a self, buf: &'a mut itoa::Buffer) -> Option<&'a [u8]> {
         match self {

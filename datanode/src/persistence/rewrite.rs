@@ -131,6 +131,59 @@ pub fn encode_slot_with(s: &SlotRef, batch_strings: bool, mut out: Vec<u8>) -> V
                     ],
                     &mut out,
                 );
+                // Groups as Redis rewrites them: CREATE with the read
+                // counter, then each consumer's pending entries as forced
+                // claims (an idle consumer by CREATECONSUMER).
+                for (name, g) in &st.groups {
+                    let (last, read) = (g.last_id.format(), g.entries_read.to_string());
+                    encode_command(
+                        &[
+                            b"XGROUP".as_slice(),
+                            b"CREATE",
+                            k,
+                            name,
+                            last.as_bytes(),
+                            b"ENTRIESREAD",
+                            read.as_bytes(),
+                        ],
+                        &mut out,
+                    );
+                    for (cname, c) in &g.consumers {
+                        if c.pel.is_empty() {
+                            encode_command(
+                                &[b"XGROUP".as_slice(), b"CREATECONSUMER", k, name, cname],
+                                &mut out,
+                            );
+                        }
+                        for id in &c.pel {
+                            let Some(p) = g.pel.get(id) else {
+                                continue;
+                            };
+                            let (id, time, count) = (
+                                id.format(),
+                                p.delivery_time.to_string(),
+                                p.delivery_count.to_string(),
+                            );
+                            encode_command(
+                                &[
+                                    b"XCLAIM".as_slice(),
+                                    k,
+                                    name,
+                                    cname,
+                                    b"0",
+                                    id.as_bytes(),
+                                    b"TIME",
+                                    time.as_bytes(),
+                                    b"RETRYCOUNT",
+                                    count.as_bytes(),
+                                    b"JUSTID",
+                                    b"FORCE",
+                                ],
+                                &mut out,
+                            );
+                        }
+                    }
+                }
             }
             Value::Set(set) => {
                 let members = set.members();
@@ -361,6 +414,8 @@ fn reload_slot_quietly(s: &mut SlotRef) -> Result<usize, String> {
             st.last_id = StreamId::parse_plain(a.get(2)).ok_or_else(bad)?;
             st.entries_added = crate::resp::parse_i64(a.get(4)).ok_or_else(bad)? as u64;
             st.max_deleted_id = StreamId::parse_plain(a.get(6)).ok_or_else(bad)?;
+        } else if name == b"XGROUP" || name == b"XCLAIM" {
+            reload_group_command(s, &a)?;
         } else if name == b"PEXPIREAT" {
             let at = crate::resp::parse_i64(a.get(2)).ok_or("bad expiry during reload")?;
             s.set_expire(a.get(1), at);
@@ -373,4 +428,40 @@ fn reload_slot_quietly(s: &mut SlotRef) -> Result<usize, String> {
         pos += consumed;
     }
     Ok(n)
+}
+
+/// The consumer-group commands of a rewritten stream, in the forms the
+/// encoder above writes.
+fn reload_group_command(
+    s: &mut crate::keyspace::SlotRef,
+    a: &crate::command::Args,
+) -> Result<(), String> {
+    use crate::keyspace::stream::{Group, StreamId};
+    let bad = || "bad consumer-group command during reload".to_string();
+    let claim = a.get(0) == b"XCLAIM";
+    let key = if claim { a.get(1) } else { a.get(2) };
+    let Some(Value::Stream(st)) = s.get_mut(key) else {
+        return Err("consumer group of a non-stream during reload".into());
+    };
+    if claim {
+        // XCLAIM key group consumer 0 id TIME t RETRYCOUNT n JUSTID FORCE
+        let g = st.groups.get_mut(a.get(2)).ok_or_else(bad)?;
+        let id = StreamId::parse_plain(a.get(5)).ok_or_else(bad)?;
+        let time = crate::resp::parse_i64(a.get(7)).ok_or_else(bad)?;
+        let count = crate::resp::parse_i64(a.get(9)).ok_or_else(bad)?;
+        g.create_consumer(a.get(3), crate::keyspace::now_ms());
+        let p = g.assign(id, a.get(3));
+        p.delivery_time = time;
+        p.delivery_count = count.max(0) as u64;
+    } else if a.get(1) == b"CREATE" {
+        let last = StreamId::parse_plain(a.get(4)).ok_or_else(bad)?;
+        let read = crate::resp::parse_i64(a.get(6)).ok_or_else(bad)?;
+        st.groups.insert(a.get(3).to_vec(), Group::new(last, read));
+    } else if a.get(1) == b"CREATECONSUMER" {
+        let g = st.groups.get_mut(a.get(3)).ok_or_else(bad)?;
+        g.create_consumer(a.get(4), crate::keyspace::now_ms());
+    } else {
+        return Err(bad());
+    }
+    Ok(())
 }

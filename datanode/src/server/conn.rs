@@ -814,6 +814,20 @@ async fn wait_unpaused<'s>(
     }
 }
 
+/// A blocking command that ended without running again (timeout, CLIENT
+/// UNBLOCK) still counts as one call in INFO commandstats, as in Redis.
+fn count_unblocked(b: &command::Block, failed: bool) {
+    let args = b.args.args();
+    if let Some(cmd) = command::table::lookup(args.get(0)) {
+        let outcome = if failed {
+            crate::server::cmdstats::Outcome::Failed
+        } else {
+            crate::server::cmdstats::Outcome::Ok
+        };
+        crate::server::cmdstats::record(cmd, 0, outcome);
+    }
+}
+
 /// `unblock_mode` values: waiting in a blocking command (CLIENT UNBLOCK may
 /// end it), and how CLIENT UNBLOCK ended it.
 pub const UNBLOCK_WAITING: u8 = 255;
@@ -886,13 +900,15 @@ async fn wait_blocked(
         tokio::select! {
             _ = &mut unblocked => {
                 let mut r = Reply::new(out, client.proto);
-                if info.unblock_mode.load(Ordering::SeqCst) == UNBLOCK_ERROR {
+                let error = info.unblock_mode.load(Ordering::SeqCst) == UNBLOCK_ERROR;
+                if error {
                     r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
                 } else if b.null_array {
                     r.null_array();
                 } else {
                     r.null();
                 }
+                count_unblocked(&b, error);
                 break Ok(true);
             }
             _ = notify.notified() => {
@@ -911,6 +927,7 @@ async fn wait_blocked(
             _ = timer => {
                 let mut r = Reply::new(out, client.proto);
                 if b.null_array { r.null_array() } else { r.null() }
+                count_unblocked(&b, false);
                 break Ok(true);
             }
             _ = route_changed => {}
