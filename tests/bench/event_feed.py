@@ -2,8 +2,8 @@
 """Records events into a control plane's SQLite store at a steady rate, as
 a second control plane sharing the database would (the same counter row,
 in one transaction per event), so the dashboard's live stream can be
-measured under load: event_feed.py DB CLUSTER RATE SECONDS [COUNT]
-(stops after COUNT events when given)."""
+measured under load: event_feed.py DB CLUSTER RATE SECONDS [COUNT [KIND]]
+(stops after COUNT events when given; KIND defaults to bench_event)."""
 import json
 import sqlite3
 import sys
@@ -11,6 +11,7 @@ import time
 
 db, cluster, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 limit = int(sys.argv[5]) if len(sys.argv) > 5 else None
+kind = sys.argv[6] if len(sys.argv) > 6 else "bench_event"
 con = sqlite3.connect(db, timeout=10, isolation_level=None)
 start = time.monotonic()
 n = 0
@@ -25,7 +26,7 @@ while time.monotonic() - start < seconds and (limit is None or n < limit):
     ).fetchone()
     con.execute(
         "INSERT INTO events (id, time, cluster, kind, node, job, actor, details) VALUES (?, ?, ?, ?, NULL, NULL, ?, ?)",
-        (eid, int(time.time() * 1000), cluster, "bench_event", "bench", json.dumps({"n": n, "note": "synthetic load"})),
+        (eid, int(time.time() * 1000), cluster, kind, "bench", json.dumps({"n": n, "note": "synthetic load"})),
     )
     con.execute("COMMIT")
     n += 1

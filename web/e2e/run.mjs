@@ -322,6 +322,30 @@ test('a burst of live events is kept whole: none missing between live and histor
   }
 });
 
+test('a filter typed while events stream keeps its text and then applies', async (browser) => {
+  const { ctx, page } = await loggedIn(browser, TOKEN);
+  try {
+    await page.getByRole('link', { name: 'Events' }).click();
+    const box = page.getByLabel('Kind');
+    await box.fill('bench_event');
+    // New events of another kind redraw the list while the box has focus.
+    const first = () => page.locator('li[data-kind]').first().getAttribute('data-id');
+    const before = await first();
+    const feed = new globalThis.URL('../../tests/bench/event_feed.py', import.meta.url).pathname;
+    const r = spawnSync('python3', [feed, DB, 'local', '1000', '20', '3', 'typing_event'], { encoding: 'utf8' });
+    check(r.status === 0 && r.stdout.trim() === '3', `event_feed: ${r.stderr || r.stdout}`);
+    await waitFor('the list redrawn with the new events', async () => (await first()) !== before);
+    check((await box.inputValue()) === 'bench_event', `the box lost its text: "${await box.inputValue()}"`);
+    await box.blur();
+    const others = page.locator('li[data-kind]:not([data-kind=bench_event])');
+    const end = page.getByText('The beginning of the history.');
+    await waitFor('only the typed kind listed', async () => (await others.count()) === 0 && ((await page.locator('li[data-kind=bench_event]').count()) > 0 || (await end.count()) > 0));
+  } finally {
+    await page.screenshot({ path: `${OUT}/events-typing.png` });
+    await ctx.close();
+  }
+});
+
 test('add a master, rebalance onto it, then drain and remove it, all from the page', async (browser) => {
   const { ctx, page } = await loggedIn(browser, TOKEN);
   const succeeded = async (what) => {
