@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of the bitmap, HyperLogLog and geo commands
+# Side-by-side benchmark of the bitmap, HyperLogLog, geo and stream commands
 # (issue 13): redis-server and datanode with equal configs, in the same run,
 # alternating, at pipeline depths 1 and 16; then the memory one HLL takes
-# (sparse and dense) on each. Writes tests/bench/results-families.md (a
+# (sparse and dense) and the memory per stream entry on each. Writes tests/bench/results-families.md (a
 # section of BENCHMARKS.md).
 #
 #   tests/bench/families.sh [--rounds N] [--requests N]
@@ -52,6 +52,11 @@ for i in range(0, 10000, 100):
 cmd("SETBIT", "bench:bits", 99999, 1)
 for i in range(0, 100000, 7):
     cmd("SETBIT", "bench:bits", i, 1)
+# A stream of 10,000 entries; group g has delivered 1,000 to consumer c.
+for i in range(1, 10001):
+    cmd("XADD", "bench:s", "%d-0" % i, "field", "value-%d" % i, "n", i)
+cmd("XGROUP", "CREATE", "bench:s", "g", "0")
+cmd("XREADGROUP", "GROUP", "g", "c", "COUNT", 1000, "STREAMS", "bench:s", ">")
 EOF
 }
 
@@ -65,9 +70,16 @@ LOADS=(
   "PFADD|PFADD bench:hll __rand_int__"
   "PFCOUNT|PFCOUNT bench:hll"
   "GEOSEARCH|GEOSEARCH bench:geo FROMLONLAT 14 37.5 BYRADIUS 20 km ASC COUNT 10"
+  "XADD|XADD bench:add * field value n __rand_int__"
+  "XRANGE|XRANGE bench:s 5000 + COUNT 10"
+  "XREAD|XREAD COUNT 10 STREAMS bench:s 9990"
+  "XREADGROUP|XREADGROUP GROUP g c COUNT 10 STREAMS bench:s 0"
+  "XPENDING|XPENDING bench:s g - + 10"
 )
 run() { # server port depth
   local l name cmd
+  # Commands are split into words unquoted: XADD's `*` must stay a word.
+  set -f
   for l in "${LOADS[@]}"; do
     name=${l%%|*}; cmd=${l#*|}
     # shellcheck disable=SC2086
@@ -76,6 +88,7 @@ run() { # server port depth
         echo "$1 $3 $name $rps $p50 $p99" >> "$RES"
       done
   done
+  set +f
 }
 for r in $(seq 1 "$ROUNDS"); do
   for depth in 1 16; do
@@ -104,12 +117,28 @@ EOF
   echo $(( (after - before) / 1000 ))
 }
 
+# Bytes of used_memory per stream entry: 100,000 entries of two fields
+# (the same field names each time, as most streams have).
+stream_bytes() { # port
+  redis-cli -p "$1" flushall >/dev/null
+  local before after
+  before=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  python3 - <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
+import sys
+for i in range(1, 100001):
+    parts = ["XADD", "mem:s", "%d-0" % (1700000000000 + i), "sensor", "s%d" % (i % 50), "reading", str(i % 1000)]
+    sys.stdout.write("*%d\r\n" % len(parts) + "".join("$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+EOF
+  after=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f", (a - b) / 100000 }'
+}
+
 stat() { awk -v s="$1" -v d="$2" -v t="$3" -v c="$4" '$1==s && $2==d && $3==t {print $c}' "$RES" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
-  echo "## Bitmaps, HyperLogLog and geo (issue 13)"
+  echo "## Bitmaps, HyperLogLog, geo and streams (issue 13)"
   echo
-  echo "\`tests/bench/families.sh --rounds $ROUNDS --requests $REQUESTS\` ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD)): $CLIENTS clients, medians of $ROUNDS rounds, both servers \`--save '' --appendonly no\`. SETBIT sets bit 4095 of one of 100,000 keys; BITCOUNT counts a 12.5 KB bitmap; PFADD adds random elements to one HLL (dense after the first few thousand); GEOSEARCH asks for the 10 nearest of 10,000 points within 20 km."
+  echo "\`tests/bench/families.sh --rounds $ROUNDS --requests $REQUESTS\` ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD)): $CLIENTS clients, medians of $ROUNDS rounds, both servers \`--save '' --appendonly no\`. SETBIT sets bit 4095 of one of 100,000 keys; BITCOUNT counts a 12.5 KB bitmap; PFADD adds random elements to one HLL (dense after the first few thousand); GEOSEARCH asks for the 10 nearest of 10,000 points within 20 km. XADD appends to a growing stream; XRANGE and XREAD read 10 entries of a 10,000-entry stream; XREADGROUP reads 10 entries of its consumer's pending history (each read counts a delivery); XPENDING lists 10 pending entries."
   for depth in 1 16; do
     echo
     echo "Pipeline depth $depth:"
@@ -133,5 +162,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     rb=$(hll_bytes "$RP" "$n"); db=$(hll_bytes "$DP" "$n")
     echo "| $n | $rb | $db | $(ratio "$db" "$rb") |"
   done
+  echo
+  echo "Memory per stream entry (used_memory over 100,000 entries of two fields):"
+  echo
+  echo "| redis B/entry | datanode B/entry | ratio |"
+  echo "|---:|---:|---:|"
+  echo "memory: a stream of 100,000 entries" >&2
+  rs=$(stream_bytes "$RP"); ds=$(stream_bytes "$DP")
+  echo "| $rs | $ds | $(ratio "$ds" "$rs") |"
 } > "$OUT"
 cat "$OUT"

@@ -174,12 +174,22 @@ pub fn resolve(len: usize, mut start: i64, mut end: i64, bits: bool) -> Option<B
 
 /// Set bits of `bytes[r.start..=r.end]`, without those the masks exclude.
 pub fn count_bits(bytes: &[u8], r: &ByteRange) -> u64 {
-    let mut n: u64 = bytes[r.start..=r.end]
-        .iter()
-        .map(|b| b.count_ones() as u64)
-        .sum();
+    let mut n = popcount(&bytes[r.start..=r.end]);
     n -= (bytes[r.start] & r.first_out).count_ones() as u64;
     n -= (bytes[r.end] & r.last_out).count_ones() as u64;
+    n
+}
+
+/// Set bits in `bytes`, eight bytes at a time: without a POPCNT
+/// instruction in the baseline target, a 64-bit count (a few shifts and
+/// adds) is about eight times cheaper per byte than a byte-wise one.
+fn popcount(bytes: &[u8]) -> u64 {
+    let (words, rest) = bytes.as_chunks::<8>();
+    let mut n: u64 = words
+        .iter()
+        .map(|w| u64::from_ne_bytes(*w).count_ones() as u64)
+        .sum();
+    n += rest.iter().map(|b| b.count_ones() as u64).sum::<u64>();
     n
 }
 
@@ -739,6 +749,17 @@ mod tests {
         assert_eq!(b, vec![0, 0b0100_0000]);
         set_bit(&mut b, 9, 0);
         assert_eq!(b, vec![0, 0]);
+    }
+
+    #[test]
+    fn popcount_by_words_equals_by_bytes() {
+        let data: Vec<u8> = (0..1000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 1000] {
+            let want: u64 = data[..len].iter().map(|b| b.count_ones() as u64).sum();
+            assert_eq!(popcount(&data[..len]), want, "len {len}");
+        }
     }
 
     #[test]

@@ -244,14 +244,19 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
             let From::After(gt) = from else {
                 continue;
             };
-            if st.length > 0 && st.edge_id(false, false) > gt {
+            // Served when an entry follows `gt` (nothing can when the last
+            // ID does not): the same test as Redis's on the last live
+            // entry, without looking for it.
+            if st.length > 0 && st.last_id > gt {
                 let start = gt.incr().unwrap_or(StreamId::MAX);
-                let items = st
+                let items: Vec<Item> = st
                     .range(start, StreamId::MAX, count, false)
                     .into_iter()
                     .map(Item::Entry)
                     .collect();
-                served.push((*key, items));
+                if !items.is_empty() {
+                    served.push((*key, items));
+                }
             }
             if retry && !served.is_empty() {
                 break;
@@ -265,8 +270,15 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
             From::After(id) => Some(id),
             From::New => None,
         };
-        let serve = history.is_some() || (st.length > 0 && st.edge_id(false, false) > g.last_id);
-        if !serve {
+        // New entries for the group, read before anything changes: none
+        // means nothing is served (and no consumer is created).
+        let fresh = if history.is_none() && st.length > 0 && st.last_id > g.last_id {
+            let start = g.last_id.incr().unwrap_or(StreamId::MAX);
+            st.range(start, StreamId::MAX, count, false)
+        } else {
+            Vec::new()
+        };
+        if history.is_none() && fresh.is_empty() {
             st.groups.insert(group.to_vec(), g);
             continue;
         }
@@ -291,10 +303,11 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
         if let Some(gt) = history {
             // The consumer's own pending entries after `gt`.
             let start = gt.incr().unwrap_or(StreamId::MAX);
+            let take = if count > 0 { count } else { usize::MAX };
             let ids: Vec<StreamId> = g
                 .consumers
                 .get(consumer)
-                .map(|c| c.pel.range(start..).copied().collect())
+                .map(|c| c.pel.range(start..).take(take).copied().collect())
                 .unwrap_or_default();
             for id in ids {
                 if count > 0 && items.len() >= count {
@@ -312,10 +325,8 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
                 }
             }
         } else {
-            let start = g.last_id.incr().unwrap_or(StreamId::MAX);
-            let entries = st.range(start, StreamId::MAX, count, false);
             let mut moved = false;
-            for e in entries {
+            for e in fresh {
                 if e.id > g.last_id {
                     st.advance_group(&mut g, e.id);
                     moved = true;
