@@ -583,6 +583,11 @@ impl Stream {
         let (master, node) = match tail {
             Some((k, n)) => (k, n),
             None => {
+                // The full node takes no more entries: its spare capacity
+                // (up to half of it, from doubling growth) goes back.
+                if let Some((_, full)) = self.nodes.iter_mut().next_back() {
+                    full.body.shrink_to_fit();
+                }
                 let mut body = Vec::with_capacity(64);
                 push_int(&mut body, fields.len() as i64);
                 for (f, _) in fields {
