@@ -419,6 +419,20 @@ enum Claimed {
     Entry(crate::keyspace::stream::Entry),
 }
 
+/// The reply items for claimed entries: IDs, or the entries (each was
+/// checked to exist under the same lock).
+fn claimed_of(st: &Stream, ids: Vec<StreamId>, justid: bool) -> Vec<Claimed> {
+    ids.into_iter()
+        .filter_map(|id| {
+            if justid {
+                Some(Claimed::Id(id))
+            } else {
+                st.range(id, id, 1, false).pop().map(Claimed::Entry)
+            }
+        })
+        .collect()
+}
+
 fn reply_claimed(r: &mut crate::resp::Reply, claimed: &[Claimed]) {
     r.array(claimed.len());
     for c in claimed {
@@ -593,16 +607,7 @@ pub fn xclaim(ctx: &mut Ctx, a: &Args) {
     if propagate_last {
         effects.push(setid_effect(key, group, g));
     }
-    let claimed: Vec<Claimed> = claimed_ids
-        .into_iter()
-        .map(|id| {
-            if justid {
-                Claimed::Id(id)
-            } else {
-                Claimed::Entry(st.range(id, id, 1, false).remove(0))
-            }
-        })
-        .collect();
+    let claimed = claimed_of(st, claimed_ids, justid);
     let dirty = effects.len() as u64 + created_consumer as u64;
     for e in &effects {
         s.log(e);
@@ -725,16 +730,7 @@ pub fn xautoclaim(ctx: &mut Ctx, a: &Args) {
         .find(|id| g.pel.contains_key(id))
         .copied()
         .unwrap_or(StreamId::MIN);
-    let claimed: Vec<Claimed> = claimed_ids
-        .into_iter()
-        .map(|id| {
-            if justid {
-                Claimed::Id(id)
-            } else {
-                Claimed::Entry(st.range(id, id, 1, false).remove(0))
-            }
-        })
-        .collect();
+    let claimed = claimed_of(st, claimed_ids, justid);
     let dirty = effects.len() as u64 + created_consumer as u64;
     for e in &effects {
         s.log(e);
