@@ -579,13 +579,7 @@ pub fn xclaim(ctx: &mut Ctx, a: &Args) {
             }
         }
         if !have_consumer {
-            match g.consumers.get_mut(name) {
-                Some(c) => c.seen_time = now,
-                None => {
-                    g.create_consumer(name, now);
-                    created_consumer = true;
-                }
-            }
+            created_consumer = g.see_consumer(name, now);
             have_consumer = true;
         }
         let last = g.last_id;
@@ -703,13 +697,7 @@ pub fn xautoclaim(ctx: &mut Ctx, a: &Args) {
             continue;
         }
         if !have_consumer {
-            match g.consumers.get_mut(name) {
-                Some(c) => c.seen_time = now,
-                None => {
-                    g.create_consumer(name, now);
-                    created_consumer = true;
-                }
-            }
+            created_consumer = g.see_consumer(name, now);
             have_consumer = true;
         }
         let last = g.last_id;

@@ -283,20 +283,16 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
             continue;
         }
         let mut effects: Vec<Vec<Vec<u8>>> = Vec::new();
-        match g.consumers.get_mut(consumer) {
-            Some(c) => c.seen_time = now,
-            None => {
-                g.create_consumer(consumer, now);
-                created.push(*key);
-                if o.noack {
-                    effects.push(vec![
-                        b"XGROUP".to_vec(),
-                        b"CREATECONSUMER".to_vec(),
-                        key.to_vec(),
-                        group.to_vec(),
-                        consumer.to_vec(),
-                    ]);
-                }
+        if g.see_consumer(consumer, now) {
+            created.push(*key);
+            if o.noack {
+                effects.push(vec![
+                    b"XGROUP".to_vec(),
+                    b"CREATECONSUMER".to_vec(),
+                    key.to_vec(),
+                    group.to_vec(),
+                    consumer.to_vec(),
+                ]);
             }
         }
         let mut items = Vec::new();

@@ -465,6 +465,18 @@ impl Group {
         true
     }
 
+    /// Marks consumer `name` seen at `now`, creating it if missing; true
+    /// when it was created (XREADGROUP, XCLAIM and XAUTOCLAIM do this).
+    pub fn see_consumer(&mut self, name: &[u8], now: i64) -> bool {
+        match self.consumers.get_mut(name) {
+            Some(c) => {
+                c.seen_time = now;
+                false
+            }
+            None => self.create_consumer(name, now),
+        }
+    }
+
     /// Deletes consumer `name` and its pending entries; how many it had.
     pub fn delete_consumer(&mut self, name: &[u8]) -> Option<usize> {
         let c = self.consumers.remove(name)?;
