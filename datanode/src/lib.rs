@@ -15,6 +15,7 @@ pub mod memory;
 pub mod persistence;
 pub mod replication;
 pub mod resp;
+pub mod scripting;
 pub mod server;
 pub mod slotmig;
 pub mod util;

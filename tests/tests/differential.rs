@@ -84,6 +84,7 @@ scripts!(
     geo,
     streams,
     stream_groups,
+    scripting,
     module,
     keys,
     hashes,

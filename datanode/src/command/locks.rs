@@ -252,6 +252,48 @@ impl<'a> Locks<'a> {
         }
     }
 
+    /// Adds (db, slot) pairs to the held set, for a script that reaches
+    /// keys it did not declare. Slots above every held one are locked in
+    /// the global order and cannot deadlock; one below is only tried, for
+    /// up to `wait`: `Err` when it stayed taken.
+    pub fn extend(
+        &mut self,
+        want: &[(usize, u16)],
+        wait: std::time::Duration,
+    ) -> Result<(), (usize, u16)> {
+        let mut want: Vec<(usize, u16)> = want
+            .iter()
+            .copied()
+            .filter(|&(d, s)| self.held_index(d, s).is_none())
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        let ks = self.ks;
+        let now = self.now;
+        for (d, s) in want {
+            let top = self.held.last().map(|g| (g.db.index, g.slot));
+            let guard = if top.is_none_or(|t| (d, s) > t) {
+                ks.db(d).lock_slot(s, now)
+            } else {
+                match ks.db(d).try_lock_slot(s, now, wait) {
+                    Some(g) => g,
+                    None => return Err((d, s)),
+                }
+            };
+            let at = self
+                .held
+                .binary_search_by(|g| (g.db.index, g.slot).cmp(&(d, s)))
+                .unwrap_or_else(|i| i);
+            self.held.insert(at, guard);
+        }
+        Ok(())
+    }
+
+    /// The (db, slot) pairs held.
+    pub fn held_slots(&self) -> Vec<(usize, u16)> {
+        self.held.iter().map(|g| (g.db.index, g.slot)).collect()
+    }
+
     /// Generation shared by the held guards (they are refreshed together).
     pub fn held_gen(&self) -> u64 {
         self.held.first().map(|s| s.gen()).unwrap_or(u64::MAX)

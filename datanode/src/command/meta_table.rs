@@ -11054,6 +11054,310 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "script",
+        M::Array(&[
+            M::Bulk("script"),
+            M::Int(-2),
+            M::Set(&[]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Array(&[
+                M::Array(&[
+                    M::Bulk("script|debug"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("script|exists"),
+                    M::Int(-3),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:agg_logical_and"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("script|flush"),
+                    M::Int(-2),
+                    M::Set(&[M::Simple("noscript")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("script|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("script|kill"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:one_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("script|load"),
+                    M::Int(3),
+                    M::Set(&[M::Simple("noscript"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_nodes"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+            ]),
+        ]),
+    ),
+    (
+        "eval",
+        M::Array(&[
+            M::Bulk("eval"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "We cannot tell how the keys will be used so we assume the ",
+                        "worst, RW and UPDATE"
+                    )),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "evalsha",
+        M::Array(&[
+            M::Bulk("evalsha"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "eval_ro",
+        M::Array(&[
+            M::Bulk("eval_ro"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("readonly"),
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "We cannot tell how the keys will be used so we assume the ",
+                        "worst, RO and ACCESS"
+                    )),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "evalsha_ro",
+        M::Array(&[
+            M::Bulk("evalsha_ro"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("readonly"),
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
         "module",
         M::Array(&[
             M::Bulk("module"),
@@ -22104,6 +22408,326 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                             ),
                         ]),
                     ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "script",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("A container for the script cache commands."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("script|debug"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Chooses the Lua debugger mode for later scripts (datanode ",
+                                    "has no debugger)."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("3.2.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("mode")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("yes")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("YES")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("no")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("NO")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("script|exists"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(
+                                    "Tells, for each SHA-1 digest, whether that script is cached.",
+                                ),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("sha1")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("script|flush"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Empties the script cache.")),
+                            (M::Bulk("since"), M::Bulk("2.6.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("async")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("since"), M::Bulk("6.2.0")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("async")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("ASYNC")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("sync")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("SYNC")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("script|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the SCRIPT subcommands.")),
+                            (M::Bulk("since"), M::Bulk("5.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("script|kill"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Stops the script that has run past the busy threshold, if ",
+                                    "it wrote nothing."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("script|load"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Adds a script to the cache without running it and replies ",
+                                    "its SHA-1."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("2.6.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("script")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "eval",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Runs a Lua script on the server, with the keys it names and ",
+                    "further arguments."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("script")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "evalsha",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs a cached Lua script named by its SHA-1 digest."),
+            ),
+            (M::Bulk("since"), M::Bulk("2.6.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sha1")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "eval_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs a Lua script that may only read."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("script")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "evalsha_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs a cached Lua script, by SHA-1, that may only read."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("sha1")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
                 ]),
             ),
         ]),

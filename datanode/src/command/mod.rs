@@ -25,6 +25,7 @@ pub mod migrate;
 pub mod module;
 pub mod pubsub;
 pub mod repl;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod slotmig;
@@ -189,7 +190,7 @@ pub fn parse_float(a: &[u8]) -> Option<f64> {
     }
 }
 
-fn arity_ok(arity: i32, argc: usize) -> bool {
+pub(crate) fn arity_ok(arity: i32, argc: usize) -> bool {
     if arity >= 0 {
         argc == arity as usize
     } else {
@@ -269,7 +270,7 @@ pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
 
 /// Cluster routing: every key of the command (for EXEC, of the whole
 /// queue) must hash to one slot, and that slot must be served here.
-fn cluster_redirect(
+pub(crate) fn cluster_redirect(
     ctx: &Ctx,
     cl: &crate::cluster::Cluster,
     cmd: &'static table::Cmd,
@@ -648,6 +649,13 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
         return None;
     }
+    if let Some(busy) = scripting::busy_refusal(ctx, cmd) {
+        ctx.r.error(busy);
+        if let Some(m) = &mut ctx.client.multi {
+            m.dirty = true;
+        }
+        return None;
+    }
     if ctx.client.proto == crate::resp::Proto::Resp2
         && ctx.client.subscribed()
         && !pubsub::allowed_while_subscribed(cmd.name)
@@ -718,6 +726,14 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if admitted.is_some() {
         crate::server::pause::admission_delay();
     }
+    invoke(ctx, cmd, args);
+    Some(cmd)
+}
+
+/// Runs an admitted command's handler with everything around it: what it
+/// propagates, hit and miss counts, tracking, stats, the slow log, latency
+/// and MONITOR. Scripts' `redis.call` comes in here too.
+pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
     let start = ctx.r.out.len();
     let t0 = std::time::Instant::now();
     // Redis counts hits and misses of lookups made to read: those of
@@ -808,7 +824,6 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         let redact = redacted_args(cmd, args);
         crate::server::conn::feed_monitor(ctx.srv, ctx.client, args, ctx.locks.now, &redact);
     }
-    Some(cmd)
 }
 
 /// Client-side caching: a tracking client (default mode) remembers the

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use super::{
     bits as bi, cluster as cl, connection as conn, dump as du, function as fu, geo as ge,
     hashes as h, hll as pf, keys as k, latency as lat, lists as l, memory as mem, module as md,
-    pubsub as ps, repl as rp, server as s, sets as se, sort as so, stream_groups as xg,
-    stream_read as xr, streams as xs, strings as st, txn, zsets as z,
+    pubsub as ps, repl as rp, scripting as sc, server as s, sets as se, sort as so,
+    stream_groups as xg, stream_read as xr, streams as xs, strings as st, txn, zsets as z,
 };
 use super::{Args, Ctx};
 use crate::keyspace::value::FastMap;
@@ -378,6 +378,21 @@ static COMMAND_SUBS: &[Cmd] = &[
     c("command|help", 2, STALE, NOKEY, s::command_help),
 ];
 
+static SCRIPT_SUBS: &[Cmd] = &[
+    c("script|debug", 3, 0, NOKEY, sc::script_debug),
+    c("script|exists", -3, 0, NOKEY, sc::script_exists),
+    c("script|flush", -2, MAY_REPLICATE, NOKEY, sc::script_flush),
+    c("script|help", 2, STALE, NOKEY, sc::script_help),
+    c("script|kill", 2, 0, NOKEY, sc::script_kill),
+    c(
+        "script|load",
+        3,
+        MAY_REPLICATE | STALE,
+        NOKEY,
+        sc::script_load,
+    ),
+];
+
 static MODULE_SUBS: &[Cmd] = &[
     c("module|help", 2, STALE, NOKEY, md::help),
     c("module|list", 2, ADMIN, NOKEY, md::list),
@@ -737,6 +752,11 @@ pub static COMMANDS: &[Cmd] = &[
     },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
     container("function", -2, 0, FUNCTION_SUBS),
+    container("script", -2, 0, SCRIPT_SUBS),
+    c("eval", -3, MAY_REPLICATE | STALE, NOKEY, sc::eval).with_keys(sc::eval_keys),
+    c("evalsha", -3, MAY_REPLICATE | STALE, NOKEY, sc::evalsha).with_keys(sc::eval_keys),
+    c("eval_ro", -3, R | STALE, NOKEY, sc::eval_ro).with_keys(sc::eval_keys),
+    c("evalsha_ro", -3, R | STALE, NOKEY, sc::evalsha_ro).with_keys(sc::eval_keys),
     container("module", -2, 0, MODULE_SUBS),
     container("memory", -2, 0, MEMORY_SUBS),
     container("latency", -2, 0, LATENCY_SUBS),

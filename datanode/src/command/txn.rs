@@ -97,8 +97,6 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
     let mut slots: Vec<(usize, u16)> = Vec::new();
     let mut all_dbs: Vec<usize> = Vec::new();
     let mut db = ctx.locks.db.index;
-    let count = ctx.srv.ks.count();
-    let db_arg = |a: &[u8]| db_arg_in(count, a);
     for q in &m.queue {
         let args = q.args();
         let Some(cmd) = table::lookup(args.get(0)) else {
@@ -109,56 +107,7 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
         } else {
             cmd
         };
-        if cmd.name == "select" {
-            if let Some(n) = crate::resp::parse_i64(args.get(1)) {
-                if n >= 0 && (n as usize) < ctx.srv.ks.count() {
-                    db = n as usize;
-                }
-            }
-        }
-        if cmd.flags & flags::ALL_DBS != 0 {
-            all_dbs.extend(ctx.srv.ks.existing().map(|d| d.index));
-        } else if cmd.flags & flags::ALL_SLOTS != 0 {
-            all_dbs.push(db);
-        } else if cmd.name == "copy" {
-            // COPY may name another database; lock that slot too.
-            for i in cmd.key_indexes(&args) {
-                slots.push((db, key_slot(args.get(i))));
-            }
-            let mut i = 3;
-            while i + 1 < args.len() {
-                if args.get(i).eq_ignore_ascii_case(b"DB") {
-                    if let Some(n) = crate::resp::parse_i64(args.get(i + 1)) {
-                        if n >= 0 && (n as usize) < ctx.srv.ks.count() {
-                            slots.push((n as usize, key_slot(args.get(2))));
-                        }
-                    }
-                }
-                i += 1;
-            }
-        } else if cmd.name == "move" {
-            // The key's slot in both databases.
-            let k = key_slot(args.get(1));
-            slots.push((db, k));
-            if let Some(n) = db_arg(args.get(2)) {
-                slots.push((n, k));
-            }
-        } else if cmd.name == "swapdb" {
-            // Both databases whole.
-            if let (Some(x), Some(y)) = (db_arg(args.get(1)), db_arg(args.get(2))) {
-                if x != y {
-                    all_dbs.extend([x, y]);
-                }
-            }
-        } else {
-            if matches!(cmd.name, "sort" | "sort_ro") && super::sort::reaches_other_keys(&args) {
-                // BY/GET patterns may read any key of the database.
-                all_dbs.push(db);
-            }
-            for i in cmd.key_indexes(&args) {
-                slots.push((db, key_slot(args.get(i))));
-            }
-        }
+        slots_of(&ctx.srv.ks, cmd, &args, &mut db, &mut slots, &mut all_dbs);
     }
     for w in &ctx.client.watched {
         slots.push((w.db, key_slot(&w.key)));
@@ -208,4 +157,64 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
         ctx.srv.log.end_capture(gen);
     }
     ctx.locks.release();
+}
+
+/// The (db, slot) pairs and whole databases `cmd` touches when run in
+/// database `*db` (which SELECT changes for the commands after it).
+pub fn slots_of(
+    ks: &crate::keyspace::Keyspace,
+    cmd: &table::Cmd,
+    args: &super::Args,
+    db: &mut usize,
+    slots: &mut Vec<(usize, u16)>,
+    all_dbs: &mut Vec<usize>,
+) {
+    let db_arg = |a: &[u8]| db_arg_in(ks.count(), a);
+    if cmd.name == "select" {
+        if let Some(n) = db_arg(args.get(1)) {
+            *db = n;
+        }
+    }
+    let db = *db;
+    if cmd.flags & flags::ALL_DBS != 0 {
+        all_dbs.extend(ks.existing().map(|d| d.index));
+    } else if cmd.flags & flags::ALL_SLOTS != 0 {
+        all_dbs.push(db);
+    } else if cmd.name == "copy" {
+        // COPY may name another database; lock that slot too.
+        for i in cmd.key_indexes(args) {
+            slots.push((db, key_slot(args.get(i))));
+        }
+        let mut i = 3;
+        while i + 1 < args.len() {
+            if args.get(i).eq_ignore_ascii_case(b"DB") {
+                if let Some(n) = db_arg(args.get(i + 1)) {
+                    slots.push((n, key_slot(args.get(2))));
+                }
+            }
+            i += 1;
+        }
+    } else if cmd.name == "move" {
+        // The key's slot in both databases.
+        let k = key_slot(args.get(1));
+        slots.push((db, k));
+        if let Some(n) = db_arg(args.get(2)) {
+            slots.push((n, k));
+        }
+    } else if cmd.name == "swapdb" {
+        // Both databases whole.
+        if let (Some(x), Some(y)) = (db_arg(args.get(1)), db_arg(args.get(2))) {
+            if x != y {
+                all_dbs.extend([x, y]);
+            }
+        }
+    } else {
+        if matches!(cmd.name, "sort" | "sort_ro") && super::sort::reaches_other_keys(args) {
+            // BY/GET patterns may read any key of the database.
+            all_dbs.push(db);
+        }
+        for i in cmd.key_indexes(args) {
+            slots.push((db, key_slot(args.get(i))));
+        }
+    }
 }

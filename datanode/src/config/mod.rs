@@ -191,10 +191,10 @@ impl Config {
     fn raw(&self, name: &str) -> &str {
         self.values.get(name).map(|s| s.as_str()).unwrap_or("")
     }
-    fn yes(&self, name: &str) -> bool {
+    pub fn yes(&self, name: &str) -> bool {
         self.raw(name) == "yes"
     }
-    fn num(&self, name: &str) -> i64 {
+    pub fn num(&self, name: &str) -> i64 {
         self.raw(name).parse().unwrap_or(0)
     }
 

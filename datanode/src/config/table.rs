@@ -367,6 +367,9 @@ pub fn canonical(name: &str) -> String {
     if n == "slaveof" {
         return "replicaof".into();
     }
+    if n == "lua-time-limit" {
+        return "busy-reply-threshold".into();
+    }
     n.replace("slave", "replica").replace("ziplist", "listpack")
 }
 

@@ -84,6 +84,29 @@ impl Db {
         s
     }
 
+    /// Locks a slot unless another holds it past `wait` (for a script that
+    /// needs a slot below ones it holds: waiting could deadlock, so it
+    /// gives up instead).
+    pub fn try_lock_slot(
+        &self,
+        slot: u16,
+        now: i64,
+        wait: std::time::Duration,
+    ) -> Option<SlotRef<'_>> {
+        let t = self.slots[slot as usize].0.try_lock_for(wait)?;
+        let mut s = SlotRef {
+            slot,
+            t,
+            meta: &self.meta[slot as usize],
+            db: self,
+            now,
+            gen: 0,
+            quiet: false,
+        };
+        s.refresh_gen();
+        Some(s)
+    }
+
     /// Locks several slots in ascending order (the global lock order, so
     /// multi-slot commands cannot deadlock). `slots` is sorted and deduped.
     pub fn lock_slots(&self, slots: &mut Vec<u16>, now: i64) -> Vec<SlotRef<'_>> {

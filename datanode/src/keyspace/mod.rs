@@ -192,7 +192,7 @@ mod swap_tests {
         assert!(db.lock_key(b"old", 0).get(b"old").is_none());
         assert!(matches!(
             db.lock_key(b"both", 0).get(b"both"),
-            Some(Value::Str(s)) if s.as_ref() == b"new"
+            Some(Value::Str(s)) if s.as_slice() == b"new"
         ));
         assert_eq!(db.size(), 2);
         assert_eq!(ks.db(3).size(), 1);

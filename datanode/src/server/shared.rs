@@ -84,6 +84,9 @@ pub struct Shared {
     pub migrate_sockets: crate::command::migrate::SocketCache,
     /// Atomic slot migration jobs (CLUSTER MIGRATESLOTS).
     pub slotmig: crate::slotmig::Registry,
+    /// The script cache, the Lua interpreters and the scripts running
+    /// past `busy-reply-threshold`.
+    pub scripts: crate::scripting::Scripts,
 }
 
 impl Shared {
@@ -144,6 +147,7 @@ impl Shared {
             repl: Default::default(),
             migrate_sockets: Default::default(),
             slotmig: Default::default(),
+            scripts: Default::default(),
         }
     }
 

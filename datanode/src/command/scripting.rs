@@ -1,0 +1,673 @@
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT.
+//!
+//! Atomicity without a global lock: a script holds the slots of the keys
+//! it declares for its whole run, the way EXEC holds its transaction's. A
+//! key it did not declare adds its slot to the held set: a slot above all
+//! held ones is locked in the global order; one below is only tried, since
+//! waiting could deadlock. If that try fails before the script changed
+//! anything, the run is discarded and redone holding every slot it asked
+//! for (after a few tries, the whole database). After a change it waits a
+//! bounded time, then fails the command.
+//!
+//! Past `busy-reply-threshold` the script registers as timed out: other
+//! clients get -BUSY and SCRIPT KILL can stop it. Its worker thread hands
+//! its other connections to a fresh thread, so they are answered.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::table::{self, flags};
+use super::{eq_ic, int_arg, Args, Ctx, OwnedArgs};
+use crate::keyspace::key_slot;
+use crate::resp::{Proto, Reply};
+use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
+
+pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+/// The stop message that means "redo the run holding more slots".
+const RESTART: &str = "\u{0}restart";
+/// How long a script that already wrote waits for a slot below its own.
+const OUT_OF_ORDER_WAIT: Duration = Duration::from_secs(2);
+/// Runs redone for lock order before holding the whole database.
+const RESTARTS_BEFORE_WHOLE_DB: usize = 2;
+
+/// Commands Redis 7.0 refuses inside scripts (its `noscript` flag).
+const NOT_IN_SCRIPTS: &[&str] = &[
+    "acl",
+    "auth",
+    "bgrewriteaof",
+    "bgsave",
+    "blmove",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "bzpopmax",
+    "bzpopmin",
+    "client",
+    "cluster|reset",
+    "config",
+    "debug",
+    "discard",
+    "eval",
+    "eval_ro",
+    "evalsha",
+    "evalsha_ro",
+    "exec",
+    "failover",
+    "fcall",
+    "fcall_ro",
+    "function",
+    "hello",
+    "latency",
+    "module",
+    "monitor",
+    "multi",
+    "psubscribe",
+    "psync",
+    "punsubscribe",
+    "quit",
+    "replconf",
+    "replicaof",
+    "reset",
+    "role",
+    "save",
+    "script",
+    "shutdown",
+    "slaveof",
+    "ssubscribe",
+    "subscribe",
+    "sunsubscribe",
+    "sync",
+    "unsubscribe",
+    "unwatch",
+    "wait",
+    "watch",
+];
+
+fn not_in_scripts(cmd: &table::Cmd) -> bool {
+    let parent = cmd.name.split('|').next().unwrap_or(cmd.name);
+    NOT_IN_SCRIPTS.contains(&cmd.name)
+        || (NOT_IN_SCRIPTS.contains(&parent) && !cmd.name.starts_with("cluster"))
+}
+
+/// The -BUSY reply for a command arriving while a script runs past the
+/// threshold, or None when it may run (Redis's `allow-busy` commands).
+pub fn busy_refusal(ctx: &Ctx, cmd: &table::Cmd) -> Option<&'static str> {
+    let scripts = &ctx.srv.scripts;
+    if !scripts.busy() {
+        return None;
+    }
+    let allowed = matches!(
+        cmd.name,
+        "auth"
+            | "hello"
+            | "quit"
+            | "reset"
+            | "multi"
+            | "discard"
+            | "watch"
+            | "unwatch"
+            | "replconf"
+            | "shutdown"
+            | "script|kill"
+            | "function|kill"
+            | "function|stats"
+    );
+    if allowed {
+        return None;
+    }
+    Some(if scripts.busy_kind().unwrap_or(true) {
+        BUSY_EVAL
+    } else {
+        BUSY_FUNCTION
+    })
+}
+
+pub fn eval(ctx: &mut Ctx, a: &Args) {
+    eval_generic(ctx, a, false, false)
+}
+
+pub fn evalsha(ctx: &mut Ctx, a: &Args) {
+    eval_generic(ctx, a, true, false)
+}
+
+pub fn eval_ro(ctx: &mut Ctx, a: &Args) {
+    eval_generic(ctx, a, false, true)
+}
+
+pub fn evalsha_ro(ctx: &mut Ctx, a: &Args) {
+    eval_generic(ctx, a, true, true)
+}
+
+/// EVAL's keys: `numkeys` names after it (COMMAND GETKEYS and routing).
+pub fn eval_keys(a: &Args) -> Vec<usize> {
+    match crate::resp::parse_i64(a.get(2)) {
+        Some(n) if n > 0 && (n as usize) <= a.len().saturating_sub(3) => {
+            (3..3 + n as usize).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
+    let Some(numkeys) = int_arg(ctx, a.get(2)) else {
+        return;
+    };
+    if numkeys > (a.len() - 3) as i64 {
+        return ctx
+            .r
+            .error("ERR Number of keys can't be greater than number of args");
+    }
+    if numkeys < 0 {
+        return ctx.r.error("ERR Number of keys can't be negative");
+    }
+    let script = if by_sha {
+        match ctx.srv.scripts.cache.get(a.get(1)) {
+            Some(s) => s,
+            None => return ctx.r.error(NOSCRIPT),
+        }
+    } else {
+        let sha = scripting::sha1_hex(a.get(1));
+        match ctx.srv.scripts.cache.get(&sha) {
+            Some(s) => s,
+            None => match create(ctx, a.get(1)) {
+                Ok(s) => s,
+                Err(e) => return ctx.r.error(&e),
+            },
+        }
+    };
+    let n = numkeys as usize;
+    let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
+    let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
+    if let Err(e) = prepare(ctx, script.flags, ro) {
+        return ctx.r.error(&e);
+    }
+    run_script(ctx, &script, &keys, &argv, ro, true);
+}
+
+/// Checks a new script (shebang and syntax) and adds it to the cache.
+fn create(ctx: &Ctx, body: &[u8]) -> Result<Arc<Script>, String> {
+    let (flags, shebang) = scripting::shebang_flags(body).map_err(|e| format!("ERR {e}"))?;
+    let sha = scripting::sha1_hex(body);
+    let scripts = &ctx.srv.scripts;
+    let mut vm = scripts.checkout()?;
+    let code = blank_shebang(body, shebang);
+    let compiled = vm.compile(&sha, &code);
+    scripts.checkin(vm);
+    compiled?;
+    Ok(scripts.cache.insert(Script {
+        sha,
+        body: body.to_vec(),
+        flags,
+    }))
+}
+
+/// The body Lua compiles: the shebang line dropped, its newline kept so
+/// line numbers stay right.
+fn blank_shebang(body: &[u8], shebang: usize) -> std::borrow::Cow<'_, [u8]> {
+    if shebang == 0 {
+        std::borrow::Cow::Borrowed(body)
+    } else {
+        std::borrow::Cow::Borrowed(&body[shebang..])
+    }
+}
+
+/// Redis's checks before a script runs (scriptPrepareForRun).
+fn prepare(ctx: &Ctx, script_flags: u32, ro: bool) -> Result<(), String> {
+    if script_flags & flag::EVAL_COMPAT != 0 {
+        return Ok(());
+    }
+    if script_flags & flag::NO_CLUSTER != 0 && ctx.srv.cluster.get().is_some() {
+        return Err("ERR Can not run script on cluster, 'no-cluster' flag is set.".into());
+    }
+    if script_flags & flag::NO_WRITES == 0 {
+        let obey = ctx.client.is_master;
+        if !obey && ctx.srv.repl.is_replica() && ctx.srv.config.read().yes("replica-read-only") {
+            return Err("READONLY Can not run script with write flag on readonly replica".into());
+        }
+        if ro {
+            return Err("ERR Can not execute a script with write flag using *_ro command.".into());
+        }
+    }
+    Ok(())
+}
+
+/// Runs a script to its reply, redoing it when lock order demands.
+fn run_script(
+    ctx: &mut Ctx,
+    script: &Script,
+    keys: &[&[u8]],
+    argv: &[&[u8]],
+    ro: bool,
+    eval: bool,
+) {
+    let in_exec = ctx.client.in_exec;
+    let dbi = ctx.locks.db.index;
+    let declared: Vec<(usize, u16)> = keys.iter().map(|k| (dbi, key_slot(k))).collect();
+    let read_only =
+        ro || (script.flags & flag::EVAL_COMPAT == 0 && script.flags & flag::NO_WRITES != 0);
+    let cross_slot = script.flags & (flag::EVAL_COMPAT | flag::ALLOW_CROSS_SLOT) != 0;
+    let scripts = &ctx.srv.scripts;
+    let mut vm = match scripts.checkout() {
+        Ok(vm) => vm,
+        Err(e) => return ctx.r.error(&e),
+    };
+    let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
+    if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
+        scripts.checkin(vm);
+        return ctx.r.error(&e);
+    }
+    let mut extra: Vec<(usize, u16)> = Vec::new();
+    let mut whole_db = false;
+    let mut attempt = 0;
+    let out = loop {
+        if !in_exec {
+            let mut want = declared.clone();
+            want.extend(extra.iter().copied());
+            let whole: &[usize] = if whole_db { &[dbi][..] } else { &[] };
+            ctx.locks.hold(want, whole);
+        } else if let Err((d, s)) = ctx.locks.extend(&declared, OUT_OF_ORDER_WAIT) {
+            break Err(lock_error(d, s));
+        }
+        let logging = ctx.srv.log.is_active() && !in_exec;
+        if logging {
+            crate::persistence::effects::begin_capture();
+        }
+        let mut reply = Vec::new();
+        let caller_proto = ctx.client.proto;
+        let outcome = {
+            let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, eval, keys);
+            let mut r = Reply::new(&mut reply, caller_proto);
+            let o = vm.run(&script.sha, keys, argv, &mut host, &mut r);
+            host.finish();
+            (o, host.learned)
+        };
+        if logging {
+            let gen = ctx.locks.held_gen();
+            ctx.srv.log.end_capture(gen);
+        }
+        if !in_exec {
+            ctx.locks.release();
+        }
+        match outcome {
+            (Outcome::Replied, _) => break Ok(reply),
+            (Outcome::Stopped(msg), learned) if msg == RESTART => {
+                attempt += 1;
+                extra = learned;
+                if attempt > RESTARTS_BEFORE_WHOLE_DB {
+                    whole_db = true;
+                }
+                continue;
+            }
+            (Outcome::Stopped(msg), _) => break Err(msg),
+        }
+    };
+    scripts.checkin(vm);
+    match out {
+        Ok(reply) => ctx.r.raw(&reply),
+        Err(msg) => ctx.r.error(&msg),
+    }
+}
+
+fn lock_error(db: usize, slot: u16) -> String {
+    format!(
+        "ERR Script could not lock slot {slot} of db {db}: another client holds it while waiting for a slot this script holds"
+    )
+}
+
+/// The server as a running script sees it.
+struct RunHost<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    read_only: bool,
+    cross_slot: bool,
+    in_exec: bool,
+    eval: bool,
+    /// The slot every key must share (cluster mode, no allow-cross-slot).
+    script_slot: Option<u16>,
+    /// A write ran: the script can no longer be killed or redone.
+    wrote: bool,
+    /// Anything another client or a replica could see (writes, PUBLISH).
+    side_effects: bool,
+    /// Every (db, slot) asked for, for a redo.
+    learned: Vec<(usize, u16)>,
+    start: Instant,
+    timed_out: Option<Arc<TimedOut>>,
+    last_handoff: Option<Instant>,
+    saved_db: (usize, &'a crate::keyspace::Db),
+    saved_in_exec: bool,
+    saved_proto: Proto,
+}
+
+impl<'c, 'a> RunHost<'c, 'a> {
+    fn new(
+        ctx: &'c mut Ctx<'a>,
+        read_only: bool,
+        cross_slot: bool,
+        in_exec: bool,
+        eval: bool,
+        keys: &[&[u8]],
+    ) -> Self {
+        let saved_db = (ctx.client.db, ctx.locks.db);
+        let saved_in_exec = ctx.client.in_exec;
+        let saved_proto = ctx.client.proto;
+        let script_slot = keys.first().map(|k| key_slot(k));
+        let learned = ctx.locks.held_slots();
+        RunHost {
+            ctx,
+            read_only,
+            cross_slot,
+            in_exec,
+            eval,
+            script_slot,
+            wrote: false,
+            side_effects: false,
+            learned,
+            start: Instant::now(),
+            timed_out: None,
+            last_handoff: None,
+            saved_db,
+            saved_in_exec,
+            saved_proto,
+        }
+    }
+
+    /// Puts the client back as the script found it.
+    fn finish(&mut self) {
+        self.ctx.client.db = self.saved_db.0;
+        self.ctx.locks.db = self.saved_db.1;
+        self.ctx.client.in_exec = self.saved_in_exec;
+        self.ctx.client.proto = self.saved_proto;
+        self.ctx.r.proto = self.saved_proto;
+        if let Some(t) = self.timed_out.take() {
+            self.ctx.srv.scripts.leave_timed_out(&t);
+        }
+    }
+
+    /// Cluster mode: every key must be served here and, unless the script
+    /// allows cross-slot keys, share one slot.
+    fn check_cluster(&mut self, cmd: &'static table::Cmd, args: &Args) -> Result<(), String> {
+        let Some(cl) = self.ctx.srv.cluster.get() else {
+            return Ok(());
+        };
+        if self.ctx.client.is_master {
+            return Ok(());
+        }
+        if let Some(r) = super::cluster_redirect(self.ctx, cl, cmd, args) {
+            return Err(match r {
+                crate::cluster::Redirect::Down(m) if m.contains("readonly") => {
+                    "Script attempted to execute a write command while the cluster is down and readonly".into()
+                }
+                crate::cluster::Redirect::Down(_) => {
+                    "Script attempted to execute a command while the cluster is down".into()
+                }
+                _ => "Script attempted to access a non local key in a cluster node".into(),
+            });
+        }
+        if self.cross_slot {
+            return Ok(());
+        }
+        let mut first = None;
+        cmd.each_key(args, |k| {
+            first = Some(key_slot(k));
+            false
+        });
+        if let Some(s) = first {
+            match self.script_slot {
+                None => self.script_slot = Some(s),
+                Some(x) if x != s => {
+                    return Err(
+                        "Script attempted to access keys that do not hash to the same slot".into(),
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure every slot the command touches is held by the script.
+    fn hold_slots(&mut self, cmd: &'static table::Cmd, args: &Args) -> Result<(), String> {
+        let mut slots = Vec::new();
+        let mut dbs = Vec::new();
+        let mut db = self.ctx.locks.db.index;
+        super::txn::slots_of(&self.ctx.srv.ks, cmd, args, &mut db, &mut slots, &mut dbs);
+        for d in dbs {
+            slots.extend((0..crate::keyspace::SLOTS as u16).map(|s| (d, s)));
+        }
+        if slots.is_empty() {
+            return Ok(());
+        }
+        for &s in &slots {
+            if !self.learned.contains(&s) {
+                self.learned.push(s);
+            }
+        }
+        let redo_possible = !self.side_effects && !self.in_exec;
+        let wait = if redo_possible {
+            Duration::ZERO
+        } else {
+            OUT_OF_ORDER_WAIT
+        };
+        match self.ctx.locks.extend(&slots, wait) {
+            Ok(()) => Ok(()),
+            Err(_) if redo_possible => Err(RESTART.into()),
+            Err((d, s)) => Err(lock_error(d, s)),
+        }
+    }
+}
+
+impl Host for RunHost<'_, '_> {
+    fn call(&mut self, parts: &[&[u8]], resp3: bool, out: &mut Vec<u8>) -> Result<(), String> {
+        let owned = OwnedArgs::from_slices(parts);
+        let args = owned.args();
+        let Some(mut cmd) = table::lookup(args.get(0)) else {
+            return Err("Unknown Redis command called from script".into());
+        };
+        if !super::arity_ok(cmd.arity, args.len()) {
+            return Err("Wrong number of args calling Redis command from script".into());
+        }
+        if !cmd.subs.is_empty() && args.len() >= 2 {
+            match table::lookup_sub(cmd, args.get(1)) {
+                Some(sub) => cmd = sub,
+                None => return Err("Unknown Redis command called from script".into()),
+            }
+            if !super::arity_ok(cmd.arity, args.len()) {
+                return Err("Wrong number of args calling Redis command from script".into());
+            }
+        }
+        if not_in_scripts(cmd) {
+            return Err("This Redis command is not allowed from script".into());
+        }
+        let writes = cmd.flags & flags::WRITE != 0;
+        if self.read_only && cmd.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0 {
+            return Err("Write commands are not allowed from read-only scripts.".into());
+        }
+        if writes && !self.wrote {
+            let ctx = &self.ctx;
+            if !ctx.client.is_master
+                && ctx.srv.repl.is_replica()
+                && ctx.srv.config.read().yes("replica-read-only")
+            {
+                return Err("-READONLY You can't write against a read only replica.".into());
+            }
+        }
+        self.check_cluster(cmd, &args)?;
+        self.hold_slots(cmd, &args)?;
+        if writes {
+            self.wrote = true;
+            if let Some(t) = &self.timed_out {
+                t.wrote.store(true, Ordering::SeqCst);
+            }
+        }
+        if writes || cmd.flags & flags::MAY_REPLICATE != 0 || cmd.name.ends_with("publish") {
+            self.side_effects = true;
+        }
+        let proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
+        let ctx = &mut *self.ctx;
+        ctx.client.proto = proto;
+        ctx.r.proto = proto;
+        ctx.client.in_exec = true;
+        let start = ctx.r.out.len();
+        super::invoke(ctx, cmd, &args);
+        if cmd.name == "select" && ctx.r.out.get(start) == Some(&b'+') {
+            ctx.locks.db = ctx.srv.ks.db(ctx.client.db);
+        }
+        out.extend_from_slice(&ctx.r.out[start..]);
+        ctx.r.out.truncate(start);
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), String> {
+        if let Some(t) = &self.timed_out {
+            if t.kill.load(Ordering::SeqCst) {
+                tracing::warn!("Lua script killed by user with SCRIPT KILL.");
+                return Err(if self.eval {
+                    "ERR Script killed by user with SCRIPT KILL...".into()
+                } else {
+                    "ERR Script killed by user with FUNCTION KILL...".into()
+                });
+            }
+            hand_off(&mut self.last_handoff);
+            return Ok(());
+        }
+        let threshold = self.ctx.srv.config.read().num("busy-reply-threshold");
+        if threshold > 0 && self.start.elapsed() >= Duration::from_millis(threshold as u64) {
+            tracing::warn!(
+                "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command.",
+                self.start.elapsed().as_millis(),
+                if self.eval { "SCRIPT KILL" } else { "FUNCTION KILL" }
+            );
+            let t = Arc::new(TimedOut {
+                eval: self.eval,
+                from_master: self.ctx.client.is_master,
+                ..Default::default()
+            });
+            t.wrote.store(self.wrote, Ordering::SeqCst);
+            self.ctx.srv.scripts.enter_timed_out(t.clone());
+            self.timed_out = Some(t);
+            hand_off(&mut self.last_handoff);
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, level: i64, msg: &[u8]) {
+        let m = String::from_utf8_lossy(msg);
+        match level {
+            0 | 1 => tracing::debug!("{m}"),
+            2 => tracing::info!("{m}"),
+            _ => tracing::warn!("{m}"),
+        }
+    }
+
+    fn set_repl(&mut self, _flags: i64) {
+        // Effects always propagate (Redis 7's only mode); choosing where
+        // they go is not supported yet.
+    }
+}
+
+/// A script past the threshold keeps this thread: the runtime's other
+/// connections move to a new worker thread so they can be answered (with
+/// -BUSY, or SCRIPT KILL obeyed). Retried now and then in case the new
+/// thread had not taken over yet.
+fn hand_off(last: &mut Option<Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let multi = tokio::runtime::Handle::try_current()
+        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if multi {
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(2)));
+    }
+}
+
+/// SCRIPT and its subcommands.
+pub fn script_load(ctx: &mut Ctx, a: &Args) {
+    let body = a.get(2);
+    let sha = scripting::sha1_hex(body);
+    if ctx.srv.scripts.cache.get(&sha).is_none() {
+        if let Err(e) = create(ctx, body) {
+            return ctx.r.error(&e);
+        }
+    }
+    ctx.r.bulk(&sha);
+}
+
+pub fn script_exists(ctx: &mut Ctx, a: &Args) {
+    ctx.r.array(a.len() - 2);
+    for i in 2..a.len() {
+        let found = ctx.srv.scripts.cache.get(a.get(i)).is_some();
+        ctx.r.int(found as i64);
+    }
+}
+
+pub fn script_flush(ctx: &mut Ctx, a: &Args) {
+    if a.len() > 3 || (a.len() == 3 && !(eq_ic(a.get(2), "SYNC") || eq_ic(a.get(2), "ASYNC"))) {
+        return ctx
+            .r
+            .error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+    }
+    ctx.srv.scripts.flush();
+    ctx.r.ok();
+}
+
+pub fn script_kill(ctx: &mut Ctx, _a: &Args) {
+    kill(ctx, true)
+}
+
+/// SCRIPT KILL and FUNCTION KILL.
+pub fn kill(ctx: &mut Ctx, eval: bool) {
+    match ctx.srv.scripts.kill(eval) {
+        KillResult::Killed => ctx.r.ok(),
+        KillResult::NotBusy => ctx.r.error("NOTBUSY No scripts in execution right now."),
+        KillResult::FromMaster => ctx.r.error(
+            "UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed.",
+        ),
+        KillResult::Unkillable => ctx.r.error(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.",
+        ),
+        KillResult::OtherKind if eval => ctx.r.error(BUSY_FUNCTION),
+        KillResult::OtherKind => ctx.r.error(BUSY_EVAL),
+    }
+}
+
+pub fn script_debug(ctx: &mut Ctx, a: &Args) {
+    let m = a.get(2);
+    if eq_ic(m, "NO") {
+        return ctx.r.ok();
+    }
+    if eq_ic(m, "YES") || eq_ic(m, "SYNC") {
+        return ctx
+            .r
+            .error("ERR SCRIPT DEBUG is not supported: this server has no Lua debugger");
+    }
+    ctx.r.error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+}
+
+pub fn script_help(ctx: &mut Ctx, _a: &Args) {
+    super::connection::help_reply(
+        ctx,
+        "SCRIPT",
+        &[
+            "DEBUG (YES|SYNC|NO)",
+            "    Set the debug mode for subsequent scripts executed.",
+            "EXISTS <sha1> [<sha1> ...]",
+            "    Return information about the existence of the scripts in the script cache.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Flush the Lua scripts cache. Very dangerous on replicas.",
+            "    When called without the optional mode argument, the behavior is determined by the",
+            "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+            "    * ASYNC: Asynchronously flush the scripts cache.",
+            "    * SYNC: Synchronously flush the scripts cache.",
+            "KILL",
+            "    Kill the currently executing Lua script.",
+            "LOAD <script>",
+            "    Load a script into the scripts cache without executing it.",
+        ],
+    );
+}

@@ -1,0 +1,270 @@
+//! Conversions between RESP and Lua values, as Redis documents them:
+//! a command's reply becomes the value `redis.call` returns, and the value
+//! a script returns becomes the reply to EVAL.
+
+use mlua::{Lua, Table, Value};
+
+use crate::resp::Reply;
+
+/// Deeper than this, a returned table is cut off with an error (Redis runs
+/// out of Lua stack at a similar depth; a table that holds itself would
+/// otherwise recurse forever).
+const MAX_DEPTH: usize = 1000;
+
+/// Parses one RESP reply at the start of `b` into a Lua value.
+pub fn reply_to_lua(lua: &Lua, b: &[u8]) -> mlua::Result<Value> {
+    let mut p = Parser { b, pos: 0 };
+    p.value(lua)
+}
+
+struct Parser<'b> {
+    b: &'b [u8],
+    pos: usize,
+}
+
+fn bad() -> mlua::Error {
+    mlua::Error::runtime("malformed reply from a command")
+}
+
+impl Parser<'_> {
+    fn line(&mut self) -> mlua::Result<&[u8]> {
+        let rest = &self.b[self.pos..];
+        let n = memchr::memchr(b'\r', rest).ok_or_else(bad)?;
+        self.pos += n + 2;
+        Ok(&rest[..n])
+    }
+
+    fn int(&mut self) -> mlua::Result<i64> {
+        crate::resp::parse_i64(self.line()?).ok_or_else(bad)
+    }
+
+    fn bytes(&mut self, n: usize) -> mlua::Result<&[u8]> {
+        let end = self.pos.checked_add(n).ok_or_else(bad)?;
+        let s = self.b.get(self.pos..end).ok_or_else(bad)?;
+        self.pos = end + 2;
+        Ok(s)
+    }
+
+    fn value(&mut self, lua: &Lua) -> mlua::Result<Value> {
+        let tag = *self.b.get(self.pos).ok_or_else(bad)?;
+        self.pos += 1;
+        Ok(match tag {
+            b':' => Value::Number(self.int()? as f64),
+            b'$' => {
+                let n = self.int()?;
+                if n < 0 {
+                    Value::Boolean(false)
+                } else {
+                    Value::String(lua.create_string(self.bytes(n as usize)?)?)
+                }
+            }
+            b'+' => {
+                let t = lua.create_table()?;
+                t.raw_set("ok", lua.create_string(self.line()?)?)?;
+                Value::Table(t)
+            }
+            b'-' => {
+                let t = lua.create_table()?;
+                t.raw_set("err", lua.create_string(self.line()?)?)?;
+                Value::Table(t)
+            }
+            b'*' => {
+                let n = self.int()?;
+                if n < 0 {
+                    return Ok(Value::Boolean(false));
+                }
+                let t = lua.create_table_with_capacity(n as usize, 0)?;
+                for i in 1..=n {
+                    let v = self.value(lua)?;
+                    t.raw_set(i, v)?;
+                }
+                Value::Table(t)
+            }
+            b'%' => {
+                let n = self.int()?;
+                let inner = lua.create_table()?;
+                for _ in 0..n {
+                    let k = self.value(lua)?;
+                    let v = self.value(lua)?;
+                    inner.raw_set(k, v)?;
+                }
+                let t = lua.create_table()?;
+                t.raw_set("map", inner)?;
+                Value::Table(t)
+            }
+            b'~' => {
+                let n = self.int()?;
+                let inner = lua.create_table()?;
+                for _ in 0..n {
+                    let k = self.value(lua)?;
+                    inner.raw_set(k, true)?;
+                }
+                let t = lua.create_table()?;
+                t.raw_set("set", inner)?;
+                Value::Table(t)
+            }
+            b'|' => {
+                // Attributes are read and dropped; the value follows.
+                let n = self.int()?;
+                for _ in 0..n * 2 {
+                    self.value(lua)?;
+                }
+                return self.value(lua);
+            }
+            b'_' => {
+                self.line()?;
+                Value::Nil
+            }
+            b'#' => Value::Boolean(self.line()? == b"t"),
+            b',' => {
+                let s = self.line()?;
+                let d = match s {
+                    b"inf" => f64::INFINITY,
+                    b"-inf" => f64::NEG_INFINITY,
+                    _ => std::str::from_utf8(s)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(bad)?,
+                };
+                let t = lua.create_table()?;
+                t.raw_set("double", d)?;
+                Value::Table(t)
+            }
+            b'(' => {
+                let t = lua.create_table()?;
+                t.raw_set("big_number", lua.create_string(self.line()?)?)?;
+                Value::Table(t)
+            }
+            b'=' => {
+                let n = self.int()?;
+                let s = self.bytes(n.max(4) as usize)?;
+                let inner = lua.create_table()?;
+                inner.raw_set("format", lua.create_string(&s[..3])?)?;
+                inner.raw_set("string", lua.create_string(&s[4..])?)?;
+                let t = lua.create_table()?;
+                t.raw_set("verbatim_string", inner)?;
+                Value::Table(t)
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// Writes `v` as the reply to EVAL. `script_resp3` is the protocol the
+/// script chose with `redis.setresp` (it decides how booleans map).
+pub fn lua_to_reply(v: &Value, r: &mut Reply, script_resp3: bool) {
+    to_reply(v, r, script_resp3, 0)
+}
+
+fn to_reply(v: &Value, r: &mut Reply, script_resp3: bool, depth: usize) {
+    if depth > MAX_DEPTH {
+        return r.error("ERR reached lua stack limit");
+    }
+    match v {
+        Value::String(s) => r.bulk(&s.as_bytes()),
+        Value::Boolean(b) => {
+            if script_resp3 {
+                r.boolean(*b)
+            } else if *b {
+                r.int(1)
+            } else {
+                r.null()
+            }
+        }
+        Value::Integer(n) => r.int(*n),
+        Value::Number(n) => r.int(*n as i64),
+        Value::Table(t) => table_to_reply(t, r, script_resp3, depth),
+        _ => r.null(),
+    }
+}
+
+fn table_to_reply(t: &Table, r: &mut Reply, script_resp3: bool, depth: usize) {
+    if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+        return r.error_bytes(&e.as_bytes());
+    }
+    if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+        let s: Vec<u8> = s
+            .as_bytes()
+            .iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c })
+            .collect();
+        r.out.push(b'+');
+        r.out.extend_from_slice(&s);
+        r.out.extend_from_slice(b"\r\n");
+        return;
+    }
+    match t.raw_get::<Value>("double") {
+        Ok(Value::Number(d)) => return r.double(d),
+        Ok(Value::Integer(d)) => return r.double(d as f64),
+        _ => {}
+    }
+    if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
+        let s: Vec<u8> = s
+            .as_bytes()
+            .iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c })
+            .collect();
+        if r.is_resp3() {
+            r.out.push(b'(');
+            r.out.extend_from_slice(&s);
+            r.out.extend_from_slice(b"\r\n");
+        } else {
+            r.bulk(&s);
+        }
+        return;
+    }
+    if let Ok(Value::Table(vt)) = t.raw_get::<Value>("verbatim_string") {
+        if let (Ok(Value::String(f)), Ok(Value::String(s))) =
+            (vt.raw_get::<Value>("format"), vt.raw_get::<Value>("string"))
+        {
+            let f = f.as_bytes();
+            if r.is_resp3() && f.len() == 3 {
+                let s = s.as_bytes();
+                r.out.push(b'=');
+                let mut b = itoa::Buffer::new();
+                r.out.extend_from_slice(b.format(s.len() + 4).as_bytes());
+                r.out.extend_from_slice(b"\r\n");
+                r.out.extend_from_slice(&f);
+                r.out.push(b':');
+                r.out.extend_from_slice(&s);
+                r.out.extend_from_slice(b"\r\n");
+            } else {
+                r.bulk(&s.as_bytes());
+            }
+            return;
+        }
+    }
+    if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
+        let pairs: Vec<(Value, Value)> = m.pairs::<Value, Value>().filter_map(Result::ok).collect();
+        r.map(pairs.len());
+        for (k, v) in &pairs {
+            to_reply(k, r, script_resp3, depth + 1);
+            to_reply(v, r, script_resp3, depth + 1);
+        }
+        return;
+    }
+    if let Ok(Value::Table(s)) = t.raw_get::<Value>("set") {
+        let keys: Vec<Value> = s
+            .pairs::<Value, Value>()
+            .filter_map(Result::ok)
+            .map(|(k, _)| k)
+            .collect();
+        r.set(keys.len());
+        for k in &keys {
+            to_reply(k, r, script_resp3, depth + 1);
+        }
+        return;
+    }
+    // An array: elements 1, 2, … up to the first nil.
+    let mut items = Vec::new();
+    for i in 1.. {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => break,
+            Ok(v) => items.push(v),
+        }
+    }
+    r.array(items.len());
+    for v in &items {
+        to_reply(v, r, script_resp3, depth + 1);
+    }
+}

@@ -1,0 +1,779 @@
+//! One sandboxed Lua 5.1 interpreter and how a script runs in it.
+//!
+//! The sandbox follows Redis 7.0: the base, table, string and math
+//! libraries (no os, io, package, print, dofile or loadfile), globals and
+//! library tables read-only, reading an undefined global an error, the
+//! `redis` API table, and Redis's `math.random`. Redis patches Lua to get
+//! read-only tables; stock Lua has none, so scripts see proxies: empty
+//! tables whose metatables read through to the real ones and refuse
+//! writes with Redis's message.
+//!
+//! A script reaches the server only through [`Host`], installed for the
+//! duration of one run on this thread.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use super::convert;
+
+/// What a script may ask of the server while it runs.
+pub trait Host {
+    /// Runs one command with `args`, appending its reply (RESP3 when
+    /// `resp3`) to `out`. `Err` is a refusal before the command ran, in
+    /// Redis's words ("-CODE msg", or a bare message meaning ERR).
+    fn call(&mut self, args: &[&[u8]], resp3: bool, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Called every 100,000 Lua instructions: `Err(msg)` stops the script
+    /// with that error (SCRIPT KILL, or the host giving up the run).
+    fn tick(&mut self) -> Result<(), String>;
+    /// `redis.log(level, …)`.
+    fn log(&mut self, level: i64, msg: &[u8]);
+    /// `redis.set_repl(flags)`.
+    fn set_repl(&mut self, flags: i64);
+}
+
+/// How a run ended.
+pub enum Outcome {
+    /// The reply is written.
+    Replied,
+    /// The host stopped the run through `tick` or `call`; nothing was
+    /// written. Carries the host's message.
+    Stopped(String),
+}
+
+/// What the Rust callbacks reach during a run.
+struct RunState {
+    host: *mut (dyn Host + 'static),
+    resp3: bool,
+    /// Set once the host stopped the run: every later call fails, so a
+    /// `pcall` in the script cannot swallow the stop.
+    stopped: Option<String>,
+    buf: Vec<u8>,
+}
+
+thread_local! {
+    static RUN: Cell<*mut RunState> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The run on this thread, if a script is running.
+fn with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Option<R> {
+    let p = RUN.with(|r| r.get());
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: RUN points at a RunState on the stack of `Vm::run`, set for
+    // exactly the duration of that call on this thread and cleared before
+    // it returns; Lua callbacks run synchronously inside it and no
+    // reference outlives the closure.
+    Some(f(unsafe { &mut *p }))
+}
+
+/// The Lua side of the sandbox: our own code, run once per interpreter.
+/// `__ro` turns a table into a read-only proxy; `__env` is what scripts
+/// see as their globals.
+const PRELUDE: &str = r##"
+local rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, select, unpack =
+      rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, select, unpack
+local real_pcall, dbg = pcall, debug
+local G = _G
+local protected = setmetatable({}, {__mode = "k"})
+local function refuse() error("Attempt to modify a readonly table", 2) end
+local ro_meta_view = {}
+protected[ro_meta_view] = true
+setmetatable(ro_meta_view, {__newindex = refuse, __metatable = ro_meta_view})
+local function ro(t)
+  local p = {}
+  protected[p] = true
+  setmetatable(p, {__index = t, __newindex = refuse, __metatable = ro_meta_view})
+  return p
+end
+local stopped, errmsg = __redis_stopped, __redis_errmsg
+local redis = {}
+for k, v in pairs(__redis_lib) do redis[k] = v end
+redis.error_reply = function(...)
+  local n, e = select("#", ...), ...
+  if n ~= 1 or type(e) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
+  if e:sub(1, 1) ~= "-" then e = "-" .. e end
+  local code, msg = e:match("^%-(%S+) (.*)$")
+  if not code then code, msg = "ERR", e:sub(2) end
+  msg = msg:gsub("[\r\n]+$", "")
+  return {err = code .. " " .. msg}
+end
+redis.status_reply = function(...)
+  local n, s = select("#", ...), ...
+  if n ~= 1 or type(s) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
+  return {ok = s}
+end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.replicate_commands = function() return true end
+-- Scripts' pcall hands back the message of a Redis error table, and
+-- cannot catch a stop requested by the server.
+local function finish(ok, ...)
+  if ok then return ok, ... end
+  local e = ...
+  if stopped() then error(e, 0) end
+  if type(e) == "table" and type(e.err) == "string" then e = e.err end
+  if type(e) == "userdata" then e = errmsg(e) end
+  return false, e
+end
+local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
+local libs = {}
+for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
+local function guarded_setmetatable(t, m)
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
+  return setmetatable(t, m)
+end
+local function guarded_rawset(t, k, v)
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
+  return rawset(t, k, v)
+end
+local allowed = {
+  "xpcall", "tostring", "getfenv", "next", "assert", "tonumber", "rawequal",
+  "collectgarbage", "getmetatable", "type", "select", "unpack", "gcinfo", "pairs",
+  "rawget", "loadstring", "ipairs", "_VERSION", "setfenv", "load", "error", "newproxy",
+}
+local visible = {}
+for _, k in pairs(allowed) do visible[k] = G[k] end
+visible.pcall = safe_pcall
+visible.setmetatable = guarded_setmetatable
+visible.rawset = guarded_rawset
+for k, v in pairs(libs) do visible[k] = ro(v) end
+visible.redis = ro(redis)
+local env = {}
+protected[env] = true
+visible._G = env
+-- KEYS and ARGV change per run: they live in `per_run`.
+local per_run = {}
+setmetatable(env, {
+  __index = function(_, k)
+    local v = per_run[k]
+    if v ~= nil then return v end
+    v = visible[k]
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = refuse,
+  __metatable = ro_meta_view,
+})
+local function handler(err)
+  local level, i = 2, nil
+  while true do
+    i = dbg.getinfo(level, "nSl")
+    if not i then break end
+    if i.what ~= "C" and i.source ~= "=redis_lib" then break end
+    level = level + 1
+  end
+  if type(err) ~= "table" then
+    if type(err) == "userdata" then err = {err = errmsg(err)}
+    else err = {err = "ERR " .. tostring(err)} end
+  end
+  if i then
+    err.source = i.source
+    err.line = i.currentline
+  end
+  return err
+end
+local function run(f, keys, argv)
+  per_run.KEYS, per_run.ARGV = keys, argv
+  local ok, res = xpcall(f, handler)
+  per_run.KEYS, per_run.ARGV = nil, nil
+  return ok, res
+end
+math.random, math.randomseed = __redis_random, __redis_randomseed_raw
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw = nil, nil, nil, nil, nil
+debug = nil
+return env, run
+"##;
+
+/// One interpreter with the scripts it has compiled.
+pub struct Vm {
+    lua: Lua,
+    env: Table,
+    runner: Function,
+    compiled: HashMap<[u8; 40], Function>,
+    /// The cache epoch the compiled functions belong to.
+    pub epoch: u64,
+}
+
+impl Vm {
+    pub fn new(epoch: u64) -> mlua::Result<Vm> {
+        // SAFETY of the unsafe constructor: the debug library is needed to
+        // find an error's line; the prelude captures it and then removes it
+        // from the globals, as Redis does.
+        let lua = unsafe {
+            Lua::unsafe_new_with(
+                StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+                LuaOptions::new(),
+            )
+        };
+        let g = lua.globals();
+        for name in [
+            "print", "dofile", "loadfile", "module", "require", "package",
+        ] {
+            g.raw_set(name, Value::Nil)?;
+        }
+        g.raw_set(
+            "__redis_errmsg",
+            lua.create_function(|_, v: Value| {
+                Ok(match v {
+                    Value::Error(e) => error_text(&e),
+                    other => format!("ERR {}", other.to_string().unwrap_or_default()),
+                })
+            })?,
+        )?;
+        g.raw_set(
+            "__redis_stopped",
+            lua.create_function(|_, ()| Ok(with_run(|r| r.stopped.is_some()).unwrap_or(false)))?,
+        )?;
+        g.raw_set("__redis_lib", api_table(&lua)?)?;
+        g.raw_set("__redis_random", lua.create_function(math_random)?)?;
+        g.raw_set(
+            "__redis_randomseed_raw",
+            lua.create_function(|lua, args: MultiValue| {
+                let n = int_arg(lua, &args, 0, "randomseed")?;
+                super::rand48::seed(n as i32);
+                Ok(())
+            })?,
+        )?;
+        let (env, runner): (Table, Function) = lua.load(PRELUDE).set_name("=redis_lib").call(())?;
+        Ok(Vm {
+            lua,
+            env,
+            runner,
+            compiled: HashMap::new(),
+            epoch,
+        })
+    }
+
+    /// Compiles `body` (its shebang line already blanked by the caller's
+    /// offset) unless this interpreter already has it. The error is
+    /// Redis's "Error compiling script" text.
+    pub fn compile(&mut self, sha: &[u8; 40], body: &[u8]) -> Result<(), String> {
+        if self.compiled.contains_key(sha) {
+            return Ok(());
+        }
+        let f = self
+            .lua
+            .load(body)
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                format!(
+                    "ERR Error compiling script (new function): {}",
+                    lua_message(&e)
+                )
+            })?;
+        self.compiled.insert(*sha, f);
+        Ok(())
+    }
+
+    /// Runs a compiled script with KEYS and ARGV, writing EVAL's reply to
+    /// `r`. `name` is what Redis's error text calls the script (its SHA).
+    pub fn run(
+        &mut self,
+        sha: &[u8; 40],
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+        host: &mut dyn Host,
+        r: &mut crate::resp::Reply,
+    ) -> Outcome {
+        let Some(f) = self.compiled.get(sha).cloned() else {
+            r.error("ERR script not compiled");
+            return Outcome::Replied;
+        };
+        // SAFETY: the lifetime is erased only for the thread-local slot,
+        // which is cleared (by `Clear`) before `host` goes out of scope.
+        let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
+        let mut state = RunState {
+            host,
+            resp3: false,
+            stopped: None,
+            buf: Vec::new(),
+        };
+        struct Clear;
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                RUN.with(|r| r.set(std::ptr::null_mut()));
+            }
+        }
+        RUN.with(|c| c.set(&mut state as *mut RunState));
+        let _clear = Clear;
+        self.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(100_000),
+            |_, _| {
+                let stop = with_run(|run| {
+                    if let Some(msg) = &run.stopped {
+                        return Some(msg.clone());
+                    }
+                    // SAFETY: see `with_run`; the host outlives the run.
+                    let host = unsafe { &mut *run.host };
+                    match host.tick() {
+                        Ok(()) => None,
+                        Err(msg) => {
+                            run.stopped = Some(msg.clone());
+                            Some(msg)
+                        }
+                    }
+                })
+                .flatten();
+                match stop {
+                    Some(msg) => Err(mlua::Error::external(Stop(msg))),
+                    None => Ok(VmState::Continue),
+                }
+            },
+        );
+        let result = (|| -> mlua::Result<(bool, Value)> {
+            let k = self.lua.create_sequence_from(
+                keys.iter()
+                    .map(|k| self.lua.create_string(k))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+            )?;
+            let a = self.lua.create_sequence_from(
+                argv.iter()
+                    .map(|k| self.lua.create_string(k))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+            )?;
+            self.runner.call::<(bool, Value)>((f, k, a))
+        })();
+        self.lua.remove_hook();
+        let stopped = state.stopped.take();
+        if let Some(msg) = stopped {
+            return Outcome::Stopped(msg);
+        }
+        match result {
+            Ok((true, v)) => convert::lua_to_reply(&v, r, state.resp3),
+            Ok((false, Value::Table(t))) => {
+                let msg: Vec<u8> = t
+                    .raw_get::<mlua::String>("err")
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_else(|_| b"ERR unknown error".to_vec());
+                let mut full = msg;
+                if let (Ok(src), Ok(line)) = (
+                    t.raw_get::<mlua::String>("source"),
+                    t.raw_get::<mlua::String>("line"),
+                ) {
+                    full.extend_from_slice(b" script: ");
+                    full.extend_from_slice(sha);
+                    full.extend_from_slice(b", on ");
+                    full.extend_from_slice(&src.as_bytes());
+                    full.push(b':');
+                    full.extend_from_slice(&line.as_bytes());
+                    full.push(b'.');
+                }
+                r.error_bytes(&full);
+            }
+            Ok((false, v)) => {
+                let msg = match v {
+                    Value::String(s) => s.to_string_lossy(),
+                    _ => "execution failure".into(),
+                };
+                r.error(&format!(
+                    "ERR Error running script {}, {:.100}",
+                    String::from_utf8_lossy(sha),
+                    msg
+                ));
+            }
+            Err(e) => r.error(&format!("ERR {}", lua_message(&e))),
+        }
+        // Lua's collector runs a step now and then rather than a full cycle
+        // at an unlucky moment.
+        let _ = self.lua.gc_step_kbytes(64);
+        Outcome::Replied
+    }
+
+    /// Bytes this interpreter holds (INFO's `used_memory_lua`).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    pub fn compiled_count(&self) -> usize {
+        self.compiled.len()
+    }
+}
+
+/// The error a stopped run raises inside Lua.
+#[derive(Debug)]
+struct Stop(String);
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stop {}
+
+/// Lua's own message for a compile or runtime error, without mlua's
+/// decorations.
+fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// A Redis error table, `{err = "CODE msg"}`, from a host refusal.
+fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let (code, text) = match msg.strip_prefix('-') {
+        Some(rest) => rest.split_once(' ').unwrap_or(("ERR", rest)),
+        None => ("ERR", msg),
+    };
+    let text = text.trim_end_matches(['\r', '\n']);
+    let t = lua.create_table()?;
+    t.raw_set("err", format!("{code} {text}"))?;
+    Ok(Value::Table(t))
+}
+
+/// A Redis error raised from Rust into the script: the handler and our
+/// `pcall` read its text back with [`error_text`].
+#[derive(Debug)]
+struct RedisError(String);
+
+impl std::fmt::Display for RedisError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedisError {}
+
+/// Raises `msg` ("-CODE text" or a bare text meaning ERR) as Redis does.
+fn raise(msg: &str) -> mlua::Error {
+    let (code, text) = match msg.strip_prefix('-') {
+        Some(rest) => rest.split_once(' ').unwrap_or(("ERR", rest)),
+        None => ("ERR", msg),
+    };
+    let text = text.trim_end_matches(['\r', '\n']);
+    mlua::Error::external(RedisError(format!("{code} {text}")))
+}
+
+/// The Redis error text of an error raised in a script.
+fn error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        mlua::Error::WithContext { cause, .. } => error_text(cause),
+        mlua::Error::ExternalError(x) => {
+            if let Some(r) = x.downcast_ref::<LuaError>() {
+                format!("ERR {}", r.0)
+            } else if let Some(r) = x.downcast_ref::<RedisError>() {
+                r.0.clone()
+            } else if let Some(s) = x.downcast_ref::<Stop>() {
+                s.0.clone()
+            } else {
+                format!("ERR {x}")
+            }
+        }
+        other => format!("ERR {}", lua_message(other)),
+    }
+}
+
+fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+    match raw_call(lua, args)? {
+        (Value::Table(t), true) => {
+            let msg: String = t.raw_get("err").unwrap_or_default();
+            Err(mlua::Error::external(RedisError(msg)))
+        }
+        (v, _) => Ok(v),
+    }
+}
+
+fn redis_pcall(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+    raw_call(lua, args).map(|(v, _)| v)
+}
+
+/// `redis.call`/`redis.pcall` underneath: (reply, is_error).
+fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    let fail = |msg: &str| -> mlua::Result<(Value, bool)> { Ok((error_table(lua, msg)?, true)) };
+    if with_run(|_| ()).is_none() {
+        return fail("redis.call/pcall can only be called inside a script invocation");
+    }
+    if let Some(msg) = with_run(|r| r.stopped.clone()).flatten() {
+        return Err(mlua::Error::external(Stop(msg)));
+    }
+    if args.is_empty() {
+        return fail("Please specify at least one argument for this redis lib call");
+    }
+    let mut owned: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for v in args.iter() {
+        match v {
+            Value::String(s) => owned.push(s.as_bytes().to_vec()),
+            Value::Integer(n) => owned.push(super::fmt_g17(*n as f64).into_bytes()),
+            Value::Number(n) => owned.push(super::fmt_g17(*n).into_bytes()),
+            _ => return fail("Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    let parts: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
+    let res = with_run(|run| {
+        let mut buf = std::mem::take(&mut run.buf);
+        buf.clear();
+        // SAFETY: see `with_run`; the host outlives the run.
+        let host = unsafe { &mut *run.host };
+        let r = host.call(&parts, run.resp3, &mut buf);
+        (r, buf)
+    });
+    let Some((res, buf)) = res else {
+        return fail("redis.call/pcall can only be called inside a script invocation");
+    };
+    let out = match res {
+        Err(msg) => {
+            // A stop requested by the host ends the script here.
+            if let Some(stop) = with_run(|r| r.stopped.clone()).flatten() {
+                return Err(mlua::Error::external(Stop(stop)));
+            }
+            fail(&msg)
+        }
+        Ok(()) => {
+            let failed = buf.first() == Some(&b'-');
+            convert::reply_to_lua(lua, &buf).map(|v| (v, failed))
+        }
+    };
+    with_run(|run| run.buf = buf);
+    out
+}
+
+/// The Rust half of the `redis` table; the prelude wraps the functions
+/// that raise errors, since errors must be Redis error tables.
+fn api_table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("call", lua.create_function(redis_call)?)?;
+    t.raw_set("pcall", lua.create_function(redis_pcall)?)?;
+    t.raw_set(
+        "sha1hex",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return Err(raise("wrong number of arguments"));
+            }
+            let s = match &args[0] {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Integer(n) => n.to_string().into_bytes(),
+                Value::Number(n) => lua_number_string(*n).into_bytes(),
+                _ => Vec::new(),
+            };
+            let hex = super::sha1_hex(&s);
+            Ok(Value::String(lua.create_string(hex)?))
+        })?,
+    )?;
+    t.raw_set(
+        "setresp",
+        lua.create_function(|_, args: MultiValue| {
+            if with_run(|_| ()).is_none() {
+                return Err(raise(
+                    "redis.setresp can only be called inside a script invocation",
+                ));
+            }
+            if args.len() != 1 {
+                return Err(raise("redis.setresp() requires one argument."));
+            }
+            let v = match &args[0] {
+                Value::Integer(n) => *n,
+                Value::Number(n) => *n as i64,
+                Value::String(s) => s
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            if v != 2 && v != 3 {
+                return Err(raise("RESP version must be 2 or 3."));
+            }
+            with_run(|r| r.resp3 = v == 3);
+            Ok(Value::Nil)
+        })?,
+    )?;
+    t.raw_set(
+        "set_repl",
+        lua.create_function(|_, args: MultiValue| {
+            if with_run(|_| ()).is_none() {
+                return Err(raise(
+                    "redis.set_repl can only be called inside a script invocation",
+                ));
+            }
+            if args.len() != 1 {
+                return Err(raise("redis.set_repl() requires two arguments."));
+            }
+            let v = match &args[0] {
+                Value::Integer(n) => *n,
+                Value::Number(n) => *n as i64,
+                _ => 0,
+            };
+            if v & !3 != 0 {
+                return Err(raise(
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ));
+            }
+            with_run(|r| {
+                // SAFETY: see `with_run`.
+                unsafe { &mut *r.host }.set_repl(v)
+            });
+            Ok(Value::Nil)
+        })?,
+    )?;
+    t.raw_set(
+        "log",
+        lua.create_function(|_, args: MultiValue| {
+            if args.len() < 2 {
+                return Err(raise("redis.log() requires two arguments or more."));
+            }
+            let level = match &args[0] {
+                Value::Integer(n) => *n,
+                Value::Number(n) => *n as i64,
+                Value::String(s) => {
+                    match s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+                        Some(n) => n as i64,
+                        None => return Err(raise("First argument must be a number (log level).")),
+                    }
+                }
+                _ => return Err(raise("First argument must be a number (log level).")),
+            };
+            if !(0..=3).contains(&level) {
+                return Err(raise("Invalid debug level."));
+            }
+            let mut msg = Vec::new();
+            for v in args.iter().skip(1) {
+                let s = match v {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Integer(n) => n.to_string().into_bytes(),
+                    Value::Number(n) => lua_number_string(*n).into_bytes(),
+                    _ => continue,
+                };
+                if !msg.is_empty() {
+                    msg.push(b' ');
+                }
+                msg.extend_from_slice(&s);
+            }
+            with_run(|r| {
+                // SAFETY: see `with_run`.
+                unsafe { &mut *r.host }.log(level, &msg)
+            });
+            Ok(Value::Nil)
+        })?,
+    )?;
+    for (k, v) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+    ] {
+        t.raw_set(k, v)?;
+    }
+    for (k, v) in [
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
+        t.raw_set(k, v)?;
+    }
+    t.raw_set("REDIS_VERSION_NUM", 0x0007_000f)?;
+    t.raw_set("REDIS_VERSION", "7.0.15")?;
+    Ok(t)
+}
+
+/// How Lua 5.1 prints a number (`%.14g`).
+fn lua_number_string(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let s = super::fmt_g17(n);
+    // Close enough for log lines and sha1hex of non-integers, which
+    // scripts rarely hash.
+    s
+}
+
+/// A Lua-style error raised from Rust, with the caller's position as
+/// Lua's own library functions give it.
+#[derive(Debug)]
+struct LuaError(String);
+
+impl std::fmt::Display for LuaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LuaError {}
+
+fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
+    let at = lua
+        .inspect_stack(1)
+        .map(|d| {
+            let line = d.curr_line();
+            let src = d
+                .source()
+                .short_src
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if line > 0 {
+                format!("{src}:{line}: ")
+            } else {
+                String::new()
+            }
+        })
+        .unwrap_or_default();
+    mlua::Error::external(LuaError(format!("{at}{msg}")))
+}
+
+/// luaL_checkint: a number, or a string that reads as one; truncated.
+fn int_arg(lua: &Lua, args: &MultiValue, i: usize, func: &str) -> mlua::Result<i64> {
+    let v = args.get(i).cloned().unwrap_or(Value::Nil);
+    let n = match &v {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()),
+        _ => None,
+    };
+    match n {
+        Some(n) => Ok(n as i64),
+        None => Err(lua_error(
+            lua,
+            &format!(
+                "bad argument #{} to '{func}' (number expected, got {})",
+                i + 1,
+                if matches!(v, Value::Nil) {
+                    "no value"
+                } else {
+                    v.type_name()
+                }
+            ),
+        )),
+    }
+}
+
+/// Redis's `math.random`: Lua's own algorithm over Redis's generator.
+fn math_random(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Number> {
+    let r = (super::rand48::next() % super::rand48::MAX) as f64 / super::rand48::MAX as f64;
+    match args.len() {
+        0 => Ok(r),
+        1 => {
+            let u = int_arg(lua, &args, 0, "random")?;
+            if u < 1 {
+                return Err(lua_error(
+                    lua,
+                    "bad argument #1 to 'random' (interval is empty)",
+                ));
+            }
+            Ok((r * u as f64).floor() + 1.0)
+        }
+        2 => {
+            let l = int_arg(lua, &args, 0, "random")?;
+            let u = int_arg(lua, &args, 1, "random")?;
+            if l > u {
+                return Err(lua_error(
+                    lua,
+                    "bad argument #2 to 'random' (interval is empty)",
+                ));
+            }
+            Ok((r * (u - l + 1) as f64).floor() + l as f64)
+        }
+        _ => Err(lua_error(lua, "wrong number of arguments")),
+    }
+}

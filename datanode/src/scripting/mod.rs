@@ -1,0 +1,283 @@
+//! Lua scripting as Redis 7.0 embeds it: the script cache (`cache`), the
+//! sandboxed Lua 5.1 interpreter scripts run in (`engine`), and the
+//! conversions between RESP replies and Lua values (`convert`).
+//!
+//! Nothing here knows about connections or commands: a running script
+//! reaches the server only through the [`engine::Host`] trait.
+
+pub mod cache;
+pub mod convert;
+pub mod engine;
+pub mod rand48;
+
+pub use cache::{Script, ScriptCache};
+pub use engine::{Host, Outcome, Vm};
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Scripting's share of the server's state.
+#[derive(Default)]
+pub struct Scripts {
+    pub cache: ScriptCache,
+    /// Idle interpreters. Scripts on different slots run in parallel, each
+    /// in its own interpreter; one is made when none is idle.
+    pool: Mutex<Vec<Vm>>,
+    /// Scripts running past `busy-reply-threshold`: while any is, other
+    /// clients get -BUSY.
+    timed_out: Mutex<Vec<Arc<TimedOut>>>,
+    busy: AtomicUsize,
+}
+
+/// A script running past the threshold, as SCRIPT KILL sees it.
+#[derive(Default)]
+pub struct TimedOut {
+    pub kill: AtomicBool,
+    pub wrote: AtomicBool,
+    /// EVAL rather than FCALL (each KILL stops only its own kind).
+    pub eval: bool,
+    /// Sent by our master: never killable.
+    pub from_master: bool,
+}
+
+/// What SCRIPT KILL or FUNCTION KILL found.
+pub enum KillResult {
+    Killed,
+    NotBusy,
+    Unkillable,
+    FromMaster,
+    OtherKind,
+}
+
+impl Scripts {
+    /// An idle interpreter, or a new one; its compiled scripts are dropped
+    /// if the cache was flushed since.
+    pub fn checkout(&self) -> Result<Vm, String> {
+        let epoch = self.cache.epoch();
+        if let Some(vm) = self.pool.lock().pop() {
+            if vm.epoch == epoch {
+                return Ok(vm);
+            }
+        }
+        Vm::new(epoch).map_err(|e| format!("ERR could not start Lua: {e}"))
+    }
+
+    pub fn checkin(&self, vm: Vm) {
+        if vm.epoch == self.cache.epoch() {
+            self.pool.lock().push(vm);
+        }
+    }
+
+    /// SCRIPT FLUSH: the cache and every idle interpreter.
+    pub fn flush(&self) {
+        self.cache.flush();
+        self.pool.lock().clear();
+    }
+
+    /// Bytes held by the idle interpreters (INFO's `used_memory_lua`).
+    pub fn lua_memory(&self) -> usize {
+        let p = self.pool.lock();
+        if p.is_empty() {
+            // An interpreter with nothing loaded, as Redis always has one.
+            return 31 * 1024;
+        }
+        p.iter().map(|v| v.used_memory()).sum()
+    }
+
+    /// True while a script runs past the threshold.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn enter_timed_out(&self, t: Arc<TimedOut>) {
+        self.timed_out.lock().push(t);
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn leave_timed_out(&self, t: &Arc<TimedOut>) {
+        let mut v = self.timed_out.lock();
+        if let Some(i) = v.iter().position(|x| Arc::ptr_eq(x, t)) {
+            v.swap_remove(i);
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The kind of the running script(s): Some(true) for EVAL.
+    pub fn busy_kind(&self) -> Option<bool> {
+        self.timed_out.lock().first().map(|t| t.eval)
+    }
+
+    /// SCRIPT KILL (`eval`) or FUNCTION KILL.
+    pub fn kill(&self, eval: bool) -> KillResult {
+        let v = self.timed_out.lock();
+        let Some(t) = v.first() else {
+            return KillResult::NotBusy;
+        };
+        if t.from_master {
+            return KillResult::FromMaster;
+        }
+        if t.wrote.load(Ordering::SeqCst) {
+            return KillResult::Unkillable;
+        }
+        if t.eval != eval {
+            return KillResult::OtherKind;
+        }
+        t.kill.store(true, Ordering::SeqCst);
+        KillResult::Killed
+    }
+}
+
+/// Script flags from a `#!lua flags=…` shebang (Redis's names).
+pub mod flag {
+    /// No shebang: EVAL's compatibility mode, where the flags of the
+    /// commands decide.
+    pub const EVAL_COMPAT: u32 = 1;
+    pub const NO_WRITES: u32 = 1 << 1;
+    pub const ALLOW_OOM: u32 = 1 << 2;
+    pub const ALLOW_STALE: u32 = 1 << 3;
+    pub const NO_CLUSTER: u32 = 1 << 4;
+    pub const ALLOW_CROSS_SLOT: u32 = 1 << 5;
+
+    pub const NAMES: [(&str, u32); 5] = [
+        ("no-writes", NO_WRITES),
+        ("allow-oom", ALLOW_OOM),
+        ("allow-stale", ALLOW_STALE),
+        ("no-cluster", NO_CLUSTER),
+        ("allow-cross-slot-keys", ALLOW_CROSS_SLOT),
+    ];
+}
+
+/// The lowercase hex SHA-1 of `body`, as Redis names scripts.
+pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
+    let digest = sha1_smol::Sha1::from(body).digest().bytes();
+    let hex = b"0123456789abcdef";
+    let mut out = [0u8; 40];
+    for (i, b) in digest.iter().enumerate() {
+        out[i * 2] = hex[(b >> 4) as usize];
+        out[i * 2 + 1] = hex[(b & 15) as usize];
+    }
+    out
+}
+
+/// Splits a `#!lua …` first line into its flags; `Ok((EVAL_COMPAT, 0))`
+/// when the body has no shebang. The second value is the shebang's length
+/// (its newline stays, so line numbers hold). Errors are Redis's texts.
+pub fn shebang_flags(body: &[u8]) -> Result<(u32, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((flag::EVAL_COMPAT, 0));
+    }
+    let Some(end) = body.iter().position(|&c| c == b'\n') else {
+        return Err("Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let parts: Vec<&str> = line.split_ascii_whitespace().collect();
+    let Some(engine) = parts.first() else {
+        return Err("Invalid engine in script shebang".into());
+    };
+    if *engine != "#!lua" {
+        return Err(format!("Unexpected engine in script shebang: {engine}"));
+    }
+    let mut flags = 0;
+    for p in &parts[1..] {
+        let Some(list) = p.strip_prefix("flags=") else {
+            return Err(format!("Unknown lua shebang option: {p}"));
+        };
+        for f in list.split(',') {
+            if f.is_empty() {
+                continue;
+            }
+            match flag::NAMES.iter().find(|(n, _)| *n == f) {
+                Some((_, v)) => flags |= v,
+                None => return Err(format!("Unexpected flag in script shebang: {f}")),
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+/// `%.17g`, how Redis turns a Lua number argument into a command argument
+/// (Lua's own conversion would lose precision).
+pub fn fmt_g17(n: f64) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
+    }
+    if n.is_infinite() {
+        return if n < 0.0 { "-inf" } else { "inf" }.into();
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // %g: scientific when the exponent is < -4 or >= the precision.
+    let sci = format!("{:.16e}", n);
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..17).contains(&exp) {
+        let mant = trim_zeros(mant);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    let decimals = (16 - exp).max(0) as usize;
+    trim_zeros(&format!("{:.*}", decimals, n)).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_as_c_does_with_17_digits() {
+        assert_eq!(fmt_g17(1.0), "1");
+        assert_eq!(fmt_g17(-5.0), "-5");
+        assert_eq!(fmt_g17(0.1), "0.10000000000000001");
+        assert_eq!(fmt_g17(3.5), "3.5");
+        assert_eq!(fmt_g17(1e17), "1e+17");
+        assert_eq!(fmt_g17(123456789012345680.0), "1.2345678901234568e+17");
+        assert_eq!(fmt_g17(0.0001), "0.0001");
+        assert_eq!(fmt_g17(0.00001), "1.0000000000000001e-05");
+        assert_eq!(fmt_g17(9007199254740993.0), "9007199254740992");
+    }
+
+    #[test]
+    fn shebangs_parse_as_redis_does() {
+        assert_eq!(shebang_flags(b"return 1"), Ok((flag::EVAL_COMPAT, 0)));
+        assert_eq!(
+            shebang_flags(b"#!lua flags=no-writes,allow-oom\nreturn 1"),
+            Ok((flag::NO_WRITES | flag::ALLOW_OOM, 30))
+        );
+        assert_eq!(shebang_flags(b"#!lua\nreturn 1"), Ok((0, 5)));
+        assert_eq!(
+            shebang_flags(b"#!lua"),
+            Err("Invalid script shebang".to_string())
+        );
+        assert_eq!(
+            shebang_flags(b"#!py\n"),
+            Err("Unexpected engine in script shebang: #!py".to_string())
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=bad\n"),
+            Err("Unexpected flag in script shebang: bad".to_string())
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua name=x\n"),
+            Err("Unknown lua shebang option: name=x".to_string())
+        );
+    }
+
+    #[test]
+    fn sha1_is_lowercase_hex() {
+        assert_eq!(
+            &sha1_hex(b"return 1"),
+            b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! The 48-bit linear congruential generator behind Redis's `math.random`
+//! (POSIX drand48's constants), so a seeded script draws the same numbers
+//! as on redis-server. One sequence for the whole process, as in Redis.
+
+use parking_lot::Mutex;
+
+const A: u64 = 0x5_DEEC_E66D;
+const C: u64 = 0xB;
+const MASK: u64 = (1 << 48) - 1;
+/// Redis's initial state (X2, X1, X0 = 0x1234, 0xABCD, 0x330E).
+const INITIAL: u64 = 0x1234_ABCD_330E;
+/// REDIS_LRAND48_MAX: INT32_MAX.
+pub const MAX: i64 = i32::MAX as i64;
+
+static STATE: Mutex<u64> = Mutex::new(INITIAL);
+
+/// The next value in 0..2^31.
+pub fn next() -> i64 {
+    let mut s = STATE.lock();
+    *s = (s.wrapping_mul(A).wrapping_add(C)) & MASK;
+    (*s >> 17) as i64
+}
+
+/// `math.randomseed(n)`: the low 32 bits of `n` become the high state bits.
+pub fn seed(n: i32) {
+    *STATE.lock() = (((n as u32 as u64) << 16) | 0x330E) & MASK;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn matches_drand48_from_a_known_seed() {
+        // lrand48() after srand48(0) in glibc: 366850414, 1610402923.
+        super::seed(0);
+        assert_eq!(super::next(), 366850414);
+        assert_eq!(super::next(), 1610402923);
+    }
+}
