@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(shebang_flags(b"return 1"), Ok((flag::EVAL_COMPAT, 0)));
         assert_eq!(
             shebang_flags(b"#!lua flags=no-writes,allow-oom\nreturn 1"),
-            Ok((flag::NO_WRITES | flag::ALLOW_OOM, 30))
+            Ok((flag::NO_WRITES | flag::ALLOW_OOM, 31))
         );
         assert_eq!(shebang_flags(b"#!lua\nreturn 1"), Ok((0, 5)));
         assert_eq!(

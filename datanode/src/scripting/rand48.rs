@@ -29,10 +29,16 @@ pub fn seed(n: i32) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn matches_drand48_from_a_known_seed() {
-        // lrand48() after srand48(0) in glibc: 366850414, 1610402923.
-        super::seed(0);
-        assert_eq!(super::next(), 366850414);
-        assert_eq!(super::next(), 1610402923);
+    fn matches_the_c_library_lrand48() {
+        for seed in [0i32, 42, -7, i32::MAX] {
+            super::seed(seed);
+            // SAFETY: srand48/lrand48 only touch libc's own generator state.
+            unsafe { libc::srand48(seed as libc::c_long) };
+            for _ in 0..5 {
+                let ours = super::next();
+                let theirs = unsafe { libc::lrand48() } as i64;
+                assert_eq!(ours, theirs, "seed {seed}");
+            }
+        }
     }
 }
