@@ -9,9 +9,9 @@
 //! for (after a few tries, the whole database). After a change it waits a
 //! bounded time, then fails the command.
 //!
-//! Past `busy-reply-threshold` the script registers as timed out: other
-//! clients get -BUSY and SCRIPT KILL can stop it. Its worker thread hands
-//! its other connections to a fresh thread, so they are answered.
+//! A script runs on a blocking thread while its connection waits (see
+//! `offload`). Past `busy-reply-threshold` it registers as timed out:
+//! other clients get -BUSY and SCRIPT KILL can stop it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -181,12 +181,66 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
         }
     };
     let n = numkeys as usize;
-    let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
-    let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
     if let Err(e) = prepare(ctx, script.flags, ro) {
         return ctx.r.error(&e);
     }
+    if offloadable(ctx) {
+        let keys: Vec<Vec<u8>> = (3..3 + n).map(|i| a.get(i).to_vec()).collect();
+        let argv: Vec<Vec<u8>> = (3 + n..a.len()).map(|i| a.get(i).to_vec()).collect();
+        return offload(ctx, script, keys, argv, ro);
+    }
+    let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
+    let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
     run_script(ctx, &script, &keys, &argv, ro, true);
+}
+
+/// A script of its own (not inside EXEC, not replayed from the AOF or our
+/// master) runs on a blocking thread while its connection waits: the
+/// command thread keeps serving everyone else, so a long script can be
+/// answered with -BUSY around it and stopped by SCRIPT KILL. Only clients
+/// of its keys' slots wait for it, on those slots' locks.
+fn offloadable(ctx: &Ctx) -> bool {
+    !ctx.client.in_exec
+        && ctx.client.multi.is_none()
+        && !ctx.client.loading
+        && !ctx.client.is_master
+        && ctx.client.reply_mode == crate::server::client::ReplyMode::On
+        && tokio::runtime::Handle::try_current().is_ok()
+}
+
+fn offload(ctx: &mut Ctx, script: Arc<Script>, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>, ro: bool) {
+    let srv = ctx.srv.clone();
+    let dbi = ctx.locks.db.index;
+    let proto = ctx.client.proto;
+    let (readonly, asking) = (ctx.client.readonly, ctx.client.asking);
+    let addr = ctx.client.info.addr;
+    let laddr = ctx.client.info.laddr;
+    ctx.actions
+        .push(super::Action::Offload(super::Offloaded(Box::new(move || {
+            // The script's own client, as Redis runs scripts on one: the
+            // caller's database and cluster flags, already authenticated.
+            let mut client = crate::server::conn::new_client(&srv, addr, laddr);
+            client.db = dbi;
+            client.proto = proto;
+            client.authenticated = true;
+            client.readonly = readonly;
+            client.asking = asking;
+            let mut out = Vec::new();
+            let mut actions = Vec::new();
+            let db = srv.ks.db(dbi);
+            let mut ctx = Ctx {
+                srv: &srv,
+                client: &mut client,
+                r: Reply::new(&mut out, proto),
+                locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
+                actions: &mut actions,
+            };
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
+            run_script(&mut ctx, &script, &keys, &argv, ro, true);
+            drop(ctx);
+            (out, client.pending_dirty)
+        }))));
 }
 
 /// Checks a new script (shebang and syntax) and adds it to the cache.
@@ -336,7 +390,6 @@ struct RunHost<'c, 'a> {
     learned: Vec<(usize, u16)>,
     start: Instant,
     timed_out: Option<Arc<TimedOut>>,
-    last_handoff: Option<Instant>,
     saved_db: (usize, &'a crate::keyspace::Db),
     saved_in_exec: bool,
     saved_proto: Proto,
@@ -368,7 +421,6 @@ impl<'c, 'a> RunHost<'c, 'a> {
             learned,
             start: Instant::now(),
             timed_out: None,
-            last_handoff: None,
             saved_db,
             saved_in_exec,
             saved_proto,
@@ -522,6 +574,9 @@ impl Host for RunHost<'_, '_> {
     }
 
     fn tick(&mut self) -> Result<(), String> {
+        if self.ctx.srv.scripts.stopping() {
+            return Err("ERR Script stopped: the server is shutting down".into());
+        }
         if let Some(t) = &self.timed_out {
             if t.kill.load(Ordering::SeqCst) {
                 tracing::warn!("Lua script killed by user with SCRIPT KILL.");
@@ -531,7 +586,6 @@ impl Host for RunHost<'_, '_> {
                     "ERR Script killed by user with FUNCTION KILL...".into()
                 });
             }
-            hand_off(&mut self.last_handoff);
             return Ok(());
         }
         let threshold = self.ctx.srv.config.read().num("busy-reply-threshold");
@@ -549,7 +603,6 @@ impl Host for RunHost<'_, '_> {
             t.wrote.store(self.wrote, Ordering::SeqCst);
             self.ctx.srv.scripts.enter_timed_out(t.clone());
             self.timed_out = Some(t);
-            hand_off(&mut self.last_handoff);
         }
         Ok(())
     }
@@ -566,23 +619,6 @@ impl Host for RunHost<'_, '_> {
     fn set_repl(&mut self, _flags: i64) {
         // Effects always propagate (Redis 7's only mode); choosing where
         // they go is not supported yet.
-    }
-}
-
-/// A script past the threshold keeps this thread: the runtime's other
-/// connections move to a new worker thread so they can be answered (with
-/// -BUSY, or SCRIPT KILL obeyed). Retried now and then in case the new
-/// thread had not taken over yet.
-fn hand_off(last: &mut Option<Instant>) {
-    if last.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
-        return;
-    }
-    *last = Some(Instant::now());
-    let multi = tokio::runtime::Handle::try_current()
-        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        .unwrap_or(false);
-    if multi {
-        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(2)));
     }
 }
 

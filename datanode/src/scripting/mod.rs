@@ -29,6 +29,8 @@ pub struct Scripts {
     /// clients get -BUSY.
     timed_out: Mutex<Vec<Arc<TimedOut>>>,
     busy: AtomicUsize,
+    /// Set at shutdown: every running script stops at its next check.
+    stop_all: AtomicBool,
 }
 
 /// A script running past the threshold, as SCRIPT KILL sees it.
@@ -84,6 +86,15 @@ impl Scripts {
             return 31 * 1024;
         }
         p.iter().map(|v| v.used_memory()).sum()
+    }
+
+    /// Shutdown: running scripts stop, killable or not.
+    pub fn stop_all(&self) {
+        self.stop_all.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop_all.load(Ordering::Relaxed)
     }
 
     /// True while a script runs past the threshold.

@@ -308,6 +308,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 /// Flushes the AOF, removes the pid file.
 async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
     srv.shutting_down.store(true, Ordering::SeqCst);
+    srv.scripts.stop_all();
     tracing::info!("User requested shutdown...");
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
