@@ -181,17 +181,53 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
         }
     };
     let n = numkeys as usize;
-    if let Err(e) = prepare(ctx, script.flags, ro) {
+    let oom = out_of_memory(ctx);
+    if let Err(e) = prepare(ctx, script.flags, ro, oom) {
         return ctx.r.error(&e);
     }
     if offloadable(ctx) {
         let keys: Vec<Vec<u8>> = (3..3 + n).map(|i| a.get(i).to_vec()).collect();
         let argv: Vec<Vec<u8>> = (3 + n..a.len()).map(|i| a.get(i).to_vec()).collect();
-        return offload(ctx, script, keys, argv, ro);
+        return offload(ctx, script, keys, argv, ro, oom);
     }
     let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
     let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
-    run_script(ctx, &script, &keys, &argv, ro, true);
+    run_script(
+        ctx,
+        &script,
+        &keys,
+        &argv,
+        Run {
+            ro,
+            eval: true,
+            oom,
+        },
+    );
+}
+
+/// Whether memory is over `maxmemory` as the script starts (after
+/// evicting what the policy allows): its first write that may grow memory
+/// is then refused, as Redis does.
+fn out_of_memory(ctx: &Ctx) -> bool {
+    use crate::server::evict;
+    if ctx.client.is_master || ctx.client.loading {
+        return false;
+    }
+    if ctx.srv.hot.maxmemory.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    evict::perform_evictions(ctx.srv, ctx.locks.now, true) == evict::Outcome::Fail
+}
+
+/// How one script run was asked for.
+#[derive(Clone, Copy)]
+struct Run {
+    /// EVAL_RO / EVALSHA_RO.
+    ro: bool,
+    /// EVAL rather than FCALL.
+    eval: bool,
+    /// Over maxmemory at the start.
+    oom: bool,
 }
 
 /// A script of its own (not inside EXEC, not replayed from the AOF or our
@@ -208,7 +244,14 @@ fn offloadable(ctx: &Ctx) -> bool {
         && tokio::runtime::Handle::try_current().is_ok()
 }
 
-fn offload(ctx: &mut Ctx, script: Arc<Script>, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>, ro: bool) {
+fn offload(
+    ctx: &mut Ctx,
+    script: Arc<Script>,
+    keys: Vec<Vec<u8>>,
+    argv: Vec<Vec<u8>>,
+    ro: bool,
+    oom: bool,
+) {
     let srv = ctx.srv.clone();
     let dbi = ctx.locks.db.index;
     let proto = ctx.client.proto;
@@ -216,31 +259,43 @@ fn offload(ctx: &mut Ctx, script: Arc<Script>, keys: Vec<Vec<u8>>, argv: Vec<Vec
     let addr = ctx.client.info.addr;
     let laddr = ctx.client.info.laddr;
     ctx.actions
-        .push(super::Action::Offload(super::Offloaded(Box::new(move || {
-            // The script's own client, as Redis runs scripts on one: the
-            // caller's database and cluster flags, already authenticated.
-            let mut client = crate::server::conn::new_client(&srv, addr, laddr);
-            client.db = dbi;
-            client.proto = proto;
-            client.authenticated = true;
-            client.readonly = readonly;
-            client.asking = asking;
-            let mut out = Vec::new();
-            let mut actions = Vec::new();
-            let db = srv.ks.db(dbi);
-            let mut ctx = Ctx {
-                srv: &srv,
-                client: &mut client,
-                r: Reply::new(&mut out, proto),
-                locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
-                actions: &mut actions,
-            };
-            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-            let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
-            run_script(&mut ctx, &script, &keys, &argv, ro, true);
-            drop(ctx);
-            (out, client.pending_dirty)
-        }))));
+        .push(super::Action::Offload(super::Offloaded(Box::new(
+            move || {
+                // The script's own client, as Redis runs scripts on one: the
+                // caller's database and cluster flags, already authenticated.
+                let mut client = crate::server::conn::new_client(&srv, addr, laddr);
+                client.db = dbi;
+                client.proto = proto;
+                client.authenticated = true;
+                client.readonly = readonly;
+                client.asking = asking;
+                let mut out = Vec::new();
+                let mut actions = Vec::new();
+                let db = srv.ks.db(dbi);
+                let mut ctx = Ctx {
+                    srv: &srv,
+                    client: &mut client,
+                    r: Reply::new(&mut out, proto),
+                    locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
+                    actions: &mut actions,
+                };
+                let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+                let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
+                run_script(
+                    &mut ctx,
+                    &script,
+                    &keys,
+                    &argv,
+                    Run {
+                        ro,
+                        eval: true,
+                        oom,
+                    },
+                );
+                drop(ctx);
+                (out, client.pending_dirty)
+            },
+        ))));
 }
 
 /// Checks a new script (shebang and syntax) and adds it to the cache.
@@ -271,7 +326,7 @@ fn blank_shebang(body: &[u8], shebang: usize) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Redis's checks before a script runs (scriptPrepareForRun).
-fn prepare(ctx: &Ctx, script_flags: u32, ro: bool) -> Result<(), String> {
+fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), String> {
     if script_flags & flag::EVAL_COMPAT != 0 {
         return Ok(());
     }
@@ -287,18 +342,18 @@ fn prepare(ctx: &Ctx, script_flags: u32, ro: bool) -> Result<(), String> {
             return Err("ERR Can not execute a script with write flag using *_ro command.".into());
         }
     }
+    if oom && script_flags & (flag::ALLOW_OOM | flag::NO_WRITES) == 0 {
+        return Err(
+            "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"
+                .into(),
+        );
+    }
     Ok(())
 }
 
 /// Runs a script to its reply, redoing it when lock order demands.
-fn run_script(
-    ctx: &mut Ctx,
-    script: &Script,
-    keys: &[&[u8]],
-    argv: &[&[u8]],
-    ro: bool,
-    eval: bool,
-) {
+fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], run: Run) {
+    let Run { ro, eval, oom } = run;
     let in_exec = ctx.client.in_exec;
     let dbi = ctx.locks.db.index;
     let declared: Vec<(usize, u16)> = keys.iter().map(|k| (dbi, key_slot(k))).collect();
@@ -335,6 +390,8 @@ fn run_script(
         let caller_proto = ctx.client.proto;
         let outcome = {
             let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, eval, keys);
+            host.oom =
+                oom && script.flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
             let mut r = Reply::new(&mut reply, caller_proto);
             let o = vm.run(&script.sha, keys, argv, &mut host, &mut r);
             host.finish();
@@ -384,6 +441,9 @@ struct RunHost<'c, 'a> {
     script_slot: Option<u16>,
     /// A write ran: the script can no longer be killed or redone.
     wrote: bool,
+    /// Over maxmemory at the start: writes that may grow memory are
+    /// refused until one has run.
+    oom: bool,
     /// Anything another client or a replica could see (writes, PUBLISH).
     side_effects: bool,
     /// Every (db, slot) asked for, for a redo.
@@ -417,6 +477,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             eval,
             script_slot,
             wrote: false,
+            oom: false,
             side_effects: false,
             learned,
             start: Instant::now(),
@@ -546,6 +607,9 @@ impl Host for RunHost<'_, '_> {
             {
                 return Err("-READONLY You can't write against a read only replica.".into());
             }
+        }
+        if self.oom && !self.wrote && cmd.flags & flags::DENYOOM != 0 {
+            return Err(format!("-{}", crate::server::evict::OOM));
         }
         self.check_cluster(cmd, &args)?;
         self.hold_slots(cmd, &args)?;

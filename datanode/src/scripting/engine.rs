@@ -135,13 +135,22 @@ local allowed = {
   "rawget", "loadstring", "ipairs", "_VERSION", "setfenv", "load", "error", "newproxy",
 }
 local visible = {}
+local env = {}
 for _, k in pairs(allowed) do visible[k] = G[k] end
 visible.pcall = safe_pcall
+-- The globals a script can reach are `env`, never the real table.
+local real_getfenv = getfenv
+visible.getfenv = function(f)
+  if f == nil then f = 1 end
+  if type(f) == "number" and f > 0 then f = f + 1 end
+  local e = real_getfenv(f)
+  if e == G then return env end
+  return e
+end
 visible.setmetatable = guarded_setmetatable
 visible.rawset = guarded_rawset
 for k, v in pairs(libs) do visible[k] = ro(v) end
 visible.redis = ro(redis)
-local env = {}
 protected[env] = true
 visible._G = env
 -- KEYS and ARGV change per run: they live in `per_run`.
