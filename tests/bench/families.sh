@@ -32,8 +32,13 @@ start_server redis redis-server "$RP" "$WORK/redis" "${ARGS[@]}"
 DP=$(free_port)
 start_server datanode "$DATANODE_BIN" "$DP" "$WORK/datanode" "${ARGS[@]}"
 
+# The script EVALSHA runs: three commands on one key.
+SCRIPT="redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 100) return redis.call('GET', KEYS[1])"
+SHA=$(printf '%s' "$SCRIPT" | sha1sum | cut -d' ' -f1)
+
 # 10,000 points around Sicily for GEOSEARCH; a 12.5 KB bitmap for BITCOUNT.
 prepare() {
+  redis-cli -p "$1" script load "$SCRIPT" >/dev/null
   python3 - "$1" <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
 import random, sys
 random.seed(13)
@@ -65,6 +70,7 @@ RES="$WORK/results"
 # name|command (redis-benchmark puts a zero-padded number from -r in place
 # of __rand_int__, which an offset refuses, so SETBIT varies its key)
 LOADS=(
+  "EVALSHA|EVALSHA $SHA 1 ev:__rand_int__"
   "SETBIT|SETBIT bits:__rand_int__ 4095 1"
   "BITCOUNT|BITCOUNT bench:bits"
   "PFADD|PFADD bench:hll __rand_int__"
@@ -136,9 +142,9 @@ EOF
 stat() { awk -v s="$1" -v d="$2" -v t="$3" -v c="$4" '$1==s && $2==d && $3==t {print $c}' "$RES" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
-  echo "## Bitmaps, HyperLogLog, geo and streams (issue 13)"
+  echo "## Scripting, bitmaps, HyperLogLog, geo and streams (issue 13)"
   echo
-  echo "\`tests/bench/families.sh --rounds $ROUNDS --requests $REQUESTS\` ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD)): $CLIENTS clients, medians of $ROUNDS rounds, both servers \`--save '' --appendonly no\`. SETBIT sets bit 4095 of one of 100,000 keys; BITCOUNT counts a 12.5 KB bitmap; PFADD adds random elements to one HLL (dense after the first few thousand); GEOSEARCH asks for the 10 nearest of 10,000 points within 20 km. XADD appends to a growing stream; XRANGE and XREAD read 10 entries of a 10,000-entry stream; XREADGROUP reads 10 entries of its consumer's pending history (each read counts a delivery); XPENDING lists 10 pending entries."
+  echo "\`tests/bench/families.sh --rounds $ROUNDS --requests $REQUESTS\` ($(date -u +%Y-%m-%d), commit $(git -C "$ROOT" rev-parse --short HEAD)): $CLIENTS clients, medians of $ROUNDS rounds, both servers \`--save '' --appendonly no\`. EVALSHA runs a cached script of three commands (INCR, EXPIRE, GET) on one of 100,000 keys; SETBIT sets bit 4095 of one of 100,000 keys; BITCOUNT counts a 12.5 KB bitmap; PFADD adds random elements to one HLL (dense after the first few thousand); GEOSEARCH asks for the 10 nearest of 10,000 points within 20 km. XADD appends to a growing stream; XRANGE and XREAD read 10 entries of a 10,000-entry stream; XREADGROUP reads 10 entries of its consumer's pending history (each read counts a delivery); XPENDING lists 10 pending entries."
   for depth in 1 16; do
     echo
     echo "Pipeline depth $depth:"
