@@ -99,6 +99,20 @@ fn a_script_past_the_threshold_gets_busy_replies_and_script_kill() {
     assert_eq!(c.text(&["PING"]), "+PONG\r\n");
     assert_eq!(looping.text(&["PING"]), "+PONG\r\n");
 
+    // A script fast so far (so run on the command thread) that now loops
+    // moves off that thread and is answered around and killed the same.
+    let body = "if ARGV[1] == '1' then while true do end end return 'quick'";
+    for _ in 0..3 {
+        assert_eq!(c.text(&["EVAL", body, "0", "0"]), "$5\r\nquick\r\n");
+    }
+    looping
+        .send_raw(&slotkv_tests::resp::encode(&["EVAL", body, "0", "1"]))
+        .expect("send");
+    wait_until("-BUSY", || c.text(&["PING"]).starts_with("-BUSY"));
+    assert_eq!(c.text(&["SCRIPT", "KILL"]), "+OK\r\n");
+    let r = slotkv_tests::resp::show(&looping.read_reply().expect("killed script reply").raw);
+    assert!(r.contains("Script killed by user with SCRIPT KILL"), "{r}");
+
     // A script that wrote cannot be killed; SHUTDOWN NOSAVE still works.
     let mut writer = n.conn();
     writer

@@ -30,6 +30,8 @@ const BUSY_FUNCTION: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 /// The stop message that means "redo the run holding more slots".
 const RESTART: &str = "\u{0}restart";
+/// The stop message that means "redo the run off the command thread".
+const MOVE: &str = "\u{0}move";
 /// How long a script that already wrote waits for a slot below its own.
 const OUT_OF_ORDER_WAIT: Duration = Duration::from_secs(2);
 /// Runs redone for lock order before holding the whole database.
@@ -185,24 +187,33 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
     if let Err(e) = prepare(ctx, script.flags, ro, oom) {
         return ctx.r.error(&e);
     }
-    if offloadable(ctx) {
-        let keys: Vec<Vec<u8>> = (3..3 + n).map(|i| a.get(i).to_vec()).collect();
-        let argv: Vec<Vec<u8>> = (3 + n..a.len()).map(|i| a.get(i).to_vec()).collect();
-        return offload(ctx, script, keys, argv, ro, oom);
-    }
     let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
     let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
-    run_script(
-        ctx,
-        &script,
-        &keys,
-        &argv,
-        Run {
-            ro,
-            eval: true,
-            oom,
-        },
-    );
+    let run = Run {
+        ro,
+        eval: true,
+        oom,
+        inline_budget: None,
+    };
+    if !offloadable(ctx) {
+        let _ = run_script(ctx, &script, &keys, &argv, run);
+        return;
+    }
+    // A script whose last run was short runs here, within a budget: past
+    // it, a run that changed nothing is dropped and redone off the command
+    // thread, where it can be answered around and killed.
+    if script.fast.load(Ordering::Relaxed) {
+        let run = Run {
+            inline_budget: Some(INLINE_BUDGET),
+            ..run
+        };
+        if run_script(ctx, &script, &keys, &argv, run) == Ran::Done {
+            return;
+        }
+    }
+    let keys = keys.iter().map(|k| k.to_vec()).collect();
+    let argv = argv.iter().map(|k| k.to_vec()).collect();
+    offload(ctx, script, keys, argv, ro, oom);
 }
 
 /// Whether memory is over `maxmemory` as the script starts (after
@@ -219,9 +230,22 @@ fn out_of_memory(ctx: &Ctx) -> bool {
     evict::perform_evictions(ctx.srv, ctx.locks.now, true) == evict::Outcome::Fail
 }
 
+/// How long a script may run on the command thread before it moves off.
+const INLINE_BUDGET: Duration = Duration::from_millis(2);
+
+/// Whether a run replied, or left the work to a run off the command
+/// thread.
+#[derive(PartialEq, Eq)]
+enum Ran {
+    Done,
+    Moved,
+}
+
 /// How one script run was asked for.
 #[derive(Clone, Copy)]
 struct Run {
+    /// On the command thread: how long it may take before it moves off.
+    inline_budget: Option<Duration>,
     /// EVAL_RO / EVALSHA_RO.
     ro: bool,
     /// EVAL rather than FCALL.
@@ -281,7 +305,7 @@ fn offload(
                 };
                 let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
                 let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
-                run_script(
+                let _ = run_script(
                     &mut ctx,
                     &script,
                     &keys,
@@ -290,6 +314,7 @@ fn offload(
                         ro,
                         eval: true,
                         oom,
+                        inline_budget: None,
                     },
                 );
                 drop(ctx);
@@ -312,6 +337,7 @@ fn create(ctx: &Ctx, body: &[u8]) -> Result<Arc<Script>, String> {
         sha,
         body: body.to_vec(),
         flags,
+        fast: Default::default(),
     }))
 }
 
@@ -352,8 +378,14 @@ fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), Stri
 }
 
 /// Runs a script to its reply, redoing it when lock order demands.
-fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], run: Run) {
-    let Run { ro, eval, oom } = run;
+fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], run: Run) -> Ran {
+    let Run {
+        ro,
+        eval,
+        oom,
+        inline_budget,
+    } = run;
+    let started = Instant::now();
     let in_exec = ctx.client.in_exec;
     let dbi = ctx.locks.db.index;
     let declared: Vec<(usize, u16)> = keys.iter().map(|k| (dbi, key_slot(k))).collect();
@@ -363,12 +395,16 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
     let scripts = &ctx.srv.scripts;
     let mut vm = match scripts.checkout() {
         Ok(vm) => vm,
-        Err(e) => return ctx.r.error(&e),
+        Err(e) => {
+            ctx.r.error(&e);
+            return Ran::Done;
+        }
     };
     let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
     if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
         scripts.checkin(vm);
-        return ctx.r.error(&e);
+        ctx.r.error(&e);
+        return Ran::Done;
     }
     let mut extra: Vec<(usize, u16)> = Vec::new();
     let mut whole_db = false;
@@ -392,6 +428,7 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
             let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, eval, keys);
             host.oom =
                 oom && script.flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
+            host.inline_budget = inline_budget;
             let mut r = Reply::new(&mut reply, caller_proto);
             let o = vm.run(&script.sha, keys, argv, &mut host, &mut r);
             host.finish();
@@ -419,9 +456,14 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
     };
     scripts.checkin(vm);
     match out {
+        Err(msg) if msg == MOVE => return Ran::Moved,
         Ok(reply) => ctx.r.raw(&reply),
         Err(msg) => ctx.r.error(&msg),
     }
+    script
+        .fast
+        .store(started.elapsed() < INLINE_BUDGET, Ordering::Relaxed);
+    Ran::Done
 }
 
 fn lock_error(db: usize, slot: u16) -> String {
@@ -444,6 +486,8 @@ struct RunHost<'c, 'a> {
     /// Over maxmemory at the start: writes that may grow memory are
     /// refused until one has run.
     oom: bool,
+    /// Running on the command thread, with this budget.
+    inline_budget: Option<Duration>,
     /// Anything another client or a replica could see (writes, PUBLISH).
     side_effects: bool,
     /// Every (db, slot) asked for, for a redo.
@@ -478,6 +522,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             script_slot,
             wrote: false,
             oom: false,
+            inline_budget: None,
             side_effects: false,
             learned,
             start: Instant::now(),
@@ -640,6 +685,11 @@ impl Host for RunHost<'_, '_> {
     fn tick(&mut self) -> Result<(), String> {
         if self.ctx.srv.scripts.stopping() {
             return Err("ERR Script stopped: the server is shutting down".into());
+        }
+        if let Some(budget) = self.inline_budget {
+            if !self.side_effects && self.start.elapsed() > budget {
+                return Err(MOVE.into());
+            }
         }
         if let Some(t) = &self.timed_out {
             if t.kill.load(Ordering::SeqCst) {

@@ -13,6 +13,8 @@ pub struct Script {
     pub body: Vec<u8>,
     /// `scripting::flag` bits from the shebang.
     pub flags: u32,
+    /// Its last run was short: the next may run on the command thread.
+    pub fast: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]

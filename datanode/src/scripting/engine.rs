@@ -204,6 +204,7 @@ pub struct Vm {
     env: Table,
     runner: Function,
     compiled: HashMap<[u8; 40], Function>,
+    runs: u64,
     /// The cache epoch the compiled functions belong to.
     pub epoch: u64,
 }
@@ -249,11 +250,14 @@ impl Vm {
             })?,
         )?;
         let (env, runner): (Table, Function) = lua.load(PRELUDE).set_name("=redis_lib").call(())?;
+        // Installed once: between runs there is no run to stop.
+        install_hook(&lua);
         Ok(Vm {
             lua,
             env,
             runner,
             compiled: HashMap::new(),
+            runs: 0,
             epoch,
         })
     }
@@ -312,30 +316,6 @@ impl Vm {
         }
         RUN.with(|c| c.set(&mut state as *mut RunState));
         let _clear = Clear;
-        self.lua.set_hook(
-            HookTriggers::new().every_nth_instruction(100_000),
-            |_, _| {
-                let stop = with_run(|run| {
-                    if let Some(msg) = &run.stopped {
-                        return Some(msg.clone());
-                    }
-                    // SAFETY: see `with_run`; the host outlives the run.
-                    let host = unsafe { &mut *run.host };
-                    match host.tick() {
-                        Ok(()) => None,
-                        Err(msg) => {
-                            run.stopped = Some(msg.clone());
-                            Some(msg)
-                        }
-                    }
-                })
-                .flatten();
-                match stop {
-                    Some(msg) => Err(mlua::Error::external(Stop(msg))),
-                    None => Ok(VmState::Continue),
-                }
-            },
-        );
         let result = (|| -> mlua::Result<(bool, Value)> {
             let k = self.lua.create_sequence_from(
                 keys.iter()
@@ -349,7 +329,6 @@ impl Vm {
             )?;
             self.runner.call::<(bool, Value)>((f, k, a))
         })();
-        self.lua.remove_hook();
         let stopped = state.stopped.take();
         if let Some(msg) = stopped {
             return Outcome::Stopped(msg);
@@ -389,9 +368,12 @@ impl Vm {
             }
             Err(e) => r.error(&format!("ERR {}", lua_message(&e))),
         }
-        // Lua's collector runs a step now and then rather than a full cycle
-        // at an unlucky moment.
-        let _ = self.lua.gc_step_kbytes(64);
+        // Lua's collector runs a step every 50 runs rather than a full
+        // cycle at an unlucky moment (Redis's period).
+        self.runs += 1;
+        if self.runs % 50 == 0 {
+            let _ = self.lua.gc_step_kbytes(50);
+        }
         Outcome::Replied
     }
 
@@ -403,6 +385,35 @@ impl Vm {
     pub fn compiled_count(&self) -> usize {
         self.compiled.len()
     }
+}
+
+/// Every 100,000 instructions: the host may stop the run (SCRIPT KILL,
+/// a move off the command thread, shutdown).
+fn install_hook(lua: &Lua) {
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(100_000),
+        |_, _| {
+            let stop = with_run(|run| {
+                if let Some(msg) = &run.stopped {
+                    return Some(msg.clone());
+                }
+                // SAFETY: see `with_run`; the host outlives the run.
+                let host = unsafe { &mut *run.host };
+                match host.tick() {
+                    Ok(()) => None,
+                    Err(msg) => {
+                        run.stopped = Some(msg.clone());
+                        Some(msg)
+                    }
+                }
+            })
+            .flatten();
+            match stop {
+                Some(msg) => Err(mlua::Error::external(Stop(msg))),
+                None => Ok(VmState::Continue),
+            }
+        },
+    );
 }
 
 /// The error a stopped run raises inside Lua.
