@@ -371,7 +371,7 @@ impl Vm {
         // Lua's collector runs a step every 50 runs rather than a full
         // cycle at an unlucky moment (Redis's period).
         self.runs += 1;
-        if self.runs % 50 == 0 {
+        if self.runs.is_multiple_of(50) {
             let _ = self.lua.gc_step_kbytes(50);
         }
         Outcome::Replied
