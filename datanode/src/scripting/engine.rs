@@ -119,7 +119,7 @@ local function finish(ok, ...)
   return false, e
 end
 local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
-local libs = {}
+local libs = {bit = __redis_bit}
 for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
 local function guarded_setmetatable(t, m)
   if protected[t] then error("Attempt to modify a readonly table", 0) end
@@ -193,7 +193,8 @@ local function run(f, keys, argv)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw = nil, nil, nil, nil, nil
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit =
+  nil, nil, nil, nil, nil, nil
 debug = nil
 return env, run
 "##;
@@ -240,6 +241,7 @@ impl Vm {
             lua.create_function(|_, ()| Ok(with_run(|r| r.stopped.is_some()).unwrap_or(false)))?,
         )?;
         g.raw_set("__redis_lib", api_table(&lua)?)?;
+        g.raw_set("__redis_bit", super::bitlib::open(&lua)?)?;
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
             "__redis_randomseed_raw",

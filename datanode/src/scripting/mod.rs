@@ -5,6 +5,7 @@
 //! Nothing here knows about connections or commands: a running script
 //! reaches the server only through the [`engine::Host`] trait.
 
+pub mod bitlib;
 pub mod cache;
 pub mod convert;
 pub mod engine;
