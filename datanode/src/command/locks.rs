@@ -289,6 +289,11 @@ impl<'a> Locks<'a> {
         Ok(())
     }
 
+    /// Whether (db, slot) is among the held guards.
+    pub fn holds(&self, db: usize, slot: u16) -> bool {
+        self.held_index(db, slot).is_some()
+    }
+
     /// The (db, slot) pairs held.
     pub fn held_slots(&self) -> Vec<(usize, u16)> {
         self.held.iter().map(|g| (g.db.index, g.slot)).collect()

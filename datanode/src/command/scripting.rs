@@ -596,14 +596,12 @@ impl<'c, 'a> RunHost<'c, 'a> {
         for d in dbs {
             slots.extend((0..crate::keyspace::SLOTS as u16).map(|s| (d, s)));
         }
+        slots.retain(|&(d, s)| !self.ctx.locks.holds(d, s));
         if slots.is_empty() {
             return Ok(());
         }
-        for &s in &slots {
-            if !self.learned.contains(&s) {
-                self.learned.push(s);
-            }
-        }
+        // Remembered for a redo, which holds them all from the start.
+        self.learned.extend(slots.iter().copied());
         let redo_possible = !self.side_effects && !self.in_exec;
         let wait = if redo_possible {
             Duration::ZERO

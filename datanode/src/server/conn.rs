@@ -181,12 +181,14 @@ pub fn execute(
     }
     if let Some(c) = cmd {
         client.last_cmd = c.name;
-        if c.is_write() || c.name == "exec" {
+        // EXEC and scripts write through the commands they run.
+        let writes = c.is_write() || matches!(c.name, "exec" | "eval" | "evalsha");
+        if writes {
             client.woff = client
                 .woff
                 .max(crate::persistence::effects::last_repl_offset());
         }
-        if (c.is_write() || c.name == "exec") && srv.hot.fsync_always.load(Ordering::Relaxed) {
+        if writes && srv.hot.fsync_always.load(Ordering::Relaxed) {
             client.last_write_offset = srv.log.offset();
         }
     }
@@ -673,6 +675,15 @@ async fn connection_loop(
                             }
                             out.extend_from_slice(&reply);
                             client.pending_dirty += dirty;
+                            // What the job wrote (a script's effects, a
+                            // MIGRATE's deletions) is acknowledged only once
+                            // durable and, for WAIT, counted as ours.
+                            if dirty > 0 {
+                                client.woff = client.woff.max(srv.log.repl_offset());
+                                if srv.hot.fsync_always.load(Ordering::Relaxed) {
+                                    client.last_write_offset = srv.log.offset();
+                                }
+                            }
                             now = now_ms();
                         }
                         Action::SlotImport { name } => {
