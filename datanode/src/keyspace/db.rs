@@ -71,9 +71,14 @@ impl Db {
     }
 
     pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
+        self.guard(slot, self.slots[slot as usize].0.lock(), now)
+    }
+
+    /// A locked slot's guard, at the current rewrite generation.
+    fn guard<'d>(&'d self, slot: u16, t: MutexGuard<'d, SlotTable>, now: i64) -> SlotRef<'d> {
         let mut s = SlotRef {
             slot,
-            t: self.slots[slot as usize].0.lock(),
+            t,
             meta: &self.meta[slot as usize],
             db: self,
             now,
@@ -94,17 +99,7 @@ impl Db {
         wait: std::time::Duration,
     ) -> Option<SlotRef<'_>> {
         let t = self.slots[slot as usize].0.try_lock_for(wait)?;
-        let mut s = SlotRef {
-            slot,
-            t,
-            meta: &self.meta[slot as usize],
-            db: self,
-            now,
-            gen: 0,
-            quiet: false,
-        };
-        s.refresh_gen();
-        Some(s)
+        Some(self.guard(slot, t, now))
     }
 
     /// Locks several slots in ascending order (the global lock order, so
