@@ -593,16 +593,7 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             if args.len() != 1 {
                 return Err(raise("redis.setresp() requires one argument."));
             }
-            let v = match &args[0] {
-                Value::Integer(n) => *n,
-                Value::Number(n) => *n as i64,
-                Value::String(s) => s
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(0),
-                _ => 0,
-            };
+            let v = lua_number(&args[0]).unwrap_or(0.0) as i64;
             if v != 2 && v != 3 {
                 return Err(raise("RESP version must be 2 or 3."));
             }
@@ -621,11 +612,7 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             if args.len() != 1 {
                 return Err(raise("redis.set_repl() requires two arguments."));
             }
-            let v = match &args[0] {
-                Value::Integer(n) => *n,
-                Value::Number(n) => *n as i64,
-                _ => 0,
-            };
+            let v = lua_number(&args[0]).unwrap_or(0.0) as i64;
             if v & !3 != 0 {
                 return Err(raise(
                     "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
@@ -644,16 +631,8 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             if args.len() < 2 {
                 return Err(raise("redis.log() requires two arguments or more."));
             }
-            let level = match &args[0] {
-                Value::Integer(n) => *n,
-                Value::Number(n) => *n as i64,
-                Value::String(s) => {
-                    match s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()) {
-                        Some(n) => n as i64,
-                        None => return Err(raise("First argument must be a number (log level).")),
-                    }
-                }
-                _ => return Err(raise("First argument must be a number (log level).")),
+            let Some(level) = lua_number(&args[0]).map(|n| n as i64) else {
+                return Err(raise("First argument must be a number (log level)."));
             };
             if !(0..=3).contains(&level) {
                 return Err(raise("Invalid debug level."));
@@ -747,13 +726,7 @@ fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
 /// luaL_checkint: a number, or a string that reads as one; truncated.
 fn int_arg(lua: &Lua, args: &MultiValue, i: usize, func: &str) -> mlua::Result<i64> {
     let v = args.get(i).cloned().unwrap_or(Value::Nil);
-    let n = match &v {
-        Value::Integer(n) => Some(*n as f64),
-        Value::Number(n) => Some(*n),
-        Value::String(s) => s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()),
-        _ => None,
-    };
-    match n {
+    match lua_number(&v) {
         Some(n) => Ok(n as i64),
         None => Err(lua_error(
             lua,
@@ -797,5 +770,15 @@ fn math_random(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Number> {
             Ok((r * (u - l + 1) as f64).floor() + l as f64)
         }
         _ => Err(lua_error(lua, "wrong number of arguments")),
+    }
+}
+
+/// lua_tonumber: a number, or a string that reads as one.
+fn lua_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()),
+        _ => None,
     }
 }
