@@ -11028,6 +11028,29 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[]),
                 ]),
                 M::Array(&[
+                    M::Bulk("function|load"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("write"),
+                        M::Simple("denyoom"),
+                        M::Simple("noscript"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@write"),
+                        M::Simple("@slow"),
+                        M::Simple("@scripting"),
+                    ]),
+                    M::Set(&[
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
                     M::Bulk("function|restore"),
                     M::Int(-3),
                     M::Set(&[
@@ -11046,6 +11069,22 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
                     M::Set(&[
                         M::Bulk("request_policy:all_shards"),
                         M::Bulk("response_policy:all_succeeded"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("function|stats"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("noscript"), M::Simple("allow_busy")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+                    M::Set(&[
+                        M::Bulk("nondeterministic_output"),
+                        M::Bulk("request_policy:all_shards"),
+                        M::Bulk("response_policy:special"),
                     ]),
                     M::Set(&[]),
                     M::Set(&[]),
@@ -11328,6 +11367,115 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
             M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
             M::Set(&[]),
             M::Set(&[M::Map(&[
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RO"), M::Simple("access")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "fcall",
+        M::Array(&[
+            M::Bulk("fcall"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "We cannot tell how the keys will be used so we assume the ",
+                        "worst, RW and UPDATE"
+                    )),
+                ),
+                (
+                    M::Bulk("flags"),
+                    M::Set(&[M::Simple("RW"), M::Simple("access"), M::Simple("update")]),
+                ),
+                (
+                    M::Bulk("begin_search"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("index")),
+                        (M::Bulk("spec"), M::Map(&[(M::Bulk("index"), M::Int(2))])),
+                    ]),
+                ),
+                (
+                    M::Bulk("find_keys"),
+                    M::Map(&[
+                        (M::Bulk("type"), M::Bulk("keynum")),
+                        (
+                            M::Bulk("spec"),
+                            M::Map(&[
+                                (M::Bulk("keynumidx"), M::Int(0)),
+                                (M::Bulk("firstkey"), M::Int(1)),
+                                (M::Bulk("keystep"), M::Int(1)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])]),
+            M::Set(&[]),
+        ]),
+    ),
+    (
+        "fcall_ro",
+        M::Array(&[
+            M::Bulk("fcall_ro"),
+            M::Int(-3),
+            M::Set(&[
+                M::Simple("readonly"),
+                M::Simple("noscript"),
+                M::Simple("stale"),
+                M::Simple("skip_monitor"),
+                M::Simple("no_mandatory_keys"),
+                M::Simple("movablekeys"),
+            ]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow"), M::Simple("@scripting")]),
+            M::Set(&[]),
+            M::Set(&[M::Map(&[
+                (
+                    M::Bulk("notes"),
+                    M::Bulk(concat!(
+                        "We cannot tell how the keys will be used so we assume the ",
+                        "worst, RO and ACCESS"
+                    )),
+                ),
                 (
                     M::Bulk("flags"),
                     M::Set(&[M::Simple("RO"), M::Simple("access")]),
@@ -22364,6 +22512,35 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         ]),
                     ),
                     (
+                        M::Bulk("function|load"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Creates a function library from Lua code whose first line ",
+                                    "names it."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("replace")),
+                                        (M::Bulk("type"), M::Bulk("pure-token")),
+                                        (M::Bulk("token"), M::Bulk("REPLACE")),
+                                        (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("function-code")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
                         M::Bulk("function|restore"),
                         M::Map(&[
                             (
@@ -22406,6 +22583,20 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                                     ]),
                                 ]),
                             ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("function|stats"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Describes the running function and counts the loaded ",
+                                    "libraries."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("scripting")),
                         ]),
                     ),
                 ]),
@@ -22705,6 +22896,91 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                 M::Array(&[
                     M::Map(&[
                         (M::Bulk("name"), M::Bulk("sha1")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "fcall",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk(concat!(
+                    "Runs a function from a loaded library, with the keys it ",
+                    "names and further arguments."
+                )),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("function")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("numkeys")),
+                        (M::Bulk("type"), M::Bulk("integer")),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("key")),
+                        (M::Bulk("type"), M::Bulk("key")),
+                        (M::Bulk("key_spec_index"), M::Int(0)),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("arg")),
+                        (M::Bulk("type"), M::Bulk("string")),
+                        (
+                            M::Bulk("flags"),
+                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                        ),
+                    ]),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "fcall_ro",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Runs a function from a loaded library that may only read."),
+            ),
+            (M::Bulk("since"), M::Bulk("7.0.0")),
+            (M::Bulk("group"), M::Bulk("scripting")),
+            (
+                M::Bulk("arguments"),
+                M::Array(&[
+                    M::Map(&[
+                        (M::Bulk("name"), M::Bulk("function")),
                         (M::Bulk("type"), M::Bulk("string")),
                     ]),
                     M::Map(&[

@@ -21,10 +21,11 @@ use super::table::{self, flags};
 use super::{eq_ic, int_arg, Args, Ctx, OwnedArgs};
 use crate::keyspace::key_slot;
 use crate::resp::{Proto, Reply};
+use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
 
 pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
-const BUSY_EVAL: &str =
+pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
 const BUSY_FUNCTION: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
@@ -182,38 +183,96 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
             },
         }
     };
-    let n = numkeys as usize;
+    launch(ctx, a, Callee::Script(script), numkeys as usize, ro);
+}
+
+pub fn fcall(ctx: &mut Ctx, a: &Args) {
+    fcall_generic(ctx, a, false)
+}
+
+pub fn fcall_ro(ctx: &mut Ctx, a: &Args) {
+    fcall_generic(ctx, a, true)
+}
+
+fn fcall_generic(ctx: &mut Ctx, a: &Args, ro: bool) {
+    let Some(f) = ctx.srv.scripts.functions.find(a.get(1)) else {
+        return ctx.r.error("ERR Function not found");
+    };
+    let Some(numkeys) = crate::resp::parse_i64(a.get(2)) else {
+        return ctx.r.error("ERR Bad number of keys provided");
+    };
+    if numkeys > (a.len() - 3) as i64 {
+        return ctx
+            .r
+            .error("ERR Number of keys can't be greater than number of args");
+    }
+    if numkeys < 0 {
+        return ctx.r.error("ERR Number of keys can't be negative");
+    }
+    launch(ctx, a, Callee::Function(f), numkeys as usize, ro);
+}
+
+/// What a run executes: a cached script (EVAL) or a library's function
+/// (FCALL).
+#[derive(Clone)]
+enum Callee {
+    Script(Arc<Script>),
+    Function(FunctionRef),
+}
+
+impl Callee {
+    fn flags(&self) -> u32 {
+        match self {
+            Callee::Script(s) => s.flags,
+            Callee::Function(f) => f.info().flags,
+        }
+    }
+
+    fn fast(&self) -> &std::sync::atomic::AtomicBool {
+        match self {
+            Callee::Script(s) => &s.fast,
+            Callee::Function(f) => &f.info().fast,
+        }
+    }
+
+    fn is_eval(&self) -> bool {
+        matches!(self, Callee::Script(_))
+    }
+}
+
+/// Runs `callee` with the keys and arguments after `numkeys`: here, or on
+/// a blocking thread (see `offloadable`).
+fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool) {
     let oom = out_of_memory(ctx);
-    if let Err(e) = prepare(ctx, script.flags, ro, oom) {
+    if let Err(e) = prepare(ctx, callee.flags(), ro, oom) {
         return ctx.r.error(&e);
     }
     let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
     let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
     let run = Run {
         ro,
-        eval: true,
         oom,
         inline_budget: None,
     };
     if !offloadable(ctx) {
-        let _ = run_script(ctx, &script, &keys, &argv, run);
+        let _ = run_script(ctx, &callee, &keys, &argv, run);
         return;
     }
     // A script whose last run was short runs here, within a budget: past
     // it, a run that changed nothing is dropped and redone off the command
     // thread, where it can be answered around and killed.
-    if script.fast.load(Ordering::Relaxed) {
+    if callee.fast().load(Ordering::Relaxed) {
         let run = Run {
             inline_budget: Some(INLINE_BUDGET),
             ..run
         };
-        if run_script(ctx, &script, &keys, &argv, run) == Ran::Done {
+        if run_script(ctx, &callee, &keys, &argv, run) == Ran::Done {
             return;
         }
     }
     let keys = keys.iter().map(|k| k.to_vec()).collect();
     let argv = argv.iter().map(|k| k.to_vec()).collect();
-    offload(ctx, script, keys, argv, ro, oom);
+    offload(ctx, callee, keys, argv, run);
 }
 
 /// Whether memory is over `maxmemory` as the script starts (after
@@ -246,10 +305,8 @@ enum Ran {
 struct Run {
     /// On the command thread: how long it may take before it moves off.
     inline_budget: Option<Duration>,
-    /// EVAL_RO / EVALSHA_RO.
+    /// EVAL_RO / EVALSHA_RO / FCALL_RO.
     ro: bool,
-    /// EVAL rather than FCALL.
-    eval: bool,
     /// Over maxmemory at the start.
     oom: bool,
 }
@@ -268,14 +325,7 @@ fn offloadable(ctx: &Ctx) -> bool {
         && tokio::runtime::Handle::try_current().is_ok()
 }
 
-fn offload(
-    ctx: &mut Ctx,
-    script: Arc<Script>,
-    keys: Vec<Vec<u8>>,
-    argv: Vec<Vec<u8>>,
-    ro: bool,
-    oom: bool,
-) {
+fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>, run: Run) {
     let srv = ctx.srv.clone();
     let dbi = ctx.locks.db.index;
     let proto = ctx.client.proto;
@@ -307,14 +357,12 @@ fn offload(
                 let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
                 let _ = run_script(
                     &mut ctx,
-                    &script,
+                    &callee,
                     &keys,
                     &argv,
                     Run {
-                        ro,
-                        eval: true,
-                        oom,
                         inline_budget: None,
+                        ..run
                     },
                 );
                 drop(ctx);
@@ -378,10 +426,9 @@ fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), Stri
 }
 
 /// Runs a script to its reply, redoing it when lock order demands.
-fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], run: Run) -> Ran {
+fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], run: Run) -> Ran {
     let Run {
         ro,
-        eval,
         oom,
         inline_budget,
     } = run;
@@ -389,9 +436,10 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
     let in_exec = ctx.client.in_exec;
     let dbi = ctx.locks.db.index;
     let declared: Vec<(usize, u16)> = keys.iter().map(|k| (dbi, key_slot(k))).collect();
+    let script_flags = callee.flags();
     let read_only =
-        ro || (script.flags & flag::EVAL_COMPAT == 0 && script.flags & flag::NO_WRITES != 0);
-    let cross_slot = script.flags & (flag::EVAL_COMPAT | flag::ALLOW_CROSS_SLOT) != 0;
+        ro || (script_flags & flag::EVAL_COMPAT == 0 && script_flags & flag::NO_WRITES != 0);
+    let cross_slot = script_flags & (flag::EVAL_COMPAT | flag::ALLOW_CROSS_SLOT) != 0;
     let scripts = &ctx.srv.scripts;
     let mut vm = match scripts.checkout() {
         Ok(vm) => vm,
@@ -400,11 +448,13 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
             return Ran::Done;
         }
     };
-    let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
-    if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
-        scripts.checkin(vm);
-        ctx.r.error(&e);
-        return Ran::Done;
+    if let Callee::Script(script) = callee {
+        let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
+        if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
+            scripts.checkin(vm);
+            ctx.r.error(&e);
+            return Ran::Done;
+        }
     }
     let mut extra: Vec<(usize, u16)> = Vec::new();
     let mut whole_db = false;
@@ -425,12 +475,18 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
         let mut reply = Vec::new();
         let caller_proto = ctx.client.proto;
         let outcome = {
-            let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, eval, keys);
+            let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, callee, keys);
             host.oom =
-                oom && script.flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
+                oom && script_flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
             host.inline_budget = inline_budget;
+            host.command = Some((ro, keys, argv));
             let mut r = Reply::new(&mut reply, caller_proto);
-            let o = vm.run(&script.sha, keys, argv, &mut host, &mut r);
+            let o = match callee {
+                Callee::Script(s) => vm.run(&s.sha, keys, argv, &mut host, &mut r),
+                Callee::Function(f) => {
+                    vm.call_function(&f.lib, f.index, keys, argv, &mut host, &mut r)
+                }
+            };
             host.finish();
             (o, host.learned)
         };
@@ -460,8 +516,8 @@ fn run_script(ctx: &mut Ctx, script: &Script, keys: &[&[u8]], argv: &[&[u8]], ru
         Ok(reply) => ctx.r.raw(&reply),
         Err(msg) => ctx.r.error(&msg),
     }
-    script
-        .fast
+    callee
+        .fast()
         .store(started.elapsed() < INLINE_BUDGET, Ordering::Relaxed);
     Ran::Done
 }
@@ -472,9 +528,16 @@ fn lock_error(db: usize, slot: u16) -> String {
     )
 }
 
+/// (ro, keys, argv) of an FCALL.
+type CallArgs<'c> = (bool, &'c [&'c [u8]], &'c [&'c [u8]]);
+
 /// The server as a running script sees it.
 struct RunHost<'c, 'a> {
     ctx: &'c mut Ctx<'a>,
+    /// The function's name; None for EVAL.
+    function: Option<String>,
+    /// (ro, keys, argv) of the call, for FUNCTION STATS.
+    command: Option<CallArgs<'c>>,
     read_only: bool,
     cross_slot: bool,
     in_exec: bool,
@@ -505,9 +568,14 @@ impl<'c, 'a> RunHost<'c, 'a> {
         read_only: bool,
         cross_slot: bool,
         in_exec: bool,
-        eval: bool,
+        callee: &Callee,
         keys: &[&[u8]],
     ) -> Self {
+        let eval = callee.is_eval();
+        let function = match callee {
+            Callee::Script(_) => None,
+            Callee::Function(f) => Some(f.info().name.clone()),
+        };
         let saved_db = (ctx.client.db, ctx.locks.db);
         let saved_in_exec = ctx.client.in_exec;
         let saved_proto = ctx.client.proto;
@@ -515,6 +583,8 @@ impl<'c, 'a> RunHost<'c, 'a> {
         let learned = ctx.locks.held_slots();
         RunHost {
             ctx,
+            function,
+            command: None,
             read_only,
             cross_slot,
             in_exec,
@@ -707,9 +777,24 @@ impl Host for RunHost<'_, '_> {
                 self.start.elapsed().as_millis(),
                 if self.eval { "SCRIPT KILL" } else { "FUNCTION KILL" }
             );
+            let command = match (&self.function, self.command) {
+                (Some(name), Some((ro, keys, argv))) => {
+                    let mut c: Vec<Vec<u8>> = vec![
+                        if ro { &b"fcall_ro"[..] } else { b"fcall" }.to_vec(),
+                        name.clone().into_bytes(),
+                        keys.len().to_string().into_bytes(),
+                    ];
+                    c.extend(keys.iter().chain(argv).map(|k| k.to_vec()));
+                    c
+                }
+                _ => Vec::new(),
+            };
             let t = Arc::new(TimedOut {
                 eval: self.eval,
                 from_master: self.ctx.client.is_master,
+                name: self.function.clone().unwrap_or_default(),
+                command,
+                started: Some(self.start),
                 ..Default::default()
             });
             t.wrote.store(self.wrote, Ordering::SeqCst);

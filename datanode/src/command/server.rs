@@ -954,7 +954,7 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     } else if eq_ic(sub, "POPULATE") && (3..=5).contains(&a.len()) {
         debug_populate(ctx, a);
     } else if eq_ic(sub, "RELOAD") {
-        debug_reload(ctx);
+        debug_reload(ctx, a);
     } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
         let on = a.get(2) != b"0";
         ctx.srv.hot.active_expire.store(on, Ordering::Relaxed);
@@ -985,8 +985,35 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
 }
 
 /// Serializes every slot and loads it back (a round trip through the
-/// format the AOF rewrite writes), one slot at a time.
-fn debug_reload(ctx: &mut Ctx) {
+/// format the AOF rewrite writes), one slot at a time; the function
+/// libraries are rebuilt from their code. NOFLUSH keeps what is loaded,
+/// so a library met again is an error unless MERGE lets it replace.
+fn debug_reload(ctx: &mut Ctx, a: &Args) {
+    let (mut merge, mut noflush) = (false, false);
+    for i in 2..a.len() {
+        let o = a.get(i);
+        if eq_ic(o, "MERGE") {
+            merge = true;
+        } else if eq_ic(o, "NOFLUSH") {
+            noflush = true;
+        } else if !eq_ic(o, "NOSAVE") {
+            return ctx
+                .r
+                .error("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.");
+        }
+    }
+    let scripts = &ctx.srv.scripts;
+    let codes = scripts.functions.codes();
+    if noflush && !merge && !codes.is_empty() {
+        return ctx
+            .r
+            .error("ERR Error trying to load the RDB dump, check server logs.");
+    }
+    if let Err(e) = scripts.install_functions(&codes) {
+        return ctx
+            .r
+            .error(&format!("ERR Error trying to load the RDB dump: {e}"));
+    }
     let dbs: Vec<usize> = ctx.srv.ks.existing().map(|d| d.index).collect();
     let saved = ctx.locks.db;
     for d in dbs {

@@ -408,7 +408,9 @@ static FUNCTION_SUBS: &[Cmd] = &[
     c("function|help", 2, STALE, NOKEY, fu::help),
     c("function|kill", 2, 0, NOKEY, fu::kill),
     c("function|list", -2, 0, NOKEY, fu::list),
+    c("function|load", -3, W | DENYOOM, NOKEY, fu::load),
     c("function|restore", -3, W | DENYOOM, NOKEY, fu::restore),
+    c("function|stats", 2, 0, NOKEY, fu::stats),
 ];
 
 static LATENCY_SUBS: &[Cmd] = &[
@@ -757,6 +759,8 @@ pub static COMMANDS: &[Cmd] = &[
     c("evalsha", -3, MAY_REPLICATE | STALE, NOKEY, sc::evalsha).with_keys(sc::eval_keys),
     c("eval_ro", -3, R | STALE, NOKEY, sc::eval_ro).with_keys(sc::eval_keys),
     c("evalsha_ro", -3, R | STALE, NOKEY, sc::evalsha_ro).with_keys(sc::eval_keys),
+    c("fcall", -3, MAY_REPLICATE | STALE, NOKEY, sc::fcall).with_keys(sc::eval_keys),
+    c("fcall_ro", -3, R | STALE, NOKEY, sc::fcall_ro).with_keys(sc::eval_keys),
     container("module", -2, 0, MODULE_SUBS),
     container("memory", -2, 0, MEMORY_SUBS),
     container("latency", -2, 0, LATENCY_SUBS),

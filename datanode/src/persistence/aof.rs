@@ -197,6 +197,13 @@ fn replay(
             loaded.keys
         );
         crate::persistence::track_loaded_imports(srv, loaded.hidden);
+        srv.scripts
+            .install_functions(&loaded.functions)
+            .map_err(|e| AofError::Corrupt {
+                file: name.clone(),
+                offset: 0,
+                reason: format!("RDB preamble: Failed loading library: {e}"),
+            })?;
         start = end;
     }
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -352,6 +359,7 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
     // Replaying history is not a change to log or replicate.
     let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
+    srv.scripts.functions.replace_all(Default::default());
     for db in srv.ks.existing() {
         for s in 0..crate::keyspace::SLOTS as u16 {
             if db.slot_keys(s) > 0 {
@@ -702,11 +710,12 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         .name("aof-rewrite".into())
         .spawn(move || {
             let now = crate::keyspace::now_ms();
-            let chunks = crate::persistence::rdb_snapshot_chunks(&srv2, now);
+            let (chunks, functions) = crate::persistence::rdb_snapshot_chunks(&srv2, now);
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
             let aux = crate::persistence::rdb::file::Aux {
                 aof_base: true,
                 hidden: srv2.ks.db(0).hidden_ranges(),
+                functions,
                 ..Default::default()
             };
             let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);

@@ -22,7 +22,8 @@ pub fn save(srv: &Shared) -> std::io::Result<()> {
     let path = rdb_path(srv);
     let t = std::time::Instant::now();
     rdb::file::save(&srv.ks, &path, now, || {
-        crate::replication::snapshot_info(srv)
+        let functions = srv.scripts.functions.read();
+        (crate::replication::snapshot_info(srv), functions.codes())
     })?;
     srv.stats.dirty.store(0, Ordering::Relaxed);
     srv.stats.lastsave.store(now / 1000, Ordering::Relaxed);
@@ -53,12 +54,13 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let (repl, chunks) =
+            let (repl, chunks, functions) =
                 rdb_snapshot_chunks_at_cut(&srv2, now, || crate::replication::snapshot_info(&srv2));
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
             let aux = rdb::file::Aux {
                 repl: repl.as_ref(),
                 hidden: srv2.ks.db(0).hidden_ranges(),
+                functions,
                 ..Default::default()
             };
             let data = rdb::file::assemble(chunks, now, &aux);
@@ -85,9 +87,11 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
 
 /// Takes the fork-free snapshot (the caller holds `snapshot_busy`): each
 /// slot is serialized before the first change made to it from now on,
-/// by whoever touches it first. Returns the per-slot RDB chunks.
-pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
-    rdb_snapshot_chunks_at_cut(srv, now, || ()).1
+/// by whoever touches it first. Returns the per-slot RDB chunks and the
+/// function libraries' code.
+pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (_, chunks, functions) = rdb_snapshot_chunks_at_cut(srv, now, || ());
+    (chunks, functions)
 }
 
 /// [`rdb_snapshot_chunks`] at an exact point of the effect stream: every
@@ -96,11 +100,13 @@ pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> Vec<Vec<u8>> {
 /// slots; `at_cut` runs there (to read the replication offset the
 /// snapshot stands for), the snapshot generation begins, and the locks go.
 /// No write is ever in the snapshot and after its offset, or in neither.
+/// The function libraries are read there too, under the registry's lock,
+/// which every FUNCTION change holds while it is logged.
 pub fn rdb_snapshot_chunks_at_cut<R>(
     srv: &Shared,
     now: i64,
     at_cut: impl FnOnce() -> R,
-) -> (R, Vec<Vec<u8>>) {
+) -> (R, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut dbs: Vec<&crate::keyspace::Db> = srv.ks.existing().collect();
     dbs.sort_by_key(|d| d.index);
@@ -109,7 +115,9 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
             .iter()
             .flat_map(|db| (0..crate::keyspace::SLOTS as u16).map(move |s| db.lock_slot(s, now)))
             .collect();
-        let r = at_cut();
+        let functions = srv.scripts.functions.read();
+        let r = (at_cut(), functions.codes());
+        drop(functions);
         *srv.log.snap_tx.lock() = Some(tx);
         srv.log.snap_rdb.store(true, Ordering::SeqCst);
         srv.log.begin_snapshot();
@@ -137,7 +145,8 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
     chunks.extend(rx.try_iter());
-    (cut, chunks)
+    let (r, functions) = cut;
+    (r, chunks, functions)
 }
 
 /// An atomic slot migration's snapshot: the keys of `slots` (database 0)
@@ -202,6 +211,12 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
     };
     let t = std::time::Instant::now();
     let loaded = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
+    srv.scripts
+        .install_functions(&loaded.functions)
+        .map_err(|e| rdb::file::RdbError::Corrupt {
+            offset: 0,
+            what: format!("Failed loading library: {e}"),
+        })?;
     let (n, expired) = (loaded.keys, loaded.expired);
     if let Some(info) = &loaded.repl {
         crate::replication::restore_info(srv, info);

@@ -245,11 +245,26 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
     srv.log.snap_rdb.store(preamble, Ordering::SeqCst);
     let mut rdb_chunks: Vec<Vec<u8>> = Vec::new();
     let result = (|| -> Result<(), String> {
-        crate::persistence::aof::writer_switch(&srv)?;
+        // The libraries as of the switch: every FUNCTION change is logged
+        // under the registry's lock, so each lands in the base or in the
+        // new increment, never both.
+        let functions = {
+            let set = srv.scripts.functions.read();
+            crate::persistence::aof::writer_switch(&srv)?;
+            set.codes()
+        };
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(&tmp_path)
                 .map_err(|e| format!("creating {}: {e}", tmp_path.display()))?,
         );
+        if !preamble {
+            for code in &functions {
+                let cmd: [&[u8]; 3] = [b"FUNCTION", b"LOAD", code];
+                let mut enc = Vec::new();
+                crate::resp::parse::encode_command(&cmd, &mut enc);
+                f.write_all(&enc).map_err(|e| e.to_string())?;
+            }
+        }
         let now = crate::keyspace::now_ms();
         let mut drain = |f: &mut std::io::BufWriter<std::fs::File>| -> Result<(), String> {
             while let Ok(chunk) = rx.try_recv() {
@@ -278,6 +293,7 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             let aux = crate::persistence::rdb::file::Aux {
                 aof_base: true,
                 hidden: srv.ks.db(0).hidden_ranges(),
+                functions,
                 ..Default::default()
             };
             let data =

@@ -396,7 +396,7 @@ fn snapshot(
         std::thread::sleep(Duration::from_millis(5));
     }
     let now = crate::keyspace::now_ms();
-    let (cut, chunks) =
+    let (cut, chunks, functions) =
         crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || open_stream_at_cut(srv, ids));
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
     let _ = cut_tx.send(cut.clone());
@@ -406,6 +406,7 @@ fn snapshot(
             now,
             &crate::persistence::rdb::file::Aux {
                 hidden: srv.ks.db(0).hidden_ranges(),
+                functions,
                 ..Default::default()
             },
         ),

@@ -508,7 +508,16 @@ fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
     tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let r = crate::persistence::rdb::file::load(&srv.ks, data, i64::MIN);
     srv.log.resume(was);
-    r.map(|(n, _)| n).map_err(load_error)
+    let loaded = r.map_err(load_error)?;
+    install_functions(srv, &loaded.functions)?;
+    Ok(loaded.keys)
+}
+
+/// The master's function libraries replace ours.
+fn install_functions(srv: &Shared, codes: &[Vec<u8>]) -> Result<(), String> {
+    srv.scripts
+        .install_functions(codes)
+        .map_err(|e| format!("Failed loading library: {e}"))
 }
 
 /// `swapdb`: loads the RDB into a keyspace of its own while clients keep
@@ -519,13 +528,15 @@ fn load_aside_and_swap(srv: &Shared, data: &[u8]) -> Result<usize, String> {
         srv.ks.count(),
         Arc::new(crate::persistence::effects::EffectLog::default()),
     );
-    let n = match crate::persistence::rdb::file::load(&side, data, i64::MIN) {
-        Ok((n, _)) => n,
+    let loaded = match crate::persistence::rdb::file::load(&side, data, i64::MIN) {
+        Ok(l) => l,
         Err(e) => {
             tracing::info!("MASTER <-> REPLICA sync: Discarding temporary DB in background");
             return Err(load_error(e));
         }
     };
+    let n = loaded.keys;
+    install_functions(srv, &loaded.functions)?;
     tracing::info!("MASTER <-> REPLICA sync: Swapping active DB with loaded DB");
     srv.ks.swap_with(&side, crate::keyspace::now_ms());
     crate::server::tracking::flushed(srv);

@@ -11,12 +11,14 @@
 //! A script reaches the server only through [`Host`], installed for the
 //! duration of one run on this thread.
 
-use std::cell::Cell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use super::convert;
+use super::functions::{self, Registered};
 
 /// What a script may ask of the server while it runs.
 pub trait Host {
@@ -155,8 +157,39 @@ protected[env] = true
 visible._G = env
 -- KEYS and ARGV change per run: they live in `per_run`.
 local per_run = {}
+-- FUNCTION LOAD runs a library's code with only `load_visible` as its
+-- globals: a `redis` table with register_function, log and the version.
+local loading = false
+local function strict(t)
+  local p = {}
+  protected[p] = true
+  setmetatable(p, {
+    __index = function(_, k)
+      local v = t[k]
+      if v == nil then
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+      end
+      return v
+    end,
+    __newindex = refuse,
+    __metatable = ro_meta_view,
+  })
+  return p
+end
+local load_api = {register_function = __redis_register, log = redis.log}
+for _, k in pairs({"LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "REDIS_VERSION", "REDIS_VERSION_NUM"}) do
+  load_api[k] = redis[k]
+end
+local load_visible = {redis = strict(load_api)}
 setmetatable(env, {
   __index = function(_, k)
+    if loading then
+      local v = load_visible[k]
+      if v == nil then
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+      end
+      return v
+    end
     local v = per_run[k]
     if v ~= nil then return v end
     v = visible[k]
@@ -192,23 +225,53 @@ local function run(f, keys, argv)
   per_run.KEYS, per_run.ARGV = nil, nil
   return ok, res
 end
+-- A function gets KEYS and ARGV as its arguments, not as globals.
+local function call(f, keys, argv)
+  return xpcall(function() return f(keys, argv) end, handler)
+end
+local function load_library(f)
+  loading = true
+  local ok, res = xpcall(f, handler)
+  loading = false
+  return ok, res
+end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit =
-  nil, nil, nil, nil, nil, nil
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register =
+  nil, nil, nil, nil, nil, nil, nil
 debug = nil
-return env, run
+return env, run, call, load_library
 "##;
 
-/// One interpreter with the scripts it has compiled.
+/// One interpreter with the scripts it has compiled and the function
+/// libraries it has loaded.
 pub struct Vm {
     lua: Lua,
     env: Table,
     runner: Function,
+    caller: Function,
+    loader: Function,
     compiled: HashMap<[u8; 40], Function>,
+    /// Library id → its functions, in registration order.
+    libs: HashMap<u64, Vec<Function>>,
     runs: u64,
     /// The cache epoch the compiled functions belong to.
     pub epoch: u64,
+    /// The function registry's generation `libs` was last pruned at.
+    pub fn_gen: u64,
 }
+
+/// A library being loaded on this thread: what it registered so far.
+struct LoadState {
+    deadline: Option<Instant>,
+    registered: Vec<(Registered, Function)>,
+}
+
+thread_local! {
+    static LOAD: RefCell<Option<LoadState>> = const { RefCell::new(None) };
+}
+
+/// How long FUNCTION LOAD may run a library's code (Redis's limit).
+pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Vm {
     pub fn new(epoch: u64) -> mlua::Result<Vm> {
@@ -242,6 +305,7 @@ impl Vm {
         )?;
         g.raw_set("__redis_lib", api_table(&lua)?)?;
         g.raw_set("__redis_bit", super::bitlib::open(&lua)?)?;
+        g.raw_set("__redis_register", lua.create_function(register_function)?)?;
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
             "__redis_randomseed_raw",
@@ -251,16 +315,21 @@ impl Vm {
                 Ok(())
             })?,
         )?;
-        let (env, runner): (Table, Function) = lua.load(PRELUDE).set_name("=redis_lib").call(())?;
+        let (env, runner, caller, loader): (Table, Function, Function, Function) =
+            lua.load(PRELUDE).set_name("=redis_lib").call(())?;
         // Installed once: between runs there is no run to stop.
         install_hook(&lua);
         Ok(Vm {
             lua,
             env,
             runner,
+            caller,
+            loader,
             compiled: HashMap::new(),
+            libs: HashMap::new(),
             runs: 0,
             epoch,
+            fn_gen: 0,
         })
     }
 
@@ -301,6 +370,85 @@ impl Vm {
             r.error("ERR script not compiled");
             return Outcome::Replied;
         };
+        self.exec(f, sha, false, (keys, argv), host, r)
+    }
+
+    /// Runs a library's function with (KEYS, ARGV) as its arguments,
+    /// loading the library into this interpreter first if it is new here.
+    pub fn call_function(
+        &mut self,
+        lib: &functions::Library,
+        index: usize,
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+        host: &mut dyn Host,
+        r: &mut crate::resp::Reply,
+    ) -> Outcome {
+        if !self.libs.contains_key(&lib.id) {
+            if let Err(e) = self.load_library(lib.id, lib.body(), None) {
+                r.error(&format!("ERR {e}"));
+                return Outcome::Replied;
+            }
+        }
+        let Some(f) = self.libs.get(&lib.id).and_then(|v| v.get(index)).cloned() else {
+            r.error("ERR Function not found");
+            return Outcome::Replied;
+        };
+        let name = lib.functions[index].name.as_bytes();
+        self.exec(f, name, true, (keys, argv), host, r)
+    }
+
+    /// Runs a library's code so it registers its functions, which this
+    /// interpreter keeps under `id`. `timeout` bounds the run (FUNCTION
+    /// LOAD from a client). Errors are Redis's texts, without "ERR ".
+    pub fn load_library(
+        &mut self,
+        id: u64,
+        body: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Registered>, String> {
+        let chunk = self
+            .lua
+            .load(body)
+            .set_name("@user_function")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| format!("Error compiling function: {}", lua_message(&e)))?;
+        LOAD.with(|l| {
+            *l.borrow_mut() = Some(LoadState {
+                deadline: timeout.map(|t| Instant::now() + t),
+                registered: Vec::new(),
+            })
+        });
+        let result = self.loader.call::<(bool, Value)>(chunk);
+        let state = LOAD.with(|l| l.borrow_mut().take());
+        let registered = state.map(|s| s.registered).unwrap_or_default();
+        match result {
+            Ok((true, _)) => {}
+            Ok((false, v)) => {
+                return Err(format!("Error registering functions: {}", error_field(&v)))
+            }
+            Err(e) => return Err(format!("Error registering functions: {}", error_text(&e))),
+        }
+        let (infos, fns): (Vec<Registered>, Vec<Function>) = registered.into_iter().unzip();
+        self.libs.insert(id, fns);
+        Ok(infos)
+    }
+
+    /// Drops the libraries no longer in the registry.
+    pub fn retain_libraries(&mut self, live: &HashSet<u64>) {
+        self.libs.retain(|id, _| live.contains(id));
+    }
+
+    fn exec(
+        &mut self,
+        f: Function,
+        name: &[u8],
+        as_args: bool,
+        (keys, argv): (&[&[u8]], &[&[u8]]),
+        host: &mut dyn Host,
+        r: &mut crate::resp::Reply,
+    ) -> Outcome {
         // SAFETY: the lifetime is erased only for the thread-local slot,
         // which is cleared (by `Clear`) before `host` goes out of scope.
         let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
@@ -329,7 +477,11 @@ impl Vm {
                     .map(|k| self.lua.create_string(k))
                     .collect::<mlua::Result<Vec<_>>>()?,
             )?;
-            self.runner.call::<(bool, Value)>((f, k, a))
+            if as_args {
+                self.caller.call::<(bool, Value)>((f, k, a))
+            } else {
+                self.runner.call::<(bool, Value)>((f, k, a))
+            }
         })();
         let stopped = state.stopped.take();
         if let Some(msg) = stopped {
@@ -348,7 +500,7 @@ impl Vm {
                     t.raw_get::<mlua::String>("line"),
                 ) {
                     full.extend_from_slice(b" script: ");
-                    full.extend_from_slice(sha);
+                    full.extend_from_slice(name);
                     full.extend_from_slice(b", on ");
                     full.extend_from_slice(&src.as_bytes());
                     full.push(b':');
@@ -364,7 +516,7 @@ impl Vm {
                 };
                 r.error(&format!(
                     "ERR Error running script {}, {:.100}",
-                    String::from_utf8_lossy(sha),
+                    String::from_utf8_lossy(name),
                     msg
                 ));
             }
@@ -409,13 +561,174 @@ fn install_hook(lua: &Lua) {
                     }
                 }
             })
-            .flatten();
+            .flatten()
+            .or_else(load_timed_out);
             match stop {
                 Some(msg) => Err(mlua::Error::external(Stop(msg))),
                 None => Ok(VmState::Continue),
             }
         },
     );
+}
+
+/// A library load past its deadline: the load fails with Redis's text.
+fn load_timed_out() -> Option<String> {
+    LOAD.with(|l| {
+        let l = l.borrow();
+        let d = l.as_ref()?.deadline?;
+        (Instant::now() > d).then(|| "FUNCTION LOAD timeout".to_string())
+    })
+}
+
+/// The `err` field of a Redis error table, as Redis reports a failed load.
+fn error_field(v: &Value) -> String {
+    match v {
+        Value::Table(t) => t
+            .raw_get::<mlua::String>("err")
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_else(|_| "ERR unknown error".into()),
+        Value::String(s) => s.to_string_lossy(),
+        _ => "ERR unknown error".into(),
+    }
+}
+
+/// A string argument as `lua_isstring` sees one (numbers convert).
+fn lua_string(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(n) => Some(n.to_string().into_bytes()),
+        Value::Number(n) => Some(lua_number_string(*n).into_bytes()),
+        _ => None,
+    }
+}
+
+/// `redis.register_function(name, callback)` or
+/// `redis.register_function{function_name=…, callback=…, flags=…,
+/// description=…}`, only while a library loads.
+fn register_function(_: &Lua, args: MultiValue) -> mlua::Result<()> {
+    if LOAD.with(|l| l.borrow().is_none()) {
+        return Err(raise(
+            "redis.register_function can only be called on FUNCTION LOAD command",
+        ));
+    }
+    let (name, desc, callback, flags) = match args.len() {
+        1 => named_registration(&args[0])?,
+        2 => {
+            let Some(name) = lua_string(&args[0]) else {
+                return Err(raise(
+                    "first argument to redis.register_function must be a string",
+                ));
+            };
+            let Value::Function(f) = &args[1] else {
+                return Err(raise(
+                    "second argument to redis.register_function must be a function",
+                ));
+            };
+            (name, None, f.clone(), 0)
+        }
+        _ => {
+            return Err(raise(
+                "wrong number of arguments to redis.register_function",
+            ))
+        }
+    };
+    if !functions::valid_name(&name) {
+        return Err(raise(functions::BAD_NAME));
+    }
+    let name = String::from_utf8_lossy(&name).into_owned();
+    LOAD.with(|l| {
+        let mut l = l.borrow_mut();
+        let Some(state) = l.as_mut() else {
+            return Err(raise(
+                "redis.register_function can only be called on FUNCTION LOAD command",
+            ));
+        };
+        if state.registered.iter().any(|(r, _)| r.name == name) {
+            return Err(raise("Function already exists in the library"));
+        }
+        state
+            .registered
+            .push((Registered { name, desc, flags }, callback));
+        Ok(())
+    })
+}
+
+type Registration = (Vec<u8>, Option<Vec<u8>>, Function, u32);
+
+fn named_registration(arg: &Value) -> mlua::Result<Registration> {
+    let Value::Table(t) = arg else {
+        return Err(raise("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments)."));
+    };
+    let (mut name, mut desc, mut callback, mut flags) = (None, None, None, 0u32);
+    for pair in t.clone().pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let Some(key) = lua_string(&k) else {
+            return Err(raise(
+                "named argument key given to redis.register_function is not a string",
+            ));
+        };
+        let key = String::from_utf8_lossy(&key).to_ascii_lowercase();
+        match key.as_str() {
+            "function_name" => {
+                match lua_string(&v) {
+                    Some(s) => name = Some(s),
+                    None => return Err(raise(
+                        "function_name argument given to redis.register_function must be a string",
+                    )),
+                }
+            }
+            "description" => {
+                match lua_string(&v) {
+                    Some(s) => desc = Some(s),
+                    None => return Err(raise(
+                        "description argument given to redis.register_function must be a string",
+                    )),
+                }
+            }
+            "callback" => match v {
+                Value::Function(f) => callback = Some(f),
+                _ => {
+                    return Err(raise(
+                        "callback argument given to redis.register_function must be a function",
+                    ))
+                }
+            },
+            "flags" => {
+                let Value::Table(ft) = v else {
+                    return Err(raise("flags argument to redis.register_function must be a table representing function flags"));
+                };
+                flags = 0;
+                for i in 1.. {
+                    let f: Value = ft.raw_get(i)?;
+                    if matches!(f, Value::Nil) {
+                        break;
+                    }
+                    let found = lua_string(&f).and_then(|s| {
+                        super::flag::NAMES
+                            .iter()
+                            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(&s))
+                            .map(|(_, b)| *b)
+                    });
+                    match found {
+                        Some(b) => flags |= b,
+                        None => return Err(raise("unknown flag given")),
+                    }
+                }
+            }
+            _ => return Err(raise("unknown argument given to redis.register_function")),
+        }
+    }
+    let Some(name) = name else {
+        return Err(raise(
+            "redis.register_function must get a function name argument",
+        ));
+    };
+    let Some(callback) = callback else {
+        return Err(raise(
+            "redis.register_function must get a callback argument",
+        ));
+    };
+    Ok((name, desc, callback, flags))
 }
 
 /// The error a stopped run raises inside Lua.

@@ -9,6 +9,7 @@ pub mod bitlib;
 pub mod cache;
 pub mod convert;
 pub mod engine;
+pub mod functions;
 pub mod rand48;
 
 pub use cache::{Script, ScriptCache};
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 #[derive(Default)]
 pub struct Scripts {
     pub cache: ScriptCache,
+    pub functions: functions::Functions,
     /// Idle interpreters. Scripts on different slots run in parallel, each
     /// in its own interpreter; one is made when none is idle.
     pool: Mutex<Vec<Vm>>,
@@ -43,6 +45,11 @@ pub struct TimedOut {
     pub eval: bool,
     /// Sent by our master: never killable.
     pub from_master: bool,
+    /// The function's name (FUNCTION STATS).
+    pub name: String,
+    /// The command that started it (FUNCTION STATS).
+    pub command: Vec<Vec<u8>>,
+    pub started: Option<std::time::Instant>,
 }
 
 /// What SCRIPT KILL or FUNCTION KILL found.
@@ -59,18 +66,47 @@ impl Scripts {
     /// if the cache was flushed since.
     pub fn checkout(&self) -> Result<Vm, String> {
         let epoch = self.cache.epoch();
-        if let Some(vm) = self.pool.lock().pop() {
-            if vm.epoch == epoch {
-                return Ok(vm);
-            }
+        let fn_gen = self.functions.generation();
+        let popped = self.pool.lock().pop();
+        let mut vm = match popped {
+            Some(vm) if vm.epoch == epoch => vm,
+            _ => Vm::new(epoch).map_err(|e| format!("ERR could not start Lua: {e}"))?,
+        };
+        if vm.fn_gen != fn_gen {
+            vm.retain_libraries(&self.functions.library_ids());
+            vm.fn_gen = fn_gen;
         }
-        Vm::new(epoch).map_err(|e| format!("ERR could not start Lua: {e}"))
+        Ok(vm)
     }
 
     pub fn checkin(&self, vm: Vm) {
         if vm.epoch == self.cache.epoch() {
             self.pool.lock().push(vm);
         }
+    }
+
+    /// A library set built from library codes (a snapshot or a DUMP
+    /// payload); no library name may repeat.
+    pub fn build_functions(&self, codes: &[Vec<u8>]) -> Result<functions::Set, String> {
+        let mut vm = self.checkout()?;
+        let mut set = functions::Set::default();
+        let mut r = Ok(());
+        for code in codes {
+            if let Err(e) = set.create(code, false, &mut |id, body| vm.load_library(id, body, None))
+            {
+                r = Err(e);
+                break;
+            }
+        }
+        self.checkin(vm);
+        r.map(|()| set)
+    }
+
+    /// Replaces every library with those of a loaded snapshot.
+    pub fn install_functions(&self, codes: &[Vec<u8>]) -> Result<(), String> {
+        let set = self.build_functions(codes)?;
+        self.functions.replace_all(set);
+        Ok(())
     }
 
     /// SCRIPT FLUSH: the cache and every idle interpreter.
@@ -119,6 +155,11 @@ impl Scripts {
     /// The kind of the running script(s): Some(true) for EVAL.
     pub fn busy_kind(&self) -> Option<bool> {
         self.timed_out.lock().first().map(|t| t.eval)
+    }
+
+    /// The script running past the threshold, if any.
+    pub fn running(&self) -> Option<Arc<TimedOut>> {
+        self.timed_out.lock().first().cloned()
     }
 
     /// SCRIPT KILL (`eval`) or FUNCTION KILL.

@@ -91,6 +91,57 @@ pub struct Aux<'a> {
     /// [`crate::keyspace::Db::hidden_ranges`]): a node restarted from this
     /// file drops what they hold unless it owns them by then.
     pub hidden: Vec<(u16, u16)>,
+    /// Function libraries' code, one record each (RDB_OPCODE_FUNCTION2).
+    pub functions: Vec<Vec<u8>>,
+}
+
+/// Appends one function record per library.
+fn write_functions(out: &mut Vec<u8>, codes: &[Vec<u8>]) {
+    for c in codes {
+        out.push(OP_FUNCTION2);
+        write_string(out, c);
+    }
+}
+
+/// FUNCTION DUMP's payload: the function records, the RDB version and a
+/// CRC-64 of everything before it.
+pub fn function_payload(codes: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = Vec::new();
+    write_functions(&mut p, codes);
+    p.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64::crc64(&p);
+    p.extend_from_slice(&crc.to_le_bytes());
+    p
+}
+
+/// The library codes in a FUNCTION DUMP payload. Errors are Redis's
+/// FUNCTION RESTORE texts.
+pub fn read_function_payload(p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    const BAD: &str = "DUMP payload version or checksum are wrong";
+    if p.len() < 10 {
+        return Err(BAD.into());
+    }
+    let footer = &p[p.len() - 10..];
+    let ver = u16::from_le_bytes([footer[0], footer[1]]);
+    if ver as u32 > RDB_VERSION as u32
+        || crc64::crc64(&p[..p.len() - 8]).to_le_bytes() != footer[2..]
+    {
+        return Err(BAD.into());
+    }
+    let body = &p[..p.len() - 10];
+    let mut r = Reader::new(body);
+    let mut codes = Vec::new();
+    while r.pos < body.len() {
+        let t = r.byte().map_err(|_| "can not read data type".to_string())?;
+        if t != OP_FUNCTION2 {
+            return Err("given type is not a function".into());
+        }
+        let code = r
+            .string()
+            .map_err(|_| "failed loading the given functions payload".to_string())?;
+        codes.push(code);
+    }
+    Ok(codes)
 }
 
 /// Assembles an RDB file from per-slot chunks (any order).
@@ -150,6 +201,7 @@ fn header(now: i64, a: &Aux) -> Vec<u8> {
         aux(&mut out, AUX_HIDDEN, text.join(",").as_bytes());
     }
     aux(&mut out, "aof-base", if a.aof_base { b"1" } else { b"0" });
+    write_functions(&mut out, &a.functions);
     out
 }
 
@@ -176,7 +228,7 @@ fn footer(mut out: Vec<u8>) -> Vec<u8> {
 pub fn serialize(
     ks: &Keyspace,
     now: i64,
-    repl_at_cut: impl FnOnce() -> Option<ReplInfo>,
+    repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
 ) -> Vec<u8> {
     let mut dbs: Vec<&Db> = ks.existing().collect();
     dbs.sort_by_key(|d| d.index);
@@ -186,10 +238,11 @@ pub fn serialize(
         .collect();
     // Every slot is held: the replication offset read now is exactly the
     // one the data stands for.
-    let repl = repl_at_cut();
+    let (repl, functions) = repl_at_cut();
     let aux = Aux {
         repl: repl.as_ref(),
         hidden: ks.db(0).hidden_ranges(),
+        functions,
         ..Aux::default()
     };
     let mut out = header(now, &aux);
@@ -220,7 +273,7 @@ pub fn save(
     ks: &Keyspace,
     path: &Path,
     now: i64,
-    repl_at_cut: impl FnOnce() -> Option<ReplInfo>,
+    repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
 ) -> std::io::Result<usize> {
     let data = serialize(ks, now, repl_at_cut);
     crate::persistence::aof::write_atomic(path, &data)?;
@@ -234,10 +287,11 @@ fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {
     }
 }
 
-/// Loads an RDB file into the keyspace; returns (keys loaded, expired
-/// keys skipped). Nothing is logged: the file is the starting point.
-pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<(usize, usize), RdbError> {
-    load_prefix(ks, data, now).map(|(l, _)| (l.keys, l.expired))
+/// Loads an RDB file into the keyspace; returns what it found (the
+/// function libraries are the caller's to load). Nothing is logged: the
+/// file is the starting point.
+pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, RdbError> {
+    load_prefix(ks, data, now).map(|(l, _)| l)
 }
 
 /// [`load`], also returning the replication state saved with the file.
@@ -245,11 +299,13 @@ pub fn load_with_info(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, Rd
     let mut info = AuxRepl::default();
     let (keys, expired, _) = load_inner(ks, data, now, &mut info)?;
     let hidden = std::mem::take(&mut info.hidden);
+    let functions = std::mem::take(&mut info.functions);
     Ok(Loaded {
         keys,
         expired,
         repl: info.into_info(),
         hidden,
+        functions,
     })
 }
 
@@ -261,6 +317,8 @@ pub struct Loaded {
     pub repl: Option<ReplInfo>,
     /// Slots an unfinished import had hidden when the file was written.
     pub hidden: Vec<(u16, u16)>,
+    /// Function libraries' code, for the caller to load.
+    pub functions: Vec<Vec<u8>>,
 }
 
 /// The replication aux fields met while loading.
@@ -270,6 +328,7 @@ struct AuxRepl {
     id: Option<String>,
     offset: Option<u64>,
     hidden: Vec<(u16, u16)>,
+    functions: Vec<Vec<u8>>,
 }
 
 impl AuxRepl {
@@ -289,11 +348,13 @@ pub fn load_prefix(ks: &Keyspace, data: &[u8], now: i64) -> Result<(Loaded, usiz
     let mut info = AuxRepl::default();
     let (keys, expired, end) = load_inner(ks, data, now, &mut info)?;
     let hidden = std::mem::take(&mut info.hidden);
+    let functions = std::mem::take(&mut info.functions);
     let loaded = Loaded {
         keys,
         expired,
         repl: info.into_info(),
         hidden,
+        functions,
     };
     Ok((loaded, end))
 }
@@ -365,8 +426,8 @@ fn load_inner(
                 r.byte().map_err(|e| de(&r, e))?;
             }
             OP_FUNCTION2 => {
-                // Functions are not supported; their code is skipped.
-                r.string().map_err(|e| de(&r, e))?;
+                let code = r.string().map_err(|e| de(&r, e))?;
+                repl.functions.push(code);
             }
             OP_MODULE_AUX => return Err(corrupt(&r, "module data is not supported")),
             t => {
