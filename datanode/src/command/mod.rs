@@ -567,19 +567,31 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
         }
         "READONLY You can't write against a read only replica."
     } else {
-        let max_lag = ctx.srv.config.read().int("min-replicas-max-lag");
-        let good = crate::replication::master::good_replicas(
-            &repl.state.lock(),
-            crate::keyspace::now_ms(),
-            max_lag,
-        );
-        if max_lag <= 0 || good as i64 >= min_good {
+        if !not_enough_replicas(ctx.srv) {
             return false;
         }
         "NOREPLICAS Not enough good replicas to write."
     };
     reject(ctx, cmd, err);
     true
+}
+
+/// A master short of `min-replicas-to-write` good replicas takes no
+/// writes.
+pub fn not_enough_replicas(srv: &Shared) -> bool {
+    use std::sync::atomic::Ordering;
+    let repl = &srv.repl;
+    let min_good = repl.min_good.load(Ordering::Relaxed);
+    if min_good == 0 || repl.is_replica() {
+        return false;
+    }
+    let max_lag = srv.config.read().int("min-replicas-max-lag");
+    let good = crate::replication::master::good_replicas(
+        &repl.state.lock(),
+        crate::keyspace::now_ms(),
+        max_lag,
+    );
+    max_lag > 0 && (good as i64) < min_good
 }
 
 /// Refuses `cmd` with `err`: EXEC discards its transaction, a command

@@ -24,6 +24,7 @@ use crate::resp::{Proto, Reply};
 use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
 
+const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
 pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -416,6 +417,12 @@ fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), Stri
             return Err("ERR Can not execute a script with write flag using *_ro command.".into());
         }
     }
+    if script_flags & flag::NO_WRITES == 0
+        && !ctx.client.is_master
+        && super::not_enough_replicas(ctx.srv)
+    {
+        return Err(NOREPLICAS.into());
+    }
     if oom && script_flags & (flag::ALLOW_OOM | flag::NO_WRITES) == 0 {
         return Err(
             "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"
@@ -705,7 +712,7 @@ impl Host for RunHost<'_, '_> {
                 return Err("Wrong number of args calling Redis command from script".into());
             }
         }
-        if not_in_scripts(cmd) {
+        if not_in_scripts(cmd) && !self.ctx.srv.scripts.deny_disabled() {
             return Err("This Redis command is not allowed from script".into());
         }
         let writes = cmd.flags & flags::WRITE != 0;
@@ -720,6 +727,9 @@ impl Host for RunHost<'_, '_> {
             {
                 return Err("-READONLY You can't write against a read only replica.".into());
             }
+        }
+        if writes && !self.ctx.client.is_master && super::not_enough_replicas(self.ctx.srv) {
+            return Err(format!("-{NOREPLICAS}"));
         }
         if self.oom && !self.wrote && cmd.flags & flags::DENYOOM != 0 {
             return Err(format!("-{}", crate::server::evict::OOM));
@@ -740,8 +750,10 @@ impl Host for RunHost<'_, '_> {
         ctx.client.proto = proto;
         ctx.r.proto = proto;
         ctx.client.in_exec = true;
+        ctx.client.in_script = true;
         let start = ctx.r.out.len();
         super::invoke(ctx, cmd, &args);
+        ctx.client.in_script = false;
         if cmd.name == "select" && ctx.r.out.get(start) == Some(&b'+') {
             ctx.locks.db = ctx.srv.ks.db(ctx.client.db);
         }

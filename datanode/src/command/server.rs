@@ -955,6 +955,10 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
         debug_populate(ctx, a);
     } else if eq_ic(sub, "RELOAD") {
         debug_reload(ctx, a);
+    } else if eq_ic(sub, "SET-DISABLE-DENY-SCRIPTS") && a.len() == 3 {
+        let on = a.get(2) != b"0";
+        ctx.srv.scripts.set_deny_disabled(on);
+        ctx.r.ok();
     } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
         let on = a.get(2) != b"0";
         ctx.srv.hot.active_expire.store(on, Ordering::Relaxed);
@@ -968,6 +972,8 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
                 "    Create <count> string keys named <prefix>:<n> (prefix \"key\").",
                 "RELOAD",
                 "    Write the dataset out and load it back.",
+                "SET-DISABLE-DENY-SCRIPTS <0|1>",
+                "    Let scripts run commands they are normally refused (1), or not (0).",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "    Turn the background deletion of expired keys off or on.",
                 "SEGFAULT",

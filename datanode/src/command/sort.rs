@@ -109,6 +109,8 @@ struct Opts<'a> {
     /// BY names no `*`: keep the natural order.
     dontsort: bool,
     gets: Vec<&'a [u8]>,
+    /// Called from a script, whose results must be reproducible.
+    in_script: bool,
 }
 
 /// Parses the options as Redis does, replying on the first error.
@@ -123,6 +125,7 @@ fn parse<'a>(ctx: &mut Ctx, a: &Args<'a>, readonly: bool) -> Option<Opts<'a>> {
         by: None,
         dontsort: false,
         gets: Vec::new(),
+        in_script: ctx.client.in_script,
     };
     let mut j = 2;
     while j < a.len() {
@@ -293,9 +296,9 @@ fn load(v: Option<&mut Value>, o: &Opts) -> Result<Loaded, ()> {
         Some(_) => return Err(()),
     } as i64;
     let is_set = matches!(v, Some(Value::Set(_)));
-    // A set's natural order is not reproducible; a stored result must be,
-    // so it is sorted (ALPHA) instead.
-    if dontsort && is_set && o.store.is_some() {
+    // A set's natural order is not reproducible; a stored result, or a
+    // script's, must be, so it is sorted (ALPHA) instead.
+    if dontsort && is_set && (o.store.is_some() || o.in_script) {
         dontsort = false;
         alpha = true;
     }

@@ -66,6 +66,15 @@ fn parse_opts<'a>(ctx: &mut Ctx, a: &Args<'a>, grouped: bool) -> Option<Opts<'a>
         let more = a.len() - i - 1;
         let arg = a.get(i);
         if eq_ic(arg, "BLOCK") && more > 0 {
+            // A script can never wait (Redis says so rather than ignoring
+            // BLOCK, as it does in MULTI).
+            if ctx.client.in_script {
+                ctx.r.error(&format!(
+                    "ERR {} command is not allowed with BLOCK option from scripts",
+                    String::from_utf8_lossy(a.get(0))
+                ));
+                return None;
+            }
             i += 1;
             match parse_i64(a.get(i)) {
                 None => {

@@ -149,6 +149,28 @@ visible.getfenv = function(f)
   if e == G then return env end
   return e
 end
+-- Code loaded by a script runs with the script's globals, and never
+-- from a precompiled (binary) chunk, which Redis's Lua refuses.
+local real_loadstring, real_load, real_setfenv, concat = loadstring, load, setfenv, table.concat
+local function sandboxed_loadstring(s, name)
+  if type(s) == "string" and s:byte(1) == 27 then
+    return nil, "binary chunks are not allowed"
+  end
+  local f, e = real_loadstring(s, name)
+  if f then real_setfenv(f, env) end
+  return f, e
+end
+visible.loadstring = sandboxed_loadstring
+visible.load = function(reader, name)
+  if type(reader) ~= "function" then return real_load(reader, name) end
+  local parts = {}
+  while true do
+    local p = reader()
+    if p == nil or p == "" then break end
+    parts[#parts + 1] = p
+  end
+  return sandboxed_loadstring(concat(parts), name)
+end
 visible.setmetatable = guarded_setmetatable
 visible.rawset = guarded_rawset
 for k, v in pairs(libs) do visible[k] = ro(v) end

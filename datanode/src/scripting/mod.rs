@@ -34,6 +34,8 @@ pub struct Scripts {
     busy: AtomicUsize,
     /// Set at shutdown: every running script stops at its next check.
     stop_all: AtomicBool,
+    /// DEBUG set-disable-deny-scripts: scripts may run any command.
+    deny_disabled: AtomicBool,
 }
 
 /// A script running past the threshold, as SCRIPT KILL sees it.
@@ -128,6 +130,14 @@ impl Scripts {
     /// Shutdown: running scripts stop, killable or not.
     pub fn stop_all(&self) {
         self.stop_all.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_deny_disabled(&self, on: bool) {
+        self.deny_disabled.store(on, Ordering::Relaxed);
+    }
+
+    pub fn deny_disabled(&self) -> bool {
+        self.deny_disabled.load(Ordering::Relaxed)
     }
 
     pub fn stopping(&self) -> bool {

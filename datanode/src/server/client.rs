@@ -201,6 +201,8 @@ pub struct Client {
     pub monitor: bool,
     /// EXEC is running this client's queue.
     pub in_exec: bool,
+    /// A script is running this command (redis.call).
+    pub in_script: bool,
     /// Where this command's reply starts in the output when pushes were
     /// written ahead of it (an eviction's invalidations for this client).
     pub reply_from: Option<usize>,

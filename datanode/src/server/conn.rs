@@ -89,6 +89,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         postponed: false,
         monitor: false,
         in_exec: false,
+        in_script: false,
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
         rb: ReplyBuf::new(now),
