@@ -85,6 +85,8 @@ scripts!(
     streams,
     stream_groups,
     scripting,
+    functions,
+    lua_libs,
     module,
     keys,
     hashes,

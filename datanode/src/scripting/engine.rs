@@ -117,11 +117,11 @@ local function finish(ok, ...)
   local e = ...
   if stopped() then error(e, 0) end
   if type(e) == "table" and type(e.err) == "string" then e = e.err end
-  if type(e) == "userdata" then e = errmsg(e) end
+  if type(e) == "userdata" then e = errmsg(e, true) end
   return false, e
 end
 local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
-local libs = {bit = __redis_bit}
+local libs = {bit = __redis_bit, cjson = __redis_cjson}
 for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
 local function guarded_setmetatable(t, m)
   if protected[t] then error("Attempt to modify a readonly table", 0) end
@@ -258,8 +258,8 @@ local function load_library(f)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register =
-  nil, nil, nil, nil, nil, nil, nil
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson =
+  nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
 return env, run, call, load_library
 "##;
@@ -314,8 +314,13 @@ impl Vm {
         }
         g.raw_set(
             "__redis_errmsg",
-            lua.create_function(|_, v: Value| {
+            lua.create_function(|_, (v, raw): (Value, bool)| {
                 Ok(match v {
+                    // A library's Lua-style error reaches a script's pcall
+                    // as the plain message, as in Redis.
+                    Value::Error(e) if raw && lua_error_message(&e).is_some() => {
+                        lua_error_message(&e).unwrap_or_default()
+                    }
                     Value::Error(e) => error_text(&e),
                     other => format!("ERR {}", other.to_string().unwrap_or_default()),
                 })
@@ -327,6 +332,9 @@ impl Vm {
         )?;
         g.raw_set("__redis_lib", api_table(&lua)?)?;
         g.raw_set("__redis_bit", super::bitlib::open(&lua)?)?;
+        let cjson = super::cjson::open(&lua)?;
+        locate_errors(&lua, &cjson)?;
+        g.raw_set("__redis_cjson", cjson)?;
         g.raw_set("__redis_register", lua.create_function(register_function)?)?;
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
@@ -809,6 +817,48 @@ fn raise(msg: &str) -> mlua::Error {
     };
     let text = text.trim_end_matches(['\r', '\n']);
     mlua::Error::external(RedisError(format!("{code} {text}")))
+}
+
+/// The message of a Lua-style error raised by a library function.
+fn lua_error_message(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
+        mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
+        mlua::Error::ExternalError(x) => x.downcast_ref::<LuaError>().map(|r| r.0.clone()),
+        _ => None,
+    }
+}
+
+/// Gives a library table's functions Lua's error positions: a failure
+/// they raise (a runtime error) reads "user_script:N: msg", naming the
+/// line that called them, as `luaL_error` does in C libraries.
+pub fn locate_errors(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    let mut fns = Vec::new();
+    for pair in t.clone().pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        if let Value::Function(f) = v {
+            fns.push((k, f));
+        }
+    }
+    for (k, f) in fns {
+        let w = lua.create_function(move |lua, args: MultiValue| {
+            f.call::<MultiValue>(args).map_err(|e| match runtime_message(&e) {
+                Some(m) => lua_error(lua, &m),
+                None => e,
+            })
+        })?;
+        t.raw_set(k, w)?;
+    }
+    Ok(())
+}
+
+fn runtime_message(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => runtime_message(cause),
+        mlua::Error::WithContext { cause, .. } => runtime_message(cause),
+        mlua::Error::RuntimeError(m) => Some(m.clone()),
+        _ => None,
+    }
 }
 
 /// The Redis error text of an error raised in a script.

@@ -7,6 +7,7 @@
 
 pub mod bitlib;
 pub mod cache;
+pub mod cjson;
 pub mod convert;
 pub mod engine;
 pub mod functions;
