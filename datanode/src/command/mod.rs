@@ -793,7 +793,13 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
             .log
             .append_repl_command(ctx.client.db, &args.iter().collect::<Vec<_>>());
     }
-    if cmd.flags & table::flags::READONLY != 0 {
+    // A script's reads are tracked for its caller, as its declared keys
+    // (see `command::scripting`); EVAL_RO and FCALL_RO track nothing of
+    // their own.
+    if cmd.flags & table::flags::READONLY != 0
+        && !ctx.client.in_script
+        && !scripting::is_script_command(cmd)
+    {
         track_read(ctx, cmd, args);
     }
     // ASKING lasts for one command (or a whole transaction).
@@ -832,6 +838,7 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
         .has_monitors
         .load(std::sync::atomic::Ordering::Relaxed)
         && cmd.flags & table::flags::ADMIN == 0
+        && !scripting::is_script_command(cmd)
     {
         let redact = redacted_args(cmd, args);
         crate::server::conn::feed_monitor(ctx.srv, ctx.client, args, ctx.locks.now, &redact);
@@ -842,6 +849,16 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
 /// keys its read-only commands read, unless OPTIN/OPTOUT and CLIENT CACHING
 /// say otherwise. Costs one relaxed load for other clients.
 fn track_read(ctx: &mut Ctx, cmd: &table::Cmd, args: &Args) {
+    let mut keys = Vec::new();
+    cmd.each_key(args, |k| {
+        keys.push(k);
+        true
+    });
+    track_keys(ctx, &keys);
+}
+
+/// Remembers `keys` for the client when it tracks in default mode.
+pub fn track_keys(ctx: &mut Ctx, keys: &[&[u8]]) {
     use crate::server::tracking::flag;
     let f = ctx
         .client
@@ -857,10 +874,9 @@ fn track_read(ctx: &mut Ctx, cmd: &table::Cmd, args: &Args) {
     }
     let id = ctx.client.id;
     let t = &ctx.srv.tracking;
-    cmd.each_key(args, |k| {
+    for k in keys {
         t.remember(id, k);
-        true
-    });
+    }
 }
 
 /// Logs a slow command (each of EXEC's commands on its own, never EXEC).

@@ -92,6 +92,22 @@ const NOT_IN_SCRIPTS: &[&str] = &[
     "watch",
 ];
 
+/// EVAL and FCALL in their forms: they show in MONITOR before the
+/// commands they run, and track keys only through them.
+pub fn is_script_command(cmd: &table::Cmd) -> bool {
+    matches!(
+        cmd.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// Shows the script command in MONITOR ahead of what it runs.
+fn feed_monitors(ctx: &Ctx, a: &Args) {
+    if ctx.srv.has_monitors.load(Ordering::Relaxed) {
+        crate::server::conn::feed_monitor(ctx.srv, ctx.client, a, ctx.locks.now, &[]);
+    }
+}
+
 fn not_in_scripts(cmd: &table::Cmd) -> bool {
     let parent = cmd.name.split('|').next().unwrap_or(cmd.name);
     NOT_IN_SCRIPTS.contains(&cmd.name)
@@ -158,6 +174,7 @@ pub fn eval_keys(a: &Args) -> Vec<usize> {
 }
 
 fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
+    feed_monitors(ctx, a);
     let Some(numkeys) = int_arg(ctx, a.get(2)) else {
         return;
     };
@@ -196,6 +213,7 @@ pub fn fcall_ro(ctx: &mut Ctx, a: &Args) {
 }
 
 fn fcall_generic(ctx: &mut Ctx, a: &Args, ro: bool) {
+    feed_monitors(ctx, a);
     let Some(f) = ctx.srv.scripts.functions.find(a.get(1)) else {
         return ctx.r.error("ERR Function not found");
     };
@@ -333,6 +351,10 @@ fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>
     let (readonly, asking) = (ctx.client.readonly, ctx.client.asking);
     let addr = ctx.client.info.addr;
     let laddr = ctx.client.info.laddr;
+    // The script acts for its caller: its reads are tracked, and its own
+    // changes reported (or not, with NOLOOP), as the caller's.
+    let (caller_id, caller_info, caching) =
+        (ctx.client.id, ctx.client.info.clone(), ctx.client.caching);
     ctx.actions
         .push(super::Action::Offload(super::Offloaded(Box::new(
             move || {
@@ -344,6 +366,13 @@ fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>
                 client.authenticated = true;
                 client.readonly = readonly;
                 client.asking = asking;
+                client.id = caller_id;
+                client.info = caller_info;
+                client.caching = caching;
+                let tracking = srv.tracking.armed();
+                if tracking {
+                    crate::server::tracking::begin(&srv, caller_id);
+                }
                 let mut out = Vec::new();
                 let mut actions = Vec::new();
                 let db = srv.ks.db(dbi);
@@ -367,6 +396,10 @@ fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>
                     },
                 );
                 drop(ctx);
+                if tracking || srv.tracking.armed() {
+                    let own = crate::server::tracking::finish(&srv);
+                    crate::server::conn::write_own(&mut out, &client, own);
+                }
                 (out, client.pending_dirty)
             },
         ))));
@@ -464,6 +497,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         }
     }
     let mut extra: Vec<(usize, u16)> = Vec::new();
+    let mut read_any = false;
     let mut whole_db = false;
     let mut attempt = 0;
     let out = loop {
@@ -495,6 +529,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
                 }
             };
             host.finish();
+            read_any = host.read_any;
             (o, host.learned)
         };
         if logging {
@@ -518,6 +553,9 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         }
     };
     scripts.checkin(vm);
+    if read_any && !keys.is_empty() {
+        super::track_keys(ctx, keys);
+    }
     match out {
         Err(msg) if msg == MOVE => return Ran::Moved,
         Ok(reply) => ctx.r.raw(&reply),
@@ -560,6 +598,8 @@ struct RunHost<'c, 'a> {
     inline_budget: Option<Duration>,
     /// Anything another client or a replica could see (writes, PUBLISH).
     side_effects: bool,
+    /// A read-only command ran: the caller tracks the declared keys.
+    read_any: bool,
     /// Every (db, slot) asked for, for a redo.
     learned: Vec<(usize, u16)>,
     start: Instant,
@@ -601,6 +641,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             oom: false,
             inline_budget: None,
             side_effects: false,
+            read_any: false,
             learned,
             start: Instant::now(),
             timed_out: None,
@@ -744,6 +785,9 @@ impl Host for RunHost<'_, '_> {
         }
         if writes || cmd.flags & flags::MAY_REPLICATE != 0 || cmd.name.ends_with("publish") {
             self.side_effects = true;
+        }
+        if cmd.flags & flags::READONLY != 0 {
+            self.read_any = true;
         }
         let proto = if resp3 { Proto::Resp3 } else { Proto::Resp2 };
         let ctx = &mut *self.ctx;

@@ -512,7 +512,10 @@ impl Parser<'_> {
             }
             b'n' if rest.starts_with(b"null") => {
                 self.pos += 4;
-                Token { kind: Tok::Null, at }
+                Token {
+                    kind: Tok::Null,
+                    at,
+                }
             }
             b'f' | b'i' | b'I' | b'n' | b'N' | b't' | b'+' => {
                 if self.cfg.decode_invalid && self.invalid_number() {
@@ -749,7 +752,11 @@ fn strtod(s: &[u8]) -> Option<(f64, usize)> {
     };
     let sign = if neg { -1.0 } else { 1.0 };
     let rest = &s[i..];
-    let lower: Vec<u8> = rest.iter().take(8).map(|c| c.to_ascii_lowercase()).collect();
+    let lower: Vec<u8> = rest
+        .iter()
+        .take(8)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     if lower.starts_with(b"infinity") {
         return Some((sign * f64::INFINITY, i + 8));
     }
@@ -825,7 +832,10 @@ mod tests {
         assert_eq!(run("return cjson.encode(0.1)"), "0.1");
         assert_eq!(run("return cjson.encode(1/3)"), "0.33333333333333");
         assert_eq!(run("return cjson.encode({[1]=1, [3]=3})"), "[1,null,3]");
-        assert_eq!(run("return cjson.encode('\\1\\127\"')"), r#""\u0001\u007f\"""#);
+        assert_eq!(
+            run("return cjson.encode('\\1\\127\"')"),
+            r#""\u0001\u007f\"""#
+        );
         assert!(run("return cjson.encode({[20]=1})").contains("excessively sparse array"));
         assert!(run("return cjson.encode(1/0)")
             .contains("Cannot serialise number: must not be NaN or Inf"));
@@ -841,8 +851,14 @@ mod tests {
             run("return table.concat(cjson.decode('[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]'), ' ')"),
             "0 -5000 -1 0.0003 1023.2 0"
         );
-        assert_eq!(run(r#"return cjson.decode('"\\u00e9\\ud83d\\ude00"')"#), "é😀");
-        assert_eq!(run("return tostring(cjson.decode('null') == cjson.null)"), "true");
+        assert_eq!(
+            run(r#"return cjson.decode('"\\u00e9\\ud83d\\ude00"')"#),
+            "é😀"
+        );
+        assert_eq!(
+            run("return tostring(cjson.decode('null') == cjson.null)"),
+            "true"
+        );
         assert!(run("return cjson.decode('[1,')")
             .contains("Expected value but found T_END at character 4"));
         assert!(run("return cjson.decode('{1:2}')")

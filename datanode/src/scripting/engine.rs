@@ -842,10 +842,11 @@ pub fn locate_errors(lua: &Lua, t: &Table) -> mlua::Result<()> {
     }
     for (k, f) in fns {
         let w = lua.create_function(move |lua, args: MultiValue| {
-            f.call::<MultiValue>(args).map_err(|e| match runtime_message(&e) {
-                Some(m) => lua_error(lua, &m),
-                None => e,
-            })
+            f.call::<MultiValue>(args)
+                .map_err(|e| match runtime_message(&e) {
+                    Some(m) => lua_error(lua, &m),
+                    None => e,
+                })
         })?;
         t.raw_set(k, w)?;
     }

@@ -197,7 +197,7 @@ pub fn execute(
 }
 
 /// Writes messages for the running client straight into its output.
-fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pubsub::PubMsg>) {
+pub fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pubsub::PubMsg>) {
     if msgs.is_empty() {
         return;
     }
@@ -211,13 +211,18 @@ fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pubsub
 /// Formats a MONITOR line the way Redis does; `redact` lists argument
 /// indexes shown as `(redacted)`.
 pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact: &[usize]) {
-    let mut line = format!(
-        "+{}.{:06} [{} {}]",
-        now / 1000,
-        (now % 1000) * 1000,
-        client.db,
-        client.info.addr
-    );
+    // A script's commands show as the "lua" client's, as in Redis.
+    let mut line = if client.in_script {
+        format!("+{}.{:06} [{} lua]", now / 1000, (now % 1000) * 1000, client.db)
+    } else {
+        format!(
+            "+{}.{:06} [{} {}]",
+            now / 1000,
+            (now % 1000) * 1000,
+            client.db,
+            client.info.addr
+        )
+    };
     for (i, a) in args.iter().enumerate() {
         if redact.contains(&i) {
             line.push_str(" \"(redacted)\"");

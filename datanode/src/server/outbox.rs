@@ -154,12 +154,16 @@ impl Tx {
     /// Queues a message; false when the connection is gone.
     pub fn send(&self, m: PubMsg) -> bool {
         let n = m.wire_size() as u64;
+        // Counted before it is queued: the receiver, on another thread,
+        // may take it (and subtract) at once.
+        let before = self.q.bytes.fetch_add(n, Ordering::Relaxed);
         if self.tx.send(m).is_err() {
+            self.q.bytes.fetch_sub(n, Ordering::Relaxed);
             return false;
         }
-        let used = self.q.bytes.fetch_add(n, Ordering::Relaxed)
-            + n
-            + self.q.writing.load(Ordering::Relaxed);
+        let used = before
+            .saturating_add(n)
+            .saturating_add(self.q.writing.load(Ordering::Relaxed));
         self.q.check(used, crate::keyspace::now_ms);
         true
     }
