@@ -662,10 +662,8 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         return None;
     }
     if let Some(busy) = scripting::busy_refusal(ctx, cmd) {
-        ctx.r.error(busy);
-        if let Some(m) = &mut ctx.client.multi {
-            m.dirty = true;
-        }
+        // EXEC refused for a busy script discards its transaction.
+        reject(ctx, cmd, busy);
         return None;
     }
     if ctx.client.proto == crate::resp::Proto::Resp2
@@ -719,7 +717,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     let admitted = (cmd.flags & (table::flags::WRITE | table::flags::MAY_REPLICATE) != 0
         || cmd.name == "exec")
         .then(|| srv.pause.admit());
-    if let Some(held_by) = crate::server::pause::must_wait(ctx.srv, ctx.client, cmd) {
+    if let Some(held_by) = crate::server::pause::must_wait(ctx.srv, ctx.client, cmd, args) {
         ctx.client.postponed = true;
         ctx.actions.push(Action::Postpone {
             args: args.to_owned(),

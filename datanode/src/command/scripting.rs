@@ -21,6 +21,7 @@ use super::table::{self, flags};
 use super::{eq_ic, int_arg, Args, Ctx, OwnedArgs};
 use crate::keyspace::key_slot;
 use crate::resp::{Proto, Reply};
+use crate::server::shared::Shared;
 use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
 
@@ -99,6 +100,25 @@ pub fn is_script_command(cmd: &table::Cmd) -> bool {
         cmd.name,
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
     )
+}
+
+/// Whether an EVAL or FCALL writes, when its script declares flags
+/// (a shebang, or a function's flags): None when the command's own flags
+/// decide (no flags declared, an unknown script, another command).
+pub fn declared_writes(srv: &Shared, cmd: &table::Cmd, a: &Args) -> Option<bool> {
+    if a.len() < 2 {
+        return None;
+    }
+    let flags = match cmd.name {
+        "eval" => match srv.scripts.cache.get(&scripting::sha1_hex(a.get(1))) {
+            Some(s) => s.flags,
+            None => scripting::shebang_flags(a.get(1)).ok()?.0,
+        },
+        "evalsha" => srv.scripts.cache.get(a.get(1))?.flags,
+        "fcall" => srv.scripts.functions.find(a.get(1))?.info().flags,
+        _ => return None,
+    };
+    (flags & flag::EVAL_COMPAT == 0).then_some(flags & flag::NO_WRITES == 0)
 }
 
 /// Shows the script command in MONITOR ahead of what it runs.

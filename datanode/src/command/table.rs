@@ -381,16 +381,10 @@ static COMMAND_SUBS: &[Cmd] = &[
 static SCRIPT_SUBS: &[Cmd] = &[
     c("script|debug", 3, 0, NOKEY, sc::script_debug),
     c("script|exists", -3, 0, NOKEY, sc::script_exists),
-    c("script|flush", -2, MAY_REPLICATE, NOKEY, sc::script_flush),
+    c("script|flush", -2, 0, NOKEY, sc::script_flush),
     c("script|help", 2, STALE, NOKEY, sc::script_help),
     c("script|kill", 2, 0, NOKEY, sc::script_kill),
-    c(
-        "script|load",
-        3,
-        MAY_REPLICATE | STALE,
-        NOKEY,
-        sc::script_load,
-    ),
+    c("script|load", 3, STALE, NOKEY, sc::script_load),
 ];
 
 static MODULE_SUBS: &[Cmd] = &[

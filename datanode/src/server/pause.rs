@@ -280,7 +280,11 @@ pub async fn timer(srv: Arc<Shared>) {
 
 /// Whether the command would change the dataset or the replication
 /// stream: what a WRITE pause holds back.
-fn may_replicate(c: &Cmd) -> bool {
+fn may_replicate(srv: &Shared, c: &Cmd, args: &crate::command::Args) -> bool {
+    // A script that declares its flags writes only without `no-writes`.
+    if let Some(w) = crate::command::scripting::declared_writes(srv, c, args) {
+        return w;
+    }
     c.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0
 }
 
@@ -289,7 +293,12 @@ fn may_replicate(c: &Cmd) -> bool {
 /// every rejection (unknown command, arity, auth, …) and before MULTI
 /// queuing, as Redis's processCommand orders it.
 #[inline]
-pub fn must_wait(srv: &Shared, client: &Client, cmd: &Cmd) -> Option<u8> {
+pub fn must_wait(
+    srv: &Shared,
+    client: &Client,
+    cmd: &Cmd,
+    args: &crate::command::Args,
+) -> Option<u8> {
     let kind = srv.pause.kind();
     if kind == OFF {
         return None;
@@ -299,14 +308,18 @@ pub fn must_wait(srv: &Shared, client: &Client, cmd: &Cmd) -> Option<u8> {
     if client.in_exec || client.block_retry || client.monitor {
         return None;
     }
-    let held_by = if writes(client, cmd) { WRITE } else { ALL };
+    let held_by = if writes(srv, client, cmd, args) {
+        WRITE
+    } else {
+        ALL
+    };
     (kind >= held_by).then_some(held_by)
 }
 
 /// Whether a WRITE pause holds the command: it writes or may replicate,
 /// or it is an EXEC whose queue holds such a command.
-fn writes(client: &Client, cmd: &Cmd) -> bool {
-    if may_replicate(cmd) {
+fn writes(srv: &Shared, client: &Client, cmd: &Cmd, args: &crate::command::Args) -> bool {
+    if may_replicate(srv, cmd, args) {
         return true;
     }
     cmd.name == "exec"
@@ -321,7 +334,7 @@ fn writes(client: &Client, cmd: &Cmd) -> bool {
                         c = sc;
                     }
                 }
-                may_replicate(c)
+                may_replicate(srv, c, &a)
             })
         })
 }
