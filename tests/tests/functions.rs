@@ -34,7 +34,11 @@ fn bulk(c: &mut Conn, args: &[&str]) -> Vec<u8> {
 /// The libraries as FUNCTION LIST WITHCODE shows them, in name order
 /// (each server lists them in its own order).
 fn listing(c: &mut Conn) -> Vec<Reply> {
-    match c.cmd(&["FUNCTION", "LIST", "WITHCODE"]).expect("reply").tree {
+    match c
+        .cmd(&["FUNCTION", "LIST", "WITHCODE"])
+        .expect("reply")
+        .tree
+    {
         Reply::Agg(b'*', mut libs) => {
             for lib in &mut libs {
                 sort_functions(lib);

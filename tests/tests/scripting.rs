@@ -131,6 +131,50 @@ fn a_script_past_the_threshold_gets_busy_replies_and_script_kill() {
 }
 
 #[test]
+fn a_client_of_a_running_scripts_slot_waits_without_stopping_the_others() {
+    let n = Node::start(Server::Datanode, &[]);
+    let mut c = n.conn();
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "busy-reply-threshold", "1500"]),
+        "+OK\r\n"
+    );
+    let mut looping = n.conn();
+    looping
+        .send_raw(&slotkv_tests::resp::encode(&[
+            "EVAL",
+            "while true do end",
+            "1",
+            "held",
+        ]))
+        .expect("send");
+    // The loop holds `held` (declared): give it time to start.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = n.conn();
+    waiting
+        .send_raw(&slotkv_tests::resp::encode(&["GET", "held"]))
+        .expect("send");
+    // Before the threshold, everyone else is served at once, even on a
+    // single command thread, while GET held waits.
+    let t = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(c.text(&["SET", "other", "v"]), "+OK\r\n");
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "other clients were held up for {:?}",
+        t.elapsed()
+    );
+    // Past the threshold the waiting client gets -BUSY, and SCRIPT KILL
+    // (which needs the command thread) gets through.
+    let r = slotkv_tests::resp::show(&waiting.read_reply().expect("GET reply").raw);
+    assert!(r.starts_with("-BUSY"), "{r}");
+    assert_eq!(c.text(&["SCRIPT", "KILL"]), "+OK\r\n");
+    let r = slotkv_tests::resp::show(&looping.read_reply().expect("killed script reply").raw);
+    assert!(r.contains("Script killed by user with SCRIPT KILL"), "{r}");
+    assert_eq!(waiting.text(&["GET", "held"]), "$-1\r\n");
+}
+
+#[test]
 fn the_sandbox_keeps_the_process_and_files_out_of_reach() {
     let n = Node::start(Server::Datanode, &[]);
     let mut c = n.conn();

@@ -78,6 +78,12 @@ pub enum Action {
         cmd: &'static str,
         held_by: u8,
     },
+    /// A script running off the command thread holds a slot the command
+    /// needs: wait for it to end (or time out, when -BUSY answers), then
+    /// run the command again.
+    WaitScript {
+        args: OwnedArgs,
+    },
     /// CLUSTER SYNCSLOTS ESTABLISH accepted: the connection becomes the
     /// slot migration's import link.
     SlotImport {
@@ -735,6 +741,13 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     if admitted.is_some() {
         crate::server::pause::admission_delay();
+    }
+    if scripting::waits_for_script(ctx, cmd, args) {
+        ctx.client.postponed = true;
+        ctx.actions.push(Action::WaitScript {
+            args: args.to_owned(),
+        });
+        return None;
     }
     invoke(ctx, cmd, args);
     Some(cmd)

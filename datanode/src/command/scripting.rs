@@ -21,9 +21,9 @@ use super::table::{self, flags};
 use super::{eq_ic, int_arg, Args, Ctx, OwnedArgs};
 use crate::keyspace::key_slot;
 use crate::resp::{Proto, Reply};
-use crate::server::shared::Shared;
 use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
+use crate::server::shared::Shared;
 
 const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
@@ -119,6 +119,49 @@ pub fn declared_writes(srv: &Shared, cmd: &table::Cmd, a: &Args) -> Option<bool>
         _ => return None,
     };
     (flags & flag::EVAL_COMPAT == 0).then_some(flags & flag::NO_WRITES == 0)
+}
+
+/// Whether `cmd` needs a slot a script running off the command thread
+/// holds (while no script is past the busy threshold: then -BUSY
+/// answers instead). EXEC is checked for its whole queue.
+pub fn waits_for_script(ctx: &Ctx, cmd: &'static table::Cmd, a: &Args) -> bool {
+    let held = &ctx.srv.scripts.held;
+    // Only a client connection can wait: our master's stream, a slot
+    // import, the AOF and a woken blocked command run in order, here.
+    let c = &ctx.client;
+    if !held.any()
+        || c.in_exec
+        || c.in_script
+        || c.is_master
+        || c.loading
+        || c.block_retry
+        || ctx.srv.scripts.busy()
+    {
+        return false;
+    }
+    let (mut slots, mut dbs) = (Vec::new(), Vec::new());
+    let mut db = ctx.client.db;
+    let ks = &ctx.srv.ks;
+    if cmd.name == "exec" {
+        let Some(m) = &ctx.client.multi else {
+            return false;
+        };
+        for q in &m.queue {
+            let qa = q.args();
+            let Some(mut qc) = table::lookup(qa.get(0)) else {
+                continue;
+            };
+            if !qc.subs.is_empty() && qa.len() >= 2 {
+                if let Some(sc) = table::lookup_sub(qc, qa.get(1)) {
+                    qc = sc;
+                }
+            }
+            super::txn::slots_of(ks, qc, &qa, &mut db, &mut slots, &mut dbs);
+        }
+    } else {
+        super::txn::slots_of(ks, cmd, a, &mut db, &mut slots, &mut dbs);
+    }
+    held.blocks(&slots, &dbs)
 }
 
 /// Shows the script command in MONITOR ahead of what it runs.
@@ -520,11 +563,18 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
     let mut read_any = false;
     let mut whole_db = false;
     let mut attempt = 0;
+    let srv: &Shared = ctx.srv;
     let out = loop {
+        // Off the command thread, the slots are announced before they are
+        // taken, so command threads wait for them without blocking.
+        let mut _announced = None;
         if !in_exec {
             let mut want = declared.clone();
             want.extend(extra.iter().copied());
             let whole: &[usize] = if whole_db { &[dbi][..] } else { &[] };
+            if inline_budget.is_none() {
+                _announced = Some(srv.scripts.held.register(&want, whole));
+            }
             ctx.locks.hold(want, whole);
         } else if let Err((d, s)) = ctx.locks.extend(&declared, OUT_OF_ORDER_WAIT) {
             break Err(lock_error(d, s));
@@ -620,6 +670,8 @@ struct RunHost<'c, 'a> {
     side_effects: bool,
     /// A read-only command ran: the caller tracks the declared keys.
     read_any: bool,
+    /// Slots taken during the run, announced to command threads.
+    announced: Vec<scripting::HeldToken<'a>>,
     /// Every (db, slot) asked for, for a redo.
     learned: Vec<(usize, u16)>,
     start: Instant,
@@ -662,6 +714,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             inline_budget: None,
             side_effects: false,
             read_any: false,
+            announced: Vec::new(),
             learned,
             start: Instant::now(),
             timed_out: None,
@@ -746,6 +799,10 @@ impl<'c, 'a> RunHost<'c, 'a> {
         } else {
             OUT_OF_ORDER_WAIT
         };
+        if self.inline_budget.is_none() && !self.in_exec {
+            let srv: &'a Shared = self.ctx.srv;
+            self.announced.push(srv.scripts.held.register(&slots, &[]));
+        }
         match self.ctx.locks.extend(&slots, wait) {
             Ok(()) => Ok(()),
             Err(_) if redo_possible => Err(RESTART.into()),

@@ -37,6 +37,116 @@ pub struct Scripts {
     stop_all: AtomicBool,
     /// DEBUG set-disable-deny-scripts: scripts may run any command.
     deny_disabled: AtomicBool,
+    /// Slots held by scripts running off the command thread.
+    pub held: HeldSlots,
+}
+
+/// The slots scripts running off the command thread hold: a command
+/// thread that needs one waits for it asynchronously (see
+/// `command::scripting::waits_for_script`) rather than on the lock, which
+/// would stop every other client of that thread for as long as the script
+/// runs, SCRIPT KILL included.
+#[derive(Default)]
+pub struct HeldSlots {
+    /// Registrations alive: the fast path is one load of this.
+    count: AtomicUsize,
+    slots: Mutex<std::collections::HashMap<(usize, u16), u32>>,
+    whole: Mutex<std::collections::HashMap<usize, u32>>,
+    released: tokio::sync::Notify,
+}
+
+impl HeldSlots {
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) != 0
+    }
+
+    /// Registers `slots` and whole databases `dbs` until the token drops.
+    pub fn register(&self, slots: &[(usize, u16)], dbs: &[usize]) -> HeldToken<'_> {
+        if !slots.is_empty() {
+            let mut m = self.slots.lock();
+            for s in slots {
+                *m.entry(*s).or_default() += 1;
+            }
+        }
+        if !dbs.is_empty() {
+            let mut m = self.whole.lock();
+            for d in dbs {
+                *m.entry(*d).or_default() += 1;
+            }
+        }
+        self.count.fetch_add(1, Ordering::AcqRel);
+        HeldToken {
+            held: self,
+            slots: slots.to_vec(),
+            dbs: dbs.to_vec(),
+        }
+    }
+
+    /// Whether a script holds any of `slots`, or anything in `dbs`.
+    pub fn blocks(&self, slots: &[(usize, u16)], dbs: &[usize]) -> bool {
+        if !self.any() {
+            return false;
+        }
+        let whole = self.whole.lock();
+        let m = self.slots.lock();
+        slots
+            .iter()
+            .any(|s| m.contains_key(s) || whole.contains_key(&s.0))
+            || dbs
+                .iter()
+                .any(|d| whole.contains_key(d) || m.keys().any(|(db, _)| db == d))
+    }
+
+    /// Resolves when a registration ends (or soon after, to re-check).
+    pub async fn changed(&self) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            self.released.notified(),
+        )
+        .await;
+    }
+
+    /// Wakes waiters (a registration ended, or a script timed out and
+    /// -BUSY now answers them).
+    pub fn wake(&self) {
+        self.released.notify_waiters();
+    }
+}
+
+/// A registration in [`HeldSlots`], ended on drop.
+pub struct HeldToken<'a> {
+    held: &'a HeldSlots,
+    slots: Vec<(usize, u16)>,
+    dbs: Vec<usize>,
+}
+
+impl Drop for HeldToken<'_> {
+    fn drop(&mut self) {
+        if !self.slots.is_empty() {
+            let mut m = self.held.slots.lock();
+            for s in &self.slots {
+                if let Some(n) = m.get_mut(s) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(s);
+                    }
+                }
+            }
+        }
+        if !self.dbs.is_empty() {
+            let mut m = self.held.whole.lock();
+            for d in &self.dbs {
+                if let Some(n) = m.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(d);
+                    }
+                }
+            }
+        }
+        self.held.count.fetch_sub(1, Ordering::AcqRel);
+        self.held.wake();
+    }
 }
 
 /// A script running past the threshold, as SCRIPT KILL sees it.
@@ -153,6 +263,8 @@ impl Scripts {
     pub fn enter_timed_out(&self, t: Arc<TimedOut>) {
         self.timed_out.lock().push(t);
         self.busy.fetch_add(1, Ordering::SeqCst);
+        // Clients waiting for its slots now get -BUSY.
+        self.held.wake();
     }
 
     pub fn leave_timed_out(&self, t: &Arc<TimedOut>) {

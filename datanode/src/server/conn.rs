@@ -213,7 +213,12 @@ pub fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pu
 pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact: &[usize]) {
     // A script's commands show as the "lua" client's, as in Redis.
     let mut line = if client.in_script {
-        format!("+{}.{:06} [{} lua]", now / 1000, (now % 1000) * 1000, client.db)
+        format!(
+            "+{}.{:06} [{} lua]",
+            now / 1000,
+            (now % 1000) * 1000,
+            client.db
+        )
     } else {
         format!(
             "+{}.{:06} [{} {}]",
@@ -719,6 +724,12 @@ async fn connection_loop(
                                 return Ok(());
                             }
                             now = now_ms();
+                        }
+                        Action::WaitScript { args } => {
+                            srv.scripts.held.changed().await;
+                            now = now_ms();
+                            execute(srv, client, &mut out, &mut actions, &args.args(), now);
+                            pending.extend(actions.drain(..));
                         }
                         Action::Postpone { args, cmd, held_by } => {
                             let held = (cmd, held_by);
