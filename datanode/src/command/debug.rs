@@ -184,9 +184,9 @@ fn digest_value(ctx: &mut Ctx, a: &Args) {
 /// DEBUG OBJECT: Redis's one-line description. The address is that of the
 /// value's entry, so it stays put while a value is changed in place.
 fn object(ctx: &mut Ctx, key: &[u8]) {
-    let mut s = ctx.locks.key(key);
+    let s = ctx.locks.key(key);
     let now = s.now;
-    let line = s.peek(key).map(|(v, meta)| {
+    let line = s.peek_stored(key).map(|(v, meta)| {
         let serialized = crate::persistence::rdb::object::dump(v).len().saturating_sub(11);
         let mut line = format!(
             "Value at:{:p} refcount:1 encoding:{} serializedlength:{} lru:{} lru_seconds_idle:{}",

@@ -311,8 +311,15 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
                     let mut r = crate::resp::Reply::new(&mut out, proto);
                     let events =
                         crate::server::notify::Events::new(&srv, srv.hot.notify.load()).db(dbi);
+                    let t0 = std::time::Instant::now();
                     let deleted = run(&srv, &mut locks, &mut r, events, &p);
-                    (out, deleted)
+                    super::OffloadDone {
+                        reply: out,
+                        dirty: deleted,
+                        error_counted: false,
+                        cmd: super::table::lookup(b"migrate"),
+                        usec: t0.elapsed().as_micros() as u64,
+                    }
                 },
             ))));
         return;

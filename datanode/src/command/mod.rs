@@ -104,7 +104,20 @@ pub enum Action {
 }
 
 /// Work for a blocking thread: returns the reply and the keys it changed.
-pub struct Offloaded(pub Box<dyn FnOnce() -> (Vec<u8>, u64) + Send>);
+pub struct Offloaded(pub Box<dyn FnOnce() -> OffloadDone + Send>);
+
+/// What an offloaded job hands back to its connection.
+pub struct OffloadDone {
+    pub reply: Vec<u8>,
+    /// Changes made (the client's dirty count).
+    pub dirty: u64,
+    /// The reply's error was counted already (see `Client::error_counted`).
+    pub error_counted: bool,
+    /// The command, for its stats, counted once it ends (with its time
+    /// and outcome) rather than when it was handed off.
+    pub cmd: Option<&'static table::Cmd>,
+    pub usec: u64,
+}
 
 impl std::fmt::Debug for Offloaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -828,8 +841,12 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
     };
     // A blocking command counts once, when it ends (as in Redis): not when
     // it blocks, nor on a wake-up that found nothing; a timeout is counted
-    // by the connection.
-    let blocked = matches!(ctx.actions.last(), Some(Action::Block(_)));
+    // by the connection. A command handed to a blocking thread counts when
+    // that ends.
+    let blocked = matches!(
+        ctx.actions.last(),
+        Some(Action::Block(_)) | Some(Action::Offload(_))
+    );
     let idle_retry = ctx.client.block_retry && ctx.r.out.len() == start;
     if !blocked && !idle_retry {
         cmdstats::record(cmd, usec, outcome);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::table::{self, flags};
-use super::{eq_ic, int_arg, Args, Ctx, OwnedArgs};
+use super::{eq_ic, int_arg, Args, Ctx};
 use crate::keyspace::key_slot;
 use crate::resp::{Proto, Reply};
 use crate::scripting::functions::FunctionRef;
@@ -172,9 +172,10 @@ fn feed_monitors(ctx: &Ctx, a: &Args) {
 }
 
 fn not_in_scripts(cmd: &table::Cmd) -> bool {
+    // The list is sorted: a binary search per redis.call.
+    let listed = |n: &str| NOT_IN_SCRIPTS.binary_search(&n).is_ok();
     let parent = cmd.name.split('|').next().unwrap_or(cmd.name);
-    NOT_IN_SCRIPTS.contains(&cmd.name)
-        || (NOT_IN_SCRIPTS.contains(&parent) && !cmd.name.starts_with("cluster"))
+    listed(cmd.name) || (listed(parent) && !cmd.name.starts_with("cluster"))
 }
 
 /// The -BUSY reply for a command arriving while a script runs past the
@@ -354,7 +355,7 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool) {
     }
     let keys = keys.iter().map(|k| k.to_vec()).collect();
     let argv = argv.iter().map(|k| k.to_vec()).collect();
-    offload(ctx, callee, keys, argv, run);
+    offload(ctx, table::lookup(a.get(0)), callee, keys, argv, run);
 }
 
 /// Whether memory is over `maxmemory` as the script starts (after
@@ -407,7 +408,14 @@ fn offloadable(ctx: &Ctx) -> bool {
         && tokio::runtime::Handle::try_current().is_ok()
 }
 
-fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>, run: Run) {
+fn offload(
+    ctx: &mut Ctx,
+    cmd: Option<&'static table::Cmd>,
+    callee: Callee,
+    keys: Vec<Vec<u8>>,
+    argv: Vec<Vec<u8>>,
+    run: Run,
+) {
     let srv = ctx.srv.clone();
     let dbi = ctx.locks.db.index;
     let proto = ctx.client.proto;
@@ -421,6 +429,7 @@ fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>
     ctx.actions
         .push(super::Action::Offload(super::Offloaded(Box::new(
             move || {
+                let t0 = Instant::now();
                 // The script's own client, as Redis runs scripts on one: the
                 // caller's database and cluster flags, already authenticated.
                 let mut client = crate::server::conn::new_client(&srv, addr, laddr);
@@ -463,7 +472,13 @@ fn offload(ctx: &mut Ctx, callee: Callee, keys: Vec<Vec<u8>>, argv: Vec<Vec<u8>>
                     let own = crate::server::tracking::finish(&srv);
                     crate::server::conn::write_own(&mut out, &client, own);
                 }
-                (out, client.pending_dirty)
+                super::OffloadDone {
+                    reply: out,
+                    dirty: client.pending_dirty,
+                    error_counted: client.error_counted,
+                    cmd,
+                    usec: t0.elapsed().as_micros() as u64,
+                }
             },
         ))));
 }
@@ -600,7 +615,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             };
             host.finish();
             read_any = host.read_any;
-            (o, host.learned)
+            (o, std::mem::take(&mut host.learned))
         };
         if logging {
             let gen = ctx.locks.held_gen();
@@ -613,7 +628,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             (Outcome::Replied, _) => break Ok(reply),
             (Outcome::Stopped(msg), learned) if msg == RESTART => {
                 attempt += 1;
-                extra = learned;
+                extra.extend(learned);
                 if attempt > RESTARTS_BEFORE_WHOLE_DB {
                     whole_db = true;
                 }
@@ -622,13 +637,17 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             (Outcome::Stopped(msg), _) => break Err(msg),
         }
     };
+    let error_counted = vm.error_counted;
     scripts.checkin(vm);
     if read_any && !keys.is_empty() {
         super::track_keys(ctx, keys);
     }
     match out {
         Err(msg) if msg == MOVE => return Ran::Moved,
-        Ok(reply) => ctx.r.raw(&reply),
+        Ok(reply) => {
+            ctx.client.error_counted = error_counted && reply.first() == Some(&b'-');
+            ctx.r.raw(&reply)
+        }
         Err(msg) => ctx.r.error(&msg),
     }
     callee
@@ -672,7 +691,7 @@ struct RunHost<'c, 'a> {
     read_any: bool,
     /// Slots taken during the run, announced to command threads.
     announced: Vec<scripting::HeldToken<'a>>,
-    /// Every (db, slot) asked for, for a redo.
+    /// Every (db, slot) asked for beyond those held, for a redo.
     learned: Vec<(usize, u16)>,
     start: Instant,
     timed_out: Option<Arc<TimedOut>>,
@@ -699,7 +718,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
         let saved_in_exec = ctx.client.in_exec;
         let saved_proto = ctx.client.proto;
         let script_slot = keys.first().map(|k| key_slot(k));
-        let learned = ctx.locks.held_slots();
+        let learned = Vec::new();
         RunHost {
             ctx,
             function,
@@ -778,8 +797,70 @@ impl<'c, 'a> RunHost<'c, 'a> {
         Ok(())
     }
 
+    /// Redis's checks before a script's command runs; `Err` is the
+    /// refusal (or RESTART, to redo the run holding more slots).
+    fn admit(&mut self, cmd: &'static table::Cmd, args: &Args) -> Result<(), String> {
+        if not_in_scripts(cmd) && !self.ctx.srv.scripts.deny_disabled() {
+            return Err("This Redis command is not allowed from script".into());
+        }
+        let writes = cmd.flags & flags::WRITE != 0;
+        if self.read_only && cmd.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0 {
+            return Err("Write commands are not allowed from read-only scripts.".into());
+        }
+        if writes && !self.wrote {
+            let ctx = &self.ctx;
+            if !ctx.client.is_master
+                && ctx.srv.repl.is_replica()
+                && ctx.srv.config.read().yes("replica-read-only")
+            {
+                return Err("-READONLY You can't write against a read only replica.".into());
+            }
+        }
+        if writes && !self.ctx.client.is_master && super::not_enough_replicas(self.ctx.srv) {
+            return Err(format!("-{NOREPLICAS}"));
+        }
+        if self.oom && !self.wrote && cmd.flags & flags::DENYOOM != 0 {
+            return Err(format!("-{}", crate::server::evict::OOM));
+        }
+        self.check_cluster(cmd, args)?;
+        self.hold_slots(cmd, args)
+    }
+
+    /// A refused command counts as an error reply and, when known, as a
+    /// rejected call, as in Redis.
+    fn refuse(&self, cmd: Option<&'static table::Cmd>, msg: String) -> Result<(), String> {
+        if let Some(c) = cmd {
+            crate::server::cmdstats::record(c, 0, crate::server::cmdstats::Outcome::Rejected);
+        }
+        let reply = match msg.strip_prefix('-') {
+            Some(m) => format!("-{m}"),
+            None => format!("-ERR {msg}"),
+        };
+        crate::server::cmdstats::count_error_reply(self.ctx.srv, reply.as_bytes());
+        Err(msg)
+    }
+
     /// Makes sure every slot the command touches is held by the script.
     fn hold_slots(&mut self, cmd: &'static table::Cmd, args: &Args) -> Result<(), String> {
+        // The common case first, without allocating: a plain keyed command
+        // whose keys are all in held slots.
+        let plain = cmd.flags & (flags::ALL_DBS | flags::ALL_SLOTS) == 0
+            && !matches!(
+                cmd.name,
+                "select" | "copy" | "move" | "swapdb" | "sort" | "sort_ro"
+            );
+        if plain {
+            let db = self.ctx.locks.db.index;
+            let locks = &self.ctx.locks;
+            let mut all_held = true;
+            cmd.each_key(args, |k| {
+                all_held = locks.holds(db, key_slot(k));
+                all_held
+            });
+            if all_held {
+                return Ok(());
+            }
+        }
         let mut slots = Vec::new();
         let mut dbs = Vec::new();
         let mut db = self.ctx.locks.db.index;
@@ -812,48 +893,43 @@ impl<'c, 'a> RunHost<'c, 'a> {
 }
 
 impl Host for RunHost<'_, '_> {
-    fn call(&mut self, parts: &[&[u8]], resp3: bool, out: &mut Vec<u8>) -> Result<(), String> {
-        let owned = OwnedArgs::from_slices(parts);
-        let args = owned.args();
+    fn call(
+        &mut self,
+        buf: &[u8],
+        ranges: &[std::ops::Range<usize>],
+        resp3: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let args = Args::new(buf, ranges);
         let Some(mut cmd) = table::lookup(args.get(0)) else {
-            return Err("Unknown Redis command called from script".into());
+            return self.refuse(None, "Unknown Redis command called from script".into());
         };
         if !super::arity_ok(cmd.arity, args.len()) {
-            return Err("Wrong number of args calling Redis command from script".into());
+            return self.refuse(
+                Some(cmd),
+                "Wrong number of args calling Redis command from script".into(),
+            );
         }
         if !cmd.subs.is_empty() && args.len() >= 2 {
             match table::lookup_sub(cmd, args.get(1)) {
                 Some(sub) => cmd = sub,
-                None => return Err("Unknown Redis command called from script".into()),
+                None => {
+                    return self.refuse(None, "Unknown Redis command called from script".into())
+                }
             }
             if !super::arity_ok(cmd.arity, args.len()) {
-                return Err("Wrong number of args calling Redis command from script".into());
+                return self.refuse(
+                    Some(cmd),
+                    "Wrong number of args calling Redis command from script".into(),
+                );
             }
         }
-        if not_in_scripts(cmd) && !self.ctx.srv.scripts.deny_disabled() {
-            return Err("This Redis command is not allowed from script".into());
+        match self.admit(cmd, &args) {
+            Ok(()) => {}
+            Err(msg) if msg == RESTART => return Err(msg),
+            Err(msg) => return self.refuse(Some(cmd), msg),
         }
         let writes = cmd.flags & flags::WRITE != 0;
-        if self.read_only && cmd.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0 {
-            return Err("Write commands are not allowed from read-only scripts.".into());
-        }
-        if writes && !self.wrote {
-            let ctx = &self.ctx;
-            if !ctx.client.is_master
-                && ctx.srv.repl.is_replica()
-                && ctx.srv.config.read().yes("replica-read-only")
-            {
-                return Err("-READONLY You can't write against a read only replica.".into());
-            }
-        }
-        if writes && !self.ctx.client.is_master && super::not_enough_replicas(self.ctx.srv) {
-            return Err(format!("-{NOREPLICAS}"));
-        }
-        if self.oom && !self.wrote && cmd.flags & flags::DENYOOM != 0 {
-            return Err(format!("-{}", crate::server::evict::OOM));
-        }
-        self.check_cluster(cmd, &args)?;
-        self.hold_slots(cmd, &args)?;
         if writes {
             self.wrote = true;
             if let Some(t) = &self.timed_out {
@@ -875,6 +951,9 @@ impl Host for RunHost<'_, '_> {
         let start = ctx.r.out.len();
         super::invoke(ctx, cmd, &args);
         ctx.client.in_script = false;
+        if ctx.r.out.get(start) == Some(&b'-') {
+            crate::server::cmdstats::count_error_reply(ctx.srv, &ctx.r.out[start..]);
+        }
         if cmd.name == "select" && ctx.r.out.get(start) == Some(&b'+') {
             ctx.locks.db = ctx.srv.ks.db(ctx.client.db);
         }
@@ -1036,4 +1115,18 @@ pub fn script_help(ctx: &mut Ctx, _a: &Args) {
             "    Load a script into the scripts cache without executing it.",
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refused_commands_are_sorted_for_binary_search() {
+        assert!(NOT_IN_SCRIPTS.windows(2).all(|w| w[0] < w[1]));
+        let cmd = |n| table::lookup(n).expect("command");
+        assert!(not_in_scripts(cmd(b"eval")));
+        assert!(not_in_scripts(cmd(b"subscribe")));
+        assert!(!not_in_scripts(cmd(b"get")));
+    }
 }

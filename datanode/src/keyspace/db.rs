@@ -339,6 +339,12 @@ impl<'a> SlotRef<'a> {
         found
     }
 
+    /// The stored value even if logically expired, leaving it in place
+    /// and counting nothing (DEBUG OBJECT, as Redis looks the dict up).
+    pub fn peek_stored(&self, key: &[u8]) -> Option<(&Value, u32)> {
+        self.t.find(key).map(|e| (&e.val, e.key.meta()))
+    }
+
     /// Whether the key exists, without recording an access (EXISTS, TTL
     /// and TYPE leave OBJECT IDLETIME alone in Redis).
     pub fn exists(&mut self, key: &[u8]) -> bool {
@@ -500,26 +506,29 @@ impl<'a> SlotRef<'a> {
         }
     }
 
-    /// Deletes up to `budget` expired keys; returns (checked, deleted).
-    pub fn expire_some(&mut self, budget: usize) -> (usize, usize) {
+    /// Checks up to `budget` keys with a TTL, from the `from`-th of the
+    /// slot's expiry table, deleting the expired ones. Returns (checked,
+    /// deleted, whether the table's end was reached).
+    pub fn expire_some(&mut self, from: usize, budget: usize) -> (usize, usize, bool) {
         if self.db.expiry.paused.load(Ordering::Relaxed)
             || self.db.expiry.replica.load(Ordering::Relaxed)
         {
-            return (0, 0);
+            return (0, 0, true);
         }
         let now = self.now;
-        let due: Vec<SBytes> = self
-            .t
-            .expires_iter()
-            .filter(|(_, at)| *at <= now)
-            .take(budget)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let checked = self.t.expires_len().min(budget.max(due.len()));
+        let mut checked = 0;
+        let mut due: Vec<SBytes> = Vec::new();
+        for (k, at) in self.t.expires_iter().skip(from).take(budget) {
+            checked += 1;
+            if *at <= now {
+                due.push(k.clone());
+            }
+        }
+        let end = from + checked >= self.t.expires_len();
         for k in &due {
             self.expire_if_needed(k);
         }
-        (checked, due.len())
+        (checked, due.len(), end)
     }
 
     /// Deletes the expired keys `pick` selects (SCAN removes the expired

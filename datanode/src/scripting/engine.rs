@@ -25,7 +25,15 @@ pub trait Host {
     /// Runs one command with `args`, appending its reply (RESP3 when
     /// `resp3`) to `out`. `Err` is a refusal before the command ran, in
     /// Redis's words ("-CODE msg", or a bare message meaning ERR).
-    fn call(&mut self, args: &[&[u8]], resp3: bool, out: &mut Vec<u8>) -> Result<(), String>;
+    /// The arguments are `buf[r]` for each range `r` of `ranges`, laid out
+    /// once, contiguously, so the host can use them without copying.
+    fn call(
+        &mut self,
+        buf: &[u8],
+        ranges: &[std::ops::Range<usize>],
+        resp3: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String>;
     /// Called every 100,000 Lua instructions: `Err(msg)` stops the script
     /// with that error (SCRIPT KILL, or the host giving up the run).
     fn tick(&mut self) -> Result<(), String>;
@@ -52,6 +60,9 @@ struct RunState {
     /// `pcall` in the script cannot swallow the stop.
     stopped: Option<String>,
     buf: Vec<u8>,
+    /// `redis.call`'s arguments, reused from call to call.
+    args: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
 }
 
 thread_local! {
@@ -121,7 +132,7 @@ local function finish(ok, ...)
   return false, e
 end
 local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
-local libs = {bit = __redis_bit, cjson = __redis_cjson}
+local libs = {bit = __redis_bit, cjson = __redis_cjson, cmsgpack = __redis_cmsgpack, struct = __redis_struct}
 for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
 local function guarded_setmetatable(t, m)
   if protected[t] then error("Attempt to modify a readonly table", 0) end
@@ -232,7 +243,10 @@ local function handler(err)
     level = level + 1
   end
   if type(err) ~= "table" then
-    if type(err) == "userdata" then err = {err = errmsg(err)}
+    if type(err) == "userdata" then
+      local m, counted = errmsg(err)
+      err = {err = m}
+      if counted then err.ignore_error_stats_update = true end
     else err = {err = "ERR " .. tostring(err)} end
   end
   if i then
@@ -258,8 +272,8 @@ local function load_library(f)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson =
-  nil, nil, nil, nil, nil, nil, nil, nil
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct =
+  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
 return env, run, call, load_library
 "##;
@@ -280,6 +294,8 @@ pub struct Vm {
     pub epoch: u64,
     /// The function registry's generation `libs` was last pruned at.
     pub fn_gen: u64,
+    /// The last run's reply is an error the stats already counted.
+    pub error_counted: bool,
 }
 
 /// A library being loaded on this thread: what it registered so far.
@@ -315,7 +331,8 @@ impl Vm {
         g.raw_set(
             "__redis_errmsg",
             lua.create_function(|_, (v, raw): (Value, bool)| {
-                Ok(match v {
+                let counted = matches!(&v, Value::Error(e) if is_counted(e));
+                let text = match v {
                     // A library's Lua-style error reaches a script's pcall
                     // as the plain message, as in Redis.
                     Value::Error(e) if raw && lua_error_message(&e).is_some() => {
@@ -323,7 +340,8 @@ impl Vm {
                     }
                     Value::Error(e) => error_text(&e),
                     other => format!("ERR {}", other.to_string().unwrap_or_default()),
-                })
+                };
+                Ok((text, counted))
             })?,
         )?;
         g.raw_set(
@@ -335,6 +353,10 @@ impl Vm {
         let cjson = super::cjson::open(&lua)?;
         locate_errors(&lua, &cjson)?;
         g.raw_set("__redis_cjson", cjson)?;
+        // These two wrap their Rust halves in Lua themselves (results
+        // spread in Lua, never held by Rust): no extra wrapper here.
+        g.raw_set("__redis_cmsgpack", super::msgpack::open(&lua)?)?;
+        g.raw_set("__redis_struct", super::structlib::open(&lua)?)?;
         g.raw_set("__redis_register", lua.create_function(register_function)?)?;
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
@@ -360,6 +382,7 @@ impl Vm {
             runs: 0,
             epoch,
             fn_gen: 0,
+            error_counted: false,
         })
     }
 
@@ -396,6 +419,7 @@ impl Vm {
         host: &mut dyn Host,
         r: &mut crate::resp::Reply,
     ) -> Outcome {
+        self.error_counted = false;
         let Some(f) = self.compiled.get(sha).cloned() else {
             r.error("ERR script not compiled");
             return Outcome::Replied;
@@ -479,6 +503,7 @@ impl Vm {
         host: &mut dyn Host,
         r: &mut crate::resp::Reply,
     ) -> Outcome {
+        self.error_counted = false;
         // SAFETY: the lifetime is erased only for the thread-local slot,
         // which is cleared (by `Clear`) before `host` goes out of scope.
         let host: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(host) };
@@ -487,6 +512,8 @@ impl Vm {
             resp3: false,
             stopped: None,
             buf: Vec::new(),
+            args: Vec::new(),
+            ranges: Vec::new(),
         };
         struct Clear;
         impl Drop for Clear {
@@ -517,6 +544,18 @@ impl Vm {
         if let Some(msg) = stopped {
             return Outcome::Stopped(msg);
         }
+        let counted = |v: &Value| match v {
+            Value::Table(t) => t.raw_get::<bool>(COUNTED).unwrap_or(false),
+            _ => false,
+        };
+        self.error_counted = match &result {
+            Ok((true, v)) => {
+                counted(v)
+                    && matches!(v, Value::Table(t) if t.raw_get::<Value>("err").is_ok_and(|e| !e.is_nil()))
+            }
+            Ok((false, v)) => counted(v),
+            Err(_) => false,
+        };
         match result {
             Ok((true, v)) => convert::lua_to_reply(&v, r, state.resp3),
             Ok((false, Value::Table(t))) => {
@@ -819,6 +858,16 @@ fn raise(msg: &str) -> mlua::Error {
     mlua::Error::external(RedisError(format!("{code} {text}")))
 }
 
+/// Whether the error is a command's, already counted in the stats.
+fn is_counted(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => is_counted(cause),
+        mlua::Error::WithContext { cause, .. } => is_counted(cause),
+        mlua::Error::ExternalError(x) => x.downcast_ref::<CountedError>().is_some(),
+        _ => false,
+    }
+}
+
 /// The message of a Lua-style error raised by a library function.
 fn lua_error_message(e: &mlua::Error) -> Option<String> {
     match e {
@@ -826,6 +875,16 @@ fn lua_error_message(e: &mlua::Error) -> Option<String> {
         mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
         mlua::Error::ExternalError(x) => x.downcast_ref::<LuaError>().map(|r| r.0.clone()),
         _ => None,
+    }
+}
+
+/// A library's runtime error with the calling line's position, raised
+/// from a Rust function called by a Lua wrapper (so the script is two
+/// levels up).
+pub(crate) fn locate_through_wrapper(lua: &Lua, e: mlua::Error) -> mlua::Error {
+    match e {
+        mlua::Error::RuntimeError(m) => lua_error_at(lua, 2, &m),
+        other => other,
     }
 }
 
@@ -872,6 +931,8 @@ fn error_text(e: &mlua::Error) -> String {
                 format!("ERR {}", r.0)
             } else if let Some(r) = x.downcast_ref::<RedisError>() {
                 r.0.clone()
+            } else if let Some(r) = x.downcast_ref::<CountedError>() {
+                r.0.clone()
             } else if let Some(s) = x.downcast_ref::<Stop>() {
                 s.0.clone()
             } else {
@@ -886,11 +947,30 @@ fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
     match raw_call(lua, args)? {
         (Value::Table(t), true) => {
             let msg: String = t.raw_get("err").unwrap_or_default();
+            if t.raw_get::<bool>(COUNTED).unwrap_or(false) {
+                return Err(mlua::Error::external(CountedError(msg)));
+            }
             Err(mlua::Error::external(RedisError(msg)))
         }
         (v, _) => Ok(v),
     }
 }
+
+/// The field Redis sets on an error table whose error the stats already
+/// counted (a command's error, or its refusal, inside the script).
+const COUNTED: &str = "ignore_error_stats_update";
+
+/// A command's error raised by `redis.call`, already counted.
+#[derive(Debug)]
+struct CountedError(String);
+
+impl std::fmt::Display for CountedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CountedError {}
 
 fn redis_pcall(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
     raw_call(lua, args).map(|(v, _)| v)
@@ -908,26 +988,46 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     if args.is_empty() {
         return fail("Please specify at least one argument for this redis lib call");
     }
-    let mut owned: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    let mut argbuf = with_run(|r| std::mem::take(&mut r.args)).unwrap_or_default();
+    let mut ranges = with_run(|r| std::mem::take(&mut r.ranges)).unwrap_or_default();
+    argbuf.clear();
+    ranges.clear();
     for v in args.iter() {
+        let start = argbuf.len();
         match v {
-            Value::String(s) => owned.push(s.as_bytes().to_vec()),
-            Value::Integer(n) => owned.push(super::fmt_g17(*n as f64).into_bytes()),
-            Value::Number(n) => owned.push(super::fmt_g17(*n).into_bytes()),
-            _ => return fail("Lua redis lib command arguments must be strings or integers"),
+            Value::String(s) => argbuf.extend_from_slice(&s.as_bytes()),
+            Value::Integer(n) => argbuf.extend_from_slice(super::fmt_g17(*n as f64).as_bytes()),
+            Value::Number(n) => argbuf.extend_from_slice(super::fmt_g17(*n).as_bytes()),
+            _ => {
+                with_run(|r| {
+                    r.args = argbuf;
+                    r.ranges = ranges;
+                });
+                return fail("Lua redis lib command arguments must be strings or integers");
+            }
         }
+        ranges.push(start..argbuf.len());
     }
-    let parts: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
     let res = with_run(|run| {
         let mut buf = std::mem::take(&mut run.buf);
         buf.clear();
         // SAFETY: see `with_run`; the host outlives the run.
         let host = unsafe { &mut *run.host };
-        let r = host.call(&parts, run.resp3, &mut buf);
+        let r = host.call(&argbuf, &ranges, run.resp3, &mut buf);
+        run.args = argbuf;
+        run.ranges = ranges;
         (r, buf)
     });
     let Some((res, buf)) = res else {
         return fail("redis.call/pcall can only be called inside a script invocation");
+    };
+    // Errors from the host were counted in the error stats when they
+    // happened: marked, so the script's reply does not count them again.
+    let mark = |v: mlua::Result<(Value, bool)>| {
+        if let Ok((Value::Table(t), true)) = &v {
+            t.raw_set(COUNTED, true)?;
+        }
+        v
     };
     let out = match res {
         Err(msg) => {
@@ -935,11 +1035,11 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
             if let Some(stop) = with_run(|r| r.stopped.clone()).flatten() {
                 return Err(mlua::Error::external(Stop(stop)));
             }
-            fail(&msg)
+            mark(fail(&msg))
         }
         Ok(()) => {
             let failed = buf.first() == Some(&b'-');
-            convert::reply_to_lua(lua, &buf).map(|v| (v, failed))
+            mark(convert::reply_to_lua(lua, &buf).map(|v| (v, failed)))
         }
     };
     with_run(|run| run.buf = buf);
@@ -1090,8 +1190,14 @@ impl std::fmt::Display for LuaError {
 impl std::error::Error for LuaError {}
 
 fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
+    lua_error_at(lua, 1, msg)
+}
+
+/// [`lua_error`] naming the function `level` frames up as the culprit
+/// (a library's Lua wrapper sits between it and the script).
+pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
     let at = lua
-        .inspect_stack(1)
+        .inspect_stack(level)
         .map(|d| {
             let line = d.curr_line();
             let src = d

@@ -11,7 +11,9 @@ pub mod cjson;
 pub mod convert;
 pub mod engine;
 pub mod functions;
+pub mod msgpack;
 pub mod rand48;
+pub mod structlib;
 
 pub use cache::{Script, ScriptCache};
 pub use engine::{Host, Outcome, Vm};

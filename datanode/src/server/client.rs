@@ -203,6 +203,9 @@ pub struct Client {
     pub in_exec: bool,
     /// A script is running this command (redis.call).
     pub in_script: bool,
+    /// The reply's error was counted in the error stats already (a
+    /// command's error propagated by a script).
+    pub error_counted: bool,
     /// Where this command's reply starts in the output when pushes were
     /// written ahead of it (an eviction's invalidations for this client).
     pub reply_from: Option<usize>,

@@ -226,6 +226,13 @@ fn errors() -> &'static Mutex<BTreeMap<String, u64>> {
 }
 
 /// Counts an error reply by its first word (`ERR`, `WRONGTYPE`, …).
+/// An error reply sent (or, inside a script, produced): INFO's
+/// `total_error_replies` and its code's errorstats entry.
+pub fn count_error_reply(srv: &crate::server::shared::Shared, reply: &[u8]) {
+    crate::server::stats::Stats::add(&srv.stats.total_error_replies, 1);
+    record_error(reply);
+}
+
 pub fn record_error(reply: &[u8]) {
     let body = reply.strip_prefix(b"-").unwrap_or(reply);
     let end = body

@@ -90,6 +90,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         monitor: false,
         in_exec: false,
         in_script: false,
+        error_counted: false,
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
         rb: ReplyBuf::new(now),
@@ -136,9 +137,8 @@ pub fn execute(
         return None;
     }
     client.pending_cmds += 1;
-    if out.get(start) == Some(&b'-') {
-        Stats::add(&srv.stats.total_error_replies, 1);
-        super::cmdstats::record_error(&out[start..]);
+    if out.get(start) == Some(&b'-') && !std::mem::take(&mut client.error_counted) {
+        super::cmdstats::count_error_reply(srv, &out[start..]);
     }
     // Pushes are exempt from REPLY OFF and SKIP, as in Redis 7.0: RESP3
     // pushes, and the subscribe/unsubscribe confirmations in RESP2 too.
@@ -677,12 +677,28 @@ async fn connection_loop(
                             .await;
                         }
                         Action::Offload(job) => {
-                            let (reply, dirty) = tokio::task::spawn_blocking(job.0)
-                                .await
-                                .unwrap_or_else(|_| (b"-ERR the command failed\r\n".to_vec(), 0));
-                            if reply.first() == Some(&b'-') {
-                                Stats::add(&srv.stats.total_error_replies, 1);
-                                super::cmdstats::record_error(&reply);
+                            let done =
+                                tokio::task::spawn_blocking(job.0)
+                                    .await
+                                    .unwrap_or_else(|_| crate::command::OffloadDone {
+                                        reply: b"-ERR the command failed\r\n".to_vec(),
+                                        dirty: 0,
+                                        error_counted: false,
+                                        cmd: None,
+                                        usec: 0,
+                                    });
+                            let (reply, dirty) = (done.reply, done.dirty);
+                            let failed = reply.first() == Some(&b'-');
+                            if failed && !done.error_counted {
+                                super::cmdstats::count_error_reply(srv, &reply);
+                            }
+                            if let Some(c) = done.cmd {
+                                let outcome = if failed {
+                                    super::cmdstats::Outcome::Failed
+                                } else {
+                                    super::cmdstats::Outcome::Ok
+                                };
+                                super::cmdstats::record(c, done.usec, outcome);
                             }
                             out.extend_from_slice(&reply);
                             client.pending_dirty += dirty;

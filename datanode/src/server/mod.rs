@@ -339,7 +339,7 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
 /// Background work ten times a second: active expiry and stats sampling.
 async fn cron(srv: Arc<Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    let mut cursor = 0usize;
+    let mut cursor = ExpireCursor::default();
     let mut ticks = 0u64;
     loop {
         tick.tick().await;
@@ -359,7 +359,7 @@ async fn cron(srv: Arc<Shared>) {
             && !srv.ks.expiry.paused.load(Ordering::Relaxed)
             && !srv.repl.is_replica()
         {
-            cursor = active_expire(&srv, cursor, now);
+            active_expire(&srv, &mut cursor, now);
         }
         tracking::cron(&srv);
         crate::replication::failover::cron(&srv, now);
@@ -487,25 +487,58 @@ pub fn follow_cluster_role(srv: &Arc<Shared>) {
 /// How long a connection stays idle before its read buffer is freed.
 pub const IDLE_RELEASE_MS: i64 = 2000;
 
-/// Visits slots with TTLs round-robin, deleting expired keys, for at most
-/// ~25 ms per run; returns where to resume.
-fn active_expire(srv: &Shared, mut cursor: usize, now: i64) -> usize {
+/// Where active expiry resumes: a slot (over every database) and a
+/// position in its expiry table.
+#[derive(Default)]
+struct ExpireCursor {
+    pos: usize,
+    offset: usize,
+}
+
+/// Keys checked per round, and the share of them expired (percent) below
+/// which a run stops: Redis's active expire cycle's defaults.
+const EXPIRE_KEYS_PER_ROUND: usize = 20;
+const EXPIRE_STALE_PERC: usize = 10;
+
+/// Walks the keys with a TTL round-robin, slot by slot, deleting expired
+/// ones in rounds of 20 checks, as Redis's cycle does: another round only
+/// while at least 10% of a round had expired, and at most ~25 ms per run.
+/// A dataset with many TTLs and few expired keys costs 20 checks a run.
+fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
     use crate::keyspace::SLOTS;
     let start = std::time::Instant::now();
     let dbs: Vec<_> = srv.ks.existing().collect();
     if dbs.is_empty() {
-        return 0;
+        return;
     }
     let total = dbs.len() * SLOTS;
-    for _ in 0..total {
-        let (d, s) = (cursor / SLOTS % dbs.len(), (cursor % SLOTS) as u16);
-        cursor = (cursor + 1) % total;
+    let (mut checked, mut expired, mut laps) = (0, 0, 0);
+    while laps <= total {
+        cur.pos %= total;
+        let (d, s) = (cur.pos / SLOTS, (cur.pos % SLOTS) as u16);
         let db = dbs[d];
-        if !db.has_expires(s) {
-            continue;
+        let (c, e, end) = if db.has_expires(s) {
+            // Deletions are counted where they happen (INFO expired_keys).
+            db.lock_slot(s, now)
+                .expire_some(cur.offset, EXPIRE_KEYS_PER_ROUND - checked)
+        } else {
+            (0, 0, true)
+        };
+        checked += c;
+        expired += e;
+        if end {
+            cur.pos += 1;
+            cur.offset = 0;
+            laps += 1;
+        } else {
+            cur.offset += c - e;
         }
-        // Deletions are counted where they happen (INFO expired_keys).
-        db.lock_slot(s, now).expire_some(200);
+        if checked >= EXPIRE_KEYS_PER_ROUND {
+            if expired * 100 < checked * EXPIRE_STALE_PERC {
+                break;
+            }
+            (checked, expired) = (0, 0);
+        }
         if start.elapsed() > std::time::Duration::from_millis(25) {
             break;
         }
@@ -515,5 +548,4 @@ fn active_expire(srv: &Shared, mut cursor: usize, now: i64) -> usize {
         start.elapsed().as_millis() as u64,
         now / 1000,
     );
-    cursor
 }
