@@ -172,10 +172,22 @@ fn feed_monitors(ctx: &Ctx, a: &Args) {
 }
 
 fn not_in_scripts(cmd: &table::Cmd) -> bool {
-    // The list is sorted: a binary search per redis.call.
-    let listed = |n: &str| NOT_IN_SCRIPTS.binary_search(&n).is_ok();
-    let parent = cmd.name.split('|').next().unwrap_or(cmd.name);
-    listed(cmd.name) || (listed(parent) && !cmd.name.starts_with("cluster"))
+    // Per redis.call: one pointer lookup in a set built once.
+    static REFUSED: std::sync::OnceLock<std::collections::HashSet<usize>> =
+        std::sync::OnceLock::new();
+    let set = REFUSED.get_or_init(|| {
+        let listed = |n: &str| NOT_IN_SCRIPTS.binary_search(&n).is_ok();
+        table::all()
+            .iter()
+            .flat_map(|c| std::iter::once(c).chain(c.subs.iter()))
+            .filter(|c| {
+                let parent = c.name.split('|').next().unwrap_or(c.name);
+                listed(c.name) || (listed(parent) && !c.name.starts_with("cluster"))
+            })
+            .map(|c| c as *const table::Cmd as usize)
+            .collect()
+    });
+    set.contains(&(cmd as *const table::Cmd as usize))
 }
 
 /// The -BUSY reply for a command arriving while a script runs past the
@@ -1128,5 +1140,16 @@ mod tests {
         assert!(not_in_scripts(cmd(b"eval")));
         assert!(not_in_scripts(cmd(b"subscribe")));
         assert!(!not_in_scripts(cmd(b"get")));
+        let client = cmd(b"client");
+        assert!(not_in_scripts(
+            table::lookup_sub(client, b"list").expect("sub")
+        ));
+        let cluster = cmd(b"cluster");
+        assert!(not_in_scripts(
+            table::lookup_sub(cluster, b"reset").expect("sub")
+        ));
+        assert!(!not_in_scripts(
+            table::lookup_sub(cluster, b"info").expect("sub")
+        ));
     }
 }

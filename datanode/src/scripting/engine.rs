@@ -996,8 +996,8 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         let start = argbuf.len();
         match v {
             Value::String(s) => argbuf.extend_from_slice(&s.as_bytes()),
-            Value::Integer(n) => argbuf.extend_from_slice(super::fmt_g17(*n as f64).as_bytes()),
-            Value::Number(n) => argbuf.extend_from_slice(super::fmt_g17(*n).as_bytes()),
+            Value::Integer(n) => super::write_g17(*n as f64, &mut argbuf),
+            Value::Number(n) => super::write_g17(*n, &mut argbuf),
             _ => {
                 with_run(|r| {
                     r.args = argbuf;

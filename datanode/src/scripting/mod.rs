@@ -375,6 +375,17 @@ pub fn shebang_flags(body: &[u8]) -> Result<(u32, usize), String> {
     Ok((flags, end))
 }
 
+/// [`fmt_g17`] appended to `out`; integers (the usual case: counts,
+/// TTLs) skip the general float formatting.
+pub fn write_g17(n: f64, out: &mut Vec<u8>) {
+    // Below 1e17 an integral double prints all its digits with %.17g.
+    if n.fract() == 0.0 && n.abs() < 1e17 {
+        out.extend_from_slice(itoa::Buffer::new().format(n as i64).as_bytes());
+        return;
+    }
+    out.extend_from_slice(fmt_g17(n).as_bytes());
+}
+
 /// `%.17g`, how Redis turns a Lua number argument into a command argument
 /// (Lua's own conversion would lose precision).
 pub fn fmt_g17(n: f64) -> String {
@@ -390,6 +401,29 @@ pub fn fmt_g17(n: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_integer_shortcut_agrees_with_the_general_format() {
+        for n in [
+            0.0,
+            -0.0,
+            1.0,
+            -5.0,
+            100.0,
+            9007199254740993.0,
+            99999999999999984.0,
+            -1e16,
+        ] {
+            let mut out = Vec::new();
+            write_g17(n, &mut out);
+            let general = if n == 0.0 {
+                "0".to_string()
+            } else {
+                fmt_g17(n)
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), general, "{n}");
+        }
+    }
 
     #[test]
     fn numbers_format_as_c_does_with_17_digits() {
