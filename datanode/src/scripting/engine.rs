@@ -838,11 +838,22 @@ fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
 /// A Redis error raised from Rust into the script: the handler and our
 /// `pcall` read its text back with [`error_text`].
 #[derive(Debug)]
-struct RedisError(String);
+struct RedisError {
+    msg: String,
+    /// A command's error (or refusal) from `redis.call`, already counted
+    /// in the error stats.
+    counted: bool,
+}
+
+impl RedisError {
+    fn new(msg: String, counted: bool) -> mlua::Error {
+        mlua::Error::external(RedisError { msg, counted })
+    }
+}
 
 impl std::fmt::Display for RedisError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.msg)
     }
 }
 
@@ -855,7 +866,7 @@ fn raise(msg: &str) -> mlua::Error {
         None => ("ERR", msg),
     };
     let text = text.trim_end_matches(['\r', '\n']);
-    mlua::Error::external(RedisError(format!("{code} {text}")))
+    RedisError::new(format!("{code} {text}"), false)
 }
 
 /// Whether the error is a command's, already counted in the stats.
@@ -863,7 +874,7 @@ fn is_counted(e: &mlua::Error) -> bool {
     match e {
         mlua::Error::CallbackError { cause, .. } => is_counted(cause),
         mlua::Error::WithContext { cause, .. } => is_counted(cause),
-        mlua::Error::ExternalError(x) => x.downcast_ref::<CountedError>().is_some(),
+        mlua::Error::ExternalError(x) => x.downcast_ref::<RedisError>().is_some_and(|r| r.counted),
         _ => false,
     }
 }
@@ -930,9 +941,7 @@ fn error_text(e: &mlua::Error) -> String {
             if let Some(r) = x.downcast_ref::<LuaError>() {
                 format!("ERR {}", r.0)
             } else if let Some(r) = x.downcast_ref::<RedisError>() {
-                r.0.clone()
-            } else if let Some(r) = x.downcast_ref::<CountedError>() {
-                r.0.clone()
+                r.msg.clone()
             } else if let Some(s) = x.downcast_ref::<Stop>() {
                 s.0.clone()
             } else {
@@ -947,10 +956,10 @@ fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
     match raw_call(lua, args)? {
         (Value::Table(t), true) => {
             let msg: String = t.raw_get("err").unwrap_or_default();
-            if t.raw_get::<bool>(COUNTED).unwrap_or(false) {
-                return Err(mlua::Error::external(CountedError(msg)));
-            }
-            Err(mlua::Error::external(RedisError(msg)))
+            Err(RedisError::new(
+                msg,
+                t.raw_get::<bool>(COUNTED).unwrap_or(false),
+            ))
         }
         (v, _) => Ok(v),
     }
@@ -959,18 +968,6 @@ fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
 /// The field Redis sets on an error table whose error the stats already
 /// counted (a command's error, or its refusal, inside the script).
 const COUNTED: &str = "ignore_error_stats_update";
-
-/// A command's error raised by `redis.call`, already counted.
-#[derive(Debug)]
-struct CountedError(String);
-
-impl std::fmt::Display for CountedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CountedError {}
 
 fn redis_pcall(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
     raw_call(lua, args).map(|(v, _)| v)

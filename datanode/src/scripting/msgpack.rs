@@ -667,26 +667,7 @@ mod tests {
         eval(lua, &format!("return hex(cmsgpack.pack({args}))"))
     }
 
-    /// The message of the error `code` raises.
-    fn error(lua: &Lua, code: &str) -> String {
-        let e = lua.load(code).exec().expect_err(code);
-        let m = message(&e);
-        // The calling line's position, as luaL_error adds it, is the
-        // differential tests' business; here only the message counts.
-        match m.split_once("]:1: ") {
-            Some((_, rest)) => rest.to_string(),
-            None => m,
-        }
-    }
-
-    fn message(e: &mlua::Error) -> String {
-        match e {
-            mlua::Error::RuntimeError(m) => m.clone(),
-            mlua::Error::CallbackError { cause, .. } => message(cause),
-            mlua::Error::ExternalError(x) => x.to_string(),
-            other => other.to_string(),
-        }
-    }
+    use crate::scripting::structlib::tests::{error, message};
 
     // Expected bytes below come from redis-server 7.0.15.
 

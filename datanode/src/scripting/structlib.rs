@@ -669,7 +669,7 @@ end
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mlua::Lua;
 
     /// A Lua with `struct`, a `hex` helper and `fmt`, which prints all its
@@ -700,7 +700,9 @@ mod tests {
             .expect(code)
     }
 
-    fn error(lua: &Lua, code: &str) -> String {
+    /// The message of the error `code` raises (shared with cmsgpack's
+    /// tests).
+    pub(crate) fn error(lua: &Lua, code: &str) -> String {
         let e = lua.load(code).exec().expect_err(code);
         let m = message(&e);
         // The calling line's position, as luaL_error adds it, is the
@@ -711,10 +713,11 @@ mod tests {
         }
     }
 
-    fn message(e: &mlua::Error) -> String {
+    pub(crate) fn message(e: &mlua::Error) -> String {
         match e {
             mlua::Error::RuntimeError(m) => m.clone(),
             mlua::Error::CallbackError { cause, .. } => message(cause),
+            mlua::Error::ExternalError(x) => x.to_string(),
             other => other.to_string(),
         }
     }
