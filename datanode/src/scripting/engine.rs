@@ -846,7 +846,7 @@ struct RedisError {
 }
 
 impl RedisError {
-    fn new(msg: String, counted: bool) -> mlua::Error {
+    fn lua(msg: String, counted: bool) -> mlua::Error {
         mlua::Error::external(RedisError { msg, counted })
     }
 }
@@ -866,7 +866,7 @@ fn raise(msg: &str) -> mlua::Error {
         None => ("ERR", msg),
     };
     let text = text.trim_end_matches(['\r', '\n']);
-    RedisError::new(format!("{code} {text}"), false)
+    RedisError::lua(format!("{code} {text}"), false)
 }
 
 /// Whether the error is a command's, already counted in the stats.
@@ -956,7 +956,7 @@ fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
     match raw_call(lua, args)? {
         (Value::Table(t), true) => {
             let msg: String = t.raw_get("err").unwrap_or_default();
-            Err(RedisError::new(
+            Err(RedisError::lua(
                 msg,
                 t.raw_get::<bool>(COUNTED).unwrap_or(false),
             ))
