@@ -396,9 +396,11 @@ test('a slot in migration is marked on the map with its direction', async (brows
     owner = nodes.find((n) => n.slots.some(([a, b]) => a <= 100 && 100 <= b));
     target = nodes.find((n) => n !== owner);
     const port = (n) => n.address.split(':').pop();
+    // Sampled before the slot opens: the page may redraw at any moment
+    // after the SETSLOTs (its 1 s refresh, or an event).
+    const before = await pixel(page, 100);
     check(cli(port(target), 'CLUSTER', 'SETSLOT', '100', 'IMPORTING', owner.id) === 'OK', 'IMPORTING');
     check(cli(port(owner), 'CLUSTER', 'SETSLOT', '100', 'MIGRATING', target.id) === 'OK', 'MIGRATING');
-    const before = await pixel(page, 100);
     const line = `slot 100: ${owner.address} → ${target.address}`;
     await waitFor('the open slot on the map', async () =>
       /in migration: \d/.test(await page.locator('.legend').textContent()) && (await page.getByTestId('slot-ranges').textContent()).includes(line),
