@@ -86,6 +86,15 @@ fn libraries_survive_a_restart_from_the_rdb() {
     n.restart();
     let mut c = n.conn();
     check_both(&mut c, &before);
+    // INFO memory counts them, as Redis does.
+    assert_eq!(c.info_field("memory", "number_of_libraries"), "2");
+    assert_eq!(c.info_field("memory", "number_of_functions"), "3");
+    assert!(
+        c.info_field("memory", "used_memory_functions")
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    );
     // DEBUG RELOAD rebuilds them from their code.
     assert_eq!(c.text(&["DEBUG", "RELOAD"]), "+OK\r\n");
     assert_eq!(listing(&mut c), before);
