@@ -820,10 +820,7 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
     // A script's reads are tracked for its caller, as its declared keys
     // (see `command::scripting`); EVAL_RO and FCALL_RO track nothing of
     // their own.
-    if cmd.flags & table::flags::READONLY != 0
-        && !ctx.client.in_script
-        && !scripting::is_script_command(cmd)
-    {
+    if cmd.flags & table::flags::READONLY != 0 && !ctx.client.in_script {
         track_read(ctx, cmd, args);
     }
     // ASKING lasts for one command (or a whole transaction).
@@ -877,6 +874,15 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
 /// keys its read-only commands read, unless OPTIN/OPTOUT and CLIENT CACHING
 /// say otherwise. Costs one relaxed load for other clients.
 fn track_read(ctx: &mut Ctx, cmd: &table::Cmd, args: &Args) {
+    // One relaxed load for clients that do not track.
+    let f = ctx
+        .client
+        .info
+        .trk
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if f & crate::server::tracking::flag::ON == 0 || scripting::is_script_command(cmd) {
+        return;
+    }
     let mut keys = Vec::new();
     cmd.each_key(args, |k| {
         keys.push(k);
