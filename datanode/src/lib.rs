@@ -5,6 +5,7 @@
 //! looks each one up in the command table and runs it against the
 //! [`keyspace`], whose writes are recorded in the [`persistence`] effect log.
 
+pub mod acl;
 pub mod cluster;
 pub mod command;
 pub mod config;

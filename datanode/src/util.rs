@@ -162,3 +162,13 @@ mod float_tests {
         );
     }
 }
+
+/// An I/O error as C's `strerror` words it ("No such file or directory"),
+/// without Rust's " (os error N)" suffix.
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -96,7 +96,8 @@ scripts!(
     zsets,
     transactions,
     server,
-    sort
+    sort,
+    acl
 );
 
 /// HyperLogLog values are strings clients can read and copy between

@@ -32,6 +32,14 @@ impl<'a> Args<'a> {
         self.ranges.iter().map(|r| &self.base[r.clone()])
     }
 
+    /// The arguments from `from` on (ACL DRYRUN's command inside its own).
+    pub fn slice_from(&self, from: usize) -> Args<'a> {
+        Args {
+            base: self.base,
+            ranges: &self.ranges[from.min(self.ranges.len())..],
+        }
+    }
+
     /// Copies the arguments out, for queuing.
     pub fn to_owned(&self) -> OwnedArgs {
         let mut buf = Vec::with_capacity(self.ranges.iter().map(|r| r.len()).sum());

@@ -69,21 +69,14 @@ pub fn reset(ctx: &mut Ctx, _a: &Args) {
     ctx.client.readonly = false;
     ctx.client.asking = false;
     *ctx.client.info.name.lock() = None;
-    ctx.client.authenticated = ctx.srv.requirepass().is_none();
-    ctx.r.simple("RESET");
-}
-
-/// Checks a user/password pair against `requirepass` (user `default` only).
-fn check_auth(ctx: &mut Ctx, user: Option<&[u8]>, pass: &[u8]) -> bool {
-    let ok = match ctx.srv.requirepass() {
-        // Without requirepass, the default user has no password: any works.
-        None => user.is_none_or(|u| u == b"default"),
-        Some(p) => user.is_none_or(|u| u == b"default") && p == pass,
-    };
-    if ok {
-        ctx.client.authenticated = true;
+    // Back to the default user, authenticated only if it needs no
+    // password.
+    if ctx.client.user.is_some() {
+        let d = ctx.srv.acl.default_user();
+        super::acl::set_user(ctx, d);
     }
-    ok
+    ctx.client.authenticated = !ctx.srv.acl.auth_required();
+    ctx.r.simple("RESET");
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -92,15 +85,15 @@ pub fn auth(ctx: &mut Ctx, a: &Args) {
     if a.len() > 3 {
         return ctx.r.error(SYNTAX);
     }
-    if a.len() == 2 && ctx.srv.requirepass().is_none() {
+    if a.len() == 2 && ctx.srv.acl.default_user().nopass() {
         return ctx.r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
     }
     let (user, pass) = if a.len() == 3 {
-        (Some(a.get(1)), a.get(2))
+        (a.get(1), a.get(2))
     } else {
-        (None, a.get(1))
+        (b"default".as_slice(), a.get(1))
     };
-    if check_auth(ctx, user, pass) {
+    if super::acl::authenticate(ctx, user, pass, a) {
         ctx.r.ok();
     } else {
         ctx.r.error(WRONGPASS);
@@ -142,12 +135,12 @@ pub fn hello(ctx: &mut Ctx, a: &Args) {
         }
     }
     if let Some((u, p)) = auth {
-        if !check_auth(ctx, Some(u), p) {
+        if !super::acl::authenticate(ctx, u, p, a) {
             return ctx.r.error(WRONGPASS);
         }
     }
-    if !ctx.client.authenticated {
-        return ctx.r.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    if !ctx.client.authenticated && ctx.srv.acl.auth_required() {
+        return ctx.r.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(n) = setname {
         if !valid_name(n) {
@@ -538,7 +531,7 @@ const CLIENT_STRUCT: u64 = 1024;
 
 /// One CLIENT LIST line, with Redis 7.0's fields. For the calling
 /// connection the figures are live (`args` is the command being run).
-fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) -> String {
+pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) -> String {
     let now = crate::keyspace::now_ms();
     let name = c.name.lock().clone().unwrap_or_default();
     let me = c.id == ctx.client.id;
@@ -619,7 +612,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
     }
     let rbp = r(&c.rbp).max(obl);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user=default redir={} resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user={} redir={} resp={}\n",
         c.id,
         c.addr,
         c.laddr,
@@ -631,6 +624,7 @@ fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) ->
         qcap.saturating_sub(qbuf),
         qcap + rbs + argv_mem + omem + CLIENT_STRUCT,
         if omem > 0 { "rw" } else { "r" },
+        String::from_utf8_lossy(&c.user.lock()),
         tracking_redirect(c),
         c.resp.load(Ordering::Relaxed),
     )
@@ -771,6 +765,7 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
     let mut laddr = None;
     let mut skipme = true;
     let mut ctype: Option<ClientType> = None;
+    let mut user: Option<Vec<u8>> = None;
     let mut i = 2;
     while i + 1 < a.len() {
         let (k, v) = (a.get(i), a.get(i + 1));
@@ -801,13 +796,13 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
             };
             ctype = Some(t);
         } else if eq_ic(k, "USER") {
-            // `default` is the only user until ACLs arrive.
-            if v != b"default" {
+            if ctx.srv.acl.user(v).is_none() {
                 return ctx.r.error(&format!(
                     "ERR No such user '{}'",
                     String::from_utf8_lossy(v)
                 ));
             }
+            user = Some(v.to_vec());
         } else {
             return ctx.r.error(SYNTAX);
         }
@@ -818,7 +813,8 @@ pub fn client_kill(ctx: &mut Ctx, a: &Args) {
     }
     let mut n = 0;
     for c in clients {
-        if id.is_some_and(|x| x != c.id)
+        if user.as_ref().is_some_and(|u| *u != *c.user.lock())
+            || id.is_some_and(|x| x != c.id)
             || addr.as_ref().is_some_and(|x| *x != c.addr.to_string())
             || laddr.as_ref().is_some_and(|x| *x != c.laddr.to_string())
             || (skipme && c.id == ctx.client.id)

@@ -10926,6 +10926,271 @@ pub static COMMAND_INFO: &[(&str, M)] = &[
         ]),
     ),
     (
+        "acl",
+        M::Array(&[
+            M::Bulk("acl"),
+            M::Int(-2),
+            M::Set(&[]),
+            M::Int(0),
+            M::Int(0),
+            M::Int(0),
+            M::Set(&[M::Simple("@slow")]),
+            M::Set(&[]),
+            M::Set(&[]),
+            M::Array(&[
+                M::Array(&[
+                    M::Bulk("acl|cat"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|deluser"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|dryrun"),
+                    M::Int(-4),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|genpass"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|getuser"),
+                    M::Int(3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|help"),
+                    M::Int(2),
+                    M::Set(&[M::Simple("loading"), M::Simple("stale")]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|list"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|load"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|log"),
+                    M::Int(-2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|save"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|setuser"),
+                    M::Int(-3),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|users"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("admin"),
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[
+                        M::Simple("@admin"),
+                        M::Simple("@slow"),
+                        M::Simple("@dangerous"),
+                    ]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+                M::Array(&[
+                    M::Bulk("acl|whoami"),
+                    M::Int(2),
+                    M::Set(&[
+                        M::Simple("noscript"),
+                        M::Simple("loading"),
+                        M::Simple("stale"),
+                    ]),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Int(0),
+                    M::Set(&[M::Simple("@slow")]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                    M::Set(&[]),
+                ]),
+            ]),
+        ]),
+    ),
+    (
         "function",
         M::Array(&[
             M::Bulk("function"),
@@ -22382,6 +22647,253 @@ pub static COMMAND_DOCS: &[(&str, M)] = &[
                         M::Map(&[
                             (M::Bulk("summary"), M::Bulk("Empties the slow log.")),
                             (M::Bulk("since"), M::Bulk("2.2.12")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "acl",
+        M::Map(&[
+            (
+                M::Bulk("summary"),
+                M::Bulk("Manages users and their access rules."),
+            ),
+            (M::Bulk("since"), M::Bulk("6.0.0")),
+            (M::Bulk("group"), M::Bulk("server")),
+            (
+                M::Bulk("subcommands"),
+                M::Map(&[
+                    (
+                        M::Bulk("acl|cat"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists the ACL categories, or the commands in one."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("categoryname")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|deluser"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Removes users and closes their connections."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("username")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("multiple")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|dryrun"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk(concat!(
+                                    "Tells whether a user could run a command, without running ",
+                                    "it."
+                                )),
+                            ),
+                            (M::Bulk("since"), M::Bulk("7.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("username")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("command")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("arg")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|genpass"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Makes a random password from secure random bytes."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("bits")),
+                                    (M::Bulk("type"), M::Bulk("integer")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|getuser"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Describes one user's flags, password hashes and rules."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("username")),
+                                    (M::Bulk("type"), M::Bulk("string")),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|help"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the ACL subcommands.")),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|list"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Lists every user in ACL file form."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|load"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Replaces the users with those in the ACL file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|log"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Shows recent refusals and failed logins, or clears them."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[M::Map(&[
+                                    (M::Bulk("name"), M::Bulk("operation")),
+                                    (M::Bulk("type"), M::Bulk("oneof")),
+                                    (M::Bulk("flags"), M::Set(&[M::Simple("optional")])),
+                                    (
+                                        M::Bulk("arguments"),
+                                        M::Array(&[
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("count")),
+                                                (M::Bulk("type"), M::Bulk("integer")),
+                                            ]),
+                                            M::Map(&[
+                                                (M::Bulk("name"), M::Bulk("reset")),
+                                                (M::Bulk("type"), M::Bulk("pure-token")),
+                                                (M::Bulk("token"), M::Bulk("RESET")),
+                                            ]),
+                                        ]),
+                                    ),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|save"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Writes the users to the ACL file."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|setuser"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Creates a user or changes its rules."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                            (
+                                M::Bulk("arguments"),
+                                M::Array(&[
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("username")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                    ]),
+                                    M::Map(&[
+                                        (M::Bulk("name"), M::Bulk("rule")),
+                                        (M::Bulk("type"), M::Bulk("string")),
+                                        (
+                                            M::Bulk("flags"),
+                                            M::Set(&[M::Simple("optional"), M::Simple("multiple")]),
+                                        ),
+                                    ]),
+                                ]),
+                            ),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|users"),
+                        M::Map(&[
+                            (M::Bulk("summary"), M::Bulk("Lists the user names.")),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
+                            (M::Bulk("group"), M::Bulk("server")),
+                        ]),
+                    ),
+                    (
+                        M::Bulk("acl|whoami"),
+                        M::Map(&[
+                            (
+                                M::Bulk("summary"),
+                                M::Bulk("Names the user this connection runs as."),
+                            ),
+                            (M::Bulk("since"), M::Bulk("6.0.0")),
                             (M::Bulk("group"), M::Bulk("server")),
                         ]),
                     ),

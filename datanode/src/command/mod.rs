@@ -2,6 +2,7 @@
 //! its arguments, takes the slot lock(s) it needs through [`Ctx::locks`],
 //! and writes its reply with [`Ctx::r`].
 
+pub mod acl;
 pub mod args;
 pub mod bits;
 pub mod cluster;
@@ -675,10 +676,32 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         }
         return None;
     };
-    if !ctx.client.authenticated && cmd.flags & table::flags::NO_AUTH == 0 {
+    if !ctx.client.authenticated
+        && cmd.flags & table::flags::NO_AUTH == 0
+        && ctx.srv.acl.auth_required()
+    {
         ctx.r.error("NOAUTH Authentication required.");
         cmdstats::record(cmd, 0, cmdstats::Outcome::Rejected);
         return None;
+    }
+    // ACL: only users short of some permission (or after an ACL change)
+    // pay for the check. A command refused inside MULTI is refused below.
+    if (ctx.client.acl_gen != ctx.srv.acl.generation()
+        || ctx.client.user.as_ref().is_some_and(|u| !u.unrestricted()))
+        && !(ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0)
+    {
+        let refused = if ctx.client.in_exec {
+            acl::exec_refusal(ctx, cmd, args)
+        } else {
+            acl::refusal(ctx, cmd, args)
+        };
+        if let Some(err) = refused {
+            // An empty refusal: the user is gone and the connection closes.
+            if !err.is_empty() {
+                reject(ctx, cmd, &err);
+            }
+            return None;
+        }
     }
     if let Some(busy) = scripting::busy_refusal(ctx, cmd) {
         // EXEC refused for a busy script discards its transaction.

@@ -438,6 +438,8 @@ fn offload(
     // changes reported (or not, with NOLOOP), as the caller's.
     let (caller_id, caller_info, caching) =
         (ctx.client.id, ctx.client.info.clone(), ctx.client.caching);
+    // Its commands are checked against the caller's ACL user.
+    let user = ctx.client.user.clone();
     ctx.actions
         .push(super::Action::Offload(super::Offloaded(Box::new(
             move || {
@@ -448,6 +450,7 @@ fn offload(
                 client.db = dbi;
                 client.proto = proto;
                 client.authenticated = true;
+                client.user = user;
                 client.readonly = readonly;
                 client.asking = asking;
                 client.id = caller_id;
@@ -814,6 +817,9 @@ impl<'c, 'a> RunHost<'c, 'a> {
     fn admit(&mut self, cmd: &'static table::Cmd, args: &Args) -> Result<(), String> {
         if not_in_scripts(cmd) && !self.ctx.srv.scripts.deny_disabled() {
             return Err("This Redis command is not allowed from script".into());
+        }
+        if let Some(err) = super::acl::script_refusal(self.ctx, cmd, args) {
+            return Err(err);
         }
         let writes = cmd.flags & flags::WRITE != 0;
         if self.read_only && cmd.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0 {

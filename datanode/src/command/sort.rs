@@ -127,6 +127,8 @@ fn parse<'a>(ctx: &mut Ctx, a: &Args<'a>, readonly: bool) -> Option<Opts<'a>> {
         gets: Vec::new(),
         in_script: ctx.client.in_script,
     };
+    let full_access =
+        super::acl::may_read_any_key(ctx, if readonly { "sort_ro" } else { "sort" }, a);
     let mut j = 2;
     while j < a.len() {
         let t = a.get(j);
@@ -152,12 +154,21 @@ fn parse<'a>(ctx: &mut Ctx, a: &Args<'a>, readonly: bool) -> Option<Opts<'a>> {
             } else if cluster {
                 ctx.r.error("ERR BY option of SORT denied in Cluster mode.");
                 return None;
+            } else if !full_access {
+                ctx.r
+                    .error("ERR BY option of SORT denied due to insufficient ACL permissions.");
+                return None;
             }
             j += 1;
         } else if eq_ic(t, "GET") && left >= 1 {
             if cluster {
                 ctx.r
                     .error("ERR GET option of SORT denied in Cluster mode.");
+                return None;
+            }
+            if !full_access {
+                ctx.r
+                    .error("ERR GET option of SORT denied due to insufficient ACL permissions.");
                 return None;
             }
             o.gets.push(a.get(j + 1));

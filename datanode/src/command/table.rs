@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use super::{
-    bits as bi, cluster as cl, connection as conn, dump as du, function as fu, geo as ge,
+    acl, bits as bi, cluster as cl, connection as conn, dump as du, function as fu, geo as ge,
     hashes as h, hll as pf, keys as k, latency as lat, lists as l, memory as mem, module as md,
     pubsub as ps, repl as rp, scripting as sc, server as s, sets as se, sort as so,
     stream_groups as xg, stream_read as xr, streams as xs, strings as st, txn, zsets as z,
@@ -395,6 +395,22 @@ static MODULE_SUBS: &[Cmd] = &[
     c("module|unload", 3, ADMIN, NOKEY, md::unload),
 ];
 
+static ACL_SUBS: &[Cmd] = &[
+    c("acl|cat", -2, STALE, NOKEY, acl::cat),
+    c("acl|deluser", -3, ADMIN | STALE, NOKEY, acl::deluser),
+    c("acl|dryrun", -4, ADMIN | STALE, NOKEY, acl::dryrun),
+    c("acl|genpass", -2, STALE, NOKEY, acl::genpass),
+    c("acl|getuser", 3, ADMIN | STALE, NOKEY, acl::getuser),
+    c("acl|help", 2, STALE, NOKEY, acl::help),
+    c("acl|list", 2, ADMIN | STALE, NOKEY, acl::list),
+    c("acl|load", 2, ADMIN | STALE, NOKEY, acl::load),
+    c("acl|log", -2, ADMIN | STALE, NOKEY, acl::log),
+    c("acl|save", 2, ADMIN | STALE, NOKEY, acl::save),
+    c("acl|setuser", -3, ADMIN | STALE, NOKEY, acl::setuser),
+    c("acl|users", 2, ADMIN | STALE, NOKEY, acl::users),
+    c("acl|whoami", 2, STALE, NOKEY, acl::whoami),
+];
+
 static FUNCTION_SUBS: &[Cmd] = &[
     c("function|delete", 3, W, NOKEY, fu::delete),
     c("function|dump", 2, 0, NOKEY, fu::dump),
@@ -747,6 +763,7 @@ pub static COMMANDS: &[Cmd] = &[
         ..container("command", -1, 0, COMMAND_SUBS)
     },
     container("slowlog", -2, 0, SLOWLOG_SUBS),
+    container("acl", -2, 0, ACL_SUBS),
     container("function", -2, 0, FUNCTION_SUBS),
     container("script", -2, 0, SCRIPT_SUBS),
     c("eval", -3, MAY_REPLICATE | STALE, NOKEY, sc::eval).with_keys(sc::eval_keys),

@@ -40,6 +40,30 @@ pub struct Config {
     /// `notify-keyspace-events` as flags: CONFIG GET does not print every
     /// class it holds (`n` under `A`), so the text cannot be re-parsed.
     notify_flags: u32,
+    /// `user <name> rules…` directives, applied once the server starts.
+    pub users: Vec<UserDirective>,
+}
+
+/// A `user` directive and where it was read.
+#[derive(Clone, Debug)]
+pub struct UserDirective {
+    pub file: String,
+    pub line: usize,
+    pub text: String,
+    /// The user name, then its rules.
+    pub args: Vec<String>,
+}
+
+impl UserDirective {
+    /// The start-up error for a rule of this directive that cannot apply.
+    pub fn error(&self, reason: String) -> ConfigError {
+        ConfigError::Bad {
+            file: self.file.clone(),
+            line: self.line,
+            text: self.text.clone(),
+            reason,
+        }
+    }
 }
 
 /// One directive with where it came from.
@@ -74,6 +98,7 @@ impl Config {
             values,
             file: None,
             notify_flags: 0,
+            users: Vec::new(),
         }
     }
 
@@ -151,6 +176,24 @@ impl Config {
             reason: reason.into(),
         };
         let canon = canonical(&l.args[0]);
+        if canon == "user" {
+            if l.args.len() < 2 {
+                return Err(bad("Error in user declaration 'user': Syntax error"));
+            }
+            if self.users.iter().any(|u| u.args[0] == l.args[1]) {
+                return Err(bad(&format!(
+                    "Error in user declaration '{}': Duplicate user found. A user can only be defined once in config files",
+                    l.args[1]
+                )));
+            }
+            self.users.push(UserDirective {
+                file: l.file.clone(),
+                line: l.no,
+                text: l.text.clone(),
+                args: l.args[1..].to_vec(),
+            });
+            return Ok(());
+        }
         if FILE_ONLY.contains(&canon.as_str()) {
             return Err(bad(&format!(
                 "Directive '{}' is not supported by slotkv",

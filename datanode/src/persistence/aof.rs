@@ -209,6 +209,8 @@ fn replay(
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut client = new_client(srv, addr, addr);
     client.authenticated = true;
+    // The server's own client: no ACL user, nothing refused.
+    client.user = None;
     client.loading = true;
     let mut out = Vec::new();
     let mut actions: Vec<Action> = Vec::new();

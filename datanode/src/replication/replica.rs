@@ -560,6 +560,8 @@ async fn apply_stream(
     let mut client = crate::server::conn::new_client(srv, peer, local);
     client.is_master = true;
     client.authenticated = true;
+    // The server's own client: no ACL user, nothing refused.
+    client.user = None;
     client
         .info
         .role

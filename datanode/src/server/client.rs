@@ -78,6 +78,9 @@ pub struct ClientInfo {
     pub laddr: SocketAddr,
     pub created_ms: i64,
     pub name: Mutex<Option<Vec<u8>>>,
+    /// The ACL user's name (CLIENT LIST, CLIENT KILL USER, and closing
+    /// the connections of a deleted user).
+    pub user: Mutex<Vec<u8>>,
     pub db: AtomicUsize,
     pub last_interaction_ms: AtomicI64,
     pub last_cmd: Mutex<&'static str>,
@@ -151,6 +154,11 @@ pub struct Client {
     pub db: usize,
     pub proto: Proto,
     pub authenticated: bool,
+    /// The ACL user this connection runs as; `None` for the server's own
+    /// clients (AOF replay, our master's link), which may run anything.
+    pub user: Option<std::sync::Arc<crate::acl::User>>,
+    /// The ACL generation `user` was read at.
+    pub acl_gen: u64,
     pub multi: Option<Multi>,
     pub watched: Vec<Watched>,
     pub reply_mode: ReplyMode,

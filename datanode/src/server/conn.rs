@@ -30,6 +30,7 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         laddr,
         created_ms: now,
         name: Mutex::new(None),
+        user: Mutex::new(b"default".to_vec()),
         db: AtomicUsize::new(0),
         last_interaction_ms: AtomicI64::new(now),
         last_cmd: Mutex::new("NULL"),
@@ -63,7 +64,11 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         info,
         db: 0,
         proto: Proto::Resp2,
-        authenticated: !srv.hot.requirepass_set.load(Ordering::Relaxed),
+        // As Redis: a connection starts authenticated when the default
+        // user is on and needs no password.
+        authenticated: !srv.acl.auth_required(),
+        user: Some(srv.acl.default_user()),
+        acl_gen: srv.acl.generation(),
         multi: None,
         watched: Vec::new(),
         reply_mode: ReplyMode::On,
@@ -617,7 +622,7 @@ async fn connection_loop(
         loop {
             let limits = Limits {
                 max_bulk_len: srv.hot.proto_max_bulk_len.load(Ordering::Relaxed),
-                authenticated: client.authenticated,
+                authenticated: client.authenticated || !srv.acl.auth_required(),
             };
             let parsed = parse_request(&rbuf[pos..], &limits, &mut ranges, &mut scratch);
             match parsed {

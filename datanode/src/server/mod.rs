@@ -89,6 +89,13 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     srv.hot
         .requirepass_set
         .store(cfg.requirepass().is_some(), Ordering::Relaxed);
+    srv.acl
+        .set_pubsub_default(cfg.value("acl-pubsub-default") == "allchannels");
+    if changed.iter().any(|c| c == "requirepass") {
+        // As Redis: setting requirepass replaces the default user's
+        // passwords (an empty one makes it nopass).
+        srv.acl.set_default_password(cfg.requirepass().as_deref());
+    }
     srv.hot
         .slowlog_slower_than
         .store(cfg.slowlog_log_slower_than(), Ordering::Relaxed);
@@ -228,12 +235,53 @@ pub fn rebind(srv: &Arc<Shared>) -> std::io::Result<()> {
 }
 
 /// Runs a node until SHUTDOWN or SIGTERM.
+/// The users at start-up: `requirepass` for the default user, then the
+/// `user` directives or the ACL file (not both, as in Redis).
+fn load_users(srv: &Shared) -> anyhow::Result<()> {
+    let (users, aclfile, pass) = {
+        let c = srv.config.read();
+        (
+            c.users.clone(),
+            c.value("aclfile").to_string(),
+            c.requirepass(),
+        )
+    };
+    srv.acl.set_default_password(pass.as_deref());
+    if !aclfile.is_empty() && !users.is_empty() {
+        anyhow::bail!("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.");
+    }
+    let mut defs = Vec::new();
+    for u in &users {
+        let rules: Vec<&[u8]> = u.args[1..].iter().map(|r| r.as_bytes()).collect();
+        if let Err((j, msg)) = srv.acl.validate_rules(u.args[0].as_bytes(), &rules) {
+            let rule = u.args.get(j + 1).map_or("", |s| s.as_str());
+            return Err(u
+                .error(format!("Error in user declaration '{rule}': {msg}"))
+                .into());
+        }
+        defs.push((
+            u.args[0].as_bytes().to_vec(),
+            u.args[1..].iter().map(|r| r.as_bytes().to_vec()).collect(),
+        ));
+    }
+    srv.acl
+        .load_definitions(&defs)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !aclfile.is_empty() {
+        srv.acl
+            .load_file(std::path::Path::new(&aclfile), &aclfile)
+            .map_err(|e| anyhow::anyhow!("Aborting Redis startup because of ACL errors: {e}"))?;
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let appendonly = cfg.appendonly();
     let pidfile = cfg.pidfile();
     let srv = Arc::new(Shared::new(cfg));
     notify::install(&srv);
     apply_config_change(&srv, &[]);
+    load_users(&srv)?;
     // Database 0 is always used; count its empty tables as startup memory.
     srv.ks.db(0);
     srv.startup_memory

@@ -87,6 +87,8 @@ pub struct Shared {
     /// The script cache, the Lua interpreters and the scripts running
     /// past `busy-reply-threshold`.
     pub scripts: crate::scripting::Scripts,
+    /// ACL users and the ACL log.
+    pub acl: crate::acl::Acl,
 }
 
 impl Shared {
@@ -148,6 +150,7 @@ impl Shared {
             migrate_sockets: Default::default(),
             slotmig: Default::default(),
             scripts: Default::default(),
+            acl: crate::acl::Acl::new(crate::command::acl::catalog()),
         }
     }
 

@@ -41,6 +41,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     client.is_master = true;
     client.authenticated = true;
+    // The server's own client: no ACL user, nothing refused.
+    client.user = None;
     let _ = socket2::SockRef::from(&*sock).set_recv_buffer_size(super::LINK_BUFFER);
     let t = super::timing(srv);
     let step = |ev: Event| srv.slotmig.step(&name, ev, now_ms(), &t);
