@@ -212,6 +212,25 @@ impl User {
             .any(|s| s.all_keys_allowed(need) && s.check(cat, req, &mut keys).is_ok())
     }
 
+    /// Whether every channel this user could use, `before` can use too
+    /// (Redis's test for keeping a user's subscribers after a change):
+    /// `None` when nothing was lost, else the channel patterns now allowed.
+    pub fn channels_lost(&self, before: &User) -> Option<Vec<Vec<u8>>> {
+        if self.selectors.iter().any(|s| s.allchannels) {
+            return None;
+        }
+        let now: Vec<Vec<u8>> = self
+            .selectors
+            .iter()
+            .flat_map(|s| s.channels.iter().cloned())
+            .collect();
+        let kept = before
+            .selectors
+            .iter()
+            .all(|s| !s.allchannels && s.channels.iter().all(|c| now.contains(c)));
+        (!kept).then_some(now)
+    }
+
     pub fn flag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         FLAG_NAMES
             .iter()

@@ -67,10 +67,19 @@ fn key_needs(cmd: &'static table::Cmd, args: &Args) -> Vec<(usize, u8)> {
     let Some(info) = super::keyspec::info_of(cmd.name) else {
         return fallback().into_iter().map(|i| (i, 0)).collect();
     };
+    if super::keyspec::has_incomplete_spec(info) {
+        // MIGRATE: its own key finder; each key is read and deleted.
+        return fallback()
+            .into_iter()
+            .map(|i| (i, selector::READ | selector::WRITE))
+            .collect();
+    }
     let Ok(keys) = super::keyspec::keys(info, args, &fallback) else {
         return Vec::new();
     };
+    // Shard channels are `not_key` specs: not keys to ACL.
     keys.into_iter()
+        .filter(|k| !k.flags.contains(&"not_key"))
         .map(|k| {
             let mut need = 0;
             for f in &k.flags {
@@ -328,10 +337,52 @@ fn lossy(b: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
+/// After a change that took channels away from a user: its subscribers
+/// whose channels or patterns are no longer allowed are closed.
+fn kill_revoked_subscribers(ctx: &mut Ctx, name: &[u8], allowed: &[Vec<u8>]) {
+    let users: Vec<u64> = ctx
+        .srv
+        .clients
+        .lock()
+        .values()
+        .filter(|c| *c.user.lock() == name)
+        .map(|c| c.id)
+        .collect();
+    let mut doomed: Vec<u64> = Vec::new();
+    for (id, ch, pattern) in ctx.srv.pubsub.subscriptions_of(&users) {
+        let ok = allowed.iter().any(|p| {
+            if pattern {
+                p.as_slice() == &ch[..]
+            } else {
+                crate::glob::glob_match(p, &ch, false)
+            }
+        });
+        if !ok && !doomed.contains(&id) {
+            doomed.push(id);
+        }
+    }
+    let clients = ctx.srv.clients.lock();
+    for id in doomed {
+        if id == ctx.client.id {
+            ctx.client.close_after_reply = true;
+        } else if let Some(c) = clients.get(&id) {
+            c.kill();
+        }
+    }
+}
+
 pub fn setuser(ctx: &mut Ctx, a: &Args) {
     let ops: Vec<&[u8]> = a.iter().skip(3).collect();
     match ctx.srv.acl.set_user(a.get(2), &ops) {
-        Ok(_) => ctx.r.ok(),
+        Ok(old) => {
+            let now = ctx.srv.acl.user(a.get(2));
+            if let (Some(old), Some(now)) = (old, now) {
+                if let Some(allowed) = now.channels_lost(&old) {
+                    kill_revoked_subscribers(ctx, a.get(2), &allowed);
+                }
+            }
+            ctx.r.ok()
+        }
         // As Redis's "safe" errors: no line breaks in the reply.
         Err(e) => ctx
             .r

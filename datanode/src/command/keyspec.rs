@@ -79,6 +79,14 @@ fn specs(info: &'static M) -> &'static [M] {
     }
 }
 
+/// Whether a key spec is marked `incomplete` (MIGRATE's): Redis then
+/// asks the command itself for all its keys.
+pub fn has_incomplete_spec(info: &'static M) -> bool {
+    specs(info)
+        .iter()
+        .any(|s| strings(map_get(s, "flags")).contains(&"incomplete"))
+}
+
 /// Whether the entry's flags include `flag` (e.g. `movablekeys`).
 pub fn has_flag(info: &'static M, flag: &str) -> bool {
     match info {
@@ -99,6 +107,28 @@ fn variable_flags(info: &'static M, args: &Args) -> Vec<&'static str> {
             vec!["RW", "access", "update"]
         }
         "set" => vec!["OW", "update"],
+        // BITFIELD only reads its key when every operation is a GET.
+        "bitfield" => {
+            let mut i = 2;
+            let mut readonly = true;
+            while i < args.len() {
+                let rem = args.len() - i - 1;
+                let a = args.get(i);
+                if a.eq_ignore_ascii_case(b"GET") && rem >= 2 {
+                    i += 3;
+                } else if a.eq_ignore_ascii_case(b"OVERFLOW") && rem >= 1 {
+                    i += 2;
+                } else {
+                    readonly = false;
+                    break;
+                }
+            }
+            if readonly {
+                vec!["RO", "access"]
+            } else {
+                vec!["RW", "access", "update"]
+            }
+        }
         _ => Vec::new(),
     }
 }

@@ -100,7 +100,7 @@ pub fn stats(ctx: &mut Ctx, _a: &Args) {
     let overhead = f.startup + dbs.iter().map(|(_, m, e)| m + e).sum::<u64>();
     let dataset = f.allocated.saturating_sub(overhead);
     let r = &mut ctx.r;
-    r.map(25 + dbs.len());
+    r.map(27 + dbs.len());
     let int = |r: &mut crate::resp::Reply, k: &str, v: i64| {
         r.bulk(k.as_bytes());
         r.int(v);

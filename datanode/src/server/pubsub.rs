@@ -83,6 +83,28 @@ pub struct PubSub {
 }
 
 impl PubSub {
+    /// Every subscription of the given clients: (client, channel or
+    /// pattern, is a pattern). Shard channels count as channels.
+    pub fn subscriptions_of(&self, ids: &[u64]) -> Vec<(u64, Bytes, bool)> {
+        let mut out = Vec::new();
+        for (ch, subs) in self.channels.read().iter() {
+            for (id, _) in subs.iter().filter(|(id, _)| ids.contains(id)) {
+                out.push((*id, ch.clone(), false));
+            }
+        }
+        for (p, id, _) in self.patterns.read().iter() {
+            if ids.contains(id) {
+                out.push((*id, p.clone(), true));
+            }
+        }
+        for (ch, subs) in self.shard.lock().iter() {
+            for (id, _) in subs.iter().filter(|(id, _)| ids.contains(id)) {
+                out.push((*id, ch.clone(), false));
+            }
+        }
+        out
+    }
+
     pub fn subscribe(&self, id: u64, tx: &Tx, channel: &[u8]) {
         let mut m = self.channels.write();
         let v = m.entry(Bytes::copy_from_slice(channel)).or_default();
