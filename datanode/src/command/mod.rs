@@ -966,6 +966,19 @@ fn slowlog(ctx: &Ctx, cmd: &table::Cmd, args: &Args, usec: u64) {
 pub fn redacted_args(cmd: &table::Cmd, args: &Args) -> Vec<usize> {
     match cmd.name {
         "auth" => (1..args.len()).collect(),
+        // The user name and every rule (passwords are among them).
+        "acl|setuser" => (2..args.len()).collect(),
+        // The values of the settings Redis marks sensitive.
+        "config|set" => (2..args.len())
+            .step_by(2)
+            .filter(|&i| {
+                ["masteruser", "masterauth", "requirepass"]
+                    .iter()
+                    .any(|n| eq_ic(args.get(i), n))
+            })
+            .map(|i| i + 1)
+            .filter(|&i| i < args.len())
+            .collect(),
         "hello" => (2..args.len())
             .find(|&i| eq_ic(args.get(i), "AUTH"))
             .map(|i| vec![i + 1, i + 2])

@@ -911,6 +911,25 @@ impl<'c, 'a> RunHost<'c, 'a> {
 }
 
 impl Host for RunHost<'_, '_> {
+    fn acl_check(&mut self, argv: &[&[u8]]) -> Result<bool, ()> {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::with_capacity(argv.len());
+        for a in argv {
+            let s = buf.len();
+            buf.extend_from_slice(a);
+            ranges.push(s..buf.len());
+        }
+        let args = Args::new(&buf, &ranges);
+        let mut cmd = table::lookup(args.get(0)).ok_or(())?;
+        if !cmd.subs.is_empty() && args.len() >= 2 {
+            cmd = table::lookup_sub(cmd, args.get(1)).ok_or(())?;
+        }
+        Ok(match &self.ctx.client.user {
+            Some(u) => super::acl::check(u, cmd, &args).is_ok(),
+            None => true,
+        })
+    }
+
     fn call(
         &mut self,
         buf: &[u8],

@@ -41,6 +41,9 @@ pub trait Host {
     fn log(&mut self, level: i64, msg: &[u8]);
     /// `redis.set_repl(flags)`.
     fn set_repl(&mut self, flags: i64);
+    /// `redis.acl_check_cmd(…)`: whether the script's user may run the
+    /// command; `Err` for a command that does not exist.
+    fn acl_check(&mut self, args: &[&[u8]]) -> Result<bool, ()>;
 }
 
 /// How a run ended.
@@ -1082,6 +1085,45 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             }
             with_run(|r| r.resp3 = v == 3);
             Ok(Value::Nil)
+        })?,
+    )?;
+    t.raw_set(
+        "acl_check_cmd",
+        lua.create_function(|_, args: MultiValue| {
+            if with_run(|_| ()).is_none() {
+                return Err(raise(
+                    "redis.acl_check_cmd can only be called inside a script invocation",
+                ));
+            }
+            if args.is_empty() {
+                return Err(raise(
+                    "Please specify at least one argument for this redis lib call",
+                ));
+            }
+            let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+            for v in args.iter() {
+                let mut a = Vec::new();
+                match v {
+                    Value::String(s) => a.extend_from_slice(&s.as_bytes()),
+                    Value::Integer(n) => super::write_g17(*n as f64, &mut a),
+                    Value::Number(n) => super::write_g17(*n, &mut a),
+                    _ => {
+                        return Err(raise(
+                            "Lua redis lib command arguments must be strings or integers",
+                        ))
+                    }
+                }
+                argv.push(a);
+            }
+            let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+            let res = with_run(|r| {
+                // SAFETY: see `with_run`.
+                unsafe { &mut *r.host }.acl_check(&refs)
+            });
+            match res {
+                Some(Ok(allowed)) => Ok(Value::Boolean(allowed)),
+                _ => Err(raise("Invalid command passed to redis.acl_check_cmd()")),
+            }
         })?,
     )?;
     t.raw_set(
