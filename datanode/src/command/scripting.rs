@@ -911,7 +911,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
 }
 
 impl Host for RunHost<'_, '_> {
-    fn acl_check(&mut self, argv: &[&[u8]]) -> Result<bool, ()> {
+    fn acl_check(&mut self, argv: &[&[u8]]) -> Option<bool> {
         let mut buf = Vec::new();
         let mut ranges = Vec::with_capacity(argv.len());
         for a in argv {
@@ -920,11 +920,11 @@ impl Host for RunHost<'_, '_> {
             ranges.push(s..buf.len());
         }
         let args = Args::new(&buf, &ranges);
-        let mut cmd = table::lookup(args.get(0)).ok_or(())?;
+        let mut cmd = table::lookup(args.get(0))?;
         if !cmd.subs.is_empty() && args.len() >= 2 {
-            cmd = table::lookup_sub(cmd, args.get(1)).ok_or(())?;
+            cmd = table::lookup_sub(cmd, args.get(1))?;
         }
-        Ok(match &self.ctx.client.user {
+        Some(match &self.ctx.client.user {
             Some(u) => super::acl::check(u, cmd, &args).is_ok(),
             None => true,
         })

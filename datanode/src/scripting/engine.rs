@@ -42,8 +42,8 @@ pub trait Host {
     /// `redis.set_repl(flags)`.
     fn set_repl(&mut self, flags: i64);
     /// `redis.acl_check_cmd(…)`: whether the script's user may run the
-    /// command; `Err` for a command that does not exist.
-    fn acl_check(&mut self, args: &[&[u8]]) -> Result<bool, ()>;
+    /// command; `None` for a command that does not exist.
+    fn acl_check(&mut self, args: &[&[u8]]) -> Option<bool>;
 }
 
 /// How a run ended.
@@ -1121,7 +1121,7 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
                 unsafe { &mut *r.host }.acl_check(&refs)
             });
             match res {
-                Some(Ok(allowed)) => Ok(Value::Boolean(allowed)),
+                Some(Some(allowed)) => Ok(Value::Boolean(allowed)),
                 _ => Err(raise("Invalid command passed to redis.acl_check_cmd()")),
             }
         })?,
