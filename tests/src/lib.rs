@@ -8,6 +8,7 @@ pub mod resp;
 
 pub use cluster::wait_until;
 pub use process::{
-    controlplane_bin, datanode_bin, free_port, free_ports, keep_logs_if_failing, Node, Server,
+    controlplane_bin, datanode_bin, free_port, free_ports, keep_logs_if_failing,
+    start_expect_failure, Node, Server,
 };
 pub use resp::{encode, split_line, Conn, Reply};

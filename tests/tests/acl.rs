@@ -1,0 +1,213 @@
+//! ACL users against real processes: the ACL file survives a kill -9 and
+//! a restart, `user` directives apply at start (and a bad one stops the
+//! server, naming its file and line), deleting or reloading users closes
+//! their connections, the ACL log records what was refused, and replicas
+//! log in with `masteruser`/`masterauth`, redis-server ones included.
+
+use std::time::{Duration, Instant};
+
+use slotkv_tests::{start_expect_failure, Conn, Node, Reply, Server};
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A config file with `lines`, in a directory that outlives the node.
+fn config_file(lines: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.conf");
+    std::fs::write(&path, lines).expect("write config");
+    (dir, path)
+}
+
+fn authed(node: &Node, user: &str, pass: &str) -> Conn {
+    let mut c = node.conn();
+    assert_eq!(c.text(&["AUTH", user, pass]), "+OK\r\n");
+    c
+}
+
+#[test]
+fn users_saved_to_the_acl_file_survive_kill_9_and_a_restart() {
+    let (cfgdir, _) = config_file("");
+    let aclfile = cfgdir.path().join("users.acl");
+    std::fs::write(&aclfile, "").expect("empty acl file");
+    let conf = cfgdir.path().join("node.conf");
+    std::fs::write(&conf, format!("aclfile {}\n", aclfile.display())).expect("config");
+    let mut n = Node::start_with_config(Server::Datanode, Some(&conf), &[]);
+    let mut admin = n.conn();
+    assert_eq!(
+        admin.text(&["ACL", "SETUSER", "alice", "on", ">wonder", "~a:*", "+get", "+set"]),
+        "+OK\r\n"
+    );
+    assert_eq!(admin.text(&["ACL", "SAVE"]), "+OK\r\n");
+    let saved = std::fs::read_to_string(&aclfile).expect("acl file");
+    assert!(saved.starts_with("user alice on #"), "{saved}");
+    assert!(!saved.contains("wonder"), "the password is stored hashed");
+    n.signal_and_wait("-9");
+    n.restart();
+    let mut a = authed(&n, "alice", "wonder");
+    assert_eq!(a.text(&["SET", "a:1", "v"]), "+OK\r\n");
+    assert_eq!(
+        a.text(&["SET", "b:1", "v"]),
+        "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+    );
+    assert_eq!(
+        a.text(&["DEL", "a:1"]),
+        "-NOPERM this user has no permissions to run the 'del' command\r\n"
+    );
+    // ACL LOAD replaces the users with the file's, and closes the
+    // connections of every user but `default`.
+    std::fs::write(&aclfile, "user alice on >other ~* +@all\n").expect("rewrite");
+    let mut admin = n.conn();
+    assert_eq!(admin.text(&["ACL", "LOAD"]), "+OK\r\n");
+    wait_until("alice's connection to close", || a.is_closed());
+    authed(&n, "alice", "other");
+    // A broken file changes nothing and says where it is broken.
+    std::fs::write(&aclfile, "user alice on >third +nosuch\n").expect("rewrite");
+    let err = admin.text(&["ACL", "LOAD"]);
+    assert!(
+        err.contains("users.acl:1: Error in applying operation '+nosuch'"),
+        "{err}"
+    );
+    authed(&n, "alice", "other");
+}
+
+#[test]
+fn user_directives_apply_at_start_and_a_bad_one_names_its_line() {
+    let (_dir, conf) = config_file(
+        "# two users\nuser bob on >builder ~b:* &news +get +publish\nrequirepass topsecret\n",
+    );
+    let n = Node::start_with_config(Server::Datanode, Some(&conf), &[]);
+    let mut anon = n.conn();
+    assert_eq!(
+        anon.text(&["GET", "x"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    let mut b = authed(&n, "bob", "builder");
+    assert_eq!(
+        b.text(&["ACL", "WHOAMI"]),
+        "-NOPERM this user has no permissions to run the 'acl|whoami' command\r\n"
+    );
+    assert_eq!(b.text(&["GET", "b:1"]), "$-1\r\n");
+    assert_eq!(b.text(&["PUBLISH", "news", "m"]), ":0\r\n");
+    assert_eq!(
+        b.text(&["PUBLISH", "sport", "m"]),
+        "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n"
+    );
+    let mut d = authed(&n, "default", "topsecret");
+    assert_eq!(d.text(&["ACL", "WHOAMI"]), "$7\r\ndefault\r\n");
+
+    let (dir, bad) = config_file("port 0\nuser eve on >x +nosuchcommand\n");
+    let (code, out) =
+        start_expect_failure(Server::Datanode, &[bad.to_str().expect("path")], dir.path());
+    assert_ne!(code, 0);
+    assert!(out.contains("node.conf"), "{out}");
+    assert!(out.contains("at line 2"), "{out}");
+    assert!(out.contains("user eve on >x +nosuchcommand"), "{out}");
+    assert!(
+        out.contains("Unknown command or category name in ACL"),
+        "{out}"
+    );
+}
+
+#[test]
+fn deleting_a_user_closes_its_connections_and_refusals_are_logged() {
+    let n = Node::start(Server::Datanode, &[]);
+    let mut admin = n.conn();
+    assert_eq!(
+        admin.text(&["ACL", "SETUSER", "carol", "on", ">c", "%R~r:*", "+get"]),
+        "+OK\r\n"
+    );
+    let mut c = authed(&n, "carol", "c");
+    assert!(c.text(&["GET", "w:1"]).starts_with("-NOPERM"));
+    assert!(c
+        .text(&["AUTH", "carol", "wrong"])
+        .starts_with("-WRONGPASS"));
+    let log = admin.cmd(&["ACL", "LOG"]).expect("log").tree;
+    let Reply::Agg(_, entries) = log else {
+        panic!("ACL LOG: {log:?}");
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let field = |e: &Reply, name: &str| -> Vec<u8> {
+        let Reply::Agg(_, kv) = e else {
+            panic!("entry {e:?}")
+        };
+        let i = kv
+            .iter()
+            .position(|k| matches!(k, Reply::Scalar(_, v) if v == name.as_bytes()))
+            .expect("field");
+        match &kv[i + 1] {
+            Reply::Scalar(_, v) => v.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // Newest first: the failed login, then the refused key.
+    assert_eq!(field(&entries[0], "reason"), b"auth");
+    assert_eq!(field(&entries[0], "object"), b"AUTH");
+    assert_eq!(field(&entries[1], "reason"), b"key");
+    assert_eq!(field(&entries[1], "object"), b"w:1");
+    assert_eq!(field(&entries[1], "username"), b"carol");
+    assert_eq!(field(&entries[1], "context"), b"toplevel");
+    assert!(String::from_utf8_lossy(&field(&entries[1], "client-info")).contains("user=carol"));
+    assert_eq!(admin.text(&["ACL", "DELUSER", "carol", "nobody"]), ":1\r\n");
+    wait_until("carol's connection to close", || c.is_closed());
+}
+
+/// A master that only lets user `repl` replicate; the replica logs in
+/// with masteruser/masterauth and gets the data.
+fn replicate_as_user(master_kind: Server, replica_kind: Server) {
+    let master = Node::start(master_kind, &["--requirepass", "adminpw"]);
+    let mut m = authed(&master, "default", "adminpw");
+    assert_eq!(
+        m.text(&[
+            "ACL",
+            "SETUSER",
+            "repl",
+            "on",
+            ">replpw",
+            "+psync",
+            "+replconf",
+            "+ping",
+            "+sync"
+        ]),
+        "+OK\r\n"
+    );
+    assert_eq!(m.text(&["SET", "before", "1"]), "+OK\r\n");
+    let replica = Node::start(
+        replica_kind,
+        &["--masteruser", "repl", "--masterauth", "replpw"],
+    );
+    let mut r = replica.conn();
+    let port = master.port.to_string();
+    assert_eq!(r.text(&["REPLICAOF", "127.0.0.1", &port]), "+OK\r\n");
+    wait_until("the link to come up", || {
+        r.info_field("replication", "master_link_status") == "up"
+    });
+    assert_eq!(m.text(&["SET", "after", "2"]), "+OK\r\n");
+    wait_until("the stream on the replica", || {
+        r.text(&["GET", "after"]) == "$1\r\n2\r\n"
+    });
+    assert_eq!(r.text(&["GET", "before"]), "$1\r\n1\r\n");
+    // The replication user can do nothing else.
+    let mut as_repl = authed(&master, "repl", "replpw");
+    assert!(as_repl.text(&["GET", "before"]).starts_with("-NOPERM"));
+}
+
+#[test]
+fn a_redis_server_replica_logs_in_to_datanode_as_a_user() {
+    replicate_as_user(Server::Datanode, Server::Redis);
+}
+
+#[test]
+fn a_datanode_replica_logs_in_to_redis_server_as_a_user() {
+    replicate_as_user(Server::Redis, Server::Datanode);
+}
+
+#[test]
+fn a_datanode_replica_logs_in_to_datanode_as_a_user() {
+    replicate_as_user(Server::Datanode, Server::Datanode);
+}
