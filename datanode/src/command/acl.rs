@@ -154,11 +154,11 @@ fn refresh(ctx: &mut Ctx) -> bool {
     };
     match ctx.srv.acl.user(&u.name) {
         Some(fresh) => {
-            ctx.client.user = Some(fresh);
+            ctx.client.set_acl_user(Some(fresh));
             true
         }
         None => {
-            ctx.client.user = Some(ctx.srv.acl.default_user());
+            ctx.client.set_acl_user(Some(ctx.srv.acl.default_user()));
             ctx.client.authenticated = false;
             false
         }
@@ -204,7 +204,7 @@ pub fn exec_refusal(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> Opt
     ctx.client.acl_gen = ctx.srv.acl.generation();
     if let Some(u) = &ctx.client.user {
         if let Some(fresh) = ctx.srv.acl.user(&u.name) {
-            ctx.client.user = Some(fresh);
+            ctx.client.set_acl_user(Some(fresh));
         }
     }
     let user = ctx.client.user.clone()?;
@@ -221,7 +221,7 @@ pub fn exec_refusal(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> Opt
 
 /// A script's `redis.call`: the error text the script gets.
 pub fn script_refusal(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> Option<String> {
-    if ctx.client.user.as_ref().is_none_or(|u| u.unrestricted()) {
+    if ctx.client.acl_open {
         return None;
     }
     let user = ctx.client.user.clone()?;
@@ -308,7 +308,7 @@ pub fn authenticate(ctx: &mut Ctx, name: &[u8], pass: &[u8], args: &Args) -> boo
 /// Makes the connection run as `u` (AUTH, RESET).
 pub fn set_user(ctx: &mut Ctx, u: Arc<User>) {
     *ctx.client.info.user.lock() = u.name.clone();
-    ctx.client.user = Some(u);
+    ctx.client.set_acl_user(Some(u));
     ctx.client.acl_gen = ctx.srv.acl.generation();
 }
 

@@ -686,8 +686,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     // ACL: only users short of some permission (or after an ACL change)
     // pay for the check. A command refused inside MULTI is refused below.
-    if (ctx.client.acl_gen != ctx.srv.acl.generation()
-        || ctx.client.user.as_ref().is_some_and(|u| !u.unrestricted()))
+    if (!ctx.client.acl_open || ctx.client.acl_gen != ctx.srv.acl.generation())
         && !(ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0)
     {
         let refused = if ctx.client.in_exec {

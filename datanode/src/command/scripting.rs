@@ -450,7 +450,7 @@ fn offload(
                 client.db = dbi;
                 client.proto = proto;
                 client.authenticated = true;
-                client.user = user;
+                client.set_acl_user(user);
                 client.readonly = readonly;
                 client.asking = asking;
                 client.id = caller_id;

@@ -210,7 +210,7 @@ fn replay(
     let mut client = new_client(srv, addr, addr);
     client.authenticated = true;
     // The server's own client: no ACL user, nothing refused.
-    client.user = None;
+    client.set_acl_user(None);
     client.loading = true;
     let mut out = Vec::new();
     let mut actions: Vec<Action> = Vec::new();

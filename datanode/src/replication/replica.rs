@@ -561,7 +561,7 @@ async fn apply_stream(
     client.is_master = true;
     client.authenticated = true;
     // The server's own client: no ACL user, nothing refused.
-    client.user = None;
+    client.set_acl_user(None);
     client
         .info
         .role

@@ -159,6 +159,9 @@ pub struct Client {
     pub user: Option<std::sync::Arc<crate::acl::User>>,
     /// The ACL generation `user` was read at.
     pub acl_gen: u64,
+    /// `user` may run anything (no user, or one whose root selector
+    /// allows all): the command path skips the ACL check.
+    pub acl_open: bool,
     pub multi: Option<Multi>,
     pub watched: Vec<Watched>,
     pub reply_mode: ReplyMode,
@@ -226,6 +229,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// Sets the ACL user the connection runs as.
+    pub fn set_acl_user(&mut self, user: Option<std::sync::Arc<crate::acl::User>>) {
+        self.acl_open = user.as_ref().is_none_or(|u| u.unrestricted());
+        self.user = user;
+    }
+
     /// In a subscribed RESP2 context only a few commands are allowed.
     pub fn subscribed(&self) -> bool {
         self.subs

@@ -21,6 +21,12 @@ use crate::resp::{parse_request, Limits, Parsed, Proto, Reply};
 const READ_CHUNK: usize = 16 * 1024;
 
 pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
+    let mut c = client_struct(srv, addr, laddr);
+    c.set_acl_user(Some(srv.acl.default_user()));
+    c
+}
+
+fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
     let id = srv.next_client_id.fetch_add(1, Ordering::Relaxed);
     let now = now_ms();
     let info = Arc::new_cyclic(|me| ClientInfo {
@@ -67,8 +73,9 @@ pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Cli
         // As Redis: a connection starts authenticated when the default
         // user is on and needs no password.
         authenticated: !srv.acl.auth_required(),
-        user: Some(srv.acl.default_user()),
         acl_gen: srv.acl.generation(),
+        acl_open: false,
+        user: None,
         multi: None,
         watched: Vec::new(),
         reply_mode: ReplyMode::On,

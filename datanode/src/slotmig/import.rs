@@ -42,7 +42,7 @@ pub async fn serve(
     client.is_master = true;
     client.authenticated = true;
     // The server's own client: no ACL user, nothing refused.
-    client.user = None;
+    client.set_acl_user(None);
     let _ = socket2::SockRef::from(&*sock).set_recv_buffer_size(super::LINK_BUFFER);
     let t = super::timing(srv);
     let step = |ev: Event| srv.slotmig.step(&name, ev, now_ms(), &t);
