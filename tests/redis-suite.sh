@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 SUITE=${REDIS_TESTS:-../shared/redis-tests}
 SKIPS=tests/redis-suite-skips.txt
 BIN=${DATANODE_BIN:-target/debug/datanode}
+# Units run with servers the harness starts (all their tests are
+# external:skip): see tests/redis-suite-spawned.sh.
+SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth"
 if [ ! -x "$SUITE/run.sh" ]; then
   echo "redis-suite: $SUITE is not here (a clone outside this setup); Redis's own tests not run"
   exit 0
@@ -42,38 +45,20 @@ trap 'rm -f "$log"; [ -n "${KEEP:-}" ] || rm -rf "$keep"' EXIT
 SKIPFILE=$SKIPS KEEP=$keep "$SUITE/run.sh" "$BIN" "${units[@]}" | tee "$log"
 last=$(tail -n 1 "$log")
 
-# Units whose every test is tagged external:skip, because each starts its
-# own servers from config files (aclfile, user directives, restarts). The
-# harness can start datanode itself for them: it is put where the harness
-# looks for redis-server.
+# Units whose every test is tagged external:skip run with the harness
+# starting datanode itself (tests/redis-suite-spawned.sh).
 spawned=()
-for u in unit/acl unit/acl-v2 unit/auth; do
+for u in $SPAWNED_UNITS; do
   if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qxF "$u"; then spawned+=("$u"); fi
 done
 spawned_failed=0
 if [ ${#spawned[@]} -gt 0 ]; then
-  work=$(mktemp -d)
-  cp -r "$SUITE/tests" "$SUITE/runtest" "$work/"
-  chmod -R u+w "$work"
-  mkdir -p "$work/src" "$work/tests/tmp"
-  for t in redis-cli redis-benchmark redis-check-aof redis-check-rdb; do
-    command -v $t >/dev/null && ln -sf "$(command -v $t)" "$work/src/$t"
-  done
-  ln -sf "$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")" "$work/src/redis-server"
-  for u in "${spawned[@]}"; do
-    out="$work/${u//\//_}.log"
-    rc=0
-    (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable \
-      --timeout "$TEST_TIMEOUT" $RUNTEST_FLAGS) >"$out" 2>&1 || rc=$?
-    ok=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -c '^\[ok\]' || true)
-    err=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -cE '^\[(err|exception|TIMEOUT)\]' || true)
-    [ "$rc" -eq 0 ] || [ "$err" -gt 0 ] || err=1
-    echo "$u (servers started by the harness): $ok passed, $err failed"
-    sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -E '^\[(err|exception|TIMEOUT)\]' -A3 | head -40 | sed 's/^/    /' || true
-    if [ -n "${KEEP:-}" ]; then cp "$out" "$keep/"; fi
-    spawned_failed=$((spawned_failed + err))
-  done
-  rm -rf "$work"
+  spawned_log=$(mktemp)
+  tests/redis-suite-spawned.sh "$BIN" "${spawned[@]}" | tee "$spawned_log" || true
+  spawned_failed=$(sed -n 's/^.*(servers started by the harness): [0-9]* passed, \([0-9]*\) failed.*$/\1/p' "$spawned_log" |
+    awk '{s+=$1} END {print s+0}')
+  grep -q "(servers started by the harness)" "$spawned_log" || spawned_failed=1
+  rm -f "$spawned_log"
 fi
 if [ "$spawned_failed" -gt 0 ]; then
   echo "redis-suite: failures in units the harness ran servers for (above)" >&2

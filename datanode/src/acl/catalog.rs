@@ -2,7 +2,7 @@
 //! each command's categories, and containers' subcommands. Built once by
 //! the command layer from its table.
 
-use std::collections::HashMap;
+type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Redis's ACL categories, in the order `ACL CAT` lists them and rules are
 /// described.
@@ -56,14 +56,14 @@ pub struct Catalog {
     pub subs: Vec<Vec<usize>>,
     /// Top-level ids, in table order.
     pub top: Vec<usize>,
-    by_name: HashMap<&'static str, usize>,
+    by_name: FastMap<&'static str, usize>,
 }
 
 impl Catalog {
     pub fn new(entries: Vec<Entry>) -> Catalog {
         let mut subs = vec![Vec::new(); entries.len()];
         let mut top = Vec::new();
-        let mut by_name = HashMap::new();
+        let mut by_name = FastMap::default();
         for (i, e) in entries.iter().enumerate() {
             match e.parent {
                 Some(p) => subs[p].push(i),

@@ -31,10 +31,26 @@ impl KeyPattern {
     }
 }
 
+/// A command's arguments, however the caller holds them.
+pub trait Argv {
+    fn argc(&self) -> usize;
+    /// Argument `i` (empty past the end).
+    fn arg(&self, i: usize) -> &[u8];
+}
+
+impl Argv for &[&[u8]] {
+    fn argc(&self) -> usize {
+        self.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        self.get(i).copied().unwrap_or_default()
+    }
+}
+
 /// One command's arguments as a permission check sees them.
 pub struct Request<'a> {
     pub id: usize,
-    pub args: &'a [&'a [u8]],
+    pub args: &'a dyn Argv,
     /// Key positions and the access each needs (`READ`/`WRITE` bits).
     pub keys: &'a dyn Fn() -> Vec<(usize, u8)>,
     /// Channel positions and whether each is a pattern (PSUBSCRIBE).
@@ -272,11 +288,11 @@ impl Selector {
         let entry = &cat.entries[req.id];
         if !self.allcommands && !entry.no_auth && !self.bit(req.id) {
             let idx = if entry.parent.is_some() { 2 } else { 1 };
-            let allowed = req.args.len() >= 2
+            let allowed = req.args.argc() >= 2
+                && idx < req.args.argc()
                 && self.firstargs.get(&req.id).is_some_and(|l| {
-                    req.args
-                        .get(idx)
-                        .is_some_and(|a| l.iter().any(|f| f.eq_ignore_ascii_case(a)))
+                    let a = req.args.arg(idx);
+                    l.iter().any(|f| f.eq_ignore_ascii_case(a))
                 });
             if !allowed {
                 return Err(Denied {
@@ -288,7 +304,7 @@ impl Selector {
         if !self.allkeys {
             let keys = keys.get_or_insert_with(|| (req.keys)());
             for &(pos, need) in keys.iter() {
-                let key = req.args.get(pos).copied().unwrap_or_default();
+                let key = req.args.arg(pos);
                 if !self.key_allowed(key, need) {
                     return Err(Denied {
                         reason: Reason::Key,
@@ -299,7 +315,7 @@ impl Selector {
         }
         if !self.allchannels {
             for &(pos, pattern) in req.channels {
-                let ch = req.args.get(pos).copied().unwrap_or_default();
+                let ch = req.args.arg(pos);
                 if !self.channel_allowed(ch, pattern) {
                     return Err(Denied {
                         reason: Reason::Channel,

@@ -58,7 +58,7 @@ fn check(acl: &Acl, user: &[u8], args: &[&[u8]], keys: Vec<(usize, u8)>) -> Resu
         &acl.cat,
         &Request {
             id,
-            args,
+            args: &args,
             keys: &k,
             channels: &channels,
         },

@@ -11,6 +11,14 @@ use crate::resp::parse_i64;
 /// The commands ACL rules can name, from our command table and the
 /// categories redis-server 7.0 gives each.
 pub fn catalog() -> Arc<Catalog> {
+    catalog_arc().clone()
+}
+
+fn the_catalog() -> &'static Catalog {
+    catalog_arc()
+}
+
+fn catalog_arc() -> &'static Arc<Catalog> {
     static CAT: OnceLock<Arc<Catalog>> = OnceLock::new();
     CAT.get_or_init(|| {
         let mut entries = Vec::new();
@@ -23,7 +31,59 @@ pub fn catalog() -> Arc<Catalog> {
         }
         Arc::new(Catalog::new(entries))
     })
-    .clone()
+}
+
+impl selector::Argv for Args<'_> {
+    fn argc(&self) -> usize {
+        self.len()
+    }
+    fn arg(&self, i: usize) -> &[u8] {
+        if i < self.len() {
+            self.get(i)
+        } else {
+            &[]
+        }
+    }
+}
+
+/// Plain key specs (start, lastkey, step, limit, access needed) per
+/// catalog id, read from the metadata once; `None` where a command's keys
+/// need the full walk.
+type Plan = Option<Vec<(i64, i64, i64, i64, u8)>>;
+
+fn plans() -> &'static [Plan] {
+    static PLANS: OnceLock<Vec<Plan>> = OnceLock::new();
+    PLANS.get_or_init(|| {
+        the_catalog()
+            .entries
+            .iter()
+            .map(|e| {
+                let info = super::keyspec::info_of(e.name)?;
+                let ranges = super::keyspec::simple_ranges(info)?;
+                Some(
+                    ranges
+                        .into_iter()
+                        .filter(|r| !r.flags.contains(&"not_key"))
+                        .map(|r| (r.start, r.lastkey, r.step, r.limit, need_of(&r.flags)))
+                        .collect(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// The access a key spec's flags ask for: reading for `access`, writing
+/// for `insert`, `delete` and `update`.
+fn need_of(flags: &[&str]) -> u8 {
+    let mut need = 0;
+    for f in flags {
+        match *f {
+            "access" => need |= selector::READ,
+            "insert" | "delete" | "update" => need |= selector::WRITE,
+            _ => {}
+        }
+    }
+    need
 }
 
 fn entry(c: &'static table::Cmd, parent: Option<usize>) -> crate::acl::Entry {
@@ -62,7 +122,34 @@ fn channel_spec(name: &str) -> Option<(bool, bool)> {
 
 /// The keys a command touches and the access each needs, from its key
 /// specs: reading for `access`, writing for `insert`, `delete`, `update`.
-fn key_needs(cmd: &'static table::Cmd, args: &Args) -> Vec<(usize, u8)> {
+fn key_needs(cmd: &'static table::Cmd, id: usize, args: &Args) -> Vec<(usize, u8)> {
+    if let Some(Some(specs)) = plans().get(id) {
+        // As the key-spec walk does it: a range past the arguments makes
+        // the command's keys invalid (none are checked).
+        let argc = args.len() as i64;
+        let mut out = Vec::new();
+        for &(start, lastkey, step, limit, need) in specs {
+            let last = if lastkey >= 0 {
+                start + lastkey
+            } else if limit <= 1 {
+                argc + lastkey
+            } else {
+                start + ((argc - start) / limit + lastkey)
+            };
+            if last < start {
+                continue;
+            }
+            if last >= argc || start < 1 {
+                return Vec::new();
+            }
+            let mut i = start;
+            while i <= last {
+                out.push((i as usize, need));
+                i += step;
+            }
+        }
+        return out;
+    }
     let fallback = || cmd.key_indexes(args);
     let Some(info) = super::keyspec::info_of(cmd.name) else {
         return fallback().into_iter().map(|i| (i, 0)).collect();
@@ -80,17 +167,7 @@ fn key_needs(cmd: &'static table::Cmd, args: &Args) -> Vec<(usize, u8)> {
     // Shard channels are `not_key` specs: not keys to ACL.
     keys.into_iter()
         .filter(|k| !k.flags.contains(&"not_key"))
-        .map(|k| {
-            let mut need = 0;
-            for f in &k.flags {
-                match *f {
-                    "access" => need |= selector::READ,
-                    "insert" | "delete" | "update" => need |= selector::WRITE,
-                    _ => {}
-                }
-            }
-            (k.index, need)
-        })
+        .map(|k| (k.index, need_of(&k.flags)))
         .collect()
 }
 
@@ -99,26 +176,25 @@ pub fn check(user: &User, cmd: &'static table::Cmd, args: &Args) -> Result<(), D
     if user.unrestricted() {
         return Ok(());
     }
-    let cat = catalog();
+    let cat = the_catalog();
     let Some(id) = cat.id(cmd.name) else {
         return Ok(());
     };
-    let argv: Vec<&[u8]> = args.iter().collect();
     let channels: Vec<(usize, bool)> = match channel_spec(cmd.name) {
         Some((one, pattern)) => {
-            let end = if one { 2.min(argv.len()) } else { argv.len() };
+            let end = if one { 2.min(args.len()) } else { args.len() };
             (1..end).map(|i| (i, pattern)).collect()
         }
         None => Vec::new(),
     };
-    let keys = || key_needs(cmd, args);
+    let keys = || key_needs(cmd, id, args);
     let req = selector::Request {
         id,
-        args: &argv,
+        args,
         keys: &keys,
         channels: &channels,
     };
-    user.check(&cat, &req)
+    user.check(cat, &req)
 }
 
 /// SORT's BY and GET patterns: allowed only to a user who may run the
@@ -130,19 +206,18 @@ pub fn may_read_any_key(ctx: &Ctx, cmd_name: &str, args: &Args) -> bool {
     if user.unrestricted() {
         return true;
     }
-    let cat = catalog();
+    let cat = the_catalog();
     let (Some(id), Some(cmd)) = (cat.id(cmd_name), table::lookup(cmd_name.as_bytes())) else {
         return true;
     };
-    let argv: Vec<&[u8]> = args.iter().collect();
-    let keys = || key_needs(cmd, args);
+    let keys = || key_needs(cmd, id, args);
     let req = selector::Request {
         id,
-        args: &argv,
+        args,
         keys: &keys,
         channels: &[],
     };
-    user.allows_with_all_keys(&cat, &req, selector::READ)
+    user.allows_with_all_keys(cat, &req, selector::READ)
 }
 
 /// Brings the connection's user up to date after an ACL change. A user
@@ -684,4 +759,53 @@ pub fn help(ctx: &mut Ctx, _a: &Args) {
             "    Return the current connection username.",
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys found through the cached plain specs are the ones the
+    /// full key-spec walk finds, for every command and argument count.
+    #[test]
+    fn cached_key_plans_match_the_key_spec_walk() {
+        let cat = the_catalog();
+        let names: Vec<Vec<u8>> = (0..12).map(|i| format!("a{i}").into_bytes()).collect();
+        let mut checked = 0;
+        for (id, e) in cat.entries.iter().enumerate() {
+            if plans()[id].is_none() {
+                continue;
+            }
+            let Some(cmd) = table::lookup(e.name.split('|').next().unwrap_or_default().as_bytes())
+            else {
+                continue;
+            };
+            let cmd = match e.name.split_once('|') {
+                Some((_, sub)) => match table::lookup_sub(cmd, sub.as_bytes()) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                None => cmd,
+            };
+            let info = super::super::keyspec::info_of(e.name).expect("meta");
+            for argc in 1..names.len() {
+                let owned = super::super::args::OwnedArgs::from_slices(&names[..argc]);
+                let args = owned.args();
+                let fast = key_needs(cmd, id, &args);
+                let fallback = || cmd.key_indexes(&args);
+                let slow: Vec<(usize, u8)> =
+                    match super::super::keyspec::keys(info, &args, &fallback) {
+                        Ok(k) => k
+                            .into_iter()
+                            .filter(|k| !k.flags.contains(&"not_key"))
+                            .map(|k| (k.index, need_of(&k.flags)))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                assert_eq!(fast, slow, "{} with {argc} arguments", e.name);
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} cases");
+    }
 }

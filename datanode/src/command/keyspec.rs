@@ -79,6 +79,49 @@ fn specs(info: &'static M) -> &'static [M] {
     }
 }
 
+/// A key spec of the plain kind: keys from a fixed index over a range.
+pub struct Range {
+    pub start: i64,
+    pub lastkey: i64,
+    pub step: i64,
+    pub limit: i64,
+    pub flags: Vec<&'static str>,
+}
+
+/// The command's key specs when all are plain index-and-range ones with
+/// fixed flags (most commands), so their keys can be found without
+/// walking the metadata again; `None` otherwise.
+pub fn simple_ranges(info: &'static M) -> Option<Vec<Range>> {
+    let mut out = Vec::new();
+    for spec in specs(info) {
+        let flags = strings(map_get(spec, "flags"));
+        if flags.contains(&"variable_flags") || flags.contains(&"incomplete") {
+            return None;
+        }
+        let bs = map_get(spec, "begin_search");
+        let fk = map_get(spec, "find_keys");
+        if text(bs.and_then(|b| map_get(b, "type"))) != Some("index")
+            || text(fk.and_then(|f| map_get(f, "type"))) != Some("range")
+        {
+            return None;
+        }
+        let start = int(bs
+            .and_then(|b| map_get(b, "spec"))
+            .and_then(|s| map_get(s, "index")))?;
+        let s = fk.and_then(|f| map_get(f, "spec"));
+        out.push(Range {
+            start,
+            lastkey: int(s.and_then(|s| map_get(s, "lastkey"))).unwrap_or(0),
+            step: int(s.and_then(|s| map_get(s, "keystep")))
+                .unwrap_or(1)
+                .max(1),
+            limit: int(s.and_then(|s| map_get(s, "limit"))).unwrap_or(0),
+            flags,
+        });
+    }
+    Some(out)
+}
+
 /// Whether a key spec is marked `incomplete` (MIGRATE's): Redis then
 /// asks the command itself for all its keys.
 pub fn has_incomplete_spec(info: &'static M) -> bool {

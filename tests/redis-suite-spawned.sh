@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs Redis 7.0.15 units whose every test is tagged external:skip (they
+# start their own servers from config files: aclfile, user directives,
+# restarts) with the harness starting BIN itself: BIN is put where the
+# harness looks for redis-server. Prints, per unit,
+# `UNIT (servers started by the harness): N passed, M failed`.
+#
+#   tests/redis-suite-spawned.sh BIN UNIT...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+SUITE=${REDIS_TESTS:-../shared/redis-tests}
+BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1"); shift
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$SUITE/tests" "$SUITE/runtest" "$work/"
+chmod -R u+w "$work"
+mkdir -p "$work/src" "$work/tests/tmp"
+for t in redis-cli redis-benchmark redis-check-aof redis-check-rdb; do
+  if command -v $t >/dev/null; then ln -sf "$(command -v $t)" "$work/src/$t"; fi
+done
+ln -sf "$BIN" "$work/src/redis-server"
+for u in "$@"; do
+  out="$work/${u//\//_}.log"
+  rc=0
+  (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable \
+    --timeout "${TEST_TIMEOUT:-180}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
+  clean() { sed 's/\x1b\[[0-9;]*m//g' "$out"; }
+  ok=$(clean | grep -c '^\[ok\]' || true)
+  err=$(clean | grep -cE '^\[(err|exception|TIMEOUT)\]' || true)
+  if [ "$rc" -ne 0 ] && [ "$err" -eq 0 ]; then err=1; fi
+  echo "$u (servers started by the harness): $ok passed, $err failed"
+  clean | grep -E '^\[(err|exception|TIMEOUT)\]' -A3 | head -40 | sed 's/^/    /' || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$out" "$KEEP/"; fi
+done
