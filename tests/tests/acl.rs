@@ -211,3 +211,76 @@ fn a_datanode_replica_logs_in_to_redis_server_as_a_user() {
 fn a_datanode_replica_logs_in_to_datanode_as_a_user() {
     replicate_as_user(Server::Datanode, Server::Datanode);
 }
+
+/// A password-protected cluster: redis-cli creates it and adds a replica
+/// with `-a`, and the replica syncs from its master as the `repl` user
+/// (masteruser/masterauth) while the cluster bus needs no password.
+#[test]
+fn a_cluster_with_passwords_syncs_its_replica_as_a_user() {
+    use slotkv_tests::cluster::{redis_cli, Cluster};
+    let cluster = Cluster::start(
+        &[Server::Datanode; 4],
+        2000,
+        &[
+            "--requirepass",
+            "adminpw",
+            "--masteruser",
+            "repl",
+            "--masterauth",
+            "replpw",
+            "--user",
+            "repl",
+            "on",
+            ">replpw",
+            "+psync",
+            "+replconf",
+            "+ping",
+        ],
+    );
+    let addrs = cluster.addrs();
+    let mut args: Vec<&str> = vec!["-a", "adminpw", "--no-auth-warning", "--cluster", "create"];
+    args.extend(addrs[..3].iter().map(|s| s.as_str()));
+    args.push("--cluster-yes");
+    let (ok, out) = redis_cli(&args);
+    assert!(ok, "cluster create failed:\n{out}");
+    let (ok, out) = redis_cli(&[
+        "-a",
+        "adminpw",
+        "--no-auth-warning",
+        "--cluster",
+        "add-node",
+        &addrs[3],
+        &addrs[0],
+        "--cluster-slave",
+    ]);
+    assert!(ok, "add-node failed:\n{out}");
+    let mut replica = authed(&cluster.nodes[3], "default", "adminpw");
+    wait_until("the replica's link to its master", || {
+        replica.info_field("replication", "master_link_status") == "up"
+    });
+    let master_port = replica.info_field("replication", "master_port");
+    let master = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port.to_string() == master_port)
+        .expect("the replica's master is one of ours");
+    let mut m = authed(master, "default", "adminpw");
+    // A key of the master's own slots.
+    let key = (0..10_000)
+        .map(|i| format!("k{i}"))
+        .find(|k| m.text(&["SET", k, "v"]) == "+OK\r\n")
+        .expect("a key the master serves");
+    assert_eq!(replica.text(&["READONLY"]), "+OK\r\n");
+    wait_until("the write on the replica", || {
+        replica.text(&["GET", &key]) == "$1\r\nv\r\n"
+    });
+    let (ok, out) = redis_cli(&[
+        "-a",
+        "adminpw",
+        "--no-auth-warning",
+        "--cluster",
+        "check",
+        &addrs[0],
+    ]);
+    assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+}
