@@ -284,3 +284,31 @@ fn a_cluster_with_passwords_syncs_its_replica_as_a_user() {
     ]);
     assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
 }
+
+/// Without an ACL file, CONFIG REWRITE writes the users as `user` lines in
+/// place of the old ones, so a restart keeps ACL SETUSER's changes.
+#[test]
+fn config_rewrite_keeps_the_users() {
+    let (_dir, conf) = config_file("user old on >o +@all ~*\n# after the users\nappendonly no\n");
+    let mut n = Node::start_with_config(Server::Datanode, Some(&conf), &[]);
+    let mut c = n.conn();
+    assert_eq!(
+        c.text(&["ACL", "SETUSER", "new", "on", ">n", "+get", "~k*"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.text(&["ACL", "DELUSER", "old"]), ":1\r\n");
+    assert_eq!(c.text(&["CONFIG", "REWRITE"]), "+OK\r\n");
+    let text = std::fs::read_to_string(&conf).expect("config");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "user default on nopass ~* &* +@all", "{text}");
+    assert!(lines[1].starts_with("user new on #"), "{text}");
+    assert_eq!(lines[2], "# after the users", "{text}");
+    assert!(!text.contains("user old"), "{text}");
+    n.signal_and_wait("-TERM");
+    n.restart();
+    let mut u = authed(&n, "new", "n");
+    assert_eq!(u.text(&["GET", "k1"]), "$-1\r\n");
+    assert!(u.text(&["SET", "k1", "v"]).starts_with("-NOPERM"));
+    let mut c = n.conn();
+    assert!(c.text(&["AUTH", "old", "o"]).starts_with("-WRONGPASS"));
+}

@@ -1004,7 +1004,10 @@ fn an_expire_cycle_that_frees_a_big_key_is_a_latency_event() {
         args.extend((0..10_000).map(|i| (batch * 10_000 + i).to_string()));
         assert_eq!(c.text(&args), ":10000\r\n");
     }
-    assert_eq!(c.text(&["CONFIG", "SET", "latency-monitor-threshold", "1"]), "+OK\r\n");
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "latency-monitor-threshold", "1"]),
+        "+OK\r\n"
+    );
     assert_eq!(c.text(&["PEXPIRE", "big", "20"]), ":1\r\n");
     wait_until("the key to expire", || c.text(&["DBSIZE"]) == ":0\r\n");
     let latest = c.text(&["LATENCY", "LATEST"]);

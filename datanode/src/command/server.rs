@@ -531,7 +531,26 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
 }
 
 pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
-    let res = ctx.srv.config.read().rewrite();
+    // Without an ACL file, every user is written as a `user` line (as
+    // Redis does); with one, the users live there.
+    let users: Vec<String> = if ctx.srv.config.read().value("aclfile").is_empty() {
+        let cat = super::acl::catalog();
+        ctx.srv
+            .acl
+            .users()
+            .iter()
+            .map(|u| {
+                format!(
+                    "user {} {}",
+                    String::from_utf8_lossy(&u.name),
+                    String::from_utf8_lossy(&u.describe(&cat))
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let res = ctx.srv.config.read().rewrite(&users);
     match res {
         Ok(()) => ctx.r.ok(),
         Err(e) => ctx.r.error(&format!("ERR {e}")),
