@@ -129,13 +129,7 @@ fn key_needs(cmd: &'static table::Cmd, id: usize, args: &Args) -> Vec<(usize, u8
         let argc = args.len() as i64;
         let mut out = Vec::new();
         for &(start, lastkey, step, limit, need) in specs {
-            let last = if lastkey >= 0 {
-                start + lastkey
-            } else if limit <= 1 {
-                argc + lastkey
-            } else {
-                start + ((argc - start) / limit + lastkey)
-            };
+            let last = super::keyspec::range_last(start, lastkey, limit, argc);
             if last < start {
                 continue;
             }

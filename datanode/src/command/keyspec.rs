@@ -79,6 +79,19 @@ fn specs(info: &'static M) -> &'static [M] {
     }
 }
 
+/// The last key index of a `range` spec starting at `start`: `lastkey`
+/// counts from the start, or (negative) from the end, then divided by
+/// `limit` when it is above 1.
+pub fn range_last(start: i64, lastkey: i64, limit: i64, argc: i64) -> i64 {
+    if lastkey >= 0 {
+        start + lastkey
+    } else if limit <= 1 {
+        argc + lastkey
+    } else {
+        start + ((argc - start) / limit + lastkey)
+    }
+}
+
 /// A key spec of the plain kind: keys from a fixed index over a range.
 pub struct Range {
     pub start: i64,
@@ -238,14 +251,7 @@ pub fn keys(
                     .unwrap_or(1)
                     .max(1);
                 let limit = int(s.and_then(|s| map_get(s, "limit"))).unwrap_or(0);
-                let last = if lastkey >= 0 {
-                    start + lastkey
-                } else if limit <= 1 {
-                    argc + lastkey
-                } else {
-                    start + ((argc - start) / limit + lastkey)
-                };
-                (start, last, step)
+                (start, range_last(start, lastkey, limit, argc), step)
             }
             Some("keynum") => {
                 let idx = int(s.and_then(|s| map_get(s, "keynumidx"))).unwrap_or(0);
