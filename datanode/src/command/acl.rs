@@ -270,10 +270,14 @@ pub fn refusal(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> Option<S
 /// EXEC's check of a queued command (the rules may have changed since it
 /// was queued).
 pub fn exec_refusal(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> Option<String> {
-    ctx.client.acl_gen = ctx.srv.acl.generation();
-    if let Some(u) = &ctx.client.user {
-        if let Some(fresh) = ctx.srv.acl.user(&u.name) {
-            ctx.client.set_acl_user(Some(fresh));
+    // Re-read the user only when some ACL changed since it was read.
+    let gen = ctx.srv.acl.generation();
+    if ctx.client.acl_gen != gen {
+        ctx.client.acl_gen = gen;
+        if let Some(u) = &ctx.client.user {
+            if let Some(fresh) = ctx.srv.acl.user(&u.name) {
+                ctx.client.set_acl_user(Some(fresh));
+            }
         }
     }
     let user = ctx.client.user.clone()?;
