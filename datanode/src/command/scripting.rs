@@ -565,7 +565,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         oom,
         inline_budget,
     } = run;
-    let started = Instant::now();
+    let started = quanta::Instant::now();
     let in_exec = ctx.client.in_exec;
     let dbi = ctx.locks.db.index;
     let declared: Vec<(usize, u16)> = keys.iter().map(|k| (dbi, key_slot(k))).collect();
@@ -613,10 +613,11 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         if logging {
             crate::persistence::effects::begin_capture();
         }
-        let mut reply = Vec::new();
+        let mut reply = vm.take_reply_buffer();
         let caller_proto = ctx.client.proto;
         let outcome = {
-            let mut host = RunHost::new(ctx, read_only, cross_slot, in_exec, callee, keys);
+            let mut host =
+                RunHost::new(ctx, (read_only, cross_slot, in_exec), callee, keys, started);
             host.oom =
                 oom && script_flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
             host.inline_budget = inline_budget;
@@ -652,18 +653,22 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             (Outcome::Stopped(msg), _) => break Err(msg),
         }
     };
-    let error_counted = vm.error_counted;
-    scripts.checkin(vm);
     if read_any && !keys.is_empty() {
         super::track_keys(ctx, keys);
     }
+    let moved = matches!(&out, Err(m) if m == MOVE);
     match out {
-        Err(msg) if msg == MOVE => return Ran::Moved,
+        Err(_) if moved => {}
         Ok(reply) => {
-            ctx.client.error_counted = error_counted && reply.first() == Some(&b'-');
-            ctx.r.raw(&reply)
+            ctx.client.error_counted = vm.error_counted && reply.first() == Some(&b'-');
+            ctx.r.raw(&reply);
+            vm.keep_reply_buffer(reply);
         }
         Err(msg) => ctx.r.error(&msg),
+    }
+    scripts.checkin(vm);
+    if moved {
+        return Ran::Moved;
     }
     callee
         .fast()
@@ -708,7 +713,7 @@ struct RunHost<'c, 'a> {
     announced: Vec<scripting::HeldToken<'a>>,
     /// Every (db, slot) asked for beyond those held, for a redo.
     learned: Vec<(usize, u16)>,
-    start: Instant,
+    start: quanta::Instant,
     timed_out: Option<Arc<TimedOut>>,
     saved_db: (usize, &'a crate::keyspace::Db),
     saved_in_exec: bool,
@@ -718,11 +723,10 @@ struct RunHost<'c, 'a> {
 impl<'c, 'a> RunHost<'c, 'a> {
     fn new(
         ctx: &'c mut Ctx<'a>,
-        read_only: bool,
-        cross_slot: bool,
-        in_exec: bool,
+        (read_only, cross_slot, in_exec): (bool, bool, bool),
         callee: &Callee,
         keys: &[&[u8]],
+        start: quanta::Instant,
     ) -> Self {
         let eval = callee.is_eval();
         let function = match callee {
@@ -750,7 +754,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             read_any: false,
             announced: Vec::new(),
             learned,
-            start: Instant::now(),
+            start,
             timed_out: None,
             saved_db,
             saved_in_exec,

@@ -56,20 +56,29 @@ pub enum Outcome {
 }
 
 /// What the Rust callbacks reach during a run.
-struct RunState {
-    host: *mut (dyn Host + 'static),
-    resp3: bool,
+pub(super) struct RunState {
+    pub(super) host: *mut (dyn Host + 'static),
+    pub(super) resp3: bool,
     /// Set once the host stopped the run: every later call fails, so a
     /// `pcall` in the script cannot swallow the stop.
-    stopped: Option<String>,
-    buf: Vec<u8>,
+    pub(super) stopped: Option<String>,
+    /// The last command's reply.
+    pub(super) buf: Vec<u8>,
+    /// The last refusal's message.
+    pub(super) msg: String,
     /// `redis.call`'s arguments, reused from call to call.
-    args: Vec<u8>,
-    ranges: Vec<std::ops::Range<usize>>,
+    pub(super) args: Vec<u8>,
+    pub(super) ranges: Vec<std::ops::Range<usize>>,
 }
 
 thread_local! {
     static RUN: Cell<*mut RunState> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The run on this thread, null when no script is running. It stays
+/// valid until the run ends; Lua callbacks run synchronously inside it.
+pub(super) fn run_state() -> *mut RunState {
+    RUN.with(|r| r.get())
 }
 
 /// The run on this thread, if a script is running.
@@ -191,11 +200,17 @@ for k, v in pairs(libs) do visible[k] = ro(v) end
 visible.redis = ro(redis)
 protected[env] = true
 visible._G = env
--- KEYS and ARGV change per run: they live in `per_run`.
-local per_run = {}
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+-- What scripts see as globals, KEYS and ARGV included during a run. A
+-- table (not a function) behind env's __index keeps every global read
+-- inside the VM; only a missing name reaches `missing`.
+local front = setmetatable({}, {__index = missing})
+for k, v in pairs(visible) do rawset(front, k, v) end
+local run_meta = {__index = front, __newindex = refuse, __metatable = ro_meta_view}
 -- FUNCTION LOAD runs a library's code with only `load_visible` as its
 -- globals: a `redis` table with register_function, log and the version.
-local loading = false
 local function strict(t)
   local p = {}
   protected[p] = true
@@ -216,27 +231,10 @@ local load_api = {register_function = __redis_register, log = redis.log}
 for _, k in pairs({"LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "REDIS_VERSION", "REDIS_VERSION_NUM"}) do
   load_api[k] = redis[k]
 end
-local load_visible = {redis = strict(load_api)}
-setmetatable(env, {
-  __index = function(_, k)
-    if loading then
-      local v = load_visible[k]
-      if v == nil then
-        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-      end
-      return v
-    end
-    local v = per_run[k]
-    if v ~= nil then return v end
-    v = visible[k]
-    if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-    end
-    return v
-  end,
-  __newindex = refuse,
-  __metatable = ro_meta_view,
-})
+local load_front = setmetatable({redis = strict(load_api)}, {__index = missing})
+local load_meta = {__index = load_front, __newindex = refuse, __metatable = ro_meta_view}
+local set_meta = dbg.setmetatable
+set_meta(env, run_meta)
 local function handler(err)
   local level, i = 2, nil
   while true do
@@ -259,9 +257,11 @@ local function handler(err)
   return err
 end
 local function run(f, keys, argv)
-  per_run.KEYS, per_run.ARGV = keys, argv
+  rawset(front, "KEYS", keys)
+  rawset(front, "ARGV", argv)
   local ok, res = xpcall(f, handler)
-  per_run.KEYS, per_run.ARGV = nil, nil
+  rawset(front, "KEYS", nil)
+  rawset(front, "ARGV", nil)
   return ok, res
 end
 -- A function gets KEYS and ARGV as its arguments, not as globals.
@@ -269,9 +269,9 @@ local function call(f, keys, argv)
   return xpcall(function() return f(keys, argv) end, handler)
 end
 local function load_library(f)
-  loading = true
+  set_meta(env, load_meta)
   local ok, res = xpcall(f, handler)
-  loading = false
+  set_meta(env, run_meta)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
@@ -299,7 +299,13 @@ pub struct Vm {
     pub fn_gen: u64,
     /// The last run's reply is an error the stats already counted.
     pub error_counted: bool,
+    /// `redis.call`'s reply and argument buffers, kept between runs.
+    spare: (Vec<u8>, Vec<u8>, Vec<std::ops::Range<usize>>),
+    spare_reply: Vec<u8>,
 }
+
+/// Buffers up to this size are kept from one run to the next.
+const SPARE_MAX: usize = 64 * 1024;
 
 /// A library being loaded on this thread: what it registered so far.
 struct LoadState {
@@ -386,6 +392,8 @@ impl Vm {
             epoch,
             fn_gen: 0,
             error_counted: false,
+            spare: Default::default(),
+            spare_reply: Vec::new(),
         })
     }
 
@@ -514,9 +522,10 @@ impl Vm {
             host,
             resp3: false,
             stopped: None,
-            buf: Vec::new(),
-            args: Vec::new(),
-            ranges: Vec::new(),
+            buf: std::mem::take(&mut self.spare.0),
+            msg: String::new(),
+            args: std::mem::take(&mut self.spare.1),
+            ranges: std::mem::take(&mut self.spare.2),
         };
         struct Clear;
         impl Drop for Clear {
@@ -526,23 +535,24 @@ impl Vm {
         }
         RUN.with(|c| c.set(&mut state as *mut RunState));
         let _clear = Clear;
-        let result = (|| -> mlua::Result<(bool, Value)> {
-            let k = self.lua.create_sequence_from(
-                keys.iter()
-                    .map(|k| self.lua.create_string(k))
-                    .collect::<mlua::Result<Vec<_>>>()?,
-            )?;
-            let a = self.lua.create_sequence_from(
-                argv.iter()
-                    .map(|k| self.lua.create_string(k))
-                    .collect::<mlua::Result<Vec<_>>>()?,
-            )?;
-            if as_args {
-                self.caller.call::<(bool, Value)>((f, k, a))
-            } else {
-                self.runner.call::<(bool, Value)>((f, k, a))
-            }
-        })();
+        let runner = if as_args { &self.caller } else { &self.runner };
+        // SAFETY: the closure pushes two tables of strings and calls the
+        // runner, inside mlua's protected call; it holds only references.
+        let result = unsafe {
+            self.lua.exec_raw::<(bool, Value)>((runner, f), |l| {
+                super::call::push_strings(l, keys);
+                super::call::push_strings(l, argv);
+                mlua::ffi::lua_call(l, 3, 2);
+            })
+        };
+        // The buffers serve the next run; a huge reply's is not kept.
+        if state.buf.capacity() <= SPARE_MAX && state.args.capacity() <= SPARE_MAX {
+            self.spare = (
+                std::mem::take(&mut state.buf),
+                std::mem::take(&mut state.args),
+                std::mem::take(&mut state.ranges),
+            );
+        }
         let stopped = state.stopped.take();
         if let Some(msg) = stopped {
             return Outcome::Stopped(msg);
@@ -601,6 +611,19 @@ impl Vm {
             let _ = self.lua.gc_step_kbytes(50);
         }
         Outcome::Replied
+    }
+
+    /// An empty buffer for a run's reply, reused from run to run.
+    pub fn take_reply_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare_reply)
+    }
+
+    /// Gives back a reply buffer; one that grew huge is dropped.
+    pub fn keep_reply_buffer(&mut self, mut b: Vec<u8>) {
+        if b.capacity() <= SPARE_MAX {
+            b.clear();
+            self.spare_reply = b;
+        }
     }
 
     /// Bytes this interpreter holds (INFO's `used_memory_lua`).
@@ -826,18 +849,6 @@ fn lua_message(e: &mlua::Error) -> String {
     }
 }
 
-/// A Redis error table, `{err = "CODE msg"}`, from a host refusal.
-fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
-    let (code, text) = match msg.strip_prefix('-') {
-        Some(rest) => rest.split_once(' ').unwrap_or(("ERR", rest)),
-        None => ("ERR", msg),
-    };
-    let text = text.trim_end_matches(['\r', '\n']);
-    let t = lua.create_table()?;
-    t.raw_set("err", format!("{code} {text}"))?;
-    Ok(Value::Table(t))
-}
-
 /// A Redis error raised from Rust into the script: the handler and our
 /// `pcall` read its text back with [`error_text`].
 #[derive(Debug)]
@@ -955,103 +966,20 @@ fn error_text(e: &mlua::Error) -> String {
     }
 }
 
-fn redis_call(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
-    match raw_call(lua, args)? {
-        (Value::Table(t), true) => {
-            let msg: String = t.raw_get("err").unwrap_or_default();
-            Err(RedisError::lua(
-                msg,
-                t.raw_get::<bool>(COUNTED).unwrap_or(false),
-            ))
-        }
-        (v, _) => Ok(v),
-    }
-}
-
 /// The field Redis sets on an error table whose error the stats already
 /// counted (a command's error, or its refusal, inside the script).
 const COUNTED: &str = "ignore_error_stats_update";
-
-fn redis_pcall(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
-    raw_call(lua, args).map(|(v, _)| v)
-}
-
-/// `redis.call`/`redis.pcall` underneath: (reply, is_error).
-fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
-    let fail = |msg: &str| -> mlua::Result<(Value, bool)> { Ok((error_table(lua, msg)?, true)) };
-    if with_run(|_| ()).is_none() {
-        return fail("redis.call/pcall can only be called inside a script invocation");
-    }
-    if let Some(msg) = with_run(|r| r.stopped.clone()).flatten() {
-        return Err(mlua::Error::external(Stop(msg)));
-    }
-    if args.is_empty() {
-        return fail("Please specify at least one argument for this redis lib call");
-    }
-    let mut argbuf = with_run(|r| std::mem::take(&mut r.args)).unwrap_or_default();
-    let mut ranges = with_run(|r| std::mem::take(&mut r.ranges)).unwrap_or_default();
-    argbuf.clear();
-    ranges.clear();
-    for v in args.iter() {
-        let start = argbuf.len();
-        match v {
-            Value::String(s) => argbuf.extend_from_slice(&s.as_bytes()),
-            Value::Integer(n) => super::write_g17(*n as f64, &mut argbuf),
-            Value::Number(n) => super::write_g17(*n, &mut argbuf),
-            _ => {
-                with_run(|r| {
-                    r.args = argbuf;
-                    r.ranges = ranges;
-                });
-                return fail("Lua redis lib command arguments must be strings or integers");
-            }
-        }
-        ranges.push(start..argbuf.len());
-    }
-    let res = with_run(|run| {
-        let mut buf = std::mem::take(&mut run.buf);
-        buf.clear();
-        // SAFETY: see `with_run`; the host outlives the run.
-        let host = unsafe { &mut *run.host };
-        let r = host.call(&argbuf, &ranges, run.resp3, &mut buf);
-        run.args = argbuf;
-        run.ranges = ranges;
-        (r, buf)
-    });
-    let Some((res, buf)) = res else {
-        return fail("redis.call/pcall can only be called inside a script invocation");
-    };
-    // Errors from the host were counted in the error stats when they
-    // happened: marked, so the script's reply does not count them again.
-    let mark = |v: mlua::Result<(Value, bool)>| {
-        if let Ok((Value::Table(t), true)) = &v {
-            t.raw_set(COUNTED, true)?;
-        }
-        v
-    };
-    let out = match res {
-        Err(msg) => {
-            // A stop requested by the host ends the script here.
-            if let Some(stop) = with_run(|r| r.stopped.clone()).flatten() {
-                return Err(mlua::Error::external(Stop(stop)));
-            }
-            mark(fail(&msg))
-        }
-        Ok(()) => {
-            let failed = buf.first() == Some(&b'-');
-            mark(convert::reply_to_lua(lua, &buf).map(|v| (v, failed)))
-        }
-    };
-    with_run(|run| run.buf = buf);
-    out
-}
+pub(super) const COUNTED_C: &std::ffi::CStr = c"ignore_error_stats_update";
 
 /// The Rust half of the `redis` table; the prelude wraps the functions
 /// that raise errors, since errors must be Redis error tables.
 fn api_table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("call", lua.create_function(redis_call)?)?;
-    t.raw_set("pcall", lua.create_function(redis_pcall)?)?;
+    // SAFETY: both are Lua C functions that follow Lua's calling rules.
+    unsafe {
+        t.raw_set("call", lua.create_c_function(super::call::call)?)?;
+        t.raw_set("pcall", lua.create_c_function(super::call::pcall)?)?;
+    }
     t.raw_set(
         "sha1hex",
         lua.create_function(|lua, args: MultiValue| {

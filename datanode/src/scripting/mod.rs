@@ -7,6 +7,7 @@
 
 pub mod bitlib;
 pub mod cache;
+mod call;
 pub mod cjson;
 pub mod convert;
 pub mod engine;
@@ -164,7 +165,7 @@ pub struct TimedOut {
     pub name: String,
     /// The command that started it (FUNCTION STATS).
     pub command: Vec<Vec<u8>>,
-    pub started: Option<std::time::Instant>,
+    pub started: Option<quanta::Instant>,
 }
 
 /// What SCRIPT KILL or FUNCTION KILL found.
