@@ -2,7 +2,6 @@
 //! shared by all interpreters. SCRIPT FLUSH bumps the epoch, which makes
 //! each interpreter drop what it compiled.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ pub struct Script {
 
 #[derive(Default)]
 pub struct ScriptCache {
-    map: RwLock<HashMap<[u8; 40], Arc<Script>>>,
+    map: RwLock<crate::keyspace::value::FastMap<[u8; 40], Arc<Script>>>,
     epoch: AtomicU64,
     bytes: AtomicU64,
 }

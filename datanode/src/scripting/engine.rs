@@ -12,13 +12,14 @@
 //! duration of one run on this thread.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use super::convert;
 use super::functions::{self, Registered};
+use crate::keyspace::value::FastMap;
 
 /// What a script may ask of the server while it runs.
 pub trait Host {
@@ -289,9 +290,9 @@ pub struct Vm {
     runner: Function,
     caller: Function,
     loader: Function,
-    compiled: HashMap<[u8; 40], Function>,
+    compiled: FastMap<[u8; 40], Function>,
     /// Library id → its functions, in registration order.
-    libs: HashMap<u64, Vec<Function>>,
+    libs: FastMap<u64, Vec<Function>>,
     runs: u64,
     /// The cache epoch the compiled functions belong to.
     pub epoch: u64,
@@ -386,8 +387,8 @@ impl Vm {
             runner,
             caller,
             loader,
-            compiled: HashMap::new(),
-            libs: HashMap::new(),
+            compiled: FastMap::default(),
+            libs: FastMap::default(),
             runs: 0,
             epoch,
             fn_gen: 0,

@@ -31,7 +31,9 @@ pub struct Scripts {
     pub functions: functions::Functions,
     /// Idle interpreters. Scripts on different slots run in parallel, each
     /// in its own interpreter; one is made when none is idle.
-    pool: Mutex<Vec<Vm>>,
+    /// Boxed: checking one out moves a pointer, not the interpreter.
+    #[allow(clippy::vec_box)]
+    pool: Mutex<Vec<Box<Vm>>>,
     /// Scripts running past `busy-reply-threshold`: while any is, other
     /// clients get -BUSY.
     timed_out: Mutex<Vec<Arc<TimedOut>>>,
@@ -180,13 +182,13 @@ pub enum KillResult {
 impl Scripts {
     /// An idle interpreter, or a new one; its compiled scripts are dropped
     /// if the cache was flushed since.
-    pub fn checkout(&self) -> Result<Vm, String> {
+    pub fn checkout(&self) -> Result<Box<Vm>, String> {
         let epoch = self.cache.epoch();
         let fn_gen = self.functions.generation();
         let popped = self.pool.lock().pop();
         let mut vm = match popped {
             Some(vm) if vm.epoch == epoch => vm,
-            _ => Vm::new(epoch).map_err(|e| format!("ERR could not start Lua: {e}"))?,
+            _ => Box::new(Vm::new(epoch).map_err(|e| format!("ERR could not start Lua: {e}"))?),
         };
         if vm.fn_gen != fn_gen {
             vm.retain_libraries(&self.functions.library_ids());
@@ -195,7 +197,7 @@ impl Scripts {
         Ok(vm)
     }
 
-    pub fn checkin(&self, vm: Vm) {
+    pub fn checkin(&self, vm: Box<Vm>) {
         if vm.epoch == self.cache.epoch() {
             self.pool.lock().push(vm);
         }

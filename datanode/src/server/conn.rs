@@ -265,6 +265,39 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
     srv.feed_monitors(line.into_bytes());
 }
 
+thread_local! {
+    /// Connections waiting in `gather_writes` on this thread, and the most
+    /// there were at once since they were last all gone.
+    static GATHERING: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    /// Writes to make straight away after a gathering that was not worth it.
+    static SKIP_GATHER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Lets the other connections with input run before this one writes, so
+/// the replies go out together, as Redis writes them in beforeSleep: a
+/// client woken by the first reply then finds the others already there,
+/// rather than being woken once per reply (a third of the cost of a small
+/// command with 50 busy connections). It costs one more poll of the
+/// sockets, so it is skipped for a while after a round where fewer than
+/// `GATHER_MIN` connections met: one client at a time gains nothing.
+async fn gather_writes() {
+    const GATHER_MIN: u32 = 4;
+    const SKIP_AFTER_SMALL_ROUND: u32 = 64;
+    let skip = SKIP_GATHER.get();
+    if skip > 0 {
+        SKIP_GATHER.set(skip - 1);
+        return;
+    }
+    let (n, peak) = GATHERING.get();
+    GATHERING.set((n + 1, peak.max(n + 1)));
+    tokio::task::yield_now().await;
+    let (n, peak) = GATHERING.get();
+    if peak < GATHER_MIN {
+        SKIP_GATHER.set(SKIP_AFTER_SMALL_ROUND);
+    }
+    GATHERING.set(if n <= 1 { (0, 0) } else { (n - 1, peak) });
+}
+
 /// Writes `out`, counted as output in progress; gives up when the client
 /// is killed meanwhile (a reader too slow for its output limit is closed
 /// without waiting for it). False when killed.
@@ -791,6 +824,7 @@ async fn connection_loop(
         }
         if !out.is_empty() {
             Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
+            gather_writes().await;
             if !write_out(sock, &out, &info).await? {
                 return Ok(());
             }
