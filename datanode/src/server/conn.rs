@@ -273,6 +273,29 @@ thread_local! {
     static SKIP_GATHER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
+/// Completes after the tasks already queued on this thread ran: it wakes
+/// itself, which puts it at the back of the run queue. Unlike
+/// `tokio::task::yield_now`, which waits for the next poll of the sockets,
+/// connections that become readable meanwhile do not go first, so a reply
+/// waits for one round of commands, as in Redis, not two.
+struct AfterQueued(bool);
+
+impl std::future::Future for AfterQueued {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// Lets the other connections with input run before this one writes, so
 /// the replies go out together, as Redis writes them in beforeSleep: a
 /// client woken by the first reply then finds the others already there,
@@ -290,7 +313,7 @@ async fn gather_writes() {
     }
     let (n, peak) = GATHERING.get();
     GATHERING.set((n + 1, peak.max(n + 1)));
-    tokio::task::yield_now().await;
+    AfterQueued(false).await;
     let (n, peak) = GATHERING.get();
     if peak < GATHER_MIN {
         SKIP_GATHER.set(SKIP_AFTER_SMALL_ROUND);
