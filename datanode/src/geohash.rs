@@ -398,6 +398,101 @@ impl Search {
     }
 }
 
+/// A search made ready to test many points. For a radius it keeps the
+/// centre's cosine, and bounds on the latitude and longitude differences
+/// beyond which the haversine distance cannot be within the radius, so
+/// most points outside are refused without trigonometry. The bounds are
+/// loose by a relative 1e-9, far above the rounding of the distance, so a
+/// point is refused only when the full computation would refuse it too:
+/// results and distances are those of [`Search::contains`].
+#[derive(Clone, Copy, Debug)]
+pub struct Filter {
+    search: Search,
+    long_r: f64,
+    lat_r: f64,
+    cos_lat: f64,
+    /// Largest |Δlatitude| (radians) a match can have.
+    max_dlat: f64,
+    /// Largest |Δlongitude| (radians, the shorter way round) a match can have.
+    max_dlong: f64,
+}
+
+/// Relative slack on the bounds, and an absolute one (radians).
+const BOUND_SLACK: f64 = 1e-9;
+const BOUND_FLOOR: f64 = 1e-12;
+
+impl Search {
+    pub fn filter(&self) -> Filter {
+        let (lat_r, long_r) = (deg_rad(self.lat), deg_rad(self.long));
+        let mut f = Filter {
+            search: *self,
+            long_r,
+            lat_r,
+            cos_lat: lat_r.cos(),
+            max_dlat: f64::INFINITY,
+            max_dlong: f64::INFINITY,
+        };
+        let Shape::Radius(r) = self.shape else {
+            return f;
+        };
+        // The central angle the radius spans; past half a great circle
+        // everything can match.
+        let theta = r * self.conversion / EARTH_RADIUS_IN_METERS;
+        if !(theta.is_finite() && theta < std::f64::consts::FRAC_PI_2) {
+            return f;
+        }
+        // The distance is at least the latitude difference alone.
+        let dlat = theta * (1.0 + BOUND_SLACK) + BOUND_FLOOR;
+        f.max_dlat = dlat;
+        // hav(d) = hav(Δlat) + cos(lat1)·cos(lat2)·hav(Δlong), and within
+        // the latitude band cos(lat2) is at least at the band's poleward
+        // edge: so a match has hav(Δlong) ≤ hav(θ) / (cos(lat1)·cos_min).
+        let far = (lat_r.abs() + dlat).min(std::f64::consts::FRAC_PI_2);
+        let denom = f.cos_lat * far.cos();
+        let hav_theta = (theta / 2.0).sin().powi(2);
+        if denom > 0.0 {
+            let h = hav_theta / denom;
+            // asin is ill-conditioned near 1: no bound for wide searches.
+            if h < 0.5 {
+                f.max_dlong = 2.0 * h.sqrt().asin() * (1.0 + BOUND_SLACK) + BOUND_FLOOR;
+            }
+        }
+        f
+    }
+}
+
+impl Filter {
+    /// As [`Search::contains`].
+    pub fn contains(&self, long: f64, lat: f64) -> Option<f64> {
+        let Shape::Radius(r) = self.search.shape else {
+            return self.search.contains(long, lat);
+        };
+        let lat2r = deg_rad(lat);
+        if (lat2r - self.lat_r).abs() > self.max_dlat {
+            return None;
+        }
+        let lon2r = deg_rad(long);
+        let mut dlong = (lon2r - self.long_r).abs();
+        if dlong > std::f64::consts::PI {
+            dlong = 2.0 * std::f64::consts::PI - dlong;
+        }
+        if dlong > self.max_dlong {
+            return None;
+        }
+        // `distance` from the centre, with its cosine computed once: the
+        // same operations in the same order, so the same bits.
+        let v = ((lon2r - self.long_r) / 2.0).sin();
+        let d = if v == 0.0 {
+            lat_distance(self.search.lat, lat)
+        } else {
+            let u = ((lat2r - self.lat_r) / 2.0).sin();
+            let a = u * u + self.cos_lat * lat2r.cos() * v * v;
+            2.0 * EARTH_RADIUS_IN_METERS * a.sqrt().asin()
+        };
+        (d <= r * self.search.conversion).then_some(d)
+    }
+}
+
 /// The score range [min, max) holding every point of a box.
 pub fn score_range(h: Hash) -> (u64, u64) {
     let min = align52(h);
@@ -431,6 +526,57 @@ pub fn distance(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The filter answers exactly as the plain test: same matches, same
+        /// distance bits, near the poles, across the antimeridian, for
+        /// radii from metres to continents, and for points just outside.
+        #[test]
+        fn filter_answers_as_contains(
+            clong in -180.0f64..180.0,
+            clat in -85.0f64..85.0,
+            exp in -1.0f64..7.0,
+            pts in proptest::collection::vec((-1.5f64..1.5, -1.5f64..1.5), 1..60),
+        ) {
+            let r = 10f64.powf(exp);
+            let q = Search { long: clong, lat: clat, shape: Shape::Radius(r), conversion: 1.0 };
+            let f = q.filter();
+            // Points scattered at up to 1.5 radii, in degrees.
+            let deg = rad_deg(r / EARTH_RADIUS_IN_METERS);
+            for (dx, dy) in pts {
+                let mut long = clong + dx * deg / deg_rad(clat).cos().max(0.01);
+                if long > 180.0 { long -= 360.0 }
+                if long < -180.0 { long += 360.0 }
+                let lat = (clat + dy * deg).clamp(LAT_MIN, LAT_MAX);
+                let want = q.contains(long, lat).map(f64::to_bits);
+                proptest::prop_assert_eq!(f.contains(long, lat).map(f64::to_bits), want);
+                // And a point on the boundary's own latitude, where the
+                // latitude bound is tight.
+                let edge = (clat + deg).clamp(LAT_MIN, LAT_MAX);
+                proptest::prop_assert_eq!(
+                    f.contains(clong, edge).map(f64::to_bits),
+                    q.contains(clong, edge).map(f64::to_bits)
+                );
+            }
+            // Points on the centre's latitude around the radius east and
+            // west, where the longitude bound is nearly tight.
+            let h = (r / EARTH_RADIUS_IN_METERS / 2.0).sin() / deg_rad(clat).cos();
+            if h < 1.0 {
+                let span = rad_deg(2.0 * h.asin());
+                for k in -3..=3 {
+                    for sign in [-1.0, 1.0] {
+                        let mut long = clong + sign * span * (1.0 + k as f64 * 1e-7);
+                        if long > 180.0 { long -= 360.0 }
+                        if long < -180.0 { long += 360.0 }
+                        proptest::prop_assert_eq!(
+                            f.contains(long, clat).map(f64::to_bits),
+                            q.contains(long, clat).map(f64::to_bits)
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn interleaving_round_trips() {

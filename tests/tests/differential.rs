@@ -168,6 +168,97 @@ fn hyperloglog_values_match_byte_for_byte() {
 }
 
 /// Sends `args` to both servers; the replies must be the same bytes.
+/// Geo searches answer byte for byte as redis-server's: random points
+/// (near the poles and the antimeridian too), then random searches by
+/// radius and by box with every option, so each match, its order and every
+/// printed digit of distances and coordinates is compared, including
+/// points just inside and just outside the shape.
+#[test]
+fn geo_searches_match_on_random_points() {
+    let pair = Pair::start(ARGS);
+    let mut r = pair.redis.conn();
+    let mut d = pair.datanode.conn();
+    let mut both = |args: &[&[u8]]| same_reply(&mut r, &mut d, args);
+    let mut seed: u64 = 0x9e0;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // (key, centre long, centre lat, spread in degrees)
+    let regions = [
+        ("sicily", 14.0, 37.5, 2.0),
+        ("north", 20.0, 83.0, 4.0),
+        ("dateline", 179.5, -10.0, 1.5),
+        ("equator", 0.0, 0.0, 0.3),
+    ];
+    for (key, clong, clat, spread) in regions {
+        let mut coords = Vec::new();
+        for i in 0..1500 {
+            let mut long = clong + (next() * 2.0 - 1.0) * spread;
+            if long > 180.0 {
+                long -= 360.0;
+            }
+            let lat = (clat + (next() * 2.0 - 1.0) * spread).clamp(-85.0, 85.0);
+            coords.push((format!("{long:.6}"), format!("{lat:.6}"), format!("m{i}")));
+        }
+        for chunk in coords.chunks(300) {
+            let mut args: Vec<&[u8]> = vec![b"GEOADD", key.as_bytes()];
+            for (x, y, m) in chunk {
+                args.extend([x.as_bytes(), y.as_bytes(), m.as_bytes()]);
+            }
+            both(&args);
+        }
+        for q in 0..60 {
+            let mut long = clong + (next() * 2.0 - 1.0) * spread;
+            if long > 180.0 {
+                long -= 360.0;
+            }
+            let lat = (clat + (next() * 2.0 - 1.0) * spread).clamp(-85.0, 85.0);
+            let (long, lat) = (format!("{long:.6}"), format!("{lat:.6}"));
+            // From 100 m to a few hundred km.
+            let size = format!("{:.3}", 0.1 * 10f64.powf(next() * 3.5));
+            let size2 = format!("{:.3}", 0.1 * 10f64.powf(next() * 3.5));
+            let order: &[u8] = if q % 3 == 0 { b"DESC" } else { b"ASC" };
+            let member = format!("m{}", q * 7);
+            let mut args: Vec<&[u8]> = vec![b"GEOSEARCH", key.as_bytes()];
+            if q % 4 == 0 {
+                args.extend([b"FROMMEMBER".as_slice(), member.as_bytes()]);
+            } else {
+                args.extend([b"FROMLONLAT".as_slice(), long.as_bytes(), lat.as_bytes()]);
+            }
+            if q % 2 == 0 {
+                args.extend([b"BYRADIUS".as_slice(), size.as_bytes(), b"km"]);
+            } else {
+                args.extend([
+                    b"BYBOX".as_slice(),
+                    size.as_bytes(),
+                    size2.as_bytes(),
+                    b"km",
+                ]);
+            }
+            args.extend([order, b"WITHDIST", b"WITHCOORD", b"WITHHASH"]);
+            both(&args);
+            if q % 5 == 0 {
+                args.truncate(args.len() - 3);
+                args.extend([b"COUNT".as_slice(), b"7"]);
+                both(&args);
+            }
+            both(&[
+                b"GEORADIUS",
+                key.as_bytes(),
+                long.as_bytes(),
+                lat.as_bytes(),
+                size.as_bytes(),
+                b"km",
+                b"WITHDIST",
+                b"ASC",
+            ]);
+        }
+    }
+}
+
 fn same_reply(r: &mut slotkv_tests::resp::Conn, d: &mut slotkv_tests::resp::Conn, args: &[&[u8]]) {
     let a = r.cmd(args).expect("redis reply").raw;
     let b = d.cmd(args).expect("datanode reply").raw;

@@ -438,6 +438,7 @@ fn search(ctx: &mut Ctx, a: &Args, kind: Kind) {
         shape,
         conversion,
     };
+    let filter = q.filter();
     let limit = if any { count as usize } else { 0 };
     let mut found: Vec<Point> = Vec::new();
     for cell in q.boxes() {
@@ -452,7 +453,7 @@ fn search(ctx: &mut Ctx, a: &Args, kind: Kind) {
                 break;
             }
             if let Some((x, y)) = geohash::decode_score(sc) {
-                if let Some(d) = q.contains(x, y) {
+                if let Some(d) = filter.contains(x, y) {
                     found.push(Point {
                         member: m.to_vec(),
                         long: x,

@@ -470,23 +470,23 @@ fn select(
             lex_span(z, &min, &max)
         }
     };
-    let mut ranks: Box<dyn Iterator<Item = usize>> = if spec.rev {
-        Box::new((start..end).rev())
-    } else {
-        Box::new(start..end)
-    };
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    // One walk of the tree over the span, from its far end when reversed.
+    let first = if spec.rev { end - 1 } else { start };
+    let mut items: Box<dyn Iterator<Item = (f64, &[u8])>> =
+        Box::new(z.tree.walk(first, spec.rev).take(end - start));
     if let Some((off, cnt)) = spec.limit {
         if off < 0 {
             return Ok(Vec::new());
         }
-        ranks = Box::new(ranks.skip(off as usize));
+        items = Box::new(items.skip(off as usize));
         if cnt >= 0 {
-            ranks = Box::new(ranks.take(cnt as usize));
+            items = Box::new(items.take(cnt as usize));
         }
     }
-    Ok(ranks
-        .filter_map(|r| z.tree.select(r).map(|(s, m)| (m.to_vec(), s)))
-        .collect())
+    Ok(items.map(|(s, m)| (m.to_vec(), s)).collect())
 }
 
 fn parse_range_opts(

@@ -543,8 +543,10 @@ impl ZSetObj {
 
     /// Elements by rank range (inclusive), ascending.
     pub fn range(&self, start: usize, end: usize) -> Vec<(Vec<u8>, f64)> {
-        (start..=end)
-            .filter_map(|i| self.tree.select(i).map(|(s, m)| (m.to_vec(), s)))
+        self.tree
+            .walk(start, false)
+            .take((end + 1).saturating_sub(start))
+            .map(|(s, m)| (m.to_vec(), s))
             .collect()
     }
 
