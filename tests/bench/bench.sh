@@ -276,18 +276,21 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     for row in "${SAVELOAD[@]}"; do echo "$row"; done
   fi
 } > "$OUT.tmp"
-if [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
+# The sections other scripts measured (cluster, replication, families,
+# control plane…) are kept as they stand in the file, from its notes on.
+if [ "$OUT" = "$ROOT/BENCHMARKS.md" ] && grep -q '^## Reading these numbers' "$OUT" 2>/dev/null; then
+  { echo; sed -n '/^## Reading these numbers/,$p' "$OUT"; } >> "$OUT.tmp"
+elif [ -f "$ROOT/tests/bench/NOTES.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
   { echo; cat "$ROOT/tests/bench/NOTES.md"; } >> "$OUT.tmp"
-fi
-# The cluster comparison comes from tests/bench/cluster.sh; keep the latest.
-if [ -f "$ROOT/tests/bench/results-issue8.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
-  { echo; cat "$ROOT/tests/bench/results-issue8.md"; } >> "$OUT.tmp"
-fi
-if [ -f "$ROOT/tests/bench/results-replication.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
-  { echo; cat "$ROOT/tests/bench/results-replication.md"; } >> "$OUT.tmp"
-fi
-if [ -f "$ROOT/tests/bench/results-cluster.md" ] && [ "$OUT" = "$ROOT/BENCHMARKS.md" ]; then
-  { echo; cat "$ROOT/tests/bench/results-cluster.md"; } >> "$OUT.tmp"
+  # A file without them: start from the notes and the latest results.
+  if [ -f "$ROOT/tests/bench/results-issue8.md" ]; then
+    { echo; cat "$ROOT/tests/bench/results-issue8.md"; } >> "$OUT.tmp"
+  fi
+  for f in results-replication.md results-cluster.md results-families.md; do
+    if [ -f "$ROOT/tests/bench/$f" ]; then
+      { echo; cat "$ROOT/tests/bench/$f"; } >> "$OUT.tmp"
+    fi
+  done
 fi
 mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT" >&2

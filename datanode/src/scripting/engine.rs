@@ -173,13 +173,10 @@ visible.getfenv = function(f)
   if e == G then return env end
   return e
 end
--- Code loaded by a script runs with the script's globals, and never
--- from a precompiled (binary) chunk, which Redis's Lua refuses.
+-- Code loaded by a script runs with the script's globals. (A precompiled
+-- chunk is parsed as text, as in Redis's Lua: see vendor/lua-src.)
 local real_loadstring, real_load, real_setfenv, concat = loadstring, load, setfenv, table.concat
 local function sandboxed_loadstring(s, name)
-  if type(s) == "string" and s:byte(1) == 27 then
-    return nil, "binary chunks are not allowed"
-  end
   local f, e = real_loadstring(s, name)
   if f then real_setfenv(f, env) end
   return f, e
