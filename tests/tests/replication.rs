@@ -136,6 +136,85 @@ fn a_dropped_link_resyncs_partially_and_wait_counts_acks() {
     assert_eq!(m.info_field("stats", "sync_partial_ok"), "1");
 }
 
+/// `redis.set_repl` sends a script's next commands to the AOF, the
+/// replicas, both or neither; run on redis-server and datanode alike, the
+/// replica and the reloaded AOF must hold the same keys on both.
+#[test]
+fn set_repl_chooses_where_a_scripts_commands_go() {
+    let outcome = |kind: Server| -> Vec<String> {
+        let master = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--enable-debug-command",
+                "yes",
+                "--appendonly",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        );
+        let replica = start(kind);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        replicate(&mut r, &master);
+        wait("link up", || link_up(&mut r));
+        let script = "redis.call('set','a','1') \
+            redis.set_repl(redis.REPL_NONE) redis.call('set','b','2') \
+            redis.set_repl(redis.REPL_AOF) redis.call('set','c','3') redis.call('incr','n') \
+            redis.set_repl(redis.REPL_REPLICA) redis.call('set','e','5') redis.call('incr','n') \
+            redis.set_repl(redis.REPL_ALL) redis.call('set','d','4')";
+        assert_eq!(m.text(&["EVAL", script, "0"]), "$-1\r\n");
+        // One command alone to each side: no MULTI/EXEC needed.
+        let single = "redis.set_repl(redis.REPL_AOF) redis.call('set','f','6') \
+            redis.set_repl(redis.REPL_NONE) redis.call('set','g','7')";
+        assert_eq!(m.text(&["EVAL", single, "0"]), "$-1\r\n");
+        let bad = m.text(&["EVAL", "redis.set_repl(7)", "0"]);
+        assert!(bad.contains("Invalid replication flags"), "{bad}");
+        m.text(&["SET", "marker", "x"]);
+        wait("caught up", || caught_up(&mut m, &mut r));
+        let keys = ["MGET", "a", "b", "c", "d", "e", "f", "g", "n"];
+        let mut out = vec![m.text(&keys), r.text(&keys)];
+        assert_eq!(m.text(&["DEBUG", "LOADAOF"]), "+OK\r\n");
+        out.push(m.text(&keys));
+        out
+    };
+    let redis = outcome(Server::Redis);
+    let datanode = outcome(Server::Datanode);
+    assert_eq!(datanode, redis);
+    // And what that is: the replica missed b, c, f and g, the AOF b, e
+    // and g; each counted its own INCRs.
+    let nil = "$-1\r\n";
+    let v = |x: &str| format!("${}\r\n{x}\r\n", x.len());
+    let list = |items: Vec<String>| format!("*{}\r\n{}", items.len(), items.concat());
+    assert_eq!(
+        redis[1],
+        list(vec![
+            v("1"),
+            nil.into(),
+            nil.into(),
+            v("4"),
+            v("5"),
+            nil.into(),
+            nil.into(),
+            v("1")
+        ])
+    );
+    assert_eq!(
+        redis[2],
+        list(vec![
+            v("1"),
+            nil.into(),
+            v("3"),
+            v("4"),
+            nil.into(),
+            v("6"),
+            nil.into(),
+            v("1")
+        ])
+    );
+}
+
 #[test]
 fn promotion_keeps_the_old_history_for_siblings() {
     let master = start(Server::Datanode);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::table::{self, flags};
 use super::{eq_ic, int_arg, Args, Ctx};
 use crate::keyspace::key_slot;
+use crate::persistence::effects;
 use crate::resp::{Proto, Reply};
 use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
@@ -707,6 +708,9 @@ struct RunHost<'c, 'a> {
     inline_budget: Option<Duration>,
     /// Anything another client or a replica could see (writes, PUBLISH).
     side_effects: bool,
+    /// Where the effects of the commands the script calls go
+    /// (`redis.set_repl`).
+    repl_targets: u8,
     /// A read-only command ran: the caller tracks the declared keys.
     read_any: bool,
     /// Slots taken during the run, announced to command threads.
@@ -751,6 +755,7 @@ impl<'c, 'a> RunHost<'c, 'a> {
             oom: false,
             inline_budget: None,
             side_effects: false,
+            repl_targets: effects::TO_ALL,
             read_any: false,
             announced: Vec::new(),
             learned,
@@ -990,7 +995,14 @@ impl Host for RunHost<'_, '_> {
         ctx.client.in_exec = true;
         ctx.client.in_script = true;
         let start = ctx.r.out.len();
+        let narrowed = self.repl_targets != effects::TO_ALL;
+        if narrowed {
+            effects::set_targets(self.repl_targets);
+        }
         super::invoke(ctx, cmd, &args);
+        if narrowed {
+            effects::set_targets(effects::TO_ALL);
+        }
         ctx.client.in_script = false;
         if ctx.r.out.get(start) == Some(&b'-') {
             crate::server::cmdstats::count_error_reply(ctx.srv, &ctx.r.out[start..]);
@@ -1066,9 +1078,9 @@ impl Host for RunHost<'_, '_> {
         }
     }
 
-    fn set_repl(&mut self, _flags: i64) {
-        // Effects always propagate (Redis 7's only mode); choosing where
-        // they go is not supported yet.
+    fn set_repl(&mut self, flags: i64) {
+        // Checked by the caller to be REPL_* bits.
+        self.repl_targets = (flags as u8) & effects::TO_ALL;
     }
 }
 

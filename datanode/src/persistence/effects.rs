@@ -24,15 +24,102 @@ pub fn last_repl_offset() -> u64 {
     LAST_REPL.with(|c| c.get())
 }
 
-/// Effects of a transaction being executed on this thread, gathered so
-/// they can be logged as one MULTI … EXEC block.
-struct Capture {
+/// Where an effect goes: the AOF, the replicas, or both (a script's
+/// `redis.set_repl` narrows it for the commands it calls next).
+pub const TO_AOF: u8 = 1;
+pub const TO_REPLICAS: u8 = 2;
+pub const TO_ALL: u8 = TO_AOF | TO_REPLICAS;
+
+thread_local! {
+    /// Where the effects of the command running on this thread go.
+    static TARGETS: Cell<u8> = const { Cell::new(TO_ALL) };
+}
+
+/// Sets where the effects of the commands this thread runs next go, until
+/// set again ([`TO_ALL`] after the command that set it).
+pub fn set_targets(t: u8) {
+    TARGETS.with(|c| c.set(t & TO_ALL));
+}
+
+fn targets() -> u8 {
+    TARGETS.with(|c| c.get())
+}
+
+/// Encoded commands for one consumer, with the databases they start and
+/// leave the stream in.
+#[derive(Clone, Default)]
+struct Side {
     buf: Vec<u8>,
     first_db: Option<usize>,
     last_db: Option<usize>,
-    /// Commands gathered (SELECTs aside): one is logged bare, as Redis
-    /// wraps only transactions of several.
-    ops: usize,
+}
+
+impl Side {
+    fn push(&mut self, db: usize, last_db: usize, enc: &[u8]) {
+        match self.last_db {
+            None => self.first_db = Some(db),
+            Some(d) if d != db => {
+                let mut b = itoa::Buffer::new();
+                encode_command(
+                    &[b"SELECT".as_slice(), b.format(db).as_bytes()],
+                    &mut self.buf,
+                );
+            }
+            _ => {}
+        }
+        self.last_db = Some(last_db);
+        self.buf.extend_from_slice(enc);
+    }
+}
+
+/// Effects of a transaction being executed on this thread, gathered so
+/// they can be logged as one MULTI … EXEC block.
+struct Capture {
+    /// What every consumer gets; the AOF's part once split.
+    all: Side,
+    /// The replicas' part, once an effect went to one consumer only.
+    repl: Option<Side>,
+    /// Commands gathered (SELECTs aside) per target (index = targets):
+    /// one is logged bare, as Redis wraps only transactions of several.
+    ops: [usize; 4],
+}
+
+/// Starts gathering this thread's effects (EXEC).
+pub fn begin_capture() {
+    CAPTURE.with(|c| {
+        *c.borrow_mut() = Some(Capture {
+            all: Side::default(),
+            repl: None,
+            ops: [0; 4],
+        })
+    });
+}
+
+/// Tries to add an encoded effect to the current capture; false when none
+/// is on.
+fn capture(db: usize, last_db: usize, enc: &[u8], ops: usize, to: u8) -> bool {
+    CAPTURE.with(|c| {
+        let mut c = c.borrow_mut();
+        let Some(cap) = c.as_mut() else {
+            return false;
+        };
+        if to == 0 {
+            return true;
+        }
+        if to != TO_ALL && cap.repl.is_none() {
+            // From here on the consumers' streams differ.
+            cap.repl = Some(cap.all.clone());
+        }
+        if to & TO_AOF != 0 {
+            cap.all.push(db, last_db, enc);
+        }
+        // Unsplit, the replicas share the AOF's buffer, pushed above.
+        if let (true, Some(r)) = (to & TO_REPLICAS != 0, cap.repl.as_mut()) {
+            r.push(db, last_db, enc);
+        }
+        cap.ops[to as usize] += ops;
+        true
+    })
 }
 
 /// The write command running on this thread, when Redis propagates it as
@@ -54,44 +141,6 @@ thread_local! {
     static MASTER_RAW: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
     static CAPTURE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
     static VERBATIM: std::cell::RefCell<Option<Verbatim>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Starts gathering this thread's effects (EXEC).
-pub fn begin_capture() {
-    CAPTURE.with(|c| {
-        *c.borrow_mut() = Some(Capture {
-            buf: Vec::new(),
-            first_db: None,
-            last_db: None,
-            ops: 0,
-        })
-    });
-}
-
-/// Tries to add an encoded effect to the current capture; false when none
-/// is on.
-fn capture(db: usize, last_db: usize, enc: &[u8], ops: usize) -> bool {
-    CAPTURE.with(|c| {
-        let mut c = c.borrow_mut();
-        let Some(cap) = c.as_mut() else {
-            return false;
-        };
-        match cap.last_db {
-            None => cap.first_db = Some(db),
-            Some(d) if d != db => {
-                let mut b = itoa::Buffer::new();
-                encode_command(
-                    &[b"SELECT".as_slice(), b.format(db).as_bytes()],
-                    &mut cap.buf,
-                );
-            }
-            _ => {}
-        }
-        cap.last_db = Some(last_db);
-        cap.buf.extend_from_slice(enc);
-        cap.ops += ops;
-        true
-    })
 }
 
 /// A replica is about to apply `raw` (its master's bytes for one command,
@@ -387,7 +436,7 @@ impl EffectLog {
             match v.as_mut() {
                 Some(cur) if cur.active && !cur.logged => {
                     cur.logged = true;
-                    let off = self.append_one(cur.db, gen, &cur.encoded);
+                    let off = self.append_one(cur.db, gen, &cur.encoded, targets());
                     Some(off)
                 }
                 Some(cur) if cur.active => Some(0),
@@ -401,26 +450,28 @@ impl EffectLog {
             let mut enc = sc.borrow_mut();
             enc.clear();
             encode_command(args, &mut enc);
-            self.append_one(db, gen, &enc)
+            self.append_one(db, gen, &enc, targets())
         })
     }
 
     /// Appends one effect now, whatever command runs (a key found expired
     /// is deleted before the command that found it, as Redis propagates).
+    /// It goes to every consumer, whatever a script chose for its own
+    /// commands (as Redis propagates deletions).
     pub fn append_now<A: AsRef<[u8]>>(&self, db: usize, gen: u64, args: &[A]) -> u64 {
         SCRATCH.with(|sc| {
             let mut enc = sc.borrow_mut();
             enc.clear();
             encode_command(args, &mut enc);
-            self.append_one(db, gen, &enc)
+            self.append_one(db, gen, &enc, TO_ALL)
         })
     }
 
-    fn append_one(&self, db: usize, gen: u64, enc: &[u8]) -> u64 {
-        if capture(db, db, enc, 1) {
+    fn append_one(&self, db: usize, gen: u64, enc: &[u8], to: u8) -> u64 {
+        if capture(db, db, enc, 1, to) {
             return 0;
         }
-        self.append_encoded(db, db, gen, enc)
+        self.append_to(db, db, gen, enc, to)
     }
 
     /// PUBLISH in standalone mode reaches replicas (not the AOF), as in
@@ -429,9 +480,13 @@ impl EffectLog {
         if !self.repl.load(Ordering::Relaxed) {
             return;
         }
+        let to = targets() & TO_REPLICAS;
+        if to == 0 {
+            return;
+        }
         let mut enc = Vec::new();
         encode_command(args, &mut enc);
-        if capture(db, db, &enc, 1) {
+        if capture(db, db, &enc, 1, to) {
             return;
         }
         let mut g = self.inner.lock();
@@ -441,10 +496,10 @@ impl EffectLog {
     }
 
     /// Appends encoded commands that start in `first_db` and leave the
-    /// stream in `last_db` to every consumer.
-    fn append_encoded(&self, first_db: usize, last_db: usize, gen: u64, enc: &[u8]) -> u64 {
-        let aof = self.aof.load(Ordering::Relaxed);
-        let repl = self.repl.load(Ordering::Relaxed);
+    /// stream in `last_db` to the consumers in `to`.
+    fn append_to(&self, first_db: usize, last_db: usize, gen: u64, enc: &[u8], to: u8) -> u64 {
+        let aof = to & TO_AOF != 0 && self.aof.load(Ordering::Relaxed);
+        let repl = to & TO_REPLICAS != 0 && self.repl.load(Ordering::Relaxed);
         let mut g = self.inner.lock();
         let raw = MASTER_RAW.with(|m| m.borrow_mut().take());
         if let Some(raw) = &raw {
@@ -491,10 +546,7 @@ impl EffectLog {
 
     /// Appends already-encoded commands (e.g. a whole MULTI/EXEC block).
     pub fn append_raw(&self, db: usize, encoded: &[u8]) -> u64 {
-        if capture(db, db, encoded, 1) {
-            return 0;
-        }
-        self.append_encoded(db, db, u64::MAX, encoded)
+        self.append_one(db, u64::MAX, encoded, targets())
     }
 
     /// Ends this thread's capture and logs what it gathered, wrapped in
@@ -503,18 +555,55 @@ impl EffectLog {
         let Some(cap) = CAPTURE.with(|c| c.borrow_mut().take()) else {
             return 0;
         };
-        let (Some(first), Some(last)) = (cap.first_db, cap.last_db) else {
+        // Commands counted as Redis counts them: those that reach a
+        // consumer that is on.
+        let (aof, repl) = (
+            self.aof.load(Ordering::Relaxed),
+            self.repl.load(Ordering::Relaxed),
+        );
+        let ops = if aof || repl {
+            cap.ops[TO_ALL as usize]
+        } else {
+            0
+        } + if aof { cap.ops[TO_AOF as usize] } else { 0 }
+            + if repl {
+                cap.ops[TO_REPLICAS as usize]
+            } else {
+                0
+            };
+        let Some(repl_side) = cap.repl else {
+            return self.log_side(&cap.all, None, ops, gen, TO_ALL);
+        };
+        // Split by `redis.set_repl`: each consumer gets its own commands,
+        // and both get MULTI/EXEC when there are several in all (Redis).
+        let off = self.log_side(&cap.all, repl_side.first_db, ops, gen, TO_AOF);
+        self.log_side(&repl_side, cap.all.first_db, ops, gen, TO_REPLICAS);
+        off
+    }
+
+    /// Logs one side of a capture to `to`, wrapped in MULTI/EXEC when the
+    /// capture holds several commands (`other_db`: where the other side
+    /// starts, for a side that got none).
+    fn log_side(&self, side: &Side, other_db: Option<usize>, ops: usize, gen: u64, to: u8) -> u64 {
+        if ops == 0 {
+            return 0;
+        }
+        if ops == 1 {
+            // One command needs no MULTI/EXEC around it (Redis 7).
+            return match (side.first_db, side.last_db) {
+                (Some(first), Some(last)) => self.append_to(first, last, gen, &side.buf, to),
+                _ => 0,
+            };
+        }
+        let Some(first) = side.first_db.or(other_db) else {
             return 0;
         };
-        if cap.ops == 1 {
-            // One command needs no MULTI/EXEC around it (Redis 7).
-            return self.append_encoded(first, last, gen, &cap.buf);
-        }
-        let mut block = Vec::with_capacity(cap.buf.len() + 32);
+        let last = side.last_db.unwrap_or(first);
+        let mut block = Vec::with_capacity(side.buf.len() + 32);
         encode_command(&[b"MULTI".as_slice()], &mut block);
-        block.extend_from_slice(&cap.buf);
+        block.extend_from_slice(&side.buf);
         encode_command(&[b"EXEC".as_slice()], &mut block);
-        self.append_encoded(first, last, gen, &block)
+        self.append_to(first, last, gen, &block, to)
     }
 
     pub fn offset(&self) -> u64 {
