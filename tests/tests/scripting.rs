@@ -174,6 +174,59 @@ fn a_client_of_a_running_scripts_slot_waits_without_stopping_the_others() {
     assert_eq!(waiting.text(&["GET", "held"]), "$-1\r\n");
 }
 
+/// A client blocked on a key that a long script pushes to is served after
+/// the script returns, with what the script left, and meanwhile every
+/// other client of the server is answered (-BUSY, or HELLO which is
+/// allowed). Redis's "Timedout scripts and unblocked command".
+#[test]
+fn a_client_blocked_on_a_key_a_running_script_pushes_to_waits_for_the_script() {
+    let n = Node::start(Server::Datanode, &["--enable-debug-command", "yes"]);
+    let mut c = n.conn();
+    // CLIENT LIST from a script lets it wait for a named client.
+    assert_eq!(
+        c.text(&["DEBUG", "set-disable-deny-scripts", "1"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        c.text(&["CONFIG", "SET", "busy-reply-threshold", "10"]),
+        "+OK\r\n"
+    );
+    let mut blocked = n.conn();
+    blocked
+        .send_raw(&slotkv_tests::resp::encode(&["BLPOP", "x", "0"]))
+        .expect("send");
+    wait_until("the client to block", || {
+        c.info_field("clients", "blocked_clients") == "1"
+    });
+    let mut script = n.conn();
+    let body = "redis.call('lpush', KEYS[1], 'y') \
+                while not string.find(redis.call('client', 'list'), 'abortscript') do end \
+                redis.call('lpush', KEYS[1], 'z') \
+                return 'done'";
+    script
+        .send_raw(&slotkv_tests::resp::encode(&["EVAL", body, "1", "x"]))
+        .expect("send");
+    wait_until("-BUSY from the running script", || {
+        c.text(&["PING"]).starts_with("-BUSY")
+    });
+    // Every command thread still answers while the script runs.
+    for _ in 0..4 {
+        let mut other = n.conn();
+        assert!(other.text(&["PING"]).starts_with("-BUSY"));
+    }
+    let mut namer = n.conn();
+    let hello = namer.text(&["HELLO", "2", "SETNAME", "abortscript"]);
+    assert!(hello.starts_with("*"), "{hello}");
+    let r = slotkv_tests::resp::show(&script.read_reply().expect("script reply").raw);
+    assert!(r.contains("done"), "{r}");
+    // Served after the script: the last element it pushed.
+    assert_eq!(
+        blocked.read_reply().expect("BLPOP reply").raw,
+        b"*2\r\n$1\r\nx\r\n$1\r\nz\r\n"
+    );
+    assert_eq!(c.text(&["LRANGE", "x", "0", "-1"]), "*1\r\n$1\r\ny\r\n");
+}
+
 #[test]
 fn the_sandbox_keeps_the_process_and_files_out_of_reach() {
     let n = Node::start(Server::Datanode, &[]);

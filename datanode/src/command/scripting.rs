@@ -165,6 +165,30 @@ pub fn waits_for_script(ctx: &Ctx, cmd: &'static table::Cmd, a: &Args) -> bool {
     held.blocks(&slots, &dbs)
 }
 
+/// Whether a script running off the command thread holds a slot the
+/// command `a` (run in `db`) needs. A blocked command woken by a script's
+/// push waits for the script to end this way, asynchronously: on the lock
+/// it would stall every client of its thread (Redis serves blocked
+/// clients once the script has returned).
+pub fn held_by_script(srv: &Shared, db: usize, a: &Args) -> bool {
+    let held = &srv.scripts.held;
+    if !held.any() {
+        return false;
+    }
+    let Some(mut cmd) = table::lookup(a.get(0)) else {
+        return false;
+    };
+    if !cmd.subs.is_empty() && a.len() >= 2 {
+        if let Some(sub) = table::lookup_sub(cmd, a.get(1)) {
+            cmd = sub;
+        }
+    }
+    let (mut slots, mut dbs) = (Vec::new(), Vec::new());
+    let mut db = db;
+    super::txn::slots_of(&srv.ks, cmd, a, &mut db, &mut slots, &mut dbs);
+    held.blocks(&slots, &dbs)
+}
+
 /// Shows the script command in MONITOR ahead of what it runs.
 fn feed_monitors(ctx: &Ctx, a: &Args) {
     if ctx.srv.has_monitors.load(Ordering::Relaxed) {

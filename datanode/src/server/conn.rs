@@ -1025,6 +1025,11 @@ async fn wait_blocked(
                 break Ok(true);
             }
             _ = notify.notified() => {
+                // Woken by a script that still runs and holds the key's
+                // slot: served once it ends, without stalling this thread.
+                while crate::command::scripting::held_by_script(srv, db, &b.args.args()) {
+                    srv.scripts.held.changed().await;
+                }
                 client.block_retry = true;
                 let mut actions = Vec::new();
                 let before = out.len();
