@@ -723,9 +723,11 @@ async fn connection_loop(
                             };
                             srv.shutdown_save.store(v, Ordering::SeqCst);
                             srv.shutdown.notify_one();
-                            // Redis closes the connection without a reply.
+                            // No reply, and the connection closes with the
+                            // process, as Redis's does: a client that sees
+                            // it close finds the port closed too.
                             out.clear();
-                            close = true;
+                            std::future::pending::<()>().await;
                         }
                         Action::RewriteAof => {}
                         Action::Sync(req) => {

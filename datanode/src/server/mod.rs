@@ -185,7 +185,17 @@ pub fn serve_listeners(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
     for l in listeners {
         let srv = srv.clone();
         let mut gen_rx = srv.listen_gen.subscribe();
+        srv.listening.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
+            // Counted closed once the socket is dropped, at the task's end.
+            struct Open(Arc<Shared>, TcpListener);
+            impl Drop for Open {
+                fn drop(&mut self) {
+                    self.0.listening.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let open = Open(srv, l);
+            let (srv, l) = (&open.0, &open.1);
             loop {
                 tokio::select! {
                     r = l.accept() => match r {
@@ -353,9 +363,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flushes the AOF, removes the pid file.
+/// Closes the listening sockets, flushes the AOF, removes the pid file.
 async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
     srv.shutting_down.store(true, Ordering::SeqCst);
+    // Like Redis, stop listening first: a client that sees its connection
+    // close at exit then finds the port closed, not a dying server.
+    srv.listen_gen.send_modify(|g| *g += 1);
+    for _ in 0..1000 {
+        if srv.listening.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     srv.scripts.stop_all();
     tracing::info!("User requested shutdown...");
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {

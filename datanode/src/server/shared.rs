@@ -70,6 +70,8 @@ pub struct Shared {
     pub latency: super::latency::Monitor,
     /// Bumped when the listening sockets are replaced (CONFIG SET port).
     pub listen_gen: tokio::sync::watch::Sender<u64>,
+    /// Listening sockets open (SHUTDOWN waits for none before exiting).
+    pub listening: std::sync::atomic::AtomicUsize,
     /// Allocated bytes when the server was set up (MEMORY STATS).
     pub startup_allocated: AtomicU64,
     /// The eviction pool; held for a whole eviction pass.
@@ -139,6 +141,7 @@ impl Shared {
             shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
+            listening: std::sync::atomic::AtomicUsize::new(0),
             latency: Default::default(),
             base_rewrite_running: AtomicBool::new(false),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
