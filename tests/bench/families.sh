@@ -82,26 +82,30 @@ LOADS=(
   "XREADGROUP|XREADGROUP GROUP g c COUNT 10 STREAMS bench:s 0"
   "XPENDING|XPENDING bench:s g - + 10"
 )
-run() { # server port depth
-  local l name cmd
+run_one() { # server port depth load
+  local name=${4%%|*} cmd=${4#*|}
   # Commands are split into words unquoted: XADD's `*` must stay a word.
   set -f
-  for l in "${LOADS[@]}"; do
-    name=${l%%|*}; cmd=${l#*|}
-    # shellcheck disable=SC2086
-    redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv $cmd 2>/dev/null |
-      tail -n +2 | tr -d '"' | while IFS=, read -r _ rps _ _ p50 _ p99 _; do
-        echo "$1 $3 $name $rps $p50 $p99" >> "$RES"
-      done
-  done
+  # shellcheck disable=SC2086
+  redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv $cmd 2>/dev/null |
+    tail -n +2 | tr -d '"' | while IFS=, read -r _ rps _ _ p50 _ p99 _; do
+      echo "$1 $3 $name $rps $p50 $p99" >> "$RES"
+    done
   set +f
 }
+# Each load runs on both servers back to back, the first one alternating
+# by round, so a slow minute of the shared machine hits both alike.
 for r in $(seq 1 "$ROUNDS"); do
   for depth in 1 16; do
     echo "round $r/$ROUNDS, -P $depth" >&2
     prepare "$RP"; prepare "$DP"
-    run redis "$RP" "$depth"
-    run datanode "$DP" "$depth"
+    for l in "${LOADS[@]}"; do
+      if [ $((r % 2)) -eq 1 ]; then
+        run_one redis "$RP" "$depth" "$l"; run_one datanode "$DP" "$depth" "$l"
+      else
+        run_one datanode "$DP" "$depth" "$l"; run_one redis "$RP" "$depth" "$l"
+      fi
+    done
   done
 done
 
