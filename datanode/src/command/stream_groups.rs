@@ -370,19 +370,20 @@ pub fn xpending(ctx: &mut Ctx, a: &Args) {
         }
         return;
     };
-    let ids: Vec<StreamId> = match consumer {
+    // Walked lazily: only as far as the first `count` rows.
+    let mut ids: Box<dyn Iterator<Item = StreamId> + '_> = match consumer {
         Some(name) => match g.consumers.get(name) {
-            Some(c) => c.pel.range(start..).copied().collect(),
+            Some(c) => Box::new(c.pel.range(start..).copied()),
             None => {
                 drop(s);
                 return ctx.r.array(0);
             }
         },
-        None => g.pel.range(start..).map(|(id, _)| *id).collect(),
+        None => Box::new(g.pel.range(start..).map(|(id, _)| *id)),
     };
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(count.min(64));
     if start <= end {
-        for id in ids {
+        for id in &mut ids {
             if rows.len() >= count || id > end {
                 break;
             }
@@ -400,6 +401,7 @@ pub fn xpending(ctx: &mut Ctx, a: &Args) {
             ));
         }
     }
+    drop(ids);
     drop(s);
     ctx.r.array(rows.len());
     for (id, consumer, idle, count) in rows {
@@ -660,10 +662,17 @@ pub fn xautoclaim(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error(WRONGTYPE);
     };
     let st: &mut Stream = st;
+    // At most `count * 10` are tried, and one more gives the next cursor.
     let candidates: Vec<StreamId> = st
         .groups
         .get(group)
-        .map(|g| g.pel.range(start..).map(|(id, _)| *id).collect())
+        .map(|g| {
+            g.pel
+                .range(start..)
+                .map(|(id, _)| *id)
+                .take(count.saturating_mul(10).saturating_add(1) as usize)
+                .collect()
+        })
         .unwrap_or_default();
     let live: Vec<bool> = candidates.iter().map(|&id| st.entry_exists(id)).collect();
     let Some(g) = st.groups.get_mut(group) else {
