@@ -109,14 +109,7 @@ fn hyperloglog_values_match_byte_for_byte() {
     let mut r = pair.redis.conn();
     let mut d = pair.datanode.conn();
     let mut both = |args: &[&[u8]]| same_reply(&mut r, &mut d, args);
-    // A fixed-seed generator: the same elements in every run.
-    let mut seed: u64 = 0x5eed;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        seed >> 16
-    };
+    let mut next = seeded(0x5eed);
     for (key, limit, batches) in [("h1", "3000", 80), ("h2", "400", 30), ("h3", "3000", 6)] {
         both(&[b"CONFIG", b"SET", b"hll-sparse-max-bytes", limit.as_bytes()]);
         for _ in 0..batches {
@@ -167,7 +160,6 @@ fn hyperloglog_values_match_byte_for_byte() {
     }
 }
 
-/// Sends `args` to both servers; the replies must be the same bytes.
 /// Geo searches answer byte for byte as redis-server's: random points
 /// (near the poles and the antimeridian too), then random searches by
 /// radius and by box with every option, so each match, its order and every
@@ -179,13 +171,9 @@ fn geo_searches_match_on_random_points() {
     let mut r = pair.redis.conn();
     let mut d = pair.datanode.conn();
     let mut both = |args: &[&[u8]]| same_reply(&mut r, &mut d, args);
-    let mut seed: u64 = 0x9e0;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 11) as f64 / (1u64 << 53) as f64
-    };
+    // Uniform in [0, 1).
+    let mut bits = seeded(0x9e0);
+    let mut next = move || (bits() >> 5) as f64 / (1u64 << 43) as f64;
     // (key, centre long, centre lat, spread in degrees)
     let regions = [
         ("sicily", 14.0, 37.5, 2.0),
@@ -259,6 +247,18 @@ fn geo_searches_match_on_random_points() {
     }
 }
 
+/// A fixed-seed generator (a 64-bit LCG's high 48 bits): the same values
+/// in every run.
+fn seeded(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 16
+    }
+}
+
+/// Sends `args` to both servers; the replies must be the same bytes.
 fn same_reply(r: &mut slotkv_tests::resp::Conn, d: &mut slotkv_tests::resp::Conn, args: &[&[u8]]) {
     let a = r.cmd(args).expect("redis reply").raw;
     let b = d.cmd(args).expect("datanode reply").raw;
