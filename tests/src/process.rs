@@ -70,14 +70,17 @@ fn workspace_root() -> PathBuf {
 
 /// A workspace binary, built once per test process (`cargo test -p
 /// slotkv-tests` alone does not rebuild another package's binary), unless
-/// `$env_var` names one.
+/// `$env_var` names one. `--workspace` resolves features as `cargo build
+/// --workspace --bins` does, so the binary test.sh built is already fresh;
+/// `-p` alone would rebuild the package and its dependencies with other
+/// features, a second copy in target/.
 fn workspace_bin(package: &str, env_var: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env_var) {
         return PathBuf::from(p);
     }
     let target = target_dir();
     let st = Command::new(env!("CARGO"))
-        .args(["build", "-p", package, "--bin", package])
+        .args(["build", "--workspace", "--bin", package])
         .current_dir(workspace_root())
         .status()
         .expect("run cargo build");
