@@ -13,6 +13,13 @@
 //! listpack in an RDB file are kept beside the body, so appending does not
 //! rewrite the body's head. Node boundaries match Redis's, which makes
 //! approximate trimming (`~`) remove what Redis removes.
+//!
+//! The body's elements are listpack elements without their back-lengths.
+//! Those only serve walking a listpack backwards, and no node is walked
+//! so: a reverse range reads a node (at most `stream-node-max-entries`
+//! entries) forwards and reverses it. Dropping them saves a third of a
+//! typical entry; the node keeps their total, which decides when it is
+//! full, and puts them back when it becomes a listpack again (RDB, DUMP).
 
 use std::collections::BTreeMap;
 
@@ -138,8 +145,22 @@ impl Elem<'_> {
     }
 }
 
-/// Reads the element at `p`; returns it and where the next one starts.
+/// Reads the body element at `p` (no back-length); returns it and where
+/// the next one starts.
 pub fn read_elem(b: &[u8], p: usize) -> Option<(Elem<'_>, usize)> {
+    let (elem, size) = decode(b, p)?;
+    Some((elem, p + size))
+}
+
+/// Reads the listpack element at `p`, skipping its back-length.
+fn read_lp_elem(b: &[u8], p: usize) -> Option<(Elem<'_>, usize, usize)> {
+    let (elem, size) = decode(b, p)?;
+    let next = p + size + backlen_size(size);
+    (next <= b.len()).then_some((elem, size, next))
+}
+
+/// The element at `p` and its size, back-length not included.
+fn decode(b: &[u8], p: usize) -> Option<(Elem<'_>, usize)> {
     let e = *b.get(p)?;
     let get = |from: usize, n: usize| b.get(from..from + n);
     let (elem, size) = if e & 0x80 == 0 {
@@ -186,12 +207,12 @@ pub fn read_elem(b: &[u8], p: usize) -> Option<(Elem<'_>, usize)> {
             _ => return None,
         }
     };
-    let next = p + size + backlen_size(size);
-    (next <= b.len()).then_some((elem, next))
+    (p + size <= b.len()).then_some((elem, size))
 }
 
-/// Appends an integer in the smallest listpack encoding.
-pub fn push_int(out: &mut Vec<u8>, v: i64) {
+/// Appends an integer in the smallest listpack encoding, without a
+/// back-length; returns its size.
+pub fn push_int(out: &mut Vec<u8>, v: i64) -> usize {
     let start = out.len();
     if (0..=127).contains(&v) {
         out.push(v as u8);
@@ -212,21 +233,24 @@ pub fn push_int(out: &mut Vec<u8>, v: i64) {
         out.push(0xF4);
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let size = out.len() - start;
-    push_backlen(out, size);
+    out.len() - start
 }
 
 /// Appends a string, stored as an integer when it is one in canonical form
-/// (as Redis's lpAppend does).
-pub fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+/// (as Redis's lpAppend does), without a back-length; returns its size.
+pub fn push_str(out: &mut Vec<u8>, s: &[u8]) -> usize {
     if let Some(v) = canonical_int(s) {
         return push_int(out, v);
     }
     let start = out.len();
     push_str_header(out, s.len());
     out.extend_from_slice(s);
-    let size = out.len() - start;
-    push_backlen(out, size);
+    out.len() - start
+}
+
+/// The bytes an element of `size` bytes takes in a listpack.
+fn in_listpack(size: usize) -> usize {
+    size + backlen_size(size)
 }
 
 fn canonical_int(s: &[u8]) -> Option<i64> {
@@ -240,8 +264,7 @@ fn canonical_int(s: &[u8]) -> Option<i64> {
 /// Bytes an integer takes in a listpack.
 fn int_size(v: i64) -> usize {
     let mut b = Vec::with_capacity(11);
-    push_int(&mut b, v);
-    b.len()
+    in_listpack(push_int(&mut b, v))
 }
 
 // ---- nodes ----
@@ -252,24 +275,50 @@ pub struct Node {
     pub count: u64,
     /// Entries marked deleted.
     pub deleted: u64,
-    /// The listpack after its two counters.
+    /// The back-lengths the body's elements take in a listpack, in bytes.
+    backlens: u32,
+    /// The listpack after its two counters, back-lengths left out.
     pub body: Vec<u8>,
 }
 
 impl Node {
+    /// A node whose body starts with `body` (back-lengths left out, and
+    /// `backlens` bytes of them).
+    fn new(body: Vec<u8>, backlens: usize) -> Node {
+        Node {
+            count: 0,
+            deleted: 0,
+            backlens: backlens as u32,
+            body,
+        }
+    }
+
     /// The size of the listpack this node is in Redis (header and end
     /// included), which decides when a new node starts.
     fn listpack_bytes(&self) -> usize {
-        6 + int_size(self.count as i64) + int_size(self.deleted as i64) + self.body.len() + 1
+        6 + int_size(self.count as i64)
+            + int_size(self.deleted as i64)
+            + self.body.len()
+            + self.backlens as usize
+            + 1
     }
 
     /// The listpack as an RDB file holds it.
     pub fn to_listpack(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(self.body.len() + 24);
-        push_int(&mut b, self.count as i64);
-        push_int(&mut b, self.deleted as i64);
-        b.extend_from_slice(&self.body);
-        let elems = 2 + count_elems(&self.body);
+        let mut b = Vec::with_capacity(self.body.len() + self.backlens as usize + 24);
+        for v in [self.count, self.deleted] {
+            let size = push_int(&mut b, v as i64);
+            push_backlen(&mut b, size);
+        }
+        let mut elems = 2;
+        let mut p = 0;
+        // The body parsed when it was made; a failure here only stops early.
+        while let Some((_, size)) = decode(&self.body, p) {
+            b.extend_from_slice(&self.body[p..p + size]);
+            push_backlen(&mut b, size);
+            elems += 1;
+            p += size;
+        }
         let mut out = Vec::with_capacity(b.len() + 7);
         crate::persistence::rdb::listpack::wrap(&mut out, &b, elems);
         out
@@ -286,12 +335,21 @@ impl Node {
             return None;
         }
         let inner = &lp[6..lp.len() - 1];
-        let (count, p) = read_elem(inner, 0)?;
-        let (deleted, p) = read_elem(inner, p)?;
+        let (count, _, p) = read_lp_elem(inner, 0)?;
+        let (deleted, _, mut p) = read_lp_elem(inner, p)?;
+        let mut body = Vec::with_capacity(inner.len() - p);
+        let mut backlens = 0;
+        while p < inner.len() {
+            let (_, size, next) = read_lp_elem(inner, p)?;
+            body.extend_from_slice(&inner[p..p + size]);
+            backlens += next - p - size;
+            p = next;
+        }
         let node = Node {
             count: u64::try_from(count.int()?).ok()?,
             deleted: u64::try_from(deleted.int()?).ok()?,
-            body: inner[p..].to_vec(),
+            backlens: u32::try_from(backlens).ok()?,
+            body,
         };
         // Every entry must parse, and the flags must add up.
         let (mut live, mut dead) = (0u64, 0u64);
@@ -385,19 +443,6 @@ impl EntryRef<'_> {
     pub fn deleted(&self) -> bool {
         self.flags & DELETED != 0
     }
-}
-
-fn count_elems(body: &[u8]) -> usize {
-    let mut n = 0;
-    let mut p = 0;
-    while let Some((_, next)) = read_elem(body, p) {
-        n += 1;
-        p = next;
-        if p >= body.len() {
-            break;
-        }
-    }
-    n
 }
 
 /// Why XADD could not add an entry.
@@ -601,42 +646,37 @@ impl Stream {
                     full.body.shrink_to_fit();
                 }
                 let mut body = Vec::with_capacity(64);
-                push_int(&mut body, fields.len() as i64);
+                let mut backlens = backlen_size(push_int(&mut body, fields.len() as i64));
                 for (f, _) in fields {
-                    push_str(&mut body, f);
+                    backlens += backlen_size(push_str(&mut body, f));
                 }
-                push_int(&mut body, 0);
+                backlens += backlen_size(push_int(&mut body, 0));
                 same = true;
-                self.nodes.insert(
-                    id,
-                    Node {
-                        count: 0,
-                        deleted: 0,
-                        body,
-                    },
-                );
+                self.nodes.insert(id, Node::new(body, backlens));
                 let n = self.nodes.get_mut(&id).ok_or(AddError::TooLarge)?;
                 (id, n)
             }
         };
         let b = &mut node.body;
-        push_int(b, if same { SAMEFIELDS } else { 0 });
-        push_int(b, id.ms.wrapping_sub(master.ms) as i64);
-        push_int(b, id.seq.wrapping_sub(master.seq) as i64);
+        let mut backlens = backlen_size(push_int(b, if same { SAMEFIELDS } else { 0 }));
+        backlens += backlen_size(push_int(b, id.ms.wrapping_sub(master.ms) as i64));
+        backlens += backlen_size(push_int(b, id.seq.wrapping_sub(master.seq) as i64));
         if !same {
-            push_int(b, fields.len() as i64);
+            backlens += backlen_size(push_int(b, fields.len() as i64));
         }
         for (f, v) in fields {
             if !same {
-                push_str(b, f);
+                backlens += backlen_size(push_str(b, f));
             }
-            push_str(b, v);
+            backlens += backlen_size(push_str(b, v));
         }
         let mut lp_count = fields.len() as i64 + 3;
         if !same {
             lp_count += fields.len() as i64 + 1;
         }
-        push_int(b, lp_count);
+        backlens += backlen_size(push_int(b, lp_count));
+        // Under the 1 GB a listpack may hold (checked above).
+        node.backlens += backlens as u32;
         node.count += 1;
         self.length += 1;
         self.entries_added += 1;
@@ -769,7 +809,7 @@ impl Stream {
         if node.count == 1 {
             self.nodes.remove(&k);
         } else {
-            // Flags are 0..3: one byte and its back-length, replaced in place.
+            // Flags are 0..3: one byte, replaced in place.
             node.body[pos] = (flags | DELETED) as u8;
             node.count -= 1;
             node.deleted += 1;
@@ -1028,11 +1068,7 @@ mod tests {
     fn radix_nodes_as_redis_counts_them() {
         let mut s = Stream::new();
         assert_eq!(s.rax_nodes(), 1);
-        let empty = Node {
-            count: 0,
-            deleted: 0,
-            body: Vec::new(),
-        };
+        let empty = Node::new(Vec::new(), 0);
         s.nodes.insert(id(5, 0), empty.clone());
         // One compressed run of 16 bytes, then the key's node.
         assert_eq!(s.rax_nodes(), 2);
@@ -1172,6 +1208,35 @@ mod tests {
                 (back.count, back.deleted, &back.body),
                 (n.count, n.deleted, &n.body)
             );
+        }
+    }
+
+    #[test]
+    fn a_node_counts_the_back_lengths_its_listpack_will_have() {
+        let mut s = Stream::new();
+        let long = vec![b'x'; 300];
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_entries: 0,
+        };
+        for i in 1..=40u64 {
+            let v = (i * 1000).to_string();
+            // Same fields, other fields, long values (two-byte back-lengths).
+            let fields: Vec<(&[u8], &[u8])> = match i % 3 {
+                0 => vec![(b"a", v.as_bytes()), (b"b", b"-7")],
+                1 => vec![(b"other", &long[..(i as usize * 7)])],
+                _ => vec![(b"a", b"x"), (b"b", v.as_bytes())],
+            };
+            s.add(Some((id(i, 0), true)), 0, &fields, limits).unwrap();
+        }
+        assert!(s.delete(id(5, 0)));
+        assert_eq!(s.nodes.len(), 1);
+        for (k, n) in &s.nodes {
+            let lp = n.to_listpack();
+            assert_eq!(n.listpack_bytes(), lp.len());
+            let back = Node::from_listpack(&lp, *k).expect("parses");
+            assert_eq!(back.backlens, n.backlens);
+            assert_eq!(back.to_listpack(), lp);
         }
     }
 
