@@ -122,6 +122,7 @@ fn hyperloglog_values_match_byte_for_byte() {
             both(&[b"PFCOUNT", key.as_bytes()]);
             both(&[b"GET", key.as_bytes()]);
             both(&[b"PFDEBUG", b"ENCODING", key.as_bytes()]);
+            both(&[b"OBJECT", b"ENCODING", key.as_bytes()]);
         }
     }
     both(&[b"CONFIG", b"SET", b"hll-sparse-max-bytes", b"3000"]);

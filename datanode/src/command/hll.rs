@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::{eq_ic, ev, Args, Ctx, WRONGTYPE};
 use crate::keyspace::hll::{self, REGISTERS};
-use crate::keyspace::Value;
+use crate::keyspace::{SBytes, Value};
 
 const NOT_HLL: &str = "WRONGTYPE Key is not a valid HyperLogLog string value.";
 const CORRUPT: &str = "INVALIDOBJ Corrupted HLL object detected";
@@ -25,10 +25,44 @@ fn check(v: &Value) -> Result<(), &'static str> {
     }
 }
 
-/// The HLL bytes of a value, checked and made writable in place.
+/// The HLL bytes of a value, checked and made growable.
 fn hll_mut(v: &mut Value) -> Result<&mut Vec<u8>, &'static str> {
     check(v)?;
     v.make_raw().ok_or(WRONGTYPE)
+}
+
+/// The HLL bytes of a value, checked and writable where they are, at their
+/// length: enough for a dense value's registers and any cached count.
+fn hll_in_place(v: &mut Value) -> Result<&mut [u8], &'static str> {
+    check(v)?;
+    v.bytes_mut().ok_or(WRONGTYPE)
+}
+
+/// A value that became dense never changes size again: it is kept as an
+/// exact-size string, without the growable string's second allocation.
+fn settle(v: &mut Value) {
+    if let Value::Raw(r) = v {
+        if !hll::is_sparse(r) {
+            *v = Value::Str(SBytes::from_vec(std::mem::take(&mut **r)));
+        }
+    }
+}
+
+/// Adds PFADD's elements to a checked value.
+fn add_to(v: &mut Value, a: &Args, max: usize, updated: &mut u64) -> Result<(), &'static str> {
+    if let Some(regs) = v.bytes_mut().filter(|b| !hll::is_sparse(b)) {
+        for ele in a.iter().skip(2) {
+            *updated += hll::add_dense(regs, ele) as u64;
+        }
+        if *updated > 0 {
+            hll::invalidate(regs);
+        }
+        return Ok(());
+    }
+    let buf = v.make_raw().ok_or(WRONGTYPE)?;
+    let r = add_all(buf, a, max, updated);
+    settle(v);
+    r
 }
 
 fn bytes(v: &Value) -> &[u8] {
@@ -46,16 +80,13 @@ pub fn pfadd(ctx: &mut Ctx, a: &Args) {
     let mut s = ctx.locks.key(key);
     let mut updated = 0u64;
     let result = match s.get_mut(key) {
-        Some(v) => match hll_mut(v) {
-            Err(e) => Err(e),
-            Ok(buf) => add_all(buf, a, max, &mut updated),
-        },
+        Some(v) => check(v).and_then(|()| add_to(v, a, max, &mut updated)),
         None => {
-            let mut v = hll::new();
+            let mut v = Value::Raw(Box::new(hll::new()));
             updated = 1;
-            let r = add_all(&mut v, a, max, &mut updated);
+            let r = add_to(&mut v, a, max, &mut updated);
             if r.is_ok() {
-                s.set(key, Value::Raw(Box::new(v)), false);
+                s.set(key, v, false);
             }
             r
         }
@@ -101,7 +132,7 @@ pub fn pfcount(ctx: &mut Ctx, a: &Args) {
         drop(s);
         return ctx.r.int(0);
     };
-    let buf = match hll_mut(v) {
+    let buf = match hll_in_place(v) {
         Ok(buf) => buf,
         Err(e) => {
             drop(s);
@@ -193,6 +224,9 @@ pub fn pfmerge(ctx: &mut Ctx, a: &Args) {
         }
     }
     hll::invalidate(buf);
+    if let Some(v) = s.get_mut(dst) {
+        settle(v);
+    }
     s.touch(dst);
     s.log(&a.iter().collect::<Vec<_>>());
     events.emit(ev::STRING, "pfadd", dst);
@@ -233,15 +267,13 @@ pub fn pfdebug(ctx: &mut Ctx, a: &Args) {
                 drop(s);
                 return ctx.r.error(CORRUPT);
             }
+            settle(v);
             // The encoding change reaches replicas and the AOF.
             s.touch(key);
             s.log(&a.iter().collect::<Vec<_>>());
         }
         let regs: Option<Vec<u8>> = if eq_ic(sub, "GETREG") {
-            match s.get(key) {
-                Some(Value::Raw(r)) => Some(hll::registers(r).collect()),
-                _ => Some(Vec::new()),
-            }
+            s.get(key).map(|v| hll::registers(bytes(v)).collect())
         } else {
             None
         };

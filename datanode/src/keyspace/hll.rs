@@ -386,6 +386,12 @@ pub fn add(v: &mut Vec<u8>, ele: &[u8], sparse_max: usize) -> Result<bool, Corru
     set(v, index, count, sparse_max)
 }
 
+/// Adds one element to a dense value; true when a register grew.
+pub fn add_dense(v: &mut [u8], ele: &[u8]) -> bool {
+    let (index, count) = pattern(ele);
+    dense_set(&mut v[HDR..], index, count)
+}
+
 /// Raises `max[i]` to each register of `v` (PFCOUNT of many, PFMERGE).
 pub fn merge_into(max: &mut [u8; REGISTERS], v: &[u8]) -> Result<(), Corrupt> {
     if v[4] == DENSE {

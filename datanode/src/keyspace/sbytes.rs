@@ -1,5 +1,5 @@
-//! `SBytes`: an immutable byte string that keeps up to 22 bytes inline, so
-//! most keys and small values cost no allocation of their own.
+//! `SBytes`: a fixed-length byte string that keeps up to 22 bytes inline,
+//! so most keys and small values cost no allocation of their own.
 
 use std::fmt;
 
@@ -68,6 +68,15 @@ impl SBytes {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             SBytes::Inline { len, data } => &data[..*len as usize],
+            SBytes::Heap(b) => b,
+        }
+    }
+
+    /// The bytes, writable in place; the length stays.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self {
+            SBytes::Inline { len, data } => &mut data[..*len as usize],
             SBytes::Heap(b) => b,
         }
     }

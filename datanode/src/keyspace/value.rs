@@ -177,6 +177,16 @@ impl Value {
         }
     }
 
+    /// A string value's bytes, writable where they are at their length
+    /// (an integer-encoded string has none).
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Value::Str(s) => Some(s.as_mut_slice()),
+            Value::Raw(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Heap bytes owned by the value (for memory accounting and DEBUG).
     pub fn heap_size(&self) -> usize {
         match self {
