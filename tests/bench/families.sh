@@ -31,6 +31,7 @@ RP=$(free_port)
 start_server redis redis-server "$RP" "$WORK/redis" "${ARGS[@]}"
 DP=$(free_port)
 start_server datanode "$DATANODE_BIN" "$DP" "$WORK/datanode" "${ARGS[@]}"
+RPID=$(server_pid "$RP"); DPID=$(server_pid "$DP")
 
 # The script EVALSHA runs: three commands on one key.
 SCRIPT="redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 100) return redis.call('GET', KEYS[1])"
@@ -82,16 +83,25 @@ LOADS=(
   "XREADGROUP|XREADGROUP GROUP g c COUNT 10 STREAMS bench:s 0"
   "XPENDING|XPENDING bench:s g - + 10"
 )
+# Besides throughput, the server's CPU time per request: where 50 clients
+# at small commands keep redis-benchmark's one thread busier than the
+# server, throughput only shows the client's limit, and CPU per request
+# still tells the servers apart.
 run_one() { # server port depth load
-  local name=${4%%|*} cmd=${4#*|}
+  local name=${4%%|*} cmd=${4#*|} pid c0 out
+  pid=$RPID
+  [ "$1" = datanode ] && pid=$DPID
+  c0=$(cpu_ns "$pid")
   # Commands are split into words unquoted: XADD's `*` must stay a word.
   set -f
   # shellcheck disable=SC2086
-  redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv $cmd 2>/dev/null |
-    tail -n +2 | tr -d '"' | while IFS=, read -r _ rps _ _ p50 _ p99 _; do
-      echo "$1 $3 $name $rps $p50 $p99" >> "$RES"
-    done
+  out=$(redis-benchmark -p "$2" -c "$CLIENTS" -P "$3" -n "$REQUESTS" -r 100000 --csv $cmd 2>/dev/null |
+    tail -n +2 | tr -d '"')
   set +f
+  local ns=$(( ($(cpu_ns "$pid") - c0) / REQUESTS ))
+  echo "$out" | while IFS=, read -r _ rps _ _ p50 _ p99 _; do
+    echo "$1 $3 $name $rps $p50 $p99 $ns" >> "$RES"
+  done
 }
 # Each load runs on both servers back to back, the first one alternating
 # by round, so a slow minute of the shared machine hits both alike.
@@ -109,21 +119,32 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# used_memory once the loading client has gone: until the server has freed
+# the --pipe connection, its buffers (tens of KB) count too.
+used_memory() { # port
+  local i
+  for i in $(seq 1 100); do
+    [ "$(redis-cli -p "$1" info clients | tr -d '\r' | awk -F: '/^connected_clients:/{print $2}')" = 1 ] && break
+    sleep 0.05
+  done
+  redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}'
+}
+
 # Bytes of used_memory one HLL adds: 1000 keys of N elements each.
-hll_bytes() { # port elements
+hll_bytes() { # port elements key-prefix
   redis-cli -p "$1" flushall >/dev/null
   local before after
-  before=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
-  python3 - "$2" <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
+  before=$(used_memory "$1")
+  python3 - "$2" "$3" <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
 import sys
-n = int(sys.argv[1])
+n, prefix = int(sys.argv[1]), sys.argv[2]
 for k in range(1000):
     for i in range(0, n, 500):
         eles = ["e%d" % j for j in range(i, min(n, i + 500))]
-        parts = ["PFADD", "hll:%d" % k] + eles
+        parts = ["PFADD", "%s%d" % (prefix, k)] + eles
         sys.stdout.write("*%d\r\n" % len(parts) + "".join("$%d\r\n%s\r\n" % (len(p), p) for p in parts))
 EOF
-  after=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  after=$(used_memory "$1")
   echo $(( (after - before) / 1000 ))
 }
 
@@ -132,14 +153,14 @@ EOF
 stream_bytes() { # port
   redis-cli -p "$1" flushall >/dev/null
   local before after
-  before=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  before=$(used_memory "$1")
   python3 - <<'EOF' | redis-cli -p "$1" --pipe >/dev/null
 import sys
 for i in range(1, 100001):
     parts = ["XADD", "mem:s", "%d-0" % (1700000000000 + i), "sensor", "s%d" % (i % 50), "reading", str(i % 1000)]
     sys.stdout.write("*%d\r\n" % len(parts) + "".join("$%d\r\n%s\r\n" % (len(p), p) for p in parts))
 EOF
-  after=$(redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/{print $2}')
+  after=$(used_memory "$1")
   awk -v a="$after" -v b="$before" 'BEGIN { printf "%.1f", (a - b) / 100000 }'
 }
 
@@ -153,24 +174,27 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo
     echo "Pipeline depth $depth:"
     echo
-    echo "| command | redis ops/s | datanode ops/s | ratio | redis p99 ms | datanode p99 ms | p99 ratio |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| command | redis ops/s | datanode ops/s | ratio | redis p99 ms | datanode p99 ms | p99 ratio | redis CPU ns/op | datanode CPU ns/op | CPU ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for l in "${LOADS[@]}"; do
       t=${l%%|*}
       rr=$(stat redis "$depth" "$t" 4); dr=$(stat datanode "$depth" "$t" 4)
       r99=$(stat redis "$depth" "$t" 6); d99=$(stat datanode "$depth" "$t" 6)
-      echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r99 | $d99 | $(ratio "$d99" "$r99") |"
+      rc=$(stat redis "$depth" "$t" 7); dc=$(stat datanode "$depth" "$t" 7)
+      echo "| $t | $rr | $dr | $(ratio "$dr" "$rr") | $r99 | $d99 | $(ratio "$d99" "$r99") | $rc | $dc | $(ratio "$dc" "$rc") |"
     done
   done
   echo
-  echo "Memory per HLL (used_memory over 1000 keys):"
+  echo "Memory per HLL (used_memory over 1000 keys, with each key's share of the keyspace's tables). datanode keeps a table per hash slot: 1000 keys named \`hll:N\` land in 1000 slots, and each slot's smallest table costs 64 bytes; keys sharing a hash tag (\`{h}N\`) share one table, as keys do in any keyspace of more than a few hundred thousand keys. redis-server keeps one table either way."
   echo
-  echo "| elements per HLL | redis B | datanode B | ratio |"
-  echo "|---:|---:|---:|---:|"
+  echo "| elements per HLL | keys | redis B | datanode B | ratio |"
+  echo "|---:|---|---:|---:|---:|"
   for n in 100 5000; do
-    echo "memory: 1000 HLLs of $n elements" >&2
-    rb=$(hll_bytes "$RP" "$n"); db=$(hll_bytes "$DP" "$n")
-    echo "| $n | $rb | $db | $(ratio "$db" "$rb") |"
+    for prefix in "hll:" "{h}"; do
+      echo "memory: 1000 HLLs of $n elements, keys $prefix" >&2
+      rb=$(hll_bytes "$RP" "$n" "$prefix"); db=$(hll_bytes "$DP" "$n" "$prefix")
+      echo "| $n | \`${prefix}N\` | $rb | $db | $(ratio "$db" "$rb") |"
+    done
   done
   echo
   echo "Memory per stream entry (used_memory over 100,000 entries of two fields):"

@@ -64,6 +64,13 @@ stop_servers() {
   BENCH_PIDS=()
 }
 
+# The pid a server on port $1 reports.
+server_pid() { redis-cli -p "$1" info server | tr -d '\r' | awk -F: '/^process_id:/{print $2}'; }
+
+# Nanoseconds on CPU of every thread of process $1 so far (schedstat's
+# first field, summed over its threads).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 release_datanode() {
