@@ -261,10 +261,23 @@ fn canonical_int(s: &[u8]) -> Option<i64> {
     (itoa::Buffer::new().format(v).as_bytes() == s).then_some(v)
 }
 
-/// Bytes an integer takes in a listpack.
+/// Bytes an integer takes in a listpack (XADD asks twice per entry, so
+/// this counts rather than encodes).
 fn int_size(v: i64) -> usize {
-    let mut b = Vec::with_capacity(11);
-    in_listpack(push_int(&mut b, v))
+    let encoded = if (0..=127).contains(&v) {
+        1
+    } else if (-4096..=4095).contains(&v) {
+        2
+    } else if (-32768..=32767).contains(&v) {
+        3
+    } else if (-8_388_608..=8_388_607).contains(&v) {
+        4
+    } else if (i32::MIN as i64..=i32::MAX as i64).contains(&v) {
+        5
+    } else {
+        9
+    };
+    in_listpack(encoded)
 }
 
 // ---- nodes ----
@@ -376,6 +389,24 @@ impl Node {
         }
         let (zero, p) = read_elem(&self.body, p)?;
         (zero.int()? == 0).then_some((fields, p))
+    }
+
+    /// Whether the master entry's fields are `fields`' names, in order
+    /// (read in place: XADD asks for every entry).
+    fn master_is(&self, fields: &[(&[u8], &[u8])]) -> bool {
+        let Some((n, mut p)) = read_elem(&self.body, 0) else {
+            return false;
+        };
+        if n.int() != Some(fields.len() as i64) {
+            return false;
+        }
+        for (f, _) in fields {
+            match read_elem(&self.body, p) {
+                Some((m, next)) if elem_eq(m, f) => p = next,
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Walks the entries in order (deleted ones included); `f` returns
@@ -632,10 +663,7 @@ impl Stream {
         });
         let mut same = false;
         if let Some((_, node)) = tail.as_mut() {
-            if let Some((mf, _)) = node.master() {
-                same = mf.len() == fields.len()
-                    && mf.iter().zip(fields).all(|(m, (f, _))| elem_eq(*m, f));
-            }
+            same = node.master_is(fields);
         }
         let (master, node) = match tail {
             Some((k, n)) => (k, n),
@@ -1155,6 +1183,7 @@ mod tests {
             let mut b = Vec::new();
             push_int(&mut b, v);
             assert_eq!(read_elem(&b, 0), Some((Elem::Int(v), b.len())), "{v}");
+            assert_eq!(int_size(v), in_listpack(b.len()), "{v}");
         }
         let mut b = Vec::new();
         push_str(&mut b, b"007");
