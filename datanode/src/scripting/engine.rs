@@ -96,24 +96,17 @@ fn with_run<R>(f: impl FnOnce(&mut RunState) -> R) -> Option<R> {
 }
 
 /// The Lua side of the sandbox: our own code, run once per interpreter.
-/// `__ro` turns a table into a read-only proxy; `__env` is what scripts
-/// see as their globals.
+/// `env` is what scripts see as their globals; it and everything scripts
+/// can reach through it are readonly tables (see `readonly`).
 const PRELUDE: &str = r##"
 local rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, select, unpack =
       rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, select, unpack
 local real_pcall, dbg = pcall, debug
 local G = _G
-local protected = setmetatable({}, {__mode = "k"})
+local protect, set_readonly, is_readonly = __redis_protect, __redis_set_readonly, __redis_is_readonly
 local function refuse() error("Attempt to modify a readonly table", 2) end
 local ro_meta_view = {}
-protected[ro_meta_view] = true
 setmetatable(ro_meta_view, {__newindex = refuse, __metatable = ro_meta_view})
-local function ro(t)
-  local p = {}
-  protected[p] = true
-  setmetatable(p, {__index = t, __newindex = refuse, __metatable = ro_meta_view})
-  return p
-end
 local stopped, errmsg = __redis_stopped, __redis_errmsg
 local redis = {}
 for k, v in pairs(__redis_lib) do redis[k] = v end
@@ -147,14 +140,6 @@ end
 local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
 local libs = {bit = __redis_bit, cjson = __redis_cjson, cmsgpack = __redis_cmsgpack, struct = __redis_struct}
 for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
-local function guarded_setmetatable(t, m)
-  if protected[t] then error("Attempt to modify a readonly table", 0) end
-  return setmetatable(t, m)
-end
-local function guarded_rawset(t, k, v)
-  if protected[t] then error("Attempt to modify a readonly table", 0) end
-  return rawset(t, k, v)
-end
 local allowed = {
   "xpcall", "tostring", "getfenv", "next", "assert", "tonumber", "rawequal",
   "collectgarbage", "getmetatable", "type", "select", "unpack", "gcinfo", "pairs",
@@ -192,11 +177,15 @@ visible.load = function(reader, name)
   end
   return sandboxed_loadstring(concat(parts), name)
 end
-visible.setmetatable = guarded_setmetatable
-visible.rawset = guarded_rawset
-for k, v in pairs(libs) do visible[k] = ro(v) end
-visible.redis = ro(redis)
-protected[env] = true
+-- The readonly check comes first, as in Redis, where the globals'
+-- metatable has no `__metatable` field for setmetatable to stop at.
+visible.setmetatable = function(t, m)
+  if is_readonly(t) then error("Attempt to modify a readonly table", 0) end
+  return setmetatable(t, m)
+end
+visible.rawset = rawset
+for k, v in pairs(libs) do visible[k] = v end
+visible.redis = redis
 visible._G = env
 local function missing(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -211,7 +200,6 @@ local run_meta = {__index = front, __newindex = refuse, __metatable = ro_meta_vi
 -- globals: a `redis` table with register_function, log and the version.
 local function strict(t)
   local p = {}
-  protected[p] = true
   setmetatable(p, {
     __index = function(_, k)
       local v = t[k]
@@ -267,14 +255,26 @@ local function call(f, keys, argv)
   return xpcall(function() return f(keys, argv) end, handler)
 end
 local function load_library(f)
+  set_readonly(env, false)
   set_meta(env, load_meta)
+  set_readonly(env, true)
   local ok, res = xpcall(f, handler)
+  set_readonly(env, false)
   set_meta(env, run_meta)
+  set_readonly(env, true)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct =
-  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+-- Everything a script can reach is readonly, as in Redis: the globals it
+-- sees, the libraries (with their metatables) and the load-time API.
+-- `front` and `visible` stay writable: only our own code holds them.
+for _, t in pairs(libs) do protect(t) end
+protect(redis)
+protect(ro_meta_view)
+protect(load_front.redis)
+set_readonly(env, true)
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly =
+  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
 return env, run, call, load_library
 "##;
@@ -365,6 +365,21 @@ impl Vm {
         g.raw_set("__redis_cmsgpack", super::msgpack::open(&lua)?)?;
         g.raw_set("__redis_struct", super::structlib::open(&lua)?)?;
         g.raw_set("__redis_register", lua.create_function(register_function)?)?;
+        // SAFETY: plain Lua C functions (see `readonly`).
+        unsafe {
+            g.raw_set(
+                "__redis_protect",
+                lua.create_c_function(super::readonly::protect)?,
+            )?;
+            g.raw_set(
+                "__redis_set_readonly",
+                lua.create_c_function(super::readonly::set_readonly)?,
+            )?;
+            g.raw_set(
+                "__redis_is_readonly",
+                lua.create_c_function(super::readonly::is_readonly)?,
+            )?;
+        }
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
             "__redis_randomseed_raw",
@@ -902,11 +917,10 @@ fn lua_error_message(e: &mlua::Error) -> Option<String> {
 }
 
 /// A library's runtime error with the calling line's position, raised
-/// from a Rust function called by a Lua wrapper (so the script is two
-/// levels up).
+/// from a Rust function called through the library's shim and trampoline.
 pub(crate) fn locate_through_wrapper(lua: &Lua, e: mlua::Error) -> mlua::Error {
     match e {
-        mlua::Error::RuntimeError(m) => lua_error_at(lua, 2, &m),
+        mlua::Error::RuntimeError(m) => lua_error_at(lua, super::structlib::clib::CALLER_LEVEL, &m),
         other => other,
     }
 }

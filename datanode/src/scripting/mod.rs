@@ -14,6 +14,7 @@ pub mod engine;
 pub mod functions;
 pub mod msgpack;
 pub mod rand48;
+mod readonly;
 pub mod structlib;
 
 pub use cache::{Script, ScriptCache};

@@ -450,24 +450,51 @@ return function(...)
 end
 "#;
 
+    /// Stack levels from the Rust core up to the script: the core (0), the
+    /// shim (1), the C trampoline (2), then whoever called the library
+    /// function (3).
+    const TRAMPOLINE_LEVEL: usize = 2;
+    pub(crate) const CALLER_LEVEL: usize = 3;
+
     pub type Core = fn(&Lua, &Args) -> mlua::Result<Results>;
 
-    /// Sets `lib[name]` to a Lua function running `core`.
+    /// Sets `lib[name]` to a C function running `core` through the shim.
+    ///
+    /// The library function itself must be a C function, as in Redis: a
+    /// script's tail call (`return cmsgpack.pack()`) to a Lua function
+    /// replaces the script's frame, and its errors would lose their
+    /// `user_script:N:` position; a C function runs on top of it.
     pub fn register(lua: &Lua, lib: &Table, name: &'static str, core: Core) -> mlua::Result<()> {
         let g = lua.globals();
         let select: Function = g.raw_get("select")?;
         let unpack: Function = g.raw_get("unpack")?;
         let core = lua.create_function(move |lua, (n, t): (usize, Table)| {
-            let r = core(lua, &Args { n, top: n, t, name })
+            let r = core(lua, &Args { n, top: n, t })
                 .map_err(|e| super::super::engine::locate_through_wrapper(lua, e))?;
             Ok((r.t, r.first, r.last))
         })?;
-        let f: Function = lua
+        let shim: Function = lua
             .load(SHIM)
             // Skipped by the scripts' error handler, like our own code.
             .set_name("=redis_lib")
             .call((core, select, unpack))?;
+        // SAFETY: the closure only pops the shim it is given and pushes
+        // one C closure holding it, inside mlua's protected call.
+        let f: Function =
+            unsafe { lua.exec_raw(shim, |l| mlua::ffi::lua_pushcclosure(l, trampoline, 1))? };
         lib.raw_set(name, f)
+    }
+
+    /// Calls the shim (upvalue 1) with this call's arguments and returns
+    /// all its results. Nothing here has a destructor, so a Lua error
+    /// unwinding (longjmp) through this frame is sound.
+    unsafe extern "C-unwind" fn trampoline(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+        use mlua::ffi;
+        let n = ffi::lua_gettop(l);
+        ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+        ffi::lua_insert(l, 1);
+        ffi::lua_call(l, n, ffi::LUA_MULTRET);
+        ffi::lua_gettop(l)
     }
 
     /// A library function's results: `t[first..=last]`.
@@ -500,9 +527,6 @@ end
         /// The C function's stack top: past it an argument is "no value".
         top: usize,
         t: Table,
-        /// The function's own name, for errors when Lua cannot name the
-        /// call (as when the engine calls it through a wrapper).
-        name: &'static str,
     }
 
     impl Args {
@@ -517,7 +541,6 @@ end
                 n: self.n,
                 top: self.n + 1,
                 t: self.t.clone(),
-                name: self.name,
             }
         }
 
@@ -574,14 +597,14 @@ end
 
         /// `luaL_argerror`: names the function as its caller calls it.
         pub fn arg_error(&self, lua: &Lua, narg: usize, msg: &str) -> mlua::Error {
-            // Level 0 is the Rust function, level 1 the Lua function
-            // around it, which Lua names from the calling code.
-            let caller = lua.inspect_stack(1).and_then(|d| {
+            // Lua names the library function from the calling code; under
+            // `pcall` and other C callers it has no name.
+            let caller = lua.inspect_stack(TRAMPOLINE_LEVEL).and_then(|d| {
                 let names = d.names();
                 let method = names.name_what == Some("method");
                 names.name.map(|n| (n.into_owned(), method))
             });
-            let (name, method) = caller.unwrap_or_else(|| (self.name.to_string(), false));
+            let (name, method) = caller.unwrap_or_else(|| ("?".to_string(), false));
             if method {
                 if narg == 1 {
                     return mlua::Error::runtime(format!("calling '{name}' on bad self ({msg})"));

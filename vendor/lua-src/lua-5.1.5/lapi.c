@@ -674,6 +674,8 @@ LUA_API void lua_rawset (lua_State *L, int idx) {
   api_checknelems(L, 2);
   t = index2adr(L, idx);
   api_check(L, ttistable(t));
+  if (hvalue(t)->readonly)  /* slotkv */
+    luaG_runerror(L, "Attempt to modify a readonly table");
   setobj2t(L, luaH_set(L, hvalue(t), L->top-2), L->top-1);
   luaC_barriert(L, hvalue(t), L->top-1);
   L->top -= 2;
@@ -687,6 +689,8 @@ LUA_API void lua_rawseti (lua_State *L, int idx, int n) {
   api_checknelems(L, 1);
   o = index2adr(L, idx);
   api_check(L, ttistable(o));
+  if (hvalue(o)->readonly)  /* slotkv */
+    luaG_runerror(L, "Attempt to modify a readonly table");
   setobj2t(L, luaH_setnum(L, hvalue(o), n), L->top-1);
   luaC_barriert(L, hvalue(o), L->top-1);
   L->top--;
@@ -709,6 +713,8 @@ LUA_API int lua_setmetatable (lua_State *L, int objindex) {
   }
   switch (ttype(obj)) {
     case LUA_TTABLE: {
+      if (hvalue(obj)->readonly)  /* slotkv */
+        luaG_runerror(L, "Attempt to modify a readonly table");
       hvalue(obj)->metatable = mt;
       if (mt)
         luaC_objbarriert(L, hvalue(obj), mt);
@@ -1085,3 +1091,19 @@ LUA_API const char *lua_setupvalue (lua_State *L, int funcindex, int n) {
   return name;
 }
 
+
+
+/* slotkv: tables a script may read but not change, as Redis 7.0 marks
+** everything its scripts can reach from the globals. Every write path
+** (assignment, rawset, rawseti, setmetatable) refuses a readonly table. */
+LUA_API void lua_enablereadonlytable (lua_State *L, int idx, int enabled) {
+  const TValue *o = index2adr(L, idx);
+  api_check(L, ttistable(o));
+  hvalue(o)->readonly = enabled ? 1 : 0;
+}
+
+LUA_API int lua_isreadonlytable (lua_State *L, int idx) {
+  const TValue *o = index2adr(L, idx);
+  api_check(L, ttistable(o));
+  return hvalue(o)->readonly;
+}
