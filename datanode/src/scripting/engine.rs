@@ -384,7 +384,7 @@ impl Vm {
         g.raw_set(
             "__redis_randomseed_raw",
             lua.create_function(|lua, args: MultiValue| {
-                let n = int_arg(lua, &args, 0, "randomseed")?;
+                let n = int_arg(lua, &args, 0)?;
                 super::rand48::seed(n as i32);
                 Ok(())
             })?,
@@ -1195,15 +1195,16 @@ pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
 }
 
 /// luaL_checkint: a number, or a string that reads as one; truncated.
-fn int_arg(lua: &Lua, args: &MultiValue, i: usize, func: &str) -> mlua::Result<i64> {
+fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i64> {
     let v = args.get(i).cloned().unwrap_or(Value::Nil);
     match lua_number(&v) {
         Some(n) => Ok(n as i64),
         None => Err(lua_error(
             lua,
             &format!(
-                "bad argument #{} to '{func}' (number expected, got {})",
+                "bad argument #{} to '{}' (number expected, got {})",
                 i + 1,
+                called_name(lua),
                 if matches!(v, Value::Nil) {
                     "no value"
                 } else {
@@ -1214,28 +1215,42 @@ fn int_arg(lua: &Lua, args: &MultiValue, i: usize, func: &str) -> mlua::Result<i
     }
 }
 
+/// The name Lua gives the running C function from its call site, as
+/// `luaL_argerror` names it: '?' when its caller is not Lua code (pcall).
+fn called_name(lua: &Lua) -> String {
+    lua.inspect_stack(0)
+        .and_then(|d| d.names().name.map(|n| n.into_owned()))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// Redis's `math.random`: Lua's own algorithm over Redis's generator.
 fn math_random(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Number> {
     let r = (super::rand48::next() % super::rand48::MAX) as f64 / super::rand48::MAX as f64;
     match args.len() {
         0 => Ok(r),
         1 => {
-            let u = int_arg(lua, &args, 0, "random")?;
+            let u = int_arg(lua, &args, 0)?;
             if u < 1 {
                 return Err(lua_error(
                     lua,
-                    "bad argument #1 to 'random' (interval is empty)",
+                    &format!(
+                        "bad argument #1 to '{}' (interval is empty)",
+                        called_name(lua)
+                    ),
                 ));
             }
             Ok((r * u as f64).floor() + 1.0)
         }
         2 => {
-            let l = int_arg(lua, &args, 0, "random")?;
-            let u = int_arg(lua, &args, 1, "random")?;
+            let l = int_arg(lua, &args, 0)?;
+            let u = int_arg(lua, &args, 1)?;
             if l > u {
                 return Err(lua_error(
                     lua,
-                    "bad argument #2 to 'random' (interval is empty)",
+                    &format!(
+                        "bad argument #2 to '{}' (interval is empty)",
+                        called_name(lua)
+                    ),
                 ));
             }
             Ok((r * (u - l + 1) as f64).floor() + l as f64)
