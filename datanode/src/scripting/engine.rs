@@ -103,10 +103,15 @@ local rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, 
       rawget, rawset, setmetatable, getmetatable, error, type, tostring, pairs, select, unpack
 local real_pcall, dbg = pcall, debug
 local G = _G
-local protect, set_readonly, is_readonly = __redis_protect, __redis_set_readonly, __redis_is_readonly
+local protect, set_readonly, is_readonly, set_fields =
+      __redis_protect, __redis_set_readonly, __redis_is_readonly, __redis_set_fields
 local function refuse() error("Attempt to modify a readonly table", 2) end
-local ro_meta_view = {}
-setmetatable(ro_meta_view, {__newindex = refuse, __metatable = ro_meta_view})
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+-- What getmetatable shows of the tables whose real metatable scripts must
+-- not reach: a metatable like that of the globals.
+local ro_meta_view = {__index = missing}
 local stopped, errmsg = __redis_stopped, __redis_errmsg
 local redis = {}
 for k, v in pairs(__redis_lib) do redis[k] = v end
@@ -141,23 +146,14 @@ local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
 local libs = {bit = __redis_bit, cjson = __redis_cjson, cmsgpack = __redis_cmsgpack, struct = __redis_struct}
 for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
 local allowed = {
-  "xpcall", "tostring", "getfenv", "next", "assert", "tonumber", "rawequal",
+  "xpcall", "tostring", "next", "assert", "tonumber", "rawequal",
   "collectgarbage", "getmetatable", "type", "select", "unpack", "gcinfo", "pairs",
-  "rawget", "loadstring", "ipairs", "_VERSION", "setfenv", "load", "error", "newproxy",
+  "rawget", "loadstring", "ipairs", "_VERSION", "load", "error",
 }
 local visible = {}
 local env = {}
 for _, k in pairs(allowed) do visible[k] = G[k] end
 visible.pcall = safe_pcall
--- The globals a script can reach are `env`, never the real table.
-local real_getfenv = getfenv
-visible.getfenv = function(f)
-  if f == nil then f = 1 end
-  if type(f) == "number" and f > 0 then f = f + 1 end
-  local e = real_getfenv(f)
-  if e == G then return env end
-  return e
-end
 -- Code loaded by a script runs with the script's globals. (A precompiled
 -- chunk is parsed as text, as in Redis's Lua: see vendor/lua-src.)
 local real_loadstring, real_load, real_setfenv, concat = loadstring, load, setfenv, table.concat
@@ -186,14 +182,12 @@ end
 visible.rawset = rawset
 for k, v in pairs(libs) do visible[k] = v end
 visible.redis = redis
-visible._G = env
-local function missing(_, k)
-  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-end
--- What scripts see as globals, KEYS and ARGV included during a run. A
--- table (not a function) behind env's __index keeps every global read
--- inside the VM; only a missing name reaches `missing`.
+-- What scripts see as globals, KEYS and ARGV included during an EVAL, as
+-- Redis's globals table: `_G` names it, so `pairs(_G)` and `rawget(_G, k)`
+-- see them. A table (not a function) behind env's __index keeps every
+-- global read inside the VM; only a missing name reaches `missing`.
 local front = setmetatable({}, {__index = missing})
+visible._G = front
 for k, v in pairs(visible) do rawset(front, k, v) end
 local run_meta = {__index = front, __newindex = refuse, __metatable = ro_meta_view}
 -- FUNCTION LOAD runs a library's code with only `load_visible` as its
@@ -242,12 +236,13 @@ local function handler(err)
   end
   return err
 end
+-- An EVAL's globals also hold its KEYS and ARGV, and Redis's error
+-- handler under its global name; `front` is readonly, so they are set
+-- past the flag.
 local function run(f, keys, argv)
-  rawset(front, "KEYS", keys)
-  rawset(front, "ARGV", argv)
+  set_fields(front, "KEYS", keys, "ARGV", argv, "__redis__err__handler", handler)
   local ok, res = xpcall(f, handler)
-  rawset(front, "KEYS", nil)
-  rawset(front, "ARGV", nil)
+  set_fields(front, "KEYS", nil, "ARGV", nil, "__redis__err__handler", nil)
   return ok, res
 end
 -- A function gets KEYS and ARGV as its arguments, not as globals.
@@ -265,16 +260,16 @@ local function load_library(f)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
--- Everything a script can reach is readonly, as in Redis: the globals it
--- sees, the libraries (with their metatables) and the load-time API.
--- `front` and `visible` stay writable: only our own code holds them.
-for _, t in pairs(libs) do protect(t) end
-protect(redis)
+-- Everything a script can reach is readonly, as in Redis: the globals
+-- (with the libraries in them and their metatables), the strings'
+-- metatable, and the load-time API.
+protect(front)
+protect(getmetatable(""))
 protect(ro_meta_view)
 protect(load_front.redis)
 set_readonly(env, true)
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly =
-  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly, __redis_set_fields =
+  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
 return env, run, call, load_library
 "##;
@@ -378,6 +373,10 @@ impl Vm {
             g.raw_set(
                 "__redis_is_readonly",
                 lua.create_c_function(super::readonly::is_readonly)?,
+            )?;
+            g.raw_set(
+                "__redis_set_fields",
+                lua.create_c_function(super::readonly::set_fields)?,
             )?;
         }
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;

@@ -63,3 +63,22 @@ pub(super) unsafe extern "C-unwind" fn is_readonly(l: *mut lua_State) -> c_int {
     ffi::lua_pushboolean(l, ro as c_int);
     1
 }
+
+/// `set_fields(t, k1, v1, k2, v2, ...)`: raw sets on `t` past its readonly
+/// flag, which is on again afterwards (an EVAL's KEYS and ARGV in the
+/// globals). The keys are our own strings, so no set raises an error
+/// mid-way but an allocation failure.
+pub(super) unsafe extern "C-unwind" fn set_fields(l: *mut lua_State) -> c_int {
+    ffi::luaL_checktype(l, 1, ffi::LUA_TTABLE);
+    let n = ffi::lua_gettop(l);
+    lua_enablereadonlytable(l, 1, 0);
+    let mut i = 2;
+    while i < n {
+        ffi::lua_pushvalue(l, i);
+        ffi::lua_pushvalue(l, i + 1);
+        ffi::lua_rawset(l, 1);
+        i += 2;
+    }
+    lua_enablereadonlytable(l, 1, 1);
+    0
+}
