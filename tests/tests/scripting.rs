@@ -2,7 +2,8 @@
 //! the commands they ran (effects replication) and survives a restart; a
 //! script past busy-reply-threshold gets other clients -BUSY and stops on
 //! SCRIPT KILL, unless it wrote; the sandbox keeps the filesystem and the
-//! process out of reach; concurrent scripts on the same keys are atomic.
+//! process out of reach, and one script's state out of the next; concurrent
+//! scripts on the same keys are atomic.
 
 use std::time::{Duration, Instant};
 
@@ -255,10 +256,34 @@ fn the_sandbox_keeps_the_process_and_files_out_of_reach() {
         assert!(r.starts_with("-ERR"), "{body} gave {r}");
     }
     assert!(!std::path::Path::new("/tmp/slotkv-escaped").exists());
-    // Nothing a script did leaks into the next one.
-    let _ = c.text(&["EVAL", "local t = getfenv(0) t.leak = 1 return 1", "0"]);
+    // Nothing a script tries to leave behind reaches the next one: every
+    // way to write into the globals, a library or the strings' metatable
+    // is refused.
+    for body in [
+        "getfenv(0).leak = 1",
+        "setfenv(1, {leak = 1})",
+        "rawset(_G, 'leak', 1)",
+        "table.insert(_G, 'leak')",
+        "table.insert(string, 'leak')",
+        "rawset(redis, 'leak', 1)",
+        "getmetatable('').__index = {upper = function() return 'leak' end}",
+        "rawset(getmetatable(''), '__index', {})",
+        "setmetatable(string, {__index = function() return 'leak' end})",
+    ] {
+        let r = c.text(&["EVAL", body, "0"]);
+        assert!(r.starts_with("-ERR"), "{body} gave {r}");
+    }
     let r = c.text(&["EVAL", "return leak", "0"]);
     assert!(r.contains("nonexistent global variable 'leak'"), "{r}");
+    let r = c.text(&[
+        "EVAL",
+        "return {('a'):upper(), tostring(rawget(_G, 1)), tostring(rawget(string, 1)), tostring(rawget(redis, 'leak'))}",
+        "0",
+    ]);
+    assert_eq!(
+        r,
+        "*4\r\n$1\r\nA\r\n$3\r\nnil\r\n$3\r\nnil\r\n$3\r\nnil\r\n"
+    );
 }
 
 #[test]
@@ -311,4 +336,36 @@ fn concurrent_scripts_on_the_same_keys_are_atomic() {
     for i in 1..=5 {
         assert_eq!(c.text(&["GET", &format!("k{i}")]), "$3\r\n800\r\n");
     }
+}
+
+#[test]
+fn ten_thousand_distinct_scripts_and_functions_all_stay_callable() {
+    // Each compiled script and registered function is kept by the
+    // interpreter; past 8,000 they once overflowed mlua's reference stack.
+    let n = Node::start(Server::Datanode, &[]);
+    let mut c = n.conn();
+    let mut pipeline = Vec::new();
+    for i in 0..10_000 {
+        pipeline.extend(slotkv_tests::encode(&["EVAL", &format!("return {i}"), "0"]));
+    }
+    c.send_raw(&pipeline).expect("send");
+    for i in 0..10_000 {
+        let r = c.read_reply().expect("reply");
+        assert_eq!(r.raw, format!(":{i}\r\n").into_bytes(), "script {i}");
+    }
+    for i in [0, 9_999] {
+        let sha = c.text(&["SCRIPT", "LOAD", &format!("return {i}")]);
+        let sha = sha.lines().nth(1).expect("sha").to_string();
+        assert_eq!(c.text(&["EVALSHA", &sha, "0"]), format!(":{i}\r\n"));
+    }
+    let lib = "#!lua name=many\n\
+               for i = 1, 9000 do redis.register_function('f' .. i, function() return i end) end";
+    assert_eq!(c.text(&["FUNCTION", "LOAD", lib]), "$4\r\nmany\r\n");
+    for i in [1, 4_500, 9_000] {
+        assert_eq!(
+            c.text(&["FCALL", &format!("f{i}"), "0"]),
+            format!(":{i}\r\n")
+        );
+    }
+    assert!(!n.log().contains("panicked"), "{}", n.log());
 }

@@ -15,7 +15,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, RegistryKey, StdLib, Table, Value, VmState,
+};
 
 use super::convert;
 use super::functions::{self, Registered};
@@ -282,9 +284,12 @@ pub struct Vm {
     runner: Function,
     caller: Function,
     loader: Function,
-    compiled: FastMap<[u8; 40], Function>,
+    /// Compiled scripts and library functions live in the Lua registry:
+    /// a `Function` handle would take a slot of mlua's reference stack,
+    /// which holds 8,000 at most.
+    compiled: FastMap<[u8; 40], RegistryKey>,
     /// Library id → its functions, in registration order.
-    libs: FastMap<u64, Vec<Function>>,
+    libs: FastMap<u64, Vec<RegistryKey>>,
     runs: u64,
     /// The cache epoch the compiled functions belong to.
     pub epoch: u64,
@@ -303,7 +308,7 @@ const SPARE_MAX: usize = 64 * 1024;
 /// A library being loaded on this thread: what it registered so far.
 struct LoadState {
     deadline: Option<Instant>,
-    registered: Vec<(Registered, Function)>,
+    registered: Vec<(Registered, RegistryKey)>,
 }
 
 thread_local! {
@@ -384,7 +389,7 @@ impl Vm {
             "__redis_randomseed_raw",
             lua.create_function(|lua, args: MultiValue| {
                 let n = int_arg(lua, &args, 0)?;
-                super::rand48::seed(n as i32);
+                super::rand48::seed(n);
                 Ok(())
             })?,
         )?;
@@ -428,7 +433,11 @@ impl Vm {
                     lua_message(&e)
                 )
             })?;
-        self.compiled.insert(*sha, f);
+        let key = self
+            .lua
+            .create_registry_value(f)
+            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
+        self.compiled.insert(*sha, key);
         Ok(())
     }
 
@@ -443,7 +452,7 @@ impl Vm {
         r: &mut crate::resp::Reply,
     ) -> Outcome {
         self.error_counted = false;
-        let Some(f) = self.compiled.get(sha).cloned() else {
+        let Some(f) = self.compiled.get(sha).map(|k| k.id()) else {
             r.error("ERR script not compiled");
             return Outcome::Replied;
         };
@@ -467,7 +476,12 @@ impl Vm {
                 return Outcome::Replied;
             }
         }
-        let Some(f) = self.libs.get(&lib.id).and_then(|v| v.get(index)).cloned() else {
+        let Some(f) = self
+            .libs
+            .get(&lib.id)
+            .and_then(|v| v.get(index))
+            .map(|k| k.id())
+        else {
             r.error("ERR Function not found");
             return Outcome::Replied;
         };
@@ -507,7 +521,7 @@ impl Vm {
             }
             Err(e) => return Err(format!("Error registering functions: {}", error_text(&e))),
         }
-        let (infos, fns): (Vec<Registered>, Vec<Function>) = registered.into_iter().unzip();
+        let (infos, fns): (Vec<Registered>, Vec<RegistryKey>) = registered.into_iter().unzip();
         self.libs.insert(id, fns);
         Ok(infos)
     }
@@ -515,11 +529,14 @@ impl Vm {
     /// Drops the libraries no longer in the registry.
     pub fn retain_libraries(&mut self, live: &HashSet<u64>) {
         self.libs.retain(|id, _| live.contains(id));
+        // Their functions leave the registry now, not when a slot is reused.
+        self.lua.expire_registry_values();
     }
 
+    /// Runs the function registry entry `f` (see `compiled`).
     fn exec(
         &mut self,
-        f: Function,
+        f: std::os::raw::c_int,
         name: &[u8],
         as_args: bool,
         (keys, argv): (&[&[u8]], &[&[u8]]),
@@ -548,10 +565,12 @@ impl Vm {
         RUN.with(|c| c.set(&mut state as *mut RunState));
         let _clear = Clear;
         let runner = if as_args { &self.caller } else { &self.runner };
-        // SAFETY: the closure pushes two tables of strings and calls the
-        // runner, inside mlua's protected call; it holds only references.
+        // SAFETY: the closure pushes the function from the registry and
+        // two tables of strings and calls the runner, inside mlua's
+        // protected call; it holds only references.
         let result = unsafe {
-            self.lua.exec_raw::<(bool, Value)>((runner, f), |l| {
+            self.lua.exec_raw::<(bool, Value)>(runner, |l| {
+                mlua::ffi::lua_rawgeti(l, mlua::ffi::LUA_REGISTRYINDEX, f as _);
                 super::call::push_strings(l, keys);
                 super::call::push_strings(l, argv);
                 mlua::ffi::lua_call(l, 3, 2);
@@ -712,7 +731,7 @@ fn lua_string(v: &Value) -> Option<Vec<u8>> {
 /// `redis.register_function(name, callback)` or
 /// `redis.register_function{function_name=…, callback=…, flags=…,
 /// description=…}`, only while a library loads.
-fn register_function(_: &Lua, args: MultiValue) -> mlua::Result<()> {
+fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
     if LOAD.with(|l| l.borrow().is_none()) {
         return Err(raise(
             "redis.register_function can only be called on FUNCTION LOAD command",
@@ -753,6 +772,7 @@ fn register_function(_: &Lua, args: MultiValue) -> mlua::Result<()> {
         if state.registered.iter().any(|(r, _)| r.name == name) {
             return Err(raise("Function already exists in the library"));
         }
+        let callback = lua.create_registry_value(callback)?;
         state
             .registered
             .push((Registered { name, desc, flags }, callback));
@@ -1194,10 +1214,11 @@ pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
 }
 
 /// luaL_checkint: a number, or a string that reads as one; truncated.
-fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i64> {
+fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
     let v = args.get(i).cloned().unwrap_or(Value::Nil);
     match lua_number(&v) {
-        Some(n) => Ok(n as i64),
+        // C's conversions: the double to a 64-bit integer, then to `int`.
+        Some(n) => Ok(super::structlib::clib::c_f64_to_i64(n) as i32),
         None => Err(lua_error(
             lua,
             &format!(
@@ -1252,7 +1273,9 @@ fn math_random(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Number> {
                     ),
                 ));
             }
-            Ok((r * (u - l + 1) as f64).floor() + l as f64)
+            // In C `int` arithmetic, which wraps on x86-64 as here.
+            let span = u.wrapping_sub(l).wrapping_add(1);
+            Ok((r * span as f64).floor() + l as f64)
         }
         _ => Err(lua_error(lua, "wrong number of arguments")),
     }

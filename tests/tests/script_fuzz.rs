@@ -1,0 +1,480 @@
+//! Random and mutated Lua bodies through EVAL and FCALL against a real
+//! datanode: whatever a script does (bad syntax, library calls with odd
+//! arguments, commands with any arguments, errors of every shape, RESP2
+//! and RESP3), the server answers with one well-formed reply, the
+//! connection stays in step (a PING after each body answers PONG), and the
+//! process neither crashes nor panics.
+//!
+//! The bodies come from a seeded generator, so a failure names its seed and
+//! body and reproduces. Loops are bounded and nothing recurses, so every
+//! body ends by itself; mutations never insert digits, which keeps loop
+//! bounds and repeat counts small.
+
+use std::time::Duration;
+
+use slotkv_tests::{encode, Conn, Node, Server};
+
+/// xorshift64*: small, seeded, enough for picking from tables.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// Lua values of every type, the awkward ones included.
+const VALUES: &[&str] = &[
+    "nil",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "7",
+    "0.5",
+    "-2.25",
+    "1/0",
+    "-1/0",
+    "0/0",
+    "2^53",
+    "2^63",
+    "-2^63",
+    "1e308",
+    "''",
+    "'x'",
+    "'\\0'",
+    "'k'",
+    "'{k}x'",
+    "string.rep('ab', 150)",
+    "'{\"a\":[1,2,{\"b\":null}],\"c\":1.5}'",
+    "'[[[[[[[[[[[[[['",
+    "'\\145\\1\\2'",
+    "'\\217\\255\\0'",
+    "'\\130\\1\\2\\161a\\145\\3'",
+    "'%s %d %q %5.2f'",
+    "'-1'",
+    "'inf'",
+    "'nan'",
+    "'0x10'",
+    "'1e5'",
+    "'  12  '",
+    "'>i4'",
+    "'<hBs'",
+    "'c0'",
+    "'i17'",
+    "{}",
+    "{1, 2, 3}",
+    "{a = 1, b = 'x'}",
+    "{1, nil, 3}",
+    "{{{{}}}}",
+    "{err = 'CODE failed'}",
+    "{err = 5}",
+    "{ok = 'fine'}",
+    "{double = 1.5}",
+    "{map = {a = 1}}",
+    "{set = {a = true}}",
+    "{big_number = '123'}",
+    "{verbatim_string = {format = 'txt', string = 'v'}}",
+    "KEYS",
+    "ARGV",
+    "redis",
+    "string",
+    "cjson.null",
+    "function() end",
+    "coroutine.create(function() end)",
+];
+
+/// Arguments for commands: keys, numbers, options, binary.
+const ARGS: &[&str] = &[
+    "'k'",
+    "'k2'",
+    "'{k}x'",
+    "'0'",
+    "'1'",
+    "'-1'",
+    "'10'",
+    "'1.5'",
+    "'x'",
+    "''",
+    "'nan'",
+    "'inf'",
+    "'-inf'",
+    "'field'",
+    "'NX'",
+    "'XX'",
+    "'GT'",
+    "'EX'",
+    "'PX'",
+    "'*'",
+    "'$'",
+    "'>'",
+    "'COUNT'",
+    "'LIMIT'",
+    "'BYLEX'",
+    "'(1'",
+    "'[a'",
+    "'+'",
+    "'-'",
+    "'a\\0b'",
+    "'WITHSCORES'",
+    "'MATCH'",
+    "'STREAMS'",
+    "'GROUP'",
+    "'g'",
+    "'c'",
+    "3",
+    "0.25",
+    "-4",
+    "true",
+    "false",
+    "{}",
+    "nil",
+];
+
+/// Commands a script may run (or is refused): none that allocate by an
+/// argument's value (SETBIT, SETRANGE) or stop the server.
+const COMMANDS: &[&str] = &[
+    "'SET'",
+    "'GET'",
+    "'INCR'",
+    "'INCRBYFLOAT'",
+    "'APPEND'",
+    "'HSET'",
+    "'HGETALL'",
+    "'HINCRBY'",
+    "'LPUSH'",
+    "'LRANGE'",
+    "'LPOP'",
+    "'ZADD'",
+    "'ZRANGE'",
+    "'ZINCRBY'",
+    "'SADD'",
+    "'SMEMBERS'",
+    "'SPOP'",
+    "'XADD'",
+    "'XRANGE'",
+    "'XLEN'",
+    "'XREADGROUP'",
+    "'XGROUP'",
+    "'PFADD'",
+    "'PFCOUNT'",
+    "'GEOADD'",
+    "'GEODIST'",
+    "'GETBIT'",
+    "'BITCOUNT'",
+    "'TYPE'",
+    "'DEL'",
+    "'EXISTS'",
+    "'EXPIRE'",
+    "'TTL'",
+    "'OBJECT'",
+    "'PING'",
+    "'ECHO'",
+    "'TIME'",
+    "'DBSIZE'",
+    "'EVAL'",
+    "'MULTI'",
+    "'BLPOP'",
+    "'SUBSCRIBE'",
+    "'SORT'",
+    "'SCAN'",
+    "'RANDOMKEY'",
+    "'CLIENT'",
+    "'nosuchcommand'",
+    "''",
+    "42",
+];
+
+/// Expressions: library calls, conversions, operators.
+const EXPRS: &[&str] = &[
+    "redis.call(@C)",
+    "redis.call(@C, @A)",
+    "redis.call(@C, @A, @A)",
+    "redis.call(@C, @A, @A, @A, @A)",
+    "redis.pcall(@C, @A, @A)",
+    "redis.pcall(@C, @A, @A, @A)",
+    "cjson.encode(@V)",
+    "cjson.decode(@V)",
+    "cmsgpack.pack(@V, @V)",
+    "cmsgpack.unpack(@V)",
+    "cmsgpack.unpack_one(@V, @V)",
+    "cmsgpack.unpack_limit(@V, @V, @V)",
+    "struct.pack(@V, @V, @V)",
+    "struct.unpack(@V, @V, @V)",
+    "struct.size(@V)",
+    "bit.band(@V, @V)",
+    "bit.tohex(@V, @V)",
+    "bit.lshift(@V, @V)",
+    "bit.bswap(@V)",
+    "redis.sha1hex(@V)",
+    "redis.error_reply(@V)",
+    "redis.status_reply(@V)",
+    "redis.setresp(@V)",
+    "redis.set_repl(@V)",
+    "redis.acl_check_cmd(@C, @A)",
+    "redis.log(redis.LOG_DEBUG, @V)",
+    "redis.breakpoint()",
+    "redis.debug(@V)",
+    "string.format(@V, @V, @V)",
+    "string.rep(@V, 3)",
+    "string.sub(@V, @V, @V)",
+    "string.byte(@V, @V)",
+    "string.char(@V)",
+    "string.find(@V, @V)",
+    "string.gsub(@V, '%w', @V)",
+    "string.upper(@V)",
+    "table.concat(@V, @V)",
+    "table.insert(@V, @V)",
+    "table.sort(@V)",
+    "table.remove(@V)",
+    "unpack(@V)",
+    "select('#', @V, @V)",
+    "tostring(@V)",
+    "tonumber(@V, @V)",
+    "math.floor(@V)",
+    "math.random(@V, @V)",
+    "math.fmod(@V, @V)",
+    "loadstring(@V)",
+    "setmetatable(@V, @V)",
+    "getmetatable(@V)",
+    "rawset(@V, @V, @V)",
+    "rawget(@V, @V)",
+    "rawequal(@V, @V)",
+    "next(@V)",
+    "type(@V)",
+    "#@V",
+    "@V .. @V",
+    "@V + @V",
+    "@V < @V",
+    "-@V",
+    "not @V",
+    "{@V, @V, @V}",
+    "{[@V] = @V}",
+    "pcall(error, @V)",
+    "pcall(redis.call, @C, @A)",
+    "coroutine.wrap(function() return @V end)()",
+    "collectgarbage('count')",
+    "_G[@V]",
+    "redis[@V]",
+    "KEYS[1]",
+    "ARGV[2]",
+    "@V",
+];
+
+/// Statements around the expressions; `@S` nests one more statement.
+const STATEMENTS: &[&str] = &[
+    "local x = @E",
+    "local a, b = @E, @E",
+    "x = @E",
+    "return @E",
+    "@E",
+    "pcall(function() @S end)",
+    "for i = 1, 3 do @S end",
+    "if @E then @S else @S end",
+    "do local t = {@E, @E} @S end",
+    "error(@E)",
+    "assert(@E, @E)",
+    "redis.call('SET', 'k', @A)",
+];
+
+fn expand(rng: &mut Rng, template: &str, depth: usize) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        let tag = rest.as_bytes().get(at + 1).copied().unwrap_or(b' ');
+        rest = &rest[(at + 2).min(rest.len())..];
+        let piece = match tag {
+            b'V' => rng.pick(VALUES).to_string(),
+            b'A' => rng.pick(ARGS).to_string(),
+            b'C' => rng.pick(COMMANDS).to_string(),
+            b'E' if depth < 3 => {
+                let e = rng.pick(EXPRS);
+                expand(rng, e, depth + 1)
+            }
+            b'E' => rng.pick(VALUES).to_string(),
+            b'S' if depth < 3 => statement(rng, depth + 1),
+            _ => "local _ = 1".to_string(),
+        };
+        out.push_str(&piece);
+    }
+    out.push_str(rest);
+    out
+}
+
+fn statement(rng: &mut Rng, depth: usize) -> String {
+    let s = rng.pick(STATEMENTS);
+    expand(rng, s, depth)
+}
+
+fn body(rng: &mut Rng) -> Vec<u8> {
+    let n = 1 + rng.below(5);
+    // Most statements run under pcall, so that bodies often get past their
+    // failing parts and reach the reply conversions.
+    let mut lines: Vec<String> = (0..n)
+        .map(|_| {
+            let s = statement(rng, 0);
+            if rng.chance(70) {
+                format!("pcall(function() {s} end)")
+            } else {
+                s
+            }
+        })
+        .collect();
+    if rng.chance(60) {
+        lines.push(format!("return {}", expand(rng, "@E", 0)));
+    }
+    let mut b = lines
+        .join(if rng.chance(50) { "\n" } else { " " })
+        .into_bytes();
+    if rng.chance(35) {
+        mutate(rng, &mut b);
+    }
+    b
+}
+
+/// A few byte-level edits: syntax the parser must refuse cleanly, or
+/// code that still runs somewhere else. Never a digit (see the module doc).
+fn mutate(rng: &mut Rng, b: &mut Vec<u8>) {
+    const BYTES: &[u8] = b"()[]{}'\"\\=.,;#-~<>\0\n \xff\x80abdenorst";
+    for _ in 0..1 + rng.below(4) {
+        if b.is_empty() {
+            break;
+        }
+        let at = rng.below(b.len());
+        let c = BYTES[rng.below(BYTES.len())];
+        match rng.below(5) {
+            0 => b[at] = c,
+            1 => {
+                b.remove(at);
+            }
+            2 => b.insert(at, c),
+            3 => b.truncate(at),
+            _ => {
+                let end = (at + 1 + rng.below(12)).min(b.len());
+                let piece = b[at..end].to_vec();
+                b.splice(at..at, piece);
+            }
+        }
+    }
+}
+
+/// Sends `args` then PING; the first reply must be well formed, and the
+/// PING must answer PONG (the connection is still in step). Returns
+/// whether the first reply was an error.
+fn run_checked(c: &mut Conn, args: &[&[u8]], what: &str) -> bool {
+    let mut req = encode(args);
+    req.extend_from_slice(&encode(&["PING"]));
+    c.send_raw(&req).expect("send");
+    let failed = match c.read_reply() {
+        Ok(r) => r.raw.first() == Some(&b'-'),
+        Err(e) => panic!("{what}: no reply ({e})"),
+    };
+    match c.read_reply() {
+        Ok(r) if r.raw == b"+PONG\r\n" => failed,
+        Ok(r) => panic!(
+            "{what}: out of step, PING got {:?}",
+            String::from_utf8_lossy(&r.raw)
+        ),
+        Err(e) => panic!("{what}: the connection died ({e})"),
+    }
+}
+
+#[test]
+fn random_and_mutated_script_bodies_never_break_the_server() {
+    let n = Node::start(Server::Datanode, &["--busy-reply-threshold", "2000"]);
+    let mut resp2 = n.conn();
+    let mut resp3 = n.conn();
+    assert!(resp3.text(&["HELLO", "3"]).starts_with('%'));
+    // A body that runs away fails the test with its seed, never hangs it.
+    resp2.set_timeout(Duration::from_secs(20));
+    resp3.set_timeout(Duration::from_secs(20));
+    let (mut failed, mut replied) = (0, 0);
+    // SLOTKV_SCRIPT_FUZZ_FROM/_BODIES run other seeds, and more of them.
+    let num = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let from = num("SLOTKV_SCRIPT_FUZZ_FROM", 1);
+    let bodies = num("SLOTKV_SCRIPT_FUZZ_BODIES", 20_000);
+    for seed in from..from + bodies {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let b = body(&mut rng);
+        let what = format!("seed {seed}, body {:?}", String::from_utf8_lossy(&b));
+        let c = if seed % 2 == 0 {
+            &mut resp2
+        } else {
+            &mut resp3
+        };
+        let eval: &[&[u8]] = &[b"EVAL", &b, b"2", b"k", b"{k}x", b"a1", b"\xff"];
+        if run_checked(c, eval, &what) {
+            failed += 1;
+        } else {
+            replied += 1;
+        }
+        // The same body as a library's function, FCALLed.
+        if seed % 5 == 0 {
+            let mut lib = format!(
+                "#!lua name=fz{seed}\nredis.register_function('f{seed}', function(KEYS, ARGV) "
+            )
+            .into_bytes();
+            lib.extend_from_slice(&b);
+            lib.extend_from_slice(b"\nend)");
+            run_checked(c, &[b"FUNCTION", b"LOAD", &lib], &what);
+            let f = format!("f{seed}");
+            run_checked(c, &[b"FCALL", f.as_bytes(), b"1", b"k", b"v"], &what);
+        }
+        // And as a library's own code, run by FUNCTION LOAD.
+        if seed % 7 == 0 {
+            let mut lib = format!("#!lua name=top{seed}\n").into_bytes();
+            lib.extend_from_slice(&b);
+            run_checked(c, &[b"FUNCTION", b"LOAD", &lib], &what);
+        }
+        if seed % 100 == 0 {
+            run_checked(c, &[b"FUNCTION", b"FLUSH"], &what);
+        }
+        if std::env::var_os("SLOTKV_SCRIPT_FUZZ_EACH").is_some() || seed % 50 == 0 {
+            // A panic is caught and answered as an error: only the log
+            // tells, so it is read as we go, to name the body.
+            assert!(
+                !n.log().contains("panicked"),
+                "the server panicked at or before {what}:\n{}",
+                n.log()
+            );
+        }
+    }
+    eprintln!("{bodies} bodies from seed {from}: {failed} errors, {replied} other replies");
+    // The generator reaches both the error paths and the scripts that run
+    // through (a test that only ever saw one kind would prove little).
+    assert!(
+        failed > bodies / 10 && replied > bodies / 10,
+        "{failed} errors, {replied} other replies"
+    );
+    let mut c = n.conn();
+    assert_eq!(
+        c.text(&["EVAL", "return redis.call('PING')", "0"]),
+        "+PONG\r\n"
+    );
+    assert!(
+        !n.log().contains("panicked"),
+        "the server panicked:\n{}",
+        n.log()
+    );
+}
