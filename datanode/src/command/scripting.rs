@@ -298,7 +298,7 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
             Some(s) => s,
             None => match create(ctx, a.get(1)) {
                 Ok(s) => s,
-                Err(e) => return ctx.r.error(&e),
+                Err(e) => return ctx.r.error_bytes(&e),
             },
         }
     };
@@ -524,11 +524,13 @@ fn offload(
 }
 
 /// Checks a new script (shebang and syntax) and adds it to the cache.
-fn create(ctx: &Ctx, body: &[u8]) -> Result<Arc<Script>, String> {
-    let (flags, shebang) = scripting::shebang_flags(body).map_err(|e| format!("ERR {e}"))?;
+/// The error is bytes: a compile error quotes the script.
+fn create(ctx: &Ctx, body: &[u8]) -> Result<Arc<Script>, Vec<u8>> {
+    let (flags, shebang) =
+        scripting::shebang_flags(body).map_err(|e| format!("ERR {e}").into_bytes())?;
     let sha = scripting::sha1_hex(body);
     let scripts = &ctx.srv.scripts;
-    let mut vm = scripts.checkout()?;
+    let mut vm = scripts.checkout().map_err(String::into_bytes)?;
     let code = blank_shebang(body, shebang);
     let compiled = vm.compile(&sha, &code);
     scripts.checkin(vm);
@@ -610,7 +612,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
         if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
             scripts.checkin(vm);
-            ctx.r.error(&e);
+            ctx.r.error_bytes(&e);
             return Ran::Done;
         }
     }
@@ -1114,7 +1116,7 @@ pub fn script_load(ctx: &mut Ctx, a: &Args) {
     let sha = scripting::sha1_hex(body);
     if ctx.srv.scripts.cache.get(&sha).is_none() {
         if let Err(e) = create(ctx, body) {
-            return ctx.r.error(&e);
+            return ctx.r.error_bytes(&e);
         }
     }
     ctx.r.bulk(&sha);

@@ -3,37 +3,39 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-/// A Lua number to its 32 low bits, as LuaBitOp normalises (modular, so
-/// 2^32 + 1 is 1 and -1 is 0xffffffff).
-fn to_bit(v: &Value, pos: usize, func: &str) -> mlua::Result<i32> {
-    let n = match v {
-        Value::Integer(n) => *n as f64,
-        Value::Number(n) => *n,
-        Value::String(s) => s
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .ok_or_else(|| bad_arg(pos, func, v))?,
-        _ => return Err(bad_arg(pos, func, v)),
+use super::engine::{called_name, lua_error};
+use super::structlib::clib::type_name;
+
+/// Argument `i` (0-based) as LuaBitOp's `barg` reads it: a number, or a
+/// string Lua reads as one (hex included), to its 32 low bits, modular
+/// (2^32 + 1 is 1 and -1 is 0xffffffff).
+fn to_bit(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
+    let v = args.get(i).cloned().unwrap_or(Value::Nil);
+    let n = match &v {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(_) => lua.coerce_number(v.clone())?,
+        _ => None,
+    };
+    let Some(n) = n else {
+        // `luaL_typerror`: an absent argument is "no value", a nil "nil".
+        let got = if i >= args.len() {
+            "no value"
+        } else {
+            type_name(&v)
+        };
+        return Err(lua_error(
+            lua,
+            &format!(
+                "bad argument #{} to '{}' (number expected, got {got})",
+                i + 1,
+                called_name(lua)
+            ),
+        ));
     };
     // Round to nearest like LuaBitOp's 2^52 + 2^51 trick, then wrap.
     let r = n.round_ties_even();
     Ok((r.rem_euclid(4_294_967_296.0) as u64) as u32 as i32)
-}
-
-fn bad_arg(pos: usize, func: &str, v: &Value) -> mlua::Error {
-    mlua::Error::runtime(format!(
-        "bad argument #{pos} to '{func}' (number expected, got {})",
-        if matches!(v, Value::Nil) {
-            "no value"
-        } else {
-            v.type_name()
-        }
-    ))
-}
-
-fn arg(args: &MultiValue, i: usize) -> Value {
-    args.get(i).cloned().unwrap_or(Value::Nil)
 }
 
 /// Builds the `bit` table.
@@ -41,11 +43,11 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set(
         "tobit",
-        lua.create_function(|_, a: MultiValue| Ok(to_bit(&arg(&a, 0), 1, "tobit")? as f64))?,
+        lua.create_function(|lua, a: MultiValue| Ok(to_bit(lua, &a, 0)? as f64))?,
     )?;
     t.raw_set(
         "bnot",
-        lua.create_function(|_, a: MultiValue| Ok(!to_bit(&arg(&a, 0), 1, "bnot")? as f64))?,
+        lua.create_function(|lua, a: MultiValue| Ok(!to_bit(lua, &a, 0)? as f64))?,
     )?;
     type Fold = fn(i32, i32) -> i32;
     let folds: [(&str, Fold); 3] = [
@@ -56,10 +58,10 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     for (name, f) in folds {
         t.raw_set(
             name,
-            lua.create_function(move |_, a: MultiValue| {
-                let mut acc = to_bit(&arg(&a, 0), 1, name)?;
+            lua.create_function(move |lua, a: MultiValue| {
+                let mut acc = to_bit(lua, &a, 0)?;
                 for i in 1..a.len() {
-                    acc = f(acc, to_bit(&a[i], i + 1, name)?);
+                    acc = f(acc, to_bit(lua, &a, i)?);
                 }
                 Ok(acc as f64)
             })?,
@@ -76,27 +78,23 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     for (name, f) in shifts {
         t.raw_set(
             name,
-            lua.create_function(move |_, a: MultiValue| {
-                let x = to_bit(&arg(&a, 0), 1, name)?;
-                let n = (to_bit(&arg(&a, 1), 2, name)? & 31) as u32;
+            lua.create_function(move |lua, a: MultiValue| {
+                let x = to_bit(lua, &a, 0)?;
+                let n = (to_bit(lua, &a, 1)? & 31) as u32;
                 Ok(f(x, n) as f64)
             })?,
         )?;
     }
     t.raw_set(
         "bswap",
-        lua.create_function(|_, a: MultiValue| {
-            Ok(to_bit(&arg(&a, 0), 1, "bswap")?.swap_bytes() as f64)
-        })?,
+        lua.create_function(|lua, a: MultiValue| Ok(to_bit(lua, &a, 0)?.swap_bytes() as f64))?,
     )?;
     t.raw_set(
         "tohex",
-        lua.create_function(|_, a: MultiValue| {
-            let x = to_bit(&arg(&a, 0), 1, "tohex")? as u32;
-            let mut n = match a.get(1) {
-                None | Some(Value::Nil) => 8,
-                Some(v) => to_bit(v, 2, "tohex")?,
-            };
+        lua.create_function(|lua, a: MultiValue| {
+            let x = to_bit(lua, &a, 0)? as u32;
+            // Absent is 8 digits; an explicit nil is a bad argument.
+            let mut n = if a.len() < 2 { 8 } else { to_bit(lua, &a, 1)? };
             let upper = n < 0;
             if upper {
                 n = -n;

@@ -81,7 +81,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
             one_arg(&args, "decode")?;
             let text = match &args[0] {
                 Value::String(s) => s.as_bytes().to_vec(),
-                Value::Integer(n) => n.to_string().into_bytes(),
+                Value::Integer(n) => crate::util::format_g(*n as f64, 14).into_bytes(),
                 Value::Number(n) => crate::util::format_g(*n, 14).into_bytes(),
                 v => {
                     return Err(err(format!(

@@ -33,19 +33,21 @@ fn to_reply(v: &Value, r: &mut Reply, script_resp3: bool, depth: usize) {
             }
         }
         Value::Integer(n) => r.int(*n),
-        Value::Number(n) => r.int(*n as i64),
+        // C's cast, as Redis converts: out of range and NaN give i64::MIN.
+        Value::Number(n) => r.int(super::structlib::clib::c_f64_to_i64(*n)),
         Value::Table(t) => table_to_reply(t, r, script_resp3, depth),
         _ => r.null(),
     }
 }
 
 fn table_to_reply(t: &Table, r: &mut Reply, script_resp3: bool, depth: usize) {
+    // Redis copies both as C strings: they end at a NUL.
+    let c_string = |b: &[u8]| -> Vec<u8> { b.split(|&c| c == 0).next().unwrap_or(b).to_vec() };
     if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
-        return r.error_bytes(&e.as_bytes());
+        return r.error_bytes(&c_string(&e.as_bytes()));
     }
     if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
-        let s: Vec<u8> = s
-            .as_bytes()
+        let s: Vec<u8> = c_string(&s.as_bytes())
             .iter()
             .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c })
             .collect();

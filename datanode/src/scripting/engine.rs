@@ -416,27 +416,48 @@ impl Vm {
 
     /// Compiles `body` (its shebang line already blanked by the caller's
     /// offset) unless this interpreter already has it. The error is
-    /// Redis's "Error compiling script" text.
-    pub fn compile(&mut self, sha: &[u8; 40], body: &[u8]) -> Result<(), String> {
+    /// Redis's "Error compiling script" text, with Lua's message byte for
+    /// byte (it quotes the source near the error, which may not be UTF-8).
+    pub fn compile(&mut self, sha: &[u8; 40], body: &[u8]) -> Result<(), Vec<u8>> {
         if self.compiled.contains_key(sha) {
             return Ok(());
         }
-        let f = self
-            .lua
-            .load(body)
-            .set_name("@user_script")
-            .set_environment(self.env.clone())
-            .into_function()
-            .map_err(|e| {
-                format!(
-                    "ERR Error compiling script (new function): {}",
-                    lua_message(&e)
-                )
-            })?;
+        let failed = |msg: &[u8]| {
+            let mut e = b"ERR Error compiling script (new function): ".to_vec();
+            e.extend_from_slice(msg);
+            e
+        };
+        // SAFETY: inside mlua's protected call, the closure leaves the
+        // chunk (with the scripts' globals as its environment) or Lua's
+        // message, then whether it compiled; it holds only references.
+        let loaded = unsafe {
+            self.lua
+                .exec_raw::<(Value, bool)>(&self.env, |l| {
+                    use mlua::ffi;
+                    let status = ffi::luaL_loadbuffer(
+                        l,
+                        body.as_ptr() as *const std::os::raw::c_char,
+                        body.len(),
+                        c"@user_script".as_ptr(),
+                    );
+                    if status == 0 {
+                        ffi::lua_pushvalue(l, 1);
+                        ffi::lua_setfenv(l, -2);
+                    }
+                    ffi::lua_remove(l, 1);
+                    ffi::lua_pushboolean(l, (status == 0) as std::os::raw::c_int);
+                })
+                .map_err(|e| failed(lua_message(&e).as_bytes()))?
+        };
+        let f = match loaded {
+            (Value::Function(f), true) => f,
+            (Value::String(msg), false) => return Err(failed(&msg.as_bytes())),
+            _ => return Err(failed(b"unknown error")),
+        };
         let key = self
             .lua
             .create_registry_value(f)
-            .map_err(|e| format!("ERR Error compiling script (new function): {e}"))?;
+            .map_err(|e| failed(e.to_string().as_bytes()))?;
         self.compiled.insert(*sha, key);
         Ok(())
     }
@@ -603,9 +624,16 @@ impl Vm {
         match result {
             Ok((true, v)) => convert::lua_to_reply(&v, r, state.resp3),
             Ok((false, Value::Table(t))) => {
+                // A C string in Redis: it ends at a NUL.
                 let msg: Vec<u8> = t
                     .raw_get::<mlua::String>("err")
-                    .map(|s| s.as_bytes().to_vec())
+                    .map(|s| {
+                        s.as_bytes()
+                            .split(|&c| c == 0)
+                            .next()
+                            .unwrap_or(&[])
+                            .to_vec()
+                    })
                     .unwrap_or_else(|_| b"ERR unknown error".to_vec());
                 let mut full = msg;
                 if let (Ok(src), Ok(line)) = (
@@ -722,7 +750,7 @@ fn error_field(v: &Value) -> String {
 fn lua_string(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::String(s) => Some(s.as_bytes().to_vec()),
-        Value::Integer(n) => Some(n.to_string().into_bytes()),
+        Value::Integer(n) => Some(lua_number_string(*n as f64).into_bytes()),
         Value::Number(n) => Some(lua_number_string(*n).into_bytes()),
         _ => None,
     }
@@ -1019,7 +1047,7 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             }
             let s = match &args[0] {
                 Value::String(s) => s.as_bytes().to_vec(),
-                Value::Integer(n) => n.to_string().into_bytes(),
+                Value::Integer(n) => lua_number_string(*n as f64).into_bytes(),
                 Value::Number(n) => lua_number_string(*n).into_bytes(),
                 _ => Vec::new(),
             };
@@ -1125,7 +1153,7 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
             for v in args.iter().skip(1) {
                 let s = match v {
                     Value::String(s) => s.as_bytes().to_vec(),
-                    Value::Integer(n) => n.to_string().into_bytes(),
+                    Value::Integer(n) => lua_number_string(*n as f64).into_bytes(),
                     Value::Number(n) => lua_number_string(*n).into_bytes(),
                     _ => continue,
                 };
@@ -1163,15 +1191,17 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// How Lua 5.1 prints a number (`%.14g`).
-fn lua_number_string(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        return format!("{}", n as i64);
+/// How Lua 5.1 turns a number into a string (`%.14g`), as
+/// `lua_tolstring` does for `redis.sha1hex`, `redis.log` and the rest.
+pub(crate) fn lua_number_string(n: f64) -> String {
+    // Integers of up to 14 digits print whole; -0 keeps its sign.
+    if n.fract() == 0.0 && n.abs() < 1e14 && n != 0.0 {
+        return itoa::Buffer::new().format(n as i64).to_string();
     }
-    let s = super::fmt_g17(n);
-    // Close enough for log lines and sha1hex of non-integers, which
-    // scripts rarely hash.
-    s
+    if n.is_nan() || n.is_infinite() {
+        return super::fmt_g17(n);
+    }
+    crate::util::format_g(n, 14)
 }
 
 /// A Lua-style error raised from Rust, with the caller's position as
@@ -1187,7 +1217,7 @@ impl std::fmt::Display for LuaError {
 
 impl std::error::Error for LuaError {}
 
-fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
+pub(crate) fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
     lua_error_at(lua, 1, msg)
 }
 
@@ -1216,7 +1246,12 @@ pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
 /// luaL_checkint: a number, or a string that reads as one; truncated.
 fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
     let v = args.get(i).cloned().unwrap_or(Value::Nil);
-    match lua_number(&v) {
+    // Strings convert as Lua converts them (hex and `inf` included).
+    let n = match &v {
+        Value::String(_) => lua.coerce_number(v.clone())?,
+        other => lua_number(other),
+    };
+    match n {
         // C's conversions: the double to a 64-bit integer, then to `int`.
         Some(n) => Ok(super::structlib::clib::c_f64_to_i64(n) as i32),
         None => Err(lua_error(
@@ -1225,10 +1260,10 @@ fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
                 "bad argument #{} to '{}' (number expected, got {})",
                 i + 1,
                 called_name(lua),
-                if matches!(v, Value::Nil) {
+                if i >= args.len() {
                     "no value"
                 } else {
-                    v.type_name()
+                    super::structlib::clib::type_name(&v)
                 }
             ),
         )),
@@ -1237,7 +1272,7 @@ fn int_arg(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
 
 /// The name Lua gives the running C function from its call site, as
 /// `luaL_argerror` names it: '?' when its caller is not Lua code (pcall).
-fn called_name(lua: &Lua) -> String {
+pub(crate) fn called_name(lua: &Lua) -> String {
     lua.inspect_stack(0)
         .and_then(|d| d.names().name.map(|n| n.into_owned()))
         .unwrap_or_else(|| "?".into())

@@ -620,7 +620,7 @@ end
     }
 
     /// `luaL_typename`.
-    fn type_name(v: &Value) -> &'static str {
+    pub(crate) fn type_name(v: &Value) -> &'static str {
         match v {
             Value::Nil => "nil",
             Value::Boolean(_) => "boolean",
