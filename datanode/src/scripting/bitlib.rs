@@ -33,9 +33,10 @@ fn to_bit(lua: &Lua, args: &MultiValue, i: usize) -> mlua::Result<i32> {
             ),
         ));
     };
-    // Round to nearest like LuaBitOp's 2^52 + 2^51 trick, then wrap.
-    let r = n.round_ties_even();
-    Ok((r.rem_euclid(4_294_967_296.0) as u64) as u32 as i32)
+    // LuaBitOp's trick itself: adding 2^52 + 2^51 rounds to an integer in
+    // the double's low bits, which are the result; for numbers too big for
+    // the trick those bits are whatever the double holds, as in C.
+    Ok((n + 6_755_399_441_055_744.0).to_bits() as u32 as i32)
 }
 
 /// Builds the `bit` table.

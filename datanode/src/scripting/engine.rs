@@ -120,10 +120,13 @@ for k, v in pairs(__redis_lib) do redis[k] = v end
 redis.error_reply = function(...)
   local n, e = select("#", ...), ...
   if n ~= 1 or type(e) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
+  -- As Redis splits it: the code is what comes before the first space
+  -- (maybe nothing), and CR/LF are trimmed from both ends of the rest.
   if e:sub(1, 1) ~= "-" then e = "-" .. e end
-  local code, msg = e:match("^%-(%S+) (.*)$")
-  if not code then code, msg = "ERR", e:sub(2) end
-  msg = msg:gsub("[\r\n]+$", "")
+  local code, msg
+  local sp = e:find(" ", 1, true)
+  if sp then code, msg = e:sub(2, sp - 1), e:sub(sp + 1) else code, msg = "ERR", e:sub(2) end
+  msg = msg:gsub("^[\r\n]+", ""):gsub("[\r\n]+$", "")
   return {err = code .. " " .. msg}
 end
 redis.status_reply = function(...)

@@ -237,10 +237,9 @@ static void read_long_string (LexState *ls, SemInfo *seminfo, int sep) {
         if (skip_sep(ls) == sep) {
           save_and_next(ls);  /* skip 2nd `[' */
           cont++;
-#if LUA_COMPAT_LSTR == 1
-          if (sep == 0)
-            luaX_lexerror(ls, "nesting of [[...]] is deprecated", '[');
-#endif
+          /* slotkv: no "nesting of [[...]] is deprecated" error: a `[[`
+          ** inside a long string is plain text, as in redis-server 7.0.15
+          ** with its 2025 Lua security fixes (the first `]]` ends it). */
         }
         break;
       }
