@@ -368,24 +368,16 @@ impl Vm {
         g.raw_set("__redis_cmsgpack", super::msgpack::open(&lua)?)?;
         g.raw_set("__redis_struct", super::structlib::open(&lua)?)?;
         g.raw_set("__redis_register", lua.create_function(register_function)?)?;
-        // SAFETY: plain Lua C functions (see `readonly`).
-        unsafe {
-            g.raw_set(
-                "__redis_protect",
-                lua.create_c_function(super::readonly::protect)?,
-            )?;
-            g.raw_set(
-                "__redis_set_readonly",
-                lua.create_c_function(super::readonly::set_readonly)?,
-            )?;
-            g.raw_set(
-                "__redis_is_readonly",
-                lua.create_c_function(super::readonly::is_readonly)?,
-            )?;
-            g.raw_set(
-                "__redis_set_fields",
-                lua.create_c_function(super::readonly::set_fields)?,
-            )?;
+        use super::readonly;
+        let c_functions: [(&str, mlua::ffi::lua_CFunction); 4] = [
+            ("__redis_protect", readonly::protect),
+            ("__redis_set_readonly", readonly::set_readonly),
+            ("__redis_is_readonly", readonly::is_readonly),
+            ("__redis_set_fields", readonly::set_fields),
+        ];
+        for (name, f) in c_functions {
+            // SAFETY: plain Lua C functions (see `readonly`).
+            g.raw_set(name, unsafe { lua.create_c_function(f)? })?;
         }
         g.raw_set("__redis_random", lua.create_function(math_random)?)?;
         g.raw_set(
