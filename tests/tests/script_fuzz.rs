@@ -480,14 +480,8 @@ fn random_and_mutated_script_bodies_never_break_the_server() {
     resp3.set_timeout(Duration::from_secs(20));
     let (mut failed, mut replied) = (0, 0);
     // SLOTKV_SCRIPT_FUZZ_FROM/_BODIES run other seeds, and more of them.
-    let num = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let from = num("SLOTKV_SCRIPT_FUZZ_FROM", 1);
-    let bodies = num("SLOTKV_SCRIPT_FUZZ_BODIES", 20_000);
+    let from = env_num("SLOTKV_SCRIPT_FUZZ_FROM", 1);
+    let bodies = env_num("SLOTKV_SCRIPT_FUZZ_BODIES", 20_000);
     for seed in from..from + bodies {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let b = body(&mut rng, &ANY);
@@ -553,6 +547,14 @@ fn random_and_mutated_script_bodies_never_break_the_server() {
     );
 }
 
+/// A count from the environment, for running more seeds than CI does.
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn generated_script_bodies_reply_as_redis_server_does() {
     // Both servers run the same bodies in the same order (math.random's
@@ -565,11 +567,10 @@ fn generated_script_bodies_reply_as_redis_server_does() {
     let _ = r3.cmd(&["HELLO", "3"]);
     let _ = d3.cmd(&["HELLO", "3"]);
     let mut mismatches = Vec::new();
-    let bodies: u64 = std::env::var("SLOTKV_SCRIPT_DIFF_BODIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    for seed in 1..=bodies {
+    // SLOTKV_SCRIPT_DIFF_FROM/_BODIES run other seeds, and more of them.
+    let from = env_num("SLOTKV_SCRIPT_DIFF_FROM", 1);
+    let bodies = env_num("SLOTKV_SCRIPT_DIFF_BODIES", 3000);
+    for seed in from..from + bodies {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let b = body(&mut rng, &SAME);
         let (rc, dc) = if seed % 3 == 0 {

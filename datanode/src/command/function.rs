@@ -43,7 +43,7 @@ pub fn load(ctx: &mut Ctx, a: &Args) {
         Err(e) => {
             drop(set);
             scripts.checkin(vm);
-            return ctx.r.error(&format!("ERR {e}"));
+            return ctx.r.error_bytes(&[&b"ERR "[..], &e].concat());
         }
     };
     ctx.log(&a.iter().collect::<Vec<_>>());

@@ -527,7 +527,7 @@ fn offload(
 /// The error is bytes: a compile error quotes the script.
 fn create(ctx: &Ctx, body: &[u8]) -> Result<Arc<Script>, Vec<u8>> {
     let (flags, shebang) =
-        scripting::shebang_flags(body).map_err(|e| format!("ERR {e}").into_bytes())?;
+        scripting::shebang_flags(body).map_err(|e| [&b"ERR "[..], &e].concat())?;
     let sha = scripting::sha1_hex(body);
     let scripts = &ctx.srv.scripts;
     let mut vm = scripts.checkout().map_err(String::into_bytes)?;

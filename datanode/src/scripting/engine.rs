@@ -422,33 +422,9 @@ impl Vm {
             e.extend_from_slice(msg);
             e
         };
-        // SAFETY: inside mlua's protected call, the closure leaves the
-        // chunk (with the scripts' globals as its environment) or Lua's
-        // message, then whether it compiled; it holds only references.
-        let loaded = unsafe {
-            self.lua
-                .exec_raw::<(Value, bool)>(&self.env, |l| {
-                    use mlua::ffi;
-                    let status = ffi::luaL_loadbuffer(
-                        l,
-                        body.as_ptr() as *const std::os::raw::c_char,
-                        body.len(),
-                        c"@user_script".as_ptr(),
-                    );
-                    if status == 0 {
-                        ffi::lua_pushvalue(l, 1);
-                        ffi::lua_setfenv(l, -2);
-                    }
-                    ffi::lua_remove(l, 1);
-                    ffi::lua_pushboolean(l, (status == 0) as std::os::raw::c_int);
-                })
-                .map_err(|e| failed(lua_message(&e).as_bytes()))?
-        };
-        let f = match loaded {
-            (Value::Function(f), true) => f,
-            (Value::String(msg), false) => return Err(failed(&msg.as_bytes())),
-            _ => return Err(failed(b"unknown error")),
-        };
+        let f = self
+            .load_chunk(body, c"@user_script")
+            .map_err(|m| failed(&m))?;
         let key = self
             .lua
             .create_registry_value(f)
@@ -488,7 +464,7 @@ impl Vm {
     ) -> Outcome {
         if !self.libs.contains_key(&lib.id) {
             if let Err(e) = self.load_library(lib.id, lib.body(), None) {
-                r.error(&format!("ERR {e}"));
+                r.error_bytes(&[&b"ERR "[..], &e].concat());
                 return Outcome::Replied;
             }
         }
@@ -507,20 +483,18 @@ impl Vm {
 
     /// Runs a library's code so it registers its functions, which this
     /// interpreter keeps under `id`. `timeout` bounds the run (FUNCTION
-    /// LOAD from a client). Errors are Redis's texts, without "ERR ".
+    /// LOAD from a client). Errors are Redis's texts, without "ERR ", in
+    /// bytes: a compile error quotes the code.
     pub fn load_library(
         &mut self,
         id: u64,
         body: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<Vec<Registered>, String> {
+    ) -> Result<Vec<Registered>, Vec<u8>> {
+        let failed = |what: &str, msg: &[u8]| [what.as_bytes(), msg].concat();
         let chunk = self
-            .lua
-            .load(body)
-            .set_name("@user_function")
-            .set_environment(self.env.clone())
-            .into_function()
-            .map_err(|e| format!("Error compiling function: {}", lua_message(&e)))?;
+            .load_chunk(body, c"@user_function")
+            .map_err(|m| failed("Error compiling function: ", &m))?;
         LOAD.with(|l| {
             *l.borrow_mut() = Some(LoadState {
                 deadline: timeout.map(|t| Instant::now() + t),
@@ -530,16 +504,49 @@ impl Vm {
         let result = self.loader.call::<(bool, Value)>(chunk);
         let state = LOAD.with(|l| l.borrow_mut().take());
         let registered = state.map(|s| s.registered).unwrap_or_default();
+        let registering = "Error registering functions: ";
         match result {
             Ok((true, _)) => {}
-            Ok((false, v)) => {
-                return Err(format!("Error registering functions: {}", error_field(&v)))
-            }
-            Err(e) => return Err(format!("Error registering functions: {}", error_text(&e))),
+            Ok((false, v)) => return Err(failed(registering, &error_field(&v))),
+            Err(e) => return Err(failed(registering, error_text(&e).as_bytes())),
         }
         let (infos, fns): (Vec<Registered>, Vec<RegistryKey>) = registered.into_iter().unzip();
         self.libs.insert(id, fns);
         Ok(infos)
+    }
+
+    /// Compiles `body` as Lua's `luaL_loadbuffer` does, named `name`, with
+    /// the scripts' globals as its environment. The error is Lua's message
+    /// byte for byte (it quotes the source near the error, which may not
+    /// be UTF-8).
+    fn load_chunk(&self, body: &[u8], name: &std::ffi::CStr) -> Result<Function, Vec<u8>> {
+        // SAFETY: inside mlua's protected call, the closure leaves the
+        // chunk (with the scripts' globals as its environment) or Lua's
+        // message, then whether it compiled; it holds only references.
+        let loaded = unsafe {
+            self.lua
+                .exec_raw::<(Value, bool)>(&self.env, |l| {
+                    use mlua::ffi;
+                    let status = ffi::luaL_loadbuffer(
+                        l,
+                        body.as_ptr() as *const std::os::raw::c_char,
+                        body.len(),
+                        name.as_ptr(),
+                    );
+                    if status == 0 {
+                        ffi::lua_pushvalue(l, 1);
+                        ffi::lua_setfenv(l, -2);
+                    }
+                    ffi::lua_remove(l, 1);
+                    ffi::lua_pushboolean(l, (status == 0) as std::os::raw::c_int);
+                })
+                .map_err(|e| lua_message(&e).into_bytes())?
+        };
+        match loaded {
+            (Value::Function(f), true) => Ok(f),
+            (Value::String(msg), false) => Err(msg.as_bytes().to_vec()),
+            _ => Err(b"unknown error".to_vec()),
+        }
     }
 
     /// Drops the libraries no longer in the registry.
@@ -730,14 +737,14 @@ fn load_timed_out() -> Option<String> {
 }
 
 /// The `err` field of a Redis error table, as Redis reports a failed load.
-fn error_field(v: &Value) -> String {
+fn error_field(v: &Value) -> Vec<u8> {
     match v {
         Value::Table(t) => t
             .raw_get::<mlua::String>("err")
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_else(|_| "ERR unknown error".into()),
-        Value::String(s) => s.to_string_lossy(),
-        _ => "ERR unknown error".into(),
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_else(|_| b"ERR unknown error".to_vec()),
+        Value::String(s) => s.as_bytes().to_vec(),
+        _ => b"ERR unknown error".to_vec(),
     }
 }
 
@@ -955,15 +962,6 @@ fn lua_error_message(e: &mlua::Error) -> Option<String> {
         mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
         mlua::Error::ExternalError(x) => x.downcast_ref::<LuaError>().map(|r| r.0.clone()),
         _ => None,
-    }
-}
-
-/// A library's runtime error with the calling line's position, raised
-/// from a Rust function called through the library's shim and trampoline.
-pub(crate) fn locate_through_wrapper(lua: &Lua, e: mlua::Error) -> mlua::Error {
-    match e {
-        mlua::Error::RuntimeError(m) => lua_error_at(lua, super::structlib::clib::CALLER_LEVEL, &m),
-        other => other,
     }
 }
 
@@ -1219,8 +1217,14 @@ pub(crate) fn lua_error(lua: &Lua, msg: &str) -> mlua::Error {
 /// [`lua_error`] naming the function `level` frames up as the culprit
 /// (a library's Lua wrapper sits between it and the script).
 pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
-    let at = lua
-        .inspect_stack(level)
+    let at = position(lua, level);
+    mlua::Error::external(LuaError(format!("{at}{msg}")))
+}
+
+/// "source:line: " of the function `level` frames up, as `luaL_where`
+/// gives it (empty where there is no line).
+pub(crate) fn position(lua: &Lua, level: usize) -> String {
+    lua.inspect_stack(level)
         .map(|d| {
             let line = d.curr_line();
             let src = d
@@ -1234,8 +1238,7 @@ pub(crate) fn lua_error_at(lua: &Lua, level: usize, msg: &str) -> mlua::Error {
                 String::new()
             }
         })
-        .unwrap_or_default();
-    mlua::Error::external(LuaError(format!("{at}{msg}")))
+        .unwrap_or_default()
 }
 
 /// luaL_checkint: a number, or a string that reads as one; truncated.

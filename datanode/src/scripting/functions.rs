@@ -57,13 +57,14 @@ impl FunctionRef {
 /// What a library's `#!` line says.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Metadata {
-    pub engine: String,
-    pub name: String,
+    pub engine: Vec<u8>,
+    pub name: Vec<u8>,
     pub body_at: usize,
 }
 
 /// Runs a library's code (id, body) and reports what it registered.
-pub type Loader<'a> = dyn FnMut(u64, &[u8]) -> Result<Vec<Registered>, String> + 'a;
+/// Errors are bytes: they may quote the library's code.
+pub type Loader<'a> = dyn FnMut(u64, &[u8]) -> Result<Vec<Registered>, Vec<u8>> + 'a;
 
 /// What the engine reports after running a library's code.
 pub struct Registered {
@@ -138,31 +139,35 @@ impl Set {
     }
 
     /// Adds a library built from `code`; `replace` swaps out one of the
-    /// same name. Nothing changes on error.
+    /// same name. Nothing changes on error. Errors are Redis's texts, in
+    /// bytes: they may quote the code.
     pub fn create(
         &mut self,
         code: &[u8],
         replace: bool,
         run: &mut Loader<'_>,
-    ) -> Result<String, String> {
+    ) -> Result<String, Vec<u8>> {
         let md = parse_metadata(code)?;
-        if !valid_name(md.name.as_bytes()) {
+        if !valid_name(&md.name) {
             return Err(BAD_NAME.into());
         }
-        if !md.engine.eq_ignore_ascii_case("lua") {
-            return Err(format!("Engine '{}' not found", md.engine));
+        // Engines are looked up as C strings, ignoring case.
+        if !super::c_str(&md.engine).eq_ignore_ascii_case(b"lua") {
+            return Err([&b"Engine '"[..], &md.engine, b"' not found"].concat());
         }
-        if self.libs.contains_key(&md.name) && !replace {
-            return Err(format!("Library '{}' already exists", md.name));
+        // A valid name is ASCII.
+        let name = String::from_utf8_lossy(&md.name).into_owned();
+        if self.libs.contains_key(&name) && !replace {
+            return Err(format!("Library '{name}' already exists").into_bytes());
         }
         let id = next_id();
         let registered = run(id, &code[md.body_at..])?;
         if registered.is_empty() {
-            return Err("No functions registered".into());
+            return Err(b"No functions registered".to_vec());
         }
         let lib = Arc::new(Library {
             id,
-            name: md.name.clone(),
+            name: name.clone(),
             code: code.to_vec(),
             body_at: md.body_at,
             functions: registered
@@ -175,16 +180,16 @@ impl Set {
                 })
                 .collect(),
         });
-        let old = self.unlink(&md.name);
+        let old = self.unlink(&name);
         if let Some(f) = self.collision(&lib) {
-            let e = format!("Function {f} already exists");
+            let e = format!("Function {f} already exists").into_bytes();
             if let Some(old) = old {
                 self.link(old);
             }
             return Err(e);
         }
         self.link(lib);
-        Ok(md.name)
+        Ok(name)
     }
 
     pub fn delete(&mut self, name: &[u8]) -> bool {
@@ -238,35 +243,34 @@ pub fn valid_name(name: &[u8]) -> bool {
 
 /// Reads the `#!<engine> name=<name>` line, split as Redis splits
 /// arguments (quotes allowed). Errors are Redis's texts.
-pub fn parse_metadata(code: &[u8]) -> Result<Metadata, String> {
+pub fn parse_metadata(code: &[u8]) -> Result<Metadata, Vec<u8>> {
     if !code.starts_with(b"#!") {
-        return Err("Missing library metadata".into());
+        return Err(b"Missing library metadata".to_vec());
     }
-    let Some(end) = code.iter().position(|&c| c == b'\n') else {
-        return Err("Invalid library metadata".into());
+    let Some(end) = super::first_line_end(code) else {
+        return Err(b"Invalid library metadata".to_vec());
     };
     let (mut buf, mut ranges) = (Vec::new(), Vec::new());
     if !crate::resp::parse::split_args(&code[..end], &mut buf, &mut ranges) || ranges.is_empty() {
-        return Err("Invalid library metadata".into());
+        return Err(b"Invalid library metadata".to_vec());
     }
-    let part = |i: usize| String::from_utf8_lossy(&buf[ranges[i].clone()]).into_owned();
-    let engine = part(0)[2..].to_string();
+    let engine = buf[ranges[0].clone()][2..].to_vec();
     let mut name = None;
-    for i in 1..ranges.len() {
-        let p = part(i);
-        if p.len() >= 5 && p[..5].eq_ignore_ascii_case("name=") {
+    for r in &ranges[1..] {
+        let p = &buf[r.clone()];
+        if p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"name=") {
             if name.is_some() {
                 return Err(
-                    "Invalid metadata value, name argument was given multiple times".into(),
+                    b"Invalid metadata value, name argument was given multiple times".to_vec(),
                 );
             }
-            name = Some(p[5..].to_string());
+            name = Some(p[5..].to_vec());
             continue;
         }
-        return Err(format!("Invalid metadata value given: {p}"));
+        return Err([&b"Invalid metadata value given: "[..], super::c_str(p)].concat());
     }
     let Some(name) = name else {
-        return Err("Library name was not given".into());
+        return Err(b"Library name was not given".to_vec());
     };
     Ok(Metadata {
         engine,
@@ -341,7 +345,7 @@ impl Functions {
 mod tests {
     use super::*;
 
-    fn reg(names: &[&str]) -> Result<Vec<Registered>, String> {
+    fn reg(names: &[&str]) -> Result<Vec<Registered>, Vec<u8>> {
         Ok(names
             .iter()
             .map(|n| Registered {
@@ -356,12 +360,22 @@ mod tests {
     fn metadata_parses_as_redis_does() {
         let md = parse_metadata(b"#!lua name=lib\nreturn 1").unwrap();
         assert_eq!(
-            (md.engine.as_str(), md.name.as_str(), md.body_at),
-            ("lua", "lib", 14)
+            (&md.engine[..], &md.name[..], md.body_at),
+            (&b"lua"[..], &b"lib"[..], 14)
         );
-        assert_eq!(parse_metadata(b"#!lua name=\"foo\"\n").unwrap().name, "foo");
-        assert_eq!(parse_metadata(b"#! name=x\n").unwrap().engine, "");
-        let err = |c: &[u8]| parse_metadata(c).unwrap_err();
+        assert_eq!(
+            parse_metadata(b"#!lua name=\"foo\"\n").unwrap().name,
+            b"foo"
+        );
+        assert_eq!(parse_metadata(b"#! name=x\n").unwrap().engine, b"");
+        let err = |c: &[u8]| String::from_utf8_lossy(&parse_metadata(c).unwrap_err()).into_owned();
+        // Expected values below come from redis-server 7.0.15: C's
+        // strchr stops at a NUL, and %s prints up to one.
+        assert_eq!(err(b"#!lua name=x\0\n"), "Invalid library metadata");
+        assert_eq!(
+            parse_metadata(b"#!lua name=a \xff=1\n").unwrap_err(),
+            b"Invalid metadata value given: \xff=1"
+        );
         assert_eq!(err(b"return 1"), "Missing library metadata");
         assert_eq!(err(b"#!lua name=x"), "Invalid library metadata");
         assert_eq!(err(b"#!lua\n"), "Library name was not given");

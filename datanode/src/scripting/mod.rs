@@ -213,7 +213,7 @@ impl Scripts {
         for code in codes {
             if let Err(e) = set.create(code, false, &mut |id, body| vm.load_library(id, body, None))
             {
-                r = Err(e);
+                r = Err(String::from_utf8_lossy(&e).into_owned());
                 break;
             }
         }
@@ -345,38 +345,62 @@ pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
 
 /// Splits a `#!lua …` first line into its flags; `Ok((EVAL_COMPAT, 0))`
 /// when the body has no shebang. The second value is the shebang's length
-/// (its newline stays, so line numbers hold). Errors are Redis's texts.
-pub fn shebang_flags(body: &[u8]) -> Result<(u32, usize), String> {
+/// (its newline stays, so line numbers hold). Errors are Redis's texts;
+/// they quote the script's bytes, so they are bytes too.
+///
+/// The line is split as redis.conf lines are (quotes and escapes), and
+/// names compare as C strings, up to a NUL, as Redis compares them.
+pub fn shebang_flags(body: &[u8]) -> Result<(u32, usize), Vec<u8>> {
     if !body.starts_with(b"#!") {
         return Ok((flag::EVAL_COMPAT, 0));
     }
-    let Some(end) = body.iter().position(|&c| c == b'\n') else {
-        return Err("Invalid script shebang".into());
+    let Some(end) = first_line_end(body) else {
+        return Err(b"Invalid script shebang".to_vec());
     };
-    let line = String::from_utf8_lossy(&body[..end]);
-    let parts: Vec<&str> = line.split_ascii_whitespace().collect();
-    let Some(engine) = parts.first() else {
-        return Err("Invalid engine in script shebang".into());
-    };
-    if *engine != "#!lua" {
-        return Err(format!("Unexpected engine in script shebang: {engine}"));
+    let (mut buf, mut ranges) = (Vec::new(), Vec::new());
+    if !crate::resp::parse::split_args(&body[..end], &mut buf, &mut ranges) || ranges.is_empty() {
+        return Err(b"Invalid engine in script shebang".to_vec());
+    }
+    let fail = |what: &[u8], quoted: &[u8]| Err([what, c_str(quoted)].concat());
+    let engine = &buf[ranges[0].clone()];
+    if c_str(engine) != b"#!lua" {
+        return fail(b"Unexpected engine in script shebang: ", engine);
     }
     let mut flags = 0;
-    for p in &parts[1..] {
-        let Some(list) = p.strip_prefix("flags=") else {
-            return Err(format!("Unknown lua shebang option: {p}"));
+    for r in &ranges[1..] {
+        let p = &buf[r.clone()];
+        let Some(list) = p.strip_prefix(b"flags=") else {
+            return fail(b"Unknown lua shebang option: ", p);
         };
-        for f in list.split(',') {
-            if f.is_empty() {
-                continue;
-            }
-            match flag::NAMES.iter().find(|(n, _)| *n == f) {
+        // `flags=` alone declares none; an empty name between commas is
+        // an unknown flag.
+        if list.is_empty() {
+            continue;
+        }
+        for f in list.split(|&c| c == b',') {
+            match flag::NAMES.iter().find(|(n, _)| n.as_bytes() == c_str(f)) {
                 Some((_, v)) => flags |= v,
-                None => return Err(format!("Unexpected flag in script shebang: {f}")),
+                None => return fail(b"Unexpected flag in script shebang: ", f),
             }
         }
     }
     Ok((flags, end))
+}
+
+/// Where the first line ends, as C's `strchr(code, '\n')` finds it: a
+/// NUL before the newline ends the string, and there is none.
+pub fn first_line_end(code: &[u8]) -> Option<usize> {
+    code.iter()
+        .position(|&c| c == b'\n' || c == 0)
+        .filter(|&i| code[i] == b'\n')
+}
+
+/// `s` up to its first NUL: what C's string functions see of it.
+pub fn c_str(s: &[u8]) -> &[u8] {
+    match memchr::memchr(0, s) {
+        Some(z) => &s[..z],
+        None => s,
+    }
 }
 
 /// [`fmt_g17`] appended to `out`; integers (the usual case: counts,
@@ -444,27 +468,60 @@ mod tests {
 
     #[test]
     fn shebangs_parse_as_redis_does() {
+        let err = |s: &str| Err(s.as_bytes().to_vec());
         assert_eq!(shebang_flags(b"return 1"), Ok((flag::EVAL_COMPAT, 0)));
         assert_eq!(
             shebang_flags(b"#!lua flags=no-writes,allow-oom\nreturn 1"),
             Ok((flag::NO_WRITES | flag::ALLOW_OOM, 31))
         );
         assert_eq!(shebang_flags(b"#!lua\nreturn 1"), Ok((0, 5)));
-        assert_eq!(
-            shebang_flags(b"#!lua"),
-            Err("Invalid script shebang".to_string())
-        );
+        assert_eq!(shebang_flags(b"#!lua"), err("Invalid script shebang"));
         assert_eq!(
             shebang_flags(b"#!py\n"),
-            Err("Unexpected engine in script shebang: #!py".to_string())
+            err("Unexpected engine in script shebang: #!py")
         );
         assert_eq!(
             shebang_flags(b"#!lua flags=bad\n"),
-            Err("Unexpected flag in script shebang: bad".to_string())
+            err("Unexpected flag in script shebang: bad")
         );
         assert_eq!(
             shebang_flags(b"#!lua name=x\n"),
-            Err("Unknown lua shebang option: name=x".to_string())
+            err("Unknown lua shebang option: name=x")
+        );
+        // Expected values below come from redis-server 7.0.15.
+        assert_eq!(
+            shebang_flags(b"#!lua flags=no-writes,,allow-oom\n"),
+            err("Unexpected flag in script shebang: ")
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=,\n"),
+            err("Unexpected flag in script shebang: ")
+        );
+        assert_eq!(shebang_flags(b"#!lua flags=\n"), Ok((0, 12)));
+        assert_eq!(
+            shebang_flags(b"#!\"lua\" 'flags=no-writes'\n"),
+            Ok((flag::NO_WRITES, 25))
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=\"\\x6eo-writes\"\n").map(|f| f.0),
+            Ok(flag::NO_WRITES)
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=\"no-writes\"x\n"),
+            err("Invalid engine in script shebang")
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=x\0 y\n"),
+            err("Invalid script shebang")
+        );
+        assert_eq!(
+            shebang_flags(b"#!lua flags=\x80\n"),
+            Err(b"Unexpected flag in script shebang: \x80".to_vec())
+        );
+        // C strings: a NUL (written as an escape) ends a name.
+        assert_eq!(
+            shebang_flags(b"#!lua flags=\"no-writes\\x00junk\"\n").map(|f| f.0),
+            Ok(flag::NO_WRITES)
         );
     }
 

@@ -144,10 +144,9 @@ fn control(lua: &Lua, args: &Args, opt: u8, fmt: &mut Format, h: &mut Header) ->
             h.align = a;
         }
         _ => {
-            // C prints the byte itself; a Rust message must be UTF-8, so
-            // a byte past ASCII shows as its Latin-1 character.
-            let msg = format!("invalid format option '{}'", opt as char);
-            return Err(args.arg_error(lua, 1, &msg));
+            // C prints the byte itself, ASCII or not.
+            let msg = [&b"invalid format option '"[..], &[opt], b"'"].concat();
+            return Err(args.arg_error_bytes(lua, 1, &msg));
         }
     }
     Ok(())
@@ -442,9 +441,10 @@ pub(crate) mod clib {
     /// stack room for its three arguments and its results, so two results
     /// come out before it: 7999, C's most, then fit.
     const SHIM: &str = r#"
-local core, select, unpack = ...
+local core, select, unpack, error = ...
 return function(...)
   local t, i, j = core(select('#', ...), {...})
+  if not t then error(i, 0) end
   if j - i < 2 then return unpack(t, i, j) end
   return t[i], t[i + 1], unpack(t, i + 2, j)
 end
@@ -468,22 +468,59 @@ end
         let g = lua.globals();
         let select: Function = g.raw_get("select")?;
         let unpack: Function = g.raw_get("unpack")?;
+        let error: Function = g.raw_get("error")?;
         let core = lua.create_function(move |lua, (n, t): (usize, Table)| {
-            let r = core(lua, &Args { n, top: n, t })
-                .map_err(|e| super::super::engine::locate_through_wrapper(lua, e))?;
-            Ok((r.t, r.first, r.last))
+            match core(lua, &Args { n, top: n, t }) {
+                Ok(r) => Ok((Value::Table(r.t), Value::Integer(r.first), r.last)),
+                // luaL_error's message, raised by the shim as the string
+                // C raises: its bytes are the script's, UTF-8 or not.
+                Err(e) => match raised_message(lua, &e) {
+                    Some(m) => Ok((
+                        Value::Boolean(false),
+                        Value::String(lua.create_string(m)?),
+                        0,
+                    )),
+                    None => Err(e),
+                },
+            }
         })?;
         let shim: Function = lua
             .load(SHIM)
             // Skipped by the scripts' error handler, like our own code.
             .set_name("=redis_lib")
-            .call((core, select, unpack))?;
+            .call((core, select, unpack, error))?;
         // SAFETY: the closure only pops the shim it is given and pushes
         // one C closure holding it, inside mlua's protected call.
         let f: Function =
             unsafe { lua.exec_raw(shim, |l| mlua::ffi::lua_pushcclosure(l, trampoline, 1))? };
         lib.raw_set(name, f)
     }
+
+    /// The message, with the calling line's position, of an error a
+    /// library raised as `luaL_error` does; `None` for other errors.
+    fn raised_message(lua: &Lua, e: &mlua::Error) -> Option<Vec<u8>> {
+        let msg = match e {
+            mlua::Error::RuntimeError(m) => m.as_bytes(),
+            mlua::Error::ExternalError(x) => &x.downcast_ref::<Raised>()?.0,
+            _ => return None,
+        };
+        let mut out = super::super::engine::position(lua, CALLER_LEVEL).into_bytes();
+        out.extend_from_slice(msg);
+        Some(out)
+    }
+
+    /// A `luaL_error` message that may hold any bytes (C formats the
+    /// script's own bytes into some).
+    #[derive(Debug)]
+    pub struct Raised(pub Vec<u8>);
+
+    impl std::fmt::Display for Raised {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&String::from_utf8_lossy(&self.0))
+        }
+    }
+
+    impl std::error::Error for Raised {}
 
     /// Calls the shim (upvalue 1) with this call's arguments and returns
     /// all its results. Nothing here has a destructor, so a Lua error
@@ -597,6 +634,11 @@ end
 
         /// `luaL_argerror`: names the function as its caller calls it.
         pub fn arg_error(&self, lua: &Lua, narg: usize, msg: &str) -> mlua::Error {
+            self.arg_error_bytes(lua, narg, msg.as_bytes())
+        }
+
+        /// [`Args::arg_error`] with a message of any bytes.
+        pub fn arg_error_bytes(&self, lua: &Lua, narg: usize, msg: &[u8]) -> mlua::Error {
             // Lua names the library function from the calling code; under
             // `pcall` and other C callers it has no name.
             let caller = lua.inspect_stack(TRAMPOLINE_LEVEL).and_then(|d| {
@@ -605,17 +647,16 @@ end
                 names.name.map(|n| (n.into_owned(), method))
             });
             let (name, method) = caller.unwrap_or_else(|| ("?".to_string(), false));
-            if method {
-                if narg == 1 {
-                    return mlua::Error::runtime(format!("calling '{name}' on bad self ({msg})"));
-                }
+            let head = match (method, narg) {
+                (true, 1) => format!("calling '{name}' on bad self ("),
                 // `self` is not counted.
-                return mlua::Error::runtime(format!(
-                    "bad argument #{} to '{name}' ({msg})",
-                    narg as i64 - 1
-                ));
-            }
-            mlua::Error::runtime(format!("bad argument #{narg} to '{name}' ({msg})"))
+                (true, _) => format!("bad argument #{} to '{name}' (", narg as i64 - 1),
+                (false, _) => format!("bad argument #{narg} to '{name}' ("),
+            };
+            let mut m = head.into_bytes();
+            m.extend_from_slice(msg);
+            m.push(b')');
+            mlua::Error::external(Raised(m))
         }
     }
 
@@ -738,7 +779,11 @@ pub(crate) mod tests {
 
     pub(crate) fn message(e: &mlua::Error) -> String {
         match e {
-            mlua::Error::RuntimeError(m) => m.clone(),
+            // A Lua error's message, without the traceback mlua adds.
+            mlua::Error::RuntimeError(m) => match m.split_once("\nstack traceback:") {
+                Some((m, _)) => m.to_string(),
+                None => m.clone(),
+            },
             mlua::Error::CallbackError { cause, .. } => message(cause),
             mlua::Error::ExternalError(x) => x.to_string(),
             other => other.to_string(),
