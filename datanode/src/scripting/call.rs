@@ -1,4 +1,4 @@
-//! `redis.call` and `redis.pcall` as plain Lua C functions, and the KEYS
+//! `redis.call`, `redis.pcall` and `redis.sha1hex` as plain Lua C functions, and the KEYS
 //! and ARGV tables of a run.
 //!
 //! They are every script's hot path. Reading arguments straight off the
@@ -30,6 +30,26 @@ pub(super) unsafe extern "C-unwind" fn call(l: *mut lua_State) -> c_int {
 /// `redis.pcall`: a failing command's error table is returned.
 pub(super) unsafe extern "C-unwind" fn pcall(l: *mut lua_State) -> c_int {
     entry(l, false)
+}
+
+/// `redis.sha1hex`: the hash of its one argument as `lua_tolstring` gives
+/// it (a number as Lua prints it, `-0` included; anything else hashes as
+/// the empty string).
+pub(super) unsafe extern "C-unwind" fn sha1hex(l: *mut lua_State) -> c_int {
+    if ffi::lua_gettop(l) != 1 {
+        push_error(l, b"wrong number of arguments", false);
+        ffi::lua_error(l)
+    }
+    let mut len = 0;
+    let p = ffi::lua_tolstring(l, 1, &mut len);
+    let s: &[u8] = if p.is_null() {
+        b""
+    } else {
+        std::slice::from_raw_parts(p as *const u8, len)
+    };
+    let hex = super::sha1_hex(s);
+    push_bytes(l, &hex);
+    1
 }
 
 /// What running the command came to; plain data, so nothing needs dropping

@@ -1031,23 +1031,8 @@ fn api_table(lua: &Lua) -> mlua::Result<Table> {
     unsafe {
         t.raw_set("call", lua.create_c_function(super::call::call)?)?;
         t.raw_set("pcall", lua.create_c_function(super::call::pcall)?)?;
+        t.raw_set("sha1hex", lua.create_c_function(super::call::sha1hex)?)?;
     }
-    t.raw_set(
-        "sha1hex",
-        lua.create_function(|lua, args: MultiValue| {
-            if args.len() != 1 {
-                return Err(raise("wrong number of arguments"));
-            }
-            let s = match &args[0] {
-                Value::String(s) => s.as_bytes().to_vec(),
-                Value::Integer(n) => lua_number_string(*n as f64).into_bytes(),
-                Value::Number(n) => lua_number_string(*n).into_bytes(),
-                _ => Vec::new(),
-            };
-            let hex = super::sha1_hex(&s);
-            Ok(Value::String(lua.create_string(hex)?))
-        })?,
-    )?;
     t.raw_set(
         "setresp",
         lua.create_function(|_, args: MultiValue| {

@@ -406,8 +406,9 @@ pub fn c_str(s: &[u8]) -> &[u8] {
 /// [`fmt_g17`] appended to `out`; integers (the usual case: counts,
 /// TTLs) skip the general float formatting.
 pub fn write_g17(n: f64, out: &mut Vec<u8>) {
-    // Below 1e17 an integral double prints all its digits with %.17g.
-    if n.fract() == 0.0 && n.abs() < 1e17 {
+    // Below 1e17 an integral double prints all its digits with %.17g
+    // (-0 prints its sign).
+    if n.fract() == 0.0 && n.abs() < 1e17 && (n != 0.0 || n.is_sign_positive()) {
         out.extend_from_slice(itoa::Buffer::new().format(n as i64).as_bytes());
         return;
     }
@@ -444,12 +445,7 @@ mod tests {
         ] {
             let mut out = Vec::new();
             write_g17(n, &mut out);
-            let general = if n == 0.0 {
-                "0".to_string()
-            } else {
-                fmt_g17(n)
-            };
-            assert_eq!(String::from_utf8(out).unwrap(), general, "{n}");
+            assert_eq!(String::from_utf8(out).unwrap(), fmt_g17(n), "{n}");
         }
     }
 
@@ -464,6 +460,15 @@ mod tests {
         assert_eq!(fmt_g17(0.0001), "0.0001");
         assert_eq!(fmt_g17(0.00001), "1.0000000000000001e-05");
         assert_eq!(fmt_g17(9007199254740993.0), "9007199254740992");
+        let g17 = |n: f64| {
+            let mut out = Vec::new();
+            write_g17(n, &mut out);
+            String::from_utf8(out).unwrap_or_default()
+        };
+        assert_eq!(g17(-0.0), "-0");
+        assert_eq!(g17(0.0), "0");
+        assert_eq!(g17(-12.0), "-12");
+        assert_eq!(g17(1e-17), "1.0000000000000001e-17");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! array, any other as a map in `next` order. Tables nested deeper than
 //! 16 levels encode as nil, which also ends cyclic tables.
 
-use mlua::{Function, Lua, Table, Value};
+use mlua::{Lua, Table, Value};
 
 use super::structlib::clib::{self, Args, Results, MAX_C_STACK};
 
@@ -16,8 +16,6 @@ const MAX_NESTING: usize = 16;
 
 /// Builds the `cmsgpack` table.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
-    let tiny_keys: Function = lua.load(TINY_KEYS).set_name("=[C]").call(())?;
-    lua.set_named_registry_value(TINY_KEYS_NAME, tiny_keys)?;
     let t = lua.create_table()?;
     // The C order of insertion, which decides the order `pairs` walks.
     clib::register(lua, &t, "pack", pack)?;
@@ -49,10 +47,7 @@ fn pack(lua: &Lua, args: &Args) -> mlua::Result<Results> {
     if n + n > MAX_C_STACK {
         return Err(args.arg_error(lua, 0, "Too many arguments for MessagePack pack."));
     }
-    let mut enc = Encoder {
-        lua,
-        out: Vec::new(),
-    };
+    let mut enc = Encoder { out: Vec::new() };
     for i in 1..=n {
         // The stack then holds the arguments, one encoding per argument
         // done, and a copy of this one.
@@ -61,17 +56,11 @@ fn pack(lua: &Lua, args: &Args) -> mlua::Result<Results> {
     Results::one(lua, lua.create_string(&enc.out)?)
 }
 
-struct Encoder<'a> {
-    lua: &'a Lua,
+struct Encoder {
     out: Vec<u8>,
 }
 
-impl Encoder<'_> {
-    fn tiny_keys(&self, t: &Table) -> mlua::Result<Table> {
-        let f: Function = self.lua.named_registry_value(TINY_KEYS_NAME)?;
-        f.call(t)
-    }
-
+impl Encoder {
     /// Encodes `v`, a table `level` deep; `sp` is the C stack height
     /// while it does, for the same stack overflows.
     fn value(&mut self, v: &Value, level: usize, sp: usize) -> mlua::Result<()> {
@@ -93,8 +82,7 @@ impl Encoder<'_> {
             let len = t.raw_len();
             self.header(len, 0x90, 0xdc);
             for j in 1..=len {
-                let key = Value::Integer(j as i64);
-                let v = exact(t, &key, t.raw_get(j)?)?;
+                let v = t.raw_get(j)?;
                 self.value(&v, level + 1, sp + 1)?;
             }
         } else {
@@ -105,23 +93,7 @@ impl Encoder<'_> {
                 Ok(())
             })?;
             self.header(len, 0x80, 0xde);
-            // `for_each` keeps the exact key on the Lua stack for `next`;
-            // the keys it shows as 0 come from `TINY_KEYS`, in turn.
-            let mut tiny: Option<Table> = None;
-            let mut tiny_seen = 0;
             t.for_each(|k: Value, v: Value| {
-                let k = match k {
-                    Value::Integer(0) => {
-                        let keys = match &tiny {
-                            Some(keys) => keys,
-                            None => tiny.insert(self.tiny_keys(t)?),
-                        };
-                        tiny_seen += 1;
-                        Value::Number(keys.raw_get::<f64>(tiny_seen)?)
-                    }
-                    k => k,
-                };
-                let v = exact(t, &k, v)?;
                 // C encodes a copy of the key above the pair, then the
                 // value above the key.
                 self.value(&k, level + 1, sp + 3)?;
@@ -230,8 +202,7 @@ fn is_int64(n: f64) -> bool {
 /// many as the largest.
 fn is_array(t: &Table) -> mlua::Result<bool> {
     let (mut count, mut max) = (0i64, 0i64);
-    // Stops at the first other key, so `pairs` never hands back a key
-    // mlua shows inexactly (those read as 0, not a valid index).
+    // Stops at the first other key.
     for pair in t.pairs::<Value, Value>() {
         let (k, _) = pair?;
         let n = match k {
@@ -247,35 +218,6 @@ fn is_array(t: &Table) -> mlua::Result<bool> {
     }
     Ok(max == count)
 }
-
-/// `v` read from `t[key]`, made exact: mlua shows a number below 2^-52 in
-/// magnitude as integer 0, so such a value is read again as a double.
-fn exact(t: &Table, key: &Value, v: Value) -> mlua::Result<Value> {
-    match v {
-        Value::Integer(0) => Ok(Value::Number(t.raw_get::<f64>(key)?)),
-        v => Ok(v),
-    }
-}
-
-/// Where `open` keeps [`TINY_KEYS`] for this Lua state.
-const TINY_KEYS_NAME: &str = "datanode.cmsgpack.tiny_keys";
-
-/// The keys of a table that mlua shows as integer 0 (numbers below 2^-52
-/// in magnitude), exact and in `next` order: a table read gives them back
-/// as doubles.
-const TINY_KEYS: &str = r"
-local next, type = next, type
-return function(t)
-  local keys, n = {}, 0
-  for k in next, t do
-    if type(k) == 'number' and k > -2^-52 and k < 2^-52 then
-      n = n + 1
-      keys[n] = k
-    end
-  end
-  return keys
-end
-";
 
 /// `cmsgpack.unpack(s)`: every value `s` holds.
 fn unpack(lua: &Lua, args: &Args) -> mlua::Result<Results> {
@@ -470,7 +412,6 @@ impl Decoder<'_> {
                 Frame::Map { left, has_key, .. } => {
                     let key_slot = table_slot + 1;
                     let key = self.slots.raw_get(key_slot)?;
-                    let key = exact(&self.slots, &Value::Integer(key_slot as i64), key)?;
                     check_key(&key)?;
                     let t: Table = self.slots.raw_get(table_slot)?;
                     t.raw_set(key, v)?;

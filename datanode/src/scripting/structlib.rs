@@ -426,9 +426,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
 /// hands over the arguments as a count and a table, and spreads the
 /// results from a table. mlua would otherwise turn every string or table
 /// passing through into a reference in a Lua stack of 8000 slots, which a
-/// call with thousands of them could exhaust (a panic); and it shows a
-/// number below 2^-52 in magnitude as integer 0, while a table read gives
-/// the exact double.
+/// call with thousands of them could exhaust (a panic).
 pub(crate) mod clib {
     use mlua::{Function, IntoLua, Lua, Table, Value};
 
@@ -581,13 +579,13 @@ end
             }
         }
 
-        /// Argument `i`; numbers come exact, as `Value::Number`.
+        /// Argument `i`; numbers come as `Value::Number`, as C sees them.
         pub fn get(&self, i: usize) -> mlua::Result<Value> {
             if i == 0 || i > self.n {
                 return Ok(Value::Nil);
             }
             Ok(match self.t.raw_get::<Value>(i)? {
-                Value::Integer(_) | Value::Number(_) => Value::Number(self.t.raw_get::<f64>(i)?),
+                Value::Integer(n) => Value::Number(n as f64),
                 v => v,
             })
         }
