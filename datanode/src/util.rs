@@ -8,7 +8,12 @@ pub fn fmt_double(d: f64, buf: &mut [u8; 32]) -> &[u8] {
     if d.is_infinite() {
         let _ = cur.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
     } else if d.is_nan() {
-        let _ = cur.write_all(b"nan");
+        // printf shows a NaN's sign; x86's 0/0 sets it.
+        let _ = cur.write_all(if d.is_sign_negative() {
+            b"-nan"
+        } else {
+            b"nan"
+        });
     } else if d == d.trunc() && d.abs() < 1e15 && !(d == 0.0 && d.is_sign_negative()) {
         // Whole numbers (the common case for scores) print as integers
         // under %.17g too; skip the general formatter.

@@ -319,8 +319,12 @@ fn encode_value(cfg: &Config, v: &Value, depth: i64, out: &mut Vec<u8>) -> mlua:
 
 /// The table's array length when every key is an integer >= 1 (None
 /// otherwise), refusing excessively sparse arrays as lua-cjson does.
+///
+/// As in C, the largest key is kept in an `int`: a key past its range
+/// stores INT_MIN (x86-64's conversion), which a later smaller key then
+/// replaces, and a length of 0 or less encodes the table as an object.
 fn array_length(cfg: &Config, v: &Value, t: &Table) -> mlua::Result<Option<usize>> {
-    let (mut max, mut items) = (0f64, 0i64);
+    let (mut max, mut items) = (0i32, 0i64);
     for pair in t.clone().pairs::<Value, Value>() {
         let (k, _) = pair?;
         let k = match k {
@@ -331,17 +335,29 @@ fn array_length(cfg: &Config, v: &Value, t: &Table) -> mlua::Result<Option<usize
         if k.floor() != k || k < 1.0 {
             return Ok(None);
         }
-        max = max.max(k);
+        if k > f64::from(max) {
+            max = c_f64_to_i32(k);
+        }
         items += 1;
     }
-    let max = max as i64;
+    let max = i64::from(max);
     if cfg.sparse_ratio > 0 && max > items * cfg.sparse_ratio && max > cfg.sparse_safe {
         if !cfg.sparse_convert {
             return Err(serialise_error(v, "excessively sparse array"));
         }
         return Ok(None);
     }
-    Ok(Some(max as usize))
+    Ok(usize::try_from(max).ok())
+}
+
+/// A C cast of a double to `int` on x86-64: truncation, and INT_MIN for
+/// NaN and numbers out of range.
+fn c_f64_to_i32(n: f64) -> i32 {
+    if n.is_nan() || !(-2_147_483_649.0..2_147_483_648.0).contains(&n) {
+        i32::MIN
+    } else {
+        n as i32
+    }
 }
 
 fn encode_number(cfg: &Config, v: &Value, out: &mut Vec<u8>) -> mlua::Result<()> {
@@ -764,7 +780,8 @@ fn strtod(s: &[u8]) -> Option<(f64, usize)> {
         return Some((sign * f64::INFINITY, i + 3));
     }
     if lower.starts_with(b"nan") {
-        return Some((f64::NAN, i + 3));
+        // The sign is kept, as C's strtod keeps it.
+        return Some((if neg { -f64::NAN } else { f64::NAN }, i + 3));
     }
     if lower.starts_with(b"0x") {
         let digits = rest[2..]
