@@ -60,7 +60,6 @@ pub fn info(name: &str) -> Option<&'static M> {
         .map(|(_, m)| m)
 }
 
-/// The COMMAND DOCS entry of a top-level command.
 /// Whether COMMAND INFO lists `flag` for the command (or subcommand,
 /// `parent|sub`).
 pub fn has_flag(name: &str, flag: &str) -> bool {
@@ -75,7 +74,24 @@ pub fn has_flag(name: &str, flag: &str) -> bool {
     }
 }
 
+/// The COMMAND DOCS entry of a command, or of a subcommand named
+/// `parent|sub` (found in its parent's `subcommands` map).
 pub fn docs(name: &str) -> Option<&'static M> {
+    if let Some((parent, _)) = name.split_once('|') {
+        let M::Map(fields) = docs(parent)? else {
+            return None;
+        };
+        let (_, M::Map(subs)) = fields
+            .iter()
+            .find(|(k, _)| matches!(k, M::Bulk("subcommands")))?
+        else {
+            return None;
+        };
+        return subs
+            .iter()
+            .find(|(k, _)| matches!(k, M::Bulk(n) if n.eq_ignore_ascii_case(name)))
+            .map(|(_, m)| m);
+    }
     super::meta_table::COMMAND_DOCS
         .iter()
         .find(|(n, _)| *n == name)
@@ -93,6 +109,22 @@ pub fn all() -> impl Iterator<Item = &'static (&'static str, M)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// COMMAND DOCS, like COMMAND INFO, finds a subcommand by its full
+    /// name (redis-server 7.0's lookupCommandBySds).
+    #[test]
+    fn docs_find_subcommands_by_full_name() {
+        let Some(M::Map(fields)) = docs("xinfo|help") else {
+            panic!("no docs for xinfo|help")
+        };
+        assert!(fields
+            .iter()
+            .any(|(k, v)| matches!((k, v), (M::Bulk("group"), M::Bulk("stream")))));
+        assert!(docs("config|get").is_some());
+        assert!(docs("xinfo|nosuch").is_none());
+        assert!(docs("get|x").is_none());
+        assert!(docs("nosuch|x").is_none());
+    }
 
     /// Our dispatch table and the captured metadata must agree, or
     /// clients would be told an arity we do not enforce.

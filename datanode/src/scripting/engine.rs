@@ -115,9 +115,8 @@ end
 -- not reach: a metatable like that of the globals.
 local ro_meta_view = {__index = missing}
 local stopped, errmsg = __redis_stopped, __redis_errmsg
-local redis = {}
-for k, v in pairs(__redis_lib) do redis[k] = v end
-redis.error_reply = function(...)
+local api = __redis_lib
+api.error_reply = function(...)
   local n, e = select("#", ...), ...
   if n ~= 1 or type(e) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
   -- As Redis splits it: the code is what comes before the first space
@@ -129,14 +128,40 @@ redis.error_reply = function(...)
   msg = msg:gsub("^[\r\n]+", ""):gsub("[\r\n]+$", "")
   return {err = code .. " " .. msg}
 end
-redis.status_reply = function(...)
+api.status_reply = function(...)
   local n, s = select("#", ...), ...
   if n ~= 1 or type(s) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
   return {ok = s}
 end
-redis.breakpoint = function() return false end
-redis.debug = function() end
-redis.replicate_commands = function() return true end
+api.breakpoint = function() return false end
+api.debug = function() end
+api.replicate_commands = function() return true end
+-- Tables are filled in the order Redis fills its own: the order keys go
+-- into a Lua table decides the order `pairs` and `next` walk it.
+-- The `redis` table of scripts; functions lack its last three fields.
+local REDIS_KEYS = {
+  "call", "pcall", "log", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING",
+  "REDIS_VERSION_NUM", "REDIS_VERSION", "setresp", "sha1hex", "error_reply", "status_reply",
+  "set_repl", "REPL_NONE", "REPL_AOF", "REPL_SLAVE", "REPL_REPLICA", "REPL_ALL", "acl_check_cmd",
+}
+local EVAL_ONLY = {"breakpoint", "debug", "replicate_commands"}
+local function redis_table(for_eval)
+  local t = {}
+  for _, k in ipairs(REDIS_KEYS) do t[k] = api[k] end
+  if for_eval then for _, k in ipairs(EVAL_ONLY) do t[k] = api[k] end end
+  return t
+end
+-- The globals as Lua's base library, the libraries Redis loads and
+-- Redis itself create them. A name prefixed with "-" is one Redis keeps
+-- out of its globals: Lua still makes its key (with no value) before the
+-- globals' __newindex refuses it, so it takes a place in the table.
+local GLOBAL_KEYS = {
+  "_G", "assert", "collectgarbage", "-dofile", "error", "gcinfo", "-getfenv", "getmetatable",
+  "-loadfile", "load", "loadstring", "next", "pcall", "-print", "rawequal", "rawget", "rawset",
+  "select", "-setfenv", "setmetatable", "tonumber", "tostring", "type", "unpack", "xpcall",
+  "_VERSION", "ipairs", "pairs", "-newproxy", "coroutine", "table", "string", "math", "debug",
+  "cjson", "struct", "cmsgpack", "bit", "redis",
+}
 -- Scripts' pcall hands back the message of a Redis error table, and
 -- cannot catch a stop requested by the server.
 local function finish(ok, ...)
@@ -149,52 +174,62 @@ local function finish(ok, ...)
 end
 local function safe_pcall(f, ...) return finish(real_pcall(f, ...)) end
 local libs = {bit = __redis_bit, cjson = __redis_cjson, cmsgpack = __redis_cmsgpack, struct = __redis_struct}
-for _, name in pairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
-local allowed = {
-  "xpcall", "tostring", "next", "assert", "tonumber", "rawequal",
-  "collectgarbage", "getmetatable", "type", "select", "unpack", "gcinfo", "pairs",
-  "rawget", "loadstring", "ipairs", "_VERSION", "load", "error",
-}
-local visible = {}
-local env = {}
-for _, k in pairs(allowed) do visible[k] = G[k] end
-visible.pcall = safe_pcall
--- Code loaded by a script runs with the script's globals. (A precompiled
--- chunk is parsed as text, as in Redis's Lua: see vendor/lua-src.)
+for _, name in ipairs({"string", "table", "math", "coroutine"}) do libs[name] = G[name] end
 local real_loadstring, real_load, real_setfenv, concat = loadstring, load, setfenv, table.concat
-local function sandboxed_loadstring(s, name)
-  local f, e = real_loadstring(s, name)
-  if f then real_setfenv(f, env) end
-  return f, e
-end
-visible.loadstring = sandboxed_loadstring
-visible.load = function(reader, name)
-  if type(reader) ~= "function" then return real_load(reader, name) end
-  local parts = {}
-  while true do
-    local p = reader()
-    if p == nil or p == "" then break end
-    parts[#parts + 1] = p
+-- What `_G` names for a script (`front`, with the extra keys `extra` in
+-- that order) and the environment its code runs in (`env`, reading
+-- through to `front`). `front` comes from Rust: Lua's globals table
+-- starts with room for two keys, which a table constructor cannot give.
+local function make_globals(front, env, extra, for_eval)
+  local v = {redis = redis_table(for_eval), pcall = safe_pcall, _G = front, debug = true}
+  for _, k in ipairs({
+    "assert", "collectgarbage", "error", "gcinfo", "getmetatable", "load", "loadstring", "next",
+    "rawequal", "rawget", "select", "tonumber", "tostring", "type", "unpack", "xpcall",
+    "_VERSION", "ipairs", "pairs",
+  }) do v[k] = G[k] end
+  for k, lib in pairs(libs) do v[k] = lib end
+  -- Code loaded by a script runs with the script's globals. (A precompiled
+  -- chunk is parsed as text, as in Redis's Lua: see vendor/lua-src.)
+  local function sandboxed_loadstring(s, name)
+    local f, e = real_loadstring(s, name)
+    if f then real_setfenv(f, env) end
+    return f, e
   end
-  return sandboxed_loadstring(concat(parts), name)
+  v.loadstring = sandboxed_loadstring
+  v.load = function(reader, name)
+    if type(reader) ~= "function" then return real_load(reader, name) end
+    local parts = {}
+    while true do
+      local p = reader()
+      if p == nil or p == "" then break end
+      parts[#parts + 1] = p
+    end
+    return sandboxed_loadstring(concat(parts), name)
+  end
+  -- The readonly check comes first, as in Redis, where the globals'
+  -- metatable has no `__metatable` field for setmetatable to stop at.
+  v.setmetatable = function(t, m)
+    if is_readonly(t) then error("Attempt to modify a readonly table", 0) end
+    return setmetatable(t, m)
+  end
+  v.rawset = rawset
+  for _, k in ipairs(GLOBAL_KEYS) do
+    if k:sub(1, 1) == "-" then rawset(front, k:sub(2), nil) else rawset(front, k, v[k]) end
+  end
+  -- Redis's error handler setup sets `debug` to nil after the libraries.
+  rawset(front, "debug", nil)
+  for _, k in ipairs(extra) do rawset(front, k, extra[k]) end
+  setmetatable(front, {__index = missing})
+  return front
 end
--- The readonly check comes first, as in Redis, where the globals'
--- metatable has no `__metatable` field for setmetatable to stop at.
-visible.setmetatable = function(t, m)
-  if is_readonly(t) then error("Attempt to modify a readonly table", 0) end
-  return setmetatable(t, m)
-end
-visible.rawset = rawset
-for k, v in pairs(libs) do visible[k] = v end
-visible.redis = redis
--- What scripts see as globals, KEYS and ARGV included during an EVAL, as
--- Redis's globals table: `_G` names it, so `pairs(_G)` and `rawget(_G, k)`
--- see them. A table (not a function) behind env's __index keeps every
--- global read inside the VM; only a missing name reaches `missing`.
-local front = setmetatable({}, {__index = missing})
-visible._G = front
-for k, v in pairs(visible) do rawset(front, k, v) end
+-- EVAL's globals also hold Redis's error handler and KEYS and ARGV (set
+-- at the first EVAL in Redis, and kept); a function's hold none of them.
+local env, fn_env = {}, {}
+local front = make_globals(__redis_front_eval, env,
+  {"__redis__err__handler", "KEYS", "ARGV", KEYS = {}, ARGV = {}, __redis__err__handler = true}, true)
+local fn_front = make_globals(__redis_front_fn, fn_env, {}, false)
 local run_meta = {__index = front, __newindex = refuse, __metatable = ro_meta_view}
+local fn_meta = {__index = fn_front, __newindex = refuse, __metatable = ro_meta_view}
 -- FUNCTION LOAD runs a library's code with only `load_visible` as its
 -- globals: a `redis` table with register_function, log and the version.
 local function strict(t)
@@ -212,14 +247,16 @@ local function strict(t)
   })
   return p
 end
-local load_api = {register_function = __redis_register, log = redis.log}
-for _, k in pairs({"LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "REDIS_VERSION", "REDIS_VERSION_NUM"}) do
-  load_api[k] = redis[k]
+local load_api = {}
+load_api.register_function = __redis_register
+for _, k in ipairs({"log", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "REDIS_VERSION_NUM", "REDIS_VERSION"}) do
+  load_api[k] = api[k]
 end
 local load_front = setmetatable({redis = strict(load_api)}, {__index = missing})
 local load_meta = {__index = load_front, __newindex = refuse, __metatable = ro_meta_view}
 local set_meta = dbg.setmetatable
 set_meta(env, run_meta)
+set_meta(fn_env, fn_meta)
 local function handler(err)
   local level, i = 2, nil
   while true do
@@ -241,27 +278,26 @@ local function handler(err)
   end
   return err
 end
--- An EVAL's globals also hold its KEYS and ARGV, and Redis's error
--- handler under its global name; `front` is readonly, so they are set
--- past the flag.
+rawset(front, "__redis__err__handler", handler)
+-- An EVAL's KEYS and ARGV replace the last ones in its globals, which are
+-- readonly, so they are set past the flag. They stay until the next EVAL,
+-- as in Redis; set to nil, their keys would lose their places.
 local function run(f, keys, argv)
-  set_fields(front, "KEYS", keys, "ARGV", argv, "__redis__err__handler", handler)
-  local ok, res = xpcall(f, handler)
-  set_fields(front, "KEYS", nil, "ARGV", nil, "__redis__err__handler", nil)
-  return ok, res
+  set_fields(front, "KEYS", keys, "ARGV", argv)
+  return xpcall(f, handler)
 end
 -- A function gets KEYS and ARGV as its arguments, not as globals.
 local function call(f, keys, argv)
   return xpcall(function() return f(keys, argv) end, handler)
 end
 local function load_library(f)
-  set_readonly(env, false)
-  set_meta(env, load_meta)
-  set_readonly(env, true)
+  set_readonly(fn_env, false)
+  set_meta(fn_env, load_meta)
+  set_readonly(fn_env, true)
   local ok, res = xpcall(f, handler)
-  set_readonly(env, false)
-  set_meta(env, run_meta)
-  set_readonly(env, true)
+  set_readonly(fn_env, false)
+  set_meta(fn_env, fn_meta)
+  set_readonly(fn_env, true)
   return ok, res
 end
 math.random, math.randomseed = __redis_random, __redis_randomseed_raw
@@ -269,21 +305,26 @@ math.random, math.randomseed = __redis_random, __redis_randomseed_raw
 -- (with the libraries in them and their metatables), the strings'
 -- metatable, and the load-time API.
 protect(front)
+protect(fn_front)
 protect(getmetatable(""))
 protect(ro_meta_view)
 protect(load_front.redis)
 set_readonly(env, true)
-__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly, __redis_set_fields =
-  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+set_readonly(fn_env, true)
+__redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly, __redis_set_fields, __redis_front_eval, __redis_front_fn =
+  nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
-return env, run, call, load_library
+return env, fn_env, run, call, load_library
 "##;
 
 /// One interpreter with the scripts it has compiled and the function
 /// libraries it has loaded.
 pub struct Vm {
     lua: Lua,
+    /// The environments of EVAL scripts and of library functions: Redis
+    /// runs them in separate interpreters with different globals.
     env: Table,
+    fn_env: Table,
     runner: Function,
     caller: Function,
     loader: Function,
@@ -388,13 +429,18 @@ impl Vm {
                 Ok(())
             })?,
         )?;
-        let (env, runner, caller, loader): (Table, Function, Function, Function) =
+        // Lua's globals table starts with room for two keys; so do ours,
+        // for the order their keys take (see the prelude).
+        g.raw_set("__redis_front_eval", lua.create_table_with_capacity(0, 2)?)?;
+        g.raw_set("__redis_front_fn", lua.create_table_with_capacity(0, 2)?)?;
+        let (env, fn_env, runner, caller, loader): (Table, Table, Function, Function, Function) =
             lua.load(PRELUDE).set_name("=redis_lib").call(())?;
         // Installed once: between runs there is no run to stop.
         install_hook(&lua);
         Ok(Vm {
             lua,
             env,
+            fn_env,
             runner,
             caller,
             loader,
@@ -423,7 +469,7 @@ impl Vm {
             e
         };
         let f = self
-            .load_chunk(body, c"@user_script")
+            .load_chunk(body, c"@user_script", &self.env)
             .map_err(|m| failed(&m))?;
         let key = self
             .lua
@@ -493,7 +539,7 @@ impl Vm {
     ) -> Result<Vec<Registered>, Vec<u8>> {
         let failed = |what: &str, msg: &[u8]| [what.as_bytes(), msg].concat();
         let chunk = self
-            .load_chunk(body, c"@user_function")
+            .load_chunk(body, c"@user_function", &self.fn_env)
             .map_err(|m| failed("Error compiling function: ", &m))?;
         LOAD.with(|l| {
             *l.borrow_mut() = Some(LoadState {
@@ -519,13 +565,18 @@ impl Vm {
     /// the scripts' globals as its environment. The error is Lua's message
     /// byte for byte (it quotes the source near the error, which may not
     /// be UTF-8).
-    fn load_chunk(&self, body: &[u8], name: &std::ffi::CStr) -> Result<Function, Vec<u8>> {
+    fn load_chunk(
+        &self,
+        body: &[u8],
+        name: &std::ffi::CStr,
+        env: &Table,
+    ) -> Result<Function, Vec<u8>> {
         // SAFETY: inside mlua's protected call, the closure leaves the
         // chunk (with the scripts' globals as its environment) or Lua's
         // message, then whether it compiled; it holds only references.
         let loaded = unsafe {
             self.lua
-                .exec_raw::<(Value, bool)>(&self.env, |l| {
+                .exec_raw::<(Value, bool)>(env, |l| {
                     use mlua::ffi;
                     let status = ffi::luaL_loadbuffer(
                         l,
