@@ -210,6 +210,10 @@ pub fn bitcount(ctx: &mut Ctx, a: &Args) {
             let (Some(start), Some(end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
                 return ctx.r.error(NOT_INT);
             };
+            // Redis answers this range before it reads the unit.
+            if start < 0 && end < 0 && start > end {
+                return ctx.r.int(0);
+            }
             let Ok(bits) = unit_is_bit((a.len() == 5).then(|| a.get(4))) else {
                 return ctx.r.error(SYNTAX);
             };
