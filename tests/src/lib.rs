@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod diff;
 pub mod process;
 pub mod resp;
+pub mod rng;
 
 pub use cluster::wait_until;
 pub use process::{
@@ -12,3 +13,4 @@ pub use process::{
     start_expect_failure, Node, Server,
 };
 pub use resp::{encode, split_line, Conn, Reply};
+pub use rng::Rng;

@@ -15,27 +15,7 @@
 
 use std::time::Duration;
 
-use slotkv_tests::{encode, Conn, Node, Server};
-
-/// xorshift64*: small, seeded, enough for picking from tables.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use slotkv_tests::{encode, Conn, Node, Rng, Server};
 
 /// Lua values of every type, the awkward ones included.
 const VALUES: &[&str] = &[
@@ -490,7 +470,7 @@ fn random_and_mutated_script_bodies_never_break_the_server() {
     let from = env_num("SLOTKV_SCRIPT_FUZZ_FROM", 1);
     let bodies = env_num("SLOTKV_SCRIPT_FUZZ_BODIES", 20_000);
     for seed in from..from + bodies {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let b = body(&mut rng, &ANY);
         let what = format!("seed {seed}, body {:?}", String::from_utf8_lossy(&b));
         let c = if seed % 2 == 0 {
@@ -578,7 +558,7 @@ fn generated_script_bodies_reply_as_redis_server_does() {
     let from = env_num("SLOTKV_SCRIPT_DIFF_FROM", 1);
     let bodies = env_num("SLOTKV_SCRIPT_DIFF_BODIES", 3000);
     for seed in from..from + bodies {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let b = body(&mut rng, &SAME);
         let (rc, dc) = if seed % 3 == 0 {
             (&mut r3, &mut d3)

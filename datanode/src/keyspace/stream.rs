@@ -717,59 +717,63 @@ impl Stream {
 
     /// Entries with IDs in [start, end], in order (reversed with `rev`),
     /// at most `count` (0: all).
+    ///
+    /// The walk is Redis's stream iterator's: deleted entries are passed
+    /// over without being compared, and only a live entry past the range
+    /// ends it. IDs within a node are not always in order: XSETID may
+    /// lower the last ID below a deleted entry's, and later entries
+    /// follow the deleted one.
     pub fn range(&self, start: StreamId, end: StreamId, count: usize, rev: bool) -> Vec<Entry> {
         let mut out = Vec::new();
         if start > end {
             return out;
         }
-        // From the node at or before `start` (it may hold `start`) to `end`.
-        let first_key = self
-            .nodes
-            .range(..=start)
-            .next_back()
-            .map(|(k, _)| *k)
-            .unwrap_or(StreamId::MIN);
-        let nodes = self.nodes.range(first_key..=end);
+        let full = |out: &Vec<Entry>| count > 0 && out.len() >= count;
         if !rev {
-            for (k, n) in nodes {
+            // From the node at or before `start` (it may hold `start`).
+            let first_key = self
+                .nodes
+                .range(..=start)
+                .next_back()
+                .map(|(k, _)| *k)
+                .unwrap_or(StreamId::MIN);
+            for (k, n) in self.nodes.range(first_key..) {
                 let mut done = false;
                 n.scan(*k, |e| {
+                    if e.deleted() || e.id < start {
+                        return true;
+                    }
                     if e.id > end {
                         done = true;
                         return false;
                     }
-                    if !e.deleted() && e.id >= start {
-                        out.push(Entry::from_ref(e));
-                        if count > 0 && out.len() >= count {
-                            done = true;
-                            return false;
-                        }
-                    }
-                    true
+                    out.push(Entry::from_ref(e));
+                    done = full(&out);
+                    !done
                 });
                 if done {
                     break;
                 }
             }
         } else {
-            for (k, n) in nodes.rev() {
+            // From the node at or before `end`, backwards.
+            for (k, n) in self.nodes.range(..=end).rev() {
                 let mut here: Vec<Entry> = Vec::new();
                 n.scan(*k, |e| {
-                    if e.id > end {
-                        return false;
-                    }
-                    if !e.deleted() && e.id >= start {
+                    if !e.deleted() {
                         here.push(Entry::from_ref(e));
                     }
                     true
                 });
-                out.extend(here.into_iter().rev());
-                if count > 0 && out.len() >= count {
-                    break;
+                for e in here.into_iter().rev() {
+                    if e.id > end {
+                        continue;
+                    }
+                    if e.id < start || full(&out) {
+                        return out;
+                    }
+                    out.push(e);
                 }
-            }
-            if count > 0 {
-                out.truncate(count);
             }
         }
         out
@@ -813,25 +817,37 @@ impl Stream {
     }
 
     /// Marks one entry deleted; true when it was there. (XDEL keeps
-    /// `first_id` and `max_deleted_id` itself.)
+    /// `first_id` and `max_deleted_id` itself.) The entry is looked for
+    /// as [`Stream::range`] walks, so a deleted entry with the same ID, or
+    /// a larger one before it, does not hide it.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        let Some((&k, _)) = self.nodes.range(..=id).next_back() else {
+        let first_key = self
+            .nodes
+            .range(..=id)
+            .next_back()
+            .map(|(k, _)| *k)
+            .unwrap_or(StreamId::MIN);
+        let mut found = None;
+        for (&k, node) in self.nodes.range(first_key..) {
+            let mut stop = false;
+            node.scan(k, |e| {
+                if e.deleted() || e.id < id {
+                    return true;
+                }
+                if e.id == id {
+                    found = Some((k, e.flags_at, e.flags));
+                }
+                stop = true;
+                false
+            });
+            if stop {
+                break;
+            }
+        }
+        let Some((k, pos, flags)) = found else {
             return false;
         };
         let Some(node) = self.nodes.get_mut(&k) else {
-            return false;
-        };
-        let mut at = None;
-        node.scan(k, |e| {
-            if e.id == id {
-                if !e.deleted() {
-                    at = Some((e.flags_at, e.flags));
-                }
-                return false;
-            }
-            e.id < id
-        });
-        let Some((pos, flags)) = at else {
             return false;
         };
         if node.count == 1 {
