@@ -536,10 +536,10 @@ fn hll(seeds: &[Vec<u8>], rng: &mut Rng, c: &mut Cmd) {
                 match rng.below(4) {
                     0 if !v.is_empty() => {
                         let i = rng.below(v.len());
-                        v[i] = rng.next() as u8;
+                        v[i] = rng.next_u64() as u8;
                     }
                     1 if v.len() > 16 => v.truncate(16 + rng.below(v.len() - 16)),
-                    2 => v.extend((0..1 + rng.below(4)).map(|_| rng.next() as u8)),
+                    2 => v.extend((0..1 + rng.below(4)).map(|_| rng.next_u64() as u8)),
                     // The encoding byte.
                     _ if v.len() > 4 => v[4] = *rng.pick(&[&0u8, &1, &2, &255]),
                     _ => {}
