@@ -715,6 +715,16 @@ impl Stream {
         Ok(id)
     }
 
+    /// Where a forward walk from `id` starts: the node at or before it
+    /// (which may hold it), or the first.
+    fn walk_start(&self, id: StreamId) -> StreamId {
+        self.nodes
+            .range(..=id)
+            .next_back()
+            .map(|(k, _)| *k)
+            .unwrap_or(StreamId::MIN)
+    }
+
     /// Entries with IDs in [start, end], in order (reversed with `rev`),
     /// at most `count` (0: all).
     ///
@@ -730,14 +740,7 @@ impl Stream {
         }
         let full = |out: &Vec<Entry>| count > 0 && out.len() >= count;
         if !rev {
-            // From the node at or before `start` (it may hold `start`).
-            let first_key = self
-                .nodes
-                .range(..=start)
-                .next_back()
-                .map(|(k, _)| *k)
-                .unwrap_or(StreamId::MIN);
-            for (k, n) in self.nodes.range(first_key..) {
+            for (k, n) in self.nodes.range(self.walk_start(start)..) {
                 let mut done = false;
                 n.scan(*k, |e| {
                     if e.deleted() || e.id < start {
@@ -821,14 +824,8 @@ impl Stream {
     /// as [`Stream::range`] walks, so a deleted entry with the same ID, or
     /// a larger one before it, does not hide it.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        let first_key = self
-            .nodes
-            .range(..=id)
-            .next_back()
-            .map(|(k, _)| *k)
-            .unwrap_or(StreamId::MIN);
         let mut found = None;
-        for (&k, node) in self.nodes.range(first_key..) {
+        for (&k, node) in self.nodes.range(self.walk_start(id)..) {
             let mut stop = false;
             node.scan(k, |e| {
                 if e.deleted() || e.id < id {
