@@ -85,6 +85,13 @@ pub fn merge_selector_args(args: &[&[u8]]) -> Result<Vec<Vec<u8>>, usize> {
     let mut out = Vec::with_capacity(args.len());
     let mut open: Option<(usize, Vec<u8>)> = None;
     for (j, op) in args.iter().enumerate() {
+        // An argument that opens a selector starts a new one even inside
+        // another: Redis drops the unclosed one, and an error names the
+        // last opening.
+        if op.first() == Some(&b'(') && op.last() != Some(&b')') {
+            open = Some((j, op.to_vec()));
+            continue;
+        }
         if let Some((_, sel)) = &mut open {
             sel.push(b' ');
             sel.extend_from_slice(op);
@@ -93,10 +100,6 @@ pub fn merge_selector_args(args: &[&[u8]]) -> Result<Vec<Vec<u8>>, usize> {
                     out.push(sel);
                 }
             }
-            continue;
-        }
-        if op.first() == Some(&b'(') && op.last() != Some(&b')') {
-            open = Some((j, op.to_vec()));
             continue;
         }
         out.push(op.to_vec());
