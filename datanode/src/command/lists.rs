@@ -331,7 +331,7 @@ pub fn linsert(ctx: &mut Ctx, a: &Args) {
         Lookup::List(l) => match l.iter().position(|e| e == pivot) {
             None => return ctx.r.int(-1),
             Some(i) => {
-                l.insert(if before { i } else { i + 1 }, v);
+                l.insert_at(i, v, !before);
                 l.len()
             }
         },

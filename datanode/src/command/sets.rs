@@ -530,7 +530,7 @@ pub fn sscan(ctx: &mut Ctx, a: &Args) {
         Some(Value::Set(x)) => {
             let members = x.members();
             let len = members.len();
-            if matches!(**x, SetObj::Ints(_)) {
+            if matches!(**x, SetObj::Ints(..)) {
                 (members, 0)
             } else {
                 let hashed = members

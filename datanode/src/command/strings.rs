@@ -619,7 +619,7 @@ pub fn clone_value(v: &Value) -> Value {
         Value::List(l) => Value::List(l.clone()),
         Value::ZSet(z) => Value::ZSet(Box::new(z.clone_obj())),
         Value::Set(s) => Value::Set(Box::new(match &**s {
-            crate::keyspace::SetObj::Ints(v) => crate::keyspace::SetObj::Ints(v.clone()),
+            crate::keyspace::SetObj::Ints(v, w) => crate::keyspace::SetObj::Ints(v.clone(), *w),
             crate::keyspace::SetObj::Hash(h) => crate::keyspace::SetObj::Hash(h.clone()),
         })),
         Value::Hash(h) => Value::Hash(Box::new(match &**h {

@@ -155,7 +155,8 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
             continue;
         }
         let new = if incr {
-            let n = cur.unwrap_or(0.0) + score;
+            // A new member takes the increment as it is (-0 stays -0).
+            let n = cur.map_or(score, |c| c + score);
             if n.is_nan() {
                 drop(s);
                 return ctx.r.error("ERR resulting score is not a number (NaN)");

@@ -16,6 +16,79 @@ const CHUNK_BYTES: usize = 8 * 1024;
 struct Chunk {
     buf: Vec<u8>,
     n: u32,
+    /// The bytes of these elements in Redis's listpack (integers take the
+    /// integer encodings there): Redis decides where a node ends by that
+    /// size, and so do we, so the nodes an RDB file or DUMP shows are
+    /// Redis's.
+    lp: u32,
+}
+
+/// Redis's listpack header and end byte.
+const LP_OVERHEAD: usize = 7;
+/// What quicklist adds to an element's length when it estimates whether
+/// it still fits a node (SIZE_ESTIMATE_OVERHEAD).
+const INSERT_ESTIMATE: usize = 8;
+
+impl Chunk {
+    /// Whether Redis's quicklist would still add `e` to this node
+    /// (`_quicklistNodeAllowInsert` with the default fill, -2).
+    fn takes(&self, e: &[u8]) -> bool {
+        LP_OVERHEAD + self.lp as usize + e.len() + INSERT_ESTIMATE <= CHUNK_BYTES
+    }
+
+    fn recount(&mut self) {
+        let mut lp = 0;
+        let mut off = 0;
+        while off < self.buf.len() {
+            let (ds, de, end) = at_front(&self.buf, off);
+            lp += lp_size(&self.buf[ds..de]);
+            off = end;
+        }
+        self.lp = lp as u32;
+    }
+}
+
+/// `e` as an integer when Redis's listpack stores it as one: canonical
+/// decimal, no sign on zero, no leading zeros, within i64 (lpStringToInt64).
+pub(crate) fn lp_int(e: &[u8]) -> Option<i64> {
+    if e.is_empty() || e.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match e[0] {
+        b'-' => (true, &e[1..]),
+        _ => (false, e),
+    };
+    let first = *digits.first()?;
+    if first == b'0' && (digits.len() > 1 || neg) {
+        return None;
+    }
+    // Accumulated negative, so that i64::MIN parses.
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    if neg {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
+}
+
+/// Bytes `e` takes as an entry of Redis's listpack, back-length included.
+fn lp_size(e: &[u8]) -> usize {
+    let size = match lp_int(e) {
+        Some(v) if (0..=127).contains(&v) => 1,
+        Some(v) if (-4096..=4095).contains(&v) => 2,
+        Some(v) if i16::try_from(v).is_ok() => 3,
+        Some(v) if (-8_388_608..=8_388_607).contains(&v) => 4,
+        Some(v) if i32::try_from(v).is_ok() => 5,
+        Some(_) => 9,
+        None => header_len(e.len()) + e.len(),
+    };
+    size + backlen_size(size)
 }
 
 fn header_len(len: usize) -> usize {
@@ -78,6 +151,15 @@ fn reserve(buf: &mut Vec<u8>, extra: usize) {
         let want = need.next_power_of_two().min(CHUNK_BYTES).max(need);
         buf.reserve_exact(want - buf.len());
     }
+}
+
+/// `e` encoded on its own.
+fn encoded(e: &[u8]) -> Vec<u8> {
+    let mut enc = Vec::with_capacity(encoded_len(e));
+    push_str_header(&mut enc, e.len());
+    enc.extend_from_slice(e);
+    push_backlen(&mut enc, header_len(e.len()) + e.len());
+    enc
 }
 
 fn encode(e: &[u8], out: &mut Vec<u8>) {
@@ -178,16 +260,18 @@ impl PackedList {
     }
 
     pub fn push_back(&mut self, e: &[u8]) {
-        let need = encoded_len(e);
+        let lp = lp_size(e) as u32;
         match self.chunks.back_mut() {
-            Some(c) if c.buf.len() + need <= CHUNK_BYTES => {
+            Some(c) if c.takes(e) => {
                 encode(e, &mut c.buf);
                 c.n += 1;
+                c.lp += lp;
             }
             _ => {
                 let mut c = Chunk::default();
                 encode(e, &mut c.buf);
                 c.n = 1;
+                c.lp = lp;
                 self.chunks.push_back(c);
             }
         }
@@ -196,15 +280,17 @@ impl PackedList {
 
     pub fn push_front(&mut self, e: &[u8]) {
         let need = encoded_len(e);
+        let lp = lp_size(e) as u32;
         let mut enc = Vec::with_capacity(need);
         encode(e, &mut enc);
         match self.chunks.front_mut() {
-            Some(c) if c.buf.len() + need <= CHUNK_BYTES => {
+            Some(c) if c.takes(e) => {
                 reserve(&mut c.buf, need);
                 c.buf.splice(0..0, enc);
                 c.n += 1;
+                c.lp += lp;
             }
-            _ => self.chunks.push_front(Chunk { buf: enc, n: 1 }),
+            _ => self.chunks.push_front(Chunk { buf: enc, n: 1, lp }),
         }
         self.len += 1;
     }
@@ -215,6 +301,7 @@ impl PackedList {
         let out = c.buf[ds..de].to_vec();
         c.buf.drain(..end);
         c.n -= 1;
+        c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.pop_front();
         }
@@ -228,6 +315,7 @@ impl PackedList {
         let out = c.buf[ds..de].to_vec();
         c.buf.truncate(start);
         c.n -= 1;
+        c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.pop_back();
         }
@@ -268,47 +356,141 @@ impl PackedList {
         Some(&c.buf[ds..de])
     }
 
+    /// Replaces element `i` where it is, as Redis's LSET does (the node
+    /// keeps it whatever its size).
     pub fn set(&mut self, i: usize, e: &[u8]) {
-        if self.locate(i).is_some() {
-            self.remove(i);
-            self.insert(i, e);
-        }
-    }
-
-    /// Inserts before position `i` (`i == len` appends).
-    pub fn insert(&mut self, i: usize, e: &[u8]) {
-        if i == 0 {
-            return self.push_front(e);
-        }
-        if i >= self.len {
-            return self.push_back(e);
-        }
         let Some((ci, p)) = self.locate(i) else {
             return;
         };
         let c = &mut self.chunks[ci];
         let off = c.offset_of(p);
+        let (ds, de, end) = at_front(&c.buf, off);
+        let old = lp_size(&c.buf[ds..de]) as u32;
         let mut enc = Vec::with_capacity(encoded_len(e));
         encode(e, &mut enc);
+        c.buf.splice(off..end, enc);
+        c.lp = c.lp - old + lp_size(e) as u32;
+    }
+
+    /// Inserts before position `i` (`i == len` appends).
+    pub fn insert(&mut self, i: usize, e: &[u8]) {
+        if self.len == 0 {
+            self.push_back(e);
+        } else if i >= self.len {
+            self.insert_at(self.len - 1, e, true);
+        } else {
+            self.insert_at(i, e, false);
+        }
+    }
+
+    /// Inserts `e` before or after element `pivot` (LINSERT), in the node
+    /// Redis's quicklist would choose (`_quicklistInsert`): the pivot's node
+    /// while it has room; at a node's edge, the neighbour that has room, or
+    /// a new node; otherwise the node splits at the pivot and the pieces
+    /// merge with their neighbours where they fit.
+    pub fn insert_at(&mut self, pivot: usize, e: &[u8], after: bool) {
+        let Some((ci, p)) = self.locate(pivot) else {
+            return;
+        };
+        let c = &self.chunks[ci];
+        let full = !c.takes(e);
+        let at_tail = after && p + 1 == c.n as usize;
+        let at_head = !after && p == 0;
+        if !full {
+            self.insert_in_chunk(ci, p + usize::from(after), e);
+        } else if at_tail && self.chunks.get(ci + 1).is_some_and(|n| n.takes(e)) {
+            self.insert_in_chunk(ci + 1, 0, e);
+        } else if at_head && ci > 0 && self.chunks[ci - 1].takes(e) {
+            let end = self.chunks[ci - 1].n as usize;
+            self.insert_in_chunk(ci - 1, end, e);
+        } else if at_tail || at_head {
+            let mut c = Chunk::default();
+            encode(e, &mut c.buf);
+            c.n = 1;
+            c.lp = lp_size(e) as u32;
+            self.chunks.insert(if after { ci + 1 } else { ci }, c);
+            self.len += 1;
+        } else {
+            // Split at the pivot: the part on the inserted side becomes a
+            // node of its own with `e` at its inner edge.
+            let c = &mut self.chunks[ci];
+            let cut = c.offset_of(p + usize::from(after));
+            let mut part = Chunk::default();
+            let center = if after {
+                part.buf = c.buf.split_off(cut);
+                part.buf.splice(0..0, encoded(e));
+                part.n = c.n - (p as u32 + 1);
+                c.n = p as u32 + 1;
+                ci
+            } else {
+                part.buf = c.buf.drain(..cut).collect();
+                encode(e, &mut part.buf);
+                part.n = p as u32;
+                c.n -= p as u32;
+                ci + 1
+            };
+            part.n += 1;
+            c.recount();
+            part.recount();
+            self.chunks.insert(if after { ci + 1 } else { ci }, part);
+            self.len += 1;
+            self.merge_around(center);
+        }
+    }
+
+    /// Inserts `e` at position `pos` of chunk `ci` (`pos == n` appends).
+    fn insert_in_chunk(&mut self, ci: usize, pos: usize, e: &[u8]) {
+        let c = &mut self.chunks[ci];
+        let off = if pos >= c.n as usize {
+            c.buf.len()
+        } else {
+            c.offset_of(pos)
+        };
+        let enc = encoded(e);
         reserve(&mut c.buf, enc.len());
         c.buf.splice(off..off, enc);
         c.n += 1;
+        c.lp += lp_size(e) as u32;
         self.len += 1;
-        if c.buf.len() > 2 * CHUNK_BYTES && c.n > 1 {
-            // Split a chunk grown by inserts in the middle.
-            let half = c.n as usize / 2;
-            let at = c.offset_of(half);
-            let tail = c.buf.split_off(at);
-            let tail_n = c.n - half as u32;
-            c.n = half as u32;
-            c.buf.shrink_to_fit();
-            self.chunks.insert(
-                ci + 1,
-                Chunk {
-                    buf: tail,
-                    n: tail_n,
-                },
-            );
+    }
+
+    /// Whether Redis would merge chunks `a` and `b`
+    /// (`_quicklistNodeAllowMerge`: their listpacks less one header).
+    fn can_merge(&self, a: usize, b: usize) -> bool {
+        match (self.chunks.get(a), self.chunks.get(b)) {
+            (Some(x), Some(y)) => 2 * LP_OVERHEAD + (x.lp + y.lp) as usize - 11 <= CHUNK_BYTES,
+            _ => false,
+        }
+    }
+
+    /// Appends chunk `i + 1` to chunk `i`.
+    fn merge_next(&mut self, i: usize) {
+        if let Some(next) = self.chunks.remove(i + 1) {
+            let c = &mut self.chunks[i];
+            c.buf.extend_from_slice(&next.buf);
+            c.n += next.n;
+            c.lp += next.lp;
+        }
+    }
+
+    /// After a split (`_quicklistMergeNodes`): the two nodes before the
+    /// centre, the two after it, then the centre with each neighbour.
+    fn merge_around(&mut self, mut center: usize) {
+        if center >= 2 && self.can_merge(center - 2, center - 1) {
+            self.merge_next(center - 2);
+            center -= 1;
+        }
+        if self.can_merge(center + 1, center + 2) {
+            self.merge_next(center + 1);
+        }
+        let target = if center >= 1 && self.can_merge(center - 1, center) {
+            self.merge_next(center - 1);
+            center - 1
+        } else {
+            center
+        };
+        if self.can_merge(target, target + 1) {
+            self.merge_next(target);
         }
     }
 
@@ -320,6 +502,7 @@ impl PackedList {
         let out = c.buf[ds..de].to_vec();
         c.buf.drain(off..end);
         c.n -= 1;
+        c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.remove(ci);
         }
@@ -409,15 +592,24 @@ impl PackedList {
             self.len -= c.n as usize - n;
             c.buf = kept;
             c.n = n as u32;
+            c.recount();
         }
         self.chunks.retain(|c| c.n > 0);
         removed
     }
 
-    /// Each chunk as a listpack body (entries without the 6-byte header
-    /// and the end byte) and its element count.
-    pub fn chunks(&self) -> impl Iterator<Item = (&[u8], usize)> {
-        self.chunks.iter().map(|c| (c.buf.as_slice(), c.n as usize))
+    /// Each non-empty chunk's element count and elements (RDB writes a
+    /// listpack per chunk).
+    pub fn chunk_elements(&self) -> impl Iterator<Item = (usize, ChunkIter<'_>)> {
+        self.chunks.iter().filter(|c| c.n > 0).map(|c| {
+            (
+                c.n as usize,
+                ChunkIter {
+                    buf: &c.buf,
+                    off: 0,
+                },
+            )
+        })
     }
 
     pub fn iter(&self) -> Iter<'_> {
@@ -479,6 +671,24 @@ impl<'a> FromIterator<&'a [u8]> for PackedList {
             l.push_back(e);
         }
         l
+    }
+}
+
+/// One chunk's elements in order.
+pub struct ChunkIter<'a> {
+    buf: &'a [u8],
+    off: usize,
+}
+
+impl<'a> Iterator for ChunkIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.off >= self.buf.len() {
+            return None;
+        }
+        let (ds, de, end) = at_front(self.buf, self.off);
+        self.off = end;
+        Some(&self.buf[ds..de])
     }
 }
 
@@ -554,7 +764,7 @@ mod tests {
     proptest! {
         /// Against a VecDeque model, every operation lists commands use.
         #[test]
-        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..10, any::<u16>(), any::<bool>()), 0..400)) {
+        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..11, any::<u16>(), any::<bool>()), 0..400)) {
             let mut p = PackedList::new();
             let mut m: VecDeque<Vec<u8>> = VecDeque::new();
             for (op, k, big) in ops {
@@ -565,6 +775,11 @@ mod tests {
                     2 => prop_assert_eq!(p.pop_front(), m.pop_front()),
                     3 => prop_assert_eq!(p.pop_back(), m.pop_back()),
                     4 => { let i = k as usize % (m.len() + 1); p.insert(i, &e); m.insert(i, e); }
+                    10 => if !m.is_empty() {
+                        let i = k as usize % m.len();
+                        p.insert_at(i, &e, big);
+                        m.insert(i + usize::from(big), e);
+                    },
                     5 => if !m.is_empty() { let i = k as usize % m.len(); prop_assert_eq!(p.remove(i), m.remove(i)); },
                     6 => if !m.is_empty() { let i = k as usize % m.len(); p.set(i, &e); m[i] = e; },
                     7 => if !m.is_empty() {
@@ -592,6 +807,14 @@ mod tests {
                     _ => { for _ in 0..50 { p.push_back(&e); m.push_back(e.clone()); } }
                 }
                 prop_assert_eq!(p.len(), m.len());
+            }
+            // Every chunk's listpack size is what a recount finds, and no
+            // chunk is empty.
+            for c in &p.chunks {
+                let mut r = c.clone();
+                r.recount();
+                prop_assert_eq!(r.lp, c.lp);
+                prop_assert!(c.n > 0);
             }
             let all: Vec<Vec<u8>> = p.iter().map(|e| e.to_vec()).collect();
             prop_assert_eq!(&all, &m.iter().cloned().collect::<Vec<_>>());

@@ -239,7 +239,7 @@ pub fn push_int(out: &mut Vec<u8>, v: i64) -> usize {
 /// Appends a string, stored as an integer when it is one in canonical form
 /// (as Redis's lpAppend does), without a back-length; returns its size.
 pub fn push_str(out: &mut Vec<u8>, s: &[u8]) -> usize {
-    if let Some(v) = canonical_int(s) {
+    if let Some(v) = super::plist::lp_int(s) {
         return push_int(out, v);
     }
     let start = out.len();
@@ -251,14 +251,6 @@ pub fn push_str(out: &mut Vec<u8>, s: &[u8]) -> usize {
 /// The bytes an element of `size` bytes takes in a listpack.
 fn in_listpack(size: usize) -> usize {
     size + backlen_size(size)
-}
-
-fn canonical_int(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let v = crate::resp::parse_i64(s)?;
-    (itoa::Buffer::new().format(v).as_bytes() == s).then_some(v)
 }
 
 /// Bytes an integer takes in a listpack (XADD asks twice per entry, so

@@ -112,7 +112,7 @@ impl Value {
                 }
             }
             Value::Set(s) => match **s {
-                SetObj::Ints(_) => "intset",
+                SetObj::Ints(..) => "intset",
                 SetObj::Hash(_) => "hashtable",
             },
             Value::Hash(h) => match **h {
@@ -129,7 +129,7 @@ impl Value {
             Value::List(l) => l.chunk_count(),
             Value::Set(s) => match **s {
                 SetObj::Hash(_) => s.len(),
-                SetObj::Ints(_) => 1,
+                SetObj::Ints(..) => 1,
             },
             Value::ZSet(z) if z.big => z.len(),
             Value::Hash(h) => match **h {
@@ -349,20 +349,22 @@ pub type IndexedSet = Dense<SBytes>;
 
 /// A set: sorted integers while it can be, then a hash set.
 pub enum SetObj {
-    Ints(Vec<i64>),
+    /// Sorted integers, and the bytes each takes in Redis's intset (2, 4
+    /// or 8): the widest member ever added, as an intset never narrows.
+    Ints(Vec<i64>, u8),
     Hash(IndexedSet),
 }
 
 impl Default for SetObj {
     fn default() -> Self {
-        SetObj::Ints(Vec::new())
+        SetObj::Ints(Vec::new(), 2)
     }
 }
 
 impl SetObj {
     pub fn len(&self) -> usize {
         match self {
-            SetObj::Ints(v) => v.len(),
+            SetObj::Ints(v, _) => v.len(),
             SetObj::Hash(h) => h.len(),
         }
     }
@@ -381,13 +383,13 @@ impl SetObj {
 
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
-            SetObj::Ints(v) => Self::as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
+            SetObj::Ints(v, _) => Self::as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
             SetObj::Hash(h) => h.contains(m),
         }
     }
 
     fn convert_to_hash(&mut self) {
-        if let SetObj::Ints(v) = self {
+        if let SetObj::Ints(v, _) = self {
             let mut h = IndexedSet::with_capacity(v.len() + 1);
             let mut b = itoa::Buffer::new();
             for n in v.iter() {
@@ -399,12 +401,13 @@ impl SetObj {
 
     /// Adds a member; true when it is new.
     pub fn add(&mut self, m: &[u8]) -> bool {
-        if let SetObj::Ints(v) = self {
+        if let SetObj::Ints(v, width) = self {
             if let Some(n) = Self::as_int(m) {
                 match v.binary_search(&n) {
                     Ok(_) => return false,
                     Err(i) if v.len() < limit(&limits::SET_INTSET) => {
                         v.insert(i, n);
+                        *width = (*width).max(int_width(n));
                         return true;
                     }
                     Err(_) => {}
@@ -414,13 +417,13 @@ impl SetObj {
         }
         match self {
             SetObj::Hash(h) => h.insert(SBytes::new(m)),
-            SetObj::Ints(_) => false,
+            SetObj::Ints(..) => false,
         }
     }
 
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match self {
-            SetObj::Ints(v) => match Self::as_int(m).map(|n| v.binary_search(&n)) {
+            SetObj::Ints(v, _) => match Self::as_int(m).map(|n| v.binary_search(&n)) {
                 Some(Ok(i)) => {
                     v.remove(i);
                     true
@@ -439,7 +442,7 @@ impl SetObj {
         }
         let i = rng.random_range(0..n);
         match self {
-            SetObj::Ints(v) => Some(itoa::Buffer::new().format(v[i]).as_bytes().to_vec()),
+            SetObj::Ints(v, _) => Some(itoa::Buffer::new().format(v[i]).as_bytes().to_vec()),
             SetObj::Hash(h) => h.get_index(i).map(|m| m.to_vec()),
         }
     }
@@ -452,7 +455,7 @@ impl SetObj {
         }
         let i = rng.random_range(0..n);
         match self {
-            SetObj::Ints(v) => Some(itoa::Buffer::new().format(v.remove(i)).as_bytes().to_vec()),
+            SetObj::Ints(v, _) => Some(itoa::Buffer::new().format(v.remove(i)).as_bytes().to_vec()),
             SetObj::Hash(h) => h.swap_remove_index(i).map(|m| m.to_vec()),
         }
     }
@@ -460,7 +463,7 @@ impl SetObj {
     /// Every member, as bytes (integers formatted).
     pub fn members(&self) -> Vec<Vec<u8>> {
         match self {
-            SetObj::Ints(v) => {
+            SetObj::Ints(v, _) => {
                 let mut b = itoa::Buffer::new();
                 v.iter().map(|n| b.format(*n).as_bytes().to_vec()).collect()
             }
@@ -470,9 +473,20 @@ impl SetObj {
 
     pub fn heap_size(&self) -> usize {
         match self {
-            SetObj::Ints(v) => v.capacity() * 8,
+            SetObj::Ints(v, _) => v.capacity() * 8,
             SetObj::Hash(h) => h.table_bytes() + h.iter().map(|m| m.heap_size()).sum::<usize>(),
         }
+    }
+}
+
+/// The intset width (bytes) an integer needs.
+pub fn int_width(n: i64) -> u8 {
+    if i16::try_from(n).is_ok() {
+        2
+    } else if i32::try_from(n).is_ok() {
+        4
+    } else {
+        8
     }
 }
 
@@ -503,15 +517,17 @@ impl ZSetObj {
         self.dict.get(m).map(|e| e.1)
     }
 
-    /// Sets a member's score; returns the previous one.
     /// A sorted set from (member, score) pairs in any order; None when a
     /// member repeats (a corrupt RDB file, as Redis judges it).
-    pub fn from_pairs(pairs: Vec<(SBytes, f64)>) -> Option<ZSetObj> {
+    pub fn from_pairs(mut pairs: Vec<(SBytes, f64)>) -> Option<ZSetObj> {
         let mut dict = Dense::with_capacity(pairs.len());
-        let mut big = pairs.len() > limit(&limits::ZSET_ENTRIES);
         let max_value = limit(&limits::ZSET_VALUE);
-        for (m, s) in &pairs {
-            big |= m.len() > max_value;
+        let big = pairs.len() > limit(&limits::ZSET_ENTRIES)
+            || pairs.iter().any(|(m, _)| m.len() > max_value);
+        for (m, s) in &mut pairs {
+            if !big {
+                *s = listpack_score(*s);
+            }
             if !dict.insert((m.clone(), *s)) {
                 return None;
             }
@@ -525,6 +541,8 @@ impl ZSetObj {
         })
     }
 
+    /// Sets a member's score; returns the previous one. An equal score
+    /// (0 and -0 included) leaves the member as it is, as Redis does.
     pub fn insert(&mut self, m: &[u8], score: f64) -> Option<f64> {
         let old = self.dict.get(m).map(|e| e.1);
         if let Some(o) = old {
@@ -533,11 +551,19 @@ impl ZSetObj {
             }
             self.tree.remove(o, m);
         }
-        self.tree.insert(score, m);
-        self.dict.insert((SBytes::new(m), score));
-        if self.dict.len() > limit(&limits::ZSET_ENTRIES) || m.len() > limit(&limits::ZSET_VALUE) {
+        // Redis converts to a skiplist before the insert that outgrows the
+        // listpack, so that member keeps its exact score.
+        let len = self.dict.len() + usize::from(old.is_none());
+        if len > limit(&limits::ZSET_ENTRIES) || m.len() > limit(&limits::ZSET_VALUE) {
             self.big = true;
         }
+        let score = if self.big {
+            score
+        } else {
+            listpack_score(score)
+        };
+        self.tree.insert(score, m);
+        self.dict.insert((SBytes::new(m), score));
         old
     }
 
@@ -567,6 +593,17 @@ impl ZSetObj {
         }
         z.big = self.big;
         z
+    }
+}
+
+/// A score as a listpack keeps it: Redis stores an integral score as an
+/// integer, so -0 reads back as 0; any other double survives its `%.17g`
+/// text exactly.
+fn listpack_score(score: f64) -> f64 {
+    if score == 0.0 {
+        0.0
+    } else {
+        score
     }
 }
 

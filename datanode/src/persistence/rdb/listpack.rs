@@ -7,7 +7,7 @@
 //! so the list can be walked from either end.
 
 use super::object::DecodeError::{self, Corrupt, Truncated};
-use crate::keyspace::plist::backlen_size;
+use crate::keyspace::plist::{backlen_size, push_backlen};
 
 const HEADER: usize = 6;
 const END: u8 = 0xFF;
@@ -20,6 +20,19 @@ pub fn wrap(out: &mut Vec<u8>, body: &[u8], count: usize) {
     out.extend_from_slice(&(count.min(65535) as u16).to_le_bytes());
     out.extend_from_slice(body);
     out.push(END);
+}
+
+/// Appends an element as Redis's lpAppend does: an integer in canonical
+/// form takes the integer encoding, anything else a string one.
+pub fn push_element(body: &mut Vec<u8>, s: &[u8]) {
+    let size = crate::keyspace::stream::push_str(body, s);
+    push_backlen(body, size);
+}
+
+/// Appends an integer element.
+pub fn push_int_element(body: &mut Vec<u8>, v: i64) {
+    let size = crate::keyspace::stream::push_int(body, v);
+    push_backlen(body, size);
 }
 
 /// Calls `f` with every element of a listpack, integers formatted as Redis

@@ -5,112 +5,180 @@
 //! that many plus one bytes) and back references (3 bits of length, 13 of
 //! distance, an extra length byte when the 3 bits are all ones).
 //!
-//! Our own compressor rather than a crate's: the one crate available
-//! allocates and zeroes a 512 KB table per call, which made saving a list
-//! (one call per 8 KB node) seven times slower than redis-server.
+//! The compressor follows liblzf 3.6 as Redis builds it (`HLOG` 16,
+//! `VERY_FAST`, lzf_c.c) step for step: the same hash, the same match rules
+//! and the same early give-ups when the output buffer may not suffice. So a
+//! string compresses to the bytes redis-server writes, and DUMP payloads
+//! and RDB files equal redis-server's. Our own code rather than a crate's:
+//! the one crate available allocates and zeroes a 512 KB table per call,
+//! which made saving a list (one call per 8 KB node) seven times slower
+//! than redis-server.
 
 use std::cell::RefCell;
 
-const HASH_BITS: u32 = 14;
-const MAX_LITERAL: usize = 32;
-const MAX_DISTANCE: usize = 1 << 13;
-const MAX_MATCH: usize = (1 << 8) + (1 << 3);
+const HLOG: u32 = 16;
+const HSIZE: usize = 1 << HLOG;
+const MAX_LIT: usize = 1 << 5;
+const MAX_OFF: usize = 1 << 13;
+const MAX_REF: usize = (1 << 8) + (1 << 3);
 
-const TABLE_LEN: usize = 1 << HASH_BITS;
+/// Last position seen for each hash, as `base + position`. Entries below
+/// the current call's `base` were written by earlier calls and count as
+/// empty, so the table is never cleared between calls (a fresh table
+/// each time is what liblzf's output assumes).
+struct Table {
+    slots: Box<[u32; HSIZE]>,
+    base: u32,
+}
 
 thread_local! {
-    /// Last position seen for each 3-byte hash. Never cleared: a stale
-    /// entry is only a candidate, checked against the bytes before use.
-    static TABLE: RefCell<Box<[u32; TABLE_LEN]>> = RefCell::new(Box::new([0; TABLE_LEN]));
+    static TABLE: RefCell<Table> = RefCell::new(Table {
+        slots: Box::new([0; HSIZE]),
+        base: 1,
+    });
 }
 
-/// The three bytes at `at` (the caller guarantees four are readable).
-fn load3(input: &[u8], at: usize) -> u32 {
-    let w: [u8; 4] = input[at..at + 4].try_into().unwrap_or_default();
-    u32::from_le_bytes(w) & 0x00ff_ffff
+/// liblzf's hash of the three bytes at `at` (its IDX on FRST/NEXT, which
+/// reads only the low 24 bits).
+fn idx(input: &[u8], at: usize) -> usize {
+    let h =
+        (u32::from(input[at]) << 16) | (u32::from(input[at + 1]) << 8) | u32::from(input[at + 2]);
+    ((h >> (24 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
 }
 
-fn hash3(v: u32) -> usize {
-    (v.wrapping_mul(2_654_435_761) >> (32 - HASH_BITS)) as usize & (TABLE_LEN - 1)
-}
-
-/// How many leading bytes `a` and `b` share (at most `b.len()`), eight
-/// bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default())
-            ^ u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        if x != 0 {
-            return i + (x.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < b.len() && a[i] == b[i] {
-        i += 1;
-    }
-    i
-}
-
-fn push_literals(out: &mut Vec<u8>, mut lit: &[u8]) {
-    while !lit.is_empty() {
-        let n = lit.len().min(MAX_LITERAL);
-        out.push((n - 1) as u8);
-        out.extend_from_slice(&lit[..n]);
-        lit = &lit[n..];
-    }
-}
-
-/// Compresses `input`, or None when the result would exceed `limit` bytes
-/// (the caller then stores the string as it is).
-pub fn compress(input: &[u8], limit: usize) -> Option<Vec<u8>> {
+/// Compresses `input` into at most `out_len` bytes, or None when liblzf
+/// would give up (its checks are conservative: a result that would just
+/// fit can be refused, as it is by redis-server). The caller then stores
+/// the string as it is.
+pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     let n = input.len();
-    if n < 4 || n > u32::MAX as usize {
+    if n == 0 || out_len == 0 || n >= u32::MAX as usize / 2 {
         return None;
     }
-    let mut out = Vec::with_capacity(limit.min(n));
     TABLE.with(|t| {
-        let table = &mut *t.borrow_mut();
-        let mut ip = 0;
-        let mut lit_start = 0;
-        while ip + 4 <= n {
-            let v = load3(input, ip);
-            let h = hash3(v);
-            let cand = table[h] as usize;
-            table[h] = ip as u32;
-            if cand < ip && ip - cand <= MAX_DISTANCE && load3(input, cand) == v {
-                let max = MAX_MATCH.min(n - ip);
-                let len = 3 + common_prefix(&input[cand + 3..], &input[ip + 3..ip + max]);
-                push_literals(&mut out, &input[lit_start..ip]);
-                let dist = ip - cand - 1;
-                let code = len - 2;
-                if code < 7 {
-                    out.push(((code << 5) | (dist >> 8)) as u8);
-                } else {
-                    out.push(((7 << 5) | (dist >> 8)) as u8);
-                    out.push((code - 7) as u8);
+        let t = &mut *t.borrow_mut();
+        if u64::from(t.base) + n as u64 >= u64::from(u32::MAX) {
+            t.slots.fill(0);
+            t.base = 1;
+        }
+        let base = t.base;
+        t.base += n as u32;
+        compress_with(input, out_len, &mut t.slots, base)
+    })
+}
+
+fn compress_with(
+    input: &[u8],
+    out_len: usize,
+    slots: &mut [u32; HSIZE],
+    base: u32,
+) -> Option<Vec<u8>> {
+    let n = input.len();
+    let mut out = Vec::with_capacity(out_len.min(n + n / 32 + 2));
+    // `out` ends with the header of the literal run being built; `lit`
+    // counts the run's bytes.
+    let mut lit = 0usize;
+    out.push(0);
+    let mut ip = 0;
+    while ip + 2 < n {
+        let h = idx(input, ip);
+        let seen = slots[h];
+        slots[h] = base + ip as u32;
+        let candidate = (seen >= base).then(|| (seen - base) as usize);
+        let found = candidate.filter(|&r| {
+            // liblzf never refers back to the first byte (`ref > in_data`).
+            r > 0 && r < ip && ip - r - 1 < MAX_OFF && input[r..r + 3] == input[ip..ip + 3]
+        });
+        let Some(r) = found else {
+            if out.len() >= out_len {
+                return None;
+            }
+            lit += 1;
+            out.push(input[ip]);
+            ip += 1;
+            if lit == MAX_LIT {
+                let at = out.len() - lit - 1;
+                out[at] = (lit - 1) as u8;
+                lit = 0;
+                out.push(0);
+            }
+            continue;
+        };
+        let maxlen = (n - ip - 2).min(MAX_REF);
+        let op = out.len();
+        if op + 4 >= out_len && op - usize::from(lit == 0) + 4 >= out_len {
+            return None;
+        }
+        // Close the literal run, or drop its header when it is empty.
+        if lit == 0 {
+            out.pop();
+        } else {
+            let at = out.len() - lit - 1;
+            out[at] = (lit - 1) as u8;
+        }
+        // The match length as liblzf counts it: sixteen unchecked-bound
+        // steps when more than sixteen bytes remain, then up to `maxlen`;
+        // never below three.
+        let mut len = 2;
+        let mut done = false;
+        if maxlen > 16 {
+            for _ in 0..16 {
+                len += 1;
+                if input[r + len] != input[ip + len] {
+                    done = true;
+                    break;
                 }
-                out.push(dist as u8);
-                if out.len() > limit {
-                    return None;
-                }
-                // Index the tail of the match so the next one can start
-                // inside it.
-                let end = ip + len;
-                for p in end.saturating_sub(2).max(ip + 1)..end {
-                    if p + 4 <= n {
-                        table[hash3(load3(input, p))] = p as u32;
-                    }
-                }
-                ip = end;
-                lit_start = ip;
-            } else {
-                ip += 1;
             }
         }
-        push_literals(&mut out, &input[lit_start..]);
-        (out.len() <= limit).then_some(out)
-    })
+        if !done {
+            loop {
+                len += 1;
+                if !(len < maxlen && input[r + len] == input[ip + len]) {
+                    break;
+                }
+            }
+        }
+        let code = len - 2;
+        let off = ip - r - 1;
+        if code < 7 {
+            out.push(((off >> 8) + (code << 5)) as u8);
+        } else {
+            out.push(((off >> 8) + (7 << 5)) as u8);
+            out.push((code - 7) as u8);
+        }
+        out.push(off as u8);
+        lit = 0;
+        out.push(0);
+        ip += len;
+        if ip + 2 >= n {
+            break;
+        }
+        // VERY_FAST: the two positions before the match's end are hashed.
+        for p in ip - 2..ip {
+            slots[idx(input, p)] = base + p as u32;
+        }
+    }
+    if out.len() + 3 > out_len {
+        return None;
+    }
+    while ip < n {
+        lit += 1;
+        out.push(input[ip]);
+        ip += 1;
+        if lit == MAX_LIT {
+            let at = out.len() - lit - 1;
+            out[at] = (lit - 1) as u8;
+            lit = 0;
+            out.push(0);
+        }
+    }
+    if lit == 0 {
+        out.pop();
+    } else {
+        let at = out.len() - lit - 1;
+        out[at] = (lit - 1) as u8;
+    }
+    (out.len() <= out_len).then_some(out)
 }
 
 /// Decompresses `input` into exactly `out_len` bytes; None if corrupt.
@@ -118,7 +186,7 @@ pub fn decompress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     // The stated length comes from the payload: refuse what these bytes
     // cannot expand to (3 bytes of back reference give at most 264), and
     // grow towards it only as data actually decodes.
-    if out_len > input.len().saturating_mul(MAX_MATCH / 3) {
+    if out_len > input.len().saturating_mul(MAX_REF / 3) {
         return None;
     }
     let mut out: Vec<u8> = Vec::with_capacity(out_len.min(input.len().saturating_mul(4) + 64));

@@ -1,10 +1,12 @@
 //! Encoding and decoding single values in RDB form (what DUMP carries).
 //!
-//! Lists are written as Redis 7.0 writes them (a quicklist of listpack
-//! nodes), other types in the plain encodings every Redis since 2.x loads
-//! (string, set, zset2, hash), and streams as their listpack nodes. We
-//! read those plus every compact encoding Redis has written (intset,
-//! listpack, ziplist, zipmap, stream listpacks of Redis 5 to 7.0).
+//! Values are written in the encoding Redis 7.0 would give them: lists as
+//! a quicklist of listpack nodes, small hashes and sorted sets as one
+//! listpack, small integer sets as an intset, larger ones in the plain
+//! encodings (set, zset2, hash), streams as their listpack nodes; so a
+//! DUMP payload equals redis-server's. We read those plus every compact
+//! encoding Redis has written (ziplist, zipmap, stream listpacks of Redis
+//! 5 to 7.0).
 
 use super::{listpack, lzf};
 use crate::keyspace::plist::PackedList;
@@ -112,16 +114,56 @@ const LIST_NODE_BYTES: usize = 8 * 1024;
 /// quicklist node container: elements packed in a listpack.
 const CONTAINER_PACKED: u64 = 2;
 
-/// A list as a quicklist of listpack nodes: each packed chunk already is
-/// a listpack body, so it only gets a header and is compressed.
+/// A list as a quicklist of listpack nodes, one per chunk, elements
+/// encoded as Redis's listpack encodes them (integers as integers).
 fn write_list(out: &mut Vec<u8>, l: &PackedList) {
+    let mut body = Vec::with_capacity(LIST_NODE_BYTES);
     let mut lp = Vec::with_capacity(LIST_NODE_BYTES + 64);
-    write_len(out, l.chunks().filter(|(_, n)| *n > 0).count() as u64);
-    for (body, n) in l.chunks().filter(|(_, n)| *n > 0) {
+    write_len(out, l.chunk_elements().count() as u64);
+    for (n, elements) in l.chunk_elements() {
+        body.clear();
+        for e in elements {
+            listpack::push_element(&mut body, e);
+        }
         lp.clear();
-        listpack::wrap(&mut lp, body, n);
+        listpack::wrap(&mut lp, &body, n);
         write_len(out, CONTAINER_PACKED);
         write_string(out, &lp);
+    }
+}
+
+/// A listpack of `count` elements, which `fill` encodes, written as one RDB
+/// string (small hashes and sorted sets, as Redis keeps them).
+fn write_listpack(out: &mut Vec<u8>, count: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+    let mut body = Vec::new();
+    fill(&mut body);
+    let mut lp = Vec::with_capacity(body.len() + 7);
+    listpack::wrap(&mut lp, &body, count);
+    write_string(out, &lp);
+}
+
+/// Redis's intset: the width, the count, then the sorted members
+/// little-endian.
+fn write_intset(out: &mut Vec<u8>, members: &[i64], width: u8) {
+    let width = usize::from(width);
+    let mut blob = Vec::with_capacity(8 + width * members.len());
+    blob.extend_from_slice(&(width as u32).to_le_bytes());
+    blob.extend_from_slice(&(members.len() as u32).to_le_bytes());
+    for &v in members {
+        blob.extend_from_slice(&v.to_le_bytes()[..width]);
+    }
+    write_string(out, &blob);
+}
+
+/// A sorted set score in a listpack, as zzlInsertAt writes it: an integer
+/// when the double is one (within ±2^62), else `%.17g` (`inf`, `-inf`).
+fn push_score(body: &mut Vec<u8>, score: f64) {
+    let half = (i64::MAX / 2) as f64;
+    if (-half..=half).contains(&score) && score == (score as i64) as f64 {
+        listpack::push_int_element(body, score as i64);
+    } else {
+        let mut buf = [0u8; 32];
+        listpack::push_element(body, crate::util::fmt_double(score, &mut buf));
     }
 }
 
@@ -138,13 +180,28 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             out.push(TYPE_LIST_QUICKLIST_2);
             write_list(out, l);
         }
-        Value::Set(s) => {
-            out.push(TYPE_SET);
-            let m = s.members();
-            write_len(out, m.len() as u64);
-            for e in &m {
-                write_string(out, e);
+        Value::Set(s) => match &**s {
+            SetObj::Ints(ints, width) => {
+                out.push(TYPE_SET_INTSET);
+                write_intset(out, ints, *width);
             }
+            SetObj::Hash(_) => {
+                out.push(TYPE_SET);
+                let m = s.members();
+                write_len(out, m.len() as u64);
+                for e in &m {
+                    write_string(out, e);
+                }
+            }
+        },
+        Value::ZSet(z) if !z.big => {
+            out.push(TYPE_ZSET_LISTPACK);
+            write_listpack(out, z.len() * 2, |body| {
+                for (score, m) in z.tree.iter_from(0) {
+                    listpack::push_element(body, m);
+                    push_score(body, score);
+                }
+            });
         }
         Value::ZSet(z) => {
             out.push(TYPE_ZSET_2);
@@ -156,6 +213,15 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
                 write_string(out, m);
                 out.extend_from_slice(&score.to_le_bytes());
             }
+        }
+        Value::Hash(h) if matches!(**h, HashObj::Small(_)) => {
+            out.push(TYPE_HASH_LISTPACK);
+            write_listpack(out, h.len() * 2, |body| {
+                h.for_each(|f, v| {
+                    listpack::push_element(body, f);
+                    listpack::push_element(body, v);
+                })
+            });
         }
         Value::Hash(h) => {
             out.push(TYPE_HASH);
@@ -550,7 +616,8 @@ pub fn ziplist_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     Ok(out)
 }
 
-fn intset_members(s: &[u8]) -> Result<Vec<i64>, DecodeError> {
+/// An intset's width in bytes and its members.
+fn intset_members(s: &[u8]) -> Result<(u8, Vec<i64>), DecodeError> {
     if s.len() < 8 {
         return Err(Corrupt("intset"));
     }
@@ -559,14 +626,15 @@ fn intset_members(s: &[u8]) -> Result<Vec<i64>, DecodeError> {
     if !matches!(enc, 2 | 4 | 8) || s.len() != 8 + enc * n {
         return Err(Corrupt("intset"));
     }
-    Ok(s[8..]
+    let members = s[8..]
         .chunks(enc)
         .map(|c| match enc {
             2 => i16::from_le_bytes([c[0], c[1]]) as i64,
             4 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
             _ => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
         })
-        .collect())
+        .collect();
+    Ok((enc as u8, members))
 }
 
 fn score_of(b: &[u8]) -> Result<f64, DecodeError> {
@@ -657,8 +725,13 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             let data = r.string()?;
             let mut s = SetObj::default();
             let mut b = itoa::Buffer::new();
-            for v in intset_members(&data)? {
+            let (width, members) = intset_members(&data)?;
+            for v in members {
                 s.add(b.format(v).as_bytes());
+            }
+            // Loaded as it was: an intset keeps the width it was saved with.
+            if let SetObj::Ints(_, w) = &mut s {
+                *w = (*w).max(width);
             }
             Value::Set(Box::new(s))
         }
