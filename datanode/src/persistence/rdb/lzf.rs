@@ -38,12 +38,28 @@ thread_local! {
     });
 }
 
-/// liblzf's hash of the three bytes at `at` (its IDX on FRST/NEXT, which
-/// reads only the low 24 bits).
-fn idx(input: &[u8], at: usize) -> usize {
-    let h =
-        (u32::from(input[at]) << 16) | (u32::from(input[at + 1]) << 8) | u32::from(input[at + 2]);
+/// liblzf's hash (IDX) of three bytes, big-endian (it reads only these
+/// 24 bits of its running value).
+fn idx(h: u32) -> usize {
     ((h >> (24 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
+}
+
+/// How many leading bytes `a` and `b` share (at most `b.len()`), eight
+/// bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        if x != 0 {
+            return i + (x.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// Compresses `input` into at most `out_len` bytes, or None when liblzf
@@ -80,14 +96,26 @@ fn compress_with(
     let mut lit = 0usize;
     out.push(0);
     let mut ip = 0;
+    // The three bytes at `ip`, big-endian (liblzf's FRST/NEXT).
+    let mut window = if n >= 2 {
+        u32::from(input[0]) << 8 | u32::from(input[1])
+    } else {
+        0
+    };
     while ip + 2 < n {
-        let h = idx(input, ip);
+        window = (window << 8 | u32::from(input[ip + 2])) & 0x00ff_ffff;
+        let h = idx(window);
         let seen = slots[h];
         slots[h] = base + ip as u32;
         let candidate = (seen >= base).then(|| (seen - base) as usize);
         let found = candidate.filter(|&r| {
             // liblzf never refers back to the first byte (`ref > in_data`).
-            r > 0 && r < ip && ip - r - 1 < MAX_OFF && input[r..r + 3] == input[ip..ip + 3]
+            r > 0
+                && r < ip
+                && ip - r - 1 < MAX_OFF
+                && input[r + 2] == input[ip + 2]
+                && input[r] == input[ip]
+                && input[r + 1] == input[ip + 1]
         });
         let Some(r) = found else {
             if out.len() >= out_len {
@@ -116,28 +144,16 @@ fn compress_with(
             let at = out.len() - lit - 1;
             out[at] = (lit - 1) as u8;
         }
-        // The match length as liblzf counts it: sixteen unchecked-bound
-        // steps when more than sixteen bytes remain, then up to `maxlen`;
-        // never below three.
-        let mut len = 2;
-        let mut done = false;
-        if maxlen > 16 {
-            for _ in 0..16 {
-                len += 1;
-                if input[r + len] != input[ip + len] {
-                    done = true;
-                    break;
-                }
-            }
-        }
-        if !done {
-            loop {
-                len += 1;
-                if !(len < maxlen && input[r + len] == input[ip + len]) {
-                    break;
-                }
-            }
-        }
+        // The match length as liblzf counts it: the first differing byte
+        // from the fourth on, capped at `maxlen`, except that liblzf never
+        // stops below three bytes and, when more than sixteen remain,
+        // checks sixteen bytes before it looks at the cap (so up to 19).
+        let cap = if maxlen > 16 {
+            maxlen.max(19)
+        } else {
+            maxlen.max(3)
+        };
+        let len = 3 + common_prefix(&input[r + 3..], &input[ip + 3..ip + cap]);
         let code = len - 2;
         let off = ip - r - 1;
         if code < 7 {
@@ -154,8 +170,10 @@ fn compress_with(
             break;
         }
         // VERY_FAST: the two positions before the match's end are hashed.
+        window = u32::from(input[ip - 2]) << 8 | u32::from(input[ip - 1]);
         for p in ip - 2..ip {
-            slots[idx(input, p)] = base + p as u32;
+            window = (window << 8 | u32::from(input[p + 2])) & 0x00ff_ffff;
+            slots[idx(window)] = base + p as u32;
         }
     }
     if out.len() + 3 > out_len {
