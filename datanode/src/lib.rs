@@ -19,4 +19,5 @@ pub mod resp;
 pub mod scripting;
 pub mod server;
 pub mod slotmig;
+pub mod strtod;
 pub mod util;

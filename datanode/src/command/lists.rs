@@ -210,29 +210,35 @@ fn index(i: i64, len: usize) -> Option<usize> {
     (i >= 0 && (i as usize) < len).then_some(i as usize)
 }
 
+/// The key is looked at before the index is parsed, as in Redis: a
+/// missing key answers nil (LINDEX) or "no such key" (LSET) whatever the
+/// index, and a wrong type wins over a bad index.
 pub fn lindex(ctx: &mut Ctx, a: &Args) {
-    let Some(i) = int_arg(ctx, a.get(2)) else {
-        return;
-    };
-    with_list!(ctx, a.get(1), ctx.r.null(), |l| match index(i, l.len()) {
-        Some(i) => ctx.r.bulk(&l[i]),
-        None => ctx.r.null(),
+    with_list!(ctx, a.get(1), ctx.r.null(), |l| {
+        let Some(i) = parse_i64(a.get(2)) else {
+            return ctx.r.error(NOT_INT);
+        };
+        match index(i, l.len()) {
+            Some(i) => ctx.r.bulk(&l[i]),
+            None => ctx.r.null(),
+        }
     })
 }
 
 pub fn lset(ctx: &mut Ctx, a: &Args) {
     let (key, v) = (a.get(1), a.get(3));
-    let Some(i) = int_arg(ctx, a.get(2)) else {
-        return;
-    };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
     match lookup(&mut s, key) {
         Lookup::Wrong => return ctx.r.error(WRONGTYPE),
         Lookup::Missing => return ctx.r.error(NO_SUCH_KEY),
-        Lookup::List(l) => match index(i, l.len()) {
-            Some(i) => l.set(i, v),
-            None => return ctx.r.error("ERR index out of range"),
+        Lookup::List(l) => match parse_i64(a.get(2)).map(|i| index(i, l.len())) {
+            None => {
+                drop(s);
+                return ctx.r.error(NOT_INT);
+            }
+            Some(Some(i)) => l.set(i, v),
+            Some(None) => return ctx.r.error("ERR index out of range"),
         },
     }
     s.touch(key);

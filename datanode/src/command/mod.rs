@@ -185,29 +185,17 @@ pub fn int_arg(ctx: &mut Ctx, a: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parses a float the way Redis's `string2ld` does: no leading space, no
-/// trailing bytes, no NaN.
+/// Parses a float argument the way Redis's `string2d` does.
 pub fn parse_float(a: &[u8]) -> Option<f64> {
-    if a.is_empty() || a.len() > 5 * 1024 || a[0].is_ascii_whitespace() {
+    // strtod must read every byte, the string may not be empty or start
+    // with white space, and neither NaN nor a number out of range
+    // (±HUGE_VAL, or underflow to zero) is taken.
+    if a.is_empty() || a[0].is_ascii_whitespace() || a[0] == 0x0b {
         return None;
     }
-    let s = std::str::from_utf8(a).ok()?;
-    let lower = s.to_ascii_lowercase();
-    let v: f64 = match lower.as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        _ => {
-            if lower.contains("inf") || lower.contains("nan") {
-                return None;
-            }
-            s.parse().ok()?
-        }
-    };
-    if v.is_nan() {
-        None
-    } else {
-        Some(v)
-    }
+    let p = crate::strtod::strtod(a);
+    let out_of_range = p.range && (p.value.is_infinite() || p.value == 0.0);
+    (p.used == a.len() && !p.value.is_nan() && !out_of_range).then_some(p.value)
 }
 
 pub(crate) fn arity_ok(arity: i32, argc: usize) -> bool {

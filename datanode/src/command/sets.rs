@@ -360,7 +360,13 @@ fn combine(
 fn set_op(ctx: &mut Ctx, a: &Args, op: Op) {
     let keys: Vec<&[u8]> = a.iter().skip(1).collect();
     if let Ok(r) = combine(ctx, &keys, op, None) {
-        reply_members(ctx, &r)
+        // The reply walks the result as a set, as Redis's does: integers
+        // only (an intset) come out sorted.
+        let mut x = SetObj::default();
+        for m in &r {
+            x.add(m);
+        }
+        reply_members(ctx, &x.members())
     }
 }
 

@@ -298,13 +298,18 @@ struct ScoreBound {
     excl: bool,
 }
 
+/// A score range bound as zslParseRange reads it: "(" makes it
+/// exclusive, then strtod must reach the end of the string (a NUL ends
+/// it). Unlike a score, an empty bound is 0, white space may lead and
+/// overflow gives ±inf.
 fn parse_score_bound(b: &[u8]) -> Option<ScoreBound> {
     let (excl, rest) = match b.first() {
         Some(b'(') => (true, &b[1..]),
         _ => (false, b),
     };
-    let v = parse_score(rest)?;
-    Some(ScoreBound { v, excl })
+    let p = crate::strtod::strtod(rest);
+    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+    (p.used == end && !p.value.is_nan()).then_some(ScoreBound { v: p.value, excl })
 }
 
 #[derive(Clone)]
@@ -520,6 +525,11 @@ fn parse_range_opts(
             return None;
         }
         i += 1;
+    }
+    // Redis only refuses a LIMIT that limits: `LIMIT <offset> -1` on a
+    // rank range passes, and is ignored.
+    if spec.by == By::Rank && matches!(spec.limit, Some((_, -1))) {
+        spec.limit = None;
     }
     if spec.limit.is_some() && spec.by == By::Rank {
         ctx.r.error(
@@ -930,11 +940,24 @@ fn parse_op_args<'a>(
 }
 
 fn compute(inputs: Vec<Option<Elems>>, o: &OpArgs, op: SetOp) -> Elems {
+    // As zunionInterAggregate compares (so 0 and -0 keep the first).
     let agg = |acc: f64, v: f64| -> f64 {
         let r = match o.agg {
             Agg::Sum => acc + v,
-            Agg::Min => acc.min(v),
-            Agg::Max => acc.max(v),
+            Agg::Min => {
+                if v < acc {
+                    v
+                } else {
+                    acc
+                }
+            }
+            Agg::Max => {
+                if v > acc {
+                    v
+                } else {
+                    acc
+                }
+            }
         };
         // inf + -inf: Redis uses 0.
         if r.is_nan() {
@@ -951,10 +974,18 @@ fn compute(inputs: Vec<Option<Elems>>, o: &OpArgs, op: SetOp) -> Elems {
             r
         }
     };
+    // Redis takes the inputs from the smallest to the largest (a stable
+    // sort, as glibc's qsort is here), and scores add up in that order.
+    let len = |i: &Option<Elems>| i.as_ref().map_or(0, |e| e.len());
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    if op != SetOp::Diff {
+        order.sort_by_key(|&i| len(&inputs[i]));
+    }
     let mut acc: crate::keyspace::value::FastMap<Vec<u8>, f64> = Default::default();
     match op {
         SetOp::Union => {
-            for (i, inp) in inputs.iter().enumerate() {
+            for &i in &order {
+                let inp = &inputs[i];
                 for (m, s) in inp.iter().flatten() {
                     let v = weighted(*s, o.weights[i]);
                     acc.entry(m.clone())
@@ -967,20 +998,23 @@ fn compute(inputs: Vec<Option<Elems>>, o: &OpArgs, op: SetOp) -> Elems {
             if inputs.iter().any(|i| i.is_none()) {
                 return Vec::new();
             }
-            let maps: Vec<crate::keyspace::value::FastMap<&[u8], f64>> = inputs[1..]
+            let maps: Vec<(usize, crate::keyspace::value::FastMap<&[u8], f64>)> = order[1..]
                 .iter()
-                .map(|i| {
-                    i.iter()
+                .map(|&i| {
+                    let map = inputs[i]
+                        .iter()
                         .flatten()
                         .map(|(m, s)| (m.as_slice(), *s))
-                        .collect()
+                        .collect();
+                    (i, map)
                 })
                 .collect();
-            'outer: for (m, s) in inputs[0].iter().flatten() {
-                let mut v = weighted(*s, o.weights[0]);
-                for (j, mp) in maps.iter().enumerate() {
+            let first = order[0];
+            'outer: for (m, s) in inputs[first].iter().flatten() {
+                let mut v = weighted(*s, o.weights[first]);
+                for (j, mp) in &maps {
                     match mp.get(m.as_slice()) {
-                        Some(s2) => v = agg(v, weighted(*s2, o.weights[j + 1])),
+                        Some(s2) => v = agg(v, weighted(*s2, o.weights[*j])),
                         None => continue 'outer,
                     }
                 }
