@@ -3,6 +3,7 @@
 use super::{eq_ic, ev, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, SYNTAX, WRONGTYPE};
 use crate::keyspace::Value;
 use crate::resp::parse_i64;
+use crate::resp::reply::Reply;
 
 /// Largest string SETRANGE/APPEND may build (Redis: proto-max-bulk-len).
 fn max_string(ctx: &Ctx) -> usize {
@@ -50,14 +51,34 @@ enum Flavor {
     GetEx,
 }
 
-/// Parses SET/GETEX options starting at `from`. Replies on error.
-fn parse_opts(ctx: &mut Ctx, a: &Args, from: usize, flavor: Flavor) -> Option<SetOpts> {
+/// Parses SET/GETEX options starting at `from`, as Redis does: the same
+/// expiry option may repeat (the last one counts), two different ones may
+/// not. Returns the options and the expiry still to check: (kind, index of
+/// its argument). Replies on error.
+fn parse_opts(
+    ctx: &mut Ctx,
+    a: &Args,
+    from: usize,
+    flavor: Flavor,
+) -> Option<(SetOpts, Option<(u8, usize)>)> {
     let mut o = SetOpts::default();
-    let mut unit: Option<(u8, &[u8])> = None;
+    let mut unit: Option<(u8, usize)> = None;
     let mut i = from;
     while i < a.len() {
         let t = a.get(i);
         let has_next = i + 1 < a.len();
+        // b'e' EX, b'p' PX, b'E' EXAT, b'P' PXAT.
+        let kind = if eq_ic(t, "EX") {
+            Some(b'e')
+        } else if eq_ic(t, "PX") {
+            Some(b'p')
+        } else if eq_ic(t, "EXAT") {
+            Some(b'E')
+        } else if eq_ic(t, "PXAT") {
+            Some(b'P')
+        } else {
+            None
+        };
         if flavor == Flavor::Set && eq_ic(t, "NX") && !o.xx {
             o.nx = true;
         } else if flavor == Flavor::Set && eq_ic(t, "XX") && !o.nx {
@@ -68,19 +89,10 @@ fn parse_opts(ctx: &mut Ctx, a: &Args, from: usize, flavor: Flavor) -> Option<Se
             o.keepttl = true;
         } else if flavor == Flavor::GetEx && eq_ic(t, "PERSIST") && unit.is_none() {
             o.persist = true;
-        } else if has_next
-            && unit.is_none()
-            && !o.keepttl
-            && !o.persist
-            && (eq_ic(t, "EX") || eq_ic(t, "PX") || eq_ic(t, "EXAT") || eq_ic(t, "PXAT"))
+        } else if let Some(k) = kind
+            .filter(|&k| has_next && !o.keepttl && !o.persist && unit.is_none_or(|(u, _)| u == k))
         {
-            let kind = match t.len() {
-                2 if t[0].eq_ignore_ascii_case(&b'e') => b'e',
-                2 => b'p',
-                _ if t[0].eq_ignore_ascii_case(&b'e') => b'E',
-                _ => b'P',
-            };
-            unit = Some((kind, a.get(i + 1)));
+            unit = Some((k, i + 1));
             i += 1;
         } else {
             ctx.r.error(SYNTAX);
@@ -88,35 +100,34 @@ fn parse_opts(ctx: &mut Ctx, a: &Args, from: usize, flavor: Flavor) -> Option<Se
         }
         i += 1;
     }
-    if let Some((kind, v)) = unit {
-        let name = if flavor == Flavor::Set {
-            "set"
-        } else {
-            "getex"
-        };
-        o.expire_at = Some(expire_at(ctx, kind, v, name)?);
-    }
-    Some(o)
+    Some((o, unit))
 }
 
 /// Converts an EX/PX/EXAT/PXAT argument to absolute ms, with Redis's errors.
 /// `kind`: b'e' EX, b'p' PX, b'E' EXAT, b'P' PXAT.
 fn expire_at(ctx: &mut Ctx, kind: u8, v: &[u8], cmd: &str) -> Option<i64> {
-    let n = int_arg(ctx, v)?;
+    let now = ctx.locks.now;
+    expire_at_from(&mut ctx.r, now, kind, v, cmd)
+}
+
+fn expire_at_from(r: &mut Reply, now: i64, kind: u8, v: &[u8], cmd: &str) -> Option<i64> {
+    let Some(n) = parse_i64(v) else {
+        r.error(NOT_INT);
+        return None;
+    };
     let seconds = kind == b'e' || kind == b'E';
-    let invalid = |ctx: &mut Ctx| {
-        ctx.r
-            .error(&format!("ERR invalid expire time in '{cmd}' command"));
+    let invalid = |r: &mut Reply| {
+        r.error(&format!("ERR invalid expire time in '{cmd}' command"));
         None
     };
     if n <= 0 || (seconds && n > i64::MAX / 1000) {
-        return invalid(ctx);
+        return invalid(r);
     }
     let mut ms = if seconds { n * 1000 } else { n };
     if kind == b'e' || kind == b'p' {
-        match ms.checked_add(ctx.locks.now) {
+        match ms.checked_add(now) {
             Some(v) => ms = v,
-            None => return invalid(ctx),
+            None => return invalid(r),
         }
     }
     Some(ms)
@@ -128,9 +139,15 @@ fn bytes_of(v: &Value) -> Vec<u8> {
 }
 
 pub fn set(ctx: &mut Ctx, a: &Args) {
-    let Some(o) = parse_opts(ctx, a, 3, Flavor::Set) else {
+    let Some((mut o, unit)) = parse_opts(ctx, a, 3, Flavor::Set) else {
         return;
     };
+    if let Some((kind, at)) = unit {
+        let Some(ms) = expire_at(ctx, kind, a.get(at), "set") else {
+            return;
+        };
+        o.expire_at = Some(ms);
+    }
     let key = a.get(1);
     let val = a.get(2);
     let events = ctx.events();
@@ -256,12 +273,25 @@ pub fn getdel(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn getex(ctx: &mut Ctx, a: &Args) {
-    let Some(o) = parse_opts(ctx, a, 2, Flavor::GetEx) else {
+    let Some((mut o, unit)) = parse_opts(ctx, a, 2, Flavor::GetEx) else {
         return;
     };
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
+    // The key and its type come before the expiry's value, as in Redis.
+    match s.get(key) {
+        None => return ctx.r.null(),
+        Some(Value::Int(_) | Value::Str(_) | Value::Raw(_)) => {}
+        Some(_) => return ctx.r.error(WRONGTYPE),
+    }
+    if let Some((kind, at)) = unit {
+        let now = s.now;
+        let Some(ms) = expire_at_from(&mut ctx.r, now, kind, a.get(at), "getex") else {
+            return;
+        };
+        o.expire_at = Some(ms);
+    }
     let v = s.get(key);
     if !reply_string(&mut ctx.r, v) || v.is_none() {
         return;
@@ -497,7 +527,13 @@ pub fn incrbyfloat(ctx: &mut Ctx, a: &Args) {
         }
         Err(_) => return ctx.r.error("ERR increment would produce NaN or Infinity"),
     };
-    s.set(key, Value::string(&text), true);
+    // A string, even when the text reads as an integer: Redis keeps
+    // INCRBYFLOAT's result as it printed it (OBJECT ENCODING embstr).
+    s.set(
+        key,
+        Value::Str(crate::keyspace::sbytes::SBytes::new(&text)),
+        true,
+    );
     s.log(&[b"SET".as_slice(), key, &text, b"KEEPTTL"]);
     events.emit(ev::STRING, "incrbyfloat", key);
     drop(s);
