@@ -279,21 +279,22 @@ pub fn getex(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    // The key and its type come before the expiry's value, as in Redis.
-    match s.get(key) {
+    let now = s.now;
+    // One lookup (it counts a keyspace hit or miss); the key and its type
+    // come before the expiry's value, as in Redis.
+    let v = s.get(key);
+    match v {
         None => return ctx.r.null(),
         Some(Value::Int(_) | Value::Str(_) | Value::Raw(_)) => {}
         Some(_) => return ctx.r.error(WRONGTYPE),
     }
     if let Some((kind, at)) = unit {
-        let now = s.now;
         let Some(ms) = expire_at_from(&mut ctx.r, now, kind, a.get(at), "getex") else {
             return;
         };
         o.expire_at = Some(ms);
     }
-    let v = s.get(key);
-    if !reply_string(&mut ctx.r, v) || v.is_none() {
+    if !reply_string(&mut ctx.r, v) {
         return;
     }
     let mut b = itoa::Buffer::new();

@@ -750,82 +750,11 @@ impl Parser<'_> {
     }
 }
 
-/// C's strtod on the text's start: the value and how many bytes it
-/// took, or None when no number starts here. Covers decimal and
-/// exponent forms, hex integers, inf/infinity and nan.
+/// C's strtod on the text's start (lua-cjson reads numbers with it): the
+/// value and how many bytes it took, or None when no number starts here.
 fn strtod(s: &[u8]) -> Option<(f64, usize)> {
-    let mut i = 0;
-    let neg = match s.first() {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let sign = if neg { -1.0 } else { 1.0 };
-    let rest = &s[i..];
-    let lower: Vec<u8> = rest
-        .iter()
-        .take(8)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if lower.starts_with(b"infinity") {
-        return Some((sign * f64::INFINITY, i + 8));
-    }
-    if lower.starts_with(b"inf") {
-        return Some((sign * f64::INFINITY, i + 3));
-    }
-    if lower.starts_with(b"nan") {
-        // The sign is kept, as C's strtod keeps it.
-        return Some((if neg { -f64::NAN } else { f64::NAN }, i + 3));
-    }
-    if lower.starts_with(b"0x") {
-        let digits = rest[2..]
-            .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
-        if digits > 0 {
-            let v = rest[2..2 + digits].iter().fold(0f64, |acc, c| {
-                acc * 16.0 + (*c as char).to_digit(16).unwrap_or(0) as f64
-            });
-            return Some((sign * v, i + 2 + digits));
-        }
-        // "0x" alone reads as 0.
-        return Some((0.0, i + 1));
-    }
-    let mut j = i;
-    let int_digits = s[j..].iter().take_while(|c| c.is_ascii_digit()).count();
-    j += int_digits;
-    let mut frac_digits = 0;
-    if s.get(j) == Some(&b'.') {
-        frac_digits = s[j + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if int_digits > 0 || frac_digits > 0 {
-            j += 1 + frac_digits;
-        }
-    }
-    if int_digits == 0 && frac_digits == 0 {
-        return None;
-    }
-    if matches!(s.get(j), Some(b'e') | Some(b'E')) {
-        let mut k = j + 1;
-        if matches!(s.get(k), Some(b'+') | Some(b'-')) {
-            k += 1;
-        }
-        let exp_digits = s[k.min(s.len())..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if exp_digits > 0 {
-            j = k + exp_digits;
-        }
-    }
-    let text = std::str::from_utf8(&s[..j]).ok()?;
-    let text = text.strip_prefix('+').unwrap_or(text);
-    text.parse::<f64>().ok().map(|v| (v, j))
+    let p = crate::strtod::strtod(s);
+    (p.used > 0).then_some((p.value, p.used))
 }
 
 #[cfg(test)]

@@ -83,6 +83,19 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
     })
 }
 
+/// Adds a byte to the literal run at the end of `out`, closing the run
+/// and opening the next at 32 bytes.
+fn push_literal(out: &mut Vec<u8>, lit: &mut usize, b: u8) {
+    *lit += 1;
+    out.push(b);
+    if *lit == MAX_LIT {
+        let at = out.len() - *lit - 1;
+        out[at] = (*lit - 1) as u8;
+        *lit = 0;
+        out.push(0);
+    }
+}
+
 fn compress_with(
     input: &[u8],
     out_len: usize,
@@ -121,15 +134,8 @@ fn compress_with(
             if out.len() >= out_len {
                 return None;
             }
-            lit += 1;
-            out.push(input[ip]);
+            push_literal(&mut out, &mut lit, input[ip]);
             ip += 1;
-            if lit == MAX_LIT {
-                let at = out.len() - lit - 1;
-                out[at] = (lit - 1) as u8;
-                lit = 0;
-                out.push(0);
-            }
             continue;
         };
         let maxlen = (n - ip - 2).min(MAX_REF);
@@ -180,15 +186,8 @@ fn compress_with(
         return None;
     }
     while ip < n {
-        lit += 1;
-        out.push(input[ip]);
+        push_literal(&mut out, &mut lit, input[ip]);
         ip += 1;
-        if lit == MAX_LIT {
-            let at = out.len() - lit - 1;
-            out[at] = (lit - 1) as u8;
-            lit = 0;
-            out.push(0);
-        }
     }
     if lit == 0 {
         out.pop();
