@@ -359,14 +359,14 @@ fn combine(
 
 fn set_op(ctx: &mut Ctx, a: &Args, op: Op) {
     let keys: Vec<&[u8]> = a.iter().skip(1).collect();
-    if let Ok(r) = combine(ctx, &keys, op, None) {
-        // The reply walks the result as a set, as Redis's does: integers
-        // only (an intset) come out sorted.
-        let mut x = SetObj::default();
-        for m in &r {
-            x.add(m);
+    if let Ok(mut r) = combine(ctx, &keys, op, None) {
+        // Redis replies by walking the result set it built. Only integers,
+        // few enough for an intset, come out in an order of their own
+        // (sorted); a hash table's order is its own anyway.
+        if SetObj::fits_intset(&r) {
+            r.sort_by_cached_key(|m| SetObj::int_member(m));
         }
-        reply_members(ctx, &x.members())
+        reply_members(ctx, &r)
     }
 }
 

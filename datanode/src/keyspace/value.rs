@@ -381,6 +381,18 @@ impl SetObj {
         }
     }
 
+    /// The integer an intset would hold for `m`, if it can hold one.
+    pub fn int_member(m: &[u8]) -> Option<i64> {
+        Self::as_int(m)
+    }
+
+    /// Whether these distinct members, added one by one, leave a set an
+    /// intset.
+    pub fn fits_intset(members: &[Vec<u8>]) -> bool {
+        members.len() <= limit(&limits::SET_INTSET)
+            && members.iter().all(|m| Self::as_int(m).is_some())
+    }
+
     pub fn contains(&self, m: &[u8]) -> bool {
         match self {
             SetObj::Ints(v, _) => Self::as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
