@@ -607,6 +607,9 @@ impl PackedList {
                 ChunkIter {
                     buf: &c.buf,
                     off: 0,
+                    // Integers are smaller in a listpack than as strings,
+                    // so equal sizes mean there are none.
+                    verbatim: c.lp as usize == c.buf.len(),
                 },
             )
         })
@@ -678,6 +681,15 @@ impl<'a> FromIterator<&'a [u8]> for PackedList {
 pub struct ChunkIter<'a> {
     buf: &'a [u8],
     off: usize,
+    verbatim: bool,
+}
+
+impl<'a> ChunkIter<'a> {
+    /// The chunk's bytes, when they are already the body of Redis's
+    /// listpack for these elements (no element takes an integer encoding).
+    pub fn listpack_body(&self) -> Option<&'a [u8]> {
+        self.verbatim.then_some(self.buf)
+    }
 }
 
 impl<'a> Iterator for ChunkIter<'a> {
@@ -756,6 +768,9 @@ mod tests {
     fn elem(k: u16, big: bool) -> Vec<u8> {
         if big {
             vec![b'x'; 200 + k as usize * 37]
+        } else if k.is_multiple_of(5) {
+            // Integers, which take listpack's integer encodings.
+            (i64::from(k) * 7919 - 1_000_000).to_string().into_bytes()
         } else {
             format!("e{k}").into_bytes()
         }
@@ -815,6 +830,17 @@ mod tests {
                 r.recount();
                 prop_assert_eq!(r.lp, c.lp);
                 prop_assert!(c.n > 0);
+            }
+            // A chunk offered as a listpack body as it is equals the body
+            // the elements encode to.
+            for (_, it) in p.chunk_elements() {
+                if let Some(b) = it.listpack_body() {
+                    let mut body = Vec::new();
+                    for e in it {
+                        crate::persistence::rdb::listpack::push_element(&mut body, e);
+                    }
+                    prop_assert_eq!(b, &body[..]);
+                }
             }
             let all: Vec<Vec<u8>> = p.iter().map(|e| e.to_vec()).collect();
             prop_assert_eq!(&all, &m.iter().cloned().collect::<Vec<_>>());

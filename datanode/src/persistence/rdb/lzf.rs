@@ -29,12 +29,15 @@ const MAX_REF: usize = (1 << 8) + (1 << 3);
 struct Table {
     slots: Box<[u32; HSIZE]>,
     base: u32,
+    /// Output scratch, kept between calls.
+    out: Vec<u8>,
 }
 
 thread_local! {
     static TABLE: RefCell<Table> = RefCell::new(Table {
         slots: Box::new([0; HSIZE]),
         base: 1,
+        out: Vec::new(),
     });
 }
 
@@ -42,24 +45,6 @@ thread_local! {
 /// 24 bits of its running value).
 fn idx(h: u32) -> usize {
     ((h >> (24 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
-}
-
-/// How many leading bytes `a` and `b` share (at most `b.len()`), eight
-/// bytes at a time.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default())
-            ^ u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        if x != 0 {
-            return i + (x.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < b.len() && a[i] == b[i] {
-        i += 1;
-    }
-    i
 }
 
 /// Compresses `input` into at most `out_len` bytes, or None when liblzf
@@ -79,98 +64,110 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         }
         let base = t.base;
         t.base += n as u32;
-        compress_with(input, out_len, &mut t.slots, base)
+        // liblzf may write two bytes past `out_len` before it gives up.
+        if t.out.len() < out_len + 2 {
+            t.out.resize(out_len + 2, 0);
+        }
+        let Table { slots, out, .. } = t;
+        let len = compress_with(input, out_len, slots, base, &mut out[..out_len + 2])?;
+        Some(out[..len].to_vec())
     })
 }
 
-/// Adds a byte to the literal run at the end of `out`, closing the run
-/// and opening the next at 32 bytes.
-fn push_literal(out: &mut Vec<u8>, lit: &mut usize, b: u8) {
-    *lit += 1;
-    out.push(b);
-    if *lit == MAX_LIT {
-        let at = out.len() - *lit - 1;
-        out[at] = (*lit - 1) as u8;
-        *lit = 0;
-        out.push(0);
+/// The length of the match at `ip` with the earlier `r`, as liblzf counts
+/// it: the first byte from the fourth on that differs, capped at `maxlen`
+/// and at least three, except that with more than sixteen bytes left it
+/// compares sixteen before it looks at the cap (so it may reach 19).
+fn match_len(input: &[u8], r: usize, ip: usize, maxlen: usize) -> usize {
+    let mut len = 3;
+    if maxlen > 16 {
+        let (a, b) = (&input[r..r + 19], &input[ip..ip + 19]);
+        while len < 19 {
+            if a[len] != b[len] {
+                return len;
+            }
+            len += 1;
+        }
     }
+    while len < maxlen && input[r + len] == input[ip + len] {
+        len += 1;
+    }
+    len
 }
 
+/// liblzf's compressor over a fresh table (`slots` entries below `base`
+/// count as empty), writing into `out` (`out_len` plus two bytes, the
+/// most liblzf overruns its limit before it notices); the compressed
+/// length, or None where liblzf gives up.
 fn compress_with(
     input: &[u8],
     out_len: usize,
     slots: &mut [u32; HSIZE],
     base: u32,
-) -> Option<Vec<u8>> {
+    out: &mut [u8],
+) -> Option<usize> {
     let n = input.len();
-    let mut out = Vec::with_capacity(out_len.min(n + n / 32 + 2));
-    // `out` ends with the header of the literal run being built; `lit`
-    // counts the run's bytes.
+    // `op` is where the next byte goes; `out[op - lit - 1]` is the header
+    // of the literal run being built, `lit` its length so far.
+    let mut op = 1;
     let mut lit = 0usize;
-    out.push(0);
     let mut ip = 0;
-    // The three bytes at `ip`, big-endian (liblzf's FRST/NEXT).
+    // The three bytes at `ip`, big-endian (liblzf's FRST/NEXT; older bytes
+    // shifted above them are left there, as the hash never reads them).
     let mut window = if n >= 2 {
         u32::from(input[0]) << 8 | u32::from(input[1])
     } else {
         0
     };
     while ip + 2 < n {
-        window = (window << 8 | u32::from(input[ip + 2])) & 0x00ff_ffff;
+        let next3 = &input[ip..ip + 3];
+        window = window << 8 | u32::from(next3[2]);
         let h = idx(window);
         let seen = slots[h];
         slots[h] = base + ip as u32;
-        let candidate = (seen >= base).then(|| (seen - base) as usize);
-        let found = candidate.filter(|&r| {
-            // liblzf never refers back to the first byte (`ref > in_data`).
-            r > 0
-                && r < ip
-                && ip - r - 1 < MAX_OFF
-                && input[r + 2] == input[ip + 2]
-                && input[r] == input[ip]
-                && input[r + 1] == input[ip + 1]
-        });
-        let Some(r) = found else {
-            if out.len() >= out_len {
+        let r = seen.wrapping_sub(base) as usize;
+        // liblzf never refers back to the first byte (`ref > in_data`).
+        let found = seen > base && r < ip && ip - r - 1 < MAX_OFF && input[r..r + 3] == *next3;
+        if !found {
+            if op >= out_len {
                 return None;
             }
-            push_literal(&mut out, &mut lit, input[ip]);
+            out[op] = next3[0];
+            op += 1;
+            lit += 1;
             ip += 1;
+            if lit == MAX_LIT {
+                out[op - lit - 1] = (lit - 1) as u8;
+                lit = 0;
+                op += 1;
+            }
             continue;
-        };
+        }
         let maxlen = (n - ip - 2).min(MAX_REF);
-        let op = out.len();
         if op + 4 >= out_len && op - usize::from(lit == 0) + 4 >= out_len {
             return None;
         }
-        // Close the literal run, or drop its header when it is empty.
+        // Close the literal run, or take back its header when it is empty.
         if lit == 0 {
-            out.pop();
+            op -= 1;
         } else {
-            let at = out.len() - lit - 1;
-            out[at] = (lit - 1) as u8;
+            out[op - lit - 1] = (lit - 1) as u8;
         }
-        // The match length as liblzf counts it: the first differing byte
-        // from the fourth on, capped at `maxlen`, except that liblzf never
-        // stops below three bytes and, when more than sixteen remain,
-        // checks sixteen bytes before it looks at the cap (so up to 19).
-        let cap = if maxlen > 16 {
-            maxlen.max(19)
-        } else {
-            maxlen.max(3)
-        };
-        let len = 3 + common_prefix(&input[r + 3..], &input[ip + 3..ip + cap]);
+        let len = match_len(input, r, ip, maxlen);
         let code = len - 2;
         let off = ip - r - 1;
         if code < 7 {
-            out.push(((off >> 8) + (code << 5)) as u8);
+            out[op] = ((off >> 8) + (code << 5)) as u8;
+            op += 1;
         } else {
-            out.push(((off >> 8) + (7 << 5)) as u8);
-            out.push((code - 7) as u8);
+            out[op] = ((off >> 8) + (7 << 5)) as u8;
+            out[op + 1] = (code - 7) as u8;
+            op += 2;
         }
-        out.push(off as u8);
+        out[op] = off as u8;
+        // Past the offset byte, and past the next run's header.
+        op += 2;
         lit = 0;
-        out.push(0);
         ip += len;
         if ip + 2 >= n {
             break;
@@ -182,20 +179,26 @@ fn compress_with(
             slots[idx(window)] = base + p as u32;
         }
     }
-    if out.len() + 3 > out_len {
+    if op + 3 > out_len {
         return None;
     }
     while ip < n {
-        push_literal(&mut out, &mut lit, input[ip]);
+        out[op] = input[ip];
+        op += 1;
+        lit += 1;
         ip += 1;
+        if lit == MAX_LIT {
+            out[op - lit - 1] = (lit - 1) as u8;
+            lit = 0;
+            op += 1;
+        }
     }
     if lit == 0 {
-        out.pop();
+        op -= 1;
     } else {
-        let at = out.len() - lit - 1;
-        out[at] = (lit - 1) as u8;
+        out[op - lit - 1] = (lit - 1) as u8;
     }
-    (out.len() <= out_len).then_some(out)
+    (op <= out_len).then_some(op)
 }
 
 /// Decompresses `input` into exactly `out_len` bytes; None if corrupt.

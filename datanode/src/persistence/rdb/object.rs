@@ -121,12 +121,16 @@ fn write_list(out: &mut Vec<u8>, l: &PackedList) {
     let mut lp = Vec::with_capacity(LIST_NODE_BYTES + 64);
     write_len(out, l.chunk_elements().count() as u64);
     for (n, elements) in l.chunk_elements() {
-        body.clear();
-        for e in elements {
-            listpack::push_element(&mut body, e);
-        }
         lp.clear();
-        listpack::wrap(&mut lp, &body, n);
+        if let Some(b) = elements.listpack_body() {
+            listpack::wrap(&mut lp, b, n);
+        } else {
+            body.clear();
+            for e in elements {
+                listpack::push_element(&mut body, e);
+            }
+            listpack::wrap(&mut lp, &body, n);
+        }
         write_len(out, CONTAINER_PACKED);
         write_string(out, &lp);
     }
