@@ -2,10 +2,11 @@
 //! a node started without AOF loads `dir/dbfilename`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::crc64;
 use super::object::{
-    read_value, write_len, write_string, write_value, DecodeError, Reader, RDB_VERSION,
+    read_value, write_key_value, write_len, write_string, DecodeError, Reader, RDB_VERSION,
 };
 use crate::keyspace::{Db, Keyspace, SLOTS};
 
@@ -49,12 +50,7 @@ fn encode_entries(g: &crate::keyspace::SlotRef, out: &mut Vec<u8>) -> (usize, us
             out.extend_from_slice(&(at as u64).to_le_bytes());
             expires += 1;
         }
-        let start = out.len();
-        write_value(out, v);
-        // write_value put the type first; the key goes after it.
-        let body = out.split_off(start + 1);
-        write_string(out, k);
-        out.extend_from_slice(&body);
+        write_key_value(out, k, v);
         keys += 1;
     });
     (keys, expires)
@@ -246,8 +242,11 @@ pub fn serialize(
         ..Aux::default()
     };
     let mut out = header(now, &aux);
+    // Sized like the last snapshot, so it is not copied over and over as
+    // it grows.
+    let mut body = Vec::with_capacity(LAST_SNAPSHOT_BYTES.load(Ordering::Relaxed));
     for (db, slots) in dbs.iter().zip(&guards) {
-        let mut body = Vec::new();
+        body.clear();
         let (mut keys, mut expires) = (0, 0);
         for g in slots {
             let (k, e) = encode_entries(g, &mut body);
@@ -262,11 +261,17 @@ pub fn serialize(
         out.push(OP_RESIZEDB);
         write_len(&mut out, keys as u64);
         write_len(&mut out, expires as u64);
+        // Room for the footer too.
+        out.reserve_exact(body.len() + 9);
         out.extend_from_slice(&body);
     }
     drop(guards);
+    LAST_SNAPSHOT_BYTES.store(out.len(), Ordering::Relaxed);
     footer(out)
 }
+
+/// The size of the last snapshot [`serialize`] made.
+static LAST_SNAPSHOT_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// SAVE: writes the dataset to `path` atomically.
 pub fn save(

@@ -50,8 +50,9 @@ fn idx(h: u32) -> usize {
 /// Compresses `input` into at most `out_len` bytes, or None when liblzf
 /// would give up (its checks are conservative: a result that would just
 /// fit can be refused, as it is by redis-server). The caller then stores
-/// the string as it is.
-pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
+/// the string as it is. The compressed bytes are lent to `f`, from a
+/// buffer kept between calls.
+pub fn compress<R>(input: &[u8], out_len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let n = input.len();
     if n == 0 || out_len == 0 || n >= u32::MAX as usize / 2 {
         return None;
@@ -70,7 +71,7 @@ pub fn compress(input: &[u8], out_len: usize) -> Option<Vec<u8>> {
         }
         let Table { slots, out, .. } = t;
         let len = compress_with(input, out_len, slots, base, &mut out[..out_len + 2])?;
-        Some(out[..len].to_vec())
+        Some(f(&out[..len]))
     })
 }
 
@@ -261,7 +262,7 @@ mod tests {
         fn compress_round_trips(
             data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 0..3000)
         ) {
-            if let Some(c) = compress(&data, data.len()) {
+            if let Some(c) = compress(&data, data.len(), <[u8]>::to_vec) {
                 prop_assert!(c.len() <= data.len());
                 prop_assert_eq!(decompress(&c, data.len()), Some(data));
             }
@@ -273,15 +274,15 @@ mod tests {
         let data: Vec<u8> = (0..10_000)
             .flat_map(|i| format!("element:{i:012}").into_bytes())
             .collect();
-        let c = compress(&data, data.len()).expect("compressible");
+        let c = compress(&data, data.len(), <[u8]>::to_vec).expect("compressible");
         assert!(c.len() * 3 < data.len(), "{} of {}", c.len(), data.len());
         assert_eq!(decompress(&c, data.len()), Some(data.clone()));
         // Long runs use the extra length byte and overlapping references.
         let run = vec![b'x'; 5000];
-        let c = compress(&run, run.len()).expect("compressible");
+        let c = compress(&run, run.len(), <[u8]>::to_vec).expect("compressible");
         assert!(c.len() < 100);
         assert_eq!(decompress(&c, run.len()), Some(run));
-        assert_eq!(compress(b"abcdefghij", 6), None);
+        assert_eq!(compress(b"abcdefghij", 6, <[u8]>::to_vec), None);
     }
 
     #[test]

@@ -97,16 +97,13 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
 pub static COMPRESS: AtomicBool = AtomicBool::new(true);
 
 fn write_lzf(out: &mut Vec<u8>, s: &[u8]) -> bool {
-    match lzf::compress(s, s.len() - 4) {
-        Some(c) => {
-            out.push(0xC3);
-            write_len(out, c.len() as u64);
-            write_len(out, s.len() as u64);
-            out.extend_from_slice(&c);
-            true
-        }
-        None => false,
-    }
+    lzf::compress(s, s.len() - 4, |c| {
+        out.push(0xC3);
+        write_len(out, c.len() as u64);
+        write_len(out, s.len() as u64);
+        out.extend_from_slice(c);
+    })
+    .is_some()
 }
 
 /// Redis's list node size (`list-max-listpack-size -2`: 8 KB).
@@ -171,26 +168,43 @@ fn push_score(body: &mut Vec<u8>, score: f64) {
     }
 }
 
-/// Writes a value's type byte and body; returns false for types we cannot
-/// serialize.
+/// Writes a value's type byte and body (a DUMP payload's start).
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    write_typed(out, None, v)
+}
+
+/// Writes an RDB entry: the value's type byte, the key, then the value.
+pub fn write_key_value(out: &mut Vec<u8>, key: &[u8], v: &Value) {
+    write_typed(out, Some(key), v)
+}
+
+/// The type byte, then the key when there is one: the key sits between
+/// the type and the value in an RDB entry.
+fn tag(out: &mut Vec<u8>, t: u8, key: Option<&[u8]>) {
+    out.push(t);
+    if let Some(k) = key {
+        write_string(out, k);
+    }
+}
+
+fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
     match v {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => {
-            out.push(TYPE_STRING);
+            tag(out, TYPE_STRING, key);
             let mut b = itoa::Buffer::new();
             write_string(out, v.str_bytes(&mut b).unwrap_or_default());
         }
         Value::List(l) => {
-            out.push(TYPE_LIST_QUICKLIST_2);
+            tag(out, TYPE_LIST_QUICKLIST_2, key);
             write_list(out, l);
         }
         Value::Set(s) => match &**s {
             SetObj::Ints(ints, width) => {
-                out.push(TYPE_SET_INTSET);
+                tag(out, TYPE_SET_INTSET, key);
                 write_intset(out, ints, *width);
             }
             SetObj::Hash(_) => {
-                out.push(TYPE_SET);
+                tag(out, TYPE_SET, key);
                 let m = s.members();
                 write_len(out, m.len() as u64);
                 for e in &m {
@@ -199,7 +213,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             }
         },
         Value::ZSet(z) if !z.big => {
-            out.push(TYPE_ZSET_LISTPACK);
+            tag(out, TYPE_ZSET_LISTPACK, key);
             write_listpack(out, z.len() * 2, |body| {
                 for (score, m) in z.tree.iter_from(0) {
                     listpack::push_element(body, m);
@@ -208,7 +222,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             });
         }
         Value::ZSet(z) => {
-            out.push(TYPE_ZSET_2);
+            tag(out, TYPE_ZSET_2, key);
             write_len(out, z.len() as u64);
             // From the highest score down, as Redis writes them: Redis then
             // inserts each at the head of its skiplist when loading.
@@ -219,7 +233,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             }
         }
         Value::Hash(h) if matches!(**h, HashObj::Small(_)) => {
-            out.push(TYPE_HASH_LISTPACK);
+            tag(out, TYPE_HASH_LISTPACK, key);
             write_listpack(out, h.len() * 2, |body| {
                 h.for_each(|f, v| {
                     listpack::push_element(body, f);
@@ -228,7 +242,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             });
         }
         Value::Hash(h) => {
-            out.push(TYPE_HASH);
+            tag(out, TYPE_HASH, key);
             write_len(out, h.len() as u64);
             h.for_each(|f, val| {
                 write_string(out, f);
@@ -236,7 +250,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
             });
         }
         Value::Stream(st) => {
-            out.push(TYPE_STREAM_LISTPACKS_2);
+            tag(out, TYPE_STREAM_LISTPACKS_2, key);
             write_stream(out, st);
         }
     }
