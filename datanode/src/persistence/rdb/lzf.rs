@@ -21,6 +21,8 @@ const HSIZE: usize = 1 << HLOG;
 const MAX_LIT: usize = 1 << 5;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
+/// The largest output kept between calls.
+const KEPT_OUT_BYTES: usize = 64 * 1024;
 
 /// Last position seen for each hash, as `base + position`. Entries below
 /// the current call's `base` were written by earlier calls and count as
@@ -66,11 +68,19 @@ pub fn compress<R>(input: &[u8], out_len: usize, f: impl FnOnce(&[u8]) -> R) -> 
         let base = t.base;
         t.base += n as u32;
         // liblzf may write two bytes past `out_len` before it gives up.
-        if t.out.len() < out_len + 2 {
-            t.out.resize(out_len + 2, 0);
-        }
-        let Table { slots, out, .. } = t;
-        let len = compress_with(input, out_len, slots, base, &mut out[..out_len + 2])?;
+        // The kept buffer serves list nodes and ordinary values; a rare
+        // huge one gets its own, so no thread holds on to its size.
+        let mut own = Vec::new();
+        let out = if out_len <= KEPT_OUT_BYTES {
+            if t.out.len() < out_len + 2 {
+                t.out.resize(out_len + 2, 0);
+            }
+            &mut t.out
+        } else {
+            own.resize(out_len + 2, 0);
+            &mut own
+        };
+        let len = compress_with(input, out_len, &mut t.slots, base, &mut out[..out_len + 2])?;
         Some(f(&out[..len]))
     })
 }
