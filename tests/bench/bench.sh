@@ -158,6 +158,27 @@ mem_per_element() { # port kind -> "rss_per_element used_per_element"
 # SAVE of the current data, timed by the client.
 save_ms() { local t0 t1; t0=$(date +%s%N); redis-cli -p "$1" save >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
 
+# Median load times of both servers' dump.rdb over 3 alternating starts.
+load_medians() { # -> "redis_ms redis_keys datanode_ms datanode_keys"
+  local r=() d=() rk dk ms i
+  for i in 1 2 3; do
+    read -r ms rk <<<"$(load_ms redis redis-server)"; r+=("$ms")
+    read -r ms dk <<<"$(load_ms datanode "$DATANODE_BIN")"; d+=("$ms")
+  done
+  echo "$(printf '%s\n' "${r[@]}" | sort -n | sed -n 2p) $rk $(printf '%s\n' "${d[@]}" | sort -n | sed -n 2p) $dk"
+}
+
+# Median SAVE times of redis-server and datanode over 5 SAVEs each,
+# alternating: one SAVE moves by 30% on this machine.
+save_medians() { # redis_port datanode_port -> "redis_ms datanode_ms"
+  local r=() d=() i
+  for i in 1 2 3 4 5; do
+    r+=("$(save_ms "$1")")
+    d+=("$(save_ms "$2")")
+  done
+  echo "$(printf '%s\n' "${r[@]}" | sort -n | sed -n 3p) $(printf '%s\n' "${d[@]}" | sort -n | sed -n 3p)"
+}
+
 # Time for a fresh process of the same binary to load that server's
 # dump.rdb and answer PING (start-up included; both sides pay it alike).
 load_ms() { # name binary -> "ms keys"
@@ -245,9 +266,8 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
       read -r rr ru rn <<<"$(mem_per_element "$REDIS_PORT" "$kind")"
       read -r dr du dn <<<"$(mem_per_element "$DN_PORT" "$kind")"
       echo "| $kind | $rn / $dn | $rr | $dr | $(ratio "$dr" "$rr") | $ru | $du | $(ratio "$du" "$ru") |"
-      rs=$(save_ms "$REDIS_PORT"); ds=$(save_ms "$DN_PORT")
-      read -r rl rk <<<"$(load_ms redis redis-server)"
-      read -r dl dk <<<"$(load_ms datanode "$DATANODE_BIN")"
+      read -r rs ds <<<"$(save_medians "$REDIS_PORT" "$DN_PORT")"
+      read -r rl rk dl dk <<<"$(load_medians)"
       SAVELOAD+=("| 1M-element $kind | $rs | $ds | $(ratio "$ds" "$rs") | $rl ($rk keys) | $dl ($dk keys) | $(ratio "$dl" "$rl") |")
     done
   fi
@@ -255,9 +275,8 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo "memory: populating 1M keys on each" >&2
     read -r rr ru <<<"$(mem_per_key "$REDIS_PORT")"
     read -r dr du <<<"$(mem_per_key "$DN_PORT")"
-    rs=$(save_ms "$REDIS_PORT"); ds=$(save_ms "$DN_PORT")
-    read -r rl rk <<<"$(load_ms redis redis-server)"
-    read -r dl dk <<<"$(load_ms datanode "$DATANODE_BIN")"
+    read -r rs ds <<<"$(save_medians "$REDIS_PORT" "$DN_PORT")"
+    read -r rl rk dl dk <<<"$(load_medians)"
     SAVELOAD+=("| 1M keys (DEBUG POPULATE) | $rs | $ds | $(ratio "$ds" "$rs") | $rl ($rk keys) | $dl ($dk keys) | $(ratio "$dl" "$rl") |")
     echo
     echo "## Memory per key after \`DEBUG POPULATE 1000000\` (keys \`key:N\`, values \`value:N\`)"
@@ -269,7 +288,7 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo
     echo "## RDB save and load time"
     echo
-    echo "SAVE timed by the client; load = a fresh process of the same binary started on that dump.rdb until it answers PING."
+    echo "SAVE timed by the client, median of 5 alternating SAVEs; load = a fresh process of the same binary started on that dump.rdb until it answers PING, median of 3."
     echo
     echo "| data | redis SAVE ms | datanode SAVE ms | ratio | redis load ms | datanode load ms | ratio |"
     echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -280,6 +280,14 @@ fn bgsave_writes_a_loadable_file() {
     let mut c = d.conn();
     fill(&mut c);
     let want = snapshot(&mut c);
+    // A second database, which the file lists after the first.
+    let in_db3 = |c: &mut Conn, cmd: &[&str]| {
+        c.text(&["SELECT", "3"]);
+        let r = c.text(cmd);
+        c.text(&["SELECT", "0"]);
+        r
+    };
+    in_db3(&mut c, &["SET", "other", "v3"]);
     assert_eq!(c.text(&["BGSAVE"]), "+Background saving started\r\n");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while c
@@ -290,8 +298,16 @@ fn bgsave_writes_a_loadable_file() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     d.signal_and_wait("-KILL");
+    // The file is written as it is assembled: redis-server reads it too.
+    let mut r = Node::start(Server::Redis, &["--save", ""]);
+    r.signal_and_wait("-TERM");
+    std::fs::copy(d.path().join("dump.rdb"), r.path().join("dump.rdb")).expect("copy");
+    r.restart();
+    assert_eq!(snapshot(&mut r.conn()), want, "redis-server");
+    assert_eq!(in_db3(&mut r.conn(), &["GET", "other"]), "$2\r\nv3\r\n");
     d.restart();
     assert_eq!(snapshot(&mut d.conn()), want);
+    assert_eq!(in_db3(&mut d.conn(), &["GET", "other"]), "$2\r\nv3\r\n");
 }
 
 #[test]

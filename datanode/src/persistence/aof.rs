@@ -142,6 +142,15 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(data))
+}
+
+/// [`write_atomic`] of what `fill` writes, through a buffer, so the whole
+/// file need not be in memory first.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     // Unique per call, so two writers of one path never share a temp file.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
@@ -151,8 +160,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     ));
     let tmp = std::path::PathBuf::from(tmp);
     let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();

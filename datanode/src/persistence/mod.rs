@@ -63,8 +63,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                 functions,
                 ..Default::default()
             };
-            let data = rdb::file::assemble(chunks, now, &aux);
-            match aof::write_atomic(&path, &data) {
+            match aof::write_atomic_with(&path, |w| rdb::file::assemble_to(chunks, now, &aux, w)) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
                         dirty_at_start.min(srv2.stats.dirty.load(Ordering::Relaxed)),

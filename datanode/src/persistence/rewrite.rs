@@ -296,9 +296,13 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
                 functions,
                 ..Default::default()
             };
-            let data =
-                crate::persistence::rdb::file::assemble(std::mem::take(&mut rdb_chunks), now, &aux);
-            f.write_all(&data).map_err(|e| e.to_string())?;
+            crate::persistence::rdb::file::assemble_to(
+                std::mem::take(&mut rdb_chunks),
+                now,
+                &aux,
+                &mut f,
+            )
+            .map_err(|e| e.to_string())?;
         }
         let file = f.into_inner().map_err(|e| e.to_string())?;
         file.sync_all().map_err(|e| e.to_string())?;

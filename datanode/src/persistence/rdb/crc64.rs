@@ -20,6 +20,26 @@ pub fn crc64(data: &[u8]) -> u64 {
     }
 }
 
+/// A CRC-64 over bytes that arrive in pieces (a file written as it is
+/// made).
+pub struct Running(crc_fast::Digest);
+
+impl Default for Running {
+    fn default() -> Self {
+        Running(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis))
+    }
+}
+
+impl Running {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn value(&self) -> u64 {
+        self.0.finalize()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,6 +47,16 @@ mod tests {
     #[test]
     fn check_value() {
         assert_eq!(crc64(b"123456789"), 0xe9c6_d914_c4b8_d9ca);
+    }
+
+    #[test]
+    fn running_equals_whole() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut r = Running::default();
+        for piece in data.chunks(37) {
+            r.update(piece);
+        }
+        assert_eq!(r.value(), crc64(&data));
     }
 
     #[test]

@@ -142,32 +142,59 @@ pub fn read_function_payload(p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 /// Assembles an RDB file from per-slot chunks (any order).
 pub fn assemble(chunks: Vec<Vec<u8>>, now: i64, aux: &Aux) -> Vec<u8> {
-    let mut per_db: std::collections::BTreeMap<u32, (usize, usize, Vec<u8>)> = Default::default();
-    for c in chunks {
-        if c.len() < 12 {
-            continue;
-        }
-        let db = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let keys = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
-        let expires = u32::from_le_bytes([c[8], c[9], c[10], c[11]]) as usize;
-        let e = per_db.entry(db).or_default();
-        e.0 += keys;
-        e.1 += expires;
-        e.2.extend_from_slice(&c[12..]);
+    let mut out = Vec::with_capacity(chunks.iter().map(Vec::len).sum::<usize>() + 4096);
+    // Writing into a Vec cannot fail.
+    let _ = assemble_to(chunks, now, aux, &mut out);
+    out
+}
+
+/// [`assemble`], written to `w` as it goes: each chunk is written and
+/// freed in turn, so the file never exists whole in memory next to them.
+pub fn assemble_to(
+    chunks: Vec<Vec<u8>>,
+    now: i64,
+    aux: &Aux,
+    w: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let field = |c: &[u8], i: usize| u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+    let mut chunks: Vec<Option<Vec<u8>>> = chunks
+        .into_iter()
+        .filter(|c| c.len() >= 12)
+        .map(Some)
+        .collect();
+    // Per database: (keys, expires), from the chunks' headers.
+    let mut per_db: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+    for c in chunks.iter().flatten() {
+        let e = per_db.entry(field(c, 0)).or_default();
+        e.0 += field(c, 4) as usize;
+        e.1 += field(c, 8) as usize;
     }
-    let mut out = header(now, aux);
-    for (db, (keys, expires, body)) in per_db {
+    let mut crc = crc64::Running::default();
+    let mut put = |w: &mut dyn std::io::Write, b: &[u8]| -> std::io::Result<()> {
+        crc.update(b);
+        w.write_all(b)
+    };
+    put(w, &header(now, aux))?;
+    for (db, (keys, expires)) in per_db {
         if keys == 0 {
             continue;
         }
-        out.push(OP_SELECTDB);
-        write_len(&mut out, db as u64);
-        out.push(OP_RESIZEDB);
-        write_len(&mut out, keys as u64);
-        write_len(&mut out, expires as u64);
-        out.extend_from_slice(&body);
+        let mut head = vec![OP_SELECTDB];
+        write_len(&mut head, db as u64);
+        head.push(OP_RESIZEDB);
+        write_len(&mut head, keys as u64);
+        write_len(&mut head, expires as u64);
+        put(w, &head)?;
+        for slot in chunks.iter_mut() {
+            if slot.as_deref().is_some_and(|c| field(c, 0) == db) {
+                if let Some(c) = slot.take() {
+                    put(w, &c[12..])?;
+                }
+            }
+        }
     }
-    footer(out)
+    put(w, &[OP_EOF])?;
+    w.write_all(&crc.value().to_le_bytes())
 }
 
 /// The aux field naming hidden slots ("first-last,…"); other servers
