@@ -1713,6 +1713,17 @@ const STR_VALUES: &[&str] = &[
     "007",
 ];
 
+/// An expiry far beyond the run in the unit `opt` names (milliseconds
+/// for the P forms): a key must not expire between the two servers'
+/// copies of a command.
+fn far(opt: &str) -> &'static str {
+    if opt.starts_with('P') {
+        "100000"
+    } else {
+        "100"
+    }
+}
+
 /// Strings and keys: every SET option, the counters, ranges, LCS, and
 /// the key commands whose replies do not depend on time.
 fn strings(rng: &mut Rng, c: &mut Cmd) {
@@ -1724,13 +1735,16 @@ fn strings(rng: &mut Rng, c: &mut Cmd) {
             for _ in 0..rng.below(3) {
                 match rng.below(6) {
                     0 => push(c, &[rng.pick(&["NX", "XX", "GET", "KEEPTTL", "nx"])]),
-                    1 => push(
-                        c,
-                        &[
-                            rng.pick(&["EX", "PX"]),
-                            rng.pick(&["100", "0", "-1", "x", "9223372036854775807"]),
-                        ],
-                    ),
+                    1 => {
+                        let unit = rng.pick(&["EX", "PX"]);
+                        push(
+                            c,
+                            &[
+                                unit,
+                                rng.pick(&[far(unit), "0", "-1", "x", "9223372036854775807"]),
+                            ],
+                        )
+                    }
                     2 => push(
                         c,
                         &[
@@ -1791,16 +1805,30 @@ fn strings(rng: &mut Rng, c: &mut Cmd) {
         11 => push(c, &["SETNX", k, v]),
         12 => push(c, &["GETSET", k, v]),
         13 => {
-            push(
-                c,
-                &[
-                    rng.pick(&["EXPIRE", "PEXPIRE"]),
-                    k,
-                    rng.pick(&["100", "0", "-1", "x"]),
-                ],
-            );
+            // GT and LT compare the new expiry with the key's: two relative
+            // ones set milliseconds apart differ by those milliseconds, which
+            // the two servers need not see alike. So they come with
+            // absolute times only.
+            let cmd = rng.pick(&["EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"]);
+            let when = if cmd.ends_with("AT") {
+                rng.pick(if cmd.starts_with('P') {
+                    &["4102444800000", "4102444900000"]
+                } else {
+                    &["4102444800", "4102444900"]
+                })
+            } else {
+                far(cmd)
+            };
+            push(c, &[cmd, k, rng.pick(&[when, "0", "-1", "x"])]);
             if rng.chance(70) {
-                push(c, &[rng.pick(&["NX", "XX", "GT", "LT", "BAD"])]);
+                push(
+                    c,
+                    &[if cmd.ends_with("AT") {
+                        rng.pick(&["NX", "XX", "GT", "LT", "BAD"])
+                    } else {
+                        rng.pick(&["NX", "XX", "BAD"])
+                    }],
+                );
             }
         }
         14 => push(c, &["PERSIST", k]),
@@ -1827,15 +1855,10 @@ fn strings(rng: &mut Rng, c: &mut Cmd) {
         19 => push(c, &["EXISTS", "s1", "s2", "s1", "nosuch"]),
         20 => push(c, &["DEL", k]),
         21 => push(c, &["SETEX", k, rng.pick(&["100", "0", "-1"]), v]),
-        22 => push(
-            c,
-            &[
-                "GETEX",
-                k,
-                rng.pick(&["PERSIST", "EX", "PX", "BAD"]),
-                rng.pick(&["100", "0"]),
-            ],
-        ),
+        22 => {
+            let opt = rng.pick(&["PERSIST", "EX", "PX", "BAD"]);
+            push(c, &["GETEX", k, opt, rng.pick(&[far(opt), "0"])])
+        }
         23 => push(c, &["RPUSH", k, v]),
         _ => push(c, &["DUMP", k]),
     }
