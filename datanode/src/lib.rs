@@ -14,6 +14,7 @@ pub mod glob;
 pub mod keyspace;
 pub mod memory;
 pub mod persistence;
+pub mod pqsort;
 pub mod replication;
 pub mod resp;
 pub mod scripting;

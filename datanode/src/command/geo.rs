@@ -7,6 +7,7 @@ use crate::geohash::{self, Search, Shape};
 use crate::keyspace::{Value, ZSetObj};
 use crate::resp::parse_i64;
 use crate::resp::reply::Reply;
+use std::cmp::Ordering;
 
 /// A float argument, or Redis's error (`msg` for a custom one).
 fn float(r: &mut Reply, a: &[u8], msg: Option<&str>) -> Option<f64> {
@@ -474,10 +475,23 @@ fn search(ctx: &mut Ctx, a: &Args, kind: Kind) {
     } else {
         found.len().min(count as usize)
     };
-    match sort {
-        Sort::Asc => found.sort_by(|p, q| p.dist.total_cmp(&q.dist)),
-        Sort::Desc => found.sort_by(|p, q| q.dist.total_cmp(&p.dist)),
-        Sort::None => {}
+    // As Redis: a full sort when every result is returned (glibc's qsort,
+    // a stable merge sort), else its partial quicksort, whose order of
+    // equal distances is its own.
+    let by_dist = |p: &Point, q: &Point| {
+        let o = p.dist.partial_cmp(&q.dist).unwrap_or(Ordering::Equal);
+        if sort == Sort::Desc {
+            o.reverse()
+        } else {
+            o
+        }
+    };
+    if sort != Sort::None && n > 0 {
+        if n == found.len() {
+            found.sort_by(by_dist);
+        } else {
+            crate::pqsort::pqsort(&mut found, by_dist, 0, n - 1);
+        }
     }
     found.truncate(n);
     if let Some(dst) = store {

@@ -541,145 +541,13 @@ fn score(
         // Redis sorts only the output range here, with its partial
         // quicksort, whose order of equal elements we must reproduce.
         if l.end >= l.start && l.start >= 0 && n > 0 {
-            partial_qsort(&mut l.items, l.start as usize, l.end as usize, &cmp);
+            crate::pqsort::pqsort(&mut l.items, cmp, l.start as usize, l.end as usize);
         }
     } else {
         // glibc's qsort is a merge sort: stable, like this one.
         l.items.sort_by(cmp);
     }
     false
-}
-
-/// Median of three positions by `cmp`.
-fn med3<T>(v: &[T], a: usize, b: usize, c: usize, cmp: &impl Fn(&T, &T) -> Ordering) -> usize {
-    let lt = |i: usize, j: usize| cmp(&v[i], &v[j]) == Ordering::Less;
-    let gt = |i: usize, j: usize| cmp(&v[i], &v[j]) == Ordering::Greater;
-    if lt(a, b) {
-        if lt(b, c) {
-            b
-        } else if lt(a, c) {
-            c
-        } else {
-            a
-        }
-    } else if gt(b, c) {
-        b
-    } else if lt(a, c) {
-        a
-    } else {
-        c
-    }
-}
-
-fn insertion_sort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> Ordering) {
-    for m in 1..v.len() {
-        let mut i = m;
-        while i > 0 && cmp(&v[i - 1], &v[i]) == Ordering::Greater {
-            v.swap(i, i - 1);
-            i -= 1;
-        }
-    }
-}
-
-/// Sorts enough of `v` that positions `lo..=hi` hold what a full sort
-/// would put there: the Bentley–McIlroy three-way quicksort of NetBSD's qsort
-/// (Redis's pqsort, without the insertion-sort shortcut), recursing only into parts that overlap the range. Its
-/// exact steps matter: they decide where equal elements end up.
-fn partial_qsort<T>(v: &mut [T], lo: usize, hi: usize, cmp: &impl Fn(&T, &T) -> Ordering) {
-    pqsort_from(v, 0, lo, hi, cmp)
-}
-
-/// [`partial_qsort`] of `v`, which starts at `base` in the whole array
-/// (`lo`, `hi` are positions in the whole array).
-fn pqsort_from<T>(
-    v: &mut [T],
-    mut base: usize,
-    lo: usize,
-    hi: usize,
-    cmp: &impl Fn(&T, &T) -> Ordering,
-) {
-    let mut v = v;
-    loop {
-        let n = v.len();
-        if n < 7 {
-            insertion_sort(v, cmp);
-            return;
-        }
-        let mut pm = n / 2;
-        if n > 7 {
-            let (mut pl, mut pn) = (0, n - 1);
-            if n > 40 {
-                let d = n / 8;
-                pl = med3(v, pl, pl + d, pl + 2 * d, cmp);
-                pm = med3(v, pm - d, pm, pm + d, cmp);
-                pn = med3(v, pn - 2 * d, pn - d, pn, cmp);
-            }
-            pm = med3(v, pl, pm, pn, cmp);
-        }
-        v.swap(0, pm);
-        // Pivot at 0; equal elements gather at both ends, then move in.
-        let (mut pa, mut pb) = (1usize, 1usize);
-        let (mut pc, mut pd) = (n as isize - 1, n as isize - 1);
-        loop {
-            while pb as isize <= pc {
-                let r = cmp(&v[pb], &v[0]);
-                if r == Ordering::Greater {
-                    break;
-                }
-                if r == Ordering::Equal {
-                    v.swap(pa, pb);
-                    pa += 1;
-                }
-                pb += 1;
-            }
-            while pb as isize <= pc {
-                let r = cmp(&v[pc as usize], &v[0]);
-                if r == Ordering::Less {
-                    break;
-                }
-                if r == Ordering::Equal {
-                    v.swap(pc as usize, pd as usize);
-                    pd -= 1;
-                }
-                pc -= 1;
-            }
-            if pb as isize > pc {
-                break;
-            }
-            v.swap(pb, pc as usize);
-            pb += 1;
-            pc -= 1;
-        }
-        let (pc, pd) = (pc + 1, pd + 1); // now as counts past the end
-        let (pc, pd) = (pc as usize, pd as usize);
-        // Move the equal runs from the ends to the middle.
-        let r = pa.min(pb - pa);
-        for k in 0..r {
-            v.swap(k, pb - r + k);
-        }
-        let r = (pd - pc).min(n - pd);
-        for k in 0..r {
-            v.swap(pb + k, n - r + k);
-        }
-        let overlaps = |l: usize, len: usize| {
-            let (l, r) = (base + l, base + l + len - 1);
-            !((lo < l && hi < l) || (lo > r && hi > r))
-        };
-        let left = pb - pa;
-        if left > 1 && overlaps(0, left) {
-            pqsort_from(&mut v[..left], base, lo, hi, cmp);
-        }
-        let right = pd - pc;
-        if right > 1 {
-            let start = n - right;
-            if overlaps(start, right) {
-                base += start;
-                v = &mut v[start..];
-                continue;
-            }
-        }
-        return;
-    }
 }
 
 fn output(out: Out, m: &mut super::locks::Many, l: &Loaded, o: &Opts) {
@@ -797,26 +665,6 @@ mod tests {
         assert_eq!(strtod_score(b"1e400"), None);
         assert_eq!(strtod_score(b"1x"), None);
         assert_eq!(strtod_score(b"3\0junk"), Some(3.0));
-    }
-
-    proptest::proptest! {
-        /// The requested range holds what a full sort puts there.
-        #[test]
-        fn partial_sort_fills_the_range(
-            v in proptest::collection::vec(0u8..20, 0..200),
-            a in 0usize..200,
-            b in 0usize..200,
-        ) {
-            let mut full = v.clone();
-            full.sort();
-            if !v.is_empty() {
-                let (lo, hi) = (a.min(b) % v.len(), a.max(b) % v.len());
-                let (lo, hi) = (lo.min(hi), lo.max(hi));
-                let mut p = v.clone();
-                partial_qsort(&mut p, lo, hi, &|x: &u8, y: &u8| x.cmp(y));
-                proptest::prop_assert_eq!(&p[lo..=hi], &full[lo..=hi]);
-            }
-        }
     }
 
     #[test]
