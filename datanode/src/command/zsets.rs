@@ -1014,7 +1014,10 @@ fn compute(inputs: Vec<Option<Elems>>, o: &OpArgs, op: SetOp) -> Elems {
                 let mut v = weighted(*s, o.weights[first]);
                 for (j, mp) in &maps {
                     match mp.get(m.as_slice()) {
-                        Some(s2) => v = agg(v, weighted(*s2, o.weights[*j])),
+                        // Only the first input's product has NaN made 0
+                        // (zunionInterDiffGenericCommand): inf * 0 here
+                        // makes the sum NaN, which the aggregate makes 0.
+                        Some(s2) => v = agg(v, *s2 * o.weights[*j]),
                         None => continue 'outer,
                     }
                 }
