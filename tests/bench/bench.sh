@@ -37,9 +37,13 @@ if [ -z "${DATANODE_BIN_GIVEN:-}" ] && [ "$DATANODE_BIN" = "$ROOT/target/release
 fi
 
 WORK=$(mktemp -d /tmp/slotkv-bench.XXXXXX)
-PIDS=()
+# `start` runs in a command substitution (a subshell), so the servers' pids
+# go to a file rather than a variable the subshell could not hand back.
 cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  local p
+  if [ -f "$WORK/pids" ]; then
+    while read -r p; do kill "$p" 2>/dev/null || true; done <"$WORK/pids"
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -61,7 +65,7 @@ start() { # name binary -> prints port
   (cd "$WORK/$name" && exec "$bin" --port "$port" --bind 127.0.0.1 --dir "$WORK/$name" \
       --appendonly yes --appendfsync everysec --save '' --enable-debug-command yes \
       >"$WORK/$name/log" 2>&1) &
-  PIDS+=($!)
+  echo $! >>"$WORK/pids"
   for _ in $(seq 1 200); do
     if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ]; then echo "$port"; return; fi
     sleep 0.05
