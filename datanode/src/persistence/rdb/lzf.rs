@@ -106,6 +106,20 @@ fn match_len(input: &[u8], r: usize, ip: usize, maxlen: usize) -> usize {
     len
 }
 
+/// Adds a byte to the literal run being built, closing the run (its
+/// header at `op - lit - 1`) and opening the next at 32 bytes.
+#[inline(always)]
+fn push_literal(out: &mut [u8], op: &mut usize, lit: &mut usize, b: u8) {
+    out[*op] = b;
+    *op += 1;
+    *lit += 1;
+    if *lit == MAX_LIT {
+        out[*op - *lit - 1] = (*lit - 1) as u8;
+        *lit = 0;
+        *op += 1;
+    }
+}
+
 /// liblzf's compressor over a fresh table (`slots` entries below `base`
 /// count as empty), writing into `out` (`out_len` plus two bytes, the
 /// most liblzf overruns its limit before it notices); the compressed
@@ -143,15 +157,8 @@ fn compress_with(
             if op >= out_len {
                 return None;
             }
-            out[op] = next3[0];
-            op += 1;
-            lit += 1;
+            push_literal(out, &mut op, &mut lit, next3[0]);
             ip += 1;
-            if lit == MAX_LIT {
-                out[op - lit - 1] = (lit - 1) as u8;
-                lit = 0;
-                op += 1;
-            }
             continue;
         }
         let maxlen = (n - ip - 2).min(MAX_REF);
@@ -194,15 +201,8 @@ fn compress_with(
         return None;
     }
     while ip < n {
-        out[op] = input[ip];
-        op += 1;
-        lit += 1;
+        push_literal(out, &mut op, &mut lit, input[ip]);
         ip += 1;
-        if lit == MAX_LIT {
-            out[op - lit - 1] = (lit - 1) as u8;
-            lit = 0;
-            op += 1;
-        }
     }
     if lit == 0 {
         op -= 1;
