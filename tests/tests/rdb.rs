@@ -87,6 +87,24 @@ fn fill(c: &mut Conn) {
         }
         c.cmd(&cmd).expect("fill biglist");
     }
+    // A hash, a set and a sorted set too big for a listpack or an intset,
+    // each well over the 64 KB SAVE writes out at a time.
+    for batch in 0..4 {
+        let range = batch * 1000..(batch + 1) * 1000;
+        let mut h = vec!["HSET".to_string(), "bighash".into()];
+        let mut s = vec!["SADD".to_string(), "bigset".into()];
+        let mut z = vec!["ZADD".to_string(), "bigzset".into()];
+        for i in range {
+            h.push(format!("field:{i:08}"));
+            h.push("v".repeat(20 + i % 40));
+            s.push(format!("member:{i:020}"));
+            z.push(format!("{}", i as f64 / 7.0));
+            z.push(format!("zmember:{i:020}"));
+        }
+        for cmd in [h, s, z] {
+            c.cmd(&cmd).expect("fill big collections");
+        }
+    }
     // A stream over several nodes, with two field sets, deleted entries
     // and a last ID past its last entry.
     for i in 1..=450u64 {
@@ -172,6 +190,11 @@ fn snapshot(c: &mut Conn) -> Vec<String> {
         normalized(c, &["SMEMBERS", "iset"]),
         normalized(c, &["SMEMBERS", "sset"]),
         normalized(c, &["HGETALL", "hash"]),
+        normalized(c, &["HGETALL", "bighash"]),
+        normalized(c, &["SMEMBERS", "bigset"]),
+        c.text(&["ZRANGE", "bigzset", "0", "-1", "WITHSCORES"]),
+        c.text(&["OBJECT", "ENCODING", "bighash"]),
+        c.text(&["OBJECT", "ENCODING", "bigzset"]),
         c.text(&["ZRANGE", "zset", "0", "-1", "WITHSCORES"]),
         c.text(&["DBSIZE"]),
         c.text(&["XRANGE", "stream", "-", "+"]),

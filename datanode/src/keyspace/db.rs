@@ -495,6 +495,14 @@ impl<'a> SlotRef<'a> {
         self.t.iter().map(|e| SBytes::new(&e.key)).collect()
     }
 
+    /// What [`Self::for_each_live`] visits: (keys, of which with a TTL).
+    /// Expired keys all have a TTL, so only the expiry table is read.
+    pub fn live_counts(&self) -> (usize, usize) {
+        let now = self.now;
+        let expired = self.t.expires_iter().filter(|(_, at)| *at <= now).count();
+        (self.t.len() - expired, self.t.expires_len() - expired)
+    }
+
     pub fn for_each_live<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
         let now = self.now;
         for e in self.t.iter() {

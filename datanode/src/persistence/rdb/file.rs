@@ -2,11 +2,10 @@
 //! a node started without AOF loads `dir/dbfilename`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::crc64;
 use super::object::{
-    read_value, write_key_value, write_len, write_string, DecodeError, Reader, RDB_VERSION,
+    read_value, write_key_value, write_len, write_string, DecodeError, Reader, Spill, RDB_VERSION,
 };
 use crate::keyspace::{Db, Keyspace, SLOTS};
 
@@ -42,7 +41,11 @@ fn aux(out: &mut Vec<u8>, k: &str, v: &[u8]) {
 }
 
 /// Appends a slot's live entries in RDB form; returns (keys, expires).
-fn encode_entries(g: &crate::keyspace::SlotRef, out: &mut Vec<u8>) -> (usize, usize) {
+fn encode_entries(
+    g: &crate::keyspace::SlotRef,
+    out: &mut Vec<u8>,
+    spill: &mut Spill,
+) -> (usize, usize) {
     let (mut keys, mut expires) = (0, 0);
     g.for_each_live(|k, v, exp| {
         if let Some(at) = exp {
@@ -50,7 +53,7 @@ fn encode_entries(g: &crate::keyspace::SlotRef, out: &mut Vec<u8>) -> (usize, us
             out.extend_from_slice(&(at as u64).to_le_bytes());
             expires += 1;
         }
-        write_key_value(out, k, v);
+        write_key_value(out, k, v, spill);
         keys += 1;
     });
     (keys, expires)
@@ -60,7 +63,7 @@ fn encode_entries(g: &crate::keyspace::SlotRef, out: &mut Vec<u8>) -> (usize, us
 /// (u32 LE each), then the entries.
 pub fn encode_slot_chunk(g: &crate::keyspace::SlotRef) -> Vec<u8> {
     let mut out = vec![0u8; 12];
-    let (keys, expires) = encode_entries(g, &mut out);
+    let (keys, expires) = encode_entries(g, &mut out, &mut Spill::none());
     out[0..4].copy_from_slice(&(g.db.index as u32).to_le_bytes());
     out[4..8].copy_from_slice(&(keys as u32).to_le_bytes());
     out[8..12].copy_from_slice(&(expires as u32).to_le_bytes());
@@ -169,12 +172,8 @@ pub fn assemble_to(
         e.0 += field(c, 4) as usize;
         e.1 += field(c, 8) as usize;
     }
-    let mut crc = crc64::Running::default();
-    let mut put = |w: &mut dyn std::io::Write, b: &[u8]| -> std::io::Result<()> {
-        crc.update(b);
-        w.write_all(b)
-    };
-    put(w, &header(now, aux))?;
+    let mut file = Checksummed::new(w);
+    file.put(&header(now, aux));
     for (db, (keys, expires)) in per_db {
         if keys == 0 {
             continue;
@@ -184,17 +183,16 @@ pub fn assemble_to(
         head.push(OP_RESIZEDB);
         write_len(&mut head, keys as u64);
         write_len(&mut head, expires as u64);
-        put(w, &head)?;
+        file.put(&head);
         for slot in chunks.iter_mut() {
             if slot.as_deref().is_some_and(|c| field(c, 0) == db) {
                 if let Some(c) = slot.take() {
-                    put(w, &c[12..])?;
+                    file.put(&c[12..]);
                 }
             }
         }
     }
-    put(w, &[OP_EOF])?;
-    w.write_all(&crc.value().to_le_bytes())
+    file.finish()
 }
 
 /// The aux field naming hidden slots ("first-last,…"); other servers
@@ -238,21 +236,18 @@ fn parse_hidden(v: &str) -> Vec<(u16, u16)> {
         .collect()
 }
 
-fn footer(mut out: Vec<u8>) -> Vec<u8> {
-    out.push(OP_EOF);
-    let crc = crc64::crc64(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Serializes the whole dataset. Every slot of every database is locked
-/// (in the global order) for the duration, so the file is one point in
-/// time, as SAVE promises.
-pub fn serialize(
+/// Writes the whole dataset to `w`. Every slot of every database is
+/// locked (in the global order) for the duration, so the file is one point
+/// in time, as SAVE promises. Each slot's entries go out as they are
+/// encoded, through one reused buffer: the file never exists whole in
+/// memory. RESIZEDB's counts, which come first, are taken from the expiry
+/// tables alone.
+pub fn serialize_to(
     ks: &Keyspace,
     now: i64,
     repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
-) -> Vec<u8> {
+    w: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut dbs: Vec<&Db> = ks.existing().collect();
     dbs.sort_by_key(|d| d.index);
     let guards: Vec<Vec<crate::keyspace::SlotRef>> = dbs
@@ -268,37 +263,78 @@ pub fn serialize(
         functions,
         ..Aux::default()
     };
-    let mut out = header(now, &aux);
-    // Sized like the last snapshot, so it is not copied over and over as
-    // it grows.
-    let mut body = Vec::with_capacity(LAST_SNAPSHOT_BYTES.load(Ordering::Relaxed));
+    let mut file = Checksummed::new(w);
+    file.put(&header(now, &aux));
+    let mut buf = Vec::new();
     for (db, slots) in dbs.iter().zip(&guards) {
-        body.clear();
-        let (mut keys, mut expires) = (0, 0);
-        for g in slots {
-            let (k, e) = encode_entries(g, &mut body);
-            keys += k;
-            expires += e;
-        }
+        let (keys, expires) = slots
+            .iter()
+            .map(|g| g.live_counts())
+            .fold((0, 0), |(k, e), (k1, e1)| (k + k1, e + e1));
         if keys == 0 {
             continue;
         }
-        out.push(OP_SELECTDB);
-        write_len(&mut out, db.index as u64);
-        out.push(OP_RESIZEDB);
-        write_len(&mut out, keys as u64);
-        write_len(&mut out, expires as u64);
-        // Room for the footer too.
-        out.reserve_exact(body.len() + 9);
-        out.extend_from_slice(&body);
+        buf.clear();
+        buf.push(OP_SELECTDB);
+        write_len(&mut buf, db.index as u64);
+        buf.push(OP_RESIZEDB);
+        write_len(&mut buf, keys as u64);
+        write_len(&mut buf, expires as u64);
+        file.put(&buf);
+        for g in slots {
+            buf.clear();
+            encode_entries(g, &mut buf, &mut Spill::to(&mut |b| file.take(b)));
+            file.put(&buf);
+            if let Some(e) = file.failed.take() {
+                return Err(e);
+            }
+        }
     }
-    drop(guards);
-    LAST_SNAPSHOT_BYTES.store(out.len(), Ordering::Relaxed);
-    footer(out)
+    file.finish()
 }
 
-/// The size of the last snapshot [`serialize`] made.
-static LAST_SNAPSHOT_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// A file being written with its running CRC-64. The first error is kept
+/// and later writes skipped (a spilled value cannot return one).
+struct Checksummed<'w, W: std::io::Write> {
+    w: &'w mut W,
+    crc: crc64::Running,
+    failed: Option<std::io::Error>,
+}
+
+impl<'w, W: std::io::Write> Checksummed<'w, W> {
+    fn new(w: &'w mut W) -> Self {
+        Checksummed {
+            w,
+            crc: crc64::Running::default(),
+            failed: None,
+        }
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        if self.failed.is_none() {
+            self.crc.update(b);
+            if let Err(e) = self.w.write_all(b) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Writes and empties `b`.
+    fn take(&mut self, b: &mut Vec<u8>) {
+        self.put(b);
+        b.clear();
+    }
+
+    /// The end-of-file opcode and the checksum; the first error, if any.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.put(&[OP_EOF]);
+        let crc = self.crc.value();
+        match self.failed {
+            Some(e) => Err(e),
+            None => self.w.write_all(&crc.to_le_bytes()),
+        }
+    }
+}
 
 /// SAVE: writes the dataset to `path` atomically.
 pub fn save(
@@ -306,10 +342,8 @@ pub fn save(
     path: &Path,
     now: i64,
     repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
-) -> std::io::Result<usize> {
-    let data = serialize(ks, now, repl_at_cut);
-    crate::persistence::aof::write_atomic(path, &data)?;
-    Ok(data.len())
+) -> std::io::Result<()> {
+    crate::persistence::aof::write_atomic_with(path, |w| serialize_to(ks, now, repl_at_cut, w))
 }
 
 fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {

@@ -113,7 +113,7 @@ const CONTAINER_PACKED: u64 = 2;
 
 /// A list as a quicklist of listpack nodes, one per chunk, elements
 /// encoded as Redis's listpack encodes them (integers as integers).
-fn write_list(out: &mut Vec<u8>, l: &PackedList) {
+fn write_list(out: &mut Vec<u8>, l: &PackedList, spill: &mut Spill) {
     let mut body = Vec::with_capacity(LIST_NODE_BYTES);
     let mut lp = Vec::with_capacity(LIST_NODE_BYTES + 64);
     write_len(out, l.chunk_elements().count() as u64);
@@ -130,6 +130,7 @@ fn write_list(out: &mut Vec<u8>, l: &PackedList) {
         }
         write_len(out, CONTAINER_PACKED);
         write_string(out, &lp);
+        spill.offer(out);
     }
 }
 
@@ -168,14 +169,42 @@ fn push_score(body: &mut Vec<u8>, score: f64) {
     }
 }
 
+/// Takes the start of a long value's encoding while it is written, so a
+/// big key never sits whole in the output buffer (SAVE writes it to the
+/// file part by part). `None`: the caller wants it all in the buffer.
+pub struct Spill<'a>(Option<&'a mut dyn FnMut(&mut Vec<u8>)>);
+
+impl<'a> Spill<'a> {
+    /// Past this many bytes in the buffer, they are handed on.
+    const AT: usize = 1 << 16;
+
+    pub fn to(f: &'a mut dyn FnMut(&mut Vec<u8>)) -> Self {
+        Spill(Some(f))
+    }
+
+    pub fn none() -> Self {
+        Spill(None)
+    }
+
+    /// Hands `out` on (the callee empties it) when it has grown long.
+    #[inline]
+    fn offer(&mut self, out: &mut Vec<u8>) {
+        if out.len() >= Self::AT {
+            if let Some(f) = self.0.as_mut() {
+                f(out);
+            }
+        }
+    }
+}
+
 /// Writes a value's type byte and body (a DUMP payload's start).
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
-    write_typed(out, None, v)
+    write_typed(out, None, v, &mut Spill::none())
 }
 
 /// Writes an RDB entry: the value's type byte, the key, then the value.
-pub fn write_key_value(out: &mut Vec<u8>, key: &[u8], v: &Value) {
-    write_typed(out, Some(key), v)
+pub fn write_key_value(out: &mut Vec<u8>, key: &[u8], v: &Value, spill: &mut Spill) {
+    write_typed(out, Some(key), v, spill)
 }
 
 /// The type byte, then the key when there is one: the key sits between
@@ -187,7 +216,7 @@ fn tag(out: &mut Vec<u8>, t: u8, key: Option<&[u8]>) {
     }
 }
 
-fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
+fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value, spill: &mut Spill) {
     match v {
         Value::Int(_) | Value::Str(_) | Value::Raw(_) => {
             tag(out, TYPE_STRING, key);
@@ -196,7 +225,7 @@ fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
         }
         Value::List(l) => {
             tag(out, TYPE_LIST_QUICKLIST_2, key);
-            write_list(out, l);
+            write_list(out, l, spill);
         }
         Value::Set(s) => match &**s {
             SetObj::Ints(ints, width) => {
@@ -209,6 +238,7 @@ fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
                 write_len(out, m.len() as u64);
                 for e in &m {
                     write_string(out, e);
+                    spill.offer(out);
                 }
             }
         },
@@ -230,6 +260,7 @@ fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
             for (score, m) in asc.into_iter().rev() {
                 write_string(out, m);
                 out.extend_from_slice(&score.to_le_bytes());
+                spill.offer(out);
             }
         }
         Value::Hash(h) if matches!(**h, HashObj::Small(_)) => {
@@ -247,6 +278,7 @@ fn write_typed(out: &mut Vec<u8>, key: Option<&[u8]>, v: &Value) {
             h.for_each(|f, val| {
                 write_string(out, f);
                 write_string(out, val);
+                spill.offer(out);
             });
         }
         Value::Stream(st) => {
