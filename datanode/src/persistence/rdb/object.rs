@@ -172,13 +172,16 @@ fn push_score(body: &mut Vec<u8>, score: f64) {
 /// Takes the start of a long value's encoding while it is written, so a
 /// big key never sits whole in the output buffer (SAVE writes it to the
 /// file part by part). `None`: the caller wants it all in the buffer.
-pub struct Spill<'a>(Option<&'a mut dyn FnMut(&mut Vec<u8>)>);
+pub struct Spill<'a>(Option<&'a mut SpillFn<'a>>);
+
+/// Called with the output so far; it writes it somewhere and empties it.
+pub type SpillFn<'a> = dyn FnMut(&mut Vec<u8>) + 'a;
 
 impl<'a> Spill<'a> {
     /// Past this many bytes in the buffer, they are handed on.
     const AT: usize = 1 << 16;
 
-    pub fn to(f: &'a mut dyn FnMut(&mut Vec<u8>)) -> Self {
+    pub fn to(f: &'a mut SpillFn<'a>) -> Self {
         Spill(Some(f))
     }
 
