@@ -369,3 +369,48 @@ fn ten_thousand_distinct_scripts_and_functions_all_stay_callable() {
     }
     assert!(!n.log().contains("panicked"), "{}", n.log());
 }
+
+/// There is no Lua debugger. `redis-cli --ldb --eval` sends SCRIPT DEBUG
+/// YES and then EVAL without reading the first reply, and in Redis the
+/// debugged script's writes are thrown away with the forked session: so
+/// the EVAL that follows a refused SCRIPT DEBUG must not run at all.
+#[test]
+fn an_eval_meant_for_the_debugger_is_not_run() {
+    let n = Node::start(Server::Datanode, &[]);
+    let mut c = n.conn();
+    let body = "redis.call('SET', KEYS[1], 'written') return 1";
+    assert!(c.text(&["SCRIPT", "DEBUG", "YES"]).starts_with("-ERR "));
+    let sha = c.text(&["SCRIPT", "LOAD", body]);
+    let sha = sha
+        .trim_start_matches('$')
+        .split("\r\n")
+        .nth(1)
+        .expect("sha");
+    assert_eq!(
+        c.text(&["EVALSHA", sha, "1", "k"]),
+        "-ERR Please use EVAL instead of EVALSHA for debugging\r\n"
+    );
+    assert!(c.text(&["EVAL", body, "1", "k"]).starts_with("-ERR "));
+    assert_eq!(c.text(&["EXISTS", "k"]), ":0\r\n");
+    // Only the one EVAL is refused; SCRIPT DEBUG NO also ends it.
+    assert_eq!(c.text(&["EVAL", body, "1", "k"]), ":1\r\n");
+    assert_eq!(c.text(&["SCRIPT", "DEBUG", "SYNC"]).get(..5), Some("-ERR "));
+    assert_eq!(c.text(&["SCRIPT", "DEBUG", "NO"]), "+OK\r\n");
+    assert_eq!(c.text(&["EVAL", body, "1", "k2"]), ":1\r\n");
+
+    // The real client: its debugging session cannot start, and the script's
+    // write does not happen.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.lua");
+    std::fs::write(&file, "redis.call('SET', KEYS[1], 'written')\nreturn 1\n").expect("write");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &n.port.to_string(), "--ldb", "--eval"])
+        .arg(&file)
+        .arg("viacli")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no Lua debugger"), "redis-cli said: {text}");
+    assert_eq!(c.text(&["EXISTS", "viacli"]), ":0\r\n");
+}

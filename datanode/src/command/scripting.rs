@@ -276,6 +276,18 @@ pub fn eval_keys(a: &Args) -> Vec<usize> {
 
 fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
     feed_monitors(ctx, a);
+    if ctx.client.ldb_asked {
+        if by_sha {
+            if a.get(1).len() != 40 {
+                return ctx.r.error(NOSCRIPT);
+            }
+            return ctx
+                .r
+                .error("ERR Please use EVAL instead of EVALSHA for debugging");
+        }
+        ctx.client.ldb_asked = false;
+        return ctx.r.error(NO_DEBUGGER_EVAL);
+    }
     let Some(numkeys) = int_arg(ctx, a.get(2)) else {
         return;
     };
@@ -1160,15 +1172,21 @@ pub fn kill(ctx: &mut Ctx, eval: bool) {
     }
 }
 
+/// The reply to an EVAL sent after SCRIPT DEBUG YES/SYNC.
+const NO_DEBUGGER_EVAL: &str =
+    "ERR This server has no Lua debugger (SCRIPT DEBUG): the script was not run";
+
 pub fn script_debug(ctx: &mut Ctx, a: &Args) {
     let m = a.get(2);
     if eq_ic(m, "NO") {
+        ctx.client.ldb_asked = false;
         return ctx.r.ok();
     }
     if eq_ic(m, "YES") || eq_ic(m, "SYNC") {
-        return ctx
-            .r
-            .error("ERR SCRIPT DEBUG is not supported: this server has no Lua debugger");
+        ctx.client.ldb_asked = true;
+        return ctx.r.error(
+            "ERR SCRIPT DEBUG is not supported: this server has no Lua debugger; the next EVAL on this connection is refused",
+        );
     }
     ctx.r.error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
 }

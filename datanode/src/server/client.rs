@@ -167,6 +167,11 @@ pub struct Client {
     pub reply_mode: ReplyMode,
     /// Close the connection once pending replies are written.
     pub close_after_reply: bool,
+    /// SCRIPT DEBUG YES/SYNC was asked (and refused: there is no Lua
+    /// debugger). The next EVAL is refused too rather than run undebugged:
+    /// redis-cli --ldb sends it without reading SCRIPT DEBUG's reply, and
+    /// in Redis a forked session's writes are thrown away.
+    pub ldb_asked: bool,
     pub readonly: bool,
     pub asking: bool,
     /// Commands run since the last flush to the shared counters.

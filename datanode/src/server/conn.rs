@@ -80,6 +80,7 @@ fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Clie
         watched: Vec::new(),
         reply_mode: ReplyMode::On,
         close_after_reply: false,
+        ldb_asked: false,
         readonly: false,
         asking: false,
         pending_cmds: 0,
