@@ -60,6 +60,16 @@ if [ ${#spawned[@]} -gt 0 ]; then
   grep -q "(servers started by the harness)" "$spawned_log" || spawned_failed=1
   rm -f "$spawned_log"
 fi
+# unit/scripting's two Lua debugger tests are tagged external:skip as
+# well (each needs a server of its own): the harness starts datanode.
+if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qxF unit/scripting; then
+  ldb_log=$(mktemp)
+  RUNTEST_FLAGS="$RUNTEST_FLAGS --only /scripting.debug" \
+    tests/redis-suite-spawned.sh "$BIN" unit/scripting | sed 's/^unit\/scripting/unit\/scripting (debugger tests)/' |
+    tee "$ldb_log" || true
+  grep -q "(servers started by the harness): 2 passed, 0 failed" "$ldb_log" || spawned_failed=1
+  rm -f "$ldb_log"
+fi
 if [ "$spawned_failed" -gt 0 ]; then
   echo "redis-suite: failures in units the harness ran servers for (above)" >&2
   exit 1

@@ -177,3 +177,32 @@ pub fn strerror(e: &std::io::Error) -> String {
         None => s,
     }
 }
+
+/// Appends `s` quoted and escaped as Redis's `sdscatrepr` writes it (MONITOR
+/// lines, the Lua debugger's values): `\\`, `\"`, `\n`, `\r`, `\t`, `\a`,
+/// `\b`, printable ASCII as it is, any other byte as `\xhh`.
+pub fn push_repr(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            7 => out.extend_from_slice(b"\\a"),
+            8 => out.extend_from_slice(b"\\b"),
+            0x20..=0x7e => out.push(c),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
+            }
+        }
+    }
+    out.push(b'"');
+}

@@ -370,22 +370,18 @@ fn ten_thousand_distinct_scripts_and_functions_all_stay_callable() {
     assert!(!n.log().contains("panicked"), "{}", n.log());
 }
 
-/// There is no Lua debugger. `redis-cli --ldb --eval` sends SCRIPT DEBUG
-/// YES and then EVAL without reading the first reply, and in Redis the
-/// debugged script's writes are thrown away with the forked session: so
-/// the EVAL that follows a refused SCRIPT DEBUG must not run at all.
+/// SCRIPT DEBUG YES asks for a forked session whose writes Redis throws
+/// away; without fork that is refused, and so is the EVAL that follows:
+/// `redis-cli --ldb --eval` sends it without reading the refusal, and it
+/// must not run as if debugged.
 #[test]
-fn an_eval_meant_for_the_debugger_is_not_run() {
+fn a_forked_debugging_session_is_refused_and_its_eval_not_run() {
     let n = Node::start(Server::Datanode, &[]);
     let mut c = n.conn();
     let body = "redis.call('SET', KEYS[1], 'written') return 1";
     assert!(c.text(&["SCRIPT", "DEBUG", "YES"]).starts_with("-ERR "));
     let sha = c.text(&["SCRIPT", "LOAD", body]);
-    let sha = sha
-        .trim_start_matches('$')
-        .split("\r\n")
-        .nth(1)
-        .expect("sha");
+    let sha = sha.split("\r\n").nth(1).expect("sha");
     assert_eq!(
         c.text(&["EVALSHA", sha, "1", "k"]),
         "-ERR Please use EVAL instead of EVALSHA for debugging\r\n"
@@ -394,12 +390,10 @@ fn an_eval_meant_for_the_debugger_is_not_run() {
     assert_eq!(c.text(&["EXISTS", "k"]), ":0\r\n");
     // Only the one EVAL is refused; SCRIPT DEBUG NO also ends it.
     assert_eq!(c.text(&["EVAL", body, "1", "k"]), ":1\r\n");
-    assert_eq!(c.text(&["SCRIPT", "DEBUG", "SYNC"]).get(..5), Some("-ERR "));
+    assert!(c.text(&["SCRIPT", "DEBUG", "YES"]).starts_with("-ERR "));
     assert_eq!(c.text(&["SCRIPT", "DEBUG", "NO"]), "+OK\r\n");
     assert_eq!(c.text(&["EVAL", body, "1", "k2"]), ":1\r\n");
 
-    // The real client: its debugging session cannot start, and the script's
-    // write does not happen.
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("s.lua");
     std::fs::write(&file, "redis.call('SET', KEYS[1], 'written')\nreturn 1\n").expect("write");
@@ -411,6 +405,210 @@ fn an_eval_meant_for_the_debugger_is_not_run() {
         .output()
         .expect("redis-cli");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("no Lua debugger"), "redis-cli said: {text}");
+    assert!(text.contains("SCRIPT DEBUG SYNC"), "redis-cli said: {text}");
     assert_eq!(c.text(&["EXISTS", "viacli"]), ":0\r\n");
+}
+
+/// One step of a debugging session: what the client sends, and how many
+/// replies come back (the last step gets the end mark, then EVAL's reply).
+/// Nothing is sent for an empty command; a first word starting with `*`
+/// is sent as raw bytes.
+type Step<'a> = (&'a [&'a str], usize);
+
+/// Runs the same session on both servers; every reply must be the same,
+/// byte for byte, and each server must close the connection at the end.
+fn same_session(setup: &[&[&str]], eval: &[&str], steps: &[Step]) {
+    let r = Node::start(Server::Redis, &[]);
+    let d = Node::start(Server::Datanode, &[]);
+    let mut seen = Vec::new();
+    for node in [&r, &d] {
+        let mut c = node.conn();
+        c.set_timeout(Duration::from_secs(10));
+        for cmd in setup {
+            c.text(cmd);
+        }
+        let mut replies = vec![c.text(&["SCRIPT", "DEBUG", "SYNC"])];
+        let first = c.cmd(eval).expect("eval");
+        replies.push(String::from_utf8_lossy(&first.raw).into_owned());
+        for (cmd, n) in steps {
+            match cmd.first() {
+                None => {}
+                Some(raw) if raw.starts_with('*') => c.send_raw(raw.as_bytes()).expect("send"),
+                Some(_) => c.send_raw(&slotkv_tests::encode(cmd)).expect("send"),
+            }
+            for _ in 0..*n {
+                let reply = c.read_reply().expect("reply");
+                replies.push(String::from_utf8_lossy(&reply.raw).into_owned());
+            }
+        }
+        let (rest, closed) = c.drain(Duration::from_secs(5));
+        assert!(
+            rest.is_empty(),
+            "unexpected: {}",
+            String::from_utf8_lossy(&rest)
+        );
+        assert!(closed, "the session's end closes the connection");
+        let mut after = node.conn();
+        replies.push(after.text(&["GET", "k"]));
+        seen.push(replies);
+    }
+    for (i, (want, got)) in seen[0].iter().zip(&seen[1]).enumerate() {
+        assert_eq!(
+            got, want,
+            "reply {i} of the session differs from redis-server's"
+        );
+    }
+    assert_eq!(seen[0].len(), seen[1].len());
+}
+
+#[test]
+fn debugging_sessions_read_as_redis_servers() {
+    // Stepping, printing, breakpoints, redis.debug, eval, list.
+    let body = "local a = 5\nlocal t = {1,2,'x'}\nredis.call('set', KEYS[1], ARGV[1])\n\
+                local v = redis.call('get', KEYS[1])\nredis.debug('hi', a, t)\nreturn v";
+    same_session(
+        &[],
+        &["EVAL", body, "1", "k", "val"],
+        &[
+            (&["s"], 1),
+            (&["p"], 1),
+            (&["p", "a"], 1),
+            (&["p", "KEYS"], 1),
+            (&["p", "nosuch"], 1),
+            (&["e", "a+1"], 1),
+            (&["e", "1,", "2"], 1),
+            (&["e", "x = 1"], 1),
+            (&["e", "{1,{2,{3}},{k='v'}}"], 1),
+            (&["l"], 1),
+            (&["l", "3", "1"], 1),
+            (&["w"], 1),
+            (&["b", "5"], 1),
+            (&["b", "5"], 1),
+            (&["b", "99", "x"], 1),
+            (&["b"], 1),
+            (&["c"], 1),
+            (&["s"], 1),
+            (&["s"], 2),
+        ],
+    );
+    // Functions and backtraces, redis.breakpoint, commands run from the
+    // prompt, errors logged while stepping, maxlen, Redis's breakpoint
+    // removal, help, and abort.
+    let body = "local function f(x)\n  local y = x * 2\n  return y\nend\n\
+                redis.call('set', KEYS[1], 'abc')\nlocal r = redis.pcall('incr', KEYS[1])\n\
+                local z = f(3)\nredis.breakpoint()\nlocal q = 1\nreturn z";
+    let long = "v".repeat(200);
+    same_session(
+        &[&["SET", "big", &long]],
+        &["EVAL", body, "1", "k"],
+        &[
+            (&["s"], 1),
+            (&["s"], 1),
+            (&["s"], 1),
+            (&["t"], 1),
+            (&["s"], 1),
+            (&["t"], 1),
+            (&["p"], 1),
+            (&["c"], 1),
+            (&["r", "get", "big"], 1),
+            (&["m"], 1),
+            (&["m", "10"], 1),
+            (&["r", "get", "big"], 1),
+            (&["r", "get", "big"], 1),
+            (&["m", "0"], 1),
+            (&["r", "get", "big"], 1),
+            (&["r", "nosuch"], 1),
+            (&["r"], 1),
+            (&["b", "3", "9", "2"], 1),
+            (&["b", "-3"], 1),
+            (&["b"], 1),
+            (&["b", "0"], 1),
+            (&["x"], 1),
+            (&["h"], 1),
+            (&["a"], 2),
+        ],
+    );
+    // Values of every kind, nested past the depth limit; a command error
+    // ends the script.
+    let body = "local x = {a=1, [5]=true, n=1.5e300}\nlocal s = 'a\\r\\nb\\0c'\n\
+                local deep = {} local c = deep for i = 1, 12 do c[1] = {} c = c[1] end\n\
+                return redis.call('nosuch')";
+    same_session(
+        &[],
+        &["EVAL", body, "0"],
+        &[
+            (&["s"], 1),
+            (&["s"], 1),
+            (&["s"], 1),
+            (&["p"], 1),
+            (&["c"], 2),
+        ],
+    );
+    // What the debugger cannot parse fails the script.
+    same_session(&[], &["EVAL", "return 1", "0"], &[(&["*x\r\n"][..], 2)]);
+    // A script that cannot compile ends the session at once.
+    same_session(&[], &["EVAL", "return 1 +", "0"], &[(&[], 1)]);
+}
+
+#[test]
+fn a_script_that_runs_too_long_stops_in_the_debugger() {
+    let body = "local i = 0\nwhile true do i = i + 1 end\nreturn i";
+    same_session(
+        &[&["CONFIG", "SET", "busy-reply-threshold", "200"]],
+        &["EVAL", body, "0"],
+        &[(&["c"], 1), (&["a"], 2)],
+    );
+}
+
+/// The real client drives a synchronous session the same way on both
+/// servers, and the script's writes stay.
+#[test]
+fn redis_cli_debugs_a_script_in_sync_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("t.lua");
+    std::fs::write(
+        &file,
+        "local a = 1\nredis.call('set', KEYS[1], 'v')\nreturn redis.call('get', KEYS[1])\n",
+    )
+    .expect("write");
+    let mut outputs = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &[]);
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-p", &n.port.to_string(), "--ldb-sync-mode", "--eval"])
+            .arg(&file)
+            .arg("k1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"s\np a\nr get k1\nc\n").expect("type");
+        }
+        let out = child.wait_with_output().expect("redis-cli output");
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        assert_eq!(n.conn().text(&["GET", "k1"]), "$1\r\nv\r\n");
+    }
+    assert!(outputs[0].contains("<redis> get k1"), "{}", outputs[0]);
+    assert_eq!(outputs[1], outputs[0]);
+}
+
+/// A debugging client that leaves lets the script run to its end, and
+/// the server goes on serving.
+#[test]
+fn a_session_whose_client_leaves_finishes_the_script() {
+    let n = Node::start(Server::Datanode, &[]);
+    let mut c = n.conn();
+    assert_eq!(c.text(&["SCRIPT", "DEBUG", "SYNC"]), "+OK\r\n");
+    let body = "redis.call('set', KEYS[1], 'a')\nredis.call('set', KEYS[1], 'b')\nreturn 1";
+    let stop = c.text(&["EVAL", body, "1", "k"]);
+    assert!(stop.contains("Stopped at 1"), "{stop}");
+    drop(c);
+    let mut other = n.conn();
+    wait_until("the script to finish", || {
+        other.text(&["GET", "k"]) == "$1\r\nb\r\n"
+    });
+    assert_eq!(other.text(&["PING"]), "+PONG\r\n");
 }

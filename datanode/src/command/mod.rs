@@ -93,6 +93,9 @@ pub enum Action {
     /// Run this on a blocking thread while the connection waits, then
     /// write what it returns as the reply (MIGRATE's transfer).
     Offload(Offloaded),
+    /// An offloaded script run under the Lua debugger: while it runs, the
+    /// connection carries the debugging dialogue over `link`.
+    Debug(DebugRun),
     /// PSYNC / SYNC: the connection becomes a replica feed.
     Sync(crate::replication::master::SyncRequest),
     /// WAIT: until `numreplicas` replicas acknowledged `offset`, or the
@@ -102,6 +105,54 @@ pub enum Action {
         timeout_ms: u64,
         offset: u64,
     },
+}
+
+/// A debugged script run and its side of the debugging dialogue.
+#[derive(Debug)]
+pub struct DebugRun {
+    pub job: Offloaded,
+    pub link: DebugLink,
+}
+
+/// The connection's ends of a debugging session: what the client sends
+/// goes to `input`; what the debugger says comes from `output`.
+#[derive(Debug)]
+pub struct DebugLink {
+    pub input: std::sync::mpsc::Sender<Vec<u8>>,
+    pub output: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+/// The debugger's ends, on the blocking thread: it waits for input there.
+pub struct DebugConsole {
+    input: std::sync::mpsc::Receiver<Vec<u8>>,
+    output: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl crate::scripting::ldb::Console for DebugConsole {
+    fn read(&mut self) -> Option<Vec<u8>> {
+        self.input.recv().ok()
+    }
+
+    fn write(&mut self, bytes: Vec<u8>) {
+        // A client gone is noticed on the next read.
+        let _ = self.output.send(bytes);
+    }
+}
+
+/// A connected pair of debugging ends.
+pub fn debug_link() -> (DebugConsole, DebugLink) {
+    let (in_tx, in_rx) = std::sync::mpsc::channel();
+    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+    (
+        DebugConsole {
+            input: in_rx,
+            output: out_tx,
+        },
+        DebugLink {
+            input: in_tx,
+            output: out_rx,
+        },
+    )
 }
 
 /// Work for a blocking thread: returns the reply and the keys it changed.
@@ -853,7 +904,7 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
     // that ends.
     let blocked = matches!(
         ctx.actions.last(),
-        Some(Action::Block(_)) | Some(Action::Offload(_))
+        Some(Action::Block(_)) | Some(Action::Offload(_)) | Some(Action::Debug(_))
     );
     let idle_retry = ctx.client.block_retry && ctx.r.out.len() == start;
     if !blocked && !idle_retry {

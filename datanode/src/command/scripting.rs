@@ -24,6 +24,7 @@ use crate::persistence::effects;
 use crate::resp::{Proto, Reply};
 use crate::scripting::functions::FunctionRef;
 use crate::scripting::{self, flag, Host, KillResult, Outcome, Script, TimedOut};
+use crate::server::client::ScriptDebug;
 use crate::server::shared::Shared;
 
 const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
@@ -276,7 +277,8 @@ pub fn eval_keys(a: &Args) -> Vec<usize> {
 
 fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
     feed_monitors(ctx, a);
-    if ctx.client.ldb_asked {
+    let debug = ctx.client.script_debug;
+    if debug != ScriptDebug::Off && ctx.client.multi.is_none() && !ctx.client.in_exec {
         if by_sha {
             if a.get(1).len() != 40 {
                 return ctx.r.error(NOSCRIPT);
@@ -285,9 +287,28 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
                 .r
                 .error("ERR Please use EVAL instead of EVALSHA for debugging");
         }
-        ctx.client.ldb_asked = false;
-        return ctx.r.error(NO_DEBUGGER_EVAL);
+        ctx.client.script_debug = ScriptDebug::Off;
+        if debug == ScriptDebug::Refused {
+            return ctx.r.error(NO_DEBUGGER_EVAL);
+        }
+        // A debugging session ends the connection, as in Redis. When it
+        // cannot start (a bad argument, a compile error), the end mark
+        // still comes first.
+        ctx.client.close_after_reply = true;
+        let start = ctx.r.out.len();
+        eval_checked(ctx, a, by_sha, ro, true);
+        if !matches!(ctx.actions.last(), Some(super::Action::Debug(_))) {
+            ctx.r.out.splice(start..start, END_SESSION.iter().copied());
+        }
+        return;
     }
+    eval_checked(ctx, a, by_sha, ro, false)
+}
+
+/// What a debugging session sends last.
+const END_SESSION: &[u8] = b"*1\r\n+<endsession>\r\n";
+
+fn eval_checked(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool, debug: bool) {
     let Some(numkeys) = int_arg(ctx, a.get(2)) else {
         return;
     };
@@ -314,7 +335,7 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
             },
         }
     };
-    launch(ctx, a, Callee::Script(script), numkeys as usize, ro);
+    launch(ctx, a, Callee::Script(script), numkeys as usize, ro, debug);
 }
 
 pub fn fcall(ctx: &mut Ctx, a: &Args) {
@@ -341,7 +362,7 @@ fn fcall_generic(ctx: &mut Ctx, a: &Args, ro: bool) {
     if numkeys < 0 {
         return ctx.r.error("ERR Number of keys can't be negative");
     }
-    launch(ctx, a, Callee::Function(f), numkeys as usize, ro);
+    launch(ctx, a, Callee::Function(f), numkeys as usize, ro, false);
 }
 
 /// What a run executes: a cached script (EVAL) or a library's function
@@ -374,7 +395,7 @@ impl Callee {
 
 /// Runs `callee` with the keys and arguments after `numkeys`: here, or on
 /// a blocking thread (see `offloadable`).
-fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool) {
+fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: bool) {
     let oom = out_of_memory(ctx);
     if let Err(e) = prepare(ctx, callee.flags(), ro, oom) {
         return ctx.r.error(&e);
@@ -385,7 +406,13 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool) {
         ro,
         oom,
         inline_budget: None,
+        debug,
     };
+    if debug {
+        let keys = keys.iter().map(|k| k.to_vec()).collect();
+        let argv = argv.iter().map(|k| k.to_vec()).collect();
+        return offload(ctx, table::lookup(a.get(0)), callee, keys, argv, run);
+    }
     if !offloadable(ctx) {
         let _ = run_script(ctx, &callee, &keys, &argv, run);
         return;
@@ -441,6 +468,8 @@ struct Run {
     ro: bool,
     /// Over maxmemory at the start.
     oom: bool,
+    /// Under the Lua debugger (SCRIPT DEBUG SYNC).
+    debug: bool,
 }
 
 /// A script of its own (not inside EXEC, not replayed from the AOF or our
@@ -477,62 +506,78 @@ fn offload(
         (ctx.client.id, ctx.client.info.clone(), ctx.client.caching);
     // Its commands are checked against the caller's ACL user.
     let user = ctx.client.user.clone();
-    ctx.actions
-        .push(super::Action::Offload(super::Offloaded(Box::new(
-            move || {
-                let t0 = Instant::now();
-                // The script's own client, as Redis runs scripts on one: the
-                // caller's database and cluster flags, already authenticated.
-                let mut client = crate::server::conn::new_client(&srv, addr, laddr);
-                client.db = dbi;
-                client.proto = proto;
-                client.authenticated = true;
-                client.set_acl_user(user);
-                client.readonly = readonly;
-                client.asking = asking;
-                client.id = caller_id;
-                client.info = caller_info;
-                client.caching = caching;
-                let tracking = srv.tracking.armed();
-                if tracking {
-                    crate::server::tracking::begin(&srv, caller_id);
-                }
-                let mut out = Vec::new();
-                let mut actions = Vec::new();
-                let db = srv.ks.db(dbi);
-                let mut ctx = Ctx {
-                    srv: &srv,
-                    client: &mut client,
-                    r: Reply::new(&mut out, proto),
-                    locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
-                    actions: &mut actions,
-                };
-                let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-                let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
-                let _ = run_script(
-                    &mut ctx,
-                    &callee,
-                    &keys,
-                    &argv,
-                    Run {
-                        inline_budget: None,
-                        ..run
-                    },
-                );
-                drop(ctx);
-                if tracking || srv.tracking.armed() {
-                    let own = crate::server::tracking::finish(&srv);
-                    crate::server::conn::write_own(&mut out, &client, own);
-                }
-                super::OffloadDone {
-                    reply: out,
-                    dirty: client.pending_dirty,
-                    error_counted: client.error_counted,
-                    cmd,
-                    usec: t0.elapsed().as_micros() as u64,
-                }
+    // A debugged run talks to its client while it runs.
+    let (console, link) = if run.debug {
+        let (c, l) = super::debug_link();
+        (Some(c), Some(l))
+    } else {
+        (None, None)
+    };
+    let limit = match ctx.srv.config.read().num("busy-reply-threshold") {
+        n if n > 0 => Duration::from_millis(n as u64),
+        _ => Duration::from_secs(5),
+    };
+    let job = super::Offloaded(Box::new(move || {
+        let t0 = Instant::now();
+        // The script's own client, as Redis runs scripts on one: the
+        // caller's database and cluster flags, already authenticated.
+        let mut client = crate::server::conn::new_client(&srv, addr, laddr);
+        client.db = dbi;
+        client.proto = proto;
+        client.authenticated = true;
+        client.set_acl_user(user);
+        client.readonly = readonly;
+        client.asking = asking;
+        client.id = caller_id;
+        client.info = caller_info;
+        client.caching = caching;
+        let tracking = srv.tracking.armed();
+        if tracking {
+            crate::server::tracking::begin(&srv, caller_id);
+        }
+        let mut out = Vec::new();
+        let mut actions = Vec::new();
+        let db = srv.ks.db(dbi);
+        let mut ctx = Ctx {
+            srv: &srv,
+            client: &mut client,
+            r: Reply::new(&mut out, proto),
+            locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
+            actions: &mut actions,
+        };
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
+        if let (Some(console), Callee::Script(s)) = (console, &callee) {
+            scripting::ldb::begin(&s.body, Box::new(console), limit);
+        }
+        let _ = run_script(
+            &mut ctx,
+            &callee,
+            &keys,
+            &argv,
+            Run {
+                inline_budget: None,
+                ..run
             },
-        ))));
+        );
+        drop(ctx);
+        scripting::ldb::end();
+        if tracking || srv.tracking.armed() {
+            let own = crate::server::tracking::finish(&srv);
+            crate::server::conn::write_own(&mut out, &client, own);
+        }
+        super::OffloadDone {
+            reply: out,
+            dirty: client.pending_dirty,
+            error_counted: client.error_counted,
+            cmd,
+            usec: t0.elapsed().as_micros() as u64,
+        }
+    }));
+    ctx.actions.push(match link {
+        Some(link) => super::Action::Debug(super::DebugRun { job, link }),
+        None => super::Action::Offload(job),
+    });
 }
 
 /// Checks a new script (shebang and syntax) and adds it to the cache.
@@ -603,6 +648,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         ro,
         oom,
         inline_budget,
+        debug,
     } = run;
     let started = quanta::Instant::now();
     let in_exec = ctx.client.in_exec;
@@ -630,7 +676,10 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
     }
     let mut extra: Vec<(usize, u16)> = Vec::new();
     let mut read_any = false;
-    let mut whole_db = false;
+    // A debugged run cannot start over when it reaches a key it did not
+    // declare (its client has seen it run): it holds the whole database,
+    // as Redis's synchronous debugger holds the whole server.
+    let mut whole_db = run.debug;
     let mut attempt = 0;
     let srv: &Shared = ctx.srv;
     let out = loop {
@@ -663,6 +712,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             host.command = Some((ro, keys, argv));
             let mut r = Reply::new(&mut reply, caller_proto);
             let o = match callee {
+                Callee::Script(s) if debug => vm.run_debug(&s.sha, keys, argv, &mut host, &mut r),
                 Callee::Script(s) => vm.run(&s.sha, keys, argv, &mut host, &mut r),
                 Callee::Function(f) => {
                     vm.call_function(&f.lib, f.index, keys, argv, &mut host, &mut r)
@@ -1172,20 +1222,32 @@ pub fn kill(ctx: &mut Ctx, eval: bool) {
     }
 }
 
-/// The reply to an EVAL sent after SCRIPT DEBUG YES/SYNC.
+/// The reply to an EVAL sent after a refused SCRIPT DEBUG YES.
 const NO_DEBUGGER_EVAL: &str =
-    "ERR This server has no Lua debugger (SCRIPT DEBUG): the script was not run";
+    "ERR Forked Lua debugging sessions (SCRIPT DEBUG YES) are not supported: the script was not run. Use SCRIPT DEBUG SYNC";
 
 pub fn script_debug(ctx: &mut Ctx, a: &Args) {
+    // Replies still pending would be mixed with the session's output.
+    if !ctx.r.out.is_empty() {
+        return ctx
+            .r
+            .error("ERR SCRIPT DEBUG must be called outside a pipeline");
+    }
     let m = a.get(2);
     if eq_ic(m, "NO") {
-        ctx.client.ldb_asked = false;
+        ctx.client.script_debug = ScriptDebug::Off;
         return ctx.r.ok();
     }
-    if eq_ic(m, "YES") || eq_ic(m, "SYNC") {
-        ctx.client.ldb_asked = true;
+    if eq_ic(m, "SYNC") {
+        ctx.client.script_debug = ScriptDebug::Sync;
+        return ctx.r.ok();
+    }
+    if eq_ic(m, "YES") {
+        // Redis forks a child that runs the session and whose writes are
+        // thrown away; without fork there is no such isolation here.
+        ctx.client.script_debug = ScriptDebug::Refused;
         return ctx.r.error(
-            "ERR SCRIPT DEBUG is not supported: this server has no Lua debugger; the next EVAL on this connection is refused",
+            "ERR SCRIPT DEBUG YES (a forked session whose changes are thrown away) is not supported: use SCRIPT DEBUG SYNC, whose changes are kept. The next EVAL on this connection is refused",
         );
     }
     ctx.r.error("ERR Use SCRIPT DEBUG YES/SYNC/NO")

@@ -72,6 +72,10 @@ unsafe fn entry(l: *mut lua_State, raise: bool) -> c_int {
     let step = std::panic::catch_unwind(|| run_command(l))
         .unwrap_or(Step::Bad("internal error running the command"));
     let run = run_state();
+    if super::ldb::logging() && !run.is_null() {
+        // SAFETY: see `run_state`; only read, before any Lua call.
+        log_outcome(step, &*run);
+    }
     // The arguments were copied out; dropping them leaves room on Lua's
     // C stack (8000 slots) for the reply, even after `unpack` of thousands.
     ffi::lua_settop(l, 0);
@@ -157,6 +161,9 @@ unsafe fn run_command(l: *mut lua_State) -> Step {
         run.ranges.push(start..run.args.len());
     }
     run.buf.clear();
+    if super::ldb::logging() {
+        log_command(run);
+    }
     // SAFETY: the host outlives the run; it does not reach the run state.
     let host = &mut *run.host;
     match host.call(&run.args, &run.ranges, run.resp3, &mut run.buf) {
@@ -169,6 +176,41 @@ unsafe fn run_command(l: *mut lua_State) -> Step {
             run.msg = msg;
             Step::Refused
         }
+    }
+}
+
+/// The debugger's `<redis>` entry: the command, its first ten arguments
+/// (and how many more, counted as Redis counts them).
+fn log_command(run: &RunState) {
+    let mut e = b"<redis>".to_vec();
+    for (j, r) in run.ranges.iter().enumerate() {
+        if j == 10 {
+            e.extend_from_slice(format!(" ... ({} more)", run.ranges.len() - j - 1).as_bytes());
+            break;
+        }
+        e.push(b' ');
+        e.extend_from_slice(&run.args[r.clone()]);
+    }
+    super::ldb::log(e);
+}
+
+/// The debugger's entries for a call's outcome: an error as `<error>`,
+/// then a reply as `<reply>`.
+fn log_outcome(step: Step, run: &RunState) {
+    let error = |m: &[u8]| super::ldb::log([&b"<error> "[..], m].concat());
+    match step {
+        Step::Replied { failed } => {
+            if failed {
+                let end = memchr::memchr(b'\r', &run.buf).unwrap_or(run.buf.len());
+                error(&run.buf[..end]);
+            }
+            let mut e = b"<reply> ".to_vec();
+            super::ldb::reply_to_human(&mut e, &run.buf, 0);
+            super::ldb::log_trimmed(e);
+        }
+        Step::Refused => error(run.msg.as_bytes()),
+        Step::Bad(m) => error(m.as_bytes()),
+        Step::Stopped => {}
     }
 }
 

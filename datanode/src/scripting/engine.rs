@@ -133,8 +133,49 @@ api.status_reply = function(...)
   if n ~= 1 or type(s) ~= "string" then return {err = "ERR wrong number or type of arguments"} end
   return {ok = s}
 end
-api.breakpoint = function() return false end
-api.debug = function() end
+-- The Lua debugger's side in Lua (see ldb.rs). `repr` shows a value as
+-- Redis's debugger does: strings quoted and escaped, numbers as %g,
+-- tables as {v; v} when they are arrays and {[k]=v; ...} otherwise,
+-- nested at most ten deep; functions and the like by address.
+local fmt, byte, tostr, tconcat = string.format, string.byte, tostring, table.concat
+local REPR_ESC = {["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+                  ["\a"] = "\\a", ["\b"] = "\\b"}
+local function quote(s)
+  return '"' .. (s:gsub('[%z\1-\31\127-\255\\"]', function(c)
+    return REPR_ESC[c] or fmt("\\x%02x", byte(c))
+  end)) .. '"'
+end
+local function repr(v, level)
+  if level == 10 then return "<max recursion level reached! Nested table?>" end
+  level = level + 1
+  local t = type(v)
+  if t == "string" then return quote(v)
+  elseif t == "boolean" then return v and "true" or "false"
+  elseif t == "number" then return fmt("%g", v)
+  elseif t == "nil" then return "nil"
+  elseif t == "table" then
+    local expected, is_array, items, pairs_ = 1, true, {}, {}
+    local k, val = next(v)
+    while k ~= nil do
+      if is_array and (type(k) ~= "number" or k ~= expected) then is_array = false end
+      items[#items + 1] = repr(val, level)
+      pairs_[#pairs_ + 1] = "[" .. repr(k, level) .. "]=" .. repr(val, level)
+      expected = expected + 1
+      k, val = next(v, k)
+    end
+    return "{" .. tconcat(is_array and items or pairs_, "; ") .. "}"
+  end
+  return '"' .. t .. "@" .. (tostr(v):match("0x%x+") or "(nil)") .. '"'
+end
+local ldb_line, ldb_log = __redis_ldb_line, __redis_ldb_log
+api.breakpoint = __redis_ldb_breakpoint
+api.debug = function(...)
+  local line = ldb_line()
+  if not line then return end
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = repr((select(i, ...)), 0) end
+  ldb_log("<debug> line " .. line .. ": " .. tconcat(parts, ", "))
+end
 api.replicate_commands = function() return true end
 -- Tables are filled in the order Redis fills its own: the order keys go
 -- into a Lua table decides the order `pairs` and `next` walk it.
@@ -314,7 +355,86 @@ set_readonly(fn_env, true)
 __redis_errmsg, __redis_stopped, __redis_lib, __redis_random, __redis_randomseed_raw, __redis_bit, __redis_register, __redis_cjson, __redis_cmsgpack, __redis_struct, __redis_protect, __redis_set_readonly, __redis_is_readonly, __redis_set_fields, __redis_front_eval, __redis_front_fn =
   nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 debug = nil
-return env, fn_env, run, call, load_library
+-- The debugger's commands that read the paused script, called from the
+-- line hook. Each returns its log entries: a string as it is, a number as
+-- that source line, {s} as a value cut at the session's maxlen. Only the
+-- script's own frames count (ours, such as the runner, are skipped).
+local ldb = {}
+-- The first of the script's frames from `level` out, in its caller's
+-- numbering (one less than ours).
+local function user_frame(level)
+  while true do
+    local i = dbg.getinfo(level + 1, "Snl")
+    if not i then return nil end
+    if i.source == "@user_script" then return level, i end
+    level = level + 1
+  end
+end
+function ldb.print(name)
+  local level = user_frame(2)
+  while level do
+    local i = 1
+    while true do
+      local n, v = dbg.getlocal(level, i)
+      if n == nil then break end
+      if n == name then return {{"<value> " .. repr(v, 0)}} end
+      i = i + 1
+    end
+    level = user_frame(level + 1)
+  end
+  if name == "ARGV" or name == "KEYS" then return {{"<value> " .. repr(rawget(front, name), 0)}} end
+  return {"No such variable."}
+end
+function ldb.print_all()
+  local out, level = {}, user_frame(2)
+  if level then
+    local i = 1
+    while true do
+      local n, v = dbg.getlocal(level, i)
+      if n == nil then break end
+      if not n:find("(*temporary)", 1, true) then out[#out + 1] = {"<value> " .. n .. " = " .. repr(v, 0)} end
+      i = i + 1
+    end
+  end
+  if #out == 0 then out[1] = "No local variables in the current context." end
+  return out
+end
+function ldb.trace()
+  local out, first, level, i = {}, true, user_frame(2)
+  while level do
+    -- A function called from our Lua (a script's pcall) is unnamed, as
+    -- one called from C is in Redis.
+    local caller = dbg.getinfo(level + 1, "S")
+    local name = i.name
+    if i.what == "main" or (caller and caller.source == "=redis_lib") then name = nil end
+    out[#out + 1] = (first and "In " or "From ") .. (name or "top level") .. ":"
+    out[#out + 1] = i.currentline
+    first = false
+    level, i = user_frame(level + 1)
+  end
+  if #out == 0 then out[1] = "<error> Can't retrieve Lua stack." end
+  return out
+end
+function ldb.eval(code)
+  local f, e = real_loadstring("return " .. code, "@ldb_eval")
+  if not f then
+    f, e = real_loadstring(code, "@ldb_eval")
+    if not f then return {"<error> " .. e} end
+  end
+  real_setfenv(f, env)
+  local ok, r = real_pcall(f)
+  if not ok then
+    local t = type(r)
+    return {"<error> " .. ((t == "string" or t == "number") and tostr(r) or "(null)")}
+  end
+  return {{"<retval> " .. repr(r, 0)}}
+end
+function ldb.redis(args)
+  real_pcall(rawget(front, "redis").call, unpack(args))
+  return {}
+end
+__redis_ldb_line, __redis_ldb_log, __redis_ldb_breakpoint = nil, nil, nil
+return env, fn_env, run, call, load_library, ldb
 "##;
 
 /// One interpreter with the scripts it has compiled and the function
@@ -433,8 +553,30 @@ impl Vm {
         // for the order their keys take (see the prelude).
         g.raw_set("__redis_front_eval", lua.create_table_with_capacity(0, 2)?)?;
         g.raw_set("__redis_front_fn", lua.create_table_with_capacity(0, 2)?)?;
-        let (env, fn_env, runner, caller, loader): (Table, Table, Function, Function, Function) =
-            lua.load(PRELUDE).set_name("=redis_lib").call(())?;
+        g.raw_set(
+            "__redis_ldb_line",
+            lua.create_function(|_, ()| Ok(super::ldb::with(|l| l.current)))?,
+        )?;
+        g.raw_set(
+            "__redis_ldb_log",
+            lua.create_function(|_, s: mlua::String| {
+                super::ldb::log(s.as_bytes().to_vec());
+                Ok(())
+            })?,
+        )?;
+        g.raw_set(
+            "__redis_ldb_breakpoint",
+            lua.create_function(|_, ()| Ok(super::ldb::with(|l| l.lua_bp = true).is_some()))?,
+        )?;
+        let (env, fn_env, runner, caller, loader, ldb): (
+            Table,
+            Table,
+            Function,
+            Function,
+            Function,
+            Table,
+        ) = lua.load(PRELUDE).set_name("=redis_lib").call(())?;
+        lua.set_named_registry_value(LDB_HELPERS, ldb)?;
         // Installed once: between runs there is no run to stop.
         install_hook(&lua);
         Ok(Vm {
@@ -495,6 +637,38 @@ impl Vm {
             return Outcome::Replied;
         };
         self.exec(f, sha, false, (keys, argv), host, r)
+    }
+
+    /// [`Vm::run`] under the Lua debugger, whose session (see `ldb`) has
+    /// begun on this thread: the line hook stops where it says.
+    pub fn run_debug(
+        &mut self,
+        sha: &[u8; 40],
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+        host: &mut dyn Host,
+        r: &mut crate::resp::Reply,
+    ) -> Outcome {
+        self.lua.set_hook(
+            HookTriggers::new()
+                .every_line()
+                .every_nth_instruction(100_000),
+            debug_hook,
+        );
+        let out = self.run(sha, keys, argv, host, r);
+        install_hook(&self.lua);
+        if let Outcome::Stopped(_) = &out {
+            // Ended from the debugger: reported like an error raised on
+            // the line it stopped at.
+            if let Some((msg, line)) = super::ldb::with(|l| l.failure.take()).flatten() {
+                r.error(&format!(
+                    "ERR {msg} script: {}, on @user_script:{line}.",
+                    String::from_utf8_lossy(sha)
+                ));
+                return Outcome::Replied;
+            }
+        }
+        out
     }
 
     /// Runs a library's function with (KEYS, ARGV) as its arguments,
@@ -753,29 +927,152 @@ impl Vm {
 fn install_hook(lua: &Lua) {
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(100_000),
-        |_, _| {
-            let stop = with_run(|run| {
-                if let Some(msg) = &run.stopped {
-                    return Some(msg.clone());
-                }
-                // SAFETY: see `with_run`; the host outlives the run.
-                let host = unsafe { &mut *run.host };
-                match host.tick() {
-                    Ok(()) => None,
-                    Err(msg) => {
-                        run.stopped = Some(msg.clone());
-                        Some(msg)
-                    }
-                }
-            })
-            .flatten()
-            .or_else(load_timed_out);
-            match stop {
-                Some(msg) => Err(mlua::Error::external(Stop(msg))),
-                None => Ok(VmState::Continue),
-            }
+        |_, _| match tick_stop() {
+            Some(msg) => Err(mlua::Error::external(Stop(msg))),
+            None => Ok(VmState::Continue),
         },
     );
+}
+
+/// Asks the host whether the run must stop; the reason if so.
+fn tick_stop() -> Option<String> {
+    with_run(|run| {
+        if let Some(msg) = &run.stopped {
+            return Some(msg.clone());
+        }
+        // SAFETY: see `with_run`; the host outlives the run.
+        let host = unsafe { &mut *run.host };
+        match host.tick() {
+            Ok(()) => None,
+            Err(msg) => {
+                run.stopped = Some(msg.clone());
+                Some(msg)
+            }
+        }
+    })
+    .flatten()
+    .or_else(load_timed_out)
+}
+
+/// Where the interpreter keeps the prelude's debugger helpers.
+const LDB_HELPERS: &str = "slotkv_ldb_helpers";
+
+/// The hook of a debugged run: every line of the script, and every
+/// 100,000 instructions (the host's checks, and the debugger's stop for a
+/// script that runs too long without reaching a stop).
+fn debug_hook(lua: &Lua, ar: mlua::Debug) -> mlua::Result<VmState> {
+    let count = matches!(ar.event(), mlua::DebugEvent::Count);
+    if count {
+        if let Some(msg) = tick_stop() {
+            return Err(mlua::Error::external(Stop(msg)));
+        }
+    }
+    let ours = ar
+        .source()
+        .short_src
+        .is_some_and(|s| s.contains("user_script"));
+    if !ours {
+        return Ok(VmState::Continue);
+    }
+    let line = ar.curr_line();
+    drop(ar);
+    let Some(timeout) = super::ldb::with(|l| l.reach(line, count)).flatten() else {
+        return Ok(VmState::Continue);
+    };
+    let resume = super::ldb::repl(&mut LuaFrame(lua));
+    super::ldb::with(|l| l.started = Instant::now());
+    match resume {
+        super::ldb::Resume::Run => Ok(VmState::Continue),
+        super::ldb::Resume::Gone if !timeout => Ok(VmState::Continue),
+        super::ldb::Resume::Gone => {
+            debug_fail("timeout during Lua debugging with client closing connection")
+        }
+        super::ldb::Resume::Fail(msg) => debug_fail(msg),
+    }
+}
+
+/// Ends a debugged run with `msg`, reported at the current line.
+fn debug_fail(msg: &str) -> mlua::Result<VmState> {
+    super::ldb::with(|l| l.failure = Some((msg.to_string(), l.current)));
+    with_run(|r| r.stopped = Some(msg.to_string()));
+    Err(mlua::Error::external(Stop(msg.to_string())))
+}
+
+/// The paused script, as the debugger's commands read it: through the
+/// prelude's helpers, which return the entries to log.
+struct LuaFrame<'a>(&'a Lua);
+
+impl LuaFrame<'_> {
+    fn helper(&self, name: &str, arg: impl mlua::IntoLuaMulti) {
+        let entries = self
+            .0
+            .named_registry_value::<Table>(LDB_HELPERS)
+            .and_then(|t| t.get::<Function>(name))
+            .and_then(|f| f.call::<Table>(arg));
+        let entries = match entries {
+            Ok(t) => t,
+            Err(e) => {
+                super::ldb::log(format!("<error> {e}").into_bytes());
+                return;
+            }
+        };
+        for v in entries.sequence_values::<Value>().flatten() {
+            match v {
+                Value::String(s) => super::ldb::log(s.as_bytes().to_vec()),
+                Value::Integer(n) => {
+                    super::ldb::with(|l| l.log_source_line(n as i32));
+                }
+                Value::Number(n) => {
+                    super::ldb::with(|l| l.log_source_line(n as i32));
+                }
+                Value::Table(t) => {
+                    if let Ok(s) = t.raw_get::<mlua::String>(1) {
+                        super::ldb::log_trimmed(s.as_bytes().to_vec());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn with_string(&self, name: &str, b: &[u8]) {
+        if let Ok(s) = self.0.create_string(b) {
+            self.helper(name, s);
+        }
+    }
+}
+
+impl super::ldb::Frame for LuaFrame<'_> {
+    fn print(&mut self, name: &[u8]) {
+        self.with_string("print", name);
+    }
+
+    fn print_all(&mut self) {
+        self.helper("print_all", ());
+    }
+
+    fn eval(&mut self, code: &[u8]) {
+        self.with_string("eval", code);
+    }
+
+    fn redis(&mut self, args: &[Vec<u8>]) {
+        let Ok(t) = self.0.create_table() else {
+            return;
+        };
+        for (i, a) in args.iter().enumerate() {
+            if let Ok(s) = self.0.create_string(a) {
+                let _ = t.raw_set(i + 1, s);
+            }
+        }
+        // The command and its reply are logged as when stepping.
+        super::ldb::with(|l| l.step = true);
+        self.helper("redis", t);
+        super::ldb::with(|l| l.step = false);
+    }
+
+    fn trace(&mut self) {
+        self.helper("trace", ());
+    }
 }
 
 /// A library load past its deadline: the load fails with Redis's text.

@@ -12,6 +12,7 @@ pub mod cjson;
 pub mod convert;
 pub mod engine;
 pub mod functions;
+pub mod ldb;
 pub mod msgpack;
 pub mod rand48;
 mod readonly;

@@ -148,6 +148,20 @@ impl ClientInfo {
     }
 }
 
+/// SCRIPT DEBUG's mode for a connection's next EVAL.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ScriptDebug {
+    #[default]
+    Off,
+    /// YES was asked and refused: forked sessions, whose writes Redis
+    /// throws away, are not supported. The next EVAL is refused too rather
+    /// than run undebugged, since redis-cli --ldb sends it without reading
+    /// SCRIPT DEBUG's reply.
+    Refused,
+    /// SYNC: the next EVAL runs under the debugger, on this connection.
+    Sync,
+}
+
 pub struct Client {
     pub id: u64,
     pub info: std::sync::Arc<ClientInfo>,
@@ -167,11 +181,8 @@ pub struct Client {
     pub reply_mode: ReplyMode,
     /// Close the connection once pending replies are written.
     pub close_after_reply: bool,
-    /// SCRIPT DEBUG YES/SYNC was asked (and refused: there is no Lua
-    /// debugger). The next EVAL is refused too rather than run undebugged:
-    /// redis-cli --ldb sends it without reading SCRIPT DEBUG's reply, and
-    /// in Redis a forked session's writes are thrown away.
-    pub ldb_asked: bool,
+    /// What SCRIPT DEBUG asked of this connection's next EVAL.
+    pub script_debug: ScriptDebug,
     pub readonly: bool,
     pub asking: bool,
     /// Commands run since the last flush to the shared counters.

@@ -80,7 +80,7 @@ fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Clie
         watched: Vec::new(),
         reply_mode: ReplyMode::On,
         close_after_reply: false,
-        ldb_asked: false,
+        script_debug: Default::default(),
         readonly: false,
         asking: false,
         pending_cmds: 0,
@@ -225,7 +225,7 @@ pub fn write_own(out: &mut Vec<u8>, client: &Client, msgs: Vec<crate::server::pu
 /// indexes shown as `(redacted)`.
 pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact: &[usize]) {
     // A script's commands show as the "lua" client's, as in Redis.
-    let mut line = if client.in_script {
+    let line = if client.in_script {
         format!(
             "+{}.{:06} [{} lua]",
             now / 1000,
@@ -241,29 +241,17 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
             client.info.addr
         )
     };
+    let mut line = line.into_bytes();
     for (i, a) in args.iter().enumerate() {
         if redact.contains(&i) {
-            line.push_str(" \"(redacted)\"");
+            line.extend_from_slice(b" \"(redacted)\"");
             continue;
         }
-        line.push_str(" \"");
-        for &c in a {
-            match c {
-                b'\\' => line.push_str("\\\\"),
-                b'"' => line.push_str("\\\""),
-                b'\n' => line.push_str("\\n"),
-                b'\r' => line.push_str("\\r"),
-                b'\t' => line.push_str("\\t"),
-                7 => line.push_str("\\a"),
-                8 => line.push_str("\\b"),
-                0x20..=0x7e => line.push(c as char),
-                _ => line.push_str(&format!("\\x{c:02x}")),
-            }
-        }
-        line.push('"');
+        line.push(b' ');
+        crate::util::push_repr(&mut line, a);
     }
-    line.push_str("\r\n");
-    srv.feed_monitors(line.into_bytes());
+    line.extend_from_slice(b"\r\n");
+    srv.feed_monitors(line);
 }
 
 thread_local! {
@@ -556,6 +544,80 @@ fn flush_counters(srv: &Shared, c: &mut Client) {
     );
 }
 
+/// What an offloaded job came to, into the reply and the client's
+/// counters.
+fn apply_offloaded(
+    srv: &Arc<Shared>,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+    done: Result<crate::command::OffloadDone, tokio::task::JoinError>,
+) {
+    let done = done.unwrap_or_else(|_| crate::command::OffloadDone {
+        reply: b"-ERR the command failed\r\n".to_vec(),
+        dirty: 0,
+        error_counted: false,
+        cmd: None,
+        usec: 0,
+    });
+    let (reply, dirty) = (done.reply, done.dirty);
+    let failed = reply.first() == Some(&b'-');
+    if failed && !done.error_counted {
+        super::cmdstats::count_error_reply(srv, &reply);
+    }
+    if let Some(c) = done.cmd {
+        let outcome = if failed {
+            super::cmdstats::Outcome::Failed
+        } else {
+            super::cmdstats::Outcome::Ok
+        };
+        super::cmdstats::record(c, done.usec, outcome);
+    }
+    out.extend_from_slice(&reply);
+    client.pending_dirty += dirty;
+    // What the job wrote (a script's effects, a MIGRATE's deletions) is
+    // acknowledged only once durable and, for WAIT, counted as ours.
+    if dirty > 0 {
+        client.woff = client.woff.max(srv.log.repl_offset());
+        if srv.hot.fsync_always.load(Ordering::Relaxed) {
+            client.last_write_offset = srv.log.offset();
+        }
+    }
+}
+
+/// Runs a debugged script while carrying its dialogue: what the client
+/// sends goes to the debugger, what the debugger says goes out at once.
+/// Returns the job's result once its last words are written; a client
+/// that leaves lets the script run to its end.
+async fn debug_session(
+    sock: &mut TcpStream,
+    run: crate::command::DebugRun,
+) -> std::io::Result<Result<crate::command::OffloadDone, tokio::task::JoinError>> {
+    let crate::command::DebugRun { job, link } = run;
+    let crate::command::DebugLink { input, mut output } = link;
+    let mut input = Some(input);
+    let mut handle = tokio::task::spawn_blocking(job.0);
+    let mut buf = BytesMut::with_capacity(4096);
+    let done = loop {
+        tokio::select! {
+            done = &mut handle => break done,
+            Some(bytes) = output.recv() => sock.write_all(&bytes).await?,
+            r = sock.read_buf(&mut buf), if input.is_some() => match r {
+                Ok(n) if n > 0 => {
+                    if let Some(tx) = &input {
+                        let _ = tx.send(buf.split().to_vec());
+                    }
+                }
+                // The debugger sees the client gone at its next read.
+                _ => input = None,
+            },
+        }
+    };
+    while let Ok(bytes) = output.try_recv() {
+        sock.write_all(&bytes).await?;
+    }
+    Ok(done)
+}
+
 async fn connection_loop(
     srv: &Arc<Shared>,
     sock: &mut TcpStream,
@@ -748,40 +810,21 @@ async fn connection_loop(
                             .await;
                         }
                         Action::Offload(job) => {
-                            let done =
-                                tokio::task::spawn_blocking(job.0)
-                                    .await
-                                    .unwrap_or_else(|_| crate::command::OffloadDone {
-                                        reply: b"-ERR the command failed\r\n".to_vec(),
-                                        dirty: 0,
-                                        error_counted: false,
-                                        cmd: None,
-                                        usec: 0,
-                                    });
-                            let (reply, dirty) = (done.reply, done.dirty);
-                            let failed = reply.first() == Some(&b'-');
-                            if failed && !done.error_counted {
-                                super::cmdstats::count_error_reply(srv, &reply);
+                            let done = tokio::task::spawn_blocking(job.0).await;
+                            apply_offloaded(srv, client, &mut out, done);
+                            now = now_ms();
+                        }
+                        Action::Debug(run) => {
+                            // What came before the EVAL is answered first.
+                            if !out.is_empty() {
+                                sock.write_all(&out).await?;
+                                out.clear();
                             }
-                            if let Some(c) = done.cmd {
-                                let outcome = if failed {
-                                    super::cmdstats::Outcome::Failed
-                                } else {
-                                    super::cmdstats::Outcome::Ok
-                                };
-                                super::cmdstats::record(c, done.usec, outcome);
-                            }
-                            out.extend_from_slice(&reply);
-                            client.pending_dirty += dirty;
-                            // What the job wrote (a script's effects, a
-                            // MIGRATE's deletions) is acknowledged only once
-                            // durable and, for WAIT, counted as ours.
-                            if dirty > 0 {
-                                client.woff = client.woff.max(srv.log.repl_offset());
-                                if srv.hot.fsync_always.load(Ordering::Relaxed) {
-                                    client.last_write_offset = srv.log.offset();
-                                }
-                            }
+                            let done = debug_session(sock, run).await?;
+                            apply_offloaded(srv, client, &mut out, done);
+                            // The session ends the connection once its
+                            // reply is out, as in Redis.
+                            close = true;
                             now = now_ms();
                         }
                         Action::SlotImport { name } => {
