@@ -370,30 +370,39 @@ fn ten_thousand_distinct_scripts_and_functions_all_stay_callable() {
     assert!(!n.log().contains("panicked"), "{}", n.log());
 }
 
-/// SCRIPT DEBUG YES asks for a forked session whose writes Redis throws
-/// away; without fork that is refused, and so is the EVAL that follows:
-/// `redis-cli --ldb --eval` sends it without reading the refusal, and it
-/// must not run as if debugged.
+/// SCRIPT DEBUG YES runs the session in a forked child, as Redis does:
+/// the script's writes are thrown away with it, and the server goes on
+/// serving everyone, the script's keys included, while it is paused.
 #[test]
-fn a_forked_debugging_session_is_refused_and_its_eval_not_run() {
-    let n = Node::start(Server::Datanode, &[]);
+fn a_forked_debugging_session_changes_nothing_and_blocks_no_one() {
+    // With an AOF written on every command: the child must not reach it.
+    let mut n = Node::start(
+        Server::Datanode,
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
     let mut c = n.conn();
-    let body = "redis.call('SET', KEYS[1], 'written') return 1";
-    assert!(c.text(&["SCRIPT", "DEBUG", "YES"]).starts_with("-ERR "));
+    let body = "redis.call('SET', KEYS[1], 'written')\nreturn 1";
+    assert_eq!(c.text(&["SCRIPT", "DEBUG", "YES"]), "+OK\r\n");
     let sha = c.text(&["SCRIPT", "LOAD", body]);
     let sha = sha.split("\r\n").nth(1).expect("sha");
     assert_eq!(
         c.text(&["EVALSHA", sha, "1", "k"]),
         "-ERR Please use EVAL instead of EVALSHA for debugging\r\n"
     );
-    assert!(c.text(&["EVAL", body, "1", "k"]).starts_with("-ERR "));
-    assert_eq!(c.text(&["EXISTS", "k"]), ":0\r\n");
-    // Only the one EVAL is refused; SCRIPT DEBUG NO also ends it.
-    assert_eq!(c.text(&["EVAL", body, "1", "k"]), ":1\r\n");
-    assert!(c.text(&["SCRIPT", "DEBUG", "YES"]).starts_with("-ERR "));
-    assert_eq!(c.text(&["SCRIPT", "DEBUG", "NO"]), "+OK\r\n");
-    assert_eq!(c.text(&["EVAL", body, "1", "k2"]), ":1\r\n");
+    let stop = c.text(&["EVAL", body, "1", "k"]);
+    assert!(stop.contains("Stopped at 1"), "{stop}");
+    // Paused, and yet the key is free for others.
+    let mut other = n.conn();
+    assert_eq!(other.text(&["SET", "k", "other"]), "+OK\r\n");
+    let step = c.text(&["s"]);
+    assert!(step.contains("Stopped at 2"), "{step}");
+    c.send_raw(&slotkv_tests::encode(&["c"])).expect("continue");
+    assert_eq!(c.read_reply().expect("end").raw, b"*1\r\n+<endsession>\r\n");
+    assert_eq!(c.read_reply().expect("reply").raw, b":1\r\n");
+    assert!(c.is_closed());
+    assert_eq!(other.text(&["GET", "k"]), "$5\r\nother\r\n");
 
+    // redis-cli --ldb drives it, and its write does not stay.
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("s.lua");
     std::fs::write(&file, "redis.call('SET', KEYS[1], 'written')\nreturn 1\n").expect("write");
@@ -405,8 +414,15 @@ fn a_forked_debugging_session_is_refused_and_its_eval_not_run() {
         .output()
         .expect("redis-cli");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("SCRIPT DEBUG SYNC"), "redis-cli said: {text}");
-    assert_eq!(c.text(&["EXISTS", "viacli"]), ":0\r\n");
+    assert!(text.contains("Stopped at 1"), "redis-cli said: {text}");
+    assert_eq!(other.text(&["EXISTS", "viacli"]), ":0\r\n");
+    assert_eq!(other.text(&["PING"]), "+PONG\r\n");
+    drop(other);
+    n.signal_and_wait("-TERM");
+    n.restart();
+    let mut again = n.conn();
+    assert_eq!(again.text(&["GET", "k"]), "$5\r\nother\r\n");
+    assert_eq!(again.text(&["EXISTS", "viacli"]), ":0\r\n");
 }
 
 /// One step of a debugging session: what the client sends, and how many
@@ -418,6 +434,11 @@ type Step<'a> = (&'a [&'a str], usize);
 /// Runs the same session on both servers; every reply must be the same,
 /// byte for byte, and each server must close the connection at the end.
 fn same_session(setup: &[&[&str]], eval: &[&str], steps: &[Step]) {
+    same_session_in("SYNC", setup, eval, steps);
+}
+
+/// [`same_session`] in SCRIPT DEBUG `mode`.
+fn same_session_in(mode: &str, setup: &[&[&str]], eval: &[&str], steps: &[Step]) {
     let r = Node::start(Server::Redis, &[]);
     let d = Node::start(Server::Datanode, &[]);
     let mut seen = Vec::new();
@@ -427,7 +448,7 @@ fn same_session(setup: &[&[&str]], eval: &[&str], steps: &[Step]) {
         for cmd in setup {
             c.text(cmd);
         }
-        let mut replies = vec![c.text(&["SCRIPT", "DEBUG", "SYNC"])];
+        let mut replies = vec![c.text(&["SCRIPT", "DEBUG", mode])];
         let first = c.cmd(eval).expect("eval");
         replies.push(String::from_utf8_lossy(&first.raw).into_owned());
         for (cmd, n) in steps {
@@ -466,6 +487,19 @@ fn debugging_sessions_read_as_redis_servers() {
     // Stepping, printing, breakpoints, redis.debug, eval, list.
     let body = "local a = 5\nlocal t = {1,2,'x'}\nredis.call('set', KEYS[1], ARGV[1])\n\
                 local v = redis.call('get', KEYS[1])\nredis.debug('hi', a, t)\nreturn v";
+    // Forked (YES) too: the same dialogue, and the key it set is not kept
+    // (`same_session` compares the key afterwards).
+    same_session_in(
+        "YES",
+        &[],
+        &["EVAL", body, "1", "k", "val"],
+        &[
+            (&["s"], 1),
+            (&["p"], 1),
+            (&["r", "get", "k"], 1),
+            (&["c"], 2),
+        ],
+    );
     same_session(
         &[],
         &["EVAL", body, "1", "k", "val"],

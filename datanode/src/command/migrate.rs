@@ -314,6 +314,7 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
                     let t0 = std::time::Instant::now();
                     let deleted = run(&srv, &mut locks, &mut r, events, &p);
                     super::OffloadDone {
+                        detached: false,
                         reply: out,
                         dirty: deleted,
                         error_counted: false,

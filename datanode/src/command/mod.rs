@@ -111,7 +111,11 @@ pub enum Action {
 #[derive(Debug)]
 pub struct DebugRun {
     pub job: Offloaded,
-    pub link: DebugLink,
+    /// A synchronous session's dialogue, carried by the connection.
+    pub link: Option<DebugLink>,
+    /// A forked session's: the connection's socket, which the child takes
+    /// over (set by the connection before the job runs).
+    pub socket: Option<std::sync::Arc<std::sync::atomic::AtomicI32>>,
 }
 
 /// The connection's ends of a debugging session: what the client sends
@@ -161,6 +165,9 @@ pub struct Offloaded(pub Box<dyn FnOnce() -> OffloadDone + Send>);
 /// What an offloaded job hands back to its connection.
 pub struct OffloadDone {
     pub reply: Vec<u8>,
+    /// A forked debugging session took the connection over: this side
+    /// closes it without a reply.
+    pub detached: bool,
     /// Changes made (the client's dirty count).
     pub dirty: u64,
     /// The reply's error was counted already (see `Client::error_counted`).

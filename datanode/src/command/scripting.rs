@@ -288,27 +288,24 @@ fn eval_generic(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool) {
                 .error("ERR Please use EVAL instead of EVALSHA for debugging");
         }
         ctx.client.script_debug = ScriptDebug::Off;
-        if debug == ScriptDebug::Refused {
-            return ctx.r.error(NO_DEBUGGER_EVAL);
-        }
         // A debugging session ends the connection, as in Redis. When it
         // cannot start (a bad argument, a compile error), the end mark
         // still comes first.
         ctx.client.close_after_reply = true;
         let start = ctx.r.out.len();
-        eval_checked(ctx, a, by_sha, ro, true);
+        eval_checked(ctx, a, by_sha, ro, debug);
         if !matches!(ctx.actions.last(), Some(super::Action::Debug(_))) {
             ctx.r.out.splice(start..start, END_SESSION.iter().copied());
         }
         return;
     }
-    eval_checked(ctx, a, by_sha, ro, false)
+    eval_checked(ctx, a, by_sha, ro, ScriptDebug::Off)
 }
 
 /// What a debugging session sends last.
 const END_SESSION: &[u8] = b"*1\r\n+<endsession>\r\n";
 
-fn eval_checked(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool, debug: bool) {
+fn eval_checked(ctx: &mut Ctx, a: &Args, by_sha: bool, ro: bool, debug: ScriptDebug) {
     let Some(numkeys) = int_arg(ctx, a.get(2)) else {
         return;
     };
@@ -362,7 +359,14 @@ fn fcall_generic(ctx: &mut Ctx, a: &Args, ro: bool) {
     if numkeys < 0 {
         return ctx.r.error("ERR Number of keys can't be negative");
     }
-    launch(ctx, a, Callee::Function(f), numkeys as usize, ro, false);
+    launch(
+        ctx,
+        a,
+        Callee::Function(f),
+        numkeys as usize,
+        ro,
+        ScriptDebug::Off,
+    );
 }
 
 /// What a run executes: a cached script (EVAL) or a library's function
@@ -395,7 +399,7 @@ impl Callee {
 
 /// Runs `callee` with the keys and arguments after `numkeys`: here, or on
 /// a blocking thread (see `offloadable`).
-fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: bool) {
+fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: ScriptDebug) {
     let oom = out_of_memory(ctx);
     if let Err(e) = prepare(ctx, callee.flags(), ro, oom) {
         return ctx.r.error(&e);
@@ -408,7 +412,7 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: bo
         inline_budget: None,
         debug,
     };
-    if debug {
+    if debug != ScriptDebug::Off {
         let keys = keys.iter().map(|k| k.to_vec()).collect();
         let argv = argv.iter().map(|k| k.to_vec()).collect();
         return offload(ctx, table::lookup(a.get(0)), callee, keys, argv, run);
@@ -468,8 +472,8 @@ struct Run {
     ro: bool,
     /// Over maxmemory at the start.
     oom: bool,
-    /// Under the Lua debugger (SCRIPT DEBUG SYNC).
-    debug: bool,
+    /// Under the Lua debugger, and how (SCRIPT DEBUG).
+    debug: ScriptDebug,
 }
 
 /// A script of its own (not inside EXEC, not replayed from the AOF or our
@@ -506,13 +510,17 @@ fn offload(
         (ctx.client.id, ctx.client.info.clone(), ctx.client.caching);
     // Its commands are checked against the caller's ACL user.
     let user = ctx.client.user.clone();
-    // A debugged run talks to its client while it runs.
-    let (console, link) = if run.debug {
+    // A debugged run talks to its client while it runs: through the
+    // connection, or (forked) on the connection's socket itself.
+    let (console, link) = if run.debug == ScriptDebug::Sync {
         let (c, l) = super::debug_link();
         (Some(c), Some(l))
     } else {
         (None, None)
     };
+    let socket =
+        (run.debug == ScriptDebug::Forked).then(|| Arc::new(std::sync::atomic::AtomicI32::new(-1)));
+    let child_socket = socket.clone();
     let limit = match ctx.srv.config.read().num("busy-reply-threshold") {
         n if n > 0 => Duration::from_millis(n as u64),
         _ => Duration::from_secs(5),
@@ -550,16 +558,22 @@ fn offload(
         if let (Some(console), Callee::Script(s)) = (console, &callee) {
             scripting::ldb::begin(&s.body, Box::new(console), limit);
         }
-        let _ = run_script(
-            &mut ctx,
-            &callee,
-            &keys,
-            &argv,
-            Run {
-                inline_budget: None,
-                ..run
-            },
-        );
+        let mut detached = false;
+        if let (Some(fd), Callee::Script(s)) = (&child_socket, &callee) {
+            let fd = fd.load(Ordering::SeqCst);
+            detached = run_forked(&mut ctx, s, &keys, &argv, run, fd, limit);
+        } else {
+            let _ = run_script(
+                &mut ctx,
+                &callee,
+                &keys,
+                &argv,
+                Run {
+                    inline_budget: None,
+                    ..run
+                },
+            );
+        }
         drop(ctx);
         scripting::ldb::end();
         if tracking || srv.tracking.armed() {
@@ -567,6 +581,7 @@ fn offload(
             crate::server::conn::write_own(&mut out, &client, own);
         }
         super::OffloadDone {
+            detached,
             reply: out,
             dirty: client.pending_dirty,
             error_counted: client.error_counted,
@@ -574,9 +589,10 @@ fn offload(
             usec: t0.elapsed().as_micros() as u64,
         }
     }));
-    ctx.actions.push(match link {
-        Some(link) => super::Action::Debug(super::DebugRun { job, link }),
-        None => super::Action::Offload(job),
+    ctx.actions.push(if run.debug != ScriptDebug::Off {
+        super::Action::Debug(super::DebugRun { job, link, socket })
+    } else {
+        super::Action::Offload(job)
     });
 }
 
@@ -679,7 +695,7 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
     // A debugged run cannot start over when it reaches a key it did not
     // declare (its client has seen it run): it holds the whole database,
     // as Redis's synchronous debugger holds the whole server.
-    let mut whole_db = run.debug;
+    let mut whole_db = run.debug != ScriptDebug::Off;
     let mut attempt = 0;
     let srv: &Shared = ctx.srv;
     let out = loop {
@@ -712,7 +728,9 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
             host.command = Some((ro, keys, argv));
             let mut r = Reply::new(&mut reply, caller_proto);
             let o = match callee {
-                Callee::Script(s) if debug => vm.run_debug(&s.sha, keys, argv, &mut host, &mut r),
+                Callee::Script(s) if debug != ScriptDebug::Off => {
+                    vm.run_debug(&s.sha, keys, argv, &mut host, &mut r)
+                }
                 Callee::Script(s) => vm.run(&s.sha, keys, argv, &mut host, &mut r),
                 Callee::Function(f) => {
                     vm.call_function(&f.lib, f.index, keys, argv, &mut host, &mut r)
@@ -763,6 +781,116 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
         .fast()
         .store(started.elapsed() < INLINE_BUDGET, Ordering::Relaxed);
     Ran::Done
+}
+
+/// SCRIPT DEBUG YES: the session runs in a forked child, as in Redis. The
+/// parent holds the script's whole database for the instant of the fork,
+/// so the child starts from one point in time with every slot of it in
+/// hand; then the parent lets go and leaves the connection to the child,
+/// which serves it until the script ends and then exits, its writes gone
+/// with it. Returns true in the parent once the child runs; false when
+/// it could not start, with the error written.
+fn run_forked(
+    ctx: &mut Ctx,
+    script: &Arc<Script>,
+    keys: &[&[u8]],
+    argv: &[&[u8]],
+    run: Run,
+    fd: i32,
+    limit: Duration,
+) -> bool {
+    let scripts = &ctx.srv.scripts;
+    let mut vm = match scripts.checkout() {
+        Ok(vm) => vm,
+        Err(e) => {
+            ctx.r.error(&e);
+            return false;
+        }
+    };
+    let (_, shebang) = scripting::shebang_flags(&script.body).unwrap_or((0, 0));
+    if let Err(e) = vm.compile(&script.sha, &blank_shebang(&script.body, shebang)) {
+        scripts.checkin(vm);
+        ctx.r.error_bytes(&e);
+        return false;
+    }
+    let dbi = ctx.locks.db.index;
+    ctx.locks.hold(Vec::new(), &[dbi]);
+    // SAFETY: the child runs only this thread. It uses the slots, the
+    // interpreter and the buffers this thread holds, closes the parent's
+    // files, logs nothing, and leaves with `_exit` (see `child_session`).
+    let pid = if fd < 0 { -1 } else { unsafe { libc::fork() } };
+    if pid == 0 {
+        child_session(ctx, script, &mut vm, keys, argv, run, fd, limit);
+    }
+    ctx.locks.release();
+    ctx.srv.scripts.checkin(vm);
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        ctx.r.error(&format!(
+            "ERR Fork() failed: can't run EVAL in debugging mode: {}",
+            crate::util::strerror(&e)
+        ));
+        return false;
+    }
+    tracing::warn!("Redis forked for debugging eval");
+    scripting::ldb::adopt_child(pid);
+    true
+}
+
+/// The forked child's whole life: the session on the client's socket, the
+/// script's reply, then exit without running a destructor (what they
+/// would free or flush belongs to the parent).
+#[allow(clippy::too_many_arguments)]
+fn child_session(
+    ctx: &mut Ctx,
+    script: &Arc<Script>,
+    vm: &mut scripting::Vm,
+    keys: &[&[u8]],
+    argv: &[&[u8]],
+    run: Run,
+    fd: i32,
+    limit: Duration,
+) -> ! {
+    // Another thread of the parent may have held the logger's lock at the
+    // fork; and nothing written here by mistake may reach the parent's
+    // files (AOF, RDB, log).
+    let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+    scripting::ldb::close_files_but(fd);
+    // What the script changes is captured as for the AOF, never logged.
+    effects::begin_capture();
+    scripting::ldb::begin(
+        &script.body,
+        Box::new(scripting::ldb::SocketConsole::new(fd)),
+        limit,
+    );
+    let Run { ro, oom, .. } = run;
+    let callee = Callee::Script(script.clone());
+    let script_flags = callee.flags();
+    let read_only =
+        ro || (script_flags & flag::EVAL_COMPAT == 0 && script_flags & flag::NO_WRITES != 0);
+    let cross_slot = script_flags & (flag::EVAL_COMPAT | flag::ALLOW_CROSS_SLOT) != 0;
+    let proto = ctx.client.proto;
+    let mut reply = Vec::new();
+    {
+        let mut host = RunHost::new(
+            ctx,
+            (read_only, cross_slot, false),
+            &callee,
+            keys,
+            quanta::Instant::now(),
+        );
+        host.oom = oom && script_flags & (flag::EVAL_COMPAT | flag::ALLOW_OOM) != flag::ALLOW_OOM;
+        host.command = Some((ro, keys, argv));
+        let mut r = Reply::new(&mut reply, proto);
+        if let Outcome::Stopped(msg) = vm.run_debug(&script.sha, keys, argv, &mut host, &mut r) {
+            r.error(&msg);
+        }
+        host.finish();
+    }
+    scripting::ldb::end();
+    scripting::ldb::SocketConsole::new(fd).write_all(&reply);
+    // SAFETY: ends the child at once, as it must after a fork.
+    unsafe { libc::_exit(0) }
 }
 
 fn lock_error(db: usize, slot: u16) -> String {
@@ -1222,10 +1350,6 @@ pub fn kill(ctx: &mut Ctx, eval: bool) {
     }
 }
 
-/// The reply to an EVAL sent after a refused SCRIPT DEBUG YES.
-const NO_DEBUGGER_EVAL: &str =
-    "ERR Forked Lua debugging sessions (SCRIPT DEBUG YES) are not supported: the script was not run. Use SCRIPT DEBUG SYNC";
-
 pub fn script_debug(ctx: &mut Ctx, a: &Args) {
     // Replies still pending would be mixed with the session's output.
     if !ctx.r.out.is_empty() {
@@ -1243,12 +1367,8 @@ pub fn script_debug(ctx: &mut Ctx, a: &Args) {
         return ctx.r.ok();
     }
     if eq_ic(m, "YES") {
-        // Redis forks a child that runs the session and whose writes are
-        // thrown away; without fork there is no such isolation here.
-        ctx.client.script_debug = ScriptDebug::Refused;
-        return ctx.r.error(
-            "ERR SCRIPT DEBUG YES (a forked session whose changes are thrown away) is not supported: use SCRIPT DEBUG SYNC, whose changes are kept. The next EVAL on this connection is refused",
-        );
+        ctx.client.script_debug = ScriptDebug::Forked;
+        return ctx.r.ok();
     }
     ctx.r.error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
 }

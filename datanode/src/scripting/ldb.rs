@@ -538,6 +538,124 @@ pub fn repl(frame: &mut dyn Frame) -> Resume {
     }
 }
 
+/// A forked session's client: the connection's socket itself, blocking.
+pub struct SocketConsole(i32);
+
+impl SocketConsole {
+    pub fn new(fd: i32) -> Self {
+        // SAFETY: plain fcntl calls on a descriptor this process owns.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+        SocketConsole(fd)
+    }
+
+    pub fn write_all(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            // SAFETY: writes from a live slice to a descriptor we own.
+            let n = unsafe { libc::write(self.0, b.as_ptr().cast(), b.len()) };
+            if n > 0 {
+                b = &b[n as usize..];
+            } else if n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {
+                continue;
+            } else {
+                return;
+            }
+        }
+    }
+}
+
+impl Console for SocketConsole {
+    fn read(&mut self) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 1024];
+        loop {
+            // SAFETY: reads into a live buffer of its length.
+            let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                return Some(buf[..n as usize].to_vec());
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+    }
+
+    fn write(&mut self, bytes: Vec<u8>) {
+        self.write_all(&bytes);
+    }
+}
+
+/// In a forked child: closes every descriptor but the standard ones and
+/// `keep`, so nothing the child does can reach the parent's files.
+pub fn close_files_but(keep: i32) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && fd != keep {
+            // SAFETY: closing descriptors in a child that no longer uses them.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Forked sessions still running, killed at shutdown as Redis kills them.
+static CHILDREN: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Watches a forked session's child until it exits, and reaps it. It is
+/// reaped only after it leaves the list, so a shutdown never signals a pid
+/// that could have been reused.
+pub fn adopt_child(pid: i32) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.push(pid);
+    }
+    let watcher = std::thread::Builder::new()
+        .name("ldb-child".into())
+        .spawn(move || {
+            // SAFETY: waits on our own child; the siginfo is written by
+            // the kernel and not read.
+            unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                );
+            }
+            if let Ok(mut c) = CHILDREN.lock() {
+                c.retain(|&p| p != pid);
+            }
+            // SAFETY: reaps the child waited for above.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        });
+    if watcher.is_err() {
+        // SAFETY: reaps it now rather than leave a zombie; it is running,
+        // so this only fails to reap (WNOHANG), which is harmless.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    }
+}
+
+/// Shutdown: every forked session ends.
+pub fn kill_children() {
+    if let Ok(c) = CHILDREN.lock() {
+        for &pid in c.iter() {
+            tracing::warn!("Killing debugging session {pid}");
+            // SAFETY: signals our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// A RESP reply as the debugger shows it: strings quoted, arrays in
 /// brackets, maps as `{k => v}`. Returns the position after the value.
 pub fn reply_to_human(out: &mut Vec<u8>, b: &[u8], mut p: usize) -> usize {

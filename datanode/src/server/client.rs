@@ -153,12 +153,11 @@ impl ClientInfo {
 pub enum ScriptDebug {
     #[default]
     Off,
-    /// YES was asked and refused: forked sessions, whose writes Redis
-    /// throws away, are not supported. The next EVAL is refused too rather
-    /// than run undebugged, since redis-cli --ldb sends it without reading
-    /// SCRIPT DEBUG's reply.
-    Refused,
-    /// SYNC: the next EVAL runs under the debugger, on this connection.
+    /// YES: the next EVAL runs under the debugger in a forked child,
+    /// which takes over the connection; its writes die with it.
+    Forked,
+    /// SYNC: the next EVAL runs under the debugger here, holding its
+    /// database; its writes are kept.
     Sync,
 }
 

@@ -553,6 +553,7 @@ fn apply_offloaded(
     done: Result<crate::command::OffloadDone, tokio::task::JoinError>,
 ) {
     let done = done.unwrap_or_else(|_| crate::command::OffloadDone {
+        detached: false,
         reply: b"-ERR the command failed\r\n".to_vec(),
         dirty: 0,
         error_counted: false,
@@ -592,8 +593,19 @@ async fn debug_session(
     sock: &mut TcpStream,
     run: crate::command::DebugRun,
 ) -> std::io::Result<Result<crate::command::OffloadDone, tokio::task::JoinError>> {
-    let crate::command::DebugRun { job, link } = run;
-    let crate::command::DebugLink { input, mut output } = link;
+    let crate::command::DebugRun { job, link, socket } = run;
+    if let Some(fd) = socket {
+        // A forked session: the child talks on the socket itself, so this
+        // side neither reads nor writes it meanwhile.
+        fd.store(
+            std::os::fd::AsRawFd::as_raw_fd(&*sock),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        return Ok(tokio::task::spawn_blocking(job.0).await);
+    }
+    let Some(crate::command::DebugLink { input, mut output }) = link else {
+        return Ok(tokio::task::spawn_blocking(job.0).await);
+    };
     let mut input = Some(input);
     let mut handle = tokio::task::spawn_blocking(job.0);
     let mut buf = BytesMut::with_capacity(4096);
@@ -821,6 +833,12 @@ async fn connection_loop(
                                 out.clear();
                             }
                             let done = debug_session(sock, run).await?;
+                            if done.as_ref().is_ok_and(|d| d.detached) {
+                                // A forked session's child has the
+                                // connection now: this side lets it go.
+                                flush_counters(srv, client);
+                                return Ok(());
+                            }
                             apply_offloaded(srv, client, &mut out, done);
                             // The session ends the connection once its
                             // reply is out, as in Redis.

@@ -376,6 +376,7 @@ async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     srv.scripts.stop_all();
+    crate::scripting::ldb::kill_children();
     tracing::info!("User requested shutdown...");
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
