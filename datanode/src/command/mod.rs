@@ -111,11 +111,9 @@ pub enum Action {
 #[derive(Debug)]
 pub struct DebugRun {
     pub job: Offloaded,
-    /// A synchronous session's dialogue, carried by the connection.
+    /// A synchronous session's dialogue, carried by the connection; none
+    /// for a forked session, whose child talks on the socket itself.
     pub link: Option<DebugLink>,
-    /// A forked session's: the connection's socket, which the child takes
-    /// over (set by the connection before the job runs).
-    pub socket: Option<std::sync::Arc<std::sync::atomic::AtomicI32>>,
 }
 
 /// The connection's ends of a debugging session: what the client sends

@@ -519,8 +519,7 @@ fn offload(
         (None, None)
     };
     let socket =
-        (run.debug == ScriptDebug::Forked).then(|| Arc::new(std::sync::atomic::AtomicI32::new(-1)));
-    let child_socket = socket.clone();
+        (run.debug == ScriptDebug::Forked).then(|| ctx.client.info.fd.load(Ordering::Relaxed));
     let limit = match ctx.srv.config.read().num("busy-reply-threshold") {
         n if n > 0 => Duration::from_millis(n as u64),
         _ => Duration::from_secs(5),
@@ -559,8 +558,7 @@ fn offload(
             scripting::ldb::begin(&s.body, Box::new(console), limit);
         }
         let mut detached = false;
-        if let (Some(fd), Callee::Script(s)) = (&child_socket, &callee) {
-            let fd = fd.load(Ordering::SeqCst);
+        if let (Some(fd), Callee::Script(s)) = (socket, &callee) {
             detached = run_forked(&mut ctx, s, &keys, &argv, run, fd, limit);
         } else {
             let _ = run_script(
@@ -590,7 +588,7 @@ fn offload(
         }
     }));
     ctx.actions.push(if run.debug != ScriptDebug::Off {
-        super::Action::Debug(super::DebugRun { job, link, socket })
+        super::Action::Debug(super::DebugRun { job, link })
     } else {
         super::Action::Offload(job)
     });

@@ -1,12 +1,13 @@
-//! The Lua debugger (`SCRIPT DEBUG SYNC`, Redis's LDB): the session's
+//! The Lua debugger (`SCRIPT DEBUG YES|SYNC`, Redis's LDB): the session's
 //! state — the script's lines, breakpoints, the stepping flags and the
-//! log waiting to go to the client — and its command loop.
+//! log waiting to go to the client — and its command loop; and, for a
+//! forked session, the child's socket and its watcher.
 //!
-//! Nothing here touches Lua or a socket. What needs the paused interpreter
-//! (printing variables, evaluating code, a backtrace) is behind [`Frame`];
-//! the client is behind [`Console`]. The session lives in a thread-local
-//! for the length of one debugged run, because the line hook, `redis.call`
-//! and `redis.debug` all reach it from inside Lua.
+//! The session touches neither Lua nor the connection: what needs the
+//! paused interpreter (printing variables, evaluating code, a backtrace)
+//! is behind [`Frame`], the client behind [`Console`]. It lives in a
+//! thread-local for the length of one debugged run, because the line hook,
+//! `redis.call` and `redis.debug` all reach it from inside Lua.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};

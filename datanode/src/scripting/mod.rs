@@ -1,9 +1,11 @@
 //! Lua scripting as Redis 7.0 embeds it: the script cache (`cache`), the
-//! sandboxed Lua 5.1 interpreter scripts run in (`engine`), and the
-//! conversions between RESP replies and Lua values (`convert`).
+//! sandboxed Lua 5.1 interpreter scripts run in (`engine`), the
+//! conversions between RESP replies and Lua values (`convert`), and the
+//! debugger (`ldb`).
 //!
 //! Nothing here knows about connections or commands: a running script
-//! reaches the server only through the [`engine::Host`] trait.
+//! reaches the server only through the [`engine::Host`] trait, and the
+//! debugger its client only through [`ldb::Console`].
 
 pub mod bitlib;
 pub mod cache;

@@ -593,17 +593,10 @@ async fn debug_session(
     sock: &mut TcpStream,
     run: crate::command::DebugRun,
 ) -> std::io::Result<Result<crate::command::OffloadDone, tokio::task::JoinError>> {
-    let crate::command::DebugRun { job, link, socket } = run;
-    if let Some(fd) = socket {
+    let crate::command::DebugRun { job, link } = run;
+    let Some(crate::command::DebugLink { input, mut output }) = link else {
         // A forked session: the child talks on the socket itself, so this
         // side neither reads nor writes it meanwhile.
-        fd.store(
-            std::os::fd::AsRawFd::as_raw_fd(&*sock),
-            std::sync::atomic::Ordering::SeqCst,
-        );
-        return Ok(tokio::task::spawn_blocking(job.0).await);
-    }
-    let Some(crate::command::DebugLink { input, mut output }) = link else {
         return Ok(tokio::task::spawn_blocking(job.0).await);
     };
     let mut input = Some(input);
