@@ -19,6 +19,20 @@ fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// What C's number parsers skip first: blanks, then one optional sign.
+/// Returns where the digits start and whether the sign was `-`.
+pub fn blanks_and_sign(s: &[u8]) -> (usize, bool) {
+    let mut i = 0;
+    while i < s.len() && is_c_space(s[i]) {
+        i += 1;
+    }
+    match s.get(i) {
+        Some(b'-') => (i + 1, true),
+        Some(b'+') => (i + 1, false),
+        _ => (i, false),
+    }
+}
+
 fn starts_with_ic(s: &[u8], word: &[u8]) -> bool {
     s.len() >= word.len() && s[..word.len()].eq_ignore_ascii_case(word)
 }
@@ -35,21 +49,7 @@ pub fn strtod(s: &[u8]) -> Parsed {
         used: 0,
         range: false,
     };
-    let mut i = 0;
-    while i < s.len() && is_c_space(s[i]) {
-        i += 1;
-    }
-    let neg = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (i, neg) = blanks_and_sign(s);
     let sign = |v: f64| if neg { -v } else { v };
     let rest = &s[i..];
     if starts_with_ic(rest, b"inf") {

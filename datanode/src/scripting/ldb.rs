@@ -422,21 +422,7 @@ impl Ldb {
 
 /// C's `atoi`: leading blanks, a sign, then digits as far as they go.
 fn atoi(b: &[u8]) -> i64 {
-    let mut i = 0;
-    while i < b.len() && (b[i] == b' ' || (b'\t'..=b'\r').contains(&b[i])) {
-        i += 1;
-    }
-    let neg = match b.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let (mut i, neg) = crate::strtod::blanks_and_sign(b);
     let mut n: i64 = 0;
     while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
         n = n.saturating_mul(10).saturating_add(i64::from(d - b'0'));
