@@ -861,6 +861,7 @@ fn child_session(
         Box::new(scripting::ldb::SocketConsole::new(fd)),
         limit,
     );
+    scripting::ldb::with(|l| l.forked = true);
     let Run { ro, oom, .. } = run;
     let callee = Callee::Script(script.clone());
     let script_flags = callee.flags();
@@ -883,7 +884,7 @@ fn child_session(
         if let Outcome::Stopped(msg) = vm.run_debug(&script.sha, keys, argv, &mut host, &mut r) {
             r.error(&msg);
         }
-        host.finish();
+        // No `host.finish()`: what it restores dies with the child.
     }
     scripting::ldb::end();
     scripting::ldb::SocketConsole::new(fd).write_all(&reply);

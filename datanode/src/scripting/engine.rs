@@ -962,7 +962,7 @@ const LDB_HELPERS: &str = "slotkv_ldb_helpers";
 /// script that runs too long without reaching a stop).
 fn debug_hook(lua: &Lua, ar: mlua::Debug) -> mlua::Result<VmState> {
     let count = matches!(ar.event(), mlua::DebugEvent::Count);
-    if count {
+    if count && super::ldb::with(|l| !l.forked).unwrap_or(true) {
         if let Some(msg) = tick_stop() {
             return Err(mlua::Error::external(Stop(msg)));
         }

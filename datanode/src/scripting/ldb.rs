@@ -73,6 +73,9 @@ pub struct Ldb {
     limit: Duration,
     /// The debugger ended the run: the error and the line it stopped at.
     pub failure: Option<(String, i32)>,
+    /// In a forked child, which no SCRIPT KILL or shutdown can reach: the
+    /// host is not asked whether to stop (that takes the parent's locks).
+    pub forked: bool,
 }
 
 thread_local! {
@@ -102,6 +105,7 @@ pub fn begin(body: &[u8], console: Box<dyn Console>, limit: Duration) {
         started: Instant::now(),
         limit,
         failure: None,
+        forked: false,
     };
     SESSION.with(|s| *s.borrow_mut() = Some(ldb));
 }
