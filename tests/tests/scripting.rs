@@ -646,3 +646,26 @@ fn a_session_whose_client_leaves_finishes_the_script() {
     });
     assert_eq!(other.text(&["PING"]), "+PONG\r\n");
 }
+
+/// SCRIPT DEBUG sent behind another command in one write is refused, as
+/// Redis refuses it while replies are pending; alone, it is accepted.
+#[test]
+fn script_debug_behind_pending_replies_is_refused_as_redis_does() {
+    let mut seen = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &[]);
+        let mut c = n.conn();
+        let mut both = slotkv_tests::encode(&["PING"]);
+        both.extend(slotkv_tests::encode(&["SCRIPT", "DEBUG", "YES"]));
+        c.send_raw(&both).expect("send");
+        let ping = c.read_reply().expect("ping").raw;
+        let debug = c.read_reply().expect("script debug").raw;
+        let alone = c.text(&["SCRIPT", "DEBUG", "NO"]);
+        seen.push((ping, String::from_utf8_lossy(&debug).into_owned(), alone));
+    }
+    assert_eq!(
+        seen[0].1,
+        "-ERR SCRIPT DEBUG must be called outside a pipeline\r\n"
+    );
+    assert_eq!(seen[1], seen[0]);
+}

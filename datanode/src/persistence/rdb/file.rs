@@ -528,3 +528,42 @@ fn load_inner(
     }
     Ok((loaded, skipped, end + 8))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keyspace::sbytes::SBytes;
+    use crate::keyspace::value::Value;
+    use crate::persistence::effects::EffectLog;
+
+    /// RESIZEDB's counts come before the entries, taken from the expiry
+    /// tables: they must count what the entries then hold, without the
+    /// keys already expired.
+    #[test]
+    fn resizedb_counts_the_live_keys_written() {
+        let ks = Keyspace::new(1, Arc::new(EffectLog::default()));
+        for (key, at) in [
+            (&b"plain"[..], None),
+            (b"later", Some(10_000)),
+            (b"gone", Some(2_000)),
+        ] {
+            let mut g = ks.db(0).lock_key(key, 1_000);
+            g.set(key, Value::Str(SBytes::new(b"v")), false);
+            if let Some(at) = at {
+                g.set_expire(key, at);
+            }
+        }
+        let mut file = Vec::new();
+        serialize_to(&ks, 5_000, || (None, Vec::new()), &mut file).expect("into a Vec");
+        let at = file
+            .windows(3)
+            .position(|w| w == [OP_SELECTDB, 0, OP_RESIZEDB])
+            .expect("RESIZEDB");
+        assert_eq!(&file[at + 3..at + 5], &[2, 1], "2 keys, 1 with a TTL");
+        let back = Keyspace::new(1, Arc::new(EffectLog::default()));
+        let loaded = load(&back, &file, 5_000).expect("loads");
+        assert_eq!((loaded.keys, loaded.expired), (2, 0));
+    }
+}
