@@ -123,10 +123,6 @@ pub fn with<R>(f: impl FnOnce(&mut Ldb) -> R) -> Option<R> {
     SESSION.with(|s| s.borrow_mut().as_mut().map(f))
 }
 
-pub fn active() -> bool {
-    SESSION.with(|s| s.borrow().is_some())
-}
-
 /// Whether commands, replies and errors are logged now: while stepping.
 pub fn logging() -> bool {
     with(|l| l.step).unwrap_or(false)
