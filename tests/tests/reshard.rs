@@ -239,11 +239,15 @@ struct Transcript {
 
 impl Transcript {
     fn new(names: &[(&str, &str)]) -> Transcript {
+        let mut names: Vec<(String, String)> = names
+            .iter()
+            .map(|(from, to)| (from.to_string(), to.to_string()))
+            .collect();
+        // Longest first: a node ID can contain a port's digits, and must be
+        // named before the port inside it is.
+        names.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
         Transcript {
-            names: names
-                .iter()
-                .map(|(from, to)| (from.to_string(), to.to_string()))
-                .collect(),
+            names,
             seen: Vec::new(),
         }
     }
