@@ -341,30 +341,114 @@ fn score_span(z: &ZSetObj, min: ScoreBound, max: ScoreBound) -> (usize, usize) {
     (start, end.max(start))
 }
 
-fn lex_span(z: &ZSetObj, min: &LexBound, max: &LexBound) -> (usize, usize) {
-    let before = |b: &LexBound, lower: bool| -> usize {
-        match b {
-            LexBound::Min => 0,
-            LexBound::Max => z.len(),
-            LexBound::Incl(x) => z.tree.count_before(|_, m| {
-                if lower {
-                    m >= x.as_slice()
-                } else {
-                    m > x.as_slice()
-                }
-            }),
-            LexBound::Excl(x) => z.tree.count_before(|_, m| {
-                if lower {
-                    m > x.as_slice()
-                } else {
-                    m >= x.as_slice()
-                }
-            }),
+impl LexBound {
+    /// Order of bounds as Redis's sdscmplex sees them: `-` below every
+    /// string, `+` above; `[x` and `(x` compare by x alone.
+    fn cmp(&self, other: &LexBound) -> std::cmp::Ordering {
+        fn key(b: &LexBound) -> (u8, &[u8]) {
+            match b {
+                LexBound::Min => (0, &[]),
+                LexBound::Incl(x) | LexBound::Excl(x) => (1, x),
+                LexBound::Max => (2, &[]),
+            }
         }
+        key(self).cmp(&key(other))
+    }
+
+    fn excl(&self) -> bool {
+        matches!(self, LexBound::Excl(_))
+    }
+
+    /// Whether `m` is at or above this bound taken as a minimum.
+    fn below(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Min => true,
+            LexBound::Max => false,
+            LexBound::Incl(x) => m >= x.as_slice(),
+            LexBound::Excl(x) => m > x.as_slice(),
+        }
+    }
+
+    /// Whether `m` is at or below this bound taken as a maximum.
+    fn above(&self, m: &[u8]) -> bool {
+        match self {
+            LexBound::Min => false,
+            LexBound::Max => true,
+            LexBound::Incl(x) => m <= x.as_slice(),
+            LexBound::Excl(x) => m < x.as_slice(),
+        }
+    }
+}
+
+/// Where a lex range starts, as Redis finds it: the first element at or
+/// above `min` (the last at or below `max` when reversed), which must
+/// also be within the other bound, then `offset` elements on without
+/// looking at them. The caller walks on while the far bound holds.
+///
+/// Members of one score (what lex ranges are for) sort by member, and
+/// this is the plain range. With mixed scores the walk follows Redis's
+/// steps, so a set Redis keeps as a listpack (found by a scan from the
+/// end) gives its exact answer; a big set is searched by halving, as
+/// Redis's skiplist descent is, whose answer then depends on its random
+/// levels anyway.
+fn lex_start(
+    z: &ZSetObj,
+    min: &LexBound,
+    max: &LexBound,
+    rev: bool,
+    offset: usize,
+) -> Option<usize> {
+    let n = z.len();
+    let c = min.cmp(max);
+    if n == 0 || c.is_gt() || (c.is_eq() && (min.excl() || max.excl())) {
+        return None;
+    }
+    let (_, first) = z.tree.select(0)?;
+    let (_, last) = z.tree.select(n - 1)?;
+    if !min.below(last) || !max.above(first) {
+        return None;
+    }
+    let at = if !rev {
+        let i = if z.big {
+            z.tree.count_before(|_, m| min.below(m))
+        } else {
+            z.tree.iter_from(0).position(|(_, m)| min.below(m))?
+        };
+        let (_, m) = z.tree.select(i)?;
+        if !max.above(m) {
+            return None;
+        }
+        i.checked_add(offset).filter(|&i| i < n)?
+    } else {
+        let i = if z.big {
+            z.tree.count_before(|_, m| !max.above(m)).checked_sub(1)?
+        } else {
+            n - 1 - z.tree.walk(n - 1, true).position(|(_, m)| max.above(m))?
+        };
+        let (_, m) = z.tree.select(i)?;
+        if !min.below(m) {
+            return None;
+        }
+        i.checked_sub(offset)?
     };
-    let start = before(min, true);
-    let end = before(max, false);
-    (start, end.max(start))
+    Some(at)
+}
+
+/// The elements of a lex range, at most `limit` of them (all if None).
+fn lex_items<'a>(
+    z: &'a ZSetObj,
+    min: &'a LexBound,
+    max: &'a LexBound,
+    rev: bool,
+    offset: usize,
+    limit: Option<usize>,
+) -> impl Iterator<Item = (f64, &'a [u8])> + 'a {
+    let start = lex_start(z, min, max, rev, offset);
+    start
+        .into_iter()
+        .flat_map(move |i| z.tree.walk(i, rev))
+        .take_while(move |(_, m)| if rev { min.below(m) } else { max.above(m) })
+        .take(limit.unwrap_or(usize::MAX))
 }
 
 pub fn zcount(ctx: &mut Ctx, a: &Args) {
@@ -382,8 +466,19 @@ pub fn zlexcount(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error("ERR min or max not valid string range item");
     };
     with_z!(ctx, a.get(1), ctx.r.int(0), |z| {
-        let (s0, e0) = lex_span(z, &min, &max);
-        ctx.r.int((e0 - s0) as i64)
+        let n = if z.big {
+            // Redis counts a skiplist's range by the ranks of its ends.
+            match (
+                lex_start(z, &min, &max, false, 0),
+                lex_start(z, &min, &max, true, 0),
+            ) {
+                (Some(first), Some(last)) => (last + 1).saturating_sub(first),
+                _ => 0,
+            }
+        } else {
+            lex_items(z, &min, &max, false, 0, None).count()
+        };
+        ctx.r.int(n as i64)
     })
 }
 
@@ -473,7 +568,14 @@ fn select(
                 r.error("ERR min or max not valid string range item");
                 return Err(());
             };
-            lex_span(z, &min, &max)
+            // A lex range is walked, not cut out by ranks (see lex_start).
+            let (offset, limit) = match spec.limit {
+                None => (0, None),
+                Some((off, _)) if off < 0 => return Ok(Vec::new()),
+                Some((off, cnt)) => (off as usize, usize::try_from(cnt).ok()),
+            };
+            let items = lex_items(z, &min, &max, spec.rev, offset, limit);
+            return Ok(items.map(|(s, m)| (m.to_vec(), s)).collect());
         }
     };
     if start >= end {
