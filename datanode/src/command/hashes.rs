@@ -3,24 +3,11 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
+use super::typed::{lookup, with_typed, Typed};
 use super::{eq_ic, ev, int_arg, Args, Ctx, OVERFLOW, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{HashObj, SlotRef, Value};
 use crate::resp::parse_i64;
-
-enum Lookup<'v> {
-    Missing,
-    Wrong,
-    Hash(&'v mut HashObj),
-}
-
-fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
-    match s.get_mut(key) {
-        None => Lookup::Missing,
-        Some(Value::Hash(h)) => Lookup::Hash(h),
-        Some(_) => Lookup::Wrong,
-    }
-}
 
 pub fn hset(ctx: &mut Ctx, a: &Args) {
     hset_generic(ctx, a, "hset")
@@ -41,12 +28,12 @@ fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
     let mut added = 0;
-    match lookup(&mut s, key) {
-        Lookup::Wrong => {
+    match lookup::<HashObj>(&mut s, key) {
+        Typed::Wrong => {
             ctx.r.error(WRONGTYPE);
             return;
         }
-        Lookup::Hash(h) => {
+        Typed::Found(h) => {
             let mut i = 2;
             while i < a.len() {
                 added += h.set(a.get(i), a.get(i + 1)) as i64;
@@ -54,7 +41,7 @@ fn hset_generic(ctx: &mut Ctx, a: &Args, name: &str) {
             }
             s.touch(key);
         }
-        Lookup::Missing => {
+        Typed::Missing => {
             let mut h = HashObj::default();
             let mut i = 2;
             while i < a.len() {
@@ -83,16 +70,16 @@ pub fn hsetnx(ctx: &mut Ctx, a: &Args) {
     let (key, f, v) = (a.get(1), a.get(2), a.get(3));
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Hash(h) => {
+    match lookup::<HashObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Found(h) => {
             if h.get(f).is_some() {
                 return ctx.r.int(0);
             }
             h.set(f, v);
             s.touch(key);
         }
-        Lookup::Missing => {
+        Typed::Missing => {
             let mut h = HashObj::default();
             h.set(f, v);
             s.set(key, Value::Hash(Box::new(h)), false);
@@ -105,33 +92,24 @@ pub fn hsetnx(ctx: &mut Ctx, a: &Args) {
     ctx.r.int(1);
 }
 
-/// Looks up a hash for reading. `Err(())` means WRONGTYPE was replied.
-macro_rules! with_hash {
-    ($ctx:ident, $key:expr, $missing:expr, |$h:ident| $body:expr) => {{
-        let key = $key;
-        let mut s = $ctx.locks.key(key);
-        match s.get(key) {
-            None => {
-                drop(s);
-                $missing
-            }
-            Some(Value::Hash($h)) => $body,
-            Some(_) => $ctx.r.error(WRONGTYPE),
-        }
-    }};
-}
-
 pub fn hget(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.null(), |h| match h.get(a.get(2)) {
-        Some(v) => ctx.r.bulk(v),
-        None => ctx.r.null(),
-    })
+    with_typed!(
+        ctx,
+        HashObj,
+        a.get(1),
+        ctx.r.null(),
+        |h| match h.get(a.get(2)) {
+            Some(v) => ctx.r.bulk(v),
+            None => ctx.r.null(),
+        }
+    )
 }
 
 pub fn hmget(ctx: &mut Ctx, a: &Args) {
     let n = a.len() - 2;
-    with_hash!(
+    with_typed!(
         ctx,
+        HashObj,
         a.get(1),
         {
             ctx.r.array(n);
@@ -155,10 +133,10 @@ pub fn hdel(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let (n, empty) = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => return ctx.r.int(0),
-        Lookup::Hash(h) => {
+    let (n, empty) = match lookup::<HashObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => return ctx.r.int(0),
+        Typed::Found(h) => {
             let n = a.iter().skip(2).filter(|f| h.remove(f)).count();
             (n, h.is_empty())
         }
@@ -185,23 +163,25 @@ pub fn hdel(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn hexists(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.int(0), |h| ctx
         .r
         .int(h.get(a.get(2)).is_some() as i64))
 }
 
 pub fn hlen(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx.r.int(h.len() as i64))
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.int(0), |h| ctx
+        .r
+        .int(h.len() as i64))
 }
 
 pub fn hstrlen(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.int(0), |h| ctx
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.int(0), |h| ctx
         .r
         .int(h.get(a.get(2)).map_or(0, |v| v.len()) as i64))
 }
 
 pub fn hkeys(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.array(0), |h| {
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.array(0), |h| {
         ctx.r.array(h.len());
         let r = &mut ctx.r;
         h.for_each(|k, _| r.bulk(k));
@@ -209,7 +189,7 @@ pub fn hkeys(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn hvals(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.array(0), |h| {
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.array(0), |h| {
         ctx.r.array(h.len());
         let r = &mut ctx.r;
         h.for_each(|_, v| r.bulk(v));
@@ -217,7 +197,7 @@ pub fn hvals(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn hgetall(ctx: &mut Ctx, a: &Args) {
-    with_hash!(ctx, a.get(1), ctx.r.map(0), |h| {
+    with_typed!(ctx, HashObj, a.get(1), ctx.r.map(0), |h| {
         ctx.r.map(h.len());
         let r = &mut ctx.r;
         h.for_each(|k, v| {
@@ -234,10 +214,10 @@ pub fn hincrby(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let cur = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => 0,
-        Lookup::Hash(h) => match h.get(f) {
+    let cur = match lookup::<HashObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => 0,
+        Typed::Found(h) => match h.get(f) {
             None => 0,
             Some(v) => match parse_i64(v) {
                 Some(n) => n,
@@ -259,8 +239,8 @@ pub fn hincrby(ctx: &mut Ctx, a: &Args) {
 }
 
 fn store_field(s: &mut SlotRef, key: &[u8], f: &[u8], v: &[u8]) {
-    match lookup(s, key) {
-        Lookup::Hash(h) => {
+    match lookup::<HashObj>(s, key) {
+        Typed::Found(h) => {
             h.set(f, v);
             s.touch(key);
         }
@@ -283,10 +263,10 @@ pub fn hincrbyfloat(ctx: &mut Ctx, a: &Args) {
     }
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let cur = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => None,
-        Lookup::Hash(h) => h.get(f).map(|v| v.to_vec()),
+    let cur = match lookup::<HashObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => None,
+        Typed::Found(h) => h.get(f).map(|v| v.to_vec()),
     };
     let text = match incr_float(cur.as_deref(), by) {
         Ok(t) => t,

@@ -1,46 +1,12 @@
 //! List commands (the blocking ones come with the blocking machinery).
 
-use super::{eq_ic, ev, int_arg, Args, Ctx, Events, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
+use super::typed::{lookup, removed_events, settle, with_typed, Typed};
+use super::{eq_ic, ev, int_arg, Args, Ctx, NOT_INT, NO_SUCH_KEY, SYNTAX, WRONGTYPE};
 use crate::keyspace::plist::PackedList;
 use crate::keyspace::{SlotRef, Value};
 use crate::resp::parse_i64;
 
 type List = PackedList;
-
-enum Lookup<'v> {
-    Missing,
-    Wrong,
-    List(&'v mut List),
-}
-
-fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
-    match s.get_mut(key) {
-        None => Lookup::Missing,
-        Some(Value::List(l)) => Lookup::List(l),
-        Some(_) => Lookup::Wrong,
-    }
-}
-
-/// After removing elements: delete the key when the list is empty, else
-/// mark it modified. Returns whether the key was deleted.
-fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
-    let empty = matches!(s.get(key), Some(Value::List(l)) if l.is_empty());
-    if empty {
-        s.remove(key);
-    } else {
-        s.touch(key);
-    }
-    empty
-}
-
-/// The events of removing elements: `event`, then `del` if that emptied
-/// the list.
-fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
-    events.emit(ev::LIST, event, key);
-    if deleted {
-        events.emit(ev::GENERIC, "del", key);
-    }
-}
 
 fn pop_event(left: bool) -> &'static str {
     if left {
@@ -69,10 +35,10 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let len = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing if only_existing => return ctx.r.int(0),
-        Lookup::Missing => {
+    let len = match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing if only_existing => return ctx.r.int(0),
+        Typed::Missing => {
             let mut l = List::new();
             for e in a.iter().skip(2) {
                 if left {
@@ -85,7 +51,7 @@ fn push(ctx: &mut Ctx, a: &Args, left: bool, only_existing: bool) {
             s.set(key, Value::List(Box::new(l)), false);
             n
         }
-        Lookup::List(l) => {
+        Typed::Found(l) => {
             for e in a.iter().skip(2) {
                 if left {
                     l.push_front(e);
@@ -137,16 +103,16 @@ fn pop(ctx: &mut Ctx, a: &Args, left: bool) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let l = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => {
+    let l = match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => {
             drop(s);
             return match count {
                 None => ctx.r.null(),
                 Some(_) => ctx.r.null_array(),
             };
         }
-        Lookup::List(l) => l,
+        Typed::Found(l) => l,
     };
     let take = count.unwrap_or(1).min(l.len());
     let mut popped = Vec::with_capacity(take);
@@ -155,11 +121,11 @@ fn pop(ctx: &mut Ctx, a: &Args, left: bool) {
         popped.extend(e);
     }
     if take > 0 {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<List>(&mut s, key);
         let mut b = itoa::Buffer::new();
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key, b.format(take).as_bytes()]);
-        removed_events(&events, pop_event(left), key, deleted);
+        removed_events(&events, ev::LIST, pop_event(left), key, deleted);
     }
     drop(s);
     ctx.dirty(take as u64);
@@ -184,24 +150,10 @@ pub fn rpop(ctx: &mut Ctx, a: &Args) {
     pop(ctx, a, false)
 }
 
-/// Reads a list; `missing` runs when the key does not exist.
-macro_rules! with_list {
-    ($ctx:ident, $key:expr, $missing:expr, |$l:ident| $body:expr) => {{
-        let key = $key;
-        let mut s = $ctx.locks.key(key);
-        match s.get(key) {
-            None => {
-                drop(s);
-                $missing
-            }
-            Some(Value::List($l)) => $body,
-            Some(_) => $ctx.r.error(WRONGTYPE),
-        }
-    }};
-}
-
 pub fn llen(ctx: &mut Ctx, a: &Args) {
-    with_list!(ctx, a.get(1), ctx.r.int(0), |l| ctx.r.int(l.len() as i64))
+    with_typed!(ctx, List, a.get(1), ctx.r.int(0), |l| ctx
+        .r
+        .int(l.len() as i64))
 }
 
 /// Resolves a possibly negative index.
@@ -214,7 +166,7 @@ fn index(i: i64, len: usize) -> Option<usize> {
 /// missing key answers nil (LINDEX) or "no such key" (LSET) whatever the
 /// index, and a wrong type wins over a bad index.
 pub fn lindex(ctx: &mut Ctx, a: &Args) {
-    with_list!(ctx, a.get(1), ctx.r.null(), |l| {
+    with_typed!(ctx, List, a.get(1), ctx.r.null(), |l| {
         let Some(i) = parse_i64(a.get(2)) else {
             return ctx.r.error(NOT_INT);
         };
@@ -229,10 +181,10 @@ pub fn lset(ctx: &mut Ctx, a: &Args) {
     let (key, v) = (a.get(1), a.get(3));
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => return ctx.r.error(NO_SUCH_KEY),
-        Lookup::List(l) => match parse_i64(a.get(2)).map(|i| index(i, l.len())) {
+    match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => return ctx.r.error(NO_SUCH_KEY),
+        Typed::Found(l) => match parse_i64(a.get(2)).map(|i| index(i, l.len())) {
             None => {
                 drop(s);
                 return ctx.r.error(NOT_INT);
@@ -271,8 +223,9 @@ pub fn lrange(ctx: &mut Ctx, a: &Args) {
     let (Some(start), Some(end)) = (parse_i64(a.get(2)), parse_i64(a.get(3))) else {
         return ctx.r.error(NOT_INT);
     };
-    with_list!(
+    with_typed!(
         ctx,
+        List,
         a.get(1),
         ctx.r.array(0),
         |l| match range(start, end, l.len()) {
@@ -294,10 +247,10 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let changed = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => return ctx.r.ok(),
-        Lookup::List(l) => {
+    let changed = match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => return ctx.r.ok(),
+        Typed::Found(l) => {
             let before = l.len();
             match range(start, end, l.len()) {
                 None => l.clear(),
@@ -308,13 +261,13 @@ pub fn ltrim(ctx: &mut Ctx, a: &Args) {
             l.len() != before
         }
     };
-    let deleted = settle(&mut s, key);
+    let deleted = settle::<List>(&mut s, key);
     // Nothing trimmed is no change to propagate (Redis's dirty stays 0),
     // though the event and WATCH still see the command.
     if changed {
         log_args(&s, a);
     }
-    removed_events(&events, "ltrim", key, deleted);
+    removed_events(&events, ev::LIST, "ltrim", key, deleted);
     drop(s);
     ctx.dirty(1);
     ctx.r.ok();
@@ -331,10 +284,10 @@ pub fn linsert(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let n = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => return ctx.r.int(0),
-        Lookup::List(l) => match l.iter().position(|e| e == pivot) {
+    let n = match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => return ctx.r.int(0),
+        Typed::Found(l) => match l.iter().position(|e| e == pivot) {
             None => return ctx.r.int(-1),
             Some(i) => {
                 l.insert_at(i, v, !before);
@@ -357,10 +310,10 @@ pub fn lrem(ctx: &mut Ctx, a: &Args) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let removed = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => return ctx.r.int(0),
-        Lookup::List(l) => {
+    let removed = match lookup::<List>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => return ctx.r.int(0),
+        Typed::Found(l) => {
             let limit = if count == 0 {
                 usize::MAX
             } else {
@@ -370,9 +323,9 @@ pub fn lrem(ctx: &mut Ctx, a: &Args) {
         }
     };
     if removed > 0 {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<List>(&mut s, key);
         log_args(&s, a);
-        removed_events(&events, "lrem", key, deleted);
+        removed_events(&events, ev::LIST, "lrem", key, deleted);
         drop(s);
         ctx.dirty(removed as u64);
     }
@@ -423,7 +376,7 @@ pub fn lpos(ctx: &mut Ctx, a: &Args) {
             ctx.r.null()
         }
     };
-    with_list!(ctx, key, missing(ctx), |l| {
+    with_typed!(ctx, List, key, missing(ctx), |l| {
         let want = match count {
             Some(0) => usize::MAX,
             Some(c) => c,
@@ -488,13 +441,13 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
         return ctx.r.error(WRONGTYPE);
     }
     let s = m.key(src);
-    let e = match lookup(s, src) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => {
+    let e = match lookup::<List>(s, src) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => {
             drop(m);
             return ctx.r.null();
         }
-        Lookup::List(l) => {
+        Typed::Found(l) => {
             let e = if from_left {
                 l.pop_front()
             } else {
@@ -510,8 +463,8 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
     // list must not be deleted and recreated (Redis keeps the key, and its
     // TTL).
     let d = m.key(dst);
-    match lookup(d, dst) {
-        Lookup::List(l) => {
+    match lookup::<List>(d, dst) {
+        Typed::Found(l) => {
             if to_left {
                 l.push_front(&e);
             } else {
@@ -528,8 +481,8 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
     }
     // Redis announces the push before the pop.
     events.emit(ev::LIST, push_event(to_left), dst);
-    let deleted = settle(m.key(src), src);
-    removed_events(&events, pop_event(from_left), src, deleted);
+    let deleted = settle::<List>(m.key(src), src);
+    removed_events(&events, ev::LIST, pop_event(from_left), src, deleted);
     let (f, t): (&[u8], &[u8]) = (
         if from_left { b"LEFT" } else { b"RIGHT" },
         if to_left { b"LEFT" } else { b"RIGHT" },
@@ -586,23 +539,23 @@ pub fn lmpop(ctx: &mut Ctx, a: &Args) {
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in &keys {
         let s = m.key(key);
-        let l = match lookup(s, key) {
+        let l = match lookup::<List>(s, key) {
             // A woken blocked client is not served from a key that changed
             // type meanwhile: it stays blocked (as in Redis).
-            Lookup::Wrong if ctx.client.block_retry => continue,
-            Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-            Lookup::Missing => continue,
-            Lookup::List(l) => l,
+            Typed::Wrong if ctx.client.block_retry => continue,
+            Typed::Wrong => return ctx.r.error(WRONGTYPE),
+            Typed::Missing => continue,
+            Typed::Found(l) => l,
         };
         let take = count.min(l.len());
         let popped: Vec<Vec<u8>> = (0..take)
             .filter_map(|_| if left { l.pop_front() } else { l.pop_back() })
             .collect();
-        let deleted = settle(s, key);
+        let deleted = settle::<List>(s, key);
         let mut b = itoa::Buffer::new();
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key, b.format(take).as_bytes()]);
-        removed_events(&events, pop_event(left), key, deleted);
+        removed_events(&events, ev::LIST, pop_event(left), key, deleted);
         drop(m);
         ctx.dirty(take as u64);
         ctx.r.array(2);
@@ -663,20 +616,20 @@ fn bpop(ctx: &mut Ctx, a: &Args, left: bool) {
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in &keys {
         let s = m.key(key);
-        let l = match lookup(s, key) {
-            Lookup::Wrong if ctx.client.block_retry => continue,
-            Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-            Lookup::Missing => continue,
-            Lookup::List(l) => l,
+        let l = match lookup::<List>(s, key) {
+            Typed::Wrong if ctx.client.block_retry => continue,
+            Typed::Wrong => return ctx.r.error(WRONGTYPE),
+            Typed::Missing => continue,
+            Typed::Found(l) => l,
         };
         let Some(e) = (if left { l.pop_front() } else { l.pop_back() }) else {
             continue;
         };
         let more = !l.is_empty();
-        let deleted = settle(s, key);
+        let deleted = settle::<List>(s, key);
         let cmd: &[u8] = if left { b"LPOP" } else { b"RPOP" };
         s.log(&[cmd, key]);
-        removed_events(&events, pop_event(left), key, deleted);
+        removed_events(&events, ev::LIST, pop_event(left), key, deleted);
         if more {
             // Elements remain: the next blocked client may take one.
             s.signal_ready(key);

@@ -37,6 +37,7 @@ pub mod streams;
 pub mod strings;
 pub mod table;
 pub mod txn;
+pub mod typed;
 pub mod zsets;
 
 use std::sync::Arc;

@@ -3,45 +3,11 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, ev, Args, Ctx, Events, SYNTAX, WRONGTYPE};
+use super::typed::{lookup, removed_events, settle, Typed};
+use super::{eq_ic, ev, Args, Ctx, SYNTAX, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{SetObj, SlotRef, Value};
 use crate::resp::parse_i64;
-
-enum Lookup<'v> {
-    Missing,
-    Wrong,
-    Set(&'v mut SetObj),
-}
-
-fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
-    match s.get_mut(key) {
-        None => Lookup::Missing,
-        Some(Value::Set(x)) => Lookup::Set(x),
-        Some(_) => Lookup::Wrong,
-    }
-}
-
-/// After removing members: delete the key when the set is empty, else
-/// mark it modified. Returns whether the key was deleted.
-fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
-    let empty = matches!(s.get(key), Some(Value::Set(x)) if x.is_empty());
-    if empty {
-        s.remove(key);
-    } else {
-        s.touch(key);
-    }
-    empty
-}
-
-/// The events of removing members: `event`, then `del` if that emptied
-/// the set.
-fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
-    events.emit(ev::SET, event, key);
-    if deleted {
-        events.emit(ev::GENERIC, "del", key);
-    }
-}
 
 fn log_args(s: &SlotRef, a: &Args) {
     if s.db.log.is_active() {
@@ -61,10 +27,10 @@ pub fn sadd(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let added = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Set(x) => a.iter().skip(2).filter(|m| x.add(m)).count(),
-        Lookup::Missing => {
+    let added = match lookup::<SetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Found(x) => a.iter().skip(2).filter(|m| x.add(m)).count(),
+        Typed::Missing => {
             let mut x = SetObj::default();
             let n = a.iter().skip(2).filter(|m| x.add(m)).count();
             s.set(key, Value::Set(Box::new(x)), false);
@@ -85,15 +51,15 @@ pub fn srem(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let removed = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => 0,
-        Lookup::Set(x) => a.iter().skip(2).filter(|m| x.remove(m)).count(),
+    let removed = match lookup::<SetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => 0,
+        Typed::Found(x) => a.iter().skip(2).filter(|m| x.remove(m)).count(),
     };
     if removed > 0 {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<SetObj>(&mut s, key);
         log_args(&s, a);
-        removed_events(&events, "srem", key, deleted);
+        removed_events(&events, ev::SET, "srem", key, deleted);
         drop(s);
         ctx.dirty(removed as u64);
     }
@@ -194,16 +160,16 @@ pub fn spop(ctx: &mut Ctx, a: &Args) {
     let mut s = ctx.locks.key(key);
     let want = count.unwrap_or(1) as usize;
     let mut rng = rand::rng();
-    let picked: Vec<Vec<u8>> = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => {
+    let picked: Vec<Vec<u8>> = match lookup::<SetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => {
             drop(s);
             return match count {
                 None => ctx.r.null(),
                 Some(_) => ctx.r.set(0),
             };
         }
-        Lookup::Set(x) => {
+        Typed::Found(x) => {
             if want >= x.len() {
                 let all = x.members();
                 for m in &all {
@@ -217,8 +183,8 @@ pub fn spop(ctx: &mut Ctx, a: &Args) {
         }
     };
     if !picked.is_empty() {
-        let deleted = settle(&mut s, key);
-        removed_events(&events, "spop", key, deleted);
+        let deleted = settle::<SetObj>(&mut s, key);
+        removed_events(&events, ev::SET, "spop", key, deleted);
         // Replicas and the AOF get the members actually popped.
         let mut eff: Vec<&[u8]> = vec![b"SREM", key];
         eff.extend(picked.iter().map(|m| m.as_slice()));
@@ -484,18 +450,18 @@ pub fn smove(ctx: &mut Ctx, a: &Args) {
         return ctx.r.int(has as i64);
     }
     let s = m.key(src);
-    let removed = match lookup(s, src) {
-        Lookup::Set(x) => x.remove(member),
+    let removed = match lookup::<SetObj>(s, src) {
+        Typed::Found(x) => x.remove(member),
         _ => false,
     };
     if !removed {
         return ctx.r.int(0);
     }
-    let deleted = settle(s, src);
-    removed_events(&events, "srem", src, deleted);
+    let deleted = settle::<SetObj>(s, src);
+    removed_events(&events, ev::SET, "srem", src, deleted);
     let d = m.key(dst);
-    let added = match lookup(d, dst) {
-        Lookup::Set(x) => {
+    let added = match lookup::<SetObj>(d, dst) {
+        Typed::Found(x) => {
             // A member already there leaves the destination unchanged:
             // no WATCH is broken and no event published (as in Redis).
             let added = x.add(member);

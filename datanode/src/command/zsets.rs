@@ -3,45 +3,11 @@
 use rand::Rng;
 
 use super::keys::{parse_cursor, parse_scan_opts};
-use super::{eq_ic, ev, int_arg, Args, Ctx, Events, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
+use super::typed::{lookup, removed_events, settle, with_typed, Typed};
+use super::{eq_ic, ev, int_arg, Args, Ctx, NOT_FLOAT, NOT_INT, SYNTAX, WRONGTYPE};
 use crate::glob::glob_match;
 use crate::keyspace::{SlotRef, Value, ZSetObj};
 use crate::resp::parse_i64;
-
-enum Lookup<'v> {
-    Missing,
-    Wrong,
-    Z(&'v mut ZSetObj),
-}
-
-fn lookup<'v>(s: &'v mut SlotRef, key: &[u8]) -> Lookup<'v> {
-    match s.get_mut(key) {
-        None => Lookup::Missing,
-        Some(Value::ZSet(z)) => Lookup::Z(z),
-        Some(_) => Lookup::Wrong,
-    }
-}
-
-/// After removing members: delete the key when the sorted set is empty,
-/// else mark it modified. Returns whether the key was deleted.
-fn settle(s: &mut SlotRef, key: &[u8]) -> bool {
-    let empty = matches!(s.get(key), Some(Value::ZSet(z)) if z.is_empty());
-    if empty {
-        s.remove(key);
-    } else {
-        s.touch(key);
-    }
-    empty
-}
-
-/// The events of removing members: `event`, then `del` if that emptied
-/// the sorted set.
-fn removed_events(events: &Events, event: &'static str, key: &[u8], deleted: bool) {
-    events.emit(ev::ZSET, event, key);
-    if deleted {
-        events.emit(ev::GENERIC, "del", key);
-    }
-}
 
 fn pop_event(max: bool) -> &'static str {
     if max {
@@ -131,19 +97,19 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
     }
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let z = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Z(_) => None,
-        Lookup::Missing if xx => {
+    let z = match lookup::<ZSetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Found(_) => None,
+        Typed::Missing if xx => {
             drop(s);
             return if incr { ctx.r.null() } else { ctx.r.int(0) };
         }
-        Lookup::Missing => Some(ZSetObj::default()),
+        Typed::Missing => Some(ZSetObj::default()),
     };
     if let Some(z) = z {
         s.set(key, Value::ZSet(Box::new(z)), false);
     }
-    let Lookup::Z(z) = lookup(&mut s, key) else {
+    let Typed::Found(z) = lookup::<ZSetObj>(&mut s, key) else {
         return;
     };
     let (mut added, mut changed) = (0, 0);
@@ -178,7 +144,7 @@ fn zadd_generic(ctx: &mut Ctx, a: &Args, incrby: bool) {
         }
         effects.push((new, m.to_vec()));
     }
-    settle(&mut s, key);
+    settle::<ZSetObj>(&mut s, key);
     if added > 0 {
         // Clients blocked in BZPOP* on this key may now proceed.
         s.signal_ready(key);
@@ -211,47 +177,39 @@ pub fn zrem(ctx: &mut Ctx, a: &Args) {
     let key = a.get(1);
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let n = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => 0,
-        Lookup::Z(z) => a.iter().skip(2).filter(|m| z.remove(m)).count(),
+    let n = match lookup::<ZSetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => 0,
+        Typed::Found(z) => a.iter().skip(2).filter(|m| z.remove(m)).count(),
     };
     if n > 0 {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<ZSetObj>(&mut s, key);
         log_args(&s, a);
-        removed_events(&events, "zrem", key, deleted);
+        removed_events(&events, ev::ZSET, "zrem", key, deleted);
         drop(s);
         ctx.dirty(n as u64);
     }
     ctx.r.int(n as i64);
 }
 
-macro_rules! with_z {
-    ($ctx:ident, $key:expr, $missing:expr, |$z:ident| $body:expr) => {{
-        let key = $key;
-        let mut s = $ctx.locks.key(key);
-        match s.get(key) {
-            None => {
-                drop(s);
-                $missing
-            }
-            Some(Value::ZSet($z)) => $body,
-            Some(_) => $ctx.r.error(WRONGTYPE),
-        }
-    }};
-}
-
 pub fn zscore(ctx: &mut Ctx, a: &Args) {
-    with_z!(ctx, a.get(1), ctx.r.null(), |z| match z.score(a.get(2)) {
-        Some(v) => ctx.r.double(v),
-        None => ctx.r.null(),
-    })
+    with_typed!(
+        ctx,
+        ZSetObj,
+        a.get(1),
+        ctx.r.null(),
+        |z| match z.score(a.get(2)) {
+            Some(v) => ctx.r.double(v),
+            None => ctx.r.null(),
+        }
+    )
 }
 
 pub fn zmscore(ctx: &mut Ctx, a: &Args) {
     let n = a.len() - 2;
-    with_z!(
+    with_typed!(
         ctx,
+        ZSetObj,
         a.get(1),
         {
             ctx.r.array(n);
@@ -272,11 +230,13 @@ pub fn zmscore(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn zcard(ctx: &mut Ctx, a: &Args) {
-    with_z!(ctx, a.get(1), ctx.r.int(0), |z| ctx.r.int(z.len() as i64))
+    with_typed!(ctx, ZSetObj, a.get(1), ctx.r.int(0), |z| ctx
+        .r
+        .int(z.len() as i64))
 }
 
 fn rank_generic(ctx: &mut Ctx, a: &Args, rev: bool) {
-    with_z!(ctx, a.get(1), ctx.r.null(), |z| {
+    with_typed!(ctx, ZSetObj, a.get(1), ctx.r.null(), |z| {
         let m = a.get(2);
         match z.score(m).and_then(|s| z.tree.rank(s, m)) {
             Some(r) => ctx.r.int(if rev { z.len() - 1 - r } else { r } as i64),
@@ -455,7 +415,7 @@ pub fn zcount(ctx: &mut Ctx, a: &Args) {
     let (Some(min), Some(max)) = (parse_score_bound(a.get(2)), parse_score_bound(a.get(3))) else {
         return ctx.r.error("ERR min or max is not a float");
     };
-    with_z!(ctx, a.get(1), ctx.r.int(0), |z| {
+    with_typed!(ctx, ZSetObj, a.get(1), ctx.r.int(0), |z| {
         let (s0, e0) = score_span(z, min, max);
         ctx.r.int((e0 - s0) as i64)
     })
@@ -465,7 +425,7 @@ pub fn zlexcount(ctx: &mut Ctx, a: &Args) {
     let (Some(min), Some(max)) = (parse_lex_bound(a.get(2)), parse_lex_bound(a.get(3))) else {
         return ctx.r.error("ERR min or max not valid string range item");
     };
-    with_z!(ctx, a.get(1), ctx.r.int(0), |z| {
+    with_typed!(ctx, ZSetObj, a.get(1), ctx.r.int(0), |z| {
         let n = if z.big {
             // Redis counts a skiplist's range by the ranks of its ends.
             match (
@@ -715,10 +675,10 @@ fn pop_generic(ctx: &mut Ctx, a: &Args, max: bool) {
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);
-    let popped: Vec<(Vec<u8>, f64)> = match lookup(&mut s, key) {
-        Lookup::Wrong => return ctx.r.error(WRONGTYPE),
-        Lookup::Missing => Vec::new(),
-        Lookup::Z(z) => {
+    let popped: Vec<(Vec<u8>, f64)> = match lookup::<ZSetObj>(&mut s, key) {
+        Typed::Wrong => return ctx.r.error(WRONGTYPE),
+        Typed::Missing => Vec::new(),
+        Typed::Found(z) => {
             let n = count.unwrap_or(1).min(z.len());
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
@@ -733,11 +693,11 @@ fn pop_generic(ctx: &mut Ctx, a: &Args, max: bool) {
         }
     };
     if !popped.is_empty() {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<ZSetObj>(&mut s, key);
         let mut eff: Vec<&[u8]> = vec![b"ZREM", key];
         eff.extend(popped.iter().map(|(m, _)| m.as_slice()));
         s.log(&eff);
-        removed_events(&events, pop_event(max), key, deleted);
+        removed_events(&events, ev::ZSET, pop_event(max), key, deleted);
     }
     drop(s);
     ctx.dirty(popped.len() as u64);
@@ -790,15 +750,15 @@ fn remrange(ctx: &mut Ctx, a: &Args, by: By, event: &'static str) {
         }
         Some(_) => return ctx.r.error(WRONGTYPE),
     };
-    if let Lookup::Z(z) = lookup(&mut s, key) {
+    if let Typed::Found(z) = lookup::<ZSetObj>(&mut s, key) {
         for (m, _) in &items {
             z.remove(m);
         }
     }
     if !items.is_empty() {
-        let deleted = settle(&mut s, key);
+        let deleted = settle::<ZSetObj>(&mut s, key);
         log_args(&s, a);
-        removed_events(&events, event, key, deleted);
+        removed_events(&events, ev::ZSET, event, key, deleted);
     }
     drop(s);
     ctx.dirty(items.len() as u64);
@@ -1325,16 +1285,16 @@ fn mpop_first(
     let mut m = ctx.locks.keys(keys.iter().copied());
     for key in keys {
         let s = m.key(key);
-        let z = match lookup(s, key) {
+        let z = match lookup::<ZSetObj>(s, key) {
             // Woken blocked clients skip keys that changed type (Redis).
-            Lookup::Wrong if ctx.client.block_retry => continue,
-            Lookup::Wrong => {
+            Typed::Wrong if ctx.client.block_retry => continue,
+            Typed::Wrong => {
                 drop(m);
                 ctx.r.error(WRONGTYPE);
                 return Err(());
             }
-            Lookup::Missing => continue,
-            Lookup::Z(z) => z,
+            Typed::Missing => continue,
+            Typed::Found(z) => z,
         };
         let n = count.min(z.len());
         let mut out = Vec::with_capacity(n);
@@ -1346,12 +1306,12 @@ fn mpop_first(
             z.remove(&mm);
             out.push((mm, sc));
         }
-        let deleted = settle(s, key);
+        let deleted = settle::<ZSetObj>(s, key);
         // Propagated as ZPOPMIN/ZPOPMAX with the count popped (Redis).
         let mut nb = itoa::Buffer::new();
         let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
         s.log(&[pop, key, nb.format(out.len()).as_bytes()]);
-        removed_events(&events, pop_event(max), key, deleted);
+        removed_events(&events, ev::ZSET, pop_event(max), key, deleted);
         if !s.is_empty() {
             s.signal_ready(key);
         }
