@@ -17,7 +17,9 @@ else
   refskip=$(mktemp)
   echo "SRANDMEMBER with a dict containing long chain" >"$refskip"
   SKIPFILE=$refskip "$SUITE/run.sh" "$(command -v redis-server)" | tee "$redis_out"
-  tests/redis-suite-spawned.sh "$(command -v redis-server)" unit/acl unit/acl-v2 unit/auth |
+  spawned=$(sed -n 's/^SPAWNED_UNITS="\(.*\)"$/\1/p' tests/redis-suite.sh)
+  # shellcheck disable=SC2086
+  tests/redis-suite-spawned.sh "$(command -v redis-server)" $spawned |
     tee -a "$redis_out"
   tests/redis-suite.sh | tee "$dn_out" || true
 fi
@@ -54,8 +56,9 @@ print("Redis's unit tests (`../shared/redis-tests`) run in external-server mode 
 print("redis-server 7.0.15 and against datanode in the same session. Tests and units that")
 print("datanode skips are listed with their reasons in `tests/redis-suite-skips.txt`.")
 print("A unit showing 0 and 0 has every test tagged `external:skip` by Redis itself;")
-print("unit/acl, unit/acl-v2 and unit/auth, whose tests all are, run instead with the")
-print("harness starting each server itself (`tests/redis-suite-spawned.sh`).\n")
+print("unit/acl, unit/acl-v2, unit/auth, unit/info, unit/pubsubshard, unit/limits and")
+print("unit/wait, whose tests all are, run instead with the harness starting each server")
+print("itself (`tests/redis-suite-spawned.sh`).\n")
 print("Reproduce: `tests/redis-suite-compat.sh` (both runs, then this file).\n")
 print("| unit | redis-server passed | datanode passed | datanode failed | skipped by datanode |")
 print("|---|---|---|---|---|")

@@ -225,6 +225,19 @@ fn hex(s: &[u8]) -> (f64, usize, bool) {
     (v, i, range)
 }
 
+/// A whole string read as a double, as Redis's `string2d`: strtod must
+/// read every byte, the string may not be empty or start with white space,
+/// and neither NaN nor a number out of range (±HUGE_VAL, or underflow to
+/// zero) is taken.
+pub fn string2d(a: &[u8]) -> Option<f64> {
+    if a.is_empty() || a[0].is_ascii_whitespace() || a[0] == 0x0b {
+        return None;
+    }
+    let p = strtod(a);
+    let out_of_range = p.range && (p.value.is_infinite() || p.value == 0.0);
+    (p.used == a.len() && !p.value.is_nan() && !out_of_range).then_some(p.value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

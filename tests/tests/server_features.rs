@@ -1013,3 +1013,95 @@ fn an_expire_cycle_that_frees_a_big_key_is_a_latency_event() {
     let latest = c.text(&["LATENCY", "LATEST"]);
     assert!(latest.contains("expire-cycle"), "{latest}");
 }
+
+/// What INFO latencystats, errorstats and commandstats show after a run of
+/// commands (an error inside EXEC, a blocked BLPOP unblocked with an
+/// error), on one server: latency lines by command with their percentile
+/// labels, errorstats whole, and each command's counts but not its times.
+fn stats_after_a_workload(kind: Server) -> (Vec<(String, String)>, String, Vec<String>, String) {
+    let n = Node::start(kind, &["--save", ""]);
+    let mut c = n.conn();
+    let mut blocked = n.conn();
+    c.text(&["CONFIG", "RESETSTAT"]);
+    c.text(&["SET", "a", "b"]);
+    c.text(&["CLIENT", "ID"]);
+    c.text(&["MULTI"]);
+    c.text(&["SET", "x", "y"]);
+    c.text(&["AUTH", "nopass"]);
+    c.text(&["EXEC"]);
+    let id = blocked.text(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':').trim().to_string();
+    blocked
+        .send_raw(&slotkv_tests::resp::encode(&["BLPOP", "nolist", "0"]))
+        .expect("send");
+    wait_until("BLPOP blocks", || {
+        c.text(&["CLIENT", "LIST"]).contains("cmd=blpop")
+    });
+    c.text(&["CLIENT", "UNBLOCK", &id, "ERROR"]);
+    let unblocked = String::from_utf8_lossy(&blocked.read_reply().expect("reply").raw).into_owned();
+    assert!(unblocked.starts_with("-UNBLOCKED"), "{unblocked}");
+    c.text(&[
+        "CONFIG",
+        "SET",
+        "latency-tracking-info-percentiles",
+        "0 50.0 99.9",
+    ]);
+    let bad = c.text(&[
+        "CONFIG",
+        "SET",
+        "latency-tracking-info-percentiles",
+        "50 101",
+    ]);
+    let latency = c.text(&["INFO", "latencystats"]);
+    let mut lines: Vec<(String, String)> = latency
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("latency_percentiles_usec_"))
+        .filter_map(|l| l.split_once(':'))
+        // Each value is microseconds with three decimals; the labels are
+        // what must match.
+        .map(|(name, values)| {
+            let labels: Vec<&str> = values
+                .split(',')
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').expect("label=value");
+                    let (whole, frac) = v.split_once('.').expect("decimals");
+                    assert!(whole.parse::<u64>().is_ok() && frac.len() == 3, "{kv}");
+                    k
+                })
+                .collect();
+            (name.to_string(), labels.join(","))
+        })
+        .collect();
+    lines.sort();
+    let errors = c.text(&["INFO", "errorstats"]);
+    let mut counts: Vec<String> = c
+        .text(&["INFO", "commandstats"])
+        .split("\r\n")
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .map(|l| {
+            let (name, rest) = l.split_once(':').expect("cmdstat line");
+            let keep: Vec<&str> = rest.split(',').filter(|f| !f.starts_with("usec")).collect();
+            format!("{name}:{}", keep.join(","))
+        })
+        .collect();
+    counts.sort();
+    (lines, errors, counts, bad)
+}
+
+#[test]
+fn latency_error_and_command_stats_read_as_redis_servers() {
+    let redis = stats_after_a_workload(Server::Redis);
+    let ours = stats_after_a_workload(Server::Datanode);
+    assert!(
+        redis
+            .0
+            .iter()
+            .any(|(n, l)| n == "blpop" && l == "p0,p50,p99.9"),
+        "{:?}",
+        redis.0
+    );
+    assert_eq!(redis.0, ours.0, "INFO latencystats: commands and labels");
+    assert_eq!(redis.1, ours.1, "INFO errorstats");
+    assert_eq!(redis.2, ours.2, "INFO commandstats counts");
+    assert_eq!(redis.3, ours.3, "a bad percentile list");
+}

@@ -868,6 +868,11 @@ pub fn client_unblock(ctx: &mut Ctx, a: &Args) {
     });
     if let Some(c) = target.filter(|_| waiting) {
         c.unblock_notify.notify_waiters();
+        // Redis sends the target its error while this command runs, so
+        // this call counts as failed in INFO commandstats.
+        if mode == crate::server::conn::UNBLOCK_ERROR {
+            ctx.client.count_as_failed = true;
+        }
     }
     ctx.r.int(waiting as i64);
 }

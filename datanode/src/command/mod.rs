@@ -244,15 +244,7 @@ pub fn int_arg(ctx: &mut Ctx, a: &[u8]) -> Option<i64> {
 
 /// Parses a float argument the way Redis's `string2d` does.
 pub fn parse_float(a: &[u8]) -> Option<f64> {
-    // strtod must read every byte, the string may not be empty or start
-    // with white space, and neither NaN nor a number out of range
-    // (±HUGE_VAL, or underflow to zero) is taken.
-    if a.is_empty() || a[0].is_ascii_whitespace() || a[0] == 0x0b {
-        return None;
-    }
-    let p = crate::strtod::strtod(a);
-    let out_of_range = p.range && (p.value.is_infinite() || p.value == 0.0);
-    (p.used == a.len() && !p.value.is_nan() && !out_of_range).then_some(p.value)
+    crate::strtod::string2d(a)
 }
 
 pub(crate) fn arity_ok(arity: i32, argc: usize) -> bool {
@@ -898,7 +890,8 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
     let usec = t0.elapsed().as_micros() as u64;
     ctx.client.last_elapsed_us = usec;
     // EXEC's own reply is an array; its commands were counted one by one.
-    let failed = ctx.r.out.get(start) == Some(&b'-');
+    let failed =
+        ctx.r.out.get(start) == Some(&b'-') || std::mem::take(&mut ctx.client.count_as_failed);
     let outcome = if failed {
         cmdstats::Outcome::Failed
     } else {

@@ -369,6 +369,21 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         o.push_str("# Errorstats\r\n");
         o.push_str(&crate::server::cmdstats::errorstats());
     }
+    // Not a default section, as in Redis.
+    if sections.iter().any(|s| s == "latencystats") || everything {
+        if !o.is_empty() {
+            o.push_str("\r\n");
+        }
+        o.push_str("# Latencystats\r\n");
+        if cfg.value("latency-tracking") == "yes" {
+            let percentiles: Vec<f64> = cfg
+                .value("latency-tracking-info-percentiles")
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            o.push_str(&crate::server::cmdstats::latencystats(&percentiles));
+        }
+    }
     if want("cluster") {
         if !o.is_empty() {
             o.push_str("\r\n");

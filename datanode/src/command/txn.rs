@@ -148,7 +148,14 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
     ctx.r.array(m.queue.len());
     ctx.client.in_exec = true;
     for q in &m.queue {
+        let start = ctx.r.out.len();
         dispatch(ctx, &q.args());
+        // An error inside the transaction's reply counts as an error reply
+        // (errorstats, total_error_replies), as in Redis; EXEC's own
+        // reply, an array, does not.
+        if ctx.r.out.get(start) == Some(&b'-') && !std::mem::take(&mut ctx.client.error_counted) {
+            crate::server::cmdstats::count_error_reply(ctx.srv, &ctx.r.out[start..]);
+        }
     }
     ctx.client.in_exec = false;
     if logging {

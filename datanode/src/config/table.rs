@@ -27,6 +27,8 @@ pub enum Kind {
     NotifyClasses,
     /// `client-output-buffer-limit`: groups of class, hard, soft, seconds.
     ObufLimits,
+    /// `latency-tracking-info-percentiles`: numbers from 0 to 100.
+    Percentiles,
 }
 
 pub struct Spec {
@@ -52,6 +54,8 @@ use Kind::*;
 /// Directives whose values are validated (the rest are kept as strings).
 pub static SPECS: &[Spec] = &[
     s("port", Int { min: 0, max: 65535 }, false),
+    s("latency-tracking", Bool, false),
+    s("latency-tracking-info-percentiles", Percentiles, false),
     s("bind", List, false),
     s("protected-mode", Bool, false),
     s("dir", Str, false),
@@ -550,6 +554,7 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         Str => Ok(one()?.clone()),
         NotifyClasses => crate::server::notify::canonical(one()?),
         ObufLimits => obuf_limits(args),
+        Percentiles => percentiles(args),
         List => {
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
@@ -566,9 +571,44 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
     }
 }
 
+/// `latency-tracking-info-percentiles`: each a double (string2d) from 0
+/// to 100, written back as Redis's `%f` with trailing zeros trimmed; an
+/// empty value is no percentile at all.
+fn percentiles(args: &[String]) -> Result<String, String> {
+    let mut out = Vec::new();
+    for a in args.iter().flat_map(|a| a.split(' ')) {
+        if a.is_empty() && args.len() == 1 && args[0].is_empty() {
+            break;
+        }
+        let p = crate::strtod::string2d(a.as_bytes())
+            .ok_or("Invalid latency-tracking-info-percentiles parameters")?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(
+                "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]"
+                    .into(),
+            );
+        }
+        out.push(crate::server::cmdstats::percentile_label(p));
+    }
+    Ok(out.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_validate_and_print_like_redis() {
+        let v = |s: &str| validate("latency-tracking-info-percentiles", &[s.to_string()]);
+        assert_eq!(v("50.0 99.0 99.9").as_deref(), Ok("50 99 99.9"));
+        assert_eq!(v("0.0 50.0 100.0").as_deref(), Ok("0 50 100"));
+        assert_eq!(v("").as_deref(), Ok(""));
+        assert_eq!(v("1e1").as_deref(), Ok("10"));
+        assert!(v("10.0 50.0 a").unwrap_err().starts_with("Invalid"));
+        assert!(v("10.0 50.0 101.0").unwrap_err().contains("[0.0,100.0]"));
+        assert!(v("-1").is_err());
+        assert!(v("50  99").is_err());
+    }
 
     #[test]
     fn output_buffer_limits_validate_and_merge_like_redis() {

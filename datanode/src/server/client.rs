@@ -232,6 +232,9 @@ pub struct Client {
     /// The reply's error was counted in the error stats already (a
     /// command's error propagated by a script).
     pub error_counted: bool,
+    /// The command ran without an error reply of its own but counts as a
+    /// failed call (CLIENT UNBLOCK … ERROR, as Redis counts it).
+    pub count_as_failed: bool,
     /// Where this command's reply starts in the output when pushes were
     /// written ahead of it (an eviction's invalidations for this client).
     pub reply_from: Option<usize>,

@@ -1,10 +1,10 @@
-//! Per-command counters for INFO commandstats, and error counters for INFO
-//! errorstats. Each worker thread increments its own counters (relaxed,
-//! uncontended); INFO sums them.
+//! Per-command counters for INFO commandstats and latencystats, and error
+//! counters for INFO errorstats. Each worker thread increments its own
+//! counters (relaxed, uncontended); INFO sums them.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -22,7 +22,24 @@ struct Counters {
     rejected: AtomicU64,
     failed: AtomicU64,
     hist: [AtomicU64; HIST],
+    /// The HDR histogram of INFO latencystats (`hdr`), made on the first
+    /// sample: most commands are never called.
+    latency: OnceLock<Box<[AtomicU64]>>,
 }
+
+impl Counters {
+    fn sample(&self, usec: u64) {
+        let counts = self
+            .latency
+            .get_or_init(|| (0..super::hdr::LEN).map(|_| AtomicU64::new(0)).collect());
+        // Durations are whole microseconds, recorded in nanoseconds, as
+        // Redis does: percentiles then read as its bucket bounds.
+        counts[super::hdr::index_of(usec.saturating_mul(1000))].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `latency-tracking`: whether calls feed INFO latencystats.
+pub static LATENCY_TRACKING: AtomicBool = AtomicBool::new(true);
 
 /// The bucket of a duration: ceil(log2(usec)), at least 0.
 fn bucket(usec: u64) -> usize {
@@ -102,7 +119,19 @@ pub enum Outcome {
     Rejected,
 }
 
+/// Counts a call of `cmd` that took `usec` (or a refusal).
 pub fn record(cmd: &'static Cmd, usec: u64, outcome: Outcome) {
+    count(cmd, Some(usec), outcome)
+}
+
+/// Counts a call whose time is not a latency sample: a blocking command
+/// that timed out (Redis samples a blocked call only when it is served
+/// or unblocked by CLIENT UNBLOCK).
+pub fn record_unsampled(cmd: &'static Cmd, outcome: Outcome) {
+    count(cmd, None, outcome)
+}
+
+fn count(cmd: &'static Cmd, usec: Option<u64>, outcome: Outcome) {
     let Some(i) = index_of(cmd) else {
         return;
     };
@@ -113,11 +142,17 @@ pub fn record(cmd: &'static Cmd, usec: u64, outcome: Outcome) {
                 c.rejected.fetch_add(1, Ordering::Relaxed);
             }
             o => {
+                let us = usec.unwrap_or(0);
                 c.calls.fetch_add(1, Ordering::Relaxed);
-                c.usec.fetch_add(usec, Ordering::Relaxed);
-                c.hist[bucket(usec)].fetch_add(1, Ordering::Relaxed);
+                c.usec.fetch_add(us, Ordering::Relaxed);
+                c.hist[bucket(us)].fetch_add(1, Ordering::Relaxed);
                 if matches!(o, Outcome::Failed) {
                     c.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(us) = usec {
+                    if LATENCY_TRACKING.load(Ordering::Relaxed) {
+                        c.sample(us);
+                    }
                 }
             }
         }
@@ -153,6 +188,51 @@ pub fn commandstats() -> String {
         ));
     }
     out
+}
+
+/// `latency_percentiles_usec_<name>:p50=…` lines for the commands with
+/// latency samples since the last reset: each percentile of `percentiles`
+/// read off the summed histograms, as Redis prints them.
+pub fn latencystats(percentiles: &[f64]) -> String {
+    let all = &ids().all;
+    let mut sums: Vec<Option<Vec<u64>>> = vec![None; all.len()];
+    for b in registry().lock().iter() {
+        for (i, c) in b.iter().enumerate() {
+            let Some(counts) = c.latency.get() else {
+                continue;
+            };
+            let sum = sums[i].get_or_insert_with(|| vec![0; super::hdr::LEN]);
+            for (s, n) in sum.iter_mut().zip(counts.iter()) {
+                *s += n.load(Ordering::Relaxed);
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, c) in all.iter().enumerate() {
+        let Some(counts) = sums[i].as_ref().filter(|s| s.iter().any(|&n| n > 0)) else {
+            continue;
+        };
+        out.push_str("latency_percentiles_usec_");
+        out.push_str(c.name);
+        out.push(':');
+        for (k, p) in percentiles.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            let v = super::hdr::value_at_percentile(counts, *p) as f64 / 1000.0;
+            out.push_str(&format!("p{}={v:.3}", percentile_label(*p)));
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A percentile as Redis writes it: `%f`, then trailing zeros and a
+/// trailing point dropped (50 → "50", 99.9 → "99.9").
+pub fn percentile_label(p: f64) -> String {
+    let s = format!("{p:.6}");
+    let s = s.trim_end_matches('0');
+    s.trim_end_matches('.').to_string()
 }
 
 /// One command's latency distribution: calls, and for each 2^k µs bound
@@ -264,6 +344,9 @@ pub fn reset() {
             c.failed.store(0, Ordering::Relaxed);
             for h in &c.hist {
                 h.store(0, Ordering::Relaxed);
+            }
+            for n in c.latency.get().into_iter().flat_map(|l| l.iter()) {
+                n.store(0, Ordering::Relaxed);
             }
         }
     }

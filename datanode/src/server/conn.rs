@@ -104,6 +104,7 @@ fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Clie
         in_exec: false,
         in_script: false,
         error_counted: false,
+        count_as_failed: false,
         qbuf_at_cmd: 0,
         rbuf_cap: READ_CHUNK,
         rb: ReplyBuf::new(now),
@@ -984,17 +985,19 @@ async fn wait_unpaused<'s>(
     }
 }
 
-/// A blocking command that ended without running again (timeout, CLIENT
-/// UNBLOCK) still counts as one call in INFO commandstats, as in Redis.
-fn count_unblocked(b: &command::Block, failed: bool) {
+/// A blocking command that ended without running again still counts as
+/// one call in INFO commandstats, as in Redis: after CLIENT UNBLOCK as a
+/// failed call and a latency sample (whichever way it was unblocked), after
+/// a timeout as a plain call.
+fn count_unblocked(b: &command::Block, by_client_unblock: bool) {
+    use crate::server::cmdstats::{self, Outcome};
     let args = b.args.args();
     if let Some(cmd) = command::table::lookup(args.get(0)) {
-        let outcome = if failed {
-            crate::server::cmdstats::Outcome::Failed
+        if by_client_unblock {
+            cmdstats::record(cmd, 0, Outcome::Failed);
         } else {
-            crate::server::cmdstats::Outcome::Ok
-        };
-        crate::server::cmdstats::record(cmd, 0, outcome);
+            cmdstats::record_unsampled(cmd, Outcome::Ok);
+        }
     }
 }
 
@@ -1057,7 +1060,10 @@ async fn wait_blocked(
         if let (Some(cl), Some(k)) = (&cluster, b.keys.first()) {
             let slot = crate::keyspace::key_slot(k);
             if let Some(r) = cl.route.load().blocked_redirect(slot) {
-                Reply::new(out, client.proto).error(&r.message());
+                let msg = r.message();
+                Reply::new(out, client.proto).error(&msg);
+                crate::server::cmdstats::count_error_reply(srv, msg.as_bytes());
+                count_unblocked(&b, false);
                 break Ok(true);
             }
         }
@@ -1073,12 +1079,13 @@ async fn wait_blocked(
                 let error = info.unblock_mode.load(Ordering::SeqCst) == UNBLOCK_ERROR;
                 if error {
                     r.error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+                    crate::server::cmdstats::count_error_reply(srv, b"-UNBLOCKED");
                 } else if b.null_array {
                     r.null_array();
                 } else {
                     r.null();
                 }
-                count_unblocked(&b, error);
+                count_unblocked(&b, true);
                 break Ok(true);
             }
             _ = notify.notified() => {

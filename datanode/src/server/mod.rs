@@ -5,6 +5,7 @@ mod cluster_host;
 pub mod cmdstats;
 pub mod conn;
 pub mod evict;
+pub mod hdr;
 pub mod latency;
 pub mod notify;
 pub mod outbox;
@@ -42,6 +43,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             ZSET_ENTRIES.store(n("zset-max-listpack-entries"), Ordering::Relaxed);
             ZSET_VALUE.store(n("zset-max-listpack-value"), Ordering::Relaxed);
         }
+        cmdstats::LATENCY_TRACKING.store(c.value("latency-tracking") == "yes", Ordering::Relaxed);
         srv.latency.threshold_ms.store(
             num("latency-monitor-threshold").max(0) as u64,
             Ordering::Relaxed,
