@@ -6,6 +6,8 @@
 # `UNIT (servers started by the harness): N passed, M failed`.
 #
 #   tests/redis-suite-spawned.sh BIN UNIT...
+#
+# SKIPFILE, as for the suite's run.sh: test names to skip (`name  # reason`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${REDIS_TESTS:-../shared/redis-tests}
@@ -19,11 +21,16 @@ for t in redis-cli redis-benchmark redis-check-aof redis-check-rdb; do
   if command -v $t >/dev/null; then ln -sf "$(command -v $t)" "$work/src/$t"; fi
 done
 ln -sf "$BIN" "$work/src/redis-server"
+skip=()
+if [ -n "${SKIPFILE:-}" ]; then
+  sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SKIPFILE" | grep . >"$work/skip.txt" || true
+  skip=(--skipfile "$work/skip.txt")
+fi
 for u in "$@"; do
   out="$work/${u//\//_}.log"
   rc=0
   (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable \
-    --timeout "${TEST_TIMEOUT:-180}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
+    --timeout "${TEST_TIMEOUT:-180}" "${skip[@]}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
   clean() { sed 's/\x1b\[[0-9;]*m//g' "$out"; }
   ok=$(clean | grep -c '^\[ok\]' || true)
   err=$(clean | grep -cE '^\[(err|exception|TIMEOUT)\]' || true)

@@ -13,7 +13,7 @@ SKIPS=tests/redis-suite-skips.txt
 BIN=${DATANODE_BIN:-target/debug/datanode}
 # Units run with servers the harness starts (all their tests are
 # external:skip): see tests/redis-suite-spawned.sh.
-SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait"
+SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait unit/shutdown"
 if [ ! -x "$SUITE/run.sh" ]; then
   echo "redis-suite: $SUITE is not here (a clone outside this setup); Redis's own tests not run"
   exit 0
@@ -54,7 +54,7 @@ done
 spawned_failed=0
 if [ ${#spawned[@]} -gt 0 ]; then
   spawned_log=$(mktemp)
-  tests/redis-suite-spawned.sh "$BIN" "${spawned[@]}" | tee "$spawned_log" || true
+  SKIPFILE=$SKIPS tests/redis-suite-spawned.sh "$BIN" "${spawned[@]}" | tee "$spawned_log" || true
   spawned_failed=$(sed -n 's/^.*(servers started by the harness): [0-9]* passed, \([0-9]*\) failed.*$/\1/p' "$spawned_log" |
     awk '{s+=$1} END {print s+0}')
   grep -q "(servers started by the harness)" "$spawned_log" || spawned_failed=1

@@ -528,3 +528,80 @@ fn stream_consumer_groups_survive_the_aof_and_its_rewrite() {
         }
     }
 }
+
+fn send_signal(n: &Node, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &n.pid().to_string()])
+        .status();
+}
+
+/// A shutdown whose final save fails does not exit (unless FORCE): the
+/// server keeps running with its data, as redis-server does, whether
+/// SHUTDOWN or a signal asked; a signal's shutdown can be aborted while it
+/// is pending; once the save can succeed, the data survives the restart.
+#[test]
+fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(
+            kind,
+            &[
+                "--save",
+                "3600 1",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v"]);
+        // A directory where dump.rdb goes: the final rename fails.
+        let blocker = n.path().join("dump.rdb");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        assert_eq!(
+            c.text(&["SHUTDOWN"]),
+            "-ERR Errors trying to SHUTDOWN. Check logs.\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+        // The same for SIGTERM: the failure is logged, the server stays.
+        send_signal(&n, "-TERM");
+        slotkv_tests::wait_until(Duration::from_secs(10), "the failed save logged", || {
+            n.log()
+                .matches("Error trying to save the DB, can't exit")
+                .count()
+                >= 2
+        });
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+        assert_eq!(
+            c.text(&["SHUTDOWN", "ABORT"]),
+            "-ERR No shutdown in progress.\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.text(&["SHUTDOWN", "ABORT", "NOSAVE"]),
+            "-ERR syntax error\r\n"
+        );
+        assert_eq!(
+            c.text(&["SHUTDOWN", "SAVE", "NOSAVE"]),
+            "-ERR syntax error\r\n"
+        );
+        // A signal's shutdown waits for the cron, so it can be aborted.
+        c.text(&["DEBUG", "PAUSE-CRON", "1"]);
+        send_signal(&n, "-TERM");
+        slotkv_tests::wait_until(Duration::from_secs(10), "SIGTERM received", || {
+            n.log().matches("Received SIGTERM").count() >= 2
+        });
+        assert_eq!(c.text(&["SHUTDOWN", "ABORT"]), "+OK\r\n", "{kind:?}");
+        assert!(n.log().contains("Shutdown manually aborted"), "{kind:?}");
+        c.text(&["DEBUG", "PAUSE-CRON", "0"]);
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+        // Once the file can be written, SHUTDOWN exits and the key stays.
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        c.send_raw(&slotkv_tests::resp::encode(&["SHUTDOWN"]))
+            .expect("send");
+        n.wait_exit();
+        n.restart();
+        assert_eq!(n.conn().text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+    }
+}

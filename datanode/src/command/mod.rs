@@ -66,9 +66,7 @@ pub const COUNT_RANGE: &str =
 pub enum Action {
     /// Close once replies are written (QUIT).
     Close,
-    Shutdown {
-        save: Option<bool>,
-    },
+    Shutdown(crate::server::shutdown::Flags),
     RewriteAof,
     /// Wait for a key to get elements, then run the command again.
     Block(Block),

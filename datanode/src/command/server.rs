@@ -1182,16 +1182,43 @@ pub fn bgrewriteaof(ctx: &mut Ctx, _a: &Args) {
 }
 
 pub fn shutdown(ctx: &mut Ctx, a: &Args) {
-    let mut save = None;
+    let (mut nosave, mut save, mut now, mut force, mut abort) = (false, false, false, false, false);
     for x in a.iter().skip(1) {
         if eq_ic(x, "NOSAVE") {
-            save = Some(false);
+            nosave = true;
         } else if eq_ic(x, "SAVE") {
-            save = Some(true);
-        } else if eq_ic(x, "NOW") || eq_ic(x, "FORCE") || eq_ic(x, "ABORT") {
+            save = true;
+        } else if eq_ic(x, "NOW") {
+            now = true;
+        } else if eq_ic(x, "FORCE") {
+            force = true;
+        } else if eq_ic(x, "ABORT") {
+            abort = true;
         } else {
             return ctx.r.error(SYNTAX);
         }
     }
-    ctx.actions.push(Action::Shutdown { save });
+    // ABORT stands alone; SAVE and NOSAVE exclude each other.
+    if (abort && (nosave || save || now || force)) || (nosave && save) {
+        return ctx.r.error(SYNTAX);
+    }
+    if abort {
+        return if crate::server::shutdown::abort(ctx.srv) {
+            ctx.r.ok()
+        } else {
+            ctx.r.error("ERR No shutdown in progress.")
+        };
+    }
+    let save = if nosave {
+        Some(false)
+    } else if save {
+        Some(true)
+    } else {
+        None
+    };
+    ctx.actions
+        .push(Action::Shutdown(crate::server::shutdown::Flags {
+            save,
+            force,
+        }));
 }

@@ -158,16 +158,24 @@ pub fn write_atomic_with(
         ".tmp-{}",
         SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let tmp = std::path::PathBuf::from(tmp);
+    write_atomic_via(path, std::path::Path::new(&tmp), fill)
+}
+
+/// [`write_atomic_with`] through the temporary file `tmp`.
+pub fn write_atomic_via(
+    path: &Path,
+    tmp: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let written = (|| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, File::create(tmp)?);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(tmp, path)
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
         return Err(e);
     }
     if let Some(dir) = path.parent() {

@@ -18,10 +18,20 @@ pub fn rdb_path(srv: &Shared) -> std::path::PathBuf {
 
 /// SAVE: a consistent snapshot written atomically.
 pub fn save(srv: &Shared) -> std::io::Result<()> {
+    save_to(srv, None)
+}
+
+/// [`save`] writing through the temporary file `tmp` (the final save at
+/// shutdown, whose temporary file a forced exit removes by name).
+pub fn save_via(srv: &Shared, tmp: &std::path::Path) -> std::io::Result<()> {
+    save_to(srv, Some(tmp))
+}
+
+fn save_to(srv: &Shared, tmp: Option<&std::path::Path>) -> std::io::Result<()> {
     let now = crate::keyspace::now_ms();
     let path = rdb_path(srv);
     let t = std::time::Instant::now();
-    rdb::file::save(&srv.ks, &path, now, || {
+    rdb::file::save(&srv.ks, &path, tmp, now, || {
         let functions = srv.scripts.functions.read();
         (crate::replication::snapshot_info(srv), functions.codes())
     })?;

@@ -784,19 +784,14 @@ async fn connection_loop(
                 while let Some(act) = pending.pop_front() {
                     match act {
                         Action::Close => close = true,
-                        Action::Shutdown { save } => {
-                            let v = match save {
-                                Some(false) => 1,
-                                Some(true) => 2,
-                                None => 0,
-                            };
-                            srv.shutdown_save.store(v, Ordering::SeqCst);
-                            srv.shutdown.notify_one();
-                            // No reply, and the connection closes with the
-                            // process, as Redis's does: a client that sees
-                            // it close finds the port closed too.
-                            out.clear();
-                            std::future::pending::<()>().await;
+                        Action::Shutdown(flags) => {
+                            // Returns only if the shutdown failed: the
+                            // process exits otherwise, without a reply, and
+                            // the connection closes with it, as in Redis.
+                            super::shutdown::request(srv, flags).await;
+                            Reply::new(&mut out, client.proto)
+                                .error("ERR Errors trying to SHUTDOWN. Check logs.");
+                            now = now_ms();
                         }
                         Action::RewriteAof => {}
                         Action::Sync(req) => {

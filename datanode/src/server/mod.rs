@@ -13,6 +13,7 @@ pub mod pause;
 pub mod pubsub;
 pub mod replybuf;
 pub mod shared;
+pub mod shutdown;
 pub mod slowlog;
 pub mod stats;
 pub mod tracking;
@@ -355,55 +356,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     serve_listeners(&srv, listeners);
     tokio::spawn(cron(srv.clone()));
     tokio::spawn(pause::timer(srv.clone()));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = srv.shutdown.notified() => {}
-        _ = term.recv() => tracing::info!("Received SIGTERM scheduling shutdown..."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT scheduling shutdown..."),
+    let inbox = srv.shutdown_inbox.lock().take();
+    if let Some(inbox) = inbox {
+        shutdown::run_until_shut_down(&srv, &pidfile, inbox).await?;
     }
-    shutdown(&srv, &pidfile).await;
     Ok(())
-}
-
-/// Closes the listening sockets, flushes the AOF, removes the pid file.
-async fn shutdown(srv: &Arc<Shared>, pidfile: &str) {
-    srv.shutting_down.store(true, Ordering::SeqCst);
-    // Like Redis, stop listening first: a client that sees its connection
-    // close at exit then finds the port closed, not a dying server.
-    srv.listen_gen.send_modify(|g| *g += 1);
-    for _ in 0..1000 {
-        if srv.listening.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
-    srv.scripts.stop_all();
-    crate::scripting::ldb::kill_children();
-    tracing::info!("User requested shutdown...");
-    if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
-        tracing::warn!("Error flushing the AOF on shutdown: {e}");
-    }
-    // A reshard's last SETSLOT may still be queued for the file.
-    if let Some(cl) = srv.cluster.get() {
-        let _ = cl.save_config_now();
-    }
-    // Like Redis: save an RDB on the way out when save points are set,
-    // unless SHUTDOWN NOSAVE said otherwise (SHUTDOWN SAVE forces it).
-    let wanted = match srv.shutdown_save.load(Ordering::SeqCst) {
-        1 => false,
-        2 => true,
-        _ => !srv.config.read().save_params().is_empty(),
-    };
-    if wanted {
-        tracing::info!("Saving the final RDB snapshot before exiting.");
-        if let Err(e) = crate::persistence::save(srv) {
-            tracing::warn!("Error trying to save the DB: {e}");
-        }
-    }
-    if !pidfile.is_empty() {
-        let _ = std::fs::remove_file(pidfile);
-    }
-    tracing::info!("Redis is now ready to exit, bye bye...");
 }
 
 /// Background work ten times a second: active expiry and stats sampling.

@@ -163,6 +163,20 @@ impl Pause {
         }
     }
 
+    /// The pause in force: its kind and end.
+    pub fn current(&self) -> (u8, i64) {
+        *self.state.lock()
+    }
+
+    /// Puts back a pause saved with [`Pause::current`] (a shutdown that
+    /// failed ends the pause it started, keeping a CLIENT PAUSE in force).
+    pub fn restore(&self, srv: &Shared, (kind, end): (u8, i64)) {
+        self.stop(srv);
+        if kind != OFF {
+            self.start(srv, kind, end);
+        }
+    }
+
     /// Ends the pause (CLIENT UNPAUSE, or its time has come).
     pub fn stop(&self, srv: &Shared) {
         {

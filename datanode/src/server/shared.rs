@@ -48,8 +48,13 @@ pub struct Shared {
     pub run_id: String,
     pub log: Arc<EffectLog>,
     pub slowlog: Mutex<SlowLog>,
-    /// Fired once to stop the server.
-    pub shutdown: tokio::sync::Notify,
+    /// SHUTDOWN requests, for the main task (see `shutdown`).
+    pub shutdown_requests: tokio::sync::mpsc::UnboundedSender<super::shutdown::Request>,
+    /// Their receiving end, taken once by the main task.
+    pub shutdown_inbox:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<super::shutdown::Request>>>,
+    /// A signal scheduled a shutdown that has not started yet.
+    pub shutdown_asap: AtomicBool,
     pub shutting_down: AtomicBool,
     pub aof: Mutex<Option<crate::persistence::aof::AofHandle>>,
     /// MONITOR subscribers.
@@ -60,8 +65,6 @@ pub struct Shared {
     /// Client-side caching (CLIENT TRACKING).
     pub tracking: super::tracking::Tracking,
     pub bgsave_running: AtomicBool,
-    /// SHUTDOWN's choice: 0 default, 1 NOSAVE, 2 SAVE.
-    pub shutdown_save: std::sync::atomic::AtomicU8,
     /// Set once at start when cluster-enabled.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// BGREWRITEAOF with the AOF off is writing its base file.
@@ -95,6 +98,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let (shutdown_requests, shutdown_inbox) = tokio::sync::mpsc::unbounded_channel();
         let log = Arc::new(EffectLog::default());
         let ks = Keyspace::new(config.databases(), log.clone());
         let hot = Hot {
@@ -129,7 +133,9 @@ impl Shared {
             run_id,
             log,
             slowlog: Mutex::new(slowlog),
-            shutdown: tokio::sync::Notify::new(),
+            shutdown_requests,
+            shutdown_inbox: Mutex::new(Some(shutdown_inbox)),
+            shutdown_asap: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             aof: Mutex::new(None),
             monitors: Mutex::new(Vec::new()),
@@ -138,7 +144,6 @@ impl Shared {
             pubsub: Default::default(),
             tracking: Default::default(),
             bgsave_running: AtomicBool::new(false),
-            shutdown_save: std::sync::atomic::AtomicU8::new(0),
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
             listening: std::sync::atomic::AtomicUsize::new(0),

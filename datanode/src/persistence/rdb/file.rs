@@ -340,10 +340,15 @@ impl<'w, W: std::io::Write> Checksummed<'w, W> {
 pub fn save(
     ks: &Keyspace,
     path: &Path,
+    tmp: Option<&Path>,
     now: i64,
     repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
 ) -> std::io::Result<()> {
-    crate::persistence::aof::write_atomic_with(path, |w| serialize_to(ks, now, repl_at_cut, w))
+    let fill = |w: &mut std::io::BufWriter<std::fs::File>| serialize_to(ks, now, repl_at_cut, w);
+    match tmp {
+        Some(t) => crate::persistence::aof::write_atomic_via(path, t, fill),
+        None => crate::persistence::aof::write_atomic_with(path, fill),
+    }
 }
 
 fn corrupt(r: &Reader, e: impl std::fmt::Display) -> RdbError {

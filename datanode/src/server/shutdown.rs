@@ -1,0 +1,231 @@
+//! Stopping the server as Redis does. SHUTDOWN, SIGTERM and SIGINT save an
+//! RDB on the way out (when asked, or when save points are set) with
+//! writes held back; if that save fails the server keeps running, unless
+//! FORCE said to exit anyway, so acknowledged writes are never dropped by
+//! a shutdown that could not persist them. A signal only schedules the
+//! shutdown (run by the next tick, which `DEBUG PAUSE-CRON` holds), so
+//! SHUTDOWN ABORT can still cancel it; a second SIGINT exits at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+use super::shared::Shared;
+
+/// What a shutdown should do: SHUTDOWN's options, or the
+/// `shutdown-on-sigint` / `shutdown-on-sigterm` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// Some(true) SAVE, Some(false) NOSAVE, None: save if save points are set.
+    pub save: Option<bool>,
+    /// Exit even if the final save fails.
+    pub force: bool,
+}
+
+impl Flags {
+    /// `shutdown-on-sig*`: `default`, or some of `save`, `nosave`, `now`,
+    /// `force` (this server never waits for replicas, so `now` changes
+    /// nothing).
+    pub fn from_setting(v: &str) -> Flags {
+        let mut f = Flags::default();
+        for w in v.split_whitespace() {
+            match w.to_ascii_lowercase().as_str() {
+                "save" => f.save = Some(true),
+                "nosave" => f.save = Some(false),
+                "force" => f.force = true,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// A SHUTDOWN waiting for the outcome; the sender is dropped (the
+/// connection then replies the error) when the shutdown failed.
+pub struct Request {
+    pub flags: Flags,
+    pub failed: oneshot::Sender<()>,
+}
+
+/// The connection side: asks the main task to shut down. Returns only if
+/// the shutdown failed (on success the process exits).
+pub async fn request(srv: &Shared, flags: Flags) {
+    let (tx, rx) = oneshot::channel();
+    if srv
+        .shutdown_requests
+        .send(Request { flags, failed: tx })
+        .is_ok()
+    {
+        let _ = rx.await;
+    }
+}
+
+/// SHUTDOWN ABORT: cancels a shutdown a signal scheduled and the cron
+/// has not started yet. False when none is pending.
+pub fn abort(srv: &Shared) -> bool {
+    let aborted = srv
+        .shutdown_asap
+        .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
+    if aborted {
+        tracing::info!("Shutdown manually aborted.");
+    }
+    aborted
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+/// Serves SHUTDOWN requests and signals until a shutdown succeeds; the
+/// caller then exits.
+pub async fn run_until_shut_down(
+    srv: &Arc<Shared>,
+    pidfile: &str,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) -> std::io::Result<()> {
+    let mut sig = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut last_int = false;
+    loop {
+        let (flags, waiter) = tokio::select! {
+            Some(r) = requests.recv() => (r.flags, Some(r.failed)),
+            _ = sig.term.recv() => {
+                tracing::warn!("Received SIGTERM scheduling shutdown...");
+                srv.shutdown_asap.store(true, Ordering::SeqCst);
+                last_int = false;
+                continue;
+            }
+            _ = sig.int.recv() => {
+                if srv.shutdown_asap.load(Ordering::SeqCst) {
+                    insist(srv);
+                }
+                tracing::warn!("Received SIGINT scheduling shutdown...");
+                srv.shutdown_asap.store(true, Ordering::SeqCst);
+                last_int = true;
+                continue;
+            }
+            _ = tick.tick() => {
+                if !srv.shutdown_asap.load(Ordering::SeqCst)
+                    || crate::command::debug::CRON_PAUSED.load(Ordering::Relaxed)
+                {
+                    continue;
+                }
+                let setting = if last_int { "shutdown-on-sigint" } else { "shutdown-on-sigterm" };
+                (Flags::from_setting(srv.config.read().value(setting)), None)
+            }
+        };
+        if attempt(srv, pidfile, flags, &mut sig).await {
+            return Ok(());
+        }
+        // Failed: the server goes on; whoever waits on a SHUTDOWN is told.
+        srv.shutdown_asap.store(false, Ordering::SeqCst);
+        drop(waiter);
+        while let Ok(r) = requests.try_recv() {
+            drop(r);
+        }
+    }
+}
+
+/// A second SIGINT while a shutdown is scheduled or saving: exit now, as
+/// Redis does, leaving no temporary RDB behind.
+fn insist(srv: &Shared) -> ! {
+    tracing::warn!("You insist... exiting now.");
+    let _ = std::fs::remove_file(temp_rdb(srv));
+    std::process::exit(1);
+}
+
+/// The file the final save writes before renaming it: Redis's name for a
+/// foreground save (`temp-<pid>.rdb` in the working directory).
+fn temp_rdb(srv: &Shared) -> std::path::PathBuf {
+    let dir = srv.config.read().dir();
+    std::path::Path::new(&dir).join(format!("temp-{}.rdb", std::process::id()))
+}
+
+/// One try; true when the server may exit.
+async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signals) -> bool {
+    tracing::warn!("User requested shutdown...");
+    let wanted = flags
+        .save
+        .unwrap_or_else(|| !srv.config.read().save_params().is_empty());
+    if !wanted {
+        // SHUTDOWN NOSAVE may end a script that runs too long.
+        srv.scripts.stop_all();
+    }
+    // Writes wait from here on (Redis pauses them while it shuts down):
+    // none can be acknowledged after the final save took its data.
+    let before = srv.pause.current();
+    srv.pause.start(srv, super::pause::WRITE, i64::MAX);
+    crate::scripting::ldb::kill_children();
+    if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
+        tracing::warn!("Error flushing the AOF on shutdown: {e}");
+    }
+    // A reshard's last SETSLOT may still be queued for the file.
+    if let Some(cl) = srv.cluster.get() {
+        let _ = cl.save_config_now();
+    }
+    if wanted {
+        tracing::info!("Saving the final RDB snapshot before exiting.");
+        let (s, tmp) = (srv.clone(), temp_rdb(srv));
+        let mut save = tokio::task::spawn_blocking(move || crate::persistence::save_via(&s, &tmp));
+        let saved = loop {
+            tokio::select! {
+                r = &mut save => break r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                _ = sig.int.recv() => insist(srv),
+                _ = sig.term.recv() => {}
+            }
+        };
+        if let Err(e) = saved {
+            if flags.force {
+                tracing::warn!("Error trying to save the DB ({e}). Exit anyway.");
+            } else {
+                tracing::warn!("Error trying to save the DB, can't exit: {e}");
+                tracing::warn!(
+                    "Errors trying to shut down the server. Check the logs for more information."
+                );
+                srv.pause.restore(srv, before);
+                return false;
+            }
+        }
+    }
+    srv.shutting_down.store(true, Ordering::SeqCst);
+    if !pidfile.is_empty() {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    // Stop listening before the exit closes the connections: a client
+    // that sees its connection close then finds the port closed too.
+    srv.listen_gen.send_modify(|g| *g += 1);
+    for _ in 0..1000 {
+        if srv.listening.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    srv.scripts.stop_all();
+    tracing::info!("Redis is now ready to exit, bye bye...");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_settings_read_as_redis_flags() {
+        assert_eq!(Flags::from_setting("default"), Flags::default());
+        assert_eq!(
+            Flags::from_setting("nosave force"),
+            Flags {
+                save: Some(false),
+                force: true
+            }
+        );
+        assert_eq!(Flags::from_setting("save now").save, Some(true));
+    }
+}
