@@ -1105,3 +1105,53 @@ fn latency_error_and_command_stats_read_as_redis_servers() {
     assert_eq!(redis.2, ours.2, "INFO commandstats counts");
     assert_eq!(redis.3, ours.3, "a bad percentile list");
 }
+
+/// Past the hard output buffer limit a client is closed with no reply at
+/// all, on both servers; what its commands did stays done (a transaction
+/// runs whole), and a reply whose size the client picks (HRANDFIELD with a
+/// huge negative count) is cut short rather than filling the server.
+#[test]
+fn replies_past_the_hard_output_limit_close_the_client() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 100000 0 0",
+        ]);
+        let item = "x".repeat(1000);
+        for _ in 0..150 {
+            c.text(&["RPUSH", "big", &item]);
+        }
+        let mut tx = n.conn();
+        tx.text(&["SET", "k1", "v1"]);
+        tx.text(&["MULTI"]);
+        tx.text(&["SET", "k2", "v2"]);
+        tx.text(&["LRANGE", "big", "0", "-1"]);
+        tx.text(&["DEL", "k1"]);
+        tx.send_raw(&slotkv_tests::resp::encode(&["EXEC"]))
+            .expect("send");
+        let (got, closed) = tx.drain(Duration::from_secs(5));
+        assert!(closed && got.is_empty(), "{kind:?}: {} bytes", got.len());
+        assert_eq!(c.text(&["GET", "k2"]), "$2\r\nv2\r\n", "{kind:?}");
+        assert_eq!(c.text(&["EXISTS", "k1"]), ":0\r\n", "{kind:?}");
+        c.text(&["HSET", "h", "a", "b"]);
+        let mut huge = n.conn();
+        huge.send_raw(&slotkv_tests::resp::encode(&[
+            "HRANDFIELD",
+            "h",
+            "-999999999",
+        ]))
+        .expect("send");
+        let (got, closed) = huge.drain(Duration::from_secs(20));
+        assert!(closed && got.is_empty(), "{kind:?}: {} bytes", got.len());
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+        let memory: u64 = c
+            .info_field("memory", "used_memory")
+            .parse()
+            .expect("number");
+        assert!(memory < 100 << 20, "{kind:?}: used_memory {memory}");
+    }
+}

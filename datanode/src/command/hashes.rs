@@ -391,6 +391,9 @@ pub fn hrandfield(ctx: &mut Ctx, a: &Args) {
         ctx.r.array(n * if withvalues { 2 } else { 1 });
     }
     for j in 0..n {
+        if j % 1024 == 1023 && super::reply_over_limit(ctx.client, &ctx.r) {
+            break;
+        }
         let i = pick(j);
         if withvalues && resp3 {
             ctx.r.array(2);

@@ -344,7 +344,10 @@ pub fn keys(ctx: &mut Ctx, a: &Args) {
         slot = s as usize + 1;
     }
     ctx.r.array(out.len());
-    for k in &out {
+    for (j, k) in out.iter().enumerate() {
+        if j % 1024 == 1023 && super::reply_over_limit(ctx.client, &ctx.r) {
+            break;
+        }
         ctx.r.bulk(k);
     }
 }

@@ -199,6 +199,16 @@ pub struct Ctx<'a> {
     pub actions: &'a mut Vec<Action>,
 }
 
+/// Whether the replies pending for `client` (the one being built
+/// included) pass its hard output buffer limit. Commands that may write a
+/// reply of a size the client chose (KEYS, the random-member commands with
+/// a negative count) stop early when it does, as Redis's do; the
+/// connection then closes the client without a reply. Takes the two
+/// fields, not the context, so a command may ask while it holds a slot.
+pub fn reply_over_limit(client: &Client, r: &Reply) -> bool {
+    client.info.outq.over_hard_limit(r.out.len() as u64)
+}
+
 impl<'a> Ctx<'a> {
     /// Keyspace notifications for this command, in its database. Take it
     /// before locking: it borrows nothing from the context, so events can

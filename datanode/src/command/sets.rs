@@ -249,7 +249,10 @@ pub fn srandmember(ctx: &mut Ctx, a: &Args) {
         Some(c) => {
             let n = c.unsigned_abs() as usize;
             ctx.r.array(n);
-            for _ in 0..n {
+            for j in 0..n {
+                if j % 1024 == 1023 && super::reply_over_limit(ctx.client, &ctx.r) {
+                    break;
+                }
                 ctx.r.bulk(&members[rng.random_range(0..members.len())]);
             }
         }

@@ -827,7 +827,10 @@ pub fn zrandmember(ctx: &mut Ctx, a: &Args) {
     let n = c.unsigned_abs() as usize;
     let resp3 = ctx.r.is_resp3();
     ctx.r.array(if withscores && !resp3 { n * 2 } else { n });
-    for _ in 0..n {
+    for j in 0..n {
+        if j % 1024 == 1023 && super::reply_over_limit(ctx.client, &ctx.r) {
+            break;
+        }
         let (m, sc) = &all[rng.random_range(0..all.len())];
         if withscores && resp3 {
             ctx.r.array(2);

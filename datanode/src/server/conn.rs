@@ -778,6 +778,18 @@ async fn connection_loop(
                     break;
                 }
             }
+            // Replies past the client's hard output buffer limit: the
+            // client is closed with none of them, as Redis does (what the
+            // commands did stays done).
+            if info.outq.over_hard_limit(out.len() as u64) {
+                tracing::warn!(
+                    "Client id={} addr={} closed for overcoming of output buffer limits.",
+                    client.id,
+                    info.addr
+                );
+                flush_counters(srv, client);
+                return Ok(());
+            }
             if !actions.is_empty() {
                 // A postponed command queues the actions of its later run.
                 let mut pending: std::collections::VecDeque<Action> = actions.drain(..).collect();

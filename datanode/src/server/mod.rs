@@ -139,18 +139,22 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
 }
 
 /// The `host:port` addresses to listen on, each marked optional or not.
+/// The addresses `bind` names, with the port; `*` is every IPv4 address
+/// and `::*` every IPv6 one, as in Redis. An empty `bind` names none: the
+/// node then takes no TCP connections (CONFIG SET bind "").
 fn bind_addrs(cfg: &Config) -> Vec<(String, bool)> {
     let port = cfg.port();
-    let mut addrs = cfg.bind();
-    if addrs.is_empty() {
-        addrs.push("0.0.0.0".into());
-    }
-    addrs
+    cfg.bind()
         .iter()
         .map(|a| {
             let (optional, host) = match a.strip_prefix('-') {
                 Some(h) => (true, h),
                 None => (false, a.as_str()),
+            };
+            let host = match host {
+                "*" => "0.0.0.0",
+                "::*" => "::",
+                h => h,
             };
             let addr = if host.contains(':') {
                 format!("[{host}]:{port}")
@@ -176,6 +180,10 @@ async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
                 })
             }
         }
+    }
+    if out.is_empty() {
+        // As redis-server: a node nobody can reach is a configuration error.
+        anyhow::bail!("Configured to not listen anywhere, exiting.");
     }
     Ok(out)
 }

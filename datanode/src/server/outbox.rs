@@ -103,6 +103,15 @@ impl OutQ {
         self.class.store(c as u8, Ordering::Relaxed);
     }
 
+    /// Whether `used` bytes of pending output pass the class's hard limit
+    /// (a reply being built: the client is then closed without it).
+    pub fn over_hard_limit(&self, used: u64) -> bool {
+        let hard = LIMITS[self.class.load(Ordering::Relaxed) as usize]
+            .hard
+            .load(Ordering::Relaxed);
+        hard > 0 && used >= hard
+    }
+
     /// Checks the limits for a buffer of `used` bytes (the queue plus
     /// what the connection is writing); closes the client when over.
     pub fn check(&self, used: u64, now_ms: impl FnOnce() -> i64) {
