@@ -1155,3 +1155,51 @@ fn replies_past_the_hard_output_limit_close_the_client() {
         assert!(memory < 100 << 20, "{kind:?}: used_memory {memory}");
     }
 }
+
+/// `oom-score-adj` moves the process's OOM score with the role, relative
+/// to where it was or absolute, and puts it back when turned off: the
+/// scores and replies are redis-server's.
+#[test]
+fn oom_score_adj_moves_the_process_score_as_redis_does() {
+    let run = |kind: Server| -> Vec<String> {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let path = format!("/proc/{}/oom_score_adj", n.pid());
+        let read = || -> i32 {
+            std::fs::read_to_string(&path)
+                .expect("oom_score_adj")
+                .trim()
+                .parse()
+                .expect("a number")
+        };
+        let base = read();
+        let mut seen = Vec::new();
+        let mut step = |c: &mut Conn, cmd: &[&str]| {
+            let reply = c.text(cmd);
+            seen.push(format!("{cmd:?} -> {reply:?} -> {}", read() - base));
+        };
+        step(
+            &mut c,
+            &["CONFIG", "SET", "oom-score-adj-values", "10 20 30"],
+        );
+        step(&mut c, &["CONFIG", "SET", "oom-score-adj", "relative"]);
+        step(&mut c, &["CONFIG", "GET", "oom-score-adj"]);
+        step(&mut c, &["REPLICAOF", "127.0.0.1", "1"]);
+        step(&mut c, &["REPLICAOF", "NO", "ONE"]);
+        step(
+            &mut c,
+            &["CONFIG", "SET", "oom-score-adj-values", "15 25 35"],
+        );
+        step(
+            &mut c,
+            &["CONFIG", "SET", "oom-score-adj-values", "-2001 0 0"],
+        );
+        step(&mut c, &["CONFIG", "SET", "oom-score-adj-values", "1 2"]);
+        step(&mut c, &["CONFIG", "GET", "oom-score-adj-values"]);
+        step(&mut c, &["CONFIG", "SET", "oom-score-adj", "no"]);
+        seen
+    };
+    let redis = run(Server::Redis);
+    assert!(redis.iter().any(|l| l.ends_with("-> 20")), "{redis:#?}");
+    assert_eq!(redis, run(Server::Datanode));
+}

@@ -498,6 +498,26 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
                     ));
                 }
             }
+            if changed
+                .iter()
+                .any(|c| c == "oom-score-adj" || c == "oom-score-adj-values")
+            {
+                if let Err(e) = crate::server::oom::apply(ctx.srv) {
+                    // As Redis: the call's settings go back, and so does
+                    // the score they set.
+                    *ctx.srv.config.write() = before;
+                    let _ = crate::server::oom::apply(ctx.srv);
+                    let name = pairs
+                        .iter()
+                        .map(|(k, _)| String::from_utf8_lossy(k))
+                        .find(|k| k.to_ascii_lowercase().starts_with("oom-score-adj"))
+                        .unwrap_or_default();
+                    tracing::warn!("Failed to set current oom_score_adj: {e}");
+                    return ctx.r.error(&format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - Failed to set current oom_score_adj. Check server logs."
+                    ));
+                }
+            }
             crate::server::apply_config_change(ctx.srv, &changed);
             ctx.r.ok()
         }

@@ -29,6 +29,8 @@ pub enum Kind {
     ObufLimits,
     /// `latency-tracking-info-percentiles`: numbers from 0 to 100.
     Percentiles,
+    /// `oom-score-adj-values`: three integers from -2000 to 2000.
+    OomValues,
 }
 
 pub struct Spec {
@@ -56,6 +58,12 @@ pub static SPECS: &[Spec] = &[
     s("port", Int { min: 0, max: 65535 }, false),
     s("latency-tracking", Bool, false),
     s("latency-tracking-info-percentiles", Percentiles, false),
+    s(
+        "oom-score-adj",
+        Enum(&["no", "yes", "relative", "absolute"]),
+        false,
+    ),
+    s("oom-score-adj-values", OomValues, false),
     s("bind", List, false),
     s("protected-mode", Bool, false),
     s("dir", Str, false),
@@ -542,7 +550,10 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         }
         Enum(words) => {
             let v = one()?.to_ascii_lowercase();
-            if words.contains(&v.as_str()) {
+            if canon == "oom-score-adj" && v == "relative" {
+                // Two names for one value: Redis shows the first, `yes`.
+                Ok("yes".into())
+            } else if words.contains(&v.as_str()) {
                 Ok(v)
             } else {
                 Err(format!(
@@ -555,6 +566,7 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         NotifyClasses => crate::server::notify::canonical(one()?),
         ObufLimits => obuf_limits(args),
         Percentiles => percentiles(args),
+        OomValues => oom_values(args),
         List => {
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
@@ -569,6 +581,23 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
             Ok(joined)
         }
     }
+}
+
+/// `oom-score-adj-values`: three integers (strtoll to the end) from -2000
+/// to 2000, for a master, a replica and a background child.
+fn oom_values(args: &[String]) -> Result<String, String> {
+    let words: Vec<&str> = args.iter().flat_map(|a| a.split(' ')).collect();
+    if words.len() != 3 {
+        return Err("wrong number of arguments".into());
+    }
+    let mut out = Vec::new();
+    for w in words {
+        let v = crate::resp::parse_i64(w.as_bytes())
+            .filter(|v| (-2000..=2000).contains(v))
+            .ok_or("Invalid oom-score-adj-values, elements must be between -2000 and 2000.")?;
+        out.push(v.to_string());
+    }
+    Ok(out.join(" "))
 }
 
 /// `latency-tracking-info-percentiles`: each a double (string2d) from 0
@@ -596,6 +625,22 @@ fn percentiles(args: &[String]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_settings_validate_like_redis() {
+        let v = |s: &str| validate("oom-score-adj-values", &[s.to_string()]);
+        assert_eq!(v("0 200 800").as_deref(), Ok("0 200 800"));
+        assert_eq!(v("-2000 0 2000").as_deref(), Ok("-2000 0 2000"));
+        assert!(v("1 2").unwrap_err().starts_with("wrong number"));
+        assert!(v("-2001 0 0")
+            .unwrap_err()
+            .contains("between -2000 and 2000"));
+        assert!(v("a 0 0").is_err());
+        let m = |s: &str| validate("oom-score-adj", &[s.to_string()]);
+        assert_eq!(m("relative").as_deref(), Ok("yes"));
+        assert_eq!(m("absolute").as_deref(), Ok("absolute"));
+        assert!(m("maybe").is_err());
+    }
 
     #[test]
     fn percentiles_validate_and_print_like_redis() {

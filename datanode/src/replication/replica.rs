@@ -56,6 +56,8 @@ pub fn set_master(srv: &Arc<Shared>, host: String, port: u16) {
     // Our replicas resync with us (partially, when they can).
     srv.repl.drop_replicas.notify_waiters();
     srv.repl.link_changed.notify_waiters();
+    // A replica's OOM score, if oom-score-adj is on.
+    let _ = crate::server::oom::apply(srv);
     let srv = srv.clone();
     tokio::spawn(async move { run(srv, gen).await });
 }
@@ -71,6 +73,7 @@ pub fn unset_master(srv: &Arc<Shared>) {
     }
     srv.repl.is_replica.store(false, Ordering::SeqCst);
     srv.ks.expiry.replica.store(false, Ordering::SeqCst);
+    let _ = crate::server::oom::apply(srv);
     let end = srv.log.with_buf(|b| {
         // Our own writes start with a SELECT.
         b.repl_last_db = None;

@@ -8,6 +8,7 @@ pub mod evict;
 pub mod hdr;
 pub mod latency;
 pub mod notify;
+pub mod oom;
 pub mod outbox;
 pub mod pause;
 pub mod pubsub;
@@ -302,6 +303,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let srv = Arc::new(Shared::new(cfg));
     notify::install(&srv);
     apply_config_change(&srv, &[]);
+    if let Err(e) = oom::apply(&srv) {
+        tracing::warn!("Could not set oom_score_adj: {e}");
+    }
     load_users(&srv)?;
     // Database 0 is always used; count its empty tables as startup memory.
     srv.ks.db(0);
