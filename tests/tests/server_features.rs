@@ -1203,3 +1203,24 @@ fn oom_score_adj_moves_the_process_score_as_redis_does() {
     assert!(redis.iter().any(|l| l.ends_with("-> 20")), "{redis:#?}");
     assert_eq!(redis, run(Server::Datanode));
 }
+
+/// A request that takes a client past `maxmemory-clients` gets it evicted
+/// before the request runs, on both servers (before, datanode's check ran
+/// ten times a second and missed a request that came and ran in between).
+#[test]
+fn a_request_past_maxmemory_clients_evicts_its_client_before_it_runs() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "3000000"]);
+        let mut big = n.conn();
+        big.text(&["SET", "k", "small"]);
+        let value = "v".repeat(3_000_000);
+        // The server may close the connection before all of it is sent.
+        let _ = big.send_raw(&slotkv_tests::resp::encode(&["SET", "k", &value]));
+        let (got, closed) = big.drain(Duration::from_secs(10));
+        assert!(closed && got.is_empty(), "{kind:?}: {} bytes", got.len());
+        assert_eq!(c.text(&["GET", "k"]), "$5\r\nsmall\r\n", "{kind:?}");
+        assert_eq!(c.info_field("stats", "evicted_clients"), "1", "{kind:?}");
+    }
+}

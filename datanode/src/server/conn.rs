@@ -746,6 +746,17 @@ async fn connection_loop(
             );
             return Ok(());
         }
+        // A big request counts toward maxmemory-clients before it runs, as
+        // in Redis (its client cron alone would miss a request that arrives
+        // and runs between two ticks).
+        if rbuf.len() >= BIG_QUERY {
+            info.qbuf_cap
+                .store(rbuf.capacity() as u64, Ordering::Relaxed);
+            super::evict_clients(srv);
+            if info.killed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
         let mut pos = 0;
         let mut close = false;
         client.rbuf_cap = rbuf.capacity();
@@ -1013,6 +1024,9 @@ fn count_unblocked(b: &command::Block, by_client_unblock: bool) {
 pub const UNBLOCK_WAITING: u8 = 255;
 pub const UNBLOCK_TIMEOUT: u8 = 1;
 pub const UNBLOCK_ERROR: u8 = 2;
+
+/// Pending request bytes from which a read checks `maxmemory-clients`.
+const BIG_QUERY: usize = 64 * 1024;
 
 /// Blocks a client on keys until one gets elements (it then retries its
 /// command), the timeout passes (null reply), or the client goes away

@@ -420,7 +420,7 @@ fn client_memory(c: &client::ClientInfo) -> u64 {
 /// `maxmemory-clients`: when all connections together use more than the
 /// limit (bytes, or a percentage of maxmemory), the largest ones not
 /// marked CLIENT NO-EVICT are closed until they fit, as Redis does.
-fn evict_clients(srv: &Shared) {
+pub(crate) fn evict_clients(srv: &Shared) {
     let limit = {
         let c = srv.config.read();
         let v = c.value("maxmemory-clients").to_string();

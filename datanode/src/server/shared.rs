@@ -53,8 +53,6 @@ pub struct Shared {
     /// Their receiving end, taken once by the main task.
     pub shutdown_inbox:
         Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<super::shutdown::Request>>>,
-    /// A signal scheduled a shutdown that has not started yet.
-    pub shutdown_asap: AtomicBool,
     pub shutting_down: AtomicBool,
     pub aof: Mutex<Option<crate::persistence::aof::AofHandle>>,
     /// MONITOR subscribers.
@@ -135,7 +133,6 @@ impl Shared {
             slowlog: Mutex::new(slowlog),
             shutdown_requests,
             shutdown_inbox: Mutex::new(Some(shutdown_inbox)),
-            shutdown_asap: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             aof: Mutex::new(None),
             monitors: Mutex::new(Vec::new()),

@@ -6,7 +6,7 @@
 //! shutdown (run by the next tick, which `DEBUG PAUSE-CRON` holds), so
 //! SHUTDOWN ABORT can still cancel it; a second SIGINT exits at once.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -62,11 +62,39 @@ pub async fn request(srv: &Shared, flags: Flags) {
     }
 }
 
+/// A signal scheduled a shutdown that has not started yet. Set in the
+/// signal handler itself, as Redis's `shutdown_asap`, so a SHUTDOWN ABORT
+/// sent right after the signal finds it whatever the scheduler did.
+static ASAP: AtomicBool = AtomicBool::new(false);
+/// The last such signal was SIGINT (which picks `shutdown-on-sigint`).
+static LAST_INT: AtomicBool = AtomicBool::new(false);
+/// A SIGINT came while a shutdown was already scheduled: exit now.
+static INSIST: AtomicBool = AtomicBool::new(false);
+
+/// Installs the handlers that set the flags above (alongside tokio's,
+/// which wake the main task).
+fn install_handlers() -> std::io::Result<()> {
+    // SAFETY: the actions only store to atomics, which is safe in a signal
+    // handler; they allocate nothing and take no lock.
+    unsafe {
+        signal_hook_registry::register(libc::SIGTERM, || {
+            LAST_INT.store(false, Ordering::SeqCst);
+            ASAP.store(true, Ordering::SeqCst);
+        })?;
+        signal_hook_registry::register(libc::SIGINT, || {
+            LAST_INT.store(true, Ordering::SeqCst);
+            if ASAP.swap(true, Ordering::SeqCst) {
+                INSIST.store(true, Ordering::SeqCst);
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// SHUTDOWN ABORT: cancels a shutdown a signal scheduled and the cron
 /// has not started yet. False when none is pending.
-pub fn abort(srv: &Shared) -> bool {
-    let aborted = srv
-        .shutdown_asap
+pub fn abort(_srv: &Shared) -> bool {
+    let aborted = ASAP
         .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
     if aborted {
@@ -91,33 +119,33 @@ pub async fn run_until_shut_down(
         term: signal(SignalKind::terminate())?,
         int: signal(SignalKind::interrupt())?,
     };
+    install_handlers()?;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    let mut last_int = false;
     loop {
         let (flags, waiter) = tokio::select! {
             Some(r) = requests.recv() => (r.flags, Some(r.failed)),
             _ = sig.term.recv() => {
                 tracing::warn!("Received SIGTERM scheduling shutdown...");
-                srv.shutdown_asap.store(true, Ordering::SeqCst);
-                last_int = false;
                 continue;
             }
             _ = sig.int.recv() => {
-                if srv.shutdown_asap.load(Ordering::SeqCst) {
+                if INSIST.load(Ordering::SeqCst) {
                     insist(srv);
                 }
                 tracing::warn!("Received SIGINT scheduling shutdown...");
-                srv.shutdown_asap.store(true, Ordering::SeqCst);
-                last_int = true;
                 continue;
             }
             _ = tick.tick() => {
-                if !srv.shutdown_asap.load(Ordering::SeqCst)
+                if !ASAP.load(Ordering::SeqCst)
                     || crate::command::debug::CRON_PAUSED.load(Ordering::Relaxed)
                 {
                     continue;
                 }
-                let setting = if last_int { "shutdown-on-sigint" } else { "shutdown-on-sigterm" };
+                let setting = if LAST_INT.load(Ordering::SeqCst) {
+                    "shutdown-on-sigint"
+                } else {
+                    "shutdown-on-sigterm"
+                };
                 (Flags::from_setting(srv.config.read().value(setting)), None)
             }
         };
@@ -125,7 +153,7 @@ pub async fn run_until_shut_down(
             return Ok(());
         }
         // Failed: the server goes on; whoever waits on a SHUTDOWN is told.
-        srv.shutdown_asap.store(false, Ordering::SeqCst);
+        ASAP.store(false, Ordering::SeqCst);
         drop(waiter);
         while let Ok(r) = requests.try_recv() {
             drop(r);
@@ -177,7 +205,11 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
         let saved = loop {
             tokio::select! {
                 r = &mut save => break r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-                _ = sig.int.recv() => insist(srv),
+                _ = sig.int.recv() => {
+                    if INSIST.load(Ordering::SeqCst) {
+                        insist(srv);
+                    }
+                }
                 _ = sig.term.recv() => {}
             }
         };

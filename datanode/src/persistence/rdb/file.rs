@@ -288,6 +288,13 @@ pub fn serialize_to(
             if let Some(e) = file.failed.take() {
                 return Err(e);
             }
+            // rdb-key-save-delay (a testing knob): as Redis's SAVE, this
+            // one holds everything while it waits.
+            if super::KEY_SAVE_DELAY.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                for _ in 0..g.len() {
+                    super::key_delay(&super::KEY_SAVE_DELAY);
+                }
+            }
         }
     }
     file.finish()
