@@ -254,13 +254,18 @@ impl Node {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
-    /// Sends a signal and waits (bounded) for the process to exit.
-    pub fn signal_and_wait(&mut self, sig: &str) {
+    /// Sends a signal (`-TERM`, …) to the process.
+    pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             let _ = Command::new("kill")
                 .args([sig, &c.id().to_string()])
                 .status();
         }
+    }
+
+    /// Sends a signal and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, sig: &str) {
+        self.signal(sig);
         self.wait_exit();
     }
 

@@ -529,12 +529,6 @@ fn stream_consumer_groups_survive_the_aof_and_its_rewrite() {
     }
 }
 
-fn send_signal(n: &Node, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([sig, &n.pid().to_string()])
-        .status();
-}
-
 /// A shutdown whose final save fails does not exit (unless FORCE): the
 /// server keeps running with its data, as redis-server does, whether
 /// SHUTDOWN or a signal asked; a signal's shutdown can be aborted while it
@@ -565,7 +559,7 @@ fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
         );
         assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
         // The same for SIGTERM: the failure is logged, the server stays.
-        send_signal(&n, "-TERM");
+        n.signal("-TERM");
         slotkv_tests::wait_until(Duration::from_secs(10), "the failed save logged", || {
             n.log()
                 .matches("Error trying to save the DB, can't exit")
@@ -588,7 +582,7 @@ fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
         );
         // A signal's shutdown waits for the cron, so it can be aborted.
         c.text(&["DEBUG", "PAUSE-CRON", "1"]);
-        send_signal(&n, "-TERM");
+        n.signal("-TERM");
         slotkv_tests::wait_until(Duration::from_secs(10), "SIGTERM received", || {
             n.log().matches("Received SIGTERM").count() >= 2
         });

@@ -1223,7 +1223,7 @@ pub fn shutdown(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error(SYNTAX);
     }
     if abort {
-        return if crate::server::shutdown::abort(ctx.srv) {
+        return if crate::server::shutdown::abort() {
             ctx.r.ok()
         } else {
             ctx.r.error("ERR No shutdown in progress.")

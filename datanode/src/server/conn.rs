@@ -798,7 +798,6 @@ async fn connection_loop(
                     client.id,
                     info.addr
                 );
-                flush_counters(srv, client);
                 return Ok(());
             }
             if !actions.is_empty() {

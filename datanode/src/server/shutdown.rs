@@ -93,7 +93,7 @@ fn install_handlers() -> std::io::Result<()> {
 
 /// SHUTDOWN ABORT: cancels a shutdown a signal scheduled and the cron
 /// has not started yet. False when none is pending.
-pub fn abort(_srv: &Shared) -> bool {
+pub fn abort() -> bool {
     let aborted = ASAP
         .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
