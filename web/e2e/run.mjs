@@ -407,7 +407,11 @@ test('a slot in migration is marked on the map with its direction', async (brows
     ).catch(async (e) => {
       throw new Error(`${e.message}; legend: ${await page.locator('.legend').textContent()}; text: ${await page.getByTestId('slot-ranges').textContent()}`);
     });
-    check((await pixel(page, 100)) !== before, 'the slot looks the same');
+    // The canvas is drawn by an effect that runs after the text has been
+    // rendered (Preact defers effects past the next frame), so wait for it.
+    await waitFor('the slot to look different', async () => (await pixel(page, 100)) !== before, 5000).catch(() => {
+      throw new Error('the slot looks the same');
+    });
     await page.screenshot({ path: `${OUT}/migration.png`, fullPage: true });
   } finally {
     if (owner && target) {
