@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use super::{eq_ic, Action, Args, Ctx, SYNTAX};
 use crate::resp::{parse_i64, Proto};
 use crate::server::client::ReplyMode;
+use crate::server::clientmem;
 
 /// Version we report to clients and tools.
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -526,9 +527,6 @@ pub fn client_trackinginfo(ctx: &mut Ctx, _a: &Args) {
     }
 }
 
-/// The bytes a client's structures take beyond its buffers.
-const CLIENT_STRUCT: u64 = 1024;
-
 /// One CLIENT LIST line, with Redis 7.0's fields. For the calling
 /// connection the figures are live (`args` is the command being run).
 pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) -> String {
@@ -536,40 +534,51 @@ pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args
     let name = c.name.lock().clone().unwrap_or_default();
     let me = c.id == ctx.client.id;
     let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let (sub, psub, ssub, multi, qbuf, qcap, rbs, argv_mem, obl, omem, cmd) = if me {
-        let s = ctx.client.subs.as_ref();
-        let argv: usize = args.iter().map(|x| x.len()).sum();
-        (
-            s.map_or(0, |s| s.channels.len() as u64),
-            s.map_or(0, |s| s.patterns.len() as u64),
-            s.map_or(0, |s| s.shard_channels.len() as u64),
-            ctx.client
-                .multi
-                .as_ref()
-                .map_or(-1, |m| m.queue.len() as i64),
-            ctx.client.qbuf_at_cmd as u64,
-            ctx.client.rbuf_cap as u64,
-            ctx.client.rb.size as u64,
-            argv as u64,
-            ctx.r.out.len() as u64,
-            c.outq.bytes.load(Ordering::Relaxed),
-            current_cmd_name(args),
-        )
-    } else {
-        (
-            r(&c.sub[0]),
-            r(&c.sub[1]),
-            r(&c.sub[2]),
-            c.multi_len.load(Ordering::Relaxed),
-            r(&c.qbuf),
-            r(&c.qbuf_cap),
-            r(&c.rbs),
-            0,
-            0,
-            c.output_bytes(),
-            c.last_cmd.lock().to_string(),
-        )
-    };
+    let (sub, psub, ssub, multi, qbuf, qcap, rbs, argv_mem, obl, omem, cmd, multi_mem, state_mem) =
+        if me {
+            let s = ctx.client.subs.as_ref();
+            let cl = &*ctx.client;
+            let multi_mem = clientmem::multi_memory(
+                cl.multi.as_ref().map_or(0, |m| m.mem),
+                cl.multi.as_ref().map_or(0, |m| m.queue.len()),
+                cl.watched.len(),
+            );
+            let argv: usize = args.iter().map(|x| x.len()).sum();
+            (
+                s.map_or(0, |s| s.channels.len() as u64),
+                s.map_or(0, |s| s.patterns.len() as u64),
+                s.map_or(0, |s| s.shard_channels.len() as u64),
+                ctx.client
+                    .multi
+                    .as_ref()
+                    .map_or(-1, |m| m.queue.len() as i64),
+                ctx.client.qbuf_at_cmd as u64,
+                ctx.client.rbuf_cap as u64,
+                ctx.client.rb.size as u64,
+                argv as u64,
+                ctx.r.out.len() as u64,
+                c.outq.bytes.load(Ordering::Relaxed),
+                current_cmd_name(args),
+                multi_mem,
+                clientmem::state_memory(cl, multi_mem),
+            )
+        } else {
+            (
+                r(&c.sub[0]),
+                r(&c.sub[1]),
+                r(&c.sub[2]),
+                c.multi_len.load(Ordering::Relaxed),
+                r(&c.qbuf),
+                r(&c.qbuf_cap),
+                r(&c.rbs),
+                0,
+                0,
+                c.output_bytes(),
+                c.last_cmd.lock().to_string(),
+                r(&c.multi_mem),
+                r(&c.state_mem),
+            )
+        };
     let mut flags = String::new();
     match c.role.load(Ordering::Relaxed) {
         crate::server::client::role::REPLICA => flags.push('S'),
@@ -612,7 +621,7 @@ pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args
     }
     let rbp = r(&c.rbp).max(obl);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem=0 rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user={} redir={} resp={}\n",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf={qbuf} qbuf-free={} argv-mem={argv_mem} multi-mem={multi_mem} rbs={rbs} rbp={rbp} obl={obl} oll=0 omem={omem} tot-mem={} events={} cmd={cmd} user={} redir={} resp={}\n",
         c.id,
         c.addr,
         c.laddr,
@@ -622,7 +631,7 @@ pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args
         (now - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000,
         c.db.load(Ordering::Relaxed),
         qcap.saturating_sub(qbuf),
-        qcap + rbs + argv_mem + omem + CLIENT_STRUCT,
+        qcap + rbs + argv_mem + omem + state_mem + clientmem::CLIENT_STRUCT,
         if omem > 0 { "rw" } else { "r" },
         String::from_utf8_lossy(&c.user.lock()),
         tracking_redirect(c),

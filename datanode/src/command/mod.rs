@@ -814,6 +814,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_QUEUE == 0 {
         if let Some(m) = &mut ctx.client.multi {
+            m.mem += crate::server::clientmem::queued_cost(args.iter().map(|a| a.len()));
             m.queue.push(args.to_owned());
         }
         ctx.r.simple("QUEUED");

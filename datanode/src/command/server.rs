@@ -220,18 +220,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let (_, active, resident) = jemalloc_stats();
         let system = total_system_memory();
         let div = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
-        // Every connection's read and reply buffers (Redis's
-        // mem_clients_normal); there are no replica clients yet.
-        let clients: u64 = srv
-            .clients
-            .lock()
-            .values()
-            .map(|c| {
-                c.qbuf_cap.load(Ordering::Relaxed)
-                    + c.rbs.load(Ordering::Relaxed)
-                    + c.output_bytes()
-            })
-            .sum();
+        // Every connection's memory as maxmemory-clients counts it
+        // (Redis's mem_clients_normal); replicas are not counted apart.
+        let clients: u64 = srv.clients.lock().values().map(|c| c.memory()).sum();
         // Functions are not built yet: their figures are zero.
         let lua = srv.scripts.lua_memory() as u64;
         let scripts_mem = srv.scripts.cache.bytes();

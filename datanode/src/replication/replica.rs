@@ -688,6 +688,7 @@ async fn apply_stream(
         }
     };
     srv.clients.lock().remove(&client.id);
+    crate::server::clientmem::forget(&client.info);
     result
 }
 

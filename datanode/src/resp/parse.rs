@@ -178,6 +178,59 @@ fn parse_multibulk(
     Ok(Some(Parsed::Multibulk { consumed: pos }))
 }
 
+/// An argument from this size on is read into a buffer of its exact size,
+/// as Redis reads one (its PROTO_MBULK_BIG_ARG).
+pub const BIG_ARG: usize = 32 * 1024;
+
+/// Where an incomplete request stands, as Redis's reader would have it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Bytes Redis would already have taken out of its query buffer: the
+    /// count line, whole arguments, and the length line of the argument
+    /// being read (CLIENT LIST's qbuf counts only the rest).
+    pub taken: usize,
+    /// When that argument is big: the bytes the request needs up to its
+    /// end, for a read buffer of exactly that size.
+    pub need: Option<usize>,
+}
+
+/// Looks at the incomplete request at the start of `buf` (one that
+/// `parse_request` answered `Ok(None)`); malformed input counts as not
+/// taken, the parser reports it once it is complete.
+pub fn pending_request(buf: &[u8]) -> Pending {
+    let mut p = Pending::default();
+    if buf.first() != Some(&b'*') {
+        return p;
+    }
+    let Some(eol) = find_crlf(buf, 1) else {
+        return p;
+    };
+    let count = parse_i64(&buf[1..eol]).unwrap_or(0);
+    let mut pos = eol + 2;
+    for _ in 0..count {
+        p.taken = pos;
+        if buf.get(pos) != Some(&b'$') {
+            return p;
+        }
+        let Some(eol) = find_crlf(buf, pos + 1) else {
+            return p;
+        };
+        let Some(len) = parse_i64(&buf[pos + 1..eol]).and_then(|n| usize::try_from(n).ok()) else {
+            return p;
+        };
+        let start = eol + 2;
+        let end = start.saturating_add(len).saturating_add(2);
+        if buf.len() < end {
+            p.taken = start;
+            p.need = (len >= BIG_ARG).then_some(end);
+            return p;
+        }
+        pos = end;
+    }
+    p.taken = pos.min(buf.len());
+    p
+}
+
 fn parse_inline(
     buf: &[u8],
     ranges: &mut Vec<Range<usize>>,
@@ -450,5 +503,35 @@ mod tests {
             prop_assert_eq!(p, Parsed::Multibulk { consumed: buf.len() });
             prop_assert_eq!(parsed, args);
         }
+    }
+
+    #[test]
+    fn a_pending_request_is_taken_as_redis_reads_it() {
+        let pend = |b: &[u8]| pending_request(b);
+        assert_eq!(pend(b"GET k"), Pending::default());
+        assert_eq!(pend(b"*2\r"), Pending::default());
+        assert_eq!(
+            pend(b"*2\r\n$3\r"),
+            Pending {
+                taken: 4,
+                need: None
+            }
+        );
+        assert_eq!(
+            pend(b"*2\r\n$3\r\nGET\r\n$5\r\nab"),
+            Pending {
+                taken: 17,
+                need: None
+            }
+        );
+        let big = format!("*1\r\n${}\r\nvvvv", BIG_ARG);
+        let head = big.len() - 4;
+        assert_eq!(
+            pend(big.as_bytes()),
+            Pending {
+                taken: head,
+                need: Some(head + BIG_ARG + 2)
+            }
+        );
     }
 }

@@ -69,6 +69,8 @@ pub struct Multi {
     pub queue: Vec<OwnedArgs>,
     /// A command failed to queue: EXEC must answer EXECABORT.
     pub dirty: bool,
+    /// The queued commands' bytes as `maxmemory-clients` counts them.
+    pub mem: u64,
 }
 
 /// What other connections may read or change about this one.
@@ -133,6 +135,13 @@ pub struct ClientInfo {
     /// What this connection's message queue shares with its senders.
     pub outq: std::sync::Arc<super::outbox::OutQ>,
     pub has_adopt: AtomicBool,
+    /// Published once per batch: what the MULTI queue and watched keys
+    /// cost (CLIENT LIST multi-mem), and that plus the subscriptions and
+    /// tracking prefixes (`clientmem::state_memory`).
+    pub multi_mem: AtomicU64,
+    pub state_mem: AtomicU64,
+    /// This connection's share of `clientmem`'s running total.
+    pub reported_mem: AtomicU64,
 }
 
 impl ClientInfo {
@@ -140,6 +149,17 @@ impl ClientInfo {
     /// connections queued for it (Redis's `omem`).
     pub fn output_bytes(&self) -> u64 {
         self.outq.writing.load(Ordering::Relaxed) + self.outq.bytes.load(Ordering::Relaxed)
+    }
+
+    /// What the connection costs in memory, as Redis counts it for
+    /// `maxmemory-clients` and CLIENT LIST's tot-mem (less the arguments
+    /// of a command it is running).
+    pub fn memory(&self) -> u64 {
+        self.qbuf_cap.load(Ordering::Relaxed)
+            + self.rbs.load(Ordering::Relaxed)
+            + self.output_bytes()
+            + self.state_mem.load(Ordering::Relaxed)
+            + super::clientmem::CLIENT_STRUCT
     }
 
     pub fn kill(&self) {

@@ -16,6 +16,7 @@ use super::shared::Shared;
 use super::stats::Stats;
 use crate::command::{self, Action, Args, Ctx, Locks};
 use crate::keyspace::now_ms;
+use crate::resp::parse::{pending_request, Pending};
 use crate::resp::{parse_request, Limits, Parsed, Proto, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -55,6 +56,9 @@ fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Clie
         role: Default::default(),
         fd: std::sync::atomic::AtomicI32::new(-1),
         no_evict: AtomicBool::new(false),
+        multi_mem: AtomicU64::new(0),
+        state_mem: AtomicU64::new(0),
+        reported_mem: AtomicU64::new(0),
         idle_notify: tokio::sync::Notify::new(),
         blocked: AtomicBool::new(false),
         unblock_mode: std::sync::atomic::AtomicU8::new(0),
@@ -311,18 +315,78 @@ async fn gather_writes() {
     GATHERING.set(if n <= 1 { (0, 0) } else { (n - 1, peak) });
 }
 
-/// Writes `out`, counted as output in progress; gives up when the client
-/// is killed meanwhile (a reader too slow for its output limit is closed
-/// without waiting for it). False when killed.
-async fn write_out(sock: &mut TcpStream, out: &[u8], info: &ClientInfo) -> std::io::Result<bool> {
+/// How a write of a connection's replies ended.
+#[derive(PartialEq, Eq)]
+enum Written {
+    All,
+    /// The socket takes no more for now and the client sent something:
+    /// `out` keeps what is unwritten, to follow once the new requests ran.
+    Stalled,
+    /// The client was killed meanwhile (a reader too slow for its output
+    /// limit is closed without waiting for it).
+    Killed,
+}
+
+/// Writes `out`, counted as output in progress. As in Redis, replies the
+/// client does not read do not stop the connection from reading and
+/// running what it sends next (output buffer limits and maxmemory-clients
+/// bound what piles up): so a client that writes a whole pipeline before
+/// reading any reply cannot deadlock against us.
+async fn write_out(
+    srv: &Shared,
+    sock: &mut TcpStream,
+    out: &mut Vec<u8>,
+    info: &ClientInfo,
+) -> std::io::Result<Written> {
     let q = &info.outq;
     q.writing.store(out.len() as u64, Ordering::Relaxed);
-    let done = tokio::select! {
-        r = sock.write_all(out) => r.map(|_| true),
-        _ = until_killed(info) => Ok(false),
+    let mut off = 0;
+    let done = loop {
+        match sock.try_write(&out[off..]) {
+            Ok(n) => {
+                off += n;
+                if off == out.len() {
+                    break Ok(Written::All);
+                }
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => break Err(e),
+        }
+        tokio::select! {
+            r = sock.writable() => if let Err(e) = r {
+                break Err(e);
+            },
+            r = sock.readable() => match r {
+                Ok(()) => break Ok(Written::Stalled),
+                Err(e) => break Err(e),
+            },
+            _ = until_killed(info) => break Ok(Written::Killed),
+        }
     };
-    q.writing.store(0, Ordering::Relaxed);
+    Stats::add(&srv.stats.net_output_bytes, off as u64);
+    if done.as_ref().is_ok_and(|w| *w == Written::Stalled) {
+        out.drain(..off);
+        q.writing.store(out.len() as u64, Ordering::Relaxed);
+    } else {
+        q.writing.store(0, Ordering::Relaxed);
+    }
     done
+}
+
+/// Writes all of `out` before something that needs the socket to itself
+/// (a blocking wait, a replica's or a migration's stream).
+async fn write_all_out(
+    sock: &mut TcpStream,
+    out: &mut Vec<u8>,
+    info: &ClientInfo,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        sock.write_all(out).await?;
+        out.clear();
+        info.outq.writing.store(0, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Completes once the client is killed. (Other wake-ups on the same
@@ -414,7 +478,9 @@ fn resize_reply_buffer(client: &mut Client, out: &mut Vec<u8>, now: i64) {
 /// What CLIENT LIST shows of this connection to others, once per batch.
 /// `consumed`: bytes just advanced past, still part of the read buffer's
 /// allocation.
-fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize) {
+/// `taken`: the part of the pending request Redis would no longer count as
+/// query buffer (see `resp::parse::Pending`).
+fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, taken: usize) {
     let info = &client.info;
     info.in_multi
         .store(client.multi.is_some(), Ordering::Relaxed);
@@ -440,13 +506,15 @@ fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize) {
             c.store(0, Ordering::Relaxed);
         }
     }
-    info.qbuf.store(rbuf.len() as u64, Ordering::Relaxed);
+    info.qbuf
+        .store(rbuf.len().saturating_sub(taken) as u64, Ordering::Relaxed);
     info.qbuf_cap
         .store((rbuf.capacity() + consumed) as u64, Ordering::Relaxed);
     info.rbs.store(client.rb.size as u64, Ordering::Relaxed);
     info.rbp.store(client.rb.peak as u64, Ordering::Relaxed);
     info.rb_wake_at
         .store(client.rb.wake_at(), Ordering::Relaxed);
+    super::clientmem::publish(client);
 }
 
 /// Writes a queued message unless CLIENT REPLY OFF silences it: in Redis
@@ -530,6 +598,7 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
     }
     flush_counters(&srv, &mut client);
     srv.clients.lock().remove(&client.id);
+    super::clientmem::forget(&client.info);
 }
 
 fn flush_counters(srv: &Shared, c: &mut Client) {
@@ -635,10 +704,21 @@ async fn connection_loop(
     let mut scratch = Vec::new();
     let mut actions: Vec<Action> = Vec::new();
     let info = client.info.clone();
+    // The bytes a request with a big argument needs, once its length is read.
+    let mut big_arg: Option<usize> = None;
     loop {
         // An empty buffer is reset to the start of its allocation (no copy,
         // no allocation), so its capacity is the whole allocation again.
-        if rbuf.is_empty() || rbuf.capacity() - rbuf.len() < 1024 {
+        if let Some(need) = big_arg.filter(|&n| n > rbuf.len()) {
+            // A big argument is read into a buffer of its exact size, as
+            // Redis reads one: growing by doubling could take twice the
+            // memory maxmemory-clients counts.
+            if rbuf.capacity() < need {
+                let mut exact = BytesMut::with_capacity(need);
+                exact.extend_from_slice(&rbuf);
+                rbuf = exact;
+            }
+        } else if rbuf.is_empty() || rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
         }
         // `timeout`: close clients idle that long (0 = never).
@@ -650,7 +730,31 @@ async fn connection_loop(
             command::pubsub::ensure_subs(client);
         }
         let subscribed = client.subscribed();
-        let n = if let Some(subs) = client.subs.as_mut() {
+        let n = if !out.is_empty() {
+            // Replies still wait for the socket (see write_out): read
+            // what the client sent meanwhile, else go on writing.
+            match sock.try_read_buf(&mut rbuf) {
+                Ok(n) => {
+                    // Messages queued before this read come first, as below.
+                    if let Some(subs) = client.subs.as_mut() {
+                        let mut r = Reply::new(&mut out, client.proto);
+                        while let Some(m) = subs.rx.try_recv() {
+                            deliver(&mut r, client.reply_mode, subscribed, &m);
+                        }
+                    }
+                    n
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match write_out(srv, sock, &mut out, &info).await? {
+                        Written::All => after_write(client, &mut out, now_ms()),
+                        Written::Stalled => {}
+                        Written::Killed => return Ok(()),
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        } else if let Some(subs) = client.subs.as_mut() {
             // Subscribed: deliver messages while waiting for commands.
             tokio::select! {
                 biased;
@@ -688,10 +792,11 @@ async fn connection_loop(
                         deliver(&mut r, client.reply_mode, subscribed, &m);
                     }
                     client.rb.used(out.len());
-                    if !write_out(sock, &out, &info).await? {
-                        return Ok(());
+                    match write_out(srv, sock, &mut out, &info).await? {
+                        Written::All => after_write(client, &mut out, now_ms()),
+                        Written::Stalled => {}
+                        Written::Killed => return Ok(()),
                     }
-                    after_write(client, &mut out, now_ms());
                     continue;
                 }
             }
@@ -749,12 +854,14 @@ async fn connection_loop(
         // A big request counts toward maxmemory-clients before it runs, as
         // in Redis (its client cron alone would miss a request that arrives
         // and runs between two ticks).
-        if rbuf.len() >= BIG_QUERY {
+        if rbuf.len() >= BIG_QUERY && super::clientmem::enabled() {
             info.qbuf_cap
                 .store(rbuf.capacity() as u64, Ordering::Relaxed);
-            super::evict_clients(srv);
-            if info.killed.load(Ordering::Relaxed) {
-                return Ok(());
+            if super::clientmem::account(&info) {
+                super::clientmem::evict(srv);
+                if info.killed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
             }
         }
         let mut pos = 0;
@@ -819,10 +926,7 @@ async fn connection_loop(
                         Action::Sync(req) => {
                             // From here on the connection feeds a replica;
                             // when that ends, so does the connection.
-                            if !out.is_empty() {
-                                sock.write_all(&out).await?;
-                                out.clear();
-                            }
+                            write_all_out(sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
                             info.role
@@ -839,10 +943,7 @@ async fn connection_loop(
                         }
                         Action::Debug(run) => {
                             // What came before the EVAL is answered first.
-                            if !out.is_empty() {
-                                sock.write_all(&out).await?;
-                                out.clear();
-                            }
+                            write_all_out(sock, &mut out, &info).await?;
                             let done = debug_session(sock, run).await?;
                             if done.as_ref().is_ok_and(|d| d.detached) {
                                 // A forked session's child has the
@@ -859,10 +960,7 @@ async fn connection_loop(
                         Action::SlotImport { name } => {
                             // The +OK goes out first; from here on the
                             // connection carries the migration.
-                            if !out.is_empty() {
-                                sock.write_all(&out).await?;
-                                out.clear();
-                            }
+                            write_all_out(sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
                             return crate::slotmig::import::serve(srv, sock, client, rest, name)
@@ -912,25 +1010,48 @@ async fn connection_loop(
             }
         }
         rbuf.advance(pos);
+        let pending = if rbuf.is_empty() {
+            Pending::default()
+        } else {
+            pending_request(&rbuf)
+        };
+        big_arg = pending.need;
         client.rb.used(out.len());
-        publish_state(client, &rbuf, pos);
+        publish_state(client, &rbuf, pos, pending.taken);
+        // As Redis before its next command: past maxmemory-clients (this
+        // batch's state, or what it queued for others) closes the largest.
+        if super::clientmem::account(&info) {
+            super::clientmem::evict(srv);
+            if info.killed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
         info.last_interaction_ms.store(now, Ordering::Relaxed);
         *info.last_cmd.lock() = client.last_cmd;
         flush_counters(srv, client);
         if srv.hot.fsync_always.load(Ordering::Relaxed) && client.last_write_offset > 0 {
             crate::persistence::aof::wait_synced(srv, client.last_write_offset).await;
         }
-        if !out.is_empty() {
-            Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
-            gather_writes().await;
-            if !write_out(sock, &out, &info).await? {
-                return Ok(());
-            }
-        }
-        after_write(client, &mut out, now);
         if close || client.close_after_reply {
+            // The last replies go out whole before the connection closes.
+            write_all_out(sock, &mut out, &info).await?;
             let _ = sock.shutdown().await;
             return Ok(());
+        }
+        if !out.is_empty() {
+            gather_writes().await;
+            match write_out(srv, sock, &mut out, &info).await? {
+                Written::All => after_write(client, &mut out, now),
+                // What piled up counts toward maxmemory-clients now.
+                Written::Stalled => {
+                    if super::clientmem::account(&info) {
+                        super::clientmem::evict(srv);
+                    }
+                }
+                Written::Killed => return Ok(()),
+            }
+        } else {
+            after_write(client, &mut out, now);
         }
         // Argument tables sized by one huge command are not kept around.
         if ranges.capacity() > 4096 {
@@ -971,11 +1092,8 @@ async fn wait_unpaused<'s>(
     // CLIENT LIST shows the waiting command, as Redis does.
     *info.last_cmd.lock() = held.0;
     let result = async {
-        if !out.is_empty() {
-            // Earlier pipelined replies go out now.
-            sock.write_all(out).await?;
-            out.clear();
-        }
+        // Earlier pipelined replies go out now.
+        write_all_out(sock, out, &info).await?;
         loop {
             if info.killed.load(Ordering::Relaxed) {
                 return Ok(false);
@@ -1053,10 +1171,7 @@ async fn wait_blocked(
     blocking.register(db, &b.keys, client.id, &notify, false);
     blocking.clients.fetch_add(1, Ordering::Relaxed);
     // Anything already produced (earlier pipelined replies) goes out now.
-    if !out.is_empty() {
-        sock.write_all(out).await?;
-        out.clear();
-    }
+    write_all_out(sock, out, &info).await?;
     let deadline = (b.timeout_ms > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
     let cluster = srv.cluster.get().cloned();

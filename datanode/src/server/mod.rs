@@ -1,6 +1,7 @@
 //! The network side: listener, per-connection loop, background cron.
 
 pub mod client;
+pub mod clientmem;
 mod cluster_host;
 pub mod cmdstats;
 pub mod conn;
@@ -70,6 +71,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .store(cfg.int("lfu-decay-time").max(0) as u32, Ordering::Relaxed);
     let maxmemory = cfg.int("maxmemory").max(0) as u64;
     srv.hot.maxmemory.store(maxmemory, Ordering::Relaxed);
+    clientmem::configure(cfg.value("maxmemory-clients"), maxmemory);
     srv.hot.maxmemory_policy.store(
         crate::keyspace::evict::Policy::from_name(&policy).code(),
         Ordering::Relaxed,
@@ -124,6 +126,13 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         Ordering::Relaxed,
     );
     drop(cfg);
+    // As Redis: a lower limit closes connections now.
+    if changed
+        .iter()
+        .any(|c| c == "maxmemory-clients" || c == "maxmemory")
+    {
+        clientmem::evict(srv);
+    }
     // As Redis: lowering maxmemory below what is used starts evicting now
     // rather than at the next write.
     if maxmemory > 0
@@ -392,7 +401,7 @@ async fn cron(srv: Arc<Shared>) {
             release_idle_buffers(&srv, now);
             srv.migrate_sockets.close_idle();
         }
-        evict_clients(&srv);
+        clientmem::evict(&srv);
         // No active expiry while clients are paused, as in Redis.
         if srv.hot.active_expire.load(Ordering::Relaxed)
             && !srv.ks.expiry.paused.load(Ordering::Relaxed)
@@ -408,55 +417,6 @@ async fn cron(srv: Arc<Shared>) {
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
-    }
-}
-
-/// What a connection costs in memory for `maxmemory-clients`: its query
-/// and reply buffers, output waiting for the socket, and its structures.
-fn client_memory(c: &client::ClientInfo) -> u64 {
-    c.qbuf_cap.load(Ordering::Relaxed) + c.rbs.load(Ordering::Relaxed) + c.output_bytes() + 1024
-}
-
-/// `maxmemory-clients`: when all connections together use more than the
-/// limit (bytes, or a percentage of maxmemory), the largest ones not
-/// marked CLIENT NO-EVICT are closed until they fit, as Redis does.
-pub(crate) fn evict_clients(srv: &Shared) {
-    let limit = {
-        let c = srv.config.read();
-        let v = c.value("maxmemory-clients").to_string();
-        match v.strip_suffix('%') {
-            Some(p) => {
-                let pct = p.parse::<u64>().unwrap_or(0);
-                (c.int("maxmemory").max(0) as u64).saturating_mul(pct) / 100
-            }
-            None => v.parse::<u64>().unwrap_or(0),
-        }
-    };
-    if limit == 0 {
-        return;
-    }
-    let mut all: Vec<(u64, std::sync::Arc<client::ClientInfo>)> = srv
-        .clients
-        .lock()
-        .values()
-        .map(|c| (client_memory(c), c.clone()))
-        .collect();
-    let mut total: u64 = all.iter().map(|(m, _)| m).sum();
-    if total <= limit {
-        return;
-    }
-    all.sort_by_key(|c| std::cmp::Reverse(c.0));
-    for (mem, c) in all {
-        if total <= limit {
-            break;
-        }
-        if c.no_evict.load(Ordering::Relaxed) || c.killed.load(Ordering::Relaxed) {
-            continue;
-        }
-        tracing::warn!("Evicting client: id={} addr={} mem={mem}", c.id, c.addr);
-        c.kill();
-        stats::Stats::add(&srv.stats.evicted_clients, 1);
-        total -= mem;
     }
 }
 

@@ -174,6 +174,13 @@ impl Tx {
             .saturating_add(n)
             .saturating_add(self.q.writing.load(Ordering::Relaxed));
         self.q.check(used, crate::keyspace::now_ms);
+        // Counted toward maxmemory-clients now: the sender's connection
+        // evicts after its batch if the total went past the limit.
+        if super::clientmem::enabled() {
+            if let Some(c) = self.q.owner.upgrade() {
+                super::clientmem::account(&c);
+            }
+        }
         true
     }
 }
