@@ -109,6 +109,12 @@ impl Conn {
         let _ = self.s.set_read_timeout(Some(d));
     }
 
+    /// Bounds a blocking send (a server that stops reading is then an
+    /// error instead of a hang).
+    pub fn set_write_timeout(&mut self, d: Duration) {
+        let _ = self.s.set_write_timeout(Some(d));
+    }
+
     pub fn send_raw(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.s.write_all(b)
     }

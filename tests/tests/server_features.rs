@@ -1224,3 +1224,84 @@ fn a_request_past_maxmemory_clients_evicts_its_client_before_it_runs() {
         assert_eq!(c.info_field("stats", "evicted_clients"), "1", "{kind:?}");
     }
 }
+
+/// As Redis, a connection keeps reading and running commands while its
+/// replies wait for the socket: a client that sends a whole pipeline
+/// before reading any reply gets every reply. Before, datanode stopped
+/// reading while a write was blocked, and with requests and replies both
+/// larger than the sockets' buffers, client and server waited on each
+/// other for ever.
+#[test]
+fn a_pipeline_sent_whole_before_reading_gets_every_reply() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let payload = "p".repeat(100_000);
+        let one = slotkv_tests::resp::encode(&["ECHO", &payload]);
+        let count = 300;
+        let mut all = Vec::with_capacity(one.len() * count);
+        for _ in 0..count {
+            all.extend_from_slice(&one);
+        }
+        c.set_write_timeout(Duration::from_secs(20));
+        c.send_raw(&all)
+            .unwrap_or_else(|e| panic!("{kind:?}: the server stopped reading: {e}"));
+        for i in 0..count {
+            let r = c.read_reply().unwrap_or_else(|e| panic!("{kind:?}: reply {i}: {e}"));
+            assert_eq!(r.raw.len(), payload.len() + 11, "{kind:?}: reply {i}");
+        }
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+    }
+}
+
+/// maxmemory-clients counts a MULTI queue and watched keys as Redis does
+/// (before, only buffers were counted, so a growing queue was never
+/// evicted), and CLIENT LIST's qbuf for a big argument being read shows
+/// its bytes only.
+#[test]
+fn maxmemory_clients_counts_queued_commands_and_watched_keys() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["CLIENT", "NO-EVICT", "on"]);
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "1000000"]);
+        // A queue of 200 KB commands: evicted before the tenth.
+        let mut m = n.conn();
+        m.text(&["CLIENT", "SETNAME", "queue"]);
+        assert_eq!(m.text(&["MULTI"]), "+OK\r\n");
+        let value = "v".repeat(200_000);
+        let mut queued = 0;
+        for _ in 0..10 {
+            match m.cmd(&["SET", "k", &value]) {
+                Ok(r) if r.raw == b"+QUEUED\r\n" => queued += 1,
+                _ => break,
+            }
+        }
+        assert!((3..10).contains(&queued), "{kind:?}: {queued} queued");
+        assert!(m.is_closed(), "{kind:?}: the queue's client stayed");
+        assert_eq!(c.info_field("stats", "evicted_clients"), "1", "{kind:?}");
+        // Watched keys: about 56 bytes each.
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "200000"]);
+        let mut w = n.conn();
+        let mut watched = 0;
+        for i in 0..20_000 {
+            match w.cmd(&["WATCH", &format!("key:{i}")]) {
+                Ok(r) if r.raw == b"+OK\r\n" => watched += 1,
+                _ => break,
+            }
+        }
+        assert!((1_000..20_000).contains(&watched), "{kind:?}: {watched} watched");
+        assert_eq!(c.info_field("stats", "evicted_clients"), "2", "{kind:?}");
+        // A big argument half sent: qbuf is the part of it that arrived.
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "0"]);
+        let mut b = n.conn();
+        b.text(&["CLIENT", "SETNAME", "big"]);
+        b.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n").unwrap();
+        b.send_raw(&[b'x'; 1000]).unwrap();
+        slotkv_tests::cluster::wait_until(Duration::from_secs(10), "qbuf=1000", || {
+            c.text(&["CLIENT", "LIST"])
+                .lines()
+                .any(|l| l.contains("name=big ") && l.contains(" qbuf=1000 "))
+        });
+    }
+}
