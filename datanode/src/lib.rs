@@ -13,6 +13,7 @@ pub mod geohash;
 pub mod glob;
 pub mod keyspace;
 pub mod memory;
+pub mod net;
 pub mod persistence;
 pub mod pqsort;
 pub mod replication;

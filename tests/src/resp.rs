@@ -99,7 +99,12 @@ pub fn split_line(line: &str) -> Option<Vec<Vec<u8>>> {
 
 impl Conn {
     pub fn connect(port: u16) -> std::io::Result<Conn> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
+        Self::connect_to("127.0.0.1", port)
+    }
+
+    /// A connection to another loopback address (127.0.0.2 …).
+    pub fn connect_to(ip: &str, port: u16) -> std::io::Result<Conn> {
+        let s = TcpStream::connect((ip, port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
         Ok(Conn { s, buf: Vec::new() })

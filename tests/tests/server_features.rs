@@ -1247,7 +1247,9 @@ fn a_pipeline_sent_whole_before_reading_gets_every_reply() {
         c.send_raw(&all)
             .unwrap_or_else(|e| panic!("{kind:?}: the server stopped reading: {e}"));
         for i in 0..count {
-            let r = c.read_reply().unwrap_or_else(|e| panic!("{kind:?}: reply {i}: {e}"));
+            let r = c
+                .read_reply()
+                .unwrap_or_else(|e| panic!("{kind:?}: reply {i}: {e}"));
             assert_eq!(r.raw.len(), payload.len() + 11, "{kind:?}: reply {i}");
         }
         assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
@@ -1290,18 +1292,111 @@ fn maxmemory_clients_counts_queued_commands_and_watched_keys() {
                 _ => break,
             }
         }
-        assert!((1_000..20_000).contains(&watched), "{kind:?}: {watched} watched");
+        assert!(
+            (1_000..20_000).contains(&watched),
+            "{kind:?}: {watched} watched"
+        );
         assert_eq!(c.info_field("stats", "evicted_clients"), "2", "{kind:?}");
         // A big argument half sent: qbuf is the part of it that arrived.
         c.text(&["CONFIG", "SET", "maxmemory-clients", "0"]);
         let mut b = n.conn();
         b.text(&["CLIENT", "SETNAME", "big"]);
-        b.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n").unwrap();
+        b.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n")
+            .unwrap();
         b.send_raw(&[b'x'; 1000]).unwrap();
         slotkv_tests::cluster::wait_until(Duration::from_secs(10), "qbuf=1000", || {
             c.text(&["CLIENT", "LIST"])
                 .lines()
                 .any(|l| l.contains("name=big ") && l.contains(" qbuf=1000 "))
         });
+    }
+}
+
+/// CONFIG SET bind moves the listeners at once, on the same port (the
+/// old ones close first, as in Redis); an address that cannot be bound
+/// fails with Redis's error and leaves the old listeners in place. Before,
+/// datanode accepted the new value and went on listening where it did.
+#[test]
+fn config_set_bind_moves_the_listeners_as_redis_does() {
+    use std::net::TcpStream;
+    let reachable = |ip: &str, port: u16| TcpStream::connect((ip, port)).is_ok();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--bind", "127.0.0.1"]);
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "bind", "999.999.999.999"]),
+            "-ERR CONFIG SET failed (possibly related to argument 'bind') - Failed to bind to specified addresses.\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.text(&["CONFIG", "GET", "bind"]),
+            "*2\r\n$4\r\nbind\r\n$9\r\n127.0.0.1\r\n",
+            "{kind:?}"
+        );
+        assert!(
+            reachable("127.0.0.1", n.port),
+            "{kind:?}: the old listener is gone"
+        );
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "bind", "127.0.0.2"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        assert!(
+            reachable("127.0.0.2", n.port),
+            "{kind:?}: not listening on the new address"
+        );
+        assert!(
+            !reachable("127.0.0.1", n.port),
+            "{kind:?}: still listening on the old address"
+        );
+        // Same port, the old address again: the listener is closed first.
+        let mut c2 = Conn::connect_to("127.0.0.2", n.port).expect("connect");
+        assert_eq!(
+            c2.text(&["CONFIG", "SET", "bind", "127.0.0.1 127.0.0.2"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        assert!(
+            reachable("127.0.0.1", n.port) && reachable("127.0.0.2", n.port),
+            "{kind:?}"
+        );
+        // The connections made before stay.
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+    }
+}
+
+/// `bind-source-addr`: the replica connects to its master from that
+/// address (the master sees it), as Redis does; datanode ignored it.
+#[test]
+fn a_replica_connects_from_bind_source_addr() {
+    for (master_kind, replica_kind) in [
+        (Server::Redis, Server::Datanode),
+        (Server::Datanode, Server::Datanode),
+    ] {
+        let master = Node::start(master_kind, &["--save", ""]);
+        let replica = Node::start(replica_kind, &["--save", ""]);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        // 127.0.0.2 is not "local" to protected mode (only 127.0.0.1 and
+        // ::1 are), as in Redis's own test of this.
+        assert_eq!(
+            m.text(&["CONFIG", "SET", "protected-mode", "no"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            r.text(&["CONFIG", "SET", "bind-source-addr", "127.0.0.2"]),
+            "+OK\r\n"
+        );
+        let port = master.port.to_string();
+        assert_eq!(r.text(&["REPLICAOF", "127.0.0.1", &port]), "+OK\r\n");
+        slotkv_tests::cluster::wait_until(Duration::from_secs(20), "the link", || {
+            r.info_field("replication", "master_link_status") == "up"
+        });
+        let slave0 = m.info_field("replication", "slave0");
+        assert!(
+            slave0.starts_with("ip=127.0.0.2,"),
+            "{master_kind:?} master sees {slave0}"
+        );
     }
 }

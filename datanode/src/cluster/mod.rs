@@ -432,7 +432,9 @@ async fn outbound<H: Host>(
     } else {
         format!("{}:{}", c.ip, c.cport)
     };
-    match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
+    let source = srv.with_config(|c| c.value("bind-source-addr").to_string());
+    let connect = crate::net::connect(&c.ip, c.cport, &source);
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(sock)) => {
             let _ = sock.set_nodelay(true);
             run_link(cluster, srv, c.link_id, sock, rx, written).await;

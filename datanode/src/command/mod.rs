@@ -104,6 +104,14 @@ pub enum Action {
         timeout_ms: u64,
         offset: u64,
     },
+    /// CONFIG SET bind applied: move the listeners, then reply; when the
+    /// new addresses cannot be bound, the call's settings go back to
+    /// `before` (`changed` names them; `name` is the argument as given).
+    Rebind {
+        before: Box<crate::config::Config>,
+        changed: Vec<String>,
+        name: String,
+    },
 }
 
 /// A debugged script run and its side of the debugging dialogue.

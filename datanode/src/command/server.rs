@@ -475,7 +475,7 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
                 && ctx.srv.config.read().port() as u64
                     != ctx.srv.actual_port.load(Ordering::Relaxed);
             if port_changed {
-                if let Err(e) = crate::server::rebind(ctx.srv) {
+                if let Err(e) = crate::server::listen::rebind(ctx.srv) {
                     // Applying failed: every setting of this call goes back.
                     *ctx.srv.config.write() = before;
                     let name = pairs
@@ -510,10 +510,40 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
                 }
             }
             crate::server::apply_config_change(ctx.srv, &changed);
+            if changed.iter().any(|c| c == "bind") && !port_changed {
+                let name = pairs
+                    .iter()
+                    .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                    .find(|k| k.eq_ignore_ascii_case("bind"))
+                    .unwrap_or_default();
+                if ctx.client.in_exec {
+                    // No waiting inside a transaction: the new addresses
+                    // are bound before the old close (a same-port address
+                    // already bound then fails).
+                    if crate::server::listen::rebind(ctx.srv).is_err() {
+                        *ctx.srv.config.write() = before;
+                        crate::server::apply_config_change(ctx.srv, &changed);
+                        return ctx.r.error(&bind_failed(&name));
+                    }
+                } else {
+                    // The connection replies once the listeners moved.
+                    ctx.actions.push(Action::Rebind {
+                        before: Box::new(before),
+                        changed,
+                        name,
+                    });
+                    return;
+                }
+            }
             ctx.r.ok()
         }
         Err(e) => ctx.r.error(&e),
     }
+}
+
+/// CONFIG SET bind's error when the addresses cannot be bound, as Redis.
+pub fn bind_failed(name: &str) -> String {
+    format!("ERR CONFIG SET failed (possibly related to argument '{name}') - Failed to bind to specified addresses.")
 }
 
 /// LOLWUT [VERSION v]: Redis 7.0 has no piece of its own and answers with

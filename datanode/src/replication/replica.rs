@@ -196,9 +196,15 @@ async fn link(
     port: u16,
     db: &mut usize,
 ) -> Result<(), LinkError> {
-    let timeout = Duration::from_secs(srv.config.read().int("repl-timeout").max(1) as u64);
+    let (timeout, source) = {
+        let c = srv.config.read();
+        (
+            Duration::from_secs(c.int("repl-timeout").max(1) as u64),
+            c.value("bind-source-addr").to_string(),
+        )
+    };
     update(srv, gen, |m| m.state = LinkState::Connecting)?;
-    let sock = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+    let sock = tokio::time::timeout(timeout, crate::net::connect(host, port, &source))
         .await
         .map_err(|_| LinkError::Protocol("Timeout connecting to the MASTER...".into()))??;
     let _ = sock.set_nodelay(true);

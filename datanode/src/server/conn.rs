@@ -976,6 +976,28 @@ async fn connection_loop(
                             Reply::new(&mut out, client.proto).int(n as i64);
                             now = now_ms();
                         }
+                        Action::Rebind {
+                            before,
+                            changed,
+                            name,
+                        } => {
+                            let mut r = Reply::new(&mut out, client.proto);
+                            match super::listen::rebind_addresses(srv).await {
+                                Ok(()) => r.ok(),
+                                Err(e) => {
+                                    tracing::warn!("Failed to bind: {e}");
+                                    *srv.config.write() = *before;
+                                    super::apply_config_change(srv, &changed);
+                                    if let Err(e) = super::listen::rebind_addresses(srv).await {
+                                        tracing::warn!(
+                                            "Failed to bind the previous addresses again: {e}"
+                                        );
+                                    }
+                                    r.error(&command::server::bind_failed(&name));
+                                }
+                            }
+                            now = now_ms();
+                        }
                         Action::Block(b) => {
                             if !wait_blocked(srv, sock, client, &mut out, &mut rbuf, b).await? {
                                 return Ok(());

@@ -232,13 +232,7 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     }
     // Stop listening before the exit closes the connections: a client
     // that sees its connection close then finds the port closed too.
-    srv.listen_gen.send_modify(|g| *g += 1);
-    for _ in 0..1000 {
-        if srv.listening.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    super::listen::close_all(srv).await;
     srv.scripts.stop_all();
     tracing::info!("Redis is now ready to exit, bye bye...");
     true
