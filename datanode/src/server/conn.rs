@@ -710,13 +710,17 @@ async fn connection_loop(
         // An empty buffer is reset to the start of its allocation (no copy,
         // no allocation), so its capacity is the whole allocation again.
         if let Some(need) = big_arg.filter(|&n| n > rbuf.len()) {
-            // A big argument is read into a buffer of its exact size, as
-            // Redis reads one: growing by doubling could take twice the
-            // memory maxmemory-clients counts.
-            if rbuf.capacity() < need {
-                let mut exact = BytesMut::with_capacity(need);
-                exact.extend_from_slice(&rbuf);
-                rbuf = exact;
+            // A big argument's buffer doubles with what arrived but never
+            // past the request's end, so it ends at its exact size, as
+            // Redis's does (plain doubling could hold twice the memory
+            // maxmemory-clients counts). Unlike Redis, the announced size
+            // is not allocated up front: a header alone costs nothing.
+            let len = rbuf.len();
+            if rbuf.capacity() - len < READ_CHUNK.min(need - len) {
+                let cap = need.min((2 * len).max(len + READ_CHUNK));
+                let mut grown = BytesMut::with_capacity(cap);
+                grown.extend_from_slice(&rbuf);
+                rbuf = grown;
             }
         } else if rbuf.is_empty() || rbuf.capacity() - rbuf.len() < 1024 {
             rbuf.reserve(READ_CHUNK);
