@@ -527,19 +527,24 @@ fn deliver(r: &mut Reply, mode: ReplyMode, subscribed: bool, m: &crate::server::
     command::pubsub::write_message(r, m, subscribed);
 }
 
-/// protected-mode: without a password, only loopback clients may connect.
+/// protected-mode: while the default user needs no password, only clients
+/// from 127.0.0.1 or ::1 may connect (as in Redis, not the rest of 127/8).
 fn protected_denied(protected: bool, has_password: bool, peer: &SocketAddr) -> bool {
-    protected && !has_password && !peer.ip().is_loopback()
+    let local = match peer.ip() {
+        std::net::IpAddr::V4(a) => a == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(a) => a == std::net::Ipv6Addr::LOCALHOST,
+    };
+    protected && !has_password && !local
 }
 
 const DENIED: &[u8] = b"-DENIED Running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. Set a password (requirepass), disable protected mode (protected-mode no), or bind only to loopback addresses.\r\n";
 
 pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
-    let (protected, has_password) = {
-        let c = srv.config.read();
-        (c.protected_mode(), c.requirepass().is_some())
-    };
+    let protected = srv.config.read().protected_mode();
+    // A password for the default user (requirepass or ACL) lifts it.
+    let has_password = protected && srv.acl.user(b"default").is_some_and(|d| !d.nopass());
     if protected_denied(protected, has_password, &addr) {
+        Stats::add(&srv.stats.rejected_connections, 1);
         let _ = sock.write_all(DENIED).await;
         return;
     }
@@ -1310,6 +1315,8 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let local6: SocketAddr = "[::1]:5000".parse().unwrap();
         let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
+        let other_loopback: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        assert!(protected_denied(true, false, &other_loopback));
         assert!(!protected_denied(true, false, &local));
         assert!(!protected_denied(true, false, &local6));
         assert!(protected_denied(true, false, &remote));

@@ -119,13 +119,20 @@ fn bind_now(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-fn serve_and_record_port(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
+/// Records and returns the port the listeners took (port 0 lets the
+/// kernel choose one); 0 when there are none.
+pub fn record_port(srv: &Shared, listeners: &[TcpListener]) -> u16 {
     let port = listeners
         .first()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.port())
         .unwrap_or(0);
     srv.actual_port.store(port as u64, Ordering::Relaxed);
+    port
+}
+
+fn serve_and_record_port(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
+    record_port(srv, &listeners);
     serve_listeners(srv, listeners);
 }
 

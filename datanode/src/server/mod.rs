@@ -210,12 +210,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let bind_cfg = srv.config.read().clone();
     let listeners = listen::bind(&bind_cfg).await?;
-    let port = listeners
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| a.port())
-        .unwrap_or(0);
-    srv.actual_port.store(port as u64, Ordering::Relaxed);
+    let port = listen::record_port(&srv, &listeners);
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
         let _ = srv.cluster.set(c);
