@@ -787,6 +787,23 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
             return None;
         }
     }
+    // As Redis: connections past maxmemory-clients are closed before
+    // keys are evicted, counting what this batch has replied so far; one
+    // that closed itself runs nothing more.
+    if crate::server::clientmem::enabled()
+        && !ctx.client.in_exec
+        && crate::server::clientmem::account_running(&ctx.client.info, ctx.r.out.capacity())
+    {
+        crate::server::clientmem::evict(ctx.srv);
+        if ctx
+            .client
+            .info
+            .killed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+    }
     if !obey && oom_rejected(ctx, cmd) {
         return None;
     }

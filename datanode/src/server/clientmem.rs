@@ -114,6 +114,15 @@ pub fn account(info: &ClientInfo) -> bool {
     over()
 }
 
+/// Like `account`, for a connection in the middle of a batch: `out_cap`
+/// is its reply buffer's allocation, which holds what is still unwritten
+/// (the `writing` part of its figure) and the replies of the batch so far.
+pub fn account_running(info: &ClientInfo, out_cap: usize) -> bool {
+    let writing = info.outq.writing.load(Ordering::Relaxed);
+    settle(info, info.memory().saturating_sub(writing) + out_cap as u64);
+    over()
+}
+
 fn settle(info: &ClientInfo, mem: u64) {
     let old = info.reported_mem.swap(mem, Ordering::Relaxed);
     if mem >= old {

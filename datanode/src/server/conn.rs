@@ -367,7 +367,12 @@ async fn write_out(
     Stats::add(&srv.stats.net_output_bytes, off as u64);
     if done.as_ref().is_ok_and(|w| *w == Written::Stalled) {
         out.drain(..off);
-        q.writing.store(out.len() as u64, Ordering::Relaxed);
+        // What is kept is the unwritten part, not the room the whole batch
+        // needed; its allocation is what maxmemory-clients counts.
+        if out.capacity() > 2 * out.len() + READ_CHUNK {
+            out.shrink_to(out.len() + READ_CHUNK);
+        }
+        q.writing.store(out.capacity() as u64, Ordering::Relaxed);
     } else {
         q.writing.store(0, Ordering::Relaxed);
     }
@@ -1067,6 +1072,10 @@ async fn connection_loop(
             // The last replies go out whole before the connection closes.
             write_all_out(sock, &mut out, &info).await?;
             let _ = sock.shutdown().await;
+            return Ok(());
+        }
+        if info.killed.load(Ordering::Relaxed) {
+            // Evicted or killed during the batch: none of its replies go.
             return Ok(());
         }
         if !out.is_empty() {
