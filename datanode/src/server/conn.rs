@@ -380,16 +380,22 @@ async fn write_out(
 }
 
 /// Writes all of `out` before something that needs the socket to itself
-/// (a blocking wait, a replica's or a migration's stream).
+/// (a blocking wait, a replica's or a migration's stream, the close after
+/// QUIT); gives up, leaving the caller to notice, if the client is killed.
 async fn write_all_out(
     sock: &mut TcpStream,
     out: &mut Vec<u8>,
     info: &ClientInfo,
 ) -> std::io::Result<()> {
     if !out.is_empty() {
-        sock.write_all(out).await?;
+        info.outq.writing.store(out.len() as u64, Ordering::Relaxed);
+        let r = tokio::select! {
+            r = sock.write_all(out) => r,
+            _ = until_killed(info) => Ok(()),
+        };
         out.clear();
         info.outq.writing.store(0, Ordering::Relaxed);
+        r?;
     }
     Ok(())
 }
