@@ -425,13 +425,21 @@ test('a job cancelled from its page stops at a safe point with no slot left open
   const { ctx, page } = await loggedIn(browser, TOKEN);
   page.on('dialog', (d) => d.accept());
   try {
+    // The test before this one opened and closed slot 100; until the
+    // observer has seen it closed, a plan is refused (open_slots).
+    await waitFor('no open slot before the reshard', async () => /Slots open0/.test(await page.getByTestId('overview').textContent()), 30000);
     await page.getByRole('button', { name: 'Reshard…' }).click();
     const dialog = page.getByRole('dialog');
     // Slot by slot (legacy), so the job runs long enough to be stopped.
     await dialog.getByRole('spinbutton', { name: 'Number of slots' }).fill('4000');
     await dialog.getByRole('combobox', { name: 'Method' }).selectOption('legacy');
     await dialog.getByRole('button', { name: 'Preview plan' }).click();
-    await dialog.getByTestId('plan').waitFor();
+    await waitFor('the plan', async () => {
+      if (await dialog.getByTestId('action-error').isVisible()) {
+        throw new Error(`refused: ${await dialog.getByTestId('action-error').textContent()}`);
+      }
+      return dialog.getByTestId('plan').isVisible();
+    });
     await dialog.getByRole('button', { name: 'Confirm reshard' }).click();
     await page.waitForURL(/#\/jobs\/job-/);
     await page.getByRole('button', { name: 'Cancel job' }).click();
