@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,8 +15,52 @@ pub enum Reply {
 }
 
 pub struct Conn {
-    s: TcpStream,
+    s: Sock,
     buf: Vec<u8>,
+}
+
+/// A TCP connection, or one on the server's unix socket.
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Sock {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_read_timeout(d),
+            Sock::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_write_timeout(d),
+            Sock::Unix(s) => s.set_write_timeout(d),
+        }
+    }
+}
+
+impl Read for Sock {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(b),
+            Sock::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(b),
+            Sock::Unix(s) => s.write(b),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub struct Raw {
@@ -107,7 +152,20 @@ impl Conn {
         let s = TcpStream::connect((ip, port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
-        Ok(Conn { s, buf: Vec::new() })
+        Ok(Conn {
+            s: Sock::Tcp(s),
+            buf: Vec::new(),
+        })
+    }
+
+    /// A connection on a server's unix socket.
+    pub fn connect_unix(path: &std::path::Path) -> std::io::Result<Conn> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Conn {
+            s: Sock::Unix(s),
+            buf: Vec::new(),
+        })
     }
 
     pub fn set_timeout(&mut self, d: Duration) {

@@ -1404,3 +1404,89 @@ fn a_replica_connects_from_bind_source_addr() {
         );
     }
 }
+
+/// `unixsocket` and `unixsocketperm`: clients on the socket are served as
+/// redis-server serves them (the socket's mode, the address and `U` flag
+/// CLIENT INFO shows, MONITOR's `unix:` line, the settings immutable at
+/// run time), and SHUTDOWN removes the socket file. datanode listened on
+/// TCP only and ignored both settings.
+#[test]
+fn a_unix_socket_serves_clients_as_redis_servers_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let run = |kind: Server| -> Vec<String> {
+        let sockdir = tempfile::tempdir().expect("tempdir");
+        let path = sockdir.path().join("s.sock");
+        let shown = path.display().to_string();
+        let mut n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--unixsocket",
+                &shown,
+                "--unixsocketperm",
+                "700",
+            ],
+        );
+        let clean = |t: String| t.replace(&shown, "<path>");
+        let mut seen = Vec::new();
+        let mode = std::fs::metadata(&path)
+            .expect("the socket file")
+            .permissions()
+            .mode();
+        seen.push(format!("mode {:o}", mode & 0o777));
+        let mut u = Conn::connect_unix(&path).expect("connect on the unix socket");
+        seen.push(u.text(&["PING"]));
+        seen.push(u.text(&["CONFIG", "GET", "unixsocketperm"]));
+        seen.push(u.text(&["CONFIG", "SET", "unixsocketperm", "777"]));
+        seen.push(u.text(&["CONFIG", "SET", "unixsocket", "/tmp/elsewhere"]));
+        let info = u.text(&["CLIENT", "INFO"]);
+        for field in ["addr", "laddr", "flags", "cmd"] {
+            let v = info
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{field}=")))
+                .unwrap_or("missing");
+            seen.push(clean(format!("{field}={v}")));
+        }
+        let mut m = n.conn();
+        assert_eq!(m.text(&["MONITOR"]), "+OK\r\n");
+        u.text(&["SET", "k", "v"]);
+        let line = String::from_utf8_lossy(&m.read_reply().expect("monitor line").raw).into_owned();
+        // "+<time> [0 unix:<path>] "SET" "k" "v"": the time differs.
+        seen.push(clean(
+            line.split_once(' ')
+                .map(|x| x.1.to_string())
+                .unwrap_or(line),
+        ));
+        seen.push(format!(
+            "{:?}",
+            u.cmd(&["SHUTDOWN", "NOSAVE"]).map(|r| r.raw)
+        ));
+        n.wait_exit();
+        seen.push(format!("file left: {}", path.exists()));
+        seen
+    };
+    let redis = run(Server::Redis);
+    assert!(redis.contains(&"flags=U".to_string()), "{redis:#?}");
+    assert_eq!(redis, run(Server::Datanode));
+}
+
+/// `bind * -::*` (Redis's default) listens on every IPv4 and every IPv6
+/// address on one port: the IPv6 socket is IPv6-only, as Redis makes it
+/// (a dual-stack one would collide with the IPv4 socket). Reached here
+/// through 127.0.0.1 and ::1 on both servers.
+#[test]
+fn bind_star_listens_on_ipv4_and_ipv6_on_one_port() {
+    let run = |kind: Server| -> Vec<String> {
+        let n = Node::start(kind, &["--save", "", "--bind", "* -::*"]);
+        let mut seen = vec![n.conn().text(&["CONFIG", "GET", "bind"])];
+        for ip in ["127.0.0.1", "::1"] {
+            seen.push(match Conn::connect_to(ip, n.port) {
+                Ok(mut c) => format!("{ip}: {}", c.text(&["PING"])),
+                Err(e) => format!("{ip}: {:?}", e.kind()),
+            });
+        }
+        seen
+    };
+    assert_eq!(run(Server::Redis), run(Server::Datanode));
+}

@@ -181,22 +181,13 @@ impl Cluster {
             route_changed: tokio::sync::Notify::new(),
             _lock: lock,
         });
-        let mut addrs = cfg.bind();
+        let mut addrs = cfg.bind_addrs(bus);
         if addrs.is_empty() {
-            addrs.push("0.0.0.0".into());
+            addrs.push((format!("0.0.0.0:{bus}"), false));
         }
         let mut bound = 0;
-        for a in addrs {
-            let (optional, host) = match a.strip_prefix('-') {
-                Some(h) => (true, h.to_string()),
-                None => (false, a.clone()),
-            };
-            let addr = if host.contains(':') {
-                format!("[{host}]:{bus}")
-            } else {
-                format!("{host}:{bus}")
-            };
-            match TcpListener::bind(&addr).await {
+        for (addr, optional) in addrs {
+            match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
                 Ok(l) => {
                     bound += 1;
                     tokio::spawn(accept_loop(cluster.clone(), srv.clone(), l));

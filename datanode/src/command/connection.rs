@@ -610,6 +610,9 @@ pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args
     if me && ctx.client.close_after_reply {
         flags.push('c');
     }
+    if c.addr.is_unix() {
+        flags.push('U');
+    }
     if me && ctx.client.readonly {
         flags.push('r');
     }

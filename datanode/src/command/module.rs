@@ -14,7 +14,7 @@ fn allowed(ctx: &Ctx) -> bool {
         .to_string();
     match mode.as_str() {
         "yes" => true,
-        "local" => ctx.client.info.addr.ip().is_loopback(),
+        "local" => ctx.client.info.addr.is_local(),
         _ => false,
     }
 }

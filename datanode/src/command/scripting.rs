@@ -502,8 +502,8 @@ fn offload(
     let dbi = ctx.locks.db.index;
     let proto = ctx.client.proto;
     let (readonly, asking) = (ctx.client.readonly, ctx.client.asking);
-    let addr = ctx.client.info.addr;
-    let laddr = ctx.client.info.laddr;
+    let addr = ctx.client.info.addr.clone();
+    let laddr = ctx.client.info.laddr.clone();
     // The script acts for its caller: its reads are tracked, and its own
     // changes reported (or not, with NOLOOP), as the caller's.
     let (caller_id, caller_info, caching) =

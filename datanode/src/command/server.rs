@@ -943,7 +943,7 @@ fn debug_allowed(ctx: &Ctx) -> bool {
     let mode = ctx.srv.config.read().enable_debug_command();
     match mode.as_str() {
         "yes" => true,
-        "local" => ctx.client.info.addr.ip().is_loopback(),
+        "local" => ctx.client.info.addr.is_local(),
         _ => false,
     }
 }

@@ -255,6 +255,37 @@ impl Config {
     pub fn port(&self) -> u16 {
         self.num("port") as u16
     }
+    /// The addresses `bind` names, with `port` (the clients' or the cluster
+    /// bus's); `*` is every IPv4 address and `::*` every IPv6 one, as in
+    /// Redis. An empty `bind` names none: the node then takes no TCP
+    /// connections (CONFIG SET bind "").
+    pub fn bind_addrs(&self, port: u16) -> Vec<(String, bool)> {
+        self.bind()
+            .iter()
+            .map(|a| {
+                let (optional, host) = match a.strip_prefix('-') {
+                    Some(h) => (true, h),
+                    None => (false, a.as_str()),
+                };
+                let host = match host {
+                    "*" => "0.0.0.0",
+                    "::*" => "::",
+                    h => h,
+                };
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                (addr, optional)
+            })
+            .collect()
+    }
+
+    /// `unixsocketperm`, kept in octal as Redis shows it.
+    pub fn unixsocketperm(&self) -> u32 {
+        u32::from_str_radix(self.raw("unixsocketperm"), 8).unwrap_or(0)
+    }
     pub fn bind(&self) -> Vec<String> {
         self.raw("bind")
             .split_whitespace()

@@ -31,6 +31,10 @@ pub enum Kind {
     Percentiles,
     /// `oom-score-adj-values`: three integers from -2000 to 2000.
     OomValues,
+    /// A number written in octal (`unixsocketperm 700`), shown in octal.
+    Octal {
+        max: i64,
+    },
 }
 
 pub struct Spec {
@@ -370,6 +374,7 @@ pub static SPECS: &[Spec] = &[
     s("io-threads", Int { min: 1, max: 128 }, true),
     s("notify-keyspace-events", NotifyClasses, false),
     s("unixsocket", Str, true),
+    s("unixsocketperm", Octal { max: 0o777 }, true),
 ];
 
 /// The canonical name of a directive (Redis 7 keeps the old "slave" and
@@ -567,6 +572,16 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         ObufLimits => obuf_limits(args),
         Percentiles => percentiles(args),
         OomValues => oom_values(args),
+        Octal { max } => {
+            // As Redis's strtoll(…, 8) to the end, then an unsigned bound.
+            let v = one()?;
+            let n = i64::from_str_radix(v.trim_start(), 8)
+                .map_err(|_| "argument couldn't be parsed as an octal number")?;
+            if n < 0 || n > max {
+                return Err(format!("argument must be between 0 and {max:o} inclusive"));
+            }
+            Ok(format!("{n:o}"))
+        }
         List => {
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
@@ -640,6 +655,22 @@ mod tests {
         assert_eq!(m("relative").as_deref(), Ok("yes"));
         assert_eq!(m("absolute").as_deref(), Ok("absolute"));
         assert!(m("maybe").is_err());
+    }
+
+    #[test]
+    fn unixsocketperm_is_octal_as_in_redis() {
+        let v = |x: &str| validate("unixsocketperm", &[x.to_string()]);
+        assert_eq!(v("700"), Ok("700".into()));
+        assert_eq!(v("0755"), Ok("755".into()));
+        assert_eq!(v("0"), Ok("0".into()));
+        assert_eq!(
+            v("1000"),
+            Err("argument must be between 0 and 777 inclusive".into())
+        );
+        assert_eq!(
+            v("8"),
+            Err("argument couldn't be parsed as an octal number".into())
+        );
     }
 
     #[test]

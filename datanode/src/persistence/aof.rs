@@ -225,7 +225,7 @@ fn replay(
         start = end;
     }
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
-    let mut client = new_client(srv, addr, addr);
+    let mut client = new_client(srv, addr.into(), addr.into());
     client.authenticated = true;
     // The server's own client: no ACL user, nothing refused.
     client.set_acl_user(None);

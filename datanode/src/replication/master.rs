@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 
 use super::backlog::ReadError;
 use super::{ReplicaInfo, ReplicaState, State};
+use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::server::Shared;
 
 /// What the replica asked for.
@@ -70,16 +69,15 @@ pub fn request_acks(srv: &Shared) {
 /// replica sent after its PSYNC.
 pub async fn serve(
     srv: &Arc<Shared>,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     id: u64,
     rbuf: BytesMut,
     req: SyncRequest,
 ) -> std::io::Result<()> {
-    let ip = req.ip.clone().unwrap_or_else(|| {
-        sock.peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default()
-    });
+    let ip = req
+        .ip
+        .clone()
+        .unwrap_or_else(|| sock.peer_ip().unwrap_or_default());
     let name = format!("{ip}:{}", req.listening_port);
     {
         let mut st = srv.repl.state.lock();

@@ -566,7 +566,7 @@ async fn apply_stream(
 ) -> Result<(), LinkError> {
     let peer = w.sock.peer_addr()?;
     let local = w.sock.local_addr()?;
-    let mut client = crate::server::conn::new_client(srv, peer, local);
+    let mut client = crate::server::conn::new_client(srv, peer.into(), local.into());
     client.is_master = true;
     client.authenticated = true;
     // The server's own client: no ACL user, nothing refused.

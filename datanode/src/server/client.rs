@@ -11,6 +11,47 @@ use crate::command::args::OwnedArgs;
 use crate::keyspace::SBytes;
 use crate::resp::Proto;
 
+/// Where a client connects from (or to): an address and port, or the
+/// unix socket, which Redis shows as `<unixsocket>:0` on both ends.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Addr {
+    Tcp(SocketAddr),
+    Unix(std::sync::Arc<str>),
+}
+
+impl Addr {
+    /// As Redis's islocalClient: the unix socket, 127.0.0.1 or ::1 (not
+    /// the rest of 127/8).
+    pub fn is_local(&self) -> bool {
+        match self {
+            Addr::Unix(_) => true,
+            Addr::Tcp(a) => match a.ip() {
+                std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+                std::net::IpAddr::V6(ip) => ip == std::net::Ipv6Addr::LOCALHOST,
+            },
+        }
+    }
+
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Addr::Unix(_))
+    }
+}
+
+impl From<SocketAddr> for Addr {
+    fn from(a: SocketAddr) -> Self {
+        Addr::Tcp(a)
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Tcp(a) => a.fmt(f),
+            Addr::Unix(path) => write!(f, "{path}:0"),
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum ReplyMode {
     #[default]
@@ -76,8 +117,8 @@ pub struct Multi {
 /// What other connections may read or change about this one.
 pub struct ClientInfo {
     pub id: u64,
-    pub addr: SocketAddr,
-    pub laddr: SocketAddr,
+    pub addr: Addr,
+    pub laddr: Addr,
     pub created_ms: i64,
     pub name: Mutex<Option<Vec<u8>>>,
     /// The ACL user's name (CLIENT LIST, CLIENT KILL USER, and closing

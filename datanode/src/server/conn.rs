@@ -1,33 +1,32 @@
 //! One client connection: read, parse every complete request, run them,
 //! write all replies with one write.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::client::{Client, ClientInfo, ReplyMode};
+use super::client::{Addr, Client, ClientInfo, ReplyMode};
 use super::replybuf::{self, ReplyBuf};
 use super::shared::Shared;
 use super::stats::Stats;
 use crate::command::{self, Action, Args, Ctx, Locks};
 use crate::keyspace::now_ms;
+use crate::net::Stream;
 use crate::resp::parse::{pending_request, Pending};
 use crate::resp::{parse_request, Limits, Parsed, Proto, Reply};
 
 const READ_CHUNK: usize = 16 * 1024;
 
-pub fn new_client(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
+pub fn new_client(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
     let mut c = client_struct(srv, addr, laddr);
     c.set_acl_user(Some(srv.acl.default_user()));
     c
 }
 
-fn client_struct(srv: &Arc<Shared>, addr: SocketAddr, laddr: SocketAddr) -> Client {
+fn client_struct(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
     let id = srv.next_client_id.fetch_add(1, Ordering::Relaxed);
     let now = now_ms();
     let info = Arc::new_cyclic(|me| ClientInfo {
@@ -237,6 +236,13 @@ pub fn feed_monitor(srv: &Shared, client: &Client, args: &Args, now: i64, redact
             (now % 1000) * 1000,
             client.db
         )
+    } else if let super::client::Addr::Unix(path) = &client.info.addr {
+        format!(
+            "+{}.{:06} [{} unix:{path}]",
+            now / 1000,
+            (now % 1000) * 1000,
+            client.db,
+        )
     } else {
         format!(
             "+{}.{:06} [{} {}]",
@@ -334,7 +340,7 @@ enum Written {
 /// reading any reply cannot deadlock against us.
 async fn write_out(
     srv: &Shared,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     out: &mut Vec<u8>,
     info: &ClientInfo,
 ) -> std::io::Result<Written> {
@@ -383,7 +389,7 @@ async fn write_out(
 /// (a blocking wait, a replica's or a migration's stream, the close after
 /// QUIT); gives up, leaving the caller to notice, if the client is killed.
 async fn write_all_out(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     out: &mut Vec<u8>,
     info: &ClientInfo,
 ) -> std::io::Result<()> {
@@ -538,19 +544,15 @@ fn deliver(r: &mut Reply, mode: ReplyMode, subscribed: bool, m: &crate::server::
     command::pubsub::write_message(r, m, subscribed);
 }
 
-/// protected-mode: while the default user needs no password, only clients
-/// from 127.0.0.1 or ::1 may connect (as in Redis, not the rest of 127/8).
-fn protected_denied(protected: bool, has_password: bool, peer: &SocketAddr) -> bool {
-    let local = match peer.ip() {
-        std::net::IpAddr::V4(a) => a == std::net::Ipv4Addr::LOCALHOST,
-        std::net::IpAddr::V6(a) => a == std::net::Ipv6Addr::LOCALHOST,
-    };
-    protected && !has_password && !local
+/// protected-mode: while the default user needs no password, only local
+/// clients may connect (the unix socket, 127.0.0.1 or ::1), as in Redis.
+fn protected_denied(protected: bool, has_password: bool, peer: &Addr) -> bool {
+    protected && !has_password && !peer.is_local()
 }
 
 const DENIED: &[u8] = b"-DENIED Running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. Set a password (requirepass), disable protected mode (protected-mode no), or bind only to loopback addresses.\r\n";
 
-pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
+pub async fn serve(srv: Arc<Shared>, mut sock: Stream, addr: Addr) {
     let protected = srv.config.read().protected_mode();
     // A password for the default user (requirepass or ACL) lifts it.
     let has_password = protected && srv.acl.user(b"default").is_some_and(|d| !d.nopass());
@@ -559,22 +561,32 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
         let _ = sock.write_all(DENIED).await;
         return;
     }
-    let _ = sock.set_nodelay(true);
-    let keepalive = srv.config.read().tcp_keepalive();
-    if keepalive > 0 {
-        // Like Redis: probe idle peers so dead ones are noticed.
-        let ka = socket2::TcpKeepalive::new()
-            .with_time(std::time::Duration::from_secs(keepalive))
-            .with_interval(std::time::Duration::from_secs((keepalive / 3).max(1)));
-        let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(&ka);
-    }
-    let laddr = sock.local_addr().unwrap_or(addr);
+    let laddr = match &sock {
+        Stream::Tcp(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            let keepalive = srv.config.read().tcp_keepalive();
+            if keepalive > 0 {
+                // Like Redis: probe idle peers so dead ones are noticed.
+                let ka = socket2::TcpKeepalive::new()
+                    .with_time(std::time::Duration::from_secs(keepalive))
+                    .with_interval(std::time::Duration::from_secs((keepalive / 3).max(1)));
+                let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka);
+            }
+            tcp.local_addr()
+                .map(Addr::Tcp)
+                .unwrap_or_else(|_| addr.clone())
+        }
+        Stream::Unix(_) => addr.clone(),
+    };
     Stats::add(&srv.stats.connections_received, 1);
     let maxclients = srv.config.read().maxclients() as usize;
     let mut client = new_client(&srv, addr, laddr);
     {
-        use std::os::fd::AsRawFd;
-        client.info.fd.store(sock.as_raw_fd(), Ordering::Relaxed);
+        use std::os::fd::{AsFd, AsRawFd};
+        client
+            .info
+            .fd
+            .store(sock.as_fd().as_raw_fd(), Ordering::Relaxed);
     }
     let admitted = {
         let mut reg = srv.clients.lock();
@@ -592,7 +604,7 @@ pub async fn serve(srv: Arc<Shared>, mut sock: TcpStream, addr: SocketAddr) {
         return;
     }
     if let Err(e) = connection_loop(&srv, &mut sock, &mut client).await {
-        tracing::debug!("client {addr} closed: {e}");
+        tracing::debug!("client {} closed: {e}", client.info.addr);
     }
     // Drop WATCHes and the registry entry whatever ended the connection.
     {
@@ -676,7 +688,7 @@ fn apply_offloaded(
 /// Returns the job's result once its last words are written; a client
 /// that leaves lets the script run to its end.
 async fn debug_session(
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     run: crate::command::DebugRun,
 ) -> std::io::Result<Result<crate::command::OffloadDone, tokio::task::JoinError>> {
     let crate::command::DebugRun { job, link } = run;
@@ -711,7 +723,7 @@ async fn debug_session(
 
 async fn connection_loop(
     srv: &Arc<Shared>,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     client: &mut Client,
 ) -> std::io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -1124,7 +1136,7 @@ async fn connection_loop(
 /// meanwhile wait in `rbuf`.
 async fn wait_unpaused<'s>(
     srv: &'s Arc<Shared>,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     client: &mut Client,
     out: &mut Vec<u8>,
     rbuf: &mut BytesMut,
@@ -1196,7 +1208,7 @@ const BIG_QUERY: usize = 64 * 1024;
 /// (returns false). Bytes the client sends meanwhile wait in `rbuf`.
 async fn wait_blocked(
     srv: &Arc<Shared>,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     client: &mut Client,
     out: &mut Vec<u8>,
     rbuf: &mut BytesMut,
@@ -1327,10 +1339,10 @@ mod tests {
 
     #[test]
     fn protected_mode_admits_only_loopback_without_password() {
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
-        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
-        let other_loopback: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let tcp = |a: &str| Addr::Tcp(a.parse().unwrap());
+        let (local, local6) = (tcp("127.0.0.1:5000"), tcp("[::1]:5000"));
+        let (remote, other_loopback) = (tcp("10.1.2.3:5000"), tcp("127.0.0.2:5000"));
+        assert!(!protected_denied(true, false, &Addr::Unix("/tmp/s".into())));
         assert!(protected_denied(true, false, &other_loopback));
         assert!(!protected_denied(true, false, &local));
         assert!(!protected_denied(true, false, &local6));

@@ -1,50 +1,25 @@
 //! The listening sockets: which addresses `bind` and `port` name, the
-//! tasks that accept on them, and replacing them at run time (CONFIG SET
-//! port, CONFIG SET bind).
+//! tasks that accept on them, replacing them at run time (CONFIG SET
+//! port, CONFIG SET bind), and the `unixsocket` listener.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
+use super::client::Addr;
 use super::conn;
 use super::shared::Shared;
 use crate::config::Config;
-
-/// The addresses `bind` names, with the port; `*` is every IPv4 address
-/// and `::*` every IPv6 one, as in Redis. An empty `bind` names none: the
-/// node then takes no TCP connections (CONFIG SET bind "").
-fn bind_addrs(cfg: &Config) -> Vec<(String, bool)> {
-    let port = cfg.port();
-    cfg.bind()
-        .iter()
-        .map(|a| {
-            let (optional, host) = match a.strip_prefix('-') {
-                Some(h) => (true, h),
-                None => (false, a.as_str()),
-            };
-            let host = match host {
-                "*" => "0.0.0.0",
-                "::*" => "::",
-                h => h,
-            };
-            let addr = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            (addr, optional)
-        })
-        .collect()
-}
+use crate::net::Stream;
 
 /// Binds the configured addresses. A `-` before an address makes it
 /// optional (it may be unavailable, like `-::1` on hosts without IPv6).
 pub async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
-    for (addr, optional) in bind_addrs(cfg) {
-        match TcpListener::bind(&addr).await {
+    for (addr, optional) in cfg.bind_addrs(cfg.port()) {
+        match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
             Ok(l) => out.push(l),
             Err(e) if optional => tracing::warn!("could not bind {addr}: {e}"),
             Err(e) => {
@@ -54,11 +29,72 @@ pub async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
             }
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && cfg.value("unixsocket").is_empty() {
         // As redis-server: a node nobody can reach is a configuration error.
         anyhow::bail!("Configured to not listen anywhere, exiting.");
     }
     Ok(out)
+}
+
+/// Listens on the `unixsocket` path, if one is set: a file left there by
+/// an earlier run is removed first, and `unixsocketperm` (when not 0)
+/// becomes the socket's mode, as in Redis.
+pub fn bind_unix(cfg: &Config) -> anyhow::Result<Option<UnixListener>> {
+    let path = cfg.value("unixsocket").to_string();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let fail = |e: String| anyhow::anyhow!("Failed opening Unix socket: {e}");
+    // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
+    if path.len() > 107 {
+        return Err(fail(format!(
+            "unix socket path too long ({}), must be under 108",
+            path.len()
+        )));
+    }
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).map_err(|e| fail(format!("bind: {e}")))?;
+    let perm = cfg.unixsocketperm();
+    if perm != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(perm))
+            .map_err(|e| fail(format!("chmod: {e}")))?;
+    }
+    Ok(Some(l))
+}
+
+/// Accepts clients on the unix socket until the server shuts down
+/// ([`close_unix`]); CONFIG SET bind and port leave it alone.
+pub fn serve_unix(srv: &Arc<Shared>, l: UnixListener) {
+    let path: Arc<str> = srv.config.read().value("unixsocket").into();
+    let srv2 = srv.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            match l.accept().await {
+                Ok((sock, _)) => {
+                    let addr = Addr::Unix(path.clone());
+                    tokio::spawn(conn::serve(srv2.clone(), Stream::Unix(sock), addr));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed on the unix socket: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+    *srv.unix_listener.lock() = Some(task.abort_handle());
+}
+
+/// Stops accepting on the unix socket and removes its file (shutdown).
+pub fn close_unix(srv: &Shared) {
+    if let Some(task) = srv.unix_listener.lock().take() {
+        task.abort();
+        let path = srv.config.read().value("unixsocket").to_string();
+        tracing::info!("Removing the unix socket file.");
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!("Error removing the unix socket file: {e}");
+        }
+    }
 }
 
 /// Accepts clients on `listeners` until CONFIG SET port replaces them
@@ -85,7 +121,7 @@ pub fn serve_listeners(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
                     r = l.accept() => match r {
                         Ok((sock, addr)) => {
                             let srv = srv.clone();
-                            tokio::spawn(conn::serve(srv, sock, addr));
+                            tokio::spawn(conn::serve(srv, Stream::Tcp(sock), Addr::Tcp(addr)));
                         }
                         Err(e) => {
                             tracing::warn!("accept failed: {e}");
@@ -107,14 +143,12 @@ pub fn serve_listeners(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
 /// Binds the configured addresses now (a `-` address may fail).
 fn bind_now(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
-    for (addr, optional) in bind_addrs(cfg) {
-        let l = match std::net::TcpListener::bind(&addr) {
-            Ok(l) => l,
+    for (addr, optional) in cfg.bind_addrs(cfg.port()) {
+        match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
+            Ok(l) => listeners.push(l),
             Err(_) if optional => continue,
             Err(e) => return Err(e),
-        };
-        l.set_nonblocking(true)?;
-        listeners.push(TcpListener::from_std(l)?);
+        }
     }
     Ok(listeners)
 }

@@ -210,6 +210,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let bind_cfg = srv.config.read().clone();
     let listeners = listen::bind(&bind_cfg).await?;
+    let unix = listen::bind_unix(&bind_cfg)?;
     let port = listen::record_port(&srv, &listeners);
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
@@ -253,6 +254,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("Ready to accept connections tcp");
     listen::serve_listeners(&srv, listeners);
+    if let Some(l) = unix {
+        tracing::info!("Ready to accept connections unix");
+        listen::serve_unix(&srv, l);
+    }
     tokio::spawn(cron(srv.clone()));
     tokio::spawn(pause::timer(srv.clone()));
     let inbox = srv.shutdown_inbox.lock().take();

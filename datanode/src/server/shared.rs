@@ -73,6 +73,8 @@ pub struct Shared {
     pub listen_gen: tokio::sync::watch::Sender<u64>,
     /// Listening sockets open (SHUTDOWN waits for none before exiting).
     pub listening: std::sync::atomic::AtomicUsize,
+    /// The task accepting on the unix socket, stopped at shutdown.
+    pub unix_listener: Mutex<Option<tokio::task::AbortHandle>>,
     /// Allocated bytes when the server was set up (MEMORY STATS).
     pub startup_allocated: AtomicU64,
     /// The eviction pool; held for a whole eviction pass.
@@ -144,6 +146,7 @@ impl Shared {
             cluster: std::sync::OnceLock::new(),
             listen_gen: tokio::sync::watch::Sender::new(0),
             listening: std::sync::atomic::AtomicUsize::new(0),
+            unix_listener: Mutex::new(None),
             latency: Default::default(),
             base_rewrite_running: AtomicBool::new(false),
             startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),

@@ -233,6 +233,7 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     // Stop listening before the exit closes the connections: a client
     // that sees its connection close then finds the port closed too.
     super::listen::close_all(srv).await;
+    super::listen::close_unix(srv);
     srv.scripts.stop_all();
     tracing::info!("Redis is now ready to exit, bye bye...");
     true

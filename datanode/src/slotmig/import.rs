@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cluster::slotmig::{Effect, Event, Job, Msg};
 use crate::keyspace::now_ms;
@@ -34,7 +33,7 @@ pub fn prepare(srv: &Shared, job: &Job) {
 /// Serves the source's connection until the job ends.
 pub async fn serve(
     srv: &Arc<Shared>,
-    sock: &mut TcpStream,
+    sock: &mut crate::net::Stream,
     client: &mut Client,
     mut rbuf: BytesMut,
     name: String,
