@@ -1490,3 +1490,34 @@ fn bind_star_listens_on_ipv4_and_ipv6_on_one_port() {
     };
     assert_eq!(run(Server::Redis), run(Server::Datanode));
 }
+
+/// A big argument's room counts from its header on, as in Redis (which
+/// allocates it when the header arrives): a client that has sent only the
+/// start of a 2 MB argument already shows more than 2 MB in CLIENT LIST,
+/// and a maxmemory-clients below that evicts it at once. Before, datanode
+/// counted only the bytes that had arrived, so under load a client could
+/// look small (and be spared) while its request was still coming.
+#[test]
+fn a_big_arguments_room_counts_from_its_header_as_in_redis() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        let mut big = n.conn();
+        let id = client_id(&mut big);
+        big.send_raw(b"*2\r\n$3\r\nSET\r\n$2000000\r\n0123456789")
+            .expect("send");
+        wait_until("the first bytes read", || {
+            client_list_field(&mut admin, &id, "qbuf") == "10"
+        });
+        let tot: u64 = client_list_field(&mut admin, &id, "tot-mem")
+            .parse()
+            .expect("a number");
+        assert!(tot > 2_000_000, "{kind:?}: tot-mem={tot}");
+        admin.text(&["CONFIG", "SET", "maxmemory-clients", "1mb"]);
+        assert_eq!(
+            admin.text(&["CLIENT", "LIST", "ID", &id]),
+            "$0\r\n\r\n",
+            "{kind:?}"
+        );
+    }
+}

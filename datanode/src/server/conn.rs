@@ -495,9 +495,12 @@ fn resize_reply_buffer(client: &mut Client, out: &mut Vec<u8>, now: i64) {
 /// What CLIENT LIST shows of this connection to others, once per batch.
 /// `consumed`: bytes just advanced past, still part of the read buffer's
 /// allocation.
-/// `taken`: the part of the pending request Redis would no longer count as
-/// query buffer (see `resp::parse::Pending`).
-fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, taken: usize) {
+/// `pending`: where the unfinished request stands; the part Redis would no
+/// longer count as query buffer (`taken`), and the end of a big argument
+/// being read (`need`), which counts as the buffer's size at once: Redis
+/// allocates a big argument's room when its header arrives, so its
+/// CLIENT LIST and maxmemory-clients see the whole size from then on.
+fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, pending: &Pending) {
     let info = &client.info;
     info.in_multi
         .store(client.multi.is_some(), Ordering::Relaxed);
@@ -523,10 +526,13 @@ fn publish_state(client: &Client, rbuf: &BytesMut, consumed: usize, taken: usize
             c.store(0, Ordering::Relaxed);
         }
     }
-    info.qbuf
-        .store(rbuf.len().saturating_sub(taken) as u64, Ordering::Relaxed);
+    info.qbuf.store(
+        rbuf.len().saturating_sub(pending.taken) as u64,
+        Ordering::Relaxed,
+    );
+    let room = rbuf.capacity().max(pending.need.unwrap_or(0));
     info.qbuf_cap
-        .store((rbuf.capacity() + consumed) as u64, Ordering::Relaxed);
+        .store((room + consumed) as u64, Ordering::Relaxed);
     info.rbs.store(client.rb.size as u64, Ordering::Relaxed);
     info.rbp.store(client.rb.peak as u64, Ordering::Relaxed);
     info.rb_wake_at
@@ -742,7 +748,8 @@ async fn connection_loop(
             // past the request's end, so it ends at its exact size, as
             // Redis's does (plain doubling could hold twice the memory
             // maxmemory-clients counts). Unlike Redis, the announced size
-            // is not allocated up front: a header alone costs nothing.
+            // is not allocated up front (a header alone costs no memory),
+            // but it is counted from the header on (see publish_state).
             let len = rbuf.len();
             if rbuf.capacity() - len < READ_CHUNK.min(need - len) {
                 let cap = need.min((2 * len).max(len + READ_CHUNK));
@@ -887,8 +894,8 @@ async fn connection_loop(
         // in Redis (its client cron alone would miss a request that arrives
         // and runs between two ticks).
         if rbuf.len() >= BIG_QUERY && super::clientmem::enabled() {
-            info.qbuf_cap
-                .store(rbuf.capacity() as u64, Ordering::Relaxed);
+            let room = rbuf.capacity().max(big_arg.unwrap_or(0));
+            info.qbuf_cap.store(room as u64, Ordering::Relaxed);
             if super::clientmem::account(&info) {
                 super::clientmem::evict(srv);
                 if info.killed.load(Ordering::Relaxed) {
@@ -1071,7 +1078,7 @@ async fn connection_loop(
         };
         big_arg = pending.need;
         client.rb.used(out.len());
-        publish_state(client, &rbuf, pos, pending.taken);
+        publish_state(client, &rbuf, pos, &pending);
         // As Redis before its next command: past maxmemory-clients (this
         // batch's state, or what it queued for others) closes the largest.
         if super::clientmem::account(&info) {
