@@ -1025,3 +1025,70 @@ fn swapdb_keeps_the_old_data_until_a_sync_of_another_history_succeeds() {
         ]
     );
 }
+
+/// A replica that stops reading holds the replication buffer: as in Redis
+/// 7.0, what passes the backlog's size is its memory (mem_clients_slaves),
+/// left out of maxmemory (mem_not_counted_for_evict), so it evicts no key;
+/// once the replica is gone it is all counted again. datanode reported 0
+/// for the replica and left the whole buffer, backlog included, out of the
+/// limit. Both servers, each with a replica of its kind.
+#[test]
+fn a_stopped_replicas_buffer_is_its_memory_and_evicts_nothing() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start(kind);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        let num =
+            |c: &mut Conn, f: &str| -> u64 { c.info_field("memory", f).parse().expect("a number") };
+        for j in 0..100 {
+            m.text(&["SETRANGE", &format!("key:{j}"), "100000", "asdf"]);
+        }
+        m.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"]);
+        m.text(&["CONFIG", "SET", "repl-backlog-size", "10240"]);
+        m.text(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 100000000 100000000 300",
+        ]);
+        let port = master.port.to_string();
+        r.text(&["REPLICAOF", "127.0.0.1", &port]);
+        wait("the link", || {
+            r.info_field("replication", "master_link_status") == "up"
+        });
+        let used = num(&mut m, "used_memory");
+        let limit = used - num(&mut m, "mem_not_counted_for_evict") + 512 * 1024;
+        m.text(&["CONFIG", "SET", "maxmemory", &limit.to_string()]);
+        replica.signal("-STOP");
+        // 10 MB of writes that leave the data as big as it was.
+        let payload = "A".repeat(100_000);
+        for _ in 0..100 {
+            assert_eq!(m.text(&["SETRANGE", "key:0", "0", &payload]), ":100004\r\n");
+        }
+        let slaves = num(&mut m, "mem_clients_slaves");
+        let not_counted = num(&mut m, "mem_not_counted_for_evict");
+        let total = num(&mut m, "mem_total_replication_buffers");
+        replica.signal("-CONT");
+        assert!(slaves > 2_000_000, "{kind:?}: mem_clients_slaves={slaves}");
+        // Within a send buffer (datanode copies up to 256 KB of the stream
+        // per replica on its way out, and counts it as the replica's).
+        assert!(
+            total + 300_000 >= slaves && not_counted + 100_000 >= slaves,
+            "{kind:?}: total {total}, not counted {not_counted}, replicas {slaves}"
+        );
+        assert_eq!(
+            m.text(&["DBSIZE"]),
+            ":100\r\n",
+            "{kind:?}: keys were evicted"
+        );
+        assert!(
+            m.text(&["INFO", "stats"]).contains("evicted_keys:0\r\n"),
+            "{kind:?}"
+        );
+        m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+        wait("the replica's memory to go", || {
+            num(&mut m, "mem_clients_slaves") == 0
+        });
+    }
+}

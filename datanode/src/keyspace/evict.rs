@@ -304,6 +304,12 @@ impl Default for Evictor {
     }
 }
 
+/// Runs a removal; when it removed something, the memory it freed.
+fn measured(remove: impl FnOnce() -> bool) -> Option<u64> {
+    let before = crate::memory::used();
+    remove().then(|| before.saturating_sub(crate::memory::used()))
+}
+
 impl Evictor {
     /// Starts a pass over the databases that exist now.
     pub fn begin_pass(&mut self, ks: &Keyspace) {
@@ -313,15 +319,17 @@ impl Evictor {
 
     /// Evicts one key under `policy`, sampling `samples` keys per database
     /// for the pool. Databases found empty are left out for the rest of
-    /// the pass. Returns the evicted key and its database, or None when
-    /// nothing is evictable.
+    /// the pass. Returns the evicted key's database, the key, and the
+    /// memory its removal gave back (measured around the removal alone,
+    /// as Redis measures it: not the sampling's copies of key names), or
+    /// None when nothing is evictable.
     pub fn evict_one(
         &mut self,
         ks: &Keyspace,
         policy: Policy,
         samples: usize,
         now: i64,
-    ) -> Option<(usize, SBytes)> {
+    ) -> Option<(usize, SBytes, u64)> {
         if policy == Policy::NoEviction {
             return None;
         }
@@ -343,8 +351,8 @@ impl Evictor {
                     self.dbs.remove(self.next_db);
                     continue;
                 };
-                if db.lock_key(&key, now).evict(&key, volatile) {
-                    return Some((db.index, key));
+                if let Some(freed) = measured(|| db.lock_key(&key, now).evict(&key, volatile)) {
+                    return Some((db.index, key, freed));
                 }
                 continue;
             }
@@ -355,8 +363,9 @@ impl Evictor {
                 if !self.dbs.contains(&c.db) {
                     continue;
                 }
-                if ks.db(c.db).lock_key(&c.key, now).evict(&c.key, volatile) {
-                    return Some((c.db, c.key));
+                let db = ks.db(c.db);
+                if let Some(freed) = measured(|| db.lock_key(&c.key, now).evict(&c.key, volatile)) {
+                    return Some((c.db, c.key, freed));
                 }
             }
         }

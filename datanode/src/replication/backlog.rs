@@ -201,6 +201,20 @@ impl Backlog {
     pub fn held(&self) -> u64 {
         self.end - self.start
     }
+
+    /// Memory the blocks take (Redis's `repl_buffer_mem`).
+    pub fn mem(&self) -> u64 {
+        (self.blocks.len() * BLOCK + self.blocks.capacity() * std::mem::size_of::<Vec<u8>>()) as u64
+    }
+
+    /// The part of [`Backlog::mem`] beyond what the backlog itself needs
+    /// (`repl-backlog-size` and its blocks' bookkeeping): what lagging
+    /// replicas hold, which Redis leaves out of `maxmemory`.
+    pub fn beyond_backlog(&self) -> u64 {
+        let own =
+            self.size + (self.size / BLOCK as u64 + 1) * std::mem::size_of::<Vec<u8>>() as u64;
+        self.mem().saturating_sub(own)
+    }
 }
 
 #[cfg(test)]

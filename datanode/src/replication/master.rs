@@ -37,6 +37,33 @@ pub struct SyncRequest {
 /// How much of the stream one write sends at most.
 const SEND_CHUNK: usize = 256 * 1024;
 
+/// The replicas' send buffers (a copy of stream bytes on their way out),
+/// counted as the replicas' memory: Redis writes from its shared buffer
+/// and has no such copy, so it must not count toward maxmemory either.
+static SEND_BUFFERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes the replicas' send buffers take.
+pub fn send_buffers() -> u64 {
+    SEND_BUFFERS.load(Ordering::Relaxed)
+}
+
+/// A send buffer, counted while it lives.
+struct SendBuf(Vec<u8>);
+
+impl SendBuf {
+    fn new() -> SendBuf {
+        let buf = Vec::with_capacity(SEND_CHUNK);
+        SEND_BUFFERS.fetch_add(buf.capacity() as u64, Ordering::Relaxed);
+        SendBuf(buf)
+    }
+}
+
+impl Drop for SendBuf {
+    fn drop(&mut self) {
+        SEND_BUFFERS.fetch_sub(self.0.capacity() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Replicas whose last ACK is at most `max_lag` seconds old
 /// (`min-replicas-max-lag`).
 pub fn good_replicas(st: &State, now_ms: i64, max_lag: i64) -> usize {
@@ -468,7 +495,8 @@ async fn stream(
     id: u64,
     mut pos: u64,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(SEND_CHUNK);
+    let mut send = SendBuf::new();
+    let buf = &mut send.0;
     loop {
         buf.clear();
         // Arm the wake-up before looking, so an append in between is seen.
@@ -477,7 +505,7 @@ async fn stream(
         notified.as_mut().enable();
         srv.log.repl_waiting.store(true, Ordering::Release);
         let (got, lag) = srv.log.with_buf(|b| {
-            let got = b.repl.read(pos, SEND_CHUNK, &mut buf);
+            let got = b.repl.read(pos, SEND_CHUNK, buf);
             (got, b.repl.lag_of(pos))
         });
         let hard = crate::server::outbox::limits_of(crate::server::outbox::Class::Replica).0;
@@ -497,7 +525,7 @@ async fn stream(
                 let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
             }
             Ok(n) => {
-                wr.write_all(&buf).await?;
+                wr.write_all(buf).await?;
                 pos += n as u64;
                 srv.log.with_buf(|b| b.repl.set_reader(id, pos));
             }

@@ -156,7 +156,11 @@ pub fn evict(srv: &Shared) {
         .collect();
     let mut total = 0u64;
     for (mem, c) in &mut all {
-        if c.killed.load(Ordering::Relaxed) {
+        // As Redis: only normal and pub/sub clients count and may go; a
+        // replica's link or our master's is never evicted.
+        if c.killed.load(Ordering::Relaxed)
+            || c.role.load(Ordering::Relaxed) != super::client::role::NONE
+        {
             *mem = 0;
         }
         settle(c, *mem);

@@ -39,15 +39,19 @@ pub fn on_evicted(srv: &Shared, db: usize, key: &[u8]) {
     }
 }
 
-/// Memory left out of the limit, as Redis leaves out its AOF buffer and
-/// replication buffers: evicting keys to make room for their own DELs
-/// would never end.
+/// Memory left out of the limit, as Redis's freeMemoryGetNotCountedMemory:
+/// the replication buffer beyond the backlog's own size (what lagging
+/// replicas hold, with their send buffers) and the AOF buffer. Evicting keys to make room for their
+/// own DELs in those buffers would never end; the backlog itself is
+/// capped, so it counts.
 pub fn not_counted(srv: &Shared) -> u64 {
     if !srv.log.is_active() {
         return 0;
     }
-    srv.log
-        .with_buf(|b| (b.buf.capacity() + b.old.capacity()) as u64 + b.repl.held())
+    let buffers = srv
+        .log
+        .with_buf(|b| (b.buf.capacity() + b.old.capacity()) as u64 + b.repl.beyond_backlog());
+    buffers + crate::replication::master::send_buffers()
 }
 
 /// How long one pass may evict before the rest is left to a background
@@ -172,21 +176,39 @@ fn evict_pass(
         let mut start: Option<Instant> = None;
         ev.begin_pass(&srv.ks);
         let mut evicted = 0u64;
+        // As Redis: the pass frees the excess it found, counting only what
+        // each key's removal gave back. What the eviction then sends (an
+        // invalidation to every tracking client, a keyspace event) is not
+        // taken off what was freed: re-reading used memory instead made
+        // each evicted key's messages evict more keys, a feedback loop
+        // that could empty the database.
+        let to_free = used - limit;
+        let mut freed = 0u64;
         loop {
-            let Some((db, key)) = ev.evict_one(&srv.ks, policy, samples, now) else {
+            let Some((db, key, gave)) = ev.evict_one(&srv.ks, policy, samples, now) else {
+                used = memory::used();
                 break 'pass Outcome::Fail;
             };
+            freed += gave;
             on_evicted(srv, db, &key);
+            // The key's name left the table with it: its memory is freed
+            // here, after the messages that needed it.
+            let named = memory::used();
             drop(key);
+            let after = memory::used();
+            freed += named.saturating_sub(after);
             evicted += 1;
-            used = memory::used();
-            if used <= limit {
+            // Other connections free memory too (one closing, a reply
+            // sent): under the limit is enough, whatever this pass freed.
+            if freed >= to_free || after <= limit {
+                used = after;
                 break 'pass Outcome::Ok;
             }
             if evicted.is_multiple_of(16) {
                 if let Some(b) = budget {
                     let t0 = *start.get_or_insert_with(Instant::now);
                     if t0.elapsed() > b {
+                        used = memory::used();
                         break 'pass Outcome::Running;
                     }
                 }
