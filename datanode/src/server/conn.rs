@@ -345,7 +345,10 @@ async fn write_out(
     info: &ClientInfo,
 ) -> std::io::Result<Written> {
     let q = &info.outq;
-    q.writing.store(out.len() as u64, Ordering::Relaxed);
+    // The allocation is what the client holds while this write waits (a
+    // grown batch's buffer can be twice its bytes), as maxmemory-clients
+    // and the output limits count it after a stall.
+    q.writing.store(out.capacity() as u64, Ordering::Relaxed);
     let mut off = 0;
     let done = loop {
         match sock.try_write(&out[off..]) {
