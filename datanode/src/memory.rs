@@ -99,6 +99,21 @@ pub fn peak_update(v: u64) {
 #[cfg(not(target_env = "msvc"))]
 pub use counting_jemalloc::CountingJemalloc;
 
+/// The size jemalloc would really reserve for `n` bytes (its size class):
+/// a buffer grown to that size uses room it pays for anyway. Large classes
+/// are a quarter of a power of two apart, so an arbitrary size can waste
+/// up to 25%; doubling a class size gives another class.
+pub fn alloc_size(n: usize) -> usize {
+    #[cfg(not(target_env = "msvc"))]
+    {
+        counting_jemalloc::class_size(n, 1) as usize
+    }
+    #[cfg(target_env = "msvc")]
+    {
+        n
+    }
+}
+
 #[cfg(not(target_env = "msvc"))]
 mod counting_jemalloc {
     use std::alloc::{GlobalAlloc, Layout};
@@ -112,7 +127,7 @@ mod counting_jemalloc {
     /// The bytes jemalloc really reserves for `layout` (its size class),
     /// with the same flags `tikv_jemallocator` passes.
     #[inline]
-    fn class_size(size: usize, align: usize) -> i64 {
+    pub(super) fn class_size(size: usize, align: usize) -> i64 {
         const MAX_ALIGN: usize = 16;
         let flags = if align <= MAX_ALIGN && align <= size {
             0
@@ -177,6 +192,21 @@ mod counting_jemalloc {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(not(target_env = "msvc"))]
+    fn alloc_size_is_a_jemalloc_class_and_doubling_keeps_it_one() {
+        use super::alloc_size;
+        // Large classes are four per power of two: 16.9 MB takes 20 MB.
+        assert_eq!(alloc_size(16_941_696), 20 << 20);
+        assert_eq!(alloc_size(16 << 10), 16 << 10);
+        for n in [100_010usize, 1_234_567, 6_400_640] {
+            let c = alloc_size(n);
+            assert!(c >= n && c - n <= n / 4, "{n} -> {c}");
+            assert_eq!(alloc_size(c), c);
+            assert_eq!(alloc_size(2 * c), 2 * c);
+        }
+    }
+
     #[test]
     fn sharded_sum_adds_up() {
         let before = super::used();

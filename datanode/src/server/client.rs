@@ -183,6 +183,8 @@ pub struct ClientInfo {
     pub state_mem: AtomicU64,
     /// This connection's share of `clientmem`'s running total.
     pub reported_mem: AtomicU64,
+    /// Its memory when evicted by maxmemory-clients, until it is closed.
+    pub closing_mem: AtomicU64,
 }
 
 impl ClientInfo {

@@ -32,6 +32,15 @@ const RAX_NODE: u64 = 4 * POINTER;
 /// The limit in bytes (0: off), and the connections' total.
 static LIMIT: AtomicU64 = AtomicU64::new(0);
 static TOTAL: AtomicU64 = AtomicU64::new(0);
+/// The memory of evicted connections not yet closed: Redis frees an
+/// evicted client at once; here its task drops its buffers a moment later,
+/// and key eviction must not take that moment for memory still in use.
+static CLOSING: AtomicU64 = AtomicU64::new(0);
+
+/// Memory evicted connections hold until their tasks end.
+pub fn closing() -> u64 {
+    CLOSING.load(Ordering::Relaxed)
+}
 
 /// `maxmemory-clients` in bytes: an absolute size, or a percentage of
 /// `maxmemory` (nothing when maxmemory is 0).
@@ -119,7 +128,8 @@ pub fn account(info: &ClientInfo) -> bool {
 /// (the `writing` part of its figure) and the replies of the batch so far.
 pub fn account_running(info: &ClientInfo, out_cap: usize) -> bool {
     let writing = info.outq.writing.load(Ordering::Relaxed);
-    settle(info, info.memory().saturating_sub(writing) + out_cap as u64);
+    let out = crate::memory::alloc_size(out_cap) as u64;
+    settle(info, info.memory().saturating_sub(writing) + out);
     over()
 }
 
@@ -136,6 +146,10 @@ fn settle(info: &ClientInfo, mem: u64) {
 pub fn forget(info: &ClientInfo) {
     let old = info.reported_mem.swap(0, Ordering::Relaxed);
     TOTAL.fetch_sub(old, Ordering::Relaxed);
+    CLOSING.fetch_sub(
+        info.closing_mem.swap(0, Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
 }
 
 /// Closes connections, the largest first, until the total fits the
@@ -178,6 +192,12 @@ pub fn evict(srv: &Shared) {
             continue;
         }
         tracing::warn!("Evicting client: id={} addr={} mem={mem}", c.id, c.addr);
+        // Counted as closing until its task is gone (see `forget`).
+        CLOSING.fetch_add(mem, Ordering::Relaxed);
+        CLOSING.fetch_sub(
+            c.closing_mem.swap(mem, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         c.kill();
         stats::Stats::add(&srv.stats.evicted_clients, 1);
         settle(&c, 0);

@@ -58,6 +58,7 @@ fn client_struct(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
         multi_mem: AtomicU64::new(0),
         state_mem: AtomicU64::new(0),
         reported_mem: AtomicU64::new(0),
+        closing_mem: AtomicU64::new(0),
         idle_notify: tokio::sync::Notify::new(),
         blocked: AtomicBool::new(false),
         unblock_mode: std::sync::atomic::AtomicU8::new(0),
@@ -346,9 +347,13 @@ async fn write_out(
 ) -> std::io::Result<Written> {
     let q = &info.outq;
     // The allocation is what the client holds while this write waits (a
-    // grown batch's buffer can be twice its bytes), as maxmemory-clients
-    // and the output limits count it after a stall.
-    q.writing.store(out.capacity() as u64, Ordering::Relaxed);
+    // grown batch's buffer can be twice its bytes, and the allocator
+    // rounds it up to a size class), as maxmemory-clients and the output
+    // limits count it after a stall.
+    q.writing.store(
+        crate::memory::alloc_size(out.capacity()) as u64,
+        Ordering::Relaxed,
+    );
     let mut off = 0;
     let done = loop {
         match sock.try_write(&out[off..]) {
@@ -378,10 +383,15 @@ async fn write_out(
         out.drain(..off);
         // What is kept is the unwritten part, not the room the whole batch
         // needed; its allocation is what maxmemory-clients counts.
+        // Kept at a size the allocator has a class for: growth by doubling
+        // then stays on its classes, with no rounding waste uncounted.
         if out.capacity() > 2 * out.len() + READ_CHUNK {
-            out.shrink_to(out.len() + READ_CHUNK);
+            out.shrink_to(crate::memory::alloc_size(out.len() + READ_CHUNK));
         }
-        q.writing.store(out.capacity() as u64, Ordering::Relaxed);
+        q.writing.store(
+            crate::memory::alloc_size(out.capacity()) as u64,
+            Ordering::Relaxed,
+        );
     } else {
         q.writing.store(0, Ordering::Relaxed);
     }

@@ -83,6 +83,8 @@ pub fn perform_evictions(srv: &Arc<Shared>, now: i64, needs_room: bool) -> Outco
     if used <= max && used >= max - max / 64 {
         used = memory::used();
     }
+    // Evicted connections about to close free their memory by themselves.
+    let used = used.saturating_sub(super::clientmem::closing());
     let outcome = if used <= max {
         Outcome::Ok
     } else if Policy::from_code(srv.hot.maxmemory_policy.load(Ordering::Relaxed))
@@ -155,7 +157,9 @@ fn evict_pass(
     now: i64,
     may_defer: bool,
 ) -> Outcome {
-    let limit = max.saturating_add(not_counted(srv));
+    let limit = max
+        .saturating_add(not_counted(srv))
+        .saturating_add(super::clientmem::closing());
     let mut used = memory::used();
     let outcome = 'pass: {
         if used <= limit {
