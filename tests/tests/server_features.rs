@@ -1521,3 +1521,41 @@ fn a_big_arguments_room_counts_from_its_header_as_in_redis() {
         );
     }
 }
+
+/// A batch of pipelined commands whose replies pile up past
+/// `maxmemory-clients` closes its client before the next command, and
+/// before any key is evicted for that memory, on both servers. Before,
+/// datanode's eviction walk recounted a running batch from what it had
+/// last published (without the batch's replies) and spared it, so keys
+/// were evicted instead (Redis's unit/maxmemory MGET flood).
+#[test]
+fn a_batch_of_replies_past_maxmemory_clients_goes_before_any_key() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["CLIENT", "NO-EVICT", "on"]);
+        for j in 0..20 {
+            c.text(&["SETRANGE", &j.to_string(), "100000", "x"]);
+        }
+        let used: u64 = c
+            .info_field("memory", "used_memory")
+            .parse()
+            .expect("a number");
+        c.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        c.text(&[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 4_000_000).to_string(),
+        ]);
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "2mb"]);
+        let mut flood = n.conn();
+        // 60 replies of 100 KB asked in one write, none read.
+        let _ = flood.send_raw(&slotkv_tests::resp::encode(&["GET", "1"]).repeat(60));
+        wait_until("the flooding client evicted", || {
+            c.info_field("stats", "evicted_clients") == "1"
+        });
+        assert_eq!(c.info_field("stats", "evicted_keys"), "0", "{kind:?}");
+        assert_eq!(c.text(&["DBSIZE"]), ":20\r\n", "{kind:?}");
+    }
+}

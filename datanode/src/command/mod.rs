@@ -792,7 +792,11 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     // that closed itself runs nothing more.
     if crate::server::clientmem::enabled()
         && !ctx.client.in_exec
-        && crate::server::clientmem::account_running(&ctx.client.info, ctx.r.out.capacity())
+        && crate::server::clientmem::account_running(
+            &ctx.client.info,
+            ctx.r.out.len(),
+            ctx.r.out.capacity(),
+        )
     {
         crate::server::clientmem::evict(ctx.srv);
         if ctx

@@ -123,13 +123,20 @@ pub fn account(info: &ClientInfo) -> bool {
     over()
 }
 
-/// Like `account`, for a connection in the middle of a batch: `out_cap`
-/// is its reply buffer's allocation, which holds what is still unwritten
-/// (the `writing` part of its figure) and the replies of the batch so far.
-pub fn account_running(info: &ClientInfo, out_cap: usize) -> bool {
-    let writing = info.outq.writing.load(Ordering::Relaxed);
-    let out = crate::memory::alloc_size(out_cap) as u64;
-    settle(info, info.memory().saturating_sub(writing) + out);
+/// Like `account`, for a connection in the middle of a batch: its reply
+/// buffer (`out_len` bytes in an allocation of `out_cap`) holds what is
+/// still unwritten and the replies of the batch so far. It is published as
+/// the connection's output (`writing`), so that `evict`, which recounts
+/// every connection from what it published, sees it too: before, it
+/// recounted a running batch without its replies and spared it.
+pub fn account_running(info: &ClientInfo, out_len: usize, out_cap: usize) -> bool {
+    let out = if out_len == 0 {
+        0
+    } else {
+        crate::memory::alloc_size(out_cap) as u64
+    };
+    info.outq.writing.store(out, Ordering::Relaxed);
+    settle(info, info.memory());
     over()
 }
 
