@@ -29,13 +29,19 @@ fi
 for u in "$@"; do
   out="$work/${u//\//_}.log"
   rc=0
-  (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable \
+  (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable --dont-clean \
     --timeout "${TEST_TIMEOUT:-180}" "${skip[@]}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
   clean() { sed 's/\x1b\[[0-9;]*m//g' "$out"; }
   ok=$(clean | grep -c '^\[ok\]' || true)
   err=$(clean | grep -cE '^\[(err|exception|TIMEOUT)\]' || true)
   if [ "$rc" -ne 0 ] && [ "$err" -eq 0 ]; then err=1; fi
+  # A panic in a server the harness started counts as a failure (see
+  # redis-suite.sh); the servers' logs are under tests/tmp.
+  panicked=$(grep -rh -m1 -A3 "panicked at" "$work/tests/tmp" 2>/dev/null | head -8 || true)
+  if [ -n "$panicked" ]; then err=$((err + 1)); fi
   echo "$u (servers started by the harness): $ok passed, $err failed"
+  if [ -n "$panicked" ]; then echo "    datanode panicked:"; echo "$panicked" | sed 's/^/    /'; fi
   clean | grep -E '^\[(err|exception|TIMEOUT)\]' -A3 | head -40 | sed 's/^/    /' || true
+  rm -rf "$work/tests/tmp" && mkdir -p "$work/tests/tmp"
   if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$out" "$KEEP/"; fi
 done

@@ -85,6 +85,16 @@ if [ -n "$timeouts" ]; then
   echo "redis-suite: a test timed out in: $timeouts" >&2
   exit 1
 fi
+# A panic in datanode fails the run even when the tests passed: the task
+# that panicked (a connection, the cron) dies alone and the server goes on.
+panics=$(grep -l "panicked at" "$keep"/*.server.log 2>/dev/null || true)
+if [ -n "$panics" ]; then
+  for f in $panics; do
+    echo "redis-suite: datanode panicked in $(basename "$f" .server.log):" >&2
+    grep -m1 -A3 "panicked at" "$f" >&2
+  done
+  exit 1
+fi
 if ! [[ $last =~ ^([0-9]+)\ passed,\ 0\ failed$ ]]; then
   echo "redis-suite: failures above (or tests/redis-suite-skips.txt needs a line with its reason)" >&2
   exit 1

@@ -346,6 +346,17 @@ impl Drop for Node {
             let _ = c.wait();
         }
         keep_logs_if_failing(self.dir.path(), &format!("node-{}", self.port));
+        // A panic inside datanode is a bug even when the test's checks
+        // passed: a panicking task (a connection, the cron) dies alone and
+        // the server goes on without it, so only its log tells.
+        if matches!(self.kind, Server::Datanode) && !std::thread::panicking() {
+            let log = self.log();
+            if let Some(at) = log.find("panicked at") {
+                let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+                let excerpt: String = log[from..].lines().take(8).collect::<Vec<_>>().join("\n");
+                panic!("datanode on port {} panicked:\n{excerpt}", self.port);
+            }
+        }
     }
 }
 

@@ -87,6 +87,18 @@ fn sync_and_compare(master_kind: Server, replica_kind: Server) {
         "{master_kind:?} -> {replica_kind:?}"
     );
     assert_eq!(r.text(&["DBSIZE"]), m.text(&["DBSIZE"]));
+    // The link's traffic is counted apart from clients' (a snapshot of
+    // 1,800 keys and the stream of 600 more).
+    for (who, c, field) in [
+        ("master", &mut m, "total_net_repl_output_bytes"),
+        ("replica", &mut r, "total_net_repl_input_bytes"),
+    ] {
+        let bytes: u64 = c.info_field("stats", field).parse().unwrap_or(0);
+        assert!(
+            bytes > 10_000,
+            "{master_kind:?} -> {replica_kind:?}: the {who}'s {field} is {bytes}"
+        );
+    }
     // A replica refuses writes from its clients.
     assert_eq!(
         r.text(&["SET", "x", "1"]),

@@ -1559,3 +1559,81 @@ fn a_batch_of_replies_past_maxmemory_clients_goes_before_any_key() {
         assert_eq!(c.text(&["DBSIZE"]), ":20\r\n", "{kind:?}");
     }
 }
+
+/// CONFIG RESETSTAT zeroes the counters Redis's resetServerStats does and
+/// keeps the slow log. Before, the next ops sample after it subtracted
+/// from a counter now smaller, which panicked the server cron: from then
+/// on no key expired in the background and no client was evicted.
+#[test]
+fn config_resetstat_zeroes_counters_and_the_cron_goes_on() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        for _ in 0..500 {
+            c.text(&["PING"]);
+        }
+        wait_until("an ops sample with the PINGs", || {
+            info_field(&mut c, "stats", "instantaneous_ops_per_sec") != "0"
+        });
+        assert_eq!(c.text(&["CONFIG", "RESETSTAT"]), "+OK\r\n", "{kind:?}");
+        assert_eq!(
+            info_field(&mut c, "stats", "reply_buffer_expands"),
+            "0",
+            "{kind:?}"
+        );
+        let slow: u64 = c.text(&["SLOWLOG", "LEN"])[1..].trim().parse().unwrap();
+        assert!(slow > 100, "{kind:?}: the slow log was cleared ({slow})");
+        c.text(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+        for i in 0..20 {
+            c.text(&["SET", &format!("tmp{i}"), "v", "PX", "30"]);
+        }
+        // Nobody reads them: only the cron can expire them.
+        wait_until("the cron to expire the keys", || {
+            info_field(&mut c, "stats", "expired_keys") == "20"
+        });
+        let ops: u64 = info_field(&mut c, "stats", "instantaneous_ops_per_sec")
+            .parse()
+            .unwrap();
+        assert!(ops < 100_000, "{kind:?}: instantaneous_ops_per_sec {ops}");
+    }
+}
+
+/// INFO's traffic and expiry figures move with the traffic, as on
+/// redis-server (datanode printed them as constant zeros before).
+#[test]
+fn info_traffic_and_expiry_figures_follow_the_load() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let big = "x".repeat(20_000);
+        let stat = |c: &mut Conn, f: &str| info_field(c, "stats", f);
+        let num = |c: &mut Conn, f: &str| -> u64 { info_field(c, "stats", f).parse().unwrap() };
+        // About 4 MB each way over two seconds: the rates are sampled ten
+        // times a second and averaged over the last sixteen samples.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = (false, false);
+        while !(seen.0 && seen.1) && Instant::now() < deadline {
+            for i in 0..20 {
+                c.text(&["SET", &format!("k{i}"), &big]);
+                c.text(&["GET", &format!("k{i}")]);
+            }
+            seen.0 |= stat(&mut c, "instantaneous_input_kbps") != "0.00";
+            seen.1 |= stat(&mut c, "instantaneous_output_kbps") != "0.00";
+        }
+        assert_eq!(seen, (true, true), "{kind:?}: the kbps figures stayed 0.00");
+        assert!(num(&mut c, "total_reads_processed") >= 40, "{kind:?}");
+        assert!(num(&mut c, "total_writes_processed") >= 40, "{kind:?}");
+        // Keys that expire untouched: the expire cycle finds them stale.
+        for i in 0..200 {
+            c.text(&["SET", &format!("tmp{i}"), "v", "PX", "20"]);
+        }
+        wait_until("the cron to expire the keys", || {
+            num(&mut c, "expired_keys") == 200
+        });
+        assert_ne!(stat(&mut c, "expired_stale_perc"), "0.00", "{kind:?}");
+        c.text(&["CONFIG", "RESETSTAT"]);
+        assert!(num(&mut c, "total_reads_processed") <= 2, "{kind:?}");
+        assert_eq!(stat(&mut c, "expired_stale_perc"), "0.00", "{kind:?}");
+    }
+}

@@ -8,7 +8,7 @@ use super::connection::{help_reply, REDIS_VERSION};
 use super::table;
 use super::{eq_ic, Action, Args, Ctx, OwnedArgs, SYNTAX};
 use crate::keyspace::{now_ms, Value};
-use crate::server::stats::Stats;
+use crate::server::stats::{Metric, Stats};
 
 pub fn time(ctx: &mut Ctx, _a: &Args) {
     let d = std::time::SystemTime::now()
@@ -314,17 +314,26 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let trk = srv.tracking.counts();
         let _ = write!(
             o,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:{}\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:{}\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:{}\r\nreply_buffer_expands:{}\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:{}\r\nexpired_time_cap_reached_count:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:{}\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:{}\r\nreply_buffer_expands:{}\r\n",
             Stats::get(&st.connections_received),
             Stats::get(&st.commands),
-            st.ops_per_sec(),
+            st.instantaneous(Metric::Commands),
             Stats::get(&st.net_input_bytes),
             Stats::get(&st.net_output_bytes),
+            Stats::get(&st.net_repl_input_bytes),
+            Stats::get(&st.net_repl_output_bytes),
+            st.instantaneous_kbps(Metric::NetInput),
+            st.instantaneous_kbps(Metric::NetOutput),
+            st.instantaneous_kbps(Metric::NetReplInput),
+            st.instantaneous_kbps(Metric::NetReplOutput),
             Stats::get(&st.rejected_connections),
             Stats::get(&st.sync_full),
             Stats::get(&st.sync_partial_ok),
             Stats::get(&st.sync_partial_err),
             Stats::get(&st.expired_keys) + srv.ks.expiry.expired.load(Ordering::Relaxed),
+            st.expired_stale_perc(),
+            Stats::get(&st.expired_time_cap_reached),
+            Stats::get(&st.expire_cycle_us) / 1000,
             Stats::get(&st.evicted_keys),
             Stats::get(&st.evicted_clients),
             exceeded.0,
@@ -339,6 +348,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             trk.items,
             trk.prefixes,
             Stats::get(&st.total_error_replies),
+            Stats::get(&st.reads_processed),
+            Stats::get(&st.writes_processed),
             crate::server::replybuf::SHRINKS.load(std::sync::atomic::Ordering::Relaxed),
             crate::server::replybuf::EXPANDS.load(std::sync::atomic::Ordering::Relaxed),
         );
@@ -593,6 +604,13 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
         &st.keyspace_misses,
         &st.net_input_bytes,
         &st.net_output_bytes,
+        &st.net_repl_input_bytes,
+        &st.net_repl_output_bytes,
+        &st.reads_processed,
+        &st.writes_processed,
+        &st.expire_cycle_us,
+        &st.expired_time_cap_reached,
+        &st.expired_stale_perc_bits,
         &st.total_error_replies,
         &st.evicted_clients,
     ] {
@@ -601,7 +619,10 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
     crate::keyspace::lazyfree::reset_stats();
     st.eviction_exceeded_since_us.store(0, Ordering::Relaxed);
     ctx.srv.ks.expiry.expired.store(0, Ordering::Relaxed);
-    ctx.srv.slowlog.lock().entries.clear();
+    st.reset_ops(crate::keyspace::now_ms());
+    crate::server::replybuf::SHRINKS.store(0, Ordering::Relaxed);
+    crate::server::replybuf::EXPANDS.store(0, Ordering::Relaxed);
+    // The slow log stays, as in Redis (SLOWLOG RESET clears it).
     crate::server::cmdstats::reset();
     ctx.r.ok();
 }

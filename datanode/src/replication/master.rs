@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::backlog::ReadError;
 use super::{ReplicaInfo, ReplicaState, State};
 use crate::net::{ReadHalf, Stream, WriteHalf};
+use crate::server::stats::Stats;
 use crate::server::Shared;
 
 /// What the replica asked for.
@@ -251,7 +252,7 @@ async fn full_sync(
                 .await?;
         }
         set_state(srv, id, ReplicaState::SendBulk);
-        send_eof_format(wr, &rdb).await?;
+        send_eof_format(srv, wr, &rdb).await?;
         wait_first_ack(srv, id).await?;
         tracing::info!("Synchronization with replica {name} succeeded");
         set_state(srv, id, ReplicaState::Online);
@@ -278,12 +279,13 @@ async fn full_sync(
         rdb.len()
     );
     if diskless {
-        send_eof_format(wr, &rdb).await?;
+        send_eof_format(srv, wr, &rdb).await?;
         wait_first_ack(srv, id).await?;
     } else {
         wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
             .await?;
         wr.write_all(&rdb).await?;
+        Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
     }
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
@@ -292,11 +294,13 @@ async fn full_sync(
 
 /// Redis's socket format: no length up front, a random 40-byte mark
 /// before and after the payload.
-async fn send_eof_format(wr: &mut WriteHalf<'_>, rdb: &[u8]) -> std::io::Result<()> {
+async fn send_eof_format(srv: &Shared, wr: &mut WriteHalf<'_>, rdb: &[u8]) -> std::io::Result<()> {
     let mark = super::new_replid();
     wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
     wr.write_all(rdb).await?;
-    wr.write_all(mark.as_bytes()).await
+    wr.write_all(mark.as_bytes()).await?;
+    Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
+    Ok(())
 }
 
 /// After a `$EOF:` snapshot the stream waits for the replica's first ACK,
@@ -526,6 +530,7 @@ async fn stream(
             }
             Ok(n) => {
                 wr.write_all(buf).await?;
+                Stats::add(&srv.stats.net_repl_output_bytes, n as u64);
                 pos += n as u64;
                 srv.log.with_buf(|b| b.repl.set_reader(id, pos));
             }

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use super::{LinkState, MasterLink};
 use crate::resp::parse::encode_command;
+use crate::server::stats::Stats;
 use crate::server::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,8 @@ struct Wire {
     sock: TcpStream,
     buf: BytesMut,
     timeout: Duration,
+    /// Where the bytes read count (INFO total_net_repl_input_bytes).
+    srv: Arc<Shared>,
 }
 
 impl Wire {
@@ -155,6 +158,7 @@ impl Wire {
                 "the master closed the connection".into(),
             ));
         }
+        Stats::add(&self.srv.stats.net_repl_input_bytes, n as u64);
         Ok(())
     }
 
@@ -213,6 +217,7 @@ async fn link(
         sock,
         buf: BytesMut::with_capacity(16 * 1024),
         timeout,
+        srv: srv.clone(),
     };
     update(srv, gen, |m| m.state = LinkState::Handshake)?;
     handshake(srv, &mut w).await?;
@@ -667,7 +672,8 @@ async fn apply_stream(
             r = w.sock.read_buf(&mut w.buf) => {
                 match r {
                     Ok(0) => break Err(LinkError::Protocol("the master closed the connection".into())),
-                    Ok(_) => {
+                    Ok(n) => {
+                        Stats::add(&srv.stats.net_repl_input_bytes, n as u64);
                         let now = crate::keyspace::now_ms();
                         let _ = update(srv, gen, |m| m.last_io_ms = now);
                     }

@@ -379,6 +379,7 @@ async fn write_out(
         }
     };
     Stats::add(&srv.stats.net_output_bytes, off as u64);
+    Stats::add(&srv.stats.writes_processed, 1);
     if done.as_ref().is_ok_and(|w| *w == Written::Stalled) {
         out.drain(..off);
         // What is kept is the unwritten part, not the room the whole batch
@@ -402,11 +403,14 @@ async fn write_out(
 /// (a blocking wait, a replica's or a migration's stream, the close after
 /// QUIT); gives up, leaving the caller to notice, if the client is killed.
 async fn write_all_out(
+    srv: &Shared,
     sock: &mut Stream,
     out: &mut Vec<u8>,
     info: &ClientInfo,
 ) -> std::io::Result<()> {
     if !out.is_empty() {
+        Stats::add(&srv.stats.writes_processed, 1);
+        Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
         info.outq.writing.store(out.len() as u64, Ordering::Relaxed);
         let r = tokio::select! {
             r = sock.write_all(out) => r,
@@ -894,6 +898,7 @@ async fn connection_loop(
             return Ok(());
         }
         Stats::add(&srv.stats.net_input_bytes, n as u64);
+        Stats::add(&srv.stats.reads_processed, 1);
         if rbuf.len() as u64 > srv.hot.query_buffer_limit.load(Ordering::Relaxed) {
             // Like Redis: a client whose pending request outgrows
             // client-query-buffer-limit is closed before it can use more.
@@ -978,7 +983,7 @@ async fn connection_loop(
                         Action::Sync(req) => {
                             // From here on the connection feeds a replica;
                             // when that ends, so does the connection.
-                            write_all_out(sock, &mut out, &info).await?;
+                            write_all_out(srv, sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
                             info.role
@@ -995,7 +1000,7 @@ async fn connection_loop(
                         }
                         Action::Debug(run) => {
                             // What came before the EVAL is answered first.
-                            write_all_out(sock, &mut out, &info).await?;
+                            write_all_out(srv, sock, &mut out, &info).await?;
                             let done = debug_session(sock, run).await?;
                             if done.as_ref().is_ok_and(|d| d.detached) {
                                 // A forked session's child has the
@@ -1012,7 +1017,7 @@ async fn connection_loop(
                         Action::SlotImport { name } => {
                             // The +OK goes out first; from here on the
                             // connection carries the migration.
-                            write_all_out(sock, &mut out, &info).await?;
+                            write_all_out(srv, sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
                             return crate::slotmig::import::serve(srv, sock, client, rest, name)
@@ -1108,7 +1113,7 @@ async fn connection_loop(
         }
         if close || client.close_after_reply {
             // The last replies go out whole before the connection closes.
-            write_all_out(sock, &mut out, &info).await?;
+            write_all_out(srv, sock, &mut out, &info).await?;
             let _ = sock.shutdown().await;
             return Ok(());
         }
@@ -1171,7 +1176,7 @@ async fn wait_unpaused<'s>(
     *info.last_cmd.lock() = held.0;
     let result = async {
         // Earlier pipelined replies go out now.
-        write_all_out(sock, out, &info).await?;
+        write_all_out(srv, sock, out, &info).await?;
         loop {
             if info.killed.load(Ordering::Relaxed) {
                 return Ok(false);
@@ -1249,7 +1254,7 @@ async fn wait_blocked(
     blocking.register(db, &b.keys, client.id, &notify, false);
     blocking.clients.fetch_add(1, Ordering::Relaxed);
     // Anything already produced (earlier pipelined replies) goes out now.
-    write_all_out(sock, out, &info).await?;
+    write_all_out(srv, sock, out, &info).await?;
     let deadline = (b.timeout_ms > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
     let cluster = srv.cluster.get().cloned();

@@ -28,6 +28,7 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 pub use shared::Shared;
+use stats::Stats;
 
 /// Reacts to CONFIG SET of settings the hot path caches.
 pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
@@ -258,13 +259,27 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!("Ready to accept connections unix");
         listen::serve_unix(&srv, l);
     }
-    tokio::spawn(cron(srv.clone()));
+    tokio::spawn(supervise_cron(srv.clone()));
     tokio::spawn(pause::timer(srv.clone()));
     let inbox = srv.shutdown_inbox.lock().take();
     if let Some(inbox) = inbox {
         shutdown::run_until_shut_down(&srv, &pidfile, inbox).await?;
     }
     Ok(())
+}
+
+/// Runs the cron, and runs it again should it panic: a panicking task
+/// dies alone, and without its cron the server would go on with no
+/// expiry, eviction or timeouts, silently.
+async fn supervise_cron(srv: Arc<Shared>) {
+    loop {
+        match tokio::spawn(cron(srv.clone())).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!("The server cron panicked (a bug, see above); it starts again");
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Background work ten times a second: active expiry and stats sampling.
@@ -395,6 +410,8 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
     }
     let total = dbs.len() * SLOTS;
     let (mut checked, mut expired, mut laps) = (0, 0, 0);
+    // The run's totals, for INFO expired_stale_perc.
+    let (mut sampled, mut stale) = (0, 0);
     while laps <= total {
         cur.pos %= total;
         let (d, s) = (cur.pos / SLOTS, (cur.pos % SLOTS) as u16);
@@ -408,6 +425,8 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
         };
         checked += c;
         expired += e;
+        sampled += c;
+        stale += e;
         if end {
             cur.pos += 1;
             cur.offset = 0;
@@ -422,12 +441,13 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
             (checked, expired) = (0, 0);
         }
         if start.elapsed() > std::time::Duration::from_millis(25) {
+            Stats::add(&srv.stats.expired_time_cap_reached, 1);
             break;
         }
     }
-    srv.latency.observe(
-        "expire-cycle",
-        start.elapsed().as_millis() as u64,
-        now / 1000,
-    );
+    let elapsed = start.elapsed();
+    Stats::add(&srv.stats.expire_cycle_us, elapsed.as_micros() as u64);
+    srv.stats.note_expired_stale(stale, sampled);
+    srv.latency
+        .observe("expire-cycle", elapsed.as_millis() as u64, now / 1000);
 }

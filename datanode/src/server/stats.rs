@@ -26,6 +26,19 @@ pub struct Stats {
     pub sync_partial_err: AtomicU64,
     pub net_input_bytes: AtomicU64,
     pub net_output_bytes: AtomicU64,
+    /// Bytes of the replication link: read from our master, and written
+    /// to replicas (the RDB and the stream), counted apart as Redis does.
+    pub net_repl_input_bytes: AtomicU64,
+    pub net_repl_output_bytes: AtomicU64,
+    /// The active expire cycle: its time, the runs its time limit cut
+    /// short, and the running mean share of stale keys among those it
+    /// looked at (an f64's bits; written by the cron only).
+    pub expire_cycle_us: AtomicU64,
+    pub expired_time_cap_reached: AtomicU64,
+    pub expired_stale_perc_bits: AtomicU64,
+    /// Reads from and writes to clients' sockets.
+    pub reads_processed: AtomicU64,
+    pub writes_processed: AtomicU64,
     /// Writes since the last RDB save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub total_error_replies: AtomicU64,
@@ -35,14 +48,27 @@ pub struct Stats {
     ops: Mutex<OpsSampler>,
 }
 
-/// Samples the command counter to compute `instantaneous_ops_per_sec`
-/// over the last 16 samples, as Redis does.
+/// What `instantaneous_*` figures sample, as Redis's STATS_METRIC_*.
+#[derive(Clone, Copy)]
+pub enum Metric {
+    Commands,
+    NetInput,
+    NetOutput,
+    NetReplInput,
+    NetReplOutput,
+}
+
+const METRICS: usize = 5;
+/// Redis's STATS_METRIC_SAMPLES: the figure is the mean of the last 16
+/// per-second rates, one sampled per cron tick.
+const SAMPLES: usize = 16;
+
 #[derive(Default)]
 struct OpsSampler {
-    samples: [u64; 16],
+    samples: [[u64; SAMPLES]; METRICS],
     idx: usize,
     last_ms: i64,
-    last_count: u64,
+    last_count: [u64; METRICS],
 }
 
 impl Stats {
@@ -63,22 +89,68 @@ impl Stats {
         c.load(Ordering::Relaxed)
     }
 
+    /// One expire cycle looked at `sampled` keys and found `stale` of them
+    /// expired: the share goes into a running mean weighted 5% new, as
+    /// Redis's stat_expired_stale_perc.
+    pub fn note_expired_stale(&self, stale: usize, sampled: usize) {
+        let current = if sampled > 0 {
+            stale as f64 / sampled as f64
+        } else {
+            0.0
+        };
+        let old = f64::from_bits(self.expired_stale_perc_bits.load(Ordering::Relaxed));
+        let new = current * 0.05 + old * 0.95;
+        self.expired_stale_perc_bits
+            .store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    /// INFO's expired_stale_perc (`%.2f` of a percentage).
+    pub fn expired_stale_perc(&self) -> String {
+        let share = f64::from_bits(self.expired_stale_perc_bits.load(Ordering::Relaxed));
+        format!("{:.2}", share * 100.0)
+    }
+
     /// Called every 100 ms by the cron task.
     pub fn sample_ops(&self, now_ms: i64) {
+        let counts = [
+            Self::get(&self.commands),
+            Self::get(&self.net_input_bytes),
+            Self::get(&self.net_output_bytes),
+            Self::get(&self.net_repl_input_bytes),
+            Self::get(&self.net_repl_output_bytes),
+        ];
         let mut s = self.ops.lock();
-        let count = self.commands.load(Ordering::Relaxed);
         if s.last_ms > 0 {
             let dt = (now_ms - s.last_ms).max(1) as u64;
             let i = s.idx;
-            s.samples[i] = (count - s.last_count) * 1000 / dt;
-            s.idx = (s.idx + 1) % 16;
+            for (m, &count) in counts.iter().enumerate() {
+                // CONFIG RESETSTAT may zero a counter between two samples
+                // (it resets the sampler too, but not atomically with it).
+                s.samples[m][i] = count.saturating_sub(s.last_count[m]) * 1000 / dt;
+            }
+            s.idx = (s.idx + 1) % SAMPLES;
         }
         s.last_ms = now_ms;
-        s.last_count = count;
+        s.last_count = counts;
     }
 
-    pub fn ops_per_sec(&self) -> u64 {
+    /// CONFIG RESETSTAT: the samples start over from zero counts, as
+    /// Redis's resetServerStats resets its instantaneous metrics.
+    pub fn reset_ops(&self, now_ms: i64) {
+        *self.ops.lock() = OpsSampler {
+            last_ms: now_ms,
+            ..OpsSampler::default()
+        };
+    }
+
+    /// The mean rate per second of `m` over the last samples.
+    pub fn instantaneous(&self, m: Metric) -> u64 {
         let s = self.ops.lock();
-        s.samples.iter().sum::<u64>() / 16
+        s.samples[m as usize].iter().sum::<u64>() / SAMPLES as u64
+    }
+
+    /// A byte rate in KB/s, printed as Redis does (`%.2f`).
+    pub fn instantaneous_kbps(&self, m: Metric) -> String {
+        format!("{:.2}", self.instantaneous(m) as f64 / 1024.0)
     }
 }
