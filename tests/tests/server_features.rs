@@ -1560,6 +1560,51 @@ fn a_batch_of_replies_past_maxmemory_clients_goes_before_any_key() {
     }
 }
 
+/// Subscribers that stop reading while big messages are published: their
+/// output passes maxmemory-clients and they are closed before any key is
+/// evicted, as in Redis. Before, datanode evicted keys first: subscribers'
+/// buffers fill on their own threads after the publisher's check, and the
+/// key eviction that the next command ran did not recount them.
+#[test]
+fn stalled_subscribers_go_before_any_key() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["CLIENT", "NO-EVICT", "on"]);
+        for j in 0..30 {
+            c.text(&["SETRANGE", &j.to_string(), "100000", "x"]);
+        }
+        let subs: Vec<Conn> = (0..20)
+            .map(|_| {
+                let mut s = n.conn();
+                s.text(&["SUBSCRIBE", "bla"]);
+                s
+            })
+            .collect();
+        let used: u64 = c
+            .info_field("memory", "used_memory")
+            .parse()
+            .expect("a number");
+        c.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        c.text(&[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 3_500_000).to_string(),
+        ]);
+        c.text(&["CONFIG", "SET", "maxmemory-clients", "3mb"]);
+        let big = "x".repeat(100_000);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.info_field("stats", "evicted_clients") == "0" {
+            assert!(Instant::now() < deadline, "{kind:?}: no subscriber evicted");
+            c.text(&["PUBLISH", "bla", &big]);
+        }
+        assert_eq!(c.info_field("stats", "evicted_keys"), "0", "{kind:?}");
+        assert_eq!(c.text(&["DBSIZE"]), ":30\r\n", "{kind:?}");
+        drop(subs);
+    }
+}
+
 /// CONFIG RESETSTAT zeroes the counters Redis's resetServerStats does and
 /// keeps the slow log. Before, the next ops sample after it subtracted
 /// from a counter now smaller, which panicked the server cron: from then

@@ -83,6 +83,14 @@ pub fn perform_evictions(srv: &Arc<Shared>, now: i64, needs_room: bool) -> Outco
     if used <= max && used >= max - max / 64 {
         used = memory::used();
     }
+    // As Redis (evictClients before performEvictions): connections past
+    // maxmemory-clients go before any key. Their figures move on their own
+    // threads (a subscriber's stalled output), so the running total can lag:
+    // past the limit, every connection is recounted first.
+    if used.saturating_sub(super::clientmem::closing()) > max && super::clientmem::enabled() {
+        super::clientmem::evict(srv);
+        used = memory::used();
+    }
     // Evicted connections about to close free their memory by themselves.
     let used = used.saturating_sub(super::clientmem::closing());
     let outcome = if used <= max {
