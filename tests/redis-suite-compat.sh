@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${REDIS_TESTS:-../shared/redis-tests}
+spawned=$(sed -n 's/^SPAWNED_UNITS="\(.*\)"$/\1/p' tests/redis-suite.sh)
+export SPAWNED="$spawned"
 if [ $# -eq 2 ]; then
   redis_out=$1; dn_out=$2
 else
@@ -19,7 +21,6 @@ else
   # Not run on either server: it connects to a non-loopback address.
   echo "Protected mode works as expected" >>"$refskip"
   SKIPFILE=$refskip "$SUITE/run.sh" "$(command -v redis-server)" | tee "$redis_out"
-  spawned=$(sed -n 's/^SPAWNED_UNITS="\(.*\)"$/\1/p' tests/redis-suite.sh)
   # shellcheck disable=SC2086
   SKIPFILE=$refskip tests/redis-suite-spawned.sh "$(command -v redis-server)" $spawned |
     tee -a "$redis_out"
@@ -58,10 +59,12 @@ print("Redis's unit tests (`../shared/redis-tests`) run in external-server mode 
 print("redis-server 7.0.15 and against datanode in the same session. Tests and units that")
 print("datanode skips are listed with their reasons in `tests/redis-suite-skips.txt`.")
 print("A unit showing 0 and 0 has every test tagged `external:skip` by Redis itself;")
-print("unit/acl, unit/acl-v2, unit/auth, unit/info, unit/pubsubshard, unit/limits,")
-print("unit/wait, unit/shutdown, unit/obuf-limits and unit/oom-score-adj, whose tests")
-print("all are, run instead with the harness starting each server itself")
-print("(`tests/redis-suite-spawned.sh`).\n")
+import os, textwrap
+units = os.environ.get("SPAWNED", "").split()
+listed = ", ".join(units[:-1]) + " and " + units[-1] if len(units) > 1 else "".join(units)
+print(textwrap.fill(listed + ", whose tests all are, run instead with the harness starting"
+                    " each server itself (`tests/redis-suite-spawned.sh`; unit/maxmemory"
+                    " in database 0, see the README's known differences).", 84, break_on_hyphens=False) + "\n")
 print("Reproduce: `tests/redis-suite-compat.sh` (both runs, then this file).\n")
 print("| unit | redis-server passed | datanode passed | datanode failed | skipped by datanode |")
 print("|---|---|---|---|---|")
