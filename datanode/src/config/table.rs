@@ -70,6 +70,7 @@ pub static SPECS: &[Spec] = &[
     s("oom-score-adj-values", OomValues, false),
     s("bind", List, false),
     s("protected-mode", Bool, false),
+    s("activedefrag", Bool, false),
     s("dir", Str, false),
     s("logfile", Str, true),
     s(
@@ -497,6 +498,9 @@ pub fn merge_obuf_limits(current: &str, update: &str) -> String {
 }
 
 /// Checks and normalises a value for `canon`; the error is Redis's reason.
+/// Redis's error for `activedefrag yes` on a build without defrag support.
+const ACTIVE_DEFRAG_UNSUPPORTED: &str = "Active defragmentation cannot be enabled: it requires a Redis server compiled with a modified Jemalloc like the one shipped by default with the Redis source distribution";
+
 pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
     let joined = args.join(" ");
     let Some(sp) = spec(canon) else {
@@ -513,6 +517,10 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
         Bool => {
             let v = one()?.to_ascii_lowercase();
             match v.as_str() {
+                // There is no active defragmentation: refused as by a
+                // redis-server built without its jemalloc (HAVE_DEFRAG),
+                // rather than accepted and ignored.
+                "yes" if canon == "activedefrag" => Err(ACTIVE_DEFRAG_UNSUPPORTED.into()),
                 "yes" | "no" => Ok(v),
                 _ => Err("argument must be 'yes' or 'no'".into()),
             }
@@ -651,6 +659,11 @@ mod tests {
             .unwrap_err()
             .contains("between -2000 and 2000"));
         assert!(v("a 0 0").is_err());
+        let d = |s: &str| validate("activedefrag", &[s.to_string()]);
+        assert_eq!(d("no"), Ok("no".to_string()));
+        assert!(d("yes")
+            .unwrap_err()
+            .starts_with("Active defragmentation cannot"));
         let m = |s: &str| validate("oom-score-adj", &[s.to_string()]);
         assert_eq!(m("relative").as_deref(), Ok("yes"));
         assert_eq!(m("absolute").as_deref(), Ok("absolute"));
