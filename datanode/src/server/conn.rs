@@ -626,6 +626,10 @@ pub async fn serve(srv: Arc<Shared>, mut sock: Stream, addr: Addr) {
             .await;
         return;
     }
+    let _registered = Registered {
+        srv: &srv,
+        info: client.info.clone(),
+    };
     if let Err(e) = connection_loop(&srv, &mut sock, &mut client).await {
         tracing::debug!("client {} closed: {e}", client.info.addr);
     }
@@ -648,8 +652,21 @@ pub async fn serve(srv: Arc<Shared>, mut sock: Stream, addr: Addr) {
         crate::server::tracking::disable(&srv, &info, &mut ctx.client.trk_prefixes);
     }
     flush_counters(&srv, &mut client);
-    srv.clients.lock().remove(&client.id);
-    super::clientmem::forget(&client.info);
+}
+
+/// A connection's place in the registry and in maxmemory-clients' total,
+/// given up however its task ends, a panic included: a ghost entry would
+/// show in CLIENT LIST and keep its memory counted (for evictions too).
+struct Registered<'a> {
+    srv: &'a Shared,
+    info: Arc<ClientInfo>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.srv.clients.lock().remove(&self.info.id);
+        super::clientmem::forget(&self.info);
+    }
 }
 
 fn flush_counters(srv: &Shared, c: &mut Client) {

@@ -41,9 +41,9 @@ pub fn on_evicted(srv: &Shared, db: usize, key: &[u8]) {
 
 /// Memory left out of the limit, as Redis's freeMemoryGetNotCountedMemory:
 /// the replication buffer beyond the backlog's own size (what lagging
-/// replicas hold, with their send buffers) and the AOF buffer. Evicting keys to make room for their
-/// own DELs in those buffers would never end; the backlog itself is
-/// capped, so it counts.
+/// replicas hold, with their send buffers) and the AOF buffer. Evicting
+/// keys to make room for their own DELs in those buffers would never end;
+/// the backlog itself is capped, so it counts.
 pub fn not_counted(srv: &Shared) -> u64 {
     if !srv.log.is_active() {
         return 0;
