@@ -1682,3 +1682,68 @@ fn info_traffic_and_expiry_figures_follow_the_load() {
         assert_eq!(stat(&mut c, "expired_stale_perc"), "0.00", "{kind:?}");
     }
 }
+
+/// `list-max-listpack-size` shapes a list's nodes as Redis's quicklist
+/// fill does (a size limit when negative, a count when positive, clamped
+/// to -5 and 32767, taken when the list is made): the same pushes,
+/// inserts, pops and sets give the same node count on both servers. It
+/// was accepted and ignored (8 KB nodes whatever the setting).
+#[test]
+fn list_max_listpack_size_shapes_list_nodes_as_redis_does() {
+    let nodes = |kind: Server| -> Vec<String> {
+        let n = Node::start(kind, &["--save", "", "--enable-debug-command", "yes"]);
+        let mut c = n.conn();
+        let mut seen = Vec::new();
+        for fill in ["-2", "-1", "-5", "-7", "0", "1", "5", "100", "40000"] {
+            c.text(&["CONFIG", "SET", "list-max-ziplist-size", fill]);
+            let mut rng = slotkv_tests::Rng::new(7);
+            for i in 0..400 {
+                let v = format!(
+                    "{}{i}",
+                    "v".repeat(*rng.pick(&[&1, &10, &100, &300, &2000, &9000]))
+                );
+                let len: usize = c.text(&["LLEN", "l"])[1..].trim().parse().unwrap();
+                match rng.below(10) {
+                    0..=3 => drop(c.text(&["RPUSH", "l", &v])),
+                    4..=6 => drop(c.text(&["LPUSH", "l", &v])),
+                    7 if len > 0 => {
+                        let at = rng.below(len).to_string();
+                        let pivot = c.cmd(&["LINDEX", "l", &at]).unwrap();
+                        let pivot_value = match pivot.tree {
+                            slotkv_tests::Reply::Scalar(b'$', b) => b,
+                            other => panic!("LINDEX: {other:?}"),
+                        };
+                        let side = if rng.chance(50) { "BEFORE" } else { "AFTER" };
+                        c.cmd(&[
+                            b"LINSERT".as_slice(),
+                            b"l",
+                            side.as_bytes(),
+                            &pivot_value,
+                            v.as_bytes(),
+                        ])
+                        .unwrap();
+                    }
+                    8 => drop(c.text(&["LPOP", "l"])),
+                    _ if len > 0 => drop(c.text(&["LSET", "l", "0", &v])),
+                    _ => {}
+                }
+            }
+            let d = c.text(&["DEBUG", "OBJECT", "l"]);
+            let field = |name: &str| {
+                d.split(' ')
+                    .find(|w| w.starts_with(name))
+                    .unwrap_or_else(|| panic!("{name} in {d}"))
+                    .trim()
+                    .to_string()
+            };
+            seen.push(format!(
+                "fill {fill}: {} {}",
+                field("ql_nodes:"),
+                field("ql_listpack_max:")
+            ));
+            c.text(&["DEL", "l"]);
+        }
+        seen
+    };
+    assert_eq!(nodes(Server::Datanode), nodes(Server::Redis));
+}

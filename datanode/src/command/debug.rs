@@ -202,7 +202,7 @@ fn object(ctx: &mut Ctx, key: &[u8]) {
                 " ql_nodes:{} ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:0 ql_uncompressed_size:{}",
                 nodes,
                 l.len() as f64 / nodes as f64,
-                LIST_MAX_SIZE,
+                l.fill(),
                 l.heap_size()
             ));
         }
@@ -214,9 +214,6 @@ fn object(ctx: &mut Ctx, key: &[u8]) {
         None => ctx.r.error("ERR no such key"),
     }
 }
-
-/// Chunks are capped at 8 KB, Redis's `list-max-listpack-size -2`.
-const LIST_MAX_SIZE: i64 = -2;
 
 fn protocol(ctx: &mut Ctx, t: &[u8]) {
     let r = &mut ctx.r;

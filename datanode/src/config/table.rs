@@ -71,6 +71,14 @@ pub static SPECS: &[Spec] = &[
     s("bind", List, false),
     s("protected-mode", Bool, false),
     s("activedefrag", Bool, false),
+    s(
+        "list-max-listpack-size",
+        Int {
+            min: INT_MIN,
+            max: INT_MAX,
+        },
+        false,
+    ),
     s("dir", Str, false),
     s("logfile", Str, true),
     s(

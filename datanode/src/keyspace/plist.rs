@@ -1,16 +1,53 @@
-//! Lists packed the way Redis's quicklist packs them: a deque of chunks of
-//! about 8 KB, each holding its elements back to back in Redis's listpack
+//! Lists packed the way Redis's quicklist packs them: a deque of chunks
+//! (8 KB by default; `list-max-listpack-size` sets a size or a count, as
+//! quicklist's fill), each holding its elements back to back in Redis's listpack
 //! string encoding (a 1-, 2- or 5-byte header with the length, the bytes,
 //! then the entry's size written backwards so a chunk can be walked from
 //! either end). A short element costs its bytes plus two, and a chunk is a
 //! listpack body as it is: an RDB file gets it with a header added.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Bytes a chunk may hold before a new one starts (Redis's default
-/// `list-max-listpack-size -2` is 8 KB too). A larger element gets a
-/// chunk of its own.
-const CHUNK_BYTES: usize = 8 * 1024;
+/// `list-max-listpack-size`, Redis's quicklist fill: negative, a node's
+/// listpack size limit (-1: 4 KB, … -5: 64 KB); positive, its element
+/// count (within 8 KB). Read when a list is made, as Redis sets each
+/// quicklist's fill when it creates it.
+static FILL: AtomicI32 = AtomicI32::new(-2);
+
+/// CONFIG SET / the config file: clamped as Redis's quicklistSetFill.
+pub fn set_fill(v: i64) {
+    FILL.store(v.clamp(-5, FILL_MAX) as i32, Ordering::Relaxed);
+}
+
+/// quicklist's FILL_MAX (16 bits, signed).
+const FILL_MAX: i64 = (1 << 15) - 1;
+/// quicklist's optimization_level: the size limits of fills -1 to -5.
+const SIZE_LIMITS: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
+/// quicklist's SIZE_SAFETY_LIMIT: a node limited by count stops at 8 KB.
+const SAFETY_LIMIT: usize = 8192;
+
+/// Whether a node of `sz` listpack bytes and `count` elements is within
+/// `fill` (the test quicklist makes before an insert or a merge).
+fn fits(fill: i32, sz: usize, count: usize) -> bool {
+    if fill < 0 {
+        SIZE_LIMITS
+            .get((-fill - 1) as usize)
+            .is_some_and(|&limit| sz <= limit)
+    } else {
+        sz <= SAFETY_LIMIT && count <= fill as usize
+    }
+}
+
+/// The most bytes a chunk under `fill` holds (its buffer grows by powers
+/// of two up to that).
+fn chunk_limit(fill: i32) -> usize {
+    if fill < 0 {
+        SIZE_LIMITS[((-fill - 1) as usize).min(SIZE_LIMITS.len() - 1)]
+    } else {
+        SAFETY_LIMIT
+    }
+}
 
 #[derive(Clone, Default)]
 struct Chunk {
@@ -32,8 +69,12 @@ const INSERT_ESTIMATE: usize = 8;
 impl Chunk {
     /// Whether Redis's quicklist would still add `e` to this node
     /// (`_quicklistNodeAllowInsert` with the default fill, -2).
-    fn takes(&self, e: &[u8]) -> bool {
-        LP_OVERHEAD + self.lp as usize + e.len() + INSERT_ESTIMATE <= CHUNK_BYTES
+    fn takes(&self, e: &[u8], fill: i32) -> bool {
+        fits(
+            fill,
+            LP_OVERHEAD + self.lp as usize + e.len() + INSERT_ESTIMATE,
+            self.n as usize + 1,
+        )
     }
 
     fn recount(&mut self) {
@@ -145,10 +186,10 @@ fn encoded_len(e: &[u8]) -> usize {
 /// Makes room for `extra` more bytes, growing to powers of two (exact
 /// allocator size classes) up to the chunk size, so a full chunk wastes
 /// nothing; Vec's own growth would leave odd capacities.
-fn reserve(buf: &mut Vec<u8>, extra: usize) {
+fn reserve(buf: &mut Vec<u8>, extra: usize, limit: usize) {
     let need = buf.len() + extra;
     if need > buf.capacity() {
-        let want = need.next_power_of_two().min(CHUNK_BYTES).max(need);
+        let want = need.next_power_of_two().min(limit).max(need);
         buf.reserve_exact(want - buf.len());
     }
 }
@@ -162,8 +203,8 @@ fn encoded(e: &[u8]) -> Vec<u8> {
     enc
 }
 
-fn encode(e: &[u8], out: &mut Vec<u8>) {
-    reserve(out, encoded_len(e));
+fn encode(e: &[u8], out: &mut Vec<u8>, limit: usize) {
+    reserve(out, encoded_len(e), limit);
     push_str_header(out, e.len());
     out.extend_from_slice(e);
     push_backlen(out, header_len(e.len()) + e.len());
@@ -230,15 +271,32 @@ impl Chunk {
     }
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PackedList {
     chunks: VecDeque<Chunk>,
     len: usize,
+    /// `list-max-listpack-size` when the list was made.
+    fill: i32,
+}
+
+impl Default for PackedList {
+    fn default() -> Self {
+        PackedList {
+            chunks: VecDeque::new(),
+            len: 0,
+            fill: FILL.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl PackedList {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The fill this list's chunks follow (DEBUG OBJECT's ql_listpack_max).
+    pub fn fill(&self) -> i32 {
+        self.fill
     }
 
     pub fn len(&self) -> usize {
@@ -261,15 +319,16 @@ impl PackedList {
 
     pub fn push_back(&mut self, e: &[u8]) {
         let lp = lp_size(e) as u32;
+        let (fill, limit) = (self.fill, chunk_limit(self.fill));
         match self.chunks.back_mut() {
-            Some(c) if c.takes(e) => {
-                encode(e, &mut c.buf);
+            Some(c) if c.takes(e, fill) => {
+                encode(e, &mut c.buf, limit);
                 c.n += 1;
                 c.lp += lp;
             }
             _ => {
                 let mut c = Chunk::default();
-                encode(e, &mut c.buf);
+                encode(e, &mut c.buf, limit);
                 c.n = 1;
                 c.lp = lp;
                 self.chunks.push_back(c);
@@ -282,10 +341,11 @@ impl PackedList {
         let need = encoded_len(e);
         let lp = lp_size(e) as u32;
         let mut enc = Vec::with_capacity(need);
-        encode(e, &mut enc);
+        let (fill, limit) = (self.fill, chunk_limit(self.fill));
+        encode(e, &mut enc, limit);
         match self.chunks.front_mut() {
-            Some(c) if c.takes(e) => {
-                reserve(&mut c.buf, need);
+            Some(c) if c.takes(e, fill) => {
+                reserve(&mut c.buf, need, limit);
                 c.buf.splice(0..0, enc);
                 c.n += 1;
                 c.lp += lp;
@@ -366,8 +426,7 @@ impl PackedList {
         let off = c.offset_of(p);
         let (ds, de, end) = at_front(&c.buf, off);
         let old = lp_size(&c.buf[ds..de]) as u32;
-        let mut enc = Vec::with_capacity(encoded_len(e));
-        encode(e, &mut enc);
+        let enc = encoded(e);
         c.buf.splice(off..end, enc);
         c.lp = c.lp - old + lp_size(e) as u32;
     }
@@ -393,19 +452,20 @@ impl PackedList {
             return;
         };
         let c = &self.chunks[ci];
-        let full = !c.takes(e);
+        let (fill, limit) = (self.fill, chunk_limit(self.fill));
+        let full = !c.takes(e, fill);
         let at_tail = after && p + 1 == c.n as usize;
         let at_head = !after && p == 0;
         if !full {
             self.insert_in_chunk(ci, p + usize::from(after), e);
-        } else if at_tail && self.chunks.get(ci + 1).is_some_and(|n| n.takes(e)) {
+        } else if at_tail && self.chunks.get(ci + 1).is_some_and(|n| n.takes(e, fill)) {
             self.insert_in_chunk(ci + 1, 0, e);
-        } else if at_head && ci > 0 && self.chunks[ci - 1].takes(e) {
+        } else if at_head && ci > 0 && self.chunks[ci - 1].takes(e, fill) {
             let end = self.chunks[ci - 1].n as usize;
             self.insert_in_chunk(ci - 1, end, e);
         } else if at_tail || at_head {
             let mut c = Chunk::default();
-            encode(e, &mut c.buf);
+            encode(e, &mut c.buf, limit);
             c.n = 1;
             c.lp = lp_size(e) as u32;
             self.chunks.insert(if after { ci + 1 } else { ci }, c);
@@ -424,7 +484,7 @@ impl PackedList {
                 ci
             } else {
                 part.buf = c.buf.drain(..cut).collect();
-                encode(e, &mut part.buf);
+                encode(e, &mut part.buf, limit);
                 part.n = p as u32;
                 c.n -= p as u32;
                 ci + 1
@@ -447,7 +507,7 @@ impl PackedList {
             c.offset_of(pos)
         };
         let enc = encoded(e);
-        reserve(&mut c.buf, enc.len());
+        reserve(&mut c.buf, enc.len(), chunk_limit(self.fill));
         c.buf.splice(off..off, enc);
         c.n += 1;
         c.lp += lp_size(e) as u32;
@@ -458,7 +518,11 @@ impl PackedList {
     /// (`_quicklistNodeAllowMerge`: their listpacks less one header).
     fn can_merge(&self, a: usize, b: usize) -> bool {
         match (self.chunks.get(a), self.chunks.get(b)) {
-            (Some(x), Some(y)) => 2 * LP_OVERHEAD + (x.lp + y.lp) as usize - 11 <= CHUNK_BYTES,
+            (Some(x), Some(y)) => fits(
+                self.fill,
+                2 * LP_OVERHEAD + (x.lp + y.lp) as usize - 11,
+                (x.n + y.n) as usize,
+            ),
             _ => false,
         }
     }
@@ -869,6 +933,6 @@ mod size_tests {
         assert!(p
             .chunks
             .iter()
-            .all(|c| c.buf.capacity() <= super::CHUNK_BYTES));
+            .all(|c| c.buf.capacity() <= super::chunk_limit(-2)));
     }
 }

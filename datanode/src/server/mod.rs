@@ -47,6 +47,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             ZSET_ENTRIES.store(n("zset-max-listpack-entries"), Ordering::Relaxed);
             ZSET_VALUE.store(n("zset-max-listpack-value"), Ordering::Relaxed);
         }
+        crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
         cmdstats::LATENCY_TRACKING.store(c.value("latency-tracking") == "yes", Ordering::Relaxed);
         srv.latency.threshold_ms.store(
             num("latency-monitor-threshold").max(0) as u64,
