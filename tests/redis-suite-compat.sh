@@ -64,7 +64,10 @@ units = os.environ.get("SPAWNED", "").split()
 listed = ", ".join(units[:-1]) + " and " + units[-1] if len(units) > 1 else "".join(units)
 print(textwrap.fill(listed + ", whose tests all are, run instead with the harness starting"
                     " each server itself (`tests/redis-suite-spawned.sh`; unit/maxmemory"
-                    " in database 0, see the README's known differences).", 84, break_on_hyphens=False) + "\n")
+                    " in database 0, see the README's known differences). unit/memefficiency's"
+                    " defrag tests run their active-defrag steps on redis-server only: datanode"
+                    " refuses `activedefrag yes` as a redis-server built without defrag support"
+                    " does, and the tests then check only the data.", 84, break_on_hyphens=False) + "\n")
 print("Reproduce: `tests/redis-suite-compat.sh` (both runs, then this file).\n")
 print("| unit | redis-server passed | datanode passed | datanode failed | skipped by datanode |")
 print("|---|---|---|---|---|")

@@ -13,7 +13,7 @@ SKIPS=tests/redis-suite-skips.txt
 BIN=${DATANODE_BIN:-target/debug/datanode}
 # Units run with servers the harness starts (all their tests are
 # external:skip): see tests/redis-suite-spawned.sh.
-SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait unit/shutdown unit/obuf-limits unit/oom-score-adj unit/client-eviction unit/networking unit/maxmemory"
+SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait unit/shutdown unit/obuf-limits unit/oom-score-adj unit/client-eviction unit/networking unit/maxmemory unit/memefficiency"
 if [ ! -x "$SUITE/run.sh" ]; then
   echo "redis-suite: $SUITE is not here (a clone outside this setup); Redis's own tests not run"
   exit 0
