@@ -599,3 +599,62 @@ fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
         assert_eq!(n.conn().text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
     }
 }
+
+/// A background save that fails stops writes (and PING) with MISCONF
+/// while `save` is set and `stop-writes-on-bgsave-error` is on, and INFO
+/// says so, until a save succeeds; as redis-server does. Before, datanode
+/// took writes and INFO said `rdb_last_bgsave_status:ok` whatever
+/// happened (and the `save` schedule retried a failing save every 100 ms).
+#[test]
+fn a_failed_background_save_stops_writes_until_a_save_succeeds() {
+    const MISCONF: &str = "-MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.\r\n";
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "3600 1", "--appendonly", "no"]);
+        let mut c = n.conn();
+        let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
+        assert_eq!(field(&mut c, "rdb_last_bgsave_status"), "ok", "{kind:?}");
+        assert_eq!(field(&mut c, "rdb_last_bgsave_time_sec"), "-1", "{kind:?}");
+        c.text(&["SET", "k", "v"]);
+        // A directory where dump.rdb goes: the final rename fails.
+        let blocker = n.path().join("dump.rdb");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        assert_eq!(
+            c.text(&["BGSAVE"]),
+            "+Background saving started\r\n",
+            "{kind:?}"
+        );
+        slotkv_tests::wait_until(Duration::from_secs(10), "the save to fail", || {
+            field(&mut c, "rdb_last_bgsave_status") == "err"
+        });
+        assert_eq!(field(&mut c, "rdb_bgsave_in_progress"), "0", "{kind:?}");
+        assert_eq!(field(&mut c, "rdb_saves"), "1", "{kind:?}");
+        assert_eq!(c.text(&["SET", "k", "w"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+        c.text(&["MULTI"]);
+        assert_eq!(c.text(&["INCR", "n"]), MISCONF, "{kind:?}");
+        assert!(c.text(&["EXEC"]).starts_with("-EXECABORT"), "{kind:?}");
+        // Either setting lifts the refusal.
+        c.text(&["CONFIG", "SET", "stop-writes-on-bgsave-error", "no"]);
+        assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        c.text(&["CONFIG", "SET", "stop-writes-on-bgsave-error", "yes"]);
+        assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
+        c.text(&["CONFIG", "SET", "save", ""]);
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+        c.text(&["CONFIG", "SET", "save", "3600 1"]);
+        assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
+        // A save that succeeds ends it.
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        assert_eq!(
+            c.text(&["BGSAVE"]),
+            "+Background saving started\r\n",
+            "{kind:?}"
+        );
+        slotkv_tests::wait_until(Duration::from_secs(10), "the save to succeed", || {
+            field(&mut c, "rdb_last_bgsave_status") == "ok"
+        });
+        assert_eq!(c.text(&["SET", "k", "x"]), "+OK\r\n", "{kind:?}");
+        assert_eq!(field(&mut c, "rdb_saves"), "2", "{kind:?}");
+        assert_ne!(field(&mut c, "rdb_last_bgsave_time_sec"), "-1", "{kind:?}");
+    }
+}

@@ -811,6 +811,20 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if !obey && oom_rejected(ctx, cmd) {
         return None;
     }
+    // A failed background save stops writes, and PING, as in Redis.
+    if !obey
+        && ctx
+            .srv
+            .hot
+            .rdb_write_block
+            .load(std::sync::atomic::Ordering::Relaxed)
+        && (cmd.name == "ping"
+            || cmd.is_write()
+            || (cmd.name == "exec" && queued_flags(ctx) & table::flags::WRITE != 0))
+    {
+        reject(ctx, cmd, crate::persistence::MISCONF_RDB);
+        return None;
+    }
     if !obey && replication_refuses(ctx, cmd) {
         return None;
     }

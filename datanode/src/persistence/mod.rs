@@ -8,6 +8,7 @@ pub mod rewrite;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::server::stats::Stats;
 use crate::server::Shared;
 
 /// Where SAVE writes and start-up reads the RDB file.
@@ -37,8 +38,51 @@ fn save_to(srv: &Shared, tmp: Option<&std::path::Path>) -> std::io::Result<()> {
     })?;
     srv.stats.dirty.store(0, Ordering::Relaxed);
     srv.stats.lastsave.store(now / 1000, Ordering::Relaxed);
+    // As Redis: a save that succeeded clears a background save's failure.
+    srv.stats.rdb_bgsave_failed.store(false, Ordering::Relaxed);
+    refresh_write_block(srv);
     tracing::info!("DB saved on disk ({:.3} s)", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What Redis's MISCONF refusal says when the last background save failed.
+pub const MISCONF_RDB: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
+/// Whether writes are refused for a failed background save: it failed,
+/// `save` is set and `stop-writes-on-bgsave-error` is on (Redis's
+/// writeCommandsDeniedByDiskError). Called when any of them changes.
+pub fn refresh_write_block(srv: &Shared) {
+    let block = srv.stats.rdb_bgsave_failed.load(Ordering::Relaxed) && {
+        let c = srv.config.read();
+        c.flag("stop-writes-on-bgsave-error") && !c.save_params().is_empty()
+    };
+    srv.hot.rdb_write_block.store(block, Ordering::Relaxed);
+}
+
+/// How long the `save` schedule waits before trying again after a failed
+/// background save (Redis's CONFIG_BGSAVE_RETRY_DELAY).
+const BGSAVE_RETRY_DELAY_S: i64 = 5;
+
+/// A background save began (INFO rdb_saves, rdb_current_bgsave_time_sec).
+pub fn bgsave_started(srv: &Shared) {
+    let now = crate::keyspace::now_ms() / 1000;
+    Stats::add(&srv.stats.rdb_saves, 1);
+    srv.stats
+        .rdb_last_bgsave_try_s
+        .store(now, Ordering::Relaxed);
+    srv.stats.rdb_bgsave_started_s.store(now, Ordering::Relaxed);
+}
+
+/// A background save ended: its length and outcome, and with them
+/// whether writes are refused.
+pub fn bgsave_finished(srv: &Shared, ok: bool) {
+    let now = crate::keyspace::now_ms() / 1000;
+    let began = srv.stats.rdb_bgsave_started_s.swap(0, Ordering::Relaxed);
+    srv.stats
+        .rdb_last_bgsave_secs
+        .store((now - began).max(0), Ordering::Relaxed);
+    srv.stats.rdb_bgsave_failed.store(!ok, Ordering::Relaxed);
+    refresh_write_block(srv);
 }
 
 /// BGSAVE without fork: like the AOF rewrite, it takes a point-in-time
@@ -59,6 +103,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     }
     let path = rdb_path(srv);
     let srv2 = srv.clone();
+    bgsave_started(srv);
     let started = std::thread::Builder::new()
         .name("bgsave".into())
         .spawn(move || {
@@ -73,7 +118,9 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                 functions,
                 ..Default::default()
             };
-            match aof::write_atomic_with(&path, |w| rdb::file::assemble_to(chunks, now, &aux, w)) {
+            let ok = match aof::write_atomic_with(&path, |w| {
+                rdb::file::assemble_to(chunks, now, &aux, w)
+            }) {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
                         dirty_at_start.min(srv2.stats.dirty.load(Ordering::Relaxed)),
@@ -81,14 +128,21 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                     );
                     srv2.stats.lastsave.store(now / 1000, Ordering::Relaxed);
                     tracing::info!("Background saving terminated with success");
+                    true
                 }
-                Err(e) => tracing::warn!("Background saving error: {e}"),
-            }
+                Err(e) => {
+                    tracing::warn!("Background saving error: {e}");
+                    false
+                }
+            };
+            bgsave_finished(&srv2, ok);
             srv2.bgsave_running.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {
         srv.log.snapshot_busy.store(false, Ordering::SeqCst);
         srv.bgsave_running.store(false, Ordering::SeqCst);
+        // As a fork that fails in Redis.
+        bgsave_finished(srv, false);
         return Err(e.to_string());
     }
     Ok(())
@@ -227,6 +281,12 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
             what: format!("Failed loading library: {e}"),
         })?;
     let (n, expired) = (loaded.keys, loaded.expired);
+    srv.stats
+        .rdb_last_load_keys_loaded
+        .store(n as u64, Ordering::Relaxed);
+    srv.stats
+        .rdb_last_load_keys_expired
+        .store(expired as u64, Ordering::Relaxed);
     if let Some(info) = &loaded.repl {
         crate::replication::restore_info(srv, info);
     }
@@ -251,6 +311,13 @@ pub fn track_loaded_imports(srv: &Shared, hidden: Vec<(u16, u16)>) {
 pub fn maybe_scheduled_save(srv: &Arc<Shared>) {
     let params = srv.config.read().save_params();
     if params.is_empty() || srv.bgsave_running.load(Ordering::Relaxed) {
+        return;
+    }
+    // After a failure, the next try waits a few seconds, as in Redis.
+    let now_s = crate::keyspace::now_ms() / 1000;
+    if srv.stats.rdb_bgsave_failed.load(Ordering::Relaxed)
+        && now_s - srv.stats.rdb_last_bgsave_try_s.load(Ordering::Relaxed) <= BGSAVE_RETRY_DELAY_S
+    {
         return;
     }
     let dirty = srv.stats.dirty.load(Ordering::Relaxed);

@@ -416,6 +416,9 @@ fn snapshot(
     ids: &[u64],
     cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
 ) -> Result<(Vec<u8>, u64, String), String> {
+    // Counted as a background save (INFO rdb_saves), as Redis counts the
+    // RDB it makes for a sync.
+    Stats::add(&srv.stats.rdb_saves, 1);
     // One snapshot at a time: wait for a BGSAVE or rewrite to finish.
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {

@@ -54,6 +54,8 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             Ordering::Relaxed,
         );
     }
+    // `save` or `stop-writes-on-bgsave-error` may have changed.
+    crate::persistence::refresh_write_block(srv);
     if changed.iter().any(|c| c == "appendonly") {
         let on = srv.config.read().appendonly();
         if on && !srv.log.aof_on() {

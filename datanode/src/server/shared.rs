@@ -35,6 +35,9 @@ pub struct Hot {
     pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
     /// `hll-sparse-max-bytes`.
     pub hll_sparse_max_bytes: AtomicU64,
+    /// Writes (and PING) are refused with -MISCONF: the last background
+    /// save failed, `save` is set and `stop-writes-on-bgsave-error` is on.
+    pub rdb_write_block: AtomicBool,
 }
 
 pub struct Shared {
@@ -117,6 +120,7 @@ impl Shared {
             maxmemory_samples: Default::default(),
             maxmemory_tenacity: Default::default(),
             hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
+            rdb_write_block: AtomicBool::new(false),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];
@@ -126,7 +130,7 @@ impl Shared {
             ks,
             config: RwLock::new(config),
             hot,
-            stats: Stats::default(),
+            stats: Stats::new(),
             clients: Mutex::new(HashMap::new()),
             next_client_id: AtomicU64::new(1),
             start_ms: crate::keyspace::now_ms(),

@@ -36,6 +36,18 @@ pub struct Stats {
     pub expire_cycle_us: AtomicU64,
     pub expired_time_cap_reached: AtomicU64,
     pub expired_stale_perc_bits: AtomicU64,
+    /// Background saves (BGSAVE, the `save` schedule, snapshots for
+    /// replicas): how many, whether the last failed, when the running one
+    /// began and the last one's length (seconds; -1: none), when one was
+    /// last tried. INFO persistence, and the MISCONF refusal of writes.
+    pub rdb_saves: AtomicU64,
+    pub rdb_bgsave_failed: std::sync::atomic::AtomicBool,
+    pub rdb_bgsave_started_s: AtomicI64,
+    pub rdb_last_bgsave_secs: AtomicI64,
+    pub rdb_last_bgsave_try_s: AtomicI64,
+    /// Keys the last RDB load kept and dropped as expired.
+    pub rdb_last_load_keys_loaded: AtomicU64,
+    pub rdb_last_load_keys_expired: AtomicU64,
     /// Reads from and writes to clients' sockets.
     pub reads_processed: AtomicU64,
     pub writes_processed: AtomicU64,
@@ -72,6 +84,13 @@ struct OpsSampler {
 }
 
 impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            rdb_last_bgsave_secs: AtomicI64::new(-1),
+            ..Stats::default()
+        }
+    }
+
     /// Records `used` as a candidate peak; returns the peak.
     pub fn note_memory_peak(&self, used: u64) -> u64 {
         self.memory_peak
