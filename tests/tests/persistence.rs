@@ -658,3 +658,40 @@ fn a_failed_background_save_stops_writes_until_a_save_succeeds() {
         assert_ne!(field(&mut c, "rdb_last_bgsave_time_sec"), "-1", "{kind:?}");
     }
 }
+
+/// An AOF write that fails refuses writes (and PING) with MISCONF and the
+/// reason, as redis-server does, and loses nothing: datanode dropped the
+/// bytes it could not write, and took writes meanwhile. The next
+/// incremental file is made a link to /dev/full, so every write to it
+/// fails with ENOSPC (even as root).
+#[test]
+fn a_failed_aof_write_stops_writes_with_its_reason() {
+    const MISCONF: &str = "-MISCONF Errors writing to the AOF file: No space left on device\r\n";
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--appendonly", "yes"]);
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v"]);
+        let dir = n.path().join("appendonlydir");
+        let next = dir.join("appendonly.aof.2.incr.aof");
+        std::os::unix::fs::symlink("/dev/full", &next).expect("symlink");
+        assert_eq!(
+            c.text(&["BGREWRITEAOF"]),
+            "+Background append only file rewriting started\r\n",
+            "{kind:?}"
+        );
+        slotkv_tests::wait_until(Duration::from_secs(10), "the rewrite to end", || {
+            c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+        });
+        // This write is taken; writing it to the file fails.
+        assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        slotkv_tests::wait_until(Duration::from_secs(10), "the write to fail", || {
+            c.info_field("persistence", "aof_last_write_status") == "err"
+        });
+        assert_eq!(c.text(&["SET", "k", "x"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nw\r\n", "{kind:?}");
+        // Without the AOF, writes are taken again.
+        c.text(&["CONFIG", "SET", "appendonly", "no"]);
+        assert_eq!(c.text(&["SET", "k", "y"]), "+OK\r\n", "{kind:?}");
+    }
+}

@@ -575,6 +575,27 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
     }
 }
 
+/// Writes (and PING) while the last background save or AOF write failed
+/// (`-MISCONF`). Replies and returns true when refused.
+fn disk_error_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
+    use std::sync::atomic::Ordering;
+    let hot = &ctx.srv.hot;
+    if !hot.rdb_write_block.load(Ordering::Relaxed) && !hot.aof_write_block.load(Ordering::Relaxed)
+    {
+        return false;
+    }
+    let write = cmd.name == "ping"
+        || cmd.is_write()
+        || (cmd.name == "exec" && queued_flags(ctx) & table::flags::WRITE != 0);
+    match crate::persistence::write_refusal(ctx.srv) {
+        Some(err) if write => {
+            reject(ctx, cmd, &err);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Writes a replica does not take from its clients (`-READONLY`), and
 /// writes a master takes only with enough good replicas (`-NOREPLICAS`,
 /// `min-replicas-to-write`). Replies and returns true when refused.
@@ -811,18 +832,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if !obey && oom_rejected(ctx, cmd) {
         return None;
     }
-    // A failed background save stops writes, and PING, as in Redis.
-    if !obey
-        && ctx
-            .srv
-            .hot
-            .rdb_write_block
-            .load(std::sync::atomic::Ordering::Relaxed)
-        && (cmd.name == "ping"
-            || cmd.is_write()
-            || (cmd.name == "exec" && queued_flags(ctx) & table::flags::WRITE != 0))
-    {
-        reject(ctx, cmd, crate::persistence::MISCONF_RDB);
+    // A failed background save or AOF write stops writes, and PING, as in
+    // Redis.
+    if !obey && disk_error_refuses(ctx, cmd) {
         return None;
     }
     if !obey && replication_refuses(ctx, cmd) {

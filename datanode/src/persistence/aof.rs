@@ -474,30 +474,78 @@ struct Files {
     base: Arc<AtomicU64>,
 }
 
+/// Appends `b` to `f`. On an error, a partial write is cut off again where
+/// the file allows it (so the next try does not follow half a command, as
+/// Redis truncates); returns the error and how many bytes stay written.
+fn append_or_roll_back(f: &mut File, b: &[u8]) -> Result<(), (std::io::Error, usize)> {
+    let mut done = 0;
+    while done < b.len() {
+        match f.write(&b[done..]) {
+            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if done > 0 {
+                    let rolled_back = f
+                        .metadata()
+                        .and_then(|m| f.set_len(m.len().saturating_sub(done as u64)));
+                    if rolled_back.is_ok() {
+                        done = 0;
+                    } else {
+                        tracing::warn!(
+                            "Could not remove a short write from the AOF: {done} bytes stay"
+                        );
+                    }
+                }
+                return Err((e, done));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Files {
-    fn write_cur(&mut self, b: &[u8]) -> std::io::Result<()> {
-        if !b.is_empty() {
-            self.cur.write_all(b)?;
-            self.size.fetch_add(b.len() as u64, Ordering::Relaxed);
+    /// Appends what belongs to the previous file during a rewrite, then
+    /// the current bytes. On an error, returns it with what is still to
+    /// be written of each (taken again on the next try).
+    fn append_all(
+        &mut self,
+        old: Vec<u8>,
+        buf: Vec<u8>,
+    ) -> Result<(), (std::io::Error, Vec<u8>, Vec<u8>)> {
+        if !old.is_empty() {
+            let f = match &mut self.old {
+                Some(f) => f,
+                None => &mut self.cur,
+            };
+            if let Err((e, done)) = append_or_roll_back(f, &old) {
+                return Err((e, old[done..].to_vec(), buf));
+            }
+        }
+        if !buf.is_empty() {
+            let r = append_or_roll_back(&mut self.cur, &buf);
+            let done = match &r {
+                Ok(()) => buf.len(),
+                Err((_, done)) => *done,
+            };
+            self.size.fetch_add(done as u64, Ordering::Relaxed);
+            if let Err((e, done)) = r {
+                return Err((e, Vec::new(), buf[done..].to_vec()));
+            }
         }
         Ok(())
-    }
-
-    fn write_old(&mut self, b: &[u8]) -> std::io::Result<()> {
-        if b.is_empty() {
-            return Ok(());
-        }
-        match &mut self.old {
-            Some(f) => f.write_all(b),
-            None => self.cur.write_all(b),
-        }
     }
 
     /// Starts generation G: a new incremental file, listed in the manifest
     /// after the old ones so a failed rewrite loses nothing.
     fn switch(&mut self, srv: &Shared) -> Result<(), String> {
         let pending = srv.log.begin_rewrite();
-        self.write_cur(&pending).map_err(|e| e.to_string())?;
+        // Owed to the current file: on an error, kept as such (the writer
+        // writes them to it, there being no previous file yet).
+        if let Err((e, rest, _)) = self.append_all(pending, Vec::new()) {
+            srv.log.put_back(rest, Vec::new());
+            return Err(e.to_string());
+        }
         self.cur.sync_data().map_err(|e| e.to_string())?;
         let seq = self.manifest.max_seq() + 1;
         let name = format!("{}.{seq}.incr.aof", self.fname);
@@ -520,8 +568,10 @@ impl Files {
         // current one has gained since the writer last looked (dropping it
         // would lose acknowledged writes).
         let (buf, old, _) = srv.log.take(Duration::ZERO);
-        self.write_old(&old).map_err(|e| e.to_string())?;
-        self.write_cur(&buf).map_err(|e| e.to_string())?;
+        if let Err((e, old, buf)) = self.append_all(old, buf) {
+            srv.log.put_back(old, buf);
+            return Err(e.to_string());
+        }
         if let Some(f) = &self.old {
             f.sync_data().map_err(|e| e.to_string())?;
         }
@@ -555,6 +605,7 @@ impl Files {
 fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<WriterCmd>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
+    let mut last_error_log: Option<Instant> = None;
     loop {
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
@@ -571,13 +622,25 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
         let (buf, old, off) = srv
             .log
             .take(Duration::from_millis(if eager { 100 } else { 2 }));
-        if let Err(e) = files.write_old(&old).and_then(|_| files.write_cur(&buf)) {
-            tracing::error!("Error writing to the AOF file: {e}");
+        let wrote = !buf.is_empty() || !old.is_empty();
+        if let Err((e, old, buf)) = files.append_all(old, buf) {
+            // Nothing is lost: what was not written goes back in front of
+            // the log and is tried again; meanwhile writes are refused
+            // (MISCONF), as in Redis.
+            // Logged once in 30 s while it lasts, as Redis rate-limits it.
+            if last_error_log.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(30)) {
+                tracing::error!("Error writing to the AOF file: {e}");
+                last_error_log = Some(Instant::now());
+            }
+            srv.log.put_back(old, buf);
+            crate::persistence::aof_write_failed(&srv, &e);
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
-        if !buf.is_empty() || !old.is_empty() {
+        if wrote {
             unsynced = true;
+            crate::persistence::aof_write_ok(&srv);
+            last_error_log = None;
         }
         // Read each turn so CONFIG SET appendfsync takes effect.
         let policy = if eager {
@@ -841,5 +904,25 @@ pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
             (size - base) * 100 / base
         );
         let _ = start_rewrite(srv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_append_reports_what_stays_written() {
+        // Every write to /dev/full fails with ENOSPC: nothing stays.
+        let Ok(mut f) = OpenOptions::new().append(true).open("/dev/full") else {
+            return;
+        };
+        match append_or_roll_back(&mut f, b"*1\r\n$4\r\nPING\r\n") {
+            Err((e, done)) => {
+                assert_eq!(e.raw_os_error(), Some(28));
+                assert_eq!(done, 0);
+            }
+            Ok(()) => panic!("a write to /dev/full succeeded"),
+        }
     }
 }

@@ -626,6 +626,20 @@ impl EffectLog {
         (std::mem::take(&mut g.buf), std::mem::take(&mut g.old), off)
     }
 
+    /// Bytes the writer took but could not write: back in front of what
+    /// was appended since, to be taken again.
+    pub fn put_back(&self, old: Vec<u8>, buf: Vec<u8>) {
+        let mut g = self.inner.lock();
+        if !old.is_empty() {
+            let newer = std::mem::replace(&mut g.old, old);
+            g.old.extend_from_slice(&newer);
+        }
+        if !buf.is_empty() {
+            let newer = std::mem::replace(&mut g.buf, buf);
+            g.buf.extend_from_slice(&newer);
+        }
+    }
+
     /// Starts a snapshot generation without switching files (BGSAVE).
     pub fn begin_snapshot(&self) {
         let _g = self.inner.lock();
@@ -643,5 +657,26 @@ impl EffectLog {
         self.rewriting.store(true, Ordering::SeqCst);
         self.gen.fetch_add(1, Ordering::SeqCst);
         pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_put_back_come_before_newer_ones() {
+        let log = EffectLog::default();
+        log.inner.lock().buf.extend_from_slice(b"one ");
+        let (buf, old, _) = log.take(std::time::Duration::ZERO);
+        assert_eq!(buf, b"one ");
+        assert!(old.is_empty());
+        // Appended while the writer failed to write what it took.
+        log.inner.lock().buf.extend_from_slice(b"two ");
+        log.inner.lock().old.extend_from_slice(b"y");
+        log.put_back(b"x".to_vec(), buf);
+        let (buf, old, _) = log.take(std::time::Duration::ZERO);
+        assert_eq!(buf, b"one two ");
+        assert_eq!(old, b"xy");
     }
 }

@@ -59,6 +59,41 @@ pub fn refresh_write_block(srv: &Shared) {
     srv.hot.rdb_write_block.store(block, Ordering::Relaxed);
 }
 
+/// The AOF writer could not write: writes are refused with the reason
+/// until a write succeeds, as Redis's aof_last_write_status.
+pub fn aof_write_failed(srv: &Shared, e: &std::io::Error) {
+    // strerror's words, without Rust's " (os error N)".
+    let text = e.to_string();
+    let reason = text
+        .rsplit_once(" (os error")
+        .map_or(text.as_str(), |(words, _)| words)
+        .to_string();
+    *srv.stats.aof_write_error.lock() = Some(reason);
+    srv.hot.aof_write_block.store(true, Ordering::Relaxed);
+}
+
+/// A write to the AOF succeeded: an earlier failure is over.
+pub fn aof_write_ok(srv: &Shared) {
+    if srv.hot.aof_write_block.swap(false, Ordering::Relaxed) {
+        *srv.stats.aof_write_error.lock() = None;
+        tracing::warn!("AOF write error looks solved, Redis can write again.");
+    }
+}
+
+/// The MISCONF refusal for writes, if one applies (Redis's
+/// writeCommandsDeniedByDiskError: a failed background save first, then a
+/// failed AOF write while the AOF is on).
+pub fn write_refusal(srv: &Shared) -> Option<String> {
+    if srv.hot.rdb_write_block.load(Ordering::Relaxed) {
+        return Some(MISCONF_RDB.to_string());
+    }
+    if srv.hot.aof_write_block.load(Ordering::Relaxed) && srv.log.aof_on() {
+        let reason = srv.stats.aof_write_error.lock().clone().unwrap_or_default();
+        return Some(format!("MISCONF Errors writing to the AOF file: {reason}"));
+    }
+    None
+}
+
 /// How long the `save` schedule waits before trying again after a failed
 /// background save (Redis's CONFIG_BGSAVE_RETRY_DELAY).
 const BGSAVE_RETRY_DELAY_S: i64 = 5;

@@ -38,6 +38,9 @@ pub struct Hot {
     /// Writes (and PING) are refused with -MISCONF: the last background
     /// save failed, `save` is set and `stop-writes-on-bgsave-error` is on.
     pub rdb_write_block: AtomicBool,
+    /// The AOF writer's last write failed: writes are refused (MISCONF)
+    /// until one succeeds.
+    pub aof_write_block: AtomicBool,
 }
 
 pub struct Shared {
@@ -121,6 +124,7 @@ impl Shared {
             maxmemory_tenacity: Default::default(),
             hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
             rdb_write_block: AtomicBool::new(false),
+            aof_write_block: AtomicBool::new(false),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];

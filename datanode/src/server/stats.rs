@@ -45,6 +45,8 @@ pub struct Stats {
     pub rdb_bgsave_started_s: AtomicI64,
     pub rdb_last_bgsave_secs: AtomicI64,
     pub rdb_last_bgsave_try_s: AtomicI64,
+    /// Why the AOF writer's last write failed (None: it did not).
+    pub aof_write_error: Mutex<Option<String>>,
     /// Keys the last RDB load kept and dropped as expired.
     pub rdb_last_load_keys_loaded: AtomicU64,
     pub rdb_last_load_keys_expired: AtomicU64,
