@@ -695,3 +695,50 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
         assert_eq!(c.text(&["SET", "k", "y"]), "+OK\r\n", "{kind:?}");
     }
 }
+
+/// INFO's AOF rewrite figures follow the rewrites, a failed one included,
+/// as on redis-server (datanode printed constants: `ok`, 0 rewrites).
+#[test]
+fn info_counts_aof_rewrites_and_their_failures() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--appendonly", "yes"]);
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v"]);
+        let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
+        assert_eq!(field(&mut c, "aof_last_rewrite_time_sec"), "-1", "{kind:?}");
+        // A directory where the new base file goes: the rewrite fails.
+        let blocker = n.path().join("appendonlydir/appendonly.aof.2.base.rdb");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        let rewrite = |c: &mut Conn| {
+            assert_eq!(
+                c.text(&["BGREWRITEAOF"]),
+                "+Background append only file rewriting started\r\n",
+                "{kind:?}"
+            );
+            slotkv_tests::wait_until(Duration::from_secs(10), "the rewrite to end", || {
+                c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+            });
+        };
+        rewrite(&mut c);
+        assert_eq!(
+            field(&mut c, "aof_last_bgrewrite_status"),
+            "err",
+            "{kind:?}"
+        );
+        assert_eq!(
+            field(&mut c, "aof_rewrites_consecutive_failures"),
+            "1",
+            "{kind:?}"
+        );
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        rewrite(&mut c);
+        assert_eq!(field(&mut c, "aof_last_bgrewrite_status"), "ok", "{kind:?}");
+        assert_eq!(
+            field(&mut c, "aof_rewrites_consecutive_failures"),
+            "0",
+            "{kind:?}"
+        );
+        assert_eq!(field(&mut c, "aof_rewrites"), "2", "{kind:?}");
+        assert_ne!(field(&mut c, "aof_last_rewrite_time_sec"), "-1", "{kind:?}");
+    }
+}

@@ -289,7 +289,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let rewriting = rewriting || srv.base_rewrite_running.load(Ordering::SeqCst);
         let _ = write!(
             o,
-            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.repl.loading.load(Ordering::Relaxed) as u8,
             srv.repl.async_loading.load(Ordering::Relaxed) as u8,
             Stats::get(&srv.stats.dirty),
@@ -310,6 +310,18 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             Stats::get(&srv.stats.rdb_last_load_keys_loaded),
             cfg.appendonly() as u8,
             rewriting as u8,
+            srv.stats.aof_last_rewrite_secs.load(Ordering::Relaxed),
+            match srv.stats.aof_rewrite_started_s.load(Ordering::Relaxed) {
+                0 => -1,
+                began => (now / 1000 - began).max(0),
+            },
+            if srv.stats.aof_rewrite_failed.load(Ordering::Relaxed) {
+                "err"
+            } else {
+                "ok"
+            },
+            Stats::get(&srv.stats.aof_rewrites),
+            Stats::get(&srv.stats.aof_rewrite_failures),
             if srv.hot.aof_write_block.load(Ordering::Relaxed) {
                 "err"
             } else {
@@ -630,6 +642,8 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
         &st.expired_time_cap_reached,
         &st.expired_stale_perc_bits,
         &st.rdb_saves,
+        &st.aof_rewrites,
+        &st.aof_rewrite_failures,
         &st.total_error_replies,
         &st.evicted_clients,
     ] {

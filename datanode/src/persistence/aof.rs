@@ -789,6 +789,7 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
     let srv2 = srv.clone();
     // INFO shows the rewrite in progress until the files are in place.
     srv.base_rewrite_running.store(true, Ordering::SeqCst);
+    crate::persistence::aof_rewrite_started(srv);
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
@@ -802,15 +803,23 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
                 ..Default::default()
             };
             let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);
-            match write_base_only(&srv2, &data) {
-                Ok(()) => tracing::info!("Background AOF rewrite finished successfully"),
-                Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),
-            }
+            let ok = match write_base_only(&srv2, &data) {
+                Ok(()) => {
+                    tracing::info!("Background AOF rewrite finished successfully");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("Background AOF rewrite failed: {e}");
+                    false
+                }
+            };
+            crate::persistence::aof_rewrite_finished(&srv2, ok);
             srv2.base_rewrite_running.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {
         srv.log.snapshot_busy.store(false, Ordering::SeqCst);
         srv.base_rewrite_running.store(false, Ordering::SeqCst);
+        crate::persistence::aof_rewrite_finished(srv, false);
         return Err(e.to_string());
     }
     Ok(())
@@ -865,20 +874,32 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
         return Err("Background append only file rewriting already in progress".into());
     }
     let srv2 = srv.clone();
+    crate::persistence::aof_rewrite_started(srv);
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
             let t = Instant::now();
-            match crate::persistence::rewrite::run(srv2, tmp) {
-                Ok(()) => tracing::info!(
-                    "Background AOF rewrite finished successfully in {:.3} s",
-                    t.elapsed().as_secs_f64()
-                ),
-                Err(e) => tracing::warn!("Background AOF rewrite failed: {e}"),
-            }
+            let ok = match crate::persistence::rewrite::run(srv2.clone(), tmp) {
+                Ok(()) => {
+                    tracing::info!(
+                        "Background AOF rewrite finished successfully in {:.3} s",
+                        t.elapsed().as_secs_f64()
+                    );
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("Background AOF rewrite failed: {e}");
+                    false
+                }
+            };
+            crate::persistence::aof_rewrite_finished(&srv2, ok);
             flag.store(false, Ordering::SeqCst);
         });
-    started.map(|_| ()).map_err(|e| e.to_string())
+    if let Err(e) = started {
+        crate::persistence::aof_rewrite_finished(srv, false);
+        return Err(e.to_string());
+    }
+    Ok(())
 }
 
 /// Starts a rewrite when the AOF has grown past the configured thresholds.

@@ -94,6 +94,31 @@ pub fn write_refusal(srv: &Shared) -> Option<String> {
     None
 }
 
+/// An AOF rewrite began (INFO aof_rewrites, aof_current_rewrite_time_sec).
+pub fn aof_rewrite_started(srv: &Shared) {
+    Stats::add(&srv.stats.aof_rewrites, 1);
+    srv.stats
+        .aof_rewrite_started_s
+        .store(crate::keyspace::now_ms() / 1000, Ordering::Relaxed);
+}
+
+/// An AOF rewrite ended: its length and outcome (INFO
+/// aof_last_bgrewrite_status, aof_rewrites_consecutive_failures).
+pub fn aof_rewrite_finished(srv: &Shared, ok: bool) {
+    let st = &srv.stats;
+    let began = st.aof_rewrite_started_s.swap(0, Ordering::Relaxed);
+    st.aof_last_rewrite_secs.store(
+        (crate::keyspace::now_ms() / 1000 - began).max(0),
+        Ordering::Relaxed,
+    );
+    st.aof_rewrite_failed.store(!ok, Ordering::Relaxed);
+    if ok {
+        st.aof_rewrite_failures.store(0, Ordering::Relaxed);
+    } else {
+        Stats::add(&st.aof_rewrite_failures, 1);
+    }
+}
+
 /// How long the `save` schedule waits before trying again after a failed
 /// background save (Redis's CONFIG_BGSAVE_RETRY_DELAY).
 const BGSAVE_RETRY_DELAY_S: i64 = 5;

@@ -45,6 +45,14 @@ pub struct Stats {
     pub rdb_bgsave_started_s: AtomicI64,
     pub rdb_last_bgsave_secs: AtomicI64,
     pub rdb_last_bgsave_try_s: AtomicI64,
+    /// AOF rewrites (BGREWRITEAOF, automatic ones): how many began,
+    /// whether the last failed and how many failed in a row, when the
+    /// running one began and the last one's length (seconds; -1: none).
+    pub aof_rewrites: AtomicU64,
+    pub aof_rewrite_failed: std::sync::atomic::AtomicBool,
+    pub aof_rewrite_failures: AtomicU64,
+    pub aof_rewrite_started_s: AtomicI64,
+    pub aof_last_rewrite_secs: AtomicI64,
     /// Why the AOF writer's last write failed (None: it did not).
     pub aof_write_error: Mutex<Option<String>>,
     /// Keys the last RDB load kept and dropped as expired.
@@ -89,6 +97,7 @@ impl Stats {
     pub fn new() -> Stats {
         Stats {
             rdb_last_bgsave_secs: AtomicI64::new(-1),
+            aof_last_rewrite_secs: AtomicI64::new(-1),
             ..Stats::default()
         }
     }
