@@ -378,8 +378,8 @@ async fn write_out(
             _ = until_killed(info) => break Ok(Written::Killed),
         }
     };
-    Stats::add(&srv.stats.net_output_bytes, off as u64);
-    Stats::add(&srv.stats.writes_processed, 1);
+    Stats::add(&srv.stats.net.output_bytes, off as u64);
+    Stats::add(&srv.stats.net.writes, 1);
     if done.as_ref().is_ok_and(|w| *w == Written::Stalled) {
         out.drain(..off);
         // What is kept is the unwritten part, not the room the whole batch
@@ -409,8 +409,8 @@ async fn write_all_out(
     info: &ClientInfo,
 ) -> std::io::Result<()> {
     if !out.is_empty() {
-        Stats::add(&srv.stats.writes_processed, 1);
-        Stats::add(&srv.stats.net_output_bytes, out.len() as u64);
+        Stats::add(&srv.stats.net.writes, 1);
+        Stats::add(&srv.stats.net.output_bytes, out.len() as u64);
         info.outq.writing.store(out.len() as u64, Ordering::Relaxed);
         let r = tokio::select! {
             r = sock.write_all(out) => r,
@@ -914,8 +914,8 @@ async fn connection_loop(
         if info.killed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        Stats::add(&srv.stats.net_input_bytes, n as u64);
-        Stats::add(&srv.stats.reads_processed, 1);
+        Stats::add(&srv.stats.net.input_bytes, n as u64);
+        Stats::add(&srv.stats.net.reads, 1);
         if rbuf.len() as u64 > srv.hot.query_buffer_limit.load(Ordering::Relaxed) {
             // Like Redis: a client whose pending request outgrows
             // client-query-buffer-limit is closed before it can use more.

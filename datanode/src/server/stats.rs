@@ -24,8 +24,8 @@ pub struct Stats {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
-    pub net_input_bytes: AtomicU64,
-    pub net_output_bytes: AtomicU64,
+    /// What every read and write from a client's socket counts.
+    pub net: Net,
     /// Bytes of the replication link: read from our master, and written
     /// to replicas (the RDB and the stream), counted apart as Redis does.
     pub net_repl_input_bytes: AtomicU64,
@@ -58,9 +58,6 @@ pub struct Stats {
     /// Keys the last RDB load kept and dropped as expired.
     pub rdb_last_load_keys_loaded: AtomicU64,
     pub rdb_last_load_keys_expired: AtomicU64,
-    /// Reads from and writes to clients' sockets.
-    pub reads_processed: AtomicU64,
-    pub writes_processed: AtomicU64,
     /// Writes since the last RDB save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub total_error_replies: AtomicU64,
@@ -68,6 +65,17 @@ pub struct Stats {
     /// Highest `used_memory` seen (INFO used_memory_peak, MEMORY STATS).
     pub memory_peak: AtomicU64,
     ops: Mutex<OpsSampler>,
+}
+
+/// The counters each read or write from a client's socket adds to, on
+/// one cache line of their own: bytes and calls, each way.
+#[derive(Default)]
+#[repr(C, align(64))]
+pub struct Net {
+    pub input_bytes: AtomicU64,
+    pub reads: AtomicU64,
+    pub output_bytes: AtomicU64,
+    pub writes: AtomicU64,
 }
 
 /// What `instantaneous_*` figures sample, as Redis's STATS_METRIC_*.
@@ -144,8 +152,8 @@ impl Stats {
     pub fn sample_ops(&self, now_ms: i64) {
         let counts = [
             Self::get(&self.commands),
-            Self::get(&self.net_input_bytes),
-            Self::get(&self.net_output_bytes),
+            Self::get(&self.net.input_bytes),
+            Self::get(&self.net.output_bytes),
             Self::get(&self.net_repl_input_bytes),
             Self::get(&self.net_repl_output_bytes),
         ];
