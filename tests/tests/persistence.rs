@@ -549,9 +549,7 @@ fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
         );
         let mut c = n.conn();
         c.text(&["SET", "k", "v"]);
-        // A directory where dump.rdb goes: the final rename fails.
-        let blocker = n.path().join("dump.rdb");
-        std::fs::create_dir(&blocker).expect("mkdir");
+        let blocker = block_file(&n, "dump.rdb");
         assert_eq!(
             c.text(&["SHUTDOWN"]),
             "-ERR Errors trying to SHUTDOWN. Check logs.\r\n",
@@ -600,6 +598,15 @@ fn a_shutdown_whose_final_save_fails_keeps_the_server_and_its_data() {
     }
 }
 
+/// Makes a directory where the file `name` (under the node's directory)
+/// is to be renamed to, so the save that writes it fails there (even as
+/// root); returns its path, to remove it again.
+fn block_file(n: &Node, name: &str) -> std::path::PathBuf {
+    let blocker = n.path().join(name);
+    std::fs::create_dir(&blocker).expect("mkdir");
+    blocker
+}
+
 /// A background save that fails stops writes (and PING) with MISCONF
 /// while `save` is set and `stop-writes-on-bgsave-error` is on, and INFO
 /// says so, until a save succeeds; as redis-server does. Before, datanode
@@ -615,17 +622,16 @@ fn a_failed_background_save_stops_writes_until_a_save_succeeds() {
         assert_eq!(field(&mut c, "rdb_last_bgsave_status"), "ok", "{kind:?}");
         assert_eq!(field(&mut c, "rdb_last_bgsave_time_sec"), "-1", "{kind:?}");
         c.text(&["SET", "k", "v"]);
-        // A directory where dump.rdb goes: the final rename fails.
-        let blocker = n.path().join("dump.rdb");
-        std::fs::create_dir(&blocker).expect("mkdir");
-        assert_eq!(
-            c.text(&["BGSAVE"]),
-            "+Background saving started\r\n",
-            "{kind:?}"
-        );
-        slotkv_tests::wait_until(Duration::from_secs(10), "the save to fail", || {
-            field(&mut c, "rdb_last_bgsave_status") == "err"
-        });
+        // BGSAVE, and wait for its outcome.
+        let bgsave = |c: &mut Conn, outcome: &str| {
+            let started = c.text(&["BGSAVE"]);
+            assert_eq!(started, "+Background saving started\r\n", "{kind:?}");
+            slotkv_tests::wait_until(Duration::from_secs(10), "the save to end", || {
+                c.info_field("persistence", "rdb_last_bgsave_status") == outcome
+            });
+        };
+        let blocker = block_file(&n, "dump.rdb");
+        bgsave(&mut c, "err");
         assert_eq!(field(&mut c, "rdb_bgsave_in_progress"), "0", "{kind:?}");
         assert_eq!(field(&mut c, "rdb_saves"), "1", "{kind:?}");
         assert_eq!(c.text(&["SET", "k", "w"]), MISCONF, "{kind:?}");
@@ -645,14 +651,7 @@ fn a_failed_background_save_stops_writes_until_a_save_succeeds() {
         assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
         // A save that succeeds ends it.
         std::fs::remove_dir(&blocker).expect("rmdir");
-        assert_eq!(
-            c.text(&["BGSAVE"]),
-            "+Background saving started\r\n",
-            "{kind:?}"
-        );
-        slotkv_tests::wait_until(Duration::from_secs(10), "the save to succeed", || {
-            field(&mut c, "rdb_last_bgsave_status") == "ok"
-        });
+        bgsave(&mut c, "ok");
         assert_eq!(c.text(&["SET", "k", "x"]), "+OK\r\n", "{kind:?}");
         assert_eq!(field(&mut c, "rdb_saves"), "2", "{kind:?}");
         assert_ne!(field(&mut c, "rdb_last_bgsave_time_sec"), "-1", "{kind:?}");
@@ -706,9 +705,7 @@ fn info_counts_aof_rewrites_and_their_failures() {
         c.text(&["SET", "k", "v"]);
         let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
         assert_eq!(field(&mut c, "aof_last_rewrite_time_sec"), "-1", "{kind:?}");
-        // A directory where the new base file goes: the rewrite fails.
-        let blocker = n.path().join("appendonlydir/appendonly.aof.2.base.rdb");
-        std::fs::create_dir(&blocker).expect("mkdir");
+        let blocker = block_file(&n, "appendonlydir/appendonly.aof.2.base.rdb");
         let rewrite = |c: &mut Conn| {
             assert_eq!(
                 c.text(&["BGREWRITEAOF"]),

@@ -1537,18 +1537,7 @@ fn a_batch_of_replies_past_maxmemory_clients_goes_before_any_key() {
         for j in 0..20 {
             c.text(&["SETRANGE", &j.to_string(), "100000", "x"]);
         }
-        let used: u64 = c
-            .info_field("memory", "used_memory")
-            .parse()
-            .expect("a number");
-        c.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
-        c.text(&[
-            "CONFIG",
-            "SET",
-            "maxmemory",
-            &(used + 4_000_000).to_string(),
-        ]);
-        c.text(&["CONFIG", "SET", "maxmemory-clients", "2mb"]);
+        cap_memory(&mut c, 4_000_000, "2mb");
         let mut flood = n.conn();
         // 60 replies of 100 KB asked in one write, none read.
         let _ = flood.send_raw(&slotkv_tests::resp::encode(&["GET", "1"]).repeat(60));
@@ -1558,6 +1547,19 @@ fn a_batch_of_replies_past_maxmemory_clients_goes_before_any_key() {
         assert_eq!(c.info_field("stats", "evicted_keys"), "0", "{kind:?}");
         assert_eq!(c.text(&["DBSIZE"]), ":20\r\n", "{kind:?}");
     }
+}
+
+/// Sets maxmemory `headroom` bytes above what is used now (evicting with
+/// allkeys-lru) and maxmemory-clients to `clients`.
+fn cap_memory(c: &mut Conn, headroom: u64, clients: &str) {
+    let used: u64 = c
+        .info_field("memory", "used_memory")
+        .parse()
+        .expect("a number");
+    c.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let max = (used + headroom).to_string();
+    c.text(&["CONFIG", "SET", "maxmemory", &max]);
+    c.text(&["CONFIG", "SET", "maxmemory-clients", clients]);
 }
 
 /// Subscribers that stop reading while big messages are published: their
@@ -1581,18 +1583,7 @@ fn stalled_subscribers_go_before_any_key() {
                 s
             })
             .collect();
-        let used: u64 = c
-            .info_field("memory", "used_memory")
-            .parse()
-            .expect("a number");
-        c.text(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
-        c.text(&[
-            "CONFIG",
-            "SET",
-            "maxmemory",
-            &(used + 3_500_000).to_string(),
-        ]);
-        c.text(&["CONFIG", "SET", "maxmemory-clients", "3mb"]);
+        cap_memory(&mut c, 3_500_000, "3mb");
         let big = "x".repeat(100_000);
         let deadline = Instant::now() + Duration::from_secs(30);
         while c.info_field("stats", "evicted_clients") == "0" {
