@@ -658,6 +658,18 @@ fn a_failed_background_save_stops_writes_until_a_save_succeeds() {
     }
 }
 
+/// BGREWRITEAOF, waiting (bounded) for it to end, whatever its outcome.
+fn rewrite_aof(c: &mut Conn, kind: Server) {
+    assert_eq!(
+        c.text(&["BGREWRITEAOF"]),
+        "+Background append only file rewriting started\r\n",
+        "{kind:?}"
+    );
+    slotkv_tests::wait_until(Duration::from_secs(10), "the rewrite to end", || {
+        c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+    });
+}
+
 /// An AOF write that fails refuses writes (and PING) with MISCONF and the
 /// reason, as redis-server does, and loses nothing: datanode dropped the
 /// bytes it could not write, and took writes meanwhile. The next
@@ -673,14 +685,7 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
         let dir = n.path().join("appendonlydir");
         let next = dir.join("appendonly.aof.2.incr.aof");
         std::os::unix::fs::symlink("/dev/full", &next).expect("symlink");
-        assert_eq!(
-            c.text(&["BGREWRITEAOF"]),
-            "+Background append only file rewriting started\r\n",
-            "{kind:?}"
-        );
-        slotkv_tests::wait_until(Duration::from_secs(10), "the rewrite to end", || {
-            c.info_field("persistence", "aof_rewrite_in_progress") == "0"
-        });
+        rewrite_aof(&mut c, kind);
         // This write is taken; writing it to the file fails.
         assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
         slotkv_tests::wait_until(Duration::from_secs(10), "the write to fail", || {
@@ -706,16 +711,7 @@ fn info_counts_aof_rewrites_and_their_failures() {
         let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
         assert_eq!(field(&mut c, "aof_last_rewrite_time_sec"), "-1", "{kind:?}");
         let blocker = block_file(&n, "appendonlydir/appendonly.aof.2.base.rdb");
-        let rewrite = |c: &mut Conn| {
-            assert_eq!(
-                c.text(&["BGREWRITEAOF"]),
-                "+Background append only file rewriting started\r\n",
-                "{kind:?}"
-            );
-            slotkv_tests::wait_until(Duration::from_secs(10), "the rewrite to end", || {
-                c.info_field("persistence", "aof_rewrite_in_progress") == "0"
-            });
-        };
+        let rewrite = |c: &mut Conn| rewrite_aof(c, kind);
         rewrite(&mut c);
         assert_eq!(
             field(&mut c, "aof_last_bgrewrite_status"),

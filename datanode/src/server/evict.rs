@@ -67,6 +67,9 @@ fn time_limit(tenacity: u32) -> Option<Duration> {
     }
 }
 
+/// When `perform_evictions` last recounted the connections (ms).
+static LAST_RECOUNT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// The check before a command: evicts if over `maxmemory`. `needs_room`:
 /// the command would be refused on `Fail`, so it waits for an eviction
 /// pass another thread is running; other commands (reads, deletes) go on
@@ -86,8 +89,13 @@ pub fn perform_evictions(srv: &Arc<Shared>, now: i64, needs_room: bool) -> Outco
     // As Redis (evictClients before performEvictions): connections past
     // maxmemory-clients go before any key. Their figures move on their own
     // threads (a subscriber's stalled output), so the running total can lag:
-    // past the limit, every connection is recounted first.
-    if used.saturating_sub(super::clientmem::closing()) > max && super::clientmem::enabled() {
+    // past the limit, every connection is recounted first. At most once a
+    // millisecond: a cache held at its limit is over it on most writes, and
+    // the walk visits every connection.
+    if used.saturating_sub(super::clientmem::closing()) > max
+        && super::clientmem::enabled()
+        && LAST_RECOUNT_MS.swap(now, Ordering::Relaxed) != now
+    {
         super::clientmem::evict(srv);
         used = memory::used();
     }
