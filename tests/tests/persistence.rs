@@ -735,3 +735,47 @@ fn info_counts_aof_rewrites_and_their_failures() {
         assert_ne!(field(&mut c, "aof_last_rewrite_time_sec"), "-1", "{kind:?}");
     }
 }
+
+/// Automatic rewrites that keep failing are held back, as Redis does from
+/// the third failure in a row (a minute's wait, doubling up to an hour),
+/// so a full disk does not start a rewrite every cron tick. datanode
+/// retried at once, ten times a second.
+#[test]
+fn automatic_rewrites_that_keep_failing_are_held_back() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--appendonly", "yes"]);
+        let mut c = n.conn();
+        let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
+        let blocker = block_file(&n, "appendonlydir/appendonly.aof.2.base.rdb");
+        for (k, v) in [
+            ("auto-aof-rewrite-min-size", "1"),
+            ("auto-aof-rewrite-percentage", "1"),
+        ] {
+            assert_eq!(c.text(&["CONFIG", "SET", k, v]), "+OK\r\n", "{kind:?}");
+        }
+        c.text(&["SET", "k", "v"]);
+        slotkv_tests::wait_until(Duration::from_secs(20), "three failed rewrites", || {
+            field(&mut c, "aof_rewrites_consecutive_failures") == "3"
+                && field(&mut c, "aof_rewrite_in_progress") == "0"
+        });
+        // The growth that started them is still there; for two seconds
+        // (twenty cron ticks) no other rewrite starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < deadline {
+            assert_eq!(field(&mut c, "aof_rewrites"), "3", "{kind:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            n.log()
+                .contains("Background AOF rewrite has repeatedly failed and triggered the limit, will retry in 1 minutes"),
+            "{kind:?}"
+        );
+        // BGREWRITEAOF is not held back; the base it makes has the number
+        // the failed ones would have given it (only successes count).
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        rewrite_aof(&mut c, kind);
+        assert_eq!(field(&mut c, "aof_rewrites"), "4", "{kind:?}");
+        assert_eq!(field(&mut c, "aof_last_bgrewrite_status"), "ok", "{kind:?}");
+        assert!(blocker.is_file(), "{kind:?}");
+    }
+}

@@ -577,11 +577,15 @@ impl Files {
         }
         let (cur_name, cur_seq) = self.manifest.incrs.last().cloned().ok_or("no incr file")?;
         let ext = if rdb { "rdb" } else { "aof" };
-        let base_name = format!("{}.{cur_seq}.base.{ext}", self.fname);
+        // The base's number counts successful rewrites, apart from the
+        // increments' (as Redis numbers them): a failed rewrite's retry
+        // names the same base.
+        let base_seq = self.manifest.base_seq + 1;
+        let base_name = format!("{}.{base_seq}.base.{ext}", self.fname);
         fs::rename(tmp, self.adir.join(&base_name)).map_err(|e| e.to_string())?;
         let m = Manifest {
             base: base_name.clone(),
-            base_seq: cur_seq,
+            base_seq,
             incrs: vec![(cur_name.clone(), cur_seq)],
         };
         write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
@@ -902,6 +906,53 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
     Ok(())
 }
 
+/// Failed rewrites in a row from which automatic ones are held back
+/// (Redis's AOF_REWRITE_LIMITE_THRESHOLD).
+const LIMIT_AFTER_FAILURES: u64 = 3;
+/// The longest wait between held-back tries, in minutes.
+const LIMIT_MAX_MINUTES: i64 = 60;
+
+/// Redis's brake on automatic rewrites that keep failing (a full disk
+/// would otherwise start one every cron tick): from the third failure in
+/// a row, an automatic rewrite waits a minute, then 2, 4, … up to an hour
+/// between tries. BGREWRITEAOF is never held back; a success lifts the
+/// brake. Pure: the caller passes the failure count and the time.
+#[derive(Default, Debug)]
+pub struct RewriteLimit {
+    delay_minutes: i64,
+    /// Unix seconds before which no automatic rewrite starts (0: none set).
+    next_at: i64,
+}
+
+/// What [`RewriteLimit::check`] decides.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Limited {
+    No,
+    Yes,
+    /// Held back from now for this many minutes (to be logged).
+    For(i64),
+}
+
+impl RewriteLimit {
+    pub fn check(&mut self, failures: u64, now_s: i64) -> Limited {
+        if failures < LIMIT_AFTER_FAILURES {
+            *self = RewriteLimit::default();
+            return Limited::No;
+        }
+        if self.next_at != 0 {
+            if now_s < self.next_at {
+                return Limited::Yes;
+            }
+            // The wait is over: one try, then a longer wait if it fails.
+            self.next_at = 0;
+            return Limited::No;
+        }
+        self.delay_minutes = (self.delay_minutes * 2).clamp(1, LIMIT_MAX_MINUTES);
+        self.next_at = now_s + self.delay_minutes * 60;
+        Limited::For(self.delay_minutes)
+    }
+}
+
 /// Starts a rewrite when the AOF has grown past the configured thresholds.
 pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
     let (pct, min) = {
@@ -915,11 +966,26 @@ pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
         Some(h) => (h.current_size(), h.base_size(), h.rewriting()),
         None => return,
     };
-    if busy || pct == 0 || size < min {
+    if busy || pct == 0 || size <= min {
         return;
     }
     let base = base.max(1);
     if (size.saturating_sub(base)) * 100 / base >= pct {
+        let failures = crate::server::stats::Stats::get(&srv.stats.aof_rewrite_failures);
+        match srv
+            .aof_rewrite_limit
+            .lock()
+            .check(failures, crate::keyspace::now_ms() / 1000)
+        {
+            Limited::No => {}
+            Limited::Yes => return,
+            Limited::For(minutes) => {
+                tracing::warn!(
+                    "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in {minutes} minutes"
+                );
+                return;
+            }
+        }
         tracing::info!(
             "Starting automatic rewriting of AOF on {}% growth",
             (size - base) * 100 / base
@@ -931,6 +997,35 @@ pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn automatic_rewrites_that_keep_failing_wait_longer_each_time() {
+        let mut l = RewriteLimit::default();
+        // Under three failures in a row, nothing is held back.
+        assert_eq!(l.check(2, 1_000), Limited::No);
+        // The third starts a minute's wait, logged once.
+        assert_eq!(l.check(3, 1_000), Limited::For(1));
+        assert_eq!(l.check(3, 1_059), Limited::Yes);
+        // Then one try; its failure doubles the wait.
+        assert_eq!(l.check(3, 1_060), Limited::No);
+        assert_eq!(l.check(4, 1_061), Limited::For(2));
+        assert_eq!(l.check(4, 1_061 + 119), Limited::Yes);
+        assert_eq!(l.check(4, 1_061 + 120), Limited::No);
+        // The wait stops growing at an hour.
+        let mut t = 2_000;
+        let mut last = 0;
+        for _ in 0..10 {
+            if let Limited::For(m) = l.check(5, t) {
+                last = m;
+            }
+            t += 3_601;
+            assert_eq!(l.check(5, t), Limited::No);
+        }
+        assert_eq!(last, 60);
+        // A success lifts the brake and starts the count again.
+        assert_eq!(l.check(0, t), Limited::No);
+        assert_eq!(l.check(3, t), Limited::For(1));
+    }
 
     #[test]
     fn a_failed_append_reports_what_stays_written() {

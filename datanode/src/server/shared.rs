@@ -61,6 +61,8 @@ pub struct Shared {
         Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<super::shutdown::Request>>>,
     pub shutting_down: AtomicBool,
     pub aof: Mutex<Option<crate::persistence::aof::AofHandle>>,
+    /// The brake on automatic AOF rewrites that keep failing.
+    pub aof_rewrite_limit: Mutex<crate::persistence::aof::RewriteLimit>,
     /// MONITOR subscribers.
     pub monitors: Mutex<Vec<(u64, super::pubsub::Tx)>>,
     pub has_monitors: AtomicBool,
@@ -145,6 +147,7 @@ impl Shared {
             shutdown_inbox: Mutex::new(Some(shutdown_inbox)),
             shutting_down: AtomicBool::new(false),
             aof: Mutex::new(None),
+            aof_rewrite_limit: Mutex::default(),
             monitors: Mutex::new(Vec::new()),
             has_monitors: AtomicBool::new(false),
             actual_port: AtomicU64::new(0),
