@@ -29,8 +29,16 @@ fi
 for u in "$@"; do
   out="$work/${u//\//_}.log"
   rc=0
+  # unit/maxmemory's client-eviction tests leave about 3.5 MB between the
+  # data and maxmemory; on a database other than 0 datanode spends 1.2 MB
+  # of it on that database's slot tables (16384 slot locks, allocated
+  # when the database is first written; README, known differences), so
+  # the unit runs in database 0 (whose tables are part of the startup
+  # memory, as Redis's databases are), on both servers.
+  unit_flags=()
+  [ "$u" = unit/maxmemory ] && unit_flags=(--singledb)
   (cd "$work" && timeout -k 10 900 ./runtest --single "$u" --clients 1 --durable --dont-clean \
-    --timeout "${TEST_TIMEOUT:-180}" "${skip[@]}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
+    --timeout "${TEST_TIMEOUT:-180}" "${unit_flags[@]}" "${skip[@]}" ${RUNTEST_FLAGS:-}) >"$out" 2>&1 || rc=$?
   clean() { sed 's/\x1b\[[0-9;]*m//g' "$out"; }
   ok=$(clean | grep -c '^\[ok\]' || true)
   err=$(clean | grep -cE '^\[(err|exception|TIMEOUT)\]' || true)

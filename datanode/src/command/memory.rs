@@ -87,12 +87,12 @@ pub fn stats(ctx: &mut Ctx, _a: &Args) {
         .existing()
         .filter(|d| d.size() > 0)
         .map(|d| {
-            // Table overhead: every slot's lock and counters, a table
-            // per non-empty slot, a pointer per key.
+            // Table overhead: one slot-table header per non-empty slot
+            // plus a pointer per key.
             let slots = (0..SLOTS as u16).filter(|&s| d.slot_keys(s) > 0).count() as u64;
             (
                 d.index,
-                (SLOTS * crate::keyspace::db::SLOT_BYTES) as u64 + slots * 64 + d.size() as u64 * 8,
+                slots * 64 + d.size() as u64 * 8,
                 d.expires_count() as u64 * 16,
             )
         })

@@ -1,5 +1,4 @@
-//! A database: 16384 slots, each a lock and a pointer to its table (made
-//! when a key lands there, dropped when the slot empties), plus lock-free
+//! A database: 16384 slot tables, each behind its own lock, plus lock-free
 //! per-slot counters so DBSIZE, SCAN and RANDOMKEY can skip empty slots.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -22,25 +21,15 @@ struct SlotMeta {
     hidden: AtomicBool,
 }
 
-/// A slot's lock and, while it holds anything, its table.
-type Cell = Mutex<Option<Box<SlotTable>>>;
-
-/// A slot: its lock, its table and its counters in 32 bytes, two to a
-/// cache line, so a database's 16384 slots take 512 KB whatever they hold
-/// (with the table inline they took 64 bytes, and the counters apart 12
-/// more: 1.2 MB per database). A write touches this line and the table's.
-#[repr(align(32))]
-struct Slot {
-    cell: Cell,
-    meta: SlotMeta,
-}
-
-/// What each slot of a database costs, used or not.
-pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+/// One slot per cache line: a command touches the lock and the table
+/// headers of a random slot, and that should cost one miss, not two.
+#[repr(align(64))]
+struct Line<T>(T);
 
 pub struct Db {
     pub index: usize,
-    slots: Box<[Slot]>,
+    slots: Box<[Line<Mutex<SlotTable>>]>,
+    meta: Box<[SlotMeta]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
     pub events: Arc<super::events::KeyEvents>,
@@ -66,11 +55,9 @@ impl Db {
         Db {
             index,
             slots: (0..SLOTS)
-                .map(|_| Slot {
-                    cell: Mutex::new(None),
-                    meta: SlotMeta::default(),
-                })
+                .map(|_| Line(Mutex::new(SlotTable::default())))
                 .collect(),
+            meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
             log,
             blocking,
             events,
@@ -84,20 +71,15 @@ impl Db {
     }
 
     pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
-        self.guard(slot, self.slots[slot as usize].cell.lock(), now)
+        self.guard(slot, self.slots[slot as usize].0.lock(), now)
     }
 
     /// A locked slot's guard, at the current rewrite generation.
-    fn guard<'d>(
-        &'d self,
-        slot: u16,
-        cell: MutexGuard<'d, Option<Box<SlotTable>>>,
-        now: i64,
-    ) -> SlotRef<'d> {
+    fn guard<'d>(&'d self, slot: u16, t: MutexGuard<'d, SlotTable>, now: i64) -> SlotRef<'d> {
         let mut s = SlotRef {
             slot,
-            cell,
-            meta: &self.slots[slot as usize].meta,
+            t,
+            meta: &self.meta[slot as usize],
             db: self,
             now,
             gen: 0,
@@ -116,7 +98,7 @@ impl Db {
         now: i64,
         wait: std::time::Duration,
     ) -> Option<SlotRef<'_>> {
-        let t = self.slots[slot as usize].cell.try_lock_for(wait)?;
+        let t = self.slots[slot as usize].0.try_lock_for(wait)?;
         Some(self.guard(slot, t, now))
     }
 
@@ -139,7 +121,7 @@ impl Db {
     pub fn prefetch_slot(&self, slot: u16) {
         #[cfg(target_arch = "x86_64")]
         {
-            let p = &self.slots[slot as usize] as *const Slot as *const i8;
+            let p = &self.slots[slot as usize] as *const Line<Mutex<SlotTable>> as *const i8;
             // SAFETY: a prefetch is only a hint; the address is valid.
             unsafe { std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0) };
         }
@@ -149,7 +131,7 @@ impl Db {
 
     /// Keys held in a slot, hidden or not (COUNTKEYSINSLOT).
     pub fn slot_keys(&self, slot: u16) -> usize {
-        self.slots[slot as usize].meta.keys.load(Ordering::Relaxed) as usize
+        self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
     }
 
     /// Hides (or shows again) a slot whose keys are being imported by an
@@ -157,8 +139,7 @@ impl Db {
     /// so DBSIZE, KEYS, SCAN, RANDOMKEY, eviction and active expiry pass
     /// them by, as Valkey does. COUNTKEYSINSLOT still counts them.
     pub fn set_hidden(&self, slot: u16, hidden: bool) {
-        self.slots[slot as usize]
-            .meta
+        self.meta[slot as usize]
             .hidden
             .store(hidden, Ordering::Relaxed);
     }
@@ -166,7 +147,7 @@ impl Db {
     /// The hidden slots, as ranges.
     pub fn hidden_ranges(&self) -> Vec<(u16, u16)> {
         let mut out: Vec<(u16, u16)> = Vec::new();
-        for s in (0..self.slots.len() as u16).filter(|&s| self.is_hidden(s)) {
+        for s in (0..self.meta.len() as u16).filter(|&s| self.is_hidden(s)) {
             match out.last_mut() {
                 Some((_, last)) if *last + 1 == s => *last = s,
                 _ => out.push((s, s)),
@@ -176,15 +157,12 @@ impl Db {
     }
 
     pub fn is_hidden(&self, slot: u16) -> bool {
-        self.slots[slot as usize]
-            .meta
-            .hidden
-            .load(Ordering::Relaxed)
+        self.meta[slot as usize].hidden.load(Ordering::Relaxed)
     }
 
     /// Keys a slot shows (none while it is hidden).
     pub fn visible_keys(&self, slot: u16) -> usize {
-        let m = &self.slots[slot as usize].meta;
+        let m = &self.meta[slot as usize];
         if m.hidden.load(Ordering::Relaxed) {
             0
         } else {
@@ -194,27 +172,24 @@ impl Db {
 
     /// Keys held in hidden slots (INFO).
     pub fn hidden_size(&self) -> usize {
-        self.slots
+        self.meta
             .iter()
-            .map(|s| &s.meta)
             .filter(|m| m.hidden.load(Ordering::Relaxed))
             .map(|m| m.keys.load(Ordering::Relaxed) as usize)
             .sum()
     }
 
     pub fn size(&self) -> usize {
-        self.slots
+        self.meta
             .iter()
-            .map(|s| &s.meta)
             .filter(|m| !m.hidden.load(Ordering::Relaxed))
             .map(|m| m.keys.load(Ordering::Relaxed) as usize)
             .sum()
     }
 
     pub fn expires_count(&self) -> usize {
-        self.slots
+        self.meta
             .iter()
-            .map(|s| &s.meta)
             .filter(|m| !m.hidden.load(Ordering::Relaxed))
             .map(|m| m.expires.load(Ordering::Relaxed) as usize)
             .sum()
@@ -230,7 +205,7 @@ impl Db {
     /// Whether a shown slot holds keys with a TTL (active expiry and
     /// volatile eviction look only there).
     pub fn has_expires(&self, slot: u16) -> bool {
-        let m = &self.slots[slot as usize].meta;
+        let m = &self.meta[slot as usize];
         m.expires.load(Ordering::Relaxed) > 0 && !m.hidden.load(Ordering::Relaxed)
     }
 }
@@ -243,7 +218,7 @@ pub struct SlotRef<'a> {
     /// Effect-log generation this slot is consistent with (see
     /// `persistence::rewrite`).
     gen: u64,
-    cell: MutexGuard<'a, Option<Box<SlotTable>>>,
+    t: MutexGuard<'a, SlotTable>,
     meta: &'a SlotMeta,
     pub db: &'a Db,
     pub now: i64,
@@ -259,53 +234,18 @@ impl<'a> SlotRef<'a> {
         std::mem::replace(&mut self.quiet, quiet)
     }
 
-    /// The slot's table (an empty one when the slot holds nothing).
-    #[inline]
-    fn t(&self) -> &SlotTable {
-        self.cell.as_deref().unwrap_or(&super::slot::EMPTY)
-    }
-
-    /// The slot's table, made if the slot held nothing.
-    #[inline]
-    fn tm(&mut self) -> &mut SlotTable {
-        let gen = self.gen;
-        self.cell
-            .get_or_insert_with(|| Box::new(SlotTable::at_gen(gen)))
-    }
-
-    /// The slot's table if it has one (a change with nothing to do on an
-    /// empty slot makes none).
-    #[inline]
-    fn to(&mut self) -> Option<&mut SlotTable> {
-        self.cell.as_deref_mut()
-    }
-
-    /// Gives an emptied slot's table back.
-    #[inline]
-    fn release_if_unused(&mut self) {
-        if self.cell.as_ref().is_some_and(|t| t.is_unused()) {
-            *self.cell = None;
-        }
-    }
-
     /// Reads the rewrite generation and, when a rewrite is snapshotting,
-    /// snapshots this slot first so the snapshot predates our changes. A
-    /// slot without a table holds nothing to snapshot; the table it gets
-    /// later starts at the generation read here.
+    /// snapshots this slot first so the snapshot predates our changes.
     pub fn refresh_gen(&mut self) {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
-        // The table is read only while a rewrite runs: it may be a cache
-        // miss, and most commands have no rewrite to look out for.
-        if log.rewriting.load(Ordering::SeqCst)
-            && self.cell.as_ref().is_some_and(|t| t.snap_gen < g)
-        {
+        if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
             let (wanted, filtered) = match log.snap_only.lock().as_ref() {
                 Some(only) => (only.get(self.slot as usize).copied().unwrap_or(false), true),
                 None => (true, false),
             };
             if !wanted {
-                self.tm().snap_gen = g;
+                self.t.snap_gen = g;
                 self.gen = g;
                 return;
             }
@@ -319,24 +259,23 @@ impl<'a> SlotRef<'a> {
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);
             }
-            self.tm().snap_gen = g;
+            self.t.snap_gen = g;
         }
         self.gen = g;
     }
 
     fn sync_meta(&self) {
-        let t = self.t();
-        self.meta.keys.store(t.len() as u32, Ordering::Relaxed);
+        self.meta.keys.store(self.t.len() as u32, Ordering::Relaxed);
         self.meta
             .expires
-            .store(t.expires_len() as u32, Ordering::Relaxed);
+            .store(self.t.expires_len() as u32, Ordering::Relaxed);
     }
 
     /// Deletes `key` if its time has come. Returns true when the key is
     /// expired: deleted, or (clients paused, a replica) only to be treated
     /// as missing.
     fn expire_if_needed(&mut self, key: &[u8]) -> bool {
-        match self.t().expire_of(key) {
+        match self.t.expire_of(key) {
             Some(at) if at <= self.now => {
                 if self.db.expiry.replica.load(Ordering::Relaxed) {
                     // A replica's master decides when keys expire: its
@@ -347,10 +286,9 @@ impl<'a> SlotRef<'a> {
                 if self.db.expiry.paused.load(Ordering::Relaxed) {
                     return true;
                 }
-                let t = self.tm();
-                t.remove_expire(key);
-                t.take(key);
-                t.touch_expired(key);
+                self.t.remove_expire(key);
+                self.t.take(key);
+                self.t.touch_expired(key);
                 self.sync_meta();
                 self.log_now(&[b"DEL".as_slice(), key]);
                 if !self.quiet {
@@ -375,7 +313,7 @@ impl<'a> SlotRef<'a> {
             return None;
         }
         let (now, db) = (self.now, self.db);
-        match self.cell.as_deref_mut().and_then(|t| t.find_mut(key)) {
+        match self.t.find_mut(key) {
             Some(e) => {
                 super::lookups::record(true);
                 super::access::touch(e.key.meta_mut(), now);
@@ -396,7 +334,7 @@ impl<'a> SlotRef<'a> {
             self.counted(key, false);
             return None;
         }
-        let found = self.t().find(key).map(|e| (&e.val, e.key.meta()));
+        let found = self.t.find(key).map(|e| (&e.val, e.key.meta()));
         self.counted(key, found.is_some());
         found
     }
@@ -404,13 +342,13 @@ impl<'a> SlotRef<'a> {
     /// The stored value even if logically expired, leaving it in place
     /// and counting nothing (DEBUG OBJECT, as Redis looks the dict up).
     pub fn peek_stored(&self, key: &[u8]) -> Option<(&Value, u32)> {
-        self.t().find(key).map(|e| (&e.val, e.key.meta()))
+        self.t.find(key).map(|e| (&e.val, e.key.meta()))
     }
 
     /// Whether the key exists, without recording an access (EXISTS, TTL
     /// and TYPE leave OBJECT IDLETIME alone in Redis).
     pub fn exists(&mut self, key: &[u8]) -> bool {
-        let found = !self.expire_if_needed(key) && self.t().find(key).is_some();
+        let found = !self.expire_if_needed(key) && self.t.find(key).is_some();
         self.counted(key, found);
         found
     }
@@ -434,7 +372,7 @@ impl<'a> SlotRef<'a> {
     pub fn set(&mut self, key: &[u8], val: Value, keep_ttl: bool) {
         let list = matches!(val, Value::List(_) | Value::ZSet(_));
         // Slots without TTLs (the common case) skip the probe.
-        if self.t().expires.is_some() {
+        if self.t.expires.is_some() {
             self.expire_if_needed(key);
         }
         // Readers blocked on a stream learn when it is replaced (XREADGROUP
@@ -442,11 +380,10 @@ impl<'a> SlotRef<'a> {
         let stream = self.db.blocking.any_waiting()
             && (matches!(val, Value::Stream(_))
                 || self
-                    .t()
+                    .t
                     .find(key)
                     .is_some_and(|e| matches!(e.val, Value::Stream(_))));
-        let now = self.now;
-        if self.tm().put(key, val, now) && !self.quiet {
+        if self.t.put(key, val, self.now) && !self.quiet {
             self.db.events.created(self.db.index, key);
         }
         if list {
@@ -454,11 +391,10 @@ impl<'a> SlotRef<'a> {
         } else if stream {
             self.signal_all_ready(key);
         }
-        let t = self.tm();
         if !keep_ttl {
-            t.remove_expire(key);
+            self.t.remove_expire(key);
         }
-        t.touch(key);
+        self.t.touch(key);
         self.db.events.modified(self.db.index, key);
         self.sync_meta();
     }
@@ -468,10 +404,9 @@ impl<'a> SlotRef<'a> {
             // Deleted already, or kept under a pause as a missing key.
             return None;
         }
-        let t = self.to()?;
-        let v = t.take(key)?;
-        t.remove_expire(key);
-        t.touch(key);
+        let v = self.t.take(key)?;
+        self.t.remove_expire(key);
+        self.t.touch(key);
         self.db.events.modified(self.db.index, key);
         self.sync_meta();
         if matches!(v, Value::Stream(_)) {
@@ -482,9 +417,7 @@ impl<'a> SlotRef<'a> {
 
     /// Records that the key's value was changed in place.
     pub fn touch(&mut self, key: &[u8]) {
-        if let Some(t) = self.to() {
-            t.touch(key);
-        }
+        self.t.touch(key);
         self.db.events.modified(self.db.index, key);
     }
 
@@ -492,19 +425,14 @@ impl<'a> SlotRef<'a> {
     /// it still has a TTL (volatile policies). Logged as a DEL, as expiry
     /// is, and WATCHers see the change. Returns whether it was removed.
     pub fn evict(&mut self, key: &[u8], need_ttl: bool) -> bool {
-        let Some(t) = self.to() else {
-            return false;
-        };
-        if need_ttl && t.expire_of(key).is_none() {
+        if need_ttl && self.t.expire_of(key).is_none() {
             return false;
         }
-        let Some(val) = t.take(key) else {
+        let Some(val) = self.t.take(key) else {
             return false;
         };
-        t.remove_expire(key);
-        t.touch(key);
-        // Within what the eviction loop counts as freed by this key.
-        self.release_if_unused();
+        self.t.remove_expire(key);
+        self.t.touch(key);
         self.sync_meta();
         self.log_now(&[b"DEL".as_slice(), key]);
         drop(val);
@@ -513,21 +441,20 @@ impl<'a> SlotRef<'a> {
 
     /// Expiry time (unix ms) of a live key.
     pub fn expire_of(&mut self, key: &[u8]) -> Option<i64> {
-        self.t().expire_of(key)
+        self.t.expire_of(key)
     }
 
     pub fn set_expire(&mut self, key: &[u8], at: i64) {
-        let t = self.tm();
-        t.set_expire(key, at);
-        t.touch(key);
+        self.t.set_expire(key, at);
+        self.t.touch(key);
         self.db.events.modified(self.db.index, key);
         self.sync_meta();
     }
 
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        let removed = self.to().is_some_and(|t| t.remove_expire(key));
+        let removed = self.t.remove_expire(key);
         if removed {
-            self.tm().touch(key);
+            self.t.touch(key);
             self.db.events.modified(self.db.index, key);
             self.sync_meta();
         }
@@ -535,23 +462,19 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.t().len()
+        self.t.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.t().is_empty()
+        self.t.is_empty()
     }
 
     /// Removes every key; returns how many there were.
     pub fn clear(&mut self) -> usize {
-        let now = self.now;
-        let Some(t) = self.to() else {
-            return 0;
-        };
-        t.touch_all_existing(now);
-        let n = t.len();
-        t.map = Default::default();
-        t.expires = None;
+        self.t.touch_all_existing(self.now);
+        let n = self.t.len();
+        self.t.map = Default::default();
+        self.t.expires = None;
         self.sync_meta();
         n
     }
@@ -559,9 +482,9 @@ impl<'a> SlotRef<'a> {
     /// Live keys of this slot (expired ones are skipped, not removed).
     pub fn live_keys(&self) -> Vec<SBytes> {
         let now = self.now;
-        let t = self.t();
-        t.iter()
-            .filter(|e| !matches!(t.expire_of(&e.key), Some(at) if at <= now))
+        self.t
+            .iter()
+            .filter(|e| !matches!(self.t.expire_of(&e.key), Some(at) if at <= now))
             .map(|e| SBytes::new(&e.key))
             .collect()
     }
@@ -569,23 +492,21 @@ impl<'a> SlotRef<'a> {
     /// Every key held, expired or not (RANDOMKEY deletes the expired ones
     /// it happens to pick, as Redis does).
     pub fn all_keys(&self) -> Vec<SBytes> {
-        self.t().iter().map(|e| SBytes::new(&e.key)).collect()
+        self.t.iter().map(|e| SBytes::new(&e.key)).collect()
     }
 
     /// What [`Self::for_each_live`] visits: (keys, of which with a TTL).
     /// Expired keys all have a TTL, so only the expiry table is read.
     pub fn live_counts(&self) -> (usize, usize) {
         let now = self.now;
-        let t = self.t();
-        let expired = t.expires_iter().filter(|(_, at)| *at <= now).count();
-        (t.len() - expired, t.expires_len() - expired)
+        let expired = self.t.expires_iter().filter(|(_, at)| *at <= now).count();
+        (self.t.len() - expired, self.t.expires_len() - expired)
     }
 
     pub fn for_each_live<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
         let now = self.now;
-        let t = self.t();
-        for e in t.iter() {
-            let exp = t.expire_of(&e.key);
+        for e in self.t.iter() {
+            let exp = self.t.expire_of(&e.key);
             if matches!(exp, Some(at) if at <= now) {
                 continue;
             }
@@ -605,13 +526,13 @@ impl<'a> SlotRef<'a> {
         let now = self.now;
         let mut checked = 0;
         let mut due: Vec<SBytes> = Vec::new();
-        for (k, at) in self.t().expires_iter().skip(from).take(budget) {
+        for (k, at) in self.t.expires_iter().skip(from).take(budget) {
             checked += 1;
             if *at <= now {
                 due.push(k.clone());
             }
         }
-        let end = from + checked >= self.t().expires_len();
+        let end = from + checked >= self.t.expires_len();
         for k in &due {
             self.expire_if_needed(k);
         }
@@ -621,12 +542,12 @@ impl<'a> SlotRef<'a> {
     /// Deletes the expired keys `pick` selects (SCAN removes the expired
     /// keys it comes across, as a lookup would); returns how many.
     pub fn expire_matching(&mut self, mut pick: impl FnMut(&[u8]) -> bool) -> usize {
-        if self.t().expires.is_none() || self.db.expiry.paused.load(Ordering::Relaxed) {
+        if self.t.expires.is_none() || self.db.expiry.paused.load(Ordering::Relaxed) {
             return 0;
         }
         let now = self.now;
         let due: Vec<SBytes> = self
-            .t()
+            .t
             .expires_iter()
             .filter(|(k, at)| *at <= now && pick(k))
             .map(|(k, _)| k.clone())
@@ -639,7 +560,7 @@ impl<'a> SlotRef<'a> {
 
     /// Registers a WATCH on `key`; returns its current version.
     pub fn watch(&mut self, key: &[u8]) -> super::slot::WatchStamp {
-        let w = self.tm().watched.get_or_insert_with(Default::default);
+        let w = self.t.watched.get_or_insert_with(Default::default);
         let s = w.entry(SBytes::new(key)).or_default();
         s.refs += 1;
         super::slot::WatchStamp {
@@ -649,7 +570,7 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn watch_version(&self, key: &[u8]) -> super::slot::WatchStamp {
-        self.t()
+        self.t
             .watched
             .as_ref()
             .and_then(|w| w.get(key))
@@ -661,10 +582,7 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn unwatch(&mut self, key: &[u8]) {
-        let Some(t) = self.to() else {
-            return;
-        };
-        if let Some(w) = &mut t.watched {
+        if let Some(w) = &mut self.t.watched {
             if let Some(s) = w.get_mut(key) {
                 s.refs -= 1;
                 if s.refs == 0 {
@@ -672,27 +590,26 @@ impl<'a> SlotRef<'a> {
                 }
             }
             if w.is_empty() {
-                t.watched = None;
+                self.t.watched = None;
             }
         }
     }
 
     /// Whether the key exists but its TTL has passed (not yet removed).
     pub fn is_logically_expired(&self, key: &[u8]) -> bool {
-        let t = self.t();
-        t.find(key).is_some() && matches!(t.expire_of(key), Some(at) if at <= self.now)
+        self.t.find(key).is_some() && matches!(self.t.expire_of(key), Some(at) if at <= self.now)
     }
 
     /// Sets a key's access data (RESTORE … IDLETIME/FREQ).
     pub fn set_access(&mut self, key: &[u8], meta: u32) {
-        if let Some(e) = self.to().and_then(|t| t.find_mut(key)) {
+        if let Some(e) = self.t.find_mut(key) {
             *e.key.meta_mut() = meta;
         }
     }
 
     /// Whether `key` is present, expired or not.
     fn present(&self, key: &[u8]) -> bool {
-        self.t().find(key).is_some()
+        self.t.find(key).is_some()
     }
 
     /// Whether `key` is here and alive, looked up without touching
@@ -703,14 +620,14 @@ impl<'a> SlotRef<'a> {
 
     /// Whether `key` is present and its TTL has not passed.
     fn live(&self, key: &[u8]) -> bool {
-        self.present(key) && !matches!(self.t().expire_of(key), Some(at) if at <= self.now)
+        self.present(key) && !matches!(self.t.expire_of(key), Some(at) if at <= self.now)
     }
 
     /// Invalidates the WATCHes on this slot that SWAPDB changes, as Redis
     /// judges it: a watched key changes when either side holds it, except
     /// when it stays logically absent (missing or expired on both sides).
     fn touch_watched_for_swap(&mut self, other: &SlotRef) {
-        let Some(mut w) = self.to().and_then(|t| t.watched.take()) else {
+        let Some(mut w) = self.t.watched.take() else {
             return;
         };
         for (k, st) in w.iter_mut() {
@@ -728,7 +645,7 @@ impl<'a> SlotRef<'a> {
                 st.stale_swapped_in = true;
             }
         }
-        self.tm().watched = Some(w);
+        self.t.watched = Some(w);
     }
 
     /// Exchanges the keys of this slot with those of `other` (the same slot
@@ -737,11 +654,8 @@ impl<'a> SlotRef<'a> {
     pub fn swap_contents(&mut self, other: &mut SlotRef) {
         self.touch_watched_for_swap(other);
         other.touch_watched_for_swap(self);
-        if self.cell.is_some() || other.cell.is_some() {
-            let (a, b) = (self.tm(), other.tm());
-            std::mem::swap(&mut a.map, &mut b.map);
-            std::mem::swap(&mut a.expires, &mut b.expires);
-        }
+        std::mem::swap(&mut self.t.map, &mut other.t.map);
+        std::mem::swap(&mut self.t.expires, &mut other.t.expires);
         self.sync_meta();
         other.sync_meta();
     }
@@ -750,14 +664,14 @@ impl<'a> SlotRef<'a> {
     /// set: after SWAPDB, a client blocked on it must retry (it expires the
     /// key itself if stale, as Redis's wake-up does).
     pub fn holds_blocking_kind(&self, key: &[u8]) -> bool {
-        self.t()
+        self.t
             .find(key)
             .is_some_and(|e| matches!(e.val, Value::List(_) | Value::ZSet(_) | Value::Stream(_)))
     }
 
     /// Whether a watcher of `key` should accept a stale key SWAPDB moved in.
     pub fn watch_stale_ok(&self, key: &[u8]) -> bool {
-        self.t()
+        self.t
             .watched
             .as_ref()
             .and_then(|w| w.get(key))
@@ -796,65 +710,17 @@ impl<'a> SlotRef<'a> {
     }
 
     pub fn raw_table(&self) -> &SlotTable {
-        self.t()
-    }
-}
-
-impl Drop for SlotRef<'_> {
-    /// An emptied slot gives its table back, so memory freed by deletes,
-    /// expiry and eviction is free again (Redis's tables shrink too).
-    fn drop(&mut self) {
-        self.release_if_unused();
+        &self.t
     }
 }
 
 #[cfg(test)]
 mod layout_tests {
     #[test]
-    fn a_slot_is_a_lock_and_a_pointer() {
-        assert_eq!(std::mem::size_of::<super::Cell>(), 16);
-        assert_eq!(std::mem::size_of::<super::Slot>(), 32);
-    }
-
-    use std::sync::Arc;
-
-    use super::super::{Keyspace, SBytes, Value};
-    use crate::persistence::effects::EffectLog;
-
-    fn has_table(ks: &Keyspace, key: &[u8]) -> bool {
-        ks.db(0).lock_key(key, 0).cell.is_some()
-    }
-
-    #[test]
-    fn a_slot_has_a_table_only_while_it_holds_or_watches_something() {
-        let ks = Keyspace::new(1, Arc::new(EffectLog::default()));
-        let db = ks.db(0);
-        // Reading a missing key makes nothing.
-        assert!(db.lock_key(b"k", 0).get(b"k").is_none());
-        assert!(!has_table(&ks, b"k"));
-        db.lock_key(b"k", 0)
-            .set(b"k", Value::Str(SBytes::new(b"v")), false);
-        db.lock_key(b"k", 0).set_expire(b"k", 10_000);
-        assert!(has_table(&ks, b"k"));
-        // A watch keeps the table (and its version) when the key goes.
-        let stamp = db.lock_key(b"k", 0).watch(b"k");
-        assert!(db.lock_key(b"k", 0).remove(b"k").is_some());
-        assert!(has_table(&ks, b"k"));
-        assert_ne!(db.lock_key(b"k", 0).watch_version(b"k"), stamp);
-        db.lock_key(b"k", 0).unwatch(b"k");
-        assert!(!has_table(&ks, b"k"));
-        // Expiry and eviction give it back as well.
-        for how in ["expire", "evict"] {
-            db.lock_key(b"k", 0)
-                .set(b"k", Value::Str(SBytes::new(b"v")), false);
-            db.lock_key(b"k", 0).set_expire(b"k", 10_000);
-            match how {
-                "expire" => assert!(db.lock_key(b"k", 20_000).get(b"k").is_none()),
-                _ => assert!(db.lock_key(b"k", 0).evict(b"k", true)),
-            }
-            assert!(!has_table(&ks, b"k"), "{how}");
-            assert_eq!(db.size(), 0);
-            assert_eq!(db.expires_count(), 0);
-        }
+    fn a_slot_fits_one_cache_line() {
+        assert_eq!(
+            std::mem::size_of::<super::Line<super::Mutex<super::SlotTable>>>(),
+            64
+        );
     }
 }

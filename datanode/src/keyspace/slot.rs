@@ -35,15 +35,13 @@ pub struct WatchStamp {
     pub gone: u64,
 }
 
-/// A slot's keys. A slot that holds nothing has no table (see
-/// `db::SlotRef`): an unused slot costs its lock and a pointer.
 #[derive(Default)]
 pub struct SlotTable {
     /// Entries are boxed: a bucket costs 8 bytes, not 48, which matters
     /// because per-slot tables are small and often half empty after growth.
     pub(super) map: HashTable<Box<Entry>>,
     /// Absolute expiry times in unix milliseconds; boxed and absent until
-    /// the slot has one, so the table's headers fit one cache line.
+    /// the slot has one, so a slot's lock and headers fit one cache line.
     pub(super) expires: Option<Box<HashTable<(SBytes, i64)>>>,
     pub(super) watched: Option<Box<FastMap<SBytes, WatchState>>>,
     /// AOF rewrite generation this slot was last snapshotted for.
@@ -56,29 +54,7 @@ pub fn hash(key: &[u8]) -> u64 {
     STATE.get_or_init(Default::default).hash_one(key)
 }
 
-/// What a slot without a table reads as.
-pub static EMPTY: SlotTable = SlotTable {
-    map: HashTable::new(),
-    expires: None,
-    watched: None,
-    snap_gen: 0,
-};
-
 impl SlotTable {
-    /// A new table for a slot that held nothing, consistent with rewrite
-    /// generation `gen` (an empty slot has nothing left to snapshot).
-    pub(super) fn at_gen(gen: u64) -> SlotTable {
-        SlotTable {
-            snap_gen: gen,
-            ..SlotTable::default()
-        }
-    }
-
-    /// Nothing held and nothing watched: the table can go.
-    pub(super) fn is_unused(&self) -> bool {
-        self.map.is_empty() && self.expires.is_none() && self.watched.is_none()
-    }
-
     pub fn len(&self) -> usize {
         self.map.len()
     }
