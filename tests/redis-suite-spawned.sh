@@ -30,8 +30,8 @@ for u in "$@"; do
   out="$work/${u//\//_}.log"
   rc=0
   # unit/maxmemory's client-eviction tests leave about 3.5 MB between the
-  # data and maxmemory; on a database other than 0 datanode spends 1.2 MB
-  # of it on that database's slot tables (16384 slot locks, allocated
+  # data and maxmemory; on a database other than 0 datanode spends 1.1 MB
+  # of it on that database's slots (16384 slot locks and tables, allocated
   # when the database is first written; README, known differences), so
   # the unit runs in database 0 (whose tables are part of the startup
   # memory, as Redis's databases are), on both servers.

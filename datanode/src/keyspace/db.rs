@@ -1,7 +1,7 @@
 //! A database: 16384 slot tables, each behind its own lock, plus lock-free
 //! per-slot counters so DBSIZE, SCAN and RANDOMKEY can skip empty slots.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -12,24 +12,33 @@ use super::slot::SlotTable;
 use super::value::Value;
 use crate::persistence::effects::EffectLog;
 
+/// A slot's key counts, read without its lock.
 #[derive(Default)]
 struct SlotMeta {
     keys: AtomicU32,
     expires: AtomicU32,
-    /// Keys arriving by atomic slot migration: held but not shown (see
-    /// [`Db::set_hidden`]).
-    hidden: AtomicBool,
 }
 
-/// One slot per cache line: a command touches the lock and the table
-/// headers of a random slot, and that should cost one miss, not two.
-#[repr(align(64))]
-struct Line<T>(T);
+/// One slot per cache line: its lock, its table's headers and its counts.
+/// A command on a random slot touches that line and no other of the
+/// slot's (the counts used to sit in an array apart: a second miss for
+/// every write).
+#[repr(C, align(64))]
+struct Slot {
+    table: Mutex<SlotTable>,
+    meta: SlotMeta,
+}
 
 pub struct Db {
     pub index: usize,
-    slots: Box<[Line<Mutex<SlotTable>>]>,
-    meta: Box<[SlotMeta]>,
+    slots: Box<[Slot]>,
+    /// The AOF rewrite generation each slot was last snapshotted for (the
+    /// low 32 bits: only equality with the current one matters). Read only
+    /// while a rewrite or snapshot runs, so kept off the slot's line.
+    snap_gens: Box<[AtomicU32]>,
+    /// Slots whose keys arrive by atomic slot migration: held but not
+    /// shown (see [`Db::set_hidden`]); a bit per slot.
+    hidden: Box<[AtomicU64]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
     pub events: Arc<super::events::KeyEvents>,
@@ -55,9 +64,13 @@ impl Db {
         Db {
             index,
             slots: (0..SLOTS)
-                .map(|_| Line(Mutex::new(SlotTable::default())))
+                .map(|_| Slot {
+                    table: Mutex::new(SlotTable::default()),
+                    meta: SlotMeta::default(),
+                })
                 .collect(),
-            meta: (0..SLOTS).map(|_| SlotMeta::default()).collect(),
+            snap_gens: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            hidden: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
             log,
             blocking,
             events,
@@ -71,7 +84,7 @@ impl Db {
     }
 
     pub fn lock_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
-        self.guard(slot, self.slots[slot as usize].0.lock(), now)
+        self.guard(slot, self.slots[slot as usize].table.lock(), now)
     }
 
     /// A locked slot's guard, at the current rewrite generation.
@@ -79,7 +92,7 @@ impl Db {
         let mut s = SlotRef {
             slot,
             t,
-            meta: &self.meta[slot as usize],
+            meta: &self.slots[slot as usize].meta,
             db: self,
             now,
             gen: 0,
@@ -98,7 +111,7 @@ impl Db {
         now: i64,
         wait: std::time::Duration,
     ) -> Option<SlotRef<'_>> {
-        let t = self.slots[slot as usize].0.try_lock_for(wait)?;
+        let t = self.slots[slot as usize].table.try_lock_for(wait)?;
         Some(self.guard(slot, t, now))
     }
 
@@ -121,7 +134,7 @@ impl Db {
     pub fn prefetch_slot(&self, slot: u16) {
         #[cfg(target_arch = "x86_64")]
         {
-            let p = &self.slots[slot as usize] as *const Line<Mutex<SlotTable>> as *const i8;
+            let p = &self.slots[slot as usize] as *const Slot as *const i8;
             // SAFETY: a prefetch is only a hint; the address is valid.
             unsafe { std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0) };
         }
@@ -131,7 +144,7 @@ impl Db {
 
     /// Keys held in a slot, hidden or not (COUNTKEYSINSLOT).
     pub fn slot_keys(&self, slot: u16) -> usize {
-        self.meta[slot as usize].keys.load(Ordering::Relaxed) as usize
+        self.slots[slot as usize].meta.keys.load(Ordering::Relaxed) as usize
     }
 
     /// Hides (or shows again) a slot whose keys are being imported by an
@@ -139,15 +152,18 @@ impl Db {
     /// so DBSIZE, KEYS, SCAN, RANDOMKEY, eviction and active expiry pass
     /// them by, as Valkey does. COUNTKEYSINSLOT still counts them.
     pub fn set_hidden(&self, slot: u16, hidden: bool) {
-        self.meta[slot as usize]
-            .hidden
-            .store(hidden, Ordering::Relaxed);
+        let (word, bit) = (&self.hidden[slot as usize / 64], 1u64 << (slot % 64));
+        if hidden {
+            word.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
     }
 
     /// The hidden slots, as ranges.
     pub fn hidden_ranges(&self) -> Vec<(u16, u16)> {
         let mut out: Vec<(u16, u16)> = Vec::new();
-        for s in (0..self.meta.len() as u16).filter(|&s| self.is_hidden(s)) {
+        for s in (0..SLOTS as u16).filter(|&s| self.is_hidden(s)) {
             match out.last_mut() {
                 Some((_, last)) if *last + 1 == s => *last = s,
                 _ => out.push((s, s)),
@@ -157,42 +173,39 @@ impl Db {
     }
 
     pub fn is_hidden(&self, slot: u16) -> bool {
-        self.meta[slot as usize].hidden.load(Ordering::Relaxed)
+        self.hidden[slot as usize / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
     }
 
     /// Keys a slot shows (none while it is hidden).
     pub fn visible_keys(&self, slot: u16) -> usize {
-        let m = &self.meta[slot as usize];
-        if m.hidden.load(Ordering::Relaxed) {
+        if self.is_hidden(slot) {
             0
         } else {
-            m.keys.load(Ordering::Relaxed) as usize
+            self.slot_keys(slot)
         }
+    }
+
+    /// Sums a count over the slots shown (or, with `hidden`, those not).
+    fn sum(&self, hidden: bool, count: impl Fn(&SlotMeta) -> u32) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| self.is_hidden(*s as u16) == hidden)
+            .map(|(_, slot)| count(&slot.meta) as usize)
+            .sum()
     }
 
     /// Keys held in hidden slots (INFO).
     pub fn hidden_size(&self) -> usize {
-        self.meta
-            .iter()
-            .filter(|m| m.hidden.load(Ordering::Relaxed))
-            .map(|m| m.keys.load(Ordering::Relaxed) as usize)
-            .sum()
+        self.sum(true, |m| m.keys.load(Ordering::Relaxed))
     }
 
     pub fn size(&self) -> usize {
-        self.meta
-            .iter()
-            .filter(|m| !m.hidden.load(Ordering::Relaxed))
-            .map(|m| m.keys.load(Ordering::Relaxed) as usize)
-            .sum()
+        self.sum(false, |m| m.keys.load(Ordering::Relaxed))
     }
 
     pub fn expires_count(&self) -> usize {
-        self.meta
-            .iter()
-            .filter(|m| !m.hidden.load(Ordering::Relaxed))
-            .map(|m| m.expires.load(Ordering::Relaxed) as usize)
-            .sum()
+        self.sum(false, |m| m.expires.load(Ordering::Relaxed))
     }
 
     /// Next slot at or after `from` holding keys.
@@ -205,8 +218,12 @@ impl Db {
     /// Whether a shown slot holds keys with a TTL (active expiry and
     /// volatile eviction look only there).
     pub fn has_expires(&self, slot: u16) -> bool {
-        let m = &self.meta[slot as usize];
-        m.expires.load(Ordering::Relaxed) > 0 && !m.hidden.load(Ordering::Relaxed)
+        self.slots[slot as usize]
+            .meta
+            .expires
+            .load(Ordering::Relaxed)
+            > 0
+            && !self.is_hidden(slot)
     }
 }
 
@@ -239,13 +256,16 @@ impl<'a> SlotRef<'a> {
     pub fn refresh_gen(&mut self) {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
-        if log.rewriting.load(Ordering::SeqCst) && self.t.snap_gen < g {
+        // Generations only grow: a slot not marked with this one (its low
+        // 32 bits) was snapshotted for an older one or never.
+        let mark = &self.db.snap_gens[self.slot as usize];
+        if log.rewriting.load(Ordering::SeqCst) && mark.load(Ordering::Relaxed) != g as u32 {
             let (wanted, filtered) = match log.snap_only.lock().as_ref() {
                 Some(only) => (only.get(self.slot as usize).copied().unwrap_or(false), true),
                 None => (true, false),
             };
             if !wanted {
-                self.t.snap_gen = g;
+                mark.store(g as u32, Ordering::Relaxed);
                 self.gen = g;
                 return;
             }
@@ -259,7 +279,7 @@ impl<'a> SlotRef<'a> {
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);
             }
-            self.t.snap_gen = g;
+            mark.store(g as u32, Ordering::Relaxed);
         }
         self.gen = g;
     }
@@ -718,9 +738,6 @@ impl<'a> SlotRef<'a> {
 mod layout_tests {
     #[test]
     fn a_slot_fits_one_cache_line() {
-        assert_eq!(
-            std::mem::size_of::<super::Line<super::Mutex<super::SlotTable>>>(),
-            64
-        );
+        assert_eq!(std::mem::size_of::<super::Slot>(), 64);
     }
 }

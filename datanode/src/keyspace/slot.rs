@@ -41,11 +41,10 @@ pub struct SlotTable {
     /// because per-slot tables are small and often half empty after growth.
     pub(super) map: HashTable<Box<Entry>>,
     /// Absolute expiry times in unix milliseconds; boxed and absent until
-    /// the slot has one, so a slot's lock and headers fit one cache line.
+    /// the slot has one, so a slot's lock, headers and counters fit one
+    /// cache line.
     pub(super) expires: Option<Box<HashTable<(SBytes, i64)>>>,
     pub(super) watched: Option<Box<FastMap<SBytes, WatchState>>>,
-    /// AOF rewrite generation this slot was last snapshotted for.
-    pub(super) snap_gen: u64,
 }
 
 pub fn hash(key: &[u8]) -> u64 {
