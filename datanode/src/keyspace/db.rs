@@ -1,7 +1,7 @@
 //! A database: 16384 slot tables, each behind its own lock, plus lock-free
 //! per-slot counters so DBSIZE, SCAN and RANDOMKEY can skip empty slots.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -17,6 +17,16 @@ use crate::persistence::effects::EffectLog;
 struct SlotMeta {
     keys: AtomicU32,
     expires: AtomicU32,
+}
+
+/// Shards of a database's totals (by slot number).
+const TOTAL_SHARDS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Totals {
+    keys: AtomicI64,
+    expires: AtomicI64,
 }
 
 /// One slot per cache line: its lock, its table's headers and its counts.
@@ -39,6 +49,10 @@ pub struct Db {
     /// Slots whose keys arrive by atomic slot migration: held but not
     /// shown (see [`Db::set_hidden`]); a bit per slot.
     hidden: Box<[AtomicU64]>,
+    /// The database's key and TTL counts, in shards a slot adds its
+    /// changes to, so DBSIZE and INFO read a few lines instead of every
+    /// slot's.
+    totals: Box<[Totals]>,
     pub log: Arc<EffectLog>,
     pub blocking: Arc<super::blocking::Blocking>,
     pub events: Arc<super::events::KeyEvents>,
@@ -71,6 +85,7 @@ impl Db {
                 .collect(),
             snap_gens: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             hidden: (0..SLOTS / 64).map(|_| AtomicU64::new(0)).collect(),
+            totals: (0..TOTAL_SHARDS).map(|_| Totals::default()).collect(),
             log,
             blocking,
             events,
@@ -185,27 +200,38 @@ impl Db {
         }
     }
 
-    /// Sums a count over the slots shown (or, with `hidden`, those not).
-    fn sum(&self, hidden: bool, count: impl Fn(&SlotMeta) -> u32) -> usize {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(s, _)| self.is_hidden(*s as u16) == hidden)
-            .map(|(_, slot)| count(&slot.meta) as usize)
-            .sum()
+    /// A count over the hidden slots (few, found through their bits).
+    fn hidden_sum(&self, count: impl Fn(&SlotMeta) -> u32) -> i64 {
+        let mut n = 0;
+        for (w, word) in self.hidden.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let s = w * 64 + bits.trailing_zeros() as usize;
+                n += count(&self.slots[s].meta) as i64;
+                bits &= bits - 1;
+            }
+        }
+        n
+    }
+
+    /// A total over every slot, hidden ones included.
+    fn total(&self, count: impl Fn(&Totals) -> i64) -> i64 {
+        self.totals.iter().map(count).sum()
     }
 
     /// Keys held in hidden slots (INFO).
     pub fn hidden_size(&self) -> usize {
-        self.sum(true, |m| m.keys.load(Ordering::Relaxed))
+        self.hidden_sum(|m| m.keys.load(Ordering::Relaxed)) as usize
     }
 
     pub fn size(&self) -> usize {
-        self.sum(false, |m| m.keys.load(Ordering::Relaxed))
+        let all = self.total(|t| t.keys.load(Ordering::Relaxed));
+        (all - self.hidden_sum(|m| m.keys.load(Ordering::Relaxed))).max(0) as usize
     }
 
     pub fn expires_count(&self) -> usize {
-        self.sum(false, |m| m.expires.load(Ordering::Relaxed))
+        let all = self.total(|t| t.expires.load(Ordering::Relaxed));
+        (all - self.hidden_sum(|m| m.expires.load(Ordering::Relaxed))).max(0) as usize
     }
 
     /// Next slot at or after `from` holding keys.
@@ -284,11 +310,31 @@ impl<'a> SlotRef<'a> {
         self.gen = g;
     }
 
+    /// Publishes the slot's counts (only lock holders write them) and
+    /// adds what changed to the database's totals.
     fn sync_meta(&self) {
-        self.meta.keys.store(self.t.len() as u32, Ordering::Relaxed);
-        self.meta
-            .expires
-            .store(self.t.expires_len() as u32, Ordering::Relaxed);
+        let (keys, expires) = (self.t.len() as u32, self.t.expires_len() as u32);
+        let m = self.meta;
+        let (was_keys, was_expires) = (
+            m.keys.load(Ordering::Relaxed),
+            m.expires.load(Ordering::Relaxed),
+        );
+        if keys == was_keys && expires == was_expires {
+            return;
+        }
+        let total = &self.db.totals[self.slot as usize % TOTAL_SHARDS];
+        if keys != was_keys {
+            m.keys.store(keys, Ordering::Relaxed);
+            total
+                .keys
+                .fetch_add(keys as i64 - was_keys as i64, Ordering::Relaxed);
+        }
+        if expires != was_expires {
+            m.expires.store(expires, Ordering::Relaxed);
+            total
+                .expires
+                .fetch_add(expires as i64 - was_expires as i64, Ordering::Relaxed);
+        }
     }
 
     /// Deletes `key` if its time has come. Returns true when the key is
@@ -739,5 +785,52 @@ mod layout_tests {
     #[test]
     fn a_slot_fits_one_cache_line() {
         assert_eq!(std::mem::size_of::<super::Slot>(), 64);
+    }
+
+    #[test]
+    fn totals_follow_every_change_and_leave_hidden_slots_out() {
+        use super::super::{key_slot, Keyspace, SBytes, Value, SLOTS};
+        let ks = Keyspace::new(1, std::sync::Arc::new(Default::default()));
+        let db = ks.db(0);
+        let by_slots = |hidden: bool| -> (usize, usize) {
+            (0..SLOTS as u16)
+                .filter(|&s| db.is_hidden(s) == hidden)
+                .map(|s| {
+                    let m = &db.slots[s as usize].meta;
+                    let l = |a: &super::AtomicU32| a.load(super::Ordering::Relaxed) as usize;
+                    (l(&m.keys), l(&m.expires))
+                })
+                .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+        };
+        let check = || {
+            assert_eq!((db.size(), db.expires_count()), by_slots(false));
+            assert_eq!(db.hidden_size(), by_slots(true).0);
+        };
+        for i in 0..500u32 {
+            let k = format!("k{i}");
+            let mut g = db.lock_key(k.as_bytes(), 0);
+            g.set(k.as_bytes(), Value::Str(SBytes::new(b"v")), false);
+            if i % 3 == 0 {
+                g.set_expire(k.as_bytes(), 10_000);
+            }
+        }
+        check();
+        assert_eq!(db.size(), 500);
+        for i in (0..500u32).step_by(5) {
+            let k = format!("k{i}");
+            db.lock_key(k.as_bytes(), 0).remove(k.as_bytes());
+        }
+        // Expired on access, and overwritten without its TTL.
+        assert!(db.lock_key(b"k3", 20_000).get(b"k3").is_none());
+        db.lock_key(b"k6", 0)
+            .set(b"k6", Value::Str(SBytes::new(b"w")), false);
+        db.set_hidden(key_slot(b"k1"), true);
+        db.set_hidden(key_slot(b"k2"), true);
+        check();
+        assert!(db.hidden_size() > 0);
+        db.set_hidden(key_slot(b"k1"), false);
+        db.set_hidden(key_slot(b"k2"), false);
+        check();
+        assert_eq!(db.size(), 500 - 100 - 1);
     }
 }
