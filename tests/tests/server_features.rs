@@ -1738,3 +1738,127 @@ fn list_max_listpack_size_shapes_list_nodes_as_redis_does() {
     };
     assert_eq!(nodes(Server::Datanode), nodes(Server::Redis));
 }
+
+/// MEMORY STATS as (name, value) pairs; a database's entry is flattened to
+/// `db.N/<field>`.
+fn memory_stats(c: &mut Conn) -> Vec<(String, String)> {
+    use slotkv_tests::resp::Reply;
+    let r = c.cmd(&["MEMORY", "STATS"]).expect("MEMORY STATS");
+    let text = |r: &Reply| match r {
+        Reply::Scalar(_, b) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Agg(..) => panic!("nested reply where a scalar was expected"),
+    };
+    let Reply::Agg(_, items) = r.tree else {
+        panic!("MEMORY STATS: {}", slotkv_tests::resp::show(&r.raw))
+    };
+    let mut out = Vec::new();
+    for pair in items.chunks(2) {
+        let name = text(&pair[0]);
+        match &pair[1] {
+            Reply::Agg(_, sub) => {
+                for p in sub.chunks(2) {
+                    out.push((format!("{name}/{}", text(&p[0])), text(&p[1])));
+                }
+            }
+            v => out.push((name, text(v))),
+        }
+    }
+    out
+}
+
+#[test]
+fn memory_stats_adds_up_as_info_does() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        c.text(&["SELECT", "9"]);
+        c.text(&["SET", "k", "v", "EX", "100"]);
+        c.text(&["SELECT", "0"]);
+        c.text(&["SET", "a", "b"]);
+        // Another client holds half of a 2 MB argument in its query buffer.
+        let mut big = n.conn();
+        let mut partial = b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2000000\r\n".to_vec();
+        partial.resize(partial.len() + 1_000_000, b'x');
+        big.send_raw(&partial).expect("send");
+        let mut stats = Vec::new();
+        wait_until("the client's buffer to count in clients.normal", || {
+            stats = memory_stats(&mut c);
+            let normal = stats.iter().find(|(k, _)| k == "clients.normal");
+            normal.is_some_and(|(_, v)| v.parse::<u64>().unwrap_or(0) > 1_000_000)
+        });
+        let names: Vec<&str> = stats.iter().map(|(k, _)| k.as_str()).collect();
+        let db = |i: u32| {
+            ["main", "expires", "slot-to-keys"].map(|f| format!("db.{i}/overhead.hashtable.{f}"))
+        };
+        let mut expected: Vec<String> = [
+            "peak.allocated",
+            "total.allocated",
+            "startup.allocated",
+            "replication.backlog",
+            "clients.slaves",
+            "clients.normal",
+            "cluster.links",
+            "aof.buffer",
+            "lua.caches",
+            "functions.caches",
+        ]
+        .map(String::from)
+        .to_vec();
+        expected.extend(db(0));
+        expected.extend(db(9));
+        expected.extend(
+            [
+                "overhead.total",
+                "keys.count",
+                "keys.bytes-per-key",
+                "dataset.bytes",
+                "dataset.percentage",
+                "peak.percentage",
+                "allocator.allocated",
+                "allocator.active",
+                "allocator.resident",
+                "allocator-fragmentation.ratio",
+                "allocator-fragmentation.bytes",
+                "allocator-rss.ratio",
+                "allocator-rss.bytes",
+                "rss-overhead.ratio",
+                "rss-overhead.bytes",
+                "fragmentation",
+                "fragmentation.bytes",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(names, expected, "{kind:?}");
+        let get = |k: &str| -> u64 {
+            let v = &stats.iter().find(|(n, _)| n == k).expect("present").1;
+            v.parse().unwrap_or_else(|_| panic!("{kind:?}: {k} = {v}"))
+        };
+        // The overhead is the sum of its parts, the dataset the rest (none
+        // when clients are counted as Redis counts them, a big argument's
+        // whole buffer, above what is allocated yet).
+        let parts: u64 = names[2..]
+            .iter()
+            .take_while(|k| **k != "overhead.total")
+            .map(|k| get(k))
+            .sum();
+        assert_eq!(get("overhead.total"), parts, "{kind:?}: {stats:?}");
+        assert_eq!(
+            get("dataset.bytes"),
+            get("total.allocated").saturating_sub(get("overhead.total")),
+            "{kind:?}: {stats:?}"
+        );
+        assert_eq!(get("keys.count"), 2, "{kind:?}");
+        // INFO tells the same account (a moment later: within 5%).
+        let info: u64 = info_field(&mut c, "memory", "used_memory_overhead")
+            .parse()
+            .expect("used_memory_overhead");
+        let total = get("overhead.total");
+        assert!(
+            info.abs_diff(total) * 20 < total,
+            "{kind:?}: INFO used_memory_overhead {info}, MEMORY STATS overhead.total {total}"
+        );
+        assert!(get("db.9/overhead.hashtable.expires") > 0, "{kind:?}");
+        assert_eq!(get("db.0/overhead.hashtable.expires"), 0, "{kind:?}");
+        drop(big);
+    }
+}

@@ -4,10 +4,7 @@
 //! from jemalloc's counters, so they describe this server, not a copy of
 //! what redis-server would report for the same data.
 
-use std::sync::atomic::Ordering;
-
 use super::{eq_ic, Args, Ctx, SYNTAX};
-use crate::keyspace::SLOTS;
 
 /// What a key costs beyond its value: the table slot, the boxed entry
 /// header and the access/expiry metadata.
@@ -51,23 +48,17 @@ struct Figures {
     active: u64,
     resident: u64,
     rss: u64,
-    startup: u64,
-    peak: u64,
-    keys: u64,
+    account: crate::server::memfigures::Overhead,
 }
 
 fn figures(ctx: &Ctx) -> Figures {
     let (allocated, active, resident) = super::server::jemalloc_stats();
-    let keys = ctx.srv.ks.existing().map(|d| d.size() as u64).sum::<u64>();
-    let peak = ctx.srv.stats.note_memory_peak(allocated);
     Figures {
         allocated,
         active,
         resident,
         rss: super::server::rss_bytes(),
-        startup: ctx.srv.startup_allocated.load(Ordering::Relaxed),
-        peak,
-        keys,
+        account: crate::server::memfigures::gather(ctx.srv),
     }
 }
 
@@ -81,104 +72,78 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 pub fn stats(ctx: &mut Ctx, _a: &Args) {
     let f = figures(ctx);
-    let dbs: Vec<(usize, u64, u64)> = ctx
-        .srv
-        .ks
-        .existing()
-        .filter(|d| d.size() > 0)
-        .map(|d| {
-            // Table overhead: one slot-table header per non-empty slot
-            // plus a pointer per key.
-            let slots = (0..SLOTS as u16).filter(|&s| d.slot_keys(s) > 0).count() as u64;
-            (
-                d.index,
-                slots * 64 + d.size() as u64 * 8,
-                d.expires_count() as u64 * 16,
-            )
-        })
-        .collect();
-    let overhead = f.startup + dbs.iter().map(|(_, m, e)| m + e).sum::<u64>();
-    let dataset = f.allocated.saturating_sub(overhead);
+    let m = &f.account;
     let r = &mut ctx.r;
-    r.map(27 + dbs.len());
-    let int = |r: &mut crate::resp::Reply, k: &str, v: i64| {
+    r.map(27 + m.dbs.len());
+    let int = |r: &mut crate::resp::Reply, k: &str, v: u64| {
         r.bulk(k.as_bytes());
-        r.int(v);
+        r.int(v as i64);
     };
     let dbl = |r: &mut crate::resp::Reply, k: &str, v: f64| {
         r.bulk(k.as_bytes());
         r.double(v);
     };
-    int(r, "peak.allocated", f.peak as i64);
-    int(r, "total.allocated", f.allocated as i64);
-    int(r, "startup.allocated", f.startup as i64);
-    int(r, "replication.backlog", 0);
-    int(r, "clients.slaves", 0);
-    int(r, "clients.normal", 0);
+    int(r, "peak.allocated", m.peak);
+    int(r, "total.allocated", m.used);
+    int(r, "startup.allocated", m.startup);
+    int(r, "replication.backlog", m.backlog);
+    int(r, "clients.slaves", m.clients_slaves);
+    int(r, "clients.normal", m.clients_normal);
+    // No cluster bus link buffers are kept apart from the bus tasks.
     int(r, "cluster.links", 0);
-    int(r, "aof.buffer", 0);
-    int(r, "lua.caches", 0);
-    int(r, "functions.caches", 0);
-    for (i, main, expires) in &dbs {
-        r.bulk(format!("db.{i}").as_bytes());
-        r.map(2);
-        int(r, "overhead.hashtable.main", *main as i64);
-        int(r, "overhead.hashtable.expires", *expires as i64);
+    int(r, "aof.buffer", m.aof_buffer);
+    int(r, "lua.caches", m.lua_caches);
+    int(r, "functions.caches", m.functions_caches);
+    for d in &m.dbs {
+        r.bulk(format!("db.{}", d.index).as_bytes());
+        r.map(3);
+        int(r, "overhead.hashtable.main", d.main);
+        int(r, "overhead.hashtable.expires", d.expires);
+        // Keys are found by slot through their slot's own table: there is
+        // no slot-to-keys index apart (Redis keeps one in cluster mode).
+        int(r, "overhead.hashtable.slot-to-keys", 0);
     }
-    int(r, "overhead.total", overhead as i64);
-    int(r, "keys.count", f.keys as i64);
-    int(
-        r,
-        "keys.bytes-per-key",
-        f.allocated
-            .saturating_sub(f.startup)
-            .checked_div(f.keys)
-            .unwrap_or(0) as i64,
-    );
-    int(r, "dataset.bytes", dataset as i64);
-    dbl(
-        r,
-        "dataset.percentage",
-        100.0 * ratio(dataset, f.allocated.saturating_sub(f.startup)),
-    );
-    dbl(r, "peak.percentage", 100.0 * ratio(f.allocated, f.peak));
-    int(r, "allocator.allocated", f.allocated as i64);
-    int(r, "allocator.active", f.active as i64);
-    int(r, "allocator.resident", f.resident as i64);
+    int(r, "overhead.total", m.total);
+    int(r, "keys.count", m.keys());
+    int(r, "keys.bytes-per-key", m.bytes_per_key());
+    int(r, "dataset.bytes", m.dataset());
+    dbl(r, "dataset.percentage", m.dataset_perc());
+    dbl(r, "peak.percentage", m.peak_perc());
+    int(r, "allocator.allocated", f.allocated);
+    int(r, "allocator.active", f.active);
+    int(r, "allocator.resident", f.resident);
+    let diff = |r: &mut crate::resp::Reply, k: &str, a: u64, b: u64| {
+        r.bulk(k.as_bytes());
+        r.int(a as i64 - b as i64);
+    };
     dbl(
         r,
         "allocator-fragmentation.ratio",
         ratio(f.active, f.allocated),
     );
-    int(
-        r,
-        "allocator-fragmentation.bytes",
-        f.active as i64 - f.allocated as i64,
-    );
+    diff(r, "allocator-fragmentation.bytes", f.active, f.allocated);
     dbl(r, "allocator-rss.ratio", ratio(f.resident, f.active));
-    int(
-        r,
-        "allocator-rss.bytes",
-        f.resident as i64 - f.active as i64,
-    );
+    diff(r, "allocator-rss.bytes", f.resident, f.active);
     dbl(r, "rss-overhead.ratio", ratio(f.rss, f.resident));
-    int(r, "rss-overhead.bytes", f.rss as i64 - f.resident as i64);
-    dbl(r, "fragmentation", ratio(f.rss, f.allocated));
-    int(r, "fragmentation.bytes", f.rss as i64 - f.allocated as i64);
+    diff(r, "rss-overhead.bytes", f.rss, f.resident);
+    // The process's RSS against used memory (INFO mem_fragmentation_ratio).
+    dbl(r, "fragmentation", ratio(f.rss, m.used));
+    diff(r, "fragmentation.bytes", f.rss, m.used);
 }
 
 pub fn doctor(ctx: &mut Ctx, _a: &Args) {
     let f = figures(ctx);
+    let (used, peak) = (f.account.used, f.account.peak);
     let mut notes: Vec<String> = Vec::new();
-    if f.allocated < 5 * 1024 * 1024 {
+    if used < 5 * 1024 * 1024 {
         notes.push(
             "Too little data is stored for a useful diagnosis (under 5 MB); come back when the server holds some.".into(),
         );
     } else {
-        if f.peak > 0 && ratio(f.peak, f.allocated) > 1.5 {
+        if peak > 0 && ratio(peak, used) > 1.5 {
             notes.push(format!(
                 "Peak memory: the peak ({} bytes) is over 150% of what is allocated now ({} bytes): memory was freed after a burst, and the allocator may not have returned it.",
-                f.peak, f.allocated
+                peak, used
             ));
         }
         if ratio(f.active, f.allocated) > 1.1 {
@@ -187,10 +152,10 @@ pub fn doctor(ctx: &mut Ctx, _a: &Args) {
                 ratio(f.active, f.allocated)
             ));
         }
-        if ratio(f.rss, f.allocated) > 1.4 {
+        if ratio(f.rss, used) > 1.4 {
             notes.push(format!(
                 "High RSS overhead: the process holds {:.2} times the memory it has allocated.",
-                ratio(f.rss, f.allocated)
+                ratio(f.rss, used)
             ));
         }
         if notes.is_empty() {

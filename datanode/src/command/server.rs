@@ -187,79 +187,38 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if !o.is_empty() {
             o.push_str("\r\n");
         }
-        // The allocator's own count when the binary installed it (the
-        // figure maxmemory is checked against), jemalloc's otherwise.
+        let m = crate::server::memfigures::gather(srv);
+        let (used, peak, startup) = (m.used, m.peak, m.startup);
+        let (overhead, dataset, dataset_perc) = (m.total, m.dataset(), m.dataset_perc());
+        let (repl_buffers, backlog, clients_slaves) = (m.repl_buffers, m.backlog, m.clients_slaves);
+        let (clients, aof_buffer) = (m.clients_normal, m.aof_buffer);
+        let (scripts_mem, functions_mem) = (m.lua_caches, m.functions_caches);
+        let scripts_total = scripts_mem + functions_mem;
         let allocated = allocated_bytes();
-        let used = if crate::memory::counting() {
-            crate::memory::used()
-        } else {
-            allocated
-        };
-        crate::memory::peak_update(used);
-        let peak = crate::memory::peak().max(used);
         let rss = rss_bytes();
         let ratio = if used > 0 {
             rss as f64 / used as f64
         } else {
             0.0
         };
-        let startup = srv.startup_memory.load(Ordering::Relaxed).min(used);
         let not_counted = crate::server::evict::not_counted(srv);
-        let (repl_buffers, backlog_size, aof_buffer) = srv.log.with_buf(|b| {
-            (
-                b.repl.mem(),
-                b.repl.size(),
-                (b.buf.capacity() + b.old.capacity()) as u64,
-            )
-        });
-        // As Redis 7.0: replicas and the backlog share one buffer; while
-        // replicas are connected, what passes the backlog's size is theirs.
-        let has_replicas = !srv.repl.state.lock().replicas.is_empty();
-        let (backlog, clients_slaves) = if has_replicas && repl_buffers > backlog_size {
-            (backlog_size, repl_buffers - backlog_size)
-        } else {
-            (repl_buffers, 0)
-        };
-        // Their send buffers too (a copy Redis does not make).
-        let clients_slaves = clients_slaves + crate::replication::master::send_buffers();
-        let overhead = startup + repl_buffers + aof_buffer;
-        let dataset = used.saturating_sub(overhead);
-        let net = used.saturating_sub(startup);
-        let dataset_perc = if net > 0 {
-            dataset as f64 * 100.0 / net as f64
-        } else {
-            0.0
-        };
         let maxmemory = cfg.int("maxmemory").max(0) as u64;
         let (_, active, resident) = jemalloc_stats();
         let system = total_system_memory();
         let div = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
-        // Every connection's memory as maxmemory-clients counts it
-        // (Redis's mem_clients_normal); replicas are not counted apart.
-        let clients: u64 = srv
-            .clients
-            .lock()
-            .values()
-            .filter(|c| c.role.load(Ordering::Relaxed) != crate::server::client::role::REPLICA)
-            .map(|c| c.memory())
-            .sum();
-        // Functions are not built yet: their figures are zero.
         let lua = srv.scripts.lua_memory() as u64;
-        let scripts_mem = srv.scripts.cache.bytes();
         let cached = srv.scripts.cache.len();
         let (n_functions, n_libraries) = {
             let set = srv.scripts.functions.read();
             (set.function_count(), set.library_count())
         };
-        let functions_mem = srv.scripts.functions.bytes() as u64;
-        let scripts_total = scripts_mem + functions_mem;
         let _ = write!(
             o,
             "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nallocator_active:{active}\r\nallocator_resident:{resident}\r\ntotal_system_memory:{system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{scripts_mem}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{n_functions}\r\nnumber_of_libraries:{n_libraries}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{functions_mem}\r\nused_memory_scripts:{scripts_total}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{repl_buffers}\r\nmem_clients_slaves:{clients_slaves}\r\nmem_clients_normal:{clients}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
             human(used),
             human(rss),
             human(peak),
-            if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 0.0 },
+            m.peak_perc(),
             human(system),
             human(lua),
             human(lua),

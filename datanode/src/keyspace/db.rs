@@ -93,6 +93,27 @@ impl Db {
         }
     }
 
+    /// What the database's tables cost, as (keys, expiry times): the fixed
+    /// part (its slots, about 1.1 MB), then per key a boxed entry and its
+    /// bucket, and per TTL an expiry entry and its bucket. Buckets are
+    /// reckoned at the tables' fullest (7 in 8 used), so this is a floor
+    /// (INFO used_memory_overhead, MEMORY STATS).
+    pub fn table_overhead(&self) -> (usize, usize) {
+        use super::slot::Entry;
+        use std::mem::size_of;
+        let bucket = |entry: usize| (entry + 1) * 8 / 7;
+        let keys = self.total(|t| t.keys.load(Ordering::Relaxed)).max(0) as usize;
+        let expires = self.total(|t| t.expires.load(Ordering::Relaxed)).max(0) as usize;
+        let fixed = size_of::<Db>()
+            + self.slots.len() * size_of::<Slot>()
+            + self.snap_gens.len() * size_of::<AtomicU32>()
+            + self.hidden.len() * size_of::<AtomicU64>()
+            + self.totals.len() * size_of::<Totals>();
+        let per_key = size_of::<Entry>() + bucket(size_of::<Box<Entry>>());
+        let per_ttl = bucket(size_of::<(SBytes, i64)>());
+        (fixed + keys * per_key, expires * per_ttl)
+    }
+
     /// Locks the slot that holds `key`.
     pub fn lock_key(&self, key: &[u8], now: i64) -> SlotRef<'_> {
         self.lock_slot(key_slot(key), now)

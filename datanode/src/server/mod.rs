@@ -9,6 +9,7 @@ pub mod evict;
 pub mod hdr;
 pub mod latency;
 pub mod listen;
+pub mod memfigures;
 pub mod notify;
 pub mod oom;
 pub mod outbox;

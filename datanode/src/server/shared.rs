@@ -83,12 +83,11 @@ pub struct Shared {
     pub listening: std::sync::atomic::AtomicUsize,
     /// The task accepting on the unix socket, stopped at shutdown.
     pub unix_listener: Mutex<Option<tokio::task::AbortHandle>>,
-    /// Allocated bytes when the server was set up (MEMORY STATS).
-    pub startup_allocated: AtomicU64,
     /// The eviction pool; held for a whole eviction pass.
     pub evictor: Mutex<crate::keyspace::evict::Evictor>,
     pub evicting_in_background: AtomicBool,
-    /// Used memory once started, before any data (INFO used_memory_startup).
+    /// Used memory once started, before any data (INFO used_memory_startup,
+    /// MEMORY STATS startup.allocated).
     pub startup_memory: AtomicU64,
     /// CLIENT PAUSE state.
     pub pause: super::pause::Pause,
@@ -160,7 +159,6 @@ impl Shared {
             unix_listener: Mutex::new(None),
             latency: Default::default(),
             base_rewrite_running: AtomicBool::new(false),
-            startup_allocated: AtomicU64::new(crate::command::server::allocated_bytes()),
             evictor: Default::default(),
             evicting_in_background: AtomicBool::new(false),
             startup_memory: AtomicU64::new(0),

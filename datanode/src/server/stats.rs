@@ -62,8 +62,6 @@ pub struct Stats {
     pub dirty: AtomicU64,
     pub total_error_replies: AtomicU64,
     pub lastsave: AtomicI64,
-    /// Highest `used_memory` seen (INFO used_memory_peak, MEMORY STATS).
-    pub memory_peak: AtomicU64,
     ops: Mutex<OpsSampler>,
 }
 
@@ -108,13 +106,6 @@ impl Stats {
             aof_last_rewrite_secs: AtomicI64::new(-1),
             ..Stats::default()
         }
-    }
-
-    /// Records `used` as a candidate peak; returns the peak.
-    pub fn note_memory_peak(&self, used: u64) -> u64 {
-        self.memory_peak
-            .fetch_max(used, Ordering::Relaxed)
-            .max(used)
     }
 
     pub fn add(c: &AtomicU64, n: u64) {
