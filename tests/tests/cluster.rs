@@ -382,6 +382,14 @@ fn mixed_cluster_with_a_real_redis_server() {
         let info = c.info_field(i, &["INFO"], "cluster_enabled");
         assert_eq!(info.as_deref(), Some("1"));
     }
+    // Two bus links per other node (one each way), as redis-server counts.
+    wait_until(Duration::from_secs(20), "two links per peer", || {
+        (0..3).all(|i| {
+            c.info_field(i, &["INFO", "clients"], "cluster_connections")
+                .as_deref()
+                == Some("4")
+        })
+    });
     // Redis 7.0 understood every extension we sent it.
     let log = c.nodes[2].log();
     assert!(!log.contains("unknown extension"), "{log}");

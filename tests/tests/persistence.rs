@@ -779,3 +779,88 @@ fn automatic_rewrites_that_keep_failing_are_held_back() {
         assert!(blocker.is_file(), "{kind:?}");
     }
 }
+
+#[test]
+fn a_save_asked_for_while_another_runs_is_scheduled_as_redis_does() {
+    for kind in [Server::Redis, Server::Datanode] {
+        for aof in ["no", "yes"] {
+            let n = Node::start(kind, &["--save", "", "--appendonly", aof]);
+            let mut c = n.conn();
+            let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
+            let count = |c: &mut Conn, f: &str| -> u64 { field(c, f).parse().expect("a number") };
+            for i in 0..50 {
+                c.text(&["SET", &format!("k{i}"), "v"]);
+            }
+            // Each save (and the rewrite's RDB preamble) takes ~1 s.
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "20000"]);
+            let what = format!("{kind:?} appendonly {aof}");
+            let (saves, rewrites) = (count(&mut c, "rdb_saves"), count(&mut c, "aof_rewrites"));
+            assert_eq!(
+                c.text(&["BGSAVE"]),
+                "+Background saving started\r\n",
+                "{what}"
+            );
+            // A rewrite waits for the save.
+            for _ in 0..2 {
+                assert_eq!(
+                    c.text(&["BGREWRITEAOF"]),
+                    "+Background append only file rewriting scheduled\r\n",
+                    "{what}"
+                );
+            }
+            assert_eq!(field(&mut c, "aof_rewrite_scheduled"), "1", "{what}");
+            assert_eq!(field(&mut c, "aof_rewrite_in_progress"), "0", "{what}");
+            slotkv_tests::wait_until(
+                Duration::from_secs(20),
+                &format!("{what}: the rewrite to start"),
+                || field(&mut c, "aof_rewrite_in_progress") == "1",
+            );
+            assert_eq!(field(&mut c, "aof_rewrite_scheduled"), "0", "{what}");
+            // A save during the rewrite is refused, or waits when asked to.
+            assert_eq!(
+                c.text(&["BGSAVE"]),
+                "-ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.\r\n",
+                "{what}"
+            );
+            assert_eq!(
+                c.text(&["BGREWRITEAOF"]),
+                "-ERR Background append only file rewriting already in progress\r\n",
+                "{what}"
+            );
+            assert_eq!(
+                c.text(&["BGSAVE", "SCHEDULE"]),
+                "+Background saving scheduled\r\n",
+                "{what}"
+            );
+            slotkv_tests::wait_until(
+                Duration::from_secs(20),
+                &format!("{what}: both to run"),
+                || {
+                    count(&mut c, "rdb_saves") == saves + 2
+                        && count(&mut c, "aof_rewrites") == rewrites + 1
+                        && field(&mut c, "rdb_bgsave_in_progress") == "0"
+                },
+            );
+            // Inside a transaction both are scheduled.
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+            c.text(&["MULTI"]);
+            c.text(&["BGREWRITEAOF"]);
+            c.text(&["BGSAVE"]);
+            assert_eq!(
+                c.text(&["EXEC"]),
+                "*2\r\n+Background append only file rewriting scheduled\r\n+Background saving scheduled\r\n",
+                "{what}"
+            );
+            slotkv_tests::wait_until(
+                Duration::from_secs(20),
+                &format!("{what}: both to run again"),
+                || {
+                    count(&mut c, "rdb_saves") == saves + 3
+                        && count(&mut c, "aof_rewrites") == rewrites + 2
+                        && field(&mut c, "rdb_bgsave_in_progress") == "0"
+                        && field(&mut c, "aof_rewrite_in_progress") == "0"
+                },
+            );
+        }
+    }
+}

@@ -1862,3 +1862,82 @@ fn memory_stats_adds_up_as_info_does() {
         drop(big);
     }
 }
+
+#[test]
+fn wait_blocks_the_client_as_blocking_commands_do() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut admin = n.conn();
+        let mut w = n.conn();
+        let id = w.text(&["CLIENT", "ID"]);
+        let id = id.trim_start_matches(':').trim();
+        let blocked = |admin: &mut Conn| -> (String, String) {
+            (
+                info_field(admin, "clients", "blocked_clients"),
+                info_field(admin, "clients", "clients_in_timeout_table"),
+            )
+        };
+        // (command, CLIENT UNBLOCK's mode, counted as timed, its reply)
+        let cases: [(&[&str], &str, &str, &str); 4] = [
+            (&["WAIT", "1", "100000"], "TIMEOUT", "1", ":0\r\n"),
+            (
+                &["WAIT", "1", "0"],
+                "ERROR",
+                "0",
+                "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+            ),
+            (&["BLPOP", "nolist", "100"], "TIMEOUT", "1", "*-1\r\n"),
+            (&["BLPOP", "nolist", "0"], "TIMEOUT", "0", "*-1\r\n"),
+        ];
+        for (cmd, mode, timed, reply) in cases {
+            w.send_raw(&slotkv_tests::resp::encode(cmd)).expect("send");
+            wait_until("the client to block", || blocked(&mut admin).0 == "1");
+            assert_eq!(blocked(&mut admin).1, timed, "{kind:?} {cmd:?}");
+            let list = admin.text(&["CLIENT", "LIST", "ID", id]);
+            assert!(
+                list.contains(" flags=b ")
+                    && list.contains(&format!(" cmd={}", cmd[0].to_lowercase())),
+                "{kind:?} {cmd:?}: {list}"
+            );
+            assert_eq!(
+                admin.text(&["CLIENT", "UNBLOCK", id, mode]),
+                ":1\r\n",
+                "{kind:?} {cmd:?}"
+            );
+            let got = w.read_reply().expect("reply");
+            assert_eq!(String::from_utf8_lossy(&got.raw), reply, "{kind:?} {cmd:?}");
+            assert_eq!(blocked(&mut admin), ("0".into(), "0".into()), "{kind:?}");
+        }
+    }
+}
+
+#[test]
+fn info_shows_the_largest_recent_client_buffers() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let peak = |c: &mut Conn, field: &str| -> u64 {
+            info_field(c, "clients", field).parse().expect("a number")
+        };
+        // Half of a 2 MB argument waits in a query buffer.
+        let mut big = n.conn();
+        let mut partial = b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2000000\r\n".to_vec();
+        partial.resize(partial.len() + 1_000_000, b'x');
+        big.send_raw(&partial).expect("send");
+        wait_until("the query buffer to show", || {
+            peak(&mut c, "client_recent_max_input_buffer") > 1_000_000
+        });
+        // Replies pile up for a client that does not read them.
+        let value = "v".repeat(4 << 20);
+        c.text(&["SET", "big", &value]);
+        let mut slow = n.conn();
+        let gets: Vec<u8> = (0..10)
+            .flat_map(|_| slotkv_tests::resp::encode(&["GET", "big"]))
+            .collect();
+        slow.send_raw(&gets).expect("send");
+        wait_until("the output buffer to show", || {
+            peak(&mut c, "client_recent_max_output_buffer") > 10 << 20
+        });
+        drop((big, slow));
+    }
+}

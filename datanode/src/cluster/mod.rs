@@ -326,6 +326,25 @@ impl Cluster {
         r
     }
 
+    /// Open bus links, inbound and outbound, and the bytes queued on them
+    /// not yet written (INFO cluster_connections and mem_cluster_links).
+    pub fn links_summary(&self) -> (usize, u64) {
+        let st = self.state.lock();
+        let txs = self.txs.lock();
+        let queued = st
+            .links
+            .iter()
+            .filter_map(|(id, l)| {
+                let written = txs
+                    .get(id)?
+                    .written
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                Some(l.sent_bytes.saturating_sub(written))
+            })
+            .sum();
+        (st.links.len(), queued)
+    }
+
     /// Bytes queued and not yet written on a link (CLUSTER LINKS).
     pub fn link_queued(&self, link: u64, sent: u64) -> u64 {
         self.txs.lock().get(&link).map_or(0, |l| {

@@ -89,8 +89,7 @@ pub fn stats(ctx: &mut Ctx, _a: &Args) {
     int(r, "replication.backlog", m.backlog);
     int(r, "clients.slaves", m.clients_slaves);
     int(r, "clients.normal", m.clients_normal);
-    // No cluster bus link buffers are kept apart from the bus tasks.
-    int(r, "cluster.links", 0);
+    int(r, "cluster.links", m.cluster_links);
     int(r, "aof.buffer", m.aof_buffer);
     int(r, "lua.caches", m.lua_caches);
     int(r, "functions.caches", m.functions_caches);

@@ -36,6 +36,12 @@ fn total_system_memory() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Open cluster bus links, inbound and outbound (INFO cluster_connections;
+/// Redis estimates two per known node).
+fn cluster_connections(srv: &crate::server::shared::Shared) -> usize {
+    srv.cluster.get().map_or(0, |c| c.links_summary().0)
+}
+
 pub fn rss_bytes() -> u64 {
     // /proc/self/statm: size resident ... in pages.
     let page = 4096u64;
@@ -173,14 +179,17 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             .values()
             .filter(|c| !c.killed.load(Ordering::Relaxed) || c.id == ctx.client.id)
             .count();
+        let (peak_in, peak_out) = srv.stats.client_peaks.lock().max(now / 1000);
         let _ = write!(
             o,
-            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:{}\r\nclients_in_timeout_table:0\r\n",
+            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:{}\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:{peak_in}\r\nclient_recent_max_output_buffer:{peak_out}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\nclients_in_timeout_table:{}\r\n",
+            cluster_connections(srv),
             cfg.maxclients(),
             // Clients waiting out a CLIENT PAUSE count as blocked in Redis.
             srv.ks.blocking.clients.load(Ordering::Relaxed)
                 + srv.pause.waiting.load(Ordering::Relaxed),
-            srv.tracking.counts().clients
+            srv.tracking.counts().clients,
+            srv.ks.blocking.timed_waits(),
         );
     }
     if want("memory") {
@@ -191,7 +200,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let (used, peak, startup) = (m.used, m.peak, m.startup);
         let (overhead, dataset, dataset_perc) = (m.total, m.dataset(), m.dataset_perc());
         let (repl_buffers, backlog, clients_slaves) = (m.repl_buffers, m.backlog, m.clients_slaves);
-        let (clients, aof_buffer) = (m.clients_normal, m.aof_buffer);
+        let (clients, aof_buffer, cluster_links) =
+            (m.clients_normal, m.aof_buffer, m.cluster_links);
         let (scripts_mem, functions_mem) = (m.lua_caches, m.functions_caches);
         let scripts_total = scripts_mem + functions_mem;
         let allocated = allocated_bytes();
@@ -214,7 +224,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         };
         let _ = write!(
             o,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nallocator_active:{active}\r\nallocator_resident:{resident}\r\ntotal_system_memory:{system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{scripts_mem}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{n_functions}\r\nnumber_of_libraries:{n_libraries}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{functions_mem}\r\nused_memory_scripts:{scripts_total}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{repl_buffers}\r\nmem_clients_slaves:{clients_slaves}\r\nmem_clients_normal:{clients}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\nallocator_allocated:{allocated}\r\nallocator_active:{active}\r\nallocator_resident:{resident}\r\ntotal_system_memory:{system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:{lua}\r\nused_memory_vm_eval:{lua}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{scripts_mem}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{n_functions}\r\nnumber_of_libraries:{n_libraries}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{lua}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{functions_mem}\r\nused_memory_scripts:{scripts_total}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nallocator_frag_ratio:{:.2}\r\nallocator_frag_bytes:{}\r\nallocator_rss_ratio:{:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:{:.2}\r\nrss_overhead_bytes:{}\r\nmem_fragmentation_ratio:{ratio:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{repl_buffers}\r\nmem_clients_slaves:{clients_slaves}\r\nmem_clients_normal:{clients}\r\nmem_cluster_links:{cluster_links}\r\nmem_aof_buffer:{aof_buffer}\r\nmem_allocator:jemalloc-5.3.0\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
             human(used),
             human(rss),
             human(peak),
@@ -245,10 +255,12 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             .as_ref()
             .map(|a| (a.rewriting(), a.current_size(), a.base_size()))
             .unwrap_or((false, 0, 0));
+        drop(aof);
         let rewriting = rewriting || srv.base_rewrite_running.load(Ordering::SeqCst);
+        let scheduled = srv.aof_rewrite_scheduled.load(Ordering::SeqCst);
         let _ = write!(
             o,
-            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.repl.loading.load(Ordering::Relaxed) as u8,
             srv.repl.async_loading.load(Ordering::Relaxed) as u8,
             Stats::get(&srv.stats.dirty),
@@ -269,6 +281,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             Stats::get(&srv.stats.rdb_last_load_keys_loaded),
             cfg.appendonly() as u8,
             rewriting as u8,
+            scheduled as u8,
             srv.stats.aof_last_rewrite_secs.load(Ordering::Relaxed),
             match srv.stats.aof_rewrite_started_s.load(Ordering::Relaxed) {
                 0 => -1,
@@ -290,7 +303,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if cfg.appendonly() {
             let _ = write!(
                 o,
-                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:0\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n"
+                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+                scheduled as u8,
+                srv.log.with_buf(|b| b.buf.len()),
             );
         }
     }
@@ -1239,18 +1254,23 @@ pub fn bgsave(ctx: &mut Ctx, a: &Args) {
     if a.len() > 2 || (a.len() == 2 && !eq_ic(a.get(1), "SCHEDULE")) {
         return ctx.r.error(SYNTAX);
     }
-    match crate::persistence::bgsave(ctx.srv) {
-        Ok(()) => ctx.r.simple("Background saving started"),
+    use crate::persistence::schedule::{request_bgsave, Started};
+    match request_bgsave(ctx.srv, a.len() == 2, ctx.client.in_exec) {
+        Ok(Started::Now) => ctx.r.simple("Background saving started"),
+        Ok(Started::Scheduled) => ctx.r.simple("Background saving scheduled"),
         Err(e) => ctx.r.error(&format!("ERR {e}")),
     }
 }
 
 pub fn bgrewriteaof(ctx: &mut Ctx, _a: &Args) {
-    let started = crate::persistence::aof::start_rewrite(ctx.srv);
-    match started {
-        Ok(()) => ctx
+    use crate::persistence::schedule::{request_rewrite, Started};
+    match request_rewrite(ctx.srv, ctx.client.in_exec) {
+        Ok(Started::Now) => ctx
             .r
             .simple("Background append only file rewriting started"),
+        Ok(Started::Scheduled) => ctx
+            .r
+            .simple("Background append only file rewriting scheduled"),
         Err(e) => ctx.r.error(&format!("ERR {e}")),
     }
 }

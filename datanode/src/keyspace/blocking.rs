@@ -20,9 +20,37 @@ pub struct Blocking {
     queues: Mutex<HashMap<(usize, SBytes), Queue>>,
     /// Clients currently blocked (INFO blocked_clients).
     pub clients: AtomicUsize,
+    /// Those of them with a timeout (INFO clients_in_timeout_table).
+    timed: AtomicUsize,
+}
+
+/// A blocked client's place in the count of waits with a timeout, given
+/// back when dropped.
+pub struct TimedWait<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for TimedWait<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0 {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Blocking {
+    /// Counts a blocked client's wait among those with a timeout while the
+    /// returned guard lives (nothing when it has none).
+    pub fn timed_wait(&self, has_timeout: bool) -> TimedWait<'_> {
+        TimedWait(has_timeout.then(|| {
+            self.timed.fetch_add(1, Ordering::Relaxed);
+            &self.timed
+        }))
+    }
+
+    /// Blocked clients waiting with a timeout.
+    pub fn timed_waits(&self) -> usize {
+        self.timed.load(Ordering::Relaxed)
+    }
+
     /// Registers a client on keys; `front` keeps its place after a retry
     /// that found nothing.
     pub fn register(&self, db: usize, keys: &[Vec<u8>], id: u64, n: &Arc<Notify>, front: bool) {

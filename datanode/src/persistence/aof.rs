@@ -966,7 +966,13 @@ pub fn maybe_auto_rewrite(srv: &Arc<Shared>) {
         Some(h) => (h.current_size(), h.base_size(), h.rewriting()),
         None => return,
     };
-    if busy || pct == 0 || size <= min {
+    // Not while another save runs or a rewrite waits for one (as Redis).
+    if busy
+        || pct == 0
+        || size <= min
+        || srv.aof_rewrite_scheduled.load(Ordering::SeqCst)
+        || super::schedule::any_running(srv)
+    {
         return;
     }
     let base = base.max(1);

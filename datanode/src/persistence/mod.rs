@@ -4,6 +4,7 @@ pub mod aof;
 pub mod effects;
 pub mod rdb;
 pub mod rewrite;
+pub mod schedule;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -254,13 +255,7 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
             drop(db.lock_slot(s, now));
-            // rdb-key-save-delay stretches the save, outside the lock so
-            // writers are not held up.
-            if rdb::KEY_SAVE_DELAY.load(Ordering::Relaxed) > 0 {
-                for _ in 0..db.slot_keys(s) {
-                    rdb::key_delay(&rdb::KEY_SAVE_DELAY);
-                }
-            }
+            rdb::slot_save_delay(db, s);
             chunks.extend(rx.try_iter());
         }
     }
@@ -370,7 +365,7 @@ pub fn track_loaded_imports(srv: &Shared, hidden: Vec<(u16, u16)>) {
 /// The `save <seconds> <changes>` schedule, checked by the cron.
 pub fn maybe_scheduled_save(srv: &Arc<Shared>) {
     let params = srv.config.read().save_params();
-    if params.is_empty() || srv.bgsave_running.load(Ordering::Relaxed) {
+    if params.is_empty() || schedule::any_running(srv) {
         return;
     }
     // After a failure, the next try waits a few seconds, as in Redis.

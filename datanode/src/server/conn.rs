@@ -432,24 +432,40 @@ async fn until_killed(info: &ClientInfo) {
 }
 
 /// WAIT: until `n` replicas acknowledged `offset`, the timeout (ms, 0 =
-/// none) passes, or the client is killed. Returns how many did.
+/// none) passes, the client is killed or CLIENT UNBLOCK ends the wait.
+/// The client shows as blocked meanwhile (INFO blocked_clients and
+/// clients_in_timeout_table, CLIENT LIST flag `b`), as in Redis. Returns
+/// how many replicas acknowledged, or the error CLIENT UNBLOCK ERROR gives.
 async fn wait_replicas(
     srv: &Arc<Shared>,
     info: &ClientInfo,
     n: i64,
     timeout_ms: u64,
     offset: u64,
-) -> usize {
+) -> Result<usize, &'static str> {
     use crate::replication::master::acked_count;
     let deadline = (timeout_ms > 0)
         .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
-    loop {
+    let count = acked_count(srv, offset);
+    if count as i64 >= n {
+        return Ok(count);
+    }
+    // Created before the client shows as blocked, so a CLIENT UNBLOCK that
+    // sees the flag cannot miss this waiter.
+    let unblocked = info.unblock_notify.notified();
+    tokio::pin!(unblocked);
+    let blocking = &srv.ks.blocking;
+    info.unblock_mode.store(UNBLOCK_WAITING, Ordering::SeqCst);
+    info.blocked.store(true, Ordering::SeqCst);
+    blocking.clients.fetch_add(1, Ordering::Relaxed);
+    let timed = blocking.timed_wait(deadline.is_some());
+    let result = loop {
         let notified = srv.repl.acked.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let count = acked_count(srv, offset);
         if count as i64 >= n || info.killed.load(Ordering::Relaxed) {
-            return count;
+            break Ok(count);
         }
         // Bounded waits: the deadline, the kill flag and a missed wake-up
         // are all looked at again within a second.
@@ -457,12 +473,27 @@ async fn wait_replicas(
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return count;
+                break Ok(count);
             }
             step = step.min(left);
         }
-        let _ = tokio::time::timeout(step, notified).await;
-    }
+        tokio::select! {
+            _ = &mut unblocked => {
+                break if info.unblock_mode.load(Ordering::SeqCst) == UNBLOCK_ERROR {
+                    crate::server::cmdstats::count_error_reply(srv, b"-UNBLOCKED");
+                    Err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                } else {
+                    Ok(acked_count(srv, offset))
+                };
+            }
+            _ = tokio::time::timeout(step, notified) => {}
+        }
+    };
+    drop(timed);
+    blocking.clients.fetch_sub(1, Ordering::Relaxed);
+    info.blocked.store(false, Ordering::SeqCst);
+    info.unblock_mode.store(0, Ordering::SeqCst);
+    result
 }
 
 /// The server cron woke an idle connection: it frees its empty read
@@ -1045,9 +1076,12 @@ async fn connection_loop(
                             timeout_ms,
                             offset,
                         } => {
-                            let n =
-                                wait_replicas(srv, &info, numreplicas, timeout_ms, offset).await;
-                            Reply::new(&mut out, client.proto).int(n as i64);
+                            *info.last_cmd.lock() = client.last_cmd;
+                            let mut r = Reply::new(&mut out, client.proto);
+                            match wait_replicas(srv, &info, numreplicas, timeout_ms, offset).await {
+                                Ok(n) => r.int(n as i64),
+                                Err(e) => r.error(e),
+                            }
                             now = now_ms();
                         }
                         Action::Rebind {
@@ -1274,6 +1308,7 @@ async fn wait_blocked(
     write_all_out(srv, sock, out, &info).await?;
     let deadline = (b.timeout_ms > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
+    let timed = blocking.timed_wait(deadline.is_some());
     let cluster = srv.cluster.get().cloned();
     let result = loop {
         // Enabled before the check below, so a change made in between
@@ -1365,6 +1400,7 @@ async fn wait_blocked(
     info.unblock_mode.store(0, Ordering::SeqCst);
     blocking.unregister(db, &b.keys, client.id);
     blocking.clients.fetch_sub(1, Ordering::Relaxed);
+    drop(timed);
     if matches!(result, Ok(true)) {
         // Elements may remain for whoever blocked after us (a wake-up the
         // command gave while we were still first in line came back to us).

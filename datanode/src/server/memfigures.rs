@@ -29,6 +29,8 @@ pub struct Overhead {
     pub clients_slaves: u64,
     /// Every other connection, as maxmemory-clients counts it.
     pub clients_normal: u64,
+    /// Bytes queued on the cluster bus's links.
+    pub cluster_links: u64,
     pub aof_buffer: u64,
     /// The EVAL script cache.
     pub lua_caches: u64,
@@ -105,6 +107,7 @@ pub fn gather(srv: &Shared) -> Overhead {
         .filter(|c| c.role.load(Ordering::Relaxed) != super::client::role::REPLICA)
         .map(|c| c.memory())
         .sum();
+    let cluster_links = srv.cluster.get().map_or(0, |c| c.links_summary().1);
     let lua_caches = srv.scripts.cache.bytes();
     let functions_caches = srv.scripts.functions.bytes() as u64;
     // Every made database's tables count, but only those holding keys are
@@ -129,6 +132,7 @@ pub fn gather(srv: &Shared) -> Overhead {
         + backlog
         + clients_slaves
         + clients_normal
+        + cluster_links
         + aof_buffer
         + lua_caches
         + functions_caches
@@ -141,6 +145,7 @@ pub fn gather(srv: &Shared) -> Overhead {
         backlog,
         clients_slaves,
         clients_normal,
+        cluster_links,
         aof_buffer,
         lua_caches,
         functions_caches,

@@ -318,15 +318,20 @@ async fn cron(srv: Arc<Shared>) {
             follow_cluster_role(&srv);
         }
         crate::persistence::aof::maybe_auto_rewrite(&srv);
+        crate::persistence::schedule::run_scheduled(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
     }
 }
 
 /// Like Redis's client cron: a connection idle for 2 s gives its empty
 /// read buffer back, and an idle connection's reply buffer is resized by
-/// its peak (it is asked to; only its own task touches its buffers).
+/// its peak (it is asked to; only its own task touches its buffers). The
+/// largest buffers seen are noted for INFO.
 fn release_idle_buffers(srv: &Shared, now: i64) {
+    let (mut input, mut output) = (0, 0);
     for c in srv.clients.lock().values() {
+        input = input.max(c.qbuf_cap.load(Ordering::Relaxed));
+        output = output.max(c.output_bytes());
         let release_read = c.qbuf_cap.load(Ordering::Relaxed) > 0
             && c.qbuf.load(Ordering::Relaxed) == 0
             && now - c.last_interaction_ms.load(Ordering::Relaxed) >= IDLE_RELEASE_MS;
@@ -340,6 +345,10 @@ fn release_idle_buffers(srv: &Shared, now: i64) {
             c.outq.check(c.output_bytes(), || now);
         }
     }
+    srv.stats
+        .client_peaks
+        .lock()
+        .note(now / 1000, input, output);
 }
 
 /// Cluster mode: the replication link follows the node's role in the

@@ -75,6 +75,10 @@ pub struct Shared {
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// BGREWRITEAOF with the AOF off is writing its base file.
     pub base_rewrite_running: AtomicBool,
+    /// A BGREWRITEAOF or BGSAVE asked for while another save ran, started
+    /// by the cron once none runs (see `persistence::schedule`).
+    pub aof_rewrite_scheduled: AtomicBool,
+    pub bgsave_scheduled: AtomicBool,
     /// LATENCY's event history.
     pub latency: super::latency::Monitor,
     /// Bumped when the listening sockets are replaced (CONFIG SET port).
@@ -159,6 +163,8 @@ impl Shared {
             unix_listener: Mutex::new(None),
             latency: Default::default(),
             base_rewrite_running: AtomicBool::new(false),
+            aof_rewrite_scheduled: AtomicBool::new(false),
+            bgsave_scheduled: AtomicBool::new(false),
             evictor: Default::default(),
             evicting_in_background: AtomicBool::new(false),
             startup_memory: AtomicU64::new(0),

@@ -63,6 +63,56 @@ pub struct Stats {
     pub total_error_replies: AtomicU64,
     pub lastsave: AtomicI64,
     ops: Mutex<OpsSampler>,
+    /// The largest client buffers of the last seconds (INFO
+    /// client_recent_max_input_buffer / client_recent_max_output_buffer).
+    pub client_peaks: Mutex<ClientPeaks>,
+}
+
+/// Redis's CLIENTS_PEAK_MEM_USAGE_SLOTS: the peaks are kept a second a
+/// slot over this many seconds.
+const PEAK_SLOTS: usize = 8;
+
+/// The largest input and output buffer any client had, per second over
+/// the last 8 seconds, as Redis's client cron records them.
+#[derive(Default)]
+pub struct ClientPeaks {
+    slots: [(u64, u64); PEAK_SLOTS],
+    /// The second last noted; slots of seconds since are cleared.
+    last_sec: i64,
+}
+
+impl ClientPeaks {
+    /// A client had `input` and `output` bytes buffered in second `sec`.
+    pub fn note(&mut self, sec: i64, input: u64, output: u64) {
+        if sec > self.last_sec {
+            // Seconds with no sample hold nothing (all of them after 8).
+            let from = (self.last_sec + 1).max(sec - PEAK_SLOTS as i64 + 1);
+            for s in from..=sec {
+                self.slots[s.rem_euclid(PEAK_SLOTS as i64) as usize] = (0, 0);
+            }
+            self.last_sec = sec;
+        } else if sec < self.last_sec - PEAK_SLOTS as i64 + 1 {
+            return;
+        }
+        let slot = &mut self.slots[sec.rem_euclid(PEAK_SLOTS as i64) as usize];
+        slot.0 = slot.0.max(input);
+        slot.1 = slot.1.max(output);
+    }
+
+    /// The largest (input, output) over the slots, as of second `sec`.
+    pub fn max(&self, sec: i64) -> (u64, u64) {
+        if sec - self.last_sec >= PEAK_SLOTS as i64 {
+            return (0, 0);
+        }
+        // Slots of the seconds from last_sec + 1 to sec are stale.
+        let stale = |i: usize| {
+            (self.last_sec + 1..=sec).any(|s| s.rem_euclid(PEAK_SLOTS as i64) as usize == i)
+        };
+        (0..PEAK_SLOTS)
+            .filter(|&i| !stale(i))
+            .map(|i| self.slots[i])
+            .fold((0, 0), |(a, b), (c, d)| (a.max(c), b.max(d)))
+    }
 }
 
 /// The counters each read or write from a client's socket adds to, on
@@ -181,5 +231,30 @@ impl Stats {
     /// A byte rate in KB/s, printed as Redis does (`%.2f`).
     pub fn instantaneous_kbps(&self, m: Metric) -> String {
         format!("{:.2}", self.instantaneous(m) as f64 / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod client_peak_tests {
+    use super::ClientPeaks;
+
+    #[test]
+    fn peaks_last_eight_seconds() {
+        let mut p = ClientPeaks::default();
+        p.note(100, 5000, 70);
+        p.note(100, 300, 900);
+        p.note(101, 10, 10);
+        assert_eq!(p.max(101), (5000, 900));
+        // Second 100's slot is reused at 108: its peak is gone then.
+        assert_eq!(p.max(107), (5000, 900));
+        assert_eq!(p.max(108), (10, 10));
+        p.note(103, 1, 2);
+        assert_eq!(p.max(104), (5000, 900));
+        p.note(109, 0, 0);
+        assert_eq!(p.max(109), (1, 2));
+        assert_eq!(p.max(200), (0, 0));
+        // A late sample for a second already gone counts for nothing.
+        p.note(90, 1 << 40, 1 << 40);
+        assert_eq!(p.max(109), (1, 2));
     }
 }

@@ -14,6 +14,17 @@ pub fn key_delay(d: &std::sync::atomic::AtomicI64) {
     }
 }
 
+/// `rdb-key-save-delay` for a snapshot's sweep: the pause of each key of a
+/// slot just snapshotted, taken outside its lock so writers are not held
+/// up (BGSAVE and the AOF rewrite, as Redis pauses in both).
+pub fn slot_save_delay(db: &crate::keyspace::Db, slot: u16) {
+    if KEY_SAVE_DELAY.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        for _ in 0..db.slot_keys(slot) {
+            key_delay(&KEY_SAVE_DELAY);
+        }
+    }
+}
+
 pub mod crc64;
 pub mod file;
 pub mod listpack;
