@@ -47,7 +47,6 @@ fn main() {
     let level = match cfg.loglevel().as_str() {
         "debug" => "debug",
         "warning" => "warn",
-        "nothing" => "off",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

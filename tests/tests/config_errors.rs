@@ -38,7 +38,7 @@ fn bad_values() {
     fails_with("maxmemory lots\n", &["maxmemory lots", "memory value"]);
     fails_with(
         "appendfsync sometimes\n",
-        &["appendfsync sometimes", "always, everysec, no"],
+        &["appendfsync sometimes", "everysec, always, no"],
     );
     fails_with("save 60\n", &["save 60", "Invalid save parameters"]);
 }

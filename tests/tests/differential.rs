@@ -337,3 +337,80 @@ fn stream_payloads_match_and_cross_over() {
     let a = r.cmd(&["XRANGE", "s", "-", "+"]).expect("xrange").raw;
     assert_eq!(a, b, "the restored copy equals the original");
 }
+
+/// Every directive redis-server lists, set to values of every kind that
+/// is wrong somewhere: each server refuses (with the same reason) or
+/// takes each. Directives that would cut the test's own connection, move
+/// files or change who may log in are left out.
+#[test]
+fn config_set_takes_and_refuses_what_redis_does() {
+    const LEFT_OUT: &[&str] = &[
+        "requirepass",
+        "masterauth",
+        "masteruser",
+        "replicaof",
+        "slaveof",
+        "dir",
+        "bind",
+        "port",
+        "unixsocket",
+        "unixsocketperm",
+        "aclfile",
+        "logfile",
+        "dbfilename",
+        "appendfilename",
+        "appenddirname",
+        "appendonly",
+        "cluster-config-file",
+        "pidfile",
+        "maxmemory",
+        "oom-score-adj",
+        "oom-score-adj-values",
+    ];
+    const VALUES: &[&str] = &[
+        "bogus",
+        "-1",
+        "1k",
+        "",
+        "1.5",
+        "0x10",
+        "99999999999999999999",
+        "yes",
+        "no",
+        "5%",
+        "{title}",
+        "a b",
+        "100gb",
+        " 5",
+        "7",
+    ];
+    let pair = Pair::start(ARGS);
+    let mut r = pair.redis.conn();
+    let mut d = pair.datanode.conn();
+    let listed = r.cmd(&["CONFIG", "GET", "*"]).expect("CONFIG GET");
+    let slotkv_tests::Reply::Agg(_, items) = listed.tree else {
+        panic!("CONFIG GET *")
+    };
+    let mut mismatches = Vec::new();
+    for name in items.chunks(2).filter_map(|p| match &p[0] {
+        slotkv_tests::Reply::Scalar(_, n) => Some(String::from_utf8_lossy(n).into_owned()),
+        _ => None,
+    }) {
+        if LEFT_OUT.contains(&name.as_str()) || name.starts_with("tls-") {
+            continue;
+        }
+        for v in VALUES {
+            let cmd = ["CONFIG", "SET", name.as_str(), v];
+            let (a, b) = (r.text(&cmd), d.text(&cmd));
+            if a != b {
+                mismatches.push(format!("{cmd:?}: redis {a:?}, datanode {b:?}"));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} differences:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}

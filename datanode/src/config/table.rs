@@ -20,6 +20,9 @@ pub enum Kind {
     /// A byte count or a percentage of maxmemory (`10%`).
     MemoryOrPercent,
     Enum(&'static [&'static str]),
+    /// Several words of a list, shown in the list's order; the first word
+    /// alone means none (`shutdown-on-sigterm save now`).
+    EnumFlags(&'static [&'static str]),
     Str,
     /// Space-separated list (bind, save, …).
     List,
@@ -46,6 +49,8 @@ pub struct Spec {
 const INT_MAX: i64 = i32::MAX as i64;
 const INT_MIN: i64 = i32::MIN as i64;
 const LONG_MAX: i64 = i64::MAX;
+/// An unsigned 64-bit bound, for a Memory directive (written as -1).
+const ULLONG_MAX: i64 = -1;
 
 const fn s(name: &'static str, kind: Kind, immutable: bool) -> Spec {
     Spec {
@@ -83,7 +88,7 @@ pub static SPECS: &[Spec] = &[
     s("logfile", Str, true),
     s(
         "loglevel",
-        Enum(&["debug", "verbose", "notice", "warning", "nothing"]),
+        Enum(&["debug", "verbose", "notice", "warning"]),
         false,
     ),
     s("daemonize", Bool, true),
@@ -100,7 +105,7 @@ pub static SPECS: &[Spec] = &[
     s("appendonly", Bool, false),
     s("appendfilename", Str, true),
     s("appenddirname", Str, true),
-    s("appendfsync", Enum(&["always", "everysec", "no"]), false),
+    s("appendfsync", Enum(&["everysec", "always", "no"]), false),
     s("aof-load-truncated", Bool, false),
     s("aof-use-rdb-preamble", Bool, false),
     s(
@@ -141,7 +146,7 @@ pub static SPECS: &[Spec] = &[
         "maxclients",
         Int {
             min: 1,
-            max: INT_MAX,
+            max: u32::MAX as i64,
         },
         false,
     ),
@@ -384,6 +389,280 @@ pub static SPECS: &[Spec] = &[
     s("notify-keyspace-events", NotifyClasses, false),
     s("unixsocket", Str, true),
     s("unixsocketperm", Octal { max: 0o777 }, true),
+    // The rest of Redis 7.0's directives, with the types and bounds of its
+    // config.c, so a bad value gets Redis's error instead of being kept.
+    s("rdbchecksum", Bool, true),
+    s("io-threads-do-reads", Bool, true),
+    s("always-show-logo", Bool, true),
+    s("rdbcompression", Bool, false),
+    s("rdb-del-sync-files", Bool, false),
+    s("activerehashing", Bool, false),
+    s("stop-writes-on-bgsave-error", Bool, false),
+    s("set-proc-title", Bool, true),
+    s("dynamic-hz", Bool, false),
+    s("lazyfree-lazy-eviction", Bool, false),
+    s("lazyfree-lazy-expire", Bool, false),
+    s("lazyfree-lazy-server-del", Bool, false),
+    s("lazyfree-lazy-user-del", Bool, false),
+    s("lazyfree-lazy-user-flush", Bool, false),
+    s("repl-disable-tcp-nodelay", Bool, false),
+    s("repl-diskless-sync", Bool, false),
+    s("aof-rewrite-incremental-fsync", Bool, false),
+    s("no-appendfsync-on-rewrite", Bool, false),
+    s("rdb-save-incremental-fsync", Bool, false),
+    s("aof-timestamp-enabled", Bool, false),
+    s("cluster-replica-no-failover", Bool, false),
+    s("replica-lazy-flush", Bool, false),
+    s("replica-ignore-maxmemory", Bool, false),
+    s("jemalloc-bg-thread", Bool, false),
+    s("syslog-enabled", Bool, true),
+    s("cluster-allow-pubsubshard-when-down", Bool, false),
+    s("crash-log-enabled", Bool, false),
+    s("crash-memcheck-enabled", Bool, false),
+    s("disable-thp", Bool, true),
+    s("replica-announced", Bool, false),
+    s("aof-disable-auto-gc", Bool, false),
+    s("replica-ignore-disk-write-errors", Bool, false),
+    s("aclfile", Str, true),
+    s("replica-announce-ip", Str, false),
+    s("masteruser", Str, false),
+    s("cluster-announce-hostname", Str, false),
+    s("syslog-ident", Str, true),
+    s("server_cpulist", Str, true),
+    s("bio_cpulist", Str, true),
+    s("aof_rewrite_cpulist", Str, true),
+    s("bgsave_cpulist", Str, true),
+    s("ignore-warnings", Str, false),
+    s("proc-title-template", Str, false),
+    s("bind-source-addr", Str, false),
+    s(
+        "syslog-facility",
+        Enum(&[
+            "user", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+        ]),
+        true,
+    ),
+    s(
+        "repl-diskless-load",
+        Enum(&["disabled", "on-empty-db", "swapdb"]),
+        false,
+    ),
+    s(
+        "acl-pubsub-default",
+        Enum(&["allchannels", "resetchannels"]),
+        false,
+    ),
+    s(
+        "sanitize-dump-payload",
+        Enum(&["no", "yes", "clients"]),
+        false,
+    ),
+    s(
+        "enable-protected-configs",
+        Enum(&["no", "yes", "local"]),
+        true,
+    ),
+    s(
+        "propagation-error-behavior",
+        Enum(&["ignore", "panic", "panic-on-replicas"]),
+        false,
+    ),
+    s(
+        "shutdown-on-sigint",
+        EnumFlags(&["default", "save", "nosave", "now", "force"]),
+        false,
+    ),
+    s(
+        "shutdown-on-sigterm",
+        EnumFlags(&["default", "save", "nosave", "now", "force"]),
+        false,
+    ),
+    s("active-defrag-cycle-min", Int { min: 1, max: 99 }, false),
+    s("active-defrag-cycle-max", Int { min: 1, max: 99 }, false),
+    s(
+        "active-defrag-threshold-lower",
+        Int { min: 0, max: 1000 },
+        false,
+    ),
+    s(
+        "active-defrag-threshold-upper",
+        Int { min: 0, max: 1000 },
+        false,
+    ),
+    s(
+        "repl-diskless-sync-delay",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "tcp-backlog",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        true,
+    ),
+    s(
+        "cluster-announce-tls-port",
+        Int { min: 0, max: 65535 },
+        false,
+    ),
+    s(
+        "list-compress-depth",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s("active-expire-effort", Int { min: 1, max: 10 }, false),
+    s(
+        "shutdown-timeout",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "repl-diskless-sync-max-replicas",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
+        "socket-mark-id",
+        Int {
+            min: 0,
+            max: 4294967295,
+        },
+        true,
+    ),
+    s(
+        "active-defrag-max-scan-fields",
+        Int {
+            min: 1,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "acllog-max-len",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "busy-reply-threshold",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "latency-monitor-threshold",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "stream-node-max-entries",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "cluster-link-sendbuf-limit",
+        Memory {
+            min: 0,
+            max: ULLONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "hash-max-listpack-entries",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "set-max-intset-entries",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "zset-max-listpack-entries",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "active-defrag-ignore-bytes",
+        Memory {
+            min: 1,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "hash-max-listpack-value",
+        Memory {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "stream-node-max-bytes",
+        Memory {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "zset-max-listpack-value",
+        Memory {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "hll-sparse-max-bytes",
+        Memory {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
+    s(
+        "repl-backlog-ttl",
+        Int {
+            min: 0,
+            max: LONG_MAX,
+        },
+        false,
+    ),
 ];
 
 /// The canonical name of a directive (Redis 7 keeps the old "slave" and
@@ -431,6 +710,75 @@ pub const FILE_ONLY: &[&str] = &[
     "sentinel",
 ];
 
+/// A memory amount as Redis's memtoull reads one for a directive: digits
+/// (none is 0; too many saturate) and an optional unit; no sign.
+fn memtoull(v: &str) -> Option<u64> {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let mul: u64 = match v[digits..].to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    if digits >= 128 {
+        return None;
+    }
+    let n = v[..digits].bytes().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add((d - b'0') as u64)
+    });
+    Some(n.wrapping_mul(mul))
+}
+
+/// `cluster-announce-hostname`: letters, digits, hyphens and dots, under
+/// 256 bytes (Redis's isValidAnnouncedHostname).
+fn announced_hostname(v: &str) -> Result<(), String> {
+    if v.len() >= 256 {
+        return Err("Hostnames must be less than 256 characters".into());
+    }
+    if !v
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+    {
+        return Err("Hostnames may only contain alphanumeric characters, hyphens or dots".into());
+    }
+    Ok(())
+}
+
+/// `proc-title-template`: `{name}` variables Redis knows, `{{` for a
+/// brace, and something left once expanded with an empty title.
+fn proc_title_template_ok(t: &str) -> bool {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        if after.is_empty() {
+            return false;
+        }
+        if let Some(r) = after.strip_prefix('{') {
+            out.push('{');
+            rest = r;
+            continue;
+        }
+        let Some(close) = after.find('}') else {
+            return false;
+        };
+        match &after[..close] {
+            // Empty with an empty title, or outside cluster mode.
+            "title" | "server-mode" => {}
+            "listen-addr" | "config-file" | "port" | "tls-port" | "unixsocket" => out.push('x'),
+            _ => return false,
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    !out.trim_matches(' ').is_empty()
+}
+
 /// Parses a memory amount: digits with an optional unit (k, kb, m, mb, g,
 /// gb; `k` = 1000, `kb` = 1024, case-insensitive).
 pub fn parse_memory(v: &str) -> Option<i64> {
@@ -457,7 +805,11 @@ pub fn parse_memory(v: &str) -> Option<i64> {
 /// [`merge_obuf_limits`] keeps the others), with Redis's reasons.
 fn obuf_limits(args: &[String]) -> Result<String, String> {
     let w: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
-    if w.is_empty() || !w.len().is_multiple_of(4) {
+    if w.is_empty() {
+        // No class given: nothing changes (as Redis takes it).
+        return Ok(String::new());
+    }
+    if !w.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".into());
     }
     let mut out = Vec::new();
@@ -556,15 +908,32 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                 }
                 return Ok(format!("{n}%"));
             }
-            let n = parse_memory(v).filter(|n| *n >= 0).ok_or_else(bad)?;
+            // As Redis keeps it, signed, a percentage being negative: an
+            // amount past the signed range wraps into one.
+            let n = memtoull(v).ok_or_else(bad)? as i64;
+            if n < 0 {
+                if n < -100 {
+                    return Err("percentage argument must be less or equal to 100".into());
+                }
+                return Ok(format!("{}%", -n));
+            }
             Ok(n.to_string())
         }
         Memory { min, max } => {
-            let v = one()?;
-            let n = parse_memory(v).ok_or("argument must be a memory value")?;
-            if n < min || n > max {
+            let n = memtoull(one()?).ok_or("argument must be a memory value")?;
+            let upper = if max == ULLONG_MAX {
+                u64::MAX
+            } else {
+                max as u64
+            };
+            let below = if min >= 0 {
+                n < min as u64
+            } else {
+                (n as i64) < min
+            };
+            if n > upper || below {
                 return Err(format!(
-                    "argument must be between {min} and {max} inclusive"
+                    "argument must be between {min} and {upper} inclusive"
                 ));
             }
             Ok(n.to_string())
@@ -583,7 +952,46 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                 ))
             }
         }
-        Str => Ok(one()?.clone()),
+        EnumFlags(words) => {
+            let given: Vec<String> = args
+                .iter()
+                .flat_map(|a| a.split_whitespace())
+                .map(|w| w.to_ascii_lowercase())
+                .collect();
+            if given.is_empty() || given.iter().any(|w| !words.contains(&w.as_str())) {
+                return Err(format!(
+                    "argument(s) must be one of the following: {}",
+                    words.join(", ")
+                ));
+            }
+            if canon.starts_with("shutdown-on-sig")
+                && given.iter().any(|w| w == "save")
+                && given.iter().any(|w| w == "nosave")
+            {
+                return Err("shutdown options SAVE and NOSAVE can't be used simultaneously".into());
+            }
+            let set: Vec<&str> = words[1..]
+                .iter()
+                .copied()
+                .filter(|w| given.iter().any(|g| g == w))
+                .collect();
+            Ok(if set.is_empty() {
+                words[0].to_string()
+            } else {
+                set.join(" ")
+            })
+        }
+        Str => {
+            let v = one()?;
+            match canon {
+                "cluster-announce-hostname" => announced_hostname(v)?,
+                "proc-title-template" if !proc_title_template_ok(v) => {
+                    return Err("template format is invalid or contains unknown variables".into())
+                }
+                _ => {}
+            }
+            Ok(v.clone())
+        }
         NotifyClasses => crate::server::notify::canonical(one()?),
         ObufLimits => obuf_limits(args),
         Percentiles => percentiles(args),

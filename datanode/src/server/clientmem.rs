@@ -42,6 +42,10 @@ pub fn closing() -> u64 {
     CLOSING.load(Ordering::Relaxed)
 }
 
+/// The smallest `maxmemory-clients` applied, as in Redis: a tiny setting
+/// would otherwise close every connection, the one that could undo it too.
+const MIN_LIMIT: u64 = 128 * 1024;
+
 /// `maxmemory-clients` in bytes: an absolute size, or a percentage of
 /// `maxmemory` (nothing when maxmemory is 0).
 pub fn configure(value: &str, maxmemory: u64) {
@@ -49,6 +53,7 @@ pub fn configure(value: &str, maxmemory: u64) {
         Some(p) => maxmemory.saturating_mul(p.parse::<u64>().unwrap_or(0)) / 100,
         None => value.parse::<u64>().unwrap_or(0),
     };
+    let limit = if limit > 0 { limit.max(MIN_LIMIT) } else { 0 };
     LIMIT.store(limit, Ordering::Relaxed);
 }
 
