@@ -1104,3 +1104,49 @@ fn a_stopped_replicas_buffer_is_its_memory_and_evicts_nothing() {
         });
     }
 }
+
+/// A command from the master that fails on the replica (the data may now
+/// differ) is logged as critical and counted; with
+/// propagation-error-behavior asking for it, a read-only replica stops.
+#[test]
+fn an_error_in_the_masters_stream_is_critical_on_the_replica() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut replica = start(kind);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        r.text(&["CONFIG", "SET", "propagation-error-behavior", "ignore"]);
+        replicate(&mut r, &master);
+        wait("the link", || link_up(&mut r));
+        let count = |r: &mut Conn| r.info_field("stats", "unexpected_error_replies");
+        assert_eq!(count(&mut r), "0", "{kind:?}");
+        assert_eq!(m.text(&["DEBUG", "REPLICATE", "fake-command-1"]), "+OK\r\n");
+        m.text(&["SET", "foo", "bar"]);
+        wait("the replica to catch up", || caught_up(&mut m, &mut r));
+        assert_eq!(count(&mut r), "1", "{kind:?}");
+        let log = replica.log();
+        assert!(
+            log.contains("== CRITICAL == This replica is sending an error to its master")
+                && log.contains("fake-command-1"),
+            "{kind:?}: {log}"
+        );
+        // A writable replica's own change makes the master's next one fail.
+        r.text(&["CONFIG", "SET", "replica-read-only", "no"]);
+        r.text(&["SET", "number", "foo"]);
+        m.text(&["INCRBY", "number", "1"]);
+        wait("the replica to catch up", || caught_up(&mut m, &mut r));
+        assert_eq!(count(&mut r), "2", "{kind:?}");
+        assert_eq!(r.text(&["GET", "number"]), "$3\r\nfoo\r\n", "{kind:?}");
+        assert!(replica.log().contains("'incrby'"), "{kind:?}");
+        // Asked to, a read-only replica stops rather than diverge.
+        r.text(&["CONFIG", "SET", "replica-read-only", "yes"]);
+        r.text(&[
+            "CONFIG",
+            "SET",
+            "propagation-error-behavior",
+            "panic-on-replicas",
+        ]);
+        m.text(&["DEBUG", "REPLICATE", "fake-command-2"]);
+        replica.wait_exit();
+        assert_eq!(m.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+    }
+}

@@ -456,6 +456,12 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         } else {
             return false;
         }
+    } else if eq_ic(sub, "REPLICATE") && n >= 3 {
+        // Sends a command to the replicas alone (not run here, not in the
+        // AOF), as Redis's test helper does.
+        let args: Vec<&[u8]> = a.iter().skip(2).collect();
+        ctx.srv.log.append_repl_command(ctx.client.db, &args);
+        ctx.r.ok();
     } else if eq_ic(sub, "LOADAOF") && n == 2 {
         load_aof(ctx);
     } else if eq_ic(sub, "PAUSE-CRON") && n == 3 {

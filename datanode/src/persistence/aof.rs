@@ -254,7 +254,7 @@ fn replay(
             Ok(Some(Parsed::Multibulk { consumed })) => {
                 let args = Args::new(&data[pos..], &ranges);
                 out.clear();
-                execute(
+                let cmd = execute(
                     srv,
                     &mut client,
                     &mut out,
@@ -262,6 +262,10 @@ fn replay(
                     &args,
                     crate::keyspace::now_ms(),
                 );
+                if out.first() == Some(&b'-') {
+                    use crate::server::propagation::{error_reply, Source};
+                    error_reply(srv, Source::Aof, &out, cmd.map_or("<unknown>", |c| c.name));
+                }
                 actions.clear();
                 pos += consumed;
                 n += 1;

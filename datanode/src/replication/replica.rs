@@ -640,7 +640,7 @@ async fn apply_stream(
                             ));
                         }
                         crate::keyspace::set_applying_master_stream(true);
-                        crate::server::conn::execute(
+                        let cmd = crate::server::conn::execute(
                             srv,
                             &mut client,
                             &mut out,
@@ -649,6 +649,11 @@ async fn apply_stream(
                             now,
                         );
                         crate::keyspace::set_applying_master_stream(false);
+                        if out.first() == Some(&b'-') {
+                            use crate::server::propagation::{error_reply, Source};
+                            let name = cmd.map_or("<unknown>", |c| c.name);
+                            error_reply(srv, Source::Master, &out, name);
+                        }
                         srv.log.end_master_command();
                     }
                 }

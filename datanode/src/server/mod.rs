@@ -14,6 +14,7 @@ pub mod notify;
 pub mod oom;
 pub mod outbox;
 pub mod pause;
+pub mod propagation;
 pub mod pubsub;
 pub mod replybuf;
 pub mod shared;

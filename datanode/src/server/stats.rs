@@ -61,6 +61,9 @@ pub struct Stats {
     /// Writes since the last RDB save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub total_error_replies: AtomicU64,
+    /// Errors our master's commands or the AOF's got (INFO
+    /// unexpected_error_replies).
+    pub unexpected_error_replies: AtomicU64,
     pub lastsave: AtomicI64,
     ops: Mutex<OpsSampler>,
     /// The largest client buffers of the last seconds (INFO
