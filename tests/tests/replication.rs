@@ -1150,3 +1150,47 @@ fn an_error_in_the_masters_stream_is_critical_on_the_replica() {
         assert_eq!(m.text(&["PING"]), "+PONG\r\n", "{kind:?}");
     }
 }
+
+/// SHUTDOWN waits (writes paused) up to shutdown-timeout for a replica
+/// that has not acknowledged everything, SHUTDOWN ABORT ends the wait,
+/// and the lagging replica is logged when the master gives up on it.
+#[test]
+fn shutdown_waits_for_a_lagging_replica() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut master = start(kind);
+        let replica = start(kind);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        replicate(&mut r, &master);
+        wait("the link", || link_up(&mut r));
+        // The replica cannot answer while stopped.
+        replica.signal("-STOP");
+        m.text(&["SET", "k", "v"]);
+        m.text(&["CONFIG", "SET", "shutdown-timeout", "60"]);
+        // (A SIGTERM: redis-server 7.0.15 crashes when SHUTDOWN ABORT
+        // ends a wait that a client's SHUTDOWN began.)
+        master.signal("-TERM");
+        wait("the shutdown to wait", || {
+            master
+                .log()
+                .contains("Waiting for replicas before shutting down.")
+        });
+        assert_eq!(m.text(&["SHUTDOWN", "ABORT"]), "+OK\r\n", "{kind:?}");
+        // Writes go on after the abort.
+        assert_eq!(m.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        // Given up on after the timeout, the replica is named in the log.
+        m.text(&["CONFIG", "SET", "shutdown-timeout", "1"]);
+        let mut asker = master.conn();
+        asker
+            .send_raw(&slotkv_tests::encode(&["SHUTDOWN"]))
+            .expect("send");
+        master.wait_exit();
+        let log = master.log();
+        let port = replica.port;
+        assert!(
+            log.contains(&format!("Lagging replica 127.0.0.1:{port} reported offset"))
+                && log.contains("0 of 1 replicas are in sync when shutting down."),
+            "{kind:?}: {log}"
+        );
+        replica.signal("-CONT");
+    }
+}

@@ -1315,5 +1315,6 @@ pub fn shutdown(ctx: &mut Ctx, a: &Args) {
         .push(Action::Shutdown(crate::server::shutdown::Flags {
             save,
             force,
+            now,
         }));
 }

@@ -88,7 +88,7 @@ pub enum ReplicaState {
 }
 
 impl ReplicaState {
-    fn word(self) -> &'static str {
+    pub fn word(self) -> &'static str {
         match self {
             ReplicaState::WaitBgsave => "wait_bgsave",
             ReplicaState::SendBulk => "send_bulk",

@@ -5,6 +5,10 @@
 //! a shutdown that could not persist them. A signal only schedules the
 //! shutdown (run by the next tick, which `DEBUG PAUSE-CRON` holds), so
 //! SHUTDOWN ABORT can still cancel it; a second SIGINT exits at once.
+//! Unless NOW is given (or `shutdown-timeout` is 0), a master first waits,
+//! writes paused, up to `shutdown-timeout` seconds for its replicas to
+//! acknowledge everything, as Redis 7.0 does, so a replica promoted after
+//! the shutdown has every acknowledged write; ABORT cancels that wait too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,12 +26,13 @@ pub struct Flags {
     pub save: Option<bool>,
     /// Exit even if the final save fails.
     pub force: bool,
+    /// Do not wait for lagging replicas.
+    pub now: bool,
 }
 
 impl Flags {
     /// `shutdown-on-sig*`: `default`, or some of `save`, `nosave`, `now`,
-    /// `force` (this server never waits for replicas, so `now` changes
-    /// nothing).
+    /// `force`.
     pub fn from_setting(v: &str) -> Flags {
         let mut f = Flags::default();
         for w in v.split_whitespace() {
@@ -35,6 +40,7 @@ impl Flags {
                 "save" => f.save = Some(true),
                 "nosave" => f.save = Some(false),
                 "force" => f.force = true,
+                "now" => f.now = true,
                 _ => {}
             }
         }
@@ -70,6 +76,10 @@ static ASAP: AtomicBool = AtomicBool::new(false);
 static LAST_INT: AtomicBool = AtomicBool::new(false);
 /// A SIGINT came while a shutdown was already scheduled: exit now.
 static INSIST: AtomicBool = AtomicBool::new(false);
+/// A shutdown waits for its replicas; SHUTDOWN ABORT sets ABORTED to end
+/// the wait and keep the server running.
+static WAITING: AtomicBool = AtomicBool::new(false);
+static ABORTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handlers that set the flags above (alongside tokio's,
 /// which wake the main task).
@@ -92,11 +102,14 @@ fn install_handlers() -> std::io::Result<()> {
 }
 
 /// SHUTDOWN ABORT: cancels a shutdown a signal scheduled and the cron
-/// has not started yet. False when none is pending.
+/// has not started yet, or one waiting for its replicas. False when none
+/// is pending.
 pub fn abort() -> bool {
-    let aborted = ASAP
+    let waiting = WAITING.load(Ordering::SeqCst) && !ABORTED.swap(true, Ordering::SeqCst);
+    let scheduled = ASAP
         .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
+    let aborted = waiting || scheduled;
     if aborted {
         tracing::info!("Shutdown manually aborted.");
     }
@@ -176,6 +189,77 @@ fn temp_rdb(srv: &Shared) -> std::path::PathBuf {
     std::path::Path::new(&dir).join(format!("temp-{}.rdb", std::process::id()))
 }
 
+/// Replicas that have not acknowledged everything sent: (name, bytes
+/// behind, seconds since their last ACK, state).
+fn lagging(srv: &Shared) -> Vec<(String, u64, i64, &'static str)> {
+    let end = srv.log.repl_offset();
+    let now = crate::keyspace::now_ms();
+    srv.repl
+        .state
+        .lock()
+        .replicas
+        .values()
+        .filter(|r| r.ack_offset != end)
+        .map(|r| {
+            let online = r.state == crate::replication::ReplicaState::Online;
+            (
+                format!("{}:{}", r.ip, r.listening_port),
+                end.saturating_sub(r.ack_offset),
+                if online { (now - r.ack_ms) / 1000 } else { 0 },
+                r.state.word(),
+            )
+        })
+        .collect()
+}
+
+/// Asks the replicas for their offsets and waits, up to `timeout_s`, for
+/// all to have everything. False when SHUTDOWN ABORT ended the wait.
+async fn wait_for_replicas(srv: &Shared, timeout_s: i64, sig: &mut Signals) -> bool {
+    crate::replication::master::request_acks(srv);
+    tracing::info!("Waiting for replicas before shutting down.");
+    ABORTED.store(false, Ordering::SeqCst);
+    WAITING.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout_s as u64);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let finished = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = sig.int.recv() => {
+                if INSIST.load(Ordering::SeqCst) {
+                    insist(srv);
+                }
+            }
+            _ = sig.term.recv() => {}
+        }
+        if ABORTED.load(Ordering::SeqCst) {
+            break false;
+        }
+        if tokio::time::Instant::now() >= deadline || lagging(srv).is_empty() {
+            break true;
+        }
+    };
+    WAITING.store(false, Ordering::SeqCst);
+    finished
+}
+
+/// Logs, as Redis does, the replicas still behind and how many are in
+/// sync.
+fn report_replicas(srv: &Shared) {
+    let total = srv.repl.state.lock().replicas.len();
+    let behind = lagging(srv);
+    for (name, bytes, lag, state) in &behind {
+        tracing::warn!(
+            "Lagging replica {name} reported offset {bytes} behind master, lag={lag}, state={state}."
+        );
+    }
+    if total > 0 {
+        tracing::info!(
+            "{} of {total} replicas are in sync when shutting down.",
+            total.saturating_sub(behind.len())
+        );
+    }
+}
+
 /// One try; true when the server may exit.
 async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signals) -> bool {
     tracing::warn!("User requested shutdown...");
@@ -190,6 +274,16 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     // none can be acknowledged after the final save took its data.
     let before = srv.pause.current();
     srv.pause.start(srv, super::pause::WRITE, i64::MAX);
+    let timeout_s = srv.config.read().int("shutdown-timeout");
+    if !flags.now
+        && timeout_s > 0
+        && !lagging(srv).is_empty()
+        && !wait_for_replicas(srv, timeout_s, sig).await
+    {
+        srv.pause.restore(srv, before);
+        return false;
+    }
+    report_replicas(srv);
     crate::scripting::ldb::kill_children();
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
@@ -250,9 +344,11 @@ mod tests {
             Flags::from_setting("nosave force"),
             Flags {
                 save: Some(false),
-                force: true
+                force: true,
+                now: false,
             }
         );
-        assert_eq!(Flags::from_setting("save now").save, Some(true));
+        let f = Flags::from_setting("save now");
+        assert_eq!((f.save, f.now), (Some(true), true));
     }
 }
