@@ -1941,3 +1941,59 @@ fn info_shows_the_largest_recent_client_buffers() {
         drop((big, slow));
     }
 }
+
+/// The lazyfree-lazy-* settings move frees to the background as in Redis,
+/// as INFO lazyfreed_objects shows: DEL (user-del), FLUSHALL and FLUSHDB
+/// without SYNC/ASYNC (user-flush, a count per key flushed), expiry.
+#[test]
+fn lazyfree_settings_free_in_the_background_as_redis_does() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let big = |c: &mut Conn, key: &str| {
+            for chunk in 0..10 {
+                let mut cmd = vec!["SADD".to_string(), key.to_string()];
+                cmd.extend((0..1000).map(|i| (chunk * 1000 + i).to_string()));
+                c.text(&cmd);
+            }
+        };
+        let freed = |c: &mut Conn| -> u64 {
+            info_field(c, "memory", "lazyfreed_objects")
+                .parse()
+                .expect("a number")
+        };
+        let settle = |c: &mut Conn, want: u64| {
+            wait_until(&format!("{kind:?}: lazyfreed_objects {want}"), || {
+                freed(c) == want
+            });
+        };
+        big(&mut c, "s");
+        c.text(&["DEL", "s"]);
+        settle(&mut c, 0);
+        c.text(&["CONFIG", "SET", "lazyfree-lazy-user-del", "yes"]);
+        big(&mut c, "s");
+        c.text(&["DEL", "s"]);
+        settle(&mut c, 1);
+        // Flushes: a count per key, big or small.
+        big(&mut c, "s");
+        c.text(&["SET", "a", "1"]);
+        c.text(&["FLUSHALL"]);
+        settle(&mut c, 1);
+        c.text(&["CONFIG", "SET", "lazyfree-lazy-user-flush", "yes"]);
+        big(&mut c, "s");
+        c.text(&["SET", "a", "1"]);
+        c.text(&["FLUSHALL"]);
+        settle(&mut c, 3);
+        c.text(&["SET", "a", "1"]);
+        c.text(&["FLUSHDB", "SYNC"]);
+        c.text(&["SET", "a", "1"]);
+        c.text(&["FLUSHDB"]);
+        settle(&mut c, 4);
+        // Expiry.
+        c.text(&["CONFIG", "SET", "lazyfree-lazy-expire", "yes"]);
+        big(&mut c, "s");
+        c.text(&["PEXPIRE", "s", "1"]);
+        settle(&mut c, 5);
+        assert_eq!(c.text(&["DBSIZE"]), ":0\r\n", "{kind:?}");
+    }
+}

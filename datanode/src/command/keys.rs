@@ -7,10 +7,11 @@ use super::{eq_ic, ev, int_arg, Args, Ctx, NO_SUCH_KEY, SYNTAX};
 use crate::glob::glob_match;
 use crate::keyspace::{Value, SLOTS};
 
-/// DEL and UNLINK: the same, but UNLINK frees large values in the
-/// background.
+/// DEL and UNLINK: the same, but UNLINK (and DEL with
+/// `lazyfree-lazy-user-del`) frees large values in the background.
 pub fn del(ctx: &mut Ctx, a: &Args) {
-    let lazy = eq_ic(a.get(0), "UNLINK");
+    let lazy = eq_ic(a.get(0), "UNLINK")
+        || crate::keyspace::lazyfree::USER_DEL.load(std::sync::atomic::Ordering::Relaxed);
     let events = ctx.events();
     let mut m = ctx.locks.keys(a.iter().skip(1));
     let mut n = 0;
@@ -506,23 +507,30 @@ pub fn dbsize(ctx: &mut Ctx, _a: &Args) {
     ctx.r.int(n as i64);
 }
 
-fn flush_flag(ctx: &mut Ctx, a: &Args) -> bool {
-    if a.len() > 2 || (a.len() == 2 && !eq_ic(a.get(1), "ASYNC") && !eq_ic(a.get(1), "SYNC")) {
-        ctx.r.error(SYNTAX);
-        return false;
+/// Whether a FLUSHALL/FLUSHDB frees in the background: ASYNC, SYNC, or
+/// `lazyfree-lazy-user-flush` when neither is given. None: a syntax error
+/// was replied.
+fn flush_flag(ctx: &mut Ctx, a: &Args) -> Option<bool> {
+    match a.len() {
+        1 => Some(crate::keyspace::lazyfree::USER_FLUSH.load(std::sync::atomic::Ordering::Relaxed)),
+        2 if eq_ic(a.get(1), "ASYNC") => Some(true),
+        2 if eq_ic(a.get(1), "SYNC") => Some(false),
+        _ => {
+            ctx.r.error(SYNTAX);
+            None
+        }
     }
-    true
 }
 
 /// Empties one database; returns the number of keys removed.
-fn flush_db(ctx: &mut Ctx, dbi: usize) -> usize {
+fn flush_db(ctx: &mut Ctx, dbi: usize, lazy: bool) -> usize {
     let saved = ctx.locks.db;
     ctx.locks.db = ctx.srv.ks.db(dbi);
     let mut n = 0;
     for s in 0..SLOTS as u16 {
         let mut g = ctx.locks.slot(s);
         if !g.is_empty() {
-            n += g.clear();
+            n += g.clear(lazy);
         }
     }
     ctx.locks.db = saved;
@@ -538,11 +546,11 @@ fn flush_db(ctx: &mut Ctx, dbi: usize) -> usize {
 }
 
 pub fn flushdb(ctx: &mut Ctx, a: &Args) {
-    if !flush_flag(ctx, a) {
+    let Some(lazy) = flush_flag(ctx, a) else {
         return;
-    }
+    };
     let dbi = ctx.locks.db.index;
-    let n = flush_db(ctx, dbi);
+    let n = flush_db(ctx, dbi, lazy);
     crate::server::tracking::flushed(ctx.srv);
     ctx.log(&[b"FLUSHDB".as_slice()]);
     ctx.dirty(n as u64 + 1);
@@ -550,13 +558,13 @@ pub fn flushdb(ctx: &mut Ctx, a: &Args) {
 }
 
 pub fn flushall(ctx: &mut Ctx, a: &Args) {
-    if !flush_flag(ctx, a) {
+    let Some(lazy) = flush_flag(ctx, a) else {
         return;
-    }
+    };
     let mut n = 0;
     let existing: Vec<usize> = ctx.srv.ks.existing().map(|d| d.index).collect();
     for d in existing {
-        n += flush_db(ctx, d);
+        n += flush_db(ctx, d, lazy);
     }
     crate::server::tracking::flushed(ctx.srv);
     ctx.log(&[b"FLUSHALL".as_slice()]);

@@ -714,16 +714,7 @@ pub const FILE_ONLY: &[&str] = &[
 /// (none is 0; too many saturate) and an optional unit; no sign.
 fn memtoull(v: &str) -> Option<u64> {
     let digits = v.bytes().take_while(u8::is_ascii_digit).count();
-    let mul: u64 = match v[digits..].to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
+    let mul = memory_unit(&v[digits..].to_ascii_lowercase())?;
     if digits >= 128 {
         return None;
     }
@@ -788,7 +779,12 @@ pub fn parse_memory(v: &str) -> Option<i64> {
         .unwrap_or(l.len());
     let (num, unit) = l.split_at(split);
     let n: i64 = num.parse().ok()?;
-    let mul: i64 = match unit {
+    n.checked_mul(memory_unit(unit)? as i64)
+}
+
+/// What a memory unit (lower case) multiplies by: `k` = 1000, `kb` = 1024.
+fn memory_unit(unit: &str) -> Option<u64> {
+    Some(match unit {
         "" | "b" => 1,
         "k" => 1000,
         "kb" => 1024,
@@ -797,8 +793,7 @@ pub fn parse_memory(v: &str) -> Option<i64> {
         "g" => 1000 * 1000 * 1000,
         "gb" => 1024 * 1024 * 1024,
         _ => return None,
-    };
-    n.checked_mul(mul)
+    })
 }
 
 /// Validates `client-output-buffer-limit` groups (the classes given only;
@@ -1160,5 +1155,12 @@ mod tests {
         assert_eq!(parse_memory("5"), Some(5));
         assert_eq!(parse_memory("5x"), None);
         assert_eq!(parse_memory("99999999999999999999gb"), None);
+        // As Redis reads a directive's amount: empty is 0, no sign,
+        // overflow saturates.
+        assert_eq!(memtoull(""), Some(0));
+        assert_eq!(memtoull("1KB"), Some(1024));
+        assert_eq!(memtoull("-1"), None);
+        assert_eq!(memtoull("1.5"), None);
+        assert_eq!(memtoull("99999999999999999999"), Some(u64::MAX));
     }
 }

@@ -374,7 +374,9 @@ impl<'a> SlotRef<'a> {
                     return true;
                 }
                 self.t.remove_expire(key);
-                self.t.take(key);
+                if let Some(v) = self.t.take(key) {
+                    super::lazyfree::free_if(&super::lazyfree::EXPIRE, v);
+                }
                 self.t.touch_expired(key);
                 self.sync_meta();
                 self.log_now(&[b"DEL".as_slice(), key]);
@@ -522,7 +524,7 @@ impl<'a> SlotRef<'a> {
         self.t.touch(key);
         self.sync_meta();
         self.log_now(&[b"DEL".as_slice(), key]);
-        drop(val);
+        super::lazyfree::free_if(&super::lazyfree::EVICTION, val);
         true
     }
 
@@ -557,12 +559,17 @@ impl<'a> SlotRef<'a> {
     }
 
     /// Removes every key; returns how many there were.
-    pub fn clear(&mut self) -> usize {
+    /// Empties the slot; with `lazy`, its old tables are freed in the
+    /// background (FLUSHALL ASYNC). Returns the keys removed.
+    pub fn clear(&mut self, lazy: bool) -> usize {
         self.t.touch_all_existing(self.now);
         let n = self.t.len();
-        self.t.map = Default::default();
-        self.t.expires = None;
+        let map = std::mem::take(&mut self.t.map);
+        let expires = self.t.expires.take();
         self.sync_meta();
+        if lazy && n > 0 {
+            super::lazyfree::free_all((map, expires), n as u64);
+        }
         n
     }
 

@@ -387,7 +387,7 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
     for db in srv.ks.existing() {
         for s in 0..crate::keyspace::SLOTS as u16 {
             if db.slot_keys(s) > 0 {
-                db.lock_slot(s, now).clear();
+                db.lock_slot(s, now).clear(false);
             }
         }
     }

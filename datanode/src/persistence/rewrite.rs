@@ -332,7 +332,7 @@ fn reload_slot_quietly(s: &mut SlotRef) -> Result<usize, String> {
     use crate::keyspace::HashObj;
     use crate::resp::{parse_request, Limits, Parsed};
     let dump = encode_slot(s);
-    s.clear();
+    s.clear(false);
     let limits = Limits {
         max_bulk_len: i64::MAX,
         authenticated: true,

@@ -511,10 +511,12 @@ fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
+    // replica-lazy-flush: the old data is freed in the background.
+    let lazy = srv.config.read().flag("replica-lazy-flush");
     for db in srv.ks.existing() {
         for s in 0..crate::keyspace::SLOTS as u16 {
             if db.slot_keys(s) > 0 {
-                db.lock_slot(s, now).clear();
+                db.lock_slot(s, now).clear(lazy);
             }
         }
     }

@@ -50,6 +50,14 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             ZSET_VALUE.store(n("zset-max-listpack-value"), Ordering::Relaxed);
         }
         crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
+        {
+            use crate::keyspace::lazyfree::*;
+            let yes = |n: &str| c.value(n) == "yes";
+            USER_DEL.store(yes("lazyfree-lazy-user-del"), Ordering::Relaxed);
+            USER_FLUSH.store(yes("lazyfree-lazy-user-flush"), Ordering::Relaxed);
+            EXPIRE.store(yes("lazyfree-lazy-expire"), Ordering::Relaxed);
+            EVICTION.store(yes("lazyfree-lazy-eviction"), Ordering::Relaxed);
+        }
         cmdstats::LATENCY_TRACKING.store(c.value("latency-tracking") == "yes", Ordering::Relaxed);
         srv.latency.threshold_ms.store(
             num("latency-monitor-threshold").max(0) as u64,
