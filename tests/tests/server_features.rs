@@ -1995,5 +1995,10 @@ fn lazyfree_settings_free_in_the_background_as_redis_does() {
         c.text(&["PEXPIRE", "s", "1"]);
         settle(&mut c, 5);
         assert_eq!(c.text(&["DBSIZE"]), ":0\r\n", "{kind:?}");
+        // A big value a write replaces.
+        c.text(&["CONFIG", "SET", "lazyfree-lazy-server-del", "yes"]);
+        big(&mut c, "s");
+        c.text(&["SET", "s", "small"]);
+        settle(&mut c, 6);
     }
 }

@@ -18,6 +18,9 @@ pub static USER_FLUSH: AtomicBool = AtomicBool::new(false);
 pub static EXPIRE: AtomicBool = AtomicBool::new(false);
 /// `lazyfree-lazy-eviction`: keys evicted for maxmemory.
 pub static EVICTION: AtomicBool = AtomicBool::new(false);
+/// `lazyfree-lazy-server-del`: a value replaced by a write (SET over a
+/// big set). Other implicit deletions still free inline.
+pub static SERVER_DEL: AtomicBool = AtomicBool::new(false);
 
 /// Something to drop on the background thread, and how many objects
 /// INFO counts it as.

@@ -131,7 +131,8 @@ impl SlotTable {
         {
             E::Occupied(mut o) => {
                 let e = o.get_mut();
-                e.val = val;
+                let old = std::mem::replace(&mut e.val, val);
+                super::lazyfree::free_if(&super::lazyfree::SERVER_DEL, old);
                 super::access::touch(e.key.meta_mut(), now);
                 false
             }

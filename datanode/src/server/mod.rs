@@ -57,6 +57,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             USER_FLUSH.store(yes("lazyfree-lazy-user-flush"), Ordering::Relaxed);
             EXPIRE.store(yes("lazyfree-lazy-expire"), Ordering::Relaxed);
             EVICTION.store(yes("lazyfree-lazy-eviction"), Ordering::Relaxed);
+            SERVER_DEL.store(yes("lazyfree-lazy-server-del"), Ordering::Relaxed);
         }
         cmdstats::LATENCY_TRACKING.store(c.value("latency-tracking") == "yes", Ordering::Relaxed);
         srv.latency.threshold_ms.store(
