@@ -592,7 +592,7 @@ fn block_or_null(ctx: &mut Ctx, a: &Args, keys: Vec<Vec<u8>>, timeout: u64, null
     if ctx.client.block_retry {
         return;
     }
-    if ctx.locks.holding() {
+    if ctx.locks.in_batch() {
         return if null_array {
             ctx.r.null_array()
         } else {

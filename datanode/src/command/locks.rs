@@ -4,14 +4,25 @@
 
 use std::ops::{Deref, DerefMut};
 
+use smallvec::SmallVec;
+
 use crate::keyspace::{key_slot, Db, Keyspace, SlotRef, SLOTS};
+
+/// Held guards: one inline, so a routed command's hold allocates nothing.
+type Held<'a> = SmallVec<[SlotRef<'a>; 1]>;
 
 pub struct Locks<'a> {
     pub ks: &'a Keyspace,
     pub db: &'a Db,
     pub now: i64,
-    /// Guards held for a whole EXEC, sorted by (db, slot).
-    held: Vec<SlotRef<'a>>,
+    /// Guards held for a whole EXEC or script, sorted by (db, slot); or
+    /// the one slot of a routed command (`routing`).
+    held: Held<'a>,
+    /// `held` is a single command's slot, locked from its cluster routing
+    /// check to the end of its handler so a MIGRATE cannot move its keys
+    /// in between (see `command::dispatch`). Such a command still blocks
+    /// as one on its own does, unlike inside EXEC or a script.
+    routing: bool,
 }
 
 pub enum Guard<'g, 'a> {
@@ -41,7 +52,7 @@ impl DerefMut for Guard<'_, '_> {
 /// Several slots locked together for a multi-key command.
 pub struct Many<'g, 'a> {
     own: Vec<SlotRef<'a>>,
-    held: Option<&'g mut Vec<SlotRef<'a>>>,
+    held: Option<&'g mut Held<'a>>,
     db: usize,
 }
 
@@ -54,7 +65,7 @@ impl<'a> Many<'_, 'a> {
     /// The locked slot, or None when it was not locked (never panics).
     pub fn try_slot(&mut self, slot: u16) -> Option<&mut SlotRef<'a>> {
         let db = self.db;
-        let v: &mut Vec<SlotRef<'a>> = match &mut self.held {
+        let v: &mut [SlotRef<'a>] = match &mut self.held {
             Some(h) => h,
             None => &mut self.own,
         };
@@ -66,7 +77,7 @@ impl<'a> Many<'_, 'a> {
 
     pub fn slot(&mut self, slot: u16) -> &mut SlotRef<'a> {
         let db = self.db;
-        let v: &mut Vec<SlotRef<'a>> = match &mut self.held {
+        let v: &mut [SlotRef<'a>] = match &mut self.held {
             Some(h) => h,
             None => &mut self.own,
         };
@@ -83,12 +94,26 @@ impl<'a> Locks<'a> {
             ks,
             db,
             now,
-            held: Vec::new(),
+            held: SmallVec::new(),
+            routing: false,
         }
     }
 
     pub fn holding(&self) -> bool {
         !self.held.is_empty()
+    }
+
+    /// Inside EXEC or a script, where a blocking command replies at once
+    /// instead of blocking.
+    pub fn in_batch(&self) -> bool {
+        self.holding() && !self.routing
+    }
+
+    /// Locks one slot of the selected database for a single command, from
+    /// its routing check to the end of its handler.
+    pub fn hold_routed(&mut self, slot: u16) {
+        self.held.push(self.db.lock_slot(slot, self.now));
+        self.routing = true;
     }
 
     fn held_index(&self, db: usize, slot: u16) -> Option<usize> {
@@ -294,6 +319,11 @@ impl<'a> Locks<'a> {
         self.held_index(db, slot).is_some()
     }
 
+    /// A held slot, read-only (the routing check's key lookups).
+    pub fn held_slot(&self, db: usize, slot: u16) -> Option<&SlotRef<'a>> {
+        self.held_index(db, slot).map(|i| &self.held[i])
+    }
+
     /// The (db, slot) pairs held.
     pub fn held_slots(&self) -> Vec<(usize, u16)> {
         self.held.iter().map(|g| (g.db.index, g.slot)).collect()
@@ -306,5 +336,6 @@ impl<'a> Locks<'a> {
 
     pub fn release(&mut self) {
         self.held.clear();
+        self.routing = false;
     }
 }

@@ -440,7 +440,13 @@ fn key_presence(ctx: &Ctx, cmd: &'static table::Cmd, args: &Args) -> crate::clus
             Some(_) => {}
             None => first = Some(k.to_vec()),
         }
-        if db.lock_key(k, now).holds_live(k) {
+        // Under EXEC, a script or a routed command's own hold, the slot is
+        // ours already (locking it again would deadlock).
+        let live = match ctx.locks.held_slot(0, crate::keyspace::key_slot(k)) {
+            Some(s) => s.holds_live(k),
+            None => db.lock_key(k, now).holds_live(k),
+        };
+        if live {
             p.existing += 1;
         } else {
             p.missing += 1;
@@ -885,8 +891,55 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         });
         return None;
     }
+    if let Some(slot) = routed_slot(ctx, cmd, args) {
+        // The routing check above ran without the slot's lock: a MIGRATE
+        // may have moved the command's key since (the key was here, the
+        // write would now make a new one that nobody reads). Redis runs
+        // both in one go; here the slot is locked, the route checked again
+        // and the command run before the lock goes.
+        ctx.locks.hold_routed(slot);
+        let redirect = ctx
+            .srv
+            .cluster
+            .get()
+            .and_then(|cl| cluster_redirect(ctx, cl, cmd, args));
+        match redirect {
+            Some(r) => {
+                ctx.locks.release();
+                ctx.r.error(&r.message());
+                ctx.client.asking = false;
+                return None;
+            }
+            None => invoke(ctx, cmd, args),
+        }
+        ctx.locks.release();
+        return Some(cmd);
+    }
     invoke(ctx, cmd, args);
     Some(cmd)
+}
+
+/// The slot a command of its own (not EXEC's, a script's or our master's)
+/// must hold while routed and run, in cluster mode: that of its keys.
+/// EXEC, scripts and MIGRATE lock their slots themselves.
+fn routed_slot(ctx: &Ctx, cmd: &'static table::Cmd, args: &Args) -> Option<u16> {
+    ctx.srv.cluster.get()?;
+    if ctx.client.is_master || ctx.client.in_exec || ctx.locks.holding() {
+        return None;
+    }
+    if matches!(
+        cmd.name,
+        "exec" | "migrate" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    ) || cmd.flags & table::flags::NO_MULTI != 0
+    {
+        return None;
+    }
+    let mut slot = None;
+    cmd.each_key(args, |k| {
+        slot = Some(crate::keyspace::key_slot(k));
+        false
+    });
+    slot
 }
 
 /// Runs an admitted command's handler with everything around it: what it

@@ -375,7 +375,7 @@ fn read_generic(ctx: &mut Ctx, a: &Args, grouped: bool) {
     if retry {
         return;
     }
-    if ctx.locks.holding() {
+    if ctx.locks.in_batch() {
         return ctx.r.null_array();
     }
     // Blocked: `$` is fixed now, so a wake-up looks after this moment.

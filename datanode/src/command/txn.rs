@@ -83,8 +83,8 @@ fn db_arg_in(count: usize, a: &[u8]) -> Option<usize> {
         .map(|n| n as usize)
 }
 
-pub fn exec(ctx: &mut Ctx, _a: &Args) {
-    let Some(m) = ctx.client.multi.take() else {
+pub fn exec(ctx: &mut Ctx, a: &Args) {
+    let Some(mut m) = ctx.client.multi.take() else {
         return ctx.r.error("ERR EXEC without MULTI");
     };
     if m.dirty {
@@ -115,6 +115,24 @@ pub fn exec(ctx: &mut Ctx, _a: &Args) {
     all_dbs.sort_unstable();
     all_dbs.dedup();
     ctx.locks.hold(slots, &all_dbs);
+    // Routed again under the locks: a MIGRATE may have moved a key since
+    // the check before EXEC ran (see `dispatch`).
+    let routing = ctx.srv.cluster.get().filter(|_| !ctx.client.is_master);
+    if let (Some(cl), Some(exec_cmd)) = (routing, super::table::lookup(b"exec")) {
+        ctx.client.multi = Some(m);
+        let redirect = super::cluster_redirect(ctx, cl, exec_cmd, a);
+        let Some(back) = ctx.client.multi.take() else {
+            ctx.locks.release();
+            return;
+        };
+        if let Some(r) = redirect {
+            ctx.locks.release();
+            unwatch_all(ctx);
+            ctx.client.asking = false;
+            return ctx.r.error(&r.message());
+        }
+        m = back;
+    }
 
     // A watched key changed (or expired) since WATCH: abort.
     let mut aborted = false;

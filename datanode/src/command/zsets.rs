@@ -1419,7 +1419,7 @@ fn block(ctx: &mut Ctx, a: &Args, keys: Vec<Vec<u8>>, timeout: u64) {
     if ctx.client.block_retry {
         return;
     }
-    if ctx.locks.holding() {
+    if ctx.locks.in_batch() {
         return ctx.r.null_array();
     }
     ctx.actions.push(super::Action::Block(super::Block {
