@@ -251,6 +251,10 @@ impl Cluster {
             };
             st.route_full = false;
             st.route_slots.clear();
+            let route = Route {
+                version: prev.version + 1,
+                ..route
+            };
             self.route.store(Arc::new(route));
             self.route_changed.notify_waiters();
         }

@@ -23,6 +23,10 @@ pub struct Route {
     pub migrating: BTreeMap<u16, u16>,
     pub importing: BTreeMap<u16, u16>,
     pub allow_reads_when_down: bool,
+    /// One more than the route this one replaced: a command routed with
+    /// one version and run under the slot's lock with the same one needs
+    /// no second look (see `command::dispatch`).
+    pub version: u64,
 }
 
 impl Route {
@@ -38,6 +42,7 @@ impl Route {
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
             allow_reads_when_down: false,
+            version: 0,
         }
     }
 
@@ -132,6 +137,7 @@ impl Route {
             migrating,
             importing,
             allow_reads_when_down,
+            version: from.map_or(0, |(p, _)| p.version + 1),
         }
     }
 }

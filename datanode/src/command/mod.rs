@@ -349,6 +349,28 @@ pub(crate) fn cluster_redirect(
     cmd: &'static table::Cmd,
     args: &Args,
 ) -> Option<crate::cluster::Redirect> {
+    route_command(ctx, cl, cmd, args).err()
+}
+
+/// How a keyed command was routed to be served here.
+#[derive(Clone, Copy)]
+struct Routed {
+    slot: u16,
+    /// The route's version.
+    version: u64,
+    /// The slot was being migrated or imported: where the command goes
+    /// depended on which keys were here.
+    open: bool,
+}
+
+/// [`cluster_redirect`], saying on success which slot the command keys
+/// (`None` for a keyless command) and on what route it was served.
+fn route_command(
+    ctx: &Ctx,
+    cl: &crate::cluster::Cluster,
+    cmd: &'static table::Cmd,
+    args: &Args,
+) -> Result<Option<Routed>, crate::cluster::Redirect> {
     use crate::keyspace::hashslot::key_slot;
     let route = cl.route.load();
     let mut slot: Option<u16> = None;
@@ -368,7 +390,7 @@ pub(crate) fn cluster_redirect(
     };
     let ok = if cmd.name == "exec" {
         let Some(m) = &ctx.client.multi else {
-            return None;
+            return Ok(None);
         };
         m.queue.iter().all(|q| {
             let a = q.args();
@@ -388,18 +410,21 @@ pub(crate) fn cluster_redirect(
         cmd.each_key(args, &mut same)
     };
     if unbound {
-        return Some(crate::cluster::Redirect::Down(
+        return Err(crate::cluster::Redirect::Down(
             "CLUSTERDOWN Hash slot not served",
         ));
     }
     if !ok {
-        return Some(crate::cluster::Redirect::CrossSlot);
+        return Err(crate::cluster::Redirect::CrossSlot);
     }
-    let slot = slot?;
+    let Some(slot) = slot else {
+        return Ok(None);
+    };
     let sharded_pubsub = matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe");
     // A transaction's commands were routed with its EXEC (and their slots
     // are locked now).
-    let keys = if route.is_open(slot) && !sharded_pubsub && !ctx.client.in_exec {
+    let open = route.is_open(slot);
+    let keys = if open && !sharded_pubsub && !ctx.client.in_exec {
         key_presence(ctx, cmd, args)
     } else {
         Default::default()
@@ -415,14 +440,22 @@ pub(crate) fn cluster_redirect(
     let r = route.check(slot, &q);
     // A master cut off from most masters for longer than the node timeout
     // may already be replaced: refuse writes rather than acknowledge what
-    // the cluster will discard. Checked against the clock, so a node just
-    // woken from a stop refuses before its cron has run.
-    if r.is_none() && write && !cl.may_accept_writes(crate::keyspace::now_ms()) {
-        return Some(crate::cluster::Redirect::Down(
+    // the cluster will discard. Checked against the clock (the batch's
+    // reading, taken after the socket read), so a node just woken from a
+    // stop refuses before its cron has run.
+    if r.is_none() && write && !cl.may_accept_writes(ctx.locks.now) {
+        return Err(crate::cluster::Redirect::Down(
             "CLUSTERDOWN The cluster is down",
         ));
     }
-    r
+    match r {
+        Some(r) => Err(r),
+        None => Ok(Some(Routed {
+            slot,
+            version: route.version,
+            open,
+        })),
+    }
 }
 
 /// Which keys of the command (for EXEC, of the whole queue) this node
@@ -799,8 +832,16 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     // Our master's commands are obeyed: no redirection, no refusal.
     let obey = ctx.client.is_master;
+    let mut routed = None;
     if let Some(cl) = ctx.srv.cluster.get().filter(|_| !obey) {
-        if let Some(redirect) = cluster_redirect(ctx, cl, cmd, args) {
+        let redirect = match route_command(ctx, cl, cmd, args) {
+            Ok(r) => {
+                routed = r;
+                None
+            }
+            Err(r) => Some(r),
+        };
+        if let Some(redirect) = redirect {
             ctx.r.error(&redirect.message());
             if cmd.name == "exec" {
                 ctx.client.multi = None;
@@ -891,27 +932,27 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
         });
         return None;
     }
-    if let Some(slot) = routed_slot(ctx, cmd, args) {
-        // The routing check above ran without the slot's lock: a MIGRATE
-        // may have moved the command's key since (the key was here, the
-        // write would now make a new one that nobody reads). Redis runs
-        // both in one go; here the slot is locked, the route checked again
-        // and the command run before the lock goes.
-        ctx.locks.hold_routed(slot);
-        let redirect = ctx
-            .srv
-            .cluster
-            .get()
-            .and_then(|cl| cluster_redirect(ctx, cl, cmd, args));
-        match redirect {
-            Some(r) => {
-                ctx.locks.release();
-                ctx.r.error(&r.message());
-                ctx.client.asking = false;
-                return None;
+    if let Some(rt) = routed.filter(|_| holds_its_slot(ctx, cmd)) {
+        // The routing above ran without the slot's lock: a MIGRATE may
+        // have moved the command's key since (the key was here, a write
+        // would now make a new one nobody reads). Redis checks and runs in
+        // one go; here the slot is locked until the handler returns, and
+        // the command routed again unless neither the route nor, for a
+        // slot in migration, the keys could have changed its way.
+        ctx.locks.hold_routed(rt.slot);
+        let again = match ctx.srv.cluster.get() {
+            Some(cl) if rt.open || cl.route.load().version != rt.version => {
+                cluster_redirect(ctx, cl, cmd, args)
             }
-            None => invoke(ctx, cmd, args),
+            _ => None,
+        };
+        if let Some(r) = again {
+            ctx.locks.release();
+            ctx.r.error(&r.message());
+            ctx.client.asking = false;
+            return None;
         }
+        invoke(ctx, cmd, args);
         ctx.locks.release();
         return Some(cmd);
     }
@@ -919,27 +960,24 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     Some(cmd)
 }
 
-/// The slot a command of its own (not EXEC's, a script's or our master's)
-/// must hold while routed and run, in cluster mode: that of its keys.
-/// EXEC, scripts and MIGRATE lock their slots themselves.
-fn routed_slot(ctx: &Ctx, cmd: &'static table::Cmd, args: &Args) -> Option<u16> {
-    ctx.srv.cluster.get()?;
-    if ctx.client.is_master || ctx.client.in_exec || ctx.locks.holding() {
-        return None;
-    }
-    if matches!(
-        cmd.name,
-        "exec" | "migrate" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    ) || cmd.flags & table::flags::NO_MULTI != 0
-    {
-        return None;
-    }
-    let mut slot = None;
-    cmd.each_key(args, |k| {
-        slot = Some(crate::keyspace::key_slot(k));
-        false
-    });
-    slot
+/// Whether a routed command runs holding its slot: not inside EXEC or a
+/// script (their locks are held already), and not EXEC, scripts and
+/// MIGRATE, which lock their slots themselves, nor WATCH.
+fn holds_its_slot(ctx: &Ctx, cmd: &'static table::Cmd) -> bool {
+    !ctx.client.in_exec
+        && !ctx.locks.holding()
+        && cmd.flags & table::flags::NO_MULTI == 0
+        && !matches!(
+            cmd.name,
+            "exec"
+                | "migrate"
+                | "eval"
+                | "evalsha"
+                | "eval_ro"
+                | "evalsha_ro"
+                | "fcall"
+                | "fcall_ro"
+        )
 }
 
 /// Runs an admitted command's handler with everything around it: what it
