@@ -1105,6 +1105,80 @@ fn a_stopped_replicas_buffer_is_its_memory_and_evicts_nothing() {
     }
 }
 
+/// As Redis: a replica over maxmemory evicts nothing (it is its master's
+/// copy: replica-ignore-maxmemory, on by default) until told otherwise; and
+/// while clients are paused a master evicts nothing either, then catches up
+/// once they resume.
+#[test]
+fn a_replica_and_a_paused_master_leave_their_keys_alone_over_maxmemory() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start(kind);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        let value = "v".repeat(1000);
+        for i in 0..2000 {
+            assert_eq!(m.text(&["SET", &format!("key:{i}"), &value]), "+OK\r\n");
+        }
+        wait("the replica to catch up", || caught_up(&mut m, &mut r));
+        let evicted = |c: &mut Conn| -> u64 {
+            c.info_field("stats", "evicted_keys")
+                .parse()
+                .expect("a number")
+        };
+        let below = |c: &mut Conn| -> String {
+            let used: u64 = c
+                .info_field("memory", "used_memory")
+                .parse()
+                .expect("a number");
+            (used - 1_000_000).to_string()
+        };
+        ok(
+            &mut r,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+        );
+        let limit = below(&mut r);
+        ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit]);
+        for _ in 0..3 {
+            r.text(&["GET", "key:1"]);
+        }
+        assert_eq!(
+            r.text(&["DBSIZE"]),
+            ":2000\r\n",
+            "{kind:?}: the replica evicted"
+        );
+        assert_eq!(evicted(&mut r), 0, "{kind:?}");
+        ok(&mut r, &["CONFIG", "SET", "replica-ignore-maxmemory", "no"]);
+        wait("the replica to evict for itself", || {
+            r.text(&["GET", "key:1"]);
+            evicted(&mut r) > 0
+        });
+        // A paused master keeps its dataset still.
+        ok(
+            &mut m,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
+        );
+        ok(&mut m, &["CLIENT", "PAUSE", "20000", "WRITE"]);
+        let limit = below(&mut m);
+        ok(&mut m, &["CONFIG", "SET", "maxmemory", &limit]);
+        for _ in 0..3 {
+            m.text(&["GET", "key:1"]);
+        }
+        assert_eq!(
+            m.text(&["DBSIZE"]),
+            ":2000\r\n",
+            "{kind:?}: the paused master evicted"
+        );
+        assert_eq!(evicted(&mut m), 0, "{kind:?}");
+        ok(&mut m, &["CLIENT", "UNPAUSE"]);
+        wait("the master to evict once unpaused", || {
+            m.text(&["GET", "key:1"]);
+            evicted(&mut m) > 0
+        });
+    }
+}
+
 /// A command from the master that fails on the replica (the data may now
 /// differ) is logged as critical and counted; with
 /// propagation-error-behavior asking for it, a read-only replica stops.

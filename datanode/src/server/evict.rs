@@ -67,6 +67,15 @@ fn time_limit(tenacity: u32) -> Option<Duration> {
     }
 }
 
+/// As Redis's isSafeToPerformEvictions: a replica is its master's copy and
+/// leaves eviction to it (unless replica-ignore-maxmemory is off), and
+/// while clients are paused the dataset stays as it is, evictions
+/// included. Nothing is refused for memory meanwhile either.
+fn safe_to_evict(srv: &Shared) -> bool {
+    !(srv.repl.is_replica() && srv.hot.replica_ignore_maxmemory.load(Ordering::Relaxed))
+        && srv.pause.kind() == super::pause::OFF
+}
+
 /// When `perform_evictions` last recounted the connections (ms).
 static LAST_RECOUNT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
@@ -77,6 +86,9 @@ static LAST_RECOUNT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::Atomic
 pub fn perform_evictions(srv: &Arc<Shared>, now: i64, needs_room: bool) -> Outcome {
     let max = srv.hot.maxmemory.load(Ordering::Relaxed);
     if max == 0 || !memory::counting() {
+        return Outcome::Ok;
+    }
+    if !safe_to_evict(srv) {
         return Outcome::Ok;
     }
     // The cached figure may be a millisecond old (one pipelined batch
@@ -257,7 +269,7 @@ pub fn start_background(srv: &Arc<Shared>) {
     rt.spawn(async move {
         loop {
             let max = srv.hot.maxmemory.load(Ordering::Relaxed);
-            let outcome = if max == 0 {
+            let outcome = if max == 0 || !safe_to_evict(&srv) {
                 Outcome::Ok
             } else {
                 evict_pass(

@@ -103,6 +103,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         cfg.int("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
         Ordering::Relaxed,
     );
+    srv.hot
+        .replica_ignore_maxmemory
+        .store(cfg.flag("replica-ignore-maxmemory"), Ordering::Relaxed);
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len

@@ -33,6 +33,8 @@ pub struct Hot {
     pub maxmemory_policy: std::sync::atomic::AtomicU8,
     pub maxmemory_samples: std::sync::atomic::AtomicU32,
     pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
+    /// `replica-ignore-maxmemory`: a replica leaves eviction to its master.
+    pub replica_ignore_maxmemory: AtomicBool,
     /// `hll-sparse-max-bytes`.
     pub hll_sparse_max_bytes: AtomicU64,
     /// Writes (and PING) are refused with -MISCONF: the last background
@@ -127,6 +129,7 @@ impl Shared {
             maxmemory_policy: Default::default(),
             maxmemory_samples: Default::default(),
             maxmemory_tenacity: Default::default(),
+            replica_ignore_maxmemory: AtomicBool::new(true),
             hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
             rdb_write_block: AtomicBool::new(false),
             aof_write_block: AtomicBool::new(false),
