@@ -291,8 +291,6 @@ impl Node {
         }
     }
 
-    /// Starts this node's binary on its directory with `args`, expecting
-    /// it to refuse to start; returns (exit code, output).
     /// Starts this node's binary on its directory with `args` (while the
     /// node itself is stopped) and reports whether it exits at start-up
     /// rather than answering PING; stops it again either way.
@@ -330,6 +328,8 @@ impl Node {
         refused
     }
 
+    /// Starts this node's binary on its directory with `args`, expecting
+    /// it to refuse to start; returns (exit code, output).
     pub fn start_expect_failure_here(&self, args: &[&str]) -> (i32, String) {
         let port = free_port().to_string();
         let dir = self.dir.path().display().to_string();

@@ -864,3 +864,47 @@ fn a_save_asked_for_while_another_runs_is_scheduled_as_redis_does() {
         }
     }
 }
+
+/// `rdbchecksum no` (set at start, as in Redis): a save ends with 8 zero
+/// bytes instead of the CRC-64, and loading checks nothing; with the
+/// default, a wrong checksum refuses the file and a zero one is taken
+/// unchecked.
+#[test]
+fn rdbchecksum_off_writes_no_checksum_and_checks_none() {
+    let tail = |f: &std::path::Path| -> Vec<u8> {
+        let d = std::fs::read(f).expect("dump.rdb");
+        d[d.len() - 8..].to_vec()
+    };
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut off = Node::start(kind, &["--save", "", "--rdbchecksum", "no"]);
+        write_keys(&mut off.conn(), 20);
+        assert_eq!(off.conn().text(&["SAVE"]), "+OK\r\n");
+        assert_eq!(tail(&off.path().join("dump.rdb")), vec![0u8; 8], "{kind:?}");
+        off.signal_and_wait("-TERM");
+        off.restart();
+        check_keys(&mut off.conn(), 20);
+
+        let mut n = Node::start(kind, &["--save", ""]);
+        write_keys(&mut n.conn(), 20);
+        assert_eq!(n.conn().text(&["SAVE"]), "+OK\r\n");
+        let file = n.path().join("dump.rdb");
+        assert_ne!(tail(&file), vec![0u8; 8], "{kind:?}");
+        n.signal_and_wait("-TERM");
+        // A wrong checksum: refused, unless checksums are off.
+        let mut data = std::fs::read(&file).expect("dump.rdb");
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        std::fs::write(&file, &data).expect("write");
+        assert!(n.refuses_to_start_here(&[]), "{kind:?}: a wrong checksum loaded");
+        assert!(
+            !n.refuses_to_start_here(&["--rdbchecksum", "no"]),
+            "{kind:?}: rdbchecksum no still checked"
+        );
+        // A zero checksum (saved with checksums off): loaded unchecked.
+        let end = data.len() - 8;
+        data[end..].fill(0);
+        std::fs::write(&file, &data).expect("write");
+        n.restart();
+        check_keys(&mut n.conn(), 20);
+    }
+}

@@ -107,6 +107,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .replica_ignore_maxmemory
         .store(cfg.flag("replica-ignore-maxmemory"), Ordering::Relaxed);
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
+    crate::persistence::rdb::file::CHECKSUM.store(cfg.flag("rdbchecksum"), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len
         .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);

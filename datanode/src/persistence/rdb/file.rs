@@ -300,11 +300,21 @@ pub fn serialize_to(
     file.finish()
 }
 
-/// A file being written with its running CRC-64. The first error is kept
-/// and later writes skipped (a spilled value cannot return one).
+/// `rdbchecksum`: files get a CRC-64 and are checked against theirs when
+/// loaded. Off, as in Redis, a file ends with 8 zero bytes and loading
+/// checks nothing (DUMP payloads keep theirs either way).
+pub static CHECKSUM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+fn checksums() -> bool {
+    CHECKSUM.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A file being written with its running CRC-64 (unless `rdbchecksum` is
+/// off). The first error is kept and later writes skipped (a spilled value
+/// cannot return one).
 struct Checksummed<'w, W: std::io::Write> {
     w: &'w mut W,
-    crc: crc64::Running,
+    crc: Option<crc64::Running>,
     failed: Option<std::io::Error>,
 }
 
@@ -312,14 +322,16 @@ impl<'w, W: std::io::Write> Checksummed<'w, W> {
     fn new(w: &'w mut W) -> Self {
         Checksummed {
             w,
-            crc: crc64::Running::default(),
+            crc: checksums().then(crc64::Running::default),
             failed: None,
         }
     }
 
     fn put(&mut self, b: &[u8]) {
         if self.failed.is_none() {
-            self.crc.update(b);
+            if let Some(crc) = &mut self.crc {
+                crc.update(b);
+            }
             if let Err(e) = self.w.write_all(b) {
                 self.failed = Some(e);
             }
@@ -335,7 +347,7 @@ impl<'w, W: std::io::Write> Checksummed<'w, W> {
     /// The end-of-file opcode and the checksum; the first error, if any.
     fn finish(mut self) -> std::io::Result<()> {
         self.put(&[OP_EOF]);
-        let crc = self.crc.value();
+        let crc = self.crc.as_ref().map_or(0, |c| c.value());
         match self.failed {
             Some(e) => Err(e),
             None => self.w.write_all(&crc.to_le_bytes()),
@@ -535,7 +547,9 @@ fn load_inner(
     }
     let tail = data.get(end..end + 8).ok_or(RdbError::Checksum)?;
     let crc = u64::from_le_bytes(tail.try_into().map_err(|_| RdbError::Checksum)?);
-    if crc != 0 && crc != crc64::crc64(&data[..end]) {
+    if crc == 0 && checksums() {
+        tracing::warn!("RDB file was saved with checksum disabled: no check performed.");
+    } else if crc != 0 && checksums() && crc != crc64::crc64(&data[..end]) {
         return Err(RdbError::Checksum);
     }
     Ok((loaded, skipped, end + 8))
