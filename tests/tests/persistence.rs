@@ -895,7 +895,10 @@ fn rdbchecksum_off_writes_no_checksum_and_checks_none() {
         let last = data.len() - 1;
         data[last] ^= 0xff;
         std::fs::write(&file, &data).expect("write");
-        assert!(n.refuses_to_start_here(&[]), "{kind:?}: a wrong checksum loaded");
+        assert!(
+            n.refuses_to_start_here(&[]),
+            "{kind:?}: a wrong checksum loaded"
+        );
         assert!(
             !n.refuses_to_start_here(&["--rdbchecksum", "no"]),
             "{kind:?}: rdbchecksum no still checked"
@@ -907,4 +910,58 @@ fn rdbchecksum_off_writes_no_checksum_and_checks_none() {
         n.restart();
         check_keys(&mut n.conn(), 20);
     }
+}
+
+/// `aof-timestamp-enabled`, as in Redis: a `#TS:<unix seconds>` line goes
+/// before the first command of each new second, and loading skips it. The
+/// two servers' files are equal but for the times.
+#[test]
+fn aof_timestamps_are_written_and_skipped_as_redis_does() {
+    let secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let mut files = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(
+            kind,
+            &[
+                "--appendonly",
+                "yes",
+                "--aof-timestamp-enabled",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        );
+        let mut c = n.conn();
+        assert_eq!(c.text(&["SET", "a", "1"]), "+OK\r\n");
+        let first = secs();
+        slotkv_tests::wait_until(Duration::from_secs(3), "the next second", || secs() > first);
+        assert_eq!(c.text(&["SET", "b", "2"]), "+OK\r\n");
+        let text = String::from_utf8(std::fs::read(incr_file(&n)).expect("incr")).expect("text");
+        let stamps: Vec<&str> = text.lines().filter(|l| l.starts_with("#TS:")).collect();
+        assert_eq!(stamps.len(), 2, "{kind:?}: {text:?}");
+        let normal: String = text
+            .split_inclusive("\r\n")
+            .map(|l| {
+                if l.starts_with("#TS:") {
+                    "#TS:N\r\n"
+                } else {
+                    l
+                }
+            })
+            .collect();
+        files.push(normal);
+        n.signal_and_wait("-TERM");
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["MGET", "a", "b"]),
+            "*2\r\n$1\r\n1\r\n$1\r\n2\r\n",
+            "{kind:?}"
+        );
+    }
+    assert_eq!(files[0], files[1]);
 }

@@ -243,6 +243,15 @@ fn replay(
     // Offset where the last complete transaction or command ended.
     let mut good = start;
     while pos < data.len() {
+        // Annotations (`#TS:…`, aof-timestamp-enabled) are skipped whole,
+        // as Redis's loader does.
+        if data[pos] == b'#' {
+            pos = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i + 1);
+            if client.multi.is_none() {
+                good = pos;
+            }
+            continue;
+        }
         if data[pos] != b'*' {
             return Err(AofError::Corrupt {
                 file: name,

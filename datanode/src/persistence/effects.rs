@@ -181,6 +181,19 @@ pub fn end_verbatim() {
     });
 }
 
+/// `aof-timestamp-enabled`: the AOF carries `#TS:<unix seconds>` lines,
+/// one before the first command of each new second, as Redis writes them
+/// for point-in-time recovery (`redis-check-aof --truncate-to-timestamp`).
+pub static AOF_TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+/// The `#TS:` annotation for `secs`.
+pub fn timestamp_annotation(secs: i64, out: &mut Vec<u8>) {
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b"#TS:");
+    out.extend_from_slice(b.format(secs).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 pub struct LogBuf {
     /// Encoded commands not yet taken by the writer.
     pub buf: Vec<u8>,
@@ -196,6 +209,8 @@ pub struct LogBuf {
     pub repl: Backlog,
     /// The database the replication stream last selected.
     pub repl_last_db: Option<usize>,
+    /// The second of the last `#TS:` annotation.
+    ts_last: i64,
 }
 
 impl Default for LogBuf {
@@ -208,6 +223,7 @@ impl Default for LogBuf {
             offset: 0,
             repl: Backlog::new(1 << 20),
             repl_last_db: None,
+            ts_last: 0,
         }
     }
 }
@@ -228,7 +244,21 @@ impl LogBuf {
         LAST_REPL.with(|c| c.set(end));
     }
 
+    /// A `#TS:` line ahead of the next command when the second changed
+    /// (before its SELECT, as Redis's feedAppendOnlyFile).
+    fn annotate(&mut self, old: bool) {
+        if !AOF_TIMESTAMPS.load(Ordering::Relaxed) {
+            return;
+        }
+        let secs = crate::keyspace::now_ms() / 1000;
+        if secs > self.ts_last {
+            self.ts_last = secs;
+            timestamp_annotation(secs, if old { &mut self.old } else { &mut self.buf });
+        }
+    }
+
     fn select(&mut self, db: usize) {
+        self.annotate(false);
         if self.last_db != Some(db) {
             let mut b = itoa::Buffer::new();
             encode_command(
@@ -240,6 +270,7 @@ impl LogBuf {
     }
 
     fn select_old(&mut self, db: usize) {
+        self.annotate(true);
         if self.old_last_db != Some(db) {
             let mut b = itoa::Buffer::new();
             encode_command(

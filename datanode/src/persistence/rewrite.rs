@@ -258,6 +258,15 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
                 .map_err(|e| format!("creating {}: {e}", tmp_path.display()))?,
         );
         if !preamble {
+            // Redis starts an AOF-format base with the rewrite's time.
+            if crate::persistence::effects::AOF_TIMESTAMPS.load(Ordering::Relaxed) {
+                let mut ts = Vec::new();
+                crate::persistence::effects::timestamp_annotation(
+                    crate::keyspace::now_ms() / 1000,
+                    &mut ts,
+                );
+                f.write_all(&ts).map_err(|e| e.to_string())?;
+            }
             for code in &functions {
                 let cmd: [&[u8]; 3] = [b"FUNCTION", b"LOAD", code];
                 let mut enc = Vec::new();

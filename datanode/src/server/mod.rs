@@ -108,6 +108,8 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         .store(cfg.flag("replica-ignore-maxmemory"), Ordering::Relaxed);
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     crate::persistence::rdb::file::CHECKSUM.store(cfg.flag("rdbchecksum"), Ordering::Relaxed);
+    crate::persistence::effects::AOF_TIMESTAMPS
+        .store(cfg.flag("aof-timestamp-enabled"), Ordering::Relaxed);
     srv.hot
         .proto_max_bulk_len
         .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);
