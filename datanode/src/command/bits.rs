@@ -409,7 +409,7 @@ pub fn bitop(ctx: &mut Ctx, a: &Args) {
     let events = ctx.events();
     let mut s = ctx.locks.key(dst);
     if out.is_empty() {
-        if s.remove(dst).is_some() {
+        if s.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL) {
             events.emit(ev::GENERIC, "del", dst);
             s.log(&[b"DEL".as_slice(), dst]);
             drop(s);

@@ -79,7 +79,7 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error("BUSYKEY Target key name already exists.");
     }
     let now = s.now;
-    let deleted = replace && s.remove(key).is_some();
+    let deleted = replace && s.delete_freeing(key, &crate::keyspace::lazyfree::SERVER_DEL);
     if ttl > 0 && !absttl {
         ttl = ttl.saturating_add(now);
     }

@@ -121,7 +121,7 @@ fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: 
         return;
     }
     if when <= s.now {
-        s.remove(key);
+        s.delete_freeing(key, &crate::keyspace::lazyfree::EXPIRE);
         s.log(&[b"DEL".as_slice(), key]);
         events.emit(ev::GENERIC, "del", key);
     } else {
@@ -217,7 +217,7 @@ fn rename_generic(ctx: &mut Ctx, a: &Args, nx: bool) {
         return;
     };
     let d = m.key(dst);
-    d.remove(dst);
+    d.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL);
     d.set(dst, v, false);
     if let Some(at) = ttl {
         d.set_expire(dst, at);
@@ -303,7 +303,7 @@ pub fn copy(ctx: &mut Ctx, a: &Args) {
             ctx.r.int(0);
             return;
         }
-        d.remove(dst);
+        d.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL);
     }
     d.set(dst, v, false);
     if let Some(at) = ttl {
@@ -663,7 +663,7 @@ pub fn object_help(ctx: &mut Ctx, _a: &Args) {
 pub fn clear_slot(s: &mut crate::keyspace::SlotRef) -> usize {
     let keys = s.live_keys();
     for k in &keys {
-        s.remove(k);
+        s.delete_freeing(k, &crate::keyspace::lazyfree::SERVER_DEL);
         s.log(&[&b"DEL"[..], &k[..]]);
     }
     keys.len()

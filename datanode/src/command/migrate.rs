@@ -454,7 +454,7 @@ fn run(
                     target_error.get_or_insert(e);
                 } else if !p.copy {
                     let s = m.key(k);
-                    if s.remove(k).is_some() {
+                    if s.delete_freeing(k, &crate::keyspace::lazyfree::SERVER_DEL) {
                         s.log(&[b"DEL".as_slice(), k]);
                         events.emit(ev::GENERIC, "del", k);
                         deleted += 1;

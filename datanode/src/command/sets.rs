@@ -358,7 +358,7 @@ fn store_op(ctx: &mut Ctx, a: &Args, op: Op, event: &'static str) {
     let events = ctx.events();
     let mut s = ctx.locks.key(dst);
     if r.is_empty() {
-        if s.remove(dst).is_some() {
+        if s.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL) {
             events.emit(ev::GENERIC, "del", dst);
             s.log(&[b"DEL".as_slice(), dst]);
         }

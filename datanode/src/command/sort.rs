@@ -602,7 +602,7 @@ fn output(out: Out, m: &mut super::locks::Many, l: &Loaded, o: &Opts) {
         out.events
             .emit(crate::server::notify::class::LIST, "sortstore", dst);
         dirty = n as u64;
-    } else if d.remove(dst).is_some() {
+    } else if d.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL) {
         d.log(&[b"DEL".as_slice(), dst]);
         out.events
             .emit(crate::server::notify::class::GENERIC, "del", dst);

@@ -1124,7 +1124,7 @@ pub fn store_result(ctx: &mut Ctx, dst: &[u8], items: &[(Vec<u8>, f64)], event: 
     let mut s = ctx.locks.key(dst);
     let mut eff_scores = Vec::new();
     if items.is_empty() {
-        if s.remove(dst).is_some() {
+        if s.delete_freeing(dst, &crate::keyspace::lazyfree::SERVER_DEL) {
             events.emit(ev::GENERIC, "del", dst);
         }
     } else {

@@ -504,6 +504,21 @@ impl<'a> SlotRef<'a> {
         Some(v)
     }
 
+    /// Removes `key` as the server does on its own (a RENAME's or RESTORE
+    /// REPLACE's destination, an emptied STORE target, a key MIGRATE moved,
+    /// a TTL set in the past): its value is freed on the lazyfree thread
+    /// when `lazy` (lazyfree-lazy-server-del or -expire) says so, as
+    /// Redis's dbDelete. Returns whether the key was there.
+    pub fn delete_freeing(&mut self, key: &[u8], lazy: &std::sync::atomic::AtomicBool) -> bool {
+        match self.remove(key) {
+            Some(v) => {
+                super::lazyfree::free_if(lazy, v);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records that the key's value was changed in place.
     pub fn touch(&mut self, key: &[u8]) {
         self.t.touch(key);
