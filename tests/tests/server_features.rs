@@ -2025,3 +2025,39 @@ fn lazyfree_settings_free_in_the_background_as_redis_does() {
         assert_eq!(c.text(&["DBSIZE"]), ":2\r\n", "{kind:?}");
     }
 }
+
+/// `jemalloc-bg-thread` (on by default): jemalloc's background threads
+/// return unused pages to the system; CONFIG SET stops and restarts them,
+/// on both servers.
+#[test]
+fn jemalloc_background_threads_follow_jemalloc_bg_thread() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let threads = || -> usize {
+            std::fs::read_dir(format!("/proc/{}/task", n.pid()))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|t| {
+                            std::fs::read_to_string(t.path().join("comm"))
+                                .is_ok_and(|name| name.trim() == "jemalloc_bg_thd")
+                        })
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        wait_until(&format!("{kind:?}: jemalloc's threads"), || threads() > 0);
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "jemalloc-bg-thread", "no"]),
+            "+OK\r\n"
+        );
+        wait_until(&format!("{kind:?}: no jemalloc thread"), || threads() == 0);
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "jemalloc-bg-thread", "yes"]),
+            "+OK\r\n"
+        );
+        wait_until(&format!("{kind:?}: jemalloc's threads again"), || {
+            threads() > 0
+        });
+    }
+}

@@ -88,6 +88,17 @@ pub fn jemalloc_report() -> String {
     out
 }
 
+/// `jemalloc-bg-thread`: jemalloc's own threads return unused dirty pages
+/// to the system in the background, as in Redis (on by default there).
+pub fn jemalloc_background_thread(on: bool) {
+    #[cfg(not(target_env = "msvc"))]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(on) {
+        tracing::warn!("Could not set jemalloc's background_thread to {on}: {e}");
+    }
+    #[cfg(target_env = "msvc")]
+    let _ = on;
+}
+
 /// Returns unused dirty pages of every arena to the system (MEMORY PURGE).
 pub fn jemalloc_purge() {
     // MALLCTL_ARENAS_ALL is 4096 in jemalloc 5.

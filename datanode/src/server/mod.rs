@@ -110,6 +110,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     crate::persistence::rdb::file::CHECKSUM.store(cfg.flag("rdbchecksum"), Ordering::Relaxed);
     crate::persistence::effects::AOF_TIMESTAMPS
         .store(cfg.flag("aof-timestamp-enabled"), Ordering::Relaxed);
+    if changed.is_empty() || changed.iter().any(|c| c == "jemalloc-bg-thread") {
+        crate::command::server::jemalloc_background_thread(cfg.flag("jemalloc-bg-thread"));
+    }
     srv.hot
         .proto_max_bulk_len
         .store(cfg.proto_max_bulk_len() as i64, Ordering::Relaxed);
