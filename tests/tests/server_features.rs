@@ -2061,3 +2061,41 @@ fn jemalloc_background_threads_follow_jemalloc_bg_thread() {
         });
     }
 }
+
+/// `hz` as Redis keeps it: CONFIG SET clamps it to 1..=500 and INFO shows
+/// it at once; with `dynamic-hz` (on by default) the cron doubles its rate
+/// while there are more than 200 clients per tick, and drops back when
+/// they go.
+#[test]
+fn hz_is_clamped_shown_and_raised_for_many_clients() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--maxclients", "1000"]);
+        let mut c = n.conn();
+        let hz = |c: &mut Conn| {
+            (
+                info_field(c, "server", "hz"),
+                info_field(c, "server", "configured_hz"),
+            )
+        };
+        assert_eq!(c.text(&["CONFIG", "SET", "hz", "1000"]), "+OK\r\n");
+        assert_eq!(
+            c.text(&["CONFIG", "GET", "hz"]),
+            "*2\r\n$2\r\nhz\r\n$3\r\n500\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(hz(&mut c), ("500".into(), "500".into()), "{kind:?}");
+        assert_eq!(c.text(&["CONFIG", "SET", "hz", "1"]), "+OK\r\n");
+        assert_eq!(hz(&mut c), ("1".into(), "1".into()), "{kind:?}");
+        let mut many: Vec<Conn> = (0..210).map(|_| n.conn()).collect();
+        for m in &mut many {
+            assert_eq!(m.text(&["PING"]), "+PONG\r\n");
+        }
+        wait_until(&format!("{kind:?}: hz 2 with 211 clients"), || {
+            hz(&mut c) == ("2".into(), "1".into())
+        });
+        many.clear();
+        wait_until(&format!("{kind:?}: hz 1 again"), || {
+            hz(&mut c) == ("1".into(), "1".into())
+        });
+    }
+}

@@ -162,7 +162,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
     if want("server") {
         let _ = write!(
             o,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nslotkv_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nconfigured_hz:10\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nslotkv_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\n",
             env!("CARGO_PKG_VERSION"),
             if cfg.cluster_enabled() { "cluster" } else { "standalone" },
             std::env::consts::OS,
@@ -173,6 +173,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             now * 1000,
             uptime,
             uptime / 86400,
+            srv.hot.hz.load(Ordering::Relaxed),
+            srv.hot.configured_hz.load(Ordering::Relaxed),
             (now / 1000) & ((1 << 24) - 1),
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),

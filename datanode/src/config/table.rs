@@ -856,6 +856,10 @@ pub fn merge_obuf_limits(current: &str, update: &str) -> String {
 /// Redis's error for `activedefrag yes` on a build without defrag support.
 const ACTIVE_DEFRAG_UNSUPPORTED: &str = "Active defragmentation cannot be enabled: it requires a Redis server compiled with a modified Jemalloc like the one shipped by default with the Redis source distribution";
 
+/// The bounds of `hz` (Redis's CONFIG_MIN_HZ, CONFIG_MAX_HZ).
+pub const HZ_MIN: i64 = 1;
+pub const HZ_MAX: i64 = 500;
+
 pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
     let joined = args.join(" ");
     let Some(sp) = spec(canon) else {
@@ -888,6 +892,10 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                 return Err(format!(
                     "argument must be between {min} and {max} inclusive"
                 ));
+            }
+            // Redis's updateHZ keeps the rate within 1..=500.
+            if canon == "hz" {
+                return Ok(n.clamp(HZ_MIN, HZ_MAX).to_string());
             }
             Ok(n.to_string())
         }

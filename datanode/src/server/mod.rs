@@ -106,6 +106,20 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     srv.hot
         .replica_ignore_maxmemory
         .store(cfg.flag("replica-ignore-maxmemory"), Ordering::Relaxed);
+    let hz = cfg.int("hz").clamp(1, 500) as u32;
+    srv.hot.configured_hz.store(hz, Ordering::Relaxed);
+    // The new rate shows at once, as Redis's updateHZ sets it; the cron
+    // raises it again for many clients.
+    if changed.is_empty() || changed.iter().any(|c| c == "hz") {
+        srv.hot.hz.store(hz, Ordering::Relaxed);
+    }
+    srv.hot
+        .dynamic_hz
+        .store(cfg.flag("dynamic-hz"), Ordering::Relaxed);
+    srv.hot.expire_effort.store(
+        cfg.int("active-expire-effort").clamp(1, 10) as u32,
+        Ordering::Relaxed,
+    );
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     crate::persistence::rdb::file::CHECKSUM.store(cfg.flag("rdbchecksum"), Ordering::Relaxed);
     crate::persistence::effects::AOF_TIMESTAMPS
@@ -305,20 +319,34 @@ async fn supervise_cron(srv: Arc<Shared>) {
     }
 }
 
-/// Background work ten times a second: active expiry and stats sampling.
+/// Background work `hz` times a second (Redis's serverCron): active
+/// expiry, memory and persistence checks; stats sampling every 100 ms and
+/// the slower chores once a second, whatever the rate.
 async fn cron(srv: Arc<Shared>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let mut cursor = ExpireCursor::default();
-    let mut ticks = 0u64;
+    let mut next = tokio::time::Instant::now();
+    let (mut last_sample, mut last_second) = (0i64, 0i64);
     loop {
-        tick.tick().await;
-        ticks += 1;
+        let hz = cron_hz(&srv);
+        next += std::time::Duration::from_millis(1000 / hz as u64);
+        // Late (a stalled machine): start again from now rather than
+        // running the missed ticks back to back.
+        let now_i = tokio::time::Instant::now();
+        if next < now_i {
+            next = now_i;
+        }
+        tokio::time::sleep_until(next).await;
         let now = crate::keyspace::now_ms();
-        srv.stats.sample_ops(now);
+        if now - last_sample >= 100 {
+            last_sample = now;
+            srv.stats.sample_ops(now);
+        }
         if crate::command::debug::CRON_PAUSED.load(Ordering::Relaxed) {
             continue;
         }
-        if ticks.is_multiple_of(10) {
+        let second = now - last_second >= 1000;
+        if second {
+            last_second = now;
             release_idle_buffers(&srv, now);
             srv.migrate_sockets.close_idle();
         }
@@ -332,7 +360,7 @@ async fn cron(srv: Arc<Shared>) {
         }
         tracking::cron(&srv);
         crate::replication::failover::cron(&srv, now);
-        if ticks.is_multiple_of(10) {
+        if second {
             crate::replication::master::cron(&srv, now);
             follow_cluster_role(&srv);
         }
@@ -340,6 +368,21 @@ async fn cron(srv: Arc<Shared>) {
         crate::persistence::schedule::run_scheduled(&srv);
         crate::persistence::maybe_scheduled_save(&srv);
     }
+}
+
+/// The cron's rate now, as Redis's serverCron sets it: `hz`, doubled
+/// under `dynamic-hz` while there are more than 200 clients per tick, up
+/// to 500. Stored for INFO.
+fn cron_hz(srv: &Shared) -> u32 {
+    let mut hz = srv.hot.configured_hz.load(Ordering::Relaxed).clamp(1, 500);
+    if srv.hot.dynamic_hz.load(Ordering::Relaxed) {
+        let clients = srv.clients.lock().len() as u32;
+        while clients / hz > 200 && hz < 500 {
+            hz = (hz * 2).min(500);
+        }
+    }
+    srv.hot.hz.store(hz, Ordering::Relaxed);
+    hz
 }
 
 /// Like Redis's client cron: a connection idle for 2 s gives its empty
@@ -441,6 +484,14 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
         return;
     }
     let total = dbs.len() * SLOTS;
+    // Redis's activeExpireCycle scaled by active-expire-effort (0 to 9
+    // here): more keys per round, fewer stale ones tolerated, a larger
+    // share of each tick (25% at effort 1).
+    let effort = srv.hot.expire_effort.load(Ordering::Relaxed).clamp(1, 10) as usize - 1;
+    let per_round = EXPIRE_KEYS_PER_ROUND + EXPIRE_KEYS_PER_ROUND / 4 * effort;
+    let stale_perc = EXPIRE_STALE_PERC - effort;
+    let hz = srv.hot.hz.load(Ordering::Relaxed).max(1) as u64;
+    let budget = std::time::Duration::from_micros((25 + 2 * effort as u64) * 10_000 / hz);
     let (mut checked, mut expired, mut laps) = (0, 0, 0);
     // The run's totals, for INFO expired_stale_perc.
     let (mut sampled, mut stale) = (0, 0);
@@ -451,7 +502,7 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
         let (c, e, end) = if db.has_expires(s) {
             // Deletions are counted where they happen (INFO expired_keys).
             db.lock_slot(s, now)
-                .expire_some(cur.offset, EXPIRE_KEYS_PER_ROUND - checked)
+                .expire_some(cur.offset, per_round - checked)
         } else {
             (0, 0, true)
         };
@@ -466,13 +517,13 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
         } else {
             cur.offset += c - e;
         }
-        if checked >= EXPIRE_KEYS_PER_ROUND {
-            if expired * 100 < checked * EXPIRE_STALE_PERC {
+        if checked >= per_round {
+            if expired * 100 < checked * stale_perc {
                 break;
             }
             (checked, expired) = (0, 0);
         }
-        if start.elapsed() > std::time::Duration::from_millis(25) {
+        if start.elapsed() > budget {
             Stats::add(&srv.stats.expired_time_cap_reached, 1);
             break;
         }

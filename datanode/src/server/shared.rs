@@ -35,6 +35,13 @@ pub struct Hot {
     pub maxmemory_tenacity: std::sync::atomic::AtomicU32,
     /// `replica-ignore-maxmemory`: a replica leaves eviction to its master.
     pub replica_ignore_maxmemory: AtomicBool,
+    /// `hz` as configured, and the rate the cron runs at now (higher with
+    /// many clients under `dynamic-hz`), as INFO's configured_hz and hz.
+    pub configured_hz: std::sync::atomic::AtomicU32,
+    pub hz: std::sync::atomic::AtomicU32,
+    pub dynamic_hz: AtomicBool,
+    /// `active-expire-effort` (1 to 10).
+    pub expire_effort: std::sync::atomic::AtomicU32,
     /// `hll-sparse-max-bytes`.
     pub hll_sparse_max_bytes: AtomicU64,
     /// Writes (and PING) are refused with -MISCONF: the last background
@@ -130,6 +137,10 @@ impl Shared {
             maxmemory_samples: Default::default(),
             maxmemory_tenacity: Default::default(),
             replica_ignore_maxmemory: AtomicBool::new(true),
+            configured_hz: std::sync::atomic::AtomicU32::new(10),
+            hz: std::sync::atomic::AtomicU32::new(10),
+            dynamic_hz: AtomicBool::new(true),
+            expire_effort: std::sync::atomic::AtomicU32::new(1),
             hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
             rdb_write_block: AtomicBool::new(false),
             aof_write_block: AtomicBool::new(false),
