@@ -209,3 +209,84 @@ fn restore_of_a_string_claiming_an_impossible_length_is_refused_as_redis_does() 
     assert!(replies[0].starts_with("-ERR"), "redis: {}", replies[0]);
     assert_eq!(replies[1], replies[0]);
 }
+
+/// sanitize-dump-payload and INFO dump_payload_sanitizations, as Redis
+/// counts them: one per packed container checked deeply (a list's node,
+/// an intset, a zset or hash listpack, a stream node); never under `no`;
+/// under `clients`, RESTOREs from clients unless their user has
+/// skip-sanitize-payload; under `yes`, everything loaded, files included.
+#[test]
+fn deep_payload_checks_are_counted_as_redis_does() {
+    let (r, d) = both();
+    let mut seen = Vec::new();
+    for n in [&r, &d] {
+        let mut c = n.conn();
+        let count = |c: &mut Conn| -> String {
+            let t = c.text(&["INFO", "stats"]);
+            t.split("\r\n")
+                .find_map(|l| l.strip_prefix("dump_payload_sanitizations:"))
+                .expect("the field")
+                .to_string()
+        };
+        c.text(&["RPUSH", "l", "a", "b"]);
+        c.text(&["SADD", "si", "1", "2"]);
+        c.text(&["ZADD", "z", "1", "a"]);
+        c.text(&["HSET", "h", "f", "v"]);
+        c.text(&["XADD", "st", "1-1", "f", "v"]);
+        c.text(&["SET", "s", "plain"]);
+        let keys = ["l", "si", "z", "h", "st", "s"];
+        let payloads: Vec<Vec<u8>> = keys.iter().map(|k| payload(&mut c, k)).collect();
+        let restore_all = |c: &mut Conn, tag: &str| {
+            for (k, p) in keys.iter().zip(&payloads) {
+                let name = format!("{k}:{tag}");
+                let args: [&[u8]; 4] = [b"RESTORE", name.as_bytes(), b"0", p];
+                assert_eq!(c.cmd(&args).expect("reply").raw, b"+OK\r\n");
+            }
+        };
+        let mut counts = Vec::new();
+        restore_all(&mut c, "no");
+        counts.push(count(&mut c));
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "sanitize-dump-payload", "clients"]),
+            "+OK\r\n"
+        );
+        restore_all(&mut c, "clients");
+        counts.push(count(&mut c));
+        c.text(&[
+            "ACL",
+            "SETUSER",
+            "skipper",
+            "on",
+            ">pw",
+            "+@all",
+            "~*",
+            "skip-sanitize-payload",
+        ]);
+        let mut skipper = n.conn();
+        assert_eq!(skipper.text(&["AUTH", "skipper", "pw"]), "+OK\r\n");
+        restore_all(&mut skipper, "skipper");
+        counts.push(count(&mut c));
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "sanitize-dump-payload", "yes"]),
+            "+OK\r\n"
+        );
+        restore_all(&mut skipper, "yes");
+        counts.push(count(&mut c));
+        assert_eq!(c.text(&["CONFIG", "RESETSTAT"]), "+OK\r\n");
+        counts.push(count(&mut c));
+        // A file loaded under `yes`: each of its packed containers.
+        let mut y = Node::start(n.kind, &["--save", "", "--sanitize-dump-payload", "yes"]);
+        let mut yc = y.conn();
+        for (k, p) in keys.iter().zip(&payloads) {
+            let args: [&[u8]; 4] = [b"RESTORE", k.as_bytes(), b"0", p];
+            assert_eq!(yc.cmd(&args).expect("reply").raw, b"+OK\r\n");
+        }
+        assert_eq!(yc.text(&["SAVE"]), "+OK\r\n");
+        y.signal_and_wait("-TERM");
+        y.restart();
+        counts.push(count(&mut y.conn()));
+        seen.push(counts);
+    }
+    assert_eq!(seen[0], ["0", "5", "5", "10", "0", "5"]);
+    assert_eq!(seen[0], seen[1]);
+}

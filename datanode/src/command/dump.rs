@@ -62,7 +62,14 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
     if ttl < 0 {
         return ctx.r.error("ERR Invalid TTL value, must be >= 0");
     }
-    let value = match undump(payload) {
+    let deep = crate::persistence::rdb::object::deep_checks(
+        !ctx.client.is_master && !ctx.client.loading,
+        ctx.client
+            .user
+            .as_ref()
+            .is_some_and(|u| u.flags & crate::acl::user::SANITIZE_PAYLOAD_SKIP != 0),
+    );
+    let value = match crate::persistence::rdb::object::with_deep_checks(deep, || undump(payload)) {
         Ok(v) => v,
         Err(RestoreError::Envelope) => {
             return ctx

@@ -122,6 +122,14 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     );
     crate::persistence::rdb::object::COMPRESS.store(cfg.rdbcompression(), Ordering::Relaxed);
     crate::persistence::rdb::file::CHECKSUM.store(cfg.flag("rdbchecksum"), Ordering::Relaxed);
+    crate::persistence::rdb::object::SANITIZE.store(
+        match cfg.value("sanitize-dump-payload") {
+            "yes" => 1,
+            "clients" => 2,
+            _ => 0,
+        },
+        Ordering::Relaxed,
+    );
     crate::persistence::effects::AOF_TIMESTAMPS
         .store(cfg.flag("aof-timestamp-enabled"), Ordering::Relaxed);
     if changed.is_empty() || changed.iter().any(|c| c == "jemalloc-bg-thread") {

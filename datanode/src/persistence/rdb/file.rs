@@ -455,6 +455,18 @@ fn load_inner(
     now: i64,
     repl: &mut AuxRepl,
 ) -> Result<(usize, usize, usize), RdbError> {
+    // A file (or a full sync) is checked deeply only under
+    // sanitize-dump-payload yes, as in Redis.
+    let deep = super::object::deep_checks(false, false);
+    super::object::with_deep_checks(deep, || load_checked(ks, data, now, repl))
+}
+
+fn load_checked(
+    ks: &Keyspace,
+    data: &[u8],
+    now: i64,
+    repl: &mut AuxRepl,
+) -> Result<(usize, usize, usize), RdbError> {
     if data.len() < 9 || &data[..5] != b"REDIS" {
         return Err(RdbError::Signature);
     }

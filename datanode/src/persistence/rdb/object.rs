@@ -364,6 +364,7 @@ fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
         }
         let master = StreamId::from_be_bytes(&key).ok_or(Corrupt("stream node key"))?;
         let lp = r.string()?;
+        sanitizing();
         let node = Node::from_listpack(&lp, master).ok_or(Corrupt("stream listpack"))?;
         if node.count + node.deleted == 0 {
             return Err(Corrupt("empty stream listpack"));
@@ -715,6 +716,7 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                 match container {
                     1 => l.push_back(&data),
                     2 => {
+                        sanitizing();
                         listpack::for_each(&data, |e| l.push_back(e))?;
                     }
                     _ => return Err(Corrupt("quicklist node")),
@@ -776,6 +778,7 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         }
         TYPE_SET_INTSET => {
             let data = r.string()?;
+            sanitizing();
             let mut s = SetObj::default();
             let mut b = itoa::Buffer::new();
             let (width, members) = intset_members(&data)?;
@@ -822,7 +825,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             Value::ZSet(Box::new(z))
         }
         TYPE_ZSET_LISTPACK => {
-            let e = listpack::entries(&r.string()?)?;
+            let data = r.string()?;
+            sanitizing();
+            let e = listpack::entries(&data)?;
             if e.len() % 2 != 0 {
                 return Err(Corrupt("zset listpack"));
             }
@@ -843,7 +848,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             Value::Hash(Box::new(h))
         }
         TYPE_HASH_LISTPACK => {
-            let e = listpack::entries(&r.string()?)?;
+            let data = r.string()?;
+            sanitizing();
+            let e = listpack::entries(&data)?;
             if e.len() % 2 != 0 {
                 return Err(Corrupt("hash listpack"));
             }
@@ -858,6 +865,46 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
         }
         other => return Err(UnknownType(other)),
     })
+}
+
+/// `sanitize-dump-payload`: 0 no, 1 yes, 2 clients (set from the config).
+pub static SANITIZE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Deep checks of packed containers so far (INFO dump_payload_sanitizations).
+pub static SANITIZATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's decoding runs under deep checks.
+    static DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a payload is checked deeply, as Redis's rdbLoadObject decides:
+/// always under `yes`; under `clients`, a RESTORE from a client unless it
+/// is our master or its user has skip-sanitize-payload (`from_client`: not
+/// loading a file or replaying the AOF, not the master).
+pub fn deep_checks(from_client: bool, user_skips: bool) -> bool {
+    match SANITIZE.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => true,
+        2 => from_client && !user_skips,
+        _ => false,
+    }
+}
+
+/// Runs `f` with this thread's decoding under deep checks or not.
+pub fn with_deep_checks<R>(deep: bool, f: impl FnOnce() -> R) -> R {
+    let before = DEEP.with(|d| d.replace(deep));
+    let r = f();
+    DEEP.with(|d| d.set(before));
+    r
+}
+
+/// A packed container Redis validates deeply is being decoded: counted
+/// when the checks are deep. datanode decodes every container fully in
+/// any case; the count is Redis's figure.
+fn sanitizing() {
+    if DEEP.with(|d| d.get()) {
+        SANITIZATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// RDB version DUMP payloads carry (Redis 7.0).
