@@ -1179,6 +1179,43 @@ fn a_replica_and_a_paused_master_leave_their_keys_alone_over_maxmemory() {
     }
 }
 
+/// A writable replica's own keys with a TTL (set by its clients, not its
+/// master) are expired by the replica itself, as Redis's expireSlaveKeys
+/// does, and counted in INFO slave_expires_tracked_keys; the master's keys
+/// wait for the master's DEL.
+#[test]
+fn a_writable_replica_expires_the_keys_its_clients_gave_a_ttl() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start(kind);
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        ok(&mut m, &["SET", "from-master", "v", "EX", "1000"]);
+        wait("the replica to catch up", || caught_up(&mut m, &mut r));
+        ok(&mut r, &["CONFIG", "SET", "replica-read-only", "no"]);
+        ok(&mut r, &["SET", "own", "v", "PX", "300"]);
+        ok(&mut r, &["SET", "keep", "v"]);
+        assert_eq!(r.text(&["EXPIRE", "keep", "1000"]), ":1\r\n");
+        ok(&mut r, &["SET", "plain", "v"]);
+        let tracked = |c: &mut Conn| c.info_field("stats", "slave_expires_tracked_keys");
+        assert_eq!(tracked(&mut r), "2", "{kind:?}");
+        // Deleted by the replica's own cron: nothing reads it meanwhile.
+        wait("the replica to expire its own key", || {
+            r.text(&["DBSIZE"]) == ":3\r\n"
+        });
+        assert_eq!(tracked(&mut r), "1", "{kind:?}");
+        assert_eq!(r.text(&["PERSIST", "keep"]), ":1\r\n");
+        wait("the persisted key to be forgotten", || {
+            tracked(&mut r) == "0"
+        });
+        assert_eq!(
+            r.text(&["EXISTS", "from-master", "keep", "plain"]),
+            ":3\r\n"
+        );
+    }
+}
+
 /// A command from the master that fails on the replica (the data may now
 /// differ) is logged as critical and counted; with
 /// propagation-error-behavior asking for it, a read-only replica stops.

@@ -567,6 +567,7 @@ pub fn flushall(ctx: &mut Ctx, a: &Args) {
         n += flush_db(ctx, d, lazy);
     }
     crate::server::tracking::flushed(ctx.srv);
+    ctx.srv.repl.own_expires.clear();
     ctx.log(&[b"FLUSHALL".as_slice()]);
     ctx.dirty(n as u64 + 1);
     ctx.r.ok();

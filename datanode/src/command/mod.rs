@@ -960,6 +960,28 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     Some(cmd)
 }
 
+/// `replica-read-only no` on a replica: clients write here too.
+fn writable_replica(srv: &Shared) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    srv.repl.is_replica() && !srv.repl.read_only.load(Relaxed)
+}
+
+/// A client's write on a writable replica left its keys with a TTL: the
+/// replica must expire those itself (see `replication::own_expires`).
+fn remember_own_expires(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
+    let mut keys: Vec<&[u8]> = Vec::new();
+    cmd.each_key(args, |k| {
+        keys.push(k);
+        true
+    });
+    let db = ctx.locks.db.index;
+    for k in keys {
+        if ctx.locks.key(k).expire_of(k).is_some() {
+            ctx.srv.repl.own_expires.remember(db, k);
+        }
+    }
+}
+
 /// Whether a routed command runs holding its slot: not inside EXEC or a
 /// script (their locks are held already), and not EXEC, scripts and
 /// MIGRATE, which lock their slots themselves, nor WATCH.
@@ -1011,6 +1033,9 @@ pub fn invoke(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) {
         ctx.client.pending_misses += misses;
     } else {
         (cmd.handler)(ctx, args);
+        if cmd.is_write() && !ctx.client.is_master && writable_replica(ctx.srv) {
+            remember_own_expires(ctx, cmd, args);
+        }
         // Under maxmemory, the next command's eviction check must count
         // what this write allocated.
         if cmd.is_write()

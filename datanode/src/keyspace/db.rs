@@ -373,17 +373,7 @@ impl<'a> SlotRef<'a> {
                 if self.db.expiry.paused.load(Ordering::Relaxed) {
                     return true;
                 }
-                self.t.remove_expire(key);
-                if let Some(v) = self.t.take(key) {
-                    super::lazyfree::free_if(&super::lazyfree::EXPIRE, v);
-                }
-                self.t.touch_expired(key);
-                self.sync_meta();
-                self.log_now(&[b"DEL".as_slice(), key]);
-                if !self.quiet {
-                    self.db.events.expired(self.db.index, key);
-                    self.db.expiry.expired.fetch_add(1, Ordering::Relaxed);
-                }
+                self.delete_expired(key);
                 true
             }
             _ => false,
@@ -626,6 +616,36 @@ impl<'a> SlotRef<'a> {
     /// Checks up to `budget` keys with a TTL, from the `from`-th of the
     /// slot's expiry table, deleting the expired ones. Returns (checked,
     /// deleted, whether the table's end was reached).
+    /// Deletes an expired key as expiry does: logged as DEL, announced,
+    /// counted (INFO expired_keys).
+    fn delete_expired(&mut self, key: &[u8]) {
+        self.t.remove_expire(key);
+        if let Some(v) = self.t.take(key) {
+            super::lazyfree::free_if(&super::lazyfree::EXPIRE, v);
+        }
+        self.t.touch_expired(key);
+        self.sync_meta();
+        self.log_now(&[b"DEL".as_slice(), key]);
+        if !self.quiet {
+            self.db.events.expired(self.db.index, key);
+            self.db.expiry.expired.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A writable replica's own key with a TTL (one a client set, not our
+    /// master): deleted once its time has passed, as Redis's
+    /// expireSlaveKeys does, since the master will never send a DEL for
+    /// it. `None` when the key has no TTL any more (nothing to track),
+    /// else whether it was deleted now.
+    pub fn expire_replica_own(&mut self, key: &[u8]) -> Option<bool> {
+        let at = self.t.expire_of(key)?;
+        if at > self.now || self.db.expiry.paused.load(Ordering::Relaxed) {
+            return Some(false);
+        }
+        self.delete_expired(key);
+        Some(true)
+    }
+
     pub fn expire_some(&mut self, from: usize, budget: usize) -> (usize, usize, bool) {
         if self.db.expiry.paused.load(Ordering::Relaxed)
             || self.db.expiry.replica.load(Ordering::Relaxed)

@@ -6,6 +6,7 @@
 pub mod backlog;
 pub mod failover;
 pub mod master;
+pub mod own_expires;
 pub mod replica;
 
 use std::collections::BTreeMap;
@@ -142,6 +143,8 @@ pub struct Replication {
     pub no_replicas_since: std::sync::atomic::AtomicI64,
     /// A FAILOVER in progress (standalone).
     pub failover: Mutex<Option<failover::Failover>>,
+    /// A writable replica's own keys with a TTL, which it expires itself.
+    pub own_expires: own_expires::OwnExpires,
     /// The diskless snapshot still taking replicas, if any.
     pub pending_batch: Mutex<Option<std::sync::Arc<master::Batch>>>,
 }
@@ -169,6 +172,7 @@ impl Default for Replication {
             link_changed: tokio::sync::Notify::new(),
             no_replicas_since: Default::default(),
             failover: Mutex::new(None),
+            own_expires: Default::default(),
             pending_batch: Mutex::new(None),
         }
     }

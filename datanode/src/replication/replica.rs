@@ -521,6 +521,7 @@ fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
         }
     }
     crate::server::tracking::flushed(srv);
+    srv.repl.own_expires.clear();
     tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let r = crate::persistence::rdb::file::load(&srv.ks, data, i64::MIN);
     srv.log.resume(was);
@@ -556,6 +557,7 @@ fn load_aside_and_swap(srv: &Shared, data: &[u8]) -> Result<usize, String> {
     tracing::info!("MASTER <-> REPLICA sync: Swapping active DB with loaded DB");
     srv.ks.swap_with(&side, crate::keyspace::now_ms());
     crate::server::tracking::flushed(srv);
+    srv.repl.own_expires.clear();
     tracing::info!("MASTER <-> REPLICA sync: Discarding old DB in background");
     // Dropped on this blocking thread, away from the clients.
     drop(side);

@@ -366,6 +366,10 @@ async fn cron(srv: Arc<Shared>) {
         {
             active_expire(&srv, &mut cursor, now);
         }
+        // A writable replica's own keys with a TTL (Redis's expireSlaveKeys).
+        if srv.repl.is_replica() && !srv.ks.expiry.paused.load(Ordering::Relaxed) {
+            srv.repl.own_expires.expire(&srv.ks, now);
+        }
         tracking::cron(&srv);
         crate::replication::failover::cron(&srv, now);
         if second {
