@@ -965,3 +965,51 @@ fn aof_timestamps_are_written_and_skipped_as_redis_does() {
     }
     assert_eq!(files[0], files[1]);
 }
+
+/// `aof-disable-auto-gc`, as in Redis: the files rewrites replace stay,
+/// listed as history (`type h`) in the manifest, in Redis's order; turning
+/// it off deletes them. The manifests of both servers are equal.
+#[test]
+fn aof_history_is_kept_with_auto_gc_off_and_dropped_when_it_is_on() {
+    let mut manifests = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &["--appendonly", "yes", "--aof-disable-auto-gc", "yes"],
+        );
+        let mut c = n.conn();
+        let dir = n.path().join("appendonlydir");
+        let manifest =
+            || std::fs::read_to_string(dir.join("appendonly.aof.manifest")).expect("manifest");
+        wait_rewrite_done(&mut c);
+        for k in ["a", "b"] {
+            assert_eq!(c.text(&["SET", k, "1"]), "+OK\r\n");
+            assert!(c.text(&["BGREWRITEAOF"]).starts_with('+'));
+            wait_rewrite_done(&mut c);
+        }
+        let text = manifest();
+        assert_eq!(text.matches(" type h").count(), 4, "{kind:?}:\n{text}");
+        for l in text.lines() {
+            let file = l.split_whitespace().nth(1).expect("a file");
+            assert!(
+                dir.join(file).exists(),
+                "{kind:?}: {file} is listed but gone"
+            );
+        }
+        manifests.push(text);
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "aof-disable-auto-gc", "no"]),
+            "+OK\r\n"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while manifest().contains(" type h") || std::fs::read_dir(&dir).expect("dir").count() != 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: history stayed:\n{}",
+                manifest()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(manifests[0], manifests[1]);
+}

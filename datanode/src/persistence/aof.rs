@@ -60,12 +60,23 @@ enum WriterCmd {
     Switch(std::sync::mpsc::Sender<Result<(), String>>),
     /// Install a new base (an RDB file when the bool is set).
     Finish(PathBuf, bool, std::sync::mpsc::Sender<Result<(), String>>),
+    /// Delete the history files (aof-disable-auto-gc turned off).
+    CollectHistory(std::sync::mpsc::Sender<Result<(), String>>),
 }
 
-#[derive(Clone)]
+/// `aof-disable-auto-gc no` (the default): the files a rewrite replaced
+/// are deleted at once; with it on they stay, listed as history (`type h`)
+/// in the manifest, as Redis keeps them for backup tools.
+pub static AUTO_GC: AtomicBool = AtomicBool::new(true);
+
+#[derive(Clone, Default)]
 struct Manifest {
     base: String,
     base_seq: u64,
+    /// Files a rewrite replaced, kept while auto GC is off, in Redis's
+    /// order: the last rewrite's increments, its old base, then earlier
+    /// history.
+    history: Vec<(String, u64)>,
     incrs: Vec<(String, u64)>,
 }
 
@@ -77,6 +88,9 @@ impl Manifest {
                 "file {} seq {} type b\n",
                 self.base, self.base_seq
             ));
+        }
+        for (f, seq) in &self.history {
+            t.push_str(&format!("file {f} seq {seq} type h\n"));
         }
         for (f, seq) in &self.incrs {
             t.push_str(&format!("file {f} seq {seq} type i\n"));
@@ -99,6 +113,7 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
     let mut base = None;
     let mut base_seq = 0;
     let mut incrs = Vec::new();
+    let mut history = Vec::new();
     for line in text
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -123,7 +138,7 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
                 base_seq = seq;
             }
             "i" => incrs.push((file, seq)),
-            "h" => {}
+            "h" => history.push((file, seq)),
             _ => {
                 return Err(AofError::Manifest(
                     path.display().to_string(),
@@ -136,6 +151,7 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
     Ok(Manifest {
         base,
         base_seq,
+        history,
         incrs,
     })
 }
@@ -339,12 +355,28 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         }
         m
     } else {
+        // As Redis on a first start: a base of the (empty) dataset, an RDB
+        // image under aof-use-rdb-preamble.
+        let preamble = srv.config.read().flag("aof-use-rdb-preamble");
         let m = Manifest {
-            base: format!("{fname}.1.base.aof"),
+            base: format!("{fname}.1.base.{}", if preamble { "rdb" } else { "aof" }),
             base_seq: 1,
             incrs: vec![(format!("{fname}.1.incr.aof"), 1)],
+            ..Default::default()
         };
-        File::create(adir.join(&m.base))?.sync_all()?;
+        if preamble {
+            let now = crate::keyspace::now_ms();
+            let (chunks, functions) = crate::persistence::rdb_snapshot_chunks(srv, now);
+            let aux = crate::persistence::rdb::file::Aux {
+                aof_base: true,
+                functions,
+                ..Default::default()
+            };
+            let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);
+            write_atomic(&adir.join(&m.base), &data)?;
+        } else {
+            File::create(adir.join(&m.base))?.sync_all()?;
+        }
         File::create(adir.join(&m.incrs[0].0))?.sync_all()?;
         write_atomic(&manifest_path, m.text().as_bytes())?;
         m
@@ -575,7 +607,23 @@ impl Files {
         Ok(())
     }
 
-    /// Installs the new base; drops the files it replaces.
+    /// Deletes the history files and lists them no more.
+    fn collect_history(&mut self) -> Result<(), String> {
+        if self.manifest.history.is_empty() {
+            return Ok(());
+        }
+        let mut m = self.manifest.clone();
+        for (f, _) in std::mem::take(&mut m.history) {
+            tracing::info!("Removing the history file {f} in the background");
+            let _ = fs::remove_file(self.adir.join(f));
+        }
+        write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
+        self.manifest = m;
+        Ok(())
+    }
+
+    /// Installs the new base; the files it replaces become history, deleted
+    /// unless aof-disable-auto-gc is on.
     fn finish(&mut self, srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
         // Both streams: what is owed to the previous file, and what the
         // current one has gained since the writer last looked (dropping it
@@ -596,17 +644,29 @@ impl Files {
         let base_seq = self.manifest.base_seq + 1;
         let base_name = format!("{}.{base_seq}.base.{ext}", self.fname);
         fs::rename(tmp, self.adir.join(&base_name)).map_err(|e| e.to_string())?;
+        // The replaced files become history, in Redis's order: the older
+        // increments, the old base, earlier history.
+        let old = &self.manifest;
+        let mut history: Vec<(String, u64)> = old
+            .incrs
+            .iter()
+            .filter(|(f, _)| *f != cur_name)
+            .cloned()
+            .collect();
+        if !old.base.is_empty() && old.base != base_name {
+            history.push((old.base.clone(), old.base_seq));
+        }
+        history.extend(old.history.iter().cloned());
         let m = Manifest {
             base: base_name.clone(),
             base_seq,
+            history,
             incrs: vec![(cur_name.clone(), cur_seq)],
         };
         write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
-        let old = std::mem::replace(&mut self.manifest, m);
-        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
-            if !f.is_empty() && f != base_name && f != cur_name {
-                let _ = fs::remove_file(self.adir.join(f));
-            }
+        self.manifest = m;
+        if AUTO_GC.load(Ordering::Relaxed) {
+            self.collect_history()?;
         }
         self.old = None;
         let base_len = fs::metadata(self.adir.join(&base_name))
@@ -631,6 +691,9 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
                 }
                 WriterCmd::Finish(tmp, rdb, ack) => {
                     let _ = ack.send(files.finish(&srv, &tmp, rdb));
+                }
+                WriterCmd::CollectHistory(ack) => {
+                    let _ = ack.send(files.collect_history());
                 }
             }
         }
@@ -709,6 +772,35 @@ pub(crate) fn writer_switch(srv: &Shared) -> Result<(), String> {
     ask_writer(srv, WriterCmd::Switch)
 }
 
+/// aof-disable-auto-gc turned off: the history files go now, by the
+/// writer when the AOF is on, else straight from the directory.
+pub fn collect_history(srv: &Shared) -> Result<(), String> {
+    if srv.aof.lock().is_some() {
+        return ask_writer(srv, WriterCmd::CollectHistory);
+    }
+    let (dir, dirname, fname) = {
+        let c = srv.config.read();
+        (
+            PathBuf::from(c.dir()),
+            c.appenddirname(),
+            c.appendfilename(),
+        )
+    };
+    let adir = dir.join(dirname);
+    let path = adir.join(format!("{fname}.manifest"));
+    let Ok(mut m) = parse_manifest(&path) else {
+        return Ok(());
+    };
+    if m.history.is_empty() {
+        return Ok(());
+    }
+    for (f, _) in std::mem::take(&mut m.history) {
+        tracing::info!("Removing the history file {f} in the background");
+        let _ = fs::remove_file(adir.join(f));
+    }
+    write_atomic(&path, m.text().as_bytes()).map_err(|e| e.to_string())
+}
+
 pub(crate) fn writer_finish(srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
     let tmp = tmp.to_path_buf();
     ask_writer(srv, |ack| WriterCmd::Finish(tmp, rdb, ack))
@@ -770,6 +862,7 @@ pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
         base: format!("{fname}.{seq}.base.aof"),
         base_seq: seq,
         incrs: vec![(format!("{fname}.{seq}.incr.aof"), seq)],
+        ..Default::default()
     };
     let io = |e: std::io::Error| e.to_string();
     File::create(adir.join(&m.base))
@@ -856,19 +949,30 @@ fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
     let manifest_path = adir.join(format!("{fname}.manifest"));
     let old = parse_manifest(&manifest_path).ok();
     let seq = old.as_ref().map(|m| m.max_seq() + 1).unwrap_or(1);
+    let base = format!("{fname}.{seq}.base.rdb");
+    // With the AOF off every old file is replaced: history, in Redis's
+    // order (the increments, the old base, earlier history).
+    let history: Vec<(String, u64)> = old
+        .map(|old| {
+            let mut h: Vec<(String, u64)> = old.incrs;
+            if !old.base.is_empty() {
+                h.push((old.base, old.base_seq));
+            }
+            h.extend(old.history);
+            h.retain(|(f, _)| *f != base);
+            h
+        })
+        .unwrap_or_default();
     let m = Manifest {
-        base: format!("{fname}.{seq}.base.rdb"),
+        base,
         base_seq: seq,
+        history,
         incrs: Vec::new(),
     };
     write_atomic(&adir.join(&m.base), data)?;
     write_atomic(&manifest_path, m.text().as_bytes())?;
-    if let Some(old) = old {
-        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
-            if !f.is_empty() && f != m.base {
-                let _ = fs::remove_file(adir.join(f));
-            }
-        }
+    if AUTO_GC.load(Ordering::Relaxed) {
+        collect_history(srv).map_err(std::io::Error::other)?;
     }
     Ok(())
 }

@@ -132,6 +132,18 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     );
     crate::persistence::effects::AOF_TIMESTAMPS
         .store(cfg.flag("aof-timestamp-enabled"), Ordering::Relaxed);
+    let auto_gc = !cfg.flag("aof-disable-auto-gc");
+    crate::persistence::aof::AUTO_GC.store(auto_gc, Ordering::Relaxed);
+    if changed.iter().any(|c| c == "aof-disable-auto-gc") && auto_gc {
+        // Redis's updateAofAutoGCEnabled: the history goes now. Off the
+        // config lock, as the AOF writer reads the config too.
+        let srv = srv.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = crate::persistence::aof::collect_history(&srv) {
+                tracing::warn!("Could not remove the AOF history files: {e}");
+            }
+        });
+    }
     if changed.is_empty() || changed.iter().any(|c| c == "jemalloc-bg-thread") {
         crate::command::server::jemalloc_background_thread(cfg.flag("jemalloc-bg-thread"));
     }
