@@ -65,6 +65,7 @@ use Kind::*;
 /// Directives whose values are validated (the rest are kept as strings).
 pub static SPECS: &[Spec] = &[
     s("port", Int { min: 0, max: 65535 }, false),
+    s("tls-port", Int { min: 0, max: 65535 }, false),
     s("latency-tracking", Bool, false),
     s("latency-tracking-info-percentiles", Percentiles, false),
     s(
@@ -892,6 +893,11 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
                 return Err(format!(
                     "argument must be between {min} and {max} inclusive"
                 ));
+            }
+            // There is no TLS: a TLS port is refused as by a redis-server
+            // that cannot set TLS up, rather than accepted and ignored.
+            if canon == "tls-port" && n != 0 {
+                return Err("Unable to update TLS configuration. Check server logs.".into());
             }
             // Redis's updateHZ keeps the rate within 1..=500.
             if canon == "hz" {

@@ -340,15 +340,19 @@ async fn supervise_cron(srv: Arc<Shared>) {
 }
 
 /// Background work `hz` times a second (Redis's serverCron): active
-/// expiry, memory and persistence checks; stats sampling every 100 ms and
-/// the slower chores once a second, whatever the rate.
+/// expiry, memory and persistence checks; stats sampling and the client
+/// walk every 100 ms and the slower chores once a second, whatever the
+/// rate. Deadlines follow the ticks' scheduled instants, which advance by
+/// exact periods, so "once a second" is every tenth tick at 10 Hz and not
+/// now and then the eleventh.
 async fn cron(srv: Arc<Shared>) {
+    use std::time::Duration;
     let mut cursor = ExpireCursor::default();
     let mut next = tokio::time::Instant::now();
-    let (mut last_sample, mut last_second) = (0i64, 0i64);
+    let (mut next_fast, mut next_second) = (next, next);
     loop {
         let hz = cron_hz(&srv);
-        next += std::time::Duration::from_millis(1000 / hz as u64);
+        next += Duration::from_millis(1000 / hz as u64);
         // Late (a stalled machine): start again from now rather than
         // running the missed ticks back to back.
         let now_i = tokio::time::Instant::now();
@@ -357,17 +361,22 @@ async fn cron(srv: Arc<Shared>) {
         }
         tokio::time::sleep_until(next).await;
         let now = crate::keyspace::now_ms();
-        if now - last_sample >= 100 {
-            last_sample = now;
+        let fast = next >= next_fast;
+        if fast {
+            next_fast = next + Duration::from_millis(100);
             srv.stats.sample_ops(now);
         }
         if crate::command::debug::CRON_PAUSED.load(Ordering::Relaxed) {
             continue;
         }
-        let second = now - last_second >= 1000;
-        if second {
-            last_second = now;
+        // Redis's clientsCron reaches each of a few clients every tick: an
+        // idle client's buffers shrink within a fraction of a second.
+        if fast {
             release_idle_buffers(&srv, now);
+        }
+        let second = next >= next_second;
+        if second {
+            next_second = next + Duration::from_secs(1);
             srv.migrate_sockets.close_idle();
         }
         clientmem::evict(&srv);
