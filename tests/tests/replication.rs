@@ -1134,48 +1134,31 @@ fn a_replica_and_a_paused_master_leave_their_keys_alone_over_maxmemory() {
                 .expect("a number");
             (used - 1_000_000).to_string()
         };
-        ok(
-            &mut r,
-            &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
-        );
-        let limit = below(&mut r);
-        ok(&mut r, &["CONFIG", "SET", "maxmemory", &limit]);
-        for _ in 0..3 {
-            r.text(&["GET", "key:1"]);
-        }
-        assert_eq!(
-            r.text(&["DBSIZE"]),
-            ":2000\r\n",
-            "{kind:?}: the replica evicted"
-        );
-        assert_eq!(evicted(&mut r), 0, "{kind:?}");
+        // Over the limit after a few reads, with every key kept.
+        let keeps_all = |c: &mut Conn, who: &str| {
+            ok(c, &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"]);
+            let limit = below(c);
+            ok(c, &["CONFIG", "SET", "maxmemory", &limit]);
+            for _ in 0..3 {
+                c.text(&["GET", "key:1"]);
+            }
+            assert_eq!(c.text(&["DBSIZE"]), ":2000\r\n", "{kind:?}: {who} evicted");
+            assert_eq!(evicted(c), 0, "{kind:?}");
+        };
+        let evicts = |c: &mut Conn, what: &str| {
+            wait(what, || {
+                c.text(&["GET", "key:1"]);
+                evicted(c) > 0
+            });
+        };
+        keeps_all(&mut r, "the replica");
         ok(&mut r, &["CONFIG", "SET", "replica-ignore-maxmemory", "no"]);
-        wait("the replica to evict for itself", || {
-            r.text(&["GET", "key:1"]);
-            evicted(&mut r) > 0
-        });
+        evicts(&mut r, "the replica to evict for itself");
         // A paused master keeps its dataset still.
-        ok(
-            &mut m,
-            &["CONFIG", "SET", "maxmemory-policy", "allkeys-random"],
-        );
         ok(&mut m, &["CLIENT", "PAUSE", "20000", "WRITE"]);
-        let limit = below(&mut m);
-        ok(&mut m, &["CONFIG", "SET", "maxmemory", &limit]);
-        for _ in 0..3 {
-            m.text(&["GET", "key:1"]);
-        }
-        assert_eq!(
-            m.text(&["DBSIZE"]),
-            ":2000\r\n",
-            "{kind:?}: the paused master evicted"
-        );
-        assert_eq!(evicted(&mut m), 0, "{kind:?}");
+        keeps_all(&mut m, "the paused master");
         ok(&mut m, &["CLIENT", "UNPAUSE"]);
-        wait("the master to evict once unpaused", || {
-            m.text(&["GET", "key:1"]);
-            evicted(&mut m) > 0
-        });
+        evicts(&mut m, "the master to evict once unpaused");
     }
 }
 
