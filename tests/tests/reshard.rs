@@ -890,11 +890,25 @@ fn bad_migration_input_gets_redis_errors_and_loses_nothing() {
 #[test]
 fn a_write_racing_the_migrate_of_its_key_is_never_lost() {
     for kind in [Server::Redis, Server::Datanode] {
-        write_racing_migrate(kind);
+        write_racing_migrate(kind, &["INCR"]);
     }
 }
 
-fn write_racing_migrate(kind: Server) {
+/// The same race with the write made by a script: the call is routed,
+/// then the script locks its key's slot; a MIGRATE in between must make
+/// it answer ASK, as redis-server does, rather than run and fail on the
+/// key it no longer holds.
+#[test]
+fn a_script_racing_the_migrate_of_its_key_is_redirected() {
+    const SCRIPT: &[&str] = &["EVAL", "return redis.call('INCR', KEYS[1])", "1"];
+    for kind in [Server::Redis, Server::Datanode] {
+        write_racing_migrate(kind, SCRIPT);
+    }
+}
+
+/// Writers pipeline `write` + the key (an INCR) at the key's owner while
+/// its slot becomes migrating and the key moves, round after round.
+fn write_racing_migrate(kind: Server, write: &'static [&'static str]) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     const WRITERS: usize = 3;
@@ -921,19 +935,24 @@ fn write_racing_migrate(kind: Server) {
     let pause = Arc::new(AtomicU64::new(0));
     let idle: Arc<Vec<AtomicU64>> = Arc::new((0..WRITERS).map(|_| AtomicU64::new(0)).collect());
     let acked = Arc::new(AtomicU64::new(0));
+    // A reply other than a count or ASK, which stops its writer.
+    let failed = Arc::new(std::sync::Mutex::new(None::<String>));
     let writers: Vec<_> = (0..WRITERS)
         .map(|i| {
-            let (stop, go, pause, idle, acked) = (
+            let (stop, go, pause, idle, acked, failed) = (
                 stop.clone(),
                 go.clone(),
                 pause.clone(),
                 idle.clone(),
                 acked.clone(),
+                failed.clone(),
             );
             std::thread::spawn(move || -> Result<(), String> {
                 let mut w = Conn::connect(owner).map_err(|e| e.to_string())?;
+                let mut call = write.to_vec();
+                call.push(key);
                 let batch: Vec<u8> = (0..DEPTH)
-                    .flat_map(|_| slotkv_tests::encode(&["INCR", key]))
+                    .flat_map(|_| slotkv_tests::encode(&call))
                     .collect();
                 while !stop.load(Ordering::SeqCst) {
                     if !go.load(Ordering::SeqCst) {
@@ -949,7 +968,11 @@ fn write_racing_migrate(kind: Server) {
                                 acked.fetch_add(1, Ordering::SeqCst);
                             }
                             _ if r.raw.starts_with(b"-ASK ") => {}
-                            _ => return Err(String::from_utf8_lossy(&r.raw).into_owned()),
+                            _ => {
+                                let e = String::from_utf8_lossy(&r.raw).into_owned();
+                                *failed.lock().expect("lock") = Some(e.clone());
+                                return Err(e);
+                            }
                         }
                     }
                 }
@@ -961,6 +984,9 @@ fn write_racing_migrate(kind: Server) {
         go.store(false, Ordering::SeqCst);
         let n = pause.fetch_add(1, Ordering::SeqCst) + 1;
         wait_until(Duration::from_secs(10), "the writers pause", || {
+            if let Some(e) = failed.lock().expect("lock").as_ref() {
+                panic!("{kind:?}: a writer got {e:?}");
+            }
             idle.iter().all(|x| x.load(Ordering::SeqCst) == n)
         });
     };

@@ -352,6 +352,17 @@ pub(crate) fn cluster_redirect(
     route_command(ctx, cl, cmd, args).err()
 }
 
+/// A command that locks its slots itself (a script call) routed again
+/// once it holds them: `Some` if it must now go elsewhere.
+pub(crate) fn reroute_held(ctx: &Ctx, args: &Args) -> Option<crate::cluster::Redirect> {
+    let cl = ctx.srv.cluster.get()?;
+    if ctx.client.is_master {
+        return None;
+    }
+    let cmd = table::lookup(args.get(0))?;
+    cluster_redirect(ctx, cl, cmd, args)
+}
+
 /// How a keyed command was routed to be served here.
 #[derive(Clone, Copy)]
 struct Routed {

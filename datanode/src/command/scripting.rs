@@ -404,8 +404,6 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: Sc
     if let Err(e) = prepare(ctx, callee.flags(), ro, oom) {
         return ctx.r.error(&e);
     }
-    let keys: Vec<&[u8]> = (3..3 + n).map(|i| a.get(i)).collect();
-    let argv: Vec<&[u8]> = (3 + n..a.len()).map(|i| a.get(i)).collect();
     let run = Run {
         ro,
         oom,
@@ -413,12 +411,10 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: Sc
         debug,
     };
     if debug != ScriptDebug::Off {
-        let keys = keys.iter().map(|k| k.to_vec()).collect();
-        let argv = argv.iter().map(|k| k.to_vec()).collect();
-        return offload(ctx, table::lookup(a.get(0)), callee, keys, argv, run);
+        return offload(ctx, a, callee, n, run);
     }
     if !offloadable(ctx) {
-        let _ = run_script(ctx, &callee, &keys, &argv, run);
+        let _ = run_script(ctx, &callee, a, n, run);
         return;
     }
     // A script whose last run was short runs here, within a budget: past
@@ -429,13 +425,19 @@ fn launch(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, ro: bool, debug: Sc
             inline_budget: Some(INLINE_BUDGET),
             ..run
         };
-        if run_script(ctx, &callee, &keys, &argv, run) == Ran::Done {
+        if run_script(ctx, &callee, a, n, run) == Ran::Done {
             return;
         }
     }
-    let keys = keys.iter().map(|k| k.to_vec()).collect();
-    let argv = argv.iter().map(|k| k.to_vec()).collect();
-    offload(ctx, table::lookup(a.get(0)), callee, keys, argv, run);
+    offload(ctx, a, callee, n, run);
+}
+
+/// The keys and the arguments of a script call `a` (EVAL, FCALL and the
+/// like) declaring `n` keys.
+fn split_call<'a>(a: &Args<'a>, n: usize) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+    let keys = (3..3 + n).map(|i| a.get(i)).collect();
+    let argv = (3 + n..a.len()).map(|i| a.get(i)).collect();
+    (keys, argv)
 }
 
 /// Whether memory is over `maxmemory` as the script starts (after
@@ -490,14 +492,9 @@ fn offloadable(ctx: &Ctx) -> bool {
         && tokio::runtime::Handle::try_current().is_ok()
 }
 
-fn offload(
-    ctx: &mut Ctx,
-    cmd: Option<&'static table::Cmd>,
-    callee: Callee,
-    keys: Vec<Vec<u8>>,
-    argv: Vec<Vec<u8>>,
-    run: Run,
-) {
+fn offload(ctx: &mut Ctx, a: &Args, callee: Callee, n: usize, run: Run) {
+    let cmd = table::lookup(a.get(0));
+    let call = a.to_owned();
     let srv = ctx.srv.clone();
     let dbi = ctx.locks.db.index;
     let proto = ctx.client.proto;
@@ -552,20 +549,20 @@ fn offload(
             locks: super::Locks::new(&srv.ks, db, crate::keyspace::now_ms()),
             actions: &mut actions,
         };
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        let argv: Vec<&[u8]> = argv.iter().map(|k| k.as_slice()).collect();
+        let call = call.args();
         if let (Some(console), Callee::Script(s)) = (console, &callee) {
             scripting::ldb::begin(&s.body, Box::new(console), limit);
         }
         let mut detached = false;
         if let (Some(fd), Callee::Script(s)) = (socket, &callee) {
+            let (keys, argv) = split_call(&call, n);
             detached = run_forked(&mut ctx, s, &keys, &argv, run, fd, limit);
         } else {
             let _ = run_script(
                 &mut ctx,
                 &callee,
-                &keys,
-                &argv,
+                &call,
+                n,
                 Run {
                     inline_budget: None,
                     ..run
@@ -656,8 +653,11 @@ fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), Stri
     Ok(())
 }
 
-/// Runs a script to its reply, redoing it when lock order demands.
-fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], run: Run) -> Ran {
+/// Runs a script to its reply, redoing it when lock order demands. `call`
+/// is the command that asked for it, declaring `n` keys.
+fn run_script(ctx: &mut Ctx, callee: &Callee, call: &Args, n: usize, run: Run) -> Ran {
+    let (keys, argv) = split_call(call, n);
+    let (keys, argv) = (&keys[..], &argv[..]);
     let Run {
         ro,
         oom,
@@ -708,6 +708,14 @@ fn run_script(ctx: &mut Ctx, callee: &Callee, keys: &[&[u8]], argv: &[&[u8]], ru
                 _announced = Some(srv.scripts.held.register(&want, whole));
             }
             ctx.locks.hold(want, whole);
+            // Routed again with the keys' slots held: a MIGRATE may have
+            // moved a declared key since the call was routed (see
+            // `dispatch`), and Redis checks and runs in one go.
+            if let Some(r) = super::reroute_held(ctx, call) {
+                ctx.locks.release();
+                ctx.client.asking = false;
+                break Err(r.message());
+            }
         } else if let Err((d, s)) = ctx.locks.extend(&declared, OUT_OF_ORDER_WAIT) {
             break Err(lock_error(d, s));
         }
