@@ -118,11 +118,18 @@ SECTION="$ROOT/tests/bench/results-cluster.md"
   done
 } > "$SECTION"
 
-# Splice the section into BENCHMARKS.md (replacing an earlier one).
+# Splice the section into BENCHMARKS.md: in place of an earlier one, else
+# at the end.
 B="$ROOT/BENCHMARKS.md"
 if [ -f "$B" ]; then
-  awk '/^## Cluster: /{skip=1} /^## / && !/^## Cluster: /{skip=0} !skip' "$B" > "$B.tmp"
-  { cat "$B.tmp"; echo; cat "$SECTION"; } > "$B"
-  rm -f "$B.tmp"
+  if grep -q '^## Cluster: ' "$B"; then
+    awk -v sec="$SECTION" '
+      /^## Cluster: / { while ((getline l < sec) > 0) print l; print ""; skip=1; next }
+      /^## / { skip=0 }
+      !skip' "$B" > "$B.tmp"
+  else
+    { cat "$B"; echo; cat "$SECTION"; } > "$B.tmp"
+  fi
+  mv "$B.tmp" "$B"
 fi
 cat "$SECTION"
