@@ -166,6 +166,8 @@ pub struct Node {
     args: Vec<String>,
     /// A config file given as the first argument, as `redis-server FILE`.
     config: Option<String>,
+    /// Environment variables the server starts with, beside ours.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -177,6 +179,21 @@ impl Node {
 
     /// Like [`Node::start`], with a config file as the first argument.
     pub fn start_with_config(kind: Server, config: Option<&Path>, args: &[&str]) -> Node {
+        Self::start_full(kind, config, &[], args)
+    }
+
+    /// Like [`Node::start`], with environment variables set for the
+    /// server (a fault-injecting LD_PRELOAD, for one).
+    pub fn start_with_env(kind: Server, env: &[(&str, &str)], args: &[&str]) -> Node {
+        Self::start_full(kind, None, env, args)
+    }
+
+    fn start_full(
+        kind: Server,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut n = Node {
             kind,
@@ -185,6 +202,10 @@ impl Node {
             child: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             config: config.map(|p| p.display().to_string()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         n.spawn();
         n
@@ -209,6 +230,7 @@ impl Node {
         }
         cmd.args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

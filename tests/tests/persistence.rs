@@ -2,6 +2,8 @@
 //! appendfsync always) kill -9; damaged AOFs are handled as Redis does;
 //! a rewrite under concurrent writes loses and duplicates nothing.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slotkv_tests::{Conn, Node, Server};
@@ -697,6 +699,140 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
         // Without the AOF, writes are taken again.
         c.text(&["CONFIG", "SET", "appendonly", "no"]);
         assert_eq!(c.text(&["SET", "k", "y"]), "+OK\r\n", "{kind:?}");
+    }
+}
+
+/// A library for LD_PRELOAD whose `fdatasync` waits while the file named
+/// by SLOTKV_SLOW_FDATASYNC exists (20 s at most), then fails with EIO
+/// while the one named by SLOTKV_FAIL_FDATASYNC exists: the AOF's fsync
+/// (both servers use fdatasync for it) slow or failing on demand, as a
+/// busy or dying disk makes it.
+fn fdatasync_failer(dir: &Path) -> PathBuf {
+    const SRC: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+int fdatasync(int fd) {
+    const char *slow = getenv("SLOTKV_SLOW_FDATASYNC");
+    for (int i = 0; slow && i < 2000 && access(slow, F_OK) == 0; i++) {
+        usleep(10000);
+    }
+    const char *flag = getenv("SLOTKV_FAIL_FDATASYNC");
+    if (flag && access(flag, F_OK) == 0) {
+        errno = EIO;
+        return -1;
+    }
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    return real(fd);
+}
+"#;
+    let src = dir.join("failsync.c");
+    let lib = dir.join("failsync.so");
+    std::fs::write(&src, SRC).expect("write shim");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("cc (a C compiler, which the Lua build needs too)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
+
+/// An AOF fsync that fails (everysec) refuses writes (and PING) with
+/// MISCONF and the reason, logs it once and shows in INFO, as Redis's
+/// aof_bio_fsync_status; turning the AOF off and on again (with fsync
+/// working) lifts it, with Redis's log line. datanode logged each retry
+/// and took writes throughout.
+#[test]
+fn a_failed_aof_fsync_stops_writes_with_its_reason() {
+    const MISCONF: &str = "-MISCONF Errors writing to the AOF file: Input/output error\r\n";
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let flag = tools.path().join("fail-now");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_FAIL_FDATASYNC", flag.to_str().expect("utf-8 path")),
+    ];
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start_with_env(kind, &env, &["--save", "", "--appendonly", "yes"]);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n", "{kind:?}");
+        std::fs::write(&flag, b"").expect("flag");
+        // This write is taken; the fsync after it fails.
+        assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        slotkv_tests::wait_until(Duration::from_secs(10), "the fsync to fail", || {
+            c.info_field("persistence", "aof_last_write_status") == "err"
+        });
+        assert_eq!(c.text(&["SET", "k", "x"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["PING"]), MISCONF, "{kind:?}");
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nw\r\n", "{kind:?}");
+        // Logged once, not at every retry.
+        std::thread::sleep(Duration::from_millis(2500));
+        let log = n.log();
+        assert_eq!(
+            log.matches("Fail to fsync the AOF file: Input/output error")
+                .count(),
+            1,
+            "{kind:?}: {log}"
+        );
+        std::fs::remove_file(&flag).expect("flag");
+        for on in ["no", "yes"] {
+            assert_eq!(
+                c.text(&["CONFIG", "SET", "appendonly", on]),
+                "+OK\r\n",
+                "{kind:?}"
+            );
+        }
+        assert_eq!(c.text(&["SET", "k", "y"]), "+OK\r\n", "{kind:?}");
+        assert_eq!(
+            c.info_field("persistence", "aof_last_write_status"),
+            "ok",
+            "{kind:?}"
+        );
+        assert!(
+            n.log()
+                .contains("AOF reopen, just ignore the AOF fsync error in bio job"),
+            "{kind:?}"
+        );
+    }
+}
+
+/// An everysec fsync still running shows in INFO as
+/// aof_pending_bio_fsync:1, as Redis's background fsync job does, and the
+/// server answers meanwhile (datanode printed a constant 0).
+#[test]
+fn a_slow_aof_fsync_shows_as_pending() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let slow = tools.path().join("slow-now");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
+    ];
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start_with_env(kind, &env, &["--save", "", "--appendonly", "yes"]);
+        let mut c = n.conn();
+        let pending = |c: &mut Conn| c.info_field("persistence", "aof_pending_bio_fsync");
+        assert_eq!(pending(&mut c), "0", "{kind:?}");
+        std::fs::write(&slow, b"").expect("flag");
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n", "{kind:?}");
+        slotkv_tests::wait_until(Duration::from_secs(10), "an fsync in progress", || {
+            pending(&mut c) == "1"
+        });
+        assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nw\r\n", "{kind:?}");
+        std::fs::remove_file(&slow).expect("flag");
+        slotkv_tests::wait_until(Duration::from_secs(10), "the fsync to end", || {
+            pending(&mut c) == "0"
+        });
     }
 }
 

@@ -630,7 +630,9 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
 fn disk_error_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     use std::sync::atomic::Ordering;
     let hot = &ctx.srv.hot;
-    if !hot.rdb_write_block.load(Ordering::Relaxed) && !hot.aof_write_block.load(Ordering::Relaxed)
+    if !hot.rdb_write_block.load(Ordering::Relaxed)
+        && !hot.aof_write_block.load(Ordering::Relaxed)
+        && !hot.aof_fsync_block.load(Ordering::Relaxed)
     {
         return false;
     }

@@ -307,7 +307,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             },
             Stats::get(&srv.stats.aof_rewrites),
             Stats::get(&srv.stats.aof_rewrite_failures),
-            if srv.hot.aof_write_block.load(Ordering::Relaxed) {
+            if crate::persistence::aof_failing(srv) {
                 "err"
             } else {
                 "ok"
@@ -316,9 +316,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if cfg.appendonly() {
             let _ = write!(
                 o,
-                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:0\r\naof_delayed_fsync:0\r\n",
+                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:0\r\n",
                 scheduled as u8,
                 srv.log.with_buf(|b| b.buf.len()),
+                srv.hot.aof_fsync_running.load(Ordering::Relaxed) as u8,
             );
         }
     }

@@ -734,16 +734,31 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             AppendFsync::No => false,
         };
         if due {
+            let background = policy == AppendFsync::EverySec;
+            srv.hot
+                .aof_fsync_running
+                .store(background, Ordering::Relaxed);
             let r = files.cur.sync_data().and_then(|_| match &files.old {
                 Some(f) => f.sync_data(),
                 None => Ok(()),
             });
-            if let Err(e) = r {
-                tracing::error!("Error syncing the AOF file: {e}");
-                continue;
+            srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
+            match r {
+                // Tried again in a second (everysec, as Redis's next
+                // fsync), or soon while `always` keeps its clients waiting.
+                Err(e) => {
+                    crate::persistence::aof_fsync_failed(&srv, &e);
+                    if policy == AppendFsync::Always {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                }
+                Ok(()) => {
+                    crate::persistence::aof_fsync_ok(&srv);
+                    unsynced = false;
+                }
             }
             last_sync = Instant::now();
-            unsynced = false;
         }
         if !unsynced || policy != AppendFsync::Always {
             // Written bytes are what SIGTERM needs; `always` waits for fsync.
@@ -838,6 +853,12 @@ pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
 /// `CONFIG SET appendonly yes` on a running node: start a fresh AOF and
 /// rewrite the current dataset into its base at once.
 pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
+    start_logging(srv)?;
+    crate::persistence::aof_reopened(srv);
+    Ok(())
+}
+
+fn start_logging(srv: &Arc<Shared>) -> Result<(), String> {
     if srv.aof.lock().is_some() {
         // Re-enabled after a CONFIG SET appendonly no: what changed while
         // off was not logged, so rebuild the base.

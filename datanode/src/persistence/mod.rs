@@ -63,14 +63,54 @@ pub fn refresh_write_block(srv: &Shared) {
 /// The AOF writer could not write: writes are refused with the reason
 /// until a write succeeds, as Redis's aof_last_write_status.
 pub fn aof_write_failed(srv: &Shared, e: &std::io::Error) {
-    // strerror's words, without Rust's " (os error N)".
-    let text = e.to_string();
-    let reason = text
-        .rsplit_once(" (os error")
-        .map_or(text.as_str(), |(words, _)| words)
-        .to_string();
-    *srv.stats.aof_write_error.lock() = Some(reason);
+    *srv.stats.aof_write_error.lock() = Some(strerror_words(e));
     srv.hot.aof_write_block.store(true, Ordering::Relaxed);
+}
+
+/// strerror's words, without Rust's " (os error N)".
+fn strerror_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.rsplit_once(" (os error")
+        .map_or(text.as_str(), |(words, _)| words)
+        .to_string()
+}
+
+/// The AOF writer could not fsync: writes are refused with the reason
+/// until an fsync succeeds, as Redis's aof_bio_fsync_status. Logged when
+/// the trouble starts, as Redis logs it.
+pub fn aof_fsync_failed(srv: &Shared, e: &std::io::Error) {
+    let reason = strerror_words(e);
+    if !srv.hot.aof_fsync_block.swap(true, Ordering::Relaxed) {
+        tracing::warn!("Fail to fsync the AOF file: {reason}");
+    }
+    *srv.stats.aof_fsync_error.lock() = Some(reason);
+}
+
+/// An fsync of the AOF succeeded: an earlier failure is over.
+pub fn aof_fsync_ok(srv: &Shared) {
+    if srv.hot.aof_fsync_block.swap(false, Ordering::Relaxed) {
+        *srv.stats.aof_fsync_error.lock() = None;
+    }
+}
+
+/// The AOF was turned on again: an earlier write or fsync failure no
+/// longer refuses writes (the next one tells), as Redis's startAppendOnly.
+pub fn aof_reopened(srv: &Shared) {
+    if srv.hot.aof_fsync_block.swap(false, Ordering::Relaxed) {
+        *srv.stats.aof_fsync_error.lock() = None;
+        tracing::warn!("AOF reopen, just ignore the AOF fsync error in bio job");
+    }
+    if srv.hot.aof_write_block.swap(false, Ordering::Relaxed) {
+        *srv.stats.aof_write_error.lock() = None;
+        tracing::warn!("AOF reopen, just ignore the last error.");
+    }
+}
+
+/// Whether the AOF's last write or fsync failed (INFO
+/// aof_last_write_status).
+pub fn aof_failing(srv: &Shared) -> bool {
+    srv.hot.aof_write_block.load(Ordering::Relaxed)
+        || srv.hot.aof_fsync_block.load(Ordering::Relaxed)
 }
 
 /// A write to the AOF succeeded: an earlier failure is over.
@@ -88,11 +128,19 @@ pub fn write_refusal(srv: &Shared) -> Option<String> {
     if srv.hot.rdb_write_block.load(Ordering::Relaxed) {
         return Some(MISCONF_RDB.to_string());
     }
-    if srv.hot.aof_write_block.load(Ordering::Relaxed) && srv.log.aof_on() {
-        let reason = srv.stats.aof_write_error.lock().clone().unwrap_or_default();
-        return Some(format!("MISCONF Errors writing to the AOF file: {reason}"));
+    if !srv.log.aof_on() {
+        return None;
     }
-    None
+    // A failed write's reason first, then a failed fsync's, as Redis.
+    let reason = if srv.hot.aof_write_block.load(Ordering::Relaxed) {
+        srv.stats.aof_write_error.lock().clone()
+    } else if srv.hot.aof_fsync_block.load(Ordering::Relaxed) {
+        srv.stats.aof_fsync_error.lock().clone()
+    } else {
+        return None;
+    };
+    let reason = reason.unwrap_or_default();
+    Some(format!("MISCONF Errors writing to the AOF file: {reason}"))
 }
 
 /// An AOF rewrite began (INFO aof_rewrites, aof_current_rewrite_time_sec).

@@ -50,6 +50,12 @@ pub struct Hot {
     /// The AOF writer's last write failed: writes are refused (MISCONF)
     /// until one succeeds.
     pub aof_write_block: AtomicBool,
+    /// The AOF writer's last fsync failed: writes are refused (MISCONF)
+    /// until one succeeds, as Redis's aof_bio_fsync_status.
+    pub aof_fsync_block: AtomicBool,
+    /// The AOF writer is in an everysec fsync (INFO aof_pending_bio_fsync:
+    /// Redis runs those on a background job; `always` fsyncs inline).
+    pub aof_fsync_running: AtomicBool,
 }
 
 pub struct Shared {
@@ -144,6 +150,8 @@ impl Shared {
             hll_sparse_max_bytes: AtomicU64::new(config.int("hll-sparse-max-bytes").max(0) as u64),
             rdb_write_block: AtomicBool::new(false),
             aof_write_block: AtomicBool::new(false),
+            aof_fsync_block: AtomicBool::new(false),
+            aof_fsync_running: AtomicBool::new(false),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];

@@ -55,6 +55,8 @@ pub struct Stats {
     pub aof_last_rewrite_secs: AtomicI64,
     /// Why the AOF writer's last write failed (None: it did not).
     pub aof_write_error: Mutex<Option<String>>,
+    /// Why the AOF writer's last fsync failed (None: it did not).
+    pub aof_fsync_error: Mutex<Option<String>>,
     /// Keys the last RDB load kept and dropped as expired.
     pub rdb_last_load_keys_loaded: AtomicU64,
     pub rdb_last_load_keys_expired: AtomicU64,
