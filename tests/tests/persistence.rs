@@ -807,7 +807,9 @@ fn a_failed_aof_fsync_stops_writes_with_its_reason() {
 
 /// An everysec fsync still running shows in INFO as
 /// aof_pending_bio_fsync:1, as Redis's background fsync job does, and the
-/// server answers meanwhile (datanode printed a constant 0).
+/// server answers meanwhile; one that holds a write back for more than
+/// 2 s counts in aof_delayed_fsync, which CONFIG RESETSTAT zeroes
+/// (datanode printed constant zeros).
 #[test]
 fn a_slow_aof_fsync_shows_as_pending() {
     let tools = tempfile::tempdir().expect("tempdir");
@@ -827,12 +829,20 @@ fn a_slow_aof_fsync_shows_as_pending() {
         slotkv_tests::wait_until(Duration::from_secs(10), "an fsync in progress", || {
             pending(&mut c) == "1"
         });
+        // A write waits behind the fsync, which lasts 3 s more.
         assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
         assert_eq!(c.text(&["GET", "k"]), "$1\r\nw\r\n", "{kind:?}");
+        std::thread::sleep(Duration::from_secs(3));
         std::fs::remove_file(&slow).expect("flag");
         slotkv_tests::wait_until(Duration::from_secs(10), "the fsync to end", || {
             pending(&mut c) == "0"
         });
+        let delayed = |c: &mut Conn| c.info_field("persistence", "aof_delayed_fsync");
+        slotkv_tests::wait_until(Duration::from_secs(10), "a delayed fsync", || {
+            delayed(&mut c) == "1"
+        });
+        assert_eq!(c.text(&["CONFIG", "RESETSTAT"]), "+OK\r\n", "{kind:?}");
+        assert_eq!(delayed(&mut c), "0", "{kind:?}");
     }
 }
 

@@ -316,10 +316,11 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         if cfg.appendonly() {
             let _ = write!(
                 o,
-                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:0\r\n",
+                "aof_current_size:{size}\r\naof_base_size:{base}\r\naof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:{}\r\n",
                 scheduled as u8,
                 srv.log.with_buf(|b| b.buf.len()),
                 srv.hot.aof_fsync_running.load(Ordering::Relaxed) as u8,
+                Stats::get(&srv.stats.aof_delayed_fsync),
             );
         }
     }
@@ -643,6 +644,7 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
     crate::keyspace::lazyfree::reset_stats();
     st.eviction_exceeded_since_us.store(0, Ordering::Relaxed);
     crate::persistence::rdb::object::SANITIZATIONS.store(0, Ordering::Relaxed);
+    st.aof_delayed_fsync.store(0, Ordering::Relaxed);
     ctx.srv.ks.expiry.expired.store(0, Ordering::Relaxed);
     st.reset_ops(crate::keyspace::now_ms());
     crate::server::replybuf::SHRINKS.store(0, Ordering::Relaxed);

@@ -738,11 +738,25 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             srv.hot
                 .aof_fsync_running
                 .store(background, Ordering::Relaxed);
+            let began = Instant::now();
             let r = files.cur.sync_data().and_then(|_| match &files.old {
                 Some(f) => f.sync_data(),
                 None => Ok(()),
             });
             srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
+            // The writes logged meanwhile waited for this fsync. Redis
+            // postpones them while its background fsync runs, for 2 s at
+            // most, and counts each time it stops waiting; here they wait
+            // on this thread, and a wait of 2 s or more counts.
+            let waited = began.elapsed();
+            if background && waited >= FSYNC_DELAY_LIMIT && srv.log.with_buf(|b| !b.buf.is_empty())
+            {
+                crate::server::stats::Stats::add(&srv.stats.aof_delayed_fsync, 1);
+                tracing::info!(
+                    "An AOF fsync took {:.1} s (is the disk busy?): the writes logged meanwhile waited for it",
+                    waited.as_secs_f64()
+                );
+            }
             match r {
                 // Tried again in a second (everysec, as Redis's next
                 // fsync), or soon while `always` keeps its clients waiting.
@@ -1046,6 +1060,10 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
 
 /// Failed rewrites in a row from which automatic ones are held back
 /// (Redis's AOF_REWRITE_LIMITE_THRESHOLD).
+/// How long an everysec fsync may hold the next writes back before it
+/// counts as delayed (INFO aof_delayed_fsync), as Redis's 2 s.
+const FSYNC_DELAY_LIMIT: Duration = Duration::from_secs(2);
+
 const LIMIT_AFTER_FAILURES: u64 = 3;
 /// The longest wait between held-back tries, in minutes.
 const LIMIT_MAX_MINUTES: i64 = 60;

@@ -55,6 +55,9 @@ pub struct Stats {
     pub aof_last_rewrite_secs: AtomicI64,
     /// Why the AOF writer's last write failed (None: it did not).
     pub aof_write_error: Mutex<Option<String>>,
+    /// Everysec fsyncs that held the AOF's next writes back for 2 s or
+    /// more (INFO aof_delayed_fsync).
+    pub aof_delayed_fsync: AtomicU64,
     /// Why the AOF writer's last fsync failed (None: it did not).
     pub aof_fsync_error: Mutex<Option<String>>,
     /// Keys the last RDB load kept and dropped as expired.
