@@ -425,6 +425,33 @@ fn a_forked_debugging_session_changes_nothing_and_blocks_no_one() {
     assert_eq!(again.text(&["EXISTS", "viacli"]), ":0\r\n");
 }
 
+/// A forked debugging session is a fork in INFO (total_forks,
+/// latest_fork_usec), as every fork of redis-server is; CONFIG RESETSTAT
+/// zeroes both (datanode printed constant zeros).
+#[test]
+fn a_forked_debugging_session_counts_as_a_fork() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &[]);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["SCRIPT", "DEBUG", "YES"]), "+OK\r\n");
+        let stop = c.text(&["EVAL", "return 1", "0"]);
+        assert!(stop.contains("Stopped at 1"), "{kind:?}: {stop}");
+        c.send_raw(&slotkv_tests::encode(&["c"])).expect("continue");
+        assert_eq!(c.read_reply().expect("end").raw, b"*1\r\n+<endsession>\r\n");
+        assert_eq!(c.read_reply().expect("reply").raw, b":1\r\n");
+        let mut o = n.conn();
+        assert_eq!(o.info_field("stats", "total_forks"), "1", "{kind:?}");
+        let usec: u64 = o
+            .info_field("stats", "latest_fork_usec")
+            .parse()
+            .expect("usec");
+        assert!(usec > 0, "{kind:?}");
+        assert_eq!(o.text(&["CONFIG", "RESETSTAT"]), "+OK\r\n");
+        assert_eq!(o.info_field("stats", "total_forks"), "0", "{kind:?}");
+        assert_eq!(o.info_field("stats", "latest_fork_usec"), "0", "{kind:?}");
+    }
+}
+
 /// One step of a debugging session: what the client sends, and how many
 /// replies come back (the last step gets the end mark, then EVAL's reply).
 /// Nothing is sent for an empty command; a first word starting with `*`

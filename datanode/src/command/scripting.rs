@@ -824,9 +824,22 @@ fn run_forked(
     // SAFETY: the child runs only this thread. It uses the slots, the
     // interpreter and the buffers this thread holds, closes the parent's
     // files, logs nothing, and leaves with `_exit` (see `child_session`).
+    let forking = Instant::now();
     let pid = if fd < 0 { -1 } else { unsafe { libc::fork() } };
     if pid == 0 {
         child_session(ctx, script, &mut vm, keys, argv, run, fd, limit);
+    }
+    if pid > 0 {
+        // Counted as Redis counts every fork (INFO total_forks,
+        // latest_fork_usec, the `fork` latency event).
+        let took = forking.elapsed();
+        let st = &ctx.srv.stats;
+        crate::server::stats::Stats::add(&st.total_forks, 1);
+        st.latest_fork_usec
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        ctx.srv
+            .latency
+            .observe("fork", took.as_millis() as u64, ctx.locks.now / 1000);
     }
     ctx.locks.release();
     ctx.srv.scripts.checkin(vm);

@@ -333,7 +333,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let trk = srv.tracking.counts();
         let _ = write!(
             o,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:{}\r\nexpired_time_cap_reached_count:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:{}\r\nslave_expires_tracked_keys:{}\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:{}\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:{}\r\nreply_buffer_expands:{}\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{}\r\ntotal_net_repl_output_bytes:{}\r\ninstantaneous_input_kbps:{}\r\ninstantaneous_output_kbps:{}\r\ninstantaneous_input_repl_kbps:{}\r\ninstantaneous_output_repl_kbps:{}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:{}\r\nexpired_time_cap_reached_count:{}\r\nexpire_cycle_cpu_milliseconds:{}\r\nevicted_keys:{}\r\nevicted_clients:{}\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:{}\r\ntotal_forks:{}\r\nmigrate_cached_sockets:{}\r\nslave_expires_tracked_keys:{}\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:{}\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:{}\r\ntotal_reads_processed:{}\r\ntotal_writes_processed:{}\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:{}\r\nreply_buffer_expands:{}\r\n",
             Stats::get(&st.connections_received),
             Stats::get(&st.commands),
             st.instantaneous(Metric::Commands),
@@ -362,6 +362,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             srv.pubsub.channels(None).len(),
             srv.pubsub.numpat(),
             srv.pubsub.shard_channels(None).len(),
+            Stats::get(&st.latest_fork_usec),
+            Stats::get(&st.total_forks),
             srv.migrate_sockets.len(),
             srv.repl.own_expires.count(),
             trk.keys,
@@ -645,6 +647,8 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
     st.eviction_exceeded_since_us.store(0, Ordering::Relaxed);
     crate::persistence::rdb::object::SANITIZATIONS.store(0, Ordering::Relaxed);
     st.aof_delayed_fsync.store(0, Ordering::Relaxed);
+    st.total_forks.store(0, Ordering::Relaxed);
+    st.latest_fork_usec.store(0, Ordering::Relaxed);
     ctx.srv.ks.expiry.expired.store(0, Ordering::Relaxed);
     st.reset_ops(crate::keyspace::now_ms());
     crate::server::replybuf::SHRINKS.store(0, Ordering::Relaxed);

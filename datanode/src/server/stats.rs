@@ -55,6 +55,10 @@ pub struct Stats {
     pub aof_last_rewrite_secs: AtomicI64,
     /// Why the AOF writer's last write failed (None: it did not).
     pub aof_write_error: Mutex<Option<String>>,
+    /// Processes forked (a debugged script's session), and how long the
+    /// last fork took.
+    pub total_forks: AtomicU64,
+    pub latest_fork_usec: AtomicU64,
     /// Everysec fsyncs that held the AOF's next writes back for 2 s or
     /// more (INFO aof_delayed_fsync).
     pub aof_delayed_fsync: AtomicU64,
