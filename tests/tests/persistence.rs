@@ -846,6 +846,49 @@ fn a_slow_aof_fsync_shows_as_pending() {
     }
 }
 
+/// While a BGSAVE runs, INFO shows how far it is: the keys it saves, those
+/// saved so far and the share done, as redis-server's child reports them;
+/// all zero again when it ends (datanode printed constant zeros).
+#[test]
+fn a_background_save_reports_its_progress() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--appendonly", "no"]);
+        let mut c = n.conn();
+        for i in 0..100 {
+            c.text(&["SET", &format!("k{i}"), "v"]);
+        }
+        // 20 ms a key: the save lasts about 2 s.
+        c.text(&["CONFIG", "SET", "rdb-key-save-delay", "20000"]);
+        assert_eq!(
+            c.text(&["BGSAVE"]),
+            "+Background saving started\r\n",
+            "{kind:?}"
+        );
+        let field = |c: &mut Conn, f: &str| c.info_field("persistence", f);
+        slotkv_tests::wait_until(Duration::from_secs(10), "keys saved", || {
+            field(&mut c, "current_save_keys_processed") != "0"
+        });
+        let done: u64 = field(&mut c, "current_save_keys_processed")
+            .parse()
+            .expect("number");
+        assert_eq!(field(&mut c, "current_save_keys_total"), "100", "{kind:?}");
+        assert!(done <= 100, "{kind:?}: {done}");
+        let perc: f64 = field(&mut c, "current_fork_perc").parse().expect("number");
+        assert!(perc > 0.0 && perc <= 100.0, "{kind:?}: {perc}");
+        slotkv_tests::wait_until(Duration::from_secs(20), "the save to end", || {
+            field(&mut c, "rdb_bgsave_in_progress") == "0"
+        });
+        assert_eq!(field(&mut c, "current_save_keys_total"), "0", "{kind:?}");
+        assert_eq!(
+            field(&mut c, "current_save_keys_processed"),
+            "0",
+            "{kind:?}"
+        );
+        assert_eq!(field(&mut c, "current_fork_perc"), "0.00", "{kind:?}");
+        assert_eq!(field(&mut c, "rdb_last_bgsave_status"), "ok", "{kind:?}");
+    }
+}
+
 /// INFO's AOF rewrite figures follow the rewrites, a failed one included,
 /// as on redis-server (datanode printed constants: `ok`, 0 rewrites).
 #[test]

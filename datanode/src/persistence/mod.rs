@@ -293,6 +293,14 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
         *srv.log.snap_tx.lock() = Some(tx);
         srv.log.snap_rdb.store(true, Ordering::SeqCst);
         srv.log.begin_snapshot();
+        let total: usize = dbs
+            .iter()
+            .flat_map(|db| (0..crate::keyspace::SLOTS as u16).map(move |s| db.slot_keys(s)))
+            .sum();
+        srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
+        srv.stats
+            .save_keys_total
+            .store(total as u64, Ordering::Relaxed);
         r
     };
     let mut chunks = Vec::new();
@@ -302,11 +310,16 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
         };
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
-            drop(db.lock_slot(s, now));
+            let g = db.lock_slot(s, now);
+            let keys = db.slot_keys(s) as u64;
+            drop(g);
             rdb::slot_save_delay(db, s);
+            Stats::add(&srv.stats.save_keys_processed, keys);
             chunks.extend(rx.try_iter());
         }
     }
+    srv.stats.save_keys_total.store(0, Ordering::Relaxed);
+    srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
     srv.log.rewriting.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);

@@ -55,6 +55,11 @@ pub struct Stats {
     pub aof_last_rewrite_secs: AtomicI64,
     /// Why the AOF writer's last write failed (None: it did not).
     pub aof_write_error: Mutex<Option<String>>,
+    /// The RDB snapshot being swept (a BGSAVE, a full sync's, an AOF
+    /// rewrite's preamble): its keys, and those of the slots swept so far
+    /// (INFO current_save_keys_total / _processed, current_fork_perc).
+    pub save_keys_total: AtomicU64,
+    pub save_keys_processed: AtomicU64,
     /// Processes forked (a debugged script's session), and how long the
     /// last fork took.
     pub total_forks: AtomicU64,
