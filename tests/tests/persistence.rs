@@ -702,8 +702,9 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
     }
 }
 
-/// A library for LD_PRELOAD whose `fdatasync` waits while the file named
-/// by SLOTKV_SLOW_FDATASYNC exists (20 s at most), then fails with EIO
+/// A library for LD_PRELOAD whose `fdatasync` takes SLOTKV_FDATASYNC_MS
+/// milliseconds more, waits while the file named by
+/// SLOTKV_SLOW_FDATASYNC exists (20 s at most), then fails with EIO
 /// while the one named by SLOTKV_FAIL_FDATASYNC exists: the AOF's fsync
 /// (both servers use fdatasync for it) slow or failing on demand, as a
 /// busy or dying disk makes it.
@@ -715,6 +716,10 @@ fn fdatasync_failer(dir: &Path) -> PathBuf {
 #include <stdlib.h>
 #include <unistd.h>
 int fdatasync(int fd) {
+    const char *ms = getenv("SLOTKV_FDATASYNC_MS");
+    if (ms) {
+        usleep(atoi(ms) * 1000);
+    }
     const char *slow = getenv("SLOTKV_SLOW_FDATASYNC");
     for (int i = 0; slow && i < 2000 && access(slow, F_OK) == 0; i++) {
         usleep(10000);
@@ -843,6 +848,58 @@ fn a_slow_aof_fsync_shows_as_pending() {
         });
         assert_eq!(c.text(&["CONFIG", "RESETSTAT"]), "+OK\r\n", "{kind:?}");
         assert_eq!(delayed(&mut c), "0", "{kind:?}");
+    }
+}
+
+/// Under `appendfsync always` a slow fsync is a latency event with Redis's
+/// name, aof-fsync-always, in LATENCY LATEST and HISTORY (datanode
+/// recorded none for the AOF).
+#[test]
+fn a_slow_fsync_under_always_is_a_latency_event() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_FDATASYNC_MS", "30"),
+    ];
+    for kind in [Server::Redis, Server::Datanode] {
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        let n = Node::start_with_env(kind, &env, &args);
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "latency-monitor-threshold", "10"]),
+            "+OK\r\n"
+        );
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n", "{kind:?}");
+        let latest = c.text(&["LATENCY", "LATEST"]);
+        assert!(latest.contains("aof-fsync-always"), "{kind:?}: {latest}");
+        let history = c
+            .cmd(&["LATENCY", "HISTORY", "aof-fsync-always"])
+            .expect("reply");
+        let text = String::from_utf8_lossy(&history.raw).into_owned();
+        // One or more [time, ms] pairs, each of 30 ms or so.
+        let ms: Vec<u64> = text
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix(':'))
+            .filter_map(|v| v.parse().ok())
+            .filter(|&v| v < 1_000_000)
+            .collect();
+        assert!(
+            !ms.is_empty() && ms.iter().all(|&m| m >= 10),
+            "{kind:?}: {text}"
+        );
+        if kind == Server::Datanode {
+            let doctor = c.text(&["LATENCY", "DOCTOR"]);
+            assert!(doctor.contains("aof-fsync-always"), "{doctor}");
+            assert!(doctor.contains("look at the disk"), "{doctor}");
+        }
     }
 }
 

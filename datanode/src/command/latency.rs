@@ -109,6 +109,9 @@ pub fn doctor(ctx: &mut Ctx, _a: &Args) {
         text.push_str(
             "\nSLOWLOG GET shows which commands were slow; LATENCY HISTORY <event> shows when.\n",
         );
+        if events.keys().any(|n| n.starts_with("aof-")) {
+            text.push_str("The AOF's writes or fsyncs were slow: look at the disk (another process writing to it, a saturated or failing device). Under appendfsync always every write waits for its fsync; everysec lets clients go on meanwhile.\n");
+        }
     }
     ctx.r.verbatim(text.as_bytes());
 }

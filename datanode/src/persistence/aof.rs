@@ -703,6 +703,10 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             .log
             .take(Duration::from_millis(if eager { 100 } else { 2 }));
         let wrote = !buf.is_empty() || !old.is_empty();
+        // A rewrite is running while the previous file still takes writes
+        // (Redis's "active child").
+        let rewriting = files.old.is_some();
+        let writing = Instant::now();
         if let Err((e, old, buf)) = files.append_all(old, buf) {
             // Nothing is lost: what was not written goes back in front of
             // the log and is tried again; meanwhile writes are refused
@@ -721,6 +725,16 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             unsynced = true;
             crate::persistence::aof_write_ok(&srv);
             last_error_log = None;
+            // Latency events with Redis's names (LATENCY LATEST, DOCTOR).
+            let ms = writing.elapsed().as_millis() as u64;
+            let now_s = crate::keyspace::now_ms() / 1000;
+            let which = if rewriting {
+                "aof-write-active-child"
+            } else {
+                "aof-write-alone"
+            };
+            srv.latency.observe(which, ms, now_s);
+            srv.latency.observe("aof-write", ms, now_s);
         }
         // Read each turn so CONFIG SET appendfsync takes effect.
         let policy = if eager {
@@ -744,6 +758,13 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
                 None => Ok(()),
             });
             srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
+            if policy == AppendFsync::Always {
+                srv.latency.observe(
+                    "aof-fsync-always",
+                    began.elapsed().as_millis() as u64,
+                    crate::keyspace::now_ms() / 1000,
+                );
+            }
             // The writes logged meanwhile waited for this fsync. Redis
             // postpones them while its background fsync runs, for 2 s at
             // most, and counts each time it stops waiting; here they wait
