@@ -585,13 +585,21 @@ impl Files {
     /// after the old ones so a failed rewrite loses nothing.
     fn switch(&mut self, srv: &Shared) -> Result<(), String> {
         let pending = srv.log.begin_rewrite();
-        // Owed to the current file: on an error, kept as such (the writer
-        // writes them to it, there being no previous file yet).
-        if let Err((e, rest, _)) = self.append_all(pending, Vec::new()) {
-            srv.log.put_back(rest, Vec::new());
-            return Err(e.to_string());
+        // Owed to the current file. If it cannot take them (a full or
+        // failing disk), they stay owed to it, and writes stay refused,
+        // until it can or the new base, which covers them, is in place:
+        // the rewrite is the way out of a file that keeps failing, as on
+        // redis-server.
+        match self.append_all(pending, Vec::new()) {
+            Err((e, rest, _)) => {
+                tracing::warn!(
+                    "The AOF file being replaced cannot take its last {} bytes ({e}): the new base will hold them",
+                    rest.len()
+                );
+                srv.log.put_back(rest, Vec::new());
+            }
+            Ok(()) => sync_or_note(srv, &self.cur),
         }
-        self.cur.sync_data().map_err(|e| e.to_string())?;
         let seq = self.manifest.max_seq() + 1;
         let name = format!("{}.{seq}.incr.aof", self.fname);
         let f = OpenOptions::new()
@@ -629,13 +637,34 @@ impl Files {
         // current one has gained since the writer last looked (dropping it
         // would lose acknowledged writes).
         let (buf, old, _) = srv.log.take(Duration::ZERO);
-        if let Err((e, old, buf)) = self.append_all(old, buf) {
-            srv.log.put_back(old, buf);
+        // What the previous file cannot take is covered by the new base:
+        // kept only until the base is in place.
+        let owed = match self.append_all(old, Vec::new()) {
+            Ok(()) => Vec::new(),
+            Err((_, rest, _)) => rest,
+        };
+        if let Err((e, _, buf)) = self.append_all(Vec::new(), buf) {
+            srv.log.put_back(owed, buf);
             return Err(e.to_string());
         }
-        if let Some(f) = &self.old {
-            f.sync_data().map_err(|e| e.to_string())?;
+        if let (Some(f), true) = (&self.old, owed.is_empty()) {
+            sync_or_note(srv, f);
         }
+        let installed = self.install(srv, tmp, rdb);
+        if installed.is_err() {
+            srv.log.put_back(owed, Vec::new());
+        } else if !owed.is_empty() {
+            tracing::warn!(
+                "{} bytes the replaced AOF file could not take are in the new base",
+                owed.len()
+            );
+        }
+        installed
+    }
+
+    /// The rest of [`Files::finish`]: the base renamed into place and the
+    /// manifest switched to it.
+    fn install(&mut self, srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
         let (cur_name, cur_seq) = self.manifest.incrs.last().cloned().ok_or("no incr file")?;
         let ext = if rdb { "rdb" } else { "aof" };
         // The base's number counts successful rewrites, apart from the
@@ -675,7 +704,26 @@ impl Files {
         let cur_len = self.cur.metadata().map(|m| m.len()).unwrap_or(0);
         self.base.store(base_len, Ordering::Relaxed);
         self.size.store(base_len + cur_len, Ordering::Relaxed);
+        // Nothing is owed any more: a write failure is over.
+        crate::persistence::aof_write_ok(srv);
         Ok(())
+    }
+}
+
+/// fsync errors Redis ignores for the AOF: the file cannot be synced at
+/// all (EINVAL: a special file) or is gone (EBADF); nothing to wait for.
+fn fsync_ignored(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EBADF))
+}
+
+/// Fsyncs a file on the way to replacing it: a failure refuses writes as
+/// any AOF fsync failure does, but the switch goes on (the new base will
+/// hold what the file has).
+fn sync_or_note(srv: &Shared, f: &File) {
+    if let Err(e) = f.sync_data() {
+        if !fsync_ignored(&e) {
+            crate::persistence::aof_fsync_failed(srv, &e);
+        }
     }
 }
 
@@ -753,10 +801,12 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
                 .aof_fsync_running
                 .store(background, Ordering::Relaxed);
             let began = Instant::now();
-            let r = files.cur.sync_data().and_then(|_| match &files.old {
-                Some(f) => f.sync_data(),
-                None => Ok(()),
-            });
+            let r = [Some(&files.cur), files.old.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.sync_data().err())
+                .find(|e| !fsync_ignored(e))
+                .map_or(Ok(()), Err);
             srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
             if policy == AppendFsync::Always {
                 srv.latency.observe(
