@@ -2066,6 +2066,68 @@ fn jemalloc_background_threads_follow_jemalloc_bg_thread() {
 /// it at once; with `dynamic-hz` (on by default) the cron doubles its rate
 /// while there are more than 200 clients per tick, and drops back when
 /// they go.
+/// active-expire-effort sets how hard the cron looks for expired keys:
+/// with 5% of 10,000 keys with a TTL expired, effort 1 stops each run
+/// after one round of 20 checks (under its 10% threshold) and finds about
+/// one key a run, while effort 10 (65 checks a round, 1% threshold) goes
+/// on until it has them all, on both servers (datanode ignored the
+/// setting before session 31; this checks that it acts).
+#[test]
+fn active_expire_effort_sets_how_hard_expired_keys_are_looked_for() {
+    for kind in [Server::Redis, Server::Datanode] {
+        for effort in ["1", "10"] {
+            let n = Node::start(
+                kind,
+                &[
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--enable-debug-command",
+                    "yes",
+                ],
+            );
+            let mut c = n.conn();
+            assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "+OK\r\n");
+            let mut batch = Vec::new();
+            for i in 0..10_000 {
+                let k = format!("k{i}");
+                let ttl: &[&str] = if i % 20 == 0 {
+                    &["PX", "1"]
+                } else {
+                    &["EX", "100000"]
+                };
+                let mut cmd = vec!["SET", k.as_str(), "v"];
+                cmd.extend_from_slice(ttl);
+                batch.extend(slotkv_tests::encode(&cmd));
+            }
+            c.send_raw(&batch).expect("send");
+            for _ in 0..10_000 {
+                c.read_reply().expect("reply");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            assert_eq!(
+                c.text(&["CONFIG", "SET", "active-expire-effort", effort]),
+                "+OK\r\n"
+            );
+            assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]), "+OK\r\n");
+            let expired = |c: &mut Conn| -> u64 {
+                c.info_field("stats", "expired_keys")
+                    .parse()
+                    .expect("number")
+            };
+            if effort == "10" {
+                wait_until("every expired key found", || expired(&mut c) == 500);
+            } else {
+                // About 10 a second; well under 500 after 2 s.
+                std::thread::sleep(Duration::from_secs(2));
+                let e = expired(&mut c);
+                assert!(e < 200, "{kind:?} effort 1 expired {e} keys in 2 s");
+            }
+        }
+    }
+}
+
 #[test]
 fn hz_is_clamped_shown_and_raised_for_many_clients() {
     for kind in [Server::Redis, Server::Datanode] {

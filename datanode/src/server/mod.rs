@@ -551,7 +551,9 @@ fn active_expire(srv: &Shared, cur: &mut ExpireCursor, now: i64) {
             cur.offset += c - e;
         }
         if checked >= per_round {
-            if expired * 100 < checked * stale_perc {
+            // Another round only while the expired share, in whole
+            // percent, is above the threshold (Redis's integer test).
+            if expired * 100 < checked * (stale_perc + 1) {
                 break;
             }
             (checked, expired) = (0, 0);
