@@ -643,23 +643,24 @@ impl Files {
             Ok(()) => Vec::new(),
             Err((_, rest, _)) => rest,
         };
-        if let Err((e, _, buf)) = self.append_all(Vec::new(), buf) {
-            srv.log.put_back(owed, buf);
-            return Err(e.to_string());
-        }
         if let (Some(f), true) = (&self.old, owed.is_empty()) {
             sync_or_note(srv, f);
         }
-        let installed = self.install(srv, tmp, rdb);
-        if installed.is_err() {
-            srv.log.put_back(owed, Vec::new());
-        } else if !owed.is_empty() {
+        // The current file's new bytes go to it on the writer's next turn,
+        // after the base is in place: written now, they could come after a
+        // gap in the previous file if the rewrite failed.
+        if let Err(e) = self.install(srv, tmp, rdb) {
+            srv.log.put_back(owed, buf);
+            return Err(e);
+        }
+        srv.log.put_back(Vec::new(), buf);
+        if !owed.is_empty() {
             tracing::warn!(
                 "{} bytes the replaced AOF file could not take are in the new base",
                 owed.len()
             );
         }
-        installed
+        Ok(())
     }
 
     /// The rest of [`Files::finish`]: the base renamed into place and the
@@ -710,6 +711,10 @@ impl Files {
     }
 }
 
+/// How long an everysec fsync may hold the next writes back before it
+/// counts as delayed (INFO aof_delayed_fsync), as Redis's 2 s.
+const FSYNC_DELAY_LIMIT: Duration = Duration::from_secs(2);
+
 /// fsync errors Redis ignores for the AOF: the file cannot be synced at
 /// all (EINVAL: a special file) or is gone (EBADF); nothing to wait for.
 fn fsync_ignored(e: &std::io::Error) -> bool {
@@ -725,6 +730,41 @@ fn sync_or_note(srv: &Shared, f: &File) {
             crate::persistence::aof_fsync_failed(srv, &e);
         }
     }
+}
+
+/// The writer's fsync of the current file (and the previous one during a
+/// rewrite), with what INFO and the latency monitor show of it.
+fn fsync_files(srv: &Shared, files: &Files, policy: AppendFsync) -> std::io::Result<()> {
+    let background = policy == AppendFsync::EverySec;
+    srv.hot
+        .aof_fsync_running
+        .store(background, Ordering::Relaxed);
+    let began = Instant::now();
+    let r = [Some(&files.cur), files.old.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.sync_data().err())
+        .find(|e| !fsync_ignored(e))
+        .map_or(Ok(()), Err);
+    srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
+    let took = began.elapsed();
+    if policy == AppendFsync::Always {
+        let now_s = crate::keyspace::now_ms() / 1000;
+        srv.latency
+            .observe("aof-fsync-always", took.as_millis() as u64, now_s);
+    }
+    // The writes logged meanwhile waited for this fsync. Redis postpones
+    // them while its background fsync runs, for 2 s at most, and counts
+    // each time it stops waiting; here they wait on this thread, and a
+    // wait of 2 s or more counts.
+    if background && took >= FSYNC_DELAY_LIMIT && srv.log.with_buf(|b| !b.buf.is_empty()) {
+        crate::server::stats::Stats::add(&srv.stats.aof_delayed_fsync, 1);
+        tracing::info!(
+            "An AOF fsync took {:.1} s (is the disk busy?): the writes logged meanwhile waited for it",
+            took.as_secs_f64()
+        );
+    }
+    r
 }
 
 fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<WriterCmd>) {
@@ -796,39 +836,7 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             AppendFsync::No => false,
         };
         if due {
-            let background = policy == AppendFsync::EverySec;
-            srv.hot
-                .aof_fsync_running
-                .store(background, Ordering::Relaxed);
-            let began = Instant::now();
-            let r = [Some(&files.cur), files.old.as_ref()]
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.sync_data().err())
-                .find(|e| !fsync_ignored(e))
-                .map_or(Ok(()), Err);
-            srv.hot.aof_fsync_running.store(false, Ordering::Relaxed);
-            if policy == AppendFsync::Always {
-                srv.latency.observe(
-                    "aof-fsync-always",
-                    began.elapsed().as_millis() as u64,
-                    crate::keyspace::now_ms() / 1000,
-                );
-            }
-            // The writes logged meanwhile waited for this fsync. Redis
-            // postpones them while its background fsync runs, for 2 s at
-            // most, and counts each time it stops waiting; here they wait
-            // on this thread, and a wait of 2 s or more counts.
-            let waited = began.elapsed();
-            if background && waited >= FSYNC_DELAY_LIMIT && srv.log.with_buf(|b| !b.buf.is_empty())
-            {
-                crate::server::stats::Stats::add(&srv.stats.aof_delayed_fsync, 1);
-                tracing::info!(
-                    "An AOF fsync took {:.1} s (is the disk busy?): the writes logged meanwhile waited for it",
-                    waited.as_secs_f64()
-                );
-            }
-            match r {
+            match fsync_files(&srv, &files, policy) {
                 // Tried again in a second (everysec, as Redis's next
                 // fsync), or soon while `always` keeps its clients waiting.
                 Err(e) => {
@@ -1131,10 +1139,6 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
 
 /// Failed rewrites in a row from which automatic ones are held back
 /// (Redis's AOF_REWRITE_LIMITE_THRESHOLD).
-/// How long an everysec fsync may hold the next writes back before it
-/// counts as delayed (INFO aof_delayed_fsync), as Redis's 2 s.
-const FSYNC_DELAY_LIMIT: Duration = Duration::from_secs(2);
-
 const LIMIT_AFTER_FAILURES: u64 = 3;
 /// The longest wait between held-back tries, in minutes.
 const LIMIT_MAX_MINUTES: i64 = 60;
