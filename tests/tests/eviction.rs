@@ -518,3 +518,42 @@ fn evicting_tracked_keys_does_not_feed_on_their_invalidations() {
         "{ours} keys evicted, redis-server {redis}"
     );
 }
+
+/// An eviction pass that takes long is a latency event with Redis's name,
+/// eviction-cycle: here 200,000 keys and a limit lowered to a quarter of
+/// what they use, evicted in one pass (tenacity 100: no time limit), on
+/// both servers (datanode recorded no eviction events).
+#[test]
+fn a_long_eviction_pass_is_a_latency_event() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "yes",
+            "--maxmemory-policy",
+            "allkeys-random",
+            "--maxmemory-eviction-tenacity",
+            "100",
+            "--latency-monitor-threshold",
+            "1",
+        ];
+        let n = Node::start(kind, &args);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "POPULATE", "200000"]), "+OK\r\n");
+        let used = info_num(&mut c, "memory", "used_memory");
+        let limit = (used / 4).to_string();
+        assert_eq!(c.text(&["CONFIG", "SET", "maxmemory", &limit]), "+OK\r\n");
+        wait_until("an eviction-cycle event", || {
+            // A write makes a pass too, where CONFIG SET's has not run.
+            c.text(&["SET", "x", "y"]);
+            c.text(&["LATENCY", "LATEST"]).contains("eviction-cycle")
+        });
+        assert!(
+            info_num(&mut c, "stats", "evicted_keys") > 100_000,
+            "{kind:?}"
+        );
+    }
+}

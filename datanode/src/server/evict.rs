@@ -216,11 +216,24 @@ fn evict_pass(
         // that could empty the database.
         let to_free = used - limit;
         let mut freed = 0u64;
+        // Latency events (Redis's eviction-cycle, eviction-del), timed
+        // only while the monitor is on.
+        let timed = srv.latency.threshold_ms.load(Ordering::Relaxed) > 0;
+        let pass_began = timed.then(Instant::now);
+        let observe = |event: &'static str, since: Option<Instant>| {
+            if let Some(t) = since {
+                srv.latency
+                    .observe(event, t.elapsed().as_millis() as u64, now / 1000);
+            }
+        };
         loop {
+            let del_began = timed.then(Instant::now);
             let Some((db, key, gave)) = ev.evict_one(&srv.ks, policy, samples, now) else {
                 used = memory::used();
+                observe("eviction-cycle", pass_began);
                 break 'pass Outcome::Fail;
             };
+            observe("eviction-del", del_began);
             freed += gave;
             on_evicted(srv, db, &key);
             // The key's name left the table with it: its memory is freed
@@ -234,6 +247,7 @@ fn evict_pass(
             // sent): under the limit is enough, whatever this pass freed.
             if freed >= to_free || after <= limit {
                 used = after;
+                observe("eviction-cycle", pass_began);
                 break 'pass Outcome::Ok;
             }
             if evicted.is_multiple_of(16) {
@@ -241,6 +255,7 @@ fn evict_pass(
                     let t0 = *start.get_or_insert_with(Instant::now);
                     if t0.elapsed() > b {
                         used = memory::used();
+                        observe("eviction-cycle", pass_began);
                         break 'pass Outcome::Running;
                     }
                 }
