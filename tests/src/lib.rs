@@ -10,7 +10,7 @@ pub mod rng;
 pub use cluster::wait_until;
 pub use process::{
     controlplane_bin, datanode_bin, free_port, free_ports, keep_logs_if_failing,
-    start_expect_failure, Node, Server,
+    start_expect_failure, Node, Server, NO_DISK_DEBUG,
 };
 pub use resp::{encode, split_line, Conn, Reply};
 pub use rng::Rng;

@@ -158,6 +158,17 @@ impl Server {
 }
 
 /// A running server process in its own temporary directory; killed on drop.
+/// Arguments for a server that writes nothing to disk (no RDB schedule,
+/// no AOF) and takes DEBUG: the set-up of tests that look at replies only.
+pub const NO_DISK_DEBUG: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--enable-debug-command",
+    "yes",
+];
+
 pub struct Node {
     pub kind: Server,
     pub port: u16,

@@ -4,14 +4,7 @@
 
 use slotkv_tests::diff::Pair;
 
-const ARGS: &[&str] = &[
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--enable-debug-command",
-    "yes",
-];
+const ARGS: &[&str] = slotkv_tests::NO_DISK_DEBUG;
 
 fn run(name: &str) {
     let path = format!("{}/diff/{name}.txt", env!("CARGO_MANIFEST_DIR"));

@@ -4,17 +4,10 @@
 use slotkv_tests::{Conn, Node, Server};
 
 fn both() -> (Node, Node) {
-    let args = [
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--enable-debug-command",
-        "yes",
-    ];
+    let args = slotkv_tests::NO_DISK_DEBUG;
     (
-        Node::start(Server::Redis, &args),
-        Node::start(Server::Datanode, &args),
+        Node::start(Server::Redis, args),
+        Node::start(Server::Datanode, args),
     )
 }
 

@@ -526,13 +526,7 @@ fn evicting_tracked_keys_does_not_feed_on_their_invalidations() {
 #[test]
 fn a_long_eviction_pass_is_a_latency_event() {
     for kind in [Server::Redis, Server::Datanode] {
-        let args = [
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "yes",
+        let extra = [
             "--maxmemory-policy",
             "allkeys-random",
             "--maxmemory-eviction-tenacity",
@@ -540,7 +534,7 @@ fn a_long_eviction_pass_is_a_latency_event() {
             "--latency-monitor-threshold",
             "1",
         ];
-        let n = Node::start(kind, &args);
+        let n = Node::start(kind, &[slotkv_tests::NO_DISK_DEBUG, &extra].concat());
         let mut c = n.conn();
         assert_eq!(c.text(&["DEBUG", "POPULATE", "200000"]), "+OK\r\n");
         let used = info_num(&mut c, "memory", "used_memory");

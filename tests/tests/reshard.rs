@@ -685,17 +685,7 @@ fn import_from_a_standalone_redis_server_keeps_every_key() {
     );
     c.create(0);
     c.wait_ok(Duration::from_secs(30));
-    let src = slotkv_tests::Node::start(
-        Server::Redis,
-        &[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--enable-debug-command",
-            "yes",
-        ],
-    );
+    let src = slotkv_tests::Node::start(Server::Redis, slotkv_tests::NO_DISK_DEBUG);
     let mut s = src.conn();
     let n = 10_000;
     let mut buf = Vec::new();

@@ -2076,17 +2076,7 @@ fn jemalloc_background_threads_follow_jemalloc_bg_thread() {
 fn active_expire_effort_sets_how_hard_expired_keys_are_looked_for() {
     for kind in [Server::Redis, Server::Datanode] {
         for effort in ["1", "10"] {
-            let n = Node::start(
-                kind,
-                &[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--enable-debug-command",
-                    "yes",
-                ],
-            );
+            let n = Node::start(kind, slotkv_tests::NO_DISK_DEBUG);
             let mut c = n.conn();
             assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "+OK\r\n");
             let mut batch = Vec::new();

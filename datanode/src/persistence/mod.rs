@@ -88,22 +88,31 @@ pub fn aof_fsync_failed(srv: &Shared, e: &std::io::Error) {
 
 /// An fsync of the AOF succeeded: an earlier failure is over.
 pub fn aof_fsync_ok(srv: &Shared) {
-    if srv.hot.aof_fsync_block.swap(false, Ordering::Relaxed) {
-        *srv.stats.aof_fsync_error.lock() = None;
-    }
+    lift(&srv.hot.aof_fsync_block, &srv.stats.aof_fsync_error);
 }
 
 /// The AOF was turned on again: an earlier write or fsync failure no
 /// longer refuses writes (the next one tells), as Redis's startAppendOnly.
 pub fn aof_reopened(srv: &Shared) {
-    if srv.hot.aof_fsync_block.swap(false, Ordering::Relaxed) {
-        *srv.stats.aof_fsync_error.lock() = None;
+    if lift(&srv.hot.aof_fsync_block, &srv.stats.aof_fsync_error) {
         tracing::warn!("AOF reopen, just ignore the AOF fsync error in bio job");
     }
-    if srv.hot.aof_write_block.swap(false, Ordering::Relaxed) {
-        *srv.stats.aof_write_error.lock() = None;
+    if lift(&srv.hot.aof_write_block, &srv.stats.aof_write_error) {
         tracing::warn!("AOF reopen, just ignore the last error.");
     }
+}
+
+/// Clears a failure that refuses writes, and its reason: true if there
+/// was one.
+fn lift(
+    block: &std::sync::atomic::AtomicBool,
+    reason: &parking_lot::Mutex<Option<String>>,
+) -> bool {
+    let was = block.swap(false, Ordering::Relaxed);
+    if was {
+        *reason.lock() = None;
+    }
+    was
 }
 
 /// Whether the AOF's last write or fsync failed (INFO
@@ -115,8 +124,7 @@ pub fn aof_failing(srv: &Shared) -> bool {
 
 /// A write to the AOF succeeded: an earlier failure is over.
 pub fn aof_write_ok(srv: &Shared) {
-    if srv.hot.aof_write_block.swap(false, Ordering::Relaxed) {
-        *srv.stats.aof_write_error.lock() = None;
+    if lift(&srv.hot.aof_write_block, &srv.stats.aof_write_error) {
         tracing::warn!("AOF write error looks solved, Redis can write again.");
     }
 }
