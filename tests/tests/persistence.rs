@@ -907,6 +907,143 @@ fn a_slow_fsync_under_always_is_a_latency_event() {
     }
 }
 
+/// A clean shutdown fsyncs the AOF whatever `appendfsync` says, as
+/// Redis's "Calling fsync() on the AOF file." (here under `no`: the
+/// SHUTDOWN waits while fdatasync hangs), and a failing fsync is logged
+/// without holding the exit back. datanode left the bytes unsynced.
+#[test]
+fn a_clean_shutdown_fsyncs_the_aof_whatever_the_policy() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let slow = tools.path().join("slow-now");
+    let fail = tools.path().join("fail-now");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
+        ("SLOTKV_FAIL_FDATASYNC", fail.to_str().expect("utf-8 path")),
+    ];
+    let args = ["--save", "", "--appendonly", "yes", "--appendfsync", "no"];
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start_with_env(kind, &env, &args);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n", "{kind:?}");
+        std::fs::write(&slow, b"").expect("flag");
+        c.send_raw(&slotkv_tests::encode(&["SHUTDOWN"]))
+            .expect("send");
+        c.set_timeout(Duration::from_millis(1000));
+        assert!(
+            c.read_reply()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::UnexpectedEof),
+            "{kind:?}: exited before its fsync"
+        );
+        std::fs::remove_file(&slow).expect("flag");
+        n.wait_exit();
+        assert!(
+            n.log().contains("Calling fsync() on the AOF file."),
+            "{kind:?}"
+        );
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+        // A failing fsync: logged, and the server exits all the same.
+        assert_eq!(c.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
+        std::fs::write(&fail, b"").expect("flag");
+        let _ = c.send_raw(&slotkv_tests::encode(&["SHUTDOWN"]));
+        n.wait_exit();
+        std::fs::remove_file(&fail).expect("flag");
+        let log = n.log();
+        assert!(
+            log.contains("Fail to fsync the AOF file: Input/output error"),
+            "{kind:?}: {log}"
+        );
+    }
+}
+
+/// no-appendfsync-on-rewrite: while a background save runs, a write under
+/// `appendfsync always` is answered once written, without waiting for its
+/// fsync (held back until the save ends); with the setting off it waits
+/// for the fsync. Here fdatasync hangs while a flag file exists, so a
+/// reply that needed one cannot come. datanode ignored the setting.
+#[test]
+fn no_appendfsync_on_rewrite_holds_fsyncs_back_while_a_save_runs() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let slow = tools.path().join("slow-now");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
+    ];
+    let args = [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--enable-debug-command",
+        "yes",
+    ];
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start_with_env(kind, &env, &args);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "POPULATE", "5000"]), "+OK\r\n");
+        // About 5 s of saving, a millisecond per key.
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "1000"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            c.text(&["BGSAVE"]),
+            "+Background saving started\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.info_field("persistence", "rdb_bgsave_in_progress"),
+            "1",
+            "{kind:?}"
+        );
+        // Off (the default): the write waits for its fsync, which waits
+        // for the flag.
+        std::fs::write(&slow, b"").expect("flag");
+        c.send_raw(&slotkv_tests::encode(&["SET", "k", "v"]))
+            .expect("send");
+        c.set_timeout(Duration::from_millis(1000));
+        assert!(
+            c.read_reply().is_err(),
+            "{kind:?}: answered before its fsync"
+        );
+        std::fs::remove_file(&slow).expect("flag");
+        c.set_timeout(Duration::from_secs(30));
+        assert_eq!(c.read_reply().expect("reply").raw, b"+OK\r\n", "{kind:?}");
+        // On: answered with the fsync held back (which would hang).
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "no-appendfsync-on-rewrite", "yes"]),
+            "+OK\r\n"
+        );
+        std::fs::write(&slow, b"").expect("flag");
+        c.set_timeout(Duration::from_secs(15));
+        for v in ["w", "x"] {
+            let r = c.cmd(&["SET", "k", v]);
+            assert!(
+                r.as_ref().is_ok_and(|r| r.raw == b"+OK\r\n"),
+                "{kind:?}: {:?}",
+                r.map(|r| r.raw)
+            );
+        }
+        assert_eq!(
+            c.info_field("persistence", "rdb_bgsave_in_progress"),
+            "1",
+            "{kind:?}: the save ended too soon for the check"
+        );
+        std::fs::remove_file(&slow).expect("flag");
+        c.set_timeout(Duration::from_secs(30));
+        slotkv_tests::wait_until(Duration::from_secs(60), "the save to end", || {
+            c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
+        });
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nx\r\n", "{kind:?}");
+    }
+}
+
 /// While a BGSAVE runs, INFO shows how far it is: the keys it saves, those
 /// saved so far and the share done, as redis-server's child reports them;
 /// all zero again when it ends (datanode printed constant zeros).

@@ -767,6 +767,18 @@ fn fsync_files(srv: &Shared, files: &Files, policy: AppendFsync) -> std::io::Res
     r
 }
 
+/// Whether no-appendfsync-on-rewrite holds the fsync back now: a save of
+/// any kind runs (BGSAVE, this AOF's rewrite, a replica's or a
+/// migration's snapshot) and no caller forces the sync.
+fn fsync_held(srv: &Shared, rewriting: bool) -> bool {
+    srv.hot.no_fsync_on_rewrite.load(Ordering::Relaxed)
+        && !srv.hot.aof_sync_forced.load(Ordering::SeqCst)
+        && (rewriting
+            || srv.bgsave_running.load(Ordering::Relaxed)
+            || srv.base_rewrite_running.load(Ordering::Relaxed)
+            || srv.log.snapshot_busy.load(Ordering::Relaxed))
+}
+
 fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<WriterCmd>) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
@@ -835,12 +847,17 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             AppendFsync::EverySec => unsynced && last_sync.elapsed() >= Duration::from_secs(1),
             AppendFsync::No => false,
         };
-        if due {
+        // no-appendfsync-on-rewrite: while a save or rewrite runs, the
+        // written bytes are acknowledged unsynced; the fsync waits for
+        // its end (Redis skips it while a child process is active).
+        let held = due && fsync_held(&srv, rewriting);
+        if due && !held {
             match fsync_files(&srv, &files, policy) {
                 // Tried again in a second (everysec, as Redis's next
                 // fsync), or soon while `always` keeps its clients waiting.
                 Err(e) => {
                     crate::persistence::aof_fsync_failed(&srv, &e);
+                    srv.log.fsync_failures.fetch_add(1, Ordering::SeqCst);
                     if policy == AppendFsync::Always {
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
@@ -853,7 +870,8 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             }
             last_sync = Instant::now();
         }
-        if !unsynced || policy != AppendFsync::Always {
+        srv.log.unsynced.store(unsynced, Ordering::SeqCst);
+        if !unsynced || policy != AppendFsync::Always || held {
             // Written bytes are what SIGTERM needs; `always` waits for fsync.
             srv.log.synced.fetch_max(off, Ordering::SeqCst);
             srv.log.synced_notify.notify_waiters();
@@ -926,20 +944,38 @@ pub async fn wait_synced(srv: &Shared, offset: u64) {
     }
 }
 
-/// Makes sure everything logged so far is written and fsynced (shutdown).
+/// Makes sure everything logged so far is written and fsynced (shutdown,
+/// turning the AOF off, DEBUG LOADAOF), whatever the fsync policy, as
+/// Redis's forced flush and fsync.
 pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
     if srv.aof.lock().is_none() {
         return Ok(());
     }
     let target = srv.log.offset();
     let deadline = Instant::now() + Duration::from_secs(10);
+    let failures = srv.log.fsync_failures.load(Ordering::SeqCst);
     let always = srv.hot.fsync_always.load(Ordering::Relaxed);
     srv.hot.fsync_always.store(true, Ordering::SeqCst);
-    while srv.log.synced.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+    srv.hot.aof_sync_forced.store(true, Ordering::SeqCst);
+    let mut failed = false;
+    while (srv.log.synced.load(Ordering::SeqCst) < target
+        || srv.log.unsynced.load(Ordering::SeqCst))
+        && Instant::now() < deadline
+    {
+        // A failing disk is not waited for (Redis logs the failed fsync
+        // and goes on); the writer has logged it.
+        if srv.log.fsync_failures.load(Ordering::SeqCst) != failures {
+            failed = true;
+            break;
+        }
         srv.log.wake.notify_one();
         std::thread::sleep(Duration::from_millis(2));
     }
+    srv.hot.aof_sync_forced.store(false, Ordering::SeqCst);
     srv.hot.fsync_always.store(always, Ordering::SeqCst);
+    if failed {
+        return Err(std::io::Error::other("the AOF fsync failed"));
+    }
     Ok(())
 }
 

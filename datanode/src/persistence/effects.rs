@@ -314,8 +314,15 @@ pub struct EffectLog {
     inner: Mutex<LogBuf>,
     /// Wakes the AOF writer thread when the buffer gains bytes.
     pub wake: Condvar,
-    /// Bytes durably written (fsynced) so far, for `appendfsync always`.
+    /// Bytes acknowledged as written so far: fsynced under `appendfsync
+    /// always` (unless no-appendfsync-on-rewrite holds the fsync back),
+    /// written under the other policies.
     pub synced: AtomicU64,
+    /// The writer holds written bytes not yet fsynced (a forced flush
+    /// waits for this to clear).
+    pub unsynced: AtomicBool,
+    /// The writer's failed fsyncs (a forced flush stops waiting at one).
+    pub fsync_failures: AtomicU64,
     /// AOF rewrite generation; bumped when a rewrite starts.
     pub gen: AtomicU64,
     /// A rewrite is taking its per-slot snapshot.

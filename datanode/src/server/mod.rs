@@ -106,6 +106,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     srv.hot
         .replica_ignore_maxmemory
         .store(cfg.flag("replica-ignore-maxmemory"), Ordering::Relaxed);
+    srv.hot
+        .no_fsync_on_rewrite
+        .store(cfg.flag("no-appendfsync-on-rewrite"), Ordering::Relaxed);
     let hz = cfg.int("hz").clamp(1, 500) as u32;
     srv.hot.configured_hz.store(hz, Ordering::Relaxed);
     // The new rate shows at once, as Redis's updateHZ sets it; the cron

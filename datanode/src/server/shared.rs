@@ -56,6 +56,12 @@ pub struct Hot {
     /// The AOF writer is in an everysec fsync (INFO aof_pending_bio_fsync:
     /// Redis runs those on a background job; `always` fsyncs inline).
     pub aof_fsync_running: AtomicBool,
+    /// `no-appendfsync-on-rewrite`: the AOF is not fsynced while a save
+    /// or rewrite runs (their disk I/O would make the fsync slow).
+    pub no_fsync_on_rewrite: AtomicBool,
+    /// A caller needs everything logged on disk now (shutdown, turning the
+    /// AOF off): no-appendfsync-on-rewrite does not hold it back.
+    pub aof_sync_forced: AtomicBool,
 }
 
 pub struct Shared {
@@ -152,6 +158,8 @@ impl Shared {
             aof_write_block: AtomicBool::new(false),
             aof_fsync_block: AtomicBool::new(false),
             aof_fsync_running: AtomicBool::new(false),
+            no_fsync_on_rewrite: AtomicBool::new(false),
+            aof_sync_forced: AtomicBool::new(false),
         };
         let slowlog = SlowLog::new(config.slowlog_max_len() as usize);
         let mut rid = [0u8; 20];

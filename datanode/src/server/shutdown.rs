@@ -285,6 +285,9 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     }
     report_replicas(srv);
     crate::scripting::ldb::kill_children();
+    if srv.aof.lock().is_some() {
+        tracing::info!("Calling fsync() on the AOF file.");
+    }
     if let Err(e) = crate::persistence::aof::flush_and_sync(srv) {
         tracing::warn!("Error flushing the AOF on shutdown: {e}");
     }
