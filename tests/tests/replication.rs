@@ -1288,3 +1288,132 @@ fn shutdown_waits_for_a_lagging_replica() {
         replica.signal("-CONT");
     }
 }
+
+/// A replica that loads a full sync from disk (`repl-diskless-load
+/// disabled`, the default) keeps the master's snapshot as its dump.rdb,
+/// with the replication id and offset it was cut at, so after a kill -9
+/// it restarts from that file and continues partially (redis-server does;
+/// datanode's replica kept no file, and its master's snapshot said no
+/// offset). Every pair of the two servers.
+#[test]
+fn a_replica_keeps_its_sync_as_its_rdb_and_continues_from_it_after_a_crash() {
+    let kinds = [Server::Redis, Server::Datanode];
+    for mkind in kinds {
+        for rkind in kinds {
+            let pair = format!("{mkind:?} -> {rkind:?}");
+            let master = start(mkind);
+            let mport = master.port.to_string();
+            let mut replica = Node::start(
+                rkind,
+                &[
+                    "--save",
+                    "",
+                    "--enable-debug-command",
+                    "yes",
+                    "--replicaof",
+                    "127.0.0.1",
+                    &mport,
+                ],
+            );
+            let mut m = master.conn();
+            fill(&mut m, "a", 30);
+            let mut r = replica.conn();
+            wait("link up", || link_up(&mut r));
+            wait("caught up", || caught_up(&mut m, &mut r));
+            let file = replica.path().join("dump.rdb");
+            assert!(file.exists(), "{pair}: no dump.rdb after the sync");
+            replica.signal_and_wait("-KILL");
+            fill(&mut m, "while-down", 10);
+            replica.restart();
+            let mut r = replica.conn();
+            wait("link up again", || link_up(&mut r));
+            wait("caught up again", || caught_up(&mut m, &mut r));
+            assert_eq!(digest(&mut m), digest(&mut r), "{pair}");
+            assert_eq!(m.info_field("stats", "sync_full"), "1", "{pair}");
+            assert_eq!(m.info_field("stats", "sync_partial_ok"), "1", "{pair}");
+        }
+    }
+}
+
+/// A full sync with `repl-diskless-sync no` saves the master's dump.rdb,
+/// as a BGSAVE would (the changes since the last save drop to 0). With
+/// `rdb-del-sync-files yes` and no persistence (no save points, no AOF),
+/// neither side keeps the file the sync made. datanode wrote none.
+#[test]
+fn a_disk_sync_saves_the_rdb_and_rdb_del_sync_files_removes_it() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--enable-debug-command",
+                "yes",
+                "--repl-diskless-sync",
+                "no",
+            ],
+        );
+        let mport = master.port.to_string();
+        let mut m = master.conn();
+        fill(&mut m, "d", 20);
+        assert_ne!(
+            m.info_field("persistence", "rdb_changes_since_last_save"),
+            "0",
+            "{kind:?}"
+        );
+        let mfile = master.path().join("dump.rdb");
+        let replica_args = |del: &'static str| {
+            vec![
+                "--save".to_string(),
+                String::new(),
+                "--enable-debug-command".into(),
+                "yes".into(),
+                "--rdb-del-sync-files".into(),
+                del.into(),
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                mport.clone(),
+            ]
+        };
+        {
+            let args = replica_args("no");
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let replica = Node::start(kind, &args);
+            let mut r = replica.conn();
+            wait("link up", || link_up(&mut r));
+            assert!(mfile.exists(), "{kind:?}: the master saved no dump.rdb");
+            assert!(replica.path().join("dump.rdb").exists(), "{kind:?}");
+            assert_eq!(
+                m.info_field("persistence", "rdb_changes_since_last_save"),
+                "0",
+                "{kind:?}"
+            );
+        }
+        std::fs::remove_file(&mfile).expect("remove the master's file");
+        assert_eq!(
+            m.text(&["CONFIG", "SET", "rdb-del-sync-files", "yes"]),
+            "+OK\r\n"
+        );
+        m.text(&["SET", "after", "1"]);
+        let args = replica_args("yes");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let replica = Node::start(kind, &args);
+        let mut r = replica.conn();
+        wait("link up", || link_up(&mut r));
+        wait("caught up", || caught_up(&mut m, &mut r));
+        assert_eq!(digest(&mut m), digest(&mut r), "{kind:?}");
+        wait("the master's sync file removed", || {
+            master.log().contains(
+                "Removing the RDB file used to feed replicas in a persistence-less instance",
+            )
+        });
+        assert!(!mfile.exists(), "{kind:?}");
+        assert!(
+            replica
+                .log()
+                .contains("Removing the RDB file obtained from the master. This replica has persistence disabled"),
+            "{kind:?}"
+        );
+        assert!(!replica.path().join("dump.rdb").exists(), "{kind:?}");
+    }
+}

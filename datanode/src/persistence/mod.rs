@@ -202,6 +202,46 @@ pub fn bgsave_finished(srv: &Shared, ok: bool) {
     refresh_write_block(srv);
 }
 
+/// A full sync with `repl-diskless-sync no` saves the snapshot as the RDB
+/// file, as Redis's BGSAVE for a disk target does (the save counts as one:
+/// LASTSAVE, the changes since it, the outcome that `stop-writes-on-bgsave-
+/// error` reads); replicas get it from memory either way.
+pub fn saved_for_sync(srv: &Shared, rdb: &[u8], dirty_at_cut: u64, now_ms: i64) {
+    let ok = match aof::write_atomic(&rdb_path(srv), rdb) {
+        Ok(()) => {
+            srv.stats.dirty.fetch_sub(
+                dirty_at_cut.min(srv.stats.dirty.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            srv.stats.lastsave.store(now_ms / 1000, Ordering::Relaxed);
+            srv.sync_file_written.store(true, Ordering::SeqCst);
+            tracing::info!("DB saved on disk (for a replica's sync)");
+            true
+        }
+        Err(e) => {
+            tracing::warn!("Background saving error (for a replica's sync): {e}");
+            false
+        }
+    };
+    srv.stats.rdb_bgsave_failed.store(!ok, Ordering::Relaxed);
+    refresh_write_block(srv);
+}
+
+/// rdb-del-sync-files on a master with neither save points nor the AOF:
+/// the file a disk-target sync wrote goes once no replica waits for one
+/// (Redis's removeRDBUsedToSyncReplicas).
+pub fn drop_sync_file(srv: &Shared, replicas_waiting: bool) {
+    let unwanted = {
+        let c = srv.config.read();
+        c.flag("rdb-del-sync-files") && c.save_params().is_empty() && !c.appendonly()
+    };
+    if !unwanted || replicas_waiting || !srv.sync_file_written.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    tracing::info!("Removing the RDB file used to feed replicas in a persistence-less instance");
+    let _ = std::fs::remove_file(rdb_path(srv));
+}
+
 /// BGSAVE without fork: like the AOF rewrite, it takes a point-in-time
 /// snapshot slot by slot — each slot is serialized before the first change
 /// made to it after the snapshot began, by whoever touches it first (the

@@ -260,7 +260,7 @@ async fn full_sync(
     }
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
     let srv2 = srv.clone();
-    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], cut_tx));
+    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], diskless, cut_tx));
     let Ok((pos, replid)) = cut_rx.await else {
         return Err(std::io::Error::other("the snapshot could not start"));
     };
@@ -289,6 +289,16 @@ async fn full_sync(
     }
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
+    if !diskless {
+        let waiting = srv
+            .repl
+            .state
+            .lock()
+            .replicas
+            .values()
+            .any(|r| r.state != ReplicaState::Online);
+        crate::persistence::drop_sync_file(srv, waiting);
+    }
     Ok(pos)
 }
 
@@ -389,7 +399,8 @@ async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<B
             );
             let (cut_tx, _cut_rx) = tokio::sync::oneshot::channel();
             let srv2 = srv.clone();
-            let res = tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, cut_tx)).await;
+            let res =
+                tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, true, cut_tx)).await;
             let out = match res {
                 Ok(Ok((rdb, pos, replid))) => Ok((pos, replid, Arc::new(rdb))),
                 Ok(Err(e)) => Err(e),
@@ -414,6 +425,7 @@ async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<B
 fn snapshot(
     srv: &Arc<Shared>,
     ids: &[u64],
+    diskless: bool,
     cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
 ) -> Result<(Vec<u8>, u64, String), String> {
     // Counted as a background save (INFO rdb_saves), as Redis counts the
@@ -428,23 +440,42 @@ fn snapshot(
         std::thread::sleep(Duration::from_millis(5));
     }
     let now = crate::keyspace::now_ms();
-    let (cut, chunks, functions) =
-        crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || open_stream_at_cut(srv, ids));
+    let ((cut, stream_db, dirty), chunks, functions) =
+        crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || {
+            let cut = open_stream_at_cut(srv, ids);
+            // The stream after the cut starts with a SELECT, unless we
+            // pass on our own master's stream.
+            let stream_db = if srv.repl.is_replica() {
+                srv.repl.master_db.load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            (cut, stream_db, srv.stats.dirty.load(Ordering::Relaxed))
+        });
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
     let _ = cut_tx.send(cut.clone());
-    Ok((
-        crate::persistence::rdb::file::assemble(
-            chunks,
-            now,
-            &crate::persistence::rdb::file::Aux {
-                hidden: srv.ks.db(0).hidden_ranges(),
-                functions,
-                ..Default::default()
-            },
-        ),
-        cut.0,
-        cut.1,
-    ))
+    // As Redis's, the snapshot says where in the stream it was cut: a
+    // replica that keeps it as its RDB file continues from there after a
+    // restart.
+    let repl = crate::persistence::rdb::file::ReplInfo {
+        stream_db,
+        id: cut.1.clone(),
+        offset: cut.0,
+    };
+    let rdb = crate::persistence::rdb::file::assemble(
+        chunks,
+        now,
+        &crate::persistence::rdb::file::Aux {
+            repl: Some(&repl),
+            hidden: srv.ks.db(0).hidden_ranges(),
+            functions,
+            ..Default::default()
+        },
+    );
+    if !diskless {
+        crate::persistence::saved_for_sync(srv, &rdb, dirty, now);
+    }
+    Ok((rdb, cut.0, cut.1))
 }
 
 /// At a snapshot's cut (every slot locked): makes sure this node's writes

@@ -472,7 +472,13 @@ async fn full_sync(
     let srv2 = srv.clone();
     let loaded = tokio::task::spawn_blocking(move || match mode {
         Load::Swap { .. } => load_aside_and_swap(&srv2, &data),
-        Load::AfterTransfer | Load::Direct => load_in_place(&srv2, &data),
+        Load::Direct => load_in_place(&srv2, &data),
+        Load::AfterTransfer => {
+            keep_on_disk(&srv2, &data)?;
+            let r = load_in_place(&srv2, &data);
+            drop_sync_file(&srv2);
+            r
+        }
     })
     .await
     .map_err(|e| LinkError::Protocol(e.to_string()))?;
@@ -499,6 +505,35 @@ async fn full_sync(
         }
     }
     Ok(())
+}
+
+/// A sync loaded from disk (`repl-diskless-load disabled`, or
+/// `on-empty-db` with keys) keeps the master's snapshot as our RDB file,
+/// as Redis's replica renames it into place before loading it: a restart
+/// loads it and continues the master's history partially.
+fn keep_on_disk(srv: &Shared, data: &[u8]) -> Result<(), String> {
+    let path = crate::persistence::rdb_path(srv);
+    crate::persistence::aof::write_atomic(&path, data).map_err(|e| {
+        format!(
+            "Failed trying to write the temp DB into {} in MASTER <-> REPLICA synchronization: {e}",
+            path.display()
+        )
+    })
+}
+
+/// rdb-del-sync-files: a replica with neither save points nor the AOF
+/// does not keep the file a sync left (Redis removes it once loaded).
+fn drop_sync_file(srv: &Shared) {
+    let unwanted = {
+        let c = srv.config.read();
+        c.flag("rdb-del-sync-files") && c.save_params().is_empty() && !c.appendonly()
+    };
+    if unwanted {
+        tracing::info!(
+            "Removing the RDB file obtained from the master. This replica has persistence disabled"
+        );
+        let _ = std::fs::remove_file(crate::persistence::rdb_path(srv));
+    }
 }
 
 fn load_error(e: impl std::fmt::Display) -> String {

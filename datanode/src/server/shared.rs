@@ -96,6 +96,9 @@ pub struct Shared {
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// BGREWRITEAOF with the AOF off is writing its base file.
     pub base_rewrite_running: AtomicBool,
+    /// A disk-target full sync wrote the RDB file (rdb-del-sync-files
+    /// removes it on a master without persistence).
+    pub sync_file_written: AtomicBool,
     /// A BGREWRITEAOF or BGSAVE asked for while another save ran, started
     /// by the cron once none runs (see `persistence::schedule`).
     pub aof_rewrite_scheduled: AtomicBool,
@@ -193,6 +196,7 @@ impl Shared {
             unix_listener: Mutex::new(None),
             latency: Default::default(),
             base_rewrite_running: AtomicBool::new(false),
+            sync_file_written: AtomicBool::new(false),
             aof_rewrite_scheduled: AtomicBool::new(false),
             bgsave_scheduled: AtomicBool::new(false),
             evictor: Default::default(),
