@@ -227,15 +227,20 @@ pub fn saved_for_sync(srv: &Shared, rdb: &[u8], dirty_at_cut: u64, now_ms: i64) 
     refresh_write_block(srv);
 }
 
-/// rdb-del-sync-files on a master with neither save points nor the AOF:
-/// the file a disk-target sync wrote goes once no replica waits for one
-/// (Redis's removeRDBUsedToSyncReplicas).
+/// rdb-del-sync-files on a node with neither save points nor the AOF:
+/// the RDB files a full sync makes are not kept.
+pub fn sync_files_unwanted(srv: &Shared) -> bool {
+    let c = srv.config.read();
+    c.flag("rdb-del-sync-files") && c.save_params().is_empty() && !c.appendonly()
+}
+
+/// On a master, the file a disk-target sync wrote goes once no replica
+/// waits for one (Redis's removeRDBUsedToSyncReplicas).
 pub fn drop_sync_file(srv: &Shared, replicas_waiting: bool) {
-    let unwanted = {
-        let c = srv.config.read();
-        c.flag("rdb-del-sync-files") && c.save_params().is_empty() && !c.appendonly()
-    };
-    if !unwanted || replicas_waiting || !srv.sync_file_written.swap(false, Ordering::SeqCst) {
+    if !sync_files_unwanted(srv)
+        || replicas_waiting
+        || !srv.sync_file_written.swap(false, Ordering::SeqCst)
+    {
         return;
     }
     tracing::info!("Removing the RDB file used to feed replicas in a persistence-less instance");

@@ -521,14 +521,10 @@ fn keep_on_disk(srv: &Shared, data: &[u8]) -> Result<(), String> {
     })
 }
 
-/// rdb-del-sync-files: a replica with neither save points nor the AOF
-/// does not keep the file a sync left (Redis removes it once loaded).
+/// rdb-del-sync-files: a replica without persistence does not keep the
+/// file a sync left (Redis removes it once loaded).
 fn drop_sync_file(srv: &Shared) {
-    let unwanted = {
-        let c = srv.config.read();
-        c.flag("rdb-del-sync-files") && c.save_params().is_empty() && !c.appendonly()
-    };
-    if unwanted {
+    if crate::persistence::sync_files_unwanted(srv) {
         tracing::info!(
             "Removing the RDB file obtained from the master. This replica has persistence disabled"
         );
