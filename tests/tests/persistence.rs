@@ -1450,3 +1450,78 @@ fn aof_history_is_kept_with_auto_gc_off_and_dropped_when_it_is_on() {
     }
     assert_eq!(manifests[0], manifests[1]);
 }
+
+/// A replica that cannot write its AOF (its fsync fails) stops when its
+/// master sends a write, as redis-server panics, rather than let its data
+/// and its files part; with `replica-ignore-disk-write-errors yes` it
+/// applies the write and says so in its log. datanode applied the writes
+/// silently whatever the setting.
+#[test]
+fn a_replica_that_cannot_persist_stops_unless_told_to_go_on() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let flag = tools.path().join("fail-now");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        ("SLOTKV_FAIL_FDATASYNC", flag.to_str().expect("utf-8 path")),
+    ];
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = Node::start(kind, &["--save", "", "--repl-diskless-sync-delay", "0"]);
+        let mport = master.port.to_string();
+        let mut replica = Node::start_with_env(
+            kind,
+            &env,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--replicaof",
+                "127.0.0.1",
+                &mport,
+            ],
+        );
+        let mut m = master.conn();
+        let mut r = replica.conn();
+        // Synced, and the AOF rewrite that follows a sync done (its own
+        // fsyncs would fail it and keep the AOF waiting for another).
+        slotkv_tests::wait_until(Duration::from_secs(20), "link up, AOF on", || {
+            r.info_field("replication", "master_link_status") == "up"
+                && r.info_field("persistence", "aof_rewrite_in_progress") == "0"
+                && r.info_field("persistence", "aof_rewrite_scheduled") == "0"
+        });
+        assert_eq!(
+            r.text(&["CONFIG", "SET", "replica-ignore-disk-write-errors", "yes"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        std::fs::write(&flag, b"").expect("flag");
+        assert_eq!(m.text(&["SET", "k", "1"]), "+OK\r\n");
+        let what = format!("{kind:?}: the fsync to fail");
+        slotkv_tests::wait_until(Duration::from_secs(20), &what, || {
+            r.info_field("persistence", "aof_last_write_status") == "err"
+        });
+        assert_eq!(m.text(&["SET", "k", "2"]), "+OK\r\n");
+        slotkv_tests::wait_until(Duration::from_secs(20), "the write applied", || {
+            r.text(&["GET", "k"]) == "$1\r\n2\r\n"
+        });
+        slotkv_tests::wait_until(Duration::from_secs(20), "the warning", || {
+            replica.log().contains(
+                "Replica is applying a command even though it is unable to write to disk.",
+            )
+        });
+        assert_eq!(
+            r.text(&["CONFIG", "SET", "replica-ignore-disk-write-errors", "no"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(m.text(&["SET", "k", "3"]), "+OK\r\n");
+        replica.wait_exit();
+        std::fs::remove_file(&flag).expect("flag");
+        let log = replica.log();
+        assert!(
+            log.contains("Replica was unable to write command to disk."),
+            "{kind:?}: {log}"
+        );
+    }
+}

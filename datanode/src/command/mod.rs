@@ -626,8 +626,9 @@ fn own_effects(cmd: &table::Cmd, args: &Args) -> bool {
 }
 
 /// Writes (and PING) while the last background save or AOF write failed
-/// (`-MISCONF`). Replies and returns true when refused.
-fn disk_error_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
+/// (`-MISCONF`). Replies and returns true when refused. Our master's
+/// commands are applied (see [`replica_disk_error`]).
+fn disk_error_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd, obey: bool) -> bool {
     use std::sync::atomic::Ordering;
     let hot = &ctx.srv.hot;
     if !hot.rdb_write_block.load(Ordering::Relaxed)
@@ -640,11 +641,39 @@ fn disk_error_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
         || cmd.is_write()
         || (cmd.name == "exec" && queued_flags(ctx) & table::flags::WRITE != 0);
     match crate::persistence::write_refusal(ctx.srv) {
+        Some(_) if write && obey => {
+            if ctx.srv.repl.is_replica() {
+                replica_disk_error(ctx.srv, cmd.name == "ping");
+            }
+            false
+        }
         Some(err) if write => {
             reject(ctx, cmd, &err);
             true
         }
         _ => false,
+    }
+}
+
+/// A write from our master while we cannot persist: as Redis, the replica
+/// stops rather than let its data and its files part, unless
+/// replica-ignore-disk-write-errors says to go on (then it says so in the
+/// log, once in 10 s; a PING only logs).
+fn replica_disk_error(srv: &Shared, ping: bool) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_LOG_MS: AtomicI64 = AtomicI64::new(0);
+    if !ping && !srv.config.read().flag("replica-ignore-disk-write-errors") {
+        tracing::error!("Replica was unable to write command to disk.");
+        std::process::abort();
+    }
+    let now = crate::keyspace::now_ms();
+    let last = LAST_LOG_MS.load(Ordering::Relaxed);
+    if now > last + 10_000
+        && LAST_LOG_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("Replica is applying a command even though it is unable to write to disk.");
     }
 }
 
@@ -894,7 +923,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     }
     // A failed background save or AOF write stops writes, and PING, as in
     // Redis.
-    if !obey && disk_error_refuses(ctx, cmd) {
+    if disk_error_refuses(ctx, cmd, obey) {
         return None;
     }
     if !obey && replication_refuses(ctx, cmd) {
