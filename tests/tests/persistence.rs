@@ -702,7 +702,9 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
     }
 }
 
-/// A library for LD_PRELOAD whose `fdatasync` takes SLOTKV_FDATASYNC_MS
+/// A library for LD_PRELOAD whose `sync_file_range` counts its calls (a
+/// byte each, appended to the file SLOTKV_COUNT_SYNC_FILE_RANGE names), and
+/// whose `fdatasync` takes SLOTKV_FDATASYNC_MS
 /// milliseconds more, waits while the file named by
 /// SLOTKV_SLOW_FDATASYNC exists (20 s at most), then fails with EIO
 /// while the one named by SLOTKV_FAIL_FDATASYNC exists: the AOF's fsync
@@ -713,6 +715,7 @@ fn fdatasync_failer(dir: &Path) -> PathBuf {
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 int fdatasync(int fd) {
@@ -731,6 +734,20 @@ int fdatasync(int fd) {
     }
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     return real(fd);
+}
+int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags) {
+    const char *count = getenv("SLOTKV_COUNT_SYNC_FILE_RANGE");
+    if (count) {
+        int c = open(count, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (c >= 0) {
+            if (write(c, "x", 1) < 0) {
+            }
+            close(c);
+        }
+    }
+    int (*real)(int, off64_t, off64_t, unsigned int) =
+        (int (*)(int, off64_t, off64_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
+    return real(fd, offset, nbytes, flags);
 }
 "#;
     let src = dir.join("failsync.c");
@@ -1523,5 +1540,79 @@ fn a_replica_that_cannot_persist_stops_unless_told_to_go_on() {
             log.contains("Replica was unable to write command to disk."),
             "{kind:?}: {log}"
         );
+    }
+}
+
+/// rdb-save-incremental-fsync and aof-rewrite-incremental-fsync, on by
+/// default, hand a save's file to the disk 4 MB at a time
+/// (sync_file_range, as Redis's rio autosync); off, it waits for the final
+/// fsync. The calls are counted through the LD_PRELOAD library. datanode
+/// ignored both settings.
+#[test]
+fn incremental_fsync_hands_saves_to_the_disk_as_they_are_written() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let lib = fdatasync_failer(tools.path());
+    let counter = tools.path().join("sync-file-range-calls");
+    let env = [
+        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
+        (
+            "SLOTKV_COUNT_SYNC_FILE_RANGE",
+            counter.to_str().expect("utf-8 path"),
+        ),
+    ];
+    let calls = || std::fs::metadata(&counter).map_or(0, |m| m.len());
+    for kind in [Server::Redis, Server::Datanode] {
+        let args = [
+            "--save",
+            "",
+            "--rdbcompression",
+            "no",
+            "--enable-debug-command",
+            "yes",
+        ];
+        let n = Node::start_with_env(kind, &env, &args);
+        let mut c = n.conn();
+        // About 25 MB of RDB.
+        assert_eq!(
+            c.text(&["DEBUG", "POPULATE", "200000", "key", "100"]),
+            "+OK\r\n"
+        );
+        let before = calls();
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        let saved = calls();
+        assert!(saved - before >= 4, "{kind:?}: {} calls", saved - before);
+        let set = |c: &mut Conn, name: &str, v: &str| {
+            assert_eq!(c.text(&["CONFIG", "SET", name, v]), "+OK\r\n", "{kind:?}");
+        };
+        set(&mut c, "rdb-save-incremental-fsync", "no");
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        assert_eq!(calls(), saved, "{kind:?}");
+        // The AOF's first rewrite (its base is an RDB preamble), then one
+        // with the setting on.
+        let rewrites = |c: &mut Conn| -> u64 {
+            c.info_field("persistence", "aof_rewrites")
+                .parse()
+                .expect("count")
+        };
+        let rewritten = |c: &mut Conn, after: u64| {
+            slotkv_tests::wait_until(Duration::from_secs(60), "the rewrite", || {
+                rewrites(c) > after
+                    && c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+                    && c.info_field("persistence", "aof_rewrite_scheduled") == "0"
+            });
+        };
+        set(&mut c, "aof-rewrite-incremental-fsync", "no");
+        let r0 = rewrites(&mut c);
+        set(&mut c, "appendonly", "yes");
+        rewritten(&mut c, r0);
+        assert_eq!(calls(), saved, "{kind:?}");
+        set(&mut c, "aof-rewrite-incremental-fsync", "yes");
+        let r1 = rewrites(&mut c);
+        assert_eq!(
+            c.text(&["BGREWRITEAOF"]),
+            "+Background append only file rewriting started\r\n"
+        );
+        rewritten(&mut c, r1);
+        assert!(calls() - saved >= 4, "{kind:?}: {} calls", calls() - saved);
     }
 }

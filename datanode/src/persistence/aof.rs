@@ -158,14 +158,16 @@ fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |w| w.write_all(data))
+    write_atomic_with(path, false, |w| w.write_all(data))
 }
 
 /// [`write_atomic`] of what `fill` writes, through a buffer, so the whole
-/// file need not be in memory first.
+/// file need not be in memory first; `autosync` hands it to the disk 4 MB
+/// at a time ([`SaveFile`](super::savefile::SaveFile)).
 pub fn write_atomic_with(
     path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    autosync: bool,
+    fill: impl FnOnce(&mut super::savefile::SaveWriter) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     // Unique per call, so two writers of one path never share a temp file.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -174,19 +176,20 @@ pub fn write_atomic_with(
         ".tmp-{}",
         SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    write_atomic_via(path, std::path::Path::new(&tmp), fill)
+    write_atomic_via(path, std::path::Path::new(&tmp), autosync, fill)
 }
 
 /// [`write_atomic_with`] through the temporary file `tmp`.
 pub fn write_atomic_via(
     path: &Path,
     tmp: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    autosync: bool,
+    fill: impl FnOnce(&mut super::savefile::SaveWriter) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let written = (|| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, File::create(tmp)?);
+        let mut w = super::savefile::writer(File::create(tmp)?, autosync);
         fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
+        let f = w.into_inner().map_err(|e| e.into_error())?.into_inner();
         f.sync_all()?;
         fs::rename(tmp, path)
     })();

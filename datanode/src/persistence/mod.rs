@@ -4,6 +4,7 @@ pub mod aof;
 pub mod effects;
 pub mod rdb;
 pub mod rewrite;
+pub mod savefile;
 pub mod schedule;
 
 use std::sync::atomic::Ordering;
@@ -207,7 +208,9 @@ pub fn bgsave_finished(srv: &Shared, ok: bool) {
 /// LASTSAVE, the changes since it, the outcome that `stop-writes-on-bgsave-
 /// error` reads); replicas get it from memory either way.
 pub fn saved_for_sync(srv: &Shared, rdb: &[u8], dirty_at_cut: u64, now_ms: i64) {
-    let ok = match aof::write_atomic(&rdb_path(srv), rdb) {
+    let ok = match aof::write_atomic_with(&rdb_path(srv), savefile::rdb_autosync(), |w| {
+        std::io::Write::write_all(w, rdb)
+    }) {
         Ok(()) => {
             srv.stats.dirty.fetch_sub(
                 dirty_at_cut.min(srv.stats.dirty.load(Ordering::Relaxed)),
@@ -280,7 +283,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                 functions,
                 ..Default::default()
             };
-            let ok = match aof::write_atomic_with(&path, |w| {
+            let ok = match aof::write_atomic_with(&path, savefile::rdb_autosync(), |w| {
                 rdb::file::assemble_to(chunks, now, &aux, w)
             }) {
                 Ok(()) => {

@@ -253,9 +253,10 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             crate::persistence::aof::writer_switch(&srv)?;
             set.codes()
         };
-        let mut f = std::io::BufWriter::new(
+        let mut f = crate::persistence::savefile::writer(
             std::fs::File::create(&tmp_path)
                 .map_err(|e| format!("creating {}: {e}", tmp_path.display()))?,
+            crate::persistence::savefile::aof_autosync(),
         );
         if !preamble {
             // Redis starts an AOF-format base with the rewrite's time.
@@ -275,7 +276,7 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             }
         }
         let now = crate::keyspace::now_ms();
-        let mut drain = |f: &mut std::io::BufWriter<std::fs::File>| -> Result<(), String> {
+        let mut drain = |f: &mut crate::persistence::savefile::SaveWriter| -> Result<(), String> {
             while let Ok(chunk) = rx.try_recv() {
                 if preamble {
                     rdb_chunks.push(chunk);
@@ -314,7 +315,7 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             )
             .map_err(|e| e.to_string())?;
         }
-        let file = f.into_inner().map_err(|e| e.to_string())?;
+        let file = f.into_inner().map_err(|e| e.to_string())?.into_inner();
         file.sync_all().map_err(|e| e.to_string())?;
         crate::persistence::aof::writer_finish(&srv, &tmp_path, preamble)
     })();

@@ -513,7 +513,11 @@ async fn full_sync(
 /// loads it and continues the master's history partially.
 fn keep_on_disk(srv: &Shared, data: &[u8]) -> Result<(), String> {
     let path = crate::persistence::rdb_path(srv);
-    crate::persistence::aof::write_atomic(&path, data).map_err(|e| {
+    // Handed to the disk as it is written, whatever the settings, as
+    // Redis's replica does with the file it receives.
+    let fill =
+        |w: &mut crate::persistence::savefile::SaveWriter| std::io::Write::write_all(w, data);
+    crate::persistence::aof::write_atomic_with(&path, true, fill).map_err(|e| {
         format!(
             "Failed trying to write the temp DB into {} in MASTER <-> REPLICA synchronization: {e}",
             path.display()

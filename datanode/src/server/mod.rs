@@ -40,6 +40,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         let num = |n: &str| c.value(n).parse::<i64>().unwrap_or(0);
         KEY_LOAD_DELAY.store(num("key-load-delay"), Ordering::Relaxed);
         KEY_SAVE_DELAY.store(num("rdb-key-save-delay"), Ordering::Relaxed);
+        use crate::persistence::savefile::{AOF_AUTOSYNC, RDB_AUTOSYNC};
+        RDB_AUTOSYNC.store(c.flag("rdb-save-incremental-fsync"), Ordering::Relaxed);
+        AOF_AUTOSYNC.store(c.flag("aof-rewrite-incremental-fsync"), Ordering::Relaxed);
         {
             use crate::keyspace::value::limits::*;
             let n = |k: &str| num(k).max(0) as usize;

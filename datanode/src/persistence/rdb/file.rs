@@ -363,10 +363,12 @@ pub fn save(
     now: i64,
     repl_at_cut: impl FnOnce() -> (Option<ReplInfo>, Vec<Vec<u8>>),
 ) -> std::io::Result<()> {
-    let fill = |w: &mut std::io::BufWriter<std::fs::File>| serialize_to(ks, now, repl_at_cut, w);
+    use crate::persistence::savefile;
+    let fill = |w: &mut savefile::SaveWriter| serialize_to(ks, now, repl_at_cut, w);
+    let autosync = savefile::rdb_autosync();
     match tmp {
-        Some(t) => crate::persistence::aof::write_atomic_via(path, t, fill),
-        None => crate::persistence::aof::write_atomic_with(path, fill),
+        Some(t) => crate::persistence::aof::write_atomic_via(path, t, autosync, fill),
+        None => crate::persistence::aof::write_atomic_with(path, autosync, fill),
     }
 }
 
