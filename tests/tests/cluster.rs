@@ -764,3 +764,47 @@ fn forget_stays_local_and_bans_the_node_and_replicas_share_their_masters_shard_i
         "ERR Can't forget my master!"
     );
 }
+
+/// While the cluster is down (here a lone node missing one slot), keyed
+/// commands get CLUSTERDOWN; `cluster-allow-reads-when-down` lets reads
+/// through, and sharded pub/sub is served unless
+/// `cluster-allow-pubsubshard-when-down` is off. A CONFIG SET of either
+/// acts on the next command, as on redis-server (datanode served sharded
+/// pub/sub whatever the setting, and a changed read setting waited for the
+/// next change of the slot map).
+#[test]
+fn a_down_cluster_serves_what_its_settings_allow() {
+    for kind in [Server::Redis, D] {
+        let n = Node::start(kind, &["--cluster-enabled", "yes"]);
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["CLUSTER", "ADDSLOTSRANGE", "0", "16382"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        let info = c.text(&["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_state:fail"), "{kind:?}: {info}");
+        let down = "-CLUSTERDOWN The cluster is down\r\n";
+        // `foo` is in slot 12182, which the node owns.
+        assert_eq!(c.text(&["GET", "foo"]), down, "{kind:?}");
+        assert_eq!(c.text(&["SET", "foo", "x"]), down, "{kind:?}");
+        assert_eq!(c.text(&["SPUBLISH", "foo", "hi"]), ":0\r\n", "{kind:?}");
+        let set = |c: &mut slotkv_tests::Conn, name: &str, v: &str| {
+            assert_eq!(c.text(&["CONFIG", "SET", name, v]), "+OK\r\n", "{kind:?}");
+        };
+        set(&mut c, "cluster-allow-pubsubshard-when-down", "no");
+        assert_eq!(c.text(&["SPUBLISH", "foo", "hi"]), down, "{kind:?}");
+        let mut sub = n.conn();
+        assert_eq!(sub.text(&["SSUBSCRIBE", "foo"]), down, "{kind:?}");
+        set(&mut c, "cluster-allow-reads-when-down", "yes");
+        assert_eq!(c.text(&["GET", "foo"]), "$-1\r\n", "{kind:?}");
+        assert_eq!(
+            c.text(&["SET", "foo", "x"]),
+            "-CLUSTERDOWN The cluster is down and only accepts read commands\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["SPUBLISH", "foo", "hi"]), down, "{kind:?}");
+        set(&mut c, "cluster-allow-pubsubshard-when-down", "yes");
+        assert_eq!(c.text(&["SPUBLISH", "foo", "hi"]), ":0\r\n", "{kind:?}");
+    }
+}

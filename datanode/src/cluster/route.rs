@@ -22,7 +22,7 @@ pub struct Route {
     pub my_master: u16,
     pub migrating: BTreeMap<u16, u16>,
     pub importing: BTreeMap<u16, u16>,
-    pub allow_reads_when_down: bool,
+    pub when_down: WhenDown,
     /// One more than the route this one replaced: a command routed with
     /// one version and run under the slot's lock with the same one needs
     /// no second look (see `command::dispatch`).
@@ -41,24 +41,24 @@ impl Route {
             my_master: NONE,
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
-            allow_reads_when_down: false,
+            when_down: WhenDown::default(),
             version: 0,
         }
     }
 
-    pub fn build(st: &State, allow_reads_when_down: bool) -> Route {
-        Route::make(st, allow_reads_when_down, None)
+    pub fn build(st: &State, when_down: WhenDown) -> Route {
+        Route::make(st, when_down, None)
     }
 
     /// The route after only `changed` slots changed owner since `prev`
     /// was made: `prev`'s owner table is copied and those slots redone,
     /// the rest (addresses, roles, migrations) is read afresh. A reshard
     /// changes one slot at a time, and a full rebuild scans all 16384.
-    pub fn update(prev: &Route, st: &State, allow_reads_when_down: bool, changed: &[u16]) -> Route {
-        Route::make(st, allow_reads_when_down, Some((prev, changed)))
+    pub fn update(prev: &Route, st: &State, when_down: WhenDown, changed: &[u16]) -> Route {
+        Route::make(st, when_down, Some((prev, changed)))
     }
 
-    fn make(st: &State, allow_reads_when_down: bool, from: Option<(&Route, &[u16])>) -> Route {
+    fn make(st: &State, when_down: WhenDown, from: Option<(&Route, &[u16])>) -> Route {
         let mut ids: Vec<NodeId> = from.map(|(p, _)| p.ids.clone()).unwrap_or_default();
         let mut index: std::collections::HashMap<NodeId, u16> = ids
             .iter()
@@ -136,7 +136,7 @@ impl Route {
             my_master,
             migrating,
             importing,
-            allow_reads_when_down,
+            when_down,
             version: from.map_or(0, |(p, _)| p.version + 1),
         }
     }
@@ -148,6 +148,24 @@ fn same_id(a: &NodeId, b: &NodeId) -> bool {
     a.0.chunks_exact(8)
         .zip(b.0.chunks_exact(8))
         .all(|(x, y)| x == y)
+}
+
+/// What is served while the cluster is down: reads
+/// (`cluster-allow-reads-when-down`) and sharded pub/sub
+/// (`cluster-allow-pubsubshard-when-down`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WhenDown {
+    pub reads: bool,
+    pub pubsubshard: bool,
+}
+
+impl WhenDown {
+    pub fn from_config(c: &crate::config::Config) -> WhenDown {
+        WhenDown {
+            reads: c.flag("cluster-allow-reads-when-down"),
+            pubsubshard: c.flag("cluster-allow-pubsubshard-when-down"),
+        }
+    }
 }
 
 /// Why a keyed command is not served here.
@@ -236,8 +254,11 @@ impl Route {
         if o == NONE {
             return Some(Redirect::Down("CLUSTERDOWN Hash slot not served"));
         }
+        if !self.ok && q.sharded_pubsub && !self.when_down.pubsubshard {
+            return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
+        }
         if !self.ok && !q.sharded_pubsub {
-            if !self.allow_reads_when_down {
+            if !self.when_down.reads {
                 return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
             }
             if q.write {
@@ -297,7 +318,7 @@ mod tests {
             ids.push(id);
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let mut route = Route::build(&st, false);
+        let mut route = Route::build(&st, WhenDown::default());
         for step in 0..2000 {
             let mut changed = Vec::new();
             for _ in 0..rng.random_range(1..5) {
@@ -308,8 +329,8 @@ mod tests {
                 }
                 changed.push(slot as u16);
             }
-            route = Route::update(&route, &st, false, &changed);
-            let full = Route::build(&st, false);
+            route = Route::update(&route, &st, WhenDown::default(), &changed);
+            let full = Route::build(&st, WhenDown::default());
             let addr = |r: &Route, s: usize| {
                 let o = r.owner[s];
                 (o != NONE).then(|| r.addrs[o as usize].clone())

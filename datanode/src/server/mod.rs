@@ -70,6 +70,19 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     }
     // `save` or `stop-writes-on-bgsave-error` may have changed.
     crate::persistence::refresh_write_block(srv);
+    // The route carries what a down cluster serves: a new one now, as
+    // Redis reads these settings at each command.
+    if changed
+        .iter()
+        .any(|c| c == "cluster-allow-reads-when-down" || c == "cluster-allow-pubsubshard-when-down")
+    {
+        if let Some(cl) = srv.cluster.get() {
+            cl.with(srv, |st| {
+                st.todo_route = true;
+                st.route_full = true;
+            });
+        }
+    }
     if changed.iter().any(|c| c == "appendonly") {
         let on = srv.config.read().appendonly();
         if on && !srv.log.aof_on() {
