@@ -808,3 +808,66 @@ fn a_down_cluster_serves_what_its_settings_allow() {
         assert_eq!(c.text(&["SPUBLISH", "foo", "hi"]), ":0\r\n", "{kind:?}");
     }
 }
+
+/// `cluster-preferred-endpoint-type` chooses how MOVED, CLUSTER SLOTS and
+/// CLUSTER SHARDS name a node: by ip (the default), by its announced
+/// hostname (redis-cli -c then follows `localhost`), or not at all. A
+/// CONFIG SET acts on the next command. datanode always gave the ip.
+#[test]
+fn the_preferred_endpoint_type_names_nodes_in_redirections() {
+    for kind in [Server::Redis, D] {
+        let c = Cluster::start(
+            &[kind; 3],
+            5000,
+            &["--cluster-announce-hostname", "localhost"],
+        );
+        c.create(0);
+        c.wait_ok(Duration::from_secs(30));
+        let mut n0 = c.nodes[0].conn();
+        // Every node's hostname has reached node 0.
+        wait_until(Duration::from_secs(20), "the hostnames gossiped", || {
+            n0.text(&["CLUSTER", "SLOTS"])
+                .matches("$8\r\nhostname\r\n$9\r\nlocalhost\r\n")
+                .count()
+                == 3
+        });
+        // `foo` (slot 12182) is on another node.
+        let port = port_of_owner(&c, 12182);
+        assert_ne!(port, c.nodes[0].port, "{kind:?}");
+        let moved = |ep: &str| format!("-MOVED 12182 {ep}:{port}\r\n");
+        assert_eq!(n0.text(&["GET", "foo"]), moved("127.0.0.1"), "{kind:?}");
+        let set = |n: &mut slotkv_tests::Conn, v: &str| {
+            let r = n.text(&["CONFIG", "SET", "cluster-preferred-endpoint-type", v]);
+            assert_eq!(r, "+OK\r\n", "{kind:?}");
+        };
+        set(&mut n0, "hostname");
+        assert_eq!(n0.text(&["GET", "foo"]), moved("localhost"), "{kind:?}");
+        let slots = n0.text(&["CLUSTER", "SLOTS"]);
+        let entry = format!("$9\r\nlocalhost\r\n:{port}\r\n");
+        assert!(slots.contains(&entry), "{kind:?}: {slots}");
+        assert_eq!(
+            slots.matches("$2\r\nip\r\n$9\r\n127.0.0.1\r\n").count(),
+            3,
+            "{kind:?}: {slots}"
+        );
+        assert!(!slots.contains("hostname"), "{kind:?}: {slots}");
+        let shards = n0.text(&["CLUSTER", "SHARDS"]);
+        assert_eq!(
+            shards
+                .matches("$8\r\nendpoint\r\n$9\r\nlocalhost\r\n")
+                .count(),
+            3,
+            "{kind:?}: {shards}"
+        );
+        let p0 = c.nodes[0].port.to_string();
+        let (ok, out) = redis_cli(&["-c", "-p", &p0, "SET", "foo", "bar"]);
+        assert!(ok && out.trim() == "OK", "{kind:?}: {out}");
+        set(&mut n0, "unknown-endpoint");
+        assert_eq!(n0.text(&["GET", "foo"]), moved(""), "{kind:?}");
+        let slots = n0.text(&["CLUSTER", "SLOTS"]);
+        let entry = format!("*4\r\n$-1\r\n:{port}\r\n");
+        assert!(slots.contains(&entry), "{kind:?}: {slots}");
+        set(&mut n0, "ip");
+        assert_eq!(n0.text(&["GET", "foo"]), moved("127.0.0.1"), "{kind:?}");
+    }
+}

@@ -171,7 +171,7 @@ impl Cluster {
         st.todo_save = false;
         st.todo_fsync = false;
         st.todo_fsync_later = false;
-        let route = Route::build(&st, route::WhenDown::from_config(&cfg));
+        let route = Route::build(&st, route::RouteSettings::from_config(&cfg));
         let cluster = Arc::new(Cluster {
             state: Mutex::new(st),
             txs: Mutex::new(Default::default()),
@@ -240,7 +240,7 @@ impl Cluster {
             .store(until, std::sync::atomic::Ordering::Relaxed);
         if st.todo_route {
             st.todo_route = false;
-            let allow = srv.with_config(route::WhenDown::from_config);
+            let allow = srv.with_config(route::RouteSettings::from_config);
             let prev = self.route.load();
             // Forgotten nodes linger in an updated route's table: rebuild
             // from scratch once in a while.

@@ -22,7 +22,7 @@ pub struct Route {
     pub my_master: u16,
     pub migrating: BTreeMap<u16, u16>,
     pub importing: BTreeMap<u16, u16>,
-    pub when_down: WhenDown,
+    pub settings: RouteSettings,
     /// One more than the route this one replaced: a command routed with
     /// one version and run under the slot's lock with the same one needs
     /// no second look (see `command::dispatch`).
@@ -41,24 +41,24 @@ impl Route {
             my_master: NONE,
             migrating: BTreeMap::new(),
             importing: BTreeMap::new(),
-            when_down: WhenDown::default(),
+            settings: RouteSettings::default(),
             version: 0,
         }
     }
 
-    pub fn build(st: &State, when_down: WhenDown) -> Route {
-        Route::make(st, when_down, None)
+    pub fn build(st: &State, settings: RouteSettings) -> Route {
+        Route::make(st, settings, None)
     }
 
     /// The route after only `changed` slots changed owner since `prev`
     /// was made: `prev`'s owner table is copied and those slots redone,
     /// the rest (addresses, roles, migrations) is read afresh. A reshard
     /// changes one slot at a time, and a full rebuild scans all 16384.
-    pub fn update(prev: &Route, st: &State, when_down: WhenDown, changed: &[u16]) -> Route {
-        Route::make(st, when_down, Some((prev, changed)))
+    pub fn update(prev: &Route, st: &State, settings: RouteSettings, changed: &[u16]) -> Route {
+        Route::make(st, settings, Some((prev, changed)))
     }
 
-    fn make(st: &State, when_down: WhenDown, from: Option<(&Route, &[u16])>) -> Route {
+    fn make(st: &State, settings: RouteSettings, from: Option<(&Route, &[u16])>) -> Route {
         let mut ids: Vec<NodeId> = from.map(|(p, _)| p.ids.clone()).unwrap_or_default();
         let mut index: std::collections::HashMap<NodeId, u16> = ids
             .iter()
@@ -123,7 +123,7 @@ impl Route {
             .map(|id| {
                 st.nodes
                     .get(id)
-                    .map(|n| format!("{}:{}", n.ip, n.port))
+                    .map(|n| format!("{}:{}", settings.endpoint.of(&n.ip, &n.hostname), n.port))
                     .unwrap_or_default()
             })
             .collect();
@@ -136,7 +136,7 @@ impl Route {
             my_master,
             migrating,
             importing,
-            when_down,
+            settings,
             version: from.map_or(0, |(p, _)| p.version + 1),
         }
     }
@@ -150,20 +150,55 @@ fn same_id(a: &NodeId, b: &NodeId) -> bool {
         .all(|(x, y)| x == y)
 }
 
-/// What is served while the cluster is down: reads
-/// (`cluster-allow-reads-when-down`) and sharded pub/sub
-/// (`cluster-allow-pubsubshard-when-down`).
+/// The settings a route is made with: what is served while the cluster
+/// is down (`cluster-allow-reads-when-down`,
+/// `cluster-allow-pubsubshard-when-down`) and how redirections name a
+/// node (`cluster-preferred-endpoint-type`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WhenDown {
-    pub reads: bool,
-    pub pubsubshard: bool,
+pub struct RouteSettings {
+    pub reads_when_down: bool,
+    pub pubsubshard_when_down: bool,
+    pub endpoint: Endpoint,
 }
 
-impl WhenDown {
-    pub fn from_config(c: &crate::config::Config) -> WhenDown {
-        WhenDown {
-            reads: c.flag("cluster-allow-reads-when-down"),
-            pubsubshard: c.flag("cluster-allow-pubsubshard-when-down"),
+impl RouteSettings {
+    pub fn from_config(c: &crate::config::Config) -> RouteSettings {
+        RouteSettings {
+            reads_when_down: c.flag("cluster-allow-reads-when-down"),
+            pubsubshard_when_down: c.flag("cluster-allow-pubsubshard-when-down"),
+            endpoint: Endpoint::from_config(c),
+        }
+    }
+}
+
+/// How clients are told where a node is (`cluster-preferred-endpoint-type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    #[default]
+    Ip,
+    Hostname,
+    /// Clients are to use the address they reached us at.
+    Unknown,
+}
+
+impl Endpoint {
+    pub fn from_config(c: &crate::config::Config) -> Endpoint {
+        match c.value("cluster-preferred-endpoint-type") {
+            "hostname" => Endpoint::Hostname,
+            "unknown-endpoint" => Endpoint::Unknown,
+            _ => Endpoint::Ip,
+        }
+    }
+
+    /// A node's preferred endpoint, as Redis writes it after MOVED and in
+    /// CLUSTER SHARDS: its ip, its hostname (`?` when it has none), or
+    /// nothing.
+    pub fn of<'a>(self, ip: &'a str, hostname: &'a str) -> &'a str {
+        match self {
+            Endpoint::Ip => ip,
+            Endpoint::Hostname if hostname.is_empty() => "?",
+            Endpoint::Hostname => hostname,
+            Endpoint::Unknown => "",
         }
     }
 }
@@ -254,11 +289,11 @@ impl Route {
         if o == NONE {
             return Some(Redirect::Down("CLUSTERDOWN Hash slot not served"));
         }
-        if !self.ok && q.sharded_pubsub && !self.when_down.pubsubshard {
+        if !self.ok && q.sharded_pubsub && !self.settings.pubsubshard_when_down {
             return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
         }
         if !self.ok && !q.sharded_pubsub {
-            if !self.when_down.reads {
+            if !self.settings.reads_when_down {
                 return Some(Redirect::Down("CLUSTERDOWN The cluster is down"));
             }
             if q.write {
@@ -318,7 +353,7 @@ mod tests {
             ids.push(id);
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let mut route = Route::build(&st, WhenDown::default());
+        let mut route = Route::build(&st, RouteSettings::default());
         for step in 0..2000 {
             let mut changed = Vec::new();
             for _ in 0..rng.random_range(1..5) {
@@ -329,8 +364,8 @@ mod tests {
                 }
                 changed.push(slot as u16);
             }
-            route = Route::update(&route, &st, WhenDown::default(), &changed);
-            let full = Route::build(&st, WhenDown::default());
+            route = Route::update(&route, &st, RouteSettings::default(), &changed);
+            let full = Route::build(&st, RouteSettings::default());
             let addr = |r: &Route, s: usize| {
                 let o = r.owner[s];
                 (o != NONE).then(|| r.addrs[o as usize].clone())

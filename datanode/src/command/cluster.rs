@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::{Args, Ctx};
 use crate::cluster::id::NodeId;
 use crate::cluster::node::slot_ranges;
+use crate::cluster::route::Endpoint;
 use crate::cluster::state::{slot_runs, State};
 use crate::cluster::Cluster;
 use crate::keyspace::{hashslot::key_slot, SLOTS};
@@ -625,15 +626,24 @@ pub fn saveconfig(ctx: &mut Ctx, _a: &Args) {
 }
 
 /// `[ip, port, id, {metadata}]` for CLUSTER SLOTS.
-fn slots_node(ctx: &mut Ctx, ip: &str, port: u16, id: &NodeId, hostname: &str) {
+/// A node in CLUSTER SLOTS: its preferred endpoint (null when unknown),
+/// port and id, then what else is known of its address.
+fn slots_node(ctx: &mut Ctx, ep: Endpoint, ip: &str, port: u16, id: &NodeId, hostname: &str) {
     ctx.r.array(4);
-    ctx.r.bulk(ip.as_bytes());
+    match ep {
+        Endpoint::Unknown => ctx.r.null(),
+        _ => ctx.r.bulk(ep.of(ip, hostname).as_bytes()),
+    }
     ctx.r.int(port as i64);
     ctx.r.bulk(id.as_bytes());
-    if hostname.is_empty() {
-        ctx.r.map(0);
-    } else {
-        ctx.r.map(1);
+    let show_ip = ep != Endpoint::Ip;
+    let show_host = ep != Endpoint::Hostname && !hostname.is_empty();
+    ctx.r.map(show_ip as usize + show_host as usize);
+    if show_ip {
+        ctx.r.bulk(b"ip");
+        ctx.r.bulk(ip.as_bytes());
+    }
+    if show_host {
         ctx.r.bulk(b"hostname");
         ctx.r.bulk(hostname.as_bytes());
     }
@@ -660,13 +670,14 @@ pub fn slots(ctx: &mut Ctx, _a: &Args) {
             .collect()
     });
     let Some(runs) = runs else { return };
+    let ep = Endpoint::from_config(&ctx.srv.config.read());
     ctx.r.array(runs.len());
     for (a, b, nodes) in runs {
         ctx.r.array(2 + nodes.len());
         ctx.r.int(a as i64);
         ctx.r.int(b as i64);
         for (ip, port, id, host) in nodes {
-            slots_node(ctx, &ip, port, &id, &host);
+            slots_node(ctx, ep, &ip, port, &id, &host);
         }
     }
 }
@@ -718,6 +729,7 @@ pub fn shards(ctx: &mut Ctx, _a: &Args) {
             .collect::<Vec<_>>()
     });
     let Some(shards) = shards else { return };
+    let ep = Endpoint::from_config(&ctx.srv.config.read());
     ctx.r.array(shards.len());
     for (ranges, nodes) in shards {
         ctx.r.map(2);
@@ -738,7 +750,7 @@ pub fn shards(ctx: &mut Ctx, _a: &Args) {
             ctx.r.bulk(b"ip");
             ctx.r.bulk(n.ip.as_bytes());
             ctx.r.bulk(b"endpoint");
-            ctx.r.bulk(n.ip.as_bytes());
+            ctx.r.bulk(ep.of(&n.ip, &n.hostname).as_bytes());
             if !n.hostname.is_empty() {
                 ctx.r.bulk(b"hostname");
                 ctx.r.bulk(n.hostname.as_bytes());

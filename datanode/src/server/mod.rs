@@ -70,12 +70,13 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     }
     // `save` or `stop-writes-on-bgsave-error` may have changed.
     crate::persistence::refresh_write_block(srv);
-    // The route carries what a down cluster serves: a new one now, as
-    // Redis reads these settings at each command.
-    if changed
-        .iter()
-        .any(|c| c == "cluster-allow-reads-when-down" || c == "cluster-allow-pubsubshard-when-down")
-    {
+    // The route carries what a down cluster serves and how it names
+    // nodes: a new one now, as Redis reads these settings at each command.
+    if changed.iter().any(|c| {
+        c == "cluster-allow-reads-when-down"
+            || c == "cluster-allow-pubsubshard-when-down"
+            || c == "cluster-preferred-endpoint-type"
+    }) {
         if let Some(cl) = srv.cluster.get() {
             cl.with(srv, |st| {
                 st.todo_route = true;
