@@ -6,6 +6,7 @@
 //! [`keyspace`], whose writes are recorded in the [`persistence`] effect log.
 
 pub mod acl;
+pub mod affinity;
 pub mod cluster;
 pub mod command;
 pub mod config;

@@ -79,6 +79,9 @@ fn main() {
     // multi-thread scheduler's LIFO slot runs the last-woken connection
     // first, which reorders commands two clients sent one after the other.
     let workers = cfg.worker_threads();
+    // server_cpulist pins the threads that serve clients (this one
+    // included); the other lists, the threads that start later.
+    datanode::affinity::init(&cfg);
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -86,6 +89,7 @@ fn main() {
         b.worker_threads(workers);
         b
     };
+    builder.on_thread_start(|| datanode::affinity::pin(datanode::affinity::Role::Server));
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -93,6 +97,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    datanode::affinity::pin(datanode::affinity::Role::Server);
     if let Err(e) = rt.block_on(datanode::server::run(cfg)) {
         eprintln!("# {e:#}");
         std::process::exit(1);

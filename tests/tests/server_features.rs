@@ -2151,3 +2151,125 @@ fn hz_is_clamped_shown_and_raised_for_many_clients() {
         });
     }
 }
+
+/// The `Cpus_allowed_list` line of a /proc status file.
+fn cpus_allowed(status: &std::path::Path) -> String {
+    std::fs::read_to_string(status)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A process's threads as (name, CPUs allowed).
+fn threads_of(pid: u32) -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            (
+                comm.trim().to_string(),
+                cpus_allowed(&t.path().join("status")),
+            )
+        })
+        .collect()
+}
+
+/// server_cpulist, bio_cpulist and bgsave_cpulist pin what they name, as
+/// on redis-server: the threads that serve clients (Redis's main thread),
+/// the background I/O threads (the AOF's fsync thread there, the AOF
+/// writer here) and a BGSAVE (Redis's child process, datanode's thread).
+/// datanode ignored all three.
+#[test]
+fn cpu_lists_pin_the_threads_they_name() {
+    let mine = cpus_allowed(std::path::Path::new("/proc/self/status"));
+    let Some(cpus) = (|| {
+        let first = mine.split(',').next()?;
+        let (a, b) = first.split_once('-')?;
+        let a: u32 = a.parse().ok()?;
+        (b.parse::<u32>().ok()? > a).then_some((a, a + 1))
+    })() else {
+        eprintln!("skipped: two CPUs in a row are needed, this process may use {mine}");
+        return;
+    };
+    let (server, other) = (cpus.0.to_string(), cpus.1.to_string());
+    for kind in [Server::Redis, Server::Datanode] {
+        let args = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--enable-debug-command",
+            "yes",
+            "--server_cpulist",
+            &server,
+            "--bio_cpulist",
+            &other,
+            "--bgsave_cpulist",
+            &other,
+            "--io-threads",
+            "2",
+        ];
+        let n = Node::start(kind, &args);
+        let mut c = n.conn();
+        let pid = n.pid();
+        let main = cpus_allowed(std::path::Path::new(&format!("/proc/{pid}/status")));
+        assert_eq!(main, server, "{kind:?}");
+        let (bio, workers) = match kind {
+            Server::Redis => ("bio_aof_fsync", "io_thd_1"),
+            Server::Datanode => ("aof-writer", "tokio-rt-worker"),
+        };
+        let threads = threads_of(pid);
+        let of = |name: &str| -> Vec<String> {
+            threads
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        assert_eq!(of(bio), vec![other.clone()], "{kind:?}: {threads:?}");
+        // The I/O threads serve clients too.
+        let w = of(workers);
+        assert!(
+            !w.is_empty() && w.iter().all(|c| *c == server),
+            "{kind:?}: {threads:?}"
+        );
+        // A BGSAVE slow enough to be looked at.
+        assert_eq!(c.text(&["DEBUG", "POPULATE", "3000"]), "+OK\r\n");
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "1000"]),
+            "+OK\r\n"
+        );
+        assert_eq!(c.text(&["BGSAVE"]), "+Background saving started\r\n");
+        // The saver pins itself as it starts.
+        let saver = || match kind {
+            Server::Redis => {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                let child = children
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("0")
+                    .to_string();
+                cpus_allowed(std::path::Path::new(&format!("/proc/{child}/status")))
+            }
+            Server::Datanode => threads_of(pid)
+                .into_iter()
+                .find(|(n, _)| n == "bgsave")
+                .map(|(_, c)| c)
+                .unwrap_or_default(),
+        };
+        let what = format!("{kind:?}: the saver on CPU {other}");
+        slotkv_tests::wait_until(Duration::from_secs(10), &what, || saver() == other);
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]),
+            "+OK\r\n"
+        );
+        slotkv_tests::wait_until(Duration::from_secs(30), "the save to end", || {
+            c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
+        });
+    }
+}

@@ -45,6 +45,7 @@ fn queue() -> &'static mpsc::Sender<Job> {
         let _ = std::thread::Builder::new()
             .name("lazyfree".into())
             .spawn(move || {
+                crate::affinity::pin(crate::affinity::Role::Bio);
                 for job in rx {
                     drop(job.garbage);
                     PENDING.fetch_sub(job.objects, Ordering::Relaxed);

@@ -505,7 +505,10 @@ fn start_writer(
     let srv2 = srv.clone();
     std::thread::Builder::new()
         .name("aof-writer".into())
-        .spawn(move || writer(srv2, files, cmd_rx))?;
+        .spawn(move || {
+            crate::affinity::pin(crate::affinity::Role::Bio);
+            writer(srv2, files, cmd_rx)
+        })?;
     Ok(())
 }
 
@@ -1056,6 +1059,7 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
+            crate::affinity::pin(crate::affinity::Role::Rewrite);
             let now = crate::keyspace::now_ms();
             let (chunks, functions) = crate::persistence::rdb_snapshot_chunks(&srv2, now);
             srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
@@ -1152,6 +1156,7 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
+            crate::affinity::pin(crate::affinity::Role::Rewrite);
             let t = Instant::now();
             let ok = match crate::persistence::rewrite::run(srv2.clone(), tmp) {
                 Ok(()) => {

@@ -272,6 +272,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     let started = std::thread::Builder::new()
         .name("bgsave".into())
         .spawn(move || {
+            crate::affinity::pin(crate::affinity::Role::Bgsave);
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
             let (repl, chunks, functions) =
