@@ -702,6 +702,34 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
     }
 }
 
+/// The LD_PRELOAD library of [`fdatasync_failer`], built in a temporary
+/// directory, and the environment that loads it: `files` are variables
+/// naming a file there (a flag, a counter), `values` plain ones.
+struct Preload {
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Preload {
+    fn new(files: &[(&'static str, &str)], values: &[(&'static str, &str)]) -> Preload {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lib = fdatasync_failer(dir.path());
+        let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+        let mut env = vec![("LD_PRELOAD", path(lib))];
+        env.extend(files.iter().map(|(k, f)| (*k, path(dir.path().join(f)))));
+        env.extend(values.iter().map(|(k, v)| (*k, v.to_string())));
+        Preload { dir, env }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 /// A library for LD_PRELOAD whose `sync_file_range` counts its calls (a
 /// byte each, appended to the file SLOTKV_COUNT_SYNC_FILE_RANGE names), and
 /// whose `fdatasync` takes SLOTKV_FDATASYNC_MS
@@ -776,13 +804,9 @@ int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags) 
 #[test]
 fn a_failed_aof_fsync_stops_writes_with_its_reason() {
     const MISCONF: &str = "-MISCONF Errors writing to the AOF file: Input/output error\r\n";
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let flag = tools.path().join("fail-now");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_FAIL_FDATASYNC", flag.to_str().expect("utf-8 path")),
-    ];
+    let pre = Preload::new(&[("SLOTKV_FAIL_FDATASYNC", "fail-now")], &[]);
+    let flag = pre.path("fail-now");
+    let env = pre.env();
     for kind in [Server::Redis, Server::Datanode] {
         let n = Node::start_with_env(kind, &env, &["--save", "", "--appendonly", "yes"]);
         let mut c = n.conn();
@@ -838,13 +862,9 @@ fn a_failed_aof_fsync_stops_writes_with_its_reason() {
 /// (datanode printed constant zeros).
 #[test]
 fn a_slow_aof_fsync_shows_as_pending() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let slow = tools.path().join("slow-now");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
-    ];
+    let pre = Preload::new(&[("SLOTKV_SLOW_FDATASYNC", "slow-now")], &[]);
+    let slow = pre.path("slow-now");
+    let env = pre.env();
     for kind in [Server::Redis, Server::Datanode] {
         let n = Node::start_with_env(kind, &env, &["--save", "", "--appendonly", "yes"]);
         let mut c = n.conn();
@@ -877,12 +897,8 @@ fn a_slow_aof_fsync_shows_as_pending() {
 /// recorded none for the AOF).
 #[test]
 fn a_slow_fsync_under_always_is_a_latency_event() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_FDATASYNC_MS", "30"),
-    ];
+    let pre = Preload::new(&[], &[("SLOTKV_FDATASYNC_MS", "30")]);
+    let env = pre.env();
     for kind in [Server::Redis, Server::Datanode] {
         let args = [
             "--save",
@@ -930,15 +946,16 @@ fn a_slow_fsync_under_always_is_a_latency_event() {
 /// without holding the exit back. datanode left the bytes unsynced.
 #[test]
 fn a_clean_shutdown_fsyncs_the_aof_whatever_the_policy() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let slow = tools.path().join("slow-now");
-    let fail = tools.path().join("fail-now");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
-        ("SLOTKV_FAIL_FDATASYNC", fail.to_str().expect("utf-8 path")),
-    ];
+    let pre = Preload::new(
+        &[
+            ("SLOTKV_SLOW_FDATASYNC", "slow-now"),
+            ("SLOTKV_FAIL_FDATASYNC", "fail-now"),
+        ],
+        &[],
+    );
+    let slow = pre.path("slow-now");
+    let fail = pre.path("fail-now");
+    let env = pre.env();
     let args = ["--save", "", "--appendonly", "yes", "--appendfsync", "no"];
     for kind in [Server::Redis, Server::Datanode] {
         let mut n = Node::start_with_env(kind, &env, &args);
@@ -983,13 +1000,9 @@ fn a_clean_shutdown_fsyncs_the_aof_whatever_the_policy() {
 /// reply that needed one cannot come. datanode ignored the setting.
 #[test]
 fn no_appendfsync_on_rewrite_holds_fsyncs_back_while_a_save_runs() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let slow = tools.path().join("slow-now");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_SLOW_FDATASYNC", slow.to_str().expect("utf-8 path")),
-    ];
+    let pre = Preload::new(&[("SLOTKV_SLOW_FDATASYNC", "slow-now")], &[]);
+    let slow = pre.path("slow-now");
+    let env = pre.env();
     let args = [
         "--save",
         "",
@@ -1475,13 +1488,9 @@ fn aof_history_is_kept_with_auto_gc_off_and_dropped_when_it_is_on() {
 /// silently whatever the setting.
 #[test]
 fn a_replica_that_cannot_persist_stops_unless_told_to_go_on() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let flag = tools.path().join("fail-now");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        ("SLOTKV_FAIL_FDATASYNC", flag.to_str().expect("utf-8 path")),
-    ];
+    let pre = Preload::new(&[("SLOTKV_FAIL_FDATASYNC", "fail-now")], &[]);
+    let flag = pre.path("fail-now");
+    let env = pre.env();
     for kind in [Server::Redis, Server::Datanode] {
         let master = Node::start(kind, &["--save", "", "--repl-diskless-sync-delay", "0"]);
         let mport = master.port.to_string();
@@ -1550,16 +1559,12 @@ fn a_replica_that_cannot_persist_stops_unless_told_to_go_on() {
 /// ignored both settings.
 #[test]
 fn incremental_fsync_hands_saves_to_the_disk_as_they_are_written() {
-    let tools = tempfile::tempdir().expect("tempdir");
-    let lib = fdatasync_failer(tools.path());
-    let counter = tools.path().join("sync-file-range-calls");
-    let env = [
-        ("LD_PRELOAD", lib.to_str().expect("utf-8 path")),
-        (
-            "SLOTKV_COUNT_SYNC_FILE_RANGE",
-            counter.to_str().expect("utf-8 path"),
-        ),
-    ];
+    let pre = Preload::new(
+        &[("SLOTKV_COUNT_SYNC_FILE_RANGE", "sync-file-range-calls")],
+        &[],
+    );
+    let counter = pre.path("sync-file-range-calls");
+    let env = pre.env();
     let calls = || std::fs::metadata(&counter).map_or(0, |m| m.len());
     for kind in [Server::Redis, Server::Datanode] {
         let args = [

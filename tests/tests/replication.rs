@@ -24,6 +24,22 @@ fn start(kind: Server) -> Node {
     )
 }
 
+/// A replica of `master` from its start-up (`replicaof` in its
+/// arguments), without save points.
+fn start_replica_of(kind: Server, master: &Node) -> Node {
+    let mport = master.port.to_string();
+    let args = [
+        "--save",
+        "",
+        "--enable-debug-command",
+        "yes",
+        "--replicaof",
+        "127.0.0.1",
+        &mport,
+    ];
+    Node::start(kind, &args)
+}
+
 fn wait(what: &str, f: impl FnMut() -> bool) {
     wait_until(Duration::from_secs(20), what, f)
 }
@@ -396,19 +412,7 @@ fn cluster_replicas_hold_their_masters_data_and_serve_readonly_reads() {
 #[test]
 fn a_restarted_replica_continues_partially_from_its_snapshot() {
     let master = start(Server::Datanode);
-    let mport = master.port.to_string();
-    let mut replica = Node::start(
-        Server::Datanode,
-        &[
-            "--save",
-            "",
-            "--enable-debug-command",
-            "yes",
-            "--replicaof",
-            "127.0.0.1",
-            &mport,
-        ],
-    );
+    let mut replica = start_replica_of(Server::Datanode, &master);
     let mut m = master.conn();
     fill(&mut m, "r", 100);
     let mut r = replica.conn();
@@ -1302,19 +1306,7 @@ fn a_replica_keeps_its_sync_as_its_rdb_and_continues_from_it_after_a_crash() {
         for rkind in kinds {
             let pair = format!("{mkind:?} -> {rkind:?}");
             let master = start(mkind);
-            let mport = master.port.to_string();
-            let mut replica = Node::start(
-                rkind,
-                &[
-                    "--save",
-                    "",
-                    "--enable-debug-command",
-                    "yes",
-                    "--replicaof",
-                    "127.0.0.1",
-                    &mport,
-                ],
-            );
+            let mut replica = start_replica_of(rkind, &master);
             let mut m = master.conn();
             fill(&mut m, "a", 30);
             let mut r = replica.conn();
