@@ -114,6 +114,84 @@ pub fn alloc_size(n: usize) -> usize {
     }
 }
 
+/// Types whose all-zero bytes are a valid value.
+///
+/// # Safety
+/// An implementor must be plain data with no invalid bit patterns.
+pub unsafe trait Plain: Copy {}
+// SAFETY: integers have no invalid bit patterns.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+
+#[cfg(target_env = "msvc")]
+use std::alloc::System as Uncounted;
+#[cfg(not(target_env = "msvc"))]
+use tikv_jemallocator::Jemalloc as Uncounted;
+
+/// A zeroed working buffer kept out of the used-memory count: space that
+/// Redis takes on its stack (liblzf's 256 KB hash table) and so never
+/// counts. Kept per thread, a counted buffer would leave `used_memory`
+/// when a pool thread exits (tokio's blocking threads idle out after 10
+/// s), so the figure would move with thread lifetimes.
+pub struct Scratch<T: Plain> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+impl<T: Plain> Scratch<T> {
+    pub fn zeroed(len: usize) -> Self {
+        use std::alloc::GlobalAlloc;
+        let layout = Self::layout(len);
+        if layout.size() == 0 {
+            return Scratch {
+                ptr: std::ptr::NonNull::dangling(),
+                len,
+            };
+        }
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { Uncounted.alloc_zeroed(layout) };
+        match std::ptr::NonNull::new(p.cast::<T>()) {
+            Some(ptr) => Scratch { ptr, len },
+            None => std::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    fn layout(len: usize) -> std::alloc::Layout {
+        match std::alloc::Layout::array::<T>(len) {
+            Ok(l) => l,
+            // Only for lengths no machine could hold.
+            Err(_) => std::alloc::handle_alloc_error(std::alloc::Layout::new::<T>()),
+        }
+    }
+}
+
+impl<T: Plain> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` holds `len` zero-initialised (valid, see Plain) Ts.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Plain> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Plain> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        use std::alloc::GlobalAlloc;
+        let layout = Self::layout(self.len);
+        if layout.size() > 0 {
+            // SAFETY: allocated in `zeroed` with this same layout.
+            unsafe { Uncounted.dealloc(self.ptr.as_ptr().cast(), layout) }
+        }
+    }
+}
+
 #[cfg(not(target_env = "msvc"))]
 mod counting_jemalloc {
     use std::alloc::{GlobalAlloc, Layout};
@@ -205,6 +283,21 @@ mod tests {
             assert_eq!(alloc_size(c), c);
             assert_eq!(alloc_size(2 * c), 2 * c);
         }
+    }
+
+    #[test]
+    fn scratch_is_zeroed_writable_and_outside_the_count() {
+        let before = super::used();
+        let mut s = super::Scratch::<u32>::zeroed(1 << 16);
+        assert_eq!(s.len(), 1 << 16);
+        assert!(s.iter().all(|&x| x == 0));
+        s[65535] = 7;
+        assert_eq!(s[65535], 7);
+        // Unit tests run without the counting allocator, so this checks
+        // only that the scratch itself adds nothing.
+        assert_eq!(super::used(), before);
+        let empty = super::Scratch::<u8>::zeroed(0);
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 use std::cell::RefCell;
 
+use crate::memory::Scratch;
+
 const HLOG: u32 = 16;
 const HSIZE: usize = 1 << HLOG;
 const MAX_LIT: usize = 1 << 5;
@@ -27,19 +29,21 @@ const KEPT_OUT_BYTES: usize = 64 * 1024;
 /// Last position seen for each hash, as `base + position`. Entries below
 /// the current call's `base` were written by earlier calls and count as
 /// empty, so the table is never cleared between calls (a fresh table
-/// each time is what liblzf's output assumes).
+/// each time is what liblzf's output assumes). Both buffers are outside
+/// the used-memory count, as liblzf's table on Redis's stack: a save's
+/// pool thread that exits must not take them out of `used_memory`.
 struct Table {
-    slots: Box<[u32; HSIZE]>,
+    slots: Scratch<u32>,
     base: u32,
     /// Output scratch, kept between calls.
-    out: Vec<u8>,
+    out: Scratch<u8>,
 }
 
 thread_local! {
     static TABLE: RefCell<Table> = RefCell::new(Table {
-        slots: Box::new([0; HSIZE]),
+        slots: Scratch::zeroed(HSIZE),
         base: 1,
-        out: Vec::new(),
+        out: Scratch::zeroed(0),
     });
 }
 
@@ -71,16 +75,19 @@ pub fn compress<R>(input: &[u8], out_len: usize, f: impl FnOnce(&[u8]) -> R) -> 
         // The kept buffer serves list nodes and ordinary values; a rare
         // huge one gets its own, so no thread holds on to its size.
         let mut own = Vec::new();
-        let out = if out_len <= KEPT_OUT_BYTES {
+        let out: &mut [u8] = if out_len <= KEPT_OUT_BYTES {
             if t.out.len() < out_len + 2 {
-                t.out.resize(out_len + 2, 0);
+                // Doubling, as a Vec grows, so rising sizes cost few copies.
+                let want = (out_len + 2).max(2 * t.out.len()).min(KEPT_OUT_BYTES + 2);
+                t.out = Scratch::zeroed(want);
             }
             &mut t.out
         } else {
             own.resize(out_len + 2, 0);
             &mut own
         };
-        let len = compress_with(input, out_len, &mut t.slots, base, &mut out[..out_len + 2])?;
+        let slots: &mut [u32; HSIZE] = (&mut t.slots[..]).try_into().ok()?;
+        let len = compress_with(input, out_len, slots, base, &mut out[..out_len + 2])?;
         Some(f(&out[..len]))
     })
 }
