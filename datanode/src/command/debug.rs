@@ -129,7 +129,7 @@ fn fold_contents(d: &mut Digest, v: &Value) {
         }
         Value::List(l) => {
             for e in l.iter() {
-                mix_in(d, e);
+                mix_in(d, &e);
             }
         }
         Value::Set(s) => {
@@ -199,11 +199,12 @@ fn object(ctx: &mut Ctx, key: &[u8]) {
         if let Value::List(l) = v {
             let nodes = l.chunk_count().max(1);
             line.push_str(&format!(
-                " ql_nodes:{} ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:0 ql_uncompressed_size:{}",
+                " ql_nodes:{} ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:{} ql_uncompressed_size:{}",
                 nodes,
                 l.len() as f64 / nodes as f64,
                 l.fill(),
-                l.heap_size()
+                u8::from(l.compress_depth() > 0),
+                l.listpack_bytes()
             ));
         }
         line

@@ -171,7 +171,10 @@ pub fn lindex(ctx: &mut Ctx, a: &Args) {
             return ctx.r.error(NOT_INT);
         };
         match index(i, l.len()) {
-            Some(i) => ctx.r.bulk(&l[i]),
+            Some(i) => match l.get(i) {
+                Some(e) => ctx.r.bulk(&e),
+                None => ctx.r.null(),
+            },
             None => ctx.r.null(),
         }
     })
@@ -233,7 +236,7 @@ pub fn lrange(ctx: &mut Ctx, a: &Args) {
             Some((s0, e0)) => {
                 ctx.r.array(e0 - s0 + 1);
                 for e in l.iter_from(s0).take(e0 - s0 + 1) {
-                    ctx.r.bulk(e);
+                    ctx.r.bulk(&e);
                 }
             }
         }
@@ -387,14 +390,14 @@ pub fn lpos(ctx: &mut Ctx, a: &Args) {
         let len = l.len();
         let scan = if maxlen == 0 { len } else { maxlen.min(len) };
         // Walk once from the chosen end (indexing a packed list is not O(1)).
-        let walk: Box<dyn Iterator<Item = &[u8]>> = if rank > 0 {
+        let walk: Box<dyn Iterator<Item = std::borrow::Cow<'_, [u8]>>> = if rank > 0 {
             Box::new(l.iter())
         } else {
             Box::new(l.iter_rev())
         };
         for (step, e) in walk.take(scan).enumerate() {
             let idx = if rank > 0 { step } else { len - 1 - step };
-            if e == v {
+            if *e == *v {
                 if skip > 0 {
                     skip -= 1;
                     continue;

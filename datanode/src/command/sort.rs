@@ -342,17 +342,21 @@ fn load(v: Option<&mut Value>, o: &Opts) -> Result<Loaded, ()> {
                     l.iter_rev()
                         .skip(from)
                         .take(want)
-                        .map(|e| Item::new(e.to_vec())),
+                        .map(|e| Item::new(e.into_owned())),
                 );
             } else {
-                items.extend(l.iter_from(from).take(want).map(|e| Item::new(e.to_vec())));
+                items.extend(
+                    l.iter_from(from)
+                        .take(want)
+                        .map(|e| Item::new(e.into_owned())),
+                );
             }
             end -= start;
             start = 0;
         }
         // An empty range: nothing to read.
         Some(Value::List(_)) if dontsort => {}
-        Some(Value::List(l)) => items.extend(l.iter().map(|e| Item::new(e.to_vec()))),
+        Some(Value::List(l)) => items.extend(l.iter().map(|e| Item::new(e.into_owned()))),
         Some(Value::Set(s)) => items.extend(s.members().into_iter().map(Item::new)),
         Some(Value::ZSet(z)) => {
             // Redis converts a small sorted set to its skiplist form here.
@@ -618,10 +622,11 @@ fn log_store(d: &SlotRef, dst: &[u8], list: &crate::keyspace::plist::PackedList)
         return;
     }
     d.log(&[b"DEL".as_slice(), dst]);
+    let items: Vec<std::borrow::Cow<'_, [u8]>> = list.iter().collect();
     let mut eff: Vec<&[u8]> = Vec::with_capacity(list.len() + 2);
     eff.push(b"RPUSH");
     eff.push(dst);
-    eff.extend(list.iter());
+    eff.extend(items.iter().map(|e| &**e));
     d.log(&eff);
 }
 

@@ -5,9 +5,17 @@
 //! then the entry's size written backwards so a chunk can be walked from
 //! either end). A short element costs its bytes plus two, and a chunk is a
 //! listpack body as it is: an RDB file gets it with a header added.
+//!
+//! With `list-compress-depth` N above 0, every chunk more than N chunks
+//! from either end is kept LZF-compressed when that pays, as quicklist
+//! keeps its interior nodes; a chunk is opened for a change and packed
+//! again after it, and read without being opened.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::persistence::rdb::lzf;
 
 /// `list-max-listpack-size`, Redis's quicklist fill: negative, a node's
 /// listpack size limit (-1: 4 KB, … -5: 64 KB); positive, its element
@@ -19,6 +27,22 @@ static FILL: AtomicI32 = AtomicI32::new(-2);
 pub fn set_fill(v: i64) {
     FILL.store(v.clamp(-5, FILL_MAX) as i32, Ordering::Relaxed);
 }
+
+/// `list-compress-depth`: how many chunks at each end stay uncompressed
+/// (0: none is compressed). Read when a list is made, as Redis does.
+static DEPTH: AtomicI32 = AtomicI32::new(0);
+
+/// CONFIG SET / the config file: clamped as Redis's quicklist does (its
+/// 16-bit field).
+pub fn set_compress_depth(v: i64) {
+    DEPTH.store(v.clamp(0, COMPRESS_MAX) as i32, Ordering::Relaxed);
+}
+
+const COMPRESS_MAX: i64 = (1 << 16) - 1;
+/// quicklist leaves nodes under 48 bytes alone (MIN_COMPRESS_BYTES), and
+/// keeps a compressed form only when it saves more than 8 bytes.
+const MIN_COMPRESS_BYTES: usize = 48;
+const MIN_COMPRESS_IMPROVE: usize = 8;
 
 /// quicklist's FILL_MAX (16 bits, signed).
 const FILL_MAX: i64 = (1 << 15) - 1;
@@ -51,6 +75,7 @@ fn chunk_limit(fill: i32) -> usize {
 
 #[derive(Clone, Default)]
 struct Chunk {
+    /// The elements, or their LZF form when `packed` is not 0.
     buf: Vec<u8>,
     n: u32,
     /// The bytes of these elements in Redis's listpack (integers take the
@@ -58,6 +83,11 @@ struct Chunk {
     /// size, and so do we, so the nodes an RDB file or DUMP shows are
     /// Redis's.
     lp: u32,
+    /// The elements' length when `buf` holds them compressed.
+    packed: u32,
+    /// Compressing these bytes did not pay; not tried again until they
+    /// change (as quicklist, which tries a node again only when touched).
+    incompressible: bool,
 }
 
 /// Redis's listpack header and end byte.
@@ -67,6 +97,56 @@ const LP_OVERHEAD: usize = 7;
 const INSERT_ESTIMATE: usize = 8;
 
 impl Chunk {
+    fn is_packed(&self) -> bool {
+        self.packed != 0
+    }
+
+    /// The elements' bytes, decompressed when they are packed.
+    fn raw(&self) -> Cow<'_, [u8]> {
+        if self.is_packed() {
+            Cow::Owned(unpacked(&self.buf, self.packed as usize))
+        } else {
+            Cow::Borrowed(&self.buf)
+        }
+    }
+
+    /// Makes the bytes plain for a change (which may make them
+    /// compressible again).
+    fn open(&mut self) {
+        if self.is_packed() {
+            self.buf = unpacked(&self.buf, self.packed as usize);
+            self.packed = 0;
+        }
+        self.incompressible = false;
+    }
+
+    /// Plain again without a change (the chunk moved to an end).
+    fn unpack(&mut self) {
+        if self.is_packed() {
+            self.buf = unpacked(&self.buf, self.packed as usize);
+            self.packed = 0;
+        }
+    }
+
+    /// Compresses the chunk when quicklist would (`__quicklistCompressNode`).
+    fn pack(&mut self) {
+        if self.is_packed() || self.incompressible {
+            return;
+        }
+        if self.lp as usize + LP_OVERHEAD < MIN_COMPRESS_BYTES {
+            self.incompressible = true;
+            return;
+        }
+        let n = self.buf.len();
+        match lzf::compress(&self.buf, n, |c| c.to_vec()) {
+            Some(c) if c.len() + MIN_COMPRESS_IMPROVE < n => {
+                self.buf = c;
+                self.packed = n as u32;
+            }
+            _ => self.incompressible = true,
+        }
+    }
+
     /// Whether Redis's quicklist would still add `e` to this node
     /// (`_quicklistNodeAllowInsert` with the default fill, -2).
     fn takes(&self, e: &[u8], fill: i32) -> bool {
@@ -86,6 +166,15 @@ impl Chunk {
             off = end;
         }
         self.lp = lp as u32;
+    }
+}
+
+/// A packed chunk's bytes. They are our own compression of bytes we
+/// hold, so they always decompress; anything else is memory corruption.
+fn unpacked(buf: &[u8], len: usize) -> Vec<u8> {
+    match lzf::decompress(buf, len) {
+        Some(v) if v.len() == len => v,
+        _ => panic!("a compressed list chunk does not decompress"),
     }
 }
 
@@ -253,21 +342,27 @@ fn at_back(buf: &[u8], end: usize) -> (usize, usize, usize) {
 }
 
 impl Chunk {
-    /// Byte offset of the element at position `i`.
+    /// Byte offset of the element at position `i` (of a plain chunk).
     fn offset_of(&self, i: usize) -> usize {
-        if i <= self.n as usize / 2 {
-            let mut off = 0;
-            for _ in 0..i {
-                off = at_front(&self.buf, off).2;
-            }
-            off
-        } else {
-            let mut end = self.buf.len();
-            for _ in 0..(self.n as usize - i) {
-                end = at_back(&self.buf, end).0;
-            }
-            end
+        offset_of(&self.buf, self.n, i)
+    }
+}
+
+/// Byte offset of the element at position `i` of `n` in `buf`, walking
+/// from the nearer end.
+fn offset_of(buf: &[u8], n: u32, i: usize) -> usize {
+    if i <= n as usize / 2 {
+        let mut off = 0;
+        for _ in 0..i {
+            off = at_front(buf, off).2;
         }
+        off
+    } else {
+        let mut end = buf.len();
+        for _ in 0..(n as usize - i) {
+            end = at_back(buf, end).0;
+        }
+        end
     }
 }
 
@@ -277,6 +372,8 @@ pub struct PackedList {
     len: usize,
     /// `list-max-listpack-size` when the list was made.
     fill: i32,
+    /// `list-compress-depth` when the list was made.
+    depth: u16,
 }
 
 impl Default for PackedList {
@@ -285,6 +382,7 @@ impl Default for PackedList {
             chunks: VecDeque::new(),
             len: 0,
             fill: FILL.load(Ordering::Relaxed),
+            depth: DEPTH.load(Ordering::Relaxed) as u16,
         }
     }
 }
@@ -312,6 +410,70 @@ impl PackedList {
         self.chunks.len()
     }
 
+    /// The compress depth this list follows (DEBUG OBJECT's ql_compressed
+    /// says whether it is above 0).
+    pub fn compress_depth(&self) -> u16 {
+        self.depth
+    }
+
+    /// The bytes of the chunks as Redis's listpacks, uncompressed
+    /// (DEBUG OBJECT's ql_uncompressed_size).
+    pub fn listpack_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.lp as usize + LP_OVERHEAD)
+            .sum()
+    }
+
+    /// Whether chunk `ci` is interior: more than `depth` chunks from
+    /// either end, and so kept compressed.
+    fn interior(&self, ci: usize) -> bool {
+        let d = self.depth as usize;
+        d > 0 && ci >= d && ci + d < self.chunks.len()
+    }
+
+    /// Chunk `ci` as its place wants it: packed inside, plain at the ends.
+    fn settle(&mut self, ci: usize) {
+        let inside = self.interior(ci);
+        if let Some(c) = self.chunks.get_mut(ci) {
+            if inside {
+                c.pack();
+            } else {
+                c.unpack();
+            }
+        }
+    }
+
+    /// After chunks came or went at an end: the `depth` chunks at each
+    /// end plain, and the first interior ones packed. Chunks further in
+    /// kept their state, so this is all a push or a pop changes.
+    fn settle_ends(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
+        let (d, n) = (self.depth as usize, self.chunks.len());
+        for ci in (0..=d.min(n)).chain(n.saturating_sub(d + 1)..n) {
+            self.settle(ci);
+        }
+    }
+
+    /// Every chunk (after a change spread over the list).
+    fn settle_all(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
+        for ci in 0..self.chunks.len() {
+            self.settle(ci);
+        }
+    }
+
+    /// Chunk `ci` plain, ready for a change.
+    fn open(&mut self, ci: usize) {
+        if let Some(c) = self.chunks.get_mut(ci) {
+            c.open();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
@@ -320,6 +482,9 @@ impl PackedList {
     pub fn push_back(&mut self, e: &[u8]) {
         let lp = lp_size(e) as u32;
         let (fill, limit) = (self.fill, chunk_limit(self.fill));
+        if let Some(last) = self.chunks.len().checked_sub(1) {
+            self.open(last);
+        }
         match self.chunks.back_mut() {
             Some(c) if c.takes(e, fill) => {
                 encode(e, &mut c.buf, limit);
@@ -335,6 +500,20 @@ impl PackedList {
             }
         }
         self.len += 1;
+        self.settle_ends();
+    }
+
+    /// Appends a node as it was loaded (a quicklist node of an RDB file or
+    /// DUMP payload): Redis keeps each loaded node whole, neither merged
+    /// with its neighbours nor split by the fill.
+    pub fn push_node(&mut self, node: Node) {
+        let c = node.0;
+        if c.n == 0 {
+            return;
+        }
+        self.len += c.n as usize;
+        self.chunks.push_back(c);
+        self.settle_ends();
     }
 
     pub fn push_front(&mut self, e: &[u8]) {
@@ -343,6 +522,7 @@ impl PackedList {
         let mut enc = Vec::with_capacity(need);
         let (fill, limit) = (self.fill, chunk_limit(self.fill));
         encode(e, &mut enc, limit);
+        self.open(0);
         match self.chunks.front_mut() {
             Some(c) if c.takes(e, fill) => {
                 reserve(&mut c.buf, need, limit);
@@ -350,12 +530,19 @@ impl PackedList {
                 c.n += 1;
                 c.lp += lp;
             }
-            _ => self.chunks.push_front(Chunk { buf: enc, n: 1, lp }),
+            _ => self.chunks.push_front(Chunk {
+                buf: enc,
+                n: 1,
+                lp,
+                ..Chunk::default()
+            }),
         }
         self.len += 1;
+        self.settle_ends();
     }
 
     pub fn pop_front(&mut self) -> Option<Vec<u8>> {
+        self.open(0);
         let c = self.chunks.front_mut()?;
         let (ds, de, end) = at_front(&c.buf, 0);
         let out = c.buf[ds..de].to_vec();
@@ -364,12 +551,16 @@ impl PackedList {
         c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.pop_front();
+            self.settle_ends();
         }
         self.len -= 1;
         Some(out)
     }
 
     pub fn pop_back(&mut self) -> Option<Vec<u8>> {
+        if let Some(last) = self.chunks.len().checked_sub(1) {
+            self.open(last);
+        }
         let c = self.chunks.back_mut()?;
         let (start, ds, de) = at_back(&c.buf, c.buf.len());
         let out = c.buf[ds..de].to_vec();
@@ -378,6 +569,7 @@ impl PackedList {
         c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.pop_back();
+            self.settle_ends();
         }
         self.len -= 1;
         Some(out)
@@ -409,11 +601,21 @@ impl PackedList {
         None
     }
 
-    pub fn get(&self, i: usize) -> Option<&[u8]> {
+    /// Element `i`: borrowed from its chunk, or copied out of a
+    /// compressed one.
+    pub fn get(&self, i: usize) -> Option<Cow<'_, [u8]>> {
         let (ci, p) = self.locate(i)?;
         let c = &self.chunks[ci];
-        let (ds, de, _) = at_front(&c.buf, c.offset_of(p));
-        Some(&c.buf[ds..de])
+        match c.raw() {
+            Cow::Borrowed(buf) => {
+                let (ds, de, _) = at_front(buf, offset_of(buf, c.n, p));
+                Some(Cow::Borrowed(&buf[ds..de]))
+            }
+            Cow::Owned(buf) => {
+                let (ds, de, _) = at_front(&buf, offset_of(&buf, c.n, p));
+                Some(Cow::Owned(buf[ds..de].to_vec()))
+            }
+        }
     }
 
     /// Replaces element `i` where it is, as Redis's LSET does (the node
@@ -422,6 +624,7 @@ impl PackedList {
         let Some((ci, p)) = self.locate(i) else {
             return;
         };
+        self.open(ci);
         let c = &mut self.chunks[ci];
         let off = c.offset_of(p);
         let (ds, de, end) = at_front(&c.buf, off);
@@ -429,6 +632,7 @@ impl PackedList {
         let enc = encoded(e);
         c.buf.splice(off..end, enc);
         c.lp = c.lp - old + lp_size(e) as u32;
+        self.settle(ci);
     }
 
     /// Inserts before position `i` (`i == len` appends).
@@ -451,6 +655,17 @@ impl PackedList {
         let Some((ci, p)) = self.locate(pivot) else {
             return;
         };
+        self.insert_at_chunk(ci, p, e, after);
+        // The chunks around the pivot's may have split or merged.
+        if self.depth > 0 {
+            for c in ci.saturating_sub(2)..(ci + 4).min(self.chunks.len()) {
+                self.settle(c);
+            }
+            self.settle_ends();
+        }
+    }
+
+    fn insert_at_chunk(&mut self, ci: usize, p: usize, e: &[u8], after: bool) {
         let c = &self.chunks[ci];
         let (fill, limit) = (self.fill, chunk_limit(self.fill));
         let full = !c.takes(e, fill);
@@ -473,6 +688,7 @@ impl PackedList {
         } else {
             // Split at the pivot: the part on the inserted side becomes a
             // node of its own with `e` at its inner edge.
+            self.open(ci);
             let c = &mut self.chunks[ci];
             let cut = c.offset_of(p + usize::from(after));
             let mut part = Chunk::default();
@@ -500,6 +716,7 @@ impl PackedList {
 
     /// Inserts `e` at position `pos` of chunk `ci` (`pos == n` appends).
     fn insert_in_chunk(&mut self, ci: usize, pos: usize, e: &[u8]) {
+        self.open(ci);
         let c = &mut self.chunks[ci];
         let off = if pos >= c.n as usize {
             c.buf.len()
@@ -529,9 +746,10 @@ impl PackedList {
 
     /// Appends chunk `i + 1` to chunk `i`.
     fn merge_next(&mut self, i: usize) {
+        self.open(i);
         if let Some(next) = self.chunks.remove(i + 1) {
             let c = &mut self.chunks[i];
-            c.buf.extend_from_slice(&next.buf);
+            c.buf.extend_from_slice(&next.raw());
             c.n += next.n;
             c.lp += next.lp;
         }
@@ -560,6 +778,7 @@ impl PackedList {
 
     pub fn remove(&mut self, i: usize) -> Option<Vec<u8>> {
         let (ci, p) = self.locate(i)?;
+        self.open(ci);
         let c = &mut self.chunks[ci];
         let off = c.offset_of(p);
         let (ds, de, end) = at_front(&c.buf, off);
@@ -569,6 +788,9 @@ impl PackedList {
         c.lp -= lp_size(&out) as u32;
         if c.n == 0 {
             self.chunks.remove(ci);
+            self.settle_ends();
+        } else {
+            self.settle(ci);
         }
         self.len -= 1;
         Some(out)
@@ -576,6 +798,11 @@ impl PackedList {
 
     /// Keeps positions `start..=end` only (LTRIM).
     pub fn trim(&mut self, start: usize, end: usize) {
+        self.trim_chunks(start, end);
+        self.settle_ends();
+    }
+
+    fn trim_chunks(&mut self, start: usize, end: usize) {
         while self.len > end + 1 {
             match self.chunks.back() {
                 // Whole chunks go at once.
@@ -620,15 +847,17 @@ impl PackedList {
                 break;
             }
             let c = &mut self.chunks[ci];
-            let mut kept = Vec::with_capacity(c.buf.len());
+            // Read without opening: a chunk without a match stays packed.
+            let raw = c.raw();
+            let mut kept = Vec::with_capacity(raw.len());
             let mut spans: Vec<(usize, usize, bool)> = Vec::with_capacity(c.n as usize);
             let mut off = 0;
-            while off < c.buf.len() {
-                let (ds, de, end) = at_front(&c.buf, off);
-                spans.push((off, end, &c.buf[ds..de] == v));
+            while off < raw.len() {
+                let (ds, de, end) = at_front(&raw, off);
+                spans.push((off, end, raw[ds..de] == *v));
                 off = end;
             }
-            let mut drop = vec![false; spans.len()];
+            let mut gone = vec![false; spans.len()];
             let idx: Vec<usize> = if from_tail {
                 (0..spans.len()).rev().collect()
             } else {
@@ -639,53 +868,53 @@ impl PackedList {
                     break;
                 }
                 if spans[i].2 {
-                    drop[i] = true;
+                    gone[i] = true;
                     removed += 1;
                 }
             }
-            if !drop.iter().any(|d| *d) {
+            if !gone.iter().any(|d| *d) {
                 continue;
             }
             let mut n = 0;
             for (i, (s, e, _)) in spans.iter().enumerate() {
-                if !drop[i] {
-                    kept.extend_from_slice(&c.buf[*s..*e]);
+                if !gone[i] {
+                    kept.extend_from_slice(&raw[*s..*e]);
                     n += 1;
                 }
             }
+            drop(raw);
             self.len -= c.n as usize - n;
             c.buf = kept;
+            c.packed = 0;
+            c.incompressible = false;
             c.n = n as u32;
             c.recount();
         }
         self.chunks.retain(|c| c.n > 0);
+        self.settle_all();
         removed
     }
 
-    /// Each non-empty chunk's element count and elements (RDB writes a
+    /// Each non-empty chunk's element count and bytes (RDB writes a
     /// listpack per chunk).
-    pub fn chunk_elements(&self) -> impl Iterator<Item = (usize, ChunkIter<'_>)> {
+    pub fn chunk_elements(&self) -> impl Iterator<Item = (usize, ChunkBody<'_>)> {
         self.chunks.iter().filter(|c| c.n > 0).map(|c| {
+            let buf = c.raw();
             (
                 c.n as usize,
-                ChunkIter {
-                    buf: &c.buf,
-                    off: 0,
+                ChunkBody {
                     // Integers are smaller in a listpack than as strings,
                     // so equal sizes mean there are none.
-                    verbatim: c.lp as usize == c.buf.len(),
+                    verbatim: c.lp as usize == buf.len(),
+                    compressed: c.is_packed(),
+                    buf,
                 },
             )
         })
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            list: self,
-            ci: 0,
-            off: 0,
-            left: self.len,
-        }
+        Iter::at(self, 0, 0, self.len)
     }
 
     /// From the tail towards the head.
@@ -696,24 +925,15 @@ impl PackedList {
             ci,
             end: 0,
             left: self.len,
+            unpacked: None,
         }
     }
 
     /// Elements from position `start` on.
     pub fn iter_from(&self, start: usize) -> Iter<'_> {
-        let Some((ci, p)) = self.locate(start) else {
-            return Iter {
-                list: self,
-                ci: self.chunks.len(),
-                off: 0,
-                left: 0,
-            };
-        };
-        Iter {
-            list: self,
-            ci,
-            off: self.chunks[ci].offset_of(p),
-            left: self.len - start,
+        match self.locate(start) {
+            Some((ci, p)) => Iter::at(self, ci, p, self.len - start),
+            None => Iter::at(self, self.chunks.len(), 0, 0),
         }
     }
 
@@ -721,13 +941,6 @@ impl PackedList {
     pub fn heap_size(&self) -> usize {
         self.chunks.capacity() * std::mem::size_of::<Chunk>()
             + self.chunks.iter().map(|c| c.buf.capacity()).sum::<usize>()
-    }
-}
-
-impl std::ops::Index<usize> for PackedList {
-    type Output = [u8];
-    fn index(&self, i: usize) -> &[u8] {
-        self.get(i).expect("list index out of range")
     }
 }
 
@@ -741,19 +954,51 @@ impl<'a> FromIterator<&'a [u8]> for PackedList {
     }
 }
 
+/// A node being loaded, element by element (see [`PackedList::push_node`]).
+#[derive(Default)]
+pub struct Node(Chunk);
+
+impl Node {
+    pub fn push(&mut self, e: &[u8]) {
+        let c = &mut self.0;
+        encode(e, &mut c.buf, chunk_limit(FILL.load(Ordering::Relaxed)));
+        c.n += 1;
+        c.lp += lp_size(e) as u32;
+    }
+}
+
+/// One chunk's bytes, decompressed if it is kept compressed.
+pub struct ChunkBody<'a> {
+    buf: Cow<'a, [u8]>,
+    verbatim: bool,
+    compressed: bool,
+}
+
+impl ChunkBody<'_> {
+    /// The chunk's bytes, when they are already the body of Redis's
+    /// listpack for these elements (no element takes an integer encoding).
+    pub fn listpack_body(&self) -> Option<&[u8]> {
+        self.verbatim.then_some(&self.buf[..])
+    }
+
+    /// Whether the list keeps this chunk compressed (`list-compress-depth`):
+    /// Redis writes such a node compressed whatever `rdbcompression` says.
+    pub fn compressed(&self) -> bool {
+        self.compressed
+    }
+
+    pub fn elements(&self) -> ChunkIter<'_> {
+        ChunkIter {
+            buf: &self.buf,
+            off: 0,
+        }
+    }
+}
+
 /// One chunk's elements in order.
 pub struct ChunkIter<'a> {
     buf: &'a [u8],
     off: usize,
-    verbatim: bool,
-}
-
-impl<'a> ChunkIter<'a> {
-    /// The chunk's bytes, when they are already the body of Redis's
-    /// listpack for these elements (no element takes an integer encoding).
-    pub fn listpack_body(&self) -> Option<&'a [u8]> {
-        self.verbatim.then_some(self.buf)
-    }
 }
 
 impl<'a> Iterator for ChunkIter<'a> {
@@ -768,29 +1013,72 @@ impl<'a> Iterator for ChunkIter<'a> {
     }
 }
 
+/// Elements head to tail: borrowed from plain chunks, copied out of
+/// compressed ones (each decompressed once, on the way in).
 pub struct Iter<'a> {
     list: &'a PackedList,
     ci: usize,
     off: usize,
     left: usize,
+    /// Chunk `ci` decompressed, when it is kept compressed.
+    unpacked: Option<Vec<u8>>,
+}
+
+/// Chunk `ci`'s bytes when it is kept compressed.
+fn unpack_at(list: &PackedList, ci: usize) -> Option<Vec<u8>> {
+    list.chunks
+        .get(ci)
+        .filter(|c| c.is_packed())
+        .map(|c| unpacked(&c.buf, c.packed as usize))
+}
+
+impl<'a> Iter<'a> {
+    /// From element `p` of chunk `ci`, `left` elements.
+    fn at(list: &'a PackedList, ci: usize, p: usize, left: usize) -> Self {
+        let unpacked = unpack_at(list, ci);
+        let off = match (&unpacked, list.chunks.get(ci)) {
+            (Some(u), Some(c)) => offset_of(u, c.n, p),
+            (None, Some(c)) => c.offset_of(p),
+            _ => 0,
+        };
+        Iter {
+            list,
+            ci,
+            off,
+            left,
+            unpacked,
+        }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
+    type Item = Cow<'a, [u8]>;
+    fn next(&mut self) -> Option<Cow<'a, [u8]>> {
         if self.left == 0 {
             return None;
         }
-        let mut c = self.list.chunks.get(self.ci)?;
-        if self.off >= c.buf.len() {
+        let list = self.list;
+        let mut c = list.chunks.get(self.ci)?;
+        let len = self.unpacked.as_ref().map_or(c.buf.len(), |u| u.len());
+        if self.off >= len {
             self.ci += 1;
             self.off = 0;
-            c = self.list.chunks.get(self.ci)?;
+            c = list.chunks.get(self.ci)?;
+            self.unpacked = unpack_at(list, self.ci);
         }
-        let (ds, de, end) = at_front(&c.buf, self.off);
-        self.off = end;
         self.left -= 1;
-        Some(&c.buf[ds..de])
+        Some(match &self.unpacked {
+            Some(u) => {
+                let (ds, de, end) = at_front(u, self.off);
+                self.off = end;
+                Cow::Owned(u[ds..de].to_vec())
+            }
+            None => {
+                let (ds, de, end) = at_front(&c.buf, self.off);
+                self.off = end;
+                Cow::Borrowed(&c.buf[ds..de])
+            }
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -798,29 +1086,43 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
+/// Elements tail to head, as [`Iter`].
 pub struct RevIter<'a> {
     list: &'a PackedList,
     /// One past the chunk being read.
     ci: usize,
     end: usize,
     left: usize,
+    unpacked: Option<Vec<u8>>,
 }
 
 impl<'a> Iterator for RevIter<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
+    type Item = Cow<'a, [u8]>;
+    fn next(&mut self) -> Option<Cow<'a, [u8]>> {
         if self.left == 0 {
             return None;
         }
+        let list = self.list;
         while self.end == 0 {
             self.ci = self.ci.checked_sub(1)?;
-            self.end = self.list.chunks.get(self.ci)?.buf.len();
+            let c = list.chunks.get(self.ci)?;
+            self.unpacked = unpack_at(list, self.ci);
+            self.end = self.unpacked.as_ref().map_or(c.buf.len(), |u| u.len());
         }
-        let c = &self.list.chunks[self.ci];
-        let (start, ds, de) = at_back(&c.buf, self.end);
-        self.end = start;
         self.left -= 1;
-        Some(&c.buf[ds..de])
+        let c = &list.chunks[self.ci];
+        Some(match &self.unpacked {
+            Some(u) => {
+                let (start, ds, de) = at_back(u, self.end);
+                self.end = start;
+                Cow::Owned(u[ds..de].to_vec())
+            }
+            None => {
+                let (start, ds, de) = at_back(&c.buf, self.end);
+                self.end = start;
+                Cow::Borrowed(&c.buf[ds..de])
+            }
+        })
     }
 }
 
@@ -843,8 +1145,9 @@ mod tests {
     proptest! {
         /// Against a VecDeque model, every operation lists commands use.
         #[test]
-        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..11, any::<u16>(), any::<bool>()), 0..400)) {
+        fn behaves_like_a_deque(ops in proptest::collection::vec((0u8..11, any::<u16>(), any::<bool>()), 0..400), depth in 0u16..3) {
             let mut p = PackedList::new();
+            p.depth = depth;
             let mut m: VecDeque<Vec<u8>> = VecDeque::new();
             for (op, k, big) in ops {
                 let e = elem(k % 1000, big && k % 7 == 0);
@@ -889,8 +1192,16 @@ mod tests {
             }
             // Every chunk's listpack size is what a recount finds, and no
             // chunk is empty.
-            for c in &p.chunks {
+            for (ci, c) in p.chunks.iter().enumerate() {
+                // Interior chunks are compressed unless that did not pay;
+                // the `depth` chunks at each end are plain.
+                if p.interior(ci) {
+                    prop_assert!(c.is_packed() || c.incompressible, "chunk {} of {}", ci, p.chunks.len());
+                } else {
+                    prop_assert!(!c.is_packed(), "chunk {} of {}", ci, p.chunks.len());
+                }
                 let mut r = c.clone();
+                r.unpack();
                 r.recount();
                 prop_assert_eq!(r.lp, c.lp);
                 prop_assert!(c.n > 0);
@@ -900,7 +1211,7 @@ mod tests {
             for (_, it) in p.chunk_elements() {
                 if let Some(b) = it.listpack_body() {
                     let mut body = Vec::new();
-                    for e in it {
+                    for e in it.elements() {
                         crate::persistence::rdb::listpack::push_element(&mut body, e);
                     }
                     prop_assert_eq!(b, &body[..]);
@@ -911,11 +1222,75 @@ mod tests {
             let rev: Vec<Vec<u8>> = p.iter_rev().map(|e| e.to_vec()).collect();
             prop_assert_eq!(rev, m.iter().rev().cloned().collect::<Vec<_>>());
             for i in 0..m.len() {
-                prop_assert_eq!(&p[i], &m[i][..]);
+                let got = p.get(i);
+                prop_assert_eq!(got.as_deref(), Some(&m[i][..]));
                 let from: Vec<Vec<u8>> = p.iter_from(i).map(|e| e.to_vec()).collect();
                 prop_assert_eq!(from.len(), m.len() - i);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod compress_tests {
+    use super::PackedList;
+
+    fn list(depth: u16, n: usize) -> PackedList {
+        let mut p = PackedList::new();
+        p.depth = depth;
+        for i in 0..n {
+            p.push_back(format!("element:{:012}", i).as_bytes());
+        }
+        p
+    }
+
+    /// Interior chunks are compressed, the `depth` at each end are not,
+    /// and every read sees the elements as pushed.
+    #[test]
+    fn interior_chunks_are_compressed_and_read_back() {
+        let plain = list(0, 20_000);
+        for depth in [1u16, 2, 5] {
+            let p = list(depth, 20_000);
+            let n = p.chunks.len();
+            assert!(n > 2 * depth as usize + 2, "{n} chunks");
+            for (ci, c) in p.chunks.iter().enumerate() {
+                let inside = ci >= depth as usize && ci + (depth as usize) < n;
+                assert_eq!(c.is_packed(), inside, "chunk {ci} of {n}, depth {depth}");
+            }
+            assert!(
+                p.heap_size() * 2 < plain.heap_size(),
+                "{} against {}",
+                p.heap_size(),
+                plain.heap_size()
+            );
+            assert!(p.iter().eq(plain.iter()));
+            assert!(p.iter_rev().eq(plain.iter_rev()));
+            assert!(p.iter_from(7_777).eq(plain.iter_from(7_777)));
+            for i in [0, 1, 500, 10_000, 19_999] {
+                assert_eq!(p.get(i), plain.get(i));
+            }
+            assert_eq!(p.listpack_bytes(), plain.listpack_bytes());
+        }
+    }
+
+    /// A change inside opens the chunk and packs it again; pops that
+    /// bring a packed chunk to an end open it.
+    #[test]
+    fn changes_inside_and_pops_keep_the_layout() {
+        let mut p = list(1, 5_000);
+        p.set(2_500, b"changed");
+        p.insert_at(2_600, b"inserted", true);
+        assert_eq!(p.remove(100).as_deref(), Some(&b"element:000000000100"[..]));
+        assert_eq!(p.get(2_499).as_deref(), Some(&b"changed"[..]));
+        assert_eq!(p.get(2_600).as_deref(), Some(&b"inserted"[..]));
+        while p.len() > 10 {
+            p.pop_front();
+        }
+        let n = p.chunks.len();
+        for (ci, c) in p.chunks.iter().enumerate() {
+            assert_eq!(c.is_packed(), p.interior(ci), "chunk {ci} of {n}");
+        }
+        assert_eq!(p.get(9).as_deref(), Some(&b"element:000000004999"[..]));
     }
 }
 

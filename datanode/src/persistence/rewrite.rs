@@ -65,10 +65,10 @@ pub fn encode_slot_with(s: &SlotRef, batch_strings: bool, mut out: Vec<u8>) -> V
         }
         match v {
             Value::List(l) => {
-                let items: Vec<&[u8]> = l.iter().collect();
+                let items: Vec<std::borrow::Cow<'_, [u8]>> = l.iter().collect();
                 for chunk in items.chunks(FIELDS_PER_CMD) {
                     let mut args: Vec<&[u8]> = vec![b"RPUSH", k];
-                    args.extend(chunk.iter().copied());
+                    args.extend(chunk.iter().map(|e| &**e));
                     encode_command(&args, &mut out);
                 }
             }

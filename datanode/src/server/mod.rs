@@ -53,6 +53,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
             ZSET_VALUE.store(n("zset-max-listpack-value"), Ordering::Relaxed);
         }
         crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
+        crate::keyspace::plist::set_compress_depth(num("list-compress-depth"));
         {
             use crate::keyspace::lazyfree::*;
             let yes = |n: &str| c.value(n) == "yes";

@@ -9,7 +9,7 @@
 //! 5 to 7.0).
 
 use super::{listpack, lzf};
-use crate::keyspace::plist::PackedList;
+use crate::keyspace::plist::{self, PackedList};
 use crate::keyspace::sbytes::SBytes;
 use crate::keyspace::stream::{Consumer, Group, Node, Pending, Stream, StreamId};
 use crate::keyspace::value::{HashObj, SetObj, ZSetObj};
@@ -97,13 +97,33 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
 pub static COMPRESS: AtomicBool = AtomicBool::new(true);
 
 fn write_lzf(out: &mut Vec<u8>, s: &[u8]) -> bool {
-    lzf::compress(s, s.len() - 4, |c| {
-        out.push(0xC3);
-        write_len(out, c.len() as u64);
-        write_len(out, s.len() as u64);
-        out.extend_from_slice(c);
-    })
-    .is_some()
+    lzf::compress(s, s.len() - 4, |c| write_lzf_blob(out, c, s.len())).is_some()
+}
+
+fn write_lzf_blob(out: &mut Vec<u8>, compressed: &[u8], len: usize) {
+    out.push(0xC3);
+    write_len(out, compressed.len() as u64);
+    write_len(out, len as u64);
+    out.extend_from_slice(compressed);
+}
+
+/// A list node the list keeps compressed, written compressed whatever
+/// `rdbcompression` says, as Redis writes its compressed quicklist nodes
+/// (the LZF it holds: the listpack compressed within its own size, kept
+/// when that saves more than 8 bytes).
+fn write_compressed_node(out: &mut Vec<u8>, lp: &[u8]) {
+    let n = lp.len();
+    let done = lzf::compress(lp, n, |c| {
+        if c.len() + 8 < n {
+            write_lzf_blob(out, c, n);
+            true
+        } else {
+            false
+        }
+    });
+    if done != Some(true) {
+        write_string(out, lp);
+    }
 }
 
 /// Redis's list node size (`list-max-listpack-size -2`: 8 KB).
@@ -117,19 +137,23 @@ fn write_list(out: &mut Vec<u8>, l: &PackedList, spill: &mut Spill) {
     let mut body = Vec::with_capacity(LIST_NODE_BYTES);
     let mut lp = Vec::with_capacity(LIST_NODE_BYTES + 64);
     write_len(out, l.chunk_elements().count() as u64);
-    for (n, elements) in l.chunk_elements() {
+    for (n, chunk) in l.chunk_elements() {
         lp.clear();
-        if let Some(b) = elements.listpack_body() {
+        if let Some(b) = chunk.listpack_body() {
             listpack::wrap(&mut lp, b, n);
         } else {
             body.clear();
-            for e in elements {
+            for e in chunk.elements() {
                 listpack::push_element(&mut body, e);
             }
             listpack::wrap(&mut lp, &body, n);
         }
         write_len(out, CONTAINER_PACKED);
-        write_string(out, &lp);
+        if chunk.compressed() {
+            write_compressed_node(out, &lp);
+        } else {
+            write_string(out, &lp);
+        }
         spill.offer(out);
     }
 }
@@ -717,7 +741,9 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                     1 => l.push_back(&data),
                     2 => {
                         sanitizing();
-                        listpack::for_each(&data, |e| l.push_back(e))?;
+                        let mut node = plist::Node::default();
+                        listpack::for_each(&data, |e| node.push(e))?;
+                        l.push_node(node);
                     }
                     _ => return Err(Corrupt("quicklist node")),
                 }
