@@ -145,8 +145,13 @@ mem_per_element() { # port kind -> "rss_per_element used_per_element"
   sleep 0.5
   r0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
   u0=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  # Lists again with interior nodes compressed (the setting is read when
+  # a list is made).
+  local depth=0
+  [ "$kind" = list-compressed ] && depth=1
+  redis-cli -p "$p" config set list-compress-depth "$depth" >/dev/null
   case "$kind" in
-    list) cmd="RPUSH bench:big element:__rand_int__"; count="LLEN" ;;
+    list|list-compressed) cmd="RPUSH bench:big element:__rand_int__"; count="LLEN" ;;
     set) cmd="SADD bench:big element:__rand_int__"; count="SCARD" ;;
     hash) cmd="HSET bench:big field:__rand_int__ value"; count="HLEN" ;;
     zset) cmd="ZADD bench:big __rand_int__ element:__rand_int__"; count="ZCARD" ;;
@@ -156,6 +161,7 @@ mem_per_element() { # port kind -> "rss_per_element used_per_element"
   n=$(redis-cli -p "$p" $count bench:big)
   r1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory_rss:/ {print $2+0}')
   u1=$(redis-cli -p "$p" info memory | awk -F: '/^used_memory:/ {print $2+0}')
+  redis-cli -p "$p" config set list-compress-depth 0 >/dev/null
   awk -v a="$r0" -v b="$r1" -v c="$u0" -v d="$u1" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", (b-a)/n, (d-c)/n, n }'
 }
 
@@ -265,11 +271,15 @@ mem_per_key() { # port -> "rss_per_key used_per_key"
     echo "| type | elements (redis / datanode) | redis RSS B/elem | datanode RSS B/elem | ratio | redis used B/elem | datanode used B/elem | ratio |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     SAVELOAD=()
-    for kind in list set hash zset; do
+    for kind in list list-compressed set hash zset; do
       echo "memory: 1M-element $kind on each" >&2
       read -r rr ru rn <<<"$(mem_per_element "$REDIS_PORT" "$kind")"
       read -r dr du dn <<<"$(mem_per_element "$DN_PORT" "$kind")"
-      echo "| $kind | $rn / $dn | $rr | $dr | $(ratio "$dr" "$rr") | $ru | $du | $(ratio "$du" "$ru") |"
+      label=$kind
+      [ "$kind" = list-compressed ] && label="list, \`list-compress-depth 1\`"
+      echo "| $label | $rn / $dn | $rr | $dr | $(ratio "$dr" "$rr") | $ru | $du | $(ratio "$du" "$ru") |"
+      # Saves and loads are timed for the plain forms.
+      [ "$kind" = list-compressed ] && continue
       read -r rs ds <<<"$(save_medians "$REDIS_PORT" "$DN_PORT")"
       read -r rl rk dl dk <<<"$(load_medians)"
       SAVELOAD+=("| 1M-element $kind | $rs | $ds | $(ratio "$ds" "$rs") | $rl ($rk keys) | $dl ($dk keys) | $(ratio "$dl" "$rl") |")
