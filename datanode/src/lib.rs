@@ -17,6 +17,7 @@ pub mod memory;
 pub mod net;
 pub mod persistence;
 pub mod pqsort;
+pub mod proctitle;
 pub mod replication;
 pub mod resp;
 pub mod scripting;

@@ -44,6 +44,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Before the server's threads start: it moves the environment.
+    if cfg.flag("set-proc-title") {
+        datanode::proctitle::init();
+    }
     let level = match cfg.loglevel().as_str() {
         "debug" => "debug",
         "warning" => "warn",

@@ -13,8 +13,10 @@ use tokio::net::{lookup_host, TcpSocket, TcpStream, UnixStream};
 
 /// Listens on `addr` (`ip:port`, `[ip6]:port`) as Redis's listening
 /// sockets do: SO_REUSEADDR, and an IPv6 socket for IPv6 only, so `*` and
-/// `::*` can share a port. Returns a non-blocking socket for tokio.
-pub fn listen_tcp(addr: &str, backlog: i32) -> io::Result<tokio::net::TcpListener> {
+/// `::*` can share a port; marked with `mark` (SO_MARK, for the host's
+/// routing and filtering rules) when it is not 0, as `socket-mark-id`
+/// marks them. Returns a non-blocking socket for tokio.
+pub fn listen_tcp(addr: &str, backlog: i32, mark: u32) -> io::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let mut last = None;
     for a in std::net::ToSocketAddrs::to_socket_addrs(addr)? {
@@ -27,6 +29,12 @@ pub fn listen_tcp(addr: &str, backlog: i32) -> io::Result<tokio::net::TcpListene
             sock.bind(&a.into())?;
             sock.listen(backlog)?;
             sock.set_nonblocking(true)?;
+            if mark != 0 {
+                // Setting a mark takes CAP_NET_ADMIN; without it Redis
+                // listens unmarked and says nothing, and so do we.
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                let _ = sock.set_mark(mark);
+            }
             tokio::net::TcpListener::from_std(sock.into())
         })();
         match attempt {
@@ -180,6 +188,16 @@ pub enum ReadHalf<'a> {
 pub enum WriteHalf<'a> {
     Tcp(tokio::net::tcp::WriteHalf<'a>),
     Unix(tokio::net::unix::WriteHalf<'a>),
+}
+
+impl WriteHalf<'_> {
+    /// Sets TCP_NODELAY on the socket (a Unix socket has no Nagle).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match self {
+            WriteHalf::Tcp(s) => s.as_ref().set_nodelay(on),
+            WriteHalf::Unix(_) => Ok(()),
+        }
+    }
 }
 
 impl AsyncRead for ReadHalf<'_> {

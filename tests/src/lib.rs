@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod diff;
+pub mod preload;
 pub mod process;
 pub mod resp;
 pub mod rng;

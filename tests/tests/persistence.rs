@@ -2,10 +2,9 @@
 //! appendfsync always) kill -9; damaged AOFs are handled as Redis does;
 //! a rewrite under concurrent writes loses and duplicates nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use slotkv_tests::preload::Preload;
 use slotkv_tests::{Conn, Node, Server};
 
 fn write_keys(c: &mut Conn, n: usize) {
@@ -700,100 +699,6 @@ fn a_failed_aof_write_stops_writes_with_its_reason() {
         c.text(&["CONFIG", "SET", "appendonly", "no"]);
         assert_eq!(c.text(&["SET", "k", "y"]), "+OK\r\n", "{kind:?}");
     }
-}
-
-/// The LD_PRELOAD library of [`fdatasync_failer`], built in a temporary
-/// directory, and the environment that loads it: `files` are variables
-/// naming a file there (a flag, a counter), `values` plain ones.
-struct Preload {
-    dir: tempfile::TempDir,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Preload {
-    fn new(files: &[(&'static str, &str)], values: &[(&'static str, &str)]) -> Preload {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let lib = fdatasync_failer(dir.path());
-        let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
-        let mut env = vec![("LD_PRELOAD", path(lib))];
-        env.extend(files.iter().map(|(k, f)| (*k, path(dir.path().join(f)))));
-        env.extend(values.iter().map(|(k, v)| (*k, v.to_string())));
-        Preload { dir, env }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn env(&self) -> Vec<(&str, &str)> {
-        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-    }
-}
-
-/// A library for LD_PRELOAD whose `sync_file_range` counts its calls (a
-/// byte each, appended to the file SLOTKV_COUNT_SYNC_FILE_RANGE names), and
-/// whose `fdatasync` takes SLOTKV_FDATASYNC_MS
-/// milliseconds more, waits while the file named by
-/// SLOTKV_SLOW_FDATASYNC exists (20 s at most), then fails with EIO
-/// while the one named by SLOTKV_FAIL_FDATASYNC exists: the AOF's fsync
-/// (both servers use fdatasync for it) slow or failing on demand, as a
-/// busy or dying disk makes it.
-fn fdatasync_failer(dir: &Path) -> PathBuf {
-    const SRC: &str = r#"
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <unistd.h>
-int fdatasync(int fd) {
-    const char *ms = getenv("SLOTKV_FDATASYNC_MS");
-    if (ms) {
-        usleep(atoi(ms) * 1000);
-    }
-    const char *slow = getenv("SLOTKV_SLOW_FDATASYNC");
-    for (int i = 0; slow && i < 2000 && access(slow, F_OK) == 0; i++) {
-        usleep(10000);
-    }
-    const char *flag = getenv("SLOTKV_FAIL_FDATASYNC");
-    if (flag && access(flag, F_OK) == 0) {
-        errno = EIO;
-        return -1;
-    }
-    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    return real(fd);
-}
-int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags) {
-    const char *count = getenv("SLOTKV_COUNT_SYNC_FILE_RANGE");
-    if (count) {
-        int c = open(count, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (c >= 0) {
-            if (write(c, "x", 1) < 0) {
-            }
-            close(c);
-        }
-    }
-    int (*real)(int, off64_t, off64_t, unsigned int) =
-        (int (*)(int, off64_t, off64_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
-    return real(fd, offset, nbytes, flags);
-}
-"#;
-    let src = dir.join("failsync.c");
-    let lib = dir.join("failsync.so");
-    std::fs::write(&src, SRC).expect("write shim");
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .expect("cc (a C compiler, which the Lua build needs too)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lib
 }
 
 /// An AOF fsync that fails (everysec) refuses writes (and PING) with

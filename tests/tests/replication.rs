@@ -1409,3 +1409,36 @@ fn a_disk_sync_saves_the_rdb_and_rdb_del_sync_files_removes_it() {
         assert!(!replica.path().join("dump.rdb").exists(), "{kind:?}");
     }
 }
+
+/// `repl-disable-tcp-nodelay yes` turns Nagle's algorithm back on for a
+/// replica's link at its full resync, as Redis does (fewer, larger packets
+/// for the stream); off, the link keeps TCP_NODELAY. Seen through the
+/// master's `setsockopt` calls (an LD_PRELOAD library counts those that
+/// turn TCP_NODELAY off). datanode ignored the setting.
+#[test]
+fn repl_disable_tcp_nodelay_turns_nagle_on_for_the_replica_link() {
+    for kind in [Server::Redis, Server::Datanode] {
+        for setting in ["no", "yes"] {
+            let pre = slotkv_tests::preload::Preload::new(
+                &[("SLOTKV_COUNT_NODELAY_OFF", "nodelay-off")],
+                &[],
+            );
+            let master = Node::start_with_env(
+                kind,
+                &pre.env(),
+                &["--save", "", "--repl-disable-tcp-nodelay", setting],
+            );
+            master.conn().text(&["SET", "k", "v"]);
+            let replica = start_replica_of(kind, &master);
+            let mut rc = replica.conn();
+            wait("the replica to sync", || link_up(&mut rc));
+            assert_eq!(rc.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+            let offs = std::fs::read(pre.path("nodelay-off")).map_or(0, |b| b.len());
+            if setting == "yes" {
+                assert_eq!(offs, 1, "{kind:?}: one link, turned once");
+            } else {
+                assert_eq!(offs, 0, "{kind:?}");
+            }
+        }
+    }
+}

@@ -2273,3 +2273,86 @@ fn cpu_lists_pin_the_threads_they_name() {
         });
     }
 }
+
+/// `socket-mark-id` marks every TCP listening socket (clients' and the
+/// cluster bus's) with SO_MARK, as Redis marks the sockets it listens on;
+/// 0 marks none. Seen through the servers' `setsockopt` calls (an
+/// LD_PRELOAD library logs each SO_MARK it is asked to set): both servers
+/// mark the same number of sockets, with the configured id. datanode
+/// ignored the setting.
+#[test]
+fn socket_mark_id_marks_the_listening_sockets() {
+    let mut counts = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        for id in ["0", "42"] {
+            let pre = slotkv_tests::preload::Preload::new(&[("SLOTKV_LOG_SO_MARK", "marks")], &[]);
+            let n = Node::start_with_env(
+                kind,
+                &pre.env(),
+                &["--cluster-enabled", "yes", "--socket-mark-id", id],
+            );
+            assert_eq!(n.conn().text(&["PING"]), "+PONG\r\n");
+            let log = std::fs::read_to_string(pre.path("marks")).unwrap_or_default();
+            let marks: Vec<&str> = log.lines().collect();
+            if id == "0" {
+                assert!(marks.is_empty(), "{kind:?}: {marks:?}");
+            } else {
+                // The client port and the bus port at least.
+                assert!(marks.len() >= 2, "{kind:?}: {marks:?}");
+                assert!(marks.iter().all(|m| *m == id), "{kind:?}: {marks:?}");
+                counts.push(marks.len());
+            }
+        }
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "sockets marked by redis-server, datanode"
+    );
+}
+
+/// The process title, as /proc/PID/cmdline shows it: the default
+/// template names the program and where it listens, and CONFIG SET
+/// proc-title-template takes effect at once (Redis's "Process title set
+/// as expected", which needs the process and so is not run against an
+/// external server). datanode kept its command line.
+#[test]
+fn the_process_title_follows_its_template() {
+    let words = |n: &Node| -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{}/cmdline", n.pid())).expect("cmdline");
+        String::from_utf8_lossy(&raw)
+            .split(|c: char| c == '\0' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &[]);
+        let program = if kind == Server::Redis {
+            "redis-server"
+        } else {
+            "datanode"
+        };
+        let listen = format!("127.0.0.1:{}", n.port);
+        let w = words(&n);
+        assert!(w[0].ends_with(program), "{kind:?}: {w:?}");
+        assert_eq!(w[1..], [listen.as_str()], "{kind:?}: {w:?}");
+        let mut c = n.conn();
+        let template = "TEST {title} {listen-addr} {port} {tls-port} {unixsocket} {config-file} [{server-mode}]";
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "proc-title-template", template]),
+            "+OK\r\n"
+        );
+        let w = words(&n);
+        assert_eq!(w[0], "TEST", "{kind:?}: {w:?}");
+        assert!(w[1].ends_with(program), "{kind:?}: {w:?}");
+        let port = n.port.to_string();
+        assert_eq!(
+            w[2..],
+            [listen.as_str(), &port, "0", "-", "[]"],
+            "{kind:?}: {w:?}"
+        );
+        assert!(c
+            .text(&["CONFIG", "SET", "proc-title-template", "{invalid-var}"])
+            .contains("template format is invalid"));
+    }
+}

@@ -187,7 +187,11 @@ impl Cluster {
         }
         let mut bound = 0;
         for (addr, optional) in addrs {
-            match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
+            match crate::net::listen_tcp(
+                &addr,
+                cfg.int("tcp-backlog") as i32,
+                cfg.int("socket-mark-id") as u32,
+            ) {
                 Ok(l) => {
                     bound += 1;
                     tokio::spawn(accept_loop(cluster.clone(), srv.clone(), l));

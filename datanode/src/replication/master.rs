@@ -233,14 +233,20 @@ async fn full_sync(
     eof_capable: bool,
 ) -> std::io::Result<u64> {
     crate::server::stats::Stats::add(&srv.stats.sync_full, 1);
-    let (diskless, delay) = {
+    let (diskless, delay, nagle) = {
         let cfg = srv.config.read();
         (
             // Only a replica that said it reads that format gets it.
             cfg.flag("repl-diskless-sync") && eof_capable,
             cfg.int("repl-diskless-sync-delay").clamp(0, 3600) as u64,
+            cfg.flag("repl-disable-tcp-nodelay"),
         )
     };
+    // As Redis at a full resync: fewer, larger packets to this replica,
+    // for the life of the link (a failure here costs nothing but that).
+    if nagle {
+        let _ = wr.set_nodelay(false);
+    }
     if diskless && delay > 0 {
         let done = join_batch(srv, id, delay).await?;
         let (pos, replid, rdb) = match &*done {

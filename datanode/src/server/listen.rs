@@ -19,7 +19,11 @@ use crate::net::Stream;
 pub async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for (addr, optional) in cfg.bind_addrs(cfg.port()) {
-        match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
+        match crate::net::listen_tcp(
+            &addr,
+            cfg.int("tcp-backlog") as i32,
+            cfg.int("socket-mark-id") as u32,
+        ) {
             Ok(l) => out.push(l),
             Err(e) if optional => tracing::warn!("could not bind {addr}: {e}"),
             Err(e) => {
@@ -144,7 +148,11 @@ pub fn serve_listeners(srv: &Arc<Shared>, listeners: Vec<TcpListener>) {
 fn bind_now(cfg: &Config) -> std::io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for (addr, optional) in cfg.bind_addrs(cfg.port()) {
-        match crate::net::listen_tcp(&addr, cfg.int("tcp-backlog") as i32) {
+        match crate::net::listen_tcp(
+            &addr,
+            cfg.int("tcp-backlog") as i32,
+            cfg.int("socket-mark-id") as u32,
+        ) {
             Ok(l) => listeners.push(l),
             Err(_) if optional => continue,
             Err(e) => return Err(e),

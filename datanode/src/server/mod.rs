@@ -32,8 +32,25 @@ use crate::config::Config;
 pub use shared::Shared;
 use stats::Stats;
 
+/// The process title from `proc-title-template` (when `set-proc-title`).
+fn set_proc_title(srv: &Shared) {
+    let cfg = srv.config.read();
+    let file = cfg.file.as_ref().map(|p| p.display().to_string());
+    let vars = crate::proctitle::Vars {
+        bind: cfg.value("bind").split_whitespace().next(),
+        port: srv.actual_port.load(Ordering::Relaxed) as u16,
+        unixsocket: cfg.value("unixsocket"),
+        config_file: file.as_deref(),
+        cluster: cfg.cluster_enabled(),
+    };
+    crate::proctitle::set(cfg.value("proc-title-template"), &vars);
+}
+
 /// Reacts to CONFIG SET of settings the hot path caches.
 pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
+    if changed.iter().any(|c| c == "proc-title-template") {
+        set_proc_title(srv);
+    }
     {
         use crate::persistence::rdb::{KEY_LOAD_DELAY, KEY_SAVE_DELAY};
         let c = srv.config.read();
@@ -291,6 +308,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let listeners = listen::bind(&bind_cfg).await?;
     let unix = listen::bind_unix(&bind_cfg)?;
     let port = listen::record_port(&srv, &listeners);
+    set_proc_title(&srv);
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
         let _ = srv.cluster.set(c);
