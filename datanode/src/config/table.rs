@@ -741,34 +741,17 @@ fn announced_hostname(v: &str) -> Result<(), String> {
 }
 
 /// `proc-title-template`: `{name}` variables Redis knows, `{{` for a
-/// brace, and something left once expanded with an empty title.
+/// brace, and something left once expanded with an empty title (and
+/// outside cluster mode, where `{server-mode}` is empty).
 fn proc_title_template_ok(t: &str) -> bool {
-    let mut out = String::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        if after.is_empty() {
-            return false;
-        }
-        if let Some(r) = after.strip_prefix('{') {
-            out.push('{');
-            rest = r;
-            continue;
-        }
-        let Some(close) = after.find('}') else {
-            return false;
-        };
-        match &after[..close] {
-            // Empty with an empty title, or outside cluster mode.
-            "title" | "server-mode" => {}
-            "listen-addr" | "config-file" | "port" | "tls-port" | "unixsocket" => out.push('x'),
-            _ => return false,
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    !out.trim_matches(' ').is_empty()
+    let vars = crate::proctitle::Vars {
+        bind: None,
+        port: 6379,
+        unixsocket: "x",
+        config_file: None,
+        cluster: false,
+    };
+    crate::proctitle::expand(t, "", &vars).is_some_and(|s| !s.is_empty())
 }
 
 /// Parses a memory amount: digits with an optional unit (k, kb, m, mb, g,
