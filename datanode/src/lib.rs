@@ -12,6 +12,7 @@ pub mod command;
 pub mod config;
 pub mod geohash;
 pub mod glob;
+pub mod hugepages;
 pub mod keyspace;
 pub mod memory;
 pub mod net;

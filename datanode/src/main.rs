@@ -78,6 +78,7 @@ fn main() {
     if cfg.daemonize() {
         daemonize();
     }
+    datanode::hugepages::check(cfg.flag("disable-thp"));
     // One worker: a current-thread runtime runs woken connections in the
     // order their input arrived, as Redis's event loop does. The
     // multi-thread scheduler's LIFO slot runs the last-woken connection

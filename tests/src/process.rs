@@ -179,7 +179,13 @@ pub struct Node {
     config: Option<String>,
     /// Environment variables the server starts with, beside ours.
     env: Vec<(String, String)>,
+    /// Run in the child between fork and exec (a mount namespace, for one).
+    pre_exec: Option<PreExec>,
 }
+
+/// A step run in a server's process before it execs; see
+/// [`Node::start_with_pre_exec`].
+pub type PreExec = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 impl Node {
     /// Starts a server with `args` (redis.conf-style `--name value`), on a
@@ -199,6 +205,17 @@ impl Node {
         Self::start_full(kind, None, env, args)
     }
 
+    /// Like [`Node::start`], with `step` run in the server's process
+    /// before it execs. It must only make system calls: it runs in a
+    /// forked child of a threaded process.
+    pub fn start_with_pre_exec(kind: Server, step: PreExec, args: &[&str]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = Self::unstarted(kind, dir, None, &[], args);
+        n.pre_exec = Some(step);
+        n.spawn();
+        n
+    }
+
     fn start_full(
         kind: Server,
         config: Option<&Path>,
@@ -206,7 +223,19 @@ impl Node {
         args: &[&str],
     ) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut n = Node {
+        let mut n = Self::unstarted(kind, dir, config, env, args);
+        n.spawn();
+        n
+    }
+
+    fn unstarted(
+        kind: Server,
+        dir: tempfile::TempDir,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Node {
+        Node {
             kind,
             port: free_port(),
             dir,
@@ -217,9 +246,8 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        n.spawn();
-        n
+            pre_exec: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -246,6 +274,13 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
+        if let Some(step) = self.pre_exec.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the step makes system calls only (see start_with_pre_exec).
+            unsafe {
+                cmd.pre_exec(move || step());
+            }
+        }
         self.child = Some(cmd.spawn().expect("spawn server"));
         self.wait_ready();
     }

@@ -2356,3 +2356,99 @@ fn the_process_title_follows_its_template() {
             .contains("template format is invalid"));
     }
 }
+
+/// The kernel's THP mode file, and a step for a server's process that
+/// shows `fake` in its place: a private mount namespace with the file
+/// bind-mounted over it, so the host's mounts stay as they are.
+const THP_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+fn thp_mode_shown_as(fake: &std::path::Path) -> slotkv_tests::process::PreExec {
+    use std::ffi::CString;
+    let source = CString::new(fake.display().to_string()).expect("path");
+    let target = CString::new(THP_MODE).expect("path");
+    std::sync::Arc::new(move || {
+        let err = || Err(std::io::Error::last_os_error());
+        // SAFETY: system calls with C strings that outlive them.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return err();
+            }
+            let root = c"/";
+            let flags = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                return err();
+            }
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return err();
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `THP_enabled` of /proc/PID/status: 0 once a process has opted out.
+fn thp_enabled(n: &Node) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n.pid())).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn transparent_huge_pages_are_turned_off_when_the_kernel_uses_them_always() {
+    let fakes = tempfile::tempdir().expect("tempdir");
+    let always = fakes.path().join("always");
+    let madvise = fakes.path().join("madvise");
+    std::fs::write(&always, "[always] madvise never\n").expect("write");
+    std::fs::write(&madvise, "always [madvise] never\n").expect("write");
+    // A mount namespace needs CAP_SYS_ADMIN; without it there is nothing
+    // to fake the kernel's mode with.
+    let step = thp_mode_shown_as(&always);
+    let can_fake = std::path::Path::new(THP_MODE).exists() && {
+        use std::os::unix::process::CommandExt;
+        let mut probe = std::process::Command::new("true");
+        let s = step.clone();
+        // SAFETY: the step makes system calls only.
+        unsafe { probe.pre_exec(move || s()) };
+        probe.status().is_ok_and(|st| st.success())
+    };
+    if !can_fake {
+        eprintln!("skipped: no THP in this kernel, or no right to make a mount namespace");
+        return;
+    }
+    let warned = |n: &Node| n.log().contains("Transparent Huge Pages");
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start_with_pre_exec(kind, thp_mode_shown_as(&always), &[]);
+        assert_eq!(thp_enabled(&n), "0", "{kind:?} under 'always'");
+        assert!(!warned(&n), "{kind:?}: {}", n.log());
+
+        let n =
+            Node::start_with_pre_exec(kind, thp_mode_shown_as(&always), &["--disable-thp", "no"]);
+        assert_eq!(thp_enabled(&n), "1", "{kind:?} told to keep THP");
+        assert!(
+            warned(&n),
+            "{kind:?} keeps THP under 'always' silently: {}",
+            n.log()
+        );
+
+        let n = Node::start_with_pre_exec(kind, thp_mode_shown_as(&madvise), &[]);
+        assert_eq!(thp_enabled(&n), "1", "{kind:?} under 'madvise'");
+        assert!(!warned(&n), "{kind:?}: {}", n.log());
+    }
+}
