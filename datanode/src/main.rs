@@ -103,8 +103,15 @@ fn main() {
         }
     };
     datanode::affinity::pin(datanode::affinity::Role::Server);
+    let logs_to_file = !logfile.is_empty();
     if let Err(e) = rt.block_on(datanode::server::run(cfg)) {
-        eprintln!("# {e:#}");
+        // Into the log, where redis-server puts why it could not start
+        // (a bad AOF or RDB file, a port in use); on the terminal too
+        // when the log is a file.
+        tracing::error!("{e:#}");
+        if logs_to_file {
+            eprintln!("# {e:#}");
+        }
         std::process::exit(1);
     }
     // Connections may still be parked; exit without waiting for them.

@@ -1563,3 +1563,150 @@ fn compressing_values_leaves_used_memory_as_it_was() {
         );
     }
 }
+
+/// Why a server could not start goes to its log, in the words
+/// redis-server uses, which operators and tools search for: a damaged
+/// RDB's checksum, an AOF command it does not know (refused: starting
+/// without its effect would lose data silently), an AOF in a bad format.
+/// With `logfile` set the log is the file, not the terminal.
+#[test]
+fn startup_failures_are_logged_in_redis_servers_words() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(kind, &["--save", "", "--appendonly", "no"]);
+        n.conn().text(&["SET", "k", "v"]);
+        assert_eq!(n.conn().text(&["SAVE"]), "+OK\r\n");
+        n.signal_and_wait("-TERM");
+        let log = n.path().join("startup.log");
+        let logged = |args: &[&str]| -> String {
+            let _ = std::fs::remove_file(&log);
+            let log_arg = log.display().to_string();
+            let mut all = vec!["--logfile", log_arg.as_str()];
+            all.extend_from_slice(args);
+            let (code, _) = n.start_expect_failure_here(&all);
+            assert_ne!(code, 0, "{kind:?} started with {args:?}");
+            std::fs::read_to_string(&log).unwrap_or_default()
+        };
+        // The checksum, the RDB's last 8 bytes, made wrong.
+        let rdb = n.path().join("dump.rdb");
+        let mut data = std::fs::read(&rdb).expect("rdb");
+        let len = data.len();
+        data[len - 8..].copy_from_slice(b"foobar00");
+        std::fs::write(&rdb, &data).expect("write");
+        let out = logged(&["--appendonly", "no"]);
+        for want in ["Internal error in RDB reading offset 0", "RDB CRC error"] {
+            assert!(out.contains(want), "{kind:?} did not log {want:?}:\n{out}");
+        }
+        std::fs::remove_file(&rdb).expect("remove");
+
+        let mut n2 = Node::start(kind, &["--save", "", "--appendonly", "yes"]);
+        n2.conn().text(&["SET", "k", "v"]);
+        n2.signal_and_wait("-TERM");
+        let incr = incr_file(&n2);
+        let good = std::fs::read(&incr).expect("incr");
+        let log2 = n2.path().join("startup.log");
+        let logged2 = |tail: &[u8]| -> String {
+            let mut data = good.clone();
+            data.extend_from_slice(tail);
+            data.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nw\r\n");
+            std::fs::write(&incr, &data).expect("write");
+            let _ = std::fs::remove_file(&log2);
+            let log_arg = log2.display().to_string();
+            let args = ["--logfile", log_arg.as_str(), "--appendonly", "yes"];
+            let (code, _) = n2.start_expect_failure_here(&args);
+            assert_ne!(
+                code,
+                0,
+                "{kind:?} started with {:?}",
+                String::from_utf8_lossy(tail)
+            );
+            std::fs::read_to_string(&log2).unwrap_or_default()
+        };
+        let out = logged2(b"*3\r\n$3\r\nbla\r\n$3\r\nfoo\r\n$5\r\nhello\r\n");
+        let want = "Unknown command 'bla' reading the append only file";
+        assert!(out.contains(want), "{kind:?} did not log {want:?}:\n{out}");
+        let out = logged2(b"!!!");
+        let want = "Bad file format reading the append only file";
+        assert!(out.contains(want), "{kind:?} did not log {want:?}:\n{out}");
+    }
+}
+
+/// DEBUG RELOAD saves dbfilename and loads it back; NOSAVE loads what the
+/// file holds (keys and function libraries), emptying the server first;
+/// NOFLUSH adds the file to what is there, a library met again being an
+/// error unless MERGE. A missing file is an error that leaves the server
+/// empty, as on redis-server.
+#[test]
+fn debug_reload_goes_through_the_rdb_file() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        let lib = "#!lua name=lib1\nredis.register_function('f1', function() return 1 end)";
+        let lib2 = "#!lua name=lib2\nredis.register_function('f2', function() return 2 end)";
+        c.text(&["SET", "a", "1"]);
+        assert_eq!(c.text(&["FUNCTION", "LOAD", lib]), "$4\r\nlib1\r\n");
+        let rdb = n.path().join("dump.rdb");
+        assert!(!rdb.exists());
+        assert_eq!(c.text(&["DEBUG", "RELOAD"]), "+OK\r\n", "{kind:?}");
+        assert!(rdb.exists(), "{kind:?}: DEBUG RELOAD saved no file");
+        assert_eq!(
+            c.info_field("persistence", "rdb_last_load_keys_loaded"),
+            "1"
+        );
+
+        // What was not saved is gone; the file's library comes back alone.
+        c.text(&["SET", "b", "2"]);
+        assert_eq!(c.text(&["FUNCTION", "LOAD", lib2]), "$4\r\nlib2\r\n");
+        assert_eq!(
+            c.text(&["DEBUG", "RELOAD", "NOSAVE"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.text(&["MGET", "a", "b"]),
+            "*2\r\n$1\r\n1\r\n$-1\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["FCALL", "f1", "0"]), ":1\r\n", "{kind:?}");
+        assert!(
+            c.text(&["FCALL", "f2", "0"])
+                .starts_with("-ERR Function not found"),
+            "{kind:?}"
+        );
+
+        // NOFLUSH keeps what is there; lib1 again is an error without MERGE.
+        c.text(&["SET", "c", "3"]);
+        assert_eq!(
+            c.text(&["DEBUG", "RELOAD", "NOFLUSH", "NOSAVE"]),
+            "-ERR Error trying to load the RDB dump\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.text(&["DEBUG", "RELOAD", "NOFLUSH", "MERGE", "NOSAVE"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            c.text(&["MGET", "a", "c"]),
+            "*2\r\n$1\r\n1\r\n$1\r\n3\r\n",
+            "{kind:?}"
+        );
+
+        std::fs::remove_file(&rdb).expect("remove");
+        assert_eq!(
+            c.text(&["DEBUG", "RELOAD", "NOSAVE"]),
+            "-ERR Error trying to load the RDB dump\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["DBSIZE"]), ":0\r\n", "{kind:?}");
+        assert_eq!(c.text(&["FUNCTION", "LIST"]), "*0\r\n", "{kind:?}");
+    }
+}

@@ -1151,56 +1151,53 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     }
 }
 
-/// Serializes every slot and loads it back (a round trip through the
-/// format the AOF rewrite writes), one slot at a time; the function
-/// libraries are rebuilt from their code. NOFLUSH keeps what is loaded,
-/// so a library met again is an error unless MERGE lets it replace.
+/// DEBUG RELOAD: saves `dbfilename` (not with NOSAVE), empties the
+/// server (not with NOFLUSH) and loads the file back, as redis-server
+/// does. A library met again is an error unless MERGE lets it replace.
+/// Redis blocks every client meanwhile; with more than one worker thread
+/// the others are held by a pause.
 fn debug_reload(ctx: &mut Ctx, a: &Args) {
-    let (mut merge, mut noflush) = (false, false);
+    let (mut merge, mut flush, mut save) = (false, true, true);
     for i in 2..a.len() {
         let o = a.get(i);
         if eq_ic(o, "MERGE") {
             merge = true;
         } else if eq_ic(o, "NOFLUSH") {
-            noflush = true;
-        } else if !eq_ic(o, "NOSAVE") {
+            flush = false;
+        } else if eq_ic(o, "NOSAVE") {
+            save = false;
+        } else {
             return ctx
                 .r
                 .error("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.");
         }
     }
-    let scripts = &ctx.srv.scripts;
-    let codes = scripts.functions.codes();
-    if noflush && !merge && !codes.is_empty() {
-        return ctx
-            .r
-            .error("ERR Error trying to load the RDB dump, check server logs.");
-    }
-    if let Err(e) = scripts.install_functions(&codes) {
-        return ctx
-            .r
-            .error(&format!("ERR Error trying to load the RDB dump: {e}"));
-    }
-    let dbs: Vec<usize> = ctx.srv.ks.existing().map(|d| d.index).collect();
-    let saved = ctx.locks.db;
-    for d in dbs {
-        ctx.locks.db = ctx.srv.ks.db(d);
-        for slot in 0..crate::keyspace::SLOTS as u16 {
-            let mut g = ctx.locks.slot(slot);
-            if g.is_empty() {
-                continue;
-            }
-            if let Err(e) = crate::persistence::rewrite::reload_slot(&mut g) {
-                drop(g);
-                ctx.locks.db = saved;
-                return ctx
-                    .r
-                    .error(&format!("ERR Error trying to load the dataset: {e}"));
-            }
+    let srv = ctx.srv;
+    if save {
+        if let Err(e) = crate::persistence::save(srv) {
+            tracing::warn!("DEBUG RELOAD could not save: {e}");
+            return ctx.r.error("ERR");
         }
     }
-    ctx.locks.db = saved;
-    ctx.r.ok();
+    use crate::server::pause;
+    let hold = srv.config.read().worker_threads() > 1 && srv.pause.kind() == pause::OFF;
+    if hold {
+        srv.pause.start(srv, pause::ALL, i64::MAX);
+    }
+    let r = crate::persistence::reload_rdb(srv, flush, merge);
+    if hold {
+        srv.pause.stop(srv);
+    }
+    match r {
+        Ok(()) => {
+            tracing::warn!("DB reloaded by DEBUG RELOAD");
+            ctx.r.ok();
+        }
+        Err(e) => {
+            tracing::warn!("DEBUG RELOAD: {e}");
+            ctx.r.error("ERR Error trying to load the RDB dump");
+        }
+    }
 }
 
 fn debug_populate(ctx: &mut Ctx, a: &Args) {

@@ -30,6 +30,8 @@ pub enum AofError {
     },
     #[error("Unexpected end of file reading the append only file {file} (the last command, from offset {offset}, is incomplete). Set aof-load-truncated yes to drop it and start")]
     Truncated { file: String, offset: u64 },
+    #[error("Unknown command '{command}' reading the append only file {file}")]
+    UnknownCommand { command: String, file: String },
     #[error("Bad manifest {0}: {1}")]
     Manifest(String, String),
 }
@@ -281,6 +283,15 @@ fn replay(
         match parse_request(&data[pos..], &limits, &mut ranges, &mut scratch) {
             Ok(Some(Parsed::Multibulk { consumed })) => {
                 let args = Args::new(&data[pos..], &ranges);
+                // A command this server does not know (a newer server's
+                // file, or damage): starting without its effect would
+                // silently lose data, so loading stops, as on redis-server.
+                if crate::command::table::lookup(args.get(0)).is_none() {
+                    return Err(AofError::UnknownCommand {
+                        command: String::from_utf8_lossy(args.get(0)).into_owned(),
+                        file: name,
+                    });
+                }
                 out.clear();
                 let cmd = execute(
                     srv,

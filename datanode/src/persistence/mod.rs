@@ -449,26 +449,75 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
     let loaded = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
     srv.scripts
         .install_functions(&loaded.functions)
-        .map_err(|e| rdb::file::RdbError::Corrupt {
-            offset: 0,
-            what: format!("Failed loading library: {e}"),
-        })?;
-    let (n, expired) = (loaded.keys, loaded.expired);
-    srv.stats
-        .rdb_last_load_keys_loaded
-        .store(n as u64, Ordering::Relaxed);
-    srv.stats
-        .rdb_last_load_keys_expired
-        .store(expired as u64, Ordering::Relaxed);
+        .map_err(library_error)?;
+    count_loaded(srv, &loaded);
     if let Some(info) = &loaded.repl {
         crate::replication::restore_info(srv, info);
     }
+    let (n, expired) = (loaded.keys, loaded.expired);
     track_loaded_imports(srv, loaded.hidden);
     tracing::info!(
         "DB loaded from disk: {:.3} seconds ({n} keys, {expired} expired keys skipped)",
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn library_error(e: String) -> rdb::file::RdbError {
+    rdb::file::RdbError::Corrupt {
+        offset: 0,
+        what: format!("Failed loading library: {e}"),
+    }
+}
+
+/// INFO's `rdb_last_load_keys_loaded` and `rdb_last_load_keys_expired`.
+fn count_loaded(srv: &Shared, loaded: &rdb::file::Loaded) {
+    let s = &srv.stats;
+    s.rdb_last_load_keys_loaded
+        .store(loaded.keys as u64, Ordering::Relaxed);
+    s.rdb_last_load_keys_expired
+        .store(loaded.expired as u64, Ordering::Relaxed);
+}
+
+/// DEBUG RELOAD's load: `dbfilename` read into the running server, as
+/// redis-server's rdbLoad does there. With `flush` every database and
+/// function library goes first; without it the file's keys join what is
+/// there, and its libraries too (replacing same-named ones only with
+/// `merge`). Nothing of it is logged to the AOF or sent to replicas.
+pub fn reload_rdb(srv: &Shared, flush: bool, merge: bool) -> Result<(), rdb::file::RdbError> {
+    let now = crate::keyspace::now_ms();
+    let was = srv.log.suspend();
+    if flush {
+        srv.scripts.functions.replace_all(Default::default());
+        for db in srv.ks.existing() {
+            for s in 0..crate::keyspace::SLOTS as u16 {
+                if db.slot_keys(s) > 0 {
+                    db.lock_slot(s, now).clear(false);
+                }
+            }
+        }
+    }
+    // Read after emptying, as redis-server does: a missing or unreadable
+    // file leaves the server empty.
+    let data = std::fs::read(rdb_path(srv));
+    let result = data
+        .map_err(Into::into)
+        .and_then(|data| rdb::file::load_with_info(&srv.ks, &data, now));
+    let result = result.and_then(|loaded| {
+        let set = srv
+            .scripts
+            .build_functions(&loaded.functions)
+            .map_err(library_error)?;
+        srv.scripts
+            .functions
+            .write()
+            .join(set, merge)
+            .map_err(library_error)?;
+        count_loaded(srv, &loaded);
+        Ok(())
+    });
+    srv.log.resume(was);
+    result
 }
 
 /// Slots an unfinished import had hidden when the loaded file was

@@ -300,9 +300,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     srv.startup_memory
         .store(crate::memory::used(), Ordering::Relaxed);
     if appendonly {
-        crate::persistence::aof::open(&srv).context("loading the append only file")?;
+        crate::persistence::aof::open(&srv).context("Fatal error loading the append only file")?;
     } else {
-        crate::persistence::load_rdb(&srv).context("loading the RDB file")?;
+        crate::persistence::load_rdb(&srv).context("Fatal error loading the DB")?;
     }
     let bind_cfg = srv.config.read().clone();
     let listeners = listen::bind(&bind_cfg).await?;

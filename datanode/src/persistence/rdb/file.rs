@@ -28,9 +28,10 @@ pub enum RdbError {
     Signature,
     #[error("Can't handle RDB format version {0}")]
     Version(u32),
-    #[error("Wrong RDB checksum")]
-    Checksum,
-    #[error("Short read or corrupt RDB file at offset {offset}: {what}")]
+    /// Worded as redis-server logs it, which operators and tools grep for.
+    #[error("Internal error in RDB reading offset 0 -> RDB CRC error (the file says {stored:016x}, its content sums to {computed:016x})")]
+    Checksum { stored: u64, computed: u64 },
+    #[error("Internal error in RDB reading offset {offset} -> {what}")]
     Corrupt { offset: usize, what: String },
 }
 
@@ -559,12 +560,23 @@ fn load_checked(
     if ver < 5 {
         return Ok((loaded, skipped, end));
     }
-    let tail = data.get(end..end + 8).ok_or(RdbError::Checksum)?;
-    let crc = u64::from_le_bytes(tail.try_into().map_err(|_| RdbError::Checksum)?);
-    if crc == 0 && checksums() {
+    let short = || RdbError::Corrupt {
+        offset: end,
+        what: "Unexpected EOF reading RDB file".into(),
+    };
+    let tail: [u8; 8] = data
+        .get(end..end + 8)
+        .ok_or_else(short)?
+        .try_into()
+        .map_err(|_| short())?;
+    let stored = u64::from_le_bytes(tail);
+    if stored == 0 && checksums() {
         tracing::warn!("RDB file was saved with checksum disabled: no check performed.");
-    } else if crc != 0 && checksums() && crc != crc64::crc64(&data[..end]) {
-        return Err(RdbError::Checksum);
+    } else if stored != 0 && checksums() {
+        let computed = crc64::crc64(&data[..end]);
+        if stored != computed {
+            return Err(RdbError::Checksum { stored, computed });
+        }
     }
     Ok((loaded, skipped, end + 8))
 }
