@@ -364,7 +364,9 @@ fn load_aof(ctx: &mut Ctx) {
     if hold {
         srv.pause.start(srv, pause::ALL, i64::MAX);
     }
+    let held = ctx.locks.release_held();
     let r = crate::persistence::aof::reload(srv);
+    ctx.locks.relock(held);
     if hold {
         srv.pause.stop(srv);
     }

@@ -116,6 +116,22 @@ impl<'a> Locks<'a> {
         self.routing = true;
     }
 
+    /// Lets go of the slots an EXEC holds, so that a command reaching
+    /// every slot (DEBUG RELOAD, DEBUG LOADAOF) can lock them itself
+    /// rather than wait on its own transaction; [`Locks::relock`] takes
+    /// them back in the same order. Only for commands during which no
+    /// other client runs (one worker thread, or a pause of all clients).
+    pub fn release_held(&mut self) -> Vec<(&'a Db, u16)> {
+        self.held.drain(..).map(|s| (s.db, s.slot)).collect()
+    }
+
+    /// Locks again what [`Locks::release_held`] let go.
+    pub fn relock(&mut self, slots: Vec<(&'a Db, u16)>) {
+        for (db, slot) in slots {
+            self.held.push(db.lock_slot(slot, self.now));
+        }
+    }
+
     fn held_index(&self, db: usize, slot: u16) -> Option<usize> {
         self.held
             .binary_search_by(|s| (s.db.index, s.slot).cmp(&(db, slot)))

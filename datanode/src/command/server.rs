@@ -1173,21 +1173,26 @@ fn debug_reload(ctx: &mut Ctx, a: &Args) {
         }
     }
     let srv = ctx.srv;
-    if save {
-        if let Err(e) = crate::persistence::save(srv) {
-            tracing::warn!("DEBUG RELOAD could not save: {e}");
-            return ctx.r.error("ERR");
-        }
-    }
     use crate::server::pause;
     let hold = srv.config.read().worker_threads() > 1 && srv.pause.kind() == pause::OFF;
     if hold {
         srv.pause.start(srv, pause::ALL, i64::MAX);
     }
-    let r = crate::persistence::reload_rdb(srv, flush, merge);
+    let held = ctx.locks.release_held();
+    let saved = if save {
+        crate::persistence::save(srv)
+            .map_err(|e| tracing::warn!("DEBUG RELOAD could not save: {e}"))
+    } else {
+        Ok(())
+    };
+    let r = saved.map(|()| crate::persistence::reload_rdb(srv, flush, merge));
+    ctx.locks.relock(held);
     if hold {
         srv.pause.stop(srv);
     }
+    let Ok(r) = r else {
+        return ctx.r.error("ERR");
+    };
     match r {
         Ok(()) => {
             tracing::warn!("DB reloaded by DEBUG RELOAD");
