@@ -255,6 +255,11 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        self.spawn_only();
+        self.wait_ready();
+    }
+
+    fn spawn_only(&mut self) {
         let bin = self.kind.binary();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -282,7 +287,6 @@ impl Node {
             }
         }
         self.child = Some(cmd.spawn().expect("spawn server"));
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -341,6 +345,13 @@ impl Node {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node before restarting it");
         self.spawn();
+    }
+
+    /// Like [`Node::restart`], returning once the process runs, without
+    /// waiting for it to answer (to watch it while it loads).
+    pub fn restart_no_wait(&mut self) {
+        assert!(self.child.is_none(), "stop the node before restarting it");
+        self.spawn_only();
     }
 
     /// Waits (bounded) for the process to exit, e.g. after SHUTDOWN.

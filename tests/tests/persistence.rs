@@ -1710,3 +1710,123 @@ fn debug_reload_goes_through_the_rdb_file() {
         assert_eq!(c.text(&["FUNCTION", "LIST"]), "*0\r\n", "{kind:?}");
     }
 }
+
+/// While its files load, a server takes connections and answers what
+/// Redis marks `loading` (INFO, with the load's progress) and -LOADING
+/// to the rest, as redis-server does; then serves the data.
+#[test]
+fn clients_are_told_loading_while_the_data_loads() {
+    for kind in [Server::Redis, Server::Datanode] {
+        // 10,000 keys at 200 µs each: 2 s of loading or more.
+        let mut n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--key-load-delay",
+                "200",
+                // redis-server serves clients between reads of this size.
+                "--loading-process-events-interval-bytes",
+                "1024",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "POPULATE", "10000"]), "+OK\r\n");
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        drop(c);
+        n.signal_and_wait("-KILL");
+        n.restart_no_wait();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut c = loop {
+            if let Ok(c) = Conn::connect(n.port) {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "{kind:?} took no connection");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(
+            c.text(&["GET", "key:1"]),
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "{kind:?}"
+        );
+        let info = c.text(&["INFO", "persistence"]);
+        assert!(info.contains("loading:1\r\n"), "{kind:?}: {info}");
+        let total: u64 = c
+            .info_field("persistence", "loading_total_bytes")
+            .parse()
+            .unwrap_or(0);
+        let size = std::fs::metadata(n.path().join("dump.rdb"))
+            .expect("rdb")
+            .len();
+        assert_eq!(total, size, "{kind:?}: {info}");
+        slotkv_tests::wait_until(Duration::from_secs(30), "the load to end", || {
+            c.text(&["GET", "key:1"]) == "$7\r\nvalue:1\r\n"
+        });
+        assert_eq!(c.info_field("persistence", "loading"), "0");
+        assert_eq!(c.text(&["DBSIZE"]), ":10000\r\n");
+    }
+}
+
+/// Replaying an AOF, nothing expires until the load is over, as in
+/// redis-server: a key whose TTL passed since it was logged still takes
+/// the commands logged after it, and then goes. Otherwise an INCR logged
+/// after `SET … PXAT` brings the key back, without its TTL, for good.
+#[test]
+fn an_aof_replayed_after_a_ttl_passed_does_not_bring_the_key_back() {
+    for kind in [Server::Redis, Server::Datanode] {
+        // A base (RDB preamble) holding a key with a TTL, then an INCR of
+        // it in the incremental file; restarted once the TTL has passed.
+        let mut n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        );
+        let mut c = n.conn();
+        c.text(&["SET", "counter", "5", "PX", "1500"]);
+        let expires = Instant::now() + Duration::from_millis(1500);
+        c.text(&["BGREWRITEAOF"]);
+        wait_rewrite_done(&mut c);
+        assert_eq!(c.text(&["INCR", "counter"]), ":6\r\n");
+        // Commands written by hand: a past PXAT, then more writes.
+        let incr = incr_file(&n);
+        let mut data = std::fs::read(&incr).expect("incr");
+        for cmd in [
+            &["SET", "k", "v", "PXAT", "1000"][..],
+            &["APPEND", "k", "x"],
+            &["RPUSH", "l", "foo"],
+            &["PEXPIREAT", "l", "1000"],
+            &["RPUSH", "l", "bar"],
+        ] {
+            data.extend(slotkv_tests::encode(cmd));
+        }
+        drop(c);
+        n.signal_and_wait("-KILL");
+        std::fs::write(&incr, &data).expect("write");
+        // The TTL must have passed before the restart: wait it out.
+        while Instant::now() < expires {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["GET", "counter"]),
+            "$-1\r\n",
+            "{kind:?}: the counter came back"
+        );
+        assert_eq!(c.text(&["GET", "k"]), "$-1\r\n", "{kind:?}");
+        assert_eq!(c.text(&["LLEN", "l"]), ":0\r\n", "{kind:?}");
+        slotkv_tests::wait_until(Duration::from_secs(10), "expired keys to go", || {
+            c.text(&["DBSIZE"]) == ":0\r\n"
+        });
+    }
+}

@@ -90,7 +90,7 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
     if ttl > 0 && !absttl {
         ttl = ttl.saturating_add(now);
     }
-    if ttl > 0 && ttl <= now {
+    if ttl > 0 && ttl <= now && !crate::keyspace::loading() {
         // Already expired: nothing is created (an old value was replaced).
         if deleted {
             s.log(&[b"DEL".as_slice(), key]);

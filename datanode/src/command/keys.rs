@@ -120,7 +120,7 @@ fn expire_generic(ctx: &mut Ctx, a: &Args, seconds: bool, relative: bool, name: 
         ctx.r.int(0);
         return;
     }
-    if when <= s.now {
+    if when <= s.now && !crate::keyspace::loading() {
         s.delete_freeing(key, &crate::keyspace::lazyfree::EXPIRE);
         s.log(&[b"DEL".as_slice(), key]);
         events.emit(ev::GENERIC, "del", key);

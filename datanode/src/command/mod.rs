@@ -685,14 +685,17 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
     let repl = &ctx.srv.repl;
     let replica = repl.is_replica();
     let min_good = repl.min_good.load(Ordering::Relaxed);
+    let loading = repl.loading.load(Ordering::Relaxed);
     // Queued commands were checked with EXEC: a transaction that makes
-    // the node a replica still runs to its end, as in Redis.
-    if (!replica && min_good == 0) || ctx.client.in_exec {
+    // the node a replica still runs to its end, as in Redis. The AOF's
+    // own commands are what is loading.
+    if (!replica && min_good == 0 && !loading) || ctx.client.in_exec || ctx.client.loading {
         return false;
     }
-    // While a replica loads its master's snapshot, only what Redis marks
-    // `loading` runs (INFO, REPLICAOF, …).
-    if replica && repl.loading.load(Ordering::Relaxed) && !meta::has_flag(cmd.name, "loading") {
+    // While a dataset loads (a replica's from its master, or any node's
+    // files at start), only what Redis marks `loading` runs (INFO,
+    // CONFIG, …); the rest is told to come back.
+    if loading && !meta::has_flag(cmd.name, "loading") {
         reject(ctx, cmd, LOADING);
         return true;
     }

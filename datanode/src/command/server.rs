@@ -331,6 +331,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
                 Stats::get(&srv.stats.aof_delayed_fsync),
             );
         }
+        if srv.repl.loading.load(Ordering::Relaxed) {
+            o.push_str(&crate::persistence::load_progress(now));
+        }
     }
     if want("stats") {
         if !o.is_empty() {

@@ -299,7 +299,7 @@ pub fn getex(ctx: &mut Ctx, a: &Args) {
     }
     let mut b = itoa::Buffer::new();
     if let Some(at) = o.expire_at {
-        if at <= s.now {
+        if at <= s.now && !crate::keyspace::loading() {
             s.delete_freeing(key, &crate::keyspace::lazyfree::EXPIRE);
             s.log(&[b"DEL".as_slice(), key]);
             events.emit(ev::GENERIC, "del", key);

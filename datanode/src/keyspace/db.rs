@@ -364,6 +364,9 @@ impl<'a> SlotRef<'a> {
     fn expire_if_needed(&mut self, key: &[u8]) -> bool {
         match self.t.expire_of(key) {
             Some(at) if at <= self.now => {
+                if super::loading() {
+                    return false;
+                }
                 if self.db.expiry.replica.load(Ordering::Relaxed) {
                     // A replica's master decides when keys expire: its
                     // commands see every key it has not deleted yet (our
@@ -749,7 +752,8 @@ impl<'a> SlotRef<'a> {
 
     /// Whether `key` is present and its TTL has not passed.
     fn live(&self, key: &[u8]) -> bool {
-        self.present(key) && !matches!(self.t.expire_of(key), Some(at) if at <= self.now)
+        self.present(key)
+            && (super::loading() || !matches!(self.t.expire_of(key), Some(at) if at <= self.now))
     }
 
     /// Invalidates the WATCHes on this slot that SWAPDB changes, as Redis

@@ -29,6 +29,20 @@ use crate::persistence::effects::EffectLog;
 
 thread_local! {
     static FROM_MASTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LOADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This thread replays an append-only file (or stops). As in
+/// redis-server, nothing expires meanwhile: a key's TTL may have passed
+/// since it was logged, and the commands logged after it still apply to
+/// it; the key goes once the load is over.
+pub fn set_loading(on: bool) {
+    LOADING.with(|f| f.set(on));
+}
+
+/// Whether this thread replays an append-only file now.
+pub fn loading() -> bool {
+    LOADING.with(|f| f.get())
 }
 
 /// A replica is applying its master's stream on this thread (or stops).

@@ -208,7 +208,24 @@ pub fn write_atomic_via(
 }
 
 /// Replays one file; returns the number of commands run.
+/// Replays one file of the AOF. Nothing expires meanwhile, as in
+/// redis-server: a TTL that passed since it was logged must not make the
+/// commands logged after it start the key afresh (an INCR on an expired
+/// counter would bring it back without its TTL); the expired keys go
+/// once the load is over.
 fn replay(
+    srv: &Arc<Shared>,
+    path: &Path,
+    truncated_ok: bool,
+    is_last: bool,
+) -> Result<u64, AofError> {
+    crate::keyspace::set_loading(true);
+    let r = replay_file(srv, path, truncated_ok, is_last);
+    crate::keyspace::set_loading(false);
+    r
+}
+
+fn replay_file(
     srv: &Arc<Shared>,
     path: &Path,
     truncated_ok: bool,
@@ -225,6 +242,8 @@ fn replay(
     let mut start = 0;
     if data.starts_with(b"REDIS") {
         let (loaded, end) =
+            // Every key, expired or not, as redis-server loads a preamble
+            // (see `replay`).
             crate::persistence::rdb::file::load_prefix(&srv.ks, &data, crate::keyspace::now_ms())
                 .map_err(|e| AofError::Corrupt {
                 file: name.clone(),
@@ -308,6 +327,7 @@ fn replay(
                 actions.clear();
                 pos += consumed;
                 n += 1;
+                crate::persistence::rdb::LOADED_BYTES.fetch_add(consumed as u64, Ordering::Relaxed);
                 if client.multi.is_none() {
                     good = pos;
                 }
@@ -401,6 +421,12 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         .filter(|b| !b.is_empty())
         .chain(manifest.incrs.iter().map(|(f, _)| f))
         .collect();
+    let bytes = files
+        .iter()
+        .filter_map(|f| fs::metadata(adir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    crate::persistence::begin_load(bytes);
     for (i, f) in files.iter().enumerate() {
         total += replay(srv, &adir.join(f), truncated_ok, i + 1 == files.len())?;
     }

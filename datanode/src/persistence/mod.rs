@@ -437,6 +437,44 @@ pub fn slot_snapshot_at_cut<R>(
     cut
 }
 
+/// When the load in course began (unix seconds) and the bytes it reads
+/// in all (0 when unknown): INFO's `loading_*` fields, with
+/// [`rdb::LOADED_BYTES`].
+static LOAD_START_S: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+static LOAD_TOTAL_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A load of `total` bytes begins.
+pub fn begin_load(total: u64) {
+    LOAD_START_S.store(crate::keyspace::now_ms() / 1000, Ordering::Relaxed);
+    LOAD_TOTAL_BYTES.store(total, Ordering::Relaxed);
+    rdb::LOADED_BYTES.store(0, Ordering::Relaxed);
+}
+
+/// INFO persistence's lines while loading, computed as redis-server does
+/// (its ETA: the time so far scaled by the bytes left over those read).
+pub fn load_progress(now_ms: i64) -> String {
+    let start = LOAD_START_S.load(Ordering::Relaxed);
+    let total = LOAD_TOTAL_BYTES.load(Ordering::Relaxed);
+    let loaded = rdb::LOADED_BYTES.load(Ordering::Relaxed).min(total.max(1));
+    let (perc, remaining) = if total > 0 {
+        (
+            loaded as f64 / total as f64 * 100.0,
+            total - loaded.min(total),
+        )
+    } else {
+        (0.0, 1)
+    };
+    let elapsed = (now_ms / 1000 - start).max(0) as u64;
+    let eta = if elapsed == 0 {
+        1
+    } else {
+        elapsed.saturating_mul(remaining) / (loaded + 1)
+    };
+    format!(
+        "loading_start_time:{start}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{loaded}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n"
+    )
+}
+
 /// Loads `dir/dbfilename` at start-up when the AOF is off.
 pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
     let path = rdb_path(srv);
@@ -446,6 +484,7 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
         Err(e) => return Err(e.into()),
     };
     let t = std::time::Instant::now();
+    begin_load(data.len() as u64);
     let loaded = rdb::file::load_with_info(&srv.ks, &data, crate::keyspace::now_ms())?;
     srv.scripts
         .install_functions(&loaded.functions)

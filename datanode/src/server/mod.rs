@@ -71,6 +71,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         }
         crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
         crate::keyspace::plist::set_compress_depth(num("list-compress-depth"));
+        crate::crashlog::set_enabled(c.flag("crash-log-enabled"));
         {
             use crate::keyspace::lazyfree::*;
             let yes = |n: &str| c.value(n) == "yes";
@@ -299,16 +300,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     srv.ks.db(0);
     srv.startup_memory
         .store(crate::memory::used(), Ordering::Relaxed);
-    if appendonly {
-        crate::persistence::aof::open(&srv).context("Fatal error loading the append only file")?;
-    } else {
-        crate::persistence::load_rdb(&srv).context("Fatal error loading the DB")?;
-    }
+    // As redis-server: the ports are taken and the banner (with the pid
+    // test harnesses wait for) is logged before the data loads, and
+    // clients are served meanwhile, told -LOADING but for what Redis
+    // marks `loading` (INFO, CONFIG, …).
     let bind_cfg = srv.config.read().clone();
     let listeners = listen::bind(&bind_cfg).await?;
     let unix = listen::bind_unix(&bind_cfg)?;
     let port = listen::record_port(&srv, &listeners);
     set_proc_title(&srv);
+    if !pidfile.is_empty() {
+        let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
+    }
+    log_banner(&srv, port);
+    srv.repl.loading.store(true, Ordering::SeqCst);
+    listen::serve_listeners(&srv, listeners);
+    let unix = unix.map(|l| listen::serve_unix(&srv, l));
+    let loader = srv.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        if appendonly {
+            crate::persistence::aof::open(&loader)
+                .context("Fatal error loading the append only file")
+        } else {
+            crate::persistence::load_rdb(&loader).context("Fatal error loading the DB")
+        }
+    })
+    .await;
+    srv.repl.loading.store(false, Ordering::SeqCst);
+    loaded.context("the loading thread failed")??;
     if srv.config.read().cluster_enabled() {
         let c = crate::cluster::Cluster::start(&srv, port).await?;
         let _ = srv.cluster.set(c);
@@ -322,9 +341,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             crate::replication::replica::set_master(&srv, host.to_string(), port);
         }
     }
-    if !pidfile.is_empty() {
-        let _ = std::fs::write(&pidfile, format!("{}\n", std::process::id()));
+    tracing::info!("Ready to accept connections tcp");
+    if unix.is_some() {
+        tracing::info!("Ready to accept connections unix");
     }
+    tokio::spawn(supervise_cron(srv.clone()));
+    tokio::spawn(pause::timer(srv.clone()));
+    let inbox = srv.shutdown_inbox.lock().take();
+    if let Some(inbox) = inbox {
+        shutdown::run_until_shut_down(&srv, &pidfile, inbox).await?;
+    }
+    Ok(())
+}
+
+/// The start-up lines: version and pid, and the mode (as redis-server's
+/// logo when `always-show-logo` is set).
+fn log_banner(srv: &Shared, port: u16) {
     tracing::info!(
         "slotkv datanode {} (Redis {} compatible), pid={}, port={}",
         env!("CARGO_PKG_VERSION"),
@@ -349,19 +381,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         tracing::info!("Running mode={mode}, port={port}.");
     }
-    tracing::info!("Ready to accept connections tcp");
-    listen::serve_listeners(&srv, listeners);
-    if let Some(l) = unix {
-        tracing::info!("Ready to accept connections unix");
-        listen::serve_unix(&srv, l);
-    }
-    tokio::spawn(supervise_cron(srv.clone()));
-    tokio::spawn(pause::timer(srv.clone()));
-    let inbox = srv.shutdown_inbox.lock().take();
-    if let Some(inbox) = inbox {
-        shutdown::run_until_shut_down(&srv, &pidfile, inbox).await?;
-    }
-    Ok(())
 }
 
 /// Runs the cron, and runs it again should it panic: a panicking task

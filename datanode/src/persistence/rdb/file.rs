@@ -2,6 +2,7 @@
 //! a node started without AOF loads `dir/dbfilename`.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use super::crc64;
 use super::object::{
@@ -539,7 +540,8 @@ fn load_checked(
                 let key = r.string().map_err(|e| de(&r, e))?;
                 let v = read_value(&mut r, t).map_err(|e| de(&r, e))?;
                 match expire.take() {
-                    Some(at) if at <= now => skipped += 1,
+                    // An AOF's preamble keeps them (see keyspace::loading).
+                    Some(at) if at <= now && !crate::keyspace::loading() => skipped += 1,
                     exp => {
                         let mut g = db.lock_key(&key, now);
                         g.set_quiet(true);
@@ -548,6 +550,7 @@ fn load_checked(
                             g.set_expire(&key, at);
                         }
                         loaded += 1;
+                        super::LOADED_BYTES.store(r.pos as u64, Ordering::Relaxed);
                         super::key_delay(&super::KEY_LOAD_DELAY);
                     }
                 }

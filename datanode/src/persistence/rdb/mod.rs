@@ -6,6 +6,10 @@
 pub static KEY_LOAD_DELAY: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 pub static KEY_SAVE_DELAY: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+/// Bytes of the file being loaded read so far (INFO's
+/// `loading_loaded_bytes`), moved by the loaders key by key.
+pub static LOADED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Sleeps the configured per-key delay, if any.
 pub fn key_delay(d: &std::sync::atomic::AtomicI64) {
     let us = d.load(std::sync::atomic::Ordering::Relaxed);
