@@ -10,6 +10,7 @@ pub mod affinity;
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod crashlog;
 pub mod geohash;
 pub mod glob;
 pub mod hugepages;

@@ -75,6 +75,7 @@ fn main() {
             }
         }
     }
+    datanode::crashlog::init(&logfile);
     if cfg.daemonize() {
         daemonize();
     }

@@ -2452,3 +2452,36 @@ fn transparent_huge_pages_are_turned_off_when_the_kernel_uses_them_always() {
         assert!(!warned(&n), "{kind:?}: {}", n.log());
     }
 }
+
+/// A fatal signal leaves a crash report with the stack in the log, as
+/// redis-server's bug report does (a SIGABRT from outside, DEBUG
+/// SEGFAULT); with `crash-log-enabled no` the signal's default action
+/// ends the process with no report.
+#[test]
+fn a_crash_leaves_its_stack_in_the_log() {
+    for kind in [Server::Redis, Server::Datanode] {
+        // No memory test after the report: it takes a while on Redis.
+        let quick = [
+            "--crash-memcheck-enabled",
+            "no",
+            "--enable-debug-command",
+            "yes",
+        ];
+        let mut n = Node::start(kind, &quick);
+        n.signal_and_wait("-ABRT");
+        assert!(n.log().contains("STACK TRACE"), "{kind:?}: {}", n.log());
+
+        let mut n = Node::start(kind, &quick);
+        let _ = n.conn().cmd(&["DEBUG", "SEGFAULT"]);
+        n.wait_exit();
+        assert!(n.log().contains("STACK TRACE"), "{kind:?}: {}", n.log());
+
+        let mut n = Node::start(kind, &quick);
+        assert_eq!(
+            n.conn().text(&["CONFIG", "SET", "crash-log-enabled", "no"]),
+            "+OK\r\n"
+        );
+        n.signal_and_wait("-ABRT");
+        assert!(!n.log().contains("STACK TRACE"), "{kind:?}: {}", n.log());
+    }
+}
