@@ -1830,3 +1830,49 @@ fn an_aof_replayed_after_a_ttl_passed_does_not_bring_the_key_back() {
         });
     }
 }
+
+/// An RDB holds every key, expired ones too (as redis-server's SAVE
+/// writes them); a master loading it skips those and counts them in
+/// `rdb_last_load_keys_expired`.
+#[test]
+fn a_save_keeps_expired_keys_and_the_load_counts_them() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "+OK\r\n");
+        for i in 0..50 {
+            c.text(&["SET", &format!("gone:{i}"), "v", "PX", "10"]);
+            c.text(&["SET", &format!("kept:{i}"), "v"]);
+        }
+        let past = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < past {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        drop(c);
+        n.signal_and_wait("-KILL");
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(
+            c.info_field("persistence", "rdb_last_load_keys_expired"),
+            "50",
+            "{kind:?}"
+        );
+        assert_eq!(
+            c.info_field("persistence", "rdb_last_load_keys_loaded"),
+            "50",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["DBSIZE"]), ":50\r\n", "{kind:?}");
+    }
+}

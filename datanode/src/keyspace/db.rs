@@ -605,6 +605,14 @@ impl<'a> SlotRef<'a> {
         (self.t.len() - expired, self.t.expires_len() - expired)
     }
 
+    /// Every key, those whose TTL has passed but are not deleted yet
+    /// included (what an RDB holds, as redis-server saves them).
+    pub fn for_each<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
+        for e in self.t.iter() {
+            f(&e.key, &e.val, self.t.expire_of(&e.key));
+        }
+    }
+
     pub fn for_each_live<'s>(&'s self, mut f: impl FnMut(&'s [u8], &'s Value, Option<i64>)) {
         let now = self.now;
         for e in self.t.iter() {

@@ -42,14 +42,16 @@ fn aux(out: &mut Vec<u8>, k: &str, v: &[u8]) {
     write_string(out, v);
 }
 
-/// Appends a slot's live entries in RDB form; returns (keys, expires).
+/// Appends a slot's entries in RDB form, expired ones too (a master
+/// loading the file skips and counts them, as with redis-server's
+/// files); returns (keys, expires).
 fn encode_entries(
     g: &crate::keyspace::SlotRef,
     out: &mut Vec<u8>,
     spill: &mut Spill,
 ) -> (usize, usize) {
     let (mut keys, mut expires) = (0, 0);
-    g.for_each_live(|k, v, exp| {
+    g.for_each(|k, v, exp| {
         if let Some(at) = exp {
             out.push(OP_EXPIRETIME_MS);
             out.extend_from_slice(&(at as u64).to_le_bytes());
