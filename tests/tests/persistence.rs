@@ -1876,3 +1876,35 @@ fn a_save_keeps_expired_keys_and_the_load_counts_them() {
         assert_eq!(c.text(&["DBSIZE"]), ":50\r\n", "{kind:?}");
     }
 }
+
+/// `DEBUG AOF-FLUSH-SLEEP` holds each write to the AOF back (Redis's own
+/// AOF tests use it): under `appendfsync always` a write's reply cannot
+/// come before it.
+#[test]
+fn debug_aof_flush_sleep_holds_the_aof_write_back() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "AOF-FLUSH-SLEEP", "300000"]), "+OK\r\n");
+        let t = Instant::now();
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n");
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{kind:?}: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(c.text(&["DEBUG", "AOF-FLUSH-SLEEP", "0"]), "+OK\r\n");
+    }
+}

@@ -411,6 +411,13 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         // Ours, for tests: writes admitted past the pause check and not
         // finished, on other threads.
         ctx.r.int(ctx.srv.pause.others_in_flight() as i64);
+    } else if eq_ic(sub, "AOF-FLUSH-SLEEP") && n == 3 {
+        // As Redis's atoi: what is not a number is 0 (no sleep).
+        let us = crate::resp::parse_i64(a.get(2))
+            .unwrap_or(0)
+            .clamp(0, 10_000_000);
+        crate::persistence::aof::FLUSH_SLEEP_US.store(us as u64, Ordering::Relaxed);
+        ctx.r.ok();
     } else if eq_ic(sub, "CHANGE-REPL-ID") && n == 2 {
         // Nothing replicates yet: there is no replication id to change.
         ctx.r.ok();

@@ -562,10 +562,18 @@ struct Files {
     base: Arc<AtomicU64>,
 }
 
+/// `DEBUG AOF-FLUSH-SLEEP`: microseconds each write to the AOF waits
+/// first, for tests that look at the file while a write is due.
+pub static FLUSH_SLEEP_US: AtomicU64 = AtomicU64::new(0);
+
 /// Appends `b` to `f`. On an error, a partial write is cut off again where
 /// the file allows it (so the next try does not follow half a command, as
 /// Redis truncates); returns the error and how many bytes stay written.
 fn append_or_roll_back(f: &mut File, b: &[u8]) -> Result<(), (std::io::Error, usize)> {
+    let sleep = FLUSH_SLEEP_US.load(Ordering::Relaxed);
+    if sleep > 0 && !b.is_empty() {
+        std::thread::sleep(std::time::Duration::from_micros(sleep));
+    }
     let mut done = 0;
     while done < b.len() {
         match f.write(&b[done..]) {
