@@ -1908,3 +1908,75 @@ fn debug_aof_flush_sleep_holds_the_aof_write_back() {
         assert_eq!(c.text(&["DEBUG", "AOF-FLUSH-SLEEP", "0"]), "+OK\r\n");
     }
 }
+
+/// An AOF written before Redis 7.0 (one appendonly.aof beside the data,
+/// no manifest) is loaded and becomes the base of the multi-part layout,
+/// as redis-server upgrades it; a manifest naming a file the disk lacks,
+/// or malformed, stops the start instead of loading part of the data.
+#[test]
+fn an_old_style_aof_is_upgraded_and_a_broken_manifest_refused() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let conf_dir = tempfile::tempdir().expect("tempdir");
+        let conf = conf_dir.path().join("node.conf");
+        std::fs::write(&conf, "appendonly no\nsave \"\"\n").expect("conf");
+        let mut n = Node::start_with_config(kind, Some(&conf), &[]);
+        n.signal_and_wait("-TERM");
+        let mut old = Vec::new();
+        for (k, v) in [("k1", "v1"), ("k2", "v2")] {
+            old.extend(slotkv_tests::encode(&["SET", k, v]));
+        }
+        std::fs::write(n.path().join("appendonly.aof"), &old).expect("write");
+        std::fs::write(&conf, "appendonly yes\nsave \"\"\n").expect("conf");
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["MGET", "k1", "k2"]),
+            "*2\r\n$2\r\nv1\r\n$2\r\nv2\r\n",
+            "{kind:?}"
+        );
+        let adir = n.path().join("appendonlydir");
+        assert!(
+            !n.path().join("appendonly.aof").exists(),
+            "{kind:?}: the old file stayed"
+        );
+        assert!(
+            adir.join("appendonly.aof").exists(),
+            "{kind:?}: the old file did not move"
+        );
+        let manifest =
+            std::fs::read_to_string(adir.join("appendonly.aof.manifest")).expect("manifest");
+        assert_eq!(
+            manifest,
+            "file appendonly.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+            "{kind:?}"
+        );
+        c.text(&["SET", "k3", "v3"]);
+        drop(c);
+        n.signal_and_wait("-TERM");
+        n.restart();
+        assert_eq!(n.conn().text(&["DBSIZE"]), ":3\r\n", "{kind:?}");
+        n.signal_and_wait("-TERM");
+
+        // A listed file missing: refused, naming it.
+        let incr = adir.join("appendonly.aof.1.incr.aof");
+        let kept = std::fs::read(&incr).expect("incr");
+        std::fs::remove_file(&incr).expect("remove");
+        let (code, out) = n.start_expect_failure_here(&["--appendonly", "yes", "--save", ""]);
+        assert_ne!(code, 0, "{kind:?}");
+        assert!(
+            out.contains("appendonly.aof.1.incr.aof") && out.contains("No such file or directory"),
+            "{kind:?}: {out}"
+        );
+        std::fs::write(&incr, &kept).expect("write");
+
+        // A malformed manifest: refused.
+        let mpath = adir.join("appendonly.aof.manifest");
+        std::fs::write(&mpath, format!("{manifest}\nfile x seq 3 type i\n")).expect("write");
+        let (code, out) = n.start_expect_failure_here(&["--appendonly", "yes", "--save", ""]);
+        assert_ne!(code, 0, "{kind:?}");
+        assert!(
+            out.contains("Invalid AOF manifest file format"),
+            "{kind:?}: {out}"
+        );
+    }
+}

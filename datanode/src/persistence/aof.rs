@@ -32,7 +32,9 @@ pub enum AofError {
     Truncated { file: String, offset: u64 },
     #[error("Unknown command '{command}' reading the append only file {file}")]
     UnknownCommand { command: String, file: String },
-    #[error("Bad manifest {0}: {1}")]
+    #[error("Unable to obtain the AOF file {file} length. stat: {reason}")]
+    Missing { file: String, reason: String },
+    #[error("{1} (the AOF manifest {0})")]
     Manifest(String, String),
 }
 
@@ -111,51 +113,91 @@ impl Manifest {
 }
 
 fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
-    let text = fs::read_to_string(path)?;
-    let mut base = None;
-    let mut base_seq = 0;
-    let mut incrs = Vec::new();
-    let mut history = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let get = |k: &str| {
-            parts
-                .chunks(2)
-                .find(|c| c.len() == 2 && c[0] == k)
-                .map(|c| c[1].to_string())
-        };
-        let (Some(file), Some(kind)) = (get("file"), get("type")) else {
-            return Err(AofError::Manifest(
-                path.display().to_string(),
-                format!("bad line '{line}'"),
-            ));
-        };
-        let seq = get("seq").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        match kind.as_str() {
-            "b" => {
-                base = Some(file);
-                base_seq = seq;
-            }
-            "i" => incrs.push((file, seq)),
-            "h" => history.push((file, seq)),
-            _ => {
-                return Err(AofError::Manifest(
-                    path.display().to_string(),
-                    format!("unknown type in '{line}'"),
-                ))
+    let text = fs::read(path)?;
+    parse_manifest_text(&text).map_err(|(line, what)| {
+        let at = line.map_or(String::new(), |(n, l)| format!(", at line {n}: '{l}'"));
+        AofError::Manifest(path.display().to_string(), format!("{what}{at}"))
+    })
+}
+
+/// Longest manifest line redis-server reads.
+const MANIFEST_MAX_LINE: usize = 1024;
+
+/// Reads a manifest by redis-server's rules, refusing what it refuses
+/// (with its words): an empty manifest, a blank, short, odd or overlong
+/// line, a line lacking its file, seq or type, a path for a file name,
+/// a second base, an unknown type, increments out of order. Keys may
+/// come in any order and unknown ones are skipped (forward
+/// compatibility). On error: the line (number, text) if any, and why.
+type ManifestError = (Option<(usize, String)>, &'static str);
+
+fn parse_manifest_text(text: &[u8]) -> Result<Manifest, ManifestError> {
+    if text.is_empty() {
+        return Err((None, "Found an empty AOF manifest"));
+    }
+    let mut m = Manifest::default();
+    let mut has_base = false;
+    let mut max_incr = 0u64;
+    let mut rest = text;
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        let raw = memchr::memchr(b'\n', rest).map_or(rest, |i| &rest[..i]);
+        rest = &rest[(raw.len() + 1).min(rest.len())..];
+        if raw.first() == Some(&b'#') {
+            continue;
+        }
+        let line = String::from_utf8_lossy(raw).trim().to_string();
+        let bad = |what| Err((Some((n, line.clone())), what));
+        // redis-server reads a line into 1024 bytes: longer is refused.
+        if raw.len() >= MANIFEST_MAX_LINE {
+            return bad("The AOF manifest file contains too long line");
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() < 6 || !words.len().is_multiple_of(2) {
+            return bad("Invalid AOF manifest file format");
+        }
+        let (mut file, mut seq, mut kind) = (None, 0u64, None);
+        for kv in words.chunks(2) {
+            if kv[0].eq_ignore_ascii_case("file") {
+                if kv[1].contains('/') {
+                    return bad("File can't be a path, just a filename");
+                }
+                file = Some(kv[1].to_string());
+            } else if kv[0].eq_ignore_ascii_case("seq") {
+                // As atoll: what is not a number is 0, which is refused.
+                seq = kv[1].parse().unwrap_or(0);
+            } else if kv[0].eq_ignore_ascii_case("type") {
+                kind = kv[1].bytes().next();
             }
         }
+        let (Some(file), Some(kind)) = (file, kind) else {
+            return bad("Invalid AOF manifest file format");
+        };
+        if seq == 0 {
+            return bad("Invalid AOF manifest file format");
+        }
+        match kind {
+            b'b' => {
+                if has_base {
+                    return bad("Found duplicate base file information");
+                }
+                has_base = true;
+                m.base = file;
+                m.base_seq = seq;
+            }
+            b'h' => m.history.push((file, seq)),
+            b'i' => {
+                if seq <= max_incr {
+                    return bad("Found a non-monotonic sequence number");
+                }
+                max_incr = seq;
+                m.incrs.push((file, seq));
+            }
+            _ => return bad("Unknown AOF file type"),
+        }
     }
-    let base = base.unwrap_or_default();
-    Ok(Manifest {
-        base,
-        base_seq,
-        history,
-        incrs,
-    })
+    Ok(m)
 }
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync dir.
@@ -362,6 +404,35 @@ fn replay_file(
     Ok(n)
 }
 
+/// An AOF of a server before Redis 7.0 (one `appendfilename` file in
+/// `dir`, no manifest) becomes the base of the multi-part layout, as
+/// redis-server upgrades it: the manifest naming it is written first,
+/// then the file moves into the AOF directory (a start cut short between
+/// the two finishes the move, see `open`), and appends go to a new
+/// increment.
+fn upgrade_single_file(
+    dir: &Path,
+    adir: &Path,
+    fname: &str,
+    manifest_path: &Path,
+) -> Result<(), AofError> {
+    let old = dir.join(fname);
+    if manifest_path.exists() || !old.is_file() {
+        return Ok(());
+    }
+    let m = Manifest {
+        base: fname.to_string(),
+        base_seq: 1,
+        incrs: vec![(format!("{fname}.1.incr.aof"), 1)],
+        ..Default::default()
+    };
+    File::create(adir.join(&m.incrs[0].0))?.sync_all()?;
+    write_atomic(manifest_path, m.text().as_bytes())?;
+    fs::rename(&old, adir.join(fname))?;
+    tracing::info!("Successfully migrated an old-style AOF into the AOF directory");
+    Ok(())
+}
+
 /// Loads the AOF (creating it when missing) and starts the writer thread.
 pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     let (dir, dirname, fname, truncated_ok) = {
@@ -376,8 +447,28 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
     let adir = dir.join(&dirname);
     fs::create_dir_all(&adir)?;
     let manifest_path = adir.join(format!("{fname}.manifest"));
+    upgrade_single_file(&dir, &adir, &fname, &manifest_path)?;
     let manifest = if manifest_path.exists() {
         let mut m = parse_manifest(&manifest_path)?;
+        // An upgrade cut short (below): its file is still beside us.
+        let old = dir.join(&fname);
+        if m.base == fname && !adir.join(&fname).exists() && old.is_file() {
+            fs::rename(&old, adir.join(&fname))?;
+            tracing::info!("Successfully migrated an old-style AOF into the AOF directory");
+        }
+        // A file the manifest lists and the disk lacks: loading without
+        // it would start with part of the data.
+        for f in std::iter::once(&m.base)
+            .filter(|b| !b.is_empty())
+            .chain(m.incrs.iter().map(|(f, _)| f))
+        {
+            if let Err(e) = fs::metadata(adir.join(f)) {
+                return Err(AofError::Missing {
+                    file: f.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
         if m.incrs.is_empty() {
             // Only a base (written by BGREWRITEAOF while the AOF was off):
             // appends go to a new incremental file.
@@ -1366,5 +1457,48 @@ mod tests {
             }
             Ok(()) => panic!("a write to /dev/full succeeded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod manifest_tests {
+    use super::parse_manifest_text;
+
+    fn err(text: &str) -> &'static str {
+        match parse_manifest_text(text.as_bytes()) {
+            Ok(_) => "ok",
+            Err((_, what)) => what,
+        }
+    }
+
+    #[test]
+    fn manifests_are_read_by_redis_servers_rules() {
+        let good = "file a.1.base.rdb seq 1 type b\n# note\nfile a.1.incr.aof seq 1 type h\nfile a.2.incr.aof type i seq 2 extra x\n";
+        let m = parse_manifest_text(good.as_bytes()).expect("good");
+        assert_eq!((m.base.as_str(), m.base_seq), ("a.1.base.rdb", 1));
+        assert_eq!(m.history, vec![("a.1.incr.aof".to_string(), 1)]);
+        assert_eq!(m.incrs, vec![("a.2.incr.aof".to_string(), 2)]);
+        let invalid = "Invalid AOF manifest file format";
+        assert_eq!(err(""), "Found an empty AOF manifest");
+        assert_eq!(err("file a seq 1 type i\n\nfile b seq 2 type i\n"), invalid);
+        assert_eq!(err("filx a seq 1 type b\n"), invalid);
+        assert_eq!(err("file a type i\n"), invalid);
+        assert_eq!(err("file a seq 1 type i newkey\n"), invalid);
+        assert_eq!(err("file a seq x type i\n"), invalid);
+        assert_eq!(err("file a seq 1 type x\n"), "Unknown AOF file type");
+        assert_eq!(
+            err("file d/a seq 1 type i\n"),
+            "File can't be a path, just a filename"
+        );
+        assert_eq!(
+            err("file a seq 1 type b\nfile b seq 2 type b\n"),
+            "Found duplicate base file information"
+        );
+        assert_eq!(
+            err("file a seq 2 type i\nfile b seq 1 type i\n"),
+            "Found a non-monotonic sequence number"
+        );
+        let long = format!("file a seq 1 type b{}\n", " file a seq 1 type b".repeat(60));
+        assert_eq!(err(&long), "The AOF manifest file contains too long line");
     }
 }
