@@ -1980,3 +1980,54 @@ fn an_old_style_aof_is_upgraded_and_a_broken_manifest_refused() {
         );
     }
 }
+
+/// `redis-cli --rdb` takes the whole snapshot; `--functions-rdb` (REPLCONF
+/// rdb-filter-only functions) one with the function libraries and no
+/// keys, as redis-server sends it.
+#[test]
+fn redis_cli_functions_rdb_takes_the_libraries_alone() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
+            ],
+        );
+        let mut c = n.conn();
+        c.text(&["SET", "k", "v"]);
+        let lib = "#!lua name=lib1\nredis.register_function('f1', function() return 1 end)";
+        assert_eq!(c.text(&["FUNCTION", "LOAD", lib]), "$4\r\nlib1\r\n");
+        let port = n.port.to_string();
+        for (flag, keys) in [("--functions-rdb", ":0\r\n"), ("--rdb", ":1\r\n")] {
+            let file = n.path().join("cli.rdb");
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port, flag])
+                .arg(&file)
+                .output()
+                .expect("redis-cli");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                text.contains("Transfer finished with success"),
+                "{kind:?} {flag}: {text}"
+            );
+            std::fs::rename(&file, n.path().join("dump.rdb")).expect("rename");
+            assert_eq!(
+                c.text(&["DEBUG", "RELOAD", "NOSAVE"]),
+                "+OK\r\n",
+                "{kind:?} {flag}"
+            );
+            assert_eq!(c.text(&["DBSIZE"]), keys, "{kind:?} {flag}");
+            assert_eq!(c.text(&["FCALL", "f1", "0"]), ":1\r\n", "{kind:?} {flag}");
+            // Back to the whole dataset for the next round.
+            c.text(&["SET", "k", "v"]);
+        }
+    }
+}

@@ -125,7 +125,21 @@ pub fn replconf(ctx: &mut Ctx, a: &Args) {
             // ACKs are read by the replica feed; a GETACK reaches a
             // replica through its master link. Neither is answered.
             return;
-        } else if eq_ic(opt, "rdb-only") || eq_ic(opt, "rdb-filter-only") {
+        } else if eq_ic(opt, "rdb-only") {
+        } else if eq_ic(opt, "rdb-filter-only") {
+            // Include filters: none (an empty snapshot) or "functions".
+            let text = String::from_utf8_lossy(val);
+            let mut functions = false;
+            for f in text.split_whitespace() {
+                if f.eq_ignore_ascii_case("functions") {
+                    functions = true;
+                } else {
+                    return ctx
+                        .r
+                        .error(&format!("ERR Unsupported rdb-filter-only option: {f}"));
+                }
+            }
+            ctx.client.repl_rdb_filter = Some(functions);
         } else {
             return ctx.r.error(&format!(
                 "ERR Unrecognized REPLCONF option: {}",
@@ -261,6 +275,7 @@ fn start_sync(ctx: &mut Ctx, psync: bool, replid: String, offset: i64) {
         eof: ctx.client.repl_eof,
         listening_port: ctx.client.repl_port,
         ip: ctx.client.repl_ip.clone(),
+        rdb_filter: ctx.client.repl_rdb_filter,
     }));
 }
 

@@ -33,6 +33,9 @@ pub struct SyncRequest {
     /// Its REPLCONF listening-port and ip-address.
     pub listening_port: u16,
     pub ip: Option<String>,
+    /// REPLCONF rdb-filter-only (redis-cli --functions-rdb): a snapshot
+    /// without keys, with the function libraries when true.
+    pub rdb_filter: Option<bool>,
 }
 
 /// How much of the stream one write sends at most.
@@ -184,6 +187,9 @@ async fn feed(
             } else {
                 tracing::info!("Replica {name} asks for synchronization");
             }
+            if let Some(functions) = req.rdb_filter {
+                return filtered_sync(srv, wr, req.psync, functions).await;
+            }
             full_sync(srv, wr, id, name, req.psync, req.eof).await?
         }
     };
@@ -224,6 +230,44 @@ fn set_state(srv: &Shared, id: u64, s: ReplicaState) {
 
 /// The full resync: a snapshot cut at an exact offset, announced with
 /// `+FULLRESYNC <replid> <offset>` (PSYNC only), sent as one bulk.
+/// A snapshot that holds no keys (and the function libraries when
+/// `functions`), for a client that filtered it with REPLCONF
+/// rdb-filter-only: it wants the file, not a replica's stream, so the
+/// link ends once it is sent, as redis-server ends it.
+async fn filtered_sync(
+    srv: &Arc<Shared>,
+    wr: &mut WriteHalf<'_>,
+    psync: bool,
+    functions: bool,
+) -> std::io::Result<()> {
+    crate::server::stats::Stats::add(&srv.stats.sync_full, 1);
+    let now = crate::keyspace::now_ms();
+    let codes = if functions {
+        srv.scripts.functions.codes()
+    } else {
+        Vec::new()
+    };
+    let rdb = crate::persistence::rdb::file::assemble(
+        Vec::new(),
+        now,
+        &crate::persistence::rdb::file::Aux {
+            functions: codes,
+            ..Default::default()
+        },
+    );
+    let pos = srv.log.with_buf(|b| b.repl.end());
+    let replid = srv.repl.state.lock().replid.clone();
+    let mut out = Vec::with_capacity(rdb.len() + 64);
+    if psync {
+        out.extend_from_slice(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
+    out.extend_from_slice(&rdb);
+    wr.write_all(&out).await?;
+    tracing::info!("Synchronization with a filtered snapshot (rdb-filter-only) succeeded");
+    Ok(())
+}
+
 async fn full_sync(
     srv: &Arc<Shared>,
     wr: &mut WriteHalf<'_>,

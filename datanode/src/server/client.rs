@@ -276,6 +276,9 @@ pub struct Client {
     pub repl_psync2: bool,
     /// REPLCONF capa eof: it reads a snapshot sent as `$EOF:<mark>`.
     pub repl_eof: bool,
+    /// REPLCONF rdb-filter-only: the snapshot it wants holds no keys,
+    /// and the function libraries only when this is true.
+    pub repl_rdb_filter: Option<bool>,
     /// Set by dispatch when the command must wait out a CLIENT PAUSE: it
     /// did not run and is not counted yet.
     pub postponed: bool,

@@ -102,6 +102,7 @@ fn client_struct(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
         repl_ip: None,
         repl_psync2: false,
         repl_eof: false,
+        repl_rdb_filter: None,
         reply_from: None,
         postponed: false,
         monitor: false,
