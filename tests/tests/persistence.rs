@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use slotkv_tests::preload::Preload;
-use slotkv_tests::{Conn, Node, Server};
+use slotkv_tests::{Conn, Node, Server, NO_DISK_DEBUG};
 
 fn write_keys(c: &mut Conn, n: usize) {
     for i in 0..n {
@@ -1638,17 +1638,7 @@ fn startup_failures_are_logged_in_redis_servers_words() {
 #[test]
 fn debug_reload_goes_through_the_rdb_file() {
     for kind in [Server::Redis, Server::Datanode] {
-        let n = Node::start(
-            kind,
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "yes",
-            ],
-        );
+        let n = Node::start(kind, NO_DISK_DEBUG);
         let mut c = n.conn();
         let lib = "#!lua name=lib1\nredis.register_function('f1', function() return 1 end)";
         let lib2 = "#!lua name=lib2\nredis.register_function('f2', function() return 2 end)";
@@ -1837,17 +1827,7 @@ fn an_aof_replayed_after_a_ttl_passed_does_not_bring_the_key_back() {
 #[test]
 fn a_save_keeps_expired_keys_and_the_load_counts_them() {
     for kind in [Server::Redis, Server::Datanode] {
-        let mut n = Node::start(
-            kind,
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "yes",
-            ],
-        );
+        let mut n = Node::start(kind, NO_DISK_DEBUG);
         let mut c = n.conn();
         assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "+OK\r\n");
         for i in 0..50 {
