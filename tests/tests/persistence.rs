@@ -2009,5 +2009,36 @@ fn redis_cli_functions_rdb_takes_the_libraries_alone() {
             // Back to the whole dataset for the next round.
             c.text(&["SET", "k", "v"]);
         }
+        // `--replica` filters every key out too (rdb-filter-only ""), and
+        // then reads the stream: the link must go on after the snapshot.
+        let log = n.path().join("replica.out");
+        let out = std::fs::File::create(&log).expect("log");
+        // Unbuffered: redis-cli's output to a file waits in stdio's buffer.
+        let mut cli = std::process::Command::new("stdbuf")
+            .args(["-o0", "redis-cli", "-p", &port, "--replica"])
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("redis-cli");
+        let seen = |what: &str| {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(what)
+        };
+        let streamed = || {
+            slotkv_tests::wait_until(Duration::from_secs(10), "the sync", || seen("SYNC done"));
+            c.text(&["SET", "streamed-key", "1"]);
+            slotkv_tests::wait_until(Duration::from_secs(10), "the write", || {
+                seen("streamed-key")
+            });
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(streamed));
+        let _ = cli.kill();
+        let _ = cli.wait();
+        assert!(
+            r.is_ok(),
+            "{kind:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 }

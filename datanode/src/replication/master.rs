@@ -187,10 +187,10 @@ async fn feed(
             } else {
                 tracing::info!("Replica {name} asks for synchronization");
             }
-            if let Some(functions) = req.rdb_filter {
-                return filtered_sync(srv, wr, req.psync, functions).await;
+            match req.rdb_filter {
+                Some(functions) => filtered_sync(srv, wr, id, req.psync, functions).await?,
+                None => full_sync(srv, wr, id, name, req.psync, req.eof).await?,
             }
-            full_sync(srv, wr, id, name, req.psync, req.eof).await?
         }
     };
     stream(srv, wr, id, pos).await
@@ -232,14 +232,15 @@ fn set_state(srv: &Shared, id: u64, s: ReplicaState) {
 /// `+FULLRESYNC <replid> <offset>` (PSYNC only), sent as one bulk.
 /// A snapshot that holds no keys (and the function libraries when
 /// `functions`), for a client that filtered it with REPLCONF
-/// rdb-filter-only: it wants the file, not a replica's stream, so the
-/// link ends once it is sent, as redis-server ends it.
+/// rdb-filter-only (`redis-cli --functions-rdb`, or `--replica`, which
+/// wants only the stream that follows); returns where the stream starts.
 async fn filtered_sync(
     srv: &Arc<Shared>,
     wr: &mut WriteHalf<'_>,
+    id: u64,
     psync: bool,
     functions: bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
     crate::server::stats::Stats::add(&srv.stats.sync_full, 1);
     let now = crate::keyspace::now_ms();
     let codes = if functions {
@@ -255,8 +256,7 @@ async fn filtered_sync(
             ..Default::default()
         },
     );
-    let pos = srv.log.with_buf(|b| b.repl.end());
-    let replid = srv.repl.state.lock().replid.clone();
+    let (pos, replid) = open_stream_at_cut(srv, &[id]);
     let mut out = Vec::with_capacity(rdb.len() + 64);
     if psync {
         out.extend_from_slice(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes());
@@ -265,7 +265,8 @@ async fn filtered_sync(
     out.extend_from_slice(&rdb);
     wr.write_all(&out).await?;
     tracing::info!("Synchronization with a filtered snapshot (rdb-filter-only) succeeded");
-    Ok(())
+    set_state(srv, id, ReplicaState::Online);
+    Ok(pos)
 }
 
 async fn full_sync(
