@@ -597,12 +597,10 @@ impl<'a> SlotRef<'a> {
         self.t.iter().map(|e| SBytes::new(&e.key)).collect()
     }
 
-    /// What [`Self::for_each_live`] visits: (keys, of which with a TTL).
-    /// Expired keys all have a TTL, so only the expiry table is read.
-    pub fn live_counts(&self) -> (usize, usize) {
-        let now = self.now;
-        let expired = self.t.expires_iter().filter(|(_, at)| *at <= now).count();
-        (self.t.len() - expired, self.t.expires_len() - expired)
+    /// Keys and keys with a TTL, those whose TTL has passed but are not
+    /// deleted yet included (what an RDB holds).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.t.len(), self.t.expires_len())
     }
 
     /// Every key, those whose TTL has passed but are not deleted yet

@@ -273,7 +273,7 @@ pub fn serialize_to(
     for (db, slots) in dbs.iter().zip(&guards) {
         let (keys, expires) = slots
             .iter()
-            .map(|g| g.live_counts())
+            .map(|g| g.counts())
             .fold((0, 0), |(k, e), (k1, e1)| (k + k1, e + e1));
         if keys == 0 {
             continue;
