@@ -2047,3 +2047,67 @@ fn redis_cli_functions_rdb_takes_the_libraries_alone() {
         );
     }
 }
+
+/// What the AOF directory's incremental files hold, read now.
+fn incr_files(n: &Node) -> Vec<u8> {
+    let mut all = Vec::new();
+    let dir = n.path().join("appendonlydir");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".incr.aof") {
+                all.extend(std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    all
+}
+
+/// A write is in the AOF file by the time its reply arrives, as
+/// redis-server writes the file (not fsyncs it) before it replies: under
+/// `appendfsync no` and `everysec` a kill -9 right after the reply loses
+/// nothing acknowledged. (Under `everysec` redis-server leaves the write
+/// to later while a background fsync runs, so some may miss there.)
+#[test]
+fn a_write_is_in_the_aof_file_before_its_reply() {
+    for kind in [Server::Redis, Server::Datanode] {
+        for policy in ["no", "everysec"] {
+            let mut n = Node::start(
+                kind,
+                &["--save", "", "--appendonly", "yes", "--appendfsync", policy],
+            );
+            let mut c = n.conn();
+            let mut missing = 0;
+            for i in 0..200 {
+                let key = format!("key:{i}");
+                assert_eq!(c.text(&["SET", &key, "v"]), "+OK\r\n");
+                let bulk = format!("${}\r\n{key}\r\n", key.len());
+                let file = incr_files(&n);
+                if !file.windows(bulk.len()).any(|w| w == bulk.as_bytes()) {
+                    missing += 1;
+                }
+            }
+            // redis-server missed up to 11 of 200 under everysec (its
+            // first fsyncs after the start); the old datanode, 190 or more.
+            let allowed = if policy == "no" { 0 } else { 100 };
+            assert!(
+                missing <= allowed,
+                "{kind:?} {policy}: {missing} of 200 acknowledged SETs were not in the AOF yet"
+            );
+            // The same seen from outside: killed at once after a reply.
+            assert_eq!(c.text(&["INCRBY", "counter", "41"]), ":41\r\n", "{kind:?}");
+            assert_eq!(c.text(&["INCR", "counter"]), ":42\r\n", "{kind:?}");
+            drop(c);
+            if policy == "no" {
+                n.signal_and_wait("-KILL");
+                n.restart();
+                let mut c = n.conn();
+                assert_eq!(
+                    c.text(&["GET", "counter"]),
+                    "$2\r\n42\r\n",
+                    "{kind:?} {policy}"
+                );
+                assert_eq!(c.text(&["DBSIZE"]), ":201\r\n", "{kind:?} {policy}");
+            }
+        }
+    }
+}

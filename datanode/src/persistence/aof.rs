@@ -45,6 +45,9 @@ pub struct AofHandle {
     base: Arc<AtomicU64>,
     cmds: Mutex<std::sync::mpsc::Sender<WriterCmd>>,
     tmp_dir: PathBuf,
+    /// The files, shared by the writer thread and connections that write
+    /// the log out before their replies go (see [`write_through`]).
+    files: Arc<Mutex<Files>>,
 }
 
 impl AofHandle {
@@ -613,23 +616,25 @@ fn start_writer(
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let rewriting = Arc::new(AtomicBool::new(false));
     let base = Arc::new(AtomicU64::new(base_size));
-    *srv.aof.lock() = Some(AofHandle {
-        rewriting: rewriting.clone(),
-        size: size.clone(),
-        base: base.clone(),
-        cmds: Mutex::new(cmd_tx),
-        tmp_dir: adir.clone(),
-    });
-    let files = Files {
-        adir,
+    let files = Arc::new(Mutex::new(Files {
+        adir: adir.clone(),
         fname,
         manifest_path,
         manifest,
         cur: file,
         old: None,
+        size: size.clone(),
+        base: base.clone(),
+        unsynced: false,
+    }));
+    *srv.aof.lock() = Some(AofHandle {
+        rewriting: rewriting.clone(),
         size,
         base,
-    };
+        cmds: Mutex::new(cmd_tx),
+        tmp_dir: adir,
+        files: files.clone(),
+    });
     let srv2 = srv.clone();
     std::thread::Builder::new()
         .name("aof-writer".into())
@@ -651,6 +656,8 @@ struct Files {
     old: Option<File>,
     size: Arc<AtomicU64>,
     base: Arc<AtomicU64>,
+    /// Bytes were written since the last fsync began.
+    unsynced: bool,
 }
 
 /// `DEBUG AOF-FLUSH-SLEEP`: microseconds each write to the AOF waits
@@ -778,7 +785,7 @@ impl Files {
         // Both streams: what is owed to the previous file, and what the
         // current one has gained since the writer last looked (dropping it
         // would lose acknowledged writes).
-        let (buf, old, _) = srv.log.take(Duration::ZERO);
+        let (buf, old, _) = srv.log.take();
         // What the previous file cannot take is covered by the new base:
         // kept only until the base is in place.
         let owed = match self.append_all(old, Vec::new()) {
@@ -874,17 +881,26 @@ fn sync_or_note(srv: &Shared, f: &File) {
     }
 }
 
+impl Files {
+    /// Handles on the files to fsync without holding the files' lock, so
+    /// connections can write while a background fsync runs elsewhere.
+    fn handles_to_sync(&self) -> std::io::Result<Vec<File>> {
+        [Some(&self.cur), self.old.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(File::try_clone)
+            .collect()
+    }
+}
+
 /// The writer's fsync of the current file (and the previous one during a
-/// rewrite), with what INFO and the latency monitor show of it.
-fn fsync_files(srv: &Shared, files: &Files, policy: AppendFsync) -> std::io::Result<()> {
+/// rewrite), with what INFO and the latency monitor show of it. The
+/// caller set `aof_fsync_running` for an everysec fsync.
+fn fsync_files(srv: &Shared, handles: &[File], policy: AppendFsync) -> std::io::Result<()> {
     let background = policy == AppendFsync::EverySec;
-    srv.hot
-        .aof_fsync_running
-        .store(background, Ordering::Relaxed);
     let began = Instant::now();
-    let r = [Some(&files.cur), files.old.as_ref()]
-        .into_iter()
-        .flatten()
+    let r = handles
+        .iter()
         .filter_map(|f| f.sync_data().err())
         .find(|e| !fsync_ignored(e))
         .map_or(Ok(()), Err);
@@ -921,12 +937,16 @@ fn fsync_held(srv: &Shared, rewriting: bool) -> bool {
             || srv.log.snapshot_busy.load(Ordering::Relaxed))
 }
 
-fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<WriterCmd>) {
+fn writer(
+    srv: Arc<Shared>,
+    shared_files: Arc<Mutex<Files>>,
+    cmds: std::sync::mpsc::Receiver<WriterCmd>,
+) {
     let mut last_sync = Instant::now();
-    let mut unsynced = false;
     let mut last_error_log: Option<Instant> = None;
     loop {
         while let Ok(cmd) = cmds.try_recv() {
+            let mut files = shared_files.lock();
             match cmd {
                 WriterCmd::Switch(ack) => {
                     let _ = ack.send(files.switch(&srv));
@@ -941,15 +961,19 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
         }
         let eager = srv.hot.fsync_always.load(Ordering::Relaxed);
         srv.log.set_eager(eager);
-        let (buf, old, off) = srv
-            .log
-            .take(Duration::from_millis(if eager { 100 } else { 2 }));
+        srv.log
+            .wait_for_bytes(Duration::from_millis(if eager { 100 } else { 2 }));
+        let mut files = shared_files.lock();
+        // Taken under the files' lock: a connection writing the log out
+        // meanwhile cannot put later bytes in the file first.
+        let (buf, old, off) = srv.log.take();
         let wrote = !buf.is_empty() || !old.is_empty();
         // A rewrite is running while the previous file still takes writes
         // (Redis's "active child").
         let rewriting = files.old.is_some();
         let writing = Instant::now();
         if let Err((e, old, buf)) = files.append_all(old, buf) {
+            drop(files);
             // Nothing is lost: what was not written goes back in front of
             // the log and is tried again; meanwhile writes are refused
             // (MISCONF), as in Redis.
@@ -964,19 +988,10 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             continue;
         }
         if wrote {
-            unsynced = true;
+            files.unsynced = true;
             crate::persistence::aof_write_ok(&srv);
             last_error_log = None;
-            // Latency events with Redis's names (LATENCY LATEST, DOCTOR).
-            let ms = writing.elapsed().as_millis() as u64;
-            let now_s = crate::keyspace::now_ms() / 1000;
-            let which = if rewriting {
-                "aof-write-active-child"
-            } else {
-                "aof-write-alone"
-            };
-            srv.latency.observe(which, ms, now_s);
-            srv.latency.observe("aof-write", ms, now_s);
+            observe_write(&srv, writing, rewriting);
         }
         // Read each turn so CONFIG SET appendfsync takes effect.
         let policy = if eager {
@@ -985,8 +1000,10 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
             srv.config.read().appendfsync()
         };
         let due = match policy {
-            AppendFsync::Always => unsynced,
-            AppendFsync::EverySec => unsynced && last_sync.elapsed() >= Duration::from_secs(1),
+            AppendFsync::Always => files.unsynced,
+            AppendFsync::EverySec => {
+                files.unsynced && last_sync.elapsed() >= Duration::from_secs(1)
+            }
             AppendFsync::No => false,
         };
         // no-appendfsync-on-rewrite: while a save or rewrite runs, the
@@ -994,29 +1011,112 @@ fn writer(srv: Arc<Shared>, mut files: Files, cmds: std::sync::mpsc::Receiver<Wr
         // its end (Redis skips it while a child process is active).
         let held = due && fsync_held(&srv, rewriting);
         if due && !held {
-            match fsync_files(&srv, &files, policy) {
+            // Connections do not write while an everysec fsync runs (as
+            // Redis postpones its write then): the writer catches up after.
+            srv.hot
+                .aof_fsync_running
+                .store(policy == AppendFsync::EverySec, Ordering::SeqCst);
+            files.unsynced = false;
+            let handles = files.handles_to_sync();
+            drop(files);
+            let r = handles.and_then(|h| fsync_files(&srv, &h, policy));
+            srv.hot.aof_fsync_running.store(false, Ordering::SeqCst);
+            files = shared_files.lock();
+            match r {
                 // Tried again in a second (everysec, as Redis's next
                 // fsync), or soon while `always` keeps its clients waiting.
                 Err(e) => {
+                    files.unsynced = true;
                     crate::persistence::aof_fsync_failed(&srv, &e);
                     srv.log.fsync_failures.fetch_add(1, Ordering::SeqCst);
                     if policy == AppendFsync::Always {
+                        srv.log.unsynced.store(true, Ordering::SeqCst);
+                        drop(files);
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
                 }
-                Ok(()) => {
-                    crate::persistence::aof_fsync_ok(&srv);
-                    unsynced = false;
-                }
+                Ok(()) => crate::persistence::aof_fsync_ok(&srv),
             }
             last_sync = Instant::now();
         }
+        let unsynced = files.unsynced;
         srv.log.unsynced.store(unsynced, Ordering::SeqCst);
+        drop(files);
         if !unsynced || policy != AppendFsync::Always || held {
             // Written bytes are what SIGTERM needs; `always` waits for fsync.
             srv.log.synced.fetch_max(off, Ordering::SeqCst);
             srv.log.synced_notify.notify_waiters();
+        }
+    }
+}
+
+/// Latency events for a write to the AOF, with Redis's names (LATENCY
+/// LATEST, DOCTOR).
+fn observe_write(srv: &Shared, began: Instant, rewriting: bool) {
+    let ms = began.elapsed().as_millis() as u64;
+    if ms == 0 {
+        return;
+    }
+    let now_s = crate::keyspace::now_ms() / 1000;
+    let which = if rewriting {
+        "aof-write-active-child"
+    } else {
+        "aof-write-alone"
+    };
+    srv.latency.observe(which, ms, now_s);
+    srv.latency.observe("aof-write", ms, now_s);
+}
+
+/// Writes the log out to the AOF up to `target` before a connection sends
+/// the replies to the writes that logged it, as redis-server writes its
+/// AOF before replying: an acknowledged write is then in the file (the
+/// page cache) and survives the process being killed. Under `appendfsync
+/// always` replies wait for the writer's fsync instead ([`wait_synced`]).
+///
+/// The first connection to get here writes what every connection logged
+/// so far; the others find their bytes written. While an everysec fsync
+/// runs, the write is left to the writer thread, as Redis postpones its
+/// write then; and after a failed write the writer alone tries again.
+pub fn write_through(srv: &Shared, target: u64) {
+    if srv.log.synced.load(Ordering::Acquire) >= target
+        || srv.hot.aof_fsync_running.load(Ordering::Relaxed)
+        || srv.hot.aof_write_block.load(Ordering::Relaxed)
+    {
+        return;
+    }
+    let Some(shared_files) = srv.aof.lock().as_ref().map(|h| h.files.clone()) else {
+        return;
+    };
+    let mut files = shared_files.lock();
+    if srv.log.synced.load(Ordering::Acquire) >= target
+        || srv.hot.aof_fsync_running.load(Ordering::SeqCst)
+    {
+        return;
+    }
+    let (buf, old, off) = srv.log.take();
+    if buf.is_empty() && old.is_empty() {
+        return;
+    }
+    let rewriting = files.old.is_some();
+    let writing = Instant::now();
+    match files.append_all(old, buf) {
+        Ok(()) => {
+            files.unsynced = true;
+            srv.log.unsynced.store(true, Ordering::SeqCst);
+            drop(files);
+            observe_write(srv, writing, rewriting);
+            // Under `always` (set meanwhile) the writer's fsync says when
+            // the bytes count; otherwise written is what counts.
+            if !srv.hot.fsync_always.load(Ordering::SeqCst) {
+                srv.log.synced.fetch_max(off, Ordering::SeqCst);
+            }
+        }
+        Err((e, old, buf)) => {
+            // The writer logs the error and tries again.
+            srv.log.put_back(old, buf);
+            drop(files);
+            crate::persistence::aof_write_failed(srv, &e);
         }
     }
 }

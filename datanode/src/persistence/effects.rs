@@ -15,6 +15,9 @@ use crate::resp::parse::encode_command;
 thread_local! {
     /// The replication offset after this thread's last append (WAIT).
     static LAST_REPL: Cell<u64> = const { Cell::new(0) };
+    /// The AOF offset after this thread's last append: what the reply to
+    /// the command that made it waits to see written.
+    static LAST_AOF: Cell<u64> = const { Cell::new(0) };
     /// Encoding space, so an effect is encoded once for both consumers.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -22,6 +25,11 @@ thread_local! {
 /// The replication offset just after this thread's last logged effect.
 pub fn last_repl_offset() -> u64 {
     LAST_REPL.with(|c| c.get())
+}
+
+/// The AOF offset just after this thread's last logged effect.
+pub fn last_aof_offset() -> u64 {
+    LAST_AOF.with(|c| c.get())
 }
 
 /// Where an effect goes: the AOF, the replicas, or both (a script's
@@ -560,6 +568,7 @@ impl EffectLog {
                 g.offset += (g.buf.len() - before) as u64;
             }
             off = g.offset;
+            LAST_AOF.with(|c| c.set(off));
         }
         if repl {
             g.push_repl(first_db, last_db, enc);
@@ -653,13 +662,18 @@ impl EffectLog {
         f(&mut self.inner.lock())
     }
 
-    /// Waits up to `timeout` for bytes, then takes them:
-    /// (current-file bytes, previous-file bytes, offset).
-    pub fn take(&self, timeout: std::time::Duration) -> (Vec<u8>, Vec<u8>, u64) {
+    /// Waits up to `timeout` for bytes to take (or a wake-up).
+    pub fn wait_for_bytes(&self, timeout: std::time::Duration) {
         let mut g: MutexGuard<LogBuf> = self.inner.lock();
         if g.buf.is_empty() && g.old.is_empty() {
             self.wake.wait_for(&mut g, timeout);
         }
+    }
+
+    /// Takes what is logged: (current-file bytes, previous-file bytes,
+    /// offset after them).
+    pub fn take(&self) -> (Vec<u8>, Vec<u8>, u64) {
+        let mut g = self.inner.lock();
         let off = g.offset;
         (std::mem::take(&mut g.buf), std::mem::take(&mut g.old), off)
     }
@@ -706,14 +720,14 @@ mod tests {
     fn bytes_put_back_come_before_newer_ones() {
         let log = EffectLog::default();
         log.inner.lock().buf.extend_from_slice(b"one ");
-        let (buf, old, _) = log.take(std::time::Duration::ZERO);
+        let (buf, old, _) = log.take();
         assert_eq!(buf, b"one ");
         assert!(old.is_empty());
         // Appended while the writer failed to write what it took.
         log.inner.lock().buf.extend_from_slice(b"two ");
         log.inner.lock().old.extend_from_slice(b"y");
         log.put_back(b"x".to_vec(), buf);
-        let (buf, old, _) = log.take(std::time::Duration::ZERO);
+        let (buf, old, _) = log.take();
         assert_eq!(buf, b"one two ");
         assert_eq!(old, b"xy");
     }

@@ -208,8 +208,16 @@ pub fn execute(
                 .woff
                 .max(crate::persistence::effects::last_repl_offset());
         }
-        if writes && srv.hot.fsync_always.load(Ordering::Relaxed) {
-            client.last_write_offset = srv.log.offset();
+        if writes && srv.log.aof_on() {
+            client.last_write_offset = if srv.hot.fsync_always.load(Ordering::Relaxed) {
+                srv.log.offset()
+            } else {
+                // What this thread logged last: this command's effects,
+                // or earlier ones (already due anyway).
+                client
+                    .last_write_offset
+                    .max(crate::persistence::effects::last_aof_offset())
+            };
         }
     }
     cmd
@@ -749,7 +757,7 @@ fn apply_offloaded(
     // acknowledged only once durable and, for WAIT, counted as ours.
     if dirty > 0 {
         client.woff = client.woff.max(srv.log.repl_offset());
-        if srv.hot.fsync_always.load(Ordering::Relaxed) {
+        if srv.log.aof_on() {
             client.last_write_offset = srv.log.offset();
         }
     }
@@ -850,6 +858,7 @@ async fn connection_loop(
                     n
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    crate::persistence::aof::write_through(srv, client.last_write_offset);
                     match write_out(srv, sock, &mut out, &info).await? {
                         Written::All => after_write(client, &mut out, now_ms()),
                         Written::Stalled => {}
@@ -1032,6 +1041,7 @@ async fn connection_loop(
                         Action::Sync(req) => {
                             // From here on the connection feeds a replica;
                             // when that ends, so does the connection.
+                            crate::persistence::aof::write_through(srv, client.last_write_offset);
                             write_all_out(srv, sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
@@ -1049,6 +1059,7 @@ async fn connection_loop(
                         }
                         Action::Debug(run) => {
                             // What came before the EVAL is answered first.
+                            crate::persistence::aof::write_through(srv, client.last_write_offset);
                             write_all_out(srv, sock, &mut out, &info).await?;
                             let done = debug_session(sock, run).await?;
                             if done.as_ref().is_ok_and(|d| d.detached) {
@@ -1066,6 +1077,7 @@ async fn connection_loop(
                         Action::SlotImport { name } => {
                             // The +OK goes out first; from here on the
                             // connection carries the migration.
+                            crate::persistence::aof::write_through(srv, client.last_write_offset);
                             write_all_out(srv, sock, &mut out, &info).await?;
                             let rest = BytesMut::from(&rbuf[pos..]);
                             flush_counters(srv, client);
@@ -1164,6 +1176,7 @@ async fn connection_loop(
             crate::persistence::aof::wait_synced(srv, client.last_write_offset).await;
         }
         if close || client.close_after_reply {
+            crate::persistence::aof::write_through(srv, client.last_write_offset);
             // The last replies go out whole before the connection closes.
             write_all_out(srv, sock, &mut out, &info).await?;
             let _ = sock.shutdown().await;
@@ -1175,6 +1188,9 @@ async fn connection_loop(
         }
         if !out.is_empty() {
             gather_writes().await;
+            // After the gathering: one write covers every connection's
+            // effects logged during this round.
+            crate::persistence::aof::write_through(srv, client.last_write_offset);
             match write_out(srv, sock, &mut out, &info).await? {
                 Written::All => after_write(client, &mut out, now),
                 // What piled up counts toward maxmemory-clients now.
@@ -1228,6 +1244,7 @@ async fn wait_unpaused<'s>(
     *info.last_cmd.lock() = held.0;
     let result = async {
         // Earlier pipelined replies go out now.
+        crate::persistence::aof::write_through(srv, client.last_write_offset);
         write_all_out(srv, sock, out, &info).await?;
         loop {
             if info.killed.load(Ordering::Relaxed) {
@@ -1306,6 +1323,7 @@ async fn wait_blocked(
     blocking.register(db, &b.keys, client.id, &notify, false);
     blocking.clients.fetch_add(1, Ordering::Relaxed);
     // Anything already produced (earlier pipelined replies) goes out now.
+    crate::persistence::aof::write_through(srv, client.last_write_offset);
     write_all_out(srv, sock, out, &info).await?;
     let deadline = (b.timeout_ms > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(b.timeout_ms));
