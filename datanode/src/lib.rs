@@ -27,3 +27,4 @@ pub mod server;
 pub mod slotmig;
 pub mod strtod;
 pub mod util;
+pub mod watchdog;

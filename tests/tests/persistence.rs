@@ -2111,3 +2111,86 @@ fn a_write_is_in_the_aof_file_before_its_reply() {
         }
     }
 }
+
+/// While the first rewrite of an AOF turned on at runtime runs, its files
+/// do not hold the dataset yet: SHUTDOWN refuses to exit (the server goes
+/// on), and SHUTDOWN FORCE exits anyway, as on redis-server.
+#[test]
+fn a_shutdown_refuses_to_exit_before_a_new_aof_holds_the_data() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(kind, &["--save", "", "--appendonly", "no"]);
+        let mut c = n.conn();
+        assert_eq!(c.text(&["SET", "k", "v"]), "+OK\r\n");
+        // The rewrite takes 30 s per key: it is still running below.
+        c.text(&["CONFIG", "SET", "rdb-key-save-delay", "30000000"]);
+        assert_eq!(c.text(&["CONFIG", "SET", "appendonly", "yes"]), "+OK\r\n");
+        assert_eq!(
+            c.text(&["SHUTDOWN"]),
+            "-ERR Errors trying to SHUTDOWN. Check logs.\r\n",
+            "{kind:?}"
+        );
+        assert!(
+            n.log().contains("Writing initial AOF, can't exit."),
+            "{kind:?}: {}",
+            n.log()
+        );
+        assert_eq!(c.text(&["GET", "k"]), "$1\r\nv\r\n", "{kind:?}");
+        c.send_raw(&slotkv_tests::encode(&["SHUTDOWN", "NOSAVE", "FORCE"]))
+            .expect("send");
+        n.wait_exit();
+        assert!(
+            n.log().contains("Writing initial AOF. Exit anyway."),
+            "{kind:?}"
+        );
+    }
+}
+
+/// While DEBUG LOADAOF replays the files, the other clients are told
+/// -LOADING (INFO still answers, with `loading:1`), as while redis-server
+/// loads; datanode held them in a pause instead, so they waited.
+#[test]
+fn debug_loadaof_tells_other_clients_loading() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--enable-debug-command",
+                "yes",
+                "--loading-process-events-interval-bytes",
+                "1024",
+            ],
+        );
+        let mut c = n.conn();
+        assert_eq!(c.text(&["DEBUG", "POPULATE", "2000"]), "+OK\r\n");
+        assert_eq!(
+            c.text(&["BGREWRITEAOF"]),
+            "+Background append only file rewriting started\r\n"
+        );
+        slotkv_tests::wait_until(Duration::from_secs(20), "the rewrite", || {
+            c.info_field("persistence", "aof_rewrite_in_progress") == "0"
+                && c.info_field("persistence", "aof_rewrite_scheduled") == "0"
+        });
+        // 2000 keys of the base at 500 µs each: a second of loading.
+        c.text(&["CONFIG", "SET", "key-load-delay", "500"]);
+        let mut loader = n.conn();
+        loader
+            .send_raw(&slotkv_tests::encode(&["DEBUG", "LOADAOF"]))
+            .expect("send");
+        slotkv_tests::wait_until(
+            Duration::from_secs(10),
+            &format!("{kind:?}: -LOADING"),
+            || c.text(&["PING"]) == "-LOADING Redis is loading the dataset in memory\r\n",
+        );
+        let info = c.text(&["INFO", "persistence"]);
+        assert!(info.contains("loading:1\r\n"), "{kind:?}: {info}");
+        let done = loader.read_reply().expect("reply");
+        assert_eq!(String::from_utf8_lossy(&done.raw), "+OK\r\n", "{kind:?}");
+        c.text(&["CONFIG", "SET", "key-load-delay", "0"]);
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+        assert_eq!(c.text(&["DBSIZE"]), ":2000\r\n", "{kind:?}");
+    }
+}

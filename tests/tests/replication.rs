@@ -1272,7 +1272,18 @@ fn shutdown_waits_for_a_lagging_replica() {
                 .log()
                 .contains("Waiting for replicas before shutting down.")
         });
+        // INFO tells how long the wait may still last, only meanwhile.
+        let left: i64 = m
+            .info_field("server", "shutdown_in_milliseconds")
+            .parse()
+            .unwrap_or(-1);
+        assert!(left > 0 && left <= 60_000, "{kind:?}: {left}");
         assert_eq!(m.text(&["SHUTDOWN", "ABORT"]), "+OK\r\n", "{kind:?}");
+        assert!(
+            !m.text(&["INFO", "server"])
+                .contains("shutdown_in_milliseconds"),
+            "{kind:?}"
+        );
         // Writes go on after the abort.
         assert_eq!(m.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
         // Given up on after the timeout, the replica is named in the log.

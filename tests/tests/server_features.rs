@@ -2485,3 +2485,41 @@ fn a_crash_leaves_its_stack_in_the_log() {
         assert!(!n.log().contains("STACK TRACE"), "{kind:?}: {}", n.log());
     }
 }
+
+/// `watchdog-period`: a command that keeps the server busy longer than
+/// the period leaves "WATCHDOG TIMER EXPIRED" and the busy thread's stack
+/// in the log (the stack passes through the DEBUG command's code), once
+/// per overrun; at 0 the watchdog is off again.
+#[test]
+fn the_watchdog_logs_the_stack_of_a_command_that_runs_too_long() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--enable-debug-command", "yes"]);
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "watchdog-period", "200"]),
+            "+OK\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["DEBUG", "SLEEP", "1"]), "+OK\r\n", "{kind:?}");
+        wait_until("the watchdog's report", || {
+            n.log().contains("--- WATCHDOG TIMER EXPIRED ---")
+        });
+        let log = n.log();
+        let report = &log[log.find("--- WATCHDOG TIMER EXPIRED ---").unwrap_or(0)..];
+        assert!(
+            report.to_lowercase().contains("debug"),
+            "{kind:?}: the stack misses the DEBUG command: {report}"
+        );
+        assert_eq!(log.matches("WATCHDOG TIMER EXPIRED").count(), 1, "{kind:?}");
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "watchdog-period", "0"]),
+            "+OK\r\n"
+        );
+        assert_eq!(c.text(&["DEBUG", "SLEEP", "0.5"]), "+OK\r\n");
+        assert_eq!(
+            n.log().matches("WATCHDOG TIMER EXPIRED").count(),
+            1,
+            "{kind:?}: a report with the watchdog off"
+        );
+    }
+}

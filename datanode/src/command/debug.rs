@@ -354,28 +354,73 @@ fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
     ctx.r.int(old as i64);
 }
 
-/// DEBUG LOADAOF. Redis blocks every client while it reloads; with one
-/// worker thread nothing else runs during a command anyway, with more the
-/// other clients are held by a pause for the duration.
+/// DEBUG LOADAOF. As while redis-server loads, the other clients are told
+/// -LOADING meanwhile (but for what Redis marks `loading`, such as INFO),
+/// and nothing expires; writes already running finish first. Outside a
+/// transaction the load runs on a blocking thread while the connection
+/// waits, so the command thread goes on answering the others.
 fn load_aof(ctx: &mut Ctx) {
-    use crate::server::pause;
-    let srv = ctx.srv;
-    let hold = srv.config.read().worker_threads() > 1 && srv.pause.kind() == pause::OFF;
-    if hold {
-        srv.pause.start(srv, pause::ALL, i64::MAX);
+    let offload = !ctx.client.in_exec
+        && ctx.client.multi.is_none()
+        && !ctx.client.loading
+        && tokio::runtime::Handle::try_current().is_ok();
+    if offload {
+        let srv = ctx.srv.clone();
+        let proto = ctx.client.proto;
+        ctx.actions
+            .push(super::Action::Offload(super::Offloaded(Box::new(
+                move || {
+                    let t0 = std::time::Instant::now();
+                    let mut out = Vec::new();
+                    load_aof_reply(
+                        &mut crate::resp::Reply::new(&mut out, proto),
+                        load_aof_now(&srv),
+                    );
+                    super::OffloadDone {
+                        detached: false,
+                        error_counted: false,
+                        reply: out,
+                        dirty: 0,
+                        cmd: super::table::lookup(b"debug"),
+                        usec: t0.elapsed().as_micros() as u64,
+                    }
+                },
+            ))));
+        return;
     }
     let held = ctx.locks.release_held();
-    let r = crate::persistence::aof::reload(srv);
+    let r = load_aof_now(ctx.srv);
     ctx.locks.relock(held);
-    if hold {
-        srv.pause.stop(srv);
+    load_aof_reply(&mut ctx.r, r);
+}
+
+fn load_aof_now(
+    srv: &std::sync::Arc<crate::server::Shared>,
+) -> Result<u64, crate::persistence::aof::AofError> {
+    srv.repl.loading.store(true, Ordering::SeqCst);
+    let expiry_paused = srv.ks.expiry.paused.swap(true, Ordering::SeqCst);
+    if !srv.pause.drain_blocking(std::time::Duration::from_secs(1)) {
+        tracing::warn!("Writes still running 1 s after DEBUG LOADAOF began");
     }
-    match r {
+    let r = crate::persistence::aof::reload(srv);
+    srv.ks.expiry.paused.store(
+        expiry_paused && srv.pause.kind() != crate::server::pause::OFF,
+        Ordering::SeqCst,
+    );
+    srv.repl.loading.store(false, Ordering::SeqCst);
+    r
+}
+
+fn load_aof_reply(
+    r: &mut crate::resp::Reply,
+    loaded: Result<u64, crate::persistence::aof::AofError>,
+) {
+    match loaded {
         Ok(n) => {
             tracing::warn!("Append Only File loaded by DEBUG LOADAOF ({n} commands)");
-            ctx.r.ok();
+            r.ok();
         }
-        Err(e) => ctx.r.error(&format!("ERR Error loading the AOF: {e}")),
+        Err(e) => r.error(&format!("ERR Error loading the AOF: {e}")),
     }
 }
 

@@ -329,11 +329,7 @@ pub fn pfselftest(ctx: &mut Ctx, _a: &Args) {
     let mut next = || rand::Rng::random::<u64>(&mut rng);
     // Ten million additions: off the worker where the runtime allows, so
     // the connections sharing it go on.
-    let mut run = || hll::self_test(max, &mut next);
-    let r = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
-    };
+    let r = crate::server::off_worker(|| hll::self_test(max, &mut next));
     match r {
         Ok(()) => ctx.r.ok(),
         Err(e) => ctx.r.error(&e),

@@ -179,6 +179,9 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             cfg.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         );
+        if let Some(ms) = crate::server::shutdown::in_milliseconds(now) {
+            let _ = write!(o, "shutdown_in_milliseconds:{ms}\r\n");
+        }
     }
     if want("clients") {
         if !o.is_empty() {

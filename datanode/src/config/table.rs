@@ -204,6 +204,14 @@ pub static SPECS: &[Spec] = &[
         false,
     ),
     s(
+        "watchdog-period",
+        Int {
+            min: 0,
+            max: INT_MAX,
+        },
+        false,
+    ),
+    s(
         "loading-process-events-interval-bytes",
         Int {
             min: 1024,
@@ -694,6 +702,7 @@ pub const HIDDEN: &[(&str, &str)] = &[
     ("key-load-delay", "0"),
     ("rdb-key-save-delay", "0"),
     ("loading-process-events-interval-bytes", "2097152"),
+    ("watchdog-period", "0"),
 ];
 
 pub fn is_known(canon: &str) -> bool {

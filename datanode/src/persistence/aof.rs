@@ -76,6 +76,17 @@ enum WriterCmd {
 /// in the manifest, as Redis keeps them for backup tools.
 pub static AUTO_GC: AtomicBool = AtomicBool::new(true);
 
+/// The AOF was turned on at runtime and no rewrite has written its first
+/// base yet (Redis's AOF_WAIT_REWRITE): until one has, the files do not
+/// hold the dataset, so a shutdown must not count on them.
+pub static WAIT_REWRITE: AtomicBool = AtomicBool::new(false);
+
+/// The initial rewrite of an AOF turned on at runtime is running: a
+/// shutdown now would leave files without the dataset.
+pub fn writing_initial(srv: &Shared) -> bool {
+    WAIT_REWRITE.load(Ordering::SeqCst) && srv.aof.lock().as_ref().is_some_and(|h| h.rewriting())
+}
+
 #[derive(Clone, Default)]
 struct Manifest {
     base: String,
@@ -573,6 +584,13 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
             .filter(|b| !b.is_empty())
             .chain(m.incrs.iter().map(|(f, _)| f))
             .collect();
+        crate::persistence::begin_load(
+            files
+                .iter()
+                .filter_map(|f| fs::metadata(adir.join(f)).ok())
+                .map(|m| m.len())
+                .sum(),
+        );
         for (i, f) in files.iter().enumerate() {
             match replay(srv, &adir.join(f), truncated_ok, i + 1 == files.len()) {
                 Ok(n) => total += n,
@@ -1224,7 +1242,11 @@ pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
 /// `CONFIG SET appendonly yes` on a running node: start a fresh AOF and
 /// rewrite the current dataset into its base at once.
 pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
-    start_logging(srv)?;
+    WAIT_REWRITE.store(true, Ordering::SeqCst);
+    if let Err(e) = start_logging(srv) {
+        WAIT_REWRITE.store(false, Ordering::SeqCst);
+        return Err(e);
+    }
     crate::persistence::aof_reopened(srv);
     Ok(())
 }
@@ -1278,6 +1300,7 @@ fn start_logging(srv: &Arc<Shared>) -> Result<(), String> {
 /// `CONFIG SET appendonly no`: stop logging, after making what was logged
 /// durable.
 pub fn disable_at_runtime(srv: &Shared) {
+    WAIT_REWRITE.store(false, Ordering::SeqCst);
     let _ = flush_and_sync(srv);
     srv.log.set_active(false);
 }
@@ -1408,6 +1431,9 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
                 }
             };
             crate::persistence::aof_rewrite_finished(&srv2, ok);
+            if ok {
+                WAIT_REWRITE.store(false, Ordering::SeqCst);
+            }
             flag.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {

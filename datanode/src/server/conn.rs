@@ -146,6 +146,7 @@ pub fn execute(
             locks: Locks::new(&srv.ks, db, now),
             actions,
         };
+        let _busy = crate::watchdog::Busy::enter();
         command::dispatch(&mut ctx, args)
     };
     // Pushes written ahead of the reply are not part of it.

@@ -46,6 +46,16 @@ fn set_proc_title(srv: &Shared) {
     crate::proctitle::set(cfg.value("proc-title-template"), &vars);
 }
 
+/// Runs `f`, which holds its thread a long time, off the runtime's worker
+/// where the runtime allows, so the connections and tasks queued on that
+/// worker go on meanwhile.
+pub fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Reacts to CONFIG SET of settings the hot path caches.
 pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     if changed.iter().any(|c| c == "proc-title-template") {
@@ -72,6 +82,10 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
         crate::keyspace::plist::set_compress_depth(num("list-compress-depth"));
         crate::crashlog::set_enabled(c.flag("crash-log-enabled"));
+        crate::watchdog::set_period(
+            num("watchdog-period").max(0) as u64,
+            srv.hot.hz.load(Ordering::Relaxed) as u64,
+        );
         {
             use crate::keyspace::lazyfree::*;
             let yes = |n: &str| c.value(n) == "yes";

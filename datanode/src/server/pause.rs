@@ -227,13 +227,9 @@ pub static ADMISSION_DELAY_US: AtomicU64 = AtomicU64::new(0);
 pub fn admission_delay() {
     let us = ADMISSION_DELAY_US.load(Ordering::Relaxed);
     if us > 0 {
-        let sleep = || std::thread::sleep(std::time::Duration::from_micros(us));
         // Off the worker, so the connections and tasks queued behind it
         // (the migration's own) go on meanwhile, as on a busy server.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(sleep),
-            _ => sleep(),
-        }
+        super::off_worker(|| std::thread::sleep(std::time::Duration::from_micros(us)));
     }
 }
 

@@ -10,7 +10,7 @@
 //! acknowledge everything, as Redis 7.0 does, so a replica promoted after
 //! the shutdown has every acknowledged write; ABORT cancels that wait too.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -110,6 +110,9 @@ pub fn abort() -> bool {
         .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
     let aborted = waiting || scheduled;
+    if waiting {
+        DEADLINE_MS.store(0, Ordering::SeqCst);
+    }
     if aborted {
         tracing::info!("Shutdown manually aborted.");
     }
@@ -212,6 +215,19 @@ fn lagging(srv: &Shared) -> Vec<(String, u64, i64, &'static str)> {
         .collect()
 }
 
+/// When a shutdown waiting for replicas gives up on them (ms since the
+/// epoch); 0 when none waits.
+static DEADLINE_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds left before a shutdown that waits for replicas goes on
+/// without them (INFO's `shutdown_in_milliseconds`, shown only meanwhile).
+pub fn in_milliseconds(now_ms: i64) -> Option<i64> {
+    match DEADLINE_MS.load(Ordering::SeqCst) {
+        0 => None,
+        d => Some(d - now_ms),
+    }
+}
+
 /// Asks the replicas for their offsets and waits, up to `timeout_s`, for
 /// all to have everything. False when SHUTDOWN ABORT ended the wait.
 async fn wait_for_replicas(srv: &Shared, timeout_s: i64, sig: &mut Signals) -> bool {
@@ -219,6 +235,10 @@ async fn wait_for_replicas(srv: &Shared, timeout_s: i64, sig: &mut Signals) -> b
     tracing::info!("Waiting for replicas before shutting down.");
     ABORTED.store(false, Ordering::SeqCst);
     WAITING.store(true, Ordering::SeqCst);
+    DEADLINE_MS.store(
+        crate::keyspace::now_ms() + timeout_s.saturating_mul(1000),
+        Ordering::SeqCst,
+    );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout_s as u64);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let finished = loop {
@@ -239,6 +259,7 @@ async fn wait_for_replicas(srv: &Shared, timeout_s: i64, sig: &mut Signals) -> b
         }
     };
     WAITING.store(false, Ordering::SeqCst);
+    DEADLINE_MS.store(0, Ordering::SeqCst);
     finished
 }
 
@@ -285,6 +306,18 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     }
     report_replicas(srv);
     crate::scripting::ldb::kill_children();
+    if crate::persistence::aof::writing_initial(srv) {
+        if flags.force {
+            tracing::warn!("Writing initial AOF. Exit anyway.");
+        } else {
+            tracing::warn!("Writing initial AOF, can't exit.");
+            tracing::warn!(
+                "Errors trying to shut down the server. Check the logs for more information."
+            );
+            srv.pause.restore(srv, before);
+            return false;
+        }
+    }
     if srv.aof.lock().is_some() {
         tracing::info!("Calling fsync() on the AOF file.");
     }
