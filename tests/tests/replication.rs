@@ -1260,6 +1260,12 @@ fn shutdown_waits_for_a_lagging_replica() {
         let (mut m, mut r) = (master.conn(), replica.conn());
         replicate(&mut r, &master);
         wait("the link", || link_up(&mut r));
+        // The replica's link is not counted among the clients.
+        assert_eq!(
+            m.info_field("clients", "connected_clients"),
+            "1",
+            "{kind:?}"
+        );
         // The replica cannot answer while stopped.
         replica.signal("-STOP");
         m.text(&["SET", "k", "v"]);
@@ -1287,11 +1293,15 @@ fn shutdown_waits_for_a_lagging_replica() {
         // Writes go on after the abort.
         assert_eq!(m.text(&["SET", "k", "w"]), "+OK\r\n", "{kind:?}");
         // Given up on after the timeout, the replica is named in the log.
-        m.text(&["CONFIG", "SET", "shutdown-timeout", "1"]);
+        m.text(&["CONFIG", "SET", "shutdown-timeout", "3"]);
         let mut asker = master.conn();
         asker
             .send_raw(&slotkv_tests::encode(&["SHUTDOWN"]))
             .expect("send");
+        // The client waiting on SHUTDOWN counts as blocked meanwhile.
+        wait("SHUTDOWN to block its client", || {
+            m.info_field("clients", "blocked_clients") == "1"
+        });
         master.wait_exit();
         let log = master.log();
         let port = replica.port;

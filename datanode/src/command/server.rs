@@ -188,12 +188,14 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             o.push_str("\r\n");
         }
         // Killed connections still winding down are not counted (Redis
-        // frees them at once); the running one is until its reply.
+        // frees them at once); the running one is until its reply. Nor
+        // are the replicas' links, as Redis leaves them out.
         let n = srv
             .clients
             .lock()
             .values()
             .filter(|c| !c.killed.load(Ordering::Relaxed) || c.id == ctx.client.id)
+            .filter(|c| c.role.load(Ordering::Relaxed) != crate::server::client::role::REPLICA)
             .count();
         let (peak_in, peak_out) = srv.stats.client_peaks.lock().max(now / 1000);
         let _ = write!(
@@ -203,7 +205,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             cfg.maxclients(),
             // Clients waiting out a CLIENT PAUSE count as blocked in Redis.
             srv.ks.blocking.clients.load(Ordering::Relaxed)
-                + srv.pause.waiting.load(Ordering::Relaxed),
+                + srv.pause.waiting.load(Ordering::Relaxed)
+                + crate::server::shutdown::waiters(),
             srv.tracking.counts().clients,
             srv.ks.blocking.timed_waits(),
         );

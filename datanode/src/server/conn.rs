@@ -202,23 +202,24 @@ pub fn execute(
     }
     if let Some(c) = cmd {
         client.last_cmd = c.name;
-        // EXEC and scripts write through the commands they run.
-        let writes = c.is_write() || matches!(c.name, "exec" | "eval" | "evalsha");
+        // EXEC, scripts and functions write through the commands they run.
+        let writes = c.is_write() || matches!(c.name, "exec" | "eval" | "evalsha" | "fcall");
         if writes {
             client.woff = client
                 .woff
                 .max(crate::persistence::effects::last_repl_offset());
         }
-        if writes && srv.log.aof_on() {
-            client.last_write_offset = if srv.hot.fsync_always.load(Ordering::Relaxed) {
-                srv.log.offset()
-            } else {
-                // What this thread logged last: this command's effects,
-                // or earlier ones (already due anyway).
-                client
+        if srv.log.aof_on() {
+            if !srv.hot.fsync_always.load(Ordering::Relaxed) {
+                // What this thread logged last: this command's effects
+                // (any command may log some, a read deleting an expired
+                // key too), or earlier ones, due anyway.
+                client.last_write_offset = client
                     .last_write_offset
-                    .max(crate::persistence::effects::last_aof_offset())
-            };
+                    .max(crate::persistence::effects::last_aof_offset());
+            } else if writes {
+                client.last_write_offset = srv.log.offset();
+            }
         }
     }
     cmd

@@ -10,7 +10,7 @@
 //! acknowledge everything, as Redis 7.0 does, so a replica promoted after
 //! the shutdown has every acknowledged write; ABORT cancels that wait too.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -64,8 +64,18 @@ pub async fn request(srv: &Shared, flags: Flags) {
         .send(Request { flags, failed: tx })
         .is_ok()
     {
+        WAITERS.fetch_add(1, Ordering::Relaxed);
         let _ = rx.await;
+        WAITERS.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Clients whose SHUTDOWN waits (for replicas, or the final save): INFO
+/// counts them in `blocked_clients`, as Redis blocks them.
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn waiters() -> usize {
+    WAITERS.load(Ordering::Relaxed)
 }
 
 /// A signal scheduled a shutdown that has not started yet. Set in the
