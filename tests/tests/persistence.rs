@@ -2194,3 +2194,52 @@ fn debug_loadaof_tells_other_clients_loading() {
         assert_eq!(c.text(&["DBSIZE"]), ":2000\r\n", "{kind:?}");
     }
 }
+
+/// RPOPLPUSH and BRPOPLPUSH (served at once or after blocking) reach the
+/// AOF as RPOPLPUSH, BLMOVE as LMOVE, as redis-server propagates them
+/// (a redis-server replica counts them so); datanode logged LMOVE for all.
+#[test]
+fn list_moves_are_logged_under_redis_servers_names() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        );
+        let mut c = n.conn();
+        c.text(&["RPUSH", "a", "x", "y", "z"]);
+        assert_eq!(c.text(&["RPOPLPUSH", "a", "b"]), "$1\r\nz\r\n");
+        assert_eq!(c.text(&["BRPOPLPUSH", "a", "b", "0"]), "$1\r\ny\r\n");
+        assert_eq!(
+            c.text(&["BLMOVE", "a", "b", "LEFT", "RIGHT", "0"]),
+            "$1\r\nx\r\n"
+        );
+        let mut waiter = n.conn();
+        waiter
+            .send_raw(&slotkv_tests::encode(&["BRPOPLPUSH", "empty", "b", "0"]))
+            .expect("send");
+        slotkv_tests::wait_until(Duration::from_secs(10), "the client to block", || {
+            c.info_field("clients", "blocked_clients") == "1"
+        });
+        c.text(&["RPUSH", "empty", "v"]);
+        let served = waiter.read_reply().expect("reply");
+        assert_eq!(String::from_utf8_lossy(&served.raw), "$1\r\nv\r\n");
+        let aof = String::from_utf8_lossy(&incr_files(&n)).to_lowercase();
+        assert_eq!(
+            aof.matches("$9\r\nrpoplpush\r\n").count(),
+            3,
+            "{kind:?}: {aof}"
+        );
+        assert_eq!(aof.matches("$5\r\nlmove\r\n").count(), 1, "{kind:?}: {aof}");
+        assert!(
+            !aof.contains("brpoplpush") && !aof.contains("blmove"),
+            "{kind:?}: {aof}"
+        );
+    }
+}

@@ -433,8 +433,16 @@ fn side(a: &[u8]) -> Option<bool> {
     }
 }
 
-/// Moves one element between lists (LMOVE, RPOPLPUSH).
-fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) {
+/// Moves one element between lists (LMOVE, RPOPLPUSH). `rpoplpush`: the
+/// move is logged as RPOPLPUSH (RPOPLPUSH and BRPOPLPUSH), as Redis
+/// propagates them, else as LMOVE.
+fn lmove_generic(
+    ctx: &mut Ctx,
+    src: &[u8],
+    dst: &[u8],
+    (from_left, to_left): (bool, bool),
+    rpoplpush: bool,
+) {
     let events = ctx.events();
     let mut m = ctx.locks.keys([src, dst].into_iter());
     // Check the destination's type before taking anything.
@@ -490,7 +498,11 @@ fn lmove_generic(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left
         if from_left { b"LEFT" } else { b"RIGHT" },
         if to_left { b"LEFT" } else { b"RIGHT" },
     );
-    m.key(src).log(&[b"LMOVE".as_slice(), src, dst, f, t]);
+    if rpoplpush {
+        m.key(src).log(&[b"RPOPLPUSH".as_slice(), src, dst]);
+    } else {
+        m.key(src).log(&[b"LMOVE".as_slice(), src, dst, f, t]);
+    }
     drop(m);
     ctx.dirty(1);
     ctx.r.bulk(&e);
@@ -500,11 +512,11 @@ pub fn lmove(ctx: &mut Ctx, a: &Args) {
     let (Some(f), Some(t)) = (side(a.get(3)), side(a.get(4))) else {
         return ctx.r.error(SYNTAX);
     };
-    lmove_generic(ctx, a.get(1), a.get(2), f, t)
+    lmove_generic(ctx, a.get(1), a.get(2), (f, t), false)
 }
 
 pub fn rpoplpush(ctx: &mut Ctx, a: &Args) {
-    lmove_generic(ctx, a.get(1), a.get(2), false, true)
+    lmove_generic(ctx, a.get(1), a.get(2), (false, true), true)
 }
 
 /// Key positions of LMPOP: `numkeys` keys after the numkeys argument.
@@ -667,7 +679,8 @@ fn bmove(ctx: &mut Ctx, a: &Args, src: &[u8], dst: &[u8], f: bool, t: bool, time
         }
     };
     if has {
-        return lmove_generic(ctx, src, dst, f, t);
+        let rpoplpush = a.get(0).eq_ignore_ascii_case(b"brpoplpush");
+        return lmove_generic(ctx, src, dst, (f, t), rpoplpush);
     }
     block_or_null(ctx, a, vec![src.to_vec()], timeout, false)
 }
