@@ -1463,3 +1463,44 @@ fn repl_disable_tcp_nodelay_turns_nagle_on_for_the_replica_link() {
         }
     }
 }
+
+/// While a script runs past busy-reply-threshold on a replica, the
+/// master's stream waits and is applied once the script ends, as on
+/// redis-server; datanode applied it at once, its commands failed with
+/// -BUSY and the replica lost those writes.
+#[test]
+fn a_replica_applies_the_stream_after_a_busy_script_ends() {
+    let script = "local s = redis.call('TIME') \
+        while true do \
+          local t = redis.call('TIME') \
+          if (t[1] - s[1]) * 1000000 + (t[2] - s[2]) > 1500000 then return 1 end \
+        end";
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut replica = start_replica_of(kind, &master);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        wait("the link", || link_up(&mut r));
+        r.text(&["CONFIG", "SET", "busy-reply-threshold", "100"]);
+        let mut runner = replica.conn();
+        runner
+            .send_raw(&slotkv_tests::encode(&["EVAL", script, "0"]))
+            .expect("send");
+        wait("the script to be busy", || {
+            r.text(&["PING"]).starts_with("-BUSY")
+        });
+        for i in 0..10 {
+            assert_eq!(m.text(&["SET", &format!("k{i}"), "v"]), "+OK\r\n");
+        }
+        let done = runner.read_reply().expect("reply");
+        assert_eq!(String::from_utf8_lossy(&done.raw), ":1\r\n", "{kind:?}");
+        wait("the writes on the replica", || {
+            r.text(&["DBSIZE"]) == ":10\r\n"
+        });
+        assert_eq!(
+            r.info_field("stats", "unexpected_error_replies"),
+            "0",
+            "{kind:?}"
+        );
+        replica.signal_and_wait("-TERM");
+    }
+}

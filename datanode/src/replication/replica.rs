@@ -639,6 +639,12 @@ async fn apply_stream(
         let now = crate::keyspace::now_ms();
         let mut failed = None;
         loop {
+            // While a script runs past busy-reply-threshold, the stream
+            // waits in the buffer (reading goes on), as redis-server
+            // keeps it for after the script rather than fail it with -BUSY.
+            if srv.scripts.busy() {
+                break;
+            }
             let parsed =
                 crate::resp::parse_request(&w.buf[pos..], &limits, &mut ranges, &mut scratch);
             let (consumed, inline) = match parsed {
@@ -736,6 +742,8 @@ async fn apply_stream(
                 }
             }
             _ = srv.repl.link_changed.notified() => {}
+            // What waited for a busy script is applied soon after it ends.
+            _ = tokio::time::sleep(Duration::from_millis(10)), if srv.scripts.busy() => {}
             _ = client.info.kill_notify.notified() => {
                 if client.info.killed.load(Ordering::Relaxed) {
                     break Err(LinkError::Protocol("the master link was killed".into()));
