@@ -1504,3 +1504,31 @@ fn a_replica_applies_the_stream_after_a_busy_script_ends() {
         replica.signal_and_wait("-TERM");
     }
 }
+
+/// While a master makes the snapshot of a full sync, INFO shows a BGSAVE
+/// in progress and the replica, which has its +FULLRESYNC already, says
+/// `sync` in ROLE, as with redis-server (datanode showed neither: it
+/// answered +FULLRESYNC only once the snapshot was made).
+#[test]
+fn a_sync_in_progress_shows_as_a_bgsave_and_the_replica_as_syncing() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut m = master.conn();
+        assert_eq!(m.text(&["DEBUG", "POPULATE", "50"]), "+OK\r\n");
+        m.text(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        // 50 keys at 100 ms each: five seconds of snapshot.
+        m.text(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+        let replica = start(kind);
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        wait("a BGSAVE in progress", || {
+            m.info_field("persistence", "rdb_bgsave_in_progress") == "1"
+        });
+        wait("the replica's sync state", || {
+            r.text(&["ROLE"]).contains("$4\r\nsync\r\n")
+        });
+        m.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        wait("the link", || link_up(&mut r));
+        assert_eq!(r.text(&["DBSIZE"]), ":50\r\n", "{kind:?}");
+    }
+}

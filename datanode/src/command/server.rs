@@ -291,7 +291,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             save_done,
             save_total,
             Stats::get(&srv.stats.dirty),
-            srv.bgsave_running.load(Ordering::Relaxed) as u8,
+            (srv.bgsave_running.load(Ordering::Relaxed)
+                || crate::replication::master::sync_snapshot_running()) as u8,
             srv.stats.lastsave.load(Ordering::Relaxed).max(srv.start_ms / 1000),
             if srv.stats.rdb_bgsave_failed.load(Ordering::Relaxed) {
                 "err"

@@ -473,6 +473,14 @@ async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<B
 /// Takes the snapshot on a blocking thread; sends (offset, replid) the
 /// moment the cut is made (every replica in `ids` still connected reads
 /// the stream from there), and returns the RDB with them.
+/// Snapshots for replicas being taken: INFO shows them as a BGSAVE in
+/// progress, as redis-server's sync runs one.
+static SYNC_SNAPSHOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn sync_snapshot_running() -> bool {
+    SYNC_SNAPSHOTS.load(Ordering::SeqCst) > 0
+}
+
 fn snapshot(
     srv: &Arc<Shared>,
     ids: &[u64],
@@ -491,9 +499,14 @@ fn snapshot(
         std::thread::sleep(Duration::from_millis(5));
     }
     let now = crate::keyspace::now_ms();
+    SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
     let ((cut, stream_db, dirty), chunks, functions) =
         crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || {
             let cut = open_stream_at_cut(srv, ids);
+            // +FULLRESYNC goes out now, while the snapshot is still being
+            // made, as redis-server answers when its BGSAVE starts: the
+            // replica waits for the payload in its `sync` state.
+            let _ = cut_tx.send(cut.clone());
             // The stream after the cut starts with a SELECT, unless we
             // pass on our own master's stream.
             let stream_db = if srv.repl.is_replica() {
@@ -503,8 +516,8 @@ fn snapshot(
             };
             (cut, stream_db, srv.stats.dirty.load(Ordering::Relaxed))
         });
+    SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
-    let _ = cut_tx.send(cut.clone());
     // As Redis's, the snapshot says where in the stream it was cut: a
     // replica that keeps it as its RDB file continues from there after a
     // restart.
