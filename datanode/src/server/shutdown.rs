@@ -291,6 +291,19 @@ fn report_replicas(srv: &Shared) {
     }
 }
 
+/// Something stands in the shutdown's way: FORCE logs `anyway` and goes
+/// on (true); otherwise the shutdown fails (false), logged in Redis's
+/// words.
+fn exits_anyway(force: bool, anyway: &str, cannot: &str) -> bool {
+    if force {
+        tracing::warn!("{anyway}");
+        return true;
+    }
+    tracing::warn!("{cannot}");
+    tracing::warn!("Errors trying to shut down the server. Check the logs for more information.");
+    false
+}
+
 /// One try; true when the server may exit.
 async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signals) -> bool {
     tracing::warn!("User requested shutdown...");
@@ -316,17 +329,15 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
     }
     report_replicas(srv);
     crate::scripting::ldb::kill_children();
-    if crate::persistence::aof::writing_initial(srv) {
-        if flags.force {
-            tracing::warn!("Writing initial AOF. Exit anyway.");
-        } else {
-            tracing::warn!("Writing initial AOF, can't exit.");
-            tracing::warn!(
-                "Errors trying to shut down the server. Check the logs for more information."
-            );
-            srv.pause.restore(srv, before);
-            return false;
-        }
+    if crate::persistence::aof::writing_initial(srv)
+        && !exits_anyway(
+            flags.force,
+            "Writing initial AOF. Exit anyway.",
+            "Writing initial AOF, can't exit.",
+        )
+    {
+        srv.pause.restore(srv, before);
+        return false;
     }
     if srv.aof.lock().is_some() {
         tracing::info!("Calling fsync() on the AOF file.");
@@ -354,13 +365,11 @@ async fn attempt(srv: &Arc<Shared>, pidfile: &str, flags: Flags, sig: &mut Signa
             }
         };
         if let Err(e) = saved {
-            if flags.force {
-                tracing::warn!("Error trying to save the DB ({e}). Exit anyway.");
-            } else {
-                tracing::warn!("Error trying to save the DB, can't exit: {e}");
-                tracing::warn!(
-                    "Errors trying to shut down the server. Check the logs for more information."
-                );
+            if !exits_anyway(
+                flags.force,
+                &format!("Error trying to save the DB ({e}). Exit anyway."),
+                &format!("Error trying to save the DB, can't exit: {e}"),
+            ) {
                 srv.pause.restore(srv, before);
                 return false;
             }
