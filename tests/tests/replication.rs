@@ -1511,11 +1511,16 @@ fn a_replica_applies_the_stream_after_a_busy_script_ends() {
 /// answered +FULLRESYNC only once the snapshot was made).
 #[test]
 fn a_sync_in_progress_shows_as_a_bgsave_and_the_replica_as_syncing() {
-    for kind in [Server::Redis, Server::Datanode] {
+    // A delay makes the replicas that ask within it share one snapshot:
+    // they too are in `sync` while it is made.
+    for (kind, delay) in [Server::Redis, Server::Datanode]
+        .into_iter()
+        .flat_map(|k| [(k, "0"), (k, "1")])
+    {
         let master = start(kind);
         let mut m = master.conn();
         assert_eq!(m.text(&["DEBUG", "POPULATE", "50"]), "+OK\r\n");
-        m.text(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        m.text(&["CONFIG", "SET", "repl-diskless-sync-delay", delay]);
         // 50 keys at 100 ms each: five seconds of snapshot.
         m.text(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
         let replica = start(kind);
@@ -1527,8 +1532,98 @@ fn a_sync_in_progress_shows_as_a_bgsave_and_the_replica_as_syncing() {
         wait("the replica's sync state", || {
             r.text(&["ROLE"]).contains("$4\r\nsync\r\n")
         });
+        // In `sync` while the snapshot is made, not only once it is.
+        assert_eq!(
+            m.info_field("persistence", "rdb_bgsave_in_progress"),
+            "1",
+            "{kind:?} {delay}"
+        );
         m.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
         wait("the link", || link_up(&mut r));
-        assert_eq!(r.text(&["DBSIZE"]), ":50\r\n", "{kind:?}");
+        assert_eq!(r.text(&["DBSIZE"]), ":50\r\n", "{kind:?} {delay}");
+    }
+}
+
+/// A master restarted from its RDB starts a new history at the file's
+/// offset and keeps the file's id as its secondary one, so its replica
+/// and that replica's own replica continue partially; the keys the load
+/// found expired reach them as DELs counted in the offset, as on
+/// redis-server (Redis's integration/psync2-master-restart).
+#[test]
+fn a_restarted_master_continues_its_replicas_under_a_new_id() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut master = start(kind);
+        let mut m = master.conn();
+        // Expired keys stay until the restart's load finds them.
+        assert_eq!(m.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "+OK\r\n");
+        let replica = start_replica_of(kind, &master);
+        let sub = start_replica_of(kind, &replica);
+        let (mut r, mut s) = (replica.conn(), sub.conn());
+        fill(&mut m, "before", 10);
+        let until = std::time::Instant::now() + Duration::from_millis(300);
+        for i in 0..40 {
+            m.text(&["SELECT", &(i % 4).to_string()]);
+            m.text(&["SET", &format!("short:{i}"), "v", "PX", "300"]);
+        }
+        m.text(&["SELECT", "0"]);
+        wait("both replicas caught up", || {
+            caught_up(&mut m, &mut r) && caught_up(&mut m, &mut s)
+        });
+        let replid = m.info_field("replication", "master_replid");
+        let offset: u64 = m
+            .info_field("replication", "master_repl_offset")
+            .parse()
+            .unwrap();
+        wait("the short TTLs pass", || std::time::Instant::now() > until);
+        r.text(&["CONFIG", "RESETSTAT"]);
+        // NOW: no GETACK to the replicas before exiting, which would move
+        // the offset.
+        let _ = m.cmd(&["SHUTDOWN", "SAVE", "NOW"]);
+        master.wait_exit();
+        master.restart();
+        let mut m = master.conn();
+        wait("both links up again", || {
+            caught_up(&mut m, &mut r) && caught_up(&mut m, &mut s)
+        });
+        let field = |c: &mut Conn, f: &str| c.info_field("replication", f);
+        assert_ne!(field(&mut m, "master_replid"), replid, "{kind:?}");
+        assert_eq!(field(&mut m, "master_replid2"), replid, "{kind:?}");
+        assert_eq!(
+            field(&mut m, "second_repl_offset"),
+            (offset + 1).to_string(),
+            "{kind:?}"
+        );
+        assert_eq!(
+            m.info_field("persistence", "rdb_last_load_keys_expired"),
+            "40",
+            "{kind:?}"
+        );
+        // The DELs, with a SELECT before each change of database.
+        let histlen: u64 = field(&mut m, "repl_backlog_histlen").parse().unwrap();
+        let dels: usize = (0..40)
+            .map(|i: usize| {
+                let key = format!("short:{i}");
+                format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len()).len()
+            })
+            .sum();
+        assert!(histlen as usize >= dels, "{kind:?}: {histlen} < {dels}");
+        assert_eq!(
+            field(&mut m, "master_repl_offset"),
+            (offset + histlen).to_string(),
+            "{kind:?}"
+        );
+        assert_eq!(m.info_field("stats", "sync_partial_ok"), "1", "{kind:?}");
+        assert_eq!(m.info_field("stats", "sync_full"), "0", "{kind:?}");
+        // The replica's own replica reconnected to learn the new id.
+        assert_eq!(r.info_field("stats", "sync_partial_ok"), "1", "{kind:?}");
+        assert_eq!(
+            field(&mut s, "master_replid"),
+            field(&mut m, "master_replid")
+        );
+        for c in [&mut r, &mut s] {
+            assert_eq!(c.text(&["EXISTS", "short:0"]), ":0\r\n", "{kind:?}");
+            assert_eq!(c.text(&["DBSIZE"]), m.text(&["DBSIZE"]), "{kind:?}");
+            assert_eq!(digest(c), digest(&mut m), "{kind:?}");
+        }
     }
 }

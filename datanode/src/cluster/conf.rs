@@ -201,6 +201,26 @@ fn get_or_create(state: &mut State, id: NodeId, now: i64) -> &mut Node {
         .or_insert_with(|| Node::new(id, id, 0, now))
 }
 
+/// Whether the node a nodes.conf text describes as `myself` is a
+/// replica: a restart from an RDB needs to know before the cluster starts
+/// (a replica continues its master's history, a master starts a new one).
+pub fn myself_is_replica(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.split(' ')
+            .filter(|s| !s.is_empty())
+            .nth(2)
+            .is_some_and(|flags| {
+                let mut f = flags.split(',');
+                let (mut me, mut replica) = (false, false);
+                for x in f.by_ref() {
+                    me |= x == "myself";
+                    replica |= x == "slave";
+                }
+                me && replica
+            })
+    })
+}
+
 /// Loads the file into a fresh state. `Ok(None)` when the file does not
 /// exist or is empty (a new node).
 pub fn load(state: &mut State, now: i64) -> Result<bool, ConfError> {
@@ -354,4 +374,25 @@ pub fn load_text(state: &mut State, text: &str, now: i64) -> Result<bool, ConfEr
     n.flags |= flags::EXTENSIONS_SUPPORTED;
     state.todo_route = true;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn myself_is_replica_reads_the_flags_of_the_myself_line() {
+        let id = "a".repeat(40);
+        let other = "b".repeat(40);
+        let line = |flags: &str, master: &str| {
+            format!("{id} 127.0.0.1:7000@17000 {flags} {master} 0 0 1 connected\n")
+        };
+        assert!(myself_is_replica(&line("myself,slave", &other)));
+        assert!(!myself_is_replica(&line("myself,master", "-")));
+        // Another node's replica flag is not ours.
+        assert!(!myself_is_replica(
+            &(line("slave", &other) + &line("myself,master", "-"))
+        ));
+        assert!(!myself_is_replica(""));
+    }
 }

@@ -491,7 +491,7 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
         .map_err(library_error)?;
     count_loaded(srv, &loaded);
     if let Some(info) = &loaded.repl {
-        crate::replication::restore_info(srv, info);
+        crate::replication::restore_info(srv, info, &loaded.expired_keys, starts_as_replica(srv));
     }
     let (n, expired) = (loaded.keys, loaded.expired);
     track_loaded_imports(srv, loaded.hidden);
@@ -500,6 +500,18 @@ pub fn load_rdb(srv: &Shared) -> Result<(), rdb::file::RdbError> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether this node will be a replica once started: `replicaof` in its
+/// configuration, or, in cluster mode, its nodes.conf says so.
+fn starts_as_replica(srv: &Shared) -> bool {
+    let cfg = srv.config.read();
+    if cfg.cluster_enabled() {
+        std::fs::read_to_string(cfg.value("cluster-config-file"))
+            .is_ok_and(|t| crate::cluster::conf::myself_is_replica(&t))
+    } else {
+        !cfg.value("replicaof").trim().is_empty()
+    }
 }
 
 fn library_error(e: String) -> rdb::file::RdbError {

@@ -293,15 +293,15 @@ async fn full_sync(
         let _ = wr.set_nodelay(false);
     }
     if diskless && delay > 0 {
-        let done = join_batch(srv, id, delay).await?;
-        let (pos, replid, rdb) = match &*done {
-            Ok(r) => r.clone(),
-            Err(e) => return Err(std::io::Error::other(e.clone())),
-        };
+        let batch = join_batch(srv, id, delay);
+        // +FULLRESYNC goes out at the batch's cut, while its snapshot is
+        // made, as redis-server answers when the BGSAVE starts.
+        let (pos, replid) = batch.cut().await?;
         if psync {
             wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
                 .await?;
         }
+        let rdb = batch.rdb().await?;
         set_state(srv, id, ReplicaState::SendBulk);
         send_eof_format(srv, wr, &rdb).await?;
         wait_first_ack(srv, id).await?;
@@ -394,20 +394,55 @@ async fn wait_first_ack(srv: &Shared, id: u64) -> std::io::Result<()> {
     }
 }
 
-/// The outcome of a shared diskless snapshot: (offset, replid, RDB).
-type BatchOutcome = Arc<Result<(u64, String, Arc<Vec<u8>>), String>>;
+/// Where a shared diskless snapshot stands: its cut (offset, replid)
+/// once made, then its RDB; or why it failed.
+#[derive(Clone, Default)]
+struct BatchProgress {
+    cut: Option<(u64, String)>,
+    rdb: Option<Arc<Vec<u8>>>,
+    failed: Option<String>,
+}
 
 /// Replicas waiting for the next diskless snapshot: as Redis, every
 /// replica that asks within `repl-diskless-sync-delay` (or until
 /// `repl-diskless-sync-max-replicas` have asked) gets the same one.
 pub struct Batch {
     ids: parking_lot::Mutex<Vec<u64>>,
-    done: tokio::sync::watch::Sender<Option<BatchOutcome>>,
+    progress: tokio::sync::watch::Sender<BatchProgress>,
 }
 
-/// Joins the open batch (or opens one and runs it after the delay) and
-/// waits for its snapshot.
-async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<BatchOutcome> {
+impl Batch {
+    /// Waits until `pick` finds what it wants in the progress.
+    async fn wait<T>(&self, pick: impl Fn(&BatchProgress) -> Option<T>) -> std::io::Result<T> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            {
+                let p = rx.borrow_and_update();
+                if let Some(v) = pick(&p) {
+                    return Ok(v);
+                }
+                if let Some(e) = &p.failed {
+                    return Err(std::io::Error::other(e.clone()));
+                }
+            }
+            rx.changed()
+                .await
+                .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+        }
+    }
+
+    async fn cut(&self) -> std::io::Result<(u64, String)> {
+        self.wait(|p| p.cut.clone()).await
+    }
+
+    async fn rdb(&self) -> std::io::Result<Arc<Vec<u8>>> {
+        self.wait(|p| p.rdb.clone()).await
+    }
+}
+
+/// Joins the open batch, or opens one and runs its snapshot after the
+/// delay.
+fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
     let (batch, leader) = {
         let mut open = srv.repl.pending_batch.lock();
         match open.as_ref() {
@@ -418,17 +453,17 @@ async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<B
             None => {
                 let b = Arc::new(Batch {
                     ids: parking_lot::Mutex::new(vec![id]),
-                    done: tokio::sync::watch::Sender::new(None),
+                    progress: tokio::sync::watch::Sender::new(BatchProgress::default()),
                 });
                 *open = Some(b.clone());
                 (b, true)
             }
         }
     };
-    let mut rx = batch.done.subscribe();
     if leader {
         tracing::info!("Delay next BGSAVE for diskless SYNC");
         let srv = srv.clone();
+        let batch = batch.clone();
         // Its own task: the snapshot goes on for the others even if this
         // replica's connection ends meanwhile.
         tokio::spawn(async move {
@@ -448,26 +483,24 @@ async fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> std::io::Result<B
                 "Starting BGSAVE for SYNC with target: replicas sockets ({} replicas)",
                 ids.len()
             );
-            let (cut_tx, _cut_rx) = tokio::sync::oneshot::channel();
+            let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
             let srv2 = srv.clone();
-            let res =
-                tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, true, cut_tx)).await;
-            let out = match res {
-                Ok(Ok((rdb, pos, replid))) => Ok((pos, replid, Arc::new(rdb))),
+            let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, true, cut_tx));
+            if let Ok(cut) = cut_rx.await {
+                batch.progress.send_modify(|p| p.cut = Some(cut));
+            }
+            let res = match job.await {
+                Ok(Ok((rdb, _, _))) => Ok(Arc::new(rdb)),
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(e.to_string()),
             };
-            let _ = batch.done.send(Some(Arc::new(out)));
+            batch.progress.send_modify(|p| match res {
+                Ok(rdb) => p.rdb = Some(rdb),
+                Err(e) => p.failed = Some(e),
+            });
         });
     }
-    loop {
-        if let Some(out) = rx.borrow_and_update().clone() {
-            return Ok(out);
-        }
-        rx.changed()
-            .await
-            .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
-    }
+    batch
 }
 
 /// Takes the snapshot on a blocking thread; sends (offset, replid) the

@@ -222,17 +222,33 @@ pub fn snapshot_info(
     })
 }
 
-/// Start-up from a snapshot that recorded replication state: the history
-/// id and offset are ours again, so as a replica we ask our master to
-/// continue from there, and as a master our replicas can continue with us
-/// (a replica ahead of the snapshot gets a full sync: its offset is past
-/// our backlog).
-pub fn restore_info(srv: &crate::server::Shared, info: &crate::persistence::rdb::file::ReplInfo) {
+/// Start-up from a snapshot that recorded replication state.
+///
+/// A replica takes the history id and offset as its own, so it asks its
+/// master to continue from there. A master, as redis-server, starts a new
+/// history at that offset and keeps the file's as its secondary id, so
+/// its replicas continue with it; the keys the load found expired reach
+/// them as DELs (UNLINKs under `lazyfree-lazy-expire`), counted in the
+/// offset. A replica whose offset is past that history, or behind the
+/// backlog those DELs left, gets a full sync.
+pub fn restore_info(
+    srv: &crate::server::Shared,
+    info: &crate::persistence::rdb::file::ReplInfo,
+    expired_keys: &[(usize, Vec<u8>)],
+    as_replica: bool,
+) {
+    let master = !as_replica;
     {
         let mut st = srv.repl.state.lock();
-        st.replid = info.id.clone();
-        st.replid2 = NO_REPLID.to_string();
-        st.second_offset = -1;
+        if master {
+            st.replid = new_replid();
+            st.replid2 = info.id.clone();
+            st.second_offset = info.offset as i64 + 1;
+        } else {
+            st.replid = info.id.clone();
+            st.replid2 = NO_REPLID.to_string();
+            st.second_offset = -1;
+        }
     }
     srv.log.with_buf(|b| {
         b.repl.activate();
@@ -240,15 +256,23 @@ pub fn restore_info(srv: &crate::server::Shared, info: &crate::persistence::rdb:
         b.repl_last_db = None;
     });
     srv.repl.master_db.store(info.stream_db, Ordering::Relaxed);
-    if !srv.repl.is_replica() {
-        // Our own writes continue the restored history.
-        srv.log.set_repl(true);
-    }
     tracing::info!(
         "Restored replication ID {} and offset {} from the RDB file",
         info.id,
         info.offset
     );
+    if master {
+        // Our own writes continue the restored history.
+        srv.log.set_repl(true);
+        let del: &[u8] = if srv.config.read().flag("lazyfree-lazy-expire") {
+            b"UNLINK"
+        } else {
+            b"DEL"
+        };
+        for (db, key) in expired_keys {
+            srv.log.append_repl_command(*db, &[del, key.as_slice()]);
+        }
+    }
 }
 
 /// The `# Replication` section of INFO.

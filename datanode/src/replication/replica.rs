@@ -264,6 +264,10 @@ async fn link(
             st.replid2 = std::mem::replace(&mut st.replid, new_id.to_string());
             st.second_offset = next as i64;
             tracing::info!("Master replication ID changed to {new_id}");
+            drop(st);
+            // Our replicas must learn the new id: they reconnect and
+            // continue with us under it, as Redis disconnects them here.
+            srv.repl.drop_replicas.notify_waiters();
         }
         srv.log.with_buf(|b| b.repl.activate());
     } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {

@@ -396,9 +396,11 @@ pub fn load_with_info(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, Rd
     let (keys, expired, _) = load_inner(ks, data, now, &mut info)?;
     let hidden = std::mem::take(&mut info.hidden);
     let functions = std::mem::take(&mut info.functions);
+    let expired_keys = std::mem::take(&mut info.expired_keys);
     Ok(Loaded {
         keys,
         expired,
+        expired_keys,
         repl: info.into_info(),
         hidden,
         functions,
@@ -410,6 +412,9 @@ pub struct Loaded {
     pub keys: usize,
     /// Keys skipped because they had expired.
     pub expired: usize,
+    /// Those keys, with their database: a master tells its replicas
+    /// they are gone, as Redis feeds a DEL for each.
+    pub expired_keys: Vec<(usize, Vec<u8>)>,
     pub repl: Option<ReplInfo>,
     /// Slots an unfinished import had hidden when the file was written.
     pub hidden: Vec<(u16, u16)>,
@@ -425,6 +430,7 @@ struct AuxRepl {
     offset: Option<u64>,
     hidden: Vec<(u16, u16)>,
     functions: Vec<Vec<u8>>,
+    expired_keys: Vec<(usize, Vec<u8>)>,
 }
 
 impl AuxRepl {
@@ -445,9 +451,11 @@ pub fn load_prefix(ks: &Keyspace, data: &[u8], now: i64) -> Result<(Loaded, usiz
     let (keys, expired, end) = load_inner(ks, data, now, &mut info)?;
     let hidden = std::mem::take(&mut info.hidden);
     let functions = std::mem::take(&mut info.functions);
+    let expired_keys = std::mem::take(&mut info.expired_keys);
     let loaded = Loaded {
         keys,
         expired,
+        expired_keys,
         repl: info.into_info(),
         hidden,
         functions,
@@ -486,6 +494,7 @@ fn load_checked(
     let mut r = Reader::new(data);
     r.pos = 9;
     let mut db = ks.db(0);
+    let mut db_index = 0;
     let mut expire: Option<i64> = None;
     let (mut loaded, mut skipped) = (0, 0);
     let de = |r: &Reader, e: DecodeError| corrupt(r, e);
@@ -511,6 +520,7 @@ fn load_checked(
                     return Err(corrupt(&r, format!("database {n} out of range")));
                 }
                 db = ks.db(n);
+                db_index = n;
             }
             OP_RESIZEDB => {
                 r.length().map_err(|e| de(&r, e))?;
@@ -543,7 +553,10 @@ fn load_checked(
                 let v = read_value(&mut r, t).map_err(|e| de(&r, e))?;
                 match expire.take() {
                     // An AOF's preamble keeps them (see keyspace::loading).
-                    Some(at) if at <= now && !crate::keyspace::loading() => skipped += 1,
+                    Some(at) if at <= now && !crate::keyspace::loading() => {
+                        skipped += 1;
+                        repl.expired_keys.push((db_index, key));
+                    }
                     exp => {
                         let mut g = db.lock_key(&key, now);
                         g.set_quiet(true);
