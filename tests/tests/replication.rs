@@ -33,6 +33,8 @@ fn start_replica_of(kind: Server, master: &Node) -> Node {
         "",
         "--enable-debug-command",
         "yes",
+        "--repl-diskless-sync-delay",
+        "0",
         "--replicaof",
         "127.0.0.1",
         &mport,
@@ -1625,5 +1627,82 @@ fn a_restarted_master_continues_its_replicas_under_a_new_id() {
             assert_eq!(c.text(&["DBSIZE"]), m.text(&["DBSIZE"]), "{kind:?}");
             assert_eq!(digest(c), digest(&mut m), "{kind:?}");
         }
+    }
+}
+
+/// What a replica waiting for its snapshot has not been sent stays in the
+/// backlog, as in Redis 7's shared replication buffer: INFO's
+/// `repl_backlog_histlen` passes `repl-backlog-size`, and another replica
+/// can continue partially from anywhere in it. Once the waiting replica
+/// passes its `client-output-buffer-limit` it is let go and the backlog
+/// shrinks (Redis's integration/replication-buffer).
+#[test]
+fn a_lagging_replica_keeps_the_backlog_until_its_buffer_limit_lets_it_go() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut m = master.conn();
+        for (k, v) in [
+            ("repl-backlog-size", "16384"),
+            ("client-output-buffer-limit", "replica 0 0 0"),
+        ] {
+            assert_eq!(m.text(&["CONFIG", "SET", k, v]), "+OK\r\n");
+        }
+        let first = start(kind);
+        let mut r1 = first.conn();
+        replicate(&mut r1, &master);
+        wait("the first replica syncs", || caught_up(&mut m, &mut r1));
+        // The second replica's snapshot takes 20 s: it waits in `sync`.
+        assert_eq!(m.text(&["DEBUG", "POPULATE", "20"]), "+OK\r\n");
+        m.text(&["CONFIG", "SET", "rdb-key-save-delay", "1000000"]);
+        let second = start(kind);
+        let mut r2 = second.conn();
+        replicate(&mut r2, &master);
+        wait("the second replica waits for its snapshot", || {
+            m.info_field("persistence", "rdb_bgsave_in_progress") == "1"
+                && r2.text(&["ROLE"]).contains("$4\r\nsync\r\n")
+        });
+        let big = "x".repeat(16 * 1024);
+        let write_mb = |m: &mut Conn, tag: &str| {
+            for i in 0..64 {
+                assert_eq!(m.text(&["SET", &format!("{tag}:{i}"), &big]), "+OK\r\n");
+            }
+        };
+        write_mb(&mut m, "a");
+        wait("the first replica catches up", || {
+            caught_up(&mut m, &mut r1)
+        });
+        let histlen = |m: &mut Conn| -> u64 {
+            m.info_field("replication", "repl_backlog_histlen")
+                .parse()
+                .unwrap()
+        };
+        assert!(histlen(&mut m) > 1 << 20, "{kind:?}: {}", histlen(&mut m));
+        // The first replica leaves for a moment and misses a megabyte:
+        // far more than repl-backlog-size, all still held.
+        let nowhere = slotkv_tests::free_port().to_string();
+        r1.text(&["REPLICAOF", "127.0.0.1", &nowhere]);
+        write_mb(&mut m, "b");
+        replicate(&mut r1, &master);
+        wait("the first replica catches up again", || {
+            caught_up(&mut m, &mut r1)
+        });
+        assert_eq!(m.info_field("stats", "sync_partial_ok"), "1", "{kind:?}");
+        // (DEBUG POPULATE's keys are not replicated: no digest here.)
+        for k in ["a:0", "b:63"] {
+            assert_eq!(r1.text(&["STRLEN", k]), ":16384\r\n", "{kind:?}");
+        }
+        // A limit the waiting replica is over: it goes, and the backlog
+        // shrinks back.
+        m.text(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 128k 0 0",
+        ]);
+        m.text(&["SET", "trigger", "x"]);
+        wait("the waiting replica is let go", || {
+            m.info_field("replication", "connected_slaves") == "1"
+        });
+        wait("the backlog shrinks", || histlen(&mut m) < 1 << 20);
     }
 }

@@ -2,8 +2,10 @@
 //! replicas, numbered by its offset, held in blocks. Like Redis 7's shared
 //! replication buffer, one copy serves both the backlog (the last
 //! `repl-backlog-size` bytes, for partial resyncs) and each connected
-//! replica (the bytes it has not been sent yet): a block goes once it is
-//! out of the backlog window and every replica is past it.
+//! replica (the bytes it has not been sent yet): a block goes once the
+//! rest hold `repl-backlog-size` bytes and every replica is past it. As in
+//! Redis, what a lagging replica keeps stays part of the backlog: a
+//! partial resync can start anywhere in it.
 //!
 //! Offsets here count bytes from the start of the stream: `end` is Redis's
 //! `master_repl_offset`, and a replica asking to continue "from offset
@@ -94,13 +96,15 @@ impl Backlog {
 
     /// First offset a partial resync can start from.
     pub fn window_start(&self) -> u64 {
-        self.start.max(self.end.saturating_sub(self.size))
+        self.start
     }
 
-    /// Bytes in the backlog window (Redis's `repl_backlog_histlen`).
+    /// Bytes held (Redis's `repl_backlog_histlen`): at least
+    /// `repl-backlog-size` once that much was written, more while a
+    /// replica lags behind that.
     pub fn histlen(&self) -> u64 {
         if self.active {
-            self.end - self.window_start()
+            self.end - self.start
         } else {
             0
         }
@@ -108,7 +112,7 @@ impl Backlog {
 
     /// Whether a replica can continue from `pos` with what is held.
     pub fn can_continue_from(&self, pos: u64) -> bool {
-        self.active && pos >= self.window_start() && pos <= self.end
+        self.active && pos >= self.start && pos <= self.end
     }
 
     /// Appends stream bytes (nothing is kept while no backlog exists).
@@ -169,13 +173,20 @@ impl Backlog {
         self.trim();
     }
 
+    /// Bytes the replica `id` still has to be sent (0 before it reads).
+    pub fn reader_lag(&self, id: u64) -> u64 {
+        self.readers
+            .get(&id)
+            .map_or(0, |pos| self.end.saturating_sub(*pos))
+    }
+
     /// Bytes a replica at `pos` still has to be sent.
     pub fn lag_of(&self, pos: u64) -> u64 {
         self.end.saturating_sub(pos)
     }
 
-    /// Drops whole blocks no one needs: out of the backlog window and
-    /// already read by every replica.
+    /// Drops whole blocks no one needs: the blocks after them still hold
+    /// `repl-backlog-size` bytes, and every replica has read them.
     fn trim(&mut self) {
         let keep_from = self
             .readers
@@ -183,7 +194,7 @@ impl Backlog {
             .copied()
             .min()
             .unwrap_or(u64::MAX)
-            .min(self.window_start());
+            .min(self.end.saturating_sub(self.size));
         while let Some(front) = self.blocks.front() {
             let front_end = self.start + front.len() as u64;
             if front_end > keep_from || self.blocks.len() == 1 && front.len() < BLOCK {
@@ -250,15 +261,19 @@ mod tests {
         for _ in 0..100 {
             b.append(&chunk);
         }
-        // The slow reader still gets everything from 0.
+        // The slow reader still gets everything from 0, and what it
+        // keeps serves partial resyncs too, as in Redis 7.
         assert_eq!(read_all(&b, 0).unwrap().len(), 100_000);
-        // But a partial resync only within the last BLOCK bytes.
+        assert!(b.can_continue_from(0));
+        assert_eq!(b.histlen(), 100_000);
+        // Once the reader moves on, old blocks go: what is left holds
+        // at least the backlog's size, less than a block more.
+        b.set_reader(1, 100_000);
+        let held = b.held();
+        assert!((BLOCK as u64..2 * BLOCK as u64).contains(&held), "{held}");
+        assert_eq!(b.histlen(), held);
         assert!(!b.can_continue_from(0));
         assert!(b.can_continue_from(100_000 - BLOCK as u64));
-        assert_eq!(b.histlen(), BLOCK as u64);
-        // Once the reader moves on, old blocks go.
-        b.set_reader(1, 100_000);
-        assert!(b.held() <= 2 * BLOCK as u64);
         assert_eq!(read_all(&b, 100_000 - BLOCK as u64).unwrap().len(), BLOCK);
         b.remove_reader(1);
         assert!(b.held() >= BLOCK as u64);

@@ -301,7 +301,7 @@ async fn full_sync(
             wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
                 .await?;
         }
-        let rdb = batch.rdb().await?;
+        let rdb = within_limit(srv, id, batch.rdb()).await??;
         set_state(srv, id, ReplicaState::SendBulk);
         send_eof_format(srv, wr, &rdb).await?;
         wait_first_ack(srv, id).await?;
@@ -319,8 +319,8 @@ async fn full_sync(
         wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
             .await?;
     }
-    let (rdb, _, _) = job
-        .await
+    let (rdb, _, _) = within_limit(srv, id, job)
+        .await?
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .map_err(std::io::Error::other)?;
     set_state(srv, id, ReplicaState::SendBulk);
@@ -623,6 +623,58 @@ pub fn open_stream_at_cut(srv: &Shared, ids: &[u64]) -> (u64, String) {
     (pos, replid)
 }
 
+/// `client-output-buffer-limit`'s replica class, applied to the stream a
+/// replica has not been sent yet, as Redis applies it to the replica's
+/// share of the replication buffer. A hard limit below
+/// `repl-backlog-size` counts as that size, as in Redis: a partial resync
+/// would otherwise succeed only for the replica to be cut off.
+#[derive(Default)]
+struct ReplicaLimit {
+    soft_since: Option<std::time::Instant>,
+}
+
+impl ReplicaLimit {
+    fn over(&mut self, lag: u64, backlog_size: u64) -> bool {
+        let (hard, soft, secs) =
+            crate::server::outbox::limits_of(crate::server::outbox::Class::Replica);
+        if hard > 0 && lag >= hard.max(backlog_size) {
+            return true;
+        }
+        if soft > 0 && lag >= soft {
+            let since = *self.soft_since.get_or_insert_with(std::time::Instant::now);
+            return since.elapsed() > Duration::from_secs(secs);
+        }
+        self.soft_since = None;
+        false
+    }
+}
+
+/// Waits for `fut` (a snapshot being made) while the stream the replica
+/// will read after it grows: over its buffer limit, the replica is let
+/// go, as Redis closes a replica waiting for its BGSAVE.
+async fn within_limit<T>(
+    srv: &Shared,
+    id: u64,
+    fut: impl std::future::Future<Output = T>,
+) -> std::io::Result<T> {
+    tokio::pin!(fut);
+    let mut limit = ReplicaLimit::default();
+    loop {
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                let (lag, size) = srv.log.with_buf(|b| (b.repl.reader_lag(id), b.repl.size()));
+                if limit.over(lag, size) {
+                    tracing::warn!(
+                        "Client id={id} (replica) closed for overcoming of output buffer limits."
+                    );
+                    return Err(std::io::Error::other("output buffer limit"));
+                }
+            }
+        }
+    }
+}
+
 /// Sends the stream from `pos` as it grows.
 async fn stream(
     srv: &Arc<Shared>,
@@ -632,6 +684,7 @@ async fn stream(
 ) -> std::io::Result<()> {
     let mut send = SendBuf::new();
     let buf = &mut send.0;
+    let mut limit = ReplicaLimit::default();
     loop {
         buf.clear();
         // Arm the wake-up before looking, so an append in between is seen.
@@ -639,12 +692,11 @@ async fn stream(
         tokio::pin!(notified);
         notified.as_mut().enable();
         srv.log.repl_waiting.store(true, Ordering::Release);
-        let (got, lag) = srv.log.with_buf(|b| {
+        let (got, lag, size) = srv.log.with_buf(|b| {
             let got = b.repl.read(pos, SEND_CHUNK, buf);
-            (got, b.repl.lag_of(pos))
+            (got, b.repl.lag_of(pos), b.repl.size())
         });
-        let hard = crate::server::outbox::limits_of(crate::server::outbox::Class::Replica).0;
-        if hard > 0 && lag > hard {
+        if limit.over(lag, size) {
             tracing::warn!(
                 "Client id={id} (replica) closed for overcoming of output buffer limits."
             );

@@ -260,14 +260,15 @@ async fn link(
         if !new_id.is_empty() && new_id != replid {
             // The master's history goes on under a new id (it was
             // promoted): ours becomes the previous one.
-            let mut st = srv.repl.state.lock();
-            st.replid2 = std::mem::replace(&mut st.replid, new_id.to_string());
-            st.second_offset = next as i64;
+            {
+                let mut st = srv.repl.state.lock();
+                st.replid2 = std::mem::replace(&mut st.replid, new_id.to_string());
+                st.second_offset = next as i64;
+            }
             tracing::info!("Master replication ID changed to {new_id}");
-            drop(st);
             // Our replicas must learn the new id: they reconnect and
             // continue with us under it, as Redis disconnects them here.
-            srv.repl.drop_replicas.notify_waiters();
+            drop_replicas_before_the_stream(srv).await;
         }
         srv.log.with_buf(|b| b.repl.activate());
     } else if reply.starts_with("-NOMASTERLINK") || reply.starts_with("-LOADING") {
@@ -288,6 +289,26 @@ async fn link(
         "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization or finished loading."
     );
     apply_stream(srv, gen, &mut w, db).await
+}
+
+/// Drops our replicas and waits (bounded) until they are gone: none may
+/// be sent a byte of the stream that follows under the old id, or it
+/// could not continue under the new one (its offset would be past where
+/// the old history ends).
+async fn drop_replicas_before_the_stream(srv: &Shared) {
+    let ids: Vec<u64> = srv.repl.state.lock().replicas.keys().copied().collect();
+    srv.repl.drop_replicas.notify_waiters();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        let left = {
+            let st = srv.repl.state.lock();
+            ids.iter().any(|id| st.replicas.contains_key(id))
+        };
+        if !left {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 async fn handshake(srv: &Shared, w: &mut Wire) -> Result<(), LinkError> {
