@@ -696,7 +696,19 @@ pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
     } else {
         Vec::new()
     };
-    let res = ctx.srv.config.read().rewrite(&users);
+    let master = ctx
+        .srv
+        .repl
+        .state
+        .lock()
+        .master
+        .as_ref()
+        .map(|m| (m.host.clone(), m.port));
+    let rt = crate::config::rewrite::Runtime {
+        users: &users,
+        master,
+    };
+    let res = ctx.srv.config.read().rewrite(&rt);
     match res {
         Ok(()) => ctx.r.ok(),
         Err(e) => ctx.r.error(&format!("ERR {e}")),
