@@ -47,7 +47,7 @@ fn bad_values() {
 fn wrong_argument_count_and_quotes() {
     fails_with(
         "port\n",
-        &["at line 1", "Bad directive or wrong number of arguments"],
+        &["at line 1", ">>> 'port'", "wrong number of arguments"],
     );
     fails_with(
         "requirepass \"unterminated\n",
@@ -61,7 +61,44 @@ fn command_line_overrides_are_checked_too() {
     let (code, out) = start_expect_failure(Server::Datanode, &["--port", "-1"], dir.path());
     assert_ne!(code, 0);
     assert!(
-        out.contains("command line") && out.contains("port -1"),
+        out.contains("command line") && out.contains("port \"-1\""),
         "{out}"
     );
+}
+
+/// The command line is read as redis-server reads it (`--port --loglevel`
+/// gives port two values, `"--maxmemory 700mb"` is a name with its value),
+/// and the errors quote the values as Redis's do: the same line and reason
+/// from both servers (Redis's unit/introspection).
+#[test]
+fn command_line_arguments_are_read_as_redis_reads_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[&[&str]] = &[
+        &["--port"],
+        &["--port", "6380", "--loglevel"],
+        &["--port", "6379", "6380"],
+        &["--port", "--loglevel", "verbose"],
+        &["--port", "--bla", "--loglevel", "verbose"],
+        &["--logfile", "--my--log--file", "--loglevel", "--bla"],
+        &["--shutdown-on-sigint"],
+        &["--shutdown-on-sigint", "now force", "--shutdown-on-sigterm"],
+        &["--replicaof", "127.0.0.1", "abc"],
+        &["--replicaof", "--127.0.0.1", "abc"],
+        &["--replicaof", "--127.0.0.1", "--abc"],
+        &["--maxmemory 700mb", "--maxmemory-policy bogus"],
+    ];
+    // The quoted line and the reason: what follows `>>> `.
+    let reason = |out: &str| -> String {
+        let at = out
+            .find(">>> ")
+            .unwrap_or_else(|| panic!("no error line in:\n{out}"));
+        out[at..].lines().take(2).collect::<Vec<_>>().join("\n")
+    };
+    for args in cases {
+        let (rc, redis) = start_expect_failure(Server::Redis, args, dir.path());
+        assert_ne!(rc, 0, "redis-server started with {args:?}");
+        let (rc, ours) = start_expect_failure(Server::Datanode, args, dir.path());
+        assert_ne!(rc, 0, "datanode started with {args:?}");
+        assert_eq!(reason(&ours), reason(&redis), "{args:?}");
+    }
 }

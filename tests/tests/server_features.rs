@@ -2523,3 +2523,59 @@ fn the_watchdog_logs_the_stack_of_a_command_that_runs_too_long() {
         );
     }
 }
+
+/// `rename-command` in the configuration: clients know the command by its
+/// new name only (in transactions and scripts too), an empty name removes
+/// it, and CONFIG REWRITE keeps the directive; the replies are
+/// redis-server's.
+#[test]
+fn rename_command_renames_and_removes_commands_as_redis_does() {
+    let mut replies = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("node.conf");
+        std::fs::write(
+            &conf,
+            "rename-command flushdb badger\nrename-command keys \"\"\n",
+        )
+        .expect("config");
+        let mut n = Node::start_with_config(kind, Some(&conf), &[]);
+        let mut c = n.conn();
+        let mut seen = Vec::new();
+        let cmds: &[&[&str]] = &[
+            &["SET", "k", "v"],
+            &["FLUSHDB"],
+            &["KEYS", "*"],
+            &["DBSIZE"],
+            &["EVAL", "return redis.call('flushdb')", "0"],
+            &["MULTI"],
+            &["BADGER"],
+            &["EXEC"],
+            &["DBSIZE"],
+            &["SET", "k", "v"],
+            &["EVAL", "return redis.call('badger')", "0"],
+            &["DBSIZE"],
+            &["CONFIG", "REWRITE"],
+        ];
+        for cmd in cmds {
+            seen.push(c.text(cmd));
+        }
+        let text = std::fs::read_to_string(&conf).expect("config");
+        assert!(
+            text.starts_with("rename-command flushdb badger\n"),
+            "{kind:?}: {text}"
+        );
+        n.signal_and_wait("-TERM");
+        n.restart();
+        let mut c = n.conn();
+        seen.push(c.text(&["FLUSHDB"]));
+        seen.push(c.text(&["BADGER"]));
+        replies.push(seen);
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert!(
+        replies[1][1].starts_with("-ERR unknown command 'FLUSHDB'"),
+        "{:?}",
+        replies[1]
+    );
+}

@@ -318,7 +318,7 @@ pub fn migrate(ctx: &mut Ctx, a: &Args) {
                         reply: out,
                         dirty: deleted,
                         error_counted: false,
-                        cmd: super::table::lookup(b"migrate"),
+                        cmd: super::table::lookup_any(b"migrate"),
                         usec: t0.elapsed().as_micros() as u64,
                     }
                 },

@@ -307,7 +307,15 @@ fn unknown_command(args: &Args) -> Vec<u8> {
 /// Resolves the command (and subcommand) an invocation names, or replies
 /// with the error Redis gives.
 pub fn resolve(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
-    let Some(cmd) = table::lookup(args.get(0)) else {
+    // What the server wrote itself (its master's stream, the AOF being
+    // loaded) names commands by their own names, renamed or not.
+    let own = ctx.client.is_master || crate::keyspace::loading();
+    let found = if own {
+        table::lookup_any(args.get(0))
+    } else {
+        table::lookup(args.get(0))
+    };
+    let Some(cmd) = found else {
         ctx.r.error_bytes(&unknown_command(args));
         return None;
     };

@@ -541,7 +541,12 @@ pub fn config_set(ctx: &mut Ctx, a: &Args) {
         return ctx.r.error(super::LOADING);
     }
     let before = ctx.srv.config.read().clone();
-    let res = ctx.srv.config.write().set(&pairs);
+    let protected_ok = match before.value("enable-protected-configs") {
+        "yes" => true,
+        "local" => ctx.client.info.addr.is_local(),
+        _ => false,
+    };
+    let res = ctx.srv.config.write().set(&pairs, protected_ok);
     match res {
         Ok(changed) => {
             let port_changed = changed.iter().any(|c| c == "port")
@@ -677,6 +682,15 @@ pub fn config_resetstat(ctx: &mut Ctx, _a: &Args) {
 }
 
 pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
+    match rewrite_config_file(ctx, false) {
+        Ok(()) => ctx.r.ok(),
+        Err(e) => ctx.r.error(&format!("ERR {e}")),
+    }
+}
+
+/// Rewrites the configuration file; `force_all` writes every directive,
+/// defaults included (DEBUG CONFIG-REWRITE-FORCE-ALL).
+fn rewrite_config_file(ctx: &mut Ctx, force_all: bool) -> Result<(), crate::config::ConfigError> {
     // Without an ACL file, every user is written as a `user` line (as
     // Redis does); with one, the users live there.
     let users: Vec<String> = if ctx.srv.config.read().value("aclfile").is_empty() {
@@ -707,12 +721,10 @@ pub fn config_rewrite(ctx: &mut Ctx, _a: &Args) {
     let rt = crate::config::rewrite::Runtime {
         users: &users,
         master,
+        force_all,
     };
-    let res = ctx.srv.config.read().rewrite(&rt);
-    match res {
-        Ok(()) => ctx.r.ok(),
-        Err(e) => ctx.r.error(&format!("ERR {e}")),
-    }
+    let cfg = ctx.srv.config.read();
+    cfg.rewrite(&rt)
 }
 
 pub fn config_help(ctx: &mut Ctx, _a: &Args) {
@@ -1142,6 +1154,13 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
         let on = a.get(2) != b"0";
         ctx.srv.scripts.set_deny_disabled(on);
         ctx.r.ok();
+    } else if eq_ic(sub, "CONFIG-REWRITE-FORCE-ALL") && a.len() == 2 {
+        match rewrite_config_file(ctx, true) {
+            Ok(()) => ctx.r.ok(),
+            Err(e) => ctx
+                .r
+                .error(&format!("ERR CONFIG-REWRITE-FORCE-ALL failed: {e}")),
+        }
     } else if eq_ic(sub, "SET-ACTIVE-EXPIRE") && a.len() == 3 {
         let on = a.get(2) != b"0";
         ctx.srv.hot.active_expire.store(on, Ordering::Relaxed);
@@ -1157,6 +1176,8 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
                 "    Write the dataset out and load it back.",
                 "SET-DISABLE-DENY-SCRIPTS <0|1>",
                 "    Let scripts run commands they are normally refused (1), or not (0).",
+                "CONFIG-REWRITE-FORCE-ALL",
+                "    Rewrite the configuration file with every directive, defaults included.",
                 "SET-ACTIVE-EXPIRE <0|1>",
                 "    Turn the background deletion of expired keys off or on.",
                 "SEGFAULT",

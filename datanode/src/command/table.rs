@@ -804,16 +804,59 @@ fn index() -> &'static FastMap<&'static [u8], &'static Cmd> {
     })
 }
 
-/// Finds a command by name, case-insensitively, without allocating.
+/// The command table after `rename-command` directives, when there are
+/// any: clients know the commands by these names only.
+static RENAMED: OnceLock<FastMap<&'static [u8], &'static Cmd>> = OnceLock::new();
+
+/// Applies `rename-command` directives (name, new name) in order, as
+/// redis-server reads them: a command is looked up by its current name,
+/// an empty new name removes it. Once, at start-up; on error, the index
+/// of the directive and Redis's reason.
+pub fn install_renames(renames: &[(String, String)]) -> Result<(), (usize, &'static str)> {
+    if renames.is_empty() {
+        return Ok(());
+    }
+    let mut m: FastMap<&'static [u8], &'static Cmd> = index().clone();
+    for (i, (from, to)) in renames.iter().enumerate() {
+        let from = from.to_ascii_lowercase();
+        let Some(cmd) = m.remove(from.as_bytes()) else {
+            return Err((i, "No such command in rename-command"));
+        };
+        if to.is_empty() {
+            continue;
+        }
+        let to = to.to_ascii_lowercase();
+        if m.contains_key(to.as_bytes()) {
+            return Err((i, "Target command name already exists"));
+        }
+        // Once per directive at start-up: the names live as long as the
+        // table.
+        m.insert(Box::leak(to.into_bytes().into_boxed_slice()), cmd);
+    }
+    let _ = RENAMED.set(m);
+    Ok(())
+}
+
+/// Finds a command by the name clients use (after any `rename-command`),
+/// case-insensitively, without allocating.
 pub fn lookup(name: &[u8]) -> Option<&'static Cmd> {
-    let mut buf = [0u8; 32];
+    let mut buf = [0u8; 64];
     if name.len() > buf.len() {
         return None;
     }
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    index().get(&*lower).copied()
+    RENAMED.get().unwrap_or_else(index).get(&*lower).copied()
+}
+
+/// Finds a command by its own name or the name clients use: for what the
+/// server itself wrote (the AOF, a master's stream) and its own calls.
+pub fn lookup_any(name: &[u8]) -> Option<&'static Cmd> {
+    lookup(name).or_else(|| {
+        let lower = name.to_ascii_lowercase();
+        index().get(lower.as_slice()).copied()
+    })
 }
 
 /// Finds a subcommand of a container command.

@@ -118,7 +118,7 @@ pub fn exec(ctx: &mut Ctx, a: &Args) {
     // Routed again under the locks: a MIGRATE may have moved a key since
     // the check before EXEC ran (see `dispatch`).
     let routing = ctx.srv.cluster.get().filter(|_| !ctx.client.is_master);
-    if let (Some(cl), Some(exec_cmd)) = (routing, super::table::lookup(b"exec")) {
+    if let (Some(cl), Some(exec_cmd)) = (routing, super::table::lookup_any(b"exec")) {
         ctx.client.multi = Some(m);
         let redirect = super::cluster_redirect(ctx, cl, exec_cmd, a);
         let Some(back) = ctx.client.multi.take() else {

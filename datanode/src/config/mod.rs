@@ -42,20 +42,25 @@ pub struct Config {
     /// class it holds (`n` under `A`), so the text cannot be re-parsed.
     notify_flags: u32,
     /// `user <name> rules…` directives, applied once the server starts.
-    pub users: Vec<UserDirective>,
+    pub users: Vec<Directive>,
+    /// `rename-command <name> <new name>` directives, in order, applied
+    /// once to the command table at start-up.
+    pub renames: Vec<Directive>,
 }
 
-/// A `user` directive and where it was read.
+/// A directive applied once the server starts (`user`,
+/// `rename-command`), with where it was read.
 #[derive(Clone, Debug)]
-pub struct UserDirective {
+pub struct Directive {
     pub file: String,
     pub line: usize,
     pub text: String,
-    /// The user name, then its rules.
+    /// Its arguments (a user's name then its rules; a command's name
+    /// then its new name).
     pub args: Vec<String>,
 }
 
-impl UserDirective {
+impl Directive {
     /// The start-up error for a rule of this directive that cannot apply.
     pub fn error(&self, reason: String) -> ConfigError {
         ConfigError::Bad {
@@ -73,6 +78,56 @@ struct Line {
     no: usize,
     text: String,
     args: Vec<String>,
+}
+
+/// The directives of the command line, read as redis-server reads its
+/// arguments: `--name` starts a directive once the one before has a value
+/// (so `--port --loglevel` gives `port` the value `--loglevel`), other
+/// arguments are its values, and one argument may carry a name with its
+/// values (`"--maxmemory 700mb"`). A lone `--save` followed by another
+/// option, or last, means `save ""`. The text shown in errors quotes
+/// each value, as Redis's does.
+fn command_line(args: &[String]) -> Vec<Line> {
+    let mut lines: Vec<Line> = Vec::new();
+    // Whether the directive being read has a value yet.
+    let mut handled = true;
+    for (j, a) in args.iter().enumerate() {
+        let next_is_option = args.get(j + 1).is_some_and(|n| n.starts_with("--"));
+        if handled && a.starts_with("--") {
+            let words = split(&a[2..]).unwrap_or_else(|| vec![a[2..].to_string()]);
+            let mut line = Line {
+                file: "(command line)".into(),
+                no: lines.len() + 1,
+                text: a[2..].to_string(),
+                args: words,
+            };
+            handled = line.args.len() > 1;
+            let lone_save = line.args.len() == 1 && line.args[0].eq_ignore_ascii_case("save");
+            if lone_save && (next_is_option || j + 1 == args.len()) {
+                line.args.push(String::new());
+                line.text.push_str(" \"\"");
+                handled = true;
+            }
+            lines.push(line);
+        } else {
+            match lines.last_mut() {
+                Some(line) => {
+                    line.text.push(' ');
+                    line.text.push_str(&rewrite::repr(a));
+                    line.args.push(a.clone());
+                }
+                // A value before any option: a directive without a name.
+                None => lines.push(Line {
+                    file: "(command line)".into(),
+                    no: 1,
+                    text: rewrite::repr(a),
+                    args: vec![a.clone()],
+                }),
+            }
+            handled = true;
+        }
+    }
+    lines
 }
 
 fn split(text: &str) -> Option<Vec<String>> {
@@ -100,6 +155,7 @@ impl Config {
             file: None,
             notify_flags: 0,
             users: Vec::new(),
+            renames: Vec::new(),
         }
     }
 
@@ -146,30 +202,19 @@ impl Config {
                 i = 1;
             }
         }
-        let mut argno = 0;
-        while i < args.len() {
-            let name = args[i].trim_start_matches("--").to_string();
-            let mut vals = vec![name];
-            i += 1;
-            while i < args.len() && !args[i].starts_with("--") {
-                vals.push(args[i].clone());
-                i += 1;
-            }
-            argno += 1;
-            lines.push(Line {
-                file: "(command line)".into(),
-                no: argno,
-                text: vals.join(" "),
-                args: vals,
-            });
-        }
+        lines.extend(command_line(&args[i..]));
+        let mut save_seen = false;
         for l in lines {
-            c.apply_line(&l)?;
+            c.apply_line(&l, &mut save_seen)?;
         }
         Ok(c)
     }
 
-    fn apply_line(&mut self, l: &Line) -> Result<(), ConfigError> {
+    /// Applies one directive of the file or the command line.
+    /// `save_seen`: whether a `save` came before, as Redis's loading
+    /// counts: the first replaces the default points, later ones add to
+    /// them (`save ""` clears them).
+    fn apply_line(&mut self, l: &Line, save_seen: &mut bool) -> Result<(), ConfigError> {
         let bad = |reason: &str| ConfigError::Bad {
             file: l.file.clone(),
             line: l.no,
@@ -187,7 +232,19 @@ impl Config {
                     l.args[1]
                 )));
             }
-            self.users.push(UserDirective {
+            self.users.push(Directive {
+                file: l.file.clone(),
+                line: l.no,
+                text: l.text.clone(),
+                args: l.args[1..].to_vec(),
+            });
+            return Ok(());
+        }
+        if canon == "rename-command" {
+            if l.args.len() != 3 {
+                return Err(bad("Bad directive or wrong number of arguments"));
+            }
+            self.renames.push(Directive {
                 file: l.file.clone(),
                 line: l.no,
                 text: l.text.clone(),
@@ -201,15 +258,29 @@ impl Config {
                 l.args[0]
             )));
         }
-        if !is_known(&canon) || l.args.len() < 2 {
-            // `save ""` / `requirepass ""` arrive with an empty argument.
-            if !(is_known(&canon) && l.args.len() == 1 && canon == "save") {
-                return Err(bad("Bad directive or wrong number of arguments"));
-            }
+        if !is_known(&canon) {
+            return Err(bad("Bad directive or wrong number of arguments"));
+        }
+        if l.args.len() < 2 && canon != "save" {
+            // A directive of flags names them in its error, as Redis's.
+            let flags = matches!(
+                table::spec(&canon).map(|s| s.kind),
+                Some(table::Kind::EnumFlags(_))
+            );
+            return Err(match validate(&canon, &[]) {
+                Err(e) if flags => bad(&e),
+                _ => bad("wrong number of arguments"),
+            });
         }
         let mut v = validate(&canon, &l.args[1..]).map_err(|e| bad(&e))?;
         if canon == "client-output-buffer-limit" {
             v = table::merge_obuf_limits(self.raw(&canon), &v);
+        }
+        if canon == "save" {
+            if *save_seen && !v.is_empty() {
+                v = format!("{} {v}", self.raw("save")).trim().to_string();
+            }
+            *save_seen = true;
         }
         self.note_notify(&canon, &l.args[1..].join(" "));
         if canon == "dir" {
@@ -454,7 +525,14 @@ impl Config {
         false
     }
 
-    pub fn set(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<Vec<String>, String> {
+    /// CONFIG SET. `protected_ok`: whether this client may change the
+    /// protected settings (`dir`, `dbfilename`), as
+    /// `enable-protected-configs` allows it.
+    pub fn set(
+        &mut self,
+        pairs: &[(&[u8], &[u8])],
+        protected_ok: bool,
+    ) -> Result<Vec<String>, String> {
         let mut staged: Vec<(String, String, String, String)> = Vec::new();
         for (k, v) in pairs {
             let name = String::from_utf8_lossy(k).to_string();
@@ -472,6 +550,11 @@ impl Config {
             if table::spec(&canon).is_some_and(|s| s.immutable) {
                 return Err(format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                ));
+            }
+            if !protected_ok && matches!(canon.as_str(), "dir" | "dbfilename") {
+                return Err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set protected config"
                 ));
             }
             let raw = String::from_utf8_lossy(v).to_string();
@@ -561,13 +644,15 @@ mod tests {
     #[test]
     fn set_is_all_or_nothing() {
         let mut c = Config::defaults();
-        assert!(c.set(&[(b"maxmemory", b"1mb"), (b"port", b"-5")]).is_err());
+        assert!(c
+            .set(&[(b"maxmemory", b"1mb"), (b"port", b"-5")], true)
+            .is_err());
         assert_eq!(c.get(b"maxmemory")[0].1, "0");
-        c.set(&[(b"maxmemory", b"1mb")]).unwrap();
+        c.set(&[(b"maxmemory", b"1mb")], true).unwrap();
         assert_eq!(c.get(b"maxmemory")[0].1, "1048576");
-        let e = c.set(&[(b"daemonize", b"yes")]).unwrap_err();
+        let e = c.set(&[(b"daemonize", b"yes")], true).unwrap_err();
         assert!(e.contains("can't set immutable config"), "{e}");
-        let e = c.set(&[(b"nope", b"1")]).unwrap_err();
+        let e = c.set(&[(b"nope", b"1")], true).unwrap_err();
         assert_eq!(
             e,
             "ERR Unknown option or number of arguments for CONFIG SET - 'nope'"

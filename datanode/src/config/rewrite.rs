@@ -20,6 +20,8 @@ pub struct Runtime<'a> {
     pub users: &'a [String],
     /// The master this node replicates, written as `replicaof`.
     pub master: Option<(String, u16)>,
+    /// Write every directive, defaults too.
+    pub force_all: bool,
 }
 
 /// The new content of a file that held `old`.
@@ -55,7 +57,7 @@ pub fn render_file(cfg: &Config, old: &str, rt: &Runtime) -> String {
         for (line, force) in new {
             match old_at.next() {
                 Some(i) => lines[i] = Some(line),
-                None if force => appended.push(line),
+                None if force || rt.force_all => appended.push(line),
                 None => {}
             }
         }
@@ -218,7 +220,7 @@ fn memory(bytes: i64) -> String {
 }
 
 /// A string quoted and escaped as Redis's sdscatrepr writes it.
-fn repr(s: &str) -> String {
+pub(crate) fn repr(s: &str) -> String {
     let mut out = String::from("\"");
     for b in s.bytes() {
         match b {
@@ -250,6 +252,7 @@ mod tests {
         Runtime {
             users: &[],
             master: master.map(|(h, p)| (h.to_string(), p)),
+            force_all: false,
         }
     }
 

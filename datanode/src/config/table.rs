@@ -1008,6 +1008,20 @@ pub fn validate(canon: &str, args: &[String]) -> Result<String, String> {
             Ok(format!("{n:o}"))
         }
         List => {
+            if canon == "replicaof" {
+                // As redis-server reads it: a host and a port (strtol to
+                // the end, 0 to 65535), or `no one`.
+                let [host, port] = args else {
+                    return Err("wrong number of arguments".into());
+                };
+                if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
+                    return Ok(String::new());
+                }
+                if !port.parse::<i64>().is_ok_and(|p| (0..=65535).contains(&p)) {
+                    return Err("Invalid master port".into());
+                }
+                return Ok(joined);
+            }
             if canon == "save" {
                 let flat: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
                 if flat.is_empty() {

@@ -361,7 +361,7 @@ fn replay_file(
                 // A command this server does not know (a newer server's
                 // file, or damage): starting without its effect would
                 // silently lose data, so loading stops, as on redis-server.
-                if crate::command::table::lookup(args.get(0)).is_none() {
+                if crate::command::table::lookup_any(args.get(0)).is_none() {
                     return Err(AofError::UnknownCommand {
                         command: String::from_utf8_lossy(args.get(0)).into_owned(),
                         file: name,

@@ -262,6 +262,17 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
 /// Runs a node until SHUTDOWN or SIGTERM.
 /// The users at start-up: `requirepass` for the default user, then the
 /// `user` directives or the ACL file (not both, as in Redis).
+/// `rename-command` directives, applied to the command table once.
+fn load_renames(srv: &Shared) -> anyhow::Result<()> {
+    let renames = srv.config.read().renames.clone();
+    let pairs: Vec<(String, String)> = renames
+        .iter()
+        .map(|d| (d.args[0].clone(), d.args[1].clone()))
+        .collect();
+    crate::command::table::install_renames(&pairs)
+        .map_err(|(i, why)| renames[i].error(why.to_string()).into())
+}
+
 fn load_users(srv: &Shared) -> anyhow::Result<()> {
     let (users, aclfile, pass) = {
         let c = srv.config.read();
@@ -309,6 +320,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Err(e) = oom::apply(&srv) {
         tracing::warn!("Could not set oom_score_adj: {e}");
     }
+    load_renames(&srv)?;
     load_users(&srv)?;
     // Database 0 is always used; count its empty tables as startup memory.
     srv.ks.db(0);
