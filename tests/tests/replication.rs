@@ -1776,3 +1776,51 @@ fn config_rewrite_writes_redis_lines_and_a_restart_keeps_the_master() {
         ]
     );
 }
+
+/// A diskless sync sends the snapshot as it is made, as redis-server's
+/// child writes it to the replicas' sockets: the replica is reading it
+/// (INFO master_sync_read_bytes grows) while the master's snapshot is
+/// still in progress, for one replica and for replicas sharing a delayed
+/// snapshot.
+#[test]
+fn a_diskless_snapshot_reaches_the_replica_while_it_is_made() {
+    for (kind, delay) in [Server::Redis, Server::Datanode]
+        .into_iter()
+        .flat_map(|k| [(k, "0"), (k, "1")])
+    {
+        let master = start(kind);
+        let mut m = master.conn();
+        // Values of 100 KB, so the first keys fill more than one piece.
+        assert_eq!(
+            m.text(&["DEBUG", "POPULATE", "40", "key", "100000"]),
+            "+OK\r\n"
+        );
+        for (k, v) in [
+            ("repl-diskless-sync", "yes"),
+            ("repl-diskless-sync-delay", delay),
+            // 40 keys at 100 ms each: four seconds of snapshot.
+            ("rdb-key-save-delay", "100000"),
+        ] {
+            assert_eq!(m.text(&["CONFIG", "SET", k, v]), "+OK\r\n");
+        }
+        let replica = start(kind);
+        let mut r = replica.conn();
+        replicate(&mut r, &master);
+        wait("the replica reads the snapshot", || {
+            let info = r.text(&["INFO", "replication"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix("master_sync_read_bytes:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        });
+        assert_eq!(
+            m.info_field("persistence", "rdb_bgsave_in_progress"),
+            "1",
+            "{kind:?} {delay}: the snapshot was whole before any of it was sent"
+        );
+        m.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        wait("the link", || link_up(&mut r));
+        assert_eq!(r.text(&["DBSIZE"]), ":40\r\n", "{kind:?} {delay}");
+        assert_eq!(digest(&mut r), digest(&mut m), "{kind:?} {delay}");
+    }
+}

@@ -183,6 +183,14 @@ impl Db {
         self.slots[slot as usize].meta.keys.load(Ordering::Relaxed) as usize
     }
 
+    /// Keys with a TTL in a slot, hidden or not.
+    pub fn slot_expires(&self, slot: u16) -> usize {
+        self.slots[slot as usize]
+            .meta
+            .expires
+            .load(Ordering::Relaxed) as usize
+    }
+
     /// Hides (or shows again) a slot whose keys are being imported by an
     /// atomic slot migration: until the handoff they are not ours to show,
     /// so DBSIZE, KEYS, SCAN, RANDOMKEY, eviction and active expiry pass

@@ -336,9 +336,47 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
     now: i64,
     at_cut: impl FnOnce() -> R,
 ) -> (R, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut chunks = Vec::new();
+    let (r, functions) = sweep_at_cut(
+        srv,
+        now,
+        at_cut,
+        |_, _, _| {},
+        |e| {
+            if let Sweep::Chunk(c) = e {
+                chunks.push(c)
+            }
+        },
+    );
+    (r, chunks, functions)
+}
+
+/// (keys, keys with a TTL) per database at a snapshot's cut.
+pub type DbCounts = std::collections::BTreeMap<u32, (usize, usize)>;
+
+/// What a snapshot's sweep hands on as it goes.
+pub enum Sweep {
+    /// The sweep begins a database.
+    Db(u32),
+    /// A chunk of slot entries in RDB form (see `rdb::file::assemble`).
+    Chunk(Vec<u8>),
+}
+
+/// The snapshot behind [`rdb_snapshot_chunks_at_cut`]: `started` runs
+/// right after the cut with its result, the function libraries and the
+/// databases' counts; `each` gets the sweep's progress. Returns the cut's
+/// result and the libraries.
+pub fn sweep_at_cut<R>(
+    srv: &Shared,
+    now: i64,
+    at_cut: impl FnOnce() -> R,
+    started: impl FnOnce(&R, &[Vec<u8>], DbCounts),
+    mut each: impl FnMut(Sweep),
+) -> (R, Vec<Vec<u8>>) {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut dbs: Vec<&crate::keyspace::Db> = srv.ks.existing().collect();
     dbs.sort_by_key(|d| d.index);
+    let mut counts = DbCounts::new();
     let cut = {
         let _all: Vec<crate::keyspace::SlotRef> = dbs
             .iter()
@@ -350,21 +388,27 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
         *srv.log.snap_tx.lock() = Some(tx);
         srv.log.snap_rdb.store(true, Ordering::SeqCst);
         srv.log.begin_snapshot();
-        let total: usize = dbs
-            .iter()
-            .flat_map(|db| (0..crate::keyspace::SLOTS as u16).map(move |s| db.slot_keys(s)))
-            .sum();
+        for db in &dbs {
+            let c = (0..crate::keyspace::SLOTS as u16).fold((0, 0), |(k, e), s| {
+                (k + db.slot_keys(s), e + db.slot_expires(s))
+            });
+            if c.0 > 0 {
+                counts.insert(db.index as u32, c);
+            }
+        }
+        let total: usize = counts.values().map(|c| c.0).sum();
         srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
         srv.stats
             .save_keys_total
             .store(total as u64, Ordering::Relaxed);
         r
     };
-    let mut chunks = Vec::new();
+    started(&cut.0, &cut.1, counts);
     for d in 0..srv.ks.count() {
         let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
             continue;
         };
+        each(Sweep::Db(d as u32));
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
             let g = db.lock_slot(s, now);
@@ -372,7 +416,7 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
             drop(g);
             rdb::slot_save_delay(db, s);
             Stats::add(&srv.stats.save_keys_processed, keys);
-            chunks.extend(rx.try_iter());
+            rx.try_iter().for_each(|c| each(Sweep::Chunk(c)));
         }
     }
     srv.stats.save_keys_total.store(0, Ordering::Relaxed);
@@ -380,9 +424,8 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
     srv.log.rewriting.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
-    chunks.extend(rx.try_iter());
-    let (r, functions) = cut;
-    (r, chunks, functions)
+    rx.try_iter().for_each(|c| each(Sweep::Chunk(c)));
+    cut
 }
 
 /// An atomic slot migration's snapshot: the keys of `slots` (database 0)

@@ -292,26 +292,12 @@ async fn full_sync(
     if nagle {
         let _ = wr.set_nodelay(false);
     }
-    if diskless && delay > 0 {
-        let batch = join_batch(srv, id, delay);
-        // +FULLRESYNC goes out at the batch's cut, while its snapshot is
-        // made, as redis-server answers when the BGSAVE starts.
-        let (pos, replid) = batch.cut().await?;
-        if psync {
-            wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
-                .await?;
-        }
-        let rdb = within_limit(srv, id, batch.rdb()).await??;
-        set_state(srv, id, ReplicaState::SendBulk);
-        send_eof_format(srv, wr, &rdb).await?;
-        wait_first_ack(srv, id).await?;
-        tracing::info!("Synchronization with replica {name} succeeded");
-        set_state(srv, id, ReplicaState::Online);
-        return Ok(pos);
+    if diskless {
+        return diskless_sync(srv, wr, id, name, psync, delay).await;
     }
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
     let srv2 = srv.clone();
-    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], diskless, cut_tx));
+    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], cut_tx));
     let Ok((pos, replid)) = cut_rx.await else {
         return Err(std::io::Error::other("the snapshot could not start"));
     };
@@ -319,49 +305,73 @@ async fn full_sync(
         wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
             .await?;
     }
-    let (rdb, _, _) = within_limit(srv, id, job)
+    let (rdb, _, _) = within_limit(srv, id, &mut ReplicaLimit::default(), job)
         .await?
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .map_err(std::io::Error::other)?;
     set_state(srv, id, ReplicaState::SendBulk);
     tracing::info!(
-        "Starting BGSAVE for SYNC with target: {} (snapshot of {} bytes for {name})",
-        if diskless { "replicas sockets" } else { "disk" },
+        "Starting BGSAVE for SYNC with target: disk (snapshot of {} bytes for {name})",
         rdb.len()
     );
-    if diskless {
-        send_eof_format(srv, wr, &rdb).await?;
-        wait_first_ack(srv, id).await?;
-    } else {
-        wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
-            .await?;
-        wr.write_all(&rdb).await?;
-        Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
-    }
+    wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
+        .await?;
+    wr.write_all(&rdb).await?;
+    Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
-    if !diskless {
-        let waiting = srv
-            .repl
-            .state
-            .lock()
-            .replicas
-            .values()
-            .any(|r| r.state != ReplicaState::Online);
-        crate::persistence::drop_sync_file(srv, waiting);
-    }
+    let waiting = srv
+        .repl
+        .state
+        .lock()
+        .replicas
+        .values()
+        .any(|r| r.state != ReplicaState::Online);
+    crate::persistence::drop_sync_file(srv, waiting);
     Ok(pos)
 }
 
-/// Redis's socket format: no length up front, a random 40-byte mark
-/// before and after the payload.
-async fn send_eof_format(srv: &Shared, wr: &mut WriteHalf<'_>, rdb: &[u8]) -> std::io::Result<()> {
+/// A full sync in Redis's socket format: the replica joins the next
+/// shared snapshot (after `repl-diskless-sync-delay`), gets +FULLRESYNC at
+/// its cut, and the RDB as it is made, with no length up front and a
+/// random 40-byte mark before and after it.
+async fn diskless_sync(
+    srv: &Arc<Shared>,
+    wr: &mut WriteHalf<'_>,
+    id: u64,
+    name: &str,
+    psync: bool,
+    delay: u64,
+) -> std::io::Result<u64> {
+    let batch = join_batch(srv, id, delay);
+    let mut limit = ReplicaLimit::default();
+    // +FULLRESYNC goes out at the batch's cut, while its snapshot is
+    // made, as redis-server answers when the BGSAVE starts.
+    let (pos, replid) = within_limit(srv, id, &mut limit, batch.cut()).await??;
+    if psync {
+        wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
+            .await?;
+    }
     let mark = super::new_replid();
     wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
-    wr.write_all(rdb).await?;
+    let mut sent = 0;
+    loop {
+        let (pieces, done) = within_limit(srv, id, &mut limit, batch.pieces_after(sent)).await??;
+        for p in &pieces {
+            wr.write_all(p).await?;
+            Stats::add(&srv.stats.net_repl_output_bytes, p.len() as u64);
+        }
+        sent += pieces.len();
+        if done {
+            break;
+        }
+    }
     wr.write_all(mark.as_bytes()).await?;
-    Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
-    Ok(())
+    set_state(srv, id, ReplicaState::SendBulk);
+    wait_first_ack(srv, id).await?;
+    tracing::info!("Synchronization with replica {name} succeeded");
+    set_state(srv, id, ReplicaState::Online);
+    Ok(pos)
 }
 
 /// After a `$EOF:` snapshot the stream waits for the replica's first ACK,
@@ -395,11 +405,13 @@ async fn wait_first_ack(srv: &Shared, id: u64) -> std::io::Result<()> {
 }
 
 /// Where a shared diskless snapshot stands: its cut (offset, replid)
-/// once made, then its RDB; or why it failed.
+/// once made, the RDB's bytes written so far, whether it is whole; or why
+/// it failed.
 #[derive(Clone, Default)]
 struct BatchProgress {
     cut: Option<(u64, String)>,
-    rdb: Option<Arc<Vec<u8>>>,
+    pieces: Vec<Arc<Vec<u8>>>,
+    done: bool,
     failed: Option<String>,
 }
 
@@ -435,8 +447,48 @@ impl Batch {
         self.wait(|p| p.cut.clone()).await
     }
 
-    async fn rdb(&self) -> std::io::Result<Arc<Vec<u8>>> {
-        self.wait(|p| p.rdb.clone()).await
+    /// The pieces after the first `sent`, once there are any (or the
+    /// snapshot is whole), and whether they end it.
+    async fn pieces_after(&self, sent: usize) -> std::io::Result<(Vec<Arc<Vec<u8>>>, bool)> {
+        self.wait(|p| {
+            (p.pieces.len() > sent || p.done)
+                .then(|| (p.pieces[sent.min(p.pieces.len())..].to_vec(), p.done))
+        })
+        .await
+    }
+}
+
+/// Hands the RDB a diskless snapshot writes to the replicas waiting for
+/// it, in pieces: at least every 64 KB, or 50 ms after the last piece, so
+/// a slow snapshot is seen to progress.
+struct PieceWriter<'a> {
+    batch: &'a Batch,
+    buf: Vec<u8>,
+    last: std::time::Instant,
+}
+
+impl PieceWriter<'_> {
+    fn hand_over(&mut self) {
+        if !self.buf.is_empty() {
+            let piece = Arc::new(std::mem::take(&mut self.buf));
+            self.batch.progress.send_modify(|p| p.pieces.push(piece));
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
+impl std::io::Write for PieceWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= 64 * 1024 || self.last.elapsed() >= Duration::from_millis(50) {
+            self.hand_over();
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.hand_over();
+        Ok(())
     }
 }
 
@@ -461,7 +513,9 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
         }
     };
     if leader {
-        tracing::info!("Delay next BGSAVE for diskless SYNC");
+        if delay > 0 {
+            tracing::info!("Delay next BGSAVE for diskless SYNC");
+        }
         let srv = srv.clone();
         let batch = batch.clone();
         // Its own task: the snapshot goes on for the others even if this
@@ -483,19 +537,13 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
                 "Starting BGSAVE for SYNC with target: replicas sockets ({} replicas)",
                 ids.len()
             );
-            let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
             let srv2 = srv.clone();
-            let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &ids, true, cut_tx));
-            if let Ok(cut) = cut_rx.await {
-                batch.progress.send_modify(|p| p.cut = Some(cut));
-            }
-            let res = match job.await {
-                Ok(Ok((rdb, _, _))) => Ok(Arc::new(rdb)),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(e.to_string()),
-            };
+            let b2 = batch.clone();
+            let res = tokio::task::spawn_blocking(move || stream_snapshot(&srv2, &ids, &b2))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
             batch.progress.send_modify(|p| match res {
-                Ok(rdb) => p.rdb = Some(rdb),
+                Ok(()) => p.done = true,
                 Err(e) => p.failed = Some(e),
             });
         });
@@ -514,16 +562,11 @@ pub fn sync_snapshot_running() -> bool {
     SYNC_SNAPSHOTS.load(Ordering::SeqCst) > 0
 }
 
-fn snapshot(
-    srv: &Arc<Shared>,
-    ids: &[u64],
-    diskless: bool,
-    cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
-) -> Result<(Vec<u8>, u64, String), String> {
-    // Counted as a background save (INFO rdb_saves), as Redis counts the
-    // RDB it makes for a sync.
+/// Waits for the node's one snapshot at a time (a BGSAVE or a rewrite
+/// may be running), and counts this one as a background save (INFO
+/// rdb_saves), as Redis counts the RDB it makes for a sync.
+fn begin_sync_snapshot(srv: &Shared) -> Result<(), String> {
     Stats::add(&srv.stats.rdb_saves, 1);
-    // One snapshot at a time: wait for a BGSAVE or rewrite to finish.
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
         if std::time::Instant::now() > deadline {
@@ -531,6 +574,76 @@ fn snapshot(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    Ok(())
+}
+
+/// The stream's database after a snapshot's cut: it starts with a SELECT,
+/// unless we pass on our own master's stream.
+fn stream_db_at_cut(srv: &Shared) -> u64 {
+    if srv.repl.is_replica() {
+        srv.repl.master_db.load(Ordering::Relaxed)
+    } else {
+        0
+    }
+}
+
+/// A diskless batch's snapshot, written to its replicas as it is made.
+fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), String> {
+    begin_sync_snapshot(srv)?;
+    let now = crate::keyspace::now_ms();
+    SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
+    let mut out = PieceWriter {
+        batch,
+        buf: Vec::with_capacity(64 * 1024),
+        last: std::time::Instant::now(),
+    };
+    let asm = std::cell::RefCell::new(None);
+    crate::persistence::sweep_at_cut(
+        srv,
+        now,
+        || (open_stream_at_cut(srv, ids), stream_db_at_cut(srv)),
+        |(cut, stream_db), functions, counts| {
+            batch.progress.send_modify(|p| p.cut = Some(cut.clone()));
+            let repl = crate::persistence::rdb::file::ReplInfo {
+                stream_db: *stream_db,
+                id: cut.1.clone(),
+                offset: cut.0,
+            };
+            let aux = crate::persistence::rdb::file::Aux {
+                repl: Some(&repl),
+                hidden: srv.ks.db(0).hidden_ranges(),
+                functions: functions.to_vec(),
+                ..Default::default()
+            };
+            *asm.borrow_mut() = Some(crate::persistence::rdb::file::StreamAssembler::new(
+                &mut out, now, &aux, counts,
+            ));
+        },
+        |e| {
+            if let Some(a) = asm.borrow_mut().as_mut() {
+                match e {
+                    crate::persistence::Sweep::Db(d) => a.begin_db(d),
+                    crate::persistence::Sweep::Chunk(c) => a.chunk(c),
+                }
+            }
+        },
+    );
+    SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
+    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+    let written = match asm.into_inner() {
+        Some(a) => a.finish().map_err(|e| e.to_string()),
+        None => Err("the snapshot did not start".to_string()),
+    };
+    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+    written
+}
+
+fn snapshot(
+    srv: &Arc<Shared>,
+    ids: &[u64],
+    cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
+) -> Result<(Vec<u8>, u64, String), String> {
+    begin_sync_snapshot(srv)?;
     let now = crate::keyspace::now_ms();
     SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
     let ((cut, stream_db, dirty), chunks, functions) =
@@ -540,13 +653,7 @@ fn snapshot(
             // made, as redis-server answers when its BGSAVE starts: the
             // replica waits for the payload in its `sync` state.
             let _ = cut_tx.send(cut.clone());
-            // The stream after the cut starts with a SELECT, unless we
-            // pass on our own master's stream.
-            let stream_db = if srv.repl.is_replica() {
-                srv.repl.master_db.load(Ordering::Relaxed)
-            } else {
-                0
-            };
+            let stream_db = stream_db_at_cut(srv);
             (cut, stream_db, srv.stats.dirty.load(Ordering::Relaxed))
         });
     SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
@@ -569,9 +676,7 @@ fn snapshot(
             ..Default::default()
         },
     );
-    if !diskless {
-        crate::persistence::saved_for_sync(srv, &rdb, dirty, now);
-    }
+    crate::persistence::saved_for_sync(srv, &rdb, dirty, now);
     Ok((rdb, cut.0, cut.1))
 }
 
@@ -655,10 +760,10 @@ impl ReplicaLimit {
 async fn within_limit<T>(
     srv: &Shared,
     id: u64,
+    limit: &mut ReplicaLimit,
     fut: impl std::future::Future<Output = T>,
 ) -> std::io::Result<T> {
     tokio::pin!(fut);
-    let mut limit = ReplicaLimit::default();
     loop {
         tokio::select! {
             out = &mut fut => return Ok(out),
