@@ -1824,3 +1824,38 @@ fn a_diskless_snapshot_reaches_the_replica_while_it_is_made() {
         assert_eq!(digest(&mut r), digest(&mut m), "{kind:?} {delay}");
     }
 }
+
+/// CLIENT PAUSE WRITE on a replica holds its master's writes too: they
+/// are read (INFO slave_read_repl_offset moves) but applied only after
+/// the pause (slave_repl_offset stays), as on redis-server (Redis's
+/// unit/pause).
+#[test]
+fn a_paused_replica_reads_its_masters_writes_and_applies_them_after() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut m = master.conn();
+        m.text(&["CONFIG", "SET", "repl-ping-replica-period", "3600"]);
+        let replica = start_replica_of(kind, &master);
+        let mut r = replica.conn();
+        m.text(&["SET", "foo", "bar"]);
+        wait("caught up", || caught_up(&mut m, &mut r));
+        let before = r.info_field("replication", "slave_repl_offset");
+        assert_eq!(r.text(&["CLIENT", "PAUSE", "100000", "WRITE"]), "+OK\r\n");
+        m.text(&["SET", "foo2", "bar2"]);
+        let end = m.info_field("replication", "master_repl_offset");
+        wait("the replica reads the write", || {
+            r.info_field("replication", "slave_read_repl_offset") == end
+        });
+        assert_eq!(
+            r.info_field("replication", "slave_repl_offset"),
+            before,
+            "{kind:?}"
+        );
+        assert_eq!(r.text(&["GET", "foo2"]), "$-1\r\n", "{kind:?}");
+        assert_eq!(r.text(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+        wait("the replica applies it", || {
+            r.info_field("replication", "slave_repl_offset") == end
+        });
+        assert_eq!(r.text(&["GET", "foo2"]), "$4\r\nbar2\r\n", "{kind:?}");
+    }
+}

@@ -119,6 +119,10 @@ pub struct Replication {
     /// The database the master's stream is in (saved with a snapshot, so
     /// a restarted replica continues the stream in the right one).
     pub master_db: AtomicU64,
+    /// Bytes read from our master and not applied yet (held while a
+    /// script is busy or a pause holds writes): INFO's
+    /// `slave_read_repl_offset` counts them.
+    pub unapplied: AtomicU64,
     /// `replica-read-only`.
     pub read_only: AtomicBool,
     /// Loading the master's snapshot: commands without Redis's `loading`
@@ -162,6 +166,7 @@ impl Default for Replication {
             }),
             is_replica: AtomicBool::new(false),
             master_db: AtomicU64::new(0),
+            unapplied: AtomicU64::new(0),
             read_only: AtomicBool::new(true),
             loading: AtomicBool::new(false),
             async_loading: AtomicBool::new(false),
@@ -299,11 +304,12 @@ pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
                 -1
             };
             // A replica's stream is its master's, applied as it is passed
-            // on: what it read and what it applied are the same offset.
-            let read = end;
+            // on; what it read may be ahead, held back by a busy script or
+            // a pause.
+            let read = end + srv.repl.unapplied.load(Ordering::Relaxed);
             let _ = write!(
                 o,
-                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{last_io}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{read}\r\nslave_repl_offset:{read}\r\n",
+                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{last_io}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{read}\r\nslave_repl_offset:{end}\r\n",
                 m.host,
                 m.port,
                 if up { "up" } else { "down" },

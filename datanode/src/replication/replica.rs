@@ -698,6 +698,12 @@ async fn apply_stream(
                         send_ack(&mut w.sock, srv.log.repl_offset()).await?;
                         srv.log.append_repl_raw(raw);
                     } else {
+                        // A pause that holds writes holds the master's too,
+                        // as redis-server postpones its master client's
+                        // commands: reading goes on.
+                        if held_by_pause(srv, &client, &args) {
+                            break;
+                        }
                         txn_raw.extend_from_slice(raw);
                         let starts_txn =
                             client.multi.is_none() && args.get(0).eq_ignore_ascii_case(b"MULTI");
@@ -733,6 +739,9 @@ async fn apply_stream(
             pos += consumed;
         }
         w.buf.advance(pos);
+        srv.repl
+            .unapplied
+            .store((w.buf.len() + txn_raw.len()) as u64, Ordering::Relaxed);
         *db = client.db;
         srv.repl
             .master_db
@@ -749,6 +758,7 @@ async fn apply_stream(
                     Ok(0) => break Err(LinkError::Protocol("the master closed the connection".into())),
                     Ok(n) => {
                         Stats::add(&srv.stats.net_repl_input_bytes, n as u64);
+                        srv.repl.unapplied.fetch_add(n as u64, Ordering::Relaxed);
                         let now = crate::keyspace::now_ms();
                         let _ = update(srv, gen, |m| m.last_io_ms = now);
                     }
@@ -767,8 +777,10 @@ async fn apply_stream(
                 }
             }
             _ = srv.repl.link_changed.notified() => {}
-            // What waited for a busy script is applied soon after it ends.
-            _ = tokio::time::sleep(Duration::from_millis(10)), if srv.scripts.busy() => {}
+            // What waited for a busy script or a pause is applied soon
+            // after it ends.
+            _ = tokio::time::sleep(Duration::from_millis(10)),
+                if srv.scripts.busy() || srv.pause.kind() != crate::server::pause::OFF => {}
             _ = client.info.kill_notify.notified() => {
                 if client.info.killed.load(Ordering::Relaxed) {
                     break Err(LinkError::Protocol("the master link was killed".into()));
@@ -778,7 +790,28 @@ async fn apply_stream(
     };
     srv.clients.lock().remove(&client.id);
     crate::server::clientmem::forget(&client.info);
+    srv.repl.unapplied.store(0, Ordering::Relaxed);
     result
+}
+
+/// Whether a CLIENT PAUSE in force holds this command of the master's.
+fn held_by_pause(
+    srv: &Shared,
+    client: &crate::server::client::Client,
+    args: &crate::command::Args,
+) -> bool {
+    if srv.pause.kind() == crate::server::pause::OFF {
+        return false;
+    }
+    let Some(mut cmd) = crate::command::table::lookup_any(args.get(0)) else {
+        return false;
+    };
+    if !cmd.subs.is_empty() && args.len() >= 2 {
+        if let Some(sub) = crate::command::table::lookup_sub(cmd, args.get(1)) {
+            cmd = sub;
+        }
+    }
+    crate::server::pause::must_wait(srv, client, cmd, args).is_some()
 }
 
 fn is_getack(args: &crate::command::Args) -> bool {
