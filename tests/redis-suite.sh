@@ -12,8 +12,10 @@ SUITE=${REDIS_TESTS:-../shared/redis-tests}
 SKIPS=tests/redis-suite-skips.txt
 BIN=${DATANODE_BIN:-target/debug/datanode}
 # Units run with servers the harness starts (all their tests are
-# external:skip): see tests/redis-suite-spawned.sh.
-SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait unit/shutdown unit/obuf-limits unit/oom-score-adj unit/client-eviction unit/networking unit/maxmemory unit/memefficiency"
+# external:skip): see tests/redis-suite-spawned.sh. The last four also run
+# in external mode; run again so, their external:skip tests (replicas,
+# restarts, CONFIG REWRITE, the Lua debugger) run too.
+SPAWNED_UNITS="unit/acl unit/acl-v2 unit/auth unit/info unit/pubsubshard unit/limits unit/wait unit/shutdown unit/obuf-limits unit/oom-score-adj unit/client-eviction unit/networking unit/maxmemory unit/memefficiency unit/scripting unit/functions unit/introspection unit/pause"
 if [ ! -x "$SUITE/run.sh" ]; then
   echo "redis-suite: $SUITE is not here (a clone outside this setup); Redis's own tests not run"
   exit 0
@@ -59,16 +61,6 @@ if [ ${#spawned[@]} -gt 0 ]; then
     awk '{s+=$1} END {print s+0}')
   grep -q "(servers started by the harness)" "$spawned_log" || spawned_failed=1
   rm -f "$spawned_log"
-fi
-# unit/scripting's two Lua debugger tests are tagged external:skip as
-# well (each needs a server of its own): the harness starts datanode.
-if [ $# -eq 0 ] || printf '%s\n' "$@" | grep -qxF unit/scripting; then
-  ldb_log=$(mktemp)
-  RUNTEST_FLAGS="$RUNTEST_FLAGS --only /scripting.debug" \
-    tests/redis-suite-spawned.sh "$BIN" unit/scripting | sed 's/^unit\/scripting/unit\/scripting (debugger tests)/' |
-    tee "$ldb_log" || true
-  grep -q "(servers started by the harness): 2 passed, 0 failed" "$ldb_log" || spawned_failed=1
-  rm -f "$ldb_log"
 fi
 if [ "$spawned_failed" -gt 0 ]; then
   echo "redis-suite: failures in units the harness ran servers for (above)" >&2

@@ -696,3 +696,86 @@ fn script_debug_behind_pending_replies_is_refused_as_redis_does() {
     );
     assert_eq!(seen[1], seen[0]);
 }
+
+/// On a replica a script is judged by the flags it declared, as Redis's
+/// getCommandFlags does: one that may write is refused on a read-only
+/// replica before it runs (a function without flags too, and inside
+/// EXEC), and on a replica cut off from its master with
+/// `replica-serve-stale-data no`, only `allow-stale` scripts run, and
+/// only commands allowed on a stale replica inside them. Replies compared
+/// with redis-server's.
+#[test]
+fn script_flags_decide_on_a_replica_as_on_redis() {
+    let mut all = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = Node::start(kind, &["--save", "", "--repl-diskless-sync-delay", "0"]);
+        let mut m = master.conn();
+        m.text(&["SET", "x", "some value"]);
+        let lib = "#!lua name=lib\nredis.register_function('w', function() return redis.call('set','y','1') end)\nredis.register_function{function_name='r', callback=function() return redis.call('get','x') end, flags={'no-writes'}}";
+        assert_eq!(m.text(&["FUNCTION", "LOAD", lib]), "$3\r\nlib\r\n");
+        let replica = Node::start(kind, &["--save", ""]);
+        let mut r = replica.conn();
+        let port = master.port.to_string();
+        r.text(&["REPLICAOF", "127.0.0.1", &port]);
+        wait_until("the replica syncs", || {
+            r.info_field("replication", "master_link_status") == "up"
+                && r.text(&["GET", "x"]) == "$10\r\nsome value\r\n"
+        });
+        let mut seen = Vec::new();
+        let cmds: &[&[&str]] = &[
+            &["EVAL", "#!lua\nreturn 1", "0"],
+            &[
+                "EVAL",
+                "#!lua flags=no-writes\nreturn redis.call('get','x')",
+                "1",
+                "x",
+            ],
+            &["EVAL", "return redis.call('get','x')", "1", "x"],
+            &["FCALL", "w", "0"],
+            &["FCALL", "r", "0"],
+            &["FCALL_RO", "r", "0"],
+            &["MULTI"],
+            &["EVAL", "#!lua\nreturn 1", "0"],
+            &["EXEC"],
+        ];
+        for c in cmds {
+            seen.push(r.text(c));
+        }
+        // Cut off from its master, serving no stale data.
+        r.text(&["CONFIG", "SET", "replica-serve-stale-data", "no"]);
+        let nowhere = slotkv_tests::free_port().to_string();
+        r.text(&["REPLICAOF", "127.0.0.1", &nowhere]);
+        let stale: &[&[&str]] = &[
+            &["EVAL", "return redis.call('get','x')", "1", "x"],
+            &["EVAL", "#!lua flags=no-writes\nreturn 1", "0"],
+            &["EVAL", "#!lua flags=allow-stale,no-writes\nreturn 1", "0"],
+            &[
+                "EVAL",
+                "#!lua flags=allow-stale,no-writes\nreturn redis.call('get','x')",
+                "1",
+                "x",
+            ],
+            &[
+                "EVAL",
+                "#!lua flags=allow-stale,no-writes\nreturn redis.call('echo','foobar')",
+                "0",
+            ],
+            &["FCALL", "r", "0"],
+        ];
+        for c in stale {
+            seen.push(r.text(c));
+        }
+        all.push(seen);
+    }
+    assert_eq!(all[0], all[1]);
+    assert!(
+        all[1][0].starts_with("-READONLY You can't write"),
+        "{:?}",
+        all[1]
+    );
+    assert!(
+        all[1][12].starts_with("-ERR Can not execute the command on a stale replica"),
+        "{:?}",
+        all[1]
+    );
+}

@@ -546,7 +546,7 @@ fn queued_flags(ctx: &Ctx) -> u32 {
             if !c.subs.is_empty() && a.len() >= 2 {
                 return table::lookup_sub(c, a.get(1)).map(|s| s.flags);
             }
-            Some(c.flags)
+            Some(scripting::effective_flags(ctx.srv, c, &a))
         })
         .fold(0, |acc, f| acc | f)
 }
@@ -688,7 +688,7 @@ fn replica_disk_error(srv: &Shared, ping: bool) {
 /// Writes a replica does not take from its clients (`-READONLY`), and
 /// writes a master takes only with enough good replicas (`-NOREPLICAS`,
 /// `min-replicas-to-write`). Replies and returns true when refused.
-fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
+fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd, args: &Args) -> bool {
     use std::sync::atomic::Ordering;
     let repl = &ctx.srv.repl;
     let replica = repl.is_replica();
@@ -721,12 +721,15 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
             return true;
         }
     }
+    // A script or function that declared its flags is what they say
+    // (`no-writes`, `allow-stale`) in place of EVAL's or FCALL's own.
+    let flags = scripting::effective_flags(ctx.srv, cmd, args);
     if replica && !ctx.srv.config.read().flag("replica-serve-stale-data") {
         // A replica cut off from its master answers only what may be stale.
         let stale_ok = if exec {
             queued_flags_all(ctx, table::flags::STALE)
         } else {
-            cmd.flags & table::flags::STALE != 0
+            flags & table::flags::STALE != 0
         };
         let down = repl
             .state
@@ -743,7 +746,8 @@ fn replication_refuses(ctx: &mut Ctx, cmd: &'static table::Cmd) -> bool {
             return true;
         }
     }
-    let write = cmd.is_write() || (exec && queued_flags(ctx) & table::flags::WRITE != 0);
+    let write =
+        flags & table::flags::WRITE != 0 || (exec && queued_flags(ctx) & table::flags::WRITE != 0);
     if !write {
         return false;
     }
@@ -827,7 +831,7 @@ fn queued_flags_all(ctx: &Ctx, flags: u32) -> bool {
             Some(c) if !c.subs.is_empty() && a.len() >= 2 => {
                 table::lookup_sub(c, a.get(1)).map_or(0, |s| s.flags)
             }
-            Some(c) => c.flags,
+            Some(c) => scripting::effective_flags(ctx.srv, c, &a),
             None => 0,
         };
         f & flags == flags
@@ -937,7 +941,7 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if disk_error_refuses(ctx, cmd, obey) {
         return None;
     }
-    if !obey && replication_refuses(ctx, cmd) {
+    if !obey && replication_refuses(ctx, cmd, args) {
         return None;
     }
     if ctx.client.monitor && cmd.flags & (table::flags::READONLY | table::flags::WRITE) != 0 {

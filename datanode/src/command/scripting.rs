@@ -108,19 +108,47 @@ pub fn is_script_command(cmd: &table::Cmd) -> bool {
 /// (a shebang, or a function's flags): None when the command's own flags
 /// decide (no flags declared, an unknown script, another command).
 pub fn declared_writes(srv: &Shared, cmd: &table::Cmd, a: &Args) -> Option<bool> {
+    declared_flags(srv, cmd, a).map(|f| f & flag::NO_WRITES == 0)
+}
+
+/// A command's flags as Redis's getCommandFlags gives them: for a script
+/// or function that declared its flags, `write`, `denyoom` and `stale`
+/// come from them (and `may-replicate` goes).
+pub fn effective_flags(srv: &Shared, cmd: &table::Cmd, a: &Args) -> u32 {
+    let Some(f) = declared_flags(srv, cmd, a) else {
+        return cmd.flags;
+    };
+    let mut out =
+        cmd.flags & !(flags::STALE | flags::DENYOOM | flags::WRITE | flags::MAY_REPLICATE);
+    if f & (flag::ALLOW_OOM | flag::NO_WRITES) == 0 {
+        out |= flags::DENYOOM;
+    }
+    if f & flag::NO_WRITES == 0 {
+        out |= flags::WRITE;
+    }
+    if f & flag::ALLOW_STALE != 0 {
+        out |= flags::STALE;
+    }
+    out
+}
+
+/// The flags a script or function declared (none for a script without a
+/// shebang, or one not found): in their place go the command's own
+/// `write`, `stale` and `denyoom`, as Redis's getCommandFlags decides.
+pub fn declared_flags(srv: &Shared, cmd: &table::Cmd, a: &Args) -> Option<u32> {
     if a.len() < 2 {
         return None;
     }
     let flags = match cmd.name {
-        "eval" => match srv.scripts.cache.get(&scripting::sha1_hex(a.get(1))) {
+        "eval" | "eval_ro" => match srv.scripts.cache.get(&scripting::sha1_hex(a.get(1))) {
             Some(s) => s.flags,
             None => scripting::shebang_flags(a.get(1)).ok()?.0,
         },
-        "evalsha" => srv.scripts.cache.get(a.get(1))?.flags,
-        "fcall" => srv.scripts.functions.find(a.get(1))?.info().flags,
+        "evalsha" | "evalsha_ro" => srv.scripts.cache.get(a.get(1))?.flags,
+        "fcall" | "fcall_ro" => srv.scripts.functions.find(a.get(1))?.info().flags,
         _ => return None,
     };
-    (flags & flag::EVAL_COMPAT == 0).then_some(flags & flag::NO_WRITES == 0)
+    (flags & flag::EVAL_COMPAT == 0).then_some(flags)
 }
 
 /// Whether `cmd` needs a slot a script running off the command thread
@@ -621,13 +649,36 @@ fn blank_shebang(body: &[u8], shebang: usize) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// A replica cut off from its master that serves no stale data.
+fn running_stale(srv: &Shared) -> bool {
+    srv.repl.is_replica()
+        && !srv.config.read().flag("replica-serve-stale-data")
+        && srv
+            .repl
+            .state
+            .lock()
+            .master
+            .as_ref()
+            .is_some_and(|m| m.state != crate::replication::LinkState::Connected)
+}
+
 /// Redis's checks before a script runs (scriptPrepareForRun).
 fn prepare(ctx: &Ctx, script_flags: u32, ro: bool, oom: bool) -> Result<(), String> {
+    let stale = running_stale(ctx.srv);
     if script_flags & flag::EVAL_COMPAT != 0 {
+        if stale {
+            return Err(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+                    .into(),
+            );
+        }
         return Ok(());
     }
     if script_flags & flag::NO_CLUSTER != 0 && ctx.srv.cluster.get().is_some() {
         return Err("ERR Can not run script on cluster, 'no-cluster' flag is set.".into());
+    }
+    if stale && script_flags & flag::ALLOW_STALE == 0 {
+        return Err("MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to 'no' and 'allow-stale' flag is not set on the script.".into());
     }
     if script_flags & flag::NO_WRITES == 0 {
         let obey = ctx.client.is_master;
@@ -1063,6 +1114,9 @@ impl<'c, 'a> RunHost<'c, 'a> {
         if not_in_scripts(cmd) && !self.ctx.srv.scripts.deny_disabled() {
             return Err("This Redis command is not allowed from script".into());
         }
+        if cmd.flags & flags::STALE == 0 && self.stale() {
+            return Err("Can not execute the command on a stale replica".into());
+        }
         if let Some(err) = super::acl::script_refusal(self.ctx, cmd, args) {
             return Err(err);
         }
@@ -1070,6 +1124,8 @@ impl<'c, 'a> RunHost<'c, 'a> {
         if self.read_only && cmd.flags & (flags::WRITE | flags::MAY_REPLICATE) != 0 {
             return Err("Write commands are not allowed from read-only scripts.".into());
         }
+        // Once the script has written, the server's state cannot fail it
+        // any more (it would be left half done), as in Redis.
         if writes && !self.wrote {
             let ctx = &self.ctx;
             if !ctx.client.is_master
@@ -1078,15 +1134,22 @@ impl<'c, 'a> RunHost<'c, 'a> {
             {
                 return Err("-READONLY You can't write against a read only replica.".into());
             }
-        }
-        if writes && !self.ctx.client.is_master && super::not_enough_replicas(self.ctx.srv) {
-            return Err(format!("-{NOREPLICAS}"));
+            if !ctx.client.is_master && super::not_enough_replicas(ctx.srv) {
+                return Err(format!("-{NOREPLICAS}"));
+            }
         }
         if self.oom && !self.wrote && cmd.flags & flags::DENYOOM != 0 {
             return Err(format!("-{}", crate::server::evict::OOM));
         }
         self.check_cluster(cmd, args)?;
         self.hold_slots(cmd, args)
+    }
+
+    /// Whether this is a replica cut off from its master that serves no
+    /// stale data: a script (one that declared `allow-stale`) may run
+    /// there, but only commands allowed on a stale replica.
+    fn stale(&self) -> bool {
+        !self.ctx.client.is_master && running_stale(self.ctx.srv)
     }
 
     /// A refused command counts as an error reply and, when known, as a
