@@ -241,3 +241,63 @@ fn swapdb_leaves_clients_blocked_on_an_expired_key() {
         b"*2\r\n$1\r\nk\r\n$5\r\nlater\r\n"
     );
 }
+
+/// A client blocked in XREADGROUP learns that SWAPDB took its stream
+/// away (nothing, or another type, swapped in), or that the stream
+/// swapped in lacks its group, as on redis-server.
+#[test]
+fn swapdb_wakes_stream_readers_whose_stream_went_or_came() {
+    let mut replies = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let mut seen = Vec::new();
+        // What db 4 holds at the key when it is swapped with db 9.
+        for other in ["nothing", "a list", "a stream"] {
+            for (db, setup) in [(4, other), (9, "stream")] {
+                c.text(&["SELECT", &db.to_string()]);
+                c.text(&["FLUSHDB"]);
+                match setup {
+                    "a list" => {
+                        c.text(&["LPUSH", "mystream", "e1"]);
+                    }
+                    "a stream" => {
+                        c.text(&["XADD", "mystream", "1-1", "f", "other"]);
+                    }
+                    "stream" => {
+                        c.text(&["XADD", "mystream", "666", "f", "v"]);
+                        c.text(&["XGROUP", "CREATE", "mystream", "mygroup", "$"]);
+                    }
+                    _ => {}
+                }
+            }
+            let mut group = n.conn();
+            group.text(&["SELECT", "9"]);
+            group
+                .send_raw(&encode(&[
+                    "XREADGROUP",
+                    "GROUP",
+                    "mygroup",
+                    "Alice",
+                    "BLOCK",
+                    "0",
+                    "STREAMS",
+                    "mystream",
+                    ">",
+                ]))
+                .expect("send");
+            wait_blocked(&mut c, 1);
+            c.text(&["SWAPDB", "4", "9"]);
+            let reply = group.read_reply().expect("a reply after SWAPDB");
+            seen.push(format!("{other}: {}", String::from_utf8_lossy(&reply.raw)));
+            wait_blocked(&mut c, 0);
+        }
+        replies.push(seen);
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert!(
+        replies[1][0].contains("no longer exists"),
+        "{:?}",
+        replies[1]
+    );
+}

@@ -774,16 +774,35 @@ pub fn swapdb(ctx: &mut Ctx, a: &Args) {
         blocked.sort_unstable_by_key(|(_, k)| crate::keyspace::key_slot(k));
         let mut next = 0;
         gen = ctx.locks.with_two_dbs(dx, dy, |p, q| {
+            let mut end = next;
+            while end < blocked.len() && crate::keyspace::key_slot(&blocked[end].1) == p.slot {
+                end += 1;
+            }
+            let here = &blocked[next..end];
+            let side = |p: &crate::keyspace::SlotRef, d: usize| p.db.index == d;
+            let was_stream: Vec<bool> = here
+                .iter()
+                .map(|(d, k)| {
+                    if side(p, *d) {
+                        p.holds_stream(k)
+                    } else {
+                        q.holds_stream(k)
+                    }
+                })
+                .collect();
             p.swap_contents(q);
-            // Wake clients blocked on keys that now hold a list or zset.
-            while next < blocked.len() && crate::keyspace::key_slot(&blocked[next].1) == p.slot {
-                let (d, k) = &blocked[next];
-                let s = if p.db.index == *d { &*p } else { &*q };
-                if s.holds_blocking_kind(k) {
+            // Wake clients blocked on keys that now hold a list, zset or
+            // stream, and those whose stream went away (XREADGROUP then
+            // fails, as in Redis).
+            for ((d, k), was_stream) in here.iter().zip(was_stream) {
+                let s = if side(p, *d) { &*p } else { &*q };
+                if s.holds_stream(k) || was_stream {
+                    s.signal_all_ready(k);
+                } else if s.holds_blocking_kind(k) {
                     s.signal_ready(k);
                 }
-                next += 1;
             }
+            next = end;
         });
     }
     let log = &ctx.srv.log;

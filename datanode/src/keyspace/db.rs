@@ -816,6 +816,13 @@ impl<'a> SlotRef<'a> {
             .is_some_and(|e| matches!(e.val, Value::List(_) | Value::ZSet(_) | Value::Stream(_)))
     }
 
+    /// Whether `key` holds a stream (XREAD and XREADGROUP block on those).
+    pub fn holds_stream(&self, key: &[u8]) -> bool {
+        self.t
+            .find(key)
+            .is_some_and(|e| matches!(e.val, Value::Stream(_)))
+    }
+
     /// Whether a watcher of `key` should accept a stale key SWAPDB moved in.
     pub fn watch_stale_ok(&self, key: &[u8]) -> bool {
         self.t
