@@ -2243,3 +2243,41 @@ fn list_moves_are_logged_under_redis_servers_names() {
         );
     }
 }
+
+/// With save points set, FLUSHALL saves the emptied dataset at once (the
+/// count of changes starts over), so a crash right after it does not
+/// bring the flushed keys back from an older file; without save points
+/// the count goes on. As on redis-server.
+#[test]
+fn flushall_with_save_points_saves_the_empty_dataset() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let mut n = Node::start(kind, &["--save", "3600 1"]);
+        let mut c = n.conn();
+        c.text(&["SET", "a", "1"]);
+        assert_eq!(c.text(&["SAVE"]), "+OK\r\n");
+        c.text(&["SET", "b", "2"]);
+        assert_eq!(c.text(&["FLUSHALL"]), "+OK\r\n");
+        assert_eq!(
+            c.info_field("persistence", "rdb_changes_since_last_save"),
+            "0",
+            "{kind:?}"
+        );
+        n.signal_and_wait("-KILL");
+        n.restart();
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["DBSIZE"]),
+            ":0\r\n",
+            "{kind:?}: the flushed keys came back"
+        );
+        // Without save points, FLUSHALL counts as changes.
+        c.text(&["CONFIG", "SET", "save", ""]);
+        c.text(&["SET", "a", "1"]);
+        c.text(&["FLUSHALL"]);
+        let changes: u64 = c
+            .info_field("persistence", "rdb_changes_since_last_save")
+            .parse()
+            .unwrap_or(0);
+        assert!(changes > 0, "{kind:?}");
+    }
+}

@@ -570,6 +570,23 @@ pub fn flushall(ctx: &mut Ctx, a: &Args) {
     ctx.srv.repl.own_expires.clear();
     ctx.log(&[b"FLUSHALL".as_slice()]);
     ctx.dirty(n as u64 + 1);
+    // With save points set, the emptied dataset is saved at once, as Redis
+    // does: the file no longer holds the flushed keys and the count of
+    // changes starts over. (A BGSAVE running now would replace that file
+    // with its older snapshot; redis-server kills its child, here it is
+    // left to finish and the save is skipped.)
+    let save_points = !ctx.srv.config.read().value("save").trim().is_empty();
+    if save_points
+        && !ctx
+            .srv
+            .bgsave_running
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        ctx.client.pending_dirty = 0;
+        if let Err(e) = crate::persistence::save(ctx.srv) {
+            tracing::warn!("Saving the flushed dataset failed: {e}");
+        }
+    }
     ctx.r.ok();
 }
 

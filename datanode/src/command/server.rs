@@ -710,17 +710,9 @@ fn rewrite_config_file(ctx: &mut Ctx, force_all: bool) -> Result<(), crate::conf
     } else {
         Vec::new()
     };
-    let master = ctx
-        .srv
-        .repl
-        .state
-        .lock()
-        .master
-        .as_ref()
-        .map(|m| (m.host.clone(), m.port));
     let rt = crate::config::rewrite::Runtime {
         users: &users,
-        master,
+        master: ctx.srv.repl.master_addr(),
         force_all,
     };
     let cfg = ctx.srv.config.read();

@@ -551,9 +551,6 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
     batch
 }
 
-/// Takes the snapshot on a blocking thread; sends (offset, replid) the
-/// moment the cut is made (every replica in `ids` still connected reads
-/// the stream from there), and returns the RDB with them.
 /// Snapshots for replicas being taken: INFO shows them as a BGSAVE in
 /// progress, as redis-server's sync runs one.
 static SYNC_SNAPSHOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -638,6 +635,10 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
     written
 }
 
+/// A disk sync's snapshot, taken on a blocking thread: sends (offset,
+/// replid) the moment the cut is made (every replica in `ids` still
+/// connected reads the stream from there), saves the RDB as `dump.rdb`
+/// (as Redis's BGSAVE for a sync does) and returns it with them.
 fn snapshot(
     srv: &Arc<Shared>,
     ids: &[u64],

@@ -188,6 +188,15 @@ impl Replication {
         self.is_replica.load(Ordering::Relaxed)
     }
 
+    /// The master this node follows: (host, port).
+    pub fn master_addr(&self) -> Option<(String, u16)> {
+        self.state
+            .lock()
+            .master
+            .as_ref()
+            .map(|m| (m.host.clone(), m.port))
+    }
+
     /// Becoming a master (REPLICAOF NO ONE, a failover): the old history
     /// stays reachable under `replid2` up to `offset`, so replicas that
     /// followed the same master can continue partially with us.

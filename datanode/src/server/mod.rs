@@ -551,13 +551,7 @@ pub fn follow_cluster_role(srv: &Arc<Shared>) {
                 .and_then(|(ip, port)| Some((ip.to_string(), port.parse().ok()?)))
         }
     };
-    let have = srv
-        .repl
-        .state
-        .lock()
-        .master
-        .as_ref()
-        .map(|m| (m.host.clone(), m.port));
+    let have = srv.repl.master_addr();
     match (want, have) {
         (Some(w), have) if have.as_ref() != Some(&w) => {
             tracing::info!("Replicating my cluster master at {}:{}", w.0, w.1);
