@@ -61,6 +61,16 @@ pub struct Directive {
 }
 
 impl Directive {
+    /// The directive of `l`, its arguments after its name.
+    fn after_name(l: &Line) -> Directive {
+        Directive {
+            file: l.file.clone(),
+            line: l.no,
+            text: l.text.clone(),
+            args: l.args[1..].to_vec(),
+        }
+    }
+
     /// The start-up error for a rule of this directive that cannot apply.
     pub fn error(&self, reason: String) -> ConfigError {
         ConfigError::Bad {
@@ -232,24 +242,14 @@ impl Config {
                     l.args[1]
                 )));
             }
-            self.users.push(Directive {
-                file: l.file.clone(),
-                line: l.no,
-                text: l.text.clone(),
-                args: l.args[1..].to_vec(),
-            });
+            self.users.push(Directive::after_name(l));
             return Ok(());
         }
         if canon == "rename-command" {
             if l.args.len() != 3 {
                 return Err(bad("Bad directive or wrong number of arguments"));
             }
-            self.renames.push(Directive {
-                file: l.file.clone(),
-                line: l.no,
-                text: l.text.clone(),
-                args: l.args[1..].to_vec(),
-            });
+            self.renames.push(Directive::after_name(l));
             return Ok(());
         }
         if FILE_ONLY.contains(&canon.as_str()) {
