@@ -1859,3 +1859,125 @@ fn a_paused_replica_reads_its_masters_writes_and_applies_them_after() {
         assert_eq!(r.text(&["GET", "foo2"]), "$4\r\nbar2\r\n", "{kind:?}");
     }
 }
+
+/// DEBUG POPULATE fills only the node it runs on: redis-server neither
+/// replicates its keys nor writes them to the AOF (a test fills a master
+/// and its replica apart this way).
+#[test]
+fn debug_populate_stays_on_the_node_it_runs_on() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start_replica_of(kind, &master);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        wait("the link", || link_up(&mut r));
+        ok(&mut m, &["CONFIG", "SET", "appendonly", "yes"]);
+        wait("the AOF rewrite", || {
+            m.info_field("persistence", "aof_rewrite_in_progress") == "0"
+                && m.info_field("persistence", "aof_rewrite_scheduled") == "0"
+        });
+        ok(&mut m, &["DEBUG", "POPULATE", "100", "key", "1000"]);
+        ok(&mut m, &["SET", "marker", "1"]);
+        wait("the replica to catch up", || caught_up(&mut m, &mut r));
+        assert_eq!(m.text(&["DBSIZE"]), ":101\r\n", "{kind:?}");
+        assert_eq!(r.text(&["DBSIZE"]), ":1\r\n", "{kind:?}");
+        // The stream carried SET marker alone (and the first SELECT).
+        let offset: u64 = m
+            .info_field("replication", "master_repl_offset")
+            .parse()
+            .expect("an offset");
+        assert!(offset < 1000, "{kind:?}: {offset}");
+        ok(&mut m, &["DEBUG", "LOADAOF"]);
+        assert_eq!(m.text(&["DBSIZE"]), ":1\r\n", "{kind:?}");
+    }
+}
+
+/// CLIENT KILL of a replica cuts its link at once: nothing written after
+/// the kill reaches it, and what it held of the backlog is let go, so
+/// writes past `repl-backlog-size` make its return a full sync.
+#[test]
+fn a_killed_replica_gets_nothing_written_after_the_kill() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start_replica_of(kind, &master);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        wait("the first sync", || caught_up(&mut m, &mut r));
+        ok(&mut m, &["CONFIG", "SET", "repl-backlog-size", "16384"]);
+        let big = "A".repeat(16384);
+        // A few rounds: the replica's side of the link races the kill.
+        for round in 1..=3 {
+            ok(&mut m, &["MULTI"]);
+            m.text(&["CLIENT", "KILL", "TYPE", "replica"]);
+            for i in 0..10 {
+                m.text(&["SET", &format!("big:{i}"), &big]);
+            }
+            assert!(m.text(&["EXEC"]).starts_with("*11\r\n"), "{kind:?}");
+            wait("the replica to catch up", || caught_up(&mut m, &mut r));
+            let full = (round + 1).to_string();
+            assert_eq!(m.info_field("stats", "sync_full"), full, "{kind:?}");
+            assert_eq!(m.info_field("stats", "sync_partial_ok"), "0", "{kind:?}");
+            assert_eq!(digest(&mut r), digest(&mut m), "{kind:?}");
+        }
+    }
+}
+
+/// A replica's link carries the stream one way: a command sent on it
+/// that gets a reply (and any keyspace command, refused) makes the
+/// master log the misuse and drop the link, as redis-server does.
+#[test]
+fn a_replica_link_that_asks_for_replies_is_dropped() {
+    use std::io::{Read, Write};
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = start(kind);
+        let mut c = n.conn();
+        // Reads until the master closes the link (bounded by the timeout).
+        let closed_after = |first: &str, then: &str| -> bool {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", n.port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(first.as_bytes()).expect("send");
+            let mut buf = [0u8; 4096];
+            // The snapshot's first bytes: the link is a replica's now.
+            let got = s.read(&mut buf).expect("the sync's reply");
+            assert!(got > 0, "{kind:?}");
+            s.write_all(then.as_bytes()).expect("send");
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+        };
+        assert!(closed_after("SYNC\r\n", "PING\r\n"), "{kind:?}");
+        assert!(
+            closed_after("PSYNC replicationid -1\r\n", "GET foo\r\n"),
+            "{kind:?}"
+        );
+        assert!(closed_after("SYNC\r\n", "XINFO HELP\r\n"), "{kind:?}");
+        assert_eq!(c.text(&["PING"]), "+PONG\r\n");
+        wait("the syncs to end", || {
+            c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
+        });
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", n.port)).expect("connect");
+        s.write_all(b"PSYNC replicationid offset_str\r\n")
+            .expect("send");
+        let mut buf = [0u8; 128];
+        let got = s.read(&mut buf).expect("a reply");
+        assert_eq!(
+            &buf[..got],
+            b"-ERR value is not an integer or out of range\r\n",
+            "{kind:?}"
+        );
+        let log = n.log();
+        for line in [
+            "Replica generated a reply to command 'ping', disconnecting it: id=",
+            "Replica generated a reply to command 'get', disconnecting it: id=",
+            "Replica generated a reply to command 'xinfo|help', disconnecting it: id=",
+            "== CRITICAL == This master is sending an error to its replica:",
+            "Replica can't interact with the keyspace",
+            "Replica 127.0.0.1:<unknown-replica-port> asks for synchronization but with a wrong offset",
+        ] {
+            assert!(log.contains(line), "{kind:?}: {line}");
+        }
+    }
+}

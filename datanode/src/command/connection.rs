@@ -527,6 +527,26 @@ pub fn client_trackinginfo(ctx: &mut Ctx, _a: &Args) {
     }
 }
 
+/// `client`'s CLIENT LIST line outside a command (a log line about it).
+pub(crate) fn client_line_of(
+    srv: &std::sync::Arc<crate::server::Shared>,
+    client: &mut crate::server::client::Client,
+    args: &Args,
+) -> String {
+    let mut out = Vec::new();
+    let mut actions = Vec::new();
+    let info = client.info.clone();
+    let proto = client.proto;
+    let ctx = Ctx {
+        srv,
+        client,
+        r: crate::resp::Reply::new(&mut out, proto),
+        locks: super::Locks::new(&srv.ks, srv.ks.db(0), crate::keyspace::now_ms()),
+        actions: &mut actions,
+    };
+    client_line(&ctx, &info, args)
+}
+
 /// One CLIENT LIST line, with Redis 7.0's fields. For the calling
 /// connection the figures are live (`args` is the command being run).
 pub(crate) fn client_line(ctx: &Ctx, c: &crate::server::client::ClientInfo, args: &Args) -> String {

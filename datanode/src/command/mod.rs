@@ -802,7 +802,6 @@ fn reject(ctx: &mut Ctx, cmd: &'static table::Cmd, err: &str) {
     }
 }
 
-/// Whether every queued command has all of `flags`.
 /// Whether any queued command's name (`container|sub` for subcommands,
 /// as the metadata table names them) satisfies `pred`.
 fn queued_any(ctx: &Ctx, pred: impl Fn(&str) -> bool) -> bool {
@@ -821,6 +820,7 @@ fn queued_any(ctx: &Ctx, pred: impl Fn(&str) -> bool) -> bool {
     })
 }
 
+/// Whether every queued command has all of `flags`.
 fn queued_flags_all(ctx: &Ctx, flags: u32) -> bool {
     let Some(m) = &ctx.client.multi else {
         return true;
@@ -944,9 +944,13 @@ pub fn dispatch(ctx: &mut Ctx, args: &Args) -> Option<&'static table::Cmd> {
     if !obey && replication_refuses(ctx, cmd, args) {
         return None;
     }
-    if ctx.client.monitor && cmd.flags & (table::flags::READONLY | table::flags::WRITE) != 0 {
-        // A MONITOR client is flagged as a replica in Redis.
-        ctx.r.error("ERR Replica can't interact with the keyspace");
+    // A replica's link, and a MONITOR client (flagged as a replica in
+    // Redis), must not reach the keyspace: a replica is never paused.
+    if (ctx.client.monitor || ctx.client.is_replica)
+        && cmd.flags & (table::flags::READONLY | table::flags::WRITE | table::flags::MAY_REPLICATE)
+            != 0
+    {
+        reject(ctx, cmd, "ERR Replica can't interact with the keyspace");
         return None;
     }
     if ctx.client.multi.is_some() && cmd.flags & table::flags::NO_MULTI != 0 {

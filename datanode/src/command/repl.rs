@@ -154,6 +154,15 @@ pub fn replconf(ctx: &mut Ctx, a: &Args) {
 /// PSYNC <replid> <offset>: the connection becomes a replica feed.
 pub fn psync(ctx: &mut Ctx, a: &Args) {
     let Some(offset) = super::int_arg(ctx, a.get(2)) else {
+        let ip = ctx
+            .client
+            .repl_ip
+            .clone()
+            .unwrap_or_else(|| ctx.client.info.addr.ip_string());
+        tracing::warn!(
+            "Replica {} asks for synchronization but with a wrong offset",
+            crate::replication::master::replica_name(&ip, ctx.client.repl_port)
+        );
         return;
     };
     if a.len() > 3 && a.get(3).eq_ignore_ascii_case(b"failover") {

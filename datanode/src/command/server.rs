@@ -1249,7 +1249,7 @@ fn debug_populate(ctx: &mut Ctx, a: &Args) {
     let size = if a.len() == 5 {
         match crate::resp::parse_i64(a.get(4)) {
             Some(n) if n >= 0 => Some(n as usize),
-            _ => return ctx.r.error("ERR size must be a positive number"),
+            _ => return ctx.r.error("ERR value is out of range, must be positive"),
         }
     } else {
         None
@@ -1272,8 +1272,9 @@ fn debug_populate(ctx: &mut Ctx, a: &Args) {
         if let Some(sz) = size {
             val.resize(sz, 0);
         }
+        // Not propagated, as in Redis: replicas and the AOF never see
+        // these keys (a test fills a master and its replica apart).
         s.set(&key, Value::string(&val), false);
-        s.log(&[b"SET".as_slice(), &key, &val]);
     }
     ctx.r.ok();
 }

@@ -504,7 +504,6 @@ impl Config {
         out
     }
 
-    /// CONFIG SET with one or more pairs, all or nothing.
     /// Whether CONFIG SET of `pairs` must answer `-LOADING` while a
     /// dataset loads: as in Redis, when one of them is a setting that may
     /// not change then (`appendonly`, `repl-diskless-load`, `dir`) and no

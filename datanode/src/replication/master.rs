@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::backlog::ReadError;
 use super::{ReplicaInfo, ReplicaState, State};
 use crate::net::{ReadHalf, Stream, WriteHalf};
+use crate::server::client::Client;
 use crate::server::stats::Stats;
 use crate::server::Shared;
 
@@ -96,20 +97,33 @@ pub fn request_acks(srv: &Shared) {
     srv.log.append_repl_only(&cmd);
 }
 
+/// How Redis names a replica in its log: the address it announced (or
+/// its peer's) and its listening port, if it told one.
+pub fn replica_name(ip: &str, listening_port: u16) -> String {
+    if listening_port == 0 {
+        format!("{ip}:<unknown-replica-port>")
+    } else if ip.contains(':') {
+        format!("[{ip}]:{listening_port}")
+    } else {
+        format!("{ip}:{listening_port}")
+    }
+}
+
 /// Serves a replica on `sock` until the link ends. `rbuf` holds what the
 /// replica sent after its PSYNC.
 pub async fn serve(
     srv: &Arc<Shared>,
     sock: &mut Stream,
-    id: u64,
+    client: &mut Client,
     rbuf: BytesMut,
     req: SyncRequest,
 ) -> std::io::Result<()> {
+    let id = client.id;
     let ip = req
         .ip
         .clone()
         .unwrap_or_else(|| sock.peer_ip().unwrap_or_default());
-    let name = format!("{ip}:{}", req.listening_port);
+    let name = replica_name(&ip, req.listening_port);
     {
         let mut st = srv.repl.state.lock();
         st.replicas.insert(
@@ -127,7 +141,7 @@ pub async fn serve(
     let (mut rd, mut wr) = sock.split();
     let r = tokio::select! {
         r = feed(srv, &mut wr, id, &name, &req) => r,
-        r = read_acks(srv, &mut rd, id, rbuf) => r,
+        r = read_acks(srv, &mut rd, client, rbuf) => r,
         _ = srv.repl.drop_replicas.notified() => Ok(()),
         _ = killed(srv, id) => Ok(()),
     };
@@ -791,6 +805,7 @@ async fn stream(
     let mut send = SendBuf::new();
     let buf = &mut send.0;
     let mut limit = ReplicaLimit::default();
+    let info = srv.clients.lock().get(&id).cloned();
     loop {
         buf.clear();
         // Arm the wake-up before looking, so an append in between is seen.
@@ -798,10 +813,20 @@ async fn stream(
         tokio::pin!(notified);
         notified.as_mut().enable();
         srv.log.repl_waiting.store(true, Ordering::Release);
-        let (got, lag, size) = srv.log.with_buf(|b| {
+        let (got, lag, size, killed) = srv.log.with_buf(|b| {
             let got = b.repl.read(pos, SEND_CHUNK, buf);
-            (got, b.repl.lag_of(pos), b.repl.size())
+            // Looked at under the stream's lock: CLIENT KILL marks the
+            // replica before anything after it is appended, so nothing
+            // written after the kill goes out (redis-server frees the
+            // replica at once).
+            let killed = info
+                .as_ref()
+                .is_some_and(|i| i.killed.load(Ordering::SeqCst));
+            (got, b.repl.lag_of(pos), b.repl.size(), killed)
         });
+        if killed {
+            return Ok(());
+        }
         if limit.over(lag, size) {
             tracing::warn!(
                 "Client id={id} (replica) closed for overcoming of output buffer limits."
@@ -827,11 +852,12 @@ async fn stream(
     }
 }
 
-/// Reads what the replica sends: `REPLCONF ACK <offset> [FACK <offset>]`.
+/// Reads what the replica sends: `REPLCONF ACK <offset> [FACK <offset>]`,
+/// and anything else it should not send (see [`on_replica_command`]).
 async fn read_acks(
     srv: &Arc<Shared>,
     rd: &mut ReadHalf<'_>,
-    id: u64,
+    client: &mut Client,
     mut rbuf: BytesMut,
 ) -> std::io::Result<()> {
     let mut ranges = Vec::new();
@@ -847,12 +873,12 @@ async fn read_acks(
                 Ok(Some(crate::resp::Parsed::Empty { consumed })) => rbuf.advance(consumed),
                 Ok(Some(crate::resp::Parsed::Multibulk { consumed })) => {
                     let args = crate::command::Args::new(&rbuf[..consumed], &ranges);
-                    on_replica_command(srv, id, &args);
+                    on_replica_command(srv, client, &args)?;
                     rbuf.advance(consumed);
                 }
                 Ok(Some(crate::resp::Parsed::Inline { consumed })) => {
                     let args = crate::command::Args::new(&scratch, &ranges);
-                    on_replica_command(srv, id, &args);
+                    on_replica_command(srv, client, &args)?;
                     rbuf.advance(consumed);
                 }
                 Err(_) => return Ok(()),
@@ -864,20 +890,59 @@ async fn read_acks(
     }
 }
 
-fn on_replica_command(srv: &Shared, id: u64, args: &crate::command::Args) {
+/// A command on a replica's link. `REPLCONF ACK` (and `GETACK`) answer
+/// nothing; anything else runs as Redis runs it for a replica client
+/// (keyspace commands refused), and a reply closes the link: the link
+/// carries the stream, never replies, so redis-server logs the misuse and
+/// drops the replica.
+fn on_replica_command(
+    srv: &Arc<Shared>,
+    client: &mut Client,
+    args: &crate::command::Args,
+) -> std::io::Result<()> {
     let eq = |i: usize, w: &str| args.get(i).eq_ignore_ascii_case(w.as_bytes());
-    if args.len() >= 3 && eq(0, "REPLCONF") && eq(1, "ACK") {
-        if let Some(off) = crate::resp::parse_i64(args.get(2)) {
-            let mut st = srv.repl.state.lock();
-            if let Some(r) = st.replicas.get_mut(&id) {
-                r.ack_offset = r.ack_offset.max(off.max(0) as u64);
-                r.ack_ms = crate::keyspace::now_ms();
-                r.acks += 1;
+    if args.len() >= 2 && eq(0, "REPLCONF") && (eq(1, "ACK") || eq(1, "GETACK")) {
+        if args.len() >= 3 && eq(1, "ACK") {
+            if let Some(off) = crate::resp::parse_i64(args.get(2)) {
+                let mut st = srv.repl.state.lock();
+                if let Some(r) = st.replicas.get_mut(&client.id) {
+                    r.ack_offset = r.ack_offset.max(off.max(0) as u64);
+                    r.ack_ms = crate::keyspace::now_ms();
+                    r.acks += 1;
+                }
+                drop(st);
+                srv.repl.acked.notify_waiters();
             }
-            drop(st);
-            srv.repl.acked.notify_waiters();
         }
+        return Ok(());
     }
+    let mut out = Vec::new();
+    let mut actions = Vec::new();
+    let now = crate::keyspace::now_ms();
+    let cmd = crate::server::conn::execute(srv, client, &mut out, &mut actions, args, now);
+    if out.is_empty() {
+        return Ok(());
+    }
+    // A refused command's name too (`execute` names only what ran).
+    let name = cmd.or_else(|| {
+        use crate::command::table::{lookup, lookup_sub};
+        let c = lookup(args.get(0))?;
+        if c.subs.is_empty() || args.len() < 2 {
+            Some(c)
+        } else {
+            lookup_sub(c, args.get(1))
+        }
+    });
+    let name = name.map_or("<unknown>", |c| c.full_name());
+    let info = crate::command::connection::client_line_of(srv, client, args);
+    tracing::warn!("Replica generated a reply to command '{name}', disconnecting it: {info}");
+    if out.first() == Some(&b'-') {
+        use crate::server::propagation::{error_reply, Source};
+        error_reply(srv, Source::Replica, &out, name);
+    }
+    Err(std::io::Error::other(
+        "the replica sent a command with a reply",
+    ))
 }
 
 /// `repl-backlog-ttl`: a master without replicas for that many seconds

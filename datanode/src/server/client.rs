@@ -35,6 +35,15 @@ impl Addr {
     pub fn is_unix(&self) -> bool {
         matches!(self, Addr::Unix(_))
     }
+
+    /// The peer's IP as Redis names a replica by it (`/unixsocket` for
+    /// the unix socket).
+    pub fn ip_string(&self) -> String {
+        match self {
+            Addr::Tcp(a) => a.ip().to_string(),
+            Addr::Unix(_) => "/unixsocket".into(),
+        }
+    }
 }
 
 impl From<SocketAddr> for Addr {
@@ -291,6 +300,9 @@ pub struct Client {
     pub rb: super::replybuf::ReplyBuf,
     /// In MONITOR mode: keyspace commands are refused, as for a replica.
     pub monitor: bool,
+    /// This connection feeds a replica (after SYNC/PSYNC): keyspace
+    /// commands are refused, and any reply closes it.
+    pub is_replica: bool,
     /// EXEC is running this client's queue.
     pub in_exec: bool,
     /// A script is running this command (redis.call).

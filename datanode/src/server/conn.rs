@@ -106,6 +106,7 @@ fn client_struct(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
         reply_from: None,
         postponed: false,
         monitor: false,
+        is_replica: false,
         in_exec: false,
         in_script: false,
         error_counted: false,
@@ -1049,10 +1050,9 @@ async fn connection_loop(
                             flush_counters(srv, client);
                             info.role
                                 .store(super::client::role::REPLICA, Ordering::Relaxed);
-                            return crate::replication::master::serve(
-                                srv, sock, client.id, rest, req,
-                            )
-                            .await;
+                            client.is_replica = true;
+                            return crate::replication::master::serve(srv, sock, client, rest, req)
+                                .await;
                         }
                         Action::Offload(job) => {
                             let done = tokio::task::spawn_blocking(job.0).await;

@@ -12,6 +12,8 @@ use super::stats::Stats;
 pub enum Source {
     Master,
     Aof,
+    /// A replica's link that ran a command with an error reply.
+    Replica,
 }
 
 /// Redis logs at most this much of the error.
@@ -29,6 +31,7 @@ pub fn error_reply(srv: &Shared, source: Source, reply: &[u8], cmd: &str) {
     let (from, to) = match source {
         Source::Master => ("replica", "master"),
         Source::Aof => ("server", "AOF-loading-client"),
+        Source::Replica => ("master", "replica"),
     };
     tracing::warn!(
         "== CRITICAL == This {from} is sending an error to its {to}: '{msg}' after processing the command '{cmd}'"
@@ -42,6 +45,7 @@ pub fn error_reply(srv: &Shared, source: Source, reply: &[u8], cmd: &str) {
                 cfg.flag("replica-read-only") && matches!(behavior, "panic" | "panic-on-replicas")
             }
             Source::Aof => behavior == "panic",
+            Source::Replica => false,
         }
     };
     if stop {
