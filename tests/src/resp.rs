@@ -187,16 +187,21 @@ impl Conn {
         self.read_reply()
     }
 
-    /// A command's reply as text (for short assertions).
     /// One field of `INFO <section>`; panics when it is missing.
     pub fn info_field(&mut self, section: &str, field: &str) -> String {
+        self.info_field_opt(section, field)
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+    }
+
+    /// One field of `INFO <section>`, if INFO shows it now.
+    pub fn info_field_opt(&mut self, section: &str, field: &str) -> Option<String> {
         let t = self.text(&["INFO", section]);
         t.split("\r\n")
             .find_map(|l| l.strip_prefix(&format!("{field}:")))
-            .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-            .to_string()
+            .map(str::to_string)
     }
 
+    /// A command's reply as text (for short assertions).
     pub fn text<A: AsRef<[u8]>>(&mut self, args: &[A]) -> String {
         let r = self.cmd(args).expect("reply");
         String::from_utf8_lossy(&r.raw).into_owned()

@@ -1981,3 +1981,60 @@ fn a_replica_link_that_asks_for_replies_is_dropped() {
         }
     }
 }
+
+/// A replica that loads "from the socket" (`repl-diskless-load
+/// on-empty-db` when empty, or `swapdb`) loads the snapshot as it
+/// arrives: its loaded bytes grow while the master is still making the
+/// snapshot (slowed by `rdb-key-save-delay`), as redis-server's do. The
+/// payload is never held whole on the replica.
+#[test]
+fn a_replica_loads_the_snapshot_as_it_arrives() {
+    for kind in [Server::Redis, Server::Datanode] {
+        for load in ["on-empty-db", "swapdb"] {
+            let master = start(kind);
+            let replica = start(kind);
+            let (mut m, mut r) = (master.conn(), replica.conn());
+            ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "yes"]);
+            ok(&mut m, &["DEBUG", "POPULATE", "300", "key", "1000"]);
+            // Uncompressed: redis-server's snapshot leaves in 16 kB
+            // writes, and POPULATE's padded values compress to nothing.
+            ok(&mut m, &["CONFIG", "SET", "rdbcompression", "no"]);
+            ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "10000"]);
+            ok(&mut r, &["CONFIG", "SET", "repl-diskless-load", load]);
+            // redis-server answers clients while loading only every so
+            // many bytes.
+            ok(
+                &mut r,
+                &[
+                    "CONFIG",
+                    "SET",
+                    "loading-process-events-interval-bytes",
+                    "1024",
+                ],
+            );
+            replicate(&mut r, &master);
+            let loaded = |r: &mut Conn| -> u64 {
+                r.info_field_opt("persistence", "loading_loaded_bytes")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            wait("the replica to load part of the snapshot", || {
+                loaded(&mut r) > 20_000
+            });
+            assert_eq!(
+                m.info_field("persistence", "rdb_bgsave_in_progress"),
+                "1",
+                "{kind:?} {load}: the snapshot was already made"
+            );
+            assert_eq!(
+                r.info_field("persistence", "loading"),
+                "1",
+                "{kind:?} {load}"
+            );
+            ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+            wait("the replica to catch up", || caught_up(&mut m, &mut r));
+            assert_eq!(r.text(&["DBSIZE"]), ":300\r\n", "{kind:?} {load}");
+            assert_eq!(digest(&mut r), digest(&mut m), "{kind:?} {load}");
+        }
+    }
+}

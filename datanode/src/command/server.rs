@@ -338,7 +338,10 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
                 Stats::get(&srv.stats.aof_delayed_fsync),
             );
         }
-        if srv.repl.loading.load(Ordering::Relaxed) {
+        // Async loading too: Redis counts it as loading here.
+        if srv.repl.loading.load(Ordering::Relaxed)
+            || srv.repl.async_loading.load(Ordering::Relaxed)
+        {
             o.push_str(&crate::persistence::load_progress(now));
         }
     }

@@ -498,7 +498,10 @@ pub fn begin_load(total: u64) {
 pub fn load_progress(now_ms: i64) -> String {
     let start = LOAD_START_S.load(Ordering::Relaxed);
     let total = LOAD_TOTAL_BYTES.load(Ordering::Relaxed);
-    let loaded = rdb::LOADED_BYTES.load(Ordering::Relaxed).min(total.max(1));
+    let mut loaded = rdb::LOADED_BYTES.load(Ordering::Relaxed);
+    if total > 0 {
+        loaded = loaded.min(total);
+    }
     let (perc, remaining) = if total > 0 {
         (
             loaded as f64 / total as f64 * 100.0,

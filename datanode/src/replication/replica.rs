@@ -447,65 +447,59 @@ async fn full_sync(
     } else {
         "to parser"
     };
-    let data = if let Some(mark) = spec.strip_prefix("EOF:") {
-        let mark = mark.as_bytes().to_vec();
-        if mark.len() != 40 {
-            return Err(LinkError::Protocol("bad EOF mark".into()));
+    // Loaded as it arrives when it goes "to parser": the payload is never
+    // held whole, and the load keeps pace with the transfer (a slow load
+    // slows the master's sending, as Redis's reading from the socket does).
+    let mut sink = match mode {
+        Load::AfterTransfer => Sink::Collect(Vec::new()),
+        _ => {
+            // The size, when the master sent one (not with `$EOF:`).
+            crate::persistence::begin_load(spec.parse().unwrap_or(0));
+            let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(8);
+            let srv2 = srv.clone();
+            let job = tokio::task::spawn_blocking(move || match mode {
+                Load::Swap { .. } => load_aside_and_swap(&srv2, rx),
+                _ => load_in_place(&srv2, Pieces::Link(rx)),
+            });
+            Sink::Stream { tx, job }
         }
-        tracing::info!(
-            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF {target}"
-        );
-        let mut searched = 0;
-        loop {
-            // The mark ends the payload; what follows it (a master that
-            // does not wait for our first ACK) is already the stream.
-            if let Some(p) = memchr::memmem::find(&w.buf[searched..], &mark) {
-                let n = searched + p;
-                let data = w.buf.split_to(n).to_vec();
-                let _ = w.buf.split_to(40);
-                break data;
-            }
-            searched = w.buf.len().saturating_sub(39);
-            let got = w.buf.len() as u64;
-            update(srv, gen, |m| {
-                m.sync_bytes = (-1, got);
-                m.last_io_ms = crate::keyspace::now_ms();
-            })?;
-            w.fill().await?;
-        }
-    } else {
-        let len: usize = spec
-            .parse()
-            .map_err(|_| LinkError::Protocol(format!("bad bulk length from master: {header}")))?;
-        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master {target}");
-        while w.buf.len() < len {
-            let got = w.buf.len() as u64;
-            update(srv, gen, |m| {
-                m.sync_bytes = (len as i64, got);
-                m.last_io_ms = crate::keyspace::now_ms();
-            })?;
-            w.buf.reserve(len - w.buf.len());
-            w.fill().await?;
-        }
-        w.buf.split_to(len).to_vec()
     };
-    // The link may have been replaced while the payload came in.
-    current(srv, gen).ok_or(LinkError::Stale)?;
-    if flag.is_none() {
-        flag = Some(LoadingFlag::raise(&repl.loading));
-    }
-    let srv2 = srv.clone();
-    let loaded = tokio::task::spawn_blocking(move || match mode {
-        Load::Swap { .. } => load_aside_and_swap(&srv2, &data),
-        Load::Direct => load_in_place(&srv2, &data),
-        Load::AfterTransfer => {
-            keep_on_disk(&srv2, &data)?;
-            let r = load_in_place(&srv2, &data);
-            drop_sync_file(&srv2);
-            r
+    // Whatever ends the transfer early, a loader on its thread finishes
+    // (failing) before the next sync may start another.
+    let read = match read_payload(srv, gen, w, spec, &header, target, &mut sink).await {
+        // The link may have been replaced while the payload came in.
+        Ok(()) => current(srv, gen).map(|_| ()).ok_or(LinkError::Stale),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = read {
+        if let Sink::Stream { tx, job } = sink {
+            drop(tx);
+            let _ = job.await;
         }
-    })
-    .await
+        return Err(e);
+    }
+    let loaded = match sink {
+        Sink::Collect(data) => {
+            if flag.is_none() {
+                flag = Some(LoadingFlag::raise(&repl.loading));
+            }
+            let srv2 = srv.clone();
+            crate::persistence::begin_load(data.len() as u64);
+            tokio::task::spawn_blocking(move || {
+                keep_on_disk(&srv2, &data)?;
+                let r = load_in_place(&srv2, whole(data));
+                drop_sync_file(&srv2);
+                r
+            })
+            .await
+        }
+        Sink::Stream { tx, job } => {
+            // Told the payload is whole; a loader that stopped early
+            // (a bad payload) has its error in `job`.
+            let _ = tx.send(Piece::End).await;
+            job.await
+        }
+    }
     .map_err(|e| LinkError::Protocol(e.to_string()))?;
     let keys = loaded.map_err(LinkError::Protocol)?;
     {
@@ -527,6 +521,70 @@ async fn full_sync(
         // The AOF must describe the data we now hold.
         if let Err(e) = crate::persistence::aof::start_rewrite(srv) {
             tracing::warn!("Background AOF rewrite after the sync failed to start: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads the snapshot's bytes into `sink`: `$EOF:<mark>` (diskless, up
+/// to the mark) or `$<len>`.
+async fn read_payload(
+    srv: &Arc<Shared>,
+    gen: u64,
+    w: &mut Wire,
+    spec: &str,
+    header: &str,
+    target: &str,
+    sink: &mut Sink,
+) -> Result<(), LinkError> {
+    let mut got: u64 = 0;
+    if let Some(mark) = spec.strip_prefix("EOF:") {
+        let mark = mark.as_bytes().to_vec();
+        if mark.len() != 40 {
+            return Err(LinkError::Protocol("bad EOF mark".into()));
+        }
+        tracing::info!(
+            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF {target}"
+        );
+        loop {
+            // The mark ends the payload; what follows it (a master that
+            // does not wait for our first ACK) is already the stream.
+            if let Some(p) = memchr::memmem::find(&w.buf, &mark) {
+                sink.put(&w.buf[..p]).await?;
+                w.buf.advance(p + 40);
+                break;
+            }
+            // All but what may be the start of the mark goes on.
+            let n = w.buf.len().saturating_sub(39);
+            sink.put(&w.buf[..n]).await?;
+            w.buf.advance(n);
+            got += n as u64;
+            update(srv, gen, |m| {
+                m.sync_bytes = (-1, got);
+                m.last_io_ms = crate::keyspace::now_ms();
+            })?;
+            w.fill().await?;
+        }
+    } else {
+        let len: usize = spec
+            .parse()
+            .map_err(|_| LinkError::Protocol(format!("bad bulk length from master: {header}")))?;
+        tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master {target}");
+        let mut left = len;
+        loop {
+            let n = left.min(w.buf.len());
+            sink.put(&w.buf[..n]).await?;
+            w.buf.advance(n);
+            left -= n;
+            got += n as u64;
+            if left == 0 {
+                break;
+            }
+            update(srv, gen, |m| {
+                m.sync_bytes = (len as i64, got);
+                m.last_io_ms = crate::keyspace::now_ms();
+            })?;
+            w.fill().await?;
         }
     }
     Ok(())
@@ -565,14 +623,31 @@ fn load_error(e: impl std::fmt::Display) -> String {
     format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
 }
 
-/// Empties every database and loads the RDB, keys past their TTL
-/// included (the master's DELs will remove them).
-fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+/// Empties every database and loads the RDB as its pieces come, keys
+/// past their TTL included (the master's DELs will remove them). A load
+/// that fails leaves no half of the master's data: the databases are
+/// emptied again, as Redis does.
+fn load_in_place(srv: &Shared, pieces: Pieces) -> Result<usize, String> {
     tracing::info!("MASTER <-> REPLICA sync: Flushing old data");
     let was = srv.log.suspend();
-    let now = crate::keyspace::now_ms();
-    // replica-lazy-flush: the old data is freed in the background.
     let lazy = srv.config.read().flag("replica-lazy-flush");
+    flush_all(srv, lazy);
+    srv.repl.own_expires.clear();
+    tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
+    let r = load_pieces(&srv.ks, pieces);
+    if r.is_err() {
+        flush_all(srv, true);
+    }
+    srv.log.resume(was);
+    let loaded = r?;
+    install_functions(srv, &loaded.functions)?;
+    Ok(loaded.keys)
+}
+
+/// Empties every database (`lazy`: the old data is freed in the
+/// background, replica-lazy-flush).
+fn flush_all(srv: &Shared, lazy: bool) {
+    let now = crate::keyspace::now_ms();
     for db in srv.ks.existing() {
         for s in 0..crate::keyspace::SLOTS as u16 {
             if db.slot_keys(s) > 0 {
@@ -581,13 +656,75 @@ fn load_in_place(srv: &Shared, data: &[u8]) -> Result<usize, String> {
         }
     }
     crate::server::tracking::flushed(srv);
-    srv.repl.own_expires.clear();
-    tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
-    let r = crate::persistence::rdb::file::load(&srv.ks, data, i64::MIN);
-    srv.log.resume(was);
-    let loaded = r.map_err(load_error)?;
-    install_functions(srv, &loaded.functions)?;
-    Ok(loaded.keys)
+}
+
+/// A piece of the master's snapshot, or word that it is whole.
+enum Piece {
+    Data(Vec<u8>),
+    End,
+}
+
+/// Where the snapshot's pieces go: kept whole (loaded after the
+/// transfer, from disk in Redis), or to a loader on its own thread.
+enum Sink {
+    Collect(Vec<u8>),
+    Stream {
+        tx: tokio::sync::mpsc::Sender<Piece>,
+        job: tokio::task::JoinHandle<Result<usize, String>>,
+    },
+}
+
+impl Sink {
+    async fn put(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Sink::Collect(v) => v.extend_from_slice(bytes),
+            // A loader that stopped (a bad payload) says why when the
+            // transfer ends; the rest is read and dropped meanwhile.
+            Sink::Stream { tx, .. } => {
+                let _ = tx.send(Piece::Data(bytes.to_vec())).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pieces a loader reads: from the link, or one whole payload.
+enum Pieces {
+    Link(tokio::sync::mpsc::Receiver<Piece>),
+    Whole(Option<Vec<u8>>),
+}
+
+fn whole(data: Vec<u8>) -> Pieces {
+    Pieces::Whole(Some(data))
+}
+
+impl Pieces {
+    /// The next piece (blocking); None when the link ended before the
+    /// payload did.
+    fn next(&mut self) -> Option<Piece> {
+        match self {
+            Pieces::Link(rx) => rx.blocking_recv(),
+            Pieces::Whole(d) => Some(d.take().map_or(Piece::End, Piece::Data)),
+        }
+    }
+}
+
+/// Loads pieces into `ks` until the payload ends.
+fn load_pieces(
+    ks: &crate::keyspace::Keyspace,
+    mut pieces: Pieces,
+) -> Result<crate::persistence::rdb::file::Loaded, String> {
+    let mut l = crate::persistence::rdb::file::StreamLoader::new(ks, i64::MIN);
+    loop {
+        match pieces.next() {
+            Some(Piece::Data(d)) => l.feed(&d).map_err(load_error)?,
+            Some(Piece::End) => return l.finish().map_err(load_error),
+            None => return Err(load_error("the transfer stopped before its end")),
+        }
+    }
 }
 
 /// The master's function libraries replace ours.
@@ -599,17 +736,20 @@ fn install_functions(srv: &Shared, codes: &[Vec<u8>]) -> Result<(), String> {
 
 /// `swapdb`: loads the RDB into a keyspace of its own while clients keep
 /// ours, then exchanges the two in one step; on a bad payload ours stays.
-fn load_aside_and_swap(srv: &Shared, data: &[u8]) -> Result<usize, String> {
+fn load_aside_and_swap(
+    srv: &Shared,
+    pieces: tokio::sync::mpsc::Receiver<Piece>,
+) -> Result<usize, String> {
     tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory");
     let side = crate::keyspace::Keyspace::new(
         srv.ks.count(),
         Arc::new(crate::persistence::effects::EffectLog::default()),
     );
-    let loaded = match crate::persistence::rdb::file::load(&side, data, i64::MIN) {
+    let loaded = match load_pieces(&side, Pieces::Link(pieces)) {
         Ok(l) => l,
         Err(e) => {
             tracing::info!("MASTER <-> REPLICA sync: Discarding temporary DB in background");
-            return Err(load_error(e));
+            return Err(e);
         }
     };
     let n = loaded.keys;

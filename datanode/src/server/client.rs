@@ -171,6 +171,10 @@ pub struct ClientInfo {
     pub no_evict: AtomicBool,
     /// The socket's descriptor (-1 for the AOF loader's client).
     pub fd: std::sync::atomic::AtomicI32,
+    /// The descriptor while the socket is open (-1 once it closes): the
+    /// connection clears it under the lock before closing, so CLIENT KILL
+    /// can shut the socket down without touching a reused descriptor.
+    pub open_fd: Mutex<i32>,
     /// CLIENT TRACKING state (`server::tracking::flag`), set by the
     /// client's own task (others only set the broken-redirect flag), and
     /// the client its invalidations are redirected to (0 = none).
@@ -217,6 +221,18 @@ impl ClientInfo {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
         self.kill_notify.notify_one();
+        // Redis frees a killed client at once: the peer sees the
+        // connection end before the command that killed it is answered
+        // (a replica reconnects before the writes that follow in a
+        // transaction). The task then finds its socket shut.
+        let fd = self.open_fd.lock();
+        if *fd >= 0 {
+            // SAFETY: the descriptor is open while `open_fd` holds it
+            // (see `OpenFd`), and shutdown(2) only acts on that socket.
+            unsafe {
+                libc::shutdown(*fd, libc::SHUT_RDWR);
+            }
+        }
     }
 }
 

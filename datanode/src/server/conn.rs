@@ -54,6 +54,7 @@ fn client_struct(srv: &Arc<Shared>, addr: Addr, laddr: Addr) -> Client {
         rb_wake_at: AtomicI64::new(i64::MAX),
         role: Default::default(),
         fd: std::sync::atomic::AtomicI32::new(-1),
+        open_fd: Mutex::new(-1),
         no_evict: AtomicBool::new(false),
         multi_mem: AtomicU64::new(0),
         state_mem: AtomicU64::new(0),
@@ -649,11 +650,12 @@ pub async fn serve(srv: Arc<Shared>, mut sock: Stream, addr: Addr) {
     let mut client = new_client(&srv, addr, laddr);
     {
         use std::os::fd::{AsFd, AsRawFd};
-        client
-            .info
-            .fd
-            .store(sock.as_fd().as_raw_fd(), Ordering::Relaxed);
+        let fd = sock.as_fd().as_raw_fd();
+        client.info.fd.store(fd, Ordering::Relaxed);
+        *client.info.open_fd.lock() = fd;
     }
+    // Dropped before `sock` (a parameter) closes, unwinding too.
+    let _open = OpenFd(client.info.clone());
     let admitted = {
         let mut reg = srv.clients.lock();
         let ok = reg.len() < maxclients;
@@ -695,6 +697,15 @@ pub async fn serve(srv: Arc<Shared>, mut sock: Stream, addr: Addr) {
         crate::server::tracking::disable(&srv, &info, &mut ctx.client.trk_prefixes);
     }
     flush_counters(&srv, &mut client);
+}
+
+/// Marks the socket closed for CLIENT KILL (see `ClientInfo::open_fd`).
+struct OpenFd(Arc<ClientInfo>);
+
+impl Drop for OpenFd {
+    fn drop(&mut self) {
+        *self.0.open_fd.lock() = -1;
+    }
 }
 
 /// A connection's place in the registry and in maxmemory-clients' total,

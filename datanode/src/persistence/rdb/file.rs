@@ -555,12 +555,8 @@ fn load_inner(
     super::object::with_deep_checks(deep, || load_checked(ks, data, now, repl))
 }
 
-fn load_checked(
-    ks: &Keyspace,
-    data: &[u8],
-    now: i64,
-    repl: &mut AuxRepl,
-) -> Result<(usize, usize, usize), RdbError> {
+/// The header: `REDIS` and a version this reader knows.
+fn header_version(data: &[u8]) -> Result<u32, RdbError> {
     if data.len() < 9 || &data[..5] != b"REDIS" {
         return Err(RdbError::Signature);
     }
@@ -571,20 +567,49 @@ fn load_checked(
     if !(1..=RDB_VERSION as u32).contains(&ver) {
         return Err(RdbError::Version(ver));
     }
-    let mut r = Reader::new(data);
-    r.pos = 9;
-    let mut db = ks.db(0);
-    let mut db_index = 0;
-    let mut expire: Option<i64> = None;
-    let (mut loaded, mut skipped) = (0, 0);
-    let de = |r: &Reader, e: DecodeError| corrupt(r, e);
-    loop {
-        let op = r.byte().map_err(|e| de(&r, e))?;
-        match op {
-            OP_EOF => break,
+    Ok(ver)
+}
+
+/// What a load carries from one record to the next: the database being
+/// filled, a pending expiry, the counts and the file's aux fields.
+struct LoadState<'k> {
+    ks: &'k Keyspace,
+    now: i64,
+    db: &'k crate::keyspace::Db,
+    db_index: usize,
+    expire: Option<i64>,
+    loaded: usize,
+    skipped: usize,
+}
+
+impl<'k> LoadState<'k> {
+    fn new(ks: &'k Keyspace, now: i64) -> Self {
+        LoadState {
+            ks,
+            now,
+            db: ks.db(0),
+            db_index: 0,
+            expire: None,
+            loaded: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Reads one record at `r`; true when it was the EOF marker. A key is
+    /// stored only once its whole value is read, so a record cut short
+    /// (`Truncated`) changed nothing and can be read again from its start.
+    /// `base` is the offset of `r`'s buffer in the file (for progress).
+    fn record(
+        &mut self,
+        r: &mut Reader,
+        repl: &mut AuxRepl,
+        base: usize,
+    ) -> Result<bool, DecodeError> {
+        match r.byte()? {
+            OP_EOF => return Ok(true),
             OP_AUX => {
-                let k = r.string().map_err(|e| de(&r, e))?;
-                let v = r.string().map_err(|e| de(&r, e))?;
+                let k = r.string()?;
+                let v = r.string()?;
                 let text = || String::from_utf8_lossy(&v).into_owned();
                 match k.as_slice() {
                     b"repl-stream-db" => repl.db = text().parse().ok(),
@@ -595,88 +620,231 @@ fn load_checked(
                 }
             }
             OP_SELECTDB => {
-                let n = r.length().map_err(|e| de(&r, e))?;
-                if n >= ks.count() {
-                    return Err(corrupt(&r, format!("database {n} out of range")));
+                let n = r.length()?;
+                if n >= self.ks.count() {
+                    return Err(DecodeError::Corrupt("database out of range"));
                 }
-                db = ks.db(n);
-                db_index = n;
+                self.db = self.ks.db(n);
+                self.db_index = n;
             }
             OP_RESIZEDB => {
-                r.length().map_err(|e| de(&r, e))?;
-                r.length().map_err(|e| de(&r, e))?;
+                r.length()?;
+                r.length()?;
             }
             OP_EXPIRETIME_MS => {
-                let b = r.take(8).map_err(|e| de(&r, e))?;
-                expire = Some(i64::from_le_bytes(
-                    b.try_into().map_err(|_| corrupt(&r, "expire"))?,
-                ));
+                let b = r.take(8)?;
+                let at = i64::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?);
+                self.expire = Some(at);
             }
             OP_EXPIRETIME => {
-                let b = r.take(4).map_err(|e| de(&r, e))?;
-                let s = u32::from_le_bytes(b.try_into().map_err(|_| corrupt(&r, "expire"))?);
-                expire = Some(s as i64 * 1000);
+                let b = r.take(4)?;
+                let s = u32::from_le_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?);
+                self.expire = Some(s as i64 * 1000);
             }
             OP_IDLE => {
-                r.length().map_err(|e| de(&r, e))?;
+                r.length()?;
             }
             OP_FREQ => {
-                r.byte().map_err(|e| de(&r, e))?;
+                r.byte()?;
             }
-            OP_FUNCTION2 => {
-                let code = r.string().map_err(|e| de(&r, e))?;
-                repl.functions.push(code);
-            }
-            OP_MODULE_AUX => return Err(corrupt(&r, "module data is not supported")),
+            OP_FUNCTION2 => repl.functions.push(r.string()?),
+            OP_MODULE_AUX => return Err(DecodeError::Corrupt("module data (not supported)")),
             t => {
-                let key = r.string().map_err(|e| de(&r, e))?;
-                let v = read_value(&mut r, t).map_err(|e| de(&r, e))?;
-                match expire.take() {
+                let key = r.string()?;
+                let v = read_value(r, t)?;
+                match self.expire.take() {
                     // An AOF's preamble keeps them (see keyspace::loading).
-                    Some(at) if at <= now && !crate::keyspace::loading() => {
-                        skipped += 1;
-                        repl.expired_keys.push((db_index, key));
+                    Some(at) if at <= self.now && !crate::keyspace::loading() => {
+                        self.skipped += 1;
+                        repl.expired_keys.push((self.db_index, key));
                     }
                     exp => {
-                        let mut g = db.lock_key(&key, now);
+                        let mut g = self.db.lock_key(&key, self.now);
                         g.set_quiet(true);
                         g.set(&key, v, false);
                         if let Some(at) = exp {
                             g.set_expire(&key, at);
                         }
-                        loaded += 1;
-                        super::LOADED_BYTES.store(r.pos as u64, Ordering::Relaxed);
+                        self.loaded += 1;
+                        super::LOADED_BYTES.store((base + r.pos) as u64, Ordering::Relaxed);
                         super::key_delay(&super::KEY_LOAD_DELAY);
                     }
                 }
             }
         }
+        Ok(false)
     }
-    // From RDB version 5 an 8-byte checksum follows EOF (0 means it was
-    // not computed); older files end at EOF.
-    let end = r.pos;
-    if ver < 5 {
-        return Ok((loaded, skipped, end));
-    }
+}
+
+/// The checksum after EOF, from RDB version 5 (0 means none was
+/// computed). `sum` is what the content before it sums to.
+fn check_trailer(
+    tail: Option<&[u8]>,
+    end: usize,
+    sum: impl FnOnce() -> u64,
+) -> Result<(), RdbError> {
     let short = || RdbError::Corrupt {
         offset: end,
         what: "Unexpected EOF reading RDB file".into(),
     };
-    let tail: [u8; 8] = data
-        .get(end..end + 8)
-        .ok_or_else(short)?
-        .try_into()
-        .map_err(|_| short())?;
+    let tail: [u8; 8] = tail.ok_or_else(short)?.try_into().map_err(|_| short())?;
     let stored = u64::from_le_bytes(tail);
     if stored == 0 && checksums() {
         tracing::warn!("RDB file was saved with checksum disabled: no check performed.");
     } else if stored != 0 && checksums() {
-        let computed = crc64::crc64(&data[..end]);
+        let computed = sum();
         if stored != computed {
             return Err(RdbError::Checksum { stored, computed });
         }
     }
-    Ok((loaded, skipped, end + 8))
+    Ok(())
+}
+
+fn load_checked(
+    ks: &Keyspace,
+    data: &[u8],
+    now: i64,
+    repl: &mut AuxRepl,
+) -> Result<(usize, usize, usize), RdbError> {
+    let ver = header_version(data)?;
+    let mut r = Reader::new(data);
+    r.pos = 9;
+    let mut st = LoadState::new(ks, now);
+    while !st.record(&mut r, repl, 0).map_err(|e| corrupt(&r, e))? {}
+    let end = r.pos;
+    if ver >= 5 {
+        check_trailer(data.get(end..end + 8), end, || crc64::crc64(&data[..end]))?;
+        return Ok((st.loaded, st.skipped, end + 8));
+    }
+    Ok((st.loaded, st.skipped, end))
+}
+
+/// Loads an RDB as it arrives (a replica's full sync): each record goes
+/// into the keyspace as soon as all of its bytes are in, so the payload
+/// is never held whole.
+pub struct StreamLoader<'k> {
+    st: LoadState<'k>,
+    repl: AuxRepl,
+    /// Bytes not read yet (the start of a record cut by a piece's end).
+    pending: Vec<u8>,
+    /// Offset of `pending[0]` in the file.
+    base: usize,
+    /// What the bytes before `pending` sum to.
+    crc: crc64::Running,
+    /// The format version, once the header is in.
+    ver: Option<u32>,
+    /// Where EOF's marker ended (relative to `pending`), once read.
+    eof_at: Option<usize>,
+    /// A cut record is read again only once this much is pending, so a
+    /// large record arriving in small pieces is not parsed over and over.
+    retry_at: usize,
+}
+
+impl<'k> StreamLoader<'k> {
+    pub fn new(ks: &'k Keyspace, now: i64) -> Self {
+        StreamLoader {
+            st: LoadState::new(ks, now),
+            repl: AuxRepl::default(),
+            pending: Vec::new(),
+            base: 0,
+            crc: crc64::Running::default(),
+            ver: None,
+            eof_at: None,
+            retry_at: 0,
+        }
+    }
+
+    /// Reads every whole record `bytes` completes.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), RdbError> {
+        self.pending.extend_from_slice(bytes);
+        if self.eof_at.is_some() || self.pending.len() < self.retry_at {
+            return Ok(());
+        }
+        let mut r = Reader::new(&self.pending);
+        if self.ver.is_none() {
+            if self.pending.len() < 9 {
+                return Ok(());
+            }
+            self.ver = Some(header_version(&self.pending)?);
+            r.pos = 9;
+        }
+        let base = self.base;
+        let mut done = r.pos;
+        let result =
+            super::object::with_deep_checks(super::object::deep_checks(false, false), || {
+                loop {
+                    match self.st.record(&mut r, &mut self.repl, base) {
+                        Ok(false) => done = r.pos,
+                        Ok(true) => {
+                            done = r.pos;
+                            self.eof_at = Some(done);
+                            return Ok(());
+                        }
+                        Err(DecodeError::Truncated) => {
+                            // Wait for this record's bytes: at least double
+                            // what it has now before reading it again.
+                            let have = self.pending.len() - done;
+                            self.retry_at = done + (2 * have).max(64 * 1024);
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            return Err(RdbError::Corrupt {
+                                offset: base + r.pos,
+                                what: e.to_string(),
+                            })
+                        }
+                    }
+                }
+            });
+        result?;
+        // What was read goes: into the checksum, out of the buffer.
+        self.crc.update(&self.pending[..done]);
+        self.pending.drain(..done);
+        self.base += done;
+        self.retry_at = self.retry_at.saturating_sub(done);
+        if let Some(at) = self.eof_at.as_mut() {
+            *at -= done;
+        }
+        Ok(())
+    }
+
+    /// The payload ended: it must have held the EOF marker and, from
+    /// version 5, the right checksum.
+    pub fn finish(mut self) -> Result<Loaded, RdbError> {
+        if self.eof_at.is_none() {
+            // Anything held back for a retry is read now.
+            self.retry_at = 0;
+            self.feed(&[])?;
+        }
+        let Some(at) = self.eof_at else {
+            let offset = self.base + self.pending.len();
+            if self.ver.is_none() {
+                return Err(RdbError::Signature);
+            }
+            return Err(RdbError::Corrupt {
+                offset,
+                what: DecodeError::Truncated.to_string(),
+            });
+        };
+        if self.ver.unwrap_or(0) >= 5 {
+            let end = self.base + at;
+            let head = &self.pending[..at];
+            let crc = &mut self.crc;
+            check_trailer(self.pending.get(at..at + 8), end, || {
+                crc.update(head);
+                crc.value()
+            })?;
+        }
+        let mut info = self.repl;
+        Ok(Loaded {
+            keys: self.st.loaded,
+            expired: self.st.skipped,
+            expired_keys: std::mem::take(&mut info.expired_keys),
+            hidden: std::mem::take(&mut info.hidden),
+            functions: std::mem::take(&mut info.functions),
+            repl: info.into_info(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -715,6 +883,92 @@ mod tests {
         let back = Keyspace::new(1, Arc::new(EffectLog::default()));
         let loaded = load(&back, &file, 5_000).expect("loads");
         assert_eq!((loaded.keys, loaded.expired), (2, 1));
+    }
+
+    /// A file fed in pieces of any size loads as the whole file does:
+    /// the same keys, TTLs, functions and replication fields; a cut
+    /// payload or a bad checksum is refused.
+    #[test]
+    fn a_file_fed_in_pieces_loads_as_the_whole_file() {
+        let ks = Keyspace::new(2, Arc::new(EffectLog::default()));
+        for i in 0..300u32 {
+            let key = format!("k{i}");
+            let db = (i % 2) as usize;
+            let mut g = ks.db(db).lock_key(key.as_bytes(), 1_000);
+            let v = if i % 7 == 0 {
+                vec![b'x'; 70_000]
+            } else {
+                format!("v{i}").into_bytes()
+            };
+            g.set(key.as_bytes(), Value::Str(SBytes::new(&v)), false);
+            if i % 5 == 0 {
+                g.set_expire(key.as_bytes(), 50_000 + i as i64);
+            }
+            if i % 11 == 0 {
+                // One already gone at the load's time.
+                g.set_expire(key.as_bytes(), 2_000);
+            }
+        }
+        let mut file = Vec::new();
+        serialize_to(
+            &ks,
+            1_500,
+            || (None, vec![b"#!lua name=f\n".to_vec()]),
+            &mut file,
+        )
+        .expect("into a Vec");
+        let whole_ks = Keyspace::new(2, Arc::new(EffectLog::default()));
+        let whole = load(&whole_ks, &file, 5_000).expect("loads");
+        for piece in [1usize, 7, 4096, 65_536, file.len()] {
+            let back = Keyspace::new(2, Arc::new(EffectLog::default()));
+            let mut l = StreamLoader::new(&back, 5_000);
+            for p in file.chunks(piece) {
+                l.feed(p).expect("a piece");
+            }
+            let got = l.finish().expect("loads");
+            assert_eq!(
+                (got.keys, got.expired),
+                (whole.keys, whole.expired),
+                "{piece}"
+            );
+            assert_eq!(got.functions, whole.functions, "{piece}");
+            assert_eq!(got.expired_keys, whole.expired_keys, "{piece}");
+            for db in 0..2 {
+                assert_eq!(back.db(db).size(), whole_ks.db(db).size(), "{piece}");
+            }
+            let mut again = Vec::new();
+            serialize_to(
+                &back,
+                1_500,
+                || (None, vec![b"#!lua name=f\n".to_vec()]),
+                &mut again,
+            )
+            .expect("into a Vec");
+            let mut first = Vec::new();
+            serialize_to(
+                &whole_ks,
+                1_500,
+                || (None, vec![b"#!lua name=f\n".to_vec()]),
+                &mut first,
+            )
+            .expect("into a Vec");
+            assert!(again == first, "{piece}: the loaded data differs");
+        }
+        // Cut anywhere, the payload is refused.
+        for cut in [5, 9, 100, file.len() / 2, file.len() - 8, file.len() - 1] {
+            let back = Keyspace::new(2, Arc::new(EffectLog::default()));
+            let mut l = StreamLoader::new(&back, 5_000);
+            let fed = l.feed(&file[..cut]);
+            assert!(fed.is_err() || l.finish().is_err(), "cut at {cut}");
+        }
+        // A flipped byte in the checksum.
+        let mut bad = file.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let back = Keyspace::new(2, Arc::new(EffectLog::default()));
+        let mut l = StreamLoader::new(&back, 5_000);
+        l.feed(&bad).expect("the records are whole");
+        assert!(matches!(l.finish(), Err(RdbError::Checksum { .. })));
     }
 
     /// A chunk of one string key, in the form the snapshot's sweep makes.
