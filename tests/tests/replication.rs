@@ -2038,3 +2038,69 @@ fn a_replica_loads_the_snapshot_as_it_arrives() {
         }
     }
 }
+
+/// A replica that asks for a diskless sync and leaves: the snapshot made
+/// for it stops (redis-server kills its child); a replica that takes
+/// nothing for `repl-timeout` is let go, and the snapshot goes on
+/// without waiting for it.
+#[test]
+fn a_diskless_snapshot_stops_without_replicas_and_drops_a_stuck_one() {
+    use std::io::{BufRead, BufReader, Write};
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut m = master.conn();
+        ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "yes"]);
+        ok(&mut m, &["CONFIG", "SET", "rdbcompression", "no"]);
+        // A fake replica: asks for a full sync and reads its first line.
+        let ask = || {
+            let s = std::net::TcpStream::connect(("127.0.0.1", master.port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut w = s.try_clone().expect("clone");
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            // One at a time: PSYNC with a reply pending is refused.
+            w.write_all(b"REPLCONF capa eof capa psync2\r\n")
+                .expect("send");
+            r.read_line(&mut line).expect("+OK");
+            w.write_all(b"PSYNC ? -1\r\n").expect("send");
+            while !line.starts_with("+FULLRESYNC") {
+                line.clear();
+                r.read_line(&mut line).expect("a line");
+            }
+            r
+        };
+        let bgsave = |m: &mut Conn| m.info_field("persistence", "rdb_bgsave_in_progress");
+        // 100 ms per key: the snapshot would take minutes.
+        ok(&mut m, &["DEBUG", "POPULATE", "1000", "key", "1000"]);
+        ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+        let leaving = ask();
+        assert_eq!(bgsave(&mut m), "1", "{kind:?}");
+        drop(leaving);
+        wait("the snapshot to stop", || bgsave(&mut m) == "0");
+        assert!(
+            master
+                .log()
+                .contains("Diskless rdb transfer, last replica dropped"),
+            "{kind:?}"
+        );
+        // 20 MB that a replica never reads: more than the socket buffers
+        // and what the master holds ahead of its slowest replica.
+        ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        ok(&mut m, &["FLUSHALL"]);
+        ok(&mut m, &["DEBUG", "POPULATE", "20000", "key", "1000"]);
+        ok(&mut m, &["CONFIG", "SET", "repl-timeout", "2"]);
+        let stuck = ask();
+        wait("the stuck replica to be let go", || {
+            master
+                .log()
+                .contains("Disconnecting timedout replica (full sync)")
+        });
+        wait("the snapshot to end", || bgsave(&mut m) == "0");
+        wait("the replica to be gone", || {
+            m.info_field("replication", "connected_slaves") == "0"
+        });
+        drop(stuck);
+        assert_eq!(m.text(&["PING"]), "+PONG\r\n", "{kind:?}");
+    }
+}

@@ -346,6 +346,7 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
             if let Sweep::Chunk(c) = e {
                 chunks.push(c)
             }
+            true
         },
     );
     (r, chunks, functions)
@@ -364,14 +365,15 @@ pub enum Sweep {
 
 /// The snapshot behind [`rdb_snapshot_chunks_at_cut`]: `started` runs
 /// right after the cut with its result, the function libraries and the
-/// databases' counts; `each` gets the sweep's progress. Returns the cut's
-/// result and the libraries.
+/// databases' counts; `each` gets the sweep's progress, and may stop the
+/// sweep by returning false (no one wants the snapshot any more). Returns
+/// the cut's result and the libraries.
 pub fn sweep_at_cut<R>(
     srv: &Shared,
     now: i64,
     at_cut: impl FnOnce() -> R,
     started: impl FnOnce(&R, &[Vec<u8>], DbCounts),
-    mut each: impl FnMut(Sweep),
+    mut each: impl FnMut(Sweep) -> bool,
 ) -> (R, Vec<Vec<u8>>) {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut dbs: Vec<&crate::keyspace::Db> = srv.ks.existing().collect();
@@ -404,11 +406,15 @@ pub fn sweep_at_cut<R>(
         r
     };
     started(&cut.0, &cut.1, counts);
-    for d in 0..srv.ks.count() {
+    let mut going = true;
+    'dbs: for d in 0..srv.ks.count() {
         let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
             continue;
         };
-        each(Sweep::Db(d as u32));
+        if !each(Sweep::Db(d as u32)) {
+            going = false;
+            break;
+        }
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
             let g = db.lock_slot(s, now);
@@ -416,7 +422,12 @@ pub fn sweep_at_cut<R>(
             drop(g);
             rdb::slot_save_delay(db, s);
             Stats::add(&srv.stats.save_keys_processed, keys);
-            rx.try_iter().for_each(|c| each(Sweep::Chunk(c)));
+            for c in rx.try_iter() {
+                if !each(Sweep::Chunk(c)) {
+                    going = false;
+                    break 'dbs;
+                }
+            }
         }
     }
     srv.stats.save_keys_total.store(0, Ordering::Relaxed);
@@ -424,7 +435,12 @@ pub fn sweep_at_cut<R>(
     srv.log.rewriting.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
-    rx.try_iter().for_each(|c| each(Sweep::Chunk(c)));
+    for c in rx.try_iter() {
+        // Drained either way: a stopped sweep drops what writers handed over.
+        if going {
+            going = each(Sweep::Chunk(c));
+        }
+    }
     cut
 }
 

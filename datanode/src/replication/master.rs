@@ -358,6 +358,7 @@ async fn diskless_sync(
     delay: u64,
 ) -> std::io::Result<u64> {
     let batch = join_batch(srv, id, delay);
+    let reading = Reading { batch: &batch, id };
     let mut limit = ReplicaLimit::default();
     // +FULLRESYNC goes out at the batch's cut, while its snapshot is
     // made, as redis-server answers when the BGSAVE starts.
@@ -369,17 +370,28 @@ async fn diskless_sync(
     let mark = super::new_replid();
     wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
     let mut sent = 0;
+    // A replica that takes nothing for repl-timeout is let go, as Redis
+    // drops one whose socket stays full (the snapshot waits for it).
+    let timeout = Duration::from_secs(srv.config.read().int("repl-timeout").max(1) as u64);
     loop {
         let (pieces, done) = within_limit(srv, id, &mut limit, batch.pieces_after(sent)).await??;
         for p in &pieces {
-            wr.write_all(p).await?;
+            match tokio::time::timeout(timeout, wr.write_all(p)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    tracing::warn!("Disconnecting timedout replica (full sync): {name}");
+                    return Err(std::io::Error::other("replica timed out"));
+                }
+            }
             Stats::add(&srv.stats.net_repl_output_bytes, p.len() as u64);
         }
         sent += pieces.len();
+        reading.sent(sent);
         if done {
             break;
         }
     }
+    drop(reading);
     wr.write_all(mark.as_bytes()).await?;
     set_state(srv, id, ReplicaState::SendBulk);
     wait_first_ack(srv, id).await?;
@@ -424,7 +436,8 @@ async fn wait_first_ack(srv: &Shared, id: u64) -> std::io::Result<()> {
 #[derive(Clone, Default)]
 struct BatchProgress {
     cut: Option<(u64, String)>,
-    pieces: Vec<Arc<Vec<u8>>>,
+    /// Every piece so far; those all replicas have sent are freed (None).
+    pieces: Vec<Option<Arc<Vec<u8>>>>,
     done: bool,
     failed: Option<String>,
 }
@@ -435,6 +448,37 @@ struct BatchProgress {
 pub struct Batch {
     ids: parking_lot::Mutex<Vec<u64>>,
     progress: tokio::sync::watch::Sender<BatchProgress>,
+    /// The replicas still taking the snapshot, and how many pieces each
+    /// has sent: the snapshot waits for the slowest, as Redis's child
+    /// waits on its pipe, and stops when none is left.
+    readers: parking_lot::Mutex<std::collections::HashMap<u64, usize>>,
+    /// A reader moved on or left.
+    moved: parking_lot::Condvar,
+}
+
+/// A diskless snapshot holds at most this much that some replica of its
+/// batch has not sent yet; then it waits for that replica.
+const MAX_AHEAD: usize = 4 << 20;
+
+/// A replica taking a batch's snapshot; leaving (any way) lets the
+/// snapshot go on without it.
+struct Reading<'a> {
+    batch: &'a Batch,
+    id: u64,
+}
+
+impl Reading<'_> {
+    fn sent(&self, pieces: usize) {
+        self.batch.readers.lock().insert(self.id, pieces);
+        self.batch.moved.notify_all();
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.batch.readers.lock().remove(&self.id);
+        self.batch.moved.notify_all();
+    }
 }
 
 impl Batch {
@@ -465,8 +509,10 @@ impl Batch {
     /// snapshot is whole), and whether they end it.
     async fn pieces_after(&self, sent: usize) -> std::io::Result<(Vec<Arc<Vec<u8>>>, bool)> {
         self.wait(|p| {
-            (p.pieces.len() > sent || p.done)
-                .then(|| (p.pieces[sent.min(p.pieces.len())..].to_vec(), p.done))
+            (p.pieces.len() > sent || p.done).then(|| {
+                let after = p.pieces[sent.min(p.pieces.len())..].iter();
+                (after.flatten().cloned().collect(), p.done)
+            })
         })
         .await
     }
@@ -479,30 +525,67 @@ struct PieceWriter<'a> {
     batch: &'a Batch,
     buf: Vec<u8>,
     last: std::time::Instant,
+    /// Each piece's size, the pieces freed so far, and the bytes held.
+    sizes: Vec<usize>,
+    freed: usize,
+    held: usize,
+    /// Every replica left: the snapshot stops.
+    stopped: &'a std::cell::Cell<bool>,
 }
 
 impl PieceWriter<'_> {
-    fn hand_over(&mut self) {
+    fn hand_over(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             let piece = Arc::new(std::mem::take(&mut self.buf));
-            self.batch.progress.send_modify(|p| p.pieces.push(piece));
+            self.sizes.push(piece.len());
+            self.held += piece.len();
+            self.batch
+                .progress
+                .send_modify(|p| p.pieces.push(Some(piece)));
         }
         self.last = std::time::Instant::now();
+        let mut readers = self.batch.readers.lock();
+        loop {
+            let Some(slowest) = readers.values().copied().min() else {
+                self.stopped.set(true);
+                return Err(std::io::Error::other("every replica left"));
+            };
+            // What every replica has sent is let go.
+            if slowest > self.freed {
+                let (from, to) = (self.freed, slowest);
+                self.held -= self.sizes[from..to].iter().sum::<usize>();
+                self.batch.progress.send_modify(|p| {
+                    p.pieces[from..to].iter_mut().for_each(|x| *x = None);
+                });
+                self.freed = slowest;
+            }
+            if self.held <= MAX_AHEAD {
+                return Ok(());
+            }
+            self.batch
+                .moved
+                .wait_for(&mut readers, Duration::from_millis(100));
+        }
     }
 }
 
 impl std::io::Write for PieceWriter<'_> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.stopped.get() {
+            return Err(std::io::Error::other("every replica left"));
+        }
         self.buf.extend_from_slice(b);
         if self.buf.len() >= 64 * 1024 || self.last.elapsed() >= Duration::from_millis(50) {
-            self.hand_over();
+            self.hand_over()?;
         }
         Ok(b.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.hand_over();
-        Ok(())
+        if self.stopped.get() {
+            return Err(std::io::Error::other("every replica left"));
+        }
+        self.hand_over()
     }
 }
 
@@ -514,12 +597,15 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
         match open.as_ref() {
             Some(b) => {
                 b.ids.lock().push(id);
+                b.readers.lock().insert(id, 0);
                 (b.clone(), false)
             }
             None => {
                 let b = Arc::new(Batch {
                     ids: parking_lot::Mutex::new(vec![id]),
                     progress: tokio::sync::watch::Sender::new(BatchProgress::default()),
+                    readers: parking_lot::Mutex::new([(id, 0)].into_iter().collect()),
+                    moved: parking_lot::Condvar::new(),
                 });
                 *open = Some(b.clone());
                 (b, true)
@@ -556,6 +642,15 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
             let res = tokio::task::spawn_blocking(move || stream_snapshot(&srv2, &ids, &b2))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
+            // Worded as redis-server logs the end of its child's output.
+            let up = batch.readers.lock().len();
+            if up == 0 {
+                tracing::warn!("Diskless rdb transfer, last replica dropped, killing fork child.");
+            } else if res.is_ok() {
+                tracing::warn!(
+                    "Diskless rdb transfer, done reading from pipe, {up} replicas still up."
+                );
+            }
             batch.progress.send_modify(|p| match res {
                 Ok(()) => p.done = true,
                 Err(e) => p.failed = Some(e),
@@ -603,10 +698,15 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
     begin_sync_snapshot(srv)?;
     let now = crate::keyspace::now_ms();
     SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
+    let stopped = std::cell::Cell::new(false);
     let mut out = PieceWriter {
         batch,
         buf: Vec::with_capacity(64 * 1024),
         last: std::time::Instant::now(),
+        sizes: Vec::new(),
+        freed: 0,
+        held: 0,
+        stopped: &stopped,
     };
     let asm = std::cell::RefCell::new(None);
     crate::persistence::sweep_at_cut(
@@ -637,6 +737,7 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
                     crate::persistence::Sweep::Chunk(c) => a.chunk(c),
                 }
             }
+            !stopped.get()
         },
     );
     SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
