@@ -2089,8 +2089,9 @@ fn a_diskless_snapshot_stops_without_replicas_and_drops_a_stuck_one() {
         ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
         ok(&mut m, &["FLUSHALL"]);
         ok(&mut m, &["DEBUG", "POPULATE", "20000", "key", "1000"]);
-        ok(&mut m, &["CONFIG", "SET", "repl-timeout", "2"]);
         let stuck = ask();
+        // Lowered while the sync runs: it applies at once.
+        ok(&mut m, &["CONFIG", "SET", "repl-timeout", "2"]);
         wait("the stuck replica to be let go", || {
             master
                 .log()

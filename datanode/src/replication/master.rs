@@ -370,19 +370,10 @@ async fn diskless_sync(
     let mark = super::new_replid();
     wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
     let mut sent = 0;
-    // A replica that takes nothing for repl-timeout is let go, as Redis
-    // drops one whose socket stays full (the snapshot waits for it).
-    let timeout = Duration::from_secs(srv.config.read().int("repl-timeout").max(1) as u64);
     loop {
         let (pieces, done) = within_limit(srv, id, &mut limit, batch.pieces_after(sent)).await??;
         for p in &pieces {
-            match tokio::time::timeout(timeout, wr.write_all(p)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    tracing::warn!("Disconnecting timedout replica (full sync): {name}");
-                    return Err(std::io::Error::other("replica timed out"));
-                }
-            }
+            write_within_timeout(srv, wr, p, name).await?;
             Stats::add(&srv.stats.net_repl_output_bytes, p.len() as u64);
         }
         sent += pieces.len();
@@ -398,6 +389,30 @@ async fn diskless_sync(
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
     Ok(pos)
+}
+
+/// Writes a snapshot's piece; a replica that takes none of it for
+/// `repl-timeout` (read as it is now, as Redis's cron does) is let go, as
+/// Redis drops one whose socket stays full: the snapshot waits for it.
+async fn write_within_timeout(
+    srv: &Shared,
+    wr: &mut WriteHalf<'_>,
+    piece: &[u8],
+    name: &str,
+) -> std::io::Result<()> {
+    let started = tokio::time::Instant::now();
+    let write = wr.write_all(piece);
+    tokio::pin!(write);
+    loop {
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(250), &mut write).await {
+            return r;
+        }
+        let limit = srv.config.read().int("repl-timeout").max(1) as u64;
+        if started.elapsed() > Duration::from_secs(limit) {
+            tracing::warn!("Disconnecting timedout replica (full sync): {name}");
+            return Err(std::io::Error::other("replica timed out"));
+        }
+    }
 }
 
 /// After a `$EOF:` snapshot the stream waits for the replica's first ACK,
