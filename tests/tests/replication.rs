@@ -2105,3 +2105,87 @@ fn a_diskless_snapshot_stops_without_replicas_and_drops_a_stuck_one() {
         assert_eq!(m.text(&["PING"]), "+PONG\r\n", "{kind:?}");
     }
 }
+
+/// With `repl-diskless-sync no`, replicas that ask while a disk snapshot
+/// is taken share it (the later one gets the same offset and reads the
+/// writes since the cut from the stream), as redis-server attaches them
+/// to one BGSAVE; when every one of them leaves, the snapshot stops
+/// (redis-server kills its child), unless save points want the file.
+#[test]
+fn replicas_share_a_disk_snapshot_that_stops_when_they_all_leave() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let mut m = master.conn();
+        ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "no"]);
+        ok(&mut m, &["CONFIG", "SET", "save", ""]);
+        // A disk replica: asks for a full sync, returns the reader and
+        // the +FULLRESYNC line.
+        let ask = || {
+            let s = std::net::TcpStream::connect(("127.0.0.1", master.port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let mut w = s.try_clone().expect("clone");
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            w.write_all(b"REPLCONF capa psync2\r\n").expect("send");
+            r.read_line(&mut line).expect("+OK");
+            w.write_all(b"PSYNC ? -1\r\n").expect("send");
+            while !line.starts_with("+FULLRESYNC") {
+                line.clear();
+                r.read_line(&mut line).expect("a line");
+            }
+            (r, line)
+        };
+        let bgsave = |m: &mut Conn| m.info_field("persistence", "rdb_bgsave_in_progress");
+        let replicas = |m: &mut Conn| m.info_field("replication", "connected_slaves");
+
+        // Two seconds of snapshot; a write lands between the two asks.
+        ok(&mut m, &["DEBUG", "POPULATE", "20", "key", "10"]);
+        ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "100000"]);
+        let (_first, first_line) = ask();
+        ok(&mut m, &["SET", "written-between", "1"]);
+        let (mut second, second_line) = ask();
+        assert_eq!(
+            first_line, second_line,
+            "{kind:?}: one snapshot, one offset"
+        );
+        let mut line = String::new();
+        while !line.starts_with('$') {
+            line.clear();
+            second.read_line(&mut line).expect("bulk header");
+        }
+        let len: usize = line[1..].trim().parse().expect("length");
+        let mut rdb = vec![0u8; len];
+        second.read_exact(&mut rdb).expect("the snapshot");
+        let mut stream = Vec::new();
+        let mut piece = [0u8; 4096];
+        while !String::from_utf8_lossy(&stream).contains("written-between") {
+            let n = second.read(&mut piece).expect("the stream");
+            assert!(n > 0, "{kind:?}: the link closed");
+            stream.extend_from_slice(&piece[..n]);
+        }
+        drop((_first, second));
+        wait("the replicas to be gone", || replicas(&mut m) == "0");
+        wait("the snapshot to end", || bgsave(&mut m) == "0");
+
+        // A hundred seconds of snapshot, for two replicas that leave.
+        ok(&mut m, &["DEBUG", "POPULATE", "1000", "key", "10"]);
+        let first = ask();
+        let second = ask();
+        assert_eq!(first.1, second.1, "{kind:?}");
+        drop(first);
+        wait("one replica to be gone", || replicas(&mut m) == "1");
+        assert_eq!(bgsave(&mut m), "1", "{kind:?}: another replica waits");
+        drop(second);
+        wait("the snapshot to stop", || bgsave(&mut m) == "0");
+
+        // Save points want the file: the snapshot goes on without them.
+        ok(&mut m, &["CONFIG", "SET", "save", "900 1"]);
+        let first = ask();
+        let second = ask();
+        drop((first, second));
+        wait("the replicas to be gone", || replicas(&mut m) == "0");
+        assert_eq!(bgsave(&mut m), "1", "{kind:?}: the save goes on");
+    }
+}

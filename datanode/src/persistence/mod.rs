@@ -361,6 +361,8 @@ pub enum Sweep {
     Db(u32),
     /// A chunk of slot entries in RDB form (see `rdb::file::assemble`).
     Chunk(Vec<u8>),
+    /// The sweep paused for `rdb-key-save-delay`: a chance to stop it.
+    Paused,
 }
 
 /// The snapshot behind [`rdb_snapshot_chunks_at_cut`]: `started` runs
@@ -420,7 +422,10 @@ pub fn sweep_at_cut<R>(
             let g = db.lock_slot(s, now);
             let keys = db.slot_keys(s) as u64;
             drop(g);
-            rdb::slot_save_delay(db, s);
+            if !rdb::slot_save_delay(db, s, || each(Sweep::Paused)) {
+                going = false;
+                break 'dbs;
+            }
             Stats::add(&srv.stats.save_keys_processed, keys);
             for c in rx.try_iter() {
                 if !each(Sweep::Chunk(c)) {

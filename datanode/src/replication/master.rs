@@ -309,25 +309,18 @@ async fn full_sync(
     if diskless {
         return diskless_sync(srv, wr, id, name, psync, delay).await;
     }
-    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<(u64, String)>();
-    let srv2 = srv.clone();
-    let job = tokio::task::spawn_blocking(move || snapshot(&srv2, &[id], cut_tx));
-    let Ok((pos, replid)) = cut_rx.await else {
-        return Err(std::io::Error::other("the snapshot could not start"));
-    };
+    let waiting = super::disk_sync::join(srv, id);
+    let mut limit = ReplicaLimit::default();
+    let (pos, replid) =
+        within_limit(srv, id, &mut limit, Some(&mut *wr), waiting.batch.cut()).await??;
     if psync {
         wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
             .await?;
     }
-    let (rdb, _, _) = within_limit(srv, id, &mut ReplicaLimit::default(), job)
-        .await?
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .map_err(std::io::Error::other)?;
+    let rdb = within_limit(srv, id, &mut limit, Some(&mut *wr), waiting.batch.rdb()).await??;
+    // It has the snapshot: leaving from now on stops nothing.
+    drop(waiting);
     set_state(srv, id, ReplicaState::SendBulk);
-    tracing::info!(
-        "Starting BGSAVE for SYNC with target: disk (snapshot of {} bytes for {name})",
-        rdb.len()
-    );
     wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
         .await?;
     wr.write_all(&rdb).await?;
@@ -362,7 +355,7 @@ async fn diskless_sync(
     let mut limit = ReplicaLimit::default();
     // +FULLRESYNC goes out at the batch's cut, while its snapshot is
     // made, as redis-server answers when the BGSAVE starts.
-    let (pos, replid) = within_limit(srv, id, &mut limit, batch.cut()).await??;
+    let (pos, replid) = within_limit(srv, id, &mut limit, Some(&mut *wr), batch.cut()).await??;
     if psync {
         wr.write_all(format!("+FULLRESYNC {replid} {pos}\r\n").as_bytes())
             .await?;
@@ -371,7 +364,8 @@ async fn diskless_sync(
     wr.write_all(format!("$EOF:{mark}\r\n").as_bytes()).await?;
     let mut sent = 0;
     loop {
-        let (pieces, done) = within_limit(srv, id, &mut limit, batch.pieces_after(sent)).await??;
+        let (pieces, done) =
+            within_limit(srv, id, &mut limit, None, batch.pieces_after(sent)).await??;
         for p in &pieces {
             write_within_timeout(srv, wr, p, name).await?;
             Stats::add(&srv.stats.net_repl_output_bytes, p.len() as u64);
@@ -684,23 +678,34 @@ pub fn sync_snapshot_running() -> bool {
 }
 
 /// Waits for the node's one snapshot at a time (a BGSAVE or a rewrite
-/// may be running), and counts this one as a background save (INFO
-/// rdb_saves), as Redis counts the RDB it makes for a sync.
-fn begin_sync_snapshot(srv: &Shared) -> Result<(), String> {
-    Stats::add(&srv.stats.rdb_saves, 1);
+/// may be running), unless `unwanted` says no replica waits any more, and
+/// counts this one as a background save (INFO rdb_saves,
+/// rdb_bgsave_in_progress), as Redis counts the RDB it makes for a sync.
+/// [`end_sync_snapshot`] ends it.
+pub(super) fn begin_sync_snapshot(srv: &Shared, unwanted: impl Fn() -> bool) -> Result<(), String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        if unwanted() {
+            return Err("no replica waits for the snapshot".into());
+        }
         if std::time::Instant::now() > deadline {
             return Err("another snapshot kept the node busy".into());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    Stats::add(&srv.stats.rdb_saves, 1);
+    SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
     Ok(())
+}
+
+pub(super) fn end_sync_snapshot(srv: &Shared) {
+    SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
+    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
 }
 
 /// The stream's database after a snapshot's cut: it starts with a SELECT,
 /// unless we pass on our own master's stream.
-fn stream_db_at_cut(srv: &Shared) -> u64 {
+pub(super) fn stream_db_at_cut(srv: &Shared) -> u64 {
     if srv.repl.is_replica() {
         srv.repl.master_db.load(Ordering::Relaxed)
     } else {
@@ -710,9 +715,8 @@ fn stream_db_at_cut(srv: &Shared) -> u64 {
 
 /// A diskless batch's snapshot, written to its replicas as it is made.
 fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), String> {
-    begin_sync_snapshot(srv)?;
+    begin_sync_snapshot(srv, || batch.readers.lock().is_empty())?;
     let now = crate::keyspace::now_ms();
-    SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
     let stopped = std::cell::Cell::new(false);
     let mut out = PieceWriter {
         batch,
@@ -750,65 +754,23 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
                 match e {
                     crate::persistence::Sweep::Db(d) => a.begin_db(d),
                     crate::persistence::Sweep::Chunk(c) => a.chunk(c),
+                    crate::persistence::Sweep::Paused => {
+                        if batch.readers.lock().is_empty() {
+                            stopped.set(true);
+                        }
+                    }
                 }
             }
             !stopped.get()
         },
     );
-    SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
-    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
+    end_sync_snapshot(srv);
     let written = match asm.into_inner() {
         Some(a) => a.finish().map_err(|e| e.to_string()),
         None => Err("the snapshot did not start".to_string()),
     };
     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
     written
-}
-
-/// A disk sync's snapshot, taken on a blocking thread: sends (offset,
-/// replid) the moment the cut is made (every replica in `ids` still
-/// connected reads the stream from there), saves the RDB as `dump.rdb`
-/// (as Redis's BGSAVE for a sync does) and returns it with them.
-fn snapshot(
-    srv: &Arc<Shared>,
-    ids: &[u64],
-    cut_tx: tokio::sync::oneshot::Sender<(u64, String)>,
-) -> Result<(Vec<u8>, u64, String), String> {
-    begin_sync_snapshot(srv)?;
-    let now = crate::keyspace::now_ms();
-    SYNC_SNAPSHOTS.fetch_add(1, Ordering::SeqCst);
-    let ((cut, stream_db, dirty), chunks, functions) =
-        crate::persistence::rdb_snapshot_chunks_at_cut(srv, now, || {
-            let cut = open_stream_at_cut(srv, ids);
-            // +FULLRESYNC goes out now, while the snapshot is still being
-            // made, as redis-server answers when its BGSAVE starts: the
-            // replica waits for the payload in its `sync` state.
-            let _ = cut_tx.send(cut.clone());
-            let stream_db = stream_db_at_cut(srv);
-            (cut, stream_db, srv.stats.dirty.load(Ordering::Relaxed))
-        });
-    SYNC_SNAPSHOTS.fetch_sub(1, Ordering::SeqCst);
-    srv.log.snapshot_busy.store(false, Ordering::SeqCst);
-    // As Redis's, the snapshot says where in the stream it was cut: a
-    // replica that keeps it as its RDB file continues from there after a
-    // restart.
-    let repl = crate::persistence::rdb::file::ReplInfo {
-        stream_db,
-        id: cut.1.clone(),
-        offset: cut.0,
-    };
-    let rdb = crate::persistence::rdb::file::assemble(
-        chunks,
-        now,
-        &crate::persistence::rdb::file::Aux {
-            repl: Some(&repl),
-            hidden: srv.ks.db(0).hidden_ranges(),
-            functions,
-            ..Default::default()
-        },
-    );
-    crate::persistence::saved_for_sync(srv, &rdb, dirty, now);
-    Ok((rdb, cut.0, cut.1))
 }
 
 /// At a snapshot's cut (every slot locked): makes sure this node's writes
@@ -887,14 +849,19 @@ impl ReplicaLimit {
 
 /// Waits for `fut` (a snapshot being made) while the stream the replica
 /// will read after it grows: over its buffer limit, the replica is let
-/// go, as Redis closes a replica waiting for its BGSAVE.
+/// go, as Redis closes a replica waiting for its BGSAVE. With `keepalive`,
+/// a newline goes to the replica every second meanwhile, as Redis sends
+/// one to a replica waiting for its snapshot to start (or, with a disk
+/// target, to end), so its `repl-timeout` does not expire.
 async fn within_limit<T>(
     srv: &Shared,
     id: u64,
     limit: &mut ReplicaLimit,
+    mut keepalive: Option<&mut WriteHalf<'_>>,
     fut: impl std::future::Future<Output = T>,
 ) -> std::io::Result<T> {
     tokio::pin!(fut);
+    let mut last_newline = tokio::time::Instant::now();
     loop {
         tokio::select! {
             out = &mut fut => return Ok(out),
@@ -905,6 +872,12 @@ async fn within_limit<T>(
                         "Client id={id} (replica) closed for overcoming of output buffer limits."
                     );
                     return Err(std::io::Error::other("output buffer limit"));
+                }
+                if let Some(wr) = keepalive.as_deref_mut() {
+                    if last_newline.elapsed() >= Duration::from_secs(1) {
+                        last_newline = tokio::time::Instant::now();
+                        wr.write_all(b"\n").await?;
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! (see [`backlog`]).
 
 pub mod backlog;
+pub mod disk_sync;
 pub mod failover;
 pub mod master;
 pub mod own_expires;
@@ -151,6 +152,8 @@ pub struct Replication {
     pub own_expires: own_expires::OwnExpires,
     /// The diskless snapshot still taking replicas, if any.
     pub pending_batch: Mutex<Option<std::sync::Arc<master::Batch>>>,
+    /// The disk snapshot replicas join, if any.
+    pub disk_batch: Mutex<Option<std::sync::Arc<disk_sync::DiskBatch>>>,
 }
 
 impl Default for Replication {
@@ -179,6 +182,7 @@ impl Default for Replication {
             failover: Mutex::new(None),
             own_expires: Default::default(),
             pending_batch: Mutex::new(None),
+            disk_batch: Mutex::new(None),
         }
     }
 }

@@ -20,13 +20,22 @@ pub fn key_delay(d: &std::sync::atomic::AtomicI64) {
 
 /// `rdb-key-save-delay` for a snapshot's sweep: the pause of each key of a
 /// slot just snapshotted, taken outside its lock so writers are not held
-/// up (BGSAVE and the AOF rewrite, as Redis pauses in both).
-pub fn slot_save_delay(db: &crate::keyspace::Db, slot: u16) {
+/// up (BGSAVE and the AOF rewrite, as Redis pauses in both). Between
+/// pauses `go_on` may stop it (the snapshot is no longer wanted): false.
+pub fn slot_save_delay(
+    db: &crate::keyspace::Db,
+    slot: u16,
+    mut go_on: impl FnMut() -> bool,
+) -> bool {
     if KEY_SAVE_DELAY.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         for _ in 0..db.slot_keys(slot) {
             key_delay(&KEY_SAVE_DELAY);
+            if !go_on() {
+                return false;
+            }
         }
     }
+    true
 }
 
 pub mod crc64;
