@@ -2281,3 +2281,86 @@ fn flushall_with_save_points_saves_the_empty_dataset() {
         assert!(changes > 0, "{kind:?}");
     }
 }
+
+/// The AOF turned on and off at runtime names its files as redis-server
+/// does: appends go to a temporary increment and the manifest appears only
+/// when the first rewrite has written a base; bases and increments are
+/// numbered apart; a rewrite while the AOF is off writes a base alone; and
+/// DEBUG LOADAOF re-reads the numbering from the manifest.
+#[test]
+fn aof_files_turned_on_and_off_at_runtime_are_named_as_redis_names_them() {
+    let mut runs = Vec::new();
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &["--appendonly", "no", "--enable-debug-command", "yes"],
+        );
+        let mut c = n.conn();
+        let dir = n.path().join("appendonlydir");
+        let manifest = || std::fs::read_to_string(dir.join("appendonly.aof.manifest"));
+        let files = || {
+            let mut v: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        for i in 0..10 {
+            c.text(&["SET", &format!("k{i}"), "v"]);
+        }
+        // A rewrite of a second: long enough to look at the files during it.
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "rdb-key-save-delay", "100000"]),
+            "+OK\r\n"
+        );
+        assert_eq!(c.text(&["CONFIG", "SET", "appendonly", "yes"]), "+OK\r\n");
+        assert_eq!(c.text(&["SET", "during", "1"]), "+OK\r\n");
+        assert!(
+            c.text(&["INFO", "persistence"])
+                .contains("aof_rewrite_in_progress:1"),
+            "{kind:?}"
+        );
+        assert!(manifest().is_err(), "{kind:?}: a manifest before any base");
+        assert!(
+            files().contains(&"temp-appendonly.aof.incr".to_string()),
+            "{kind:?}: {:?}",
+            files()
+        );
+        wait_rewrite_done(&mut c);
+        c.text(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+        let mut seen = vec![manifest().expect("manifest"), files().join(" ")];
+        assert_eq!(
+            seen[0],
+            "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n",
+            "{kind:?}"
+        );
+        let steps: [&[&[&str]]; 4] = [
+            &[&["BGREWRITEAOF"]],
+            &[&["CONFIG", "SET", "appendonly", "no"], &["BGREWRITEAOF"]],
+            &[&["CONFIG", "SET", "appendonly", "yes"]],
+            &[
+                &["CONFIG", "SET", "appendonly", "no"],
+                &["BGREWRITEAOF"],
+                &["DEBUG", "LOADAOF"],
+                &["CONFIG", "SET", "appendonly", "yes"],
+            ],
+        ];
+        for step in steps {
+            for cmd in step {
+                let r = c.text(cmd);
+                assert!(r.starts_with('+'), "{kind:?}: {cmd:?}: {r}");
+                wait_rewrite_done(&mut c);
+            }
+            seen.push(manifest().expect("manifest"));
+            seen.push(files().join(" "));
+        }
+        assert_eq!(c.text(&["GET", "during"]), "$1\r\n1\r\n", "{kind:?}");
+        assert_eq!(c.text(&["DBSIZE"]), ":11\r\n", "{kind:?}");
+        runs.push(seen);
+    }
+    assert_eq!(runs[0], runs[1]);
+}

@@ -96,6 +96,10 @@ struct Manifest {
     /// history.
     history: Vec<(String, u64)>,
     incrs: Vec<(String, u64)>,
+    /// The last increment's number (Redis's curr_incr_file_seq): counted
+    /// apart from the bases', from the manifest as read (0 without
+    /// increments), and on in memory while the node runs.
+    incr_seq: u64,
 }
 
 impl Manifest {
@@ -116,14 +120,25 @@ impl Manifest {
         t
     }
 
-    fn max_seq(&self) -> u64 {
-        self.incrs
-            .iter()
-            .map(|(_, s)| *s)
-            .chain([self.base_seq])
-            .max()
-            .unwrap_or(0)
+    /// The next increment: `<name>.<seq>.incr.aof`, numbered on.
+    fn next_incr(&mut self, fname: &str) -> (String, u64) {
+        self.incr_seq += 1;
+        (format!("{fname}.{}.incr.aof", self.incr_seq), self.incr_seq)
     }
+
+    /// The next base's name, numbered on from the current one's.
+    fn next_base(&self, fname: &str, rdb: bool) -> (String, u64) {
+        let seq = self.base_seq + 1;
+        let ext = if rdb { "rdb" } else { "aof" };
+        (format!("{fname}.{seq}.base.{ext}"), seq)
+    }
+}
+
+/// Where appends go while an AOF turned on at runtime waits for its
+/// first rewrite (Redis's temporary increment): it joins the manifest
+/// only once a base holds the dataset.
+fn temp_incr_name(fname: &str) -> String {
+    format!("temp-{fname}.incr")
 }
 
 fn parse_manifest(path: &Path) -> Result<Manifest, AofError> {
@@ -206,6 +221,7 @@ fn parse_manifest_text(text: &[u8]) -> Result<Manifest, ManifestError> {
                     return bad("Found a non-monotonic sequence number");
                 }
                 max_incr = seq;
+                m.incr_seq = seq;
                 m.incrs.push((file, seq));
             }
             _ => return bad("Unknown AOF file type"),
@@ -486,8 +502,7 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         if m.incrs.is_empty() {
             // Only a base (written by BGREWRITEAOF while the AOF was off):
             // appends go to a new incremental file.
-            let seq = m.max_seq() + 1;
-            let name = format!("{fname}.{seq}.incr.aof");
+            let (name, seq) = m.next_incr(&fname);
             File::create(adir.join(&name))?.sync_all()?;
             m.incrs.push((name, seq));
             write_atomic(&manifest_path, m.text().as_bytes())?;
@@ -501,6 +516,7 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
             base: format!("{fname}.1.base.{}", if preamble { "rdb" } else { "aof" }),
             base_seq: 1,
             incrs: vec![(format!("{fname}.1.incr.aof"), 1)],
+            incr_seq: 1,
             ..Default::default()
         };
         if preamble {
@@ -539,7 +555,7 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         "DB loaded from append only file: {:.3} seconds ({total} commands)",
         start.elapsed().as_secs_f64()
     );
-    start_writer(srv, adir, fname, manifest_path, manifest)
+    start_writer(srv, adir, fname, manifest_path, manifest, Mode::On)
 }
 
 /// DEBUG LOADAOF: flushes the AOF, empties the dataset and loads it back
@@ -566,6 +582,11 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
     } else {
         None
     };
+    // As Redis re-reads the manifest: numbering goes on from the files
+    // it names (an increment after a base-only rewrite is number 1).
+    if let (Some(m), Some(files)) = (&manifest, files_of(srv)) {
+        files.lock().manifest = m.clone();
+    }
     // Replaying history is not a change to log or replicate.
     let was = srv.log.suspend();
     let now = crate::keyspace::now_ms();
@@ -605,22 +626,36 @@ pub fn reload(srv: &Arc<Shared>) -> Result<u64, AofError> {
     result.map(|()| total)
 }
 
-/// Opens the manifest's last incremental file and starts the writer.
+/// Opens the file appends go to (the manifest's last increment, or the
+/// temporary one in [`Mode::Temp`]) and starts the writer.
 fn start_writer(
     srv: &Arc<Shared>,
     adir: PathBuf,
     fname: String,
     manifest_path: PathBuf,
     manifest: Manifest,
+    mode: Mode,
 ) -> Result<(), AofError> {
-    let (incr, _) = manifest.incrs.last().cloned().ok_or_else(|| {
-        AofError::Manifest(manifest_path.display().to_string(), "no incr file".into())
-    })?;
+    let incr = match mode {
+        Mode::Temp => temp_incr_name(&fname),
+        _ => manifest
+            .incrs
+            .last()
+            .map(|(f, _)| f.clone())
+            .ok_or_else(|| {
+                AofError::Manifest(manifest_path.display().to_string(), "no incr file".into())
+            })?,
+    };
     let incr_path = adir.join(incr);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&incr_path)?;
+    let mut open = OpenOptions::new();
+    open.create(true);
+    if mode == Mode::Temp {
+        // A temporary increment starts empty, as Redis opens it.
+        open.write(true).truncate(true);
+    } else {
+        open.append(true);
+    }
+    let file = open.open(&incr_path)?;
     let base_size = fs::metadata(adir.join(&manifest.base))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -639,6 +674,7 @@ fn start_writer(
         fname,
         manifest_path,
         manifest,
+        mode,
         cur: file,
         old: None,
         size: size.clone(),
@@ -663,12 +699,26 @@ fn start_writer(
     Ok(())
 }
 
+/// What the AOF's files are doing, as Redis's aof_state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Appends go to the manifest's last increment.
+    On,
+    /// Turned on at runtime, no rewrite has succeeded yet: appends go to
+    /// the temporary increment, and the manifest is left as it was.
+    Temp,
+    /// Turned off at runtime: nothing is appended; a rewrite writes a
+    /// base alone, and every increment becomes history.
+    Off,
+}
+
 /// The files the writer thread owns.
 struct Files {
     adir: PathBuf,
     fname: String,
     manifest_path: PathBuf,
     manifest: Manifest,
+    mode: Mode,
     cur: File,
     /// The previous incremental file, during a rewrite.
     old: Option<File>,
@@ -752,6 +802,16 @@ impl Files {
     /// after the old ones so a failed rewrite loses nothing.
     fn switch(&mut self, srv: &Shared) -> Result<(), String> {
         let pending = srv.log.begin_rewrite();
+        if self.mode == Mode::Temp {
+            // Not a file the dataset depends on: what it was owed before
+            // the cut is in the new base.
+            drop(pending);
+            let f = File::create(self.adir.join(temp_incr_name(&self.fname)))
+                .map_err(|e| e.to_string())?;
+            self.cur = f;
+            self.old = None;
+            return Ok(());
+        }
         // Owed to the current file. If it cannot take them (a full or
         // failing disk), they stay owed to it, and writes stay refused,
         // until it can or the new base, which covers them, is in place:
@@ -767,19 +827,26 @@ impl Files {
             }
             Ok(()) => sync_or_note(srv, &self.cur),
         }
-        let seq = self.manifest.max_seq() + 1;
-        let name = format!("{}.{seq}.incr.aof", self.fname);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.adir.join(&name))
-            .map_err(|e| e.to_string())?;
-        let mut m = self.manifest.clone();
-        m.incrs.push((name, seq));
-        write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
-        self.manifest = m;
-        self.old = Some(std::mem::replace(&mut self.cur, f));
-        Ok(())
+        match self.mode {
+            // As Redis: no new increment while the AOF is off.
+            Mode::Off => Ok(()),
+            Mode::Temp => Ok(()),
+            Mode::On => {
+                let mut m = self.manifest.clone();
+                let (name, seq) = m.next_incr(&self.fname);
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.adir.join(&name))
+                    .map_err(|e| e.to_string())?;
+                m.incrs.push((name, seq));
+                write_atomic(&self.manifest_path, m.text().as_bytes())
+                    .map_err(|e| e.to_string())?;
+                self.manifest = m;
+                self.old = Some(std::mem::replace(&mut self.cur, f));
+                Ok(())
+            }
+        }
     }
 
     /// Deletes the history files and lists them no more.
@@ -833,35 +900,55 @@ impl Files {
     /// The rest of [`Files::finish`]: the base renamed into place and the
     /// manifest switched to it.
     fn install(&mut self, srv: &Shared, tmp: &Path, rdb: bool) -> Result<(), String> {
-        let (cur_name, cur_seq) = self.manifest.incrs.last().cloned().ok_or("no incr file")?;
-        let ext = if rdb { "rdb" } else { "aof" };
         // The base's number counts successful rewrites, apart from the
         // increments' (as Redis numbers them): a failed rewrite's retry
         // names the same base.
-        let base_seq = self.manifest.base_seq + 1;
-        let base_name = format!("{}.{base_seq}.base.{ext}", self.fname);
+        let mut m = self.manifest.clone();
+        let (base_name, base_seq) = m.next_base(&self.fname, rdb);
         fs::rename(tmp, self.adir.join(&base_name)).map_err(|e| e.to_string())?;
+        // The increments that stay: the one being written (the temporary
+        // one, now numbered, for an AOF turned on at runtime), or none
+        // while the AOF is off.
+        let keep: Vec<(String, u64)> = match self.mode {
+            Mode::On => m.incrs.last().cloned().into_iter().collect(),
+            Mode::Off => Vec::new(),
+            Mode::Temp => {
+                let (name, seq) = m.next_incr(&self.fname);
+                let temp = temp_incr_name(&self.fname);
+                if let Err(e) = fs::rename(self.adir.join(&temp), self.adir.join(&name)) {
+                    let _ = fs::remove_file(self.adir.join(&base_name));
+                    return Err(format!(
+                        "Error trying to rename the temporary AOF incr file {temp} into {name}: {e}"
+                    ));
+                }
+                tracing::info!(
+                    "Successfully renamed the temporary AOF incr file {temp} into {name}"
+                );
+                vec![(name, seq)]
+            }
+        };
         // The replaced files become history, in Redis's order: the older
         // increments, the old base, earlier history.
-        let old = &self.manifest;
-        let mut history: Vec<(String, u64)> = old
+        let mut history: Vec<(String, u64)> = m
             .incrs
             .iter()
-            .filter(|(f, _)| *f != cur_name)
+            .filter(|f| !keep.contains(f))
             .cloned()
             .collect();
-        if !old.base.is_empty() && old.base != base_name {
-            history.push((old.base.clone(), old.base_seq));
+        if !m.base.is_empty() && m.base != base_name {
+            history.push((m.base.clone(), m.base_seq));
         }
-        history.extend(old.history.iter().cloned());
-        let m = Manifest {
-            base: base_name.clone(),
-            base_seq,
-            history,
-            incrs: vec![(cur_name.clone(), cur_seq)],
-        };
+        history.extend(m.history.iter().cloned());
+        m.base = base_name.clone();
+        m.base_seq = base_seq;
+        m.history = history;
+        m.incrs = keep;
         write_atomic(&self.manifest_path, m.text().as_bytes()).map_err(|e| e.to_string())?;
         self.manifest = m;
+        if self.mode == Mode::Temp {
+            self.mode = Mode::On;
+            WAIT_REWRITE.store(false, Ordering::SeqCst);
+        }
         if AUTO_GC.load(Ordering::Relaxed) {
             self.collect_history()?;
         }
@@ -1239,8 +1326,11 @@ pub fn flush_and_sync(srv: &Shared) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `CONFIG SET appendonly yes` on a running node: start a fresh AOF and
-/// rewrite the current dataset into its base at once.
+/// `CONFIG SET appendonly yes` on a running node: appends go to a
+/// temporary increment, and a rewrite writes the dataset into a new base;
+/// only when it succeeds do both join the manifest (Redis's
+/// AOF_WAIT_REWRITE), so the files on disk never name a base without the
+/// dataset. With another save running, the rewrite is scheduled.
 pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
     WAIT_REWRITE.store(true, Ordering::SeqCst);
     if let Err(e) = start_logging(srv) {
@@ -1248,15 +1338,31 @@ pub fn enable_at_runtime(srv: &Arc<Shared>) -> Result<(), String> {
         return Err(e);
     }
     crate::persistence::aof_reopened(srv);
-    Ok(())
+    if crate::persistence::schedule::any_running(srv) {
+        tracing::warn!("AOF was enabled but there is already another background operation. An AOF background was scheduled to start when possible.");
+        srv.aof_rewrite_scheduled.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
+    start_rewrite(srv)
+}
+
+/// The writer's files, if the AOF was on at some point.
+fn files_of(srv: &Shared) -> Option<Arc<Mutex<Files>>> {
+    srv.aof.lock().as_ref().map(|h| h.files.clone())
 }
 
 fn start_logging(srv: &Arc<Shared>) -> Result<(), String> {
-    if srv.aof.lock().is_some() {
+    if let Some(files) = files_of(srv) {
         // Re-enabled after a CONFIG SET appendonly no: what changed while
-        // off was not logged, so rebuild the base.
+        // off was not logged, so the next base must hold it first.
+        let mut f = files.lock();
+        let temp = f.adir.join(temp_incr_name(&f.fname));
+        f.cur = File::create(temp).map_err(|e| e.to_string())?;
+        f.old = None;
+        f.mode = Mode::Temp;
+        drop(f);
         srv.log.set_active(true);
-        return start_rewrite(srv);
+        return Ok(());
     }
     let (dir, dirname, fname) = {
         let c = srv.config.read();
@@ -1269,40 +1375,41 @@ fn start_logging(srv: &Arc<Shared>) -> Result<(), String> {
     let adir = dir.join(&dirname);
     fs::create_dir_all(&adir).map_err(|e| e.to_string())?;
     let manifest_path = adir.join(format!("{fname}.manifest"));
-    // Files from an earlier AOF describe an older dataset: replace them.
-    let old = parse_manifest(&manifest_path).ok();
-    let seq = old.as_ref().map(|m| m.max_seq() + 1).unwrap_or(1);
-    let m = Manifest {
-        base: format!("{fname}.{seq}.base.aof"),
-        base_seq: seq,
-        incrs: vec![(format!("{fname}.{seq}.incr.aof"), seq)],
-        ..Default::default()
+    // As Redis, which reads the manifest at start-up with the AOF on or
+    // off: the first rewrite numbers on from it, and the files it names
+    // (an older dataset) become history. An unreadable one names nothing
+    // usable and is replaced.
+    let m = parse_manifest(&manifest_path).unwrap_or_default();
+    start_writer(srv, adir, fname, manifest_path, m, Mode::Temp).map_err(|e| e.to_string())
+}
+
+/// A rewrite of an AOF turned on at runtime failed: the temporary
+/// increment goes (the next try starts it over) and the rewrite is
+/// scheduled again, as Redis does.
+fn abandon_temp_incr(srv: &Shared) {
+    let Some(files) = files_of(srv) else {
+        return;
     };
-    let io = |e: std::io::Error| e.to_string();
-    File::create(adir.join(&m.base))
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    File::create(adir.join(&m.incrs[0].0))
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    write_atomic(&manifest_path, m.text().as_bytes()).map_err(io)?;
-    if let Some(old) = old {
-        for f in std::iter::once(old.base).chain(old.incrs.into_iter().map(|(f, _)| f)) {
-            if !f.is_empty() {
-                let _ = fs::remove_file(adir.join(f));
-            }
-        }
+    let f = files.lock();
+    if f.mode != Mode::Temp {
+        return;
     }
-    start_writer(srv, adir, fname, manifest_path, m).map_err(|e| e.to_string())?;
-    start_rewrite(srv)
+    let name = temp_incr_name(&f.fname);
+    tracing::info!("Removing the temp incr aof file {name} in the background");
+    let _ = fs::remove_file(f.adir.join(&name));
+    drop(f);
+    srv.aof_rewrite_scheduled.store(true, Ordering::SeqCst);
 }
 
 /// `CONFIG SET appendonly no`: stop logging, after making what was logged
-/// durable.
+/// durable. The files stay; a rewrite now writes a base alone.
 pub fn disable_at_runtime(srv: &Shared) {
     WAIT_REWRITE.store(false, Ordering::SeqCst);
     let _ = flush_and_sync(srv);
     srv.log.set_active(false);
+    if let Some(files) = files_of(srv) {
+        files.lock().mode = Mode::Off;
+    }
 }
 
 /// BGREWRITEAOF while the AOF is off: like Redis, write a base file (an
@@ -1364,8 +1471,11 @@ fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(&adir)?;
     let manifest_path = adir.join(format!("{fname}.manifest"));
     let old = parse_manifest(&manifest_path).ok();
-    let seq = old.as_ref().map(|m| m.max_seq() + 1).unwrap_or(1);
-    let base = format!("{fname}.{seq}.base.rdb");
+    let (base, seq) = old
+        .as_ref()
+        .map_or((format!("{fname}.1.base.rdb"), 1), |m| {
+            m.next_base(&fname, true)
+        });
     // With the AOF off every old file is replaced: history, in Redis's
     // order (the increments, the old base, earlier history).
     let history: Vec<(String, u64)> = old
@@ -1384,6 +1494,7 @@ fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
         base_seq: seq,
         history,
         incrs: Vec::new(),
+        incr_seq: 0,
     };
     write_atomic(&adir.join(&m.base), data)?;
     write_atomic(&manifest_path, m.text().as_bytes())?;
@@ -1430,10 +1541,10 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
                     false
                 }
             };
-            crate::persistence::aof_rewrite_finished(&srv2, ok);
-            if ok {
-                WAIT_REWRITE.store(false, Ordering::SeqCst);
+            if !ok {
+                abandon_temp_incr(&srv2);
             }
+            crate::persistence::aof_rewrite_finished(&srv2, ok);
             flag.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {

@@ -27,9 +27,18 @@ pub fn slot_save_delay(
     slot: u16,
     mut go_on: impl FnMut() -> bool,
 ) -> bool {
-    if KEY_SAVE_DELAY.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-        for _ in 0..db.slot_keys(slot) {
-            key_delay(&KEY_SAVE_DELAY);
+    for _ in 0..db.slot_keys(slot) {
+        let us = KEY_SAVE_DELAY.load(std::sync::atomic::Ordering::Relaxed);
+        if us <= 0 {
+            break;
+        }
+        // In steps: a snapshot no one wants stops within one, as Redis's
+        // child dies at once when killed.
+        let mut left = std::time::Duration::from_micros(us as u64);
+        while !left.is_zero() {
+            let step = left.min(std::time::Duration::from_millis(10));
+            std::thread::sleep(step);
+            left -= step;
             if !go_on() {
                 return false;
             }
