@@ -2031,6 +2031,17 @@ fn a_replica_loads_the_snapshot_as_it_arrives() {
                 "1",
                 "{kind:?} {load}"
             );
+            // The snapshot's size is unknown: the master's memory, from the
+            // RDB's used-mem field, stands in for it.
+            let number = |c: &mut Conn, section: &str, field: &str| -> u64 {
+                c.info_field(section, field).parse().expect("a number")
+            };
+            let used_mem = number(&mut r, "persistence", "loading_rdb_used_mem");
+            let master_mem = number(&mut m, "memory", "used_memory");
+            assert!(
+                used_mem > 300_000 && used_mem <= master_mem * 2,
+                "{kind:?} {load}: {used_mem} against {master_mem}"
+            );
             ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "0"]);
             wait("the replica to catch up", || caught_up(&mut m, &mut r));
             assert_eq!(r.text(&["DBSIZE"]), ":300\r\n", "{kind:?} {load}");
@@ -2187,5 +2198,35 @@ fn replicas_share_a_disk_snapshot_that_stops_when_they_all_leave() {
         drop((first, second));
         wait("the replicas to be gone", || replicas(&mut m) == "0");
         assert_eq!(bgsave(&mut m), "1", "{kind:?}: the save goes on");
+    }
+}
+
+/// A replica still waiting for its master's snapshot lets go of the link
+/// at `REPLICAOF NO ONE` (redis-server cancels the transfer), so its
+/// master stops the snapshot no one waits for. Each server is the
+/// replica of its own kind.
+#[test]
+fn replicaof_no_one_drops_a_link_waiting_for_its_snapshot() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let master = start(kind);
+        let replica = start(kind);
+        let (mut m, mut r) = (master.conn(), replica.conn());
+        ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "no"]);
+        ok(&mut m, &["CONFIG", "SET", "save", ""]);
+        ok(&mut m, &["DEBUG", "POPULATE", "100", "key", "10"]);
+        // A hundred seconds of snapshot.
+        ok(&mut m, &["CONFIG", "SET", "rdb-key-save-delay", "1000000"]);
+        replicate(&mut r, &master);
+        wait("the replica to wait for its snapshot", || {
+            m.info_field_opt("replication", "slave0")
+                .is_some_and(|s| s.contains("state=wait_bgsave"))
+        });
+        assert_eq!(r.text(&["REPLICAOF", "NO", "ONE"]), "+OK\r\n");
+        wait("the master to see the replica go", || {
+            m.info_field("replication", "connected_slaves") == "0"
+        });
+        wait("the snapshot to stop", || {
+            m.info_field("persistence", "rdb_bgsave_in_progress") == "0"
+        });
     }
 }

@@ -108,14 +108,15 @@ impl Manifest {
         if !self.base.is_empty() {
             t.push_str(&format!(
                 "file {} seq {} type b\n",
-                self.base, self.base_seq
+                quoted(&self.base),
+                self.base_seq
             ));
         }
         for (f, seq) in &self.history {
-            t.push_str(&format!("file {f} seq {seq} type h\n"));
+            t.push_str(&format!("file {} seq {seq} type h\n", quoted(f)));
         }
         for (f, seq) in &self.incrs {
-            t.push_str(&format!("file {f} seq {seq} type i\n"));
+            t.push_str(&format!("file {} seq {seq} type i\n", quoted(f)));
         }
         t
     }
@@ -131,6 +132,20 @@ impl Manifest {
         let seq = self.base_seq + 1;
         let ext = if rdb { "rdb" } else { "aof" };
         (format!("{fname}.{seq}.base.{ext}"), seq)
+    }
+}
+
+/// A file name as the manifest holds it: quoted and escaped when it has
+/// spaces, quotes or unprintable bytes (`appendfilename` may), as Redis
+/// writes it, so the line still splits into its words.
+fn quoted(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'"');
+    if plain {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(crate::config::rewrite::repr(name))
     }
 }
 
@@ -182,7 +197,16 @@ fn parse_manifest_text(text: &[u8]) -> Result<Manifest, ManifestError> {
         if raw.len() >= MANIFEST_MAX_LINE {
             return bad("The AOF manifest file contains too long line");
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
+        // Words as redis.conf's: a quoted file name may hold spaces.
+        let (mut bytes, mut ranges) = (Vec::new(), Vec::new());
+        if !crate::resp::parse::split_args(line.as_bytes(), &mut bytes, &mut ranges) {
+            return bad("Invalid AOF manifest file format");
+        }
+        let owned: Vec<String> = ranges
+            .iter()
+            .map(|r| String::from_utf8_lossy(&bytes[r.clone()]).into_owned())
+            .collect();
+        let words: Vec<&str> = owned.iter().map(String::as_str).collect();
         if words.len() < 6 || !words.len().is_multiple_of(2) {
             return bad("Invalid AOF manifest file format");
         }
@@ -1699,7 +1723,7 @@ mod tests {
 
 #[cfg(test)]
 mod manifest_tests {
-    use super::parse_manifest_text;
+    use super::{parse_manifest_text, Manifest};
 
     fn err(text: &str) -> &'static str {
         match parse_manifest_text(text.as_bytes()) {
@@ -1737,5 +1761,27 @@ mod manifest_tests {
         );
         let long = format!("file a seq 1 type b{}\n", " file a seq 1 type b".repeat(60));
         assert_eq!(err(&long), "The AOF manifest file contains too long line");
+        assert_eq!(err("file \"a seq 1 type b\n"), invalid);
+    }
+
+    /// A name with spaces, quotes or a newline (`appendfilename` may hold
+    /// them) is quoted in the manifest as Redis writes it, and read back.
+    #[test]
+    fn odd_file_names_are_quoted_in_the_manifest() {
+        let name = " file seq \n\n.aof .2.base.rdb";
+        let m = Manifest {
+            base: name.to_string(),
+            base_seq: 2,
+            incrs: vec![("plain.2.incr.aof".to_string(), 2)],
+            ..Default::default()
+        };
+        let text = m.text();
+        assert_eq!(
+            text,
+            "file \" file seq \\n\\n.aof .2.base.rdb\" seq 2 type b\nfile plain.2.incr.aof seq 2 type i\n"
+        );
+        let back = parse_manifest_text(text.as_bytes()).expect("readable");
+        assert_eq!(back.base, name);
+        assert_eq!(back.incrs, m.incrs);
     }
 }

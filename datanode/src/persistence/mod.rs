@@ -512,6 +512,7 @@ pub fn begin_load(total: u64) {
     LOAD_START_S.store(crate::keyspace::now_ms() / 1000, Ordering::Relaxed);
     LOAD_TOTAL_BYTES.store(total, Ordering::Relaxed);
     rdb::LOADED_BYTES.store(0, Ordering::Relaxed);
+    rdb::RDB_USED_MEM.store(0, Ordering::Relaxed);
 }
 
 /// INFO persistence's lines while loading, computed as redis-server does
@@ -523,10 +524,18 @@ pub fn load_progress(now_ms: i64) -> String {
     if total > 0 {
         loaded = loaded.min(total);
     }
+    let used_mem = rdb::RDB_USED_MEM.load(Ordering::Relaxed);
     let (perc, remaining) = if total > 0 {
         (
             loaded as f64 / total as f64 * 100.0,
             total - loaded.min(total),
+        )
+    } else if used_mem > 0 {
+        // The saving server's memory stands in for the unknown size, a
+        // rough one: never shown as done before the end.
+        (
+            (loaded as f64 / used_mem as f64 * 100.0).min(99.99),
+            used_mem.saturating_sub(loaded).max(1),
         )
     } else {
         (0.0, 1)
@@ -538,7 +547,7 @@ pub fn load_progress(now_ms: i64) -> String {
         elapsed.saturating_mul(remaining) / (loaded + 1)
     };
     format!(
-        "loading_start_time:{start}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{loaded}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n"
+        "loading_start_time:{start}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:{used_mem}\r\nloading_loaded_bytes:{loaded}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n"
     )
 }
 

@@ -146,13 +146,34 @@ struct Wire {
     timeout: Duration,
     /// Where the bytes read count (INFO total_net_repl_input_bytes).
     srv: Arc<Shared>,
+    /// The link this connection serves.
+    gen: u64,
+}
+
+/// Completes once REPLICAOF (another master, or NO ONE) has replaced the
+/// link `gen`: a link waiting for its master's reply or snapshot lets go
+/// of the connection at once, as Redis cancels the handshake or transfer,
+/// so the master knows at once that this replica no longer waits.
+async fn link_gone(srv: &Shared, gen: u64) {
+    loop {
+        let changed = srv.repl.link_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if current(srv, gen).is_none() {
+            return;
+        }
+        changed.await;
+    }
 }
 
 impl Wire {
     async fn fill(&mut self) -> Result<(), LinkError> {
-        let n = tokio::time::timeout(self.timeout, self.sock.read_buf(&mut self.buf))
-            .await
-            .map_err(|_| LinkError::Protocol("Timeout connecting to the MASTER...".into()))??;
+        let srv = self.srv.clone();
+        let read = tokio::time::timeout(self.timeout, self.sock.read_buf(&mut self.buf));
+        let n = tokio::select! {
+            r = read => r.map_err(|_| LinkError::Protocol("Timeout connecting to the MASTER...".into()))??,
+            _ = link_gone(&srv, self.gen) => return Err(LinkError::Stale),
+        };
         if n == 0 {
             return Err(LinkError::Protocol(
                 "the master closed the connection".into(),
@@ -218,6 +239,7 @@ async fn link(
         buf: BytesMut::with_capacity(16 * 1024),
         timeout,
         srv: srv.clone(),
+        gen,
     };
     update(srv, gen, |m| m.state = LinkState::Handshake)?;
     handshake(srv, &mut w).await?;

@@ -292,6 +292,11 @@ fn header(now: i64, a: &Aux) -> Vec<u8> {
     );
     aux(&mut out, "redis-bits", b"64");
     aux(&mut out, "ctime", (now / 1000).to_string().as_bytes());
+    aux(
+        &mut out,
+        "used-mem",
+        crate::memory::used().to_string().as_bytes(),
+    );
     if let Some(r) = a.repl {
         aux(
             &mut out,
@@ -616,6 +621,24 @@ impl<'k> LoadState<'k> {
                     b"repl-id" => repl.id = Some(text()),
                     b"repl-offset" => repl.offset = text().parse().ok(),
                     k if k == AUX_HIDDEN.as_bytes() => repl.hidden = parse_hidden(&text()),
+                    // Told in the log as redis-server tells them.
+                    b"redis-ver" => tracing::info!("Loading RDB produced by version {}", text()),
+                    b"ctime" => {
+                        let at: i64 = text().trim().parse().unwrap_or(0);
+                        let age = (crate::keyspace::now_ms() / 1000 - at).max(0);
+                        tracing::info!("RDB age {age} seconds");
+                    }
+                    b"used-mem" => {
+                        let used: u64 = text().trim().parse().unwrap_or(0);
+                        tracing::info!(
+                            "RDB memory usage when created {:.2} Mb",
+                            used as f64 / (1024.0 * 1024.0)
+                        );
+                        super::RDB_USED_MEM.store(used, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    b"aof-base" if text().trim().parse::<i64>().unwrap_or(0) != 0 => {
+                        tracing::info!("RDB is base AOF");
+                    }
                     _ => {}
                 }
             }

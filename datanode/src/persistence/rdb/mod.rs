@@ -10,6 +10,11 @@ pub static KEY_SAVE_DELAY: std::sync::atomic::AtomicI64 = std::sync::atomic::Ato
 /// `loading_loaded_bytes`), moved by the loaders key by key.
 pub static LOADED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// The `used-mem` aux field of the RDB being loaded (INFO's
+/// `loading_rdb_used_mem`): the saving server's memory, Redis's estimate
+/// of a streamed file's size when its length is unknown.
+pub static RDB_USED_MEM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Sleeps the configured per-key delay, if any.
 pub fn key_delay(d: &std::sync::atomic::AtomicI64) {
     let us = d.load(std::sync::atomic::Ordering::Relaxed);
