@@ -2364,3 +2364,59 @@ fn aof_files_turned_on_and_off_at_runtime_are_named_as_redis_names_them() {
     }
     assert_eq!(runs[0], runs[1]);
 }
+
+/// The process's (VmRSS, VmHWM) in kB.
+fn rss_and_peak_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("a field of /proc/pid/status")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// BGSAVE writes its file as the snapshot is taken, as redis-server's
+/// child does: the node's memory does not grow by the file's size (datanode
+/// held the whole serialized dataset in memory until it was written).
+#[test]
+fn bgsave_does_not_hold_the_file_in_memory() {
+    let n = Node::start(
+        Server::Datanode,
+        &[
+            "--save",
+            "",
+            "--rdbcompression",
+            "no",
+            "--enable-debug-command",
+            "yes",
+        ],
+    );
+    let mut c = n.conn();
+    // 60 MB of values, written out uncompressed.
+    assert_eq!(
+        c.text(&["DEBUG", "POPULATE", "60000", "key", "1000"]),
+        "+OK\r\n"
+    );
+    let (rss, _) = rss_and_peak_kb(n.pid());
+    assert!(c.text(&["BGSAVE"]).starts_with('+'));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.info_field("persistence", "rdb_bgsave_in_progress") != "0" {
+        assert!(Instant::now() < deadline, "the save did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(c.info_field("persistence", "rdb_last_bgsave_status"), "ok");
+    let file = std::fs::metadata(n.path().join("dump.rdb")).expect("dump.rdb");
+    assert!(file.len() > 60_000_000);
+    let (_, peak) = rss_and_peak_kb(n.pid());
+    eprintln!("BGSAVE: {} kB over {rss} kB", peak.saturating_sub(rss));
+    assert!(
+        peak.saturating_sub(rss) < 15_000,
+        "the save took {} kB more than the {} kB before it",
+        peak.saturating_sub(rss),
+        rss
+    );
+}

@@ -203,15 +203,18 @@ pub fn bgsave_finished(srv: &Shared, ok: bool) {
     refresh_write_block(srv);
 }
 
-/// A full sync with `repl-diskless-sync no` saves the snapshot as the RDB
-/// file, as Redis's BGSAVE for a disk target does (the save counts as one:
-/// LASTSAVE, the changes since it, the outcome that `stop-writes-on-bgsave-
-/// error` reads); replicas get it from memory either way.
-pub fn saved_for_sync(srv: &Shared, rdb: &[u8], dirty_at_cut: u64, now_ms: i64) {
-    let ok = match aof::write_atomic_with(&rdb_path(srv), savefile::rdb_autosync(), |w| {
-        std::io::Write::write_all(w, rdb)
-    }) {
-        Ok(()) => {
+/// A full sync with `repl-diskless-sync no` saved its snapshot as the RDB
+/// file (`failed`: why not), as Redis's BGSAVE for a disk target does: the
+/// save counts as one (LASTSAVE, the changes since it, the outcome that
+/// `stop-writes-on-bgsave-error` reads).
+pub fn saved_for_sync(
+    srv: &Shared,
+    failed: Option<&std::io::Error>,
+    dirty_at_cut: u64,
+    now_ms: i64,
+) {
+    match failed {
+        None => {
             srv.stats.dirty.fetch_sub(
                 dirty_at_cut.min(srv.stats.dirty.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
@@ -219,14 +222,12 @@ pub fn saved_for_sync(srv: &Shared, rdb: &[u8], dirty_at_cut: u64, now_ms: i64) 
             srv.stats.lastsave.store(now_ms / 1000, Ordering::Relaxed);
             srv.sync_file_written.store(true, Ordering::SeqCst);
             tracing::info!("DB saved on disk (for a replica's sync)");
-            true
         }
-        Err(e) => {
-            tracing::warn!("Background saving error (for a replica's sync): {e}");
-            false
-        }
-    };
-    srv.stats.rdb_bgsave_failed.store(!ok, Ordering::Relaxed);
+        Some(e) => tracing::warn!("Background saving error (for a replica's sync): {e}"),
+    }
+    srv.stats
+        .rdb_bgsave_failed
+        .store(failed.is_some(), Ordering::Relaxed);
     refresh_write_block(srv);
 }
 
@@ -275,18 +276,26 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
             crate::affinity::pin(crate::affinity::Role::Bgsave);
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let (repl, chunks, functions) =
-                rdb_snapshot_chunks_at_cut(&srv2, now, || crate::replication::snapshot_info(&srv2));
-            srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            let aux = rdb::file::Aux {
-                repl: repl.as_ref(),
-                hidden: srv2.ks.db(0).hidden_ranges(),
-                functions,
-                ..Default::default()
-            };
-            let ok = match aof::write_atomic_with(&path, savefile::rdb_autosync(), |w| {
-                rdb::file::assemble_to(chunks, now, &aux, w)
-            }) {
+            let mut swept = false;
+            let written = aof::write_atomic_with(&path, savefile::rdb_autosync(), |w| {
+                let (_, r) = write_rdb_at_cut(
+                    &srv2,
+                    now,
+                    w,
+                    false,
+                    || crate::replication::snapshot_info(&srv2),
+                    |info| info.clone(),
+                    || true,
+                );
+                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+                swept = true;
+                r
+            });
+            if !swept {
+                // The file could not be created: no snapshot was taken.
+                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+            }
+            let ok = match written {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
                         dirty_at_start.min(srv2.stats.dirty.load(Ordering::Relaxed)),
@@ -350,6 +359,62 @@ pub fn rdb_snapshot_chunks_at_cut<R>(
         },
     );
     (r, chunks, functions)
+}
+
+/// A snapshot written out as an RDB file while it is taken (BGSAVE, a
+/// replica's sync): the header, then each database headed by its counts at
+/// the cut, and each slot's entries as the sweep (or a client ahead of it)
+/// serializes them. Only slots copied ahead of the sweep wait in memory,
+/// for their database's turn, never the whole file, as Redis's child
+/// writes its file as it goes. `repl` gives the replication fields for
+/// the cut's result; `go_on` may stop the sweep (no one wants the file any
+/// more), which makes the result an error. Returns the cut's result and
+/// how the writing went.
+pub fn write_rdb_at_cut<R, W: std::io::Write>(
+    srv: &Shared,
+    now: i64,
+    out: &mut W,
+    aof_base: bool,
+    at_cut: impl FnOnce() -> R,
+    repl: impl FnOnce(&R) -> Option<rdb::file::ReplInfo>,
+    go_on: impl Fn() -> bool,
+) -> (R, std::io::Result<()>) {
+    let asm = std::cell::RefCell::new(None);
+    let asm_ref = &asm;
+    let stopped = std::cell::Cell::new(false);
+    let (r, _) = sweep_at_cut(
+        srv,
+        now,
+        at_cut,
+        move |r, functions, counts| {
+            let info = repl(r);
+            let aux = rdb::file::Aux {
+                aof_base,
+                repl: info.as_ref(),
+                hidden: srv.ks.db(0).hidden_ranges(),
+                functions: functions.to_vec(),
+            };
+            *asm_ref.borrow_mut() = Some(rdb::file::StreamAssembler::new(out, now, &aux, counts));
+        },
+        |e| {
+            if let Some(a) = asm.borrow_mut().as_mut() {
+                match e {
+                    Sweep::Db(d) => a.begin_db(d),
+                    Sweep::Chunk(c) => a.chunk(c),
+                    Sweep::Paused => {}
+                }
+            }
+            let more = go_on();
+            stopped.set(!more);
+            more
+        },
+    );
+    let written = match asm.into_inner() {
+        _ if stopped.get() => Err(std::io::Error::other("the snapshot was stopped")),
+        Some(a) => a.finish(),
+        None => Err(std::io::Error::other("the snapshot did not start")),
+    };
+    (r, written)
 }
 
 /// (keys, keys with a TTL) per database at a snapshot's cut.

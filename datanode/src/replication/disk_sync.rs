@@ -39,7 +39,7 @@ struct Inner {
 #[derive(Clone, Default)]
 struct Progress {
     cut: Option<(u64, String)>,
-    rdb: Option<Result<Arc<Vec<u8>>, String>>,
+    rdb: Option<Result<Arc<SyncFile>, String>>,
 }
 
 impl DiskBatch {
@@ -122,8 +122,8 @@ impl DiskBatch {
         self.wait(|p| p.cut.clone()).await
     }
 
-    /// The whole RDB, once made.
-    pub async fn rdb(&self) -> std::io::Result<Arc<Vec<u8>>> {
+    /// The saved RDB, once made.
+    pub async fn rdb(&self) -> std::io::Result<Arc<SyncFile>> {
         self.wait(|p| match &p.rdb {
             Some(Ok(r)) => Some(r.clone()),
             _ => None,
@@ -188,60 +188,72 @@ pub fn join<'a>(srv: &'a Arc<Shared>, id: u64) -> Waiting<'a> {
     Waiting { srv, batch, id }
 }
 
+/// The RDB a disk sync sends: the file as saved, held open so a later
+/// save that replaces it (or `rdb-del-sync-files`) does not change what
+/// the replicas get, as Redis opens the file for each replica when its
+/// BGSAVE ends.
+pub struct SyncFile {
+    pub file: std::fs::File,
+    pub len: u64,
+}
+
 /// Takes the batch's snapshot on a blocking thread: at the cut, every
 /// waiting replica becomes a reader of the stream from there; the RDB is
-/// saved as `dump.rdb` (as Redis's BGSAVE for a sync) and returned.
-fn take(srv: &Arc<Shared>, batch: &DiskBatch) -> Result<Vec<u8>, String> {
+/// written to `dump.rdb` as it is made (as Redis's BGSAVE for a sync), and
+/// returned open.
+fn take(srv: &Arc<Shared>, batch: &DiskBatch) -> Result<SyncFile, String> {
     begin_sync_snapshot(srv, || batch.stopped.load(Ordering::SeqCst))?;
     tracing::info!("Starting BGSAVE for SYNC with target: disk");
     let now = crate::keyspace::now_ms();
-    let mut chunks = Vec::new();
-    let ((cut, stream_db, dirty), functions) = crate::persistence::sweep_at_cut(
-        srv,
-        now,
-        || {
-            let mut inner = batch.inner.lock();
-            let ids: Vec<u64> = inner.waiting.iter().copied().collect();
-            let cut = open_stream_at_cut(srv, &ids);
-            inner.cut = Some(cut.clone());
-            drop(inner);
-            // +FULLRESYNC goes out now, while the snapshot is still being
-            // made, as redis-server answers when its BGSAVE starts.
-            batch.progress.send_modify(|p| p.cut = Some(cut.clone()));
-            let dirty = srv.stats.dirty.load(Ordering::Relaxed);
-            (cut, stream_db_at_cut(srv), dirty)
-        },
-        |_, _, _| {},
-        |e| {
-            if let crate::persistence::Sweep::Chunk(c) = e {
-                chunks.push(c);
-            }
-            !batch.stopped.load(Ordering::SeqCst)
+    let path = crate::persistence::rdb_path(srv);
+    let mut dirty = 0;
+    let written = crate::persistence::aof::write_atomic_with(
+        &path,
+        crate::persistence::savefile::rdb_autosync(),
+        |w| {
+            let ((_, d), r) = crate::persistence::write_rdb_at_cut(
+                srv,
+                now,
+                w,
+                false,
+                || {
+                    let mut inner = batch.inner.lock();
+                    let ids: Vec<u64> = inner.waiting.iter().copied().collect();
+                    let cut = open_stream_at_cut(srv, &ids);
+                    inner.cut = Some(cut.clone());
+                    drop(inner);
+                    // +FULLRESYNC goes out now, while the snapshot is still
+                    // being made, as redis-server answers when its BGSAVE
+                    // starts.
+                    batch.progress.send_modify(|p| p.cut = Some(cut.clone()));
+                    // As Redis's, the snapshot says where in the stream it
+                    // was cut: a replica that keeps it as its RDB file
+                    // continues from there after a restart.
+                    let repl = crate::persistence::rdb::file::ReplInfo {
+                        stream_db: stream_db_at_cut(srv),
+                        id: cut.1,
+                        offset: cut.0,
+                    };
+                    (repl, srv.stats.dirty.load(Ordering::Relaxed))
+                },
+                |(repl, _)| Some(repl.clone()),
+                || !batch.stopped.load(Ordering::SeqCst),
+            );
+            dirty = d;
+            r
         },
     );
+    // Opened before the node's next snapshot may replace it.
+    let opened = written.and_then(|()| {
+        let file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        Ok(SyncFile { file, len })
+    });
     end_sync_snapshot(srv);
-    if batch.stopped.load(Ordering::SeqCst) {
+    if opened.is_err() && batch.stopped.load(Ordering::SeqCst) {
         tracing::warn!("Background saving terminated: no replica waits for its snapshot");
         return Err("the snapshot was stopped".into());
     }
-    // As Redis's, the snapshot says where in the stream it was cut: a
-    // replica that keeps it as its RDB file continues from there after a
-    // restart.
-    let repl = crate::persistence::rdb::file::ReplInfo {
-        stream_db,
-        id: cut.1.clone(),
-        offset: cut.0,
-    };
-    let rdb = crate::persistence::rdb::file::assemble(
-        chunks,
-        now,
-        &crate::persistence::rdb::file::Aux {
-            repl: Some(&repl),
-            hidden: srv.ks.db(0).hidden_ranges(),
-            functions,
-            ..Default::default()
-        },
-    );
-    crate::persistence::saved_for_sync(srv, &rdb, dirty, now);
-    Ok(rdb)
+    crate::persistence::saved_for_sync(srv, opened.as_ref().err(), dirty, now);
+    opened.map_err(|e| e.to_string())
 }

@@ -321,10 +321,8 @@ async fn full_sync(
     // It has the snapshot: leaving from now on stops nothing.
     drop(waiting);
     set_state(srv, id, ReplicaState::SendBulk);
-    wr.write_all(format!("${}\r\n", rdb.len()).as_bytes())
-        .await?;
-    wr.write_all(&rdb).await?;
-    Stats::add(&srv.stats.net_repl_output_bytes, rdb.len() as u64);
+    wr.write_all(format!("${}\r\n", rdb.len).as_bytes()).await?;
+    send_file(srv, wr, &rdb).await?;
     tracing::info!("Synchronization with replica {name} succeeded");
     set_state(srv, id, ReplicaState::Online);
     let waiting = srv
@@ -336,6 +334,29 @@ async fn full_sync(
         .any(|r| r.state != ReplicaState::Online);
     crate::persistence::drop_sync_file(srv, waiting);
     Ok(pos)
+}
+
+/// Sends a disk sync's saved RDB, read piece by piece from the file.
+async fn send_file(
+    srv: &Shared,
+    wr: &mut WriteHalf<'_>,
+    rdb: &Arc<super::disk_sync::SyncFile>,
+) -> std::io::Result<()> {
+    let mut off = 0u64;
+    while off < rdb.len {
+        let n = (rdb.len - off).min(SEND_CHUNK as u64) as usize;
+        let f = rdb.clone();
+        let piece = tokio::task::spawn_blocking(move || {
+            let mut b = vec![0u8; n];
+            std::os::unix::fs::FileExt::read_exact_at(&f.file, &mut b, off).map(|()| b)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        wr.write_all(&piece).await?;
+        Stats::add(&srv.stats.net_repl_output_bytes, n as u64);
+        off += n as u64;
+    }
+    Ok(())
 }
 
 /// A full sync in Redis's socket format: the replica joins the next
