@@ -748,50 +748,31 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
         held: 0,
         stopped: &stopped,
     };
-    let asm = std::cell::RefCell::new(None);
-    crate::persistence::sweep_at_cut(
+    let (_, written) = crate::persistence::write_rdb_at_cut(
         srv,
         now,
-        || (open_stream_at_cut(srv, ids), stream_db_at_cut(srv)),
-        |(cut, stream_db), functions, counts| {
+        &mut out,
+        false,
+        || {
+            let cut = open_stream_at_cut(srv, ids);
             batch.progress.send_modify(|p| p.cut = Some(cut.clone()));
-            let repl = crate::persistence::rdb::file::ReplInfo {
-                stream_db: *stream_db,
-                id: cut.1.clone(),
+            crate::persistence::rdb::file::ReplInfo {
+                stream_db: stream_db_at_cut(srv),
+                id: cut.1,
                 offset: cut.0,
-            };
-            let aux = crate::persistence::rdb::file::Aux {
-                repl: Some(&repl),
-                hidden: srv.ks.db(0).hidden_ranges(),
-                functions: functions.to_vec(),
-                ..Default::default()
-            };
-            *asm.borrow_mut() = Some(crate::persistence::rdb::file::StreamAssembler::new(
-                &mut out, now, &aux, counts,
-            ));
+            }
         },
-        |e| {
-            if let Some(a) = asm.borrow_mut().as_mut() {
-                match e {
-                    crate::persistence::Sweep::Db(d) => a.begin_db(d),
-                    crate::persistence::Sweep::Chunk(c) => a.chunk(c),
-                    crate::persistence::Sweep::Paused => {
-                        if batch.readers.lock().is_empty() {
-                            stopped.set(true);
-                        }
-                    }
-                }
+        |repl| Some(repl.clone()),
+        || {
+            if batch.readers.lock().is_empty() {
+                stopped.set(true);
             }
             !stopped.get()
         },
     );
     end_sync_snapshot(srv);
-    let written = match asm.into_inner() {
-        Some(a) => a.finish().map_err(|e| e.to_string()),
-        None => Err("the snapshot did not start".to_string()),
-    };
     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
-    written
+    written.map_err(|e| e.to_string())
 }
 
 /// At a snapshot's cut (every slot locked): makes sure this node's writes
