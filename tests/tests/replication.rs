@@ -2050,37 +2050,40 @@ fn a_replica_loads_the_snapshot_as_it_arrives() {
     }
 }
 
+/// A fake replica: announces `capa`, asks for a full sync and reads up
+/// to its `+FULLRESYNC` line; returns the reader and that line.
+fn ask_full_sync(port: u16, capa: &str) -> (std::io::BufReader<std::net::TcpStream>, String) {
+    use std::io::{BufRead, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut w = s.try_clone().expect("clone");
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    // One at a time: PSYNC with a reply pending is refused.
+    w.write_all(format!("REPLCONF {capa}\r\n").as_bytes())
+        .expect("send");
+    r.read_line(&mut line).expect("+OK");
+    w.write_all(b"PSYNC ? -1\r\n").expect("send");
+    while !line.starts_with("+FULLRESYNC") {
+        line.clear();
+        r.read_line(&mut line).expect("a line");
+    }
+    (r, line)
+}
+
 /// A replica that asks for a diskless sync and leaves: the snapshot made
 /// for it stops (redis-server kills its child); a replica that takes
 /// nothing for `repl-timeout` is let go, and the snapshot goes on
 /// without waiting for it.
 #[test]
 fn a_diskless_snapshot_stops_without_replicas_and_drops_a_stuck_one() {
-    use std::io::{BufRead, BufReader, Write};
     for kind in [Server::Redis, Server::Datanode] {
         let master = start(kind);
         let mut m = master.conn();
         ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "yes"]);
         ok(&mut m, &["CONFIG", "SET", "rdbcompression", "no"]);
-        // A fake replica: asks for a full sync and reads its first line.
-        let ask = || {
-            let s = std::net::TcpStream::connect(("127.0.0.1", master.port)).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let mut w = s.try_clone().expect("clone");
-            let mut r = BufReader::new(s);
-            let mut line = String::new();
-            // One at a time: PSYNC with a reply pending is refused.
-            w.write_all(b"REPLCONF capa eof capa psync2\r\n")
-                .expect("send");
-            r.read_line(&mut line).expect("+OK");
-            w.write_all(b"PSYNC ? -1\r\n").expect("send");
-            while !line.starts_with("+FULLRESYNC") {
-                line.clear();
-                r.read_line(&mut line).expect("a line");
-            }
-            r
-        };
+        let ask = || ask_full_sync(master.port, "capa eof capa psync2").0;
         let bgsave = |m: &mut Conn| m.info_field("persistence", "rdb_bgsave_in_progress");
         // 100 ms per key: the snapshot would take minutes.
         ok(&mut m, &["DEBUG", "POPULATE", "1000", "key", "1000"]);
@@ -2124,30 +2127,13 @@ fn a_diskless_snapshot_stops_without_replicas_and_drops_a_stuck_one() {
 /// (redis-server kills its child), unless save points want the file.
 #[test]
 fn replicas_share_a_disk_snapshot_that_stops_when_they_all_leave() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, Read};
     for kind in [Server::Redis, Server::Datanode] {
         let master = start(kind);
         let mut m = master.conn();
         ok(&mut m, &["CONFIG", "SET", "repl-diskless-sync", "no"]);
         ok(&mut m, &["CONFIG", "SET", "save", ""]);
-        // A disk replica: asks for a full sync, returns the reader and
-        // the +FULLRESYNC line.
-        let ask = || {
-            let s = std::net::TcpStream::connect(("127.0.0.1", master.port)).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            let mut w = s.try_clone().expect("clone");
-            let mut r = BufReader::new(s);
-            let mut line = String::new();
-            w.write_all(b"REPLCONF capa psync2\r\n").expect("send");
-            r.read_line(&mut line).expect("+OK");
-            w.write_all(b"PSYNC ? -1\r\n").expect("send");
-            while !line.starts_with("+FULLRESYNC") {
-                line.clear();
-                r.read_line(&mut line).expect("a line");
-            }
-            (r, line)
-        };
+        let ask = || ask_full_sync(master.port, "capa psync2");
         let bgsave = |m: &mut Conn| m.info_field("persistence", "rdb_bgsave_in_progress");
         let replicas = |m: &mut Conn| m.info_field("replication", "connected_slaves");
 

@@ -217,6 +217,20 @@ pub fn encode_slot_with(s: &SlotRef, batch_strings: bool, mut out: Vec<u8>) -> V
     out
 }
 
+/// Where a rewrite's base goes: commands straight to the file, or an RDB
+/// preamble assembled as it is written.
+enum Base<'a> {
+    Aof(&'a mut crate::persistence::savefile::SaveWriter),
+    Rdb(
+        Box<
+            crate::persistence::rdb::file::StreamAssembler<
+                'a,
+                crate::persistence::savefile::SaveWriter,
+            >,
+        >,
+    ),
+}
+
 /// The sweep: runs on its own thread, writes the new base file, then asks
 /// the AOF writer to install it.
 pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
@@ -239,7 +253,6 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     *srv.log.snap_tx.lock() = Some(tx);
     srv.log.snap_rdb.store(preamble, Ordering::SeqCst);
-    let mut rdb_chunks: Vec<Vec<u8>> = Vec::new();
     let result = (|| -> Result<(), String> {
         // The libraries as of the switch: every FUNCTION change is logged
         // under the registry's lock, so each lands in the base or in the
@@ -272,12 +285,37 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             }
         }
         let now = crate::keyspace::now_ms();
-        let mut drain = |f: &mut crate::persistence::savefile::SaveWriter| -> Result<(), String> {
+        // An RDB preamble is written as it goes, as an AOF base is: the
+        // slots copied ahead of the sweep wait for their database's turn,
+        // never the whole file. Its key counts are read now, a hint to
+        // loaders (the rewrite's cut is per slot, not one instant).
+        let mut out = if preamble {
+            let mut counts = crate::persistence::DbCounts::new();
+            for db in srv.ks.existing() {
+                let c = (0..SLOTS as u16).fold((0, 0), |(k, e), s| {
+                    (k + db.slot_keys(s), e + db.slot_expires(s))
+                });
+                if c.0 > 0 {
+                    counts.insert(db.index as u32, c);
+                }
+            }
+            let aux = crate::persistence::rdb::file::Aux {
+                aof_base: true,
+                hidden: srv.ks.db(0).hidden_ranges(),
+                functions,
+                ..Default::default()
+            };
+            Base::Rdb(Box::new(
+                crate::persistence::rdb::file::StreamAssembler::new(&mut f, now, &aux, counts),
+            ))
+        } else {
+            Base::Aof(&mut f)
+        };
+        let drain = |out: &mut Base| -> Result<(), String> {
             while let Ok(chunk) = rx.try_recv() {
-                if preamble {
-                    rdb_chunks.push(chunk);
-                } else {
-                    f.write_all(&chunk).map_err(|e| e.to_string())?;
+                match out {
+                    Base::Rdb(a) => a.chunk(chunk),
+                    Base::Aof(f) => f.write_all(&chunk).map_err(|e| e.to_string())?,
                 }
             }
             Ok(())
@@ -286,30 +324,21 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             let Some(db) = srv.ks.existing().find(|db| db.index == d) else {
                 continue;
             };
+            if let Base::Rdb(a) = &mut out {
+                a.begin_db(d as u32);
+            }
             for s in 0..SLOTS as u16 {
                 // Locking is enough: the lock path snapshots the slot.
                 drop(db.lock_slot(s, now));
                 crate::persistence::rdb::slot_save_delay(db, s, || true);
-                drain(&mut f)?;
+                drain(&mut out)?;
             }
         }
         srv.log.rewriting.store(false, Ordering::SeqCst);
         *srv.log.snap_tx.lock() = None;
-        drain(&mut f)?;
-        if preamble {
-            let aux = crate::persistence::rdb::file::Aux {
-                aof_base: true,
-                hidden: srv.ks.db(0).hidden_ranges(),
-                functions,
-                ..Default::default()
-            };
-            crate::persistence::rdb::file::assemble_to(
-                std::mem::take(&mut rdb_chunks),
-                now,
-                &aux,
-                &mut f,
-            )
-            .map_err(|e| e.to_string())?;
+        drain(&mut out)?;
+        if let Base::Rdb(a) = out {
+            (*a).finish().map_err(|e| e.to_string())?;
         }
         let file = f.into_inner().map_err(|e| e.to_string())?.into_inner();
         file.sync_all().map_err(|e| e.to_string())?;

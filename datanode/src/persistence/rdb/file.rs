@@ -208,6 +208,8 @@ pub struct StreamAssembler<'w, W: std::io::Write> {
     /// (keys, keys with a TTL) per database, at the cut.
     counts: std::collections::BTreeMap<u32, (usize, usize)>,
     current: Option<u32>,
+    /// The current database's SELECTDB is written.
+    selected: bool,
     early: std::collections::BTreeMap<u32, Vec<Vec<u8>>>,
 }
 
@@ -224,6 +226,7 @@ impl<'w, W: std::io::Write> StreamAssembler<'w, W> {
             file,
             counts,
             current: None,
+            selected: false,
             early: Default::default(),
         }
     }
@@ -232,12 +235,26 @@ impl<'w, W: std::io::Write> StreamAssembler<'w, W> {
     pub fn begin_db(&mut self, db: u32) {
         self.current = Some(db);
         let (keys, expires) = self.counts.get(&db).copied().unwrap_or_default();
-        if keys > 0 {
+        self.selected = keys > 0;
+        if self.selected {
             self.select(db, keys, expires);
         }
         for c in self.early.remove(&db).unwrap_or_default() {
-            self.file.put(&c[12..]);
+            self.put_current(db, &c);
         }
+    }
+
+    /// A chunk of the current database. Counts that said it was empty
+    /// (only an estimate when they were not taken at the cut) still get
+    /// it its SELECTDB, sized by the chunk.
+    fn put_current(&mut self, db: u32, c: &[u8]) {
+        if !self.selected {
+            let field = |i: usize| u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+            let (keys, expires) = (field(4) as usize, field(8) as usize);
+            self.select(db, keys, expires);
+            self.selected = true;
+        }
+        self.file.put(&c[12..]);
     }
 
     fn select(&mut self, db: u32, keys: usize, expires: usize) {
@@ -256,7 +273,7 @@ impl<'w, W: std::io::Write> StreamAssembler<'w, W> {
         }
         let db = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         if self.current == Some(db) {
-            self.file.put(&c[12..]);
+            self.put_current(db, &c);
         } else {
             self.early.entry(db).or_default().push(c);
         }
