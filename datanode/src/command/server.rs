@@ -281,7 +281,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
         let save_done = Stats::get(&srv.stats.save_keys_processed).min(save_total);
         let _ = write!(
             o,
-            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:{:.2}\r\ncurrent_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            "# Persistence\r\nloading:{}\r\nasync_loading:{}\r\ncurrent_cow_peak:{cow}\r\ncurrent_cow_size:{cow}\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:{:.2}\r\ncurrent_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:{}\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:{}\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
             srv.repl.loading.load(Ordering::Relaxed) as u8,
             srv.repl.async_loading.load(Ordering::Relaxed) as u8,
             match save_total {
@@ -305,6 +305,7 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
                 began => (now / 1000 - began).max(0),
             },
             Stats::get(&srv.stats.rdb_saves),
+            Stats::get(&srv.stats.rdb_last_cow_size),
             Stats::get(&srv.stats.rdb_last_load_keys_expired),
             Stats::get(&srv.stats.rdb_last_load_keys_loaded),
             cfg.appendonly() as u8,
@@ -327,6 +328,8 @@ pub fn info_text(ctx: &Ctx, sections: &[String]) -> String {
             } else {
                 "ok"
             },
+            Stats::get(&srv.stats.aof_last_cow_size),
+            cow = srv.log.cow_bytes.load(Ordering::Relaxed),
         );
         if cfg.appendonly() {
             let _ = write!(

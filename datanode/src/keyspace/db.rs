@@ -123,9 +123,24 @@ impl Db {
         self.guard(slot, self.slots[slot as usize].table.lock(), now)
     }
 
+    /// Locks a slot for a snapshot's sweep, which copies it if no writer
+    /// made it do so first. Only the writers' copies count as the
+    /// snapshot's copy-on-write (INFO current_cow_size).
+    pub fn sweep_slot(&self, slot: u16, now: i64) -> SlotRef<'_> {
+        let mut s = self.unrefreshed(slot, self.slots[slot as usize].table.lock(), now);
+        s.refresh(true);
+        s
+    }
+
     /// A locked slot's guard, at the current rewrite generation.
     fn guard<'d>(&'d self, slot: u16, t: MutexGuard<'d, SlotTable>, now: i64) -> SlotRef<'d> {
-        let mut s = SlotRef {
+        let mut s = self.unrefreshed(slot, t, now);
+        s.refresh_gen();
+        s
+    }
+
+    fn unrefreshed<'d>(&'d self, slot: u16, t: MutexGuard<'d, SlotTable>, now: i64) -> SlotRef<'d> {
+        SlotRef {
             slot,
             t,
             meta: &self.slots[slot as usize].meta,
@@ -133,9 +148,7 @@ impl Db {
             now,
             gen: 0,
             quiet: false,
-        };
-        s.refresh_gen();
-        s
+        }
     }
 
     /// Locks a slot unless another holds it past `wait` (for a script that
@@ -309,6 +322,11 @@ impl<'a> SlotRef<'a> {
     /// Reads the rewrite generation and, when a rewrite is snapshotting,
     /// snapshots this slot first so the snapshot predates our changes.
     pub fn refresh_gen(&mut self) {
+        self.refresh(false)
+    }
+
+    /// `refresh_gen`, by the snapshot's own sweep (`sweep`) or a writer.
+    fn refresh(&mut self, sweep: bool) {
         let log = &self.db.log;
         let g = log.gen.load(Ordering::SeqCst);
         // Generations only grow: a slot not marked with this one (its low
@@ -331,6 +349,10 @@ impl<'a> SlotRef<'a> {
                 // some slots) batches strings.
                 crate::persistence::rewrite::encode_slot_with(self, filtered, log.spare_buf())
             };
+            if !sweep {
+                log.cow_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
             if let Some(tx) = log.snap_tx.lock().as_ref() {
                 let _ = tx.send(chunk);
             }

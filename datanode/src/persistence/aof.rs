@@ -545,14 +545,10 @@ pub fn open(srv: &Arc<Shared>) -> Result<(), AofError> {
         };
         if preamble {
             let now = crate::keyspace::now_ms();
-            let (chunks, functions) = crate::persistence::rdb_snapshot_chunks(srv, now);
-            let aux = crate::persistence::rdb::file::Aux {
-                aof_base: true,
-                functions,
-                ..Default::default()
-            };
-            let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);
-            write_atomic(&adir.join(&m.base), &data)?;
+            write_atomic_with(&adir.join(&m.base), false, |w| {
+                let no_repl = |_: &()| None;
+                crate::persistence::write_rdb_at_cut(srv, now, w, true, || (), no_repl, || true).1
+            })?;
         } else {
             File::create(adir.join(&m.base))?.sync_all()?;
         }
@@ -1451,16 +1447,27 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             crate::affinity::pin(crate::affinity::Role::Rewrite);
             let now = crate::keyspace::now_ms();
-            let (chunks, functions) = crate::persistence::rdb_snapshot_chunks(&srv2, now);
-            srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            let aux = crate::persistence::rdb::file::Aux {
-                aof_base: true,
-                hidden: srv2.ks.db(0).hidden_ranges(),
-                functions,
-                ..Default::default()
-            };
-            let data = crate::persistence::rdb::file::assemble(chunks, now, &aux);
-            let ok = match write_base_only(&srv2, &data) {
+            let mut swept = false;
+            let written = write_base_only(&srv2, |w| {
+                let no_repl = |_: &()| None;
+                let (_, r) = crate::persistence::write_rdb_at_cut(
+                    &srv2,
+                    now,
+                    w,
+                    true,
+                    || (),
+                    no_repl,
+                    || true,
+                );
+                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+                swept = true;
+                r
+            });
+            if !swept {
+                // The file could not be created: no snapshot was taken.
+                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
+            }
+            let ok = match written {
                 Ok(()) => {
                     tracing::info!("Background AOF rewrite finished successfully");
                     true
@@ -1482,7 +1489,11 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
     Ok(())
 }
 
-fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
+/// Writes the base `fill` makes and a manifest naming it alone.
+fn write_base_only(
+    srv: &Shared,
+    fill: impl FnOnce(&mut super::savefile::SaveWriter) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let (dir, dirname, fname) = {
         let c = srv.config.read();
         (
@@ -1520,7 +1531,7 @@ fn write_base_only(srv: &Shared, data: &[u8]) -> std::io::Result<()> {
         incrs: Vec::new(),
         incr_seq: 0,
     };
-    write_atomic(&adir.join(&m.base), data)?;
+    write_atomic_with(&adir.join(&m.base), super::savefile::rdb_autosync(), fill)?;
     write_atomic(&manifest_path, m.text().as_bytes())?;
     if AUTO_GC.load(Ordering::Relaxed) {
         collect_history(srv).map_err(std::io::Error::other)?;

@@ -339,6 +339,11 @@ pub struct EffectLog {
     pub snap_tx: Mutex<Option<std::sync::mpsc::Sender<Vec<u8>>>>,
     /// The snapshot being taken is an RDB (BGSAVE), not an AOF rewrite.
     pub snap_rdb: AtomicBool,
+    /// Bytes of slots the running snapshot copied because a writer got to
+    /// them before its sweep: what the writes cost the snapshot in memory,
+    /// as the pages a forked child's parent copies cost Redis (INFO
+    /// current_cow_size). Reset when a snapshot begins.
+    pub cow_bytes: AtomicU64,
     /// The snapshot covers only these slots (an atomic slot migration's);
     /// None for all of them.
     pub snap_only: Mutex<Option<std::sync::Arc<Vec<bool>>>>,
@@ -695,6 +700,7 @@ impl EffectLog {
     /// Starts a snapshot generation without switching files (BGSAVE).
     pub fn begin_snapshot(&self) {
         let _g = self.inner.lock();
+        self.cow_bytes.store(0, Ordering::Relaxed);
         self.rewriting.store(true, Ordering::SeqCst);
         self.gen.fetch_add(1, Ordering::SeqCst);
     }
@@ -704,6 +710,7 @@ impl EffectLog {
     pub fn begin_rewrite(&self) -> Vec<u8> {
         let mut g = self.inner.lock();
         let pending = g.switch();
+        self.cow_bytes.store(0, Ordering::Relaxed);
         // `rewriting` before `gen`: a writer that sees the new generation
         // must also see that it has to snapshot its slot.
         self.rewriting.store(true, Ordering::SeqCst);

@@ -323,44 +323,6 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes the fork-free snapshot (the caller holds `snapshot_busy`): each
-/// slot is serialized before the first change made to it from now on,
-/// by whoever touches it first. Returns the per-slot RDB chunks and the
-/// function libraries' code.
-pub fn rdb_snapshot_chunks(srv: &Shared, now: i64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (_, chunks, functions) = rdb_snapshot_chunks_at_cut(srv, now, || ());
-    (chunks, functions)
-}
-
-/// [`rdb_snapshot_chunks`] at an exact point of the effect stream: every
-/// slot of every database is locked at once for an instant (in the global
-/// lock order), so no command is halfway through, not even one spanning
-/// slots; `at_cut` runs there (to read the replication offset the
-/// snapshot stands for), the snapshot generation begins, and the locks go.
-/// No write is ever in the snapshot and after its offset, or in neither.
-/// The function libraries are read there too, under the registry's lock,
-/// which every FUNCTION change holds while it is logged.
-pub fn rdb_snapshot_chunks_at_cut<R>(
-    srv: &Shared,
-    now: i64,
-    at_cut: impl FnOnce() -> R,
-) -> (R, Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let mut chunks = Vec::new();
-    let (r, functions) = sweep_at_cut(
-        srv,
-        now,
-        at_cut,
-        |_, _, _| {},
-        |e| {
-            if let Sweep::Chunk(c) = e {
-                chunks.push(c)
-            }
-            true
-        },
-    );
-    (r, chunks, functions)
-}
-
 /// A snapshot written out as an RDB file while it is taken (BGSAVE, a
 /// replica's sync): the header, then each database headed by its counts at
 /// the cut, and each slot's entries as the sweep (or a client ahead of it)
@@ -385,6 +347,7 @@ pub fn write_rdb_at_cut<R, W: std::io::Write>(
     let (r, _) = sweep_at_cut(
         srv,
         now,
+        aof_base,
         at_cut,
         move |r, functions, counts| {
             let info = repl(r);
@@ -424,20 +387,32 @@ pub type DbCounts = std::collections::BTreeMap<u32, (usize, usize)>;
 pub enum Sweep {
     /// The sweep begins a database.
     Db(u32),
-    /// A chunk of slot entries in RDB form (see `rdb::file::assemble`).
+    /// A chunk of slot entries in RDB form (see `rdb::file::StreamAssembler`).
     Chunk(Vec<u8>),
     /// The sweep paused for `rdb-key-save-delay`: a chance to stop it.
     Paused,
 }
 
-/// The snapshot behind [`rdb_snapshot_chunks_at_cut`]: `started` runs
-/// right after the cut with its result, the function libraries and the
-/// databases' counts; `each` gets the sweep's progress, and may stop the
-/// sweep by returning false (no one wants the snapshot any more). Returns
-/// the cut's result and the libraries.
+/// Takes the fork-free snapshot (the caller holds `snapshot_busy`): each
+/// slot is serialized before the first change made to it from now on, by
+/// whoever touches it first. The cut is an exact point of the effect
+/// stream: every slot of every database is locked at once for an instant
+/// (in the global lock order), so no command is halfway through, not even
+/// one spanning slots; `at_cut` runs there (to read the replication offset
+/// the snapshot stands for), the snapshot generation begins, and the locks
+/// go. No write is ever in the snapshot and after its offset, or in
+/// neither. The function libraries are read there too, under the
+/// registry's lock, which every FUNCTION change holds while it is logged.
+///
+/// `started` runs right after the cut with its result, the libraries and
+/// the databases' counts; `each` gets the sweep's progress, and may stop
+/// the sweep by returning false (no one wants the snapshot any more). The
+/// writers' copies are counted as an AOF base's (`aof_base`) or an RDB
+/// file's copy-on-write. Returns the cut's result and the libraries.
 pub fn sweep_at_cut<R>(
     srv: &Shared,
     now: i64,
+    aof_base: bool,
     at_cut: impl FnOnce() -> R,
     started: impl FnOnce(&R, &[Vec<u8>], DbCounts),
     mut each: impl FnMut(Sweep) -> bool,
@@ -484,7 +459,7 @@ pub fn sweep_at_cut<R>(
         }
         for s in 0..crate::keyspace::SLOTS as u16 {
             // Locking is enough: the lock path snapshots the slot.
-            let g = db.lock_slot(s, now);
+            let g = db.sweep_slot(s, now);
             let keys = db.slot_keys(s) as u64;
             drop(g);
             if !rdb::slot_save_delay(db, s, || each(Sweep::Paused)) {
@@ -505,6 +480,12 @@ pub fn sweep_at_cut<R>(
     srv.log.rewriting.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
+    let cow = srv.log.cow_bytes.swap(0, Ordering::Relaxed);
+    match aof_base {
+        true => &srv.stats.aof_last_cow_size,
+        false => &srv.stats.rdb_last_cow_size,
+    }
+    .store(cow, Ordering::Relaxed);
     for c in rx.try_iter() {
         // Drained either way: a stopped sweep drops what writers handed over.
         if going {
@@ -516,7 +497,7 @@ pub fn sweep_at_cut<R>(
 
 /// An atomic slot migration's snapshot: the keys of `slots` (database 0)
 /// as commands that recreate them (the AOF rewrite's form), cut at an
-/// exact point of the effect stream like [`rdb_snapshot_chunks_at_cut`];
+/// exact point of the effect stream like [`sweep_at_cut`];
 /// `at_cut` runs there. Each slot's commands go to `out` with its key
 /// count as the sweep reaches it (a writer may have taken the slot's copy
 /// first). The caller holds `snapshot_busy`.
@@ -545,7 +526,7 @@ pub fn slot_snapshot_at_cut<R>(
     };
     for s in wanted {
         let keys = db.slot_keys(s);
-        drop(db.lock_slot(s, now));
+        drop(db.sweep_slot(s, now));
         if rdb::KEY_SAVE_DELAY.load(Ordering::Relaxed) > 0 {
             for _ in 0..keys {
                 rdb::key_delay(&rdb::KEY_SAVE_DELAY);
@@ -558,6 +539,7 @@ pub fn slot_snapshot_at_cut<R>(
         }
     }
     srv.log.rewriting.store(false, Ordering::SeqCst);
+    srv.log.cow_bytes.store(0, Ordering::Relaxed);
     *srv.log.snap_tx.lock() = None;
     *srv.log.snap_only.lock() = None;
     for chunk in rx.try_iter() {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::keyspace::{SlotRef, Value, SLOTS};
 use crate::resp::parse::encode_command;
+use crate::server::stats::Stats;
 use crate::server::Shared;
 
 /// Hash fields per HSET in the rewritten file.
@@ -289,16 +290,22 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
         // slots copied ahead of the sweep wait for their database's turn,
         // never the whole file. Its key counts are read now, a hint to
         // loaders (the rewrite's cut is per slot, not one instant).
-        let mut out = if preamble {
-            let mut counts = crate::persistence::DbCounts::new();
-            for db in srv.ks.existing() {
-                let c = (0..SLOTS as u16).fold((0, 0), |(k, e), s| {
-                    (k + db.slot_keys(s), e + db.slot_expires(s))
-                });
-                if c.0 > 0 {
-                    counts.insert(db.index as u32, c);
-                }
+        let mut counts = crate::persistence::DbCounts::new();
+        for db in srv.ks.existing() {
+            let c = (0..SLOTS as u16).fold((0, 0), |(k, e), s| {
+                (k + db.slot_keys(s), e + db.slot_expires(s))
+            });
+            if c.0 > 0 {
+                counts.insert(db.index as u32, c);
             }
+        }
+        // INFO's progress of the save, as Redis shows it for a rewrite too.
+        let total: usize = counts.values().map(|c| c.0).sum();
+        srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
+        srv.stats
+            .save_keys_total
+            .store(total as u64, Ordering::Relaxed);
+        let mut out = if preamble {
             let aux = crate::persistence::rdb::file::Aux {
                 aof_base: true,
                 hidden: srv.ks.db(0).hidden_ranges(),
@@ -329,8 +336,11 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
             }
             for s in 0..SLOTS as u16 {
                 // Locking is enough: the lock path snapshots the slot.
-                drop(db.lock_slot(s, now));
+                let g = db.sweep_slot(s, now);
+                let keys = db.slot_keys(s) as u64;
+                drop(g);
                 crate::persistence::rdb::slot_save_delay(db, s, || true);
+                Stats::add(&srv.stats.save_keys_processed, keys);
                 drain(&mut out)?;
             }
         }
@@ -347,6 +357,10 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
     srv.log.rewriting.store(false, Ordering::SeqCst);
     srv.log.snap_rdb.store(false, Ordering::SeqCst);
     *srv.log.snap_tx.lock() = None;
+    let cow = srv.log.cow_bytes.swap(0, Ordering::Relaxed);
+    srv.stats.aof_last_cow_size.store(cow, Ordering::Relaxed);
+    srv.stats.save_keys_total.store(0, Ordering::Relaxed);
+    srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp_path);
     }

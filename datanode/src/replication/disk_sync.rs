@@ -100,21 +100,11 @@ impl DiskBatch {
     }
 
     async fn wait<T>(&self, pick: impl Fn(&Progress) -> Option<T>) -> std::io::Result<T> {
-        let mut rx = self.progress.subscribe();
-        loop {
-            {
-                let p = rx.borrow_and_update();
-                if let Some(v) = pick(&p) {
-                    return Ok(v);
-                }
-                if let Some(Err(e)) = &p.rdb {
-                    return Err(std::io::Error::other(e.clone()));
-                }
-            }
-            rx.changed()
-                .await
-                .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
-        }
+        super::wait_progress(&self.progress, pick, |p| match &p.rdb {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .await
     }
 
     /// Where the stream after the snapshot starts: (offset, replid).

@@ -337,6 +337,8 @@ async fn full_sync(
 }
 
 /// Sends a disk sync's saved RDB, read piece by piece from the file.
+/// No `repl-timeout` here, as in Redis: a disk replica that stops reading
+/// holds up no snapshot (only diskless ones wait for their replicas).
 async fn send_file(
     srv: &Shared,
     wr: &mut WriteHalf<'_>,
@@ -514,21 +516,7 @@ impl Drop for Reading<'_> {
 impl Batch {
     /// Waits until `pick` finds what it wants in the progress.
     async fn wait<T>(&self, pick: impl Fn(&BatchProgress) -> Option<T>) -> std::io::Result<T> {
-        let mut rx = self.progress.subscribe();
-        loop {
-            {
-                let p = rx.borrow_and_update();
-                if let Some(v) = pick(&p) {
-                    return Ok(v);
-                }
-                if let Some(e) = &p.failed {
-                    return Err(std::io::Error::other(e.clone()));
-                }
-            }
-            rx.changed()
-                .await
-                .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
-        }
+        super::wait_progress(&self.progress, pick, |p| p.failed.clone()).await
     }
 
     async fn cut(&self) -> std::io::Result<(u64, String)> {

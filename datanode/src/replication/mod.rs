@@ -391,3 +391,28 @@ pub fn info_section(srv: &crate::server::Shared, now_ms: i64) -> String {
     );
     o
 }
+
+/// Waits until `pick` finds what it wants in a snapshot's progress, or
+/// `failed` finds that the snapshot failed. Shared by the diskless batch
+/// and the disk batch, whose progress differs but is watched alike.
+pub(crate) async fn wait_progress<P, T>(
+    progress: &tokio::sync::watch::Sender<P>,
+    pick: impl Fn(&P) -> Option<T>,
+    failed: impl Fn(&P) -> Option<String>,
+) -> std::io::Result<T> {
+    let mut rx = progress.subscribe();
+    loop {
+        {
+            let p = rx.borrow_and_update();
+            if let Some(v) = pick(&p) {
+                return Ok(v);
+            }
+            if let Some(e) = failed(&p) {
+                return Err(std::io::Error::other(e));
+            }
+        }
+        rx.changed()
+            .await
+            .map_err(|_| std::io::Error::other("the snapshot was abandoned"))?;
+    }
+}

@@ -60,6 +60,10 @@ pub struct Stats {
     /// (INFO current_save_keys_total / _processed, current_fork_perc).
     pub save_keys_total: AtomicU64,
     pub save_keys_processed: AtomicU64,
+    /// The copy-on-write bytes of the last RDB snapshot and AOF rewrite
+    /// (see `EffectLog::cow_bytes`).
+    pub rdb_last_cow_size: AtomicU64,
+    pub aof_last_cow_size: AtomicU64,
     /// Processes forked (a debugged script's session), and how long the
     /// last fork took.
     pub total_forks: AtomicU64,
