@@ -1022,6 +1022,46 @@ fn a_background_save_reports_its_progress() {
     }
 }
 
+/// A write sent right behind BGSAVE (in the same packet) is not in its
+/// file: redis-server answers after its fork, datanode after its cut (its
+/// save thread took the cut later, so such a write was often saved).
+#[test]
+fn a_write_sent_right_after_bgsave_is_not_in_its_file() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(
+            kind,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
+        );
+        let mut c = n.conn();
+        for round in 0..5 {
+            let before = format!("before{round}");
+            assert_eq!(c.text(&["SET", "k", &before]), "+OK\r\n");
+            let mut req = slotkv_tests::encode(&["BGSAVE"]);
+            req.extend(slotkv_tests::encode(&["SET", "k", "after"]));
+            c.send_raw(&req).expect("send");
+            let started = c.read_reply().expect("BGSAVE reply");
+            assert_eq!(started.raw, b"+Background saving started\r\n", "{kind:?}");
+            assert_eq!(c.read_reply().expect("SET reply").raw, b"+OK\r\n");
+            slotkv_tests::wait_until(Duration::from_secs(10), "the save to end", || {
+                c.info_field("persistence", "rdb_bgsave_in_progress") == "0"
+            });
+            assert_eq!(c.text(&["DEBUG", "RELOAD", "NOSAVE"]), "+OK\r\n");
+            assert_eq!(
+                c.text(&["GET", "k"]),
+                format!("${}\r\n{before}\r\n", before.len()),
+                "{kind:?} round {round}"
+            );
+        }
+    }
+}
+
 /// Writes to keys a background save has not reached yet show as its
 /// copy-on-write: INFO current_cow_size while it runs, rdb_last_cow_size
 /// (BGSAVE) or aof_last_cow_size (BGREWRITEAOF) once it ends, 0 again for

@@ -1439,6 +1439,7 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         return Err("Background append only file rewriting already in progress".into());
     }
     let srv2 = srv.clone();
+    let (cut, cut_taken) = crate::persistence::cut_signal();
     // INFO shows the rewrite in progress until the files are in place.
     srv.base_rewrite_running.store(true, Ordering::SeqCst);
     crate::persistence::aof_rewrite_started(srv);
@@ -1455,7 +1456,7 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
                     now,
                     w,
                     true,
-                    || (),
+                    || cut.taken(),
                     no_repl,
                     || true,
                 );
@@ -1486,6 +1487,7 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         crate::persistence::aof_rewrite_finished(srv, false);
         return Err(e.to_string());
     }
+    cut_taken.wait();
     Ok(())
 }
 
@@ -1557,13 +1559,14 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
         return Err("Background append only file rewriting already in progress".into());
     }
     let srv2 = srv.clone();
+    let (cut, cut_taken) = crate::persistence::cut_signal();
     crate::persistence::aof_rewrite_started(srv);
     let started = std::thread::Builder::new()
         .name("aof-rewrite".into())
         .spawn(move || {
             crate::affinity::pin(crate::affinity::Role::Rewrite);
             let t = Instant::now();
-            let ok = match crate::persistence::rewrite::run(srv2.clone(), tmp) {
+            let ok = match crate::persistence::rewrite::run(srv2.clone(), tmp, cut) {
                 Ok(()) => {
                     tracing::info!(
                         "Background AOF rewrite finished successfully in {:.3} s",
@@ -1586,6 +1589,7 @@ pub fn start_rewrite(srv: &Arc<Shared>) -> Result<(), String> {
         crate::persistence::aof_rewrite_finished(srv, false);
         return Err(e.to_string());
     }
+    cut_taken.wait();
     Ok(())
 }
 

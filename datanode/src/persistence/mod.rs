@@ -251,6 +251,34 @@ pub fn drop_sync_file(srv: &Shared, replicas_waiting: bool) {
     let _ = std::fs::remove_file(rdb_path(srv));
 }
 
+/// The snapshot of a background save started by a command is cut before
+/// the command answers, as Redis answers BGSAVE and BGREWRITEAOF after its
+/// fork: a write the client sends after the reply is never in it. The
+/// save's thread signals the cut; the starter waits for it (a few
+/// milliseconds, the locking of every slot), or for the thread to end
+/// without one (it failed first), or for a save ahead of it.
+pub struct CutSignal(std::sync::mpsc::SyncSender<()>);
+
+pub struct CutWait(std::sync::mpsc::Receiver<()>);
+
+pub fn cut_signal() -> (CutSignal, CutWait) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    (CutSignal(tx), CutWait(rx))
+}
+
+impl CutSignal {
+    pub fn taken(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+impl CutWait {
+    pub fn wait(self) {
+        // Bounded: a cut never takes this long unless a script holds slots.
+        let _ = self.0.recv_timeout(std::time::Duration::from_secs(5));
+    }
+}
+
 /// BGSAVE without fork: like the AOF rewrite, it takes a point-in-time
 /// snapshot slot by slot — each slot is serialized before the first change
 /// made to it after the snapshot began, by whoever touches it first (the
@@ -269,6 +297,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     }
     let path = rdb_path(srv);
     let srv2 = srv.clone();
+    let (cut, cut_taken) = cut_signal();
     bgsave_started(srv);
     let started = std::thread::Builder::new()
         .name("bgsave".into())
@@ -283,7 +312,10 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
                     now,
                     w,
                     false,
-                    || crate::replication::snapshot_info(&srv2),
+                    || {
+                        cut.taken();
+                        crate::replication::snapshot_info(&srv2)
+                    },
                     |info| info.clone(),
                     || true,
                 );
@@ -320,6 +352,7 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
         bgsave_finished(srv, false);
         return Err(e.to_string());
     }
+    cut_taken.wait();
     Ok(())
 }
 

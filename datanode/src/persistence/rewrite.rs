@@ -234,21 +234,33 @@ enum Base<'a> {
 
 /// The sweep: runs on its own thread, writes the new base file, then asks
 /// the AOF writer to install it.
-pub fn run(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
-    // One snapshot at a time: wait for a BGSAVE to finish.
+pub fn run(
+    srv: Arc<Shared>,
+    tmp_path: std::path::PathBuf,
+    cut: crate::persistence::CutSignal,
+) -> Result<(), String> {
+    // One snapshot at a time: wait for a BGSAVE to finish (its starter
+    // does not wait for that).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    if srv.log.snapshot_busy.load(Ordering::SeqCst) {
+        cut.taken();
+    }
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
         if std::time::Instant::now() > deadline {
             return Err("a background save kept the snapshot busy".into());
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let r = run_locked(srv.clone(), tmp_path);
+    let r = run_locked(srv.clone(), tmp_path, cut);
     srv.log.snapshot_busy.store(false, Ordering::SeqCst);
     r
 }
 
-fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), String> {
+fn run_locked(
+    srv: Arc<Shared>,
+    tmp_path: std::path::PathBuf,
+    cut: crate::persistence::CutSignal,
+) -> Result<(), String> {
     // aof-use-rdb-preamble (Redis's default): the base is an RDB file.
     let preamble = srv.config.read().flag("aof-use-rdb-preamble");
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -261,6 +273,7 @@ fn run_locked(srv: Arc<Shared>, tmp_path: std::path::PathBuf) -> Result<(), Stri
         let functions = {
             let set = srv.scripts.functions.read();
             crate::persistence::aof::writer_switch(&srv)?;
+            cut.taken();
             set.codes()
         };
         let mut f = crate::persistence::savefile::writer(
