@@ -21,8 +21,10 @@ const SHOWN: usize = 4096;
 
 /// Called with the reply a `source` command got when it is an error.
 pub fn error_reply(srv: &Shared, source: Source, reply: &[u8], cmd: &str) {
+    // As Redis logs the text it was given: a plain message (the reply's
+    // "ERR " is added after) bare, an error with its own code whole.
     let msg = reply
-        .strip_prefix(b"-")
+        .strip_prefix(b"-ERR ")
         .unwrap_or(reply)
         .split(|&b| b == b'\r')
         .next()
