@@ -1435,9 +1435,9 @@ pub fn disable_at_runtime(srv: &Shared) {
 /// BGREWRITEAOF while the AOF is off: like Redis, write a base file (an
 /// RDB preamble) and a manifest listing only it, in the background.
 fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
-    if srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+    let Some(hold) = crate::persistence::SnapshotHold::take(srv) else {
         return Err("Background append only file rewriting already in progress".into());
-    }
+    };
     let srv2 = srv.clone();
     let (cut, cut_taken) = crate::persistence::cut_signal();
     // INFO shows the rewrite in progress until the files are in place.
@@ -1448,26 +1448,10 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
         .spawn(move || {
             crate::affinity::pin(crate::affinity::Role::Rewrite);
             let now = crate::keyspace::now_ms();
-            let mut swept = false;
             let written = write_base_only(&srv2, |w| {
-                let no_repl = |_: &()| None;
-                let (_, r) = crate::persistence::write_rdb_at_cut(
-                    &srv2,
-                    now,
-                    w,
-                    true,
-                    || cut.taken(),
-                    no_repl,
-                    || true,
-                );
-                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-                swept = true;
-                r
+                let at_cut = || cut.taken();
+                crate::persistence::write_rdb_holding(hold, now, w, true, at_cut, |_| None).1
             });
-            if !swept {
-                // The file could not be created: no snapshot was taken.
-                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            }
             let ok = match written {
                 Ok(()) => {
                     tracing::info!("Background AOF rewrite finished successfully");
@@ -1482,7 +1466,6 @@ fn rewrite_base_only(srv: &Arc<Shared>) -> Result<(), String> {
             srv2.base_rewrite_running.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {
-        srv.log.snapshot_busy.store(false, Ordering::SeqCst);
         srv.base_rewrite_running.store(false, Ordering::SeqCst);
         crate::persistence::aof_rewrite_finished(srv, false);
         return Err(e.to_string());

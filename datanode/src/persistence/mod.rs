@@ -251,6 +251,40 @@ pub fn drop_sync_file(srv: &Shared, replicas_waiting: bool) {
     let _ = std::fs::remove_file(rdb_path(srv));
 }
 
+/// The one snapshot at a time (`snapshot_busy`), held until dropped: a
+/// save that ends its sweep, fails before it, or never starts (its thread
+/// could not be made) lets the next one go.
+pub struct SnapshotHold(Arc<Shared>);
+
+impl SnapshotHold {
+    /// Takes the snapshot, unless another save holds it.
+    pub fn take(srv: &Arc<Shared>) -> Option<SnapshotHold> {
+        (!srv.log.snapshot_busy.swap(true, Ordering::SeqCst)).then(|| SnapshotHold(srv.clone()))
+    }
+}
+
+impl Drop for SnapshotHold {
+    fn drop(&mut self) {
+        self.0.log.snapshot_busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// [`write_rdb_at_cut`] for a background save holding the snapshot: the
+/// next snapshot may begin once this one's sweep ends, while its file is
+/// still being synced.
+pub fn write_rdb_holding<R, W: std::io::Write>(
+    hold: SnapshotHold,
+    now: i64,
+    out: &mut W,
+    aof_base: bool,
+    at_cut: impl FnOnce() -> R,
+    repl: impl FnOnce(&R) -> Option<rdb::file::ReplInfo>,
+) -> (R, std::io::Result<()>) {
+    let r = write_rdb_at_cut(&hold.0, now, out, aof_base, at_cut, repl, || true);
+    drop(hold);
+    r
+}
+
 /// The snapshot of a background save started by a command is cut before
 /// the command answers, as Redis answers BGSAVE and BGREWRITEAOF after its
 /// fork: a write the client sends after the reply is never in it. The
@@ -288,13 +322,13 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
     if srv.bgsave_running.swap(true, Ordering::SeqCst) {
         return Err("Background save already in progress".into());
     }
-    if srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+    let Some(hold) = SnapshotHold::take(srv) else {
         srv.bgsave_running.store(false, Ordering::SeqCst);
         return Err(
             "Another background operation (AOF rewrite) is in progress: can't BGSAVE right now"
                 .into(),
         );
-    }
+    };
     let path = rdb_path(srv);
     let srv2 = srv.clone();
     let (cut, cut_taken) = cut_signal();
@@ -305,28 +339,13 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
             crate::affinity::pin(crate::affinity::Role::Bgsave);
             let now = crate::keyspace::now_ms();
             let dirty_at_start = srv2.stats.dirty.load(Ordering::Relaxed);
-            let mut swept = false;
             let written = aof::write_atomic_with(&path, savefile::rdb_autosync(), |w| {
-                let (_, r) = write_rdb_at_cut(
-                    &srv2,
-                    now,
-                    w,
-                    false,
-                    || {
-                        cut.taken();
-                        crate::replication::snapshot_info(&srv2)
-                    },
-                    |info| info.clone(),
-                    || true,
-                );
-                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-                swept = true;
-                r
+                let at_cut = || {
+                    cut.taken();
+                    crate::replication::snapshot_info(&srv2)
+                };
+                write_rdb_holding(hold, now, w, false, at_cut, |info| info.clone()).1
             });
-            if !swept {
-                // The file could not be created: no snapshot was taken.
-                srv2.log.snapshot_busy.store(false, Ordering::SeqCst);
-            }
             let ok = match written {
                 Ok(()) => {
                     srv2.stats.dirty.fetch_sub(
@@ -346,7 +365,6 @@ pub fn bgsave(srv: &Arc<Shared>) -> Result<(), String> {
             srv2.bgsave_running.store(false, Ordering::SeqCst);
         });
     if let Err(e) = started {
-        srv.log.snapshot_busy.store(false, Ordering::SeqCst);
         srv.bgsave_running.store(false, Ordering::SeqCst);
         // As a fork that fails in Redis.
         bgsave_finished(srv, false);
@@ -416,6 +434,29 @@ pub fn write_rdb_at_cut<R, W: std::io::Write>(
 /// (keys, keys with a TTL) per database at a snapshot's cut.
 pub type DbCounts = std::collections::BTreeMap<u32, (usize, usize)>;
 
+/// The counts of `dbs` as they are now (those holding keys); INFO's
+/// progress of the save starts from their total.
+pub fn counts_for_save<'a>(
+    srv: &Shared,
+    dbs: impl Iterator<Item = &'a crate::keyspace::Db>,
+) -> DbCounts {
+    let mut counts = DbCounts::new();
+    for db in dbs {
+        let c = (0..crate::keyspace::SLOTS as u16).fold((0, 0), |(k, e), s| {
+            (k + db.slot_keys(s), e + db.slot_expires(s))
+        });
+        if c.0 > 0 {
+            counts.insert(db.index as u32, c);
+        }
+    }
+    let total: usize = counts.values().map(|c| c.0).sum();
+    srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
+    srv.stats
+        .save_keys_total
+        .store(total as u64, Ordering::Relaxed);
+    counts
+}
+
 /// What a snapshot's sweep hands on as it goes.
 pub enum Sweep {
     /// The sweep begins a database.
@@ -453,7 +494,7 @@ pub fn sweep_at_cut<R>(
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut dbs: Vec<&crate::keyspace::Db> = srv.ks.existing().collect();
     dbs.sort_by_key(|d| d.index);
-    let mut counts = DbCounts::new();
+    let counts;
     let cut = {
         let _all: Vec<crate::keyspace::SlotRef> = dbs
             .iter()
@@ -465,19 +506,7 @@ pub fn sweep_at_cut<R>(
         *srv.log.snap_tx.lock() = Some(tx);
         srv.log.snap_rdb.store(true, Ordering::SeqCst);
         srv.log.begin_snapshot();
-        for db in &dbs {
-            let c = (0..crate::keyspace::SLOTS as u16).fold((0, 0), |(k, e), s| {
-                (k + db.slot_keys(s), e + db.slot_expires(s))
-            });
-            if c.0 > 0 {
-                counts.insert(db.index as u32, c);
-            }
-        }
-        let total: usize = counts.values().map(|c| c.0).sum();
-        srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
-        srv.stats
-            .save_keys_total
-            .store(total as u64, Ordering::Relaxed);
+        counts = counts_for_save(srv, dbs.iter().copied());
         r
     };
     started(&cut.0, &cut.1, counts);

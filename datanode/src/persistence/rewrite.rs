@@ -303,21 +303,8 @@ fn run_locked(
         // slots copied ahead of the sweep wait for their database's turn,
         // never the whole file. Its key counts are read now, a hint to
         // loaders (the rewrite's cut is per slot, not one instant).
-        let mut counts = crate::persistence::DbCounts::new();
-        for db in srv.ks.existing() {
-            let c = (0..SLOTS as u16).fold((0, 0), |(k, e), s| {
-                (k + db.slot_keys(s), e + db.slot_expires(s))
-            });
-            if c.0 > 0 {
-                counts.insert(db.index as u32, c);
-            }
-        }
-        // INFO's progress of the save, as Redis shows it for a rewrite too.
-        let total: usize = counts.values().map(|c| c.0).sum();
-        srv.stats.save_keys_processed.store(0, Ordering::Relaxed);
-        srv.stats
-            .save_keys_total
-            .store(total as u64, Ordering::Relaxed);
+        // INFO shows the progress of a rewrite too, as Redis does.
+        let counts = crate::persistence::counts_for_save(&srv, srv.ks.existing());
         let mut out = if preamble {
             let aux = crate::persistence::rdb::file::Aux {
                 aof_base: true,
