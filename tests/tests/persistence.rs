@@ -363,6 +363,44 @@ fn our_rdb_preamble_aof_directory_loads_into_redis_server() {
     check_keys(&mut rc, 100);
 }
 
+/// An `appendfilename` with a single quote: redis-server 7.0.15 writes it
+/// bare in its manifest and then cannot read that manifest back ("Invalid
+/// AOF manifest file format" at the next start). datanode quotes it, so
+/// both it and redis-server restart from the directory.
+#[test]
+fn an_aof_file_name_with_a_quote_survives_a_restart() {
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--appendfilename",
+        "it's.aof",
+    ];
+    let mut d = Node::start(Server::Datanode, &args);
+    d.conn().text(&["SET", "k", "v"]);
+    d.signal_and_wait("-TERM");
+    let manifest =
+        std::fs::read_to_string(d.path().join("appendonlydir").join("it's.aof.manifest"))
+            .expect("manifest");
+    assert!(
+        manifest.contains("file \"it's.aof.1.base.rdb\" seq 1 type b"),
+        "{manifest}"
+    );
+    d.restart();
+    assert_eq!(d.conn().text(&["GET", "k"]), "$1\r\nv\r\n");
+    d.signal_and_wait("-TERM");
+    let mut r = Node::start(Server::Redis, &args);
+    r.signal_and_wait("-TERM");
+    std::fs::remove_dir_all(r.path().join("appendonlydir")).ok();
+    copy_dir(
+        &d.path().join("appendonlydir"),
+        &r.path().join("appendonlydir"),
+    );
+    r.restart();
+    assert_eq!(r.conn().text(&["GET", "k"]), "$1\r\nv\r\n");
+}
+
 #[test]
 fn bgrewriteaof_with_the_aof_off_writes_a_base_like_redis() {
     let mut n = Node::start(Server::Datanode, &["--appendonly", "no", "--save", ""]);
