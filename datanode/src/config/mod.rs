@@ -669,4 +669,52 @@ mod tests {
             r.unwrap();
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a config file holds (known directives with any
+        /// arguments, quotes included, or lines of anything), loading it
+        /// gives a config or an error naming the file and one of its
+        /// lines; nothing panics. `dir` is left out: it moves the test
+        /// process's working directory.
+        #[test]
+        fn any_config_file_loads_or_names_its_bad_line(
+            lines in proptest::collection::vec(
+                (
+                    0usize..table::SPECS.len(),
+                    proptest::collection::vec("[ -~]{0,12}", 0..4),
+                    proptest::bool::ANY,
+                ),
+                1..12,
+            )
+        ) {
+            let mut text = String::new();
+            for (i, args, anything) in &lines {
+                let name = table::SPECS[*i].name;
+                if !*anything && name != "dir" {
+                    text.push_str(name);
+                    text.push(' ');
+                }
+                text.push_str(&args.join(" "));
+                text.push('\n');
+            }
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "slotkv-cfg-fuzz-{}-{}.conf",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            std::fs::write(&path, &text).expect("write the file");
+            let name = path.to_str().expect("a UTF-8 path").to_string();
+            let loaded = Config::load(std::slice::from_ref(&name));
+            let _ = std::fs::remove_file(&path);
+            match loaded {
+                Ok(_) => {}
+                Err(ConfigError::Bad { file, line, .. }) => {
+                    proptest::prop_assert_eq!(file, name);
+                    proptest::prop_assert!(line >= 1 && line <= lines.len(), "line {}", line);
+                }
+                Err(e) => proptest::prop_assert!(false, "{}", e),
+            }
+        }
+    }
 }
