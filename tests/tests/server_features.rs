@@ -165,6 +165,49 @@ fn config_rewrite_keeps_comments_and_order() {
     assert!(text.contains("slowlog-max-len 77"), "{text}");
 }
 
+/// `include` reads other config files in place, a pattern's matches in
+/// name order (a hidden file is not matched; no match is fine), and
+/// CONFIG REWRITE keeps the include lines, on both servers. datanode
+/// refused the directive and did not start.
+#[test]
+fn config_files_include_others_as_redis_reads_them() {
+    for kind in [Server::Redis, Server::Datanode] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let confd = dir.path().join("conf.d");
+        std::fs::create_dir_all(&confd).expect("conf.d");
+        std::fs::write(confd.join("b.conf"), "maxmemory 2mb\nhz 12\n").expect("b");
+        std::fs::write(confd.join("a.conf"), "maxmemory 1mb\nhz 11\n").expect("a");
+        std::fs::write(confd.join(".hidden.conf"), "hz 99\n").expect("hidden");
+        std::fs::write(dir.path().join("x.conf"), "slowlog-max-len 77\n").expect("x");
+        let conf = dir.path().join("node.conf");
+        let include = |p: std::path::PathBuf| format!("include \"{}\"\n", p.display());
+        let text = format!(
+            "maxmemory 5mb\n{}{}{}hz 13\n",
+            include(confd.join("*.conf")),
+            include(dir.path().join("none-*.conf")),
+            include(dir.path().join("x.conf")),
+        );
+        std::fs::write(&conf, &text).expect("node.conf");
+        let n = Node::start_with_config(kind, Some(&conf), &[]);
+        let mut c = n.conn();
+        let get = |c: &mut slotkv_tests::Conn, name: &str| c.text(&["CONFIG", "GET", name]);
+        assert!(
+            get(&mut c, "maxmemory").ends_with("$7\r\n2097152\r\n"),
+            "{kind:?}"
+        );
+        assert!(get(&mut c, "hz").ends_with("$2\r\n13\r\n"), "{kind:?}");
+        assert!(
+            get(&mut c, "slowlog-max-len").ends_with("$2\r\n77\r\n"),
+            "{kind:?}"
+        );
+        assert_eq!(c.text(&["CONFIG", "REWRITE"]), "+OK\r\n", "{kind:?}");
+        let rewritten = std::fs::read_to_string(&conf).expect("read");
+        for l in text.lines().filter(|l| l.starts_with("include")) {
+            assert!(rewritten.contains(l), "{kind:?}: {l} in {rewritten}");
+        }
+    }
+}
+
 #[test]
 fn idle_clients_are_closed_after_timeout() {
     let n = datanode(&["--timeout", "1"]);

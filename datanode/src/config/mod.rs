@@ -90,6 +90,124 @@ struct Line {
     args: Vec<String>,
 }
 
+/// The directives of a config file's text (`file` names it in errors).
+fn text_lines(file: &str, text: &str) -> Result<Vec<Line>, ConfigError> {
+    let mut lines = Vec::new();
+    for (no, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let Some(args) = split(t) else {
+            return Err(ConfigError::Bad {
+                file: file.to_string(),
+                line: no + 1,
+                text: t.into(),
+                reason: "Unbalanced quotes in configuration line".into(),
+            });
+        };
+        lines.push(Line {
+            file: file.to_string(),
+            no: no + 1,
+            text: t.into(),
+            args,
+        });
+    }
+    Ok(lines)
+}
+
+fn file_lines(file: &str) -> Result<Vec<Line>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Open(file.into(), e))?;
+    text_lines(file, &text)
+}
+
+/// Includes nested deeper than this are refused (redis-server recurses
+/// until its stack runs out).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// `lines` with each `include <path>` replaced by the directives of that
+/// file, in place, as redis-server reads them: a path with `*`, `?` or `[`
+/// is a pattern whose matching files are read in name order (none is
+/// fine: an empty conf.d), a plain path must open.
+fn with_includes(lines: Vec<Line>, depth: usize) -> Result<Vec<Line>, ConfigError> {
+    let mut out = Vec::with_capacity(lines.len());
+    for l in lines {
+        let include = l.args.len() == 2 && l.args[0].eq_ignore_ascii_case("include");
+        if !include {
+            out.push(l);
+            continue;
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            return Err(ConfigError::Bad {
+                file: l.file,
+                line: l.no,
+                text: l.text,
+                reason: format!("Includes nest more than {MAX_INCLUDE_DEPTH} deep"),
+            });
+        }
+        let path = &l.args[1];
+        let files = if path.contains(['*', '?', '[']) {
+            glob_files(path)
+        } else {
+            vec![path.clone()]
+        };
+        for f in files {
+            out.extend(with_includes(file_lines(&f)?, depth + 1)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The files a pattern names, as glob(3) finds them: each path component
+/// may be a pattern, a leading dot is matched only by a leading dot, and
+/// the matches come sorted.
+fn glob_files(pattern: &str) -> Vec<String> {
+    let absolute = pattern.starts_with('/');
+    let mut found = vec![if absolute {
+        "/".to_string()
+    } else {
+        String::new()
+    }];
+    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty()).collect();
+    for (k, part) in parts.iter().enumerate() {
+        let last = k + 1 == parts.len();
+        let mut next = Vec::new();
+        for base in &found {
+            let join = |name: &str| match base.as_str() {
+                "" => name.to_string(),
+                b if b.ends_with('/') => format!("{b}{name}"),
+                b => format!("{b}/{name}"),
+            };
+            if !part.contains(['*', '?', '[']) {
+                let p = join(part);
+                if std::path::Path::new(&p).exists() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let dir = if base.is_empty() { "." } else { base.as_str() };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') || part.starts_with('.'))
+                .filter(|n| crate::glob::glob_match(part.as_bytes(), n.as_bytes(), false))
+                .collect();
+            names.sort();
+            for n in names {
+                let p = join(&n);
+                if last || std::path::Path::new(&p).is_dir() {
+                    next.push(p);
+                }
+            }
+        }
+        found = next;
+    }
+    found
+}
+
 /// The directives of the command line, read as redis-server reads its
 /// arguments: `--name` starts a directive once the one before has a value
 /// (so `--port --loglevel` gives `port` the value `--loglevel`), other
@@ -176,34 +294,13 @@ impl Config {
         let mut i = 0;
         if let Some(first) = args.first() {
             if !first.starts_with("--") {
-                let text = if first == "-" {
+                if first == "-" {
                     let mut s = String::new();
                     std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
                         .map_err(|e| ConfigError::Open("-".into(), e))?;
-                    s
+                    lines = text_lines(first, &s)?;
                 } else {
-                    std::fs::read_to_string(first)
-                        .map_err(|e| ConfigError::Open(first.clone(), e))?
-                };
-                for (no, l) in text.lines().enumerate() {
-                    let t = l.trim();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let Some(args) = split(t) else {
-                        return Err(ConfigError::Bad {
-                            file: first.clone(),
-                            line: no + 1,
-                            text: t.into(),
-                            reason: "Unbalanced quotes in configuration line".into(),
-                        });
-                    };
-                    lines.push(Line {
-                        file: first.clone(),
-                        no: no + 1,
-                        text: t.into(),
-                        args,
-                    });
+                    lines = file_lines(first)?;
                 }
                 if first != "-" {
                     c.file =
@@ -213,6 +310,7 @@ impl Config {
             }
         }
         lines.extend(command_line(&args[i..]));
+        let lines = with_includes(lines, 0)?;
         let mut save_seen = false;
         for l in lines {
             c.apply_line(&l, &mut save_seen)?;
@@ -244,6 +342,10 @@ impl Config {
             }
             self.users.push(Directive::after_name(l));
             return Ok(());
+        }
+        // A well-formed include was read in its place (`with_includes`).
+        if canon == "include" {
+            return Err(bad("Bad directive or wrong number of arguments"));
         }
         if canon == "rename-command" {
             if l.args.len() != 3 {
@@ -716,5 +818,62 @@ mod tests {
                 Err(e) => proptest::prop_assert!(false, "{}", e),
             }
         }
+    }
+
+    /// `include` reads another file in place, as redis-server does: later
+    /// lines win over the included ones and the other way round, a
+    /// pattern reads its matches in name order (none is fine), a missing
+    /// plain file is fatal, an error inside an included file names it.
+    #[test]
+    fn include_reads_files_in_place() {
+        let dir = std::env::temp_dir().join(format!("slotkv-include-{}", std::process::id()));
+        let confd = dir.join("conf.d");
+        std::fs::create_dir_all(&confd).unwrap();
+        let main = dir.join("main.conf");
+        std::fs::write(confd.join("b.conf"), "maxmemory 2mb\nport 7002\n").unwrap();
+        std::fs::write(confd.join("a.conf"), "maxmemory 1mb\nport 7001\n").unwrap();
+        std::fs::write(confd.join(".hidden.conf"), "port 9999\n").unwrap();
+        std::fs::write(dir.join("x.conf"), "hz 20\n").unwrap();
+        std::fs::write(
+            &main,
+            format!(
+                "port 7000\ninclude {}/*.conf\nINCLUDE \"{}\"\ninclude {}/none-*.conf\nhz 30\n",
+                confd.display(),
+                dir.join("x.conf").display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let c = load(&[main.to_str().unwrap(), "--maxmemory", "3mb"]).unwrap();
+        assert_eq!(c.port(), 7002);
+        assert_eq!(c.value("maxmemory"), "3145728");
+        assert_eq!(c.value("hz"), "30");
+        let c = load(&[
+            main.to_str().unwrap(),
+            "--include",
+            dir.join("x.conf").to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(c.value("hz"), "20");
+        std::fs::write(&main, "include /nonexistent/slotkv.conf\n").unwrap();
+        let e = load(&[main.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("Fatal error, can't open config file '/nonexistent/slotkv.conf'"),
+            "{e}"
+        );
+        std::fs::write(confd.join("b.conf"), "port 7002\nappendfsync sometimes\n").unwrap();
+        std::fs::write(&main, format!("include {}/b.conf\n", confd.display())).unwrap();
+        let e = load(&[main.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("b.conf, at line 2"), "{e}");
+        std::fs::write(&main, format!("include {}\n", main.display())).unwrap();
+        let e = load(&[main.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("Includes nest more than 16 deep"), "{e}");
+        std::fs::write(&main, "include a b\n").unwrap();
+        let e = load(&[main.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(
+            e.contains("Bad directive or wrong number of arguments"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
