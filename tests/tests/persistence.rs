@@ -1066,17 +1066,7 @@ fn a_background_save_reports_its_progress() {
 #[test]
 fn a_write_sent_right_after_bgsave_is_not_in_its_file() {
     for kind in [Server::Redis, Server::Datanode] {
-        let n = Node::start(
-            kind,
-            &[
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "yes",
-            ],
-        );
+        let n = Node::start(kind, NO_DISK_DEBUG);
         let mut c = n.conn();
         for round in 0..5 {
             let before = format!("before{round}");
