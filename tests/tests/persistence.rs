@@ -296,6 +296,20 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// A `kind` node started with `args` on a copy of `from`'s AOF directory
+/// (its own, written at its first start, is replaced while it is stopped).
+fn start_on_aof_dir_of(kind: Server, args: &[&str], from: &Node) -> Node {
+    let mut n = Node::start(kind, args);
+    n.signal_and_wait("-TERM");
+    std::fs::remove_dir_all(n.path().join("appendonlydir")).ok();
+    copy_dir(
+        &from.path().join("appendonlydir"),
+        &n.path().join("appendonlydir"),
+    );
+    n.restart();
+    n
+}
+
 #[test]
 fn loads_an_aof_directory_written_by_redis_server() {
     // redis-server 7 writes an RDB-preamble base plus an incr file.
@@ -319,14 +333,7 @@ fn loads_an_aof_directory_written_by_redis_server() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().ends_with(".base.rdb"));
     assert!(base, "redis-server did not write an RDB base");
-    let mut d = Node::start(Server::Datanode, &["--appendonly", "yes", "--save", ""]);
-    d.signal_and_wait("-TERM");
-    std::fs::remove_dir_all(d.path().join("appendonlydir")).ok();
-    copy_dir(
-        &r.path().join("appendonlydir"),
-        &d.path().join("appendonlydir"),
-    );
-    d.restart();
+    let d = start_on_aof_dir_of(Server::Datanode, &["--appendonly", "yes", "--save", ""], &r);
     let mut dc = d.conn();
     assert_eq!(dc.text(&["GET", "after"]), "$7\r\nrewrite\r\n");
     assert_eq!(dc.text(&["DBSIZE"]), format!(":{}\r\n", 100 + 4));
@@ -349,14 +356,7 @@ fn our_rdb_preamble_aof_directory_loads_into_redis_server() {
     )
     .expect("base");
     assert!(base.starts_with(b"REDIS0010"), "an RDB preamble");
-    let mut r = Node::start(Server::Redis, &["--appendonly", "yes", "--save", ""]);
-    r.signal_and_wait("-TERM");
-    std::fs::remove_dir_all(r.path().join("appendonlydir")).ok();
-    copy_dir(
-        &d.path().join("appendonlydir"),
-        &r.path().join("appendonlydir"),
-    );
-    r.restart();
+    let r = start_on_aof_dir_of(Server::Redis, &["--appendonly", "yes", "--save", ""], &d);
     let mut rc = r.conn();
     assert_eq!(rc.text(&["GET", "after"]), "$7\r\nrewrite\r\n");
     assert_eq!(rc.text(&["DEL", "after"]), ":1\r\n");
@@ -390,14 +390,7 @@ fn an_aof_file_name_with_a_quote_survives_a_restart() {
     d.restart();
     assert_eq!(d.conn().text(&["GET", "k"]), "$1\r\nv\r\n");
     d.signal_and_wait("-TERM");
-    let mut r = Node::start(Server::Redis, &args);
-    r.signal_and_wait("-TERM");
-    std::fs::remove_dir_all(r.path().join("appendonlydir")).ok();
-    copy_dir(
-        &d.path().join("appendonlydir"),
-        &r.path().join("appendonlydir"),
-    );
-    r.restart();
+    let r = start_on_aof_dir_of(Server::Redis, &args, &d);
     assert_eq!(r.conn().text(&["GET", "k"]), "$1\r\nv\r\n");
 }
 
