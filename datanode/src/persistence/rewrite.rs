@@ -242,10 +242,8 @@ pub fn run(
     // One snapshot at a time: wait for a BGSAVE to finish (its starter
     // does not wait for that).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    if srv.log.snapshot_busy.load(Ordering::SeqCst) {
-        cut.taken();
-    }
     while srv.log.snapshot_busy.swap(true, Ordering::SeqCst) {
+        cut.taken();
         if std::time::Instant::now() > deadline {
             return Err("a background save kept the snapshot busy".into());
         }
