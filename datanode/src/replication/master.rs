@@ -660,15 +660,6 @@ fn join_batch(srv: &Arc<Shared>, id: u64, delay: u64) -> Arc<Batch> {
             let res = tokio::task::spawn_blocking(move || stream_snapshot(&srv2, &ids, &b2))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
-            // Worded as redis-server logs the end of its child's output.
-            let up = batch.readers.lock().len();
-            if up == 0 {
-                tracing::warn!("Diskless rdb transfer, last replica dropped, killing fork child.");
-            } else if res.is_ok() {
-                tracing::warn!(
-                    "Diskless rdb transfer, done reading from pipe, {up} replicas still up."
-                );
-            }
             batch.progress.send_modify(|p| match res {
                 Ok(()) => p.done = true,
                 Err(e) => p.failed = Some(e),
@@ -724,7 +715,12 @@ pub(super) fn stream_db_at_cut(srv: &Shared) -> u64 {
 
 /// A diskless batch's snapshot, written to its replicas as it is made.
 fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), String> {
-    begin_sync_snapshot(srv, || batch.readers.lock().is_empty())?;
+    if let Err(e) = begin_sync_snapshot(srv, || batch.readers.lock().is_empty()) {
+        if batch.readers.lock().is_empty() {
+            log_last_replica_dropped();
+        }
+        return Err(e);
+    }
     let now = crate::keyspace::now_ms();
     let stopped = std::cell::Cell::new(false);
     let mut out = PieceWriter {
@@ -758,9 +754,31 @@ fn stream_snapshot(srv: &Arc<Shared>, ids: &[u64], batch: &Batch) -> Result<(), 
             !stopped.get()
         },
     );
+    // Logged before the snapshot counts as ended, as redis-server logs
+    // before it reaps its child: whoever sees the save over finds the line.
+    let mut dropped_logged = false;
+    if batch.readers.lock().is_empty() {
+        log_last_replica_dropped();
+        dropped_logged = true;
+    }
     end_sync_snapshot(srv);
-    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
-    written.map_err(|e| e.to_string())
+    let res = std::io::Write::flush(&mut out)
+        .map_err(|e| e.to_string())
+        .and(written.map_err(|e| e.to_string()));
+    // Worded as redis-server logs the end of its child's output.
+    match batch.readers.lock().len() {
+        0 if !dropped_logged => log_last_replica_dropped(),
+        0 => {}
+        up if res.is_ok() => {
+            tracing::warn!("Diskless rdb transfer, done reading from pipe, {up} replicas still up.")
+        }
+        _ => {}
+    }
+    res
+}
+
+fn log_last_replica_dropped() {
+    tracing::warn!("Diskless rdb transfer, last replica dropped, killing fork child.");
 }
 
 /// At a snapshot's cut (every slot locked): makes sure this node's writes
