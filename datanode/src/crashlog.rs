@@ -5,10 +5,14 @@
 //! process. A panic (which kills only its task) is logged too, so a log
 //! file tells of it and not only the terminal.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Where reports go: the log file's descriptor, or standard output.
 static FD: AtomicI32 = AtomicI32::new(1);
+/// `crash-log-enabled`.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+/// `use-exit-on-panic`.
+static EXIT_ON_PANIC: AtomicBool = AtomicBool::new(false);
 
 const FATAL: [(libc::c_int, &str); 5] = [
     (libc::SIGSEGV, "SIGSEGV"),
@@ -43,6 +47,7 @@ pub fn init(logfile: &str) {
 /// actions back (a core dump, with no report), as redis-server switches
 /// them at CONFIG SET.
 pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
     for (sig, _) in FATAL {
         // SAFETY: a zeroed sigaction filled in here; the handler is an
         // `extern "C"` function that lives for the whole process.
@@ -60,6 +65,33 @@ pub fn set_enabled(on: bool) {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
+}
+
+/// `use-exit-on-panic`: how [`server_panic`] ends the process.
+pub fn set_exit_on_panic(on: bool) {
+    EXIT_ON_PANIC.store(on, Ordering::Relaxed);
+}
+
+/// A fatal state the server finds itself in (Redis's serverPanic: data
+/// that must not go on diverging, files it cannot write): the message,
+/// and with `crash-log-enabled` the stack, go to the log; then the
+/// process ends with status 1 under `use-exit-on-panic` (Redis's tests
+/// set it to get no core), by SIGABRT otherwise, without the signal's
+/// crash report on top of this one.
+pub fn server_panic(msg: &str) -> ! {
+    tracing::error!("Guru Meditation: {msg}");
+    if ENABLED.load(Ordering::Relaxed) {
+        let stack = std::backtrace::Backtrace::force_capture();
+        tracing::error!("------ STACK TRACE ------\n{stack}");
+    }
+    if EXIT_ON_PANIC.load(Ordering::Relaxed) {
+        std::process::exit(1);
+    }
+    // SAFETY: restores SIGABRT's default action before abort() raises it.
+    unsafe {
+        libc::signal(libc::SIGABRT, libc::SIG_DFL);
+    }
+    std::process::abort();
 }
 
 fn write_all(fd: libc::c_int, mut b: &[u8]) {

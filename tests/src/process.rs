@@ -356,18 +356,23 @@ impl Node {
 
     /// Waits (bounded) for the process to exit, e.g. after SHUTDOWN.
     pub fn wait_exit(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        self.wait_exit_status();
+    }
+
+    /// [`Node::wait_exit`], returning how the process ended (`None` if
+    /// it was not running).
+    pub fn wait_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
             }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("server did not exit in time");
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("server did not exit in time");
     }
 
     /// Starts this node's binary on its directory with `args` (while the

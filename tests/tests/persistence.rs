@@ -1584,7 +1584,14 @@ fn a_replica_that_cannot_persist_stops_unless_told_to_go_on() {
             "{kind:?}"
         );
         assert_eq!(m.text(&["SET", "k", "3"]), "+OK\r\n");
-        replica.wait_exit();
+        // Redis's panic: abort(), its own handlers removed first.
+        let status = replica.wait_exit_status();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.and_then(|s| s.signal()),
+            Some(libc::SIGABRT),
+            "{kind:?}: {status:?}"
+        );
         std::fs::remove_file(&flag).expect("flag");
         let log = replica.log();
         assert!(

@@ -1245,7 +1245,9 @@ fn an_error_in_the_masters_stream_is_critical_on_the_replica() {
             ),
             "{kind:?}"
         );
-        // Asked to, a read-only replica stops rather than diverge.
+        // Asked to, a read-only replica stops rather than diverge; with
+        // `use-exit-on-panic` (hidden, as Redis's tests set it) by
+        // exit(1) instead of SIGABRT.
         r.text(&["CONFIG", "SET", "replica-read-only", "yes"]);
         r.text(&[
             "CONFIG",
@@ -1253,8 +1255,31 @@ fn an_error_in_the_masters_stream_is_critical_on_the_replica() {
             "propagation-error-behavior",
             "panic-on-replicas",
         ]);
+        assert_eq!(
+            r.text(&["CONFIG", "SET", "use-exit-on-panic", "yes"]),
+            "+OK\r\n"
+        );
+        assert_eq!(
+            r.text(&["CONFIG", "GET", "use-exit-on-panic"]),
+            "*2\r\n$17\r\nuse-exit-on-panic\r\n$3\r\nyes\r\n"
+        );
+        assert!(
+            !r.text(&["CONFIG", "GET", "*"]).contains("exit-on-panic"),
+            "{kind:?}: hidden from patterns"
+        );
         m.text(&["DEBUG", "REPLICATE", "fake-command-2"]);
-        replica.wait_exit();
+        let status = replica.wait_exit_status();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "{kind:?}: {status:?}"
+        );
+        assert!(
+            replica
+                .log()
+                .contains("panicked sending an error to its master"),
+            "{kind:?}"
+        );
         assert_eq!(m.text(&["PING"]), "+PONG\r\n", "{kind:?}");
     }
 }

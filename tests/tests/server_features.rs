@@ -2517,7 +2517,13 @@ fn a_crash_leaves_its_stack_in_the_log() {
 
         let mut n = Node::start(kind, &quick);
         let _ = n.conn().cmd(&["DEBUG", "SEGFAULT"]);
-        n.wait_exit();
+        let status = n.wait_exit_status();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.and_then(|s| s.signal()),
+            Some(libc::SIGSEGV),
+            "{kind:?}: {status:?}"
+        );
         assert!(n.log().contains("STACK TRACE"), "{kind:?}: {}", n.log());
 
         let mut n = Node::start(kind, &quick);

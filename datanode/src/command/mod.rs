@@ -671,8 +671,7 @@ fn replica_disk_error(srv: &Shared, ping: bool) {
     use std::sync::atomic::{AtomicI64, Ordering};
     static LAST_LOG_MS: AtomicI64 = AtomicI64::new(0);
     if !ping && !srv.config.read().flag("replica-ignore-disk-write-errors") {
-        tracing::error!("Replica was unable to write command to disk.");
-        std::process::abort();
+        crate::crashlog::server_panic("Replica was unable to write command to disk.");
     }
     let now = crate::keyspace::now_ms();
     let last = LAST_LOG_MS.load(Ordering::Relaxed);

@@ -1134,7 +1134,13 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
     } else if eq_ic(sub, "CLUSTERLINK") && a.len() == 5 && eq_ic(a.get(2), "KILL") {
         debug_clusterlink_kill(ctx, a);
     } else if eq_ic(sub, "SEGFAULT") {
-        // Simulates a crash, as the cluster tutorial does.
+        // Simulates a crash, as the cluster tutorial does: redis-server
+        // writes through a bad pointer, so its report names SIGSEGV.
+        // SAFETY: raising a signal; its handler or default action ends
+        // the process.
+        unsafe {
+            libc::raise(libc::SIGSEGV);
+        }
         std::process::abort();
     } else if eq_ic(sub, "SLEEP") && a.len() == 3 {
         // Like Redis, the sleep holds the command (and its thread), so it

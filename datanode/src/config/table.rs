@@ -428,6 +428,7 @@ pub static SPECS: &[Spec] = &[
     s("cluster-allow-pubsubshard-when-down", Bool, false),
     s("crash-log-enabled", Bool, false),
     s("crash-memcheck-enabled", Bool, false),
+    s("use-exit-on-panic", Bool, false),
     s("disable-thp", Bool, true),
     s("replica-announced", Bool, false),
     s("aof-disable-auto-gc", Bool, false),
@@ -703,6 +704,7 @@ pub const HIDDEN: &[(&str, &str)] = &[
     ("rdb-key-save-delay", "0"),
     ("loading-process-events-interval-bytes", "2097152"),
     ("watchdog-period", "0"),
+    ("use-exit-on-panic", "no"),
 ];
 
 pub fn is_known(canon: &str) -> bool {

@@ -82,6 +82,7 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
         crate::keyspace::plist::set_fill(num("list-max-listpack-size"));
         crate::keyspace::plist::set_compress_depth(num("list-compress-depth"));
         crate::crashlog::set_enabled(c.flag("crash-log-enabled"));
+        crate::crashlog::set_exit_on_panic(c.flag("use-exit-on-panic"));
         crate::watchdog::set_period(
             num("watchdog-period").max(0) as u64,
             srv.hot.hz.load(Ordering::Relaxed) as u64,

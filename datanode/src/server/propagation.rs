@@ -51,11 +51,10 @@ pub fn error_reply(srv: &Shared, source: Source, reply: &[u8], cmd: &str) {
         }
     };
     if stop {
-        tracing::error!(
-            "This {from} panicked sending an error to its {to} after processing the command '{cmd}'"
-        );
         // What propagation-error-behavior asks for: no going on with data
         // that differs from its source.
-        std::process::abort();
+        crate::crashlog::server_panic(&format!(
+            "This {from} panicked sending an error to its {to} after processing the command '{cmd}'"
+        ));
     }
 }
