@@ -48,8 +48,11 @@ fn main() {
     if cfg.flag("set-proc-title") {
         datanode::proctitle::init();
     }
+    // Redis's four levels onto tracing's: what redis-server logs at
+    // LL_VERBOSE is `debug!` here, LL_DEBUG `trace!`.
     let level = match cfg.loglevel().as_str() {
-        "debug" => "debug",
+        "debug" => "trace",
+        "verbose" => "debug",
         "warning" => "warn",
         _ => "info",
     };

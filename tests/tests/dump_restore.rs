@@ -170,6 +170,14 @@ RESTORE k 0 x IDLETIME -1
 RESTORE k 0 x FREQ 300
 RESTORE k 0 x IDLETIME 1 FREQ 1
 RESTORE k abc x REPLACE
+DEBUG SET-SKIP-CHECKSUM-VALIDATION 1
+RESTORE k2 0 \"\\x00\\x01v\\n\\x00\\x11\\x22\\x33\\x44\\x55\\x66\\x77\\x88\"
+GET k2
+RESTORE k3 0 \"\\x00\\x01v\\x0b\\x00\\x11\\x22\\x33\\x44\\x55\\x66\\x77\\x88\"
+FUNCTION RESTORE \"\\xf5\\xc3\\x40\\x52\\n\\x00\\x11\\x22\\x33\\x44\\x55\\x66\\x77\\x88\"
+DEBUG SET-SKIP-CHECKSUM-VALIDATION 0
+RESTORE k4 0 \"\\x00\\x01v\\n\\x00\\x11\\x22\\x33\\x44\\x55\\x66\\x77\\x88\"
+EXISTS k4
 ";
     let errors = slotkv_tests::diff::Pair {
         redis: r,

@@ -402,8 +402,11 @@ fn a_cancelled_migration_leaves_everything_with_the_source() {
         src.text(&["CLUSTER", "CANCELSLOTMIGRATIONS"]),
         "-ERR No migrations ongoing\r\n"
     );
-    // What the target received is gone, there and on its replica.
-    assert_eq!(count_in(&c, to, range), 0);
+    // What the target received is gone (right after the job is marked
+    // failed), there and on its replica.
+    wait_until(Duration::from_secs(10), "the target drops them", || {
+        count_in(&c, to, range) == 0
+    });
     wait_until(Duration::from_secs(10), "the replica drops them", || {
         count_in(&c, target_replica, range) == 0
     });

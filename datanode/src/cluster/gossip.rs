@@ -797,7 +797,7 @@ impl State {
             }
             let delay = ping_delay.min(data_delay);
             if delay > timeout && !n.failing() {
-                tracing::debug!("*** NODE {id} possibly failing");
+                tracing::trace!("*** NODE {id} possibly failing");
                 if let Some(n) = self.nodes.get_mut(id) {
                     n.flags |= flags::PFAIL;
                 }

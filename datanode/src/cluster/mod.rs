@@ -458,7 +458,7 @@ async fn outbound<H: Host>(
             run_link(cluster, srv, c.link_id, sock, rx, written).await;
         }
         Ok(Err(e)) => {
-            tracing::debug!("Connection to {addr} failed: {e}");
+            tracing::trace!("Connection to {addr} failed: {e}");
             cluster.link_closed(&srv, c.link_id);
         }
         Err(_) => {

@@ -464,7 +464,13 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         crate::persistence::aof::FLUSH_SLEEP_US.store(us as u64, Ordering::Relaxed);
         ctx.r.ok();
     } else if eq_ic(sub, "CHANGE-REPL-ID") && n == 2 {
-        // Nothing replicates yet: there is no replication id to change.
+        tracing::warn!("Changing replication IDs after receiving DEBUG change-repl-id");
+        crate::replication::new_history(ctx.srv);
+        ctx.r.ok();
+    } else if eq_ic(sub, "SET-SKIP-CHECKSUM-VALIDATION") && n == 3 {
+        // As Redis reads it with atoi.
+        let on = atoi(a.get(2)) != 0;
+        crate::persistence::rdb::SKIP_CHECKSUM.store(on, Ordering::Relaxed);
         ctx.r.ok();
     } else if eq_ic(sub, "LISTPACK") && n == 3 {
         let key = a.get(2);

@@ -76,7 +76,14 @@ pub fn restore(ctx: &mut Ctx, a: &Args) {
                 .r
                 .error("ERR DUMP payload version or checksum are wrong")
         }
-        Err(RestoreError::Data(_)) => return ctx.r.error("ERR Bad data format"),
+        Err(RestoreError::Data(e)) => {
+            // At Redis's level (LL_VERBOSE) and in its words; an empty
+            // collection is refused without a word, as there.
+            if e != crate::persistence::rdb::object::DecodeError::EmptyKey {
+                tracing::debug!("Internal error in RDB reading offset 0 -> {e}");
+            }
+            return ctx.r.error("ERR Bad data format");
+        }
     };
     let events = ctx.events();
     let mut s = ctx.locks.key(key);

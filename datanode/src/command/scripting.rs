@@ -1371,7 +1371,8 @@ impl Host for RunHost<'_, '_> {
     fn log(&mut self, level: i64, msg: &[u8]) {
         let m = String::from_utf8_lossy(msg);
         match level {
-            0 | 1 => tracing::debug!("{m}"),
+            0 => tracing::trace!("{m}"),
+            1 => tracing::debug!("{m}"),
             2 => tracing::info!("{m}"),
             _ => tracing::warn!("{m}"),
         }

@@ -1186,6 +1186,8 @@ pub fn debug(ctx: &mut Ctx, a: &Args) {
                 "    Turn the background deletion of expired keys off or on.",
                 "SEGFAULT",
                 "    Crash the server at once.",
+                "SET-SKIP-CHECKSUM-VALIDATION <0|1>",
+                "    Take RESTORE payloads and RDB files whatever their checksum (1), or not (0).",
                 "SLEEP <seconds>",
                 "    Stop answering this connection for <seconds>.",
             ],

@@ -81,10 +81,11 @@ fn strerror_words(e: &std::io::Error) -> String {
 /// the trouble starts, as Redis logs it.
 pub fn aof_fsync_failed(srv: &Shared, e: &std::io::Error) {
     let reason = strerror_words(e);
+    // The reason first: a refusal seen once the flag is up names it.
+    *srv.stats.aof_fsync_error.lock() = Some(reason.clone());
     if !srv.hot.aof_fsync_block.swap(true, Ordering::Relaxed) {
         tracing::warn!("Fail to fsync the AOF file: {reason}");
     }
-    *srv.stats.aof_fsync_error.lock() = Some(reason);
 }
 
 /// An fsync of the AOF succeeded: an earlier failure is over.
@@ -247,8 +248,9 @@ pub fn drop_sync_file(srv: &Shared, replicas_waiting: bool) {
     {
         return;
     }
-    tracing::info!("Removing the RDB file used to feed replicas in a persistence-less instance");
+    // Removed before it is logged: whoever reads the line finds it gone.
     let _ = std::fs::remove_file(rdb_path(srv));
+    tracing::info!("Removing the RDB file used to feed replicas in a persistence-less instance");
 }
 
 /// The one snapshot at a time (`snapshot_busy`), held until dropped: a
@@ -706,8 +708,17 @@ fn library_error(e: String) -> rdb::file::RdbError {
     }
 }
 
-/// INFO's `rdb_last_load_keys_loaded` and `rdb_last_load_keys_expired`.
+/// INFO's `rdb_last_load_keys_loaded` and `rdb_last_load_keys_expired`,
+/// and the log line Redis ends a load with.
 fn count_loaded(srv: &Shared, loaded: &rdb::file::Loaded) {
+    let (n, expired, empty) = (loaded.keys, loaded.expired, loaded.empty_keys);
+    if empty > 0 {
+        tracing::warn!(
+            "Done loading RDB, keys loaded: {n}, keys expired: {expired}, empty keys skipped: {empty}."
+        );
+    } else {
+        tracing::info!("Done loading RDB, keys loaded: {n}, keys expired: {expired}.");
+    }
     let s = &srv.stats;
     s.rdb_last_load_keys_loaded
         .store(loaded.keys as u64, Ordering::Relaxed);

@@ -239,11 +239,14 @@ fn take(srv: &Arc<Shared>, batch: &DiskBatch) -> Result<SyncFile, String> {
         let len = file.metadata()?.len();
         Ok(SyncFile { file, len })
     });
-    end_sync_snapshot(srv);
+    // The outcome is recorded (and logged) before the save counts as
+    // over, as redis-server handles its child's end in one step.
     if opened.is_err() && batch.stopped.load(Ordering::SeqCst) {
         tracing::warn!("Background saving terminated: no replica waits for its snapshot");
+        end_sync_snapshot(srv);
         return Err("the snapshot was stopped".into());
     }
     crate::persistence::saved_for_sync(srv, opened.as_ref().err(), dirty, now);
+    end_sync_snapshot(srv);
     opened.map_err(|e| e.to_string())
 }

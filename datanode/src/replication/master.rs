@@ -1063,12 +1063,7 @@ fn free_idle_backlog(srv: &Shared, now_ms: i64) {
         active
     });
     if freed {
-        {
-            let mut st = srv.repl.state.lock();
-            st.replid = super::new_replid();
-            st.replid2 = super::NO_REPLID.to_string();
-            st.second_offset = -1;
-        }
+        super::new_history(srv);
         tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
     }
 }

@@ -25,6 +25,16 @@ pub fn new_replid() -> String {
 
 pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
 
+/// A new replication id with no previous one (Redis's
+/// changeReplicationId and clearReplicationId2): no replica can continue
+/// an earlier history here.
+pub fn new_history(srv: &crate::server::Shared) {
+    let mut st = srv.repl.state.lock();
+    st.replid = new_replid();
+    st.replid2 = NO_REPLID.to_string();
+    st.second_offset = -1;
+}
+
 /// The replica side's link to its master, as INFO and ROLE report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkState {

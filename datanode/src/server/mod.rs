@@ -349,7 +349,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             crate::persistence::aof::open(&loader)
                 .context("Fatal error loading the append only file")
         } else {
-            crate::persistence::load_rdb(&loader).context("Fatal error loading the DB")
+            crate::persistence::load_rdb(&loader)
+                .inspect_err(|e| {
+                    use crate::persistence::rdb::file::RdbError;
+                    // A file that reads wrong, as opposed to one that
+                    // cannot be read: worded as redis-server ends then.
+                    if matches!(e, RdbError::Corrupt { .. } | RdbError::Checksum { .. }) {
+                        tracing::warn!("{e}");
+                        tracing::warn!("Terminating server after rdb file reading failure.");
+                    }
+                })
+                .context("Fatal error loading the DB")
         }
     })
     .await;

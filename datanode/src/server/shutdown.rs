@@ -242,13 +242,14 @@ pub fn in_milliseconds(now_ms: i64) -> Option<i64> {
 /// all to have everything. False when SHUTDOWN ABORT ended the wait.
 async fn wait_for_replicas(srv: &Shared, timeout_s: i64, sig: &mut Signals) -> bool {
     crate::replication::master::request_acks(srv);
-    tracing::info!("Waiting for replicas before shutting down.");
     ABORTED.store(false, Ordering::SeqCst);
     WAITING.store(true, Ordering::SeqCst);
     DEADLINE_MS.store(
         crate::keyspace::now_ms() + timeout_s.saturating_mul(1000),
         Ordering::SeqCst,
     );
+    // Logged once INFO and SHUTDOWN ABORT see the wait.
+    tracing::info!("Waiting for replicas before shutting down.");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout_s as u64);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     let finished = loop {
@@ -299,6 +300,9 @@ fn exits_anyway(force: bool, anyway: &str, cannot: &str) -> bool {
         tracing::warn!("{anyway}");
         return true;
     }
+    // Over before it is logged (the caller clears it too): SHUTDOWN
+    // ABORT after these lines finds no shutdown in progress.
+    ASAP.store(false, Ordering::SeqCst);
     tracing::warn!("{cannot}");
     tracing::warn!("Errors trying to shut down the server. Check the logs for more information.");
     false

@@ -126,9 +126,7 @@ pub fn read_function_payload(p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     }
     let footer = &p[p.len() - 10..];
     let ver = u16::from_le_bytes([footer[0], footer[1]]);
-    if ver as u32 > RDB_VERSION as u32
-        || crc64::crc64(&p[..p.len() - 8]).to_le_bytes() != footer[2..]
-    {
+    if ver as u32 > RDB_VERSION as u32 || !super::payload_crc_ok(p) {
         return Err(BAD.into());
     }
     let body = &p[..p.len() - 10];
@@ -141,7 +139,7 @@ pub fn read_function_payload(p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
         let code = r
             .string()
-            .map_err(|_| "failed loading the given functions payload".to_string())?;
+            .map_err(|_| "Failed loading library payload".to_string())?;
         codes.push(code);
     }
     Ok(codes)
@@ -494,19 +492,7 @@ pub fn load(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, RdbError> {
 
 /// [`load`], also returning the replication state saved with the file.
 pub fn load_with_info(ks: &Keyspace, data: &[u8], now: i64) -> Result<Loaded, RdbError> {
-    let mut info = AuxRepl::default();
-    let (keys, expired, _) = load_inner(ks, data, now, &mut info)?;
-    let hidden = std::mem::take(&mut info.hidden);
-    let functions = std::mem::take(&mut info.functions);
-    let expired_keys = std::mem::take(&mut info.expired_keys);
-    Ok(Loaded {
-        keys,
-        expired,
-        expired_keys,
-        repl: info.into_info(),
-        hidden,
-        functions,
-    })
+    load_prefix(ks, data, now).map(|(l, _)| l)
 }
 
 /// What loading an RDB found.
@@ -522,6 +508,9 @@ pub struct Loaded {
     pub hidden: Vec<(u16, u16)>,
     /// Function libraries' code, for the caller to load.
     pub functions: Vec<Vec<u8>>,
+    /// Collections with no elements, skipped (Redis 7.0 skips them, as
+    /// older versions could write them).
+    pub empty_keys: usize,
 }
 
 /// The replication aux fields met while loading.
@@ -533,6 +522,7 @@ struct AuxRepl {
     hidden: Vec<(u16, u16)>,
     functions: Vec<Vec<u8>>,
     expired_keys: Vec<(usize, Vec<u8>)>,
+    empty_keys: usize,
 }
 
 impl AuxRepl {
@@ -558,6 +548,7 @@ pub fn load_prefix(ks: &Keyspace, data: &[u8], now: i64) -> Result<(Loaded, usiz
         keys,
         expired,
         expired_keys,
+        empty_keys: info.empty_keys,
         repl: info.into_info(),
         hidden,
         functions,
@@ -691,7 +682,22 @@ impl<'k> LoadState<'k> {
             OP_MODULE_AUX => return Err(DecodeError::Corrupt("module data (not supported)")),
             t => {
                 let key = r.string()?;
-                let v = read_value(r, t)?;
+                let v = match read_value(r, t) {
+                    Err(DecodeError::EmptyKey) => {
+                        // Skipped, as Redis 7.0 skips what older versions
+                        // could leave (logging the first ten).
+                        self.expire = None;
+                        repl.empty_keys += 1;
+                        if repl.empty_keys <= 10 {
+                            tracing::info!(
+                                "rdbLoadObject skipping empty key: {}",
+                                String::from_utf8_lossy(&key)
+                            );
+                        }
+                        return Ok(false);
+                    }
+                    v => v?,
+                };
                 match self.expire.take() {
                     // An AOF's preamble keeps them (see keyspace::loading).
                     Some(at) if at <= self.now && !crate::keyspace::loading() => {
@@ -731,7 +737,10 @@ fn check_trailer(
     let stored = u64::from_le_bytes(tail);
     if stored == 0 && checksums() {
         tracing::warn!("RDB file was saved with checksum disabled: no check performed.");
-    } else if stored != 0 && checksums() {
+    } else if stored != 0
+        && checksums()
+        && !super::SKIP_CHECKSUM.load(std::sync::atomic::Ordering::Relaxed)
+    {
         let computed = sum();
         if stored != computed {
             return Err(RdbError::Checksum { stored, computed });
@@ -882,6 +891,7 @@ impl<'k> StreamLoader<'k> {
             expired_keys: std::mem::take(&mut info.expired_keys),
             hidden: std::mem::take(&mut info.hidden),
             functions: std::mem::take(&mut info.functions),
+            empty_keys: info.empty_keys,
             repl: info.into_info(),
         })
     }

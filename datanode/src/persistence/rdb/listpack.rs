@@ -104,6 +104,11 @@ pub fn for_each(lp: &[u8], mut f: impl FnMut(&[u8])) -> Result<usize, DecodeErro
                 _ => return Err(Corrupt("listpack entry")),
             }
         };
+        // The size written backwards must be this entry's, or walking
+        // the listpack from its tail reads something else.
+        if !backlen_is(lp, p + size, size) {
+            return Err(Corrupt("listpack entry"));
+        }
         match int {
             Some(v) => f(ib.format(v).as_bytes()),
             None => f(data),
@@ -111,10 +116,25 @@ pub fn for_each(lp: &[u8], mut f: impl FnMut(&[u8])) -> Result<usize, DecodeErro
         n += 1;
         p += size + backlen_size(size);
     }
-    if p + 1 != lp.len() {
+    let count = u16::from_le_bytes([lp[4], lp[5]]);
+    if p + 1 != lp.len() || (count != u16::MAX && count as usize != n) {
         return Err(Corrupt("listpack end"));
     }
     Ok(n)
+}
+
+/// Whether the bytes at `at` are the back-length of an entry of `size`
+/// bytes, as `push_backlen` writes it (most significant group first).
+fn backlen_is(lp: &[u8], at: usize, size: usize) -> bool {
+    let n = backlen_size(size);
+    let Some(b) = lp.get(at..at + n) else {
+        return false;
+    };
+    b.iter().enumerate().all(|(k, &byte)| {
+        let i = n - 1 - k;
+        let group = ((size >> (7 * i)) & 127) as u8;
+        byte == if k == 0 { group } else { group | 128 }
+    })
 }
 
 /// Every element of a listpack, copied out.

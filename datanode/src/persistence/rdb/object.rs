@@ -37,12 +37,18 @@ pub const TYPE_SET_LISTPACK: u8 = 20;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("truncated data")]
+    #[error("Unexpected EOF reading RDB file")]
     Truncated,
-    #[error("unsupported value type {0}")]
+    #[error("Unknown RDB encoding type {0}")]
     UnknownType(u8),
-    #[error("corrupt {0}")]
+    /// Redis's words for the fault, where it has them (what its log says
+    /// when a RESTORE or a load meets it).
+    #[error("{0}")]
     Corrupt(&'static str),
+    /// A collection with no elements: RESTORE refuses it, loading a file
+    /// skips it (Redis 7.0's RDB_LOAD_ERR_EMPTY_KEY).
+    #[error("empty key")]
+    EmptyKey,
 }
 
 use DecodeError::*;
@@ -384,17 +390,22 @@ fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
     for _ in 0..nodes {
         let key = r.string()?;
         if key.len() != 16 {
-            return Err(Corrupt("stream node key"));
+            return Err(Corrupt(
+                "Stream node key entry is not the size of a stream ID",
+            ));
         }
-        let master = StreamId::from_be_bytes(&key).ok_or(Corrupt("stream node key"))?;
+        let master = StreamId::from_be_bytes(&key).ok_or(Corrupt(
+            "Stream node key entry is not the size of a stream ID",
+        ))?;
         let lp = r.string()?;
         sanitizing();
-        let node = Node::from_listpack(&lp, master).ok_or(Corrupt("stream listpack"))?;
+        let node = Node::from_listpack(&lp, master)
+            .ok_or(Corrupt("Stream listpack integrity check failed."))?;
         if node.count + node.deleted == 0 {
-            return Err(Corrupt("empty stream listpack"));
+            return Err(Corrupt("Empty listpack inside stream"));
         }
         if st.nodes.insert(master, node).is_some() {
-            return Err(Corrupt("stream node repeated"));
+            return Err(Corrupt("Listpack re-added with existing key"));
         }
     }
     st.length = r.length()? as u64;
@@ -413,7 +424,7 @@ fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
     }
     let live: u64 = st.nodes.values().map(|n| n.count).sum();
     if live != st.length {
-        return Err(Corrupt("stream length"));
+        return Err(Corrupt("Stream length inconsistent with rax entries"));
     }
     let groups = r.length()?;
     for _ in 0..groups {
@@ -440,7 +451,9 @@ fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
                 consumer: Vec::new(),
             };
             if g.pel.insert(id, p).is_some() {
-                return Err(Corrupt("stream PEL repeated"));
+                return Err(Corrupt(
+                    "Duplicated global PEL entry loading stream consumer group",
+                ));
             }
         }
         let consumers = r.length()?;
@@ -457,22 +470,24 @@ fn read_stream(r: &mut Reader, t: u8) -> Result<Stream, DecodeError> {
                 let p = g
                     .pel
                     .get_mut(&id)
-                    .ok_or(Corrupt("consumer PEL entry not in group"))?;
+                    .ok_or(Corrupt("Consumer entry not found in group global PEL"))?;
                 if !p.consumer.is_empty() {
-                    return Err(Corrupt("PEL entry owned twice"));
+                    return Err(Corrupt(
+                        "Duplicated consumer PEL entry loading a stream consumer group",
+                    ));
                 }
                 p.consumer = cname.clone();
                 c.pel.insert(id);
             }
             if g.consumers.insert(cname, c).is_some() {
-                return Err(Corrupt("consumer repeated"));
+                return Err(Corrupt("Duplicate stream consumer detected."));
             }
         }
         if g.pel.values().any(|p| p.consumer.is_empty()) {
-            return Err(Corrupt("group PEL entry without consumer"));
+            return Err(Corrupt("Stream CG PEL entry without consumer"));
         }
         if st.groups.insert(name, g).is_some() {
-            return Err(Corrupt("consumer group repeated"));
+            return Err(Corrupt("Duplicated consumer group name"));
         }
     }
     Ok(st)
@@ -522,7 +537,7 @@ impl<'a> Reader<'a> {
                     u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| Truncated)?),
                     false,
                 )),
-                _ => Err(Corrupt("length")),
+                _ => Err(Corrupt("Unknown length encoding in rdbLoadLen()")),
             },
             _ => Ok(((b & 0x3f) as u64, true)),
         }
@@ -530,15 +545,18 @@ impl<'a> Reader<'a> {
 
     pub fn length(&mut self) -> Result<usize, DecodeError> {
         match self.len_or_enc()? {
-            (n, false) => usize::try_from(n).map_err(|_| Corrupt("length")),
-            (_, true) => Err(Corrupt("length")),
+            (n, false) => {
+                usize::try_from(n).map_err(|_| Corrupt("Unknown length encoding in rdbLoadLen()"))
+            }
+            (_, true) => Err(Corrupt("Unknown length encoding in rdbLoadLen()")),
         }
     }
 
     pub fn string(&mut self) -> Result<Vec<u8>, DecodeError> {
         let (n, enc) = self.len_or_enc()?;
         if !enc {
-            let n = usize::try_from(n).map_err(|_| Corrupt("length"))?;
+            let n = usize::try_from(n)
+                .map_err(|_| Corrupt("Unknown length encoding in rdbLoadLen()"))?;
             return Ok(self.take(n)?.to_vec());
         }
         let mut b = itoa::Buffer::new();
@@ -556,9 +574,9 @@ impl<'a> Reader<'a> {
                 let clen = self.length()?;
                 let ulen = self.length()?;
                 let data = self.take(clen)?;
-                lzf::decompress(data, ulen).ok_or(Corrupt("compressed string"))
+                lzf::decompress(data, ulen).ok_or(Corrupt("Invalid LZF compressed string"))
             }
-            _ => Err(Corrupt("string encoding")),
+            _ => Err(Corrupt("Unknown RDB string encoding type")),
         }
     }
 
@@ -623,16 +641,32 @@ pub fn ziplist_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     if total != z.len() {
         return Err(bad());
     }
+    let tail = u32::from_le_bytes([z[4], z[5], z[6], z[7]]) as usize;
+    let count = u16::from_le_bytes([z[8], z[9]]);
     let mut p = 10;
     let mut out = Vec::new();
     let mut b = itoa::Buffer::new();
+    // Each entry states the size of the one before it: checked, as
+    // Redis's ziplistValidateIntegrity does, since nothing else would
+    // catch a ziplist that reads differently backwards.
+    let (mut prev_size, mut last) = (0usize, None);
     loop {
+        let start = p;
         let first = *z.get(p).ok_or_else(bad)?;
         if first == 0xFF {
             break;
         }
-        // Skip the previous entry's length (1 or 5 bytes).
-        p += if first < 254 { 1 } else { 5 };
+        let stated = if first < 254 {
+            p += 1;
+            first as usize
+        } else {
+            let raw = z.get(p + 1..p + 5).ok_or_else(bad)?;
+            p += 5;
+            u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize
+        };
+        if stated != prev_size {
+            return Err(bad());
+        }
         let e = *z.get(p).ok_or_else(bad)?;
         let get = |from: usize, n: usize| z.get(from..from + n).ok_or_else(bad);
         let (value, size): (Vec<u8>, usize) = match e >> 6 {
@@ -690,21 +724,29 @@ pub fn ziplist_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
         };
         out.push(value);
         p += size;
+        prev_size = p - start;
+        last = Some(start);
+    }
+    let count_ok = count == u16::MAX || count as usize == out.len();
+    if p + 1 != z.len() || !count_ok || last.is_some_and(|l| l != tail) || tail >= z.len() {
+        return Err(bad());
     }
     Ok(out)
 }
 
+const BAD_INTSET: &str = "Intset integrity check failed.";
+
 /// An intset's width in bytes and its members.
 fn intset_members(s: &[u8]) -> Result<(u8, Vec<i64>), DecodeError> {
     if s.len() < 8 {
-        return Err(Corrupt("intset"));
+        return Err(Corrupt(BAD_INTSET));
     }
     let enc = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
     let n = u32::from_le_bytes([s[4], s[5], s[6], s[7]]) as usize;
     if !matches!(enc, 2 | 4 | 8) || s.len() != 8 + enc * n {
-        return Err(Corrupt("intset"));
+        return Err(Corrupt(BAD_INTSET));
     }
-    let members = s[8..]
+    let members: Vec<i64> = s[8..]
         .chunks(enc)
         .map(|c| match enc {
             2 => i16::from_le_bytes([c[0], c[1]]) as i64,
@@ -712,6 +754,10 @@ fn intset_members(s: &[u8]) -> Result<(u8, Vec<i64>), DecodeError> {
             _ => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
         })
         .collect();
+    // Sorted, each member once: what an intset is (Redis's deep check).
+    if members.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Corrupt(BAD_INTSET));
+    }
     Ok((enc as u8, members))
 }
 
@@ -721,8 +767,8 @@ fn score_of(b: &[u8]) -> Result<f64, DecodeError> {
 
 /// Reads one value of type `t`.
 pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
-    Ok(match t {
-        TYPE_STRING => Value::string(&r.string()?),
+    let v = match t {
+        TYPE_STRING => return Ok(Value::string(&r.string()?)),
         TYPE_LIST => {
             let n = r.length()?;
             let mut l = PackedList::new();
@@ -736,69 +782,78 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             let mut l = PackedList::new();
             for _ in 0..nodes {
                 let container = r.length()?;
-                let data = r.string()?;
-                match container {
-                    1 => l.push_back(&data),
-                    2 => {
-                        sanitizing();
-                        let mut node = plist::Node::default();
-                        listpack::for_each(&data, |e| node.push(e))?;
-                        l.push_node(node);
-                    }
-                    _ => return Err(Corrupt("quicklist node")),
+                if !matches!(container, 1 | 2) {
+                    return Err(Corrupt("Quicklist integrity check failed."));
                 }
+                let data = r.string()?;
+                if data.is_empty() {
+                    return Err(Corrupt("Quicklist node of no bytes"));
+                }
+                if container == 1 {
+                    l.push_back(&data);
+                    continue;
+                }
+                sanitizing();
+                let mut node = plist::Node::default();
+                integrity(
+                    listpack::for_each(&data, |e| node.push(e)),
+                    "Listpack integrity check failed.",
+                )?;
+                // An empty node is skipped, as Redis skips it.
+                l.push_node(node);
             }
             Value::List(Box::new(l))
         }
         TYPE_LIST_ZIPLIST => {
-            let e = ziplist_entries(&r.string()?)?;
+            let e = integrity(
+                ziplist_entries(&r.string()?),
+                "List ziplist integrity check failed.",
+            )?;
             Value::List(Box::new(e.iter().map(|x| x.as_slice()).collect()))
         }
         TYPE_LIST_QUICKLIST => {
             let nodes = r.length()?;
             let mut l = PackedList::new();
             for _ in 0..nodes {
-                ziplist_entries(&r.string()?)?
-                    .iter()
-                    .for_each(|e| l.push_back(e));
+                integrity(
+                    ziplist_entries(&r.string()?),
+                    "Ziplist integrity check failed.",
+                )?
+                .iter()
+                .for_each(|e| l.push_back(e));
             }
             Value::List(Box::new(l))
         }
         TYPE_ZSET_ZIPLIST => {
-            let e = ziplist_entries(&r.string()?)?;
-            if e.len() % 2 != 0 {
-                return Err(Corrupt("zset ziplist"));
-            }
-            let mut z = ZSetObj::default();
-            for pair in e.chunks(2) {
-                z.insert(&pair[0], score_of(&pair[1])?);
-            }
-            Value::ZSet(Box::new(z))
+            const BAD: &str = "Zset ziplist integrity check failed.";
+            let e = integrity(ziplist_entries(&r.string()?), BAD)?;
+            Value::ZSet(Box::new(zset_of_pairs(&e, BAD)?))
         }
         TYPE_HASH_ZIPMAP => {
-            let e = zipmap_entries(&r.string()?)?;
+            let e = integrity(
+                zipmap_entries(&r.string()?),
+                "Zipmap integrity check failed.",
+            )?;
             let mut h = HashObj::default();
             for pair in e.chunks(2) {
-                h.set(&pair[0], &pair[1]);
+                if !h.set(&pair[0], &pair[1]) {
+                    return Err(Corrupt("Hash zipmap with dup elements, or big length"));
+                }
             }
             Value::Hash(Box::new(h))
         }
         TYPE_HASH_ZIPLIST => {
-            let e = ziplist_entries(&r.string()?)?;
-            if e.len() % 2 != 0 {
-                return Err(Corrupt("hash ziplist"));
-            }
-            let mut h = HashObj::default();
-            for pair in e.chunks(2) {
-                h.set(&pair[0], &pair[1]);
-            }
-            Value::Hash(Box::new(h))
+            const BAD: &str = "Hash ziplist integrity check failed.";
+            let e = integrity(ziplist_entries(&r.string()?), BAD)?;
+            Value::Hash(Box::new(hash_of_pairs(&e, BAD)?))
         }
         TYPE_SET => {
             let n = r.length()?;
             let mut s = SetObj::default();
             for _ in 0..n {
-                s.add(&r.string()?);
+                if !s.add(&r.string()?) {
+                    return Err(Corrupt("Duplicate set members detected"));
+                }
             }
             Value::Set(Box::new(s))
         }
@@ -818,9 +873,12 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             Value::Set(Box::new(s))
         }
         TYPE_SET_LISTPACK => {
+            const BAD: &str = "Set listpack integrity check failed.";
             let mut s = SetObj::default();
-            for m in listpack::entries(&r.string()?)? {
-                s.add(&m);
+            for m in integrity(listpack::entries(&r.string()?), BAD)? {
+                if !s.add(&m) {
+                    return Err(Corrupt(BAD));
+                }
             }
             Value::Set(Box::new(s))
         }
@@ -843,25 +901,19 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
                     }
                 };
                 if score.is_nan() {
-                    return Err(Corrupt("score"));
+                    return Err(Corrupt("Zset with NAN score detected"));
                 }
                 pairs.push((SBytes::new(&m), score));
             }
-            let z = ZSetObj::from_pairs(pairs).ok_or(Corrupt("duplicate sorted set member"))?;
+            let z = ZSetObj::from_pairs(pairs).ok_or(Corrupt("Duplicate zset fields detected"))?;
             Value::ZSet(Box::new(z))
         }
         TYPE_ZSET_LISTPACK => {
+            const BAD: &str = "Zset listpack integrity check failed.";
             let data = r.string()?;
             sanitizing();
-            let e = listpack::entries(&data)?;
-            if e.len() % 2 != 0 {
-                return Err(Corrupt("zset listpack"));
-            }
-            let mut z = ZSetObj::default();
-            for pair in e.chunks(2) {
-                z.insert(&pair[0], score_of(&pair[1])?);
-            }
-            Value::ZSet(Box::new(z))
+            let e = integrity(listpack::entries(&data), BAD)?;
+            Value::ZSet(Box::new(zset_of_pairs(&e, BAD)?))
         }
         TYPE_HASH => {
             let n = r.length()?;
@@ -869,28 +921,76 @@ pub fn read_value(r: &mut Reader, t: u8) -> Result<Value, DecodeError> {
             for _ in 0..n {
                 let f = r.string()?;
                 let v = r.string()?;
-                h.set(&f, &v);
+                if !h.set(&f, &v) {
+                    return Err(Corrupt("Duplicate hash fields detected"));
+                }
             }
             Value::Hash(Box::new(h))
         }
         TYPE_HASH_LISTPACK => {
+            const BAD: &str = "Hash listpack integrity check failed.";
             let data = r.string()?;
             sanitizing();
-            let e = listpack::entries(&data)?;
-            if e.len() % 2 != 0 {
-                return Err(Corrupt("hash listpack"));
-            }
-            let mut h = HashObj::default();
-            for pair in e.chunks(2) {
-                h.set(&pair[0], &pair[1]);
-            }
-            Value::Hash(Box::new(h))
+            let e = integrity(listpack::entries(&data), BAD)?;
+            Value::Hash(Box::new(hash_of_pairs(&e, BAD)?))
         }
         TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 => {
-            Value::Stream(Box::new(read_stream(r, t)?))
+            // A stream with no entries is a key of its own (XADD … then
+            // XDEL, or XGROUP CREATE … MKSTREAM).
+            return Ok(Value::Stream(Box::new(read_stream(r, t)?)));
         }
         other => return Err(UnknownType(other)),
-    })
+    };
+    if collection_len(&v) == 0 {
+        return Err(EmptyKey);
+    }
+    Ok(v)
+}
+
+/// A packed container's fault, named as Redis names it for its type.
+fn integrity<T>(res: Result<T, DecodeError>, what: &'static str) -> Result<T, DecodeError> {
+    res.map_err(|_| Corrupt(what))
+}
+
+/// Field/value pairs of a packed hash: an even count, no field twice
+/// (datanode checks what Redis checks under deep sanitization, always).
+fn hash_of_pairs(e: &[Vec<u8>], bad: &'static str) -> Result<HashObj, DecodeError> {
+    if !e.len().is_multiple_of(2) {
+        return Err(Corrupt(bad));
+    }
+    let mut h = HashObj::default();
+    for pair in e.chunks(2) {
+        if !h.set(&pair[0], &pair[1]) {
+            return Err(Corrupt(bad));
+        }
+    }
+    Ok(h)
+}
+
+/// Member/score pairs of a packed sorted set, checked as [`hash_of_pairs`].
+fn zset_of_pairs(e: &[Vec<u8>], bad: &'static str) -> Result<ZSetObj, DecodeError> {
+    if !e.len().is_multiple_of(2) {
+        return Err(Corrupt(bad));
+    }
+    let mut z = ZSetObj::default();
+    for pair in e.chunks(2) {
+        let score = score_of(&pair[1]).map_err(|_| Corrupt(bad))?;
+        if z.insert(&pair[0], score).is_some() {
+            return Err(Corrupt(bad));
+        }
+    }
+    Ok(z)
+}
+
+/// Elements of a list, set, sorted set or hash.
+fn collection_len(v: &Value) -> usize {
+    match v {
+        Value::List(l) => l.len(),
+        Value::Set(s) => s.len(),
+        Value::ZSet(z) => z.len(),
+        Value::Hash(h) => h.len(),
+        _ => 1,
+    }
 }
 
 /// `sanitize-dump-payload`: 0 no, 1 yes, 2 clients (set from the config).
@@ -960,20 +1060,17 @@ pub fn undump(p: &[u8]) -> Result<Value, RestoreError> {
     }
     let (body, footer) = p.split_at(p.len() - 10);
     let ver = u16::from_le_bytes([footer[0], footer[1]]);
-    let crc = u64::from_le_bytes(
-        footer[2..10]
-            .try_into()
-            .map_err(|_| RestoreError::Envelope)?,
-    );
     // A payload newer than what we understand is refused, as Redis does.
-    if ver > RDB_VERSION || super::crc64::crc64(&p[..p.len() - 8]) != crc {
+    if ver > RDB_VERSION || !super::payload_crc_ok(p) {
         return Err(RestoreError::Envelope);
     }
     let mut r = Reader::new(body);
     let t = r.byte().map_err(RestoreError::Data)?;
     let v = read_value(&mut r, t).map_err(RestoreError::Data)?;
     if r.pos != body.len() {
-        return Err(RestoreError::Data(Corrupt("trailing bytes")));
+        return Err(RestoreError::Data(Corrupt(
+            "Trailing bytes after the value",
+        )));
     }
     Ok(v)
 }
@@ -1061,8 +1158,9 @@ mod tests {
     /// Builds a ziplist from raw entries (encoding + data, no prevlen).
     fn ziplist(entries: &[&[u8]]) -> Vec<u8> {
         let mut body = Vec::new();
-        let mut prev = 0usize;
+        let (mut prev, mut tail) = (0usize, 10usize);
         for e in entries {
+            tail = 10 + body.len();
             body.push(prev as u8);
             body.extend_from_slice(e);
             prev = e.len() + 1;
@@ -1070,7 +1168,7 @@ mod tests {
         let mut z = Vec::new();
         let total = 10 + body.len() + 1;
         z.extend_from_slice(&(total as u32).to_le_bytes());
-        z.extend_from_slice(&0u32.to_le_bytes());
+        z.extend_from_slice(&(tail as u32).to_le_bytes());
         z.extend_from_slice(&(entries.len() as u16).to_le_bytes());
         z.extend_from_slice(&body);
         z.push(0xFF);
