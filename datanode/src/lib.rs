@@ -15,6 +15,7 @@ pub mod geohash;
 pub mod glob;
 pub mod hugepages;
 pub mod keyspace;
+pub mod loglevel;
 pub mod memory;
 pub mod net;
 pub mod persistence;

@@ -22,6 +22,54 @@ fn daemonize() {
     }
 }
 
+/// The log: standard output or `logfile`, at `loglevel` (RUST_LOG, when
+/// set, chooses the filter instead, and CONFIG SET loglevel leaves it).
+fn init_logging(logfile: &str, loglevel: &str) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{reload, EnvFilter};
+    let writer = if logfile.is_empty() {
+        BoxMakeWriter::new(std::io::stdout)
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logfile)
+        {
+            Ok(f) => BoxMakeWriter::new(std::sync::Mutex::new(f)),
+            Err(e) => {
+                eprintln!("Can't open the log file: {logfile}: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
+    macro_rules! fmt_layer {
+        () => {
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(writer)
+        };
+    }
+    match EnvFilter::try_from_default_env() {
+        Ok(filter) => tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt_layer!())
+            .init(),
+        Err(_) => {
+            let level = datanode::loglevel::filter_for(loglevel);
+            let (filter, handle) = reload::Layer::new(EnvFilter::new(level));
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(fmt_layer!())
+                .init();
+            datanode::loglevel::install(move |l| {
+                let _ = handle.reload(EnvFilter::new(l));
+            });
+        }
+    }
+}
+
 fn main() {
     #[cfg(not(target_env = "msvc"))]
     datanode::memory::CountingJemalloc::mark_installed();
@@ -48,36 +96,8 @@ fn main() {
     if cfg.flag("set-proc-title") {
         datanode::proctitle::init();
     }
-    // Redis's four levels onto tracing's: what redis-server logs at
-    // LL_VERBOSE is `debug!` here, LL_DEBUG `trace!`.
-    let level = match cfg.loglevel().as_str() {
-        "debug" => "trace",
-        "verbose" => "debug",
-        "warning" => "warn",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logfile = cfg.logfile();
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(false);
-    if logfile.is_empty() {
-        fmt.init();
-    } else {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&logfile)
-        {
-            Ok(f) => fmt.with_writer(std::sync::Mutex::new(f)).init(),
-            Err(e) => {
-                eprintln!("Can't open the log file: {logfile}: {e}");
-                std::process::exit(1);
-            }
-        }
-    }
+    init_logging(&logfile, &cfg.loglevel());
     datanode::crashlog::init(&logfile);
     if cfg.daemonize() {
         daemonize();

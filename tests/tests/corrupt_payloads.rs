@@ -350,3 +350,34 @@ fn a_corrupt_value_in_an_rdb_file_stops_the_server_with_redis_words() {
         }
     }
 }
+
+/// `loglevel` set at run time applies at once: a RESTORE's fault, logged
+/// at Redis's verbose level, is absent at `notice` and present once
+/// CONFIG SET has lowered the level. (datanode fixed its level at start.)
+#[test]
+fn config_set_loglevel_changes_what_is_logged() {
+    let bad = payload(&packed(HASH_ZIPLIST, &ziplist(&["a", "1", "a", "2"])));
+    let words = "Hash ziplist integrity check failed.";
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--loglevel", "notice"]);
+        let mut c = n.conn();
+        let restore = |c: &mut slotkv_tests::Conn| {
+            let cmd: Vec<Vec<u8>> = vec![
+                b"RESTORE".to_vec(),
+                b"h".to_vec(),
+                b"0".to_vec(),
+                bad.clone(),
+            ];
+            c.cmd(&cmd).expect("reply").raw
+        };
+        assert_eq!(restore(&mut c), b"-ERR Bad data format\r\n");
+        assert!(!n.log().contains(words), "{kind:?}: logged at notice");
+        assert_eq!(c.text(&["CONFIG", "SET", "loglevel", "verbose"]), "+OK\r\n");
+        assert_eq!(restore(&mut c), b"-ERR Bad data format\r\n");
+        assert!(n.log().contains(words), "{kind:?}: not logged at verbose");
+        assert_eq!(c.text(&["CONFIG", "SET", "loglevel", "warning"]), "+OK\r\n");
+        let before = n.log().matches(words).count();
+        restore(&mut c);
+        assert_eq!(n.log().matches(words).count(), before, "{kind:?}");
+    }
+}

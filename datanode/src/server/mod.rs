@@ -61,6 +61,9 @@ pub fn apply_config_change(srv: &Arc<Shared>, changed: &[String]) {
     if changed.iter().any(|c| c == "proc-title-template") {
         set_proc_title(srv);
     }
+    if changed.iter().any(|c| c == "loglevel") {
+        crate::loglevel::set(&srv.config.read().loglevel());
+    }
     {
         use crate::persistence::rdb::{KEY_LOAD_DELAY, KEY_SAVE_DELAY};
         let c = srv.config.read();
