@@ -381,3 +381,55 @@ fn config_set_loglevel_changes_what_is_logged() {
         assert_eq!(n.log().matches(words).count(), before, "{kind:?}");
     }
 }
+
+/// A stream entry's trailing element count (what a backward walk reads)
+/// or an element's back-length that does not match: refused under deep
+/// checks with Redis's words, as redis-server refuses it. The payload is
+/// redis-server's own DUMP with one byte changed.
+#[test]
+fn a_stream_entry_with_a_wrong_count_is_refused_as_redis_refuses_it() {
+    let r = Node::start(Server::Redis, &["--save", ""]);
+    let mut rc = r.conn();
+    assert!(rc.text(&["XADD", "s", "1-1", "f", "v"]).starts_with('$'));
+    let good = match rc.cmd(&["DUMP", "s"]).expect("DUMP").tree {
+        slotkv_tests::Reply::Scalar(b'$', p) => p,
+        other => panic!("DUMP: {other:?}"),
+    };
+    // The node's listpack ends with the entry's count (3 + 1 value, as a
+    // one-byte integer), its back-length, and the end byte.
+    let at = good
+        .windows(3)
+        .position(|w| w == [0x04, 0x01, 0xFF])
+        .expect("the entry's count");
+    let with = |i: usize, b: u8| {
+        let mut v = good[..good.len() - 10].to_vec();
+        v[i] = b;
+        payload(&v)
+    };
+    let bad = [with(at, 0x05), with(at + 1, 0x02)];
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", "", "--loglevel", "verbose"]);
+        let mut c = n.conn();
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "sanitize-dump-payload", "yes"]),
+            "+OK\r\n"
+        );
+        let restore = |c: &mut slotkv_tests::Conn, key: &str, p: &[u8]| {
+            let cmd: Vec<Vec<u8>> = vec![
+                b"RESTORE".to_vec(),
+                key.as_bytes().to_vec(),
+                b"0".to_vec(),
+                p.to_vec(),
+            ];
+            c.cmd(&cmd).expect("reply").raw
+        };
+        assert_eq!(restore(&mut c, "ok", &good), b"+OK\r\n", "{kind:?}");
+        for (i, p) in bad.iter().enumerate() {
+            let reply = restore(&mut c, &format!("bad{i}"), p);
+            assert_eq!(reply, b"-ERR Bad data format\r\n", "{kind:?} {i}");
+        }
+        let log = n.log();
+        let words = "Stream listpack integrity check failed.";
+        assert_eq!(log.matches(words).count(), 2, "{kind:?}: {log}");
+    }
+}

@@ -252,6 +252,20 @@ pub(crate) fn push_backlen(out: &mut Vec<u8>, size: usize) {
     }
 }
 
+/// Whether the bytes at `at` are the back-length of an entry of `size`
+/// bytes, as [`push_backlen`] writes it (most significant group first).
+pub(crate) fn backlen_is(lp: &[u8], at: usize, size: usize) -> bool {
+    let n = backlen_size(size);
+    let Some(b) = lp.get(at..at + n) else {
+        return false;
+    };
+    b.iter().enumerate().all(|(k, &byte)| {
+        let i = n - 1 - k;
+        let group = ((size >> (7 * i)) & 127) as u8;
+        byte == if k == 0 { group } else { group | 128 }
+    })
+}
+
 /// Appends a listpack string header for `len` bytes.
 pub(crate) fn push_str_header(out: &mut Vec<u8>, len: usize) {
     match header_len(len) {

@@ -156,7 +156,10 @@ pub fn read_elem(b: &[u8], p: usize) -> Option<(Elem<'_>, usize)> {
 fn read_lp_elem(b: &[u8], p: usize) -> Option<(Elem<'_>, usize, usize)> {
     let (elem, size) = decode(b, p)?;
     let next = p + size + backlen_size(size);
-    (next <= b.len()).then_some((elem, size, next))
+    // The size written backwards must be this element's: Redis walks
+    // entries from the tail with it.
+    (next <= b.len() && crate::keyspace::plist::backlen_is(b, p + size, size))
+        .then_some((elem, size, next))
 }
 
 /// The element at `p` and its size, back-length not included.
@@ -437,7 +440,16 @@ impl Node {
                     q = next;
                 }
             }
-            let (_lp_count, next) = read_elem(b, q)?;
+            // The entry's element count, which backward walks rely on.
+            let (lp_count, next) = read_elem(b, q)?;
+            let expected = if flags & SAMEFIELDS != 0 {
+                3 + fields.len()
+            } else {
+                4 + 2 * fields.len()
+            };
+            if lp_count.int()? != expected as i64 {
+                return None;
+            }
             p = next;
             let e = EntryRef {
                 id,

@@ -7,7 +7,7 @@
 //! so the list can be walked from either end.
 
 use super::object::DecodeError::{self, Corrupt, Truncated};
-use crate::keyspace::plist::{backlen_size, push_backlen};
+use crate::keyspace::plist::{backlen_is, backlen_size, push_backlen};
 
 const HEADER: usize = 6;
 const END: u8 = 0xFF;
@@ -121,20 +121,6 @@ pub fn for_each(lp: &[u8], mut f: impl FnMut(&[u8])) -> Result<usize, DecodeErro
         return Err(Corrupt("listpack end"));
     }
     Ok(n)
-}
-
-/// Whether the bytes at `at` are the back-length of an entry of `size`
-/// bytes, as `push_backlen` writes it (most significant group first).
-fn backlen_is(lp: &[u8], at: usize, size: usize) -> bool {
-    let n = backlen_size(size);
-    let Some(b) = lp.get(at..at + n) else {
-        return false;
-    };
-    b.iter().enumerate().all(|(k, &byte)| {
-        let i = n - 1 - k;
-        let group = ((size >> (7 * i)) & 127) as u8;
-        byte == if k == 0 { group } else { group | 128 }
-    })
 }
 
 /// Every element of a listpack, copied out.

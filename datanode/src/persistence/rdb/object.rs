@@ -626,7 +626,8 @@ pub fn zipmap_entries(z: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
         out.push(z.get(p..p + vlen).ok_or_else(bad)?.to_vec());
         p += vlen + free;
     }
-    if p + 1 != z.len() {
+    // An empty zipmap is refused, as Redis's check refuses it.
+    if p + 1 != z.len() || out.is_empty() {
         return Err(bad());
     }
     Ok(out)
