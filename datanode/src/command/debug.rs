@@ -279,6 +279,12 @@ fn protocol(ctx: &mut Ctx, t: &[u8]) {
 }
 
 /// jemalloc's mallctl: read a value, or write one when given.
+/// jemalloc's error code in strerror's words, as Redis replies.
+fn mallctl_failed(ctx: &mut Ctx, rc: libc::c_int) {
+    let e = std::io::Error::from_raw_os_error(rc);
+    ctx.r.error(&format!("ERR {}", crate::util::strerror(&e)));
+}
+
 fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
     let name = match std::ffi::CString::new(a.get(2)) {
         Ok(n) => n,
@@ -299,7 +305,7 @@ fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
             return if rc == 0 {
                 ctx.r.ok()
             } else {
-                ctx.r.error(&format!("ERR mallctl failed: {rc}"))
+                mallctl_failed(ctx, rc)
             };
         }
         let mut out: *const libc::c_char = std::ptr::null();
@@ -315,7 +321,7 @@ fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
             )
         };
         if rc != 0 || out.is_null() {
-            return ctx.r.error(&format!("ERR mallctl failed: {rc}"));
+            return mallctl_failed(ctx, rc);
         }
         // SAFETY: jemalloc returned a NUL-terminated static string.
         let s = unsafe { std::ffi::CStr::from_ptr(out) };
@@ -349,7 +355,7 @@ fn mallctl(ctx: &mut Ctx, a: &Args, as_str: bool) {
         )
     };
     if rc != 0 {
-        return ctx.r.error(&format!("ERR mallctl failed: {rc}"));
+        return mallctl_failed(ctx, rc);
     }
     ctx.r.int(old as i64);
 }
@@ -467,6 +473,9 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> bool {
         tracing::warn!("Changing replication IDs after receiving DEBUG change-repl-id");
         crate::replication::new_history(ctx.srv);
         ctx.r.ok();
+    } else if eq_ic(sub, "ERROR") && n == 3 {
+        // The argument as the error line, as Redis writes it (no ERR).
+        ctx.r.error_bytes(a.get(2));
     } else if eq_ic(sub, "SET-SKIP-CHECKSUM-VALIDATION") && n == 3 {
         // As Redis reads it with atoi.
         let on = atoi(a.get(2)) != 0;

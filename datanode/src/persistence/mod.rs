@@ -64,23 +64,15 @@ pub fn refresh_write_block(srv: &Shared) {
 /// The AOF writer could not write: writes are refused with the reason
 /// until a write succeeds, as Redis's aof_last_write_status.
 pub fn aof_write_failed(srv: &Shared, e: &std::io::Error) {
-    *srv.stats.aof_write_error.lock() = Some(strerror_words(e));
+    *srv.stats.aof_write_error.lock() = Some(crate::util::strerror(e));
     srv.hot.aof_write_block.store(true, Ordering::Relaxed);
-}
-
-/// strerror's words, without Rust's " (os error N)".
-fn strerror_words(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    text.rsplit_once(" (os error")
-        .map_or(text.as_str(), |(words, _)| words)
-        .to_string()
 }
 
 /// The AOF writer could not fsync: writes are refused with the reason
 /// until an fsync succeeds, as Redis's aof_bio_fsync_status. Logged when
 /// the trouble starts, as Redis logs it.
 pub fn aof_fsync_failed(srv: &Shared, e: &std::io::Error) {
-    let reason = strerror_words(e);
+    let reason = crate::util::strerror(e);
     // The reason first: a refusal seen once the flag is up names it.
     *srv.stats.aof_fsync_error.lock() = Some(reason.clone());
     if !srv.hot.aof_fsync_block.swap(true, Ordering::Relaxed) {
