@@ -223,3 +223,37 @@ fn dump_payloads_move_between_redis_server_and_datanode() {
     );
     assert_eq!(listing(&mut a), listed);
 }
+
+/// INFO's `used_memory_vm_functions` grows with what a library keeps in
+/// Lua, and the eval and functions figures add up to
+/// `used_memory_vm_total`, on both servers. (datanode said 0 whatever
+/// was loaded.)
+#[test]
+fn function_libraries_count_in_used_memory_vm_functions() {
+    let lib = "#!lua name=big\n\
+        local t = {}\n\
+        for i = 1, 20000 do t[i] = 'value number ' .. i end\n\
+        redis.register_function('size', function() return #t end)";
+    for kind in [Server::Redis, Server::Datanode] {
+        let n = Node::start(kind, &["--save", ""]);
+        let mut c = n.conn();
+        let mem =
+            |c: &mut Conn, f: &str| -> i64 { c.info_field("memory", f).parse().unwrap_or(-1) };
+        let before = mem(&mut c, "used_memory_vm_functions");
+        assert_eq!(c.text(&["FUNCTION", "LOAD", lib]), "$3\r\nbig\r\n");
+        assert_eq!(c.text(&["FCALL", "size", "0"]), ":20000\r\n");
+        let after = mem(&mut c, "used_memory_vm_functions");
+        assert!(after >= before + 500_000, "{kind:?}: {before} -> {after}");
+        let (eval, total) = (
+            mem(&mut c, "used_memory_vm_eval"),
+            mem(&mut c, "used_memory_vm_total"),
+        );
+        assert_eq!(eval + after, total, "{kind:?}");
+        assert_eq!(mem(&mut c, "used_memory_lua"), eval, "{kind:?}");
+        if kind == Server::Datanode {
+            // A deleted library's memory leaves the figure at once.
+            assert_eq!(c.text(&["FUNCTION", "DELETE", "big"]), "+OK\r\n");
+            assert!(mem(&mut c, "used_memory_vm_functions") < before + 100_000);
+        }
+    }
+}

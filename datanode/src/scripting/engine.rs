@@ -454,6 +454,9 @@ pub struct Vm {
     compiled: FastMap<[u8; 40], RegistryKey>,
     /// Library id → its functions, in registration order.
     libs: FastMap<u64, Vec<RegistryKey>>,
+    /// Library id → the Lua memory its loading kept (INFO's
+    /// `used_memory_vm_functions`).
+    lib_bytes: FastMap<u64, usize>,
     runs: u64,
     /// The cache epoch the compiled functions belong to.
     pub epoch: u64,
@@ -588,6 +591,7 @@ impl Vm {
             loader,
             compiled: FastMap::default(),
             libs: FastMap::default(),
+            lib_bytes: FastMap::default(),
             runs: 0,
             epoch,
             fn_gen: 0,
@@ -712,6 +716,10 @@ impl Vm {
         timeout: Option<Duration>,
     ) -> Result<Vec<Registered>, Vec<u8>> {
         let failed = |what: &str, msg: &[u8]| [what.as_bytes(), msg].concat();
+        // Measured between two full collections, so what the library
+        // keeps is counted and not the garbage of loading it.
+        let _ = self.lua.gc_collect();
+        let before = self.lua.used_memory();
         let chunk = self
             .load_chunk(body, c"@user_function", &self.fn_env)
             .map_err(|m| failed("Error compiling function: ", &m))?;
@@ -732,6 +740,9 @@ impl Vm {
         }
         let (infos, fns): (Vec<Registered>, Vec<RegistryKey>) = registered.into_iter().unzip();
         self.libs.insert(id, fns);
+        let _ = self.lua.gc_collect();
+        let kept = self.lua.used_memory().saturating_sub(before);
+        self.lib_bytes.insert(id, kept);
         Ok(infos)
     }
 
@@ -777,6 +788,7 @@ impl Vm {
     /// Drops the libraries no longer in the registry.
     pub fn retain_libraries(&mut self, live: &HashSet<u64>) {
         self.libs.retain(|id, _| live.contains(id));
+        self.lib_bytes.retain(|id, _| live.contains(id));
         // Their functions leave the registry now, not when a slot is reused.
         self.lua.expire_registry_values();
     }
@@ -912,9 +924,19 @@ impl Vm {
         }
     }
 
-    /// Bytes this interpreter holds (INFO's `used_memory_lua`).
+    /// Bytes this interpreter holds (INFO's `used_memory_vm_total`).
     pub fn used_memory(&self) -> usize {
         self.lua.used_memory()
+    }
+
+    /// Of those, the bytes its function libraries in `live` keep (one
+    /// deleted since this interpreter last ran goes at its next run).
+    pub fn functions_memory(&self, live: &HashSet<u64>) -> usize {
+        self.lib_bytes
+            .iter()
+            .filter(|(id, _)| live.contains(id))
+            .map(|(_, b)| b)
+            .sum()
     }
 
     pub fn compiled_count(&self) -> usize {

@@ -247,6 +247,19 @@ impl Scripts {
         p.iter().map(|v| v.used_memory()).sum()
     }
 
+    /// Bytes the function libraries keep in the idle interpreters that
+    /// loaded them (INFO's `used_memory_vm_functions`: redis-server keeps
+    /// them in one interpreter of their own, datanode in each interpreter
+    /// of the pool that ran one of their functions).
+    pub fn functions_vm_memory(&self) -> usize {
+        let live = self.functions.library_ids();
+        self.pool
+            .lock()
+            .iter()
+            .map(|v| v.functions_memory(&live))
+            .sum()
+    }
+
     /// Shutdown: running scripts stop, killable or not.
     pub fn stop_all(&self) {
         self.stop_all.store(true, Ordering::SeqCst);
