@@ -185,6 +185,12 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>, Option<&'static str>)> {
             Some("Intset integrity check failed."),
         ),
         (
+            "an empty intset",
+            "no",
+            packed(SET_INTSET, &intset(&[])),
+            Some("Intset integrity check failed."),
+        ),
+        (
             "an empty hash listpack",
             "no",
             packed(HASH_LISTPACK, &listpack(&[])),

@@ -744,7 +744,9 @@ fn intset_members(s: &[u8]) -> Result<(u8, Vec<i64>), DecodeError> {
     }
     let enc = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
     let n = u32::from_le_bytes([s[4], s[5], s[6], s[7]]) as usize;
-    if !matches!(enc, 2 | 4 | 8) || s.len() != 8 + enc * n {
+    // An empty intset is a broken one (not an empty key), as Redis's
+    // check has it.
+    if !matches!(enc, 2 | 4 | 8) || s.len() != 8 + enc * n || n == 0 {
         return Err(Corrupt(BAD_INTSET));
     }
     let members: Vec<i64> = s[8..]
