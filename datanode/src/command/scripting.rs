@@ -875,9 +875,26 @@ fn run_forked(
     // SAFETY: the child runs only this thread. It uses the slots, the
     // interpreter and the buffers this thread holds, closes the parent's
     // files, logs nothing, and leaves with `_exit` (see `child_session`).
+    // The child waits on this pipe until the parent has counted the fork,
+    // so a client that sees the session sees the fork in INFO too.
+    let mut gate = [-1; 2];
+    // SAFETY: pipe fills the two descriptors of a local array.
+    if fd >= 0 && unsafe { libc::pipe(gate.as_mut_ptr()) } != 0 {
+        gate = [-1; 2];
+    }
     let forking = Instant::now();
     let pid = if fd < 0 { -1 } else { unsafe { libc::fork() } };
     if pid == 0 {
+        if gate[0] >= 0 {
+            let mut b = 0u8;
+            // SAFETY: read and close (async-signal-safe) on the pipe made
+            // above; the write end is the parent's.
+            unsafe {
+                libc::close(gate[1]);
+                libc::read(gate[0], (&mut b as *mut u8).cast(), 1);
+                libc::close(gate[0]);
+            }
+        }
         child_session(ctx, script, &mut vm, keys, argv, run, fd, limit);
     }
     if pid > 0 {
@@ -891,6 +908,15 @@ fn run_forked(
         ctx.srv
             .latency
             .observe("fork", took.as_millis() as u64, ctx.locks.now / 1000);
+    }
+    if gate[0] >= 0 {
+        // SAFETY: the parent's ends of the pipe made above; closing the
+        // write end without writing releases the child as well.
+        unsafe {
+            libc::close(gate[0]);
+            libc::write(gate[1], [1u8].as_ptr().cast(), 1);
+            libc::close(gate[1]);
+        }
     }
     ctx.locks.release();
     ctx.srv.scripts.checkin(vm);
